@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cli/: the `vmmu` command. One file per subcommand, dispatched from the table in main.c.
+ * Only this layer prints to the user and chooses exit codes: 0 success, 1 a failed check or
+ * a disagreement, 2 bad usage or input, 77 skipped (what a test needs is absent).
+ */
+#ifndef VMMU_CLI_H
+#define VMMU_CLI_H
+
+#include "paging/cpu_model.h"
+
+#define EXIT_USAGE 2
+#define EXIT_SKIP  77
+
+int cmd_check(int argc, char **argv);
+int cmd_validate(int argc, char **argv);
+
+/* --cpu / --features / --maxphyaddr handling shared by check and validate. Returns 0 or
+ * prints a one-line error and returns EXIT_USAGE. */
+int cli_cpu_model(const char *cpu, const char *features, const char *maxphyaddr,
+		  struct cpu_model *out);
+
+#endif

@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `vmmu check [FILE]`: answer page-walk scenarios, one a line, in the format of
+ * docs/check-format.md. Every line is answered; a bad line gets " error=<why>" on stdout, a
+ * one-line message with its number on stderr, and the exit code is 2 at the end.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "validate/kvm.h"
+#include "validate/scenario.h"
+
+int cli_cpu_model(const char *cpu, const char *features, const char *maxphyaddr,
+		  struct cpu_model *out)
+{
+	char why[256], bad[64];
+
+	if (!cpu || !strcmp(cpu, "host")) {
+		if (kvmv_probe_cpu(out, why, sizeof(why))) {
+			/* Documented fallback: without /dev/kvm the host model is the fixed intel one. */
+			fprintf(stderr, "vmmu: --cpu host: %s; using the 'intel' model\n", why);
+			cpu_model_fixed(out, "intel");
+		}
+	} else if (cpu_model_fixed(out, cpu)) {
+		fprintf(stderr, "vmmu: --cpu '%s': expected host, intel or amd\n", cpu);
+		return EXIT_USAGE;
+	}
+	if (features && cpu_model_adjust(out, features, bad, sizeof(bad))) {
+		fprintf(stderr, "vmmu: --features: unknown '%s' (expected +/- nx, smep, smap, pku, 1g, la57, pse36)\n", bad);
+		return EXIT_USAGE;
+	}
+	if (maxphyaddr) {
+		char *end;
+		long v = strtol(maxphyaddr, &end, 10);
+		if (*end || end == maxphyaddr || v < 36 || v > 52) {
+			fprintf(stderr, "vmmu: --maxphyaddr '%s': expected 36..52\n", maxphyaddr);
+			return EXIT_USAGE;
+		}
+		out->maxphyaddr = (int)v;
+	}
+	return 0;
+}
+
+int cmd_check(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "cpu", required_argument, NULL, 'c' },
+		{ "features", required_argument, NULL, 'f' },
+		{ "maxphyaddr", required_argument, NULL, 'm' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *cpu = "host", *features = NULL, *maxphy = NULL;
+	struct cpu_model model;
+	struct scn_model *m = NULL;
+	FILE *in = stdin;
+	char *line = NULL;
+	size_t cap = 0;
+	long lineno = 0;
+	int opt, rc, status = 0;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c': cpu = optarg; break;
+		case 'f': features = optarg; break;
+		case 'm': maxphy = optarg; break;
+		case 'h':
+			printf("usage: vmmu check [--cpu host|intel|amd] [--features +f,-f] [--maxphyaddr N] [FILE]\n");
+			return 0;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind > 1) {
+		fprintf(stderr, "vmmu check: one FILE at most\n");
+		return EXIT_USAGE;
+	}
+	rc = cli_cpu_model(cpu, features, maxphy, &model);
+	if (rc)
+		return rc;
+	if (optind < argc && strcmp(argv[optind], "-")) {
+		in = fopen(argv[optind], "r");
+		if (!in) {
+			fprintf(stderr, "vmmu check: %s: %s\n", argv[optind], strerror(errno));
+			return EXIT_USAGE;
+		}
+	}
+	rc = scn_model_create(&m);
+	if (rc) {
+		fprintf(stderr, "vmmu check: cannot create the model VM: %s\n", strerror(-rc));
+		status = 1;
+		goto out;
+	}
+
+	ssize_t n;
+	while ((n = getline(&line, &cap, in)) >= 0) {
+		struct scenario s;
+		struct scn_outcome o;
+		char err[256], buf[512];
+
+		lineno++;
+		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+			line[--n] = '\0';
+		if (memchr(line, '\0', (size_t)n)) {
+			fprintf(stderr, "vmmu check: line %ld: a NUL byte in the line\n", lineno);
+			printf("%s error=NUL byte in the line\n", line);
+			status = EXIT_USAGE;
+			continue;
+		}
+		rc = scn_parse(line, &s, err, sizeof(err));
+		if (rc == 1) {
+			printf("%s\n", line);
+			continue;
+		}
+		if (rc) {
+			fprintf(stderr, "vmmu check: line %ld: %s\n", lineno, err);
+			printf("%s error=%s\n", line, err);
+			status = EXIT_USAGE;
+			continue;
+		}
+		const char *why = scn_unsupported(&s, &model);
+		if (why) {
+			printf("%s unsupported=%s\n", line, why);
+			continue;
+		}
+		rc = scn_model_run(m, &s, &model, &o);
+		if (rc) {
+			fprintf(stderr, "vmmu check: line %ld: the model failed: %s\n", lineno, strerror(-rc));
+			printf("%s error=model failure (%s)\n", line, strerror(-rc));
+			status = 1;
+			continue;
+		}
+		scn_format_outcome(&o, buf, sizeof(buf));
+		printf("%s%s\n", line, buf);
+	}
+	if (ferror(in)) {
+		fprintf(stderr, "vmmu check: read error: %s\n", strerror(errno));
+		status = EXIT_USAGE;
+	}
+out:
+	free(line);
+	scn_model_destroy(m);
+	if (in != stdin)
+		fclose(in);
+	return status;
+}

@@ -1,0 +1,434 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * arena.c: host physical frames. One MAP_NORESERVE mapping holds the bytes of every frame, a
+ * second one a struct host_frame per frame; a binary buddy allocator hands out naturally aligned
+ * blocks of 2^order frames, order 0 (4K) to 18 (1G).
+ *
+ * Invariants:
+ *  - Every byte of a free block is zero: fresh anonymous memory is, and a block is given back with
+ *    madvise(MADV_DONTNEED) before it returns to a free list. So allocation never writes frames,
+ *    and memory nobody uses is not resident.
+ *  - FRAME_FREE is set on exactly the head frames of the blocks on the free lists, FRAME_ALLOC on
+ *    exactly the heads of allocated blocks (after host_frame_split, every frame of the old block
+ *    is such a head). Other fields of a frame that is no head are stale and never read. So making,
+ *    splitting and merging free blocks touches only head frames' metadata: a new 64 GiB arena has
+ *    64 free 1G blocks and has touched 64 entries.
+ *  - frames_used is the sum of 2^order over the allocated blocks.
+ *
+ * Locking: arena->lock guards the free lists and every change of a frame's FREE/ALLOC state.
+ * refcount and info are also read without it, so both are only accessed atomically: a caller that
+ * holds a reference keeps its block's state stable. madvise() of a freed block runs outside the
+ * lock: nobody references the block then and it is on no list yet.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "host/host.h"
+#include "host/host_internal.h"
+
+#define PFN_NONE UINT32_MAX             /* end of a free list; so an arena has < 2^32 frames */
+
+#define FRAME_ORDER_MASK 0x1fu          /* info: order of the block this frame heads */
+#define FRAME_FREE       (1u << 5)      /* info: head of a block on free list [order] */
+#define FRAME_ALLOC      (1u << 6)      /* info: head of an allocated block */
+
+/*
+ * Metadata of one 4 KiB frame. 16 bytes, so 4 MiB per touched GiB; the issue allows 32, which
+ * leaves room for what KSM or rmap will need.
+ */
+struct host_frame {
+	uint32_t next;          /* free list link (pfn), valid on a FRAME_FREE head */
+	uint32_t prev;          /* free list link (pfn), valid on a FRAME_FREE head */
+	uint32_t refcount;      /* atomic; valid on a FRAME_ALLOC head */
+	uint32_t info;          /* atomic; order | FRAME_FREE | FRAME_ALLOC */
+};
+_Static_assert(sizeof(struct host_frame) <= 32, "frame metadata must stay within 32 bytes a frame");
+_Static_assert(HOST_MAX_ORDER <= FRAME_ORDER_MASK, "order must fit in info");
+
+/*
+ * A free block of 2^order frames this large or larger also gives back the metadata of its
+ * frames but the head's page: 2^8 * 16 bytes is one page, so smaller blocks have none to give.
+ */
+#define META_RELEASE_ORDER 8
+
+/* Legend: [c] set at create, then constant; [l] guarded by lock; [a] atomic. */
+struct host_arena {
+	pthread_mutex_t lock;
+	uint8_t *base;                          /* [c] pfn 0's bytes */
+	uint64_t bytes;                         /* [c] size of the frame mapping */
+	struct host_frame *meta;                /* [c] metadata mapping, one entry a frame */
+	uint64_t meta_bytes;                    /* [c] its size, page rounded */
+	uint64_t nframes;                       /* [c] 4K frames in the arena */
+	uint64_t used;                          /* [a] frames in allocated blocks; written under lock */
+	uint32_t free_head[HOST_MAX_ORDER + 1]; /* [l] first free block of each order, or PFN_NONE */
+};
+
+static inline struct host_frame *frame(const struct host_arena *a, uint64_t pfn)
+{
+	return &a->meta[pfn];
+}
+
+static inline uint32_t info_get(const struct host_frame *f)
+{
+	return __atomic_load_n(&f->info, __ATOMIC_ACQUIRE);
+}
+
+static inline void info_set(struct host_frame *f, uint32_t info)
+{
+	__atomic_store_n(&f->info, info, __ATOMIC_RELEASE);
+}
+
+static inline unsigned info_order(uint32_t info)
+{
+	return info & FRAME_ORDER_MASK;
+}
+
+static inline uint64_t block_bytes(unsigned order)
+{
+	return HOST_PAGE_SIZE << order;
+}
+
+/* ---- free lists: doubly linked through pfns; caller holds lock ---- */
+
+static void list_add(struct host_arena *a, uint32_t pfn, unsigned order)
+{
+	struct host_frame *f = frame(a, pfn);
+	uint32_t head = a->free_head[order];
+
+	f->prev = PFN_NONE;
+	f->next = head;
+	if (head != PFN_NONE)
+		frame(a, head)->prev = pfn;
+	a->free_head[order] = pfn;
+	info_set(f, FRAME_FREE | order);
+}
+
+static void list_del(struct host_arena *a, uint32_t pfn, unsigned order)
+{
+	struct host_frame *f = frame(a, pfn);
+
+	if (f->prev != PFN_NONE)
+		frame(a, f->prev)->next = f->next;
+	else
+		a->free_head[order] = f->next;
+	if (f->next != PFN_NONE)
+		frame(a, f->next)->prev = f->prev;
+	info_set(f, 0);
+}
+
+static void used_add(struct host_arena *a, int64_t delta)
+{
+	__atomic_add_fetch(&a->used, (uint64_t)delta, __ATOMIC_RELAXED);
+}
+
+/*
+ * The metadata of a free block's frames other than its head is never read, so give its pages
+ * back; keep the page holding the head's entry. Caller holds lock, so nobody can split the block
+ * and write new heads into those pages meanwhile.
+ */
+static void release_meta(struct host_arena *a, uint64_t pfn, unsigned order)
+{
+	uintptr_t lo = (uintptr_t)(frame(a, pfn) + 1);
+	uintptr_t hi = (uintptr_t)frame(a, pfn + (1ULL << order));
+
+	lo = (lo + HOST_PAGE_SIZE - 1) & ~(uintptr_t)(HOST_PAGE_SIZE - 1);
+	hi &= ~(uintptr_t)(HOST_PAGE_SIZE - 1);
+	if (hi > lo)
+		(void)madvise((void *)lo, hi - lo, MADV_DONTNEED);  /* only RSS is at stake */
+}
+
+/*
+ * Put the zeroed block [pfn, pfn + 2^order) on the free lists, merging it with free buddies as far
+ * as they go. Caller holds lock; the block's head is no longer FRAME_ALLOC.
+ */
+static void buddy_free(struct host_arena *a, uint64_t pfn, unsigned order)
+{
+	while (order < HOST_MAX_ORDER) {
+		uint64_t buddy = pfn ^ (1ULL << order);
+
+		/* Arena sizes are whole 1G blocks, so a buddy below the top order always exists. */
+		if (info_get(frame(a, buddy)) != (FRAME_FREE | order))
+			break;
+		list_del(a, (uint32_t)buddy, order);
+		pfn &= ~(1ULL << order);
+		order++;
+	}
+	list_add(a, (uint32_t)pfn, order);
+	if (order >= META_RELEASE_ORDER)
+		release_meta(a, pfn, order);
+}
+
+/* Hand the bytes of a block nobody references back to the kernel, which makes them zero. */
+static void block_discard(struct host_arena *a, uint64_t pfn, uint64_t nframes)
+{
+	void *p = a->base + pfn * HOST_PAGE_SIZE;
+	size_t len = nframes * HOST_PAGE_SIZE;
+
+	/* madvise fails only on a bad range; keep "free means zero" even then. */
+	if (madvise(p, len, MADV_DONTNEED) != 0)
+		memset(p, 0, len);
+}
+
+/*
+ * The head of the allocated block holding @pfn, or PFN_NONE. Reads up to 19 heads' info without
+ * the lock: exact while the caller holds a reference to the block, a snapshot otherwise.
+ */
+static uint64_t block_head(const struct host_arena *a, uint64_t pfn, unsigned *order)
+{
+	if (pfn >= a->nframes)
+		return PFN_NONE;
+	for (unsigned k = 0; k <= HOST_MAX_ORDER; k++) {
+		uint64_t head = pfn & ~((1ULL << k) - 1);
+		uint32_t info = info_get(frame(a, head));
+
+		/* A head aligned to 2^k with order >= k covers pfn, since pfn shares its high bits. */
+		if ((info & FRAME_ALLOC) && info_order(info) >= k) {
+			if (order)
+				*order = info_order(info);
+			return head;
+		}
+	}
+	return PFN_NONE;
+}
+
+/* ---- the API ---- */
+
+int host_arena_create(uint64_t bytes, struct host_arena **out)
+{
+	const uint64_t block = block_bytes(HOST_MAX_ORDER);
+	struct host_arena *a;
+	int ret;
+
+	if (!out || bytes == 0 || bytes > UINT64_MAX - block)
+		return -EINVAL;
+	bytes = (bytes + block - 1) & ~(block - 1);
+	if (bytes / HOST_PAGE_SIZE >= PFN_NONE)
+		return -EINVAL;         /* free-list links are 32-bit pfns */
+
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->bytes = bytes;
+	a->nframes = bytes / HOST_PAGE_SIZE;
+	a->meta_bytes = (a->nframes * sizeof(struct host_frame) + HOST_PAGE_SIZE - 1) &
+			~(HOST_PAGE_SIZE - 1);
+
+	ret = pthread_mutex_init(&a->lock, NULL);
+	if (ret) {
+		ret = -ret;
+		goto out_free;
+	}
+	a->base = mmap(NULL, a->bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (a->base == MAP_FAILED) {
+		ret = -errno;
+		goto out_mutex;
+	}
+	a->meta = mmap(NULL, a->meta_bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (a->meta == MAP_FAILED) {
+		ret = -errno;
+		goto out_unmap;
+	}
+	/*
+	 * Kernel THP would back a 4 KiB model frame with 2 MiB of RSS once its neighbours are touched
+	 * or freed apart; the model's RSS must be what the model uses. Failure (no THP) is fine.
+	 */
+	(void)madvise(a->base, a->bytes, MADV_NOHUGEPAGE);
+	(void)madvise(a->meta, a->meta_bytes, MADV_NOHUGEPAGE);
+
+	for (unsigned k = 0; k <= HOST_MAX_ORDER; k++)
+		a->free_head[k] = PFN_NONE;
+	/* Highest first, so the LIFO list hands out low pfns first. */
+	for (uint64_t pfn = a->nframes; pfn > 0;) {
+		pfn -= 1ULL << HOST_MAX_ORDER;
+		list_add(a, (uint32_t)pfn, HOST_MAX_ORDER);
+	}
+	*out = a;
+	return 0;
+
+out_unmap:
+	munmap(a->base, a->bytes);
+out_mutex:
+	pthread_mutex_destroy(&a->lock);
+out_free:
+	free(a);
+	return ret;
+}
+
+void host_arena_destroy(struct host_arena *a)
+{
+	if (!a)
+		return;
+	munmap(a->meta, a->meta_bytes);
+	munmap(a->base, a->bytes);
+	pthread_mutex_destroy(&a->lock);
+	free(a);
+}
+
+int host_frame_alloc(struct host_arena *a, unsigned order, pfn_t *pfn)
+{
+	unsigned k;
+	uint32_t head;
+
+	if (!a || !pfn || order > HOST_MAX_ORDER)
+		return -EINVAL;
+
+	pthread_mutex_lock(&a->lock);
+	for (k = order; k <= HOST_MAX_ORDER && a->free_head[k] == PFN_NONE; k++)
+		;
+	if (k > HOST_MAX_ORDER) {
+		pthread_mutex_unlock(&a->lock);
+		return -ENOMEM;
+	}
+	head = a->free_head[k];
+	list_del(a, head, k);
+	/* Keep the low half, free the high halves: allocations run upwards through memory. */
+	while (k > order) {
+		k--;
+		list_add(a, head + (1u << k), k);
+	}
+	__atomic_store_n(&frame(a, head)->refcount, 1, __ATOMIC_RELAXED);
+	info_set(frame(a, head), FRAME_ALLOC | order);
+	used_add(a, (int64_t)1 << order);
+	pthread_mutex_unlock(&a->lock);
+
+	*pfn = head;
+	return 0;
+}
+
+/* Drop a reference to an allocated head; true if it was the last. */
+static bool frame_unref(struct host_arena *a, pfn_t pfn, unsigned order)
+{
+	struct host_frame *f;
+	uint32_t info;
+
+	assert(pfn < a->nframes);
+	f = frame(a, pfn);
+	info = info_get(f);
+	/* Freeing what is not allocated, or with another order, is a bug in the caller. */
+	assert(info == (FRAME_ALLOC | order));
+	(void)info;
+	(void)order;
+	assert(__atomic_load_n(&f->refcount, __ATOMIC_RELAXED) > 0);
+	/* acq_rel: the last putter sees every earlier holder's writes before freeing. */
+	return __atomic_sub_fetch(&f->refcount, 1, __ATOMIC_ACQ_REL) == 0;
+}
+
+void host_frame_put(struct host_arena *a, pfn_t pfn, unsigned order)
+{
+	assert(a && order <= HOST_MAX_ORDER);
+	if (!frame_unref(a, pfn, order))
+		return;
+	block_discard(a, pfn, 1ULL << order);
+	pthread_mutex_lock(&a->lock);
+	info_set(frame(a, pfn), 0);
+	used_add(a, -((int64_t)1 << order));
+	buddy_free(a, pfn, order);
+	pthread_mutex_unlock(&a->lock);
+}
+
+void host_frame_put_many(struct host_arena *a, const pfn_t *pfns, size_t n)
+{
+	enum { CHUNK = 512 };           /* one L1 node's worth: 4 KiB of stack */
+	pfn_t dead[CHUNK];
+
+	assert(a && (pfns || n == 0));
+	for (size_t done = 0; done < n; done += CHUNK) {
+		size_t len = n - done < CHUNK ? n - done : CHUNK;
+		size_t ndead = 0;
+
+		for (size_t i = 0; i < len; i++)
+			if (frame_unref(a, pfns[done + i], 0))
+				dead[ndead++] = pfns[done + i];
+		if (ndead == 0)
+			continue;
+
+		/* Pages of one unmapped range tend to be consecutive frames: one madvise per run. */
+		for (size_t i = 0; i < ndead;) {
+			size_t j = i + 1;
+
+			while (j < ndead && dead[j] == dead[j - 1] + 1)
+				j++;
+			block_discard(a, dead[i], j - i);
+			i = j;
+		}
+		pthread_mutex_lock(&a->lock);
+		for (size_t i = 0; i < ndead; i++) {
+			info_set(frame(a, dead[i]), 0);
+			buddy_free(a, dead[i], 0);
+		}
+		used_add(a, -(int64_t)ndead);
+		pthread_mutex_unlock(&a->lock);
+	}
+}
+
+void host_frame_get(struct host_arena *a, pfn_t pfn)
+{
+	uint64_t head;
+
+	assert(a);
+	head = block_head(a, pfn, NULL);
+	/* Taking a reference needs one already: the block cannot be free. */
+	assert(head != PFN_NONE);
+	assert(__atomic_load_n(&frame(a, head)->refcount, __ATOMIC_RELAXED) > 0);
+	__atomic_add_fetch(&frame(a, head)->refcount, 1, __ATOMIC_RELAXED);
+}
+
+unsigned host_frame_refcount(const struct host_arena *a, pfn_t pfn)
+{
+	uint64_t head;
+
+	if (!a)
+		return 0;
+	head = block_head(a, pfn, NULL);
+	if (head == PFN_NONE)
+		return 0;
+	return __atomic_load_n(&frame(a, head)->refcount, __ATOMIC_RELAXED);
+}
+
+void host_frame_split(struct host_arena *a, pfn_t pfn, unsigned order)
+{
+	uint32_t refs;
+
+	assert(a && order <= HOST_MAX_ORDER && pfn < a->nframes);
+	assert(info_get(frame(a, pfn)) == (FRAME_ALLOC | order));
+	refs = __atomic_load_n(&frame(a, pfn)->refcount, __ATOMIC_RELAXED);
+	assert(refs > 0);
+
+	pthread_mutex_lock(&a->lock);
+	/* A tail's refcount before its ALLOC bit: a lockless block_head() that finds it reads both. */
+	for (uint64_t i = 1; i < (1ULL << order); i++) {
+		struct host_frame *f = frame(a, pfn + i);
+
+		__atomic_store_n(&f->refcount, refs, __ATOMIC_RELAXED);
+		info_set(f, FRAME_ALLOC | 0);
+	}
+	info_set(frame(a, pfn), FRAME_ALLOC | 0);
+	pthread_mutex_unlock(&a->lock);
+}
+
+void *host_pfn_to_ptr(const struct host_arena *a, pfn_t pfn)
+{
+	if (!a || pfn >= a->nframes)
+		return NULL;
+	return a->base + pfn * HOST_PAGE_SIZE;
+}
+
+bool host_pfn_valid(const struct host_arena *a, pfn_t pfn)
+{
+	return a && block_head(a, pfn, NULL) != PFN_NONE;
+}
+
+uint64_t host_arena_frames(const struct host_arena *a)
+{
+	return a ? a->nframes : 0;
+}
+
+uint64_t host_arena_frames_used(const struct host_arena *a)
+{
+	return a ? __atomic_load_n(&a->used, __ATOMIC_RELAXED) : 0;
+}

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * host/: the host the VMM runs on.
+ *
+ *  - The frame arena: host "physical" memory, one large MAP_NORESERVE mmap. pfn N is the 4 KiB at
+ *    arena + N * 4096. A freed frame is handed back with madvise(MADV_DONTNEED), so RSS falls.
+ *  - A buddy allocator over the arena for 4K (order 0), 2M (order 9) and 1G (order 18) frames.
+ *  - Per-frame metadata (struct host_frame, at most 32 bytes a frame), in a second NORESERVE
+ *    mapping, so untouched frames cost no RSS.
+ *  - The VMM process's address space (struct host_mm): VMAs made by host_mmap(), and hva -> pfn
+ *    created on first touch (a modelled host page fault), 4K or 2M (THP).
+ *  - MMU notifiers: every change of an hva -> pfn mapping calls invalidate_range_start/end of every
+ *    registered notifier; clear_young/test_young age the mappings.
+ *
+ * Locking: the arena's buddy lists take arena->lock (a mutex). An mm's page table and VMAs take
+ * mm->lock (a mutex, as mmap_lock); notifiers are called with mm->lock held, so a notifier must not
+ * call back into the mm. Frame refcounts are atomic.
+ */
+#ifndef VMMU_HOST_H
+#define VMMU_HOST_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmmu/types.h"
+
+#define HOST_PAGE_SHIFT 12
+#define HOST_PAGE_SIZE  (1ULL << HOST_PAGE_SHIFT)
+#define HOST_ORDER_4K   0
+#define HOST_ORDER_2M   9
+#define HOST_ORDER_1G   18
+#define HOST_MAX_ORDER  HOST_ORDER_1G
+
+/* ---- frames ---- */
+
+struct host_frame;          /* 32 bytes, private to arena.c */
+struct host_arena;
+
+/* Create an arena of @bytes (rounded up to 1 GiB) of host physical memory. 0 or -errno. */
+int host_arena_create(uint64_t bytes, struct host_arena **out);
+void host_arena_destroy(struct host_arena *a);
+
+/* Allocate 2^@order contiguous, naturally aligned frames, zeroed. 0 or -ENOMEM / -EINVAL. The
+ * frames start with refcount 1. */
+int host_frame_alloc(struct host_arena *a, unsigned order, pfn_t *pfn);
+/* Drop a reference to the block starting at @pfn (allocated with @order); the last one frees it,
+ * returns its memory to the kernel and merges buddies. */
+void host_frame_put(struct host_arena *a, pfn_t pfn, unsigned order);
+void host_frame_get(struct host_arena *a, pfn_t pfn);
+unsigned host_frame_refcount(const struct host_arena *a, pfn_t pfn);
+/* host_frame_get() and host_frame_refcount() take any frame of a block and act on the block, as
+ * the kernel does on a compound page's head; host_frame_put() takes the head and the order. */
+
+/* Split the allocated block of 2^@order frames at @pfn into 2^@order order-0 frames in place (no
+ * copy), each starting with the block's refcount: a reference to the block becomes one on each
+ * frame. The mm splits a 2M THP so when part of it is unmapped. */
+void host_frame_split(struct host_arena *a, pfn_t pfn, unsigned order);
+
+/* The bytes of frame @pfn. Valid while the frame is allocated. */
+void *host_pfn_to_ptr(const struct host_arena *a, pfn_t pfn);
+bool host_pfn_valid(const struct host_arena *a, pfn_t pfn);    /* inside the arena and allocated */
+
+uint64_t host_arena_frames(const struct host_arena *a);        /* total 4K frames */
+uint64_t host_arena_frames_used(const struct host_arena *a);   /* allocated 4K frames */
+
+/* ---- the VMM address space ---- */
+
+struct host_mm;
+
+enum host_thp { HOST_THP_NEVER = 0, HOST_THP_MADVISE, HOST_THP_ALWAYS };
+
+#define HOST_VMA_HUGEPAGE  (1u << 0)   /* madvise(MADV_HUGEPAGE) on this VMA */
+
+struct host_mmu_notifier;
+struct host_mmu_notifier_ops {
+	/* [start, end) of hva is about to change: drop every translation derived from it. */
+	void (*invalidate_range_start)(struct host_mmu_notifier *mn, hva_t start, hva_t end);
+	void (*invalidate_range_end)(struct host_mmu_notifier *mn, hva_t start, hva_t end);
+	/* Clear the accessed state of [start,end); return true if any was young. */
+	bool (*clear_young)(struct host_mmu_notifier *mn, hva_t start, hva_t end);
+	bool (*test_young)(struct host_mmu_notifier *mn, hva_t start, hva_t end);
+};
+struct host_mmu_notifier {
+	const struct host_mmu_notifier_ops *ops;
+	struct host_mmu_notifier *next;   /* set by register */
+};
+
+int host_mm_create(struct host_arena *a, enum host_thp thp, struct host_mm **out);
+void host_mm_destroy(struct host_mm *mm);
+
+/* Create an anonymous VMA: [@hint, @hint+@len) if @hint != 0 (must be free, page aligned), else
+ * anywhere. 0 or -EINVAL / -EEXIST / -ENOMEM. Pages are made on first touch. */
+int host_mmap(struct host_mm *mm, hva_t hint, uint64_t len, unsigned vma_flags, hva_t *out);
+/* Remove [hva, hva+len): frees the frames, calls the notifiers. */
+int host_munmap(struct host_mm *mm, hva_t hva, uint64_t len);
+/* host_munmap calls invalidate_range_start/end once, with exactly [hva, hva+len) (len rounded up
+ * to a page), whenever that range overlaps a VMA, whether or not pages were faulted in (as Linux
+ * notifies per unmapped range); a range that overlaps no VMA changes nothing and notifies nobody.
+ * It returns 0 then too, as munmap(2) does. The end of a range that falls inside a 2M mapping
+ * splits it into 4K mappings of the same frames: the invalidated range overlaps the 2M mapping,
+ * so secondary MMUs drop any huge translation of it. host_mm_destroy() unmaps all VMAs the same
+ * way, so notifiers still registered then hear of it. */
+
+/* hva -> pfn, faulting the page in (zeroed) if absent, as get_user_pages would. -EFAULT when hva is
+ * in no VMA. @huge (may be NULL) says if a 2M mapping backs it. */
+int host_hva_to_pfn(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn, bool *huge);
+/* (host_hva_to_pfn: the pfn carries no reference for the caller; it backs hva until an
+ * invalidate_range_start that covers hva, as KVM relies on the notifiers. It marks the mapping
+ * young; host_hva_lookup does not.) */
+
+/* The same without faulting: -ENOENT if not mapped. */
+int host_hva_lookup(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge);
+
+void host_mmu_notifier_register(struct host_mm *mm, struct host_mmu_notifier *mn);
+void host_mmu_notifier_unregister(struct host_mm *mm, struct host_mmu_notifier *mn);
+/* Age [start,end): calls clear_young of every notifier; true if any said young. */
+bool host_mm_clear_young(struct host_mm *mm, hva_t start, hva_t end);
+bool host_mm_test_young(struct host_mm *mm, hva_t start, hva_t end);
+/* (Both also test the mm's own young bits, set by host_hva_to_pfn, and OR them in; clear_young
+ * clears them and asks every notifier even once one said young.) */
+
+struct host_arena *host_mm_arena(const struct host_mm *mm);
+uint64_t host_mm_rss_pages(const struct host_mm *mm);  /* 4K pages mapped */
+
+#endif

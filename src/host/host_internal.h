@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * host_internal.h: what the files of host/ share and nobody else sees.
+ *
+ * The mm frees page after page when it unmaps a range; dropping them one by one would cost a
+ * madvise() system call and an arena->lock round trip per 4 KiB, so the arena offers a batched put.
+ */
+#ifndef VMMU_HOST_INTERNAL_H
+#define VMMU_HOST_INTERNAL_H
+
+#include <stddef.h>
+
+#include "host/host.h"
+
+/* Lowest and one past the highest hva of the modelled user address space (x86-64 4-level,
+ * canonical lower half, page 0 never mapped). */
+#define HOST_USER_MIN 0x1000ULL
+#define HOST_USER_MAX (1ULL << 47)
+
+#define HOST_SIZE_2M (HOST_PAGE_SIZE << HOST_ORDER_2M)
+
+/*
+ * Drop one reference on each of @n order-0 frames. Those that reach zero are handed back to the
+ * kernel with one madvise() per run of consecutive pfns and freed under one arena->lock. Same
+ * contract as host_frame_put(a, pfns[i], 0) for each i. Takes arena->lock; may be called with
+ * mm->lock held (lock order: mm->lock before arena->lock).
+ */
+void host_frame_put_many(struct host_arena *a, const pfn_t *pfns, size_t n);
+
+#endif

@@ -1,0 +1,732 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mm.c: the VMM process's address space. VMAs in a sorted array; a modelled host page table maps
+ * hva -> pfn, filled on first touch (a host page fault) and emptied by munmap, which tells the MMU
+ * notifiers first.
+ *
+ * The page table has x86-64's shape, 4 levels of 512 entries over the 48-bit hva:
+ *
+ *     47      39 38      30 29      21 20      12 11         0
+ *    |  L4 idx  |  L3 idx  |  L2 idx  |  L1 idx  |   offset   |
+ *
+ * An entry is 0 (none), a leaf (bit 0 set: pfn << 12 | PTE_* flags) or a pointer to the next
+ * level's node (bit 0 clear, as calloc'd pointers are aligned). Leaves sit at L1 (4K) and at L2
+ * (a 2M THP mapping, PTE_HUGE), never higher.
+ *
+ * Invariants:
+ *  - Every leaf lies inside one VMA and holds one reference on its frame: an L1 leaf on an
+ *    order-0 frame, an L2 leaf on the order-9 block whose head it names.
+ *  - node->nr counts a node's non-zero entries, and a node other than the root is freed as soon
+ *    as it drops to 0; so an L2 entry of 0 means its whole 2M range is unmapped.
+ *  - rss_pages is the number of 4K pages the leaves map.
+ *
+ * Locking: mm->lock (a mutex, the model's mmap_lock) guards the VMAs, the page table with its
+ * young bits, and the notifier list; notifiers run with it held. Frames are freed with it held, so
+ * the lock order is mm->lock, then arena->lock.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host/host.h"
+#include "host/host_internal.h"
+
+#define PT_LEVELS  4
+#define PT_BITS    9
+#define PT_ENTRIES (1u << PT_BITS)
+
+#define PTE_PRESENT   (1ULL << 0)    /* a leaf; clear in a pointer to a node */
+#define PTE_YOUNG     (1ULL << 1)    /* accessed since the last clear_young */
+#define PTE_HUGE      (1ULL << 2)    /* an L2 leaf mapping a 2M block */
+#define PTE_PFN_SHIFT 12
+
+/* Where host_mmap(hint 0) starts looking: high, out of the way of small fixed hints. */
+#define MMAP_BASE (1ULL << 40)
+
+struct pt_node {
+	uint64_t e[PT_ENTRIES];
+	unsigned nr;            /* non-zero entries of e[] */
+};
+
+struct host_vma {
+	hva_t start;            /* page aligned */
+	hva_t end;              /* exclusive, page aligned */
+	unsigned flags;         /* HOST_VMA_* */
+};
+
+/* Legend: [c] set at create, then constant; [m] guarded by mm->lock; [a] atomic. */
+struct host_mm {
+	pthread_mutex_t lock;                   /* the model's mmap_lock */
+	struct host_arena *arena;               /* [c] */
+	enum host_thp thp;                      /* [c] */
+	struct pt_node *root;                   /* [c] the L4 node; its entries [m] */
+	struct host_vma *vmas;                  /* [m] sorted by start, disjoint */
+	size_t nr_vmas;                         /* [m] */
+	size_t cap_vmas;                        /* [m] */
+	struct host_mmu_notifier *notifiers;    /* [m] in registration order */
+	uint64_t rss_pages;                     /* [a] written under mm->lock */
+};
+
+_Static_assert((PTE_PRESENT | PTE_YOUNG | PTE_HUGE) < (1ULL << PTE_PFN_SHIFT),
+	       "leaf flags sit below the pfn");
+_Static_assert(_Alignof(struct pt_node) >= 2, "a node pointer has bit 0 clear");
+
+/* ---- page table entries ---- */
+
+static inline bool pte_is_leaf(uint64_t e)
+{
+	return e & PTE_PRESENT;
+}
+
+static inline struct pt_node *pte_node(uint64_t e)
+{
+	return (struct pt_node *)(uintptr_t)e;
+}
+
+static inline pfn_t pte_pfn(uint64_t e)
+{
+	return e >> PTE_PFN_SHIFT;
+}
+
+static inline uint64_t make_leaf(pfn_t pfn, uint64_t flags)
+{
+	return pfn << PTE_PFN_SHIFT | PTE_PRESENT | flags;
+}
+
+/* The pfn backing @hva under leaf @e: a 2M leaf names its block's head. */
+static inline pfn_t leaf_pfn_at(uint64_t e, hva_t hva)
+{
+	pfn_t pfn = pte_pfn(e);
+
+	if (e & PTE_HUGE)
+		pfn += (hva >> HOST_PAGE_SHIFT) & (PT_ENTRIES - 1);
+	return pfn;
+}
+
+static inline unsigned level_shift(int level)
+{
+	return HOST_PAGE_SHIFT + PT_BITS * (level - 1);
+}
+
+/* Bytes one entry of a level-@level node maps. */
+static inline uint64_t level_size(int level)
+{
+	return 1ULL << level_shift(level);
+}
+
+static inline unsigned pt_index(hva_t hva, int level)
+{
+	return (hva >> level_shift(level)) & (PT_ENTRIES - 1);
+}
+
+static inline hva_t hva_max(hva_t a, hva_t b)
+{
+	return a > b ? a : b;
+}
+
+static inline hva_t hva_min(hva_t a, hva_t b)
+{
+	return a < b ? a : b;
+}
+
+static void rss_add(struct host_mm *mm, int64_t pages)
+{
+	__atomic_add_fetch(&mm->rss_pages, (uint64_t)pages, __ATOMIC_RELAXED);
+}
+
+/* ---- VMAs; caller holds mm->lock ---- */
+
+/* Index of the first VMA ending above @hva: the one holding it, if any. nr_vmas if none. */
+static size_t vma_first_after(const struct host_mm *mm, hva_t hva)
+{
+	size_t lo = 0, hi = mm->nr_vmas;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (mm->vmas[mid].end <= hva)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static const struct host_vma *vma_find(const struct host_mm *mm, hva_t hva)
+{
+	size_t i = vma_first_after(mm, hva);
+
+	return i < mm->nr_vmas && mm->vmas[i].start <= hva ? &mm->vmas[i] : NULL;
+}
+
+static bool vma_overlaps(const struct host_mm *mm, hva_t start, hva_t end)
+{
+	size_t i = vma_first_after(mm, start);
+
+	return i < mm->nr_vmas && mm->vmas[i].start < end;
+}
+
+/* Room for @extra more VMAs, so that what follows cannot fail halfway. */
+static int vma_reserve(struct host_mm *mm, size_t extra)
+{
+	size_t cap = mm->cap_vmas ? mm->cap_vmas : 8;
+	struct host_vma *v;
+
+	if (mm->nr_vmas + extra <= mm->cap_vmas)
+		return 0;
+	while (cap < mm->nr_vmas + extra)
+		cap *= 2;
+	v = realloc(mm->vmas, cap * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	mm->vmas = v;
+	mm->cap_vmas = cap;
+	return 0;
+}
+
+/* Insert a VMA into a free range; room was reserved. */
+static void vma_insert(struct host_mm *mm, hva_t start, hva_t end, unsigned flags)
+{
+	size_t i = vma_first_after(mm, start);
+
+	assert(mm->nr_vmas < mm->cap_vmas);
+	memmove(&mm->vmas[i + 1], &mm->vmas[i], (mm->nr_vmas - i) * sizeof(mm->vmas[0]));
+	mm->vmas[i] = (struct host_vma){ .start = start, .end = end, .flags = flags };
+	mm->nr_vmas++;
+}
+
+/* Does removing [start,end) cut one VMA in two (and so need one more slot)? */
+static bool vma_remove_splits(const struct host_mm *mm, hva_t start, hva_t end)
+{
+	size_t i = vma_first_after(mm, start);
+
+	return i < mm->nr_vmas && mm->vmas[i].start < start && mm->vmas[i].end > end;
+}
+
+/* Remove [start,end) from the VMAs, trimming or cutting those it overlaps; room was reserved. */
+static void vma_remove(struct host_mm *mm, hva_t start, hva_t end)
+{
+	size_t i = vma_first_after(mm, start), j;
+
+	if (vma_remove_splits(mm, start, end)) {
+		struct host_vma tail = mm->vmas[i];
+
+		assert(mm->nr_vmas < mm->cap_vmas);
+		tail.start = end;
+		mm->vmas[i].end = start;
+		memmove(&mm->vmas[i + 2], &mm->vmas[i + 1],
+			(mm->nr_vmas - i - 1) * sizeof(mm->vmas[0]));
+		mm->vmas[i + 1] = tail;
+		mm->nr_vmas++;
+		return;
+	}
+	if (i < mm->nr_vmas && mm->vmas[i].start < start)
+		mm->vmas[i++].end = start;
+	/* vmas[i..j) lie wholly inside the range. */
+	for (j = i; j < mm->nr_vmas && mm->vmas[j].end <= end; j++)
+		;
+	if (j < mm->nr_vmas && mm->vmas[j].start < end)
+		mm->vmas[j].start = end;
+	memmove(&mm->vmas[i], &mm->vmas[j], (mm->nr_vmas - j) * sizeof(mm->vmas[0]));
+	mm->nr_vmas -= j - i;
+}
+
+/* First fit for @len bytes at or above @from, aligned to @align. */
+static int vma_gap(const struct host_mm *mm, hva_t from, uint64_t len, uint64_t align, hva_t *out)
+{
+	hva_t cand = (from + align - 1) & ~(align - 1);
+
+	for (size_t i = vma_first_after(mm, cand); i < mm->nr_vmas; i++) {
+		const struct host_vma *v = &mm->vmas[i];
+
+		if (v->start >= cand && v->start - cand >= len)
+			break;
+		cand = (v->end + align - 1) & ~(align - 1);
+	}
+	if (cand >= HOST_USER_MAX || len > HOST_USER_MAX - cand)
+		return -ENOMEM;
+	*out = cand;
+	return 0;
+}
+
+/* ---- notifiers; caller holds mm->lock ---- */
+
+static void notify_start(struct host_mm *mm, hva_t start, hva_t end)
+{
+	for (struct host_mmu_notifier *mn = mm->notifiers; mn; mn = mn->next)
+		if (mn->ops->invalidate_range_start)
+			mn->ops->invalidate_range_start(mn, start, end);
+}
+
+static void notify_end(struct host_mm *mm, hva_t start, hva_t end)
+{
+	for (struct host_mmu_notifier *mn = mm->notifiers; mn; mn = mn->next)
+		if (mn->ops->invalidate_range_end)
+			mn->ops->invalidate_range_end(mn, start, end);
+}
+
+/* ---- page table walks; caller holds mm->lock ---- */
+
+/* The leaf mapping @hva, or NULL. */
+static uint64_t *pt_lookup(const struct host_mm *mm, hva_t hva)
+{
+	struct pt_node *n = mm->root;
+
+	for (int level = PT_LEVELS; level >= 1; level--) {
+		uint64_t *e = &n->e[pt_index(hva, level)];
+
+		if (*e == 0)
+			return NULL;
+		if (pte_is_leaf(*e))
+			return e;
+		n = pte_node(*e);
+	}
+	assert(!"an L1 entry is a leaf or none");
+	return NULL;
+}
+
+/* Free the nodes left empty on the path to @hva, from @level up; the root stays. */
+static void pt_prune(struct pt_node **path, hva_t hva, int level)
+{
+	for (; level < PT_LEVELS && path[level]->nr == 0; level++) {
+		free(path[level]);
+		path[level + 1]->e[pt_index(hva, level + 1)] = 0;
+		path[level + 1]->nr--;
+	}
+}
+
+/* May a fault at @hva map a 2M block? Its L2 entry is known to be empty. */
+static bool thp_applies(const struct host_mm *mm, const struct host_vma *vma, hva_t hva)
+{
+	hva_t haddr = hva & ~(HOST_SIZE_2M - 1);
+
+	if (mm->thp == HOST_THP_NEVER)
+		return false;
+	if (mm->thp == HOST_THP_MADVISE && !(vma->flags & HOST_VMA_HUGEPAGE))
+		return false;
+	return haddr >= vma->start && haddr + HOST_SIZE_2M <= vma->end;
+}
+
+/*
+ * The modelled host page fault: find or make the leaf for @hva (inside @vma), mark it young.
+ * A new mapping needs no notifier: nothing derived from it can exist yet.
+ */
+static int pt_fault(struct host_mm *mm, const struct host_vma *vma, hva_t hva, pfn_t *pfn,
+		    bool *huge)
+{
+	struct pt_node *path[PT_LEVELS + 1] = { [PT_LEVELS] = mm->root };
+	uint64_t *e;
+	pfn_t frame;
+	int level, ret;
+
+	for (level = PT_LEVELS; level > 1; level--) {
+		e = &path[level]->e[pt_index(hva, level)];
+		if (pte_is_leaf(*e))
+			goto hit;
+		if (*e == 0) {
+			struct pt_node *n;
+
+			/* No 2M block free (fragmented or full): a 4K page still does. */
+			if (level == 2 && thp_applies(mm, vma, hva) &&
+			    host_frame_alloc(mm->arena, HOST_ORDER_2M, &frame) == 0) {
+				*e = make_leaf(frame, PTE_HUGE);
+				path[level]->nr++;
+				rss_add(mm, PT_ENTRIES);
+				goto hit;
+			}
+			n = calloc(1, sizeof(*n));
+			if (!n) {
+				ret = -ENOMEM;
+				goto out_prune;
+			}
+			*e = (uint64_t)(uintptr_t)n;
+			path[level]->nr++;
+		}
+		path[level - 1] = pte_node(*e);
+	}
+	e = &path[1]->e[pt_index(hva, 1)];
+	if (*e == 0) {
+		ret = host_frame_alloc(mm->arena, HOST_ORDER_4K, &frame);
+		if (ret)
+			goto out_prune;
+		*e = make_leaf(frame, 0);
+		path[1]->nr++;
+		rss_add(mm, 1);
+	}
+hit:
+	*e |= PTE_YOUNG;
+	*pfn = leaf_pfn_at(*e, hva);
+	if (huge)
+		*huge = *e & PTE_HUGE;
+	return 0;
+
+out_prune:
+	pt_prune(path, hva, level);
+	return ret;
+}
+
+/* Young bits of the leaves meeting [start,end) under @n (a level-@level node at @base). */
+static bool pt_young(struct pt_node *n, int level, hva_t base, hva_t start, hva_t end, bool clear)
+{
+	uint64_t size = level_size(level);
+	hva_t lo = hva_max(start, base);
+	hva_t hi = hva_min(end, base + size * PT_ENTRIES);
+	bool young = false;
+
+	for (hva_t s = lo & ~(size - 1); s < hi; s += size) {
+		uint64_t *e = &n->e[pt_index(s, level)];
+
+		if (*e == 0)
+			continue;
+		if (!pte_is_leaf(*e)) {
+			young |= pt_young(pte_node(*e), level - 1, s, start, end, clear);
+			continue;
+		}
+		young |= *e & PTE_YOUNG;
+		if (clear)
+			*e &= ~PTE_YOUNG;
+	}
+	return young;
+}
+
+/* ---- unmapping ---- */
+
+struct unmap_ctx {
+	struct host_mm *mm;             /* its lock held */
+	hva_t start;                    /* the range being unmapped */
+	hva_t end;
+	struct pt_node *spare[2];       /* L1 nodes made beforehand, to split a 2M leaf at an end */
+	pfn_t batch[PT_ENTRIES];        /* order-0 frames whose leaves are gone, to put at once */
+	size_t nbatch;
+};
+
+static void unmap_flush(struct unmap_ctx *c)
+{
+	host_frame_put_many(c->mm->arena, c->batch, c->nbatch);
+	c->nbatch = 0;
+}
+
+/*
+ * Turn the 2M leaf *@e into an L1 node of 512 4K leaves on the same bytes: the block becomes 512
+ * order-0 frames, each holding the mapping's reference, and nothing is copied.
+ */
+static void pt_split_huge(struct unmap_ctx *c, uint64_t *e)
+{
+	struct pt_node *n = c->spare[0] ? c->spare[0] : c->spare[1];
+	pfn_t head = pte_pfn(*e);
+	uint64_t young = *e & PTE_YOUNG;
+
+	/* munmap made one for each end of the range that falls inside a 2M leaf. */
+	assert(n);
+	if (n == c->spare[0])
+		c->spare[0] = NULL;
+	else
+		c->spare[1] = NULL;
+
+	host_frame_split(c->mm->arena, head, HOST_ORDER_2M);
+	for (unsigned i = 0; i < PT_ENTRIES; i++)
+		n->e[i] = make_leaf(head + i, young);
+	n->nr = PT_ENTRIES;
+	*e = (uint64_t)(uintptr_t)n;
+}
+
+/* Remove the leaves of [c->start, c->end) under @n (a level-@level node at @base). */
+static void pt_unmap(struct unmap_ctx *c, struct pt_node *n, int level, hva_t base)
+{
+	uint64_t size = level_size(level);
+	hva_t lo = hva_max(c->start, base);
+	hva_t hi = hva_min(c->end, base + size * PT_ENTRIES);
+
+	for (hva_t s = lo & ~(size - 1); s < hi; s += size) {
+		uint64_t *e = &n->e[pt_index(s, level)];
+		bool whole = c->start <= s && s + size <= c->end;
+		struct pt_node *child;
+
+		if (*e == 0)
+			continue;
+		if (pte_is_leaf(*e) && level == 1) {
+			c->batch[c->nbatch++] = pte_pfn(*e);
+			if (c->nbatch == PT_ENTRIES)
+				unmap_flush(c);
+			rss_add(c->mm, -1);
+			*e = 0;
+			n->nr--;
+			continue;
+		}
+		if (pte_is_leaf(*e) && whole) {
+			host_frame_put(c->mm->arena, pte_pfn(*e), HOST_ORDER_2M);
+			rss_add(c->mm, -(int64_t)PT_ENTRIES);
+			*e = 0;
+			n->nr--;
+			continue;
+		}
+		if (pte_is_leaf(*e))
+			pt_split_huge(c, e);
+		child = pte_node(*e);
+		pt_unmap(c, child, level - 1, s);
+		if (child->nr == 0) {
+			free(child);
+			*e = 0;
+			n->nr--;
+		}
+	}
+}
+
+/*
+ * Unmap [start,end) (page aligned, in user space). Everything that can fail is done before the
+ * notifiers hear of it, so an invalidate_range_start is always followed by its end.
+ */
+static int munmap_locked(struct host_mm *mm, hva_t start, hva_t end)
+{
+	struct unmap_ctx c = { .mm = mm, .start = start, .end = end };
+	const hva_t ends[2] = { start, end };
+	int ret = 0;
+
+	/* Nothing mapped, nothing derived from it: no notifier call. */
+	if (!vma_overlaps(mm, start, end))
+		return 0;
+	if (vma_remove_splits(mm, start, end)) {
+		ret = vma_reserve(mm, 1);
+		if (ret)
+			return ret;
+	}
+	for (int k = 0; k < 2; k++) {
+		uint64_t *e;
+
+		if ((ends[k] & (HOST_SIZE_2M - 1)) == 0)
+			continue;
+		e = pt_lookup(mm, ends[k]);
+		if (!e || !(*e & PTE_HUGE))
+			continue;
+		c.spare[k] = calloc(1, sizeof(struct pt_node));
+		if (!c.spare[k]) {
+			ret = -ENOMEM;
+			goto out;
+		}
+	}
+
+	notify_start(mm, start, end);
+	pt_unmap(&c, mm->root, PT_LEVELS, 0);
+	unmap_flush(&c);
+	vma_remove(mm, start, end);
+	notify_end(mm, start, end);
+out:
+	free(c.spare[0]);
+	free(c.spare[1]);
+	return ret;
+}
+
+/* ---- the API ---- */
+
+int host_mm_create(struct host_arena *a, enum host_thp thp, struct host_mm **out)
+{
+	struct host_mm *mm;
+	int ret;
+
+	if (!a || !out || (thp != HOST_THP_NEVER && thp != HOST_THP_MADVISE && thp != HOST_THP_ALWAYS))
+		return -EINVAL;
+	mm = calloc(1, sizeof(*mm));
+	if (!mm)
+		return -ENOMEM;
+	mm->root = calloc(1, sizeof(*mm->root));
+	if (!mm->root) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	ret = -pthread_mutex_init(&mm->lock, NULL);
+	if (ret)
+		goto out_free;
+	mm->arena = a;
+	mm->thp = thp;
+	*out = mm;
+	return 0;
+
+out_free:
+	free(mm->root);
+	free(mm);
+	return ret;
+}
+
+/* Unmaps every VMA first, so notifiers still registered hear of it and all frames go back. */
+void host_mm_destroy(struct host_mm *mm)
+{
+	int ret = 0;
+
+	if (!mm)
+		return;
+	pthread_mutex_lock(&mm->lock);
+	/* VMA edges never cut a 2M leaf and nothing splits: this cannot fail. */
+	if (mm->nr_vmas)
+		ret = munmap_locked(mm, mm->vmas[0].start, mm->vmas[mm->nr_vmas - 1].end);
+	assert(ret == 0 && mm->nr_vmas == 0 && mm->root->nr == 0);
+	(void)ret;
+	pthread_mutex_unlock(&mm->lock);
+
+	pthread_mutex_destroy(&mm->lock);
+	free(mm->vmas);
+	free(mm->root);
+	free(mm);
+}
+
+int host_mmap(struct host_mm *mm, hva_t hint, uint64_t len, unsigned vma_flags, hva_t *out)
+{
+	hva_t start;
+	int ret;
+
+	if (!mm || !out || len == 0 || (vma_flags & ~HOST_VMA_HUGEPAGE))
+		return -EINVAL;
+	if (len > HOST_USER_MAX - HOST_USER_MIN)
+		return -ENOMEM;         /* as mmap(2): no room for it anywhere */
+	len = (len + HOST_PAGE_SIZE - 1) & ~(HOST_PAGE_SIZE - 1);
+	if (hint && ((hint & (HOST_PAGE_SIZE - 1)) || hint < HOST_USER_MIN ||
+		     hint >= HOST_USER_MAX || len > HOST_USER_MAX - hint))
+		return -EINVAL;
+
+	pthread_mutex_lock(&mm->lock);
+	if (hint) {
+		ret = vma_overlaps(mm, hint, hint + len) ? -EEXIST : 0;
+		start = hint;
+	} else {
+		/* 2M-aligned when it can hold a 2M page, so THP can back it. */
+		uint64_t align = len >= HOST_SIZE_2M ? HOST_SIZE_2M : HOST_PAGE_SIZE;
+
+		ret = vma_gap(mm, MMAP_BASE, len, align, &start);
+		if (ret)
+			ret = vma_gap(mm, HOST_USER_MIN, len, align, &start);
+	}
+	if (!ret)
+		ret = vma_reserve(mm, 1);
+	if (!ret) {
+		vma_insert(mm, start, start + len, vma_flags);
+		*out = start;
+	}
+	pthread_mutex_unlock(&mm->lock);
+	return ret;
+}
+
+int host_munmap(struct host_mm *mm, hva_t hva, uint64_t len)
+{
+	int ret;
+
+	if (!mm || len == 0 || (hva & (HOST_PAGE_SIZE - 1)))
+		return -EINVAL;
+	if (hva < HOST_USER_MIN || hva >= HOST_USER_MAX || len > HOST_USER_MAX - hva)
+		return -EINVAL;
+	len = (len + HOST_PAGE_SIZE - 1) & ~(HOST_PAGE_SIZE - 1);   /* cannot pass USER_MAX */
+
+	pthread_mutex_lock(&mm->lock);
+	ret = munmap_locked(mm, hva, hva + len);
+	pthread_mutex_unlock(&mm->lock);
+	return ret;
+}
+
+int host_hva_to_pfn(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn, bool *huge)
+{
+	const struct host_vma *vma;
+	int ret;
+
+	/* Every mapping is writable until KSM or copy-on-write make read-only ones. */
+	(void)write;
+	if (!mm || !pfn)
+		return -EINVAL;
+
+	pthread_mutex_lock(&mm->lock);
+	vma = vma_find(mm, hva);
+	ret = vma ? pt_fault(mm, vma, hva, pfn, huge) : -EFAULT;
+	pthread_mutex_unlock(&mm->lock);
+	return ret;
+}
+
+int host_hva_lookup(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge)
+{
+	uint64_t *e;
+	int ret = -ENOENT;
+
+	if (!mm || !pfn)
+		return -EINVAL;
+	pthread_mutex_lock(&mm->lock);
+	e = hva < HOST_USER_MAX ? pt_lookup(mm, hva) : NULL;
+	if (e) {
+		*pfn = leaf_pfn_at(*e, hva);
+		if (huge)
+			*huge = *e & PTE_HUGE;
+		ret = 0;
+	}
+	pthread_mutex_unlock(&mm->lock);
+	return ret;
+}
+
+void host_mmu_notifier_register(struct host_mm *mm, struct host_mmu_notifier *mn)
+{
+	struct host_mmu_notifier **p;
+
+	if (!mm || !mn || !mn->ops)
+		return;
+	pthread_mutex_lock(&mm->lock);
+	for (p = &mm->notifiers; *p && *p != mn; p = &(*p)->next)
+		;
+	/* Registering twice would make a cycle; once is what the caller meant. */
+	if (!*p) {
+		mn->next = NULL;
+		*p = mn;
+	}
+	pthread_mutex_unlock(&mm->lock);
+}
+
+void host_mmu_notifier_unregister(struct host_mm *mm, struct host_mmu_notifier *mn)
+{
+	struct host_mmu_notifier **p;
+
+	if (!mm || !mn)
+		return;
+	pthread_mutex_lock(&mm->lock);
+	for (p = &mm->notifiers; *p && *p != mn; p = &(*p)->next)
+		;
+	if (*p) {
+		*p = mn->next;
+		mn->next = NULL;
+	}
+	pthread_mutex_unlock(&mm->lock);
+}
+
+bool host_mm_clear_young(struct host_mm *mm, hva_t start, hva_t end)
+{
+	bool young;
+
+	if (!mm || start >= end)
+		return false;
+	pthread_mutex_lock(&mm->lock);
+	young = pt_young(mm->root, PT_LEVELS, 0, start, end, true);
+	/* Every notifier, not only until one says young: each must clear its own state. */
+	for (struct host_mmu_notifier *mn = mm->notifiers; mn; mn = mn->next)
+		if (mn->ops->clear_young)
+			young |= mn->ops->clear_young(mn, start, end);
+	pthread_mutex_unlock(&mm->lock);
+	return young;
+}
+
+bool host_mm_test_young(struct host_mm *mm, hva_t start, hva_t end)
+{
+	bool young;
+
+	if (!mm || start >= end)
+		return false;
+	pthread_mutex_lock(&mm->lock);
+	young = pt_young(mm->root, PT_LEVELS, 0, start, end, false);
+	for (struct host_mmu_notifier *mn = mm->notifiers; mn && !young; mn = mn->next)
+		if (mn->ops->test_young)
+			young = mn->ops->test_young(mn, start, end);
+	pthread_mutex_unlock(&mm->lock);
+	return young;
+}
+
+struct host_arena *host_mm_arena(const struct host_mm *mm)
+{
+	return mm ? mm->arena : NULL;
+}
+
+uint64_t host_mm_rss_pages(const struct host_mm *mm)
+{
+	return mm ? __atomic_load_n(&mm->rss_pages, __ATOMIC_RELAXED) : 0;
+}

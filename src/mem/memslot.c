@@ -1,0 +1,673 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Memslots: KVM_SET_USER_MEMORY_REGION rules, the sorted slot array and its RCU publication,
+ * gfn -> slot -> hva -> pfn, dirty bitmaps.
+ *
+ * Two arrays, as KVM's active/inactive memslot sets: readers search ms->active; an update edits
+ * ms->inactive (which no reader can see), publishes it with a store-release (rcu_assign_pointer),
+ * waits for a grace period, runs the change hook, and then replays the same edit on the array
+ * that was active, now unreachable, so both stay equal. An update thus costs O(log n) plus a
+ * memmove of the entries after the edit point (nothing when slots are added in gfn order), with
+ * no copy of the whole set.
+ *
+ * Invariants: both arrays hold the same slots, sorted by base gfn, non-overlapping, once an
+ * update returns; ms->id_slot[id] is the published slot with that id; a struct memslot and its
+ * dirty bitmap are freed only after a grace period that follows their unpublication.
+ *
+ * Locking: ms->lock serializes updaters and guards ms->inactive and ms->ops; ms->active,
+ * ms->id_slot[] and array->gen are read lock-free (atomic loads, inside a read section).
+ * Publication is a __atomic store-release, the read a load-acquire: the ordering of
+ * rcu_assign_pointer/rcu_dereference, written so ThreadSanitizer sees it.
+ */
+#include "mem/memslot.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <urcu-bp.h>
+
+#if defined(__SANITIZE_THREAD__)
+#define MEMSLOT_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MEMSLOT_TSAN 1
+#endif
+#endif
+
+#ifdef MEMSLOT_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+/* Sync object: every read section releases into it, every grace period acquires from it. */
+static char tsan_grace_period;
+#endif
+
+/* One slot in an array; base/end copied from the slot so a search touches only the array. */
+struct slot_entry {
+	gfn_t base;                 /* slot->base_gfn */
+	gfn_t end;                  /* slot->base_gfn + slot->npages */
+	struct memslot *slot;
+};
+
+struct memslot_array {
+	uint64_t gen;               /* atomic; set before publication, made even after the grace period */
+	uint32_t nr;                /* entries in use */
+	uint32_t cap;               /* entries allocated */
+	struct slot_entry e[];      /* sorted by base, non-overlapping */
+};
+
+/* Legend: [L] guarded by lock, [R] read lock-free by readers (atomics), [C] constant after create. */
+struct memslots {
+	pthread_mutex_t lock;
+	struct memslot_array *active;      /* [L, R] the published set */
+	struct memslot_array *inactive;    /* [L] the other one; no reader sees it */
+	struct memslot **id_slot;          /* [L, R] VMMU_USER_MEM_SLOTS entries: id -> slot */
+	struct host_mm *mm;                /* [C] the VMM address space the hvas live in */
+	gfn_t max_gfn;                     /* [C] last gfn a slot may contain */
+	const struct memslots_ops *ops;    /* [L] hooks, or NULL */
+	void *opaque;                      /* [L] their argument */
+};
+
+#define ARRAY_MIN_CAP 8u
+
+void memslots_read_lock(void)
+{
+	rcu_read_lock();
+}
+
+void memslots_read_unlock(void)
+{
+#ifdef MEMSLOT_TSAN
+	__tsan_release(&tsan_grace_period);
+#endif
+	rcu_read_unlock();
+}
+
+/* synchronize_rcu(): every read section that began before has ended. */
+static void grace_period(void)
+{
+	synchronize_rcu();
+#ifdef MEMSLOT_TSAN
+	__tsan_acquire(&tsan_grace_period);
+#endif
+}
+
+static struct memslot_array *array_alloc(uint32_t cap)
+{
+	struct memslot_array *a = malloc(sizeof(*a) + (size_t)cap * sizeof(a->e[0]));
+
+	if (!a)
+		return NULL;
+	a->gen = 0;
+	a->nr = 0;
+	a->cap = cap;
+	return a;
+}
+
+/* Number of entries whose base is <= @gfn: the slot that may hold @gfn is the one before it. */
+static uint32_t array_upper(const struct memslot_array *a, gfn_t gfn)
+{
+	uint32_t lo = 0, hi = a->nr;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (a->e[mid].base <= gfn)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static struct memslot *array_lookup(const struct memslot_array *a, gfn_t gfn)
+{
+	uint32_t i = array_upper(a, gfn);
+
+	if (i == 0 || gfn >= a->e[i - 1].end)
+		return NULL;
+	return a->e[i - 1].slot;
+}
+
+static struct slot_entry entry_of(struct memslot *s)
+{
+	return (struct slot_entry){ .base = s->base_gfn, .end = slot_end_gfn(s), .slot = s };
+}
+
+/* Replay one change on a quiescent array with room for it: remove @old, insert @new. */
+static void array_apply(struct memslot_array *a, const struct memslot *old, struct memslot *new)
+{
+	uint32_t i;
+
+	if (old) {
+		i = array_upper(a, old->base_gfn);
+		assert(i > 0 && a->e[i - 1].slot == old);
+		i--;
+		if (new && new->base_gfn == old->base_gfn) {   /* FLAGS_ONLY: in place */
+			a->e[i] = entry_of(new);
+			return;
+		}
+		memmove(&a->e[i], &a->e[i + 1], (a->nr - i - 1) * sizeof(a->e[0]));
+		a->nr--;
+	}
+	if (new) {
+		assert(a->nr < a->cap);
+		i = array_upper(a, new->base_gfn);
+		memmove(&a->e[i + 1], &a->e[i], (a->nr - i) * sizeof(a->e[0]));
+		a->e[i] = entry_of(new);
+		a->nr++;
+	}
+}
+
+/* kvm_check_memslot_overlap(): does a slot other than @id intersect [start, end)? */
+static bool array_overlaps(const struct memslot_array *a, uint16_t id, gfn_t start, gfn_t end)
+{
+	uint32_t i = array_upper(a, start);
+
+	/* Entries before i-1 end at or before e[i-1].base <= start. */
+	for (i = i ? i - 1 : 0; i < a->nr && a->e[i].base < end; i++)
+		if (a->e[i].end > start && a->e[i].slot->id != id)
+			return true;
+	return false;
+}
+
+static struct memslot_array *active_array(struct memslots *ms)
+{
+	return __atomic_load_n(&ms->active, __ATOMIC_ACQUIRE);
+}
+
+/* ---- reader side ---- */
+
+uint64_t memslots_generation(struct memslots *ms)
+{
+	uint64_t gen;
+
+	memslots_read_lock();
+	gen = __atomic_load_n(&active_array(ms)->gen, __ATOMIC_ACQUIRE);
+	memslots_read_unlock();
+	return gen;
+}
+
+const struct memslot *gfn_to_memslot(struct memslots *ms, gfn_t gfn)
+{
+	return array_lookup(active_array(ms), gfn);
+}
+
+/*
+ * The cache is valid iff the current set has the generation the cached slot was found under:
+ * generations are never reused, so that set is the one the slot came from, and the slot is alive
+ * until the caller's read section ends.
+ */
+const struct memslot *gfn_to_memslot_cached(struct memslots *ms, struct slot_cache *c, gfn_t gfn)
+{
+	const struct memslot_array *a = active_array(ms);
+	uint64_t gen = __atomic_load_n(&a->gen, __ATOMIC_ACQUIRE);
+	const struct memslot *s = c->slot;
+
+	if (s && c->gen == gen && slot_contains(s, gfn)) {
+		c->hits++;
+		return s;
+	}
+	c->misses++;
+	s = array_lookup(a, gfn);
+	if (s) {
+		c->slot = s;
+		c->gen = gen;
+	}
+	return s;
+}
+
+const struct memslot *memslots_id_to_slot(struct memslots *ms, uint32_t id)
+{
+	if (id >= VMMU_USER_MEM_SLOTS)
+		return NULL;
+	return __atomic_load_n(&ms->id_slot[id], __ATOMIC_ACQUIRE);
+}
+
+uint32_t memslots_count(struct memslots *ms)
+{
+	uint32_t n;
+
+	memslots_read_lock();
+	n = active_array(ms)->nr;
+	memslots_read_unlock();
+	return n;
+}
+
+const struct memslot *memslot_iter_first(struct memslot_iter *it, struct memslots *ms, gfn_t start,
+					 gfn_t end)
+{
+	const struct memslot_array *a = active_array(ms);
+	uint32_t i = array_upper(a, start);
+
+	if (i > 0 && a->e[i - 1].end > start)
+		i--;
+	it->arr = a;
+	it->idx = i;
+	it->end = end;
+	if (start >= end)
+		it->idx = a->nr;
+	return memslot_iter_next(it);
+}
+
+const struct memslot *memslot_iter_next(struct memslot_iter *it)
+{
+	const struct memslot_array *a = it->arr;
+
+	if (it->idx >= a->nr || a->e[it->idx].base >= it->end)
+		return NULL;
+	return a->e[it->idx++].slot;
+}
+
+int slot_gfn_to_pfn(struct memslots *ms, const struct memslot *slot, gfn_t gfn, bool write,
+		    pfn_t *pfn, bool *huge)
+{
+	if (write && slot_is_readonly(slot))
+		return -EPERM;
+	if (!ms->mm)
+		return -EFAULT;
+	return host_hva_to_pfn(ms->mm, slot_gfn_to_hva(slot, gfn), write, pfn, huge);
+}
+
+int gfn_to_hva(struct memslots *ms, gfn_t gfn, bool write, hva_t *hva)
+{
+	const struct memslot *slot;
+	int r = 0;
+
+	memslots_read_lock();
+	slot = gfn_to_memslot(ms, gfn);
+	if (!slot)
+		r = -ENOENT;
+	else if (write && slot_is_readonly(slot))
+		r = -EPERM;
+	else
+		*hva = slot_gfn_to_hva(slot, gfn);
+	memslots_read_unlock();
+	return r;
+}
+
+int gfn_to_pfn(struct memslots *ms, gfn_t gfn, bool write, pfn_t *pfn, bool *huge)
+{
+	const struct memslot *slot;
+	int r;
+
+	memslots_read_lock();
+	slot = gfn_to_memslot(ms, gfn);
+	r = slot ? slot_gfn_to_pfn(ms, slot, gfn, write, pfn, huge) : -ENOENT;
+	memslots_read_unlock();
+	return r;
+}
+
+int memslots_gpa_to_ptr(struct memslots *ms, gpa_t gpa, size_t len, bool write, void **ptr)
+{
+	uint64_t off = gpa & (VMMU_PAGE_SIZE - 1);
+	gfn_t gfn = gpa >> VMMU_PAGE_SHIFT;
+	const struct memslot *slot;
+	pfn_t pfn;
+	int r;
+
+	if (len == 0 || len > VMMU_PAGE_SIZE - off)
+		return -EINVAL;
+	memslots_read_lock();
+	slot = gfn_to_memslot(ms, gfn);
+	r = slot ? slot_gfn_to_pfn(ms, slot, gfn, write, &pfn, NULL) : -ENOENT;
+	if (r == 0) {
+		*ptr = (char *)host_pfn_to_ptr(host_mm_arena(ms->mm), pfn) + off;
+		if (write)
+			slot_mark_dirty(slot, gfn);
+	}
+	memslots_read_unlock();
+	return r;
+}
+
+static int guest_copy(struct memslots *ms, gpa_t gpa, void *buf, size_t len, bool write)
+{
+	char *p = buf;
+
+	if (gpa + len < gpa)
+		return -EFAULT;
+	while (len) {
+		size_t chunk = VMMU_PAGE_SIZE - (gpa & (VMMU_PAGE_SIZE - 1));
+		void *g;
+		int r;
+
+		if (chunk > len)
+			chunk = len;
+		r = memslots_gpa_to_ptr(ms, gpa, chunk, write, &g);
+		if (r == -ENOENT || r == -EPERM)
+			return -EFAULT;
+		if (r)
+			return r;
+		if (write)
+			memcpy(g, p, chunk);
+		else
+			memcpy(p, g, chunk);
+		gpa += chunk;
+		p += chunk;
+		len -= chunk;
+	}
+	return 0;
+}
+
+int memslots_read_guest(struct memslots *ms, gpa_t gpa, void *buf, size_t len)
+{
+	return guest_copy(ms, gpa, buf, len, false);
+}
+
+int memslots_write_guest(struct memslots *ms, gpa_t gpa, const void *buf, size_t len)
+{
+	return guest_copy(ms, gpa, (void *)buf, len, true);
+}
+
+void slot_mark_dirty(const struct memslot *slot, gfn_t gfn)
+{
+	uint64_t rel = gfn - slot->base_gfn, bit = 1ULL << (rel % 64);
+	uint64_t *word;
+
+	if (!slot->dirty_bitmap)
+		return;
+	assert(rel < slot->npages);
+	word = &slot->dirty_bitmap[rel / 64];
+	/* Test first: a page written again and again costs no locked instruction. */
+	if (!(__atomic_load_n(word, __ATOMIC_RELAXED) & bit))
+		__atomic_fetch_or(word, bit, __ATOMIC_RELAXED);
+}
+
+int memslots_mark_dirty(struct memslots *ms, gfn_t gfn)
+{
+	const struct memslot *slot;
+
+	memslots_read_lock();
+	slot = gfn_to_memslot(ms, gfn);
+	if (slot)
+		slot_mark_dirty(slot, gfn);
+	memslots_read_unlock();
+	return slot ? 0 : -ENOENT;
+}
+
+/* ---- update side ---- */
+
+int memslots_create(struct host_mm *mm, unsigned phys_bits, struct memslots **out)
+{
+	struct memslots *ms;
+
+	if (phys_bits == 0)
+		phys_bits = MEMSLOT_DEFAULT_PHYS_BITS;
+	if (phys_bits <= VMMU_PAGE_SHIFT || phys_bits > 64)
+		return -EINVAL;
+	ms = calloc(1, sizeof(*ms));
+	if (!ms)
+		return -ENOMEM;
+	ms->active = array_alloc(ARRAY_MIN_CAP);
+	ms->inactive = array_alloc(ARRAY_MIN_CAP);
+	/* 256 KiB of pointers, untouched (zero pages) until slots with those ids exist. */
+	ms->id_slot = calloc(VMMU_USER_MEM_SLOTS, sizeof(ms->id_slot[0]));
+	if (!ms->active || !ms->inactive || !ms->id_slot) {
+		free(ms->active);
+		free(ms->inactive);
+		free(ms->id_slot);
+		free(ms);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&ms->lock, NULL);
+	ms->mm = mm;
+	ms->max_gfn = (1ULL << (phys_bits - VMMU_PAGE_SHIFT)) - 1;
+	*out = ms;
+	return 0;
+}
+
+static void slot_free(struct memslot *s)
+{
+	free(s->dirty_bitmap);
+	free(s);
+}
+
+void memslots_destroy(struct memslots *ms)
+{
+	if (!ms)
+		return;
+	for (uint32_t i = 0; i < ms->active->nr; i++)
+		slot_free(ms->active->e[i].slot);
+	free(ms->active);
+	free(ms->inactive);
+	free(ms->id_slot);
+	pthread_mutex_destroy(&ms->lock);
+	free(ms);
+}
+
+struct host_mm *memslots_mm(const struct memslots *ms)
+{
+	return ms->mm;
+}
+
+void memslots_set_ops(struct memslots *ms, const struct memslots_ops *ops, void *opaque)
+{
+	pthread_mutex_lock(&ms->lock);
+	ms->ops = ops;
+	ms->opaque = opaque;
+	pthread_mutex_unlock(&ms->lock);
+}
+
+static uint64_t bitmap_words(uint64_t npages)
+{
+	return (npages + 63) / 64;
+}
+
+/* access_ok() on x86-64: [addr, addr+size) inside the user half, without wrapping. */
+static bool user_range_ok(hva_t addr, uint64_t size)
+{
+	uint64_t sum = addr + size;
+
+	return sum >= addr && sum <= MEMSLOT_USER_ADDR_LIMIT;
+}
+
+/*
+ * Make a prepared change visible (kvm_set_memslot()). Nothing can fail after the first
+ * publication, so everything that allocates happens before it.
+ *
+ *   1. Room for the change in both arrays: grow the inactive one in place, or allocate a spare
+ *      for the active one (it cannot be resized while readers use it).
+ *   2. Edit the inactive array; give it generation G+1 (odd: in progress); publish it and the
+ *      id entry.
+ *   3. Grace period: no reader still sees the old array or @old.
+ *   4. The change hook.
+ *   5. Generation G+2 (even: stable).
+ *   6. Replay the edit on the old array (or rebuild it in the spare); free @old and a bitmap
+ *      nobody uses any more.
+ */
+static int slots_commit(struct memslots *ms, struct memslot *old, struct memslot *new,
+			enum memslot_change change)
+{
+	struct memslot_array *act = ms->active, *ina = ms->inactive, *spare = NULL;
+	uint32_t need = act->nr + (change == MEMSLOT_CREATE);
+	uint16_t id = old ? old->id : new->id;
+	uint64_t gen;
+
+	assert(ina->nr == act->nr);
+	if (need > ina->cap || need > act->cap) {
+		uint32_t cap = ina->cap > act->cap ? ina->cap : act->cap;
+
+		while (cap < need)
+			cap *= 2;
+		if (cap > ina->cap) {
+			struct memslot_array *grown = realloc(ina, sizeof(*ina) + (size_t)cap * sizeof(ina->e[0]));
+
+			if (!grown)
+				return -ENOMEM;
+			ms->inactive = ina = grown;
+			ina->cap = cap;
+		}
+		if (cap > act->cap) {
+			spare = array_alloc(cap);
+			if (!spare)
+				return -ENOMEM;
+		}
+	}
+
+	array_apply(ina, old, new);
+	gen = __atomic_load_n(&act->gen, __ATOMIC_RELAXED) + 1;
+	__atomic_store_n(&ina->gen, gen, __ATOMIC_RELAXED);
+	__atomic_store_n(&ms->active, ina, __ATOMIC_RELEASE);
+	__atomic_store_n(&ms->id_slot[id], new, __ATOMIC_RELEASE);
+
+	grace_period();
+
+	if (ms->ops && ms->ops->change)
+		ms->ops->change(ms->opaque, old, new, change);
+
+	__atomic_store_n(&ina->gen, gen + 1, __ATOMIC_RELEASE);
+
+	if (spare) {
+		spare->nr = ina->nr;
+		memcpy(spare->e, ina->e, (size_t)ina->nr * sizeof(ina->e[0]));
+		free(act);
+		act = spare;
+	} else {
+		array_apply(act, old, new);
+	}
+	ms->inactive = act;
+
+	if (old) {
+		if (new && new->dirty_bitmap == old->dirty_bitmap)
+			old->dirty_bitmap = NULL;   /* handed over to @new */
+		slot_free(old);
+	}
+	return 0;
+}
+
+/*
+ * kvm_set_memory_region(), check for check. All -EINVAL checks on the arguments alone come
+ * first, then the ones against the existing slot, then -EEXIST, then allocation.
+ */
+int memslots_set_user_memory_region(struct memslots *ms,
+				    const struct vmmu_userspace_memory_region *r)
+{
+	uint16_t as_id = r->slot >> 16, id = (uint16_t)r->slot;
+	enum memslot_change change;
+	struct memslot *old, *new;
+	uint64_t npages;
+	gfn_t base_gfn;
+	int ret;
+
+	if (r->flags & ~MEMSLOT_VALID_FLAGS)
+		return -EINVAL;
+	/* General sanity checks. */
+	if (r->memory_size & (VMMU_PAGE_SIZE - 1))
+		return -EINVAL;
+	if (r->guest_phys_addr & (VMMU_PAGE_SIZE - 1))
+		return -EINVAL;
+	if ((r->userspace_addr & (VMMU_PAGE_SIZE - 1)) ||
+	    !user_range_ok(r->userspace_addr, r->memory_size))
+		return -EINVAL;
+	if (as_id != 0 || id >= VMMU_USER_MEM_SLOTS)
+		return -EINVAL;
+	if (r->guest_phys_addr + r->memory_size < r->guest_phys_addr)
+		return -EINVAL;
+	if ((r->memory_size >> VMMU_PAGE_SHIFT) > VMMU_MEM_MAX_NR_PAGES)
+		return -EINVAL;
+
+	assert(!rcu_read_ongoing());   /* the grace period would wait for ourselves */
+	pthread_mutex_lock(&ms->lock);
+	old = ms->id_slot[id];
+
+	if (!r->memory_size) {
+		ret = -EINVAL;
+		if (!old)
+			goto out;
+		ret = slots_commit(ms, old, NULL, MEMSLOT_DELETE);
+		goto out;
+	}
+
+	base_gfn = r->guest_phys_addr >> VMMU_PAGE_SHIFT;
+	npages = r->memory_size >> VMMU_PAGE_SHIFT;
+
+	if (!old) {
+		/* KVM also checks that the total of pages fits an unsigned long: 32764 slots of
+		 * < 2^31 pages cannot overflow 64 bits. */
+		change = MEMSLOT_CREATE;
+	} else {
+		ret = -EINVAL;
+		if (r->userspace_addr != old->userspace_addr || npages != old->npages ||
+		    ((r->flags ^ old->flags) & VMMU_MEM_READONLY))
+			goto out;
+		if (base_gfn != old->base_gfn)
+			change = MEMSLOT_MOVE;
+		else if (r->flags != old->flags)
+			change = MEMSLOT_FLAGS_ONLY;
+		else {
+			ret = 0;   /* nothing to change */
+			goto out;
+		}
+	}
+
+	ret = -EEXIST;
+	if ((change == MEMSLOT_CREATE || change == MEMSLOT_MOVE) &&
+	    array_overlaps(ms->active, id, base_gfn, base_gfn + npages))
+		goto out;
+	/* kvm_arch_prepare_memory_region() on x86: the slot must end below kvm_mmu_max_gfn(). */
+	ret = -EINVAL;
+	if ((change == MEMSLOT_CREATE || change == MEMSLOT_MOVE) &&
+	    base_gfn + npages - 1 > ms->max_gfn)
+		goto out;
+
+	ret = -ENOMEM;
+	new = calloc(1, sizeof(*new));
+	if (!new)
+		goto out;
+	new->base_gfn = base_gfn;
+	new->npages = npages;
+	new->userspace_addr = r->userspace_addr;
+	new->flags = r->flags;
+	new->id = id;
+	new->as_id = as_id;
+	/* kvm_prepare_memory_region(): keep the bitmap across MOVE, allocate on enable. */
+	if (r->flags & VMMU_MEM_LOG_DIRTY_PAGES) {
+		if (old && old->dirty_bitmap) {
+			new->dirty_bitmap = old->dirty_bitmap;
+		} else {
+			new->dirty_bitmap = calloc(bitmap_words(npages), sizeof(uint64_t));
+			if (!new->dirty_bitmap) {
+				free(new);
+				goto out;
+			}
+		}
+	}
+
+	ret = slots_commit(ms, old, new, change);
+	if (ret) {
+		if (!old || new->dirty_bitmap != old->dirty_bitmap)
+			free(new->dirty_bitmap);
+		free(new);
+	}
+out:
+	pthread_mutex_unlock(&ms->lock);
+	return ret;
+}
+
+int memslots_get_dirty_log(struct memslots *ms, uint32_t slot, uint64_t *bitmap)
+{
+	uint16_t as_id = slot >> 16, id = (uint16_t)slot;
+	const struct memslot *s;
+	uint64_t n, any = 0;
+	int ret = -ENOENT;
+
+	if (as_id != 0 || id >= VMMU_USER_MEM_SLOTS)
+		return -EINVAL;
+	pthread_mutex_lock(&ms->lock);
+	s = ms->id_slot[id];
+	if (!s || !s->dirty_bitmap)
+		goto out;
+	n = bitmap_words(s->npages);
+	for (uint64_t w = 0; w < n; w++) {
+		bitmap[w] = __atomic_exchange_n(&s->dirty_bitmap[w], 0, __ATOMIC_ACQ_REL);
+		any |= bitmap[w];
+	}
+	if (any && ms->ops && ms->ops->dirty_log_protect)
+		ms->ops->dirty_log_protect(ms->opaque, s, bitmap, n);
+	ret = 0;
+out:
+	pthread_mutex_unlock(&ms->lock);
+	return ret;
+}

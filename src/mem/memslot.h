@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mem/: memslots with KVM_SET_USER_MEMORY_REGION semantics, gfn -> slot -> hva -> pfn, dirty logs.
+ *
+ * A struct memslots is the set of slots of one VM (one address space), bound to the host_mm whose
+ * hvas back it. Slots are sorted by base gfn in an array searched in O(log n); a per-vCPU
+ * struct slot_cache makes repeated hits O(1).
+ *
+ * Invariants:
+ *  - Slots in a set never overlap in gfn; a published struct memslot is immutable (only its dirty
+ *    bitmap's bits change). A change that alters a slot (move, flags) publishes a new struct.
+ *  - The generation (memslots_generation()) changes on every effective change and only then. It is
+ *    odd while a change is in progress (from just before the new set is published until every
+ *    reader of the old set has left), even when stable; each change adds 2, as KVM's
+ *    KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS protocol. A value is never reused (64 bits).
+ *
+ * Locking:
+ *  - Updates (memslots_set_user_memory_region, memslots_get_dirty_log, memslots_set_ops) take
+ *    ms->lock (a mutex); a region change also waits for an RCU grace period, so never call it
+ *    inside a read section, from a hook, or holding a lock a reader may wait for (mm->lock,
+ *    mmu_lock). Hooks run with ms->lock held.
+ *  - Readers are lock-free: every function returning a struct memslot * (and the gfn_to_* helpers
+ *    that use one) must be called inside memslots_read_lock()/memslots_read_unlock() (liburcu-bp
+ *    rcu_read_lock plus a ThreadSanitizer annotation). The slot stays valid until the read section
+ *    ends. A fault must stay in one read section from its slot lookup until its spte is installed:
+ *    the change hook runs only after every such section has ended.
+ */
+#ifndef VMMU_MEM_MEMSLOT_H
+#define VMMU_MEM_MEMSLOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "host/host.h"
+#include "vmmu/types.h"
+#include "vmmu/vmmu.h"
+
+#define MEMSLOT_VALID_FLAGS (VMMU_MEM_LOG_DIRTY_PAGES | VMMU_MEM_READONLY)
+/* Largest gpa width a slot may reach when memslots_create() gets 0 (x86's 52-bit MAXPHYADDR). */
+#define MEMSLOT_DEFAULT_PHYS_BITS 52
+/* access_ok() on x86-64: the user half of a 4-level address space. */
+#define MEMSLOT_USER_ADDR_LIMIT (1ULL << 47)
+/* Low bit of the generation: an update is in progress (see the file comment). */
+#define MEMSLOT_GEN_UPDATE_IN_PROGRESS 1ULL
+
+/* One registered range. Immutable once published, except the bits of dirty_bitmap. */
+struct memslot {
+	gfn_t base_gfn;            /* first gfn */
+	uint64_t npages;           /* > 0 */
+	hva_t userspace_addr;      /* hva backing base_gfn */
+	uint32_t flags;            /* VMMU_MEM_* */
+	uint16_t id;               /* slot id, < VMMU_USER_MEM_SLOTS */
+	uint16_t as_id;            /* address space: always 0 */
+	uint64_t *dirty_bitmap;    /* one bit a page, LSB first; non-NULL iff LOG_DIRTY_PAGES; atomic */
+};
+
+enum memslot_change {
+	MEMSLOT_CREATE,
+	MEMSLOT_DELETE,
+	MEMSLOT_MOVE,
+	MEMSLOT_FLAGS_ONLY,
+};
+
+/*
+ * Callbacks for the MMU. Both run with ms->lock held and outside any read section; they must not
+ * call back into memslots updates (reads are fine).
+ */
+struct memslots_ops {
+	/*
+	 * Every effective change, once: @old is the slot before (NULL on CREATE), @new after (NULL on
+	 * DELETE). Called after the new set is published and after a grace period (no reader still
+	 * sees @old), before @old and its data are freed and before the generation turns even: during
+	 * the call memslots_generation() is the odd in-progress value, the final one is that + 1.
+	 * DELETE/MOVE: zap every spte of @old. FLAGS_ONLY: write-protect on LOG_DIRTY_PAGES enable.
+	 */
+	void (*change)(void *opaque, const struct memslot *old, const struct memslot *new,
+		       enum memslot_change change);
+	/*
+	 * From memslots_get_dirty_log(), when some bit was harvested: @harvested[w] bit b is page
+	 * w*64+b of @slot, just cleared from its dirty bitmap. Write-protect those pages again (and
+	 * flush TLBs) so the next write is logged, as kvm_arch_mmu_enable_log_dirty_pt_masked().
+	 */
+	void (*dirty_log_protect)(void *opaque, const struct memslot *slot, const uint64_t *harvested,
+				  uint64_t nwords);
+};
+
+/* Per-vCPU last-slot cache. Zero-initialize (or slot_cache_init). Used by one thread only. */
+struct slot_cache {
+	const struct memslot *slot;  /* last slot hit, or NULL */
+	uint64_t gen;                /* generation of the set @slot was found in */
+	uint64_t hits, misses;       /* statistics */
+};
+
+struct memslots;
+struct memslot_array;
+
+/* ---- reader side ---- */
+
+/*
+ * Enter / leave a read section: liburcu-bp's rcu_read_lock()/rcu_read_unlock() (so a section
+ * taken directly with urcu-bp protects slots as well, and this one protects anything else freed
+ * after a urcu-bp grace period). These add a ThreadSanitizer annotation: under TSan, the
+ * section's accesses happen before the end of the next grace period, which urcu-bp ensures with
+ * barriers TSan cannot see. Nests.
+ */
+void memslots_read_lock(void);
+void memslots_read_unlock(void);
+
+static inline bool slot_is_readonly(const struct memslot *slot)
+{
+	return slot->flags & VMMU_MEM_READONLY;
+}
+
+static inline bool slot_logs_dirty(const struct memslot *slot)
+{
+	return slot->dirty_bitmap != NULL;
+}
+
+static inline gfn_t slot_end_gfn(const struct memslot *slot)
+{
+	return slot->base_gfn + slot->npages;
+}
+
+static inline bool slot_contains(const struct memslot *slot, gfn_t gfn)
+{
+	return gfn - slot->base_gfn < slot->npages;   /* unsigned: also false below base */
+}
+
+/* @gfn must be inside @slot. */
+static inline hva_t slot_gfn_to_hva(const struct memslot *slot, gfn_t gfn)
+{
+	return slot->userspace_addr + ((gfn - slot->base_gfn) << VMMU_PAGE_SHIFT);
+}
+
+static inline bool memslot_gen_in_progress(uint64_t gen)
+{
+	return gen & MEMSLOT_GEN_UPDATE_IN_PROGRESS;
+}
+
+static inline void slot_cache_init(struct slot_cache *c)
+{
+	c->slot = NULL;
+	c->gen = 0;
+	c->hits = c->misses = 0;
+}
+
+/*
+ * The generation of the current set (odd: an update is in progress). For MMIO sptes: read it
+ * before the lookup that found no slot, in the same read section, and tag the spte with it; do
+ * not create one if it is odd. An MMIO spte whose tag differs from the current value is stale.
+ * May be called inside or outside a read section.
+ */
+uint64_t memslots_generation(struct memslots *ms);
+
+/* The slot containing @gfn, or NULL (MMIO). O(log n). Inside a read section. */
+const struct memslot *gfn_to_memslot(struct memslots *ms, gfn_t gfn);
+/* The same through @c: O(1) when @gfn is in the slot last hit and the set has not changed since
+ * (a generation change always misses). Inside a read section. */
+const struct memslot *gfn_to_memslot_cached(struct memslots *ms, struct slot_cache *c, gfn_t gfn);
+/* The slot with id @id (bits 15:0 of a region's slot field), or NULL. Inside a read section. */
+const struct memslot *memslots_id_to_slot(struct memslots *ms, uint32_t id);
+/* Number of slots in the current set. */
+uint32_t memslots_count(struct memslots *ms);
+
+/* Slots intersecting [start, end), in gfn order, from one snapshot. Inside a read section. */
+struct memslot_iter {
+	const struct memslot_array *arr;  /* the snapshot */
+	uint32_t idx;                     /* next entry */
+	gfn_t end;                        /* stop at slots starting at or after this */
+};
+const struct memslot *memslot_iter_first(struct memslot_iter *it, struct memslots *ms, gfn_t start,
+					 gfn_t end);
+const struct memslot *memslot_iter_next(struct memslot_iter *it);
+#define memslots_for_each_in_gfn_range(slot, it, ms, start, end)                                   \
+	for ((slot) = memslot_iter_first((it), (ms), (start), (end)); (slot);                      \
+	     (slot) = memslot_iter_next(it))
+
+/*
+ * gfn -> hva. -ENOENT: in no slot (MMIO to callers). -EPERM: @write and the slot is READONLY
+ * (KVM makes such a write an MMIO exit). Takes its own read section.
+ */
+int gfn_to_hva(struct memslots *ms, gfn_t gfn, bool write, hva_t *hva);
+/*
+ * gfn -> hva -> pfn through host_hva_to_pfn(), faulting the host page in. -ENOENT (no slot,
+ * MMIO), -EPERM (@write to a READONLY slot), -EFAULT (the hva is in no host VMA). @huge (may be
+ * NULL): a 2M host mapping backs it. The pfn is only as stable as the hva mapping: MMU notifiers
+ * report its changes. Takes its own read section.
+ */
+int gfn_to_pfn(struct memslots *ms, gfn_t gfn, bool write, pfn_t *pfn, bool *huge);
+/* The same for a slot the caller already holds (inside a read section); @gfn inside @slot. */
+int slot_gfn_to_pfn(struct memslots *ms, const struct memslot *slot, gfn_t gfn, bool write,
+		    pfn_t *pfn, bool *huge);
+/*
+ * A host pointer to guest memory [gpa, gpa+len), which must lie inside one 4K page (else
+ * -EINVAL); for the page walker to read guest PTEs and compare-and-swap A/D bits. Errors as
+ * gfn_to_pfn. With @write the page is marked dirty (as KVM marks a gpte page whose A/D bits it
+ * sets). The pointer stays inside the host frame arena; it backs the gpa until the hva mapping
+ * changes (MMU notifier), after which it may point to a freed (zeroed) frame.
+ */
+int memslots_gpa_to_ptr(struct memslots *ms, gpa_t gpa, size_t len, bool write, void **ptr);
+/* Copy to/from guest physical memory, across pages. -EFAULT for a gpa in no slot, or a write to a
+ * READONLY slot (as kvm_read_guest/kvm_write_guest). Writes mark pages dirty. */
+int memslots_read_guest(struct memslots *ms, gpa_t gpa, void *buf, size_t len);
+int memslots_write_guest(struct memslots *ms, gpa_t gpa, const void *buf, size_t len);
+
+/*
+ * Mark @gfn dirty if its slot logs dirty pages (atomic bit set; any thread). 0, or -ENOENT when
+ * @gfn is in no slot. Takes its own read section; slot_mark_dirty() is the same for a slot held.
+ */
+int memslots_mark_dirty(struct memslots *ms, gfn_t gfn);
+void slot_mark_dirty(const struct memslot *slot, gfn_t gfn);
+
+/* ---- update side (ms->lock; never inside a read section) ---- */
+
+/*
+ * A set bound to @mm (NULL only in tests of the slot rules: gfn_to_pfn then fails with -EFAULT).
+ * Slots must end below 2^@phys_bits (0: MEMSLOT_DEFAULT_PHYS_BITS), as x86's
+ * kvm_arch_prepare_memory_region checks kvm_mmu_max_gfn(). 0 or -ENOMEM / -EINVAL.
+ */
+int memslots_create(struct host_mm *mm, unsigned phys_bits, struct memslots **out);
+/* Frees every slot and bitmap; no reader or updater may be running. No hook is called. */
+void memslots_destroy(struct memslots *ms);
+struct host_mm *memslots_mm(const struct memslots *ms);
+
+/* Register the MMU's callbacks (one set; NULL unregisters). */
+void memslots_set_ops(struct memslots *ms, const struct memslots_ops *ops, void *opaque);
+
+/*
+ * KVM_SET_USER_MEMORY_REGION, with kvm_set_memory_region()'s checks in its order. 0 on success or
+ * when nothing changes (generation unchanged); -EINVAL (bad flags, misaligned size/gpa/hva, hva
+ * range outside [0, 2^47), as_id != 0 or id >= 32764, gpa+size overflow or beyond phys_bits,
+ * too many pages, delete of a missing slot, an existing slot's hva/size/READONLY changed);
+ * -EEXIST (a new or moved slot overlaps another); -ENOMEM. On error nothing changed.
+ */
+int memslots_set_user_memory_region(struct memslots *ms,
+				    const struct vmmu_userspace_memory_region *r);
+
+/*
+ * KVM_GET_DIRTY_LOG: copy slot @slot's bitmap to @bitmap (ceil(npages/64) words) and clear it,
+ * one atomic exchange a word, then call ops->dirty_log_protect. -EINVAL (as_id != 0, id >=
+ * 32764), -ENOENT (no such slot, or it does not log dirty pages).
+ */
+int memslots_get_dirty_log(struct memslots *ms, uint32_t slot, uint64_t *bitmap);
+
+#endif

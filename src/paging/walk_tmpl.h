@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The guest page walker, written once and compiled per entry format (PTTYPE 64: PAE, 4- and
+ * 5-level; PTTYPE 32: 32-bit paging), as KVM's paging_tmpl.h. Included only by walker.c.
+ * Semantics and invariants: see paging.h. The walk, for each level from the root down:
+ *
+ *   1. read the entry at table + index * sizeof(entry)           (not in memory -> #PF, P=0)
+ *   2. not present                                               -> #PF, P=0
+ *   3. any reserved bit for this level and PS                    -> #PF, P=1|RSVD
+ *   4. fold the entry's R/W, U/S, NX into the combined rights
+ *   5. a leaf (level 1, or PS where the level allows it)         -> stop, else step down
+ *
+ * then the permission check on the combined rights, then A on every level (D on the leaf for a
+ * write) by compare-and-swap; a lost race restarts the whole walk, as the CPU would see the new
+ * entry.
+ */
+
+#if PTTYPE == 64
+#define pt_element_t uint64_t
+#define FNAME(name) walk64_##name
+#define PT_LEVEL_BITS 9
+#define PT_ENTRY_ADDR_MASK (rsvd_bits(12, 51))
+#elif PTTYPE == 32
+#define pt_element_t uint32_t
+#define FNAME(name) walk32_##name
+#define PT_LEVEL_BITS 10
+#define PT_ENTRY_ADDR_MASK (rsvd_bits(12, 31))
+#else
+#error "PTTYPE must be 32 or 64"
+#endif
+
+/* A lost compare-and-swap means another writer changed the table; this bounds how often a
+ * hostile, constantly-rewriting guest can make one walk start over. */
+#define WALK_MAX_RETRIES 1000
+
+static unsigned FNAME(index)(gva_t addr, int level)
+{
+	return (unsigned)(addr >> (12 + (level - 1) * PT_LEVEL_BITS)) & ((1u << PT_LEVEL_BITS) - 1);
+}
+
+static uint64_t FNAME(rsvd)(const struct paging_ctx *ctx, enum paging_mode mode, int level,
+			    uint64_t pte)
+{
+#if PTTYPE == 64
+	return paging_rsvd_mask64(ctx, mode, level, pte & PT_PAGE_SIZE_MASK);
+#else
+	(void)mode;
+	/* 32-bit paging reserves bits only in a 4 MiB PDE: bit 21, and the PSE-36 address bits
+	 * 20:13 above MAXPHYADDR (all of 21:13 without PSE-36). */
+	if (level == 2 && (pte & PT_PAGE_SIZE_MASK) && (ctx->cr4 & X86_CR4_PSE)) {
+		if (!cpu_has(&ctx->cpu, CPU_FEAT_PSE36))
+			return rsvd_bits(13, 21);
+		int m = ctx->cpu.maxphyaddr < 40 ? ctx->cpu.maxphyaddr : 40;
+		return rsvd_bits(21, 21) | rsvd_bits(13 + (m - 32), 20);
+	}
+	return 0;
+#endif
+}
+
+static bool FNAME(is_leaf)(const struct paging_ctx *ctx, int level, uint64_t pte)
+{
+	if (level == 1)
+		return true;
+	if (!(pte & PT_PAGE_SIZE_MASK))
+		return false;
+#if PTTYPE == 64
+	(void)ctx;
+	/* PS on levels 4/5, on a PAE PDPTE and (without 1G pages) on a PDPTE is reserved: step 3
+	 * already failed for those, so PS here is a real large page. */
+	return level == 2 || level == 3;
+#else
+	return level == 2 && (ctx->cr4 & X86_CR4_PSE);
+#endif
+}
+
+/* The gpa of @addr inside the large or small page mapped by leaf @pte at @level. */
+static gpa_t FNAME(leaf_gpa)(uint64_t pte, int level, gva_t addr, unsigned *shift)
+{
+#if PTTYPE == 64
+	unsigned s = 12 + 9 * (unsigned)(level - 1);
+	*shift = s;
+	return (pte & rsvd_bits((int)s, 51)) | (addr & ((1ULL << s) - 1));
+#else
+	if (level == 2) {
+		*shift = 22;
+		/* PSE-36: PDE bits 20:13 are physical address bits 39:32. */
+		return (pte & 0xffc00000ULL) | (((pte >> 13) & 0xffULL) << 32) | (addr & 0x3fffffULL);
+	}
+	*shift = 12;
+	return (pte & PT_ENTRY_ADDR_MASK) | (addr & 0xfffULL);
+#endif
+}
+
+static unsigned FNAME(gpte_access)(const struct paging_ctx *ctx, uint64_t pte)
+{
+	unsigned acc = ACC_EXEC;
+
+	if (pte & PT_WRITABLE_MASK)
+		acc |= ACC_WRITE;
+	if (pte & PT_USER_MASK)
+		acc |= ACC_USER;
+#if PTTYPE == 64
+	if ((ctx->efer & EFER_NXE) && (pte & PT64_NX_MASK))
+		acc &= ~ACC_EXEC;
+#else
+	(void)ctx;
+#endif
+	return acc;
+}
+
+enum walk_status FNAME(addr)(const struct paging_ctx *ctx, const struct guest_mem_ops *ops,
+			     void *opaque, gva_t addr, unsigned access, struct walk_result *r)
+{
+	const enum paging_mode mode = paging_mode_of(ctx);
+	const bool write = access & PFERR_WRITE;
+	const bool fetch = access & PFERR_FETCH;
+	const bool user = !(access & WALK_IMPLICIT) && ctx->cpl == 3;
+	unsigned retries = 0;
+	uint32_t ec;
+	int err;
+
+#if PTTYPE == 32
+	addr &= 0xffffffffULL;
+#endif
+	r->addr = addr;
+	r->refs = 0;
+	r->abort_err = 0;
+
+retry:
+	ec = 0;
+	r->status = WALK_PF;
+	r->pkey = 0;
+	{
+		int level;
+		gpa_t table;
+		unsigned acc = ACC_ALL;
+		pt_element_t pte = 0;
+
+#if PTTYPE == 64
+		if (mode == PAGING_PAE) {
+			level = 3;
+			table = ctx->cr3 & rsvd_bits(5, 31);
+		} else {
+			level = mode == PAGING_5LVL ? 5 : 4;
+			table = ctx->cr3 & rsvd_bits(12, ctx->cpu.maxphyaddr - 1);
+		}
+#else
+		level = 2;
+		table = ctx->cr3 & PT_ENTRY_ADDR_MASK;
+#endif
+		r->root_level = level;
+
+		for (;;) {
+			gpa_t pte_gpa;
+			r->level = level;
+
+#if PTTYPE == 64
+			if (mode == PAGING_PAE && level == 3) {
+				unsigned i = (unsigned)(addr >> 30) & 3;
+				pte_gpa = table + i * sizeof(pt_element_t);
+				if (ctx->pdptrs_valid) {
+					pte = ctx->pdptrs[i];
+					err = 0;
+				} else {
+					err = ops->read(opaque, pte_gpa, &pte, sizeof(pte));
+					r->refs++;
+				}
+			} else
+#endif
+			{
+				pte_gpa = table + FNAME(index)(addr, level) * sizeof(pt_element_t);
+				err = ops->read(opaque, pte_gpa, &pte, sizeof(pte));
+				r->refs++;
+			}
+			if (err == -ENOENT || err == -EACCES)
+				goto error;
+			if (err)
+				goto abort;
+
+			r->gpte[level] = pte;
+			r->pte_gpa[level] = pte_gpa;
+
+			if (!(pte & PT_PRESENT_MASK))
+				goto error;
+			if (pte & FNAME(rsvd)(ctx, mode, level, pte)) {
+				ec = PFERR_RSVD | PFERR_PRESENT;
+				goto error;
+			}
+#if PTTYPE == 64
+			/* A PAE PDPTE carries no rights. */
+			if (!(mode == PAGING_PAE && level == 3))
+#endif
+				acc &= FNAME(gpte_access)(ctx, pte);
+
+			if (FNAME(is_leaf)(ctx, level, pte))
+				break;
+			table = pte & PT_ENTRY_ADDR_MASK;
+			level--;
+		}
+
+		r->gpa = FNAME(leaf_gpa)(pte, level, addr, &r->page_shift);
+		r->access = acc;
+#if PTTYPE == 64
+		if (mode >= PAGING_4LVL)
+			r->pkey = (unsigned)((pte & PT64_PKEY_MASK) >> PT64_PKEY_SHIFT);
+#endif
+		ec = paging_permission_fault(ctx, acc, r->pkey, access);
+		if (ec)
+			goto error;
+
+		if (!(access & WALK_NO_AD)) {
+			for (int l = r->root_level; l >= level; l--) {
+				uint64_t old = r->gpte[l], val = old | PT_ACCESSED_MASK;
+#if PTTYPE == 64
+				if (mode == PAGING_PAE && l == 3)
+					continue;
+#endif
+				if (l == level && write)
+					val |= PT_DIRTY_MASK;
+				if (val == old)
+					continue;
+				err = ops->cmpxchg(opaque, r->pte_gpa[l], old, val, sizeof(pt_element_t));
+				if (err == -EAGAIN) {
+					if (++retries > WALK_MAX_RETRIES) {
+						err = -EAGAIN;
+						goto abort;
+					}
+					goto retry;
+				}
+				if (err == -ENOENT || err == -EACCES) {
+					ec = 0;
+					goto error;
+				}
+				if (err)
+					goto abort;
+				r->gpte[l] = val;
+			}
+		}
+		r->status = WALK_OK;
+		return WALK_OK;
+	}
+
+error:
+	ec |= access & PFERR_WRITE;
+	if (user)
+		ec |= PFERR_USER;
+	/* The I/D bit exists only where the CPU can refuse a fetch: NX (PAE/64-bit) or SMEP. */
+	if (fetch && (((ctx->efer & EFER_NXE) && mode != PAGING_32) || (ctx->cr4 & X86_CR4_SMEP)))
+		ec |= PFERR_FETCH;
+	r->ec = ec;
+	r->status = WALK_PF;
+	return WALK_PF;
+
+abort:
+	r->abort_err = err;
+	r->status = WALK_ABORT;
+	return WALK_ABORT;
+}
+
+#undef pt_element_t
+#undef FNAME
+#undef PT_LEVEL_BITS
+#undef PT_ENTRY_ADDR_MASK
