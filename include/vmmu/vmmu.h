@@ -33,10 +33,53 @@ struct vmmu_userspace_memory_region {
 #define VMMU_MEM_MAX_NR_PAGES    ((1ULL << 31) - 1)
 
 struct vmmu_vm;
+struct vmmu_vcpu;
+
+/* How the guest's memory accesses are translated. */
+enum vmmu_mmu {
+	VMMU_MMU_NATIVE = 0,   /* no hypervisor: the guest's tables, walked directly (baseline) */
+	VMMU_MMU_SHADOW,       /* soft MMU: shadow page tables (phase 3) */
+	VMMU_MMU_EPT,          /* hard MMU, Intel EPT (phase 3) */
+	VMMU_MMU_NPT,          /* hard MMU, AMD NPT (phase 3) */
+};
+
+enum vmmu_host { VMMU_HOST_VMX = 0, VMMU_HOST_SVM };
+
+/* One TLB array: sets x ways entries (sets a power of two). */
+struct vmmu_tlb_array {
+	uint32_t sets, ways;
+};
+
+/* TLB geometry; zeros take the defaults of docs/hardware.md (an Intel Skylake core). */
+struct vmmu_tlb_geometry {
+	struct vmmu_tlb_array l1_4k, l1_2m, l1_1g;   /* first-level data TLB, one array per size */
+	struct vmmu_tlb_array l2;                    /* second-level (STLB), 4K and 2M */
+	struct vmmu_tlb_array l2_1g;                 /* second-level, 1G */
+	bool pwc;                                    /* paging-structure caches (off by default) */
+	bool nested_tlb;                             /* gpa->hpa cache for 2-D walks (off by default) */
+};
+
+/* Cycle costs of modelled events; 0 takes the default of docs/hardware.md. */
+struct vmmu_cost {
+	uint32_t tlb_hit;        /* an access that hits the first-level TLB */
+	uint32_t stlb_hit;       /* extra for a second-level TLB hit */
+	uint32_t walk_ref;       /* each page-walk memory reference */
+	uint32_t vm_exit;        /* a VM exit and the VM entry back (round trip) */
+	uint32_t pf_deliver;     /* delivering a #PF to the guest (event injection or native) */
+	uint32_t mmio;           /* an MMIO exit to user space and back */
+	uint32_t mmu_step;       /* each handler step the MMU reports (an spte written, a gpte read) */
+	uint32_t tlb_flush;      /* a full TLB flush (refill costs come as misses) */
+	uint32_t invlpg;         /* one INVLPG/INVPCID invalidation */
+};
 
 struct vmmu_vm_config {
 	uint64_t host_mem_bytes;   /* host physical memory (frame arena); 0 = 64 GiB */
 	int thp;                   /* 0 never, 1 madvise, 2 always */
+	enum vmmu_mmu mmu;
+	enum vmmu_host host;       /* ept implies vmx, npt svm */
+	struct vmmu_tlb_geometry tlb;
+	struct vmmu_cost cost;
+	const char *cpu;           /* guest CPU model: "intel" (default) or "amd" */
 };
 
 int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out);
@@ -56,5 +99,83 @@ int vmmu_get_dirty_log(struct vmmu_vm *vm, uint32_t slot, uint64_t *bitmap);
 /* Guest physical memory as the VMM sees it (not through any MMU): copy to/from gpa. */
 int vmmu_read_guest(struct vmmu_vm *vm, gpa_t gpa, void *buf, size_t len);
 int vmmu_write_guest(struct vmmu_vm *vm, gpa_t gpa, const void *buf, size_t len);
+
+/* ---- vCPUs ---- */
+
+/* Architectural control state, as KVM_SET_SREGS sets it (no exits, no flush rules). */
+struct vmmu_regs {
+	uint64_t cr0, cr3, cr4, efer;
+	uint32_t pkru;
+	uint8_t cpl;        /* 0..3 */
+	bool ac;            /* RFLAGS.AC */
+};
+
+int vmmu_vcpu_create(struct vmmu_vm *vm, unsigned id, struct vmmu_vcpu **out);
+int vmmu_vcpu_get_regs(struct vmmu_vcpu *vcpu, struct vmmu_regs *regs);
+/* -EINVAL for a state the CPU refuses (reserved bits, CR4 bits of absent features, PG without PE,
+ * LMA without PAE). Flushes the vCPU's TLB. */
+int vmmu_vcpu_set_regs(struct vmmu_vcpu *vcpu, const struct vmmu_regs *regs);
+
+/* Access kinds. */
+#define VMMU_ACC_READ     0u
+#define VMMU_ACC_WRITE    (1u << 0)
+#define VMMU_ACC_FETCH    (1u << 1)
+#define VMMU_ACC_IMPLICIT (1u << 2)   /* implicit supervisor access (descriptor tables) */
+
+enum vmmu_access_status {
+	VMMU_ACCESS_DONE = 0,   /* the access happened */
+	VMMU_ACCESS_PF,         /* a #PF was delivered to the guest: pf_ec, pf_addr */
+	VMMU_ACCESS_MMIO,       /* an MMIO exit: complete it with vmmu_vcpu_complete_mmio() */
+	VMMU_ACCESS_GP,         /* #GP (a non-canonical address) */
+};
+
+struct vmmu_access_result {
+	enum vmmu_access_status status;
+	uint32_t pf_ec;         /* PF: error code */
+	uint64_t pf_addr;       /* PF: CR2 */
+	uint64_t mmio_gpa;      /* MMIO: address, size (1..8), direction, data */
+	uint32_t mmio_len;
+	bool mmio_write;
+	uint64_t mmio_data;     /* MMIO write: the data; read: fill it and call complete */
+	uint32_t done;          /* bytes completed before the PF/MMIO (a split access) */
+};
+
+/*
+ * A load, store or fetch of @len bytes (1..8, or 4096 for a page-aligned page copy) at @gva with
+ * the vCPU's CPL, from/into @buf. Returns 0 and fills @res, or -EINVAL for bad arguments. VM exits
+ * to the MMU are handled inside and never seen here.
+ */
+int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigned kind, void *buf,
+		     struct vmmu_access_result *res);
+/* Finish an MMIO read exit: the data the device returned. */
+int vmmu_vcpu_complete_mmio(struct vmmu_vcpu *vcpu, struct vmmu_access_result *res, void *buf);
+
+/* Guest instructions with architectural TLB semantics (and exits where intercepted).
+ * -EINVAL where the CPU would #GP (reserved bits, invalid INVPCID type or operand). */
+int vmmu_vcpu_mov_cr(struct vmmu_vcpu *vcpu, int cr, uint64_t val);   /* cr 0, 3 or 4 */
+int vmmu_vcpu_invlpg(struct vmmu_vcpu *vcpu, uint64_t gva);
+int vmmu_vcpu_invpcid(struct vmmu_vcpu *vcpu, unsigned type, uint16_t pcid, uint64_t gva);
+
+/* ---- statistics (names as KVM's binary stats; docs/stats.md) ---- */
+
+enum vmmu_exit_reason {
+	VMMU_EXIT_PF = 0, VMMU_EXIT_EPT_VIOLATION, VMMU_EXIT_EPT_MISCONFIG, VMMU_EXIT_NPF,
+	VMMU_EXIT_CR3, VMMU_EXIT_INVLPG, VMMU_EXIT_MMIO, VMMU_EXIT_NR,
+};
+
+struct vmmu_stats {
+	uint64_t pf_taken, pf_fixed, pf_emulate, pf_spurious, pf_fast, pf_guest,
+		 pf_mmio_spte_created, invlpg, tlb_flush, exits, mmu_shadow_zapped, mmu_pte_write,
+		 mmu_pde_zapped, mmu_flooded, mmu_recycled, mmu_cache_miss, mmu_unsync, pages_4k,
+		 pages_2m, pages_1g, remote_tlb_flush;
+	uint64_t tlb_hits, tlb_misses, walk_refs, shadow_pages, tdp_pages;
+	uint64_t exits_by_reason[VMMU_EXIT_NR];
+	uint64_t ksm_pages_shared, ksm_pages_sharing, ksm_full_scans, host_frames;
+	uint64_t accesses, sim_cycles;
+};
+
+/* Sum of every vCPU's counters and the VM's. */
+int vmmu_vm_get_stats(struct vmmu_vm *vm, struct vmmu_stats *st);
+int vmmu_vcpu_get_stats(struct vmmu_vcpu *vcpu, struct vmmu_stats *st);
 
 #endif

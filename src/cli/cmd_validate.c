@@ -102,6 +102,7 @@ int cmd_validate(int argc, char **argv)
 		       cpu_has(&cpu, CPU_FEAT_SMAP) ? " smap" : "", cpu_has(&cpu, CPU_FEAT_PKU) ? " pku" : "",
 		       cpu_has(&cpu, CPU_FEAT_1G) ? " 1g" : "", cpu_has(&cpu, CPU_FEAT_LA57) ? " la57" : "");
 
+	unsigned long by_ec[64] = { 0 }, no_fault = 0;   /* outcome mix of agreeing runs: the coverage */
 	uint64_t rng = seed;
 	double t0 = now(), last = t0;
 	bool tty = isatty(STDERR_FILENO);
@@ -135,6 +136,10 @@ int cmd_validate(int argc, char **argv)
 		run++;
 		if (scn_outcome_equal(&hw, &model)) {
 			agree++;
+			if (hw.fault)
+				by_ec[hw.ec & 63]++;
+			else
+				no_fault++;
 		} else {
 			scn_format_outcome(&hw, a, sizeof(a));
 			scn_format_outcome(&model, b, sizeof(b));
@@ -148,6 +153,13 @@ int cmd_validate(int argc, char **argv)
 	if (tty && !quiet)
 		fprintf(stderr, "\r\033[K");
 	double secs = now() - t0;
+	if (!quiet) {
+		printf("# agreed outcomes: no fault %lu", no_fault);
+		for (unsigned e = 0; e < 64; e++)
+			if (by_ec[e])
+				printf(", ec=0x%x %lu", e, by_ec[e]);
+		printf("\n");
+	}
 	printf("validate: %lu scenarios (seed %lu): %lu run, %lu agree, %lu disagree, %lu skipped, %lu errors; "
 	       "agreement %.2f%%; %.0f scenarios/s\n",
 	       count, seed, run, agree, run - agree, skipped, errors,

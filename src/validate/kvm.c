@@ -212,7 +212,11 @@ static int open_kvm(int *fd_out, char *why, size_t whylen)
 	}
 	ret = ioctl(fd, KVM_GET_API_VERSION, 0);
 	if (ret != KVM_API_VERSION) {
-		set_why(why, whylen, "/dev/kvm API version %d, need %d", ret, KVM_API_VERSION);
+		if (ret < 0)
+			set_why(why, whylen, "/dev/kvm is not a KVM device: %s", strerror(errno));
+		else
+			set_why(why, whylen, "/dev/kvm API version %d, need %d", ret,
+				KVM_API_VERSION);
 		close(fd);
 		return -ENODEV;
 	}
@@ -317,21 +321,21 @@ static int build_guest(struct kvmv *k, char *why, size_t whylen)
 	pt[KVMG_UCODE >> 12] = KVMG_UCODE | PTE_P | PTE_US | PTE_A;
 	pt[KVMG_USTACK_PAGE >> 12] |= PTE_US;
 
-	/* RETs wherever a fetch can land: the data frame, and gpa 0, the frame of walks that
-	 * raw address bits shift onto the next level's table (the data page's RET byte, 0xc3,
-	 * then reads as a present entry with address 0). */
+	/* The data page holds the RET even before a run asks for it (kvm_guest.h says why
+	 * this byte reads as a not-present entry). */
 	k->data[0] = KVMG_RET_OPCODE;
-	k->low[0] = KVMG_RET_OPCODE;
 	return 0;
 }
 
 static int init_sregs(struct kvmv *k, char *why, size_t whylen)
 {
 	struct kvm_sregs *s = &k->sregs0;
+	int ret;
 
 	if (ioctl(k->vcpu_fd, KVM_GET_SREGS, s) < 0) {
-		set_why(why, whylen, "KVM_GET_SREGS: %s", strerror(errno));
-		return -errno;
+		ret = -errno;
+		set_why(why, whylen, "KVM_GET_SREGS: %s", strerror(-ret));
+		return ret;
 	}
 	s->cs = kseg(KVMG_KERNEL_CS, 0xb, true, false);
 	s->ds = s->es = s->fs = s->gs = s->ss = kseg(KVMG_KERNEL_DS, 0x3, false, true);
@@ -381,11 +385,13 @@ static int add_slot(struct kvmv *k, uint32_t slot, uint64_t gpa, uint64_t size, 
 		.slot = slot, .guest_phys_addr = gpa, .memory_size = size,
 		.userspace_addr = (uint64_t)(uintptr_t)host,
 	};
+	int ret;
 
 	if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
+		ret = -errno;
 		set_why(why, whylen, "KVM_SET_USER_MEMORY_REGION (gpa %#llx): %s",
-			(unsigned long long)gpa, strerror(errno));
-		return -errno;
+			(unsigned long long)gpa, strerror(-ret));
+		return ret;
 	}
 	return 0;
 }
@@ -625,14 +631,16 @@ static int run_to_halt(struct kvmv *k, const struct scenario *s, uint64_t frame,
 		       size_t whylen)
 {
 	struct kvm_run *r = k->run;
+	int ret;
 
 	for (int exits = 0; exits < MAX_EXITS;) {
 		if (ioctl(k->vcpu_fd, KVM_RUN, 0) < 0) {
-			/* A signal for the caller's process is no exit of the guest's. */
+			/* A signal to this process, not a guest exit: enter again. */
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
-			set_why(why, whylen, "KVM_RUN: %s", strerror(errno));
-			return -errno;
+			ret = -errno;
+			set_why(why, whylen, "KVM_RUN: %s", strerror(-ret));
+			return ret;
 		}
 		switch (r->exit_reason) {
 		case KVM_EXIT_HLT:
@@ -748,8 +756,9 @@ int kvmv_run(struct kvmv *k, const struct scenario *s, struct scn_outcome *out, 
 
 		memset(&ev, 0, sizeof(ev));
 		if (ioctl(k->vcpu_fd, KVM_SET_VCPU_EVENTS, &ev) < 0) {
-			set_why(why, whylen, "KVM_SET_VCPU_EVENTS: %s", strerror(errno));
-			return -errno;
+			ret = -errno;
+			set_why(why, whylen, "KVM_SET_VCPU_EVENTS: %s", strerror(-ret));
+			return ret;
 		}
 		k->reset_events = false;
 	}
@@ -758,8 +767,9 @@ int kvmv_run(struct kvmv *k, const struct scenario *s, struct scn_outcome *out, 
 	regs.rsp = KVMG_KSTACK_TOP;
 	regs.rflags = RFLAGS_FIXED;
 	if (ioctl(k->vcpu_fd, KVM_SET_REGS, &regs) < 0) {
-		set_why(why, whylen, "KVM_SET_REGS: %s", strerror(errno));
-		return -errno;
+		ret = -errno;
+		set_why(why, whylen, "KVM_SET_REGS: %s", strerror(-ret));
+		return ret;
 	}
 
 	write_params(k, s, e);
@@ -769,8 +779,9 @@ int kvmv_run(struct kvmv *k, const struct scenario *s, struct scn_outcome *out, 
 	if (ret)
 		return ret;
 	if (ioctl(k->vcpu_fd, KVM_GET_REGS, &regs) < 0) {
-		set_why(why, whylen, "KVM_GET_REGS: %s", strerror(errno));
-		return -errno;
+		ret = -errno;
+		set_why(why, whylen, "KVM_GET_REGS: %s", strerror(-ret));
+		return ret;
 	}
 	memset(out, 0, sizeof(*out));
 	out->nlevels = n;

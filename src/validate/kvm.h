@@ -39,6 +39,11 @@ int kvmv_open(struct kvmv **out, char *why, size_t whylen);
  * their scenario addresses (PML4 entry 1, then entry 0 of 0x10000, 0x11000, 0x12000);
  * levels below the leaf are 0. A leaf frame outside guest RAM is MMIO: reads see zeroes,
  * stores are dropped, and the outcome is fault=0.
+ * What a walk can see, for a model to match: guest RAM is gpa [0, 4 MiB) and [0x40000000,
+ * +2 MiB); at and above 0x10000 it reads as zero except the scenario's entries and the
+ * frame's code (c2 00 00, RET imm16: bit 0 clear, so a not-present entry if raw address bits
+ * make a walk read it as one). A table outside RAM is KVM's call: it reports a not-present
+ * #PF (P=0 in ec).
  * Returns -EOPNOTSUPP with a reason in @why when this host cannot run @s (a CR4/EFER bit the
  * guest CPU lacks or KVM refuses, a fetch from an MMIO frame, which KVM cannot execute);
  * -EINVAL for a malformed scenario; -EPROTO when the guest did something no scenario should

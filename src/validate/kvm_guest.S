@@ -7,9 +7,13 @@
  * Flow (ring 0, entered at kvmg_image with RSP = KVMG_KSTACK_TOP, everything read from the
  * parameter block at KVMG_PARAM):
  *   1. clear stale qwords a previous scenario's aliased walk may have left A/D bits in;
- *   2. put a RET at the leaf frame, so a successful fetch comes straight back;
+ *   2. put the RET (KVMG_RET_OPCODE) at the leaf frame, so a successful fetch comes back;
  *   3. write the four scenario entries (the guest writes them, not the host: with shadow
- *      paging KVM only notices page-table changes made by guest writes), reload CR3;
+ *      paging KVM only notices page-table changes made by guest writes), reload CR3 and
+ *      INVLPG the test address. The INVLPG is not redundant under KVM: MOV CR3 only queues
+ *      KVM's TLB sync, and an emulator that runs on (PVM's batched ring-0 emulation) keeps
+ *      using its cached gva->MMIO-gpa translation from the previous scenario; INVLPG drops
+ *      that cache at once;
  *   4. WRPKRU if asked, then the access: at ring 0 directly, or IRETQ to ring-3 code that
  *      makes the same access and signals completion with INT3.
  * Any exception lands in a per-vector stub and then in `common`, which reports the vector,
@@ -31,7 +35,7 @@
 kvmg_image:
 	movq	$KVMG_PARAM, %rsi
 
-	/* 1. stale qwords */
+	/* 1. stale qwords (KVMG_P_ZERO, 0 = none) */
 	movq	KVMG_P_ZERO + 0(%rsi), %rax
 	testq	%rax, %rax
 	jz	1f
@@ -49,15 +53,13 @@ kvmg_image:
 	jz	1f
 	movq	$0, (%rax)
 
-	/* 2. RET at the leaf frame, and back at the data page, which a walk shifted by raw
-	 *    address bits may have used as a table and set A in. */
-1:	movb	$KVMG_RET_OPCODE, KVMG_DATA_BASE
-	movq	KVMG_P_FRAME(%rsi), %rax
+	/* 2. RET at the leaf frame; a whole qword, so its imm16 and the rest read as zero. */
+1:	movq	KVMG_P_FRAME(%rsi), %rax
 	testq	%rax, %rax
 	jz	1f
-	movb	$KVMG_RET_OPCODE, (%rax)
+	movq	$KVMG_RET_OPCODE, (%rax)
 
-	/* 3. the scenario entries, then a TLB flush */
+	/* 3. the scenario entries, then TLB flushes (see the header for why both) */
 1:	movq	KVMG_P_ENTRY + 0(%rsi), %rax
 	movq	%rax, KVMG_PML4 + 8
 	movq	KVMG_P_ENTRY + 8(%rsi), %rax

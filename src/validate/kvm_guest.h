@@ -51,7 +51,7 @@
 /* Parameter block at KVMG_PARAM (all 64-bit). Zero addresses mean "none". */
 #define KVMG_P_ENTRY      0x00       /* [4] PML4E, PDPTE, PDE, PTE (0 below the leaf) */
 #define KVMG_P_ZERO       0x20       /* [4] gpas of stale qwords to clear first */
-#define KVMG_P_FRAME      0x40       /* gpa of the leaf frame byte to set to RET, or 0 */
+#define KVMG_P_FRAME      0x40       /* gpa of the leaf frame (in RAM) to put the RET at, or 0 */
 #define KVMG_P_ACCESS     0x48       /* enum scn_access */
 #define KVMG_P_CPL        0x50       /* 0 or 3 */
 #define KVMG_P_RFLAGS     0x58       /* RFLAGS during the access (AC) */
@@ -59,7 +59,10 @@
 #define KVMG_P_PKRU       0x68
 #define KVMG_P_SIZE       0x70
 
-#define KVMG_RET_OPCODE   0xc3       /* the data frame's byte 0; stores write it back */
+/* The frame's code: RET imm16 with imm16 = 0 (c2 00 00). Not plain RET (c3): bit 0 is clear,
+ * so a walk that raw address bits shift onto a frame reads a not-present entry, exactly as
+ * from zeroed memory. The store access writes this byte back, so the frame never changes. */
+#define KVMG_RET_OPCODE   0xc2
 
 /* Guest -> host report, in registers at the final HLT. */
 #define KVMG_MARK_DONE    0x600d     /* r15: ring-0 access completed */

@@ -250,19 +250,25 @@ static void known_cases(struct kvmv *k, const struct cpu_model *cpu)
 		CHECK(n, !o.fault);
 
 	/* PML4E bit 12 points the PDPT at the PD page: every later level reads the next table's
-	 * entry, the last one the data page's first byte (0xc3: P, RW, U=0, address 0). */
+	 * entry, the last one the data page's first qword, whose RET (0xc2) is not present. */
 	for (int a = SCN_READ; a <= SCN_FETCH; a++) {
-		n = a == SCN_READ ? "shifted walk read" : a == SCN_WRITE ? "shifted walk write" :
-		    "shifted walk fetch";
-		s = base(cpu);
-		s.access = (enum scn_access)a;
-		s.flags[SCN_PML4] |= 1ULL << 12;
-		if (!run(k, n, &s, &o))
-			CHECK(n, !o.fault);
-		s.cpl = 3;
-		if (!run(k, n, &s, &o)) {
-			CHECK(n, o.fault);
-			CHECK(n, (o.ec & (EC_P | EC_U)) == (EC_P | EC_U));
+		static const char *const names[2][3] = {
+			{ "shifted walk read cpl0", "shifted walk write cpl0", "shifted walk fetch cpl0" },
+			{ "shifted walk read cpl3", "shifted walk write cpl3", "shifted walk fetch cpl3" },
+		};
+
+		for (int u = 0; u < 2; u++) {
+			n = names[u][a];
+			s = base(cpu);
+			s.access = (enum scn_access)a;
+			s.cpl = u ? 3 : 0;
+			s.flags[SCN_PML4] |= 1ULL << 12;
+			if (!run(k, n, &s, &o)) {
+				CHECK(n, o.fault);
+				CHECK(n, !(o.ec & EC_P));
+				for (int l = 0; l < 4; l++)
+					CHECK(n, !(o.ad[l] & SCN_AD_D));
+			}
 		}
 	}
 
