@@ -62,13 +62,27 @@ void tlb_fill(struct tlb *t, gva_t va, const struct tlb_entry_info *e);
 void tlb_invlpg(struct tlb *t, gva_t va, uint16_t pcid);
 /* INVPCID type 0: entries mapping @va for @pcid, not global ones. */
 void tlb_flush_addr_pcid(struct tlb *t, gva_t va, uint16_t pcid);
-/* Entries tagged @pcid; global ones too when @global. (INVPCID 1, MOV CR3 with PCIDE.) */
+/* Entries tagged @pcid; global ones too when @global. (INVPCID 1, MOV CR3 with PCIDE.)
+ * A global entry matches every PCID whatever its tag, so @global removes every global entry. */
 void tlb_flush_pcid(struct tlb *t, uint16_t pcid, bool global);
 /* Every entry; global ones too when @global. (INVPCID 2/3, MOV CR3/CR4/CR0 flushes.) */
 void tlb_flush_all(struct tlb *t, bool global);
 
 const struct tlb_stats *tlb_get_stats(const struct tlb *t);
-/* Number of valid entries, for tests. */
+/* Number of valid entries, for tests. Counts every array: a translation held in both levels
+ * counts twice (a fill puts it in both). */
 unsigned tlb_count(const struct tlb *t);
+
+/* The physical address of @va through the hit @e (frame plus the offset within the page). */
+static inline uint64_t tlb_entry_pa(const struct tlb_entry_info *e, gva_t va)
+{
+	return e->frame | (va & ((1ULL << e->page_shift) - 1));
+}
+
+/* Debug: check the invariants of every set (entries in their set, one entry per lookup tag,
+ * aligned frames, LRU stamps distinct and not ahead of the clock). 0 or -EUCLEAN. */
+int tlb_check(const struct tlb *t);
+/* Tests: set the LRU clock (to start it just before it wraps). */
+void tlb_test_set_clock(struct tlb *t, uint32_t clock);
 
 #endif

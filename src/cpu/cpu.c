@@ -1,0 +1,445 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The vCPU hardware model: control registers with their checks and TLB-flush rules (SDM 4.10.4),
+ * the TLB-first access path, and the mode's page walk. See cpu.h for invariants and locking.
+ *
+ * Over-flushing is always architecturally allowed (a TLB may drop any entry at any time), so where
+ * the SDM flushes "the current PCID" on a CR4 change we flush everything; under-flushing never is,
+ * so every rule that must flush does. Global entries survive MOV CR3, as the architecture keeps
+ * them, because that is what makes a guest's kernel mappings cheap and the model must count it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/cost.h"
+#include "cpu/cpu.h"
+
+#define CR0_KNOWN (X86_CR0_PE | (1ULL << 1) | (1ULL << 2) | (1ULL << 3) | (1ULL << 4) | \
+		   (1ULL << 5) | X86_CR0_WP | (1ULL << 18) | (1ULL << 29) | (1ULL << 30) | X86_CR0_PG)
+#define CR0_NW (1ULL << 29)
+#define CR0_CD (1ULL << 30)
+#define CR4_BASE_KNOWN (rsvd_bits(0, 11) | (1ULL << 16) | X86_CR4_PCIDE | (1ULL << 18))
+#define EFER_SCE (1ULL << 0)
+#define CR3_NOFLUSH (1ULL << 63)
+
+/* Index into perm[]: the kind of access, as the permission rules see it. */
+static inline unsigned perm_index(unsigned access, uint8_t cpl)
+{
+	bool implicit = access & WALK_IMPLICIT;
+	bool user = !implicit && cpl == 3;
+	return ((access & PFERR_WRITE) ? 1u : 0u) | ((access & PFERR_FETCH) ? 2u : 0u) |
+	       (user ? 4u : 0u) | (implicit ? 8u : 0u);
+}
+
+/* Recompute what depends on control state: the permission bitmap (as KVM's
+ * update_permission_bitmask) and the PCID. Protection keys are checked apart. */
+static void cpu_update(struct cpu *c)
+{
+	struct paging_ctx nopk = c->guest;
+
+	nopk.cr4 &= ~X86_CR4_PKE;
+	for (unsigned idx = 0; idx < 16; idx++) {
+		unsigned access = ((idx & 1) ? PFERR_WRITE : 0) | ((idx & 2) ? PFERR_FETCH : 0) |
+				  ((idx & 8) ? WALK_IMPLICIT : 0);
+		uint8_t bits = 0;
+		/* The rules read CPL only to tell a user access, which idx bit 2 already says. */
+		nopk.cpl = (idx & 4) ? 3 : 0;
+		for (unsigned acc = 0; acc < 8; acc++)
+			if (paging_permission_fault(&nopk, acc, 0, access))
+				bits |= (uint8_t)(1u << acc);
+		c->perm[idx] = bits;
+	}
+	c->pcid = (c->guest.cr4 & X86_CR4_PCIDE) ? (uint16_t)(c->guest.cr3 & 0xfff) : 0;
+}
+
+int cpu_init(struct cpu *c, enum vmmu_mmu mode, const struct cpu_model *model,
+	     const struct vmmu_tlb_geometry *geom, const struct vmmu_cost *cost,
+	     const struct guest_mem_ops *gmem, void *gmem_opaque, const struct phys_ops *phys,
+	     void *phys_opaque)
+{
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	c->mode = mode;
+	c->guest.cpu = *model;
+	if (cost)
+		c->cost = *cost;
+	cost_fill_defaults(&c->cost);
+	c->gmem = gmem;
+	c->gmem_opaque = gmem_opaque;
+	c->phys = phys;
+	c->phys_opaque = phys_opaque;
+	rc = tlb_create(geom, &c->tlb);
+	if (rc)
+		return rc;
+	/* Reset state: real mode, no paging, as after INIT. */
+	c->guest.cr0 = (1ULL << 4) | CR0_NW | CR0_CD;
+	cpu_update(c);
+	return 0;
+}
+
+void cpu_destroy(struct cpu *c)
+{
+	tlb_destroy(c->tlb);
+	c->tlb = NULL;
+}
+
+void cpu_flush_tlb(struct cpu *c)
+{
+	tlb_flush_all(c->tlb, true);
+	c->st.tlb_flush++;
+	c->st.sim_cycles += c->cost.tlb_flush;
+}
+
+static uint64_t cr4_allowed(const struct cpu_model *m)
+{
+	uint64_t ok = CR4_BASE_KNOWN;
+	if (cpu_has(m, CPU_FEAT_SMEP)) ok |= X86_CR4_SMEP;
+	if (cpu_has(m, CPU_FEAT_SMAP)) ok |= X86_CR4_SMAP;
+	if (cpu_has(m, CPU_FEAT_PKU)) ok |= X86_CR4_PKE;
+	if (cpu_has(m, CPU_FEAT_LA57)) ok |= X86_CR4_LA57;
+	return ok;
+}
+
+/* PAE paging (not long mode) loads the four PDPTEs at MOV CR3 and when paging turns on; a present
+ * one with a reserved bit is a #GP (SDM 4.4.1). */
+static int load_pdptrs(const struct cpu *c, struct paging_ctx *ctx)
+{
+	gpa_t base = ctx->cr3 & rsvd_bits(5, 31);
+	uint64_t rsvd = paging_rsvd_mask64(ctx, PAGING_PAE, 3, false);
+
+	for (unsigned i = 0; i < 4; i++) {
+		uint64_t e;
+		if (c->gmem->read(c->gmem_opaque, base + i * 8, &e, 8))
+			return -EINVAL;
+		if ((e & PT_PRESENT_MASK) && (e & rsvd))
+			return -EINVAL;
+		ctx->pdptrs[i] = e;
+	}
+	ctx->pdptrs_valid = true;
+	return 0;
+}
+
+/* Check a full control state the way the CPU would on the MOVs that reach it. */
+static int check_state(const struct cpu *c, struct paging_ctx *n)
+{
+	const struct cpu_model *m = &n->cpu;
+	uint64_t efer_ok = EFER_SCE | EFER_LME | EFER_LMA | (cpu_has(m, CPU_FEAT_NX) ? EFER_NXE : 0);
+
+	if (n->cr0 & ~CR0_KNOWN)
+		return -EINVAL;
+	if ((n->cr0 & X86_CR0_PG) && !(n->cr0 & X86_CR0_PE))
+		return -EINVAL;
+	if ((n->cr0 & CR0_NW) && !(n->cr0 & CR0_CD))
+		return -EINVAL;
+	if (n->cr4 & ~cr4_allowed(m))
+		return -EINVAL;
+	if (n->efer & ~efer_ok)
+		return -EINVAL;
+	if (n->cpl > 3)
+		return -EINVAL;
+	bool lma = (n->efer & EFER_LME) && (n->cr0 & X86_CR0_PG);
+	if (lma && !(n->cr4 & X86_CR4_PAE))
+		return -EINVAL;
+	if ((n->cr4 & X86_CR4_PCIDE) && !lma)
+		return -EINVAL;
+	if (!!(n->efer & EFER_LMA) != lma)
+		return -EINVAL;
+	if (n->cr3 & rsvd_bits(n->cpu.maxphyaddr, 63))
+		return -EINVAL;
+	n->pdptrs_valid = false;
+	if (paging_mode_of(n) == PAGING_PAE)
+		return load_pdptrs(c, n);
+	return 0;
+}
+
+int cpu_set_regs(struct cpu *c, const struct vmmu_regs *r)
+{
+	struct paging_ctx n = c->guest;
+	int rc;
+
+	n.cr0 = r->cr0;
+	n.cr3 = r->cr3;
+	n.cr4 = r->cr4;
+	n.efer = r->efer;
+	n.pkru = r->pkru;
+	n.cpl = r->cpl;
+	n.ac = r->ac;
+	rc = check_state(c, &n);
+	if (rc)
+		return rc;
+	c->guest = n;
+	cpu_update(c);
+	cpu_flush_tlb(c);
+	return 0;
+}
+
+void cpu_get_regs(const struct cpu *c, struct vmmu_regs *r)
+{
+	r->cr0 = c->guest.cr0;
+	r->cr3 = c->guest.cr3;
+	r->cr4 = c->guest.cr4;
+	r->efer = c->guest.efer;
+	r->pkru = c->guest.pkru;
+	r->cpl = c->guest.cpl;
+	r->ac = c->guest.ac;
+}
+
+int cpu_mov_cr(struct cpu *c, int cr, uint64_t val)
+{
+	struct paging_ctx n = c->guest;
+	uint64_t flush_all = 0, noflush = 0;
+	int rc;
+
+	switch (cr) {
+	case 0:
+		/* Long mode turns on and off with CR0.PG (EFER.LMA follows it). */
+		n.cr0 = val;
+		if ((n.efer & EFER_LME) && (val & X86_CR0_PG))
+			n.efer |= EFER_LMA;
+		else
+			n.efer &= ~EFER_LMA;
+		/* Turning paging on or off flushes everything. */
+		flush_all = (c->guest.cr0 ^ val) & X86_CR0_PG;
+		break;
+	case 3:
+		if (c->guest.cr4 & X86_CR4_PCIDE) {
+			noflush = val & CR3_NOFLUSH;
+			val &= ~CR3_NOFLUSH;
+		}
+		n.cr3 = val;
+		break;
+	case 4: {
+		uint64_t changed = c->guest.cr4 ^ val;
+		/* CR4.LA57 cannot change in long mode; PCIDE can be set only with CR3[11:0] = 0. */
+		if ((changed & X86_CR4_LA57) && (c->guest.efer & EFER_LMA))
+			return -EINVAL;
+		if ((changed & X86_CR4_PAE) && (c->guest.efer & EFER_LMA))
+			return -EINVAL;
+		if ((changed & val & X86_CR4_PCIDE) && (c->guest.cr3 & 0xfff))
+			return -EINVAL;
+		n.cr4 = val;
+		flush_all = changed & (X86_CR4_PGE | X86_CR4_PAE | X86_CR4_PSE | X86_CR4_SMEP |
+				       X86_CR4_SMAP | X86_CR4_LA57 | X86_CR4_PKE);
+		if (changed & c->guest.cr4 & X86_CR4_PCIDE)
+			flush_all = 1;
+		break;
+	}
+	default:
+		return -EINVAL;
+	}
+	/* PAE PDPTEs reload at MOV CR3 and at a CR0/CR4 change that affects paging, and only then. */
+	bool reload = cr == 3 || flush_all;
+	if (!reload) {
+		bool keep = n.pdptrs_valid;
+		uint64_t save[4];
+		memcpy(save, n.pdptrs, sizeof(save));
+		rc = check_state(c, &n);
+		n.pdptrs_valid = keep;
+		memcpy(n.pdptrs, save, sizeof(save));
+	} else {
+		rc = check_state(c, &n);
+	}
+	if (rc)
+		return rc;
+	c->guest = n;
+	cpu_update(c);
+	if (flush_all) {
+		cpu_flush_tlb(c);
+	} else if (cr == 3 && !noflush) {
+		/* Non-global entries of the new PCID go (with PCIDE off, that is all of them). */
+		tlb_flush_pcid(c->tlb, c->pcid, false);
+		c->st.tlb_flush++;
+		c->st.sim_cycles += c->cost.tlb_flush;
+	}
+	return 0;
+}
+
+static bool canonical(const struct cpu *c, gva_t va)
+{
+	int bits = (c->guest.cr4 & X86_CR4_LA57) ? 57 : 48;
+	return (uint64_t)((int64_t)(va << (64 - bits)) >> (64 - bits)) == va;
+}
+
+int cpu_invlpg(struct cpu *c, gva_t gva)
+{
+	/* INVLPG of a non-canonical address is a no-op, not a fault. */
+	c->st.invlpg++;
+	c->st.sim_cycles += c->cost.invlpg;
+	if ((c->guest.efer & EFER_LMA) && !canonical(c, gva))
+		return 0;
+	tlb_invlpg(c->tlb, gva, c->pcid);
+	return 0;
+}
+
+int cpu_invpcid(struct cpu *c, unsigned type, uint16_t pcid, gva_t gva)
+{
+	if (type > 3 || pcid > 0xfff)
+		return -EINVAL;
+	if (type <= 1 && !(c->guest.cr4 & X86_CR4_PCIDE) && pcid)
+		return -EINVAL;
+	if (type == 0 && !canonical(c, gva))
+		return -EINVAL;
+	c->st.invlpg++;
+	c->st.sim_cycles += c->cost.invlpg;
+	switch (type) {
+	case 0: tlb_flush_addr_pcid(c->tlb, gva, pcid); break;
+	case 1: tlb_flush_pcid(c->tlb, pcid, false); break;
+	case 2: tlb_flush_all(c->tlb, true); break;
+	case 3: tlb_flush_all(c->tlb, false); break;
+	}
+	return 0;
+}
+
+/*
+ * gva -> final address for @access. A TLB hit serves it when its cached rights allow the access
+ * under the current state and, for a write, the leaf was already dirty; otherwise the hardware
+ * walks again: for the D bit it must set, or to take a fault from the tables as they are now
+ * (a #PF also drops the address's TLB entries, as the SDM says).
+ */
+static enum hw_status translate(struct cpu *c, gva_t gva, unsigned access, uint64_t *pa,
+				struct hw_outcome *o, int *err)
+{
+	struct tlb_entry_info e;
+	enum tlb_hit h = tlb_lookup(c->tlb, gva, c->pcid, &e);
+
+	if (h != TLB_MISS) {
+		bool fault = (c->perm[perm_index(access, c->guest.cpl)] >> e.access) & 1;
+		if (!fault && (c->guest.cr4 & X86_CR4_PKE) && (e.access & ACC_USER))
+			fault = paging_permission_fault(&c->guest, e.access, e.pkey, access) != 0;
+		if (!fault && (!(access & PFERR_WRITE) || e.dirty)) {
+			c->st.tlb_hits++;
+			if (h == TLB_HIT_L2) {
+				c->st.stlb_hits++;
+				c->st.sim_cycles += c->cost.stlb_hit;
+			}
+			*pa = e.frame | (gva & ((1ULL << e.page_shift) - 1));
+			return HW_DONE;
+		}
+	}
+	c->st.tlb_misses++;
+
+	struct walk_result r;
+	enum walk_status ws = paging_walk(&c->guest, c->gmem, c->gmem_opaque, gva, access, &r);
+	c->st.walks++;
+	c->st.walk_refs += r.refs;
+	c->st.sim_cycles += (uint64_t)r.refs * c->cost.walk_ref;
+	switch (ws) {
+	case WALK_OK:
+		break;
+	case WALK_PF:
+		tlb_invlpg(c->tlb, gva, c->pcid);
+		c->st.pf_delivered++;
+		c->st.sim_cycles += c->cost.pf_deliver;
+		o->status = HW_PF;
+		o->pf_ec = r.ec;
+		o->pf_addr = r.addr;
+		return HW_PF;
+	case WALK_GP:
+		o->status = HW_GP;
+		return HW_GP;
+	case WALK_ABORT:
+		*err = r.abort_err ? r.abort_err : -EIO;
+		return HW_EXIT;
+	}
+
+	uint64_t leaf = r.level ? r.gpte[r.level] : 0;
+	unsigned shift = r.page_shift == 22 ? 21 : r.page_shift;   /* a 4M page is cached as 2M halves */
+	struct tlb_entry_info f = {
+		.frame = r.gpa & ~((1ULL << shift) - 1),
+		.page_shift = (uint8_t)shift,
+		.access = (uint8_t)r.access,
+		.pkey = (uint8_t)r.pkey,
+		.dirty = r.level == 0 || (leaf & PT_DIRTY_MASK),
+		.global = r.level && (leaf & PT_GLOBAL_MASK) && (c->guest.cr4 & X86_CR4_PGE),
+		.pcid = c->pcid,
+	};
+	tlb_fill(c->tlb, gva, &f);
+	*pa = r.gpa;
+	return HW_DONE;
+}
+
+static void copy_in(void *dst, const void *src, uint32_t len)
+{
+	/* Aligned 1/2/4/8-byte guest accesses are single-copy atomic, as on x86. */
+	switch (len) {
+	case 1: __atomic_store_n((uint8_t *)dst, *(const uint8_t *)src, __ATOMIC_RELAXED); return;
+	case 2: if (!((uintptr_t)dst & 1)) { uint16_t v; memcpy(&v, src, 2); __atomic_store_n((uint16_t *)dst, v, __ATOMIC_RELAXED); return; } break;
+	case 4: if (!((uintptr_t)dst & 3)) { uint32_t v; memcpy(&v, src, 4); __atomic_store_n((uint32_t *)dst, v, __ATOMIC_RELAXED); return; } break;
+	case 8: if (!((uintptr_t)dst & 7)) { uint64_t v; memcpy(&v, src, 8); __atomic_store_n((uint64_t *)dst, v, __ATOMIC_RELAXED); return; } break;
+	}
+	memcpy(dst, src, len);
+}
+
+static void copy_out(void *dst, const void *src, uint32_t len)
+{
+	switch (len) {
+	case 1: *(uint8_t *)dst = __atomic_load_n((const uint8_t *)src, __ATOMIC_RELAXED); return;
+	case 2: if (!((uintptr_t)src & 1)) { uint16_t v = __atomic_load_n((const uint16_t *)src, __ATOMIC_RELAXED); memcpy(dst, &v, 2); return; } break;
+	case 4: if (!((uintptr_t)src & 3)) { uint32_t v = __atomic_load_n((const uint32_t *)src, __ATOMIC_RELAXED); memcpy(dst, &v, 4); return; } break;
+	case 8: if (!((uintptr_t)src & 7)) { uint64_t v = __atomic_load_n((const uint64_t *)src, __ATOMIC_RELAXED); memcpy(dst, &v, 8); return; } break;
+	}
+	memcpy(dst, src, len);
+}
+
+int cpu_access(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
+	       struct hw_outcome *o)
+{
+	const unsigned access = ((kind & VMMU_ACC_WRITE) ? PFERR_WRITE : 0) |
+				((kind & VMMU_ACC_FETCH) ? PFERR_FETCH : 0) |
+				((kind & VMMU_ACC_IMPLICIT) ? WALK_IMPLICIT : 0);
+	const bool write = kind & VMMU_ACC_WRITE;
+	uint64_t pa[2];
+	uint32_t part[2];
+	unsigned nparts = 1;
+	int err = 0;
+
+	o->status = HW_DONE;
+	o->done = 0;
+	c->st.accesses++;
+	c->st.sim_cycles += c->cost.tlb_hit;
+
+	/* An access that crosses a page needs both translations before any byte moves, so a fault on
+	 * the second page leaves memory untouched, as on hardware. */
+	part[0] = len;
+	if ((gva & 0xfff) + len > 4096) {
+		part[0] = 4096 - (uint32_t)(gva & 0xfff);
+		part[1] = len - part[0];
+		nparts = 2;
+	}
+	for (unsigned i = 0; i < nparts; i++) {
+		gva_t va = i ? (gva & ~0xfffULL) + 4096 : gva;
+		if (!(c->guest.efer & EFER_LMA) && va > 0xffffffffULL)
+			va &= 0xffffffffULL;
+		enum hw_status s = translate(c, va, access, &pa[i], o, &err);
+		if (err)
+			return err;
+		if (s != HW_DONE)
+			return 0;
+	}
+
+	uint32_t off = 0;
+	for (unsigned i = 0; i < nparts; i++) {
+		void *p;
+		int rc = c->phys->ptr(c->phys_opaque, pa[i], part[i], write, &p);
+		if (rc == -ENOENT || rc == -EPERM) {
+			c->st.mmio++;
+			c->st.sim_cycles += c->cost.mmio;
+			o->status = HW_MMIO;
+			o->mmio_pa = pa[i];
+			o->mmio_len = part[i];
+			o->mmio_write = write;
+			o->done = off;
+			return 0;
+		}
+		if (rc)
+			return rc;
+		if (write)
+			copy_in(p, (const char *)buf + off, part[i]);
+		else
+			copy_out((char *)buf + off, p, part[i]);
+		off += part[i];
+	}
+	return 0;
+}

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cpu/: the hardware model of one vCPU (logical processor): architectural state, the TLB, the
+ * page-walk hardware of the mode, the exit rules, and the cost model's accounting.
+ *
+ * The hardware *returns* what happened (done, a #PF delivered to the guest, an MMIO access, a VM
+ * exit); it never calls the hypervisor. Memory is reached through two sets of callbacks given at
+ * init: guest physical memory for native walks (struct guest_mem_ops) and the memory of final
+ * translations for data accesses (struct phys_ops).
+ *
+ * Invariants:
+ *  - every TLB entry was filled from a successful walk under the current paging mode and has not
+ *    been invalidated since by an architectural flush (INVLPG, INVPCID, MOV CR3/CR4/CR0 rules,
+ *    cpu_flush_tlb) or by a #PF on its address;
+ *  - perm[] always matches the current CR0.WP, CR4.SMEP/SMAP, CPL and EFLAGS.AC (cpu_update()).
+ * Locking: none; a struct cpu is owned by its vCPU's thread. Remote flush requests are applied by
+ * the owner (vm/).
+ */
+#ifndef VMMU_CPU_CPU_H
+#define VMMU_CPU_CPU_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cpu/exit.h"
+#include "cpu/tlb.h"
+#include "paging/paging.h"
+#include "vmmu/vmmu.h"
+
+/* Memory at the final address of a translation (gpa natively, hpa under a hypervisor). */
+struct phys_ops {
+	/* A pointer to [pa, pa + len), inside one page. 0; -ENOENT: no memory there (MMIO);
+	 * -EPERM: read-only memory and @write (an MMIO exit, as KVM treats read-only slots). */
+	int (*ptr)(void *opaque, uint64_t pa, uint32_t len, bool write, void **p);
+};
+
+enum hw_status {
+	HW_DONE = 0,
+	HW_PF,       /* #PF delivered to the guest: pf_ec, pf_addr */
+	HW_GP,       /* #GP: a non-canonical address */
+	HW_MMIO,     /* an access to no memory: mmio_pa, mmio_len, mmio_write */
+	HW_EXIT,     /* a VM exit for the hypervisor: exit */
+};
+
+struct hw_exit {
+	enum vmmu_exit_reason reason;
+	gva_t gva;
+	gpa_t gpa;
+	uint32_t ec;        /* #PF error code, NPF EXITINFO1 low bits */
+	uint64_t qual;      /* EPT violation qualification, NPF EXITINFO1 */
+	unsigned access;    /* PFERR_WRITE / PFERR_FETCH of the access */
+};
+
+struct hw_outcome {
+	enum hw_status status;
+	uint32_t pf_ec;
+	gva_t pf_addr;
+	uint64_t mmio_pa;
+	uint32_t mmio_len;
+	bool mmio_write;
+	uint32_t done;      /* bytes completed before an MMIO part */
+	struct hw_exit exit;
+};
+
+struct cpu_stats {
+	uint64_t accesses, tlb_hits, stlb_hits, tlb_misses, walk_refs, walks;
+	uint64_t pf_delivered, tlb_flush, invlpg, mmio, exits;
+	uint64_t exits_by_reason[VMMU_EXIT_NR];
+	uint64_t sim_cycles;
+};
+
+/* Legend: [c] set by cpu_init, then constant; [v] owned by the vCPU thread. */
+struct cpu {
+	enum vmmu_mmu mode;                  /* [c] */
+	struct paging_ctx guest;             /* [v] the guest's architectural state */
+	uint16_t pcid;                       /* [v] current PCID (0 unless CR4.PCIDE) */
+	uint8_t perm[16];                    /* [v] perm[access index] bit n: rights n fault */
+	struct tlb *tlb;                     /* [c] */
+	struct vmmu_cost cost;               /* [c] defaults filled */
+	struct exit_controls ctl;            /* [v] set by the hypervisor */
+	const struct guest_mem_ops *gmem;    /* [c] guest physical memory (native walks) */
+	void *gmem_opaque;                   /* [c] */
+	const struct phys_ops *phys;         /* [c] */
+	void *phys_opaque;                   /* [c] */
+	struct cpu_stats st;                 /* [v] */
+};
+
+int cpu_init(struct cpu *c, enum vmmu_mmu mode, const struct cpu_model *model,
+	     const struct vmmu_tlb_geometry *geom, const struct vmmu_cost *cost,
+	     const struct guest_mem_ops *gmem, void *gmem_opaque, const struct phys_ops *phys,
+	     void *phys_opaque);
+void cpu_destroy(struct cpu *c);
+
+/* Architectural state as KVM_SET_SREGS: checked (-EINVAL where the CPU would refuse it), then the
+ * TLB is flushed. */
+int cpu_set_regs(struct cpu *c, const struct vmmu_regs *r);
+void cpu_get_regs(const struct cpu *c, struct vmmu_regs *r);
+
+/* A guest access (len 1..8, or 4096 page-aligned). */
+int cpu_access(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
+	       struct hw_outcome *o);
+
+/* Guest instructions. -EINVAL where the CPU raises #GP (nothing changes). */
+int cpu_mov_cr(struct cpu *c, int cr, uint64_t val);
+int cpu_invlpg(struct cpu *c, gva_t gva);
+int cpu_invpcid(struct cpu *c, unsigned type, uint16_t pcid, gva_t gva);
+
+/* Drop every TLB entry, globals included (a remote flush, a memory-map change). */
+void cpu_flush_tlb(struct cpu *c);
+
+#endif

@@ -1,0 +1,490 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cpu/tlb: the modelled TLB of one vCPU (interface and architectural rules in tlb.h).
+ *
+ * Five set-associative arrays in one allocation: L1 4K, L1 2M, L1 1G, the STLB (4K and 2M mixed)
+ * and the second-level 1G array. An entry is 24 bytes; its key is the virtual page number at the
+ * entry's size with the size code above it (tlb_key), so one 64-bit compare checks page, size and
+ * validity together, and the set index is the low bits of the key (no division, no dispatch).
+ *
+ * Invariants (tlb_check):
+ *  - an entry sits in the set its key selects, in an array that holds its size;
+ *  - in each set, no two valid entries could answer the same lookup: for one key, at most one
+ *    entry per PCID and, if a global entry is present, no other entry (tlb_insert drops the ones a
+ *    new entry overlaps, which is always allowed since a TLB may forget anything);
+ *  - LRU stamps of the valid entries of a set are distinct and <= the clock.
+ * Inclusion: a fill goes to both levels; an L1 eviction leaves the L2 copy (which is how an STLB
+ * hit happens), an L2 eviction leaves the L1 copy (no back-invalidation, as Intel's STLB is not
+ * inclusive). Every invalidation therefore searches both levels.
+ * Locking: none; one vCPU thread owns the TLB (tlb.h).
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/tlb.h"
+#include "paging/paging.h"
+
+/*
+ * Defaults: the data TLBs of an Intel Skylake core, from the Intel 64 and IA-32 Architectures
+ * Optimization Reference Manual, "TLB Parameters of the Skylake Microarchitecture":
+ *   DTLB 4K: 64 entries, 4-way; DTLB 2M/4M: 32 entries, 4-way; DTLB 1G: 4 entries, 4-way (fully
+ *   associative); STLB 4K+2M: 1536 entries, 12-way; STLB 1G: 16 entries, 4-way.
+ */
+#define TLB_SKL_L1_4K_SETS 16
+#define TLB_SKL_L1_4K_WAYS 4
+#define TLB_SKL_L1_2M_SETS 8
+#define TLB_SKL_L1_2M_WAYS 4
+#define TLB_SKL_L1_1G_SETS 1
+#define TLB_SKL_L1_1G_WAYS 4
+#define TLB_SKL_L2_SETS    128
+#define TLB_SKL_L2_WAYS    12
+#define TLB_SKL_L2_1G_SETS 4
+#define TLB_SKL_L2_1G_WAYS 4
+
+#define TLB_MAX_WAYS 32          /* tlb.h's limit; also keeps renumbering ranks small */
+#define TLB_MAX_SETS (1u << 16)  /* far above any real TLB; bounds the allocation */
+
+/* Page size codes: shift = 12 + 9 * code. */
+enum { TLB_4K = 0, TLB_2M = 1, TLB_1G = 2, TLB_NSIZES = 3 };
+
+#define TLB_SIZE_SHIFT   56               /* size code position in a key; a 4K vpn has <= 52 bits */
+#define TLB_KEY_INVALID  (~0ULL)          /* no vpn/size produces it */
+
+/* Low bits of frame_attr (the frame is at least 4K aligned, so they are free). */
+#define TLB_ATTR_ACCESS_MASK 0x7ULL       /* ACC_* */
+#define TLB_ATTR_PKEY_SHIFT  3
+#define TLB_ATTR_PKEY_MASK   (0xfULL << TLB_ATTR_PKEY_SHIFT)
+#define TLB_ATTR_DIRTY_MASK  (1ULL << 7)
+#define TLB_ATTR_MASK        0xfffULL
+
+_Static_assert(ACC_ALL <= TLB_ATTR_ACCESS_MASK, "ACC_* rights must fit the entry's access bits");
+
+struct tlb_ent {
+	uint64_t key;         /* tlb_key(va, size); TLB_KEY_INVALID when empty */
+	uint64_t frame_attr;  /* frame | access | pkey << 3 | dirty << 7 */
+	uint32_t stamp;       /* LRU clock at last use: the smallest in a set is the victim */
+	uint16_t pcid;        /* tag; ignored by lookups when global */
+	uint8_t global;
+	uint8_t size;         /* TLB_4K, TLB_2M or TLB_1G */
+};
+_Static_assert(sizeof(struct tlb_ent) == 24, "tlb_ent is meant to stay compact");
+
+struct tlb_array {
+	struct tlb_ent *ent;  /* sets * ways entries, set-major */
+	uint32_t set_mask;    /* sets - 1 */
+	uint32_t ways;
+};
+
+enum { ARR_L1_4K, ARR_L1_2M, ARR_L1_1G, ARR_L2, ARR_L2_1G, ARR_N };
+
+struct tlb {
+	struct tlb_array arr[ARR_N];
+	uint32_t clock;       /* LRU clock; renumbered when it wraps */
+	struct tlb_stats stats;
+	struct tlb_ent *mem;  /* every array's entries, one block */
+	size_t nent;
+};
+
+static inline unsigned size_shift(unsigned size)
+{
+	return 12 + 9 * size;
+}
+
+static inline uint64_t tlb_key(gva_t va, unsigned size)
+{
+	return (va >> size_shift(size)) | ((uint64_t)size << TLB_SIZE_SHIFT);
+}
+
+/* The L2 array that holds a size: the STLB for 4K and 2M, the L2 1G array for 1G. */
+static inline struct tlb_array *l2_of(struct tlb *t, unsigned size)
+{
+	return &t->arr[size == TLB_1G ? ARR_L2_1G : ARR_L2];
+}
+
+static inline struct tlb_ent *set_of(const struct tlb_array *a, uint64_t key)
+{
+	return a->ent + (size_t)(key & a->set_mask) * a->ways;
+}
+
+static inline bool ent_valid(const struct tlb_ent *e)
+{
+	return e->key != TLB_KEY_INVALID;
+}
+
+static inline void ent_clear(struct tlb_ent *e)
+{
+	e->key = TLB_KEY_INVALID;
+	e->stamp = 0;
+}
+
+/* Two entries of one key overlap when some lookup could match both. */
+static inline bool tags_overlap(const struct tlb_ent *e, uint16_t pcid, bool global)
+{
+	return e->global || global || e->pcid == pcid;
+}
+
+/* ---- LRU clock ---- */
+
+/*
+ * The clock wrapped: rewrite each set's stamps as ranks 1..n in the same order, so recency
+ * survives, and restart the clock above every rank. Runs once per 2^32 uses.
+ */
+static uint32_t tlb_renumber(struct tlb *t)
+{
+	for (unsigned i = 0; i < ARR_N; i++) {
+		struct tlb_array *a = &t->arr[i];
+		for (uint32_t s = 0; s <= a->set_mask; s++) {
+			struct tlb_ent *set = a->ent + (size_t)s * a->ways;
+			uint32_t rank[TLB_MAX_WAYS];
+			for (uint32_t w = 0; w < a->ways; w++) {
+				rank[w] = 1;
+				for (uint32_t v = 0; v < a->ways; v++)
+					if (v != w && ent_valid(&set[v]) && set[v].stamp < set[w].stamp)
+						rank[w]++;
+			}
+			for (uint32_t w = 0; w < a->ways; w++)
+				set[w].stamp = ent_valid(&set[w]) ? rank[w] : 0;
+		}
+	}
+	t->clock = TLB_MAX_WAYS + 1;
+	return t->clock;
+}
+
+static inline uint32_t tlb_tick(struct tlb *t)
+{
+	uint32_t c = ++t->clock;
+	if (__builtin_expect(c == 0, 0))
+		c = tlb_renumber(t);
+	return c;
+}
+
+/* ---- one array ---- */
+
+/* The entry of @a's set for @key that a lookup under @pcid hits, or NULL. The invariant leaves at
+ * most one. */
+static inline struct tlb_ent *arr_find(const struct tlb_array *a, uint64_t key, uint16_t pcid)
+{
+	struct tlb_ent *e = set_of(a, key);
+	for (uint32_t w = 0; w < a->ways; w++, e++)
+		if (e->key == key && (e->global || e->pcid == pcid))
+			return e;
+	return NULL;
+}
+
+/*
+ * Put an entry in @a: first drop every entry of the key it overlaps (the old translation of the
+ * same page and tag, or one the new entry would shadow), then take a free way or the least
+ * recently used one.
+ */
+static void arr_insert(struct tlb *t, struct tlb_array *a, uint64_t key, uint64_t frame_attr,
+		       uint16_t pcid, bool global, unsigned size)
+{
+	struct tlb_ent *set = set_of(a, key), *victim = NULL;
+
+	for (uint32_t w = 0; w < a->ways; w++)
+		if (set[w].key == key && tags_overlap(&set[w], pcid, global))
+			ent_clear(&set[w]);
+	for (uint32_t w = 0; w < a->ways; w++) {
+		if (!ent_valid(&set[w])) {
+			victim = &set[w];
+			break;
+		}
+		if (!victim || set[w].stamp < victim->stamp)
+			victim = &set[w];
+	}
+	victim->key = key;
+	victim->frame_attr = frame_attr;
+	victim->pcid = pcid;
+	victim->global = global;
+	victim->size = (uint8_t)size;
+	victim->stamp = tlb_tick(t);
+}
+
+/* Drop the entries of @key in @a tagged @pcid, and the global ones when @with_global. */
+static void arr_invalidate(struct tlb_array *a, uint64_t key, uint16_t pcid, bool with_global)
+{
+	struct tlb_ent *e = set_of(a, key);
+	for (uint32_t w = 0; w < a->ways; w++, e++)
+		if (e->key == key && (e->global ? with_global : e->pcid == pcid))
+			ent_clear(e);
+}
+
+static inline void ent_to_info(const struct tlb_ent *e, struct tlb_entry_info *out)
+{
+	uint64_t fa = e->frame_attr;
+	out->frame = fa & ~TLB_ATTR_MASK;
+	out->page_shift = (uint8_t)size_shift(e->size);
+	out->access = (uint8_t)(fa & TLB_ATTR_ACCESS_MASK);
+	out->pkey = (uint8_t)((fa & TLB_ATTR_PKEY_MASK) >> TLB_ATTR_PKEY_SHIFT);
+	out->dirty = (fa & TLB_ATTR_DIRTY_MASK) != 0;
+	out->global = e->global;
+	out->pcid = e->pcid;
+}
+
+/* ---- creation ---- */
+
+void tlb_default_geometry(struct vmmu_tlb_geometry *g)
+{
+	memset(g, 0, sizeof(*g));
+	g->l1_4k = (struct vmmu_tlb_array){ TLB_SKL_L1_4K_SETS, TLB_SKL_L1_4K_WAYS };
+	g->l1_2m = (struct vmmu_tlb_array){ TLB_SKL_L1_2M_SETS, TLB_SKL_L1_2M_WAYS };
+	g->l1_1g = (struct vmmu_tlb_array){ TLB_SKL_L1_1G_SETS, TLB_SKL_L1_1G_WAYS };
+	g->l2 = (struct vmmu_tlb_array){ TLB_SKL_L2_SETS, TLB_SKL_L2_WAYS };
+	g->l2_1g = (struct vmmu_tlb_array){ TLB_SKL_L2_1G_SETS, TLB_SKL_L2_1G_WAYS };
+}
+
+/* An all-zero array takes the default; otherwise sets must be a power of two and ways 1..32. */
+static int array_geometry(const struct vmmu_tlb_array *req, const struct vmmu_tlb_array *def,
+			  struct vmmu_tlb_array *out)
+{
+	if (req->sets == 0 && req->ways == 0) {
+		*out = *def;
+		return 0;
+	}
+	if (req->sets == 0 || (req->sets & (req->sets - 1)) || req->sets > TLB_MAX_SETS)
+		return -EINVAL;
+	if (req->ways == 0 || req->ways > TLB_MAX_WAYS)
+		return -EINVAL;
+	*out = *req;
+	return 0;
+}
+
+int tlb_create(const struct vmmu_tlb_geometry *g, struct tlb **out)
+{
+	struct vmmu_tlb_geometry def, zero = { 0 };
+	struct vmmu_tlb_array geo[ARR_N];
+	struct tlb *t;
+	size_t n = 0;
+	int r;
+
+	tlb_default_geometry(&def);
+	if (!g)
+		g = &zero;
+	const struct vmmu_tlb_array *req[ARR_N] = { &g->l1_4k, &g->l1_2m, &g->l1_1g, &g->l2, &g->l2_1g };
+	const struct vmmu_tlb_array *dfl[ARR_N] = { &def.l1_4k, &def.l1_2m, &def.l1_1g, &def.l2, &def.l2_1g };
+	for (unsigned i = 0; i < ARR_N; i++) {
+		r = array_geometry(req[i], dfl[i], &geo[i]);
+		if (r)
+			return r;
+		n += (size_t)geo[i].sets * geo[i].ways;
+	}
+
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	/* A whole number of cache lines, line-aligned: small sets then share few lines. */
+	size_t bytes = (n * sizeof(struct tlb_ent) + 63) & ~(size_t)63;
+	t->mem = aligned_alloc(64, bytes);
+	if (!t->mem) {
+		free(t);
+		return -ENOMEM;
+	}
+	t->nent = n;
+	for (size_t i = 0; i < n; i++) {
+		memset(&t->mem[i], 0, sizeof(t->mem[i]));
+		ent_clear(&t->mem[i]);
+	}
+	n = 0;
+	for (unsigned i = 0; i < ARR_N; i++) {
+		t->arr[i].ent = t->mem + n;
+		t->arr[i].set_mask = geo[i].sets - 1;
+		t->arr[i].ways = geo[i].ways;
+		n += (size_t)geo[i].sets * geo[i].ways;
+	}
+	*out = t;
+	return 0;
+}
+
+void tlb_destroy(struct tlb *t)
+{
+	if (!t)
+		return;
+	free(t->mem);
+	free(t);
+}
+
+/* ---- lookup and fill ---- */
+
+/*
+ * Probe order: L1 4K, L1 2M, L1 1G, then the STLB (4K, then 2M), then the L2 1G array; the first
+ * match wins. If a guest changed a mapping's page size without flushing, a stale 4K entry and a
+ * fresh 2M one may both cover @va: the architecture allows either (SDM 4.10.2.3); this returns the
+ * smaller page, the first-level one before the second-level one. An L2 hit is copied into the L1
+ * array of its size.
+ */
+enum tlb_hit tlb_lookup(struct tlb *t, gva_t va, uint16_t pcid, struct tlb_entry_info *out)
+{
+	struct tlb_ent *e;
+	unsigned size;
+
+	/* 4K first: the common case, and its key needs no size code. */
+	e = arr_find(&t->arr[ARR_L1_4K], va >> 12, pcid);
+	if (__builtin_expect(e != NULL, 1))
+		goto hit_l1;
+	e = arr_find(&t->arr[ARR_L1_2M], tlb_key(va, TLB_2M), pcid);
+	if (e)
+		goto hit_l1;
+	e = arr_find(&t->arr[ARR_L1_1G], tlb_key(va, TLB_1G), pcid);
+	if (e)
+		goto hit_l1;
+
+	for (size = TLB_4K; size < TLB_NSIZES; size++) {
+		e = arr_find(l2_of(t, size), tlb_key(va, size), pcid);
+		if (e)
+			goto hit_l2;
+	}
+	t->stats.misses++;
+	return TLB_MISS;
+
+hit_l1:
+	e->stamp = tlb_tick(t);
+	t->stats.hits_l1++;
+	ent_to_info(e, out);
+	return TLB_HIT_L1;
+
+hit_l2:
+	e->stamp = tlb_tick(t);
+	t->stats.hits_l2++;
+	arr_insert(t, &t->arr[ARR_L1_4K + size], e->key, e->frame_attr, e->pcid, e->global, size);
+	ent_to_info(e, out);
+	return TLB_HIT_L2;
+}
+
+void tlb_fill(struct tlb *t, gva_t va, const struct tlb_entry_info *e)
+{
+	unsigned size;
+
+	switch (e->page_shift) {
+	case 12: size = TLB_4K; break;
+	case 21: size = TLB_2M; break;
+	case 30: size = TLB_1G; break;
+	default:
+		/* Not a page size: dropping the fill is safe (the next access walks again). */
+		assert(!"tlb_fill: bad page_shift");
+		return;
+	}
+	uint64_t page_mask = (1ULL << e->page_shift) - 1;
+	assert((e->frame & page_mask) == 0);
+	uint64_t fa = (e->frame & ~page_mask) | (e->access & TLB_ATTR_ACCESS_MASK) |
+		      (((uint64_t)e->pkey << TLB_ATTR_PKEY_SHIFT) & TLB_ATTR_PKEY_MASK) |
+		      (e->dirty ? TLB_ATTR_DIRTY_MASK : 0);
+	uint64_t key = tlb_key(va, size);
+
+	arr_insert(t, &t->arr[ARR_L1_4K + size], key, fa, e->pcid, e->global, size);
+	arr_insert(t, l2_of(t, size), key, fa, e->pcid, e->global, size);
+	t->stats.fills++;
+}
+
+/* ---- invalidation ---- */
+
+/* Every array holding @va's page at each size, for @pcid (and global entries if @with_global). */
+static void invalidate_va(struct tlb *t, gva_t va, uint16_t pcid, bool with_global)
+{
+	for (unsigned size = TLB_4K; size < TLB_NSIZES; size++) {
+		uint64_t key = tlb_key(va, size);
+		arr_invalidate(&t->arr[ARR_L1_4K + size], key, pcid, with_global);
+		arr_invalidate(l2_of(t, size), key, pcid, with_global);
+	}
+	t->stats.invalidations++;
+}
+
+void tlb_invlpg(struct tlb *t, gva_t va, uint16_t pcid)
+{
+	invalidate_va(t, va, pcid, true);
+}
+
+void tlb_flush_addr_pcid(struct tlb *t, gva_t va, uint16_t pcid)
+{
+	invalidate_va(t, va, pcid, false);
+}
+
+/* Flushes walk every entry (about 1,650 with the defaults, contiguous): no per-PCID index to keep
+ * up to date on the fill path, which runs far more often. */
+void tlb_flush_pcid(struct tlb *t, uint16_t pcid, bool global)
+{
+	for (size_t i = 0; i < t->nent; i++) {
+		struct tlb_ent *e = &t->mem[i];
+		if (ent_valid(e) && (e->global ? global : e->pcid == pcid))
+			ent_clear(e);
+	}
+	t->stats.flushes++;
+}
+
+void tlb_flush_all(struct tlb *t, bool global)
+{
+	for (size_t i = 0; i < t->nent; i++) {
+		struct tlb_ent *e = &t->mem[i];
+		if (ent_valid(e) && (!e->global || global))
+			ent_clear(e);
+	}
+	t->stats.flushes++;
+}
+
+/* ---- introspection ---- */
+
+const struct tlb_stats *tlb_get_stats(const struct tlb *t)
+{
+	return &t->stats;
+}
+
+unsigned tlb_count(const struct tlb *t)
+{
+	unsigned n = 0;
+	for (size_t i = 0; i < t->nent; i++)
+		n += ent_valid(&t->mem[i]);
+	return n;
+}
+
+static bool array_holds(unsigned arr, unsigned size)
+{
+	switch (arr) {
+	case ARR_L1_4K: return size == TLB_4K;
+	case ARR_L1_2M: return size == TLB_2M;
+	case ARR_L1_1G: return size == TLB_1G;
+	case ARR_L2: return size == TLB_4K || size == TLB_2M;
+	default: return size == TLB_1G;
+	}
+}
+
+int tlb_check(const struct tlb *t)
+{
+	for (unsigned i = 0; i < ARR_N; i++) {
+		const struct tlb_array *a = &t->arr[i];
+		for (uint32_t s = 0; s <= a->set_mask; s++) {
+			const struct tlb_ent *set = a->ent + (size_t)s * a->ways;
+			for (uint32_t w = 0; w < a->ways; w++) {
+				const struct tlb_ent *e = &set[w];
+				if (!ent_valid(e))
+					continue;
+				if (e->size >= TLB_NSIZES || !array_holds(i, e->size) ||
+				    e->key >> TLB_SIZE_SHIFT != e->size || (e->key & a->set_mask) != s)
+					return -EUCLEAN;
+				if ((e->frame_attr & ~TLB_ATTR_MASK & ((1ULL << size_shift(e->size)) - 1)) ||
+				    (e->frame_attr & TLB_ATTR_MASK & ~(TLB_ATTR_ACCESS_MASK | TLB_ATTR_PKEY_MASK |
+								       TLB_ATTR_DIRTY_MASK)))
+					return -EUCLEAN;
+				if (e->stamp == 0 || e->stamp > t->clock)
+					return -EUCLEAN;
+				for (uint32_t v = w + 1; v < a->ways; v++) {
+					const struct tlb_ent *f = &set[v];
+					if (!ent_valid(f))
+						continue;
+					if (f->stamp == e->stamp)
+						return -EUCLEAN;
+					if (f->key == e->key && tags_overlap(f, e->pcid, e->global))
+						return -EUCLEAN;
+				}
+			}
+		}
+	}
+	return 0;
+}
+
+void tlb_test_set_clock(struct tlb *t, uint32_t clock)
+{
+	/* Stamps already given stay below the new clock only if it moves forward. */
+	if (clock > t->clock)
+		t->clock = clock;
+}
