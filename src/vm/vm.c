@@ -3,34 +3,91 @@
  * The public VM API over host/ and mem/. See vm.h for invariants and locking.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu/cost.h"
 #include "vm/vm.h"
 
 #define DEFAULT_HOST_MEM (64ULL << 30)
 
+static void vm_invalidate_range_start(struct host_mmu_notifier *mn, hva_t start, hva_t end)
+{
+	struct vmmu_vm *vm = (struct vmmu_vm *)((char *)mn - offsetof(struct vmmu_vm, mn));
+	/* vCPUs' host-pointer caches are emptied before their next use. */
+	__atomic_add_fetch(&vm->host_seq, 1, __ATOMIC_SEQ_CST);
+}
+
+static void vm_invalidate_range_end(struct host_mmu_notifier *mn, hva_t start, hva_t end)
+{
+}
+
+static const struct host_mmu_notifier_ops vm_mn_ops = {
+	.invalidate_range_start = vm_invalidate_range_start,
+	.invalidate_range_end = vm_invalidate_range_end,
+};
+
+/* Check a configuration and fill its defaults. */
+static int vm_config(const struct vmmu_vm_config *in, struct vmmu_vm_config *cfg,
+		     struct cpu_model *model)
+{
+	struct tlb *t;
+	int rc;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (in)
+		*cfg = *in;
+	if (!cfg->host_mem_bytes)
+		cfg->host_mem_bytes = DEFAULT_HOST_MEM;
+	if (cfg->thp < HOST_THP_NEVER || cfg->thp > HOST_THP_ALWAYS)
+		return -EINVAL;
+	if ((unsigned)cfg->mmu > VMMU_MMU_NPT || (unsigned)cfg->host > VMMU_HOST_SVM)
+		return -EINVAL;
+	if ((cfg->mmu == VMMU_MMU_EPT && cfg->host != VMMU_HOST_VMX) ||
+	    (cfg->mmu == VMMU_MMU_NPT && cfg->host != VMMU_HOST_SVM))
+		return -EINVAL;
+	/* The soft and hard MMUs arrive with phase 3. */
+	if (cfg->mmu != VMMU_MMU_NATIVE)
+		return -EOPNOTSUPP;
+	if (cpu_model_fixed(model, cfg->cpu ? cfg->cpu : "intel"))
+		return -EINVAL;
+	cfg->cpu = NULL;   /* the caller's string need not outlive the call */
+	cost_fill_defaults(&cfg->cost);
+	rc = tlb_create(&cfg->tlb, &t);   /* checks the geometry */
+	if (rc)
+		return rc;
+	tlb_destroy(t);
+	return 0;
+}
+
 int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out)
 {
 	struct vmmu_vm *vm;
-	uint64_t host_mem = cfg && cfg->host_mem_bytes ? cfg->host_mem_bytes : DEFAULT_HOST_MEM;
-	int thp = cfg ? cfg->thp : 0;
 	int rc;
 
-	if (!out || thp < HOST_THP_NEVER || thp > HOST_THP_ALWAYS)
+	if (!out)
 		return -EINVAL;
 	vm = calloc(1, sizeof(*vm));
 	if (!vm)
 		return -ENOMEM;
-	rc = host_arena_create(host_mem, &vm->arena);
+	rc = vm_config(cfg, &vm->cfg, &vm->cpu_model);
 	if (rc)
 		goto out_free;
-	rc = host_mm_create(vm->arena, (enum host_thp)thp, &vm->mm);
+	rc = -pthread_mutex_init(&vm->lock, NULL);
+	if (rc)
+		goto out_free;
+	rc = host_arena_create(vm->cfg.host_mem_bytes, &vm->arena);
+	if (rc)
+		goto out_lock;
+	rc = host_mm_create(vm->arena, (enum host_thp)vm->cfg.thp, &vm->mm);
 	if (rc)
 		goto out_arena;
 	rc = memslots_create(vm->mm, 0, &vm->slots);
 	if (rc)
 		goto out_mm;
+	vm->mn.ops = &vm_mn_ops;
+	host_mmu_notifier_register(vm->mm, &vm->mn);
 	*out = vm;
 	return 0;
 
@@ -38,6 +95,8 @@ out_mm:
 	host_mm_destroy(vm->mm);
 out_arena:
 	host_arena_destroy(vm->arena);
+out_lock:
+	pthread_mutex_destroy(&vm->lock);
 out_free:
 	free(vm);
 	return rc;
@@ -47,9 +106,15 @@ void vmmu_vm_destroy(struct vmmu_vm *vm)
 {
 	if (!vm)
 		return;
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		cpu_destroy(&vm->vcpus[i]->cpu);
+		free(vm->vcpus[i]);
+	}
+	host_mmu_notifier_unregister(vm->mm, &vm->mn);
 	memslots_destroy(vm->slots);
 	host_mm_destroy(vm->mm);
 	host_arena_destroy(vm->arena);
+	pthread_mutex_destroy(&vm->lock);
 	free(vm);
 }
 

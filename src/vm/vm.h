@@ -1,24 +1,57 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vm/: the hypervisor's VM object, under the public API (include/vmmu/vmmu.h): it owns the host
- * (frame arena, VMM address space) and the memslots. Later phases add vCPUs, the MMU and the run
- * loop here.
+ * vm/: the hypervisor's VM and vCPU objects under the public API (include/vmmu/vmmu.h), as KVM's
+ * x86.c sits over vmx/svm and the MMU. A VM owns the host (frame arena, VMM address space) and the
+ * memslots; a vCPU owns its hardware model (cpu/) and a gfn -> host-pointer cache for it.
  *
- * Invariants: vm->arena outlives vm->mm, which outlives vm->slots (destroyed in reverse).
- * Locking: memslot updates serialize inside mem/; guest memory access is lock-free (RCU).
+ * Invariants:
+ *  - vm->arena outlives vm->mm, which outlives vm->slots (destroyed in reverse);
+ *  - a vCPU's pointer cache holds only translations made under the memslot generation and host
+ *    invalidation sequence it records; any change of either empties it before its next use.
+ * Locking: memslot updates serialize inside mem/; vCPU creation takes vm->lock; a vCPU is used by
+ * one thread at a time (its caller's); host invalidations bump vm->host_seq atomically.
  */
 #ifndef VMMU_VM_H
 #define VMMU_VM_H
 
+#include <pthread.h>
+
+#include "cpu/cpu.h"
 #include "host/host.h"
 #include "mem/memslot.h"
 #include "paging/paging.h"
 #include "vmmu/vmmu.h"
 
+#define VMMU_MAX_VCPUS 64
+#define PHYS_CACHE_SIZE 256   /* entries, direct-mapped by gfn */
+
+struct phys_cache_entry {
+	gfn_t gfn;        /* ~0 when empty */
+	uint8_t *page;    /* host pointer to the page's bytes */
+	bool writable;    /* a write may use it (not read-only, not dirty-logged) */
+};
+
+/* Legend: [c] set at creation, then constant; [o] owned by the vCPU's thread. */
+struct vmmu_vcpu {
+	struct vmmu_vm *vm;                              /* [c] */
+	unsigned id;                                     /* [c] */
+	struct cpu cpu;                                  /* [o] the hardware */
+	struct slot_cache slots;                         /* [o] */
+	uint64_t pc_mgen, pc_hseq;                       /* [o] what the cache was filled under */
+	struct phys_cache_entry pc[PHYS_CACHE_SIZE];     /* [o] */
+};
+
 struct vmmu_vm {
-	struct host_arena *arena;
-	struct host_mm *mm;
-	struct memslots *slots;
+	struct host_arena *arena;                        /* [c] */
+	struct host_mm *mm;                              /* [c] */
+	struct memslots *slots;                          /* [c] */
+	struct vmmu_vm_config cfg;                       /* [c] with defaults filled */
+	struct cpu_model cpu_model;                      /* [c] the guest CPU */
+	struct host_mmu_notifier mn;                     /* [c] bumps host_seq */
+	uint64_t host_seq;                               /* atomic: host invalidations so far */
+	pthread_mutex_t lock;                            /* guards vcpus[], nr_vcpus */
+	struct vmmu_vcpu *vcpus[VMMU_MAX_VCPUS];
+	unsigned nr_vcpus;
 };
 
 /* Guest physical memory for the page walker: reads with atomic loads, A/D updates with

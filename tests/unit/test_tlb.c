@@ -389,15 +389,17 @@ static void test_stlb_hit_promotes(void **state)
 static void test_clock_wrap_keeps_order(void **state)
 {
 	struct tlb *t = mk(NULL);
-	tlb_test_set_clock(t, UINT32_MAX - 6);
 	for (unsigned i = 0; i < 4; i++)
-		fill(t, set0(i), 0x100000 + i * SZ_4K, 12, 0, false);   /* the clock wraps in here */
-	assert_int_equal(look(t, set0(0), 0, NULL), TLB_HIT_L1);
-	assert_int_equal(look(t, set0(1), 0, NULL), TLB_HIT_L1);
-	fill(t, set0(4), 0x200000, 12, 0, false);                   /* C is the LRU */
-	assert_int_equal(look(t, set0(0), 0, NULL), TLB_HIT_L1);
-	assert_int_equal(look(t, set0(1), 0, NULL), TLB_HIT_L1);
+		fill(t, set0(i), 0x100000 + i * SZ_4K, 12, 0, false);
+	assert_int_equal(look(t, set0(0), 0, NULL), TLB_HIT_L1);   /* L1 order: B C D A */
+	tlb_test_set_clock(t, UINT32_MAX - 1);
+	fill(t, set0(4), 0x200000, 12, 0, false);   /* evicts B; the clock wraps in here */
+	fill(t, set0(5), 0x300000, 12, 0, false);   /* must evict C: the order survived */
 	assert_int_equal(look(t, set0(3), 0, NULL), TLB_HIT_L1);
+	assert_int_equal(look(t, set0(0), 0, NULL), TLB_HIT_L1);
+	assert_int_equal(look(t, set0(4), 0, NULL), TLB_HIT_L1);
+	assert_int_equal(look(t, set0(5), 0, NULL), TLB_HIT_L1);
+	assert_int_equal(look(t, set0(1), 0, NULL), TLB_HIT_L2);
 	assert_int_equal(look(t, set0(2), 0, NULL), TLB_HIT_L2);
 	tlb_destroy(t);
 }

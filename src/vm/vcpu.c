@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vCPUs: the public vCPU API over the hardware model (cpu/), and the memory callbacks the hardware
+ * uses, through a per-vCPU gfn -> host-pointer cache in front of the memslots (vm.h has the
+ * invariants). In native mode the final address of a translation is a gpa; the run loop that
+ * dispatches VM exits to the MMU arrives with the soft and hard MMUs (phase 3).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host/host.h"
+#include "vm/vm.h"
+
+static void pc_flush(struct vmmu_vcpu *v)
+{
+	for (unsigned i = 0; i < PHYS_CACHE_SIZE; i++)
+		v->pc[i].gfn = ~0ULL;
+}
+
+/* Empty the cache if the memslots or a host mapping changed since it was filled. */
+static inline void pc_validate(struct vmmu_vcpu *v)
+{
+	uint64_t mgen = memslots_generation(v->vm->slots);
+	uint64_t hseq = __atomic_load_n(&v->vm->host_seq, __ATOMIC_ACQUIRE);
+	if (mgen != v->pc_mgen || hseq != v->pc_hseq) {
+		pc_flush(v);
+		v->pc_mgen = mgen;
+		v->pc_hseq = hseq;
+	}
+}
+
+/* The host bytes of guest page @gfn. 0; -ENOENT (no slot: MMIO, or no host memory behind it);
+ * -EPERM (a write to a read-only slot). A write through a dirty-logging slot takes the slow path
+ * every time, so every written page is logged. */
+static int gfn_page(struct vmmu_vcpu *v, gfn_t gfn, bool write, uint8_t **page)
+{
+	struct phys_cache_entry *e = &v->pc[gfn % PHYS_CACHE_SIZE];
+	const struct memslot *slot;
+	void *p = NULL;
+	int rc;
+
+	pc_validate(v);
+	if (e->gfn == gfn && (!write || e->writable)) {
+		*page = e->page;
+		return 0;
+	}
+	memslots_read_lock();
+	slot = gfn_to_memslot_cached(v->vm->slots, &v->slots, gfn);
+	if (!slot) {
+		rc = -ENOENT;
+	} else if (write && slot_is_readonly(slot)) {
+		rc = -EPERM;
+	} else {
+		rc = memslots_gpa_to_ptr(v->vm->slots, gfn << VMMU_PAGE_SHIFT, VMMU_PAGE_SIZE, write, &p);
+		if (!rc) {
+			e->gfn = gfn;
+			e->page = p;
+			e->writable = write && !slot_logs_dirty(slot);
+		}
+	}
+	memslots_read_unlock();
+	if (rc == -EFAULT)
+		rc = -ENOENT;   /* a slot whose hva has no host memory behind it reads as no memory */
+	*page = p;
+	return rc;
+}
+
+static int vcpu_phys_ptr(void *opaque, uint64_t pa, uint32_t len, bool write, void **p)
+{
+	uint8_t *page;
+	int rc = gfn_page(opaque, pa >> VMMU_PAGE_SHIFT, write, &page);
+	if (!rc)
+		*p = page + (pa & (VMMU_PAGE_SIZE - 1));
+	return rc;
+}
+
+static const struct phys_ops vcpu_phys_ops = { .ptr = vcpu_phys_ptr };
+
+static int vcpu_gmem_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
+{
+	uint8_t *page;
+	int rc;
+
+	if ((gpa & (VMMU_PAGE_SIZE - 1)) + len > VMMU_PAGE_SIZE)
+		return -EINVAL;
+	rc = gfn_page(opaque, gpa >> VMMU_PAGE_SHIFT, false, &page);
+	if (rc)
+		return rc == -EPERM ? -EACCES : rc;
+	const void *src = page + (gpa & (VMMU_PAGE_SIZE - 1));
+	/* Entries are naturally aligned; another vCPU may swap them at any time. */
+	if (len == 8)
+		*(uint64_t *)buf = __atomic_load_n((const uint64_t *)src, __ATOMIC_ACQUIRE);
+	else if (len == 4)
+		*(uint32_t *)buf = __atomic_load_n((const uint32_t *)src, __ATOMIC_ACQUIRE);
+	else
+		memcpy(buf, src, len);
+	return 0;
+}
+
+static int vcpu_gmem_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val, unsigned len)
+{
+	uint8_t *page;
+	bool ok;
+	int rc;
+
+	if ((len != 8 && len != 4) || (gpa & (len - 1)))
+		return -EINVAL;
+	rc = gfn_page(opaque, gpa >> VMMU_PAGE_SHIFT, true, &page);
+	if (rc)
+		return rc == -EPERM ? -EACCES : rc;
+	void *dst = page + (gpa & (VMMU_PAGE_SIZE - 1));
+	if (len == 8) {
+		ok = __atomic_compare_exchange_n((uint64_t *)dst, &old, val, false, __ATOMIC_SEQ_CST,
+						 __ATOMIC_SEQ_CST);
+	} else {
+		uint32_t o = (uint32_t)old;
+		ok = __atomic_compare_exchange_n((uint32_t *)dst, &o, (uint32_t)val, false,
+						 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+	}
+	return ok ? 0 : -EAGAIN;
+}
+
+static const struct guest_mem_ops vcpu_gmem_ops = {
+	.read = vcpu_gmem_read,
+	.cmpxchg = vcpu_gmem_cmpxchg,
+};
+
+int vmmu_vcpu_create(struct vmmu_vm *vm, unsigned id, struct vmmu_vcpu **out)
+{
+	struct vmmu_vcpu *v;
+	int rc;
+
+	if (!vm || !out || id >= VMMU_MAX_VCPUS)
+		return -EINVAL;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->vm = vm;
+	v->id = id;
+	slot_cache_init(&v->slots);
+	pc_flush(v);
+	v->pc_mgen = memslots_generation(vm->slots);
+	v->pc_hseq = __atomic_load_n(&vm->host_seq, __ATOMIC_ACQUIRE);
+	rc = cpu_init(&v->cpu, vm->cfg.mmu, &vm->cpu_model, &vm->cfg.tlb, &vm->cfg.cost,
+		      &vcpu_gmem_ops, v, &vcpu_phys_ops, v);
+	if (rc)
+		goto out_free;
+
+	pthread_mutex_lock(&vm->lock);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		if (vm->vcpus[i]->id == id) {
+			rc = -EEXIST;
+			break;
+		}
+	}
+	if (!rc)
+		vm->vcpus[vm->nr_vcpus++] = v;
+	pthread_mutex_unlock(&vm->lock);
+	if (rc)
+		goto out_cpu;
+	*out = v;
+	return 0;
+
+out_cpu:
+	cpu_destroy(&v->cpu);
+out_free:
+	free(v);
+	return rc;
+}
+
+int vmmu_vcpu_get_regs(struct vmmu_vcpu *vcpu, struct vmmu_regs *regs)
+{
+	if (!vcpu || !regs)
+		return -EINVAL;
+	cpu_get_regs(&vcpu->cpu, regs);
+	return 0;
+}
+
+int vmmu_vcpu_set_regs(struct vmmu_vcpu *vcpu, const struct vmmu_regs *regs)
+{
+	if (!vcpu || !regs)
+		return -EINVAL;
+	return cpu_set_regs(&vcpu->cpu, regs);
+}
+
+int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigned kind, void *buf,
+		     struct vmmu_access_result *res)
+{
+	struct hw_outcome o;
+	int rc;
+
+	if (!vcpu || !buf || !res || (kind & ~(VMMU_ACC_WRITE | VMMU_ACC_FETCH | VMMU_ACC_IMPLICIT)) ||
+	    ((kind & VMMU_ACC_WRITE) && (kind & VMMU_ACC_FETCH)))
+		return -EINVAL;
+	if (!(len >= 1 && len <= 8) && !(len == VMMU_PAGE_SIZE && !(gva & (VMMU_PAGE_SIZE - 1))))
+		return -EINVAL;
+	rc = cpu_access(&vcpu->cpu, gva, len, kind, buf, &o);
+	if (rc)
+		return rc;
+	memset(res, 0, sizeof(*res));
+	res->done = o.done;
+	switch (o.status) {
+	case HW_DONE:
+		res->status = VMMU_ACCESS_DONE;
+		res->done = len;
+		break;
+	case HW_PF:
+		res->status = VMMU_ACCESS_PF;
+		res->pf_ec = o.pf_ec;
+		res->pf_addr = o.pf_addr;
+		break;
+	case HW_GP:
+		res->status = VMMU_ACCESS_GP;
+		break;
+	case HW_MMIO:
+		res->status = VMMU_ACCESS_MMIO;
+		res->mmio_gpa = o.mmio_pa;
+		res->mmio_write = o.mmio_write;
+		/* A page copy to or from MMIO is split into 8-byte device accesses by the caller. */
+		res->mmio_len = o.mmio_len > 8 ? 8 : o.mmio_len;
+		if (o.mmio_write)
+			memcpy(&res->mmio_data, (const char *)buf + o.done, res->mmio_len);
+		break;
+	case HW_EXIT:
+		/* Native mode has no hypervisor to exit to. */
+		return -EIO;
+	}
+	return 0;
+}
+
+int vmmu_vcpu_complete_mmio(struct vmmu_vcpu *vcpu, struct vmmu_access_result *res, void *buf)
+{
+	if (!vcpu || !res || !buf || res->status != VMMU_ACCESS_MMIO || res->mmio_len > 8)
+		return -EINVAL;
+	if (!res->mmio_write)
+		memcpy((char *)buf + res->done, &res->mmio_data, res->mmio_len);
+	res->done += res->mmio_len;
+	return 0;
+}
+
+int vmmu_vcpu_mov_cr(struct vmmu_vcpu *vcpu, int cr, uint64_t val)
+{
+	if (!vcpu)
+		return -EINVAL;
+	return cpu_mov_cr(&vcpu->cpu, cr, val);
+}
+
+int vmmu_vcpu_invlpg(struct vmmu_vcpu *vcpu, uint64_t gva)
+{
+	if (!vcpu)
+		return -EINVAL;
+	return cpu_invlpg(&vcpu->cpu, gva);
+}
+
+int vmmu_vcpu_invpcid(struct vmmu_vcpu *vcpu, unsigned type, uint16_t pcid, uint64_t gva)
+{
+	if (!vcpu)
+		return -EINVAL;
+	return cpu_invpcid(&vcpu->cpu, type, pcid, gva);
+}
+
+static void add_cpu_stats(struct vmmu_stats *st, const struct cpu_stats *c)
+{
+	st->accesses += c->accesses;
+	st->tlb_hits += c->tlb_hits;
+	st->tlb_misses += c->tlb_misses;
+	st->walk_refs += c->walk_refs;
+	st->pf_guest += c->pf_delivered;
+	st->tlb_flush += c->tlb_flush;
+	st->invlpg += c->invlpg;
+	st->exits += c->exits;
+	for (unsigned i = 0; i < VMMU_EXIT_NR; i++)
+		st->exits_by_reason[i] += c->exits_by_reason[i];
+	st->sim_cycles += c->sim_cycles;
+}
+
+int vmmu_vcpu_get_stats(struct vmmu_vcpu *vcpu, struct vmmu_stats *st)
+{
+	if (!vcpu || !st)
+		return -EINVAL;
+	memset(st, 0, sizeof(*st));
+	add_cpu_stats(st, &vcpu->cpu.st);
+	return 0;
+}
+
+int vmmu_vm_get_stats(struct vmmu_vm *vm, struct vmmu_stats *st)
+{
+	if (!vm || !st)
+		return -EINVAL;
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&vm->lock);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		add_cpu_stats(st, &vm->vcpus[i]->cpu.st);
+	pthread_mutex_unlock(&vm->lock);
+	st->host_frames = host_arena_frames_used(vm->arena);
+	return 0;
+}

@@ -1,0 +1,486 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The hardware model in native mode, through the public API: accesses end to end, #PF delivery,
+ * the TLB rules (Dirty re-walk, global pages, PCID and the CR3 no-flush bit, INVLPG, the four
+ * INVPCID types, CR4.PGE/PCIDE transitions), exact 1-D walk reference counts, MMIO, accesses
+ * that cross pages, control-register checks, the cost model, and the #PF exit rule truth table.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cpu/cost.h"
+#include "cpu/exit.h"
+#include "paging/paging.h"
+#include "vmmu/vmmu.h"
+
+#define MEM (64ULL << 20)
+#define PRWU (PT_PRESENT_MASK | PT_WRITABLE_MASK | PT_USER_MASK)
+
+struct g {
+	struct vmmu_vm *vm;
+	struct vmmu_vcpu *v;
+	gpa_t next_table;     /* bump allocator for table pages */
+	gpa_t root;
+};
+
+static uint64_t rd(struct g *g, gpa_t a) { uint64_t x = 0; assert_int_equal(vmmu_read_guest(g->vm, a, &x, 8), 0); return x; }
+static void wr(struct g *g, gpa_t a, uint64_t x) { assert_int_equal(vmmu_write_guest(g->vm, a, &x, 8), 0); }
+
+static gpa_t new_table(struct g *g)
+{
+	gpa_t t = g->next_table;
+	g->next_table += 4096;
+	return t;
+}
+
+/* Map gva -> gpa in the 4- or 5-level tables at g->root with a leaf at @level (1 = 4K, 2 = 2M,
+ * 3 = 1G) and leaf flags @f (PS added for large leaves). Returns the leaf's gpa. */
+static gpa_t map(struct g *g, int levels, gva_t gva, gpa_t gpa, int level, uint64_t f)
+{
+	gpa_t table = g->root;
+	for (int l = levels; l > level; l--) {
+		gpa_t e = table + ((gva >> (12 + 9 * (l - 1))) & 511) * 8;
+		uint64_t v = rd(g, e);
+		if (!(v & PT_PRESENT_MASK)) {
+			v = new_table(g) | PRWU;
+			wr(g, e, v);
+		}
+		table = v & rsvd_bits(12, 51);
+	}
+	gpa_t e = table + ((gva >> (12 + 9 * (level - 1))) & 511) * 8;
+	wr(g, e, gpa | f | (level > 1 ? PT_PAGE_SIZE_MASK : 0));
+	return e;
+}
+
+static void regs64(struct g *g, uint64_t cr4_extra, uint64_t cr3)
+{
+	struct vmmu_regs r = {
+		.cr0 = X86_CR0_PG | X86_CR0_PE | X86_CR0_WP,
+		.cr3 = cr3,
+		.cr4 = X86_CR4_PAE | cr4_extra,
+		.efer = EFER_LME | EFER_LMA | EFER_NXE,
+	};
+	assert_int_equal(vmmu_vcpu_set_regs(g->v, &r), 0);
+}
+
+static int setup(void **state)
+{
+	static struct g g;
+	struct vmmu_vm_config cfg = { .host_mem_bytes = 1ULL << 30 };
+	uint64_t hva;
+	memset(&g, 0, sizeof(g));
+	if (vmmu_vm_create(&cfg, &g.vm) || vmmu_vm_mmap(g.vm, MEM, false, &hva))
+		return -1;
+	struct vmmu_userspace_memory_region r = { .slot = 0, .memory_size = MEM, .userspace_addr = hva };
+	if (vmmu_set_user_memory_region(g.vm, &r) || vmmu_vcpu_create(g.vm, 0, &g.v))
+		return -1;
+	g.next_table = 0x100000;
+	g.root = new_table(&g);
+	*state = &g;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct g *g = *state;
+	vmmu_vm_destroy(g->vm);
+	return 0;
+}
+
+static struct vmmu_stats stats(struct g *g)
+{
+	struct vmmu_stats s;
+	assert_int_equal(vmmu_vcpu_get_stats(g->v, &s), 0);
+	return s;
+}
+
+static struct vmmu_access_result acc(struct g *g, gva_t gva, uint32_t len, unsigned kind, void *buf)
+{
+	struct vmmu_access_result res;
+	assert_int_equal(vmmu_vcpu_access(g->v, gva, len, kind, buf, &res), 0);
+	return res;
+}
+
+static void test_access_and_fault(void **state)
+{
+	struct g *g = *state;
+	uint64_t x = 0x1122334455667788ULL, y = 0;
+	regs64(g, 0, g->root);
+	gpa_t pte = map(g, 4, 0x400000, 0x800000, 1, PRWU);
+	struct vmmu_access_result r = acc(g, 0x400010, 8, VMMU_ACC_WRITE, &x);
+	assert_int_equal(r.status, VMMU_ACCESS_DONE);
+	assert_int_equal(rd(g, 0x800010), x);
+	assert_true(rd(g, pte) & PT_DIRTY_MASK);
+	r = acc(g, 0x400010, 8, VMMU_ACC_READ, &y);
+	assert_int_equal(y, x);
+	/* An unmapped address: a #PF delivered, with the address and the error code. */
+	r = acc(g, 0x500000, 4, VMMU_ACC_WRITE, &x);
+	assert_int_equal(r.status, VMMU_ACCESS_PF);
+	assert_int_equal(r.pf_addr, 0x500000);
+	assert_int_equal(r.pf_ec, PFERR_WRITE);
+	assert_int_equal(stats(g).pf_guest, 1);
+	/* Non-canonical: #GP. */
+	r = acc(g, 0x0000800000000000ULL, 4, VMMU_ACC_READ, &y);
+	assert_int_equal(r.status, VMMU_ACCESS_GP);
+	/* Bad arguments. */
+	struct vmmu_access_result res;
+	assert_int_equal(vmmu_vcpu_access(g->v, 0x400000, 0, 0, &x, &res), -EINVAL);
+	assert_int_equal(vmmu_vcpu_access(g->v, 0x400000, 9, 0, &x, &res), -EINVAL);
+	assert_int_equal(vmmu_vcpu_access(g->v, 0x400008, 4096, 0, &x, &res), -EINVAL);
+	assert_int_equal(vmmu_vcpu_access(g->v, 0x400000, 4, VMMU_ACC_WRITE | VMMU_ACC_FETCH, &x, &res), -EINVAL);
+}
+
+static void test_walk_refs_1d(void **state)
+{
+	struct g *g = *state;
+	uint64_t x;
+	regs64(g, 0, g->root);
+	map(g, 4, 0x40000000, 0x800000, 1, PRWU);           /* 4K */
+	map(g, 4, 0x80000000, 0x1000000, 2, PRWU);          /* 2M */
+	map(g, 4, 0x8000000000ULL, 0, 3, PRWU);             /* 1G */
+	uint64_t before = stats(g).walk_refs;
+	acc(g, 0x40000000, 8, 0, &x);
+	assert_int_equal(stats(g).walk_refs - before, 4);
+	acc(g, 0x80000000, 8, 0, &x);
+	assert_int_equal(stats(g).walk_refs - before, 4 + 3);
+	acc(g, 0x8000000000ULL, 8, 0, &x);
+	assert_int_equal(stats(g).walk_refs - before, 4 + 3 + 2);
+	/* Hits cost no reference. */
+	acc(g, 0x40000008, 8, 0, &x);
+	acc(g, 0x80000008, 8, 0, &x);
+	acc(g, 0x8000000008ULL, 8, 0, &x);
+	assert_int_equal(stats(g).walk_refs - before, 9);
+	assert_int_equal(stats(g).tlb_hits, 3);
+}
+
+static void test_walk_refs_5level_32bit_pae(void **state)
+{
+	struct g *g = *state;
+	uint64_t x;
+	/* 5-level: 5 references. */
+	regs64(g, X86_CR4_LA57, g->root);
+	map(g, 5, 0x40000000, 0x800000, 1, PRWU);
+	uint64_t before = stats(g).walk_refs;
+	acc(g, 0x40000000, 8, 0, &x);
+	assert_int_equal(stats(g).walk_refs - before, 5);
+
+	/* 32-bit paging: 2 references. */
+	gpa_t pd = new_table(g), pt = new_table(g);
+	uint32_t pde = (uint32_t)pt | PRWU, pte = 0x800000 | PRWU;
+	vmmu_write_guest(g->vm, pd + 1 * 4, &pde, 4);
+	vmmu_write_guest(g->vm, pt, &pte, 4);
+	struct vmmu_regs r = { .cr0 = X86_CR0_PG | X86_CR0_PE, .cr3 = pd };
+	assert_int_equal(vmmu_vcpu_set_regs(g->v, &r), 0);
+	before = stats(g).walk_refs;
+	acc(g, 0x400000, 4, 0, &x);
+	assert_int_equal(stats(g).walk_refs - before, 2);
+
+	/* PAE: the PDPTEs are registers, so 2 references. */
+	gpa_t pdpt = new_table(g), pd2 = new_table(g), pt2 = new_table(g);
+	wr(g, pdpt, pd2 | PT_PRESENT_MASK);
+	wr(g, pd2 + 2 * 8, pt2 | PRWU);
+	wr(g, pt2, 0x800000 | PRWU);
+	r.cr4 = X86_CR4_PAE;
+	r.cr3 = pdpt;
+	assert_int_equal(vmmu_vcpu_set_regs(g->v, &r), 0);
+	before = stats(g).walk_refs;
+	acc(g, 0x400000, 4, 0, &x);
+	assert_int_equal(stats(g).walk_refs - before, 2);
+	/* A PDPTE with a reserved bit: the CR3 load is refused (#GP). */
+	wr(g, pdpt + 8, pd2 | PT_PRESENT_MASK | PT_WRITABLE_MASK);
+	assert_int_equal(vmmu_vcpu_mov_cr(g->v, 3, pdpt), -EINVAL);
+}
+
+static void test_dirty_rewalk(void **state)
+{
+	struct g *g = *state;
+	uint64_t x = 0;
+	regs64(g, 0, g->root);
+	gpa_t pte = map(g, 4, 0x400000, 0x800000, 1, PRWU);
+	acc(g, 0x400000, 8, VMMU_ACC_READ, &x);
+	assert_false(rd(g, pte) & PT_DIRTY_MASK);
+	uint64_t misses = stats(g).tlb_misses;
+	/* The cached entry is clean: the write walks again, and the walk sets D. */
+	acc(g, 0x400000, 8, VMMU_ACC_WRITE, &x);
+	assert_int_equal(stats(g).tlb_misses, misses + 1);
+	assert_true(rd(g, pte) & PT_DIRTY_MASK);
+	/* Now dirty in the TLB: further writes hit. */
+	acc(g, 0x400008, 8, VMMU_ACC_WRITE, &x);
+	assert_int_equal(stats(g).tlb_misses, misses + 1);
+}
+
+static void test_stale_tlb_until_invlpg(void **state)
+{
+	struct g *g = *state;
+	uint64_t a = 0xaaaa, b = 0xbbbb, x = 0;
+	regs64(g, 0, g->root);
+	wr(g, 0x800000, a);
+	wr(g, 0x900000, b);
+	gpa_t pte = map(g, 4, 0x400000, 0x800000, 1, PRWU);
+	acc(g, 0x400000, 8, 0, &x);
+	assert_int_equal(x, a);
+	/* The guest retargets the PTE without flushing: the TLB still holds the old translation
+	 * (the architecture allows it; hardware does it). */
+	wr(g, pte, 0x900000 | PRWU);
+	acc(g, 0x400000, 8, 0, &x);
+	assert_int_equal(x, a);
+	assert_int_equal(vmmu_vcpu_invlpg(g->v, 0x400000), 0);
+	acc(g, 0x400000, 8, 0, &x);
+	assert_int_equal(x, b);
+	/* A PTE made not present and flushed faults. */
+	wr(g, pte, 0);
+	vmmu_vcpu_invlpg(g->v, 0x400000);
+	assert_int_equal(acc(g, 0x400000, 8, 0, &x).status, VMMU_ACCESS_PF);
+	/* INVLPG of a non-canonical address is a no-op, not an error. */
+	assert_int_equal(vmmu_vcpu_invlpg(g->v, 0x0000900000000000ULL), 0);
+}
+
+static void test_global_and_cr3(void **state)
+{
+	struct g *g = *state;
+	uint64_t x;
+	regs64(g, X86_CR4_PGE, g->root);
+	map(g, 4, 0x400000, 0x800000, 1, PRWU | PT_GLOBAL_MASK);
+	map(g, 4, 0x600000, 0x900000, 1, PRWU);
+	acc(g, 0x400000, 8, 0, &x);
+	acc(g, 0x600000, 8, 0, &x);
+	uint64_t m = stats(g).tlb_misses;
+	/* MOV CR3 drops non-global entries only. */
+	assert_int_equal(vmmu_vcpu_mov_cr(g->v, 3, g->root), 0);
+	acc(g, 0x400000, 8, 0, &x);
+	assert_int_equal(stats(g).tlb_misses, m);
+	acc(g, 0x600000, 8, 0, &x);
+	assert_int_equal(stats(g).tlb_misses, m + 1);
+	/* Toggling CR4.PGE drops the global ones too. */
+	assert_int_equal(vmmu_vcpu_mov_cr(g->v, 4, X86_CR4_PAE), 0);
+	acc(g, 0x400000, 8, 0, &x);
+	assert_int_equal(stats(g).tlb_misses, m + 2);
+	/* Without CR4.PGE the G bit makes nothing global. */
+	assert_int_equal(vmmu_vcpu_mov_cr(g->v, 3, g->root), 0);
+	acc(g, 0x400000, 8, 0, &x);
+	assert_int_equal(stats(g).tlb_misses, m + 3);
+}
+
+static void test_pcid(void **state)
+{
+	struct g *g = *state;
+	uint64_t x;
+	gpa_t root2 = new_table(g);
+	regs64(g, 0, g->root);
+	map(g, 4, 0x400000, 0x800000, 1, PRWU);
+	gpa_t save = g->root;
+	g->root = root2;
+	map(g, 4, 0x400000, 0x900000, 1, PRWU);
+	g->root = save;
+	wr(g, 0x800000, 1);
+	wr(g, 0x900000, 2);
+	assert_int_equal(vmmu_vcpu_mov_cr(g->v, 4, X86_CR4_PAE | X86_CR4_PCIDE), 0);
+	/* PCIDE can only be set with CR3[11:0] = 0. */
+	assert_int_equal(vmmu_vcpu_mov_cr(g->v, 3, g->root | 1), 0);
+	acc(g, 0x400000, 8, 0, &x);
+	assert_int_equal(x, 1);
+	assert_int_equal(vmmu_vcpu_mov_cr(g->v, 3, root2 | 2), 0);
+	acc(g, 0x400000, 8, 0, &x);
+	assert_int_equal(x, 2);
+	uint64_t m = stats(g).tlb_misses;
+	/* Back to PCID 1 with the no-flush bit: its entry is still there. */
+	assert_int_equal(vmmu_vcpu_mov_cr(g->v, 3, g->root | 1 | (1ULL << 63)), 0);
+	acc(g, 0x400000, 8, 0, &x);
+	assert_int_equal(x, 1);
+	assert_int_equal(stats(g).tlb_misses, m);
+	/* Without the no-flush bit, PCID 1's entries go. */
+	assert_int_equal(vmmu_vcpu_mov_cr(g->v, 3, g->root | 1), 0);
+	acc(g, 0x400000, 8, 0, &x);
+	assert_int_equal(stats(g).tlb_misses, m + 1);
+	/* ... but PCID 2's stay. */
+	assert_int_equal(vmmu_vcpu_mov_cr(g->v, 3, root2 | 2 | (1ULL << 63)), 0);
+	acc(g, 0x400000, 8, 0, &x);
+	assert_int_equal(x, 2);
+	assert_int_equal(stats(g).tlb_misses, m + 1);
+
+	/* INVPCID: type 0 (one address of one PCID), 1 (one PCID), 2 (all + global), 3 (all). */
+	assert_int_equal(vmmu_vcpu_invpcid(g->v, 0, 1, 0x400000), 0);
+	acc(g, 0x400000, 8, 0, &x);                   /* PCID 2 unaffected */
+	assert_int_equal(stats(g).tlb_misses, m + 1);
+	assert_int_equal(vmmu_vcpu_invpcid(g->v, 1, 2, 0), 0);
+	acc(g, 0x400000, 8, 0, &x);
+	assert_int_equal(stats(g).tlb_misses, m + 2);
+	assert_int_equal(vmmu_vcpu_invpcid(g->v, 3, 0, 0), 0);
+	acc(g, 0x400000, 8, 0, &x);
+	assert_int_equal(stats(g).tlb_misses, m + 3);
+	assert_int_equal(vmmu_vcpu_invpcid(g->v, 2, 0, 0), 0);
+	acc(g, 0x400000, 8, 0, &x);
+	assert_int_equal(stats(g).tlb_misses, m + 4);
+	/* #GP cases. */
+	assert_int_equal(vmmu_vcpu_invpcid(g->v, 4, 0, 0), -EINVAL);
+	assert_int_equal(vmmu_vcpu_invpcid(g->v, 0, 0x1000, 0), -EINVAL);
+	assert_int_equal(vmmu_vcpu_invpcid(g->v, 0, 1, 0x0000800000000000ULL), -EINVAL);
+	/* Clearing PCIDE flushes everything. */
+	assert_int_equal(vmmu_vcpu_mov_cr(g->v, 3, root2), 0);
+	assert_int_equal(vmmu_vcpu_mov_cr(g->v, 4, X86_CR4_PAE), 0);
+	assert_int_equal(vmmu_vcpu_invpcid(g->v, 1, 1, 0), -EINVAL);   /* PCID != 0 without PCIDE */
+}
+
+static void test_mmio_and_split(void **state)
+{
+	struct g *g = *state;
+	uint64_t x = 0x0807060504030201ULL, y = 0;
+	regs64(g, 0, g->root);
+	map(g, 4, 0x400000, 0x800000, 1, PRWU);
+	map(g, 4, 0x401000, 0x801000, 1, PRWU);
+	map(g, 4, 0x500000, 0xfee00000, 1, PRWU);   /* no memslot there: MMIO */
+	struct vmmu_access_result r = acc(g, 0x500010, 4, VMMU_ACC_WRITE, &x);
+	assert_int_equal(r.status, VMMU_ACCESS_MMIO);
+	assert_int_equal(r.mmio_gpa, 0xfee00010);
+	assert_int_equal(r.mmio_len, 4);
+	assert_true(r.mmio_write);
+	assert_int_equal(r.mmio_data, 0x04030201);
+	r = acc(g, 0x500010, 8, VMMU_ACC_READ, &y);
+	assert_int_equal(r.status, VMMU_ACCESS_MMIO);
+	r.mmio_data = 0xdead;
+	assert_int_equal(vmmu_vcpu_complete_mmio(g->v, &r, &y), 0);
+	assert_int_equal(y, 0xdead);
+	/* An access crossing two mapped pages. */
+	r = acc(g, 0x400ffc, 8, VMMU_ACC_WRITE, &x);
+	assert_int_equal(r.status, VMMU_ACCESS_DONE);
+	assert_int_equal(rd(g, 0x800ff8) >> 32, 0x04030201);
+	assert_int_equal(rd(g, 0x801000) & 0xffffffff, 0x08070605);
+	/* Crossing into an unmapped page faults on the second page and writes nothing. */
+	wr(g, 0x801ff8, 0);
+	r = acc(g, 0x401ffc, 8, VMMU_ACC_WRITE, &x);
+	assert_int_equal(r.status, VMMU_ACCESS_PF);
+	assert_int_equal(r.pf_addr, 0x402000);
+	assert_int_equal(rd(g, 0x801ff8), 0);
+	/* A page copy. */
+	static uint8_t page[4096];
+	memset(page, 0x5a, sizeof(page));
+	assert_int_equal(acc(g, 0x401000, 4096, VMMU_ACC_WRITE, page).status, VMMU_ACCESS_DONE);
+	assert_int_equal(rd(g, 0x801800), 0x5a5a5a5a5a5a5a5aULL);
+}
+
+static void test_regs_checks(void **state)
+{
+	struct g *g = *state;
+	struct vmmu_regs r = { .cr0 = X86_CR0_PG };   /* PG without PE */
+	assert_int_equal(vmmu_vcpu_set_regs(g->v, &r), -EINVAL);
+	r = (struct vmmu_regs){ .cr0 = X86_CR0_PG | X86_CR0_PE, .efer = EFER_LME | EFER_LMA };   /* long mode without PAE */
+	assert_int_equal(vmmu_vcpu_set_regs(g->v, &r), -EINVAL);
+	r = (struct vmmu_regs){ .cr0 = X86_CR0_PE, .efer = EFER_LMA };   /* LMA without paging */
+	assert_int_equal(vmmu_vcpu_set_regs(g->v, &r), -EINVAL);
+	r = (struct vmmu_regs){ .cr0 = X86_CR0_PE, .cr4 = 1ULL << 23 };   /* an unknown CR4 bit */
+	assert_int_equal(vmmu_vcpu_set_regs(g->v, &r), -EINVAL);
+	r = (struct vmmu_regs){ .cr0 = X86_CR0_PE, .cpl = 4 };
+	assert_int_equal(vmmu_vcpu_set_regs(g->v, &r), -EINVAL);
+	regs64(g, 0, g->root);
+	assert_int_equal(vmmu_vcpu_mov_cr(g->v, 3, 1ULL << 50), -EINVAL);   /* above MAXPHYADDR */
+	assert_int_equal(vmmu_vcpu_mov_cr(g->v, 4, X86_CR4_PAE | X86_CR4_LA57), -EINVAL);   /* LA57 in long mode */
+	assert_int_equal(vmmu_vcpu_mov_cr(g->v, 4, 0), -EINVAL);             /* PAE off in long mode */
+	assert_int_equal(vmmu_vcpu_mov_cr(g->v, 2, 0), -EINVAL);
+	struct vmmu_regs got;
+	vmmu_vcpu_get_regs(g->v, &got);
+	assert_int_equal(got.cr3, g->root);
+	/* Leaving paging and entering it again flushes, and turns long mode off and on. */
+	assert_int_equal(vmmu_vcpu_mov_cr(g->v, 0, X86_CR0_PE), 0);
+	vmmu_vcpu_get_regs(g->v, &got);
+	assert_false(got.efer & EFER_LMA);
+	assert_int_equal(vmmu_vcpu_mov_cr(g->v, 0, X86_CR0_PE | X86_CR0_PG), 0);
+	vmmu_vcpu_get_regs(g->v, &got);
+	assert_true(got.efer & EFER_LMA);
+}
+
+static void test_cost_model(void **state)
+{
+	struct g *g = *state;
+	uint64_t x;
+	struct vmmu_cost c = { 0 };
+	cost_fill_defaults(&c);
+	regs64(g, 0, g->root);
+	map(g, 4, 0x400000, 0x800000, 1, PRWU);
+	uint64_t c0 = stats(g).sim_cycles;
+	acc(g, 0x400000, 8, 0, &x);            /* miss: 4 refs */
+	acc(g, 0x400008, 8, 0, &x);            /* hit */
+	/* #PF: the unmapped address shares PML4E 0 and PDPTE 0 with the mapped one; its PDE is
+	 * empty, so the walk reads 3 entries. */
+	acc(g, 0x700000, 8, 0, &x);
+	uint64_t want = 3ULL * c.tlb_hit + 4ULL * c.walk_ref + 3ULL * c.walk_ref + c.pf_deliver;
+	assert_int_equal(stats(g).sim_cycles - c0, want);
+	/* KEY=VALUE overrides. */
+	assert_int_equal(cost_set(&c, "walk_ref=7"), 0);
+	assert_int_equal(c.walk_ref, 7);
+	assert_int_equal(cost_set(&c, "walkref=7"), -EINVAL);
+	assert_int_equal(cost_set(&c, "walk_ref=-1"), -EINVAL);
+	assert_int_equal(cost_set(&c, "walk_ref="), -EINVAL);
+}
+
+static void test_pf_exit_rules(void **state)
+{
+	/* VMX: with bit 14 set, exit iff (ec & mask) == match; clear: iff they differ. */
+	struct exit_controls c = { .host = VMMU_HOST_VMX };
+	for (unsigned bit = 0; bit < 2; bit++) {
+		c.exception_bitmap = bit ? 1u << 14 : 0;
+		for (uint32_t mask = 0; mask < 4; mask++) {
+			for (uint32_t match = 0; match < 4; match++) {
+				for (uint32_t ec = 0; ec < 4; ec++) {
+					c.pfec_mask = mask;
+					c.pfec_match = match;
+					bool eq = (ec & mask) == match;
+					assert_int_equal(exit_pf_intercepted(&c, ec), bit ? eq : !eq);
+				}
+			}
+		}
+	}
+	/* The no-trap setting: mask = match = P: only faults with P=1 exit. */
+	c.exception_bitmap = 1u << 14;
+	c.pfec_mask = c.pfec_match = PFERR_PRESENT;
+	assert_false(exit_pf_intercepted(&c, PFERR_WRITE));
+	assert_true(exit_pf_intercepted(&c, PFERR_PRESENT | PFERR_WRITE));
+	/* The usual shadow setting: all #PF exit. */
+	c.pfec_mask = c.pfec_match = 0;
+	assert_true(exit_pf_intercepted(&c, PFERR_WRITE));
+	/* SVM: the intercept bit alone. */
+	struct exit_controls s = { .host = VMMU_HOST_SVM, .pfec_mask = 1, .pfec_match = 1 };
+	assert_false(exit_pf_intercepted(&s, PFERR_PRESENT));
+	s.exception_bitmap = 1u << 14;
+	assert_true(exit_pf_intercepted(&s, 0));
+}
+
+static void test_vm_config(void **state)
+{
+	struct vmmu_vm *vm;
+	struct vmmu_vm_config cfg = { .host_mem_bytes = 1ULL << 30, .mmu = VMMU_MMU_EPT, .host = VMMU_HOST_SVM };
+	assert_int_equal(vmmu_vm_create(&cfg, &vm), -EINVAL);   /* EPT needs a VMX host */
+	cfg.mmu = VMMU_MMU_NPT;
+	cfg.host = VMMU_HOST_VMX;
+	assert_int_equal(vmmu_vm_create(&cfg, &vm), -EINVAL);
+	cfg.mmu = VMMU_MMU_NATIVE;
+	cfg.tlb.l1_4k.sets = 3;                                   /* not a power of two */
+	assert_int_equal(vmmu_vm_create(&cfg, &vm), -EINVAL);
+	cfg.tlb.l1_4k.sets = 0;
+	cfg.cpu = "sparc";
+	assert_int_equal(vmmu_vm_create(&cfg, &vm), -EINVAL);
+	cfg.cpu = "amd";
+	assert_int_equal(vmmu_vm_create(&cfg, &vm), 0);
+	struct vmmu_vcpu *a, *b;
+	assert_int_equal(vmmu_vcpu_create(vm, 1, &a), 0);
+	assert_int_equal(vmmu_vcpu_create(vm, 1, &b), -EEXIST);
+	assert_int_equal(vmmu_vcpu_create(vm, 64, &b), -EINVAL);
+	vmmu_vm_destroy(vm);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_access_and_fault), T(test_walk_refs_1d), T(test_walk_refs_5level_32bit_pae),
+		T(test_dirty_rewalk), T(test_stale_tlb_until_invlpg), T(test_global_and_cr3),
+		T(test_pcid), T(test_mmio_and_split), T(test_regs_checks), T(test_cost_model),
+		cmocka_unit_test(test_pf_exit_rules), cmocka_unit_test(test_vm_config),
+	};
+	return cmocka_run_group_tests_name("cpu", tests, NULL, NULL);
+}
