@@ -9,7 +9,8 @@
  *             plus its promotion into L1
  *   miss      random pages over 2^36 (256 TiB) with the TLB full of other pages: every lookup
  *             probes all six arrays and misses
- *   miss+fill the same, filling each miss (the hardware's miss path without the walk)
+ *   miss+fill the same, filling each miss (the hardware's miss path without the walk); a page
+ *             drawn again while still cached may hit, which is rare and not an error
  * Figures are printed, never asserted. Each stage runs -r times and keeps the best.
  * Usage: bench_tlb [-n MILLIONS] [-r ROUNDS] [-s SEED]
  */
@@ -98,11 +99,14 @@ static double run_miss(struct tlb *t, uint64_t n, uint64_t seed, bool do_fill)
 		/* Pages above 2^40: the warm-up filled pages below it, so these always miss. */
 		gva_t va = (1ULL << 40 | (xorshift(&s) & ((1ULL << 36) - 1))) << 12;
 		enum tlb_hit h = tlb_lookup(t, va, 1, &o);
-		if (h != TLB_MISS)
-			die("a random page hit");
 		acc += h;
-		if (do_fill)
+		if (!do_fill) {
+			if (h != TLB_MISS)
+				die("a random page hit");
+		} else if (h == TLB_MISS) {
+			/* A page drawn twice within ~1,600 draws may still be cached: rare, allowed. */
 			fill4k(t, va, 0x1000);
+		}
 	}
 	double dt = now() - t0;
 	sink = acc;

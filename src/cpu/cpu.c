@@ -50,6 +50,13 @@ static void cpu_update(struct cpu *c)
 				bits |= (uint8_t)(1u << acc);
 		c->perm[idx] = bits;
 	}
+	/* The hit path indexes by the caller's access kind directly. */
+	for (unsigned kind = 0; kind < 8; kind++) {
+		unsigned access = ((kind & VMMU_ACC_WRITE) ? PFERR_WRITE : 0) |
+				  ((kind & VMMU_ACC_FETCH) ? PFERR_FETCH : 0) |
+				  ((kind & VMMU_ACC_IMPLICIT) ? WALK_IMPLICIT : 0);
+		c->perm_kind[kind] = c->perm[perm_index(access, c->guest.cpl)];
+	}
 	c->pcid = (c->guest.cr4 & X86_CR4_PCIDE) ? (uint16_t)(c->guest.cr3 & 0xfff) : 0;
 }
 
@@ -298,14 +305,14 @@ int cpu_invpcid(struct cpu *c, unsigned type, uint16_t pcid, gva_t gva)
  * walks again: for the D bit it must set, or to take a fault from the tables as they are now
  * (a #PF also drops the address's TLB entries, as the SDM says).
  */
-static enum hw_status translate(struct cpu *c, gva_t gva, unsigned access, uint64_t *pa,
-				struct hw_outcome *o, int *err)
+static enum hw_status translate(struct cpu *c, gva_t gva, unsigned kind, unsigned access,
+				uint64_t *pa, struct hw_outcome *o, int *err)
 {
 	struct tlb_entry_info e;
 	enum tlb_hit h = tlb_lookup(c->tlb, gva, c->pcid, &e);
 
 	if (h != TLB_MISS) {
-		bool fault = (c->perm[perm_index(access, c->guest.cpl)] >> e.access) & 1;
+		bool fault = (c->perm_kind[kind & 7] >> e.access) & 1;
 		if (!fault && (c->guest.cr4 & X86_CR4_PKE) && (e.access & ACC_USER))
 			fault = paging_permission_fault(&c->guest, e.access, e.pkey, access) != 0;
 		if (!fault && (!(access & PFERR_WRITE) || e.dirty)) {
@@ -412,7 +419,7 @@ int cpu_access(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
 		gva_t va = i ? (gva & ~0xfffULL) + 4096 : gva;
 		if (!(c->guest.efer & EFER_LMA) && va > 0xffffffffULL)
 			va &= 0xffffffffULL;
-		enum hw_status s = translate(c, va, access, &pa[i], o, &err);
+		enum hw_status s = translate(c, va, kind, access, &pa[i], o, &err);
 		if (err)
 			return err;
 		if (s != HW_DONE)

@@ -75,6 +75,7 @@ struct cpu {
 	struct paging_ctx guest;             /* [v] the guest's architectural state */
 	uint16_t pcid;                       /* [v] current PCID (0 unless CR4.PCIDE) */
 	uint8_t perm[16];                    /* [v] perm[access index] bit n: rights n fault */
+	uint8_t perm_kind[8];                /* [v] perm[] row of each VMMU_ACC_* kind at this CPL */
 	struct tlb *tlb;                     /* [c] */
 	struct vmmu_cost cost;               /* [c] defaults filled */
 	struct exit_controls ctl;            /* [v] set by the hypervisor */

@@ -77,7 +77,7 @@ int hostmem_cmpxchg(struct host_arena *a, hpa_t hpa, uint64_t old, uint64_t val,
 
 static int host_mem_read(void *opaque, gpa_t hpa, void *buf, unsigned len)
 {
-	uint64_t v;
+	uint64_t v = 0;
 	int err = hostmem_load(opaque, hpa, len, &v);
 
 	if (err)

@@ -3,9 +3,11 @@
  * cpu/tlb: the modelled TLB of one vCPU (interface and architectural rules in tlb.h).
  *
  * Five set-associative arrays in one allocation: L1 4K, L1 2M, L1 1G, the STLB (4K and 2M mixed)
- * and the second-level 1G array. An entry is 24 bytes; its key is the virtual page number at the
+ * and the second-level 1G array. An entry is 24 bytes: a key, the virtual page number at the
  * entry's size with the size code above it (tlb_key), so one 64-bit compare checks page, size and
- * validity together, and the set index is the low bits of the key (no division, no dispatch).
+ * validity together; and the struct tlb_entry_info a hit returns, stored ready to copy out. The
+ * set index is the low bits of the key (no division, no dispatch). LRU stamps live in a parallel
+ * array, so a hit writes one word beside the set instead of widening every entry.
  *
  * Invariants (tlb_check):
  *  - an entry sits in the set its key selects, in an array that holds its size;
@@ -52,27 +54,17 @@ enum { TLB_4K = 0, TLB_2M = 1, TLB_1G = 2, TLB_NSIZES = 3 };
 #define TLB_SIZE_SHIFT   56               /* size code position in a key; a 4K vpn has <= 52 bits */
 #define TLB_KEY_INVALID  (~0ULL)          /* no vpn/size produces it */
 
-/* Low bits of frame_attr (the frame is at least 4K aligned, so they are free). */
-#define TLB_ATTR_ACCESS_MASK 0x7ULL       /* ACC_* */
-#define TLB_ATTR_PKEY_SHIFT  3
-#define TLB_ATTR_PKEY_MASK   (0xfULL << TLB_ATTR_PKEY_SHIFT)
-#define TLB_ATTR_DIRTY_MASK  (1ULL << 7)
-#define TLB_ATTR_MASK        0xfffULL
-
-_Static_assert(ACC_ALL <= TLB_ATTR_ACCESS_MASK, "ACC_* rights must fit the entry's access bits");
+_Static_assert(ACC_ALL <= 0xff, "ACC_* rights must fit tlb_entry_info.access");
 
 struct tlb_ent {
-	uint64_t key;         /* tlb_key(va, size); TLB_KEY_INVALID when empty */
-	uint64_t frame_attr;  /* frame | access | pkey << 3 | dirty << 7 */
-	uint32_t stamp;       /* LRU clock at last use: the smallest in a set is the victim */
-	uint16_t pcid;        /* tag; ignored by lookups when global */
-	uint8_t global;
-	uint8_t size;         /* TLB_4K, TLB_2M or TLB_1G */
+	uint64_t key;                 /* tlb_key(va, size); TLB_KEY_INVALID when empty */
+	struct tlb_entry_info info;   /* what a hit returns; info.pcid/global are the tag */
 };
 _Static_assert(sizeof(struct tlb_ent) == 24, "tlb_ent is meant to stay compact");
 
 struct tlb_array {
 	struct tlb_ent *ent;  /* sets * ways entries, set-major */
+	uint32_t *stamp;      /* per entry: LRU clock at last use; the smallest valid one is the victim */
 	uint32_t set_mask;    /* sets - 1 */
 	uint32_t ways;
 };
@@ -84,6 +76,7 @@ struct tlb {
 	uint32_t clock;       /* LRU clock; renumbered when it wraps */
 	struct tlb_stats stats;
 	struct tlb_ent *mem;  /* every array's entries, one block */
+	uint32_t *stamps;     /* every array's stamps, same order */
 	size_t nent;
 };
 
@@ -103,9 +96,12 @@ static inline struct tlb_array *l2_of(struct tlb *t, unsigned size)
 	return &t->arr[size == TLB_1G ? ARR_L2_1G : ARR_L2];
 }
 
-static inline struct tlb_ent *set_of(const struct tlb_array *a, uint64_t key)
+#define TLB_NONE SIZE_MAX         /* "no slot" from arr_find */
+
+/* Index of the first slot of @key's set in @a. */
+static inline size_t set_base(const struct tlb_array *a, uint64_t key)
 {
-	return a->ent + (size_t)(key & a->set_mask) * a->ways;
+	return (size_t)(key & a->set_mask) * a->ways;
 }
 
 static inline bool ent_valid(const struct tlb_ent *e)
@@ -113,39 +109,40 @@ static inline bool ent_valid(const struct tlb_ent *e)
 	return e->key != TLB_KEY_INVALID;
 }
 
-static inline void ent_clear(struct tlb_ent *e)
+static inline void slot_clear(struct tlb_ent *e, uint32_t *stamp)
 {
 	e->key = TLB_KEY_INVALID;
-	e->stamp = 0;
+	*stamp = 0;
 }
 
 /* Two entries of one key overlap when some lookup could match both. */
 static inline bool tags_overlap(const struct tlb_ent *e, uint16_t pcid, bool global)
 {
-	return e->global || global || e->pcid == pcid;
+	return e->info.global || global || e->info.pcid == pcid;
 }
 
 /* ---- LRU clock ---- */
 
 /*
  * The clock wrapped: rewrite each set's stamps as ranks 1..n in the same order, so recency
- * survives, and restart the clock above every rank. Runs once per 2^32 uses.
+ * survives, and restart the clock above every rank. Runs once per 2^32 uses, hence cold.
  */
-static uint32_t tlb_renumber(struct tlb *t)
+__attribute__((cold, noinline)) static uint32_t tlb_renumber(struct tlb *t)
 {
 	for (unsigned i = 0; i < ARR_N; i++) {
 		struct tlb_array *a = &t->arr[i];
 		for (uint32_t s = 0; s <= a->set_mask; s++) {
-			struct tlb_ent *set = a->ent + (size_t)s * a->ways;
+			const struct tlb_ent *set = a->ent + (size_t)s * a->ways;
+			uint32_t *st = a->stamp + (size_t)s * a->ways;
 			uint32_t rank[TLB_MAX_WAYS];
 			for (uint32_t w = 0; w < a->ways; w++) {
 				rank[w] = 1;
 				for (uint32_t v = 0; v < a->ways; v++)
-					if (v != w && ent_valid(&set[v]) && set[v].stamp < set[w].stamp)
+					if (v != w && ent_valid(&set[v]) && st[v] < st[w])
 						rank[w]++;
 			}
 			for (uint32_t w = 0; w < a->ways; w++)
-				set[w].stamp = ent_valid(&set[w]) ? rank[w] : 0;
+				st[w] = ent_valid(&set[w]) ? rank[w] : 0;
 		}
 	}
 	t->clock = TLB_MAX_WAYS + 1;
@@ -162,15 +159,17 @@ static inline uint32_t tlb_tick(struct tlb *t)
 
 /* ---- one array ---- */
 
-/* The entry of @a's set for @key that a lookup under @pcid hits, or NULL. The invariant leaves at
+/* The slot of @a that a lookup of @key under @pcid hits, or TLB_NONE. The invariant leaves at
  * most one. */
-static inline struct tlb_ent *arr_find(const struct tlb_array *a, uint64_t key, uint16_t pcid)
+static inline size_t arr_find(const struct tlb_array *a, uint64_t key, uint16_t pcid)
 {
-	struct tlb_ent *e = set_of(a, key);
-	for (uint32_t w = 0; w < a->ways; w++, e++)
-		if (e->key == key && (e->global || e->pcid == pcid))
-			return e;
-	return NULL;
+	size_t i = set_base(a, key);
+	for (uint32_t w = 0; w < a->ways; w++, i++) {
+		const struct tlb_ent *e = &a->ent[i];
+		if (e->key == key && (e->info.global || e->info.pcid == pcid))
+			return i;
+	}
+	return TLB_NONE;
 }
 
 /*
@@ -178,49 +177,37 @@ static inline struct tlb_ent *arr_find(const struct tlb_array *a, uint64_t key, 
  * same page and tag, or one the new entry would shadow), then take a free way or the least
  * recently used one.
  */
-static void arr_insert(struct tlb *t, struct tlb_array *a, uint64_t key, uint64_t frame_attr,
-		       uint16_t pcid, bool global, unsigned size)
+static void arr_insert(struct tlb *t, struct tlb_array *a, uint64_t key, const struct tlb_entry_info *info)
 {
-	struct tlb_ent *set = set_of(a, key), *victim = NULL;
+	size_t base = set_base(a, key), victim = TLB_NONE;
+	struct tlb_ent *set = a->ent + base;
+	uint32_t *st = a->stamp + base;
 
 	for (uint32_t w = 0; w < a->ways; w++)
-		if (set[w].key == key && tags_overlap(&set[w], pcid, global))
-			ent_clear(&set[w]);
+		if (set[w].key == key && tags_overlap(&set[w], info->pcid, info->global))
+			slot_clear(&set[w], &st[w]);
 	for (uint32_t w = 0; w < a->ways; w++) {
 		if (!ent_valid(&set[w])) {
-			victim = &set[w];
+			victim = w;
 			break;
 		}
-		if (!victim || set[w].stamp < victim->stamp)
-			victim = &set[w];
+		if (victim == TLB_NONE || st[w] < st[victim])
+			victim = w;
 	}
-	victim->key = key;
-	victim->frame_attr = frame_attr;
-	victim->pcid = pcid;
-	victim->global = global;
-	victim->size = (uint8_t)size;
-	victim->stamp = tlb_tick(t);
+	set[victim].key = key;
+	set[victim].info = *info;
+	st[victim] = tlb_tick(t);
 }
 
 /* Drop the entries of @key in @a tagged @pcid, and the global ones when @with_global. */
 static void arr_invalidate(struct tlb_array *a, uint64_t key, uint16_t pcid, bool with_global)
 {
-	struct tlb_ent *e = set_of(a, key);
-	for (uint32_t w = 0; w < a->ways; w++, e++)
-		if (e->key == key && (e->global ? with_global : e->pcid == pcid))
-			ent_clear(e);
-}
-
-static inline void ent_to_info(const struct tlb_ent *e, struct tlb_entry_info *out)
-{
-	uint64_t fa = e->frame_attr;
-	out->frame = fa & ~TLB_ATTR_MASK;
-	out->page_shift = (uint8_t)size_shift(e->size);
-	out->access = (uint8_t)(fa & TLB_ATTR_ACCESS_MASK);
-	out->pkey = (uint8_t)((fa & TLB_ATTR_PKEY_MASK) >> TLB_ATTR_PKEY_SHIFT);
-	out->dirty = (fa & TLB_ATTR_DIRTY_MASK) != 0;
-	out->global = e->global;
-	out->pcid = e->pcid;
+	size_t i = set_base(a, key);
+	for (uint32_t w = 0; w < a->ways; w++, i++) {
+		struct tlb_ent *e = &a->ent[i];
+		if (e->key == key && (e->info.global ? with_global : e->info.pcid == pcid))
+			slot_clear(e, &a->stamp[i]);
+	}
 }
 
 /* ---- creation ---- */
@@ -277,18 +264,20 @@ int tlb_create(const struct vmmu_tlb_geometry *g, struct tlb **out)
 	/* A whole number of cache lines, line-aligned: small sets then share few lines. */
 	size_t bytes = (n * sizeof(struct tlb_ent) + 63) & ~(size_t)63;
 	t->mem = aligned_alloc(64, bytes);
-	if (!t->mem) {
-		free(t);
+	t->stamps = calloc(n, sizeof(*t->stamps));
+	if (!t->mem || !t->stamps) {
+		tlb_destroy(t);
 		return -ENOMEM;
 	}
 	t->nent = n;
 	for (size_t i = 0; i < n; i++) {
 		memset(&t->mem[i], 0, sizeof(t->mem[i]));
-		ent_clear(&t->mem[i]);
+		t->mem[i].key = TLB_KEY_INVALID;
 	}
 	n = 0;
 	for (unsigned i = 0; i < ARR_N; i++) {
 		t->arr[i].ent = t->mem + n;
+		t->arr[i].stamp = t->stamps + n;
 		t->arr[i].set_mask = geo[i].sets - 1;
 		t->arr[i].ways = geo[i].ways;
 		n += (size_t)geo[i].sets * geo[i].ways;
@@ -302,6 +291,7 @@ void tlb_destroy(struct tlb *t)
 	if (!t)
 		return;
 	free(t->mem);
+	free(t->stamps);
 	free(t);
 }
 
@@ -314,42 +304,70 @@ void tlb_destroy(struct tlb *t)
  * smaller page, the first-level one before the second-level one. An L2 hit is copied into the L1
  * array of its size.
  */
-enum tlb_hit tlb_lookup(struct tlb *t, gva_t va, uint16_t pcid, struct tlb_entry_info *out)
+/* Everything after the L1 4K probe, out of line so the hit path stays a leaf without saved
+ * registers. */
+__attribute__((noinline)) static enum tlb_hit lookup_slow(struct tlb *t, gva_t va, uint16_t pcid,
+							  struct tlb_entry_info *out)
 {
-	struct tlb_ent *e;
+	struct tlb_array *a;
+	size_t i;
 	unsigned size;
 
-	/* 4K first: the common case, and its key needs no size code. */
-	e = arr_find(&t->arr[ARR_L1_4K], va >> 12, pcid);
-	if (__builtin_expect(e != NULL, 1))
-		goto hit_l1;
-	e = arr_find(&t->arr[ARR_L1_2M], tlb_key(va, TLB_2M), pcid);
-	if (e)
-		goto hit_l1;
-	e = arr_find(&t->arr[ARR_L1_1G], tlb_key(va, TLB_1G), pcid);
-	if (e)
-		goto hit_l1;
-
+	for (size = TLB_2M; size < TLB_NSIZES; size++) {
+		a = &t->arr[ARR_L1_4K + size];
+		i = arr_find(a, tlb_key(va, size), pcid);
+		if (i != TLB_NONE) {
+			a->stamp[i] = tlb_tick(t);
+			t->stats.hits_l1++;
+			*out = a->ent[i].info;
+			return TLB_HIT_L1;
+		}
+	}
 	for (size = TLB_4K; size < TLB_NSIZES; size++) {
-		e = arr_find(l2_of(t, size), tlb_key(va, size), pcid);
-		if (e)
-			goto hit_l2;
+		a = l2_of(t, size);
+		i = arr_find(a, tlb_key(va, size), pcid);
+		if (i != TLB_NONE) {
+			a->stamp[i] = tlb_tick(t);
+			t->stats.hits_l2++;
+			arr_insert(t, &t->arr[ARR_L1_4K + size], a->ent[i].key, &a->ent[i].info);
+			*out = a->ent[i].info;
+			return TLB_HIT_L2;
+		}
 	}
 	t->stats.misses++;
 	return TLB_MISS;
+}
 
-hit_l1:
-	e->stamp = tlb_tick(t);
-	t->stats.hits_l1++;
-	ent_to_info(e, out);
-	return TLB_HIT_L1;
+/* The clock is about to wrap: renumber, then look up again (the clock is now far from wrapping). */
+__attribute__((cold, noinline)) static enum tlb_hit lookup_wrap(struct tlb *t, gva_t va, uint16_t pcid,
+								struct tlb_entry_info *out)
+{
+	tlb_renumber(t);
+	return tlb_lookup(t, va, pcid, out);
+}
 
-hit_l2:
-	e->stamp = tlb_tick(t);
-	t->stats.hits_l2++;
-	arr_insert(t, &t->arr[ARR_L1_4K + size], e->key, e->frame_attr, e->pcid, e->global, size);
-	ent_to_info(e, out);
-	return TLB_HIT_L2;
+/* The hot path: a leaf that only tail-calls, so it saves no registers. */
+enum tlb_hit tlb_lookup(struct tlb *t, gva_t va, uint16_t pcid, struct tlb_entry_info *out)
+{
+	/* L1 4K first: the common case, and its key needs no size code. */
+	struct tlb_array *a = &t->arr[ARR_L1_4K];
+	uint64_t key = va >> 12;
+	size_t i = set_base(a, key);
+
+	for (uint32_t w = 0; w < a->ways; w++, i++) {
+		const struct tlb_ent *e = &a->ent[i];
+		if (e->key == key && (e->info.global || e->info.pcid == pcid)) {
+			uint32_t c = t->clock + 1;
+			if (__builtin_expect(c == 0, 0))
+				return lookup_wrap(t, va, pcid, out);
+			t->clock = c;
+			a->stamp[i] = c;
+			t->stats.hits_l1++;
+			*out = e->info;
+			return TLB_HIT_L1;
+		}
+	}
+	return lookup_slow(t, va, pcid, out);
 }
 
 void tlb_fill(struct tlb *t, gva_t va, const struct tlb_entry_info *e)
@@ -367,13 +385,12 @@ void tlb_fill(struct tlb *t, gva_t va, const struct tlb_entry_info *e)
 	}
 	uint64_t page_mask = (1ULL << e->page_shift) - 1;
 	assert((e->frame & page_mask) == 0);
-	uint64_t fa = (e->frame & ~page_mask) | (e->access & TLB_ATTR_ACCESS_MASK) |
-		      (((uint64_t)e->pkey << TLB_ATTR_PKEY_SHIFT) & TLB_ATTR_PKEY_MASK) |
-		      (e->dirty ? TLB_ATTR_DIRTY_MASK : 0);
+	struct tlb_entry_info info = *e;
+	info.frame &= ~page_mask;
 	uint64_t key = tlb_key(va, size);
 
-	arr_insert(t, &t->arr[ARR_L1_4K + size], key, fa, e->pcid, e->global, size);
-	arr_insert(t, l2_of(t, size), key, fa, e->pcid, e->global, size);
+	arr_insert(t, &t->arr[ARR_L1_4K + size], key, &info);
+	arr_insert(t, l2_of(t, size), key, &info);
 	t->stats.fills++;
 }
 
@@ -406,8 +423,8 @@ void tlb_flush_pcid(struct tlb *t, uint16_t pcid, bool global)
 {
 	for (size_t i = 0; i < t->nent; i++) {
 		struct tlb_ent *e = &t->mem[i];
-		if (ent_valid(e) && (e->global ? global : e->pcid == pcid))
-			ent_clear(e);
+		if (ent_valid(e) && (e->info.global ? global : e->info.pcid == pcid))
+			slot_clear(e, &t->stamps[i]);
 	}
 	t->stats.flushes++;
 }
@@ -416,8 +433,8 @@ void tlb_flush_all(struct tlb *t, bool global)
 {
 	for (size_t i = 0; i < t->nent; i++) {
 		struct tlb_ent *e = &t->mem[i];
-		if (ent_valid(e) && (!e->global || global))
-			ent_clear(e);
+		if (ent_valid(e) && (!e->info.global || global))
+			slot_clear(e, &t->stamps[i]);
 	}
 	t->stats.flushes++;
 }
@@ -454,26 +471,25 @@ int tlb_check(const struct tlb *t)
 		const struct tlb_array *a = &t->arr[i];
 		for (uint32_t s = 0; s <= a->set_mask; s++) {
 			const struct tlb_ent *set = a->ent + (size_t)s * a->ways;
+			const uint32_t *st = a->stamp + (size_t)s * a->ways;
 			for (uint32_t w = 0; w < a->ways; w++) {
 				const struct tlb_ent *e = &set[w];
 				if (!ent_valid(e))
 					continue;
-				if (e->size >= TLB_NSIZES || !array_holds(i, e->size) ||
-				    e->key >> TLB_SIZE_SHIFT != e->size || (e->key & a->set_mask) != s)
+				unsigned size = (unsigned)(e->key >> TLB_SIZE_SHIFT);
+				if (size >= TLB_NSIZES || !array_holds(i, size) || (e->key & a->set_mask) != s ||
+				    e->info.page_shift != size_shift(size) ||
+				    (e->info.frame & ((1ULL << size_shift(size)) - 1)))
 					return -EUCLEAN;
-				if ((e->frame_attr & ~TLB_ATTR_MASK & ((1ULL << size_shift(e->size)) - 1)) ||
-				    (e->frame_attr & TLB_ATTR_MASK & ~(TLB_ATTR_ACCESS_MASK | TLB_ATTR_PKEY_MASK |
-								       TLB_ATTR_DIRTY_MASK)))
-					return -EUCLEAN;
-				if (e->stamp == 0 || e->stamp > t->clock)
+				if (st[w] == 0 || st[w] > t->clock)
 					return -EUCLEAN;
 				for (uint32_t v = w + 1; v < a->ways; v++) {
 					const struct tlb_ent *f = &set[v];
 					if (!ent_valid(f))
 						continue;
-					if (f->stamp == e->stamp)
+					if (st[v] == st[w])
 						return -EUCLEAN;
-					if (f->key == e->key && tags_overlap(f, e->pcid, e->global))
+					if (f->key == e->key && tags_overlap(f, e->info.pcid, e->info.global))
 						return -EUCLEAN;
 				}
 			}

@@ -68,6 +68,8 @@ struct memslots {
 	gfn_t max_gfn;                     /* [C] last gfn a slot may contain */
 	const struct memslots_ops *ops;    /* [L] hooks, or NULL */
 	void *opaque;                      /* [L] their argument */
+	uint64_t gen;                      /* [L, R] the active set's generation, readable without a
+					    * read section (every access checks it) */
 };
 
 #define ARRAY_MIN_CAP 8u
@@ -182,12 +184,7 @@ static struct memslot_array *active_array(struct memslots *ms)
 
 uint64_t memslots_generation(struct memslots *ms)
 {
-	uint64_t gen;
-
-	memslots_read_lock();
-	gen = __atomic_load_n(&active_array(ms)->gen, __ATOMIC_ACQUIRE);
-	memslots_read_unlock();
-	return gen;
+	return __atomic_load_n(&ms->gen, __ATOMIC_ACQUIRE);
 }
 
 const struct memslot *gfn_to_memslot(struct memslots *ms, gfn_t gfn)
@@ -509,6 +506,7 @@ static int slots_commit(struct memslots *ms, struct memslot *old, struct memslot
 	array_apply(ina, old, new);
 	gen = __atomic_load_n(&act->gen, __ATOMIC_RELAXED) + 1;
 	__atomic_store_n(&ina->gen, gen, __ATOMIC_RELAXED);
+	__atomic_store_n(&ms->gen, gen, __ATOMIC_RELEASE);
 	__atomic_store_n(&ms->active, ina, __ATOMIC_RELEASE);
 	__atomic_store_n(&ms->id_slot[id], new, __ATOMIC_RELEASE);
 
@@ -518,6 +516,7 @@ static int slots_commit(struct memslots *ms, struct memslot *old, struct memslot
 		ms->ops->change(ms->opaque, old, new, change);
 
 	__atomic_store_n(&ina->gen, gen + 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&ms->gen, gen + 1, __ATOMIC_RELEASE);
 
 	if (spare) {
 		spare->nr = ina->nr;

@@ -198,12 +198,16 @@ int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigne
 	rc = cpu_access(&vcpu->cpu, gva, len, kind, buf, &o);
 	if (rc)
 		return rc;
+	if (o.status == HW_DONE) {
+		/* The common case, kept short: the other fields mean nothing for a done access. */
+		res->status = VMMU_ACCESS_DONE;
+		res->done = len;
+		return 0;
+	}
 	memset(res, 0, sizeof(*res));
 	res->done = o.done;
 	switch (o.status) {
 	case HW_DONE:
-		res->status = VMMU_ACCESS_DONE;
-		res->done = len;
 		break;
 	case HW_PF:
 		res->status = VMMU_ACCESS_PF;

@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The 2-D walk (see nested.h). The guest walker runs unchanged over nested_mem_ops, whose read
+ * translates the entry's gpa with tdp_walk() (or a nested TLB hit) and then reads the hpa, and
+ * whose cmpxchg reuses that translation. A nested fault cannot be expressed in the ops' 0 /
+ * -ENOENT / -EACCES / -EAGAIN vocabulary, so the ops stash it and return NESTED_EXIT, which aborts
+ * the guest walk; nested_walk() then turns the stash into the exit.
+ *
+ * Invariants: every memory access goes through cpu/hostmem (only allocated arena frames); the
+ * memo holds translations of entries this walk read since its last restart. No locking: per vCPU.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "cpu/hostmem.h"
+#include "cpu/nested.h"
+
+/* The ops' "a nested walk faulted" code: none of the codes the walker gives meaning to, and
+ * nothing hostmem returns. */
+#define NESTED_EXIT (-EFAULT)
+
+/* Translations of the guest entries read since the walk (re)started: the walker reads one entry
+ * a level and swaps only entries it read, so a few suffice; the oldest is dropped first. */
+#define NESTED_MEMO 8
+
+struct nested_memo {
+	gfn_t gfn;              /* guest page holding the entry */
+	hpa_t hpa;              /* its host page */
+	unsigned rights;        /* TDP_R/W/X of the translation */
+};
+
+/* One 2-D walk's state, the opaque of nested_mem_ops. */
+struct nested_state {
+	const struct tdp_ctx *tdp;
+	struct nested_tlb *ntlb;                /* NULL: no nested TLB */
+	unsigned table_access;                  /* a guest table read, for tdp_walk() */
+	unsigned refs;                          /* nested entries read so far */
+	struct nested_memo memo[NESTED_MEMO];   /* ring, newest at (nmemo - 1) % NESTED_MEMO */
+	unsigned nmemo;                         /* entries pushed since the last restart */
+	bool exit;                              /* a nested fault ended the guest walk: */
+	bool exit_in_read;                      /*   while reading an entry (not read, then) */
+	gpa_t exit_gpa;                         /*   the gpa being translated */
+	struct tdp_result exit_tdp;             /*   its nested walk */
+};
+
+void nested_tlb_flush(struct nested_tlb *t)
+{
+	if (t)
+		memset(t->e, 0, sizeof(t->e));
+}
+
+static struct nested_tlb_entry *ntlb_slot(struct nested_tlb *t, gfn_t gfn)
+{
+	return &t->e[gfn & (NESTED_TLB_ENTRIES - 1)];
+}
+
+static bool ntlb_lookup(const struct nested_state *st, gpa_t gpa, unsigned access,
+			struct tdp_result *tr)
+{
+	const gfn_t gfn = gpa >> VMMU_PAGE_SHIFT;
+	struct nested_tlb_entry *e;
+	struct tdp_result refused;
+
+	if (!st->ntlb)
+		return false;
+	e = ntlb_slot(st->ntlb, gfn);
+	/* A refused access walks: the walk gives the precise fault, as the hardware re-walks. */
+	if (!e->valid || e->gfn != gfn || !tdp_check_access(st->tdp, e->rights, access, &refused) ||
+	    ((access & PFERR_WRITE) && !e->dirty)) {
+		st->ntlb->misses++;
+		return false;
+	}
+	st->ntlb->hits++;
+	memset(tr, 0, sizeof(*tr));
+	tr->status = TDP_OK;
+	tr->hpa = e->hpa | (gpa & (VMMU_PAGE_SIZE - 1));
+	tr->page_shift = e->page_shift;
+	tr->rights = e->rights;
+	return true;
+}
+
+static void ntlb_fill(const struct nested_state *st, gpa_t gpa, unsigned access,
+		      const struct tdp_result *tr)
+{
+	const struct tdp_ctx *c = st->tdp;
+	struct nested_tlb_entry *e;
+
+	/* A probe set no A bit, and the hardware caches only translations it marked accessed. */
+	if (!st->ntlb || (access & WALK_NO_AD))
+		return;
+	e = ntlb_slot(st->ntlb, gpa >> VMMU_PAGE_SHIFT);
+	e->gfn = gpa >> VMMU_PAGE_SHIFT;
+	e->hpa = tr->hpa & ~(VMMU_PAGE_SIZE - 1);
+	e->page_shift = (uint8_t)tr->page_shift;
+	e->rights = (uint8_t)tr->rights;
+	if (c->fmt == TDP_EPT)
+		e->dirty = !c->ad || (tr->entry & EPT_DIRTY_MASK);
+	else
+		e->dirty = tr->entry & PT_DIRTY_MASK;
+	e->valid = true;
+}
+
+/* gpa -> hpa for @access through the nested TLB or a nested walk. 0 with the outcome in @tr. */
+static int nested_translate(struct nested_state *st, gpa_t gpa, unsigned access,
+			    struct tdp_result *tr)
+{
+	int err;
+
+	if (ntlb_lookup(st, gpa, access, tr))
+		return 0;
+	err = tdp_walk(st->tdp, gpa, access, tr);
+	st->refs += tr->refs;
+	if (err)
+		return err;
+	if (tr->status == TDP_OK)
+		ntlb_fill(st, gpa, access, tr);
+	return 0;
+}
+
+static int stash_exit(struct nested_state *st, gpa_t gpa, const struct tdp_result *tr,
+		      bool in_read)
+{
+	st->exit = true;
+	st->exit_in_read = in_read;
+	st->exit_gpa = gpa;
+	st->exit_tdp = *tr;
+	return NESTED_EXIT;
+}
+
+static void memo_push(struct nested_state *st, gpa_t gpa, const struct tdp_result *tr)
+{
+	struct nested_memo *m = &st->memo[st->nmemo++ % NESTED_MEMO];
+
+	m->gfn = gpa >> VMMU_PAGE_SHIFT;
+	m->hpa = tr->hpa & ~(VMMU_PAGE_SIZE - 1);
+	m->rights = tr->rights;
+}
+
+static const struct nested_memo *memo_find(const struct nested_state *st, gpa_t gpa)
+{
+	const unsigned n = st->nmemo < NESTED_MEMO ? st->nmemo : NESTED_MEMO;
+
+	for (unsigned i = 1; i <= n; i++) {
+		const struct nested_memo *m = &st->memo[(st->nmemo - i) % NESTED_MEMO];
+
+		if (m->gfn == gpa >> VMMU_PAGE_SHIFT)
+			return m;
+	}
+	return NULL;
+}
+
+static int nested_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
+{
+	struct nested_state *st = opaque;
+	struct tdp_result tr;
+	int err;
+
+	err = nested_translate(st, gpa, st->table_access, &tr);
+	if (err)
+		return err;
+	if (tr.status != TDP_OK)
+		return stash_exit(st, gpa, &tr, true);
+	memo_push(st, gpa, &tr);
+	/* -ENOENT (the nested leaf maps no host frame) reaches the guest walker as "not memory". */
+	return host_mem_ops.read(st->tdp->arena, tr.hpa, buf, len);
+}
+
+static int nested_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val, unsigned len)
+{
+	struct nested_state *st = opaque;
+	const struct nested_memo *m = memo_find(st, gpa);
+	struct tdp_result tr;
+	hpa_t hpa;
+	int err;
+
+	if (m) {
+		/* EPT without A/D translated the read as a read: the update needs W too. */
+		if (!tdp_check_access(st->tdp, m->rights, PFERR_WRITE, &tr))
+			return stash_exit(st, gpa, &tr, false);
+		hpa = m->hpa | (gpa & (VMMU_PAGE_SIZE - 1));
+	} else {
+		/* The walker only swaps entries it read: never here. A full walk keeps it right. */
+		err = nested_translate(st, gpa, st->table_access | PFERR_WRITE, &tr);
+		if (err)
+			return err;
+		if (tr.status != TDP_OK)
+			return stash_exit(st, gpa, &tr, false);
+		hpa = tr.hpa;
+	}
+	err = host_mem_ops.cmpxchg(st->tdp->arena, hpa, old, val, len);
+	if (err == -EAGAIN)
+		st->nmemo = 0;  /* the walker starts over and re-reads (and re-translates) each entry */
+	return err;
+}
+
+static const struct guest_mem_ops nested_mem_ops = {
+	.read = nested_read,
+	.cmpxchg = nested_cmpxchg,
+};
+
+/* How the nested walk sees a guest table access (nested.h). */
+static unsigned table_access(const struct tdp_ctx *c)
+{
+	if (c->fmt == TDP_NPT || c->ad)
+		return PFERR_WRITE;
+	return 0;
+}
+
+/* Fill @r with the exit for nested walk @tr of @gpa; @final: the final access, else a guest
+ * table access. */
+static void set_exit(const struct tdp_ctx *c, const struct tdp_result *tr, gpa_t gpa, bool final,
+		     struct nested_result *r)
+{
+	r->gpa = gpa;
+	r->tdp = *tr;
+	r->table_fault = !final;
+	if (c->fmt == TDP_NPT) {
+		r->status = NESTED_NPF;
+		r->exit_qual = tr->qual | (final ? NPF_INFO_FINAL : NPF_INFO_TABLE);
+		return;
+	}
+	if (tr->status == TDP_MISCONFIG) {
+		r->status = NESTED_EPT_MISCONFIG;
+		r->exit_qual = 0;       /* the SDM leaves it undefined; keep it defined */
+		return;
+	}
+	r->status = NESTED_EPT_VIOLATION;
+	r->exit_qual = tr->qual | EPT_QUAL_GVA_VALID;
+	if (final)
+		r->exit_qual |= EPT_QUAL_GVA_TRANSLATED;
+	else if (c->ad)
+		/* SDM: a table access treated as a write sets both bit 0 and bit 1. */
+		r->exit_qual |= EPT_QUAL_READ | EPT_QUAL_WRITE;
+}
+
+int nested_walk(const struct paging_ctx *guest, const struct tdp_ctx *tdp, struct nested_tlb *ntlb,
+		gva_t gva, unsigned access, struct nested_result *r)
+{
+	struct nested_state st;
+	int err = 0;
+
+	if (!r)
+		return -EINVAL;
+	memset(r, 0, sizeof(*r));
+	if (!guest || !tdp)
+		return -EINVAL;
+	memset(&st, 0, sizeof(st));
+	st.tdp = tdp;
+	st.ntlb = ntlb;
+	st.table_access = table_access(tdp) | (access & WALK_NO_AD);
+	r->gva = gva;
+
+	paging_walk(guest, &nested_mem_ops, &st, gva, access, &r->guest);
+	r->guest_refs = r->guest.refs;
+
+	switch (r->guest.status) {
+	case WALK_OK:
+		break;
+	case WALK_PF:
+		r->status = NESTED_GUEST_PF;
+		r->pf_ec = r->guest.ec;
+		goto out;
+	case WALK_GP:
+		r->status = NESTED_GUEST_GP;
+		goto out;
+	case WALK_ABORT:
+		if (!st.exit) {
+			err = r->guest.abort_err;
+			goto out;
+		}
+		/* The walker counted the read whose gpa could not be translated. */
+		if (st.exit_in_read && r->guest_refs)
+			r->guest_refs--;
+		set_exit(tdp, &st.exit_tdp, st.exit_gpa, false, r);
+		goto out;
+	}
+
+	err = nested_translate(&st, r->guest.gpa, access & (PFERR_WRITE | PFERR_FETCH | WALK_NO_AD),
+			       &r->tdp);
+	if (err)
+		goto out;
+	if (r->tdp.status != TDP_OK) {
+		set_exit(tdp, &r->tdp, r->guest.gpa, true, r);
+		goto out;
+	}
+	r->status = NESTED_OK;
+	r->gpa = r->guest.gpa;
+	r->hpa = r->tdp.hpa;
+	r->page_shift = r->guest.page_shift < r->tdp.page_shift ? r->guest.page_shift
+								 : r->tdp.page_shift;
+	r->access = r->guest.access;
+	r->tdp_rights = r->tdp.rights;
+out:
+	r->nested_refs = st.refs;
+	r->refs = r->guest_refs + r->nested_refs;
+	return err;
+}

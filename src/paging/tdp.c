@@ -1,0 +1,443 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The EPT and NPT formats and the 1-D nested walk (see tdp.h for the rules). EPT has its own walk
+ * below; NPT entries are x86-64 entries, so NPT is the paging/ walker run over host memory with a
+ * context that makes every access a user access. Table building (tdp_map) is for tests and the
+ * hard MMU. No state; no locks (host memory is reached with atomic accesses).
+ *
+ * An EPT walk, for each level from the root down:
+ *
+ *   1. read the entry at table + index * 8        (unreadable -> not present)
+ *   2. RWX = 000                                  -> violation (rights 0)
+ *   3. misconfigured (tdp_ept_misconfigured)      -> misconfiguration
+ *   4. AND the entry's RWX into the rights
+ *   5. a leaf (level 1, or PS at level 2 or 3)    -> stop, else step down
+ *
+ * then the access against the rights (violation), then A/D by compare-and-swap.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "cpu/hostmem.h"
+#include "paging/tdp.h"
+
+/* As the guest walker: bounds how often entries rewritten under us make one walk start over. */
+#define TDP_MAX_RETRIES 1000
+
+static bool ctx_ok(const struct tdp_ctx *c)
+{
+	return c && c->arena && (c->levels == 4 || c->levels == 5) && c->maxphyaddr >= 32 &&
+	       c->maxphyaddr <= 52 && (c->fmt == TDP_EPT || c->fmt == TDP_NPT);
+}
+
+/* Width of the gpas the tables translate: 48 bits for 4 levels, 57 for 5. */
+static unsigned input_bits(const struct tdp_ctx *c)
+{
+	return 12 + 9 * (unsigned)c->levels;
+}
+
+static unsigned tdp_index(gpa_t gpa, int level)
+{
+	return (unsigned)(gpa >> (12 + 9 * (level - 1))) & 511u;
+}
+
+static unsigned level_shift(int level)
+{
+	return 12 + 9 * (unsigned)(level - 1);
+}
+
+/*
+ * EPT reserved bits (SDM "EPT Translation Mechanism", the entry format tables):
+ *  - address bits from MAXPHYADDR to 51, everywhere;
+ *  - PML5E/PML4E: bits 7:3 (PS included: no 512G pages);
+ *  - non-leaf PDPTE/PDE: bits 6:3;
+ *  - a PDPTE with PS: bits 29:12 with 1G pages, else PS itself;
+ *  - a PDE with PS: bits 20:12.
+ * Bits 11:10 and 63:52 are ignored (or features not modelled: MBEC, #VE suppression).
+ */
+uint64_t tdp_ept_rsvd_mask(const struct tdp_ctx *c, int level, bool large)
+{
+	const uint64_t high = rsvd_bits(c->maxphyaddr, 51);
+
+	switch (level) {
+	case 5:
+	case 4:
+		return high | rsvd_bits(3, 7);
+	case 3:
+		if (large)
+			return high | (c->has_1g ? rsvd_bits(12, 29) : EPT_PAGE_SIZE_MASK);
+		return high | rsvd_bits(3, 6);
+	case 2:
+		return high | (large ? rsvd_bits(12, 20) : rsvd_bits(3, 6));
+	default:
+		return high;
+	}
+}
+
+bool tdp_ept_misconfigured(const struct tdp_ctx *c, uint64_t e, int level)
+{
+	const uint64_t rwx = e & EPT_RWX_MASK;
+	const bool large = level > 1 && (e & EPT_PAGE_SIZE_MASK);
+
+	if ((rwx & EPT_WRITABLE_MASK) && !(rwx & EPT_READABLE_MASK))
+		return true;
+	if (rwx == EPT_EXECUTABLE_MASK && !c->exec_only)
+		return true;
+	if (e & tdp_ept_rsvd_mask(c, level, large))
+		return true;
+	/* Only a leaf has a memory type; in a table entry those bits are reserved (checked above). */
+	return tdp_is_leaf(e, level) && ept_memtype_reserved(ept_memtype(e));
+}
+
+/* The EPT right an access needs: a write needs W only, since W without R never gets this far. */
+static unsigned ept_needed(unsigned access)
+{
+	if (access & PFERR_FETCH)
+		return TDP_X;
+	return (access & PFERR_WRITE) ? TDP_W : TDP_R;
+}
+
+static uint64_t ept_access_qual(unsigned access)
+{
+	if (access & PFERR_FETCH)
+		return EPT_QUAL_FETCH;
+	return (access & PFERR_WRITE) ? EPT_QUAL_WRITE : EPT_QUAL_READ;
+}
+
+/* An NPF's error code for @access; P and RSVD come from the walk. The I/D bit is there because
+ * nested paging runs with EFER.NXE set. */
+static uint64_t npt_access_ec(unsigned access)
+{
+	uint64_t ec = PFERR_USER;
+
+	if (access & PFERR_WRITE)
+		ec |= PFERR_WRITE;
+	if (access & PFERR_FETCH)
+		ec |= PFERR_FETCH;
+	return ec;
+}
+
+/* The R/W/X a user access gets from combined x86 rights: none without U. */
+static unsigned npt_rights(unsigned acc)
+{
+	unsigned rights = TDP_R;
+
+	if (!(acc & ACC_USER))
+		return 0;
+	if (acc & ACC_WRITE)
+		rights |= TDP_W;
+	if (acc & ACC_EXEC)
+		rights |= TDP_X;
+	return rights;
+}
+
+static void set_violation(const struct tdp_ctx *c, unsigned rights, unsigned access, bool present,
+			  struct tdp_result *r)
+{
+	r->status = TDP_VIOLATION;
+	r->rights = rights;
+	if (c->fmt == TDP_EPT)
+		r->qual = ept_access_qual(access) | (uint64_t)rights << EPT_QUAL_RIGHTS_SHIFT;
+	else
+		r->qual = npt_access_ec(access) | (present ? PFERR_PRESENT : 0);
+}
+
+bool tdp_check_access(const struct tdp_ctx *c, unsigned rights, unsigned access,
+		      struct tdp_result *r)
+{
+	/* A cached NPT translation is a user page: R is there, W and X say the rest. */
+	if (rights & ept_needed(access))
+		return true;
+	memset(r, 0, sizeof(*r));
+	set_violation(c, rights, access, true, r);
+	return false;
+}
+
+static int ept_walk(const struct tdp_ctx *c, gpa_t gpa, unsigned access, struct tdp_result *r)
+{
+	const bool write = access & PFERR_WRITE;
+	uint64_t ent[TDP_MAX_LEVELS + 1];       /* ent[l]: entry read at level l */
+	hpa_t ent_hpa[TDP_MAX_LEVELS + 1];      /* where it lives */
+	unsigned retries = 0, rights;
+	hpa_t table;
+	uint64_t e;
+	int level;
+
+retry:
+	rights = TDP_RWX;
+	table = c->root & TDP_ADDR_MASK;
+	for (level = c->levels;; level--) {
+		hpa_t eh = table + tdp_index(gpa, level) * sizeof(uint64_t);
+
+		r->refs++;
+		r->level = level;
+		if (hostmem_load(c->arena, eh, sizeof(e), &e))
+			e = 0;          /* nothing there: not present */
+		r->entry = e;
+		if (!ept_is_present(e)) {
+			set_violation(c, 0, access, false, r);
+			return 0;
+		}
+		if (tdp_ept_misconfigured(c, e, level)) {
+			r->status = TDP_MISCONFIG;
+			r->rights = rights & (unsigned)(e & EPT_RWX_MASK);
+			return 0;
+		}
+		rights &= (unsigned)(e & EPT_RWX_MASK);
+		ent[level] = e;
+		ent_hpa[level] = eh;
+		if (tdp_is_leaf(e, level))
+			break;
+		table = tdp_entry_addr(e);
+	}
+
+	r->page_shift = level_shift(level);
+	r->hpa = (e & rsvd_bits((int)r->page_shift, 51)) | (gpa & ((1ULL << r->page_shift) - 1));
+	r->rights = rights;
+	if (!(rights & ept_needed(access))) {
+		set_violation(c, rights, access, true, r);
+		return 0;
+	}
+
+	if (c->ad && !(access & WALK_NO_AD)) {
+		for (int l = c->levels; l >= level; l--) {
+			uint64_t old = ent[l], val = old | EPT_ACCESSED_MASK;
+			int err;
+
+			if (l == level && write)
+				val |= EPT_DIRTY_MASK;
+			if (val == old)
+				continue;
+			err = hostmem_cmpxchg(c->arena, ent_hpa[l], old, val, sizeof(val));
+			if (err == -EAGAIN) {
+				if (++retries > TDP_MAX_RETRIES)
+					return -EAGAIN;
+				goto retry;
+			}
+			if (err) {
+				/* The table went away under us (freed after a zap): as not present. */
+				set_violation(c, 0, access, false, r);
+				return 0;
+			}
+			ent[l] = val;
+		}
+		r->entry = ent[level];
+	}
+	r->status = TDP_OK;
+	return 0;
+}
+
+static int npt_walk(const struct tdp_ctx *c, gpa_t gpa, unsigned access, struct tdp_result *r)
+{
+	struct paging_ctx pc;
+	struct walk_result w;
+
+	/* Long mode with NXE, CR0.WP, no SMEP/SMAP/PKE, CPL 3: exactly the x86 rules the APM
+	 * gives nested walks. The AMD model makes PML4E bit 8 reserved, as on AMD parts. */
+	memset(&pc, 0, sizeof(pc));
+	pc.cr0 = X86_CR0_PG | X86_CR0_PE | X86_CR0_WP;
+	pc.cr4 = X86_CR4_PAE | (c->levels == 5 ? X86_CR4_LA57 : 0);
+	pc.efer = EFER_LME | EFER_LMA | EFER_NXE;
+	pc.cr3 = c->root;
+	pc.cpl = 3;
+	pc.cpu.vendor = CPU_VENDOR_AMD;
+	pc.cpu.maxphyaddr = c->maxphyaddr;
+	pc.cpu.features = CPU_FEAT_NX | (c->has_1g ? CPU_FEAT_1G : 0) |
+			  (c->levels == 5 ? CPU_FEAT_LA57 : 0);
+
+	memset(&w, 0, sizeof(w));
+	/* walk64_addr, not paging_walk: a gpa has no canonical form to check. */
+	walk64_addr(&pc, &host_mem_ops, c->arena, gpa,
+		    access & (PFERR_WRITE | PFERR_FETCH | WALK_NO_AD), &w);
+	r->refs = w.refs;
+	r->level = w.level;
+	if (w.level >= 1 && w.level <= PT_MAX_LEVELS)
+		r->entry = w.gpte[w.level];
+
+	switch (w.status) {
+	case WALK_OK:
+		r->status = TDP_OK;
+		r->hpa = w.gpa;
+		r->page_shift = w.page_shift;
+		r->rights = npt_rights(w.access);
+		return 0;
+	case WALK_PF:
+		r->status = TDP_VIOLATION;
+		r->qual = w.ec;
+		/* The combined rights exist only when the walk reached the permission check. */
+		r->rights = (w.ec & PFERR_PRESENT) && !(w.ec & PFERR_RSVD) ? npt_rights(w.access) : 0;
+		return 0;
+	case WALK_ABORT:
+		return w.abort_err;
+	case WALK_GP:
+		break;
+	}
+	return -EINVAL;         /* walk64_addr makes no canonical check: never here */
+}
+
+int tdp_walk(const struct tdp_ctx *c, gpa_t gpa, unsigned access, struct tdp_result *r)
+{
+	memset(r, 0, sizeof(*r));
+	if (!ctx_ok(c))
+		return -EINVAL;
+	if (gpa >> input_bits(c)) {
+		/* No table covers it; indexing would silently alias a lower gpa. */
+		set_violation(c, 0, access, false, r);
+		return 0;
+	}
+	return c->fmt == TDP_EPT ? ept_walk(c, gpa, access, r) : npt_walk(c, gpa, access, r);
+}
+
+/* ---- building tables ---- */
+
+static uint64_t make_table_entry(const struct tdp_ctx *c, hpa_t table)
+{
+	if (c->fmt == TDP_EPT)
+		return table | EPT_RWX_MASK;
+	return table | PT_PRESENT_MASK | PT_WRITABLE_MASK | PT_USER_MASK;
+}
+
+static uint64_t make_leaf(const struct tdp_ctx *c, hpa_t hpa, int level, unsigned rights)
+{
+	uint64_t e = hpa | (level > 1 ? PT_PAGE_SIZE_MASK : 0);
+
+	if (!rights)
+		return 0;
+	if (c->fmt == TDP_EPT)
+		return e | rights | ((uint64_t)EPT_MT_WB << EPT_MT_SHIFT);
+	e |= PT_PRESENT_MASK | PT_USER_MASK;
+	if (rights & TDP_W)
+		e |= PT_WRITABLE_MASK;
+	if (!(rights & TDP_X))
+		e |= PT64_NX_MASK;
+	return e;
+}
+
+int tdp_alloc_root(struct tdp_ctx *c)
+{
+	pfn_t pfn;
+	int err;
+
+	if (!ctx_ok(c))
+		return -EINVAL;
+	err = host_frame_alloc(c->arena, HOST_ORDER_4K, &pfn);
+	if (err)
+		return err;
+	c->root = pfn << HOST_PAGE_SHIFT;
+	return 0;
+}
+
+int tdp_map(const struct tdp_ctx *c, gpa_t gpa, hpa_t hpa, unsigned page_shift, unsigned rights)
+{
+	const uint64_t size = 1ULL << page_shift;
+	int leaf_level, level, err;
+	hpa_t table, eh;
+	uint64_t e;
+
+	if (!ctx_ok(c) || (page_shift != 12 && page_shift != 21 && page_shift != 30))
+		return -EINVAL;
+	if (((gpa | hpa) & (size - 1)) || (gpa >> input_bits(c)) || (hpa & ~TDP_ADDR_MASK) ||
+	    (rights & ~TDP_RWX))
+		return -EINVAL;
+	leaf_level = (int)(page_shift - 12) / 9 + 1;
+
+	table = c->root & TDP_ADDR_MASK;
+	for (level = c->levels; level > leaf_level; level--) {
+		eh = table + tdp_index(gpa, level) * sizeof(uint64_t);
+		err = hostmem_load(c->arena, eh, sizeof(e), &e);
+		if (err)
+			return err;
+		if (!tdp_is_present(c, e)) {
+			pfn_t pfn;
+
+			err = host_frame_alloc(c->arena, HOST_ORDER_4K, &pfn);
+			if (err)
+				return err;
+			/* Release store: a walker that sees the entry sees the zeroed table. */
+			e = make_table_entry(c, pfn << HOST_PAGE_SHIFT);
+			err = hostmem_store(c->arena, eh, sizeof(e), e);
+			if (err)
+				return err;
+		} else if (tdp_is_leaf(e, level)) {
+			return -EEXIST;
+		}
+		table = tdp_entry_addr(e);
+	}
+	eh = table + tdp_index(gpa, leaf_level) * sizeof(uint64_t);
+	err = hostmem_load(c->arena, eh, sizeof(e), &e);
+	if (err)
+		return err;
+	if (tdp_is_present(c, e) && !tdp_is_leaf(e, leaf_level))
+		return -EEXIST;     /* replacing a table by a leaf would leak it */
+	return hostmem_store(c->arena, eh, sizeof(e), make_leaf(c, hpa, leaf_level, rights));
+}
+
+int tdp_entry_hpa(const struct tdp_ctx *c, gpa_t gpa, int level, hpa_t *out)
+{
+	hpa_t table;
+
+	if (!ctx_ok(c) || level < 1 || level > c->levels)
+		return -EINVAL;
+	table = c->root & TDP_ADDR_MASK;
+	for (int l = c->levels;; l--) {
+		hpa_t eh = table + tdp_index(gpa, l) * sizeof(uint64_t);
+		uint64_t e;
+
+		if (l == level) {
+			*out = eh;
+			return 0;
+		}
+		if (hostmem_load(c->arena, eh, sizeof(e), &e) || !tdp_is_present(c, e) ||
+		    tdp_is_leaf(e, l))
+			return -ENOENT;
+		table = tdp_entry_addr(e);
+	}
+}
+
+static void free_table(const struct tdp_ctx *c, hpa_t table, int level)
+{
+	if (!host_pfn_valid(c->arena, table >> HOST_PAGE_SHIFT))
+		return;
+	for (unsigned i = 0; level > 1 && i < 512; i++) {
+		uint64_t e;
+
+		if (hostmem_load(c->arena, table + i * sizeof(e), sizeof(e), &e))
+			continue;
+		if (tdp_is_present(c, e) && !tdp_is_leaf(e, level))
+			free_table(c, tdp_entry_addr(e), level - 1);
+	}
+	host_frame_put(c->arena, table >> HOST_PAGE_SHIFT, HOST_ORDER_4K);
+}
+
+void tdp_free_tables(struct tdp_ctx *c)
+{
+	if (!ctx_ok(c) || !c->root)
+		return;
+	free_table(c, c->root & TDP_ADDR_MASK, c->levels);
+	c->root = 0;
+}
+
+uint64_t tdp_eptp(const struct tdp_ctx *c)
+{
+	return (c->root & TDP_ADDR_MASK) | EPT_MT_WB |
+	       ((uint64_t)(c->levels - 1) << EPTP_PWL_SHIFT) | (c->ad ? EPTP_AD_MASK : 0);
+}
+
+int tdp_set_eptp(struct tdp_ctx *c, uint64_t eptp)
+{
+	const unsigned mt = (unsigned)(eptp & EPTP_MT_MASK);
+	const int levels = (int)((eptp & EPTP_PWL_MASK) >> EPTP_PWL_SHIFT) + 1;
+
+	if (!c || c->maxphyaddr < 32 || c->maxphyaddr > 52)
+		return -EINVAL;
+	if ((mt != EPT_MT_UC && mt != EPT_MT_WB) || (levels != 4 && levels != 5))
+		return -EINVAL;
+	/* Bit 7 (supervisor shadow stacks) and the features in 11:8 are not modelled. */
+	if (eptp & (rsvd_bits(7, 11) | rsvd_bits(c->maxphyaddr, 63)))
+		return -EINVAL;
+	c->fmt = TDP_EPT;
+	c->root = eptp & TDP_ADDR_MASK;
+	c->levels = levels;
+	c->ad = eptp & EPTP_AD_MASK;
+	return 0;
+}
