@@ -116,6 +116,12 @@ int vmmu_vcpu_get_regs(struct vmmu_vcpu *vcpu, struct vmmu_regs *regs);
  * LMA without PAE). Flushes the vCPU's TLB. */
 int vmmu_vcpu_set_regs(struct vmmu_vcpu *vcpu, const struct vmmu_regs *regs);
 
+/* A privilege change as on interrupt/syscall entry and return: CPL and RFLAGS.AC only, no TLB
+ * flush. -EINVAL for cpl > 3. */
+int vmmu_vcpu_set_cpl(struct vmmu_vcpu *vcpu, unsigned cpl, bool ac);
+/* WRPKRU. */
+int vmmu_vcpu_set_pkru(struct vmmu_vcpu *vcpu, uint32_t pkru);
+
 /* Access kinds. */
 #define VMMU_ACC_READ     0u
 #define VMMU_ACC_WRITE    (1u << 0)

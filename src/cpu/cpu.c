@@ -14,6 +14,7 @@
 
 #include "cpu/cost.h"
 #include "cpu/cpu.h"
+#include "paging/hostmem.h"
 
 #define CR0_KNOWN (X86_CR0_PE | (1ULL << 1) | (1ULL << 2) | (1ULL << 3) | (1ULL << 4) | \
 		   (1ULL << 5) | X86_CR0_WP | (1ULL << 18) | (1ULL << 29) | (1ULL << 30) | X86_CR0_PG)
@@ -63,7 +64,7 @@ static void cpu_update(struct cpu *c)
 int cpu_init(struct cpu *c, enum vmmu_mmu mode, const struct cpu_model *model,
 	     const struct vmmu_tlb_geometry *geom, const struct vmmu_cost *cost,
 	     const struct guest_mem_ops *gmem, void *gmem_opaque, const struct phys_ops *phys,
-	     void *phys_opaque)
+	     void *phys_opaque, struct host_arena *arena)
 {
 	int rc;
 
@@ -77,9 +78,19 @@ int cpu_init(struct cpu *c, enum vmmu_mmu mode, const struct cpu_model *model,
 	c->gmem_opaque = gmem_opaque;
 	c->phys = phys;
 	c->phys_opaque = phys_opaque;
+	c->arena = arena;
+	c->shadow_levels = 4;
 	rc = tlb_create(geom, &c->tlb);
 	if (rc)
 		return rc;
+	if (geom && geom->nested_tlb && (mode == VMMU_MMU_EPT || mode == VMMU_MMU_NPT)) {
+		c->ntlb = calloc(1, sizeof(*c->ntlb));
+		if (!c->ntlb) {
+			tlb_destroy(c->tlb);
+			return -ENOMEM;
+		}
+		nested_tlb_flush(c->ntlb);
+	}
 	/* Reset state: real mode, no paging, as after INIT. */
 	c->guest.cr0 = (1ULL << 4) | CR0_NW | CR0_CD;
 	cpu_update(c);
@@ -90,6 +101,28 @@ void cpu_destroy(struct cpu *c)
 {
 	tlb_destroy(c->tlb);
 	c->tlb = NULL;
+	free(c->ntlb);
+	c->ntlb = NULL;
+}
+
+void cpu_set_exit_controls(struct cpu *c, const struct exit_controls *ctl)
+{
+	c->ctl = *ctl;
+}
+
+void cpu_set_shadow_root(struct cpu *c, hpa_t root, int levels)
+{
+	c->shadow_root = root;
+	c->shadow_levels = levels;
+	cpu_flush_tlb(c);
+}
+
+void cpu_set_tdp(struct cpu *c, const struct tdp_ctx *tdp)
+{
+	c->tdp = *tdp;
+	if (c->ntlb)
+		nested_tlb_flush(c->ntlb);
+	cpu_flush_tlb(c);
 }
 
 void cpu_flush_tlb(struct cpu *c)
@@ -191,6 +224,21 @@ void cpu_get_regs(const struct cpu *c, struct vmmu_regs *r)
 	r->pkru = c->guest.pkru;
 	r->cpl = c->guest.cpl;
 	r->ac = c->guest.ac;
+}
+
+int cpu_set_cpl(struct cpu *c, unsigned cpl, bool ac)
+{
+	if (cpl > 3)
+		return -EINVAL;
+	c->guest.cpl = (uint8_t)cpl;
+	c->guest.ac = ac;
+	cpu_update(c);
+	return 0;
+}
+
+void cpu_set_pkru(struct cpu *c, uint32_t pkru)
+{
+	c->guest.pkru = pkru;
 }
 
 int cpu_mov_cr(struct cpu *c, int cr, uint64_t val)
@@ -299,6 +347,177 @@ int cpu_invpcid(struct cpu *c, unsigned type, uint16_t pcid, gva_t gva)
 	return 0;
 }
 
+static enum hw_status deliver_pf(struct cpu *c, gva_t gva, uint32_t ec, struct hw_outcome *o)
+{
+	/* A #PF drops the address's TLB entries (SDM 4.10.4.1). */
+	tlb_invlpg(c->tlb, gva, c->pcid);
+	c->st.pf_delivered++;
+	c->st.sim_cycles += c->cost.pf_deliver;
+	o->status = HW_PF;
+	o->pf_ec = ec;
+	o->pf_addr = gva;
+	return HW_PF;
+}
+
+static enum hw_status vm_exit(struct cpu *c, struct hw_outcome *o, enum vmmu_exit_reason reason,
+			      gva_t gva, gpa_t gpa, uint32_t ec, uint64_t qual, unsigned access)
+{
+	c->st.exits++;
+	c->st.exits_by_reason[reason]++;
+	c->st.sim_cycles += c->cost.vm_exit;
+	o->status = HW_EXIT;
+	o->exit = (struct hw_exit){ .reason = reason, .gva = gva, .gpa = gpa, .ec = ec,
+				    .qual = qual, .access = access };
+	return HW_EXIT;
+}
+
+static void fill(struct cpu *c, gva_t gva, uint64_t pa, unsigned page_shift, unsigned rights,
+		 unsigned pkey, bool dirty, bool global)
+{
+	unsigned shift = page_shift == 22 ? 21 : page_shift;   /* a 4M page is cached as 2M halves */
+	struct tlb_entry_info f = {
+		.frame = pa & ~((1ULL << shift) - 1),
+		.page_shift = (uint8_t)shift,
+		.access = (uint8_t)rights,
+		.pkey = (uint8_t)pkey,
+		.dirty = dirty,
+		.global = global && (c->guest.cr4 & X86_CR4_PGE),
+		.pcid = c->pcid,
+	};
+	tlb_fill(c->tlb, gva, &f);
+}
+
+static void count_walk(struct cpu *c, unsigned refs)
+{
+	c->st.walks++;
+	c->st.walk_refs += refs;
+	c->st.sim_cycles += (uint64_t)refs * c->cost.walk_ref;
+}
+
+/* Native: the guest's own tables in guest physical memory. */
+static enum hw_status walk_native(struct cpu *c, gva_t gva, unsigned access, uint64_t *pa,
+				  struct hw_outcome *o, int *err)
+{
+	struct walk_result r;
+	enum walk_status ws = paging_walk(&c->guest, c->gmem, c->gmem_opaque, gva, access, &r);
+
+	count_walk(c, r.refs);
+	switch (ws) {
+	case WALK_OK:
+		break;
+	case WALK_PF:
+		return deliver_pf(c, r.addr, r.ec, o);
+	case WALK_GP:
+		o->status = HW_GP;
+		return HW_GP;
+	case WALK_ABORT:
+		*err = r.abort_err ? r.abort_err : -EIO;
+		return HW_EXIT;
+	}
+	uint64_t leaf = r.level ? r.gpte[r.level] : 0;
+	fill(c, gva, r.gpa, r.page_shift, r.access, r.pkey, r.level == 0 || (leaf & PT_DIRTY_MASK),
+	     r.level && (leaf & PT_GLOBAL_MASK));
+	*pa = r.gpa;
+	return HW_DONE;
+}
+
+/*
+ * Shadow: the hardware walks the shadow root (x86-64 format sptes in host memory) with the
+ * guest's privilege and SMEP/SMAP/PKU state, CR0.WP forced on and long-mode paging, as KVM runs
+ * a shadowed guest; it sets the sptes' A/D. A #PF exits when the exception bitmap (and on VMX
+ * PFEC_MASK/MATCH) says so, else it goes straight to the guest.
+ */
+static enum hw_status walk_shadow(struct cpu *c, gva_t gva, unsigned access, uint64_t *pa,
+				  struct hw_outcome *o, int *err)
+{
+	struct paging_ctx hw = c->guest;
+	struct walk_result r;
+
+	hw.cr0 |= X86_CR0_PG | X86_CR0_PE | X86_CR0_WP;
+	hw.cr4 = (hw.cr4 | X86_CR4_PAE) & ~X86_CR4_LA57;
+	if (c->shadow_levels == 5)
+		hw.cr4 |= X86_CR4_LA57;
+	hw.efer |= EFER_LME | EFER_LMA | EFER_NXE;
+	hw.cr3 = c->shadow_root;
+	hw.pdptrs_valid = false;
+	/* The physical CPU's reserved bits (its MAXPHYADDR) are what make MMIO and "not yet
+	 * shadowed" sptes fault with RSVD. */
+	hw.cpu.features |= CPU_FEAT_NX | CPU_FEAT_1G;
+	/* Outside long mode the guest's addresses are 32-bit: the shadow walk sees them so. */
+	enum walk_status ws = paging_walk(&hw, &host_mem_ops, c->arena, gva, access, &r);
+
+	count_walk(c, r.refs);
+	switch (ws) {
+	case WALK_OK:
+		break;
+	case WALK_PF:
+		if (exit_pf_intercepted(&c->ctl, r.ec)) {
+			tlb_invlpg(c->tlb, gva, c->pcid);
+			return vm_exit(c, o, VMMU_EXIT_PF, gva, 0, r.ec, 0, access);
+		}
+		return deliver_pf(c, r.addr, r.ec, o);
+	case WALK_GP:
+		o->status = HW_GP;
+		return HW_GP;
+	case WALK_ABORT:
+		*err = r.abort_err ? r.abort_err : -EIO;
+		return HW_EXIT;
+	}
+	uint64_t leaf = r.gpte[r.level];
+	fill(c, gva, r.gpa, r.page_shift, r.access, r.pkey, leaf & PT_DIRTY_MASK,
+	     leaf & PT_GLOBAL_MASK);
+	*pa = r.gpa;
+	return HW_DONE;
+}
+
+/* Nested: the 2-D walk; nested faults exit, guest faults go to the guest. */
+static enum hw_status walk_nested(struct cpu *c, gva_t gva, unsigned access, uint64_t *pa,
+				  struct hw_outcome *o, int *err)
+{
+	struct nested_result r;
+	int rc = nested_walk(&c->guest, &c->tdp, c->ntlb, gva, access, &r);
+
+	count_walk(c, r.refs);
+	if (rc) {
+		*err = rc;
+		return HW_EXIT;
+	}
+	switch (r.status) {
+	case NESTED_OK:
+		break;
+	case NESTED_GUEST_PF:
+		if (exit_pf_intercepted(&c->ctl, r.pf_ec)) {
+			tlb_invlpg(c->tlb, gva, c->pcid);
+			return vm_exit(c, o, VMMU_EXIT_PF, gva, 0, r.pf_ec, 0, access);
+		}
+		return deliver_pf(c, r.gva, r.pf_ec, o);
+	case NESTED_GUEST_GP:
+		o->status = HW_GP;
+		return HW_GP;
+	case NESTED_EPT_VIOLATION:
+		return vm_exit(c, o, VMMU_EXIT_EPT_VIOLATION, gva, r.gpa, 0, r.exit_qual, access);
+	case NESTED_EPT_MISCONFIG:
+		return vm_exit(c, o, VMMU_EXIT_EPT_MISCONFIG, gva, r.gpa, 0, r.exit_qual, access);
+	case NESTED_NPF:
+		return vm_exit(c, o, VMMU_EXIT_NPF, gva, r.gpa, (uint32_t)r.exit_qual, r.exit_qual,
+			       access);
+	}
+	/* The TLB caches the combined translation: the guest's rights less what the nested tables
+	 * refuse, and "dirty" only when both leaves are, so a write that must set either D walks. */
+	unsigned rights = r.access;
+	if (!(r.tdp_rights & TDP_W))
+		rights &= ~ACC_WRITE;
+	if (!(r.tdp_rights & TDP_X))
+		rights &= ~ACC_EXEC;
+	uint64_t leaf = r.guest.level ? r.guest.gpte[r.guest.level] : PT_DIRTY_MASK;
+	bool tdp_dirty = (c->tdp.fmt == TDP_EPT && !c->tdp.ad) ||
+			 (r.tdp.entry & (c->tdp.fmt == TDP_EPT ? EPT_DIRTY_MASK : PT_DIRTY_MASK));
+	fill(c, gva, r.hpa, r.page_shift, rights, r.guest.pkey, (leaf & PT_DIRTY_MASK) && tdp_dirty,
+	     r.guest.level && (leaf & PT_GLOBAL_MASK));
+	*pa = r.hpa;
+	return HW_DONE;
+}
+
 /*
  * gva -> final address for @access. A TLB hit serves it when its cached rights allow the access
  * under the current state and, for a write, the leaf was already dirty; otherwise the hardware
@@ -327,44 +546,17 @@ static enum hw_status translate(struct cpu *c, gva_t gva, unsigned kind, unsigne
 	}
 	c->st.tlb_misses++;
 
-	struct walk_result r;
-	enum walk_status ws = paging_walk(&c->guest, c->gmem, c->gmem_opaque, gva, access, &r);
-	c->st.walks++;
-	c->st.walk_refs += r.refs;
-	c->st.sim_cycles += (uint64_t)r.refs * c->cost.walk_ref;
-	switch (ws) {
-	case WALK_OK:
-		break;
-	case WALK_PF:
-		tlb_invlpg(c->tlb, gva, c->pcid);
-		c->st.pf_delivered++;
-		c->st.sim_cycles += c->cost.pf_deliver;
-		o->status = HW_PF;
-		o->pf_ec = r.ec;
-		o->pf_addr = r.addr;
-		return HW_PF;
-	case WALK_GP:
-		o->status = HW_GP;
-		return HW_GP;
-	case WALK_ABORT:
-		*err = r.abort_err ? r.abort_err : -EIO;
-		return HW_EXIT;
+	switch (c->mode) {
+	case VMMU_MMU_NATIVE:
+		return walk_native(c, gva, access, pa, o, err);
+	case VMMU_MMU_SHADOW:
+		return walk_shadow(c, gva, access, pa, o, err);
+	case VMMU_MMU_EPT:
+	case VMMU_MMU_NPT:
+		return walk_nested(c, gva, access, pa, o, err);
 	}
-
-	uint64_t leaf = r.level ? r.gpte[r.level] : 0;
-	unsigned shift = r.page_shift == 22 ? 21 : r.page_shift;   /* a 4M page is cached as 2M halves */
-	struct tlb_entry_info f = {
-		.frame = r.gpa & ~((1ULL << shift) - 1),
-		.page_shift = (uint8_t)shift,
-		.access = (uint8_t)r.access,
-		.pkey = (uint8_t)r.pkey,
-		.dirty = r.level == 0 || (leaf & PT_DIRTY_MASK),
-		.global = r.level && (leaf & PT_GLOBAL_MASK) && (c->guest.cr4 & X86_CR4_PGE),
-		.pcid = c->pcid,
-	};
-	tlb_fill(c->tlb, gva, &f);
-	*pa = r.gpa;
-	return HW_DONE;
+	*err = -EINVAL;
+	return HW_EXIT;
 }
 
 static void copy_in(void *dst, const void *src, uint32_t len)
@@ -429,7 +621,16 @@ int cpu_access(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
 	uint32_t off = 0;
 	for (unsigned i = 0; i < nparts; i++) {
 		void *p;
-		int rc = c->phys->ptr(c->phys_opaque, pa[i], part[i], write, &p);
+		int rc;
+		if (c->mode == VMMU_MMU_NATIVE) {
+			rc = c->phys->ptr(c->phys_opaque, pa[i], part[i], write, &p);
+		} else {
+			/* An hpa the MMU mapped: it must be an allocated host frame (Isolation). */
+			if (!host_pfn_valid(c->arena, pa[i] >> 12))
+				return -EFAULT;
+			p = (char *)host_pfn_to_ptr(c->arena, pa[i] >> 12) + (pa[i] & 0xfff);
+			rc = 0;
+		}
 		if (rc == -ENOENT || rc == -EPERM) {
 			c->st.mmio++;
 			c->st.sim_cycles += c->cost.mmio;

@@ -23,8 +23,11 @@
 #include <stdint.h>
 
 #include "cpu/exit.h"
+#include "cpu/nested.h"
 #include "cpu/tlb.h"
+#include "host/host.h"
 #include "paging/paging.h"
+#include "paging/tdp.h"
 #include "vmmu/vmmu.h"
 
 /* Memory at the final address of a translation (gpa natively, hpa under a hypervisor). */
@@ -81,21 +84,36 @@ struct cpu {
 	struct exit_controls ctl;            /* [v] set by the hypervisor */
 	const struct guest_mem_ops *gmem;    /* [c] guest physical memory (native walks) */
 	void *gmem_opaque;                   /* [c] */
-	const struct phys_ops *phys;         /* [c] */
+	const struct phys_ops *phys;         /* [c] native mode's final-address memory */
 	void *phys_opaque;                   /* [c] */
+	struct host_arena *arena;            /* [c] host memory: shadow and nested modes */
+	hpa_t shadow_root;                   /* [v] shadow mode: the root the hypervisor loaded */
+	int shadow_levels;                   /* [v] 4 or 5 */
+	struct tdp_ctx tdp;                  /* [v] nested modes: the EPTP / nCR3 */
+	struct nested_tlb *ntlb;             /* [c] nested TLB, NULL unless the geometry asks */
 	struct cpu_stats st;                 /* [v] */
 };
 
 int cpu_init(struct cpu *c, enum vmmu_mmu mode, const struct cpu_model *model,
 	     const struct vmmu_tlb_geometry *geom, const struct vmmu_cost *cost,
 	     const struct guest_mem_ops *gmem, void *gmem_opaque, const struct phys_ops *phys,
-	     void *phys_opaque);
+	     void *phys_opaque, struct host_arena *arena);
+
+/* What the hypervisor sets (VMCS/VMCB fields): the exit controls, the shadow root the vCPU runs
+ * on (shadow mode), the EPTP / nCR3 (nested modes). A new root or EPTP flushes the TLB, as a VM
+ * entry with a new root without VPID/ASID tagging does. */
+void cpu_set_exit_controls(struct cpu *c, const struct exit_controls *ctl);
+void cpu_set_shadow_root(struct cpu *c, hpa_t root, int levels);
+void cpu_set_tdp(struct cpu *c, const struct tdp_ctx *tdp);
 void cpu_destroy(struct cpu *c);
 
 /* Architectural state as KVM_SET_SREGS: checked (-EINVAL where the CPU would refuse it), then the
  * TLB is flushed. */
 int cpu_set_regs(struct cpu *c, const struct vmmu_regs *r);
 void cpu_get_regs(const struct cpu *c, struct vmmu_regs *r);
+/* CPL/AC and PKRU changes, which flush nothing. */
+int cpu_set_cpl(struct cpu *c, unsigned cpl, bool ac);
+void cpu_set_pkru(struct cpu *c, uint32_t pkru);
 
 /* A guest access (len 1..8, or 4096 page-aligned). */
 int cpu_access(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,

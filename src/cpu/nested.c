@@ -12,7 +12,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "cpu/hostmem.h"
+#include "paging/hostmem.h"
 #include "cpu/nested.h"
 
 /* The ops' "a nested walk faulted" code: none of the codes the walker gives meaning to, and

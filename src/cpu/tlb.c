@@ -67,6 +67,7 @@ struct tlb_array {
 	uint32_t *stamp;      /* per entry: LRU clock at last use; the smallest valid one is the victim */
 	uint32_t set_mask;    /* sets - 1 */
 	uint32_t ways;
+	uint32_t nvalid;      /* valid entries: lookups skip an empty array (no 2M/1G pages in use) */
 };
 
 enum { ARR_L1_4K, ARR_L1_2M, ARR_L1_1G, ARR_L2, ARR_L2_1G, ARR_N };
@@ -109,10 +110,12 @@ static inline bool ent_valid(const struct tlb_ent *e)
 	return e->key != TLB_KEY_INVALID;
 }
 
-static inline void slot_clear(struct tlb_ent *e, uint32_t *stamp)
+/* Empty the valid slot @i of @a. */
+static inline void slot_clear(struct tlb_array *a, size_t i)
 {
-	e->key = TLB_KEY_INVALID;
-	*stamp = 0;
+	a->ent[i].key = TLB_KEY_INVALID;
+	a->stamp[i] = 0;
+	a->nvalid--;
 }
 
 /* Two entries of one key overlap when some lookup could match both. */
@@ -173,40 +176,41 @@ static inline size_t arr_find(const struct tlb_array *a, uint64_t key, uint16_t 
 }
 
 /*
- * Put an entry in @a: first drop every entry of the key it overlaps (the old translation of the
- * same page and tag, or one the new entry would shadow), then take a free way or the least
- * recently used one.
+ * Put an entry in @a, in one pass over the set: drop every entry of the key it overlaps (the old
+ * translation of the same page and tag, or one the new entry would shadow), and take the first
+ * free way, else the least recently used one.
  */
 static void arr_insert(struct tlb *t, struct tlb_array *a, uint64_t key, const struct tlb_entry_info *info)
 {
-	size_t base = set_base(a, key), victim = TLB_NONE;
-	struct tlb_ent *set = a->ent + base;
-	uint32_t *st = a->stamp + base;
+	size_t base = set_base(a, key), free_slot = TLB_NONE, lru = base;
 
-	for (uint32_t w = 0; w < a->ways; w++)
-		if (set[w].key == key && tags_overlap(&set[w], info->pcid, info->global))
-			slot_clear(&set[w], &st[w]);
-	for (uint32_t w = 0; w < a->ways; w++) {
-		if (!ent_valid(&set[w])) {
-			victim = w;
-			break;
+	for (size_t i = base; i < base + a->ways; i++) {
+		if (a->ent[i].key == key && tags_overlap(&a->ent[i], info->pcid, info->global))
+			slot_clear(a, i);
+		if (a->ent[i].key == TLB_KEY_INVALID) {
+			if (free_slot == TLB_NONE)
+				free_slot = i;
+		} else if (a->stamp[i] < a->stamp[lru] || a->ent[lru].key == TLB_KEY_INVALID) {
+			lru = i;
 		}
-		if (victim == TLB_NONE || st[w] < st[victim])
-			victim = w;
 	}
-	set[victim].key = key;
-	set[victim].info = *info;
-	st[victim] = tlb_tick(t);
+	if (free_slot != TLB_NONE) {
+		lru = free_slot;
+		a->nvalid++;
+	}
+	a->ent[lru].key = key;
+	a->ent[lru].info = *info;
+	a->stamp[lru] = tlb_tick(t);
 }
 
 /* Drop the entries of @key in @a tagged @pcid, and the global ones when @with_global. */
 static void arr_invalidate(struct tlb_array *a, uint64_t key, uint16_t pcid, bool with_global)
 {
-	size_t i = set_base(a, key);
-	for (uint32_t w = 0; w < a->ways; w++, i++) {
-		struct tlb_ent *e = &a->ent[i];
+	size_t base = set_base(a, key);
+	for (size_t i = base; i < base + a->ways; i++) {
+		const struct tlb_ent *e = &a->ent[i];
 		if (e->key == key && (e->info.global ? with_global : e->info.pcid == pcid))
-			slot_clear(e, &a->stamp[i]);
+			slot_clear(a, i);
 	}
 }
 
@@ -315,6 +319,8 @@ __attribute__((noinline)) static enum tlb_hit lookup_slow(struct tlb *t, gva_t v
 
 	for (size = TLB_2M; size < TLB_NSIZES; size++) {
 		a = &t->arr[ARR_L1_4K + size];
+		if (!a->nvalid)
+			continue;
 		i = arr_find(a, tlb_key(va, size), pcid);
 		if (i != TLB_NONE) {
 			a->stamp[i] = tlb_tick(t);
@@ -325,6 +331,8 @@ __attribute__((noinline)) static enum tlb_hit lookup_slow(struct tlb *t, gva_t v
 	}
 	for (size = TLB_4K; size < TLB_NSIZES; size++) {
 		a = l2_of(t, size);
+		if (!a->nvalid)
+			continue;
 		i = arr_find(a, tlb_key(va, size), pcid);
 		if (i != TLB_NONE) {
 			a->stamp[i] = tlb_tick(t);
@@ -417,26 +425,35 @@ void tlb_flush_addr_pcid(struct tlb *t, gva_t va, uint16_t pcid)
 	invalidate_va(t, va, pcid, false);
 }
 
-/* Flushes walk every entry (about 1,650 with the defaults, contiguous): no per-PCID index to keep
- * up to date on the fill path, which runs far more often. */
-void tlb_flush_pcid(struct tlb *t, uint16_t pcid, bool global)
+/*
+ * Drop, in every array, the non-global entries tagged @pcid (any PCID when @all_pcids), and the
+ * global ones when @global. A flush scans every slot (about 1,650 with the defaults, contiguous;
+ * an empty array not at all): a per-PCID index would cost on every fill, which runs far more
+ * often than a flush.
+ */
+static void flush_where(struct tlb *t, bool all_pcids, uint16_t pcid, bool global)
 {
-	for (size_t i = 0; i < t->nent; i++) {
-		struct tlb_ent *e = &t->mem[i];
-		if (ent_valid(e) && (e->info.global ? global : e->info.pcid == pcid))
-			slot_clear(e, &t->stamps[i]);
+	for (unsigned n = 0; n < ARR_N; n++) {
+		struct tlb_array *a = &t->arr[n];
+		size_t end = (size_t)(a->set_mask + 1) * a->ways;
+		for (size_t i = 0; a->nvalid && i < end; i++) {
+			const struct tlb_ent *e = &a->ent[i];
+			if (e->key != TLB_KEY_INVALID &&
+			    (e->info.global ? global : all_pcids || e->info.pcid == pcid))
+				slot_clear(a, i);
+		}
 	}
 	t->stats.flushes++;
 }
 
+void tlb_flush_pcid(struct tlb *t, uint16_t pcid, bool global)
+{
+	flush_where(t, false, pcid, global);
+}
+
 void tlb_flush_all(struct tlb *t, bool global)
 {
-	for (size_t i = 0; i < t->nent; i++) {
-		struct tlb_ent *e = &t->mem[i];
-		if (ent_valid(e) && (!e->info.global || global))
-			slot_clear(e, &t->stamps[i]);
-	}
-	t->stats.flushes++;
+	flush_where(t, true, 0, global);
 }
 
 /* ---- introspection ---- */
@@ -449,8 +466,8 @@ const struct tlb_stats *tlb_get_stats(const struct tlb *t)
 unsigned tlb_count(const struct tlb *t)
 {
 	unsigned n = 0;
-	for (size_t i = 0; i < t->nent; i++)
-		n += ent_valid(&t->mem[i]);
+	for (unsigned i = 0; i < ARR_N; i++)
+		n += t->arr[i].nvalid;
 	return n;
 }
 
@@ -469,6 +486,7 @@ int tlb_check(const struct tlb *t)
 {
 	for (unsigned i = 0; i < ARR_N; i++) {
 		const struct tlb_array *a = &t->arr[i];
+		uint32_t valid = 0;
 		for (uint32_t s = 0; s <= a->set_mask; s++) {
 			const struct tlb_ent *set = a->ent + (size_t)s * a->ways;
 			const uint32_t *st = a->stamp + (size_t)s * a->ways;
@@ -476,6 +494,7 @@ int tlb_check(const struct tlb *t)
 				const struct tlb_ent *e = &set[w];
 				if (!ent_valid(e))
 					continue;
+				valid++;
 				unsigned size = (unsigned)(e->key >> TLB_SIZE_SHIFT);
 				if (size >= TLB_NSIZES || !array_holds(i, size) || (e->key & a->set_mask) != s ||
 				    e->info.page_shift != size_shift(size) ||
@@ -494,6 +513,8 @@ int tlb_check(const struct tlb *t)
 				}
 			}
 		}
+		if (valid != a->nvalid)
+			return -EUCLEAN;
 	}
 	return 0;
 }

@@ -18,7 +18,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "cpu/hostmem.h"
+#include "paging/hostmem.h"
 #include "paging/tdp.h"
 
 /* As the guest walker: bounds how often entries rewritten under us make one walk start over. */

@@ -143,7 +143,7 @@ int vmmu_vcpu_create(struct vmmu_vm *vm, unsigned id, struct vmmu_vcpu **out)
 	v->pc_mgen = memslots_generation(vm->slots);
 	v->pc_hseq = __atomic_load_n(&vm->host_seq, __ATOMIC_ACQUIRE);
 	rc = cpu_init(&v->cpu, vm->cfg.mmu, &vm->cpu_model, &vm->cfg.tlb, &vm->cfg.cost,
-		      &vcpu_gmem_ops, v, &vcpu_phys_ops, v);
+		      &vcpu_gmem_ops, v, &vcpu_phys_ops, v, vm->arena);
 	if (rc)
 		goto out_free;
 
@@ -182,6 +182,21 @@ int vmmu_vcpu_set_regs(struct vmmu_vcpu *vcpu, const struct vmmu_regs *regs)
 	if (!vcpu || !regs)
 		return -EINVAL;
 	return cpu_set_regs(&vcpu->cpu, regs);
+}
+
+int vmmu_vcpu_set_cpl(struct vmmu_vcpu *vcpu, unsigned cpl, bool ac)
+{
+	if (!vcpu)
+		return -EINVAL;
+	return cpu_set_cpl(&vcpu->cpu, cpl, ac);
+}
+
+int vmmu_vcpu_set_pkru(struct vmmu_vcpu *vcpu, uint32_t pkru)
+{
+	if (!vcpu)
+		return -EINVAL;
+	cpu_set_pkru(&vcpu->cpu, pkru);
+	return 0;
 }
 
 int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigned kind, void *buf,

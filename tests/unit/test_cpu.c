@@ -197,6 +197,38 @@ static void test_walk_refs_5level_32bit_pae(void **state)
 	assert_int_equal(vmmu_vcpu_mov_cr(g->v, 3, pdpt), -EINVAL);
 }
 
+static void test_cpl_switch_keeps_tlb(void **state)
+{
+	struct g *g = *state;
+	uint64_t x;
+	regs64(g, 0, g->root);
+	map(g, 4, 0x400000, 0x800000, 1, PT_PRESENT_MASK | PT_WRITABLE_MASK);   /* supervisor page */
+	acc(g, 0x400000, 8, 0, &x);
+	uint64_t m = stats(g).tlb_misses;
+	/* User mode: the cached supervisor translation refuses it; the re-walk faults with U set. */
+	assert_int_equal(vmmu_vcpu_set_cpl(g->v, 3, false), 0);
+	struct vmmu_access_result r = acc(g, 0x400000, 8, 0, &x);
+	assert_int_equal(r.status, VMMU_ACCESS_PF);
+	assert_int_equal(r.pf_ec, PFERR_PRESENT | PFERR_USER);
+	/* Back to the kernel: no flush happened on the privilege changes (the #PF dropped the entry,
+	 * so one more miss). */
+	assert_int_equal(vmmu_vcpu_set_cpl(g->v, 0, false), 0);
+	acc(g, 0x400000, 8, 0, &x);
+	assert_int_equal(stats(g).tlb_misses, m + 2);
+	acc(g, 0x400008, 8, 0, &x);
+	assert_int_equal(stats(g).tlb_misses, m + 2);
+	assert_int_equal(vmmu_vcpu_set_cpl(g->v, 4, false), -EINVAL);
+	/* PKRU: a user page with key 3, access-disabled by WRPKRU. */
+	assert_int_equal(vmmu_vcpu_mov_cr(g->v, 4, X86_CR4_PAE | X86_CR4_PKE), 0);
+	map(g, 4, 0x600000, 0x900000, 1, PRWU | (3ULL << PT64_PKEY_SHIFT));
+	assert_int_equal(vmmu_vcpu_set_cpl(g->v, 3, false), 0);
+	assert_int_equal(acc(g, 0x600000, 8, 0, &x).status, VMMU_ACCESS_DONE);
+	assert_int_equal(vmmu_vcpu_set_pkru(g->v, 1u << 6), 0);
+	r = acc(g, 0x600000, 8, 0, &x);   /* a TLB hit still obeys PKRU */
+	assert_int_equal(r.status, VMMU_ACCESS_PF);
+	assert_int_equal(r.pf_ec, PFERR_PRESENT | PFERR_USER | PFERR_PK);
+}
+
 static void test_dirty_rewalk(void **state)
 {
 	struct g *g = *state;
@@ -478,7 +510,7 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_access_and_fault), T(test_walk_refs_1d), T(test_walk_refs_5level_32bit_pae),
-		T(test_dirty_rewalk), T(test_stale_tlb_until_invlpg), T(test_global_and_cr3),
+		T(test_cpl_switch_keeps_tlb), T(test_dirty_rewalk), T(test_stale_tlb_until_invlpg), T(test_global_and_cr3),
 		T(test_pcid), T(test_mmio_and_split), T(test_regs_checks), T(test_cost_model),
 		cmocka_unit_test(test_pf_exit_rules), cmocka_unit_test(test_vm_config),
 	};

@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "cpu/hostmem.h"
+#include "paging/hostmem.h"
 #include "cpu/nested.h"
 #include "host/host.h"
 #include "paging/paging.h"

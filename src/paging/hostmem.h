@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * cpu/hostmem: host physical memory as the page-walk hardware sees it. Addresses are hpas
+ * paging/hostmem: host physical memory as the page-walk hardware sees it. Addresses are hpas
  * (pfn << 12) in a struct host_arena; the EPT/NPT tables and the frames behind guest memory
  * live there.
  *
@@ -17,8 +17,8 @@
  * period, so callers walking them hold rcu_read_lock (and a freed frame still lies in the arena's
  * mapping: reading it gives zeros, never a crash).
  */
-#ifndef VMMU_CPU_HOSTMEM_H
-#define VMMU_CPU_HOSTMEM_H
+#ifndef VMMU_PAGING_HOSTMEM_H
+#define VMMU_PAGING_HOSTMEM_H
 
 #include <stdint.h>
 

@@ -7,7 +7,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "cpu/hostmem.h"
+#include "paging/hostmem.h"
 
 /* The bytes at @hpa if a @len-byte access there is allowed, else NULL with *@err set. */
 static void *hpa_to_ptr(const struct host_arena *a, hpa_t hpa, unsigned len, int *err)

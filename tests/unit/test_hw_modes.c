@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The hardware model's shadow and nested modes at the cpu/ layer (the MMU that builds their
+ * tables arrives in phase 3): hand-built shadow tables and EPT/NPT tables in a host arena, and
+ * the outcomes the hardware returns: translations, exact references through the vCPU, exits by
+ * reason with their fields, #PF delivered without an exit, the PFEC mask/match no-trap setting,
+ * and combined rights cached in the TLB.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cpu/cost.h"
+#include "cpu/cpu.h"
+#include "host/host.h"
+#include "paging/hostmem.h"
+#include "paging/tdp.h"
+
+#define PRWU (PT_PRESENT_MASK | PT_WRITABLE_MASK | PT_USER_MASK)
+
+struct env {
+	struct host_arena *arena;
+	struct cpu cpu;
+	struct tdp_ctx tdp;
+	hpa_t gmem_hpa;          /* guest RAM [0, 4 MiB) lives at this hpa, contiguous */
+};
+
+static hpa_t frame(struct env *e)
+{
+	pfn_t pfn;
+	assert_int_equal(host_frame_alloc(e->arena, 0, &pfn), 0);
+	return pfn << 12;
+}
+
+static void hput(struct env *e, hpa_t a, uint64_t v)
+{
+	assert_int_equal(hostmem_store(e->arena, a, 8, v), 0);
+}
+
+static uint64_t hget(struct env *e, hpa_t a)
+{
+	uint64_t v;
+	assert_int_equal(hostmem_load(e->arena, a, 8, &v), 0);
+	return v;
+}
+
+static void regs64(struct env *e)
+{
+	struct vmmu_regs r = {
+		.cr0 = X86_CR0_PG | X86_CR0_PE | X86_CR0_WP, .cr3 = 0x1000, .cr4 = X86_CR4_PAE,
+		.efer = EFER_LME | EFER_LMA | EFER_NXE,
+	};
+	assert_int_equal(cpu_set_regs(&e->cpu, &r), 0);
+}
+
+/* Guest memory ops for PDPTE loads etc. are not used by these modes' walks. */
+static int no_read(void *o, gpa_t g, void *b, unsigned l) { return -ENOENT; }
+static int no_cas(void *o, gpa_t g, uint64_t a, uint64_t b, unsigned l) { return -ENOENT; }
+static const struct guest_mem_ops no_gmem = { no_read, no_cas };
+
+static void init(struct env *e, enum vmmu_mmu mode, bool ntlb)
+{
+	struct cpu_model m;
+	struct vmmu_tlb_geometry g = { .nested_tlb = ntlb };
+	memset(e, 0, sizeof(*e));
+	assert_int_equal(host_arena_create(1ULL << 30, &e->arena), 0);
+	cpu_model_fixed(&m, "intel");
+	assert_int_equal(cpu_init(&e->cpu, mode, &m, &g, NULL, &no_gmem, NULL, NULL, NULL, e->arena), 0);
+	pfn_t pfn;
+	assert_int_equal(host_frame_alloc(e->arena, 10, &pfn), 0);    /* 4 MiB of guest RAM */
+	e->gmem_hpa = pfn << 12;
+}
+
+static void fini(struct env *e)
+{
+	cpu_destroy(&e->cpu);
+	host_arena_destroy(e->arena);
+}
+
+/* Guest page tables in guest RAM [0, 4 MiB): PML4 0x1000 -> PDPT 0x2000 -> PD 0x3000 -> PT
+ * 0x4000; gva 0x400000 + i*4K -> gpa 0x100000 + i*4K. */
+static void guest_tables(struct env *e, uint64_t leaf_flags)
+{
+	hput(e, e->gmem_hpa + 0x1000, 0x2000 | PRWU);
+	hput(e, e->gmem_hpa + 0x2000, 0x3000 | PRWU);
+	hput(e, e->gmem_hpa + 0x3000 + 2 * 8, 0x4000 | PRWU);
+	for (int i = 0; i < 8; i++)
+		hput(e, e->gmem_hpa + 0x4000 + i * 8, (0x100000 + i * 0x1000) | leaf_flags);
+}
+
+static void nested_env(struct env *e, enum tdp_format fmt, bool ntlb)
+{
+	init(e, fmt == TDP_EPT ? VMMU_MMU_EPT : VMMU_MMU_NPT, ntlb);
+	e->tdp = (struct tdp_ctx){ .fmt = fmt, .levels = 4, .ad = true, .has_1g = true,
+				   .maxphyaddr = 52, .arena = e->arena };
+	assert_int_equal(tdp_alloc_root(&e->tdp), 0);
+	/* EPT: guest RAM [0, 2 MiB) mapped 4K by 4K, read/write/exec; [2, 4) MiB left unmapped. */
+	for (gpa_t g = 0; g < 0x200000; g += 4096)
+		assert_int_equal(tdp_map(&e->tdp, g, e->gmem_hpa + g, 12, TDP_RWX), 0);
+	cpu_set_tdp(&e->cpu, &e->tdp);
+	regs64(e);
+	guest_tables(e, PRWU);
+}
+
+static int access(struct env *e, gva_t gva, unsigned kind, uint64_t *v, struct hw_outcome *o)
+{
+	return cpu_access(&e->cpu, gva, 8, kind, v, o);
+}
+
+static void test_ept_translation_and_refs(void **st)
+{
+	struct env e;
+	struct hw_outcome o;
+	uint64_t v = 0x1234;
+	nested_env(&e, TDP_EPT, false);
+	assert_int_equal(access(&e, 0x400008, VMMU_ACC_WRITE, &v, &o), 0);
+	assert_int_equal(o.status, HW_DONE);
+	assert_int_equal(hget(&e, e.gmem_hpa + 0x100008), 0x1234);
+	/* A cold 4-level guest on 4-level EPT: 24 references. */
+	assert_int_equal(e.cpu.st.walk_refs, 24);
+	v = 0;
+	assert_int_equal(access(&e, 0x400008, VMMU_ACC_READ, &v, &o), 0);
+	assert_int_equal(v, 0x1234);
+	assert_int_equal(e.cpu.st.walk_refs, 24);     /* a TLB hit */
+	assert_int_equal(e.cpu.st.tlb_hits, 1);
+	/* A neighbour page: the guest walk's upper levels are not cached (no PWC), so 24 again. */
+	assert_int_equal(access(&e, 0x401000, VMMU_ACC_READ, &v, &o), 0);
+	assert_int_equal(e.cpu.st.walk_refs, 48);
+	fini(&e);
+}
+
+static void test_nested_tlb_cuts_refs(void **st)
+{
+	struct env e;
+	struct hw_outcome o;
+	uint64_t v;
+	nested_env(&e, TDP_EPT, true);
+	assert_int_equal(access(&e, 0x400000, VMMU_ACC_READ, &v, &o), 0);
+	assert_int_equal(e.cpu.st.walk_refs, 24);
+	/* The neighbour shares every guest table page: only the guest reads and one nested walk
+	 * for its new data page remain. */
+	assert_int_equal(access(&e, 0x401000, VMMU_ACC_READ, &v, &o), 0);
+	assert_int_equal(e.cpu.st.walk_refs, 24 + 4 + 4);
+	fini(&e);
+}
+
+static void test_ept_violation_exit(void **st)
+{
+	struct env e;
+	struct hw_outcome o;
+	uint64_t v;
+	nested_env(&e, TDP_EPT, false);
+	/* The guest maps gva 0x407000 to gpa 0x300000, which EPT does not map. */
+	hput(&e, e.gmem_hpa + 0x4000 + 7 * 8, 0x300000 | PRWU);
+	uint64_t cyc = e.cpu.st.sim_cycles;
+	assert_int_equal(access(&e, 0x407010, VMMU_ACC_WRITE, &v, &o), 0);
+	assert_int_equal(o.status, HW_EXIT);
+	assert_int_equal(o.exit.reason, VMMU_EXIT_EPT_VIOLATION);
+	assert_int_equal(o.exit.gpa, 0x300010);
+	assert_int_equal(o.exit.gva, 0x407010);
+	assert_true(o.exit.qual & EPT_QUAL_WRITE);
+	assert_true(o.exit.qual & EPT_QUAL_GVA_VALID);
+	assert_true(o.exit.qual & EPT_QUAL_GVA_TRANSLATED);
+	assert_int_equal(e.cpu.st.exits_by_reason[VMMU_EXIT_EPT_VIOLATION], 1);
+	assert_true(e.cpu.st.sim_cycles - cyc >= e.cpu.cost.vm_exit);
+	/* A guest not-present fault goes to the guest, with no exit. */
+	hput(&e, e.gmem_hpa + 0x4000 + 6 * 8, 0);
+	assert_int_equal(access(&e, 0x406000, VMMU_ACC_READ, &v, &o), 0);
+	assert_int_equal(o.status, HW_PF);
+	assert_int_equal(o.pf_ec, 0);
+	assert_int_equal(e.cpu.st.exits, 1);
+	fini(&e);
+}
+
+static void test_combined_rights_in_tlb(void **st)
+{
+	struct env e;
+	struct hw_outcome o;
+	uint64_t v = 1;
+	init(&e, VMMU_MMU_EPT, false);
+	e.tdp = (struct tdp_ctx){ .fmt = TDP_EPT, .levels = 4, .ad = true, .has_1g = true,
+				  .maxphyaddr = 52, .arena = e.arena };
+	assert_int_equal(tdp_alloc_root(&e.tdp), 0);
+	for (gpa_t g = 0; g < 0x100000; g += 4096)
+		assert_int_equal(tdp_map(&e.tdp, g, e.gmem_hpa + g, 12, TDP_RWX), 0);
+	/* The data page is read-only in EPT (as for dirty logging or a KSM page). */
+	assert_int_equal(tdp_map(&e.tdp, 0x100000, e.gmem_hpa + 0x100000, 12, TDP_R | TDP_X), 0);
+	cpu_set_tdp(&e.cpu, &e.tdp);
+	regs64(&e);
+	guest_tables(&e, PRWU | PT_ACCESSED_MASK | PT_DIRTY_MASK);
+	assert_int_equal(access(&e, 0x400000, VMMU_ACC_READ, &v, &o), 0);
+	assert_int_equal(o.status, HW_DONE);
+	/* The guest allows the write; the TLB entry must not: the write walks and exits. */
+	assert_int_equal(access(&e, 0x400000, VMMU_ACC_WRITE, &v, &o), 0);
+	assert_int_equal(o.status, HW_EXIT);
+	assert_int_equal(o.exit.reason, VMMU_EXIT_EPT_VIOLATION);
+	assert_true(o.exit.qual & EPT_QUAL_READABLE);
+	assert_false(o.exit.qual & EPT_QUAL_WRITABLE);
+	fini(&e);
+}
+
+static void test_npt_exit(void **st)
+{
+	struct env e;
+	struct hw_outcome o;
+	uint64_t v;
+	nested_env(&e, TDP_NPT, false);
+	hput(&e, e.gmem_hpa + 0x4000 + 7 * 8, 0x300000 | PRWU);
+	assert_int_equal(access(&e, 0x407000, VMMU_ACC_READ, &v, &o), 0);
+	assert_int_equal(o.status, HW_EXIT);
+	assert_int_equal(o.exit.reason, VMMU_EXIT_NPF);
+	assert_true(o.exit.qual & NPF_INFO_FINAL);
+	assert_true(o.exit.qual & PFERR_USER);
+	assert_int_equal(o.exit.gpa, 0x300000);
+	/* A guest page table the NPT does not map: NPF on the table walk. */
+	hput(&e, e.gmem_hpa + 0x3000 + 3 * 8, 0x380000 | PRWU);
+	assert_int_equal(access(&e, 0x600000, VMMU_ACC_READ, &v, &o), 0);
+	assert_int_equal(o.exit.reason, VMMU_EXIT_NPF);
+	assert_true(o.exit.qual & NPF_INFO_TABLE);
+	assert_int_equal(o.exit.gpa, 0x380000);
+	assert_int_equal(e.cpu.st.exits_by_reason[VMMU_EXIT_NPF], 2);
+	fini(&e);
+}
+
+/* Shadow tables for gva 0x400000 -> a host frame, built by hand as the soft MMU will. */
+static hpa_t shadow_env(struct env *e, uint64_t spte_flags, hpa_t *data)
+{
+	init(e, VMMU_MMU_SHADOW, false);
+	hpa_t l4 = frame(e), l3 = frame(e), l2 = frame(e), l1 = frame(e);
+	*data = frame(e);
+	hput(e, l4, l3 | PRWU);
+	hput(e, l3, l2 | PRWU);
+	hput(e, l2 + 2 * 8, l1 | PRWU);
+	hput(e, l1, *data | spte_flags);
+	cpu_set_shadow_root(&e->cpu, l4, 4);
+	regs64(e);
+	return l1;
+}
+
+static void test_shadow_walk_and_pf_exits(void **st)
+{
+	struct env e;
+	struct hw_outcome o;
+	hpa_t data;
+	uint64_t v = 77;
+	hpa_t l1 = shadow_env(&e, PRWU, &data);
+	struct exit_controls ctl = { .host = VMMU_HOST_VMX, .exception_bitmap = 1u << 14 };
+	cpu_set_exit_controls(&e.cpu, &ctl);
+	assert_int_equal(access(&e, 0x400010, VMMU_ACC_WRITE, &v, &o), 0);
+	assert_int_equal(o.status, HW_DONE);
+	assert_int_equal(hget(&e, data + 0x10), 77);
+	assert_int_equal(e.cpu.st.walk_refs, 4);
+	assert_true(hget(&e, l1) & PT_DIRTY_MASK);          /* hardware A/D in the spte */
+	/* All #PF intercepted: a miss exits with reason pf. */
+	assert_int_equal(access(&e, 0x401000, VMMU_ACC_READ, &v, &o), 0);
+	assert_int_equal(o.status, HW_EXIT);
+	assert_int_equal(o.exit.reason, VMMU_EXIT_PF);
+	assert_int_equal(o.exit.gva, 0x401000);
+	assert_int_equal(o.exit.ec, 0);
+	/* No-trap (PFEC_MASK = PFEC_MATCH = P): a not-present fault reaches the guest directly... */
+	ctl.pfec_mask = ctl.pfec_match = PFERR_PRESENT;
+	cpu_set_exit_controls(&e.cpu, &ctl);
+	assert_int_equal(access(&e, 0x401000, VMMU_ACC_READ, &v, &o), 0);
+	assert_int_equal(o.status, HW_PF);
+	/* ...while a present one (a reserved-bit spte: "not yet shadowed") still exits. */
+	hput(&e, l1 + 8, PT_PRESENT_MASK | (1ULL << 51));
+	assert_int_equal(access(&e, 0x401000, VMMU_ACC_READ, &v, &o), 0);
+	assert_int_equal(o.status, HW_EXIT);
+	assert_int_equal(o.exit.ec, PFERR_PRESENT | PFERR_RSVD);
+	assert_int_equal(e.cpu.st.exits_by_reason[VMMU_EXIT_PF], 2);
+	fini(&e);
+}
+
+static void test_shadow_write_protected_spte(void **st)
+{
+	struct env e;
+	struct hw_outcome o;
+	hpa_t data;
+	uint64_t v = 1;
+	shadow_env(&e, PT_PRESENT_MASK | PT_USER_MASK, &data);   /* read-only spte */
+	struct exit_controls ctl = { .host = VMMU_HOST_SVM, .exception_bitmap = 1u << 14 };
+	cpu_set_exit_controls(&e.cpu, &ctl);
+	assert_int_equal(access(&e, 0x400000, VMMU_ACC_READ, &v, &o), 0);
+	assert_int_equal(o.status, HW_DONE);
+	/* A write through the read-only spte exits even though the TLB holds the page. */
+	assert_int_equal(access(&e, 0x400000, VMMU_ACC_WRITE, &v, &o), 0);
+	assert_int_equal(o.status, HW_EXIT);
+	assert_int_equal(o.exit.ec, PFERR_PRESENT | PFERR_WRITE);
+	fini(&e);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ept_translation_and_refs),
+		cmocka_unit_test(test_nested_tlb_cuts_refs),
+		cmocka_unit_test(test_ept_violation_exit),
+		cmocka_unit_test(test_combined_rights_in_tlb),
+		cmocka_unit_test(test_npt_exit),
+		cmocka_unit_test(test_shadow_walk_and_pf_exits),
+		cmocka_unit_test(test_shadow_write_protected_spte),
+	};
+	return cmocka_run_group_tests_name("hw_modes", tests, NULL, NULL);
+}
