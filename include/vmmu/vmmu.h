@@ -72,11 +72,18 @@ struct vmmu_cost {
 	uint32_t invlpg;         /* one INVLPG/INVPCID invalidation */
 };
 
+/* MMU optimizations (--opt); all on by default where the host allows. */
+#define VMMU_OPT_NOTRAP   (1u << 0)   /* no-trap non-present PTEs (VMX only) */
+#define VMMU_OPT_UNSYNC   (1u << 1)   /* unsync shadow pages */
+#define VMMU_OPT_PREFETCH (1u << 2)   /* PTE prefetch */
+#define VMMU_OPT_FASTPF   (1u << 3)   /* fast page fault */
+
 struct vmmu_vm_config {
 	uint64_t host_mem_bytes;   /* host physical memory (frame arena); 0 = 64 GiB */
 	int thp;                   /* 0 never, 1 madvise, 2 always */
 	enum vmmu_mmu mmu;
 	enum vmmu_host host;       /* ept implies vmx, npt svm */
+	uint32_t opts_off;         /* VMMU_OPT_* switched off (0: all on where available) */
 	struct vmmu_tlb_geometry tlb;
 	struct vmmu_cost cost;
 	const char *cpu;           /* guest CPU model: "intel" (default) or "amd" */
@@ -179,6 +186,12 @@ struct vmmu_stats {
 	uint64_t ksm_pages_shared, ksm_pages_sharing, ksm_full_scans, host_frames;
 	uint64_t accesses, sim_cycles;
 };
+
+/* The optimizations in effect (VMMU_OPT_*): those asked for that the host allows. */
+uint32_t vmmu_vm_opts(const struct vmmu_vm *vm);
+/* Check the Isolation invariant over every MMU table (a no-op in native mode). 0, or -EFAULT
+ * with the first violation described in @why. */
+int vmmu_vm_audit(struct vmmu_vm *vm, char *why, size_t whylen);
 
 /* Sum of every vCPU's counters and the VM's. */
 int vmmu_vm_get_stats(struct vmmu_vm *vm, struct vmmu_stats *st);

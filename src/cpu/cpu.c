@@ -359,6 +359,24 @@ static enum hw_status deliver_pf(struct cpu *c, gva_t gva, uint32_t ec, struct h
 	return HW_PF;
 }
 
+void cpu_inject_pf(struct cpu *c, gva_t gva, uint32_t ec)
+{
+	struct hw_outcome o;
+	deliver_pf(c, gva, ec, &o);
+}
+
+void cpu_account_exit(struct cpu *c, enum vmmu_exit_reason reason)
+{
+	c->st.exits++;
+	c->st.exits_by_reason[reason]++;
+	c->st.sim_cycles += c->cost.vm_exit;
+}
+
+void cpu_account_mmu_steps(struct cpu *c, uint64_t n)
+{
+	c->st.sim_cycles += n * c->cost.mmu_step;
+}
+
 static enum hw_status vm_exit(struct cpu *c, struct hw_outcome *o, enum vmmu_exit_reason reason,
 			      gva_t gva, gpa_t gpa, uint32_t ec, uint64_t qual, unsigned access)
 {

@@ -124,6 +124,13 @@ int cpu_mov_cr(struct cpu *c, int cr, uint64_t val);
 int cpu_invlpg(struct cpu *c, gva_t gva);
 int cpu_invpcid(struct cpu *c, unsigned type, uint16_t pcid, gva_t gva);
 
+/* A #PF the hypervisor injects into the guest (counted and charged as a delivered one). */
+void cpu_inject_pf(struct cpu *c, gva_t gva, uint32_t ec);
+/* Count an exit the hypervisor took outside an access (an intercepted MOV CR3 or INVLPG). */
+void cpu_account_exit(struct cpu *c, enum vmmu_exit_reason reason);
+/* Charge @n MMU handler steps. */
+void cpu_account_mmu_steps(struct cpu *c, uint64_t n);
+
 /* Drop every TLB entry, globals included (a remote flush, a memory-map change). */
 void cpu_flush_tlb(struct cpu *c);
 

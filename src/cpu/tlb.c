@@ -64,7 +64,7 @@ _Static_assert(sizeof(struct tlb_ent) == 24, "tlb_ent is meant to stay compact")
 
 struct tlb_array {
 	struct tlb_ent *ent;  /* sets * ways entries, set-major */
-	uint32_t *stamp;      /* per entry: LRU clock at last use; the smallest valid one is the victim */
+	uint32_t *stamp;      /* per entry: LRU clock at last use, 0 when free; the smallest is the victim */
 	uint32_t set_mask;    /* sets - 1 */
 	uint32_t ways;
 	uint32_t nvalid;      /* valid entries: lookups skip an empty array (no 2M/1G pages in use) */
@@ -177,30 +177,26 @@ static inline size_t arr_find(const struct tlb_array *a, uint64_t key, uint16_t 
 
 /*
  * Put an entry in @a, in one pass over the set: drop every entry of the key it overlaps (the old
- * translation of the same page and tag, or one the new entry would shadow), and take the first
- * free way, else the least recently used one.
+ * translation of the same page and tag, or one the new entry would shadow), and take the way with
+ * the smallest stamp: a free way (stamp 0) if there is one, else the least recently used.
  */
 static void arr_insert(struct tlb *t, struct tlb_array *a, uint64_t key, const struct tlb_entry_info *info)
 {
-	size_t base = set_base(a, key), free_slot = TLB_NONE, lru = base;
+	size_t base = set_base(a, key), victim = base;
+	uint32_t oldest = UINT32_MAX;
 
 	for (size_t i = base; i < base + a->ways; i++) {
 		if (a->ent[i].key == key && tags_overlap(&a->ent[i], info->pcid, info->global))
 			slot_clear(a, i);
-		if (a->ent[i].key == TLB_KEY_INVALID) {
-			if (free_slot == TLB_NONE)
-				free_slot = i;
-		} else if (a->stamp[i] < a->stamp[lru] || a->ent[lru].key == TLB_KEY_INVALID) {
-			lru = i;
-		}
+		uint32_t st = a->stamp[i];
+		victim = st < oldest ? i : victim;
+		oldest = st < oldest ? st : oldest;
 	}
-	if (free_slot != TLB_NONE) {
-		lru = free_slot;
+	if (a->ent[victim].key == TLB_KEY_INVALID)
 		a->nvalid++;
-	}
-	a->ent[lru].key = key;
-	a->ent[lru].info = *info;
-	a->stamp[lru] = tlb_tick(t);
+	a->ent[victim].key = key;
+	a->ent[victim].info = *info;
+	a->stamp[victim] = tlb_tick(t);
 }
 
 /* Drop the entries of @key in @a tagged @pcid, and the global ones when @with_global. */
@@ -492,8 +488,11 @@ int tlb_check(const struct tlb *t)
 			const uint32_t *st = a->stamp + (size_t)s * a->ways;
 			for (uint32_t w = 0; w < a->ways; w++) {
 				const struct tlb_ent *e = &set[w];
-				if (!ent_valid(e))
+				if (!ent_valid(e)) {
+					if (st[w] != 0)
+						return -EUCLEAN;
 					continue;
+				}
 				valid++;
 				unsigned size = (unsigned)(e->key >> TLB_SIZE_SHIFT);
 				if (size >= TLB_NSIZES || !array_holds(i, size) || (e->key & a->set_mask) != s ||

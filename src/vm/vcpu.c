@@ -147,6 +147,12 @@ int vmmu_vcpu_create(struct vmmu_vm *vm, unsigned id, struct vmmu_vcpu **out)
 	if (rc)
 		goto out_free;
 
+	if (vm->mmu) {
+		rc = mmu_vcpu_init(vm->mmu, &v->mmu, &v->cpu);
+		if (rc)
+			goto out_cpu;
+	}
+
 	pthread_mutex_lock(&vm->lock);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		if (vm->vcpus[i]->id == id) {
@@ -158,10 +164,13 @@ int vmmu_vcpu_create(struct vmmu_vm *vm, unsigned id, struct vmmu_vcpu **out)
 		vm->vcpus[vm->nr_vcpus++] = v;
 	pthread_mutex_unlock(&vm->lock);
 	if (rc)
-		goto out_cpu;
+		goto out_mmu;
 	*out = v;
 	return 0;
 
+out_mmu:
+	if (vm->mmu)
+		mmu_vcpu_destroy(&v->mmu);
 out_cpu:
 	cpu_destroy(&v->cpu);
 out_free:
@@ -199,10 +208,16 @@ int vmmu_vcpu_set_pkru(struct vmmu_vcpu *vcpu, uint32_t pkru)
 	return 0;
 }
 
+/* VM exits one access may take before the MMU is judged stuck: each exit fixes one thing (a
+ * level of a shadow chain, an unsync page, an EPT entry), so a real access needs a handful. */
+#define MAX_EXITS_PER_ACCESS 1000
+
 int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigned kind, void *buf,
 		     struct vmmu_access_result *res)
 {
 	struct hw_outcome o;
+	struct mmu_outcome mo;
+	unsigned exits = 0;
 	int rc;
 
 	if (!vcpu || !buf || !res || (kind & ~(VMMU_ACC_WRITE | VMMU_ACC_FETCH | VMMU_ACC_IMPLICIT)) ||
@@ -210,6 +225,7 @@ int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigne
 		return -EINVAL;
 	if (!(len >= 1 && len <= 8) && !(len == VMMU_PAGE_SIZE && !(gva & (VMMU_PAGE_SIZE - 1))))
 		return -EINVAL;
+retry:
 	rc = cpu_access(&vcpu->cpu, gva, len, kind, buf, &o);
 	if (rc)
 		return rc;
@@ -242,8 +258,52 @@ int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigne
 			memcpy(&res->mmio_data, (const char *)buf + o.done, res->mmio_len);
 		break;
 	case HW_EXIT:
-		/* Native mode has no hypervisor to exit to. */
-		return -EIO;
+		if (!vcpu->vm->mmu)
+			return -EIO;   /* native mode has no hypervisor to exit to */
+		if (++exits > MAX_EXITS_PER_ACCESS)
+			return -ELOOP;
+		rc = mmu_handle_exit(&vcpu->mmu, &o.exit, &mo);
+		if (rc)
+			return rc;
+		switch (mo.action) {
+		case MMU_RETRY:
+			goto retry;
+		case MMU_INJECT_PF:
+			cpu_inject_pf(&vcpu->cpu, mo.pf_addr, mo.pf_ec);
+			res->status = VMMU_ACCESS_PF;
+			res->pf_ec = mo.pf_ec;
+			res->pf_addr = mo.pf_addr;
+			break;
+		case MMU_MMIO: {
+			/* The exit names the page part that is MMIO. For an access that crosses into
+			 * it, the RAM part before it is done first (and reported in done). */
+			uint32_t first = len;
+			if ((gva & 0xfff) + len > 4096)
+				first = 4096 - (uint32_t)(gva & 0xfff);
+			uint32_t off = 0, part = first;
+			if ((o.exit.gva >> 12) != (gva >> 12)) {
+				struct hw_outcome o2;
+				rc = cpu_access(&vcpu->cpu, gva, first, kind, buf, &o2);
+				if (rc)
+					return rc;
+				if (o2.status != HW_DONE)
+					goto retry;   /* the first page changed under us: start over */
+				off = first;
+				part = len - first;
+			}
+			vcpu->cpu.st.mmio++;
+			vcpu->cpu.st.sim_cycles += vcpu->cpu.cost.mmio;
+			res->status = VMMU_ACCESS_MMIO;
+			res->done = off;
+			res->mmio_gpa = mo.mmio_gpa;
+			res->mmio_write = kind & VMMU_ACC_WRITE;
+			res->mmio_len = part > 8 ? 8 : part;
+			if (res->mmio_write)
+				memcpy(&res->mmio_data, (const char *)buf + off, res->mmio_len);
+			break;
+		}
+		}
+		break;
 	}
 	return 0;
 }
@@ -258,25 +318,52 @@ int vmmu_vcpu_complete_mmio(struct vmmu_vcpu *vcpu, struct vmmu_access_result *r
 	return 0;
 }
 
+/*
+ * Guest instructions: the hardware applies the architectural effect (or refuses with #GP); then,
+ * where the hypervisor intercepts the instruction (the exit controls the MMU set), it is an exit
+ * to the MMU, counted by reason.
+ */
 int vmmu_vcpu_mov_cr(struct vmmu_vcpu *vcpu, int cr, uint64_t val)
 {
+	uint64_t old;
+	int rc;
+
 	if (!vcpu)
 		return -EINVAL;
-	return cpu_mov_cr(&vcpu->cpu, cr, val);
+	old = cr == 0 ? vcpu->cpu.guest.cr0 : cr == 3 ? vcpu->cpu.guest.cr3 : vcpu->cpu.guest.cr4;
+	rc = cpu_mov_cr(&vcpu->cpu, cr, val);
+	if (rc || !vcpu->vm->mmu)
+		return rc;
+	if (cr == 3 && vcpu->cpu.ctl.cr3_load_exiting)
+		cpu_account_exit(&vcpu->cpu, VMMU_EXIT_CR3);
+	return mmu_guest_cr_changed(&vcpu->mmu, cr, old, val);
 }
 
 int vmmu_vcpu_invlpg(struct vmmu_vcpu *vcpu, uint64_t gva)
 {
+	int rc;
+
 	if (!vcpu)
 		return -EINVAL;
-	return cpu_invlpg(&vcpu->cpu, gva);
+	rc = cpu_invlpg(&vcpu->cpu, gva);
+	if (rc || !vcpu->vm->mmu || !vcpu->cpu.ctl.invlpg_exiting)
+		return rc;
+	cpu_account_exit(&vcpu->cpu, VMMU_EXIT_INVLPG);
+	return mmu_guest_invlpg(&vcpu->mmu, gva);
 }
 
 int vmmu_vcpu_invpcid(struct vmmu_vcpu *vcpu, unsigned type, uint16_t pcid, uint64_t gva)
 {
+	int rc;
+
 	if (!vcpu)
 		return -EINVAL;
-	return cpu_invpcid(&vcpu->cpu, type, pcid, gva);
+	rc = cpu_invpcid(&vcpu->cpu, type, pcid, gva);
+	if (rc || !vcpu->vm->mmu || !vcpu->cpu.ctl.invpcid_exiting)
+		return rc;
+	/* INVPCID exits are counted with INVLPG's: both are the guest's TLB invalidations. */
+	cpu_account_exit(&vcpu->cpu, VMMU_EXIT_INVLPG);
+	return mmu_guest_invpcid(&vcpu->mmu, type, pcid, gva);
 }
 
 static void add_cpu_stats(struct vmmu_stats *st, const struct cpu_stats *c)
@@ -312,6 +399,29 @@ int vmmu_vm_get_stats(struct vmmu_vm *vm, struct vmmu_stats *st)
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		add_cpu_stats(st, &vm->vcpus[i]->cpu.st);
 	pthread_mutex_unlock(&vm->lock);
+	if (vm->mmu) {
+		struct mmu_stats m;
+		mmu_get_stats(vm->mmu, &m);
+		st->pf_taken += m.pf_taken;
+		st->pf_fixed += m.pf_fixed;
+		st->pf_emulate += m.pf_emulate;
+		st->pf_spurious += m.pf_spurious;
+		st->pf_fast += m.pf_fast;
+		st->pf_mmio_spte_created += m.pf_mmio_spte_created;
+		st->mmu_shadow_zapped += m.mmu_shadow_zapped;
+		st->mmu_pte_write += m.mmu_pte_write;
+		st->mmu_pde_zapped += m.mmu_pde_zapped;
+		st->mmu_flooded += m.mmu_flooded;
+		st->mmu_recycled += m.mmu_recycled;
+		st->mmu_cache_miss += m.mmu_cache_miss;
+		st->mmu_unsync += m.mmu_unsync;
+		st->pages_4k += m.pages_4k;
+		st->pages_2m += m.pages_2m;
+		st->pages_1g += m.pages_1g;
+		st->remote_tlb_flush += m.remote_tlb_flush;
+		st->shadow_pages += m.shadow_pages;
+		st->tdp_pages += m.tdp_pages;
+	}
 	st->host_frames = host_arena_frames_used(vm->arena);
 	return 0;
 }

@@ -28,6 +28,33 @@ static const struct host_mmu_notifier_ops vm_mn_ops = {
 	.invalidate_range_end = vm_invalidate_range_end,
 };
 
+/* kvm_flush_remote_tlbs: every vCPU's TLB. vCPUs are interleaved on the caller's thread, so a
+ * direct flush is the request and its acknowledgement at once; the lockless phase turns this
+ * into request bits acknowledged by each vCPU thread. */
+static void vm_flush_remote_tlbs(void *opaque)
+{
+	struct vmmu_vm *vm = opaque;
+
+	pthread_mutex_lock(&vm->lock);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		cpu_flush_tlb(&vm->vcpus[i]->cpu);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+uint32_t vmmu_vm_opts(const struct vmmu_vm *vm)
+{
+	return vm ? vm->opts : 0;
+}
+
+int vmmu_vm_audit(struct vmmu_vm *vm, char *why, size_t whylen)
+{
+	if (!vm)
+		return -EINVAL;
+	if (!vm->mmu)
+		return 0;
+	return mmu_audit(vm->mmu, why, whylen);
+}
+
 /* Check a configuration and fill its defaults. */
 static int vm_config(const struct vmmu_vm_config *in, struct vmmu_vm_config *cfg,
 		     struct cpu_model *model)
@@ -47,9 +74,10 @@ static int vm_config(const struct vmmu_vm_config *in, struct vmmu_vm_config *cfg
 	if ((cfg->mmu == VMMU_MMU_EPT && cfg->host != VMMU_HOST_VMX) ||
 	    (cfg->mmu == VMMU_MMU_NPT && cfg->host != VMMU_HOST_SVM))
 		return -EINVAL;
-	/* The soft and hard MMUs arrive with phase 3. */
-	if (cfg->mmu != VMMU_MMU_NATIVE)
+	if (cfg->mmu != VMMU_MMU_NATIVE && !mmu_mode_available(cfg->mmu))
 		return -EOPNOTSUPP;
+	if (cfg->opts_off & ~(uint32_t)MMU_OPT_ALL)
+		return -EINVAL;
 	if (cpu_model_fixed(model, cfg->cpu ? cfg->cpu : "intel"))
 		return -EINVAL;
 	cfg->cpu = NULL;   /* the caller's string need not outlive the call */
@@ -88,9 +116,26 @@ int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out)
 		goto out_mm;
 	vm->mn.ops = &vm_mn_ops;
 	host_mmu_notifier_register(vm->mm, &vm->mn);
+	vm->opts = MMU_OPT_ALL & ~vm->cfg.opts_off;
+	/* No-trap needs VMX's PFEC_MASK/MATCH; SVM intercepts every #PF or none. */
+	if (vm->cfg.host == VMMU_HOST_SVM)
+		vm->opts &= ~(uint32_t)MMU_OPT_NOTRAP;
+	if (vm->cfg.mmu != VMMU_MMU_NATIVE) {
+		struct mmu_env env = {
+			.mode = vm->cfg.mmu, .host = vm->cfg.host, .opts = vm->opts,
+			.arena = vm->arena, .mm = vm->mm, .slots = vm->slots, .cpu = vm->cpu_model,
+			.flush_remote_tlbs = vm_flush_remote_tlbs, .opaque = vm,
+		};
+		rc = mmu_create(&env, &vm->mmu);
+		if (rc)
+			goto out_slots;
+	}
 	*out = vm;
 	return 0;
 
+out_slots:
+	host_mmu_notifier_unregister(vm->mm, &vm->mn);
+	memslots_destroy(vm->slots);
 out_mm:
 	host_mm_destroy(vm->mm);
 out_arena:
@@ -107,9 +152,13 @@ void vmmu_vm_destroy(struct vmmu_vm *vm)
 	if (!vm)
 		return;
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		if (vm->mmu)
+			mmu_vcpu_destroy(&vm->vcpus[i]->mmu);
 		cpu_destroy(&vm->vcpus[i]->cpu);
 		free(vm->vcpus[i]);
 	}
+	/* The MMU goes before the memory it maps; its notifier and memslot hooks with it. */
+	mmu_destroy(vm->mmu);
 	host_mmu_notifier_unregister(vm->mm, &vm->mn);
 	memslots_destroy(vm->slots);
 	host_mm_destroy(vm->mm);

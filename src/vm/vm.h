@@ -19,6 +19,7 @@
 #include "cpu/cpu.h"
 #include "host/host.h"
 #include "mem/memslot.h"
+#include "mmu/mmu.h"
 #include "paging/paging.h"
 #include "vmmu/vmmu.h"
 
@@ -36,6 +37,7 @@ struct vmmu_vcpu {
 	struct vmmu_vm *vm;                              /* [c] */
 	unsigned id;                                     /* [c] */
 	struct cpu cpu;                                  /* [o] the hardware */
+	struct mmu_vcpu mmu;                             /* [o] the MMU's per-vCPU state */
 	struct slot_cache slots;                         /* [o] */
 	uint64_t pc_mgen, pc_hseq;                       /* [o] what the cache was filled under */
 	struct phys_cache_entry pc[PHYS_CACHE_SIZE];     /* [o] */
@@ -47,6 +49,8 @@ struct vmmu_vm {
 	struct memslots *slots;                          /* [c] */
 	struct vmmu_vm_config cfg;                       /* [c] with defaults filled */
 	struct cpu_model cpu_model;                      /* [c] the guest CPU */
+	struct mmu *mmu;                                 /* [c] NULL in native mode */
+	uint32_t opts;                                   /* [c] VMMU_OPT_* in effect */
 	struct host_mmu_notifier mn;                     /* [c] bumps host_seq */
 	uint64_t host_seq;                               /* atomic: host invalidations so far */
 	pthread_mutex_t lock;                            /* guards vcpus[], nr_vcpus */
