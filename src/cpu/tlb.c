@@ -2,22 +2,24 @@
 /*
  * cpu/tlb: the modelled TLB of one vCPU (interface and architectural rules in tlb.h).
  *
- * Five set-associative arrays in one allocation: L1 4K, L1 2M, L1 1G, the STLB (4K and 2M mixed)
- * and the second-level 1G array. An entry is 24 bytes: a key, the virtual page number at the
- * entry's size with the size code above it (tlb_key), so one 64-bit compare checks page, size and
- * validity together; and the struct tlb_entry_info a hit returns, stored ready to copy out. The
- * set index is the low bits of the key (no division, no dispatch). LRU stamps live in a parallel
- * array, so a hit writes one word beside the set instead of widening every entry.
+ * Five set-associative arrays: L1 4K, L1 2M, L1 1G, the STLB (4K and 2M mixed) and the
+ * second-level 1G array. An entry is 24 bytes: a key, the virtual page number at the entry's size
+ * with the size code above it (tlb_key), so one 64-bit compare checks page, size and validity
+ * together; and the struct tlb_entry_info a hit returns, stored ready to copy out (its pcid and
+ * global fields are the rest of the tag). The set index is the low bits of the key: no division,
+ * no dispatch. LRU stamps live in a parallel array, so a hit writes one word beside the set.
  *
  * Invariants (tlb_check):
- *  - an entry sits in the set its key selects, in an array that holds its size;
+ *  - a valid entry sits in the set its key selects, in an array that holds its size, and its
+ *    frame is aligned to that size;
  *  - in each set, no two valid entries could answer the same lookup: for one key, at most one
- *    entry per PCID and, if a global entry is present, no other entry (tlb_insert drops the ones a
- *    new entry overlaps, which is always allowed since a TLB may forget anything);
- *  - LRU stamps of the valid entries of a set are distinct and <= the clock.
+ *    entry per PCID and, if a global entry is present, no other entry (arr_insert drops the ones
+ *    a new entry overlaps, which is always allowed since a TLB may forget anything);
+ *  - a free slot has stamp 0; the stamps of a set's valid entries are distinct, in 1..clock;
+ *  - an array's nvalid counts its valid entries.
  * Inclusion: a fill goes to both levels; an L1 eviction leaves the L2 copy (which is how an STLB
- * hit happens), an L2 eviction leaves the L1 copy (no back-invalidation, as Intel's STLB is not
- * inclusive). Every invalidation therefore searches both levels.
+ * hit happens), an L2 eviction leaves the L1 copy (no back-invalidation; Intel's STLB is not
+ * inclusive either). Every invalidation therefore searches both levels.
  * Locking: none; one vCPU thread owns the TLB (tlb.h).
  */
 #include <assert.h>
@@ -26,7 +28,6 @@
 #include <string.h>
 
 #include "cpu/tlb.h"
-#include "paging/paging.h"
 
 /*
  * Defaults: the data TLBs of an Intel Skylake core, from the Intel 64 and IA-32 Architectures
@@ -51,10 +52,9 @@
 /* Page size codes: shift = 12 + 9 * code. */
 enum { TLB_4K = 0, TLB_2M = 1, TLB_1G = 2, TLB_NSIZES = 3 };
 
-#define TLB_SIZE_SHIFT   56               /* size code position in a key; a 4K vpn has <= 52 bits */
-#define TLB_KEY_INVALID  (~0ULL)          /* no vpn/size produces it */
-
-_Static_assert(ACC_ALL <= 0xff, "ACC_* rights must fit tlb_entry_info.access");
+#define TLB_SIZE_SHIFT  56        /* size code position in a key; a 4K vpn has at most 52 bits */
+#define TLB_KEY_INVALID (~0ULL)   /* no (vpn, size) produces it */
+#define TLB_NONE        SIZE_MAX  /* "no slot" from arr_find */
 
 struct tlb_ent {
 	uint64_t key;                 /* tlb_key(va, size); TLB_KEY_INVALID when empty */
@@ -73,12 +73,11 @@ struct tlb_array {
 enum { ARR_L1_4K, ARR_L1_2M, ARR_L1_1G, ARR_L2, ARR_L2_1G, ARR_N };
 
 struct tlb {
-	struct tlb_array arr[ARR_N];
-	uint32_t clock;       /* LRU clock; renumbered when it wraps */
+	struct tlb_array arr[ARR_N];  /* the L1 array of size code s is arr[ARR_L1_4K + s] */
+	uint32_t clock;               /* LRU clock; renumbered when it would wrap */
 	struct tlb_stats stats;
-	struct tlb_ent *mem;  /* every array's entries, one block */
-	uint32_t *stamps;     /* every array's stamps, same order */
-	size_t nent;
+	struct tlb_ent *mem;          /* every array's entries, one block */
+	uint32_t *stamps;             /* every array's stamps, same order */
 };
 
 static inline unsigned size_shift(unsigned size)
@@ -96,8 +95,6 @@ static inline struct tlb_array *l2_of(struct tlb *t, unsigned size)
 {
 	return &t->arr[size == TLB_1G ? ARR_L2_1G : ARR_L2];
 }
-
-#define TLB_NONE SIZE_MAX         /* "no slot" from arr_find */
 
 /* Index of the first slot of @key's set in @a. */
 static inline size_t set_base(const struct tlb_array *a, uint64_t key)
@@ -127,7 +124,7 @@ static inline bool tags_overlap(const struct tlb_ent *e, uint16_t pcid, bool glo
 /* ---- LRU clock ---- */
 
 /*
- * The clock wrapped: rewrite each set's stamps as ranks 1..n in the same order, so recency
+ * The clock would wrap: rewrite each set's stamps as ranks 1..n in the same order, so recency
  * survives, and restart the clock above every rank. Runs once per 2^32 uses, hence cold.
  */
 __attribute__((cold, noinline)) static uint32_t tlb_renumber(struct tlb *t)
@@ -148,15 +145,16 @@ __attribute__((cold, noinline)) static uint32_t tlb_renumber(struct tlb *t)
 				st[w] = ent_valid(&set[w]) ? rank[w] : 0;
 		}
 	}
-	t->clock = TLB_MAX_WAYS + 1;
+	t->clock = TLB_MAX_WAYS + 1;   /* above every rank: the next stamp is the newest */
 	return t->clock;
 }
 
 static inline uint32_t tlb_tick(struct tlb *t)
 {
-	uint32_t c = ++t->clock;
+	uint32_t c = t->clock + 1;
 	if (__builtin_expect(c == 0, 0))
-		c = tlb_renumber(t);
+		return tlb_renumber(t);
+	t->clock = c;
 	return c;
 }
 
@@ -269,7 +267,6 @@ int tlb_create(const struct vmmu_tlb_geometry *g, struct tlb **out)
 		tlb_destroy(t);
 		return -ENOMEM;
 	}
-	t->nent = n;
 	for (size_t i = 0; i < n; i++) {
 		memset(&t->mem[i], 0, sizeof(t->mem[i]));
 		t->mem[i].key = TLB_KEY_INVALID;
@@ -302,10 +299,11 @@ void tlb_destroy(struct tlb *t)
  * match wins. If a guest changed a mapping's page size without flushing, a stale 4K entry and a
  * fresh 2M one may both cover @va: the architecture allows either (SDM 4.10.2.3); this returns the
  * smaller page, the first-level one before the second-level one. An L2 hit is copied into the L1
- * array of its size.
+ * array of its size. Empty arrays are skipped (a guest without large pages never probes them).
+ *
+ * lookup_slow is everything after the L1 4K probe, out of line so that tlb_lookup's hit path is a
+ * leaf function that saves no registers.
  */
-/* Everything after the L1 4K probe, out of line so the hit path stays a leaf without saved
- * registers. */
 __attribute__((noinline)) static enum tlb_hit lookup_slow(struct tlb *t, gva_t va, uint16_t pcid,
 							  struct tlb_entry_info *out)
 {
@@ -350,7 +348,6 @@ __attribute__((cold, noinline)) static enum tlb_hit lookup_wrap(struct tlb *t, g
 	return tlb_lookup(t, va, pcid, out);
 }
 
-/* The hot path: a leaf that only tail-calls, so it saves no registers. */
 enum tlb_hit tlb_lookup(struct tlb *t, gva_t va, uint16_t pcid, struct tlb_entry_info *out)
 {
 	/* L1 4K first: the common case, and its key needs no size code. */
@@ -361,6 +358,7 @@ enum tlb_hit tlb_lookup(struct tlb *t, gva_t va, uint16_t pcid, struct tlb_entry
 	for (uint32_t w = 0; w < a->ways; w++, i++) {
 		const struct tlb_ent *e = &a->ent[i];
 		if (e->key == key && (e->info.global || e->info.pcid == pcid)) {
+			/* tlb_tick, but reaching the renumbering through a tail call. */
 			uint32_t c = t->clock + 1;
 			if (__builtin_expect(c == 0, 0))
 				return lookup_wrap(t, va, pcid, out);
@@ -520,7 +518,7 @@ int tlb_check(const struct tlb *t)
 
 void tlb_test_set_clock(struct tlb *t, uint32_t clock)
 {
-	/* Stamps already given stay below the new clock only if it moves forward. */
+	/* Forward only: stamps already given must stay <= the clock. */
 	if (clock > t->clock)
 		t->clock = clock;
 }

@@ -226,7 +226,16 @@ int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigne
 	if (!(len >= 1 && len <= 8) && !(len == VMMU_PAGE_SIZE && !(gva & (VMMU_PAGE_SIZE - 1))))
 		return -EINVAL;
 retry:
-	rc = cpu_access(&vcpu->cpu, gva, len, kind, buf, &o);
+	/* Under an MMU, the hardware walks tables the MMU frees only after an RCU grace period:
+	 * the access is one read section (and the MMU handler, which may wait for a grace
+	 * period, runs outside it). */
+	if (vcpu->vm->mmu) {
+		memslots_read_lock();
+		rc = cpu_access(&vcpu->cpu, gva, len, kind, buf, &o);
+		memslots_read_unlock();
+	} else {
+		rc = cpu_access(&vcpu->cpu, gva, len, kind, buf, &o);
+	}
 	if (rc)
 		return rc;
 	if (o.status == HW_DONE) {
