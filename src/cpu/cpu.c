@@ -61,6 +61,65 @@ static void cpu_update(struct cpu *c)
 	c->pcid = (c->guest.cr4 & X86_CR4_PCIDE) ? (uint16_t)(c->guest.cr3 & 0xfff) : 0;
 }
 
+static void pwc_flush(struct cpu *c)
+{
+	if (!c->pwc)
+		return;
+	for (unsigned i = 0; i < 2; i++) c->pwc->l4[i].key = ~0ULL;
+	for (unsigned i = 0; i < 4; i++) c->pwc->l3[i].key = ~0ULL;
+	for (unsigned i = 0; i < 32; i++) c->pwc->l2[i].key = ~0ULL;
+}
+
+static struct pwc_entry *pwc_slot(struct pwc *p, int level, uint64_t key)
+{
+	switch (level) {
+	case 4: return &p->l4[key & 1];
+	case 3: return &p->l3[key & 3];
+	default: return &p->l2[key & 31];
+	}
+}
+
+/* The deepest cached entry for @gva: where a walk may resume. */
+static bool pwc_lookup(struct cpu *c, gva_t gva, struct walk_start *ws)
+{
+	for (int level = 2; level <= 4; level++) {
+		uint64_t key = gva >> (12 + 9 * (level - 1));
+		struct pwc_entry *e = pwc_slot(c->pwc, level, key);
+		if (e->key == key && e->pcid == c->pcid) {
+			ws->level = level - 1;
+			ws->table = e->table;
+			ws->access = e->access;
+			c->pwc->hits++;
+			return true;
+		}
+	}
+	c->pwc->misses++;
+	return false;
+}
+
+/* Cache the non-leaf entries of levels 4..2 a successful walk read; @acc: the rights granted
+ * above its first level (ACC_ALL from the root). */
+static void pwc_fill(struct cpu *c, gva_t gva, const struct walk_result *r,
+		     const struct paging_ctx *ctx, unsigned acc)
+{
+	for (int level = r->top_level; level > r->level; level--) {
+		uint64_t e = r->gpte[level];
+		unsigned a = ACC_EXEC | ((e & PT_WRITABLE_MASK) ? ACC_WRITE : 0) |
+			     ((e & PT_USER_MASK) ? ACC_USER : 0);
+		if ((ctx->efer & EFER_NXE) && (e & PT64_NX_MASK))
+			a &= ~ACC_EXEC;
+		acc &= a;
+		if (level > 4)
+			continue;   /* PML5Es are not cached */
+		uint64_t key = gva >> (12 + 9 * (level - 1));
+		struct pwc_entry *p = pwc_slot(c->pwc, level, key);
+		p->key = key;
+		p->table = e & rsvd_bits(12, 51);
+		p->pcid = c->pcid;
+		p->access = (uint8_t)acc;
+	}
+}
+
 int cpu_init(struct cpu *c, enum vmmu_mmu mode, const struct cpu_model *model,
 	     const struct vmmu_tlb_geometry *geom, const struct vmmu_cost *cost,
 	     const struct guest_mem_ops *gmem, void *gmem_opaque, const struct phys_ops *phys,
@@ -83,6 +142,14 @@ int cpu_init(struct cpu *c, enum vmmu_mmu mode, const struct cpu_model *model,
 	rc = tlb_create(geom, &c->tlb);
 	if (rc)
 		return rc;
+	if (geom && geom->pwc) {
+		c->pwc = calloc(1, sizeof(*c->pwc));
+		if (!c->pwc) {
+			tlb_destroy(c->tlb);
+			return -ENOMEM;
+		}
+		pwc_flush(c);
+	}
 	if (geom && geom->nested_tlb && (mode == VMMU_MMU_EPT || mode == VMMU_MMU_NPT)) {
 		c->ntlb = calloc(1, sizeof(*c->ntlb));
 		if (!c->ntlb) {
@@ -103,6 +170,8 @@ void cpu_destroy(struct cpu *c)
 	c->tlb = NULL;
 	free(c->ntlb);
 	c->ntlb = NULL;
+	free(c->pwc);
+	c->pwc = NULL;
 }
 
 void cpu_set_exit_controls(struct cpu *c, const struct exit_controls *ctl)
@@ -128,6 +197,7 @@ void cpu_set_tdp(struct cpu *c, const struct tdp_ctx *tdp)
 void cpu_flush_tlb(struct cpu *c)
 {
 	tlb_flush_all(c->tlb, true);
+	pwc_flush(c);
 	c->st.tlb_flush++;
 	c->st.sim_cycles += c->cost.tlb_flush;
 }
@@ -305,6 +375,7 @@ int cpu_mov_cr(struct cpu *c, int cr, uint64_t val)
 	} else if (cr == 3 && !noflush) {
 		/* Non-global entries of the new PCID go (with PCIDE off, that is all of them). */
 		tlb_flush_pcid(c->tlb, c->pcid, false);
+		pwc_flush(c);
 		c->st.tlb_flush++;
 		c->st.sim_cycles += c->cost.tlb_flush;
 	}
@@ -325,6 +396,7 @@ int cpu_invlpg(struct cpu *c, gva_t gva)
 	if ((c->guest.efer & EFER_LMA) && !canonical(c, gva))
 		return 0;
 	tlb_invlpg(c->tlb, gva, c->pcid);
+	pwc_flush(c);
 	return 0;
 }
 
@@ -338,6 +410,7 @@ int cpu_invpcid(struct cpu *c, unsigned type, uint16_t pcid, gva_t gva)
 		return -EINVAL;
 	c->st.invlpg++;
 	c->st.sim_cycles += c->cost.invlpg;
+	pwc_flush(c);
 	switch (type) {
 	case 0: tlb_flush_addr_pcid(c->tlb, gva, pcid); break;
 	case 1: tlb_flush_pcid(c->tlb, pcid, false); break;
@@ -351,6 +424,7 @@ static enum hw_status deliver_pf(struct cpu *c, gva_t gva, uint32_t ec, struct h
 {
 	/* A #PF drops the address's TLB entries (SDM 4.10.4.1). */
 	tlb_invlpg(c->tlb, gva, c->pcid);
+	pwc_flush(c);
 	c->st.pf_delivered++;
 	c->st.sim_cycles += c->cost.pf_deliver;
 	o->status = HW_PF;
@@ -417,7 +491,12 @@ static enum hw_status walk_native(struct cpu *c, gva_t gva, unsigned access, uin
 				  struct hw_outcome *o, int *err)
 {
 	struct walk_result r;
-	enum walk_status ws = paging_walk(&c->guest, c->gmem, c->gmem_opaque, gva, access, &r);
+	struct walk_start start, *sp = NULL;
+	bool pwc = c->pwc && paging_mode_of(&c->guest) >= PAGING_4LVL;
+
+	if (pwc && pwc_lookup(c, gva, &start))
+		sp = &start;
+	enum walk_status ws = paging_walk_from(&c->guest, c->gmem, c->gmem_opaque, gva, access, sp, &r);
 
 	count_walk(c, r.refs);
 	switch (ws) {
@@ -435,6 +514,8 @@ static enum hw_status walk_native(struct cpu *c, gva_t gva, unsigned access, uin
 	uint64_t leaf = r.level ? r.gpte[r.level] : 0;
 	fill(c, gva, r.gpa, r.page_shift, r.access, r.pkey, r.level == 0 || (leaf & PT_DIRTY_MASK),
 	     r.level && (leaf & PT_GLOBAL_MASK));
+	if (pwc)
+		pwc_fill(c, gva, &r, &c->guest, sp ? sp->access : ACC_ALL);
 	*pa = r.gpa;
 	return HW_DONE;
 }
@@ -462,7 +543,10 @@ static enum hw_status walk_shadow(struct cpu *c, gva_t gva, unsigned access, uin
 	 * shadowed" sptes fault with RSVD. */
 	hw.cpu.features |= CPU_FEAT_NX | CPU_FEAT_1G;
 	/* Outside long mode the guest's addresses are 32-bit: the shadow walk sees them so. */
-	enum walk_status ws = paging_walk(&hw, &host_mem_ops, c->arena, gva, access, &r);
+	struct walk_start start, *sp = NULL;
+	if (c->pwc && pwc_lookup(c, gva, &start))
+		sp = &start;
+	enum walk_status ws = paging_walk_from(&hw, &host_mem_ops, c->arena, gva, access, sp, &r);
 
 	count_walk(c, r.refs);
 	switch (ws) {
@@ -471,6 +555,7 @@ static enum hw_status walk_shadow(struct cpu *c, gva_t gva, unsigned access, uin
 	case WALK_PF:
 		if (exit_pf_intercepted(&c->ctl, r.ec)) {
 			tlb_invlpg(c->tlb, gva, c->pcid);
+			pwc_flush(c);
 			return vm_exit(c, o, VMMU_EXIT_PF, gva, 0, r.ec, 0, access);
 		}
 		return deliver_pf(c, r.addr, r.ec, o);
@@ -484,6 +569,8 @@ static enum hw_status walk_shadow(struct cpu *c, gva_t gva, unsigned access, uin
 	uint64_t leaf = r.gpte[r.level];
 	fill(c, gva, r.gpa, r.page_shift, r.access, r.pkey, leaf & PT_DIRTY_MASK,
 	     leaf & PT_GLOBAL_MASK);
+	if (c->pwc)
+		pwc_fill(c, gva, &r, &hw, sp ? sp->access : ACC_ALL);
 	*pa = r.gpa;
 	return HW_DONE;
 }
@@ -506,6 +593,7 @@ static enum hw_status walk_nested(struct cpu *c, gva_t gva, unsigned access, uin
 	case NESTED_GUEST_PF:
 		if (exit_pf_intercepted(&c->ctl, r.pf_ec)) {
 			tlb_invlpg(c->tlb, gva, c->pcid);
+			pwc_flush(c);
 			return vm_exit(c, o, VMMU_EXIT_PF, gva, 0, r.pf_ec, 0, access);
 		}
 		return deliver_pf(c, r.gva, r.pf_ec, o);

@@ -72,6 +72,25 @@ struct cpu_stats {
 	uint64_t sim_cycles;
 };
 
+/*
+ * Paging-structure caches (SDM 4.10.3), optional (struct vmmu_tlb_geometry.pwc): for the 1-D walks
+ * (native, shadow) the non-leaf PML4E, PDPTE and PDE that a successful walk used, so a TLB miss
+ * resumes below them. Direct-mapped; sizes after published measurements of Intel cores (2, 4 and
+ * 32 entries; an estimate). Tagged by PCID; dropped whenever the TLB drops anything (a
+ * conservative reading of the SDM's rules, which allow it).
+ */
+#define PWC_LEVELS 3                     /* caches for entries of levels 4, 3, 2 */
+struct pwc_entry {
+	uint64_t key;                        /* va >> (12 + 9 * (level - 1)); ~0 when empty */
+	uint64_t table;                      /* the next level's table */
+	uint16_t pcid;
+	uint8_t access;                      /* rights granted from the root down to this entry */
+};
+struct pwc {
+	struct pwc_entry l4[2], l3[4], l2[32];
+	uint64_t hits, misses;
+};
+
 /* Legend: [c] set by cpu_init, then constant; [v] owned by the vCPU thread. */
 struct cpu {
 	enum vmmu_mmu mode;                  /* [c] */
@@ -91,6 +110,7 @@ struct cpu {
 	int shadow_levels;                   /* [v] 4 or 5 */
 	struct tdp_ctx tdp;                  /* [v] nested modes: the EPTP / nCR3 */
 	struct nested_tlb *ntlb;             /* [c] nested TLB, NULL unless the geometry asks */
+	struct pwc *pwc;                     /* [c] paging-structure caches, NULL unless asked */
 	struct cpu_stats st;                 /* [v] */
 };
 

@@ -117,6 +117,9 @@ struct walk_result {
 	gpa_t gpa;                          /* WALK_OK: the translation */
 	int level;                          /* level of the last entry read (the leaf when OK) */
 	int root_level;                     /* 2, 3 (PAE), 4 or 5 */
+	int top_level;                      /* the first level this walk read (root_level unless it
+					     * resumed from a struct walk_start); gpte[] and
+					     * pte_gpa[] are valid from top_level down to level */
 	unsigned page_shift;                /* WALK_OK: 12, 21, 22 or 30 */
 	unsigned access;                    /* WALK_OK: combined ACC_* rights */
 	unsigned pkey;                      /* WALK_OK: leaf protection key (0 unless 64-bit format) */
@@ -133,11 +136,27 @@ enum paging_mode paging_mode_of(const struct paging_ctx *ctx);
 enum walk_status paging_walk(const struct paging_ctx *ctx, const struct guest_mem_ops *ops,
 			     void *opaque, gva_t addr, unsigned access, struct walk_result *r);
 
-/* The per-format walkers paging_walk() dispatches to (walk_tmpl.h). */
+/* Where a walk may resume: the table of @level (1 .. root_level - 1) and the rights the entries
+ * above it grant, from a paging-structure cache (4-/5-level paging only). */
+struct walk_start {
+	int level;
+	gpa_t table;
+	unsigned access;
+};
+
+/* paging_walk() resuming at @start (NULL: from the root). The entries above @start are neither
+ * read nor updated. */
+enum walk_status paging_walk_from(const struct paging_ctx *ctx, const struct guest_mem_ops *ops,
+				  void *opaque, gva_t addr, unsigned access,
+				  const struct walk_start *start, struct walk_result *r);
+
+/* The per-format walkers paging_walk_from() dispatches to (walk_tmpl.h). */
 enum walk_status walk32_addr(const struct paging_ctx *ctx, const struct guest_mem_ops *ops,
-			     void *opaque, gva_t addr, unsigned access, struct walk_result *r);
+			     void *opaque, gva_t addr, unsigned access,
+			     const struct walk_start *start, struct walk_result *r);
 enum walk_status walk64_addr(const struct paging_ctx *ctx, const struct guest_mem_ops *ops,
-			     void *opaque, gva_t addr, unsigned access, struct walk_result *r);
+			     void *opaque, gva_t addr, unsigned access,
+			     const struct walk_start *start, struct walk_result *r);
 
 /* The permission rules alone: does an access with @access (PFERR_WRITE/FETCH, WALK_IMPLICIT) to a
  * translation with rights @acc and key @pkey fault? Returns 0 or the error-code bits

@@ -248,7 +248,7 @@ static int npt_walk(const struct tdp_ctx *c, gpa_t gpa, unsigned access, struct 
 	memset(&w, 0, sizeof(w));
 	/* walk64_addr, not paging_walk: a gpa has no canonical form to check. */
 	walk64_addr(&pc, &host_mem_ops, c->arena, gpa,
-		    access & (PFERR_WRITE | PFERR_FETCH | WALK_NO_AD), &w);
+		    access & (PFERR_WRITE | PFERR_FETCH | WALK_NO_AD), NULL, &w);
 	r->refs = w.refs;
 	r->level = w.level;
 	if (w.level >= 1 && w.level <= PT_MAX_LEVELS)

@@ -109,7 +109,8 @@ static unsigned FNAME(gpte_access)(const struct paging_ctx *ctx, uint64_t pte)
 }
 
 enum walk_status FNAME(addr)(const struct paging_ctx *ctx, const struct guest_mem_ops *ops,
-			     void *opaque, gva_t addr, unsigned access, struct walk_result *r)
+			     void *opaque, gva_t addr, unsigned access,
+			     const struct walk_start *start, struct walk_result *r)
 {
 	const enum paging_mode mode = paging_mode_of(ctx);
 	const bool write = access & PFERR_WRITE;
@@ -149,6 +150,15 @@ retry:
 		table = ctx->cr3 & PT_ENTRY_ADDR_MASK;
 #endif
 		r->root_level = level;
+		/* A paging-structure cache hit resumes below the root with the rights the cached
+		 * upper entries grant (their A bits are already set: they were cached after a
+		 * successful walk). */
+		if (start && start->level > 0 && start->level < level) {
+			level = start->level;
+			table = start->table;
+			acc = start->access;
+		}
+		r->top_level = level;
 
 		for (;;) {
 			gpa_t pte_gpa;
@@ -209,7 +219,7 @@ retry:
 			goto error;
 
 		if (!(access & WALK_NO_AD)) {
-			for (int l = r->root_level; l >= level; l--) {
+			for (int l = r->top_level; l >= level; l--) {
 				uint64_t old = r->gpte[l], val = old | PT_ACCESSED_MASK;
 #if PTTYPE == 64
 				if (mode == PAGING_PAE && l == 3)

@@ -4,6 +4,7 @@
  * See paging.h for the semantics; walk_tmpl.h for the walk itself. No state, no locking.
  */
 #include <errno.h>
+#include <stddef.h>
 
 #include "paging/paging.h"
 
@@ -121,6 +122,13 @@ static bool is_canonical(gva_t addr, int vbits)
 enum walk_status paging_walk(const struct paging_ctx *ctx, const struct guest_mem_ops *ops,
 			     void *opaque, gva_t addr, unsigned access, struct walk_result *r)
 {
+	return paging_walk_from(ctx, ops, opaque, addr, access, NULL, r);
+}
+
+enum walk_status paging_walk_from(const struct paging_ctx *ctx, const struct guest_mem_ops *ops,
+				  void *opaque, gva_t addr, unsigned access,
+				  const struct walk_start *start, struct walk_result *r)
+{
 	switch (paging_mode_of(ctx)) {
 	case PAGING_OFF:
 		/* No paging: linear is physical (32 bits outside long mode), every right granted. */
@@ -129,14 +137,14 @@ enum walk_status paging_walk(const struct paging_ctx *ctx, const struct guest_me
 		r->status = WALK_OK;
 		r->access = ACC_ALL;
 		r->page_shift = 12;
-		r->level = r->root_level = 0;
+		r->level = r->root_level = r->top_level = 0;
 		r->refs = 0;
 		r->pkey = 0;
 		return WALK_OK;
 	case PAGING_32:
-		return walk32_addr(ctx, ops, opaque, addr, access, r);
+		return walk32_addr(ctx, ops, opaque, addr, access, NULL, r);
 	case PAGING_PAE:
-		return walk64_addr(ctx, ops, opaque, addr & 0xffffffffULL, access, r);
+		return walk64_addr(ctx, ops, opaque, addr & 0xffffffffULL, access, NULL, r);
 	case PAGING_4LVL:
 	case PAGING_5LVL:
 		if (!is_canonical(addr, paging_mode_of(ctx) == PAGING_5LVL ? 57 : 48)) {
@@ -145,7 +153,7 @@ enum walk_status paging_walk(const struct paging_ctx *ctx, const struct guest_me
 			r->refs = 0;
 			return WALK_GP;
 		}
-		return walk64_addr(ctx, ops, opaque, addr, access, r);
+		return walk64_addr(ctx, ops, opaque, addr, access, start, r);
 	}
 	return WALK_GP;
 }

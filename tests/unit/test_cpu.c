@@ -450,6 +450,50 @@ static void test_cost_model(void **state)
 	assert_int_equal(cost_set(&c, "walk_ref="), -EINVAL);
 }
 
+static void test_paging_structure_caches(void **state)
+{
+	struct g g2 = { 0 };
+	struct vmmu_vm_config cfg = { .host_mem_bytes = 1ULL << 30, .tlb = { .pwc = true } };
+	uint64_t hva, x = 0, y;
+	assert_int_equal(vmmu_vm_create(&cfg, &g2.vm), 0);
+	assert_int_equal(vmmu_vm_mmap(g2.vm, MEM, false, &hva), 0);
+	struct vmmu_userspace_memory_region r = { .slot = 0, .memory_size = MEM, .userspace_addr = hva };
+	assert_int_equal(vmmu_set_user_memory_region(g2.vm, &r), 0);
+	assert_int_equal(vmmu_vcpu_create(g2.vm, 0, &g2.v), 0);
+	g2.next_table = 0x100000;
+	g2.root = new_table(&g2);
+	regs64(&g2, 0, g2.root);
+	for (int i = 0; i < 4; i++)
+		map(&g2, 4, 0x400000 + i * 0x1000, 0x800000 + i * 0x1000, 1, PRWU);
+	map(&g2, 4, 0x40000000, 0x900000, 1, PRWU);           /* another PDPTE */
+	uint64_t before = stats(&g2).walk_refs;
+	acc(&g2, 0x400000, 8, 0, &x);
+	assert_int_equal(stats(&g2).walk_refs - before, 4);  /* cold */
+	acc(&g2, 0x401000, 8, 0, &x);
+	assert_int_equal(stats(&g2).walk_refs - before, 5);  /* PDE cached: the PTE only */
+	acc(&g2, 0x40000000, 8, 0, &x);
+	assert_int_equal(stats(&g2).walk_refs - before, 8);  /* PML4E cached: PDPTE, PDE, PTE */
+	/* The walk resumed below the cache still sets A/D in what it reads. */
+	acc(&g2, 0x402000, 8, VMMU_ACC_WRITE, &x);
+	assert_int_equal(stats(&g2).walk_refs - before, 9);
+	/* Values are the walk's, not the cache's: data written is where the PTE says. */
+	acc(&g2, 0x402000, 8, 0, &y);
+	assert_int_equal(rd(&g2, 0x802000), x);
+	/* INVLPG drops the caches too: the next miss walks from the root. */
+	vmmu_vcpu_invlpg(g2.v, 0x400000);
+	acc(&g2, 0x403000, 8, 0, &x);
+	assert_int_equal(stats(&g2).walk_refs - before, 13);
+	/* A PDE made not present and flushed: the cached PDE must not be used. Tables were made in
+	 * order: the root, then PDPT 0x101000, PD 0x102000; 0x400000 is PDE 2. */
+	acc(&g2, 0x400000, 8, 0, &x);
+	wr(&g2, 0x102000 + 2 * 8, 0);
+	vmmu_vcpu_invlpg(g2.v, 0x401000);
+	struct vmmu_access_result res = acc(&g2, 0x400000, 8, 0, &x);
+	assert_int_equal(res.status, VMMU_ACCESS_PF);
+	assert_int_equal(res.pf_ec, 0);
+	vmmu_vm_destroy(g2.vm);
+}
+
 static void test_pf_exit_rules(void **state)
 {
 	/* VMX: with bit 14 set, exit iff (ec & mask) == match; clear: iff they differ. */
@@ -511,7 +555,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_access_and_fault), T(test_walk_refs_1d), T(test_walk_refs_5level_32bit_pae),
 		T(test_cpl_switch_keeps_tlb), T(test_dirty_rewalk), T(test_stale_tlb_until_invlpg), T(test_global_and_cr3),
-		T(test_pcid), T(test_mmio_and_split), T(test_regs_checks), T(test_cost_model),
+		T(test_pcid), T(test_mmio_and_split), T(test_regs_checks), T(test_cost_model), T(test_paging_structure_caches),
 		cmocka_unit_test(test_pf_exit_rules), cmocka_unit_test(test_vm_config),
 	};
 	return cmocka_run_group_tests_name("cpu", tests, NULL, NULL);

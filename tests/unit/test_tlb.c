@@ -339,6 +339,49 @@ static void test_lru_l1(void **state)
 	tlb_destroy(t);
 }
 
+static void test_lru_large_pages(void **state)
+{
+	/* The same order in the L1 2M array (8 sets: stride 16 MiB) and the L1 1G array (one set). */
+	static const struct { unsigned shift; uint64_t stride; } c[] = { { 21, 8 * SZ_2M }, { 30, SZ_1G } };
+	for (unsigned k = 0; k < 2; k++) {
+		struct tlb *t = mk(NULL);
+		gva_t p[5];
+		for (unsigned i = 0; i < 5; i++)
+			p[i] = (1ULL << 44) + i * c[k].stride;
+		for (unsigned i = 0; i < 4; i++)
+			fill(t, p[i], (uint64_t)(i + 1) << 30, c[k].shift, 0, false);
+		assert_int_equal(look(t, p[0] + 0x1000, 0, NULL), TLB_HIT_L1);   /* B is now the oldest */
+		fill(t, p[4], 5ULL << 30, c[k].shift, 0, false);
+		assert_int_equal(look(t, p[0], 0, NULL), TLB_HIT_L1);
+		assert_int_equal(look(t, p[2], 0, NULL), TLB_HIT_L1);
+		assert_int_equal(look(t, p[3], 0, NULL), TLB_HIT_L1);
+		assert_int_equal(look(t, p[4], 0, NULL), TLB_HIT_L1);
+		assert_int_equal(look(t, p[1], 0, NULL), TLB_HIT_L2);
+		tlb_destroy(t);
+	}
+}
+
+static void test_stlb_single_entry(void **state)
+{
+	/* One-way L1 arrays; after the INVLPG each second-level array holds exactly one entry, which
+	 * must still be found (an array is skipped only when empty). */
+	struct vmmu_tlb_geometry g = { .l1_4k = { 1, 1 }, .l1_1g = { 1, 1 } };
+	struct tlb *t = mk(&g);
+	uint64_t f;
+	fill(t, 0x1000, 0xa000, 12, 0, false);
+	fill(t, 0x2000, 0xb000, 12, 0, false);
+	fill(t, 1ULL << 30, 1ULL << 30, 30, 0, false);
+	fill(t, 2ULL << 30, 2ULL << 30, 30, 0, false);
+	tlb_invlpg(t, 0x2000, 0);
+	tlb_invlpg(t, 2ULL << 30, 0);
+	assert_int_equal(tlb_count(t), 2);
+	assert_int_equal(look(t, 0x1000, 0, &f), TLB_HIT_L2);
+	assert_int_equal(f, 0xa000);
+	assert_int_equal(look(t, (1ULL << 30) + 5, 0, &f), TLB_HIT_L2);
+	assert_int_equal(f, 1ULL << 30);
+	tlb_destroy(t);
+}
+
 static void test_lru_l2_capacity(void **state)
 {
 	/* One-entry L1, a 2-way single-set STLB: capacity 2, then the LRU goes for good. */
@@ -401,6 +444,19 @@ static void test_clock_wrap_keeps_order(void **state)
 	assert_int_equal(look(t, set0(5), 0, NULL), TLB_HIT_L1);
 	assert_int_equal(look(t, set0(1), 0, NULL), TLB_HIT_L2);
 	assert_int_equal(look(t, set0(2), 0, NULL), TLB_HIT_L2);
+	tlb_destroy(t);
+
+	/* Fills alone across the wrap (fill() runs tlb_check: stamps stay distinct). */
+	t = mk(NULL);
+	for (unsigned i = 0; i < 4; i++)
+		fill(t, set0(i), 0x100000 + i * SZ_4K, 12, 0, false);
+	tlb_test_set_clock(t, UINT32_MAX - 1);
+	for (unsigned i = 4; i < 7; i++)
+		fill(t, set0(i), 0x100000 + i * SZ_4K, 12, 0, false);   /* evict A, B, C in order */
+	for (unsigned i = 3; i < 7; i++)
+		assert_int_equal(look(t, set0(i), 0, NULL), TLB_HIT_L1);
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(look(t, set0(i), 0, NULL), TLB_HIT_L2);
 	tlb_destroy(t);
 }
 
@@ -666,6 +722,8 @@ int main(void)
 		cmocka_unit_test(test_flush_pcid),
 		cmocka_unit_test(test_flush_all),
 		cmocka_unit_test(test_lru_l1),
+		cmocka_unit_test(test_lru_large_pages),
+		cmocka_unit_test(test_stlb_single_entry),
 		cmocka_unit_test(test_lru_l2_capacity),
 		cmocka_unit_test(test_stlb_hit_promotes),
 		cmocka_unit_test(test_clock_wrap_keeps_order),
