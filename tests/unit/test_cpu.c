@@ -487,7 +487,7 @@ static void test_paging_structure_caches(void **state)
 	 * order: the root, then PDPT 0x101000, PD 0x102000; 0x400000 is PDE 2. */
 	acc(&g2, 0x400000, 8, 0, &x);
 	wr(&g2, 0x102000 + 2 * 8, 0);
-	vmmu_vcpu_invlpg(g2.v, 0x401000);
+	vmmu_vcpu_invlpg(g2.v, 0x400000);
 	struct vmmu_access_result res = acc(&g2, 0x400000, 8, 0, &x);
 	assert_int_equal(res.status, VMMU_ACCESS_PF);
 	assert_int_equal(res.pf_ec, 0);
