@@ -120,10 +120,89 @@ static void pwc_fill(struct cpu *c, gva_t gva, const struct walk_result *r,
 	}
 }
 
+/* ---- guest physical memory through the page cache ---- */
+
+void cpu_flush_pcache(struct cpu *c)
+{
+	for (unsigned i = 0; i < CPU_PCACHE_SIZE; i++)
+		c->pcache[i].gfn = ~0ULL;
+}
+
+/* The host bytes of guest page @gfn for an access (@write), through the cache. Errors as
+ * struct phys_ops. Inline: this is every native access's path. */
+static inline int gfn_host(struct cpu *c, gfn_t gfn, bool write, uint8_t **host)
+{
+	struct cpu_pcache_entry *e = &c->pcache[gfn % CPU_PCACHE_SIZE];
+	bool cacheable;
+	int rc;
+
+	if (__builtin_expect(e->gfn == gfn && (!write || e->writable), 1)) {
+		*host = e->host;
+		return 0;
+	}
+	rc = c->phys->page(c->phys_opaque, gfn, write, host, &cacheable);
+	if (rc)
+		return rc;
+	/* Only native mode's memory map change is pushed to this cache (cpu_flush_pcache). */
+	if (cacheable && c->mode == VMMU_MMU_NATIVE) {
+		e->gfn = gfn;
+		e->host = *host;
+		e->writable = write;
+	} else if (e->gfn == gfn) {
+		e->writable = false;
+	}
+	return 0;
+}
+
+static int cpu_gmem_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
+{
+	uint8_t *page;
+	int rc;
+
+	if ((len != 4 && len != 8) || (gpa & (len - 1)))
+		return -EINVAL;
+	rc = gfn_host(opaque, gpa >> 12, false, &page);
+	if (rc)
+		return rc == -EPERM ? -EACCES : rc;
+	/* Entries are naturally aligned; another vCPU may swap them at any time. */
+	if (len == 8)
+		*(uint64_t *)buf = __atomic_load_n((const uint64_t *)(page + (gpa & 0xfff)), __ATOMIC_ACQUIRE);
+	else
+		*(uint32_t *)buf = __atomic_load_n((const uint32_t *)(page + (gpa & 0xfff)), __ATOMIC_ACQUIRE);
+	return 0;
+}
+
+static int cpu_gmem_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val, unsigned len)
+{
+	uint8_t *page;
+	bool ok;
+	int rc;
+
+	if ((len != 4 && len != 8) || (gpa & (len - 1)))
+		return -EINVAL;
+	rc = gfn_host(opaque, gpa >> 12, true, &page);
+	if (rc)
+		return rc == -EPERM ? -EACCES : rc;
+	void *dst = page + (gpa & 0xfff);
+	if (len == 8) {
+		ok = __atomic_compare_exchange_n((uint64_t *)dst, &old, val, false, __ATOMIC_SEQ_CST,
+						 __ATOMIC_SEQ_CST);
+	} else {
+		uint32_t o = (uint32_t)old;
+		ok = __atomic_compare_exchange_n((uint32_t *)dst, &o, (uint32_t)val, false,
+						 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+	}
+	return ok ? 0 : -EAGAIN;
+}
+
+const struct guest_mem_ops cpu_gmem_ops = {
+	.read = cpu_gmem_read,
+	.cmpxchg = cpu_gmem_cmpxchg,
+};
+
 int cpu_init(struct cpu *c, enum vmmu_mmu mode, const struct cpu_model *model,
 	     const struct vmmu_tlb_geometry *geom, const struct vmmu_cost *cost,
-	     const struct guest_mem_ops *gmem, void *gmem_opaque, const struct phys_ops *phys,
-	     void *phys_opaque, struct host_arena *arena)
+	     const struct phys_ops *phys, void *phys_opaque, struct host_arena *arena)
 {
 	int rc;
 
@@ -133,11 +212,11 @@ int cpu_init(struct cpu *c, enum vmmu_mmu mode, const struct cpu_model *model,
 	if (cost)
 		c->cost = *cost;
 	cost_fill_defaults(&c->cost);
-	c->gmem = gmem;
-	c->gmem_opaque = gmem_opaque;
 	c->phys = phys;
 	c->phys_opaque = phys_opaque;
+	cpu_flush_pcache(c);
 	c->arena = arena;
+	c->arena_base = arena ? host_pfn_to_ptr(arena, 0) : NULL;
 	c->shadow_levels = 4;
 	rc = tlb_create(geom, &c->tlb);
 	if (rc)
@@ -214,14 +293,14 @@ static uint64_t cr4_allowed(const struct cpu_model *m)
 
 /* PAE paging (not long mode) loads the four PDPTEs at MOV CR3 and when paging turns on; a present
  * one with a reserved bit is a #GP (SDM 4.4.1). */
-static int load_pdptrs(const struct cpu *c, struct paging_ctx *ctx)
+static int load_pdptrs(struct cpu *c, struct paging_ctx *ctx)
 {
 	gpa_t base = ctx->cr3 & rsvd_bits(5, 31);
 	uint64_t rsvd = paging_rsvd_mask64(ctx, PAGING_PAE, 3, false);
 
 	for (unsigned i = 0; i < 4; i++) {
 		uint64_t e;
-		if (c->gmem->read(c->gmem_opaque, base + i * 8, &e, 8))
+		if (cpu_gmem_read(c, base + i * 8, &e, 8))
 			return -EINVAL;
 		if ((e & PT_PRESENT_MASK) && (e & rsvd))
 			return -EINVAL;
@@ -232,7 +311,7 @@ static int load_pdptrs(const struct cpu *c, struct paging_ctx *ctx)
 }
 
 /* Check a full control state the way the CPU would on the MOVs that reach it. */
-static int check_state(const struct cpu *c, struct paging_ctx *n)
+static int check_state(struct cpu *c, struct paging_ctx *n)
 {
 	const struct cpu_model *m = &n->cpu;
 	uint64_t efer_ok = EFER_SCE | EFER_LME | EFER_LMA | (cpu_has(m, CPU_FEAT_NX) ? EFER_NXE : 0);
@@ -496,7 +575,7 @@ static enum hw_status walk_native(struct cpu *c, gva_t gva, unsigned access, uin
 
 	if (pwc && pwc_lookup(c, gva, &start))
 		sp = &start;
-	enum walk_status ws = paging_walk_from(&c->guest, c->gmem, c->gmem_opaque, gva, access, sp, &r);
+	enum walk_status ws = paging_walk_from(&c->guest, &cpu_gmem_ops, c, gva, access, sp, &r);
 
 	count_walk(c, r.refs);
 	switch (ws) {
@@ -566,6 +645,11 @@ static enum hw_status walk_shadow(struct cpu *c, gva_t gva, unsigned access, uin
 		*err = r.abort_err ? r.abort_err : -EIO;
 		return HW_EXIT;
 	}
+	/* The MMU must only ever map allocated host frames (Isolation): refuse anything else. */
+	if (!host_pfn_valid(c->arena, r.gpa >> 12)) {
+		*err = -EFAULT;
+		return HW_EXIT;
+	}
 	uint64_t leaf = r.gpte[r.level];
 	fill(c, gva, r.gpa, r.page_shift, r.access, r.pkey, leaf & PT_DIRTY_MASK,
 	     leaf & PT_GLOBAL_MASK);
@@ -615,6 +699,10 @@ static enum hw_status walk_nested(struct cpu *c, gva_t gva, unsigned access, uin
 		rights &= ~ACC_WRITE;
 	if (!(r.tdp_rights & TDP_X))
 		rights &= ~ACC_EXEC;
+	if (!host_pfn_valid(c->arena, r.hpa >> 12)) {
+		*err = -EFAULT;
+		return HW_EXIT;
+	}
 	uint64_t leaf = r.guest.level ? r.guest.gpte[r.guest.level] : PT_DIRTY_MASK;
 	bool tdp_dirty = (c->tdp.fmt == TDP_EPT && !c->tdp.ad) ||
 			 (r.tdp.entry & (c->tdp.fmt == TDP_EPT ? EPT_DIRTY_MASK : PT_DIRTY_MASK));
@@ -630,8 +718,12 @@ static enum hw_status walk_nested(struct cpu *c, gva_t gva, unsigned access, uin
  * walks again: for the D bit it must set, or to take a fault from the tables as they are now
  * (a #PF also drops the address's TLB entries, as the SDM says).
  */
-static enum hw_status translate(struct cpu *c, gva_t gva, unsigned kind, unsigned access,
-				uint64_t *pa, struct hw_outcome *o, int *err)
+__attribute__((noinline)) static enum hw_status translate_miss(struct cpu *c, gva_t gva,
+		unsigned access, uint64_t *pa, struct hw_outcome *o, int *err);
+
+static inline __attribute__((always_inline)) enum hw_status
+translate(struct cpu *c, gva_t gva, unsigned kind, unsigned access, uint64_t *pa,
+	  struct hw_outcome *o, int *err)
 {
 	struct tlb_entry_info e;
 	enum tlb_hit h = tlb_lookup(c->tlb, gva, c->pcid, &e);
@@ -650,6 +742,12 @@ static enum hw_status translate(struct cpu *c, gva_t gva, unsigned kind, unsigne
 			return HW_DONE;
 		}
 	}
+	return translate_miss(c, gva, access, pa, o, err);
+}
+
+__attribute__((noinline)) static enum hw_status translate_miss(struct cpu *c, gva_t gva,
+		unsigned access, uint64_t *pa, struct hw_outcome *o, int *err)
+{
 	c->st.tlb_misses++;
 
 	switch (c->mode) {
@@ -705,6 +803,37 @@ int cpu_access(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
 	c->st.accesses++;
 	c->st.sim_cycles += c->cost.tlb_hit;
 
+	/* The common case first: one page, long mode. */
+	if (__builtin_expect((gva & 0xfff) + len <= 4096 && (c->guest.efer & EFER_LMA), 1)) {
+		uint64_t a;
+		uint8_t *p;
+		enum hw_status s = translate(c, gva, kind, access, &a, o, &err);
+		if (__builtin_expect(s != HW_DONE, 0))
+			return err;
+		if (c->mode == VMMU_MMU_NATIVE) {
+			int rc = gfn_host(c, a >> 12, write, &p);
+			if (__builtin_expect(rc != 0, 0)) {
+				if (rc != -ENOENT && rc != -EPERM)
+					return rc;
+				c->st.mmio++;
+				c->st.sim_cycles += c->cost.mmio;
+				o->status = HW_MMIO;
+				o->mmio_pa = a;
+				o->mmio_len = len;
+				o->mmio_write = write;
+				return 0;
+			}
+			p += a & 0xfff;
+		} else {
+			p = c->arena_base + a;
+		}
+		if (write)
+			copy_in(p, buf, len);
+		else
+			copy_out(buf, p, len);
+		return 0;
+	}
+
 	/* An access that crosses a page needs both translations before any byte moves, so a fault on
 	 * the second page leaves memory untouched, as on hardware. */
 	part[0] = len;
@@ -726,16 +855,14 @@ int cpu_access(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
 
 	uint32_t off = 0;
 	for (unsigned i = 0; i < nparts; i++) {
-		void *p;
-		int rc;
+		uint8_t *p;
+		int rc = 0;
 		if (c->mode == VMMU_MMU_NATIVE) {
-			rc = c->phys->ptr(c->phys_opaque, pa[i], part[i], write, &p);
+			rc = gfn_host(c, pa[i] >> 12, write, &p);
+			p += pa[i] & 0xfff;
 		} else {
-			/* An hpa the MMU mapped: it must be an allocated host frame (Isolation). */
-			if (!host_pfn_valid(c->arena, pa[i] >> 12))
-				return -EFAULT;
-			p = (char *)host_pfn_to_ptr(c->arena, pa[i] >> 12) + (pa[i] & 0xfff);
-			rc = 0;
+			/* An hpa from a TLB entry, checked when the entry was filled (walk_*). */
+			p = c->arena_base + pa[i];
 		}
 		if (rc == -ENOENT || rc == -EPERM) {
 			c->st.mmio++;

@@ -30,11 +30,24 @@
 #include "paging/tdp.h"
 #include "vmmu/vmmu.h"
 
-/* Memory at the final address of a translation (gpa natively, hpa under a hypervisor). */
+/* Guest physical memory as the VMM provides it (memslots): for native data accesses and walks,
+ * and PAE PDPTE loads in every mode. */
 struct phys_ops {
-	/* A pointer to [pa, pa + len), inside one page. 0; -ENOENT: no memory there (MMIO);
-	 * -EPERM: read-only memory and @write (an MMIO exit, as KVM treats read-only slots). */
-	int (*ptr)(void *opaque, uint64_t pa, uint32_t len, bool write, void **p);
+	/* The host bytes of guest page @gfn. 0; -ENOENT: no memory there (MMIO); -EPERM: read-only
+	 * memory and @write (an MMIO exit, as KVM treats read-only slots). *@cacheable: the pointer
+	 * may be reused for this kind of access until a generation counter changes (false for
+	 * writes to a dirty-logging slot, which must be logged one by one). */
+	int (*page)(void *opaque, gfn_t gfn, bool write, uint8_t **host, bool *cacheable);
+};
+
+/* The cpu's cache of guest page -> host bytes for native mode: direct-mapped; the VMM empties it
+ * (cpu_flush_pcache) whenever a guest page's host bytes may change (a memslot change, a host
+ * mapping invalidation), before the change completes. */
+#define CPU_PCACHE_SIZE 256
+struct cpu_pcache_entry {
+	gfn_t gfn;            /* ~0 when empty */
+	uint8_t *host;
+	bool writable;
 };
 
 enum hw_status {
@@ -101,11 +114,11 @@ struct cpu {
 	struct tlb *tlb;                     /* [c] */
 	struct vmmu_cost cost;               /* [c] defaults filled */
 	struct exit_controls ctl;            /* [v] set by the hypervisor */
-	const struct guest_mem_ops *gmem;    /* [c] guest physical memory (native walks) */
-	void *gmem_opaque;                   /* [c] */
-	const struct phys_ops *phys;         /* [c] native mode's final-address memory */
+	const struct phys_ops *phys;         /* [c] guest physical memory */
 	void *phys_opaque;                   /* [c] */
+	struct cpu_pcache_entry pcache[CPU_PCACHE_SIZE];   /* [v] */
 	struct host_arena *arena;            /* [c] host memory: shadow and nested modes */
+	uint8_t *arena_base;                 /* [c] host address of hpa 0 */
 	hpa_t shadow_root;                   /* [v] shadow mode: the root the hypervisor loaded */
 	int shadow_levels;                   /* [v] 4 or 5 */
 	struct tdp_ctx tdp;                  /* [v] nested modes: the EPTP / nCR3 */
@@ -116,8 +129,13 @@ struct cpu {
 
 int cpu_init(struct cpu *c, enum vmmu_mmu mode, const struct cpu_model *model,
 	     const struct vmmu_tlb_geometry *geom, const struct vmmu_cost *cost,
-	     const struct guest_mem_ops *gmem, void *gmem_opaque, const struct phys_ops *phys,
-	     void *phys_opaque, struct host_arena *arena);
+	     const struct phys_ops *phys, void *phys_opaque, struct host_arena *arena);
+/* Empty the guest-page cache (the VMM's memory map changed). */
+void cpu_flush_pcache(struct cpu *c);
+
+/* Guest physical memory through the cpu's cache: 4- or 8-byte aligned reads and
+ * compare-and-swap (the page walker's struct guest_mem_ops, opaque = struct cpu). */
+extern const struct guest_mem_ops cpu_gmem_ops;
 
 /* What the hypervisor sets (VMCS/VMCB fields): the exit controls, the shadow root the vCPU runs
  * on (shadow mode), the EPTP / nCR3 (nested modes). A new root or EPTP flushes the TLB, as a VM

@@ -182,6 +182,11 @@ static struct memslot_array *active_array(struct memslots *ms)
 
 /* ---- reader side ---- */
 
+const uint64_t *memslots_generation_ptr(struct memslots *ms)
+{
+	return &ms->gen;
+}
+
 uint64_t memslots_generation(struct memslots *ms)
 {
 	return __atomic_load_n(&ms->gen, __ATOMIC_ACQUIRE);

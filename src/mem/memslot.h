@@ -152,6 +152,8 @@ static inline void slot_cache_init(struct slot_cache *c)
  * May be called inside or outside a read section.
  */
 uint64_t memslots_generation(struct memslots *ms);
+/* Where the generation lives, for a reader that polls it with atomic loads on a hot path. */
+const uint64_t *memslots_generation_ptr(struct memslots *ms);
 
 /* The slot containing @gfn, or NULL (MMIO). O(log n). Inside a read section. */
 const struct memslot *gfn_to_memslot(struct memslots *ms, gfn_t gfn);

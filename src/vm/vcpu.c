@@ -12,39 +12,15 @@
 #include "host/host.h"
 #include "vm/vm.h"
 
-static void pc_flush(struct vmmu_vcpu *v)
+/* The host bytes of guest page @gfn (struct phys_ops). A write through a dirty-logging slot is
+ * not cacheable, so every written page is logged. */
+static int vcpu_phys_page(void *opaque, gfn_t gfn, bool write, uint8_t **host, bool *cacheable)
 {
-	for (unsigned i = 0; i < PHYS_CACHE_SIZE; i++)
-		v->pc[i].gfn = ~0ULL;
-}
-
-/* Empty the cache if the memslots or a host mapping changed since it was filled. */
-static inline void pc_validate(struct vmmu_vcpu *v)
-{
-	uint64_t mgen = memslots_generation(v->vm->slots);
-	uint64_t hseq = __atomic_load_n(&v->vm->host_seq, __ATOMIC_ACQUIRE);
-	if (mgen != v->pc_mgen || hseq != v->pc_hseq) {
-		pc_flush(v);
-		v->pc_mgen = mgen;
-		v->pc_hseq = hseq;
-	}
-}
-
-/* The host bytes of guest page @gfn. 0; -ENOENT (no slot: MMIO, or no host memory behind it);
- * -EPERM (a write to a read-only slot). A write through a dirty-logging slot takes the slow path
- * every time, so every written page is logged. */
-static int gfn_page(struct vmmu_vcpu *v, gfn_t gfn, bool write, uint8_t **page)
-{
-	struct phys_cache_entry *e = &v->pc[gfn % PHYS_CACHE_SIZE];
+	struct vmmu_vcpu *v = opaque;
 	const struct memslot *slot;
 	void *p = NULL;
 	int rc;
 
-	pc_validate(v);
-	if (e->gfn == gfn && (!write || e->writable)) {
-		*page = e->page;
-		return 0;
-	}
 	memslots_read_lock();
 	slot = gfn_to_memslot_cached(v->vm->slots, &v->slots, gfn);
 	if (!slot) {
@@ -53,78 +29,16 @@ static int gfn_page(struct vmmu_vcpu *v, gfn_t gfn, bool write, uint8_t **page)
 		rc = -EPERM;
 	} else {
 		rc = memslots_gpa_to_ptr(v->vm->slots, gfn << VMMU_PAGE_SHIFT, VMMU_PAGE_SIZE, write, &p);
-		if (!rc) {
-			e->gfn = gfn;
-			e->page = p;
-			e->writable = write && !slot_logs_dirty(slot);
-		}
+		*cacheable = !write || !slot_logs_dirty(slot);
 	}
 	memslots_read_unlock();
 	if (rc == -EFAULT)
 		rc = -ENOENT;   /* a slot whose hva has no host memory behind it reads as no memory */
-	*page = p;
+	*host = p;
 	return rc;
 }
 
-static int vcpu_phys_ptr(void *opaque, uint64_t pa, uint32_t len, bool write, void **p)
-{
-	uint8_t *page;
-	int rc = gfn_page(opaque, pa >> VMMU_PAGE_SHIFT, write, &page);
-	if (!rc)
-		*p = page + (pa & (VMMU_PAGE_SIZE - 1));
-	return rc;
-}
-
-static const struct phys_ops vcpu_phys_ops = { .ptr = vcpu_phys_ptr };
-
-static int vcpu_gmem_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
-{
-	uint8_t *page;
-	int rc;
-
-	if ((gpa & (VMMU_PAGE_SIZE - 1)) + len > VMMU_PAGE_SIZE)
-		return -EINVAL;
-	rc = gfn_page(opaque, gpa >> VMMU_PAGE_SHIFT, false, &page);
-	if (rc)
-		return rc == -EPERM ? -EACCES : rc;
-	const void *src = page + (gpa & (VMMU_PAGE_SIZE - 1));
-	/* Entries are naturally aligned; another vCPU may swap them at any time. */
-	if (len == 8)
-		*(uint64_t *)buf = __atomic_load_n((const uint64_t *)src, __ATOMIC_ACQUIRE);
-	else if (len == 4)
-		*(uint32_t *)buf = __atomic_load_n((const uint32_t *)src, __ATOMIC_ACQUIRE);
-	else
-		memcpy(buf, src, len);
-	return 0;
-}
-
-static int vcpu_gmem_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val, unsigned len)
-{
-	uint8_t *page;
-	bool ok;
-	int rc;
-
-	if ((len != 8 && len != 4) || (gpa & (len - 1)))
-		return -EINVAL;
-	rc = gfn_page(opaque, gpa >> VMMU_PAGE_SHIFT, true, &page);
-	if (rc)
-		return rc == -EPERM ? -EACCES : rc;
-	void *dst = page + (gpa & (VMMU_PAGE_SIZE - 1));
-	if (len == 8) {
-		ok = __atomic_compare_exchange_n((uint64_t *)dst, &old, val, false, __ATOMIC_SEQ_CST,
-						 __ATOMIC_SEQ_CST);
-	} else {
-		uint32_t o = (uint32_t)old;
-		ok = __atomic_compare_exchange_n((uint32_t *)dst, &o, (uint32_t)val, false,
-						 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-	}
-	return ok ? 0 : -EAGAIN;
-}
-
-static const struct guest_mem_ops vcpu_gmem_ops = {
-	.read = vcpu_gmem_read,
-	.cmpxchg = vcpu_gmem_cmpxchg,
-};
+static const struct phys_ops vcpu_phys_ops = { .page = vcpu_phys_page };
 
 int vmmu_vcpu_create(struct vmmu_vm *vm, unsigned id, struct vmmu_vcpu **out)
 {
@@ -139,11 +53,8 @@ int vmmu_vcpu_create(struct vmmu_vm *vm, unsigned id, struct vmmu_vcpu **out)
 	v->vm = vm;
 	v->id = id;
 	slot_cache_init(&v->slots);
-	pc_flush(v);
-	v->pc_mgen = memslots_generation(vm->slots);
-	v->pc_hseq = __atomic_load_n(&vm->host_seq, __ATOMIC_ACQUIRE);
 	rc = cpu_init(&v->cpu, vm->cfg.mmu, &vm->cpu_model, &vm->cfg.tlb, &vm->cfg.cost,
-		      &vcpu_gmem_ops, v, &vcpu_phys_ops, v, vm->arena);
+		      &vcpu_phys_ops, v, vm->arena);
 	if (rc)
 		goto out_free;
 

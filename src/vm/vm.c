@@ -12,12 +12,30 @@
 
 #define DEFAULT_HOST_MEM (64ULL << 30)
 
+/* Every vCPU's guest-page cache: the memory map changed. vCPUs are interleaved on the caller's
+ * thread, so a direct flush is safe; the lockless phase turns this into a request each vCPU
+ * thread acknowledges, like the remote TLB flush. */
+static void vm_flush_pcaches(struct vmmu_vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		cpu_flush_pcache(&vm->vcpus[i]->cpu);
+	pthread_mutex_unlock(&vm->lock);
+}
+
 static void vm_invalidate_range_start(struct host_mmu_notifier *mn, hva_t start, hva_t end)
 {
-	struct vmmu_vm *vm = (struct vmmu_vm *)((char *)mn - offsetof(struct vmmu_vm, mn));
-	/* vCPUs' host-pointer caches are emptied before their next use. */
-	__atomic_add_fetch(&vm->host_seq, 1, __ATOMIC_SEQ_CST);
+	vm_flush_pcaches((struct vmmu_vm *)((char *)mn - offsetof(struct vmmu_vm, mn)));
 }
+
+/* Native mode: no MMU owns the memslot hooks, so the VM takes them to keep the caches true. */
+static void vm_memslot_change(void *opaque, const struct memslot *old, const struct memslot *new,
+			      enum memslot_change change)
+{
+	vm_flush_pcaches(opaque);
+}
+
+static const struct memslots_ops vm_memslots_ops = { .change = vm_memslot_change };
 
 static void vm_invalidate_range_end(struct host_mmu_notifier *mn, hva_t start, hva_t end)
 {
@@ -120,6 +138,8 @@ int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out)
 	/* No-trap needs VMX's PFEC_MASK/MATCH; SVM intercepts every #PF or none. */
 	if (vm->cfg.host == VMMU_HOST_SVM)
 		vm->opts &= ~(uint32_t)MMU_OPT_NOTRAP;
+	if (vm->cfg.mmu == VMMU_MMU_NATIVE)
+		memslots_set_ops(vm->slots, &vm_memslots_ops, vm);
 	if (vm->cfg.mmu != VMMU_MMU_NATIVE) {
 		struct mmu_env env = {
 			.mode = vm->cfg.mmu, .host = vm->cfg.host, .opts = vm->opts,

@@ -6,10 +6,10 @@
  *
  * Invariants:
  *  - vm->arena outlives vm->mm, which outlives vm->slots (destroyed in reverse);
- *  - a vCPU's pointer cache holds only translations made under the memslot generation and host
- *    invalidation sequence it records; any change of either empties it before its next use.
+ *  - a vCPU's guest-page cache (in cpu/) is emptied on every memslot change (native mode) and
+ *    host mapping invalidation, before the change completes.
  * Locking: memslot updates serialize inside mem/; vCPU creation takes vm->lock; a vCPU is used by
- * one thread at a time (its caller's); host invalidations bump vm->host_seq atomically.
+ * one thread at a time (its caller's).
  */
 #ifndef VMMU_VM_H
 #define VMMU_VM_H
@@ -24,13 +24,6 @@
 #include "vmmu/vmmu.h"
 
 #define VMMU_MAX_VCPUS 64
-#define PHYS_CACHE_SIZE 256   /* entries, direct-mapped by gfn */
-
-struct phys_cache_entry {
-	gfn_t gfn;        /* ~0 when empty */
-	uint8_t *page;    /* host pointer to the page's bytes */
-	bool writable;    /* a write may use it (not read-only, not dirty-logged) */
-};
 
 /* Legend: [c] set at creation, then constant; [o] owned by the vCPU's thread. */
 struct vmmu_vcpu {
@@ -39,8 +32,6 @@ struct vmmu_vcpu {
 	struct cpu cpu;                                  /* [o] the hardware */
 	struct mmu_vcpu mmu;                             /* [o] the MMU's per-vCPU state */
 	struct slot_cache slots;                         /* [o] */
-	uint64_t pc_mgen, pc_hseq;                       /* [o] what the cache was filled under */
-	struct phys_cache_entry pc[PHYS_CACHE_SIZE];     /* [o] */
 };
 
 struct vmmu_vm {
@@ -51,8 +42,7 @@ struct vmmu_vm {
 	struct cpu_model cpu_model;                      /* [c] the guest CPU */
 	struct mmu *mmu;                                 /* [c] NULL in native mode */
 	uint32_t opts;                                   /* [c] VMMU_OPT_* in effect */
-	struct host_mmu_notifier mn;                     /* [c] bumps host_seq */
-	uint64_t host_seq;                               /* atomic: host invalidations so far */
+	struct host_mmu_notifier mn;                     /* [c] empties the vCPUs' page caches */
 	pthread_mutex_t lock;                            /* guards vcpus[], nr_vcpus */
 	struct vmmu_vcpu *vcpus[VMMU_MAX_VCPUS];
 	unsigned nr_vcpus;

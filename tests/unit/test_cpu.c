@@ -396,6 +396,38 @@ static void test_mmio_and_split(void **state)
 	assert_int_equal(rd(g, 0x801800), 0x5a5a5a5a5a5a5a5aULL);
 }
 
+static void test_memory_map_changes_reach_the_vcpu(void **state)
+{
+	struct g *g = *state;
+	uint64_t x = 0, v = 42;
+	regs64(g, 0, g->root);
+	map(g, 4, 0x400000, 0x800000, 1, PRWU);
+	acc(g, 0x400000, 8, VMMU_ACC_WRITE, &v);
+	acc(g, 0x400000, 8, 0, &x);
+	assert_int_equal(x, 42);
+	/* The slot moves its backing: a new hva range at the same gpas (delete + create). The vCPU
+	 * must read the new backing, not a cached pointer to the old one. */
+	uint64_t hva2;
+	assert_int_equal(vmmu_vm_mmap(g->vm, MEM, false, &hva2), 0);
+	struct vmmu_userspace_memory_region del = { .slot = 0, .memory_size = 0 };
+	assert_int_equal(vmmu_set_user_memory_region(g->vm, &del), 0);
+	struct vmmu_userspace_memory_region r = { .slot = 0, .memory_size = MEM, .userspace_addr = hva2 };
+	assert_int_equal(vmmu_set_user_memory_region(g->vm, &r), 0);
+	/* The new backing is zero: the tables are gone too, so re-create them and write a marker. */
+	g->next_table = 0x100000;
+	g->root = new_table(g);
+	regs64(g, 0, g->root);
+	map(g, 4, 0x400000, 0x800000, 1, PRWU);
+	wr(g, 0x800000, 7);
+	acc(g, 0x400000, 8, 0, &x);
+	assert_int_equal(x, 7);
+	/* Host munmap of the backing: the memory is gone, the access is MMIO (no memory). */
+	assert_int_equal(vmmu_vm_munmap(g->vm, hva2, MEM), 0);
+	struct vmmu_access_result res;
+	assert_int_equal(vmmu_vcpu_access(g->v, 0x400000, 8, 0, &x, &res), 0);
+	assert_int_not_equal(res.status, VMMU_ACCESS_DONE);
+}
+
 static void test_regs_checks(void **state)
 {
 	struct g *g = *state;
@@ -555,7 +587,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_access_and_fault), T(test_walk_refs_1d), T(test_walk_refs_5level_32bit_pae),
 		T(test_cpl_switch_keeps_tlb), T(test_dirty_rewalk), T(test_stale_tlb_until_invlpg), T(test_global_and_cr3),
-		T(test_pcid), T(test_mmio_and_split), T(test_regs_checks), T(test_cost_model), T(test_paging_structure_caches),
+		T(test_pcid), T(test_mmio_and_split), T(test_memory_map_changes_reach_the_vcpu), T(test_regs_checks), T(test_cost_model), T(test_paging_structure_caches),
 		cmocka_unit_test(test_pf_exit_rules), cmocka_unit_test(test_vm_config),
 	};
 	return cmocka_run_group_tests_name("cpu", tests, NULL, NULL);

@@ -58,10 +58,9 @@ static void regs64(struct env *e)
 	assert_int_equal(cpu_set_regs(&e->cpu, &r), 0);
 }
 
-/* Guest memory ops for PDPTE loads etc. are not used by these modes' walks. */
-static int no_read(void *o, gpa_t g, void *b, unsigned l) { return -ENOENT; }
-static int no_cas(void *o, gpa_t g, uint64_t a, uint64_t b, unsigned l) { return -ENOENT; }
-static const struct guest_mem_ops no_gmem = { no_read, no_cas };
+/* Guest physical memory (for PDPTE loads) is not used by these modes' walks. */
+static int no_page(void *o, gfn_t gfn, bool w, uint8_t **h, bool *c) { return -ENOENT; }
+static const struct phys_ops no_phys = { no_page };
 
 static void init(struct env *e, enum vmmu_mmu mode, bool ntlb)
 {
@@ -70,7 +69,7 @@ static void init(struct env *e, enum vmmu_mmu mode, bool ntlb)
 	memset(e, 0, sizeof(*e));
 	assert_int_equal(host_arena_create(1ULL << 30, &e->arena), 0);
 	cpu_model_fixed(&m, "intel");
-	assert_int_equal(cpu_init(&e->cpu, mode, &m, &g, NULL, &no_gmem, NULL, NULL, NULL, e->arena), 0);
+	assert_int_equal(cpu_init(&e->cpu, mode, &m, &g, NULL, &no_phys, NULL, e->arena), 0);
 	pfn_t pfn;
 	assert_int_equal(host_frame_alloc(e->arena, 10, &pfn), 0);    /* 4 MiB of guest RAM */
 	e->gmem_hpa = pfn << 12;

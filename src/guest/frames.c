@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The guest kernel's physical frame allocator: a buddy allocator of orders 0 (4K) to 9 (2M) over
+ * guest RAM, in kernel-private memory.
+ *
+ * Determinism is the point: the frame a request gets depends only on the sequence of requests,
+ * never on the MMU mode or host options, so two runs of one workload put every page in the same
+ * frame and the final memory can be hashed raw. Lists are LIFO (a freed block is reused first, as
+ * Linux's per-CPU lists) and the initial lists hand out the lowest addresses first.
+ *
+ * Invariants: a free block is aligned to its size, its head alone carries F_FREE and its order,
+ * and it sits in exactly one list; buddies of the same order are never both free (they merge).
+ * Locking: none (one guest, one thread).
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "guest/guest.h"
+
+static void list_push(struct frames *fr, uint32_t pfn, unsigned order)
+{
+	struct frame *f = &fr->f[pfn];
+	uint32_t h = fr->head[order];
+
+	f->flags = (uint8_t)((f->flags & F_EVER) | F_FREE);
+	f->order = (uint8_t)order;
+	f->ref = 0;
+	f->prev = FRAME_NONE;
+	f->next = h;
+	if (h != FRAME_NONE)
+		fr->f[h].prev = pfn;
+	fr->head[order] = pfn;
+}
+
+static void list_del(struct frames *fr, uint32_t pfn, unsigned order)
+{
+	struct frame *f = &fr->f[pfn];
+
+	if (f->prev != FRAME_NONE)
+		fr->f[f->prev].next = f->next;
+	else
+		fr->head[order] = f->next;
+	if (f->next != FRAME_NONE)
+		fr->f[f->next].prev = f->prev;
+	f->flags &= (uint8_t)~F_FREE;
+}
+
+int frames_init(struct frames *fr, uint64_t nframes)
+{
+	size_t bytes = nframes * sizeof(struct frame);
+	uint64_t pfn;
+
+	memset(fr, 0, sizeof(*fr));
+	if (nframes < 2 || nframes >= FRAME_NONE)
+		return -EINVAL;
+	/* NORESERVE and untouched until used: a 256 GiB guest that uses 1 GiB pays for 1 GiB. */
+	fr->f = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		     -1, 0);
+	if (fr->f == MAP_FAILED) {
+		fr->f = NULL;
+		return -ENOMEM;
+	}
+	fr->nframes = nframes;
+	for (unsigned o = 0; o <= FRAME_MAX_ORDER; o++)
+		fr->head[o] = FRAME_NONE;
+	/*
+	 * Frame 0 stays reserved (a null gpa is never a valid table or page). The rest is cut into
+	 * maximal aligned blocks; they are pushed from the highest down, so each list's head is its
+	 * lowest block and memory is handed out bottom-up.
+	 */
+	uint64_t starts[2 * (FRAME_MAX_ORDER + 1)];
+	unsigned orders[2 * (FRAME_MAX_ORDER + 1)], nhead = 0;
+	/* The unaligned head: blocks from frame 1 up to the first 2M boundary. */
+	pfn = 1;
+	while (pfn < nframes && (pfn & ((1u << FRAME_MAX_ORDER) - 1))) {
+		unsigned o = (unsigned)__builtin_ctzll(pfn);
+		while (pfn + (1ULL << o) > nframes)
+			o--;
+		starts[nhead] = pfn;
+		orders[nhead++] = o;
+		pfn += 1ULL << o;
+	}
+	uint64_t body_start = pfn;
+	uint64_t body_end = body_start + ((nframes - body_start) & ~((1ULL << FRAME_MAX_ORDER) - 1));
+	if (body_end < body_start)
+		body_end = body_start;
+	/* The tail after the last whole 2M block, pushed first (it is the highest). */
+	pfn = body_end;
+	uint64_t tail[FRAME_MAX_ORDER + 1];
+	unsigned tord[FRAME_MAX_ORDER + 1], ntail = 0;
+	for (int o = FRAME_MAX_ORDER - 1; o >= 0; o--) {
+		if (pfn + (1ULL << o) <= nframes) {
+			tail[ntail] = pfn;
+			tord[ntail++] = (unsigned)o;
+			pfn += 1ULL << o;
+		}
+	}
+	while (ntail--)
+		list_push(fr, (uint32_t)tail[ntail], tord[ntail]);
+	for (uint64_t b = body_end; b > body_start; b -= 1ULL << FRAME_MAX_ORDER)
+		list_push(fr, (uint32_t)(b - (1ULL << FRAME_MAX_ORDER)), FRAME_MAX_ORDER);
+	while (nhead--)
+		list_push(fr, (uint32_t)starts[nhead], orders[nhead]);
+	fr->free = nframes - 1;
+	return 0;
+}
+
+void frames_destroy(struct frames *fr)
+{
+	if (fr->f)
+		munmap(fr->f, fr->nframes * sizeof(struct frame));
+	fr->f = NULL;
+}
+
+uint32_t frames_alloc(struct frames *fr, unsigned order)
+{
+	unsigned k = order;
+
+	while (k <= FRAME_MAX_ORDER && fr->head[k] == FRAME_NONE)
+		k++;
+	if (k > FRAME_MAX_ORDER)
+		return FRAME_NONE;
+	uint32_t pfn = fr->head[k];
+	list_del(fr, pfn, k);
+	/* Split: keep the lower half, free the upper one. */
+	while (k > order) {
+		k--;
+		list_push(fr, pfn + (1u << k), k);
+	}
+	for (uint32_t i = 0; i < (1u << order); i++) {
+		struct frame *f = &fr->f[pfn + i];
+		f->flags = F_EVER;
+		f->ref = 0;
+		f->order = 0;
+	}
+	fr->free -= 1ULL << order;
+	return pfn;
+}
+
+void frames_free(struct frames *fr, uint32_t pfn, unsigned order)
+{
+	fr->free += 1ULL << order;
+	while (order < FRAME_MAX_ORDER) {
+		uint32_t buddy = pfn ^ (1u << order);
+		if (buddy >= fr->nframes || !(fr->f[buddy].flags & F_FREE) || fr->f[buddy].order != order)
+			break;
+		list_del(fr, buddy, order);
+		pfn &= ~(1u << order);
+		order++;
+	}
+	list_push(fr, pfn, order);
+}

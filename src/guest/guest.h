@@ -1,0 +1,366 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * guest/: the guest OS model's kernel-private state (docs/guest.md). The guest reaches the machine
+ * only through include/vmmu/ (no src/ header is included anywhere in guest/).
+ *
+ * What lives where, as in a real kernel:
+ *  - in guest memory, changed only by guest stores through a vCPU at CPL 0 via the direct map:
+ *    page tables and page contents (zeroing, copy-on-write copies);
+ *  - in host C memory (kernel-private bookkeeping a kernel keeps in its own data structures):
+ *    the frame allocator's metadata, VMAs, tasks, run queue, the device's registers.
+ * vmmu_write_guest()/vmmu_read_guest() are used only by boot (the initial image and boot page
+ * tables) and by the final digest.
+ *
+ * Invariants:
+ *  - every frame is either free (in exactly one buddy list) or owned: kernel (boot tables, page
+ *    cache, zero page), a page-table page of exactly one mm, or a user page whose refcount equals
+ *    the number of leaf entries mapping it (plus one for page-cache pages);
+ *  - a leaf entry of an mm is present only inside a VMA, with rights no wider than the VMA's;
+ *  - after any change that narrows a translation, every vCPU that may cache it has flushed it
+ *    (directly, or by the PCID generation check at its next switch to the mm) before the kernel
+ *    returns to user mode.
+ * Locking: none. A guest is run by one host thread; its vCPUs are interleaved in fixed quanta
+ * (sched.c), so kernel paths are atomic with respect to other vCPUs. "IPIs" (TLB shootdowns) run
+ * the target vCPU's handler synchronously; a threaded scheduler must turn them into requests.
+ */
+#ifndef VMMU_GUEST_GUEST_H
+#define VMMU_GUEST_GUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "guest/gpt.h"
+#include "vmmu/guest.h"
+#include "vmmu/vmmu.h"
+
+/* ---- frames (frames.c): a buddy allocator of 4K..2M blocks over guest RAM ---- */
+
+#define FRAME_MAX_ORDER 9          /* 2 MiB */
+#define FRAME_NONE      UINT32_MAX
+
+#define F_FREE    (1u << 0)   /* head of a free block (order in .order) */
+#define F_EVER    (1u << 1)   /* handed out at least once: may be non-zero (the digest reads it) */
+#define F_HEAD    (1u << 2)   /* head of an allocated 2M compound page (.order = 9) */
+#define F_ZERO    (1u << 3)   /* the shared zero page: never refcounted, never freed */
+#define F_PCACHE  (1u << 4)   /* a page-cache page (the file holds one reference) */
+#define F_PTABLE  (1u << 5)   /* a page-table page */
+#define F_KERNEL  (1u << 6)   /* boot-time kernel memory */
+
+struct frame {
+	uint32_t ref;         /* mappings (+1 for page cache); for a compound page, on its head */
+	uint8_t flags;        /* F_* */
+	uint8_t order;        /* F_FREE / F_HEAD: the block's order */
+	uint16_t unused;
+	uint32_t next, prev;  /* free-list links (F_FREE heads) */
+};
+
+struct frames {
+	struct frame *f;                       /* nframes entries, NORESERVE (touched lazily) */
+	uint64_t nframes;
+	uint32_t head[FRAME_MAX_ORDER + 1];
+	uint64_t free;                         /* free 4K frames */
+};
+
+int frames_init(struct frames *fr, uint64_t nframes);
+void frames_destroy(struct frames *fr);
+/* A block of 2^@order frames: its first frame number, or FRAME_NONE. Marks them F_EVER. */
+uint32_t frames_alloc(struct frames *fr, unsigned order);
+void frames_free(struct frames *fr, uint32_t pfn, unsigned order);
+
+/* ---- files (the page cache): images loaded at boot ---- */
+
+struct gfile {
+	uint64_t npages;
+	uint32_t *frames;     /* page i lives in frames[i] */
+};
+
+/* ---- address spaces ---- */
+
+#define VMA_ANON   (1u << 0)
+#define VMA_FILE   (1u << 1)   /* private file mapping: reads share the page cache, writes copy */
+#define VMA_THP    (1u << 2)   /* anonymous memory may use 2M pages */
+#define VMA_STACK  (1u << 3)
+#define VMA_HEAP   (1u << 4)
+
+struct vma {
+	uint64_t start, end;           /* [start, end), page aligned */
+	unsigned prot;                 /* VMMU_PROT_* */
+	unsigned flags;                /* VMA_* */
+	const struct gfile *file;      /* VMA_FILE */
+	uint64_t pgoff;                /* VMA_FILE: file page of start */
+};
+
+struct mm {
+	uint64_t id;                   /* unique for the guest's life (PCID ownership) */
+	uint64_t root;                 /* gpa of the PML4 */
+	unsigned users;                /* tasks sharing it */
+	struct vma *vmas;              /* sorted, disjoint */
+	unsigned nr_vmas, cap_vmas;
+	uint64_t brk_start, brk;
+	uint64_t tlb_gen;              /* bumped by every flush of this mm */
+	uint64_t loaded_on;            /* bit per vCPU: CR3 points at this mm now */
+	uint64_t rss;                  /* 4K pages mapped */
+	uint64_t pt_pages;             /* table pages, root included */
+	bool autogrow;                 /* a fault outside every VMA creates one (trace replay) */
+	uint64_t age_stamp;            /* the aging pass that saw it last */
+};
+
+/* ---- tasks ---- */
+
+enum task_state { T_RUNNABLE = 0, T_BLOCKED, T_DEAD };
+
+struct guest;
+struct task;
+
+/* What a step of a task's program returns (negative: a fatal error, the run stops). */
+enum step_ret {
+	STEP_CONT = 0,   /* did its work, may continue */
+	STEP_YIELD,      /* sched_yield(): give the vCPU to the next task */
+	STEP_BLOCK,      /* waiting (for children): off the run queue until woken */
+	STEP_DEAD,       /* the task exited or was killed */
+};
+
+typedef int (*step_fn)(struct guest *g, struct task *t);
+
+struct task {
+	int pid, tgid, ppid;
+	enum task_state state;
+	struct mm *mm;
+	int cpu;                       /* pinned vCPU, or -1 */
+	int on_cpu;                    /* vCPU it is current on, or -1 */
+	struct task *rq_next;
+	bool queued;
+	unsigned live_children;        /* children (not threads) not yet dead */
+	bool waiting;                  /* blocked in wait */
+	step_fn step;
+	void *prog;                    /* the program's state, freed with the task */
+	uint64_t rng;                  /* the program's random stream */
+};
+
+/* What a dead pid left (tasks are freed at death; tests and the digest read this). */
+struct tomb {
+	uint8_t state;                 /* VMMU_TASK_* */
+	uint8_t signal;
+	int exit_code;
+	uint64_t fault_addr;
+	uint32_t fault_ec;
+};
+
+/* ---- vCPUs ---- */
+
+#define NR_ASIDS 6                     /* dynamic PCIDs per vCPU, as Linux's TLB_NR_DYN_ASIDS */
+
+struct gcpu {
+	struct vmmu_vcpu *v;
+	unsigned id;
+	unsigned cpl;                      /* what the vCPU has now (cached) */
+	struct task *cur;
+	struct mm *loaded;                 /* CR3's mm (&g->init_mm when idle) */
+	uint64_t cr3;                      /* CR3 as loaded, without the no-flush bit */
+	struct { uint64_t mm_id, gen; } asid[NR_ASIDS];
+	unsigned next_asid, cur_asid;
+	unsigned steps;                    /* steps in the current turn */
+};
+
+/* ---- the MMIO device (device.c) ---- */
+
+#define DEV_GPA      0x3f0000000000ULL      /* above any guest RAM, below MAXPHYADDR 46 */
+#define DEV_REG_ID       0x00   /* r: "VMMUDEV1" */
+#define DEV_REG_CLOCK    0x08   /* r: a tick that grows by one each read */
+#define DEV_REG_CONSOLE  0x10   /* w: a value folded into CHECKSUM */
+#define DEV_REG_CHECKSUM 0x18   /* r: the fold of every CONSOLE write */
+#define DEV_ID 0x31564544554d4d56ULL        /* "VMMUDEV1" little-endian */
+
+struct device {
+	uint64_t clock, checksum;
+};
+
+/* Complete an MMIO exit @res against the device. 0, or -EFAULT for an access the device does
+ * not decode (the kernel treats it as a bus error). */
+int device_mmio(struct device *d, struct vmmu_access_result *res);
+
+/* ---- observations: the digest stream (digest.c) ---- */
+
+#define OBS_BUF 512
+
+struct obs {
+	void *state;                   /* XXH64_state_t */
+	uint64_t buf[OBS_BUF];
+	unsigned n;
+};
+
+enum obs_tag {
+	OBS_READ = 1, OBS_PF, OBS_KILL, OBS_EXIT, OBS_MMIO, OBS_YOUNG, OBS_SYSCALL,
+	OBS_FRAME, OBS_TASK, OBS_VMA, OBS_END,
+};
+
+int obs_init(struct obs *o, uint64_t seed);
+void obs_destroy(struct obs *o);
+void obs_flush_slow(struct obs *o);
+static inline void obs3(struct obs *o, uint64_t a, uint64_t b, uint64_t c)
+{
+	if (o->n + 3 > OBS_BUF)
+		obs_flush_slow(o);
+	o->buf[o->n++] = a;
+	o->buf[o->n++] = b;
+	o->buf[o->n++] = c;
+}
+
+/* ---- the guest ---- */
+
+struct guest_counters {
+	uint64_t user_accesses, kernel_accesses, page_faults, kills, forks, execs, exits;
+	uint64_t ctx_switches, shootdowns, tlb_flushes, invlpgs, cow_copies, zero_fills;
+	uint64_t thp_allocs, thp_splits, young, mmio;
+	uint64_t trace_records, trace_skipped;
+};
+
+struct guest {
+	struct vmmu_vm *vm;
+	uint64_t mem_bytes;
+	unsigned nr_cpus;
+	struct gcpu cpus[VMMU_GUEST_MAX_VCPUS];
+	struct frames fr;
+	struct mm init_mm;                 /* the kernel's own tables: kernel half only */
+	uint64_t pml4_kernel[512];         /* init_mm's upper-half entries, copied into every root */
+	uint32_t zero_pfn;
+	struct gfile image;                /* the init program */
+	struct gfile data;                 /* a data file (clone-vms), may be empty */
+	struct device dev;
+	bool thp, pcid;
+	uint64_t next_mm_id;
+	/* tasks: tasks[pid] (NULL once dead), tombs[pid] */
+	struct task **tasks;
+	struct tomb *tombs;
+	unsigned nr_pids, cap_pids;
+	struct task *rq_head, *rq_tail;
+	struct task *dead;                 /* died, not yet freed (linked by rq_next) */
+	unsigned live_tasks;
+	uint64_t seed;
+	struct obs obs;
+	struct guest_counters cnt;
+	int fatal;                         /* first fatal error (negative errno), 0 if none */
+	char why[256];                     /* its one-line reason */
+	/* the running workload */
+	void *wl;                          /* the workload's state */
+	double (*wl_progress)(struct guest *g);
+};
+
+/* boot.c */
+int guest_boot(const struct vmmu_guest_config *cfg, uint64_t data_bytes, uint64_t data_seed,
+	       struct guest **out);
+void guest_free(struct guest *g);
+/* Record the first fatal error; returns @rc. */
+int guest_fail(struct guest *g, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+uint64_t guest_digest(struct guest *g);
+void guest_counters(struct guest *g, struct vmmu_guest_result *res);
+
+/* kaccess.c: the kernel's memory accesses (CPL 0, through the direct map). */
+void cpu_kernel(struct guest *g, struct gcpu *c);
+void cpu_user(struct guest *g, struct gcpu *c);
+int kload64(struct guest *g, struct gcpu *c, uint64_t pa, uint64_t *val);
+int kstore64(struct guest *g, struct gcpu *c, uint64_t pa, uint64_t val);
+int kread_page(struct guest *g, struct gcpu *c, uint64_t pa, void *buf);
+int kwrite_page(struct guest *g, struct gcpu *c, uint64_t pa, const void *buf);
+int kzero_page(struct guest *g, struct gcpu *c, uint64_t pa);
+int kcopy_page(struct guest *g, struct gcpu *c, uint64_t dst, uint64_t src);
+int kmmio(struct guest *g, struct gcpu *c, unsigned reg, bool write, uint64_t *val);
+
+/* pgtable.c: page tables of an mm, through guest stores. */
+struct flush {
+	uint64_t addr[33];     /* Linux's tlb_single_page_flush_ceiling */
+	unsigned n;
+	bool full;
+	bool freed_tables;
+};
+static inline void flush_add(struct flush *f, uint64_t va)
+{
+	if (f->n < 33)
+		f->addr[f->n++] = va;
+	else
+		f->full = true;
+}
+int pt_alloc_table(struct guest *g, struct gcpu *c, uint64_t *pa);
+/* Find the entry for @va at @level (1 = PTE, 2 = PDE), allocating tables above it. *@huge when
+ * a 2M leaf sits at the PDE on the way to a level-1 entry (its gpa returned in *@epa). */
+int pt_walk_alloc(struct guest *g, struct gcpu *c, struct mm *mm, uint64_t va, int level,
+		  uint64_t *epa, uint64_t *entry, bool *huge);
+/* Find without allocating: *@level gets the level of the leaf or of the first missing
+ * entry's table (0 if none). */
+int pt_lookup(struct guest *g, struct gcpu *c, struct mm *mm, uint64_t va, uint64_t *epa,
+	      uint64_t *entry, int *level);
+int pt_unmap_range(struct guest *g, struct gcpu *c, struct mm *mm, uint64_t start, uint64_t end,
+		   struct flush *f);
+int pt_protect_range(struct guest *g, struct gcpu *c, struct mm *mm, uint64_t start, uint64_t end,
+		     unsigned prot, struct flush *f);
+/* Copy @v's entries into @dst, write-protecting both sides of a writable mapping: 1 if a present
+ * parent entry lost W (the parent needs a flush), 0, or <0. */
+int pt_copy_range(struct guest *g, struct gcpu *c, struct mm *dst, struct mm *src,
+		  const struct vma *v);
+int pt_age(struct guest *g, struct gcpu *c, struct mm *mm, uint64_t *young);
+int pt_split_huge(struct guest *g, struct gcpu *c, struct mm *mm, uint64_t va, uint64_t pde_pa,
+		  uint64_t pde);
+void frame_put(struct guest *g, uint32_t pfn);
+uint64_t leaf_bits(unsigned prot);
+
+/* mm.c: address spaces and their system calls. */
+int mm_create(struct guest *g, struct gcpu *c, struct mm **out);
+int mm_put(struct guest *g, struct gcpu *c, struct mm *mm);
+struct vma *vma_find(struct mm *mm, uint64_t va);
+bool vma_overlaps(const struct mm *mm, uint64_t start, uint64_t end);
+/* The free gap [*lo, *hi) around @va, which no VMA holds. */
+void vma_gap(const struct mm *mm, uint64_t va, uint64_t *lo, uint64_t *hi);
+int vma_insert(struct mm *mm, const struct vma *v);
+int mm_exec_layout(struct guest *g, struct mm *mm);
+int sys_mmap(struct guest *g, struct task *t, uint64_t addr, uint64_t len, unsigned prot,
+	     unsigned flags, uint64_t *out);
+int sys_mmap_file(struct guest *g, struct task *t, const struct gfile *file, unsigned prot,
+		  uint64_t *out);
+int sys_munmap(struct guest *g, struct task *t, uint64_t addr, uint64_t len);
+int sys_mprotect(struct guest *g, struct task *t, uint64_t addr, uint64_t len, unsigned prot);
+int sys_brk(struct guest *g, struct task *t, uint64_t addr, uint64_t *out);
+int sys_fork(struct guest *g, struct task *t, int cpu, struct task **child);
+int sys_clone_thread(struct guest *g, struct task *t, int cpu, struct task **thread);
+int sys_exec(struct guest *g, struct task *t);
+int sys_exit(struct guest *g, struct task *t, int code);
+int kernel_age(struct guest *g, uint64_t *young);
+
+/* fault.c: the #PF handler. 0 fixed, 1 the task must die (info filled), <0 fatal. */
+struct kill_info { int signal; uint64_t addr; uint32_t ec; };
+int handle_page_fault(struct guest *g, struct gcpu *c, struct task *t, uint64_t va, uint32_t ec,
+		      struct kill_info *k);
+
+/* sched.c: tasks, context switches, TLB flushes, user accesses, the run loop. */
+struct task *task_new(struct guest *g, struct task *parent, struct mm *mm, int cpu);
+/* A task's end: recorded, the parent woken, its address space dropped. The task is freed at the
+ * next reaping point, so callers may still read it until they return. */
+int task_kill(struct guest *g, struct task *t, const struct kill_info *k);
+int task_exit(struct guest *g, struct task *t, int code);
+struct task *task_get(struct guest *g, int pid);
+int task_make_current(struct guest *g, struct task *t);
+int switch_mm(struct guest *g, struct gcpu *c, struct mm *next);
+int flush_tlb_mm(struct guest *g, struct gcpu *c, struct mm *mm, const struct flush *f);
+void rq_push(struct guest *g, struct task *t);
+void task_wake(struct guest *g, struct task *t);
+/* User-mode access by the current task @t: 0; -EFAULT: the task was killed; <0 fatal. */
+int uaccess(struct guest *g, struct task *t, uint64_t va, unsigned len, unsigned kind,
+	    uint64_t *val);
+/* Run every guest's tasks until all are dead. */
+int sched_run(struct guest **gs, unsigned n, unsigned quantum, unsigned aging_period,
+	      void (*progress)(void *, double, uint64_t), void *opaque);
+
+static inline struct gcpu *task_cpu(struct guest *g, struct task *t)
+{
+	return &g->cpus[t->on_cpu];
+}
+
+/* Deterministic randomness: splitmix64 (seeding) and xoshiro-free xorshift64* for streams. */
+static inline uint64_t splitmix64(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+#endif

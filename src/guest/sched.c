@@ -1,0 +1,478 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tasks, vCPUs and the scheduler: task life (new, exit, kill, reaping), context switches by
+ * MOV CR3 with PCIDs, TLB flushes and shootdowns, the user-mode access path with its #PF loop,
+ * and the run loop that interleaves every vCPU of every guest on one host thread.
+ *
+ * Determinism: vCPUs take turns in a fixed order, each running its current task for a fixed
+ * quantum of steps; the run queue is FIFO; the only randomness is each task's seeded stream. So a
+ * run is repeatable bit for bit, and does not depend on the MMU mode.
+ *
+ * TLB rules the kernel keeps (as Linux's arch/x86/mm/tlb.c):
+ *  - a flush of an mm runs on every vCPU that has it loaded now: INVLPG for up to 33 pages,
+ *    else a reload of CR3 (a full flush of the PCID's non-global entries); on another vCPU that
+ *    is a shootdown (an IPI, run synchronously here, see guest.h);
+ *  - with PCIDs, each vCPU keeps NR_ASIDS (mm id, flush generation) slots; every flush bumps the
+ *    mm's generation, and a switch to an mm whose slot is behind (or that has no slot) flushes
+ *    that PCID, so vCPUs that ran the mm earlier never see a stale translation.
+ *  - kernel mappings are global (CR4.PGE) and never change after boot, so nothing flushes them.
+ * Locking: none (see guest.h).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "guest/guest.h"
+
+#define MAX_FAULT_RETRIES 16
+
+/* ---- run queue ---- */
+
+void rq_push(struct guest *g, struct task *t)
+{
+	t->rq_next = NULL;
+	t->queued = true;
+	if (g->rq_tail)
+		g->rq_tail->rq_next = t;
+	else
+		g->rq_head = t;
+	g->rq_tail = t;
+}
+
+static void rq_unlink(struct guest *g, struct task *prev, struct task *t)
+{
+	if (prev)
+		prev->rq_next = t->rq_next;
+	else
+		g->rq_head = t->rq_next;
+	if (g->rq_tail == t)
+		g->rq_tail = prev;
+	t->rq_next = NULL;
+	t->queued = false;
+}
+
+static void rq_remove(struct guest *g, struct task *t)
+{
+	struct task *prev = NULL;
+
+	for (struct task *x = g->rq_head; x; prev = x, x = x->rq_next) {
+		if (x == t) {
+			rq_unlink(g, prev, t);
+			return;
+		}
+	}
+}
+
+/* The first queued task allowed on vCPU @cpu (taken off the queue), or NULL. */
+static struct task *rq_pop_for(struct guest *g, unsigned cpu)
+{
+	struct task *prev = NULL;
+
+	for (struct task *x = g->rq_head; x; prev = x, x = x->rq_next) {
+		if (x->cpu < 0 || (unsigned)x->cpu == cpu) {
+			rq_unlink(g, prev, x);
+			return x;
+		}
+	}
+	return NULL;
+}
+
+static bool rq_has_for(struct guest *g, unsigned cpu)
+{
+	for (struct task *x = g->rq_head; x; x = x->rq_next)
+		if (x->cpu < 0 || (unsigned)x->cpu == cpu)
+			return true;
+	return false;
+}
+
+void task_wake(struct guest *g, struct task *t)
+{
+	if (t->state == T_BLOCKED) {
+		t->state = T_RUNNABLE;
+		rq_push(g, t);
+	}
+}
+
+/* ---- tasks ---- */
+
+struct task *task_new(struct guest *g, struct task *parent, struct mm *mm, int cpu)
+{
+	struct task *t;
+
+	if (g->nr_pids == g->cap_pids) {
+		unsigned cap = g->cap_pids ? g->cap_pids * 2 : 64;
+		struct task **nt = realloc(g->tasks, cap * sizeof(*nt));
+		if (!nt)
+			return NULL;
+		g->tasks = nt;
+		struct tomb *tb = realloc(g->tombs, cap * sizeof(*tb));
+		if (!tb)
+			return NULL;
+		g->tombs = tb;
+		g->cap_pids = cap;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->pid = t->tgid = (int)g->nr_pids++;
+	t->ppid = parent ? parent->pid : 0;
+	t->mm = mm;
+	t->cpu = cpu;
+	t->on_cpu = -1;
+	t->state = T_RUNNABLE;
+	uint64_t s = g->seed ^ ((uint64_t)t->pid * 0xd1342543de82ef95ULL);
+	t->rng = splitmix64(&s);
+	g->tasks[t->pid] = t;
+	memset(&g->tombs[t->pid], 0, sizeof(struct tomb));
+	g->live_tasks++;
+	rq_push(g, t);
+	return t;
+}
+
+struct task *task_get(struct guest *g, int pid)
+{
+	if (pid <= 0 || (unsigned)pid >= g->nr_pids)
+		return NULL;
+	struct task *t = g->tasks[pid];
+	return t && t->state != T_DEAD ? t : NULL;
+}
+
+/* Free the tasks that died (their state is in tombs[]). */
+static void reap(struct guest *g)
+{
+	while (g->dead) {
+		struct task *t = g->dead;
+		g->dead = t->rq_next;
+		g->tasks[t->pid] = NULL;
+		free(t->prog);
+		free(t);
+	}
+}
+
+static int task_end(struct guest *g, struct task *t, const struct tomb *tb)
+{
+	struct gcpu *c = &g->cpus[t->on_cpu >= 0 ? t->on_cpu : (t->cpu >= 0 ? t->cpu : 0)];
+	struct task *p = (t->ppid > 0 && (unsigned)t->ppid < g->nr_pids) ? g->tasks[t->ppid] : NULL;
+	int rc;
+
+	cpu_kernel(g, c);
+	if (t->on_cpu >= 0) {
+		g->cpus[t->on_cpu].cur = NULL;
+		t->on_cpu = -1;
+	}
+	if (t->queued)
+		rq_remove(g, t);
+	t->state = T_DEAD;
+	g->live_tasks--;
+	g->tombs[t->pid] = *tb;
+	if (p && p->state != T_DEAD) {
+		p->live_children--;
+		task_wake(g, p);
+	}
+	rc = mm_put(g, c, t->mm);
+	t->mm = NULL;
+	t->rq_next = g->dead;
+	g->dead = t;
+	return rc;
+}
+
+int task_exit(struct guest *g, struct task *t, int code)
+{
+	struct gcpu *c = &g->cpus[t->on_cpu >= 0 ? t->on_cpu : (t->cpu >= 0 ? t->cpu : 0)];
+	struct tomb tb = { .state = VMMU_TASK_EXITED, .exit_code = code };
+	uint64_t msg = ((uint64_t)(uint32_t)t->pid << 32) | (uint32_t)code;
+	int rc;
+
+	cpu_kernel(g, c);
+	obs3(&g->obs, OBS_EXIT, (uint64_t)t->pid, (uint64_t)(uint32_t)code);
+	g->cnt.exits++;
+	/* The exit status goes to the console, as a kernel logs it: an MMIO write. */
+	rc = kmmio(g, c, DEV_REG_CONSOLE, true, &msg);
+	if (rc)
+		return rc;
+	return task_end(g, t, &tb);
+}
+
+int task_kill(struct guest *g, struct task *t, const struct kill_info *k)
+{
+	struct tomb tb = {
+		.state = VMMU_TASK_KILLED, .signal = (uint8_t)k->signal, .fault_addr = k->addr,
+		.fault_ec = k->ec,
+	};
+
+	obs3(&g->obs, OBS_KILL | ((uint64_t)k->signal << 8) | ((uint64_t)(uint32_t)t->pid << 32),
+	     k->addr, k->ec);
+	g->cnt.kills++;
+	return task_end(g, t, &tb);
+}
+
+/* ---- context switches and TLB flushes ---- */
+
+int switch_mm(struct guest *g, struct gcpu *c, struct mm *next)
+{
+	uint64_t cr3 = next->root;
+	bool noflush = false;
+	int rc;
+
+	if (c->loaded == next)
+		return 0;
+	cpu_kernel(g, c);
+	if (g->pcid && next != &g->init_mm) {
+		unsigned s;
+		for (s = 0; s < NR_ASIDS; s++)
+			if (c->asid[s].mm_id == next->id)
+				break;
+		if (s < NR_ASIDS && c->asid[s].gen == next->tlb_gen) {
+			noflush = true;
+		} else {
+			if (s == NR_ASIDS) {
+				s = c->next_asid;
+				c->next_asid = (s + 1) % NR_ASIDS;
+				c->asid[s].mm_id = next->id;
+			}
+			c->asid[s].gen = next->tlb_gen;
+		}
+		c->cur_asid = s;
+		cr3 |= s + 1;
+	} else if (g->pcid) {
+		/* PCID 0 is init_mm's alone, and it maps nothing but global kernel pages. */
+		noflush = true;
+	}
+	rc = vmmu_vcpu_mov_cr(c->v, 3, cr3 | (noflush ? GCR3_NOFLUSH : 0));
+	if (rc)
+		return guest_fail(g, rc, "MOV CR3 %#" PRIx64 " on vCPU %u: %s", cr3, c->id, strerror(-rc));
+	if (c->loaded)
+		c->loaded->loaded_on &= ~(1ULL << c->id);
+	next->loaded_on |= 1ULL << c->id;
+	c->loaded = next;
+	c->cr3 = cr3;
+	g->cnt.ctx_switches++;
+	return 0;
+}
+
+int flush_tlb_mm(struct guest *g, struct gcpu *c, struct mm *mm, const struct flush *f)
+{
+	int rc = 0;
+
+	if (!f->n && !f->full)
+		return 0;
+	mm->tlb_gen++;
+	for (unsigned i = 0; i < g->nr_cpus && !rc; i++) {
+		struct gcpu *o = &g->cpus[i];
+		if (!(mm->loaded_on & (1ULL << i)))
+			continue;
+		if (o != c) {
+			/* The IPI: the handler runs in o's kernel. */
+			g->cnt.shootdowns++;
+			cpu_kernel(g, o);
+		}
+		if (f->full) {
+			g->cnt.tlb_flushes++;
+			rc = vmmu_vcpu_mov_cr(o->v, 3, o->cr3);
+		} else {
+			for (unsigned k = 0; k < f->n && !rc; k++) {
+				g->cnt.invlpgs++;
+				rc = vmmu_vcpu_invlpg(o->v, f->addr[k]);
+			}
+		}
+		if (g->pcid)
+			o->asid[o->cur_asid].gen = mm->tlb_gen;
+	}
+	if (rc)
+		return guest_fail(g, rc, "TLB flush: %s", strerror(-rc));
+	return 0;
+}
+
+/* Make @t the current task of its vCPU (the API's way in; the scheduler has its own). */
+int task_make_current(struct guest *g, struct task *t)
+{
+	struct gcpu *c = &g->cpus[t->cpu >= 0 ? t->cpu : 0];
+
+	if (t->on_cpu == (int)c->id)
+		return 0;
+	if (t->on_cpu >= 0)
+		g->cpus[t->on_cpu].cur = NULL;
+	if (t->queued)
+		rq_remove(g, t);
+	if (c->cur) {
+		c->cur->on_cpu = -1;
+		rq_push(g, c->cur);
+	}
+	c->cur = t;
+	t->on_cpu = (int)c->id;
+	return switch_mm(g, c, t->mm);
+}
+
+/* ---- user accesses ---- */
+
+int uaccess(struct guest *g, struct task *t, uint64_t va, unsigned len, unsigned kind,
+	    uint64_t *val)
+{
+	struct gcpu *c = task_cpu(g, t);
+	struct vmmu_access_result r;
+	struct kill_info k;
+	int rc;
+
+	for (unsigned tries = 0; tries < MAX_FAULT_RETRIES; tries++) {
+		uint64_t buf = (kind & VMMU_ACC_WRITE) ? *val : 0;
+
+		cpu_user(g, c);
+		g->cnt.user_accesses++;
+		rc = vmmu_vcpu_access(c->v, va, len, kind, &buf, &r);
+		if (rc)
+			return guest_fail(g, rc, "vmmu_vcpu_access(%#" PRIx64 ", %u): %s", va, len, strerror(-rc));
+		switch (r.status) {
+		case VMMU_ACCESS_DONE:
+			if (!(kind & VMMU_ACC_WRITE)) {
+				*val = buf;
+				obs3(&g->obs, OBS_READ | ((uint64_t)len << 8) | ((uint64_t)kind << 16), va, buf);
+			}
+			return 0;
+		case VMMU_ACCESS_PF:
+			g->cnt.page_faults++;
+			obs3(&g->obs, OBS_PF, r.pf_addr, r.pf_ec);
+			cpu_kernel(g, c);
+			rc = handle_page_fault(g, c, t, r.pf_addr, r.pf_ec, &k);
+			if (rc < 0)
+				return rc;
+			if (rc > 0) {
+				rc = task_kill(g, t, &k);
+				return rc ? rc : -EFAULT;
+			}
+			if (g->fatal)
+				return g->fatal;
+			continue;
+		case VMMU_ACCESS_GP:
+			cpu_kernel(g, c);
+			k = (struct kill_info){ .signal = VMMU_SIGSEGV, .addr = va };
+			rc = task_kill(g, t, &k);
+			return rc ? rc : -EFAULT;
+		case VMMU_ACCESS_MMIO:
+			/* No user mapping reaches the device; a bus error if one ever does. */
+			cpu_kernel(g, c);
+			k = (struct kill_info){ .signal = VMMU_SIGBUS, .addr = va };
+			rc = task_kill(g, t, &k);
+			return rc ? rc : -EFAULT;
+		}
+	}
+	return guest_fail(g, -ELOOP, "the access to %#" PRIx64 " by pid %d faulted %d times in a row",
+			  va, t->pid, MAX_FAULT_RETRIES);
+}
+
+/* ---- the run loop ---- */
+
+static int run_on(struct guest *g, struct gcpu *c, struct task *t)
+{
+	c->cur = t;
+	t->on_cpu = (int)c->id;
+	return switch_mm(g, c, t->mm);
+}
+
+/* One turn of every vCPU of @g. *@ran: some vCPU had a task. */
+static int run_round(struct guest *g, unsigned quantum, bool *ran)
+{
+	int rc;
+
+	for (unsigned i = 0; i < g->nr_cpus; i++) {
+		struct gcpu *c = &g->cpus[i];
+
+		if (!c->cur) {
+			struct task *t = rq_pop_for(g, i);
+			if (!t) {
+				/* Idle: leave no address space loaded, so nothing needs this vCPU's
+				 * flushes. */
+				if (c->loaded != &g->init_mm && (rc = switch_mm(g, c, &g->init_mm)))
+					return rc;
+				continue;
+			}
+			if ((rc = run_on(g, c, t)))
+				return rc;
+		}
+		*ran = true;
+		for (c->steps = 0; c->steps < quantum; c->steps++) {
+			struct task *t = c->cur;
+			int r = t->step(g, t);
+
+			if (g->fatal)
+				return g->fatal;
+			if (r < 0)
+				return guest_fail(g, r, "pid %d: %s", t->pid, strerror(-r));
+			if (r == STEP_CONT)
+				continue;
+			if (r == STEP_YIELD) {
+				if (!rq_has_for(g, i))
+					continue;
+				c->cur = NULL;
+				t->on_cpu = -1;
+				rq_push(g, t);
+			} else if (r == STEP_BLOCK) {
+				c->cur = NULL;
+				t->on_cpu = -1;
+				t->state = T_BLOCKED;
+			} else {
+				reap(g);
+			}
+			struct task *n = rq_pop_for(g, i);
+			if (!n)
+				break;
+			if ((rc = run_on(g, c, n)))
+				return rc;
+		}
+		/* The time slice is over: the next queued task gets the vCPU. */
+		if (c->cur && rq_has_for(g, i)) {
+			struct task *t = c->cur;
+			c->cur = NULL;
+			t->on_cpu = -1;
+			rq_push(g, t);
+		}
+	}
+	return 0;
+}
+
+int sched_run(struct guest **gs, unsigned n, unsigned quantum, unsigned aging_period,
+	      void (*progress)(void *, double, uint64_t), void *opaque)
+{
+	uint64_t rounds = 0;
+	int rc;
+
+	for (;;) {
+		bool alive = false, ran = false;
+		struct guest *stuck = NULL;
+
+		for (unsigned k = 0; k < n; k++) {
+			struct guest *g = gs[k];
+			bool r = false;
+
+			if (!g->live_tasks)
+				continue;
+			alive = true;
+			rc = run_round(g, quantum, &r);
+			if (rc)
+				return rc;
+			if (!r)
+				stuck = g;
+			ran |= r;
+			if (aging_period && (rounds + 1) % aging_period == 0 && g->live_tasks) {
+				uint64_t young;
+				rc = kernel_age(g, &young);
+				if (rc)
+					return rc;
+			}
+		}
+		if (!alive)
+			return 0;
+		if (stuck && !ran)
+			return guest_fail(stuck, -EDEADLK, "every task of the guest is blocked");
+		rounds++;
+		if (progress && !(rounds & 63)) {
+			double f = 0;
+			uint64_t acc = 0;
+			for (unsigned k = 0; k < n; k++) {
+				f += gs[k]->wl_progress ? gs[k]->wl_progress(gs[k]) : 0;
+				acc += gs[k]->cnt.user_accesses + gs[k]->cnt.kernel_accesses;
+			}
+			progress(opaque, f / n, acc);
+		}
+	}
+}
