@@ -135,6 +135,8 @@ uint32_t frames_alloc(struct frames *fr, unsigned order)
 		f->order = 0;
 	}
 	fr->free -= 1ULL << order;
+	if (pfn + (1ULL << order) > fr->hwm)
+		fr->hwm = pfn + (1ULL << order);
 	return pfn;
 }
 

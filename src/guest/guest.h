@@ -59,6 +59,7 @@ struct frames {
 	uint64_t nframes;
 	uint32_t head[FRAME_MAX_ORDER + 1];
 	uint64_t free;                         /* free 4K frames */
+	uint64_t hwm;                          /* no frame at or above was ever handed out */
 };
 
 int frames_init(struct frames *fr, uint64_t nframes);
@@ -252,7 +253,8 @@ int guest_boot(const struct vmmu_guest_config *cfg, uint64_t data_bytes, uint64_
 void guest_free(struct guest *g);
 /* Record the first fatal error; returns @rc. */
 int guest_fail(struct guest *g, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-uint64_t guest_digest(struct guest *g);
+/* The digest of the observations so far and the guest as it is now; the stream goes on. */
+int guest_digest(struct guest *g, uint64_t *out);
 void guest_counters(struct guest *g, struct vmmu_guest_result *res);
 
 /* kaccess.c: the kernel's memory accesses (CPL 0, through the direct map). */
