@@ -306,6 +306,10 @@ void guest_free(struct guest *g)
 		free(t->prog);
 		free(t);
 	}
+	if (g->wl_free)
+		g->wl_free(g->wl);
+	else
+		free(g->wl);
 	free(g->tasks);
 	free(g->tombs);
 	free(g->image.frames);

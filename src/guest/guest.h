@@ -244,7 +244,8 @@ struct guest {
 	char why[256];                     /* its one-line reason */
 	/* the running workload */
 	void *wl;                          /* the workload's state */
-	double (*wl_progress)(struct guest *g);
+	double (*wl_progress)(struct guest *g);   /* fraction done, 0..1 */
+	void (*wl_free)(void *wl);
 };
 
 /* boot.c */

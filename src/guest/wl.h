@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * guest/ workloads: what each one provides to the run driver (workload.c), and the helpers their
+ * programs share. A workload's programs are step functions (struct task.step): one step does one
+ * user access or one system call, so the scheduler can interleave vCPUs at any step.
+ * Locking: none (see guest.h).
+ */
+#ifndef VMMU_GUEST_WL_H
+#define VMMU_GUEST_WL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "guest/guest.h"
+
+struct wl_ops {
+	struct vmmu_workload_info info;
+	/* Checks between parameters (and against the vCPUs): 0, or -EINVAL with a reason. */
+	int (*check)(const struct vmmu_workload_args *a, unsigned vcpus, char *err, size_t len);
+	/* Guest RAM the workload needs, its page-cache data file excluded. */
+	uint64_t (*need)(const struct vmmu_workload_args *a, unsigned vcpus);
+	/* Bytes of the data file loaded into the page cache at boot (NULL: none). */
+	uint64_t (*data_bytes)(const struct vmmu_workload_args *a);
+	/* Create the first task(s) of a booted guest. 0 or -errno with a reason. */
+	int (*start)(struct guest *g, const struct vmmu_workload_args *a, char *err, size_t len);
+};
+
+extern const struct wl_ops wl_touch, wl_gups, wl_mmap, wl_fork, wl_ctxsw, wl_clone_vms, wl_trace;
+
+/* Pages of page tables for @bytes mapped with 4K pages, with room for the upper levels. */
+static inline uint64_t pt_overhead(uint64_t bytes)
+{
+	return bytes / 512 + bytes / (512 * 512) + (64ULL << 10);
+}
+
+#define PROC_OVERHEAD (256ULL << 10)   /* a process: root, tables, stack and data pages */
+
+static inline uint64_t wl_rand(struct task *t)
+{
+	return splitmix64(&t->rng);
+}
+
+static inline unsigned wl_threads(uint64_t param, unsigned vcpus)
+{
+	return param ? (unsigned)param : vcpus;
+}
+
+/* A new process running a program: the init image, then @step with @prog (malloc'd). */
+int wl_spawn(struct guest *g, step_fn step, void *prog, struct task **out);
+/* User accesses, returning STEP_DEAD for a killed task, a negative errno for a fatal error, or
+ * STEP_CONT. */
+int wl_read(struct guest *g, struct task *t, uint64_t va, unsigned len, uint64_t *val);
+int wl_write(struct guest *g, struct task *t, uint64_t va, unsigned len, uint64_t val);
+/* exit(code) from a step: returns STEP_DEAD, or a negative errno. */
+int wl_exit(struct guest *g, struct task *t, int code);
+/* Wait for every child: STEP_BLOCK while some live, else STEP_CONT. */
+static inline int wl_wait(struct task *t)
+{
+	return t->live_children ? STEP_BLOCK : STEP_CONT;
+}
+/* A copy of @size bytes of @src (a program's state), NULL when out of memory. */
+void *wl_dup(const void *src, size_t size);
+
+#endif
