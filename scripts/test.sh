@@ -33,7 +33,7 @@ san_build() { # dir, sanitize
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 echo "== ASan+UBSan"
 if san_build build-asan address,undefined; then
-	run_suite build-asan --suite unit --suite cli --suite diff-quick
+	run_suite build-asan --suite unit --suite cli --suite diff-quick --suite fuzz
 else
 	echo "test.sh: the ASan build failed"; fail=$((fail + 1))
 fi
