@@ -42,6 +42,8 @@ struct vmmu_guest_config {
 	bool no_pcid;               /* the kernel leaves CR4.PCIDE off (it uses PCIDs by default) */
 	unsigned aging_period;      /* page aging every N scheduler rounds; 0 = off */
 	unsigned quantum;           /* workload steps per vCPU turn; 0 = 64 */
+	unsigned audit_period;      /* vmmu_run: vmmu_vm_audit() every N scheduler rounds and at the
+				     * end (a violation fails the run); 0 = never */
 	uint64_t seed;
 	/* vmmu_run calls this from time to time (every few million steps) with the fraction of
 	 * the workload done and the accesses so far. */
@@ -65,6 +67,8 @@ struct vmmu_guest_result {
 	uint64_t trace_records, trace_skipped;
 	uint64_t mem_bytes;         /* guest RAM of each VM */
 	unsigned vcpus, vms;
+	uint32_t opts;              /* VMMU_OPT_* in effect (vmmu_vm_opts of the first VM) */
+	uint64_t audits;            /* vmmu_vm_audit() calls, all passed */
 	double seconds;             /* the workload's run (boot and the final digest excluded) */
 	struct vmmu_stats stats;    /* summed over the VMs */
 };
@@ -115,7 +119,7 @@ int vmmu_workload_args(const char *name, const char *const *kv, unsigned n,
  * deterministically on the calling thread), digest them, tear them down. 0, or a negative errno
  * with a one-line reason in @err: -EOPNOTSUPP from vmmu_vm_create (an MMU mode not built),
  * -E2BIG (the workload does not fit in cfg->mem_bytes), -EINVAL, -ENOENT (a trace file), -EIO,
- * -EFAULT (the guest kernel met a fault it cannot explain: an MMU bug). */
+ * -EFAULT (the guest kernel met a fault it cannot explain, or an audit failed: an MMU bug). */
 int vmmu_run(const struct vmmu_guest_config *cfg, const struct vmmu_workload_args *a,
 	     struct vmmu_guest_result *res, char *err, size_t errlen);
 

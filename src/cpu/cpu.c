@@ -275,6 +275,9 @@ void cpu_set_tdp(struct cpu *c, const struct tdp_ctx *tdp)
 
 void cpu_flush_tlb(struct cpu *c)
 {
+	/* The nested TLB caches gpa -> hpa: a remote flush after a zap must reach it too. */
+	if (c->ntlb)
+		nested_tlb_flush(c->ntlb);
 	tlb_flush_all(c->tlb, true);
 	pwc_flush(c);
 	c->st.tlb_flush++;
@@ -786,6 +789,15 @@ static void copy_out(void *dst, const void *src, uint32_t len)
 	memcpy(dst, src, len);
 }
 
+/* A VM exit during an access carries the access (struct hw_exit). */
+static void exit_describe_access(struct hw_outcome *o, gva_t gva, uint32_t len, bool write,
+				 const void *buf)
+{
+	o->exit.access_gva = gva;
+	o->exit.access_len = len;
+	o->exit.data = write ? buf : NULL;
+}
+
 int cpu_access(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
 	       struct hw_outcome *o)
 {
@@ -808,8 +820,11 @@ int cpu_access(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
 		uint64_t a;
 		uint8_t *p;
 		enum hw_status s = translate(c, gva, kind, access, &a, o, &err);
-		if (__builtin_expect(s != HW_DONE, 0))
+		if (__builtin_expect(s != HW_DONE, 0)) {
+			if (s == HW_EXIT && !err)
+				exit_describe_access(o, gva, len, write, buf);
 			return err;
+		}
 		if (c->mode == VMMU_MMU_NATIVE) {
 			int rc = gfn_host(c, a >> 12, write, &p);
 			if (__builtin_expect(rc != 0, 0)) {
@@ -849,6 +864,8 @@ int cpu_access(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
 		enum hw_status s = translate(c, va, kind, access, &pa[i], o, &err);
 		if (err)
 			return err;
+		if (s == HW_EXIT)
+			exit_describe_access(o, gva, len, write, buf);
 		if (s != HW_DONE)
 			return 0;
 	}
@@ -859,7 +876,8 @@ int cpu_access(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
 		int rc = 0;
 		if (c->mode == VMMU_MMU_NATIVE) {
 			rc = gfn_host(c, pa[i] >> 12, write, &p);
-			p += pa[i] & 0xfff;
+			if (!rc)
+				p += pa[i] & 0xfff;
 		} else {
 			/* An hpa from a TLB entry, checked when the entry was filled (walk_*). */
 			p = c->arena_base + pa[i];

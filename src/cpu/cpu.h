@@ -65,6 +65,13 @@ struct hw_exit {
 	uint32_t ec;        /* #PF error code, NPF EXITINFO1 low bits */
 	uint64_t qual;      /* EPT violation qualification, NPF EXITINFO1 */
 	unsigned access;    /* PFERR_WRITE / PFERR_FETCH of the access */
+	/* The whole access, as decoding the instruction tells a hypervisor (gva above is the page
+	 * part that faulted): its address and length and, for a write, its bytes (the caller's
+	 * buffer, valid during the exit). A soft MMU emulates writes to the guest tables it tracks
+	 * from these. Set for exits from cpu_access(); zero otherwise. */
+	gva_t access_gva;
+	uint32_t access_len;
+	const void *data;
 };
 
 struct hw_outcome {

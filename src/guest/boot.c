@@ -24,7 +24,7 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "guest/guest.h"
+#include "guest.h"
 
 uint64_t vmmu_guest_image_word(uint64_t off)
 {
@@ -400,4 +400,5 @@ void guest_counters(struct guest *g, struct vmmu_guest_result *res)
 	res->mmio_accesses += k->mmio;
 	res->trace_records += k->trace_records;
 	res->trace_skipped += k->trace_skipped;
+	res->audits += k->audits;
 }

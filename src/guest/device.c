@@ -8,7 +8,7 @@
  */
 #include <errno.h>
 
-#include "guest/guest.h"
+#include "guest.h"
 
 int device_mmio(struct device *d, struct vmmu_access_result *res)
 {

@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <xxhash.h>
 
-#include "guest/guest.h"
+#include "guest.h"
 
 int obs_init(struct obs *o, uint64_t seed)
 {

@@ -21,7 +21,7 @@
 #include <errno.h>
 #include <inttypes.h>
 
-#include "guest/guest.h"
+#include "guest.h"
 
 static int kill(struct kill_info *k, int sig, uint64_t va, uint32_t ec)
 {
@@ -83,19 +83,24 @@ static int do_huge_anonymous(struct guest *g, struct gcpu *c, struct mm *mm, con
 	return rc ? rc : 1;
 }
 
-/* A not-present 4K entry: demand zero, or the page cache. */
+/* A not-present 4K entry: demand zero, or the page cache. @epa/@level: where the lookup
+ * stopped (level 1: the PTE's own address, so the table is there already). */
 static int do_pte_missing(struct guest *g, struct gcpu *c, struct mm *mm, const struct vma *v,
-			  uint64_t va, bool write, struct kill_info *k, uint32_t ec)
+			  uint64_t va, bool write, struct kill_info *k, uint32_t ec, uint64_t epa,
+			  int level)
 {
-	uint64_t epa, e, ne;
+	uint64_t e = 0, ne;
 	uint32_t pfn;
-	bool huge;
-	int rc = pt_walk_alloc(g, c, mm, va, 1, &epa, &e, &huge);
+	bool huge = false;
+	int rc = 0;
 
-	if (rc == -ENOMEM)
-		return kill(k, VMMU_SIGKILL, va, ec);
-	if (rc)
-		return rc;
+	if (level > 1) {
+		rc = pt_walk_alloc(g, c, mm, va, 1, &epa, &e, &huge);
+		if (rc == -ENOMEM)
+			return kill(k, VMMU_SIGKILL, va, ec);
+		if (rc)
+			return rc;
+	}
 	if (huge)
 		return guest_fail(g, -EIO, "guest kernel bug: a 2M leaf appeared under a 4K fault at %#" PRIx64, va);
 	if (gpte_used(e))
@@ -191,6 +196,7 @@ static int do_huge_wp(struct guest *g, struct gcpu *c, struct mm *mm, const stru
 			return rc;
 	}
 	g->cnt.cow_copies += 512;
+	g->cnt.thp_allocs++;
 	rc = kstore64(g, c, epa, ((uint64_t)head << 12) | leaf_bits(v->prot) | GPTE_PS | GPTE_D | GPTE_A);
 	if (rc)
 		return rc;
@@ -265,5 +271,5 @@ int handle_page_fault(struct guest *g, struct gcpu *c, struct task *t, uint64_t 
 		if (rc)
 			return rc < 0 ? rc : 0;
 	}
-	return do_pte_missing(g, c, mm, v, va, write, k, ec);
+	return do_pte_missing(g, c, mm, v, va, write, k, ec, epa, level);
 }

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "guest/guest.h"
+#include "guest.h"
 
 static void list_push(struct frames *fr, uint32_t pfn, unsigned order)
 {

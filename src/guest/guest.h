@@ -29,7 +29,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "guest/gpt.h"
+#include "gpt.h"
 #include "vmmu/guest.h"
 #include "vmmu/vmmu.h"
 
@@ -212,7 +212,7 @@ static inline void obs3(struct obs *o, uint64_t a, uint64_t b, uint64_t c)
 struct guest_counters {
 	uint64_t user_accesses, kernel_accesses, page_faults, kills, forks, execs, exits;
 	uint64_t ctx_switches, shootdowns, tlb_flushes, invlpgs, cow_copies, zero_fills;
-	uint64_t thp_allocs, thp_splits, young, mmio;
+	uint64_t thp_allocs, thp_splits, young, mmio, audits;
 	uint64_t trace_records, trace_skipped;
 };
 
@@ -340,6 +340,8 @@ struct task *task_new(struct guest *g, struct task *parent, struct mm *mm, int c
 int task_kill(struct guest *g, struct task *t, const struct kill_info *k);
 int task_exit(struct guest *g, struct task *t, int code);
 struct task *task_get(struct guest *g, int pid);
+/* Free the tasks that died since the last call. */
+void task_reap(struct guest *g);
 int task_make_current(struct guest *g, struct task *t);
 int switch_mm(struct guest *g, struct gcpu *c, struct mm *next);
 int flush_tlb_mm(struct guest *g, struct gcpu *c, struct mm *mm, const struct flush *f);
@@ -349,8 +351,14 @@ void task_wake(struct guest *g, struct task *t);
 int uaccess(struct guest *g, struct task *t, uint64_t va, unsigned len, unsigned kind,
 	    uint64_t *val);
 /* Run every guest's tasks until all are dead. */
-int sched_run(struct guest **gs, unsigned n, unsigned quantum, unsigned aging_period,
-	      void (*progress)(void *, double, uint64_t), void *opaque);
+struct sched_opts {
+	unsigned quantum, aging_period, audit_period;
+	void (*progress)(void *opaque, double fraction, uint64_t accesses);
+	void *opaque;
+};
+int sched_run(struct guest **gs, unsigned n, const struct sched_opts *o);
+/* vmmu_vm_audit() of the guest's VM: 0, or a fatal -EFAULT with the violation. */
+int guest_audit(struct guest *g);
 
 static inline struct gcpu *task_cpu(struct guest *g, struct task *t)
 {

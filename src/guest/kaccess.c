@@ -19,7 +19,7 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "guest/guest.h"
+#include "guest.h"
 
 static const uint8_t zero_page_buf[4096];
 

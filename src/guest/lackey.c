@@ -25,15 +25,16 @@
 
 #define READ_CHUNK (1u << 20)   /* also the longest line the reader accepts */
 
-static int hexval(char ch)
+/* Hex digit values, -1 for anything else: the parser's inner loop is a table lookup. */
+static const int8_t hex_tab[256] = {
+	['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8,
+	['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15,
+	['f'] = 16, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+};   /* value + 1, so that the zero-filled rest means "not a digit" */
+
+static inline int hexval(char ch)
 {
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
+	return hex_tab[(unsigned char)ch] - 1;
 }
 
 int vmmu_lackey_parse(const char *line, size_t len, struct vmmu_lackey_rec *rec)
@@ -41,6 +42,7 @@ int vmmu_lackey_parse(const char *line, size_t len, struct vmmu_lackey_rec *rec)
 	const char *p = line, *e = line + len;
 	uint64_t addr = 0, size = 0;
 	unsigned nd;
+	int d;
 
 	while (e > p && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
 		e--;
@@ -62,10 +64,10 @@ int vmmu_lackey_parse(const char *line, size_t len, struct vmmu_lackey_rec *rec)
 		return -EINVAL;
 	while (p < e && *p == ' ')
 		p++;
-	for (nd = 0; p < e && hexval(*p) >= 0; p++, nd++) {
+	for (nd = 0; p < e && (d = hexval(*p)) >= 0; p++, nd++) {
 		if (nd == 16)
 			return -EINVAL;
-		addr = addr << 4 | (uint64_t)hexval(*p);
+		addr = addr << 4 | (uint64_t)d;
 	}
 	if (!nd || p == e || *p != ',')
 		return -EINVAL;

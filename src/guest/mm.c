@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "guest/guest.h"
+#include "guest.h"
 
 #define MMAP_MIN 0x10000ULL   /* mmap_min_addr */
 

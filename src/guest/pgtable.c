@@ -25,7 +25,7 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "guest/guest.h"
+#include "guest.h"
 
 uint64_t leaf_bits(unsigned prot)
 {

@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "guest/guest.h"
+#include "guest.h"
 
 #define MAX_FAULT_RETRIES 16
 
@@ -100,7 +100,7 @@ struct task *task_new(struct guest *g, struct task *parent, struct mm *mm, int c
 {
 	struct task *t;
 
-	if (g->nr_pids == g->cap_pids) {
+	if (g->nr_pids >= g->cap_pids) {
 		unsigned cap = g->cap_pids ? g->cap_pids * 2 : 64;
 		struct task **nt = realloc(g->tasks, cap * sizeof(*nt));
 		if (!nt)
@@ -139,7 +139,7 @@ struct task *task_get(struct guest *g, int pid)
 }
 
 /* Free the tasks that died (their state is in tombs[]). */
-static void reap(struct guest *g)
+void task_reap(struct guest *g)
 {
 	while (g->dead) {
 		struct task *t = g->dead;
@@ -411,7 +411,7 @@ static int run_round(struct guest *g, unsigned quantum, bool *ran)
 				t->on_cpu = -1;
 				t->state = T_BLOCKED;
 			} else {
-				reap(g);
+				task_reap(g);
 			}
 			struct task *n = rq_pop_for(g, i);
 			if (!n)
@@ -430,8 +430,18 @@ static int run_round(struct guest *g, unsigned quantum, bool *ran)
 	return 0;
 }
 
-int sched_run(struct guest **gs, unsigned n, unsigned quantum, unsigned aging_period,
-	      void (*progress)(void *, double, uint64_t), void *opaque)
+int guest_audit(struct guest *g)
+{
+	char why[200] = "";
+	int rc = vmmu_vm_audit(g->vm, why, sizeof(why));
+
+	g->cnt.audits++;
+	if (rc)
+		return guest_fail(g, rc == -EFAULT ? rc : -EIO, "MMU audit failed: %s", why[0] ? why : strerror(-rc));
+	return 0;
+}
+
+int sched_run(struct guest **gs, unsigned n, const struct sched_opts *o)
 {
 	uint64_t rounds = 0;
 	int rc;
@@ -440,6 +450,7 @@ int sched_run(struct guest **gs, unsigned n, unsigned quantum, unsigned aging_pe
 		bool alive = false, ran = false;
 		struct guest *stuck = NULL;
 
+		rounds++;
 		for (unsigned k = 0; k < n; k++) {
 			struct guest *g = gs[k];
 			bool r = false;
@@ -447,32 +458,37 @@ int sched_run(struct guest **gs, unsigned n, unsigned quantum, unsigned aging_pe
 			if (!g->live_tasks)
 				continue;
 			alive = true;
-			rc = run_round(g, quantum, &r);
+			rc = run_round(g, o->quantum, &r);
 			if (rc)
 				return rc;
 			if (!r)
 				stuck = g;
 			ran |= r;
-			if (aging_period && (rounds + 1) % aging_period == 0 && g->live_tasks) {
+			if (o->aging_period && !(rounds % o->aging_period) && g->live_tasks) {
 				uint64_t young;
 				rc = kernel_age(g, &young);
 				if (rc)
 					return rc;
 			}
+			if (o->audit_period && !(rounds % o->audit_period) && (rc = guest_audit(g)))
+				return rc;
 		}
 		if (!alive)
-			return 0;
+			break;
 		if (stuck && !ran)
 			return guest_fail(stuck, -EDEADLK, "every task of the guest is blocked");
-		rounds++;
-		if (progress && !(rounds & 63)) {
+		if (o->progress && !(rounds & 63)) {
 			double f = 0;
 			uint64_t acc = 0;
 			for (unsigned k = 0; k < n; k++) {
 				f += gs[k]->wl_progress ? gs[k]->wl_progress(gs[k]) : 0;
 				acc += gs[k]->cnt.user_accesses + gs[k]->cnt.kernel_accesses;
 			}
-			progress(opaque, f / n, acc);
+			o->progress(o->opaque, f / n, acc);
 		}
 	}
+	for (unsigned k = 0; k < n && o->audit_period; k++)
+		if ((rc = guest_audit(gs[k])))
+			return rc;
+	return 0;
 }

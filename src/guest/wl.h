@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "guest/guest.h"
+#include "guest.h"
 
 struct wl_ops {
 	struct vmmu_workload_info info;

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <xxhash.h>
 
-#include "guest/wl.h"
+#include "wl.h"
 
 #define KERNEL_OVERHEAD (8ULL << 20)   /* boot tables, page cache of the image, slack */
 #define DEFAULT_QUANTUM 64
@@ -351,8 +351,13 @@ int vmmu_run(const struct vmmu_guest_config *cfg, const struct vmmu_workload_arg
 			snprintf(err, errlen, "%s", gs[i]->why);
 	}
 	if (!rc) {
+		struct sched_opts so = {
+			.quantum = gc.quantum, .aging_period = cfg->aging_period,
+			.audit_period = cfg->audit_period, .progress = cfg->progress,
+			.opaque = cfg->progress_opaque,
+		};
 		double t0 = now();
-		rc = sched_run(gs, vms, gc.quantum, cfg->aging_period, cfg->progress, cfg->progress_opaque);
+		rc = sched_run(gs, vms, &so);
 		res->seconds = now() - t0;
 		if (rc) {
 			for (unsigned i = 0; i < vms; i++) {
@@ -380,6 +385,7 @@ int vmmu_run(const struct vmmu_guest_config *cfg, const struct vmmu_workload_arg
 		res->mem_bytes = gc.mem_bytes;
 		res->vcpus = gc.vcpus;
 		res->vms = vms;
+		res->opts = vmmu_vm_opts(gs[0]->vm);
 	}
 	for (unsigned i = 0; i < vms; i++)
 		guest_free(gs[i]);

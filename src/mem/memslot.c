@@ -96,6 +96,11 @@ static void grace_period(void)
 #endif
 }
 
+void memslots_synchronize(void)
+{
+	grace_period();
+}
+
 static struct memslot_array *array_alloc(uint32_t cap)
 {
 	struct memslot_array *a = malloc(sizeof(*a) + (size_t)cap * sizeof(a->e[0]));

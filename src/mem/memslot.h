@@ -106,6 +106,9 @@ struct memslot_array;
  */
 void memslots_read_lock(void);
 void memslots_read_unlock(void);
+/* synchronize_rcu() with the matching ThreadSanitizer annotation: for every user of these read
+ * sections that frees memory after a grace period (the MMUs). Never inside a read section. */
+void memslots_synchronize(void);
 
 static inline bool slot_is_readonly(const struct memslot *slot)
 {

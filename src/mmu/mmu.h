@@ -66,6 +66,7 @@ enum mmu_action {
 	MMU_RETRY = 0,      /* fixed: run the access again */
 	MMU_MMIO,           /* the access is MMIO: exit to user space (mmio_gpa) */
 	MMU_INJECT_PF,      /* the guest must see a #PF (pf_ec, pf_addr) */
+	MMU_EMULATED,       /* the MMU performed the access itself (a write it emulated): done */
 };
 
 struct mmu_outcome {

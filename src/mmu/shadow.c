@@ -1,6 +1,395 @@
 /* SPDX-License-Identifier: MIT */
-/* The soft MMU (shadow paging): not built yet; an empty ops table makes mmu_create() say
- * -EOPNOTSUPP. */
-#include "mmu/mmu_internal.h"
+/*
+ * The soft MMU (shadow paging, DESIGN.md layer 5): its ops table, creation and teardown, vCPUs,
+ * roots with a cache of previous roots per vCPU, and the intercepted guest instructions (MOV
+ * CR0/CR3/CR4, INVLPG, INVPCID). The design is in docs/soft-mmu.md; the shared structures and
+ * invariants in shadow.h.
+ *
+ * Roots: the root of a guest address space is the sp of its top-level table (gfn of CR3, role
+ * from CR0.WP, EFER.NXE, CR4.SMEP/SMAP/PKE), or a direct sp with paging off. A vCPU holds a
+ * reference (root_count) on its current root and on up to SHADOW_PREV_ROOTS previous ones, so
+ * switching back is a swap: no lookup, no rebuild, and cached roots are never recycled. Because
+ * every shadowed guest table is write-tracked, the shadow is never behind the guest's tables: a
+ * CR3 load needs no sync, only the flush the architecture asks for, which the hardware already
+ * did (cpu_mov_cr). The hardware loads a new root with a full TLB flush (cpu_set_shadow_root):
+ * more than PCID's no-flush needs, which the architecture allows.
+ *
+ * Locking: mmu_lock (write) for every change of roots and sps; a vCPU's own fields are used by
+ * its thread only. See shadow.h for the lock order.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 
-const struct mmu_ops shadow_mmu_ops = { .name = NULL };
+#include "mmu/shadow.h"
+
+bool shadow_root_role(const struct paging_ctx *g, union sp_role *role, gfn_t *gfn, int *levels)
+{
+	role->word = 0;
+	role->access = ACC_ALL;
+	switch (paging_mode_of(g)) {
+	case PAGING_OFF:
+		role->direct = 1;
+		role->level = 4;
+		*gfn = 0;
+		*levels = 4;
+		return true;
+	case PAGING_4LVL:
+		role->level = 4;
+		*levels = 4;
+		break;
+	case PAGING_5LVL:
+		role->level = 5;
+		*levels = 5;
+		break;
+	case PAGING_32:
+	case PAGING_PAE:
+	default:
+		return false;
+	}
+	*gfn = (g->cr3 & rsvd_bits(12, g->cpu.maxphyaddr - 1)) >> 12;
+	role->efer_nx = !!(g->efer & EFER_NXE);
+	role->cr0_wp = !!(g->cr0 & X86_CR0_WP);
+	if (!role->cr0_wp) {
+		role->smep_andnot_wp = !!(g->cr4 & X86_CR4_SMEP);
+		role->smap_andnot_wp = !!(g->cr4 & X86_CR4_SMAP);
+		role->pke_andnot_wp = !!(g->cr4 & X86_CR4_PKE);
+	}
+	return true;
+}
+
+static bool root_matches(const struct shadow_page *sp, gfn_t gfn, union sp_role role)
+{
+	return sp && !sp->invalid && sp->gfn == gfn && sp->role.word == role.word;
+}
+
+bool shadow_root_current(struct shadow_vcpu *sv)
+{
+	union sp_role role;
+	gfn_t gfn;
+	int levels;
+
+	if (!shadow_root_role(&sv->mv->cpu->guest, &role, &gfn, &levels))
+		return false;
+	return root_matches(sv->root, gfn, role) && sv->root_levels == levels;
+}
+
+/* Put @sp at the front of the prev-root cache; the oldest falls out. [L] */
+static void prev_push(struct shadow_mmu *sm, struct shadow_vcpu *sv, struct shadow_page *sp)
+{
+	if (!sp)
+		return;
+	if (sp->invalid) {
+		sp_put_root(sm, sp);
+		return;
+	}
+	if (sv->prev[SHADOW_PREV_ROOTS - 1])
+		sp_put_root(sm, sv->prev[SHADOW_PREV_ROOTS - 1]);
+	memmove(&sv->prev[1], &sv->prev[0], (SHADOW_PREV_ROOTS - 1) * sizeof(sv->prev[0]));
+	sv->prev[0] = sp;
+}
+
+int shadow_load_root_locked(struct shadow_vcpu *sv, bool *changed)
+{
+	struct shadow_mmu *sm = to_shadow(sv->mv->mmu);
+	struct zap_batch z = { 0 };
+	struct shadow_page *sp = NULL;
+	union sp_role role;
+	gfn_t gfn;
+	int levels, rc;
+
+	*changed = false;
+	if (!shadow_root_role(&sv->mv->cpu->guest, &role, &gfn, &levels))
+		return -EOPNOTSUPP;
+	if (root_matches(sv->root, gfn, role) && sv->root_levels == levels)
+		return 0;
+
+	/* A previous root: take it out of the cache (it keeps its reference). */
+	for (unsigned i = 0; i < SHADOW_PREV_ROOTS; i++) {
+		if (sv->prev[i] && sv->prev[i]->invalid) {
+			sp_put_root(sm, sv->prev[i]);
+			sv->prev[i] = NULL;
+		}
+		if (root_matches(sv->prev[i], gfn, role)) {
+			sp = sv->prev[i];
+			memmove(&sv->prev[i], &sv->prev[i + 1],
+				(SHADOW_PREV_ROOTS - 1 - i) * sizeof(sv->prev[0]));
+			sv->prev[SHADOW_PREV_ROOTS - 1] = NULL;
+			sv->prev_hits++;
+			break;
+		}
+	}
+	if (!sp) {
+		make_mmu_pages_available(sm, 1, &z);
+		rc = sp_get(sm, gfn, role, &sp);
+		if (rc) {
+			zap_batch_commit(sm, &z);
+			return rc;
+		}
+		sp->root_count++;
+	}
+	sp_touch(sm, sp);
+	prev_push(sm, sv, sv->root);
+	sv->root = sp;
+	sv->root_levels = levels;
+	zap_batch_commit(sm, &z);
+	cpu_set_shadow_root(sv->mv->cpu, sp->pfn << 12, levels);
+	cpu_account_mmu_steps(sv->mv->cpu, 1);
+	*changed = true;
+	return 0;
+}
+
+int shadow_load_root(struct shadow_vcpu *sv)
+{
+	struct shadow_mmu *sm = to_shadow(sv->mv->mmu);
+	bool changed;
+	int rc;
+
+	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
+	rc = shadow_load_root_locked(sv, &changed);
+	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
+	shadow_drain_frees(sm, false);
+	return rc;
+}
+
+/* ---- ops ---- */
+
+static int shadow_create(const struct mmu_env *env, struct mmu **out)
+{
+	struct shadow_mmu *sm = calloc(1, sizeof(*sm));
+	struct memslot_iter it;
+	const struct memslot *slot;
+	int rc;
+
+	if (!sm)
+		return -ENOMEM;
+	sm->mmu.env = *env;
+	rc = -pthread_rwlock_init(&sm->mmu.mmu_lock, NULL);
+	if (rc)
+		goto out_free;
+	rc = -pthread_mutex_init(&sm->free_lock, NULL);
+	if (rc)
+		goto out_rwlock;
+	rc = htab_init(&sm->sp_hash, 10);
+	if (!rc)
+		rc = htab_init(&sm->sp_by_pfn, 10);
+	if (!rc)
+		rc = htab_init(&sm->gfns, 12);
+	if (rc)
+		goto out_hash;
+	list_init(&sm->lru);
+	list_init(&sm->vcpus);
+	list_init(&sm->dead);
+	sm->arena_base = host_pfn_to_ptr(env->arena, 0);
+	/* Bit 51 is reserved (an RSVD fault) only below MAXPHYADDR 52. */
+	sm->mmio_enabled = env->cpu.maxphyaddr < 52;
+
+	memslots_read_lock();
+	memslots_for_each_in_gfn_range(slot, &it, env->slots, 0, ~0ULL)
+		sm->slot_pages += slot->npages;
+	memslots_read_unlock();
+	memslots_set_ops(env->slots, &shadow_memslots_ops, sm);
+	sm->mn.ops = &shadow_mn_ops;
+	host_mmu_notifier_register(env->mm, &sm->mn);
+	*out = &sm->mmu;
+	return 0;
+
+out_hash:
+	htab_destroy(&sm->sp_hash);
+	htab_destroy(&sm->sp_by_pfn);
+	htab_destroy(&sm->gfns);
+	pthread_mutex_destroy(&sm->free_lock);
+out_rwlock:
+	pthread_rwlock_destroy(&sm->mmu.mmu_lock);
+out_free:
+	free(sm);
+	return rc;
+}
+
+static void shadow_vcpu_drop_roots(struct shadow_mmu *sm, struct shadow_vcpu *sv)
+{
+	if (sv->root)
+		sp_put_root(sm, sv->root);
+	sv->root = NULL;
+	for (unsigned i = 0; i < SHADOW_PREV_ROOTS; i++) {
+		if (sv->prev[i])
+			sp_put_root(sm, sv->prev[i]);
+		sv->prev[i] = NULL;
+	}
+}
+
+static void shadow_destroy(struct mmu *m)
+{
+	struct shadow_mmu *sm = to_shadow(m);
+	struct zap_batch z = { 0 };
+
+	host_mmu_notifier_unregister(m->env.mm, &sm->mn);
+	memslots_set_ops(m->env.slots, NULL, NULL);
+	pthread_rwlock_wrlock(&m->mmu_lock);
+	while (!list_empty(&sm->vcpus)) {
+		struct shadow_vcpu *sv = container_of(sm->vcpus.next, struct shadow_vcpu, link);
+		shadow_vcpu_drop_roots(sm, sv);
+		list_del(&sv->link);
+		sv->mv->priv = NULL;
+		free(sv);
+	}
+	zap_all(sm, &z);
+	pthread_rwlock_unlock(&m->mmu_lock);
+	shadow_drain_frees(sm, true);
+	/* Nothing maps or tracks a gfn any more: every gfn_info went with its last user. */
+	for (uint64_t i = 0; i <= sm->gfns.mask; i++) {
+		struct hnode *n = sm->gfns.b[i], *next;
+		for (; n; n = next) {
+			struct gfn_info *gi = container_of(n, struct gfn_info, hash);
+			next = n->next;
+			free(gi->rmap.v);
+			free(gi);
+		}
+	}
+	htab_destroy(&sm->sp_hash);
+	htab_destroy(&sm->sp_by_pfn);
+	htab_destroy(&sm->gfns);
+	pthread_mutex_destroy(&sm->free_lock);
+	pthread_rwlock_destroy(&m->mmu_lock);
+	free(sm);
+}
+
+/*
+ * Exit controls (KVM's shadow-paging VMCS/VMCB setup): every #PF exits (VMX: bit 14 with
+ * PFEC_MASK = PFEC_MATCH = 0; SVM: the intercept), and so do CR3 loads, INVLPG and INVPCID.
+ * The no-trap optimization (--opt notrap) would let not-present faults through with
+ * MASK = MATCH = P: an extension point for the optimizations issue.
+ */
+static int shadow_vcpu_init(struct mmu_vcpu *mv)
+{
+	struct shadow_mmu *sm = to_shadow(mv->mmu);
+	struct shadow_vcpu *sv = calloc(1, sizeof(*sv));
+	struct exit_controls ctl = {
+		.host = sm->mmu.env.host,
+		.exception_bitmap = 1u << EXC_PF_VECTOR,
+		.pfec_mask = 0,
+		.pfec_match = 0,
+		.cr3_load_exiting = true,
+		.invlpg_exiting = true,
+		.invpcid_exiting = true,
+	};
+	bool changed;
+	int rc;
+
+	if (!sv)
+		return -ENOMEM;
+	sv->mv = mv;
+	mv->priv = sv;
+	cpu_set_exit_controls(mv->cpu, &ctl);
+	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
+	list_add(&sm->vcpus, &sv->link);
+	/* At reset paging is off: a direct root. A mode the soft MMU cannot shadow fails later,
+	 * at the first access. */
+	rc = shadow_load_root_locked(sv, &changed);
+	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
+	return rc == -EOPNOTSUPP ? 0 : rc;
+}
+
+static void shadow_vcpu_destroy(struct mmu_vcpu *mv)
+{
+	struct shadow_vcpu *sv = mv->priv;
+	struct shadow_mmu *sm = to_shadow(mv->mmu);
+
+	if (!sv)
+		return;
+	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
+	shadow_vcpu_drop_roots(sm, sv);
+	list_del(&sv->link);
+	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
+	shadow_drain_frees(sm, true);
+	mv->priv = NULL;
+	free(sv);
+}
+
+static int shadow_handle_exit(struct mmu_vcpu *mv, const struct hw_exit *e,
+			      struct mmu_outcome *out)
+{
+	if (e->reason != VMMU_EXIT_PF)
+		return -EINVAL;
+	mmu_stat_inc(mv->mmu, pf_taken);
+	return shadow_page_fault(mv, e, out);
+}
+
+/*
+ * MOV CR0/CR3/CR4 after the hardware applied it (and its TLB flush): find or build the root for
+ * the new state. CR3 always (a new address space), CR0/CR4 when they change the role or the
+ * paging mode (WP, PG, PAE, LA57, SMEP, SMAP, PKE); the role check covers both.
+ */
+static int shadow_cr_changed(struct mmu_vcpu *mv, int cr, uint64_t old, uint64_t val)
+{
+	return mv->priv ? shadow_load_root(mv->priv) : 0;
+}
+
+/* Drop the leaf spte mapping @gva in the loaded root, if any. [L] */
+static void drop_gva(struct shadow_mmu *sm, struct shadow_vcpu *sv, gva_t gva)
+{
+	struct shadow_page *sp = sv->root;
+
+	for (int level = sp ? sp->role.level : 0; sp && level >= 1; level--) {
+		uint64_t *sptep = &sp->spt[spte_index(gva, level)];
+		uint64_t spte = spte_read(sptep);
+		if (!spte)
+			return;
+		if (level == 1 || !is_shadow_present_pte(spte)) {
+			spte_drop(sm, sp, sptep);
+			return;
+		}
+		/* Extension point (--opt unsync): an unsync sp would be synced here, from the
+		 * guest entry, instead of dropped. */
+		sp = pfn_to_sp(sm, spte_to_pfn(spte));
+	}
+}
+
+/*
+ * INVLPG: the hardware dropped the TLB entries; the leaf spte for the address goes too, so the
+ * next access takes its translation from the guest's entry as it is now. (Write tracking keeps
+ * the shadow in step with the guest's tables anyway; dropping also covers a table the VMM wrote
+ * behind the guest's back, at the price of one fault.)
+ */
+static int shadow_invlpg(struct mmu_vcpu *mv, gva_t gva)
+{
+	struct shadow_vcpu *sv = mv->priv;
+	struct shadow_mmu *sm = to_shadow(mv->mmu);
+
+	if (!sv)
+		return 0;
+	if (!(mv->cpu->guest.efer & EFER_LMA))
+		gva &= 0xffffffffULL;
+	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
+	if (shadow_root_current(sv))
+		drop_gva(sm, sv, gva);
+	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
+	cpu_account_mmu_steps(mv->cpu, 1);
+	return 0;
+}
+
+/*
+ * INVPCID: type 0 (one address of one PCID) drops the spte when the PCID is the current one (a
+ * root serves one address space whatever its PCID). Types 1-3 invalidate whole contexts: the
+ * shadow is synced by write tracking, so only the hardware's flush is needed (the unsync
+ * extension would sync roots here, as KVM's kvm_mmu_sync_roots).
+ */
+static int shadow_invpcid(struct mmu_vcpu *mv, unsigned type, uint16_t pcid, gva_t gva)
+{
+	if (type == 0 && pcid == mv->cpu->pcid)
+		return shadow_invlpg(mv, gva);
+	return 0;
+}
+
+const struct mmu_ops shadow_mmu_ops = {
+	.name = "shadow",
+	.create = shadow_create,
+	.destroy = shadow_destroy,
+	.vcpu_init = shadow_vcpu_init,
+	.vcpu_destroy = shadow_vcpu_destroy,
+	.handle_exit = shadow_handle_exit,
+	.cr_changed = shadow_cr_changed,
+	.invlpg = shadow_invlpg,
+	.invpcid = shadow_invpcid,
+	.audit = shadow_audit,
+};

@@ -31,7 +31,7 @@
  * fault changes leaves holding no lock at all. Tables are read with acquire loads; a table is
  * published by a cmpxchg of its parent entry after it was zeroed (host_frame_alloc) and filled.
  * A table is unlinked under the exclusive lock and its frame freed only after an RCU grace
- * period, once mmu_lock is dropped (tdp_free_tables); lockless walkers (the hardware, the fast
+ * period, once mmu_lock is dropped (tdp_mmu_free_tables); lockless walkers (the hardware, the fast
  * page fault, the MMIO fast path, the audit) stay inside an RCU read section
  * (memslots_read_lock). Lock order: mm->lock (notifiers run under it) > mmu_lock > vm->lock
  * (flush_remote_tlbs) > arena->lock. Never call into the host mm holding mmu_lock, and never wait
@@ -212,16 +212,17 @@ void tdp_iter_start(struct tdp_iter *it, const struct tdp_mmu *t, int min_level,
 		    gfn_t end);
 void tdp_iter_next(struct tdp_iter *it);
 
-#define for_each_tdp_spte(it, t, min_level, start, end)                                           \
-	for (tdp_iter_start(&(it), (t), (min_level), (start), (end));                              \
-	     (it).valid && (it).gfn < (it).end; tdp_iter_next(&(it)))
+#define for_each_tdp_spte(_it, _t, _min_level, _start, _end)                                      \
+	for (tdp_iter_start(&(_it), (_t), (_min_level), (_start), (_end));                         \
+	     (_it).valid && (_it).gfn < (_it).end; tdp_iter_next(&(_it)))
 
 /* ---- shared between the files ---- */
 
-/* Table frames unlinked under mmu_lock, freed by tdp_free_tables() after a grace period. */
+/* Table frames unlinked under mmu_lock, freed by tdp_mmu_free_tables() after a grace period
+ * (tdp_mmu_range.c says how they are chained). Zero-initialize. */
 struct tdp_freelist {
-	pfn_t *pfns;
-	size_t n, cap;
+	hpa_t head;        /* the last table pushed; each links the one before in its entry 0 */
+	uint64_t n;        /* tables on the list */
 };
 
 /* Add @delta leaves of @level to pages_4k/2m/1g. */
@@ -229,7 +230,7 @@ void tdp_account_leaf(struct tdp_mmu *t, int level, int64_t delta);
 /* kvm_flush_remote_tlbs: every vCPU's TLB, counted as remote_tlb_flush. */
 void tdp_flush_remote(struct tdp_mmu *t);
 /* After mmu_lock is dropped, outside any read section: wait for a grace period, then free. */
-void tdp_free_tables(struct tdp_mmu *t, struct tdp_freelist *fl);
+void tdp_mmu_free_tables(struct tdp_mmu *t, struct tdp_freelist *fl);
 
 /*
  * Zap what maps [start, end) (exclusive mmu_lock): leaves (whole, even where a huge leaf only

@@ -188,6 +188,10 @@ retry:
 		switch (mo.action) {
 		case MMU_RETRY:
 			goto retry;
+		case MMU_EMULATED:
+			res->status = VMMU_ACCESS_DONE;
+			res->done = len;
+			break;
 		case MMU_INJECT_PF:
 			cpu_inject_pf(&vcpu->cpu, mo.pf_addr, mo.pf_ec);
 			res->status = VMMU_ACCESS_PF;

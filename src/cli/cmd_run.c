@@ -1,0 +1,532 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `vmmu run WORKLOAD [options]`: run one workload of the guest model (libvmmuguest) on a VM of
+ * the chosen MMU mode and print what happened: a table of the main counters, or with --json one
+ * object with the keys of DESIGN.md ("vmmu run"). A progress line goes to stderr when it is a
+ * terminal and the run lasts over a second.
+ *
+ * Exit codes (cli.h): 0 done; 2 bad usage or input (an unknown workload, option or parameter, a
+ * size that does not fit, a missing or malformed trace file); 1 the run failed (an MMU mode not
+ * built yet, a guest kernel oops).
+ * Only this file prints; the guest library returns errors with a one-line reason.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cpu/cost.h"
+#include "vmmu/guest.h"
+#include "vmmu/vmmu.h"
+
+#define MAX_PARAMS 64
+
+static const char *const opt_names[] = { "notrap", "unsync", "prefetch", "fastpf" };
+#define NR_OPTS (sizeof(opt_names) / sizeof(opt_names[0]))
+_Static_assert(VMMU_OPT_NOTRAP == 1 && VMMU_OPT_UNSYNC == 2 && VMMU_OPT_PREFETCH == 4 &&
+	       VMMU_OPT_FASTPF == 8, "opt_names[i] is bit i");
+
+static const char *const mmu_names[] = { "native", "shadow", "ept", "npt" };
+static const char *const thp_names[] = { "never", "madvise", "always" };
+
+struct run_args {
+	const char *workload;
+	int mmu;                         /* enum vmmu_mmu */
+	int host;                        /* enum vmmu_host, or -1: the mode's default */
+	bool opts[NR_OPTS];
+	unsigned vcpus, vms;
+	uint64_t mem;
+	int thp;
+	bool guest_thp, ksm, pcid, json;
+	uint64_t seed;
+	unsigned aging, quantum, audit;
+	const char *cpu;
+	const char *params[MAX_PARAMS];
+	unsigned nparams;
+	struct vmmu_cost cost;
+};
+
+static const char usage[] =
+	"usage: vmmu run WORKLOAD [--mmu native|shadow|ept|npt] [--host vmx|svm]\n"
+	"                [--opt +NAME,-NAME,...] [--vcpus N] [--vms N] [--mem SIZE]\n"
+	"                [--thp always|madvise|never] [--guest-thp on|off] [--ksm on|off]\n"
+	"                [--seed N] [--param KEY=VALUE]... [--cost KEY=VALUE]... [--json]\n"
+	"                [--cpu intel|amd] [--guest-pcid on|off] [--guest-aging N] [--quantum N]\n"
+	"                [--audit N]\n"
+	"  'vmmu workloads' lists the workloads and their parameters; docs/user-guide.md has the rest.\n";
+
+static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int bad(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("vmmu run: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return EXIT_USAGE;
+}
+
+static int pick(const char *v, const char *const *names, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (!strcmp(v, names[i]))
+			return (int)i;
+	return -1;
+}
+
+static int on_off(const char *v)
+{
+	if (!strcmp(v, "on"))
+		return 1;
+	if (!strcmp(v, "off"))
+		return 0;
+	return -1;
+}
+
+static int parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+	char *end;
+
+	if (!*s || *s == '-' || *s == '+' || *s == ' ')
+		return -EINVAL;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 0);
+	if (errno || *end || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* "+notrap,-unsync" over the current settings. */
+static int parse_opts(const char *spec, bool *opts)
+{
+	char buf[256];
+	char *save = NULL;
+
+	if (strlen(spec) >= sizeof(buf))
+		return bad("--opt '%s': too long", spec);
+	strcpy(buf, spec);
+	for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		bool on = true;
+		if (*tok == '+' || *tok == '-')
+			on = *tok++ == '+';
+		int i = pick(tok, opt_names, NR_OPTS);
+		if (i < 0)
+			return bad("--opt: unknown '%s' (expected +/- notrap, unsync, prefetch, fastpf)", tok);
+		opts[i] = on;
+	}
+	return 0;
+}
+
+enum {
+	O_MMU = 256, O_HOST, O_OPT, O_VCPUS, O_VMS, O_MEM, O_THP, O_GTHP, O_KSM, O_SEED, O_PARAM,
+	O_JSON, O_COST, O_CPU, O_PCID, O_AGING, O_QUANTUM, O_AUDIT, O_HELP,
+};
+
+static int parse_args(int argc, char **argv, struct run_args *ra)
+{
+	static const struct option longopts[] = {
+		{ "mmu", required_argument, NULL, O_MMU },
+		{ "host", required_argument, NULL, O_HOST },
+		{ "opt", required_argument, NULL, O_OPT },
+		{ "vcpus", required_argument, NULL, O_VCPUS },
+		{ "vms", required_argument, NULL, O_VMS },
+		{ "mem", required_argument, NULL, O_MEM },
+		{ "thp", required_argument, NULL, O_THP },
+		{ "guest-thp", required_argument, NULL, O_GTHP },
+		{ "ksm", required_argument, NULL, O_KSM },
+		{ "seed", required_argument, NULL, O_SEED },
+		{ "param", required_argument, NULL, O_PARAM },
+		{ "json", no_argument, NULL, O_JSON },
+		{ "cost", required_argument, NULL, O_COST },
+		{ "cpu", required_argument, NULL, O_CPU },
+		{ "guest-pcid", required_argument, NULL, O_PCID },
+		{ "guest-aging", required_argument, NULL, O_AGING },
+		{ "quantum", required_argument, NULL, O_QUANTUM },
+		{ "audit", required_argument, NULL, O_AUDIT },
+		{ "help", no_argument, NULL, O_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	uint64_t v;
+	int opt, i;
+
+	memset(ra, 0, sizeof(*ra));
+	ra->host = -1;
+	ra->thp = 1;
+	ra->pcid = true;
+	ra->seed = 1;
+	for (unsigned k = 0; k < NR_OPTS; k++)
+		ra->opts[k] = true;
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case O_MMU:
+			if ((ra->mmu = pick(optarg, mmu_names, 4)) < 0)
+				return bad("--mmu '%s': expected native, shadow, ept or npt", optarg);
+			break;
+		case O_HOST:
+			if (!strcmp(optarg, "vmx"))
+				ra->host = VMMU_HOST_VMX;
+			else if (!strcmp(optarg, "svm"))
+				ra->host = VMMU_HOST_SVM;
+			else
+				return bad("--host '%s': expected vmx or svm", optarg);
+			break;
+		case O_OPT:
+			if ((i = parse_opts(optarg, ra->opts)))
+				return i;
+			break;
+		case O_VCPUS:
+			if (parse_u64(optarg, VMMU_GUEST_MAX_VCPUS, &v) || !v)
+				return bad("--vcpus '%s': expected 1 to 64", optarg);
+			ra->vcpus = (unsigned)v;
+			break;
+		case O_VMS:
+			if (parse_u64(optarg, VMMU_GUEST_MAX_VMS, &v) || !v)
+				return bad("--vms '%s': expected 1 to 16", optarg);
+			ra->vms = (unsigned)v;
+			break;
+		case O_MEM:
+			if (vmmu_parse_size(optarg, &ra->mem) || !ra->mem)
+				return bad("--mem '%s': expected a size such as 512M or 2G", optarg);
+			break;
+		case O_THP:
+			if ((ra->thp = pick(optarg, thp_names, 3)) < 0)
+				return bad("--thp '%s': expected always, madvise or never", optarg);
+			break;
+		case O_GTHP:
+			if ((i = on_off(optarg)) < 0)
+				return bad("--guest-thp '%s': expected on or off", optarg);
+			ra->guest_thp = i;
+			break;
+		case O_KSM:
+			if ((i = on_off(optarg)) < 0)
+				return bad("--ksm '%s': expected on or off", optarg);
+			ra->ksm = i;
+			break;
+		case O_PCID:
+			if ((i = on_off(optarg)) < 0)
+				return bad("--guest-pcid '%s': expected on or off", optarg);
+			ra->pcid = i;
+			break;
+		case O_SEED:
+			if (parse_u64(optarg, UINT64_MAX, &ra->seed))
+				return bad("--seed '%s': expected a number", optarg);
+			break;
+		case O_AGING:
+			if (parse_u64(optarg, UINT32_MAX, &v))
+				return bad("--guest-aging '%s': expected a number of rounds (0: off)", optarg);
+			ra->aging = (unsigned)v;
+			break;
+		case O_QUANTUM:
+			if (parse_u64(optarg, 1u << 20, &v) || !v)
+				return bad("--quantum '%s': expected 1 to 1048576 steps", optarg);
+			ra->quantum = (unsigned)v;
+			break;
+		case O_AUDIT:
+			if (parse_u64(optarg, UINT32_MAX, &v))
+				return bad("--audit '%s': expected a number of rounds (0: off)", optarg);
+			ra->audit = (unsigned)v;
+			break;
+		case O_PARAM:
+			if (ra->nparams == MAX_PARAMS)
+				return bad("too many --param");
+			ra->params[ra->nparams++] = optarg;
+			break;
+		case O_COST:
+			if (cost_set(&ra->cost, optarg))
+				return bad("--cost '%s': expected KEY=CYCLES with KEY a cost of docs/hardware.md", optarg);
+			break;
+		case O_CPU:
+			if (strcmp(optarg, "intel") && strcmp(optarg, "amd"))
+				return bad("--cpu '%s': expected intel or amd", optarg);
+			ra->cpu = optarg;
+			break;
+		case O_JSON:
+			ra->json = true;
+			break;
+		case 'h':
+		case O_HELP:
+			fputs(usage, stdout);
+			return -1;
+		case ':':
+			return bad("option '%s' needs a value", argv[optind - 1]);
+		default:
+			return bad("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind == argc)
+		return bad("which workload? ('vmmu workloads' lists them)");
+	if (argc - optind > 1)
+		return bad("one workload at a time ('%s' is extra)", argv[optind + 1]);
+	ra->workload = argv[optind];
+	/* ept runs on VMX, npt on SVM; shadow on either (VMX unless told). */
+	if (ra->mmu == VMMU_MMU_EPT && ra->host == VMMU_HOST_SVM)
+		return bad("--mmu ept needs a VMX host, not --host svm");
+	if (ra->mmu == VMMU_MMU_NPT && ra->host == VMMU_HOST_VMX)
+		return bad("--mmu npt needs an SVM host, not --host vmx");
+	if (ra->host < 0)
+		ra->host = ra->mmu == VMMU_MMU_NPT ? VMMU_HOST_SVM : VMMU_HOST_VMX;
+	return 0;
+}
+
+/* ---- progress ---- */
+
+struct progress {
+	double start, last;
+	bool shown;
+	const char *name;
+};
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void on_progress(void *opaque, double fraction, uint64_t accesses)
+{
+	struct progress *p = opaque;
+	double t = now();
+
+	if (t - p->start < 1.0 || t - p->last < 0.25)
+		return;
+	p->last = t;
+	p->shown = true;
+	fprintf(stderr, "\rvmmu run %s: %3.0f%%  %.1fM accesses  %.1f s ", p->name, fraction * 100,
+		(double)accesses / 1e6, t - p->start);
+	fflush(stderr);
+}
+
+/* ---- output ---- */
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
+
+static const char *host_name(const struct run_args *ra)
+{
+	if (ra->mmu == VMMU_MMU_NATIVE)
+		return "none";
+	return ra->host == VMMU_HOST_SVM ? "svm" : "vmx";
+}
+
+static uint64_t max_rss_bytes(void)
+{
+	struct rusage ru;
+	return getrusage(RUSAGE_SELF, &ru) ? 0 : (uint64_t)ru.ru_maxrss * 1024;
+}
+
+#define STAT_FIELDS(X)                                                                             \
+	X(pf_taken) X(pf_fixed) X(pf_emulate) X(pf_spurious) X(pf_fast) X(pf_guest)                \
+	X(pf_mmio_spte_created) X(invlpg) X(tlb_flush) X(exits) X(mmu_shadow_zapped)               \
+	X(mmu_pte_write) X(mmu_pde_zapped) X(mmu_flooded) X(mmu_recycled) X(mmu_cache_miss)        \
+	X(mmu_unsync) X(pages_4k) X(pages_2m) X(pages_1g) X(remote_tlb_flush) X(tlb_hits)          \
+	X(tlb_misses) X(walk_refs) X(shadow_pages) X(tdp_pages) X(ksm_pages_shared)                \
+	X(ksm_pages_sharing) X(ksm_full_scans) X(host_frames) X(accesses)
+
+#define GUEST_FIELDS(X)                                                                            \
+	X(user_accesses) X(kernel_accesses) X(kills) X(forks) X(execs) X(exits) X(ctx_switches)    \
+	X(tlb_shootdowns) X(tlb_flushes) X(invlpgs) X(cow_copies) X(zero_fills) X(thp_allocs)      \
+	X(thp_splits) X(young_pages) X(mmio_accesses) X(trace_records) X(trace_skipped) X(audits)
+
+static const char *const exit_names[VMMU_EXIT_NR] = {
+	"pf", "ept_violation", "ept_misconfig", "npf", "cr3", "invlpg", "mmio",
+};
+
+static void print_param_value(const struct vmmu_workload_args *a, unsigned i, bool json)
+{
+	const struct vmmu_workload_param *p = &a->w->params[i];
+	char buf[32];
+
+	switch (p->type) {
+	case VMMU_PARAM_PATH:
+		if (json)
+			json_str(a->s[i]);
+		else
+			fputs(a->s[i], stdout);
+		break;
+	case VMMU_PARAM_BOOL:
+		fputs(a->u[i] ? (json ? "true" : "on") : (json ? "false" : "off"), stdout);
+		break;
+	case VMMU_PARAM_SIZE:
+		if (!json) {
+			vmmu_format_size(a->u[i], buf, sizeof(buf));
+			fputs(buf, stdout);
+			break;
+		}
+		/* fall through */
+	case VMMU_PARAM_UINT:
+		printf("%" PRIu64, a->u[i]);
+		break;
+	}
+}
+
+static void print_json(const struct run_args *ra, const struct vmmu_workload_args *a,
+		       const struct vmmu_guest_result *r)
+{
+	const struct vmmu_stats *st = &r->stats;
+	struct vmmu_cost cost = ra->cost;
+	double cpa = r->accesses ? (double)st->sim_cycles / (double)r->accesses : 0;
+
+	cost_fill_defaults(&cost);
+	printf("{\"vmmu\":\"%s\",\"workload\":{\"name\":", VMMU_VERSION);
+	json_str(a->w->name);
+	printf(",\"params\":{");
+	for (unsigned i = 0; a->w->params[i].name; i++) {
+		printf("%s\"%s\":", i ? "," : "", a->w->params[i].name);
+		print_param_value(a, i, true);
+	}
+	printf("}},\"config\":{\"mmu\":\"%s\",\"host\":\"%s\",\"opts\":{", mmu_names[ra->mmu], host_name(ra));
+	for (unsigned i = 0; i < NR_OPTS; i++)
+		printf("%s\"%s\":%s", i ? "," : "", opt_names[i], (r->opts >> i) & 1 ? "true" : "false");
+	printf("},\"opts_requested\":{");
+	for (unsigned i = 0; i < NR_OPTS; i++)
+		printf("%s\"%s\":%s", i ? "," : "", opt_names[i], ra->opts[i] ? "true" : "false");
+	printf("},\"vcpus\":%u,\"vms\":%u,\"mem_bytes\":%" PRIu64 ",\"thp\":\"%s\",\"guest_thp\":%s,"
+	       "\"ksm\":%s,\"seed\":%" PRIu64 ",\"cpu\":\"%s\",\"guest_pcid\":%s,\"guest_aging\":%u,"
+	       "\"quantum\":%u,\"audit\":%u,\"cost\":{",
+	       r->vcpus, r->vms, r->mem_bytes, thp_names[ra->thp], ra->guest_thp ? "true" : "false",
+	       ra->ksm ? "true" : "false", ra->seed, ra->cpu ? ra->cpu : "intel",
+	       ra->pcid ? "true" : "false", ra->aging, ra->quantum ? ra->quantum : 64, ra->audit);
+	for (unsigned i = 0; cost_keys[i]; i++)
+		printf("%s\"%s\":%u", i ? "," : "", cost_keys[i], cost_get(&cost, i));
+	printf("}},\"guest\":{\"digest\":\"%016" PRIx64 "\",\"accesses\":%" PRIu64 ",\"page_faults\":%" PRIu64,
+	       r->digest, r->accesses, r->page_faults);
+#define X(f) printf(",\"" #f "\":%" PRIu64, r->f);
+	GUEST_FIELDS(X)
+#undef X
+	printf("},\"stats\":{");
+	bool first = true;
+#define X(f) printf("%s\"" #f "\":%" PRIu64, first ? "" : ",", st->f); first = false;
+	STAT_FIELDS(X)
+#undef X
+	printf(",\"exits_by_reason\":{");
+	for (unsigned i = 0; i < VMMU_EXIT_NR; i++)
+		printf("%s\"%s\":%" PRIu64, i ? "," : "", exit_names[i], st->exits_by_reason[i]);
+	printf("}},\"cost\":{\"sim_cycles\":%" PRIu64 ",\"cycles_per_access\":%.3f}", st->sim_cycles, cpa);
+	printf(",\"host\":{\"seconds\":%.6f,\"accesses_per_sec\":%.0f,\"max_rss_bytes\":%" PRIu64 "}}\n",
+	       r->seconds, r->seconds > 0 ? (double)r->accesses / r->seconds : 0, max_rss_bytes());
+}
+
+static void print_table(const struct run_args *ra, const struct vmmu_workload_args *a,
+			const struct vmmu_guest_result *r)
+{
+	const struct vmmu_stats *st = &r->stats;
+	char mem[32];
+
+	vmmu_format_size(r->mem_bytes, mem, sizeof(mem));
+	printf("vmmu run %s: mmu %s%s%s, %u vCPU%s, %u VM%s, %s guest RAM, seed %" PRIu64 "\n",
+	       a->w->name, mmu_names[ra->mmu], ra->mmu == VMMU_MMU_NATIVE ? "" : " on ",
+	       ra->mmu == VMMU_MMU_NATIVE ? "" : host_name(ra), r->vcpus, r->vcpus == 1 ? "" : "s",
+	       r->vms, r->vms == 1 ? "" : "s", mem, ra->seed);
+	printf("  %-18s", "params");
+	for (unsigned i = 0; a->w->params[i].name; i++) {
+		printf(" %s=", a->w->params[i].name);
+		print_param_value(a, i, false);
+	}
+	printf("\n  %-18s %016" PRIx64 "\n", "guest digest", r->digest);
+	printf("  %-18s %" PRIu64 " (user %" PRIu64 ", kernel %" PRIu64 ")\n", "guest accesses",
+	       r->accesses, r->user_accesses, r->kernel_accesses);
+	printf("  %-18s %" PRIu64 "\n", "page faults", r->page_faults);
+	printf("  %-18s %" PRIu64 " forks, %" PRIu64 " execs, %" PRIu64 " exits, %" PRIu64 " killed\n",
+	       "processes", r->forks, r->execs, r->exits, r->kills);
+	printf("  %-18s %" PRIu64 " zero-fill, %" PRIu64 " copy-on-write, %" PRIu64 " 2M\n", "pages",
+	       r->zero_fills, r->cow_copies, r->thp_allocs);
+	printf("  %-18s %" PRIu64 " switches, %" PRIu64 " full flushes, %" PRIu64 " invlpg, %" PRIu64 " shootdowns\n",
+	       "guest TLB work", r->ctx_switches, r->tlb_flushes, r->invlpgs, r->tlb_shootdowns);
+	if (r->trace_records)
+		printf("  %-18s %" PRIu64 " records, %" PRIu64 " skipped\n", "trace", r->trace_records,
+		       r->trace_skipped);
+	printf("  %-18s %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64 " walk refs\n", "TLB",
+	       st->tlb_hits, st->tlb_misses, st->walk_refs);
+	printf("  %-18s %" PRIu64 " (pf %" PRIu64 ", mmio %" PRIu64 ")\n", "VM exits", st->exits,
+	       st->exits_by_reason[VMMU_EXIT_PF], st->exits_by_reason[VMMU_EXIT_MMIO]);
+	if (r->audits)
+		printf("  %-18s %" PRIu64 " passed\n", "MMU audits", r->audits);
+	printf("  %-18s %" PRIu64 " (%.2f a guest access)\n", "simulated cycles", st->sim_cycles,
+	       r->accesses ? (double)st->sim_cycles / (double)r->accesses : 0);
+	printf("  %-18s %.3f s, %.2fM guest accesses/s, max RSS %" PRIu64 "M\n", "host", r->seconds,
+	       r->seconds > 0 ? (double)r->accesses / r->seconds / 1e6 : 0, max_rss_bytes() >> 20);
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct run_args ra;
+	struct vmmu_workload_args wa;
+	struct vmmu_guest_config cfg;
+	struct vmmu_guest_result res;
+	struct progress prog = { 0 };
+	char err[512];
+	int rc = parse_args(argc, argv, &ra);
+
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	rc = vmmu_workload_args(ra.workload, ra.params, ra.nparams, &wa, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "vmmu run: %s\n", err);
+		return EXIT_USAGE;
+	}
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.vm.mmu = (enum vmmu_mmu)ra.mmu;
+	cfg.vm.host = (enum vmmu_host)ra.host;
+	cfg.vm.thp = ra.thp;
+	cfg.vm.cost = ra.cost;
+	cfg.vm.cpu = ra.cpu;
+	cfg.mem_bytes = ra.mem;
+	cfg.vcpus = ra.vcpus;
+	cfg.vms = ra.vms;
+	cfg.guest_thp = ra.guest_thp;
+	cfg.no_pcid = !ra.pcid;
+	cfg.aging_period = ra.aging;
+	cfg.quantum = ra.quantum;
+	cfg.audit_period = ra.audit;
+	for (unsigned i = 0; i < NR_OPTS; i++)
+		if (!ra.opts[i])
+			cfg.vm.opts_off |= 1u << i;   /* VMMU_OPT_* in opt_names' order */
+	cfg.seed = ra.seed;
+	if (isatty(STDERR_FILENO)) {
+		prog.start = now();
+		prog.name = wa.w->name;
+		cfg.progress = on_progress;
+		cfg.progress_opaque = &prog;
+	}
+	rc = vmmu_run(&cfg, &wa, &res, err, sizeof(err));
+	if (prog.shown)
+		fputs("\r\033[K", stderr);
+	if (rc == -EOPNOTSUPP) {
+		fprintf(stderr, "vmmu run: --mmu %s: not available yet (phase 3)\n", mmu_names[ra.mmu]);
+		return 1;
+	}
+	if (rc) {
+		fprintf(stderr, "vmmu run: %s\n", err);
+		return rc == -EINVAL || rc == -E2BIG || rc == -ENOENT || rc == -EISDIR || rc == -EACCES ? EXIT_USAGE : 1;
+	}
+	if (ra.json)
+		print_json(&ra, &wa, &res);
+	else
+		print_table(&ra, &wa, &res);
+	return 0;
+}

@@ -1,0 +1,410 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Workloads over one address space: touch (first touch, sequential), gups (random
+ * read-modify-write over a table) and mmap (map, touch, unmap in a loop). Each runs one process
+ * whose threads (one per vCPU by default) share its memory in slices, so flushes of one thread's
+ * changes are shootdowns to the others' vCPUs.
+ * Each program's state is the task's prog; the workload's shared counters are g->wl.
+ * Locking: none (see guest.h).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wl.h"
+
+struct wl_count {
+	uint64_t done, total;   /* units of work, for progress */
+};
+
+static double count_progress(struct guest *g)
+{
+	const struct wl_count *w = g->wl;
+	return w && w->total ? (double)w->done / (double)w->total : 0;
+}
+
+static int start_count(struct guest *g, uint64_t total)
+{
+	struct wl_count *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->total = total;
+	g->wl = w;
+	g->wl_progress = count_progress;
+	return 0;
+}
+
+/* A system call failed: a fatal guest error stops the run, anything else ends the task. */
+static int sys_failed(struct guest *g, struct task *t, int rc)
+{
+	if (g->fatal)
+		return g->fatal;
+	return wl_exit(g, t, rc == -ENOMEM ? 12 : 1);
+}
+
+/* Start @n - 1 threads of @t running @step, each with a copy of @prog whose slice @slice()
+ * sets; the caller keeps slice 0. */
+static int start_threads(struct guest *g, struct task *t, unsigned n, step_fn step,
+			 const void *prog, size_t size, void (*slice)(void *prog, unsigned k, unsigned n))
+{
+	for (unsigned k = 1; k < n; k++) {
+		struct task *th;
+		void *p = wl_dup(prog, size);
+		int rc;
+
+		if (!p)
+			return -ENOMEM;
+		slice(p, k, n);
+		rc = sys_clone_thread(g, t, -1, &th);
+		if (rc) {
+			free(p);
+			return rc;
+		}
+		th->step = step;
+		th->prog = p;
+	}
+	return 0;
+}
+
+/* ---- touch ---- */
+
+enum { TOUCH_SIZE, TOUCH_STRIDE, TOUCH_PASSES, TOUCH_WRITE, TOUCH_THREADS };
+
+static const struct vmmu_workload_param touch_params[] = {
+	{ "size", VMMU_PARAM_SIZE, "64M", "bytes of one anonymous mapping, touched from the bottom up" },
+	{ "stride", VMMU_PARAM_SIZE, "4K", "bytes from one touch to the next (4K: once a page)" },
+	{ "passes", VMMU_PARAM_UINT, "1", "passes over the range (the first faults every page in)" },
+	{ "write", VMMU_PARAM_BOOL, "on", "each touch writes 8 bytes (off: reads them)" },
+	{ "threads", VMMU_PARAM_UINT, "0", "threads, each touching its slice (0: one per vCPU)" },
+	{ NULL, 0, NULL, NULL },
+};
+
+struct touch_prog {
+	int phase;                    /* 0 map and start threads, 1 touch, 2 wait */
+	uint64_t size, stride, base;
+	uint64_t first, i, end;       /* this thread's touch points [first, end); next is i */
+	unsigned pass, passes, threads;
+	bool write, main;
+};
+
+static void touch_slice(void *prog, unsigned k, unsigned n)
+{
+	struct touch_prog *p = prog;
+	uint64_t points = (p->size + p->stride - 1) / p->stride;
+
+	p->first = p->i = points * k / n;
+	p->end = points * (k + 1) / n;
+	p->main = k == 0;
+	p->phase = 1;
+}
+
+static int touch_step(struct guest *g, struct task *t)
+{
+	struct touch_prog *p = t->prog;
+	struct wl_count *w = g->wl;
+	int rc;
+
+	switch (p->phase) {
+	case 0:
+		rc = sys_mmap(g, t, 0, p->size, VMMU_PROT_READ | VMMU_PROT_WRITE, 0, &p->base);
+		if (rc)
+			return sys_failed(g, t, rc);
+		touch_slice(p, 0, p->threads);
+		rc = start_threads(g, t, p->threads, touch_step, p, sizeof(*p), touch_slice);
+		if (rc)
+			return sys_failed(g, t, rc);
+		return STEP_CONT;
+	case 1: {
+		if (p->i == p->end) {
+			if (++p->pass < p->passes) {
+				p->i = p->first;
+				return STEP_CONT;
+			}
+			if (!p->main)
+				return wl_exit(g, t, 0);
+			p->phase = 2;
+			return STEP_CONT;
+		}
+		uint64_t off = p->i * p->stride, va = p->base + off, v;
+		unsigned len = p->size - off < 8 ? (unsigned)(p->size - off) : 8;
+		p->i++;
+		w->done++;
+		if (p->write)
+			return wl_write(g, t, va, len, va ^ ((uint64_t)p->pass << 56));
+		return wl_read(g, t, va, len, &v);
+	}
+	default:
+		rc = wl_wait(t);
+		return rc == STEP_BLOCK ? rc : wl_exit(g, t, 0);
+	}
+}
+
+static int touch_check(const struct vmmu_workload_args *a, unsigned vcpus, char *err, size_t len)
+{
+	if (!a->u[TOUCH_SIZE] || !a->u[TOUCH_STRIDE] || !a->u[TOUCH_PASSES]) {
+		snprintf(err, len, "touch: size, stride and passes must be at least 1");
+		return -EINVAL;
+	}
+	if (wl_threads(a->u[TOUCH_THREADS], vcpus) > 4096) {
+		snprintf(err, len, "touch: at most 4096 threads");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static uint64_t touch_need(const struct vmmu_workload_args *a, unsigned vcpus)
+{
+	uint64_t size = a->u[TOUCH_SIZE];
+	if (size > (1ULL << 46))
+		return UINT64_MAX;
+	return size + SZ_2M + pt_overhead(size) + PROC_OVERHEAD;
+}
+
+static int touch_start(struct guest *g, const struct vmmu_workload_args *a, char *err, size_t len)
+{
+	struct touch_prog p = {
+		.size = a->u[TOUCH_SIZE], .stride = a->u[TOUCH_STRIDE],
+		.passes = (unsigned)a->u[TOUCH_PASSES], .write = a->u[TOUCH_WRITE] != 0,
+		.threads = wl_threads(a->u[TOUCH_THREADS], g->nr_cpus),
+	};
+	struct task *t;
+	int rc = start_count(g, (p.size + p.stride - 1) / p.stride * p.passes);
+
+	if (!rc)
+		rc = wl_spawn(g, touch_step, wl_dup(&p, sizeof(p)), &t);
+	return rc;
+}
+
+const struct wl_ops wl_touch = {
+	.info = { "touch", "first touch of SIZE bytes, sequential, by one process's threads",
+		  touch_params, 1 },
+	.check = touch_check,
+	.need = touch_need,
+	.start = touch_start,
+};
+
+/* ---- gups ---- */
+
+enum { GUPS_SIZE, GUPS_UPDATES, GUPS_THREADS };
+
+static const struct vmmu_workload_param gups_params[] = {
+	{ "size", VMMU_PARAM_SIZE, "64M", "bytes of the table (8-byte words, demand-zero)" },
+	{ "updates", VMMU_PARAM_UINT, "1000000", "read-modify-writes at random words, all threads together" },
+	{ "threads", VMMU_PARAM_UINT, "0", "threads sharing the table (0: one per vCPU)" },
+	{ NULL, 0, NULL, NULL },
+};
+
+struct gups_prog {
+	int phase;                    /* 0 map and start threads, 1 update, 2 wait */
+	uint64_t size, base, updates, left;
+	unsigned threads;
+	bool main;
+};
+
+static void gups_slice(void *prog, unsigned k, unsigned n)
+{
+	struct gups_prog *p = prog;
+
+	p->left = p->updates * (k + 1) / n - p->updates * k / n;
+	p->main = k == 0;
+	p->phase = 1;
+}
+
+static int gups_step(struct guest *g, struct task *t)
+{
+	struct gups_prog *p = t->prog;
+	struct wl_count *w = g->wl;
+	int rc;
+
+	switch (p->phase) {
+	case 0:
+		rc = sys_mmap(g, t, 0, p->size, VMMU_PROT_READ | VMMU_PROT_WRITE, 0, &p->base);
+		if (rc)
+			return sys_failed(g, t, rc);
+		gups_slice(p, 0, p->threads);
+		rc = start_threads(g, t, p->threads, gups_step, p, sizeof(*p), gups_slice);
+		if (rc)
+			return sys_failed(g, t, rc);
+		return STEP_CONT;
+	case 1: {
+		if (!p->left) {
+			if (!p->main)
+				return wl_exit(g, t, 0);
+			p->phase = 2;
+			return STEP_CONT;
+		}
+		uint64_t r = wl_rand(t), va = p->base + (r % (p->size / 8)) * 8, v;
+		p->left--;
+		w->done++;
+		rc = wl_read(g, t, va, 8, &v);
+		if (rc)
+			return rc;
+		return wl_write(g, t, va, 8, v ^ r);
+	}
+	default:
+		rc = wl_wait(t);
+		return rc == STEP_BLOCK ? rc : wl_exit(g, t, 0);
+	}
+}
+
+static int gups_check(const struct vmmu_workload_args *a, unsigned vcpus, char *err, size_t len)
+{
+	if (a->u[GUPS_SIZE] < 8) {
+		snprintf(err, len, "gups: size must be at least 8 bytes");
+		return -EINVAL;
+	}
+	if (wl_threads(a->u[GUPS_THREADS], vcpus) > 4096) {
+		snprintf(err, len, "gups: at most 4096 threads");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static uint64_t gups_need(const struct vmmu_workload_args *a, unsigned vcpus)
+{
+	uint64_t size = a->u[GUPS_SIZE];
+	if (size > (1ULL << 46))
+		return UINT64_MAX;
+	return size + SZ_2M + pt_overhead(size) + PROC_OVERHEAD;
+}
+
+static int gups_start(struct guest *g, const struct vmmu_workload_args *a, char *err, size_t len)
+{
+	struct gups_prog p = {
+		.size = a->u[GUPS_SIZE] & ~7ULL, .updates = a->u[GUPS_UPDATES],
+		.threads = wl_threads(a->u[GUPS_THREADS], g->nr_cpus),
+	};
+	struct task *t;
+	int rc = start_count(g, p.updates);
+
+	if (!rc)
+		rc = wl_spawn(g, gups_step, wl_dup(&p, sizeof(p)), &t);
+	return rc;
+}
+
+const struct wl_ops wl_gups = {
+	.info = { "gups", "random read-modify-write of 8-byte words over a table (HPCC RandomAccess)",
+		  gups_params, 1 },
+	.check = gups_check,
+	.need = gups_need,
+	.start = gups_start,
+};
+
+/* ---- mmap ---- */
+
+enum { MMAP_ITERS, MMAP_SIZE, MMAP_STRIDE, MMAP_THREADS };
+
+static const struct vmmu_workload_param mmap_params[] = {
+	{ "iters", VMMU_PARAM_UINT, "1000", "map, touch, unmap rounds of each thread" },
+	{ "size", VMMU_PARAM_SIZE, "1M", "bytes of each mapping" },
+	{ "stride", VMMU_PARAM_SIZE, "4K", "bytes from one touch to the next" },
+	{ "threads", VMMU_PARAM_UINT, "0", "threads of the process, each with its own loop (0: one per vCPU)" },
+	{ NULL, 0, NULL, NULL },
+};
+
+struct mmap_prog {
+	int phase;                    /* 0 start threads, 1 map, 2 touch, 3 unmap, 4 wait */
+	uint64_t size, stride, base, off;
+	uint64_t iters, iter;
+	unsigned threads;
+	bool main;
+};
+
+static void mmap_slice(void *prog, unsigned k, unsigned n)
+{
+	struct mmap_prog *p = prog;
+
+	p->main = k == 0;
+	p->phase = 1;
+}
+
+static int mmap_step(struct guest *g, struct task *t)
+{
+	struct mmap_prog *p = t->prog;
+	struct wl_count *w = g->wl;
+	int rc;
+
+	switch (p->phase) {
+	case 0:
+		mmap_slice(p, 0, p->threads);
+		rc = start_threads(g, t, p->threads, mmap_step, p, sizeof(*p), mmap_slice);
+		return rc ? sys_failed(g, t, rc) : STEP_CONT;
+	case 1:
+		if (p->iter == p->iters) {
+			if (!p->main)
+				return wl_exit(g, t, 0);
+			p->phase = 4;
+			return STEP_CONT;
+		}
+		rc = sys_mmap(g, t, 0, p->size, VMMU_PROT_READ | VMMU_PROT_WRITE, 0, &p->base);
+		if (rc)
+			return sys_failed(g, t, rc);
+		p->off = 0;
+		p->phase = 2;
+		return STEP_CONT;
+	case 2: {
+		uint64_t va = p->base + p->off;
+		unsigned len = p->size - p->off < 8 ? (unsigned)(p->size - p->off) : 8;
+		p->off += p->stride;
+		if (p->off >= p->size)
+			p->phase = 3;
+		w->done++;
+		return wl_write(g, t, va, len, va ^ p->iter);
+	}
+	case 3:
+		rc = sys_munmap(g, t, p->base, p->size);
+		if (rc)
+			return sys_failed(g, t, rc);
+		p->iter++;
+		p->phase = 1;
+		return STEP_CONT;
+	default:
+		rc = wl_wait(t);
+		return rc == STEP_BLOCK ? rc : wl_exit(g, t, 0);
+	}
+}
+
+static int mmap_check(const struct vmmu_workload_args *a, unsigned vcpus, char *err, size_t len)
+{
+	if (!a->u[MMAP_SIZE] || !a->u[MMAP_STRIDE]) {
+		snprintf(err, len, "mmap: size and stride must be at least 1");
+		return -EINVAL;
+	}
+	if (wl_threads(a->u[MMAP_THREADS], vcpus) > 4096) {
+		snprintf(err, len, "mmap: at most 4096 threads");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static uint64_t mmap_need(const struct vmmu_workload_args *a, unsigned vcpus)
+{
+	uint64_t size = a->u[MMAP_SIZE], n = wl_threads(a->u[MMAP_THREADS], vcpus);
+	if (size > (1ULL << 46))
+		return UINT64_MAX;
+	return n * (size + SZ_2M + pt_overhead(size)) + PROC_OVERHEAD;
+}
+
+static int mmap_start(struct guest *g, const struct vmmu_workload_args *a, char *err, size_t len)
+{
+	struct mmap_prog p = {
+		.size = a->u[MMAP_SIZE], .stride = a->u[MMAP_STRIDE], .iters = a->u[MMAP_ITERS],
+		.threads = wl_threads(a->u[MMAP_THREADS], g->nr_cpus),
+	};
+	struct task *t;
+	uint64_t per = (p.size + p.stride - 1) / p.stride;
+	int rc = start_count(g, per * p.iters * p.threads);
+
+	if (!rc)
+		rc = wl_spawn(g, mmap_step, wl_dup(&p, sizeof(p)), &t);
+	return rc;
+}
+
+const struct wl_ops wl_mmap = {
+	.info = { "mmap", "map, touch and unmap anonymous memory in a loop, in each thread",
+		  mmap_params, 1 },
+	.check = mmap_check,
+	.need = mmap_need,
+	.start = mmap_start,
+};

@@ -1,0 +1,412 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The soft MMU's private header (shadow*.c): shadow pages and their role, the spte format the
+ * soft MMU writes, the hash tables (shadow pages by gfn, by frame; per-gfn rmap and write
+ * tracking), and the functions the files share. docs/soft-mmu.md is the design.
+ *
+ *   shadow.c        the ops table, create/destroy, vCPUs, roots and the prev-root cache, CR/INVLPG
+ *   shadow_page.c   shadow pages: hash, LRU, parents, rmap, write tracking, zapping, recycling
+ *   shadow_fault.c  page faults: guest walk, chain building, emulated writes, MMIO sptes
+ *   shadow_hooks.c  memslot changes, dirty-log protection, MMU notifiers
+ *   shadow_audit.c  the Isolation audit
+ *
+ * Invariants (the audit checks each one):
+ *  - a shadow page (sp) of an indirect role shadows the guest table at gfn; every present spte in
+ *    it is derived from the guest entry at the same index as that entry is now (write tracking
+ *    makes every change of it exit first): a link to the sp of the table it points to with
+ *    role.access = this role.access & the entry's rights, or a leaf no wider than the entry;
+ *  - a direct sp maps a gfn range with role.access (a guest large page, or no paging);
+ *  - every gfn an indirect sp shadows is write-tracked, and no leaf spte maps it writable;
+ *  - a writable leaf spte's guest entry has Dirty set, its slot is not READONLY, and in a
+ *    dirty-logging slot its page is marked dirty;
+ *  - every present leaf spte is in the rmap of the gfn it maps, once; every present link spte is
+ *    in the parent list of the sp it points to, once; sps_by_pfn maps every table frame back;
+ *  - shadow_pages = the number of sps in the hash = the LRU's length.
+ *
+ * Locking: everything here is guarded by mmu_lock held for writing ([L]), except the sptes
+ * themselves, which the page-walk hardware of every vCPU reads at any time and on which it sets
+ * Accessed/Dirty: they are read and written only through spte.h's atomics. Table frames are
+ * freed only after an RCU grace period (shadow_drain_frees, never inside a read section or with
+ * a lock a reader may wait for). The MMU never touches guest memory through the memslots (which
+ * may fault a host page in under mm->lock) while it holds mmu_lock: MMU notifiers run under
+ * mm->lock and take mmu_lock, so the order is mm->lock -> mmu_lock. Guest bytes needed under
+ * mmu_lock are reached through host pointers resolved before, made safe by the invalidation
+ * sequence (mmu_invalidate_retry).
+ */
+#ifndef VMMU_MMU_SHADOW_H
+#define VMMU_MMU_SHADOW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mmu/mmu_internal.h"
+#include "mmu/spte.h"
+#include "paging/paging.h"
+
+#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/* ---- the spte format (x86-64 4/5-level entries the hardware walks) ---- */
+
+#define SPTE_ENTRIES        512
+#define SPTE_PFN_MASK       0x0007fffffffff000ULL   /* bits 50:12: frames below 2^51 */
+#define SPTE_MMIO_RSVD      (1ULL << 51)            /* reserved below MAXPHYADDR 52: RSVD fault */
+/* Software bits, ignored by the hardware in every entry the soft MMU writes (9-11, 52-58). */
+#define SPTE_MMIO           (1ULL << 52)            /* a cached MMIO translation */
+#define SPTE_HOST_WRITABLE  (1ULL << 56)            /* the host mapping allows writes */
+#define SPTE_MMU_WRITABLE   (1ULL << 57)            /* no write tracking/log forbids writes */
+#define SPTE_MMIO_GEN_LO    (7ULL << 9)             /* MMIO sptes: generation bits 2:0 */
+#define SPTE_MMIO_GEN_HI    (0x3fULL << 53)         /* MMIO sptes: generation bits 8:3 */
+#define SPTE_MMIO_GEN_BITS  9
+#define SPTE_SW_MASK        (SPTE_MMIO | SPTE_HOST_WRITABLE | SPTE_MMU_WRITABLE | \
+			     SPTE_MMIO_GEN_LO | SPTE_MMIO_GEN_HI)
+#define SPTE_HW_MASK        (0xfffULL & ~(7ULL << 9)) /* P W U PWT PCD A D PS/PAT G */
+#define SPTE_PKEY_MASK      (0xfULL << 59)
+_Static_assert((SPTE_SW_MASK & (SPTE_HW_MASK | SPTE_PFN_MASK | SPTE_MMIO_RSVD | SPTE_PKEY_MASK |
+				PT64_NX_MASK)) == 0, "software spte bits overlap hardware ones");
+/* MMIO sptes reuse bits 56-57 for their generation: they are never writable. */
+
+/* A link to a lower table: everything allowed, so the leaf alone carries the rights. */
+#define SPTE_LINK_BITS (PT_PRESENT_MASK | PT_WRITABLE_MASK | PT_USER_MASK | PT_ACCESSED_MASK)
+
+static inline bool is_mmio_spte(uint64_t spte)
+{
+	return spte & SPTE_MMIO;
+}
+
+/* Present to the hardware and a real translation or link (not MMIO). */
+static inline bool is_shadow_present_pte(uint64_t spte)
+{
+	return (spte & PT_PRESENT_MASK) && !is_mmio_spte(spte);
+}
+
+/* The soft MMU maps 4K only: a present spte at level 1 is a leaf, above it a link. */
+static inline bool is_last_spte(uint64_t spte, int level)
+{
+	return level == 1 || (spte & PT_PAGE_SIZE_MASK);
+}
+
+static inline bool is_writable_pte(uint64_t spte)
+{
+	return spte & PT_WRITABLE_MASK;
+}
+
+static inline pfn_t spte_to_pfn(uint64_t spte)
+{
+	return (spte & SPTE_PFN_MASK) >> 12;
+}
+
+static inline uint64_t mmio_gen_of(uint64_t memslot_gen)
+{
+	/* A stable generation is even and grows by 2: count changes, keep the low bits. */
+	return (memslot_gen >> 1) & ((1ULL << SPTE_MMIO_GEN_BITS) - 1);
+}
+
+static inline uint64_t make_mmio_spte(gfn_t gfn, uint64_t memslot_gen)
+{
+	uint64_t g = mmio_gen_of(memslot_gen);
+	return PT_PRESENT_MASK | SPTE_MMIO_RSVD | SPTE_MMIO | ((gfn << 12) & SPTE_PFN_MASK) |
+	       ((g & 7) << 9) | ((g >> 3) << 53);
+}
+
+static inline gfn_t mmio_spte_gfn(uint64_t spte)
+{
+	return (spte & SPTE_PFN_MASK) >> 12;
+}
+
+static inline uint64_t mmio_spte_gen(uint64_t spte)
+{
+	return ((spte >> 9) & 7) | (((spte >> 53) & 0x3f) << 3);
+}
+
+/* Index of @gva in a table of @level (1..5). */
+static inline unsigned spte_index(gva_t gva, int level)
+{
+	return (unsigned)(gva >> (12 + 9 * (level - 1))) & (SPTE_ENTRIES - 1);
+}
+
+/* ---- shadow pages ---- */
+
+/*
+ * What an sp is, beside its gfn: two sps of the same gfn with different roles hold different
+ * sptes. Hashed and compared as one word (as KVM's kvm_mmu_page_role).
+ *  - level: the level of the table (1..5); direct: no guest table (a guest large page or no
+ *    paging), gfn is the first gfn mapped; access: ACC_* the entries above allow;
+ *  - cr0_wp, efer_nx: change which sptes a guest entry gives; smep/smap/pke_andnot_wp: with
+ *    CR0.WP=0 a supervisor write to a read-only page makes a supervisor-only writable spte
+ *    (user cleared), which is exact only without SMAP and PKE and, under SMEP, without exec;
+ *  - has_4_byte_gpte, quadrant, passthrough: 32-bit and PAE guests (not built yet, see
+ *    docs/soft-mmu.md): the part of a 1024-entry table an sp shadows, the PAE root helpers;
+ *  - guest_global, guest_pkey: a direct sp copies the guest large page's G and key into its
+ *    leaves, so they are part of what it is.
+ */
+union sp_role {
+	uint32_t word;
+	struct {
+		unsigned level : 3;
+		unsigned has_4_byte_gpte : 1;
+		unsigned quadrant : 2;
+		unsigned direct : 1;
+		unsigned access : 3;
+		unsigned efer_nx : 1;
+		unsigned cr0_wp : 1;
+		unsigned smep_andnot_wp : 1;
+		unsigned smap_andnot_wp : 1;
+		unsigned pke_andnot_wp : 1;
+		unsigned passthrough : 1;
+		unsigned guest_global : 1;
+		unsigned guest_pkey : 4;
+		unsigned unused : 11;
+	};
+};
+_Static_assert(sizeof(union sp_role) == sizeof(uint32_t), "role is one word");
+
+/* Intrusive hash chains keyed by a u64 (gfn or pfn); power-of-two buckets, grown at load 2. */
+struct hnode {
+	struct hnode *next;
+	uint64_t key;
+};
+struct htab {
+	struct hnode **b;
+	uint64_t mask;
+	uint64_t n;
+};
+
+struct list_node {
+	struct list_node *prev, *next;
+};
+
+/* A growable array of spte pointers (rmap entries, parent links). */
+struct sptep_vec {
+	uint64_t **v;
+	uint32_t n, cap;
+};
+
+/*
+ * One shadow page. Legend: [c] constant after creation; [L] mmu_lock.
+ */
+struct shadow_page {
+	struct hnode hash;                /* [L] in sm->sp_hash, key gfn (unlinked when invalid) */
+	struct hnode by_pfn;              /* [L] in sm->sp_by_pfn, key pfn */
+	struct list_node lru;             /* [L] in sm->lru, most recently used first; [F] in
+					   * sm->dead once zapped and unreferenced */
+	gfn_t gfn;                        /* [c] */
+	union sp_role role;               /* [c] */
+	pfn_t pfn;                        /* [c] the table frame */
+	uint64_t *spt;                    /* [c] its 512 sptes (atomics only) */
+	gfn_t *gfns;                      /* [L] indirect level 1: the gfn each leaf maps */
+	struct sptep_vec parents;         /* [L] sptes linking to this page */
+	uint32_t root_count;              /* [L] vCPU roots and prev-root slots holding it */
+	uint32_t write_flooding_count;    /* [L] emulated writes since a fault last went through */
+	bool invalid;                     /* [L] zapped while a root: freed when root_count is 0 */
+	bool unsync;                      /* [L] extension point (--opt unsync): always false */
+};
+
+/* Per-gfn state: who maps it (rmap of leaf sptes) and how many indirect sps shadow it. */
+struct gfn_info {
+	struct hnode hash;                /* [L] in sm->gfns, key gfn */
+	uint32_t write_track;             /* [L] indirect sps of this gfn: writes must exit */
+	struct sptep_vec rmap;            /* [L] leaf sptes mapping this gfn */
+};
+
+#define SHADOW_PREV_ROOTS 3
+
+/* Per-vCPU soft MMU state (mmu_vcpu.priv). [o] owned by the vCPU thread; [L] mmu_lock. */
+struct shadow_vcpu {
+	struct list_node link;            /* [L] in sm->vcpus */
+	struct mmu_vcpu *mv;              /* [c] */
+	struct shadow_page *root;         /* [L] the loaded root (holds a root_count) */
+	int root_levels;                  /* [o] 4 or 5, as given to the hardware */
+	struct shadow_page *prev[SHADOW_PREV_ROOTS];   /* [L] previous roots, most recent first */
+	uint64_t prev_hits;               /* [o] root loads served by prev[] */
+	gva_t unprotect_gva;              /* [L] the last write that fell back to unshadowing */
+	unsigned unprotect_tries;         /* [L] fallbacks for it in a row */
+};
+
+/* The soft MMU. Legend as above; [F] free_lock. */
+struct shadow_mmu {
+	struct mmu mmu;                   /* must be first (mmu_internal.h) */
+	struct host_mmu_notifier mn;      /* [c] registered on env.mm */
+	struct htab sp_hash;              /* [L] valid sps by gfn */
+	struct htab sp_by_pfn;            /* [L] every sp (invalid roots too) by table frame */
+	struct htab gfns;                 /* [L] struct gfn_info by gfn */
+	struct list_node lru;             /* [L] valid sps */
+	struct list_node vcpus;           /* [L] struct shadow_vcpu */
+	uint64_t nr_sps;                  /* [L] valid sps */
+	uint64_t nr_leaves;               /* [L] present leaf sptes (= rmap entries) */
+	uint64_t slot_pages;              /* [L] pages in memslots: the default limit scales */
+	uint64_t changes;                 /* [L] bumped on every change: audit snapshots */
+	bool mmio_enabled;                /* [c] MAXPHYADDR < 52: bit 51 faults as reserved */
+	uint8_t *arena_base;              /* [c] host address of hpa 0 */
+	pthread_mutex_t free_lock;
+	struct list_node dead;            /* [F] zapped sps (linked by lru) awaiting a grace period */
+	uint32_t nr_dead;                 /* [F] */
+};
+
+static inline struct shadow_mmu *to_shadow(struct mmu *m)
+{
+	return container_of(m, struct shadow_mmu, mmu);
+}
+
+/* What a batch of zaps needs done before the lock is dropped. */
+struct zap_batch {
+	bool flush;                       /* TLBs may hold translations through zapped sptes */
+};
+
+/* ---- shadow_page.c ---- */
+
+int htab_init(struct htab *t, unsigned bits);
+void htab_destroy(struct htab *t);
+void htab_add(struct htab *t, struct hnode *n);
+void htab_del(struct htab *t, struct hnode *n);
+struct hnode *htab_first(const struct htab *t, uint64_t key);
+
+static inline struct hnode *htab_next(struct hnode *n, uint64_t key)
+{
+	for (n = n->next; n && n->key != key; n = n->next)
+		;
+	return n;
+}
+
+/* Every node with @key. The body must not remove nodes. */
+#define htab_for_each_key(t, pos, k) \
+	for ((pos) = htab_first((t), (k)); (pos); (pos) = htab_next((pos), (k)))
+
+static inline void list_init(struct list_node *h)
+{
+	h->prev = h->next = h;
+}
+
+static inline bool list_empty(const struct list_node *h)
+{
+	return h->next == h;
+}
+
+static inline void list_add(struct list_node *h, struct list_node *n)
+{
+	n->next = h->next;
+	n->prev = h;
+	h->next->prev = n;
+	h->next = n;
+}
+
+static inline void list_del(struct list_node *n)
+{
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	n->prev = n->next = n;
+}
+
+int sptep_vec_add(struct sptep_vec *v, uint64_t *sptep);
+bool sptep_vec_del(struct sptep_vec *v, uint64_t *sptep);
+bool sptep_vec_has(const struct sptep_vec *v, const uint64_t *sptep);
+
+/* The sp whose table holds @sptep, or NULL. [L] */
+struct shadow_page *sptep_to_sp(struct shadow_mmu *sm, const uint64_t *sptep);
+struct shadow_page *pfn_to_sp(struct shadow_mmu *sm, pfn_t pfn);
+struct gfn_info *gfn_info_find(struct shadow_mmu *sm, gfn_t gfn);
+
+static inline bool gfn_write_tracked(struct shadow_mmu *sm, gfn_t gfn)
+{
+	struct gfn_info *gi = gfn_info_find(sm, gfn);
+	return gi && gi->write_track;
+}
+
+/* Index of @sptep in its table. */
+static inline unsigned sptep_index(const uint64_t *sptep)
+{
+	return (unsigned)(((uintptr_t)sptep & 0xfff) / sizeof(uint64_t));
+}
+
+/* The gfn the leaf at @idx of @sp maps. */
+static inline gfn_t sp_leaf_gfn(const struct shadow_page *sp, unsigned idx)
+{
+	return sp->role.direct ? sp->gfn + idx : sp->gfns[idx];
+}
+
+/* Every valid sp shadowing guest table @gfn (indirect), collected first so the body may zap. */
+#define SHADOW_MAX_SPS_PER_GFN 64
+unsigned sps_of_gfn(struct shadow_mmu *sm, gfn_t gfn, struct shadow_page **out, unsigned max);
+
+/* Find the sp for (@gfn, @role), or create it (write-tracking @gfn if indirect: leaf sptes
+ * mapping it lose write access and the TLBs are flushed before this returns). 0 or -ENOMEM.
+ * [L] */
+int sp_get(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shadow_page **out);
+/* Point @sptep (in @parent) at @child. [L] */
+int sp_link(struct shadow_mmu *sm, uint64_t *sptep, struct shadow_page *child);
+/* Make the leaf at @sptep (index @idx of @sp) map @gfn with @spte (present, not MMIO), keeping
+ * the rmap and counts right. [L] */
+int leaf_set(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep, gfn_t gfn,
+	     uint64_t spte);
+/* Clear one spte of @sp (leaf, link or MMIO), keeping rmap/parents right. Returns the old value.
+ * [L] */
+uint64_t spte_drop(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep);
+/* Zap @sp: unlink it from its parents, drop its sptes (children lose a parent), stop tracking its
+ * gfn, queue its frame (or mark it invalid while a root). [L] */
+void sp_zap(struct shadow_mmu *sm, struct shadow_page *sp, struct zap_batch *z);
+/* Mark @sp used by a fault: most recently used, write flooding count cleared. [L] */
+void sp_touch(struct shadow_mmu *sm, struct shadow_page *sp);
+/* Drop a root reference; frees an invalid root at zero. [L] */
+void sp_put_root(struct shadow_mmu *sm, struct shadow_page *sp);
+/* Zap least recently used sps (never one a root slot holds) until @need more fit under the
+ * limit; mmu_recycled. [L] */
+void make_mmu_pages_available(struct shadow_mmu *sm, unsigned need, struct zap_batch *z);
+uint64_t shadow_page_limit(const struct shadow_mmu *sm);
+/* Remove write access from every leaf mapping @gfn. True if one had it. [L] */
+bool write_protect_gfn(struct shadow_mmu *sm, gfn_t gfn);
+/* Zap leaves mapping gfns in [start, end) and sps shadowing them. [L] */
+void zap_gfn_range(struct shadow_mmu *sm, gfn_t start, gfn_t end, struct zap_batch *z);
+void zap_all(struct shadow_mmu *sm, struct zap_batch *z);
+/* Finish a batch under the lock: flush remote TLBs if needed. [L] */
+void zap_batch_commit(struct shadow_mmu *sm, struct zap_batch *z);
+/* Free queued frames after a grace period. Outside read sections and mmu_lock. */
+void shadow_drain_frees(struct shadow_mmu *sm, bool force);
+void shadow_remote_flush(struct shadow_mmu *sm);
+
+static inline void shadow_changed(struct shadow_mmu *sm)
+{
+	__atomic_add_fetch(&sm->changes, 1, __ATOMIC_RELAXED);
+}
+
+/* ---- shadow.c ---- */
+
+/* The root role and level for the vCPU's current control state; false if the paging mode is
+ * one the soft MMU does not shadow (32-bit, PAE). */
+bool shadow_root_role(const struct paging_ctx *g, union sp_role *role, gfn_t *gfn, int *levels);
+/* Make the hardware run on the root for the current guest state (finding it in the prev-root
+ * cache or the hash, or building it). Takes mmu_lock. 0, -ENOMEM, -EOPNOTSUPP. */
+int shadow_load_root(struct shadow_vcpu *sv);
+/* The same, mmu_lock held for writing. *@changed: a different root was loaded. */
+int shadow_load_root_locked(struct shadow_vcpu *sv, bool *changed);
+/* Does the loaded root still match the guest state (a root may go invalid, the guest state may
+ * change with KVM_SET_SREGS, which does not exit)? [L] or owner. */
+bool shadow_root_current(struct shadow_vcpu *sv);
+
+/* ---- shadow_fault.c ---- */
+
+int shadow_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, struct mmu_outcome *out);
+/* Guest memory through the memslots, for the walker (opaque: struct shadow_mmu). */
+extern const struct guest_mem_ops shadow_gmem_ops;
+/* The rights a 64-bit guest entry gives (ACC_*), as the walker folds them. */
+static inline unsigned gpte_access64(uint64_t gpte, bool nx)
+{
+	unsigned acc = ACC_EXEC;
+	if (gpte & PT_WRITABLE_MASK)
+		acc |= ACC_WRITE;
+	if (gpte & PT_USER_MASK)
+		acc |= ACC_USER;
+	if (nx && (gpte & PT64_NX_MASK))
+		acc &= ~ACC_EXEC;
+	return acc;
+}
+
+/* ---- shadow_hooks.c ---- */
+
+extern const struct memslots_ops shadow_memslots_ops;
+extern const struct host_mmu_notifier_ops shadow_mn_ops;
+
+/* ---- shadow_audit.c ---- */
+
+int shadow_audit(struct mmu *m, char *why, size_t whylen);
+
+#endif

@@ -1,0 +1,482 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The soft MMU's audit: the Isolation invariant of DESIGN.md over every shadow table, and the
+ * invariants of shadow.h that it rests on. Returns 0, or -EFAULT with the first violation in
+ * @why. Callable at any time; meant for tests (after each step) and `vmmu run --audit`.
+ *
+ * Two phases, because guest memory and host mappings must not be read under mmu_lock (lock
+ * order, shadow.h):
+ *   1. under mmu_lock: the structure (hash, LRU and counts; frames; parents and links; rmap and
+ *      leaves; write tracking; root references; MMIO spte format) is checked, and every spte
+ *      whose check needs guest memory or the host mapping is recorded;
+ *   2. unlocked, in a memslot read section: each record against the guest entry it shadows now
+ *      and the host page that backs its gfn now (host_hva_lookup: nothing is faulted in).
+ * If anything changed meanwhile (the MMU's change counter, the invalidation sequence, the memslot
+ * generation), phase 2's findings are void and the audit starts over (a few times, then -EAGAIN).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "mmu/shadow.h"
+
+enum rec_kind { REC_LEAF, REC_LINK, REC_MMIO };
+
+struct audit_rec {
+	enum rec_kind kind;
+	gfn_t sp_gfn;              /* the sp holding the spte */
+	union sp_role role;        /* its role */
+	unsigned idx;              /* the spte's index */
+	uint64_t spte;
+	gfn_t gfn;                 /* leaf, MMIO: the gfn mapped; link: the child's gfn */
+	union sp_role child_role;  /* link */
+	bool child_writable;       /* link to a direct sp: a writable leaf below it */
+};
+
+struct audit {
+	struct shadow_mmu *sm;
+	char *why;
+	size_t whylen;
+	struct audit_rec *rec;
+	size_t n, cap;
+	bool oom;
+};
+
+__attribute__((format(printf, 2, 3)))
+static int fail(struct audit *a, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (a->why && a->whylen) {
+		va_start(ap, fmt);
+		vsnprintf(a->why, a->whylen, fmt, ap);
+		va_end(ap);
+	}
+	return -EFAULT;
+}
+
+static void record(struct audit *a, const struct audit_rec *r)
+{
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 256;
+		struct audit_rec *nr = realloc(a->rec, cap * sizeof(*nr));
+		if (!nr) {
+			a->oom = true;
+			return;
+		}
+		a->rec = nr;
+		a->cap = cap;
+	}
+	a->rec[a->n++] = *r;
+}
+
+#define SPF(sp) (uint64_t)(sp)->gfn, (int)(sp)->role.level, (sp)->role.word
+
+/* Any writable leaf under direct sp @sp (a guest large page's sptes). [L] */
+static bool direct_subtree_writable(struct shadow_mmu *sm, const struct shadow_page *sp)
+{
+	for (unsigned i = 0; i < SPTE_ENTRIES; i++) {
+		uint64_t s = spte_read(&sp->spt[i]);
+		if (!is_shadow_present_pte(s))
+			continue;
+		if (sp->role.level == 1) {
+			if (is_writable_pte(s))
+				return true;
+		} else {
+			struct shadow_page *c = pfn_to_sp(sm, spte_to_pfn(s));
+			if (c && direct_subtree_writable(sm, c))
+				return true;
+		}
+	}
+	return false;
+}
+
+static unsigned root_refs(struct shadow_mmu *sm, const struct shadow_page *sp)
+{
+	unsigned n = 0;
+
+	for (struct list_node *l = sm->vcpus.next; l != &sm->vcpus; l = l->next) {
+		struct shadow_vcpu *sv = container_of(l, struct shadow_vcpu, link);
+		n += sv->root == sp;
+		for (unsigned i = 0; i < SHADOW_PREV_ROOTS; i++)
+			n += sv->prev[i] == sp;
+	}
+	return n;
+}
+
+static int check_sp_sptes(struct audit *a, struct shadow_page *sp, uint64_t *leaves)
+{
+	struct shadow_mmu *sm = a->sm;
+	const int level = sp->role.level;
+
+	for (unsigned i = 0; i < SPTE_ENTRIES; i++) {
+		uint64_t *sptep = &sp->spt[i];
+		uint64_t s = spte_read(sptep);
+		struct audit_rec r = { .sp_gfn = sp->gfn, .role = sp->role, .idx = i, .spte = s };
+
+		if (!s)
+			continue;
+		if (sp->invalid)
+			return fail(a, "invalid sp gfn %#" PRIx64 " level %d role %#x: spte %u present",
+				    SPF(sp), i);
+		if (is_mmio_spte(s)) {
+			const uint64_t need = PT_PRESENT_MASK | SPTE_MMIO_RSVD | SPTE_MMIO;
+			if (level != 1 || (s & need) != need || !sm->mmio_enabled ||
+			    (s & (PT_WRITABLE_MASK | PT_USER_MASK)))
+				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: malformed MMIO spte "
+					    "%u = %#" PRIx64, SPF(sp), i, s);
+			r.kind = REC_MMIO;
+			r.gfn = mmio_spte_gfn(s);
+			record(a, &r);
+			continue;
+		}
+		if (!(s & PT_PRESENT_MASK))
+			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: spte %u = %#" PRIx64
+				    " not present but not zero", SPF(sp), i, s);
+		if (s & SPTE_MMIO_RSVD)
+			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: spte %u = %#" PRIx64
+				    " has a reserved bit", SPF(sp), i, s);
+		if (!host_pfn_valid(sm->mmu.env.arena, spte_to_pfn(s)))
+			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: spte %u = %#" PRIx64
+				    " maps a frame not allocated", SPF(sp), i, s);
+		if (level > 1) {
+			struct shadow_page *c = pfn_to_sp(sm, spte_to_pfn(s));
+			if (s & PT_PAGE_SIZE_MASK)
+				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: large spte %u",
+					    SPF(sp), i);
+			if (!c || c->invalid)
+				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: link %u = %#" PRIx64
+					    " to no valid sp", SPF(sp), i, s);
+			if (c->role.level != level - 1 || !sptep_vec_has(&c->parents, sptep))
+				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: link %u to sp gfn %#"
+					    PRIx64 " level %d role %#x without its parent link",
+					    SPF(sp), i, SPF(c));
+			if ((s & (SPTE_LINK_BITS & ~PT_ACCESSED_MASK)) !=
+			    (SPTE_LINK_BITS & ~PT_ACCESSED_MASK) || (s & PT64_NX_MASK))
+				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: link %u = %#" PRIx64
+					    " restricts rights", SPF(sp), i, s);
+			if (sp->role.direct) {
+				union sp_role want = sp->role;
+				want.level = level - 1;
+				if (!c->role.direct || c->role.word != want.word ||
+				    c->gfn != sp->gfn + ((gfn_t)i << (9 * (level - 1))))
+					return fail(a, "direct sp gfn %#" PRIx64 " level %d role %#x: link %u to "
+						    "sp gfn %#" PRIx64 " level %d role %#x, not its range",
+						    SPF(sp), i, SPF(c));
+				continue;
+			}
+			r.kind = REC_LINK;
+			r.gfn = c->gfn;
+			r.child_role = c->role;
+			r.child_writable = c->role.direct && direct_subtree_writable(sm, c);
+			record(a, &r);
+			continue;
+		}
+		/* A leaf. */
+		gfn_t gfn = sp_leaf_gfn(sp, i);
+		struct gfn_info *gi = gfn_info_find(sm, gfn);
+		(*leaves)++;
+		if (!gi || !sptep_vec_has(&gi->rmap, sptep))
+			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: leaf %u (gfn %#" PRIx64
+				    ") not in its rmap", SPF(sp), i, (uint64_t)gfn);
+		if (is_writable_pte(s)) {
+			if (gi->write_track)
+				return fail(a, "gfn %#" PRIx64 " is write-tracked but leaf %u of sp gfn %#"
+					    PRIx64 " level %d role %#x maps it writable",
+					    (uint64_t)gfn, i, SPF(sp));
+			if ((s & (SPTE_HOST_WRITABLE | SPTE_MMU_WRITABLE)) !=
+			    (SPTE_HOST_WRITABLE | SPTE_MMU_WRITABLE))
+				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: writable leaf %u "
+					    "without host/MMU-writable", SPF(sp), i);
+		}
+		if (sp->role.direct) {
+			unsigned acc = sp->role.access;
+			if (((s & PT_USER_MASK) && !(acc & ACC_USER)) ||
+			    (!(s & PT64_NX_MASK) && !(acc & ACC_EXEC)) ||
+			    (is_writable_pte(s) && !(acc & ACC_WRITE) &&
+			     (sp->role.cr0_wp || (s & PT_USER_MASK))))
+				return fail(a, "direct sp gfn %#" PRIx64 " level %d role %#x: leaf %u = %#"
+					    PRIx64 " wider than its role", SPF(sp), i, s);
+		}
+		r.kind = REC_LEAF;
+		r.gfn = gfn;
+		record(a, &r);
+	}
+	return 0;
+}
+
+/* Phase 1. [L] */
+static int audit_locked(struct audit *a)
+{
+	struct shadow_mmu *sm = a->sm;
+	uint64_t nsps = 0, nlru = 0, indirect = 0, tracked = 0, leaves = 0, rmaps = 0;
+	int rc;
+
+	for (struct list_node *l = sm->lru.next; l != &sm->lru; l = l->next)
+		nlru++;
+	/* Every sp, valid and invalid, is in sp_by_pfn. */
+	for (uint64_t b = 0; b <= sm->sp_by_pfn.mask; b++) {
+		for (struct hnode *n = sm->sp_by_pfn.b[b]; n; n = n->next) {
+			struct shadow_page *sp = container_of(n, struct shadow_page, by_pfn);
+			unsigned refs = root_refs(sm, sp);
+
+			if (sp->pfn != n->key || !host_pfn_valid(sm->mmu.env.arena, sp->pfn) ||
+			    sp->spt != host_pfn_to_ptr(sm->mmu.env.arena, sp->pfn))
+				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: bad frame %#" PRIx64,
+					    SPF(sp), (uint64_t)sp->pfn);
+			if (sp->role.level < 1 || sp->role.level > 5 || sp->unsync)
+				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: bad role", SPF(sp));
+			if (refs != sp->root_count)
+				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: root_count %u, %u "
+					    "references", SPF(sp), sp->root_count, refs);
+			if (sp->invalid) {
+				if (!sp->root_count || sp->parents.n)
+					return fail(a, "invalid sp gfn %#" PRIx64 " level %d role %#x kept "
+						    "without a root reference, or linked", SPF(sp));
+			} else {
+				nsps++;
+				if (!sp->role.direct)
+					indirect++;
+			}
+			for (uint32_t i = 0; i < sp->parents.n; i++) {
+				uint64_t *p = sp->parents.v[i];
+				struct shadow_page *psp = sptep_to_sp(sm, p);
+				uint64_t s = spte_read(p);
+				if (!psp || psp->invalid || psp->role.level != sp->role.level + 1 ||
+				    !is_shadow_present_pte(s) || spte_to_pfn(s) != sp->pfn)
+					return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: parent link %u "
+						    "does not point here", SPF(sp), i);
+				for (uint32_t j = 0; j < i; j++)
+					if (sp->parents.v[j] == p)
+						return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: parent %u "
+							    "twice", SPF(sp), i);
+			}
+			rc = check_sp_sptes(a, sp, &leaves);
+			if (rc)
+				return rc;
+		}
+	}
+	if (nsps != sm->nr_sps || nsps != sm->sp_hash.n || nsps != nlru ||
+	    nsps != __atomic_load_n(&sm->mmu.st.shadow_pages, __ATOMIC_RELAXED))
+		return fail(a, "accounting: %" PRIu64 " valid sps, nr_sps %" PRIu64 ", hash %" PRIu64
+			    ", LRU %" PRIu64 ", shadow_pages %" PRIu64, nsps, sm->nr_sps,
+			    sm->sp_hash.n, nlru, sm->mmu.st.shadow_pages);
+	/* The hash holds exactly the valid sps (each found under its own gfn). */
+	for (uint64_t b = 0; b <= sm->sp_hash.mask; b++)
+		for (struct hnode *n = sm->sp_hash.b[b]; n; n = n->next) {
+			struct shadow_page *sp = container_of(n, struct shadow_page, hash);
+			if (sp->invalid || n->key != sp->gfn || pfn_to_sp(sm, sp->pfn) != sp)
+				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: hashed wrongly",
+					    SPF(sp));
+		}
+	/* Write tracking: each gfn counts exactly the indirect sps shadowing it. */
+	for (uint64_t b = 0; b <= sm->gfns.mask; b++) {
+		for (struct hnode *n = sm->gfns.b[b]; n; n = n->next) {
+			struct gfn_info *gi = container_of(n, struct gfn_info, hash);
+			struct hnode *h;
+			uint32_t k = 0;
+			htab_for_each_key(&sm->sp_hash, h, n->key)
+				k += !container_of(h, struct shadow_page, hash)->role.direct;
+			if (k != gi->write_track)
+				return fail(a, "gfn %#" PRIx64 ": write_track %u, %u sps shadow it",
+					    (uint64_t)n->key, gi->write_track, k);
+			if (!gi->write_track && !gi->rmap.n)
+				return fail(a, "gfn %#" PRIx64 ": empty gfn_info kept", (uint64_t)n->key);
+			tracked += gi->write_track;
+			for (uint32_t i = 0; i < gi->rmap.n; i++) {
+				uint64_t *sptep = gi->rmap.v[i];
+				struct shadow_page *sp = sptep_to_sp(sm, sptep);
+				uint64_t s = spte_read(sptep);
+				if (!sp || sp->invalid || sp->role.level != 1 || !is_shadow_present_pte(s) ||
+				    sp_leaf_gfn(sp, sptep_index(sptep)) != n->key)
+					return fail(a, "gfn %#" PRIx64 ": rmap entry %u is not a leaf mapping "
+						    "it", (uint64_t)n->key, i);
+			}
+			rmaps += gi->rmap.n;
+		}
+	}
+	if (tracked != indirect)
+		return fail(a, "write tracking counts %" PRIu64 " sps, %" PRIu64 " indirect sps",
+			    tracked, indirect);
+	if (rmaps != leaves || leaves != sm->nr_leaves ||
+	    leaves != __atomic_load_n(&sm->mmu.st.pages_4k, __ATOMIC_RELAXED))
+		return fail(a, "accounting: %" PRIu64 " leaves, %" PRIu64 " rmap entries, nr_leaves %"
+			    PRIu64 ", pages_4k %" PRIu64, leaves, rmaps, sm->nr_leaves,
+			    sm->mmu.st.pages_4k);
+	/* Every vCPU root is alive. */
+	for (struct list_node *l = sm->vcpus.next; l != &sm->vcpus; l = l->next) {
+		struct shadow_vcpu *sv = container_of(l, struct shadow_vcpu, link);
+		if (sv->root && (pfn_to_sp(sm, sv->root->pfn) != sv->root ||
+				 sv->root->role.level != sv->root_levels))
+			return fail(a, "a vCPU's root is not a live sp of its level");
+	}
+	return 0;
+}
+
+/* The guest entry @idx of guest table @gfn, read without faulting anything in. Inside a read
+ * section. False if the table has no memory behind it. */
+static bool read_gpte(struct shadow_mmu *sm, gfn_t gfn, unsigned idx, uint64_t *gpte)
+{
+	const struct memslot *slot = gfn_to_memslot(sm->mmu.env.slots, gfn);
+	pfn_t pfn;
+
+	if (!slot || host_hva_lookup(sm->mmu.env.mm, slot_gfn_to_hva(slot, gfn), &pfn, NULL))
+		return false;
+	const uint64_t *t = host_pfn_to_ptr(sm->mmu.env.arena, pfn);
+	*gpte = __atomic_load_n(&t[idx], __ATOMIC_ACQUIRE);
+	return true;
+}
+
+static uint64_t gpte_rsvd(const struct shadow_mmu *sm, union sp_role role, int level, uint64_t gpte)
+{
+	struct paging_ctx ctx = { .cpu = sm->mmu.env.cpu, .efer = role.efer_nx ? EFER_NXE : 0 };
+	return paging_rsvd_mask64(&ctx, role.level == 5 ? PAGING_5LVL : PAGING_4LVL, level,
+				  gpte & PT_PAGE_SIZE_MASK);
+}
+
+static int check_rec(struct audit *a, const struct audit_rec *r, uint64_t mgen)
+{
+	struct shadow_mmu *sm = a->sm;
+	const int level = r->role.level;
+	uint64_t gpte = 0;
+
+	if (r->kind == REC_MMIO) {
+		if (!memslot_gen_in_progress(mgen) && mmio_spte_gen(r->spte) == mmio_gen_of(mgen) &&
+		    gfn_to_memslot(sm->mmu.env.slots, r->gfn))
+			return fail(a, "sp gfn %#" PRIx64 " level %d: current MMIO spte %u for gfn %#" PRIx64
+				    ", which a memslot holds", (uint64_t)r->sp_gfn, level, r->idx,
+				    (uint64_t)r->gfn);
+		return 0;
+	}
+
+	/* The guest entry this spte shadows (indirect sps). */
+	bool indirect = !r->role.direct;
+	if (indirect) {
+		if (!read_gpte(sm, r->sp_gfn, r->idx, &gpte))
+			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: spte %u shadows a table "
+				    "with no memory", (uint64_t)r->sp_gfn, level, r->role.word, r->idx);
+		if (!(gpte & PT_PRESENT_MASK) || !(gpte & PT_ACCESSED_MASK) ||
+		    (gpte & gpte_rsvd(sm, r->role, level, gpte)))
+			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: spte %u = %#" PRIx64
+				    " but the guest entry %#" PRIx64 " allows no translation",
+				    (uint64_t)r->sp_gfn, level, r->role.word, r->idx, r->spte, gpte);
+	}
+	unsigned allowed = indirect ? r->role.access & gpte_access64(gpte, r->role.efer_nx) : 0;
+
+	if (r->kind == REC_LINK) {
+		bool large = gpte & PT_PAGE_SIZE_MASK;
+		if (r->child_role.direct) {
+			unsigned shift = 12 + 9 * (unsigned)(level - 1);
+			gfn_t base = (gpte & rsvd_bits((int)shift, 51)) >> 12;
+			/* Clean: no write access. A page the MMU's own walk made dirty may still be
+			 * linked to the clean sp (narrower): the next write fault relinks it. */
+			unsigned want = (gpte & PT_DIRTY_MASK) ? allowed : allowed & ~ACC_WRITE;
+			if (!large || (level != 2 && level != 3) || base != r->gfn ||
+			    (r->child_role.access != want &&
+			     r->child_role.access != (want & ~ACC_WRITE)) ||
+			    r->child_role.guest_global != !!(gpte & PT_GLOBAL_MASK) ||
+			    r->child_role.guest_pkey != ((gpte >> 59) & 0xf) ||
+			    (r->child_writable && !(gpte & PT_DIRTY_MASK)))
+				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: link %u to direct sp "
+					    "gfn %#" PRIx64 " role %#x, guest entry %#" PRIx64,
+					    (uint64_t)r->sp_gfn, level, r->role.word, r->idx,
+					    (uint64_t)r->gfn, r->child_role.word, gpte);
+		} else if (large || ((gpte & rsvd_bits(12, 51)) >> 12) != r->gfn ||
+			   r->child_role.access != allowed) {
+			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: link %u to sp gfn %#"
+				    PRIx64 " role %#x, guest entry %#" PRIx64, (uint64_t)r->sp_gfn,
+				    level, r->role.word, r->idx, (uint64_t)r->gfn, r->child_role.word,
+				    gpte);
+		}
+		return 0;
+	}
+
+	/* A leaf: no wider than the guest entry... */
+	const uint64_t s = r->spte;
+	if (indirect) {
+		bool w_ok = (allowed & ACC_WRITE) || (!r->role.cr0_wp && !(s & PT_USER_MASK));
+		if (((gpte & rsvd_bits(12, 51)) >> 12) != r->gfn ||
+		    ((s & PT_USER_MASK) && !(allowed & ACC_USER)) ||
+		    (!(s & PT64_NX_MASK) && !(allowed & ACC_EXEC)) ||
+		    (is_writable_pte(s) && (!w_ok || !(gpte & PT_DIRTY_MASK))) ||
+		    ((s & PT_GLOBAL_MASK) && !(gpte & PT_GLOBAL_MASK)) ||
+		    ((s & SPTE_PKEY_MASK) != (gpte & SPTE_PKEY_MASK)))
+			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: leaf %u = %#" PRIx64
+				    " wider than the guest entry %#" PRIx64, (uint64_t)r->sp_gfn,
+				    level, r->role.word, r->idx, s, gpte);
+	}
+	/* ...mapping the frame that backs its gfn now, as the memslot allows. */
+	const struct memslot *slot = gfn_to_memslot(sm->mmu.env.slots, r->gfn);
+	pfn_t pfn;
+	if (!slot)
+		return fail(a, "leaf %u of sp gfn %#" PRIx64 " level %d maps gfn %#" PRIx64
+			    ", in no memslot", r->idx, (uint64_t)r->sp_gfn, level, (uint64_t)r->gfn);
+	if (host_hva_lookup(sm->mmu.env.mm, slot_gfn_to_hva(slot, r->gfn), &pfn, NULL) ||
+	    pfn != spte_to_pfn(s))
+		return fail(a, "leaf %u of sp gfn %#" PRIx64 " level %d maps gfn %#" PRIx64 " to pfn %#"
+			    PRIx64 ", not the frame backing it", r->idx, (uint64_t)r->sp_gfn, level,
+			    (uint64_t)r->gfn, (uint64_t)spte_to_pfn(s));
+	if (is_writable_pte(s) && slot_is_readonly(slot))
+		return fail(a, "gfn %#" PRIx64 " in a read-only slot mapped writable", (uint64_t)r->gfn);
+	if (is_writable_pte(s) && slot_logs_dirty(slot)) {
+		uint64_t bit = r->gfn - slot->base_gfn;
+		uint64_t word = __atomic_load_n(&slot->dirty_bitmap[bit / 64], __ATOMIC_RELAXED);
+		if (!(word & (1ULL << (bit % 64))))
+			return fail(a, "gfn %#" PRIx64 " mapped writable in a dirty-logging slot, not "
+				    "marked dirty", (uint64_t)r->gfn);
+	}
+	return 0;
+}
+
+#define AUDIT_TRIES 16
+
+int shadow_audit(struct mmu *m, char *why, size_t whylen)
+{
+	struct shadow_mmu *sm = to_shadow(m);
+	struct audit a = { .sm = sm, .why = why, .whylen = whylen };
+	int rc = 0;
+
+	if (why && whylen)
+		why[0] = 0;
+	for (int attempt = 0; attempt < AUDIT_TRIES; attempt++) {
+		uint64_t changes, seq, mgen;
+
+		a.n = 0;
+		a.oom = false;
+		pthread_rwlock_wrlock(&m->mmu_lock);
+		rc = audit_locked(&a);
+		changes = __atomic_load_n(&sm->changes, __ATOMIC_ACQUIRE);
+		seq = __atomic_load_n(&m->invalidate_seq, __ATOMIC_ACQUIRE);
+		mgen = memslots_generation(m->env.slots);
+		bool busy = __atomic_load_n(&m->invalidate_in_progress, __ATOMIC_ACQUIRE);
+		pthread_rwlock_unlock(&m->mmu_lock);
+		if (rc)
+			goto out;
+		if (a.oom) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		if (busy || memslot_gen_in_progress(mgen))
+			continue;
+
+		memslots_read_lock();
+		for (size_t i = 0; !rc && i < a.n; i++)
+			rc = check_rec(&a, &a.rec[i], mgen);
+		memslots_read_unlock();
+
+		if (__atomic_load_n(&sm->changes, __ATOMIC_ACQUIRE) == changes &&
+		    __atomic_load_n(&m->invalidate_seq, __ATOMIC_ACQUIRE) == seq &&
+		    !__atomic_load_n(&m->invalidate_in_progress, __ATOMIC_ACQUIRE) &&
+		    memslots_generation(m->env.slots) == mgen)
+			goto out;
+		rc = 0;   /* the tables moved under the check: its findings do not count */
+	}
+	rc = -EAGAIN;
+	if (why && whylen)
+		snprintf(why, whylen, "the soft MMU kept changing during the audit");
+out:
+	free(a.rec);
+	return rc;
+}

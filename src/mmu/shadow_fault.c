@@ -1,0 +1,674 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The soft MMU's page fault (KVM's FNAME(page_fault) and FNAME(fetch)), its emulated writes to
+ * write-tracked guest tables (kvm_mmu_pte_write with flood detection) and its MMIO sptes.
+ *
+ * A #PF exit, in two phases:
+ *   1. unlocked, inside one memslot read section: walk the guest tables for the page part(s) of
+ *      the access (paging_walk: exact rights, A/D set by compare-and-swap as the CPU would); a
+ *      guest fault is injected as it is. Then look the slot and host frame of each part up and
+ *      resolve host pointers to every guest entry the walk read, having noted the MMU-notifier
+ *      sequence first;
+ *   2. under mmu_lock: give up (retry the access) if an invalidation ran meanwhile; follow the
+ *      shadow from the root, creating the sp of each guest table (which write-tracks it) and
+ *      checking each guest entry is still what the walk read (from then on a change of it would
+ *      have to exit, and we hold the lock); install the leaf. Then: retry the access, or emulate
+ *      a write the spte cannot allow (a write-tracked gfn; CR0.WP=0 with SMAP or PKE), or exit
+ *      to MMIO.
+ * No guest memory is touched through the memslots under mmu_lock (see shadow.h: lock order).
+ *
+ * Rights (shadow.h, role): a leaf gets the guest's combined rights, W only once the guest leaf
+ * is Dirty (the first write faults and sets it) and only if nothing forbids it (write tracking,
+ * READONLY slot, dirty logging before the page is logged, a host page not asked for writing).
+ * The hardware checks the guest's CPL, SMEP, SMAP, AC and PKRU against these bits itself with
+ * CR0.WP forced to 1; every #PF exits, and this handler decides with the guest's real state, so
+ * the guest sees exactly its native faults.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "mmu/shadow.h"
+
+/* ---- guest memory for the walker ---- */
+
+static int sg_err(int rc)
+{
+	if (rc == -EPERM)
+		return -EACCES;
+	if (rc == -ENOENT || rc == -EFAULT)
+		return -ENOENT;
+	return rc;
+}
+
+static int sg_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
+{
+	struct shadow_mmu *sm = opaque;
+	void *p;
+	int rc;
+
+	if ((len != 4 && len != 8) || (gpa & (len - 1)))
+		return -EINVAL;
+	rc = memslots_gpa_to_ptr(sm->mmu.env.slots, gpa, len, false, &p);
+	if (rc)
+		return sg_err(rc);
+	/* Entries are naturally aligned; another vCPU may swap them at any time. */
+	if (len == 8)
+		*(uint64_t *)buf = __atomic_load_n((uint64_t *)p, __ATOMIC_ACQUIRE);
+	else
+		*(uint32_t *)buf = __atomic_load_n((uint32_t *)p, __ATOMIC_ACQUIRE);
+	return 0;
+}
+
+static int sg_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val, unsigned len)
+{
+	struct shadow_mmu *sm = opaque;
+	void *p;
+	bool ok;
+	int rc;
+
+	if ((len != 4 && len != 8) || (gpa & (len - 1)))
+		return -EINVAL;
+	rc = memslots_gpa_to_ptr(sm->mmu.env.slots, gpa, len, true, &p);
+	if (rc)
+		return sg_err(rc);
+	if (len == 8) {
+		ok = __atomic_compare_exchange_n((uint64_t *)p, &old, val, false, __ATOMIC_SEQ_CST,
+						 __ATOMIC_SEQ_CST);
+	} else {
+		uint32_t o = (uint32_t)old;
+		ok = __atomic_compare_exchange_n((uint32_t *)p, &o, (uint32_t)val, false,
+						 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+	}
+	return ok ? 0 : -EAGAIN;
+}
+
+const struct guest_mem_ops shadow_gmem_ops = {
+	.read = sg_read,
+	.cmpxchg = sg_cmpxchg,
+};
+
+/* ---- one fault ---- */
+
+/* One page part of the faulting access, as the unlocked phase found it. */
+struct fault_part {
+	gva_t gva;                        /* first byte of the part */
+	uint32_t off, len;                /* its bytes within the access */
+	bool walked;
+	enum walk_status ws;
+	struct walk_result w;             /* the guest walk */
+	const struct memslot *slot;       /* NULL: no memslot (MMIO) */
+	int pfn_err;                      /* 0, or -EFAULT: no host memory behind the slot */
+	pfn_t pfn;
+	bool host_writable;               /* pfn was looked up for writing */
+	uint8_t *host;                    /* the page's bytes */
+};
+
+struct fault {
+	struct shadow_mmu *sm;
+	struct shadow_vcpu *sv;
+	struct cpu *cpu;
+	const struct hw_exit *e;
+	unsigned access;                  /* PFERR_WRITE / PFERR_FETCH | WALK_IMPLICIT */
+	bool write, user;
+	uint64_t seq;                     /* invalidation sequence before any pfn lookup */
+	uint64_t mgen;                    /* memslot generation before any slot lookup */
+	unsigned nparts, fp;              /* parts; the one that faulted */
+	struct fault_part part[2];
+	uint64_t *gptep[PT_MAX_LEVELS + 1];   /* host address of each entry the fp walk read */
+	uint64_t steps;                   /* handler steps, charged to the vCPU */
+};
+
+/* Outcomes of the locked phase beside an mmu_action. */
+enum { FIX_DONE = 0, FIX_AGAIN };
+
+static void fault_parts(struct fault *f)
+{
+	const struct hw_exit *e = f->e;
+	gva_t gva = e->access_len ? e->access_gva : e->gva;
+	uint32_t len = e->access_len ? e->access_len : 1;
+	bool lma = f->cpu->guest.efer & EFER_LMA;
+
+	f->nparts = 1;
+	f->fp = 0;
+	f->part[0] = (struct fault_part){ .gva = gva, .off = 0, .len = len };
+	if ((gva & 0xfff) + len > 4096) {
+		uint32_t first = 4096 - (uint32_t)(gva & 0xfff);
+		gva_t va = (gva & ~0xfffULL) + 4096;
+		if (!lma && va > 0xffffffffULL)
+			va &= 0xffffffffULL;
+		f->part[0].len = first;
+		f->part[1] = (struct fault_part){ .gva = va, .off = first, .len = len - first };
+		f->nparts = 2;
+		if ((e->gva >> 12) == (va >> 12))
+			f->fp = 1;
+	}
+	if (!lma)
+		f->part[0].gva &= 0xffffffffULL;
+	/* Without a description of the access (not a #PF of an access), the exit's gva alone. */
+	if (!e->access_len) {
+		f->part[0].gva = e->gva;
+		f->nparts = 1;
+	}
+}
+
+/* Slot and host frame of a walked part. Inside the read section. */
+static int fault_resolve(struct fault *f, struct fault_part *p)
+{
+	struct memslots *ms = f->sm->mmu.env.slots;
+	gfn_t gfn = p->w.gpa >> 12;
+	const struct walk_result *w = &p->w;
+	bool leaf_d = w->level == 0 || (w->gpte[w->level] & PT_DIRTY_MASK);
+	int rc;
+
+	p->slot = gfn_to_memslot(ms, gfn);
+	if (!p->slot)
+		return 0;
+	/* Ask the host for a writable page whenever the spte may be writable. (A KSM-aware host
+	 * would tell whether a read lookup is writable, as KVM's hva_to_pfn does.) */
+	p->host_writable = !slot_is_readonly(p->slot) &&
+			   (f->write || (leaf_d && (w->access & ACC_WRITE)));
+	rc = slot_gfn_to_pfn(ms, p->slot, gfn, p->host_writable, &p->pfn, NULL);
+	if (rc == -EFAULT) {
+		p->pfn_err = -EFAULT;    /* the slot's hva has no memory: reads as none (MMIO) */
+		return 0;
+	}
+	if (rc)
+		return rc;
+	p->host = host_pfn_to_ptr(f->sm->mmu.env.arena, p->pfn);
+	return p->host ? 0 : -EFAULT;
+}
+
+/*
+ * Follow the shadow for @p's address from the root, making the sps the guest walk asks for, down
+ * to the level-1 table. At each indirect level the guest entry must still be what the walk read:
+ * its table is write-tracked by then (sp_get flushed any TLB that still allowed writing it), so
+ * the match holds until we drop mmu_lock. FIX_AGAIN if it does not.
+ */
+static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **leaf_sp,
+		 struct zap_batch *z)
+{
+	struct shadow_mmu *sm = f->sm;
+	struct shadow_page *sp = f->sv->root;
+	const struct walk_result *w = &p->w;
+	int level = sp->role.level;
+
+	for (;;) {
+		sp_touch(sm, sp);
+		if (!sp->role.direct) {
+			uint64_t now = __atomic_load_n(f->gptep[level], __ATOMIC_ACQUIRE);
+			f->steps++;
+			if (now != w->gpte[level])
+				return FIX_AGAIN;
+		}
+		if (level == 1)
+			break;
+
+		uint64_t *sptep = &sp->spt[spte_index(p->gva, level)];
+		union sp_role role = sp->role;
+		gfn_t gfn;
+
+		role.level = level - 1;
+		if (sp->role.direct) {
+			gfn = sp->gfn + ((gfn_t)spte_index(p->gva, level) << (9 * (level - 1)));
+		} else if (level > w->level) {
+			gfn = (w->gpte[level] & rsvd_bits(12, 51)) >> 12;
+			role.access = sp->role.access & gpte_access64(w->gpte[level], sp->role.efer_nx);
+		} else {
+			/* A guest large page: a direct sp maps it 4K by 4K. Its Dirty bit lives in
+			 * this entry, not in the sptes' own entries: a clean page's sp must not be the
+			 * one a dirty mapping of the same frames made writable, so a clean page gets
+			 * a role without write access (as KVM's protect_clean_gpte). */
+			gfn = (w->gpa >> 12) & ~((1ULL << (9 * (level - 1))) - 1);
+			role.direct = 1;
+			role.access = w->access;
+			if (!(w->gpte[level] & PT_DIRTY_MASK))
+				role.access &= ~ACC_WRITE;
+			role.guest_global = !!(w->gpte[level] & PT_GLOBAL_MASK);
+			role.guest_pkey = w->pkey & 0xf;
+		}
+
+		uint64_t spte = spte_read(sptep);
+		struct shadow_page *child = NULL;
+		if (is_shadow_present_pte(spte)) {
+			child = pfn_to_sp(sm, spte_to_pfn(spte));
+			if (!child || child->gfn != gfn || child->role.word != role.word) {
+				/* Made from an older entry (a hostile rewrite raced us): replace. */
+				spte_drop(sm, sp, sptep);
+				z->flush = true;
+				child = NULL;
+			}
+		} else if (spte) {
+			spte_write(sptep, 0);
+		}
+		if (!child) {
+			int rc = sp_get(sm, gfn, role, &child);
+			if (rc)
+				return rc;
+			rc = sp_link(sm, sptep, child);
+			if (rc)
+				return rc;
+			f->steps++;
+		}
+		sp = child;
+		level--;
+	}
+	*leaf_sp = sp;
+	return FIX_DONE;
+}
+
+/*
+ * The rights the leaf gets for this fault (ACC_*). CR0.WP=0 lets a supervisor write a read-only
+ * page; the hardware runs with WP=1, so (as KVM) such a write gets a supervisor-only writable spte
+ * (user cleared: user accesses fault and are decided again), not executable under SMEP (a user
+ * page must stay non-executable to the supervisor). That spte would let the supervisor read a
+ * user page that SMAP or a protection key must refuse: with CR4.SMAP or CR4.PKE the write is
+ * emulated instead (*emulate).
+ */
+static unsigned leaf_access(const struct fault *f, const struct shadow_page *sp,
+			    const struct fault_part *p, bool *emulate)
+{
+	unsigned acc = p->w.access;
+
+	*emulate = false;
+	if (p->w.root_level == 0)    /* no paging: everything, user bit as the access is */
+		return ACC_EXEC | ACC_WRITE | (f->user ? ACC_USER : 0);
+	if (!sp->role.cr0_wp && f->write && !f->user && !(acc & ACC_WRITE)) {
+		if (!(acc & ACC_USER)) {
+			acc |= ACC_WRITE;
+		} else if (sp->role.smap_andnot_wp || sp->role.pke_andnot_wp) {
+			*emulate = true;
+		} else {
+			acc = (acc | ACC_WRITE) & ~ACC_USER;
+			if (sp->role.smep_andnot_wp)
+				acc &= ~ACC_EXEC;
+		}
+	}
+	return acc;
+}
+
+/* Store @len bytes at @dst (inside one page): each aligned 8-byte word with one compare-and-swap,
+ * so Accessed/Dirty bits other vCPUs set in the bytes around are never lost. */
+static void store_atomic(uint8_t *dst, const uint8_t *src, uint32_t len)
+{
+	uintptr_t a = (uintptr_t)dst;
+
+	while (len) {
+		uint64_t *word = (uint64_t *)(a & ~(uintptr_t)7);
+		unsigned off = (unsigned)(a & 7);
+		unsigned n = 8 - off < len ? 8 - off : len;
+		uint64_t old = __atomic_load_n(word, __ATOMIC_RELAXED), nv;
+		do {
+			nv = old;
+			memcpy((uint8_t *)&nv + off, src, n);
+		} while (!__atomic_compare_exchange_n(word, &old, nv, false, __ATOMIC_SEQ_CST,
+						      __ATOMIC_RELAXED));
+		a += n;
+		src += n;
+		len -= n;
+	}
+}
+
+/* Writes to an sp with no fault through it in between before it is unshadowed (KVM's 3). */
+#define FLOOD_WRITES 3
+
+/*
+ * A guest store of [off, off + len) into guest table page @gfn happened: every sp shadowing it
+ * drops the sptes of the entries the bytes touch (a partial or misaligned store touches one or
+ * two), or, written FLOOD_WRITES times without a fault through it, is zapped: the page is
+ * probably no longer a page table.
+ * TLBs: a dropped leaf needs no flush: the translation the guest changed stays cached until the
+ * guest invalidates it, as natively (a 4K guest page is a 4K TLB entry in both). A dropped link
+ * does: below it a guest large page may be mapped by 4K sptes, whose TLB entries one guest
+ * INVLPG (which natively drops the whole large entry) would not all remove.
+ */
+static void pte_write(struct fault *f, gfn_t gfn, uint32_t off, uint32_t len, struct zap_batch *z)
+{
+	struct shadow_mmu *sm = f->sm;
+	struct shadow_page *flooded[SHADOW_MAX_SPS_PER_GFN];
+	unsigned nflood = 0;
+	struct hnode *n;
+
+	mmu_stat_inc(&sm->mmu, mmu_pte_write);
+	htab_for_each_key(&sm->sp_hash, n, gfn) {
+		struct shadow_page *sp = container_of(n, struct shadow_page, hash);
+		if (sp->role.direct)
+			continue;
+		if (++sp->write_flooding_count >= FLOOD_WRITES && !sp->root_count &&
+		    nflood < SHADOW_MAX_SPS_PER_GFN) {
+			flooded[nflood++] = sp;
+			continue;
+		}
+		unsigned first = off / 8, last = (off + len - 1) / 8;
+		for (unsigned i = first; i <= last; i++) {
+			uint64_t s = spte_read(&sp->spt[i]);
+			if (!s)
+				continue;
+			if (is_shadow_present_pte(s) && !is_last_spte(s, sp->role.level)) {
+				mmu_stat_inc(&sm->mmu, mmu_pde_zapped);
+				z->flush = true;
+			}
+			spte_drop(sm, sp, &sp->spt[i]);
+			f->steps++;
+		}
+	}
+	for (unsigned i = 0; i < nflood; i++) {
+		sp_zap(sm, flooded[i], z);
+		mmu_stat_inc(&sm->mmu, mmu_flooded);
+	}
+}
+
+/*
+ * Stop shadowing @gfn (kvm_mmu_unprotect_page): the fallback for a write we cannot emulate (one
+ * part is MMIO, read-only or not canonical), which then runs natively. A root in use is zapped
+ * too (it reloads); a guest doing this to its own top-level table keeps exiting.
+ */
+static void unprotect_gfn(struct shadow_mmu *sm, gfn_t gfn, struct zap_batch *z)
+{
+	struct shadow_page *sps[SHADOW_MAX_SPS_PER_GFN];
+	unsigned n = sps_of_gfn(sm, gfn, sps, SHADOW_MAX_SPS_PER_GFN);
+
+	for (unsigned i = 0; i < n; i++)
+		sp_zap(sm, sps[i], z);
+}
+
+/* Fallbacks in a row for one address before the MMU gives up on it (see emulate_write). */
+#define UNPROTECT_TRIES 4
+
+/*
+ * Perform the faulting write ourselves: every part, then the sptes of tracked parts. [L]
+ * A store we cannot perform (a part that is MMIO, read-only or not canonical: vm/ must finish
+ * those) falls back to unshadowing the tracked page and running the store natively. That cannot
+ * work when the page is shadowed again on the way (a root in use, or a table on the store's own
+ * translation path): after UNPROTECT_TRIES in a row the access fails with -EOPNOTSUPP rather than
+ * spin. Doing it right needs vm/ to take an MMIO exit for the second part of a store whose first
+ * part the MMU performed (docs/soft-mmu.md).
+ */
+static int emulate_write(struct fault *f, struct zap_batch *z, enum mmu_action *action)
+{
+	struct shadow_mmu *sm = f->sm;
+	const uint8_t *data = f->e->data;
+	bool ok = data && f->e->access_len;
+
+	for (unsigned i = 0; ok && i < f->nparts; i++) {
+		const struct fault_part *p = &f->part[i];
+		ok = p->walked && p->ws == WALK_OK && p->slot && !p->pfn_err &&
+		     !slot_is_readonly(p->slot) && p->host;
+	}
+	if (!ok) {
+		if (f->sv->unprotect_gva == f->e->gva && ++f->sv->unprotect_tries >= UNPROTECT_TRIES)
+			return -EOPNOTSUPP;
+		if (f->sv->unprotect_gva != f->e->gva) {
+			f->sv->unprotect_gva = f->e->gva;
+			f->sv->unprotect_tries = 0;
+		}
+		for (unsigned i = 0; i < f->nparts; i++)
+			if (f->part[i].walked && f->part[i].ws == WALK_OK)
+				unprotect_gfn(sm, f->part[i].w.gpa >> 12, z);
+		*action = MMU_RETRY;
+		return 0;
+	}
+	for (unsigned i = 0; i < f->nparts; i++) {
+		struct fault_part *p = &f->part[i];
+		gfn_t gfn = p->w.gpa >> 12;
+		store_atomic(p->host + (p->w.gpa & 0xfff), data + p->off, p->len);
+		if (slot_logs_dirty(p->slot))
+			slot_mark_dirty(p->slot, gfn);
+		if (gfn_write_tracked(sm, gfn))
+			pte_write(f, gfn, (uint32_t)(p->w.gpa & 0xfff), p->len, z);
+	}
+	mmu_stat_inc(&sm->mmu, pf_emulate);
+	*action = MMU_EMULATED;
+	return 0;
+}
+
+/* Install the leaf for part @p in @sp and decide what the access does next (*@action). [L] */
+static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *sp,
+		    struct zap_batch *z, enum mmu_action *action)
+{
+	struct shadow_mmu *sm = f->sm;
+	uint64_t *sptep = &sp->spt[spte_index(p->gva, 1)];
+	const struct walk_result *w = &p->w;
+	gfn_t gfn = w->gpa >> 12;
+	uint64_t old = spte_read(sptep);
+	bool emulate;
+	int rc;
+
+	if (!p->slot) {
+		/* MMIO: cache it, tagged with the generation read before the slot lookup. */
+		if (is_mmio_spte(old) && mmio_spte_gfn(old) == gfn &&
+		    !memslot_gen_in_progress(f->mgen) && mmio_spte_gen(old) == mmio_gen_of(f->mgen))
+			goto mmio;                /* still valid (a split access came this way) */
+		if (old)
+			spte_drop(sm, sp, sptep);
+		if (sm->mmio_enabled && !memslot_gen_in_progress(f->mgen)) {
+			spte_write(sptep, make_mmio_spte(gfn, f->mgen));
+			shadow_changed(sm);
+			mmu_stat_inc(&sm->mmu, pf_mmio_spte_created);
+			f->steps++;
+		}
+		goto mmio;
+	}
+	if (p->pfn_err) {
+		if (old)
+			spte_drop(sm, sp, sptep);
+		goto mmio;
+	}
+
+	unsigned acc = leaf_access(f, sp, p, &emulate);
+	bool leaf_d = w->level == 0 || (w->gpte[w->level] & PT_DIRTY_MASK);
+	bool ro = slot_is_readonly(p->slot);
+	bool tracked = gfn_write_tracked(sm, gfn);
+	bool writable = (acc & ACC_WRITE) && leaf_d && p->host_writable && !tracked && !ro &&
+			(!slot_logs_dirty(p->slot) || f->write);
+	uint64_t spte = (p->pfn << 12) | PT_PRESENT_MASK | PT_ACCESSED_MASK |
+			(leaf_d ? PT_DIRTY_MASK : 0) | (writable ? PT_WRITABLE_MASK : 0) |
+			((acc & ACC_USER) ? PT_USER_MASK : 0) | ((acc & ACC_EXEC) ? 0 : PT64_NX_MASK) |
+			((w->level && (w->gpte[w->level] & PT_GLOBAL_MASK)) ? PT_GLOBAL_MASK : 0) |
+			((uint64_t)(w->pkey & 0xf) << 59) |
+			(p->host_writable ? SPTE_HOST_WRITABLE : 0) |
+			(!tracked && !ro ? SPTE_MMU_WRITABLE : 0);
+
+	/* The same translation already there (another vCPU fixed it, or a stale TLB entry). */
+	if (is_shadow_present_pte(old) &&
+	    (old & ~(PT_ACCESSED_MASK | PT_DIRTY_MASK)) == (spte & ~(PT_ACCESSED_MASK | PT_DIRTY_MASK)))
+		mmu_stat_inc(&sm->mmu, pf_spurious);
+	rc = leaf_set(sm, sp, sptep, gfn, spte);
+	if (rc)
+		return rc;
+	f->steps++;
+	if (writable && slot_logs_dirty(p->slot))
+		slot_mark_dirty(p->slot, gfn);
+
+	if (f->write && !writable) {
+		if (ro)
+			goto mmio;                /* a write to a READONLY slot: as KVM, an MMIO exit */
+		if (tracked || emulate)
+			return emulate_write(f, z, action);
+	}
+	mmu_stat_inc(&sm->mmu, pf_fixed);
+	*action = MMU_RETRY;
+	return 0;
+mmio:
+	*action = MMU_MMIO;
+	return 0;
+}
+
+static void out_pf(struct mmu_outcome *out, const struct walk_result *w)
+{
+	out->action = MMU_INJECT_PF;
+	out->pf_ec = w->ec;
+	out->pf_addr = w->addr;
+}
+
+/* A present spte with a reserved bit: a cached MMIO translation, valid if its generation is. */
+static int mmio_fault(struct fault *f, struct mmu_outcome *out, bool *handled)
+{
+	struct shadow_mmu *sm = f->sm;
+	struct shadow_page *sp;
+	uint64_t spte = 0, *sptep = NULL;
+	struct walk_result w;
+
+	*handled = false;
+	/* An access crossing pages translates both parts before anything moves: a #PF on the other
+	 * part comes before this MMIO exit, and its walk sets A/D. The full path does that. */
+	if (f->nparts > 1)
+		return 0;
+	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
+	sp = shadow_root_current(f->sv) ? f->sv->root : NULL;
+	for (int level = sp ? sp->role.level : 0; sp && level >= 1; level--) {
+		sptep = &sp->spt[spte_index(f->e->gva, level)];
+		spte = spte_read(sptep);
+		if (level == 1 || !is_shadow_present_pte(spte))
+			break;
+		sp = pfn_to_sp(sm, spte_to_pfn(spte));
+	}
+	if (!sp || !is_mmio_spte(spte)) {
+		pthread_rwlock_unlock(&sm->mmu.mmu_lock);
+		return 0;
+	}
+	uint64_t gen = memslots_generation(sm->mmu.env.slots);
+	if (memslot_gen_in_progress(gen) || mmio_spte_gen(spte) != mmio_gen_of(gen)) {
+		/* Stale: a memslot changed since; look again. */
+		spte_write(sptep, 0);
+		shadow_changed(sm);
+		pthread_rwlock_unlock(&sm->mmu.mmu_lock);
+		return 0;
+	}
+	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
+
+	/* The guest's rights and A/D bits still apply to an MMIO access. */
+	enum walk_status ws = paging_walk(&f->cpu->guest, &shadow_gmem_ops, sm, f->e->gva, f->access,
+					  &w);
+	f->steps += w.refs;
+	if (ws == WALK_PF) {
+		out_pf(out, &w);
+		*handled = true;
+		return 0;
+	}
+	if (ws != WALK_OK)
+		return ws == WALK_ABORT ? (w.abort_err ? w.abort_err : -EIO) : -EIO;
+	if ((w.gpa >> 12) != mmio_spte_gfn(spte))
+		return 0;                  /* the guest entry changed: the full path decides */
+	out->action = MMU_MMIO;
+	out->mmio_gpa = w.gpa;
+	*handled = true;
+	return 0;
+}
+
+/* Walk the parts that need it. A guest fault on one (in order) is the outcome. */
+static int fault_walk(struct fault *f, struct mmu_outcome *out, bool *injected)
+{
+	*injected = false;
+	for (unsigned i = 0; i < f->nparts; i++) {
+		struct fault_part *p = &f->part[i];
+		p->ws = paging_walk(&f->cpu->guest, &shadow_gmem_ops, f->sm, p->gva, f->access, &p->w);
+		p->walked = true;
+		f->steps += p->w.refs;
+		switch (p->ws) {
+		case WALK_OK:
+			break;
+		case WALK_PF:
+			out_pf(out, &p->w);
+			*injected = true;
+			return 0;
+		case WALK_GP:
+			/* The hardware raises #GP before any exit; a part the hardware did not reach
+			 * yet is left to it (the emulation gives up on it). */
+			if (i == f->fp)
+				return -EIO;
+			break;
+		case WALK_ABORT:
+			return p->w.abort_err ? p->w.abort_err : -EIO;
+		}
+	}
+	return 0;
+}
+
+int shadow_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, struct mmu_outcome *out)
+{
+	struct shadow_vcpu *sv = mv->priv;
+	struct shadow_mmu *sm = to_shadow(mv->mmu);
+	struct fault f = { .sm = sm, .sv = sv, .cpu = mv->cpu, .e = e };
+	struct zap_batch z = { 0 };
+	struct shadow_page *leaf_sp;
+	struct fault_part *p;
+	enum mmu_action action = MMU_RETRY;
+	bool injected;
+	int rc = 0;
+
+	f.access = e->access;
+	f.write = e->access & PFERR_WRITE;
+	f.user = !(e->access & WALK_IMPLICIT) && f.cpu->guest.cpl == 3;
+	fault_parts(&f);
+	p = &f.part[f.fp];
+
+	if (e->ec & PFERR_RSVD) {
+		bool handled;
+		rc = mmio_fault(&f, out, &handled);
+		if (rc || handled)
+			goto out_steps;
+	}
+
+	memslots_read_lock();
+	f.seq = __atomic_load_n(&sm->mmu.invalidate_seq, __ATOMIC_ACQUIRE);
+	f.mgen = memslots_generation(sm->mmu.env.slots);
+	rc = fault_walk(&f, out, &injected);
+	if (rc || injected)
+		goto out_unlock_read;
+
+	for (unsigned i = 0; i < f.nparts; i++) {
+		if (f.part[i].ws != WALK_OK)
+			continue;
+		rc = fault_resolve(&f, &f.part[i]);
+		if (rc)
+			goto out_unlock_read;
+	}
+	for (int l = p->w.root_level; l >= p->w.level && l >= 1; l--) {
+		void *ptr;
+		if (memslots_gpa_to_ptr(sm->mmu.env.slots, p->w.pte_gpa[l], 8, false, &ptr))
+			goto out_unlock_read;      /* gone since the walk: retry */
+		f.gptep[l] = ptr;
+	}
+
+	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
+	/* A host page the walk or lookup used may have changed since: start over. */
+	if (__atomic_load_n(&sm->mmu.invalidate_in_progress, __ATOMIC_ACQUIRE) ||
+	    __atomic_load_n(&sm->mmu.invalidate_seq, __ATOMIC_ACQUIRE) != f.seq)
+		goto out_unlock;
+	if (!shadow_root_current(sv)) {
+		bool changed;
+		rc = shadow_load_root_locked(sv, &changed);
+		goto out_unlock;
+	}
+	/*
+	 * A store crossing into MMIO (or read-only, or unbacked memory) from a RAM page: vm/ stores
+	 * the RAM part itself, then exits to MMIO. Building the chain for the MMIO part could
+	 * shadow the RAM page again (if it is one of that part's guest tables) and make that store
+	 * exit again, for ever: no chain, no MMIO spte then.
+	 */
+	if (f.write && f.nparts == 2 && f.fp == 1 &&
+	    (!p->slot || p->pfn_err || slot_is_readonly(p->slot))) {
+		action = MMU_MMIO;
+		goto out_unlock;
+	}
+	make_mmu_pages_available(sm, (unsigned)sv->root->role.level, &z);
+	rc = fetch(&f, p, &leaf_sp, &z);
+	if (rc == FIX_DONE)
+		rc = fix_leaf(&f, p, leaf_sp, &z, &action);
+	else if (rc == FIX_AGAIN)
+		rc = 0;
+out_unlock:
+	zap_batch_commit(sm, &z);
+	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
+	if (!rc) {
+		out->action = action;
+		if (action == MMU_MMIO)
+			out->mmio_gpa = p->w.gpa;
+	}
+out_unlock_read:
+	memslots_read_unlock();
+out_steps:
+	cpu_account_mmu_steps(f.cpu, f.steps);
+	shadow_drain_frees(sm, false);
+	return rc;
+}

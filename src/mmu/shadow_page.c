@@ -1,0 +1,599 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shadow pages: the hash by (gfn, role), the frame -> sp map, the LRU and its page limit, parent
+ * links, the rmap (gfn -> leaf sptes), write tracking, zapping and the deferred freeing of table
+ * frames. Invariants: shadow.h. Locking: every function here runs with mmu_lock held for
+ * writing, except the frame draining (shadow_drain_frees), which runs with no lock held and
+ * outside every RCU read section.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <urcu-bp.h>
+
+#include "mmu/shadow.h"
+
+/* ---- hash chains ---- */
+
+static inline uint64_t hmix(uint64_t k)
+{
+	k ^= k >> 33;
+	k *= 0xff51afd7ed558ccdULL;
+	k ^= k >> 33;
+	return k;
+}
+
+int htab_init(struct htab *t, unsigned bits)
+{
+	t->b = calloc(1ULL << bits, sizeof(*t->b));
+	if (!t->b)
+		return -ENOMEM;
+	t->mask = (1ULL << bits) - 1;
+	t->n = 0;
+	return 0;
+}
+
+void htab_destroy(struct htab *t)
+{
+	free(t->b);
+	t->b = NULL;
+}
+
+/* Double the buckets; on allocation failure keep the old ones (chains just grow longer). */
+static void htab_grow(struct htab *t)
+{
+	uint64_t nmask = t->mask * 2 + 1;
+	struct hnode **nb = calloc(nmask + 1, sizeof(*nb));
+
+	if (!nb)
+		return;
+	for (uint64_t i = 0; i <= t->mask; i++) {
+		struct hnode *n = t->b[i], *next;
+		for (; n; n = next) {
+			next = n->next;
+			struct hnode **head = &nb[hmix(n->key) & nmask];
+			n->next = *head;
+			*head = n;
+		}
+	}
+	free(t->b);
+	t->b = nb;
+	t->mask = nmask;
+}
+
+void htab_add(struct htab *t, struct hnode *n)
+{
+	if (t->n >= 2 * (t->mask + 1))
+		htab_grow(t);
+	struct hnode **head = &t->b[hmix(n->key) & t->mask];
+	n->next = *head;
+	*head = n;
+	t->n++;
+}
+
+void htab_del(struct htab *t, struct hnode *n)
+{
+	struct hnode **p = &t->b[hmix(n->key) & t->mask];
+
+	for (; *p; p = &(*p)->next) {
+		if (*p == n) {
+			*p = n->next;
+			n->next = NULL;
+			t->n--;
+			return;
+		}
+	}
+}
+
+struct hnode *htab_first(const struct htab *t, uint64_t key)
+{
+	struct hnode *n = t->b[hmix(key) & t->mask];
+
+	while (n && n->key != key)
+		n = n->next;
+	return n;
+}
+
+/* ---- spte pointer vectors ---- */
+
+int sptep_vec_add(struct sptep_vec *v, uint64_t *sptep)
+{
+	if (v->n == v->cap) {
+		uint32_t cap = v->cap ? v->cap * 2 : 2;
+		uint64_t **nv = realloc(v->v, cap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		v->v = nv;
+		v->cap = cap;
+	}
+	v->v[v->n++] = sptep;
+	return 0;
+}
+
+bool sptep_vec_del(struct sptep_vec *v, uint64_t *sptep)
+{
+	for (uint32_t i = v->n; i-- > 0;) {
+		if (v->v[i] == sptep) {
+			v->v[i] = v->v[--v->n];
+			return true;
+		}
+	}
+	return false;
+}
+
+bool sptep_vec_has(const struct sptep_vec *v, const uint64_t *sptep)
+{
+	for (uint32_t i = 0; i < v->n; i++)
+		if (v->v[i] == sptep)
+			return true;
+	return false;
+}
+
+static void sptep_vec_free(struct sptep_vec *v)
+{
+	free(v->v);
+	v->v = NULL;
+	v->n = v->cap = 0;
+}
+
+/* ---- lookups ---- */
+
+struct shadow_page *pfn_to_sp(struct shadow_mmu *sm, pfn_t pfn)
+{
+	struct hnode *n = htab_first(&sm->sp_by_pfn, pfn);
+	return n ? container_of(n, struct shadow_page, by_pfn) : NULL;
+}
+
+struct shadow_page *sptep_to_sp(struct shadow_mmu *sm, const uint64_t *sptep)
+{
+	return pfn_to_sp(sm, (pfn_t)(((const uint8_t *)sptep - sm->arena_base) >> 12));
+}
+
+struct gfn_info *gfn_info_find(struct shadow_mmu *sm, gfn_t gfn)
+{
+	struct hnode *n = htab_first(&sm->gfns, gfn);
+	return n ? container_of(n, struct gfn_info, hash) : NULL;
+}
+
+static struct gfn_info *gfn_info_get(struct shadow_mmu *sm, gfn_t gfn)
+{
+	struct gfn_info *gi = gfn_info_find(sm, gfn);
+
+	if (gi)
+		return gi;
+	gi = calloc(1, sizeof(*gi));
+	if (!gi)
+		return NULL;
+	gi->hash.key = gfn;
+	htab_add(&sm->gfns, &gi->hash);
+	return gi;
+}
+
+/* Free @gi once nothing maps or tracks its gfn. */
+static void gfn_info_put(struct shadow_mmu *sm, struct gfn_info *gi)
+{
+	if (gi->write_track || gi->rmap.n)
+		return;
+	htab_del(&sm->gfns, &gi->hash);
+	sptep_vec_free(&gi->rmap);
+	free(gi);
+}
+
+unsigned sps_of_gfn(struct shadow_mmu *sm, gfn_t gfn, struct shadow_page **out, unsigned max)
+{
+	struct hnode *n;
+	unsigned k = 0;
+
+	htab_for_each_key(&sm->sp_hash, n, gfn) {
+		struct shadow_page *sp = container_of(n, struct shadow_page, hash);
+		if (!sp->role.direct && k < max)
+			out[k++] = sp;
+	}
+	return k;
+}
+
+/* ---- rmap and write tracking ---- */
+
+static int rmap_add(struct shadow_mmu *sm, gfn_t gfn, uint64_t *sptep)
+{
+	struct gfn_info *gi = gfn_info_get(sm, gfn);
+	int rc;
+
+	if (!gi)
+		return -ENOMEM;
+	rc = sptep_vec_add(&gi->rmap, sptep);
+	if (rc)
+		gfn_info_put(sm, gi);
+	return rc;
+}
+
+static void rmap_del(struct shadow_mmu *sm, gfn_t gfn, uint64_t *sptep)
+{
+	struct gfn_info *gi = gfn_info_find(sm, gfn);
+
+	if (!gi)
+		return;
+	sptep_vec_del(&gi->rmap, sptep);
+	gfn_info_put(sm, gi);
+}
+
+/*
+ * Clear W (and MMU-writable) in every leaf mapping @gfn. Compare-and-swap: the page-walk hardware
+ * may be setting A/D in the same spte; a lost swap re-reads and tries again.
+ */
+bool write_protect_gfn(struct shadow_mmu *sm, gfn_t gfn)
+{
+	struct gfn_info *gi = gfn_info_find(sm, gfn);
+	bool changed = false;
+
+	if (!gi)
+		return false;
+	for (uint32_t i = 0; i < gi->rmap.n; i++) {
+		uint64_t *sptep = gi->rmap.v[i];
+		uint64_t old = spte_read(sptep);
+		while (old & (PT_WRITABLE_MASK | SPTE_MMU_WRITABLE)) {
+			uint64_t nv = old & ~(PT_WRITABLE_MASK | SPTE_MMU_WRITABLE);
+			if (spte_cmpxchg(sptep, &old, nv)) {
+				changed |= old & PT_WRITABLE_MASK;
+				break;
+			}
+		}
+	}
+	if (changed)
+		shadow_changed(sm);
+	return changed;
+}
+
+/* An indirect sp now shadows @gfn: writes to it must exit from now on. */
+static int account_shadowed(struct shadow_mmu *sm, gfn_t gfn)
+{
+	struct gfn_info *gi = gfn_info_get(sm, gfn);
+
+	if (!gi)
+		return -ENOMEM;
+	if (gi->write_track++ == 0 && write_protect_gfn(sm, gfn)) {
+		/* A vCPU's TLB may still allow the write: the flush must precede the caller's
+		 * check that the guest table is unchanged. */
+		shadow_remote_flush(sm);
+	}
+	return 0;
+}
+
+static void unaccount_shadowed(struct shadow_mmu *sm, gfn_t gfn)
+{
+	struct gfn_info *gi = gfn_info_find(sm, gfn);
+
+	if (!gi || !gi->write_track)
+		return;
+	gi->write_track--;
+	gfn_info_put(sm, gi);
+}
+
+/* ---- creating, linking, dropping ---- */
+
+uint64_t shadow_page_limit(const struct shadow_mmu *sm)
+{
+	uint64_t max = sm->mmu.env.max_shadow_pages;
+
+	if (max)
+		return max < 8 ? 8 : max;
+	/* As KVM's kvm_mmu_calculate_default_mmu_pages: 2% of guest memory, at least 64. */
+	max = sm->slot_pages * 20 / 1000;
+	return max < 64 ? 64 : max;
+}
+
+static void sp_free_struct(struct shadow_page *sp)
+{
+	free(sp->gfns);
+	sptep_vec_free(&sp->parents);
+	free(sp);
+}
+
+/* The frame goes back after a grace period: a vCPU's page-walk hardware may be reading it. */
+static void sp_queue_free(struct shadow_mmu *sm, struct shadow_page *sp)
+{
+	htab_del(&sm->sp_by_pfn, &sp->by_pfn);
+	pthread_mutex_lock(&sm->free_lock);
+	list_add(&sm->dead, &sp->lru);
+	sm->nr_dead++;
+	pthread_mutex_unlock(&sm->free_lock);
+}
+
+int sp_get(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shadow_page **out)
+{
+	struct shadow_page *sp;
+	struct hnode *n;
+	pfn_t pfn;
+	int rc;
+
+	htab_for_each_key(&sm->sp_hash, n, gfn) {
+		sp = container_of(n, struct shadow_page, hash);
+		if (sp->role.word == role.word) {
+			*out = sp;
+			return 0;
+		}
+	}
+
+	sp = calloc(1, sizeof(*sp));
+	if (!sp)
+		return -ENOMEM;
+	if (role.level == 1 && !role.direct) {
+		sp->gfns = calloc(SPTE_ENTRIES, sizeof(*sp->gfns));
+		if (!sp->gfns) {
+			free(sp);
+			return -ENOMEM;
+		}
+	}
+	rc = host_frame_alloc(sm->mmu.env.arena, 0, &pfn);   /* zeroed: every spte not present */
+	if (rc) {
+		sp_free_struct(sp);
+		return rc;
+	}
+	sp->gfn = gfn;
+	sp->role = role;
+	sp->pfn = pfn;
+	sp->spt = host_pfn_to_ptr(sm->mmu.env.arena, pfn);
+	sp->hash.key = gfn;
+	sp->by_pfn.key = pfn;
+	if (!role.direct) {
+		rc = account_shadowed(sm, gfn);
+		if (rc) {
+			host_frame_put(sm->mmu.env.arena, pfn, 0);
+			sp_free_struct(sp);
+			return rc;
+		}
+	}
+	htab_add(&sm->sp_hash, &sp->hash);
+	htab_add(&sm->sp_by_pfn, &sp->by_pfn);
+	list_add(&sm->lru, &sp->lru);
+	sm->nr_sps++;
+	mmu_stat_inc(&sm->mmu, shadow_pages);
+	mmu_stat_inc(&sm->mmu, mmu_cache_miss);
+	shadow_changed(sm);
+	*out = sp;
+	return 0;
+}
+
+int sp_link(struct shadow_mmu *sm, uint64_t *sptep, struct shadow_page *child)
+{
+	int rc = sptep_vec_add(&child->parents, sptep);
+
+	if (rc)
+		return rc;
+	/* Release: the child table (zeroed or filled before) is seen whole through the link. */
+	spte_write(sptep, (child->pfn << 12) | SPTE_LINK_BITS);
+	shadow_changed(sm);
+	return 0;
+}
+
+int leaf_set(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep, gfn_t gfn,
+	     uint64_t spte)
+{
+	unsigned idx = sptep_index(sptep);
+	uint64_t old = spte_read(sptep);
+	int rc;
+
+	if (is_shadow_present_pte(old)) {
+		if (sp_leaf_gfn(sp, idx) == gfn) {
+			spte_write(sptep, spte);
+			shadow_changed(sm);
+			return 0;
+		}
+		spte_drop(sm, sp, sptep);
+	} else if (old) {
+		spte_write(sptep, 0);
+	}
+	rc = rmap_add(sm, gfn, sptep);
+	if (rc)
+		return rc;
+	if (!sp->role.direct)
+		sp->gfns[idx] = gfn;
+	spte_write(sptep, spte);
+	sm->nr_leaves++;
+	mmu_stat_inc(&sm->mmu, pages_4k);
+	shadow_changed(sm);
+	return 0;
+}
+
+uint64_t spte_drop(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep)
+{
+	uint64_t old = spte_xchg(sptep, 0);
+
+	if (!is_shadow_present_pte(old))
+		return old;
+	if (is_last_spte(old, sp->role.level)) {
+		rmap_del(sm, sp_leaf_gfn(sp, sptep_index(sptep)), sptep);
+		sm->nr_leaves--;
+		mmu_stat_add(&sm->mmu, pages_4k, (uint64_t)-1);
+	} else {
+		struct shadow_page *child = pfn_to_sp(sm, spte_to_pfn(old));
+		if (child)
+			sptep_vec_del(&child->parents, sptep);
+	}
+	shadow_changed(sm);
+	return old;
+}
+
+/*
+ * Zap @sp (KVM's kvm_mmu_prepare_zap_page):
+ *   1. every parent spte pointing here is cleared;
+ *   2. every spte here is dropped: leaves leave their rmap, children lose this parent (a child
+ *      left without parents stays, reusable, until recycled or flooded, as in KVM);
+ *   3. its gfn is tracked one sp less;
+ *   4. it leaves the hash and the LRU; a page some vCPU still runs on (or keeps as a previous
+ *      root) stays allocated, invalid, until its last reference goes; any other is queued for
+ *      freeing after a grace period.
+ * The caller flushes TLBs (zap_batch_commit) before dropping mmu_lock.
+ */
+void sp_zap(struct shadow_mmu *sm, struct shadow_page *sp, struct zap_batch *z)
+{
+	if (sp->invalid)
+		return;
+	while (sp->parents.n) {
+		uint64_t *p = sp->parents.v[--sp->parents.n];
+		spte_write(p, 0);
+	}
+	for (unsigned i = 0; i < SPTE_ENTRIES; i++)
+		if (spte_read(&sp->spt[i]))
+			spte_drop(sm, sp, &sp->spt[i]);
+	if (!sp->role.direct)
+		unaccount_shadowed(sm, sp->gfn);
+	htab_del(&sm->sp_hash, &sp->hash);
+	list_del(&sp->lru);
+	sm->nr_sps--;
+	mmu_stat_add(&sm->mmu, shadow_pages, (uint64_t)-1);
+	mmu_stat_inc(&sm->mmu, mmu_shadow_zapped);
+	shadow_changed(sm);
+	z->flush = true;
+	if (sp->root_count)
+		sp->invalid = true;
+	else
+		sp_queue_free(sm, sp);
+}
+
+void sp_put_root(struct shadow_mmu *sm, struct shadow_page *sp)
+{
+	if (--sp->root_count == 0 && sp->invalid)
+		sp_queue_free(sm, sp);
+}
+
+void sp_touch(struct shadow_mmu *sm, struct shadow_page *sp)
+{
+	sp->write_flooding_count = 0;
+	if (sm->lru.next != &sp->lru) {
+		list_del(&sp->lru);
+		list_add(&sm->lru, &sp->lru);
+	}
+}
+
+void make_mmu_pages_available(struct shadow_mmu *sm, unsigned need, struct zap_batch *z)
+{
+	uint64_t limit = shadow_page_limit(sm);
+
+	while (sm->nr_sps + need > limit) {
+		struct list_node *n = sm->lru.prev;
+		struct shadow_page *victim = NULL;
+		/* Least recently used first; roots in use or cached are pinned. */
+		for (; n != &sm->lru; n = n->prev) {
+			struct shadow_page *sp = container_of(n, struct shadow_page, lru);
+			if (!sp->root_count) {
+				victim = sp;
+				break;
+			}
+		}
+		if (!victim)
+			break;
+		sp_zap(sm, victim, z);
+		mmu_stat_inc(&sm->mmu, mmu_recycled);
+	}
+}
+
+/* ---- zapping ranges ---- */
+
+static void zap_gfn_leaves(struct shadow_mmu *sm, struct gfn_info *gi, struct zap_batch *z)
+{
+	/* Each drop removes the entry (and may free @gi with the last one). */
+	while (gi->rmap.n) {
+		uint32_t n = gi->rmap.n;
+		uint64_t *sptep = gi->rmap.v[n - 1];
+		struct shadow_page *sp = sptep_to_sp(sm, sptep);
+		z->flush = true;
+		if (n == 1) {
+			spte_drop(sm, sp, sptep);   /* may free gi */
+			return;
+		}
+		spte_drop(sm, sp, sptep);
+	}
+}
+
+void zap_gfn_range(struct shadow_mmu *sm, gfn_t start, gfn_t end, struct zap_batch *z)
+{
+	if (start >= end)
+		return;
+	/* Guest tables in the range: their contents are gone or moved. */
+	for (uint64_t i = 0; i <= sm->sp_hash.mask; i++) {
+		struct hnode *n = sm->sp_hash.b[i], *next;
+		for (; n; n = next) {
+			struct shadow_page *sp = container_of(n, struct shadow_page, hash);
+			next = n->next;
+			if (!sp->role.direct && sp->gfn >= start && sp->gfn < end)
+				sp_zap(sm, sp, z);
+		}
+	}
+	/* Leaves mapping the range: per gfn when the range is small, else over every gfn known. */
+	if (end - start <= 4 * (sm->gfns.n + 1)) {
+		for (gfn_t g = start; g < end; g++) {
+			struct gfn_info *gi = gfn_info_find(sm, g);
+			if (gi)
+				zap_gfn_leaves(sm, gi, z);
+		}
+		return;
+	}
+	for (uint64_t i = 0; i <= sm->gfns.mask; i++) {
+		struct hnode *n = sm->gfns.b[i], *next;
+		for (; n; n = next) {
+			next = n->next;
+			if (n->key >= start && n->key < end) {
+				struct gfn_info *gi = container_of(n, struct gfn_info, hash);
+				/* The next node may be freed only if it is this one's gfn: no. */
+				zap_gfn_leaves(sm, gi, z);
+			}
+		}
+	}
+}
+
+void zap_all(struct shadow_mmu *sm, struct zap_batch *z)
+{
+	for (uint64_t i = 0; i <= sm->sp_hash.mask; i++) {
+		struct hnode *n = sm->sp_hash.b[i], *next;
+		for (; n; n = next) {
+			next = n->next;
+			sp_zap(sm, container_of(n, struct shadow_page, hash), z);
+		}
+	}
+}
+
+void shadow_remote_flush(struct shadow_mmu *sm)
+{
+	if (sm->mmu.env.flush_remote_tlbs)
+		sm->mmu.env.flush_remote_tlbs(sm->mmu.env.opaque);
+	mmu_stat_inc(&sm->mmu, remote_tlb_flush);
+}
+
+void zap_batch_commit(struct shadow_mmu *sm, struct zap_batch *z)
+{
+	if (z->flush)
+		shadow_remote_flush(sm);
+	z->flush = false;
+}
+
+/* Frames queued by zaps, freed in batches: a grace period costs more than one fault. */
+#define DEAD_BATCH 64
+
+void shadow_drain_frees(struct shadow_mmu *sm, bool force)
+{
+	struct list_node batch;
+
+	pthread_mutex_lock(&sm->free_lock);
+	if (!sm->nr_dead || (!force && sm->nr_dead < DEAD_BATCH)) {
+		pthread_mutex_unlock(&sm->free_lock);
+		return;
+	}
+	/* Steal the list. */
+	batch = sm->dead;
+	batch.next->prev = &batch;
+	batch.prev->next = &batch;
+	list_init(&sm->dead);
+	sm->nr_dead = 0;
+	pthread_mutex_unlock(&sm->free_lock);
+
+	/* Every vCPU walk that could have reached one of these tables has ended. */
+	synchronize_rcu();
+	while (!list_empty(&batch)) {
+		struct shadow_page *sp = container_of(batch.next, struct shadow_page, lru);
+		list_del(&sp->lru);
+		host_frame_put(sm->mmu.env.arena, sp->pfn, 0);
+		sp_free_struct(sp);
+	}
+}

@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The hard MMU's audit (ops->audit, vmmu_vm_audit): every table entry against the Isolation and
+ * Accounting invariants of tdp_mmu.h, the first violation described.
+ *
+ * Locking: a lockless walk inside an RCU read section (tables stay allocated), comparing each
+ * leaf with host_hva_lookup(), which takes the host mm's lock: mmu_lock may not be held for that
+ * (the mm's lock comes first). So the audit is exact only while nothing changes the tables; it
+ * waits for a quiet moment (no invalidation in progress, an even memslot generation), and if an
+ * invalidation or a memslot change ran during the walk it walks again (a few times, then -EAGAIN).
+ * Faults running meanwhile install correct entries, but the leaf counts may then be off by the
+ * ones in flight: audit a VM whose vCPUs are stopped.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "mmu/tdp_mmu.h"
+
+#define AUDIT_ATTEMPTS 16
+
+struct audit {
+	struct tdp_mmu *t;
+	char *why;
+	size_t whylen;
+	uint64_t gen;                 /* the memslot generation during the walk */
+	uint64_t leaves[4];           /* present leaves by level */
+	uint64_t tables;              /* table frames reached, root included */
+	int rc;
+};
+
+static void fail(struct audit *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void fail(struct audit *a, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (a->rc)
+		return;
+	a->rc = -EFAULT;
+	if (!a->why || !a->whylen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(a->why, a->whylen, fmt, ap);
+	va_end(ap);
+}
+
+/* Record a violation and leave the checking function. */
+#define FAIL(a, ...)                                                                               \
+	do {                                                                                       \
+		fail((a), __VA_ARGS__);                                                            \
+		return;                                                                            \
+	} while (0)
+
+static void audit_mmio(struct audit *a, uint64_t s, int level, gfn_t gfn)
+{
+	const struct tdp_mmu *t = a->t;
+	const uint64_t value = t->ctx.fmt == TDP_EPT ? SPTE_EPT_MMIO_VALUE : SPTE_NPT_MMIO_VALUE;
+
+	if (level != 1)
+		FAIL(a, "gfn %#" PRIx64 ": MMIO spte %#" PRIx64 " at level %d", gfn, s, level);
+	if ((s & ~SPTE_MMIO_GEN_MASK) != value || !t->mmio_caching)
+		FAIL(a, "gfn %#" PRIx64 ": malformed MMIO spte %#" PRIx64, gfn, s);
+	if (gfn_to_memslot(t->head.env.slots, gfn) && (s & SPTE_MMIO_GEN_MASK) == mmio_gen_tag(a->gen))
+		fail(a, "gfn %#" PRIx64 ": MMIO spte of the current generation over a memslot", gfn);
+}
+
+static void audit_leaf(struct audit *a, uint64_t s, int level, gfn_t gfn)
+{
+	const struct tdp_mmu *t = a->t;
+	const struct memslot *slot = gfn_to_memslot(t->head.env.slots, gfn);
+	const bool w = s & SPTE_W_MASK;
+	pfn_t pfn;
+	bool huge = false;
+
+	a->leaves[level]++;
+	if (t->ctx.fmt == TDP_EPT) {
+		if (tdp_ept_misconfigured(&t->ctx, s, level) ||
+		    (s & (EPT_READABLE_MASK | EPT_EXECUTABLE_MASK)) !=
+		    (EPT_READABLE_MASK | EPT_EXECUTABLE_MASK) ||
+		    (s & ~(SPTE_EPT_HW_BITS | SPTE_MMU_WRITABLE)))
+			FAIL(a, "gfn %#" PRIx64 ": malformed EPT leaf %#" PRIx64, gfn, s);
+	} else if (!(s & PT_USER_MASK) || (s & PT64_NX_MASK) ||
+		   (s & ~(SPTE_NPT_HW_BITS | SPTE_MMU_WRITABLE))) {
+		FAIL(a, "gfn %#" PRIx64 ": malformed NPT leaf %#" PRIx64, gfn, s);
+	}
+	if (level > 2)
+		FAIL(a, "gfn %#" PRIx64 ": a 1G leaf, which this host never backs", gfn);
+	if (!slot)
+		FAIL(a, "gfn %#" PRIx64 ": leaf %#" PRIx64 " in no memslot", gfn, s);
+	if (gfn + level_pages(level) > slot_end_gfn(slot))
+		FAIL(a, "gfn %#" PRIx64 ": a level-%d leaf beyond its slot", gfn, level);
+	if (level > 1 && slot_logs_dirty(slot))
+		FAIL(a, "gfn %#" PRIx64 ": a huge leaf in a dirty-logging slot", gfn);
+	if (host_hva_lookup(t->head.env.mm, slot_gfn_to_hva(slot, gfn), &pfn, &huge))
+		FAIL(a, "gfn %#" PRIx64 ": leaf maps pfn %#" PRIx64 " but the host maps nothing "
+			    "at its hva", gfn, spte_to_pfn(s));
+	if (pfn != spte_to_pfn(s))
+		FAIL(a, "gfn %#" PRIx64 ": leaf maps pfn %#" PRIx64 ", the host pfn %#" PRIx64,
+			    gfn, spte_to_pfn(s), pfn);
+	if (level == 2 && !huge)
+		FAIL(a, "gfn %#" PRIx64 ": a 2M leaf over 4K host pages", gfn);
+	if (slot_is_readonly(slot) && (w || (s & SPTE_MMU_WRITABLE)))
+		FAIL(a, "gfn %#" PRIx64 ": writable leaf %#" PRIx64 " in a read-only slot", gfn, s);
+	if (!slot_is_readonly(slot) && !(s & SPTE_MMU_WRITABLE))
+		FAIL(a, "gfn %#" PRIx64 ": leaf %#" PRIx64 " of a writable slot lacks "
+			    "MMU_WRITABLE", gfn, s);
+	if (w && slot_logs_dirty(slot) &&
+	    __atomic_load_n(&t->dirty_mode, __ATOMIC_RELAXED) == TDP_DIRTY_WRPROT) {
+		uint64_t rel = gfn - slot->base_gfn;
+		uint64_t word = __atomic_load_n(&slot->dirty_bitmap[rel / 64], __ATOMIC_RELAXED);
+
+		if (!((word >> (rel % 64)) & 1))
+			fail(a, "gfn %#" PRIx64 ": writable while dirty logging, not marked dirty", gfn);
+	}
+}
+
+static void audit_table(struct audit *a, hpa_t table, int level, gfn_t base)
+{
+	const struct tdp_mmu *t = a->t;
+	const uint64_t table_bits = t->ctx.fmt == TDP_EPT ? EPT_RWX_MASK
+				  : PT_PRESENT_MASK | PT_WRITABLE_MASK | PT_USER_MASK;
+
+	a->tables++;
+	for (unsigned i = 0; i < 512 && !a->rc; i++) {
+		uint64_t s = spte_read(&spte_table(t->ctx.arena, table)[i]);
+		gfn_t gfn = base + i * level_pages(level);
+
+		if (!s)
+			continue;
+		if (spte_is_mmio(t, s)) {
+			audit_mmio(a, s, level, gfn);
+		} else if (!tdp_is_present(&t->ctx, s)) {
+			fail(a, "gfn %#" PRIx64 ": not-present garbage %#" PRIx64 " at level %d", gfn, s,
+			     level);
+		} else if (spte_is_leaf(s, level)) {
+			audit_leaf(a, s, level, gfn);
+		} else if ((s & ~(TDP_ADDR_MASK | t->acc_mask)) != table_bits ||
+			   !host_pfn_valid(t->ctx.arena, spte_to_pfn(s))) {
+			fail(a, "gfn %#" PRIx64 ": bad table entry %#" PRIx64 " at level %d", gfn, s,
+			     level);
+		} else {
+			audit_table(a, s & TDP_ADDR_MASK, level - 1, gfn);
+		}
+	}
+}
+
+static bool quiet(struct mmu *m, uint64_t *seq, uint64_t *gen)
+{
+	*seq = __atomic_load_n(&m->invalidate_seq, __ATOMIC_ACQUIRE);
+	*gen = memslots_generation(m->env.slots);
+	return !__atomic_load_n(&m->invalidate_in_progress, __ATOMIC_ACQUIRE) &&
+	       !memslot_gen_in_progress(*gen);
+}
+
+int tdp_mmu_audit(struct mmu *m, char *why, size_t whylen)
+{
+	struct tdp_mmu *t = to_tdp(m);
+	struct mmu_stats st;
+	struct audit a;
+
+	for (unsigned attempt = 0; attempt < AUDIT_ATTEMPTS; attempt++) {
+		uint64_t seq, seq2, gen2;
+
+		a = (struct audit){ .t = t, .why = why, .whylen = whylen };
+		if (why && whylen)
+			why[0] = '\0';
+		memslots_read_lock();
+		if (!quiet(m, &seq, &a.gen)) {
+			memslots_read_unlock();
+			sched_yield();
+			continue;
+		}
+		audit_table(&a, t->ctx.root, t->ctx.levels, 0);
+		memslots_read_unlock();
+		if (!quiet(m, &seq2, &gen2) || seq2 != seq || gen2 != a.gen) {
+			sched_yield();
+			continue;       /* the tables changed under the walk: walk again */
+		}
+		if (a.rc)
+			return a.rc;
+		mmu_get_stats(m, &st);
+		if (st.pages_4k != a.leaves[1] || st.pages_2m != a.leaves[2] ||
+		    st.pages_1g != a.leaves[3])
+			fail(&a, "leaf counts 4k/2m/1g %" PRIu64 "/%" PRIu64 "/%" PRIu64 ", tables hold "
+			     "%" PRIu64 "/%" PRIu64 "/%" PRIu64, st.pages_4k, st.pages_2m, st.pages_1g,
+			     a.leaves[1], a.leaves[2], a.leaves[3]);
+		else if (st.tdp_pages != a.tables)
+			fail(&a, "tdp_pages %" PRIu64 ", tables reached %" PRIu64, st.tdp_pages,
+			     a.tables);
+		return a.rc;
+	}
+	if (why && whylen)
+		snprintf(why, whylen, "the tables kept changing during the audit");
+	return -EAGAIN;
+}

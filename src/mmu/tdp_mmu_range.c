@@ -1,0 +1,635 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The hard MMU over ranges of gfns: the iterator, zapping with the deferred free of tables,
+ * write protection and huge-page splitting for dirty logging, the recovery of huge pages when
+ * logging stops, the memslot hooks (mem/) and the MMU notifiers (host/). tdp_mmu.h has the
+ * invariants and locking.
+ *
+ * Who runs what, and under which lock:
+ *   memslot change (ms->lock held, outside read sections)   mmu_lock exclusive; may free tables
+ *   dirty-log protect (ms->lock held, outside read sections) mmu_lock exclusive; frees nothing
+ *   notifier invalidate start/end (mm->lock held)            mmu_lock exclusive; zaps leaves only:
+ *       freeing a table needs a grace period, and a fault holds its read section while it waits
+ *       for mm->lock in host_hva_to_pfn, so waiting for one under mm->lock could deadlock
+ *   notifier clear/test young (mm->lock held)                 mmu_lock shared; A bits only
+ *   D-bit sync (a read section or ms->lock)                   mmu_lock shared; D bits only
+ *
+ * Freed tables: a table is unlinked with an xchg of its parent entry to 0 under the exclusive
+ * lock, its entries are xchg'd to 0 (so a lockless cmpxchg on one of them, by the fast page fault
+ * or the hardware's A/D update, fails from then on), and it is chained into a tdp_freelist
+ * through its own entry 0, as the table's hpa: bits 2:0 clear, so a walker still inside the
+ * table reads a not-present entry in both formats. tdp_mmu_free_tables() waits for a grace period
+ * once mmu_lock is dropped, then returns the frames: every walker that could have reached them
+ * has left its read section.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+
+#include <urcu-bp.h>
+
+#include "mmu/tdp_mmu.h"
+
+/* ---- the iterator ---- */
+
+static gfn_t round_gfn(gfn_t gfn, int level)
+{
+	return gfn & ~(level_pages(level) - 1);
+}
+
+static uint64_t *iter_entry(const struct tdp_iter *it)
+{
+	return &it->table[it->level][spte_index(it->gfn, it->level)];
+}
+
+void tdp_iter_start(struct tdp_iter *it, const struct tdp_mmu *t, int min_level, gfn_t start,
+		    gfn_t end)
+{
+	const gfn_t reach = 1ULL << (9 * t->ctx.levels);
+
+	it->t = t;
+	it->goal = start;
+	it->end = end < reach ? end : reach;
+	it->min_level = min_level;
+	it->level = t->ctx.levels;
+	it->table[it->level] = spte_table(t->ctx.arena, t->ctx.root);
+	it->gfn = round_gfn(start, it->level);
+	it->valid = start < it->end;
+	it->sptep = it->valid ? iter_entry(it) : it->table[it->level];
+	it->old_spte = spte_read(it->sptep);
+}
+
+/* 1. Into the table the current entry points to, toward goal. */
+static bool try_step_down(struct tdp_iter *it)
+{
+	if (it->level == it->min_level)
+		return false;
+	/* The caller may have changed the entry (zapped it, split it) since it was read. */
+	it->old_spte = spte_read(it->sptep);
+	if (!spte_is_present(it->t, it->old_spte) || spte_is_leaf(it->old_spte, it->level))
+		return false;
+	it->table[it->level - 1] = spte_child(it->t, it->old_spte);
+	it->level--;
+	it->gfn = round_gfn(it->goal, it->level);
+	it->sptep = iter_entry(it);
+	it->old_spte = spte_read(it->sptep);
+	return true;
+}
+
+/* 2. The next entry of the same table. */
+static bool try_step_side(struct tdp_iter *it)
+{
+	if (spte_index(it->gfn, it->level) == 511)
+		return false;
+	it->gfn += level_pages(it->level);
+	it->goal = it->gfn;
+	it->sptep++;
+	it->old_spte = spte_read(it->sptep);
+	return true;
+}
+
+/* 3. Back to the entry that points to the current table. */
+static bool try_step_up(struct tdp_iter *it)
+{
+	if (it->level == it->t->ctx.levels)
+		return false;
+	it->level++;
+	it->gfn = round_gfn(it->gfn, it->level);
+	it->sptep = iter_entry(it);
+	return true;
+}
+
+void tdp_iter_next(struct tdp_iter *it)
+{
+	if (try_step_down(it))
+		return;
+	do {
+		if (try_step_side(it))
+			return;
+	} while (try_step_up(it));
+	it->valid = false;
+}
+
+/* ---- atomics over entries ---- */
+
+/*
+ * Clear @mask in *@sptep, whatever else changes meanwhile (the hardware setting A/D, the fast
+ * page fault setting W). Any lock or none. Returns the value the clear applied to (nothing was
+ * written if it had none of @mask). A failed cmpxchg reloads the entry and tries again; an entry
+ * that became non-present is left alone.
+ */
+static uint64_t spte_clear_bits(const struct tdp_mmu *t, uint64_t *sptep, uint64_t mask)
+{
+	uint64_t old = spte_read(sptep);
+
+	while (spte_is_present(t, old) && (old & mask))
+		if (spte_cmpxchg(sptep, &old, old & ~mask))
+			break;
+	return old;
+}
+
+/* ---- zapping and freeing ---- */
+
+static void freelist_push(const struct tdp_mmu *t, struct tdp_freelist *fl, hpa_t table)
+{
+	/* The link reads as not present: hpa bits 2:0 are clear (EPT RWX, NPT P). */
+	spte_write(&spte_table(t->ctx.arena, table)[0], fl->head);
+	fl->head = table;
+	fl->n++;
+}
+
+void tdp_mmu_free_tables(struct tdp_mmu *t, struct tdp_freelist *fl)
+{
+	hpa_t hpa = fl->head;
+
+	if (!fl->n)
+		return;
+	assert(!rcu_read_ongoing());   /* the grace period would wait for ourselves */
+	memslots_synchronize();
+	for (uint64_t i = 0; i < fl->n; i++) {
+		hpa_t next = spte_read(&spte_table(t->ctx.arena, hpa)[0]) & TDP_ADDR_MASK;
+
+		host_frame_put(t->ctx.arena, hpa >> HOST_PAGE_SHIFT, HOST_ORDER_4K);
+		hpa = next;
+	}
+	mmu_stat_add(&t->head, tdp_pages, -fl->n);
+	fl->head = 0;
+	fl->n = 0;
+}
+
+/* A leaf @old of @level at @gfn was zapped: count it, and keep the D bit a D-bit-logging slot
+ * would otherwise lose. */
+static void leaf_gone(struct tdp_mmu *t, uint64_t old, int level, gfn_t gfn,
+		      const struct memslot *slot)
+{
+	tdp_account_leaf(t, level, -1);
+	if (slot && slot_logs_dirty(slot) && (old & t->dirty_mask) &&
+	    __atomic_load_n(&t->dirty_mode, __ATOMIC_RELAXED) == TDP_DIRTY_DBIT) {
+		for (uint64_t i = 0; i < level_pages(level); i++)
+			if (slot_contains(slot, gfn + i))
+				slot_mark_dirty(slot, gfn + i);
+	}
+}
+
+/* Empty the unlinked table that @table_spte (at @level, mapping from @gfn) pointed to, count its
+ * leaves, and chain it and every table below it into @fl. Exclusive mmu_lock. */
+static void free_subtree(struct tdp_mmu *t, uint64_t table_spte, int level, gfn_t gfn,
+			 struct tdp_freelist *fl, const struct memslot *slot)
+{
+	uint64_t *child = spte_child(t, table_spte);
+
+	for (unsigned i = 0; i < 512; i++) {
+		uint64_t old = spte_xchg(&child[i], 0);
+		gfn_t g = gfn + i * level_pages(level - 1);
+
+		if (!spte_is_present(t, old))
+			continue;       /* empty, or an MMIO spte: nothing to count */
+		if (spte_is_leaf(old, level - 1))
+			leaf_gone(t, old, level - 1, g, slot);
+		else
+			free_subtree(t, old, level - 1, g, fl, slot);
+	}
+	freelist_push(t, fl, table_spte & TDP_ADDR_MASK);
+}
+
+bool tdp_zap_range(struct tdp_mmu *t, gfn_t start, gfn_t end, bool tables,
+		   struct tdp_freelist *fl, const struct memslot *slot)
+{
+	struct tdp_iter it;
+	bool flush = false;
+
+	for_each_tdp_spte(it, t, 1, start, end) {
+		uint64_t old = spte_read(it.sptep);
+
+		if (!old)
+			continue;
+		if (spte_is_mmio(t, old)) {
+			spte_xchg(it.sptep, 0);        /* not cached by any TLB: no flush */
+			continue;
+		}
+		if (!spte_is_present(t, old))
+			continue;
+		if (spte_is_leaf(old, it.level)) {
+			old = spte_xchg(it.sptep, 0);
+			leaf_gone(t, old, it.level, it.gfn, slot);
+			flush = true;
+			continue;
+		}
+		if (tables && it.gfn >= start && it.gfn + level_pages(it.level) <= end) {
+			old = spte_xchg(it.sptep, 0);
+			free_subtree(t, old, it.level, it.gfn, fl, slot);
+			flush = true;
+		}
+	}
+	return flush;
+}
+
+/* Every MMIO spte (the generation tag wrapped). Exclusive mmu_lock. */
+static void zap_all_mmio(struct tdp_mmu *t)
+{
+	struct tdp_iter it;
+
+	for_each_tdp_spte(it, t, 1, 0, ~0ULL)
+		if (spte_is_mmio(t, it.old_spte))
+			spte_xchg(it.sptep, 0);
+}
+
+/* ---- dirty logging ---- */
+
+/*
+ * Replace the huge leaf at @it by a table of leaves one level down mapping the same frames, with
+ * W cleared (@wrprot) or D cleared (@clear_d). Exclusive mmu_lock. The new table is filled before
+ * it is published (cmpxchg); a lost cmpxchg means the hardware set A or D meanwhile: refill from
+ * the new value. False (nothing changed) if no frame is free.
+ */
+static bool split_huge(struct tdp_mmu *t, struct tdp_iter *it, bool wrprot, bool clear_d)
+{
+	const int level = it->level;
+	uint64_t old = spte_read(it->sptep), table;
+	uint64_t *child;
+	pfn_t pfn;
+
+	if (host_frame_alloc(t->ctx.arena, HOST_ORDER_4K, &pfn))
+		return false;
+	child = spte_table(t->ctx.arena, pfn << HOST_PAGE_SHIFT);
+	table = make_table_spte(t, pfn);
+	do {
+		uint64_t flags = old & ~(TDP_ADDR_MASK | PT_PAGE_SIZE_MASK);
+
+		if (!spte_is_present(t, old) || !spte_is_leaf(old, level)) {
+			host_frame_put(t->ctx.arena, pfn, HOST_ORDER_4K);
+			return false;
+		}
+		if (wrprot)
+			flags &= ~SPTE_W_MASK;
+		if (clear_d)
+			flags &= ~t->dirty_mask;
+		if (level - 1 > 1)
+			flags |= PT_PAGE_SIZE_MASK;
+		for (unsigned i = 0; i < 512; i++)
+			spte_write(&child[i], ((spte_to_pfn(old) + i * level_pages(level - 1))
+					       << HOST_PAGE_SHIFT) | flags);
+	} while (!spte_cmpxchg(it->sptep, &old, table));
+	mmu_stat_inc(&t->head, tdp_pages);
+	tdp_account_leaf(t, level, -1);
+	tdp_account_leaf(t, level - 1, 512);
+	return true;
+}
+
+/* A huge leaf in a logging slot: split it (else zap it; a fault maps 4K). True: flush. */
+static bool split_or_zap(struct tdp_mmu *t, struct tdp_iter *it, const struct memslot *slot)
+{
+	const bool dbit = __atomic_load_n(&t->dirty_mode, __ATOMIC_RELAXED) == TDP_DIRTY_DBIT;
+
+	if (!split_huge(t, it, !dbit, dbit)) {
+		uint64_t old = spte_xchg(it->sptep, 0);
+
+		if (spte_is_present(t, old))
+			leaf_gone(t, old, it->level, it->gfn, slot);
+	}
+	return true;
+}
+
+/* LOG_DIRTY_PAGES turned on: protect every leaf of @slot (W or D off by mode), splitting huge
+ * ones. Exclusive mmu_lock. True: flush. */
+static bool enable_dirty_logging(struct tdp_mmu *t, const struct memslot *slot)
+{
+	const uint64_t mask = __atomic_load_n(&t->dirty_mode, __ATOMIC_RELAXED) == TDP_DIRTY_DBIT
+			      ? t->dirty_mask : SPTE_W_MASK;
+	struct tdp_iter it;
+	bool flush = false;
+
+	for_each_tdp_spte(it, t, 1, slot->base_gfn, slot_end_gfn(slot)) {
+		uint64_t old = spte_read(it.sptep);
+
+		if (!spte_is_present(t, old) || !spte_is_leaf(old, it.level))
+			continue;
+		if (it.level > 1)
+			flush |= split_or_zap(t, &it, slot);   /* the walk goes on into its leaves */
+		else if (spte_clear_bits(t, it.sptep, mask) & mask)
+			flush = true;
+	}
+	return flush;
+}
+
+/*
+ * LOG_DIRTY_PAGES turned off: unlink the 4K tables under 2M ranges that may be mapped huge again
+ * (@huge_ok[i]: block i of the slot is backed by a 2M host page, found before mmu_lock was
+ * taken: the host mm's lock comes first). The next fault maps 2M (KVM's recovery of huge pages
+ * after dirty logging). Exclusive mmu_lock. True: flush.
+ */
+static bool recover_huge(struct tdp_mmu *t, const struct memslot *slot, const uint8_t *huge_ok,
+			 gfn_t first_block, uint64_t nblocks, struct tdp_freelist *fl)
+{
+	struct tdp_iter it;
+	bool flush = false;
+
+	for_each_tdp_spte(it, t, 2, first_block, first_block + nblocks * 512) {
+		uint64_t old = spte_read(it.sptep);
+
+		if (it.level != 2 || !spte_is_present(t, old) || spte_is_leaf(old, 2) ||
+		    it.gfn < first_block || !huge_ok[(it.gfn - first_block) / 512])
+			continue;
+		old = spte_xchg(it.sptep, 0);
+		free_subtree(t, old, 2, it.gfn, fl, slot);
+		flush = true;
+	}
+	return flush;
+}
+
+/* Which 2M blocks of @slot could be mapped huge: inside the slot, gpa and hva congruent, a 2M
+ * host page there now. No lock held (the host lookup takes mm->lock). NULL if none. */
+static uint8_t *huge_blocks(struct tdp_mmu *t, const struct memslot *slot, gfn_t *first,
+			    uint64_t *n)
+{
+	gfn_t lo = (slot->base_gfn + 511) & ~511ULL, hi = slot_end_gfn(slot) & ~511ULL;
+	uint8_t *ok;
+
+	*first = lo;
+	*n = hi > lo ? (hi - lo) / 512 : 0;
+	if (!*n || ((slot->base_gfn ^ (slot->userspace_addr >> VMMU_PAGE_SHIFT)) & 511))
+		return NULL;
+	ok = calloc(*n, 1);
+	if (!ok)
+		return NULL;    /* no recovery: 4K mappings stay correct */
+	for (uint64_t i = 0; i < *n; i++) {
+		pfn_t pfn;
+		bool huge = false;
+
+		ok[i] = !host_hva_lookup(t->head.env.mm, slot_gfn_to_hva(slot, lo + i * 512), &pfn,
+					 &huge) && huge;
+	}
+	return ok;
+}
+
+/*
+ * memslots_ops.dirty_log_protect (KVM's kvm_arch_mmu_enable_log_dirty_pt_masked): write-protect
+ * again the pages just harvested. ms->lock held, outside read sections; exclusive mmu_lock, one
+ * walk per run of non-zero bitmap words, one flush at the end.
+ */
+static void tdp_dirty_log_protect(void *opaque, const struct memslot *slot,
+				  const uint64_t *harvested, uint64_t nwords)
+{
+	struct tdp_mmu *t = opaque;
+	struct tdp_iter it;
+	bool flush = false;
+
+	/* D-bit mode cleared the D bits when it collected them (tdp_mmu_sync_dirty_log). */
+	if (__atomic_load_n(&t->dirty_mode, __ATOMIC_RELAXED) == TDP_DIRTY_DBIT)
+		return;
+	pthread_rwlock_wrlock(&t->head.mmu_lock);
+	for (uint64_t w = 0; w < nwords;) {
+		gfn_t start, end;
+
+		if (!harvested[w]) {
+			w++;
+			continue;
+		}
+		start = slot->base_gfn + w * 64;
+		while (w < nwords && harvested[w])
+			w++;
+		end = slot->base_gfn + w * 64;
+		if (end > slot_end_gfn(slot))
+			end = slot_end_gfn(slot);
+		for_each_tdp_spte(it, t, 1, start, end) {
+			uint64_t old = spte_read(it.sptep), rel = it.gfn - slot->base_gfn;
+
+			if (!spte_is_present(t, old) || !spte_is_leaf(old, it.level) ||
+			    !((harvested[rel / 64] >> (rel % 64)) & 1))
+				continue;
+			if (it.level > 1)
+				flush |= split_or_zap(t, &it, slot);
+			else if (spte_clear_bits(t, it.sptep, SPTE_W_MASK) & SPTE_W_MASK)
+				flush = true;
+		}
+	}
+	if (flush)
+		tdp_flush_remote(t);
+	pthread_rwlock_unlock(&t->head.mmu_lock);
+}
+
+void tdp_mmu_sync_dirty_log(struct mmu *m, const struct memslot *slot)
+{
+	struct tdp_mmu *t = to_tdp(m);
+	struct tdp_iter it;
+	bool flush = false;
+
+	if (__atomic_load_n(&t->dirty_mode, __ATOMIC_RELAXED) != TDP_DIRTY_DBIT ||
+	    !slot_logs_dirty(slot))
+		return;
+	/* Shared: D bits only, each cleared atomically against the hardware setting it. */
+	pthread_rwlock_rdlock(&m->mmu_lock);
+	for_each_tdp_spte(it, t, 1, slot->base_gfn, slot_end_gfn(slot)) {
+		uint64_t old;
+
+		if (!spte_is_present(t, it.old_spte) || !spte_is_leaf(it.old_spte, it.level))
+			continue;
+		old = spte_clear_bits(t, it.sptep, t->dirty_mask);
+		if (!(old & t->dirty_mask))
+			continue;
+		for (uint64_t i = 0; i < level_pages(it.level); i++)
+			if (slot_contains(slot, it.gfn + i))
+				slot_mark_dirty(slot, it.gfn + i);
+		flush = true;
+	}
+	pthread_rwlock_unlock(&m->mmu_lock);
+	/* A TLB entry cached as dirty lets writes through without setting D again. */
+	if (flush)
+		tdp_flush_remote(t);
+}
+
+/* ---- memslot changes ---- */
+
+/*
+ * memslots_ops.change: once per effective change, after publication and a grace period, with
+ * ms->lock held, outside any read section; the generation is odd. DELETE and MOVE zap the old
+ * range exactly (tables wholly inside it are freed after the next grace period); CREATE and MOVE
+ * clear the new range of MMIO sptes (stale by generation already, but their tables would keep
+ * the range from being mapped huge); FLAGS_ONLY protects for dirty logging or recovers huge
+ * pages. If the generation tag wraps with this change, every MMIO spte goes (KVM's "MMIO
+ * generation wrapped").
+ */
+static void tdp_slot_change(void *opaque, const struct memslot *old, const struct memslot *new,
+			    enum memslot_change change)
+{
+	struct tdp_mmu *t = opaque;
+	struct tdp_freelist fl = { 0 };
+	uint8_t *huge_ok = NULL;
+	gfn_t first = 0;
+	uint64_t nblocks = 0;
+	bool flush = false;
+
+	if (change == MEMSLOT_FLAGS_ONLY && slot_logs_dirty(old) && !slot_logs_dirty(new))
+		huge_ok = huge_blocks(t, new, &first, &nblocks);
+
+	pthread_rwlock_wrlock(&t->head.mmu_lock);
+	if (!mmio_gen_tag(memslots_generation(t->head.env.slots) + 1))
+		zap_all_mmio(t);
+	if (change == MEMSLOT_DELETE || change == MEMSLOT_MOVE)
+		flush = tdp_zap_range(t, old->base_gfn, slot_end_gfn(old), true, &fl, old);
+	/* A new range held no RAM: only MMIO sptes (stale now) and the tables they sit in, which
+	 * go so that the new slot can be mapped huge. */
+	if (change == MEMSLOT_CREATE || change == MEMSLOT_MOVE)
+		flush |= tdp_zap_range(t, new->base_gfn, slot_end_gfn(new), true, &fl, NULL);
+	switch (change) {
+	case MEMSLOT_CREATE:
+	case MEMSLOT_DELETE:
+	case MEMSLOT_MOVE:
+		break;
+	case MEMSLOT_FLAGS_ONLY:
+		if (!slot_logs_dirty(old) && slot_logs_dirty(new))
+			flush = enable_dirty_logging(t, new);
+		else if (huge_ok)
+			flush = recover_huge(t, new, huge_ok, first, nblocks, &fl);
+		break;
+	}
+	if (flush)
+		tdp_flush_remote(t);
+	pthread_rwlock_unlock(&t->head.mmu_lock);
+	tdp_mmu_free_tables(t, &fl);
+	free(huge_ok);
+}
+
+const struct memslots_ops tdp_memslots_ops = {
+	.change = tdp_slot_change,
+	.dirty_log_protect = tdp_dirty_log_protect,
+};
+
+/* ---- MMU notifiers ---- */
+
+static struct tdp_mmu *mn_to_tdp(struct host_mmu_notifier *mn)
+{
+	return (struct tdp_mmu *)((char *)mn - offsetof(struct tdp_mmu, mn));
+}
+
+/* The gfns of @slot whose hva lies in [start, end): [*g0, *g1). False if none. */
+static bool slot_hva_range(const struct memslot *slot, hva_t start, hva_t end, gfn_t *g0,
+			   gfn_t *g1)
+{
+	const hva_t s0 = slot->userspace_addr, s1 = s0 + (slot->npages << VMMU_PAGE_SHIFT);
+
+	if (end <= s0 || start >= s1)
+		return false;
+	*g0 = slot->base_gfn + (((start > s0 ? start : s0) - s0) >> VMMU_PAGE_SHIFT);
+	*g1 = slot->base_gfn + (((end < s1 ? end : s1) - s0 + VMMU_PAGE_SIZE - 1) >> VMMU_PAGE_SHIFT);
+	return true;
+}
+
+/*
+ * Zap the leaves of every slot's gfns whose hva is in [start, end). Exclusive mmu_lock. A slot
+ * being deleted or moved has left the published set before its hook zaps it, so while a memslot
+ * change is in progress (odd generation, or a different one after the walk than before) every
+ * leaf goes: it is rare, and correct. True: flush.
+ */
+static bool zap_hva_range(struct tdp_mmu *t, hva_t start, hva_t end)
+{
+	struct memslots *ms = t->head.env.slots;
+	const struct memslot *slot;
+	struct memslot_iter si;
+	bool flush = false;
+	uint64_t gen;
+
+	memslots_read_lock();
+	gen = memslots_generation(ms);
+	memslots_for_each_in_gfn_range(slot, &si, ms, 0, ~0ULL) {
+		gfn_t g0, g1;
+
+		if (slot_hva_range(slot, start, end, &g0, &g1))
+			flush |= tdp_zap_range(t, g0, g1, false, NULL, slot);
+	}
+	if (memslot_gen_in_progress(gen) || gen != memslots_generation(ms))
+		flush |= tdp_zap_range(t, 0, ~0ULL, false, NULL, NULL);
+	memslots_read_unlock();
+	return flush;
+}
+
+/*
+ * invalidate_range_start (mm->lock held): record the range and bump in_progress first, so a fault
+ * that looked its pfn up before our zap and installs after it sees the invalidation and retries
+ * (mmu_invalidate_retry); then zap and flush, so no vCPU reaches the old pfns once we return.
+ */
+static void tdp_mn_invalidate_start(struct host_mmu_notifier *mn, hva_t start, hva_t end)
+{
+	struct tdp_mmu *t = mn_to_tdp(mn);
+	struct mmu *m = &t->head;
+
+	pthread_rwlock_wrlock(&m->mmu_lock);
+	if (!__atomic_load_n(&m->invalidate_in_progress, __ATOMIC_RELAXED)) {
+		m->invalidate_start = start;
+		m->invalidate_end = end;
+	} else {
+		if (start < m->invalidate_start)
+			m->invalidate_start = start;
+		if (end > m->invalidate_end)
+			m->invalidate_end = end;
+	}
+	__atomic_add_fetch(&m->invalidate_in_progress, 1, __ATOMIC_RELEASE);
+	if (zap_hva_range(t, start, end))
+		tdp_flush_remote(t);
+	pthread_rwlock_unlock(&m->mmu_lock);
+}
+
+/* invalidate_range_end: the sequence moves before in_progress drops, so a fault that checks
+ * after the drop still sees a changed sequence. */
+static void tdp_mn_invalidate_end(struct host_mmu_notifier *mn, hva_t start, hva_t end)
+{
+	struct mmu *m = &mn_to_tdp(mn)->head;
+
+	pthread_rwlock_wrlock(&m->mmu_lock);
+	__atomic_add_fetch(&m->invalidate_seq, 1, __ATOMIC_RELEASE);
+	__atomic_sub_fetch(&m->invalidate_in_progress, 1, __ATOMIC_RELEASE);
+	pthread_rwlock_unlock(&m->mmu_lock);
+}
+
+/*
+ * Accessed bits of the leaves mapping [start, end), cleared with @clear (KVM's age_gfn_range).
+ * Shared mmu_lock: only A changes, atomically. EPT runs with A/D enabled and NPT always has them,
+ * so nothing is zapped for aging. No TLB flush, as KVM: a cached translation keeps the page
+ * looking idle a little longer, which aging tolerates.
+ */
+static bool tdp_mn_age(struct host_mmu_notifier *mn, hva_t start, hva_t end, bool clear)
+{
+	struct tdp_mmu *t = mn_to_tdp(mn);
+	struct memslots *ms = t->head.env.slots;
+	const struct memslot *slot;
+	struct memslot_iter si;
+	struct tdp_iter it;
+	bool young = false;
+
+	pthread_rwlock_rdlock(&t->head.mmu_lock);
+	memslots_read_lock();
+	memslots_for_each_in_gfn_range(slot, &si, ms, 0, ~0ULL) {
+		gfn_t g0, g1;
+
+		if (!slot_hva_range(slot, start, end, &g0, &g1))
+			continue;
+		for_each_tdp_spte(it, t, 1, g0, g1) {
+			if (!spte_is_present(t, it.old_spte) || !spte_is_leaf(it.old_spte, it.level))
+				continue;
+			if (clear)
+				young |= (spte_clear_bits(t, it.sptep, t->acc_mask) & t->acc_mask) != 0;
+			else
+				young |= (spte_read(it.sptep) & t->acc_mask) != 0;
+		}
+	}
+	memslots_read_unlock();
+	pthread_rwlock_unlock(&t->head.mmu_lock);
+	return young;
+}
+
+static bool tdp_mn_clear_young(struct host_mmu_notifier *mn, hva_t start, hva_t end)
+{
+	return tdp_mn_age(mn, start, end, true);
+}
+
+static bool tdp_mn_test_young(struct host_mmu_notifier *mn, hva_t start, hva_t end)
+{
+	return tdp_mn_age(mn, start, end, false);
+}
+
+const struct host_mmu_notifier_ops tdp_mn_ops = {
+	.invalidate_range_start = tdp_mn_invalidate_start,
+	.invalidate_range_end = tdp_mn_invalidate_end,
+	.clear_young = tdp_mn_clear_young,
+	.test_young = tdp_mn_test_young,
+};

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# `vmmu run` and `vmmu workloads` end to end: every workload runs small with --json and gives
+# every key of DESIGN.md; one seed gives one digest, another seed another; every MMU mode built
+# so far gives the native digest (Transparency); a trace of a real program replays (traced by
+# valgrind here when valgrind is present, and the stored trace of /bin/true always); bad input
+# gives a one-line error and exit code 2, never a crash.
+# Usage: test_run.sh PATH/TO/vmmu [DATA_DIR]
+set -u
+VMMU=$1
+DATA=${2:-$(dirname "$0")/../data}
+fails=0 passes=0
+t() { # name, condition
+	if eval "$2"; then echo "ok - $1"; passes=$((passes + 1)); else echo "not ok - $1"; fails=$((fails + 1)); fi
+}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+keys='"vmmu" "workload" "name" "params" "config" "mmu" "host" "opts" "vcpus" "vms" "mem_bytes"
+"thp" "guest_thp" "ksm" "seed" "guest" "digest" "accesses" "page_faults" "stats" "pf_taken"
+"pf_fixed" "pf_emulate" "pf_spurious" "pf_fast" "pf_guest" "pf_mmio_spte_created" "invlpg"
+"tlb_flush" "exits" "mmu_shadow_zapped" "mmu_pte_write" "mmu_pde_zapped" "mmu_flooded"
+"mmu_recycled" "mmu_cache_miss" "mmu_unsync" "pages_4k" "pages_2m" "pages_1g" "remote_tlb_flush"
+"tlb_hits" "tlb_misses" "walk_refs" "shadow_pages" "tdp_pages" "exits_by_reason" "pf"
+"ept_violation" "ept_misconfig" "npf" "cr3" "mmio" "ksm_pages_shared" "ksm_pages_sharing"
+"ksm_full_scans" "host_frames" "cost" "sim_cycles" "cycles_per_access" "seconds"
+"accesses_per_sec" "max_rss_bytes"'
+has_keys() { # file
+	for k in $keys; do grep -q "$k:" "$1" || { echo "  missing key $k" >&2; return 1; }; done
+	[ "$(wc -l < "$1")" -eq 1 ]
+}
+digest() { sed -n 's/.*"digest":"\([0-9a-f]*\)".*/\1/p' "$1"; }
+field() { sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" "$1"; }
+one_line_error() { # stderr file: exactly one line, starting "vmmu"
+	[ "$(wc -l < "$1")" -eq 1 ] && grep -q '^vmmu' "$1"
+}
+
+# ---- every workload, small ----
+declare -A small=(
+	[touch]="--param size=4M --vcpus 2"
+	[gups]="--param size=2M --param updates=20000 --vcpus 2"
+	[fork]="--param iters=8 --param size=1M --vcpus 2"
+	[ctxsw]="--param procs=3 --param rounds=50"
+	[mmap]="--param iters=20 --param size=256K --vcpus 2"
+	[clone-vms]="--param size=1M"
+	[trace]="--param file=$DATA/true.lackey.gz"
+)
+for w in touch gups fork ctxsw mmap clone-vms trace; do
+	# shellcheck disable=SC2086
+	"$VMMU" run "$w" ${small[$w]} --seed 5 --json > "$tmp/$w.json" 2> "$tmp/$w.err"; rc=$?
+	t "$w: exit 0" '[ $rc -eq 0 ]'
+	t "$w: one JSON line with every key" 'has_keys "$tmp/$w.json"'
+	t "$w: no task killed" '[ "$(field "$tmp/$w.json" kills)" = 0 ]'
+	# shellcheck disable=SC2086
+	"$VMMU" run "$w" ${small[$w]} --seed 5 --json > "$tmp/$w.2.json" 2>/dev/null
+	t "$w: one seed, one digest" '[ -n "$(digest "$tmp/$w.json")" ] && [ "$(digest "$tmp/$w.json")" = "$(digest "$tmp/$w.2.json")" ]'
+	# shellcheck disable=SC2086
+	"$VMMU" run "$w" ${small[$w]} --seed 6 --json > "$tmp/$w.3.json" 2>/dev/null
+	t "$w: another seed, another digest" '[ "$(digest "$tmp/$w.json")" != "$(digest "$tmp/$w.3.json")" ]'
+	for m in "shadow --host vmx" "shadow --host svm" "ept" "npt"; do
+		# shellcheck disable=SC2086
+		"$VMMU" run "$w" ${small[$w]} --seed 5 --mmu $m --json > "$tmp/$w.m.json" 2> "$tmp/$w.m.err"; rc=$?
+		if [ $rc -eq 1 ] && grep -q "not available yet" "$tmp/$w.m.err"; then
+			echo "ok - $w --mmu $m: not built yet (skip)"
+			continue
+		fi
+		t "$w --mmu $m: the native digest" '[ $rc -eq 0 ] && [ "$(digest "$tmp/$w.json")" = "$(digest "$tmp/$w.m.json")" ]'
+	done
+done
+"$VMMU" run touch --param size=4M --guest-thp on --json > "$tmp/thp.json"; rc=$?
+t "--guest-thp on: 2M pages" '[ $rc -eq 0 ] && [ "$(field "$tmp/thp.json" thp_allocs)" -ge 2 ]'
+"$VMMU" run clone-vms --param size=1M --vms 3 --json > "$tmp/vms.json"; rc=$?
+t "--vms 3" '[ $rc -eq 0 ] && grep -q "\"vms\":3" "$tmp/vms.json"'
+"$VMMU" run gups --param size=1M --param updates=1000 --opt -prefetch,+fastpf --ksm on --thp never \
+	--guest-aging 4 --guest-pcid off --cost walk_ref=30 --json > "$tmp/opts.json"; rc=$?
+t "options recorded" '[ $rc -eq 0 ] && grep -q "\"ksm\":true" "$tmp/opts.json" && grep -q "\"thp\":\"never\"" "$tmp/opts.json" && grep -q "\"walk_ref\":30" "$tmp/opts.json" && grep -q "\"guest_aging\":4" "$tmp/opts.json"'
+"$VMMU" run touch --param size=1M > "$tmp/table" 2>&1; rc=$?
+t "a table without --json" '[ $rc -eq 0 ] && grep -q "guest digest" "$tmp/table" && grep -q "page faults" "$tmp/table"'
+"$VMMU" workloads > "$tmp/wl"; rc=$?
+t "vmmu workloads lists them all" '[ $rc -eq 0 ] && for w in touch gups fork ctxsw mmap clone-vms trace; do grep -q "^$w " "$tmp/wl" || exit 1; done'
+"$VMMU" workloads fork > "$tmp/wl1"; rc=$?
+t "vmmu workloads NAME" '[ $rc -eq 0 ] && grep -q "dirty=25" "$tmp/wl1"'
+
+# ---- a real program, traced now ----
+if command -v valgrind > /dev/null; then
+	valgrind --tool=lackey --trace-mem=yes --log-file="$tmp/ls.lackey" ls -l / > /dev/null 2>&1
+	gzip -k "$tmp/ls.lackey"
+	"$VMMU" run trace --param "file=$tmp/ls.lackey" --json > "$tmp/ls.json"; rc=$?
+	t "valgrind-traced 'ls -l /' replays" '[ $rc -eq 0 ] && [ "$(field "$tmp/ls.json" trace_records)" -gt 100000 ] && [ "$(field "$tmp/ls.json" kills)" = 0 ]'
+	"$VMMU" run trace --param "file=$tmp/ls.lackey.gz" --json > "$tmp/lsz.json"; rc=$?
+	t "the same trace gzip'd: the same digest" '[ $rc -eq 0 ] && [ "$(digest "$tmp/ls.json")" = "$(digest "$tmp/lsz.json")" ]'
+else
+	echo "ok - valgrind-traced program: valgrind not installed (skip)"
+fi
+
+# ---- bad input: one line, exit 2, no crash ----
+bad() { # name, expected-substring, args...
+	local name=$1 want=$2; shift 2
+	"$VMMU" "$@" > "$tmp/bad.out" 2> "$tmp/bad.err"; rc=$?
+	t "$name: exit 2, one line naming '$want'" '[ $rc -eq 2 ] && one_line_error "$tmp/bad.err" && grep -q -- "$want" "$tmp/bad.err"'
+}
+bad "unknown workload" "frob" run frob
+bad "no workload" "workload" run
+bad "two workloads" "gups" run touch gups
+bad "unknown option" "--frobnicate" run touch --frobnicate
+bad "option without its value" "--mem" run touch --mem
+bad "unknown parameter" "colour" run touch --param colour=red
+bad "parameter without =" "size" run touch --param size
+bad "bad size" "12Q" run touch --param size=12Q
+bad "bad number" "many" run gups --param updates=many
+bad "size that does not fit" "--mem" run touch --param size=1G --mem 256M
+bad "size beyond any guest" "largest" run touch --param size=1T
+bad "bad --mem" "lots" run touch --mem lots
+bad "--mem too small" "16M" run touch --mem 4K
+bad "--vcpus 0" "--vcpus" run touch --vcpus 0
+bad "--vcpus 65" "--vcpus" run touch --vcpus 65
+bad "--mmu" "warp" run touch --mmu warp
+bad "ept on svm" "ept" run touch --mmu ept --host svm
+bad "npt on vmx" "npt" run touch --mmu npt --host vmx
+bad "--opt" "turbo" run touch --opt +turbo
+bad "--thp" "sometimes" run touch --thp sometimes
+bad "--guest-thp" "maybe" run touch --guest-thp maybe
+bad "--seed" "x" run touch --seed x
+bad "--cost" "warp=1" run touch --cost warp=1
+bad "trace without a file" "file" run trace
+bad "missing trace file" "/nonexistent" run trace --param file=/nonexistent/t.lackey
+printf ' L 1000,4\n S 2000,8\nI  40000,3\n L 3000;8\n' > "$tmp/badline.lackey"
+bad "malformed trace line" "line 4" run trace --param "file=$tmp/badline.lackey"
+t "  ... with its text" 'grep -q "3000;8" "$tmp/bad.err"'
+head -c 200000 /dev/urandom > "$tmp/random.lackey"
+"$VMMU" run trace --param "file=$tmp/random.lackey" > /dev/null 2> "$tmp/rnd.err"; rc=$?
+t "random bytes as a trace: exit 2, no crash" '[ $rc -eq 2 ] && one_line_error "$tmp/rnd.err"'
+head -c 5000 "$DATA/true.lackey.gz" > "$tmp/cut.lackey.gz"
+"$VMMU" run trace --param "file=$tmp/cut.lackey.gz" > /dev/null 2> "$tmp/cut.err"; rc=$?
+t "a truncated gzip trace: an error, no crash" '[ $rc -ne 0 ] && [ $rc -lt 128 ] && one_line_error "$tmp/cut.err"'
+bad "workloads NAME unknown" "frob" workloads frob
+
+echo "$passes passed, $fails failed"
+[ $fails -eq 0 ]

@@ -1,0 +1,655 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Property test of the soft MMU: a seeded random sequence of guest operations runs on a native VM
+ * and on a shadow VM side by side; every observable must match (each access's outcome and value,
+ * #PF address and error code, MMIO exits, dirty logs, and all guest memory with its A/D bits at
+ * checkpoints), and vmmu_vm_audit() must pass after every step.
+ *
+ * Operations: loads, stores and fetches at CPL 0 and 3 (AC on and off, implicit accesses); guest
+ * stores into its page tables through a supervisor window (gva WIN + gpa), of every width and
+ * alignment, page-crossing ones included, writing hostile entries (not present, any rights,
+ * A/D/G/NX, other tables, the table itself, data pages that later get written as data, large
+ * pages aligned or not, MMIO, reserved bits); data stores that land in page tables; CR3 switches
+ * between two address spaces; CR0.WP, CR4.SMEP/SMAP changes; INVLPG, INVPCID; memslot delete,
+ * re-create, move and dirty-log changes; munmap of the data slot's backing.
+ *
+ * The comparison is exact, so every store is followed by a full TLB invalidation (INVPCID
+ * all-context, INVLPG of every address used, or a CR3 reload, in turn): the architecture lets a
+ * TLB keep a translation the guest changed without invalidating it, and the soft MMU flushes at
+ * other moments than native hardware (it may drop a translation earlier, never keep one later).
+ *
+ * Usage: shadow_prop [-n STEPS] [-s SEED] [-r RUNS] [-x] [-v]
+ *   -n  steps per run (default 4000); -s  first seed (default 1); -r  runs (default 4: VMX and
+ *   SVM hosts in turn, seeds SEED, SEED+1, ...); -x  accesses may cross pages (natively, an access
+ *   crossing into MMIO trips UBSan in cpu_access: off by default); -v  print each run's counters.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "paging/paging.h"
+#include "vmmu/vmmu.h"
+
+#define TEST_ASSERT(e, ...)                                                                       \
+	do {                                                                                      \
+		if (!(e)) {                                                                       \
+			fprintf(stderr, "shadow_prop: seed %" PRIu64 " step %" PRIu64 ": %s: ",  \
+				cur_seed, cur_step, #e);                                          \
+			fprintf(stderr, __VA_ARGS__);                                             \
+			fprintf(stderr, "\n");                                                    \
+			exit(1);                                                                  \
+		}                                                                                 \
+	} while (0)
+
+/* Guest physical layout. */
+#define MEM0       (4ULL << 20)              /* slot 0: tables */
+#define ROOT_A     0x1000ULL
+#define ROOT_B     0x2000ULL
+#define WIN_PDPT   0x3000ULL
+#define WIN_PD     0x4000ULL
+#define POOL       0x10000ULL                /* playground tables */
+#define POOL_PAGES 64
+#define DATA_GPA   0x1000000ULL              /* slot 1: data, 2 MiB, may move */
+#define DATA_ALT   0x3000000ULL
+#define DATA_SIZE  (2ULL << 20)
+#define DATA_PAGES (DATA_SIZE >> 12)
+#define MMIO_BASE  0x8000000ULL              /* in no slot */
+#define WIN        0xffff800000000000ULL     /* supervisor window onto slot 0 */
+#define PLAY       0x8000000000ULL           /* playground: PML4 entries 1 and 2 */
+#define NGVA       256                       /* playground pages used */
+
+#define PRW  (PT_PRESENT_MASK | PT_WRITABLE_MASK)
+#define PRWU (PRW | PT_USER_MASK)
+#define AD   (PT_ACCESSED_MASK | PT_DIRTY_MASK)
+
+static uint64_t cur_seed, cur_step;
+static bool cross_pages, verbose;
+
+struct gm {
+	struct vmmu_vm *vm;
+	struct vmmu_vcpu *v;
+	uint64_t data_hva;
+};
+
+struct world {
+	struct gm g[2];             /* [0] native, [1] shadow */
+	uint64_t rng;
+	gpa_t data_gpa;             /* where slot 1 is (0: deleted) */
+	bool logging;
+	uint64_t cr0, cr4, cr3;
+	unsigned flush_kind;
+	gva_t gva[NGVA];
+	uint64_t ops[16];
+	uint64_t outcomes[4];       /* accesses by VMMU_ACCESS_* */
+	gpa_t path_gpa[NGVA][4];    /* the initial tree's entries translating gva[i], for repairs */
+	uint64_t path_val[NGVA][4];
+};
+
+static uint64_t rnd(struct world *w)
+{
+	/* splitmix64 */
+	uint64_t z = (w->rng += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static unsigned below(struct world *w, unsigned n)
+{
+	return (unsigned)(rnd(w) % n);
+}
+
+static void audit(struct world *w)
+{
+	char why[512];
+	int rc = vmmu_vm_audit(w->g[1].vm, why, sizeof(why));
+	TEST_ASSERT(rc == 0, "audit %d: %s", rc, why);
+}
+
+/* ---- setup ---- */
+
+static void put(struct world *w, gpa_t gpa, uint64_t v)
+{
+	for (int i = 0; i < 2; i++)
+		TEST_ASSERT(vmmu_write_guest(w->g[i].vm, gpa, &v, 8) == 0, "initial write %#" PRIx64, gpa);
+}
+
+static void slot1(struct world *w, gpa_t gpa, uint32_t flags, bool fresh)
+{
+	for (int i = 0; i < 2; i++) {
+		struct gm *g = &w->g[i];
+		if (fresh)
+			TEST_ASSERT(vmmu_vm_mmap(g->vm, DATA_SIZE, false, &g->data_hva) == 0, "mmap");
+		struct vmmu_userspace_memory_region r = { .slot = 1, .flags = flags,
+							  .guest_phys_addr = gpa,
+							  .memory_size = gpa ? DATA_SIZE : 0,
+							  .userspace_addr = g->data_hva };
+		int rc = vmmu_set_user_memory_region(g->vm, &r);
+		TEST_ASSERT(rc == 0, "slot 1 -> %#" PRIx64 " flags %u: %d", gpa, flags, rc);
+	}
+	w->data_gpa = gpa;
+	w->logging = gpa && (flags & VMMU_MEM_LOG_DIRTY_PAGES);
+}
+
+static void gm_init(struct gm *g, enum vmmu_mmu mode, enum vmmu_host host)
+{
+	struct vmmu_vm_config cfg = { .host_mem_bytes = 1ULL << 30, .mmu = mode, .host = host };
+	uint64_t hva;
+
+	TEST_ASSERT(vmmu_vm_create(&cfg, &g->vm) == 0, "vm create");
+	TEST_ASSERT(vmmu_vm_mmap(g->vm, MEM0, false, &hva) == 0, "mmap");
+	struct vmmu_userspace_memory_region r = { .slot = 0, .memory_size = MEM0,
+						  .userspace_addr = hva };
+	TEST_ASSERT(vmmu_set_user_memory_region(g->vm, &r) == 0, "slot 0");
+	TEST_ASSERT(vmmu_vcpu_create(g->vm, 0, &g->v) == 0, "vcpu");
+}
+
+static gpa_t data_page(struct world *w, unsigned i)
+{
+	return (w->data_gpa ? w->data_gpa : DATA_GPA) + ((gpa_t)(i % DATA_PAGES) << 12);
+}
+
+/*
+ * Both roots map the window (PML4[256]) and the playground (PML4[1], PML4[2]), through a tree of
+ * pool tables: PML4[k] -> PDPT, PDPT[0..3] -> PD, PD[0..3] -> PT, PT[0..7] -> data pages.
+ * Root B shares root A's second subtree, so one table change shows in both spaces.
+ */
+static void build(struct world *w)
+{
+	unsigned next = 0;
+
+	put(w, WIN_PDPT, WIN_PD | PRW | AD);
+	for (unsigned i = 0; i < 2; i++)
+		put(w, WIN_PD + 8 * i, ((gpa_t)i << 21) | PRW | AD | PT_PAGE_SIZE_MASK);
+	put(w, ROOT_A + 8 * 256, WIN_PDPT | PRW | AD);
+	put(w, ROOT_B + 8 * 256, WIN_PDPT | PRW | AD);
+	for (unsigned k = 0; k < 3; k++) {
+		gpa_t pdpt = POOL + ((gpa_t)next++ << 12);
+		for (unsigned a = 0; a < 4; a++) {
+			gpa_t pd = POOL + ((gpa_t)next++ << 12);
+			put(w, pdpt + 8 * a, pd | PRWU);
+			for (unsigned b = 0; b < 4; b++) {
+				gpa_t pt = POOL + ((gpa_t)next++ << 12);
+				put(w, pd + 8 * b, pt | PRWU);
+				for (unsigned c = 0; c < 8; c++)
+					put(w, pt + 8 * c, data_page(w, below(w, DATA_PAGES)) | PRWU);
+			}
+		}
+		if (k == 0)
+			put(w, ROOT_A + 8, pdpt | PRWU);
+		else if (k == 1)
+			put(w, ROOT_B + 8, pdpt | PRWU);
+		else {
+			put(w, ROOT_A + 16, pdpt | PRWU);
+			put(w, ROOT_B + 16, pdpt | PRWU);
+		}
+	}
+	for (unsigned i = 0; i < NGVA; i++) {
+		unsigned k = 1 + (i >> 7), a = (i >> 5) & 3, b = (i >> 3) & 3, c = i & 7;
+		w->gva[i] = ((gva_t)k << 39) | ((gva_t)a << 30) | ((gva_t)b << 21) | ((gva_t)c << 12);
+		/* Its path in root A, as built. */
+		gpa_t t = ROOT_A;
+		const unsigned idx[4] = { k, a, b, c };
+		for (unsigned l = 0; l < 4; l++) {
+			gpa_t e = t + 8 * idx[l];
+			uint64_t v;
+			TEST_ASSERT(vmmu_read_guest(w->g[0].vm, e, &v, 8) == 0, "read tree");
+			w->path_gpa[i][l] = e;
+			w->path_val[i][l] = v;
+			t = v & rsvd_bits(12, 51);
+		}
+	}
+}
+
+static void world_init(struct world *w, enum vmmu_host host, uint64_t seed)
+{
+	memset(w, 0, sizeof(*w));
+	w->rng = seed;
+	gm_init(&w->g[0], VMMU_MMU_NATIVE, host);
+	gm_init(&w->g[1], VMMU_MMU_SHADOW, host);
+	slot1(w, DATA_GPA, 0, true);
+	build(w);
+	w->cr0 = X86_CR0_PG | X86_CR0_PE | X86_CR0_WP;
+	w->cr4 = X86_CR4_PAE;
+	w->cr3 = ROOT_A;
+	struct vmmu_regs r = { .cr0 = w->cr0, .cr3 = w->cr3, .cr4 = w->cr4,
+			       .efer = EFER_LME | EFER_LMA | EFER_NXE };
+	for (int i = 0; i < 2; i++)
+		TEST_ASSERT(vmmu_vcpu_set_regs(w->g[i].v, &r) == 0, "set_regs");
+}
+
+static void world_fini(struct world *w)
+{
+	for (int i = 0; i < 2; i++)
+		vmmu_vm_destroy(w->g[i].vm);
+}
+
+/* ---- operations ---- */
+
+struct out {
+	int rc;
+	struct vmmu_access_result r;
+	uint64_t val;
+};
+
+static struct out one(struct gm *g, gva_t gva, uint32_t len, unsigned kind, uint64_t val)
+{
+	struct out o = { .val = val };
+	o.rc = vmmu_vcpu_access(g->v, gva, len, kind, &o.val, &o.r);
+	if (!(kind & VMMU_ACC_WRITE) && o.r.status != VMMU_ACCESS_DONE)
+		o.val = 0;
+	if (!(kind & VMMU_ACC_WRITE) && len < 8)
+		o.val &= (1ULL << (8 * len)) - 1;
+	return o;
+}
+
+static void same(const struct out *a, const struct out *b, const char *what, gva_t gva,
+		 uint32_t len, unsigned kind)
+{
+	bool ok = a->rc == b->rc && a->r.status == b->r.status && a->r.done == b->r.done;
+	if (ok) {
+		switch (a->r.status) {
+		case VMMU_ACCESS_DONE:
+			ok = (kind & VMMU_ACC_WRITE) || a->val == b->val;
+			break;
+		case VMMU_ACCESS_PF:
+			ok = a->r.pf_ec == b->r.pf_ec && a->r.pf_addr == b->r.pf_addr;
+			break;
+		case VMMU_ACCESS_MMIO:
+			ok = a->r.mmio_gpa == b->r.mmio_gpa && a->r.mmio_len == b->r.mmio_len &&
+			     a->r.mmio_write == b->r.mmio_write &&
+			     (!a->r.mmio_write || a->r.mmio_data == b->r.mmio_data);
+			break;
+		case VMMU_ACCESS_GP:
+			break;
+		}
+	}
+	TEST_ASSERT(ok, "%s %#" PRIx64 " len %u kind %u: native rc %d st %d ec %#x addr %#" PRIx64
+		    " mmio %#" PRIx64 " val %#" PRIx64 " / shadow rc %d st %d ec %#x addr %#" PRIx64
+		    " mmio %#" PRIx64 " val %#" PRIx64, what, gva, len, kind, a->rc, a->r.status,
+		    a->r.pf_ec, a->r.pf_addr, a->r.mmio_gpa, a->val, b->rc, b->r.status, b->r.pf_ec,
+		    b->r.pf_addr, b->r.mmio_gpa, b->val);
+}
+
+static struct out both(struct world *w, const char *what, gva_t gva, uint32_t len, unsigned kind,
+		       uint64_t val)
+{
+	struct out a = one(&w->g[0], gva, len, kind, val), b = one(&w->g[1], gva, len, kind, val);
+	same(&a, &b, what, gva, len, kind);
+	return b;
+}
+
+static void set_cpl(struct world *w, unsigned cpl, bool ac)
+{
+	for (int i = 0; i < 2; i++)
+		TEST_ASSERT(vmmu_vcpu_set_cpl(w->g[i].v, cpl, ac) == 0, "set_cpl");
+}
+
+static void mov_cr(struct world *w, int cr, uint64_t v)
+{
+	for (int i = 0; i < 2; i++) {
+		int rc = vmmu_vcpu_mov_cr(w->g[i].v, cr, v);
+		TEST_ASSERT(rc == 0, "mov cr%d, %#" PRIx64 ": %d", cr, v, rc);
+	}
+}
+
+/* Every translation the guest may have changed goes, in one of three architectural ways. */
+static void full_flush(struct world *w)
+{
+	switch (w->flush_kind++ % 3) {
+	case 0:
+		for (int i = 0; i < 2; i++)
+			TEST_ASSERT(vmmu_vcpu_invpcid(w->g[i].v, 2, 0, 0) == 0, "invpcid");
+		break;
+	case 1:
+		for (unsigned k = 0; k < NGVA; k++)
+			for (int i = 0; i < 2; i++)
+				TEST_ASSERT(vmmu_vcpu_invlpg(w->g[i].v, w->gva[k]) == 0, "invlpg");
+		break;
+	case 2:
+		mov_cr(w, 3, w->cr3);
+		break;
+	}
+}
+
+/* A value for a table entry: anything a hostile or buggy guest may write. */
+static uint64_t gen_entry(struct world *w)
+{
+	uint64_t flags = (rnd(w) & (PT_WRITABLE_MASK | PT_USER_MASK | PT_PWT_MASK | PT_PCD_MASK |
+				    PT_ACCESSED_MASK | PT_DIRTY_MASK | PT_GLOBAL_MASK));
+	if (below(w, 10))
+		flags |= PT_PRESENT_MASK;
+	if (!below(w, 4))
+		flags |= PT64_NX_MASK;
+	if (below(w, 3))
+		flags |= PT_USER_MASK | PT_WRITABLE_MASK;     /* mostly usable */
+	switch (below(w, 20)) {
+	case 0:
+		return 0;
+	case 1:
+		return rnd(w);
+	case 2: case 3: case 4: case 5: case 6: case 7: case 8: case 9: case 10:
+		return (POOL + ((gpa_t)below(w, POOL_PAGES) << 12)) | flags;
+	case 11: case 12: case 13:
+		return data_page(w, below(w, DATA_PAGES)) | flags;
+	case 14:
+		/* A 2M page over the data slot (aligned), or misaligned (reserved bits). */
+		return (below(w, 2) ? DATA_GPA : data_page(w, below(w, DATA_PAGES))) |
+		       flags | PT_PAGE_SIZE_MASK;
+	case 15:
+		/* A 1G page over everything below 1 GiB, read-only: tables seen as data. */
+		return (flags & ~PT_WRITABLE_MASK) | PT_PAGE_SIZE_MASK;
+	case 16:
+		return (MMIO_BASE + ((gpa_t)below(w, 16) << 12)) | flags;
+	case 17:
+		return (POOL + ((gpa_t)below(w, POOL_PAGES) << 12)) | flags |
+		       (1ULL << (46 + below(w, 6)));
+	case 18:
+		return ROOT_A | flags;                           /* a root as a lower table */
+	default:
+		return (POOL + ((gpa_t)below(w, POOL_PAGES) << 12)) | flags | PT_PAGE_SIZE_MASK;
+	}
+}
+
+/* A well-formed entry for pool page @idx at the level it has in the initial tree (a kernel
+ * remapping, changing rights, aging, making a page table of a data page). */
+static uint64_t sane_entry(struct world *w, unsigned idx)
+{
+	unsigned pos = idx % 21;     /* 0: PDPT, then PD, PT x4 (see build) */
+	uint64_t f = PT_PRESENT_MASK | (rnd(w) & (PT_WRITABLE_MASK | PT_USER_MASK | AD));
+	if (below(w, 4))
+		f |= PT_WRITABLE_MASK | PT_USER_MASK;
+	if (!below(w, 6))
+		f |= PT64_NX_MASK;
+	if (idx >= 63 || !below(w, 12))
+		return below(w, 2) ? 0 : data_page(w, below(w, DATA_PAGES)) | f;
+	if (pos == 0)             /* PDPT: a PD of the pool */
+		return (POOL + ((gpa_t)(1 + 5 * below(w, 4) + 21 * below(w, 3)) << 12)) | f;
+	if ((pos - 1) % 5 == 0)   /* PD: a PT of the pool, a 2M page, or a data page as PT */
+		switch (below(w, 8)) {
+		case 0: return DATA_GPA | f | PT_PAGE_SIZE_MASK;
+		case 1: return data_page(w, below(w, DATA_PAGES)) | f;
+		default: return (POOL + ((gpa_t)(2 + 5 * below(w, 4) + below(w, 4) + 21 * below(w, 3)) << 12)) | f;
+		}
+	return data_page(w, below(w, DATA_PAGES)) | f;   /* PT: a data page */
+}
+
+/* A guest store into a table: a pool page anywhere, or a root's playground entries. */
+static void op_table_store(struct world *w)
+{
+	gpa_t page, gpa;
+	uint32_t len;
+	uint64_t v = gen_entry(w);
+
+	if (below(w, 8)) {
+		unsigned idx = below(w, POOL_PAGES);
+		page = POOL + ((gpa_t)idx << 12);
+		gpa = page + 8 * below(w, 8);        /* the entries the playground uses */
+		if (!below(w, 8))
+			gpa = page + 8 * below(w, 512);
+		if (below(w, 3))
+			v = sane_entry(w, idx);
+	} else {
+		page = below(w, 2) ? ROOT_A : ROOT_B;
+		gpa = page + 8 * (1 + below(w, 2));
+	}
+	switch (below(w, 8)) {
+	case 0:
+		len = 4;
+		gpa += 4 * below(w, 2);
+		v = below(w, 2) ? (v & 0xffffffff) : (v >> 32);
+		break;
+	case 1:
+		len = 1;
+		gpa += below(w, 8);
+		v &= 0xff;
+		break;
+	case 2:
+		len = 8;
+		gpa += 1 + below(w, 7);      /* straddles two entries (or the page end) */
+		break;
+	case 3:
+		len = 2;
+		gpa += 2 * below(w, 4);
+		break;
+	default:
+		len = 8;
+		break;
+	}
+	if (page == ROOT_A || page == ROOT_B) {
+		/* Stay inside the playground entries of a root. */
+		gpa = page + 8 * (1 + below(w, 2));
+		len = 8;
+	}
+	set_cpl(w, 0, false);
+	both(w, "table store", WIN + gpa, len, VMMU_ACC_WRITE, v);
+	full_flush(w);
+}
+
+/* The guest kernel puts back entries of its initial tree (so the playground keeps working
+ * translations among the hostile ones). */
+static void op_repair(struct world *w)
+{
+	set_cpl(w, 0, false);
+	for (unsigned i = 0; i < 8; i++) {
+		unsigned k = below(w, NGVA);
+		for (unsigned l = 0; l < 4; l++)
+			both(w, "repair", WIN + w->path_gpa[k][l], 8, VMMU_ACC_WRITE, w->path_val[k][l]);
+	}
+	full_flush(w);
+}
+
+static void op_access(struct world *w)
+{
+	static const uint32_t lens[] = { 1, 2, 4, 8 };
+	static const unsigned kinds[] = { VMMU_ACC_READ, VMMU_ACC_READ, VMMU_ACC_WRITE,
+					  VMMU_ACC_WRITE, VMMU_ACC_FETCH };
+	uint32_t len = lens[below(w, 4)];
+	unsigned kind = kinds[below(w, 5)];
+	gva_t gva = w->gva[below(w, NGVA)];
+	uint32_t off = cross_pages && !below(w, 16) ? 4096 - below(w, len) - 1 :
+		       below(w, 4096 - len + 1);
+	uint64_t v = rnd(w);
+
+	if (!below(w, 10) && kind != VMMU_ACC_FETCH)
+		kind |= VMMU_ACC_IMPLICIT;
+	if (!below(w, 4))   /* a value that reads as a table entry where this page is a table */
+		v = gen_entry(w);
+	set_cpl(w, below(w, 2) ? 3 : 0, below(w, 2));
+	struct out o = both(w, "access", gva + off, len, kind, v);
+	w->outcomes[o.r.status & 3]++;
+	if (kind & VMMU_ACC_WRITE)
+		full_flush(w);
+}
+
+static void op_cr3(struct world *w)
+{
+	w->cr3 = w->cr3 == ROOT_A ? ROOT_B : ROOT_A;
+	mov_cr(w, 3, w->cr3);
+}
+
+static void op_cr0_cr4(struct world *w)
+{
+	if (below(w, 2)) {
+		w->cr0 ^= X86_CR0_WP;
+		mov_cr(w, 0, w->cr0);
+	} else {
+		w->cr4 ^= below(w, 2) ? X86_CR4_SMEP : X86_CR4_SMAP;
+		mov_cr(w, 4, w->cr4);
+	}
+}
+
+static void op_invalidate(struct world *w)
+{
+	gva_t gva = w->gva[below(w, NGVA)] + below(w, 4096);
+	for (int i = 0; i < 2; i++) {
+		if (below(w, 2))
+			TEST_ASSERT(vmmu_vcpu_invlpg(w->g[i].v, gva) == 0, "invlpg");
+		else
+			TEST_ASSERT(vmmu_vcpu_invpcid(w->g[i].v, 0, 0, gva) == 0, "invpcid 0");
+	}
+}
+
+static void compare_dirty_logs(struct world *w)
+{
+	uint64_t bm[2][DATA_PAGES / 64];
+	for (int i = 0; i < 2; i++)
+		TEST_ASSERT(vmmu_get_dirty_log(w->g[i].vm, 1, bm[i]) == 0, "dirty log");
+	for (unsigned k = 0; k < DATA_PAGES / 64; k++)
+		TEST_ASSERT(bm[0][k] == bm[1][k], "dirty log word %u: native %#" PRIx64 " shadow %#"
+			    PRIx64, k, bm[0][k], bm[1][k]);
+}
+
+static void op_memslot(struct world *w)
+{
+	unsigned what = below(w, 6);
+
+	if (!w->data_gpa) {
+		slot1(w, DATA_GPA, 0, true);         /* re-created: new, zeroed memory */
+		return;
+	}
+	switch (what) {
+	case 0:
+		slot1(w, 0, 0, false);               /* delete */
+		break;
+	case 1:
+		slot1(w, w->data_gpa == DATA_GPA ? DATA_ALT : DATA_GPA,
+		      w->logging ? VMMU_MEM_LOG_DIRTY_PAGES : 0, false);   /* move */
+		break;
+	case 2:
+	case 3:
+		slot1(w, w->data_gpa, w->logging ? 0 : VMMU_MEM_LOG_DIRTY_PAGES, false);
+		break;
+	default:
+		if (w->logging)
+			compare_dirty_logs(w);
+		break;
+	}
+}
+
+static void op_munmap(struct world *w)
+{
+	uint64_t off = (uint64_t)below(w, DATA_PAGES / 4) << 14;
+	for (int i = 0; i < 2; i++)
+		TEST_ASSERT(vmmu_vm_munmap(w->g[i].vm, w->g[i].data_hva + off, 0x4000) == 0, "munmap");
+}
+
+static void compare_memory(struct world *w)
+{
+	static uint8_t a[MEM0], b[MEM0];
+	const gpa_t start[2] = { 0, w->data_gpa };
+	const uint64_t len[2] = { MEM0, w->data_gpa ? DATA_SIZE : 0 };
+
+	for (int s = 0; s < 2; s++) {
+		if (!len[s])
+			continue;
+		int ra = vmmu_read_guest(w->g[0].vm, start[s], a, len[s]);
+		int rb = vmmu_read_guest(w->g[1].vm, start[s], b, len[s]);
+		TEST_ASSERT(ra == rb, "read_guest %d / %d", ra, rb);
+		if (ra)
+			continue;    /* munmapped pages: both fail */
+		for (uint64_t i = 0; i < len[s]; i += 8)
+			TEST_ASSERT(!memcmp(a + i, b + i, 8), "memory at gpa %#" PRIx64 " differs",
+				    start[s] + i);
+	}
+}
+
+static void step(struct world *w)
+{
+	unsigned r = below(w, 1000);
+	unsigned op;
+
+	if (r < 600)
+		op = 0;
+	else if (r < 780)
+		op = 1;
+	else if (r < 830)
+		op = 2;
+	else if (r < 860)
+		op = 3;
+	else if (r < 910)
+		op = 4;
+	else if (r < 935)
+		op = 5;
+	else if (r < 942)
+		op = 6;
+	else if (r < 950)
+		op = 7;
+	else
+		op = 8;
+	w->ops[op]++;
+	switch (op) {
+	case 0: op_access(w); break;
+	case 1: op_table_store(w); break;
+	case 2: op_cr3(w); break;
+	case 3: op_cr0_cr4(w); break;
+	case 4: op_invalidate(w); break;
+	case 5: op_memslot(w); break;
+	case 6: if (w->data_gpa) op_munmap(w); break;
+	case 7: compare_memory(w); break;
+	default: op_repair(w); break;
+	}
+	audit(w);
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t steps = 4000, seed = 1, runs = 4;
+	int opt;
+
+	while ((opt = getopt(argc, argv, "n:s:r:xv")) != -1) {
+		switch (opt) {
+		case 'n': steps = strtoull(optarg, NULL, 0); break;
+		case 's': seed = strtoull(optarg, NULL, 0); break;
+		case 'r': runs = strtoull(optarg, NULL, 0); break;
+		case 'x': cross_pages = true; break;
+		case 'v': verbose = true; break;
+		default:
+			fprintf(stderr, "usage: shadow_prop [-n STEPS] [-s SEED] [-r RUNS] [-x] [-v]\n");
+			return 2;
+		}
+	}
+	for (uint64_t run = 0; run < runs; run++) {
+		struct world w;
+		enum vmmu_host host = run % 2 ? VMMU_HOST_SVM : VMMU_HOST_VMX;
+		double t0 = now();
+
+		cur_seed = seed + run;
+		cur_step = 0;
+		world_init(&w, host, cur_seed);
+		for (cur_step = 1; cur_step <= steps; cur_step++)
+			step(&w);
+		compare_memory(&w);
+		struct vmmu_stats s;
+		vmmu_vm_get_stats(w.g[1].vm, &s);
+		printf("shadow_prop: seed %" PRIu64 " %s: %" PRIu64 " steps in %.2f s: pf_taken %" PRIu64
+		       " pf_fixed %" PRIu64 " pf_emulate %" PRIu64 " pf_guest %" PRIu64
+		       " mmio_sptes %" PRIu64 " pte_write %" PRIu64 " pde_zapped %" PRIu64
+		       " flooded %" PRIu64 " recycled %" PRIu64 " zapped %" PRIu64 "\n",
+		       cur_seed, host == VMMU_HOST_VMX ? "vmx" : "svm", steps, now() - t0, s.pf_taken,
+		       s.pf_fixed, s.pf_emulate, s.pf_guest, s.pf_mmio_spte_created, s.mmu_pte_write,
+		       s.mmu_pde_zapped, s.mmu_flooded, s.mmu_recycled, s.mmu_shadow_zapped);
+		if (verbose)
+			printf("  ops: access %" PRIu64 " table %" PRIu64 " cr3 %" PRIu64 " cr0/4 %" PRIu64
+			       " inv %" PRIu64 " memslot %" PRIu64 " munmap %" PRIu64 " compare %" PRIu64
+			       " repair %" PRIu64 "\n", w.ops[0], w.ops[1], w.ops[2], w.ops[3], w.ops[4],
+			       w.ops[5], w.ops[6], w.ops[7], w.ops[8]);
+		if (verbose)
+			printf("  accesses: done %" PRIu64 " pf %" PRIu64 " mmio %" PRIu64 " gp %" PRIu64
+			       "\n", w.outcomes[0], w.outcomes[1], w.outcomes[2], w.outcomes[3]);
+		world_fini(&w);
+	}
+	return 0;
+}
