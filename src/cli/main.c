@@ -22,6 +22,9 @@ static const struct {
 			      "        answer page-walk scenarios, one a line (docs/check-format.md)" },
 	{ "validate", cmd_validate, "validate [--count N] [--seed S] [--quiet]\n"
 				    "        random scenarios on the model and on the real CPU via /dev/kvm" },
+	{ "run", cmd_run, "run WORKLOAD [--mmu native|shadow|ept|npt] [--vcpus N] [--param KEY=VALUE]... [--json] ...\n"
+			  "        run a workload on the guest model (docs/user-guide.md; 'vmmu run --help')" },
+	{ "workloads", cmd_workloads, "workloads [NAME]\n        list the workloads and their parameters" },
 	{ "version", cmd_version, "version\n        print the version" },
 	{ "help", cmd_help, "help\n        this text" },
 };

@@ -8,8 +8,14 @@
  * frame and the final memory can be hashed raw. Lists are LIFO (a freed block is reused first, as
  * Linux's per-CPU lists) and the initial lists hand out the lowest addresses first.
  *
+ * The 2M blocks of the body of RAM are not put on a list at boot: they sit above a frontier that
+ * moves up when every list is empty, so boot touches no metadata for memory never used (a 256 GiB
+ * guest would otherwise touch 512 MiB of it). The order frames are handed out in is the same as
+ * if every block had been listed: lists first, lowest blocks first.
+ *
  * Invariants: a free block is aligned to its size, its head alone carries F_FREE and its order,
- * and it sits in exactly one list; buddies of the same order are never both free (they merge).
+ * and it sits in exactly one list, or lies wholly above the frontier (untouched, all free);
+ * buddies of the same order are never both listed (they merge).
  * Locking: none (one guest, one thread).
  */
 #include <errno.h>
@@ -66,8 +72,9 @@ int frames_init(struct frames *fr, uint64_t nframes)
 		fr->head[o] = FRAME_NONE;
 	/*
 	 * Frame 0 stays reserved (a null gpa is never a valid table or page). The rest is cut into
-	 * maximal aligned blocks; they are pushed from the highest down, so each list's head is its
-	 * lowest block and memory is handed out bottom-up.
+	 * maximal aligned blocks: the unaligned head and tail are listed, pushed from the highest
+	 * down so each list's head is its lowest block; the 2M blocks between them wait above the
+	 * frontier. Memory is handed out bottom-up.
 	 */
 	uint64_t starts[2 * (FRAME_MAX_ORDER + 1)];
 	unsigned orders[2 * (FRAME_MAX_ORDER + 1)], nhead = 0;
@@ -98,8 +105,8 @@ int frames_init(struct frames *fr, uint64_t nframes)
 	}
 	while (ntail--)
 		list_push(fr, (uint32_t)tail[ntail], tord[ntail]);
-	for (uint64_t b = body_end; b > body_start; b -= 1ULL << FRAME_MAX_ORDER)
-		list_push(fr, (uint32_t)(b - (1ULL << FRAME_MAX_ORDER)), FRAME_MAX_ORDER);
+	fr->frontier = body_start;
+	fr->body_end = body_end;
 	while (nhead--)
 		list_push(fr, (uint32_t)starts[nhead], orders[nhead]);
 	fr->free = nframes - 1;
@@ -117,12 +124,20 @@ uint32_t frames_alloc(struct frames *fr, unsigned order)
 {
 	unsigned k = order;
 
+	uint32_t pfn;
+
 	while (k <= FRAME_MAX_ORDER && fr->head[k] == FRAME_NONE)
 		k++;
-	if (k > FRAME_MAX_ORDER)
+	if (k <= FRAME_MAX_ORDER) {
+		pfn = fr->head[k];
+		list_del(fr, pfn, k);
+	} else if (fr->frontier < fr->body_end) {
+		pfn = (uint32_t)fr->frontier;   /* the lowest untouched 2M block */
+		fr->frontier += 1ULL << FRAME_MAX_ORDER;
+		k = FRAME_MAX_ORDER;
+	} else {
 		return FRAME_NONE;
-	uint32_t pfn = fr->head[k];
-	list_del(fr, pfn, k);
+	}
 	/* Split: keep the lower half, free the upper one. */
 	while (k > order) {
 		k--;

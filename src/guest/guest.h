@@ -12,7 +12,8 @@
  * tables) and by the final digest.
  *
  * Invariants:
- *  - every frame is either free (in exactly one buddy list) or owned: kernel (boot tables, page
+ *  - every frame is either free (in exactly one buddy list, or above the allocator's frontier)
+ *    or owned: kernel (boot tables, page
  *    cache, zero page), a page-table page of exactly one mm, or a user page whose refcount equals
  *    the number of leaf entries mapping it (plus one for page-cache pages);
  *  - a leaf entry of an mm is present only inside a VMA, with rights no wider than the VMA's;
@@ -60,6 +61,7 @@ struct frames {
 	uint32_t head[FRAME_MAX_ORDER + 1];
 	uint64_t free;                         /* free 4K frames */
 	uint64_t hwm;                          /* no frame at or above was ever handed out */
+	uint64_t frontier, body_end;           /* [frontier, body_end): 2M blocks never listed */
 };
 
 int frames_init(struct frames *fr, uint64_t nframes);
@@ -131,8 +133,7 @@ struct task {
 	int on_cpu;                    /* vCPU it is current on, or -1 */
 	struct task *rq_next;
 	bool queued;
-	unsigned live_children;        /* children (not threads) not yet dead */
-	bool waiting;                  /* blocked in wait */
+	unsigned live_children;        /* children and threads it made, not yet dead */
 	step_fn step;
 	void *prog;                    /* the program's state, freed with the task */
 	uint64_t rng;                  /* the program's random stream */
@@ -190,9 +191,9 @@ struct obs {
 	unsigned n;
 };
 
+/* The first word of each observation (docs/guest.md, "guest.digest"). */
 enum obs_tag {
-	OBS_READ = 1, OBS_PF, OBS_KILL, OBS_EXIT, OBS_MMIO, OBS_YOUNG, OBS_SYSCALL,
-	OBS_FRAME, OBS_TASK, OBS_VMA, OBS_END,
+	OBS_READ = 1, OBS_PF, OBS_KILL, OBS_EXIT, OBS_MMIO, OBS_YOUNG, OBS_TASK, OBS_VMA, OBS_END,
 };
 
 int obs_init(struct obs *o, uint64_t seed);
@@ -273,8 +274,9 @@ int kmmio(struct guest *g, struct gcpu *c, unsigned reg, bool write, uint64_t *v
 struct flush {
 	uint64_t addr[33];     /* Linux's tlb_single_page_flush_ceiling */
 	unsigned n;
-	bool full;
-	bool freed_tables;
+	bool full;             /* more than 33 pages: reload CR3 instead */
+	bool freed_tables;     /* table pages were freed; INVLPG and CR3 reloads drop them from
+				* the paging-structure caches, and idle vCPUs hold no user tables */
 };
 static inline void flush_add(struct flush *f, uint64_t va)
 {
@@ -288,8 +290,8 @@ int pt_alloc_table(struct guest *g, struct gcpu *c, uint64_t *pa);
  * a 2M leaf sits at the PDE on the way to a level-1 entry (its gpa returned in *@epa). */
 int pt_walk_alloc(struct guest *g, struct gcpu *c, struct mm *mm, uint64_t va, int level,
 		  uint64_t *epa, uint64_t *entry, bool *huge);
-/* Find without allocating: *@level gets the level of the leaf or of the first missing
- * entry's table (0 if none). */
+/* Find without allocating: the walk stops at the leaf, or at the first entry not in use;
+ * *@epa, *@entry and *@level describe that entry (level 1 = PTE, 2 = PDE, ...). */
 int pt_lookup(struct guest *g, struct gcpu *c, struct mm *mm, uint64_t va, uint64_t *epa,
 	      uint64_t *entry, int *level);
 int pt_unmap_range(struct guest *g, struct gcpu *c, struct mm *mm, uint64_t start, uint64_t end,
@@ -325,7 +327,6 @@ int sys_brk(struct guest *g, struct task *t, uint64_t addr, uint64_t *out);
 int sys_fork(struct guest *g, struct task *t, int cpu, struct task **child);
 int sys_clone_thread(struct guest *g, struct task *t, int cpu, struct task **thread);
 int sys_exec(struct guest *g, struct task *t);
-int sys_exit(struct guest *g, struct task *t, int code);
 int kernel_age(struct guest *g, uint64_t *young);
 
 /* fault.c: the #PF handler. 0 fixed, 1 the task must die (info filled), <0 fatal. */
@@ -365,7 +366,7 @@ static inline struct gcpu *task_cpu(struct guest *g, struct task *t)
 	return &g->cpus[t->on_cpu];
 }
 
-/* Deterministic randomness: splitmix64 (seeding) and xoshiro-free xorshift64* for streams. */
+/* Deterministic randomness: splitmix64 (Steele, Lea, Flood 2014), one stream per task. */
 static inline uint64_t splitmix64(uint64_t *s)
 {
 	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);

@@ -94,6 +94,7 @@ int kread_page(struct guest *g, struct gcpu *c, uint64_t pa, void *buf)
 
 int kwrite_page(struct guest *g, struct gcpu *c, uint64_t pa, const void *buf)
 {
+	/* A write access only reads the buffer; the API takes one pointer for both ways. */
 	return kaccess(g, c, dm(pa), 4096, VMMU_ACC_WRITE, (void *)buf);
 }
 

@@ -482,9 +482,13 @@ int sys_fork(struct guest *g, struct task *t, int cpu, struct task **child)
 fail:
 	if (rc != -ENOMEM || g->fatal)
 		return rc;
-	/* Out of memory part way: undo the child as exit would. */
+	/* Out of memory part way: undo the child as exit would, and flush the parent, whose
+	 * entries may have lost W before the failure. */
 	{
+		struct flush f = { .full = true };
 		int rc2 = mm_put(g, c, dst);
+		if (!rc2)
+			rc2 = flush_tlb_mm(g, c, src, &f);
 		return rc2 ? rc2 : rc;
 	}
 }

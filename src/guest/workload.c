@@ -297,6 +297,8 @@ int vmmu_run(const struct vmmu_guest_config *cfg, const struct vmmu_workload_arg
 	int rc = 0;
 
 	memset(res, 0, sizeof(*res));
+	if (errlen)
+		err[0] = '\0';
 	if (!w || !cfg) {
 		snprintf(err, errlen, "no workload");
 		return -EINVAL;
@@ -387,6 +389,8 @@ int vmmu_run(const struct vmmu_guest_config *cfg, const struct vmmu_workload_arg
 		res->vms = vms;
 		res->opts = vmmu_vm_opts(gs[0]->vm);
 	}
+	if (rc && errlen && !err[0])
+		snprintf(err, errlen, "%s: %s", w->info.name, strerror(-rc));
 	for (unsigned i = 0; i < vms; i++)
 		guest_free(gs[i]);
 	return rc;

@@ -219,8 +219,8 @@ struct shadow_vcpu {
 	int root_levels;                  /* [o] 4 or 5, as given to the hardware */
 	struct shadow_page *prev[SHADOW_PREV_ROOTS];   /* [L] previous roots, most recent first */
 	uint64_t prev_hits;               /* [o] root loads served by prev[] */
-	gva_t unprotect_gva;              /* [L] the last write that fell back to unshadowing */
-	unsigned unprotect_tries;         /* [L] fallbacks for it in a row */
+	gva_t unprotect_gva;              /* [o] the last write that fell back to unshadowing */
+	unsigned unprotect_tries;         /* [o] fallbacks for it in a row */
 };
 
 /* The soft MMU. Legend as above; [F] free_lock. */

@@ -114,10 +114,10 @@ static int check_sp_sptes(struct audit *a, struct shadow_page *sp, uint64_t *lea
 	for (unsigned i = 0; i < SPTE_ENTRIES; i++) {
 		uint64_t *sptep = &sp->spt[i];
 		uint64_t s = spte_read(sptep);
-		struct audit_rec r = { .sp_gfn = sp->gfn, .role = sp->role, .idx = i, .spte = s };
 
 		if (!s)
 			continue;
+		struct audit_rec r = { .sp_gfn = sp->gfn, .role = sp->role, .idx = i, .spte = s };
 		if (sp->invalid)
 			return fail(a, "invalid sp gfn %#" PRIx64 " level %d role %#x: spte %u present",
 				    SPF(sp), i);

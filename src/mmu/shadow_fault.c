@@ -417,6 +417,7 @@ static int emulate_write(struct fault *f, struct zap_batch *z, enum mmu_action *
 			pte_write(f, gfn, (uint32_t)(p->w.gpa & 0xfff), p->len, z);
 	}
 	mmu_stat_inc(&sm->mmu, pf_emulate);
+	f->sv->unprotect_tries = 0;
 	*action = MMU_EMULATED;
 	return 0;
 }
@@ -460,8 +461,14 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 	bool tracked = gfn_write_tracked(sm, gfn);
 	bool writable = (acc & ACC_WRITE) && leaf_d && p->host_writable && !tracked && !ro &&
 			(!slot_logs_dirty(p->slot) || f->write);
+	/*
+	 * Dirty only when writable. The TLB serves a write only from an entry cached dirty, and the
+	 * hardware model checks a TLB hit against the guest's CR0.WP (a WP=0 supervisor write hits a
+	 * read-only entry) where a real CPU running this shadow has WP=1: a clean read-only spte
+	 * makes every write through it walk, fault and exit, as write tracking needs.
+	 */
 	uint64_t spte = (p->pfn << 12) | PT_PRESENT_MASK | PT_ACCESSED_MASK |
-			(leaf_d ? PT_DIRTY_MASK : 0) | (writable ? PT_WRITABLE_MASK : 0) |
+			(writable ? PT_WRITABLE_MASK | PT_DIRTY_MASK : 0) |
 			((acc & ACC_USER) ? PT_USER_MASK : 0) | ((acc & ACC_EXEC) ? 0 : PT64_NX_MASK) |
 			((w->level && (w->gpte[w->level] & PT_GLOBAL_MASK)) ? PT_GLOBAL_MASK : 0) |
 			((uint64_t)(w->pkey & 0xf) << 59) |
@@ -485,6 +492,10 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 		if (tracked || emulate)
 			return emulate_write(f, z, action);
 	}
+	/* The hardware (CR0.WP=1) refused a write for a protection key that the guest (WP=0: PKRU.WD
+	 * binds supervisor writes only with WP) allows: only emulation can perform it. */
+	if (f->write && (f->e->ec & PFERR_PK))
+		return emulate_write(f, z, action);
 	mmu_stat_inc(&sm->mmu, pf_fixed);
 	*action = MMU_RETRY;
 	return 0;

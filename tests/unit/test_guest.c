@@ -442,6 +442,8 @@ static void test_api_args(void **state)
 
 /* ---- runs ---- */
 
+static unsigned aging;   /* --guest-aging of the runs below */
+
 static int run_mode(const char *name, const char *const *kv, unsigned n, unsigned vcpus,
 		    uint64_t seed, bool thp, enum vmmu_mmu mmu, enum vmmu_host host, uint32_t opts_off,
 		    struct vmmu_guest_result *res, char *err, size_t errlen)
@@ -450,7 +452,7 @@ static int run_mode(const char *name, const char *const *kv, unsigned n, unsigne
 	struct vmmu_guest_config cfg = {
 		.vm = { .mmu = mmu, .host = host, .opts_off = opts_off },
 		.vcpus = vcpus, .seed = seed, .guest_thp = thp, .mem_bytes = 256ULL << 20,
-		.audit_period = mmu == VMMU_MMU_NATIVE ? 0 : 64,
+		.audit_period = mmu == VMMU_MMU_NATIVE ? 0 : 64, .aging_period = aging,
 	};
 	int rc = vmmu_workload_args(name, kv, n, &a, err, errlen);
 
@@ -515,14 +517,16 @@ static void test_transparency(void **state)
 		const char *kv[4];
 		unsigned n, vcpus;
 		bool thp;
+		unsigned aging;
 	} cases[] = {
-		{ "touch", { "size=2M", "passes=2" }, 2, 2, false },
-		{ "gups", { "size=1M", "updates=20000" }, 2, 3, false },
-		{ "fork", { "iters=6", "size=512K" }, 2, 2, true },
-		{ "fork", { "iters=4", "size=256K", "exec=on" }, 3, 1, false },
-		{ "ctxsw", { "procs=3", "rounds=30" }, 2, 2, false },
-		{ "mmap", { "iters=10", "size=160K" }, 2, 2, true },
-		{ "clone-vms", { "size=512K" }, 1, 1, false },
+		{ "touch", { "size=2M", "passes=2" }, 2, 2, false, 0 },
+		{ "gups", { "size=1M", "updates=20000" }, 2, 3, false, 0 },
+		{ "gups", { "size=1M", "updates=20000" }, 2, 2, false, 3 },
+		{ "fork", { "iters=6", "size=512K" }, 2, 2, true, 0 },
+		{ "fork", { "iters=4", "size=256K", "exec=on" }, 3, 1, false, 1 },
+		{ "ctxsw", { "procs=3", "rounds=30" }, 2, 2, false, 0 },
+		{ "mmap", { "iters=10", "size=160K" }, 2, 2, true, 0 },
+		{ "clone-vms", { "size=512K" }, 1, 1, false, 0 },
 	};
 	static const struct {
 		enum vmmu_mmu mmu;
@@ -546,9 +550,11 @@ static void test_transparency(void **state)
 			continue;
 		}
 		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			aging = cases[i].aging;
 			rc = run(cases[i].name, cases[i].kv, cases[i].n, cases[i].vcpus, 3, cases[i].thp,
 				 &native, err, sizeof(err));
 			TEST_ASSERT(rc == 0, "%s native: %s", cases[i].name, err);
+			TEST_ASSERT(!aging || native.young_pages > 0, "%s: aging found nothing young", cases[i].name);
 			for (size_t o = 0; o < sizeof(opt_sets) / sizeof(opt_sets[0]); o++) {
 				rc = run_mode(cases[i].name, cases[i].kv, cases[i].n, cases[i].vcpus, 3,
 					      cases[i].thp, modes[m].mmu, modes[m].host, opt_sets[o], &r, err,
@@ -564,6 +570,7 @@ static void test_transparency(void **state)
 			}
 		}
 	}
+	aging = 0;
 }
 
 static void test_workload_effects(void **state)

@@ -473,6 +473,62 @@ static void test_cr0_wp_body(struct pair *p)
 }
 BOTH_HOSTS(test_cr0_wp)
 
+/* CR0.WP=0 and a page table: a supervisor store through a read-only mapping of it is allowed,
+ * so it must be emulated (the table is write-tracked), never let through by a cached read-only
+ * translation; and the dirty log must see it. */
+static void test_cr0_wp_table_body(struct pair *p)
+{
+	gpa_t root = new_root(p);
+	gpa_t a = new_data(p), b = new_data(p);
+	gpa_t pte = map(p, root, 0x400000, a, 1, PRWU);
+	map(p, root, 0x800000, pte & ~0xfffULL, 1, PT_PRESENT_MASK | AD);   /* RO alias of the PT */
+	wr(p, b, 0xb0b);
+	regs(p, CR0_BASE, X86_CR4_PAE, EFER_64, root);
+	rd_ok(p, 0x400000);
+	rd_ok(p, 0x800000);                        /* the alias is cached, read-only */
+	struct vmmu_stats s0 = SH(p);
+	wr_ok(p, 0x800000 + (pte & 0xfff), b | PRWU);
+	assert_true(SH(p).pf_emulate > s0.pf_emulate);
+	invlpg(p, 0x400000);
+	assert_int_equal(rd_ok(p, 0x400000), 0xb0b);
+	wr_ok(p, 0x800000 + (pte & 0xfff), a | PT_PRESENT_MASK);
+	wr_ok(p, 0x800000 + (pte & 0xfff) + 8, 0);
+	invlpg(p, 0x400000);
+	cpl(p, 3, false);
+	acc(p, 0x400000, 8, VMMU_ACC_READ, 0);
+	same_all(p);
+}
+BOTH_HOSTS(test_cr0_wp_table)
+
+/* Protection keys: AD and WD in PKRU, user and supervisor, CR0.WP on and off (with WP=0 a
+ * supervisor write ignores WD, which the WP=1 hardware does not: emulated). */
+static void test_pkeys_body(struct pair *p)
+{
+	gpa_t root = new_root(p);
+	for (unsigned k = 0; k < 4; k++)
+		map(p, root, 0x400000 + k * 0x1000, new_data(p), 1, PRWU | ((uint64_t)k << 59));
+	map(p, root, 0x404000, new_data(p), 1, PRW | (1ULL << 59));       /* supervisor: no keys */
+	regs(p, CR0_BASE | X86_CR0_WP, X86_CR4_PAE | X86_CR4_PKE, EFER_64, root);
+	/* Key 1: access disabled; key 2: write disabled; key 3: both. */
+	const uint32_t pkru = (1u << 2) | (2u << 4) | (3u << 6);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(vmmu_vcpu_set_pkru(p->g[i].v, pkru), 0);
+	for (int wp = 1; wp >= 0; wp--) {
+		if (!wp)
+			mov_cr(p, 0, CR0_BASE);
+		for (unsigned c = 0; c < 2; c++) {
+			cpl(p, c ? 3 : 0, true);
+			for (unsigned k = 0; k < 5; k++) {
+				acc(p, 0x400000 + k * 0x1000, 8, VMMU_ACC_READ, 0);
+				acc(p, 0x400000 + k * 0x1000, 8, VMMU_ACC_WRITE, k + 1);
+				acc(p, 0x400000 + k * 0x1000, 4, VMMU_ACC_FETCH, 0);
+			}
+		}
+	}
+	same_all(p);
+}
+BOTH_HOSTS(test_pkeys)
+
 /* SMEP, SMAP (with and without AC, implicit accesses) and NX over every page kind and access. */
 static void test_smep_smap_nx_body(struct pair *p)
 {
@@ -930,6 +986,8 @@ int main(void)
 		cmocka_unit_test(test_pte_store_invlpg),
 		cmocka_unit_test(test_dirty_bit),
 		cmocka_unit_test(test_cr0_wp),
+		cmocka_unit_test(test_cr0_wp_table),
+		cmocka_unit_test(test_pkeys),
 		cmocka_unit_test(test_smep_smap_nx),
 		cmocka_unit_test(test_mmio),
 		cmocka_unit_test(test_memslots),
