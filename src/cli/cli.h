@@ -16,6 +16,7 @@ int cmd_check(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_workloads(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 
 /* --cpu / --features / --maxphyaddr handling shared by check and validate. Returns 0 or
  * prints a one-line error and returns EXIT_USAGE. */

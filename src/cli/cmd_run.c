@@ -22,36 +22,19 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/run.h"
 #include "cpu/cost.h"
 #include "vmmu/guest.h"
 #include "vmmu/vmmu.h"
 
-#define MAX_PARAMS 64
-
 static const char *const opt_names[] = { "notrap", "unsync", "prefetch", "fastpf" };
-#define NR_OPTS (sizeof(opt_names) / sizeof(opt_names[0]))
+_Static_assert(sizeof(opt_names) / sizeof(opt_names[0]) == NR_OPTS, "one name per option");
 _Static_assert(VMMU_OPT_NOTRAP == 1 && VMMU_OPT_UNSYNC == 2 && VMMU_OPT_PREFETCH == 4 &&
 	       VMMU_OPT_FASTPF == 8, "opt_names[i] is bit i");
 
 static const char *const mmu_names[] = { "native", "shadow", "ept", "npt" };
 static const char *const thp_names[] = { "never", "madvise", "always" };
 
-struct run_args {
-	const char *workload;
-	int mmu;                         /* enum vmmu_mmu */
-	int host;                        /* enum vmmu_host, or -1: the mode's default */
-	bool opts[NR_OPTS];
-	unsigned vcpus, vms;
-	uint64_t mem;
-	int thp;
-	bool guest_thp, ksm, pcid, json;
-	uint64_t seed;
-	unsigned aging, quantum, audit;
-	const char *cpu;
-	const char *params[MAX_PARAMS];
-	unsigned nparams;
-	struct vmmu_cost cost;
-};
 
 static const char usage[] =
 	"usage: vmmu run WORKLOAD [--mmu native|shadow|ept|npt] [--host vmx|svm]\n"
@@ -117,11 +100,16 @@ static int parse_opts(const char *spec, bool *opts)
 	strcpy(buf, spec);
 	for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		bool on = true;
+		if (!strcmp(tok, "all") || !strcmp(tok, "none")) {
+			for (unsigned k = 0; k < NR_OPTS; k++)
+				opts[k] = tok[0] == 'a';
+			continue;
+		}
 		if (*tok == '+' || *tok == '-')
 			on = *tok++ == '+';
 		int i = pick(tok, opt_names, NR_OPTS);
 		if (i < 0)
-			return bad("--opt: unknown '%s' (expected +/- notrap, unsync, prefetch, fastpf)", tok);
+			return bad("--opt: unknown '%s' (expected all, none, +/- notrap, unsync, prefetch, fastpf)", tok);
 		opts[i] = on;
 	}
 	return 0;
@@ -472,58 +460,84 @@ static void print_table(const struct run_args *ra, const struct vmmu_workload_ar
 	       r->seconds > 0 ? (double)r->accesses / r->seconds / 1e6 : 0, max_rss_bytes() >> 20);
 }
 
-int cmd_run(int argc, char **argv)
+int run_collect(int argc, char **argv, bool quiet, struct run_args *ra,
+		struct vmmu_workload_args *wa, struct vmmu_guest_result *res)
 {
-	struct run_args ra;
-	struct vmmu_workload_args wa;
 	struct vmmu_guest_config cfg;
-	struct vmmu_guest_result res;
 	struct progress prog = { 0 };
 	char err[512];
-	int rc = parse_args(argc, argv, &ra);
+	int rc = parse_args(argc, argv, ra);
 
 	if (rc)
-		return rc < 0 ? 0 : rc;
-	rc = vmmu_workload_args(ra.workload, ra.params, ra.nparams, &wa, err, sizeof(err));
+		return rc < 0 ? -1 : rc;
+	rc = vmmu_workload_args(ra->workload, ra->params, ra->nparams, wa, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "vmmu run: %s\n", err);
 		return EXIT_USAGE;
 	}
 	memset(&cfg, 0, sizeof(cfg));
-	cfg.vm.mmu = (enum vmmu_mmu)ra.mmu;
-	cfg.vm.host = (enum vmmu_host)ra.host;
-	cfg.vm.thp = ra.thp;
-	cfg.vm.cost = ra.cost;
-	cfg.vm.cpu = ra.cpu;
-	cfg.mem_bytes = ra.mem;
-	cfg.vcpus = ra.vcpus;
-	cfg.vms = ra.vms;
-	cfg.guest_thp = ra.guest_thp;
-	cfg.no_pcid = !ra.pcid;
-	cfg.aging_period = ra.aging;
-	cfg.quantum = ra.quantum;
-	cfg.audit_period = ra.audit;
+	cfg.vm.mmu = (enum vmmu_mmu)ra->mmu;
+	cfg.vm.host = (enum vmmu_host)ra->host;
+	cfg.vm.thp = ra->thp;
+	cfg.vm.cost = ra->cost;
+	cfg.vm.cpu = ra->cpu;
+	cfg.mem_bytes = ra->mem;
+	cfg.vcpus = ra->vcpus;
+	cfg.vms = ra->vms;
+	cfg.guest_thp = ra->guest_thp;
+	cfg.no_pcid = !ra->pcid;
+	cfg.aging_period = ra->aging;
+	cfg.quantum = ra->quantum;
+	cfg.audit_period = ra->audit;
 	for (unsigned i = 0; i < NR_OPTS; i++)
-		if (!ra.opts[i])
+		if (!ra->opts[i])
 			cfg.vm.opts_off |= 1u << i;   /* VMMU_OPT_* in opt_names' order */
-	cfg.seed = ra.seed;
-	if (isatty(STDERR_FILENO)) {
+	cfg.seed = ra->seed;
+	if (!quiet && isatty(STDERR_FILENO)) {
 		prog.start = now();
-		prog.name = wa.w->name;
+		prog.name = wa->w->name;
 		cfg.progress = on_progress;
 		cfg.progress_opaque = &prog;
 	}
-	rc = vmmu_run(&cfg, &wa, &res, err, sizeof(err));
+	rc = vmmu_run(&cfg, wa, res, err, sizeof(err));
 	if (prog.shown)
 		fputs("\r\033[K", stderr);
 	if (rc == -EOPNOTSUPP) {
-		fprintf(stderr, "vmmu run: --mmu %s: not available yet (phase 3)\n", mmu_names[ra.mmu]);
+		fprintf(stderr, "vmmu run: --mmu %s: not available yet (phase 3)\n", mmu_names[ra->mmu]);
 		return 1;
 	}
 	if (rc) {
 		fprintf(stderr, "vmmu run: %s\n", err);
 		return rc == -EINVAL || rc == -E2BIG || rc == -ENOENT || rc == -EISDIR || rc == -EACCES ? EXIT_USAGE : 1;
 	}
+	return 0;
+}
+
+const char *run_mmu_name(const struct run_args *ra)
+{
+	return mmu_names[ra->mmu];
+}
+
+const char *run_host_name(const struct run_args *ra)
+{
+	return host_name(ra);
+}
+
+void run_print_json(const struct run_args *ra, const struct vmmu_workload_args *wa,
+		    const struct vmmu_guest_result *res)
+{
+	print_json(ra, wa, res);
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct run_args ra;
+	struct vmmu_workload_args wa;
+	struct vmmu_guest_result res;
+	int rc = run_collect(argc, argv, false, &ra, &wa, &res);
+
+	if (rc)
+		return rc < 0 ? 0 : rc;
 	if (ra.json)
 		print_json(&ra, &wa, &res);
 	else

@@ -24,6 +24,8 @@ static const struct {
 				    "        random scenarios on the model and on the real CPU via /dev/kvm" },
 	{ "run", cmd_run, "run WORKLOAD [--mmu native|shadow|ept|npt] [--vcpus N] [--param KEY=VALUE]... [--json] ...\n"
 			  "        run a workload on the guest model (docs/user-guide.md; 'vmmu run --help')" },
+	{ "compare", cmd_compare, "compare WORKLOAD --mmu LIST [--opt-sets SET/SET...] [--csv|--json] [--plot FILE.svg] ...\n"
+				  "        run one workload under several configurations, check the digests agree" },
 	{ "workloads", cmd_workloads, "workloads [NAME]\n        list the workloads and their parameters" },
 	{ "version", cmd_version, "version\n        print the version" },
 	{ "help", cmd_help, "help\n        this text" },

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What `vmmu run` shares with `vmmu compare`: its parsed options and one run collected without
+ * printing. No state; no locking.
+ */
+#ifndef VMMU_CLI_RUN_H
+#define VMMU_CLI_RUN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmmu/guest.h"
+#include "vmmu/vmmu.h"
+
+#define MAX_PARAMS 64
+#define NR_OPTS 4   /* notrap, unsync, prefetch, fastpf: bit i of VMMU_OPT_* */
+
+struct run_args {
+	const char *workload;
+	int mmu;                         /* enum vmmu_mmu */
+	int host;                        /* enum vmmu_host, or -1: the mode's default */
+	bool opts[NR_OPTS];
+	unsigned vcpus, vms;
+	uint64_t mem;
+	int thp;
+	bool guest_thp, ksm, pcid, json;
+	uint64_t seed;
+	unsigned aging, quantum, audit;
+	const char *cpu;
+	const char *params[MAX_PARAMS];
+	unsigned nparams;
+	struct vmmu_cost cost;
+};
+
+/* Parse `vmmu run` arguments (argv[0] is the command name) and run the workload. 0; -1 when
+ * --help was printed; an exit code (cli.h) after printing a one-line error. @quiet: no progress
+ * line. */
+int run_collect(int argc, char **argv, bool quiet, struct run_args *ra,
+		struct vmmu_workload_args *wa, struct vmmu_guest_result *res);
+void run_print_json(const struct run_args *ra, const struct vmmu_workload_args *wa,
+		    const struct vmmu_guest_result *res);
+const char *run_mmu_name(const struct run_args *ra);
+const char *run_host_name(const struct run_args *ra);
+
+#endif
