@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Figures for docs/: runs every workload under every MMU mode (and option set) with `vmmu run
+--json` and prints markdown tables. Stdlib only.
+
+  bench/mmu_table.py modes    exits / 1,000 accesses, walk refs / TLB miss, cycles / access per
+                              workload and mode, host pages 4K and THP (issues 5 and 6)
+  bench/mmu_table.py opts     for the soft MMU: each optimization off and on, per workload:
+                              exits and simulated cycles (issue 7)
+
+Every table also checks that all runs of a workload gave the same guest.digest as native.
+Options: --vmmu PATH (default build/vmmu), --small (quicker, smaller parameters).
+"""
+import argparse
+import json
+import subprocess
+import sys
+
+WORKLOADS = {
+    # name: (params for the figures, params with --small)
+    "touch": (["size=256M"], ["size=32M"]),
+    "gups": (["size=64M", "updates=500000"], ["size=16M", "updates=50000"]),
+    "fork": (["iters=50", "size=8M"], ["iters=10", "size=4M"]),
+    "ctxsw": (["procs=4", "rounds=5000"], ["procs=4", "rounds=500"]),
+    "mmap": (["iters=300", "size=1M"], ["iters=50", "size=1M"]),
+    "clone-vms": (["size=16M"], ["size=8M"]),
+    "trace": (["file=tests/data/true.lackey.gz"], ["file=tests/data/true.lackey.gz"]),
+}
+OPTS = ["notrap", "unsync", "prefetch", "fastpf"]
+
+
+def run(vmmu, workload, params, extra):
+    cmd = [vmmu, "run", workload, "--json"] + extra
+    for p in params:
+        cmd += ["--param", p]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"mmu_table: {' '.join(cmd)} failed: {out.stderr.strip()}")
+    return json.loads(out.stdout)
+
+
+def per_k(n, d):
+    return 1000.0 * n / d if d else 0.0
+
+
+def ratio(n, d):
+    return n / d if d else 0.0
+
+
+def modes_table(vmmu, small):
+    configs = [
+        ("native", ["--mmu", "native"]),
+        ("shadow/vmx", ["--mmu", "shadow", "--host", "vmx"]),
+        ("shadow/svm", ["--mmu", "shadow", "--host", "svm"]),
+        ("ept", ["--mmu", "ept"]),
+        ("npt", ["--mmu", "npt"]),
+    ]
+    ok = True
+    for thp in ["never", "always"]:
+        print(f"\n### Host pages: {'4K (--thp never)' if thp == 'never' else 'THP (--thp always)'}\n")
+        print("| workload | mode | exits / 1k acc | walk refs / TLB miss | cycles / access | host s | digest |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for w, (big, little) in WORKLOADS.items():
+            params = little if small else big
+            base = None
+            for name, extra in configs:
+                d = run(vmmu, w, params, extra + ["--thp", thp])
+                st, g = d["stats"], d["guest"]
+                base = base or g["digest"]
+                same = g["digest"] == base
+                ok &= same
+                print(f"| {w} | {name} | {per_k(st['exits'], g['accesses']):.2f} | "
+                      f"{ratio(st['walk_refs'], st['tlb_misses']):.2f} | "
+                      f"{d['cost']['cycles_per_access']:.1f} | {d['host']['seconds']:.2f} | "
+                      f"{'= native' if same else 'DIFFERS'} |")
+    return ok
+
+
+def opts_table(vmmu, small):
+    ok = True
+    print("| workload | option | exits off | exits on | change | cycles off | cycles on | pf_fixed off/on | target counter off/on |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    targets = {"notrap": ("pf", "exits_by_reason"), "unsync": ("mmu_pte_write", None),
+               "prefetch": ("pf_fixed", None), "fastpf": ("pf_fast", None)}
+    for w, (big, little) in WORKLOADS.items():
+        params = little if small else big
+        native = run(vmmu, w, params, ["--mmu", "native"])["guest"]["digest"]
+        for o in OPTS:
+            res = {}
+            for state in ("off", "on"):
+                # The option alone on or off, the others at their default (on).
+                spec = ("-" if state == "off" else "+") + o
+                d = run(vmmu, w, params, ["--mmu", "shadow", "--host", "vmx", "--opt", spec])
+                ok &= d["guest"]["digest"] == native
+                res[state] = d
+            st0, st1 = res["off"]["stats"], res["on"]["stats"]
+            key, sub = targets[o]
+            t0 = st0[sub][key] if sub else st0[key]
+            t1 = st1[sub][key] if sub else st1[key]
+            ch = (st1["exits"] - st0["exits"]) / st0["exits"] * 100 if st0["exits"] else 0.0
+            print(f"| {w} | {o} | {st0['exits']} | {st1['exits']} | {ch:+.1f}% | "
+                  f"{st0['sim_cycles']} | {st1['sim_cycles']} | {st0['pf_fixed']}/{st1['pf_fixed']} | "
+                  f"{key}: {t0}/{t1} |")
+    return ok
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("table", choices=["modes", "opts"])
+    ap.add_argument("--vmmu", default="build/vmmu")
+    ap.add_argument("--small", action="store_true")
+    a = ap.parse_args()
+    ok = modes_table(a.vmmu, a.small) if a.table == "modes" else opts_table(a.vmmu, a.small)
+    print("\nall digests equal to native" if ok else "\nSOME DIGESTS DIFFER FROM NATIVE")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
