@@ -42,8 +42,13 @@ bool shadow_root_role(const struct paging_ctx *g, union sp_role *role, gfn_t *gf
 		role->level = 5;
 		*levels = 5;
 		break;
-	case PAGING_32:
 	case PAGING_PAE:
+		/* The role of the PD sps the PDPTEs point to; the root is the vCPU's own. */
+		role->level = 2;
+		role->pae = 1;
+		*levels = 4;
+		break;
+	case PAGING_32:
 	default:
 		return false;
 	}
@@ -63,21 +68,32 @@ static bool root_matches(const struct shadow_page *sp, gfn_t gfn, union sp_role 
 	return sp && !sp->invalid && sp->gfn == gfn && sp->role.word == role.word;
 }
 
+/* The PAE root as loaded still stands for these PDPTE registers and role. [L] */
+static bool pae_root_matches(const struct shadow_vcpu *sv, const struct paging_ctx *g,
+			     union sp_role role)
+{
+	return sv->root && sv->root == sv->pae_pml4 && sv->pae_role == role.word &&
+	       g->pdptrs_valid && !memcmp(sv->pae_pdptrs, g->pdptrs, sizeof(sv->pae_pdptrs));
+}
+
 bool shadow_root_current(struct shadow_vcpu *sv)
 {
+	const struct paging_ctx *g = &sv->mv->cpu->guest;
 	union sp_role role;
 	gfn_t gfn;
 	int levels;
 
-	if (!shadow_root_role(&sv->mv->cpu->guest, &role, &gfn, &levels))
+	if (!shadow_root_role(g, &role, &gfn, &levels))
 		return false;
+	if (role.pae)
+		return pae_root_matches(sv, g, role);
 	return root_matches(sv->root, gfn, role) && sv->root_levels == levels;
 }
 
 /* Put @sp at the front of the prev-root cache; the oldest falls out. [L] */
 static void prev_push(struct shadow_mmu *sm, struct shadow_vcpu *sv, struct shadow_page *sp)
 {
-	if (!sp)
+	if (!sp || sp->role.passthrough)    /* the PAE root is the vCPU's, not cached */
 		return;
 	if (sp->invalid) {
 		sp_put_root(sm, sp);
@@ -87,6 +103,63 @@ static void prev_push(struct shadow_mmu *sm, struct shadow_vcpu *sv, struct shad
 		sp_put_root(sm, sv->prev[SHADOW_PREV_ROOTS - 1]);
 	memmove(&sv->prev[1], &sv->prev[0], (SHADOW_PREV_ROOTS - 1) * sizeof(sv->prev[0]));
 	sv->prev[0] = sp;
+}
+
+/*
+ * PAE: the four PDPTEs are registers, loaded at MOV CR3 (and CR0/CR4 changes), not entries the
+ * MMU can write-track: the vCPU's PDPT page links the sp of each present PDPTE as the registers
+ * hold it now, and is rewritten at every load. The PML4 page above it has one entry: a 32-bit
+ * address always walks PML4[0]. [L]
+ */
+static int load_pae_root(struct shadow_mmu *sm, struct shadow_vcpu *sv, union sp_role role,
+			 struct zap_batch *z)
+{
+	const struct paging_ctx *g = &sv->mv->cpu->guest;
+	int rc;
+
+	if (!g->pdptrs_valid)
+		return -EOPNOTSUPP;
+	if (!sv->pae_pml4) {
+		rc = sp_alloc_helper(sm, 4, &sv->pae_pml4);
+		if (rc)
+			return rc;
+	}
+	if (!sv->pae_pdpt) {
+		rc = sp_alloc_helper(sm, 3, &sv->pae_pdpt);
+		if (rc)
+			return rc;
+	}
+	if (!is_shadow_present_pte(spte_read(&sv->pae_pml4->spt[0]))) {
+		rc = sp_link(sm, &sv->pae_pml4->spt[0], sv->pae_pdpt);
+		if (rc)
+			return rc;
+	}
+	make_mmu_pages_available(sm, 4, z);
+	for (unsigned i = 0; i < 4; i++) {
+		uint64_t *sptep = &sv->pae_pdpt->spt[i];
+		uint64_t pdpte = g->pdptrs[i], old = spte_read(sptep);
+		struct shadow_page *child = NULL;
+		gfn_t gfn = (pdpte & rsvd_bits(12, g->cpu.maxphyaddr - 1)) >> 12;
+
+		if (is_shadow_present_pte(old)) {
+			child = pfn_to_sp(sm, spte_to_pfn(old));
+			if ((pdpte & PT_PRESENT_MASK) && child && child->gfn == gfn &&
+			    child->role.word == role.word)
+				continue;
+			spte_drop(sm, sv->pae_pdpt, sptep);
+			z->flush = true;
+		}
+		if (!(pdpte & PT_PRESENT_MASK))
+			continue;
+		rc = sp_get(sm, gfn, role, &child);
+		if (!rc)
+			rc = sp_link(sm, sptep, child);
+		if (rc)
+			return rc;
+	}
+	memcpy(sv->pae_pdptrs, g->pdptrs, sizeof(sv->pae_pdptrs));
+	sv->pae_role = role.word;
+	return 0;
 }
 
 int shadow_load_root_locked(struct shadow_vcpu *sv, bool *changed)
@@ -101,6 +174,25 @@ int shadow_load_root_locked(struct shadow_vcpu *sv, bool *changed)
 	*changed = false;
 	if (!shadow_root_role(&sv->mv->cpu->guest, &role, &gfn, &levels))
 		return -EOPNOTSUPP;
+	if (role.pae) {
+		if (pae_root_matches(sv, &sv->mv->cpu->guest, role))
+			return 0;
+		rc = load_pae_root(sm, sv, role, &z);
+		zap_batch_commit(sm, &z);
+		if (rc)
+			return rc;
+		if (sv->root != sv->pae_pml4) {
+			prev_push(sm, sv, sv->root);
+			sv->root = sv->pae_pml4;
+			sv->root_levels = 4;
+			cpu_set_shadow_root(sv->mv->cpu, sv->pae_pml4->pfn << 12, 4);
+		}
+		/* Else the same root page with new PDPT links: the hardware flushed the TLB for the
+		 * MOV CR3 (or CR0/CR4 change) that reloaded the PDPTEs. */
+		cpu_account_mmu_steps(sv->mv->cpu, 4);
+		*changed = true;
+		return 0;
+	}
 	if (root_matches(sv->root, gfn, role) && sv->root_levels == levels)
 		return 0;
 
@@ -208,9 +300,14 @@ out_free:
 
 static void shadow_vcpu_drop_roots(struct shadow_mmu *sm, struct shadow_vcpu *sv)
 {
-	if (sv->root)
+	if (sv->root && !sv->root->role.passthrough)
 		sp_put_root(sm, sv->root);
 	sv->root = NULL;
+	if (sv->pae_pml4)
+		sp_free_helper(sm, sv->pae_pml4);
+	if (sv->pae_pdpt)
+		sp_free_helper(sm, sv->pae_pdpt);
+	sv->pae_pml4 = sv->pae_pdpt = NULL;
 	for (unsigned i = 0; i < SHADOW_PREV_ROOTS; i++) {
 		if (sv->prev[i])
 			sp_put_root(sm, sv->prev[i]);

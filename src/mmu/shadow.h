@@ -21,7 +21,8 @@
  *    dirty-logging slot its page is marked dirty;
  *  - every present leaf spte is in the rmap of the gfn it maps, once; every present link spte is
  *    in the parent list of the sp it points to, once; sps_by_pfn maps every table frame back;
- *  - shadow_pages = the number of sps in the hash = the LRU's length.
+ *  - the number of sps in the hash = the LRU's length; shadow_pages counts them and the PAE root
+ *    helpers.
  *
  * Locking: everything here is guarded by mmu_lock held for writing ([L]), except the sptes
  * themselves, which the page-walk hardware of every vCPU reads at any time and on which it sets
@@ -135,8 +136,9 @@ static inline unsigned spte_index(gva_t gva, int level)
  *  - cr0_wp, efer_nx: change which sptes a guest entry gives; smep/smap/pke_andnot_wp: with
  *    CR0.WP=0 a supervisor write to a read-only page makes a supervisor-only writable spte
  *    (user cleared), which is exact only without SMAP and PKE and, under SMEP, without exec;
- *  - has_4_byte_gpte, quadrant, passthrough: 32-bit and PAE guests (not built yet, see
- *    docs/soft-mmu.md): the part of a 1024-entry table an sp shadows, the PAE root helpers;
+ *  - pae: shadows a PAE table (reserved bits differ from 4-level ones); passthrough: a vCPU's
+ *    PAE root helper (PML4 and PDPT pages made from the PDPTE registers, no guest table behind
+ *    them, never hashed); has_4_byte_gpte, quadrant: 32-bit guests (not built, docs/soft-mmu.md);
  *  - guest_global, guest_pkey: a direct sp copies the guest large page's G and key into its
  *    leaves, so they are part of what it is.
  */
@@ -156,7 +158,8 @@ union sp_role {
 		unsigned passthrough : 1;
 		unsigned guest_global : 1;
 		unsigned guest_pkey : 4;
-		unsigned unused : 11;
+		unsigned pae : 1;
+		unsigned unused : 10;
 	};
 };
 _Static_assert(sizeof(union sp_role) == sizeof(uint32_t), "role is one word");
@@ -219,6 +222,12 @@ struct shadow_vcpu {
 	int root_levels;                  /* [o] 4 or 5, as given to the hardware */
 	struct shadow_page *prev[SHADOW_PREV_ROOTS];   /* [L] previous roots, most recent first */
 	uint64_t prev_hits;               /* [o] root loads served by prev[] */
+	/* PAE: the root is pae_pml4 (entry 0 -> pae_pdpt), whose four entries link the level-2 sps
+	 * of the PDPTE registers as they were at the last load (pae_pdptrs). Both pages belong to
+	 * the vCPU: never hashed, never recycled, not in the prev-root cache. */
+	struct shadow_page *pae_pml4, *pae_pdpt;    /* [L] */
+	uint64_t pae_pdptrs[4];           /* [L] */
+	uint32_t pae_role;                /* [L] role word of the level-2 sps */
 	gva_t unprotect_gva;              /* [o] the last write that fell back to unshadowing */
 	unsigned unprotect_tries;         /* [o] fallbacks for it in a row */
 };
@@ -232,7 +241,8 @@ struct shadow_mmu {
 	struct htab gfns;                 /* [L] struct gfn_info by gfn */
 	struct list_node lru;             /* [L] valid sps */
 	struct list_node vcpus;           /* [L] struct shadow_vcpu */
-	uint64_t nr_sps;                  /* [L] valid sps */
+	uint64_t nr_sps;                  /* [L] valid sps in the hash (PAE root helpers apart) */
+	uint64_t nr_helpers;              /* [L] PAE root helper pages */
 	uint64_t nr_leaves;               /* [L] present leaf sptes (= rmap entries) */
 	uint64_t slot_pages;              /* [L] pages in memslots: the default limit scales */
 	uint64_t changes;                 /* [L] bumped on every change: audit snapshots */
@@ -344,6 +354,9 @@ uint64_t spte_drop(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *spte
 /* Zap @sp: unlink it from its parents, drop its sptes (children lose a parent), stop tracking its
  * gfn, queue its frame (or mark it invalid while a root). [L] */
 void sp_zap(struct shadow_mmu *sm, struct shadow_page *sp, struct zap_batch *z);
+/* A PAE root helper page (passthrough, @level 4 or 3), and its release. [L] */
+int sp_alloc_helper(struct shadow_mmu *sm, int level, struct shadow_page **out);
+void sp_free_helper(struct shadow_mmu *sm, struct shadow_page *sp);
 /* Mark @sp used by a fault: most recently used, write flooding count cleared. [L] */
 void sp_touch(struct shadow_mmu *sm, struct shadow_page *sp);
 /* Drop a root reference; frees an invalid root at zero. [L] */

@@ -99,6 +99,10 @@ static unsigned root_refs(struct shadow_mmu *sm, const struct shadow_page *sp)
 
 	for (struct list_node *l = sm->vcpus.next; l != &sm->vcpus; l = l->next) {
 		struct shadow_vcpu *sv = container_of(l, struct shadow_vcpu, link);
+		if (sp->role.passthrough) {      /* the vCPU's PAE root pages: its own */
+			n += sv->pae_pml4 == sp || sv->pae_pdpt == sp;
+			continue;
+		}
 		n += sv->root == sp;
 		for (unsigned i = 0; i < SHADOW_PREV_ROOTS; i++)
 			n += sv->prev[i] == sp;
@@ -157,6 +161,15 @@ static int check_sp_sptes(struct audit *a, struct shadow_page *sp, uint64_t *lea
 			    (SPTE_LINK_BITS & ~PT_ACCESSED_MASK) || (s & PT64_NX_MASK))
 				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: link %u = %#" PRIx64
 					    " restricts rights", SPF(sp), i, s);
+			if (sp->role.passthrough) {
+				/* A PAE root page: its PML4 entry links its PDPT page, its PDPT entries
+				 * the PD sps of the PDPTE registers (checked when loaded). */
+				if ((level == 4 && !c->role.passthrough) ||
+				    (level == 3 && (!c->role.pae || c->role.direct)))
+					return fail(a, "PAE root page level %d: link %u to sp gfn %#" PRIx64
+						    " level %d role %#x", level, i, SPF(c));
+				continue;
+			}
 			if (sp->role.direct) {
 				union sp_role want = sp->role;
 				want.level = level - 1;
@@ -211,7 +224,7 @@ static int check_sp_sptes(struct audit *a, struct shadow_page *sp, uint64_t *lea
 static int audit_locked(struct audit *a)
 {
 	struct shadow_mmu *sm = a->sm;
-	uint64_t nsps = 0, nlru = 0, indirect = 0, tracked = 0, leaves = 0, rmaps = 0;
+	uint64_t nsps = 0, nlru = 0, indirect = 0, tracked = 0, leaves = 0, rmaps = 0, helpers = 0;
 	int rc;
 
 	for (struct list_node *l = sm->lru.next; l != &sm->lru; l = l->next)
@@ -235,6 +248,8 @@ static int audit_locked(struct audit *a)
 				if (!sp->root_count || sp->parents.n)
 					return fail(a, "invalid sp gfn %#" PRIx64 " level %d role %#x kept "
 						    "without a root reference, or linked", SPF(sp));
+			} else if (sp->role.passthrough) {
+				helpers++;
 			} else {
 				nsps++;
 				if (!sp->role.direct)
@@ -258,11 +273,11 @@ static int audit_locked(struct audit *a)
 				return rc;
 		}
 	}
-	if (nsps != sm->nr_sps || nsps != sm->sp_hash.n || nsps != nlru ||
-	    nsps != __atomic_load_n(&sm->mmu.st.shadow_pages, __ATOMIC_RELAXED))
-		return fail(a, "accounting: %" PRIu64 " valid sps, nr_sps %" PRIu64 ", hash %" PRIu64
-			    ", LRU %" PRIu64 ", shadow_pages %" PRIu64, nsps, sm->nr_sps,
-			    sm->sp_hash.n, nlru, sm->mmu.st.shadow_pages);
+	if (nsps != sm->nr_sps || nsps != sm->sp_hash.n || nsps != nlru || helpers != sm->nr_helpers ||
+	    nsps + helpers != __atomic_load_n(&sm->mmu.st.shadow_pages, __ATOMIC_RELAXED))
+		return fail(a, "accounting: %" PRIu64 " valid sps and %" PRIu64 " PAE root pages, nr_sps %"
+			    PRIu64 ", hash %" PRIu64 ", LRU %" PRIu64 ", shadow_pages %" PRIu64, nsps,
+			    helpers, sm->nr_sps, sm->sp_hash.n, nlru, sm->mmu.st.shadow_pages);
 	/* The hash holds exactly the valid sps (each found under its own gfn). */
 	for (uint64_t b = 0; b <= sm->sp_hash.mask; b++)
 		for (struct hnode *n = sm->sp_hash.b[b]; n; n = n->next) {
@@ -332,7 +347,7 @@ static bool read_gpte(struct shadow_mmu *sm, gfn_t gfn, unsigned idx, uint64_t *
 static uint64_t gpte_rsvd(const struct shadow_mmu *sm, union sp_role role, int level, uint64_t gpte)
 {
 	struct paging_ctx ctx = { .cpu = sm->mmu.env.cpu, .efer = role.efer_nx ? EFER_NXE : 0 };
-	return paging_rsvd_mask64(&ctx, role.level == 5 ? PAGING_5LVL : PAGING_4LVL, level,
+	return paging_rsvd_mask64(&ctx, role.pae ? PAGING_PAE : PAGING_4LVL, level,
 				  gpte & PT_PAGE_SIZE_MASK);
 }
 

@@ -193,8 +193,9 @@ static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **lea
 	int level = sp->role.level;
 
 	for (;;) {
-		sp_touch(sm, sp);
-		if (!sp->role.direct) {
+		if (!sp->role.passthrough)
+			sp_touch(sm, sp);
+		if (!sp->role.direct && !sp->role.passthrough) {
 			uint64_t now = __atomic_load_n(f->gptep[level], __ATOMIC_ACQUIRE);
 			f->steps++;
 			if (now != w->gpte[level])
@@ -208,7 +209,21 @@ static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **lea
 		gfn_t gfn;
 
 		role.level = level - 1;
-		if (sp->role.direct) {
+		if (sp->role.passthrough && level == 4) {
+			/* The vCPU's PAE PML4 page: entry 0 is its PDPT page, linked at load. */
+			if (!is_shadow_present_pte(spte_read(sptep))) {
+				int rc = sp_link(sm, sptep, f->sv->pae_pdpt);
+				if (rc)
+					return rc;
+			}
+			sp = f->sv->pae_pdpt;
+			level--;
+			continue;
+		} else if (sp->role.passthrough) {
+			/* The PDPT page: the PDPTE register the walk used (no rights, no A bit). */
+			role.word = f->sv->pae_role;
+			gfn = (w->gpte[level] & rsvd_bits(12, 51)) >> 12;
+		} else if (sp->role.direct) {
 			gfn = sp->gfn + ((gfn_t)spte_index(p->gva, level) << (9 * (level - 1)));
 		} else if (level > w->level) {
 			gfn = (w->gpte[level] & rsvd_bits(12, 51)) >> 12;
@@ -636,6 +651,8 @@ int shadow_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, struct mmu_o
 	}
 	for (int l = p->w.root_level; l >= p->w.level && l >= 1; l--) {
 		void *ptr;
+		if (l == 3 && paging_mode_of(&f.cpu->guest) == PAGING_PAE)
+			continue;              /* a PDPTE register: nothing in memory to re-check */
 		if (memslots_gpa_to_ptr(sm->mmu.env.slots, p->w.pte_gpa[l], 8, false, &ptr))
 			goto out_unlock_read;      /* gone since the walk: retry */
 		f.gptep[l] = ptr;

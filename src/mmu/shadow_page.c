@@ -355,6 +355,49 @@ int sp_get(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shadow_p
 	return 0;
 }
 
+int sp_alloc_helper(struct shadow_mmu *sm, int level, struct shadow_page **out)
+{
+	struct shadow_page *sp = calloc(1, sizeof(*sp));
+	pfn_t pfn;
+	int rc;
+
+	if (!sp)
+		return -ENOMEM;
+	rc = host_frame_alloc(sm->mmu.env.arena, 0, &pfn);
+	if (rc) {
+		free(sp);
+		return rc;
+	}
+	sp->gfn = ~0ULL;
+	sp->role.level = (unsigned)level;
+	sp->role.passthrough = 1;
+	sp->role.access = ACC_ALL;
+	sp->pfn = pfn;
+	sp->spt = host_pfn_to_ptr(sm->mmu.env.arena, pfn);
+	sp->by_pfn.key = pfn;
+	sp->root_count = 1;             /* the vCPU's own */
+	list_init(&sp->lru);
+	htab_add(&sm->sp_by_pfn, &sp->by_pfn);
+	sm->nr_helpers++;
+	mmu_stat_inc(&sm->mmu, shadow_pages);
+	shadow_changed(sm);
+	*out = sp;
+	return 0;
+}
+
+void sp_free_helper(struct shadow_mmu *sm, struct shadow_page *sp)
+{
+	while (sp->parents.n)
+		spte_write(sp->parents.v[--sp->parents.n], 0);
+	for (unsigned i = 0; i < SPTE_ENTRIES; i++)
+		if (spte_read(&sp->spt[i]))
+			spte_drop(sm, sp, &sp->spt[i]);
+	sm->nr_helpers--;
+	mmu_stat_add(&sm->mmu, shadow_pages, (uint64_t)-1);
+	shadow_changed(sm);
+	sp_queue_free(sm, sp);
+}
+
 int sp_link(struct shadow_mmu *sm, uint64_t *sptep, struct shadow_page *child)
 {
 	int rc = sptep_vec_add(&child->parents, sptep);

@@ -50,6 +50,7 @@ struct pair {
 	enum vmmu_host host;
 	gpa_t next_table, next_data;
 	int levels;
+	gva_t win;                 /* the window's base (WIN; lower in a 32-bit address space) */
 	uint64_t steps;
 };
 
@@ -80,6 +81,7 @@ static void pair_init(struct pair *p, enum vmmu_host host)
 	p->next_table = TABLES;
 	p->next_data = DATA;
 	p->levels = 4;
+	p->win = WIN;
 }
 
 static void pair_fini(struct pair *p)
@@ -266,7 +268,7 @@ static void gstore(struct pair *p, gpa_t gpa, uint64_t v, uint32_t len)
 	struct vmmu_regs r;
 	assert_int_equal(vmmu_vcpu_get_regs(p->g[0].v, &r), 0);
 	cpl(p, 0, false);
-	struct out o = acc(p, WIN + gpa, len, VMMU_ACC_WRITE, v);
+	struct out o = acc(p, p->win + gpa, len, VMMU_ACC_WRITE, v);
 	assert_int_equal(o.r.status, VMMU_ACCESS_DONE);
 	cpl(p, r.cpl, r.ac);
 }
@@ -916,6 +918,85 @@ static void test_la57_body(struct pair *p)
 }
 BOTH_HOSTS(test_la57)
 
+/* PAE paging: the four PDPTEs are registers loaded at MOV CR3, so a PDPT changed in memory takes
+ * effect only at the next load, in both modes; PD and PT pages are write-tracked as usual. */
+#define PAE_WIN 0xc0000000ULL
+static gpa_t pae_map(struct pair *p, gpa_t pdpt, gva_t gva, gpa_t gpa, int level, uint64_t f)
+{
+	gpa_t e = pdpt + ((gva >> 30) & 3) * 8;
+	uint64_t v = rd(&p->g[0], e);
+	if (!(v & PT_PRESENT_MASK)) {
+		v = new_table(p) | PT_PRESENT_MASK;
+		wr(p, e, v);
+	}
+	gpa_t table = v & rsvd_bits(12, 51);
+	for (int l = 2; l > level; l--) {
+		e = table + ((gva >> (12 + 9 * (l - 1))) & 511) * 8;
+		v = rd(&p->g[0], e);
+		if (!(v & PT_PRESENT_MASK)) {
+			v = new_table(p) | PRWU;
+			wr(p, e, v);
+		}
+		table = v & rsvd_bits(12, 51);
+	}
+	e = table + ((gva >> (12 + 9 * (level - 1))) & 511) * 8;
+	wr(p, e, gpa | f | (level > 1 ? PT_PAGE_SIZE_MASK : 0));
+	return e;
+}
+
+static void test_pae_body(struct pair *p)
+{
+	gpa_t pdpt = new_table(p);
+	p->win = PAE_WIN;
+	for (gpa_t g = 0; g < MEM; g += 0x200000)
+		pae_map(p, pdpt, PAE_WIN + g, g, 2, PRW | AD);
+	static const uint64_t flags[] = { PRWU, PT_PRESENT_MASK | PT_USER_MASK, PRW,
+					  PRWU | PT64_NX_MASK, 0 };
+	gpa_t pte[5];
+	for (unsigned i = 0; i < 5; i++)
+		pte[i] = pae_map(p, pdpt, 0x400000 + i * 0x1000, new_data(p), 1, flags[i]);
+	gpa_t big = pae_map(p, pdpt, 0x40000000, 0x200000, 2, PRWU);
+	regs(p, CR0_BASE | X86_CR0_WP, X86_CR4_PAE, EFER_NXE, pdpt);
+	for (unsigned c = 0; c < 2; c++) {
+		cpl(p, c ? 3 : 0, false);
+		for (unsigned i = 0; i < 5; i++) {
+			acc(p, 0x400000 + i * 0x1000, 8, VMMU_ACC_READ, 0);
+			acc(p, 0x400000 + i * 0x1000, 8, VMMU_ACC_WRITE, i);
+			acc(p, 0x400000 + i * 0x1000, 4, VMMU_ACC_FETCH, 0);
+		}
+		acc(p, 0x40000000 + 0x12345, 8, VMMU_ACC_WRITE, 7);
+		acc(p, 0x80000000, 8, VMMU_ACC_READ, 0);          /* PDPTE 2 not present */
+	}
+	cpl(p, 0, false);
+	/* A PTE store, emulated; then the large page made read-only. */
+	gpa_t d = new_data(p);
+	wr(p, d, 0xd0d0);
+	gstore(p, pte[0], d | PRWU, 8);
+	gstore(p, big, 0x200000 | PT_PRESENT_MASK | PT_PAGE_SIZE_MASK | AD, 8);
+	invlpg(p, 0x400000);
+	invlpg(p, 0x40000000);
+	assert_int_equal(rd_ok(p, 0x400000), 0xd0d0);
+	acc(p, 0x40000000, 8, VMMU_ACC_WRITE, 1);
+	assert_true(SH(p).pf_emulate >= 2);
+	/* PDPTE 1 written in memory: not in the registers until MOV CR3. */
+	gpa_t pd1 = new_table(p), pt1 = new_table(p), d1 = new_data(p);
+	wr(p, d1, 0xd1d1);
+	gstore(p, pt1, d1 | PRWU, 8);
+	gstore(p, pd1, pt1 | PRWU, 8);
+	gstore(p, pdpt + 8, pd1 | PT_PRESENT_MASK, 8);
+	struct out o = acc(p, 0x40000000, 8, VMMU_ACC_READ, 0);   /* still the old PDPTE 1 */
+	assert_int_equal(o.r.status, VMMU_ACCESS_DONE);
+	mov_cr(p, 3, pdpt);
+	assert_int_equal(rd_ok(p, 0x40000000), 0xd1d1);
+	/* CR4 and CR0 changes reload them too; 4-level and back through paging off. */
+	mov_cr(p, 4, X86_CR4_PAE | X86_CR4_SMEP);
+	assert_int_equal(rd_ok(p, 0x400000), 0xd0d0);
+	mov_cr(p, 0, CR0_BASE);
+	acc(p, 0x404000, 8, VMMU_ACC_WRITE, 9);
+	same_all(p);
+}
+BOTH_HOSTS(test_pae)
+
 /* Paging off (a direct root), then on with MOV CR0: the root changes with the mode. */
 static void test_paging_off_body(struct pair *p)
 {
@@ -997,6 +1078,7 @@ int main(void)
 		cmocka_unit_test(test_misaligned_pte_writes),
 		cmocka_unit_test(test_large_pages),
 		cmocka_unit_test(test_la57),
+		cmocka_unit_test(test_pae),
 		cmocka_unit_test(test_paging_off),
 		cmocka_unit_test(test_split_tracked_write),
 		cmocka_unit_test(test_recursive),
