@@ -84,6 +84,7 @@ struct vmmu_vm_config {
 	enum vmmu_mmu mmu;
 	enum vmmu_host host;       /* ept implies vmx, npt svm */
 	uint32_t opts_off;         /* VMMU_OPT_* switched off (0: all on where available) */
+	uint64_t max_shadow_pages; /* soft MMU page limit (0: 2% of guest pages, at least 64) */
 	struct vmmu_tlb_geometry tlb;
 	struct vmmu_cost cost;
 	const char *cpu;           /* guest CPU model: "intel" (default) or "amd" */

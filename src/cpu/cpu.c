@@ -40,6 +40,10 @@ static void cpu_update(struct cpu *c)
 	struct paging_ctx nopk = c->guest;
 
 	nopk.cr4 &= ~X86_CR4_PKE;
+	/* Under shadow paging the hardware runs with CR0.WP=1 whatever the guest set (the MMU
+	 * emulates WP=0 through the sptes), so cached rights are checked as the hardware does. */
+	if (c->mode == VMMU_MMU_SHADOW)
+		nopk.cr0 |= X86_CR0_WP;
 	for (unsigned idx = 0; idx < 16; idx++) {
 		unsigned access = ((idx & 1) ? PFERR_WRITE : 0) | ((idx & 2) ? PFERR_FETCH : 0) |
 				  ((idx & 8) ? WALK_IMPLICIT : 0);
@@ -263,6 +267,15 @@ void cpu_set_shadow_root(struct cpu *c, hpa_t root, int levels)
 	c->shadow_root = root;
 	c->shadow_levels = levels;
 	cpu_flush_tlb(c);
+}
+
+void cpu_switch_shadow_root(struct cpu *c, hpa_t root, int levels)
+{
+	/* The TLB is tagged by the guest's PCID: entries of other PCIDs stay valid for the roots
+	 * they were filled under, which the MMU keeps (its cached roots) or flushes when it drops
+	 * them. MOV CR3's own architectural flush has already happened. */
+	c->shadow_root = root;
+	c->shadow_levels = levels;
 }
 
 void cpu_set_tdp(struct cpu *c, const struct tdp_ctx *tdp)
@@ -733,8 +746,12 @@ translate(struct cpu *c, gva_t gva, unsigned kind, unsigned access, uint64_t *pa
 
 	if (h != TLB_MISS) {
 		bool fault = (c->perm_kind[kind & 7] >> e.access) & 1;
-		if (!fault && (c->guest.cr4 & X86_CR4_PKE) && (e.access & ACC_USER))
-			fault = paging_permission_fault(&c->guest, e.access, e.pkey, access) != 0;
+		if (!fault && (c->guest.cr4 & X86_CR4_PKE) && (e.access & ACC_USER)) {
+			struct paging_ctx hw = c->guest;
+			if (c->mode == VMMU_MMU_SHADOW)
+				hw.cr0 |= X86_CR0_WP;
+			fault = paging_permission_fault(&hw, e.access, e.pkey, access) != 0;
+		}
 		if (!fault && (!(access & PFERR_WRITE) || e.dirty)) {
 			c->st.tlb_hits++;
 			if (h == TLB_HIT_L2) {

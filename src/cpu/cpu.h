@@ -149,6 +149,10 @@ extern const struct guest_mem_ops cpu_gmem_ops;
  * entry with a new root without VPID/ASID tagging does. */
 void cpu_set_exit_controls(struct cpu *c, const struct exit_controls *ctl);
 void cpu_set_shadow_root(struct cpu *c, hpa_t root, int levels);
+/* The same without the flush, for a root switch at MOV CR3 whose TLB effect the architecture
+ * already decided (PCID, the no-flush bit). The MMU must flush itself whenever it frees or
+ * changes a root that entries of another PCID may still come from. */
+void cpu_switch_shadow_root(struct cpu *c, hpa_t root, int levels);
 void cpu_set_tdp(struct cpu *c, const struct tdp_ctx *tdp);
 void cpu_destroy(struct cpu *c);
 

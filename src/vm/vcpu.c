@@ -99,9 +99,17 @@ int vmmu_vcpu_get_regs(struct vmmu_vcpu *vcpu, struct vmmu_regs *regs)
 
 int vmmu_vcpu_set_regs(struct vmmu_vcpu *vcpu, const struct vmmu_regs *regs)
 {
+	uint64_t old_cr3;
+	int rc;
+
 	if (!vcpu || !regs)
 		return -EINVAL;
-	return cpu_set_regs(&vcpu->cpu, regs);
+	old_cr3 = vcpu->cpu.guest.cr3;
+	rc = cpu_set_regs(&vcpu->cpu, regs);
+	if (rc || !vcpu->vm->mmu)
+		return rc;
+	/* A whole new paging state (KVM's kvm_mmu_reset_context): the MMU reloads its root. */
+	return mmu_guest_cr_changed(&vcpu->mmu, 3, old_cr3, regs->cr3);
 }
 
 int vmmu_vcpu_set_cpl(struct vmmu_vcpu *vcpu, unsigned cpl, bool ac)

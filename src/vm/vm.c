@@ -144,6 +144,7 @@ int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out)
 		struct mmu_env env = {
 			.mode = vm->cfg.mmu, .host = vm->cfg.host, .opts = vm->opts,
 			.arena = vm->arena, .mm = vm->mm, .slots = vm->slots, .cpu = vm->cpu_model,
+			.max_shadow_pages = vm->cfg.max_shadow_pages,
 			.flush_remote_tlbs = vm_flush_remote_tlbs, .opaque = vm,
 		};
 		rc = mmu_create(&env, &vm->mmu);
