@@ -35,6 +35,23 @@ static inline unsigned perm_index(unsigned access, uint8_t cpl)
 
 /* Recompute what depends on control state: the permission bitmap (as KVM's
  * update_permission_bitmask) and the PCID. Protection keys are checked apart. */
+/* Pick the permission rows of the current CPL and AC: a privilege change costs only this. */
+static void cpu_select_perm(struct cpu *c)
+{
+	const uint8_t *perm = c->perm[c->guest.ac ? 1 : 0];
+
+	/* The hit path indexes by the caller's access kind directly. */
+	for (unsigned kind = 0; kind < 8; kind++) {
+		unsigned access = ((kind & VMMU_ACC_WRITE) ? PFERR_WRITE : 0) |
+				  ((kind & VMMU_ACC_FETCH) ? PFERR_FETCH : 0) |
+				  ((kind & VMMU_ACC_IMPLICIT) ? WALK_IMPLICIT : 0);
+		c->perm_kind[kind] = perm[perm_index(access, c->guest.cpl)];
+	}
+}
+
+/* Recompute what depends on control state: the permission bitmaps for both values of AC (as
+ * KVM's update_permission_bitmask), the current rows and the PCID. Protection keys are checked
+ * apart. */
 static void cpu_update(struct cpu *c)
 {
 	struct paging_ctx nopk = c->guest;
@@ -44,24 +61,21 @@ static void cpu_update(struct cpu *c)
 	 * emulates WP=0 through the sptes), so cached rights are checked as the hardware does. */
 	if (c->mode == VMMU_MMU_SHADOW)
 		nopk.cr0 |= X86_CR0_WP;
-	for (unsigned idx = 0; idx < 16; idx++) {
-		unsigned access = ((idx & 1) ? PFERR_WRITE : 0) | ((idx & 2) ? PFERR_FETCH : 0) |
-				  ((idx & 8) ? WALK_IMPLICIT : 0);
-		uint8_t bits = 0;
-		/* The rules read CPL only to tell a user access, which idx bit 2 already says. */
-		nopk.cpl = (idx & 4) ? 3 : 0;
-		for (unsigned acc = 0; acc < 8; acc++)
-			if (paging_permission_fault(&nopk, acc, 0, access))
-				bits |= (uint8_t)(1u << acc);
-		c->perm[idx] = bits;
+	for (unsigned ac = 0; ac < 2; ac++) {
+		nopk.ac = ac;
+		for (unsigned idx = 0; idx < 16; idx++) {
+			unsigned access = ((idx & 1) ? PFERR_WRITE : 0) | ((idx & 2) ? PFERR_FETCH : 0) |
+					  ((idx & 8) ? WALK_IMPLICIT : 0);
+			uint8_t bits = 0;
+			/* The rules read CPL only to tell a user access, which idx bit 2 says. */
+			nopk.cpl = (idx & 4) ? 3 : 0;
+			for (unsigned acc = 0; acc < 8; acc++)
+				if (paging_permission_fault(&nopk, acc, 0, access))
+					bits |= (uint8_t)(1u << acc);
+			c->perm[ac][idx] = bits;
+		}
 	}
-	/* The hit path indexes by the caller's access kind directly. */
-	for (unsigned kind = 0; kind < 8; kind++) {
-		unsigned access = ((kind & VMMU_ACC_WRITE) ? PFERR_WRITE : 0) |
-				  ((kind & VMMU_ACC_FETCH) ? PFERR_FETCH : 0) |
-				  ((kind & VMMU_ACC_IMPLICIT) ? WALK_IMPLICIT : 0);
-		c->perm_kind[kind] = c->perm[perm_index(access, c->guest.cpl)];
-	}
+	cpu_select_perm(c);
 	c->pcid = (c->guest.cr4 & X86_CR4_PCIDE) ? (uint16_t)(c->guest.cr3 & 0xfff) : 0;
 }
 
@@ -397,7 +411,7 @@ int cpu_set_cpl(struct cpu *c, unsigned cpl, bool ac)
 		return -EINVAL;
 	c->guest.cpl = (uint8_t)cpl;
 	c->guest.ac = ac;
-	cpu_update(c);
+	cpu_select_perm(c);
 	return 0;
 }
 

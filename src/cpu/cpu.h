@@ -12,7 +12,8 @@
  *  - every TLB entry was filled from a successful walk under the current paging mode and has not
  *    been invalidated since by an architectural flush (INVLPG, INVPCID, MOV CR3/CR4/CR0 rules,
  *    cpu_flush_tlb) or by a #PF on its address;
- *  - perm[] always matches the current CR0.WP, CR4.SMEP/SMAP, CPL and EFLAGS.AC (cpu_update()).
+ *  - perm[] matches the current CR0.WP and CR4.SMEP/SMAP (cpu_update()); perm_kind[] the current
+ *    CPL and EFLAGS.AC (cpu_select_perm()).
  * Locking: none; a struct cpu is owned by its vCPU's thread. Remote flush requests are applied by
  * the owner (vm/).
  */
@@ -116,7 +117,7 @@ struct cpu {
 	enum vmmu_mmu mode;                  /* [c] */
 	struct paging_ctx guest;             /* [v] the guest's architectural state */
 	uint16_t pcid;                       /* [v] current PCID (0 unless CR4.PCIDE) */
-	uint8_t perm[16];                    /* [v] perm[access index] bit n: rights n fault */
+	uint8_t perm[2][16];                 /* [v] perm[AC][access index] bit n: rights n fault */
 	uint8_t perm_kind[8];                /* [v] perm[] row of each VMMU_ACC_* kind at this CPL */
 	struct tlb *tlb;                     /* [c] */
 	struct vmmu_cost cost;               /* [c] defaults filled */
