@@ -71,7 +71,7 @@ static double run(struct vmmu_vm *vm, const struct paging_ctx *ctx, unsigned acc
 	double t0 = now();
 	for (uint64_t i = 0; i < NPAGES; i++) {
 		uint64_t p = (i * 7919) % NPAGES;   /* a prime stride: no two walks share a PTE line */
-		if (paging_walk(ctx, &vm_guest_mem_ops, vm, GVA0 + p * 4096, access, &r) != WALK_OK) {
+		if (paging_walk(ctx, &slots_gmem_ops, vm->slots, GVA0 + p * 4096, access, &r) != WALK_OK) {
 			fprintf(stderr, "bench_walk: walk failed\n");
 			exit(1);
 		}

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "mmu/tdp_mmu.h"
+#include "paging/slots_gmem.h"
 
 /* The dirty-logging mode of new MMUs. A create-time choice belongs in struct mmu_env (proposed:
  * a dirty_mode field); until then this flag, and tdp_mmu_set_dirty_mode() for tests. */
@@ -81,69 +82,8 @@ void tdp_mmu_set_dirty_mode(struct mmu *m, enum tdp_dirty_mode mode)
 	__atomic_store_n(&to_tdp(m)->dirty_mode, mode, __ATOMIC_RELAXED);
 }
 
-/* ---- guest memory for the software walk (KVM's emulator reads guest tables so) ---- */
-
-/* Native mode's vocabulary (vm/): no slot or no host memory is "not memory"; a read-only slot
- * refuses the A/D write. */
-static int gmem_err(int rc)
-{
-	if (rc == -EPERM)
-		return -EACCES;
-	if (rc == -EFAULT)
-		return -ENOENT;
-	return rc;
-}
-
-static int tdp_gmem_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
-{
-	struct tdp_mmu *t = opaque;
-	void *p;
-	int rc;
-
-	memslots_read_lock();
-	rc = memslots_gpa_to_ptr(t->head.env.slots, gpa, len, false, &p);
-	if (!rc) {
-		/* Entries are naturally aligned; vCPUs may swap them at any time. */
-		if (len == 8)
-			*(uint64_t *)buf = __atomic_load_n((uint64_t *)p, __ATOMIC_ACQUIRE);
-		else if (len == 4)
-			*(uint32_t *)buf = __atomic_load_n((uint32_t *)p, __ATOMIC_ACQUIRE);
-		else
-			memcpy(buf, p, len);
-	}
-	memslots_read_unlock();
-	return gmem_err(rc);
-}
-
-static int tdp_gmem_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val, unsigned len)
-{
-	struct tdp_mmu *t = opaque;
-	bool ok = false;
-	void *p;
-	int rc;
-
-	if (len != 8 && len != 4)
-		return -EINVAL;
-	memslots_read_lock();
-	rc = memslots_gpa_to_ptr(t->head.env.slots, gpa, len, true, &p);
-	if (!rc && len == 8) {
-		ok = __atomic_compare_exchange_n((uint64_t *)p, &old, val, false, __ATOMIC_SEQ_CST,
-						 __ATOMIC_SEQ_CST);
-	} else if (!rc) {
-		uint32_t o = (uint32_t)old;
-		ok = __atomic_compare_exchange_n((uint32_t *)p, &o, (uint32_t)val, false,
-						 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-	}
-	memslots_read_unlock();
-	if (rc)
-		return gmem_err(rc);
-	return ok ? 0 : -EAGAIN;
-}
-
-static const struct guest_mem_ops tdp_gmem_ops = {
-	.read = tdp_gmem_read,
-	.cmpxchg = tdp_gmem_cmpxchg,
-};
+/* ---- the software walk of guest tables (KVM's emulator reads them so), over the memslots
+ * (paging/slots_gmem.h) ---- */
 
 static unsigned exit_access(const struct hw_exit *e)
 {
@@ -163,7 +103,8 @@ static int tdp_emulate_walk(struct tdp_mmu *t, struct mmu_vcpu *mv, const struct
 {
 	struct walk_result r;
 
-	switch (paging_walk(&mv->cpu->guest, &tdp_gmem_ops, t, e->gva, exit_access(e), &r)) {
+	switch (paging_walk(&mv->cpu->guest, &slots_gmem_ops, t->head.env.slots, e->gva,
+			    exit_access(e), &r)) {
 	case WALK_PF:
 		out->action = MMU_INJECT_PF;
 		out->pf_ec = r.ec;
@@ -189,8 +130,8 @@ static bool is_final_access(struct tdp_mmu *t, struct mmu_vcpu *mv, const struct
 {
 	struct walk_result r;
 
-	if (paging_walk(&mv->cpu->guest, &tdp_gmem_ops, t, e->gva, exit_access(e) | WALK_NO_AD,
-			&r) != WALK_OK)
+	if (paging_walk(&mv->cpu->guest, &slots_gmem_ops, t->head.env.slots, e->gva,
+			exit_access(e) | WALK_NO_AD, &r) != WALK_OK)
 		return false;
 	return (r.gpa >> VMMU_PAGE_SHIFT) == gfn;
 }

@@ -406,7 +406,7 @@ int scn_model_run(struct scn_model *m, const struct scenario *s, const struct cp
 	ctx.pkru = s->pkru;
 
 	static const unsigned access[] = { 0, PFERR_WRITE, PFERR_FETCH };
-	paging_walk(&ctx, &vm_guest_mem_ops, m->vm, SCN_GVA, access[s->access], &r);
+	paging_walk(&ctx, &slots_gmem_ops, m->vm->slots, SCN_GVA, access[s->access], &r);
 	if (r.status != WALK_OK && r.status != WALK_PF)
 		return r.status == WALK_ABORT && r.abort_err ? r.abort_err : -EIO;
 

@@ -21,6 +21,7 @@
 #include "mem/memslot.h"
 #include "mmu/mmu.h"
 #include "paging/paging.h"
+#include "paging/slots_gmem.h"
 #include "vmmu/vmmu.h"
 
 #define VMMU_MAX_VCPUS 64
@@ -48,8 +49,5 @@ struct vmmu_vm {
 	unsigned nr_vcpus;
 };
 
-/* Guest physical memory for the page walker: reads with atomic loads, A/D updates with
- * compare-and-swap, through the memslots. Opaque is the struct vmmu_vm. */
-extern const struct guest_mem_ops vm_guest_mem_ops;
 
 #endif
