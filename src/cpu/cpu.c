@@ -572,6 +572,19 @@ static enum hw_status vm_exit(struct cpu *c, struct hw_outcome *o, enum vmmu_exi
 	return HW_EXIT;
 }
 
+/* A #PF from a walk under a hypervisor: a VM exit if the exit controls intercept it, else it goes
+ * straight to the guest (the no-trap case, or nested paging's guest faults). */
+static enum hw_status pf_exit_or_deliver(struct cpu *c, gva_t gva, gva_t addr, uint32_t ec,
+					 unsigned access, struct hw_outcome *o)
+{
+	if (exit_pf_intercepted(&c->ctl, ec)) {
+		tlb_invlpg(c->tlb, gva, c->pcid);
+		pwc_flush(c);
+		return vm_exit(c, o, VMMU_EXIT_PF, gva, 0, ec, 0, access);
+	}
+	return deliver_pf(c, addr, ec, o);
+}
+
 static void fill(struct cpu *c, gva_t gva, uint64_t pa, unsigned page_shift, unsigned rights,
 		 unsigned pkey, bool dirty, bool global)
 {
@@ -662,12 +675,7 @@ static enum hw_status walk_shadow(struct cpu *c, gva_t gva, unsigned access, uin
 	case WALK_OK:
 		break;
 	case WALK_PF:
-		if (exit_pf_intercepted(&c->ctl, r.ec)) {
-			tlb_invlpg(c->tlb, gva, c->pcid);
-			pwc_flush(c);
-			return vm_exit(c, o, VMMU_EXIT_PF, gva, 0, r.ec, 0, access);
-		}
-		return deliver_pf(c, r.addr, r.ec, o);
+		return pf_exit_or_deliver(c, gva, r.addr, r.ec, access, o);
 	case WALK_GP:
 		o->status = HW_GP;
 		return HW_GP;
@@ -705,12 +713,7 @@ static enum hw_status walk_nested(struct cpu *c, gva_t gva, unsigned access, uin
 	case NESTED_OK:
 		break;
 	case NESTED_GUEST_PF:
-		if (exit_pf_intercepted(&c->ctl, r.pf_ec)) {
-			tlb_invlpg(c->tlb, gva, c->pcid);
-			pwc_flush(c);
-			return vm_exit(c, o, VMMU_EXIT_PF, gva, 0, r.pf_ec, 0, access);
-		}
-		return deliver_pf(c, r.gva, r.pf_ec, o);
+		return pf_exit_or_deliver(c, gva, r.gva, r.pf_ec, access, o);
 	case NESTED_GUEST_GP:
 		o->status = HW_GP;
 		return HW_GP;
