@@ -58,6 +58,15 @@ static inline int wl_wait(struct task *t)
 {
 	return t->live_children ? STEP_BLOCK : STEP_CONT;
 }
+/* Progress of a workload counted in units of work: g->wl points at one of these. */
+struct wl_count {
+	uint64_t done, total;
+};
+/* Make g->wl a struct wl_count of @total units and report progress from it. 0 or -ENOMEM. */
+int wl_start_count(struct guest *g, uint64_t total);
+/* A system call failed: a fatal guest error stops the run, anything else ends the task (exit
+ * code 12 for ENOMEM, else 1). */
+int wl_sys_failed(struct guest *g, struct task *t, int rc);
 /* A copy of @size bytes of @src (a program's state), NULL when out of memory. */
 void *wl_dup(const void *src, size_t size);
 

@@ -14,34 +14,6 @@
 
 #include "wl.h"
 
-struct wl_count {
-	uint64_t done, total;   /* units of work, for progress */
-};
-
-static double count_progress(struct guest *g)
-{
-	const struct wl_count *w = g->wl;
-	return w && w->total ? (double)w->done / (double)w->total : 0;
-}
-
-static int start_count(struct guest *g, uint64_t total)
-{
-	struct wl_count *w = calloc(1, sizeof(*w));
-	if (!w)
-		return -ENOMEM;
-	w->total = total;
-	g->wl = w;
-	g->wl_progress = count_progress;
-	return 0;
-}
-
-/* A system call failed: a fatal guest error stops the run, anything else ends the task. */
-static int sys_failed(struct guest *g, struct task *t, int rc)
-{
-	if (g->fatal)
-		return g->fatal;
-	return wl_exit(g, t, rc == -ENOMEM ? 12 : 1);
-}
 
 /* Start @n - 1 threads of @t running @step, each with a copy of @prog whose slice @slice()
  * sets; the caller keeps slice 0. */
@@ -109,11 +81,11 @@ static int touch_step(struct guest *g, struct task *t)
 	case 0:
 		rc = sys_mmap(g, t, 0, p->size, VMMU_PROT_READ | VMMU_PROT_WRITE, 0, &p->base);
 		if (rc)
-			return sys_failed(g, t, rc);
+			return wl_sys_failed(g, t, rc);
 		touch_slice(p, 0, p->threads);
 		rc = start_threads(g, t, p->threads, touch_step, p, sizeof(*p), touch_slice);
 		if (rc)
-			return sys_failed(g, t, rc);
+			return wl_sys_failed(g, t, rc);
 		return STEP_CONT;
 	case 1: {
 		if (p->i == p->end) {
@@ -169,7 +141,7 @@ static int touch_start(struct guest *g, const struct vmmu_workload_args *a, char
 		.threads = wl_threads(a->u[TOUCH_THREADS], g->nr_cpus),
 	};
 	struct task *t;
-	int rc = start_count(g, (p.size + p.stride - 1) / p.stride * p.passes);
+	int rc = wl_start_count(g, (p.size + p.stride - 1) / p.stride * p.passes);
 
 	if (!rc)
 		rc = wl_spawn(g, touch_step, wl_dup(&p, sizeof(p)), &t);
@@ -221,11 +193,11 @@ static int gups_step(struct guest *g, struct task *t)
 	case 0:
 		rc = sys_mmap(g, t, 0, p->size, VMMU_PROT_READ | VMMU_PROT_WRITE, 0, &p->base);
 		if (rc)
-			return sys_failed(g, t, rc);
+			return wl_sys_failed(g, t, rc);
 		gups_slice(p, 0, p->threads);
 		rc = start_threads(g, t, p->threads, gups_step, p, sizeof(*p), gups_slice);
 		if (rc)
-			return sys_failed(g, t, rc);
+			return wl_sys_failed(g, t, rc);
 		return STEP_CONT;
 	case 1: {
 		if (!p->left) {
@@ -276,7 +248,7 @@ static int gups_start(struct guest *g, const struct vmmu_workload_args *a, char 
 		.threads = wl_threads(a->u[GUPS_THREADS], g->nr_cpus),
 	};
 	struct task *t;
-	int rc = start_count(g, p.updates);
+	int rc = wl_start_count(g, p.updates);
 
 	if (!rc)
 		rc = wl_spawn(g, gups_step, wl_dup(&p, sizeof(p)), &t);
@@ -329,7 +301,7 @@ static int mmap_step(struct guest *g, struct task *t)
 	case 0:
 		mmap_slice(p, 0, p->threads);
 		rc = start_threads(g, t, p->threads, mmap_step, p, sizeof(*p), mmap_slice);
-		return rc ? sys_failed(g, t, rc) : STEP_CONT;
+		return rc ? wl_sys_failed(g, t, rc) : STEP_CONT;
 	case 1:
 		if (p->iter == p->iters) {
 			if (!p->main)
@@ -339,7 +311,7 @@ static int mmap_step(struct guest *g, struct task *t)
 		}
 		rc = sys_mmap(g, t, 0, p->size, VMMU_PROT_READ | VMMU_PROT_WRITE, 0, &p->base);
 		if (rc)
-			return sys_failed(g, t, rc);
+			return wl_sys_failed(g, t, rc);
 		p->off = 0;
 		p->phase = 2;
 		return STEP_CONT;
@@ -355,7 +327,7 @@ static int mmap_step(struct guest *g, struct task *t)
 	case 3:
 		rc = sys_munmap(g, t, p->base, p->size);
 		if (rc)
-			return sys_failed(g, t, rc);
+			return wl_sys_failed(g, t, rc);
 		p->iter++;
 		p->phase = 1;
 		return STEP_CONT;
@@ -394,7 +366,7 @@ static int mmap_start(struct guest *g, const struct vmmu_workload_args *a, char 
 	};
 	struct task *t;
 	uint64_t per = (p.size + p.stride - 1) / p.stride;
-	int rc = start_count(g, per * p.iters * p.threads);
+	int rc = wl_start_count(g, per * p.iters * p.threads);
 
 	if (!rc)
 		rc = wl_spawn(g, mmap_step, wl_dup(&p, sizeof(p)), &t);

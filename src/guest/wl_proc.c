@@ -13,33 +13,6 @@
 
 #include "wl.h"
 
-struct wl_count {
-	uint64_t done, total;
-};
-
-static double count_progress(struct guest *g)
-{
-	const struct wl_count *w = g->wl;
-	return w && w->total ? (double)w->done / (double)w->total : 0;
-}
-
-static int start_count(struct guest *g, uint64_t total)
-{
-	struct wl_count *w = calloc(1, sizeof(*w));
-	if (!w)
-		return -ENOMEM;
-	w->total = total;
-	g->wl = w;
-	g->wl_progress = count_progress;
-	return 0;
-}
-
-static int sys_failed(struct guest *g, struct task *t, int rc)
-{
-	if (g->fatal)
-		return g->fatal;
-	return wl_exit(g, t, rc == -ENOMEM ? 12 : 1);
-}
 
 /* fork(2) with the child running @step on a copy of @prog set to @phase. 0, or -errno. */
 static int fork_child(struct guest *g, struct task *t, step_fn step, const void *prog, size_t size,
@@ -96,7 +69,7 @@ static int fork_step(struct guest *g, struct task *t)
 	case FP_MAP:
 		rc = sys_mmap(g, t, 0, p->size, VMMU_PROT_READ | VMMU_PROT_WRITE, 0, &p->base);
 		if (rc)
-			return sys_failed(g, t, rc);
+			return wl_sys_failed(g, t, rc);
 		p->phase = FP_FILL;
 		return STEP_CONT;
 	case FP_FILL: {
@@ -118,7 +91,7 @@ static int fork_step(struct guest *g, struct task *t)
 		if (rc == -ENOMEM && !g->fatal && t->live_children)
 			return STEP_BLOCK;   /* out of memory for now: wait for a child to free some */
 		if (rc)
-			return sys_failed(g, t, rc);
+			return wl_sys_failed(g, t, rc);
 		p->started++;
 		/* The parent keeps working: a write that breaks copy-on-write on its side. */
 		p->wpage = (p->wpage + 1) % p->npages;
@@ -129,12 +102,12 @@ static int fork_step(struct guest *g, struct task *t)
 	case FP_EXEC:
 		rc = sys_exec(g, t);
 		if (rc)
-			return sys_failed(g, t, rc);
+			return wl_sys_failed(g, t, rc);
 		rc = sys_brk(g, t, 0, &p->base);
 		if (!rc)
 			rc = sys_brk(g, t, p->base + (64 << 10), &v);
 		if (rc)
-			return sys_failed(g, t, rc);
+			return wl_sys_failed(g, t, rc);
 		p->page = 0;
 		p->phase = FP_HEAP;
 		return STEP_CONT;
@@ -187,7 +160,7 @@ static int fork_start(struct guest *g, const struct vmmu_workload_args *a, char 
 		.exec = a->u[FORK_EXEC] != 0,
 	};
 	struct task *t;
-	int rc = start_count(g, p.iters);
+	int rc = wl_start_count(g, p.iters);
 
 	if (!rc)
 		rc = wl_spawn(g, fork_step, wl_dup(&p, sizeof(p)), &t);
@@ -238,11 +211,11 @@ static int ctxsw_step(struct guest *g, struct task *t)
 		p->child = true;   /* what the child's copy says */
 		rc = fork_child(g, t, ctxsw_step, p, sizeof(*p), CP_MAP);
 		p->child = false;
-		return rc ? sys_failed(g, t, rc) : STEP_CONT;
+		return rc ? wl_sys_failed(g, t, rc) : STEP_CONT;
 	case CP_MAP:
 		rc = sys_mmap(g, t, 0, p->ws, VMMU_PROT_READ | VMMU_PROT_WRITE, 0, &p->base);
 		if (rc)
-			return sys_failed(g, t, rc);
+			return wl_sys_failed(g, t, rc);
 		p->phase = CP_TOUCH;
 		return STEP_CONT;
 	case CP_TOUCH:
@@ -288,7 +261,7 @@ static int ctxsw_start(struct guest *g, const struct vmmu_workload_args *a, char
 		.rounds = a->u[CTX_ROUNDS], .procs = (unsigned)a->u[CTX_PROCS],
 	};
 	struct task *t;
-	int rc = start_count(g, p.rounds * p.procs);
+	int rc = wl_start_count(g, p.rounds * p.procs);
 
 	if (!rc)
 		rc = wl_spawn(g, ctxsw_step, wl_dup(&p, sizeof(p)), &t);
@@ -339,11 +312,11 @@ static int clone_step(struct guest *g, struct task *t)
 		p->child = true;
 		rc = fork_child(g, t, clone_step, p, sizeof(*p), CV_MAP);
 		p->child = false;
-		return rc ? sys_failed(g, t, rc) : STEP_CONT;
+		return rc ? wl_sys_failed(g, t, rc) : STEP_CONT;
 	case CV_MAP:
 		rc = sys_mmap_file(g, t, &g->data, VMMU_PROT_READ | VMMU_PROT_WRITE, &p->base);
 		if (rc)
-			return sys_failed(g, t, rc);
+			return wl_sys_failed(g, t, rc);
 		p->phase = CV_READ;
 		return STEP_CONT;
 	case CV_READ: {
@@ -393,7 +366,7 @@ static int clone_start(struct guest *g, const struct vmmu_workload_args *a, char
 		.dirty = (unsigned)a->u[CV_DIRTY],
 	};
 	struct task *t;
-	int rc = start_count(g, p.npages * p.procs);
+	int rc = wl_start_count(g, p.npages * p.procs);
 
 	if (!rc)
 		rc = wl_spawn(g, clone_step, wl_dup(&p, sizeof(p)), &t);

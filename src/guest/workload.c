@@ -212,6 +212,30 @@ int vmmu_workload_args(const char *name, const char *const *kv, unsigned n,
 
 /* ---- helpers of the programs ---- */
 
+static double count_progress(struct guest *g)
+{
+	const struct wl_count *w = g->wl;
+	return w && w->total ? (double)w->done / (double)w->total : 0;
+}
+
+int wl_start_count(struct guest *g, uint64_t total)
+{
+	struct wl_count *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->total = total;
+	g->wl = w;
+	g->wl_progress = count_progress;
+	return 0;
+}
+
+int wl_sys_failed(struct guest *g, struct task *t, int rc)
+{
+	if (g->fatal)
+		return g->fatal;
+	return wl_exit(g, t, rc == -ENOMEM ? 12 : 1);
+}
+
 void *wl_dup(const void *src, size_t size)
 {
 	void *p = malloc(size);
