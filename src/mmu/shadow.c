@@ -12,7 +12,8 @@
  * every shadowed guest table is write-tracked, the shadow is never behind the guest's tables: a
  * CR3 load needs no sync, only the flush the architecture asks for, which the hardware already
  * did (cpu_mov_cr). The hardware loads a new root with a full TLB flush (cpu_set_shadow_root):
- * more than PCID's no-flush needs, which the architecture allows.
+ * more than PCID's no-flush needs, which the architecture allows. With --opt notrap (VMX) only
+ * #PFs with P=1 exit (PFEC_MASK = PFEC_MATCH = P): see shadow.h, SPTE_TRAP.
  *
  * Locking: mmu_lock (write) for every change of roots and sps; a vCPU's own fields are used by
  * its thread only. See shadow.h for the lock order.
@@ -275,6 +276,9 @@ static int shadow_create(const struct mmu_env *env, struct mmu **out)
 	sm->arena_base = host_pfn_to_ptr(env->arena, 0);
 	/* Bit 51 is reserved (an RSVD fault) only below MAXPHYADDR 52. */
 	sm->mmio_enabled = env->cpu.maxphyaddr < 52;
+	/* No-trap needs the VMX PFEC filter (vm/ drops it on SVM) and a reserved bit for SPTE_TRAP. */
+	sm->notrap = (env->opts & MMU_OPT_NOTRAP) && env->host == VMMU_HOST_VMX && sm->mmio_enabled;
+	sm->trap_spte = sm->notrap ? SPTE_TRAP : 0;
 
 	memslots_read_lock();
 	memslots_for_each_in_gfn_range(slot, &it, env->slots, 0, ~0ULL)
@@ -354,8 +358,9 @@ static void shadow_destroy(struct mmu *m)
 /*
  * Exit controls (KVM's shadow-paging VMCS/VMCB setup): every #PF exits (VMX: bit 14 with
  * PFEC_MASK = PFEC_MATCH = 0; SVM: the intercept), and so do CR3 loads, INVLPG and INVPCID.
- * The no-trap optimization (--opt notrap) would let not-present faults through with
- * MASK = MATCH = P: an extension point for the optimizations issue.
+ * With no-trap (--opt notrap, VMX) PFEC_MASK = PFEC_MATCH = P: only faults with P=1 exit (a
+ * trapping SPTE_TRAP faults with P|RSVD); a not-present fault on a truly non-present spte goes
+ * to the guest directly.
  */
 static int shadow_vcpu_init(struct mmu_vcpu *mv)
 {
@@ -364,8 +369,8 @@ static int shadow_vcpu_init(struct mmu_vcpu *mv)
 	struct exit_controls ctl = {
 		.host = sm->mmu.env.host,
 		.exception_bitmap = 1u << EXC_PF_VECTOR,
-		.pfec_mask = 0,
-		.pfec_match = 0,
+		.pfec_mask = sm->notrap ? PFERR_PRESENT : 0,
+		.pfec_match = sm->notrap ? PFERR_PRESENT : 0,
 		.cr3_load_exiting = true,
 		.invlpg_exiting = true,
 		.invpcid_exiting = true,
@@ -419,7 +424,17 @@ static int shadow_handle_exit(struct mmu_vcpu *mv, const struct hw_exit *e,
  */
 static int shadow_cr_changed(struct mmu_vcpu *mv, int cr, uint64_t old, uint64_t val)
 {
-	return mv->priv ? shadow_load_root(mv->priv) : 0;
+	struct shadow_mmu *sm = to_shadow(mv->mmu);
+
+	if (!mv->priv)
+		return 0;
+	/* A CR3 load is a TLB flush: unsync sps sync before the guest runs on (--opt unsync). */
+	if (cr == 3 && __atomic_load_n(&sm->nr_unsync, __ATOMIC_RELAXED)) {
+		pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
+		shadow_sync_all(sm);
+		pthread_rwlock_unlock(&sm->mmu.mmu_lock);
+	}
+	return shadow_load_root(mv->priv);
 }
 
 /* Drop the leaf spte mapping @gva in the loaded root, if any. [L] */
@@ -430,8 +445,10 @@ static void drop_gva(struct shadow_mmu *sm, struct shadow_vcpu *sv, gva_t gva)
 	for (int level = sp ? sp->role.level : 0; sp && level >= 1; level--) {
 		uint64_t *sptep = &sp->spt[spte_index(gva, level)];
 		uint64_t spte = spte_read(sptep);
-		if (!spte)
+		if (spte == sm->trap_spte)
 			return;
+		/* A truly non-present spte (notrap) traps again too: the VMM may have written the
+		 * guest entry behind the guest's back, and the guest's INVLPG is its flush. */
 		if (level == 1 || !is_shadow_present_pte(spte)) {
 			spte_drop(sm, sp, sptep);
 			return;
@@ -458,6 +475,7 @@ static int shadow_invlpg(struct mmu_vcpu *mv, gva_t gva)
 	if (!(mv->cpu->guest.efer & EFER_LMA))
 		gva &= 0xffffffffULL;
 	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
+	shadow_sync_all(sm);          /* --opt unsync: the guest flushed */
 	if (shadow_root_current(sv))
 		drop_gva(sm, sv, gva);
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
@@ -473,8 +491,15 @@ static int shadow_invlpg(struct mmu_vcpu *mv, gva_t gva)
  */
 static int shadow_invpcid(struct mmu_vcpu *mv, unsigned type, uint16_t pcid, gva_t gva)
 {
+	struct shadow_mmu *sm = to_shadow(mv->mmu);
+
 	if (type == 0 && pcid == mv->cpu->pcid)
 		return shadow_invlpg(mv, gva);
+	if (mv->priv && __atomic_load_n(&sm->nr_unsync, __ATOMIC_RELAXED)) {
+		pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
+		shadow_sync_all(sm);      /* --opt unsync: the guest flushed */
+		pthread_rwlock_unlock(&sm->mmu.mmu_lock);
+	}
 	return 0;
 }
 

@@ -15,8 +15,13 @@
  *    it is derived from the guest entry at the same index as that entry is now (write tracking
  *    makes every change of it exit first): a link to the sp of the table it points to with
  *    role.access = this role.access & the entry's rights, or a leaf no wider than the entry;
+ *    an unsync sp (--opt unsync: level 1, no root, its gfn shadowed by no other level) may lag
+ *    its guest table until the guest's next flush (CR3 load, INVLPG, INVPCID) syncs it;
+ *  - under notrap an empty entry is SPTE_TRAP, and a 0 entry means the guest entry is not
+ *    present (never in an unsync sp);
  *  - a direct sp maps a gfn range with role.access (a guest large page, or no paging);
- *  - every gfn an indirect sp shadows is write-tracked, and no leaf spte maps it writable;
+ *  - every gfn an indirect sp (not unsync) shadows is write-tracked, and no leaf spte maps it
+ *    writable;
  *  - a writable leaf spte's guest entry has Dirty set, its slot is not READONLY, and in a
  *    dirty-logging slot its page is marked dirty;
  *  - every present leaf spte is in the rmap of the gfn it maps, once; every present link spte is
@@ -55,7 +60,9 @@
 /* Software bits, ignored by the hardware in every entry the soft MMU writes (9-11, 52-58). */
 #define SPTE_MMIO           (1ULL << 52)            /* a cached MMIO translation */
 #define SPTE_HOST_WRITABLE  (1ULL << 56)            /* the host mapping allows writes */
-#define SPTE_MMU_WRITABLE   (1ULL << 57)            /* no write tracking/log forbids writes */
+#define SPTE_MMU_WRITABLE   (1ULL << 57)            /* writable but for dirty logging: guest
+							    * W and D, no write tracking, not a
+							    * READONLY slot (the fast page fault) */
 #define SPTE_MMIO_GEN_LO    (7ULL << 9)             /* MMIO sptes: generation bits 2:0 */
 #define SPTE_MMIO_GEN_HI    (0x3fULL << 53)         /* MMIO sptes: generation bits 8:3 */
 #define SPTE_MMIO_GEN_BITS  9
@@ -75,10 +82,19 @@ static inline bool is_mmio_spte(uint64_t spte)
 	return spte & SPTE_MMIO;
 }
 
-/* Present to the hardware and a real translation or link (not MMIO). */
+/*
+ * No-trap non-present sptes (--opt notrap, VMX: #PF exits only with P=1, PFEC_MASK = PFEC_MATCH =
+ * P). An entry of an sp is then one of: a translation or link; an MMIO spte; SPTE_TRAP, "not yet
+ * shadowed" (present with a reserved bit, no SPTE_MMIO: its #PF has P|RSVD and exits); or 0,
+ * "truly non-present": the guest entry at the same index is not present, so the guest's own #PF
+ * reaches it with no exit. Without notrap, sm->trap_spte is 0 and every empty entry is 0.
+ */
+#define SPTE_TRAP (PT_PRESENT_MASK | SPTE_MMIO_RSVD)
+
+/* Present to the hardware and a real translation or link (not MMIO, not a trap). */
 static inline bool is_shadow_present_pte(uint64_t spte)
 {
-	return (spte & PT_PRESENT_MASK) && !is_mmio_spte(spte);
+	return (spte & PT_PRESENT_MASK) && !(spte & SPTE_MMIO_RSVD);
 }
 
 /* The soft MMU maps 4K only: a present spte at level 1 is a leaf, above it a link. */
@@ -202,7 +218,10 @@ struct shadow_page {
 	uint32_t root_count;              /* [L] vCPU roots and prev-root slots holding it */
 	uint32_t write_flooding_count;    /* [L] emulated writes since a fault last went through */
 	bool invalid;                     /* [L] zapped while a root: freed when root_count is 0 */
-	bool unsync;                      /* [L] extension point (--opt unsync): always false */
+	bool unsync;                      /* [L] --opt unsync: the guest table is writable, its
+					   * gfn untracked for this sp; synced at the guest's flush */
+	const uint64_t *unsync_gpt;       /* [L] unsync: host address of the guest table (valid:
+					   * a change of its mapping zaps this sp first) */
 };
 
 /* Per-gfn state: who maps it (rmap of leaf sptes) and how many indirect sps shadow it. */
@@ -247,6 +266,10 @@ struct shadow_mmu {
 	uint64_t slot_pages;              /* [L] pages in memslots: the default limit scales */
 	uint64_t changes;                 /* [L] bumped on every change: audit snapshots */
 	bool mmio_enabled;                /* [c] MAXPHYADDR < 52: bit 51 faults as reserved */
+	bool notrap;                      /* [c] --opt notrap in effect (VMX, mmio_enabled) */
+	uint64_t nr_logging_slots;        /* [L] written, read atomically: slots logging dirty */
+	uint64_t nr_unsync;               /* [L] unsync sps */
+	uint64_t trap_spte;               /* [c] an empty entry: SPTE_TRAP with notrap, else 0 */
 	uint8_t *arena_base;              /* [c] host address of hpa 0 */
 	pthread_mutex_t free_lock;
 	struct list_node dead;            /* [F] zapped sps (linked by lru) awaiting a grace period */
@@ -338,10 +361,29 @@ static inline gfn_t sp_leaf_gfn(const struct shadow_page *sp, unsigned idx)
 #define SHADOW_MAX_SPS_PER_GFN 64
 unsigned sps_of_gfn(struct shadow_mmu *sm, gfn_t gfn, struct shadow_page **out, unsigned max);
 
+/* May a truly non-present spte (0) stand in @sp under notrap? Only in an indirect 64-bit sp
+ * with EFER.NXE in its role: then the hardware's #PF error code on the shadow (NX always on) is
+ * the guest's own (I/D set on fetches), and the guest entry is there to check. */
+static inline bool sp_notrap_ok(const struct shadow_mmu *sm, const struct shadow_page *sp)
+{
+	return sm->notrap && !sp->role.direct && !sp->role.passthrough && !sp->role.pae &&
+	       sp->role.efer_nx && !sp->unsync;
+}
+
+/* --opt unsync. Let guest table @gfn (host address @gpt) go unsync if every sp of it is a level-1
+ * sp that is no root: each stops write-tracking it (mmu_unsync). True if done. [L] */
+bool sp_try_unsync(struct shadow_mmu *sm, gfn_t gfn, const uint64_t *gpt);
+/* Sync every unsync sp (the guest flushed: CR3 load, INVLPG, INVPCID): each leaf still derived
+ * from its guest entry stays, any other is dropped; the gfn is write-tracked again. [L] */
+void shadow_sync_all(struct shadow_mmu *sm);
+
 /* Find the sp for (@gfn, @role), or create it (write-tracking @gfn if indirect: leaf sptes
  * mapping it lose write access and the TLBs are flushed before this returns). 0 or -ENOMEM.
  * [L] */
 int sp_get(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shadow_page **out);
+/* The same; *@created tells a new sp (every entry empty) from one found. [L] */
+int sp_get_new(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shadow_page **out,
+	       bool *created);
 /* Point @sptep (in @parent) at @child. [L] */
 int sp_link(struct shadow_mmu *sm, uint64_t *sptep, struct shadow_page *child);
 /* Make the leaf at @sptep (index @idx of @sp) map @gfn with @spte (present, not MMIO), keeping
@@ -365,8 +407,10 @@ void sp_put_root(struct shadow_mmu *sm, struct shadow_page *sp);
  * limit; mmu_recycled. [L] */
 void make_mmu_pages_available(struct shadow_mmu *sm, unsigned need, struct zap_batch *z);
 uint64_t shadow_page_limit(const struct shadow_mmu *sm);
-/* Remove write access from every leaf mapping @gfn. True if one had it. [L] */
-bool write_protect_gfn(struct shadow_mmu *sm, gfn_t gfn);
+/* Remove write access from every leaf mapping @gfn. True if one had it. @for_log: for dirty
+ * logging, leaving SPTE_MMU_WRITABLE so the fast page fault may give W back; else (write
+ * tracking) MMU_WRITABLE goes too. [L] */
+bool write_protect_gfn(struct shadow_mmu *sm, gfn_t gfn, bool for_log);
 /* Zap leaves mapping gfns in [start, end) and sps shadowing them. [L] */
 void zap_gfn_range(struct shadow_mmu *sm, gfn_t start, gfn_t end, struct zap_batch *z);
 void zap_all(struct shadow_mmu *sm, struct zap_batch *z);

@@ -22,7 +22,7 @@
 
 #include "mmu/shadow.h"
 
-enum rec_kind { REC_LEAF, REC_LINK, REC_MMIO };
+enum rec_kind { REC_LEAF, REC_LINK, REC_MMIO, REC_NONPRESENT };
 
 struct audit_rec {
 	enum rec_kind kind;
@@ -33,6 +33,7 @@ struct audit_rec {
 	gfn_t gfn;                 /* leaf, MMIO: the gfn mapped; link: the child's gfn */
 	union sp_role child_role;  /* link */
 	bool child_writable;       /* link to a direct sp: a writable leaf below it */
+	bool unsync;               /* leaf of an unsync sp: the guest entry may differ */
 };
 
 struct audit {
@@ -119,9 +120,19 @@ static int check_sp_sptes(struct audit *a, struct shadow_page *sp, uint64_t *lea
 		uint64_t *sptep = &sp->spt[i];
 		uint64_t s = spte_read(sptep);
 
-		if (!s)
-			continue;
+		if (s == sm->trap_spte)
+			continue;                  /* empty (notrap: not yet shadowed, trapping) */
 		struct audit_rec r = { .sp_gfn = sp->gfn, .role = sp->role, .idx = i, .spte = s };
+		if (!s) {
+			/* notrap: truly non-present, only where the guest entry is checked not present
+			 * and the hardware's error code is the guest's. */
+			if (sp->invalid || !sp_notrap_ok(sm, sp))
+				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: spte %u truly "
+					    "non-present where it must trap", SPF(sp), i);
+			r.kind = REC_NONPRESENT;
+			record(a, &r);
+			continue;
+		}
 		if (sp->invalid)
 			return fail(a, "invalid sp gfn %#" PRIx64 " level %d role %#x: spte %u present",
 				    SPF(sp), i);
@@ -194,6 +205,10 @@ static int check_sp_sptes(struct audit *a, struct shadow_page *sp, uint64_t *lea
 		if (!gi || !sptep_vec_has(&gi->rmap, sptep))
 			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: leaf %u (gfn %#" PRIx64
 				    ") not in its rmap", SPF(sp), i, (uint64_t)gfn);
+		if ((s & SPTE_MMU_WRITABLE) && gi->write_track)
+			return fail(a, "gfn %#" PRIx64 " is write-tracked but leaf %u of sp gfn %#"
+				    PRIx64 " level %d role %#x is MMU-writable", (uint64_t)gfn, i,
+				    SPF(sp));
 		if (is_writable_pte(s)) {
 			if (gi->write_track)
 				return fail(a, "gfn %#" PRIx64 " is write-tracked but leaf %u of sp gfn %#"
@@ -215,6 +230,9 @@ static int check_sp_sptes(struct audit *a, struct shadow_page *sp, uint64_t *lea
 		}
 		r.kind = REC_LEAF;
 		r.gfn = gfn;
+		/* An unsync sp's leaves may lag its guest table until the guest flushes: only the
+		 * frame and the slot are checked (below, unlocked), not the guest entry. */
+		r.unsync = sp->unsync;
 		record(a, &r);
 	}
 	return 0;
@@ -239,7 +257,8 @@ static int audit_locked(struct audit *a)
 			    sp->spt != host_pfn_to_ptr(sm->mmu.env.arena, sp->pfn))
 				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: bad frame %#" PRIx64,
 					    SPF(sp), (uint64_t)sp->pfn);
-			if (sp->role.level < 1 || sp->role.level > 5 || sp->unsync)
+			if (sp->role.level < 1 || sp->role.level > 5 ||
+			    (sp->unsync && (sp->role.level != 1 || sp->root_count || !sp->unsync_gpt)))
 				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: bad role", SPF(sp));
 			if (refs != sp->root_count)
 				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: root_count %u, %u "
@@ -252,7 +271,7 @@ static int audit_locked(struct audit *a)
 				helpers++;
 			} else {
 				nsps++;
-				if (!sp->role.direct)
+				if (!sp->role.direct && !sp->unsync)
 					indirect++;
 			}
 			for (uint32_t i = 0; i < sp->parents.n; i++) {
@@ -292,8 +311,10 @@ static int audit_locked(struct audit *a)
 			struct gfn_info *gi = container_of(n, struct gfn_info, hash);
 			struct hnode *h;
 			uint32_t k = 0;
-			htab_for_each_key(&sm->sp_hash, h, n->key)
-				k += !container_of(h, struct shadow_page, hash)->role.direct;
+			htab_for_each_key(&sm->sp_hash, h, n->key) {
+				struct shadow_page *s = container_of(h, struct shadow_page, hash);
+				k += !s->role.direct && !s->unsync;
+			}
 			if (k != gi->write_track)
 				return fail(a, "gfn %#" PRIx64 ": write_track %u, %u sps shadow it",
 					    (uint64_t)n->key, gi->write_track, k);
@@ -357,6 +378,16 @@ static int check_rec(struct audit *a, const struct audit_rec *r, uint64_t mgen)
 	const int level = r->role.level;
 	uint64_t gpte = 0;
 
+	if (r->kind == REC_NONPRESENT) {
+		if (!read_gpte(sm, r->sp_gfn, r->idx, &gpte))
+			return fail(a, "sp gfn %#" PRIx64 " level %d: spte %u non-present for a table "
+				    "with no memory", (uint64_t)r->sp_gfn, level, r->idx);
+		if (gpte & PT_PRESENT_MASK)
+			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: spte %u truly non-present "
+				    "but the guest entry %#" PRIx64 " is present (a stale no-trap entry)",
+				    (uint64_t)r->sp_gfn, level, r->role.word, r->idx, gpte);
+		return 0;
+	}
 	if (r->kind == REC_MMIO) {
 		if (!memslot_gen_in_progress(mgen) && mmio_spte_gen(r->spte) == mmio_gen_of(mgen) &&
 		    gfn_to_memslot(sm->mmu.env.slots, r->gfn))
@@ -367,7 +398,7 @@ static int check_rec(struct audit *a, const struct audit_rec *r, uint64_t mgen)
 	}
 
 	/* The guest entry this spte shadows (indirect sps). */
-	bool indirect = !r->role.direct;
+	bool indirect = !r->role.direct && !r->unsync;
 	if (indirect) {
 		if (!read_gpte(sm, r->sp_gfn, r->idx, &gpte))
 			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: spte %u shadows a table "
@@ -415,7 +446,8 @@ static int check_rec(struct audit *a, const struct audit_rec *r, uint64_t mgen)
 		if (((gpte & rsvd_bits(12, 51)) >> 12) != r->gfn ||
 		    ((s & PT_USER_MASK) && !(allowed & ACC_USER)) ||
 		    (!(s & PT64_NX_MASK) && !(allowed & ACC_EXEC)) ||
-		    (is_writable_pte(s) && (!w_ok || !(gpte & PT_DIRTY_MASK))) ||
+		    ((s & (PT_WRITABLE_MASK | SPTE_MMU_WRITABLE)) &&
+		     (!w_ok || !(gpte & PT_DIRTY_MASK))) ||
 		    ((s & PT_GLOBAL_MASK) && !(gpte & PT_GLOBAL_MASK)) ||
 		    ((s & SPTE_PKEY_MASK) != (gpte & SPTE_PKEY_MASK)))
 			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: leaf %u = %#" PRIx64

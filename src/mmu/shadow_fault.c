@@ -23,6 +23,12 @@
  * The hardware checks the guest's CPL, SMEP, SMAP, AC and PKRU against these bits itself with
  * CR0.WP forced to 1; every #PF exits, and this handler decides with the guest's real state, so
  * the guest sees exactly its native faults.
+ *
+ * Optimizations (env.opts, docs/soft-mmu.md): prefetch (prefetch_gather before the lock,
+ * prefetch_install after the leaf: the aligned group of 8 around it); notrap (notrap_fill of new
+ * sps, notrap_install after a not-present guest fault, pte_write's conversion: only faults with
+ * P=1 exit, so guest-not-present entries whose sptes are 0 fault straight into the guest);
+ * fastpf (fast_page_fault: W given back by one cmpxchg for dirty logging, mmu_lock shared).
  */
 #include <errno.h>
 #include <string.h>
@@ -103,6 +109,20 @@ struct fault_part {
 	uint8_t *host;                    /* the page's bytes */
 };
 
+/* PTE prefetch (--opt prefetch): an aligned group of 8 entries around the faulting one, as KVM's
+ * PTE_PREFETCH_NUM. */
+#define PREFETCH_GROUP 8
+
+/* A neighbouring entry worth mapping, as phase 1 found it (re-checked under mmu_lock). */
+struct prefetch_ent {
+	unsigned idx;                     /* index in the level-1 table */
+	uint64_t gpte;                    /* indirect: the guest entry read */
+	gfn_t gfn;
+	const struct memslot *slot;
+	pfn_t pfn;
+	bool host_writable;
+};
+
 struct fault {
 	struct shadow_mmu *sm;
 	struct shadow_vcpu *sv;
@@ -116,6 +136,8 @@ struct fault {
 	struct fault_part part[2];
 	uint64_t *gptep[PT_MAX_LEVELS + 1];   /* host address of each entry the fp walk read */
 	uint64_t steps;                   /* handler steps, charged to the vCPU */
+	unsigned nprefetch;               /* --opt prefetch: neighbours found in phase 1 */
+	struct prefetch_ent prefetch[PREFETCH_GROUP - 1];
 };
 
 /* Outcomes of the locked phase beside an mmu_action. */
@@ -179,13 +201,34 @@ static int fault_resolve(struct fault *f, struct fault_part *p)
 }
 
 /*
+ * No-trap: a new indirect sp of @level (all SPTE_TRAP) gets 0, "truly non-present", for every
+ * guest entry not present now (KVM's old prefetch_page with shadow_notrap_nonpresent_pte), so
+ * the guest's own demand faults through it need no exit. @gtable: the host address of the guest
+ * table, resolved before mmu_lock (valid: the invalidation sequence is re-checked); the table is
+ * write-tracked already, so any later change of an entry exits and converts its spte. [L]
+ */
+static void notrap_fill(struct fault *f, struct shadow_page *sp, const uint64_t *gtable)
+{
+	if (!sp_notrap_ok(f->sm, sp) || !gtable)
+		return;
+	for (unsigned i = 0; i < SPTE_ENTRIES; i++) {
+		uint64_t gpte = __atomic_load_n(&gtable[i], __ATOMIC_ACQUIRE);
+		if (!(gpte & PT_PRESENT_MASK) && spte_read(&sp->spt[i]) == SPTE_TRAP)
+			spte_write(&sp->spt[i], 0);
+	}
+	f->steps += SPTE_ENTRIES / 8;      /* one step per cache line of guest entries */
+	shadow_changed(f->sm);
+}
+
+/*
  * Follow the shadow for @p's address from the root, making the sps the guest walk asks for, down
- * to the level-1 table. At each indirect level the guest entry must still be what the walk read:
+ * to the table of level @stop (1: the level-1 table; higher for a guest entry found not present
+ * there, under notrap). At each indirect level the guest entry must still be what the walk read:
  * its table is write-tracked by then (sp_get flushed any TLB that still allowed writing it), so
  * the match holds until we drop mmu_lock. FIX_AGAIN if it does not.
  */
 static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **leaf_sp,
-		 struct zap_batch *z)
+		 struct zap_batch *z, int stop)
 {
 	struct shadow_mmu *sm = f->sm;
 	struct shadow_page *sp = f->sv->root;
@@ -201,7 +244,7 @@ static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **lea
 			if (now != w->gpte[level])
 				return FIX_AGAIN;
 		}
-		if (level == 1)
+		if (level == stop)
 			break;
 
 		uint64_t *sptep = &sp->spt[spte_index(p->gva, level)];
@@ -252,13 +295,15 @@ static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **lea
 				z->flush = true;
 				child = NULL;
 			}
-		} else if (spte) {
-			spte_write(sptep, 0);
 		}
 		if (!child) {
-			int rc = sp_get(sm, gfn, role, &child);
+			bool created;
+			int rc = sp_get_new(sm, gfn, role, &child, &created);
 			if (rc)
 				return rc;
+			if (created && !role.direct && level - 1 >= w->level && f->gptep[level - 1])
+				notrap_fill(f, child, f->gptep[level - 1] -
+							  spte_index(p->gva, level - 1));
 			rc = sp_link(sm, sptep, child);
 			if (rc)
 				return rc;
@@ -336,7 +381,8 @@ static void store_atomic(uint8_t *dst, const uint8_t *src, uint32_t len)
  * does: below it a guest large page may be mapped by 4K sptes, whose TLB entries one guest
  * INVLPG (which natively drops the whole large entry) would not all remove.
  */
-static void pte_write(struct fault *f, gfn_t gfn, uint32_t off, uint32_t len, struct zap_batch *z)
+static void pte_write(struct fault *f, gfn_t gfn, const uint8_t *page, uint32_t off, uint32_t len,
+		      struct zap_batch *z)
 {
 	struct shadow_mmu *sm = f->sm;
 	struct shadow_page *flooded[SHADOW_MAX_SPS_PER_GFN];
@@ -356,13 +402,23 @@ static void pte_write(struct fault *f, gfn_t gfn, uint32_t off, uint32_t len, st
 		unsigned first = off / 8, last = (off + len - 1) / 8;
 		for (unsigned i = first; i <= last; i++) {
 			uint64_t s = spte_read(&sp->spt[i]);
-			if (!s)
+			/* No-trap: the entry's new value decides (the store is done, and further
+			 * stores to it exit and wait for mmu_lock): not present, truly non-present;
+			 * anything else trapping until a fault shadows it. */
+			uint64_t want = sm->trap_spte;
+			if (sp_notrap_ok(sm, sp) &&
+			    !(__atomic_load_n((const uint64_t *)page + i, __ATOMIC_ACQUIRE) &
+			      PT_PRESENT_MASK))
+				want = 0;
+			if (s == want)
 				continue;
 			if (is_shadow_present_pte(s) && !is_last_spte(s, sp->role.level)) {
 				mmu_stat_inc(&sm->mmu, mmu_pde_zapped);
 				z->flush = true;
 			}
 			spte_drop(sm, sp, &sp->spt[i]);
+			if (want != sm->trap_spte)
+				spte_write(&sp->spt[i], want);
 			f->steps++;
 		}
 	}
@@ -429,11 +485,118 @@ static int emulate_write(struct fault *f, struct zap_batch *z, enum mmu_action *
 		if (slot_logs_dirty(p->slot))
 			slot_mark_dirty(p->slot, gfn);
 		if (gfn_write_tracked(sm, gfn))
-			pte_write(f, gfn, (uint32_t)(p->w.gpa & 0xfff), p->len, z);
+			pte_write(f, gfn, p->host, (uint32_t)(p->w.gpa & 0xfff), p->len, z);
 	}
 	mmu_stat_inc(&sm->mmu, pf_emulate);
 	f->sv->unprotect_tries = 0;
 	*action = MMU_EMULATED;
+	return 0;
+}
+
+/*
+ * PTE prefetch, phase 1 (unlocked, in the read section): the entries of the faulting part's
+ * level-1 table in the aligned group of PREFETCH_GROUP around it that would be mapped at once
+ * by a fault: for a guest 4K page, the neighbouring guest entries present, Accessed and without
+ * reserved bits (KVM's FNAME(prefetch_gpte)); for a guest large page (a direct sp), the
+ * neighbouring 4K pieces of the same large page. Their slots and frames are looked up as a
+ * fault's would be (the host page asked for writing only when the spte may be writable).
+ */
+static void prefetch_gather(struct fault *f, struct fault_part *p)
+{
+	struct memslots *ms = f->sm->mmu.env.slots;
+	const struct walk_result *w = &p->w;
+	const struct paging_ctx *g = &f->cpu->guest;
+	unsigned idx = spte_index(p->gva, 1), first = idx & ~(PREFETCH_GROUP - 1u);
+	uint64_t rsvd = 0, *table = NULL;
+
+	f->nprefetch = 0;
+	if (!(f->sm->mmu.env.opts & MMU_OPT_PREFETCH) || p->ws != WALK_OK || !p->slot ||
+	    p->pfn_err || w->root_level == 0 || w->level < 1)
+		return;
+	if (w->level == 1) {
+		if (!f->gptep[1])
+			return;
+		table = f->gptep[1] - idx;
+		rsvd = paging_rsvd_mask64(g, paging_mode_of(g), 1, false);
+		f->steps++;                /* the group is one 64-byte line of the guest table */
+	}
+	for (unsigned j = first; j < first + PREFETCH_GROUP; j++) {
+		struct prefetch_ent *pe = &f->prefetch[f->nprefetch];
+		bool dirty, wr;
+		if (j == idx)
+			continue;
+		if (table) {
+			uint64_t gpte = __atomic_load_n(&table[j], __ATOMIC_ACQUIRE);
+			if (!(gpte & PT_PRESENT_MASK) || !(gpte & PT_ACCESSED_MASK) || (gpte & rsvd))
+				continue;
+			pe->gpte = gpte;
+			pe->gfn = (gpte & rsvd_bits(12, 51)) >> 12;
+			dirty = gpte & PT_DIRTY_MASK;
+			wr = gpte & PT_WRITABLE_MASK;
+		} else {
+			pe->gpte = 0;
+			pe->gfn = (w->gpa >> 12) - idx + j;
+			dirty = w->gpte[w->level] & PT_DIRTY_MASK;
+			wr = w->access & ACC_WRITE;
+		}
+		pe->idx = j;
+		pe->slot = gfn_to_memslot(ms, pe->gfn);
+		if (!pe->slot)
+			continue;
+		pe->host_writable = !slot_is_readonly(pe->slot) && dirty && wr;
+		if (slot_gfn_to_pfn(ms, pe->slot, pe->gfn, pe->host_writable, &pe->pfn, NULL))
+			continue;
+		f->nprefetch++;
+	}
+}
+
+/*
+ * PTE prefetch, phase 2 (under mmu_lock, after the faulting leaf went in): map the neighbours
+ * phase 1 found whose sptes are still empty, if their guest entries are unchanged (the guest
+ * table is write-tracked by now, so they stay so while we hold the lock). Rights as a read fault
+ * would give them: no CR0.WP=0 upgrade, no write in a dirty-logging slot.
+ */
+static int prefetch_install(struct fault *f, struct shadow_page *sp)
+{
+	struct shadow_mmu *sm = f->sm;
+	unsigned idx0 = spte_index(f->part[f->fp].gva, 1);
+
+	for (unsigned i = 0; i < f->nprefetch; i++) {
+		const struct prefetch_ent *pe = &f->prefetch[i];
+		uint64_t *sptep = &sp->spt[pe->idx];
+		unsigned acc;
+		uint64_t g = 0, key;
+
+		if (spte_read(sptep) != sm->trap_spte)
+			continue;                 /* mapped, MMIO, or known not present */
+		if (!sp->role.direct) {
+			uint64_t now = __atomic_load_n(f->gptep[1] - idx0 + pe->idx, __ATOMIC_ACQUIRE);
+			if (now != pe->gpte)
+				continue;
+			acc = sp->role.access & gpte_access64(now, sp->role.efer_nx);
+			g = now & PT_GLOBAL_MASK;
+			key = now & SPTE_PKEY_MASK;
+		} else {
+			acc = sp->role.access;
+			g = sp->role.guest_global ? PT_GLOBAL_MASK : 0;
+			key = (uint64_t)sp->role.guest_pkey << 59;
+		}
+		bool ro = slot_is_readonly(pe->slot);
+		bool tracked = gfn_write_tracked(sm, pe->gfn);
+		bool dirty = sp->role.direct || (pe->gpte & PT_DIRTY_MASK);
+		bool mmu_w = (acc & ACC_WRITE) && dirty && pe->host_writable && !tracked && !ro;
+		bool writable = mmu_w && !slot_logs_dirty(pe->slot);
+		uint64_t spte = (pe->pfn << 12) | PT_PRESENT_MASK | PT_ACCESSED_MASK |
+				(writable ? PT_WRITABLE_MASK | PT_DIRTY_MASK : 0) |
+				((acc & ACC_USER) ? PT_USER_MASK : 0) |
+				((acc & ACC_EXEC) ? 0 : PT64_NX_MASK) | g | key |
+				(pe->host_writable ? SPTE_HOST_WRITABLE : 0) |
+				(mmu_w ? SPTE_MMU_WRITABLE : 0);
+		int rc = leaf_set(sm, sp, sptep, pe->gfn, spte);
+		if (rc)
+			return rc;
+		f->steps++;
+	}
 	return 0;
 }
 
@@ -474,8 +637,9 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 	bool leaf_d = w->level == 0 || (w->gpte[w->level] & PT_DIRTY_MASK);
 	bool ro = slot_is_readonly(p->slot);
 	bool tracked = gfn_write_tracked(sm, gfn);
-	bool writable = (acc & ACC_WRITE) && leaf_d && p->host_writable && !tracked && !ro &&
-			(!slot_logs_dirty(p->slot) || f->write);
+	/* MMU-writable: only dirty logging keeps W off (the fast page fault gives it back). */
+	bool mmu_w = (acc & ACC_WRITE) && leaf_d && p->host_writable && !tracked && !ro;
+	bool writable = mmu_w && (!slot_logs_dirty(p->slot) || f->write);
 	/*
 	 * Dirty only when writable. The TLB serves a write only from an entry cached dirty, and the
 	 * hardware model checks a TLB hit against the guest's CR0.WP (a WP=0 supervisor write hits a
@@ -488,7 +652,7 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 			((w->level && (w->gpte[w->level] & PT_GLOBAL_MASK)) ? PT_GLOBAL_MASK : 0) |
 			((uint64_t)(w->pkey & 0xf) << 59) |
 			(p->host_writable ? SPTE_HOST_WRITABLE : 0) |
-			(!tracked && !ro ? SPTE_MMU_WRITABLE : 0);
+			(mmu_w ? SPTE_MMU_WRITABLE : 0);
 
 	/* The same translation already there (another vCPU fixed it, or a stale TLB entry). */
 	if (is_shadow_present_pte(old) &&
@@ -504,6 +668,13 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 	if (f->write && !writable) {
 		if (ro)
 			goto mmio;                /* a write to a READONLY slot: as KVM, an MMIO exit */
+		/* --opt unsync: a write to a last-level guest table shadowed nowhere else lets the
+		 * table go unsync and the write run natively (the leaf is made again, writable). */
+		if (tracked && !emulate && f->nparts == 1 && (acc & ACC_WRITE) && leaf_d &&
+		    p->host_writable && !(f->e->ec & PFERR_PK) &&
+		    (sm->mmu.env.opts & MMU_OPT_UNSYNC) &&
+		    sp_try_unsync(sm, gfn, (const uint64_t *)(const void *)p->host))
+			return fix_leaf(f, p, sp, z, action);
 		if (tracked || emulate)
 			return emulate_write(f, z, action);
 	}
@@ -513,7 +684,7 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 		return emulate_write(f, z, action);
 	mmu_stat_inc(&sm->mmu, pf_fixed);
 	*action = MMU_RETRY;
-	return 0;
+	return prefetch_install(f, sp);
 mmio:
 	*action = MMU_MMIO;
 	return 0;
@@ -526,7 +697,8 @@ static void out_pf(struct mmu_outcome *out, const struct walk_result *w)
 	out->pf_addr = w->addr;
 }
 
-/* A present spte with a reserved bit: a cached MMIO translation, valid if its generation is. */
+/* A present spte with a reserved bit: a cached MMIO translation, valid if its generation is (or,
+ * under notrap, SPTE_TRAP somewhere on the path: not MMIO, the full path shadows it). */
 static int mmio_fault(struct fault *f, struct mmu_outcome *out, bool *handled)
 {
 	struct shadow_mmu *sm = f->sm;
@@ -555,7 +727,7 @@ static int mmio_fault(struct fault *f, struct mmu_outcome *out, bool *handled)
 	uint64_t gen = memslots_generation(sm->mmu.env.slots);
 	if (memslot_gen_in_progress(gen) || mmio_spte_gen(spte) != mmio_gen_of(gen)) {
 		/* Stale: a memslot changed since; look again. */
-		spte_write(sptep, 0);
+		spte_write(sptep, sm->trap_spte);
 		shadow_changed(sm);
 		pthread_rwlock_unlock(&sm->mmu.mmu_lock);
 		return 0;
@@ -610,6 +782,132 @@ static int fault_walk(struct fault *f, struct mmu_outcome *out, bool *injected)
 	return 0;
 }
 
+/*
+ * The fast page fault (--opt fastpf, KVM's fast_page_fault for shadow paging): a write to a leaf
+ * that is write-protected only for dirty logging (SPTE_MMU_WRITABLE set, W clear: the guest
+ * entry is writable and Dirty, nothing tracks the gfn, the slot is not READONLY, the host page
+ * is writable) gets W (and D) back with one compare-and-swap, with no guest walk and without
+ * taking mmu_lock for writing. mmu_lock is held shared, only to read the sp's gfn (the sp hash
+ * changes under the exclusive lock); the memslot read section covers the slot lookup.
+ *
+ * Only a fault whose error code is P|W (|U) qualifies: anything else (RSVD, PK, a fetch) is not
+ * a missing W. A leaf already writable goes to the slow path (it decides whether the guest must
+ * see the fault: SMAP, say), never "spurious" here, so a fault the hardware repeats cannot loop.
+ * Ordering against a harvest (bits cleared, then leaves protected under the exclusive lock,
+ * which excludes us): W is set first and the page marked dirty after, as tdp_fast_page_fault.
+ * A lost cmpxchg leaves the leaf as the other writer (the hardware's A/D bits) made it: the slow
+ * path decides. Returns true if fixed.
+ */
+static bool fast_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, uint64_t *steps)
+{
+	struct shadow_vcpu *sv = mv->priv;
+	struct shadow_mmu *sm = to_shadow(mv->mmu);
+	uint32_t ec = e->ec;
+	bool fixed = false;
+
+	if (!(sm->mmu.env.opts & MMU_OPT_FASTPF) ||
+	    (ec & ~(uint32_t)PFERR_USER) != (PFERR_PRESENT | PFERR_WRITE))
+		return false;
+	/* Only dirty logging leaves MMU-writable leaves read-only (no access tracking here): with
+	 * no slot logging, every such fault is for the slow path (a racy read: the checks below
+	 * are what make a fix correct). */
+	if (!__atomic_load_n(&sm->nr_logging_slots, __ATOMIC_RELAXED))
+		return false;
+	if (e->access_len && ((e->access_gva & 0xfff) + e->access_len > 4096))
+		return false;              /* a page-crossing store: the slow path orders its parts */
+	pthread_rwlock_rdlock(&sm->mmu.mmu_lock);
+	memslots_read_lock();
+	struct shadow_page *sp = shadow_root_current(sv) ? sv->root : NULL;
+	uint64_t *sptep = NULL, old = 0;
+	for (int level = sp ? sp->role.level : 0; sp && level >= 1; level--) {
+		sptep = &sp->spt[spte_index(e->gva, level)];
+		old = spte_read(sptep);
+		(*steps)++;
+		if (!is_shadow_present_pte(old))
+			goto out;
+		if (level == 1)
+			break;
+		sp = pfn_to_sp(sm, spte_to_pfn(old));
+	}
+	if (!sp || !sptep || is_writable_pte(old) ||
+	    (old & (SPTE_MMU_WRITABLE | SPTE_HOST_WRITABLE)) !=
+	    (SPTE_MMU_WRITABLE | SPTE_HOST_WRITABLE) ||
+	    ((ec & PFERR_USER) && !(old & PT_USER_MASK)) ||
+	    (!(ec & PFERR_USER) && (old & PT_USER_MASK) && (mv->cpu->guest.cr4 & X86_CR4_SMAP)))
+		goto out;                  /* not only W missing: SMAP may refuse it too */
+	gfn_t gfn = sp_leaf_gfn(sp, sptep_index(sptep));
+	const struct memslot *slot = gfn_to_memslot(sm->mmu.env.slots, gfn);
+	if (!slot || slot_is_readonly(slot))
+		goto out;
+	if (!spte_cmpxchg(sptep, &old, old | PT_WRITABLE_MASK | PT_DIRTY_MASK))
+		goto out;
+	if (slot_logs_dirty(slot))
+		slot_mark_dirty(slot, gfn);
+	shadow_changed(sm);
+	fixed = true;
+out:
+	memslots_read_unlock();
+	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
+	return fixed;
+}
+
+/*
+ * No-trap: the guest walk found entry w.level not present (the #PF is injected as it is). Make
+ * the spte of that entry truly non-present, so the guest's next fault there needs no exit: build
+ * the chain down to the sp of the table holding it (checking each guest entry, as a fault does)
+ * and turn its SPTE_TRAP into 0. Inside the read section; takes mmu_lock. Best effort: any
+ * obstacle (a race, no memory) leaves the entry trapping, which is always correct.
+ */
+static void notrap_install(struct fault *f, struct fault_part *p)
+{
+	struct shadow_mmu *sm = f->sm;
+	const struct walk_result *w = &p->w;
+	enum paging_mode mode = paging_mode_of(&f->cpu->guest);
+	struct zap_batch z = { 0 };
+	struct shadow_page *sp;
+
+	if (mode != PAGING_4LVL && mode != PAGING_5LVL)
+		return;
+	if (w->level < 1 || w->top_level != w->root_level)
+		return;
+	/* The link above must stand for entries the guest has marked Accessed: a faulting walk
+	 * sets no A bit, and a link would let later accesses through without setting it. */
+	for (int l = w->root_level; l > w->level; l--)
+		if (!(w->gpte[l] & PT_ACCESSED_MASK))
+			return;
+	/* The entry was read and is not present (a table the walk could not read is no memory:
+	 * its #PF stays with the MMU). */
+	gfn_t table = w->level == w->root_level ?
+		      (f->cpu->guest.cr3 & rsvd_bits(12, 51)) >> 12 :
+		      (w->gpte[w->level + 1] & rsvd_bits(12, 51)) >> 12;
+	if ((w->gpte[w->level] & PT_PRESENT_MASK) || (w->pte_gpa[w->level] >> 12) != table)
+		return;
+	for (int l = w->root_level; l >= w->level; l--) {
+		void *ptr;
+		if (memslots_gpa_to_ptr(sm->mmu.env.slots, w->pte_gpa[l], 8, false, &ptr))
+			return;
+		f->gptep[l] = ptr;
+	}
+	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
+	if (__atomic_load_n(&sm->mmu.invalidate_in_progress, __ATOMIC_ACQUIRE) ||
+	    __atomic_load_n(&sm->mmu.invalidate_seq, __ATOMIC_ACQUIRE) != f->seq ||
+	    !shadow_root_current(f->sv))
+		goto out;
+	make_mmu_pages_available(sm, (unsigned)f->sv->root->role.level, &z);
+	if (fetch(f, p, &sp, &z, w->level) == FIX_DONE && sp->role.level == (unsigned)w->level &&
+	    sp_notrap_ok(sm, sp)) {
+		uint64_t *sptep = &sp->spt[spte_index(p->gva, w->level)];
+		if (spte_read(sptep) == SPTE_TRAP) {
+			spte_write(sptep, 0);
+			shadow_changed(sm);
+			f->steps++;
+		}
+	}
+out:
+	zap_batch_commit(sm, &z);
+	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
+}
+
 int shadow_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, struct mmu_outcome *out)
 {
 	struct shadow_vcpu *sv = mv->priv;
@@ -628,6 +926,11 @@ int shadow_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, struct mmu_o
 	fault_parts(&f);
 	p = &f.part[f.fp];
 
+	if (fast_page_fault(mv, e, &f.steps)) {
+		mmu_stat_inc(&sm->mmu, pf_fast);
+		out->action = MMU_RETRY;
+		goto out_steps;
+	}
 	if (e->ec & PFERR_RSVD) {
 		bool handled;
 		rc = mmio_fault(&f, out, &handled);
@@ -639,6 +942,8 @@ int shadow_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, struct mmu_o
 	f.seq = __atomic_load_n(&sm->mmu.invalidate_seq, __ATOMIC_ACQUIRE);
 	f.mgen = memslots_generation(sm->mmu.env.slots);
 	rc = fault_walk(&f, out, &injected);
+	if (!rc && injected && sm->notrap && f.nparts == 1 && !(out->pf_ec & PFERR_PRESENT))
+		notrap_install(&f, p);
 	if (rc || injected)
 		goto out_unlock_read;
 
@@ -657,6 +962,7 @@ int shadow_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, struct mmu_o
 			goto out_unlock_read;      /* gone since the walk: retry */
 		f.gptep[l] = ptr;
 	}
+	prefetch_gather(&f, p);
 
 	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
 	/* A host page the walk or lookup used may have changed since: start over. */
@@ -680,7 +986,7 @@ int shadow_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, struct mmu_o
 		goto out_unlock;
 	}
 	make_mmu_pages_available(sm, (unsigned)sv->root->role.level, &z);
-	rc = fetch(&f, p, &leaf_sp, &z);
+	rc = fetch(&f, p, &leaf_sp, &z, 1);
 	if (rc == FIX_DONE)
 		rc = fix_leaf(&f, p, leaf_sp, &z, &action);
 	else if (rc == FIX_AGAIN)

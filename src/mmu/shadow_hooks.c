@@ -19,13 +19,13 @@ static void write_protect_range(struct shadow_mmu *sm, gfn_t start, gfn_t end, b
 {
 	if (end - start <= 4 * (sm->gfns.n + 1)) {
 		for (gfn_t g = start; g < end; g++)
-			*flush |= write_protect_gfn(sm, g);
+			*flush |= write_protect_gfn(sm, g, true);
 		return;
 	}
 	for (uint64_t i = 0; i <= sm->gfns.mask; i++)
 		for (struct hnode *n = sm->gfns.b[i]; n; n = n->next)
 			if (n->key >= start && n->key < end)
-				*flush |= write_protect_gfn(sm, n->key);
+				*flush |= write_protect_gfn(sm, n->key, true);
 }
 
 static void shadow_slot_change(void *opaque, const struct memslot *old, const struct memslot *new,
@@ -36,6 +36,10 @@ static void shadow_slot_change(void *opaque, const struct memslot *old, const st
 	bool flush = false;
 
 	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
+	/* Slots logging dirty pages: the fast page fault has nothing to fix without one. */
+	int64_t logging = (change != MEMSLOT_DELETE && new && slot_logs_dirty(new)) -
+			  (change != MEMSLOT_CREATE && old && slot_logs_dirty(old));
+	__atomic_add_fetch(&sm->nr_logging_slots, (uint64_t)logging, __ATOMIC_RELAXED);
 	switch (change) {
 	case MEMSLOT_CREATE:
 		sm->slot_pages += new->npages;
@@ -71,7 +75,7 @@ static void shadow_dirty_log_protect(void *opaque, const struct memslot *slot,
 	for (uint64_t w = 0; w < nwords; w++)
 		for (uint64_t bits = harvested[w]; bits; bits &= bits - 1)
 			flush |= write_protect_gfn(sm, slot->base_gfn + w * 64 +
-						   (unsigned)__builtin_ctzll(bits));
+						   (unsigned)__builtin_ctzll(bits), true);
 	if (flush)
 		shadow_remote_flush(sm);
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);

@@ -222,9 +222,10 @@ static void rmap_del(struct shadow_mmu *sm, gfn_t gfn, uint64_t *sptep)
  * Clear W (and MMU-writable) in every leaf mapping @gfn. Compare-and-swap: the page-walk hardware
  * may be setting A/D in the same spte; a lost swap re-reads and tries again.
  */
-bool write_protect_gfn(struct shadow_mmu *sm, gfn_t gfn)
+bool write_protect_gfn(struct shadow_mmu *sm, gfn_t gfn, bool for_log)
 {
 	struct gfn_info *gi = gfn_info_find(sm, gfn);
+	uint64_t clear = PT_WRITABLE_MASK | (for_log ? 0 : SPTE_MMU_WRITABLE);
 	bool changed = false;
 
 	if (!gi)
@@ -232,8 +233,8 @@ bool write_protect_gfn(struct shadow_mmu *sm, gfn_t gfn)
 	for (uint32_t i = 0; i < gi->rmap.n; i++) {
 		uint64_t *sptep = gi->rmap.v[i];
 		uint64_t old = spte_read(sptep);
-		while (old & (PT_WRITABLE_MASK | SPTE_MMU_WRITABLE)) {
-			uint64_t nv = old & ~(PT_WRITABLE_MASK | SPTE_MMU_WRITABLE);
+		while (old & clear) {
+			uint64_t nv = old & ~clear;
 			if (spte_cmpxchg(sptep, &old, nv)) {
 				changed |= old & PT_WRITABLE_MASK;
 				break;
@@ -252,7 +253,7 @@ static int account_shadowed(struct shadow_mmu *sm, gfn_t gfn)
 
 	if (!gi)
 		return -ENOMEM;
-	if (gi->write_track++ == 0 && write_protect_gfn(sm, gfn)) {
+	if (gi->write_track++ == 0 && write_protect_gfn(sm, gfn, false)) {
 		/* A vCPU's TLB may still allow the write: the flush must precede the caller's
 		 * check that the guest table is unchanged. */
 		shadow_remote_flush(sm);
@@ -268,6 +269,95 @@ static void unaccount_shadowed(struct shadow_mmu *sm, gfn_t gfn)
 		return;
 	gi->write_track--;
 	gfn_info_put(sm, gi);
+}
+
+/* ---- unsync (--opt unsync) ---- */
+
+bool sp_try_unsync(struct shadow_mmu *sm, gfn_t gfn, const uint64_t *gpt)
+{
+	struct shadow_page *sps[SHADOW_MAX_SPS_PER_GFN];
+	unsigned n = sps_of_gfn(sm, gfn, sps, SHADOW_MAX_SPS_PER_GFN);
+
+	if (!n || n == SHADOW_MAX_SPS_PER_GFN)
+		return false;
+	/* Not if the gfn is also shadowed at another level or as a root (KVM's
+	 * mmu_try_to_unsync_pages): those sptes are links, which must never be stale. */
+	for (unsigned i = 0; i < n; i++)
+		if (sps[i]->role.level != 1 || sps[i]->root_count || sps[i]->unsync ||
+		    sps[i]->role.passthrough)
+			return false;
+	for (unsigned i = 0; i < n; i++) {
+		struct shadow_page *sp = sps[i];
+		/* Truly non-present sptes would go stale as the guest writes: trap instead. */
+		for (unsigned j = 0; sm->trap_spte && j < SPTE_ENTRIES; j++)
+			if (!spte_read(&sp->spt[j]))
+				spte_write(&sp->spt[j], sm->trap_spte);
+		sp->unsync = true;
+		sp->unsync_gpt = gpt;
+		sm->nr_unsync++;
+		unaccount_shadowed(sm, gfn);
+		mmu_stat_inc(&sm->mmu, mmu_unsync);
+	}
+	shadow_changed(sm);
+	return true;
+}
+
+/* Is leaf @s (index @i of level-1 sp @sp) still what guest entry @gpte gives, or narrower? */
+static bool leaf_still_derived(const struct shadow_mmu *sm, const struct shadow_page *sp,
+			       unsigned i, uint64_t s, uint64_t gpte)
+{
+	struct paging_ctx ctx = { .cpu = sm->mmu.env.cpu, .efer = sp->role.efer_nx ? EFER_NXE : 0 };
+	uint64_t rsvd = paging_rsvd_mask64(&ctx, sp->role.pae ? PAGING_PAE : PAGING_4LVL, 1, false);
+	unsigned acc = sp->role.access & gpte_access64(gpte, sp->role.efer_nx);
+	bool w_ok = (acc & ACC_WRITE) || (!sp->role.cr0_wp && !(s & PT_USER_MASK));
+
+	if (!(gpte & PT_PRESENT_MASK) || !(gpte & PT_ACCESSED_MASK) || (gpte & rsvd) ||
+	    ((gpte & rsvd_bits(12, 51)) >> 12) != sp->gfns[i])
+		return false;
+	if (((s & PT_USER_MASK) && !(acc & ACC_USER)) || (!(s & PT64_NX_MASK) && !(acc & ACC_EXEC)))
+		return false;
+	if ((s & (PT_WRITABLE_MASK | SPTE_MMU_WRITABLE)) && (!w_ok || !(gpte & PT_DIRTY_MASK)))
+		return false;
+	return (s & PT_GLOBAL_MASK) == (gpte & PT_GLOBAL_MASK) &&
+	       (s & SPTE_PKEY_MASK) == (gpte & SPTE_PKEY_MASK);
+}
+
+/* Sync one unsync sp (KVM's kvm_sync_page, dropping what it cannot keep). [L] */
+static void sp_sync(struct shadow_mmu *sm, struct shadow_page *sp)
+{
+	const uint64_t *gpt = sp->unsync_gpt;
+
+	/* Tracked again first: leaves mapping the table lose W (the TLBs that allow it are
+	 * flushed), so the guest entries read below stay as they are while we hold the lock. No
+	 * memory for the gfn's state: it stays unsync until the next flush. */
+	if (account_shadowed(sm, sp->gfn))
+		return;
+	for (unsigned i = 0; i < SPTE_ENTRIES; i++) {
+		uint64_t s = spte_read(&sp->spt[i]);
+		if (s == sm->trap_spte)
+			continue;
+		if (is_shadow_present_pte(s) &&
+		    leaf_still_derived(sm, sp, i, s,
+				       __atomic_load_n(&gpt[i], __ATOMIC_ACQUIRE)))
+			continue;
+		spte_drop(sm, sp, &sp->spt[i]);
+	}
+	sp->unsync = false;
+	sp->unsync_gpt = NULL;
+	sm->nr_unsync--;
+	shadow_changed(sm);
+}
+
+void shadow_sync_all(struct shadow_mmu *sm)
+{
+	if (!sm->nr_unsync)
+		return;
+	for (uint64_t b = 0; b <= sm->sp_hash.mask && sm->nr_unsync; b++)
+		for (struct hnode *n = sm->sp_hash.b[b]; n; n = n->next) {
+			struct shadow_page *sp = container_of(n, struct shadow_page, hash);
+			if (sp->unsync)
+				sp_sync(sm, sp);
+		}
 }
 
 /* ---- creating, linking, dropping ---- */
@@ -300,18 +390,45 @@ static void sp_queue_free(struct shadow_mmu *sm, struct shadow_page *sp)
 	pthread_mutex_unlock(&sm->free_lock);
 }
 
+/* A new table (zeroed): with notrap every entry starts "not yet shadowed", trapping. Before it
+ * is published (no one else sees it yet). */
+static void sp_fill_trap(struct shadow_mmu *sm, struct shadow_page *sp)
+{
+	if (!sm->trap_spte)
+		return;
+	for (unsigned i = 0; i < SPTE_ENTRIES; i++)
+		spte_write(&sp->spt[i], sm->trap_spte);
+}
+
 int sp_get(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shadow_page **out)
+{
+	bool created;
+	return sp_get_new(sm, gfn, role, out, &created);
+}
+
+int sp_get_new(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shadow_page **out,
+	       bool *created)
 {
 	struct shadow_page *sp;
 	struct hnode *n;
 	pfn_t pfn;
 	int rc;
 
+	*created = false;
 	htab_for_each_key(&sm->sp_hash, n, gfn) {
 		sp = container_of(n, struct shadow_page, hash);
 		if (sp->role.word == role.word) {
 			*out = sp;
 			return 0;
+		}
+	}
+	/* Shadowed at another level or role now: an unsync sp of the gfn syncs first (the new
+	 * sp's gfn is write-tracked; no sp of it stays unsync). */
+	if (!role.direct && sm->nr_unsync) {
+		htab_for_each_key(&sm->sp_hash, n, gfn) {
+			sp = container_of(n, struct shadow_page, hash);
+			if (sp->unsync)
+				sp_sync(sm, sp);
 		}
 	}
 
@@ -334,6 +451,7 @@ int sp_get(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shadow_p
 	sp->role = role;
 	sp->pfn = pfn;
 	sp->spt = host_pfn_to_ptr(sm->mmu.env.arena, pfn);
+	sp_fill_trap(sm, sp);
 	sp->hash.key = gfn;
 	sp->by_pfn.key = pfn;
 	if (!role.direct) {
@@ -351,6 +469,7 @@ int sp_get(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shadow_p
 	mmu_stat_inc(&sm->mmu, shadow_pages);
 	mmu_stat_inc(&sm->mmu, mmu_cache_miss);
 	shadow_changed(sm);
+	*created = true;
 	*out = sp;
 	return 0;
 }
@@ -374,6 +493,7 @@ int sp_alloc_helper(struct shadow_mmu *sm, int level, struct shadow_page **out)
 	sp->role.access = ACC_ALL;
 	sp->pfn = pfn;
 	sp->spt = host_pfn_to_ptr(sm->mmu.env.arena, pfn);
+	sp_fill_trap(sm, sp);
 	sp->by_pfn.key = pfn;
 	sp->root_count = 1;             /* the vCPU's own */
 	list_init(&sp->lru);
@@ -388,9 +508,9 @@ int sp_alloc_helper(struct shadow_mmu *sm, int level, struct shadow_page **out)
 void sp_free_helper(struct shadow_mmu *sm, struct shadow_page *sp)
 {
 	while (sp->parents.n)
-		spte_write(sp->parents.v[--sp->parents.n], 0);
+		spte_write(sp->parents.v[--sp->parents.n], sm->trap_spte);
 	for (unsigned i = 0; i < SPTE_ENTRIES; i++)
-		if (spte_read(&sp->spt[i]))
+		if (spte_read(&sp->spt[i]) != sm->trap_spte)
 			spte_drop(sm, sp, &sp->spt[i]);
 	sm->nr_helpers--;
 	mmu_stat_add(&sm->mmu, shadow_pages, (uint64_t)-1);
@@ -424,8 +544,8 @@ int leaf_set(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep, gfn
 			return 0;
 		}
 		spte_drop(sm, sp, sptep);
-	} else if (old) {
-		spte_write(sptep, 0);
+	} else if (old != sm->trap_spte) {
+		spte_write(sptep, sm->trap_spte);    /* MMIO or non-present: trapping meanwhile */
 	}
 	rc = rmap_add(sm, gfn, sptep);
 	if (rc)
@@ -441,7 +561,8 @@ int leaf_set(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep, gfn
 
 uint64_t spte_drop(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep)
 {
-	uint64_t old = spte_xchg(sptep, 0);
+	/* The entry becomes "not yet shadowed": with notrap it must trap, whatever it held. */
+	uint64_t old = spte_xchg(sptep, sm->trap_spte);
 
 	if (!is_shadow_present_pte(old))
 		return old;
@@ -475,13 +596,18 @@ void sp_zap(struct shadow_mmu *sm, struct shadow_page *sp, struct zap_batch *z)
 		return;
 	while (sp->parents.n) {
 		uint64_t *p = sp->parents.v[--sp->parents.n];
-		spte_write(p, 0);
+		spte_write(p, sm->trap_spte);
 	}
+	/* Every entry, truly non-present ones too: an invalid root must make its vCPU exit. */
 	for (unsigned i = 0; i < SPTE_ENTRIES; i++)
-		if (spte_read(&sp->spt[i]))
+		if (spte_read(&sp->spt[i]) != sm->trap_spte)
 			spte_drop(sm, sp, &sp->spt[i]);
-	if (!sp->role.direct)
+	if (sp->unsync) {
+		sp->unsync = false;          /* its gfn is not tracked for it */
+		sm->nr_unsync--;
+	} else if (!sp->role.direct) {
 		unaccount_shadowed(sm, sp->gfn);
+	}
 	htab_del(&sm->sp_hash, &sp->hash);
 	list_del(&sp->lru);
 	sm->nr_sps--;

@@ -18,10 +18,12 @@
  * TLB keep a translation the guest changed without invalidating it, and the soft MMU flushes at
  * other moments than native hardware (it may drop a translation earlier, never keep one later).
  *
- * Usage: shadow_prop [-n STEPS] [-s SEED] [-r RUNS] [-X] [-v]
+ * Usage: shadow_prop [-n STEPS] [-s SEED] [-r RUNS] [-o OPTS_OFF] [-X] [-v]
  *   -n  steps per run (default 2500); -s  first seed (default 1); -r  runs (default 4: VMX and
- *   SVM hosts in turn, seeds SEED, SEED+1, ...); -X  no access crosses a page (one in 16 does by
- *   default); -v  print each run's operation and outcome mix.
+ *   SVM hosts in turn, seeds SEED, SEED+1, ...); -o  the optimizations switched off in the
+ *   shadow VM (VMMU_OPT_* mask, 0-15; default: a random set per run, drawn from its seed);
+ *   -X  no access crosses a page (one in 16 does by default); -v  print each run's operation
+ *   and outcome mix.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -68,6 +70,7 @@
 #define AD   (PT_ACCESSED_MASK | PT_DIRTY_MASK)
 
 static uint64_t cur_seed, cur_step;
+static uint32_t cur_opts_off;    /* VMMU_OPT_* off in the shadow VM of this run */
 static bool cross_pages = true, verbose;
 
 struct gm {
@@ -138,7 +141,8 @@ static void slot1(struct world *w, gpa_t gpa, uint32_t flags, bool fresh)
 
 static void gm_init(struct gm *g, enum vmmu_mmu mode, enum vmmu_host host)
 {
-	struct vmmu_vm_config cfg = { .host_mem_bytes = 1ULL << 30, .mmu = mode, .host = host };
+	struct vmmu_vm_config cfg = { .host_mem_bytes = 1ULL << 30, .mmu = mode, .host = host,
+				      .opts_off = cur_opts_off };
 	uint64_t hva;
 
 	TEST_ASSERT(vmmu_vm_create(&cfg, &g->vm) == 0, "vm create");
@@ -641,17 +645,20 @@ static double now(void)
 int main(int argc, char **argv)
 {
 	uint64_t steps = 2500, seed = 1, runs = 4;
+	int64_t opts_off = -1;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "n:s:r:Xv")) != -1) {
+	while ((opt = getopt(argc, argv, "n:s:r:o:Xv")) != -1) {
 		switch (opt) {
+		case 'o': opts_off = (int64_t)(strtoull(optarg, NULL, 0) & 15); break;
 		case 'n': steps = strtoull(optarg, NULL, 0); break;
 		case 's': seed = strtoull(optarg, NULL, 0); break;
 		case 'r': runs = strtoull(optarg, NULL, 0); break;
 		case 'X': cross_pages = false; break;
 		case 'v': verbose = true; break;
 		default:
-			fprintf(stderr, "usage: shadow_prop [-n STEPS] [-s SEED] [-r RUNS] [-X] [-v]\n");
+			fprintf(stderr, "usage: shadow_prop [-n STEPS] [-s SEED] [-r RUNS] [-o OPTS_OFF] "
+				"[-X] [-v]\n");
 			return 2;
 		}
 	}
@@ -662,6 +669,9 @@ int main(int argc, char **argv)
 
 		cur_seed = seed + run;
 		cur_step = 0;
+		/* A random option set per run (the seed's), unless -o fixed one. */
+		cur_opts_off = opts_off >= 0 ? (uint32_t)opts_off
+					     : (uint32_t)((cur_seed * 0x9e3779b97f4a7c15ULL) >> 60);
 		world_init(&w, host, cur_seed);
 		stopped = false;
 		for (cur_step = 1; cur_step <= steps && !stopped; cur_step++)
@@ -676,11 +686,13 @@ int main(int argc, char **argv)
 		}
 		struct vmmu_stats s;
 		vmmu_vm_get_stats(w.g[1].vm, &s);
-		printf("shadow_prop: seed %" PRIu64 " %s: %" PRIu64 " steps in %.2f s: pf_taken %" PRIu64
+		printf("shadow_prop: seed %" PRIu64 " %s opts_off %#x: %" PRIu64 " steps in %.2f s: "
+		       "pf_taken %" PRIu64
 		       " pf_fixed %" PRIu64 " pf_emulate %" PRIu64 " pf_guest %" PRIu64
 		       " mmio_sptes %" PRIu64 " pte_write %" PRIu64 " pde_zapped %" PRIu64
 		       " flooded %" PRIu64 " recycled %" PRIu64 " zapped %" PRIu64 "\n",
-		       cur_seed, host == VMMU_HOST_VMX ? "vmx" : "svm", steps, now() - t0, s.pf_taken,
+		       cur_seed, host == VMMU_HOST_VMX ? "vmx" : "svm", cur_opts_off, steps, now() - t0,
+		       s.pf_taken,
 		       s.pf_fixed, s.pf_emulate, s.pf_guest, s.pf_mmio_spte_created, s.mmu_pte_write,
 		       s.mmu_pde_zapped, s.mmu_flooded, s.mmu_recycled, s.mmu_shadow_zapped);
 		if (verbose)
