@@ -442,8 +442,6 @@ bool shadow_root_current(struct shadow_vcpu *sv);
 /* ---- shadow_fault.c ---- */
 
 int shadow_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, struct mmu_outcome *out);
-/* Guest memory through the memslots, for the walker (opaque: struct shadow_mmu). */
-extern const struct guest_mem_ops shadow_gmem_ops;
 /* The rights a 64-bit guest entry gives (ACC_*), as the walker folds them. */
 static inline unsigned gpte_access64(uint64_t gpte, bool nx)
 {

@@ -34,64 +34,8 @@
 #include <string.h>
 
 #include "mmu/shadow.h"
+#include "paging/slots_gmem.h"
 
-/* ---- guest memory for the walker ---- */
-
-static int sg_err(int rc)
-{
-	if (rc == -EPERM)
-		return -EACCES;
-	if (rc == -ENOENT || rc == -EFAULT)
-		return -ENOENT;
-	return rc;
-}
-
-static int sg_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
-{
-	struct shadow_mmu *sm = opaque;
-	void *p;
-	int rc;
-
-	if ((len != 4 && len != 8) || (gpa & (len - 1)))
-		return -EINVAL;
-	rc = memslots_gpa_to_ptr(sm->mmu.env.slots, gpa, len, false, &p);
-	if (rc)
-		return sg_err(rc);
-	/* Entries are naturally aligned; another vCPU may swap them at any time. */
-	if (len == 8)
-		*(uint64_t *)buf = __atomic_load_n((uint64_t *)p, __ATOMIC_ACQUIRE);
-	else
-		*(uint32_t *)buf = __atomic_load_n((uint32_t *)p, __ATOMIC_ACQUIRE);
-	return 0;
-}
-
-static int sg_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val, unsigned len)
-{
-	struct shadow_mmu *sm = opaque;
-	void *p;
-	bool ok;
-	int rc;
-
-	if ((len != 4 && len != 8) || (gpa & (len - 1)))
-		return -EINVAL;
-	rc = memslots_gpa_to_ptr(sm->mmu.env.slots, gpa, len, true, &p);
-	if (rc)
-		return sg_err(rc);
-	if (len == 8) {
-		ok = __atomic_compare_exchange_n((uint64_t *)p, &old, val, false, __ATOMIC_SEQ_CST,
-						 __ATOMIC_SEQ_CST);
-	} else {
-		uint32_t o = (uint32_t)old;
-		ok = __atomic_compare_exchange_n((uint32_t *)p, &o, (uint32_t)val, false,
-						 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-	}
-	return ok ? 0 : -EAGAIN;
-}
-
-const struct guest_mem_ops shadow_gmem_ops = {
-	.read = sg_read,
-	.cmpxchg = sg_cmpxchg,
-};
 
 /* ---- one fault ---- */
 
@@ -735,7 +679,7 @@ static int mmio_fault(struct fault *f, struct mmu_outcome *out, bool *handled)
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
 
 	/* The guest's rights and A/D bits still apply to an MMIO access. */
-	enum walk_status ws = paging_walk(&f->cpu->guest, &shadow_gmem_ops, sm, f->e->gva, f->access,
+	enum walk_status ws = paging_walk(&f->cpu->guest, &slots_gmem_ops, sm->mmu.env.slots, f->e->gva, f->access,
 					  &w);
 	f->steps += w.refs;
 	if (ws == WALK_PF) {
@@ -759,7 +703,8 @@ static int fault_walk(struct fault *f, struct mmu_outcome *out, bool *injected)
 	*injected = false;
 	for (unsigned i = 0; i < f->nparts; i++) {
 		struct fault_part *p = &f->part[i];
-		p->ws = paging_walk(&f->cpu->guest, &shadow_gmem_ops, f->sm, p->gva, f->access, &p->w);
+		p->ws = paging_walk(&f->cpu->guest, &slots_gmem_ops, f->sm->mmu.env.slots, p->gva,
+				    f->access, &p->w);
 		p->walked = true;
 		f->steps += p->w.refs;
 		switch (p->ws) {
