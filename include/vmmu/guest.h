@@ -65,6 +65,11 @@ struct vmmu_guest_result {
 	uint64_t cow_copies, zero_fills, thp_allocs, thp_splits, young_pages;
 	uint64_t mmio_accesses;
 	uint64_t trace_records, trace_skipped;
+	/* migrate (dirty logging): harvests of the dirty log, pages they reported dirty (the
+	 * guest's own writes, and its kernel's and the MMU's A/D writes to page tables: these vary
+	 * with the mode), pages the workload wrote under logging (every one found in its round's
+	 * log), the fewest pages one harvest reported (over the VMs) */
+	uint64_t dirty_rounds, dirty_pages, dirty_written, dirty_min_round;
 	uint64_t mem_bytes;         /* guest RAM of each VM */
 	unsigned vcpus, vms;
 	uint32_t opts;              /* VMMU_OPT_* in effect (vmmu_vm_opts of the first VM) */

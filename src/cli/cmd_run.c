@@ -406,7 +406,13 @@ static void print_json(const struct run_args *ra, const struct vmmu_workload_arg
 #define X(f) printf(",\"" #f "\":%" PRIu64, r->f);
 	GUEST_FIELDS(X)
 #undef X
-	printf("},\"stats\":{");
+	printf("}");
+	/* Dirty logging's own figures, for the workload that turns it on. */
+	if (!strcmp(a->w->name, "migrate"))
+		printf(",\"migrate\":{\"rounds\":%" PRIu64 ",\"dirty_pages\":%" PRIu64
+		       ",\"written_pages\":%" PRIu64 ",\"min_dirty_pages\":%" PRIu64 "}",
+		       r->dirty_rounds, r->dirty_pages, r->dirty_written, r->dirty_min_round);
+	printf(",\"stats\":{");
 	bool first = true;
 #define X(f) printf("%s\"" #f "\":%" PRIu64, first ? "" : ",", st->f); first = false;
 	STAT_FIELDS(X)
@@ -448,6 +454,9 @@ static void print_table(const struct run_args *ra, const struct vmmu_workload_ar
 	if (r->trace_records)
 		printf("  %-18s %" PRIu64 " records, %" PRIu64 " skipped\n", "trace", r->trace_records,
 		       r->trace_skipped);
+	if (r->dirty_rounds)
+		printf("  %-18s %" PRIu64 " harvests, %" PRIu64 " pages dirty (fewest in one %" PRIu64 "), %" PRIu64 " pages written, all logged\n",
+		       "dirty log", r->dirty_rounds, r->dirty_pages, r->dirty_min_round, r->dirty_written);
 	printf("  %-18s %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64 " walk refs\n", "TLB",
 	       st->tlb_hits, st->tlb_misses, st->walk_refs);
 	printf("  %-18s %" PRIu64 " (pf %" PRIu64 ", mmio %" PRIu64 ")\n", "VM exits", st->exits,

@@ -250,6 +250,7 @@ int guest_boot(const struct vmmu_guest_config *cfg, uint64_t data_bytes, uint64_
 	rc = vmmu_set_user_memory_region(g->vm, &slot);
 	if (rc)
 		return guest_fail(g, rc, "vmmu_set_user_memory_region: %s", strerror(-rc));
+	g->ram = slot;
 	rc = frames_init(&g->fr, g->mem_bytes >> 12);
 	if (rc)
 		return guest_fail(g, rc, "frame allocator: %s", strerror(-rc));
@@ -400,5 +401,11 @@ void guest_counters(struct guest *g, struct vmmu_guest_result *res)
 	res->mmio_accesses += k->mmio;
 	res->trace_records += k->trace_records;
 	res->trace_skipped += k->trace_skipped;
+	if (k->dirty_rounds)
+		res->dirty_min_round = res->dirty_rounds && res->dirty_min_round < k->dirty_min ?
+				       res->dirty_min_round : k->dirty_min;
+	res->dirty_rounds += k->dirty_rounds;
+	res->dirty_pages += k->dirty_pages;
+	res->dirty_written += k->dirty_written;
 	res->audits += k->audits;
 }

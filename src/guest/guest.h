@@ -215,11 +215,15 @@ struct guest_counters {
 	uint64_t ctx_switches, shootdowns, tlb_flushes, invlpgs, cow_copies, zero_fills;
 	uint64_t thp_allocs, thp_splits, young, mmio, audits;
 	uint64_t trace_records, trace_skipped;
+	/* migrate: dirty-log harvests, pages they reported, pages the workload wrote in them (each
+	 * found in its round's log), and the fewest pages one harvest reported */
+	uint64_t dirty_rounds, dirty_pages, dirty_written, dirty_min;
 };
 
 struct guest {
 	struct vmmu_vm *vm;
 	uint64_t mem_bytes;
+	struct vmmu_userspace_memory_region ram;   /* guest RAM's memslot, as boot registered it */
 	unsigned nr_cpus;
 	struct gcpu cpus[VMMU_GUEST_MAX_VCPUS];
 	struct frames fr;

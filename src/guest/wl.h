@@ -25,7 +25,8 @@ struct wl_ops {
 	int (*start)(struct guest *g, const struct vmmu_workload_args *a, char *err, size_t len);
 };
 
-extern const struct wl_ops wl_touch, wl_gups, wl_mmap, wl_fork, wl_ctxsw, wl_clone_vms, wl_trace;
+extern const struct wl_ops wl_touch, wl_gups, wl_mmap, wl_fork, wl_ctxsw, wl_clone_vms, wl_trace,
+	wl_migrate;
 
 /* Pages of page tables for @bytes mapped with 4K pages, with room for the upper levels. */
 static inline uint64_t pt_overhead(uint64_t bytes)
@@ -69,5 +70,15 @@ int wl_start_count(struct guest *g, uint64_t total);
 int wl_sys_failed(struct guest *g, struct task *t, int rc);
 /* A copy of @size bytes of @src (a program's state), NULL when out of memory. */
 void *wl_dup(const void *src, size_t size);
+/* Start @n - 1 threads of @t running @step, each with a copy of @prog whose slice @slice()
+ * sets; the caller keeps slice 0. 0 or -errno. */
+int wl_start_threads(struct guest *g, struct task *t, unsigned n, step_fn step,
+		     const void *prog, size_t size, void (*slice)(void *prog, unsigned k, unsigned n));
+/* The first step of a workload whose threads share one anonymous mapping: map @size bytes into
+ * *@base, give the caller slice 0 of @n and start the other threads on theirs. STEP_CONT, or
+ * what wl_sys_failed() makes of an error. */
+int wl_map_and_start_threads(struct guest *g, struct task *t, uint64_t size, uint64_t *base,
+			     unsigned n, step_fn step, void *prog, size_t psize,
+			     void (*slice)(void *prog, unsigned k, unsigned n));
 
 #endif

@@ -15,47 +15,6 @@
 #include "wl.h"
 
 
-/* Start @n - 1 threads of @t running @step, each with a copy of @prog whose slice @slice()
- * sets; the caller keeps slice 0. */
-static int start_threads(struct guest *g, struct task *t, unsigned n, step_fn step,
-			 const void *prog, size_t size, void (*slice)(void *prog, unsigned k, unsigned n))
-{
-	for (unsigned k = 1; k < n; k++) {
-		struct task *th;
-		void *p = wl_dup(prog, size);
-		int rc;
-
-		if (!p)
-			return -ENOMEM;
-		slice(p, k, n);
-		rc = sys_clone_thread(g, t, -1, &th);
-		if (rc) {
-			free(p);
-			return rc;
-		}
-		th->step = step;
-		th->prog = p;
-	}
-	return 0;
-}
-
-/* The first step of a workload whose threads share one anonymous mapping: map @size bytes into
- * *@base, give the caller slice 0 of @n and start the other threads on theirs. STEP_CONT, or
- * what wl_sys_failed() makes of an error. */
-static int map_and_start_threads(struct guest *g, struct task *t, uint64_t size, uint64_t *base,
-				 unsigned n, step_fn step, void *prog, size_t psize,
-				 void (*slice)(void *prog, unsigned k, unsigned n))
-{
-	int rc = sys_mmap(g, t, 0, size, VMMU_PROT_READ | VMMU_PROT_WRITE, 0, base);
-	if (rc)
-		return wl_sys_failed(g, t, rc);
-	slice(prog, 0, n);
-	rc = start_threads(g, t, n, step, prog, psize, slice);
-	if (rc)
-		return wl_sys_failed(g, t, rc);
-	return STEP_CONT;
-}
-
 /* ---- touch ---- */
 
 enum { TOUCH_SIZE, TOUCH_STRIDE, TOUCH_PASSES, TOUCH_WRITE, TOUCH_THREADS };
@@ -96,8 +55,8 @@ static int touch_step(struct guest *g, struct task *t)
 
 	switch (p->phase) {
 	case 0:
-		return map_and_start_threads(g, t, p->size, &p->base, p->threads, touch_step, p,
-					     sizeof(*p), touch_slice);
+		return wl_map_and_start_threads(g, t, p->size, &p->base, p->threads, touch_step, p,
+						sizeof(*p), touch_slice);
 	case 1: {
 		if (p->i == p->end) {
 			if (++p->pass < p->passes) {
@@ -202,8 +161,8 @@ static int gups_step(struct guest *g, struct task *t)
 
 	switch (p->phase) {
 	case 0:
-		return map_and_start_threads(g, t, p->size, &p->base, p->threads, gups_step, p,
-					     sizeof(*p), gups_slice);
+		return wl_map_and_start_threads(g, t, p->size, &p->base, p->threads, gups_step, p,
+						sizeof(*p), gups_slice);
 	case 1: {
 		if (!p->left) {
 			if (!p->main)
@@ -305,7 +264,7 @@ static int mmap_step(struct guest *g, struct task *t)
 	switch (p->phase) {
 	case 0:
 		mmap_slice(p, 0, p->threads);
-		rc = start_threads(g, t, p->threads, mmap_step, p, sizeof(*p), mmap_slice);
+		rc = wl_start_threads(g, t, p->threads, mmap_step, p, sizeof(*p), mmap_slice);
 		return rc ? wl_sys_failed(g, t, rc) : STEP_CONT;
 	case 1:
 		if (p->iter == p->iters) {

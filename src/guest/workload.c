@@ -22,7 +22,7 @@
 #define DEFAULT_QUANTUM 64
 
 static const struct wl_ops *const workloads[] = {
-	&wl_touch, &wl_gups, &wl_fork, &wl_ctxsw, &wl_mmap, &wl_clone_vms, &wl_trace,
+	&wl_touch, &wl_gups, &wl_fork, &wl_ctxsw, &wl_mmap, &wl_clone_vms, &wl_trace, &wl_migrate,
 };
 #define NR_WORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
 
@@ -242,6 +242,42 @@ void *wl_dup(const void *src, size_t size)
 	if (p)
 		memcpy(p, src, size);
 	return p;
+}
+
+int wl_start_threads(struct guest *g, struct task *t, unsigned n, step_fn step,
+		     const void *prog, size_t size, void (*slice)(void *prog, unsigned k, unsigned n))
+{
+	for (unsigned k = 1; k < n; k++) {
+		struct task *th;
+		void *p = wl_dup(prog, size);
+		int rc;
+
+		if (!p)
+			return -ENOMEM;
+		slice(p, k, n);
+		rc = sys_clone_thread(g, t, -1, &th);
+		if (rc) {
+			free(p);
+			return rc;
+		}
+		th->step = step;
+		th->prog = p;
+	}
+	return 0;
+}
+
+int wl_map_and_start_threads(struct guest *g, struct task *t, uint64_t size, uint64_t *base,
+			     unsigned n, step_fn step, void *prog, size_t psize,
+			     void (*slice)(void *prog, unsigned k, unsigned n))
+{
+	int rc = sys_mmap(g, t, 0, size, VMMU_PROT_READ | VMMU_PROT_WRITE, 0, base);
+	if (rc)
+		return wl_sys_failed(g, t, rc);
+	slice(prog, 0, n);
+	rc = wl_start_threads(g, t, n, step, prog, psize, slice);
+	if (rc)
+		return wl_sys_failed(g, t, rc);
+	return STEP_CONT;
 }
 
 int wl_spawn(struct guest *g, step_fn step, void *prog, struct task **out)

@@ -43,8 +43,9 @@ declare -A small=(
 	[mmap]="--param iters=20 --param size=256K --vcpus 2"
 	[clone-vms]="--param size=1M"
 	[trace]="--param file=$DATA/true.lackey.gz"
+	[migrate]="--param size=2M --param updates=20000 --param interval=2000 --param rounds=8 --vcpus 2"
 )
-for w in touch gups fork ctxsw mmap clone-vms trace; do
+for w in touch gups fork ctxsw mmap clone-vms trace migrate; do
 	# shellcheck disable=SC2086
 	"$VMMU" run "$w" ${small[$w]} --seed 5 --json > "$tmp/$w.json" 2> "$tmp/$w.err"; rc=$?
 	t "$w: exit 0" '[ $rc -eq 0 ]'
@@ -76,9 +77,16 @@ t "options recorded" '[ $rc -eq 0 ] && grep -q "\"ksm\":true" "$tmp/opts.json" &
 "$VMMU" run touch --param size=1M > "$tmp/table" 2>&1; rc=$?
 t "a table without --json" '[ $rc -eq 0 ] && grep -q "guest digest" "$tmp/table" && grep -q "page faults" "$tmp/table"'
 "$VMMU" workloads > "$tmp/wl"; rc=$?
-t "vmmu workloads lists them all" '[ $rc -eq 0 ] && for w in touch gups fork ctxsw mmap clone-vms trace; do grep -q "^$w " "$tmp/wl" || exit 1; done'
+t "vmmu workloads lists them all" '[ $rc -eq 0 ] && for w in touch gups fork ctxsw mmap clone-vms trace migrate; do grep -q "^$w " "$tmp/wl" || exit 1; done'
 "$VMMU" workloads fork > "$tmp/wl1"; rc=$?
 t "vmmu workloads NAME" '[ $rc -eq 0 ] && grep -q "dirty=25" "$tmp/wl1"'
+"$VMMU" workloads migrate > "$tmp/wl2"; rc=$?
+t "vmmu workloads migrate: its parameters" '[ $rc -eq 0 ] && for p in size= updates= write= interval= rounds= threads= steal=; do grep -q " $p" "$tmp/wl2" || exit 1; done'
+# migrate reports its harvests; its check fails the run when the log lacks a written page (a
+# second harvester took round 2's bits: steal=2).
+t "migrate: dirty-log figures in the JSON" 'grep -q "\"migrate\":{\"rounds\":8,\"dirty_pages\":[1-9]" "$tmp/migrate.json" && [ "$(field "$tmp/migrate.json" min_dirty_pages)" -ge 1 ]'
+"$VMMU" run migrate ${small[migrate]} --param steal=2 > /dev/null 2> "$tmp/steal.err"; rc=$?
+t "migrate: a page missing from the log fails the run, naming round and page" '[ $rc -eq 1 ] && one_line_error "$tmp/steal.err" && grep -q "round 2: the guest wrote page 0x" "$tmp/steal.err"'
 
 # ---- a real program, traced now ----
 if command -v valgrind > /dev/null; then
@@ -121,6 +129,10 @@ bad "--thp" "sometimes" run touch --thp sometimes
 bad "--guest-thp" "maybe" run touch --guest-thp maybe
 bad "--seed" "x" run touch --seed x
 bad "--cost" "warp=1" run touch --cost warp=1
+bad "migrate write over 100" "write=101" run migrate --param write=101
+bad "migrate rounds beyond updates" "updates=1000" run migrate --param updates=1000
+bad "migrate interval 0" "interval" run migrate --param interval=0
+bad "migrate steal beyond rounds" "steal=30" run migrate --param steal=30
 bad "trace without a file" "file" run trace
 bad "missing trace file" "/nonexistent" run trace --param file=/nonexistent/t.lackey
 printf ' L 1000,4\n S 2000,8\nI  40000,3\n L 3000;8\n' > "$tmp/badline.lackey"

@@ -11,6 +11,8 @@
  *  - page aging; the device;
  *  - runs: every workload small, one seed one digest, another seed another digest; bad
  *    parameters; modes not built yet;
+ *  - migrate: each dirty-log harvest holds every page the guest wrote (and the check fails when
+ *    another harvester took the bits), the same digest in every mode, pf_fast with fastpf only;
  *  - the lackey parser and reader: good lines, malformed ones with their line number, gzip.
  * The test data directory (tests/data) comes as argv[1], or $VMMU_TEST_DATA.
  */
@@ -484,6 +486,7 @@ static void test_workloads_deterministic(void **state)
 		{ "ctxsw", { "procs=5", "rounds=20" }, 2, 2 },
 		{ "mmap", { "iters=20", "size=160K" }, 2, 2 },
 		{ "clone-vms", { "size=1M", "procs=2" }, 2, 1 },
+		{ "migrate", { "size=1M", "updates=20000", "interval=2000", "rounds=8" }, 4, 2 },
 	};
 	char err[256];
 
@@ -527,6 +530,8 @@ static void test_transparency(void **state)
 		{ "ctxsw", { "procs=3", "rounds=30" }, 2, 2, false, 0 },
 		{ "mmap", { "iters=10", "size=160K" }, 2, 2, true, 0 },
 		{ "clone-vms", { "size=512K" }, 1, 1, false, 0 },
+		{ "migrate", { "size=1M", "updates=20000", "interval=2000", "rounds=8" }, 4, 3, false, 0 },
+		{ "migrate", { "size=4M", "updates=10000", "interval=1000", "rounds=6" }, 4, 2, true, 2 },
 	};
 	static const struct {
 		enum vmmu_mmu mmu;
@@ -592,6 +597,105 @@ static void test_workload_effects(void **state)
 		    (unsigned long long)r.tlb_flushes, (unsigned long long)r.tlb_shootdowns);
 	assert_int_equal(run("ctxsw", ctx_kv, 2, 1, 1, false, &r, err, sizeof(err)), 0);
 	TEST_ASSERT(r.ctx_switches >= 40, "switches %llu", (unsigned long long)r.ctx_switches);
+}
+
+/* migrate: every round's log holds the pages the guest wrote (the workload checks it and fails
+ * the run otherwise), logging re-protects what it harvests, so the soft and hard MMUs take write
+ * faults after every harvest, and fastpf fixes those without the slow path. */
+static void test_migrate(void **state)
+{
+	static const struct {
+		enum vmmu_mmu mmu;
+		enum vmmu_host host;
+		const char *name;
+	} modes[] = {
+		{ VMMU_MMU_SHADOW, VMMU_HOST_VMX, "shadow/vmx" },
+		{ VMMU_MMU_SHADOW, VMMU_HOST_SVM, "shadow/svm" },
+		{ VMMU_MMU_EPT, VMMU_HOST_VMX, "ept" },
+		{ VMMU_MMU_NPT, VMMU_HOST_SVM, "npt" },
+	};
+	const char *kv[] = { "size=2M", "updates=30000", "interval=3000", "rounds=8" };
+	struct vmmu_guest_result native, on, off;
+	char err[256];
+	int rc = run("migrate", kv, 4, 2, 5, false, &native, err, sizeof(err));
+
+	TEST_ASSERT(rc == 0, "migrate native: %d %s", rc, err);
+	assert_int_equal(native.dirty_rounds, 8);
+	TEST_ASSERT(native.dirty_min_round >= 1, "a round with no dirty page");
+	/* Half the accesses write, over 512 pages: most rounds write most pages. */
+	TEST_ASSERT(native.dirty_written >= 8 * 256 && native.dirty_pages >= native.dirty_written,
+		    "written %llu, dirty %llu", (unsigned long long)native.dirty_written,
+		    (unsigned long long)native.dirty_pages);
+	for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+		rc = run_mode("migrate", kv, 4, 2, 5, false, modes[m].mmu, modes[m].host, 0, &on, err,
+			      sizeof(err));
+		if (rc == -EOPNOTSUPP) {
+			print_message("  %s: not built yet, skipped\n", modes[m].name);
+			continue;
+		}
+		TEST_ASSERT(rc == 0, "migrate on %s: %d %s", modes[m].name, rc, err);
+		rc = run_mode("migrate", kv, 4, 2, 5, false, modes[m].mmu, modes[m].host,
+			      VMMU_OPT_FASTPF, &off, err, sizeof(err));
+		TEST_ASSERT(rc == 0, "migrate on %s -fastpf: %d %s", modes[m].name, rc, err);
+		TEST_ASSERT(on.digest == native.digest && off.digest == native.digest,
+			    "%s: digests %016llx (fastpf) %016llx (none), native %016llx", modes[m].name,
+			    (unsigned long long)on.digest, (unsigned long long)off.digest,
+			    (unsigned long long)native.digest);
+		assert_int_equal(on.dirty_written, native.dirty_written);
+		TEST_ASSERT(on.stats.pf_fast > 0 && off.stats.pf_fast == 0, "%s: pf_fast %llu/%llu",
+			    modes[m].name, (unsigned long long)on.stats.pf_fast,
+			    (unsigned long long)off.stats.pf_fast);
+		TEST_ASSERT(off.stats.pf_fixed > on.stats.pf_fixed, "%s: pf_fixed %llu (fastpf) %llu",
+			    modes[m].name, (unsigned long long)on.stats.pf_fixed,
+			    (unsigned long long)off.stats.pf_fixed);
+	}
+	/* The check itself: a second KVM_GET_DIRTY_LOG takes round 3's bits first (steal=3), as
+	 * a harvester racing the migration would; the round's own harvest then lacks the pages
+	 * the guest wrote, and the run fails naming the round. */
+	const char *steal[] = { "size=2M", "updates=30000", "interval=3000", "rounds=8", "steal=3" };
+	rc = run("migrate", steal, 5, 2, 5, false, &off, err, sizeof(err));
+	TEST_ASSERT(rc == -EFAULT && strstr(err, "round 3") && strstr(err, "dirty log"), "%d %s", rc, err);
+	rc = run_mode("migrate", steal, 5, 2, 5, false, VMMU_MMU_SHADOW, VMMU_HOST_VMX, 0, &off, err,
+		      sizeof(err));
+	TEST_ASSERT(rc == -EFAULT || rc == -EOPNOTSUPP, "shadow, steal=3: %d %s", rc, err);
+}
+
+static void test_migrate_params(void **state)
+{
+	static const struct {
+		const char *kv[2];
+		const char *want;
+	} bad[] = {
+		{ { "write=101", NULL }, "write=101" },
+		{ { "interval=0", NULL }, "interval" },
+		{ { "rounds=0", NULL }, "rounds" },
+		{ { "updates=1000", NULL }, "updates=1000" },
+		{ { "rounds=4", "steal=5" }, "steal=5" },
+		{ { "size=4", NULL }, "size" },
+		{ { "threads=5000", NULL }, "threads" },
+	};
+	struct vmmu_workload_args a;
+	struct vmmu_guest_result r;
+	struct vmmu_guest_config cfg = { .mem_bytes = 64ULL << 20 };
+	char err[256];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		unsigned n = bad[i].kv[1] ? 2 : 1;
+		assert_int_equal(vmmu_workload_args("migrate", bad[i].kv, n, &a, err, sizeof(err)), 0);
+		int rc = vmmu_run(&cfg, &a, &r, err, sizeof(err));
+		TEST_ASSERT(rc == -EINVAL && strstr(err, "migrate") && strstr(err, bad[i].want),
+			    "%s: %d '%s'", bad[i].kv[0], rc, err);
+	}
+	const char *junk[] = { "write=half" };
+	assert_int_equal(vmmu_workload_args("migrate", junk, 1, &a, err, sizeof(err)), -EINVAL);
+	/* The largest legal values: every access in some round, each round one access. */
+	const char *edge[] = { "size=64K", "updates=100", "interval=1", "rounds=100", "write=100" };
+	assert_int_equal(vmmu_workload_args("migrate", edge, 5, &a, err, sizeof(err)), 0);
+	int rc = vmmu_run(&cfg, &a, &r, err, sizeof(err));
+	TEST_ASSERT(rc == 0, "%d %s", rc, err);
+	assert_int_equal(r.dirty_rounds, 100);
+	assert_int_equal(r.dirty_min_round, 1);
+	assert_int_equal(r.dirty_written, 100);
 }
 
 static void test_run_errors(void **state)
@@ -809,6 +913,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_workloads_deterministic),
 		cmocka_unit_test(test_transparency),
 		cmocka_unit_test(test_workload_effects),
+		cmocka_unit_test(test_migrate),
+		cmocka_unit_test(test_migrate_params),
 		cmocka_unit_test(test_run_errors),
 		cmocka_unit_test(test_lackey_parse),
 		cmocka_unit_test(test_lackey_reader),
