@@ -36,7 +36,7 @@
 #define FRAME_ALLOC      (1u << 6)      /* info: head of an allocated block */
 
 /*
- * Metadata of one 4 KiB frame. 16 bytes, so 4 MiB per touched GiB; the issue allows 32, which
+ * Metadata of one 4 KiB frame. 24 bytes, so 6 MiB per touched GiB; the issue allows 32, which
  * leaves room for what KSM or rmap will need.
  */
 struct host_frame {
@@ -44,13 +44,14 @@ struct host_frame {
 	uint32_t prev;          /* free list link (pfn), valid on a FRAME_FREE head */
 	uint32_t refcount;      /* atomic; valid on a FRAME_ALLOC head */
 	uint32_t info;          /* atomic; order | FRAME_FREE | FRAME_ALLOC */
+	uintptr_t private;      /* atomic; the owner's word (page->private), 0 when allocated */
 };
 _Static_assert(sizeof(struct host_frame) <= 32, "frame metadata must stay within 32 bytes a frame");
 _Static_assert(HOST_MAX_ORDER <= FRAME_ORDER_MASK, "order must fit in info");
 
 /*
  * A free block of 2^order frames this large or larger also gives back the metadata of its
- * frames but the head's page: 2^8 * 16 bytes is one page, so smaller blocks have none to give.
+ * frames but the head's page: 2^8 * 24 bytes is 1.5 pages, so smaller blocks have none to give.
  */
 #define META_RELEASE_ORDER 8
 
@@ -292,6 +293,7 @@ int host_frame_alloc(struct host_arena *a, unsigned order, pfn_t *pfn)
 		list_add(a, head + (1u << k), k);
 	}
 	__atomic_store_n(&frame(a, head)->refcount, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&frame(a, head)->private, 0, __ATOMIC_RELAXED);
 	info_set(frame(a, head), FRAME_ALLOC | order);
 	used_add(a, (int64_t)1 << order);
 	pthread_mutex_unlock(&a->lock);
@@ -378,6 +380,17 @@ void host_frame_get(struct host_arena *a, pfn_t pfn)
 	__atomic_add_fetch(&frame(a, head)->refcount, 1, __ATOMIC_RELAXED);
 }
 
+void host_frame_set_private(struct host_arena *a, pfn_t pfn, uintptr_t val)
+{
+	assert(a && pfn < a->nframes && (info_get(frame(a, pfn)) & FRAME_ALLOC));
+	__atomic_store_n(&frame(a, pfn)->private, val, __ATOMIC_RELEASE);
+}
+
+uintptr_t host_frame_private(const struct host_arena *a, pfn_t pfn)
+{
+	return __atomic_load_n(&frame(a, pfn)->private, __ATOMIC_ACQUIRE);
+}
+
 unsigned host_frame_refcount(const struct host_arena *a, pfn_t pfn)
 {
 	uint64_t head;
@@ -405,6 +418,7 @@ void host_frame_split(struct host_arena *a, pfn_t pfn, unsigned order)
 		struct host_frame *f = frame(a, pfn + i);
 
 		__atomic_store_n(&f->refcount, refs, __ATOMIC_RELAXED);
+		__atomic_store_n(&f->private, 0, __ATOMIC_RELAXED);
 		info_set(f, FRAME_ALLOC | 0);
 	}
 	info_set(frame(a, pfn), FRAME_ALLOC | 0);

@@ -50,6 +50,13 @@ int host_frame_alloc(struct host_arena *a, unsigned order, pfn_t *pfn);
 void host_frame_put(struct host_arena *a, pfn_t pfn, unsigned order);
 void host_frame_get(struct host_arena *a, pfn_t pfn);
 unsigned host_frame_refcount(const struct host_arena *a, pfn_t pfn);
+/* The owner's word of an allocated block's head (the kernel's page->private): 0 at allocation,
+ * read and written atomically (release/acquire), so a lockless reader that reached the frame
+ * while it is allocated finds what its owner published. The soft MMU keeps its shadow page
+ * there. host_frame_private() of a frame no one holds returns whatever was left: callers make
+ * sure the frame stays allocated (an RCU grace period before the put, say). */
+void host_frame_set_private(struct host_arena *a, pfn_t pfn, uintptr_t val);
+uintptr_t host_frame_private(const struct host_arena *a, pfn_t pfn);
 /* host_frame_get() and host_frame_refcount() take any frame of a block and act on the block, as
  * the kernel does on a compound page's head; host_frame_put() takes the head and the order. */
 

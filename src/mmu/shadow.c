@@ -8,12 +8,17 @@
  * Roots: the root of a guest address space is the sp of its top-level table (gfn of CR3, role
  * from CR0.WP, EFER.NXE, CR4.SMEP/SMAP/PKE), or a direct sp with paging off. A vCPU holds a
  * reference (root_count) on its current root and on up to SHADOW_PREV_ROOTS previous ones, so
- * switching back is a swap: no lookup, no rebuild, and cached roots are never recycled. Because
- * every shadowed guest table is write-tracked, the shadow is never behind the guest's tables: a
- * CR3 load needs no sync, only the flush the architecture asks for, which the hardware already
- * did (cpu_mov_cr). The hardware loads a new root with a full TLB flush (cpu_set_shadow_root):
- * more than PCID's no-flush needs, which the architecture allows. With --opt notrap (VMX) only
- * #PFs with P=1 exit (PFEC_MASK = PFEC_MATCH = P): see shadow.h, SPTE_TRAP.
+ * switching back is a swap: no lookup, no rebuild, and cached roots are never recycled. Every
+ * shadowed guest table is write-tracked, so the shadow is never behind the guest's tables, but
+ * for unsync ones (--opt unsync), which may lag as a TLB may: a guest flush syncs what the
+ * flushed roots reach (shadow_sync_root, through the unsync-children marks): a CR3 load without
+ * PCID's no-flush bit the new root, a CR0/CR4 change or INVPCID of a whole context every root
+ * of the vCPU, INVLPG the leaf of the address in each (KVM: kvm_mmu_sync_roots,
+ * kvm_mmu_invalidate_addr). A root taken from the hash rather than the prev-root cache is synced
+ * at load too: the guest cannot have cached through it on this vCPU. The hardware loads a new
+ * root with a full TLB flush (cpu_set_shadow_root): more than PCID's no-flush needs, which the
+ * architecture allows. With --opt notrap (VMX) only #PFs with P=1 exit (PFEC_MASK = PFEC_MATCH =
+ * P): see shadow.h, SPTE_TRAP.
  *
  * Locking: mmu_lock (write) for every change of roots and sps; a vCPU's own fields are used by
  * its thread only. See shadow.h for the lock order.
@@ -220,6 +225,7 @@ int shadow_load_root_locked(struct shadow_vcpu *sv, bool *changed)
 			return rc;
 		}
 		sp->root_count++;
+		cpu_account_mmu_steps(sv->mv->cpu, shadow_sync_root(sm, sp));
 	}
 	sp_touch(sm, sp);
 	prev_push(sm, sv, sv->root);
@@ -417,30 +423,52 @@ static int shadow_handle_exit(struct mmu_vcpu *mv, const struct hw_exit *e,
 	return shadow_page_fault(mv, e, out);
 }
 
+/* The guest flushed: sync the current root, and with @all the previous roots too. [L] */
+static void sync_roots(struct shadow_mmu *sm, struct shadow_vcpu *sv, bool all)
+{
+	uint64_t steps = 0;
+
+	if (!sm->nr_unsync)
+		return;
+	if (shadow_root_current(sv))
+		steps += shadow_sync_root(sm, sv->root);
+	for (unsigned i = 0; all && i < SHADOW_PREV_ROOTS; i++)
+		steps += shadow_sync_root(sm, sv->prev[i]);
+	cpu_account_mmu_steps(sv->mv->cpu, steps);
+}
+
 /*
  * MOV CR0/CR3/CR4 after the hardware applied it (and its TLB flush): find or build the root for
  * the new state. CR3 always (a new address space), CR0/CR4 when they change the role or the
- * paging mode (WP, PG, PAE, LA57, SMEP, SMAP, PKE); the role check covers both.
+ * paging mode (WP, PG, PAE, LA57, SMEP, SMAP, PKE); the role check covers both. Each is also a
+ * guest TLB flush, but a CR3 load with PCID's no-flush bit: unsync sps sync (--opt unsync).
  */
 static int shadow_cr_changed(struct mmu_vcpu *mv, int cr, uint64_t old, uint64_t val)
 {
 	struct shadow_mmu *sm = to_shadow(mv->mmu);
+	struct shadow_vcpu *sv = mv->priv;
+	bool noflush = cr == 3 && (mv->cpu->guest.cr4 & X86_CR4_PCIDE) && (val & (1ULL << 63));
+	bool changed;
+	int rc;
 
-	if (!mv->priv)
+	if (!sv)
 		return 0;
-	/* A CR3 load is a TLB flush: unsync sps sync before the guest runs on (--opt unsync). */
-	if (cr == 3 && __atomic_load_n(&sm->nr_unsync, __ATOMIC_RELAXED)) {
-		pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
-		shadow_sync_all(sm);
-		pthread_rwlock_unlock(&sm->mmu.mmu_lock);
-	}
-	return shadow_load_root(mv->priv);
+	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
+	rc = shadow_load_root_locked(sv, &changed);
+	if (!rc && !noflush && (cr == 3 || old != val))
+		sync_roots(sm, sv, cr != 3);
+	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
+	shadow_drain_frees(sm, false);
+	return rc;
 }
 
-/* Drop the leaf spte mapping @gva in the loaded root, if any. [L] */
-static void drop_gva(struct shadow_mmu *sm, struct shadow_vcpu *sv, gva_t gva)
+/*
+ * Drop the leaf spte mapping @gva under @root, if any; with @unsync_only only from an unsync sp
+ * (a write-tracked one is exact). [L]
+ */
+static void drop_gva(struct shadow_mmu *sm, struct shadow_page *root, gva_t gva, bool unsync_only)
 {
-	struct shadow_page *sp = sv->root;
+	struct shadow_page *sp = root;
 
 	for (int level = sp ? sp->role.level : 0; sp && level >= 1; level--) {
 		uint64_t *sptep = &sp->spt[spte_index(gva, level)];
@@ -448,13 +476,13 @@ static void drop_gva(struct shadow_mmu *sm, struct shadow_vcpu *sv, gva_t gva)
 		if (spte == sm->trap_spte)
 			return;
 		/* A truly non-present spte (notrap) traps again too: the VMM may have written the
-		 * guest entry behind the guest's back, and the guest's INVLPG is its flush. */
+		 * guest entry behind the guest's back, and the guest's INVLPG is its flush. An
+		 * unsync sp's leaf goes: the next access takes it from the guest entry as it is. */
 		if (level == 1 || !is_shadow_present_pte(spte)) {
-			spte_drop(sm, sp, sptep);
+			if (!unsync_only || sp->unsync)
+				spte_drop(sm, sp, sptep);
 			return;
 		}
-		/* Extension point (--opt unsync): an unsync sp would be synced here, from the
-		 * guest entry, instead of dropped. */
 		sp = pfn_to_sp(sm, spte_to_pfn(spte));
 	}
 }
@@ -463,8 +491,18 @@ static void drop_gva(struct shadow_mmu *sm, struct shadow_vcpu *sv, gva_t gva)
  * INVLPG: the hardware dropped the TLB entries; the leaf spte for the address goes too, so the
  * next access takes its translation from the guest's entry as it is now. (Write tracking keeps
  * the shadow in step with the guest's tables anyway; dropping also covers a table the VMM wrote
- * behind the guest's back, at the price of one fault.)
+ * behind the guest's back, at the price of one fault.) INVLPG also drops global translations of
+ * every PCID: the previous roots lose the address's leaf where it may be stale (unsync).
  */
+static void invlpg_roots(struct shadow_mmu *sm, struct shadow_vcpu *sv, gva_t gva, bool current)
+{
+	if (current && shadow_root_current(sv))
+		drop_gva(sm, sv->root, gva, false);
+	for (unsigned i = 0; sm->nr_unsync && i < SHADOW_PREV_ROOTS; i++)
+		if (sv->prev[i] && !sv->prev[i]->invalid)
+			drop_gva(sm, sv->prev[i], gva, true);
+}
+
 static int shadow_invlpg(struct mmu_vcpu *mv, gva_t gva)
 {
 	struct shadow_vcpu *sv = mv->priv;
@@ -475,9 +513,7 @@ static int shadow_invlpg(struct mmu_vcpu *mv, gva_t gva)
 	if (!(mv->cpu->guest.efer & EFER_LMA))
 		gva &= 0xffffffffULL;
 	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
-	shadow_sync_all(sm);          /* --opt unsync: the guest flushed */
-	if (shadow_root_current(sv))
-		drop_gva(sm, sv, gva);
+	invlpg_roots(sm, sv, gva, true);
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
 	cpu_account_mmu_steps(mv->cpu, 1);
 	return 0;
@@ -485,21 +521,25 @@ static int shadow_invlpg(struct mmu_vcpu *mv, gva_t gva)
 
 /*
  * INVPCID: type 0 (one address of one PCID) drops the spte when the PCID is the current one (a
- * root serves one address space whatever its PCID). Types 1-3 invalidate whole contexts: the
- * shadow is synced by write tracking, so only the hardware's flush is needed (the unsync
- * extension would sync roots here, as KVM's kvm_mmu_sync_roots).
+ * root serves one address space whatever its PCID), else where it may be stale in a previous
+ * root. Types 1-3 invalidate whole contexts: the shadow is synced by write tracking but for
+ * unsync sps, which sync for every root of the vCPU (KVM's kvm_mmu_sync_roots).
  */
 static int shadow_invpcid(struct mmu_vcpu *mv, unsigned type, uint16_t pcid, gva_t gva)
 {
 	struct shadow_mmu *sm = to_shadow(mv->mmu);
+	struct shadow_vcpu *sv = mv->priv;
 
 	if (type == 0 && pcid == mv->cpu->pcid)
 		return shadow_invlpg(mv, gva);
-	if (mv->priv && __atomic_load_n(&sm->nr_unsync, __ATOMIC_RELAXED)) {
-		pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
-		shadow_sync_all(sm);      /* --opt unsync: the guest flushed */
-		pthread_rwlock_unlock(&sm->mmu.mmu_lock);
-	}
+	if (!sv || !__atomic_load_n(&sm->nr_unsync, __ATOMIC_RELAXED))
+		return 0;
+	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
+	if (type == 0)
+		invlpg_roots(sm, sv, gva, false);
+	else
+		sync_roots(sm, sv, true);
+	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
 	return 0;
 }
 

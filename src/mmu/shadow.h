@@ -25,7 +25,11 @@
  *  - a writable leaf spte's guest entry has Dirty set, its slot is not READONLY, and in a
  *    dirty-logging slot its page is marked dirty;
  *  - every present leaf spte is in the rmap of the gfn it maps, once; every present link spte is
- *    in the parent list of the sp it points to, once; sps_by_pfn maps every table frame back;
+ *    in the parent list of the sp it points to, once; sp_by_pfn holds every sp, and each table
+ *    frame's private word (host_frame_private) points back at its sp until the frame is freed;
+ *  - a link to an sp that is unsync or has unsync children has its bit set in its table's
+ *    unsync_child_bitmap (so a flush syncs what its root reaches), and unsync_children counts
+ *    the bits;
  *  - the number of sps in the hash = the LRU's length; shadow_pages counts them and the PAE root
  *    helpers.
  *
@@ -222,6 +226,9 @@ struct shadow_page {
 					   * gfn untracked for this sp; synced at the guest's flush */
 	const uint64_t *unsync_gpt;       /* [L] unsync: host address of the guest table (valid:
 					   * a change of its mapping zaps this sp first) */
+	uint64_t unsync_child_bitmap[SPTE_ENTRIES / 64];  /* [L] entries whose link leads to
+					   * unsync sps (shadow_page.c, "unsync") */
+	uint32_t unsync_children;         /* [L] bits set in unsync_child_bitmap */
 };
 
 /* Per-gfn state: who maps it (rmap of leaf sptes) and how many indirect sps shadow it. */
@@ -334,7 +341,9 @@ int sptep_vec_add(struct sptep_vec *v, uint64_t *sptep);
 bool sptep_vec_del(struct sptep_vec *v, uint64_t *sptep);
 bool sptep_vec_has(const struct sptep_vec *v, const uint64_t *sptep);
 
-/* The sp whose table holds @sptep, or NULL. [L] */
+/* The sp whose table holds @sptep, or is frame @pfn; NULL for a frame that is no table. Under
+ * mmu_lock, or lockless inside an RCU read section for a table reached through the root or a
+ * link read in that section (frames are freed after a grace period). */
 struct shadow_page *sptep_to_sp(struct shadow_mmu *sm, const uint64_t *sptep);
 struct shadow_page *pfn_to_sp(struct shadow_mmu *sm, pfn_t pfn);
 struct gfn_info *gfn_info_find(struct shadow_mmu *sm, gfn_t gfn);
@@ -373,9 +382,10 @@ static inline bool sp_notrap_ok(const struct shadow_mmu *sm, const struct shadow
 /* --opt unsync. Let guest table @gfn (host address @gpt) go unsync if every sp of it is a level-1
  * sp that is no root: each stops write-tracking it (mmu_unsync). True if done. [L] */
 bool sp_try_unsync(struct shadow_mmu *sm, gfn_t gfn, const uint64_t *gpt);
-/* Sync every unsync sp (the guest flushed: CR3 load, INVLPG, INVPCID): each leaf still derived
- * from its guest entry stays, any other is dropped; the gfn is write-tracked again. [L] */
-void shadow_sync_all(struct shadow_mmu *sm);
+/* The guest flushed its TLB for the address space of @root (a CR3 load, INVPCID, a CR0/CR4
+ * change): sync every unsync sp @root reaches (each leaf still derived from its guest entry
+ * stays, any other is dropped; the gfn is write-tracked again). Returns the steps taken. [L] */
+uint64_t shadow_sync_root(struct shadow_mmu *sm, struct shadow_page *root);
 
 /* Find the sp for (@gfn, @role), or create it (write-tracking @gfn if indirect: leaf sptes
  * mapping it lose write access and the TLBs are flushed before this returns). 0 or -ENOMEM.

@@ -172,6 +172,12 @@ static int check_sp_sptes(struct audit *a, struct shadow_page *sp, uint64_t *lea
 			    (SPTE_LINK_BITS & ~PT_ACCESSED_MASK) || (s & PT64_NX_MASK))
 				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: link %u = %#" PRIx64
 					    " restricts rights", SPF(sp), i, s);
+			/* A flush syncs what the marks lead to: one missing would leave an unsync
+			 * sp stale past the guest's flush. */
+			if ((c->unsync || c->unsync_children) &&
+			    !(sp->unsync_child_bitmap[i / 64] & (1ULL << (i % 64))))
+				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: link %u leads to "
+					    "unsync sps, unmarked", SPF(sp), i);
 			if (sp->role.passthrough) {
 				/* A PAE root page: its PML4 entry links its PDPT page, its PDPT entries
 				 * the PD sps of the PDPTE registers (checked when loaded). */
@@ -287,6 +293,15 @@ static int audit_locked(struct audit *a)
 						return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: parent %u "
 							    "twice", SPF(sp), i);
 			}
+			unsigned marks = 0;
+			for (unsigned w = 0; w < SPTE_ENTRIES / 64; w++)
+				marks += (unsigned)__builtin_popcountll(sp->unsync_child_bitmap[w]);
+			if (marks != sp->unsync_children || (sp->role.level == 1 && marks))
+				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: %u unsync-child "
+					    "marks, count %u", SPF(sp), marks, sp->unsync_children);
+			if (pfn_to_sp(sm, sp->pfn) != sp)
+				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: its frame's "
+					    "private word does not point back", SPF(sp));
 			rc = check_sp_sptes(a, sp, &leaves);
 			if (rc)
 				return rc;

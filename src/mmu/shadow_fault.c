@@ -28,7 +28,7 @@
  * prefetch_install after the leaf: the aligned group of 8 around it); notrap (notrap_fill of new
  * sps, notrap_install after a not-present guest fault, pte_write's conversion: only faults with
  * P=1 exit, so guest-not-present entries whose sptes are 0 fault straight into the guest);
- * fastpf (fast_page_fault: W given back by one cmpxchg for dirty logging, mmu_lock shared).
+ * fastpf (fast_page_fault: W given back by one cmpxchg for dirty logging, no mmu_lock).
  */
 #include <errno.h>
 #include <string.h>
@@ -731,17 +731,22 @@ static int fault_walk(struct fault *f, struct mmu_outcome *out, bool *injected)
  * The fast page fault (--opt fastpf, KVM's fast_page_fault for shadow paging): a write to a leaf
  * that is write-protected only for dirty logging (SPTE_MMU_WRITABLE set, W clear: the guest
  * entry is writable and Dirty, nothing tracks the gfn, the slot is not READONLY, the host page
- * is writable) gets W (and D) back with one compare-and-swap, with no guest walk and without
- * taking mmu_lock for writing. mmu_lock is held shared, only to read the sp's gfn (the sp hash
- * changes under the exclusive lock); the memslot read section covers the slot lookup.
+ * is writable) gets W (and D) back with one compare-and-swap: no guest walk, no mmu_lock. An RCU
+ * read section (the memslots') keeps every table reached from the root allocated, with its sp
+ * (found through the frame's private word); a zap clears sptes by exchange, so a leaf it took
+ * fails our compare-and-swap.
  *
  * Only a fault whose error code is P|W (|U) qualifies: anything else (RSVD, PK, a fetch) is not
  * a missing W. A leaf already writable goes to the slow path (it decides whether the guest must
  * see the fault: SMAP, say), never "spurious" here, so a fault the hardware repeats cannot loop.
- * Ordering against a harvest (bits cleared, then leaves protected under the exclusive lock,
- * which excludes us): W is set first and the page marked dirty after, as tdp_fast_page_fault.
- * A lost cmpxchg leaves the leaf as the other writer (the hardware's A/D bits) made it: the slow
- * path decides. Returns true if fixed.
+ * Ordering against a harvest (bits cleared, then leaves protected): W is set first and the page
+ * marked dirty after, as tdp_fast_page_fault. The gfn of an indirect sp's leaf is read before
+ * and after the compare-and-swap: a change between (another vCPU re-made the leaf for another
+ * gfn with the same frame and bits: two slots aliasing one host page) marks both. KVM keeps its
+ * fast path to direct sps for this; only a change and a change back inside the window, with
+ * identical sptes, could still mark the other alias, whose host page is the same. Write
+ * tracking's protection takes MMU_WRITABLE away by compare-and-swap too, so a leaf we fix was
+ * untracked at that instant; the tracker's flush follows. Returns true if fixed.
  */
 static bool fast_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, uint64_t *steps)
 {
@@ -760,9 +765,9 @@ static bool fast_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, uint64
 		return false;
 	if (e->access_len && ((e->access_gva & 0xfff) + e->access_len > 4096))
 		return false;              /* a page-crossing store: the slow path orders its parts */
-	pthread_rwlock_rdlock(&sm->mmu.mmu_lock);
 	memslots_read_lock();
-	struct shadow_page *sp = shadow_root_current(sv) ? sv->root : NULL;
+	/* The root the hardware runs on: only this vCPU's thread changes sv->root. */
+	struct shadow_page *sp = sv->root;
 	uint64_t *sptep = NULL, old = 0;
 	for (int level = sp ? sp->role.level : 0; sp && level >= 1; level--) {
 		sptep = &sp->spt[spte_index(e->gva, level)];
@@ -780,19 +785,26 @@ static bool fast_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, uint64
 	    ((ec & PFERR_USER) && !(old & PT_USER_MASK)) ||
 	    (!(ec & PFERR_USER) && (old & PT_USER_MASK) && (mv->cpu->guest.cr4 & X86_CR4_SMAP)))
 		goto out;                  /* not only W missing: SMAP may refuse it too */
-	gfn_t gfn = sp_leaf_gfn(sp, sptep_index(sptep));
+	unsigned idx = sptep_index(sptep);
+	gfn_t gfn = sp->role.direct ? sp->gfn + idx : __atomic_load_n(&sp->gfns[idx], __ATOMIC_ACQUIRE);
 	const struct memslot *slot = gfn_to_memslot(sm->mmu.env.slots, gfn);
 	if (!slot || slot_is_readonly(slot))
 		goto out;
 	if (!spte_cmpxchg(sptep, &old, old | PT_WRITABLE_MASK | PT_DIRTY_MASK))
 		goto out;
+	(*steps)++;
 	if (slot_logs_dirty(slot))
 		slot_mark_dirty(slot, gfn);
+	if (!sp->role.direct) {
+		gfn_t now = __atomic_load_n(&sp->gfns[idx], __ATOMIC_ACQUIRE);
+		const struct memslot *s2 = now != gfn ? gfn_to_memslot(sm->mmu.env.slots, now) : NULL;
+		if (s2 && slot_logs_dirty(s2))
+			slot_mark_dirty(s2, now);
+	}
 	shadow_changed(sm);
 	fixed = true;
 out:
 	memslots_read_unlock();
-	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
 	return fixed;
 }
 
@@ -803,6 +815,18 @@ out:
  * and turn its SPTE_TRAP into 0. Inside the read section; takes mmu_lock. Best effort: any
  * obstacle (a race, no memory) leaves the entry trapping, which is always correct.
  */
+static bool table_is_unsync(struct shadow_mmu *sm, gfn_t gfn)
+{
+	struct hnode *n;
+
+	if (!sm->nr_unsync)
+		return false;
+	htab_for_each_key(&sm->sp_hash, n, gfn)
+		if (container_of(n, struct shadow_page, hash)->unsync)
+			return true;
+	return false;
+}
+
 static void notrap_install(struct fault *f, struct fault_part *p)
 {
 	struct shadow_mmu *sm = f->sm;
@@ -837,6 +861,9 @@ static void notrap_install(struct fault *f, struct fault_part *p)
 	if (__atomic_load_n(&sm->mmu.invalidate_in_progress, __ATOMIC_ACQUIRE) ||
 	    __atomic_load_n(&sm->mmu.invalidate_seq, __ATOMIC_ACQUIRE) != f->seq ||
 	    !shadow_root_current(f->sv))
+		goto out;
+	/* An unsync table traps until it syncs (sp_notrap_ok): spare the chain walk. */
+	if (w->level == 1 && table_is_unsync(sm, table))
 		goto out;
 	make_mmu_pages_available(sm, (unsigned)f->sv->root->role.level, &z);
 	if (fetch(f, p, &sp, &z, w->level) == FIX_DONE && sp->role.level == (unsigned)w->level &&

@@ -139,10 +139,11 @@ static void sptep_vec_free(struct sptep_vec *v)
 
 /* ---- lookups ---- */
 
+/* The frame's private word holds its sp from creation until the frame is freed, after a grace
+ * period: any table reached through a link (or the root) under an RCU read section has it. */
 struct shadow_page *pfn_to_sp(struct shadow_mmu *sm, pfn_t pfn)
 {
-	struct hnode *n = htab_first(&sm->sp_by_pfn, pfn);
-	return n ? container_of(n, struct shadow_page, by_pfn) : NULL;
+	return (struct shadow_page *)host_frame_private(sm->mmu.env.arena, pfn);
 }
 
 struct shadow_page *sptep_to_sp(struct shadow_mmu *sm, const uint64_t *sptep)
@@ -273,6 +274,45 @@ static void unaccount_shadowed(struct shadow_mmu *sm, gfn_t gfn)
 
 /* ---- unsync (--opt unsync) ---- */
 
+/*
+ * Unsync children are tracked up to the roots (KVM's unsync_child_bitmap): bit i of an sp is set
+ * when its entry i links an sp that is unsync or has unsync children itself, so a guest flush
+ * syncs what its roots reach and nothing else. A bit may be stale (set over a link that no longer
+ * leads to anything unsync): the walk that finds it so clears it. Never missing: mark_link runs
+ * whenever an sp goes unsync, and sp_link marks a new link to such an sp. [L]
+ */
+static void mark_parents(struct shadow_mmu *sm, struct shadow_page *sp);
+
+static void mark_link(struct shadow_mmu *sm, uint64_t *sptep)
+{
+	struct shadow_page *psp = sptep_to_sp(sm, sptep);
+	unsigned idx = sptep_index(sptep);
+	uint64_t bit = 1ULL << (idx % 64);
+
+	if (!psp || (psp->unsync_child_bitmap[idx / 64] & bit))
+		return;
+	psp->unsync_child_bitmap[idx / 64] |= bit;
+	/* Its links were marked when its count left 0, and stay marked while it is above 0. */
+	if (psp->unsync_children++ == 0)
+		mark_parents(sm, psp);
+}
+
+static void mark_parents(struct shadow_mmu *sm, struct shadow_page *sp)
+{
+	for (uint32_t i = 0; i < sp->parents.n; i++)
+		mark_link(sm, sp->parents.v[i]);
+}
+
+static void clear_unsync_bit(struct shadow_page *sp, unsigned idx)
+{
+	uint64_t bit = 1ULL << (idx % 64);
+
+	if (sp->unsync_child_bitmap[idx / 64] & bit) {
+		sp->unsync_child_bitmap[idx / 64] &= ~bit;
+		sp->unsync_children--;
+	}
+}
+
 bool sp_try_unsync(struct shadow_mmu *sm, gfn_t gfn, const uint64_t *gpt)
 {
 	struct shadow_page *sps[SHADOW_MAX_SPS_PER_GFN];
@@ -296,6 +336,7 @@ bool sp_try_unsync(struct shadow_mmu *sm, gfn_t gfn, const uint64_t *gpt)
 		sp->unsync_gpt = gpt;
 		sm->nr_unsync++;
 		unaccount_shadowed(sm, gfn);
+		mark_parents(sm, sp);
 		mmu_stat_inc(&sm->mmu, mmu_unsync);
 	}
 	shadow_changed(sm);
@@ -322,42 +363,72 @@ static bool leaf_still_derived(const struct shadow_mmu *sm, const struct shadow_
 	       (s & SPTE_PKEY_MASK) == (gpte & SPTE_PKEY_MASK);
 }
 
-/* Sync one unsync sp (KVM's kvm_sync_page, dropping what it cannot keep). [L] */
-static void sp_sync(struct shadow_mmu *sm, struct shadow_page *sp)
+/*
+ * Sync one unsync sp (KVM's kvm_sync_page, dropping what it cannot keep): tracked again, each
+ * leaf still derived from its guest entry stays, any other goes; under notrap an entry whose
+ * guest entry is not present becomes truly non-present again (0), so the guest's own faults
+ * there stop exiting. Steps charged: one per cache line of guest entries read. [L]
+ */
+static uint64_t sp_sync(struct shadow_mmu *sm, struct shadow_page *sp)
 {
 	const uint64_t *gpt = sp->unsync_gpt;
+	bool notrap;
 
 	/* Tracked again first: leaves mapping the table lose W (the TLBs that allow it are
 	 * flushed), so the guest entries read below stay as they are while we hold the lock. No
 	 * memory for the gfn's state: it stays unsync until the next flush. */
 	if (account_shadowed(sm, sp->gfn))
-		return;
-	for (unsigned i = 0; i < SPTE_ENTRIES; i++) {
-		uint64_t s = spte_read(&sp->spt[i]);
-		if (s == sm->trap_spte)
-			continue;
-		if (is_shadow_present_pte(s) &&
-		    leaf_still_derived(sm, sp, i, s,
-				       __atomic_load_n(&gpt[i], __ATOMIC_ACQUIRE)))
-			continue;
-		spte_drop(sm, sp, &sp->spt[i]);
-	}
+		return 0;
 	sp->unsync = false;
 	sp->unsync_gpt = NULL;
 	sm->nr_unsync--;
+	notrap = sp_notrap_ok(sm, sp);
+	for (unsigned i = 0; i < SPTE_ENTRIES; i++) {
+		uint64_t s = spte_read(&sp->spt[i]);
+		uint64_t gpte = __atomic_load_n(&gpt[i], __ATOMIC_ACQUIRE);
+		if (is_shadow_present_pte(s) && leaf_still_derived(sm, sp, i, s, gpte))
+			continue;
+		if (s != sm->trap_spte)
+			spte_drop(sm, sp, &sp->spt[i]);
+		if (notrap && !(gpte & PT_PRESENT_MASK))
+			spte_write(&sp->spt[i], 0);
+	}
 	shadow_changed(sm);
+	return SPTE_ENTRIES / 8;
 }
 
-void shadow_sync_all(struct shadow_mmu *sm)
+/* KVM's mmu_sync_children: every unsync sp the marked links of @sp lead to. [L] */
+static uint64_t sync_children(struct shadow_mmu *sm, struct shadow_page *sp)
 {
-	if (!sm->nr_unsync)
-		return;
-	for (uint64_t b = 0; b <= sm->sp_hash.mask && sm->nr_unsync; b++)
-		for (struct hnode *n = sm->sp_hash.b[b]; n; n = n->next) {
-			struct shadow_page *sp = container_of(n, struct shadow_page, hash);
-			if (sp->unsync)
-				sp_sync(sm, sp);
+	uint64_t steps = 0;
+
+	for (unsigned w = 0; w < SPTE_ENTRIES / 64 && sp->unsync_children; w++) {
+		uint64_t bits = sp->unsync_child_bitmap[w];
+		while (bits) {
+			unsigned idx = w * 64 + (unsigned)__builtin_ctzll(bits);
+			uint64_t s = spte_read(&sp->spt[idx]);
+			struct shadow_page *child = NULL;
+
+			bits &= bits - 1;
+			steps++;
+			if (is_shadow_present_pte(s) && !is_last_spte(s, sp->role.level))
+				child = pfn_to_sp(sm, spte_to_pfn(s));
+			if (child && child->unsync)
+				steps += sp_sync(sm, child);
+			if (child && child->unsync_children)
+				steps += sync_children(sm, child);
+			if (!child || (!child->unsync && !child->unsync_children))
+				clear_unsync_bit(sp, idx);
 		}
+	}
+	return steps;
+}
+
+uint64_t shadow_sync_root(struct shadow_mmu *sm, struct shadow_page *root)
+{
+	if (!root || root->invalid || !sm->nr_unsync)
+		return 0;
+	return sync_children(sm, root);
 }
 
 /* ---- creating, linking, dropping ---- */
@@ -418,6 +489,11 @@ int sp_get_new(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shad
 	htab_for_each_key(&sm->sp_hash, n, gfn) {
 		sp = container_of(n, struct shadow_page, hash);
 		if (sp->role.word == role.word) {
+			/* About to be linked at a new place, where the guest cannot have cached the
+			 * entries an unsync sp may still hold: synced first (as KVM's
+			 * kvm_mmu_find_shadow_page). */
+			if (sp->unsync)
+				sp_sync(sm, sp);
 			*out = sp;
 			return 0;
 		}
@@ -462,6 +538,7 @@ int sp_get_new(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shad
 			return rc;
 		}
 	}
+	host_frame_set_private(sm->mmu.env.arena, pfn, (uintptr_t)sp);
 	htab_add(&sm->sp_hash, &sp->hash);
 	htab_add(&sm->sp_by_pfn, &sp->by_pfn);
 	list_add(&sm->lru, &sp->lru);
@@ -497,6 +574,7 @@ int sp_alloc_helper(struct shadow_mmu *sm, int level, struct shadow_page **out)
 	sp->by_pfn.key = pfn;
 	sp->root_count = 1;             /* the vCPU's own */
 	list_init(&sp->lru);
+	host_frame_set_private(sm->mmu.env.arena, pfn, (uintptr_t)sp);
 	htab_add(&sm->sp_by_pfn, &sp->by_pfn);
 	sm->nr_helpers++;
 	mmu_stat_inc(&sm->mmu, shadow_pages);
@@ -526,6 +604,8 @@ int sp_link(struct shadow_mmu *sm, uint64_t *sptep, struct shadow_page *child)
 		return rc;
 	/* Release: the child table (zeroed or filled before) is seen whole through the link. */
 	spte_write(sptep, (child->pfn << 12) | SPTE_LINK_BITS);
+	if (child->unsync || child->unsync_children)
+		mark_link(sm, sptep);
 	shadow_changed(sm);
 	return 0;
 }
@@ -551,7 +631,7 @@ int leaf_set(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep, gfn
 	if (rc)
 		return rc;
 	if (!sp->role.direct)
-		sp->gfns[idx] = gfn;
+		__atomic_store_n(&sp->gfns[idx], gfn, __ATOMIC_RELAXED);  /* the fast page fault reads it */
 	spte_write(sptep, spte);
 	sm->nr_leaves++;
 	mmu_stat_inc(&sm->mmu, pages_4k);
@@ -574,6 +654,7 @@ uint64_t spte_drop(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *spte
 		struct shadow_page *child = pfn_to_sp(sm, spte_to_pfn(old));
 		if (child)
 			sptep_vec_del(&child->parents, sptep);
+		clear_unsync_bit(sp, sptep_index(sptep));
 	}
 	shadow_changed(sm);
 	return old;
@@ -762,6 +843,7 @@ void shadow_drain_frees(struct shadow_mmu *sm, bool force)
 	while (!list_empty(&batch)) {
 		struct shadow_page *sp = container_of(batch.next, struct shadow_page, lru);
 		list_del(&sp->lru);
+		host_frame_set_private(sm->mmu.env.arena, sp->pfn, 0);
 		host_frame_put(sm->mmu.env.arena, sp->pfn, 0);
 		sp_free_struct(sp);
 	}

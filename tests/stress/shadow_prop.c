@@ -690,11 +690,13 @@ int main(int argc, char **argv)
 		       "pf_taken %" PRIu64
 		       " pf_fixed %" PRIu64 " pf_emulate %" PRIu64 " pf_guest %" PRIu64
 		       " mmio_sptes %" PRIu64 " pte_write %" PRIu64 " pde_zapped %" PRIu64
-		       " flooded %" PRIu64 " recycled %" PRIu64 " zapped %" PRIu64 "\n",
+		       " flooded %" PRIu64 " recycled %" PRIu64 " zapped %" PRIu64 " unsync %" PRIu64
+		       " pf_fast %" PRIu64 "\n",
 		       cur_seed, host == VMMU_HOST_VMX ? "vmx" : "svm", cur_opts_off, steps, now() - t0,
 		       s.pf_taken,
 		       s.pf_fixed, s.pf_emulate, s.pf_guest, s.pf_mmio_spte_created, s.mmu_pte_write,
-		       s.mmu_pde_zapped, s.mmu_flooded, s.mmu_recycled, s.mmu_shadow_zapped);
+		       s.mmu_pde_zapped, s.mmu_flooded, s.mmu_recycled, s.mmu_shadow_zapped,
+		       s.mmu_unsync, s.pf_fast);
 		if (verbose)
 			printf("  ops: access %" PRIu64 " table %" PRIu64 " cr3 %" PRIu64 " cr0/4 %" PRIu64
 			       " inv %" PRIu64 " memslot %" PRIu64 " munmap %" PRIu64 " compare %" PRIu64

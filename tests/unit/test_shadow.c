@@ -816,6 +816,79 @@ static void test_cr3_switch_body(struct pair *p)
 }
 BOTH_HOSTS(test_cr3_switch)
 
+/*
+ * --opt unsync: unsync children are tracked up to the roots, so a guest flush syncs what the
+ * flushed root reaches and nothing else; a table reached again syncs and is tracked again; INVLPG
+ * takes the address's entry from the guest table. The outcomes match native with every option
+ * set; the counts are checked where unsync is on.
+ */
+static void test_unsync_roots_body(struct pair *p)
+{
+	const bool unsync = !(cur_opts_off & VMMU_OPT_UNSYNC);
+	gpa_t ra = new_root(p), rb = new_root(p);
+	gpa_t da = new_data(p), da2 = new_data(p), da3 = new_data(p), db = new_data(p);
+	gpa_t ea = map(p, ra, 0x400000, da, 1, PRWU);
+	struct vmmu_stats s0, s1;
+
+	map(p, rb, 0x400000, db, 1, PRWU);
+	wr(p, da, 0xa);
+	wr(p, da2, 0xa2);
+	wr(p, da3, 0xa3);
+	wr(p, db, 0xb);
+	regs64(p, ra);
+	assert_int_equal(rd_ok(p, 0x400000), 0xa);
+	mov_cr(p, 3, rb);
+	assert_int_equal(rd_ok(p, 0x400000), 0xb);
+	mov_cr(p, 3, ra);
+
+	/* A new entry in A's last-level table needs no flush: the table goes unsync. */
+	s0 = SH(p);
+	gstore(p, ea + 8, da2 | PRWU, 8);
+	assert_int_equal(rd_ok(p, 0x401000), 0xa2);
+	s1 = SH(p);
+	if (unsync)
+		assert_int_equal(s1.mmu_unsync - s0.mmu_unsync, 1);
+
+	/* In B, A's table is out of reach: loading B's CR3 leaves it unsync, so B's kernel edits it
+	 * with no exit and no new unsync (a flush that synced everything would have tracked it
+	 * again). The edit needs A's flush: A's entry 0 moves to another page. */
+	mov_cr(p, 3, rb);
+	assert_int_equal(rd_ok(p, 0x400000), 0xb);
+	s0 = SH(p);
+	gstore(p, ea, da3 | PRWU, 8);
+	s1 = SH(p);
+	if (unsync) {
+		assert_int_equal(s1.mmu_unsync - s0.mmu_unsync, 0);
+		assert_int_equal(s1.pf_emulate - s0.pf_emulate, 0);
+	}
+
+	/* Back in A, a flush: the table syncs, the moved entry is seen as natively... */
+	mov_cr(p, 3, ra);
+	assert_int_equal(rd_ok(p, 0x400000), 0xa3);
+	assert_int_equal(rd_ok(p, 0x401000), 0xa2);
+	/* ...and the table is tracked again: the next edit exits and unsyncs it once more. */
+	s0 = SH(p);
+	gstore(p, ea + 16, da | PRWU, 8);
+	s1 = SH(p);
+	if (unsync)
+		assert_int_equal(s1.mmu_unsync - s0.mmu_unsync, 1);
+	assert_int_equal(rd_ok(p, 0x402000), 0xa);
+
+	/* INVLPG: the entry of the address comes from the guest table as it is now. */
+	gstore(p, ea, da | PRWU, 8);
+	invlpg(p, 0x400000);
+	assert_int_equal(rd_ok(p, 0x400000), 0xa);
+	/* Toggling CR4.PGE flushes everything (every root of the vCPU syncs; the root stays). */
+	gstore(p, ea + 8, db | PRWU, 8);
+	mov_cr(p, 4, X86_CR4_PAE | X86_CR4_PGE);
+	mov_cr(p, 4, X86_CR4_PAE);
+	assert_int_equal(rd_ok(p, 0x401000), 0xb);
+	mov_cr(p, 3, rb);
+	assert_int_equal(rd_ok(p, 0x400000), 0xb);
+	same_all(p);
+}
+BOTH_HOSTS(test_unsync_roots)
+
 /* More page tables than the shadow page limit (64 for this small guest): the least recently used
  * shadow pages are recycled; the results do not change. */
 static void test_recycle_body(struct pair *p)
@@ -1226,6 +1299,7 @@ int main(void)
 		cmocka_unit_test(test_memslots),
 		cmocka_unit_test(test_readonly_slot),
 		cmocka_unit_test(test_cr3_switch),
+		cmocka_unit_test(test_unsync_roots),
 		cmocka_unit_test(test_recycle),
 		cmocka_unit_test(test_flood),
 		cmocka_unit_test(test_misaligned_pte_writes),
