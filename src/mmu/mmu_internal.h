@@ -54,6 +54,16 @@ static inline bool mmu_invalidate_retry(struct mmu *m, uint64_t seq, hva_t hva)
 	return __atomic_load_n(&m->invalidate_seq, __ATOMIC_ACQUIRE) != seq;
 }
 
+/*
+ * Steps the cost model charges a fault's slow path for resolving its gfn to a host frame: the
+ * memslot lookup, then the host page-table walk of hva_to_pfn (4 levels, 3 to a 2M THP leaf).
+ * The fast page fault skips both: that, with mmu_lock, is what it saves.
+ */
+static inline uint64_t mmu_pfn_lookup_steps(bool huge)
+{
+	return 1 + (huge ? 3 : 4);
+}
+
 #define mmu_stat_inc(m, field) __atomic_add_fetch(&(m)->st.field, 1, __ATOMIC_RELAXED)
 #define mmu_stat_add(m, field, n) __atomic_add_fetch(&(m)->st.field, (n), __ATOMIC_RELAXED)
 

@@ -133,7 +133,9 @@ static int fault_resolve(struct fault *f, struct fault_part *p)
 	 * would tell whether a read lookup is writable, as KVM's hva_to_pfn does.) */
 	p->host_writable = !slot_is_readonly(p->slot) &&
 			   (f->write || (leaf_d && (w->access & ACC_WRITE)));
-	rc = slot_gfn_to_pfn(ms, p->slot, gfn, p->host_writable, &p->pfn, NULL);
+	bool huge = false;
+	rc = slot_gfn_to_pfn(ms, p->slot, gfn, p->host_writable, &p->pfn, &huge);
+	f->steps += mmu_pfn_lookup_steps(huge);
 	if (rc == -EFAULT) {
 		p->pfn_err = -EFAULT;    /* the slot's hva has no memory: reads as none (MMIO) */
 		return 0;

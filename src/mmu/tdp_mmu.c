@@ -463,6 +463,7 @@ static int tdp_page_fault(struct tdp_mmu *t, struct mmu_vcpu *mv, const struct h
 		hva = slot_gfn_to_hva(slot, f->gfn);
 		seq = __atomic_load_n(&m->invalidate_seq, __ATOMIC_ACQUIRE);
 		rc = slot_gfn_to_pfn(ms, slot, f->gfn, f->write, &pfn, &huge);
+		f->steps += mmu_pfn_lookup_steps(huge);
 		if (rc == -EFAULT) {
 			/* No host memory behind the slot's hva (munmapped): no memory, as native mode
 			 * sees it: an MMIO exit, or a #PF for a guest table there. No spte: a new
