@@ -90,6 +90,12 @@ int mmu_guest_invpcid(struct mmu_vcpu *mv, unsigned type, uint16_t pcid, gva_t g
 	return mv->mmu->ops->invpcid ? mv->mmu->ops->invpcid(mv, type, pcid, gva) : 0;
 }
 
+void mmu_guest_written(struct mmu *m, gpa_t gpa, uint64_t len)
+{
+	if (m->ops->guest_written)
+		m->ops->guest_written(m, gpa, len);
+}
+
 int mmu_audit(struct mmu *m, char *why, size_t whylen)
 {
 	return m->ops->audit(m, why, whylen);

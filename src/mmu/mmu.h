@@ -102,6 +102,10 @@ int mmu_guest_cr_changed(struct mmu_vcpu *mv, int cr, uint64_t old, uint64_t val
 int mmu_guest_invlpg(struct mmu_vcpu *mv, gva_t gva);
 int mmu_guest_invpcid(struct mmu_vcpu *mv, unsigned type, uint16_t pcid, gva_t gva);
 
+/* User space wrote guest memory (vmmu_write_guest): no write tracking saw it. Takes mmu_lock;
+ * call with no memslot read section or mm lock held. */
+void mmu_guest_written(struct mmu *m, gpa_t gpa, uint64_t len);
+
 /* Check the Isolation invariant over every table. 0, or -EFAULT with the first violation in
  * @why. */
 int mmu_audit(struct mmu *m, char *why, size_t whylen);

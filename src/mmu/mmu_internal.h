@@ -23,6 +23,8 @@ struct mmu_ops {
 	int (*invlpg)(struct mmu_vcpu *mv, gva_t gva);
 	int (*invpcid)(struct mmu_vcpu *mv, unsigned type, uint16_t pcid, gva_t gva);
 	int (*audit)(struct mmu *m, char *why, size_t whylen);
+	/* User space wrote guest memory [gpa, gpa + len) behind the guest's back (optional). */
+	void (*guest_written)(struct mmu *m, gpa_t gpa, uint64_t len);
 };
 
 /* The common head of every mode's MMU (each mode's struct begins with it).

@@ -554,4 +554,5 @@ const struct mmu_ops shadow_mmu_ops = {
 	.invlpg = shadow_invlpg,
 	.invpcid = shadow_invpcid,
 	.audit = shadow_audit,
+	.guest_written = shadow_guest_written,
 };

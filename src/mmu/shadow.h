@@ -468,6 +468,7 @@ static inline unsigned gpte_access64(uint64_t gpte, bool nx)
 /* ---- shadow_hooks.c ---- */
 
 extern const struct memslots_ops shadow_memslots_ops;
+void shadow_guest_written(struct mmu *m, gpa_t gpa, uint64_t len);
 extern const struct host_mmu_notifier_ops shadow_mn_ops;
 
 /* ---- shadow_audit.c ---- */

@@ -9,6 +9,8 @@
  *    everything is zapped (as KVM), so a stale tag can never look current.
  *  - Notifier invalidate_range_start: the same zap for the gfns whose hva is in the range, and
  *    the invalidation protocol of mmu_internal.h so a racing fault retries.
+ *  - vmmu_write_guest (user space writing guest memory, which write tracking does not see):
+ *    under notrap the written entries' truly non-present sptes trap again (shadow_guest_written).
  * Locking: hooks run with ms->lock held outside any read section; notifiers with mm->lock held
  * (so the notifier never waits for a grace period: freed frames wait for the next drain). Both
  * take mmu_lock for writing and flush remote TLBs before dropping it.
@@ -203,3 +205,34 @@ const struct host_mmu_notifier_ops shadow_mn_ops = {
 	.clear_young = shadow_clear_young,
 	.test_young = shadow_test_young,
 };
+
+/*
+ * User space wrote guest memory. A guest entry it made present behind a truly non-present spte
+ * (notrap) would stay hidden from the guest until its next flush of the address, where natively
+ * a not-present -> present change needs no flush: the zeroes of the written entries, in every sp
+ * shadowing those tables, trap again. Other sptes follow the guest's own flush, as on KVM, whose
+ * user-space writes bypass write tracking too.
+ */
+void shadow_guest_written(struct mmu *m, gpa_t gpa, uint64_t len)
+{
+	struct shadow_mmu *sm = to_shadow(m);
+	struct hnode *n;
+
+	if (!sm->notrap || !len)
+		return;
+	pthread_rwlock_wrlock(&m->mmu_lock);
+	for (gfn_t gfn = gpa >> 12; sm->nr_sps && gfn <= (gpa + len - 1) >> 12; gfn++) {
+		uint64_t lo = gfn == gpa >> 12 ? gpa & 0xfff : 0;
+		uint64_t hi = gfn == (gpa + len - 1) >> 12 ? (gpa + len - 1) & 0xfff : 0xfff;
+
+		htab_for_each_key(&sm->sp_hash, n, gfn) {
+			struct shadow_page *sp = container_of(n, struct shadow_page, hash);
+			for (unsigned i = (unsigned)(lo / 8); !sp->role.direct && i <= hi / 8; i++)
+				if (!spte_read(&sp->spt[i])) {
+					spte_write(&sp->spt[i], SPTE_TRAP);
+					shadow_changed(sm);
+				}
+		}
+	}
+	pthread_rwlock_unlock(&m->mmu_lock);
+}

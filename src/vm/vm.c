@@ -225,8 +225,13 @@ int vmmu_read_guest(struct vmmu_vm *vm, gpa_t gpa, void *buf, size_t len)
 
 int vmmu_write_guest(struct vmmu_vm *vm, gpa_t gpa, const void *buf, size_t len)
 {
+	int rc;
+
 	if (!vm || (!buf && len))
 		return -EINVAL;
-	return memslots_write_guest(vm->slots, gpa, buf, len);
+	rc = memslots_write_guest(vm->slots, gpa, buf, len);
+	if (!rc && vm->mmu && len)
+		mmu_guest_written(vm->mmu, gpa, len);
+	return rc;
 }
 

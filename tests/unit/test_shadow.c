@@ -290,8 +290,7 @@ static void gstore(struct pair *p, gpa_t gpa, uint64_t v, uint32_t len)
 }
 
 /* map() for a guest already running: every table entry written by a guest store, as a guest
- * kernel would (a VMM write behind the guest's back that makes an entry present is not seen by a
- * no-trap spte until the guest flushes it: docs/soft-mmu.md). */
+ * kernel would, so write tracking sees it (test_vmm_write covers the VMM's writes). */
 static void map_live(struct pair *p, gpa_t root, gva_t gva, gpa_t gpa, uint64_t f)
 {
 	gpa_t table = root;
@@ -889,6 +888,29 @@ static void test_unsync_roots_body(struct pair *p)
 }
 BOTH_HOSTS(test_unsync_roots)
 
+/*
+ * User space (the VMM) writes a live guest table with vmmu_write_guest, which no write tracking
+ * sees: an entry it makes present must be seen at once, as natively (a not-present entry is never
+ * cached), even where no-trap had made its spte truly non-present.
+ */
+static void test_vmm_write_body(struct pair *p)
+{
+	gpa_t root = new_root(p), d0 = new_data(p), d1 = new_data(p);
+	gpa_t e0 = map(p, root, 0x400000, d0, 1, PRWU);
+
+	wr(p, d0, 0x1);
+	wr(p, d1, 0x2);
+	regs64(p, root);
+	assert_int_equal(rd_ok(p, 0x400000), 0x1);
+	/* Not present: the guest's #PF (with notrap, the spte is now truly non-present). */
+	struct out o = acc(p, 0x401000, 8, VMMU_ACC_READ, 0);
+	assert_int_equal(o.r.status, VMMU_ACCESS_PF);
+	wr(p, e0 + 8, d1 | PRWU);
+	assert_int_equal(rd_ok(p, 0x401000), 0x2);
+	same_all(p);
+}
+BOTH_HOSTS(test_vmm_write)
+
 /* More page tables than the shadow page limit (64 for this small guest): the least recently used
  * shadow pages are recycled; the results do not change. */
 static void test_recycle_body(struct pair *p)
@@ -1300,6 +1322,7 @@ int main(void)
 		cmocka_unit_test(test_readonly_slot),
 		cmocka_unit_test(test_cr3_switch),
 		cmocka_unit_test(test_unsync_roots),
+		cmocka_unit_test(test_vmm_write),
 		cmocka_unit_test(test_recycle),
 		cmocka_unit_test(test_flood),
 		cmocka_unit_test(test_misaligned_pte_writes),
