@@ -168,11 +168,12 @@ static int load_pae_root(struct shadow_mmu *sm, struct shadow_vcpu *sv, union sp
 	return 0;
 }
 
-int shadow_load_root_locked(struct shadow_vcpu *sv, bool *changed)
+int shadow_load_root_locked(struct shadow_vcpu *sv, bool keep_tlb, bool *changed)
 {
 	struct shadow_mmu *sm = to_shadow(sv->mv->mmu);
 	struct zap_batch z = { 0 };
 	struct shadow_page *sp = NULL;
+	bool cached = false;
 	union sp_role role;
 	gfn_t gfn;
 	int levels, rc;
@@ -214,6 +215,7 @@ int shadow_load_root_locked(struct shadow_vcpu *sv, bool *changed)
 				(SHADOW_PREV_ROOTS - 1 - i) * sizeof(sv->prev[0]));
 			sv->prev[SHADOW_PREV_ROOTS - 1] = NULL;
 			sv->prev_hits++;
+			cached = true;
 			break;
 		}
 	}
@@ -232,7 +234,14 @@ int shadow_load_root_locked(struct shadow_vcpu *sv, bool *changed)
 	sv->root = sp;
 	sv->root_levels = levels;
 	zap_batch_commit(sm, &z);
-	cpu_set_shadow_root(sv->mv->cpu, sp->pfn << 12, levels);
+	/* KVM's fast PGD switch: back to a cached root under a PCID the guest did not ask to flush,
+	 * the TLB keeps that PCID's entries. They came from this root's sptes, and every right the
+	 * MMU takes away for the host (write tracking, dirty logging, zaps) flushes every TLB; the
+	 * rest, guest changes, the guest's own flushes cover as natively. */
+	if (keep_tlb && cached)
+		cpu_switch_shadow_root(sv->mv->cpu, sp->pfn << 12, levels);
+	else
+		cpu_set_shadow_root(sv->mv->cpu, sp->pfn << 12, levels);
 	cpu_account_mmu_steps(sv->mv->cpu, 1);
 	*changed = true;
 	return 0;
@@ -245,7 +254,7 @@ int shadow_load_root(struct shadow_vcpu *sv)
 	int rc;
 
 	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
-	rc = shadow_load_root_locked(sv, &changed);
+	rc = shadow_load_root_locked(sv, false, &changed);
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
 	shadow_drain_frees(sm, false);
 	return rc;
@@ -393,7 +402,7 @@ static int shadow_vcpu_init(struct mmu_vcpu *mv)
 	list_add(&sm->vcpus, &sv->link);
 	/* At reset paging is off: a direct root. A mode the soft MMU cannot shadow fails later,
 	 * at the first access. */
-	rc = shadow_load_root_locked(sv, &changed);
+	rc = shadow_load_root_locked(sv, false, &changed);
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
 	return rc == -EOPNOTSUPP ? 0 : rc;
 }
@@ -454,7 +463,7 @@ static int shadow_cr_changed(struct mmu_vcpu *mv, int cr, uint64_t old, uint64_t
 	if (!sv)
 		return 0;
 	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
-	rc = shadow_load_root_locked(sv, &changed);
+	rc = shadow_load_root_locked(sv, noflush, &changed);
 	if (!rc && !noflush && (cr == 3 || old != val))
 		sync_roots(sm, sv, cr != 3);
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);

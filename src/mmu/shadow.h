@@ -443,8 +443,9 @@ bool shadow_root_role(const struct paging_ctx *g, union sp_role *role, gfn_t *gf
 /* Make the hardware run on the root for the current guest state (finding it in the prev-root
  * cache or the hash, or building it). Takes mmu_lock. 0, -ENOMEM, -EOPNOTSUPP. */
 int shadow_load_root(struct shadow_vcpu *sv);
-/* The same, mmu_lock held for writing. *@changed: a different root was loaded. */
-int shadow_load_root_locked(struct shadow_vcpu *sv, bool *changed);
+/* The same, mmu_lock held for writing. *@changed: a different root was loaded. @keep_tlb: a
+ * MOV CR3 with PCID's no-flush bit: a root from the prev-root cache keeps the TLB. */
+int shadow_load_root_locked(struct shadow_vcpu *sv, bool keep_tlb, bool *changed);
 /* Does the loaded root still match the guest state (a root may go invalid, the guest state may
  * change with KVM_SET_SREGS, which does not exit)? [L] or owner. */
 bool shadow_root_current(struct shadow_vcpu *sv);

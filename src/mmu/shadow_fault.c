@@ -945,7 +945,7 @@ int shadow_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, struct mmu_o
 		goto out_unlock;
 	if (!shadow_root_current(sv)) {
 		bool changed;
-		rc = shadow_load_root_locked(sv, &changed);
+		rc = shadow_load_root_locked(sv, false, &changed);
 		goto out_unlock;
 	}
 	/*

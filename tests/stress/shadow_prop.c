@@ -84,7 +84,8 @@ struct world {
 	uint64_t rng;
 	gpa_t data_gpa;             /* where slot 1 is (0: deleted) */
 	bool logging;
-	uint64_t cr0, cr4, cr3;
+	uint64_t cr0, cr4, cr3;     /* cr3: root | PCID (1 for ROOT_A, 2 for ROOT_B with PCIDE) */
+	bool pcid;                  /* CR4.PCIDE this run: CR3 switches may keep the TLB */
 	unsigned flush_kind;
 	gva_t gva[NGVA];
 	uint64_t ops[16];
@@ -219,8 +220,10 @@ static void world_init(struct world *w, enum vmmu_host host, uint64_t seed)
 	slot1(w, DATA_GPA, 0, true);
 	build(w);
 	w->cr0 = X86_CR0_PG | X86_CR0_PE | X86_CR0_WP;
-	w->cr4 = X86_CR4_PAE;
-	w->cr3 = ROOT_A;
+	/* Half the runs with PCIDs, drawn from the seed. */
+	w->pcid = rnd(w) & 1;
+	w->cr4 = X86_CR4_PAE | (w->pcid ? X86_CR4_PCIDE : 0);
+	w->cr3 = ROOT_A | (w->pcid ? 1 : 0);
 	struct vmmu_regs r = { .cr0 = w->cr0, .cr3 = w->cr3, .cr4 = w->cr4,
 			       .efer = EFER_LME | EFER_LMA | EFER_NXE };
 	for (int i = 0; i < 2; i++)
@@ -319,7 +322,14 @@ static void mov_cr(struct world *w, int cr, uint64_t v)
 	}
 }
 
-/* Every translation the guest may have changed goes, in one of three architectural ways. */
+/* The PCID the other address space runs with (PCIDE). */
+static uint16_t other_pcid(const struct world *w)
+{
+	return (w->cr3 & 0xfff) == 1 ? 2 : 1;
+}
+
+/* Every translation the guest may have changed goes, in one of three architectural ways (with
+ * PCIDs, INVLPG and a CR3 load reach the current PCID only: the other one is invalidated too). */
 static void full_flush(struct world *w)
 {
 	switch (w->flush_kind++ % 3) {
@@ -329,11 +339,17 @@ static void full_flush(struct world *w)
 		break;
 	case 1:
 		for (unsigned k = 0; k < NGVA; k++)
-			for (int i = 0; i < 2; i++)
+			for (int i = 0; i < 2; i++) {
 				TEST_ASSERT(vmmu_vcpu_invlpg(w->g[i].v, w->gva[k]) == 0, "invlpg");
+				TEST_ASSERT(!w->pcid || vmmu_vcpu_invpcid(w->g[i].v, 0, other_pcid(w),
+									  w->gva[k]) == 0,
+					    "invpcid 0");
+			}
 		break;
 	case 2:
 		mov_cr(w, 3, w->cr3);
+		for (int i = 0; w->pcid && i < 2; i++)
+			TEST_ASSERT(vmmu_vcpu_invpcid(w->g[i].v, 1, other_pcid(w), 0) == 0, "invpcid 1");
 		break;
 	}
 }
@@ -505,8 +521,12 @@ static void op_access(struct world *w)
 
 static void op_cr3(struct world *w)
 {
-	w->cr3 = w->cr3 == ROOT_A ? ROOT_B : ROOT_A;
-	mov_cr(w, 3, w->cr3);
+	bool to_b = (w->cr3 & ~0xfffULL) == ROOT_A;
+
+	w->cr3 = (to_b ? ROOT_B : ROOT_A) | (w->pcid ? (to_b ? 2 : 1) : 0);
+	/* With PCIDs, half the switches keep the TLB (the no-flush bit): every entry cached is
+	 * still right, since every change of a table was followed by a full flush. */
+	mov_cr(w, 3, w->cr3 | (w->pcid && below(w, 2) ? 1ULL << 63 : 0));
 }
 
 static void op_cr0_cr4(struct world *w)
