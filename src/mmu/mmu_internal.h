@@ -66,6 +66,27 @@ static inline uint64_t mmu_pfn_lookup_steps(bool huge)
 	return 1 + (huge ? 3 : 4);
 }
 
+/*
+ * The fast page fault's fix, one path for both MMUs (shadow_fault.c, tdp_mmu.c): give a leaf
+ * found write-protected only for dirty logging its write access back (@set: W, and D where the
+ * format has one) by one compare-and-swap against @old, with no lock but the caller's RCU read
+ * section, then mark @gfn dirty in @slot if it logs. W first, the mark after: a harvest clears
+ * bitmap words and then write-protects, so either its protect follows our swap (the leaf is
+ * read-only again, our mark is harvested now or next time) or our mark lands after its clear
+ * (the next harvest reports the page); marking first could leave a writable leaf with its bit
+ * cleared. False if the leaf changed meanwhile: the slow path decides.
+ */
+static inline bool mmu_fast_fix_write(uint64_t *sptep, uint64_t old, uint64_t set,
+				      const struct memslot *slot, gfn_t gfn)
+{
+	if (!__atomic_compare_exchange_n(sptep, &old, old | set, false, __ATOMIC_SEQ_CST,
+					 __ATOMIC_SEQ_CST))
+		return false;
+	if (slot && slot_logs_dirty(slot))
+		slot_mark_dirty(slot, gfn);
+	return true;
+}
+
 #define mmu_stat_inc(m, field) __atomic_add_fetch(&(m)->st.field, 1, __ATOMIC_RELAXED)
 #define mmu_stat_add(m, field, n) __atomic_add_fetch(&(m)->st.field, (n), __ATOMIC_RELAXED)
 

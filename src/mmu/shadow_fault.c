@@ -792,11 +792,9 @@ static bool fast_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, uint64
 	const struct memslot *slot = gfn_to_memslot(sm->mmu.env.slots, gfn);
 	if (!slot || slot_is_readonly(slot))
 		goto out;
-	if (!spte_cmpxchg(sptep, &old, old | PT_WRITABLE_MASK | PT_DIRTY_MASK))
+	if (!mmu_fast_fix_write(sptep, old, PT_WRITABLE_MASK | PT_DIRTY_MASK, slot, gfn))
 		goto out;
 	(*steps)++;
-	if (slot_logs_dirty(slot))
-		slot_mark_dirty(slot, gfn);
 	if (!sp->role.direct) {
 		gfn_t now = __atomic_load_n(&sp->gfns[idx], __ATOMIC_ACQUIRE);
 		const struct memslot *s2 = now != gfn ? gfn_to_memslot(sm->mmu.env.slots, now) : NULL;

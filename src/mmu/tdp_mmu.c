@@ -345,14 +345,8 @@ static int max_level(const struct memslot *slot, gfn_t gfn, bool huge)
 /*
  * The fast page fault (KVM's fast_page_fault): a write to a level-1 leaf that is write-protected
  * only for dirty logging (MMU_WRITABLE set, W clear) gets W back with one cmpxchg, under no lock
- * but an RCU read section (the tables walked stay allocated until it ends).
- *
- * Ordering against a harvest (bitmap words cleared, then the leaves write-protected under the
- * exclusive lock): W is set first, the page marked dirty after. If the harvest's protect comes
- * after our cmpxchg, the leaf is read-only again and our mark is either harvested now or kept for
- * the next one; if it comes before, our mark lands after its clear and the next harvest reports
- * the page. Marking first would lose writes: mark, clear, protect (a no-op on a read-only leaf),
- * then our cmpxchg makes the leaf writable with its bit clear.
+ * but an RCU read section (the tables walked stay allocated until it ends). The fix itself, and
+ * its ordering against a harvest, is mmu_fast_fix_write's, shared with the soft MMU.
  *
  * A lost cmpxchg leaves the leaf as the other writer (the hardware's A/D, a zap, a protect) made
  * it; the slow path decides then. Returns 1 fixed, 2 spurious (W already set), 0 not handled.
@@ -360,7 +354,7 @@ static int max_level(const struct memslot *slot, gfn_t gfn, bool huge)
 static int tdp_fast_page_fault(struct tdp_mmu *t, struct mmu_vcpu *mv, struct tdp_fault *f)
 {
 	const struct memslot *slot;
-	uint64_t old, val, *sptep;
+	uint64_t old, set, *sptep;
 	int level, ret = 0;
 
 	memslots_read_lock();
@@ -374,17 +368,15 @@ static int tdp_fast_page_fault(struct tdp_mmu *t, struct mmu_vcpu *mv, struct td
 	}
 	if (level != 1 || !(old & SPTE_MMU_WRITABLE))
 		goto out;
-	val = old | SPTE_W_MASK | t->acc_mask;
+	set = SPTE_W_MASK | t->acc_mask;
 	if (dirty_mode(t) == TDP_DIRTY_WRPROT)
-		val |= t->dirty_mask;
-	if (!spte_cmpxchg(sptep, &old, val))
+		set |= t->dirty_mask;
+	/* D-bit logging marks pages from the D bits at harvest, not here. */
+	slot = dirty_mode(t) == TDP_DIRTY_WRPROT ?
+	       gfn_to_memslot_cached(t->head.env.slots, &mv->slots, f->gfn) : NULL;
+	if (!mmu_fast_fix_write(sptep, old, set, slot, f->gfn))
 		goto out;
 	f->steps++;
-	if (dirty_mode(t) == TDP_DIRTY_WRPROT) {
-		slot = gfn_to_memslot_cached(t->head.env.slots, &mv->slots, f->gfn);
-		if (slot)
-			slot_mark_dirty(slot, f->gfn);
-	}
 	ret = 1;
 out:
 	memslots_read_unlock();
