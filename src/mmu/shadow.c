@@ -6,7 +6,9 @@
  * invariants in shadow.h.
  *
  * Roots: the root of a guest address space is the sp of its top-level table (gfn of CR3, role
- * from CR0.WP, EFER.NXE, CR4.SMEP/SMAP/PKE), or a direct sp with paging off. A vCPU holds a
+ * from CR0.WP, EFER.NXE, CR4.SMEP/SMAP/PKE), or a direct sp with paging off; for PAE and 32-bit
+ * guests the vCPU's own PAE root pages, whose PDPT page links the level-2 sps of the PDPTE
+ * registers or the four quadrant sps of the 32-bit page directory at CR3. A vCPU holds a
  * reference (root_count) on its current root and on up to SHADOW_PREV_ROOTS previous ones, so
  * switching back is a swap: no lookup, no rebuild, and cached roots are never recycled. Every
  * shadowed guest table is write-tracked, so the shadow is never behind the guest's tables, but
@@ -55,6 +57,19 @@ bool shadow_root_role(const struct paging_ctx *g, union sp_role *role, gfn_t *gf
 		*levels = 4;
 		break;
 	case PAGING_32:
+		/* The role of the page directory's quadrant sps under the vCPU's PAE root (KVM's
+		 * pae_root for a 32-bit guest). No NX, no protection keys in 32-bit paging. */
+		role->level = 2;
+		role->has_4_byte_gpte = 1;
+		role->cr4_pse = !!(g->cr4 & X86_CR4_PSE);
+		*levels = 4;
+		*gfn = (g->cr3 & 0xfffff000ULL) >> 12;
+		role->cr0_wp = !!(g->cr0 & X86_CR0_WP);
+		if (!role->cr0_wp) {
+			role->smep_andnot_wp = !!(g->cr4 & X86_CR4_SMEP);
+			role->smap_andnot_wp = !!(g->cr4 & X86_CR4_SMAP);
+		}
+		return true;
 	default:
 		return false;
 	}
@@ -69,17 +84,49 @@ bool shadow_root_role(const struct paging_ctx *g, union sp_role *role, gfn_t *gf
 	return true;
 }
 
+/* Is the root of @role the vCPU's PAE root (PAE and 32-bit guests)? */
+static bool role_uses_pae_root(union sp_role role)
+{
+	return role.pae || role.has_4_byte_gpte;
+}
+
+/* What the four entries of the vCPU's PDPT page stand for: a PAE guest's PDPTE registers, or a
+ * 32-bit guest's page directory at CR3 four times (one quadrant each). False if the registers
+ * were never loaded. */
+static bool root_pdptrs(const struct paging_ctx *g, union sp_role role, uint64_t out[4])
+{
+	if (role.has_4_byte_gpte) {
+		for (unsigned i = 0; i < 4; i++)
+			out[i] = (g->cr3 & 0xfffff000ULL) | PT_PRESENT_MASK;
+		return true;
+	}
+	if (!g->pdptrs_valid)
+		return false;
+	memcpy(out, g->pdptrs, 4 * sizeof(out[0]));
+	return true;
+}
+
+/* The role of the level-2 sp PDPT entry @i links: a 32-bit guest's quadrant @i. */
+static union sp_role pdpt_child_role(union sp_role role, unsigned i)
+{
+	if (role.has_4_byte_gpte)
+		role.quadrant = i & 3;
+	return role;
+}
+
 static bool root_matches(const struct shadow_page *sp, gfn_t gfn, union sp_role role)
 {
 	return sp && !sp->invalid && sp->gfn == gfn && sp->role.word == role.word;
 }
 
-/* The PAE root as loaded still stands for these PDPTE registers and role. [L] */
+/* The PAE root as loaded still stands for these PDPTE registers (or this CR3) and role. [L] */
 static bool pae_root_matches(const struct shadow_vcpu *sv, const struct paging_ctx *g,
 			     union sp_role role)
 {
+	uint64_t want[4];
+
 	return sv->root && sv->root == sv->pae_pml4 && sv->pae_role == role.word &&
-	       g->pdptrs_valid && !memcmp(sv->pae_pdptrs, g->pdptrs, sizeof(sv->pae_pdptrs));
+	       root_pdptrs(g, role, want) && !memcmp(sv->pae_pdptrs, want, sizeof(want));
 }
 
 bool shadow_root_current(struct shadow_vcpu *sv)
@@ -91,7 +138,7 @@ bool shadow_root_current(struct shadow_vcpu *sv)
 
 	if (!shadow_root_role(g, &role, &gfn, &levels))
 		return false;
-	if (role.pae)
+	if (role_uses_pae_root(role))
 		return pae_root_matches(sv, g, role);
 	return root_matches(sv->root, gfn, role) && sv->root_levels == levels;
 }
@@ -115,15 +162,19 @@ static void prev_push(struct shadow_mmu *sm, struct shadow_vcpu *sv, struct shad
  * PAE: the four PDPTEs are registers, loaded at MOV CR3 (and CR0/CR4 changes), not entries the
  * MMU can write-track: the vCPU's PDPT page links the sp of each present PDPTE as the registers
  * hold it now, and is rewritten at every load. The PML4 page above it has one entry: a 32-bit
- * address always walks PML4[0]. [L]
+ * address always walks PML4[0].
+ * 32-bit: the hardware walks 512-entry tables, so the guest's page directory (1024 entries, 4
+ * GiB) is shadowed by four level-2 sps, one per GiB (quadrant), which the PDPT page links; the
+ * guest's CR3 stands where the PDPTEs stand (KVM's pae_root for a 32-bit guest). [L]
  */
 static int load_pae_root(struct shadow_mmu *sm, struct shadow_vcpu *sv, union sp_role role,
 			 struct zap_batch *z)
 {
 	const struct paging_ctx *g = &sv->mv->cpu->guest;
+	uint64_t pdptrs[4];
 	int rc;
 
-	if (!g->pdptrs_valid)
+	if (!root_pdptrs(g, role, pdptrs))
 		return -EOPNOTSUPP;
 	if (!sv->pae_pml4) {
 		rc = sp_alloc_helper(sm, 4, &sv->pae_pml4);
@@ -143,27 +194,28 @@ static int load_pae_root(struct shadow_mmu *sm, struct shadow_vcpu *sv, union sp
 	make_mmu_pages_available(sm, 4, z);
 	for (unsigned i = 0; i < 4; i++) {
 		uint64_t *sptep = &sv->pae_pdpt->spt[i];
-		uint64_t pdpte = g->pdptrs[i], old = spte_read(sptep);
+		uint64_t pdpte = pdptrs[i], old = spte_read(sptep);
+		union sp_role crole = pdpt_child_role(role, i);
 		struct shadow_page *child = NULL;
 		gfn_t gfn = (pdpte & rsvd_bits(12, g->cpu.maxphyaddr - 1)) >> 12;
 
 		if (is_shadow_present_pte(old)) {
 			child = pfn_to_sp(sm, spte_to_pfn(old));
 			if ((pdpte & PT_PRESENT_MASK) && child && child->gfn == gfn &&
-			    child->role.word == role.word)
+			    child->role.word == crole.word)
 				continue;
 			spte_drop(sm, sv->pae_pdpt, sptep);
 			z->flush = true;
 		}
 		if (!(pdpte & PT_PRESENT_MASK))
 			continue;
-		rc = sp_get(sm, gfn, role, &child);
+		rc = sp_get(sm, gfn, crole, &child);
 		if (!rc)
 			rc = sp_link(sm, sptep, child);
 		if (rc)
 			return rc;
 	}
-	memcpy(sv->pae_pdptrs, g->pdptrs, sizeof(sv->pae_pdptrs));
+	memcpy(sv->pae_pdptrs, pdptrs, sizeof(sv->pae_pdptrs));
 	sv->pae_role = role.word;
 	return 0;
 }
@@ -181,7 +233,7 @@ int shadow_load_root_locked(struct shadow_vcpu *sv, bool keep_tlb, bool *changed
 	*changed = false;
 	if (!shadow_root_role(&sv->mv->cpu->guest, &role, &gfn, &levels))
 		return -EOPNOTSUPP;
-	if (role.pae) {
+	if (role_uses_pae_root(role)) {
 		if (pae_root_matches(sv, &sv->mv->cpu->guest, role))
 			return 0;
 		rc = load_pae_root(sm, sv, role, &z);

@@ -17,6 +17,10 @@
  *    role.access = this role.access & the entry's rights, or a leaf no wider than the entry;
  *    an unsync sp (--opt unsync: level 1, no root, its gfn shadowed by no other level) may lag
  *    its guest table until the guest's next flush (CR3 load, INVLPG, INVPCID) syncs it;
+ *  - an sp of a 32-bit guest table (role.has_4_byte_gpte) shadows one part of it (role.quadrant):
+ *    a level-2 sp a quarter of the page directory (256 entries, each giving two sptes, one per
+ *    2 MiB half of its 4 MiB), a level-1 sp a half of the page table (512 entries, one spte
+ *    each): sp_gpte_index() maps an spte index to its guest entry;
  *  - under notrap an empty entry is SPTE_TRAP, and a 0 entry means the guest entry is not
  *    present (never in an unsync sp);
  *  - a direct sp maps a gfn range with role.access (a guest large page, or no paging);
@@ -140,7 +144,7 @@ static inline uint64_t mmio_spte_gen(uint64_t spte)
 	return ((spte >> 9) & 7) | (((spte >> 53) & 0x3f) << 3);
 }
 
-/* Index of @gva in a table of @level (1..5). */
+/* Index of @gva in a table of @level (1..5) the hardware walks (a 32-bit address too). */
 static inline unsigned spte_index(gva_t gva, int level)
 {
 	return (unsigned)(gva >> (12 + 9 * (level - 1))) & (SPTE_ENTRIES - 1);
@@ -157,8 +161,13 @@ static inline unsigned spte_index(gva_t gva, int level)
  *    CR0.WP=0 a supervisor write to a read-only page makes a supervisor-only writable spte
  *    (user cleared), which is exact only without SMAP and PKE and, under SMEP, without exec;
  *  - pae: shadows a PAE table (reserved bits differ from 4-level ones); passthrough: a vCPU's
- *    PAE root helper (PML4 and PDPT pages made from the PDPTE registers, no guest table behind
- *    them, never hashed); has_4_byte_gpte, quadrant: 32-bit guests (not built, docs/soft-mmu.md);
+ *    PAE root helper (PML4 and PDPT pages made from the PDPTE registers, or for a 32-bit guest
+ *    from CR3, no guest table behind them, never hashed);
+ *  - has_4_byte_gpte: shadows a 32-bit guest table (1024 4-byte entries), of which quadrant
+ *    says the part (level 2: entries 256q..256q+255, level 1: 512q..512q+511); cr4_pse: with
+ *    it a PDE's PS bit makes a 4 MiB page, without it the PDE points to a page table whatever
+ *    PS says (so the same table shadows differently); efer_nx is 0 (no NX in 32-bit paging);
+ *    direct sps have neither (they map gfns, whatever entry format made them);
  *  - guest_global, guest_pkey: a direct sp copies the guest large page's G and key into its
  *    leaves, so they are part of what it is.
  */
@@ -179,7 +188,8 @@ union sp_role {
 		unsigned guest_global : 1;
 		unsigned guest_pkey : 4;
 		unsigned pae : 1;
-		unsigned unused : 10;
+		unsigned cr4_pse : 1;
+		unsigned unused : 9;
 	};
 };
 _Static_assert(sizeof(union sp_role) == sizeof(uint32_t), "role is one word");
@@ -224,7 +234,7 @@ struct shadow_page {
 	bool invalid;                     /* [L] zapped while a root: freed when root_count is 0 */
 	bool unsync;                      /* [L] --opt unsync: the guest table is writable, its
 					   * gfn untracked for this sp; synced at the guest's flush */
-	const uint64_t *unsync_gpt;       /* [L] unsync: host address of the guest table (valid:
+	const void *unsync_gpt;           /* [L] unsync: host address of the guest table (valid:
 					   * a change of its mapping zaps this sp first) */
 	uint64_t unsync_child_bitmap[SPTE_ENTRIES / 64];  /* [L] entries whose link leads to
 					   * unsync sps (shadow_page.c, "unsync") */
@@ -248,12 +258,14 @@ struct shadow_vcpu {
 	int root_levels;                  /* [o] 4 or 5, as given to the hardware */
 	struct shadow_page *prev[SHADOW_PREV_ROOTS];   /* [L] previous roots, most recent first */
 	uint64_t prev_hits;               /* [o] root loads served by prev[] */
-	/* PAE: the root is pae_pml4 (entry 0 -> pae_pdpt), whose four entries link the level-2 sps
-	 * of the PDPTE registers as they were at the last load (pae_pdptrs). Both pages belong to
-	 * the vCPU: never hashed, never recycled, not in the prev-root cache. */
+	/* PAE and 32-bit: the root is pae_pml4 (entry 0 -> pae_pdpt), whose four entries link the
+	 * level-2 sps of the PDPTE registers as they were at the last load (pae_pdptrs), or, for a
+	 * 32-bit guest, the four quadrant sps of its page directory (pae_pdptrs: CR3's table, P,
+	 * four times). Both pages belong to the vCPU: never hashed, never recycled, not in the
+	 * prev-root cache. */
 	struct shadow_page *pae_pml4, *pae_pdpt;    /* [L] */
 	uint64_t pae_pdptrs[4];           /* [L] */
-	uint32_t pae_role;                /* [L] role word of the level-2 sps */
+	uint32_t pae_role;                /* [L] role word of the level-2 sps (quadrant 0) */
 	gva_t unprotect_gva;              /* [o] the last write that fell back to unshadowing */
 	unsigned unprotect_tries;         /* [o] fallbacks for it in a row */
 };
@@ -354,6 +366,98 @@ static inline bool gfn_write_tracked(struct shadow_mmu *sm, gfn_t gfn)
 	return gi && gi->write_track;
 }
 
+/* The guest entry spte @i of an sp of @role derives from (its index in the guest table). */
+static inline unsigned role_gpte_index(union sp_role role, unsigned i)
+{
+	if (!role.has_4_byte_gpte)
+		return i;
+	if (role.level == 1)
+		return role.quadrant * SPTE_ENTRIES + i;
+	return role.quadrant * (SPTE_ENTRIES / 2) + i / 2;
+}
+
+static inline unsigned sp_gpte_index(const struct shadow_page *sp, unsigned i)
+{
+	return role_gpte_index(sp->role, i);
+}
+
+/* Bytes of one guest entry of @sp's table. */
+static inline unsigned sp_gpte_size(const struct shadow_page *sp)
+{
+	return sp->role.has_4_byte_gpte ? 4 : 8;
+}
+
+/* Guest entry @gi of the guest table at host address @gpt (a whole 4 KiB page), entries of
+ * @size bytes; a 4-byte one zero-extended (its bits mean what a 64-bit entry's low bits mean). */
+static inline uint64_t gpt_read(const void *gpt, unsigned size, unsigned gi)
+{
+	if (size == 4)
+		return __atomic_load_n((const uint32_t *)gpt + gi, __ATOMIC_ACQUIRE);
+	return __atomic_load_n((const uint64_t *)gpt + gi, __ATOMIC_ACQUIRE);
+}
+
+/* The guest entry spte @i of @sp derives from, in its guest table at host address @gpt. */
+static inline uint64_t sp_read_gpte(const struct shadow_page *sp, const void *gpt, unsigned i)
+{
+	return gpt_read(gpt, sp_gpte_size(sp), sp_gpte_index(sp, i));
+}
+
+/* The sptes of @sp whose guest entries bytes [@off, @off + @len) of its guest table touch:
+ * [*@first, *@last], or false if none (a 32-bit table's other quadrant). A partial or
+ * misaligned store touches one or two entries; a 32-bit PDE gives two sptes. */
+static inline bool sp_sptes_of_bytes(const struct shadow_page *sp, uint32_t off, uint32_t len,
+				     unsigned *first, unsigned *last)
+{
+	if (!sp->role.has_4_byte_gpte) {
+		*first = off / 8;
+		*last = (off + len - 1) / 8;
+		return true;
+	}
+	unsigned per = sp->role.level == 1 ? 1 : 2;          /* sptes per guest entry */
+	unsigned n = SPTE_ENTRIES / per, base = sp->role.quadrant * n;
+	unsigned g0 = off / 4, g1 = (off + len - 1) / 4;
+	if (g1 < base || g0 >= base + n)
+		return false;
+	g0 = g0 < base ? base : g0;
+	g1 = g1 >= base + n ? base + n - 1 : g1;
+	*first = (g0 - base) * per;
+	*last = (g1 - base) * per + per - 1;
+	return true;
+}
+
+/* Does a guest entry at @level of a table of @role map a large page? 32-bit: only with
+ * CR4.PSE (role.cr4_pse); without it PS is ignored and the PDE points to a page table. */
+static inline bool gpte_is_large(union sp_role role, int level, uint64_t gpte)
+{
+	return (gpte & PT_PAGE_SIZE_MASK) && (level == 2 || level == 3) &&
+	       (!role.has_4_byte_gpte || role.cr4_pse);
+}
+
+/* The frame a 32-bit 4 MiB PDE maps (PSE-36: bits 20:13 are physical address bits 39:32). */
+static inline gfn_t gpte32_large_gfn(uint64_t pde)
+{
+	return ((pde & 0xffc00000ULL) | (((pde >> 13) & 0xffULL) << 32)) >> 12;
+}
+
+/* Reserved bits of guest entry @gpte at @level of a table of @role: the walker's rules
+ * (paging/walk_tmpl.h); for a 32-bit table only a 4 MiB PDE has any (bit 21, and the PSE-36
+ * address bits above MAXPHYADDR). */
+static inline uint64_t sp_gpte_rsvd(const struct cpu_model *cpu, union sp_role role, int level,
+				    uint64_t gpte)
+{
+	if (role.has_4_byte_gpte) {
+		if (level != 2 || !gpte_is_large(role, level, gpte))
+			return 0;
+		if (!cpu_has(cpu, CPU_FEAT_PSE36))
+			return rsvd_bits(13, 21);
+		int m = cpu->maxphyaddr < 40 ? cpu->maxphyaddr : 40;
+		return rsvd_bits(21, 21) | rsvd_bits(13 + (m - 32), 20);
+	}
+	struct paging_ctx ctx = { .cpu = *cpu, .efer = role.efer_nx ? EFER_NXE : 0 };
+	return paging_rsvd_mask64(&ctx, role.pae ? PAGING_PAE : PAGING_4LVL, level,
+				  gpte & PT_PAGE_SIZE_MASK);
+}
+
 /* Index of @sptep in its table. */
 static inline unsigned sptep_index(const uint64_t *sptep)
 {
@@ -372,16 +476,17 @@ unsigned sps_of_gfn(struct shadow_mmu *sm, gfn_t gfn, struct shadow_page **out, 
 
 /* May a truly non-present spte (0) stand in @sp under notrap? Only in an indirect 64-bit sp
  * with EFER.NXE in its role: then the hardware's #PF error code on the shadow (NX always on) is
- * the guest's own (I/D set on fetches), and the guest entry is there to check. */
+ * the guest's own (I/D set on fetches), and the guest entry is there to check. (Not for 32-bit
+ * tables: no NX there, so the hardware's I/D bit would not be the guest's.) */
 static inline bool sp_notrap_ok(const struct shadow_mmu *sm, const struct shadow_page *sp)
 {
 	return sm->notrap && !sp->role.direct && !sp->role.passthrough && !sp->role.pae &&
-	       sp->role.efer_nx && !sp->unsync;
+	       !sp->role.has_4_byte_gpte && sp->role.efer_nx && !sp->unsync;
 }
 
 /* --opt unsync. Let guest table @gfn (host address @gpt) go unsync if every sp of it is a level-1
  * sp that is no root: each stops write-tracking it (mmu_unsync). True if done. [L] */
-bool sp_try_unsync(struct shadow_mmu *sm, gfn_t gfn, const uint64_t *gpt);
+bool sp_try_unsync(struct shadow_mmu *sm, gfn_t gfn, const void *gpt);
 /* The guest flushed its TLB for the address space of @root (a CR3 load, INVPCID, a CR0/CR4
  * change): sync every unsync sp @root reaches (each leaf still derived from its guest entry
  * stays, any other is dropped; the gfn is write-tracked again). Returns the steps taken. [L] */
@@ -437,8 +542,8 @@ static inline void shadow_changed(struct shadow_mmu *sm)
 
 /* ---- shadow.c ---- */
 
-/* The root role and level for the vCPU's current control state; false if the paging mode is
- * one the soft MMU does not shadow (32-bit, PAE). */
+/* The root role and level for the vCPU's current control state (for PAE and 32-bit guests the
+ * role of the level-2 sps under the vCPU's PAE root, quadrant 0). */
 bool shadow_root_role(const struct paging_ctx *g, union sp_role *role, gfn_t *gfn, int *levels);
 /* Make the hardware run on the root for the current guest state (finding it in the prev-root
  * cache or the hash, or building it). Takes mmu_lock. 0, -ENOMEM, -EOPNOTSUPP. */

@@ -10,6 +10,7 @@
  *      leaves; write tracking; root references; MMIO spte format) is checked, and every spte
  *      whose check needs guest memory or the host mapping is recorded;
  *   2. unlocked, in a memslot read section: each record against the guest entry it shadows now
+ *      (8 bytes, or for a 32-bit table's sp the 4-byte entry of its quadrant: role_gpte_index)
  *      and the host page that backs its gfn now (host_hva_lookup: nothing is faulted in).
  * If anything changed meanwhile (the MMU's change counter, the invalidation sequence, the memslot
  * generation), phase 2's findings are void and the audit starts over (a few times, then -EAGAIN).
@@ -182,7 +183,8 @@ static int check_sp_sptes(struct audit *a, struct shadow_page *sp, uint64_t *lea
 				/* A PAE root page: its PML4 entry links its PDPT page, its PDPT entries
 				 * the PD sps of the PDPTE registers (checked when loaded). */
 				if ((level == 4 && !c->role.passthrough) ||
-				    (level == 3 && (!c->role.pae || c->role.direct)))
+				    (level == 3 && ((!c->role.pae && !c->role.has_4_byte_gpte) ||
+						    c->role.direct)))
 					return fail(a, "PAE root page level %d: link %u to sp gfn %#" PRIx64
 						    " level %d role %#x", level, i, SPF(c));
 				continue;
@@ -266,6 +268,15 @@ static int audit_locked(struct audit *a)
 			if (sp->role.level < 1 || sp->role.level > 5 ||
 			    (sp->unsync && (sp->role.level != 1 || sp->root_count || !sp->unsync_gpt)))
 				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: bad role", SPF(sp));
+			/* 32-bit tables: a PD is four sps, a PT two; no NX, no keys, no PAE. The
+			 * format bits mean nothing to a direct sp, which has none. */
+			union sp_role r = sp->role;
+			if ((r.has_4_byte_gpte &&
+			     (r.level > 2 || r.direct || r.pae || r.efer_nx || r.pke_andnot_wp ||
+			      r.quadrant >= (r.level == 2 ? 4u : 2u))) ||
+			    (!r.has_4_byte_gpte && (r.quadrant || r.cr4_pse)))
+				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: bad 32-bit role",
+					    SPF(sp));
 			if (refs != sp->root_count)
 				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: root_count %u, %u "
 					    "references", SPF(sp), sp->root_count, refs);
@@ -366,25 +377,20 @@ static int audit_locked(struct audit *a)
 	return 0;
 }
 
-/* The guest entry @idx of guest table @gfn, read without faulting anything in. Inside a read
- * section. False if the table has no memory behind it. */
-static bool read_gpte(struct shadow_mmu *sm, gfn_t gfn, unsigned idx, uint64_t *gpte)
+/* The guest entry spte @idx of an sp of @role shadows in guest table @gfn (4 or 8 bytes),
+ * read without faulting anything in. Inside a read section. False if the table has no memory
+ * behind it. */
+static bool read_gpte(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, unsigned idx,
+		      uint64_t *gpte)
 {
 	const struct memslot *slot = gfn_to_memslot(sm->mmu.env.slots, gfn);
 	pfn_t pfn;
 
 	if (!slot || host_hva_lookup(sm->mmu.env.mm, slot_gfn_to_hva(slot, gfn), &pfn, NULL))
 		return false;
-	const uint64_t *t = host_pfn_to_ptr(sm->mmu.env.arena, pfn);
-	*gpte = __atomic_load_n(&t[idx], __ATOMIC_ACQUIRE);
+	*gpte = gpt_read(host_pfn_to_ptr(sm->mmu.env.arena, pfn), role.has_4_byte_gpte ? 4 : 8,
+			 role_gpte_index(role, idx));
 	return true;
-}
-
-static uint64_t gpte_rsvd(const struct shadow_mmu *sm, union sp_role role, int level, uint64_t gpte)
-{
-	struct paging_ctx ctx = { .cpu = sm->mmu.env.cpu, .efer = role.efer_nx ? EFER_NXE : 0 };
-	return paging_rsvd_mask64(&ctx, role.pae ? PAGING_PAE : PAGING_4LVL, level,
-				  gpte & PT_PAGE_SIZE_MASK);
 }
 
 static int check_rec(struct audit *a, const struct audit_rec *r, uint64_t mgen)
@@ -394,7 +400,7 @@ static int check_rec(struct audit *a, const struct audit_rec *r, uint64_t mgen)
 	uint64_t gpte = 0;
 
 	if (r->kind == REC_NONPRESENT) {
-		if (!read_gpte(sm, r->sp_gfn, r->idx, &gpte))
+		if (!read_gpte(sm, r->sp_gfn, r->role, r->idx, &gpte))
 			return fail(a, "sp gfn %#" PRIx64 " level %d: spte %u non-present for a table "
 				    "with no memory", (uint64_t)r->sp_gfn, level, r->idx);
 		if (gpte & PT_PRESENT_MASK)
@@ -415,11 +421,11 @@ static int check_rec(struct audit *a, const struct audit_rec *r, uint64_t mgen)
 	/* The guest entry this spte shadows (indirect sps). */
 	bool indirect = !r->role.direct && !r->unsync;
 	if (indirect) {
-		if (!read_gpte(sm, r->sp_gfn, r->idx, &gpte))
+		if (!read_gpte(sm, r->sp_gfn, r->role, r->idx, &gpte))
 			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: spte %u shadows a table "
 				    "with no memory", (uint64_t)r->sp_gfn, level, r->role.word, r->idx);
 		if (!(gpte & PT_PRESENT_MASK) || !(gpte & PT_ACCESSED_MASK) ||
-		    (gpte & gpte_rsvd(sm, r->role, level, gpte)))
+		    (gpte & sp_gpte_rsvd(&sm->mmu.env.cpu, r->role, level, gpte)))
 			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: spte %u = %#" PRIx64
 				    " but the guest entry %#" PRIx64 " allows no translation",
 				    (uint64_t)r->sp_gfn, level, r->role.word, r->idx, r->spte, gpte);
@@ -427,10 +433,20 @@ static int check_rec(struct audit *a, const struct audit_rec *r, uint64_t mgen)
 	unsigned allowed = indirect ? r->role.access & gpte_access64(gpte, r->role.efer_nx) : 0;
 
 	if (r->kind == REC_LINK) {
-		bool large = gpte & PT_PAGE_SIZE_MASK;
+		bool large = gpte_is_large(r->role, level, gpte);
+		/* The child a link from this entry must be: the parent's role, one level down,
+		 * the rights of the entries above; a 32-bit page table's half (spte 2k links the
+		 * lower 2 MiB of PDE k's 4 MiB, 2k+1 the upper). */
+		union sp_role want_child = r->role;
+		want_child.level = (unsigned)(level - 1);
+		want_child.access = allowed;
+		if (r->role.has_4_byte_gpte)
+			want_child.quadrant = r->idx & 1;
 		if (r->child_role.direct) {
 			unsigned shift = 12 + 9 * (unsigned)(level - 1);
 			gfn_t base = (gpte & rsvd_bits((int)shift, 51)) >> 12;
+			if (r->role.has_4_byte_gpte)
+				base = gpte32_large_gfn(gpte) + (r->idx & 1) * SPTE_ENTRIES;
 			/* Clean: no write access. A page the MMU's own walk made dirty may still be
 			 * linked to the clean sp (narrower): the next write fault relinks it. */
 			unsigned want = (gpte & PT_DIRTY_MASK) ? allowed : allowed & ~ACC_WRITE;
@@ -445,7 +461,7 @@ static int check_rec(struct audit *a, const struct audit_rec *r, uint64_t mgen)
 					    (uint64_t)r->sp_gfn, level, r->role.word, r->idx,
 					    (uint64_t)r->gfn, r->child_role.word, gpte);
 		} else if (large || ((gpte & rsvd_bits(12, 51)) >> 12) != r->gfn ||
-			   r->child_role.access != allowed) {
+			   r->child_role.word != want_child.word) {
 			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: link %u to sp gfn %#"
 				    PRIx64 " role %#x, guest entry %#" PRIx64, (uint64_t)r->sp_gfn,
 				    level, r->role.word, r->idx, (uint64_t)r->gfn, r->child_role.word,

@@ -16,6 +16,9 @@
  *      a write the spte cannot allow (a write-tracked gfn; CR0.WP=0 with SMAP or PKE), or exit
  *      to MMIO.
  * No guest memory is touched through the memslots under mmu_lock (see shadow.h: lock order).
+ * 32-bit guests: guest entries are 4 bytes (fault.gpte_size) and each guest table is shadowed
+ * by quadrant sps (shadow.h: a PD by four level-2 sps, a PT by two level-1 sps); an emulated
+ * store reaches the sp of each quadrant it touches.
  *
  * Rights (shadow.h, role): a leaf gets the guest's combined rights, W only once the guest leaf
  * is Dirty (the first write faults and sets it) and only if nothing forbids it (write tracking,
@@ -78,7 +81,8 @@ struct fault {
 	uint64_t mgen;                    /* memslot generation before any slot lookup */
 	unsigned nparts, fp;              /* parts; the one that faulted */
 	struct fault_part part[2];
-	uint64_t *gptep[PT_MAX_LEVELS + 1];   /* host address of each entry the fp walk read */
+	void *gptep[PT_MAX_LEVELS + 1];   /* host address of each entry the fp walk read */
+	unsigned gpte_size;               /* 4 (32-bit paging) or 8: bytes of a guest entry */
 	uint64_t steps;                   /* handler steps, charged to the vCPU */
 	unsigned nprefetch;               /* --opt prefetch: neighbours found in phase 1 */
 	struct prefetch_ent prefetch[PREFETCH_GROUP - 1];
@@ -86,6 +90,19 @@ struct fault {
 
 /* Outcomes of the locked phase beside an mmu_action. */
 enum { FIX_DONE = 0, FIX_AGAIN };
+
+/* The guest entry at @level the walk read, as it is now. */
+static uint64_t fault_gpte_now(const struct fault *f, int level)
+{
+	return gpt_read(f->gptep[level], f->gpte_size, 0);
+}
+
+/* The host address of the guest table holding the entry at @level the walk read (tables are
+ * whole 4 KiB pages, so the page holding the entry). */
+static const void *fault_gpt(const struct fault *f, int level)
+{
+	return (const void *)((uintptr_t)f->gptep[level] & ~(uintptr_t)0xfff);
+}
 
 static void fault_parts(struct fault *f)
 {
@@ -185,7 +202,7 @@ static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **lea
 		if (!sp->role.passthrough)
 			sp_touch(sm, sp);
 		if (!sp->role.direct && !sp->role.passthrough) {
-			uint64_t now = __atomic_load_n(f->gptep[level], __ATOMIC_ACQUIRE);
+			uint64_t now = fault_gpte_now(f, level);
 			f->steps++;
 			if (now != w->gpte[level])
 				return FIX_AGAIN;
@@ -209,14 +226,21 @@ static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **lea
 			level--;
 			continue;
 		} else if (sp->role.passthrough) {
-			/* The PDPT page: the PDPTE register the walk used (no rights, no A bit). */
+			/* The PDPT page: the PDPTE register the walk used (no rights, no A bit), or
+			 * the quadrant of a 32-bit guest's page directory, as loaded. */
+			unsigned i = spte_index(p->gva, level) & 3;
 			role.word = f->sv->pae_role;
-			gfn = (w->gpte[level] & rsvd_bits(12, 51)) >> 12;
+			if (role.has_4_byte_gpte)
+				role.quadrant = i;
+			gfn = (f->sv->pae_pdptrs[i] & rsvd_bits(12, 51)) >> 12;
 		} else if (sp->role.direct) {
 			gfn = sp->gfn + ((gfn_t)spte_index(p->gva, level) << (9 * (level - 1)));
 		} else if (level > w->level) {
 			gfn = (w->gpte[level] & rsvd_bits(12, 51)) >> 12;
 			role.access = sp->role.access & gpte_access64(w->gpte[level], sp->role.efer_nx);
+			/* A 32-bit page table (4 MiB) is two level-1 sps: the half of this 2 MiB. */
+			if (role.has_4_byte_gpte)
+				role.quadrant = (unsigned)(p->gva >> 21) & 1;
 		} else {
 			/* A guest large page: a direct sp maps it 4K by 4K. Its Dirty bit lives in
 			 * this entry, not in the sptes' own entries: a clean page's sp must not be the
@@ -229,6 +253,11 @@ static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **lea
 				role.access &= ~ACC_WRITE;
 			role.guest_global = !!(w->gpte[level] & PT_GLOBAL_MASK);
 			role.guest_pkey = w->pkey & 0xf;
+			/* It maps gfns (here the 2 MiB half of a 32-bit 4 MiB page that holds
+			 * the address), whatever entry format made it. */
+			role.has_4_byte_gpte = 0;
+			role.quadrant = 0;
+			role.cr4_pse = 0;
 		}
 
 		uint64_t spte = spte_read(sptep);
@@ -248,8 +277,7 @@ static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **lea
 			if (rc)
 				return rc;
 			if (created && !role.direct && level - 1 >= w->level && f->gptep[level - 1])
-				notrap_fill(f, child, f->gptep[level - 1] -
-							  spte_index(p->gva, level - 1));
+				notrap_fill(f, child, fault_gpt(f, level - 1));
 			rc = sp_link(sm, sptep, child);
 			if (rc)
 				return rc;
@@ -320,8 +348,9 @@ static void store_atomic(uint8_t *dst, const uint8_t *src, uint32_t len)
 /*
  * A guest store of [off, off + len) into guest table page @gfn happened: every sp shadowing it
  * drops the sptes of the entries the bytes touch (a partial or misaligned store touches one or
- * two), or, written FLOOD_WRITES times without a fault through it, is zapped: the page is
- * probably no longer a page table.
+ * two; in a 32-bit table 4-byte entries, found in the sp of their quadrant, a PDE's two sptes
+ * together: KVM's get_written_sptes), or, written FLOOD_WRITES times without a fault through
+ * it, is zapped: the page is probably no longer a page table.
  * TLBs: a dropped leaf needs no flush: the translation the guest changed stays cached until the
  * guest invalidates it, as natively (a 4K guest page is a 4K TLB entry in both). A dropped link
  * does: below it a guest large page may be mapped by 4K sptes, whose TLB entries one guest
@@ -338,23 +367,23 @@ static void pte_write(struct fault *f, gfn_t gfn, const uint8_t *page, uint32_t 
 	mmu_stat_inc(&sm->mmu, mmu_pte_write);
 	htab_for_each_key(&sm->sp_hash, n, gfn) {
 		struct shadow_page *sp = container_of(n, struct shadow_page, hash);
-		if (sp->role.direct)
+		unsigned first, last;
+		/* A 32-bit table's sp sees only the entries of its quadrant: a store elsewhere in
+		 * the page is no write to it (nor counts towards flooding it). */
+		if (sp->role.direct || !sp_sptes_of_bytes(sp, off, len, &first, &last))
 			continue;
 		if (++sp->write_flooding_count >= FLOOD_WRITES && !sp->root_count &&
 		    nflood < SHADOW_MAX_SPS_PER_GFN) {
 			flooded[nflood++] = sp;
 			continue;
 		}
-		unsigned first = off / 8, last = (off + len - 1) / 8;
 		for (unsigned i = first; i <= last; i++) {
 			uint64_t s = spte_read(&sp->spt[i]);
 			/* No-trap: the entry's new value decides (the store is done, and further
 			 * stores to it exit and wait for mmu_lock): not present, truly non-present;
 			 * anything else trapping until a fault shadows it. */
 			uint64_t want = sm->trap_spte;
-			if (sp_notrap_ok(sm, sp) &&
-			    !(__atomic_load_n((const uint64_t *)page + i, __ATOMIC_ACQUIRE) &
-			      PT_PRESENT_MASK))
+			if (sp_notrap_ok(sm, sp) && !(sp_read_gpte(sp, page, i) & PT_PRESENT_MASK))
 				want = 0;
 			if (s == want)
 				continue;
@@ -453,7 +482,10 @@ static void prefetch_gather(struct fault *f, struct fault_part *p)
 	const struct walk_result *w = &p->w;
 	const struct paging_ctx *g = &f->cpu->guest;
 	unsigned idx = spte_index(p->gva, 1), first = idx & ~(PREFETCH_GROUP - 1u);
-	uint64_t rsvd = 0, *table = NULL;
+	/* Guest entry of spte j: gbase + j (a 32-bit table's quadrant is the 2 MiB half). */
+	unsigned gbase = f->gpte_size == 4 ? (unsigned)((p->gva >> 12) & 1023) - idx : 0;
+	uint64_t rsvd = 0;
+	const void *table = NULL;
 
 	f->nprefetch = 0;
 	if (!(f->sm->mmu.env.opts & MMU_OPT_PREFETCH) || p->ws != WALK_OK || !p->slot ||
@@ -462,8 +494,10 @@ static void prefetch_gather(struct fault *f, struct fault_part *p)
 	if (w->level == 1) {
 		if (!f->gptep[1])
 			return;
-		table = f->gptep[1] - idx;
-		rsvd = paging_rsvd_mask64(g, paging_mode_of(g), 1, false);
+		table = fault_gpt(f, 1);
+		/* 32-bit page tables have no reserved bits. */
+		if (f->gpte_size == 8)
+			rsvd = paging_rsvd_mask64(g, paging_mode_of(g), 1, false);
 		f->steps++;                /* the group is one 64-byte line of the guest table */
 	}
 	for (unsigned j = first; j < first + PREFETCH_GROUP; j++) {
@@ -472,7 +506,7 @@ static void prefetch_gather(struct fault *f, struct fault_part *p)
 		if (j == idx)
 			continue;
 		if (table) {
-			uint64_t gpte = __atomic_load_n(&table[j], __ATOMIC_ACQUIRE);
+			uint64_t gpte = gpt_read(table, f->gpte_size, gbase + j);
 			if (!(gpte & PT_PRESENT_MASK) || !(gpte & PT_ACCESSED_MASK) || (gpte & rsvd))
 				continue;
 			pe->gpte = gpte;
@@ -505,7 +539,6 @@ static void prefetch_gather(struct fault *f, struct fault_part *p)
 static int prefetch_install(struct fault *f, struct shadow_page *sp)
 {
 	struct shadow_mmu *sm = f->sm;
-	unsigned idx0 = spte_index(f->part[f->fp].gva, 1);
 
 	for (unsigned i = 0; i < f->nprefetch; i++) {
 		const struct prefetch_ent *pe = &f->prefetch[i];
@@ -516,7 +549,7 @@ static int prefetch_install(struct fault *f, struct shadow_page *sp)
 		if (spte_read(sptep) != sm->trap_spte)
 			continue;                 /* mapped, MMIO, or known not present */
 		if (!sp->role.direct) {
-			uint64_t now = __atomic_load_n(f->gptep[1] - idx0 + pe->idx, __ATOMIC_ACQUIRE);
+			uint64_t now = sp_read_gpte(sp, fault_gpt(f, 1), pe->idx);
 			if (now != pe->gpte)
 				continue;
 			acc = sp->role.access & gpte_access64(now, sp->role.efer_nx);
@@ -619,7 +652,7 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 		if (tracked && !emulate && f->nparts == 1 && (acc & ACC_WRITE) && leaf_d &&
 		    p->host_writable && !(f->e->ec & PFERR_PK) &&
 		    (sm->mmu.env.opts & MMU_OPT_UNSYNC) &&
-		    sp_try_unsync(sm, gfn, (const uint64_t *)(const void *)p->host))
+		    sp_try_unsync(sm, gfn, p->host))
 			return fix_leaf(f, p, sp, z, action);
 		if (tracked || emulate)
 			return emulate_write(f, z, action);
@@ -895,6 +928,7 @@ int shadow_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, struct mmu_o
 	f.access = e->access;
 	f.write = e->access & PFERR_WRITE;
 	f.user = !(e->access & WALK_IMPLICIT) && f.cpu->guest.cpl == 3;
+	f.gpte_size = paging_mode_of(&f.cpu->guest) == PAGING_32 ? 4 : 8;
 	fault_parts(&f);
 	p = &f.part[f.fp];
 
@@ -930,7 +964,8 @@ int shadow_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, struct mmu_o
 		void *ptr;
 		if (l == 3 && paging_mode_of(&f.cpu->guest) == PAGING_PAE)
 			continue;              /* a PDPTE register: nothing in memory to re-check */
-		if (memslots_gpa_to_ptr(sm->mmu.env.slots, p->w.pte_gpa[l], 8, false, &ptr))
+		if (memslots_gpa_to_ptr(sm->mmu.env.slots, p->w.pte_gpa[l], f.gpte_size, false,
+					&ptr))
 			goto out_unlock_read;      /* gone since the walk: retry */
 		f.gptep[l] = ptr;
 	}

@@ -227,7 +227,11 @@ void shadow_guest_written(struct mmu *m, gpa_t gpa, uint64_t len)
 
 		htab_for_each_key(&sm->sp_hash, n, gfn) {
 			struct shadow_page *sp = container_of(n, struct shadow_page, hash);
-			for (unsigned i = (unsigned)(lo / 8); !sp->role.direct && i <= hi / 8; i++)
+			unsigned first, last;
+			if (sp->role.direct ||
+			    !sp_sptes_of_bytes(sp, (uint32_t)lo, (uint32_t)(hi - lo + 1), &first, &last))
+				continue;
+			for (unsigned i = first; i <= last; i++)
 				if (!spte_read(&sp->spt[i])) {
 					spte_write(&sp->spt[i], SPTE_TRAP);
 					shadow_changed(sm);

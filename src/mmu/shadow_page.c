@@ -313,7 +313,7 @@ static void clear_unsync_bit(struct shadow_page *sp, unsigned idx)
 	}
 }
 
-bool sp_try_unsync(struct shadow_mmu *sm, gfn_t gfn, const uint64_t *gpt)
+bool sp_try_unsync(struct shadow_mmu *sm, gfn_t gfn, const void *gpt)
 {
 	struct shadow_page *sps[SHADOW_MAX_SPS_PER_GFN];
 	unsigned n = sps_of_gfn(sm, gfn, sps, SHADOW_MAX_SPS_PER_GFN);
@@ -347,8 +347,7 @@ bool sp_try_unsync(struct shadow_mmu *sm, gfn_t gfn, const uint64_t *gpt)
 static bool leaf_still_derived(const struct shadow_mmu *sm, const struct shadow_page *sp,
 			       unsigned i, uint64_t s, uint64_t gpte)
 {
-	struct paging_ctx ctx = { .cpu = sm->mmu.env.cpu, .efer = sp->role.efer_nx ? EFER_NXE : 0 };
-	uint64_t rsvd = paging_rsvd_mask64(&ctx, sp->role.pae ? PAGING_PAE : PAGING_4LVL, 1, false);
+	uint64_t rsvd = sp_gpte_rsvd(&sm->mmu.env.cpu, sp->role, 1, gpte);
 	unsigned acc = sp->role.access & gpte_access64(gpte, sp->role.efer_nx);
 	bool w_ok = (acc & ACC_WRITE) || (!sp->role.cr0_wp && !(s & PT_USER_MASK));
 
@@ -371,7 +370,7 @@ static bool leaf_still_derived(const struct shadow_mmu *sm, const struct shadow_
  */
 static uint64_t sp_sync(struct shadow_mmu *sm, struct shadow_page *sp)
 {
-	const uint64_t *gpt = sp->unsync_gpt;
+	const void *gpt = sp->unsync_gpt;
 	bool notrap;
 
 	/* Tracked again first: leaves mapping the table lose W (the TLBs that allow it are
@@ -385,7 +384,7 @@ static uint64_t sp_sync(struct shadow_mmu *sm, struct shadow_page *sp)
 	notrap = sp_notrap_ok(sm, sp);
 	for (unsigned i = 0; i < SPTE_ENTRIES; i++) {
 		uint64_t s = spte_read(&sp->spt[i]);
-		uint64_t gpte = __atomic_load_n(&gpt[i], __ATOMIC_ACQUIRE);
+		uint64_t gpte = sp_read_gpte(sp, gpt, i);
 		if (is_shadow_present_pte(s) && leaf_still_derived(sm, sp, i, s, gpte))
 			continue;
 		if (s != sm->trap_spte)

@@ -251,8 +251,9 @@ static struct out acc(struct pair *p, gva_t gva, uint32_t len, unsigned kind, ui
 		char sa[200], sb[200];
 		show(sa, sizeof(sa), &a);
 		show(sb, sizeof(sb), &b);
-		fail_msg("step %" PRIu64 ": access %#" PRIx64 " len %u kind %u:\n  native %s\n  shadow %s",
-			 p->steps, gva, len, kind, sa, sb);
+		fail_msg("step %" PRIu64 " (host %d, opts off %#x): access %#" PRIx64 " len %u kind %u:"
+			 "\n  native %s\n  shadow %s", p->steps, p->host, cur_opts_off, gva, len, kind,
+			 sa, sb);
 	}
 	audit(p);
 	return b;
@@ -1134,6 +1135,468 @@ static void test_pae_body(struct pair *p)
 }
 BOTH_HOSTS(test_pae)
 
+/* ---- 32-bit paging (CR4.PAE=0): 4-byte entries, 1024-entry tables, 4 MiB pages ---- */
+
+#define WIN32B   0xc0000000ULL              /* a 32-bit guest's window: gva WIN32B + gpa -> gpa */
+#define HI_GPA   0x100000000ULL             /* a 4 MiB slot above 4 GiB: PSE-36 frames */
+#define HI_SIZE  0x400000ULL
+#define P32      PT_PRESENT_MASK
+#define U32      PT_USER_MASK
+
+static void wr32(struct pair *p, gpa_t a, uint32_t x)
+{
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(vmmu_write_guest(p->g[i].vm, a, &x, 4), 0);
+}
+
+static uint32_t rd32(struct gm *g, gpa_t a)
+{
+	uint32_t x = 0;
+	assert_int_equal(vmmu_read_guest(g->vm, a, &x, 4), 0);
+	return x;
+}
+
+/* A 32-bit 4 MiB PDE for frame @gpa (4 MiB aligned; bits 39:32 in PDE bits 20:13, PSE-36). */
+static uint32_t pde4m(gpa_t gpa, uint32_t f)
+{
+	return (uint32_t)(gpa & 0xffc00000ULL) | (uint32_t)(((gpa >> 32) & 0xff) << 13) | f |
+	       (uint32_t)PT_PAGE_SIZE_MASK;
+}
+
+/* Map @gva -> @gpa under page directory @pd: a 4 KiB page (the page table on the way PRWU,
+ * written with the VMM's stores) or a 4 MiB one. Returns the entry's gpa. */
+static gpa_t map32(struct pair *p, gpa_t pd, uint32_t gva, gpa_t gpa, bool large, uint32_t f)
+{
+	gpa_t e = pd + (gva >> 22) * 4;
+	if (large) {
+		wr32(p, e, pde4m(gpa, f));
+		return e;
+	}
+	uint32_t v = rd32(&p->g[0], e);
+	if (!(v & P32)) {
+		v = (uint32_t)new_table(p) | (uint32_t)PRWU;
+		wr32(p, e, v);
+	}
+	e = (v & 0xfffff000u) + ((gva >> 12) & 1023) * 4;
+	wr32(p, e, (uint32_t)gpa | f);
+	return e;
+}
+
+/* A page directory with the window (4 KiB pages, so it works with CR4.PSE off too). */
+static gpa_t new_pd32(struct pair *p)
+{
+	gpa_t pd = new_table(p);
+	p->win = WIN32B;
+	for (gpa_t g = 0; g < MEM; g += 0x1000)
+		map32(p, pd, (uint32_t)(WIN32B + g), g, false, (uint32_t)(PRW | AD));
+	return pd;
+}
+
+static void regs32(struct pair *p, uint64_t cr0, uint64_t cr4, uint64_t efer, gpa_t pd)
+{
+	regs(p, cr0, cr4, efer, pd);
+	/* The root for the new state (as test_la57: the registers alone do not reach the MMU
+	 * before the first exit). */
+	mov_cr(p, 3, pd);
+}
+
+/* 32-bit paging: rights of every page kind at CPL 0 and 3 (no NX, even with EFER.NXE), pages
+ * in both halves of a page table (its two level-1 sps) and in every quadrant of the page
+ * directory, 4 MiB pages (PSE) with their Dirty bit and global bit, a PSE-36 frame above 4 GiB,
+ * a 4 MiB PDE with a reserved bit; then CR4.PSE off: PS is ignored and the same PDEs point to
+ * page tables (a different shadow), and on again. */
+static void test_paging32_body(struct pair *p)
+{
+	uint64_t hva[2];
+	gpa_t pd = new_pd32(p);
+	static const uint32_t flags[] = {
+		(uint32_t)PRWU, P32 | U32, (uint32_t)PRW, P32, 0, (uint32_t)(PRWU | PT_ACCESSED_MASK),
+	};
+	const unsigned n = sizeof(flags) / sizeof(flags[0]);
+	for (unsigned i = 0; i < n; i++)
+		map32(p, pd, 0x400000 + i * 0x1000, new_data(p), false, flags[i]);
+	map32(p, pd, 0x600000, new_data(p), false, (uint32_t)PRWU);     /* the table's upper half */
+	map32(p, pd, 0x7ff000, new_data(p), false, (uint32_t)PRWU);     /* its last entry */
+	map32(p, pd, 0x3fc00000, new_data(p), false, (uint32_t)PRWU);   /* PDE 255, quadrant 0 */
+	/* 4 MiB pages: user in quadrant 1, supervisor global in quadrant 2 (an odd PDE), a
+	 * PSE-36 frame above 4 GiB, and one with reserved bit 21. Frame 0x400000 holds the data
+	 * pages: the accesses below stay above them. */
+	gpa_t big = map32(p, pd, 0x40000000, 0x400000, true, (uint32_t)PRWU);
+	gpa_t big2 = map32(p, pd, 0x80c00000, 0x400000, true, (uint32_t)(PRW | PT_GLOBAL_MASK));
+	new_hva(p, HI_SIZE, hva);
+	set_slot(p, 1, 0, HI_GPA, HI_SIZE, hva);
+	gpa_t hi = map32(p, pd, 0x41000000, HI_GPA, true, (uint32_t)PRWU);
+	wr32(p, pd + (0x41400000 >> 22) * 4, pde4m(HI_GPA, (uint32_t)PRWU) | (1u << 21));
+	regs32(p, CR0_BASE | X86_CR0_WP, X86_CR4_PSE, EFER_NXE, pd);
+	for (unsigned c = 0; c < 2; c++) {
+		cpl(p, c ? 3 : 0, false);
+		for (unsigned i = 0; i < n; i++) {
+			gva_t va = 0x400000 + i * 0x1000 + 8 * c;
+			acc(p, va, 8, VMMU_ACC_READ, 0);
+			acc(p, va, 8, VMMU_ACC_WRITE, 0x1111 * (i + 1));
+			acc(p, va, 4, VMMU_ACC_FETCH, 0);
+			acc(p, va + 0xffc, 8, VMMU_ACC_WRITE, 0xabcdef);   /* crosses pages */
+		}
+		wr_ok(p, 0x600008 + 8 * c, 0x600 + c);
+		wr_ok(p, 0x7ff000 + 8 * c, 0x7ff + c);
+		acc(p, 0x7ffffc, 8, VMMU_ACC_READ, 0);             /* crosses into PDE 2: none */
+		wr_ok(p, 0x3fc00000 + 8 * c, 0x3fc + c);
+		acc(p, 0x40300000 + 0x10 * c, 8, VMMU_ACC_READ, 0);
+		acc(p, 0x40300000 + 0x10 * c, 8, VMMU_ACC_WRITE, 0x4030 + c);
+		acc(p, 0x40000000 + 0x3ff000, 8, VMMU_ACC_WRITE, 0x7ff);  /* the upper 2 MiB */
+		acc(p, 0x401ffffc, 8, VMMU_ACC_WRITE, 0x1234);     /* across the two halves */
+		acc(p, 0x40300000, 4, VMMU_ACC_FETCH, 0);
+		acc(p, 0x80f80000, 8, VMMU_ACC_WRITE, 0x80f);
+		acc(p, 0x80f80000, 4, VMMU_ACC_FETCH, 0);
+		acc(p, 0x41000000 + 0x123450, 8, VMMU_ACC_WRITE, 0x4100 + c);
+		assert_int_equal(acc(p, 0x41000000 + 0x123450, 8, VMMU_ACC_READ, 0).val, 0x4100 + c);
+		acc(p, 0x413ff000, 8, VMMU_ACC_READ, 0);
+		struct out o = acc(p, 0x41400000, 8, VMMU_ACC_READ, 0);     /* reserved bit */
+		assert_int_equal(o.r.status, VMMU_ACCESS_PF);
+		assert_true(o.r.pf_ec & PFERR_RSVD);
+		acc(p, 0x00900000, 8, VMMU_ACC_READ, 0);           /* PDE 2: not present */
+		acc(p, 0xfffffffc, 8, VMMU_ACC_READ, 0);           /* wraps at 4 GiB */
+	}
+	assert_int_equal(rd32(&p->g[1], big) & AD, AD);
+	assert_int_equal(rd32(&p->g[1], big2) & AD, AD);
+	assert_int_equal(rd32(&p->g[1], hi) & AD, AD);
+	same_memory(p, HI_GPA, HI_SIZE);
+	same_all(p);
+	/* CR4.PSE off: a PS PDE points to a page table (here a data frame's bytes). */
+	cpl(p, 0, false);
+	mov_cr(p, 4, 0);
+	for (unsigned k = 0; k < 8; k++) {
+		acc(p, 0x40000000 + k * 0x1000, 8, VMMU_ACC_READ, 0);
+		acc(p, 0x80c00000 + k * 0x1000, 8, VMMU_ACC_READ, 0);
+		acc(p, 0x41400000 + k * 0x1000, 8, VMMU_ACC_READ, 0);
+	}
+	rd_ok(p, 0x400000);
+	mov_cr(p, 4, X86_CR4_PSE);
+	assert_int_equal(rd_ok(p, 0x40300000), 0x4030);
+	acc(p, 0x41400000, 8, VMMU_ACC_READ, 0);
+	same_memory(p, HI_GPA, HI_SIZE);
+	same_all(p);
+	struct vmmu_stats s = SH(p);
+	assert_true(s.pf_fixed > 0 && s.shadow_pages >= 8);
+}
+BOTH_HOSTS(test_paging32)
+
+/* 32-bit paging: guest stores into page tables and the page directory through the window: a
+ * whole 4-byte PTE, a byte, two bytes, 8 bytes over two entries (aligned and not), a store over
+ * entries 511 and 512 of a page table (its two level-1 sps), one over PDEs 255 and 256 (two
+ * quadrants of the directory, each PDE two sptes), one crossing from one table page into the
+ * next; a 4 MiB PDE made read-only and moved; the Dirty bit of 4 KiB and 4 MiB pages; INVLPG. */
+static void test_paging32_pte_store_body(struct pair *p)
+{
+	gpa_t pd = new_pd32(p);
+	gpa_t d[6];
+	for (int i = 0; i < 6; i++) {
+		d[i] = new_data(p);
+		wr(p, d[i], 0x100 + (uint64_t)i);
+	}
+	gpa_t e0 = map32(p, pd, 0x400000, d[0], false, (uint32_t)PRWU);
+	map32(p, pd, 0x401000, d[1], false, (uint32_t)PRWU);
+	gpa_t e511 = map32(p, pd, 0x5ff000, d[2], false, (uint32_t)PRWU);
+	gpa_t e512 = map32(p, pd, 0x600000, d[3], false, (uint32_t)PRWU);
+	gpa_t e1023 = map32(p, pd, 0x7ff000, d[4], false, (uint32_t)PRWU);
+	gpa_t f0 = map32(p, pd, 0x800000, d[5], false, (uint32_t)PRWU);   /* the next table */
+	assert_int_equal(e512, e511 + 4);
+	assert_int_equal(f0, e1023 + 4);
+	gpa_t p255 = map32(p, pd, 0x3fc00000, 0x400000, true, (uint32_t)PRWU);
+	gpa_t p256 = map32(p, pd, 0x40000000, 0x400000, true, (uint32_t)(PRWU | AD));
+	regs32(p, CR0_BASE | X86_CR0_WP, X86_CR4_PSE, 0, pd);
+	assert_int_equal(rd_ok(p, 0x400000), 0x100);
+	assert_int_equal(rd_ok(p, 0x401000), 0x101);
+	assert_int_equal(rd_ok(p, 0x5ff000), 0x102);
+	assert_int_equal(rd_ok(p, 0x600000), 0x103);
+	assert_int_equal(rd_ok(p, 0x7ff000), 0x104);
+	assert_int_equal(rd_ok(p, 0x800000), 0x105);
+	/* The Dirty bit: a read maps read-only, the first write sets D. */
+	assert_int_equal(rd32(&p->g[1], e0) & AD, PT_ACCESSED_MASK);
+	wr_ok(p, 0x400008, 0x100);
+	assert_int_equal(rd32(&p->g[1], e0) & AD, AD);
+	rd_ok(p, 0x3fc00000 + 0x300000);
+	assert_int_equal(rd32(&p->g[1], p255) & AD, PT_ACCESSED_MASK);
+	wr_ok(p, 0x3fc00000 + 0x300008, 0x255);
+	assert_int_equal(rd32(&p->g[1], p255) & AD, AD);
+	rd_ok(p, 0x40000000 + 0x300008);
+
+	/* A whole PTE: the next frame. */
+	struct vmmu_stats s0 = SH(p);
+	gstore(p, e0, (uint32_t)(d[5] | PRWU), 4);
+	if (EMULATES_PTE_WRITES)
+		assert_true(SH(p).mmu_pte_write > s0.mmu_pte_write);
+	else    /* the page table's two level-1 sps go unsync together */
+		assert_int_equal(SH(p).mmu_unsync - s0.mmu_unsync, 2);
+	invlpg(p, 0x400000);
+	assert_int_equal(rd_ok(p, 0x400000), 0x105);
+	/* One byte: W cleared. */
+	gstore(p, e0, P32 | U32 | PT_ACCESSED_MASK, 1);
+	invlpg(p, 0x400000);
+	assert_int_equal(acc(p, 0x400000, 8, VMMU_ACC_WRITE, 1).r.status, VMMU_ACCESS_PF);
+	/* Two bytes: W back. */
+	gstore(p, e0, (uint32_t)PRWU | PT_ACCESSED_MASK, 2);
+	invlpg(p, 0x400000);
+	wr_ok(p, 0x400000, 0x55);
+	/* Eight bytes, aligned: entries 0 and 1 swap frames. */
+	gstore(p, e0, (uint32_t)(d[1] | PRWU) | ((uint64_t)(uint32_t)(d[0] | PRWU) << 32), 8);
+	invlpg(p, 0x400000);
+	invlpg(p, 0x401000);
+	assert_int_equal(rd_ok(p, 0x400000), 0x101);
+	assert_int_equal(rd_ok(p, 0x401000), 0x55);
+	/* Eight bytes at e0 + 2: entry 0's high half and entry 1 whole but its top bytes. */
+	gstore(p, e0 + 2, (uint64_t)(d[3] >> 16) | ((uint64_t)(uint32_t)(P32 | U32) << 16), 8);
+	invlpg(p, 0x400000);
+	invlpg(p, 0x401000);
+	acc(p, 0x400000, 8, VMMU_ACC_READ, 0);
+	acc(p, 0x401000, 8, VMMU_ACC_WRITE, 3);
+	/* Entries 511 and 512: both level-1 sps of the table. */
+	gstore(p, e511, (uint32_t)(d[3] | PRWU) | ((uint64_t)(uint32_t)(d[2] | PRWU) << 32), 8);
+	invlpg(p, 0x5ff000);
+	invlpg(p, 0x600000);
+	assert_int_equal(rd_ok(p, 0x5ff000), 0x103);
+	assert_int_equal(rd_ok(p, 0x600000), 0x102);
+	/* Entry 1023 of one table and entry 0 of the next page. */
+	gstore(p, e1023, (uint32_t)(d[5] | PRWU) | ((uint64_t)(uint32_t)(d[4] | PRWU) << 32), 8);
+	invlpg(p, 0x7ff000);
+	invlpg(p, 0x800000);
+	assert_int_equal(rd_ok(p, 0x7ff000), 0x105);
+	assert_int_equal(rd_ok(p, 0x800000), 0x104);
+	/* PDEs 255 and 256 (quadrants 0 and 1): 255 read-only, 256 not present. */
+	s0 = SH(p);
+	gstore(p, p255, pde4m(0x400000, P32 | U32 | (uint32_t)AD), 8);
+	assert_true(SH(p).mmu_pde_zapped > s0.mmu_pde_zapped);
+	/* The hardware model caches a 4 MiB page as two 2 MiB entries and INVLPG drops the one
+	 * of the address it names (src/cpu/cpu.c): both halves are named. */
+	invlpg(p, 0x3fc00000);
+	invlpg(p, 0x3fe00000);
+	invlpg(p, 0x40000000);
+	invlpg(p, 0x40200000);
+	struct out o = acc(p, 0x3fc00000 + 0x300008, 8, VMMU_ACC_WRITE, 1);
+	assert_int_equal(o.r.status, VMMU_ACCESS_PF);
+	assert_int_equal(acc(p, 0x3fc00000 + 0x300008, 8, VMMU_ACC_READ, 0).val, 0x255);
+	assert_int_equal(acc(p, 0x40000000 + 0x300008, 8, VMMU_ACC_READ, 0).r.status,
+			 VMMU_ACCESS_PF);
+	/* PDE 256 back, half by half (two-byte stores), pointing at the high half of DATA. */
+	uint32_t v = pde4m(0x400000, (uint32_t)PRWU);
+	gstore(p, p256, v & 0xffff, 2);
+	gstore(p, p256 + 2, v >> 16, 2);
+	invlpg(p, 0x40000000);
+	assert_int_equal(rd_ok(p, 0x40000000 + 0x300008), 0x255);
+	wr_ok(p, 0x40000000 + 0x3ff000, 0x256);
+	/* A PTE turned into a 4 KiB page table entry of another kind: not present. */
+	gstore(p, e512, 0, 4);
+	invlpg(p, 0x600000);
+	assert_int_equal(acc(p, 0x600000, 8, VMMU_ACC_READ, 0).r.status, VMMU_ACCESS_PF);
+	same_all(p);
+}
+BOTH_HOSTS(test_paging32_pte_store)
+
+/* 32-bit paging: CR3 switches between two directories; CR0.WP=0 (supervisor writes to read-only
+ * pages, with SMEP, with SMAP: emulated); SMEP/SMAP over every page kind and access kind. */
+static void test_paging32_modes_body(struct pair *p)
+{
+	gpa_t pa = new_pd32(p), pb = new_pd32(p);
+	gpa_t da = new_data(p), db = new_data(p);
+	map32(p, pa, 0x10000000, da, false, (uint32_t)PRWU);
+	map32(p, pb, 0x10000000, db, false, (uint32_t)PRWU);
+	wr(p, da, 0xa);
+	wr(p, db, 0xb);
+	static const uint32_t flags[] = {
+		(uint32_t)PRWU, (uint32_t)PRW, P32 | U32, P32,
+	};
+	const unsigned n = sizeof(flags) / sizeof(flags[0]);
+	for (unsigned i = 0; i < n; i++)
+		map32(p, pa, 0x400000 + i * 0x1000, new_data(p), false, flags[i]);
+	map32(p, pa, 0x800000, 0x400000, true, P32 | U32);       /* a user read-only 4 MiB page */
+	regs32(p, CR0_BASE | X86_CR0_WP, X86_CR4_PSE, 0, pa);
+	assert_int_equal(rd_ok(p, 0x10000000), 0xa);
+	for (int i = 0; i < 4; i++) {
+		mov_cr(p, 3, pb);
+		assert_int_equal(rd_ok(p, 0x10000000), 0xb);
+		wr_ok(p, 0x10000008, (uint64_t)i);
+		mov_cr(p, 3, pa);
+		assert_int_equal(rd_ok(p, 0x10000000), 0xa);
+	}
+	/* CR0.WP=0. */
+	mov_cr(p, 0, CR0_BASE);
+	for (unsigned c = 0; c < 2; c++) {
+		cpl(p, c ? 3 : 0, false);
+		for (unsigned i = 0; i < n; i++) {
+			acc(p, 0x400000 + i * 0x1000, 8, VMMU_ACC_WRITE, 0x10 + i);
+			acc(p, 0x400000 + i * 0x1000, 8, VMMU_ACC_READ, 0);
+		}
+		acc(p, 0x800000 + 0x300000, 8, VMMU_ACC_WRITE, 0x800);
+		acc(p, 0x800000 + 0x300000, 8, VMMU_ACC_READ, 0);
+	}
+	cpl(p, 0, false);
+	mov_cr(p, 4, X86_CR4_PSE | X86_CR4_SMEP);
+	wr_ok(p, 0x402000, 5);
+	assert_int_equal(acc(p, 0x402000, 4, VMMU_ACC_FETCH, 0).r.status, VMMU_ACCESS_PF);
+	mov_cr(p, 4, X86_CR4_PSE | X86_CR4_SMEP | X86_CR4_SMAP);
+	struct vmmu_stats s0 = SH(p);
+	cpl(p, 0, true);
+	wr_ok(p, 0x402010, 6);
+	assert_true(SH(p).pf_emulate > s0.pf_emulate);
+	cpl(p, 0, false);
+	assert_int_equal(acc(p, 0x402010, 8, VMMU_ACC_WRITE, 7).r.status, VMMU_ACCESS_PF);
+	wr_ok(p, 0x403000, 8);
+	mov_cr(p, 0, CR0_BASE | X86_CR0_WP);
+	/* SMEP/SMAP with WP on, every kind of access. */
+	static const unsigned kinds[] = {
+		VMMU_ACC_READ, VMMU_ACC_WRITE, VMMU_ACC_FETCH, VMMU_ACC_READ | VMMU_ACC_IMPLICIT,
+		VMMU_ACC_WRITE | VMMU_ACC_IMPLICIT,
+	};
+	for (unsigned c = 0; c < 4; c++) {
+		cpl(p, (c & 1) ? 3 : 0, c & 2);
+		for (unsigned i = 0; i < n; i++)
+			for (unsigned k = 0; k < 5; k++)
+				acc(p, 0x400000 + i * 0x1000, 4, kinds[k], 0x55);
+		for (unsigned k = 0; k < 5; k++)
+			acc(p, 0x800000 + 0x300000, 4, kinds[k], 0x56);
+	}
+	cpl(p, 0, false);
+	mov_cr(p, 4, X86_CR4_PSE);
+	mov_cr(p, 3, pb);
+	assert_int_equal(rd_ok(p, 0x10000000), 0xb);
+	/* To PAE paging and back to 32-bit, through the same vCPU root pages. */
+	gpa_t pdpt = new_table(p);
+	pae_map(p, pdpt, 0x10000000, db, 1, PRWU);
+	for (gpa_t g = 0; g < MEM; g += 0x200000)
+		pae_map(p, pdpt, PAE_WIN + g, g, 2, PRW | AD);
+	regs32(p, CR0_BASE | X86_CR0_WP, X86_CR4_PSE | X86_CR4_PAE, 0, pdpt);
+	assert_int_equal(rd_ok(p, 0x10000000), 0xb);
+	regs32(p, CR0_BASE | X86_CR0_WP, X86_CR4_PSE, 0, pa);
+	assert_int_equal(rd_ok(p, 0x10000000), 0xa);
+	same_all(p);
+}
+BOTH_HOSTS(test_paging32_modes)
+
+/*
+ * 32-bit paging, randomized (a seeded sequence, the same on both machines): guest stores of 1, 2,
+ * 4 and 8 bytes at any alignment into two page directories and a pool of page tables (entries
+ * to page tables, to data frames, to the tables themselves, to MMIO, 4 MiB pages in RAM and
+ * above 4 GiB, reserved bits, CR4.PSE's PS both ways), accesses of every kind at CPL 0 and 3
+ * with and without AC, CR3 switches, CR0.WP/SMEP/SMAP/PSE toggles, INVLPG. The TLB is flushed
+ * (MOV CR3) after every store, so the native and the shadow TLBs hold the same translations
+ * (the architecture lets them differ only until a flush). Every outcome compared, the audit
+ * after every step, memory compared at the end.
+ */
+static uint64_t rnd_state;
+static uint32_t rnd(uint32_t n)
+{
+	rnd_state = rnd_state * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (uint32_t)((rnd_state >> 33) % n);
+}
+
+#define HI_VA 0xc0800000ULL     /* PDE 770, after the window */
+static void test_paging32_random_body(struct pair *p)
+{
+	static const unsigned pdes[] = { 0, 1, 2, 255, 256, 257, 511, 512, 767 };
+	static const unsigned ptes[] = { 0, 1, 2, 7, 8, 511, 512, 513, 1023 };
+	const unsigned npde = sizeof(pdes) / sizeof(pdes[0]), npte = sizeof(ptes) / sizeof(ptes[0]);
+	gpa_t pd[2], pt[6], data[12];
+	uint64_t hva[2];
+	uint32_t cr0 = (uint32_t)(CR0_BASE | X86_CR0_WP), cr4 = X86_CR4_PSE;
+	unsigned cur = 0;
+	bool logging = false;
+
+	rnd_state = 0x32b17 + cur_opts_off * 7 + p->host;
+	pd[0] = new_pd32(p);
+	pd[1] = new_pd32(p);
+	for (int i = 0; i < 6; i++)
+		pt[i] = new_table(p);
+	for (int i = 0; i < 12; i++) {
+		data[i] = new_data(p);
+		wr(p, data[i], 0x1000 + (uint64_t)i);
+	}
+	new_hva(p, HI_SIZE, hva);
+	set_slot(p, 1, 0, HI_GPA, HI_SIZE, hva);
+	for (int i = 0; i < 2; i++)
+		map32(p, pd[i], HI_VA, HI_GPA, true, (uint32_t)(PRWU | AD));
+	regs32(p, cr0, cr4, 0, pd[0]);
+
+	for (unsigned step = 0; step < 1500; step++) {
+		unsigned op = rnd(16);
+		if (op < 5) {
+			/* A store into a table: an entry the guest might write, any width. */
+			uint32_t f = rnd(0x80) | (rnd(4) ? P32 : 0), v;
+			unsigned k = rnd(10);
+			bool in_pd = rnd(3) == 0;
+			if (in_pd && k < 4)
+				v = (uint32_t)pt[rnd(6)] | f;
+			else if (in_pd && k < 7)
+				v = pde4m(rnd(2) ? 0x400000 : HI_GPA, f) | (rnd(8) ? 0 : 1u << 21);
+			else if (k < 6)
+				v = (uint32_t)data[rnd(12)] | f;
+			else if (k < 8)   /* a table: a PD only read-only (the window must stay) */
+				v = rnd(2) ? (uint32_t)pt[rnd(6)] | f :
+					     (uint32_t)pd[rnd(2)] | (f & ~(uint32_t)PT_WRITABLE_MASK);
+			else if (k < 9)
+				v = (uint32_t)MMIO_GPA | f;
+			else
+				v = rnd(0xffffffffu) & ~(uint32_t)PT_WRITABLE_MASK;
+			unsigned len = 1u << rnd(4);
+			gpa_t e = in_pd ? pd[rnd(2)] + pdes[rnd(npde)] * 4 : pt[rnd(6)] + ptes[rnd(npte)] * 4;
+			e += rnd(4);
+			/* Not past the page, nor into the directory's window entries (768, 769). */
+			gpa_t end = in_pd ? (e & ~0xfffULL) + 768 * 4 : (e & ~0xfffULL) + 0x1000;
+			if (e + len > end)
+				e = end - len;
+			uint64_t val = v | ((uint64_t)(rnd(2) ? v : 0) << 32);
+			gstore(p, e, val >> (8 * (e & 3)), len);
+			mov_cr(p, 3, pd[cur]);
+		} else if (op < 12) {
+			static const unsigned kinds[] = {
+				VMMU_ACC_READ, VMMU_ACC_WRITE, VMMU_ACC_FETCH,
+				VMMU_ACC_READ | VMMU_ACC_IMPLICIT, VMMU_ACC_WRITE | VMMU_ACC_IMPLICIT,
+			};
+			unsigned kind = kinds[rnd(5)];
+			uint32_t len = kind == VMMU_ACC_FETCH ? 4 : 1u << rnd(4);
+			gva_t va = ((gva_t)pdes[rnd(npde)] << 22) + ((gva_t)ptes[rnd(npte)] << 12) +
+				   rnd(0x1000 - len + 1);
+			if (!rnd(4))   /* the fixed 4 MiB page above 4 GiB */
+				va = HI_VA + ((gva_t)rnd(16) << 12) + rnd(0x1000 - len + 1);
+			unsigned c = rnd(2) ? 3 : 0;
+			/* With CR0.WP=0 the supervisor writes read-only pages: the tables' read-only
+			 * aliases would let it break the window. */
+			if ((kind & VMMU_ACC_WRITE) && !(cr0 & X86_CR0_WP)) {
+				kind = VMMU_ACC_WRITE;
+				c = 3;
+			}
+			cpl(p, c, rnd(2));
+			acc(p, va, len, kind, rnd(0xffffffffu));
+			if (kind & VMMU_ACC_WRITE)
+				mov_cr(p, 3, pd[cur]);
+		} else if (op < 13) {
+			cur = rnd(2);
+			mov_cr(p, 3, pd[cur]);
+		} else if (op < 14) {
+			static const uint32_t bits[] = { X86_CR4_SMEP, X86_CR4_SMAP, X86_CR4_PSE };
+			cr4 ^= bits[rnd(3)];
+			mov_cr(p, 4, cr4);
+		} else if (op < 15) {
+			cr0 ^= (uint32_t)X86_CR0_WP;
+			mov_cr(p, 0, cr0);
+		} else if (rnd(2)) {
+			invlpg(p, ((gva_t)pdes[rnd(npde)] << 22) + ((gva_t)ptes[rnd(npte)] << 12));
+		} else if (!logging) {
+			/* Dirty logging of the slot above 4 GiB (the fast page fault's case). */
+			set_slot(p, 1, VMMU_MEM_LOG_DIRTY_PAGES, HI_GPA, HI_SIZE, hva);
+			logging = true;
+		} else {
+			uint64_t bm[2][HI_SIZE / 4096 / 64];
+			for (int i = 0; i < 2; i++)
+				assert_int_equal(vmmu_get_dirty_log(p->g[i].vm, 1, bm[i]), 0);
+			assert_memory_equal(bm[0], bm[1], sizeof(bm[0]));
+		}
+	}
+	cpl(p, 0, false);
+	same_memory(p, HI_GPA, HI_SIZE);
+	same_all(p);
+}
+BOTH_HOSTS(test_paging32_random)
+
 /* Paging off (a direct root), then on with MOV CR0: the root changes with the mode. */
 static void test_paging_off_body(struct pair *p)
 {
@@ -1329,6 +1792,10 @@ int main(void)
 		cmocka_unit_test(test_large_pages),
 		cmocka_unit_test(test_la57),
 		cmocka_unit_test(test_pae),
+		cmocka_unit_test(test_paging32),
+		cmocka_unit_test(test_paging32_pte_store),
+		cmocka_unit_test(test_paging32_modes),
+		cmocka_unit_test(test_paging32_random),
 		cmocka_unit_test(test_paging_off),
 		cmocka_unit_test(test_split_tracked_write),
 		cmocka_unit_test(test_recursive),
