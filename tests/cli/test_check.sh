@@ -4,12 +4,7 @@
 # unsupported features, and bad options.
 set -u
 VMMU=$1
-fails=0
-t() { # name, condition
-	if eval "$2"; then echo "ok - $1"; else echo "not ok - $1"; fails=$((fails + 1)); fi
-}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh"
 
 cat > "$tmp/in" <<'IN'
 # a comment
@@ -56,5 +51,4 @@ t "random bytes: no crash" '[ $rc -eq 2 ] || [ $rc -eq 0 ]'
 "$VMMU" frobnicate 2> /dev/null; rc=$?
 t "unknown command" '[ $rc -eq 2 ]'
 
-echo "$((14 - fails)) passed, $fails failed"
-[ $fails -eq 0 ]
+t_done

@@ -3,10 +3,7 @@
 # JSON forms, the SVG figure, and bad input refused with exit 2.
 set -u
 VMMU=$1
-fails=0 n=0
-t() { n=$((n + 1)); if eval "$2"; then echo "ok - $1"; else echo "not ok - $1"; fails=$((fails + 1)); fi; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh"
 
 "$VMMU" compare gups --mmu native,shadow,shadow-svm,ept,npt --opt-sets all/none \
 	--param size=4M --param updates=20000 > "$tmp/table" 2> "$tmp/err"
@@ -41,5 +38,4 @@ t "bad opt set: exit 2" '[ $rc -eq 2 ]'
 "$VMMU" compare nosuch --mmu native > /dev/null 2>&1; rc=$?
 t "unknown workload: exit 2" '[ $rc -eq 2 ]'
 
-echo "$((n - fails)) passed, $fails failed"
-[ $fails -eq 0 ]
+t_done

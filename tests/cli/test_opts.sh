@@ -9,15 +9,7 @@
 set -u
 VMMU=$1
 DATA=${2:-$(dirname "$0")/../data}
-fails=0 passes=0
-t() { # name, condition
-	if eval "$2"; then echo "ok - $1"; passes=$((passes + 1)); else echo "not ok - $1"; fails=$((fails + 1)); fi
-}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-digest() { sed -n 's/.*"digest":"\([0-9a-f]*\)".*/\1/p' "$1"; }
-field() { sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" "$1" | head -1; }
-pf_exits() { sed -n 's/.*"exits_by_reason":{[^}]*"pf":\([0-9]*\).*/\1/p' "$1"; }
+. "$(dirname "$0")/lib.sh"
 
 declare -A small=(
 	[touch]="--param size=4M --vcpus 2"
@@ -81,5 +73,4 @@ done
 "$VMMU" run touch ${small[touch]} --seed 3 --mmu shadow --host svm --opt -notrap --json > "$tmp/s0.json" 2>/dev/null
 t "svm: notrap has no effect" '[ "$(pf_exits "$tmp/s1.json")" = "$(pf_exits "$tmp/s0.json")" ]'
 
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+t_done

@@ -8,12 +8,7 @@
 set -u
 VMMU=$1
 DATA=${2:-$(dirname "$0")/../data}
-fails=0 passes=0
-t() { # name, condition
-	if eval "$2"; then echo "ok - $1"; passes=$((passes + 1)); else echo "not ok - $1"; fails=$((fails + 1)); fi
-}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh"
 
 keys='"vmmu" "workload" "name" "params" "config" "mmu" "host" "opts" "vcpus" "vms" "mem_bytes"
 "thp" "guest_thp" "ksm" "seed" "guest" "digest" "accesses" "page_faults" "stats" "pf_taken"
@@ -28,8 +23,6 @@ has_keys() { # file
 	for k in $keys; do grep -q "$k:" "$1" || { echo "  missing key $k" >&2; return 1; }; done
 	[ "$(wc -l < "$1")" -eq 1 ]
 }
-digest() { sed -n 's/.*"digest":"\([0-9a-f]*\)".*/\1/p' "$1"; }
-field() { sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" "$1"; }
 one_line_error() { # stderr file: exactly one line, starting "vmmu"
 	[ "$(wc -l < "$1")" -eq 1 ] && grep -q '^vmmu' "$1"
 }
@@ -146,5 +139,4 @@ head -c 5000 "$DATA/true.lackey.gz" > "$tmp/cut.lackey.gz"
 t "a truncated gzip trace: an error, no crash" '[ $rc -ne 0 ] && [ $rc -lt 128 ] && one_line_error "$tmp/cut.err"'
 bad "workloads NAME unknown" "frob" workloads frob
 
-echo "$passes passed, $fails failed"
-[ $fails -eq 0 ]
+t_done
