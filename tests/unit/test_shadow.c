@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "paging/paging.h"
+#include "../common/gpt_build.h"
 #include "vmmu/vmmu.h"
 
 #define MEM      (8ULL << 20)                /* slot 0: gpa [0, 8 MiB) */
@@ -154,23 +155,16 @@ static gpa_t new_data(struct pair *p)
 	return d;
 }
 
-/* Map @gva -> @gpa under @root with a leaf at @level (1 4K, 2 2M, 3 1G), leaf flags @f; tables
- * on the way are PRWU. Returns the leaf entry's gpa. */
+static uint64_t pair_rd(void *ctx, gpa_t a) { return rd(&((struct pair *)ctx)->g[0], a); }
+static void pair_wr(void *ctx, gpa_t a, uint64_t x) { wr(ctx, a, x); }
+static gpa_t pair_new_table(void *ctx) { return new_table(ctx); }
+
+/* Map @gva -> @gpa under @root (both guests) with a leaf at @level, leaf flags @f. Returns the
+ * leaf entry's gpa. */
 static gpa_t map(struct pair *p, gpa_t root, gva_t gva, gpa_t gpa, int level, uint64_t f)
 {
-	gpa_t table = root;
-	for (int l = p->levels; l > level; l--) {
-		gpa_t e = table + ((gva >> (12 + 9 * (l - 1))) & 511) * 8;
-		uint64_t v = rd(&p->g[0], e);
-		if (!(v & PT_PRESENT_MASK)) {
-			v = new_table(p) | PRWU;
-			wr(p, e, v);
-		}
-		table = v & rsvd_bits(12, 51);
-	}
-	gpa_t e = table + ((gva >> (12 + 9 * (level - 1))) & 511) * 8;
-	wr(p, e, gpa | f | (level > 1 ? PT_PAGE_SIZE_MASK : 0));
-	return e;
+	const struct gpt_builder b = { p, pair_rd, pair_wr, pair_new_table };
+	return gpt_map(&b, root, p->levels, gva, gpa, level, f);
 }
 
 /* The window: gva WIN + gpa -> gpa for slot 0, supervisor read/write, 2M pages. */

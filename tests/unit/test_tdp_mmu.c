@@ -28,6 +28,7 @@
 #include "host/host.h"
 #include "mmu/tdp_mmu.h"
 #include "paging/paging.h"
+#include "../common/gpt_build.h"
 #include "vm/vm.h"
 #include "vmmu/vmmu.h"
 
@@ -103,22 +104,15 @@ static gpa_t new_table(struct g *g)
 	return t;
 }
 
+static uint64_t g_rd(void *ctx, gpa_t a) { return rd(ctx, a); }
+static void g_wr(void *ctx, gpa_t a, uint64_t x) { wr(ctx, a, x); }
+static gpa_t g_new_table(void *ctx) { return new_table(ctx); }
+
 /* Map @gva -> @gpa with a leaf at @level (1 = 4K, 2 = 2M) and flags @f. Returns the leaf's gpa. */
 static gpa_t map(struct g *g, gva_t gva, gpa_t gpa, int level, uint64_t f)
 {
-	gpa_t table = g->root;
-	for (int l = 4; l > level; l--) {
-		gpa_t e = table + ((gva >> (12 + 9 * (l - 1))) & 511) * 8;
-		uint64_t v = rd(g, e);
-		if (!(v & PT_PRESENT_MASK)) {
-			v = new_table(g) | PRWU;
-			wr(g, e, v);
-		}
-		table = v & rsvd_bits(12, 51);
-	}
-	gpa_t e = table + ((gva >> (12 + 9 * (level - 1))) & 511) * 8;
-	wr(g, e, gpa | f | (level > 1 ? PT_PAGE_SIZE_MASK : 0));
-	return e;
+	const struct gpt_builder b = { g, g_rd, g_wr, g_new_table };
+	return gpt_map(&b, g->root, 4, gva, gpa, level, f);
 }
 
 static void regs64(struct g *g)
