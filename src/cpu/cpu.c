@@ -49,9 +49,15 @@ static void cpu_select_perm(struct cpu *c)
 	}
 }
 
+/* The PCID that tags new TLB entries and that lookups match: CR3[11:0] with CR4.PCIDE. */
+static void cpu_update_pcid(struct cpu *c)
+{
+	c->pcid = (c->guest.cr4 & X86_CR4_PCIDE) ? (uint16_t)(c->guest.cr3 & 0xfff) : 0;
+}
+
 /* Recompute what depends on control state: the permission bitmaps for both values of AC (as
  * KVM's update_permission_bitmask), the current rows and the PCID. Protection keys are checked
- * apart. */
+ * apart. The bitmaps read CR0.WP and CR4.SMEP/SMAP (and CPL and AC, per row), never CR3. */
 static void cpu_update(struct cpu *c)
 {
 	struct paging_ctx nopk = c->guest;
@@ -76,7 +82,7 @@ static void cpu_update(struct cpu *c)
 		}
 	}
 	cpu_select_perm(c);
-	c->pcid = (c->guest.cr4 & X86_CR4_PCIDE) ? (uint16_t)(c->guest.cr3 & 0xfff) : 0;
+	cpu_update_pcid(c);
 }
 
 static void pwc_flush(struct cpu *c)
@@ -144,20 +150,27 @@ void cpu_flush_pcache(struct cpu *c)
 {
 	for (unsigned i = 0; i < CPU_PCACHE_SIZE; i++)
 		c->pcache[i].gfn = ~0ULL;
+	/* Before cpu_init has made the TLB there is nothing to drop. */
+	if (c->tlb)
+		tlb_drop_host(c->tlb);
 }
 
 /* The host bytes of guest page @gfn for an access (@write), through the cache. Errors as
- * struct phys_ops. Inline: this is every native access's path. */
-static inline int gfn_host(struct cpu *c, gfn_t gfn, bool write, uint8_t **host)
+ * struct phys_ops. *@kept: the answer is in the cache for this kind of access (so a TLB entry
+ * may keep it too). Inline: this is every native access's path. */
+static inline int gfn_host(struct cpu *c, gfn_t gfn, bool write, uint8_t **host, bool *kept)
 {
+	const struct cpu_pcache_entry *hit = cpu_pcache_peek(c, gfn, write);
 	struct cpu_pcache_entry *e = &c->pcache[gfn % CPU_PCACHE_SIZE];
 	bool cacheable;
 	int rc;
 
-	if (__builtin_expect(e->gfn == gfn && (!write || e->writable), 1)) {
-		*host = e->host;
+	if (__builtin_expect(hit != NULL, 1)) {
+		*host = hit->host;
+		*kept = true;
 		return 0;
 	}
+	*kept = false;
 	rc = c->phys->page(c->phys_opaque, gfn, write, host, &cacheable);
 	if (rc)
 		return rc;
@@ -166,6 +179,7 @@ static inline int gfn_host(struct cpu *c, gfn_t gfn, bool write, uint8_t **host)
 		e->gfn = gfn;
 		e->host = *host;
 		e->writable = write;
+		*kept = true;
 	} else if (e->gfn == gfn) {
 		e->writable = false;
 	}
@@ -177,9 +191,11 @@ static int cpu_gmem_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
 	uint8_t *page;
 	int rc;
 
+	bool kept;
+
 	if ((len != 4 && len != 8) || (gpa & (len - 1)))
 		return -EINVAL;
-	rc = gfn_host(opaque, gpa >> 12, false, &page);
+	rc = gfn_host(opaque, gpa >> 12, false, &page, &kept);
 	if (rc)
 		return rc == -EPERM ? -EACCES : rc;
 	/* Entries are naturally aligned; another vCPU may swap them at any time. */
@@ -196,9 +212,11 @@ static int cpu_gmem_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val,
 	bool ok;
 	int rc;
 
+	bool kept;
+
 	if ((len != 4 && len != 8) || (gpa & (len - 1)))
 		return -EINVAL;
-	rc = gfn_host(opaque, gpa >> 12, true, &page);
+	rc = gfn_host(opaque, gpa >> 12, true, &page, &kept);
 	if (rc)
 		return rc == -EPERM ? -EACCES : rc;
 	void *dst = page + (gpa & 0xfff);
@@ -478,7 +496,11 @@ int cpu_mov_cr(struct cpu *c, int cr, uint64_t val)
 	if (rc)
 		return rc;
 	c->guest = n;
-	cpu_update(c);
+	/* MOV CR3 (a context switch) changes no input of the permission bitmaps: only the PCID. */
+	if (cr == 3)
+		cpu_update_pcid(c);
+	else
+		cpu_update(c);
 	if (flush_all) {
 		cpu_flush_tlb(c);
 	} else if (cr == 3 && !noflush) {
@@ -745,45 +767,54 @@ static enum hw_status walk_nested(struct cpu *c, gva_t gva, unsigned access, uin
 	return HW_DONE;
 }
 
-/*
- * gva -> final address for @access. A TLB hit serves it when its cached rights allow the access
- * under the current state and, for a write, the leaf was already dirty; otherwise the hardware
- * walks again: for the D bit it must set, or to take a fault from the tables as they are now
- * (a #PF also drops the address's TLB entries, as the SDM says).
- */
-__attribute__((noinline)) static enum hw_status translate_miss(struct cpu *c, gva_t gva,
-		unsigned access, uint64_t *pa, struct hw_outcome *o, int *err);
-
-static inline __attribute__((always_inline)) enum hw_status
-translate(struct cpu *c, gva_t gva, unsigned kind, unsigned access, uint64_t *pa,
-	  struct hw_outcome *o, int *err)
+/* The walker's form of an access kind (VMMU_ACC_* to PFERR_WRITE / PFERR_FETCH / WALK_IMPLICIT). */
+static inline unsigned kind_to_access(unsigned kind)
 {
-	struct tlb_entry_info e;
-	enum tlb_hit h = tlb_lookup(c->tlb, gva, c->pcid, &e);
-
-	if (h != TLB_MISS) {
-		bool fault = (c->perm_kind[kind & 7] >> e.access) & 1;
-		if (!fault && (c->guest.cr4 & X86_CR4_PKE) && (e.access & ACC_USER)) {
-			struct paging_ctx hw = c->guest;
-			if (c->mode == VMMU_MMU_SHADOW)
-				hw.cr0 |= X86_CR0_WP;
-			fault = paging_permission_fault(&hw, e.access, e.pkey, access) != 0;
-		}
-		if (!fault && (!(access & PFERR_WRITE) || e.dirty)) {
-			c->st.tlb_hits++;
-			if (h == TLB_HIT_L2) {
-				c->st.stlb_hits++;
-				c->st.sim_cycles += c->cost.stlb_hit;
-			}
-			*pa = e.frame | (gva & ((1ULL << e.page_shift) - 1));
-			return HW_DONE;
-		}
-	}
-	return translate_miss(c, gva, access, pa, o, err);
+	return ((kind & VMMU_ACC_WRITE) ? PFERR_WRITE : 0) | ((kind & VMMU_ACC_FETCH) ? PFERR_FETCH : 0) |
+	       ((kind & VMMU_ACC_IMPLICIT) ? WALK_IMPLICIT : 0);
 }
 
-__attribute__((noinline)) static enum hw_status translate_miss(struct cpu *c, gva_t gva,
-		unsigned access, uint64_t *pa, struct hw_outcome *o, int *err)
+/* The protection-key part of the rights check of a hit on a user page with CR4.PKE (the rest
+ * passed through perm_kind[]): the full rules under the current PKRU. */
+__attribute__((noinline)) static bool hit_pkey_fault(const struct cpu *c, const struct tlb_entry_info *e,
+						     unsigned kind)
+{
+	struct paging_ctx hw = c->guest;
+
+	/* Under shadow paging the hardware runs with CR0.WP=1 (cpu_update). */
+	if (c->mode == VMMU_MMU_SHADOW)
+		hw.cr0 |= X86_CR0_WP;
+	return paging_permission_fault(&hw, e->access, e->pkey, kind_to_access(kind)) != 0;
+}
+
+/*
+ * Whether TLB hit @e serves an access of @kind: its cached rights allow the access under the
+ * current state and, for a write, the leaf was already dirty. Otherwise the hardware walks again:
+ * for the D bit it must set, or to take a fault from the tables as they are now (a #PF also drops
+ * the address's TLB entries, as the SDM says).
+ */
+static inline bool hit_serves(const struct cpu *c, const struct tlb_entry_info *e, unsigned kind)
+{
+	if ((c->perm_kind[kind & 7] >> e->access) & 1)
+		return false;
+	if ((c->guest.cr4 & X86_CR4_PKE) && (e->access & ACC_USER) && hit_pkey_fault(c, e, kind))
+		return false;
+	return !(kind & VMMU_ACC_WRITE) || e->dirty;
+}
+
+/* Count a hit that served an access (the TLB counted its own lookup). */
+static inline void count_hit(struct cpu *c, enum tlb_hit level)
+{
+	c->st.tlb_hits++;
+	if (level == TLB_HIT_L2) {
+		c->st.stlb_hits++;
+		c->st.sim_cycles += c->cost.stlb_hit;
+	}
+}
+
+/* A TLB miss, or a hit that cannot serve the access: the mode's walk. */
+static enum hw_status translate_miss(struct cpu *c, gva_t gva, unsigned access, uint64_t *pa,
+				     struct hw_outcome *o, int *err)
 {
 	c->st.tlb_misses++;
 
@@ -800,27 +831,35 @@ __attribute__((noinline)) static enum hw_status translate_miss(struct cpu *c, gv
 	return HW_EXIT;
 }
 
-static void copy_in(void *dst, const void *src, uint32_t len)
+/*
+ * gva -> final address for an access of @kind: a TLB hit that serves it, else the walk. The lookup
+ * is tlb_lookup_entry's, from its first-level probe @e/@stamp (tlb_find_l1). *@hit: the entry
+ * that served it, NULL after a walk.
+ */
+static inline __attribute__((always_inline)) enum hw_status
+translate_from(struct cpu *c, gva_t gva, unsigned kind, struct tlb_entry_info *e, uint32_t *stamp,
+	       uint64_t *pa, struct tlb_entry_info **hit, struct hw_outcome *o, int *err)
 {
-	/* Aligned 1/2/4/8-byte guest accesses are single-copy atomic, as on x86. */
-	switch (len) {
-	case 1: __atomic_store_n((uint8_t *)dst, *(const uint8_t *)src, __ATOMIC_RELAXED); return;
-	case 2: if (!((uintptr_t)dst & 1)) { uint16_t v; memcpy(&v, src, 2); __atomic_store_n((uint16_t *)dst, v, __ATOMIC_RELAXED); return; } break;
-	case 4: if (!((uintptr_t)dst & 3)) { uint32_t v; memcpy(&v, src, 4); __atomic_store_n((uint32_t *)dst, v, __ATOMIC_RELAXED); return; } break;
-	case 8: if (!((uintptr_t)dst & 7)) { uint64_t v; memcpy(&v, src, 8); __atomic_store_n((uint64_t *)dst, v, __ATOMIC_RELAXED); return; } break;
+	enum tlb_hit level;
+
+	e = tlb_lookup_finish(c->tlb, gva, c->pcid, e, stamp, &level);
+	if (e && hit_serves(c, e, kind)) {
+		count_hit(c, level);
+		*pa = tlb_entry_pa(e, gva);
+		*hit = e;
+		return HW_DONE;
 	}
-	memcpy(dst, src, len);
+	*hit = NULL;
+	return translate_miss(c, gva, kind_to_access(kind), pa, o, err);
 }
 
-static void copy_out(void *dst, const void *src, uint32_t len)
+static enum hw_status translate(struct cpu *c, gva_t gva, unsigned kind, uint64_t *pa,
+				struct tlb_entry_info **hit, struct hw_outcome *o, int *err)
 {
-	switch (len) {
-	case 1: *(uint8_t *)dst = __atomic_load_n((const uint8_t *)src, __ATOMIC_RELAXED); return;
-	case 2: if (!((uintptr_t)src & 1)) { uint16_t v = __atomic_load_n((const uint16_t *)src, __ATOMIC_RELAXED); memcpy(dst, &v, 2); return; } break;
-	case 4: if (!((uintptr_t)src & 3)) { uint32_t v = __atomic_load_n((const uint32_t *)src, __ATOMIC_RELAXED); memcpy(dst, &v, 4); return; } break;
-	case 8: if (!((uintptr_t)src & 7)) { uint64_t v = __atomic_load_n((const uint64_t *)src, __ATOMIC_RELAXED); memcpy(dst, &v, 8); return; } break;
-	}
-	memcpy(dst, src, len);
+	uint32_t *stamp;
+	struct tlb_entry_info *e = tlb_find_l1(c->tlb, gva, c->pcid, &stamp);
+
+	return translate_from(c, gva, kind, e, stamp, pa, hit, o, err);
 }
 
 /* A VM exit during an access carries the access (struct hw_exit). */
@@ -832,13 +871,63 @@ static void exit_describe_access(struct hw_outcome *o, gva_t gva, uint32_t len, 
 	o->exit.data = write ? buf : NULL;
 }
 
-int cpu_access(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
-	       struct hw_outcome *o)
+/* No memory at @pa (or a write to read-only memory): an MMIO access of @len bytes, after @done. */
+static void mmio_access(struct cpu *c, uint64_t pa, uint32_t len, bool write, uint32_t done,
+			struct hw_outcome *o)
 {
-	const unsigned access = ((kind & VMMU_ACC_WRITE) ? PFERR_WRITE : 0) |
-				((kind & VMMU_ACC_FETCH) ? PFERR_FETCH : 0) |
-				((kind & VMMU_ACC_IMPLICIT) ? WALK_IMPLICIT : 0);
+	c->st.mmio++;
+	c->st.sim_cycles += c->cost.mmio;
+	o->status = HW_MMIO;
+	o->mmio_pa = pa;
+	o->mmio_len = len;
+	o->mmio_write = write;
+	o->done = done;
+}
+
+/*
+ * The host bytes of final address @pa for an access (@write) of the page part @e translated: in
+ * native mode the guest-page cache's answer (-ENOENT or -EPERM: an MMIO access), kept in @e for
+ * the next hit if the cache kept it and @e is a 4K entry (cpu.h's invariants); else the arena.
+ */
+static inline __attribute__((always_inline)) int final_host(struct cpu *c, uint64_t pa,
+		struct tlb_entry_info *e, bool write, uint8_t **p)
+{
+	if (c->mode != VMMU_MMU_NATIVE) {
+		/* An hpa from a TLB entry, checked when the entry was filled (walk_*). */
+		*p = c->arena_base + pa;
+		return 0;
+	}
+	if (e && e->host && (!write || e->host_writable)) {
+		*p = e->host + (pa & 0xfff);   /* only 4K entries have one */
+		return 0;
+	}
+	bool kept;
+	int rc = gfn_host(c, pa >> 12, write, p, &kept);
+	if (rc)
+		return rc;
+	/* In native mode nothing gfn_host calls changes the TLB (a host invalidation only drops
+	 * host pointers, and that has happened by now): @e is still the entry. */
+	if (kept && e && e->page_shift == 12) {
+		e->host = *p;
+		e->host_writable = write;
+	}
+	*p += pa & 0xfff;
+	return 0;
+}
+
+/*
+ * One guest access: every part translated before any byte moves (a page-crossing access needs
+ * both translations, so a fault on the second page leaves memory untouched, as on hardware), then
+ * the bytes. One page in long mode is the common case, kept apart; @probed: the caller probed the
+ * first level for it (cpu_access_l1), which has nothing for the page, so the lookup goes on from
+ * there.
+ */
+static inline __attribute__((always_inline)) int access(struct cpu *c, gva_t gva, uint32_t len,
+							unsigned kind, void *buf, struct hw_outcome *o,
+							const bool probed)
+{
 	const bool write = kind & VMMU_ACC_WRITE;
+	struct tlb_entry_info *hit[2];
 	uint64_t pa[2];
 	uint32_t part[2];
 	unsigned nparts = 1;
@@ -846,45 +935,23 @@ int cpu_access(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
 
 	o->status = HW_DONE;
 	o->done = 0;
-	c->st.accesses++;
-	c->st.sim_cycles += c->cost.tlb_hit;
-
-	/* The common case first: one page, long mode. */
 	if (__builtin_expect((gva & 0xfff) + len <= 4096 && (c->guest.efer & EFER_LMA), 1)) {
-		uint64_t a;
-		uint8_t *p;
-		enum hw_status s = translate(c, gva, kind, access, &a, o, &err);
-		if (__builtin_expect(s != HW_DONE, 0)) {
+		uint32_t *stamp = NULL;
+		struct tlb_entry_info *e = probed ? NULL : tlb_find_l1(c->tlb, gva, c->pcid, &stamp);
+		c->st.accesses++;
+		c->st.sim_cycles += c->cost.tlb_hit;
+		enum hw_status s = translate_from(c, gva, kind, e, stamp, &pa[0], &hit[0], o, &err);
+		if (s != HW_DONE) {
 			if (s == HW_EXIT && !err)
 				exit_describe_access(o, gva, len, write, buf);
 			return err;
 		}
-		if (c->mode == VMMU_MMU_NATIVE) {
-			int rc = gfn_host(c, a >> 12, write, &p);
-			if (__builtin_expect(rc != 0, 0)) {
-				if (rc != -ENOENT && rc != -EPERM)
-					return rc;
-				c->st.mmio++;
-				c->st.sim_cycles += c->cost.mmio;
-				o->status = HW_MMIO;
-				o->mmio_pa = a;
-				o->mmio_len = len;
-				o->mmio_write = write;
-				return 0;
-			}
-			p += a & 0xfff;
-		} else {
-			p = c->arena_base + a;
-		}
-		if (write)
-			copy_in(p, buf, len);
-		else
-			copy_out(buf, p, len);
-		return 0;
+		part[0] = len;
+		goto move;
 	}
 
-	/* An access that crosses a page needs both translations before any byte moves, so a fault on
-	 * the second page leaves memory untouched, as on hardware. */
+	c->st.accesses++;
+	c->st.sim_cycles += c->cost.tlb_hit;
 	part[0] = len;
 	if ((gva & 0xfff) + len > 4096) {
 		part[0] = 4096 - (uint32_t)(gva & 0xfff);
@@ -895,7 +962,7 @@ int cpu_access(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
 		gva_t va = i ? (gva & ~0xfffULL) + 4096 : gva;
 		if (!(c->guest.efer & EFER_LMA) && va > 0xffffffffULL)
 			va &= 0xffffffffULL;
-		enum hw_status s = translate(c, va, kind, access, &pa[i], o, &err);
+		enum hw_status s = translate(c, va, kind, &pa[i], &hit[i], o, &err);
 		if (err)
 			return err;
 		if (s == HW_EXIT)
@@ -903,36 +970,36 @@ int cpu_access(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
 		if (s != HW_DONE)
 			return 0;
 	}
+	/* A TLB entry pointer is good until the TLB next changes: the second part's translation may
+	 * have replaced the first part's entry, so only a one-part access passes its entry on. */
+	if (nparts == 2)
+		hit[0] = hit[1] = NULL;
 
+move:;
 	uint32_t off = 0;
 	for (unsigned i = 0; i < nparts; i++) {
 		uint8_t *p;
-		int rc = 0;
-		if (c->mode == VMMU_MMU_NATIVE) {
-			rc = gfn_host(c, pa[i] >> 12, write, &p);
-			if (!rc)
-				p += pa[i] & 0xfff;
-		} else {
-			/* An hpa from a TLB entry, checked when the entry was filled (walk_*). */
-			p = c->arena_base + pa[i];
-		}
+		int rc = final_host(c, pa[i], hit[i], write, &p);
 		if (rc == -ENOENT || rc == -EPERM) {
-			c->st.mmio++;
-			c->st.sim_cycles += c->cost.mmio;
-			o->status = HW_MMIO;
-			o->mmio_pa = pa[i];
-			o->mmio_len = part[i];
-			o->mmio_write = write;
-			o->done = off;
+			mmio_access(c, pa[i], part[i], write, off, o);
 			return 0;
 		}
 		if (rc)
 			return rc;
-		if (write)
-			copy_in(p, (const char *)buf + off, part[i]);
-		else
-			copy_out((char *)buf + off, p, part[i]);
+		cpu_move_bytes(p, (char *)buf + off, part[i], write);
 		off += part[i];
 	}
 	return 0;
+}
+
+int cpu_access(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
+	       struct hw_outcome *o)
+{
+	return access(c, gva, len, kind, buf, o, false);
+}
+
+int cpu_access_l1_missed(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
+			 struct hw_outcome *o)
+{
+	return access(c, gva, len, kind, buf, o, true);
 }

@@ -13,7 +13,13 @@
  *    been invalidated since by an architectural flush (INVLPG, INVPCID, MOV CR3/CR4/CR0 rules,
  *    cpu_flush_tlb) or by a #PF on its address;
  *  - perm[] matches the current CR0.WP and CR4.SMEP/SMAP (cpu_update()); perm_kind[] the current
- *    CPL and EFLAGS.AC (cpu_select_perm()).
+ *    CPL and EFLAGS.AC (cpu_select_perm());
+ *  - a TLB entry's host pointer (the owner's field, tlb.h) is set in native mode only, on 4K
+ *    entries only, and is what the guest-page cache would answer for the entry's frame: it is
+ *    copied from the cache (host_writable only where the cache serves writes, so never for a
+ *    dirty-logging slot, whose writes must each reach the memslots to be logged), and
+ *    cpu_flush_pcache drops every one with the cache (tlb_drop_host). A TLB hit that finds it
+ *    moves the bytes at once; everything the model counts happens exactly as without it.
  * Locking: none; a struct cpu is owned by its vCPU's thread. Remote flush requests are applied by
  * the owner (vm/).
  */
@@ -22,6 +28,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "cpu/exit.h"
 #include "cpu/nested.h"
@@ -43,7 +50,8 @@ struct phys_ops {
 
 /* The cpu's cache of guest page -> host bytes for native mode: direct-mapped; the VMM empties it
  * (cpu_flush_pcache) whenever a guest page's host bytes may change (a memslot change, a host
- * mapping invalidation), before the change completes. */
+ * mapping invalidation), before the change completes. The host pointers kept in TLB entries are
+ * part of it (see the invariants above). */
 #define CPU_PCACHE_SIZE 256
 struct cpu_pcache_entry {
 	gfn_t gfn;            /* ~0 when empty */
@@ -138,7 +146,8 @@ struct cpu {
 int cpu_init(struct cpu *c, enum vmmu_mmu mode, const struct cpu_model *model,
 	     const struct vmmu_tlb_geometry *geom, const struct vmmu_cost *cost,
 	     const struct phys_ops *phys, void *phys_opaque, struct host_arena *arena);
-/* Empty the guest-page cache (the VMM's memory map changed). */
+/* Empty the guest-page cache, with the host pointers of the TLB entries (the VMM's memory map
+ * changed). */
 void cpu_flush_pcache(struct cpu *c);
 
 /* Guest physical memory through the cpu's cache: 4- or 8-byte aligned reads and
@@ -165,9 +174,138 @@ void cpu_get_regs(const struct cpu *c, struct vmmu_regs *r);
 int cpu_set_cpl(struct cpu *c, unsigned cpl, bool ac);
 void cpu_set_pkru(struct cpu *c, uint32_t pkru);
 
-/* A guest access (len 1..8, or 4096 page-aligned). */
+/* The guest-page cache's entry for @gfn if it may serve an access (@write), else NULL. */
+static inline const struct cpu_pcache_entry *cpu_pcache_peek(const struct cpu *c, gfn_t gfn, bool write)
+{
+	const struct cpu_pcache_entry *e = &c->pcache[gfn % CPU_PCACHE_SIZE];
+
+	return e->gfn == gfn && (!write || e->writable) ? e : NULL;
+}
+
+/* Move @len bytes between the caller's @buf and guest memory at host address @p. Aligned 1/2/4/8
+ * byte guest accesses are single-copy atomic, as on x86 (another vCPU may race with them). */
+static inline __attribute__((always_inline)) void cpu_move_bytes(uint8_t *p, void *buf, uint32_t len,
+								 bool write)
+{
+	if (write) {
+		switch (len) {
+		case 1: __atomic_store_n(p, *(const uint8_t *)buf, __ATOMIC_RELAXED); return;
+		case 2: if (!((uintptr_t)p & 1)) { uint16_t v; memcpy(&v, buf, 2); __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELAXED); return; } break;
+		case 4: if (!((uintptr_t)p & 3)) { uint32_t v; memcpy(&v, buf, 4); __atomic_store_n((uint32_t *)p, v, __ATOMIC_RELAXED); return; } break;
+		case 8: if (!((uintptr_t)p & 7)) { uint64_t v; memcpy(&v, buf, 8); __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELAXED); return; } break;
+		}
+		memcpy(p, buf, len);
+	} else {
+		switch (len) {
+		case 1: *(uint8_t *)buf = __atomic_load_n(p, __ATOMIC_RELAXED); return;
+		case 2: if (!((uintptr_t)p & 1)) { uint16_t v = __atomic_load_n((const uint16_t *)p, __ATOMIC_RELAXED); memcpy(buf, &v, 2); return; } break;
+		case 4: if (!((uintptr_t)p & 3)) { uint32_t v = __atomic_load_n((const uint32_t *)p, __ATOMIC_RELAXED); memcpy(buf, &v, 4); return; } break;
+		case 8: if (!((uintptr_t)p & 7)) { uint64_t v = __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED); memcpy(buf, &v, 8); return; } break;
+		}
+		memcpy(buf, p, len);
+	}
+}
+
+/* A guest access (len 1..8, or 4096 page-aligned): the TLB, the walk on a miss, the bytes. 0 with
+ * the outcome in @o, or -errno. The hit path below is its fast part. */
 int cpu_access(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
 	       struct hw_outcome *o);
+
+/*
+ * The hit path: the whole of an access that a first-level TLB hit serves with nothing else to
+ * consult (one page in long mode; the hit's rights allow the access under the current state, as
+ * precomputed in perm_kind[], with no protection key to check; Dirty set for a write; the host
+ * bytes at hand: the arena under a hypervisor, natively the host pointer kept in a 4K entry or
+ * the guest-page cache), with exactly the counts, charges and LRU update that the general path
+ * would make. It either does all of that or nothing at all.
+ *
+ * In two steps, each of which the caller tries in turn before cpu_access():
+ *  1. cpu_access_fast(), inlined into the public access function: the hinted L1 4K slot and a
+ *     host pointer kept there, free of calls, so that the caller needs no stack frame;
+ *  2. cpu_access_l1(), out of line: the whole first level (tlb_find_l1) and the guest-page cache.
+ *     When the first level has no entry for the page it says so, and cpu_access_l1_missed() then
+ *     goes on from there instead of probing the first level again.
+ * Only the hardware is involved: no MMU table is read (a hit's hpa stays allocated until the TLB
+ * entry is flushed, and the vCPU applies flushes itself), so no RCU read section either.
+ */
+
+/* The hit path from first-level entry @e (LRU stamp @stamp) that the lookup of @gva hits: true,
+ * the access done; false, nothing done. With @pcache false, a native access that finds no host
+ * pointer kept in @e is left to the next step (the guest-page cache stays out of step 1). */
+static inline __attribute__((always_inline)) bool cpu_hit_serve(struct cpu *c, struct tlb_entry_info *e,
+								uint32_t *stamp, gva_t gva, uint32_t len,
+								unsigned kind, void *buf, const bool pcache)
+{
+	const bool write = kind & VMMU_ACC_WRITE;
+	const struct cpu_pcache_entry *pe = NULL;
+	uint8_t *p;
+
+	if ((c->perm_kind[kind & 7] >> e->access) & 1)
+		return false;                             /* a fault, from a walk */
+	if ((c->guest.cr4 & X86_CR4_PKE) && (e->access & ACC_USER))
+		return false;                             /* the protection-key check */
+	if (write && !e->dirty)
+		return false;                             /* the walk sets D */
+	if (c->mode != VMMU_MMU_NATIVE) {
+		p = c->arena_base + tlb_entry_pa(e, gva);     /* an hpa, checked at the fill */
+	} else if (e->host && (!write || e->host_writable)) {
+		p = e->host + (gva & 0xfff);              /* kept in the entry (4K only) */
+	} else if (!pcache) {
+		return false;
+	} else {
+		uint64_t pa = tlb_entry_pa(e, gva);
+		pe = cpu_pcache_peek(c, pa >> 12, write);
+		if (!pe)
+			return false;                     /* the memslots */
+		p = pe->host + (pa & 0xfff);
+	}
+	if (!tlb_use_l1(c->tlb, stamp))
+		return false;                             /* the LRU clock wraps: renumber first */
+	if (pe && e->page_shift == 12) {
+		e->host = pe->host;                       /* for the next hit (invariants above) */
+		e->host_writable = pe->writable;
+	}
+	c->st.accesses++;
+	c->st.sim_cycles += c->cost.tlb_hit;
+	c->st.tlb_hits++;
+	cpu_move_bytes(p, buf, len, write);
+	return true;
+}
+
+/* Step 1 of the hit path: true, the access done; false, nothing done (step 2). */
+static inline __attribute__((always_inline)) bool cpu_access_fast(struct cpu *c, gva_t gva, uint32_t len,
+								  unsigned kind, void *buf)
+{
+	uint32_t *stamp;
+
+	if ((gva & 0xfff) + len > 4096 || !(c->guest.efer & EFER_LMA))
+		return false;
+	struct tlb_entry_info *e = tlb_find_hinted(c->tlb, gva, c->pcid, &stamp);
+	return e && cpu_hit_serve(c, e, stamp, gva, len, kind, buf, false);
+}
+
+/* Step 2 of the hit path. Nothing was done unless CPU_L1_DONE. */
+enum cpu_l1 {
+	CPU_L1_DONE,         /* the access is done */
+	CPU_L1_MISS,         /* the first level has no entry for the page: cpu_access_l1_missed() */
+	CPU_L1_NO,           /* cpu_access() */
+};
+static inline __attribute__((always_inline)) enum cpu_l1 cpu_access_l1(struct cpu *c, gva_t gva, uint32_t len,
+									unsigned kind, void *buf)
+{
+	uint32_t *stamp;
+
+	if ((gva & 0xfff) + len > 4096 || !(c->guest.efer & EFER_LMA))
+		return CPU_L1_NO;
+	struct tlb_entry_info *e = tlb_find_l1(c->tlb, gva, c->pcid, &stamp);
+	if (!e)
+		return CPU_L1_MISS;
+	return cpu_hit_serve(c, e, stamp, gva, len, kind, buf, true) ? CPU_L1_DONE : CPU_L1_NO;
+}
+
+/* cpu_access() right after cpu_access_l1() said CPU_L1_MISS, with nothing changed since. */
+int cpu_access_l1_missed(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
+			 struct hw_outcome *o);
 
 /* Guest instructions. -EINVAL where the CPU raises #GP (nothing changes). */
 int cpu_mov_cr(struct cpu *c, int cr, uint64_t val);

@@ -3,11 +3,12 @@
  * cpu/tlb: the modelled TLB of one vCPU (interface and architectural rules in tlb.h).
  *
  * Five set-associative arrays: L1 4K, L1 2M, L1 1G, the STLB (4K and 2M mixed) and the
- * second-level 1G array. An entry is 24 bytes: a key, the virtual page number at the entry's size
- * with the size code above it (tlb_key), so one 64-bit compare checks page, size and validity
- * together; and the struct tlb_entry_info a hit returns, stored ready to copy out (its pcid and
- * global fields are the rest of the tag). The set index is the low bits of the key: no division,
- * no dispatch. LRU stamps live in a parallel array, so a hit writes one word beside the set.
+ * second-level 1G array. An entry is 32 bytes (two a cache line): a key, the virtual page number
+ * at the entry's size with the size code above it (tlb_key), so one 64-bit compare checks page,
+ * size and validity together; and the struct tlb_entry_info a hit returns, stored ready to hand
+ * out (its pcid and global fields are the rest of the tag; its host field is the owner's, tlb.h).
+ * The set index is the low bits of the key: no division, no dispatch. LRU stamps live in a
+ * parallel array, so a hit writes one word beside the set.
  *
  * Invariants (tlb_check):
  *  - a valid entry sits in the set its key selects, in an array that holds its size, and its
@@ -16,7 +17,11 @@
  *    entry per PCID and, if a global entry is present, no other entry (arr_insert drops the ones
  *    a new entry overlaps, which is always allowed since a TLB may forget anything);
  *  - a free slot has stamp 0; the stamps of a set's valid entries are distinct, in 1..clock;
- *  - an array's nvalid counts its valid entries.
+ *  - an array's nvalid counts its valid entries;
+ *  - second-level entries have no host pointer (tlb_fill stores none; the owner reaches only
+ *    first-level entries), so tlb_drop_host scans the first level only;
+ *  - every hint is the index of a slot of the first-level 4K array (what the slot holds is
+ *    checked at each use, tlb.h).
  * Inclusion: a fill goes to both levels; an L1 eviction leaves the L2 copy (which is how an STLB
  * hit happens), an L2 eviction leaves the L1 copy (no back-invalidation; Intel's STLB is not
  * inclusive either). Every invalidation therefore searches both levels.
@@ -53,32 +58,6 @@
 enum { TLB_4K = 0, TLB_2M = 1, TLB_1G = 2, TLB_NSIZES = 3 };
 
 #define TLB_SIZE_SHIFT  56        /* size code position in a key; a 4K vpn has at most 52 bits */
-#define TLB_KEY_INVALID (~0ULL)   /* no (vpn, size) produces it */
-#define TLB_NONE        SIZE_MAX  /* "no slot" from arr_find */
-
-struct tlb_ent {
-	uint64_t key;                 /* tlb_key(va, size); TLB_KEY_INVALID when empty */
-	struct tlb_entry_info info;   /* what a hit returns; info.pcid/global are the tag */
-};
-_Static_assert(sizeof(struct tlb_ent) == 24, "tlb_ent is meant to stay compact");
-
-struct tlb_array {
-	struct tlb_ent *ent;  /* sets * ways entries, set-major */
-	uint32_t *stamp;      /* per entry: LRU clock at last use, 0 when free; the smallest is the victim */
-	uint32_t set_mask;    /* sets - 1 */
-	uint32_t ways;
-	uint32_t nvalid;      /* valid entries: lookups skip an empty array (no 2M/1G pages in use) */
-};
-
-enum { ARR_L1_4K, ARR_L1_2M, ARR_L1_1G, ARR_L2, ARR_L2_1G, ARR_N };
-
-struct tlb {
-	struct tlb_array arr[ARR_N];  /* the L1 array of size code s is arr[ARR_L1_4K + s] */
-	uint32_t clock;               /* LRU clock; renumbered when it would wrap */
-	struct tlb_stats stats;
-	struct tlb_ent *mem;          /* every array's entries, one block */
-	uint32_t *stamps;             /* every array's stamps, same order */
-};
 
 static inline unsigned size_shift(unsigned size)
 {
@@ -93,7 +72,7 @@ static inline uint64_t tlb_key(gva_t va, unsigned size)
 /* The L2 array that holds a size: the STLB for 4K and 2M, the L2 1G array for 1G. */
 static inline struct tlb_array *l2_of(struct tlb *t, unsigned size)
 {
-	return &t->arr[size == TLB_1G ? ARR_L2_1G : ARR_L2];
+	return &t->arr[size == TLB_1G ? TLB_ARR_L2_1G : TLB_ARR_L2];
 }
 
 /* Index of the first slot of @key's set in @a. */
@@ -129,7 +108,7 @@ static inline bool tags_overlap(const struct tlb_ent *e, uint16_t pcid, bool glo
  */
 __attribute__((cold, noinline)) static uint32_t tlb_renumber(struct tlb *t)
 {
-	for (unsigned i = 0; i < ARR_N; i++) {
+	for (unsigned i = 0; i < TLB_ARR_N; i++) {
 		struct tlb_array *a = &t->arr[i];
 		for (uint32_t s = 0; s <= a->set_mask; s++) {
 			const struct tlb_ent *set = a->ent + (size_t)s * a->ways;
@@ -160,25 +139,13 @@ static inline uint32_t tlb_tick(struct tlb *t)
 
 /* ---- one array ---- */
 
-/* The slot of @a that a lookup of @key under @pcid hits, or TLB_NONE. The invariant leaves at
- * most one. */
-static inline size_t arr_find(const struct tlb_array *a, uint64_t key, uint16_t pcid)
-{
-	size_t i = set_base(a, key);
-	for (uint32_t w = 0; w < a->ways; w++, i++) {
-		const struct tlb_ent *e = &a->ent[i];
-		if (e->key == key && (e->info.global || e->info.pcid == pcid))
-			return i;
-	}
-	return TLB_NONE;
-}
-
 /*
  * Put an entry in @a, in one pass over the set: drop every entry of the key it overlaps (the old
  * translation of the same page and tag, or one the new entry would shadow), and take the way with
  * the smallest stamp: a free way (stamp 0) if there is one, else the least recently used.
+ * Returns the slot used.
  */
-static void arr_insert(struct tlb *t, struct tlb_array *a, uint64_t key, const struct tlb_entry_info *info)
+static size_t arr_insert(struct tlb *t, struct tlb_array *a, uint64_t key, const struct tlb_entry_info *info)
 {
 	size_t base = set_base(a, key), victim = base;
 	uint32_t oldest = UINT32_MAX;
@@ -195,6 +162,9 @@ static void arr_insert(struct tlb *t, struct tlb_array *a, uint64_t key, const s
 	a->ent[victim].key = key;
 	a->ent[victim].info = *info;
 	a->stamp[victim] = tlb_tick(t);
+	if (a == &t->arr[TLB_ARR_L1_4K])
+		*tlb_hint(t, key, info->pcid) = (uint32_t)victim;   /* the page's next use tries it first */
+	return victim;
 }
 
 /* Drop the entries of @key in @a tagged @pcid, and the global ones when @with_global. */
@@ -239,7 +209,7 @@ static int array_geometry(const struct vmmu_tlb_array *req, const struct vmmu_tl
 int tlb_create(const struct vmmu_tlb_geometry *g, struct tlb **out)
 {
 	struct vmmu_tlb_geometry def, zero = { 0 };
-	struct vmmu_tlb_array geo[ARR_N];
+	struct vmmu_tlb_array geo[TLB_ARR_N];
 	struct tlb *t;
 	size_t n = 0;
 	int r;
@@ -247,9 +217,9 @@ int tlb_create(const struct vmmu_tlb_geometry *g, struct tlb **out)
 	tlb_default_geometry(&def);
 	if (!g)
 		g = &zero;
-	const struct vmmu_tlb_array *req[ARR_N] = { &g->l1_4k, &g->l1_2m, &g->l1_1g, &g->l2, &g->l2_1g };
-	const struct vmmu_tlb_array *dfl[ARR_N] = { &def.l1_4k, &def.l1_2m, &def.l1_1g, &def.l2, &def.l2_1g };
-	for (unsigned i = 0; i < ARR_N; i++) {
+	const struct vmmu_tlb_array *req[TLB_ARR_N] = { &g->l1_4k, &g->l1_2m, &g->l1_1g, &g->l2, &g->l2_1g };
+	const struct vmmu_tlb_array *dfl[TLB_ARR_N] = { &def.l1_4k, &def.l1_2m, &def.l1_1g, &def.l2, &def.l2_1g };
+	for (unsigned i = 0; i < TLB_ARR_N; i++) {
 		r = array_geometry(req[i], dfl[i], &geo[i]);
 		if (r)
 			return r;
@@ -272,7 +242,7 @@ int tlb_create(const struct vmmu_tlb_geometry *g, struct tlb **out)
 		t->mem[i].key = TLB_KEY_INVALID;
 	}
 	n = 0;
-	for (unsigned i = 0; i < ARR_N; i++) {
+	for (unsigned i = 0; i < TLB_ARR_N; i++) {
 		t->arr[i].ent = t->mem + n;
 		t->arr[i].stamp = t->stamps + n;
 		t->arr[i].set_mask = geo[i].sets - 1;
@@ -295,81 +265,63 @@ void tlb_destroy(struct tlb *t)
 /* ---- lookup and fill ---- */
 
 /*
- * Probe order: L1 4K, L1 2M, L1 1G, then the STLB (4K, then 2M), then the L2 1G array; the first
- * match wins. If a guest changed a mapping's page size without flushing, a stale 4K entry and a
- * fresh 2M one may both cover @va: the architecture allows either (SDM 4.10.2.3); this returns the
- * smaller page, the first-level one before the second-level one. An L2 hit is copied into the L1
- * array of its size. Empty arrays are skipped (a guest without large pages never probes them).
- *
- * lookup_slow is everything after the L1 4K probe, out of line so that tlb_lookup's hit path is a
- * leaf function that saves no registers.
+ * Probe order: L1 4K (inline, tlb.h), L1 2M, L1 1G, then the STLB (4K, then 2M), then the L2 1G
+ * array; the first match wins. If a guest changed a mapping's page size without flushing, a stale
+ * 4K entry and a fresh 2M one may both cover @va: the architecture allows either (SDM 4.10.2.3);
+ * this returns the smaller page, the first-level one before the second-level one. An L2 hit is
+ * copied into the L1 array of its size, and the copy is what the caller gets. Empty arrays are
+ * skipped (a guest without large pages never probes them).
  */
-__attribute__((noinline)) static enum tlb_hit lookup_slow(struct tlb *t, gva_t va, uint16_t pcid,
-							  struct tlb_entry_info *out)
+struct tlb_entry_info *tlb_find_l1_large(struct tlb *t, gva_t va, uint16_t pcid, uint32_t **stamp)
 {
-	struct tlb_array *a;
-	size_t i;
-	unsigned size;
-
-	for (size = TLB_2M; size < TLB_NSIZES; size++) {
-		a = &t->arr[ARR_L1_4K + size];
+	for (unsigned size = TLB_2M; size < TLB_NSIZES; size++) {
+		struct tlb_array *a = &t->arr[TLB_ARR_L1_4K + size];
 		if (!a->nvalid)
 			continue;
-		i = arr_find(a, tlb_key(va, size), pcid);
-		if (i != TLB_NONE) {
-			a->stamp[i] = tlb_tick(t);
-			t->stats.hits_l1++;
-			*out = a->ent[i].info;
-			return TLB_HIT_L1;
+		size_t i = tlb_arr_find(a, tlb_key(va, size), pcid);
+		if (i != TLB_NO_SLOT) {
+			*stamp = &a->stamp[i];
+			return &a->ent[i].info;
 		}
 	}
-	for (size = TLB_4K; size < TLB_NSIZES; size++) {
-		a = l2_of(t, size);
+	return NULL;
+}
+
+struct tlb_entry_info *tlb_lookup_l2(struct tlb *t, gva_t va, uint16_t pcid, enum tlb_hit *level)
+{
+	for (unsigned size = TLB_4K; size < TLB_NSIZES; size++) {
+		struct tlb_array *a = l2_of(t, size);
 		if (!a->nvalid)
 			continue;
-		i = arr_find(a, tlb_key(va, size), pcid);
-		if (i != TLB_NONE) {
+		size_t i = tlb_arr_find(a, tlb_key(va, size), pcid);
+		if (i != TLB_NO_SLOT) {
 			a->stamp[i] = tlb_tick(t);
 			t->stats.hits_l2++;
-			arr_insert(t, &t->arr[ARR_L1_4K + size], a->ent[i].key, &a->ent[i].info);
-			*out = a->ent[i].info;
-			return TLB_HIT_L2;
+			struct tlb_array *l1 = &t->arr[TLB_ARR_L1_4K + size];
+			size_t j = arr_insert(t, l1, a->ent[i].key, &a->ent[i].info);
+			*level = TLB_HIT_L2;
+			return &l1->ent[j].info;
 		}
 	}
 	t->stats.misses++;
-	return TLB_MISS;
+	*level = TLB_MISS;
+	return NULL;
 }
 
-/* The clock is about to wrap: renumber, then look up again (the clock is now far from wrapping). */
-__attribute__((cold, noinline)) static enum tlb_hit lookup_wrap(struct tlb *t, gva_t va, uint16_t pcid,
-								struct tlb_entry_info *out)
+struct tlb_entry_info *tlb_lookup_wrap(struct tlb *t, gva_t va, uint16_t pcid, enum tlb_hit *level)
 {
 	tlb_renumber(t);
-	return tlb_lookup(t, va, pcid, out);
+	return tlb_lookup_entry(t, va, pcid, level);
 }
 
 enum tlb_hit tlb_lookup(struct tlb *t, gva_t va, uint16_t pcid, struct tlb_entry_info *out)
 {
-	/* L1 4K first: the common case, and its key needs no size code. */
-	struct tlb_array *a = &t->arr[ARR_L1_4K];
-	uint64_t key = va >> 12;
-	size_t i = set_base(a, key);
+	enum tlb_hit level;
+	const struct tlb_entry_info *e = tlb_lookup_entry(t, va, pcid, &level);
 
-	for (uint32_t w = 0; w < a->ways; w++, i++) {
-		const struct tlb_ent *e = &a->ent[i];
-		if (e->key == key && (e->info.global || e->info.pcid == pcid)) {
-			/* tlb_tick, but reaching the renumbering through a tail call. */
-			uint32_t c = t->clock + 1;
-			if (__builtin_expect(c == 0, 0))
-				return lookup_wrap(t, va, pcid, out);
-			t->clock = c;
-			a->stamp[i] = c;
-			t->stats.hits_l1++;
-			*out = e->info;
-			return TLB_HIT_L1;
-		}
-	}
-	return lookup_slow(t, va, pcid, out);
+	if (e)
+		*out = *e;
+	return level;
 }
 
 void tlb_fill(struct tlb *t, gva_t va, const struct tlb_entry_info *e)
@@ -389,21 +341,35 @@ void tlb_fill(struct tlb *t, gva_t va, const struct tlb_entry_info *e)
 	assert((e->frame & page_mask) == 0);
 	struct tlb_entry_info info = *e;
 	info.frame &= ~page_mask;
+	info.host = NULL;   /* a new translation: the owner's pointer, if any, was for another */
+	info.host_writable = false;
 	uint64_t key = tlb_key(va, size);
 
-	arr_insert(t, &t->arr[ARR_L1_4K + size], key, &info);
+	arr_insert(t, &t->arr[TLB_ARR_L1_4K + size], key, &info);
 	arr_insert(t, l2_of(t, size), key, &info);
 	t->stats.fills++;
 }
 
 /* ---- invalidation ---- */
 
+void tlb_drop_host(struct tlb *t)
+{
+	for (unsigned n = TLB_ARR_L1_4K; n <= TLB_ARR_L1_1G; n++) {
+		struct tlb_array *a = &t->arr[n];
+		size_t end = (size_t)(a->set_mask + 1) * a->ways;
+		for (size_t i = 0; a->nvalid && i < end; i++) {
+			a->ent[i].info.host = NULL;
+			a->ent[i].info.host_writable = false;
+		}
+	}
+}
+
 /* Every array holding @va's page at each size, for @pcid (and global entries if @with_global). */
 static void invalidate_va(struct tlb *t, gva_t va, uint16_t pcid, bool with_global)
 {
 	for (unsigned size = TLB_4K; size < TLB_NSIZES; size++) {
 		uint64_t key = tlb_key(va, size);
-		arr_invalidate(&t->arr[ARR_L1_4K + size], key, pcid, with_global);
+		arr_invalidate(&t->arr[TLB_ARR_L1_4K + size], key, pcid, with_global);
 		arr_invalidate(l2_of(t, size), key, pcid, with_global);
 	}
 	t->stats.invalidations++;
@@ -427,7 +393,7 @@ void tlb_flush_addr_pcid(struct tlb *t, gva_t va, uint16_t pcid)
  */
 static void flush_where(struct tlb *t, bool all_pcids, uint16_t pcid, bool global)
 {
-	for (unsigned n = 0; n < ARR_N; n++) {
+	for (unsigned n = 0; n < TLB_ARR_N; n++) {
 		struct tlb_array *a = &t->arr[n];
 		size_t end = (size_t)(a->set_mask + 1) * a->ways;
 		for (size_t i = 0; a->nvalid && i < end; i++) {
@@ -460,7 +426,7 @@ const struct tlb_stats *tlb_get_stats(const struct tlb *t)
 unsigned tlb_count(const struct tlb *t)
 {
 	unsigned n = 0;
-	for (unsigned i = 0; i < ARR_N; i++)
+	for (unsigned i = 0; i < TLB_ARR_N; i++)
 		n += t->arr[i].nvalid;
 	return n;
 }
@@ -468,17 +434,21 @@ unsigned tlb_count(const struct tlb *t)
 static bool array_holds(unsigned arr, unsigned size)
 {
 	switch (arr) {
-	case ARR_L1_4K: return size == TLB_4K;
-	case ARR_L1_2M: return size == TLB_2M;
-	case ARR_L1_1G: return size == TLB_1G;
-	case ARR_L2: return size == TLB_4K || size == TLB_2M;
+	case TLB_ARR_L1_4K: return size == TLB_4K;
+	case TLB_ARR_L1_2M: return size == TLB_2M;
+	case TLB_ARR_L1_1G: return size == TLB_1G;
+	case TLB_ARR_L2: return size == TLB_4K || size == TLB_2M;
 	default: return size == TLB_1G;
 	}
 }
 
 int tlb_check(const struct tlb *t)
 {
-	for (unsigned i = 0; i < ARR_N; i++) {
+	const struct tlb_array *l1 = &t->arr[TLB_ARR_L1_4K];
+	for (unsigned h = 0; h < TLB_HINTS; h++)
+		if (t->hint[h] >= (size_t)(l1->set_mask + 1) * l1->ways)
+			return -EUCLEAN;
+	for (unsigned i = 0; i < TLB_ARR_N; i++) {
 		const struct tlb_array *a = &t->arr[i];
 		uint32_t valid = 0;
 		for (uint32_t s = 0; s <= a->set_mask; s++) {
@@ -498,6 +468,8 @@ int tlb_check(const struct tlb *t)
 				    (e->info.frame & ((1ULL << size_shift(size)) - 1)))
 					return -EUCLEAN;
 				if (st[w] == 0 || st[w] > t->clock)
+					return -EUCLEAN;
+				if ((i == TLB_ARR_L2 || i == TLB_ARR_L2_1G) && (e->info.host || e->info.host_writable))
 					return -EUCLEAN;
 				for (uint32_t v = w + 1; v < a->ways; v++) {
 					const struct tlb_ent *f = &set[v];

@@ -16,6 +16,16 @@
  *    the caller (cpu/vcpu.c) and expressed with tlb_flush_pcid / tlb_flush_all.
  *
  * Invariants: at most one entry per (vpn, page size, pcid, global) in each level.
+ *
+ * Owner's host pointer: an entry has room for one pointer (and a writable flag) that the TLB does
+ * not interpret: cpu/ keeps the host bytes of the entry's frame there, so a hit needs no second
+ * lookup (as QEMU's softmmu TLB keeps an addend). The TLB only guarantees when it is NULL:
+ *  - every new entry starts without one (tlb_fill clears it; an L2 hit's copy into the first
+ *    level comes from an L2 entry, which never has one);
+ *  - the owner reaches entries only through tlb_lookup_entry and the tlb_find_* functions,
+ *    which give first-level ones;
+ *  - tlb_drop_host clears every one (the first-level arrays hold them all).
+ *
  * Locking: none; a TLB belongs to one vCPU and only its thread touches it, except remote flush
  * requests, which the owning vCPU applies itself (cpu/vcpu.c).
  */
@@ -23,6 +33,7 @@
 #define VMMU_CPU_TLB_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "vmmu/types.h"
@@ -30,11 +41,13 @@
 
 struct tlb_entry_info {
 	uint64_t frame;       /* physical address of the page (aligned to its size) */
+	uint8_t *host;        /* the owner's (see "Owner's host pointer" above), NULL if none */
 	uint8_t page_shift;   /* 12, 21 or 30 */
 	uint8_t access;       /* ACC_* rights (paging.h) */
 	uint8_t pkey;         /* the leaf's protection key */
 	bool dirty;           /* the leaf's D bit was set when cached: a write through a clean entry must walk */
 	bool global;          /* the leaf's G bit with CR4.PGE set */
+	bool host_writable;   /* the owner's: @host may serve writes too */
 	uint16_t pcid;        /* 0 when CR4.PCIDE = 0 */
 };
 
@@ -44,7 +57,44 @@ struct tlb_stats {
 	uint64_t hits_l1, hits_l2, misses, fills, flushes, invalidations;
 };
 
-struct tlb;
+/*
+ * The TLB's insides are here only so that the first-level 4K probe, every hit's path, is inlined
+ * into the access path (tlb_find_l1 and tlb_use_l1 below); everything else about them
+ * belongs to tlb.c, and no other file writes them (but for an entry's host fields, above).
+ */
+#define TLB_KEY_INVALID (~0ULL)   /* an empty slot's key: no (vpn, size) produces it */
+
+struct tlb_ent {
+	uint64_t key;                 /* the vpn at the entry's size, size code above it (tlb.c) */
+	struct tlb_entry_info info;   /* what a hit returns; info.pcid/global are the tag */
+};
+_Static_assert(sizeof(struct tlb_ent) == 32, "tlb_ent is meant to stay compact: two a cache line");
+
+struct tlb_array {
+	struct tlb_ent *ent;  /* sets * ways entries, set-major */
+	uint32_t *stamp;      /* per entry: LRU clock at last use, 0 when free; the smallest is the victim */
+	uint32_t set_mask;    /* sets - 1 */
+	uint32_t ways;
+	uint32_t nvalid;      /* valid entries: lookups skip an empty array (no 2M/1G pages in use) */
+};
+
+enum { TLB_ARR_L1_4K, TLB_ARR_L1_2M, TLB_ARR_L1_1G, TLB_ARR_L2, TLB_ARR_L2_1G, TLB_ARR_N };
+
+#define TLB_HINTS 256  /* way hints for the first-level 4K array */
+
+struct tlb {
+	struct tlb_array arr[TLB_ARR_N];  /* the L1 array of size code s is arr[TLB_ARR_L1_4K + s] */
+	uint32_t clock;                   /* LRU clock; renumbered when it would wrap */
+	/* Hints: by (4K vpn, PCID) hashed (tlb_hint), a slot of the L1 4K array that held the page
+	 * lately, tried before the set is scanned. A hint is checked like any slot (key and tag),
+	 * and a lookup matches at most one slot, so a hint can be useless, never wrong: nothing
+	 * needs to keep hints up to date. It saves the set scan, and its mispredicted exit, when a
+	 * page is used again. */
+	uint32_t hint[TLB_HINTS];
+	struct tlb_stats stats;
+	struct tlb_ent *mem;              /* every array's entries, one block */
+	uint32_t *stamps;                 /* every array's stamps, same order */
+};
 
 /* Geometry: zeros take the defaults (tlb_default_geometry). -EINVAL for a zero/odd set count or
  * too many ways (> 32), -ENOMEM. */
@@ -55,6 +105,145 @@ void tlb_default_geometry(struct vmmu_tlb_geometry *g);
 
 /* Look @va up for @pcid. On a hit fills @out (frame and page_shift give the physical address). */
 enum tlb_hit tlb_lookup(struct tlb *t, gva_t va, uint16_t pcid, struct tlb_entry_info *out);
+
+/*
+ * A first-level hit, every hit's path, in two inline steps that lookups build on: tlb_find_l1()
+ * finds the entry that a lookup hits in the first level, changing nothing that the model counts
+ * or replaces by; tlb_use_l1() then makes the hit's effects (the LRU stamp, the count). Between
+ * the two a caller may decide not to use the hit after all, and nothing has happened.
+ */
+#define TLB_NO_SLOT SIZE_MAX
+
+/* Whether slot @e answers a lookup of @key for @pcid. */
+static inline bool tlb_ent_hits(const struct tlb_ent *e, uint64_t key, uint16_t pcid)
+{
+	return e->key == key && (e->info.global || e->info.pcid == pcid);
+}
+
+/* The slot of @a that a lookup of @key for @pcid hits, or TLB_NO_SLOT: a scan of the key's set
+ * (tlb.c's invariants leave at most one). */
+static inline size_t tlb_arr_find(const struct tlb_array *a, uint64_t key, uint16_t pcid)
+{
+	size_t i = (size_t)(key & a->set_mask) * a->ways;
+
+	for (uint32_t w = 0; w < a->ways; w++, i++)
+		if (tlb_ent_hits(&a->ent[i], key, pcid))
+			return i;
+	return TLB_NO_SLOT;
+}
+
+/* The hint for 4K page @key looked up under @pcid (several processes use the same addresses). */
+static inline uint32_t *tlb_hint(struct tlb *t, uint64_t key, uint16_t pcid)
+{
+	return &t->hint[(key ^ ((uint64_t)pcid << 3)) % TLB_HINTS];
+}
+
+/* The hinted L1 4K slot's entry if a lookup of @va for @pcid hits it, with its LRU stamp in
+ * *@stamp, else NULL (the first level may still have the page elsewhere). Changes nothing. */
+static inline __attribute__((always_inline)) struct tlb_entry_info *tlb_find_hinted(struct tlb *t, gva_t va,
+										    uint16_t pcid, uint32_t **stamp)
+{
+	struct tlb_array *a = &t->arr[TLB_ARR_L1_4K];
+	uint64_t key = va >> 12;   /* a 4K key needs no size code (it is 0) */
+	uint32_t i = *tlb_hint(t, key, pcid);
+
+	if (!tlb_ent_hits(&a->ent[i], key, pcid))
+		return NULL;
+	*stamp = &a->stamp[i];
+	return &a->ent[i].info;
+}
+
+/* The L1 4K entry that a lookup of @va for @pcid hits (the hinted slot, then the set), with its
+ * LRU stamp in *@stamp, or NULL. Changes nothing but a hint. */
+static inline __attribute__((always_inline)) struct tlb_entry_info *tlb_find_l1_4k(struct tlb *t, gva_t va,
+										   uint16_t pcid, uint32_t **stamp)
+{
+	struct tlb_array *a = &t->arr[TLB_ARR_L1_4K];
+	uint64_t key = va >> 12;   /* a 4K key needs no size code (it is 0) */
+	uint32_t *hint = tlb_hint(t, key, pcid);
+	size_t i = *hint;
+
+	if (__builtin_expect(!tlb_ent_hits(&a->ent[i], key, pcid), 0)) {
+		i = tlb_arr_find(a, key, pcid);
+		if (i == TLB_NO_SLOT)
+			return NULL;
+		*hint = (uint32_t)i;
+	}
+	*stamp = &a->stamp[i];
+	return &a->ent[i].info;
+}
+
+/* The same in the L1 2M array, then the L1 1G array: where the first level answers a lookup that
+ * missed the L1 4K array. */
+__attribute__((noinline)) struct tlb_entry_info *tlb_find_l1_large(struct tlb *t, gva_t va, uint16_t pcid,
+								   uint32_t **stamp);
+
+/*
+ * The first-level entry that a lookup of @va for @pcid hits, with its LRU stamp in *@stamp; NULL
+ * if the lookup misses the first level (it may still hit the second). Probe order as tlb_lookup:
+ * 4K, 2M, 1G. Changes nothing but a hint.
+ */
+static inline struct tlb_entry_info *tlb_find_l1(struct tlb *t, gva_t va, uint16_t pcid, uint32_t **stamp)
+{
+	struct tlb_entry_info *e = tlb_find_l1_4k(t, va, pcid, stamp);
+
+	if (e || !(t->arr[TLB_ARR_L1_2M].nvalid | t->arr[TLB_ARR_L1_1G].nvalid))
+		return e;   /* no large pages cached: nothing more to probe (the common case) */
+	return tlb_find_l1_large(t, va, pcid, stamp);
+}
+
+/* Count a first-level hit and make the entry (whose stamp is @stamp) the most recently used.
+ * false, with nothing done, when the LRU clock would wrap (tlb_lookup_entry renumbers then). */
+static inline __attribute__((always_inline)) bool tlb_use_l1(struct tlb *t, uint32_t *stamp)
+{
+	uint32_t clock = t->clock + 1;
+
+	if (__builtin_expect(clock == 0, 0))
+		return false;
+	t->clock = clock;
+	*stamp = clock;
+	t->stats.hits_l1++;
+	return true;
+}
+
+/* Out of line parts of tlb_lookup_entry: the second level (and a miss), and the renumbering when
+ * the LRU clock would wrap. */
+__attribute__((noinline)) struct tlb_entry_info *tlb_lookup_l2(struct tlb *t, gva_t va, uint16_t pcid,
+							       enum tlb_hit *level);
+__attribute__((cold, noinline)) struct tlb_entry_info *tlb_lookup_wrap(struct tlb *t, gva_t va,
+								       uint16_t pcid, enum tlb_hit *level);
+
+/* The rest of tlb_lookup_entry after its tlb_find_l1 (@e, @stamp), for a caller that probed the
+ * first level itself and changed nothing since. */
+static inline struct tlb_entry_info *tlb_lookup_finish(struct tlb *t, gva_t va, uint16_t pcid,
+						       struct tlb_entry_info *e, uint32_t *stamp,
+						       enum tlb_hit *level)
+{
+	if (!e)
+		return tlb_lookup_l2(t, va, pcid, level);
+	if (!tlb_use_l1(t, stamp))
+		return tlb_lookup_wrap(t, va, pcid, level);
+	*level = TLB_HIT_L1;
+	return e;
+}
+
+/*
+ * The same lookup as tlb_lookup (the same LRU update and counts), giving the entry itself: NULL
+ * on a miss, else a first-level entry (an L2 hit gives its new L1 copy), with *@level TLB_HIT_L1
+ * or TLB_HIT_L2. The pointer is valid until the next call that changes the TLB; the caller may
+ * write only its host and host_writable fields (so may the callers of tlb_find_*).
+ */
+static inline struct tlb_entry_info *tlb_lookup_entry(struct tlb *t, gva_t va, uint16_t pcid,
+						      enum tlb_hit *level)
+{
+	uint32_t *stamp;
+	struct tlb_entry_info *e = tlb_find_l1(t, va, pcid, &stamp);
+
+	return tlb_lookup_finish(t, va, pcid, e, stamp, level);
+}
+
+/* Clear every entry's host pointer (the owner's cache went stale). Scans the first level only. */
+void tlb_drop_host(struct tlb *t);
 /* Insert the translation of @va (replacing an entry for the same page, size and tag). */
 void tlb_fill(struct tlb *t, gva_t va, const struct tlb_entry_info *e);
 
@@ -80,7 +269,8 @@ static inline uint64_t tlb_entry_pa(const struct tlb_entry_info *e, gva_t va)
 }
 
 /* Debug: check the invariants of every set (entries in their set, one entry per lookup tag,
- * aligned frames, LRU stamps distinct and not ahead of the clock). 0 or -EUCLEAN. */
+ * aligned frames, LRU stamps distinct and not ahead of the clock, no host pointer in the second
+ * level) and that every hint names a first-level 4K slot. 0 or -EUCLEAN. */
 int tlb_check(const struct tlb *t);
 /* Tests: set the LRU clock (to start it just before it wraps). */
 void tlb_test_set_clock(struct tlb *t, uint32_t clock);

@@ -131,30 +131,47 @@ int vmmu_vcpu_set_pkru(struct vmmu_vcpu *vcpu, uint32_t pkru)
  * level of a shadow chain, an unsync page, an EPT entry), so a real access needs a handful. */
 #define MAX_EXITS_PER_ACCESS 1000
 
-int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigned kind, void *buf,
-		     struct vmmu_access_result *res)
+/* One try of the hardware (cpu_access_l1_missed() for the first try after cpu_access_l1() said
+ * CPU_L1_MISS: @l1_missed). */
+static int vcpu_hw_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigned kind, void *buf,
+			  struct hw_outcome *o, bool l1_missed)
 {
+	return l1_missed ? cpu_access_l1_missed(&vcpu->cpu, gva, len, kind, buf, o) :
+			   cpu_access(&vcpu->cpu, gva, len, kind, buf, o);
+}
+
+/*
+ * The access after the hit path's first step (cpu.h): its second step, then everything the hit
+ * path leaves out: the TLB miss and the walk, #PF, #GP, MMIO, and the VM exits, each handed to the
+ * MMU and followed by a new try.
+ */
+__attribute__((noinline)) static int vcpu_access_slow(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len,
+						      unsigned kind, void *buf, struct vmmu_access_result *res)
+{
+	enum cpu_l1 step2 = cpu_access_l1(&vcpu->cpu, gva, len, kind, buf);
+	bool l1_missed = step2 == CPU_L1_MISS;
 	struct hw_outcome o;
 	struct mmu_outcome mo;
 	unsigned exits = 0;
 	int rc;
 
-	if (!vcpu || !buf || !res || (kind & ~(VMMU_ACC_WRITE | VMMU_ACC_FETCH | VMMU_ACC_IMPLICIT)) ||
-	    ((kind & VMMU_ACC_WRITE) && (kind & VMMU_ACC_FETCH)))
-		return -EINVAL;
-	if (!(len >= 1 && len <= 8) && !(len == VMMU_PAGE_SIZE && !(gva & (VMMU_PAGE_SIZE - 1))))
-		return -EINVAL;
+	if (step2 == CPU_L1_DONE) {
+		res->status = VMMU_ACCESS_DONE;
+		res->done = len;
+		return 0;
+	}
 retry:
 	/* Under an MMU, the hardware walks tables the MMU frees only after an RCU grace period:
 	 * the access is one read section (and the MMU handler, which may wait for a grace
 	 * period, runs outside it). */
 	if (vcpu->vm->mmu) {
 		memslots_read_lock();
-		rc = cpu_access(&vcpu->cpu, gva, len, kind, buf, &o);
+		rc = vcpu_hw_access(vcpu, gva, len, kind, buf, &o, l1_missed);
 		memslots_read_unlock();
 	} else {
-		rc = cpu_access(&vcpu->cpu, gva, len, kind, buf, &o);
+		rc = vcpu_hw_access(vcpu, gva, len, kind, buf, &o, l1_missed);
 	}
+	l1_missed = false;
 	if (rc)
 		return rc;
 	if (o.status == HW_DONE) {
@@ -238,6 +255,23 @@ retry:
 		break;
 	}
 	return 0;
+}
+
+int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigned kind, void *buf,
+		     struct vmmu_access_result *res)
+{
+	if (!vcpu || !buf || !res || (kind & ~(VMMU_ACC_WRITE | VMMU_ACC_FETCH | VMMU_ACC_IMPLICIT)) ||
+	    ((kind & VMMU_ACC_WRITE) && (kind & VMMU_ACC_FETCH)))
+		return -EINVAL;
+	if (!(len >= 1 && len <= 8) && !(len == VMMU_PAGE_SIZE && !(gva & (VMMU_PAGE_SIZE - 1))))
+		return -EINVAL;
+	/* The hit path does the whole access or nothing (cpu.h); everything else is a tail call. */
+	if (__builtin_expect(cpu_access_fast(&vcpu->cpu, gva, len, kind, buf), 1)) {
+		res->status = VMMU_ACCESS_DONE;
+		res->done = len;
+		return 0;
+	}
+	return vcpu_access_slow(vcpu, gva, len, kind, buf, res);
 }
 
 int vmmu_vcpu_complete_mmio(struct vmmu_vcpu *vcpu, struct vmmu_access_result *res, void *buf)

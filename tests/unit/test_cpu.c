@@ -3,7 +3,10 @@
  * The hardware model in native mode, through the public API: accesses end to end, #PF delivery,
  * the TLB rules (Dirty re-walk, global pages, PCID and the CR3 no-flush bit, INVLPG, the four
  * INVPCID types, CR4.PGE/PCIDE transitions), exact 1-D walk reference counts, MMIO, accesses
- * that cross pages, control-register checks, the cost model, and the #PF exit rule truth table.
+ * that cross pages, control-register checks, the cost model, and the #PF exit rule truth table;
+ * and the host pointers that TLB entries keep for the hit path: every event that empties the
+ * guest-page cache (a memslot moved or deleted, read-only, dirty logging turned on, a host unmap)
+ * reaches a translation the TLB still holds, and the access after it sees the new state.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -17,6 +20,7 @@
 #include "cpu/cost.h"
 #include "cpu/exit.h"
 #include "paging/paging.h"
+#include "vm/vm.h"
 #include "vmmu/vmmu.h"
 
 #define MEM (64ULL << 20)
@@ -581,6 +585,211 @@ static void test_vm_config(void **state)
 	vmmu_vm_destroy(vm);
 }
 
+/* ---- the host pointers kept in TLB entries (cpu.h) ---- */
+
+#define HP_GPA   0x10000000ULL   /* slot 1: a data slot apart from the tables' slot 0 */
+#define HP_SIZE  (2ULL << 20)
+#define HP_GVA   0x600000ULL
+
+/* The first-level 4K entry that holds @gva, read without a lookup (a lookup would count and
+ * touch the LRU state), or NULL. */
+static const struct tlb_entry_info *l1_entry(struct g *g, gva_t gva)
+{
+	const struct tlb_array *a = &g->v->cpu.tlb->arr[TLB_ARR_L1_4K];
+	uint64_t key = gva >> 12;
+	for (size_t i = (key & a->set_mask) * a->ways, w = 0; w < a->ways; w++, i++)
+		if (a->ent[i].key == key)
+			return &a->ent[i].info;
+	return NULL;
+}
+
+static bool host_kept(struct g *g, gva_t gva, bool writable)
+{
+	const struct tlb_entry_info *e = l1_entry(g, gva);
+	return e && e->host && (!writable || e->host_writable);
+}
+
+static void set_slot1(struct g *g, uint64_t hva, uint32_t flags)
+{
+	struct vmmu_userspace_memory_region r = { .slot = 1, .flags = flags, .guest_phys_addr = HP_GPA,
+						  .memory_size = HP_SIZE, .userspace_addr = hva };
+	assert_int_equal(vmmu_set_user_memory_region(g->vm, &r), 0);
+}
+
+static void del_slot1(struct g *g)
+{
+	struct vmmu_userspace_memory_region r = { .slot = 1, .guest_phys_addr = HP_GPA };
+	assert_int_equal(vmmu_set_user_memory_region(g->vm, &r), 0);
+}
+
+/* Slot 1 on fresh host memory, HP_GVA mapped to its first page, and @kind accesses until the TLB
+ * entry keeps the host pointer (a miss fills the entry; the first hit gives it the pointer).
+ * Returns the slot's hva. */
+static uint64_t hp_setup(struct g *g, unsigned kind)
+{
+	uint64_t hva, v = 0x1111;
+	assert_int_equal(vmmu_vm_mmap(g->vm, HP_SIZE, false, &hva), 0);
+	set_slot1(g, hva, 0);
+	regs64(g, 0, g->root);
+	map(g, 4, HP_GVA, HP_GPA, 1, PRWU);
+	acc(g, HP_GVA, 8, VMMU_ACC_WRITE, &v);   /* sets D, so writes can hit */
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(acc(g, HP_GVA, 8, kind, &v).status, VMMU_ACCESS_DONE);
+	assert_true(host_kept(g, HP_GVA, kind & VMMU_ACC_WRITE));
+	return hva;
+}
+
+/* Run @kind at HP_GVA and check it was a TLB hit (the translation is still cached: only the
+ * host side changed, which the guest's TLB knows nothing of). */
+static struct vmmu_access_result hit(struct g *g, unsigned kind, uint64_t *buf)
+{
+	struct vmmu_stats s0 = stats(g);
+	struct vmmu_access_result r = acc(g, HP_GVA, 8, kind, buf);
+	struct vmmu_stats s1 = stats(g);
+	assert_int_equal(s1.tlb_hits - s0.tlb_hits, 1);
+	assert_int_equal(s1.tlb_misses, s0.tlb_misses);
+	return r;
+}
+
+static void test_host_ptr_memslot_move(void **state)
+{
+	struct g *g = *state;
+	uint64_t x = 0, v = 0x2222;
+	hp_setup(g, VMMU_ACC_READ);
+	assert_true(host_kept(g, HP_GVA, false));
+	/* The slot moves to other host memory (delete + create at the same gpa). */
+	uint64_t hva2;
+	assert_int_equal(vmmu_vm_mmap(g->vm, HP_SIZE, false, &hva2), 0);
+	del_slot1(g);
+	set_slot1(g, hva2, 0);
+	assert_false(host_kept(g, HP_GVA, false));
+	wr(g, HP_GPA, 0x7777);
+	assert_int_equal(hit(g, VMMU_ACC_READ, &x).status, VMMU_ACCESS_DONE);
+	assert_int_equal(x, 0x7777);
+	/* Writes go to the new memory too, the kept pointer or not. */
+	assert_int_equal(hit(g, VMMU_ACC_WRITE, &v).status, VMMU_ACCESS_DONE);
+	assert_int_equal(hit(g, VMMU_ACC_WRITE, &v).status, VMMU_ACCESS_DONE);
+	assert_true(host_kept(g, HP_GVA, true));
+	assert_int_equal(rd(g, HP_GPA), 0x2222);
+}
+
+static void test_host_ptr_memslot_delete(void **state)
+{
+	struct g *g = *state;
+	uint64_t x = 0;
+	hp_setup(g, VMMU_ACC_READ);
+	del_slot1(g);
+	/* No memory there any more: an MMIO access, not a read of the old backing. */
+	struct vmmu_access_result r = hit(g, VMMU_ACC_READ, &x);
+	assert_int_equal(r.status, VMMU_ACCESS_MMIO);
+	assert_int_equal(r.mmio_gpa, HP_GPA);
+}
+
+static void test_host_ptr_host_unmap(void **state)
+{
+	struct g *g = *state;
+	uint64_t x = 0, v = 0x3333;
+	uint64_t hva = hp_setup(g, VMMU_ACC_WRITE);
+	/* The VMM unmaps the page under the slot (an MMU-notifier invalidation): the frame is freed,
+	 * and the access finds no memory behind the slot. */
+	assert_int_equal(vmmu_vm_munmap(g->vm, hva, 4096), 0);
+	assert_false(host_kept(g, HP_GVA, false));
+	assert_int_equal(hit(g, VMMU_ACC_WRITE, &v).status, VMMU_ACCESS_MMIO);
+	assert_int_equal(hit(g, VMMU_ACC_READ, &x).status, VMMU_ACCESS_MMIO);
+}
+
+static void test_host_ptr_dirty_logging(void **state)
+{
+	struct g *g = *state;
+	uint64_t v = 0x4444, bitmap[HP_SIZE / 4096 / 64];
+	uint64_t hva = hp_setup(g, VMMU_ACC_WRITE);
+	/* Dirty logging turns on (a flags-only change): every write from now on must be logged,
+	 * so no kept pointer may serve writes, even after the log is read and cleared. */
+	set_slot1(g, hva, VMMU_MEM_LOG_DIRTY_PAGES);
+	assert_int_equal(vmmu_get_dirty_log(g->vm, 1, bitmap), 0);
+	assert_int_equal(bitmap[0], 0);
+	for (int round = 0; round < 3; round++) {
+		assert_int_equal(hit(g, VMMU_ACC_WRITE, &v).status, VMMU_ACCESS_DONE);
+		assert_false(host_kept(g, HP_GVA, true));
+		assert_int_equal(vmmu_get_dirty_log(g->vm, 1, bitmap), 0);
+		assert_int_equal(bitmap[0], 1);
+	}
+	/* Reads may keep the pointer; they log nothing. */
+	uint64_t x = 0;
+	hit(g, VMMU_ACC_READ, &x);
+	hit(g, VMMU_ACC_READ, &x);
+	assert_true(host_kept(g, HP_GVA, false));
+	assert_int_equal(x, 0x4444);
+	assert_int_equal(vmmu_get_dirty_log(g->vm, 1, bitmap), 0);
+	assert_int_equal(bitmap[0], 0);
+	/* And a write after those reads is still logged. */
+	assert_int_equal(hit(g, VMMU_ACC_WRITE, &v).status, VMMU_ACCESS_DONE);
+	assert_int_equal(vmmu_get_dirty_log(g->vm, 1, bitmap), 0);
+	assert_int_equal(bitmap[0], 1);
+	/* Logging off again: writes may keep the pointer once more. */
+	set_slot1(g, hva, 0);
+	hit(g, VMMU_ACC_WRITE, &v);
+	hit(g, VMMU_ACC_WRITE, &v);
+	assert_true(host_kept(g, HP_GVA, true));
+}
+
+static void test_host_ptr_readonly(void **state)
+{
+	struct g *g = *state;
+	uint64_t x = 0, v = 0x5555;
+	uint64_t hva = hp_setup(g, VMMU_ACC_WRITE);
+	assert_int_equal(rd(g, HP_GPA), 0x1111);
+	/* The same memory again, read-only: a write is an MMIO exit and changes nothing; reads
+	 * still see the memory. */
+	del_slot1(g);
+	set_slot1(g, hva, VMMU_MEM_READONLY);
+	struct vmmu_access_result r = hit(g, VMMU_ACC_WRITE, &v);
+	assert_int_equal(r.status, VMMU_ACCESS_MMIO);
+	assert_true(r.mmio_write);
+	assert_int_equal(rd(g, HP_GPA), 0x1111);
+	hit(g, VMMU_ACC_READ, &x);
+	hit(g, VMMU_ACC_READ, &x);
+	assert_int_equal(x, 0x1111);
+	assert_true(host_kept(g, HP_GVA, false));
+	assert_false(host_kept(g, HP_GVA, true));
+	assert_int_equal(hit(g, VMMU_ACC_WRITE, &v).status, VMMU_ACCESS_MMIO);
+	assert_int_equal(rd(g, HP_GPA), 0x1111);
+}
+
+/* A translation the guest changes (PTE + INVLPG) and one that drops out of the first level and
+ * comes back from the STLB start without a host pointer; the first after a memslot move too. */
+static void test_host_ptr_new_translations(void **state)
+{
+	struct g *g = *state;
+	uint64_t x = 0;
+	hp_setup(g, VMMU_ACC_READ);
+	wr(g, HP_GPA, 0xa);
+	wr(g, HP_GPA + 4096, 0xb);
+	/* The guest remaps the page and flushes it. */
+	map(g, 4, HP_GVA, HP_GPA + 4096, 1, PRWU);
+	assert_int_equal(vmmu_vcpu_invlpg(g->v, HP_GVA), 0);
+	acc(g, HP_GVA, 8, VMMU_ACC_READ, &x);
+	assert_int_equal(x, 0xb);
+	hit(g, VMMU_ACC_READ, &x);
+	assert_int_equal(x, 0xb);
+	assert_true(host_kept(g, HP_GVA, false));
+	/* Evict it from the first level (four other pages of its 4-way set), keeping the STLB
+	 * copy, move the slot, and come back through the STLB. */
+	for (unsigned i = 1; i <= 4; i++) {
+		gva_t va = HP_GVA + i * 16 * 4096ULL;
+		map(g, 4, va, HP_GPA + 8192, 1, PRWU);
+		acc(g, va, 8, VMMU_ACC_READ, &x);
+	}
+	assert_null(l1_entry(g, HP_GVA));
+	uint64_t hva2;
+	assert_int_equal(vmmu_vm_mmap(g->vm, HP_SIZE, false, &hva2), 0);
+	del_slot1(g);
+	set_slot1(g, hva2, 0);
+	wr(g, HP_GPA + 4096, 0xc);
+	assert_int_equal(hit(g, VMMU_ACC_READ, &x).status, VMMU_ACCESS_DONE);
+	assert_int_equal(x, 0xc);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -588,6 +797,8 @@ int main(void)
 		T(test_access_and_fault), T(test_walk_refs_1d), T(test_walk_refs_5level_32bit_pae),
 		T(test_cpl_switch_keeps_tlb), T(test_dirty_rewalk), T(test_stale_tlb_until_invlpg), T(test_global_and_cr3),
 		T(test_pcid), T(test_mmio_and_split), T(test_memory_map_changes_reach_the_vcpu), T(test_regs_checks), T(test_cost_model), T(test_paging_structure_caches),
+		T(test_host_ptr_memslot_move), T(test_host_ptr_memslot_delete), T(test_host_ptr_host_unmap),
+		T(test_host_ptr_dirty_logging), T(test_host_ptr_readonly), T(test_host_ptr_new_translations),
 		cmocka_unit_test(test_pf_exit_rules), cmocka_unit_test(test_vm_config),
 	};
 	return cmocka_run_group_tests_name("cpu", tests, NULL, NULL);
