@@ -3,9 +3,15 @@
 # configurations with each `vmmu` binary and compare the `guest`, `stats` and `cost` objects of
 # every `--json` result (the `host` object, wall-clock figures, is left out). For changes that
 # must not change any simulated result (a faster hit path, say).
-# Usage: scripts/stats_diff.sh OLD_VMMU NEW_VMMU [TRACE_FILE]
+# Usage: scripts/stats_diff.sh [-i STAT,...] OLD_VMMU NEW_VMMU [TRACE_FILE]
+#   -i: leave these `stats` keys out of the comparison (a change that redefines one on purpose)
 # Prints one line per configuration and exits non-zero if any differs.
 set -uo pipefail
+ignore=""
+if [ "${1:-}" = "-i" ]; then
+	ignore=${2:?usage: stats_diff.sh [-i STAT,...] OLD_VMMU NEW_VMMU [TRACE_FILE]}
+	shift 2
+fi
 old=${1:?usage: stats_diff.sh OLD_VMMU NEW_VMMU [TRACE_FILE]}
 new=${2:?usage: stats_diff.sh OLD_VMMU NEW_VMMU [TRACE_FILE]}
 trace=${3:-$(dirname "$0")/../tests/data/true.lackey.gz}
@@ -38,6 +44,9 @@ fi
 [ -f "$trace" ] && for m in native shadow ept npt; do configs+=("trace --mmu $m --param file=$trace"); done
 
 filter='{guest: .guest, stats: .stats, cost: .cost}'
+for k in ${ignore//,/ }; do
+	filter="$filter | del(.stats.$k)"
+done
 bad=0
 for c in "${configs[@]}"; do
 	# shellcheck disable=SC2086

@@ -12,7 +12,7 @@
  *    processes, each run on the vCPU the task is pinned to;
  *  - the valgrind lackey trace reader (vmmu_lackey_*).
  *
- * Invariant (Transparency, DESIGN.md): a run is a pure function of its configuration and seed
+ * Invariant (Transparency, docs/architecture.md): a run is a pure function of its configuration and seed
  * apart from the MMU mode and host options, so its digest is the same in every mode.
  * Errors: 0 or a negative errno; guest-visible faults (a process killed by SIGSEGV) are data.
  * Locking: none. A guest and a run belong to the calling thread; different guests may be used

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Address kinds, named so a gfn is never passed where a pfn is meant (see DESIGN.md "Words"). */
+/* Address kinds, named so a gfn is never passed where a pfn is meant (docs/architecture.md, "Words"). */
 #ifndef VMMU_TYPES_H
 #define VMMU_TYPES_H
 

@@ -170,7 +170,7 @@ int vmmu_vcpu_mov_cr(struct vmmu_vcpu *vcpu, int cr, uint64_t val);   /* cr 0, 3
 int vmmu_vcpu_invlpg(struct vmmu_vcpu *vcpu, uint64_t gva);
 int vmmu_vcpu_invpcid(struct vmmu_vcpu *vcpu, unsigned type, uint16_t pcid, uint64_t gva);
 
-/* ---- statistics (names as KVM's binary stats; docs/stats.md) ---- */
+/* ---- statistics (names as KVM's binary stats; docs/user-guide.md, "The JSON object") ---- */
 
 enum vmmu_exit_reason {
 	VMMU_EXIT_PF = 0, VMMU_EXIT_EPT_VIOLATION, VMMU_EXIT_EPT_MISCONFIG, VMMU_EXIT_NPF,

@@ -2,7 +2,7 @@
 /*
  * `vmmu run WORKLOAD [options]`: run one workload of the guest model (libvmmuguest) on a VM of
  * the chosen MMU mode and print what happened: a table of the main counters, or with --json one
- * object with the keys of DESIGN.md ("vmmu run"). A progress line goes to stderr when it is a
+ * object with the keys of docs/user-guide.md ("The JSON object"). A progress line goes to stderr when it is a
  * terminal and the run lasts over a second.
  *
  * Exit codes (cli.h): 0 done; 2 bad usage or input (an unknown workload, option or parameter, a

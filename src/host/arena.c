@@ -13,7 +13,8 @@
  *    is such a head). Other fields of a frame that is no head are stale and never read. So making,
  *    splitting and merging free blocks touches only head frames' metadata: a new 64 GiB arena has
  *    64 free 1G blocks and has touched 64 entries.
- *  - frames_used is the sum of 2^order over the allocated blocks.
+ *  - frames_used is the sum of 2^order over the allocated blocks not retired (a retired block
+ *    waits for a grace period before its put: host_frame_retire).
  *
  * Locking: arena->lock guards the free lists and every change of a frame's FREE/ALLOC state.
  * refcount and info are also read without it, so both are only accessed atomically: a caller that
@@ -320,17 +321,37 @@ static bool frame_unref(struct host_arena *a, pfn_t pfn, unsigned order)
 	return __atomic_sub_fetch(&f->refcount, 1, __ATOMIC_ACQ_REL) == 0;
 }
 
-void host_frame_put(struct host_arena *a, pfn_t pfn, unsigned order)
+/* The last reference went: back to the free lists (@count: the block is still counted used). */
+static void block_release(struct host_arena *a, pfn_t pfn, unsigned order, bool count)
 {
-	assert(a && order <= HOST_MAX_ORDER);
-	if (!frame_unref(a, pfn, order))
-		return;
 	block_discard(a, pfn, 1ULL << order);
 	pthread_mutex_lock(&a->lock);
 	info_set(frame(a, pfn), 0);
-	used_add(a, -((int64_t)1 << order));
+	if (count)
+		used_add(a, -((int64_t)1 << order));
 	buddy_free(a, pfn, order);
 	pthread_mutex_unlock(&a->lock);
+}
+
+void host_frame_put(struct host_arena *a, pfn_t pfn, unsigned order)
+{
+	assert(a && order <= HOST_MAX_ORDER);
+	if (frame_unref(a, pfn, order))
+		block_release(a, pfn, order, true);
+}
+
+void host_frame_retire(struct host_arena *a, pfn_t pfn, unsigned order)
+{
+	assert(a && order <= HOST_MAX_ORDER && host_frame_refcount(a, pfn) == 1);
+	(void)pfn;
+	used_add(a, -((int64_t)1 << order));
+}
+
+void host_frame_put_retired(struct host_arena *a, pfn_t pfn, unsigned order)
+{
+	assert(a && order <= HOST_MAX_ORDER);
+	if (frame_unref(a, pfn, order))
+		block_release(a, pfn, order, false);
 }
 
 void host_frame_put_many(struct host_arena *a, const pfn_t *pfns, size_t n)

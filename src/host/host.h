@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <urcu/list.h>
+
 #include "vmmu/types.h"
 
 #define HOST_PAGE_SHIFT 12
@@ -49,6 +51,11 @@ int host_frame_alloc(struct host_arena *a, unsigned order, pfn_t *pfn);
  * returns its memory to the kernel and merges buddies. */
 void host_frame_put(struct host_arena *a, pfn_t pfn, unsigned order);
 void host_frame_get(struct host_arena *a, pfn_t pfn);
+/* A block its only holder will put after an RCU grace period (readers may still be in it): from
+ * now on it no longer counts in host_arena_frames_used(), so that figure does not depend on when
+ * the grace period ends; host_frame_put_retired() then frees it without counting it again. */
+void host_frame_retire(struct host_arena *a, pfn_t pfn, unsigned order);
+void host_frame_put_retired(struct host_arena *a, pfn_t pfn, unsigned order);
 unsigned host_frame_refcount(const struct host_arena *a, pfn_t pfn);
 /* The owner's word of an allocated block's head (the kernel's page->private): 0 at allocation,
  * read and written atomically (release/acquire), so a lockless reader that reached the frame
@@ -70,7 +77,8 @@ void *host_pfn_to_ptr(const struct host_arena *a, pfn_t pfn);
 bool host_pfn_valid(const struct host_arena *a, pfn_t pfn);    /* inside the arena and allocated */
 
 uint64_t host_arena_frames(const struct host_arena *a);        /* total 4K frames */
-uint64_t host_arena_frames_used(const struct host_arena *a);   /* allocated 4K frames */
+uint64_t host_arena_frames_used(const struct host_arena *a);   /* allocated 4K frames, less
+								  * retired ones */
 
 /* ---- the VMM address space ---- */
 
@@ -91,7 +99,7 @@ struct host_mmu_notifier_ops {
 };
 struct host_mmu_notifier {
 	const struct host_mmu_notifier_ops *ops;
-	struct host_mmu_notifier *next;   /* set by register */
+	struct cds_list_head link;        /* in the mm's list, set by register */
 };
 
 int host_mm_create(struct host_arena *a, enum host_thp thp, struct host_mm **out);

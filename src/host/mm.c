@@ -64,7 +64,7 @@ struct host_mm {
 	struct host_vma *vmas;                  /* [m] sorted by start, disjoint */
 	size_t nr_vmas;                         /* [m] */
 	size_t cap_vmas;                        /* [m] */
-	struct host_mmu_notifier *notifiers;    /* [m] in registration order */
+	struct cds_list_head notifiers;         /* [m] struct host_mmu_notifier, in registration order */
 	uint64_t rss_pages;                     /* [a] written under mm->lock */
 };
 
@@ -254,14 +254,18 @@ static int vma_gap(const struct host_mm *mm, hva_t from, uint64_t len, uint64_t 
 
 static void notify_start(struct host_mm *mm, hva_t start, hva_t end)
 {
-	for (struct host_mmu_notifier *mn = mm->notifiers; mn; mn = mn->next)
+	struct host_mmu_notifier *mn;
+
+	cds_list_for_each_entry(mn, &mm->notifiers, link)
 		if (mn->ops->invalidate_range_start)
 			mn->ops->invalidate_range_start(mn, start, end);
 }
 
 static void notify_end(struct host_mm *mm, hva_t start, hva_t end)
 {
-	for (struct host_mmu_notifier *mn = mm->notifiers; mn; mn = mn->next)
+	struct host_mmu_notifier *mn;
+
+	cds_list_for_each_entry(mn, &mm->notifiers, link)
 		if (mn->ops->invalidate_range_end)
 			mn->ops->invalidate_range_end(mn, start, end);
 }
@@ -529,6 +533,7 @@ int host_mm_create(struct host_arena *a, enum host_thp thp, struct host_mm **out
 	mm = calloc(1, sizeof(*mm));
 	if (!mm)
 		return -ENOMEM;
+	CDS_INIT_LIST_HEAD(&mm->notifiers);
 	mm->root = calloc(1, sizeof(*mm->root));
 	if (!mm->root) {
 		ret = -ENOMEM;
@@ -657,41 +662,40 @@ int host_hva_lookup(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge)
 	return ret;
 }
 
+static bool notifier_registered(struct host_mm *mm, const struct host_mmu_notifier *mn)
+{
+	struct host_mmu_notifier *pos;
+
+	cds_list_for_each_entry(pos, &mm->notifiers, link)
+		if (pos == mn)
+			return true;
+	return false;
+}
+
 void host_mmu_notifier_register(struct host_mm *mm, struct host_mmu_notifier *mn)
 {
-	struct host_mmu_notifier **p;
-
 	if (!mm || !mn || !mn->ops)
 		return;
 	pthread_mutex_lock(&mm->lock);
-	for (p = &mm->notifiers; *p && *p != mn; p = &(*p)->next)
-		;
-	/* Registering twice would make a cycle; once is what the caller meant. */
-	if (!*p) {
-		mn->next = NULL;
-		*p = mn;
-	}
+	/* Registering twice would corrupt the list; once is what the caller meant. */
+	if (!notifier_registered(mm, mn))
+		cds_list_add_tail(&mn->link, &mm->notifiers);
 	pthread_mutex_unlock(&mm->lock);
 }
 
 void host_mmu_notifier_unregister(struct host_mm *mm, struct host_mmu_notifier *mn)
 {
-	struct host_mmu_notifier **p;
-
 	if (!mm || !mn)
 		return;
 	pthread_mutex_lock(&mm->lock);
-	for (p = &mm->notifiers; *p && *p != mn; p = &(*p)->next)
-		;
-	if (*p) {
-		*p = mn->next;
-		mn->next = NULL;
-	}
+	if (notifier_registered(mm, mn))
+		cds_list_del(&mn->link);
 	pthread_mutex_unlock(&mm->lock);
 }
 
 bool host_mm_clear_young(struct host_mm *mm, hva_t start, hva_t end)
 {
+	struct host_mmu_notifier *mn;
 	bool young;
 
 	if (!mm || start >= end)
@@ -699,7 +703,7 @@ bool host_mm_clear_young(struct host_mm *mm, hva_t start, hva_t end)
 	pthread_mutex_lock(&mm->lock);
 	young = pt_young(mm->root, PT_LEVELS, 0, start, end, true);
 	/* Every notifier, not only until one says young: each must clear its own state. */
-	for (struct host_mmu_notifier *mn = mm->notifiers; mn; mn = mn->next)
+	cds_list_for_each_entry(mn, &mm->notifiers, link)
 		if (mn->ops->clear_young)
 			young |= mn->ops->clear_young(mn, start, end);
 	pthread_mutex_unlock(&mm->lock);
@@ -708,15 +712,19 @@ bool host_mm_clear_young(struct host_mm *mm, hva_t start, hva_t end)
 
 bool host_mm_test_young(struct host_mm *mm, hva_t start, hva_t end)
 {
+	struct host_mmu_notifier *mn;
 	bool young;
 
 	if (!mm || start >= end)
 		return false;
 	pthread_mutex_lock(&mm->lock);
 	young = pt_young(mm->root, PT_LEVELS, 0, start, end, false);
-	for (struct host_mmu_notifier *mn = mm->notifiers; mn && !young; mn = mn->next)
+	cds_list_for_each_entry(mn, &mm->notifiers, link) {
+		if (young)
+			break;
 		if (mn->ops->test_young)
 			young = mn->ops->test_young(mn, start, end);
+	}
 	pthread_mutex_unlock(&mm->lock);
 	return young;
 }

@@ -101,6 +101,13 @@ void memslots_synchronize(void)
 	grace_period();
 }
 
+void memslots_rcu_callback_begin(void)
+{
+#ifdef MEMSLOT_TSAN
+	__tsan_acquire(&tsan_grace_period);
+#endif
+}
+
 static struct memslot_array *array_alloc(uint32_t cap)
 {
 	struct memslot_array *a = malloc(sizeof(*a) + (size_t)cap * sizeof(a->e[0]));

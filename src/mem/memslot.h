@@ -109,6 +109,8 @@ void memslots_read_unlock(void);
 /* synchronize_rcu() with the matching ThreadSanitizer annotation: for every user of these read
  * sections that frees memory after a grace period (the MMUs). Never inside a read section. */
 void memslots_synchronize(void);
+/* The same annotation for a call_rcu callback (it runs after a grace period): call it first. */
+void memslots_rcu_callback_begin(void);
 
 static inline bool slot_is_readonly(const struct memslot *slot)
 {

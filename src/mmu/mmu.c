@@ -1,7 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The MMU's front: dispatch to the mode's implementation through its ops table (as bhyve puts
- * Intel and AMD behind one table), and what is common to all of them. See mmu.h.
+ * The MMU core (mmu_internal.h): dispatch to the mode's ops table (as bhyve puts Intel and AMD
+ * behind one table), and what every mode shares: the page fault's common steps, MMU notifiers,
+ * remote TLB flushes and the deferred free of table frames.
+ *
+ * Locking: see mmu.h. Notifiers run with the host mm's lock held and take mmu_lock under it;
+ * they never wait for a grace period (frees go through call_rcu). mmu_destroy() runs with no
+ * vCPU left and waits for every queued free (rcu_barrier).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -49,8 +54,11 @@ int mmu_create(const struct mmu_env *env, struct mmu **out)
 
 void mmu_destroy(struct mmu *m)
 {
-	if (m)
-		m->ops->destroy(m);
+	if (!m)
+		return;
+	/* The mode waits for its queued frees (rcu_barrier) before it frees its struct: the
+	 * callbacks read it, and the VM's arena goes next. */
+	m->ops->destroy(m);
 }
 
 int mmu_vcpu_init(struct mmu *m, struct mmu_vcpu *mv, struct cpu *c)
@@ -71,8 +79,15 @@ void mmu_vcpu_destroy(struct mmu_vcpu *mv)
 
 int mmu_handle_exit(struct mmu_vcpu *mv, const struct hw_exit *e, struct mmu_outcome *out)
 {
+	struct mmu_page_fault f = { .mmu = mv->mmu, .mv = mv, .e = e };
+
 	memset(out, 0, sizeof(*out));
-	return mv->mmu->ops->handle_exit(mv, e, out);
+	return mmu_pf_finish(&f, mmu_page_fault(&f), out);
+}
+
+int mmu_page_fault(struct mmu_page_fault *f)
+{
+	return f->mmu->ops->page_fault(f);
 }
 
 int mmu_guest_cr_changed(struct mmu_vcpu *mv, int cr, uint64_t old, uint64_t val)
@@ -109,4 +124,252 @@ void mmu_get_stats(struct mmu *m, struct mmu_stats *st)
 	uint64_t *dst = (uint64_t *)st;
 	for (size_t i = 0; i < sizeof(*st) / sizeof(uint64_t); i++)
 		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+}
+
+/* ---- the page fault's common steps ---- */
+
+void mmu_fault_begin(struct mmu_page_fault *f)
+{
+	f->mmu_seq = __atomic_load_n(&f->mmu->invalidate_seq, __ATOMIC_ACQUIRE);
+	f->mmu_gen = memslots_generation(f->mmu->env.slots);
+}
+
+bool mmu_fault_slot(struct mmu_page_fault *f, struct mmu_faultin *fi, gfn_t gfn)
+{
+	memset(fi, 0, sizeof(*fi));
+	fi->gfn = gfn;
+	fi->slot = gfn_to_memslot_cached(f->mmu->env.slots, &f->mv->slots, gfn);
+	return fi->slot != NULL;
+}
+
+int mmu_faultin_pfn(struct mmu_page_fault *f, struct mmu_faultin *fi, bool write)
+{
+	int rc;
+
+	fi->hva = slot_gfn_to_hva(fi->slot, fi->gfn);
+	fi->map_writable = write;
+	rc = slot_gfn_to_pfn(f->mmu->env.slots, fi->slot, fi->gfn, write, &fi->pfn, &fi->huge);
+	f->steps += mmu_pfn_lookup_steps(fi->huge);
+	if (rc == -EFAULT) {
+		/* No host memory behind the hva (munmapped): the guest sees none there. No spte
+		 * for it: a new mapping of the hva must be found by the next fault. */
+		fi->pfn_err = -EFAULT;
+		return 0;
+	}
+	return rc;
+}
+
+void mmu_count_pf_result(struct mmu *m, int ret)
+{
+	switch (ret) {
+	case RET_PF_FIXED:
+		mmu_stat_inc(m, pf_fixed);
+		break;
+	case RET_PF_SPURIOUS:
+		mmu_stat_inc(m, pf_spurious);
+		break;
+	case RET_PF_FAST:
+		mmu_stat_inc(m, pf_fast);
+		break;
+	case RET_PF_EMULATE:
+		mmu_stat_inc(m, pf_emulate);
+		break;
+	default:
+		break;
+	}
+}
+
+int mmu_pf_finish(struct mmu_page_fault *f, int ret, struct mmu_outcome *out)
+{
+	cpu_account_mmu_steps(f->mv->cpu, f->steps);
+	mmu_stat_add(f->mmu, mmu_steps, f->steps);
+	if (ret < 0)
+		return ret;
+	mmu_count_pf_result(f->mmu, ret);
+	switch (ret) {
+	case RET_PF_MMIO:
+		out->action = MMU_MMIO;
+		out->mmio_gpa = f->mmio_gpa;
+		break;
+	case RET_PF_INJECT:
+		out->action = MMU_INJECT_PF;
+		out->pf_ec = f->pf_ec;
+		out->pf_addr = f->pf_addr;
+		break;
+	case RET_PF_EMULATE:
+		out->action = MMU_EMULATED;
+		break;
+	default:
+		out->action = MMU_RETRY;
+		break;
+	}
+	return 0;
+}
+
+/* ---- remote TLB flushes ---- */
+
+void mmu_flush_remote_tlbs(struct mmu *m)
+{
+	if (m->env.flush_remote_tlbs)
+		m->env.flush_remote_tlbs(m->env.opaque);
+	mmu_stat_inc(m, remote_tlb_flush);
+}
+
+/* ---- deferred frees ---- */
+
+static void free_page_rcu_cb(struct rcu_head *head)
+{
+	struct mmu_page_free *pf = caa_container_of(head, struct mmu_page_free, rcu);
+	struct mmu *m = pf->mmu;
+
+	memslots_rcu_callback_begin();
+	host_frame_set_private(m->env.arena, pf->pfn, 0);
+	host_frame_put_retired(m->env.arena, pf->pfn, HOST_ORDER_4K);
+	m->ops->free_page(pf);
+}
+
+void mmu_free_page_rcu(struct mmu *m, struct mmu_page_free *pf, pfn_t pfn)
+{
+	pf->mmu = m;
+	pf->pfn = pfn;
+	/* Counted free from now: host_frames does not depend on when the worker runs. */
+	host_frame_retire(m->env.arena, pfn, HOST_ORDER_4K);
+	call_rcu(&pf->rcu, free_page_rcu_cb);
+}
+
+/* ---- MMU notifiers ---- */
+
+/* The gfns of @slot whose hva lies in [start, end): [*g0, *g1). False if none. */
+static bool slot_hva_range(const struct memslot *slot, hva_t start, hva_t end, gfn_t *g0,
+			   gfn_t *g1)
+{
+	const hva_t s0 = slot->userspace_addr, s1 = s0 + (slot->npages << VMMU_PAGE_SHIFT);
+
+	if (end <= s0 || start >= s1)
+		return false;
+	*g0 = slot->base_gfn + (((start > s0 ? start : s0) - s0) >> VMMU_PAGE_SHIFT);
+	*g1 = slot->base_gfn + (((end < s1 ? end : s1) - s0 + VMMU_PAGE_SIZE - 1) >> VMMU_PAGE_SHIFT);
+	return true;
+}
+
+/*
+ * Unmap every slot's gfns whose hva is in [start, end). mmu_lock exclusive. A slot being deleted
+ * or moved has left the published set before its hook zaps it, so while a memslot change is in
+ * progress (odd generation, or a different one after the walk than before) everything goes: it
+ * is rare, and correct. True: flush.
+ */
+static bool unmap_hva_range(struct mmu *m, hva_t start, hva_t end)
+{
+	struct memslots *ms = m->env.slots;
+	const struct memslot *slot;
+	struct memslot_iter si;
+	bool flush = false;
+	uint64_t gen;
+
+	memslots_read_lock();
+	gen = memslots_generation(ms);
+	memslots_for_each_in_gfn_range(slot, &si, ms, 0, ~0ULL) {
+		gfn_t g0, g1;
+
+		if (slot_hva_range(slot, start, end, &g0, &g1))
+			flush |= m->ops->unmap_gfn_range(m, slot, g0, g1);
+	}
+	if (memslot_gen_in_progress(gen) || gen != memslots_generation(ms))
+		flush |= m->ops->unmap_gfn_range(m, NULL, 0, ~0ULL);
+	memslots_read_unlock();
+	return flush;
+}
+
+/*
+ * invalidate_range_start (mm->lock held): record the range and bump in_progress first, so a fault
+ * that looked its pfn up before our unmap and installs after it sees the invalidation and retries
+ * (mmu_invalidate_retry); then unmap and flush, so no vCPU reaches the old pfns once we return.
+ * Both under mmu_lock exclusive, which orders them against every fault's check.
+ */
+static void mn_invalidate_start(struct host_mmu_notifier *mn, hva_t start, hva_t end)
+{
+	struct mmu *m = caa_container_of(mn, struct mmu, mn);
+
+	pthread_rwlock_wrlock(&m->mmu_lock);
+	if (!__atomic_load_n(&m->invalidate_in_progress, __ATOMIC_RELAXED)) {
+		m->invalidate_start = start;
+		m->invalidate_end = end;
+	} else {
+		if (start < m->invalidate_start)
+			m->invalidate_start = start;
+		if (end > m->invalidate_end)
+			m->invalidate_end = end;
+	}
+	__atomic_add_fetch(&m->invalidate_in_progress, 1, __ATOMIC_RELEASE);
+	if (unmap_hva_range(m, start, end))
+		mmu_flush_remote_tlbs(m);
+	pthread_rwlock_unlock(&m->mmu_lock);
+}
+
+/* invalidate_range_end: the sequence moves before in_progress drops, so a fault that checks after
+ * the drop still sees a changed sequence. */
+static void mn_invalidate_end(struct host_mmu_notifier *mn, hva_t start, hva_t end)
+{
+	struct mmu *m = caa_container_of(mn, struct mmu, mn);
+
+	(void)start;
+	(void)end;
+	pthread_rwlock_wrlock(&m->mmu_lock);
+	__atomic_add_fetch(&m->invalidate_seq, 1, __ATOMIC_RELEASE);
+	__atomic_sub_fetch(&m->invalidate_in_progress, 1, __ATOMIC_RELEASE);
+	pthread_rwlock_unlock(&m->mmu_lock);
+}
+
+/* Accessed state of [start, end) (KVM's kvm_age_gfn / kvm_test_age_gfn). No TLB flush, as KVM:
+ * a cached translation keeps the page looking idle a little longer, which aging tolerates. */
+static bool mn_age(struct host_mmu_notifier *mn, hva_t start, hva_t end, bool clear)
+{
+	struct mmu *m = caa_container_of(mn, struct mmu, mn);
+	struct memslots *ms = m->env.slots;
+	const struct memslot *slot;
+	struct memslot_iter si;
+	bool young = false;
+
+	if (m->ops->age_shared)
+		pthread_rwlock_rdlock(&m->mmu_lock);
+	else
+		pthread_rwlock_wrlock(&m->mmu_lock);
+	memslots_read_lock();
+	memslots_for_each_in_gfn_range(slot, &si, ms, 0, ~0ULL) {
+		gfn_t g0, g1;
+
+		if (slot_hva_range(slot, start, end, &g0, &g1))
+			young |= m->ops->age_gfn_range(m, slot, g0, g1, clear);
+	}
+	memslots_read_unlock();
+	pthread_rwlock_unlock(&m->mmu_lock);
+	return young;
+}
+
+static bool mn_clear_young(struct host_mmu_notifier *mn, hva_t start, hva_t end)
+{
+	return mn_age(mn, start, end, true);
+}
+
+static bool mn_test_young(struct host_mmu_notifier *mn, hva_t start, hva_t end)
+{
+	return mn_age(mn, start, end, false);
+}
+
+static const struct host_mmu_notifier_ops mmu_mn_ops = {
+	.invalidate_range_start = mn_invalidate_start,
+	.invalidate_range_end = mn_invalidate_end,
+	.clear_young = mn_clear_young,
+	.test_young = mn_test_young,
+};
+
+void mmu_notifier_register(struct mmu *m)
+{
+	m->mn.ops = &mmu_mn_ops;
+	host_mmu_notifier_register(m->env.mm, &m->mn);
+}
+
+void mmu_notifier_unregister(struct mmu *m)
+{
+	host_mmu_notifier_unregister(m->env.mm, &m->mn);
 }

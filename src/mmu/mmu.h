@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * mmu/: the MMU virtualization proper (DESIGN.md layer 5), entered from VM exits (vm/ hands it
+ * mmu/: the MMU virtualization proper (layer 5 of docs/architecture.md), entered from VM exits (vm/ hands it
  * what the hardware returned), from guest instructions the hypervisor intercepts (MOV CR3,
  * INVLPG, INVPCID, CR0/CR4 writes), from MMU notifiers (host/) and from memslot changes (mem/).
  *
  * One interface over the modes: the hard MMU (mmu/tdp_mmu.c: EPT and NPT direct tables) and the
  * soft MMU (mmu/shadow.c: shadow page tables). Native mode has no MMU (vm/ never creates one).
  *
- * Invariants (DESIGN.md): Isolation — every present leaf spte maps the pfn that backs its gfn now,
+ * Invariants (docs/architecture.md): Isolation — every present leaf spte maps the pfn that backs its gfn now,
  * with rights no wider than the guest PTE (soft MMU), the memslot, the host mapping and write
  * tracking allow (mmu_audit() checks every table); Coherence — once the guest changes a PTE and
  * performs the flush the architecture requires, no access uses the old translation; Accounting —

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The soft MMU (shadow paging, DESIGN.md layer 5): its ops table, creation and teardown, vCPUs,
+ * The soft MMU (shadow paging, layer 5 of docs/architecture.md): its ops table, creation and teardown, vCPUs,
  * roots with a cache of previous roots per vCPU, and the intercepted guest instructions (MOV
  * CR0/CR3/CR4, INVLPG, INVPCID). The design is in docs/soft-mmu.md; the shared structures and
  * invariants in shadow.h.
@@ -308,7 +308,6 @@ int shadow_load_root(struct shadow_vcpu *sv)
 	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
 	rc = shadow_load_root_locked(sv, false, &changed);
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
-	shadow_drain_frees(sm, false);
 	return rc;
 }
 
@@ -327,9 +326,6 @@ static int shadow_create(const struct mmu_env *env, struct mmu **out)
 	rc = -pthread_rwlock_init(&sm->mmu.mmu_lock, NULL);
 	if (rc)
 		goto out_free;
-	rc = -pthread_mutex_init(&sm->free_lock, NULL);
-	if (rc)
-		goto out_rwlock;
 	rc = htab_init(&sm->sp_hash, 10);
 	if (!rc)
 		rc = htab_init(&sm->sp_by_pfn, 10);
@@ -337,14 +333,14 @@ static int shadow_create(const struct mmu_env *env, struct mmu **out)
 		rc = htab_init(&sm->gfns, 12);
 	if (rc)
 		goto out_hash;
-	list_init(&sm->lru);
-	list_init(&sm->vcpus);
-	list_init(&sm->dead);
+	CDS_INIT_LIST_HEAD(&sm->lru);
+	CDS_INIT_LIST_HEAD(&sm->vcpus);
 	sm->arena_base = host_pfn_to_ptr(env->arena, 0);
-	/* Bit 51 is reserved (an RSVD fault) only below MAXPHYADDR 52. */
-	sm->mmio_enabled = env->cpu.maxphyaddr < 52;
+	/* MMIO sptes and SPTE_TRAP need bit 51 reserved (an RSVD fault): below MAXPHYADDR 52. */
+	spte_fmt_init(&sm->mmu.fmt, SPTE_FMT_SHADOW, env->cpu.maxphyaddr < 52);
 	/* No-trap needs the VMX PFEC filter (vm/ drops it on SVM) and a reserved bit for SPTE_TRAP. */
-	sm->notrap = (env->opts & MMU_OPT_NOTRAP) && env->host == VMMU_HOST_VMX && sm->mmio_enabled;
+	sm->notrap = (env->opts & MMU_OPT_NOTRAP) && env->host == VMMU_HOST_VMX &&
+		     sm->mmu.fmt.mmio_value;
 	sm->trap_spte = sm->notrap ? SPTE_TRAP : 0;
 
 	memslots_read_lock();
@@ -352,8 +348,7 @@ static int shadow_create(const struct mmu_env *env, struct mmu **out)
 		sm->slot_pages += slot->npages;
 	memslots_read_unlock();
 	memslots_set_ops(env->slots, &shadow_memslots_ops, sm);
-	sm->mn.ops = &shadow_mn_ops;
-	host_mmu_notifier_register(env->mm, &sm->mn);
+	mmu_notifier_register(&sm->mmu);
 	*out = &sm->mmu;
 	return 0;
 
@@ -361,8 +356,6 @@ out_hash:
 	htab_destroy(&sm->sp_hash);
 	htab_destroy(&sm->sp_by_pfn);
 	htab_destroy(&sm->gfns);
-	pthread_mutex_destroy(&sm->free_lock);
-out_rwlock:
 	pthread_rwlock_destroy(&sm->mmu.mmu_lock);
 out_free:
 	free(sm);
@@ -391,24 +384,26 @@ static void shadow_destroy(struct mmu *m)
 	struct shadow_mmu *sm = to_shadow(m);
 	struct zap_batch z = { 0 };
 
-	host_mmu_notifier_unregister(m->env.mm, &sm->mn);
+	struct shadow_vcpu *sv, *tmp;
+
+	mmu_notifier_unregister(m);
 	memslots_set_ops(m->env.slots, NULL, NULL);
 	pthread_rwlock_wrlock(&m->mmu_lock);
-	while (!list_empty(&sm->vcpus)) {
-		struct shadow_vcpu *sv = container_of(sm->vcpus.next, struct shadow_vcpu, link);
+	cds_list_for_each_entry_safe(sv, tmp, &sm->vcpus, link) {
 		shadow_vcpu_drop_roots(sm, sv);
-		list_del(&sv->link);
+		cds_list_del(&sv->link);
 		sv->mv->priv = NULL;
 		free(sv);
 	}
 	zap_all(sm, &z);
 	pthread_rwlock_unlock(&m->mmu_lock);
-	shadow_drain_frees(sm, true);
+	/* The sps queued above are freed before the MMU struct: the callbacks read it. */
+	rcu_barrier();
 	/* Nothing maps or tracks a gfn any more: every gfn_info went with its last user. */
 	for (uint64_t i = 0; i <= sm->gfns.mask; i++) {
 		struct hnode *n = sm->gfns.b[i], *next;
 		for (; n; n = next) {
-			struct gfn_info *gi = container_of(n, struct gfn_info, hash);
+			struct gfn_info *gi = caa_container_of(n, struct gfn_info, hash);
 			next = n->next;
 			free(gi->rmap.v);
 			free(gi);
@@ -417,7 +412,6 @@ static void shadow_destroy(struct mmu *m)
 	htab_destroy(&sm->sp_hash);
 	htab_destroy(&sm->sp_by_pfn);
 	htab_destroy(&sm->gfns);
-	pthread_mutex_destroy(&sm->free_lock);
 	pthread_rwlock_destroy(&m->mmu_lock);
 	free(sm);
 }
@@ -451,7 +445,7 @@ static int shadow_vcpu_init(struct mmu_vcpu *mv)
 	mv->priv = sv;
 	cpu_set_exit_controls(mv->cpu, &ctl);
 	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
-	list_add(&sm->vcpus, &sv->link);
+	cds_list_add(&sv->link, &sm->vcpus);
 	/* At reset paging is off: a direct root. A mode the soft MMU cannot shadow fails later,
 	 * at the first access. */
 	rc = shadow_load_root_locked(sv, false, &changed);
@@ -468,20 +462,10 @@ static void shadow_vcpu_destroy(struct mmu_vcpu *mv)
 		return;
 	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
 	shadow_vcpu_drop_roots(sm, sv);
-	list_del(&sv->link);
+	cds_list_del(&sv->link);
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
-	shadow_drain_frees(sm, true);
 	mv->priv = NULL;
 	free(sv);
-}
-
-static int shadow_handle_exit(struct mmu_vcpu *mv, const struct hw_exit *e,
-			      struct mmu_outcome *out)
-{
-	if (e->reason != VMMU_EXIT_PF)
-		return -EINVAL;
-	mmu_stat_inc(mv->mmu, pf_taken);
-	return shadow_page_fault(mv, e, out);
 }
 
 /* The guest flushed: sync the current root, and with @all the previous roots too. [L] */
@@ -519,7 +503,6 @@ static int shadow_cr_changed(struct mmu_vcpu *mv, int cr, uint64_t old, uint64_t
 	if (!rc && !noflush && (cr == 3 || old != val))
 		sync_roots(sm, sv, cr != 3);
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
-	shadow_drain_frees(sm, false);
 	return rc;
 }
 
@@ -605,15 +588,10 @@ static int shadow_invpcid(struct mmu_vcpu *mv, unsigned type, uint16_t pcid, gva
 }
 
 const struct mmu_ops shadow_mmu_ops = {
-	.name = "shadow",
-	.create = shadow_create,
-	.destroy = shadow_destroy,
-	.vcpu_init = shadow_vcpu_init,
-	.vcpu_destroy = shadow_vcpu_destroy,
-	.handle_exit = shadow_handle_exit,
+	MMU_MODE_OPS(shadow),
 	.cr_changed = shadow_cr_changed,
 	.invlpg = shadow_invlpg,
 	.invpcid = shadow_invpcid,
-	.audit = shadow_audit,
 	.guest_written = shadow_guest_written,
+	.age_shared = false,
 };

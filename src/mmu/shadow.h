@@ -40,8 +40,8 @@
  * Locking: everything here is guarded by mmu_lock held for writing ([L]), except the sptes
  * themselves, which the page-walk hardware of every vCPU reads at any time and on which it sets
  * Accessed/Dirty: they are read and written only through spte.h's atomics. Table frames are
- * freed only after an RCU grace period (shadow_drain_frees, never inside a read section or with
- * a lock a reader may wait for). The MMU never touches guest memory through the memslots (which
+ * freed only after an RCU grace period (mmu_free_page_rcu: the call_rcu worker frees them; no
+ * fault waits). The MMU never touches guest memory through the memslots (which
  * may fault a host page in under mm->lock) while it holds mmu_lock: MMU notifiers run under
  * mm->lock and take mmu_lock, so the order is mm->lock -> mmu_lock. Guest bytes needed under
  * mmu_lock are reached through host pointers resolved before, made safe by the invalidation
@@ -54,101 +54,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <urcu/list.h>
+
 #include "mmu/mmu_internal.h"
-#include "mmu/spte.h"
 #include "paging/paging.h"
 
-#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
-
-/* ---- the spte format (x86-64 4/5-level entries the hardware walks) ---- */
-
-#define SPTE_ENTRIES        512
-#define SPTE_PFN_MASK       0x0007fffffffff000ULL   /* bits 50:12: frames below 2^51 */
-#define SPTE_MMIO_RSVD      (1ULL << 51)            /* reserved below MAXPHYADDR 52: RSVD fault */
-/* Software bits, ignored by the hardware in every entry the soft MMU writes (9-11, 52-58). */
-#define SPTE_MMIO           (1ULL << 52)            /* a cached MMIO translation */
-#define SPTE_HOST_WRITABLE  (1ULL << 56)            /* the host mapping allows writes */
-#define SPTE_MMU_WRITABLE   (1ULL << 57)            /* writable but for dirty logging: guest
-							    * W and D, no write tracking, not a
-							    * READONLY slot (the fast page fault) */
-#define SPTE_MMIO_GEN_LO    (7ULL << 9)             /* MMIO sptes: generation bits 2:0 */
-#define SPTE_MMIO_GEN_HI    (0x3fULL << 53)         /* MMIO sptes: generation bits 8:3 */
-#define SPTE_MMIO_GEN_BITS  9
-#define SPTE_SW_MASK        (SPTE_MMIO | SPTE_HOST_WRITABLE | SPTE_MMU_WRITABLE | \
-			     SPTE_MMIO_GEN_LO | SPTE_MMIO_GEN_HI)
-#define SPTE_HW_MASK        (0xfffULL & ~(7ULL << 9)) /* P W U PWT PCD A D PS/PAT G */
-#define SPTE_PKEY_MASK      (0xfULL << 59)
-_Static_assert((SPTE_SW_MASK & (SPTE_HW_MASK | SPTE_PFN_MASK | SPTE_MMIO_RSVD | SPTE_PKEY_MASK |
-				PT64_NX_MASK)) == 0, "software spte bits overlap hardware ones");
-/* MMIO sptes reuse bits 56-57 for their generation: they are never writable. */
-
-/* A link to a lower table: everything allowed, so the leaf alone carries the rights. */
-#define SPTE_LINK_BITS (PT_PRESENT_MASK | PT_WRITABLE_MASK | PT_USER_MASK | PT_ACCESSED_MASK)
-
-static inline bool is_mmio_spte(uint64_t spte)
-{
-	return spte & SPTE_MMIO;
-}
+/* ---- the soft MMU's use of the spte vocabulary (spte.h) ---- */
 
 /*
  * No-trap non-present sptes (--opt notrap, VMX: #PF exits only with P=1, PFEC_MASK = PFEC_MATCH =
  * P). An entry of an sp is then one of: a translation or link; an MMIO spte; SPTE_TRAP, "not yet
- * shadowed" (present with a reserved bit, no SPTE_MMIO: its #PF has P|RSVD and exits); or 0,
+ * shadowed" (present with a reserved bit, no MMIO mark: its #PF has P|RSVD and exits); or 0,
  * "truly non-present": the guest entry at the same index is not present, so the guest's own #PF
  * reaches it with no exit. Without notrap, sm->trap_spte is 0 and every empty entry is 0.
  */
-#define SPTE_TRAP (PT_PRESENT_MASK | SPTE_MMIO_RSVD)
-
-/* Present to the hardware and a real translation or link (not MMIO, not a trap). */
-static inline bool is_shadow_present_pte(uint64_t spte)
-{
-	return (spte & PT_PRESENT_MASK) && !(spte & SPTE_MMIO_RSVD);
-}
-
-/* The soft MMU maps 4K only: a present spte at level 1 is a leaf, above it a link. */
-static inline bool is_last_spte(uint64_t spte, int level)
-{
-	return level == 1 || (spte & PT_PAGE_SIZE_MASK);
-}
-
-static inline bool is_writable_pte(uint64_t spte)
-{
-	return spte & PT_WRITABLE_MASK;
-}
-
-static inline pfn_t spte_to_pfn(uint64_t spte)
-{
-	return (spte & SPTE_PFN_MASK) >> 12;
-}
-
-static inline uint64_t mmio_gen_of(uint64_t memslot_gen)
-{
-	/* A stable generation is even and grows by 2: count changes, keep the low bits. */
-	return (memslot_gen >> 1) & ((1ULL << SPTE_MMIO_GEN_BITS) - 1);
-}
-
-static inline uint64_t make_mmio_spte(gfn_t gfn, uint64_t memslot_gen)
-{
-	uint64_t g = mmio_gen_of(memslot_gen);
-	return PT_PRESENT_MASK | SPTE_MMIO_RSVD | SPTE_MMIO | ((gfn << 12) & SPTE_PFN_MASK) |
-	       ((g & 7) << 9) | ((g >> 3) << 53);
-}
-
-static inline gfn_t mmio_spte_gfn(uint64_t spte)
-{
-	return (spte & SPTE_PFN_MASK) >> 12;
-}
-
-static inline uint64_t mmio_spte_gen(uint64_t spte)
-{
-	return ((spte >> 9) & 7) | (((spte >> 53) & 0x3f) << 3);
-}
-
-/* Index of @gva in a table of @level (1..5) the hardware walks (a 32-bit address too). */
-static inline unsigned spte_index(gva_t gva, int level)
-{
-	return (unsigned)(gva >> (12 + 9 * (level - 1))) & (SPTE_ENTRIES - 1);
-}
+#define SPTE_TRAP (PT_PRESENT_MASK | SPTE_RSVD_51)
+_Static_assert(!(SPTE_TRAP & (SPTE_MMU_PRESENT_MASK | SPTE_MMIO_MASK)),
+	       "a trap is neither present nor MMIO");
 
 /* ---- shadow pages ---- */
 
@@ -205,10 +127,6 @@ struct htab {
 	uint64_t n;
 };
 
-struct list_node {
-	struct list_node *prev, *next;
-};
-
 /* A growable array of spte pointers (rmap entries, parent links). */
 struct sptep_vec {
 	uint64_t **v;
@@ -221,8 +139,8 @@ struct sptep_vec {
 struct shadow_page {
 	struct hnode hash;                /* [L] in sm->sp_hash, key gfn (unlinked when invalid) */
 	struct hnode by_pfn;              /* [L] in sm->sp_by_pfn, key pfn */
-	struct list_node lru;             /* [L] in sm->lru, most recently used first; [F] in
-					   * sm->dead once zapped and unreferenced */
+	struct cds_list_head lru;         /* [L] in sm->lru, most recently used first */
+	struct mmu_page_free free;        /* once zapped and unreferenced: queued for freeing */
 	gfn_t gfn;                        /* [c] */
 	union sp_role role;               /* [c] */
 	pfn_t pfn;                        /* [c] the table frame */
@@ -252,7 +170,7 @@ struct gfn_info {
 
 /* Per-vCPU soft MMU state (mmu_vcpu.priv). [o] owned by the vCPU thread; [L] mmu_lock. */
 struct shadow_vcpu {
-	struct list_node link;            /* [L] in sm->vcpus */
+	struct cds_list_head link;        /* [L] in sm->vcpus */
 	struct mmu_vcpu *mv;              /* [c] */
 	struct shadow_page *root;         /* [L] the loaded root (holds a root_count) */
 	int root_levels;                  /* [o] 4 or 5, as given to the hardware */
@@ -272,32 +190,27 @@ struct shadow_vcpu {
 
 /* The soft MMU. Legend as above; [F] free_lock. */
 struct shadow_mmu {
-	struct mmu mmu;                   /* must be first (mmu_internal.h) */
-	struct host_mmu_notifier mn;      /* [c] registered on env.mm */
+	struct mmu mmu;                   /* the core's part (mmu.fmt: SPTE_FMT_SHADOW) */
 	struct htab sp_hash;              /* [L] valid sps by gfn */
 	struct htab sp_by_pfn;            /* [L] every sp (invalid roots too) by table frame */
 	struct htab gfns;                 /* [L] struct gfn_info by gfn */
-	struct list_node lru;             /* [L] valid sps */
-	struct list_node vcpus;           /* [L] struct shadow_vcpu */
+	struct cds_list_head lru;         /* [L] valid sps */
+	struct cds_list_head vcpus;       /* [L] struct shadow_vcpu */
 	uint64_t nr_sps;                  /* [L] valid sps in the hash (PAE root helpers apart) */
 	uint64_t nr_helpers;              /* [L] PAE root helper pages */
 	uint64_t nr_leaves;               /* [L] present leaf sptes (= rmap entries) */
 	uint64_t slot_pages;              /* [L] pages in memslots: the default limit scales */
 	uint64_t changes;                 /* [L] bumped on every change: audit snapshots */
-	bool mmio_enabled;                /* [c] MAXPHYADDR < 52: bit 51 faults as reserved */
 	bool notrap;                      /* [c] --opt notrap in effect (VMX, mmio_enabled) */
 	uint64_t nr_logging_slots;        /* [L] written, read atomically: slots logging dirty */
 	uint64_t nr_unsync;               /* [L] unsync sps */
 	uint64_t trap_spte;               /* [c] an empty entry: SPTE_TRAP with notrap, else 0 */
 	uint8_t *arena_base;              /* [c] host address of hpa 0 */
-	pthread_mutex_t free_lock;
-	struct list_node dead;            /* [F] zapped sps (linked by lru) awaiting a grace period */
-	uint32_t nr_dead;                 /* [F] */
 };
 
 static inline struct shadow_mmu *to_shadow(struct mmu *m)
 {
-	return container_of(m, struct shadow_mmu, mmu);
+	return caa_container_of(m, struct shadow_mmu, mmu);
 }
 
 /* What a batch of zaps needs done before the lock is dropped. */
@@ -323,31 +236,6 @@ static inline struct hnode *htab_next(struct hnode *n, uint64_t key)
 /* Every node with @key. The body must not remove nodes. */
 #define htab_for_each_key(t, pos, k) \
 	for ((pos) = htab_first((t), (k)); (pos); (pos) = htab_next((pos), (k)))
-
-static inline void list_init(struct list_node *h)
-{
-	h->prev = h->next = h;
-}
-
-static inline bool list_empty(const struct list_node *h)
-{
-	return h->next == h;
-}
-
-static inline void list_add(struct list_node *h, struct list_node *n)
-{
-	n->next = h->next;
-	n->prev = h;
-	h->next->prev = n;
-	h->next = n;
-}
-
-static inline void list_del(struct list_node *n)
-{
-	n->prev->next = n->next;
-	n->next->prev = n->prev;
-	n->prev = n->next = n;
-}
 
 int sptep_vec_add(struct sptep_vec *v, uint64_t *sptep);
 bool sptep_vec_del(struct sptep_vec *v, uint64_t *sptep);
@@ -458,12 +346,6 @@ static inline uint64_t sp_gpte_rsvd(const struct cpu_model *cpu, union sp_role r
 				  gpte & PT_PAGE_SIZE_MASK);
 }
 
-/* Index of @sptep in its table. */
-static inline unsigned sptep_index(const uint64_t *sptep)
-{
-	return (unsigned)(((uintptr_t)sptep & 0xfff) / sizeof(uint64_t));
-}
-
 /* The gfn the leaf at @idx of @sp maps. */
 static inline gfn_t sp_leaf_gfn(const struct shadow_page *sp, unsigned idx)
 {
@@ -531,9 +413,8 @@ void zap_gfn_range(struct shadow_mmu *sm, gfn_t start, gfn_t end, struct zap_bat
 void zap_all(struct shadow_mmu *sm, struct zap_batch *z);
 /* Finish a batch under the lock: flush remote TLBs if needed. [L] */
 void zap_batch_commit(struct shadow_mmu *sm, struct zap_batch *z);
-/* Free queued frames after a grace period. Outside read sections and mmu_lock. */
-void shadow_drain_frees(struct shadow_mmu *sm, bool force);
-void shadow_remote_flush(struct shadow_mmu *sm);
+/* ops->free_page: the struct of an sp whose frame went back after its grace period. */
+void shadow_free_page(struct mmu_page_free *pf);
 
 static inline void shadow_changed(struct shadow_mmu *sm)
 {
@@ -557,7 +438,8 @@ bool shadow_root_current(struct shadow_vcpu *sv);
 
 /* ---- shadow_fault.c ---- */
 
-int shadow_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, struct mmu_outcome *out);
+/* ops->page_fault: a #PF exit (shadow_fault.c's file comment has its two phases). */
+int shadow_page_fault(struct mmu_page_fault *pf);
 /* The rights a 64-bit guest entry gives (ACC_*), as the walker folds them. */
 static inline unsigned gpte_access64(uint64_t gpte, bool nx)
 {
@@ -575,7 +457,10 @@ static inline unsigned gpte_access64(uint64_t gpte, bool nx)
 
 extern const struct memslots_ops shadow_memslots_ops;
 void shadow_guest_written(struct mmu *m, gpa_t gpa, uint64_t len);
-extern const struct host_mmu_notifier_ops shadow_mn_ops;
+/* The core's notifier hooks (mmu_internal.h). [L] */
+bool shadow_unmap_gfn_range(struct mmu *m, const struct memslot *slot, gfn_t start, gfn_t end);
+bool shadow_age_gfn_range(struct mmu *m, const struct memslot *slot, gfn_t start, gfn_t end,
+			  bool clear);
 
 /* ---- shadow_audit.c ---- */
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The soft MMU's audit: the Isolation invariant of DESIGN.md over every shadow table, and the
+ * The soft MMU's audit: the Isolation invariant (docs/architecture.md) over every shadow table, and the
  * invariants of shadow.h that it rests on. Returns 0, or -EFAULT with the first violation in
  * @why. Callable at any time; meant for tests (after each step) and `vmmu run --audit`.
  *
@@ -99,8 +99,9 @@ static unsigned root_refs(struct shadow_mmu *sm, const struct shadow_page *sp)
 {
 	unsigned n = 0;
 
-	for (struct list_node *l = sm->vcpus.next; l != &sm->vcpus; l = l->next) {
-		struct shadow_vcpu *sv = container_of(l, struct shadow_vcpu, link);
+	struct shadow_vcpu *sv;
+
+	cds_list_for_each_entry(sv, &sm->vcpus, link) {
 		if (sp->role.passthrough) {      /* the vCPU's PAE root pages: its own */
 			n += sv->pae_pml4 == sp || sv->pae_pdpt == sp;
 			continue;
@@ -138,9 +139,8 @@ static int check_sp_sptes(struct audit *a, struct shadow_page *sp, uint64_t *lea
 			return fail(a, "invalid sp gfn %#" PRIx64 " level %d role %#x: spte %u present",
 				    SPF(sp), i);
 		if (is_mmio_spte(s)) {
-			const uint64_t need = PT_PRESENT_MASK | SPTE_MMIO_RSVD | SPTE_MMIO;
-			if (level != 1 || (s & need) != need || !sm->mmio_enabled ||
-			    (s & (PT_WRITABLE_MASK | PT_USER_MASK)))
+			if (level != 1 || !sm->mmu.fmt.mmio_value ||
+			    (s & ~SPTE_MMIO_GEN_MASK) != make_mmio_spte(&sm->mmu.fmt, mmio_spte_gfn(s), 0))
 				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: malformed MMIO spte "
 					    "%u = %#" PRIx64, SPF(sp), i, s);
 			r.kind = REC_MMIO;
@@ -148,10 +148,10 @@ static int check_sp_sptes(struct audit *a, struct shadow_page *sp, uint64_t *lea
 			record(a, &r);
 			continue;
 		}
-		if (!(s & PT_PRESENT_MASK))
+		if (!(s & PT_PRESENT_MASK) || !is_shadow_present_pte(s))
 			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: spte %u = %#" PRIx64
 				    " not present but not zero", SPF(sp), i, s);
-		if (s & SPTE_MMIO_RSVD)
+		if (s & SPTE_RSVD_51)
 			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: spte %u = %#" PRIx64
 				    " has a reserved bit", SPF(sp), i, s);
 		if (!host_pfn_valid(sm->mmu.env.arena, spte_to_pfn(s)))
@@ -169,8 +169,8 @@ static int check_sp_sptes(struct audit *a, struct shadow_page *sp, uint64_t *lea
 				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: link %u to sp gfn %#"
 					    PRIx64 " level %d role %#x without its parent link",
 					    SPF(sp), i, SPF(c));
-			if ((s & (SPTE_LINK_BITS & ~PT_ACCESSED_MASK)) !=
-			    (SPTE_LINK_BITS & ~PT_ACCESSED_MASK) || (s & PT64_NX_MASK))
+			const uint64_t link = sm->mmu.fmt.table_bits & ~PT_ACCESSED_MASK;
+			if ((s & link) != link || (s & PT64_NX_MASK))
 				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: link %u = %#" PRIx64
 					    " restricts rights", SPF(sp), i, s);
 			/* A flush syncs what the marks lead to: one missing would leave an unsync
@@ -253,12 +253,15 @@ static int audit_locked(struct audit *a)
 	uint64_t nsps = 0, nlru = 0, indirect = 0, tracked = 0, leaves = 0, rmaps = 0, helpers = 0;
 	int rc;
 
-	for (struct list_node *l = sm->lru.next; l != &sm->lru; l = l->next)
+	struct cds_list_head *l;
+	struct shadow_vcpu *sv;
+
+	cds_list_for_each(l, &sm->lru)
 		nlru++;
 	/* Every sp, valid and invalid, is in sp_by_pfn. */
 	for (uint64_t b = 0; b <= sm->sp_by_pfn.mask; b++) {
 		for (struct hnode *n = sm->sp_by_pfn.b[b]; n; n = n->next) {
-			struct shadow_page *sp = container_of(n, struct shadow_page, by_pfn);
+			struct shadow_page *sp = caa_container_of(n, struct shadow_page, by_pfn);
 			unsigned refs = root_refs(sm, sp);
 
 			if (sp->pfn != n->key || !host_pfn_valid(sm->mmu.env.arena, sp->pfn) ||
@@ -326,7 +329,7 @@ static int audit_locked(struct audit *a)
 	/* The hash holds exactly the valid sps (each found under its own gfn). */
 	for (uint64_t b = 0; b <= sm->sp_hash.mask; b++)
 		for (struct hnode *n = sm->sp_hash.b[b]; n; n = n->next) {
-			struct shadow_page *sp = container_of(n, struct shadow_page, hash);
+			struct shadow_page *sp = caa_container_of(n, struct shadow_page, hash);
 			if (sp->invalid || n->key != sp->gfn || pfn_to_sp(sm, sp->pfn) != sp)
 				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: hashed wrongly",
 					    SPF(sp));
@@ -334,11 +337,11 @@ static int audit_locked(struct audit *a)
 	/* Write tracking: each gfn counts exactly the indirect sps shadowing it. */
 	for (uint64_t b = 0; b <= sm->gfns.mask; b++) {
 		for (struct hnode *n = sm->gfns.b[b]; n; n = n->next) {
-			struct gfn_info *gi = container_of(n, struct gfn_info, hash);
+			struct gfn_info *gi = caa_container_of(n, struct gfn_info, hash);
 			struct hnode *h;
 			uint32_t k = 0;
 			htab_for_each_key(&sm->sp_hash, h, n->key) {
-				struct shadow_page *s = container_of(h, struct shadow_page, hash);
+				struct shadow_page *s = caa_container_of(h, struct shadow_page, hash);
 				k += !s->role.direct && !s->unsync;
 			}
 			if (k != gi->write_track)
@@ -368,8 +371,7 @@ static int audit_locked(struct audit *a)
 			    PRIu64 ", pages_4k %" PRIu64, leaves, rmaps, sm->nr_leaves,
 			    sm->mmu.st.pages_4k);
 	/* Every vCPU root is alive. */
-	for (struct list_node *l = sm->vcpus.next; l != &sm->vcpus; l = l->next) {
-		struct shadow_vcpu *sv = container_of(l, struct shadow_vcpu, link);
+	cds_list_for_each_entry(sv, &sm->vcpus, link) {
 		if (sv->root && (pfn_to_sp(sm, sv->root->pfn) != sv->root ||
 				 sv->root->role.level != sv->root_levels))
 			return fail(a, "a vCPU's root is not a live sp of its level");
@@ -410,7 +412,7 @@ static int check_rec(struct audit *a, const struct audit_rec *r, uint64_t mgen)
 		return 0;
 	}
 	if (r->kind == REC_MMIO) {
-		if (!memslot_gen_in_progress(mgen) && mmio_spte_gen(r->spte) == mmio_gen_of(mgen) &&
+		if (mmio_spte_current(r->spte, mgen) &&
 		    gfn_to_memslot(sm->mmu.env.slots, r->gfn))
 			return fail(a, "sp gfn %#" PRIx64 " level %d: current MMIO spte %u for gfn %#" PRIx64
 				    ", which a memslot holds", (uint64_t)r->sp_gfn, level, r->idx,

@@ -49,10 +49,7 @@ struct fault_part {
 	bool walked;
 	enum walk_status ws;
 	struct walk_result w;             /* the guest walk */
-	const struct memslot *slot;       /* NULL: no memslot (MMIO) */
-	int pfn_err;                      /* 0, or -EFAULT: no host memory behind the slot */
-	pfn_t pfn;
-	bool host_writable;               /* pfn was looked up for writing */
+	struct mmu_faultin fi;            /* its gfn's slot and frame (fi.slot NULL: MMIO) */
 	uint8_t *host;                    /* the page's bytes */
 };
 
@@ -70,26 +67,23 @@ struct prefetch_ent {
 	bool host_writable;
 };
 
+/* A fault of the soft MMU: the core's (f.pf: the exit, write, sequence and generation snapshots,
+ * steps), and the guest walk of each part. */
 struct fault {
+	struct mmu_page_fault *pf;
 	struct shadow_mmu *sm;
 	struct shadow_vcpu *sv;
 	struct cpu *cpu;
 	const struct hw_exit *e;
 	unsigned access;                  /* PFERR_WRITE / PFERR_FETCH | WALK_IMPLICIT */
 	bool write, user;
-	uint64_t seq;                     /* invalidation sequence before any pfn lookup */
-	uint64_t mgen;                    /* memslot generation before any slot lookup */
 	unsigned nparts, fp;              /* parts; the one that faulted */
 	struct fault_part part[2];
 	void *gptep[PT_MAX_LEVELS + 1];   /* host address of each entry the fp walk read */
 	unsigned gpte_size;               /* 4 (32-bit paging) or 8: bytes of a guest entry */
-	uint64_t steps;                   /* handler steps, charged to the vCPU */
 	unsigned nprefetch;               /* --opt prefetch: neighbours found in phase 1 */
 	struct prefetch_ent prefetch[PREFETCH_GROUP - 1];
 };
-
-/* Outcomes of the locked phase beside an mmu_action. */
-enum { FIX_DONE = 0, FIX_AGAIN };
 
 /* The guest entry at @level the walk read, as it is now. */
 static uint64_t fault_gpte_now(const struct fault *f, int level)
@@ -134,32 +128,23 @@ static void fault_parts(struct fault *f)
 	}
 }
 
-/* Slot and host frame of a walked part. Inside the read section. */
+/* Slot and host frame of a walked part (the core's mmu_fault_slot and mmu_faultin_pfn). Inside
+ * the read section. */
 static int fault_resolve(struct fault *f, struct fault_part *p)
 {
-	struct memslots *ms = f->sm->mmu.env.slots;
-	gfn_t gfn = p->w.gpa >> 12;
 	const struct walk_result *w = &p->w;
 	bool leaf_d = w->level == 0 || (w->gpte[w->level] & PT_DIRTY_MASK);
 	int rc;
 
-	p->slot = gfn_to_memslot(ms, gfn);
-	if (!p->slot)
+	if (!mmu_fault_slot(f->pf, &p->fi, p->w.gpa >> 12))
 		return 0;
 	/* Ask the host for a writable page whenever the spte may be writable. (A KSM-aware host
 	 * would tell whether a read lookup is writable, as KVM's hva_to_pfn does.) */
-	p->host_writable = !slot_is_readonly(p->slot) &&
-			   (f->write || (leaf_d && (w->access & ACC_WRITE)));
-	bool huge = false;
-	rc = slot_gfn_to_pfn(ms, p->slot, gfn, p->host_writable, &p->pfn, &huge);
-	f->steps += mmu_pfn_lookup_steps(huge);
-	if (rc == -EFAULT) {
-		p->pfn_err = -EFAULT;    /* the slot's hva has no memory: reads as none (MMIO) */
-		return 0;
-	}
-	if (rc)
+	rc = mmu_faultin_pfn(f->pf, &p->fi, !slot_is_readonly(p->fi.slot) &&
+					     (f->write || (leaf_d && (w->access & ACC_WRITE))));
+	if (rc || p->fi.pfn_err)
 		return rc;
-	p->host = host_pfn_to_ptr(f->sm->mmu.env.arena, p->pfn);
+	p->host = host_pfn_to_ptr(f->sm->mmu.env.arena, p->fi.pfn);
 	return p->host ? 0 : -EFAULT;
 }
 
@@ -179,7 +164,7 @@ static void notrap_fill(struct fault *f, struct shadow_page *sp, const uint64_t 
 		if (!(gpte & PT_PRESENT_MASK) && spte_read(&sp->spt[i]) == SPTE_TRAP)
 			spte_write(&sp->spt[i], 0);
 	}
-	f->steps += SPTE_ENTRIES / 8;      /* one step per cache line of guest entries */
+	f->pf->steps += SPTE_ENTRIES / 8;   /* one step per cache line of guest entries */
 	shadow_changed(f->sm);
 }
 
@@ -188,7 +173,8 @@ static void notrap_fill(struct fault *f, struct shadow_page *sp, const uint64_t 
  * to the table of level @stop (1: the level-1 table; higher for a guest entry found not present
  * there, under notrap). At each indirect level the guest entry must still be what the walk read:
  * its table is write-tracked by then (sp_get flushed any TLB that still allowed writing it), so
- * the match holds until we drop mmu_lock. FIX_AGAIN if it does not.
+ * the match holds until we drop mmu_lock. RET_PF_CONTINUE with *@leaf_sp, RET_PF_RETRY if an
+ * entry changed, or -ENOMEM.
  */
 static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **leaf_sp,
 		 struct zap_batch *z, int stop)
@@ -203,9 +189,9 @@ static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **lea
 			sp_touch(sm, sp);
 		if (!sp->role.direct && !sp->role.passthrough) {
 			uint64_t now = fault_gpte_now(f, level);
-			f->steps++;
+			f->pf->steps++;
 			if (now != w->gpte[level])
-				return FIX_AGAIN;
+				return RET_PF_RETRY;
 		}
 		if (level == stop)
 			break;
@@ -281,13 +267,13 @@ static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **lea
 			rc = sp_link(sm, sptep, child);
 			if (rc)
 				return rc;
-			f->steps++;
+			f->pf->steps++;
 		}
 		sp = child;
 		level--;
 	}
 	*leaf_sp = sp;
-	return FIX_DONE;
+	return RET_PF_CONTINUE;
 }
 
 /*
@@ -366,7 +352,7 @@ static void pte_write(struct fault *f, gfn_t gfn, const uint8_t *page, uint32_t 
 
 	mmu_stat_inc(&sm->mmu, mmu_pte_write);
 	htab_for_each_key(&sm->sp_hash, n, gfn) {
-		struct shadow_page *sp = container_of(n, struct shadow_page, hash);
+		struct shadow_page *sp = caa_container_of(n, struct shadow_page, hash);
 		unsigned first, last;
 		/* A 32-bit table's sp sees only the entries of its quadrant: a store elsewhere in
 		 * the page is no write to it (nor counts towards flooding it). */
@@ -394,7 +380,7 @@ static void pte_write(struct fault *f, gfn_t gfn, const uint8_t *page, uint32_t 
 			spte_drop(sm, sp, &sp->spt[i]);
 			if (want != sm->trap_spte)
 				spte_write(&sp->spt[i], want);
-			f->steps++;
+			f->pf->steps++;
 		}
 	}
 	for (unsigned i = 0; i < nflood; i++) {
@@ -427,9 +413,10 @@ static void unprotect_gfn(struct shadow_mmu *sm, gfn_t gfn, struct zap_batch *z)
  * work when the page is shadowed again on the way (a root in use, or a table on the store's own
  * translation path): after UNPROTECT_TRIES in a row the access fails with -EOPNOTSUPP rather than
  * spin. Doing it right needs vm/ to take an MMIO exit for the second part of a store whose first
- * part the MMU performed (docs/soft-mmu.md).
+ * part the MMU performed (docs/soft-mmu.md). Returns RET_PF_EMULATE, RET_PF_RETRY (unshadowed)
+ * or -EOPNOTSUPP.
  */
-static int emulate_write(struct fault *f, struct zap_batch *z, enum mmu_action *action)
+static int emulate_write(struct fault *f, struct zap_batch *z)
 {
 	struct shadow_mmu *sm = f->sm;
 	const uint8_t *data = f->e->data;
@@ -437,8 +424,8 @@ static int emulate_write(struct fault *f, struct zap_batch *z, enum mmu_action *
 
 	for (unsigned i = 0; ok && i < f->nparts; i++) {
 		const struct fault_part *p = &f->part[i];
-		ok = p->walked && p->ws == WALK_OK && p->slot && !p->pfn_err &&
-		     !slot_is_readonly(p->slot) && p->host;
+		ok = p->walked && p->ws == WALK_OK && p->fi.slot && !p->fi.pfn_err &&
+		     !slot_is_readonly(p->fi.slot) && p->host;
 	}
 	if (!ok) {
 		if (f->sv->unprotect_gva == f->e->gva && ++f->sv->unprotect_tries >= UNPROTECT_TRIES)
@@ -450,22 +437,19 @@ static int emulate_write(struct fault *f, struct zap_batch *z, enum mmu_action *
 		for (unsigned i = 0; i < f->nparts; i++)
 			if (f->part[i].walked && f->part[i].ws == WALK_OK)
 				unprotect_gfn(sm, f->part[i].w.gpa >> 12, z);
-		*action = MMU_RETRY;
-		return 0;
+		return RET_PF_RETRY;
 	}
 	for (unsigned i = 0; i < f->nparts; i++) {
 		struct fault_part *p = &f->part[i];
 		gfn_t gfn = p->w.gpa >> 12;
 		store_atomic(p->host + (p->w.gpa & 0xfff), data + p->off, p->len);
-		if (slot_logs_dirty(p->slot))
-			slot_mark_dirty(p->slot, gfn);
+		if (slot_logs_dirty(p->fi.slot))
+			slot_mark_dirty(p->fi.slot, gfn);
 		if (gfn_write_tracked(sm, gfn))
 			pte_write(f, gfn, p->host, (uint32_t)(p->w.gpa & 0xfff), p->len, z);
 	}
-	mmu_stat_inc(&sm->mmu, pf_emulate);
 	f->sv->unprotect_tries = 0;
-	*action = MMU_EMULATED;
-	return 0;
+	return RET_PF_EMULATE;
 }
 
 /*
@@ -488,8 +472,8 @@ static void prefetch_gather(struct fault *f, struct fault_part *p)
 	const void *table = NULL;
 
 	f->nprefetch = 0;
-	if (!(f->sm->mmu.env.opts & MMU_OPT_PREFETCH) || p->ws != WALK_OK || !p->slot ||
-	    p->pfn_err || w->root_level == 0 || w->level < 1)
+	if (!(f->sm->mmu.env.opts & MMU_OPT_PREFETCH) || p->ws != WALK_OK || !p->fi.slot ||
+	    p->fi.pfn_err || w->root_level == 0 || w->level < 1)
 		return;
 	if (w->level == 1) {
 		if (!f->gptep[1])
@@ -498,7 +482,7 @@ static void prefetch_gather(struct fault *f, struct fault_part *p)
 		/* 32-bit page tables have no reserved bits. */
 		if (f->gpte_size == 8)
 			rsvd = paging_rsvd_mask64(g, paging_mode_of(g), 1, false);
-		f->steps++;                /* the group is one 64-byte line of the guest table */
+		f->pf->steps++;             /* the group is one 64-byte line of the guest table */
 	}
 	for (unsigned j = first; j < first + PREFETCH_GROUP; j++) {
 		struct prefetch_ent *pe = &f->prefetch[f->nprefetch];
@@ -530,6 +514,20 @@ static void prefetch_gather(struct fault *f, struct fault_part *p)
 	}
 }
 
+/* The leaf spte for a guest page: @acc the rights (ACC_*), W only with @writable; MMU-writable
+ * and host-writable as given; G and the protection key the guest leaf's. */
+static uint64_t shadow_leaf_spte(const struct shadow_mmu *sm, pfn_t pfn, unsigned acc,
+				 bool writable, bool mmu_w, bool host_writable, bool global,
+				 unsigned pkey)
+{
+	const struct spte_leaf l = {
+		.pfn = pfn, .level = 1, .access = acc, .writable = writable, .mmu_writable = mmu_w,
+		.host_writable = host_writable, .dirty = writable, .global = global, .pkey = pkey,
+	};
+
+	return make_leaf_spte(&sm->mmu.fmt, &l);
+}
+
 /*
  * PTE prefetch, phase 2 (under mmu_lock, after the faulting leaf went in): map the neighbours
  * phase 1 found whose sptes are still empty, if their guest entries are unchanged (the guest
@@ -543,8 +541,8 @@ static int prefetch_install(struct fault *f, struct shadow_page *sp)
 	for (unsigned i = 0; i < f->nprefetch; i++) {
 		const struct prefetch_ent *pe = &f->prefetch[i];
 		uint64_t *sptep = &sp->spt[pe->idx];
-		unsigned acc;
-		uint64_t g = 0, key;
+		unsigned acc, key;
+		bool g;
 
 		if (spte_read(sptep) != sm->trap_spte)
 			continue;                 /* mapped, MMIO, or known not present */
@@ -554,84 +552,78 @@ static int prefetch_install(struct fault *f, struct shadow_page *sp)
 				continue;
 			acc = sp->role.access & gpte_access64(now, sp->role.efer_nx);
 			g = now & PT_GLOBAL_MASK;
-			key = now & SPTE_PKEY_MASK;
+			key = (unsigned)((now & SPTE_PKEY_MASK) >> SPTE_PKEY_SHIFT);
 		} else {
 			acc = sp->role.access;
-			g = sp->role.guest_global ? PT_GLOBAL_MASK : 0;
-			key = (uint64_t)sp->role.guest_pkey << 59;
+			g = sp->role.guest_global;
+			key = sp->role.guest_pkey;
 		}
 		bool ro = slot_is_readonly(pe->slot);
 		bool tracked = gfn_write_tracked(sm, pe->gfn);
 		bool dirty = sp->role.direct || (pe->gpte & PT_DIRTY_MASK);
 		bool mmu_w = (acc & ACC_WRITE) && dirty && pe->host_writable && !tracked && !ro;
 		bool writable = mmu_w && !slot_logs_dirty(pe->slot);
-		uint64_t spte = (pe->pfn << 12) | PT_PRESENT_MASK | PT_ACCESSED_MASK |
-				(writable ? PT_WRITABLE_MASK | PT_DIRTY_MASK : 0) |
-				((acc & ACC_USER) ? PT_USER_MASK : 0) |
-				((acc & ACC_EXEC) ? 0 : PT64_NX_MASK) | g | key |
-				(pe->host_writable ? SPTE_HOST_WRITABLE : 0) |
-				(mmu_w ? SPTE_MMU_WRITABLE : 0);
+		uint64_t spte = shadow_leaf_spte(sm, pe->pfn, acc, writable, mmu_w,
+						 pe->host_writable, g, key);
 		int rc = leaf_set(sm, sp, sptep, pe->gfn, spte);
 		if (rc)
 			return rc;
-		f->steps++;
+		f->pf->steps++;
 	}
 	return 0;
 }
 
-/* Install the leaf for part @p in @sp and decide what the access does next (*@action). [L] */
+/* Install the leaf for part @p in @sp and decide what the access does next. [L] Returns
+ * RET_PF_FIXED, RET_PF_MMIO, RET_PF_EMULATE, RET_PF_RETRY or -errno. */
 static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *sp,
-		    struct zap_batch *z, enum mmu_action *action)
+		    struct zap_batch *z)
 {
 	struct shadow_mmu *sm = f->sm;
 	uint64_t *sptep = &sp->spt[spte_index(p->gva, 1)];
 	const struct walk_result *w = &p->w;
+	const struct memslot *slot = p->fi.slot;
 	gfn_t gfn = w->gpa >> 12;
 	uint64_t old = spte_read(sptep);
 	bool emulate;
 	int rc;
 
-	if (!p->slot) {
+	if (!slot) {
 		/* MMIO: cache it, tagged with the generation read before the slot lookup. */
 		if (is_mmio_spte(old) && mmio_spte_gfn(old) == gfn &&
-		    !memslot_gen_in_progress(f->mgen) && mmio_spte_gen(old) == mmio_gen_of(f->mgen))
-			goto mmio;                /* still valid (a split access came this way) */
+		    mmio_spte_current(old, f->pf->mmu_gen))
+			return RET_PF_MMIO;       /* still valid (a split access came this way) */
 		if (old)
 			spte_drop(sm, sp, sptep);
-		if (sm->mmio_enabled && !memslot_gen_in_progress(f->mgen)) {
-			spte_write(sptep, make_mmio_spte(gfn, f->mgen));
+		if (sm->mmu.fmt.mmio_value && !memslot_gen_in_progress(f->pf->mmu_gen)) {
+			spte_write(sptep, make_mmio_spte(&sm->mmu.fmt, gfn, f->pf->mmu_gen));
 			shadow_changed(sm);
 			mmu_stat_inc(&sm->mmu, pf_mmio_spte_created);
-			f->steps++;
+			f->pf->steps++;
 		}
-		goto mmio;
+		return RET_PF_MMIO;
 	}
-	if (p->pfn_err) {
+	if (p->fi.pfn_err) {
 		if (old)
 			spte_drop(sm, sp, sptep);
-		goto mmio;
+		return RET_PF_MMIO;
 	}
 
 	unsigned acc = leaf_access(f, sp, p, &emulate);
 	bool leaf_d = w->level == 0 || (w->gpte[w->level] & PT_DIRTY_MASK);
-	bool ro = slot_is_readonly(p->slot);
+	bool ro = slot_is_readonly(slot);
 	bool tracked = gfn_write_tracked(sm, gfn);
 	/* MMU-writable: only dirty logging keeps W off (the fast page fault gives it back). */
-	bool mmu_w = (acc & ACC_WRITE) && leaf_d && p->host_writable && !tracked && !ro;
-	bool writable = mmu_w && (!slot_logs_dirty(p->slot) || f->write);
+	bool mmu_w = (acc & ACC_WRITE) && leaf_d && p->fi.map_writable && !tracked && !ro;
+	bool writable = mmu_w && (!slot_logs_dirty(slot) || f->write);
 	/*
 	 * Dirty only when writable. The TLB serves a write only from an entry cached dirty, and the
 	 * hardware model checks a TLB hit against the guest's CR0.WP (a WP=0 supervisor write hits a
 	 * read-only entry) where a real CPU running this shadow has WP=1: a clean read-only spte
 	 * makes every write through it walk, fault and exit, as write tracking needs.
 	 */
-	uint64_t spte = (p->pfn << 12) | PT_PRESENT_MASK | PT_ACCESSED_MASK |
-			(writable ? PT_WRITABLE_MASK | PT_DIRTY_MASK : 0) |
-			((acc & ACC_USER) ? PT_USER_MASK : 0) | ((acc & ACC_EXEC) ? 0 : PT64_NX_MASK) |
-			((w->level && (w->gpte[w->level] & PT_GLOBAL_MASK)) ? PT_GLOBAL_MASK : 0) |
-			((uint64_t)(w->pkey & 0xf) << 59) |
-			(p->host_writable ? SPTE_HOST_WRITABLE : 0) |
-			(mmu_w ? SPTE_MMU_WRITABLE : 0);
+	uint64_t spte = shadow_leaf_spte(sm, p->fi.pfn, acc, writable, mmu_w, p->fi.map_writable,
+					 w->level && (w->gpte[w->level] & PT_GLOBAL_MASK),
+					 w->pkey & 0xf);
 
 	/* The same translation already there (another vCPU fixed it, or a stale TLB entry). */
 	if (is_shadow_present_pte(old) &&
@@ -640,56 +632,52 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 	rc = leaf_set(sm, sp, sptep, gfn, spte);
 	if (rc)
 		return rc;
-	f->steps++;
-	if (writable && slot_logs_dirty(p->slot))
-		slot_mark_dirty(p->slot, gfn);
+	f->pf->steps++;
+	if (writable && slot_logs_dirty(slot))
+		slot_mark_dirty(slot, gfn);
 
 	if (f->write && !writable) {
 		if (ro)
-			goto mmio;                /* a write to a READONLY slot: as KVM, an MMIO exit */
+			return RET_PF_MMIO;       /* a write to a READONLY slot: as KVM, an MMIO exit */
 		/* --opt unsync: a write to a last-level guest table shadowed nowhere else lets the
 		 * table go unsync and the write run natively (the leaf is made again, writable). */
 		if (tracked && !emulate && f->nparts == 1 && (acc & ACC_WRITE) && leaf_d &&
-		    p->host_writable && !(f->e->ec & PFERR_PK) &&
+		    p->fi.map_writable && !(f->e->ec & PFERR_PK) &&
 		    (sm->mmu.env.opts & MMU_OPT_UNSYNC) &&
 		    sp_try_unsync(sm, gfn, p->host))
-			return fix_leaf(f, p, sp, z, action);
+			return fix_leaf(f, p, sp, z);
 		if (tracked || emulate)
-			return emulate_write(f, z, action);
+			return emulate_write(f, z);
 	}
 	/* The hardware (CR0.WP=1) refused a write for a protection key that the guest (WP=0: PKRU.WD
 	 * binds supervisor writes only with WP) allows: only emulation can perform it. */
 	if (f->write && (f->e->ec & PFERR_PK))
-		return emulate_write(f, z, action);
-	mmu_stat_inc(&sm->mmu, pf_fixed);
-	*action = MMU_RETRY;
-	return prefetch_install(f, sp);
-mmio:
-	*action = MMU_MMIO;
-	return 0;
+		return emulate_write(f, z);
+	rc = prefetch_install(f, sp);
+	return rc ? rc : RET_PF_FIXED;
 }
 
-static void out_pf(struct mmu_outcome *out, const struct walk_result *w)
+static int inject_pf(struct fault *f, const struct walk_result *w)
 {
-	out->action = MMU_INJECT_PF;
-	out->pf_ec = w->ec;
-	out->pf_addr = w->addr;
+	f->pf->pf_ec = w->ec;
+	f->pf->pf_addr = w->addr;
+	return RET_PF_INJECT;
 }
 
 /* A present spte with a reserved bit: a cached MMIO translation, valid if its generation is (or,
- * under notrap, SPTE_TRAP somewhere on the path: not MMIO, the full path shadows it). */
-static int mmio_fault(struct fault *f, struct mmu_outcome *out, bool *handled)
+ * under notrap, SPTE_TRAP somewhere on the path: not MMIO, the full path shadows it).
+ * RET_PF_MMIO or RET_PF_INJECT if handled, RET_PF_CONTINUE for the full path, or -errno. */
+static int mmio_fault(struct fault *f)
 {
 	struct shadow_mmu *sm = f->sm;
 	struct shadow_page *sp;
 	uint64_t spte = 0, *sptep = NULL;
 	struct walk_result w;
 
-	*handled = false;
 	/* An access crossing pages translates both parts before anything moves: a #PF on the other
 	 * part comes before this MMIO exit, and its walk sets A/D. The full path does that. */
 	if (f->nparts > 1)
-		return 0;
+		return RET_PF_CONTINUE;
 	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
 	sp = shadow_root_current(f->sv) ? f->sv->root : NULL;
 	for (int level = sp ? sp->role.level : 0; sp && level >= 1; level--) {
@@ -701,54 +689,46 @@ static int mmio_fault(struct fault *f, struct mmu_outcome *out, bool *handled)
 	}
 	if (!sp || !is_mmio_spte(spte)) {
 		pthread_rwlock_unlock(&sm->mmu.mmu_lock);
-		return 0;
+		return RET_PF_CONTINUE;
 	}
-	uint64_t gen = memslots_generation(sm->mmu.env.slots);
-	if (memslot_gen_in_progress(gen) || mmio_spte_gen(spte) != mmio_gen_of(gen)) {
+	if (!mmio_spte_current(spte, memslots_generation(sm->mmu.env.slots))) {
 		/* Stale: a memslot changed since; look again. */
 		spte_write(sptep, sm->trap_spte);
 		shadow_changed(sm);
 		pthread_rwlock_unlock(&sm->mmu.mmu_lock);
-		return 0;
+		return RET_PF_CONTINUE;
 	}
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
 
 	/* The guest's rights and A/D bits still apply to an MMIO access. */
 	enum walk_status ws = paging_walk(&f->cpu->guest, &slots_gmem_ops, sm->mmu.env.slots, f->e->gva, f->access,
 					  &w);
-	f->steps += w.refs;
-	if (ws == WALK_PF) {
-		out_pf(out, &w);
-		*handled = true;
-		return 0;
-	}
+	f->pf->steps += w.refs;
+	if (ws == WALK_PF)
+		return inject_pf(f, &w);
 	if (ws != WALK_OK)
 		return ws == WALK_ABORT ? (w.abort_err ? w.abort_err : -EIO) : -EIO;
 	if ((w.gpa >> 12) != mmio_spte_gfn(spte))
-		return 0;                  /* the guest entry changed: the full path decides */
-	out->action = MMU_MMIO;
-	out->mmio_gpa = w.gpa;
-	*handled = true;
-	return 0;
+		return RET_PF_CONTINUE;    /* the guest entry changed: the full path decides */
+	f->pf->mmio_gpa = w.gpa;
+	return RET_PF_MMIO;
 }
 
-/* Walk the parts that need it. A guest fault on one (in order) is the outcome. */
-static int fault_walk(struct fault *f, struct mmu_outcome *out, bool *injected)
+/* Walk the parts that need it. A guest fault on one (in order) is the outcome: RET_PF_INJECT;
+ * else RET_PF_CONTINUE, or -errno. */
+static int fault_walk(struct fault *f)
 {
-	*injected = false;
 	for (unsigned i = 0; i < f->nparts; i++) {
 		struct fault_part *p = &f->part[i];
 		p->ws = paging_walk(&f->cpu->guest, &slots_gmem_ops, f->sm->mmu.env.slots, p->gva,
 				    f->access, &p->w);
 		p->walked = true;
-		f->steps += p->w.refs;
+		f->pf->steps += p->w.refs;
 		switch (p->ws) {
 		case WALK_OK:
 			break;
 		case WALK_PF:
-			out_pf(out, &p->w);
-			*injected = true;
-			return 0;
+			return inject_pf(f, &p->w);
 		case WALK_GP:
 			/* The hardware raises #GP before any exit; a part the hardware did not reach
 			 * yet is left to it (the emulation gives up on it). */
@@ -759,7 +739,7 @@ static int fault_walk(struct fault *f, struct mmu_outcome *out, bool *injected)
 			return p->w.abort_err ? p->w.abort_err : -EIO;
 		}
 	}
-	return 0;
+	return RET_PF_CONTINUE;
 }
 
 /*
@@ -781,25 +761,26 @@ static int fault_walk(struct fault *f, struct mmu_outcome *out, bool *injected)
  * fast path to direct sps for this; only a change and a change back inside the window, with
  * identical sptes, could still mark the other alias, whose host page is the same. Write
  * tracking's protection takes MMU_WRITABLE away by compare-and-swap too, so a leaf we fix was
- * untracked at that instant; the tracker's flush follows. Returns true if fixed.
+ * untracked at that instant; the tracker's flush follows. Returns RET_PF_FAST if fixed, else
+ * RET_PF_CONTINUE (the slow path decides).
  */
-static bool fast_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, uint64_t *steps)
+static int fast_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, uint64_t *steps)
 {
 	struct shadow_vcpu *sv = mv->priv;
 	struct shadow_mmu *sm = to_shadow(mv->mmu);
 	uint32_t ec = e->ec;
-	bool fixed = false;
+	int ret = RET_PF_CONTINUE;
 
 	if (!(sm->mmu.env.opts & MMU_OPT_FASTPF) ||
 	    (ec & ~(uint32_t)PFERR_USER) != (PFERR_PRESENT | PFERR_WRITE))
-		return false;
+		return RET_PF_CONTINUE;
 	/* Only dirty logging leaves MMU-writable leaves read-only (no access tracking here): with
 	 * no slot logging, every such fault is for the slow path (a racy read: the checks below
 	 * are what make a fix correct). */
 	if (!__atomic_load_n(&sm->nr_logging_slots, __ATOMIC_RELAXED))
-		return false;
+		return RET_PF_CONTINUE;
 	if (e->access_len && ((e->access_gva & 0xfff) + e->access_len > 4096))
-		return false;              /* a page-crossing store: the slow path orders its parts */
+		return RET_PF_CONTINUE;    /* a page-crossing store: the slow path orders its parts */
 	memslots_read_lock();
 	/* The root the hardware runs on: only this vCPU's thread changes sv->root. */
 	struct shadow_page *sp = sv->root;
@@ -814,9 +795,8 @@ static bool fast_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, uint64
 			break;
 		sp = pfn_to_sp(sm, spte_to_pfn(old));
 	}
-	if (!sp || !sptep || is_writable_pte(old) ||
-	    (old & (SPTE_MMU_WRITABLE | SPTE_HOST_WRITABLE)) !=
-	    (SPTE_MMU_WRITABLE | SPTE_HOST_WRITABLE) ||
+	if (!sp || !sptep || is_writable_pte(old) || !is_mmu_writable_spte(old) ||
+	    !(old & SPTE_HOST_WRITABLE) ||
 	    ((ec & PFERR_USER) && !(old & PT_USER_MASK)) ||
 	    (!(ec & PFERR_USER) && (old & PT_USER_MASK) && (mv->cpu->guest.cr4 & X86_CR4_SMAP)))
 		goto out;                  /* not only W missing: SMAP may refuse it too */
@@ -835,10 +815,10 @@ static bool fast_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, uint64
 			slot_mark_dirty(s2, now);
 	}
 	shadow_changed(sm);
-	fixed = true;
+	ret = RET_PF_FAST;
 out:
 	memslots_read_unlock();
-	return fixed;
+	return ret;
 }
 
 /*
@@ -855,7 +835,7 @@ static bool table_is_unsync(struct shadow_mmu *sm, gfn_t gfn)
 	if (!sm->nr_unsync)
 		return false;
 	htab_for_each_key(&sm->sp_hash, n, gfn)
-		if (container_of(n, struct shadow_page, hash)->unsync)
+		if (caa_container_of(n, struct shadow_page, hash)->unsync)
 			return true;
 	return false;
 }
@@ -891,21 +871,20 @@ static void notrap_install(struct fault *f, struct fault_part *p)
 		f->gptep[l] = ptr;
 	}
 	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
-	if (__atomic_load_n(&sm->mmu.invalidate_in_progress, __ATOMIC_ACQUIRE) ||
-	    __atomic_load_n(&sm->mmu.invalidate_seq, __ATOMIC_ACQUIRE) != f->seq ||
+	if (mmu_invalidate_retry(&sm->mmu, f->pf->mmu_seq, MMU_HVA_ANY) ||
 	    !shadow_root_current(f->sv))
 		goto out;
 	/* An unsync table traps until it syncs (sp_notrap_ok): spare the chain walk. */
 	if (w->level == 1 && table_is_unsync(sm, table))
 		goto out;
 	make_mmu_pages_available(sm, (unsigned)f->sv->root->role.level, &z);
-	if (fetch(f, p, &sp, &z, w->level) == FIX_DONE && sp->role.level == (unsigned)w->level &&
-	    sp_notrap_ok(sm, sp)) {
+	if (fetch(f, p, &sp, &z, w->level) == RET_PF_CONTINUE &&
+	    sp->role.level == (unsigned)w->level && sp_notrap_ok(sm, sp)) {
 		uint64_t *sptep = &sp->spt[spte_index(p->gva, w->level)];
 		if (spte_read(sptep) == SPTE_TRAP) {
 			spte_write(sptep, 0);
 			shadow_changed(sm);
-			f->steps++;
+			f->pf->steps++;
 		}
 	}
 out:
@@ -913,73 +892,20 @@ out:
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
 }
 
-int shadow_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, struct mmu_outcome *out)
+/* The locked phase: the chain from the root, the leaf, what the access does next. [L] */
+static int fault_locked(struct fault *f, struct fault_part *p, struct zap_batch *z)
 {
-	struct shadow_vcpu *sv = mv->priv;
-	struct shadow_mmu *sm = to_shadow(mv->mmu);
-	struct fault f = { .sm = sm, .sv = sv, .cpu = mv->cpu, .e = e };
-	struct zap_batch z = { 0 };
+	struct shadow_mmu *sm = f->sm;
 	struct shadow_page *leaf_sp;
-	struct fault_part *p;
-	enum mmu_action action = MMU_RETRY;
-	bool injected;
-	int rc = 0;
+	int rc;
 
-	f.access = e->access;
-	f.write = e->access & PFERR_WRITE;
-	f.user = !(e->access & WALK_IMPLICIT) && f.cpu->guest.cpl == 3;
-	f.gpte_size = paging_mode_of(&f.cpu->guest) == PAGING_32 ? 4 : 8;
-	fault_parts(&f);
-	p = &f.part[f.fp];
-
-	if (fast_page_fault(mv, e, &f.steps)) {
-		mmu_stat_inc(&sm->mmu, pf_fast);
-		out->action = MMU_RETRY;
-		goto out_steps;
-	}
-	if (e->ec & PFERR_RSVD) {
-		bool handled;
-		rc = mmio_fault(&f, out, &handled);
-		if (rc || handled)
-			goto out_steps;
-	}
-
-	memslots_read_lock();
-	f.seq = __atomic_load_n(&sm->mmu.invalidate_seq, __ATOMIC_ACQUIRE);
-	f.mgen = memslots_generation(sm->mmu.env.slots);
-	rc = fault_walk(&f, out, &injected);
-	if (!rc && injected && sm->notrap && f.nparts == 1 && !(out->pf_ec & PFERR_PRESENT))
-		notrap_install(&f, p);
-	if (rc || injected)
-		goto out_unlock_read;
-
-	for (unsigned i = 0; i < f.nparts; i++) {
-		if (f.part[i].ws != WALK_OK)
-			continue;
-		rc = fault_resolve(&f, &f.part[i]);
-		if (rc)
-			goto out_unlock_read;
-	}
-	for (int l = p->w.root_level; l >= p->w.level && l >= 1; l--) {
-		void *ptr;
-		if (l == 3 && paging_mode_of(&f.cpu->guest) == PAGING_PAE)
-			continue;              /* a PDPTE register: nothing in memory to re-check */
-		if (memslots_gpa_to_ptr(sm->mmu.env.slots, p->w.pte_gpa[l], f.gpte_size, false,
-					&ptr))
-			goto out_unlock_read;      /* gone since the walk: retry */
-		f.gptep[l] = ptr;
-	}
-	prefetch_gather(&f, p);
-
-	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
 	/* A host page the walk or lookup used may have changed since: start over. */
-	if (__atomic_load_n(&sm->mmu.invalidate_in_progress, __ATOMIC_ACQUIRE) ||
-	    __atomic_load_n(&sm->mmu.invalidate_seq, __ATOMIC_ACQUIRE) != f.seq)
-		goto out_unlock;
-	if (!shadow_root_current(sv)) {
+	if (mmu_invalidate_retry(&sm->mmu, f->pf->mmu_seq, MMU_HVA_ANY))
+		return RET_PF_RETRY;
+	if (!shadow_root_current(f->sv)) {
 		bool changed;
-		rc = shadow_load_root_locked(sv, false, &changed);
-		goto out_unlock;
+		rc = shadow_load_root_locked(f->sv, false, &changed);
+		return rc ? rc : RET_PF_RETRY;
 	}
 	/*
 	 * A store crossing into MMIO (or read-only, or unbacked memory) from a RAM page: vm/ stores
@@ -987,29 +913,86 @@ int shadow_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, struct mmu_o
 	 * shadow the RAM page again (if it is one of that part's guest tables) and make that store
 	 * exit again, for ever: no chain, no MMIO spte then.
 	 */
-	if (f.write && f.nparts == 2 && f.fp == 1 &&
-	    (!p->slot || p->pfn_err || slot_is_readonly(p->slot))) {
-		action = MMU_MMIO;
-		goto out_unlock;
+	if (f->write && f->nparts == 2 && f->fp == 1 &&
+	    (!p->fi.slot || p->fi.pfn_err || slot_is_readonly(p->fi.slot)))
+		return RET_PF_MMIO;
+	make_mmu_pages_available(sm, (unsigned)f->sv->root->role.level, z);
+	rc = fetch(f, p, &leaf_sp, z, 1);
+	if (rc != RET_PF_CONTINUE)
+		return rc;
+	return fix_leaf(f, p, leaf_sp, z);
+}
+
+/* A #PF exit: the two phases of the file comment. */
+static int shadow_fault(struct fault *f)
+{
+	struct shadow_mmu *sm = f->sm;
+	struct fault_part *p = &f->part[f->fp];
+	struct zap_batch z = { 0 };
+	int rc;
+
+	rc = fast_page_fault(f->pf->mv, f->e, &f->pf->steps);
+	if (rc != RET_PF_CONTINUE)
+		return rc;
+	if (f->e->ec & PFERR_RSVD) {
+		rc = mmio_fault(f);
+		if (rc != RET_PF_CONTINUE)
+			return rc;
 	}
-	make_mmu_pages_available(sm, (unsigned)sv->root->role.level, &z);
-	rc = fetch(&f, p, &leaf_sp, &z, 1);
-	if (rc == FIX_DONE)
-		rc = fix_leaf(&f, p, leaf_sp, &z, &action);
-	else if (rc == FIX_AGAIN)
-		rc = 0;
-out_unlock:
+
+	memslots_read_lock();
+	mmu_fault_begin(f->pf);
+	rc = fault_walk(f);
+	if (rc == RET_PF_INJECT && sm->notrap && f->nparts == 1 && !(f->pf->pf_ec & PFERR_PRESENT))
+		notrap_install(f, p);
+	if (rc != RET_PF_CONTINUE)
+		goto out_unlock_read;
+
+	for (unsigned i = 0; i < f->nparts; i++) {
+		if (f->part[i].ws != WALK_OK)
+			continue;
+		rc = fault_resolve(f, &f->part[i]);
+		if (rc)
+			goto out_unlock_read;
+	}
+	for (int l = p->w.root_level; l >= p->w.level && l >= 1; l--) {
+		void *ptr;
+		if (l == 3 && paging_mode_of(&f->cpu->guest) == PAGING_PAE)
+			continue;              /* a PDPTE register: nothing in memory to re-check */
+		if (memslots_gpa_to_ptr(sm->mmu.env.slots, p->w.pte_gpa[l], f->gpte_size, false,
+					&ptr)) {
+			rc = RET_PF_RETRY;     /* gone since the walk */
+			goto out_unlock_read;
+		}
+		f->gptep[l] = ptr;
+	}
+	prefetch_gather(f, p);
+
+	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
+	rc = fault_locked(f, p, &z);
 	zap_batch_commit(sm, &z);
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
-	if (!rc) {
-		out->action = action;
-		if (action == MMU_MMIO)
-			out->mmio_gpa = p->w.gpa;
-	}
+	if (rc == RET_PF_MMIO)
+		f->pf->mmio_gpa = p->w.gpa;
 out_unlock_read:
 	memslots_read_unlock();
-out_steps:
-	cpu_account_mmu_steps(f.cpu, f.steps);
-	shadow_drain_frees(sm, false);
 	return rc;
+}
+
+int shadow_page_fault(struct mmu_page_fault *pf)
+{
+	const struct hw_exit *e = pf->e;
+	struct fault f = {
+		.pf = pf, .sm = to_shadow(pf->mmu), .sv = pf->mv->priv, .cpu = pf->mv->cpu, .e = e,
+		.access = e->access, .write = e->access & PFERR_WRITE,
+	};
+
+	if (e->reason != VMMU_EXIT_PF)
+		return -EINVAL;
+	mmu_stat_inc(pf->mmu, pf_taken);
+	pf->write = f.write;
+	f.user = !(e->access & WALK_IMPLICIT) && f.cpu->guest.cpl == 3;
+	f.gpte_size = paging_mode_of(&f.cpu->guest) == PAGING_32 ? 4 : 8;
+	fault_parts(&f);
+	return shadow_fault(&f);
 }

@@ -1,19 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * What the soft MMU hears from below: memslot changes and dirty-log harvests (mem/), and MMU
- * notifiers (host/).
+ * notifiers (host/, through the core's notifier: mmu.c).
  *  - DELETE/MOVE: every leaf mapping a gfn of the old slot goes, and every sp shadowing one (its
  *    table's bytes are gone or elsewhere); CREATE needs nothing (MMIO sptes of the new gfns carry
  *    an older generation, so they are stale); FLAGS_ONLY with dirty logging turned on
- *    write-protects the slot's leaves. The generation of MMIO sptes has 9 bits: when it wraps,
- *    everything is zapped (as KVM), so a stale tag can never look current.
- *  - Notifier invalidate_range_start: the same zap for the gfns whose hva is in the range, and
- *    the invalidation protocol of mmu_internal.h so a racing fault retries.
+ *    write-protects the slot's leaves. When the generation tag of MMIO sptes wraps
+ *    (mmio_gen_wraps), everything is zapped (as KVM), so a stale tag can never look current.
+ *  - Notifier invalidate_range_start (shadow_unmap_gfn_range): the same zap for the gfns whose
+ *    hva is in the range; the core runs the invalidation protocol so a racing fault retries.
+ *  - Notifier clear/test young (shadow_age_gfn_range): the Accessed bits of the leaves.
  *  - vmmu_write_guest (user space writing guest memory, which write tracking does not see):
  *    under notrap the written entries' truly non-present sptes trap again (shadow_guest_written).
- * Locking: hooks run with ms->lock held outside any read section; notifiers with mm->lock held
- * (so the notifier never waits for a grace period: freed frames wait for the next drain). Both
- * take mmu_lock for writing and flush remote TLBs before dropping it.
+ * Locking: hooks run with ms->lock held outside any read section; notifiers with mm->lock held.
+ * Both run with mmu_lock held for writing and flush remote TLBs before it is dropped; neither
+ * waits for a grace period (zapped frames go through call_rcu).
  */
 #include "mmu/shadow.h"
 
@@ -58,13 +59,11 @@ static void shadow_slot_change(void *opaque, const struct memslot *old, const st
 			write_protect_range(sm, new->base_gfn, slot_end_gfn(new), &flush);
 		break;
 	}
-	/* The generation this change ends with is the current (odd) one + 1. */
-	if (sm->mmio_enabled && mmio_gen_of(memslots_generation(sm->mmu.env.slots) + 1) == 0)
+	if (sm->mmu.fmt.mmio_value && mmio_gen_wraps(memslots_generation(sm->mmu.env.slots)))
 		zap_all(sm, &z);
 	z.flush |= flush;
 	zap_batch_commit(sm, &z);
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
-	shadow_drain_frees(sm, true);
 }
 
 static void shadow_dirty_log_protect(void *opaque, const struct memslot *slot,
@@ -79,7 +78,7 @@ static void shadow_dirty_log_protect(void *opaque, const struct memslot *slot,
 			flush |= write_protect_gfn(sm, slot->base_gfn + w * 64 +
 						   (unsigned)__builtin_ctzll(bits), true);
 	if (flush)
-		shadow_remote_flush(sm);
+		mmu_flush_remote_tlbs(&sm->mmu);
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
 }
 
@@ -88,123 +87,39 @@ const struct memslots_ops shadow_memslots_ops = {
 	.dirty_log_protect = shadow_dirty_log_protect,
 };
 
-/* ---- MMU notifiers ---- */
+/* ---- MMU notifiers (the core's hooks) ---- */
 
-static struct shadow_mmu *mn_to_shadow(struct host_mmu_notifier *mn)
+bool shadow_unmap_gfn_range(struct mmu *m, const struct memslot *slot, gfn_t start, gfn_t end)
 {
-	return container_of(mn, struct shadow_mmu, mn);
-}
-
-/* Call @fn on the gfn range of every slot whose hvas meet [start, end). Inside a read section. */
-static void for_each_gfn_range_of_hva(struct shadow_mmu *sm, hva_t start, hva_t end,
-				      void (*fn)(struct shadow_mmu *, gfn_t, gfn_t, void *),
-				      void *arg)
-{
-	struct memslot_iter it;
-	const struct memslot *slot;
-
-	memslots_for_each_in_gfn_range(slot, &it, sm->mmu.env.slots, 0, ~0ULL) {
-		hva_t s = slot->userspace_addr, e = s + (slot->npages << 12);
-		hva_t lo = start > s ? start : s, hi = end < e ? end : e;
-		if (lo >= hi)
-			continue;
-		fn(sm, slot->base_gfn + ((lo - s) >> 12), slot->base_gfn + ((hi - s + 4095) >> 12),
-		   arg);
-	}
-}
-
-static void zap_range_cb(struct shadow_mmu *sm, gfn_t start, gfn_t end, void *arg)
-{
-	zap_gfn_range(sm, start, end, arg);
-}
-
-static void shadow_invalidate_range_start(struct host_mmu_notifier *mn, hva_t start, hva_t end)
-{
-	struct shadow_mmu *sm = mn_to_shadow(mn);
 	struct zap_batch z = { 0 };
 
-	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
-	if (__atomic_load_n(&sm->mmu.invalidate_in_progress, __ATOMIC_RELAXED) == 0) {
-		sm->mmu.invalidate_start = start;
-		sm->mmu.invalidate_end = end;
-	} else {
-		if (start < sm->mmu.invalidate_start)
-			sm->mmu.invalidate_start = start;
-		if (end > sm->mmu.invalidate_end)
-			sm->mmu.invalidate_end = end;
-	}
-	__atomic_add_fetch(&sm->mmu.invalidate_in_progress, 1, __ATOMIC_SEQ_CST);
-	memslots_read_lock();
-	for_each_gfn_range_of_hva(sm, start, end, zap_range_cb, &z);
-	memslots_read_unlock();
-	zap_batch_commit(sm, &z);
-	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
+	(void)slot;
+	zap_gfn_range(to_shadow(m), start, end, &z);
+	return z.flush;
 }
-
-static void shadow_invalidate_range_end(struct host_mmu_notifier *mn, hva_t start, hva_t end)
-{
-	struct shadow_mmu *sm = mn_to_shadow(mn);
-
-	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
-	__atomic_add_fetch(&sm->mmu.invalidate_seq, 1, __ATOMIC_SEQ_CST);
-	__atomic_sub_fetch(&sm->mmu.invalidate_in_progress, 1, __ATOMIC_SEQ_CST);
-	shadow_changed(sm);
-	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
-}
-
-struct young_arg {
-	bool clear;
-	bool young;
-};
 
 /* The hardware sets Accessed in leaf sptes: that is the page's age (KVM's kvm_age_rmap). */
-static void young_cb(struct shadow_mmu *sm, gfn_t start, gfn_t end, void *arg)
+bool shadow_age_gfn_range(struct mmu *m, const struct memslot *slot, gfn_t start, gfn_t end,
+			  bool clear)
 {
-	struct young_arg *y = arg;
+	struct shadow_mmu *sm = to_shadow(m);
+	bool young = false;
 
+	(void)slot;
 	for (gfn_t g = start; g < end; g++) {
 		struct gfn_info *gi = gfn_info_find(sm, g);
 		for (uint32_t i = 0; gi && i < gi->rmap.n; i++) {
 			uint64_t *sptep = gi->rmap.v[i];
 			uint64_t old = spte_read(sptep);
 			while (old & PT_ACCESSED_MASK) {
-				y->young = true;
-				if (!y->clear || spte_cmpxchg(sptep, &old, old & ~PT_ACCESSED_MASK))
+				young = true;
+				if (!clear || spte_cmpxchg(sptep, &old, old & ~PT_ACCESSED_MASK))
 					break;
 			}
 		}
 	}
+	return young;
 }
-
-static bool shadow_age(struct host_mmu_notifier *mn, hva_t start, hva_t end, bool clear)
-{
-	struct shadow_mmu *sm = mn_to_shadow(mn);
-	struct young_arg y = { .clear = clear };
-
-	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
-	memslots_read_lock();
-	for_each_gfn_range_of_hva(sm, start, end, young_cb, &y);
-	memslots_read_unlock();
-	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
-	return y.young;
-}
-
-static bool shadow_clear_young(struct host_mmu_notifier *mn, hva_t start, hva_t end)
-{
-	return shadow_age(mn, start, end, true);
-}
-
-static bool shadow_test_young(struct host_mmu_notifier *mn, hva_t start, hva_t end)
-{
-	return shadow_age(mn, start, end, false);
-}
-
-const struct host_mmu_notifier_ops shadow_mn_ops = {
-	.invalidate_range_start = shadow_invalidate_range_start,
-	.invalidate_range_end = shadow_invalidate_range_end,
-	.clear_young = shadow_clear_young,
-	.test_young = shadow_test_young,
-};
 
 /*
  * User space wrote guest memory. A guest entry it made present behind a truly non-present spte
@@ -226,7 +141,7 @@ void shadow_guest_written(struct mmu *m, gpa_t gpa, uint64_t len)
 		uint64_t hi = gfn == (gpa + len - 1) >> 12 ? (gpa + len - 1) & 0xfff : 0xfff;
 
 		htab_for_each_key(&sm->sp_hash, n, gfn) {
-			struct shadow_page *sp = container_of(n, struct shadow_page, hash);
+			struct shadow_page *sp = caa_container_of(n, struct shadow_page, hash);
 			unsigned first, last;
 			if (sp->role.direct ||
 			    !sp_sptes_of_bytes(sp, (uint32_t)lo, (uint32_t)(hi - lo + 1), &first, &last))

@@ -3,14 +3,11 @@
  * Shadow pages: the hash by (gfn, role), the frame -> sp map, the LRU and its page limit, parent
  * links, the rmap (gfn -> leaf sptes), write tracking, zapping and the deferred freeing of table
  * frames. Invariants: shadow.h. Locking: every function here runs with mmu_lock held for
- * writing, except the frame draining (shadow_drain_frees), which runs with no lock held and
- * outside every RCU read section.
+ * writing, except shadow_free_page, which the call_rcu worker runs after a grace period.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <urcu-bp.h>
 
 #include "mmu/shadow.h"
 
@@ -154,7 +151,7 @@ struct shadow_page *sptep_to_sp(struct shadow_mmu *sm, const uint64_t *sptep)
 struct gfn_info *gfn_info_find(struct shadow_mmu *sm, gfn_t gfn)
 {
 	struct hnode *n = htab_first(&sm->gfns, gfn);
-	return n ? container_of(n, struct gfn_info, hash) : NULL;
+	return n ? caa_container_of(n, struct gfn_info, hash) : NULL;
 }
 
 static struct gfn_info *gfn_info_get(struct shadow_mmu *sm, gfn_t gfn)
@@ -187,7 +184,7 @@ unsigned sps_of_gfn(struct shadow_mmu *sm, gfn_t gfn, struct shadow_page **out, 
 	unsigned k = 0;
 
 	htab_for_each_key(&sm->sp_hash, n, gfn) {
-		struct shadow_page *sp = container_of(n, struct shadow_page, hash);
+		struct shadow_page *sp = caa_container_of(n, struct shadow_page, hash);
 		if (!sp->role.direct && k < max)
 			out[k++] = sp;
 	}
@@ -257,7 +254,7 @@ static int account_shadowed(struct shadow_mmu *sm, gfn_t gfn)
 	if (gi->write_track++ == 0 && write_protect_gfn(sm, gfn, false)) {
 		/* A vCPU's TLB may still allow the write: the flush must precede the caller's
 		 * check that the guest table is unchanged. */
-		shadow_remote_flush(sm);
+		mmu_flush_remote_tlbs(&sm->mmu);
 	}
 	return 0;
 }
@@ -450,14 +447,17 @@ static void sp_free_struct(struct shadow_page *sp)
 	free(sp);
 }
 
-/* The frame goes back after a grace period: a vCPU's page-walk hardware may be reading it. */
+void shadow_free_page(struct mmu_page_free *pf)
+{
+	sp_free_struct(caa_container_of(pf, struct shadow_page, free));
+}
+
+/* The frame goes back after a grace period: a vCPU's page-walk hardware, or a fast page fault,
+ * may be reading it (and its sp, through the frame's private word). */
 static void sp_queue_free(struct shadow_mmu *sm, struct shadow_page *sp)
 {
 	htab_del(&sm->sp_by_pfn, &sp->by_pfn);
-	pthread_mutex_lock(&sm->free_lock);
-	list_add(&sm->dead, &sp->lru);
-	sm->nr_dead++;
-	pthread_mutex_unlock(&sm->free_lock);
+	mmu_free_page_rcu(&sm->mmu, &sp->free, sp->pfn);
 }
 
 /* A new table (zeroed): with notrap every entry starts "not yet shadowed", trapping. Before it
@@ -486,7 +486,7 @@ int sp_get_new(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shad
 
 	*created = false;
 	htab_for_each_key(&sm->sp_hash, n, gfn) {
-		sp = container_of(n, struct shadow_page, hash);
+		sp = caa_container_of(n, struct shadow_page, hash);
 		if (sp->role.word == role.word) {
 			/* About to be linked at a new place, where the guest cannot have cached the
 			 * entries an unsync sp may still hold: synced first (as KVM's
@@ -501,7 +501,7 @@ int sp_get_new(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shad
 	 * sp's gfn is write-tracked; no sp of it stays unsync). */
 	if (!role.direct && sm->nr_unsync) {
 		htab_for_each_key(&sm->sp_hash, n, gfn) {
-			sp = container_of(n, struct shadow_page, hash);
+			sp = caa_container_of(n, struct shadow_page, hash);
 			if (sp->unsync)
 				sp_sync(sm, sp);
 		}
@@ -540,7 +540,7 @@ int sp_get_new(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shad
 	host_frame_set_private(sm->mmu.env.arena, pfn, (uintptr_t)sp);
 	htab_add(&sm->sp_hash, &sp->hash);
 	htab_add(&sm->sp_by_pfn, &sp->by_pfn);
-	list_add(&sm->lru, &sp->lru);
+	cds_list_add(&sp->lru, &sm->lru);
 	sm->nr_sps++;
 	mmu_stat_inc(&sm->mmu, shadow_pages);
 	mmu_stat_inc(&sm->mmu, mmu_cache_miss);
@@ -572,7 +572,7 @@ int sp_alloc_helper(struct shadow_mmu *sm, int level, struct shadow_page **out)
 	sp_fill_trap(sm, sp);
 	sp->by_pfn.key = pfn;
 	sp->root_count = 1;             /* the vCPU's own */
-	list_init(&sp->lru);
+	CDS_INIT_LIST_HEAD(&sp->lru);
 	host_frame_set_private(sm->mmu.env.arena, pfn, (uintptr_t)sp);
 	htab_add(&sm->sp_by_pfn, &sp->by_pfn);
 	sm->nr_helpers++;
@@ -602,7 +602,7 @@ int sp_link(struct shadow_mmu *sm, uint64_t *sptep, struct shadow_page *child)
 	if (rc)
 		return rc;
 	/* Release: the child table (zeroed or filled before) is seen whole through the link. */
-	spte_write(sptep, (child->pfn << 12) | SPTE_LINK_BITS);
+	spte_write(sptep, make_table_spte(&sm->mmu.fmt, child->pfn));
 	if (child->unsync || child->unsync_children)
 		mark_link(sm, sptep);
 	shadow_changed(sm);
@@ -689,7 +689,7 @@ void sp_zap(struct shadow_mmu *sm, struct shadow_page *sp, struct zap_batch *z)
 		unaccount_shadowed(sm, sp->gfn);
 	}
 	htab_del(&sm->sp_hash, &sp->hash);
-	list_del(&sp->lru);
+	cds_list_del_init(&sp->lru);
 	sm->nr_sps--;
 	mmu_stat_add(&sm->mmu, shadow_pages, (uint64_t)-1);
 	mmu_stat_inc(&sm->mmu, mmu_shadow_zapped);
@@ -710,10 +710,8 @@ void sp_put_root(struct shadow_mmu *sm, struct shadow_page *sp)
 void sp_touch(struct shadow_mmu *sm, struct shadow_page *sp)
 {
 	sp->write_flooding_count = 0;
-	if (sm->lru.next != &sp->lru) {
-		list_del(&sp->lru);
-		list_add(&sm->lru, &sp->lru);
-	}
+	if (sm->lru.next != &sp->lru)
+		cds_list_move(&sp->lru, &sm->lru);
 }
 
 void make_mmu_pages_available(struct shadow_mmu *sm, unsigned need, struct zap_batch *z)
@@ -721,11 +719,9 @@ void make_mmu_pages_available(struct shadow_mmu *sm, unsigned need, struct zap_b
 	uint64_t limit = shadow_page_limit(sm);
 
 	while (sm->nr_sps + need > limit) {
-		struct list_node *n = sm->lru.prev;
-		struct shadow_page *victim = NULL;
+		struct shadow_page *sp, *victim = NULL;
 		/* Least recently used first; roots in use or cached are pinned. */
-		for (; n != &sm->lru; n = n->prev) {
-			struct shadow_page *sp = container_of(n, struct shadow_page, lru);
+		cds_list_for_each_entry_reverse(sp, &sm->lru, lru) {
 			if (!sp->root_count) {
 				victim = sp;
 				break;
@@ -764,7 +760,7 @@ void zap_gfn_range(struct shadow_mmu *sm, gfn_t start, gfn_t end, struct zap_bat
 	for (uint64_t i = 0; i <= sm->sp_hash.mask; i++) {
 		struct hnode *n = sm->sp_hash.b[i], *next;
 		for (; n; n = next) {
-			struct shadow_page *sp = container_of(n, struct shadow_page, hash);
+			struct shadow_page *sp = caa_container_of(n, struct shadow_page, hash);
 			next = n->next;
 			if (!sp->role.direct && sp->gfn >= start && sp->gfn < end)
 				sp_zap(sm, sp, z);
@@ -784,7 +780,7 @@ void zap_gfn_range(struct shadow_mmu *sm, gfn_t start, gfn_t end, struct zap_bat
 		for (; n; n = next) {
 			next = n->next;
 			if (n->key >= start && n->key < end) {
-				struct gfn_info *gi = container_of(n, struct gfn_info, hash);
+				struct gfn_info *gi = caa_container_of(n, struct gfn_info, hash);
 				/* The next node may be freed only if it is this one's gfn: no. */
 				zap_gfn_leaves(sm, gi, z);
 			}
@@ -798,52 +794,14 @@ void zap_all(struct shadow_mmu *sm, struct zap_batch *z)
 		struct hnode *n = sm->sp_hash.b[i], *next;
 		for (; n; n = next) {
 			next = n->next;
-			sp_zap(sm, container_of(n, struct shadow_page, hash), z);
+			sp_zap(sm, caa_container_of(n, struct shadow_page, hash), z);
 		}
 	}
-}
-
-void shadow_remote_flush(struct shadow_mmu *sm)
-{
-	if (sm->mmu.env.flush_remote_tlbs)
-		sm->mmu.env.flush_remote_tlbs(sm->mmu.env.opaque);
-	mmu_stat_inc(&sm->mmu, remote_tlb_flush);
 }
 
 void zap_batch_commit(struct shadow_mmu *sm, struct zap_batch *z)
 {
 	if (z->flush)
-		shadow_remote_flush(sm);
+		mmu_flush_remote_tlbs(&sm->mmu);
 	z->flush = false;
-}
-
-/* Frames queued by zaps, freed in batches: a grace period costs more than one fault. */
-#define DEAD_BATCH 64
-
-void shadow_drain_frees(struct shadow_mmu *sm, bool force)
-{
-	struct list_node batch;
-
-	pthread_mutex_lock(&sm->free_lock);
-	if (!sm->nr_dead || (!force && sm->nr_dead < DEAD_BATCH)) {
-		pthread_mutex_unlock(&sm->free_lock);
-		return;
-	}
-	/* Steal the list. */
-	batch = sm->dead;
-	batch.next->prev = &batch;
-	batch.prev->next = &batch;
-	list_init(&sm->dead);
-	sm->nr_dead = 0;
-	pthread_mutex_unlock(&sm->free_lock);
-
-	/* Every vCPU walk that could have reached one of these tables has ended. */
-	synchronize_rcu();
-	while (!list_empty(&batch)) {
-		struct shadow_page *sp = container_of(batch.next, struct shadow_page, lru);
-		list_del(&sp->lru);
-		host_frame_set_private(sm->mmu.env.arena, sp->pfn, 0);
-		host_frame_put(sm->mmu.env.arena, sp->pfn, 0);
-		sp_free_struct(sp);
-	}
 }

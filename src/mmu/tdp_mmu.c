@@ -1,18 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The hard MMU (DESIGN.md layer 5): EPT (--mmu ept) and NPT (--mmu npt) direct tables, one
+ * The hard MMU (layer 5 of docs/architecture.md): EPT (--mmu ept) and NPT (--mmu npt) direct tables, one
  * implementation over both formats (tdp_mmu.h has the spte formats, invariants and locking).
  * This file: create/destroy, vCPU setup, and the VM exits: EPT violation / NPF (the page fault),
  * EPT misconfiguration / NPF with RSVD (MMIO sptes), and the lockless fast page fault.
  *
- * A fault, in order (KVM's kvm_tdp_mmu_map with kvm_faultin_pfn before it):
- *   1. write to a leaf write-protected for dirty logging: the fast path (no lock) if enabled;
- *   2. read section: generation, gfn -> slot (none: MMIO spte, MMIO exit), invalidate_seq;
- *   3. slot -> hva -> pfn, faulting the host page in (no mmu_lock held: the host mm's lock
- *      comes before mmu_lock, and notifiers take mmu_lock under it);
- *   4. mmu_lock shared; retry if an MMU-notifier invalidation raced with 3;
- *   5. walk from the root, linking missing tables by cmpxchg, and cmpxchg the leaf in at the
- *      largest level the host mapping and the slot allow (a table already there: 4K);
+ * A fault (tdp_page_fault, then tdp_handle_violation), in order (KVM's kvm_tdp_mmu_page_fault),
+ * each step named after the core's
+ * (mmu_internal.h) or this file's function that takes it:
+ *   1. write to a leaf write-protected for dirty logging: tdp_fast_page_fault (no lock), if on;
+ *   2. read section: mmu_fault_begin (generation, invalidation sequence), mmu_fault_slot (none:
+ *      an MMIO spte and an MMIO exit, tdp_map_mmio);
+ *   3. mmu_faultin_pfn: slot -> hva -> pfn, faulting the host page in (no mmu_lock held: the
+ *      host mm's lock comes before mmu_lock, and notifiers take mmu_lock under it);
+ *   4. mmu_lock shared; retry if an MMU-notifier invalidation raced with 3
+ *      (mmu_invalidate_retry);
+ *   5. tdp_mmu_map: the iterator from the root toward the gfn, linking missing tables by cmpxchg,
+ *      and cmpxchg the leaf in at the largest level the host mapping and the slot allow (a
+ *      table already there: 4K);
  *   6. unlock; mark the page dirty if it became writable in a logging slot; leave the section.
  * Guest page-table accesses the hardware cannot complete (their gpa is in no slot, has no host
  * memory, or is a read-only slot's and the walk writes A/D) are walked in software, as KVM's
@@ -41,36 +46,12 @@ enum tdp_table_access {
 	TABLE_UNKNOWN,      /* EPT misconfiguration: the hardware does not say */
 };
 
+/* A fault of this MMU: the core's, and what the exit told about the access. */
 struct tdp_fault {
-	gpa_t gpa;
+	struct mmu_page_fault *pf;
 	gfn_t gfn;
-	bool write;                     /* the nested access was a write */
 	enum tdp_table_access table;
-	uint64_t steps;                 /* handler steps for the cost model */
 };
-
-enum map_result {
-	MAP_FIXED,          /* a leaf was installed or made writable */
-	MAP_SPURIOUS,       /* the entry already allowed the access */
-	MAP_RETRY,          /* something in the way goes away soon (a memslot hook is running) */
-};
-
-/* ---- small helpers shared with the other files ---- */
-
-void tdp_account_leaf(struct tdp_mmu *t, int level, int64_t delta)
-{
-	switch (level) {
-	case 1: mmu_stat_add(&t->head, pages_4k, (uint64_t)delta); break;
-	case 2: mmu_stat_add(&t->head, pages_2m, (uint64_t)delta); break;
-	case 3: mmu_stat_add(&t->head, pages_1g, (uint64_t)delta); break;
-	}
-}
-
-void tdp_flush_remote(struct tdp_mmu *t)
-{
-	mmu_stat_inc(&t->head, remote_tlb_flush);
-	t->head.env.flush_remote_tlbs(t->head.env.opaque);
-}
 
 static enum tdp_dirty_mode dirty_mode(const struct tdp_mmu *t)
 {
@@ -98,18 +79,17 @@ static unsigned exit_access(const struct hw_exit *e)
  * slot; if the software walk succeeds there, the access could only complete by emulating it,
  * which the MMU interface cannot express yet (docs/hard-mmu.md, "Limits"): -EFAULT.
  */
-static int tdp_emulate_walk(struct tdp_mmu *t, struct mmu_vcpu *mv, const struct hw_exit *e,
-			    bool ro_table, struct mmu_outcome *out)
+static int tdp_emulate_walk(struct tdp_fault *f, bool ro_table)
 {
+	const struct hw_exit *e = f->pf->e;
 	struct walk_result r;
 
-	switch (paging_walk(&mv->cpu->guest, &slots_gmem_ops, t->head.env.slots, e->gva,
+	switch (paging_walk(&f->pf->mv->cpu->guest, &slots_gmem_ops, f->pf->mmu->env.slots, e->gva,
 			    exit_access(e), &r)) {
 	case WALK_PF:
-		out->action = MMU_INJECT_PF;
-		out->pf_ec = r.ec;
-		out->pf_addr = r.addr;
-		return 0;
+		f->pf->pf_ec = r.ec;
+		f->pf->pf_addr = r.addr;
+		return RET_PF_INJECT;
 	case WALK_ABORT:
 		return r.abort_err ? r.abort_err : -EIO;
 	case WALK_GP:
@@ -117,212 +97,214 @@ static int tdp_emulate_walk(struct tdp_mmu *t, struct mmu_vcpu *mv, const struct
 	case WALK_OK:
 		break;
 	}
-	if (ro_table)
-		return -EFAULT;
-	out->action = MMU_RETRY;
-	return 0;
+	return ro_table ? -EFAULT : RET_PF_RETRY;
 }
 
 /* Is @gfn the final gpa of the access that exited (not one of its guest table entries)? A
  * translate-only software walk tells, for the exits that do not say (EPT misconfiguration). */
-static bool is_final_access(struct tdp_mmu *t, struct mmu_vcpu *mv, const struct hw_exit *e,
-			    gfn_t gfn)
+static bool is_final_access(const struct tdp_fault *f)
 {
+	const struct hw_exit *e = f->pf->e;
 	struct walk_result r;
 
-	if (paging_walk(&mv->cpu->guest, &slots_gmem_ops, t->head.env.slots, e->gva,
+	if (paging_walk(&f->pf->mv->cpu->guest, &slots_gmem_ops, f->pf->mmu->env.slots, e->gva,
 			exit_access(e) | WALK_NO_AD, &r) != WALK_OK)
 		return false;
-	return (r.gpa >> VMMU_PAGE_SHIFT) == gfn;
+	return (r.gpa >> VMMU_PAGE_SHIFT) == f->gfn;
+}
+
+/* No memory at the fault's gpa, as native mode sees it: an MMIO exit, or the native #PF for a
+ * guest table there. */
+static int tdp_no_memory(struct tdp_fault *f, bool ro_table)
+{
+	if (f->table == TABLE_YES)
+		return tdp_emulate_walk(f, ro_table);
+	f->pf->mmio_gpa = f->pf->e->gpa;
+	return RET_PF_MMIO;
 }
 
 /* ---- walking and installing ---- */
 
-/*
- * The lowest entry on @gfn's path: the level-1 entry, or the first non-present or leaf entry
- * above it. Lockless: inside an RCU read section (tables met stay allocated until it ends).
- */
-static uint64_t *tdp_lookup(const struct tdp_mmu *t, gfn_t gfn, int *level, uint64_t *spte)
+/* The iterator at the lowest entry on @gfn's path: the level-1 entry, or the first non-present
+ * or leaf entry above it. Lockless: inside an RCU read section (tables met stay allocated until
+ * it ends). Charges one step per entry read. */
+static void tdp_walk_to(const struct tdp_mmu *t, gfn_t gfn, struct tdp_iter *it, uint64_t *steps)
 {
-	uint64_t *table = spte_table(t->ctx.arena, t->ctx.root);
-
-	for (int l = t->ctx.levels;; l--) {
-		uint64_t *sptep = &table[spte_index(gfn, l)];
-		uint64_t s = spte_read(sptep);
-
-		if (l == 1 || !spte_is_present(t, s) || spte_is_leaf(s, l)) {
-			*level = l;
-			*spte = s;
-			return sptep;
-		}
-		table = spte_child(t, s);
-	}
+	tdp_iter_start(it, t, 1, gfn, gfn + 1);
+	while (tdp_iter_step_down(it))
+		;
+	*steps += (uint64_t)(t->ctx.levels - it->level + 1);
 }
 
 /*
- * Link a zeroed table into *@sptep, which held @old (not present). mmu_lock held shared.
- * Ordering: host_frame_alloc() hands back zeroed memory, and the seq-cst cmpxchg publishes it, so
- * a walker whose acquire load sees the entry sees an empty table. A lost cmpxchg (another vCPU
- * linked one first) frees our frame and leaves *@sptep as the winner made it. Returns the entry
- * now there in *@now, or -ENOMEM.
+ * Link a zeroed table into the iterator's entry, which held it->old_spte (not present). mmu_lock
+ * held shared. Ordering: host_frame_alloc() hands back zeroed memory, and the seq-cst cmpxchg
+ * publishes it, so a walker whose acquire load sees the entry sees an empty table. A lost cmpxchg
+ * (another vCPU linked one first) frees our frame and leaves the entry as the winner made it; the
+ * caller reads it again either way. 0 or -ENOMEM.
  */
-static int link_table(struct tdp_mmu *t, uint64_t *sptep, uint64_t old, uint64_t *now)
+static int link_table(struct tdp_mmu *t, struct tdp_iter *it)
 {
+	struct tdp_page *tp = calloc(1, sizeof(*tp));
+	uint64_t old = it->old_spte;
 	pfn_t pfn;
-	uint64_t val;
-	int rc = host_frame_alloc(t->ctx.arena, HOST_ORDER_4K, &pfn);
+	int rc;
 
-	if (rc)
+	if (!tp)
+		return -ENOMEM;
+	rc = host_frame_alloc(t->ctx.arena, HOST_ORDER_4K, &pfn);
+	if (rc) {
+		free(tp);
 		return rc;
-	val = make_table_spte(t, pfn);
-	if (spte_cmpxchg(sptep, &old, val)) {
+	}
+	tp->gfn = it->gfn;
+	tp->level = it->level - 1;
+	host_frame_set_private(t->ctx.arena, pfn, (uintptr_t)tp);
+	if (spte_cmpxchg(it->sptep, &old, make_table_spte(&t->head.fmt, pfn))) {
 		mmu_stat_inc(&t->head, tdp_pages);
-		*now = val;
 		return 0;
 	}
+	host_frame_set_private(t->ctx.arena, pfn, 0);
 	host_frame_put(t->ctx.arena, pfn, HOST_ORDER_4K);
-	*now = old;
+	free(tp);
 	return 0;
 }
 
-/* What a fault wants installed. */
+/* What a fault wants installed at the end of tdp_mmu_map's walk. */
 struct map_req {
 	gfn_t gfn;
+	bool mmio;             /* an MMIO spte (@mmio_spte) at level 1, over an empty or stale one */
+	uint64_t mmio_spte;
 	pfn_t pfn;             /* the 4K frame backing gfn */
 	int level;             /* the largest level the host mapping and the slot allow */
 	bool write;            /* the fault was a write */
 	bool writable;         /* the leaf may be writable now */
 	bool mmu_writable;     /* the slot allows writes */
 	bool dirty;            /* set D (a write is about to happen and D bits are not logging) */
+	bool writable_now;     /* out: the leaf became writable through this call */
 };
 
-/*
- * Install the leaf @r asks for (step 5 of the file comment). mmu_lock held shared. Every change
- * is one cmpxchg; a lost one leaves the entry as the other writer made it, and the loop reads it
- * again and decides again. *@writable_now: the leaf ends up writable through this call.
- */
-static int tdp_install_leaf(struct tdp_mmu *t, const struct map_req *r, uint64_t *steps,
-			    bool *writable_now, enum map_result *res)
+/* The leaf @r asks for at @level. */
+static uint64_t map_req_leaf(const struct tdp_mmu *t, const struct map_req *r, int level)
 {
-	uint64_t *table = spte_table(t->ctx.arena, t->ctx.root);
-	int level = t->ctx.levels, goal = r->level;
+	const struct spte_leaf l = {
+		.pfn = r->pfn & ~(spte_level_pages(level) - 1), .level = level,
+		.access = ACC_EXEC | ACC_USER, .writable = r->writable,
+		.mmu_writable = r->mmu_writable, .dirty = r->dirty,
+	};
 
-	*writable_now = false;
-	for (;;) {
-		uint64_t *sptep = &table[spte_index(r->gfn, level)];
-		uint64_t old = spte_read(sptep), val;
-		pfn_t lpfn;
-		int rc;
+	return make_leaf_spte(&t->head.fmt, &l);
+}
 
-		(*steps)++;
-		if (level > goal) {
-			if (!spte_is_present(t, old)) {
-				rc = link_table(t, sptep, old, &val);
-				if (rc)
-					return rc;
-				(*steps)++;
-				continue;       /* read it again: ours or the winner's */
-			}
-			if (spte_is_leaf(old, level)) {
-				/* A huge leaf already maps the gfn (the slot's flags changed and its
-				 * hook has not split it yet). It serves reads and, if writable,
-				 * writes; anything else waits for the hook. */
-				*res = (!r->write || (old & SPTE_W_MASK)) ? MAP_SPURIOUS : MAP_RETRY;
-				return 0;
-			}
-			table = spte_child(t, old);
-			level--;
-			continue;
-		}
-		if (spte_is_present(t, old) && !spte_is_leaf(old, level)) {
-			/* A table where a huge leaf could go: map 4K under it. Replacing a live
-			 * table takes the exclusive lock (huge pages come back when dirty logging
-			 * stops; docs/hard-mmu.md). */
-			goal--;
-			table = spte_child(t, old);
-			level--;
-			continue;
-		}
-		lpfn = r->pfn & ~(level_pages(level) - 1);
-		if (!spte_is_present(t, old)) {
-			/* Empty, or a stale MMIO spte (the gfn is RAM now). */
-			val = make_leaf_spte(t, lpfn, level, r->writable, r->mmu_writable, r->dirty);
-			if (!spte_cmpxchg(sptep, &old, val))
-				continue;
-			(*steps)++;
-			tdp_account_leaf(t, level, 1);
-			*writable_now = r->writable;
-			*res = MAP_FIXED;
-			return 0;
-		}
-		if (spte_to_pfn(old) != lpfn) {
-			/* Never expected: notifiers zap a leaf before its hva changes and the
-			 * invalidation check guards our pfn. Replace it and flush, as KVM would. */
-			val = make_leaf_spte(t, lpfn, level, r->writable, r->mmu_writable, r->dirty);
-			if (!spte_cmpxchg(sptep, &old, val))
-				continue;
-			(*steps)++;
-			tdp_flush_remote(t);
-			*writable_now = r->writable;
-			*res = MAP_FIXED;
-			return 0;
-		}
-		if (!r->write || (old & SPTE_W_MASK) || !r->writable) {
-			*res = MAP_SPURIOUS;    /* another vCPU fixed it first */
-			return 0;
-		}
-		/* A write to a leaf write-protected for dirty logging: W back (the slow path of
-		 * the fast page fault). */
-		val = old | SPTE_W_MASK | SPTE_MMU_WRITABLE | t->acc_mask;
-		if (r->dirty)
-			val |= t->dirty_mask;
-		if (!spte_cmpxchg(sptep, &old, val))
-			continue;
-		(*steps)++;
-		*writable_now = true;
-		*res = MAP_FIXED;
-		return 0;
+/* tdp_mmu_map's end for an MMIO spte: the entry at level 1. RET_PF_FIXED if it went in. */
+static int map_mmio(struct tdp_iter *it, const struct map_req *r)
+{
+	for (uint64_t old = it->old_spte;;) {
+		if (is_shadow_present_pte(old) || old == r->mmio_spte)
+			return RET_PF_CONTINUE;
+		if (spte_cmpxchg(it->sptep, &old, r->mmio_spte))
+			return RET_PF_FIXED;
 	}
 }
 
 /*
- * An MMIO spte for @gfn tagged with generation @gen (even, read before the slot lookup that
- * found nothing, in the same read section). mmu_lock held shared. Only over an empty or stale
- * MMIO entry at level 1; a leaf in the way (a slot being deleted whose hook has not run yet)
- * stays. *@installed: whether it went in. 0 or -ENOMEM.
+ * tdp_mmu_map's end for a leaf: the entry at the goal level (it->old_spte just read). Every change is
+ * one cmpxchg; a lost one returns RET_PF_CONTINUE so that the caller reads the entry again and
+ * decides again.
  */
-static int tdp_install_mmio(struct tdp_mmu *t, gfn_t gfn, uint64_t gen, uint64_t *steps,
-			    bool *installed)
+static int map_leaf(struct tdp_mmu *t, struct tdp_iter *it, struct map_req *r, uint64_t *steps)
 {
-	uint64_t *table = spte_table(t->ctx.arena, t->ctx.root);
-	const uint64_t val = make_mmio_spte(t, gen);
+	const int level = it->level;
+	uint64_t old = it->old_spte, val;
 
-	*installed = false;
-	for (int level = t->ctx.levels;;) {
-		uint64_t *sptep = &table[spte_index(gfn, level)];
-		uint64_t old = spte_read(sptep), now;
-		int rc;
-
+	if (!is_shadow_present_pte(old)) {
+		/* Empty, or a stale MMIO spte (the gfn is RAM now). */
+		val = map_req_leaf(t, r, level);
+		if (!spte_cmpxchg(it->sptep, &old, val))
+			return RET_PF_CONTINUE;
 		(*steps)++;
-		if (level > 1) {
-			if (spte_is_present(t, old) && spte_is_leaf(old, level))
-				return 0;
-			if (!spte_is_present(t, old)) {
-				rc = link_table(t, sptep, old, &now);
+		mmu_account_leaf(&t->head, level, 1);
+		r->writable_now = r->writable;
+		return RET_PF_FIXED;
+	}
+	if (spte_to_pfn(old) != (r->pfn & ~(spte_level_pages(level) - 1))) {
+		/* Never expected: notifiers zap a leaf before its hva changes and the invalidation
+		 * check guards our pfn. Replace it and flush, as KVM would. */
+		val = map_req_leaf(t, r, level);
+		if (!spte_cmpxchg(it->sptep, &old, val))
+			return RET_PF_CONTINUE;
+		(*steps)++;
+		mmu_flush_remote_tlbs(&t->head);
+		r->writable_now = r->writable;
+		return RET_PF_FIXED;
+	}
+	if (!r->write || is_writable_pte(old) || !r->writable)
+		return RET_PF_SPURIOUS;    /* another vCPU fixed it first */
+	/* A write to a leaf write-protected for dirty logging: W back (the slow path of the fast
+	 * page fault). */
+	val = old | SPTE_W_MASK | SPTE_MMU_WRITABLE | t->head.fmt.accessed_mask;
+	if (r->dirty)
+		val |= t->head.fmt.dirty_mask;
+	if (!spte_cmpxchg(it->sptep, &old, val))
+		return RET_PF_CONTINUE;
+	(*steps)++;
+	r->writable_now = true;
+	return RET_PF_FIXED;
+}
+
+/*
+ * Step 5 of the file comment (KVM's kvm_tdp_mmu_map), for a leaf or an MMIO spte: the iterator
+ * from the root toward r->gfn, one step charged per entry read, linking a table where one is
+ * missing and reading the entry again, down to the goal level. mmu_lock held shared. Returns
+ * RET_PF_FIXED, RET_PF_SPURIOUS, RET_PF_RETRY (something in the way goes away soon: a memslot
+ * hook is running), RET_PF_CONTINUE (an MMIO spte found no place), or -ENOMEM.
+ */
+static int tdp_mmu_map(struct tdp_mmu *t, struct map_req *r, uint64_t *steps)
+{
+	int goal = r->mmio ? 1 : r->level;
+	struct tdp_iter it;
+	int rc;
+
+	tdp_iter_start(&it, t, 1, r->gfn, r->gfn + 1);
+	for (;;) {
+		it.old_spte = spte_read(it.sptep);
+		(*steps)++;
+		if (it.level > goal) {
+			if (!is_shadow_present_pte(it.old_spte)) {
+				rc = link_table(t, &it);
 				if (rc)
 					return rc;
-				continue;
+				/* The link itself is charged for a leaf; an MMIO spte's walk
+				 * charges only the entries it reads. */
+				if (!r->mmio)
+					(*steps)++;
+				continue;       /* read it again: ours or the winner's */
 			}
-			table = spte_child(t, old);
-			level--;
+			if (is_last_spte(it.old_spte, it.level)) {
+				if (r->mmio)
+					return RET_PF_CONTINUE;
+				/* A huge leaf already maps the gfn (the slot's flags changed and its
+				 * hook has not split it yet). It serves reads and, if writable,
+				 * writes; anything else waits for the hook. */
+				return (!r->write || is_writable_pte(it.old_spte)) ? RET_PF_SPURIOUS
+										   : RET_PF_RETRY;
+			}
+			tdp_iter_step_down(&it);
 			continue;
 		}
-		if (spte_is_present(t, old) || old == val)
-			return 0;
-		if (spte_cmpxchg(sptep, &old, val)) {
-			*installed = true;
-			return 0;
+		if (r->mmio)
+			return map_mmio(&it, r);
+		if (is_shadow_present_pte(it.old_spte) && !is_last_spte(it.old_spte, it.level)) {
+			/* A table where a huge leaf could go: map 4K under it. Replacing a live
+			 * table takes the exclusive lock (huge pages come back when dirty logging
+			 * stops; docs/hard-mmu.md). */
+			goal--;
+			tdp_iter_step_down(&it);
+			continue;
 		}
+		rc = map_leaf(t, &it, r, steps);
+		if (rc != RET_PF_CONTINUE)
+			return rc;
 	}
 }
 
@@ -349,172 +331,143 @@ static int max_level(const struct memslot *slot, gfn_t gfn, bool huge)
  * its ordering against a harvest, is mmu_fast_fix_write's, shared with the soft MMU.
  *
  * A lost cmpxchg leaves the leaf as the other writer (the hardware's A/D, a zap, a protect) made
- * it; the slow path decides then. Returns 1 fixed, 2 spurious (W already set), 0 not handled.
+ * it; the slow path decides then. Returns RET_PF_FAST, RET_PF_SPURIOUS (W already set), or
+ * RET_PF_CONTINUE (not for the fast path).
  */
-static int tdp_fast_page_fault(struct tdp_mmu *t, struct mmu_vcpu *mv, struct tdp_fault *f)
+static int tdp_fast_page_fault(struct tdp_mmu *t, struct tdp_fault *f)
 {
 	const struct memslot *slot;
-	uint64_t old, set, *sptep;
-	int level, ret = 0;
+	struct tdp_iter it;
+	uint64_t old, set;
+	int ret = RET_PF_CONTINUE;
 
 	memslots_read_lock();
-	sptep = tdp_lookup(t, f->gfn, &level, &old);
-	f->steps += (uint64_t)(t->ctx.levels - level + 1);
-	if (!spte_is_present(t, old) || !spte_is_leaf(old, level))
+	tdp_walk_to(t, f->gfn, &it, &f->pf->steps);
+	old = it.old_spte;
+	if (!is_shadow_present_pte(old) || !is_last_spte(old, it.level))
 		goto out;
-	if (old & SPTE_W_MASK) {
-		ret = 2;
+	if (is_writable_pte(old)) {
+		ret = RET_PF_SPURIOUS;
 		goto out;
 	}
-	if (level != 1 || !(old & SPTE_MMU_WRITABLE))
+	if (it.level != 1 || !is_mmu_writable_spte(old))
 		goto out;
-	set = SPTE_W_MASK | t->acc_mask;
+	set = SPTE_W_MASK | t->head.fmt.accessed_mask;
 	if (dirty_mode(t) == TDP_DIRTY_WRPROT)
-		set |= t->dirty_mask;
+		set |= t->head.fmt.dirty_mask;
 	/* D-bit logging marks pages from the D bits at harvest, not here. */
 	slot = dirty_mode(t) == TDP_DIRTY_WRPROT ?
-	       gfn_to_memslot_cached(t->head.env.slots, &mv->slots, f->gfn) : NULL;
-	if (!mmu_fast_fix_write(sptep, old, set, slot, f->gfn))
+	       gfn_to_memslot_cached(t->head.env.slots, &f->pf->mv->slots, f->gfn) : NULL;
+	if (!mmu_fast_fix_write(it.sptep, old, set, slot, f->gfn))
 		goto out;
-	f->steps++;
-	ret = 1;
+	f->pf->steps++;
+	ret = RET_PF_FAST;
 out:
 	memslots_read_unlock();
 	return ret;
 }
 
-static void mmio_exit(const struct tdp_fault *f, struct mmu_outcome *out)
-{
-	out->action = MMU_MMIO;
-	out->mmio_gpa = f->gpa;
-}
-
-/* EPT violation / NPF on a non-reserved entry: the page fault of the file comment. */
-static int tdp_page_fault(struct tdp_mmu *t, struct mmu_vcpu *mv, const struct hw_exit *e,
-			  struct tdp_fault *f, struct mmu_outcome *out)
+/* No memslot: an MMIO spte tagged with the generation mmu_fault_begin read (inside the same read
+ * section), unless a memslot change is in progress; then the MMIO exit. */
+static int tdp_map_mmio(struct tdp_mmu *t, struct tdp_fault *f)
 {
 	struct mmu *m = &t->head;
-	struct memslots *ms = m->env.slots;
+	struct map_req req = { .gfn = f->gfn, .mmio = true };
+	int rc = RET_PF_CONTINUE;
+
+	if (f->table == TABLE_YES)
+		return tdp_emulate_walk(f, false);
+	if (m->fmt.mmio_value && !memslot_gen_in_progress(f->pf->mmu_gen)) {
+		req.mmio_spte = make_mmio_spte(&m->fmt, f->gfn, f->pf->mmu_gen);
+		pthread_rwlock_rdlock(&m->mmu_lock);
+		rc = tdp_mmu_map(t, &req, &f->pf->steps);
+		pthread_rwlock_unlock(&m->mmu_lock);
+	}
+	if (rc < 0)
+		return rc;
+	if (rc == RET_PF_FIXED)
+		mmu_stat_inc(m, pf_mmio_spte_created);
+	f->pf->mmio_gpa = f->pf->e->gpa;
+	return RET_PF_MMIO;
+}
+
+/* How often a fault that raced with an MMU-notifier invalidation starts over inside the handler
+ * (yielding) before it hands RET_PF_RETRY back to the run loop. */
+#define TDP_FAULT_ATTEMPTS 1000
+
+/* EPT violation / NPF on a non-reserved entry: the page fault of the file comment. */
+static int tdp_handle_violation(struct tdp_mmu *t, struct tdp_fault *f)
+{
+	struct mmu *m = &t->head;
+	struct mmu_page_fault *pf = f->pf;
 
 	mmu_stat_inc(m, pf_taken);
-	if (f->write && (m->env.opts & MMU_OPT_FASTPF)) {
-		int fast = tdp_fast_page_fault(t, mv, f);
+	if (pf->write && (m->env.opts & MMU_OPT_FASTPF)) {
+		int ret = tdp_fast_page_fault(t, f);
 
-		if (fast) {
-			if (fast == 1)
-				mmu_stat_inc(m, pf_fast);
-			else
-				mmu_stat_inc(m, pf_spurious);
-			out->action = MMU_RETRY;
-			return 0;
-		}
+		if (ret != RET_PF_CONTINUE)
+			return ret;
 	}
 
 	for (unsigned attempt = 1;; attempt++) {
-		const struct memslot *slot;
+		struct mmu_faultin fi;
 		struct map_req req;
-		enum map_result res;
-		bool huge = false, writable_now;
-		uint64_t gen, seq;
-		pfn_t pfn;
-		hva_t hva;
 		int rc;
 
 		memslots_read_lock();
-		gen = memslots_generation(ms);
-		slot = gfn_to_memslot_cached(ms, &mv->slots, f->gfn);
-		if (!slot) {
+		mmu_fault_begin(pf);
+		if (!mmu_fault_slot(pf, &fi, f->gfn)) {
 			/* MMIO. A guest table there is no memory to the guest: a native #PF. */
-			bool installed = false;
-
-			if (f->table == TABLE_YES) {
-				memslots_read_unlock();
-				return tdp_emulate_walk(t, mv, e, false, out);
-			}
-			rc = 0;
-			if (t->mmio_caching && !memslot_gen_in_progress(gen)) {
-				pthread_rwlock_rdlock(&m->mmu_lock);
-				rc = tdp_install_mmio(t, f->gfn, gen, &f->steps, &installed);
-				pthread_rwlock_unlock(&m->mmu_lock);
-			}
+			rc = tdp_map_mmio(t, f);
 			memslots_read_unlock();
-			if (installed)
-				mmu_stat_inc(m, pf_mmio_spte_created);
-			if (!rc)
-				mmio_exit(f, out);
 			return rc;
 		}
-		if (f->write && slot_is_readonly(slot)) {
+		if (pf->write && slot_is_readonly(fi.slot)) {
 			/* KVM makes a write to a read-only slot an MMIO exit. */
 			memslots_read_unlock();
-			if (f->table == TABLE_YES)
-				return tdp_emulate_walk(t, mv, e, true, out);
-			mmio_exit(f, out);
-			return 0;
+			return tdp_no_memory(f, true);
 		}
-		hva = slot_gfn_to_hva(slot, f->gfn);
-		seq = __atomic_load_n(&m->invalidate_seq, __ATOMIC_ACQUIRE);
-		rc = slot_gfn_to_pfn(ms, slot, f->gfn, f->write, &pfn, &huge);
-		f->steps += mmu_pfn_lookup_steps(huge);
-		if (rc == -EFAULT) {
-			/* No host memory behind the slot's hva (munmapped): no memory, as native mode
-			 * sees it: an MMIO exit, or a #PF for a guest table there. No spte: a new
-			 * mapping of the hva must be found by the next fault. */
+		rc = mmu_faultin_pfn(pf, &fi, pf->write);
+		if (rc || fi.pfn_err) {
 			memslots_read_unlock();
-			if (f->table == TABLE_YES)
-				return tdp_emulate_walk(t, mv, e, false, out);
-			mmio_exit(f, out);
-			return 0;
-		}
-		if (rc) {
-			memslots_read_unlock();
-			return rc;
+			return rc ? rc : tdp_no_memory(f, false);
 		}
 
 		req = (struct map_req){
-			.gfn = f->gfn, .pfn = pfn, .level = max_level(slot, f->gfn, huge),
-			.write = f->write, .mmu_writable = !slot_is_readonly(slot),
+			.gfn = f->gfn, .pfn = fi.pfn, .level = max_level(fi.slot, f->gfn, fi.huge),
+			.write = pf->write, .mmu_writable = !slot_is_readonly(fi.slot),
 		};
-		if (slot_is_readonly(slot)) {
+		if (slot_is_readonly(fi.slot)) {
 			req.writable = false;
-		} else if (slot_logs_dirty(slot) && dirty_mode(t) == TDP_DIRTY_WRPROT) {
+		} else if (slot_logs_dirty(fi.slot) && dirty_mode(t) == TDP_DIRTY_WRPROT) {
 			/* A read maps read-only: the first write is logged. */
-			req.writable = f->write;
-			req.dirty = f->write;
+			req.writable = pf->write;
+			req.dirty = pf->write;
 		} else {
 			/* D-bit logging leaves D clear: the hardware sets it on the write. */
 			req.writable = true;
-			req.dirty = f->write && !slot_logs_dirty(slot);
+			req.dirty = pf->write && !slot_logs_dirty(fi.slot);
 		}
 
 		pthread_rwlock_rdlock(&m->mmu_lock);
-		if (mmu_invalidate_retry(m, seq, hva)) {
+		if (mmu_invalidate_retry(m, pf->mmu_seq, fi.hva)) {
 			/* The pfn may be gone already: look it up again once the host is done. */
 			pthread_rwlock_unlock(&m->mmu_lock);
 			memslots_read_unlock();
-			if (attempt >= TDP_FAULT_ATTEMPTS) {
-				out->action = MMU_RETRY;
-				return 0;
-			}
+			if (attempt >= TDP_FAULT_ATTEMPTS)
+				return RET_PF_RETRY;
 			sched_yield();
 			continue;
 		}
-		rc = tdp_install_leaf(t, &req, &f->steps, &writable_now, &res);
+		rc = tdp_mmu_map(t, &req, &pf->steps);
 		pthread_rwlock_unlock(&m->mmu_lock);
 		/* After the leaf is writable, as the fast path: see there. */
-		if (!rc && writable_now && dirty_mode(t) == TDP_DIRTY_WRPROT)
-			slot_mark_dirty(slot, f->gfn);
+		if (rc >= 0 && req.writable_now && dirty_mode(t) == TDP_DIRTY_WRPROT)
+			slot_mark_dirty(fi.slot, f->gfn);
 		memslots_read_unlock();
-		if (rc)
-			return rc;
-		if (res == MAP_FIXED)
-			mmu_stat_inc(m, pf_fixed);
-		else if (res == MAP_SPURIOUS)
-			mmu_stat_inc(m, pf_spurious);
-		else
+		if (rc == RET_PF_RETRY)
 			sched_yield();
-		out->action = MMU_RETRY;
-		return 0;
+		return rc;
 	}
 }
 
@@ -524,49 +477,47 @@ static int tdp_page_fault(struct tdp_mmu *t, struct mmu_vcpu *mv, const struct h
  * lock), or, for a guest table access, the native #PF. Stale: zap it and retry, so the next
  * exit is an ordinary violation that looks the gfn up again.
  */
-static int tdp_mmio_fault(struct tdp_mmu *t, struct mmu_vcpu *mv, const struct hw_exit *e,
-			  struct tdp_fault *f, struct mmu_outcome *out)
+static int tdp_mmio_fault(struct tdp_mmu *t, struct tdp_fault *f)
 {
 	struct mmu *m = &t->head;
-	uint64_t spte, gen, *sptep;
-	int level;
+	struct tdp_iter it;
+	uint64_t spte, gen;
 
 	memslots_read_lock();
-	sptep = tdp_lookup(t, f->gfn, &level, &spte);
-	f->steps += (uint64_t)(t->ctx.levels - level + 1);
+	tdp_walk_to(t, f->gfn, &it, &f->pf->steps);
+	spte = it.old_spte;
 	gen = memslots_generation(m->env.slots);
-	if (spte_is_mmio(t, spte)) {
-		if (!memslot_gen_in_progress(gen) &&
-		    (spte & SPTE_MMIO_GEN_MASK) == mmio_gen_tag(gen)) {
+	if (is_mmio_spte(spte)) {
+		if (mmio_spte_current(spte, gen)) {
 			memslots_read_unlock();
-			if (f->table == TABLE_YES ||
-			    (f->table == TABLE_UNKNOWN && !is_final_access(t, mv, e, f->gfn)))
-				return tdp_emulate_walk(t, mv, e, false, out);
-			mmio_exit(f, out);
-			return 0;
+			if (f->table == TABLE_UNKNOWN && !is_final_access(f))
+				f->table = TABLE_YES;
+			return tdp_no_memory(f, false);
 		}
 		/* A failed cmpxchg: someone replaced it already, which is all we wanted. */
 		pthread_rwlock_rdlock(&m->mmu_lock);
-		spte_cmpxchg(sptep, &spte, 0);
+		spte_cmpxchg(it.sptep, &spte, 0);
 		pthread_rwlock_unlock(&m->mmu_lock);
-		f->steps++;
+		f->pf->steps++;
 	} else if (t->ctx.fmt == TDP_EPT && tdp_is_present(&t->ctx, spte) &&
-		   tdp_ept_misconfigured(&t->ctx, spte, level)) {
+		   tdp_ept_misconfigured(&t->ctx, spte, it.level)) {
 		memslots_read_unlock();
 		return -EIO;    /* an entry this MMU never makes: a bug, not the guest's doing */
 	}
 	memslots_read_unlock();
-	out->action = MMU_RETRY;
-	return 0;
+	return RET_PF_RETRY;
 }
 
-static int tdp_handle_exit(struct mmu_vcpu *mv, const struct hw_exit *e, struct mmu_outcome *out)
+/* ops->page_fault: an EPT violation or misconfiguration, or an NPF. */
+static int tdp_page_fault(struct mmu_page_fault *pf)
 {
-	struct tdp_mmu *t = to_tdp(mv->mmu);
-	struct tdp_fault f = { .gpa = e->gpa, .gfn = e->gpa >> VMMU_PAGE_SHIFT };
+	struct tdp_mmu *t = to_tdp(pf->mmu);
+	const struct hw_exit *e = pf->e;
 	const bool ept = t->ctx.fmt == TDP_EPT;
-	int rc;
+	struct tdp_fault f = { .pf = pf };
 
+	pf->gfn = e->gpa >> VMMU_PAGE_SHIFT;
+	f.gfn = pf->gfn;
 	/* The tables reach 2^(12 + 9 * levels), beyond any gpa the guest's MAXPHYADDR allows. */
 	if (e->gpa >> (12 + 9 * t->ctx.levels))
 		return -EFAULT;
@@ -574,33 +525,26 @@ static int tdp_handle_exit(struct mmu_vcpu *mv, const struct hw_exit *e, struct 
 	case VMMU_EXIT_EPT_VIOLATION:
 		if (!ept)
 			return -EINVAL;
-		f.write = e->qual & EPT_QUAL_WRITE;
+		pf->write = e->qual & EPT_QUAL_WRITE;
 		f.table = ((e->qual & EPT_QUAL_GVA_VALID) && !(e->qual & EPT_QUAL_GVA_TRANSLATED))
 			  ? TABLE_YES : TABLE_NO;
-		rc = tdp_page_fault(t, mv, e, &f, out);
-		break;
+		return tdp_handle_violation(t, &f);
 	case VMMU_EXIT_EPT_MISCONFIG:
 		if (!ept)
 			return -EINVAL;
 		f.table = TABLE_UNKNOWN;
-		rc = tdp_mmio_fault(t, mv, e, &f, out);
-		break;
+		return tdp_mmio_fault(t, &f);
 	case VMMU_EXIT_NPF:
 		if (ept)
 			return -EINVAL;
-		f.write = e->qual & PFERR_WRITE;
+		pf->write = e->qual & PFERR_WRITE;
 		f.table = (e->qual & NPF_INFO_TABLE) ? TABLE_YES : TABLE_NO;
 		if (e->qual & PFERR_RSVD)
-			rc = tdp_mmio_fault(t, mv, e, &f, out);
-		else
-			rc = tdp_page_fault(t, mv, e, &f, out);
-		break;
+			return tdp_mmio_fault(t, &f);
+		return tdp_handle_violation(t, &f);
 	default:
 		return -EINVAL; /* #PF, CR3 and INVLPG are not intercepted under nested paging */
 	}
-	cpu_account_mmu_steps(mv->cpu, f.steps);
-	mmu_stat_add(&t->head, mmu_steps, f.steps);
-	return rc;
 }
 
 /* ---- lifecycle ---- */
@@ -632,20 +576,12 @@ static int tdp_create(const struct mmu_env *env, struct mmu **out)
 	if (rc)
 		goto out_lock;
 	mmu_stat_inc(&t->head, tdp_pages);
-	if (t->ctx.fmt == TDP_EPT) {
-		t->acc_mask = EPT_ACCESSED_MASK;
-		t->dirty_mask = EPT_DIRTY_MASK;
-		t->mmio_caching = true;
-	} else {
-		t->acc_mask = PT_ACCESSED_MASK;
-		t->dirty_mask = PT_DIRTY_MASK;
-		/* Bit 51 is reserved only below MAXPHYADDR 52; else every MMIO access takes the
-		 * slow path (as KVM turns MMIO caching off). */
-		t->mmio_caching = t->ctx.maxphyaddr < 52;
-	}
+	/* NPT's MMIO sptes need bit 51 reserved, so only below MAXPHYADDR 52; else every MMIO
+	 * access takes the slow path (as KVM turns MMIO caching off). */
+	spte_fmt_init(&t->head.fmt, t->ctx.fmt == TDP_EPT ? SPTE_FMT_EPT : SPTE_FMT_NPT,
+		      t->ctx.fmt == TDP_EPT || t->ctx.maxphyaddr < 52);
 	t->dirty_mode = tdp_default_dirty_mode;
-	t->mn.ops = &tdp_mn_ops;
-	host_mmu_notifier_register(env->mm, &t->mn);
+	mmu_notifier_register(&t->head);
 	memslots_set_ops(env->slots, &tdp_memslots_ops, t);
 	*out = &t->head;
 	return 0;
@@ -661,14 +597,14 @@ out_free:
 static void tdp_destroy(struct mmu *m)
 {
 	struct tdp_mmu *t = to_tdp(m);
-	struct tdp_freelist fl = { 0 };
 
 	memslots_set_ops(m->env.slots, NULL, NULL);
-	host_mmu_notifier_unregister(m->env.mm, &t->mn);
+	mmu_notifier_unregister(m);
 	pthread_rwlock_wrlock(&m->mmu_lock);
-	tdp_zap_range(t, 0, 1ULL << (9 * t->ctx.levels), true, &fl, NULL);
+	tdp_zap_range(t, 0, 1ULL << (9 * t->ctx.levels), true, NULL);
 	pthread_rwlock_unlock(&m->mmu_lock);
-	tdp_mmu_free_tables(t, &fl);
+	/* The tables queued above are freed before the MMU struct: the callbacks read it. */
+	rcu_barrier();
 	host_frame_put(t->ctx.arena, t->ctx.root >> HOST_PAGE_SHIFT, HOST_ORDER_4K);
 	pthread_rwlock_destroy(&m->mmu_lock);
 	free(t);
@@ -691,11 +627,6 @@ static void tdp_vcpu_destroy(struct mmu_vcpu *mv)
 }
 
 const struct mmu_ops tdp_mmu_ops = {
-	.name = "tdp",
-	.create = tdp_create,
-	.destroy = tdp_destroy,
-	.vcpu_init = tdp_vcpu_init,
-	.vcpu_destroy = tdp_vcpu_destroy,
-	.handle_exit = tdp_handle_exit,
-	.audit = tdp_mmu_audit,
+	MMU_MODE_OPS(tdp),
+	.age_shared = true,
 };

@@ -57,13 +57,13 @@ static void fail(struct audit *a, const char *fmt, ...)
 static void audit_mmio(struct audit *a, uint64_t s, int level, gfn_t gfn)
 {
 	const struct tdp_mmu *t = a->t;
-	const uint64_t value = t->ctx.fmt == TDP_EPT ? SPTE_EPT_MMIO_VALUE : SPTE_NPT_MMIO_VALUE;
 
 	if (level != 1)
 		FAIL(a, "gfn %#" PRIx64 ": MMIO spte %#" PRIx64 " at level %d", gfn, s, level);
-	if ((s & ~SPTE_MMIO_GEN_MASK) != value || !t->mmio_caching)
+	if (!t->head.fmt.mmio_value || mmio_spte_gfn(s) != gfn ||
+	    (s & ~SPTE_MMIO_GEN_MASK) != make_mmio_spte(&t->head.fmt, gfn, 0))
 		FAIL(a, "gfn %#" PRIx64 ": malformed MMIO spte %#" PRIx64, gfn, s);
-	if (gfn_to_memslot(t->head.env.slots, gfn) && (s & SPTE_MMIO_GEN_MASK) == mmio_gen_tag(a->gen))
+	if (gfn_to_memslot(t->head.env.slots, gfn) && mmio_spte_current(s, a->gen))
 		fail(a, "gfn %#" PRIx64 ": MMIO spte of the current generation over a memslot", gfn);
 }
 
@@ -71,7 +71,8 @@ static void audit_leaf(struct audit *a, uint64_t s, int level, gfn_t gfn)
 {
 	const struct tdp_mmu *t = a->t;
 	const struct memslot *slot = gfn_to_memslot(t->head.env.slots, gfn);
-	const bool w = s & SPTE_W_MASK;
+	const bool w = is_writable_pte(s);
+	const uint64_t sw = SPTE_MMU_PRESENT_MASK | SPTE_MMU_WRITABLE;
 	pfn_t pfn;
 	bool huge = false;
 
@@ -80,17 +81,17 @@ static void audit_leaf(struct audit *a, uint64_t s, int level, gfn_t gfn)
 		if (tdp_ept_misconfigured(&t->ctx, s, level) ||
 		    (s & (EPT_READABLE_MASK | EPT_EXECUTABLE_MASK)) !=
 		    (EPT_READABLE_MASK | EPT_EXECUTABLE_MASK) ||
-		    (s & ~(SPTE_EPT_HW_BITS | SPTE_MMU_WRITABLE)))
+		    (s & ~(SPTE_EPT_HW_MASK | sw)))
 			FAIL(a, "gfn %#" PRIx64 ": malformed EPT leaf %#" PRIx64, gfn, s);
 	} else if (!(s & PT_USER_MASK) || (s & PT64_NX_MASK) ||
-		   (s & ~(SPTE_NPT_HW_BITS | SPTE_MMU_WRITABLE))) {
+		   (s & ~(SPTE_X86_HW_MASK | sw))) {
 		FAIL(a, "gfn %#" PRIx64 ": malformed NPT leaf %#" PRIx64, gfn, s);
 	}
 	if (level > 2)
 		FAIL(a, "gfn %#" PRIx64 ": a 1G leaf, which this host never backs", gfn);
 	if (!slot)
 		FAIL(a, "gfn %#" PRIx64 ": leaf %#" PRIx64 " in no memslot", gfn, s);
-	if (gfn + level_pages(level) > slot_end_gfn(slot))
+	if (gfn + spte_level_pages(level) > slot_end_gfn(slot))
 		FAIL(a, "gfn %#" PRIx64 ": a level-%d leaf beyond its slot", gfn, level);
 	if (level > 1 && slot_logs_dirty(slot))
 		FAIL(a, "gfn %#" PRIx64 ": a huge leaf in a dirty-logging slot", gfn);
@@ -102,9 +103,9 @@ static void audit_leaf(struct audit *a, uint64_t s, int level, gfn_t gfn)
 			    gfn, spte_to_pfn(s), pfn);
 	if (level == 2 && !huge)
 		FAIL(a, "gfn %#" PRIx64 ": a 2M leaf over 4K host pages", gfn);
-	if (slot_is_readonly(slot) && (w || (s & SPTE_MMU_WRITABLE)))
+	if (slot_is_readonly(slot) && (w || is_mmu_writable_spte(s)))
 		FAIL(a, "gfn %#" PRIx64 ": writable leaf %#" PRIx64 " in a read-only slot", gfn, s);
-	if (!slot_is_readonly(slot) && !(s & SPTE_MMU_WRITABLE))
+	if (!slot_is_readonly(slot) && !is_mmu_writable_spte(s))
 		FAIL(a, "gfn %#" PRIx64 ": leaf %#" PRIx64 " of a writable slot lacks "
 			    "MMU_WRITABLE", gfn, s);
 	if (w && slot_logs_dirty(slot) &&
@@ -120,27 +121,32 @@ static void audit_leaf(struct audit *a, uint64_t s, int level, gfn_t gfn)
 static void audit_table(struct audit *a, hpa_t table, int level, gfn_t base)
 {
 	const struct tdp_mmu *t = a->t;
-	const uint64_t table_bits = t->ctx.fmt == TDP_EPT ? EPT_RWX_MASK
-				  : PT_PRESENT_MASK | PT_WRITABLE_MASK | PT_USER_MASK;
 
 	a->tables++;
-	for (unsigned i = 0; i < 512 && !a->rc; i++) {
+	for (unsigned i = 0; i < SPTE_ENTRIES && !a->rc; i++) {
 		uint64_t s = spte_read(&spte_table(t->ctx.arena, table)[i]);
-		gfn_t gfn = base + i * level_pages(level);
+		gfn_t gfn = base + i * spte_level_pages(level);
+		const struct tdp_page *tp;
 
 		if (!s)
 			continue;
-		if (spte_is_mmio(t, s)) {
+		if (is_mmio_spte(s)) {
 			audit_mmio(a, s, level, gfn);
-		} else if (!tdp_is_present(&t->ctx, s)) {
+		} else if (!is_shadow_present_pte(s) || !tdp_is_present(&t->ctx, s)) {
 			fail(a, "gfn %#" PRIx64 ": not-present garbage %#" PRIx64 " at level %d", gfn, s,
 			     level);
-		} else if (spte_is_leaf(s, level)) {
+		} else if (is_last_spte(s, level)) {
 			audit_leaf(a, s, level, gfn);
-		} else if ((s & ~(TDP_ADDR_MASK | t->acc_mask)) != table_bits ||
+		} else if ((s & ~(TDP_ADDR_MASK | t->head.fmt.accessed_mask)) !=
+			   (make_table_spte(&t->head.fmt, 0) & ~t->head.fmt.accessed_mask) ||
 			   !host_pfn_valid(t->ctx.arena, spte_to_pfn(s))) {
 			fail(a, "gfn %#" PRIx64 ": bad table entry %#" PRIx64 " at level %d", gfn, s,
 			     level);
+		} else if (!(tp = (const struct tdp_page *)host_frame_private(t->ctx.arena,
+									       spte_to_pfn(s))) ||
+			   tp->gfn != gfn || tp->level != level - 1) {
+			fail(a, "gfn %#" PRIx64 ": the table at level %d has no tdp_page of its own", gfn,
+			     level - 1);
 		} else {
 			audit_table(a, s & TDP_ADDR_MASK, level - 1, gfn);
 		}
@@ -155,7 +161,7 @@ static bool quiet(struct mmu *m, uint64_t *seq, uint64_t *gen)
 	       !memslot_gen_in_progress(*gen);
 }
 
-int tdp_mmu_audit(struct mmu *m, char *why, size_t whylen)
+int tdp_audit(struct mmu *m, char *why, size_t whylen)
 {
 	struct tdp_mmu *t = to_tdp(m);
 	struct mmu_stats st;

@@ -16,17 +16,12 @@
  *
  * Freed tables: a table is unlinked with an xchg of its parent entry to 0 under the exclusive
  * lock, its entries are xchg'd to 0 (so a lockless cmpxchg on one of them, by the fast page fault
- * or the hardware's A/D update, fails from then on), and it is chained into a tdp_freelist
- * through its own entry 0, as the table's hpa: bits 2:0 clear, so a walker still inside the
- * table reads a not-present entry in both formats. tdp_mmu_free_tables() waits for a grace period
- * once mmu_lock is dropped, then returns the frames: every walker that could have reached them
- * has left its read section.
+ * or the hardware's A/D update, fails from then on), it leaves tdp_pages, and its frame is queued
+ * with mmu_free_page_rcu: it returns to the arena once every walker that could have reached it
+ * has left its read section, and nobody waits for that.
  */
-#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
-
-#include <urcu-bp.h>
 
 #include "mmu/tdp_mmu.h"
 
@@ -34,12 +29,12 @@
 
 static gfn_t round_gfn(gfn_t gfn, int level)
 {
-	return gfn & ~(level_pages(level) - 1);
+	return gfn & ~(spte_level_pages(level) - 1);
 }
 
 static uint64_t *iter_entry(const struct tdp_iter *it)
 {
-	return &it->table[it->level][spte_index(it->gfn, it->level)];
+	return &it->table[it->level][spte_index(it->gfn << VMMU_PAGE_SHIFT, it->level)];
 }
 
 void tdp_iter_start(struct tdp_iter *it, const struct tdp_mmu *t, int min_level, gfn_t start,
@@ -60,13 +55,13 @@ void tdp_iter_start(struct tdp_iter *it, const struct tdp_mmu *t, int min_level,
 }
 
 /* 1. Into the table the current entry points to, toward goal. */
-static bool try_step_down(struct tdp_iter *it)
+bool tdp_iter_step_down(struct tdp_iter *it)
 {
 	if (it->level == it->min_level)
 		return false;
 	/* The caller may have changed the entry (zapped it, split it) since it was read. */
 	it->old_spte = spte_read(it->sptep);
-	if (!spte_is_present(it->t, it->old_spte) || spte_is_leaf(it->old_spte, it->level))
+	if (!is_shadow_present_pte(it->old_spte) || is_last_spte(it->old_spte, it->level))
 		return false;
 	it->table[it->level - 1] = spte_child(it->t, it->old_spte);
 	it->level--;
@@ -79,9 +74,9 @@ static bool try_step_down(struct tdp_iter *it)
 /* 2. The next entry of the same table. */
 static bool try_step_side(struct tdp_iter *it)
 {
-	if (spte_index(it->gfn, it->level) == 511)
+	if (spte_index(it->gfn << VMMU_PAGE_SHIFT, it->level) == SPTE_ENTRIES - 1)
 		return false;
-	it->gfn += level_pages(it->level);
+	it->gfn += spte_level_pages(it->level);
 	it->goal = it->gfn;
 	it->sptep++;
 	it->old_spte = spte_read(it->sptep);
@@ -101,7 +96,7 @@ static bool try_step_up(struct tdp_iter *it)
 
 void tdp_iter_next(struct tdp_iter *it)
 {
-	if (try_step_down(it))
+	if (tdp_iter_step_down(it))
 		return;
 	do {
 		if (try_step_side(it))
@@ -118,11 +113,11 @@ void tdp_iter_next(struct tdp_iter *it)
  * written if it had none of @mask). A failed cmpxchg reloads the entry and tries again; an entry
  * that became non-present is left alone.
  */
-static uint64_t spte_clear_bits(const struct tdp_mmu *t, uint64_t *sptep, uint64_t mask)
+static uint64_t spte_clear_bits(uint64_t *sptep, uint64_t mask)
 {
 	uint64_t old = spte_read(sptep);
 
-	while (spte_is_present(t, old) && (old & mask))
+	while (is_shadow_present_pte(old) && (old & mask))
 		if (spte_cmpxchg(sptep, &old, old & ~mask))
 			break;
 	return old;
@@ -130,31 +125,20 @@ static uint64_t spte_clear_bits(const struct tdp_mmu *t, uint64_t *sptep, uint64
 
 /* ---- zapping and freeing ---- */
 
-static void freelist_push(const struct tdp_mmu *t, struct tdp_freelist *fl, hpa_t table)
+void tdp_free_page(struct mmu_page_free *pf)
 {
-	/* The link reads as not present: hpa bits 2:0 are clear (EPT RWX, NPT P). */
-	spte_write(&spte_table(t->ctx.arena, table)[0], fl->head);
-	fl->head = table;
-	fl->n++;
+	free(caa_container_of(pf, struct tdp_page, free));
 }
 
-void tdp_mmu_free_tables(struct tdp_mmu *t, struct tdp_freelist *fl)
+/* The table @table_spte linked is unreachable now: out of the count, its frame (with its
+ * tdp_page) back after a grace period. */
+static void table_gone(struct tdp_mmu *t, uint64_t table_spte)
 {
-	hpa_t hpa = fl->head;
+	pfn_t pfn = spte_to_pfn(table_spte);
+	struct tdp_page *tp = (struct tdp_page *)host_frame_private(t->ctx.arena, pfn);
 
-	if (!fl->n)
-		return;
-	assert(!rcu_read_ongoing());   /* the grace period would wait for ourselves */
-	memslots_synchronize();
-	for (uint64_t i = 0; i < fl->n; i++) {
-		hpa_t next = spte_read(&spte_table(t->ctx.arena, hpa)[0]) & TDP_ADDR_MASK;
-
-		host_frame_put(t->ctx.arena, hpa >> HOST_PAGE_SHIFT, HOST_ORDER_4K);
-		hpa = next;
-	}
-	mmu_stat_add(&t->head, tdp_pages, -fl->n);
-	fl->head = 0;
-	fl->n = 0;
+	mmu_stat_add(&t->head, tdp_pages, (uint64_t)-1);
+	mmu_free_page_rcu(&t->head, &tp->free, pfn);
 }
 
 /* A leaf @old of @level at @gfn was zapped: count it, and keep the D bit a D-bit-logging slot
@@ -162,38 +146,38 @@ void tdp_mmu_free_tables(struct tdp_mmu *t, struct tdp_freelist *fl)
 static void leaf_gone(struct tdp_mmu *t, uint64_t old, int level, gfn_t gfn,
 		      const struct memslot *slot)
 {
-	tdp_account_leaf(t, level, -1);
-	if (slot && slot_logs_dirty(slot) && (old & t->dirty_mask) &&
+	mmu_account_leaf(&t->head, level, -1);
+	if (slot && slot_logs_dirty(slot) && (old & t->head.fmt.dirty_mask) &&
 	    __atomic_load_n(&t->dirty_mode, __ATOMIC_RELAXED) == TDP_DIRTY_DBIT) {
-		for (uint64_t i = 0; i < level_pages(level); i++)
+		for (uint64_t i = 0; i < spte_level_pages(level); i++)
 			if (slot_contains(slot, gfn + i))
 				slot_mark_dirty(slot, gfn + i);
 	}
 }
 
 /* Empty the unlinked table that @table_spte (at @level, mapping from @gfn) pointed to, count its
- * leaves, and chain it and every table below it into @fl. Exclusive mmu_lock. */
+ * leaves, and free it and every table below it after a grace period. Exclusive mmu_lock. */
 static void free_subtree(struct tdp_mmu *t, uint64_t table_spte, int level, gfn_t gfn,
-			 struct tdp_freelist *fl, const struct memslot *slot)
+			 const struct memslot *slot)
 {
 	uint64_t *child = spte_child(t, table_spte);
 
-	for (unsigned i = 0; i < 512; i++) {
+	for (unsigned i = 0; i < SPTE_ENTRIES; i++) {
 		uint64_t old = spte_xchg(&child[i], 0);
-		gfn_t g = gfn + i * level_pages(level - 1);
+		gfn_t g = gfn + i * spte_level_pages(level - 1);
 
-		if (!spte_is_present(t, old))
+		if (!is_shadow_present_pte(old))
 			continue;       /* empty, or an MMIO spte: nothing to count */
-		if (spte_is_leaf(old, level - 1))
+		if (is_last_spte(old, level - 1))
 			leaf_gone(t, old, level - 1, g, slot);
 		else
-			free_subtree(t, old, level - 1, g, fl, slot);
+			free_subtree(t, old, level - 1, g, slot);
 	}
-	freelist_push(t, fl, table_spte & TDP_ADDR_MASK);
+	table_gone(t, table_spte);
 }
 
 bool tdp_zap_range(struct tdp_mmu *t, gfn_t start, gfn_t end, bool tables,
-		   struct tdp_freelist *fl, const struct memslot *slot)
+		   const struct memslot *slot)
 {
 	struct tdp_iter it;
 	bool flush = false;
@@ -203,21 +187,21 @@ bool tdp_zap_range(struct tdp_mmu *t, gfn_t start, gfn_t end, bool tables,
 
 		if (!old)
 			continue;
-		if (spte_is_mmio(t, old)) {
+		if (is_mmio_spte(old)) {
 			spte_xchg(it.sptep, 0);        /* not cached by any TLB: no flush */
 			continue;
 		}
-		if (!spte_is_present(t, old))
+		if (!is_shadow_present_pte(old))
 			continue;
-		if (spte_is_leaf(old, it.level)) {
+		if (is_last_spte(old, it.level)) {
 			old = spte_xchg(it.sptep, 0);
 			leaf_gone(t, old, it.level, it.gfn, slot);
 			flush = true;
 			continue;
 		}
-		if (tables && it.gfn >= start && it.gfn + level_pages(it.level) <= end) {
+		if (tables && it.gfn >= start && it.gfn + spte_level_pages(it.level) <= end) {
 			old = spte_xchg(it.sptep, 0);
-			free_subtree(t, old, it.level, it.gfn, fl, slot);
+			free_subtree(t, old, it.level, it.gfn, slot);
 			flush = true;
 		}
 	}
@@ -230,7 +214,7 @@ static void zap_all_mmio(struct tdp_mmu *t)
 	struct tdp_iter it;
 
 	for_each_tdp_spte(it, t, 1, 0, ~0ULL)
-		if (spte_is_mmio(t, it.old_spte))
+		if (is_mmio_spte(it.old_spte))
 			spte_xchg(it.sptep, 0);
 }
 
@@ -245,34 +229,44 @@ static void zap_all_mmio(struct tdp_mmu *t)
 static bool split_huge(struct tdp_mmu *t, struct tdp_iter *it, bool wrprot, bool clear_d)
 {
 	const int level = it->level;
+	struct tdp_page *tp = calloc(1, sizeof(*tp));
 	uint64_t old = spte_read(it->sptep), table;
 	uint64_t *child;
 	pfn_t pfn;
 
-	if (host_frame_alloc(t->ctx.arena, HOST_ORDER_4K, &pfn))
+	if (!tp)
 		return false;
+	if (host_frame_alloc(t->ctx.arena, HOST_ORDER_4K, &pfn)) {
+		free(tp);
+		return false;
+	}
+	tp->gfn = it->gfn;
+	tp->level = level - 1;
+	host_frame_set_private(t->ctx.arena, pfn, (uintptr_t)tp);
 	child = spte_table(t->ctx.arena, pfn << HOST_PAGE_SHIFT);
-	table = make_table_spte(t, pfn);
+	table = make_table_spte(&t->head.fmt, pfn);
 	do {
 		uint64_t flags = old & ~(TDP_ADDR_MASK | PT_PAGE_SIZE_MASK);
 
-		if (!spte_is_present(t, old) || !spte_is_leaf(old, level)) {
+		if (!is_shadow_present_pte(old) || !is_last_spte(old, level)) {
+			host_frame_set_private(t->ctx.arena, pfn, 0);
 			host_frame_put(t->ctx.arena, pfn, HOST_ORDER_4K);
+			free(tp);
 			return false;
 		}
 		if (wrprot)
 			flags &= ~SPTE_W_MASK;
 		if (clear_d)
-			flags &= ~t->dirty_mask;
+			flags &= ~t->head.fmt.dirty_mask;
 		if (level - 1 > 1)
 			flags |= PT_PAGE_SIZE_MASK;
-		for (unsigned i = 0; i < 512; i++)
-			spte_write(&child[i], ((spte_to_pfn(old) + i * level_pages(level - 1))
+		for (unsigned i = 0; i < SPTE_ENTRIES; i++)
+			spte_write(&child[i], ((spte_to_pfn(old) + i * spte_level_pages(level - 1))
 					       << HOST_PAGE_SHIFT) | flags);
 	} while (!spte_cmpxchg(it->sptep, &old, table));
 	mmu_stat_inc(&t->head, tdp_pages);
-	tdp_account_leaf(t, level, -1);
-	tdp_account_leaf(t, level - 1, 512);
+	mmu_account_leaf(&t->head, level, -1);
+	mmu_account_leaf(&t->head, level - 1, 512);
 	return true;
 }
 
@@ -284,7 +278,7 @@ static bool split_or_zap(struct tdp_mmu *t, struct tdp_iter *it, const struct me
 	if (!split_huge(t, it, !dbit, dbit)) {
 		uint64_t old = spte_xchg(it->sptep, 0);
 
-		if (spte_is_present(t, old))
+		if (is_shadow_present_pte(old))
 			leaf_gone(t, old, it->level, it->gfn, slot);
 	}
 	return true;
@@ -295,18 +289,18 @@ static bool split_or_zap(struct tdp_mmu *t, struct tdp_iter *it, const struct me
 static bool enable_dirty_logging(struct tdp_mmu *t, const struct memslot *slot)
 {
 	const uint64_t mask = __atomic_load_n(&t->dirty_mode, __ATOMIC_RELAXED) == TDP_DIRTY_DBIT
-			      ? t->dirty_mask : SPTE_W_MASK;
+			      ? t->head.fmt.dirty_mask : SPTE_W_MASK;
 	struct tdp_iter it;
 	bool flush = false;
 
 	for_each_tdp_spte(it, t, 1, slot->base_gfn, slot_end_gfn(slot)) {
 		uint64_t old = spte_read(it.sptep);
 
-		if (!spte_is_present(t, old) || !spte_is_leaf(old, it.level))
+		if (!is_shadow_present_pte(old) || !is_last_spte(old, it.level))
 			continue;
 		if (it.level > 1)
 			flush |= split_or_zap(t, &it, slot);   /* the walk goes on into its leaves */
-		else if (spte_clear_bits(t, it.sptep, mask) & mask)
+		else if (spte_clear_bits(it.sptep, mask) & mask)
 			flush = true;
 	}
 	return flush;
@@ -319,7 +313,7 @@ static bool enable_dirty_logging(struct tdp_mmu *t, const struct memslot *slot)
  * after dirty logging). Exclusive mmu_lock. True: flush.
  */
 static bool recover_huge(struct tdp_mmu *t, const struct memslot *slot, const uint8_t *huge_ok,
-			 gfn_t first_block, uint64_t nblocks, struct tdp_freelist *fl)
+			 gfn_t first_block, uint64_t nblocks)
 {
 	struct tdp_iter it;
 	bool flush = false;
@@ -327,11 +321,11 @@ static bool recover_huge(struct tdp_mmu *t, const struct memslot *slot, const ui
 	for_each_tdp_spte(it, t, 2, first_block, first_block + nblocks * 512) {
 		uint64_t old = spte_read(it.sptep);
 
-		if (it.level != 2 || !spte_is_present(t, old) || spte_is_leaf(old, 2) ||
+		if (it.level != 2 || !is_shadow_present_pte(old) || is_last_spte(old, 2) ||
 		    it.gfn < first_block || !huge_ok[(it.gfn - first_block) / 512])
 			continue;
 		old = spte_xchg(it.sptep, 0);
-		free_subtree(t, old, 2, it.gfn, fl, slot);
+		free_subtree(t, old, 2, it.gfn, slot);
 		flush = true;
 	}
 	return flush;
@@ -394,17 +388,17 @@ static void tdp_dirty_log_protect(void *opaque, const struct memslot *slot,
 		for_each_tdp_spte(it, t, 1, start, end) {
 			uint64_t old = spte_read(it.sptep), rel = it.gfn - slot->base_gfn;
 
-			if (!spte_is_present(t, old) || !spte_is_leaf(old, it.level) ||
+			if (!is_shadow_present_pte(old) || !is_last_spte(old, it.level) ||
 			    !((harvested[rel / 64] >> (rel % 64)) & 1))
 				continue;
 			if (it.level > 1)
 				flush |= split_or_zap(t, &it, slot);
-			else if (spte_clear_bits(t, it.sptep, SPTE_W_MASK) & SPTE_W_MASK)
+			else if (spte_clear_bits(it.sptep, SPTE_W_MASK) & SPTE_W_MASK)
 				flush = true;
 		}
 	}
 	if (flush)
-		tdp_flush_remote(t);
+		mmu_flush_remote_tlbs(&t->head);
 	pthread_rwlock_unlock(&t->head.mmu_lock);
 }
 
@@ -422,12 +416,12 @@ void tdp_mmu_sync_dirty_log(struct mmu *m, const struct memslot *slot)
 	for_each_tdp_spte(it, t, 1, slot->base_gfn, slot_end_gfn(slot)) {
 		uint64_t old;
 
-		if (!spte_is_present(t, it.old_spte) || !spte_is_leaf(it.old_spte, it.level))
+		if (!is_shadow_present_pte(it.old_spte) || !is_last_spte(it.old_spte, it.level))
 			continue;
-		old = spte_clear_bits(t, it.sptep, t->dirty_mask);
-		if (!(old & t->dirty_mask))
+		old = spte_clear_bits(it.sptep, t->head.fmt.dirty_mask);
+		if (!(old & t->head.fmt.dirty_mask))
 			continue;
-		for (uint64_t i = 0; i < level_pages(it.level); i++)
+		for (uint64_t i = 0; i < spte_level_pages(it.level); i++)
 			if (slot_contains(slot, it.gfn + i))
 				slot_mark_dirty(slot, it.gfn + i);
 		flush = true;
@@ -435,7 +429,7 @@ void tdp_mmu_sync_dirty_log(struct mmu *m, const struct memslot *slot)
 	pthread_rwlock_unlock(&m->mmu_lock);
 	/* A TLB entry cached as dirty lets writes through without setting D again. */
 	if (flush)
-		tdp_flush_remote(t);
+		mmu_flush_remote_tlbs(&t->head);
 }
 
 /* ---- memslot changes ---- */
@@ -453,7 +447,6 @@ static void tdp_slot_change(void *opaque, const struct memslot *old, const struc
 			    enum memslot_change change)
 {
 	struct tdp_mmu *t = opaque;
-	struct tdp_freelist fl = { 0 };
 	uint8_t *huge_ok = NULL;
 	gfn_t first = 0;
 	uint64_t nblocks = 0;
@@ -463,14 +456,14 @@ static void tdp_slot_change(void *opaque, const struct memslot *old, const struc
 		huge_ok = huge_blocks(t, new, &first, &nblocks);
 
 	pthread_rwlock_wrlock(&t->head.mmu_lock);
-	if (!mmio_gen_tag(memslots_generation(t->head.env.slots) + 1))
+	if (mmio_gen_wraps(memslots_generation(t->head.env.slots)))
 		zap_all_mmio(t);
 	if (change == MEMSLOT_DELETE || change == MEMSLOT_MOVE)
-		flush = tdp_zap_range(t, old->base_gfn, slot_end_gfn(old), true, &fl, old);
+		flush = tdp_zap_range(t, old->base_gfn, slot_end_gfn(old), true, old);
 	/* A new range held no RAM: only MMIO sptes (stale now) and the tables they sit in, which
 	 * go so that the new slot can be mapped huge. */
 	if (change == MEMSLOT_CREATE || change == MEMSLOT_MOVE)
-		flush |= tdp_zap_range(t, new->base_gfn, slot_end_gfn(new), true, &fl, NULL);
+		flush |= tdp_zap_range(t, new->base_gfn, slot_end_gfn(new), true, NULL);
 	switch (change) {
 	case MEMSLOT_CREATE:
 	case MEMSLOT_DELETE:
@@ -480,13 +473,12 @@ static void tdp_slot_change(void *opaque, const struct memslot *old, const struc
 		if (!slot_logs_dirty(old) && slot_logs_dirty(new))
 			flush = enable_dirty_logging(t, new);
 		else if (huge_ok)
-			flush = recover_huge(t, new, huge_ok, first, nblocks, &fl);
+			flush = recover_huge(t, new, huge_ok, first, nblocks);
 		break;
 	}
 	if (flush)
-		tdp_flush_remote(t);
+		mmu_flush_remote_tlbs(&t->head);
 	pthread_rwlock_unlock(&t->head.mmu_lock);
-	tdp_mmu_free_tables(t, &fl);
 	free(huge_ok);
 }
 
@@ -495,141 +487,35 @@ const struct memslots_ops tdp_memslots_ops = {
 	.dirty_log_protect = tdp_dirty_log_protect,
 };
 
-/* ---- MMU notifiers ---- */
+/* ---- MMU notifiers (the core's hooks) ---- */
 
-static struct tdp_mmu *mn_to_tdp(struct host_mmu_notifier *mn)
+/* Zap the leaves mapping [start, end) of @slot (NULL: every gfn). Exclusive mmu_lock. */
+bool tdp_unmap_gfn_range(struct mmu *m, const struct memslot *slot, gfn_t start, gfn_t end)
 {
-	return (struct tdp_mmu *)((char *)mn - offsetof(struct tdp_mmu, mn));
-}
-
-/* The gfns of @slot whose hva lies in [start, end): [*g0, *g1). False if none. */
-static bool slot_hva_range(const struct memslot *slot, hva_t start, hva_t end, gfn_t *g0,
-			   gfn_t *g1)
-{
-	const hva_t s0 = slot->userspace_addr, s1 = s0 + (slot->npages << VMMU_PAGE_SHIFT);
-
-	if (end <= s0 || start >= s1)
-		return false;
-	*g0 = slot->base_gfn + (((start > s0 ? start : s0) - s0) >> VMMU_PAGE_SHIFT);
-	*g1 = slot->base_gfn + (((end < s1 ? end : s1) - s0 + VMMU_PAGE_SIZE - 1) >> VMMU_PAGE_SHIFT);
-	return true;
+	return tdp_zap_range(to_tdp(m), start, end, false, slot);
 }
 
 /*
- * Zap the leaves of every slot's gfns whose hva is in [start, end). Exclusive mmu_lock. A slot
- * being deleted or moved has left the published set before its hook zaps it, so while a memslot
- * change is in progress (odd generation, or a different one after the walk than before) every
- * leaf goes: it is rare, and correct. True: flush.
+ * Accessed bits of the leaves mapping [start, end) of @slot, cleared with @clear (KVM's
+ * age_gfn_range). Shared mmu_lock: only A changes, atomically. EPT runs with A/D enabled and NPT
+ * always has them, so nothing is zapped for aging.
  */
-static bool zap_hva_range(struct tdp_mmu *t, hva_t start, hva_t end)
+bool tdp_age_gfn_range(struct mmu *m, const struct memslot *slot, gfn_t start, gfn_t end,
+		       bool clear)
 {
-	struct memslots *ms = t->head.env.slots;
-	const struct memslot *slot;
-	struct memslot_iter si;
-	bool flush = false;
-	uint64_t gen;
-
-	memslots_read_lock();
-	gen = memslots_generation(ms);
-	memslots_for_each_in_gfn_range(slot, &si, ms, 0, ~0ULL) {
-		gfn_t g0, g1;
-
-		if (slot_hva_range(slot, start, end, &g0, &g1))
-			flush |= tdp_zap_range(t, g0, g1, false, NULL, slot);
-	}
-	if (memslot_gen_in_progress(gen) || gen != memslots_generation(ms))
-		flush |= tdp_zap_range(t, 0, ~0ULL, false, NULL, NULL);
-	memslots_read_unlock();
-	return flush;
-}
-
-/*
- * invalidate_range_start (mm->lock held): record the range and bump in_progress first, so a fault
- * that looked its pfn up before our zap and installs after it sees the invalidation and retries
- * (mmu_invalidate_retry); then zap and flush, so no vCPU reaches the old pfns once we return.
- */
-static void tdp_mn_invalidate_start(struct host_mmu_notifier *mn, hva_t start, hva_t end)
-{
-	struct tdp_mmu *t = mn_to_tdp(mn);
-	struct mmu *m = &t->head;
-
-	pthread_rwlock_wrlock(&m->mmu_lock);
-	if (!__atomic_load_n(&m->invalidate_in_progress, __ATOMIC_RELAXED)) {
-		m->invalidate_start = start;
-		m->invalidate_end = end;
-	} else {
-		if (start < m->invalidate_start)
-			m->invalidate_start = start;
-		if (end > m->invalidate_end)
-			m->invalidate_end = end;
-	}
-	__atomic_add_fetch(&m->invalidate_in_progress, 1, __ATOMIC_RELEASE);
-	if (zap_hva_range(t, start, end))
-		tdp_flush_remote(t);
-	pthread_rwlock_unlock(&m->mmu_lock);
-}
-
-/* invalidate_range_end: the sequence moves before in_progress drops, so a fault that checks
- * after the drop still sees a changed sequence. */
-static void tdp_mn_invalidate_end(struct host_mmu_notifier *mn, hva_t start, hva_t end)
-{
-	struct mmu *m = &mn_to_tdp(mn)->head;
-
-	pthread_rwlock_wrlock(&m->mmu_lock);
-	__atomic_add_fetch(&m->invalidate_seq, 1, __ATOMIC_RELEASE);
-	__atomic_sub_fetch(&m->invalidate_in_progress, 1, __ATOMIC_RELEASE);
-	pthread_rwlock_unlock(&m->mmu_lock);
-}
-
-/*
- * Accessed bits of the leaves mapping [start, end), cleared with @clear (KVM's age_gfn_range).
- * Shared mmu_lock: only A changes, atomically. EPT runs with A/D enabled and NPT always has them,
- * so nothing is zapped for aging. No TLB flush, as KVM: a cached translation keeps the page
- * looking idle a little longer, which aging tolerates.
- */
-static bool tdp_mn_age(struct host_mmu_notifier *mn, hva_t start, hva_t end, bool clear)
-{
-	struct tdp_mmu *t = mn_to_tdp(mn);
-	struct memslots *ms = t->head.env.slots;
-	const struct memslot *slot;
-	struct memslot_iter si;
+	struct tdp_mmu *t = to_tdp(m);
+	const uint64_t a = m->fmt.accessed_mask;
 	struct tdp_iter it;
 	bool young = false;
 
-	pthread_rwlock_rdlock(&t->head.mmu_lock);
-	memslots_read_lock();
-	memslots_for_each_in_gfn_range(slot, &si, ms, 0, ~0ULL) {
-		gfn_t g0, g1;
-
-		if (!slot_hva_range(slot, start, end, &g0, &g1))
+	(void)slot;
+	for_each_tdp_spte(it, t, 1, start, end) {
+		if (!is_shadow_present_pte(it.old_spte) || !is_last_spte(it.old_spte, it.level))
 			continue;
-		for_each_tdp_spte(it, t, 1, g0, g1) {
-			if (!spte_is_present(t, it.old_spte) || !spte_is_leaf(it.old_spte, it.level))
-				continue;
-			if (clear)
-				young |= (spte_clear_bits(t, it.sptep, t->acc_mask) & t->acc_mask) != 0;
-			else
-				young |= (spte_read(it.sptep) & t->acc_mask) != 0;
-		}
+		if (clear)
+			young |= (spte_clear_bits(it.sptep, a) & a) != 0;
+		else
+			young |= (spte_read(it.sptep) & a) != 0;
 	}
-	memslots_read_unlock();
-	pthread_rwlock_unlock(&t->head.mmu_lock);
 	return young;
 }
-
-static bool tdp_mn_clear_young(struct host_mmu_notifier *mn, hva_t start, hva_t end)
-{
-	return tdp_mn_age(mn, start, end, true);
-}
-
-static bool tdp_mn_test_young(struct host_mmu_notifier *mn, hva_t start, hva_t end)
-{
-	return tdp_mn_age(mn, start, end, false);
-}
-
-const struct host_mmu_notifier_ops tdp_mn_ops = {
-	.invalidate_range_start = tdp_mn_invalidate_start,
-	.invalidate_range_end = tdp_mn_invalidate_end,
-	.clear_young = tdp_mn_clear_young,
-	.test_young = tdp_mn_test_young,
-};

@@ -162,8 +162,8 @@ __attribute__((noinline)) static int vcpu_access_slow(struct vmmu_vcpu *vcpu, ui
 	}
 retry:
 	/* Under an MMU, the hardware walks tables the MMU frees only after an RCU grace period:
-	 * the access is one read section (and the MMU handler, which may wait for a grace
-	 * period, runs outside it). */
+	 * the access is one read section (the MMU handler runs outside it: it opens its own, and
+	 * takes mmu_lock, which a notifier may hold). */
 	if (vcpu->vm->mmu) {
 		memslots_read_lock();
 		rc = vcpu_hw_access(vcpu, gva, len, kind, buf, &o, l1_missed);

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <urcu/compiler.h>
+
 #include "cpu/cost.h"
 #include "vm/vm.h"
 
@@ -25,7 +27,7 @@ static void vm_flush_pcaches(struct vmmu_vm *vm)
 
 static void vm_invalidate_range_start(struct host_mmu_notifier *mn, hva_t start, hva_t end)
 {
-	vm_flush_pcaches((struct vmmu_vm *)((char *)mn - offsetof(struct vmmu_vm, mn)));
+	vm_flush_pcaches(caa_container_of(mn, struct vmmu_vm, mn));
 }
 
 /* Native mode: no MMU owns the memslot hooks, so the VM takes them to keep the caches true. */

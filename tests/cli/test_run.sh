@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `vmmu run` and `vmmu workloads` end to end: every workload runs small with --json and gives
-# every key of DESIGN.md; one seed gives one digest, another seed another; every MMU mode built
+# every key docs/user-guide.md lists; one seed gives one digest, another seed another; every MMU mode built
 # so far gives the native digest (Transparency); a trace of a real program replays (traced by
 # valgrind here when valgrind is present, and the stored trace of /bin/true always); bad input
 # gives a one-line error and exit code 2, never a crash.
