@@ -38,7 +38,7 @@ else
 	echo "test.sh: the ASan build failed"; fail=$((fail + 1))
 fi
 echo "== TSan"
-export TSAN_OPTIONS=halt_on_error=1
+export TSAN_OPTIONS="halt_on_error=1 suppressions=$PWD/tests/tsan.supp"
 if san_build build-tsan thread; then
 	run_suite build-tsan --suite threads
 else

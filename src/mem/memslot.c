@@ -42,6 +42,8 @@ void __tsan_acquire(void *addr);
 void __tsan_release(void *addr);
 /* Sync object: every read section releases into it, every grace period acquires from it. */
 static char tsan_grace_period;
+/* Every call_rcu callback releases into it when it ends; rcu_barrier acquires from it. */
+static char tsan_callbacks_done;
 #endif
 
 /* One slot in an array; base/end copied from the slot so a search touches only the array. */
@@ -101,10 +103,35 @@ void memslots_synchronize(void)
 	grace_period();
 }
 
-void memslots_rcu_callback_begin(void)
+void memslots_call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *head))
 {
 #ifdef MEMSLOT_TSAN
+	__tsan_release(head);
+#endif
+	call_rcu(head, fn);
+}
+
+void memslots_rcu_callback_begin(struct rcu_head *head)
+{
+#ifdef MEMSLOT_TSAN
+	__tsan_acquire(head);
 	__tsan_acquire(&tsan_grace_period);
+#endif
+	(void)head;
+}
+
+void memslots_rcu_callback_end(void)
+{
+#ifdef MEMSLOT_TSAN
+	__tsan_release(&tsan_callbacks_done);
+#endif
+}
+
+void memslots_rcu_barrier(void)
+{
+	rcu_barrier();
+#ifdef MEMSLOT_TSAN
+	__tsan_acquire(&tsan_callbacks_done);
 #endif
 }
 

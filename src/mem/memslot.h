@@ -109,8 +109,17 @@ void memslots_read_unlock(void);
 /* synchronize_rcu() with the matching ThreadSanitizer annotation: for every user of these read
  * sections that frees memory after a grace period (the MMUs). Never inside a read section. */
 void memslots_synchronize(void);
-/* The same annotation for a call_rcu callback (it runs after a grace period): call it first. */
-void memslots_rcu_callback_begin(void);
+/* call_rcu() with the ThreadSanitizer annotations TSan cannot infer from liburcu's queue: what
+ * the caller did before happens before @fn runs; and @fn, which must call
+ * memslots_rcu_callback_begin() first, runs after every read section that began before (the
+ * grace period, as memslots_synchronize). */
+struct rcu_head;
+void memslots_call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *head));
+void memslots_rcu_callback_begin(struct rcu_head *head);
+/* ...and memslots_rcu_callback_end() last, so that memslots_rcu_barrier() (liburcu's rcu_barrier:
+ * every callback queued before has run) orders what the callbacks did before what follows it. */
+void memslots_rcu_callback_end(void);
+void memslots_rcu_barrier(void);
 
 static inline bool slot_is_readonly(const struct memslot *slot)
 {

@@ -220,12 +220,14 @@ void mmu_flush_remote_tlbs(struct mmu *m)
 static void free_page_rcu_cb(struct rcu_head *head)
 {
 	struct mmu_page_free *pf = caa_container_of(head, struct mmu_page_free, rcu);
-	struct mmu *m = pf->mmu;
+	struct mmu *m;
 
-	memslots_rcu_callback_begin();
+	memslots_rcu_callback_begin(head);
+	m = pf->mmu;
 	host_frame_set_private(m->env.arena, pf->pfn, 0);
 	host_frame_put_retired(m->env.arena, pf->pfn, HOST_ORDER_4K);
 	m->ops->free_page(pf);
+	memslots_rcu_callback_end();
 }
 
 void mmu_free_page_rcu(struct mmu *m, struct mmu_page_free *pf, pfn_t pfn)
@@ -234,7 +236,7 @@ void mmu_free_page_rcu(struct mmu *m, struct mmu_page_free *pf, pfn_t pfn)
 	pf->pfn = pfn;
 	/* Counted free from now: host_frames does not depend on when the worker runs. */
 	host_frame_retire(m->env.arena, pfn, HOST_ORDER_4K);
-	call_rcu(&pf->rcu, free_page_rcu_cb);
+	memslots_call_rcu(&pf->rcu, free_page_rcu_cb);
 }
 
 /* ---- MMU notifiers ---- */

@@ -398,7 +398,7 @@ static void shadow_destroy(struct mmu *m)
 	zap_all(sm, &z);
 	pthread_rwlock_unlock(&m->mmu_lock);
 	/* The sps queued above are freed before the MMU struct: the callbacks read it. */
-	rcu_barrier();
+	memslots_rcu_barrier();
 	/* Nothing maps or tracks a gfn any more: every gfn_info went with its last user. */
 	for (uint64_t i = 0; i <= sm->gfns.mask; i++) {
 		struct hnode *n = sm->gfns.b[i], *next;

@@ -604,7 +604,7 @@ static void tdp_destroy(struct mmu *m)
 	tdp_zap_range(t, 0, 1ULL << (9 * t->ctx.levels), true, NULL);
 	pthread_rwlock_unlock(&m->mmu_lock);
 	/* The tables queued above are freed before the MMU struct: the callbacks read it. */
-	rcu_barrier();
+	memslots_rcu_barrier();
 	host_frame_put(t->ctx.arena, t->ctx.root >> HOST_PAGE_SHIFT, HOST_ORDER_4K);
 	pthread_rwlock_destroy(&m->mmu_lock);
 	free(t);

@@ -2,8 +2,9 @@
 /*
  * The EPT and NPT formats and the 1-D nested walk (see tdp.h for the rules). EPT has its own walk
  * below; NPT entries are x86-64 entries, so NPT is the paging/ walker run over host memory with a
- * context that makes every access a user access. Table building (tdp_map) is for tests and the
- * hard MMU. No state; no locks (host memory is reached with atomic accesses).
+ * context that makes every access a user access. Tables are built by the hard MMU (and, for the
+ * hardware tests, by tests/common/tdp_build.h). No state; no locks (host memory is reached with
+ * atomic accesses).
  *
  * An EPT walk, for each level from the root down:
  *
@@ -288,30 +289,8 @@ int tdp_walk(const struct tdp_ctx *c, gpa_t gpa, unsigned access, struct tdp_res
 	return c->fmt == TDP_EPT ? ept_walk(c, gpa, access, r) : npt_walk(c, gpa, access, r);
 }
 
-/* ---- building tables ---- */
-
-static uint64_t make_table_entry(const struct tdp_ctx *c, hpa_t table)
-{
-	if (c->fmt == TDP_EPT)
-		return table | EPT_RWX_MASK;
-	return table | PT_PRESENT_MASK | PT_WRITABLE_MASK | PT_USER_MASK;
-}
-
-static uint64_t make_leaf(const struct tdp_ctx *c, hpa_t hpa, int level, unsigned rights)
-{
-	uint64_t e = hpa | (level > 1 ? PT_PAGE_SIZE_MASK : 0);
-
-	if (!rights)
-		return 0;
-	if (c->fmt == TDP_EPT)
-		return e | rights | ((uint64_t)EPT_MT_WB << EPT_MT_SHIFT);
-	e |= PT_PRESENT_MASK | PT_USER_MASK;
-	if (rights & TDP_W)
-		e |= PT_WRITABLE_MASK;
-	if (!(rights & TDP_X))
-		e |= PT64_NX_MASK;
-	return e;
-}
+/* ---- the root (the hard MMU builds the rest; tests/common/tdp_build.h builds tables for the
+ * hardware tests) ---- */
 
 int tdp_alloc_root(struct tdp_ctx *c)
 {
@@ -325,96 +304,6 @@ int tdp_alloc_root(struct tdp_ctx *c)
 		return err;
 	c->root = pfn << HOST_PAGE_SHIFT;
 	return 0;
-}
-
-int tdp_map(const struct tdp_ctx *c, gpa_t gpa, hpa_t hpa, unsigned page_shift, unsigned rights)
-{
-	const uint64_t size = 1ULL << page_shift;
-	int leaf_level, level, err;
-	hpa_t table, eh;
-	uint64_t e;
-
-	if (!ctx_ok(c) || (page_shift != 12 && page_shift != 21 && page_shift != 30))
-		return -EINVAL;
-	if (((gpa | hpa) & (size - 1)) || (gpa >> input_bits(c)) || (hpa & ~TDP_ADDR_MASK) ||
-	    (rights & ~TDP_RWX))
-		return -EINVAL;
-	leaf_level = (int)(page_shift - 12) / 9 + 1;
-
-	table = c->root & TDP_ADDR_MASK;
-	for (level = c->levels; level > leaf_level; level--) {
-		eh = table + tdp_index(gpa, level) * sizeof(uint64_t);
-		err = hostmem_load(c->arena, eh, sizeof(e), &e);
-		if (err)
-			return err;
-		if (!tdp_is_present(c, e)) {
-			pfn_t pfn;
-
-			err = host_frame_alloc(c->arena, HOST_ORDER_4K, &pfn);
-			if (err)
-				return err;
-			/* Release store: a walker that sees the entry sees the zeroed table. */
-			e = make_table_entry(c, pfn << HOST_PAGE_SHIFT);
-			err = hostmem_store(c->arena, eh, sizeof(e), e);
-			if (err)
-				return err;
-		} else if (tdp_is_leaf(e, level)) {
-			return -EEXIST;
-		}
-		table = tdp_entry_addr(e);
-	}
-	eh = table + tdp_index(gpa, leaf_level) * sizeof(uint64_t);
-	err = hostmem_load(c->arena, eh, sizeof(e), &e);
-	if (err)
-		return err;
-	if (tdp_is_present(c, e) && !tdp_is_leaf(e, leaf_level))
-		return -EEXIST;     /* replacing a table by a leaf would leak it */
-	return hostmem_store(c->arena, eh, sizeof(e), make_leaf(c, hpa, leaf_level, rights));
-}
-
-int tdp_entry_hpa(const struct tdp_ctx *c, gpa_t gpa, int level, hpa_t *out)
-{
-	hpa_t table;
-
-	if (!ctx_ok(c) || level < 1 || level > c->levels)
-		return -EINVAL;
-	table = c->root & TDP_ADDR_MASK;
-	for (int l = c->levels;; l--) {
-		hpa_t eh = table + tdp_index(gpa, l) * sizeof(uint64_t);
-		uint64_t e;
-
-		if (l == level) {
-			*out = eh;
-			return 0;
-		}
-		if (hostmem_load(c->arena, eh, sizeof(e), &e) || !tdp_is_present(c, e) ||
-		    tdp_is_leaf(e, l))
-			return -ENOENT;
-		table = tdp_entry_addr(e);
-	}
-}
-
-static void free_table(const struct tdp_ctx *c, hpa_t table, int level)
-{
-	if (!host_pfn_valid(c->arena, table >> HOST_PAGE_SHIFT))
-		return;
-	for (unsigned i = 0; level > 1 && i < 512; i++) {
-		uint64_t e;
-
-		if (hostmem_load(c->arena, table + i * sizeof(e), sizeof(e), &e))
-			continue;
-		if (tdp_is_present(c, e) && !tdp_is_leaf(e, level))
-			free_table(c, tdp_entry_addr(e), level - 1);
-	}
-	host_frame_put(c->arena, table >> HOST_PAGE_SHIFT, HOST_ORDER_4K);
-}
-
-void tdp_free_tables(struct tdp_ctx *c)
-{
-	if (!ctx_ok(c) || !c->root)
-		return;
-	free_table(c, c->root & TDP_ADDR_MASK, c->levels);
-	c->root = 0;
 }
 
 uint64_t tdp_eptp(const struct tdp_ctx *c)

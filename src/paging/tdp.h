@@ -24,8 +24,7 @@
  *  - a gpa at or above 2^(12 + 9 * levels) is beyond the tables' reach: not present, no reference.
  *
  * Locking: none inside; tables are reached through cpu/hostmem (atomic loads and compare-and-swap).
- * A tdp_ctx is a value a vCPU reads; tdp_map() and tdp_free_tables() change tables and must not race
- * with each other on the same tables (walkers may run meanwhile).
+ * A tdp_ctx is a value a vCPU reads.
  */
 #ifndef VMMU_PAGING_TDP_H
 #define VMMU_PAGING_TDP_H
@@ -164,28 +163,12 @@ int tdp_walk(const struct tdp_ctx *c, gpa_t gpa, unsigned access, struct tdp_res
 bool tdp_check_access(const struct tdp_ctx *c, unsigned rights, unsigned access,
 		      struct tdp_result *r);
 
-/* ---- building tables (tests, the hard MMU) ---- */
+/* ---- the root ---- */
 
-/* Allocate a zeroed root table; sets c->root. 0 or -ENOMEM / -EINVAL. */
+/* Allocate a zeroed root table; sets c->root. 0 or -ENOMEM / -EINVAL. The hard MMU builds the
+ * tables below it (mmu/tdp_mmu.c); the hardware tests build theirs with tests/common/tdp_build.h,
+ * entries the MMU never makes included. */
 int tdp_alloc_root(struct tdp_ctx *c);
-
-/*
- * Map [@gpa, @gpa + 2^@page_shift) to @hpa with @rights (TDP_R/W/X; 0 makes the leaf not present),
- * allocating missing tables from the arena. Tables are made with every right, so the leaf decides.
- * EPT leaves get memory type WB; @rights are written as given, so W-only makes a misconfigured
- * entry. NPT leaves are user pages, writable with TDP_W, NX without TDP_X (any non-zero @rights
- * maps the page readable). 0, -EINVAL (size, alignment, range), -EEXIST (a leaf is in the way of a
- * table or a table in the way of a leaf), -ENOMEM.
- */
-int tdp_map(const struct tdp_ctx *c, gpa_t gpa, hpa_t hpa, unsigned page_shift, unsigned rights);
-
-/* The hpa of the entry at @level that maps @gpa, following present non-leaf entries from the
- * root. 0, or -ENOENT when the walk does not reach @level. */
-int tdp_entry_hpa(const struct tdp_ctx *c, gpa_t gpa, int level, hpa_t *out);
-
-/* Free the root and every table below it (not the pages they map); c->root = 0. Only for tables
- * built by tdp_map(): each table referenced once (a table reached twice would be freed twice). */
-void tdp_free_tables(struct tdp_ctx *c);
 
 /* The EPTP of @c (memory type WB). */
 uint64_t tdp_eptp(const struct tdp_ctx *c);

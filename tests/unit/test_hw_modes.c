@@ -20,6 +20,7 @@
 #include "host/host.h"
 #include "paging/hostmem.h"
 #include "paging/tdp.h"
+#include "../common/tdp_build.h"
 
 #define PRWU (PT_PRESENT_MASK | PT_WRITABLE_MASK | PT_USER_MASK)
 

@@ -22,6 +22,7 @@
 #include "host/host.h"
 #include "paging/paging.h"
 #include "paging/tdp.h"
+#include "../common/tdp_build.h"
 
 #define ARENA_BYTES (4ULL << 30)    /* NORESERVE: only touched frames cost memory */
 
