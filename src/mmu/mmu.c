@@ -52,6 +52,17 @@ int mmu_create(const struct mmu_env *env, struct mmu **out)
 	return 0;
 }
 
+int mmu_init(struct mmu *m, const struct mmu_env *env)
+{
+	m->env = *env;
+	return -pthread_rwlock_init(&m->mmu_lock, NULL);
+}
+
+void mmu_fini(struct mmu *m)
+{
+	pthread_rwlock_destroy(&m->mmu_lock);
+}
+
 void mmu_destroy(struct mmu *m)
 {
 	if (!m)

@@ -181,6 +181,10 @@ static inline bool mmu_invalidate_retry(struct mmu *m, uint64_t seq, hva_t hva)
 	return __atomic_load_n(&m->invalidate_seq, __ATOMIC_ACQUIRE) != seq;
 }
 
+/* The core's part of a mode's create and destroy: the environment, mmu_lock. 0 or -errno. */
+int mmu_init(struct mmu *m, const struct mmu_env *env);
+void mmu_fini(struct mmu *m);
+
 /* Register / unregister the MMU's notifier on env.mm (the mode's create / destroy). */
 void mmu_notifier_register(struct mmu *m);
 void mmu_notifier_unregister(struct mmu *m);

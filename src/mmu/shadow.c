@@ -322,8 +322,7 @@ static int shadow_create(const struct mmu_env *env, struct mmu **out)
 
 	if (!sm)
 		return -ENOMEM;
-	sm->mmu.env = *env;
-	rc = -pthread_rwlock_init(&sm->mmu.mmu_lock, NULL);
+	rc = mmu_init(&sm->mmu, env);
 	if (rc)
 		goto out_free;
 	rc = htab_init(&sm->sp_hash, 10);
@@ -356,7 +355,7 @@ out_hash:
 	htab_destroy(&sm->sp_hash);
 	htab_destroy(&sm->sp_by_pfn);
 	htab_destroy(&sm->gfns);
-	pthread_rwlock_destroy(&sm->mmu.mmu_lock);
+	mmu_fini(&sm->mmu);
 out_free:
 	free(sm);
 	return rc;
@@ -412,7 +411,7 @@ static void shadow_destroy(struct mmu *m)
 	htab_destroy(&sm->sp_hash);
 	htab_destroy(&sm->sp_by_pfn);
 	htab_destroy(&sm->gfns);
-	pthread_rwlock_destroy(&m->mmu_lock);
+	mmu_fini(m);
 	free(sm);
 }
 

@@ -559,8 +559,7 @@ static int tdp_create(const struct mmu_env *env, struct mmu **out)
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
-	t->head.env = *env;
-	rc = -pthread_rwlock_init(&t->head.mmu_lock, NULL);
+	rc = mmu_init(&t->head, env);
 	if (rc)
 		goto out_free;
 	t->ctx = (struct tdp_ctx){
@@ -587,7 +586,7 @@ static int tdp_create(const struct mmu_env *env, struct mmu **out)
 	return 0;
 
 out_lock:
-	pthread_rwlock_destroy(&t->head.mmu_lock);
+	mmu_fini(&t->head);
 out_free:
 	free(t);
 	return rc;
@@ -606,7 +605,7 @@ static void tdp_destroy(struct mmu *m)
 	/* The tables queued above are freed before the MMU struct: the callbacks read it. */
 	memslots_rcu_barrier();
 	host_frame_put(t->ctx.arena, t->ctx.root >> HOST_PAGE_SHIFT, HOST_ORDER_4K);
-	pthread_rwlock_destroy(&m->mmu_lock);
+	mmu_fini(m);
 	free(t);
 }
 

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Host time of the MMU fault paths, two builds side by side in one run: the handled shadow #PF
+# (bench_shadow "fault", a first-touch write) and the EPT violation / NPF (bench_tdp "fault"),
+# OLD and NEW alternating round by round so both see the same machine load. Prints each round's
+# figures, then the median of each and the ratio NEW / OLD (below 1: NEW is faster).
+# Usage: bench/fault_ab.sh OLD_BUILD_DIR NEW_BUILD_DIR [ROUNDS]   (build dirs with bench/ built)
+set -euo pipefail
+old=${1:?usage: fault_ab.sh OLD_BUILD_DIR NEW_BUILD_DIR [ROUNDS]}
+new=${2:?usage: fault_ab.sh OLD_BUILD_DIR NEW_BUILD_DIR [ROUNDS]}
+rounds=${3:-5}
+
+shadow_ns() { # build dir: ns per handled shadow #PF (write a page)
+	"$1/bench/bench_shadow" -q -r 1 | awk '/write a page/ {print $NF; exit}'
+}
+tdp_ns() { # build dir, mode: host ns per EPT violation / NPF handled
+	"$1/bench/bench_tdp" -m "$2" -r 1 -s 64 | sed -n 's/.*; \([0-9]*\) host ns per.*/\1/p'
+}
+median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+
+declare -A fig
+for r in $(seq "$rounds"); do
+	for side in old new; do
+		dir=${!side}
+		s=$(shadow_ns "$dir"); e=$(tdp_ns "$dir" ept); n=$(tdp_ns "$dir" npt)
+		fig[$side.shadow]+="$s "; fig[$side.ept]+="$e "; fig[$side.npt]+="$n "
+		printf 'round %d %-3s shadow #PF %6s ns   EPT violation %6s ns   NPF %6s ns\n' "$r" "$side" "$s" "$e" "$n"
+	done
+done
+echo "median of $rounds rounds (host ns per handled fault; ratio new/old):"
+for k in shadow ept npt; do
+	o=$(tr ' ' '\n' <<<"${fig[old.$k]}" | grep . | median)
+	n=$(tr ' ' '\n' <<<"${fig[new.$k]}" | grep . | median)
+	awk -v k="$k" -v o="$o" -v n="$n" 'BEGIN {printf "  %-7s old %7.0f  new %7.0f  ratio %.2f\n", k, o, n, n / o}'
+done
