@@ -2,7 +2,8 @@
 # Host time of the MMU fault paths, two builds side by side in one run: the handled shadow #PF
 # (bench_shadow "fault", a first-touch write) and the EPT violation / NPF (bench_tdp "fault"),
 # OLD and NEW alternating round by round so both see the same machine load. Prints each round's
-# figures, then the median of each and the ratio NEW / OLD (below 1: NEW is faster).
+# figures (each the best of 3 inside the benchmark), then the median over the rounds and the
+# ratio NEW / OLD (below 1: NEW is faster).
 # Usage: bench/fault_ab.sh OLD_BUILD_DIR NEW_BUILD_DIR [ROUNDS]   (build dirs with bench/ built)
 set -euo pipefail
 old=${1:?usage: fault_ab.sh OLD_BUILD_DIR NEW_BUILD_DIR [ROUNDS]}
@@ -10,10 +11,10 @@ new=${2:?usage: fault_ab.sh OLD_BUILD_DIR NEW_BUILD_DIR [ROUNDS]}
 rounds=${3:-5}
 
 shadow_ns() { # build dir: ns per handled shadow #PF (write a page)
-	"$1/bench/bench_shadow" -q -r 1 | awk '/write a page/ {print $NF; exit}'
+	"$1/bench/bench_shadow" -q -r 3 | awk '/write a page/ {print $NF; exit}'
 }
 tdp_ns() { # build dir, mode: host ns per EPT violation / NPF handled
-	"$1/bench/bench_tdp" -m "$2" -r 1 -s 64 | sed -n 's/.*; \([0-9]*\) host ns per.*/\1/p'
+	"$1/bench/bench_tdp" -m "$2" -r 3 -s 64 | sed -n 's/.*; \([0-9]*\) host ns per.*/\1/p'
 }
 median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
