@@ -170,24 +170,20 @@ int mmu_faultin_pfn(struct mmu_page_fault *f, struct mmu_faultin *fi, bool write
 	return rc;
 }
 
-void mmu_count_pf_result(struct mmu *m, int ret)
+void mmu_count_pf_result(const struct mmu_page_fault *f, int ret)
 {
-	switch (ret) {
-	case RET_PF_FIXED:
-		mmu_stat_inc(m, pf_fixed);
-		break;
-	case RET_PF_SPURIOUS:
-		mmu_stat_inc(m, pf_spurious);
-		break;
-	case RET_PF_FAST:
+	struct mmu *m = f->mmu;
+
+	if (f->fast)
 		mmu_stat_inc(m, pf_fast);
-		break;
-	case RET_PF_EMULATE:
+	if (ret == RET_PF_FIXED)
+		mmu_stat_inc(m, pf_fixed);
+	else if (ret == RET_PF_SPURIOUS)
+		mmu_stat_inc(m, pf_spurious);
+	else if (ret == RET_PF_EMULATE || (ret == RET_PF_MMIO && !f->mmio_fast))
 		mmu_stat_inc(m, pf_emulate);
-		break;
-	default:
-		break;
-	}
+	else if (ret == RET_PF_INJECT)
+		mmu_stat_inc(m, pf_guest);
 }
 
 int mmu_pf_finish(struct mmu_page_fault *f, int ret, struct mmu_outcome *out)
@@ -196,7 +192,7 @@ int mmu_pf_finish(struct mmu_page_fault *f, int ret, struct mmu_outcome *out)
 	mmu_stat_add(f->mmu, mmu_steps, f->steps);
 	if (ret < 0)
 		return ret;
-	mmu_count_pf_result(f->mmu, ret);
+	mmu_count_pf_result(f, ret);
 	switch (ret) {
 	case RET_PF_MMIO:
 		out->action = MMU_MMIO;

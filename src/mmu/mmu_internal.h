@@ -41,9 +41,10 @@ enum mmu_pf_ret {
 	RET_PF_RETRY,           /* nothing to do now (a race, a change in progress): run it again */
 	RET_PF_FIXED,           /* a translation was installed or widened */
 	RET_PF_SPURIOUS,        /* the tables already allowed the access (another vCPU fixed it) */
-	RET_PF_FAST,            /* fixed by the fast page fault, without mmu_lock */
 	RET_PF_EMULATE,         /* the MMU performed the access itself (an emulated store) */
-	RET_PF_MMIO,            /* no RAM there: exit to user space with the gpa */
+	RET_PF_MMIO,            /* no RAM there: exit to user space with the gpa (KVM emulates the
+				 * access, then exits: counted as pf_emulate unless the fast MMIO
+				 * path took it) */
 	RET_PF_INJECT,          /* the guest must see a #PF (pf_ec, pf_addr) */
 };
 
@@ -65,6 +66,8 @@ struct mmu_page_fault {
 	const struct hw_exit *e;
 	gfn_t gfn;                      /* the gfn that faulted (hard MMU; the soft MMU walks) */
 	bool write;                     /* the access (or the nested access) was a write */
+	bool fast;                      /* the fast page fault took it (RET_PF_FIXED or _SPURIOUS) */
+	bool mmio_fast;                 /* the fast MMIO path took it: no pf_taken, no pf_emulate */
 	uint64_t mmu_seq;               /* invalidate_seq before any pfn lookup */
 	uint64_t mmu_gen;               /* memslot generation before any slot lookup */
 	uint64_t steps;                 /* handler steps, charged to the vCPU's cost model */
@@ -95,8 +98,10 @@ bool mmu_fault_slot(struct mmu_page_fault *f, struct mmu_faultin *fi, gfn_t gfn)
  */
 int mmu_faultin_pfn(struct mmu_page_fault *f, struct mmu_faultin *fi, bool write);
 
-/* Count a fault's result as KVM does (pf_fixed, pf_spurious, pf_fast, pf_emulate). */
-void mmu_count_pf_result(struct mmu *m, int ret);
+/* Count a fault's result as KVM's kvm_mmu_do_page_fault and fast_page_fault do: exactly one of
+ * pf_fixed, pf_spurious, pf_emulate per fault, pf_fast besides for the fast path; pf_guest for a
+ * #PF the hypervisor injects (kvm_inject_page_fault). */
+void mmu_count_pf_result(const struct mmu_page_fault *f, int ret);
 /* End a fault handler: charge its steps to the vCPU, count its result @ret, and tell vm/ what the
  * access does next (@out). Returns 0, or @ret if it is a negative errno. */
 int mmu_pf_finish(struct mmu_page_fault *f, int ret, struct mmu_outcome *out);

@@ -197,6 +197,7 @@ struct shadow_mmu {
 	struct cds_list_head lru;         /* [L] valid sps */
 	struct cds_list_head vcpus;       /* [L] struct shadow_vcpu */
 	uint64_t nr_sps;                  /* [L] valid sps in the hash (PAE root helpers apart) */
+	uint64_t nr_indirect;             /* [L] of them indirect (KVM's indirect_shadow_pages) */
 	uint64_t nr_helpers;              /* [L] PAE root helper pages */
 	uint64_t nr_leaves;               /* [L] present leaf sptes (= rmap entries) */
 	uint64_t slot_pages;              /* [L] pages in memslots: the default limit scales */

@@ -251,6 +251,7 @@ static int audit_locked(struct audit *a)
 {
 	struct shadow_mmu *sm = a->sm;
 	uint64_t nsps = 0, nlru = 0, indirect = 0, tracked = 0, leaves = 0, rmaps = 0, helpers = 0;
+	uint64_t with_gptes = 0;
 	int rc;
 
 	struct cds_list_head *l;
@@ -291,6 +292,7 @@ static int audit_locked(struct audit *a)
 				helpers++;
 			} else {
 				nsps++;
+				with_gptes += !sp->role.direct;
 				if (!sp->role.direct && !sp->unsync)
 					indirect++;
 			}
@@ -365,6 +367,9 @@ static int audit_locked(struct audit *a)
 	if (tracked != indirect)
 		return fail(a, "write tracking counts %" PRIu64 " sps, %" PRIu64 " indirect sps",
 			    tracked, indirect);
+	if (with_gptes != sm->nr_indirect)
+		return fail(a, "nr_indirect %" PRIu64 ", %" PRIu64 " valid sps shadow guest tables",
+			    sm->nr_indirect, with_gptes);
 	if (rmaps != leaves || leaves != sm->nr_leaves ||
 	    leaves != __atomic_load_n(&sm->mmu.st.pages_4k, __ATOMIC_RELAXED))
 		return fail(a, "accounting: %" PRIu64 " leaves, %" PRIu64 " rmap entries, nr_leaves %"

@@ -60,6 +60,7 @@ struct fault_part {
 /* A neighbouring entry worth mapping, as phase 1 found it (re-checked under mmu_lock). */
 struct prefetch_ent {
 	unsigned idx;                     /* index in the level-1 table */
+	bool ok;                          /* worth mapping; false: prefetch stops here */
 	uint64_t gpte;                    /* indirect: the guest entry read */
 	gfn_t gfn;
 	const struct memslot *slot;
@@ -336,7 +337,11 @@ static void store_atomic(uint8_t *dst, const uint8_t *src, uint32_t len)
  * drops the sptes of the entries the bytes touch (a partial or misaligned store touches one or
  * two; in a 32-bit table 4-byte entries, found in the sp of their quadrant, a PDE's two sptes
  * together: KVM's get_written_sptes), or, written FLOOD_WRITES times without a fault through
- * it, is zapped: the page is probably no longer a page table.
+ * it, is zapped: the page is probably no longer a page table. As KVM's detect_write_flooding, a
+ * last-level table is exempt when it can go unsync instead (--opt unsync); without unsync it is
+ * flooded like the others (KVM always has unsync). Counted as KVM's kvm_mmu_track_write:
+ * mmu_pde_zapped for each written spte of a table above the last level whose new guest entry is
+ * not zero, mmu_flooded for each sp zapped (mmu_pte_write is emulate_write's).
  * TLBs: a dropped leaf needs no flush: the translation the guest changed stays cached until the
  * guest invalidates it, as natively (a 4K guest page is a 4K TLB entry in both). A dropped link
  * does: below it a guest large page may be mapped by 4K sptes, whose TLB entries one guest
@@ -350,7 +355,8 @@ static void pte_write(struct fault *f, gfn_t gfn, const uint8_t *page, uint32_t 
 	unsigned nflood = 0;
 	struct hnode *n;
 
-	mmu_stat_inc(&sm->mmu, mmu_pte_write);
+	const bool unsync_ok = sm->mmu.env.opts & MMU_OPT_UNSYNC;
+
 	htab_for_each_key(&sm->sp_hash, n, gfn) {
 		struct shadow_page *sp = caa_container_of(n, struct shadow_page, hash);
 		unsigned first, last;
@@ -358,7 +364,8 @@ static void pte_write(struct fault *f, gfn_t gfn, const uint8_t *page, uint32_t 
 		 * the page is no write to it (nor counts towards flooding it). */
 		if (sp->role.direct || !sp_sptes_of_bytes(sp, off, len, &first, &last))
 			continue;
-		if (++sp->write_flooding_count >= FLOOD_WRITES && !sp->root_count &&
+		if ((sp->role.level > 1 || !unsync_ok) &&
+		    ++sp->write_flooding_count >= FLOOD_WRITES && !sp->root_count &&
 		    nflood < SHADOW_MAX_SPS_PER_GFN) {
 			flooded[nflood++] = sp;
 			continue;
@@ -368,15 +375,15 @@ static void pte_write(struct fault *f, gfn_t gfn, const uint8_t *page, uint32_t 
 			/* No-trap: the entry's new value decides (the store is done, and further
 			 * stores to it exit and wait for mmu_lock): not present, truly non-present;
 			 * anything else trapping until a fault shadows it. */
-			uint64_t want = sm->trap_spte;
-			if (sp_notrap_ok(sm, sp) && !(sp_read_gpte(sp, page, i) & PT_PRESENT_MASK))
+			uint64_t want = sm->trap_spte, gpte = sp_read_gpte(sp, page, i);
+			if (sp_notrap_ok(sm, sp) && !(gpte & PT_PRESENT_MASK))
 				want = 0;
+			if (sp->role.level > 1 && gpte)
+				mmu_stat_inc(&sm->mmu, mmu_pde_zapped);
 			if (s == want)
 				continue;
-			if (is_shadow_present_pte(s) && !is_last_spte(s, sp->role.level)) {
-				mmu_stat_inc(&sm->mmu, mmu_pde_zapped);
+			if (is_shadow_present_pte(s) && !is_last_spte(s, sp->role.level))
 				z->flush = true;
-			}
 			spte_drop(sm, sp, &sp->spt[i]);
 			if (want != sm->trap_spte)
 				spte_write(&sp->spt[i], want);
@@ -445,6 +452,9 @@ static int emulate_write(struct fault *f, struct zap_batch *z)
 		store_atomic(p->host + (p->w.gpa & 0xfff), data + p->off, p->len);
 		if (slot_logs_dirty(p->fi.slot))
 			slot_mark_dirty(p->fi.slot, gfn);
+		/* KVM counts every emulated write once the VM has indirect sps. */
+		if (sm->nr_indirect)
+			mmu_stat_inc(&sm->mmu, mmu_pte_write);
 		if (gfn_write_tracked(sm, gfn))
 			pte_write(f, gfn, p->host, (uint32_t)(p->w.gpa & 0xfff), p->len, z);
 	}
@@ -454,11 +464,12 @@ static int emulate_write(struct fault *f, struct zap_batch *z)
 
 /*
  * PTE prefetch, phase 1 (unlocked, in the read section): the entries of the faulting part's
- * level-1 table in the aligned group of PREFETCH_GROUP around it that would be mapped at once
- * by a fault: for a guest 4K page, the neighbouring guest entries present, Accessed and without
- * reserved bits (KVM's FNAME(prefetch_gpte)); for a guest large page (a direct sp), the
- * neighbouring 4K pieces of the same large page. Their slots and frames are looked up as a
- * fault's would be (the host page asked for writing only when the spte may be writable).
+ * level-1 table in the aligned group of PREFETCH_GROUP around it, in order, each marked worth
+ * mapping or not, as KVM's FNAME(pte_prefetch) judges them: for a guest 4K page, a neighbouring
+ * guest entry present, Accessed and without reserved bits (FNAME(prefetch_gpte)); for a guest
+ * large page (a direct sp), the neighbouring 4K pieces of the same large page; either way in a
+ * slot, and only a host page already resident (KVM's atomic lookups: a prefetch never faults a
+ * host page in). Phase 2 stops at the first one not worth mapping, as KVM does.
  */
 static void prefetch_gather(struct fault *f, struct fault_part *p)
 {
@@ -486,9 +497,11 @@ static void prefetch_gather(struct fault *f, struct fault_part *p)
 	}
 	for (unsigned j = first; j < first + PREFETCH_GROUP; j++) {
 		struct prefetch_ent *pe = &f->prefetch[f->nprefetch];
-		bool dirty, wr;
+		bool dirty, wr, huge;
 		if (j == idx)
 			continue;
+		f->nprefetch++;
+		*pe = (struct prefetch_ent){ .idx = j };
 		if (table) {
 			uint64_t gpte = gpt_read(table, f->gpte_size, gbase + j);
 			if (!(gpte & PT_PRESENT_MASK) || !(gpte & PT_ACCESSED_MASK) || (gpte & rsvd))
@@ -498,19 +511,16 @@ static void prefetch_gather(struct fault *f, struct fault_part *p)
 			dirty = gpte & PT_DIRTY_MASK;
 			wr = gpte & PT_WRITABLE_MASK;
 		} else {
-			pe->gpte = 0;
 			pe->gfn = (w->gpa >> 12) - idx + j;
 			dirty = w->gpte[w->level] & PT_DIRTY_MASK;
 			wr = w->access & ACC_WRITE;
 		}
-		pe->idx = j;
 		pe->slot = gfn_to_memslot(ms, pe->gfn);
 		if (!pe->slot)
 			continue;
 		pe->host_writable = !slot_is_readonly(pe->slot) && dirty && wr;
-		if (slot_gfn_to_pfn(ms, pe->slot, pe->gfn, pe->host_writable, &pe->pfn, NULL))
-			continue;
-		f->nprefetch++;
+		pe->ok = !host_hva_lookup(f->sm->mmu.env.mm, slot_gfn_to_hva(pe->slot, pe->gfn),
+					  &pe->pfn, &huge);
 	}
 }
 
@@ -529,10 +539,11 @@ static uint64_t shadow_leaf_spte(const struct shadow_mmu *sm, pfn_t pfn, unsigne
 }
 
 /*
- * PTE prefetch, phase 2 (under mmu_lock, after the faulting leaf went in): map the neighbours
- * phase 1 found whose sptes are still empty, if their guest entries are unchanged (the guest
- * table is write-tracked by now, so they stay so while we hold the lock). Rights as a read fault
- * would give them: no CR0.WP=0 upgrade, no write in a dirty-logging slot.
+ * PTE prefetch, phase 2 (under mmu_lock, after the faulting leaf went in): in order, skip a
+ * neighbour already mapped, stop at the first one phase 1 found not worth mapping or whose guest
+ * entry changed since (the guest table is write-tracked by now, so the others stay as they are
+ * while we hold the lock), map the rest. Rights as a read fault would give them: no CR0.WP=0
+ * upgrade, no write in a dirty-logging slot.
  */
 static int prefetch_install(struct fault *f, struct shadow_page *sp)
 {
@@ -544,12 +555,16 @@ static int prefetch_install(struct fault *f, struct shadow_page *sp)
 		unsigned acc, key;
 		bool g;
 
-		if (spte_read(sptep) != sm->trap_spte)
-			continue;                 /* mapped, MMIO, or known not present */
+		uint64_t old = spte_read(sptep);
+
+		if (is_shadow_present_pte(old))
+			continue;
+		if (!pe->ok || old != sm->trap_spte)
+			break;                    /* not worth it (an MMIO spte, a not-present entry) */
 		if (!sp->role.direct) {
 			uint64_t now = sp_read_gpte(sp, fault_gpt(f, 1), pe->idx);
 			if (now != pe->gpte)
-				continue;
+				break;
 			acc = sp->role.access & gpte_access64(now, sp->role.efer_nx);
 			g = now & PT_GLOBAL_MASK;
 			key = (unsigned)((now & SPTE_PKEY_MASK) >> SPTE_PKEY_SHIFT);
@@ -625,10 +640,11 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 					 w->level && (w->gpte[w->level] & PT_GLOBAL_MASK),
 					 w->pkey & 0xf);
 
-	/* The same translation already there (another vCPU fixed it, or a stale TLB entry). */
-	if (is_shadow_present_pte(old) &&
-	    (old & ~(PT_ACCESSED_MASK | PT_DIRTY_MASK)) == (spte & ~(PT_ACCESSED_MASK | PT_DIRTY_MASK)))
-		mmu_stat_inc(&sm->mmu, pf_spurious);
+	/* The same translation already there (another vCPU fixed it, or a stale TLB entry): the
+	 * fault is spurious, unless it must still be emulated below (KVM's mmu_set_spte). */
+	bool spurious = is_shadow_present_pte(old) &&
+			(old & ~(PT_ACCESSED_MASK | PT_DIRTY_MASK)) ==
+			(spte & ~(PT_ACCESSED_MASK | PT_DIRTY_MASK));
 	rc = leaf_set(sm, sp, sptep, gfn, spte);
 	if (rc)
 		return rc;
@@ -654,7 +670,7 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 	if (f->write && (f->e->ec & PFERR_PK))
 		return emulate_write(f, z);
 	rc = prefetch_install(f, sp);
-	return rc ? rc : RET_PF_FIXED;
+	return rc ? rc : spurious ? RET_PF_SPURIOUS : RET_PF_FIXED;
 }
 
 static int inject_pf(struct fault *f, const struct walk_result *w)
@@ -761,8 +777,8 @@ static int fault_walk(struct fault *f)
  * fast path to direct sps for this; only a change and a change back inside the window, with
  * identical sptes, could still mark the other alias, whose host page is the same. Write
  * tracking's protection takes MMU_WRITABLE away by compare-and-swap too, so a leaf we fix was
- * untracked at that instant; the tracker's flush follows. Returns RET_PF_FAST if fixed, else
- * RET_PF_CONTINUE (the slow path decides).
+ * untracked at that instant; the tracker's flush follows. Returns RET_PF_FIXED (pf->fast set) if
+ * fixed, else RET_PF_CONTINUE (the slow path decides).
  */
 static int fast_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, uint64_t *steps)
 {
@@ -815,7 +831,7 @@ static int fast_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, uint64_
 			slot_mark_dirty(s2, now);
 	}
 	shadow_changed(sm);
-	ret = RET_PF_FAST;
+	ret = RET_PF_FIXED;
 out:
 	memslots_read_unlock();
 	return ret;
@@ -931,13 +947,19 @@ static int shadow_fault(struct fault *f)
 	struct zap_batch z = { 0 };
 	int rc;
 
-	rc = fast_page_fault(f->pf->mv, f->e, &f->pf->steps);
-	if (rc != RET_PF_CONTINUE)
-		return rc;
 	if (f->e->ec & PFERR_RSVD) {
 		rc = mmio_fault(f);
-		if (rc != RET_PF_CONTINUE)
+		if (rc != RET_PF_CONTINUE) {
+			f->pf->mmio_fast = true;      /* KVM's handle_mmio_page_fault */
 			return rc;
+		}
+	}
+	/* KVM's kvm_mmu_page_fault: every fault the fast MMIO path did not take. */
+	mmu_stat_inc(&sm->mmu, pf_taken);
+	rc = fast_page_fault(f->pf->mv, f->e, &f->pf->steps);
+	if (rc != RET_PF_CONTINUE) {
+		f->pf->fast = true;
+		return rc;
 	}
 
 	memslots_read_lock();
@@ -989,7 +1011,6 @@ int shadow_page_fault(struct mmu_page_fault *pf)
 
 	if (e->reason != VMMU_EXIT_PF)
 		return -EINVAL;
-	mmu_stat_inc(pf->mmu, pf_taken);
 	pf->write = f.write;
 	f.user = !(e->access & WALK_IMPLICIT) && f.cpu->guest.cpl == 3;
 	f.gpte_size = paging_mode_of(&f.cpu->guest) == PAGING_32 ? 4 : 8;

@@ -542,6 +542,7 @@ int sp_get_new(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shad
 	htab_add(&sm->sp_by_pfn, &sp->by_pfn);
 	cds_list_add(&sp->lru, &sm->lru);
 	sm->nr_sps++;
+	sm->nr_indirect += !role.direct;
 	mmu_stat_inc(&sm->mmu, shadow_pages);
 	mmu_stat_inc(&sm->mmu, mmu_cache_miss);
 	shadow_changed(sm);
@@ -691,6 +692,7 @@ void sp_zap(struct shadow_mmu *sm, struct shadow_page *sp, struct zap_batch *z)
 	htab_del(&sm->sp_hash, &sp->hash);
 	cds_list_del_init(&sp->lru);
 	sm->nr_sps--;
+	sm->nr_indirect -= !sp->role.direct;
 	mmu_stat_add(&sm->mmu, shadow_pages, (uint64_t)-1);
 	mmu_stat_inc(&sm->mmu, mmu_shadow_zapped);
 	shadow_changed(sm);

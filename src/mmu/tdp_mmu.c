@@ -331,8 +331,8 @@ static int max_level(const struct memslot *slot, gfn_t gfn, bool huge)
  * its ordering against a harvest, is mmu_fast_fix_write's, shared with the soft MMU.
  *
  * A lost cmpxchg leaves the leaf as the other writer (the hardware's A/D, a zap, a protect) made
- * it; the slow path decides then. Returns RET_PF_FAST, RET_PF_SPURIOUS (W already set), or
- * RET_PF_CONTINUE (not for the fast path).
+ * it; the slow path decides then. Returns RET_PF_FIXED or RET_PF_SPURIOUS (W already set),
+ * with pf->fast set (KVM counts both as pf_fast), or RET_PF_CONTINUE (not for the fast path).
  */
 static int tdp_fast_page_fault(struct tdp_mmu *t, struct tdp_fault *f)
 {
@@ -348,6 +348,7 @@ static int tdp_fast_page_fault(struct tdp_mmu *t, struct tdp_fault *f)
 		goto out;
 	if (is_writable_pte(old)) {
 		ret = RET_PF_SPURIOUS;
+		f->pf->fast = true;
 		goto out;
 	}
 	if (it.level != 1 || !is_mmu_writable_spte(old))
@@ -361,7 +362,8 @@ static int tdp_fast_page_fault(struct tdp_mmu *t, struct tdp_fault *f)
 	if (!mmu_fast_fix_write(it.sptep, old, set, slot, f->gfn))
 		goto out;
 	f->pf->steps++;
-	ret = RET_PF_FAST;
+	ret = RET_PF_FIXED;
+	f->pf->fast = true;
 out:
 	memslots_read_unlock();
 	return ret;
@@ -386,7 +388,7 @@ static int tdp_map_mmio(struct tdp_mmu *t, struct tdp_fault *f)
 	if (rc < 0)
 		return rc;
 	if (rc == RET_PF_FIXED)
-		mmu_stat_inc(m, pf_mmio_spte_created);
+		mmu_stat_inc(m, pf_mmio_spte_created);   /* KVM's tdp_mmu_map_handle_target_level */
 	f->pf->mmio_gpa = f->pf->e->gpa;
 	return RET_PF_MMIO;
 }
@@ -474,8 +476,8 @@ static int tdp_handle_violation(struct tdp_mmu *t, struct tdp_fault *f)
 /*
  * EPT misconfiguration / NPF with RSVD: the hardware met a reserved entry, which only an MMIO
  * spte is. Current generation: the access is MMIO (KVM's fast MMIO path: no slot lookup, no
- * lock), or, for a guest table access, the native #PF. Stale: zap it and retry, so the next
- * exit is an ordinary violation that looks the gfn up again.
+ * lock, not counted as pf_taken), or, for a guest table access, the native #PF. Stale: the
+ * ordinary page fault, which replaces it.
  */
 static int tdp_mmio_fault(struct tdp_mmu *t, struct tdp_fault *f)
 {
@@ -487,25 +489,21 @@ static int tdp_mmio_fault(struct tdp_mmu *t, struct tdp_fault *f)
 	tdp_walk_to(t, f->gfn, &it, &f->pf->steps);
 	spte = it.old_spte;
 	gen = memslots_generation(m->env.slots);
-	if (is_mmio_spte(spte)) {
-		if (mmio_spte_current(spte, gen)) {
-			memslots_read_unlock();
-			if (f->table == TABLE_UNKNOWN && !is_final_access(f))
-				f->table = TABLE_YES;
-			return tdp_no_memory(f, false);
-		}
-		/* A failed cmpxchg: someone replaced it already, which is all we wanted. */
-		pthread_rwlock_rdlock(&m->mmu_lock);
-		spte_cmpxchg(it.sptep, &spte, 0);
-		pthread_rwlock_unlock(&m->mmu_lock);
-		f->pf->steps++;
-	} else if (t->ctx.fmt == TDP_EPT && tdp_is_present(&t->ctx, spte) &&
-		   tdp_ept_misconfigured(&t->ctx, spte, it.level)) {
+	if (t->ctx.fmt == TDP_EPT && !is_mmio_spte(spte) && tdp_is_present(&t->ctx, spte) &&
+	    tdp_ept_misconfigured(&t->ctx, spte, it.level)) {
 		memslots_read_unlock();
 		return -EIO;    /* an entry this MMU never makes: a bug, not the guest's doing */
 	}
 	memslots_read_unlock();
-	return RET_PF_RETRY;
+	if (f->table == TABLE_UNKNOWN)
+		f->table = is_final_access(f) ? TABLE_NO : TABLE_YES;
+	if (is_mmio_spte(spte) && mmio_spte_current(spte, gen)) {
+		f->pf->mmio_fast = true;
+		return tdp_no_memory(f, false);
+	}
+	/* A stale MMIO spte (a memslot changed since), or one gone meanwhile: an ordinary fault
+	 * replaces it (KVM: handle_mmio_page_fault says RET_PF_INVALID, then the page fault). */
+	return tdp_handle_violation(t, f);
 }
 
 /* ops->page_fault: an EPT violation or misconfiguration, or an NPF. */

@@ -289,19 +289,31 @@ int vmmu_vcpu_complete_mmio(struct vmmu_vcpu *vcpu, struct vmmu_access_result *r
  * where the hypervisor intercepts the instruction (the exit controls the MMU set), it is an exit
  * to the MMU, counted by reason.
  */
+/* The hypervisor serviced a flush request for @vcpu, or handled an INVLPG-like exit. */
+static void vcpu_count(uint64_t *counter)
+{
+	__atomic_add_fetch(counter, 1, __ATOMIC_RELAXED);
+}
+
 int vmmu_vcpu_mov_cr(struct vmmu_vcpu *vcpu, int cr, uint64_t val)
 {
-	uint64_t old;
+	uint64_t old, hw_flushes;
 	int rc;
 
 	if (!vcpu)
 		return -EINVAL;
 	old = cr == 0 ? vcpu->cpu.guest.cr0 : cr == 3 ? vcpu->cpu.guest.cr3 : vcpu->cpu.guest.cr4;
+	hw_flushes = vcpu->cpu.st.tlb_flush;
 	rc = cpu_mov_cr(&vcpu->cpu, cr, val);
 	if (rc || !vcpu->vm->mmu)
 		return rc;
 	if (cr == 3 && vcpu->cpu.ctl.cr3_load_exiting)
 		cpu_account_exit(&vcpu->cpu, VMMU_EXIT_CR3);
+	/* Under shadow paging the hypervisor intercepts control-register writes and services the
+	 * flush the architecture asks for (one request, however many parts it has); under nested
+	 * paging the guest flushes its own TLB unseen. */
+	if (vcpu->cpu.ctl.cr3_load_exiting && vcpu->cpu.st.tlb_flush != hw_flushes)
+		vcpu_count(&vcpu->kvm_st.tlb_flush);
 	return mmu_guest_cr_changed(&vcpu->mmu, cr, old, val);
 }
 
@@ -315,6 +327,7 @@ int vmmu_vcpu_invlpg(struct vmmu_vcpu *vcpu, uint64_t gva)
 	if (rc || !vcpu->vm->mmu || !vcpu->cpu.ctl.invlpg_exiting)
 		return rc;
 	cpu_account_exit(&vcpu->cpu, VMMU_EXIT_INVLPG);
+	vcpu_count(&vcpu->kvm_st.invlpg);        /* KVM's kvm_mmu_invlpg */
 	return mmu_guest_invlpg(&vcpu->mmu, gva);
 }
 
@@ -327,20 +340,24 @@ int vmmu_vcpu_invpcid(struct vmmu_vcpu *vcpu, unsigned type, uint16_t pcid, uint
 	rc = cpu_invpcid(&vcpu->cpu, type, pcid, gva);
 	if (rc || !vcpu->vm->mmu || !vcpu->cpu.ctl.invpcid_exiting)
 		return rc;
-	/* INVPCID exits are counted with INVLPG's: both are the guest's TLB invalidations. */
+	/* INVPCID exits are counted with INVLPG's: both are the guest's TLB invalidations. KVM counts
+	 * an address invalidation as invlpg (kvm_mmu_invpcid_gva) and services a context one as a
+	 * flush request. */
 	cpu_account_exit(&vcpu->cpu, VMMU_EXIT_INVLPG);
+	vcpu_count(type == 0 ? &vcpu->kvm_st.invlpg : &vcpu->kvm_st.tlb_flush);
 	return mmu_guest_invpcid(&vcpu->mmu, type, pcid, gva);
 }
 
-static void add_cpu_stats(struct vmmu_stats *st, const struct cpu_stats *c)
+static void add_vcpu_stats(struct vmmu_stats *st, struct vmmu_vcpu *vcpu)
 {
+	const struct cpu_stats *c = &vcpu->cpu.st;
+
 	st->accesses += c->accesses;
 	st->tlb_hits += c->tlb_hits;
 	st->tlb_misses += c->tlb_misses;
 	st->walk_refs += c->walk_refs;
-	st->pf_guest += c->pf_delivered;
-	st->tlb_flush += c->tlb_flush;
-	st->invlpg += c->invlpg;
+	st->tlb_flush += __atomic_load_n(&vcpu->kvm_st.tlb_flush, __ATOMIC_RELAXED);
+	st->invlpg += __atomic_load_n(&vcpu->kvm_st.invlpg, __ATOMIC_RELAXED);
 	st->exits += c->exits;
 	for (unsigned i = 0; i < VMMU_EXIT_NR; i++)
 		st->exits_by_reason[i] += c->exits_by_reason[i];
@@ -352,7 +369,7 @@ int vmmu_vcpu_get_stats(struct vmmu_vcpu *vcpu, struct vmmu_stats *st)
 	if (!vcpu || !st)
 		return -EINVAL;
 	memset(st, 0, sizeof(*st));
-	add_cpu_stats(st, &vcpu->cpu.st);
+	add_vcpu_stats(st, vcpu);
 	return 0;
 }
 
@@ -363,7 +380,7 @@ int vmmu_vm_get_stats(struct vmmu_vm *vm, struct vmmu_stats *st)
 	memset(st, 0, sizeof(*st));
 	pthread_mutex_lock(&vm->lock);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
-		add_cpu_stats(st, &vm->vcpus[i]->cpu.st);
+		add_vcpu_stats(st, vm->vcpus[i]);
 	pthread_mutex_unlock(&vm->lock);
 	if (vm->mmu) {
 		struct mmu_stats m;
@@ -373,6 +390,7 @@ int vmmu_vm_get_stats(struct vmmu_vm *vm, struct vmmu_stats *st)
 		st->pf_emulate += m.pf_emulate;
 		st->pf_spurious += m.pf_spurious;
 		st->pf_fast += m.pf_fast;
+		st->pf_guest += m.pf_guest;
 		st->pf_mmio_spte_created += m.pf_mmio_spte_created;
 		st->mmu_shadow_zapped += m.mmu_shadow_zapped;
 		st->mmu_pte_write += m.mmu_pte_write;

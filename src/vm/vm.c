@@ -56,8 +56,11 @@ static void vm_flush_remote_tlbs(void *opaque)
 	struct vmmu_vm *vm = opaque;
 
 	pthread_mutex_lock(&vm->lock);
-	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		cpu_flush_tlb(&vm->vcpus[i]->cpu);
+		/* KVM counts the KVM_REQ_TLB_FLUSH each vCPU services. */
+		__atomic_add_fetch(&vm->vcpus[i]->kvm_st.tlb_flush, 1, __ATOMIC_RELAXED);
+	}
 	pthread_mutex_unlock(&vm->lock);
 }
 

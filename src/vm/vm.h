@@ -33,6 +33,13 @@ struct vmmu_vcpu {
 	struct cpu cpu;                                  /* [o] the hardware */
 	struct mmu_vcpu mmu;                             /* [o] the MMU's per-vCPU state */
 	struct slot_cache slots;                         /* [o] */
+	/* [a] The hypervisor's own counters of this vCPU, as KVM's per-vCPU stats (docs/fidelity.md):
+	 * flush requests serviced (an intercepted CR3 load or other guest flush, a remote flush) and
+	 * INVLPG / INVPCID-address exits handled. The hardware's own counts (cpu.st) feed the cost
+	 * model only. */
+	struct {
+		uint64_t tlb_flush, invlpg;
+	} kvm_st;
 };
 
 struct vmmu_vm {

@@ -4,7 +4,8 @@
 # host; SVM with all on and all off), and each option lowers the counter it targets on the
 # workload built to show it (notrap: #PF exits on touch and mmap; unsync: emulated page-table
 # writes on fork and mmap; prefetch: pf_fixed on touch; fastpf: pf_fast on migrate, the workload
-# that turns dirty logging on, under shadow paging and EPT/NPT alike).
+# that turns dirty logging on, under shadow paging and EPT/NPT alike; as KVM, a fast fix counts in
+# pf_fixed too, so the slow path's share, pf_fixed - pf_fast, is what drops).
 # Usage: test_opts.sh PATH/TO/vmmu [DATA_DIR]
 set -u
 VMMU=$1
@@ -59,14 +60,14 @@ t "mmap: unsync cuts page-table write exits" '[ "$(field "$tmp/mmap.15.json" mmu
 t "mmap: notrap cuts #PF exits" '[ "$(pf_exits "$tmp/mmap.15.json")" -lt "$(pf_exits "$tmp/mmap.14.json")" ]'
 # fastpf: a write to a page write-protected by a harvest is fixed by one cmpxchg (pf_fast), not
 # the slow path (pf_fixed). It saves the exit's work, not the exit: exits stay the same.
-t "migrate: fastpf fixes write faults fast (shadow)" '[ "$(field "$tmp/migrate.15.json" pf_fast)" -gt 0 ] && [ "$(field "$tmp/migrate.7.json" pf_fast)" = 0 ] && [ "$(field "$tmp/migrate.15.json" pf_fixed)" -lt "$(field "$tmp/migrate.7.json" pf_fixed)" ]'
+t "migrate: fastpf fixes write faults fast (shadow)" '[ "$(field "$tmp/migrate.15.json" pf_fast)" -gt 0 ] && [ "$(field "$tmp/migrate.7.json" pf_fast)" = 0 ] && [ $(( $(field "$tmp/migrate.15.json" pf_fixed) - $(field "$tmp/migrate.15.json" pf_fast) )) -lt "$(field "$tmp/migrate.7.json" pf_fixed)" ]'
 t "migrate: fastpf cuts simulated cycles (shadow: no guest walk)" '[ "$(field "$tmp/migrate.15.json" sim_cycles)" -lt "$(field "$tmp/migrate.7.json" sim_cycles)" ]'
 for m in ept npt; do
 	# shellcheck disable=SC2086
 	"$VMMU" run migrate ${small[migrate]} --seed 3 --mmu $m --opt +fastpf --json > "$tmp/m1.json" 2>/dev/null
 	# shellcheck disable=SC2086
 	"$VMMU" run migrate ${small[migrate]} --seed 3 --mmu $m --opt -fastpf --json > "$tmp/m0.json" 2>/dev/null
-	t "migrate --mmu $m: the native digest, pf_fast with fastpf only" '[ "$(digest "$tmp/m1.json")" = "$(digest "$tmp/migrate.15.json")" ] && [ "$(digest "$tmp/m0.json")" = "$(digest "$tmp/m1.json")" ] && [ "$(field "$tmp/m1.json" pf_fast)" -gt 0 ] && [ "$(field "$tmp/m0.json" pf_fast)" = 0 ] && [ "$(field "$tmp/m1.json" pf_fixed)" -lt "$(field "$tmp/m0.json" pf_fixed)" ]'
+	t "migrate --mmu $m: the native digest, pf_fast with fastpf only" '[ "$(digest "$tmp/m1.json")" = "$(digest "$tmp/migrate.15.json")" ] && [ "$(digest "$tmp/m0.json")" = "$(digest "$tmp/m1.json")" ] && [ "$(field "$tmp/m1.json" pf_fast)" -gt 0 ] && [ "$(field "$tmp/m0.json" pf_fast)" = 0 ] && [ $(( $(field "$tmp/m1.json" pf_fixed) - $(field "$tmp/m1.json" pf_fast) )) -lt "$(field "$tmp/m0.json" pf_fixed)" ]'
 done
 # On SVM notrap is unavailable: the same exits with it asked for or not.
 "$VMMU" run touch ${small[touch]} --seed 3 --mmu shadow --host svm --opt +notrap --json > "$tmp/s1.json" 2>/dev/null

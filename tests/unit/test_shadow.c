@@ -618,7 +618,10 @@ static void test_mmio_body(struct pair *p)
 	assert_true(o.r.mmio_write);
 	struct vmmu_stats s1 = SH(p);
 	assert_int_equal(s1.pf_mmio_spte_created, 1);  /* served by the cached spte */
-	assert_int_equal(s1.pf_taken - s0.pf_taken, 1);
+	/* KVM's fast MMIO path: neither a pf_taken nor a pf_emulate; the first access was both. */
+	assert_int_equal(s1.pf_taken - s0.pf_taken, 0);
+	assert_int_equal(s1.pf_emulate - s0.pf_emulate, 0);
+	assert_true(s0.pf_emulate >= 1);
 	cpl(p, 3, false);
 	o = acc(p, 0x400000, 4, VMMU_ACC_READ, 0);      /* the user may not */
 	assert_int_equal(o.r.status, VMMU_ACCESS_PF);
@@ -1673,8 +1676,12 @@ static void opt_scenario(struct pair *p)
 {
 	gpa_t root = new_root(p);
 	uint64_t hva[2];
-	for (unsigned i = 0; i < 32; i++)
-		map(p, root, 0x400000 + i * 0x1000, new_data(p), 1, PRW | PT_ACCESSED_MASK);
+	/* Resident host pages (the VMM wrote them): a prefetch takes only those, as KVM's. */
+	for (unsigned i = 0; i < 32; i++) {
+		gpa_t d = new_data(p);
+		wr(p, d, 0);
+		map(p, root, 0x400000 + i * 0x1000, d, 1, PRW | PT_ACCESSED_MASK);
+	}
 	gpa_t pte0 = 0;
 	for (unsigned i = 0; i < 32; i++) {
 		gpa_t e = map(p, root, 0x600000 + i * 0x1000, 0, 1, 0);
@@ -1752,7 +1759,8 @@ static void test_opt_effects(void **state)
 	/* fastpf: the writes to logged pages are fixed by the fast path, and only there. */
 	assert_int_equal(off.pf_fast, 0);
 	assert_true(fast.pf_fast >= 16 + 8);
-	assert_true(fast.pf_fixed + 16 <= off.pf_fixed);
+	/* As KVM, a fast fix counts as pf_fixed too: the slow path's share drops. */
+	assert_true(fast.pf_fixed - fast.pf_fast + 16 <= off.pf_fixed);
 	/* unsync: the table goes unsync at the first of the 32 PTE stores, the others need no
 	 * exit (none emulated). */
 	print_message("unsync: mmu_unsync %" PRIu64 ", pf_emulate %" PRIu64 " (off %" PRIu64 ")\n",
