@@ -41,6 +41,11 @@ def run(vmmu, workload, params, extra):
     return json.loads(out.stdout)
 
 
+def slow_fixed(st):
+    """Faults the slow path fixed: KVM's pf_fixed counts the fast page fault's fixes too."""
+    return st["pf_fixed"] - st["pf_fast"]
+
+
 def per_k(n, d):
     return 1000.0 * n / d if d else 0.0
 
@@ -114,8 +119,9 @@ def opts_table(vmmu, small):
                 t1 = st1[sub][key] if sub else st1[key]
                 target = f"{key}: {t0:,} -> {t1:,}"
                 if o == "fastpf":
-                    # The faults it targets are the slow path's (pf_fixed) under dirty logging.
-                    target = (f"pf_fixed: {st0['pf_fixed']:,} -> {st1['pf_fixed']:,}, "
+                    # The faults it targets are the slow path's under dirty logging; as KVM's,
+                    # pf_fixed counts the fast fixes too, so the slow path's are the rest.
+                    target = (f"slow pf_fixed: {slow_fixed(st0):,} -> {slow_fixed(st1):,}, "
                               f"pf_fast: {t0:,} -> {t1:,}")
                 cch = (c1 - c0) / c0 * 100 if c0 else 0.0
                 pf0, pf1 = st0["exits_by_reason"]["pf"], st1["exits_by_reason"]["pf"]
@@ -124,7 +130,7 @@ def opts_table(vmmu, small):
                       f"{target} |", flush=True)
 
     print("\n### The fast page fault under the hard MMU (migrate)\n")
-    print("| mode | exits | pf_fixed off -> on | pf_fast off -> on | sim cycles off -> on | change |")
+    print("| mode | exits | slow pf_fixed off -> on | pf_fast off -> on | sim cycles off -> on | change |")
     print("| --- | --- | --- | --- | --- | --- |")
     big, little = WORKLOADS["migrate"]
     params = little if small else big
@@ -135,7 +141,7 @@ def opts_table(vmmu, small):
         ok &= r0["guest"]["digest"] == native and r1["guest"]["digest"] == native
         st0, st1 = r0["stats"], r1["stats"]
         c0, c1 = r0["cost"]["sim_cycles"], r1["cost"]["sim_cycles"]
-        print(f"| {mode} | {st1['exits']:,} | {st0['pf_fixed']:,} -> {st1['pf_fixed']:,} | "
+        print(f"| {mode} | {st1['exits']:,} | {slow_fixed(st0):,} -> {slow_fixed(st1):,} | "
               f"{st0['pf_fast']:,} -> {st1['pf_fast']:,} | {c0/1e6:,.1f}M -> {c1/1e6:,.1f}M | "
               f"{(c1 - c0) / c0 * 100 if c0 else 0.0:+.1f}% |", flush=True)
     return ok
