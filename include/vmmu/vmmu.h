@@ -105,8 +105,8 @@ int vmmu_set_user_memory_region(struct vmmu_vm *vm, const struct vmmu_userspace_
 int vmmu_get_dirty_log(struct vmmu_vm *vm, uint32_t slot, uint64_t *bitmap);
 
 /* Guest physical memory as the VMM sees it (not through any MMU): copy to/from gpa. */
-int vmmu_read_guest(struct vmmu_vm *vm, gpa_t gpa, void *buf, size_t len);
-int vmmu_write_guest(struct vmmu_vm *vm, gpa_t gpa, const void *buf, size_t len);
+int vmmu_read_guest(struct vmmu_vm *vm, vmmu_gpa_t gpa, void *buf, size_t len);
+int vmmu_write_guest(struct vmmu_vm *vm, vmmu_gpa_t gpa, const void *buf, size_t len);
 
 /* ---- vCPUs ---- */
 
@@ -177,7 +177,12 @@ enum vmmu_exit_reason {
 	VMMU_EXIT_CR3, VMMU_EXIT_INVLPG, VMMU_EXIT_MMIO, VMMU_EXIT_NR,
 };
 
+/* Grows at its end only; version and size say what a caller got (vmmu_vm_stats). */
+#define VMMU_STATS_VERSION 1
+
 struct vmmu_stats {
+	uint32_t version;          /* out: VMMU_STATS_VERSION of the library that filled it */
+	uint32_t size;             /* out: bytes filled (the caller's struct, or less) */
 	uint64_t pf_taken, pf_fixed, pf_emulate, pf_spurious, pf_fast, pf_guest,
 		 pf_mmio_spte_created, invlpg, tlb_flush, exits, mmu_shadow_zapped, mmu_pte_write,
 		 mmu_pde_zapped, mmu_flooded, mmu_recycled, mmu_cache_miss, mmu_unsync, pages_4k,
@@ -194,8 +199,37 @@ uint32_t vmmu_vm_opts(const struct vmmu_vm *vm);
  * with the first violation described in @why. */
 int vmmu_vm_audit(struct vmmu_vm *vm, char *why, size_t whylen);
 
-/* Sum of every vCPU's counters and the VM's. */
-int vmmu_vm_get_stats(struct vmmu_vm *vm, struct vmmu_stats *st);
-int vmmu_vcpu_get_stats(struct vmmu_vcpu *vcpu, struct vmmu_stats *st);
+/* Sum of every vCPU's counters and the VM's (a vCPU's: its own only), into the first @size bytes
+ * of @st: a program built against an older, shorter struct vmmu_stats gets the fields it knows.
+ * The *_get_stats macros pass the size the caller was compiled with. docs/fidelity.md says what
+ * each KVM-named counter counts. */
+int vmmu_vm_stats(struct vmmu_vm *vm, struct vmmu_stats *st, size_t size);
+int vmmu_vcpu_stats(struct vmmu_vcpu *vcpu, struct vmmu_stats *st, size_t size);
+#define vmmu_vm_get_stats(vm, st) vmmu_vm_stats((vm), (st), sizeof(*(st)))
+#define vmmu_vcpu_get_stats(vcpu, st) vmmu_vcpu_stats((vcpu), (st), sizeof(*(st)))
+
+/* ---- building guest page tables from the VMM (embedders, tests) ---- */
+
+/* Guest page-table entry bits (x86-64), for vmmu_gpt_map's @flags. */
+#define VMMU_PTE_P    (1ULL << 0)
+#define VMMU_PTE_RW   (1ULL << 1)
+#define VMMU_PTE_US   (1ULL << 2)
+#define VMMU_PTE_A    (1ULL << 5)
+#define VMMU_PTE_D    (1ULL << 6)
+#define VMMU_PTE_PS   (1ULL << 7)
+#define VMMU_PTE_G    (1ULL << 8)
+#define VMMU_PTE_NX   (1ULL << 63)
+
+/*
+ * Map @gva to @gpa in the 64-bit guest page tables (@levels 4 or 5) rooted at gpa @root, with a
+ * leaf at @level (1: 4K, 2: 2M, 3: 1G) whose flags are @flags (PS is added above level 1). A
+ * missing table comes from @alloc_table (the gpa of a zeroed 4K page of guest memory; 0 when
+ * none is left); tables are made present, writable and user, so the leaf alone sets the rights.
+ * Guest memory is written from the VMM side (vmmu_write_guest): build tables before the guest
+ * runs, or flush as the guest would. 0, -EINVAL (alignment, level), -ENOMEM, or what
+ * vmmu_read_guest/vmmu_write_guest return (-EFAULT: a table outside guest memory).
+ */
+int vmmu_gpt_map(struct vmmu_vm *vm, vmmu_gpa_t root, int levels, vmmu_gva_t gva, vmmu_gpa_t gpa,
+		 int level, uint64_t flags, vmmu_gpa_t (*alloc_table)(void *opaque), void *opaque);
 
 #endif

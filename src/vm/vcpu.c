@@ -364,20 +364,34 @@ static void add_vcpu_stats(struct vmmu_stats *st, struct vmmu_vcpu *vcpu)
 	st->sim_cycles += c->sim_cycles;
 }
 
-int vmmu_vcpu_get_stats(struct vmmu_vcpu *vcpu, struct vmmu_stats *st)
+/* Give the caller the first @size bytes of @full (a caller built against an older, shorter struct
+ * gets the fields it knows), with the version and the size filled. */
+static int stats_out(struct vmmu_stats *full, struct vmmu_stats *st, size_t size)
 {
-	if (!vcpu || !st)
+	if (size < offsetof(struct vmmu_stats, size) + sizeof(st->size))
 		return -EINVAL;
-	memset(st, 0, sizeof(*st));
-	add_vcpu_stats(st, vcpu);
+	full->version = VMMU_STATS_VERSION;
+	full->size = (uint32_t)(size < sizeof(*full) ? size : sizeof(*full));
+	memcpy(st, full, full->size);
 	return 0;
 }
 
-int vmmu_vm_get_stats(struct vmmu_vm *vm, struct vmmu_stats *st)
+int vmmu_vcpu_stats(struct vmmu_vcpu *vcpu, struct vmmu_stats *out, size_t size)
 {
-	if (!vm || !st)
+	struct vmmu_stats s = { 0 }, *st = &s;
+
+	if (!vcpu || !out)
 		return -EINVAL;
-	memset(st, 0, sizeof(*st));
+	add_vcpu_stats(st, vcpu);
+	return stats_out(st, out, size);
+}
+
+int vmmu_vm_stats(struct vmmu_vm *vm, struct vmmu_stats *out, size_t size)
+{
+	struct vmmu_stats s = { 0 }, *st = &s;
+
+	if (!vm || !out)
+		return -EINVAL;
 	pthread_mutex_lock(&vm->lock);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		add_vcpu_stats(st, vm->vcpus[i]);
@@ -407,5 +421,5 @@ int vmmu_vm_get_stats(struct vmmu_vm *vm, struct vmmu_stats *st)
 		st->tdp_pages += m.tdp_pages;
 	}
 	st->host_frames = host_arena_frames_used(vm->arena);
-	return 0;
+	return stats_out(st, out, size);
 }

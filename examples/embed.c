@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The minimal embedding of libvmmu: a VM under one MMU mode, 16 MiB of guest memory in one
+ * memslot, one vCPU in 4-level paging over page tables the VMM builds (vmmu_gpt_map), one guest
+ * store and load through the MMU, and the VM's counters.
+ *   cc embed.c $(pkg-config --cflags --libs vmmu) -o embed && ./embed [native|shadow|ept|npt]
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <vmmu/vmmu.h>
+
+#define MEM      (16ULL << 20)
+#define TABLES   0x100000ULL          /* guest page tables from 1 MiB up */
+#define DATA_GVA 0x400000ULL
+#define DATA_GPA 0x800000ULL
+
+static vmmu_gpa_t next_table = TABLES;
+
+static vmmu_gpa_t alloc_table(void *opaque)
+{
+	(void)opaque;
+	next_table += 4096;               /* guest memory starts zeroed: no need to clear it */
+	return next_table;
+}
+
+static int fail(const char *what, int rc)
+{
+	fprintf(stderr, "embed: %s: %s\n", what, strerror(-rc));
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	const char *mode = argc > 1 ? argv[1] : "shadow";
+	struct vmmu_vm_config cfg = { .host_mem_bytes = 1ULL << 30 };
+	struct vmmu_vm *vm;
+	struct vmmu_vcpu *vcpu;
+	struct vmmu_access_result res;
+	struct vmmu_stats st;
+	uint64_t hva, val = 0x1122334455667788ULL, back = 0;
+	int rc;
+
+	cfg.mmu = !strcmp(mode, "native") ? VMMU_MMU_NATIVE : !strcmp(mode, "ept") ? VMMU_MMU_EPT :
+		  !strcmp(mode, "npt") ? VMMU_MMU_NPT : VMMU_MMU_SHADOW;
+	cfg.host = cfg.mmu == VMMU_MMU_NPT ? VMMU_HOST_SVM : VMMU_HOST_VMX;
+	if ((rc = vmmu_vm_create(&cfg, &vm)))
+		return fail("vmmu_vm_create", rc);
+	/* Guest physical [0, 16 MiB) in slot 0, backed by anonymous memory of the VMM. */
+	if ((rc = vmmu_vm_mmap(vm, MEM, false, &hva)))
+		return fail("vmmu_vm_mmap", rc);
+	struct vmmu_userspace_memory_region slot = {
+		.slot = 0, .guest_phys_addr = 0, .memory_size = MEM, .userspace_addr = hva,
+	};
+	if ((rc = vmmu_set_user_memory_region(vm, &slot)))
+		return fail("vmmu_set_user_memory_region", rc);
+	/* gva 0x400000 -> gpa 0x800000, a writable user page. */
+	if ((rc = vmmu_gpt_map(vm, TABLES, 4, DATA_GVA, DATA_GPA, 1,
+			       VMMU_PTE_P | VMMU_PTE_RW | VMMU_PTE_US, alloc_table, NULL)))
+		return fail("vmmu_gpt_map", rc);
+	if ((rc = vmmu_vcpu_create(vm, 0, &vcpu)))
+		return fail("vmmu_vcpu_create", rc);
+	struct vmmu_regs regs = {
+		.cr0 = (1ULL << 31) | (1ULL << 16) | 1,     /* PG, WP, PE */
+		.cr3 = TABLES, .cr4 = 1ULL << 5,            /* PAE */
+		.efer = (1ULL << 8) | (1ULL << 10) | (1ULL << 11),   /* LME, LMA, NXE */
+		.cpl = 3,
+	};
+	if ((rc = vmmu_vcpu_set_regs(vcpu, &regs)))
+		return fail("vmmu_vcpu_set_regs", rc);
+	if ((rc = vmmu_vcpu_access(vcpu, DATA_GVA + 8, 8, VMMU_ACC_WRITE, &val, &res)) ||
+	    res.status != VMMU_ACCESS_DONE)
+		return fail("store", rc ? rc : -EIO);
+	if ((rc = vmmu_vcpu_access(vcpu, DATA_GVA + 8, 8, VMMU_ACC_READ, &back, &res)) ||
+	    res.status != VMMU_ACCESS_DONE || back != val)
+		return fail("load", rc ? rc : -EIO);
+	if ((rc = vmmu_vm_get_stats(vm, &st)))
+		return fail("vmmu_vm_get_stats", rc);
+	printf("%s: read back %#" PRIx64 "; exits %" PRIu64 ", pf_fixed %" PRIu64 ", TLB misses %"
+	       PRIu64 ", walk refs %" PRIu64 ", simulated cycles %" PRIu64 "\n", mode, back, st.exits,
+	       st.pf_fixed, st.tlb_misses, st.walk_refs, st.sim_cycles);
+	vmmu_vm_destroy(vm);
+	return 0;
+}
