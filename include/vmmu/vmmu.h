@@ -191,6 +191,9 @@ struct vmmu_stats {
 	uint64_t exits_by_reason[VMMU_EXIT_NR];
 	uint64_t ksm_pages_shared, ksm_pages_sharing, ksm_full_scans, host_frames;
 	uint64_t accesses, sim_cycles;
+	/* Simulated cycles of the VM exits by reason: the round trip and the handler (the MMU's
+	 * steps, an MMIO exit to user space), as `perf kvm stat` times exits. */
+	uint64_t exit_cycles[VMMU_EXIT_NR];
 };
 
 /* The optimizations in effect (VMMU_OPT_*): those asked for that the host allows. */

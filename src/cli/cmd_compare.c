@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * `vmmu compare WORKLOAD --mmu LIST [--opt-sets SET/SET...] [--csv|--json] [--plot FILE.svg]
- * [run options]`: run one workload under several configurations with the same seed, print a table
- * with one column per configuration, check that every guest.digest is the same (Transparency),
- * and draw the figures with gnuplot. Every other option goes to each run as `vmmu run` takes it.
- * Exit: 0 all digests equal; 1 a digest differs or a run failed; 2 bad usage.
+ * `vmmu compare WORKLOAD --mmu LIST [--opt-sets SET/SET...] [--csv|--csv-long|--json]
+ * [--plot FILE.svg|FILE.png] [run options]`: run one workload under several configurations with
+ * the same seed, print a table with one column per configuration, check that every guest.digest
+ * is the same (Transparency), and draw the figures with gnuplot. Every other option goes to each
+ * run as `vmmu run` takes it. CSV is RFC 4180: one header, every row as long, a field with a comma,
+ * quote or line break quoted. Exit: 0 all digests equal; 1 a digest differs or a run failed; 2
+ * bad usage.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -29,10 +31,17 @@ struct config {
 };
 
 static const char usage[] =
-	"usage: vmmu compare WORKLOAD --mmu LIST [--opt-sets SET/SET...] [--csv|--json] [--plot FILE.svg]\n"
-	"                    [any `vmmu run` option but --mmu, --host, --opt and --json]\n"
-	"  LIST: comma-separated native, shadow, shadow-svm, ept, npt\n"
-	"  SET: an --opt value (all, none, +notrap,-unsync, ...); each is run on every mode but native\n";
+	"usage: vmmu compare WORKLOAD --mmu LIST [--opt-sets SET/SET...] [--csv|--csv-long|--json]\n"
+	"                    [--plot FILE.svg|FILE.png] [any `vmmu run` option but --mmu, --host,\n"
+	"                    --opt and --json]\n"
+	"  --mmu LIST        comma-separated native, shadow, shadow-svm, ept, npt\n"
+	"  --opt-sets SETS   /-separated --opt values (all, none, +notrap,-unsync, ...); each is run\n"
+	"                    on every mode but native (default: all)\n"
+	"  --csv             the table as CSV (RFC 4180): a column per configuration\n"
+	"  --csv-long        CSV, one row per configuration and metric: config,metric,value\n"
+	"  --json            {workload, digests_match, runs: [one vmmu run --json object each]}\n"
+	"  --plot FILE       gnuplot figures (cycles per access, exits per 1,000 accesses), SVG or\n"
+	"                    PNG by the file's extension\n";
 
 static double per_k(uint64_t n, uint64_t d)
 {
@@ -74,15 +83,77 @@ static double ratio(uint64_t n, uint64_t d)
 	X("host seconds", "%.3f", r->seconds)                                                     \
 	X("accesses / s (M)", "%.2f", r->seconds > 0 ? (double)r->accesses / r->seconds / 1e6 : 0)
 
-/* One cell: padded in a table, plain in CSV. */
+/* A CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break, quotes doubled. */
+static void csv_field(const char *text)
+{
+	if (!strpbrk(text, ",\"\r\n")) {
+		fputs(text, stdout);
+		return;
+	}
+	putchar('"');
+	for (; *text; text++) {
+		if (*text == '"')
+			putchar('"');
+		putchar(*text);
+	}
+	putchar('"');
+}
+
+/* A metric's name in CSV: the table's indented exit reasons become "exits pf" and so on. */
+static void csv_metric(const char *name)
+{
+	char buf[64];
+
+	if (name[0] == ' ') {
+		while (*name == ' ')
+			name++;
+		snprintf(buf, sizeof(buf), "exits %s", name);
+		name = buf;
+	}
+	csv_field(name);
+}
+
+/* One cell: padded in a table, a field in CSV. */
 static void cell_out(bool csv, bool first, const char *text)
 {
-	if (csv)
-		printf("%s%s", first ? "" : ",", text);
-	else if (first)
+	if (csv) {
+		if (!first)
+			putchar(',');
+		if (first)
+			csv_metric(text);
+		else
+			csv_field(text);
+	} else if (first) {
 		printf("%-24s", text);
-	else
+	} else {
 		printf("  %18s", text);
+	}
+}
+
+/* The long CSV: config,metric,value, one row each. */
+static void print_long(struct config *c, unsigned n)
+{
+	char cell[64];
+
+	printf("config,metric,value\n");
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(cell, sizeof(cell), "%016" PRIx64, c[i].res.digest);
+		csv_field(c[i].label);
+		printf(",guest digest,%s\n", cell);
+	}
+#define X(name, fmt, expr)                                                                        \
+	for (unsigned i = 0; i < n; i++) {                                                        \
+		const struct vmmu_guest_result *r = &c[i].res;                                   \
+		const struct vmmu_stats *st = &r->stats;                                          \
+		(void)st;                                                                         \
+		snprintf(cell, sizeof(cell), fmt, expr);                                          \
+		csv_field(c[i].label);                                                            \
+		putchar(',');                                                                     \
+		csv_metric(name);                                                                 \
+		printf(",%s\n", cell);                                                            \
+	}
+	ROWS(X)
+#undef X
 }
 
 static void print_table(struct config *c, unsigned n, bool csv)
@@ -113,16 +184,56 @@ static void print_table(struct config *c, unsigned n, bool csv)
 #undef X
 }
 
-/* Two panels: simulated cycles per guest access, and VM exits per 1,000 accesses. */
+/* @s as a gnuplot single-quoted string: a quote inside is doubled, so no file name can end the
+ * string and inject a command. */
+static void gp_quoted(FILE *g, const char *s)
+{
+	fputc('\'', g);
+	for (; *s; s++) {
+		if (*s == '\'')
+			fputc('\'', g);
+		fputc(*s, g);
+	}
+	fputc('\'', g);
+}
+
+/* Does one panel's data span orders of magnitude (a log axis reads it better)? */
+static bool wide_range(const double *v, unsigned n)
+{
+	double lo = 0, hi = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (v[i] <= 0)
+			return false;
+		lo = !i || v[i] < lo ? v[i] : lo;
+		hi = !i || v[i] > hi ? v[i] : hi;
+	}
+	return n > 1 && hi / lo >= 100;
+}
+
+/* Two panels: simulated cycles per guest access, and VM exits per 1,000 accesses, each bar
+ * labelled with its value; SVG or PNG by @file's extension. */
 static int plot(struct config *c, unsigned n, const char *file)
 {
-	FILE *g = popen("gnuplot", "w");
+	const char *dot = strrchr(file, '.');
+	const bool png = dot && !strcmp(dot, ".png");
+	double cpa[MAX_CONFIGS], epk[MAX_CONFIGS];
+	FILE *g = popen("gnuplot 2>/dev/null", "w");
 	if (!g) {
 		fprintf(stderr, "vmmu compare: --plot: cannot run gnuplot: %s\n", strerror(errno));
 		return 1;
 	}
-	fprintf(g, "set terminal svg size %u,480 dynamic noenhanced font 'sans,11'\n", 300 + 240 * n);
-	fprintf(g, "set output '%s'\n", file);
+	for (unsigned i = 0; i < n; i++) {
+		cpa[i] = ratio(c[i].res.stats.sim_cycles, c[i].res.accesses);
+		epk[i] = per_k(c[i].res.stats.exits, c[i].res.accesses);
+	}
+	if (png)
+		fprintf(g, "set terminal pngcairo size %u,480 noenhanced font 'sans,10'\n", 300 + 240 * n);
+	else
+		fprintf(g, "set terminal svg size %u,480 dynamic noenhanced font 'sans,11'\n", 300 + 240 * n);
+	fprintf(g, "set output ");
+	gp_quoted(g, file);
+	fprintf(g, "\n");
 	fprintf(g, "$d << EOD\n");
 	for (unsigned i = 0; i < n; i++) {
 		const struct vmmu_guest_result *r = &c[i].res;
@@ -133,8 +244,14 @@ static int plot(struct config *c, unsigned n, const char *file)
 	fprintf(g, "set multiplot layout 1,2 title '%s (seed %" PRIu64 ")'\n", c[0].wa.w->name, c[0].ra.seed);
 	fprintf(g, "set style data histograms\nset style fill solid 0.8 border -1\nset boxwidth 0.8\n"
 		   "set xtics nomirror font ',9'\nset grid ytics\nunset key\nset yrange [0:*]\n");
-	fprintf(g, "set title 'simulated cycles per guest access'\nplot $d using 2:xtic(1) lc rgb '#4477aa'\n");
-	fprintf(g, "set title 'VM exits per 1,000 accesses'\nplot $d using 3:xtic(1) lc rgb '#cc6677'\n");
+	fprintf(g, "set title 'simulated cycles per guest access'\n%s\n",
+		wide_range(cpa, n) ? "set logscale y\nset yrange [*:*]" : "unset logscale y");
+	fprintf(g, "plot $d using 2:xtic(1) lc rgb '#4477aa', '' using 0:2:(sprintf('%%.1f', $2)) "
+		   "with labels offset 0,0.8 notitle\n");
+	fprintf(g, "set title 'VM exits per 1,000 accesses'\n%s\n",
+		wide_range(epk, n) ? "set logscale y\nset yrange [*:*]" : "unset logscale y\nset yrange [0:*]");
+	fprintf(g, "plot $d using 3:xtic(1) lc rgb '#cc6677', '' using 0:3:(sprintf('%%.1f', $3)) "
+		   "with labels offset 0,0.8 notitle\n");
 	fprintf(g, "unset multiplot\n");
 	int st = pclose(g);
 	if (st != 0) {
@@ -150,7 +267,7 @@ int cmd_compare(int argc, char **argv)
 	const char *pass[MAX_ARGS];
 	const char *mmus = NULL, *sets = "all", *plot_file = NULL, *workload = NULL;
 	unsigned npass = 0, n = 0;
-	bool csv = false, json = false;
+	bool csv = false, csv_long = false, json = false;
 	int rc;
 
 	for (int i = 1; i < argc; i++) {
@@ -160,6 +277,8 @@ int cmd_compare(int argc, char **argv)
 			return 0;
 		} else if (!strcmp(a, "--csv")) {
 			csv = true;
+		} else if (!strcmp(a, "--csv-long")) {
+			csv = csv_long = true;
 		} else if (!strcmp(a, "--json")) {
 			json = true;
 		} else if (!strcmp(a, "--mmu") || !strcmp(a, "--opt-sets") || !strcmp(a, "--plot")) {
@@ -192,6 +311,19 @@ int cmd_compare(int argc, char **argv)
 	if (csv && json) {
 		fprintf(stderr, "vmmu compare: --csv or --json, not both\n");
 		return EXIT_USAGE;
+	}
+	if (plot_file) {
+		/* Before any run: gnuplot could not open it and would write the figure to stdout. */
+		const char *dot = strrchr(plot_file, '.');
+		FILE *out = dot && (!strcmp(dot, ".svg") || !strcmp(dot, ".png")) ? fopen(plot_file, "w") : NULL;
+
+		if (!out) {
+			fprintf(stderr, "vmmu compare: --plot %s: %s\n", plot_file,
+				dot && (!strcmp(dot, ".svg") || !strcmp(dot, ".png")) ? strerror(errno)
+				: "expected a file name ending in .svg or .png");
+			return EXIT_USAGE;
+		}
+		fclose(out);
 	}
 
 	/* The configurations: each mode of the list, times each opt set for the modes that have
@@ -268,6 +400,8 @@ int cmd_compare(int argc, char **argv)
 			run_print_json(&cfgs[i].ra, &cfgs[i].wa, &cfgs[i].res);
 		}
 		printf("]}\n");
+	} else if (csv_long) {
+		print_long(cfgs, n);
 	} else {
 		print_table(cfgs, n, csv);
 		if (!csv)

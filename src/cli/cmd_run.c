@@ -42,8 +42,28 @@ static const char usage[] =
 	"                [--thp always|madvise|never] [--guest-thp on|off] [--ksm on|off]\n"
 	"                [--seed N] [--param KEY=VALUE]... [--cost KEY=VALUE]... [--json]\n"
 	"                [--cpu intel|amd] [--guest-pcid on|off] [--guest-aging N] [--quantum N]\n"
-	"                [--audit N]\n"
-	"  'vmmu workloads' lists the workloads and their parameters; docs/user-guide.md has the rest.\n";
+	"                [--audit N] [--report exits]\n"
+	"\n"
+	"  --mmu MODE          native (no hypervisor), shadow (soft MMU), ept or npt (hard MMU)\n"
+	"  --host vmx|svm      the host shadow paging runs on (ept implies vmx, npt svm)\n"
+	"  --opt +NAME,-NAME   MMU optimizations: notrap, unsync, prefetch, fastpf (all on)\n"
+	"  --vcpus N           vCPUs of each VM, 1 to 64 (default 1)\n"
+	"  --vms N             VMs, 1 to 16 (default: the workload's)\n"
+	"  --mem SIZE          guest RAM per VM (4K multiple; default: the workload's need)\n"
+	"  --thp MODE          host transparent huge pages: always, madvise (default), never\n"
+	"  --guest-thp on|off  the guest kernel maps anonymous memory with 2M pages (off)\n"
+	"  --ksm on|off        mark the memory behind every memslot mergeable (off)\n"
+	"  --seed N            the run's seed (1); the same seed gives the same digest\n"
+	"  --param KEY=VALUE   a workload parameter ('vmmu workloads' lists them)\n"
+	"  --cost KEY=CYCLES   override a cost of the cost model (docs/hardware.md)\n"
+	"  --cpu intel|amd     the guest CPU model (intel)\n"
+	"  --guest-pcid on|off the guest kernel uses PCIDs (on)\n"
+	"  --guest-aging N     page aging every N scheduler rounds (0: off)\n"
+	"  --quantum N         workload steps a vCPU runs before the next one (64)\n"
+	"  --audit N           audit the MMU's tables every N rounds and at the end (0: never)\n"
+	"  --json              one JSON object instead of the table\n"
+	"  --report exits      VM exits by reason, as perf kvm stat report prints them\n"
+	"  docs/user-guide.md and vmmu(1) have the rest.\n";
 
 static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int bad(const char *fmt, ...)
@@ -117,7 +137,7 @@ static int parse_opts(const char *spec, bool *opts)
 
 enum {
 	O_MMU = 256, O_HOST, O_OPT, O_VCPUS, O_VMS, O_MEM, O_THP, O_GTHP, O_KSM, O_SEED, O_PARAM,
-	O_JSON, O_COST, O_CPU, O_PCID, O_AGING, O_QUANTUM, O_AUDIT, O_HELP,
+	O_JSON, O_COST, O_CPU, O_PCID, O_AGING, O_QUANTUM, O_AUDIT, O_REPORT, O_HELP,
 };
 
 static int parse_args(int argc, char **argv, struct run_args *ra)
@@ -141,6 +161,7 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 		{ "guest-aging", required_argument, NULL, O_AGING },
 		{ "quantum", required_argument, NULL, O_QUANTUM },
 		{ "audit", required_argument, NULL, O_AUDIT },
+		{ "report", required_argument, NULL, O_REPORT },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -242,6 +263,11 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 			break;
 		case O_JSON:
 			ra->json = true;
+			break;
+		case O_REPORT:
+			if (strcmp(optarg, "exits"))
+				return bad("--report '%s': expected exits", optarg);
+			ra->report_exits = true;
 			break;
 		case 'h':
 		case O_HELP:
@@ -420,6 +446,9 @@ static void print_json(const struct run_args *ra, const struct vmmu_workload_arg
 	printf(",\"exits_by_reason\":{");
 	for (unsigned i = 0; i < VMMU_EXIT_NR; i++)
 		printf("%s\"%s\":%" PRIu64, i ? "," : "", exit_names[i], st->exits_by_reason[i]);
+	printf("},\"exit_cycles\":{");
+	for (unsigned i = 0; i < VMMU_EXIT_NR; i++)
+		printf("%s\"%s\":%" PRIu64, i ? "," : "", exit_names[i], st->exit_cycles[i]);
 	printf("}},\"cost\":{\"sim_cycles\":%" PRIu64 ",\"cycles_per_access\":%.3f}", st->sim_cycles, cpa);
 	printf(",\"host\":{\"seconds\":%.6f,\"accesses_per_sec\":%.0f,\"max_rss_bytes\":%" PRIu64 "}}\n",
 	       r->seconds, r->seconds > 0 ? (double)r->accesses / r->seconds : 0, max_rss_bytes());
@@ -454,19 +483,74 @@ static void print_table(const struct run_args *ra, const struct vmmu_workload_ar
 	if (r->trace_records)
 		printf("  %-18s %" PRIu64 " records, %" PRIu64 " skipped\n", "trace", r->trace_records,
 		       r->trace_skipped);
-	if (r->dirty_rounds)
+	if (r->dirty_rounds) {
 		printf("  %-18s %" PRIu64 " harvests, %" PRIu64 " pages dirty (fewest in one %" PRIu64 "), %" PRIu64 " pages written, all logged\n",
 		       "dirty log", r->dirty_rounds, r->dirty_pages, r->dirty_min_round, r->dirty_written);
+		/* dirty_log_perf_test's figures: time per harvest round, pages per second. */
+		if (r->seconds > 0)
+			printf("  %-18s %.3f ms per round, %.0f dirty pages/s\n", "", r->seconds * 1e3 /
+			       (double)r->dirty_rounds, (double)r->dirty_pages / r->seconds);
+	}
 	printf("  %-18s %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64 " walk refs\n", "TLB",
 	       st->tlb_hits, st->tlb_misses, st->walk_refs);
-	printf("  %-18s %" PRIu64 " (pf %" PRIu64 ", mmio %" PRIu64 ")\n", "VM exits", st->exits,
-	       st->exits_by_reason[VMMU_EXIT_PF], st->exits_by_reason[VMMU_EXIT_MMIO]);
+	printf("  %-18s %" PRIu64, "VM exits", st->exits);
+	for (unsigned i = 0, n = 0; i < VMMU_EXIT_NR; i++)
+		printf("%s%s %" PRIu64, n++ ? ", " : " (", exit_names[i], st->exits_by_reason[i]);
+	printf(")\n");
+	printf("  %-18s %" PRIu64 " taken, %" PRIu64 " fixed (%" PRIu64 " fast), %" PRIu64
+	       " spurious, %" PRIu64 " emulated, %" PRIu64 " injected\n", "MMU page faults",
+	       st->pf_taken, st->pf_fixed, st->pf_fast, st->pf_spurious, st->pf_emulate, st->pf_guest);
+	/* demand_paging_test's figure, for a run that faulted its memory in. */
+	if (st->pf_fixed && r->seconds > 0)
+		printf("  %-18s %.0f pages/s per vCPU (%" PRIu64 " faults fixed, %u vCPU%s)\n",
+		       "demand paging", (double)st->pf_fixed / r->seconds / (r->vcpus ? r->vcpus : 1),
+		       st->pf_fixed, r->vcpus, r->vcpus == 1 ? "" : "s");
 	if (r->audits)
 		printf("  %-18s %" PRIu64 " passed\n", "MMU audits", r->audits);
 	printf("  %-18s %" PRIu64 " (%.2f a guest access)\n", "simulated cycles", st->sim_cycles,
 	       r->accesses ? (double)st->sim_cycles / (double)r->accesses : 0);
 	printf("  %-18s %.3f s, %.2fM guest accesses/s, max RSS %" PRIu64 "M\n", "host", r->seconds,
 	       r->seconds > 0 ? (double)r->accesses / r->seconds / 1e6 : 0, max_rss_bytes() >> 20);
+}
+
+/*
+ * `perf kvm stat report` for the model's exits: by reason, the samples, their share, the share of
+ * the exits' simulated cycles (round trip and handler) and the mean. Rows by samples, as perf.
+ */
+static void print_exit_report(const struct vmmu_guest_result *r)
+{
+	const struct vmmu_stats *st = &r->stats;
+	uint64_t cycles = 0;
+	unsigned order[VMMU_EXIT_NR];
+
+	for (unsigned i = 0; i < VMMU_EXIT_NR; i++) {
+		cycles += st->exit_cycles[i];
+		order[i] = i;
+	}
+	for (unsigned i = 1; i < VMMU_EXIT_NR; i++)
+		for (unsigned j = i; j > 0 && st->exits_by_reason[order[j]] >
+					      st->exits_by_reason[order[j - 1]]; j--) {
+			unsigned k = order[j];
+			order[j] = order[j - 1];
+			order[j - 1] = k;
+		}
+	printf("Analyze events for all VMs, all VCPUs (simulated cycles):\n\n");
+	printf("%16s %10s %9s %9s %14s\n\n", "VM-EXIT", "Samples", "Samples%", "Cycles%",
+	       "Avg cycles");
+	for (unsigned k = 0; k < VMMU_EXIT_NR; k++) {
+		unsigned i = order[k];
+		uint64_t n = st->exits_by_reason[i];
+
+		if (!n)
+			continue;
+		printf("%16s %10" PRIu64 " %8.2f%% %8.2f%% %14.1f\n", exit_names[i], n,
+		       100.0 * (double)n / (double)st->exits, cycles ? 100.0 *
+		       (double)st->exit_cycles[i] / (double)cycles : 0, (double)st->exit_cycles[i] /
+		       (double)n);
+	}
+	printf("\nTotal Samples:%" PRIu64 ", Total simulated cycles of exits:%" PRIu64 " (%.1f%% of %"
+	       PRIu64 ")\n", st->exits, cycles, st->sim_cycles ? 100.0 * (double)cycles /
+	       (double)st->sim_cycles : 0, st->sim_cycles);
 }
 
 int run_collect(int argc, char **argv, bool quiet, struct run_args *ra,
@@ -512,7 +596,7 @@ int run_collect(int argc, char **argv, bool quiet, struct run_args *ra,
 	if (prog.shown)
 		fputs("\r\033[K", stderr);
 	if (rc == -EOPNOTSUPP) {
-		fprintf(stderr, "vmmu run: --mmu %s: not available yet (phase 3)\n", mmu_names[ra->mmu]);
+		fprintf(stderr, "vmmu run: --mmu %s: not available in this build\n", mmu_names[ra->mmu]);
 		return 1;
 	}
 	if (rc) {
@@ -549,6 +633,8 @@ int cmd_run(int argc, char **argv)
 		return rc < 0 ? 0 : rc;
 	if (ra.json)
 		print_json(&ra, &wa, &res);
+	else if (ra.report_exits)
+		print_exit_report(&res);
 	else
 		print_table(&ra, &wa, &res);
 	return 0;

@@ -23,7 +23,7 @@ struct run_args {
 	unsigned vcpus, vms;
 	uint64_t mem;
 	int thp;
-	bool guest_thp, ksm, pcid, json;
+	bool guest_thp, ksm, pcid, json, report_exits;
 	uint64_t seed;
 	unsigned aging, quantum, audit;
 	const char *cpu;

@@ -99,6 +99,9 @@ struct cpu_stats {
 	uint64_t pf_delivered, tlb_flush, invlpg, mmio, exits;
 	uint64_t exits_by_reason[VMMU_EXIT_NR];
 	uint64_t sim_cycles;
+	/* Cycles of the exits by reason: each one's round trip and what its handler was charged
+	 * (vm/ attributes them: only it knows where an exit's handling ends). */
+	uint64_t exit_cycles[VMMU_EXIT_NR];
 };
 
 /*

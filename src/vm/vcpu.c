@@ -131,6 +131,12 @@ int vmmu_vcpu_set_pkru(struct vmmu_vcpu *vcpu, uint32_t pkru)
  * level of a shadow chain, an unsync page, an EPT entry), so a real access needs a handful. */
 #define MAX_EXITS_PER_ACCESS 1000
 
+/* Charge the exit of @reason its round trip and what its handler cost since @c0. */
+static void vcpu_exit_cycles(struct vmmu_vcpu *vcpu, enum vmmu_exit_reason reason, uint64_t c0)
+{
+	vcpu->cpu.st.exit_cycles[reason] += vcpu->cpu.cost.vm_exit + (vcpu->cpu.st.sim_cycles - c0);
+}
+
 /* One try of the hardware (cpu_access_l1_missed() for the first try after cpu_access_l1() said
  * CPU_L1_MISS: @l1_missed). */
 static int vcpu_hw_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigned kind, void *buf,
@@ -207,7 +213,9 @@ retry:
 			return -EIO;   /* native mode has no hypervisor to exit to */
 		if (++exits > MAX_EXITS_PER_ACCESS)
 			return -ELOOP;
+		uint64_t c0 = vcpu->cpu.st.sim_cycles;
 		rc = mmu_handle_exit(&vcpu->mmu, &o.exit, &mo);
+		vcpu_exit_cycles(vcpu, o.exit.reason, c0);
 		if (rc)
 			return rc;
 		switch (mo.action) {
@@ -242,6 +250,7 @@ retry:
 			}
 			vcpu->cpu.st.mmio++;
 			vcpu->cpu.st.sim_cycles += vcpu->cpu.cost.mmio;
+			vcpu->cpu.st.exit_cycles[o.exit.reason] += vcpu->cpu.cost.mmio;
 			res->status = VMMU_ACCESS_MMIO;
 			res->done = off;
 			res->mmio_gpa = mo.mmio_gpa;
@@ -314,7 +323,11 @@ int vmmu_vcpu_mov_cr(struct vmmu_vcpu *vcpu, int cr, uint64_t val)
 	 * paging the guest flushes its own TLB unseen. */
 	if (vcpu->cpu.ctl.cr3_load_exiting && vcpu->cpu.st.tlb_flush != hw_flushes)
 		vcpu_count(&vcpu->kvm_st.tlb_flush);
-	return mmu_guest_cr_changed(&vcpu->mmu, cr, old, val);
+	uint64_t c0 = vcpu->cpu.st.sim_cycles;
+	rc = mmu_guest_cr_changed(&vcpu->mmu, cr, old, val);
+	if (cr == 3 && vcpu->cpu.ctl.cr3_load_exiting)
+		vcpu_exit_cycles(vcpu, VMMU_EXIT_CR3, c0);
+	return rc;
 }
 
 int vmmu_vcpu_invlpg(struct vmmu_vcpu *vcpu, uint64_t gva)
@@ -328,7 +341,10 @@ int vmmu_vcpu_invlpg(struct vmmu_vcpu *vcpu, uint64_t gva)
 		return rc;
 	cpu_account_exit(&vcpu->cpu, VMMU_EXIT_INVLPG);
 	vcpu_count(&vcpu->kvm_st.invlpg);        /* KVM's kvm_mmu_invlpg */
-	return mmu_guest_invlpg(&vcpu->mmu, gva);
+	uint64_t c0 = vcpu->cpu.st.sim_cycles;
+	rc = mmu_guest_invlpg(&vcpu->mmu, gva);
+	vcpu_exit_cycles(vcpu, VMMU_EXIT_INVLPG, c0);
+	return rc;
 }
 
 int vmmu_vcpu_invpcid(struct vmmu_vcpu *vcpu, unsigned type, uint16_t pcid, uint64_t gva)
@@ -345,7 +361,10 @@ int vmmu_vcpu_invpcid(struct vmmu_vcpu *vcpu, unsigned type, uint16_t pcid, uint
 	 * flush request. */
 	cpu_account_exit(&vcpu->cpu, VMMU_EXIT_INVLPG);
 	vcpu_count(type == 0 ? &vcpu->kvm_st.invlpg : &vcpu->kvm_st.tlb_flush);
-	return mmu_guest_invpcid(&vcpu->mmu, type, pcid, gva);
+	uint64_t c0 = vcpu->cpu.st.sim_cycles;
+	rc = mmu_guest_invpcid(&vcpu->mmu, type, pcid, gva);
+	vcpu_exit_cycles(vcpu, VMMU_EXIT_INVLPG, c0);
+	return rc;
 }
 
 static void add_vcpu_stats(struct vmmu_stats *st, struct vmmu_vcpu *vcpu)
@@ -359,8 +378,10 @@ static void add_vcpu_stats(struct vmmu_stats *st, struct vmmu_vcpu *vcpu)
 	st->tlb_flush += __atomic_load_n(&vcpu->kvm_st.tlb_flush, __ATOMIC_RELAXED);
 	st->invlpg += __atomic_load_n(&vcpu->kvm_st.invlpg, __ATOMIC_RELAXED);
 	st->exits += c->exits;
-	for (unsigned i = 0; i < VMMU_EXIT_NR; i++)
+	for (unsigned i = 0; i < VMMU_EXIT_NR; i++) {
 		st->exits_by_reason[i] += c->exits_by_reason[i];
+		st->exit_cycles[i] += c->exit_cycles[i];
+	}
 	st->sim_cycles += c->sim_cycles;
 }
 

@@ -143,6 +143,12 @@ int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out)
 	/* No-trap needs VMX's PFEC_MASK/MATCH; SVM intercepts every #PF or none. */
 	if (vm->cfg.host == VMMU_HOST_SVM)
 		vm->opts &= ~(uint32_t)MMU_OPT_NOTRAP;
+	/* Only the soft MMU has no-trap, unsync and prefetch; the fast page fault serves both MMUs;
+	 * native mode has none of them. */
+	if (vm->cfg.mmu == VMMU_MMU_EPT || vm->cfg.mmu == VMMU_MMU_NPT)
+		vm->opts &= MMU_OPT_FASTPF;
+	else if (vm->cfg.mmu == VMMU_MMU_NATIVE)
+		vm->opts = 0;
 	if (vm->cfg.mmu == VMMU_MMU_NATIVE)
 		memslots_set_ops(vm->slots, &vm_memslots_ops, vm);
 	if (vm->cfg.mmu != VMMU_MMU_NATIVE) {
