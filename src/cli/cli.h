@@ -18,6 +18,12 @@ int cmd_run(int argc, char **argv);
 int cmd_workloads(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 
+/* help.c: the commands' documentation, one table for `vmmu help`, `--help` and vmmu(1). */
+#include <stdio.h>
+int help_main(int argc, char **argv);
+int help_command(const char *name);   /* -1 if no such command */
+void help_overview(FILE *f);
+
 /* --cpu / --features / --maxphyaddr handling shared by check and validate. Returns 0 or
  * prints a one-line error and returns EXIT_USAGE. */
 int cli_cpu_model(const char *cpu, const char *features, const char *maxphyaddr,

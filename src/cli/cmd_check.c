@@ -70,7 +70,7 @@ int cmd_check(int argc, char **argv)
 		case 'f': features = optarg; break;
 		case 'm': maxphy = optarg; break;
 		case 'h':
-			printf("usage: vmmu check [--cpu host|intel|amd] [--features +f,-f] [--maxphyaddr N] [FILE]\n");
+			help_command("check");
 			return 0;
 		default:
 			return EXIT_USAGE;

@@ -30,18 +30,6 @@ struct config {
 	struct vmmu_guest_result res;
 };
 
-static const char usage[] =
-	"usage: vmmu compare WORKLOAD --mmu LIST [--opt-sets SET/SET...] [--csv|--csv-long|--json]\n"
-	"                    [--plot FILE.svg|FILE.png] [any `vmmu run` option but --mmu, --host,\n"
-	"                    --opt and --json]\n"
-	"  --mmu LIST        comma-separated native, shadow, shadow-svm, ept, npt\n"
-	"  --opt-sets SETS   /-separated --opt values (all, none, +notrap,-unsync, ...); each is run\n"
-	"                    on every mode but native (default: all)\n"
-	"  --csv             the table as CSV (RFC 4180): a column per configuration\n"
-	"  --csv-long        CSV, one row per configuration and metric: config,metric,value\n"
-	"  --json            {workload, digests_match, runs: [one vmmu run --json object each]}\n"
-	"  --plot FILE       gnuplot figures (cycles per access, exits per 1,000 accesses), SVG or\n"
-	"                    PNG by the file's extension\n";
 
 static double per_k(uint64_t n, uint64_t d)
 {
@@ -273,7 +261,7 @@ int cmd_compare(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-			fputs(usage, stdout);
+			help_command("compare");
 			return 0;
 		} else if (!strcmp(a, "--csv")) {
 			csv = true;
@@ -305,7 +293,8 @@ int cmd_compare(int argc, char **argv)
 		}
 	}
 	if (!workload || !mmus) {
-		fprintf(stderr, "vmmu compare: %s\n%s", !workload ? "which workload?" : "--mmu LIST is required", usage);
+		fprintf(stderr, "vmmu compare: %s ('vmmu help compare' lists the options)\n",
+			!workload ? "which workload?" : "--mmu LIST is required");
 		return EXIT_USAGE;
 	}
 	if (csv && json) {

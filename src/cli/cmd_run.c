@@ -36,34 +36,6 @@ static const char *const mmu_names[] = { "native", "shadow", "ept", "npt" };
 static const char *const thp_names[] = { "never", "madvise", "always" };
 
 
-static const char usage[] =
-	"usage: vmmu run WORKLOAD [--mmu native|shadow|ept|npt] [--host vmx|svm]\n"
-	"                [--opt +NAME,-NAME,...] [--vcpus N] [--vms N] [--mem SIZE]\n"
-	"                [--thp always|madvise|never] [--guest-thp on|off] [--ksm on|off]\n"
-	"                [--seed N] [--param KEY=VALUE]... [--cost KEY=VALUE]... [--json]\n"
-	"                [--cpu intel|amd] [--guest-pcid on|off] [--guest-aging N] [--quantum N]\n"
-	"                [--audit N] [--report exits]\n"
-	"\n"
-	"  --mmu MODE          native (no hypervisor), shadow (soft MMU), ept or npt (hard MMU)\n"
-	"  --host vmx|svm      the host shadow paging runs on (ept implies vmx, npt svm)\n"
-	"  --opt +NAME,-NAME   MMU optimizations: notrap, unsync, prefetch, fastpf (all on)\n"
-	"  --vcpus N           vCPUs of each VM, 1 to 64 (default 1)\n"
-	"  --vms N             VMs, 1 to 16 (default: the workload's)\n"
-	"  --mem SIZE          guest RAM per VM (4K multiple; default: the workload's need)\n"
-	"  --thp MODE          host transparent huge pages: always, madvise (default), never\n"
-	"  --guest-thp on|off  the guest kernel maps anonymous memory with 2M pages (off)\n"
-	"  --ksm on|off        mark the memory behind every memslot mergeable (off)\n"
-	"  --seed N            the run's seed (1); the same seed gives the same digest\n"
-	"  --param KEY=VALUE   a workload parameter ('vmmu workloads' lists them)\n"
-	"  --cost KEY=CYCLES   override a cost of the cost model (docs/hardware.md)\n"
-	"  --cpu intel|amd     the guest CPU model (intel)\n"
-	"  --guest-pcid on|off the guest kernel uses PCIDs (on)\n"
-	"  --guest-aging N     page aging every N scheduler rounds (0: off)\n"
-	"  --quantum N         workload steps a vCPU runs before the next one (64)\n"
-	"  --audit N           audit the MMU's tables every N rounds and at the end (0: never)\n"
-	"  --json              one JSON object instead of the table\n"
-	"  --report exits      VM exits by reason, as perf kvm stat report prints them\n"
-	"  docs/user-guide.md and vmmu(1) have the rest.\n";
 
 static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int bad(const char *fmt, ...)
@@ -271,7 +243,7 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 			break;
 		case 'h':
 		case O_HELP:
-			fputs(usage, stdout);
+			help_command("run");
 			return -1;
 		case ':':
 			return bad("option '%s' needs a value", argv[optind - 1]);

@@ -71,7 +71,7 @@ int cmd_validate(int argc, char **argv)
 			break;
 		case 'q': quiet = true; break;
 		case 'h':
-			printf("usage: vmmu validate [--count N] [--seed S] [--quiet]\n");
+			help_command("validate");
 			return 0;
 		default:
 			return EXIT_USAGE;

@@ -40,7 +40,7 @@ int cmd_workloads(int argc, char **argv)
 	const struct vmmu_workload_info *w;
 
 	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		printf("usage: vmmu workloads [NAME]\n  then: vmmu run NAME --param KEY=VALUE ...\n");
+		help_command("workloads");
 		return 0;
 	}
 	if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {

@@ -68,4 +68,22 @@ while IFS= read -r line; do
 	t "README: $line" '(cd "$work" && timeout 300 bash -e -o pipefail -c "$line" > /dev/null 2> "$tmp/readme.err")'
 done < "$tmp/readme"
 
+# The help table is the documentation of every command: `vmmu help CMD` and `vmmu CMD --help`
+# print it, and every long option a command's parser takes must be in it.
+for c in run compare workloads check validate; do
+	t "vmmu $c --help is vmmu help $c" '[ "$("$VMMU" $c --help)" = "$("$VMMU" help $c)" ]'
+done
+for c in run check validate; do
+	for o in $(sed -n 's/^[[:space:]]*{ "\([a-z-]*\)", [a-z_]*_argument.*/\1/p' "$SRC/src/cli/cmd_$c.c"); do
+		[ "$o" = help ] && continue
+		t "vmmu help $c documents --$o" '"$VMMU" help $c | grep -q -- "^  --$o"'
+	done
+done
+for o in $(grep -o '!strcmp(a, "--[a-z-]*")' "$SRC/src/cli/cmd_compare.c" | sed 's/.*"\(--[a-z-]*\)".*/\1/' | sort -u); do
+	[ "$o" = --help ] && continue
+	t "vmmu help compare documents $o" '"$VMMU" help compare | grep -q -- "^  $o"'
+done
+"$VMMU" > "$tmp/bare.out" 2> "$tmp/bare.err"; rc=$?
+t "bare vmmu: the overview on stderr, exit 2" '[ $rc -eq 2 ] && [ ! -s "$tmp/bare.out" ] && grep -q "vmmu help COMMAND" "$tmp/bare.err"'
+
 t_done

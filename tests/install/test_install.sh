@@ -18,6 +18,8 @@ t "installs libvmmu, shared and static" 'has "/libvmmu\.so$" && has "/libvmmu\.a
 t "installs libvmmuguest, shared and static" 'has "/libvmmuguest\.so$" && has "/libvmmuguest\.a$"'
 t "installs the public headers" 'has "/include/vmmu/vmmu\.h$" && has "/include/vmmu/guest\.h$" && has "/include/vmmu/types\.h$"'
 t "installs vmmu.pc and vmmuguest.pc" 'has "/pkgconfig/vmmu\.pc$" && has "/pkgconfig/vmmuguest\.pc$"'
+t "installs vmmu(1), libvmmu(3) and the bash completion" 'has "/man1/vmmu\.1$" && has "/man3/libvmmu\.3$" && has "/bash-completion/completions/vmmu$"'
+t "vmmu(1) renders and documents vmmu run's options" 'man -l "$D$(grep "/man1/vmmu\.1$" "$tmp/tree")" 2>/dev/null | grep -q -- "--report exits"'
 t "installs no internal header" '! grep -q "/include/vmmu/.*internal\|/include/.*/mmu/" "$tmp/tree"'
 
 pc=$(dirname "$(grep "/pkgconfig/vmmu\.pc$" "$tmp/tree" | head -1)")

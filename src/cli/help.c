@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The one source of the command's documentation: a table of commands, each with its synopsis,
+ * what it does and every option. `vmmu help [COMMAND]` and `vmmu COMMAND --help` print it as
+ * text; `vmmu help --man` prints it as the vmmu(1) manual page (troff), which the build generates
+ * and installs, so the two never disagree. Nothing here runs a command.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "vmmu/vmmu.h"
+
+struct help_opt {
+	const char *opt;
+	const char *text;
+};
+
+struct help_cmd {
+	const char *name;
+	const char *synopsis;         /* after "vmmu " */
+	const char *summary;
+	const struct help_opt *opts;  /* NULL-terminated; NULL for none */
+	const char *more;             /* a closing paragraph, or NULL */
+};
+
+static const struct help_opt run_opts[] = {
+	{ "--mmu MODE", "native (no hypervisor), shadow (the soft MMU: shadow paging), ept or npt (the hard MMU); native by default" },
+	{ "--host vmx|svm", "the host shadow paging runs on (ept implies vmx, npt svm); vmx by default" },
+	{ "--opt +NAME,-NAME,...", "MMU optimizations on or off: notrap, unsync, prefetch, fastpf (all on where the host allows)" },
+	{ "--vcpus N", "vCPUs of each VM, 1 to 64 (1)" },
+	{ "--vms N", "VMs, 1 to 16 (the workload's default)" },
+	{ "--mem SIZE", "guest RAM of each VM, a multiple of 4K (the workload's need)" },
+	{ "--thp always|madvise|never", "host transparent huge pages (madvise)" },
+	{ "--guest-thp on|off", "the guest kernel maps anonymous memory with 2M pages (off)" },
+	{ "--ksm on|off", "mark the host memory behind every memslot mergeable (off)" },
+	{ "--seed N", "the run's seed (1): the same seed gives the same guest digest in every mode" },
+	{ "--param KEY=VALUE", "a workload parameter, repeatable ('vmmu workloads' lists them); sizes take K, M, G, T" },
+	{ "--cost KEY=CYCLES", "override one cost of the cost model (docs/hardware.md), repeatable" },
+	{ "--cpu intel|amd", "the guest CPU model (intel)" },
+	{ "--guest-pcid on|off", "the guest kernel uses PCIDs (on)" },
+	{ "--guest-aging N", "page aging every N scheduler rounds (0: off)" },
+	{ "--quantum N", "workload steps a vCPU runs before the next one's turn (64)" },
+	{ "--audit N", "audit the MMU's tables every N scheduler rounds and at the end (0: never)" },
+	{ "--json", "print one JSON object (docs/user-guide.md has its keys) instead of the table" },
+	{ "--report exits", "print the VM exits by reason as perf kvm stat report does: samples, share, share of the exits' simulated cycles, mean" },
+	{ NULL, NULL },
+};
+
+static const struct help_opt compare_opts[] = {
+	{ "--mmu LIST", "comma-separated native, shadow, shadow-svm, ept, npt (required)" },
+	{ "--opt-sets SET/SET/...", "each an --opt value (all, none, +notrap,-unsync, ...), run on every mode but native (all)" },
+	{ "--csv", "the table as CSV (RFC 4180), one column per configuration" },
+	{ "--csv-long", "CSV with one row per configuration and metric: config,metric,value" },
+	{ "--json", "{workload, digests_match, runs: [one vmmu run --json object each]}" },
+	{ "--plot FILE.svg|FILE.png", "gnuplot figures of cycles per access and exits per 1,000 accesses" },
+	{ "--host, --opt", "refused: each configuration chooses them (shadow-svm in --mmu, --opt-sets)" },
+	{ "other options", "every vmmu run option but --mmu, --host, --opt and --json goes to each run" },
+	{ NULL, NULL },
+};
+
+static const struct help_opt check_opts[] = {
+	{ "--cpu host|intel|amd", "the CPU model the walker follows (host: this machine's CPUID)" },
+	{ "--features +f,-f", "CPU features on or off: smep, smap, pku, 1g, la57, nx, pse36" },
+	{ "--maxphyaddr N", "physical address width, 32 to 52" },
+	{ "FILE", "scenarios, one a line (docs/check-format.md); standard input if none" },
+	{ NULL, NULL },
+};
+
+static const struct help_opt validate_opts[] = {
+	{ "--count N", "random scenarios to run (1000)" },
+	{ "--seed S", "the generator's seed" },
+	{ "--quiet", "print only the summary" },
+	{ NULL, NULL },
+};
+
+static const struct help_cmd cmds[] = {
+	{ "run", "run WORKLOAD [options]",
+	  "Run a workload of the guest model on a VM under one MMU mode and report what the guest saw (its digest) and what it cost: VM exits by reason, the MMU's faults, TLB misses and walk references, shadow or EPT/NPT pages, simulated cycles, host time.",
+	  run_opts, "Exit status: 0 done; 1 the run failed; 2 bad usage." },
+	{ "compare", "compare WORKLOAD --mmu LIST [options]",
+	  "Run one workload under several configurations with the same seed, print one column per configuration and check that every guest digest is the same.",
+	  compare_opts, "Exit status: 0 every digest equal; 1 a digest differs or a run failed; 2 bad usage." },
+	{ "workloads", "workloads [NAME]",
+	  "List the workloads, or one, with every parameter, its default and its meaning.", NULL, NULL },
+	{ "check", "check [options] [FILE]",
+	  "Answer page-walk scenarios, one a line: each line is printed followed by the model's outcome (fault, error code, CR2, the A/D bits of each level).",
+	  check_opts, "Exit status: 0; 2 a malformed line (its number and text on standard error)." },
+	{ "validate", "validate [--count N] [--seed S] [--quiet]",
+	  "Run random page-walk scenarios on the model and on the real CPU through /dev/kvm and report the agreement; every disagreement is printed as a check line.",
+	  validate_opts, "Exit status: 0 all agree; 1 a disagreement or a runner error; 2 bad usage; 77 /dev/kvm is unusable." },
+	{ "version", "version", "Print the version.", NULL, NULL },
+	{ "help", "help [COMMAND | --man]",
+	  "Describe the commands, or one; --man prints this text as the vmmu(1) manual page.", NULL, NULL },
+};
+
+#define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
+
+static const struct help_cmd *find(const char *name)
+{
+	for (size_t i = 0; i < NCMDS; i++)
+		if (!strcmp(cmds[i].name, name))
+			return &cmds[i];
+	return NULL;
+}
+
+/* @text folded at @width columns, each line indented by @indent. */
+static void fold(FILE *f, const char *text, int indent, int width)
+{
+	int col = indent;
+
+	fprintf(f, "%*s", indent, "");
+	while (*text) {
+		const char *sp = strchr(text, ' ');
+		int len = sp ? (int)(sp - text) : (int)strlen(text);
+
+		if (col > indent && col + 1 + len > width) {
+			fprintf(f, "\n%*s", indent, "");
+			col = indent;
+		} else if (col > indent) {
+			fputc(' ', f);
+			col++;
+		}
+		fprintf(f, "%.*s", len, text);
+		col += len;
+		text += len;
+		while (*text == ' ')
+			text++;
+	}
+	fputc('\n', f);
+}
+
+static void print_cmd(FILE *f, const struct help_cmd *c)
+{
+	fprintf(f, "usage: vmmu %s\n\n", c->synopsis);
+	fold(f, c->summary, 2, 96);
+	if (c->opts) {
+		fputc('\n', f);
+		for (const struct help_opt *o = c->opts; o->opt; o++) {
+			fprintf(f, "  %s\n", o->opt);
+			fold(f, o->text, 6, 96);
+		}
+	}
+	if (c->more) {
+		fputc('\n', f);
+		fold(f, c->more, 2, 96);
+	}
+}
+
+int help_command(const char *name)
+{
+	const struct help_cmd *c = find(name);
+
+	if (!c)
+		return -1;
+	print_cmd(stdout, c);
+	return 0;
+}
+
+void help_overview(FILE *f)
+{
+	fprintf(f, "usage: vmmu COMMAND [options]   ('vmmu help COMMAND' for its options)\n\ncommands:\n");
+	for (size_t i = 0; i < NCMDS; i++) {
+		fprintf(f, "  %s\n", cmds[i].synopsis);
+		fold(f, cmds[i].summary, 8, 96);
+	}
+}
+
+/* troff: a leading dot or quote would be a request; backslashes are escapes. */
+static void man_text(const char *s)
+{
+	if (*s == '.' || *s == '\'')
+		fputs("\\&", stdout);
+	for (; *s; s++) {
+		if (*s == '\\')
+			fputs("\\e", stdout);
+		else if (*s == '-')
+			fputs("\\-", stdout);
+		else
+			putchar(*s);
+	}
+}
+
+static void print_man(void)
+{
+	printf(".TH VMMU 1 \"\" \"vmmu %s\" \"User Commands\"\n", VMMU_VERSION);
+	printf(".SH NAME\nvmmu \\- x86\\-64 MMU virtualization in user space: shadow paging, EPT and NPT, measured\n");
+	printf(".SH SYNOPSIS\n");
+	for (size_t i = 0; i < NCMDS; i++) {
+		printf(".B vmmu\n");
+		man_text(cmds[i].synopsis);
+		printf("\n.br\n");
+	}
+	printf(".SH DESCRIPTION\nvmmu models how a KVM\\-style hypervisor virtualizes the guest's MMU: "
+	       "memslots, the guest page walker, the soft MMU (shadow paging) and the hard MMU (EPT, "
+	       "NPT), over a model of the hardware (TLB, page walks, VM exits, a cost model) and a "
+	       "guest OS model with workloads. Its library is libvmmu(3).\n");
+	printf(".SH COMMANDS\n");
+	for (size_t i = 0; i < NCMDS; i++) {
+		const struct help_cmd *c = &cmds[i];
+
+		printf(".SS \"");
+		man_text(c->synopsis);
+		printf("\"\n");
+		man_text(c->summary);
+		printf("\n");
+		for (const struct help_opt *o = c->opts; o && o->opt; o++) {
+			printf(".TP\n.B ");
+			man_text(o->opt);
+			printf("\n");
+			man_text(o->text);
+			printf("\n");
+		}
+		if (c->more) {
+			printf(".PP\n");
+			man_text(c->more);
+			printf("\n");
+		}
+	}
+	printf(".SH FILES\nThe user guide, the architecture and the figures are in the docs/ folder "
+	       "of the source tree.\n.SH SEE ALSO\n.BR libvmmu (3)\n");
+}
+
+int help_main(int argc, char **argv)
+{
+	if (argc > 1 && !strcmp(argv[1], "--man")) {
+		print_man();
+		return 0;
+	}
+	if (argc > 1) {
+		if (help_command(argv[1])) {
+			fprintf(stderr, "vmmu help: unknown command '%s'\n", argv[1]);
+			return EXIT_USAGE;
+		}
+		return 0;
+	}
+	help_overview(stdout);
+	return 0;
+}
