@@ -38,9 +38,9 @@ struct vmmu_vcpu;
 /* How the guest's memory accesses are translated. */
 enum vmmu_mmu {
 	VMMU_MMU_NATIVE = 0,   /* no hypervisor: the guest's tables, walked directly (baseline) */
-	VMMU_MMU_SHADOW,       /* soft MMU: shadow page tables (phase 3) */
-	VMMU_MMU_EPT,          /* hard MMU, Intel EPT (phase 3) */
-	VMMU_MMU_NPT,          /* hard MMU, AMD NPT (phase 3) */
+	VMMU_MMU_SHADOW,       /* soft MMU: shadow page tables */
+	VMMU_MMU_EPT,          /* hard MMU, Intel EPT */
+	VMMU_MMU_NPT,          /* hard MMU, AMD NPT */
 };
 
 enum vmmu_host { VMMU_HOST_VMX = 0, VMMU_HOST_SVM };
@@ -118,6 +118,9 @@ struct vmmu_regs {
 	bool ac;            /* RFLAGS.AC */
 };
 
+/* A new vCPU is in its reset state, as after INIT: real mode, paging off (CR0 = ET | CD | NW;
+ * CR3, CR4, EFER, PKRU 0; CPL 0, RFLAGS.AC clear), an empty TLB. Give it paging with
+ * vmmu_vcpu_set_regs. -EINVAL for an id that is taken or out of range. */
 int vmmu_vcpu_create(struct vmmu_vm *vm, unsigned id, struct vmmu_vcpu **out);
 int vmmu_vcpu_get_regs(struct vmmu_vcpu *vcpu, struct vmmu_regs *regs);
 /* -EINVAL for a state the CPU refuses (reserved bits, CR4 bits of absent features, PG without PE,
