@@ -2,8 +2,10 @@
 /*
  * vCPUs: the public vCPU API over the hardware model (cpu/), and the memory callbacks the hardware
  * uses, through a per-vCPU gfn -> host-pointer cache in front of the memslots (vm.h has the
- * invariants). In native mode the final address of a translation is a gpa; the run loop that
- * dispatches VM exits to the MMU arrives with the soft and hard MMUs (phase 3).
+ * invariants). In native mode the final address of a translation is a gpa, under an MMU an hpa;
+ * the access loop hands each VM exit to the MMU (mmu_handle_exit) and tries again. The
+ * hypervisor's own KVM-named counters of a vCPU (kvm_st: flush requests serviced, INVLPG exits)
+ * are relaxed atomics: a remote flush counts on the target vCPU.
  */
 #include <errno.h>
 #include <stdlib.h>
