@@ -12,20 +12,13 @@
 
 #include <vmmu/vmmu.h>
 
+#include "example.h"
+
 #define MEM      (4ULL << 20)
 #define TABLES   0x100000ULL
 #define LOG_GPA  (8ULL << 20)          /* the logged slot: 64 pages at 8 MiB */
 #define LOG_SIZE (64ULL << 12)
 #define LOG_GVA  0x400000ULL
-
-static vmmu_gpa_t next_table = TABLES;
-
-static vmmu_gpa_t alloc_table(void *opaque)
-{
-	(void)opaque;
-	next_table += 4096;
-	return next_table;
-}
 
 static int write_page(struct vmmu_vcpu *vcpu, unsigned page, uint64_t v)
 {
@@ -37,19 +30,14 @@ static int write_page(struct vmmu_vcpu *vcpu, unsigned page, uint64_t v)
 
 int main(int argc, char **argv)
 {
-	const char *mode = argc > 1 ? argv[1] : "ept";
-	struct vmmu_vm_config cfg = { .host_mem_bytes = 1ULL << 30 };
+	const char *mode;
+	struct vmmu_vm_config cfg = example_config(argc, argv, "ept", &mode);
+	struct vmmu_regs regs = example_regs64(TABLES, 0);
+	vmmu_gpa_t next_table = TABLES;
 	struct vmmu_vm *vm;
 	struct vmmu_vcpu *vcpu;
 	uint64_t hva, lhva, bitmap[1];
 
-	cfg.mmu = !strcmp(mode, "native") ? VMMU_MMU_NATIVE : !strcmp(mode, "shadow") ?
-		  VMMU_MMU_SHADOW : !strcmp(mode, "npt") ? VMMU_MMU_NPT : VMMU_MMU_EPT;
-	cfg.host = cfg.mmu == VMMU_MMU_NPT ? VMMU_HOST_SVM : VMMU_HOST_VMX;
-	struct vmmu_regs regs = {
-		.cr0 = (1ULL << 31) | (1ULL << 16) | 1, .cr3 = TABLES, .cr4 = 1ULL << 5,
-		.efer = (1ULL << 8) | (1ULL << 10) | (1ULL << 11),
-	};
 	if (vmmu_vm_create(&cfg, &vm) || vmmu_vm_mmap(vm, MEM, false, &hva) ||
 	    vmmu_vm_mmap(vm, LOG_SIZE, false, &lhva))
 		return fprintf(stderr, "dirty_log: cannot create the VM\n"), 1;
@@ -62,7 +50,7 @@ int main(int argc, char **argv)
 		return fprintf(stderr, "dirty_log: cannot add the memslots\n"), 1;
 	for (unsigned i = 0; i < 64; i++)
 		if (vmmu_gpt_map(vm, TABLES, 4, LOG_GVA + i * 4096ULL, LOG_GPA + i * 4096ULL, 1,
-				 VMMU_PTE_P | VMMU_PTE_RW, alloc_table, NULL))
+				 VMMU_PTE_P | VMMU_PTE_RW, example_alloc_table, &next_table))
 			return fprintf(stderr, "dirty_log: cannot map page %u\n", i), 1;
 	if (vmmu_vcpu_create(vm, 0, &vcpu) || vmmu_vcpu_set_regs(vcpu, &regs))
 		return fprintf(stderr, "dirty_log: cannot create the vCPU\n"), 1;

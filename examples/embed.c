@@ -12,19 +12,12 @@
 
 #include <vmmu/vmmu.h>
 
+#include "example.h"
+
 #define MEM      (16ULL << 20)
 #define TABLES   0x100000ULL          /* guest page tables from 1 MiB up */
 #define DATA_GVA 0x400000ULL
 #define DATA_GPA 0x800000ULL
-
-static vmmu_gpa_t next_table = TABLES;
-
-static vmmu_gpa_t alloc_table(void *opaque)
-{
-	(void)opaque;
-	next_table += 4096;               /* guest memory starts zeroed: no need to clear it */
-	return next_table;
-}
 
 static int fail(const char *what, int rc)
 {
@@ -34,8 +27,10 @@ static int fail(const char *what, int rc)
 
 int main(int argc, char **argv)
 {
-	const char *mode = argc > 1 ? argv[1] : "shadow";
-	struct vmmu_vm_config cfg = { .host_mem_bytes = 1ULL << 30 };
+	const char *mode;
+	struct vmmu_vm_config cfg = example_config(argc, argv, "shadow", &mode);
+	struct vmmu_regs regs = example_regs64(TABLES, 3);
+	vmmu_gpa_t next_table = TABLES;
 	struct vmmu_vm *vm;
 	struct vmmu_vcpu *vcpu;
 	struct vmmu_access_result res;
@@ -43,9 +38,6 @@ int main(int argc, char **argv)
 	uint64_t hva, val = 0x1122334455667788ULL, back = 0;
 	int rc;
 
-	cfg.mmu = !strcmp(mode, "native") ? VMMU_MMU_NATIVE : !strcmp(mode, "ept") ? VMMU_MMU_EPT :
-		  !strcmp(mode, "npt") ? VMMU_MMU_NPT : VMMU_MMU_SHADOW;
-	cfg.host = cfg.mmu == VMMU_MMU_NPT ? VMMU_HOST_SVM : VMMU_HOST_VMX;
 	if ((rc = vmmu_vm_create(&cfg, &vm)))
 		return fail("vmmu_vm_create", rc);
 	/* Guest physical [0, 16 MiB) in slot 0, backed by anonymous memory of the VMM. */
@@ -58,16 +50,10 @@ int main(int argc, char **argv)
 		return fail("vmmu_set_user_memory_region", rc);
 	/* gva 0x400000 -> gpa 0x800000, a writable user page. */
 	if ((rc = vmmu_gpt_map(vm, TABLES, 4, DATA_GVA, DATA_GPA, 1,
-			       VMMU_PTE_P | VMMU_PTE_RW | VMMU_PTE_US, alloc_table, NULL)))
+			       VMMU_PTE_P | VMMU_PTE_RW | VMMU_PTE_US, example_alloc_table, &next_table)))
 		return fail("vmmu_gpt_map", rc);
 	if ((rc = vmmu_vcpu_create(vm, 0, &vcpu)))
 		return fail("vmmu_vcpu_create", rc);
-	struct vmmu_regs regs = {
-		.cr0 = (1ULL << 31) | (1ULL << 16) | 1,     /* PG, WP, PE */
-		.cr3 = TABLES, .cr4 = 1ULL << 5,            /* PAE */
-		.efer = (1ULL << 8) | (1ULL << 10) | (1ULL << 11),   /* LME, LMA, NXE */
-		.cpl = 3,
-	};
 	if ((rc = vmmu_vcpu_set_regs(vcpu, &regs)))
 		return fail("vmmu_vcpu_set_regs", rc);
 	if ((rc = vmmu_vcpu_access(vcpu, DATA_GVA + 8, 8, VMMU_ACC_WRITE, &val, &res)) ||

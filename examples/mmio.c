@@ -14,20 +14,14 @@
 
 #include <vmmu/vmmu.h>
 
+#include "example.h"
+
 #define MEM        (4ULL << 20)
 #define TABLES     0x100000ULL
 #define DEV_GPA    0xfee00000ULL
 #define DEV_GVA    0x600000ULL
 
-static vmmu_gpa_t next_table = TABLES;
 static uint32_t counter;              /* the device's register */
-
-static vmmu_gpa_t alloc_table(void *opaque)
-{
-	(void)opaque;
-	next_table += 4096;
-	return next_table;
-}
 
 /* One guest access, with the device answering its MMIO exits. */
 static int guest_access(struct vmmu_vcpu *vcpu, uint64_t gva, unsigned kind, uint32_t *val)
@@ -53,27 +47,22 @@ static int guest_access(struct vmmu_vcpu *vcpu, uint64_t gva, unsigned kind, uin
 
 int main(int argc, char **argv)
 {
-	const char *mode = argc > 1 ? argv[1] : "ept";
-	struct vmmu_vm_config cfg = { .host_mem_bytes = 1ULL << 30 };
+	const char *mode;
+	struct vmmu_vm_config cfg = example_config(argc, argv, "ept", &mode);
+	struct vmmu_regs regs = example_regs64(TABLES, 0);
+	vmmu_gpa_t next_table = TABLES;
 	struct vmmu_vm *vm;
 	struct vmmu_vcpu *vcpu;
 	struct vmmu_stats st;
 	uint64_t hva;
 	uint32_t v = 100;
 
-	cfg.mmu = !strcmp(mode, "native") ? VMMU_MMU_NATIVE : !strcmp(mode, "shadow") ?
-		  VMMU_MMU_SHADOW : !strcmp(mode, "npt") ? VMMU_MMU_NPT : VMMU_MMU_EPT;
-	cfg.host = cfg.mmu == VMMU_MMU_NPT ? VMMU_HOST_SVM : VMMU_HOST_VMX;
-	struct vmmu_regs regs = {
-		.cr0 = (1ULL << 31) | (1ULL << 16) | 1, .cr3 = TABLES, .cr4 = 1ULL << 5,
-		.efer = (1ULL << 8) | (1ULL << 10) | (1ULL << 11),
-	};
 	if (vmmu_vm_create(&cfg, &vm) || vmmu_vm_mmap(vm, MEM, false, &hva))
 		return fprintf(stderr, "mmio: cannot create the VM\n"), 1;
 	struct vmmu_userspace_memory_region slot = { .memory_size = MEM, .userspace_addr = hva };
 	if (vmmu_set_user_memory_region(vm, &slot) ||
-	    vmmu_gpt_map(vm, TABLES, 4, DEV_GVA, DEV_GPA, 1, VMMU_PTE_P | VMMU_PTE_RW, alloc_table,
-			 NULL) ||
+	    vmmu_gpt_map(vm, TABLES, 4, DEV_GVA, DEV_GPA, 1, VMMU_PTE_P | VMMU_PTE_RW,
+			 example_alloc_table, &next_table) ||
 	    vmmu_vcpu_create(vm, 0, &vcpu) || vmmu_vcpu_set_regs(vcpu, &regs))
 		return fprintf(stderr, "mmio: cannot set the guest up\n"), 1;
 	if (guest_access(vcpu, DEV_GVA, VMMU_ACC_WRITE, &v))

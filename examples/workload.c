@@ -13,21 +13,21 @@
 
 #include <vmmu/guest.h>
 
+#include "example.h"
+
 #define BASE  0x10000000ULL
 #define PAGES 64
 
 int main(int argc, char **argv)
 {
-	const char *mode = argc > 1 ? argv[1] : "shadow";
-	struct vmmu_guest_config cfg = { .vcpus = 1, .seed = 1 };
+	const char *mode;
+	struct vmmu_guest_config cfg = { .vm = example_config(argc, argv, "shadow", &mode),
+					 .vcpus = 1, .seed = 1 };
 	struct vmmu_guest_result res;
 	struct vmmu_guest *g;
 	uint64_t v, addr, sum_parent = 0, sum_child = 0;
 	int pid, child;
 
-	cfg.vm.mmu = !strcmp(mode, "native") ? VMMU_MMU_NATIVE : !strcmp(mode, "ept") ? VMMU_MMU_EPT :
-		     !strcmp(mode, "npt") ? VMMU_MMU_NPT : VMMU_MMU_SHADOW;
-	cfg.vm.host = cfg.vm.mmu == VMMU_MMU_NPT ? VMMU_HOST_SVM : VMMU_HOST_VMX;
 	if (vmmu_guest_create(&cfg, &g) || vmmu_guest_spawn(g, 0, &pid) ||
 	    vmmu_guest_mmap(g, pid, BASE, PAGES * 4096ULL, VMMU_PROT_READ | VMMU_PROT_WRITE, 0,
 			    &addr) || addr != BASE)
