@@ -463,6 +463,36 @@ uint64_t host_arena_frames(const struct host_arena *a)
 	return a ? a->nframes : 0;
 }
 
+/* Resident bytes of [p, p + len): mincore, a chunk at a time (the mapping can be 64 GiB). */
+static uint64_t resident(const uint8_t *p, uint64_t len)
+{
+	enum { CHUNK_PAGES = 1u << 16 };
+	static __thread unsigned char vec[CHUNK_PAGES];
+	const uint64_t page = 4096;
+	uint64_t n = 0;
+
+	for (uint64_t off = 0; off < len; off += (uint64_t)CHUNK_PAGES * page) {
+		uint64_t bytes = len - off < (uint64_t)CHUNK_PAGES * page ? len - off :
+				 (uint64_t)CHUNK_PAGES * page;
+		if (mincore((void *)(p + off), bytes, vec))
+			return UINT64_MAX;
+		for (uint64_t i = 0; i < (bytes + page - 1) / page; i++)
+			n += vec[i] & 1;
+	}
+	return n * page;
+}
+
+uint64_t host_arena_resident_bytes(const struct host_arena *a)
+{
+	uint64_t f, m;
+
+	if (!a)
+		return 0;
+	f = resident(a->base, a->bytes);
+	m = resident((const uint8_t *)a->meta, a->meta_bytes);
+	return f == UINT64_MAX || m == UINT64_MAX ? UINT64_MAX : f + m;
+}
+
 uint64_t host_arena_frames_used(const struct host_arena *a)
 {
 	return a ? __atomic_load_n(&a->used, __ATOMIC_RELAXED) : 0;

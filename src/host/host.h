@@ -79,6 +79,10 @@ bool host_pfn_valid(const struct host_arena *a, pfn_t pfn);    /* inside the are
 uint64_t host_arena_frames(const struct host_arena *a);        /* total 4K frames */
 uint64_t host_arena_frames_used(const struct host_arena *a);   /* allocated 4K frames, less
 								  * retired ones */
+/* The arena's memory the kernel holds for this process now (frames and their metadata, by
+ * mincore): what the arena costs in RSS, apart from every other mapping of the process (a
+ * sanitizer's shadow, say). UINT64_MAX if mincore fails. */
+uint64_t host_arena_resident_bytes(const struct host_arena *a);
 
 /* ---- the VMM address space ---- */
 
