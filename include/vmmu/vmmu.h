@@ -199,6 +199,11 @@ struct vmmu_stats {
 	uint64_t exit_cycles[VMMU_EXIT_NR];
 };
 
+/* A count as a user writes it on a command line or in a parameter: decimal digits only (no sign,
+ * space, base prefix or suffix), so "010" is ten and "0x10" is refused. 0, or -EINVAL (not a
+ * number) / -ERANGE (above @max). */
+int vmmu_parse_uint(const char *s, uint64_t max, uint64_t *out);
+
 /* The optimizations in effect (VMMU_OPT_*): those asked for that the host allows. */
 uint32_t vmmu_vm_opts(const struct vmmu_vm *vm);
 /* Check the Isolation invariant over every MMU table (a no-op in native mode). 0, or -EFAULT

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,35 @@ int cli_cpu_model(const char *cpu, const char *features, const char *maxphyaddr,
 	return 0;
 }
 
+/* The longest scenario line (the parser's limit too). */
+#define LINE_MAX_CHARS 1023
+
+/*
+ * One line of @in into @buf (@size bytes: the line, its newline and the NUL), like getline but
+ * bounded: a longer line sets *@too_long and reading stops there. The length, or -1 at the end
+ * of the input.
+ */
+static ssize_t read_line(FILE *in, char *buf, size_t size, bool *too_long)
+{
+	size_t n = 0;
+	int c;
+
+	*too_long = false;
+	while ((c = getc(in)) != EOF) {
+		if (n == size - 1) {
+			*too_long = true;     /* stop here: the line may never end (/dev/zero) */
+			break;
+		}
+		buf[n++] = (char)c;
+		if (c == '\n')
+			break;
+	}
+	if (c == EOF && !n && !*too_long)
+		return -1;
+	buf[n] = '\0';
+	return (ssize_t)n;
+}
+
 int cmd_check(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -58,8 +88,7 @@ int cmd_check(int argc, char **argv)
 	struct cpu_model model;
 	struct scn_model *m = NULL;
 	FILE *in = stdin;
-	char *line = NULL;
-	size_t cap = 0;
+	static char line[LINE_MAX_CHARS + 2];
 	long lineno = 0;
 	int opt, rc, status = 0;
 
@@ -98,15 +127,25 @@ int cmd_check(int argc, char **argv)
 	}
 
 	ssize_t n;
-	while ((n = getline(&line, &cap, in)) >= 0) {
+	bool too_long;
+	while ((n = read_line(in, line, LINE_MAX_CHARS + 2, &too_long)) >= 0) {
 		struct scenario s;
 		struct scn_outcome o;
 		char err[256], buf[512];
 
 		lineno++;
+		if (too_long) {
+			/* Refused as soon as it passes the limit, and the input with it: the line
+			 * may have no end (/dev/zero), and nothing of it is kept. */
+			fprintf(stderr, "vmmu check: line %ld: longer than %d characters: not a scenario "
+				"file\n", lineno, LINE_MAX_CHARS);
+			status = EXIT_USAGE;
+			break;
+		}
 		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 			line[--n] = '\0';
 		if (memchr(line, '\0', (size_t)n)) {
+			/* A NUL: the input is not text (/dev/zero, a binary file). */
 			fprintf(stderr, "vmmu check: line %ld: a NUL byte in the line\n", lineno);
 			printf("%s error=NUL byte in the line\n", line);
 			status = EXIT_USAGE;
@@ -143,7 +182,6 @@ int cmd_check(int argc, char **argv)
 		status = EXIT_USAGE;
 	}
 out:
-	free(line);
 	scn_model_destroy(m);
 	if (in != stdin)
 		fclose(in);

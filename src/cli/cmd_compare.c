@@ -315,6 +315,19 @@ int cmd_compare(int argc, char **argv)
 		fclose(out);
 	}
 
+	/* Every configuration is checked before any runs: a list with an empty element ("", ",,",
+	 * "all//none") is refused, and so is a bad opt set. */
+	if (!*mmus || *mmus == ',' || mmus[strlen(mmus) - 1] == ',' || strstr(mmus, ",,")) {
+		fprintf(stderr, "vmmu compare: --mmu '%s': expected a comma-separated list of native, "
+			"shadow, shadow-svm, ept, npt\n", mmus);
+		return EXIT_USAGE;
+	}
+	if (!*sets || *sets == '/' || sets[strlen(sets) - 1] == '/' || strstr(sets, "//")) {
+		fprintf(stderr, "vmmu compare: --opt-sets '%s': expected --opt values separated by '/'\n",
+			sets);
+		return EXIT_USAGE;
+	}
+
 	/* The configurations: each mode of the list, times each opt set for the modes that have
 	 * optimizations. */
 	char mlist[256], slist[512];
@@ -340,6 +353,8 @@ int cmd_compare(int argc, char **argv)
 				fprintf(stderr, "vmmu compare: at most %d configurations\n", MAX_CONFIGS);
 				return EXIT_USAGE;
 			}
+			if (set && run_check_opts(set))
+				return EXIT_USAGE;
 			struct config *c = &cfgs[n++];
 			memset(c, 0, sizeof(*c));
 			snprintf(c->mmu, sizeof(c->mmu), "%s", mode);

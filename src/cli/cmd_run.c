@@ -50,6 +50,31 @@ static int bad(const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
+/* Why getopt refused @arg: a value given to an option that takes none, an abbreviation that
+ * fits several options, or no such option. */
+static int bad_option(const char *arg, const struct option *longopts)
+{
+	const char *name = arg + (arg[0] == '-' && arg[1] == '-' ? 2 : 0);
+	size_t len = strcspn(name, "=");
+	char fits[256] = "";
+	unsigned n = 0;
+
+	if (name == arg)
+		return bad("unknown option '%s'", arg);
+	for (const struct option *o = longopts; o->name; o++) {
+		if (strlen(o->name) == len && !strncmp(o->name, name, len) && name[len] == '=' &&
+		    o->has_arg == no_argument)
+			return bad("option '--%s' takes no value ('%s')", o->name, arg);
+		if (!strncmp(o->name, name, len) && strlen(fits) + strlen(o->name) + 4 < sizeof(fits)) {
+			snprintf(fits + strlen(fits), sizeof(fits) - strlen(fits), "%s--%s",
+				 n++ ? ", " : "", o->name);
+		}
+	}
+	if (n > 1)
+		return bad("ambiguous option '%s' (%s)", arg, fits);
+	return bad("unknown option '%s' ('vmmu help run' lists the options)", arg);
+}
+
 static int pick(const char *v, const char *const *names, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++)
@@ -69,16 +94,7 @@ static int on_off(const char *v)
 
 static int parse_u64(const char *s, uint64_t max, uint64_t *out)
 {
-	char *end;
-
-	if (!*s || *s == '-' || *s == '+' || *s == ' ')
-		return -EINVAL;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 0);
-	if (errno || *end || v > max)
-		return -EINVAL;
-	*out = v;
-	return 0;
+	return vmmu_parse_uint(s, max, out);
 }
 
 /* "+notrap,-unsync" over the current settings. */
@@ -89,6 +105,9 @@ static int parse_opts(const char *spec, bool *opts)
 
 	if (strlen(spec) >= sizeof(buf))
 		return bad("--opt '%s': too long", spec);
+	/* An empty list or an empty element ("", ",", "a,,b") is a mistake, not "nothing". */
+	if (!*spec || *spec == ',' || spec[strlen(spec) - 1] == ',' || strstr(spec, ",,"))
+		return bad("--opt '%s': expected NAME or +NAME/-NAME, comma-separated", spec);
 	strcpy(buf, spec);
 	for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		bool on = true;
@@ -226,7 +245,7 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 			break;
 		case O_COST:
 			if (cost_set(&ra->cost, optarg))
-				return bad("--cost '%s': expected KEY=CYCLES with KEY a cost of docs/hardware.md", optarg);
+				return bad("--cost '%s': expected KEY=CYCLES, KEY a cost of docs/hardware.md and CYCLES at least 1", optarg);
 			break;
 		case O_CPU:
 			if (strcmp(optarg, "intel") && strcmp(optarg, "amd"))
@@ -248,7 +267,7 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 		case ':':
 			return bad("option '%s' needs a value", argv[optind - 1]);
 		default:
-			return bad("unknown option '%s'", argv[optind - 1]);
+			return bad_option(argv[optind - 1], longopts);
 		}
 	}
 	if (optind == argc)
@@ -576,6 +595,13 @@ int run_collect(int argc, char **argv, bool quiet, struct run_args *ra,
 		return rc == -EINVAL || rc == -E2BIG || rc == -ENOENT || rc == -EISDIR || rc == -EACCES ? EXIT_USAGE : 1;
 	}
 	return 0;
+}
+
+int run_check_opts(const char *spec)
+{
+	bool opts[NR_OPTS];
+
+	return parse_opts(spec, opts);
 }
 
 const char *run_mmu_name(const struct run_args *ra)

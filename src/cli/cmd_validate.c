@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "vmmu/vmmu.h"
 #include "validate/kvm.h"
 #include "validate/scenario.h"
 
@@ -28,13 +29,12 @@ static double now(void)
 
 static int parse_count(const char *v, unsigned long *out)
 {
-	char *end;
-	errno = 0;
-	unsigned long long x = strtoull(v, &end, 0);
-	if (errno || *end || end == v || v[0] == '-' || x > 100000000ULL)
-		return -EINVAL;
-	*out = (unsigned long)x;
-	return 0;
+	uint64_t x;
+	int rc = vmmu_parse_uint(v, 100000000ULL, &x);
+
+	if (!rc)
+		*out = (unsigned long)x;
+	return rc;
 }
 
 int cmd_validate(int argc, char **argv)
@@ -65,7 +65,7 @@ int cmd_validate(int argc, char **argv)
 			break;
 		case 's':
 			if (parse_count(optarg, &seed)) {
-				fprintf(stderr, "vmmu validate: --seed '%s': expected a number\n", optarg);
+				fprintf(stderr, "vmmu validate: --seed '%s': expected 0..100000000\n", optarg);
 				return EXIT_USAGE;
 			}
 			break;
@@ -86,7 +86,7 @@ int cmd_validate(int argc, char **argv)
 	if (!rc)
 		rc = kvmv_open(&k, why, sizeof(why));
 	if (rc) {
-		printf("vmmu validate: skipped: %s\n", why);
+		fprintf(stderr, "vmmu validate: skipped: %s\n", why);
 		return EXIT_SKIP;
 	}
 	rc = scn_model_create(&m);
@@ -160,7 +160,7 @@ int cmd_validate(int argc, char **argv)
 				printf(", ec=0x%x %lu", e, by_ec[e]);
 		printf("\n");
 	}
-	printf("validate: %lu scenarios (seed %lu): %lu run, %lu agree, %lu disagree, %lu skipped, %lu errors; "
+	printf("vmmu validate: %lu scenarios (seed %lu): %lu run, %lu agree, %lu disagree, %lu skipped, %lu errors; "
 	       "agreement %.2f%%; %.0f scenarios/s\n",
 	       count, seed, run, agree, run - agree, skipped, errors,
 	       run ? 100.0 * (double)agree / (double)run : 0.0, secs > 0 ? (double)count / secs : 0.0);

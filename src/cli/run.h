@@ -40,6 +40,8 @@ int run_collect(int argc, char **argv, bool quiet, struct run_args *ra,
 void run_print_json(const struct run_args *ra, const struct vmmu_workload_args *wa,
 		    const struct vmmu_guest_result *res);
 const char *run_mmu_name(const struct run_args *ra);
+/* Is @spec a valid --opt value? 0, or EXIT_USAGE after printing why. */
+int run_check_opts(const char *spec);
 const char *run_host_name(const struct run_args *ra);
 
 #endif

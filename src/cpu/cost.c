@@ -61,15 +61,14 @@ void cost_fill_defaults(struct vmmu_cost *c)
 int cost_set(struct vmmu_cost *c, const char *kv)
 {
 	const char *eq = strchr(kv, '=');
-	char *end;
 
 	if (!eq)
 		return -EINVAL;
 	for (size_t i = 0; cost_keys[i]; i++) {
 		if (strlen(cost_keys[i]) == (size_t)(eq - kv) && !strncmp(cost_keys[i], kv, (size_t)(eq - kv))) {
-			errno = 0;
-			unsigned long v = strtoul(eq + 1, &end, 0);
-			if (errno || *end || end == eq + 1 || eq[1] == '-' || v > UINT32_MAX)
+			uint64_t v;
+			/* 0 would mean "the default" in struct vmmu_cost: a cost is at least a cycle. */
+			if (vmmu_parse_uint(eq + 1, UINT32_MAX, &v) || !v)
 				return -EINVAL;
 			*(uint32_t *)((char *)c + cost_offsets[i]) = (uint32_t)v;
 			return 0;

@@ -96,16 +96,7 @@ void vmmu_format_size(uint64_t bytes, char *buf, size_t len)
 
 static int parse_uint(const char *s, uint64_t *out)
 {
-	char *end;
-
-	if (!*s || *s == '-' || *s == '+' || *s == ' ')
-		return -EINVAL;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 0);
-	if (errno || *end)
-		return -EINVAL;
-	*out = v;
-	return 0;
+	return vmmu_parse_uint(s, UINT64_MAX, out);
 }
 
 static int parse_bool(const char *s, uint64_t *out)

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Bad input from a user gets a one-line message naming what was wrong and exit 2, before anything
+# runs (docs/hardening.md lists each input and what it gets): counts are decimal only, a cost of
+# 0 cycles is refused rather than silently kept at the default, empty lists are refused, an
+# endless line is refused as soon as it passes the limit, option errors say which kind they are.
+# Usage: test_inputs.sh PATH/TO/vmmu
+set -u
+VMMU=$1
+. "$(dirname "$0")/lib.sh"
+
+refused() { # expected-message-part, vmmu args...: exit 2, nothing on stdout, the message on stderr
+	local want=$1; shift
+	timeout 20 "$VMMU" "$@" > "$tmp/out" 2> "$tmp/err"
+	local rc=$?
+	[ $rc -eq 2 ] && [ ! -s "$tmp/out" ] && grep -q -- "$want" "$tmp/err" && [ "$(wc -l < "$tmp/err")" -le 2 ]
+}
+small=(--param size=1M)
+
+t "--vcpus 010 is ten (decimal), not eight" '[ "$("$VMMU" run touch "${small[@]}" --vcpus 010 --json | sed -n "s/.*\"vcpus\":\([0-9]*\).*/\1/p")" = 10 ]'
+t "--vcpus 0x10 refused" 'refused "0x10" run touch "${small[@]}" --vcpus 0x10'
+t "--vcpus with a leading tab refused" 'refused "expected 1 to 64" run touch "${small[@]}" --vcpus "	2"'
+t "--seed 1e3 refused" 'refused "1e3" run touch "${small[@]}" --seed 1e3'
+t "--param with a hex count refused" 'refused "updates" run gups --param updates=0x10'
+t "--cost vm_exit=0 refused (0 would mean the default)" 'refused "at least 1" run touch "${small[@]}" --cost vm_exit=0'
+t "--cost vm_exit=010 is ten cycles" '"$VMMU" run touch "${small[@]}" --cost vm_exit=010 --json | grep -q "\"vm_exit\":10"'
+t "--json=x: the option takes no value" 'refused "takes no value" run touch --json=x'
+t "--m: ambiguous, naming the options" 'refused "ambiguous option .--m. (--mmu, --mem)" run touch --m native'
+t "an unknown option names itself" 'refused "unknown option .--bogus." run touch --bogus'
+t "compare --mmu '' refused" 'refused "--mmu" compare touch --mmu ""'
+t "compare --mmu ,, refused" 'refused "--mmu" compare touch --mmu ,,'
+t "compare --opt-sets '' refused" 'refused "--opt-sets" compare touch --mmu native,shadow --opt-sets ""'
+t "compare --opt-sets /// refused" 'refused "--opt-sets" compare touch --mmu native,shadow --opt-sets ///'
+t "compare --opt-sets all/bogus refused before the first run" 'refused "bogus" compare touch --mmu native,shadow --opt-sets all/bogus'
+t "check /dev/zero: refused at the line limit, in bounded time and memory" 'refused "longer than 1023 characters" check /dev/zero'
+t "validate --seed over the limit names the limit" 'refused "0..100000000" validate --seed 200000000'
+"$VMMU" > "$tmp/out" 2> "$tmp/err"; rc=$?
+t "bare vmmu: usage on stderr, exit 2" '[ $rc -eq 2 ] && [ ! -s "$tmp/out" ] && [ -s "$tmp/err" ]'
+t_done
