@@ -144,6 +144,15 @@ static void quote_line(char *dst, size_t cap, const char *line, size_t len)
 	dst[j] = '\0';
 }
 
+/* Did the last gzread stop on damaged data rather than at the end? */
+static bool gz_failed(gzFile gz)
+{
+	int errnum;
+
+	gzerror(gz, &errnum);
+	return errnum != Z_OK && errnum != Z_STREAM_END;
+}
+
 static int fill(struct vmmu_lackey_reader *r)
 {
 	int n;
@@ -154,23 +163,26 @@ static int fill(struct vmmu_lackey_reader *r)
 		r->pos = 0;
 	}
 	n = gzread(r->gz, r->buf + r->len, READ_CHUNK);
-	if (n < 0) {
+	if (n < 0 || (n == 0 && gz_failed(r->gz))) {
 		int errnum;
 		const char *msg = gzerror(r->gz, &errnum);
-		snprintf(r->err, sizeof(r->err), "after line %" PRIu64 ": read error: %s", r->lineno,
-			 errnum == Z_ERRNO ? strerror(errno) : msg);
-		return -EIO;
-	}
-	if (n == 0) {
-		int errnum;
-		const char *msg = gzerror(r->gz, &errnum);
-		if (errnum != Z_OK && errnum != Z_STREAM_END) {
-			snprintf(r->err, sizeof(r->err), "after line %" PRIu64 ": %s (a truncated or corrupt gzip file?)",
-				 r->lineno, msg);
+
+		/* zlib names the file by its descriptor ("<fd:3>: "): the caller names it. */
+		if (!strncmp(msg, "<fd:", 4) && strstr(msg, ": "))
+			msg = strstr(msg, ": ") + 2;
+		if (errnum == Z_ERRNO) {
+			snprintf(r->err, sizeof(r->err), "after line %" PRIu64 ": read error: %s",
+				 r->lineno, strerror(errno));
 			return -EIO;
 		}
-		r->eof = true;
+		/* Bad input: the data is damaged, not the reading. Where it broke is a byte of the
+		 * compressed file (the lines before it may still sit in the buffer, unparsed). */
+		snprintf(r->err, sizeof(r->err), "a truncated or corrupt gzip file: %s, at byte %lld of "
+			 "the compressed file", msg, (long long)gzoffset(r->gz));
+		return -EINVAL;
 	}
+	if (n == 0)
+		r->eof = true;
 	r->len += (size_t)n;
 	return 0;
 }

@@ -13,6 +13,7 @@
  * Locking: none (see guest.h).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,16 @@ static int trace_step(struct guest *g, struct task *t)
 				rc = uaccess(g, t, va, len, VMMU_ACC_WRITE, &v);
 			}
 			break;
+		}
+		if (rc == -EFAULT && g->tombs[t->pid].signal == VMMU_SIGKILL) {
+			/* Killed for want of guest memory: the replay did not do what was asked. */
+			char have[32], want[32];
+
+			vmmu_format_size(g->mem_bytes, have, sizeof(have));
+			vmmu_format_size(g->mem_bytes * 2, want, sizeof(want));
+			return guest_fail(g, -ENOMEM, "trace: %s: the guest ran out of memory at record %"
+					  PRIu64 " (%s of guest RAM); replay with a larger --mem, such as "
+					  "--mem %s", w->path, w->recno, have, want);
 		}
 		if (rc)
 			return rc == -EFAULT ? STEP_DEAD : rc;

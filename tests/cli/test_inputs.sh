@@ -33,6 +33,16 @@ t "compare --opt-sets /// refused" 'refused "--opt-sets" compare touch --mmu nat
 t "compare --opt-sets all/bogus refused before the first run" 'refused "bogus" compare touch --mmu native,shadow --opt-sets all/bogus'
 t "check /dev/zero: refused at the line limit, in bounded time and memory" 'refused "longer than 1023 characters" check /dev/zero'
 t "validate --seed over the limit names the limit" 'refused "0..100000000" validate --seed 200000000'
+# A trace whose guest runs out of memory: the run did not do what was asked, so it fails and says
+# what --mem would let it finish (it used to stop early with exit 0).
+awk 'BEGIN { x = 12345; for (i = 0; i < 20000; i++) { x = (x * 69069 + 1) % 4294967296; p = x % 17179869184;
+	printf " L %x%08x,8\n", int(p / 1048576), (p % 1048576) * 4096 } }' > "$tmp/scatter.lackey"
+"$VMMU" run trace --param file="$tmp/scatter.lackey" --mem 64M > "$tmp/out" 2> "$tmp/err"; rc=$?
+t "trace out of guest memory: exit 1, naming --mem" '[ $rc -eq 1 ] && grep -q "ran out of memory at record" "$tmp/err" && grep -q -- "--mem 128M" "$tmp/err"'
+# A damaged gzip trace is bad input (exit 2) and the message says where it broke.
+gzip -c "$tmp/scatter.lackey" | head -c 300 > "$tmp/trunc.gz"
+t "a truncated gzip trace: exit 2, the byte where it broke, no <fd:N>" 'refused "truncated or corrupt gzip file: .* at byte 300 of the compressed file" run trace --param file="$tmp/trunc.gz" && ! grep -q "<fd:" "$tmp/err"'
+
 "$VMMU" > "$tmp/out" 2> "$tmp/err"; rc=$?
 t "bare vmmu: usage on stderr, exit 2" '[ $rc -eq 2 ] && [ ! -s "$tmp/out" ] && [ -s "$tmp/err" ]'
 t_done
