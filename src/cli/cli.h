@@ -18,6 +18,12 @@ int cmd_run(int argc, char **argv);
 int cmd_workloads(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 
+/* text.c: input echoed back safely. cli_clean turns control bytes into '?' (for the terminal);
+ * cli_json_str prints a JSON string, invalid UTF-8 as U+FFFD. */
+#include <stdio.h>
+void cli_clean(char *s);
+void cli_json_str(FILE *f, const char *s);
+
 /* help.c: the commands' documentation, one table for `vmmu help`, `--help` and vmmu(1). */
 #include <stdio.h>
 int help_main(int argc, char **argv);

@@ -157,6 +157,8 @@ int cmd_check(int argc, char **argv)
 			continue;
 		}
 		if (rc) {
+			cli_clean(line);        /* echoed: no escape sequence reaches the terminal */
+			cli_clean(err);
 			fprintf(stderr, "vmmu check: line %ld: %s\n", lineno, err);
 			printf("%s error=%s\n", line, err);
 			status = EXIT_USAGE;

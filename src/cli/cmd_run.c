@@ -41,12 +41,13 @@ static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int bad(const char *fmt, ...)
 {
 	va_list ap;
+	char msg[512];
 
-	fputs("vmmu run: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	cli_clean(msg);
+	fprintf(stderr, "vmmu run: %s\n", msg);
 	return EXIT_USAGE;
 }
 
@@ -316,20 +317,6 @@ static void on_progress(void *opaque, double fraction, uint64_t accesses)
 
 /* ---- output ---- */
 
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			printf("\\%c", ch);
-		else if (ch < 0x20)
-			printf("\\u%04x", ch);
-		else
-			putchar(ch);
-	}
-	putchar('"');
-}
 
 static const char *host_name(const struct run_args *ra)
 {
@@ -369,7 +356,7 @@ static void print_param_value(const struct vmmu_workload_args *a, unsigned i, bo
 	switch (p->type) {
 	case VMMU_PARAM_PATH:
 		if (json)
-			json_str(a->s[i]);
+			cli_json_str(stdout, a->s[i]);
 		else
 			fputs(a->s[i], stdout);
 		break;
@@ -398,7 +385,7 @@ static void print_json(const struct run_args *ra, const struct vmmu_workload_arg
 
 	cost_fill_defaults(&cost);
 	printf("{\"vmmu\":\"%s\",\"workload\":{\"name\":", VMMU_VERSION);
-	json_str(a->w->name);
+	cli_json_str(stdout, a->w->name);
 	printf(",\"params\":{");
 	for (unsigned i = 0; a->w->params[i].name; i++) {
 		printf("%s\"%s\":", i ? "," : "", a->w->params[i].name);
@@ -556,6 +543,7 @@ int run_collect(int argc, char **argv, bool quiet, struct run_args *ra,
 		return rc < 0 ? -1 : rc;
 	rc = vmmu_workload_args(ra->workload, ra->params, ra->nparams, wa, err, sizeof(err));
 	if (rc) {
+		cli_clean(err);
 		fprintf(stderr, "vmmu run: %s\n", err);
 		return EXIT_USAGE;
 	}
@@ -591,6 +579,7 @@ int run_collect(int argc, char **argv, bool quiet, struct run_args *ra,
 		return 1;
 	}
 	if (rc) {
+		cli_clean(err);
 		fprintf(stderr, "vmmu run: %s\n", err);
 		return rc == -EINVAL || rc == -E2BIG || rc == -ENOENT || rc == -EISDIR || rc == -EACCES ? EXIT_USAGE : 1;
 	}

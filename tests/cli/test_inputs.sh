@@ -3,9 +3,10 @@
 # runs (docs/hardening.md lists each input and what it gets): counts are decimal only, a cost of
 # 0 cycles is refused rather than silently kept at the default, empty lists are refused, an
 # endless line is refused as soon as it passes the limit, option errors say which kind they are.
-# Usage: test_inputs.sh PATH/TO/vmmu
+# Usage: test_inputs.sh PATH/TO/vmmu DATA_DIR
 set -u
 VMMU=$1
+SRC_DATA=$2
 . "$(dirname "$0")/lib.sh"
 
 refused() { # expected-message-part, vmmu args...: exit 2, nothing on stdout, the message on stderr
@@ -42,6 +43,15 @@ t "trace out of guest memory: exit 1, naming --mem" '[ $rc -eq 1 ] && grep -q "r
 # A damaged gzip trace is bad input (exit 2) and the message says where it broke.
 gzip -c "$tmp/scatter.lackey" | head -c 300 > "$tmp/trunc.gz"
 t "a truncated gzip trace: exit 2, the byte where it broke, no <fd:N>" 'refused "truncated or corrupt gzip file: .* at byte 300 of the compressed file" run trace --param file="$tmp/trunc.gz" && ! grep -q "<fd:" "$tmp/err"'
+
+# Input echoed back: valid JSON whatever the bytes of a path, no control byte on the terminal.
+cp "$SRC_DATA/true.lackey.gz" "$tmp/$(printf 'caf\xe9\x1b[31m').lackey.gz"
+"$VMMU" run trace --param file="$tmp/$(printf 'caf\xe9\x1b[31m').lackey.gz" --json > "$tmp/j.json" 2> /dev/null
+t "--json of a non-UTF-8 path with an escape byte parses" 'python3 -c "import json,sys; d=json.load(open(sys.argv[1], encoding=\"utf-8\")); sys.exit(0 if \"\\ufffd\" in d[\"workload\"][\"params\"][\"file\"] else 1)" "$tmp/j.json"'
+"$VMMU" run touch --mmu "$(printf 'x\x1b[2J')" > /dev/null 2> "$tmp/err"
+t "an escape sequence in an option is not echoed raw" '! grep -q "$(printf "\x1b")" "$tmp/err" && grep -q "x?\[2J" "$tmp/err"'
+printf 'id=a pt=P,\x1b[31mUS\n' | "$VMMU" check > "$tmp/out" 2> "$tmp/err"
+t "vmmu check echoes a bad line without its escape byte" '! grep -q "$(printf "\x1b")" "$tmp/out" "$tmp/err"'
 
 "$VMMU" > "$tmp/out" 2> "$tmp/err"; rc=$?
 t "bare vmmu: usage on stderr, exit 2" '[ $rc -eq 2 ] && [ ! -s "$tmp/out" ] && [ -s "$tmp/err" ]'
