@@ -78,8 +78,16 @@ struct vmmu_cost {
 #define VMMU_OPT_PREFETCH (1u << 2)   /* PTE prefetch */
 #define VMMU_OPT_FASTPF   (1u << 3)   /* fast page fault */
 
+/* vCPUs a VM may have, and the largest vCPU id (ids are 0..VMMU_MAX_VCPU_ID, as KVM's
+ * KVM_MAX_VCPU_IDS; the guest model numbers its vCPUs from 0). */
+#define VMMU_MAX_VCPUS   64
+#define VMMU_MAX_VCPU_ID 4095
+/* The smallest host memory a VM may be given (the arena rounds up to a whole GiB). */
+#define VMMU_HOST_MEM_MIN (16ULL << 20)
+
 struct vmmu_vm_config {
-	uint64_t host_mem_bytes;   /* host physical memory (frame arena); 0 = 64 GiB */
+	uint64_t host_mem_bytes;   /* host physical memory (frame arena), at least
+				    * VMMU_HOST_MEM_MIN, rounded up to 1 GiB; 0 = 64 GiB */
 	int thp;                   /* 0 never, 1 madvise, 2 always */
 	enum vmmu_mmu mmu;
 	enum vmmu_host host;       /* ept implies vmx, npt svm */

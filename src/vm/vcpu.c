@@ -47,7 +47,7 @@ int vmmu_vcpu_create(struct vmmu_vm *vm, unsigned id, struct vmmu_vcpu **out)
 	struct vmmu_vcpu *v;
 	int rc;
 
-	if (!vm || !out || id >= VMMU_MAX_VCPUS)
+	if (!vm || !out || id > VMMU_MAX_VCPU_ID)
 		return -EINVAL;
 	v = calloc(1, sizeof(*v));
 	if (!v)
@@ -73,6 +73,8 @@ int vmmu_vcpu_create(struct vmmu_vm *vm, unsigned id, struct vmmu_vcpu **out)
 			break;
 		}
 	}
+	if (!rc && vm->nr_vcpus == VMMU_MAX_VCPUS)
+		rc = -EINVAL;          /* as KVM_CREATE_VCPU past max_vcpus */
 	if (!rc)
 		vm->vcpus[vm->nr_vcpus++] = v;
 	pthread_mutex_unlock(&vm->lock);

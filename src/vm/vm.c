@@ -90,6 +90,8 @@ static int vm_config(const struct vmmu_vm_config *in, struct vmmu_vm_config *cfg
 		*cfg = *in;
 	if (!cfg->host_mem_bytes)
 		cfg->host_mem_bytes = DEFAULT_HOST_MEM;
+	if (cfg->host_mem_bytes < VMMU_HOST_MEM_MIN)
+		return -EINVAL;
 	if (cfg->thp < HOST_THP_NEVER || cfg->thp > HOST_THP_ALWAYS)
 		return -EINVAL;
 	if ((unsigned)cfg->mmu > VMMU_MMU_NPT || (unsigned)cfg->host > VMMU_HOST_SVM)
@@ -215,15 +217,19 @@ int vmmu_vm_munmap(struct vmmu_vm *vm, uint64_t hva, uint64_t len)
 
 int vmmu_set_user_memory_region(struct vmmu_vm *vm, const struct vmmu_userspace_memory_region *r)
 {
-	if (!vm || !r)
+	if (!vm)
 		return -EINVAL;
+	if (!r)
+		return -EFAULT;        /* KVM: copy_from_user of the ioctl's argument fails */
 	return memslots_set_user_memory_region(vm->slots, r);
 }
 
 int vmmu_get_dirty_log(struct vmmu_vm *vm, uint32_t slot, uint64_t *bitmap)
 {
-	if (!vm || !bitmap)
+	if (!vm)
 		return -EINVAL;
+	if (!bitmap)
+		return -EFAULT;        /* KVM: copy_to_user of the bitmap fails */
 	return memslots_get_dirty_log(vm->slots, slot, bitmap);
 }
 

@@ -24,7 +24,6 @@
 #include "paging/slots_gmem.h"
 #include "vmmu/vmmu.h"
 
-#define VMMU_MAX_VCPUS 64
 
 /* Legend: [c] set at creation, then constant; [o] owned by the vCPU's thread. */
 struct vmmu_vcpu {

@@ -582,7 +582,21 @@ static void test_vm_config(void **state)
 	struct vmmu_vcpu *a, *b;
 	assert_int_equal(vmmu_vcpu_create(vm, 1, &a), 0);
 	assert_int_equal(vmmu_vcpu_create(vm, 1, &b), -EEXIST);
-	assert_int_equal(vmmu_vcpu_create(vm, 64, &b), -EINVAL);
+	/* Ids as KVM's: up to 4095; vCPUs: at most 64 a VM. */
+	assert_int_equal(vmmu_vcpu_create(vm, VMMU_MAX_VCPU_ID + 1, &b), -EINVAL);
+	assert_int_equal(vmmu_vcpu_create(vm, VMMU_MAX_VCPU_ID, &b), 0);
+	for (unsigned id = 2; id < VMMU_MAX_VCPUS; id++)
+		assert_int_equal(vmmu_vcpu_create(vm, 100 + id, &b), 0);
+	assert_int_equal(vmmu_vcpu_create(vm, 99, &b), -EINVAL);     /* the 65th */
+	/* A NULL argument is a fault, as KVM's copy_from_user/copy_to_user give. */
+	assert_int_equal(vmmu_set_user_memory_region(vm, NULL), -EFAULT);
+	assert_int_equal(vmmu_get_dirty_log(vm, 0, NULL), -EFAULT);
+	vmmu_vm_destroy(vm);
+	/* Host memory smaller than the arena can work with is refused, not rounded silently. */
+	struct vmmu_vm_config tiny = { .host_mem_bytes = 1 };
+	assert_int_equal(vmmu_vm_create(&tiny, &vm), -EINVAL);
+	tiny.host_mem_bytes = VMMU_HOST_MEM_MIN;
+	assert_int_equal(vmmu_vm_create(&tiny, &vm), 0);
 	vmmu_vm_destroy(vm);
 }
 
