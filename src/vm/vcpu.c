@@ -242,7 +242,10 @@ retry:
 			if ((gva & 0xfff) + len > 4096)
 				first = 4096 - (uint32_t)(gva & 0xfff);
 			uint32_t off = 0, part = first;
-			if ((o.exit.gva >> 12) != (gva >> 12)) {
+			/* Outside long mode the hardware cut the address to 32 bits: so must the
+			 * comparison, or an address with bits 63:32 set never matches its exit. */
+			uint64_t va = (vcpu->cpu.guest.efer & EFER_LMA) ? gva : gva & 0xffffffffULL;
+			if ((o.exit.gva >> 12) != (va >> 12)) {
 				struct hw_outcome o2;
 				rc = cpu_access(&vcpu->cpu, gva, first, kind, buf, &o2);
 				if (rc)

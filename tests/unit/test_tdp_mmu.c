@@ -832,6 +832,27 @@ static void test_random_audit(void **state)
 	free(gone);
 }
 
+/* Paging off, an address with bits 63:32 set outside every memslot: the hardware cuts it to 32
+ * bits, and every mode gives native's MMIO exit at the cut address (the MMUs looped to -ELOOP). */
+static void test_paging_off_high_gva_mmio(void **state)
+{
+	enum vmmu_mmu modes[] = { VMMU_MMU_NATIVE, *(enum vmmu_mmu *)*state, VMMU_MMU_SHADOW };
+	struct vmmu_regs off = { .cr0 = X86_CR0_PE | (1ULL << 4) };
+
+	for (int i = 0; i < 3; i++) {
+		struct vmmu_access_result r;
+		uint32_t v = 0;
+		struct g g;
+
+		g_init(&g, modes[i], 4 * MiB);
+		assert_int_equal(vmmu_vcpu_set_regs(g.v, &off), 0);
+		assert_int_equal(vmmu_vcpu_access(g.v, 0x104000000ULL, 4, VMMU_ACC_READ, &v, &r), 0);
+		assert_int_equal(r.status, VMMU_ACCESS_MMIO);
+		assert_int_equal(r.mmio_gpa, 0x4000000ULL);
+		vmmu_vm_destroy(g.vm);
+	}
+}
+
 /* ---- every table frame comes back ---- */
 
 static void test_destroy_frees_tables(void **state)
@@ -1031,6 +1052,7 @@ int main(void)
 		BOTH(test_young),
 		BOTH(test_random_audit),
 		BOTH(test_destroy_frees_tables),
+		BOTH(test_paging_off_high_gva_mmio),
 		BOTH(test_threads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
