@@ -957,6 +957,13 @@ static inline __attribute__((always_inline)) int access(struct cpu *c, gva_t gva
 		part[0] = 4096 - (uint32_t)(gva & 0xfff);
 		part[1] = len - part[0];
 		nparts = 2;
+		/* The canonical check comes with the linear address, before paging: an access that
+		 * runs from canonical into non-canonical space is a #GP, whatever its first page's
+		 * translation would have given (SDM vol. 3A, 3.3.7.1). */
+		if ((c->guest.efer & EFER_LMA) && !canonical(c, (gva & ~0xfffULL) + 4096)) {
+			o->status = HW_GP;
+			return 0;
+		}
 	}
 	for (unsigned i = 0; i < nparts; i++) {
 		gva_t va = i ? (gva & ~0xfffULL) + 4096 : gva;

@@ -133,6 +133,10 @@ static void test_access_and_fault(void **state)
 	/* Non-canonical: #GP. */
 	r = acc(g, 0x0000800000000000ULL, 4, VMMU_ACC_READ, &y);
 	assert_int_equal(r.status, VMMU_ACCESS_GP);
+	/* From canonical into non-canonical space, the first page unmapped: still #GP, the canonical
+	 * check preceding paging (it gave the first page's #PF). */
+	r = acc(g, 0x00007ffffffffffcULL, 8, VMMU_ACC_READ, &y);
+	assert_int_equal(r.status, VMMU_ACCESS_GP);
 	/* Bad arguments. */
 	struct vmmu_access_result res;
 	assert_int_equal(vmmu_vcpu_access(g->v, 0x400000, 0, 0, &x, &res), -EINVAL);
