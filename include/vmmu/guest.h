@@ -228,7 +228,8 @@ int vmmu_lackey_parse(const char *line, size_t len, struct vmmu_lackey_rec *rec)
 struct vmmu_lackey_reader;
 /* A plain or gzip'd file. -errno when it cannot be opened. */
 int vmmu_lackey_open(const char *path, struct vmmu_lackey_reader **out);
-/* 1 a record, 0 the end, -EINVAL a malformed line, -EIO a read error (see vmmu_lackey_error). */
+/* 1 a record, 0 the end, -EINVAL a malformed line or a damaged gzip file, -EIO a read error (see
+ * vmmu_lackey_error). */
 int vmmu_lackey_next(struct vmmu_lackey_reader *r, struct vmmu_lackey_rec *rec);
 /* "line N: malformed: 'TEXT'" after an error. */
 const char *vmmu_lackey_error(const struct vmmu_lackey_reader *r);

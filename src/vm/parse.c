@@ -14,9 +14,10 @@ int vmmu_parse_uint(const char *s, uint64_t max, uint64_t *out)
 
 	if (!s || !out || !*s)
 		return -EINVAL;
+	for (const char *p = s; *p; p++)
+		if (*p < '0' || *p > '9')
+			return -EINVAL;     /* not a number, however long */
 	for (; *s; s++) {
-		if (*s < '0' || *s > '9')
-			return -EINVAL;
 		if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
 			return -ERANGE;
 		v = v * 10 + (uint64_t)(*s - '0');
