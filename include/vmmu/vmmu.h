@@ -172,6 +172,17 @@ struct vmmu_access_result {
  */
 int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigned kind, void *buf,
 		     struct vmmu_access_result *res);
+/*
+ * The same access made by the hypervisor's instruction emulator instead of the hardware, as KVM's
+ * x86 emulator makes it for an instruction it emulates (and a PVM host for all guest ring-0
+ * code): the guest's tables walked in software with the vCPU's state (A/D set), guest memory read
+ * or written, a write reported to the MMU's write tracking (mmu_pte_write; shadow entries of a
+ * written guest table dropped, as kvm_page_track_write). No TLB entry, no VM exit. @len 1..8
+ * within one page. A #PF it finds is injected (status PF, counted as pf_guest under an MMU);
+ * memory outside every memslot (MMIO) is -EFAULT.
+ */
+int vmmu_vcpu_emulate_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigned kind,
+			     void *buf, struct vmmu_access_result *res);
 /* Finish an MMIO read exit: the data the device returned. */
 int vmmu_vcpu_complete_mmio(struct vmmu_vcpu *vcpu, struct vmmu_access_result *res, void *buf);
 

@@ -7,6 +7,8 @@
 #ifndef VMMU_CLI_H
 #define VMMU_CLI_H
 
+#include <stdbool.h>
+
 #include "paging/cpu_model.h"
 
 #define EXIT_USAGE 2
@@ -17,6 +19,9 @@ int cmd_validate(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_workloads(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+/* cmd_probes.c: vmmu validate --probes (@list NULL: every probe; @golden NULL: live on KVM). */
+int cmd_probes(const char *list, unsigned reps, const char *golden, const char *record,
+	       bool markdown, bool quiet);
 
 /* text.c: input echoed back safely. cli_clean turns control bytes into '?' (for the terminal);
  * cli_json_str prints a JSON string, invalid UTF-8 as U+FFFD. */

@@ -18,6 +18,7 @@
 #include "cli/cli.h"
 #include "vmmu/vmmu.h"
 #include "validate/kvm.h"
+#include "validate/probe.h"
 #include "validate/scenario.h"
 
 static double now(void)
@@ -43,11 +44,20 @@ int cmd_validate(int argc, char **argv)
 		{ "count", required_argument, NULL, 'n' },
 		{ "seed", required_argument, NULL, 's' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "probes", no_argument, NULL, 'P' },
+		{ "probe", required_argument, NULL, 'p' },
+		{ "reps", required_argument, NULL, 'r' },
+		{ "golden", required_argument, NULL, 'g' },
+		{ "record", required_argument, NULL, 'R' },
+		{ "markdown", no_argument, NULL, 'm' },
+		{ "list", no_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	unsigned long count = 1000, seed = 1, run = 0, agree = 0, skipped = 0, errors = 0;
-	bool quiet = false;
+	bool quiet = false, probes = false, markdown = false, list = false, scn_opt = false;
+	const char *probe_list = NULL, *golden = NULL, *record = NULL;
+	unsigned long reps = 7;
 	struct cpu_model cpu;
 	struct kvmv *k = NULL;
 	struct scn_model *m = NULL;
@@ -57,13 +67,27 @@ int cmd_validate(int argc, char **argv)
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "n:s:qh", opts, NULL)) != -1) {
 		switch (opt) {
+		case 'P': probes = true; break;
+		case 'p': probe_list = optarg; break;
+		case 'g': golden = optarg; break;
+		case 'R': record = optarg; break;
+		case 'm': markdown = true; break;
+		case 'l': list = true; break;
+		case 'r':
+			if (parse_count(optarg, &reps) || !reps || reps > 64) {
+				fprintf(stderr, "vmmu validate: --reps '%s': expected 1..64\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
 		case 'n':
+			scn_opt = true;
 			if (parse_count(optarg, &count) || !count) {
 				fprintf(stderr, "vmmu validate: --count '%s': expected 1..100000000\n", optarg);
 				return EXIT_USAGE;
 			}
 			break;
 		case 's':
+			scn_opt = true;
 			if (parse_count(optarg, &seed)) {
 				fprintf(stderr, "vmmu validate: --seed '%s': expected 0..100000000\n", optarg);
 				return EXIT_USAGE;
@@ -80,6 +104,28 @@ int cmd_validate(int argc, char **argv)
 	if (optind != argc) {
 		fprintf(stderr, "vmmu validate: unexpected argument '%s'\n", argv[optind]);
 		return EXIT_USAGE;
+	}
+	if (!probes && (probe_list || golden || record || markdown || list)) {
+		fprintf(stderr, "vmmu validate: --probe, --reps, --golden, --record, --markdown and "
+				"--list go with --probes\n");
+		return EXIT_USAGE;
+	}
+	if (probes) {
+		if (scn_opt) {
+			fprintf(stderr, "vmmu validate: --count and --seed are for scenarios, not "
+					"--probes\n");
+			return EXIT_USAGE;
+		}
+		if (golden && record) {
+			fprintf(stderr, "vmmu validate: --record needs a live run, not --golden\n");
+			return EXIT_USAGE;
+		}
+		if (list) {
+			for (size_t i = 0; i < probe_count; i++)
+				printf("%-14s %s\n", probe_catalogue[i].name, probe_catalogue[i].what);
+			return 0;
+		}
+		return cmd_probes(probe_list, (unsigned)reps, golden, record, markdown, quiet);
 	}
 
 	rc = kvmv_probe_cpu(&cpu, why, sizeof(why));

@@ -70,7 +70,14 @@ static const struct help_opt check_opts[] = {
 static const struct help_opt validate_opts[] = {
 	{ "--count N", "random scenarios to run (1000)" },
 	{ "--seed S", "the generator's seed" },
-	{ "--quiet", "print only the summary" },
+	{ "--quiet", "print only the summary (with --probes: and the counters that differ)" },
+	{ "--probes", "run the counter probes instead: small guest programs on real KVM and on vmmu, every KVM counter side by side" },
+	{ "--probe LIST", "with --probes: only these probes (comma-separated; --list names them)" },
+	{ "--reps N", "with --probes: KVM repetitions per probe, 1 to 64 (7); the median is compared" },
+	{ "--golden FILE", "with --probes: KVM's results from FILE (recorded with --record) instead of /dev/kvm" },
+	{ "--record FILE", "with --probes: also write KVM's results to FILE, as goldens" },
+	{ "--markdown", "with --probes: the tables in markdown" },
+	{ "--list", "with --probes: list the probes" },
 	{ NULL, NULL },
 };
 
@@ -86,9 +93,9 @@ static const struct help_cmd cmds[] = {
 	{ "check", "check [options] [FILE]",
 	  "Answer page-walk scenarios, one a line: each line is printed followed by the model's outcome (fault, error code, CR2, the A/D bits of each level).",
 	  check_opts, "Exit status: 0; 2 a malformed line (its number and text on standard error)." },
-	{ "validate", "validate [--count N] [--seed S] [--quiet]",
-	  "Run random page-walk scenarios on the model and on the real CPU through /dev/kvm and report the agreement; every disagreement is printed as a check line.",
-	  validate_opts, "Exit status: 0 all agree; 1 a disagreement or a runner error; 2 bad usage; 77 /dev/kvm is unusable." },
+	{ "validate", "validate [--count N] [--seed S] [--quiet] | validate --probes [--probe LIST] [--reps N] [--golden FILE | --record FILE] [--markdown]",
+	  "Run random page-walk scenarios on the model and on the real CPU through /dev/kvm and report the agreement; every disagreement is printed as a check line. With --probes, run the counter probes on KVM (or read its recorded results) and on vmmu and compare every counter: they agree within 10%, within KVM's own spread, or within 2.",
+	  validate_opts, "Exit status: 0 all agree; 1 a disagreement or a runner error; 2 bad usage or a bad goldens file; 77 /dev/kvm is unusable." },
 	{ "version", "version", "Print the version.", NULL, NULL },
 	{ "help", "help [COMMAND | --man]",
 	  "Describe the commands, or one; --man prints this text as the vmmu(1) manual page.", NULL, NULL },

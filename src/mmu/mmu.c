@@ -122,6 +122,16 @@ void mmu_guest_written(struct mmu *m, gpa_t gpa, uint64_t len)
 		m->ops->guest_written(m, gpa, len);
 }
 
+uint64_t mmu_track_write(struct mmu *m, gpa_t gpa, uint32_t len)
+{
+	return m->ops->track_write ? m->ops->track_write(m, gpa, len) : 0;
+}
+
+void mmu_count_injected_pf(struct mmu *m)
+{
+	mmu_stat_inc(m, pf_guest);
+}
+
 int mmu_audit(struct mmu *m, char *why, size_t whylen)
 {
 	return m->ops->audit(m, why, whylen);
@@ -217,9 +227,8 @@ int mmu_pf_finish(struct mmu_page_fault *f, int ret, struct mmu_outcome *out)
 
 void mmu_flush_remote_tlbs(struct mmu *m)
 {
-	if (m->env.flush_remote_tlbs)
-		m->env.flush_remote_tlbs(m->env.opaque);
-	mmu_stat_inc(m, remote_tlb_flush);
+	if (m->env.flush_remote_tlbs && m->env.flush_remote_tlbs(m->env.opaque))
+		mmu_stat_inc(m, remote_tlb_flush);
 }
 
 /* ---- deferred frees ---- */

@@ -47,8 +47,9 @@ struct mmu_env {
 	struct memslots *slots;
 	struct cpu_model cpu;             /* the (host = guest) CPU: MAXPHYADDR, 1G pages */
 	uint64_t max_shadow_pages;        /* soft MMU page limit (0 = default) */
-	/* Flush every vCPU's TLB and wait until each has (KVM's kvm_flush_remote_tlbs). */
-	void (*flush_remote_tlbs)(void *opaque);
+	/* Flush every vCPU's TLB and wait until each has (KVM's kvm_flush_remote_tlbs). True when
+	 * another vCPU had to be interrupted for it (KVM's kvm_make_all_cpus_request sent IPIs). */
+	bool (*flush_remote_tlbs)(void *opaque);
 	void *opaque;
 };
 
@@ -105,6 +106,12 @@ int mmu_guest_invpcid(struct mmu_vcpu *mv, unsigned type, uint16_t pcid, gva_t g
 /* User space wrote guest memory (vmmu_write_guest): no write tracking saw it. Takes mmu_lock;
  * call with no memslot read section or mm lock held. */
 void mmu_guest_written(struct mmu *m, gpa_t gpa, uint64_t len);
+/* The hypervisor's instruction emulator wrote [gpa, gpa + len) (one page at most) for the guest:
+ * KVM's kvm_page_track_write. Returns the handler steps it cost (0 in modes without write
+ * tracking). */
+uint64_t mmu_track_write(struct mmu *m, gpa_t gpa, uint32_t len);
+/* The hypervisor injected a #PF its emulator found (pf_guest). */
+void mmu_count_injected_pf(struct mmu *m);
 
 /* Check the Isolation invariant over every table. 0, or -EFAULT with the first violation in
  * @why. */

@@ -126,6 +126,9 @@ struct mmu_ops {
 	int (*audit)(struct mmu *m, char *why, size_t whylen);
 	/* User space wrote guest memory [gpa, gpa + len) behind the guest's back (optional). */
 	void (*guest_written)(struct mmu *m, gpa_t gpa, uint64_t len);
+	/* The emulator wrote [gpa, gpa + len) for the guest (optional: modes that track writes);
+	 * returns handler steps. */
+	uint64_t (*track_write)(struct mmu *m, gpa_t gpa, uint32_t len);
 	/* MMU notifiers, per memslot (@slot NULL: every gfn of every slot, for a notifier that
 	 * raced with a memslot change): drop every translation of [start, end) (KVM's
 	 * kvm_unmap_gfn_range), mmu_lock exclusive, inside a read section; true if TLBs must be
@@ -194,7 +197,9 @@ void mmu_fini(struct mmu *m);
 void mmu_notifier_register(struct mmu *m);
 void mmu_notifier_unregister(struct mmu *m);
 
-/* kvm_flush_remote_tlbs: every vCPU's TLB, waiting until each has; counted as remote_tlb_flush. */
+/* kvm_flush_remote_tlbs: every vCPU's TLB, waiting until each has; counted as remote_tlb_flush
+ * only when another vCPU had to be interrupted, as KVM counts it (a VM of one vCPU: never; each
+ * vCPU's serviced request is its tlb_flush). */
 void mmu_flush_remote_tlbs(struct mmu *m);
 
 /*

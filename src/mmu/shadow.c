@@ -506,23 +506,26 @@ static int shadow_cr_changed(struct mmu_vcpu *mv, int cr, uint64_t old, uint64_t
 }
 
 /*
- * Drop the leaf spte mapping @gva under @root, if any; with @unsync_only only from an unsync sp
- * (a write-tracked one is exact). [L]
+ * INVLPG's work on one root (KVM's __kvm_mmu_invalidate_addr): a leaf of an unsync sp goes, so
+ * the next access takes the translation from the guest's entry as it is now. A leaf of a
+ * write-tracked sp stays: write tracking kept it exact, and KVM keeps it too (dropping it cost
+ * a fault per INVLPG that KVM does not take). A truly non-present spte (notrap) goes with
+ * @notrap_too: the guest's INVLPG is its flush, and the VMM may have written the entry behind
+ * its back. [L]
  */
-static void drop_gva(struct shadow_mmu *sm, struct shadow_page *root, gva_t gva, bool unsync_only)
+static void drop_gva(struct shadow_mmu *sm, struct shadow_page *root, gva_t gva, bool notrap_too)
 {
 	struct shadow_page *sp = root;
 
 	for (int level = sp ? sp->role.level : 0; sp && level >= 1; level--) {
 		uint64_t *sptep = &sp->spt[spte_index(gva, level)];
 		uint64_t spte = spte_read(sptep);
+		bool present = is_shadow_present_pte(spte);
+
 		if (spte == sm->trap_spte)
 			return;
-		/* A truly non-present spte (notrap) traps again too: the VMM may have written the
-		 * guest entry behind the guest's back, and the guest's INVLPG is its flush. An
-		 * unsync sp's leaf goes: the next access takes it from the guest entry as it is. */
-		if (level == 1 || !is_shadow_present_pte(spte)) {
-			if (!unsync_only || sp->unsync)
+		if (level == 1 || !present) {
+			if (sp->unsync || (notrap_too && !present))
 				spte_drop(sm, sp, sptep);
 			return;
 		}
@@ -531,19 +534,17 @@ static void drop_gva(struct shadow_mmu *sm, struct shadow_page *root, gva_t gva,
 }
 
 /*
- * INVLPG: the hardware dropped the TLB entries; the leaf spte for the address goes too, so the
- * next access takes its translation from the guest's entry as it is now. (Write tracking keeps
- * the shadow in step with the guest's tables anyway; dropping also covers a table the VMM wrote
- * behind the guest's back, at the price of one fault.) INVLPG also drops global translations of
- * every PCID: the previous roots lose the address's leaf where it may be stale (unsync).
+ * INVLPG: the hardware dropped the TLB entries; an unsync leaf for the address goes in the
+ * current root and, since INVLPG drops global translations of every PCID, in the previous
+ * roots too.
  */
 static void invlpg_roots(struct shadow_mmu *sm, struct shadow_vcpu *sv, gva_t gva, bool current)
 {
 	if (current && shadow_root_current(sv))
-		drop_gva(sm, sv->root, gva, false);
+		drop_gva(sm, sv->root, gva, true);
 	for (unsigned i = 0; sm->nr_unsync && i < SHADOW_PREV_ROOTS; i++)
 		if (sv->prev[i] && !sv->prev[i]->invalid)
-			drop_gva(sm, sv->prev[i], gva, true);
+			drop_gva(sm, sv->prev[i], gva, false);
 }
 
 static int shadow_invlpg(struct mmu_vcpu *mv, gva_t gva)
@@ -592,5 +593,6 @@ const struct mmu_ops shadow_mmu_ops = {
 	.invlpg = shadow_invlpg,
 	.invpcid = shadow_invpcid,
 	.guest_written = shadow_guest_written,
+	.track_write = shadow_track_write,
 	.age_shared = false,
 };

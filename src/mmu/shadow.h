@@ -458,6 +458,8 @@ static inline unsigned gpte_access64(uint64_t gpte, bool nx)
 
 extern const struct memslots_ops shadow_memslots_ops;
 void shadow_guest_written(struct mmu *m, gpa_t gpa, uint64_t len);
+/* mmu_track_write for the soft MMU (shadow_fault.c). */
+uint64_t shadow_track_write(struct mmu *m, gpa_t gpa, uint32_t len);
 /* The core's notifier hooks (mmu_internal.h). [L] */
 bool shadow_unmap_gfn_range(struct mmu *m, const struct memslot *slot, gfn_t start, gfn_t end);
 bool shadow_age_gfn_range(struct mmu *m, const struct memslot *slot, gfn_t start, gfn_t end,

@@ -342,15 +342,15 @@ static void store_atomic(uint8_t *dst, const uint8_t *src, uint32_t len)
  * flooded like the others (KVM always has unsync). Counted as KVM's kvm_mmu_track_write:
  * mmu_pde_zapped for each written spte of a table above the last level whose new guest entry is
  * not zero, mmu_flooded for each sp zapped (mmu_pte_write is emulate_write's).
- * TLBs: a dropped leaf needs no flush: the translation the guest changed stays cached until the
- * guest invalidates it, as natively (a 4K guest page is a 4K TLB entry in both). A dropped link
- * does: below it a guest large page may be mapped by 4K sptes, whose TLB entries one guest
+ * TLBs: any present spte dropped is a remote flush, as KVM's kvm_mmu_remote_flush_or_zap. A
+ * dropped leaf would not need it (the translation the guest changed stays cached until the guest
+ * invalidates it, as natively), but KVM flushes, and counts it (tlb_flush). A dropped link does
+ * need it: below it a guest large page may be mapped by 4K sptes, whose TLB entries one guest
  * INVLPG (which natively drops the whole large entry) would not all remove.
  */
-static void pte_write(struct fault *f, gfn_t gfn, const uint8_t *page, uint32_t off, uint32_t len,
-		      struct zap_batch *z)
+static void pte_write(struct shadow_mmu *sm, uint64_t *steps, gfn_t gfn, const uint8_t *page,
+		      uint32_t off, uint32_t len, struct zap_batch *z)
 {
-	struct shadow_mmu *sm = f->sm;
 	struct shadow_page *flooded[SHADOW_MAX_SPS_PER_GFN];
 	unsigned nflood = 0;
 	struct hnode *n;
@@ -382,18 +382,49 @@ static void pte_write(struct fault *f, gfn_t gfn, const uint8_t *page, uint32_t 
 				mmu_stat_inc(&sm->mmu, mmu_pde_zapped);
 			if (s == want)
 				continue;
-			if (is_shadow_present_pte(s) && !is_last_spte(s, sp->role.level))
+			if (is_shadow_present_pte(s))
 				z->flush = true;
 			spte_drop(sm, sp, &sp->spt[i]);
 			if (want != sm->trap_spte)
 				spte_write(&sp->spt[i], want);
-			f->pf->steps++;
+			(*steps)++;
 		}
 	}
 	for (unsigned i = 0; i < nflood; i++) {
 		sp_zap(sm, flooded[i], z);
 		mmu_stat_inc(&sm->mmu, mmu_flooded);
 	}
+}
+
+/* An emulated store of [off, off + len) into guest page @gfn (held at @page) was made: KVM's
+ * kvm_mmu_track_write, which counts every emulated write once the VM has indirect sps. [L] */
+static void track_write(struct shadow_mmu *sm, uint64_t *steps, gfn_t gfn, const uint8_t *page,
+			uint32_t off, uint32_t len, struct zap_batch *z)
+{
+	if (sm->nr_indirect)
+		mmu_stat_inc(&sm->mmu, mmu_pte_write);
+	if (gfn_write_tracked(sm, gfn))
+		pte_write(sm, steps, gfn, page, off, len, z);
+}
+
+/* The instruction emulator (vmmu_vcpu_emulate_access) wrote guest memory: the same tracking as a
+ * store the fault path emulates. Takes mmu_lock; the caller holds no MMU lock. */
+uint64_t shadow_track_write(struct mmu *m, gpa_t gpa, uint32_t len)
+{
+	struct shadow_mmu *sm = to_shadow(m);
+	struct zap_batch z = { 0 };
+	uint64_t steps = 0;
+	void *page;
+
+	memslots_read_lock();
+	if (!memslots_gpa_to_ptr(m->env.slots, gpa & ~0xfffULL, 4096, false, &page)) {
+		pthread_rwlock_wrlock(&m->mmu_lock);
+		track_write(sm, &steps, gpa >> 12, page, (uint32_t)(gpa & 0xfff), len, &z);
+		zap_batch_commit(sm, &z);
+		pthread_rwlock_unlock(&m->mmu_lock);
+	}
+	memslots_read_unlock();
+	return steps;
 }
 
 /*
@@ -452,11 +483,7 @@ static int emulate_write(struct fault *f, struct zap_batch *z)
 		store_atomic(p->host + (p->w.gpa & 0xfff), data + p->off, p->len);
 		if (slot_logs_dirty(p->fi.slot))
 			slot_mark_dirty(p->fi.slot, gfn);
-		/* KVM counts every emulated write once the VM has indirect sps. */
-		if (sm->nr_indirect)
-			mmu_stat_inc(&sm->mmu, mmu_pte_write);
-		if (gfn_write_tracked(sm, gfn))
-			pte_write(f, gfn, p->host, (uint32_t)(p->w.gpa & 0xfff), p->len, z);
+		track_write(sm, &f->pf->steps, gfn, p->host, (uint32_t)(p->w.gpa & 0xfff), p->len, z);
 	}
 	f->sv->unprotect_tries = 0;
 	return RET_PF_EMULATE;

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "validate/kvm_guest.h"
+#include "validate/kvm_util.h"
 
 /* The guest image and its landmarks (kvm_guest.S). */
 extern const uint8_t kvmg_image[], kvmg_image_end[], kvmg_kdone[], kvmg_udone[],
@@ -81,10 +82,7 @@ struct kvmv {
 	bool reset_events;       /* the last run died mid-flight: clear pending events */
 };
 
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
+void kvmv_why(char *why, size_t whylen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -99,7 +97,7 @@ static void set_why(char *why, size_t whylen, const char *fmt, ...)
 /* CPUID */
 
 /* The supported-CPUID table; its size is not queryable, so grow until KVM stops saying E2BIG. */
-static int get_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out, char *why, size_t whylen)
+int kvmv_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out, char *why, size_t whylen)
 {
 	struct kvm_cpuid2 *c = NULL;
 	unsigned n;
@@ -110,7 +108,7 @@ static int get_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out, char *why, s
 		c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
 		if (!c) {
 			ret = -ENOMEM;
-			set_why(why, whylen, "out of memory for the CPUID table");
+			kvmv_why(why, whylen, "out of memory for the CPUID table");
 			goto out;
 		}
 		c->nent = n;
@@ -122,7 +120,7 @@ static int get_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out, char *why, s
 			break;
 	}
 	ret = -errno;
-	set_why(why, whylen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
+	kvmv_why(why, whylen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
 out:
 	free(c);
 	return ret;
@@ -157,7 +155,7 @@ static int fill_model(const struct kvm_cpuid2 *c, struct cpu_model *cpu, char *w
 	memset(cpu, 0, sizeof(*cpu));
 	e = cpuid_find(c, 0, 0);
 	if (!e) {
-		set_why(why, whylen, "KVM's supported CPUID has no leaf 0");
+		kvmv_why(why, whylen, "KVM's supported CPUID has no leaf 0");
 		return -ENODEV;
 	}
 	memcpy(vendor, &e->ebx, 4);
@@ -169,7 +167,7 @@ static int fill_model(const struct kvm_cpuid2 *c, struct cpu_model *cpu, char *w
 	} else if (!strcmp(vendor, "GenuineIntel")) {
 		cpu->vendor = CPU_VENDOR_INTEL;
 	} else {
-		set_why(why, whylen, "unknown CPU vendor \"%s\" in KVM's supported CPUID", vendor);
+		kvmv_why(why, whylen, "unknown CPU vendor \"%s\" in KVM's supported CPUID", vendor);
 		return -ENODEV;
 	}
 
@@ -177,7 +175,7 @@ static int fill_model(const struct kvm_cpuid2 *c, struct cpu_model *cpu, char *w
 	e = cpuid_find(c, 0x80000008, 0);
 	cpu->maxphyaddr = e ? (int)(e->eax & 0xff) : 36;
 	if (cpu->maxphyaddr < 32 || cpu->maxphyaddr > 52) {
-		set_why(why, whylen, "implausible MAXPHYADDR %d in KVM's supported CPUID",
+		kvmv_why(why, whylen, "implausible MAXPHYADDR %d in KVM's supported CPUID",
 			cpu->maxphyaddr);
 		return -ENODEV;
 	}
@@ -200,22 +198,22 @@ static int fill_model(const struct kvm_cpuid2 *c, struct cpu_model *cpu, char *w
 }
 
 /* Open /dev/kvm and check the API; on failure say why in words a user can act on. */
-static int open_kvm(int *fd_out, char *why, size_t whylen)
+int kvmv_open_dev(int *fd_out, char *why, size_t whylen)
 {
 	int fd, ret;
 
 	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
-		set_why(why, whylen, "cannot open /dev/kvm: %s", strerror(errno));
+		kvmv_why(why, whylen, "cannot open /dev/kvm: %s", strerror(errno));
 		return ret;
 	}
 	ret = ioctl(fd, KVM_GET_API_VERSION, 0);
 	if (ret != KVM_API_VERSION) {
 		if (ret < 0)
-			set_why(why, whylen, "/dev/kvm is not a KVM device: %s", strerror(errno));
+			kvmv_why(why, whylen, "/dev/kvm is not a KVM device: %s", strerror(errno));
 		else
-			set_why(why, whylen, "/dev/kvm API version %d, need %d", ret,
+			kvmv_why(why, whylen, "/dev/kvm API version %d, need %d", ret,
 				KVM_API_VERSION);
 		close(fd);
 		return -ENODEV;
@@ -229,10 +227,10 @@ int kvmv_probe_cpu(struct cpu_model *cpu, char *why, size_t whylen)
 	struct kvm_cpuid2 *c = NULL;
 	int fd = -1, ret;
 
-	ret = open_kvm(&fd, why, whylen);
+	ret = kvmv_open_dev(&fd, why, whylen);
 	if (ret)
 		goto out;
-	ret = get_supported_cpuid(fd, &c, why, whylen);
+	ret = kvmv_supported_cpuid(fd, &c, why, whylen);
 	if (ret)
 		goto out;
 	ret = fill_model(c, cpu, why, whylen);
@@ -247,7 +245,7 @@ out:
 /* The guest image */
 
 /* A code/data segment descriptor covering 4 GiB (64-bit mode ignores base and limit). */
-static uint64_t seg_desc(unsigned type, unsigned dpl, bool l, bool db)
+uint64_t kvmv_seg_desc(unsigned type, unsigned dpl, bool l, bool db)
 {
 	return 0xffffULL | 0xfULL << 48 |            /* limit 0xfffff, 4 KiB granular */
 	       (uint64_t)type << 40 | 1ULL << 44 |   /* S: code/data */
@@ -255,7 +253,7 @@ static uint64_t seg_desc(unsigned type, unsigned dpl, bool l, bool db)
 	       (uint64_t)l << 53 | (uint64_t)db << 54 | 1ULL << 55;
 }
 
-static struct kvm_segment kseg(uint16_t sel, unsigned type, bool l, bool db)
+struct kvm_segment kvmv_kseg(uint16_t sel, unsigned type, bool l, bool db)
 {
 	return (struct kvm_segment){
 		.base = 0, .limit = 0xffffffff, .selector = sel, .type = (uint8_t)type,
@@ -268,33 +266,25 @@ static uint64_t *low_q(struct kvmv *k, uint64_t gpa)
 	return (uint64_t *)(void *)(k->low + gpa);
 }
 
-/* Lay out GDT, IDT, TSS, harness page tables and code in the (zeroed) low slot. */
-static int build_guest(struct kvmv *k, char *why, size_t whylen)
+/* GDT (Linux's 64-bit layout), a busy 64-bit TSS with RSP0 = KVMG_KSTACK_TOP and no I/O map,
+ * and an IDT whose vector v enters @stubs + 16 v; INT3 and INTO may be raised from ring 3. */
+void kvmv_build_tables(uint8_t *low, uint64_t stubs)
 {
-	size_t image_len = (size_t)((uintptr_t)kvmg_image_end - (uintptr_t)kvmg_image);
-	uint64_t *gdt = low_q(k, KVMG_GDT), *idt = low_q(k, KVMG_IDT);
-	uint64_t *pt = low_q(k, KVMG_PT_LOW);
-	uint64_t stubs = image_gva(kvmg_stubs);
+	uint64_t *gdt = (uint64_t *)(void *)(low + KVMG_GDT);
+	uint64_t *idt = (uint64_t *)(void *)(low + KVMG_IDT);
 
-	if (image_len != KVMG_USTACK_PAGE - KVMG_KCODE ||
-	    image_gva(kvmg_udone) < KVMG_UCODE || image_gva(kvmg_kdone) >= KVMG_UCODE) {
-		set_why(why, whylen, "guest image layout is broken (%zu bytes)", image_len);
-		return -EINVAL;
-	}
-	memcpy(k->low + KVMG_KCODE, kvmg_image, image_len);
-
-	gdt[KVMG_KERNEL_CS >> 3] = seg_desc(0xb, 0, true, false);
-	gdt[KVMG_KERNEL_DS >> 3] = seg_desc(0x3, 0, false, true);
-	gdt[KVMG_USER32_CS >> 3] = seg_desc(0xb, 3, false, true);
-	gdt[KVMG_USER_DS >> 3] = seg_desc(0x3, 3, false, true);
-	gdt[KVMG_USER_CS >> 3] = seg_desc(0xb, 3, true, false);
+	gdt[KVMG_KERNEL_CS >> 3] = kvmv_seg_desc(0xb, 0, true, false);
+	gdt[KVMG_KERNEL_DS >> 3] = kvmv_seg_desc(0x3, 0, false, true);
+	gdt[KVMG_USER32_CS >> 3] = kvmv_seg_desc(0xb, 3, false, true);
+	gdt[KVMG_USER_DS >> 3] = kvmv_seg_desc(0x3, 3, false, true);
+	gdt[KVMG_USER_CS >> 3] = kvmv_seg_desc(0xb, 3, true, false);
 	/* 64-bit TSS, busy (TR is loaded through KVM_SET_SREGS, never by LTR); base < 16 MiB. */
 	gdt[KVMG_TSS_SEL >> 3] = 103ULL | (uint64_t)KVMG_TSS << 16 | 0xbULL << 40 | 1ULL << 47;
 	gdt[(KVMG_TSS_SEL >> 3) + 1] = 0;
 
 	/* TSS: RSP0 for exceptions from ring 3; I/O bitmap offset past the limit = no I/O map. */
-	memcpy(k->low + KVMG_TSS + 4, &(uint64_t){ KVMG_KSTACK_TOP }, 8);
-	memcpy(k->low + KVMG_TSS + 102, &(uint16_t){ 104 }, 2);
+	memcpy(low + KVMG_TSS + 4, &(uint64_t){ KVMG_KSTACK_TOP }, 8);
+	memcpy(low + KVMG_TSS + 102, &(uint16_t){ 104 }, 2);
 
 	for (unsigned v = 0; v < KVMG_IDT_VECTORS; v++) {
 		uint64_t h = stubs + (uint64_t)v * KVMG_STUB_SIZE;
@@ -305,6 +295,22 @@ static int build_guest(struct kvmv *k, char *why, size_t whylen)
 			     (0x8eULL | dpl << 5) << 40 | (h >> 16 & 0xffff) << 48;
 		idt[2 * v + 1] = h >> 32;
 	}
+}
+
+/* Lay out GDT, IDT, TSS, harness page tables and code in the (zeroed) low slot. */
+static int build_guest(struct kvmv *k, char *why, size_t whylen)
+{
+	size_t image_len = (size_t)((uintptr_t)kvmg_image_end - (uintptr_t)kvmg_image);
+	uint64_t *pt = low_q(k, KVMG_PT_LOW);
+	uint64_t stubs = image_gva(kvmg_stubs);
+
+	if (image_len != KVMG_USTACK_PAGE - KVMG_KCODE ||
+	    image_gva(kvmg_udone) < KVMG_UCODE || image_gva(kvmg_kdone) >= KVMG_UCODE) {
+		kvmv_why(why, whylen, "guest image layout is broken (%zu bytes)", image_len);
+		return -EINVAL;
+	}
+	memcpy(k->low + KVMG_KCODE, kvmg_image, image_len);
+	kvmv_build_tables(k->low, stubs);
 
 	/* Identity map of all RAM; A/D preset so the harness's own walks never write them. */
 	*low_q(k, KVMG_PML4) = KVMG_PDPT_LOW | PTE_P | PTE_RW | PTE_US | PTE_A;
@@ -327,18 +333,12 @@ static int build_guest(struct kvmv *k, char *why, size_t whylen)
 	return 0;
 }
 
-static int init_sregs(struct kvmv *k, char *why, size_t whylen)
+/* Ring 0 in 64-bit paging over the tables of kvmv_build_tables: flat segments, TR, GDTR, IDTR,
+ * CR0 = @cr0, CR3 = @cr3, CR4.PAE, EFER.LME/LMA, nothing pending. */
+void kvmv_sregs64(struct kvm_sregs *s, uint64_t cr3, uint64_t cr0)
 {
-	struct kvm_sregs *s = &k->sregs0;
-	int ret;
-
-	if (ioctl(k->vcpu_fd, KVM_GET_SREGS, s) < 0) {
-		ret = -errno;
-		set_why(why, whylen, "KVM_GET_SREGS: %s", strerror(-ret));
-		return ret;
-	}
-	s->cs = kseg(KVMG_KERNEL_CS, 0xb, true, false);
-	s->ds = s->es = s->fs = s->gs = s->ss = kseg(KVMG_KERNEL_DS, 0x3, false, true);
+	s->cs = kvmv_kseg(KVMG_KERNEL_CS, 0xb, true, false);
+	s->ds = s->es = s->fs = s->gs = s->ss = kvmv_kseg(KVMG_KERNEL_DS, 0x3, false, true);
 	s->tr = (struct kvm_segment){
 		.base = KVMG_TSS, .limit = 103, .selector = KVMG_TSS_SEL, .type = 0xb,
 		.present = 1,
@@ -347,12 +347,25 @@ static int init_sregs(struct kvmv *k, char *why, size_t whylen)
 	s->gdt.limit = KVMG_GDT_ENTRIES * 8 - 1;
 	s->idt.base = KVMG_IDT;
 	s->idt.limit = KVMG_IDT_VECTORS * 16 - 1;
-	s->cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_PG;
+	s->cr0 = cr0;
 	s->cr2 = 0;
-	s->cr3 = KVMG_PML4;
+	s->cr3 = cr3;
 	s->cr4 = CR4_PAE;
 	s->efer = EFER_LME | EFER_LMA;
 	memset(s->interrupt_bitmap, 0, sizeof(s->interrupt_bitmap));
+}
+
+static int init_sregs(struct kvmv *k, char *why, size_t whylen)
+{
+	struct kvm_sregs *s = &k->sregs0;
+	int ret;
+
+	if (ioctl(k->vcpu_fd, KVM_GET_SREGS, s) < 0) {
+		ret = -errno;
+		kvmv_why(why, whylen, "KVM_GET_SREGS: %s", strerror(-ret));
+		return ret;
+	}
+	kvmv_sregs64(s, KVMG_PML4, CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_PG);
 	return 0;
 }
 
@@ -389,14 +402,14 @@ static int add_slot(struct kvmv *k, uint32_t slot, uint64_t gpa, uint64_t size, 
 
 	if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
 		ret = -errno;
-		set_why(why, whylen, "KVM_SET_USER_MEMORY_REGION (gpa %#llx): %s",
+		kvmv_why(why, whylen, "KVM_SET_USER_MEMORY_REGION (gpa %#llx): %s",
 			(unsigned long long)gpa, strerror(-ret));
 		return ret;
 	}
 	return 0;
 }
 
-static void *map_ram(size_t size)
+void *kvmv_map_ram(size_t size)
 {
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -416,15 +429,15 @@ int kvmv_open(struct kvmv **out, char *why, size_t whylen)
 	*out = NULL;
 	k = calloc(1, sizeof(*k));
 	if (!k) {
-		set_why(why, whylen, "out of memory");
+		kvmv_why(why, whylen, "out of memory");
 		return -ENOMEM;
 	}
 	k->kvm_fd = k->vm_fd = k->vcpu_fd = -1;
 
-	ret = open_kvm(&k->kvm_fd, why, whylen);
+	ret = kvmv_open_dev(&k->kvm_fd, why, whylen);
 	if (ret)
 		goto out;
-	ret = get_supported_cpuid(k->kvm_fd, &cpuid, why, whylen);
+	ret = kvmv_supported_cpuid(k->kvm_fd, &cpuid, why, whylen);
 	if (ret)
 		goto out;
 	ret = fill_model(cpuid, &k->cpu, why, whylen);
@@ -434,14 +447,14 @@ int kvmv_open(struct kvmv **out, char *why, size_t whylen)
 	k->vm_fd = ioctl(k->kvm_fd, KVM_CREATE_VM, 0);
 	if (k->vm_fd < 0) {
 		ret = -errno;
-		set_why(why, whylen, "KVM_CREATE_VM: %s", strerror(errno));
+		kvmv_why(why, whylen, "KVM_CREATE_VM: %s", strerror(errno));
 		goto out;
 	}
-	k->low = map_ram(KVMG_LOW_SIZE);
-	k->data = map_ram(KVMG_DATA_SIZE);
+	k->low = kvmv_map_ram(KVMG_LOW_SIZE);
+	k->data = kvmv_map_ram(KVMG_DATA_SIZE);
 	if (!k->low || !k->data) {
 		ret = -ENOMEM;
-		set_why(why, whylen, "cannot map guest RAM");
+		kvmv_why(why, whylen, "cannot map guest RAM");
 		goto out;
 	}
 	ret = add_slot(k, 0, 0, KVMG_LOW_SIZE, k->low, why, whylen);
@@ -454,13 +467,13 @@ int kvmv_open(struct kvmv **out, char *why, size_t whylen)
 	k->vcpu_fd = ioctl(k->vm_fd, KVM_CREATE_VCPU, 0);
 	if (k->vcpu_fd < 0) {
 		ret = -errno;
-		set_why(why, whylen, "KVM_CREATE_VCPU: %s", strerror(errno));
+		kvmv_why(why, whylen, "KVM_CREATE_VCPU: %s", strerror(errno));
 		goto out;
 	}
 	sz = ioctl(k->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	if (sz < (int)sizeof(struct kvm_run)) {
 		ret = sz < 0 ? -errno : -EINVAL;
-		set_why(why, whylen, "KVM_GET_VCPU_MMAP_SIZE: %s",
+		kvmv_why(why, whylen, "KVM_GET_VCPU_MMAP_SIZE: %s",
 			sz < 0 ? strerror(errno) : "too small");
 		goto out;
 	}
@@ -469,13 +482,13 @@ int kvmv_open(struct kvmv **out, char *why, size_t whylen)
 	if (k->run == MAP_FAILED) {
 		ret = -errno;
 		k->run = NULL;
-		set_why(why, whylen, "mmap of the vCPU run area: %s", strerror(errno));
+		kvmv_why(why, whylen, "mmap of the vCPU run area: %s", strerror(errno));
 		goto out;
 	}
 	/* The guest sees exactly what kvmv_probe_cpu reports, so CR4 checks line up with it. */
 	if (ioctl(k->vcpu_fd, KVM_SET_CPUID2, cpuid) < 0) {
 		ret = -errno;
-		set_why(why, whylen, "KVM_SET_CPUID2: %s", strerror(errno));
+		kvmv_why(why, whylen, "KVM_SET_CPUID2: %s", strerror(errno));
 		goto out;
 	}
 	ret = build_guest(k, why, whylen);
@@ -487,7 +500,7 @@ int kvmv_open(struct kvmv **out, char *why, size_t whylen)
 	probe_sregs = k->sregs0;
 	if (ioctl(k->vcpu_fd, KVM_SET_SREGS, &probe_sregs) < 0) {
 		ret = -errno;
-		set_why(why, whylen, "KVM_SET_SREGS refused 64-bit paging mode: %s",
+		kvmv_why(why, whylen, "KVM_SET_SREGS refused 64-bit paging mode: %s",
 			strerror(errno));
 		goto out;
 	}
@@ -498,7 +511,7 @@ int kvmv_open(struct kvmv **out, char *why, size_t whylen)
 		s.flags[l] = PTE_P | PTE_RW | PTE_US;
 	ret = kvmv_run(k, &s, &o, why, whylen);
 	if (!ret && o.fault) {
-		set_why(why, whylen, "self-test read faulted (ec %#x)", o.ec);
+		kvmv_why(why, whylen, "self-test read faulted (ec %#x)", o.ec);
 		ret = -EPROTO;
 	}
 	if (ret)
@@ -521,7 +534,7 @@ static bool in_ram(uint64_t gpa)
 	       (gpa >= KVMG_DATA_BASE && gpa < KVMG_DATA_BASE + KVMG_DATA_SIZE);
 }
 
-static const char *vector_name(unsigned v)
+const char *kvmv_vector_name(unsigned v)
 {
 	static const char *const names[KVMG_IDT_VECTORS] = {
 		"#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "vector 9",
@@ -532,7 +545,7 @@ static const char *vector_name(unsigned v)
 	return v < KVMG_IDT_VECTORS && names[v] ? names[v] : "reserved vector";
 }
 
-static const char *exit_name(uint32_t r)
+const char *kvmv_exit_name(uint32_t r)
 {
 	switch (r) {
 	case KVM_EXIT_UNKNOWN: return "KVM_EXIT_UNKNOWN";
@@ -568,24 +581,24 @@ static int check_scenario(const struct kvmv *k, const struct scenario *s, char *
 {
 	if ((unsigned)s->leaf > SCN_LEAF_1G || (unsigned)s->access > SCN_FETCH ||
 	    (s->cpl != 0 && s->cpl != 3) || s->pkey > 15) {
-		set_why(why, whylen, "malformed scenario (leaf %d, access %d, cpl %d, pkey %u)",
+		kvmv_why(why, whylen, "malformed scenario (leaf %d, access %d, cpl %d, pkey %u)",
 			(int)s->leaf, (int)s->access, s->cpl, s->pkey);
 		return -EINVAL;
 	}
 	if (s->efer_nxe && !cpu_has(&k->cpu, CPU_FEAT_NX)) {
-		set_why(why, whylen, "EFER.NXE=1 but this host's KVM guest CPU has no NX");
+		kvmv_why(why, whylen, "EFER.NXE=1 but this host's KVM guest CPU has no NX");
 		return -EOPNOTSUPP;
 	}
 	if (s->cr4_smep && !cpu_has(&k->cpu, CPU_FEAT_SMEP)) {
-		set_why(why, whylen, "CR4.SMEP=1 but this host's KVM guest CPU has no SMEP");
+		kvmv_why(why, whylen, "CR4.SMEP=1 but this host's KVM guest CPU has no SMEP");
 		return -EOPNOTSUPP;
 	}
 	if (s->cr4_smap && !cpu_has(&k->cpu, CPU_FEAT_SMAP)) {
-		set_why(why, whylen, "CR4.SMAP=1 but this host's KVM guest CPU has no SMAP");
+		kvmv_why(why, whylen, "CR4.SMAP=1 but this host's KVM guest CPU has no SMAP");
 		return -EOPNOTSUPP;
 	}
 	if (s->cr4_pke && !cpu_has(&k->cpu, CPU_FEAT_PKU)) {
-		set_why(why, whylen, "CR4.PKE=1 but this host's KVM guest CPU has no PKU");
+		kvmv_why(why, whylen, "CR4.PKE=1 but this host's KVM guest CPU has no PKU");
 		return -EOPNOTSUPP;
 	}
 	return 0;
@@ -639,7 +652,7 @@ static int run_to_halt(struct kvmv *k, const struct scenario *s, uint64_t frame,
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
 			ret = -errno;
-			set_why(why, whylen, "KVM_RUN: %s", strerror(-ret));
+			kvmv_why(why, whylen, "KVM_RUN: %s", strerror(-ret));
 			return ret;
 		}
 		switch (r->exit_reason) {
@@ -648,7 +661,7 @@ static int run_to_halt(struct kvmv *k, const struct scenario *s, uint64_t frame,
 		case KVM_EXIT_MMIO:
 			/* Only the leaf frame may be MMIO; anything else is a harness bug. */
 			if (r->mmio.phys_addr != frame) {
-				set_why(why, whylen, "MMIO exit at gpa %#llx, not the leaf frame",
+				kvmv_why(why, whylen, "MMIO exit at gpa %#llx, not the leaf frame",
 					(unsigned long long)r->mmio.phys_addr);
 				return -EPROTO;
 			}
@@ -660,33 +673,33 @@ static int run_to_halt(struct kvmv *k, const struct scenario *s, uint64_t frame,
 			/* KVM cannot fetch instructions from MMIO; the walk itself succeeded. */
 			if (s->access == SCN_FETCH && !in_ram(frame) &&
 			    r->internal.suberror == KVM_INTERNAL_ERROR_EMULATION) {
-				set_why(why, whylen,
+				kvmv_why(why, whylen,
 					"fetch from a leaf frame outside guest RAM (gpa %#llx): KVM "
 					"cannot execute MMIO", (unsigned long long)frame);
 				return -EOPNOTSUPP;
 			}
-			set_why(why, whylen, "KVM_EXIT_INTERNAL_ERROR, suberror %u%s",
+			kvmv_why(why, whylen, "KVM_EXIT_INTERNAL_ERROR, suberror %u%s",
 				r->internal.suberror,
 				r->internal.suberror == KVM_INTERNAL_ERROR_EMULATION ?
 					" (instruction emulation failed)" : "");
 			return -EPROTO;
 		case KVM_EXIT_SHUTDOWN:
-			set_why(why, whylen, "guest triple-faulted (KVM_EXIT_SHUTDOWN)");
+			kvmv_why(why, whylen, "guest triple-faulted (KVM_EXIT_SHUTDOWN)");
 			return -EPROTO;
 		case KVM_EXIT_FAIL_ENTRY:
-			set_why(why, whylen, "KVM_EXIT_FAIL_ENTRY, hardware reason %#llx",
+			kvmv_why(why, whylen, "KVM_EXIT_FAIL_ENTRY, hardware reason %#llx",
 				(unsigned long long)r->fail_entry.hardware_entry_failure_reason);
 			return -EPROTO;
 		case KVM_EXIT_IO:
-			set_why(why, whylen, "unexpected KVM_EXIT_IO (port %#x)", r->io.port);
+			kvmv_why(why, whylen, "unexpected KVM_EXIT_IO (port %#x)", r->io.port);
 			return -EPROTO;
 		default:
-			set_why(why, whylen, "unexpected KVM exit %u (%s)", r->exit_reason,
-				exit_name(r->exit_reason));
+			kvmv_why(why, whylen, "unexpected KVM exit %u (%s)", r->exit_reason,
+				kvmv_exit_name(r->exit_reason));
 			return -EPROTO;
 		}
 	}
-	set_why(why, whylen, "guest made %d exits without halting", MAX_EXITS);
+	kvmv_why(why, whylen, "guest made %d exits without halting", MAX_EXITS);
 	return -EPROTO;
 }
 
@@ -699,7 +712,7 @@ static int decode_halt(const struct kvm_regs *g, const struct scenario *s,
 	if (g->rip == image_gva(kvmg_kdone) + 1 && g->r15 == KVMG_MARK_DONE && s->cpl == 0)
 		return 0;
 	if (g->rip != image_gva(kvmg_exc_hlt) + 1 || (g->r15 & ~0xffULL) != KVMG_MARK_EXC) {
-		set_why(why, whylen, "guest halted at unexpected rip %#llx (r15 %#llx)",
+		kvmv_why(why, whylen, "guest halted at unexpected rip %#llx (r15 %#llx)",
 			(unsigned long long)g->rip, (unsigned long long)g->r15);
 		return -EPROTO;
 	}
@@ -713,8 +726,8 @@ static int decode_halt(const struct kvm_regs *g, const struct scenario *s,
 		o->cr2 = g->r13;
 		return 0;
 	}
-	set_why(why, whylen, "guest took %s (vector %llu), error code %#llx, cr2 %#llx, "
-		"at rip %#llx cs %#llx", vector_name((unsigned)vec), (unsigned long long)vec,
+	kvmv_why(why, whylen, "guest took %s (vector %llu), error code %#llx, cr2 %#llx, "
+		"at rip %#llx cs %#llx", kvmv_vector_name((unsigned)vec), (unsigned long long)vec,
 		(unsigned long long)g->r14, (unsigned long long)g->r13,
 		(unsigned long long)g->r12, (unsigned long long)(g->r11 & 0xffff));
 	return -EPROTO;
@@ -746,7 +759,7 @@ int kvmv_run(struct kvmv *k, const struct scenario *s, struct scn_outcome *out, 
 		     (s->cr4_pke ? CR4_PKE : 0);
 	if (ioctl(k->vcpu_fd, KVM_SET_SREGS, &sregs) < 0) {
 		ret = errno == EINVAL ? -EOPNOTSUPP : -errno;
-		set_why(why, whylen, "KVM refused CR0 %#llx CR4 %#llx EFER %#llx: %s",
+		kvmv_why(why, whylen, "KVM refused CR0 %#llx CR4 %#llx EFER %#llx: %s",
 			(unsigned long long)sregs.cr0, (unsigned long long)sregs.cr4,
 			(unsigned long long)sregs.efer, strerror(errno));
 		return ret;
@@ -757,7 +770,7 @@ int kvmv_run(struct kvmv *k, const struct scenario *s, struct scn_outcome *out, 
 		memset(&ev, 0, sizeof(ev));
 		if (ioctl(k->vcpu_fd, KVM_SET_VCPU_EVENTS, &ev) < 0) {
 			ret = -errno;
-			set_why(why, whylen, "KVM_SET_VCPU_EVENTS: %s", strerror(-ret));
+			kvmv_why(why, whylen, "KVM_SET_VCPU_EVENTS: %s", strerror(-ret));
 			return ret;
 		}
 		k->reset_events = false;
@@ -768,7 +781,7 @@ int kvmv_run(struct kvmv *k, const struct scenario *s, struct scn_outcome *out, 
 	regs.rflags = RFLAGS_FIXED;
 	if (ioctl(k->vcpu_fd, KVM_SET_REGS, &regs) < 0) {
 		ret = -errno;
-		set_why(why, whylen, "KVM_SET_REGS: %s", strerror(-ret));
+		kvmv_why(why, whylen, "KVM_SET_REGS: %s", strerror(-ret));
 		return ret;
 	}
 
@@ -780,7 +793,7 @@ int kvmv_run(struct kvmv *k, const struct scenario *s, struct scn_outcome *out, 
 		return ret;
 	if (ioctl(k->vcpu_fd, KVM_GET_REGS, &regs) < 0) {
 		ret = -errno;
-		set_why(why, whylen, "KVM_GET_REGS: %s", strerror(-ret));
+		kvmv_why(why, whylen, "KVM_GET_REGS: %s", strerror(-ret));
 		return ret;
 	}
 	memset(out, 0, sizeof(*out));

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "host/host.h"
+#include "paging/slots_gmem.h"
 #include "vm/vm.h"
 
 /* The host bytes of guest page @gfn (struct phys_ops). A write through a dirty-logging slot is
@@ -141,6 +142,19 @@ static void vcpu_exit_cycles(struct vmmu_vcpu *vcpu, enum vmmu_exit_reason reaso
 	vcpu->cpu.st.exit_cycles[reason] += vcpu->cpu.cost.vm_exit + (vcpu->cpu.st.sim_cycles - c0);
 }
 
+void vcpu_request_flush(struct vmmu_vcpu *v)
+{
+	if (!__atomic_exchange_n(&v->flush_pending, 1, __ATOMIC_RELAXED))
+		__atomic_add_fetch(&v->kvm_st.tlb_flush, 1, __ATOMIC_RELAXED);
+}
+
+/* The vCPU enters the guest: its pending requests are serviced. */
+static inline void vcpu_enter(struct vmmu_vcpu *v)
+{
+	if (__builtin_expect(__atomic_load_n(&v->flush_pending, __ATOMIC_RELAXED), 0))
+		__atomic_store_n(&v->flush_pending, 0, __ATOMIC_RELAXED);
+}
+
 /* One try of the hardware (cpu_access_l1_missed() for the first try after cpu_access_l1() said
  * CPU_L1_MISS: @l1_missed). */
 static int vcpu_hw_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigned kind, void *buf,
@@ -171,6 +185,7 @@ __attribute__((noinline)) static int vcpu_access_slow(struct vmmu_vcpu *vcpu, ui
 		return 0;
 	}
 retry:
+	vcpu_enter(vcpu);
 	/* Under an MMU, the hardware walks tables the MMU frees only after an RCU grace period:
 	 * the access is one read section (the MMU handler runs outside it: it opens its own, and
 	 * takes mmu_lock, which a notifier may hold). */
@@ -281,6 +296,7 @@ int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigne
 		return -EINVAL;
 	if (!(len >= 1 && len <= 8) && !(len == VMMU_PAGE_SIZE && !(gva & (VMMU_PAGE_SIZE - 1))))
 		return -EINVAL;
+	vcpu_enter(vcpu);
 	/* The hit path does the whole access or nothing (cpu.h); everything else is a tail call. */
 	if (__builtin_expect(cpu_access_fast(&vcpu->cpu, gva, len, kind, buf), 1)) {
 		res->status = VMMU_ACCESS_DONE;
@@ -288,6 +304,65 @@ int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigne
 		return 0;
 	}
 	return vcpu_access_slow(vcpu, gva, len, kind, buf, res);
+}
+
+/*
+ * An access the hypervisor's instruction emulator makes for the guest (KVM's x86 emulator):
+ * the walk in software over the memslots (A/D set by compare-and-swap, as KVM's walker), the
+ * bytes copied, a write reported to write tracking (mmu_track_write) as KVM's emulator reports
+ * it with kvm_page_track_write. Nothing of the hardware takes part: no TLB entry is made or
+ * used, no exit is counted; the walk's references are charged.
+ */
+int vmmu_vcpu_emulate_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigned kind,
+			     void *buf, struct vmmu_access_result *res)
+{
+	struct walk_result w;
+	unsigned access = 0;
+	int rc;
+
+	if (!vcpu || !buf || !res || !len || len > 8 || (gva & 0xfff) + len > 4096 ||
+	    (kind & ~(VMMU_ACC_WRITE | VMMU_ACC_FETCH | VMMU_ACC_IMPLICIT)) ||
+	    ((kind & VMMU_ACC_WRITE) && (kind & VMMU_ACC_FETCH)))
+		return -EINVAL;
+	if (kind & VMMU_ACC_WRITE)
+		access |= PFERR_WRITE;
+	if (kind & VMMU_ACC_FETCH)
+		access |= PFERR_FETCH;
+	if (kind & VMMU_ACC_IMPLICIT)
+		access |= WALK_IMPLICIT;
+	memset(res, 0, sizeof(*res));
+	paging_walk(&vcpu->cpu.guest, &slots_gmem_ops, vcpu->vm->slots, gva, access, &w);
+	vcpu->cpu.st.sim_cycles += (uint64_t)w.refs * vcpu->cpu.cost.walk_ref;
+	switch (w.status) {
+	case WALK_OK:
+		break;
+	case WALK_PF:
+		/* The emulator injects the fault it found (kvm_inject_emulated_page_fault). */
+		cpu_inject_pf(&vcpu->cpu, w.addr, w.ec);
+		if (vcpu->vm->mmu)
+			mmu_count_injected_pf(vcpu->vm->mmu);
+		res->status = VMMU_ACCESS_PF;
+		res->pf_ec = w.ec;
+		res->pf_addr = w.addr;
+		return 0;
+	case WALK_GP:
+		res->status = VMMU_ACCESS_GP;
+		return 0;
+	default:
+		return -EFAULT;   /* a guest table outside guest memory */
+	}
+	if (kind & VMMU_ACC_WRITE) {
+		rc = memslots_write_guest(vcpu->vm->slots, w.gpa, buf, len);
+		if (!rc && vcpu->vm->mmu)
+			cpu_account_mmu_steps(&vcpu->cpu, mmu_track_write(vcpu->vm->mmu, w.gpa, len));
+	} else {
+		rc = memslots_read_guest(vcpu->vm->slots, w.gpa, buf, len);
+	}
+	if (rc)
+		return -EFAULT;   /* MMIO: not emulated here */
+	res->status = VMMU_ACCESS_DONE;
+	res->done = len;
+	return 0;
 }
 
 int vmmu_vcpu_complete_mmio(struct vmmu_vcpu *vcpu, struct vmmu_access_result *res, void *buf)
@@ -329,7 +404,7 @@ int vmmu_vcpu_mov_cr(struct vmmu_vcpu *vcpu, int cr, uint64_t val)
 	 * flush the architecture asks for (one request, however many parts it has); under nested
 	 * paging the guest flushes its own TLB unseen. */
 	if (vcpu->cpu.ctl.cr3_load_exiting && vcpu->cpu.st.tlb_flush != hw_flushes)
-		vcpu_count(&vcpu->kvm_st.tlb_flush);
+		vcpu_request_flush(vcpu);
 	uint64_t c0 = vcpu->cpu.st.sim_cycles;
 	rc = mmu_guest_cr_changed(&vcpu->mmu, cr, old, val);
 	if (cr == 3 && vcpu->cpu.ctl.cr3_load_exiting)
@@ -367,7 +442,10 @@ int vmmu_vcpu_invpcid(struct vmmu_vcpu *vcpu, unsigned type, uint16_t pcid, uint
 	 * an address invalidation as invlpg (kvm_mmu_invpcid_gva) and services a context one as a
 	 * flush request. */
 	cpu_account_exit(&vcpu->cpu, VMMU_EXIT_INVLPG);
-	vcpu_count(type == 0 ? &vcpu->kvm_st.invlpg : &vcpu->kvm_st.tlb_flush);
+	if (type == 0)
+		vcpu_count(&vcpu->kvm_st.invlpg);
+	else
+		vcpu_request_flush(vcpu);
 	uint64_t c0 = vcpu->cpu.st.sim_cycles;
 	rc = mmu_guest_invpcid(&vcpu->mmu, type, pcid, gva);
 	vcpu_exit_cycles(vcpu, VMMU_EXIT_INVLPG, c0);

@@ -50,18 +50,22 @@ static const struct host_mmu_notifier_ops vm_mn_ops = {
 
 /* kvm_flush_remote_tlbs: every vCPU's TLB. vCPUs are interleaved on the caller's thread, so a
  * direct flush is the request and its acknowledgement at once; the lockless phase turns this
- * into request bits acknowledged by each vCPU thread. */
-static void vm_flush_remote_tlbs(void *opaque)
+ * into request bits acknowledged by each vCPU thread. The other vCPUs of an interleaved VM
+ * count as running (in guest mode, to be interrupted), as they would be on their own CPUs. */
+static bool vm_flush_remote_tlbs(void *opaque)
 {
 	struct vmmu_vm *vm = opaque;
+	bool others;
 
 	pthread_mutex_lock(&vm->lock);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		cpu_flush_tlb(&vm->vcpus[i]->cpu);
 		/* KVM counts the KVM_REQ_TLB_FLUSH each vCPU services. */
-		__atomic_add_fetch(&vm->vcpus[i]->kvm_st.tlb_flush, 1, __ATOMIC_RELAXED);
+		vcpu_request_flush(vm->vcpus[i]);
 	}
+	others = vm->nr_vcpus > 1;
 	pthread_mutex_unlock(&vm->lock);
+	return others;
 }
 
 uint32_t vmmu_vm_opts(const struct vmmu_vm *vm)

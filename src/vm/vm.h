@@ -39,7 +39,14 @@ struct vmmu_vcpu {
 	struct {
 		uint64_t tlb_flush, invlpg;
 	} kvm_st;
+	/* [a] A flush request made since the vCPU last entered the guest (vcpu_request_flush):
+	 * KVM services its pending requests once per entry, so requests before one entry are one
+	 * flush. Set by any thread, cleared by the vCPU's own at each entry (an access, a retry). */
+	uint32_t flush_pending;
 };
+
+/* KVM_REQ_TLB_FLUSH for @v: counted (tlb_flush) unless one is already pending. */
+void vcpu_request_flush(struct vmmu_vcpu *v);
 
 struct vmmu_vm {
 	struct host_arena *arena;                        /* [c] */

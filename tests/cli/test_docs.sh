@@ -16,6 +16,7 @@ work="$tmp/work"
 mkdir -p "$work/tests/data" "$tmp/bin"
 ln -s "$SRC/examples" "$work/examples"
 ln -s "$SRC/tests/data/true.lackey.gz" "$work/tests/data/true.lackey.gz"
+ln -s "$SRC/tests/data/kvm_probes.txt" "$work/tests/data/kvm_probes.txt"
 cat > "$tmp/bin/vmmu" <<WRAP
 #!/usr/bin/env bash
 # The documented command, smaller: the options and their spelling are kept.

@@ -440,6 +440,75 @@ static void test_pte_store_invlpg_body(struct pair *p)
 }
 BOTH_HOSTS(test_pte_store_invlpg)
 
+/* The instruction emulator's accesses (vmmu_vcpu_emulate_access), as KVM's emulator and a PVM
+ * host's ring 0 make them: a page-table store is tracked (mmu_pte_write, the leaf's spte
+ * dropped) with no exit, no fault and no unsync; a fault it finds is injected (pf_guest); bad
+ * arguments and MMIO are refused. */
+static void emu(struct pair *p, gva_t gva, unsigned kind, uint64_t *v, enum vmmu_access_status st)
+{
+	for (int i = 0; i < 2; i++) {
+		struct vmmu_access_result r;
+		uint64_t x = *v;
+
+		assert_int_equal(vmmu_vcpu_emulate_access(p->g[i].v, gva, 8, kind, &x, &r), 0);
+		assert_int_equal(r.status, st);
+		if (i == 1)
+			*v = x;
+	}
+	p->steps++;
+	audit(p);
+}
+
+static void test_emulated_access_body(struct pair *p)
+{
+	gpa_t root = new_root(p);
+	gpa_t a = new_data(p), b = new_data(p);
+	gpa_t pte = map(p, root, 0x400000, a, 1, PRWU);
+	struct vmmu_access_result r;
+	uint64_t v;
+
+	wr(p, a, 0xaaaa);
+	wr(p, b, 0xbbbb);
+	regs64(p, root);
+	assert_int_equal(rd_ok(p, 0x400000), 0xaaaa);
+	cpl(p, 0, false);
+	struct vmmu_stats s0 = SH(p);
+	v = b | PRWU | AD;
+	emu(p, p->win + pte, VMMU_ACC_WRITE, &v, VMMU_ACCESS_DONE);
+	struct vmmu_stats s1 = SH(p);
+	assert_int_equal(s1.mmu_pte_write, s0.mmu_pte_write + 1);
+	assert_int_equal(s1.exits, s0.exits);
+	assert_int_equal(s1.pf_emulate, s0.pf_emulate);
+	assert_int_equal(s1.mmu_unsync, s0.mmu_unsync);
+	assert_int_equal(s1.pages_4k + 1, s0.pages_4k);   /* the leaf's spte went */
+	/* The store is in memory, read back by the emulator as by the guest after its flush. */
+	v = 0;
+	emu(p, p->win + pte, VMMU_ACC_READ, &v, VMMU_ACCESS_DONE);
+	assert_int_equal(v, b | PRWU | AD);
+	invlpg(p, 0x400000);
+	cpl(p, 3, false);
+	assert_int_equal(rd_ok(p, 0x400000), 0xbbbb);
+	/* A fault the emulator finds is the guest's: injected and counted. */
+	s0 = SH(p);
+	v = 0;
+	emu(p, 0x800000, VMMU_ACC_READ, &v, VMMU_ACCESS_PF);
+	s1 = SH(p);
+	assert_int_equal(s1.pf_guest, s0.pf_guest + 1);
+	assert_int_equal(s1.exits, s0.exits);
+	/* One page at most, 1..8 bytes; no slot behind the address: refused, not emulated. */
+	assert_int_equal(vmmu_vcpu_emulate_access(p->g[1].v, 0x400ffc, 8, VMMU_ACC_READ, &v, &r),
+			 -EINVAL);
+	assert_int_equal(vmmu_vcpu_emulate_access(p->g[1].v, 0x400000, 0, VMMU_ACC_READ, &v, &r),
+			 -EINVAL);
+	map(p, root, 0x600000, MEM + 0x1000, 1, PRWU | AD);
+	invlpg(p, 0x600000);
+	for (int i = 0; i < 2; i++)   /* the walk sets A on both machines before the refusal */
+		assert_int_equal(vmmu_vcpu_emulate_access(p->g[i].v, 0x600000, 8, VMMU_ACC_READ,
+							  &v, &r), -EFAULT);
+	same_all(p);
+}
+BOTH_HOSTS(test_emulated_access)
+
 /* An spte is writable only once the guest Dirty bit is set: a read maps the page read-only, the
  * first write faults in the MMU and sets D, and the guest entry ends as natively. */
 static void test_dirty_bit_body(struct pair *p)
@@ -1777,6 +1846,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_basic),
 		cmocka_unit_test(test_pte_store_invlpg),
+		cmocka_unit_test(test_emulated_access),
 		cmocka_unit_test(test_dirty_bit),
 		cmocka_unit_test(test_cr0_wp),
 		cmocka_unit_test(test_cr0_wp_table),
