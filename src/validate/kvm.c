@@ -391,8 +391,23 @@ void kvmv_close(struct kvmv *k)
 	free(k);
 }
 
-static int add_slot(struct kvmv *k, uint32_t slot, uint64_t gpa, uint64_t size, void *host,
-		    char *why, size_t whylen)
+int kvmv_create_vm(int *kvm_fd, int *vm_fd, struct kvm_cpuid2 **cpuid, char *why, size_t whylen)
+{
+	int ret = kvmv_open_dev(kvm_fd, why, whylen);
+
+	ret = ret ? ret : kvmv_supported_cpuid(*kvm_fd, cpuid, why, whylen);
+	if (ret)
+		return ret;
+	*vm_fd = ioctl(*kvm_fd, KVM_CREATE_VM, 0);
+	if (*vm_fd < 0) {
+		ret = -errno;
+		kvmv_why(why, whylen, "KVM_CREATE_VM: %s", strerror(errno));
+	}
+	return ret;
+}
+
+int kvmv_add_slot(int vm_fd, uint32_t slot, uint64_t gpa, uint64_t size, void *host, char *why,
+		  size_t whylen)
 {
 	struct kvm_userspace_memory_region r = {
 		.slot = slot, .guest_phys_addr = gpa, .memory_size = size,
@@ -400,10 +415,39 @@ static int add_slot(struct kvmv *k, uint32_t slot, uint64_t gpa, uint64_t size, 
 	};
 	int ret;
 
-	if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
+	if (ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
 		ret = -errno;
 		kvmv_why(why, whylen, "KVM_SET_USER_MEMORY_REGION (gpa %#llx): %s",
-			(unsigned long long)gpa, strerror(-ret));
+			 (unsigned long long)gpa, strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+int kvmv_create_vcpu(int kvm_fd, int vm_fd, int *vcpu_fd, struct kvm_run **run, size_t *run_size,
+		     char *why, size_t whylen)
+{
+	int ret, sz;
+
+	*vcpu_fd = ioctl(vm_fd, KVM_CREATE_VCPU, 0);
+	if (*vcpu_fd < 0) {
+		ret = -errno;
+		kvmv_why(why, whylen, "KVM_CREATE_VCPU: %s", strerror(errno));
+		return ret;
+	}
+	sz = ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (sz < (int)sizeof(struct kvm_run)) {
+		ret = sz < 0 ? -errno : -EINVAL;
+		kvmv_why(why, whylen, "KVM_GET_VCPU_MMAP_SIZE: %s",
+			 sz < 0 ? strerror(errno) : "too small");
+		return ret;
+	}
+	*run_size = (size_t)sz;
+	*run = mmap(NULL, *run_size, PROT_READ | PROT_WRITE, MAP_SHARED, *vcpu_fd, 0);
+	if (*run == MAP_FAILED) {
+		ret = -errno;
+		*run = NULL;
+		kvmv_why(why, whylen, "mmap of the vCPU run area: %s", strerror(errno));
 		return ret;
 	}
 	return 0;
@@ -424,7 +468,7 @@ int kvmv_open(struct kvmv **out, char *why, size_t whylen)
 	struct scenario s;
 	struct scn_outcome o;
 	struct kvmv *k;
-	int ret, sz;
+	int ret;
 
 	*out = NULL;
 	k = calloc(1, sizeof(*k));
@@ -434,22 +478,12 @@ int kvmv_open(struct kvmv **out, char *why, size_t whylen)
 	}
 	k->kvm_fd = k->vm_fd = k->vcpu_fd = -1;
 
-	ret = kvmv_open_dev(&k->kvm_fd, why, whylen);
-	if (ret)
-		goto out;
-	ret = kvmv_supported_cpuid(k->kvm_fd, &cpuid, why, whylen);
+	ret = kvmv_create_vm(&k->kvm_fd, &k->vm_fd, &cpuid, why, whylen);
 	if (ret)
 		goto out;
 	ret = fill_model(cpuid, &k->cpu, why, whylen);
 	if (ret)
 		goto out;
-
-	k->vm_fd = ioctl(k->kvm_fd, KVM_CREATE_VM, 0);
-	if (k->vm_fd < 0) {
-		ret = -errno;
-		kvmv_why(why, whylen, "KVM_CREATE_VM: %s", strerror(errno));
-		goto out;
-	}
 	k->low = kvmv_map_ram(KVMG_LOW_SIZE);
 	k->data = kvmv_map_ram(KVMG_DATA_SIZE);
 	if (!k->low || !k->data) {
@@ -457,34 +491,17 @@ int kvmv_open(struct kvmv **out, char *why, size_t whylen)
 		kvmv_why(why, whylen, "cannot map guest RAM");
 		goto out;
 	}
-	ret = add_slot(k, 0, 0, KVMG_LOW_SIZE, k->low, why, whylen);
+	ret = kvmv_add_slot(k->vm_fd, 0, 0, KVMG_LOW_SIZE, k->low, why, whylen);
 	if (ret)
 		goto out;
-	ret = add_slot(k, 1, KVMG_DATA_BASE, KVMG_DATA_SIZE, k->data, why, whylen);
+	ret = kvmv_add_slot(k->vm_fd, 1, KVMG_DATA_BASE, KVMG_DATA_SIZE, k->data, why, whylen);
 	if (ret)
 		goto out;
 
-	k->vcpu_fd = ioctl(k->vm_fd, KVM_CREATE_VCPU, 0);
-	if (k->vcpu_fd < 0) {
-		ret = -errno;
-		kvmv_why(why, whylen, "KVM_CREATE_VCPU: %s", strerror(errno));
+	ret = kvmv_create_vcpu(k->kvm_fd, k->vm_fd, &k->vcpu_fd, &k->run, &k->run_size, why,
+			       whylen);
+	if (ret)
 		goto out;
-	}
-	sz = ioctl(k->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-	if (sz < (int)sizeof(struct kvm_run)) {
-		ret = sz < 0 ? -errno : -EINVAL;
-		kvmv_why(why, whylen, "KVM_GET_VCPU_MMAP_SIZE: %s",
-			sz < 0 ? strerror(errno) : "too small");
-		goto out;
-	}
-	k->run_size = (size_t)sz;
-	k->run = mmap(NULL, k->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, k->vcpu_fd, 0);
-	if (k->run == MAP_FAILED) {
-		ret = -errno;
-		k->run = NULL;
-		kvmv_why(why, whylen, "mmap of the vCPU run area: %s", strerror(errno));
-		goto out;
-	}
 	/* The guest sees exactly what kvmv_probe_cpu reports, so CR4 checks line up with it. */
 	if (ioctl(k->vcpu_fd, KVM_SET_CPUID2, cpuid) < 0) {
 		ret = -errno;

@@ -166,24 +166,15 @@ static int setup(struct kprobe *k, const struct probe_prog *p, char *why, size_t
 	struct kvm_regs regs;
 	size_t image_len = (size_t)(kvmp_image_end - kvmp_image);
 	uint64_t *param;
-	int ret, sz;
+	int ret;
 
 	if (image_len != KVMG_USTACK_PAGE - KVMG_KCODE || image_gva(kvmp_done) >= KVMG_UCODE) {
 		kvmv_why(why, whylen, "probe guest image layout is broken (%zu bytes)", image_len);
 		return -EINVAL;
 	}
-	ret = kvmv_open_dev(&k->kvm_fd, why, whylen);
+	ret = kvmv_create_vm(&k->kvm_fd, &k->vm_fd, &cpuid, why, whylen);
 	if (ret)
-		return ret;
-	ret = kvmv_supported_cpuid(k->kvm_fd, &cpuid, why, whylen);
-	if (ret)
-		return ret;
-	k->vm_fd = ioctl(k->kvm_fd, KVM_CREATE_VM, 0);
-	if (k->vm_fd < 0) {
-		ret = -errno;
-		kvmv_why(why, whylen, "KVM_CREATE_VM: %s", strerror(errno));
 		goto out;
-	}
 	k->low = kvmv_map_ram(PRB_LOW_SIZE);
 	k->ram = kvmv_map_ram(PRB_RAM_SIZE);
 	if (!k->low || !k->ram) {
@@ -208,38 +199,12 @@ static int setup(struct kprobe *k, const struct probe_prog *p, char *why, size_t
 	if (p->prepopulate)
 		memset(k->ram + (PRB_DATA - PRB_RAM_GPA), 0, PRB_RAM_GPA + PRB_RAM_SIZE - PRB_DATA);
 
-	struct kvm_userspace_memory_region r[2] = {
-		{ .slot = 0, .guest_phys_addr = 0, .memory_size = PRB_LOW_SIZE,
-		  .userspace_addr = (uint64_t)(uintptr_t)k->low },
-		{ .slot = 1, .guest_phys_addr = PRB_RAM_GPA, .memory_size = PRB_RAM_SIZE,
-		  .userspace_addr = (uint64_t)(uintptr_t)k->ram },
-	};
-	for (int i = 0; i < 2; i++)
-		if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &r[i]) < 0) {
-			ret = -errno;
-			kvmv_why(why, whylen, "KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
-			goto out;
-		}
-	k->vcpu_fd = ioctl(k->vm_fd, KVM_CREATE_VCPU, 0);
-	if (k->vcpu_fd < 0) {
-		ret = -errno;
-		kvmv_why(why, whylen, "KVM_CREATE_VCPU: %s", strerror(errno));
+	ret = kvmv_add_slot(k->vm_fd, 0, 0, PRB_LOW_SIZE, k->low, why, whylen);
+	ret = ret ? ret : kvmv_add_slot(k->vm_fd, 1, PRB_RAM_GPA, PRB_RAM_SIZE, k->ram, why, whylen);
+	ret = ret ? ret : kvmv_create_vcpu(k->kvm_fd, k->vm_fd, &k->vcpu_fd, &k->run, &k->run_size,
+					  why, whylen);
+	if (ret)
 		goto out;
-	}
-	sz = ioctl(k->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-	if (sz < (int)sizeof(struct kvm_run)) {
-		ret = -EINVAL;
-		kvmv_why(why, whylen, "KVM_GET_VCPU_MMAP_SIZE failed");
-		goto out;
-	}
-	k->run_size = (size_t)sz;
-	k->run = mmap(NULL, k->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, k->vcpu_fd, 0);
-	if (k->run == MAP_FAILED) {
-		ret = -errno;
-		k->run = NULL;
-		kvmv_why(why, whylen, "mmap of the vCPU run area: %s", strerror(errno));
-		goto out;
-	}
 	if (ioctl(k->vcpu_fd, KVM_SET_CPUID2, cpuid) < 0 ||
 	    ioctl(k->vcpu_fd, KVM_GET_SREGS, &sregs) < 0) {
 		ret = -errno;

@@ -21,6 +21,16 @@ int kvmv_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out, char *why, size_t 
 /* A 4 GiB code/data descriptor, and the matching KVM segment for a selector (DPL = RPL). */
 uint64_t kvmv_seg_desc(unsigned type, unsigned dpl, bool l, bool db);
 struct kvm_segment kvmv_kseg(uint16_t sel, unsigned type, bool l, bool db);
+/* /dev/kvm opened, its supported CPUID (*cpuid, free() it) and a new VM; 0 or -errno with @why
+ * (what was made is left to the caller's cleanup). */
+int kvmv_create_vm(int *kvm_fd, int *vm_fd, struct kvm_cpuid2 **cpuid, char *why, size_t whylen);
+/* KVM_SET_USER_MEMORY_REGION of @host at @gpa; 0 or -errno with @why. */
+int kvmv_add_slot(int vm_fd, uint32_t slot, uint64_t gpa, uint64_t size, void *host, char *why,
+		  size_t whylen);
+/* vCPU 0 and its mapped run area; 0 or -errno with @why (what was made is left to the caller's
+ * cleanup). */
+int kvmv_create_vcpu(int kvm_fd, int vm_fd, int *vcpu_fd, struct kvm_run **run, size_t *run_size,
+		     char *why, size_t whylen);
 /* Zeroed anonymous memory for guest RAM (NULL when the host refuses). */
 void *kvmv_map_ram(size_t size);
 /* The harness of validate/kvm_guest.h's layout, for both runners' guests: GDT, TSS and an IDT
