@@ -414,7 +414,7 @@ static int harness_stores(struct vrun *r, unsigned n)
 static int guest_pf(struct vrun *r, uint64_t cr2)
 {
 	const struct probe_prog *p = r->p;
-	uint64_t off = cr2 - PRB_GVA, pte;
+	uint64_t off = cr2 - PRB_GVA, pte = 0;
 	int rc;
 
 	if (cr2 < PRB_GVA || off >= p->span || !p->fix)

@@ -260,6 +260,26 @@ retry:
 			/* Outside long mode the hardware cut the address to 32 bits: so must the
 			 * comparison, or an address with bits 63:32 set never matches its exit. */
 			uint64_t va = (vcpu->cpu.guest.efer & EFER_LMA) ? gva : gva & 0xffffffffULL;
+			/* The MMIO part is the first page of a crossing access: the hypervisor emulates
+			 * the instruction, and its translation of the second page comes first; a #PF
+			 * there is the guest's (KVM's emulator injects it, as native faults before any
+			 * access). */
+			if (first < len && (o.exit.gva >> 12) == (va >> 12)) {
+				struct walk_result w2;
+				unsigned acc = (kind & VMMU_ACC_WRITE ? PFERR_WRITE : 0) |
+					       (kind & VMMU_ACC_FETCH ? PFERR_FETCH : 0) |
+					       (kind & VMMU_ACC_IMPLICIT ? WALK_IMPLICIT : 0);
+
+				if (paging_walk(&vcpu->cpu.guest, &slots_gmem_ops, vcpu->vm->slots,
+						gva + first, acc, &w2) == WALK_PF) {
+					cpu_inject_pf(&vcpu->cpu, w2.addr, w2.ec);
+					mmu_count_injected_pf(vcpu->vm->mmu);
+					res->status = VMMU_ACCESS_PF;
+					res->pf_ec = w2.ec;
+					res->pf_addr = w2.addr;
+					break;
+				}
+			}
 			if ((o.exit.gva >> 12) != (va >> 12)) {
 				struct hw_outcome o2;
 				rc = cpu_access(&vcpu->cpu, gva, first, kind, buf, &o2);
