@@ -531,11 +531,8 @@ static void print_exit_report(const struct vmmu_guest_result *r)
 	       (double)st->sim_cycles : 0, st->sim_cycles);
 }
 
-int run_collect(int argc, char **argv, bool quiet, struct run_args *ra,
-		struct vmmu_workload_args *wa, struct vmmu_guest_result *res)
+int run_parse(int argc, char **argv, struct run_args *ra, struct vmmu_workload_args *wa)
 {
-	struct vmmu_guest_config cfg;
-	struct progress prog = { 0 };
 	char err[512];
 	int rc = parse_args(argc, argv, ra);
 
@@ -547,6 +544,19 @@ int run_collect(int argc, char **argv, bool quiet, struct run_args *ra,
 		fprintf(stderr, "vmmu run: %s\n", err);
 		return EXIT_USAGE;
 	}
+	return 0;
+}
+
+int run_collect(int argc, char **argv, bool quiet, struct run_args *ra,
+		struct vmmu_workload_args *wa, struct vmmu_guest_result *res)
+{
+	struct vmmu_guest_config cfg;
+	struct progress prog = { 0 };
+	char err[512];
+	int rc = run_parse(argc, argv, ra, wa);
+
+	if (rc)
+		return rc;
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.vm.mmu = (enum vmmu_mmu)ra->mmu;
 	cfg.vm.host = (enum vmmu_host)ra->host;

@@ -35,6 +35,9 @@ struct run_args {
 /* Parse `vmmu run` arguments (argv[0] is the command name) and run the workload. 0; -1 when
  * --help was printed; an exit code (cli.h) after printing a one-line error. @quiet: no progress
  * line. */
+/* `vmmu run`'s whole command line read and checked, the workload's parameters included, nothing
+ * run: 0, -1 (help printed) or EXIT_USAGE with the message on stderr. */
+int run_parse(int argc, char **argv, struct run_args *ra, struct vmmu_workload_args *wa);
 int run_collect(int argc, char **argv, bool quiet, struct run_args *ra,
 		struct vmmu_workload_args *wa, struct vmmu_guest_result *res);
 void run_print_json(const struct run_args *ra, const struct vmmu_workload_args *wa,
