@@ -249,70 +249,91 @@ static int plot(struct config *c, unsigned n, const char *file)
 	return 0;
 }
 
-int cmd_compare(int argc, char **argv)
-{
-	static struct config cfgs[MAX_CONFIGS];
+/* A compare command line, read and checked: every configuration and the run options each gets.
+ * Nothing runs and no file is touched. */
+struct plan {
+	struct config *cfgs;        /* MAX_CONFIGS of them */
+	unsigned n;
 	const char *pass[MAX_ARGS];
-	const char *mmus = NULL, *sets = "all", *plot_file = NULL, *workload = NULL;
-	unsigned npass = 0, n = 0;
-	bool csv = false, csv_long = false, json = false;
-	int rc;
+	unsigned npass;
+	const char *workload, *plot_file;
+	bool csv, csv_long, json, help;
+};
 
+/* The `vmmu run` command line of configuration @i into @av (MAX_ARGS + 10); its length. */
+static int config_argv(const struct plan *pl, unsigned i, char **av)
+{
+	const struct config *c = &pl->cfgs[i];
+	int ac = 0;
+
+	av[ac++] = "run";
+	av[ac++] = (char *)pl->workload;
+	for (unsigned k = 0; k < pl->npass; k++)
+		av[ac++] = (char *)pl->pass[k];
+	av[ac++] = "--mmu";
+	av[ac++] = (char *)c->mmu;
+	if (*c->host) {
+		av[ac++] = "--host";
+		av[ac++] = (char *)c->host;
+	}
+	if (*c->opts) {
+		av[ac++] = "--opt";
+		av[ac++] = (char *)c->opts;
+	}
+	av[ac] = NULL;
+	return ac;
+}
+
+static int compare_plan(int argc, char **argv, struct plan *pl)
+{
+	const char *mmus = NULL, *sets = "all";
+	unsigned n = 0;
+
+	pl->n = pl->npass = 0;
+	pl->workload = pl->plot_file = NULL;
+	pl->csv = pl->csv_long = pl->json = pl->help = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-			help_command("compare");
+			pl->help = true;
 			return 0;
 		} else if (!strcmp(a, "--csv")) {
-			csv = true;
+			pl->csv = true;
 		} else if (!strcmp(a, "--csv-long")) {
-			csv = csv_long = true;
+			pl->csv = pl->csv_long = true;
 		} else if (!strcmp(a, "--json")) {
-			json = true;
+			pl->json = true;
 		} else if (!strcmp(a, "--mmu") || !strcmp(a, "--opt-sets") || !strcmp(a, "--plot")) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "vmmu compare: option '%s' needs a value\n", a);
 				return EXIT_USAGE;
 			}
-			const char **dst = a[2] == 'm' ? &mmus : a[3] == 'p' ? &sets : &plot_file;
+			const char **dst = a[2] == 'm' ? &mmus : a[3] == 'p' ? &sets : &pl->plot_file;
 			*dst = argv[++i];
 		} else if (!strcmp(a, "--host") || !strcmp(a, "--opt")) {
 			fprintf(stderr, "vmmu compare: %s is chosen per configuration: use --mmu shadow-svm or --opt-sets\n", a);
 			return EXIT_USAGE;
-		} else if (a[0] != '-' && !workload) {
-			workload = a;
+		} else if (a[0] != '-' && !pl->workload) {
+			pl->workload = a;
 		} else {
-			if (npass + 2 >= MAX_ARGS) {
+			if (pl->npass + 2 >= MAX_ARGS) {
 				fprintf(stderr, "vmmu compare: too many arguments\n");
 				return EXIT_USAGE;
 			}
-			pass[npass++] = a;
+			pl->pass[pl->npass++] = a;
 			/* An option that takes a value: keep the value with it. */
 			if (a[0] == '-' && !strchr(a, '=') && i + 1 < argc && argv[i + 1][0] != '-')
-				pass[npass++] = argv[++i];
+				pl->pass[pl->npass++] = argv[++i];
 		}
 	}
-	if (!workload || !mmus) {
+	if (!pl->workload || !mmus) {
 		fprintf(stderr, "vmmu compare: %s ('vmmu help compare' lists the options)\n",
-			!workload ? "which workload?" : "--mmu LIST is required");
+			!pl->workload ? "which workload?" : "--mmu LIST is required");
 		return EXIT_USAGE;
 	}
-	if (csv && json) {
+	if (pl->csv && pl->json) {
 		fprintf(stderr, "vmmu compare: --csv or --json, not both\n");
 		return EXIT_USAGE;
-	}
-	if (plot_file) {
-		/* Before any run: gnuplot could not open it and would write the figure to stdout. */
-		const char *dot = strrchr(plot_file, '.');
-		FILE *out = dot && (!strcmp(dot, ".svg") || !strcmp(dot, ".png")) ? fopen(plot_file, "w") : NULL;
-
-		if (!out) {
-			fprintf(stderr, "vmmu compare: --plot %s: %s\n", plot_file,
-				dot && (!strcmp(dot, ".svg") || !strcmp(dot, ".png")) ? strerror(errno)
-				: "expected a file name ending in .svg or .png");
-			return EXIT_USAGE;
-		}
-		fclose(out);
 	}
 
 	/* Every configuration is checked before any runs: a list with an empty element ("", ",,",
@@ -342,6 +363,7 @@ int cmd_compare(int argc, char **argv)
 			mode = "shadow";
 			host = "vmx";
 		} else if (strcmp(m, "native") && strcmp(m, "shadow") && strcmp(m, "ept") && strcmp(m, "npt")) {
+			cli_clean(m);
 			fprintf(stderr, "vmmu compare: --mmu: unknown '%s' (expected native, shadow, shadow-svm, ept, npt)\n", m);
 			return EXIT_USAGE;
 		}
@@ -355,7 +377,7 @@ int cmd_compare(int argc, char **argv)
 			}
 			if (set && run_check_opts(set))
 				return EXIT_USAGE;
-			struct config *c = &cfgs[n++];
+			struct config *c = &pl->cfgs[n++];
 			memset(c, 0, sizeof(*c));
 			snprintf(c->mmu, sizeof(c->mmu), "%s", mode);
 			snprintf(c->host, sizeof(c->host), "%s", host);
@@ -364,26 +386,62 @@ int cmd_compare(int argc, char **argv)
 				 set ? " [" : "", set ? set : "", set ? "]" : "");
 		} while (set && (set = strtok_r(NULL, "/", &ss)));
 	}
+	pl->n = n;
+	/* Each configuration's whole run command line, the options passed through included, is
+	 * read now: a bad one is refused before the first run, not after it. */
+	for (unsigned i = 0; i < n; i++) {
+		char *av[MAX_ARGS + 10];
+		int ac = config_argv(pl, i, av), rc;
+
+		rc = run_parse(ac, av, &pl->cfgs[i].ra, &pl->cfgs[i].wa);
+		if (rc)
+			return rc < 0 ? EXIT_USAGE : rc;
+	}
+	return 0;
+}
+
+int compare_check(int argc, char **argv)
+{
+	static struct config cfgs[MAX_CONFIGS];
+	static struct plan pl = { .cfgs = cfgs };
+
+	return compare_plan(argc, argv, &pl);
+}
+
+int cmd_compare(int argc, char **argv)
+{
+	static struct config cfgs[MAX_CONFIGS];
+	static struct plan pl = { .cfgs = cfgs };
+	int rc = compare_plan(argc, argv, &pl);
+	unsigned n = pl.n;
+	bool csv = pl.csv, csv_long = pl.csv_long, json = pl.json;
+	const char *plot_file = pl.plot_file;
+
+	if (rc)
+		return rc;
+	if (pl.help) {
+		help_command("compare");
+		return 0;
+	}
+	if (plot_file) {
+		/* Before any run: gnuplot could not open it and would write the figure to stdout. */
+		const char *dot = strrchr(plot_file, '.');
+		FILE *out = dot && (!strcmp(dot, ".svg") || !strcmp(dot, ".png")) ? fopen(plot_file, "w") : NULL;
+
+		if (!out) {
+			fprintf(stderr, "vmmu compare: --plot %s: %s\n", plot_file,
+				dot && (!strcmp(dot, ".svg") || !strcmp(dot, ".png")) ? strerror(errno)
+				: "expected a file name ending in .svg or .png");
+			return EXIT_USAGE;
+		}
+		fclose(out);
+	}
 
 	for (unsigned i = 0; i < n; i++) {
 		struct config *c = &cfgs[i];
 		char *av[MAX_ARGS + 10];
-		int ac = 0;
-		av[ac++] = "run";
-		av[ac++] = (char *)workload;
-		for (unsigned k = 0; k < npass; k++)
-			av[ac++] = (char *)pass[k];
-		av[ac++] = "--mmu";
-		av[ac++] = c->mmu;
-		if (*c->host) {
-			av[ac++] = "--host";
-			av[ac++] = c->host;
-		}
-		if (*c->opts) {
-			av[ac++] = "--opt";
-			av[ac++] = c->opts;
-		}
-		av[ac] = NULL;
+		int ac = config_argv(&pl, i, av);
+
 		if (!json && !csv)
 			fprintf(stderr, "vmmu compare: %s...\n", c->label);
 		rc = run_collect(ac, av, true, &c->ra, &c->wa, &c->res);

@@ -38,6 +38,9 @@ struct run_args {
 /* `vmmu run`'s whole command line read and checked, the workload's parameters included, nothing
  * run: 0, -1 (help printed) or EXIT_USAGE with the message on stderr. */
 int run_parse(int argc, char **argv, struct run_args *ra, struct vmmu_workload_args *wa);
+/* `vmmu compare`'s command line read and checked, every configuration's run line included
+ * (cmd_compare.c); nothing run, no file touched: 0 or EXIT_USAGE with the message on stderr. */
+int compare_check(int argc, char **argv);
 int run_collect(int argc, char **argv, bool quiet, struct run_args *ra,
 		struct vmmu_workload_args *wa, struct vmmu_guest_result *res);
 void run_print_json(const struct run_args *ra, const struct vmmu_workload_args *wa,

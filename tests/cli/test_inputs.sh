@@ -32,6 +32,7 @@ t "compare --mmu ,, refused" 'refused "--mmu" compare touch --mmu ,,'
 t "compare --opt-sets '' refused" 'refused "--opt-sets" compare touch --mmu native,shadow --opt-sets ""'
 t "compare --opt-sets /// refused" 'refused "--opt-sets" compare touch --mmu native,shadow --opt-sets ///'
 t "compare --opt-sets all/bogus refused before the first run" 'refused "bogus" compare touch --mmu native,shadow --opt-sets all/bogus'
+t "compare: a bad run option is refused before the first run (no run started)" 'refused "no parameter .bogus." compare touch --mmu native,shadow --param bogus=1 && ! grep -q "vmmu compare: native" "$tmp/err"'
 t "check /dev/zero: refused at the line limit, in bounded time and memory" 'refused "longer than 1023 characters" check /dev/zero'
 t "validate --seed over the limit names the limit" 'refused "0..100000000" validate --seed 200000000'
 # A trace whose guest runs out of memory: the run did not do what was asked, so it fails and says
