@@ -372,18 +372,23 @@ static int init_sregs(struct kvmv *k, char *why, size_t whylen)
 /* ---------------------------------------------------------------------------------------- */
 /* Open / close */
 
+void kvmv_release(struct kvm_run *run, size_t run_size, int vcpu_fd, int vm_fd, int kvm_fd)
+{
+	if (run && run != MAP_FAILED)
+		munmap(run, run_size);
+	if (vcpu_fd >= 0)
+		close(vcpu_fd);
+	if (vm_fd >= 0)
+		close(vm_fd);
+	if (kvm_fd >= 0)
+		close(kvm_fd);
+}
+
 void kvmv_close(struct kvmv *k)
 {
 	if (!k)
 		return;
-	if (k->run && k->run != MAP_FAILED)
-		munmap(k->run, k->run_size);
-	if (k->vcpu_fd >= 0)
-		close(k->vcpu_fd);
-	if (k->vm_fd >= 0)
-		close(k->vm_fd);
-	if (k->kvm_fd >= 0)
-		close(k->kvm_fd);
+	kvmv_release(k->run, k->run_size, k->vcpu_fd, k->vm_fd, k->kvm_fd);
 	if (k->low)
 		munmap(k->low, KVMG_LOW_SIZE);
 	if (k->data)

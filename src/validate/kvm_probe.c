@@ -55,17 +55,10 @@ struct kprobe {
 
 static void kprobe_close(struct kprobe *k)
 {
-	if (k->run)
-		munmap(k->run, k->run_size);
 	for (int i = 0; i < 2; i++)
 		if (k->stats_fd[i] >= 0)
 			close(k->stats_fd[i]);
-	if (k->vcpu_fd >= 0)
-		close(k->vcpu_fd);
-	if (k->vm_fd >= 0)
-		close(k->vm_fd);
-	if (k->kvm_fd >= 0)
-		close(k->kvm_fd);
+	kvmv_release(k->run, k->run_size, k->vcpu_fd, k->vm_fd, k->kvm_fd);
 	if (k->low)
 		munmap(k->low, PRB_LOW_SIZE);
 	if (k->ram)

@@ -31,6 +31,8 @@ int kvmv_add_slot(int vm_fd, uint32_t slot, uint64_t gpa, uint64_t size, void *h
  * cleanup). */
 int kvmv_create_vcpu(int kvm_fd, int vm_fd, int *vcpu_fd, struct kvm_run **run, size_t *run_size,
 		     char *why, size_t whylen);
+/* Unmap the run area and close the vCPU, VM and device (each only if it was made). */
+void kvmv_release(struct kvm_run *run, size_t run_size, int vcpu_fd, int vm_fd, int kvm_fd);
 /* Zeroed anonymous memory for guest RAM (NULL when the host refuses). */
 void *kvmv_map_ram(size_t size);
 /* The harness of validate/kvm_guest.h's layout, for both runners' guests: GDT, TSS and an IDT
