@@ -748,7 +748,11 @@ static enum hw_status walk_nested(struct cpu *c, gva_t gva, unsigned access, uin
 			       access);
 	}
 	/* The TLB caches the combined translation: the guest's rights less what the nested tables
-	 * refuse, and "dirty" only when both leaves are, so a write that must set either D walks. */
+	 * refuse, and "dirty" only when both leaves are and the nested leaf allows writes, so a
+	 * write that must set either D, or that the nested tables refuse, walks. The last matters
+	 * where the guest's rules let a write through without ACC_WRITE (CR0.WP=0 at CPL 0, an
+	 * implicit supervisor access): the nested W is the hypervisor's, whatever the guest sets
+	 * (a write-protected page for dirty logging was written unlogged through such a hit). */
 	unsigned rights = r.access;
 	if (!(r.tdp_rights & TDP_W))
 		rights &= ~ACC_WRITE;
@@ -761,7 +765,8 @@ static enum hw_status walk_nested(struct cpu *c, gva_t gva, unsigned access, uin
 	uint64_t leaf = r.guest.level ? r.guest.gpte[r.guest.level] : PT_DIRTY_MASK;
 	bool tdp_dirty = (c->tdp.fmt == TDP_EPT && !c->tdp.ad) ||
 			 (r.tdp.entry & (c->tdp.fmt == TDP_EPT ? EPT_DIRTY_MASK : PT_DIRTY_MASK));
-	fill(c, gva, r.hpa, r.page_shift, rights, r.guest.pkey, (leaf & PT_DIRTY_MASK) && tdp_dirty,
+	fill(c, gva, r.hpa, r.page_shift, rights, r.guest.pkey,
+	     (leaf & PT_DIRTY_MASK) && tdp_dirty && (r.tdp_rights & TDP_W),
 	     r.guest.level && (leaf & PT_GLOBAL_MASK));
 	*pa = r.hpa;
 	return HW_DONE;
