@@ -101,7 +101,9 @@ struct vmmu_vm_config {
 int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out);
 void vmmu_vm_destroy(struct vmmu_vm *vm);
 
-/* Anonymous memory in the VMM's (modelled) address space, to back memslots. */
+/* Anonymous memory in the VMM's (modelled) address space, to back memslots. Unmapping memory
+ * under a memslot is allowed (the MMU notifiers drop every mapping of it); guest accesses to it
+ * then fail with -EFAULT, and a new mapping at the hva is faulted in fresh. */
 int vmmu_vm_mmap(struct vmmu_vm *vm, uint64_t len, bool hugepage, uint64_t *hva);
 int vmmu_vm_munmap(struct vmmu_vm *vm, uint64_t hva, uint64_t len);
 
@@ -168,7 +170,10 @@ struct vmmu_access_result {
 /*
  * A load, store or fetch of @len bytes (1..8, or 4096 for a page-aligned page copy) at @gva with
  * the vCPU's CPL, from/into @buf. Returns 0 and fills @res, or -EINVAL for bad arguments. VM exits
- * to the MMU are handled inside and never seen here.
+ * to the MMU are handled inside and never seen here. -EFAULT: the access, or the walk of the
+ * guest's tables, reached a memslot page with no host memory behind it (vmmu_vm_munmap'ed), in
+ * every mode, as KVM_RUN fails with -EFAULT; nothing of the access is done (a #PF of any page of
+ * it comes first).
  */
 int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigned kind, void *buf,
 		     struct vmmu_access_result *res);

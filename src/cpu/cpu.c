@@ -988,6 +988,17 @@ static inline __attribute__((always_inline)) int access(struct cpu *c, gva_t gva
 		hit[0] = hit[1] = NULL;
 
 move:;
+	/* A part with no host memory behind it (-EFAULT) fails the whole access before any byte
+	 * moves, as an MMU's exit for it does. Checked with read lookups: a write lookup logs the
+	 * page dirty, and only a part about to be written may be logged. */
+	if (nparts == 2) {
+		for (unsigned i = 0; i < nparts; i++) {
+			uint8_t *p;
+			int rc = final_host(c, pa[i], NULL, false, &p);
+			if (rc && rc != -ENOENT && rc != -EPERM)
+				return rc;
+		}
+	}
 	uint32_t off = 0;
 	for (unsigned i = 0; i < nparts; i++) {
 		uint8_t *p;

@@ -93,8 +93,8 @@ bool mmu_fault_slot(struct mmu_page_fault *f, struct mmu_faultin *fi, gfn_t gfn)
 /*
  * After mmu_fault_slot() found a slot: its hva and host frame (KVM's kvm_faultin_pfn), the host
  * page faulted in (for writing with @write), the lookup charged (mmu_pfn_lookup_steps). 0 with
- * fi->pfn_err = -EFAULT when no host memory is behind the hva (the guest sees no memory there),
- * or -errno. Inside the section, with no mmu_lock held: the host mm's lock comes first.
+ * fi->pfn_err = -EFAULT when no host memory is behind the hva (the fault then fails the access
+ * with it, as KVM_RUN fails with -EFAULT), or -errno. Inside the section, with no mmu_lock held: the host mm's lock comes first.
  */
 int mmu_faultin_pfn(struct mmu_page_fault *f, struct mmu_faultin *fi, bool write);
 

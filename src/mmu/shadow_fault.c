@@ -647,7 +647,7 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 	if (p->fi.pfn_err) {
 		if (old)
 			spte_drop(sm, sp, sptep);
-		return RET_PF_MMIO;
+		return p->fi.pfn_err;
 	}
 
 	unsigned acc = leaf_access(f, sp, p, &emulate);
@@ -956,8 +956,9 @@ static int fault_locked(struct fault *f, struct fault_part *p, struct zap_batch 
 	 * shadow the RAM page again (if it is one of that part's guest tables) and make that store
 	 * exit again, for ever: no chain, no MMIO spte then.
 	 */
-	if (f->write && f->nparts == 2 && f->fp == 1 &&
-	    (!p->fi.slot || p->fi.pfn_err || slot_is_readonly(p->fi.slot)))
+	if (p->fi.slot && p->fi.pfn_err)
+		return p->fi.pfn_err;
+	if (f->write && f->nparts == 2 && f->fp == 1 && (!p->fi.slot || slot_is_readonly(p->fi.slot)))
 		return RET_PF_MMIO;
 	make_mmu_pages_available(sm, (unsigned)f->sv->root->role.level, z);
 	rc = fetch(f, p, &leaf_sp, z, 1);

@@ -431,8 +431,10 @@ static int tdp_handle_violation(struct tdp_mmu *t, struct tdp_fault *f)
 		}
 		rc = mmu_faultin_pfn(pf, &fi, pf->write);
 		if (rc || fi.pfn_err) {
+			/* No host memory behind the hva, for data or a guest table: the run fails
+			 * (KVM_RUN's -EFAULT), in every mode. */
 			memslots_read_unlock();
-			return rc ? rc : tdp_no_memory(f, false);
+			return rc ? rc : fi.pfn_err;
 		}
 
 		req = (struct map_req){

@@ -9,8 +9,7 @@ static int walker_err(int rc)
 {
 	if (rc == -EPERM)
 		return -EACCES;
-	if (rc == -ENOENT || rc == -EFAULT)
-		return -ENOENT;
+	/* -EFAULT (no host memory behind a slot's hva) aborts the walk: the access fails. */
 	return rc;
 }
 

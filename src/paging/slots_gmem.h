@@ -4,8 +4,9 @@
  * MMUs' walks of guest tables, the scenario model): struct guest_mem_ops whose opaque is a
  * struct memslots *. Reads are atomic loads, A/D updates compare-and-swap, each in its own
  * memslot read section (sections nest, so callers already in one are fine). Errors in the
- * walker's vocabulary: no memory (no slot, no host memory behind the hva) is -ENOENT, a
- * read-only slot refuses a swap with -EACCES. No locking beyond RCU.
+ * walker's vocabulary: no memory (no slot) is -ENOENT (the guest's #PF), a read-only slot
+ * refuses a swap with -EACCES; a slot with no host memory behind its hva (munmapped) is -EFAULT,
+ * which aborts the walk: the access fails, as KVM_RUN does. No locking beyond RCU.
  */
 #ifndef VMMU_PAGING_SLOTS_GMEM_H
 #define VMMU_PAGING_SLOTS_GMEM_H

@@ -35,13 +35,68 @@ static int vcpu_phys_page(void *opaque, gfn_t gfn, bool write, uint8_t **host, b
 		*cacheable = !write || !slot_logs_dirty(slot);
 	}
 	memslots_read_unlock();
-	if (rc == -EFAULT)
-		rc = -ENOENT;   /* a slot whose hva has no host memory behind it reads as no memory */
+	/* -EFAULT (a slot whose hva has no host memory behind it) goes up as it is: the access
+	 * fails, as KVM_RUN does, in every mode. */
 	*host = p;
 	return rc;
 }
 
 static const struct phys_ops vcpu_phys_ops = { .page = vcpu_phys_page };
+
+/* @gpa is in a memslot whose hva has no host memory behind it (munmapped). */
+static bool gpa_unbacked(struct vmmu_vcpu *v, gpa_t gpa)
+{
+	void *p;
+	int rc;
+
+	memslots_read_lock();
+	rc = memslots_gpa_to_ptr(v->vm->slots, gpa & ~(gpa_t)(VMMU_PAGE_SIZE - 1), VMMU_PAGE_SIZE,
+				 false, &p);
+	memslots_read_unlock();
+	return rc == -EFAULT;
+}
+
+/* The exit at @exit_gva is for the first page of a page-crossing access at @gva. */
+static bool cross_first(const struct vmmu_vcpu *v, gva_t gva, uint32_t len, gva_t exit_gva)
+{
+	gva_t va = (v->cpu.guest.efer & EFER_LMA) ? gva : gva & 0xffffffffULL;
+	return (gva & 0xfff) + len > 4096 && (exit_gva >> 12) == (va >> 12);
+}
+
+/*
+ * The first page of a crossing access exited and the hypervisor finishes the access (MMIO
+ * emulation) or fails it (no host memory): the second page's translation comes first, in
+ * software as KVM's emulator makes it. A #PF there is the guest's: injected, res->status PF
+ * (KVM's emulator injects it; native mode faults before any byte moves). A walk that cannot read
+ * a guest table fails with its error; with @check_memory, a second page with no host memory
+ * behind its slot fails with -EFAULT (native mode fails before any byte moves). Else 0 and
+ * @res untouched.
+ */
+static int second_part(struct vmmu_vcpu *vcpu, gva_t gva2, unsigned kind, bool check_memory,
+		       struct vmmu_access_result *res)
+{
+	unsigned acc = (kind & VMMU_ACC_WRITE ? PFERR_WRITE : 0) |
+		       (kind & VMMU_ACC_FETCH ? PFERR_FETCH : 0) |
+		       (kind & VMMU_ACC_IMPLICIT ? WALK_IMPLICIT : 0);
+	struct walk_result w;
+
+	switch (paging_walk(&vcpu->cpu.guest, &slots_gmem_ops, vcpu->vm->slots, gva2, acc, &w)) {
+	case WALK_PF:
+		cpu_inject_pf(&vcpu->cpu, w.addr, w.ec);
+		mmu_count_injected_pf(vcpu->vm->mmu);
+		res->status = VMMU_ACCESS_PF;
+		res->pf_ec = w.ec;
+		res->pf_addr = w.addr;
+		return 0;
+	case WALK_ABORT:
+		return w.abort_err ? w.abort_err : -EIO;
+	case WALK_OK:
+		return check_memory && gpa_unbacked(vcpu, w.gpa) ? -EFAULT : 0;
+	case WALK_GP:
+		break;
+	}
+	return 0;
+}
 
 int vmmu_vcpu_create(struct vmmu_vm *vm, unsigned id, struct vmmu_vcpu **out)
 {
@@ -235,6 +290,13 @@ retry:
 		uint64_t c0 = vcpu->cpu.st.sim_cycles;
 		rc = mmu_handle_exit(&vcpu->mmu, &o.exit, &mo);
 		vcpu_exit_cycles(vcpu, o.exit.reason, c0);
+		if (rc == -EFAULT && cross_first(vcpu, gva, len, o.exit.gva)) {
+			/* No host memory behind the first page: a #PF of the second still comes
+			 * first, as native mode translates every part before memory is touched. */
+			int rc2 = second_part(vcpu, gva + (4096 - (gva & 0xfff)), kind, false, res);
+			if (rc2 || res->status == VMMU_ACCESS_PF)
+				return rc2;
+		}
 		if (rc)
 			return rc;
 		switch (mo.action) {
@@ -261,24 +323,11 @@ retry:
 			 * comparison, or an address with bits 63:32 set never matches its exit. */
 			uint64_t va = (vcpu->cpu.guest.efer & EFER_LMA) ? gva : gva & 0xffffffffULL;
 			/* The MMIO part is the first page of a crossing access: the hypervisor emulates
-			 * the instruction, and its translation of the second page comes first; a #PF
-			 * there is the guest's (KVM's emulator injects it, as native faults before any
-			 * access). */
+			 * the instruction, and the second page comes first (second_part). */
 			if (first < len && (o.exit.gva >> 12) == (va >> 12)) {
-				struct walk_result w2;
-				unsigned acc = (kind & VMMU_ACC_WRITE ? PFERR_WRITE : 0) |
-					       (kind & VMMU_ACC_FETCH ? PFERR_FETCH : 0) |
-					       (kind & VMMU_ACC_IMPLICIT ? WALK_IMPLICIT : 0);
-
-				if (paging_walk(&vcpu->cpu.guest, &slots_gmem_ops, vcpu->vm->slots,
-						gva + first, acc, &w2) == WALK_PF) {
-					cpu_inject_pf(&vcpu->cpu, w2.addr, w2.ec);
-					mmu_count_injected_pf(vcpu->vm->mmu);
-					res->status = VMMU_ACCESS_PF;
-					res->pf_ec = w2.ec;
-					res->pf_addr = w2.addr;
-					break;
-				}
+				rc = second_part(vcpu, gva + first, kind, true, res);
+				if (rc || res->status == VMMU_ACCESS_PF)
+					return rc;
 			}
 			if ((o.exit.gva >> 12) != (va >> 12)) {
 				struct hw_outcome o2;

@@ -106,7 +106,7 @@ struct world {
 	unsigned flush_kind;
 	gva_t gva[NGVA];
 	uint64_t ops[16];
-	uint64_t outcomes[4];       /* accesses by VMMU_ACCESS_* */
+	uint64_t outcomes[5];       /* accesses by VMMU_ACCESS_*; [4]: failed, -EFAULT (munmapped) */
 	gpa_t path_gpa[NGVA][4];    /* the initial tree's entries translating gva[i], for repairs */
 	uint64_t path_val[NGVA][4];
 };
@@ -565,7 +565,7 @@ static void op_access(struct world *w)
 	bool ac = below(w, 2);
 	set_cpl(w, cpl, ac);
 	struct out o = both(w, "access", gva + off, len, kind, v);
-	w->outcomes[o.r.status & 3]++;
+	w->outcomes[o.rc == -EFAULT ? 4 : o.r.status & 3]++;
 	if (kind & VMMU_ACC_WRITE)
 		full_flush(w);
 }
@@ -793,7 +793,8 @@ int main(int argc, char **argv)
 			       w.ops[5], w.ops[6], w.ops[7], w.ops[8]);
 		if (verbose)
 			printf("  accesses: done %" PRIu64 " pf %" PRIu64 " mmio %" PRIu64 " gp %" PRIu64
-			       "\n", w.outcomes[0], w.outcomes[1], w.outcomes[2], w.outcomes[3]);
+			       " efault %" PRIu64 "\n", w.outcomes[0], w.outcomes[1], w.outcomes[2],
+			       w.outcomes[3], w.outcomes[4]);
 		world_fini(&w);
 	}
 	printf("hostile: %" PRIu64 " runs, %" PRIu64 " steps on 4 VMs (native, shadow, ept, npt): 0 "
