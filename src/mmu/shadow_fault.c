@@ -1005,6 +1005,15 @@ static int shadow_fault(struct fault *f)
 		if (rc)
 			goto out_unlock_read;
 	}
+	/* A part with no host memory behind its slot fails the whole access (-EFAULT) before any
+	 * part is fixed: no spte made writable and nothing logged dirty for a store that will not
+	 * happen, as native mode checks every part before a byte moves. */
+	for (unsigned i = 0; i < f->nparts; i++) {
+		if (f->part[i].ws == WALK_OK && f->part[i].fi.slot && f->part[i].fi.pfn_err) {
+			rc = f->part[i].fi.pfn_err;
+			goto out_unlock_read;
+		}
+	}
 	for (int l = p->w.root_level; l >= p->w.level && l >= 1; l--) {
 		void *ptr;
 		if (l == 3 && paging_mode_of(&f->cpu->guest) == PAGING_PAE)
