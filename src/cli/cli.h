@@ -19,6 +19,22 @@ int cmd_validate(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_workloads(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+/* The option parsers, apart from what the commands do (so fuzz_cli can drive them): each
+ * returns 0 with the arguments filled (help set for --help), or EXIT_USAGE with the message on
+ * stderr. The strings point into argv. */
+struct validate_args {
+	unsigned long count, seed, reps;
+	bool quiet, probes, markdown, list, help;
+	const char *probe_list, *golden, *record;
+};
+int validate_parse(int argc, char **argv, struct validate_args *va);
+struct check_args {
+	const char *file;              /* NULL or "-": standard input */
+	struct cpu_model model;
+	bool help;
+};
+int check_parse(int argc, char **argv, struct check_args *ca);
+
 /* cmd_probes.c: vmmu validate --probes (@list NULL: every probe; @golden NULL: live on KVM). */
 int cmd_probes(const char *list, unsigned reps, const char *golden, const char *record,
 	       bool markdown, bool quiet);

@@ -7,11 +7,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "vmmu/vmmu.h"
 #include "validate/kvm.h"
 #include "validate/scenario.h"
 
@@ -35,9 +37,9 @@ int cli_cpu_model(const char *cpu, const char *features, const char *maxphyaddr,
 		return EXIT_USAGE;
 	}
 	if (maxphyaddr) {
-		char *end;
-		long v = strtol(maxphyaddr, &end, 10);
-		if (*end || end == maxphyaddr || v < 36 || v > 52) {
+		uint64_t v;
+		/* Decimal digits only, as every count (no sign, no blanks, no base prefix). */
+		if (vmmu_parse_uint(maxphyaddr, 52, &v) || v < 36) {
 			fprintf(stderr, "vmmu: --maxphyaddr '%s': expected 36..52\n", maxphyaddr);
 			return EXIT_USAGE;
 		}
@@ -75,7 +77,7 @@ static ssize_t read_line(FILE *in, char *buf, size_t size, bool *too_long)
 	return (ssize_t)n;
 }
 
-int cmd_check(int argc, char **argv)
+int check_parse(int argc, char **argv, struct check_args *ca)
 {
 	static const struct option opts[] = {
 		{ "cpu", required_argument, NULL, 'c' },
@@ -85,21 +87,17 @@ int cmd_check(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cpu = "host", *features = NULL, *maxphy = NULL;
-	struct cpu_model model;
-	struct scn_model *m = NULL;
-	FILE *in = stdin;
-	static char line[LINE_MAX_CHARS + 2];
-	long lineno = 0;
-	int opt, rc, status = 0;
+	int opt;
 
-	optind = 1;
+	memset(ca, 0, sizeof(*ca));
+	optind = 0;   /* 0, not 1: glibc forgets a scan stopped inside "-abc" only so */
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': cpu = optarg; break;
 		case 'f': features = optarg; break;
 		case 'm': maxphy = optarg; break;
 		case 'h':
-			help_command("check");
+			ca->help = true;
 			return 0;
 		default:
 			return EXIT_USAGE;
@@ -109,13 +107,31 @@ int cmd_check(int argc, char **argv)
 		fprintf(stderr, "vmmu check: one FILE at most\n");
 		return EXIT_USAGE;
 	}
-	rc = cli_cpu_model(cpu, features, maxphy, &model);
+	if (optind < argc)
+		ca->file = argv[optind];
+	return cli_cpu_model(cpu, features, maxphy, &ca->model);
+}
+
+int cmd_check(int argc, char **argv)
+{
+	struct check_args ca;
+	struct scn_model *m = NULL;
+	FILE *in = stdin;
+	static char line[LINE_MAX_CHARS + 2];
+	long lineno = 0;
+	int rc, status = 0;
+
+	rc = check_parse(argc, argv, &ca);
 	if (rc)
 		return rc;
-	if (optind < argc && strcmp(argv[optind], "-")) {
-		in = fopen(argv[optind], "r");
+	if (ca.help) {
+		help_command("check");
+		return 0;
+	}
+	if (ca.file && strcmp(ca.file, "-")) {
+		in = fopen(ca.file, "r");
 		if (!in) {
-			fprintf(stderr, "vmmu check: %s: %s\n", argv[optind], strerror(errno));
+			fprintf(stderr, "vmmu check: %s: %s\n", ca.file, strerror(errno));
 			return EXIT_USAGE;
 		}
 	}
@@ -164,12 +180,12 @@ int cmd_check(int argc, char **argv)
 			status = EXIT_USAGE;
 			continue;
 		}
-		const char *why = scn_unsupported(&s, &model);
+		const char *why = scn_unsupported(&s, &ca.model);
 		if (why) {
 			printf("%s unsupported=%s\n", line, why);
 			continue;
 		}
-		rc = scn_model_run(m, &s, &model, &o);
+		rc = scn_model_run(m, &s, &ca.model, &o);
 		if (rc) {
 			fprintf(stderr, "vmmu check: line %ld: the model failed: %s\n", lineno, strerror(-rc));
 			printf("%s error=model failure (%s)\n", line, strerror(-rc));

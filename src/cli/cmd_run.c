@@ -167,7 +167,7 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 	ra->seed = 1;
 	for (unsigned k = 0; k < NR_OPTS; k++)
 		ra->opts[k] = true;
-	optind = 1;
+	optind = 0;   /* 0, not 1: glibc forgets a scan stopped inside "-abc" only so */
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		switch (opt) {

@@ -38,7 +38,7 @@ static int parse_count(const char *v, unsigned long *out)
 	return rc;
 }
 
-int cmd_validate(int argc, char **argv)
+int validate_parse(int argc, char **argv, struct validate_args *va)
 {
 	static const struct option opts[] = {
 		{ "count", required_argument, NULL, 'n' },
@@ -54,48 +54,42 @@ int cmd_validate(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	unsigned long count = 1000, seed = 1, run = 0, agree = 0, skipped = 0, errors = 0;
-	bool quiet = false, probes = false, markdown = false, list = false, scn_opt = false;
-	const char *probe_list = NULL, *golden = NULL, *record = NULL;
-	unsigned long reps = 7;
-	struct cpu_model cpu;
-	struct kvmv *k = NULL;
-	struct scn_model *m = NULL;
-	char why[256];
-	int opt, rc, status = 0;
+	bool scn_opt = false;
+	int opt;
 
-	optind = 1;
+	*va = (struct validate_args){ .count = 1000, .seed = 1, .reps = 7 };
+	optind = 0;   /* 0, not 1: glibc forgets a scan stopped inside "-abc" only so */
 	while ((opt = getopt_long(argc, argv, "n:s:qh", opts, NULL)) != -1) {
 		switch (opt) {
-		case 'P': probes = true; break;
-		case 'p': probe_list = optarg; break;
-		case 'g': golden = optarg; break;
-		case 'R': record = optarg; break;
-		case 'm': markdown = true; break;
-		case 'l': list = true; break;
+		case 'P': va->probes = true; break;
+		case 'p': va->probe_list = optarg; break;
+		case 'g': va->golden = optarg; break;
+		case 'R': va->record = optarg; break;
+		case 'm': va->markdown = true; break;
+		case 'l': va->list = true; break;
 		case 'r':
-			if (parse_count(optarg, &reps) || !reps || reps > 64) {
+			if (parse_count(optarg, &va->reps) || !va->reps || va->reps > 64) {
 				fprintf(stderr, "vmmu validate: --reps '%s': expected 1..64\n", optarg);
 				return EXIT_USAGE;
 			}
 			break;
 		case 'n':
 			scn_opt = true;
-			if (parse_count(optarg, &count) || !count) {
+			if (parse_count(optarg, &va->count) || !va->count) {
 				fprintf(stderr, "vmmu validate: --count '%s': expected 1..100000000\n", optarg);
 				return EXIT_USAGE;
 			}
 			break;
 		case 's':
 			scn_opt = true;
-			if (parse_count(optarg, &seed)) {
+			if (parse_count(optarg, &va->seed)) {
 				fprintf(stderr, "vmmu validate: --seed '%s': expected 0..100000000\n", optarg);
 				return EXIT_USAGE;
 			}
 			break;
-		case 'q': quiet = true; break;
+		case 'q': va->quiet = true; break;
 		case 'h':
-			help_command("validate");
+			va->help = true;
 			return 0;
 		default:
 			return EXIT_USAGE;
@@ -105,28 +99,50 @@ int cmd_validate(int argc, char **argv)
 		fprintf(stderr, "vmmu validate: unexpected argument '%s'\n", argv[optind]);
 		return EXIT_USAGE;
 	}
-	if (!probes && (probe_list || golden || record || markdown || list)) {
+	if (!va->probes && (va->probe_list || va->golden || va->record || va->markdown || va->list)) {
 		fprintf(stderr, "vmmu validate: --probe, --reps, --golden, --record, --markdown and "
 				"--list go with --probes\n");
 		return EXIT_USAGE;
 	}
-	if (probes) {
-		if (scn_opt) {
-			fprintf(stderr, "vmmu validate: --count and --seed are for scenarios, not "
-					"--probes\n");
-			return EXIT_USAGE;
-		}
-		if (golden && record) {
-			fprintf(stderr, "vmmu validate: --record needs a live run, not --golden\n");
-			return EXIT_USAGE;
-		}
-		if (list) {
+	if (va->probes && scn_opt) {
+		fprintf(stderr, "vmmu validate: --count and --seed are for scenarios, not --probes\n");
+		return EXIT_USAGE;
+	}
+	if (va->probes && va->golden && va->record) {
+		fprintf(stderr, "vmmu validate: --record needs a live run, not --golden\n");
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+int cmd_validate(int argc, char **argv)
+{
+	unsigned long run = 0, agree = 0, skipped = 0, errors = 0;
+	struct validate_args va;
+	struct cpu_model cpu;
+	struct kvmv *k = NULL;
+	struct scn_model *m = NULL;
+	char why[256];
+	int rc, status = 0;
+
+	rc = validate_parse(argc, argv, &va);
+	if (rc)
+		return rc;
+	if (va.help) {
+		help_command("validate");
+		return 0;
+	}
+	if (va.probes) {
+		if (va.list) {
 			for (size_t i = 0; i < probe_count; i++)
 				printf("%-14s %s\n", probe_catalogue[i].name, probe_catalogue[i].what);
 			return 0;
 		}
-		return cmd_probes(probe_list, (unsigned)reps, golden, record, markdown, quiet);
+		return cmd_probes(va.probe_list, (unsigned)va.reps, va.golden, va.record, va.markdown,
+				  va.quiet);
 	}
+	unsigned long count = va.count, seed = va.seed;
+	bool quiet = va.quiet;
 
 	rc = kvmv_probe_cpu(&cpu, why, sizeof(why));
 	if (!rc)

@@ -42,6 +42,10 @@ t "bit 45 below MAXPHYADDR 46 is an address bit: the PT lies outside memory" 'gr
 t "bad --cpu" '[ $rc -eq 2 ] && grep -q "sparc" "$tmp/e1"'
 "$VMMU" check --cpu intel --features +warp < /dev/null 2> "$tmp/e2"; rc=$?
 t "bad --features" '[ $rc -eq 2 ] && grep -q "warp" "$tmp/e2"'
+for v in +40 " 40" 040x 0x28 35 53; do
+	"$VMMU" check --cpu intel --maxphyaddr "$v" < /dev/null 2> "$tmp/e4"; rc=$?
+	t "--maxphyaddr '$v' refused (decimal 36..52 only)" '[ $rc -eq 2 ] && grep -q "expected 36..52" "$tmp/e4"'
+done
 "$VMMU" check --cpu intel /nonexistent 2> "$tmp/e3"; rc=$?
 t "missing file" '[ $rc -eq 2 ] && grep -q "/nonexistent" "$tmp/e3"'
 printf 'access=read\n' | "$VMMU" check --cpu intel - > "$tmp/out6"; rc=$?
