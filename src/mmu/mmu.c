@@ -207,6 +207,7 @@ int mmu_pf_finish(struct mmu_page_fault *f, int ret, struct mmu_outcome *out)
 	case RET_PF_MMIO:
 		out->action = MMU_MMIO;
 		out->mmio_gpa = f->mmio_gpa;
+		out->mmio_done = f->mmio_done;
 		break;
 	case RET_PF_INJECT:
 		out->action = MMU_INJECT_PF;

@@ -73,6 +73,8 @@ enum mmu_action {
 struct mmu_outcome {
 	enum mmu_action action;
 	gpa_t mmio_gpa;
+	uint32_t mmio_done;    /* MMIO: bytes of the access already stored by the MMU (then
+				* mmio_gpa is the second page's); vm/ reports the rest as MMIO */
 	uint32_t pf_ec;
 	gva_t pf_addr;
 };

@@ -72,6 +72,8 @@ struct mmu_page_fault {
 	uint64_t mmu_gen;               /* memslot generation before any slot lookup */
 	uint64_t steps;                 /* handler steps, charged to the vCPU's cost model */
 	gpa_t mmio_gpa;                 /* RET_PF_MMIO: the gpa of the exit */
+	uint32_t mmio_done;             /* RET_PF_MMIO: bytes the MMU stored first (a crossing
+					 * store's RAM part it emulated); mmio_gpa is the rest's */
 	uint32_t pf_ec;                 /* RET_PF_INJECT: the guest's error code and address */
 	gva_t pf_addr;
 };

@@ -444,15 +444,33 @@ static void unprotect_gfn(struct shadow_mmu *sm, gfn_t gfn, struct zap_batch *z)
 /* Fallbacks in a row for one address before the MMU gives up on it (see emulate_write). */
 #define UNPROTECT_TRIES 4
 
+/* The part can be stored by the MMU: guest memory, writable, its bytes at hand. */
+static bool part_storable(const struct fault_part *p)
+{
+	return p->walked && p->ws == WALK_OK && p->fi.slot && !p->fi.pfn_err &&
+	       !slot_is_readonly(p->fi.slot) && p->host;
+}
+
+/* Store @p's bytes of the access and account the write: dirty log, write tracking. [L] */
+static void store_part(struct fault *f, const struct fault_part *p, struct zap_batch *z)
+{
+	gfn_t gfn = p->w.gpa >> 12;
+
+	store_atomic(p->host + (p->w.gpa & 0xfff), f->e->data + p->off, p->len);
+	if (slot_logs_dirty(p->fi.slot))
+		slot_mark_dirty(p->fi.slot, gfn);
+	track_write(f->sm, &f->pf->steps, gfn, p->host, (uint32_t)(p->w.gpa & 0xfff), p->len, z);
+}
+
 /*
  * Perform the faulting write ourselves: every part, then the sptes of tracked parts. [L]
- * A store we cannot perform (a part that is MMIO, read-only or not canonical: vm/ must finish
- * those) falls back to unshadowing the tracked page and running the store natively. That cannot
- * work when the page is shadowed again on the way (a root in use, or a table on the store's own
- * translation path): after UNPROTECT_TRIES in a row the access fails with -EOPNOTSUPP rather than
- * spin. Doing it right needs vm/ to take an MMIO exit for the second part of a store whose first
- * part the MMU performed (docs/soft-mmu.md). Returns RET_PF_EMULATE, RET_PF_RETRY (unshadowed)
- * or -EOPNOTSUPP.
+ * A store crossing from such a page into MMIO (no slot, or a read-only slot) is done as KVM's
+ * emulator does it, page by page: the first part stored here, the rest an MMIO exit
+ * (RET_PF_MMIO with mmio_done; vm/ reports it), as natively. Any other store we cannot perform
+ * (a part not canonical, no data) falls back to unshadowing the tracked page and running the
+ * store natively; when the page is shadowed again on the way (a root in use, or a table on the
+ * store's own path), after UNPROTECT_TRIES in a row the access fails with -EOPNOTSUPP rather than
+ * spin. Returns RET_PF_EMULATE, RET_PF_MMIO, RET_PF_RETRY (unshadowed) or -EOPNOTSUPP.
  */
 static int emulate_write(struct fault *f, struct zap_batch *z)
 {
@@ -460,10 +478,18 @@ static int emulate_write(struct fault *f, struct zap_batch *z)
 	const uint8_t *data = f->e->data;
 	bool ok = data && f->e->access_len;
 
-	for (unsigned i = 0; ok && i < f->nparts; i++) {
-		const struct fault_part *p = &f->part[i];
-		ok = p->walked && p->ws == WALK_OK && p->fi.slot && !p->fi.pfn_err &&
-		     !slot_is_readonly(p->fi.slot) && p->host;
+	for (unsigned i = 0; ok && i < f->nparts; i++)
+		ok = part_storable(&f->part[i]);
+	if (!ok && data && f->e->access_len && f->nparts == 2 && part_storable(&f->part[0])) {
+		const struct fault_part *p1 = &f->part[1];
+		if (p1->walked && p1->ws == WALK_OK &&
+		    (!p1->fi.slot || (slot_is_readonly(p1->fi.slot) && !p1->fi.pfn_err))) {
+			store_part(f, &f->part[0], z);
+			f->sv->unprotect_tries = 0;
+			f->pf->mmio_gpa = p1->w.gpa;
+			f->pf->mmio_done = f->part[0].len;
+			return RET_PF_MMIO;
+		}
 	}
 	if (!ok) {
 		if (f->sv->unprotect_gva == f->e->gva && ++f->sv->unprotect_tries >= UNPROTECT_TRIES)
@@ -477,14 +503,8 @@ static int emulate_write(struct fault *f, struct zap_batch *z)
 				unprotect_gfn(sm, f->part[i].w.gpa >> 12, z);
 		return RET_PF_RETRY;
 	}
-	for (unsigned i = 0; i < f->nparts; i++) {
-		struct fault_part *p = &f->part[i];
-		gfn_t gfn = p->w.gpa >> 12;
-		store_atomic(p->host + (p->w.gpa & 0xfff), data + p->off, p->len);
-		if (slot_logs_dirty(p->fi.slot))
-			slot_mark_dirty(p->fi.slot, gfn);
-		track_write(sm, &f->pf->steps, gfn, p->host, (uint32_t)(p->w.gpa & 0xfff), p->len, z);
-	}
+	for (unsigned i = 0; i < f->nparts; i++)
+		store_part(f, &f->part[i], z);
 	f->sv->unprotect_tries = 0;
 	return RET_PF_EMULATE;
 }
@@ -1031,7 +1051,7 @@ static int shadow_fault(struct fault *f)
 	rc = fault_locked(f, p, &z);
 	zap_batch_commit(sm, &z);
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
-	if (rc == RET_PF_MMIO)
+	if (rc == RET_PF_MMIO && !f->pf->mmio_done)
 		f->pf->mmio_gpa = p->w.gpa;
 out_unlock_read:
 	memslots_read_unlock();

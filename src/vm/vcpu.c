@@ -322,14 +322,19 @@ retry:
 			/* Outside long mode the hardware cut the address to 32 bits: so must the
 			 * comparison, or an address with bits 63:32 set never matches its exit. */
 			uint64_t va = (vcpu->cpu.guest.efer & EFER_LMA) ? gva : gva & 0xffffffffULL;
-			/* The MMIO part is the first page of a crossing access: the hypervisor emulates
-			 * the instruction, and the second page comes first (second_part). */
-			if (first < len && (o.exit.gva >> 12) == (va >> 12)) {
+			if (mo.mmio_done) {
+				/* The MMU emulated the store's first part; the rest is MMIO. */
+				off = mo.mmio_done;
+				part = len - off;
+			} else if (first < len && (o.exit.gva >> 12) == (va >> 12)) {
+				/* The MMIO part is the first page of a crossing access: the
+				 * hypervisor emulates the instruction, and the second page comes
+				 * first (second_part). */
 				rc = second_part(vcpu, gva + first, kind, true, res);
 				if (rc || res->status == VMMU_ACCESS_PF)
 					return rc;
 			}
-			if ((o.exit.gva >> 12) != (va >> 12)) {
+			if (!mo.mmio_done && (o.exit.gva >> 12) != (va >> 12)) {
 				struct hw_outcome o2;
 				rc = cpu_access(&vcpu->cpu, gva, first, kind, buf, &o2);
 				if (rc)
