@@ -56,6 +56,26 @@ static bool gpa_unbacked(struct vmmu_vcpu *v, gpa_t gpa)
 	return rc == -EFAULT;
 }
 
+/* The walker's access bits for a vmmu_vcpu_access @kind. */
+static unsigned kind_access(unsigned kind)
+{
+	return (kind & VMMU_ACC_WRITE ? PFERR_WRITE : 0) | (kind & VMMU_ACC_FETCH ? PFERR_FETCH : 0) |
+	       (kind & VMMU_ACC_IMPLICIT ? WALK_IMPLICIT : 0);
+}
+
+/* A #PF the hypervisor's software walk found, injected as KVM's emulator injects it
+ * (kvm_inject_emulated_page_fault), and reported in @res. */
+static void emulated_pf(struct vmmu_vcpu *vcpu, const struct walk_result *w,
+			struct vmmu_access_result *res)
+{
+	cpu_inject_pf(&vcpu->cpu, w->addr, w->ec);
+	if (vcpu->vm->mmu)
+		mmu_count_injected_pf(vcpu->vm->mmu);
+	res->status = VMMU_ACCESS_PF;
+	res->pf_ec = w->ec;
+	res->pf_addr = w->addr;
+}
+
 /* The exit at @exit_gva is for the first page of a page-crossing access at @gva. */
 static bool cross_first(const struct vmmu_vcpu *v, gva_t gva, uint32_t len, gva_t exit_gva)
 {
@@ -75,18 +95,12 @@ static bool cross_first(const struct vmmu_vcpu *v, gva_t gva, uint32_t len, gva_
 static int second_part(struct vmmu_vcpu *vcpu, gva_t gva2, unsigned kind, bool check_memory,
 		       struct vmmu_access_result *res)
 {
-	unsigned acc = (kind & VMMU_ACC_WRITE ? PFERR_WRITE : 0) |
-		       (kind & VMMU_ACC_FETCH ? PFERR_FETCH : 0) |
-		       (kind & VMMU_ACC_IMPLICIT ? WALK_IMPLICIT : 0);
 	struct walk_result w;
 
-	switch (paging_walk(&vcpu->cpu.guest, &slots_gmem_ops, vcpu->vm->slots, gva2, acc, &w)) {
+	switch (paging_walk(&vcpu->cpu.guest, &slots_gmem_ops, vcpu->vm->slots, gva2,
+			    kind_access(kind), &w)) {
 	case WALK_PF:
-		cpu_inject_pf(&vcpu->cpu, w.addr, w.ec);
-		mmu_count_injected_pf(vcpu->vm->mmu);
-		res->status = VMMU_ACCESS_PF;
-		res->pf_ec = w.ec;
-		res->pf_addr = w.addr;
+		emulated_pf(vcpu, &w, res);
 		return 0;
 	case WALK_ABORT:
 		return w.abort_err ? w.abort_err : -EIO;
@@ -391,33 +405,20 @@ int vmmu_vcpu_emulate_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len,
 			     void *buf, struct vmmu_access_result *res)
 {
 	struct walk_result w;
-	unsigned access = 0;
 	int rc;
 
 	if (!vcpu || !buf || !res || !len || len > 8 || (gva & 0xfff) + len > 4096 ||
 	    (kind & ~(VMMU_ACC_WRITE | VMMU_ACC_FETCH | VMMU_ACC_IMPLICIT)) ||
 	    ((kind & VMMU_ACC_WRITE) && (kind & VMMU_ACC_FETCH)))
 		return -EINVAL;
-	if (kind & VMMU_ACC_WRITE)
-		access |= PFERR_WRITE;
-	if (kind & VMMU_ACC_FETCH)
-		access |= PFERR_FETCH;
-	if (kind & VMMU_ACC_IMPLICIT)
-		access |= WALK_IMPLICIT;
 	memset(res, 0, sizeof(*res));
-	paging_walk(&vcpu->cpu.guest, &slots_gmem_ops, vcpu->vm->slots, gva, access, &w);
+	paging_walk(&vcpu->cpu.guest, &slots_gmem_ops, vcpu->vm->slots, gva, kind_access(kind), &w);
 	vcpu->cpu.st.sim_cycles += (uint64_t)w.refs * vcpu->cpu.cost.walk_ref;
 	switch (w.status) {
 	case WALK_OK:
 		break;
 	case WALK_PF:
-		/* The emulator injects the fault it found (kvm_inject_emulated_page_fault). */
-		cpu_inject_pf(&vcpu->cpu, w.addr, w.ec);
-		if (vcpu->vm->mmu)
-			mmu_count_injected_pf(vcpu->vm->mmu);
-		res->status = VMMU_ACCESS_PF;
-		res->pf_ec = w.ec;
-		res->pf_addr = w.addr;
+		emulated_pf(vcpu, &w, res);
 		return 0;
 	case WALK_GP:
 		res->status = VMMU_ACCESS_GP;
