@@ -19,6 +19,8 @@ int cmd_validate(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_workloads(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_sweep(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 /* cmd_probes.c: vmmu validate --probes (@list NULL: every probe; @golden NULL: live on KVM). */
 int cmd_probes(const char *list, unsigned reps, const char *golden, const char *record,
 	       bool markdown, bool quiet);
