@@ -114,7 +114,8 @@ static void done_sort(struct done *d)
 	char (*ids)[17] = malloc((d->n + 1) * sizeof(*ids));
 	if (!ids)
 		abort();
-	memcpy(ids, d->ids, d->n * sizeof(*ids));
+	if (d->n)
+		memcpy(ids, d->ids, d->n * sizeof(*ids));
 	qsort(ids, d->n, sizeof(*ids), cmp_id);
 	size_t u = 0;
 	for (size_t i = 0; i < d->n; i++)
