@@ -326,21 +326,6 @@ static void grouping_free(struct grouping *g, size_t nrows)
 
 /* ---- output ---- */
 
-static void csv_field(FILE *f, const char *text)
-{
-	if (!strpbrk(text, ",\"\r\n")) {
-		fputs(text, f);
-		return;
-	}
-	fputc('"', f);
-	for (; *text; text++) {
-		if (*text == '"')
-			fputc('"', f);
-		fputc(*text, f);
-	}
-	fputc('"', f);
-}
-
 static void md_field(FILE *f, const char *text)
 {
 	for (; *text; text++) {
@@ -382,7 +367,7 @@ static void print_table(FILE *f, const struct rows *rs, const struct ropts *o)
 			fprintf(f, "%s", k ? "," : "");
 		else
 			fprintf(f, "| ");
-		(o->csv ? csv_field : md_field)(f, o->fields[k]);
+		(o->csv ? cli_csv_field : md_field)(f, o->fields[k]);
 		if (!o->csv)
 			fputc(' ', f);
 	}
@@ -390,7 +375,7 @@ static void print_table(FILE *f, const struct rows *rs, const struct ropts *o)
 	for (unsigned m = 0; m < o->nm; m++) {
 		if (o->csv) {
 			fputc(',', f);
-			csv_field(f, o->metrics[m]);
+			cli_csv_field(f, o->metrics[m]);
 		} else {
 			fprintf(f, "| ");
 			md_field(f, metric_title(o->metrics[m]));
@@ -431,7 +416,7 @@ static void print_table(FILE *f, const struct rows *rs, const struct ropts *o)
 			const char *v = g.vals[g.order[a] * g.nf + k];
 			if (o->csv) {
 				fprintf(f, "%s", k ? "," : "");
-				csv_field(f, v);
+				cli_csv_field(f, v);
 			} else {
 				fprintf(f, "| ");
 				md_field(f, *v ? v : "-");
@@ -529,17 +514,6 @@ static void gp_str(FILE *g, const char *s)
 	fputc('"', g);
 }
 
-static void gp_quoted(FILE *g, const char *s)
-{
-	fputc('\'', g);
-	for (; *s; s++) {
-		if (*s == '\'')
-			fputc('\'', g);
-		fputc(*s, g);
-	}
-	fputc('\'', g);
-}
-
 /* A figure's script at DIR/NAME.gp, its terminal and output set; NULL after a message. */
 static FILE *fig_open(const struct ropts *o, const char *name, unsigned w, unsigned h, char *gp, size_t len)
 {
@@ -558,7 +532,7 @@ static FILE *fig_open(const struct ropts *o, const char *name, unsigned w, unsig
 	else
 		fprintf(g, "set terminal svg size %u,%u dynamic noenhanced font 'sans,11'\n", w, h);
 	fprintf(g, "set output ");
-	gp_quoted(g, out);
+	cli_gp_quoted(g, out);
 	fprintf(g, "\n");
 	return g;
 }
@@ -727,7 +701,7 @@ static int fig_bars(const struct rows *rs, const struct ropts *o, const char *na
 	}
 	wide = lo > 0 && hi / lo >= 100;
 	fprintf(g, "EOD\nset datafile missing '-'\nset title ");
-	gp_quoted(g, title);
+	cli_gp_quoted(g, title);
 	fprintf(g, "\nset style data histograms\nset style histogram clustered gap 1\n"
 		   "set style fill solid 0.85 border -1\nset key outside right top\nset grid ytics\n"
 		   "set xtics nomirror rotate by -30 font ',9'\n%s\n",
@@ -871,7 +845,7 @@ static int fig_speedup(const struct rows *rs, const struct ropts *o, FILE *tab)
 	}
 	fprintf(g, "EOD\nset datafile missing '-'\nset title ");
 	snprintf(b, sizeof(b), "speedup over [%s]: cycles per access, geometric mean over matched runs", base);
-	gp_quoted(g, b);
+	cli_gp_quoted(g, b);
 	fprintf(g, "\nset style data histograms\nset style histogram clustered gap 1\n"
 		   "set style fill solid 0.85 border -1\nset key outside right top\nset grid ytics\n"
 		   "set xtics nomirror rotate by -30 font ',9'\nset yrange [0:*]\n"
@@ -986,7 +960,7 @@ static int fig_heatmap(const struct rows *rs, const struct ropts *o)
 	}
 	snprintf(title, sizeof(title), "%s (mean) by %s and %s", o->heat_metric, o->heat_x, o->heat_y);
 	fprintf(g, ")\nset title ");
-	gp_quoted(g, title);
+	cli_gp_quoted(g, title);
 	fprintf(g, "\nset xrange [-0.5:%zu.5]\nset yrange [-0.5:%zu.5]\nset palette defined (0 '#f7fbff', 1 '#6baed6', 2 '#08306b')\n"
 		   "set logscale cb\nset tics nomirror out\nunset key\n"
 		   "plot $d using 1:2:(0.5):(0.5):3 with boxxyerror fc palette fs solid 1.0 noborder, "
@@ -1002,14 +976,12 @@ static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int bad(const char *fmt, ...)
 {
 	va_list ap;
-	char msg[512];
+	int rc;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	rc = cli_vusage("report", fmt, ap);
 	va_end(ap);
-	cli_clean(msg);
-	fprintf(stderr, "vmmu report: %s\n", msg);
-	return EXIT_USAGE;
+	return rc;
 }
 
 /* "a,b,c" into @out (pointers into @buf). */

@@ -59,15 +59,13 @@ static double now(void)
 static int usage_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_err(const char *fmt, ...)
 {
-	char msg[512];
 	va_list ap;
+	int rc;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	rc = cli_vusage("sweep", fmt, ap);
 	va_end(ap);
-	cli_clean(msg);
-	fprintf(stderr, "vmmu sweep: %s\n", msg);
-	return EXIT_USAGE;
+	return rc;
 }
 
 /* ---- what the results file already holds ---- */
@@ -105,12 +103,10 @@ static int cmp_id(const void *a, const void *b)
 	return strcmp(a, b);
 }
 
-/* The last line of an id decides: a retry that succeeded overrides the failure before it. */
+/* The ids sorted and unique, each with the status of its last line: a retry that succeeded
+ * overrides the failure before it. */
 static void done_sort(struct done *d)
 {
-	/* Sort (id, failed) pairs by id, keeping the order of lines for equal ids: pack the line
-	 * number into the comparison through a stable merge by hand is overkill here; instead walk
-	 * the lines once and let a later line's status win in a second array. */
 	char (*ids)[17] = malloc((d->n + 1) * sizeof(*ids));
 	if (!ids)
 		abort();
