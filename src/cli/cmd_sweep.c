@@ -664,7 +664,11 @@ static int sweep_slurm(const struct opts *o)
 		return 1;
 	}
 
+	/* Slurm spends seconds on each task (scheduling, launch): 50 runs a task at least, more to
+	 * keep the array within 1,000 tasks (the default MaxArraySize is 1001). */
 	unsigned per = o->per_task ? o->per_task : (unsigned)((total + 999) / 1000);
+	if (!o->per_task && per < 50)
+		per = 50;
 	size_t ntasks = (total + per - 1) / per;
 	unsigned jobs = o->jobs ? o->jobs : 1;
 	snprintf(path, sizeof(path), "%s/job.sh", dir);

@@ -71,7 +71,7 @@ static const struct help_opt sweep_opts[] = {
 	{ "--of N", "the number of shares --task K picks from" },
 	{ "--base DIR", "resolve relative trace paths against DIR instead of the spec's folder" },
 	{ "--slurm DIR", "submit the sweep as one Slurm job array instead (sbatch --array): the spec and a copy of this vmmu go to DIR, a folder every node sees; task K writes DIR/results/task-K.jsonl; submitting again resumes" },
-	{ "--runs-per-task N", "with --slurm: runs per array task (enough for at most 1,000 tasks)" },
+	{ "--runs-per-task N", "with --slurm: runs per array task (50, or more to keep the array within 1,000 tasks)" },
 	{ "--partition NAME", "with --slurm: passed to sbatch" },
 	{ "--time LIMIT", "with --slurm: each task's time limit, passed to sbatch (e.g. 30 or 1:00:00)" },
 	{ "--mem SIZE", "with --slurm: each task's memory, passed to sbatch (e.g. 1G)" },

@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -678,8 +679,10 @@ int sweep_load(const char *path, const char *base, struct sweep *sw, char *err, 
 	if (base) {
 		sw->spec_dir = strdup(base);
 	} else {
-		char *dup = strdup(path);
-		sw->spec_dir = dup ? strdup(dirname(dup)) : NULL;
+		/* Absolute, so a run's command line (and its result) is the same wherever the sweep
+		 * was started from, and the same as a Slurm task's (which gets --base absolute). */
+		char *dup = strdup(path), real[PATH_MAX];
+		sw->spec_dir = dup ? strdup(realpath(dirname(dup), real) ? real : dup) : NULL;
 		free(dup);
 	}
 	if (!sw->spec_dir)
