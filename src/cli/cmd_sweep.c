@@ -327,7 +327,7 @@ static void fmt_secs(double s, char *buf, size_t len)
 
 /* Run @todo (indices into @sw) with @jobs at once, appending each result to @fd. */
 static int run_local(const struct sweep *sw, const size_t *todo, size_t ntodo, int fd,
-		     const struct opts *o, size_t total, size_t before, size_t *nfailed)
+		     const struct opts *o, size_t total, size_t before, size_t *nfailed, size_t *nrun)
 {
 	struct slot slots[MAX_JOBS];
 	unsigned busy = 0, jobs = o->jobs;
@@ -430,6 +430,7 @@ static int run_local(const struct sweep *sw, const size_t *todo, size_t ntodo, i
 	}
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
+	*nrun = finished;
 	return interrupted ? 130 : 0;
 }
 
@@ -491,7 +492,7 @@ static int sweep_local(const struct opts *o)
 		goto out;
 	}
 
-	size_t nfailed = 0;
+	size_t nfailed = 0, nrun = 0;
 	int fd = -1;
 	if (ntodo) {
 		fd = open(out, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -510,13 +511,13 @@ static int sweep_local(const struct opts *o)
 			fprintf(stderr, "vmmu sweep: %s: %s\n", out, strerror(errno));
 		if (rfd >= 0)
 			close(rfd);
-		rc = run_local(&sw, todo, ntodo, fd, o, total, before, &nfailed);
+		rc = run_local(&sw, todo, ntodo, fd, o, total, before, &nfailed, &nrun);
 		close(fd);
 	}
 	free(todo);
 	if (!o->quiet || nfailed || failed_before)
 		fprintf(stderr, "vmmu sweep: %zu runs: %zu run now (%zu failed), %zu done before (%zu failed); results in %s\n",
-			total, ntodo, nfailed, before, failed_before, out);
+			total, nrun, nfailed, before, failed_before, out);
 	if (rc == 130)
 		fprintf(stderr, "vmmu sweep: interrupted: run it again to finish the sweep\n");
 	else
