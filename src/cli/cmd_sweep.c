@@ -14,7 +14,7 @@
  * read DIR. Exit codes (cli.h): 0 every run ok; 1 a run failed (recorded) or a job incomplete; 2
  * bad usage or a bad spec.
  */
-#define _GNU_SOURCE   /* pipe2 */
+#define _GNU_SOURCE   /* pipe2, sched_getaffinity */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -22,6 +22,7 @@
 #include <json-c/json.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -183,11 +184,23 @@ static int spawn(struct slot *s, const struct sweep_run *r)
 {
 	int po[2], pe[2];
 
-	if (pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC))
+	if (pipe2(po, O_CLOEXEC))
 		return -errno;
+	if (pipe2(pe, O_CLOEXEC)) {
+		int e = -errno;
+		close(po[0]);
+		close(po[1]);
+		return e;
+	}
 	pid_t pid = fork();
-	if (pid < 0)
-		return -errno;
+	if (pid < 0) {
+		int e = -errno;
+		for (int i = 0; i < 2; i++) {
+			close(po[i]);
+			close(pe[i]);
+		}
+		return e;
+	}
 	if (pid == 0) {
 		/* Its own process group: a timeout kills the run and anything it started; the
 		 * terminal's ^C reaches only the sweep, which then ends its runs itself. */
@@ -1074,7 +1087,9 @@ int cmd_sweep(int argc, char **argv)
 	if (o.slurm)
 		return sweep_slurm(&o);
 	if (!o.jobs) {
-		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		/* The CPUs this process may run on (taskset, a cgroup cpuset), not the machine's. */
+		cpu_set_t set;
+		long cpus = sched_getaffinity(0, sizeof(set), &set) ? sysconf(_SC_NPROCESSORS_ONLN) : CPU_COUNT(&set);
 		o.jobs = cpus < 1 ? 1 : cpus > MAX_JOBS ? MAX_JOBS : (unsigned)cpus;
 	}
 	return sweep_local(&o);

@@ -60,7 +60,7 @@ static const struct help_opt compare_opts[] = {
 };
 
 static const struct help_opt sweep_opts[] = {
-	{ "--jobs N, -j N", "runs at once, each a vmmu run process (the number of CPUs); with --slurm: runs at once in each array task, its --cpus-per-task (1)" },
+	{ "--jobs N, -j N", "runs at once, each a vmmu run process (the number of CPUs vmmu may run on); with --slurm: runs at once in each array task, its --cpus-per-task (1)" },
 	{ "--output FILE, -o FILE", "the results file, one JSON line per run, appended (SPEC.results.jsonl in the current folder); with --collect: the merged file (DIR/results.jsonl)" },
 	{ "--timeout SECONDS", "a run still going after SECONDS is killed and recorded as failed (none)" },
 	{ "--list", "print the expanded runs, one a line: id, done/failed/todo, the vmmu run command; run nothing" },
