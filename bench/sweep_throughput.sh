@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The local sweep runner's throughput, -j 1 against -j 2, side by side in one invocation: the
 # same spec swept twice from empty results files, each timed; prints runs per second of each,
-# the ratio, and checks that both sweeps give the same results (every key but the host's timings).
+# the CPU time a run costs and how many CPUs the sweep kept busy (on a shared machine the
+# scheduler's share, not -j, may be the limit), the ratio, and checks that both sweeps give the
+# same results (every key but the host's timings).
 # Usage: bench/sweep_throughput.sh [-s SPEC] [-b PATH/TO/vmmu] [-k DIR (keep the results there)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +30,7 @@ for j in 1 2; do
 	read -r wall user sys < "$out/time$j"
 	secs[$j]=$wall
 	awk -v j="$j" -v n="$(wc -l < "$out/j$j.jsonl")" -v s="$wall" -v c="$(awk -v u="$user" -v y="$sys" 'BEGIN { print u + y }')" \
-		'BEGIN { printf "-j %d: %d runs in %.1f s, %.2f runs/s, %.1f CPU s (%.1f ms of CPU a run)\n", j, n, s, n / s, c, 1000 * c / n }'
+		'BEGIN { printf "-j %d: %d runs in %.1f s, %.2f runs/s, %.1f CPU s (%.1f ms of CPU a run, %.2f CPUs busy)\n", j, n, s, n / s, c, 1000 * c / n, c / s }'
 done
 awk -v a="${secs[1]}" -v b="${secs[2]}" 'BEGIN { printf "ratio -j 2 / -j 1: %.2fx the throughput\n", a / b }'
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
