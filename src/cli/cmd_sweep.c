@@ -564,10 +564,12 @@ static int capture(char *const *argv, char *out, size_t len)
 	close(p[1]);
 	size_t n = 0;
 	ssize_t k;
-	while ((k = read(p[0], out + n, len - 1 - n)) > 0 && n + (size_t)k < len - 1)
+	char drain[4096];
+	while (n < len - 1 && (k = read(p[0], out + n, len - 1 - n)) > 0)
 		n += (size_t)k;
-	if (k > 0)
-		n += (size_t)k;
+	/* What does not fit is read and dropped: the program must not die of a full pipe. */
+	while (read(p[0], drain, sizeof(drain)) > 0)
+		;
 	out[n] = 0;
 	close(p[0]);
 	int st;
