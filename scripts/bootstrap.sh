@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(build-essential pkg-config meson ninja-build liburcu-dev libcmocka-dev libxxhash-dev zlib1g-dev
-      clang libclang-rt-14-dev gnuplot-nox valgrind python3 jq)
+      clang libclang-rt-14-dev gnuplot-nox valgrind python3 jq libjson-c-dev slurm-wlm munge)
 
 missing=()
 for p in "${PKGS[@]}"; do

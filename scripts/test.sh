@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Run every test: the default build's suites (unit, cli, diff against /dev/kvm), then the unit
-# and cli suites again under ASan+UBSan (clang), and the threaded unit tests under TSan.
-# Tests that need /dev/kvm skip with a message where it is absent. Ends with the line
+# Run every test: the default build's suites (unit, cli, diff against /dev/kvm, slurm: a sweep on
+# a single-node Slurm cluster the test starts and stops), then the unit and cli suites again under
+# ASan+UBSan (clang), and the threaded unit tests under TSan.
+# Tests that need /dev/kvm (or a Slurm that can start) skip with a message where it is absent. Ends with the line
 # "N passed, N failed, N skipped" and a non-zero exit if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -19,6 +19,8 @@ int cmd_validate(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_workloads(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_sweep(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 /* The option parsers, apart from what the commands do (so fuzz_cli can drive them): each
  * returns 0 with the arguments filled (help set for --help), or EXIT_USAGE with the message on
  * stderr. The strings point into argv. */
@@ -44,6 +46,14 @@ int cmd_probes(const char *list, unsigned reps, const char *golden, const char *
 #include <stdio.h>
 void cli_clean(char *s);
 void cli_json_str(FILE *f, const char *s);
+/* A CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break, quotes doubled. */
+void cli_csv_field(FILE *f, const char *text);
+/* @s as a gnuplot single-quoted string: a quote inside is doubled, so no name can end the string
+ * and inject a command. */
+void cli_gp_quoted(FILE *f, const char *s);
+/* "vmmu CMD: MESSAGE" on stderr, control bytes made harmless; returns EXIT_USAGE. */
+#include <stdarg.h>
+int cli_vusage(const char *cmd, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 /* help.c: the commands' documentation, one table for `vmmu help`, `--help` and vmmu(1). */
 #include <stdio.h>

@@ -71,22 +71,6 @@ static double ratio(uint64_t n, uint64_t d)
 	X("host seconds", "%.3f", r->seconds)                                                     \
 	X("accesses / s (M)", "%.2f", r->seconds > 0 ? (double)r->accesses / r->seconds / 1e6 : 0)
 
-/* A CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break, quotes doubled. */
-static void csv_field(const char *text)
-{
-	if (!strpbrk(text, ",\"\r\n")) {
-		fputs(text, stdout);
-		return;
-	}
-	putchar('"');
-	for (; *text; text++) {
-		if (*text == '"')
-			putchar('"');
-		putchar(*text);
-	}
-	putchar('"');
-}
-
 /* A metric's name in CSV: the table's indented exit reasons become "exits pf" and so on. */
 static void csv_metric(const char *name)
 {
@@ -98,7 +82,7 @@ static void csv_metric(const char *name)
 		snprintf(buf, sizeof(buf), "exits %s", name);
 		name = buf;
 	}
-	csv_field(name);
+	cli_csv_field(stdout, name);
 }
 
 /* One cell: padded in a table, a field in CSV. */
@@ -110,7 +94,7 @@ static void cell_out(bool csv, bool first, const char *text)
 		if (first)
 			csv_metric(text);
 		else
-			csv_field(text);
+			cli_csv_field(stdout, text);
 	} else if (first) {
 		printf("%-24s", text);
 	} else {
@@ -126,7 +110,7 @@ static void print_long(struct config *c, unsigned n)
 	printf("config,metric,value\n");
 	for (unsigned i = 0; i < n; i++) {
 		snprintf(cell, sizeof(cell), "%016" PRIx64, c[i].res.digest);
-		csv_field(c[i].label);
+		cli_csv_field(stdout, c[i].label);
 		printf(",guest digest,%s\n", cell);
 	}
 #define X(name, fmt, expr)                                                                        \
@@ -135,7 +119,7 @@ static void print_long(struct config *c, unsigned n)
 		const struct vmmu_stats *st = &r->stats;                                          \
 		(void)st;                                                                         \
 		snprintf(cell, sizeof(cell), fmt, expr);                                          \
-		csv_field(c[i].label);                                                            \
+		cli_csv_field(stdout, c[i].label);                                                            \
 		putchar(',');                                                                     \
 		csv_metric(name);                                                                 \
 		printf(",%s\n", cell);                                                            \
@@ -170,19 +154,6 @@ static void print_table(struct config *c, unsigned n, bool csv)
 	printf("\n");
 	ROWS(X)
 #undef X
-}
-
-/* @s as a gnuplot single-quoted string: a quote inside is doubled, so no file name can end the
- * string and inject a command. */
-static void gp_quoted(FILE *g, const char *s)
-{
-	fputc('\'', g);
-	for (; *s; s++) {
-		if (*s == '\'')
-			fputc('\'', g);
-		fputc(*s, g);
-	}
-	fputc('\'', g);
 }
 
 /* Does one panel's data span orders of magnitude (a log axis reads it better)? */
@@ -220,7 +191,7 @@ static int plot(struct config *c, unsigned n, const char *file)
 	else
 		fprintf(g, "set terminal svg size %u,480 dynamic noenhanced font 'sans,11'\n", 300 + 240 * n);
 	fprintf(g, "set output ");
-	gp_quoted(g, file);
+	cli_gp_quoted(g, file);
 	fprintf(g, "\n");
 	fprintf(g, "$d << EOD\n");
 	for (unsigned i = 0; i < n; i++) {

@@ -41,14 +41,12 @@ static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int bad(const char *fmt, ...)
 {
 	va_list ap;
-	char msg[512];
+	int rc;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	rc = cli_vusage("run", fmt, ap);
 	va_end(ap);
-	cli_clean(msg);
-	fprintf(stderr, "vmmu run: %s\n", msg);
-	return EXIT_USAGE;
+	return rc;
 }
 
 /* Why getopt refused @arg: a value given to an option that takes none, an abbreviation that

@@ -59,6 +59,42 @@ static const struct help_opt compare_opts[] = {
 	{ NULL, NULL },
 };
 
+static const struct help_opt sweep_opts[] = {
+	{ "--jobs N, -j N", "runs at once, each a vmmu run process (the number of CPUs vmmu may run on); with --slurm: runs at once in each array task, its --cpus-per-task (1)" },
+	{ "--output FILE, -o FILE", "the results file, one JSON line per run, appended (SPEC.results.jsonl in the current folder); with --collect: the merged file (DIR/results.jsonl)" },
+	{ "--timeout SECONDS", "a run still going after SECONDS is killed and recorded as failed (none)" },
+	{ "--list", "print the expanded runs, one a line: id, done/failed/todo, the vmmu run command; run nothing" },
+	{ "--dry-run", "the same as --list" },
+	{ "--retry-failed", "run again the runs whose last line is a failure (by default a recorded failure counts as done)" },
+	{ "--quiet", "no progress line, no summary unless a run failed" },
+	{ "--task K", "with --of N: run only runs K, K+N, K+2N, ... of the spec (what each Slurm array task does)" },
+	{ "--of N", "the number of shares --task K picks from" },
+	{ "--base DIR", "resolve relative trace paths against DIR instead of the spec's folder" },
+	{ "--slurm DIR", "submit the sweep as one Slurm job array instead (sbatch --array): the spec and a copy of this vmmu go to DIR, a folder every node sees; task K writes DIR/results/task-K.jsonl; submitting again resumes" },
+	{ "--runs-per-task N", "with --slurm: runs per array task (50, or more to keep the array within 1,000 tasks)" },
+	{ "--partition NAME", "with --slurm: passed to sbatch" },
+	{ "--time LIMIT", "with --slurm: each task's time limit, passed to sbatch (e.g. 30 or 1:00:00)" },
+	{ "--mem SIZE", "with --slurm: each task's memory, passed to sbatch (e.g. 1G)" },
+	{ "--sbatch-arg ARG", "with --slurm: one more sbatch option, repeatable (e.g. --sbatch-arg=--account=lab)" },
+	{ "--status DIR", "a submitted sweep's state: its array tasks in the queue (squeue) and its runs done and failed" },
+	{ "--collect DIR", "merge the tasks' results into one file (-o, or DIR/results.jsonl), the last line of each run" },
+	{ "SPEC.json", "the axes: workloads with parameter grids, traces, mmu, opt_sets, vcpus, thp, ksm, guest_thp, seeds, run_args, exclude (docs/sweeps.md)" },
+	{ NULL, NULL },
+};
+
+static const struct help_opt report_opts[] = {
+	{ "--group-by AXES", "comma-separated axes of the table's rows: workload, mmu, opts, vcpus, thp, ksm, guest_thp, seed, params, mode, or a swept parameter such as size (workload,mmu,opts)" },
+	{ "--metrics LIST", "the table's columns, each a mean over the group's runs: cycles_per_access, exits_per_1k, tlb_misses_per_1k, walk_refs_per_miss, pf_fixed_per_1k, or any number of the run's JSON by its path, such as stats.pf_fixed or host.seconds" },
+	{ "--csv", "the table as CSV (RFC 4180) instead of markdown, alone on standard output" },
+	{ "--plot DIR", "draw the figures into DIR with gnuplot, each with its script (NAME.gp): cycles_per_access, exits_per_1k (by workload and mode, option set all), opt_speedup (each option set over the baseline, by mode), vcpu_scaling (when the runs have several vCPU counts), heatmap" },
+	{ "--format svg|png", "the figures' format (svg)" },
+	{ "--heatmap X,Y", "the heatmap's two axes (workload,mmu)" },
+	{ "--heatmap-metric METRIC", "the heatmap's metric (cycles_per_access)" },
+	{ "--baseline SET", "the option set speedups are measured against (none if the runs have it, else the first)" },
+	{ "RESULTS", "results files of vmmu sweep (or --collect); the last line of each run id counts" },
+	{ NULL, NULL },
+};
+
 static const struct help_opt check_opts[] = {
 	{ "--cpu host|intel|amd", "the CPU model the walker follows (host: this machine's CPUID)" },
 	{ "--features +f,-f", "CPU features on or off: smep, smap, pku, 1g, la57, nx, pse36" },
@@ -88,6 +124,12 @@ static const struct help_cmd cmds[] = {
 	{ "compare", "compare WORKLOAD --mmu LIST [options]",
 	  "Run one workload under several configurations with the same seed, print one column per configuration and check that every guest digest is the same.",
 	  compare_opts, "Exit status: 0 every digest equal; 1 a digest differs or a run failed; 2 bad usage." },
+	{ "sweep", "sweep SPEC.json [-j N] [-o FILE] [--timeout S] [--list] | sweep SPEC.json --slurm DIR [sbatch options] | sweep --status DIR | sweep --collect DIR",
+	  "Expand a spec of axes (workloads and their parameters, modes, option sets, vCPUs, THP, KSM, seeds, traces, less exclusions) into runs, each with a stable id (a hash of its configuration), and run them as vmmu run processes, -j at once, with a progress line on a terminal (done, failed, ETA). Each result is a line of the results file: the run's --json object plus id, status, axes and argv. Running the sweep again skips the runs already in the file; a run that fails or times out is recorded as a failed line with the tail of its stderr and does not stop the sweep. With --slurm the sweep becomes a Slurm job array instead.",
+	  sweep_opts, "Exit status: 0 every run ok; 1 a run failed (recorded), or --collect found runs missing; 2 bad usage or a bad spec (the message names the problem); 130 interrupted (run it again to finish)." },
+	{ "report", "report RESULTS... [--group-by AXES] [--metrics LIST] [--csv] [--plot DIR]",
+	  "Merge sweep results into a table grouped by any axes (markdown, or CSV), with the speedup of each option set and the failed runs; check that runs differing only in MMU mode, host, option set, host THP or KSM have the same guest digest (a mismatch is a transparency bug: it is printed loudly); draw the figures.",
+	  report_opts, "Exit status: 0; 1 a digest mismatch (or a figure gnuplot could not draw); 2 bad usage or an unreadable file." },
 	{ "workloads", "workloads [NAME]",
 	  "List the workloads, or one, with every parameter, its default and its meaning.", NULL, NULL },
 	{ "check", "check [options] [FILE]",

@@ -21,6 +21,8 @@ static const struct {
 	{ "validate", cmd_validate },
 	{ "run", cmd_run },
 	{ "compare", cmd_compare },
+	{ "sweep", cmd_sweep },
+	{ "report", cmd_report },
 	{ "workloads", cmd_workloads },
 	{ "version", cmd_version },
 	{ "help", help_main },

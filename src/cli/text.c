@@ -4,6 +4,7 @@
  * sequence in a file name or a scenario line would drive it), and only valid UTF-8 in JSON
  * (invalid bytes become U+FFFD, so a non-UTF-8 path still gives a JSON object). No state.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -68,4 +69,40 @@ void cli_json_str(FILE *f, const char *s)
 		}
 	}
 	fputc('"', f);
+}
+
+void cli_csv_field(FILE *f, const char *text)
+{
+	if (!strpbrk(text, ",\"\r\n")) {
+		fputs(text, f);
+		return;
+	}
+	fputc('"', f);
+	for (; *text; text++) {
+		if (*text == '"')
+			fputc('"', f);
+		fputc(*text, f);
+	}
+	fputc('"', f);
+}
+
+void cli_gp_quoted(FILE *f, const char *s)
+{
+	fputc('\'', f);
+	for (; *s; s++) {
+		if (*s == '\'')
+			fputc('\'', f);
+		fputc(*s, f);
+	}
+	fputc('\'', f);
+}
+
+int cli_vusage(const char *cmd, const char *fmt, va_list ap)
+{
+	char msg[512];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	cli_clean(msg);
+	fprintf(stderr, "vmmu %s: %s\n", cmd, msg);
+	return EXIT_USAGE;
 }

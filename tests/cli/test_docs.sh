@@ -71,10 +71,10 @@ done < "$tmp/readme"
 
 # The help table is the documentation of every command: `vmmu help CMD` and `vmmu CMD --help`
 # print it, and every long option a command's parser takes must be in it.
-for c in run compare workloads check validate; do
+for c in run compare sweep report workloads check validate; do
 	t "vmmu $c --help is vmmu help $c" '[ "$("$VMMU" $c --help)" = "$("$VMMU" help $c)" ]'
 done
-for c in run check validate; do
+for c in run check validate sweep report; do
 	for o in $(sed -n 's/^[[:space:]]*{ "\([a-z-]*\)", [a-z_]*_argument.*/\1/p' "$SRC/src/cli/cmd_$c.c"); do
 		[ "$o" = help ] && continue
 		t "vmmu help $c documents --$o" '"$VMMU" help $c | grep -q -- "^  --$o"'
