@@ -183,6 +183,9 @@ struct host_ksm_stats {
 	uint64_t checksums;          /* xxh64 of a page, as a cost */
 	uint64_t compares;           /* byte-for-byte comparisons of two pages */
 	uint64_t passes;
+	uint64_t merges;             /* pages merged (a mapping replaced by a KSM or zero frame) */
+	uint64_t merge_scans;        /* full scans until the last merge (its own included): how
+				      * long the merge took to converge; 0 if none */
 };
 
 int host_ksm_create(struct host_arena *a, struct host_ksm **out);
@@ -194,6 +197,9 @@ int host_ksm_add_mm(struct host_ksm *k, struct host_mm *mm);
 void host_ksm_remove_mm(struct host_ksm *k, struct host_mm *mm);
 /* Set a knob by its /sys/kernel/mm/ksm name. 0, -ENOENT (no such knob) or -EINVAL (value). */
 int host_ksm_set_param(struct host_ksm *k, const char *key, uint64_t val);
+/* Is @key a knob and @val in its range? 0, -ENOENT or -ERANGE; the range in *@min, *@max (may be
+ * NULL) whenever the knob exists. */
+int host_ksm_param_check(const char *key, uint64_t val, uint64_t *min, uint64_t *max);
 void host_ksm_get_params(struct host_ksm *k, struct host_ksm_params *p);
 /* One pass of ksmd: up to pages_to_scan pages (nothing if run is 0). Returns the pages merged. */
 int host_ksm_scan(struct host_ksm *k);

@@ -3,13 +3,14 @@
  * ksm.c: ksmd, same-page merging over the MERGEABLE VMAs of the mms that share one arena (Linux's
  * mm/ksm.c, reduced to what the model needs).
  *
- * A pass looks at pages_to_scan mapped 4K pages, in mm order then hva order, resuming where the
- * last pass stopped; a full scan is one trip over every registered mm. For each page:
- *   1. its xxh64 must equal the one the last full scan recorded (else it is volatile: recorded,
- *      skipped);
- *   2. zero-filled, with use_zero_pages: merged with the zero frame;
- *   3. the stable tree: KSM frames, read-only, ordered by the xxh64 of their (fixed) bytes; a
+ * A pass looks at pages_to_scan mapped 4K pages (a THP's one by one), in mm order then hva
+ * order, resuming where the last pass stopped; a full scan is one trip over every registered mm.
+ * For each page, in the kernel's order (cmp_and_merge_page):
+ *   1. the stable tree: KSM frames, read-only, ordered by the xxh64 of their (fixed) bytes; a
  *      byte-for-byte match maps the page to that frame (host_mm_ksm_merge) and frees its own;
+ *   2. its xxh64 must equal the one the last full scan recorded, else it is volatile (recorded,
+ *      skipped): a page that changes is not worth write-protecting;
+ *   3. zero-filled, with use_zero_pages: merged with the zero frame;
  *   4. the unstable tree: this full scan's candidates ordered by the xxh64 recorded at insertion;
  *      a byte-for-byte match makes the candidate's frame a KSM frame (write-protected in place,
  *      moved to the stable tree) and merges the page with it;
@@ -76,6 +77,8 @@ struct host_ksm {
 	uint64_t volatile_now;           /* volatile pages in the full scan under way */
 	uint64_t volatile_last;          /* and in the last complete one */
 	uint64_t full_scans, passes, checksums, compares;
+	uint64_t merges;                 /* pages merged, ever */
+	uint64_t merge_scan;             /* full_scans when the last merge happened */
 	uint64_t cow_breaks_gone;        /* of mms removed since */
 };
 
@@ -242,9 +245,14 @@ static uint64_t ksm_mappings(const struct host_ksm *k, pfn_t pfn)
 	return host_frame_refcount(k->arena, pfn) - 1;
 }
 
-/* The candidate @u matched @pfn's bytes: make its frame a KSM frame and merge @pfn with it. */
-static bool merge_with_candidate(struct host_ksm *k, size_t ui, struct host_mm *mm, hva_t hva,
-				 pfn_t pfn)
+/*
+ * The candidate unstable[@ui] matched @pfn's bytes: make its frame a KSM frame and merge @pfn with
+ * it. The node leaves the tree either way. 0 merged, -EAGAIN the candidate is gone (unmapped,
+ * copied, merged elsewhere since it went in: its frame may be anyone's now), -ENODATA its bytes
+ * or @pfn's changed since the compare, -ENOMEM.
+ */
+static int merge_with_candidate(struct host_ksm *k, size_t ui, struct host_mm *mm, hva_t hva,
+				pfn_t pfn)
 {
 	struct unstable_node u = k->unstable[ui];
 	int r;
@@ -256,24 +264,22 @@ static bool merge_with_candidate(struct host_ksm *k, size_t ui, struct host_mm *
 		host_frame_get(k->arena, u.pfn);     /* the stable tree's reference */
 	host_mm_unlock(u.mm);
 	if (r)
-		return false;
+		return r;
 	/* Its bytes may have changed between the compare and the write protection: key them by
 	 * what they are now, which can no longer change. */
 	if (stable_insert(k, page_sum(k, u.pfn), u.pfn)) {
 		host_frame_put(k->arena, u.pfn, HOST_ORDER_4K);
-		return false;   /* a KSM page with one mapping: a write to it just copies it back */
+		return -ENOMEM; /* a KSM page with one mapping: a write to it just copies it back */
 	}
-	return merge_into(mm, hva, pfn, u.pfn);
+	return merge_into(mm, hva, pfn, u.pfn) ? 0 : -ENODATA;
 }
 
-/* Steps 2-5 of the file comment for a page whose checksum held still. */
-static bool cmp_and_merge(struct host_ksm *k, struct host_mm *mm, hva_t hva, pfn_t pfn,
-			  uint64_t sum)
+/* The steps of the file comment for a mapped page that is no KSM page yet: true if merged. */
+static bool cmp_and_merge(struct host_ksm *k, struct ksm_mm *km, hva_t hva, pfn_t pfn, uint64_t sum)
 {
+	struct host_mm *mm = km->mm;
+	bool still = item_update(km, hva, sum);
 	size_t i;
-
-	if (k->p.use_zero_pages && sum == k->zero_key && same_bytes(k, pfn, k->zero_pfn))
-		return merge_into(mm, hva, pfn, k->zero_pfn);
 
 	for (i = LOWER_BOUND(k->stable, k->nr_stable, sum);
 	     i < k->nr_stable && k->stable[i].key == sum; i++) {
@@ -282,11 +288,24 @@ static bool cmp_and_merge(struct host_ksm *k, struct host_mm *mm, hva_t hva, pfn
 		if (same_bytes(k, pfn, k->stable[i].pfn))
 			return merge_into(mm, hva, pfn, k->stable[i].pfn);
 	}
+	if (!still) {
+		k->volatile_now++;
+		return false;
+	}
+	if (k->p.use_zero_pages && sum == k->zero_key && same_bytes(k, pfn, k->zero_pfn))
+		return merge_into(mm, hva, pfn, k->zero_pfn);
 
 	for (i = LOWER_BOUND(k->unstable, k->nr_unstable, sum);
-	     i < k->nr_unstable && k->unstable[i].key == sum; i++) {
-		if (same_bytes(k, pfn, k->unstable[i].pfn))
-			return merge_with_candidate(k, i, mm, hva, pfn);
+	     i < k->nr_unstable && k->unstable[i].key == sum;) {
+		if (!same_bytes(k, pfn, k->unstable[i].pfn)) {
+			i++;
+			continue;
+		}
+		int r = merge_with_candidate(k, i, mm, hva, pfn);
+
+		if (r != -EAGAIN)
+			return r == 0;
+		/* unstable[i] is the next node now. */
 	}
 	unstable_insert(k, &(struct unstable_node){ .key = sum, .mm = mm, .hva = hva, .pfn = pfn });
 	return false;
@@ -345,8 +364,8 @@ void host_ksm_destroy(struct host_ksm *k)
 {
 	if (!k)
 		return;
-	for (size_t i = 0; i < k->nr_mms; i++)
-		host_ksm_remove_mm(k, k->mms[i].mm);
+	while (k->nr_mms)
+		host_ksm_remove_mm(k, k->mms[0].mm);
 	for (size_t i = 0; i < k->nr_stable; i++)
 		host_frame_put(k->arena, k->stable[i].pfn, HOST_ORDER_4K);
 	host_frame_put(k->arena, k->zero_pfn, HOST_ORDER_4K);
@@ -405,33 +424,52 @@ out:
 	pthread_mutex_unlock(&k->lock);
 }
 
+/* The knobs, their ranges as /sys/kernel/mm/ksm takes them. */
+static const struct ksm_knob {
+	const char *name;
+	size_t off;
+	uint64_t min, max;
+} ksm_knobs[] = {
+	{ "pages_to_scan", offsetof(struct host_ksm_params, pages_to_scan), 0, 1u << 30 },
+	{ "sleep_millisecs", offsetof(struct host_ksm_params, sleep_millisecs), 0, 1u << 30 },
+	{ "use_zero_pages", offsetof(struct host_ksm_params, use_zero_pages), 0, 1 },
+	{ "max_page_sharing", offsetof(struct host_ksm_params, max_page_sharing), 2, 1u << 30 },
+	{ "run", offsetof(struct host_ksm_params, run), 0, 1 },
+};
+
+static const struct ksm_knob *knob_find(const char *key)
+{
+	for (size_t i = 0; key && i < sizeof(ksm_knobs) / sizeof(ksm_knobs[0]); i++)
+		if (!strcmp(key, ksm_knobs[i].name))
+			return &ksm_knobs[i];
+	return NULL;
+}
+
+int host_ksm_param_check(const char *key, uint64_t val, uint64_t *min, uint64_t *max)
+{
+	const struct ksm_knob *kn = knob_find(key);
+
+	if (!kn)
+		return -ENOENT;
+	if (min)
+		*min = kn->min;
+	if (max)
+		*max = kn->max;
+	return val < kn->min || val > kn->max ? -ERANGE : 0;
+}
+
 int host_ksm_set_param(struct host_ksm *k, const char *key, uint64_t val)
 {
-	static const struct {
-		const char *name;
-		size_t off;
-		uint64_t min, max;
-	} knobs[] = {
-		{ "pages_to_scan", offsetof(struct host_ksm_params, pages_to_scan), 0, 1u << 30 },
-		{ "sleep_millisecs", offsetof(struct host_ksm_params, sleep_millisecs), 0, 1u << 30 },
-		{ "use_zero_pages", offsetof(struct host_ksm_params, use_zero_pages), 0, 1 },
-		{ "max_page_sharing", offsetof(struct host_ksm_params, max_page_sharing), 2, 1u << 30 },
-		{ "run", offsetof(struct host_ksm_params, run), 0, 1 },
-	};
+	const struct ksm_knob *kn = knob_find(key);
 
-	if (!k || !key)
+	if (!k || !kn)
+		return k ? -ENOENT : -EINVAL;
+	if (val < kn->min || val > kn->max)
 		return -EINVAL;
-	for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
-		if (strcmp(key, knobs[i].name))
-			continue;
-		if (val < knobs[i].min || val > knobs[i].max)
-			return -EINVAL;
-		pthread_mutex_lock(&k->lock);
-		*(uint64_t *)((char *)&k->p + knobs[i].off) = val;
-		pthread_mutex_unlock(&k->lock);
-		return 0;
-	}
-	return -ENOENT;
+	pthread_mutex_lock(&k->lock);
+	*(uint64_t *)((char *)&k->p + kn->off) = val;
+	pthread_mutex_unlock(&k->lock);
+	return 0;
 }
 
 void host_ksm_get_params(struct host_ksm *k, struct host_ksm_params *p)
@@ -479,13 +517,11 @@ int host_ksm_scan(struct host_ksm *k)
 		hva = k->cur_hva;
 		k->cur_hva += HOST_PAGE_SIZE;
 		n++;
-		if (is_ksm)
+		if (is_ksm || !cmp_and_merge(k, km, hva, pfn, sum))
 			continue;
-		if (!item_update(km, hva, sum)) {
-			k->volatile_now++;
-			continue;
-		}
-		merged += cmp_and_merge(k, km->mm, hva, pfn, sum);
+		merged++;
+		k->merges++;
+		k->merge_scan = k->full_scans;
 	}
 out:
 	pthread_mutex_unlock(&k->lock);
@@ -523,6 +559,8 @@ void host_ksm_get_stats(struct host_ksm *k, struct host_ksm_stats *st)
 	st->checksums = k->checksums;
 	st->compares = k->compares;
 	st->passes = k->passes;
+	st->merges = k->merges;
+	st->merge_scans = k->merges ? k->merge_scan + 1 : 0;
 	pthread_mutex_unlock(&k->lock);
 }
 

@@ -448,11 +448,21 @@ static void unmap_flush(struct unmap_ctx *c)
  * Turn the 2M leaf *@e into an L1 node of 512 4K leaves on the same bytes: the block becomes 512
  * order-0 frames, each holding the mapping's reference, and nothing is copied.
  */
+static void pt_split_huge_into(struct host_mm *mm, struct pt_node *n, uint64_t *e)
+{
+	pfn_t head = pte_pfn(*e);
+	uint64_t young = *e & PTE_YOUNG;
+
+	host_frame_split(mm->arena, head, HOST_ORDER_2M);
+	for (unsigned i = 0; i < PT_ENTRIES; i++)
+		n->e[i] = make_leaf(head + i, young);
+	n->nr = PT_ENTRIES;
+	*e = (uint64_t)(uintptr_t)n;
+}
+
 static void pt_split_huge(struct unmap_ctx *c, uint64_t *e)
 {
 	struct pt_node *n = c->spare[0] ? c->spare[0] : c->spare[1];
-	pfn_t head = pte_pfn(*e);
-	uint64_t young = *e & PTE_YOUNG;
 
 	/* munmap made one for each end of the range that falls inside a 2M leaf. */
 	assert(n);
@@ -460,12 +470,7 @@ static void pt_split_huge(struct unmap_ctx *c, uint64_t *e)
 		c->spare[0] = NULL;
 	else
 		c->spare[1] = NULL;
-
-	host_frame_split(c->mm->arena, head, HOST_ORDER_2M);
-	for (unsigned i = 0; i < PT_ENTRIES; i++)
-		n->e[i] = make_leaf(head + i, young);
-	n->nr = PT_ENTRIES;
-	*e = (uint64_t)(uintptr_t)n;
+	pt_split_huge_into(c->mm, n, e);
 }
 
 /* Remove the leaves of [c->start, c->end) under @n (a level-@level node at @base). */
@@ -854,14 +859,10 @@ bool host_mm_next_mergeable(struct host_mm *mm, hva_t *hva, pfn_t *pfn, bool *ks
 
 			if (!e)
 				break;
-			/* A THP is left whole: merging would split it (the kernel's choice too,
-			 * unless it splits first), and the clone-vms image is in 4K pages. */
-			if (*e & PTE_HUGE) {
-				from = (from | (HOST_SIZE_2M - 1)) + 1;
-				continue;
-			}
+			/* A THP is scanned page by page and split only when one of its pages
+			 * merges (ksm_leaf), as the kernel's ksmd does. */
 			*hva = from;
-			*pfn = pte_pfn(*e);
+			*pfn = leaf_pfn_at(*e, from);
 			*ksm = *e & PTE_KSM;
 			return true;
 		}
@@ -869,14 +870,25 @@ bool host_mm_next_mergeable(struct host_mm *mm, hva_t *hva, pfn_t *pfn, bool *ks
 	return false;
 }
 
-/* The 4K non-KSM leaf of @hva if it still maps @pfn, else NULL. */
+/* The 4K non-KSM leaf of @hva if it still maps @pfn, else NULL. A 2M leaf is split first (its
+ * frames stay; secondary MMUs drop their huge translation of it, as of an unmap). */
 static uint64_t *ksm_leaf(struct host_mm *mm, hva_t hva, pfn_t pfn)
 {
 	uint64_t *e = pt_lookup(mm, hva);
+	hva_t h = hva & ~(HOST_SIZE_2M - 1);
+	struct pt_node *n;
 
-	if (!e || (*e & (PTE_HUGE | PTE_KSM)) || pte_pfn(*e) != pfn)
+	if (!e || (*e & PTE_KSM) || leaf_pfn_at(*e, hva) != pfn)
 		return NULL;
-	return e;
+	if (!(*e & PTE_HUGE))
+		return e;
+	n = calloc(1, sizeof(*n));
+	if (!n)
+		return NULL;
+	notify_start(mm, h, h + HOST_SIZE_2M);
+	pt_split_huge_into(mm, n, e);
+	notify_end(mm, h, h + HOST_SIZE_2M);
+	return pt_lookup(mm, hva);
 }
 
 int host_mm_ksm_protect(struct host_mm *mm, hva_t hva, pfn_t pfn)
