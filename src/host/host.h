@@ -197,6 +197,7 @@ int host_ksm_add_mm(struct host_ksm *k, struct host_mm *mm);
 void host_ksm_remove_mm(struct host_ksm *k, struct host_mm *mm);
 /* Set a knob by its /sys/kernel/mm/ksm name. 0, -ENOENT (no such knob) or -EINVAL (value). */
 int host_ksm_set_param(struct host_ksm *k, const char *key, uint64_t val);
+int host_ksm_get_param(struct host_ksm *k, const char *key, uint64_t *val);
 /* Is @key a knob and @val in its range? 0, -ENOENT or -ERANGE; the range in *@min, *@max (may be
  * NULL) whenever the knob exists. */
 int host_ksm_param_check(const char *key, uint64_t val, uint64_t *min, uint64_t *max);

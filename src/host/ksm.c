@@ -72,7 +72,9 @@ struct host_ksm {
 	size_t nr_stable, cap_stable;
 	struct unstable_node *unstable;  /* sorted by key */
 	size_t nr_unstable, cap_unstable;
-	pfn_t zero_pfn;                  /* allocated at create, zeroed */
+	pfn_t zero_pfn;                  /* allocated, zeroed, when the first mm comes (a machine
+					  * with no KSM user holds no frame for it) */
+	bool has_zero;
 	uint64_t zero_key;
 	uint64_t volatile_now;           /* volatile pages in the full scan under way */
 	uint64_t volatile_last;          /* and in the last complete one */
@@ -292,7 +294,8 @@ static bool cmp_and_merge(struct host_ksm *k, struct ksm_mm *km, hva_t hva, pfn_
 		k->volatile_now++;
 		return false;
 	}
-	if (k->p.use_zero_pages && sum == k->zero_key && same_bytes(k, pfn, k->zero_pfn))
+	if (k->p.use_zero_pages && k->has_zero && sum == k->zero_key &&
+	    same_bytes(k, pfn, k->zero_pfn))
 		return merge_into(mm, hva, pfn, k->zero_pfn);
 
 	for (i = LOWER_BOUND(k->unstable, k->nr_unstable, sum);
@@ -343,21 +346,13 @@ int host_ksm_create(struct host_arena *a, struct host_ksm **out)
 		return -ENOMEM;
 	k->arena = a;
 	k->p = KSM_DEFAULT_PARAMS;
-	rc = host_frame_alloc(a, HOST_ORDER_4K, &k->zero_pfn);
-	if (rc)
-		goto out_free;
 	rc = -pthread_mutex_init(&k->lock, NULL);
-	if (rc)
-		goto out_zero;
-	k->zero_key = XXH64(frame_bytes(k, k->zero_pfn), HOST_PAGE_SIZE, 0);
+	if (rc) {
+		free(k);
+		return rc;
+	}
 	*out = k;
 	return 0;
-
-out_zero:
-	host_frame_put(a, k->zero_pfn, HOST_ORDER_4K);
-out_free:
-	free(k);
-	return rc;
 }
 
 void host_ksm_destroy(struct host_ksm *k)
@@ -368,7 +363,8 @@ void host_ksm_destroy(struct host_ksm *k)
 		host_ksm_remove_mm(k, k->mms[0].mm);
 	for (size_t i = 0; i < k->nr_stable; i++)
 		host_frame_put(k->arena, k->stable[i].pfn, HOST_ORDER_4K);
-	host_frame_put(k->arena, k->zero_pfn, HOST_ORDER_4K);
+	if (k->has_zero)
+		host_frame_put(k->arena, k->zero_pfn, HOST_ORDER_4K);
 	pthread_mutex_destroy(&k->lock);
 	free(k->mms);
 	free(k->stable);
@@ -386,6 +382,13 @@ int host_ksm_add_mm(struct host_ksm *k, struct host_mm *mm)
 	for (size_t i = 0; i < k->nr_mms; i++)
 		if (k->mms[i].mm == mm)
 			goto out;
+	if (!k->has_zero) {
+		rc = host_frame_alloc(k->arena, HOST_ORDER_4K, &k->zero_pfn);
+		if (rc)
+			goto out;
+		k->has_zero = true;
+		k->zero_key = XXH64(frame_bytes(k, k->zero_pfn), HOST_PAGE_SIZE, 0);
+	}
 	rc = grow((void **)&k->mms, &k->cap_mms, k->nr_mms + 1, sizeof(*k->mms));
 	if (!rc)
 		k->mms[k->nr_mms++] = (struct ksm_mm){ .mm = mm };
@@ -456,6 +459,20 @@ int host_ksm_param_check(const char *key, uint64_t val, uint64_t *min, uint64_t 
 	if (max)
 		*max = kn->max;
 	return val < kn->min || val > kn->max ? -ERANGE : 0;
+}
+
+int host_ksm_get_param(struct host_ksm *k, const char *key, uint64_t *val)
+{
+	const struct ksm_knob *kn = knob_find(key);
+
+	if (!k || !val)
+		return -EINVAL;
+	if (!kn)
+		return -ENOENT;
+	pthread_mutex_lock(&k->lock);
+	*val = *(const uint64_t *)((const char *)&k->p + kn->off);
+	pthread_mutex_unlock(&k->lock);
+	return 0;
 }
 
 int host_ksm_set_param(struct host_ksm *k, const char *key, uint64_t val)
@@ -547,7 +564,7 @@ void host_ksm_get_stats(struct host_ksm *k, struct host_ksm_stats *st)
 	st->pages_unshared = k->nr_unstable;
 	st->pages_volatile = k->full_scans ? k->volatile_last : k->volatile_now;
 	st->full_scans = k->full_scans;
-	st->zero_pages = host_frame_refcount(k->arena, k->zero_pfn) - 1;
+	st->zero_pages = k->has_zero ? host_frame_refcount(k->arena, k->zero_pfn) - 1 : 0;
 	st->cow_breaks = k->cow_breaks_gone;
 	for (size_t i = 0; i < k->nr_mms; i++) {
 		st->cow_breaks += host_mm_ksm_cow_breaks(k->mms[i].mm);
@@ -589,10 +606,10 @@ int host_ksm_audit(struct host_ksm *k, char *why, size_t whylen)
 		if (XXH64(frame_bytes(k, s->pfn), HOST_PAGE_SIZE, 0) != s->key)
 			AUDIT_FAIL("KSM frame %#llx changed: a write went through",
 				   (unsigned long long)s->pfn);
-		if (s->pfn == k->zero_pfn)
+		if (k->has_zero && s->pfn == k->zero_pfn)
 			AUDIT_FAIL("the zero frame is in the stable tree");
 	}
-	if (XXH64(frame_bytes(k, k->zero_pfn), HOST_PAGE_SIZE, 0) != k->zero_key)
+	if (k->has_zero && XXH64(frame_bytes(k, k->zero_pfn), HOST_PAGE_SIZE, 0) != k->zero_key)
 		AUDIT_FAIL("the zero frame was written");
 	for (size_t i = 0; i < k->nr_unstable; i++) {
 		const struct unstable_node *u = &k->unstable[i];
