@@ -132,8 +132,9 @@ int vmmu_ksm_get_param(struct vmmu_machine *m, const char *key, uint64_t *val);
  * or -EINVAL with a one-line reason in @err. */
 int vmmu_ksm_set_params(struct vmmu_machine *m, const char *spec, char *err, size_t errlen);
 /* ksmd's wake-up at time @now_ms of the caller's clock: one pass of pages_to_scan pages if
- * sleep_millisecs have gone by since the last one (or none ran yet). The pages merged, or -errno. */
-int vmmu_ksm_run(struct vmmu_machine *m, uint64_t now_ms);
+ * sleep_millisecs have gone by since the last one (or none ran yet); *@ran (may be NULL) says if
+ * one did. The pages merged, or -errno. */
+int vmmu_ksm_run(struct vmmu_machine *m, uint64_t now_ms, bool *ran);
 /* Debug: the stable and unstable trees in order, every KSM frame still holding the bytes it was
  * merged with. 0, or -EFAULT with the first inconsistency in @why. */
 int vmmu_ksm_audit(struct vmmu_machine *m, char *why, size_t whylen);

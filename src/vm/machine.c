@@ -148,14 +148,18 @@ int vmmu_ksm_set_params(struct vmmu_machine *h, const char *spec, char *err, siz
 	}
 }
 
-int vmmu_ksm_run(struct vmmu_machine *h, uint64_t now_ms)
+int vmmu_ksm_run(struct vmmu_machine *h, uint64_t now_ms, bool *ran)
 {
 	struct host_ksm_params p;
 
+	if (ran)
+		*ran = false;
 	if (!h)
 		return -EINVAL;
 	if (h->ksm_ran && now_ms < h->ksm_next_ms)
 		return 0;
+	if (ran)
+		*ran = true;
 	host_ksm_get_params(h->ksm, &p);
 	h->ksm_ran = true;
 	h->ksm_next_ms = now_ms + p.sleep_millisecs;
