@@ -268,6 +268,14 @@ struct vmmu_stats {
 	uint64_t ksm_merge_scans;  /* full scans until the last merge, its own included */
 };
 
+/* The fields of struct vmmu_stats that are the machine's, not the VM's: the same in the stats of
+ * every VM on one machine (X(field) each). */
+#define VMMU_STATS_MACHINE_FIELDS(X)                                                               \
+	X(host_frames) X(ksm_pages_shared) X(ksm_pages_sharing) X(ksm_full_scans)                  \
+	X(ksm_pages_unshared) X(ksm_pages_volatile) X(ksm_cow_breaks) X(ksm_zero_pages)            \
+	X(general_profit) X(ksm_passes) X(ksm_checksums) X(ksm_compares) X(ksm_merges)             \
+	X(ksm_merge_scans)
+
 /* A count as a user writes it on a command line or in a parameter: decimal digits only (no sign,
  * space, base prefix or suffix), so "010" is ten and "0x10" is refused. 0, or -EINVAL (not a
  * number) / -ERANGE (above @max). */

@@ -339,20 +339,9 @@ static void sum_stats(struct vmmu_stats *sum, const struct vmmu_stats *st)
 /* The machine's own figures are the same in every VM's stats: count them once, not per VM. */
 static void machine_stats(struct vmmu_stats *sum, const struct vmmu_stats *m)
 {
-	sum->host_frames = m->host_frames;
-	sum->ksm_pages_shared = m->ksm_pages_shared;
-	sum->ksm_pages_sharing = m->ksm_pages_sharing;
-	sum->ksm_full_scans = m->ksm_full_scans;
-	sum->ksm_pages_unshared = m->ksm_pages_unshared;
-	sum->ksm_pages_volatile = m->ksm_pages_volatile;
-	sum->ksm_cow_breaks = m->ksm_cow_breaks;
-	sum->ksm_zero_pages = m->ksm_zero_pages;
-	sum->general_profit = m->general_profit;
-	sum->ksm_passes = m->ksm_passes;
-	sum->ksm_checksums = m->ksm_checksums;
-	sum->ksm_compares = m->ksm_compares;
-	sum->ksm_merges = m->ksm_merges;
-	sum->ksm_merge_scans = m->ksm_merge_scans;
+#define X(f) sum->f = m->f;
+	VMMU_STATS_MACHINE_FIELDS(X)
+#undef X
 }
 
 /* The machine's host memory for @vms guests of @mem bytes: as a VM of its own would get

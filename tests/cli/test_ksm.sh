@@ -9,7 +9,6 @@ VMMU=$1
 DATA=${2:-$(dirname "$0")/../data}
 . "$(dirname "$0")/lib.sh"
 
-one_line_error() { [ "$(wc -l < "$1")" -eq 1 ] && grep -q '^vmmu' "$1"; }
 ksm="--ksm on --ksm-param pages_to_scan=400,sleep_millisecs=1 --ksm-param use_zero_pages=1 --audit 16"
 
 declare -A small=(
@@ -56,11 +55,6 @@ t "the run table has a KSM line" 'grep -q "^  KSM  .* sharing" "$tmp/table.txt"'
 t "run=0: nothing merged" '[ "$(field "$tmp/run0.json" ksm_pages_sharing)" = 0 ]'
 
 # ---- bad input ----
-bad() { # name, expected-substring, args...
-	local name=$1 want=$2; shift 2
-	"$VMMU" "$@" > "$tmp/bad.out" 2> "$tmp/bad.err"; rc=$?
-	t "$name: exit 2, one line naming '$want'" '[ $rc -eq 2 ] && one_line_error "$tmp/bad.err" && grep -q -- "$want" "$tmp/bad.err"'
-}
 bad "unknown knob" "no knob 'sleep'" run touch --ksm-param sleep=1
 bad "hex value" "decimal" run touch --ksm-param pages_to_scan=0x10
 bad "negative value" "decimal" run touch --ksm-param pages_to_scan=-1

@@ -23,6 +23,7 @@
 
 #include "paging/paging.h"
 #include "../common/gpt_build.h"
+#include "../common/test_assert.h"
 #include "vmmu/vmmu.h"
 
 #define MiB (1ULL << 20)
@@ -36,15 +37,6 @@
  * read writable if nothing else said no. */
 #define PRWUAD (PT_PRESENT_MASK | PT_WRITABLE_MASK | PT_USER_MASK | PT_ACCESSED_MASK | PT_DIRTY_MASK)
 
-#define TEST_ASSERT(e, ...)                                                                        \
-	do {                                                                                       \
-		if (!(e)) {                                                                        \
-			print_error("%s:%d: %s failed: ", __FILE__, __LINE__, #e);                 \
-			print_error(__VA_ARGS__);                                                  \
-			print_error("\n");                                                         \
-			fail();                                                                    \
-		}                                                                                  \
-	} while (0)
 
 struct mode {
 	const char *name;
