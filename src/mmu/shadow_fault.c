@@ -460,7 +460,7 @@ static int emulate_write(struct fault *f, struct zap_batch *z)
 	for (unsigned i = 0; ok && i < f->nparts; i++) {
 		const struct fault_part *p = &f->part[i];
 		ok = p->walked && p->ws == WALK_OK && p->fi.slot && !p->fi.pfn_err &&
-		     !slot_is_readonly(p->fi.slot) && p->host;
+		     p->fi.map_writable && p->host;
 	}
 	if (!ok) {
 		if (f->sv->unprotect_gva == f->e->gva && ++f->sv->unprotect_tries >= UNPROTECT_TRIES)
