@@ -161,8 +161,9 @@ uint64_t host_mm_rss_pages(const struct host_mm *mm);  /* 4K pages mapped */
 
 struct host_ksm;
 
-/* The knobs of /sys/kernel/mm/ksm. sleep_millisecs is, in a deterministic run, the number of
- * guest accesses between two passes (the caller's clock). */
+/* The knobs of /sys/kernel/mm/ksm. host_ksm_scan() is one pass; the caller sleeps
+ * sleep_millisecs of its own clock between two (vmmu_ksm_run; vmmu_run's clock is 1000 guest
+ * accesses a millisecond). */
 struct host_ksm_params {
 	uint64_t pages_to_scan;      /* pages a pass looks at (default 100) */
 	uint64_t sleep_millisecs;    /* between passes (default 20) */

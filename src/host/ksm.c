@@ -26,6 +26,10 @@
  * Locking: k->lock (a mutex, the kernel's ksm_thread_mutex) guards everything here and is taken
  * before any mm->lock (lock order: ksm.lock > host_mm.lock); ksmd holds one mm->lock at a time,
  * and changes mappings only through mm.c, which calls the MMU notifiers as host_munmap does.
+ * Checksums and first compares read guest frames with no lock that stops a guest store: the
+ * kernel's race too, made harmless by the compare under the notifiers before any merge. Today a
+ * pass runs on the vCPUs' own thread between their steps; a ksmd thread beside running vCPUs
+ * would need those reads made atomic for ThreadSanitizer.
  */
 #include <errno.h>
 #include <stdio.h>
