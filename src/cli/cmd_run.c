@@ -419,7 +419,12 @@ static void print_json(const struct run_args *ra, const struct vmmu_workload_arg
 	       ra->pcid ? "true" : "false", ra->aging, ra->quantum ? ra->quantum : 64, ra->audit);
 	for (unsigned i = 0; cost_keys[i]; i++)
 		printf("%s\"%s\":%u", i ? "," : "", cost_keys[i], cost_get(&cost, i));
-	printf("}},\"guest\":{\"digest\":\"%016" PRIx64 "\",\"accesses\":%" PRIu64 ",\"page_faults\":%" PRIu64,
+	printf("},\"ksm_params\":[");
+	for (unsigned i = 0; i < ra->nksm_params; i++) {
+		printf("%s", i ? "," : "");
+		cli_json_str(stdout, ra->ksm_params[i]);
+	}
+	printf("]},\"guest\":{\"digest\":\"%016" PRIx64 "\",\"accesses\":%" PRIu64 ",\"page_faults\":%" PRIu64,
 	       r->digest, r->accesses, r->page_faults);
 #define X(f) printf(",\"" #f "\":%" PRIu64, r->f);
 	GUEST_FIELDS(X)

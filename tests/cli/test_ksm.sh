@@ -38,6 +38,7 @@ for k in ksm_pages_shared ksm_pages_sharing ksm_pages_unshared ksm_pages_volatil
 	ksm_cow_breaks general_profit rss_bytes max_rss_bytes; do
 	t "JSON: $k" 'grep -q "\"$k\":-\?[0-9]" "$f"'
 done
+t "JSON: config.ksm_params as given" 'grep -q "\"ksm_params\":\[\"pages_to_scan=400,sleep_millisecs=1\",\"use_zero_pages=1\"\]" "$f"'
 t "JSON: rss_samples" 'grep -q "\"rss_samples\":\[{\"accesses\":0,\"rss_bytes\":[1-9]" "$f"'
 t "JSON: KSM merged clone-vms' pages" '[ "$(field "$f" ksm_pages_sharing)" -gt 100 ]'
 
