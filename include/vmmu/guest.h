@@ -49,7 +49,22 @@ struct vmmu_guest_config {
 	 * the workload done and the accesses so far. */
 	void (*progress)(void *opaque, double fraction, uint64_t accesses);
 	void *progress_opaque;
+	/* vmmu_run: KSM. Its VMs share one machine (vmmu_vm_create_on) either way; with @ksm their
+	 * memslots are mergeable (vmmu_vm_set_mergeable) once the workload has started, and ksmd
+	 * wakes between scheduler rounds on the run's clock, a millisecond every 1000 guest
+	 * accesses (vmmu_ksm_run; with audit_period, vmmu_ksm_audit after every pass). Knobs:
+	 * @ksm_params, each "KEY=VALUE[,KEY=VALUE...]" (vmmu_ksm_set_params). */
+	bool ksm;
+	const char *const *ksm_params;
+	unsigned nr_ksm_params;
 };
+
+/* The process's resident memory at one point of a run. */
+struct vmmu_rss_sample {
+	uint64_t accesses;          /* guest accesses so far */
+	uint64_t rss_bytes;
+};
+#define VMMU_RSS_SAMPLES 64
 
 /* What a run (or a guest so far) did. Counts are the guest's own; stats are the VMs'. */
 struct vmmu_guest_result {
@@ -75,7 +90,14 @@ struct vmmu_guest_result {
 	uint32_t opts;              /* VMMU_OPT_* in effect (vmmu_vm_opts of the first VM) */
 	uint64_t audits;            /* vmmu_vm_audit() calls, all passed */
 	double seconds;             /* the workload's run (boot and the final digest excluded) */
-	struct vmmu_stats stats;    /* summed over the VMs */
+	struct vmmu_stats stats;    /* summed over the VMs; the machine's figures (host_frames,
+				     * ksm_*, general_profit) counted once */
+	/* vmmu_run: the process's RSS at the end of the workload (before teardown), and sampled
+	 * over the run (the first at its start, the last at its end, evenly spaced in scheduler
+	 * rounds between) */
+	uint64_t rss_bytes;
+	unsigned nr_rss_samples;
+	struct vmmu_rss_sample rss_samples[VMMU_RSS_SAMPLES];
 };
 
 /* ---- workloads ---- */

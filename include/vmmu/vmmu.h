@@ -101,6 +101,44 @@ struct vmmu_vm_config {
 int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out);
 void vmmu_vm_destroy(struct vmmu_vm *vm);
 
+/* ---- the machine several VMs share (its host frames, its ksmd) ---- */
+
+struct vmmu_machine;
+
+/* A machine of @mem_bytes of host physical memory (0: 64 GiB; at least VMMU_HOST_MEM_MIN,
+ * rounded up to 1 GiB). vmmu_vm_create() gives each VM a host of its own; VMs made with vmmu_vm_create_on()
+ * share one, so KSM can merge pages across them. */
+int vmmu_machine_create(uint64_t mem_bytes, struct vmmu_machine **out);
+/* After every VM on it is destroyed (-EBUSY, nothing done, before). */
+int vmmu_machine_destroy(struct vmmu_machine *m);
+/* vmmu_vm_create() on machine @m (cfg->host_mem_bytes is ignored). */
+int vmmu_vm_create_on(struct vmmu_machine *m, const struct vmmu_vm_config *cfg,
+		      struct vmmu_vm **out);
+struct vmmu_machine *vmmu_vm_machine(struct vmmu_vm *vm);
+
+/*
+ * KSM, as Linux's (docs/architecture.md, "KSM"). vmmu_vm_set_mergeable() is QEMU's
+ * madvise(MADV_MERGEABLE) of guest RAM: the host memory behind every memslot of @vm now is
+ * scanned by the host's ksmd from then on (off: no longer scanned; merged pages stay merged until
+ * written). A guest write to a merged page exits and the host copies it (copy on write). ksmd
+ * runs when the caller says: vmmu_ksm_run() is its wake-up, at the caller's clock.
+ */
+int vmmu_vm_set_mergeable(struct vmmu_vm *vm, bool on);
+/* Knobs by their /sys/kernel/mm/ksm names: pages_to_scan, sleep_millisecs, use_zero_pages,
+ * max_page_sharing, run. 0, -ENOENT (no such knob), -ERANGE (out of its range). */
+int vmmu_ksm_set_param(struct vmmu_machine *m, const char *key, uint64_t val);
+int vmmu_ksm_get_param(struct vmmu_machine *m, const char *key, uint64_t *val);
+/* "KEY=VALUE[,KEY=VALUE...]" (values decimal): checked, or set on @m (NULL: check only). 0,
+ * or -EINVAL with a one-line reason in @err. */
+int vmmu_ksm_set_params(struct vmmu_machine *m, const char *spec, char *err, size_t errlen);
+/* ksmd's wake-up at time @now_ms of the caller's clock: one pass of pages_to_scan pages if
+ * sleep_millisecs have gone by since the last one (or none ran yet); *@ran (may be NULL) says if
+ * one did. The pages merged, or -errno. */
+int vmmu_ksm_run(struct vmmu_machine *m, uint64_t now_ms, bool *ran);
+/* Debug: the stable and unstable trees in order, every KSM frame still holding the bytes it was
+ * merged with. 0, or -EFAULT with the first inconsistency in @why. */
+int vmmu_ksm_audit(struct vmmu_machine *m, char *why, size_t whylen);
+
 /* Anonymous memory in the VMM's (modelled) address space, to back memslots. Unmapping memory
  * under a memslot is allowed (the MMU notifiers drop every mapping of it); guest accesses to it
  * then fail with -EFAULT, and a new mapping at the hva is faulted in fresh. */
@@ -204,8 +242,9 @@ enum vmmu_exit_reason {
 	VMMU_EXIT_CR3, VMMU_EXIT_INVLPG, VMMU_EXIT_MMIO, VMMU_EXIT_NR,
 };
 
-/* Grows at its end only; version and size say what a caller got (vmmu_vm_stats). */
-#define VMMU_STATS_VERSION 1
+/* Grows at its end only; version and size say what a caller got (vmmu_vm_stats). Version 2
+ * added the KSM figures after exit_cycles. */
+#define VMMU_STATS_VERSION 2
 
 struct vmmu_stats {
 	uint32_t version;          /* out: VMMU_STATS_VERSION of the library that filled it */
@@ -216,12 +255,26 @@ struct vmmu_stats {
 		 pages_2m, pages_1g, remote_tlb_flush;
 	uint64_t tlb_hits, tlb_misses, walk_refs, shadow_pages, tdp_pages;
 	uint64_t exits_by_reason[VMMU_EXIT_NR];
+	/* The VM's host's (shared by the VMs on one host): KSM as /sys/kernel/mm/ksm, frames used */
 	uint64_t ksm_pages_shared, ksm_pages_sharing, ksm_full_scans, host_frames;
 	uint64_t accesses, sim_cycles;
 	/* Simulated cycles of the VM exits by reason: the round trip and the handler (the MMU's
 	 * steps, an MMIO exit to user space), as `perf kvm stat` times exits. */
 	uint64_t exit_cycles[VMMU_EXIT_NR];
+	/* Version 2: the rest of the host's KSM figures (/sys/kernel/mm/ksm names), and ksmd's work */
+	uint64_t ksm_pages_unshared, ksm_pages_volatile, ksm_cow_breaks, ksm_zero_pages;
+	int64_t general_profit;    /* bytes: frames saved less ksmd's metadata, as the kernel's */
+	uint64_t ksm_passes, ksm_checksums, ksm_compares, ksm_merges;
+	uint64_t ksm_merge_scans;  /* full scans until the last merge, its own included */
 };
+
+/* The fields of struct vmmu_stats that are the machine's, not the VM's: the same in the stats of
+ * every VM on one machine (X(field) each). */
+#define VMMU_STATS_MACHINE_FIELDS(X)                                                               \
+	X(host_frames) X(ksm_pages_shared) X(ksm_pages_sharing) X(ksm_full_scans)                  \
+	X(ksm_pages_unshared) X(ksm_pages_volatile) X(ksm_cow_breaks) X(ksm_zero_pages)            \
+	X(general_profit) X(ksm_passes) X(ksm_checksums) X(ksm_compares) X(ksm_merges)             \
+	X(ksm_merge_scans)
 
 /* A count as a user writes it on a command line or in a parameter: decimal digits only (no sign,
  * space, base prefix or suffix), so "010" is ten and "0x10" is refused. 0, or -EINVAL (not a

@@ -126,7 +126,8 @@ static int parse_opts(const char *spec, bool *opts)
 }
 
 enum {
-	O_MMU = 256, O_HOST, O_OPT, O_VCPUS, O_VMS, O_MEM, O_THP, O_GTHP, O_KSM, O_SEED, O_PARAM,
+	O_MMU = 256, O_HOST, O_OPT, O_VCPUS, O_VMS, O_MEM, O_THP, O_GTHP, O_KSM, O_KSM_PARAM, O_SEED,
+	O_PARAM,
 	O_JSON, O_COST, O_CPU, O_PCID, O_AGING, O_QUANTUM, O_AUDIT, O_REPORT, O_HELP,
 };
 
@@ -142,6 +143,7 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 		{ "thp", required_argument, NULL, O_THP },
 		{ "guest-thp", required_argument, NULL, O_GTHP },
 		{ "ksm", required_argument, NULL, O_KSM },
+		{ "ksm-param", required_argument, NULL, O_KSM_PARAM },
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "param", required_argument, NULL, O_PARAM },
 		{ "json", no_argument, NULL, O_JSON },
@@ -213,6 +215,16 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 				return bad("--ksm '%s': expected on or off", optarg);
 			ra->ksm = i;
 			break;
+		case O_KSM_PARAM: {
+			char why[256];
+
+			if (ra->nksm_params == MAX_PARAMS)
+				return bad("too many --ksm-param");
+			if (vmmu_ksm_set_params(NULL, optarg, why, sizeof(why)))
+				return bad("%s", why);
+			ra->ksm_params[ra->nksm_params++] = optarg;
+			break;
+		}
 		case O_PCID:
 			if ((i = on_off(optarg)) < 0)
 				return bad("--guest-pcid '%s': expected on or off", optarg);
@@ -335,7 +347,9 @@ static uint64_t max_rss_bytes(void)
 	X(mmu_pte_write) X(mmu_pde_zapped) X(mmu_flooded) X(mmu_recycled) X(mmu_cache_miss)        \
 	X(mmu_unsync) X(pages_4k) X(pages_2m) X(pages_1g) X(remote_tlb_flush) X(tlb_hits)          \
 	X(tlb_misses) X(walk_refs) X(shadow_pages) X(tdp_pages) X(ksm_pages_shared)                \
-	X(ksm_pages_sharing) X(ksm_full_scans) X(host_frames) X(accesses)
+	X(ksm_pages_sharing) X(ksm_full_scans) X(host_frames) X(accesses) X(ksm_pages_unshared)    \
+	X(ksm_pages_volatile) X(ksm_cow_breaks) X(ksm_zero_pages) X(ksm_passes) X(ksm_checksums)   \
+	X(ksm_compares) X(ksm_merges) X(ksm_merge_scans)
 
 #define GUEST_FIELDS(X)                                                                            \
 	X(user_accesses) X(kernel_accesses) X(kills) X(forks) X(execs) X(exits) X(ctx_switches)    \
@@ -403,7 +417,12 @@ static void print_json(const struct run_args *ra, const struct vmmu_workload_arg
 	       ra->pcid ? "true" : "false", ra->aging, ra->quantum ? ra->quantum : 64, ra->audit);
 	for (unsigned i = 0; cost_keys[i]; i++)
 		printf("%s\"%s\":%u", i ? "," : "", cost_keys[i], cost_get(&cost, i));
-	printf("}},\"guest\":{\"digest\":\"%016" PRIx64 "\",\"accesses\":%" PRIu64 ",\"page_faults\":%" PRIu64,
+	printf("},\"ksm_params\":[");
+	for (unsigned i = 0; i < ra->nksm_params; i++) {
+		printf("%s", i ? "," : "");
+		cli_json_str(stdout, ra->ksm_params[i]);
+	}
+	printf("]},\"guest\":{\"digest\":\"%016" PRIx64 "\",\"accesses\":%" PRIu64 ",\"page_faults\":%" PRIu64,
 	       r->digest, r->accesses, r->page_faults);
 #define X(f) printf(",\"" #f "\":%" PRIu64, r->f);
 	GUEST_FIELDS(X)
@@ -425,9 +444,16 @@ static void print_json(const struct run_args *ra, const struct vmmu_workload_arg
 	printf("},\"exit_cycles\":{");
 	for (unsigned i = 0; i < VMMU_EXIT_NR; i++)
 		printf("%s\"%s\":%" PRIu64, i ? "," : "", exit_names[i], st->exit_cycles[i]);
-	printf("}},\"cost\":{\"sim_cycles\":%" PRIu64 ",\"cycles_per_access\":%.3f}", st->sim_cycles, cpa);
-	printf(",\"host\":{\"seconds\":%.6f,\"accesses_per_sec\":%.0f,\"max_rss_bytes\":%" PRIu64 "}}\n",
-	       r->seconds, r->seconds > 0 ? (double)r->accesses / r->seconds : 0, max_rss_bytes());
+	printf("},\"general_profit\":%" PRId64 "}", st->general_profit);
+	printf(",\"cost\":{\"sim_cycles\":%" PRIu64 ",\"cycles_per_access\":%.3f}", st->sim_cycles, cpa);
+	printf(",\"host\":{\"seconds\":%.6f,\"accesses_per_sec\":%.0f,\"max_rss_bytes\":%" PRIu64
+	       ",\"rss_bytes\":%" PRIu64 ",\"rss_samples\":[",
+	       r->seconds, r->seconds > 0 ? (double)r->accesses / r->seconds : 0, max_rss_bytes(),
+	       r->rss_bytes);
+	for (unsigned i = 0; i < r->nr_rss_samples; i++)
+		printf("%s{\"accesses\":%" PRIu64 ",\"rss_bytes\":%" PRIu64 "}", i ? "," : "",
+		       r->rss_samples[i].accesses, r->rss_samples[i].rss_bytes);
+	printf("]}}\n");
 }
 
 static void print_table(const struct run_args *ra, const struct vmmu_workload_args *a,
@@ -483,10 +509,17 @@ static void print_table(const struct run_args *ra, const struct vmmu_workload_ar
 		       st->pf_fixed, r->vcpus, r->vcpus == 1 ? "" : "s");
 	if (r->audits)
 		printf("  %-18s %" PRIu64 " passed\n", "MMU audits", r->audits);
+	if (ra->ksm)
+		printf("  %-18s %" PRIu64 " shared, %" PRIu64 " sharing, %" PRIu64 " unshared, %" PRIu64
+		       " volatile, %" PRIu64 " full scans, %" PRIu64 " COW breaks, profit %" PRId64 "K\n",
+		       "KSM", st->ksm_pages_shared, st->ksm_pages_sharing, st->ksm_pages_unshared,
+		       st->ksm_pages_volatile, st->ksm_full_scans, st->ksm_cow_breaks,
+		       st->general_profit / 1024);
 	printf("  %-18s %" PRIu64 " (%.2f a guest access)\n", "simulated cycles", st->sim_cycles,
 	       r->accesses ? (double)st->sim_cycles / (double)r->accesses : 0);
-	printf("  %-18s %.3f s, %.2fM guest accesses/s, max RSS %" PRIu64 "M\n", "host", r->seconds,
-	       r->seconds > 0 ? (double)r->accesses / r->seconds / 1e6 : 0, max_rss_bytes() >> 20);
+	printf("  %-18s %.3f s, %.2fM guest accesses/s, RSS %" PRIu64 "M at the end, max %" PRIu64
+	       "M\n", "host", r->seconds, r->seconds > 0 ? (double)r->accesses / r->seconds / 1e6 : 0,
+	       r->rss_bytes >> 20, max_rss_bytes() >> 20);
 }
 
 /*
@@ -573,6 +606,9 @@ int run_collect(int argc, char **argv, bool quiet, struct run_args *ra,
 		if (!ra->opts[i])
 			cfg.vm.opts_off |= 1u << i;   /* VMMU_OPT_* in opt_names' order */
 	cfg.seed = ra->seed;
+	cfg.ksm = ra->ksm;
+	cfg.ksm_params = ra->ksm_params;
+	cfg.nr_ksm_params = ra->nksm_params;
 	if (!quiet && isatty(STDERR_FILENO)) {
 		prog.start = now();
 		prog.name = wa->w->name;

@@ -29,6 +29,8 @@ struct run_args {
 	const char *cpu;
 	const char *params[MAX_PARAMS];
 	unsigned nparams;
+	const char *ksm_params[MAX_PARAMS];   /* --ksm-param values, "KEY=VALUE[,...]" each */
+	unsigned nksm_params;
 	struct vmmu_cost cost;
 };
 

@@ -46,7 +46,7 @@ int vmmu_guest_create(const struct vmmu_guest_config *cfg, struct vmmu_guest **o
 	c = *cfg;
 	if (!c.mem_bytes)
 		c.mem_bytes = 64ULL << 20;
-	rc = guest_boot(&c, 0, 0, &g);
+	rc = guest_boot(&c, 0, 0, NULL, &g);
 	if (rc) {
 		guest_free(g);
 		return rc;

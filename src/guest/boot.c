@@ -205,7 +205,7 @@ static int boot_selfcheck(struct guest *g)
 }
 
 int guest_boot(const struct vmmu_guest_config *cfg, uint64_t data_bytes, uint64_t data_seed,
-	       struct guest **out)
+	       struct vmmu_machine *m, struct guest **out)
 {
 	struct vmmu_vm_config vc = cfg->vm;
 	struct vmmu_userspace_memory_region slot = { .slot = 0 };
@@ -236,7 +236,7 @@ int guest_boot(const struct vmmu_guest_config *cfg, uint64_t data_bytes, uint64_
 	 * address space, so err on the large side. */
 	if (!vc.host_mem_bytes)
 		vc.host_mem_bytes = g->mem_bytes > (30ULL << 30) ? 2 * g->mem_bytes : 64ULL << 30;
-	rc = vmmu_vm_create(&vc, &g->vm);
+	rc = m ? vmmu_vm_create_on(m, &vc, &g->vm) : vmmu_vm_create(&vc, &g->vm);
 	if (rc) {
 		g->vm = NULL;
 		return guest_fail(g, rc, "vmmu_vm_create: %s", strerror(-rc));

@@ -254,8 +254,9 @@ struct guest {
 };
 
 /* boot.c */
+/* The guest's VM is made on machine @m (NULL: one of its own). */
 int guest_boot(const struct vmmu_guest_config *cfg, uint64_t data_bytes, uint64_t data_seed,
-	       struct guest **out);
+	       struct vmmu_machine *m, struct guest **out);
 void guest_free(struct guest *g);
 /* Record the first fatal error; returns @rc. */
 int guest_fail(struct guest *g, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -360,7 +361,11 @@ struct sched_opts {
 	unsigned quantum, aging_period, audit_period;
 	void (*progress)(void *opaque, double fraction, uint64_t accesses);
 	void *opaque;
+	struct vmmu_machine *ksm;          /* ksmd's machine, NULL: no KSM */
+	struct vmmu_guest_result *rss;     /* RSS samples go there (NULL: none) */
 };
+/* Sample the process's RSS into @res at @accesses (vmmu_run's samples: decimated when full). */
+void sched_rss_sample(struct vmmu_guest_result *res, uint64_t accesses, uint64_t *period);
 int sched_run(struct guest **gs, unsigned n, const struct sched_opts *o);
 /* vmmu_vm_audit() of the guest's VM: 0, or a fatal -EFAULT with the violation. */
 int guest_audit(struct guest *g);

@@ -6,7 +6,8 @@
  *
  * Determinism: vCPUs take turns in a fixed order, each running its current task for a fixed
  * quantum of steps; the run queue is FIFO; the only randomness is each task's seeded stream. So a
- * run is repeatable bit for bit, and does not depend on the MMU mode.
+ * run is repeatable bit for bit, and does not depend on the MMU mode. ksmd (--ksm on) runs
+ * between rounds on the run's clock: it changes where guest pages live, never what they hold.
  *
  * TLB rules the kernel keeps (as Linux's arch/x86/mm/tlb.c):
  *  - a flush of an mm runs on every vCPU that has it loaded now: INVLPG for up to 33 pages,
@@ -20,8 +21,10 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "guest.h"
 
@@ -441,11 +444,65 @@ int guest_audit(struct guest *g)
 	return 0;
 }
 
+/* The process's resident bytes now (/proc/self/statm); 0 if it cannot be read. */
+static uint64_t process_rss(void)
+{
+	unsigned long long size = 0, resident = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "%llu %llu", &size, &resident) != 2)
+		resident = 0;
+	fclose(f);
+	return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+void sched_rss_sample(struct vmmu_guest_result *res, uint64_t accesses, uint64_t *period)
+{
+	if (res->nr_rss_samples == VMMU_RSS_SAMPLES) {
+		/* Full: keep every other sample and take them half as often. */
+		for (unsigned i = 0; i < VMMU_RSS_SAMPLES / 2; i++)
+			res->rss_samples[i] = res->rss_samples[2 * i];
+		res->nr_rss_samples = VMMU_RSS_SAMPLES / 2;
+		*period *= 2;
+	}
+	res->rss_samples[res->nr_rss_samples++] = (struct vmmu_rss_sample){
+		.accesses = accesses, .rss_bytes = process_rss(),
+	};
+}
+
+static uint64_t all_accesses(struct guest **gs, unsigned n)
+{
+	uint64_t acc = 0;
+
+	for (unsigned k = 0; k < n; k++)
+		acc += gs[k]->cnt.user_accesses + gs[k]->cnt.kernel_accesses;
+	return acc;
+}
+
+/* ksmd's wake-up after a round: the run's clock is a millisecond every 1000 guest accesses. With
+ * audits on, the trees are checked after every pass. */
+static int ksmd_step(struct guest **gs, unsigned n, const struct sched_opts *o)
+{
+	char why[200] = "";
+	bool ran;
+	int rc = vmmu_ksm_run(o->ksm, all_accesses(gs, n) / 1000, &ran);
+
+	if (rc < 0)
+		return guest_fail(gs[0], rc, "ksmd: %s", strerror(-rc));
+	if (ran && o->audit_period && (rc = vmmu_ksm_audit(o->ksm, why, sizeof(why))))
+		return guest_fail(gs[0], -EFAULT, "KSM audit failed: %s", why);
+	return 0;
+}
+
 int sched_run(struct guest **gs, unsigned n, const struct sched_opts *o)
 {
-	uint64_t rounds = 0;
+	uint64_t rounds = 0, rss_period = 1;
 	int rc;
 
+	if (o->rss)
+		sched_rss_sample(o->rss, 0, &rss_period);
 	for (;;) {
 		bool alive = false, ran = false;
 		struct guest *stuck = NULL;
@@ -477,15 +534,21 @@ int sched_run(struct guest **gs, unsigned n, const struct sched_opts *o)
 			break;
 		if (stuck && !ran)
 			return guest_fail(stuck, -EDEADLK, "every task of the guest is blocked");
+		if (o->ksm && (rc = ksmd_step(gs, n, o)))
+			return rc;
+		if (o->rss && !(rounds % rss_period))
+			sched_rss_sample(o->rss, all_accesses(gs, n), &rss_period);
 		if (o->progress && !(rounds & 63)) {
 			double f = 0;
-			uint64_t acc = 0;
-			for (unsigned k = 0; k < n; k++) {
+			for (unsigned k = 0; k < n; k++)
 				f += gs[k]->wl_progress ? gs[k]->wl_progress(gs[k]) : 0;
-				acc += gs[k]->cnt.user_accesses + gs[k]->cnt.kernel_accesses;
-			}
-			o->progress(o->opaque, f / n, acc);
+			o->progress(o->opaque, f / n, all_accesses(gs, n));
 		}
+	}
+	if (o->rss) {
+		rss_period = 1;
+		sched_rss_sample(o->rss, all_accesses(gs, n), &rss_period);
+		o->rss->rss_bytes = o->rss->rss_samples[o->rss->nr_rss_samples - 1].rss_bytes;
 	}
 	for (unsigned k = 0; k < n && o->audit_period; k++)
 		if ((rc = guest_audit(gs[k])))

@@ -336,13 +336,34 @@ static void sum_stats(struct vmmu_stats *sum, const struct vmmu_stats *st)
 		d[i] += s[i];
 }
 
+/* The machine's own figures are the same in every VM's stats: count them once, not per VM. */
+static void machine_stats(struct vmmu_stats *sum, const struct vmmu_stats *m)
+{
+#define X(f) sum->f = m->f;
+	VMMU_STATS_MACHINE_FIELDS(X)
+#undef X
+}
+
+/* The machine's host memory for @vms guests of @mem bytes: as a VM of its own would get
+ * (guest_boot), times the VMs when that is more. */
+static uint64_t machine_bytes(const struct vmmu_guest_config *cfg, uint64_t mem, unsigned vms)
+{
+	uint64_t one = mem > (30ULL << 30) ? 2 * mem : 64ULL << 30;
+
+	if (cfg->vm.host_mem_bytes)
+		return cfg->vm.host_mem_bytes;
+	return one > 2 * mem * vms ? one : 2 * mem * vms;
+}
+
 int vmmu_run(const struct vmmu_guest_config *cfg, const struct vmmu_workload_args *a,
 	     struct vmmu_guest_result *res, char *err, size_t errlen)
 {
 	const struct wl_ops *w = a ? ops_of(a->w) : NULL;
 	struct vmmu_guest_config gc;
 	struct guest *gs[VMMU_GUEST_MAX_VMS] = { NULL };
+	struct vmmu_machine *m = NULL;
 	uint64_t need, data, digests[VMMU_GUEST_MAX_VMS];
+	struct vmmu_stats machine = { 0 };
 	char s1[32], s2[32];
 	unsigned vms;
 	int rc = 0;
@@ -392,9 +413,23 @@ int vmmu_run(const struct vmmu_guest_config *cfg, const struct vmmu_workload_arg
 		return -E2BIG;
 	}
 	gc.quantum = cfg->quantum ? cfg->quantum : DEFAULT_QUANTUM;
+	for (unsigned i = 0; i < cfg->nr_ksm_params; i++) {
+		rc = vmmu_ksm_set_params(NULL, cfg->ksm_params[i], err, errlen);
+		if (rc)
+			return rc;
+	}
 
+	/* One machine for every VM of the run, as one host runs them all (KSM merges across them).
+	 * Its arena is reserved address space: err on the large side. */
+	rc = vmmu_machine_create(machine_bytes(cfg, gc.mem_bytes, vms), &m);
+	if (rc) {
+		snprintf(err, errlen, "vmmu_machine_create: %s", strerror(-rc));
+		return rc;
+	}
+	for (unsigned i = 0; i < cfg->nr_ksm_params && !rc; i++)
+		rc = vmmu_ksm_set_params(m, cfg->ksm_params[i], err, errlen);
 	for (unsigned i = 0; i < vms && !rc; i++) {
-		rc = guest_boot(&gc, data, cfg->seed, &gs[i]);
+		rc = guest_boot(&gc, data, cfg->seed, m, &gs[i]);
 		if (rc) {
 			snprintf(err, errlen, "%s", gs[i] && gs[i]->why[0] ? gs[i]->why : strerror(-rc));
 			break;
@@ -402,12 +437,14 @@ int vmmu_run(const struct vmmu_guest_config *cfg, const struct vmmu_workload_arg
 		rc = w->start(gs[i], a, err, errlen);
 		if (rc && gs[i]->fatal)
 			snprintf(err, errlen, "%s", gs[i]->why);
+		if (!rc && cfg->ksm && (rc = vmmu_vm_set_mergeable(gs[i]->vm, true)))
+			snprintf(err, errlen, "vmmu_vm_set_mergeable: %s", strerror(-rc));
 	}
 	if (!rc) {
 		struct sched_opts so = {
 			.quantum = gc.quantum, .aging_period = cfg->aging_period,
 			.audit_period = cfg->audit_period, .progress = cfg->progress,
-			.opaque = cfg->progress_opaque,
+			.opaque = cfg->progress_opaque, .ksm = cfg->ksm ? m : NULL, .rss = res,
 		};
 		double t0 = now();
 		rc = sched_run(gs, vms, &so);
@@ -431,8 +468,12 @@ int vmmu_run(const struct vmmu_guest_config *cfg, const struct vmmu_workload_arg
 			break;
 		}
 		sum_stats(&res->stats, &st);
+		if (i == 0)
+			machine = st;
 		guest_counters(gs[i], res);
 	}
+	if (!rc)
+		machine_stats(&res->stats, &machine);
 	if (!rc) {
 		res->digest = vms == 1 ? digests[0] : XXH64(digests, vms * sizeof(digests[0]), 0);
 		res->mem_bytes = gc.mem_bytes;
@@ -444,5 +485,6 @@ int vmmu_run(const struct vmmu_guest_config *cfg, const struct vmmu_workload_arg
 		snprintf(err, errlen, "%s: %s", w->info.name, strerror(-rc));
 	for (unsigned i = 0; i < vms; i++)
 		guest_free(gs[i]);
+	vmmu_machine_destroy(m);
 	return rc;
 }

@@ -91,6 +91,7 @@ struct host_mm;
 enum host_thp { HOST_THP_NEVER = 0, HOST_THP_MADVISE, HOST_THP_ALWAYS };
 
 #define HOST_VMA_HUGEPAGE  (1u << 0)   /* madvise(MADV_HUGEPAGE) on this VMA */
+#define HOST_VMA_MERGEABLE (1u << 1)   /* madvise(MADV_MERGEABLE): ksmd scans this VMA */
 
 struct host_mmu_notifier;
 struct host_mmu_notifier_ops {
@@ -129,8 +130,17 @@ int host_hva_to_pfn(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn, bool 
  * invalidate_range_start that covers hva, as KVM relies on the notifiers. It marks the mapping
  * young; host_hva_lookup does not.) */
 
+/* The same, and *@writable (may be NULL): whether the mapping may be written now. A KSM page is
+ * not, until a lookup with @write breaks its COW (a frame of its own, the notifiers called first),
+ * as get_user_pages(FOLL_WRITE) does; a secondary MMU must map a read lookup's pfn read-only
+ * when *@writable is false. */
+int host_hva_to_pfn_prot(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn, bool *huge,
+			 bool *writable);
+
 /* The same without faulting: -ENOENT if not mapped. */
 int host_hva_lookup(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge);
+/* And whether it may be written (false for a KSM page): for the MMUs' isolation audits. */
+int host_hva_lookup_prot(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge, bool *writable);
 
 void host_mmu_notifier_register(struct host_mm *mm, struct host_mmu_notifier *mn);
 void host_mmu_notifier_unregister(struct host_mm *mm, struct host_mmu_notifier *mn);
@@ -140,7 +150,64 @@ bool host_mm_test_young(struct host_mm *mm, hva_t start, hva_t end);
 /* (Both also test the mm's own young bits, set by host_hva_to_pfn, and OR them in; clear_young
  * clears them and asks every notifier even once one said young.) */
 
+/* Set or clear a VMA_* flag on every VMA meeting [start, start+len) (whole VMAs). 0 or -EINVAL. */
+int host_madvise(struct host_mm *mm, hva_t start, uint64_t len, unsigned flag, bool on);
+uint64_t host_mm_ksm_cow_breaks(const struct host_mm *mm);   /* writes that copied a KSM page */
+
 struct host_arena *host_mm_arena(const struct host_mm *mm);
 uint64_t host_mm_rss_pages(const struct host_mm *mm);  /* 4K pages mapped */
+
+/* ---- KSM (ksm.c): same-page merging across the mms of one arena ---- */
+
+struct host_ksm;
+
+/* The knobs of /sys/kernel/mm/ksm. host_ksm_scan() is one pass; the caller sleeps
+ * sleep_millisecs of its own clock between two (vmmu_ksm_run; vmmu_run's clock is 1000 guest
+ * accesses a millisecond). */
+struct host_ksm_params {
+	uint64_t pages_to_scan;      /* pages a pass looks at (default 100) */
+	uint64_t sleep_millisecs;    /* between passes (default 20) */
+	uint64_t use_zero_pages;     /* merge zero-filled pages with one zero frame (default 0) */
+	uint64_t max_page_sharing;   /* mappings of one KSM page at most (default 256) */
+	uint64_t run;                /* 0 stop, 1 run (default 1) */
+};
+
+struct host_ksm_stats {
+	uint64_t pages_shared;       /* KSM pages mapped at least once */
+	uint64_t pages_sharing;      /* mappings of KSM pages beyond one per page: frames saved */
+	uint64_t pages_unshared;     /* candidates in the unstable tree */
+	uint64_t pages_volatile;     /* pages whose checksum changed during the last full scan */
+	uint64_t full_scans;
+	uint64_t cow_breaks;         /* of the registered mms */
+	uint64_t zero_pages;         /* mappings of the zero frame (use_zero_pages) */
+	int64_t general_profit;      /* bytes: saved frames less ksmd's own metadata */
+	uint64_t checksums;          /* xxh64 of a page, as a cost */
+	uint64_t compares;           /* byte-for-byte comparisons of two pages */
+	uint64_t passes;
+	uint64_t merges;             /* pages merged (a mapping replaced by a KSM or zero frame) */
+	uint64_t merge_scans;        /* full scans until the last merge (its own included): how
+				      * long the merge took to converge; 0 if none */
+};
+
+int host_ksm_create(struct host_arena *a, struct host_ksm **out);
+/* After every mm was removed. Frees the KSM frames nobody maps any more, the zero frame, the
+ * trees. */
+void host_ksm_destroy(struct host_ksm *k);
+/* ksmd scans @mm's mergeable VMAs from now on; remove it before host_mm_destroy(). */
+int host_ksm_add_mm(struct host_ksm *k, struct host_mm *mm);
+void host_ksm_remove_mm(struct host_ksm *k, struct host_mm *mm);
+/* Set a knob by its /sys/kernel/mm/ksm name. 0, -ENOENT (no such knob) or -EINVAL (value). */
+int host_ksm_set_param(struct host_ksm *k, const char *key, uint64_t val);
+int host_ksm_get_param(struct host_ksm *k, const char *key, uint64_t *val);
+/* Is @key a knob and @val in its range? 0, -ENOENT or -ERANGE; the range in *@min, *@max (may be
+ * NULL) whenever the knob exists. */
+int host_ksm_param_check(const char *key, uint64_t val, uint64_t *min, uint64_t *max);
+void host_ksm_get_params(struct host_ksm *k, struct host_ksm_params *p);
+/* One pass of ksmd: up to pages_to_scan pages (nothing if run is 0). Returns the pages merged. */
+int host_ksm_scan(struct host_ksm *k);
+void host_ksm_get_stats(struct host_ksm *k, struct host_ksm_stats *st);
+/* Debug: the stable tree in order, each KSM frame still holding the bytes it was merged with
+ * (no write went through), the unstable tree in order. 0, or -EIO with a reason. */
+int host_ksm_audit(struct host_ksm *k, char *why, size_t whylen);
 
 #endif

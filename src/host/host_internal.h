@@ -27,4 +27,20 @@
  */
 void host_frame_put_many(struct host_arena *a, const pfn_t *pfns, size_t n);
 
+/* For ksmd (ksm.c): the mm's lock, and the mm walk and edits it makes holding it. */
+void host_mm_lock(struct host_mm *mm);
+void host_mm_unlock(struct host_mm *mm);
+/* The first mapped 4K page at or after *@hva in a MERGEABLE VMA (a 2M leaf's pages one by one):
+ * its hva, pfn and whether it maps a KSM frame. false past the last one. */
+bool host_mm_next_mergeable(struct host_mm *mm, hva_t *hva, pfn_t *pfn, bool *ksm);
+/* Make @hva's mapping of @pfn a read-only KSM mapping, under the notifiers (a 2M mapping is split
+ * first). -EAGAIN if @hva no longer maps @pfn, or maps it as a KSM page already. */
+int host_mm_ksm_protect(struct host_mm *mm, hva_t hva, pfn_t pfn);
+/* Replace @hva's mapping of @pfn by the KSM frame @kpfn if their bytes are equal (compared with
+ * the notifiers' start called, so no one writes meanwhile); takes a reference on @kpfn and drops
+ * @pfn's. -EAGAIN (mapping changed) or -ENODATA (bytes differ). */
+int host_mm_ksm_merge(struct host_mm *mm, hva_t hva, pfn_t pfn, pfn_t kpfn);
+/* Does @hva map a KSM frame? Its pfn in *@pfn. */
+bool host_mm_leaf_is_ksm(struct host_mm *mm, hva_t hva, pfn_t *pfn);
+
 #endif

@@ -39,6 +39,7 @@
 #define PTE_PRESENT   (1ULL << 0)    /* a leaf; clear in a pointer to a node */
 #define PTE_YOUNG     (1ULL << 1)    /* accessed since the last clear_young */
 #define PTE_HUGE      (1ULL << 2)    /* an L2 leaf mapping a 2M block */
+#define PTE_KSM       (1ULL << 3)    /* a 4K leaf mapping a KSM frame: read-only, shared */
 #define PTE_PFN_SHIFT 12
 
 /* Where host_mmap(hint 0) starts looking: high, out of the way of small fixed hints. */
@@ -66,9 +67,10 @@ struct host_mm {
 	size_t cap_vmas;                        /* [m] */
 	struct cds_list_head notifiers;         /* [m] struct host_mmu_notifier, in registration order */
 	uint64_t rss_pages;                     /* [a] written under mm->lock */
+	uint64_t ksm_cow_breaks;                /* [a] written under mm->lock */
 };
 
-_Static_assert((PTE_PRESENT | PTE_YOUNG | PTE_HUGE) < (1ULL << PTE_PFN_SHIFT),
+_Static_assert((PTE_PRESENT | PTE_YOUNG | PTE_HUGE | PTE_KSM) < (1ULL << PTE_PFN_SHIFT),
 	       "leaf flags sit below the pfn");
 _Static_assert(_Alignof(struct pt_node) >= 2, "a node pointer has bit 0 clear");
 
@@ -313,11 +315,35 @@ static bool thp_applies(const struct host_mm *mm, const struct host_vma *vma, hv
 }
 
 /*
- * The modelled host page fault: find or make the leaf for @hva (inside @vma), mark it young.
- * A new mapping needs no notifier: nothing derived from it can exist yet.
+ * A write to a KSM page: copy it to a frame of its own and map that writable (the kernel's
+ * do_wp_page on a KSM page). The old mapping is read-only, but what secondary MMUs derived from
+ * it names the shared frame, so they hear of the change as of an unmap.
  */
-static int pt_fault(struct host_mm *mm, const struct host_vma *vma, hva_t hva, pfn_t *pfn,
-		    bool *huge)
+static int ksm_cow_break(struct host_mm *mm, uint64_t *e, hva_t hva)
+{
+	hva_t page = hva & ~(HOST_PAGE_SIZE - 1);
+	pfn_t old = pte_pfn(*e), frame;
+	int ret;
+
+	ret = host_frame_alloc(mm->arena, HOST_ORDER_4K, &frame);
+	if (ret)
+		return ret;
+	memcpy(host_pfn_to_ptr(mm->arena, frame), host_pfn_to_ptr(mm->arena, old), HOST_PAGE_SIZE);
+	notify_start(mm, page, page + HOST_PAGE_SIZE);
+	*e = make_leaf(frame, *e & PTE_YOUNG);
+	host_frame_put(mm->arena, old, HOST_ORDER_4K);
+	notify_end(mm, page, page + HOST_PAGE_SIZE);
+	__atomic_add_fetch(&mm->ksm_cow_breaks, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/*
+ * The modelled host page fault: find or make the leaf for @hva (inside @vma), mark it young.
+ * A new mapping needs no notifier: nothing derived from it can exist yet. @write breaks COW of
+ * a KSM page; *@writable (may be NULL) says whether the mapping may be written now.
+ */
+static int pt_fault(struct host_mm *mm, const struct host_vma *vma, hva_t hva, bool write,
+		    pfn_t *pfn, bool *huge, bool *writable)
 {
 	struct pt_node *path[PT_LEVELS + 1] = { [PT_LEVELS] = mm->root };
 	uint64_t *e;
@@ -359,7 +385,14 @@ static int pt_fault(struct host_mm *mm, const struct host_vma *vma, hva_t hva, p
 		rss_add(mm, 1);
 	}
 hit:
+	if ((*e & PTE_KSM) && write) {
+		ret = ksm_cow_break(mm, e, hva);
+		if (ret)
+			return ret;
+	}
 	*e |= PTE_YOUNG;
+	if (writable)
+		*writable = !(*e & PTE_KSM);
 	*pfn = leaf_pfn_at(*e, hva);
 	if (huge)
 		*huge = *e & PTE_HUGE;
@@ -415,11 +448,21 @@ static void unmap_flush(struct unmap_ctx *c)
  * Turn the 2M leaf *@e into an L1 node of 512 4K leaves on the same bytes: the block becomes 512
  * order-0 frames, each holding the mapping's reference, and nothing is copied.
  */
+static void pt_split_huge_into(struct host_mm *mm, struct pt_node *n, uint64_t *e)
+{
+	pfn_t head = pte_pfn(*e);
+	uint64_t young = *e & PTE_YOUNG;
+
+	host_frame_split(mm->arena, head, HOST_ORDER_2M);
+	for (unsigned i = 0; i < PT_ENTRIES; i++)
+		n->e[i] = make_leaf(head + i, young);
+	n->nr = PT_ENTRIES;
+	*e = (uint64_t)(uintptr_t)n;
+}
+
 static void pt_split_huge(struct unmap_ctx *c, uint64_t *e)
 {
 	struct pt_node *n = c->spare[0] ? c->spare[0] : c->spare[1];
-	pfn_t head = pte_pfn(*e);
-	uint64_t young = *e & PTE_YOUNG;
 
 	/* munmap made one for each end of the range that falls inside a 2M leaf. */
 	assert(n);
@@ -427,12 +470,7 @@ static void pt_split_huge(struct unmap_ctx *c, uint64_t *e)
 		c->spare[0] = NULL;
 	else
 		c->spare[1] = NULL;
-
-	host_frame_split(c->mm->arena, head, HOST_ORDER_2M);
-	for (unsigned i = 0; i < PT_ENTRIES; i++)
-		n->e[i] = make_leaf(head + i, young);
-	n->nr = PT_ENTRIES;
-	*e = (uint64_t)(uintptr_t)n;
+	pt_split_huge_into(c->mm, n, e);
 }
 
 /* Remove the leaves of [c->start, c->end) under @n (a level-@level node at @base). */
@@ -579,7 +617,7 @@ int host_mmap(struct host_mm *mm, hva_t hint, uint64_t len, unsigned vma_flags, 
 	hva_t start;
 	int ret;
 
-	if (!mm || !out || len == 0 || (vma_flags & ~HOST_VMA_HUGEPAGE))
+	if (!mm || !out || len == 0 || (vma_flags & ~(HOST_VMA_HUGEPAGE | HOST_VMA_MERGEABLE)))
 		return -EINVAL;
 	if (len > HOST_USER_MAX - HOST_USER_MIN)
 		return -ENOMEM;         /* as mmap(2): no room for it anywhere */
@@ -626,24 +664,33 @@ int host_munmap(struct host_mm *mm, hva_t hva, uint64_t len)
 	return ret;
 }
 
-int host_hva_to_pfn(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn, bool *huge)
+int host_hva_to_pfn_prot(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn, bool *huge,
+			 bool *writable)
 {
 	const struct host_vma *vma;
 	int ret;
 
-	/* Every mapping is writable until KSM or copy-on-write make read-only ones. */
-	(void)write;
 	if (!mm || !pfn)
 		return -EINVAL;
 
 	pthread_mutex_lock(&mm->lock);
 	vma = vma_find(mm, hva);
-	ret = vma ? pt_fault(mm, vma, hva, pfn, huge) : -EFAULT;
+	ret = vma ? pt_fault(mm, vma, hva, write, pfn, huge, writable) : -EFAULT;
 	pthread_mutex_unlock(&mm->lock);
 	return ret;
 }
 
+int host_hva_to_pfn(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn, bool *huge)
+{
+	return host_hva_to_pfn_prot(mm, hva, write, pfn, huge, NULL);
+}
+
 int host_hva_lookup(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge)
+{
+	return host_hva_lookup_prot(mm, hva, pfn, huge, NULL);
+}
+
+int host_hva_lookup_prot(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge, bool *writable)
 {
 	uint64_t *e;
 	int ret = -ENOENT;
@@ -656,6 +703,8 @@ int host_hva_lookup(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge)
 		*pfn = leaf_pfn_at(*e, hva);
 		if (huge)
 			*huge = *e & PTE_HUGE;
+		if (writable)
+			*writable = !(*e & PTE_KSM);
 		ret = 0;
 	}
 	pthread_mutex_unlock(&mm->lock);
@@ -737,4 +786,153 @@ struct host_arena *host_mm_arena(const struct host_mm *mm)
 uint64_t host_mm_rss_pages(const struct host_mm *mm)
 {
 	return mm ? __atomic_load_n(&mm->rss_pages, __ATOMIC_RELAXED) : 0;
+}
+
+uint64_t host_mm_ksm_cow_breaks(const struct host_mm *mm)
+{
+	return mm ? __atomic_load_n(&mm->ksm_cow_breaks, __ATOMIC_RELAXED) : 0;
+}
+
+int host_madvise(struct host_mm *mm, hva_t start, uint64_t len, unsigned flag, bool on)
+{
+	size_t i;
+
+	if (!mm || len == 0 || (flag & ~(HOST_VMA_HUGEPAGE | HOST_VMA_MERGEABLE)))
+		return -EINVAL;
+	pthread_mutex_lock(&mm->lock);
+	/* Whole VMAs only: a memslot's backing is one VMA, and no caller needs a split. */
+	for (i = vma_first_after(mm, start); i < mm->nr_vmas && mm->vmas[i].start < start + len; i++) {
+		if (on)
+			mm->vmas[i].flags |= flag;
+		else
+			mm->vmas[i].flags &= ~flag;
+	}
+	pthread_mutex_unlock(&mm->lock);
+	return 0;
+}
+
+/* ---- what ksmd needs; caller holds mm->lock ---- */
+
+void host_mm_lock(struct host_mm *mm)
+{
+	pthread_mutex_lock(&mm->lock);
+}
+
+void host_mm_unlock(struct host_mm *mm)
+{
+	pthread_mutex_unlock(&mm->lock);
+}
+
+/* First leaf at or after @from and below @end under @n (a level-@level node at @base); 0 if none. */
+static uint64_t *pt_next_leaf(struct pt_node *n, int level, hva_t base, hva_t from, hva_t end,
+			      hva_t *at)
+{
+	uint64_t size = level_size(level);
+
+	for (hva_t s = hva_max(from, base) & ~(size - 1); s < end && s < base + size * PT_ENTRIES;
+	     s += size) {
+		uint64_t *e = &n->e[pt_index(s, level)];
+
+		if (*e == 0)
+			continue;
+		if (pte_is_leaf(*e)) {
+			*at = hva_max(s, from);
+			return e;
+		}
+		e = pt_next_leaf(pte_node(*e), level - 1, s, from, end, at);
+		if (e)
+			return e;
+	}
+	return NULL;
+}
+
+bool host_mm_next_mergeable(struct host_mm *mm, hva_t *hva, pfn_t *pfn, bool *ksm)
+{
+	for (size_t i = vma_first_after(mm, *hva); i < mm->nr_vmas; i++) {
+		const struct host_vma *v = &mm->vmas[i];
+		hva_t from = hva_max(*hva, v->start);
+
+		if (!(v->flags & HOST_VMA_MERGEABLE))
+			continue;
+		while (from < v->end) {
+			uint64_t *e = pt_next_leaf(mm->root, PT_LEVELS, 0, from, v->end, &from);
+
+			if (!e)
+				break;
+			/* A THP is scanned page by page and split only when one of its pages
+			 * merges (ksm_leaf), as the kernel's ksmd does. */
+			*hva = from;
+			*pfn = leaf_pfn_at(*e, from);
+			*ksm = *e & PTE_KSM;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The 4K non-KSM leaf of @hva if it still maps @pfn, else NULL. A 2M leaf is split first (its
+ * frames stay; secondary MMUs drop their huge translation of it, as of an unmap). */
+static uint64_t *ksm_leaf(struct host_mm *mm, hva_t hva, pfn_t pfn)
+{
+	uint64_t *e = pt_lookup(mm, hva);
+	hva_t h = hva & ~(HOST_SIZE_2M - 1);
+	struct pt_node *n;
+
+	if (!e || (*e & PTE_KSM) || leaf_pfn_at(*e, hva) != pfn)
+		return NULL;
+	if (!(*e & PTE_HUGE))
+		return e;
+	n = calloc(1, sizeof(*n));
+	if (!n)
+		return NULL;
+	notify_start(mm, h, h + HOST_SIZE_2M);
+	pt_split_huge_into(mm, n, e);
+	notify_end(mm, h, h + HOST_SIZE_2M);
+	return pt_lookup(mm, hva);
+}
+
+int host_mm_ksm_protect(struct host_mm *mm, hva_t hva, pfn_t pfn)
+{
+	uint64_t *e = ksm_leaf(mm, hva, pfn);
+
+	if (!e)
+		return -EAGAIN;
+	/* Secondary MMUs may hold a writable translation: dropping it write-protects the page. */
+	notify_start(mm, hva, hva + HOST_PAGE_SIZE);
+	*e |= PTE_KSM;
+	notify_end(mm, hva, hva + HOST_PAGE_SIZE);
+	return 0;
+}
+
+int host_mm_ksm_merge(struct host_mm *mm, hva_t hva, pfn_t pfn, pfn_t kpfn)
+{
+	uint64_t *e = ksm_leaf(mm, hva, pfn);
+	int ret = 0;
+
+	if (!e)
+		return -EAGAIN;
+	/* Between start and end nothing can write the page: every translation derived from it is
+	 * gone and a new one needs this lock (or fails the invalidation sequence). So the bytes
+	 * compared are the bytes dropped. */
+	notify_start(mm, hva, hva + HOST_PAGE_SIZE);
+	if (memcmp(host_pfn_to_ptr(mm->arena, pfn), host_pfn_to_ptr(mm->arena, kpfn),
+		   HOST_PAGE_SIZE)) {
+		ret = -ENODATA;
+	} else {
+		host_frame_get(mm->arena, kpfn);
+		*e = make_leaf(kpfn, (*e & PTE_YOUNG) | PTE_KSM);
+		host_frame_put(mm->arena, pfn, HOST_ORDER_4K);
+	}
+	notify_end(mm, hva, hva + HOST_PAGE_SIZE);
+	return ret;
+}
+
+bool host_mm_leaf_is_ksm(struct host_mm *mm, hva_t hva, pfn_t *pfn)
+{
+	uint64_t *e = pt_lookup(mm, hva);
+
+	if (!e || !(*e & PTE_KSM))
+		return false;
+	*pfn = pte_pfn(*e);
+	return true;
 }

@@ -302,14 +302,20 @@ const struct memslot *memslot_iter_next(struct memslot_iter *it)
 	return a->e[it->idx++].slot;
 }
 
-int slot_gfn_to_pfn(struct memslots *ms, const struct memslot *slot, gfn_t gfn, bool write,
-		    pfn_t *pfn, bool *huge)
+int slot_gfn_to_pfn_prot(struct memslots *ms, const struct memslot *slot, gfn_t gfn, bool write,
+			 pfn_t *pfn, bool *huge, bool *writable)
 {
 	if (write && slot_is_readonly(slot))
 		return -EPERM;
 	if (!ms->mm)
 		return -EFAULT;
-	return host_hva_to_pfn(ms->mm, slot_gfn_to_hva(slot, gfn), write, pfn, huge);
+	return host_hva_to_pfn_prot(ms->mm, slot_gfn_to_hva(slot, gfn), write, pfn, huge, writable);
+}
+
+int slot_gfn_to_pfn(struct memslots *ms, const struct memslot *slot, gfn_t gfn, bool write,
+		    pfn_t *pfn, bool *huge)
+{
+	return slot_gfn_to_pfn_prot(ms, slot, gfn, write, pfn, huge, NULL);
 }
 
 int gfn_to_hva(struct memslots *ms, gfn_t gfn, bool write, hva_t *hva)

@@ -207,6 +207,10 @@ int gfn_to_pfn(struct memslots *ms, gfn_t gfn, bool write, pfn_t *pfn, bool *hug
 /* The same for a slot the caller already holds (inside a read section); @gfn inside @slot. */
 int slot_gfn_to_pfn(struct memslots *ms, const struct memslot *slot, gfn_t gfn, bool write,
 		    pfn_t *pfn, bool *huge);
+/* And *@writable: whether the host lets the page be written now (host_hva_to_pfn_prot: false for
+ * a KSM page looked up for reading). */
+int slot_gfn_to_pfn_prot(struct memslots *ms, const struct memslot *slot, gfn_t gfn, bool write,
+			 pfn_t *pfn, bool *huge, bool *writable);
 /*
  * A host pointer to guest memory [gpa, gpa+len), which must lie inside one 4K page (else
  * -EINVAL); for the page walker to read guest PTEs and compare-and-swap A/D bits. Errors as

@@ -167,9 +167,13 @@ int mmu_faultin_pfn(struct mmu_page_fault *f, struct mmu_faultin *fi, bool write
 {
 	int rc;
 
+	bool host_w = false;
+
 	fi->hva = slot_gfn_to_hva(fi->slot, fi->gfn);
-	fi->map_writable = write;
-	rc = slot_gfn_to_pfn(f->mmu->env.slots, fi->slot, fi->gfn, write, &fi->pfn, &fi->huge);
+	rc = slot_gfn_to_pfn_prot(f->mmu->env.slots, fi->slot, fi->gfn, write, &fi->pfn, &fi->huge,
+				  &host_w);
+	/* A read of a KSM page maps it read-only; the write that follows exits and breaks COW. */
+	fi->map_writable = host_w && !slot_is_readonly(fi->slot);
 	f->steps += mmu_pfn_lookup_steps(fi->huge);
 	if (rc == -EFAULT) {
 		/* No host memory behind the hva (munmapped): the guest sees none there. No spte

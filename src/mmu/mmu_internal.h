@@ -54,7 +54,8 @@ struct mmu_faultin {
 	const struct memslot *slot;     /* NULL: no memslot (MMIO) */
 	hva_t hva;
 	pfn_t pfn;                      /* the 4K frame backing gfn */
-	bool map_writable;              /* pfn was looked up for writing */
+	bool map_writable;              /* the host lets pfn be written (not a KSM page; a write
+					 * lookup broke its COW) and the slot is not READONLY */
 	bool huge;                      /* the host maps it with a 2M page */
 	int pfn_err;                    /* 0, or -EFAULT: no host memory behind the slot's hva */
 };

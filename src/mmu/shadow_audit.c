@@ -495,14 +495,20 @@ static int check_rec(struct audit *a, const struct audit_rec *r, uint64_t mgen)
 	/* ...mapping the frame that backs its gfn now, as the memslot allows. */
 	const struct memslot *slot = gfn_to_memslot(sm->mmu.env.slots, r->gfn);
 	pfn_t pfn;
+	bool host_w = false;
 	if (!slot)
 		return fail(a, "leaf %u of sp gfn %#" PRIx64 " level %d maps gfn %#" PRIx64
 			    ", in no memslot", r->idx, (uint64_t)r->sp_gfn, level, (uint64_t)r->gfn);
-	if (host_hva_lookup(sm->mmu.env.mm, slot_gfn_to_hva(slot, r->gfn), &pfn, NULL) ||
+	if (host_hva_lookup_prot(sm->mmu.env.mm, slot_gfn_to_hva(slot, r->gfn), &pfn, NULL,
+				 &host_w) ||
 	    pfn != spte_to_pfn(s))
 		return fail(a, "leaf %u of sp gfn %#" PRIx64 " level %d maps gfn %#" PRIx64 " to pfn %#"
 			    PRIx64 ", not the frame backing it", r->idx, (uint64_t)r->sp_gfn, level,
 			    (uint64_t)r->gfn, (uint64_t)spte_to_pfn(s));
+	/* A KSM frame: no writable spte, and none the fast page fault could make writable. */
+	if (!host_w && (s & (PT_WRITABLE_MASK | SPTE_MMU_WRITABLE | SPTE_HOST_WRITABLE)))
+		return fail(a, "gfn %#" PRIx64 ": spte %#" PRIx64 " maps KSM frame %#" PRIx64
+			    " writable", (uint64_t)r->gfn, s, (uint64_t)pfn);
 	if (is_writable_pte(s) && slot_is_readonly(slot))
 		return fail(a, "gfn %#" PRIx64 " in a read-only slot mapped writable", (uint64_t)r->gfn);
 	if (is_writable_pte(s) && slot_logs_dirty(slot)) {

@@ -133,16 +133,13 @@ static void fault_parts(struct fault *f)
  * the read section. */
 static int fault_resolve(struct fault *f, struct fault_part *p)
 {
-	const struct walk_result *w = &p->w;
-	bool leaf_d = w->level == 0 || (w->gpte[w->level] & PT_DIRTY_MASK);
 	int rc;
 
 	if (!mmu_fault_slot(f->pf, &p->fi, p->w.gpa >> 12))
 		return 0;
-	/* Ask the host for a writable page whenever the spte may be writable. (A KSM-aware host
-	 * would tell whether a read lookup is writable, as KVM's hva_to_pfn does.) */
-	rc = mmu_faultin_pfn(f->pf, &p->fi, !slot_is_readonly(p->fi.slot) &&
-					     (f->write || (leaf_d && (w->access & ACC_WRITE))));
+	/* A write looks the page up for writing (breaking a KSM page's COW); a read asks only, and
+	 * the host says whether the page may be written (not a KSM page), as KVM's hva_to_pfn. */
+	rc = mmu_faultin_pfn(f->pf, &p->fi, !slot_is_readonly(p->fi.slot) && f->write);
 	if (rc || p->fi.pfn_err)
 		return rc;
 	p->host = host_pfn_to_ptr(f->sm->mmu.env.arena, p->fi.pfn);
@@ -447,8 +444,10 @@ static void unprotect_gfn(struct shadow_mmu *sm, gfn_t gfn, struct zap_batch *z)
 /* The part can be stored by the MMU: guest memory, writable, its bytes at hand. */
 static bool part_storable(const struct fault_part *p)
 {
+	/* map_writable, not only a writable slot: the host must let us write the page (a KSM
+	 * page looked up for reading is not). */
 	return p->walked && p->ws == WALK_OK && p->fi.slot && !p->fi.pfn_err &&
-	       !slot_is_readonly(p->fi.slot) && p->host;
+	       p->fi.map_writable && p->host;
 }
 
 /* Store @p's bytes of the access and account the write: dirty log, write tracking. [L] */
@@ -544,7 +543,7 @@ static void prefetch_gather(struct fault *f, struct fault_part *p)
 	}
 	for (unsigned j = first; j < first + PREFETCH_GROUP; j++) {
 		struct prefetch_ent *pe = &f->prefetch[f->nprefetch];
-		bool dirty, wr, huge;
+		bool dirty, wr, huge, host_w = false;
 		if (j == idx)
 			continue;
 		f->nprefetch++;
@@ -565,9 +564,10 @@ static void prefetch_gather(struct fault *f, struct fault_part *p)
 		pe->slot = gfn_to_memslot(ms, pe->gfn);
 		if (!pe->slot)
 			continue;
-		pe->host_writable = !slot_is_readonly(pe->slot) && dirty && wr;
-		pe->ok = !host_hva_lookup(f->sm->mmu.env.mm, slot_gfn_to_hva(pe->slot, pe->gfn),
-					  &pe->pfn, &huge);
+		pe->ok = !host_hva_lookup_prot(f->sm->mmu.env.mm, slot_gfn_to_hva(pe->slot, pe->gfn),
+					       &pe->pfn, &huge, &host_w);
+		/* A KSM page is prefetched read-only. */
+		pe->host_writable = !slot_is_readonly(pe->slot) && dirty && wr && host_w;
 	}
 }
 

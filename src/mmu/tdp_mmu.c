@@ -179,7 +179,7 @@ struct map_req {
 	int level;             /* the largest level the host mapping and the slot allow */
 	bool write;            /* the fault was a write */
 	bool writable;         /* the leaf may be writable now */
-	bool mmu_writable;     /* the slot allows writes */
+	bool mmu_writable;     /* the slot and the host page allow writes */
 	bool dirty;            /* set D (a write is about to happen and D bits are not logging) */
 	bool writable_now;     /* out: the leaf became writable through this call */
 };
@@ -190,7 +190,7 @@ static uint64_t map_req_leaf(const struct tdp_mmu *t, const struct map_req *r, i
 	const struct spte_leaf l = {
 		.pfn = r->pfn & ~(spte_level_pages(level) - 1), .level = level,
 		.access = ACC_EXEC | ACC_USER, .writable = r->writable,
-		.mmu_writable = r->mmu_writable, .dirty = r->dirty,
+		.mmu_writable = r->mmu_writable, .host_writable = r->mmu_writable, .dirty = r->dirty,
 	};
 
 	return make_leaf_spte(&t->head.fmt, &l);
@@ -439,9 +439,10 @@ static int tdp_handle_violation(struct tdp_mmu *t, struct tdp_fault *f)
 
 		req = (struct map_req){
 			.gfn = f->gfn, .pfn = fi.pfn, .level = max_level(fi.slot, f->gfn, fi.huge),
-			.write = pf->write, .mmu_writable = !slot_is_readonly(fi.slot),
+			.write = pf->write, .mmu_writable = fi.map_writable,
 		};
-		if (slot_is_readonly(fi.slot)) {
+		if (!fi.map_writable) {
+			/* A read-only slot, or a KSM page read: its write exits and breaks COW. */
 			req.writable = false;
 		} else if (slot_logs_dirty(fi.slot) && dirty_mode(t) == TDP_DIRTY_WRPROT) {
 			/* A read maps read-only: the first write is logged. */

@@ -72,9 +72,9 @@ static void audit_leaf(struct audit *a, uint64_t s, int level, gfn_t gfn)
 	const struct tdp_mmu *t = a->t;
 	const struct memslot *slot = gfn_to_memslot(t->head.env.slots, gfn);
 	const bool w = is_writable_pte(s);
-	const uint64_t sw = SPTE_MMU_PRESENT_MASK | SPTE_MMU_WRITABLE;
+	const uint64_t sw = SPTE_MMU_PRESENT_MASK | SPTE_MMU_WRITABLE | SPTE_HOST_WRITABLE;
 	pfn_t pfn;
-	bool huge = false;
+	bool huge = false, host_w = false;
 
 	a->leaves[level]++;
 	if (t->ctx.fmt == TDP_EPT) {
@@ -95,7 +95,7 @@ static void audit_leaf(struct audit *a, uint64_t s, int level, gfn_t gfn)
 		FAIL(a, "gfn %#" PRIx64 ": a level-%d leaf beyond its slot", gfn, level);
 	if (level > 1 && slot_logs_dirty(slot))
 		FAIL(a, "gfn %#" PRIx64 ": a huge leaf in a dirty-logging slot", gfn);
-	if (host_hva_lookup(t->head.env.mm, slot_gfn_to_hva(slot, gfn), &pfn, &huge))
+	if (host_hva_lookup_prot(t->head.env.mm, slot_gfn_to_hva(slot, gfn), &pfn, &huge, &host_w))
 		FAIL(a, "gfn %#" PRIx64 ": leaf maps pfn %#" PRIx64 " but the host maps nothing "
 			    "at its hva", gfn, spte_to_pfn(s));
 	if (pfn != spte_to_pfn(s))
@@ -105,9 +105,15 @@ static void audit_leaf(struct audit *a, uint64_t s, int level, gfn_t gfn)
 		FAIL(a, "gfn %#" PRIx64 ": a 2M leaf over 4K host pages", gfn);
 	if (slot_is_readonly(slot) && (w || is_mmu_writable_spte(s)))
 		FAIL(a, "gfn %#" PRIx64 ": writable leaf %#" PRIx64 " in a read-only slot", gfn, s);
-	if (!slot_is_readonly(slot) && !is_mmu_writable_spte(s))
+	if (!host_w && (w || (s & (SPTE_MMU_WRITABLE | SPTE_HOST_WRITABLE))))
+		FAIL(a, "gfn %#" PRIx64 ": leaf %#" PRIx64 " maps KSM frame %#" PRIx64 " writable",
+		     gfn, s, pfn);
+	if (!slot_is_readonly(slot) && host_w && !is_mmu_writable_spte(s))
 		FAIL(a, "gfn %#" PRIx64 ": leaf %#" PRIx64 " of a writable slot lacks "
 			    "MMU_WRITABLE", gfn, s);
+	if (!!(s & SPTE_MMU_WRITABLE) != !!(s & SPTE_HOST_WRITABLE))
+		FAIL(a, "gfn %#" PRIx64 ": leaf %#" PRIx64 ": MMU_WRITABLE without HOST_WRITABLE "
+			    "or the reverse", gfn, s);
 	if (w && slot_logs_dirty(slot) &&
 	    __atomic_load_n(&t->dirty_mode, __ATOMIC_RELAXED) == TDP_DIRTY_WRPROT) {
 		uint64_t rel = gfn - slot->base_gfn;

@@ -602,5 +602,6 @@ int vmmu_vm_stats(struct vmmu_vm *vm, struct vmmu_stats *out, size_t size)
 		st->tdp_pages += m.tdp_pages;
 	}
 	st->host_frames = host_arena_frames_used(vm->arena);
+	vm_machine_ksm_stats(vm->host, st);
 	return stats_out(st, out, size);
 }

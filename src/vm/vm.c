@@ -12,8 +12,6 @@
 #include "cpu/cost.h"
 #include "vm/vm.h"
 
-#define DEFAULT_HOST_MEM (64ULL << 30)
-
 /* Every vCPU's guest-page cache: the memory map changed. vCPUs are interleaved on the caller's
  * thread, so a direct flush is safe; the lockless phase turns this into a request each vCPU
  * thread acknowledges, like the remote TLB flush. */
@@ -92,9 +90,7 @@ static int vm_config(const struct vmmu_vm_config *in, struct vmmu_vm_config *cfg
 	memset(cfg, 0, sizeof(*cfg));
 	if (in)
 		*cfg = *in;
-	if (!cfg->host_mem_bytes)
-		cfg->host_mem_bytes = DEFAULT_HOST_MEM;
-	if (cfg->host_mem_bytes < VMMU_HOST_MEM_MIN)
+	if (cfg->host_mem_bytes && cfg->host_mem_bytes < VMMU_HOST_MEM_MIN)
 		return -EINVAL;
 	if (cfg->thp < HOST_THP_NEVER || cfg->thp > HOST_THP_ALWAYS)
 		return -EINVAL;
@@ -120,10 +116,35 @@ static int vm_config(const struct vmmu_vm_config *in, struct vmmu_vm_config *cfg
 
 int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out)
 {
-	struct vmmu_vm *vm;
+	struct vmmu_machine *h;
+	struct vmmu_vm_config c;
+	struct cpu_model model;
 	int rc;
 
 	if (!out)
+		return -EINVAL;
+	/* A bad configuration fails before any host memory is reserved. */
+	rc = vm_config(cfg, &c, &model);
+	if (rc)
+		return rc;
+	rc = vmmu_machine_create(c.host_mem_bytes, &h);
+	if (rc)
+		return rc;
+	rc = vmmu_vm_create_on(h, cfg, out);
+	if (rc) {
+		vmmu_machine_destroy(h);
+		return rc;
+	}
+	(*out)->own_host = true;
+	return 0;
+}
+
+int vmmu_vm_create_on(struct vmmu_machine *h, const struct vmmu_vm_config *cfg, struct vmmu_vm **out)
+{
+	struct vmmu_vm *vm;
+	int rc;
+
+	if (!out || !h)
 		return -EINVAL;
 	vm = calloc(1, sizeof(*vm));
 	if (!vm)
@@ -131,15 +152,15 @@ int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out)
 	rc = vm_config(cfg, &vm->cfg, &vm->cpu_model);
 	if (rc)
 		goto out_free;
+	vm->cfg.host_mem_bytes = host_arena_frames(h->arena) << HOST_PAGE_SHIFT;
 	rc = -pthread_mutex_init(&vm->lock, NULL);
 	if (rc)
 		goto out_free;
-	rc = host_arena_create(vm->cfg.host_mem_bytes, &vm->arena);
-	if (rc)
-		goto out_lock;
+	vm->host = h;
+	vm->arena = h->arena;
 	rc = host_mm_create(vm->arena, (enum host_thp)vm->cfg.thp, &vm->mm);
 	if (rc)
-		goto out_arena;
+		goto out_lock;
 	rc = memslots_create(vm->mm, 0, &vm->slots);
 	if (rc)
 		goto out_mm;
@@ -168,6 +189,7 @@ int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out)
 		if (rc)
 			goto out_slots;
 	}
+	__atomic_add_fetch(&h->nr_vms, 1, __ATOMIC_RELEASE);
 	*out = vm;
 	return 0;
 
@@ -176,8 +198,6 @@ out_slots:
 	memslots_destroy(vm->slots);
 out_mm:
 	host_mm_destroy(vm->mm);
-out_arena:
-	host_arena_destroy(vm->arena);
 out_lock:
 	pthread_mutex_destroy(&vm->lock);
 out_free:
@@ -199,8 +219,11 @@ void vmmu_vm_destroy(struct vmmu_vm *vm)
 	mmu_destroy(vm->mmu);
 	host_mmu_notifier_unregister(vm->mm, &vm->mn);
 	memslots_destroy(vm->slots);
+	host_ksm_remove_mm(vm->host->ksm, vm->mm);
 	host_mm_destroy(vm->mm);
-	host_arena_destroy(vm->arena);
+	__atomic_sub_fetch(&vm->host->nr_vms, 1, __ATOMIC_RELEASE);
+	if (vm->own_host)
+		vmmu_machine_destroy(vm->host);
 	pthread_mutex_destroy(&vm->lock);
 	free(vm);
 }

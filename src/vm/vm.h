@@ -5,7 +5,8 @@
  * memslots; a vCPU owns its hardware model (cpu/) and a gfn -> host-pointer cache for it.
  *
  * Invariants:
- *  - vm->arena outlives vm->mm, which outlives vm->slots (destroyed in reverse);
+ *  - vm->host (its arena, its ksmd) outlives vm->mm, which outlives vm->slots (destroyed in
+ *    reverse); the mm leaves ksmd before it goes;
  *  - a vCPU's guest-page cache (in cpu/) is emptied on every memslot change (native mode) and
  *    host mapping invalidation, before the change completes.
  * Locking: memslot updates serialize inside mem/; vCPU creation takes vm->lock; a vCPU is used by
@@ -45,11 +46,26 @@ struct vmmu_vcpu {
 	uint32_t flush_pending;
 };
 
+/* The host's KSM figures into @st (host.c). */
+void vm_machine_ksm_stats(struct vmmu_machine *h, struct vmmu_stats *st);
+
 /* KVM_REQ_TLB_FLUSH for @v: counted (tlb_flush) unless one is already pending. */
 void vcpu_request_flush(struct vmmu_vcpu *v);
 
-struct vmmu_vm {
+/* The machine VMs run on: its frames and its ksmd. Legend as below; [a] atomic. */
+struct vmmu_machine {
 	struct host_arena *arena;                        /* [c] */
+	struct host_ksm *ksm;                            /* [c] */
+	uint64_t ksm_next_ms;                            /* ksmd's next wake-up; guarded by the
+							  * caller of vmmu_ksm_run */
+	bool ksm_ran;
+	unsigned nr_vms;                                 /* [a] VMs on it */
+};
+
+struct vmmu_vm {
+	struct vmmu_machine *host;                          /* [c] */
+	bool own_host;                                   /* [c] made by vmmu_vm_create */
+	struct host_arena *arena;                        /* [c] host->arena */
 	struct host_mm *mm;                              /* [c] */
 	struct memslots *slots;                          /* [c] */
 	struct vmmu_vm_config cfg;                       /* [c] with defaults filled */

@@ -23,9 +23,6 @@ has_keys() { # file
 	for k in $keys; do grep -q "$k:" "$1" || { echo "  missing key $k" >&2; return 1; }; done
 	[ "$(wc -l < "$1")" -eq 1 ]
 }
-one_line_error() { # stderr file: exactly one line, starting "vmmu"
-	[ "$(wc -l < "$1")" -eq 1 ] && grep -q '^vmmu' "$1"
-}
 
 # ---- every workload, small ----
 declare -A small=(
@@ -94,11 +91,6 @@ else
 fi
 
 # ---- bad input: one line, exit 2, no crash ----
-bad() { # name, expected-substring, args...
-	local name=$1 want=$2; shift 2
-	"$VMMU" "$@" > "$tmp/bad.out" 2> "$tmp/bad.err"; rc=$?
-	t "$name: exit 2, one line naming '$want'" '[ $rc -eq 2 ] && one_line_error "$tmp/bad.err" && grep -q -- "$want" "$tmp/bad.err"'
-}
 bad "unknown workload" "frob" run frob
 bad "no workload" "workload" run
 bad "two workloads" "gups" run touch gups

@@ -29,21 +29,13 @@
 #include "mmu/tdp_mmu.h"
 #include "paging/paging.h"
 #include "../common/gpt_build.h"
+#include "../common/test_assert.h"
 #include "vm/vm.h"
 #include "vmmu/vmmu.h"
 
 #define MiB (1ULL << 20)
 #define PRWU (PT_PRESENT_MASK | PT_WRITABLE_MASK | PT_USER_MASK)
 
-#define TEST_ASSERT(e, ...)                                                                        \
-	do {                                                                                       \
-		if (!(e)) {                                                                        \
-			print_error("%s:%d: %s failed: ", __FILE__, __LINE__, #e);                 \
-			print_error(__VA_ARGS__);                                                  \
-			print_error("\n");                                                         \
-			fail();                                                                    \
-		}                                                                                  \
-	} while (0)
 
 static enum vmmu_mmu mode_native = VMMU_MMU_NATIVE, mode_ept = VMMU_MMU_EPT,
 		     mode_npt = VMMU_MMU_NPT;

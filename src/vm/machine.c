@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The public host object (struct vmmu_machine, vm.h): the frame arena and ksmd several VMs share,
+ * and the KSM API over host/ksm.c. A VM counts itself on its host; the host goes only when none
+ * is left. ksmd's clock is the caller's: vmmu_ksm_run() runs a pass when sleep_millisecs of
+ * it have gone by. Locking: ksm.c's own; vmmu_ksm_run's wake-up time belongs to its caller
+ * (the run loop), nr_vms is atomic.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vm/vm.h"
+
+#define DEFAULT_HOST_MEM (64ULL << 30)
+
+int vmmu_machine_create(uint64_t mem_bytes, struct vmmu_machine **out)
+{
+	struct vmmu_machine *h;
+	int rc;
+
+	if (!out)
+		return -EINVAL;
+	if (!mem_bytes)
+		mem_bytes = DEFAULT_HOST_MEM;
+	if (mem_bytes < VMMU_HOST_MEM_MIN)
+		return -EINVAL;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	rc = host_arena_create(mem_bytes, &h->arena);
+	if (rc)
+		goto out_free;
+	rc = host_ksm_create(h->arena, &h->ksm);
+	if (rc)
+		goto out_arena;
+	*out = h;
+	return 0;
+
+out_arena:
+	host_arena_destroy(h->arena);
+out_free:
+	free(h);
+	return rc;
+}
+
+int vmmu_machine_destroy(struct vmmu_machine *h)
+{
+	if (!h)
+		return 0;
+	if (__atomic_load_n(&h->nr_vms, __ATOMIC_ACQUIRE))
+		return -EBUSY;
+	host_ksm_destroy(h->ksm);
+	host_arena_destroy(h->arena);
+	free(h);
+	return 0;
+}
+
+struct vmmu_machine *vmmu_vm_machine(struct vmmu_vm *vm)
+{
+	return vm ? vm->host : NULL;
+}
+
+int vmmu_vm_set_mergeable(struct vmmu_vm *vm, bool on)
+{
+	const struct memslot *slot;
+	struct memslot_iter si;
+	int rc = 0;
+
+	if (!vm)
+		return -EINVAL;
+	memslots_read_lock();
+	memslots_for_each_in_gfn_range(slot, &si, vm->slots, 0, ~0ULL) {
+		rc = host_madvise(vm->mm, slot->userspace_addr, slot->npages << VMMU_PAGE_SHIFT,
+				  HOST_VMA_MERGEABLE, on);
+		if (rc)
+			break;
+	}
+	memslots_read_unlock();
+	if (rc)
+		return rc;
+	if (!on) {
+		host_ksm_remove_mm(vm->host->ksm, vm->mm);
+		return 0;
+	}
+	return host_ksm_add_mm(vm->host->ksm, vm->mm);
+}
+
+int vmmu_ksm_set_param(struct vmmu_machine *h, const char *key, uint64_t val)
+{
+	int rc;
+
+	if (!h || !key)
+		return -EINVAL;
+	rc = host_ksm_param_check(key, val, NULL, NULL);
+	return rc ? rc : host_ksm_set_param(h->ksm, key, val);
+}
+
+int vmmu_ksm_get_param(struct vmmu_machine *h, const char *key, uint64_t *val)
+{
+	if (!h || !key || !val)
+		return -EINVAL;
+	return host_ksm_get_param(h->ksm, key, val);
+}
+
+int vmmu_ksm_set_params(struct vmmu_machine *h, const char *spec, char *err, size_t errlen)
+{
+	const char *p = spec;
+
+	if (!spec || !*spec) {
+		snprintf(err, errlen, "--ksm-param: expected KEY=VALUE[,KEY=VALUE...]");
+		return -EINVAL;
+	}
+	for (;;) {
+		size_t len = strcspn(p, ","), klen = strcspn(p, "=,");
+		char key[32], num[32];
+		uint64_t val, lo = 0, hi = 0;
+		int rc;
+
+		if (klen >= len || klen == 0 || klen >= sizeof(key) || len - klen - 1 >= sizeof(num)) {
+			snprintf(err, errlen, "--ksm-param '%.*s': expected KEY=VALUE", (int)len, p);
+			return -EINVAL;
+		}
+		memcpy(key, p, klen);
+		key[klen] = '\0';
+		memcpy(num, p + klen + 1, len - klen - 1);
+		num[len - klen - 1] = '\0';
+		if (host_ksm_param_check(key, 0, &lo, &hi) == -ENOENT) {
+			snprintf(err, errlen, "--ksm-param: no knob '%s' (pages_to_scan, "
+				 "sleep_millisecs, use_zero_pages, max_page_sharing, run)", key);
+			return -EINVAL;
+		}
+		if (vmmu_parse_uint(num, UINT64_MAX, &val) || val < lo || val > hi) {
+			snprintf(err, errlen, "--ksm-param %s='%s': expected a decimal number from "
+				 "%llu to %llu", key, num, (unsigned long long)lo,
+				 (unsigned long long)hi);
+			return -EINVAL;
+		}
+		rc = h ? host_ksm_set_param(h->ksm, key, val) : 0;
+		if (rc) {
+			snprintf(err, errlen, "--ksm-param %s: %s", key, strerror(-rc));
+			return -EINVAL;
+		}
+		if (!p[len])
+			return 0;
+		p += len + 1;
+	}
+}
+
+int vmmu_ksm_run(struct vmmu_machine *h, uint64_t now_ms, bool *ran)
+{
+	struct host_ksm_params p;
+
+	if (ran)
+		*ran = false;
+	if (!h)
+		return -EINVAL;
+	if (h->ksm_ran && now_ms < h->ksm_next_ms)
+		return 0;
+	if (ran)
+		*ran = true;
+	host_ksm_get_params(h->ksm, &p);
+	h->ksm_ran = true;
+	h->ksm_next_ms = now_ms + p.sleep_millisecs;
+	return host_ksm_scan(h->ksm);
+}
+
+int vmmu_ksm_audit(struct vmmu_machine *h, char *why, size_t whylen)
+{
+	if (!h)
+		return -EINVAL;
+	return host_ksm_audit(h->ksm, why, whylen) ? -EFAULT : 0;
+}
+
+/* The host's KSM figures into @st (vmmu_vm_stats). */
+void vm_machine_ksm_stats(struct vmmu_machine *h, struct vmmu_stats *st)
+{
+	struct host_ksm_stats k;
+
+	host_ksm_get_stats(h->ksm, &k);
+	st->ksm_pages_shared = k.pages_shared;
+	st->ksm_pages_sharing = k.pages_sharing;
+	st->ksm_full_scans = k.full_scans;
+	st->ksm_pages_unshared = k.pages_unshared;
+	st->ksm_pages_volatile = k.pages_volatile;
+	st->ksm_cow_breaks = k.cow_breaks;
+	st->ksm_zero_pages = k.zero_pages;
+	st->general_profit = k.general_profit;
+	st->ksm_passes = k.passes;
+	st->ksm_checksums = k.checksums;
+	st->ksm_compares = k.compares;
+	st->ksm_merges = k.merges;
+	st->ksm_merge_scans = k.merge_scans;
+}
