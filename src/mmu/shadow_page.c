@@ -493,6 +493,11 @@ int sp_get_new(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shad
 			 * kvm_mmu_find_shadow_page). */
 			if (sp->unsync)
 				sp_sync(sm, sp);
+			/* Its unsync children too (KVM requests KVM_REQ_MMU_SYNC here): the new link
+			 * may put them under a root that no guest flush covered while they were
+			 * detached from it, and their stale entries would be reached through it. */
+			if (sp->unsync_children)
+				sync_children(sm, sp);
 			*out = sp;
 			return 0;
 		}
