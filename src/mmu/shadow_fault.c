@@ -482,7 +482,7 @@ static int emulate_write(struct fault *f, struct zap_batch *z)
 	if (!ok && data && f->e->access_len && f->nparts == 2 && part_storable(&f->part[0])) {
 		const struct fault_part *p1 = &f->part[1];
 		if (p1->walked && p1->ws == WALK_OK &&
-		    (!p1->fi.slot || (slot_is_readonly(p1->fi.slot) && !p1->fi.pfn_err))) {
+		    (!p1->fi.slot || slot_is_readonly(p1->fi.slot))) {
 			store_part(f, &f->part[0], z);
 			f->sv->unprotect_tries = 0;
 			f->pf->mmio_gpa = p1->w.gpa;
@@ -664,12 +664,6 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 		}
 		return RET_PF_MMIO;
 	}
-	if (p->fi.pfn_err) {
-		if (old)
-			spte_drop(sm, sp, sptep);
-		return p->fi.pfn_err;
-	}
-
 	unsigned acc = leaf_access(f, sp, p, &emulate);
 	bool leaf_d = w->level == 0 || (w->gpte[w->level] & PT_DIRTY_MASK);
 	bool ro = slot_is_readonly(slot);
@@ -971,13 +965,11 @@ static int fault_locked(struct fault *f, struct fault_part *p, struct zap_batch 
 		return rc ? rc : RET_PF_RETRY;
 	}
 	/*
-	 * A store crossing into MMIO (or read-only, or unbacked memory) from a RAM page: vm/ stores
+	 * A store crossing into MMIO (or read-only memory) from a RAM page: vm/ stores
 	 * the RAM part itself, then exits to MMIO. Building the chain for the MMIO part could
 	 * shadow the RAM page again (if it is one of that part's guest tables) and make that store
 	 * exit again, for ever: no chain, no MMIO spte then.
 	 */
-	if (p->fi.slot && p->fi.pfn_err)
-		return p->fi.pfn_err;
 	if (f->write && f->nparts == 2 && f->fp == 1 && (!p->fi.slot || slot_is_readonly(p->fi.slot)))
 		return RET_PF_MMIO;
 	make_mmu_pages_available(sm, (unsigned)f->sv->root->role.level, z);
@@ -1027,7 +1019,8 @@ static int shadow_fault(struct fault *f)
 	}
 	/* A part with no host memory behind its slot fails the whole access (-EFAULT) before any
 	 * part is fixed: no spte made writable and nothing logged dirty for a store that will not
-	 * happen, as native mode checks every part before a byte moves. */
+	 * happen, as native mode checks every part before a byte moves. The one place: nothing
+	 * under fault_locked() sees a part with fi.pfn_err. */
 	for (unsigned i = 0; i < f->nparts; i++) {
 		if (f->part[i].ws == WALK_OK && f->part[i].fi.slot && f->part[i].fi.pfn_err) {
 			rc = f->part[i].fi.pfn_err;
