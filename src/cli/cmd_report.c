@@ -514,6 +514,19 @@ static void gp_str(FILE *g, const char *s)
 	fputc('"', g);
 }
 
+/* The head of a gnuplot data block @block: the first column's title, then @cols quoted. */
+static void gp_data_head(FILE *g, const char *block, const char *first, const char *const *cols,
+			 size_t n)
+{
+	fprintf(g, "%s << EOD\n", block);
+	gp_str(g, first);
+	for (size_t i = 0; i < n; i++) {
+		fputc(' ', g);
+		gp_str(g, cols[i]);
+	}
+	fputc('\n', g);
+}
+
 /* A figure's script at DIR/NAME.gp, its terminal and output set; NULL after a message. */
 static FILE *fig_open(const struct ropts *o, const char *name, unsigned w, unsigned h, char *gp, size_t len)
 {
@@ -672,12 +685,7 @@ static int fig_bars(const struct rows *rs, const struct ropts *o, const char *na
 		cells_free(c, n);
 		return 1;
 	}
-	fprintf(g, "$d << EOD\n\"workload\"");
-	for (size_t j = 0; j < ny; j++) {
-		fputc(' ', g);
-		gp_str(g, ys[j]);
-	}
-	fputc('\n', g);
+	gp_data_head(g, "$d", "workload", ys, ny);
 	bool wide = false;
 	double lo = 0, hi = 0;
 	for (size_t i = 0; i < nx; i++) {
@@ -828,12 +836,7 @@ static int fig_speedup(const struct rows *rs, const struct ropts *o, FILE *tab)
 	FILE *g = fig_open(o, "opt_speedup", 300 + 70 * (unsigned)(nsets * nmodes > 60 ? 60 : nsets * nmodes), 480, gp, sizeof(gp));
 	if (!g)
 		return 1;
-	fprintf(g, "$d << EOD\n\"opts\"");
-	for (size_t mi = 0; mi < nmodes; mi++) {
-		fputc(' ', g);
-		gp_str(g, modes[mi]);
-	}
-	fputc('\n', g);
+	gp_data_head(g, "$d", "opts", modes, nmodes);
 	for (size_t si = 0; si < nsets; si++) {
 		gp_str(g, sets[si]);
 		for (size_t mi = 0; mi < nmodes; mi++)
@@ -880,12 +883,7 @@ static int fig_vcpus(const struct rows *rs, const struct ropts *o, const char *o
 			goto out;
 		}
 		for (int p = 0; p < 2; p++) {
-			fprintf(g, "$d%d << EOD\n\"vcpus\"", p);
-			for (size_t m = 0; m < nm; m++) {
-				fputc(' ', g);
-				gp_str(g, ms[m]);
-			}
-			fputc('\n', g);
+			gp_data_head(g, p ? "$d1" : "$d0", "vcpus", ms, nm);
 			for (size_t v = 0; v < nv; v++) {
 				fprintf(g, "%s", vs[v]);
 				for (size_t m = 0; m < nm; m++) {
