@@ -118,14 +118,18 @@ struct vmmu_machine *vmmu_vm_machine(struct vmmu_vm *vm);
 
 /*
  * KSM, as Linux's (docs/architecture.md, "KSM"). vmmu_vm_set_mergeable() is QEMU's
- * madvise(MADV_MERGEABLE) of guest RAM: the host memory behind every memslot of @vm now is
- * scanned by the host's ksmd from then on (off: no longer scanned; merged pages stay merged until
- * written). A guest write to a merged page exits and the host copies it (copy on write). ksmd
+ * madvise(MADV_MERGEABLE) of guest RAM: the host memory behind every memslot of @vm, now and
+ * made later, is scanned by the host's ksmd from then on (off: no longer scanned; merged pages
+ * stay merged until written). A guest write to a merged page exits and the host copies it (copy on write). ksmd
  * runs when the caller says: vmmu_ksm_run() is its wake-up, at the caller's clock.
  */
 int vmmu_vm_set_mergeable(struct vmmu_vm *vm, bool on);
 /* Knobs by their /sys/kernel/mm/ksm names: pages_to_scan, sleep_millisecs, use_zero_pages,
- * max_page_sharing, run. 0, -ENOENT (no such knob), -ERANGE (out of its range). */
+ * max_page_sharing, run; and use_mmu_dirty (not Linux's; 0 or 1): ksmd takes a page's "written
+ * since the last pass" from the MMU's dirty state (a second dirty log the MMU keeps for it, the
+ * user's KVM_GET_DIRTY_LOG untouched) instead of a checksum, for the VMs made mergeable. 0,
+ * -ENOENT (no such knob), -ERANGE (out of its range), -ENOMEM (a VM could not start tracking:
+ * it stays on checksums). */
 int vmmu_ksm_set_param(struct vmmu_machine *m, const char *key, uint64_t val);
 int vmmu_ksm_get_param(struct vmmu_machine *m, const char *key, uint64_t *val);
 /* "KEY=VALUE[,KEY=VALUE...]" (values decimal): checked, or set on @m (NULL: check only). 0,
@@ -243,8 +247,8 @@ enum vmmu_exit_reason {
 };
 
 /* Grows at its end only; version and size say what a caller got (vmmu_vm_stats). Version 2
- * added the KSM figures after exit_cycles. */
-#define VMMU_STATS_VERSION 2
+ * added the KSM figures after exit_cycles; version 3 ksmd's use of the MMU's dirty state. */
+#define VMMU_STATS_VERSION 3
 
 struct vmmu_stats {
 	uint32_t version;          /* out: VMMU_STATS_VERSION of the library that filled it */
@@ -266,6 +270,10 @@ struct vmmu_stats {
 	int64_t general_profit;    /* bytes: frames saved less ksmd's metadata, as the kernel's */
 	uint64_t ksm_passes, ksm_checksums, ksm_compares, ksm_merges;
 	uint64_t ksm_merge_scans;  /* full scans until the last merge, its own included */
+	/* Version 3: with the KSM knob use_mmu_dirty, pages ksmd took as unchanged from the MMU's
+	 * dirty state (their checksum reused), as written (volatile, no checksum), and its
+	 * harvests of that state (64 pages each) */
+	uint64_t ksm_mmu_unchanged, ksm_mmu_written, ksm_mmu_harvests;
 };
 
 /* The fields of struct vmmu_stats that are the machine's, not the VM's: the same in the stats of
@@ -274,7 +282,7 @@ struct vmmu_stats {
 	X(host_frames) X(ksm_pages_shared) X(ksm_pages_sharing) X(ksm_full_scans)                  \
 	X(ksm_pages_unshared) X(ksm_pages_volatile) X(ksm_cow_breaks) X(ksm_zero_pages)            \
 	X(general_profit) X(ksm_passes) X(ksm_checksums) X(ksm_compares) X(ksm_merges)             \
-	X(ksm_merge_scans)
+	X(ksm_merge_scans) X(ksm_mmu_unchanged) X(ksm_mmu_written) X(ksm_mmu_harvests)
 
 /* A count as a user writes it on a command line or in a parameter: decimal digits only (no sign,
  * space, base prefix or suffix), so "010" is ten and "0x10" is refused. 0, or -EINVAL (not a

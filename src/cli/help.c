@@ -34,7 +34,7 @@ static const struct help_opt run_opts[] = {
 	{ "--thp always|madvise|never", "host transparent huge pages (madvise)" },
 	{ "--guest-thp on|off", "the guest kernel maps anonymous memory with 2M pages (off)" },
 	{ "--ksm on|off", "mark the host memory behind every memslot mergeable (off)" },
-	{ "--ksm-param KEY=VALUE[,...]", "ksmd knobs as in /sys/kernel/mm/ksm: pages_to_scan, sleep_millisecs (1 ms = 1000 guest accesses), use_zero_pages, max_page_sharing, run (repeatable)" },
+	{ "--ksm-param KEY=VALUE[,...]", "ksmd knobs as in /sys/kernel/mm/ksm: pages_to_scan, sleep_millisecs (1 ms = 1000 guest accesses), use_zero_pages, max_page_sharing, run; use_mmu_dirty=1: 'written since the last look' from the MMU's dirty state, not a checksum (repeatable)" },
 	{ "--seed N", "the run's seed (1): the same seed gives the same guest digest in every mode" },
 	{ "--param KEY=VALUE", "a workload parameter, repeatable ('vmmu workloads' lists them); sizes take K, M, G, T" },
 	{ "--cost KEY=CYCLES", "override one cost of the cost model (docs/hardware.md), repeatable" },

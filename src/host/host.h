@@ -170,6 +170,9 @@ struct host_ksm_params {
 	uint64_t use_zero_pages;     /* merge zero-filled pages with one zero frame (default 0) */
 	uint64_t max_page_sharing;   /* mappings of one KSM page at most (default 256) */
 	uint64_t run;                /* 0 stop, 1 run (default 1) */
+	uint64_t use_mmu_dirty;      /* 1: "written since the last pass" from the secondary MMUs'
+				      * dirty state (host_ksm_tracker), not a checksum (default 0;
+				      * not a Linux knob) */
 };
 
 struct host_ksm_stats {
@@ -187,14 +190,34 @@ struct host_ksm_stats {
 	uint64_t merges;             /* pages merged (a mapping replaced by a KSM or zero frame) */
 	uint64_t merge_scans;        /* full scans until the last merge (its own included): how
 				      * long the merge took to converge; 0 if none */
+	/* use_mmu_dirty: pages the MMUs said unchanged (the recorded checksum reused), written
+	 * (volatile, no checksum taken), and the harvests of their dirty state */
+	uint64_t mmu_unchanged, mmu_written, mmu_harvests;
+};
+
+/*
+ * A secondary MMU's write tracking for ksmd (use_mmu_dirty), the dirty state of the sptes
+ * mapping an mm's pages. Called with the KSM lock held and no mm->lock: set_tracking starts
+ * (every page then counts as unwritten; the MMU write-protects them) or stops it, 0 or -errno;
+ * harvest reports, for the 64 pages from @start, those it tracks (*@tracked) and those of them
+ * written since their last harvest (*@written), and re-arms their tracking; peek (may be NULL)
+ * reports the same and changes nothing, for host_ksm_audit.
+ */
+struct host_ksm_tracker {
+	int (*set_tracking)(void *opaque, bool on);
+	void (*harvest)(void *opaque, hva_t start, uint64_t *written, uint64_t *tracked);
+	void (*peek)(void *opaque, hva_t start, uint64_t *written, uint64_t *tracked);
 };
 
 int host_ksm_create(struct host_arena *a, struct host_ksm **out);
 /* After every mm was removed. Frees the KSM frames nobody maps any more, the zero frame, the
  * trees. */
 void host_ksm_destroy(struct host_ksm *k);
-/* ksmd scans @mm's mergeable VMAs from now on; remove it before host_mm_destroy(). */
-int host_ksm_add_mm(struct host_ksm *k, struct host_mm *mm);
+/* ksmd scans @mm's mergeable VMAs from now on; remove it before host_mm_destroy() and before
+ * what @tracker's calls reach goes. @tracker (may be NULL: checksums only) and @opaque: the MMU
+ * mapping @mm, for use_mmu_dirty; tracking is started here if the knob is on. */
+int host_ksm_add_mm(struct host_ksm *k, struct host_mm *mm, const struct host_ksm_tracker *tracker,
+		    void *opaque);
 void host_ksm_remove_mm(struct host_ksm *k, struct host_mm *mm);
 /* Set a knob by its /sys/kernel/mm/ksm name. 0, -ENOENT (no such knob) or -EINVAL (value). */
 int host_ksm_set_param(struct host_ksm *k, const char *key, uint64_t val);
@@ -207,7 +230,9 @@ void host_ksm_get_params(struct host_ksm *k, struct host_ksm_params *p);
 int host_ksm_scan(struct host_ksm *k);
 void host_ksm_get_stats(struct host_ksm *k, struct host_ksm_stats *st);
 /* Debug: the stable tree in order, each KSM frame still holding the bytes it was merged with
- * (no write went through), the unstable tree in order. 0, or -EIO with a reason. */
+ * (no write went through), the unstable tree in order; with use_mmu_dirty, every checksum ksmd
+ * would reuse (the page in the same frame, not written since as its tracker says) still that
+ * of the page's bytes. 0, or -EIO with a reason. */
 int host_ksm_audit(struct host_ksm *k, char *why, size_t whylen);
 
 #endif

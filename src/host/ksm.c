@@ -18,6 +18,15 @@
  * Ordering the unstable tree by the recorded checksum, not by live bytes, keeps it ordered however
  * its pages change; every match is confirmed by comparing bytes under the notifiers.
  *
+ * use_mmu_dirty (the MMU's dirty state instead of step 2's checksum): an mm whose secondary MMU
+ * offers a host_ksm_tracker has its writes tracked, as a second dirty log. When the scan reaches
+ * a page outside its current window, it harvests the 64 pages from there (one lock round and at
+ * most one TLB flush for them); written pages of a window harvested in an earlier pass stay
+ * written. A tracked page written since its last harvest is volatile at once: no checksum, no
+ * stable-tree lookup (the trees are keyed by checksum). One not written, in the same frame as at
+ * its last checksum, reuses that checksum; else it is checksummed once and is a candidate at
+ * once, as no write came since tracking began. Pages no MMU tracks are checksummed as above.
+ *
  * Invariants: a stable node holds one reference on its frame (the tree's); every other reference
  * is a KSM leaf of an mm, read-only, so the frame's bytes never change and xxh64(frame) == key
  * (host_ksm_audit checks it: a write through a stale writable translation would break it). A node
@@ -26,6 +35,8 @@
  * Locking: k->lock (a mutex, the kernel's ksm_thread_mutex) guards everything here and is taken
  * before any mm->lock (lock order: ksm.lock > host_mm.lock); ksmd holds one mm->lock at a time,
  * and changes mappings only through mm.c, which calls the MMU notifiers as host_munmap does.
+ * A tracker is called with k->lock and no mm->lock (it takes the memslots' lock and mmu_lock,
+ * which a memslot change holds while it reads the host mm: ksm.lock > memslots > host_mm).
  * Checksums and first compares read guest frames with no lock that stops a guest store: the
  * kernel's race too, made harmless by the compare under the notifiers before any merge. Today a
  * pass runs on the vCPUs' own thread between their steps; a ksmd thread beside running vCPUs
@@ -53,14 +64,27 @@ struct unstable_node {
 	pfn_t pfn;
 };
 
-/* Per-mm record of the last checksum of each page (the kernel's rmap_item.oldchecksum). Open
- * addressing on the hva; 0 marks an empty slot (hva 0 is never mapped). */
+/* A record's frame when its checksum is no longer known to be the page's (use_mmu_dirty). */
+#define KSM_NO_PFN ((pfn_t)-1)
+
+/* Per-mm record of the last checksum of each page (the kernel's rmap_item.oldchecksum) and the
+ * frame it was taken of. Open addressing on the hva; 0 marks an empty slot (hva 0 is never
+ * mapped). Then use_mmu_dirty's state: the tracker and the window last harvested. */
 struct ksm_mm {
 	struct host_mm *mm;
 	hva_t *hva;
 	uint64_t *sum;
+	pfn_t *pfn;
 	size_t cap;             /* a power of two, or 0 */
 	size_t nr;
+	const struct host_ksm_tracker *tracker;   /* or NULL */
+	void *opaque;
+	bool tracking;          /* set_tracking(true) succeeded and was not undone */
+	bool win_valid;
+	hva_t win_start;        /* the window: 64 pages from here */
+	hva_t win_next;         /* its pages below this were looked at: a visit uses a bit once */
+	uint64_t win_written, win_tracked;
+	uint64_t win_pass;      /* the pass that harvested it */
 };
 
 /* Legend: everything [k], guarded by k->lock, but arena which is [c]. */
@@ -86,11 +110,13 @@ struct host_ksm {
 	uint64_t merges;                 /* pages merged, ever */
 	uint64_t merge_scan;             /* full_scans when the last merge happened */
 	uint64_t cow_breaks_gone;        /* of mms removed since */
+	uint64_t mmu_unchanged, mmu_written, mmu_harvests;
 };
 
 #define KSM_DEFAULT_PARAMS                                                                         \
 	((struct host_ksm_params){ .pages_to_scan = 100, .sleep_millisecs = 20,                    \
-				   .use_zero_pages = 0, .max_page_sharing = 256, .run = 1 })
+				   .use_zero_pages = 0, .max_page_sharing = 256, .run = 1,                 \
+				   .use_mmu_dirty = 0 })
 
 static const uint8_t *frame_bytes(const struct host_ksm *k, pfn_t pfn)
 {
@@ -192,9 +218,11 @@ static int item_rehash(struct ksm_mm *km)
 
 	n.hva = calloc(n.cap, sizeof(*n.hva));
 	n.sum = calloc(n.cap, sizeof(*n.sum));
-	if (!n.hva || !n.sum) {
+	n.pfn = calloc(n.cap, sizeof(*n.pfn));
+	if (!n.hva || !n.sum || !n.pfn) {
 		free(n.hva);
 		free(n.sum);
+		free(n.pfn);
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < km->cap; i++) {
@@ -203,24 +231,29 @@ static int item_rehash(struct ksm_mm *km)
 
 			n.hva[j] = km->hva[i];
 			n.sum[j] = km->sum[i];
+			n.pfn[j] = km->pfn[i];
 		}
 	}
 	free(km->hva);
 	free(km->sum);
+	free(km->pfn);
 	km->hva = n.hva;
 	km->sum = n.sum;
+	km->pfn = n.pfn;
 	km->cap = n.cap;
 	return 0;
 }
 
-/* Record @sum for @hva; true if it equals the one recorded before (the page held still). */
-static bool item_update(struct ksm_mm *km, hva_t hva, uint64_t sum)
+/* Record @sum of @pfn for @hva; true if it equals the one recorded before (the page held
+ * still). */
+static bool item_update(struct ksm_mm *km, hva_t hva, uint64_t sum, pfn_t pfn)
 {
 	size_t i;
 
 	if ((km->nr + 1) * 2 > km->cap && item_rehash(km))
 		return false;   /* no memory: the page is treated as volatile */
 	i = item_slot(km, hva);
+	km->pfn[i] = pfn;
 	if (km->hva[i] == hva) {
 		bool same = km->sum[i] == sum;
 
@@ -231,6 +264,32 @@ static bool item_update(struct ksm_mm *km, hva_t hva, uint64_t sum)
 	km->sum[i] = sum;
 	km->nr++;
 	return false;
+}
+
+/* The record of @hva if its checksum is still that of @pfn's bytes as far as ksmd knows. */
+static bool item_known(const struct ksm_mm *km, hva_t hva, pfn_t pfn, uint64_t *sum)
+{
+	size_t i;
+
+	if (!km->cap)
+		return false;
+	i = item_slot(km, hva);
+	if (km->hva[i] != hva || km->pfn[i] != pfn || pfn == KSM_NO_PFN)
+		return false;
+	*sum = km->sum[i];
+	return true;
+}
+
+/* The page was written: its checksum says nothing of its bytes any more. */
+static void item_forget(struct ksm_mm *km, hva_t hva)
+{
+	size_t i;
+
+	if (!km->cap)
+		return;
+	i = item_slot(km, hva);
+	if (km->hva[i] == hva)
+		km->pfn[i] = KSM_NO_PFN;
 }
 
 /* ---- merging ---- */
@@ -280,11 +339,12 @@ static int merge_with_candidate(struct host_ksm *k, size_t ui, struct host_mm *m
 	return merge_into(mm, hva, pfn, u.pfn) ? 0 : -ENODATA;
 }
 
-/* The steps of the file comment for a mapped page that is no KSM page yet: true if merged. */
-static bool cmp_and_merge(struct host_ksm *k, struct ksm_mm *km, hva_t hva, pfn_t pfn, uint64_t sum)
+/* The steps of the file comment for a mapped page that is no KSM page yet, its checksum @sum,
+ * @still if it held still since the last pass: true if merged. */
+static bool cmp_and_merge(struct host_ksm *k, struct ksm_mm *km, hva_t hva, pfn_t pfn, uint64_t sum,
+			  bool still)
 {
 	struct host_mm *mm = km->mm;
-	bool still = item_update(km, hva, sum);
 	size_t i;
 
 	for (i = LOWER_BOUND(k->stable, k->nr_stable, sum);
@@ -316,6 +376,79 @@ static bool cmp_and_merge(struct host_ksm *k, struct ksm_mm *km, hva_t hva, pfn_
 	}
 	unstable_insert(k, &(struct unstable_node){ .key = sum, .mm = mm, .hva = hva, .pfn = pfn });
 	return false;
+}
+
+/* ---- use_mmu_dirty ---- */
+
+/* Start or stop @km's write tracking. A failure to start leaves it off: checksums then. */
+static int km_track(struct ksm_mm *km, bool on)
+{
+	int rc;
+
+	if (!km->tracker || km->tracking == on)
+		return 0;
+	rc = km->tracker->set_tracking(km->opaque, on);
+	km->tracking = on && rc == 0;
+	km->win_valid = false;
+	/* A checksum taken before tracking began may be of bytes written since. */
+	for (size_t i = 0; km->tracking && i < km->cap; i++)
+		km->pfn[i] = KSM_NO_PFN;
+	return rc;
+}
+
+static bool in_window(const struct host_ksm *k, const struct ksm_mm *km, hva_t hva)
+{
+	return km->win_valid && km->win_pass == k->passes && hva >= km->win_next &&
+	       hva - km->win_start < 64 * HOST_PAGE_SIZE;
+}
+
+/* Harvest the window of 64 pages from @hva, the next page the scan looks at. Pages of the last
+ * window not looked at yet keep what it harvested of them. */
+static void harvest_window(struct host_ksm *k, struct ksm_mm *km, hva_t hva)
+{
+	uint64_t written, tracked, carry = 0;
+
+	if (km->win_valid && hva >= km->win_next && hva - km->win_start < 64 * HOST_PAGE_SIZE)
+		carry = km->win_written >> ((hva - km->win_start) >> HOST_PAGE_SHIFT);
+	km->tracker->harvest(km->opaque, hva, &written, &tracked);
+	k->mmu_harvests++;
+	km->win_start = km->win_next = hva;
+	km->win_written = written | (carry & tracked);
+	km->win_tracked = tracked;
+	km->win_pass = k->passes;
+	km->win_valid = true;
+}
+
+/*
+ * Step 2 for the page at @hva in frame @pfn (its window harvested if it is tracked): its
+ * checksum in *@sum and whether it held still since the last pass in *@still. False: volatile
+ * with no checksum taken (the MMU saw it written), already counted.
+ */
+static bool page_sum_still(struct host_ksm *k, struct ksm_mm *km, hva_t hva, pfn_t pfn,
+			   uint64_t *sum, bool *still)
+{
+	unsigned bit = (unsigned)((hva - km->win_start) >> HOST_PAGE_SHIFT);
+
+	if (km->tracking && in_window(k, km, hva) && ((km->win_tracked >> bit) & 1)) {
+		km->win_next = hva + HOST_PAGE_SIZE;
+		if ((km->win_written >> bit) & 1) {
+			k->mmu_written++;
+			k->volatile_now++;
+			item_forget(km, hva);
+			return false;
+		}
+		*still = true;
+		if (item_known(km, hva, pfn, sum)) {
+			k->mmu_unchanged++;
+			return true;
+		}
+		*sum = page_sum(k, pfn);
+		item_update(km, hva, *sum, pfn);
+		return true;
+	}
+	*sum = page_sum(k, pfn);
+	*still = item_update(km, hva, *sum, pfn);
+	return true;
 }
 
 /* A full scan ended: the candidates start over; KSM frames nobody maps go back. */
@@ -376,7 +509,8 @@ void host_ksm_destroy(struct host_ksm *k)
 	free(k);
 }
 
-int host_ksm_add_mm(struct host_ksm *k, struct host_mm *mm)
+int host_ksm_add_mm(struct host_ksm *k, struct host_mm *mm, const struct host_ksm_tracker *tracker,
+		    void *opaque)
 {
 	int rc = 0;
 
@@ -394,8 +528,12 @@ int host_ksm_add_mm(struct host_ksm *k, struct host_mm *mm)
 		k->zero_key = XXH64(frame_bytes(k, k->zero_pfn), HOST_PAGE_SIZE, 0);
 	}
 	rc = grow((void **)&k->mms, &k->cap_mms, k->nr_mms + 1, sizeof(*k->mms));
-	if (!rc)
-		k->mms[k->nr_mms++] = (struct ksm_mm){ .mm = mm };
+	if (rc)
+		goto out;
+	k->mms[k->nr_mms++] = (struct ksm_mm){ .mm = mm, .tracker = tracker, .opaque = opaque };
+	/* Could it not start, the mm is scanned by checksums. */
+	if (k->p.use_mmu_dirty)
+		km_track(&k->mms[k->nr_mms - 1], true);
 out:
 	pthread_mutex_unlock(&k->lock);
 	return rc;
@@ -413,8 +551,10 @@ void host_ksm_remove_mm(struct host_ksm *k, struct host_mm *mm)
 	if (i == k->nr_mms)
 		goto out;
 	k->cow_breaks_gone += host_mm_ksm_cow_breaks(mm);
+	km_track(&k->mms[i], false);
 	free(k->mms[i].hva);
 	free(k->mms[i].sum);
+	free(k->mms[i].pfn);
 	memmove(&k->mms[i], &k->mms[i + 1], (k->nr_mms - i - 1) * sizeof(*k->mms));
 	k->nr_mms--;
 	if (k->cur_mm == i)
@@ -442,6 +582,7 @@ static const struct ksm_knob {
 	{ "use_zero_pages", offsetof(struct host_ksm_params, use_zero_pages), 0, 1 },
 	{ "max_page_sharing", offsetof(struct host_ksm_params, max_page_sharing), 2, 1u << 30 },
 	{ "run", offsetof(struct host_ksm_params, run), 0, 1 },
+	{ "use_mmu_dirty", offsetof(struct host_ksm_params, use_mmu_dirty), 0, 1 },
 };
 
 static const struct ksm_knob *knob_find(const char *key)
@@ -482,6 +623,7 @@ int host_ksm_get_param(struct host_ksm *k, const char *key, uint64_t *val)
 int host_ksm_set_param(struct host_ksm *k, const char *key, uint64_t val)
 {
 	const struct ksm_knob *kn = knob_find(key);
+	int rc = 0;
 
 	if (!k || !kn)
 		return k ? -ENOENT : -EINVAL;
@@ -489,8 +631,16 @@ int host_ksm_set_param(struct host_ksm *k, const char *key, uint64_t val)
 		return -EINVAL;
 	pthread_mutex_lock(&k->lock);
 	*(uint64_t *)((char *)&k->p + kn->off) = val;
+	/* Every mm follows; one that cannot start tracking stays on checksums (the error says
+	 * so). */
+	if (kn->off == offsetof(struct host_ksm_params, use_mmu_dirty))
+		for (size_t i = 0; i < k->nr_mms; i++) {
+			int r = km_track(&k->mms[i], val);
+
+			rc = rc ? rc : r;
+		}
 	pthread_mutex_unlock(&k->lock);
-	return 0;
+	return rc;
 }
 
 void host_ksm_get_params(struct host_ksm *k, struct host_ksm_params *p)
@@ -513,16 +663,24 @@ int host_ksm_scan(struct host_ksm *k)
 	k->passes++;
 	for (uint64_t n = 0; n < k->p.pages_to_scan && k->nr_mms;) {
 		struct ksm_mm *km = &k->mms[k->cur_mm];
-		pfn_t pfn;
-		bool is_ksm, found;
+		bool is_ksm, found, harvest, look = false, still = false;
 		uint64_t sum = 0;
+		pfn_t pfn;
 		hva_t hva;
 
 		host_mm_lock(km->mm);
 		found = host_mm_next_mergeable(km->mm, &k->cur_hva, &pfn, &is_ksm);
-		if (found && !is_ksm)
-			sum = page_sum(k, pfn);
+		hva = k->cur_hva;
+		/* The harvest takes the memslots' and the MMU's locks, which come before mm->lock:
+		 * it is done unlocked, and the page looked up again. */
+		harvest = found && !is_ksm && km->tracking && !in_window(k, km, hva);
+		if (found && !is_ksm && !harvest)
+			look = page_sum_still(k, km, hva, pfn, &sum, &still);
 		host_mm_unlock(km->mm);
+		if (harvest) {
+			harvest_window(k, km, hva);
+			continue;
+		}
 		if (!found) {
 			k->cur_hva = 0;
 			if (++k->cur_mm == k->nr_mms) {
@@ -535,10 +693,9 @@ int host_ksm_scan(struct host_ksm *k)
 			continue;
 		}
 		empty_mms = 0;
-		hva = k->cur_hva;
 		k->cur_hva += HOST_PAGE_SIZE;
 		n++;
-		if (is_ksm || !cmp_and_merge(k, km, hva, pfn, sum))
+		if (!look || !cmp_and_merge(k, km, hva, pfn, sum, still))
 			continue;
 		merged++;
 		k->merges++;
@@ -572,7 +729,7 @@ void host_ksm_get_stats(struct host_ksm *k, struct host_ksm_stats *st)
 	st->cow_breaks = k->cow_breaks_gone;
 	for (size_t i = 0; i < k->nr_mms; i++) {
 		st->cow_breaks += host_mm_ksm_cow_breaks(k->mms[i].mm);
-		meta += k->mms[i].cap * (sizeof(hva_t) + sizeof(uint64_t));
+		meta += k->mms[i].cap * (sizeof(hva_t) + sizeof(uint64_t) + sizeof(pfn_t));
 	}
 	meta += k->cap_stable * sizeof(*k->stable) + k->cap_unstable * sizeof(*k->unstable);
 	st->general_profit = (int64_t)((st->pages_sharing + st->zero_pages) * HOST_PAGE_SIZE) -
@@ -582,7 +739,47 @@ void host_ksm_get_stats(struct host_ksm *k, struct host_ksm_stats *st)
 	st->passes = k->passes;
 	st->merges = k->merges;
 	st->merge_scans = k->merges ? k->merge_scan + 1 : 0;
+	st->mmu_unchanged = k->mmu_unchanged;
+	st->mmu_written = k->mmu_written;
+	st->mmu_harvests = k->mmu_harvests;
 	pthread_mutex_unlock(&k->lock);
+}
+
+/* use_mmu_dirty's premise: a checksum page_sum_still() would reuse is that of the bytes. Pages
+ * of the current window go by what it harvested, which the tracker no longer holds. */
+static int audit_reuse(struct host_ksm *k, struct ksm_mm *km, char *why, size_t whylen)
+{
+	hva_t win = 0;
+	uint64_t written = 0, tracked = 0;
+
+	if (!km->tracking || !km->tracker->peek)
+		return 0;
+	for (size_t i = 0; i < km->cap; i++) {
+		hva_t hva = km->hva[i];
+		uint64_t bit, sum;
+		pfn_t pfn;
+		bool w;
+
+		if (!hva || km->pfn[i] == KSM_NO_PFN)
+			continue;
+		if (hva < win || hva - win >= 64 * HOST_PAGE_SIZE) {
+			win = hva;
+			km->tracker->peek(km->opaque, win, &written, &tracked);
+		}
+		bit = (hva - win) >> HOST_PAGE_SHIFT;
+		w = (written >> bit) & 1;
+		if (km->win_valid && hva >= km->win_next && hva - km->win_start < 64 * HOST_PAGE_SIZE)
+			w |= (km->win_written >> ((hva - km->win_start) >> HOST_PAGE_SHIFT)) & 1;
+		if (!((tracked >> bit) & 1) || w || host_hva_lookup(km->mm, hva, &pfn, NULL) ||
+		    pfn != km->pfn[i] || !item_known(km, hva, pfn, &sum))
+			continue;
+		if (XXH64(frame_bytes(k, pfn), HOST_PAGE_SIZE, 0) != sum) {
+			snprintf(why, whylen, "page %#llx changed, unwritten as its MMU says: a write "
+				 "went untracked", (unsigned long long)hva);
+			return -EIO;
+		}
+	}
+	return 0;
 }
 
 int host_ksm_audit(struct host_ksm *k, char *why, size_t whylen)
@@ -629,6 +826,11 @@ int host_ksm_audit(struct host_ksm *k, char *why, size_t whylen)
 			if (k->unstable[j].mm == u->mm && k->unstable[j].hva == u->hva)
 				AUDIT_FAIL("page %#llx twice in the unstable tree",
 					   (unsigned long long)u->hva);
+	}
+	for (size_t j = 0; j < k->nr_mms; j++) {
+		rc = audit_reuse(k, &k->mms[j], why, whylen);
+		if (rc)
+			goto out;
 	}
 out:
 	pthread_mutex_unlock(&k->lock);

@@ -12,7 +12,8 @@
  *
  * Invariants: both arrays hold the same slots, sorted by base gfn, non-overlapping, once an
  * update returns; ms->id_slot[id] is the published slot with that id; a struct memslot and its
- * dirty bitmap are freed only after a grace period that follows their unpublication.
+ * bitmaps are freed only after a grace period that follows their unpublication. With
+ * ms->ksm_track every slot has a ksm_bitmap.
  *
  * Locking: ms->lock serializes updaters and guards ms->inactive and ms->ops; ms->active,
  * ms->id_slot[] and array->gen are read lock-free (atomic loads, inside a read section).
@@ -72,6 +73,7 @@ struct memslots {
 	void *opaque;                      /* [L] their argument */
 	uint64_t gen;                      /* [L, R] the active set's generation, readable without a
 					    * read section (every access checks it) */
+	bool ksm_track;                    /* [L] slots get a ksm_bitmap */
 };
 
 #define ARRAY_MIN_CAP 8u
@@ -413,13 +415,17 @@ void slot_mark_dirty(const struct memslot *slot, gfn_t gfn)
 	uint64_t rel = gfn - slot->base_gfn, bit = 1ULL << (rel % 64);
 	uint64_t *word;
 
-	if (!slot->dirty_bitmap)
-		return;
 	assert(rel < slot->npages);
-	word = &slot->dirty_bitmap[rel / 64];
-	/* Test first: a page written again and again costs no locked instruction. */
-	if (!(__atomic_load_n(word, __ATOMIC_RELAXED) & bit))
-		__atomic_fetch_or(word, bit, __ATOMIC_RELAXED);
+	for (int i = 0; i < 2; i++) {
+		uint64_t *bm = i ? slot->ksm_bitmap : slot->dirty_bitmap;
+
+		if (!bm)
+			continue;
+		word = &bm[rel / 64];
+		/* Test first: a page written again and again costs no locked instruction. */
+		if (!(__atomic_load_n(word, __ATOMIC_RELAXED) & bit))
+			__atomic_fetch_or(word, bit, __ATOMIC_RELAXED);
+	}
 }
 
 int memslots_mark_dirty(struct memslots *ms, gfn_t gfn)
@@ -468,6 +474,7 @@ int memslots_create(struct host_mm *mm, unsigned phys_bits, struct memslots **ou
 static void slot_free(struct memslot *s)
 {
 	free(s->dirty_bitmap);
+	free(s->ksm_bitmap);
 	free(s);
 }
 
@@ -579,8 +586,11 @@ static int slots_commit(struct memslots *ms, struct memslot *old, struct memslot
 	ms->inactive = act;
 
 	if (old) {
+		/* Bitmaps handed over to @new. */
 		if (new && new->dirty_bitmap == old->dirty_bitmap)
-			old->dirty_bitmap = NULL;   /* handed over to @new */
+			old->dirty_bitmap = NULL;
+		if (new && new->ksm_bitmap == old->ksm_bitmap)
+			old->ksm_bitmap = NULL;
 		slot_free(old);
 	}
 	return 0;
@@ -671,23 +681,30 @@ int memslots_set_user_memory_region(struct memslots *ms,
 	new->flags = r->flags;
 	new->id = id;
 	new->as_id = as_id;
-	/* kvm_prepare_memory_region(): keep the bitmap across MOVE, allocate on enable. */
+	/* kvm_prepare_memory_region(): keep the bitmap across MOVE, allocate on enable. KSM's
+	 * goes with the slot: a new slot's pages have no spte yet, none is written. */
 	if (r->flags & VMMU_MEM_LOG_DIRTY_PAGES) {
-		if (old && old->dirty_bitmap) {
-			new->dirty_bitmap = old->dirty_bitmap;
-		} else {
+		new->dirty_bitmap = old ? old->dirty_bitmap : NULL;
+		if (!new->dirty_bitmap)
 			new->dirty_bitmap = calloc(bitmap_words(npages), sizeof(uint64_t));
-			if (!new->dirty_bitmap) {
-				free(new);
-				goto out;
-			}
-		}
+		if (!new->dirty_bitmap)
+			goto out_free;
+	}
+	if (ms->ksm_track) {
+		new->ksm_bitmap = old ? old->ksm_bitmap : NULL;
+		if (!new->ksm_bitmap)
+			new->ksm_bitmap = calloc(bitmap_words(npages), sizeof(uint64_t));
+		if (!new->ksm_bitmap)
+			goto out_free;
 	}
 
 	ret = slots_commit(ms, old, new, change);
 	if (ret) {
+out_free:
 		if (!old || new->dirty_bitmap != old->dirty_bitmap)
 			free(new->dirty_bitmap);
+		if (!old || new->ksm_bitmap != old->ksm_bitmap)
+			free(new->ksm_bitmap);
 		free(new);
 	}
 out:
@@ -709,14 +726,133 @@ int memslots_get_dirty_log(struct memslots *ms, uint32_t slot, uint64_t *bitmap)
 	if (!s || !s->dirty_bitmap)
 		goto out;
 	n = bitmap_words(s->npages);
+	if (ms->ops && ms->ops->sync_dirty_log)
+		ms->ops->sync_dirty_log(ms->opaque, s, s->base_gfn, slot_end_gfn(s));
 	for (uint64_t w = 0; w < n; w++) {
 		bitmap[w] = __atomic_exchange_n(&s->dirty_bitmap[w], 0, __ATOMIC_ACQ_REL);
 		any |= bitmap[w];
 	}
 	if (any && ms->ops && ms->ops->dirty_log_protect)
-		ms->ops->dirty_log_protect(ms->opaque, s, bitmap, n);
+		ms->ops->dirty_log_protect(ms->opaque, s, 0, bitmap, n);
 	ret = 0;
 out:
 	pthread_mutex_unlock(&ms->lock);
 	return ret;
+}
+
+int memslots_set_ksm_tracking(struct memslots *ms, bool on)
+{
+	int ret = 0;
+
+	assert(!rcu_read_ongoing());
+	pthread_mutex_lock(&ms->lock);
+	ms->ksm_track = on;
+	/* By id: the id table, unlike the arrays, keeps its order while we commit. */
+	for (uint32_t id = 0; id < VMMU_USER_MEM_SLOTS && !ret; id++) {
+		struct memslot *old = ms->id_slot[id], *new;
+
+		if (!old || !!old->ksm_bitmap == on)
+			continue;
+		ret = -ENOMEM;
+		new = malloc(sizeof(*new));
+		if (!new)
+			break;
+		*new = *old;
+		new->ksm_bitmap = on ? calloc(bitmap_words(old->npages), sizeof(uint64_t)) : NULL;
+		if (on && !new->ksm_bitmap) {
+			free(new);
+			break;
+		}
+		ret = slots_commit(ms, old, new, MEMSLOT_FLAGS_ONLY);
+		if (ret) {
+			free(new->ksm_bitmap);
+			free(new);
+		}
+	}
+	if (ret)
+		ms->ksm_track = !on;
+	pthread_mutex_unlock(&ms->lock);
+	return ret;
+}
+
+/* The pages of [@start, @start + 64 pages) that @slot maps: its first page index and the bit
+ * of @start's window it is at; false if none. */
+static bool slot_window(const struct memslot *slot, hva_t start, uint64_t *rel0, unsigned *bit0,
+			unsigned *n)
+{
+	hva_t lo = start, hi = start + 64 * VMMU_PAGE_SIZE;
+	hva_t slo = slot->userspace_addr, shi = slo + (slot->npages << VMMU_PAGE_SHIFT);
+
+	if (slo > lo)
+		lo = slo;
+	if (shi < hi)
+		hi = shi;
+	if (lo >= hi)
+		return false;
+	*rel0 = (lo - slo) >> VMMU_PAGE_SHIFT;
+	*bit0 = (unsigned)((lo - start) >> VMMU_PAGE_SHIFT);
+	*n = (unsigned)((hi - lo) >> VMMU_PAGE_SHIFT);
+	return true;
+}
+
+/* memslots_ksm_harvest, or with !@harvest a look that changes nothing. */
+static void ksm_window(struct memslots *ms, hva_t start, uint64_t want, uint64_t *written,
+		       uint64_t *tracked, bool harvest)
+{
+	const struct memslot_array *a;
+
+	*written = *tracked = 0;
+	pthread_mutex_lock(&ms->lock);
+	a = ms->active;
+	for (uint32_t e = 0; e < a->nr; e++) {
+		const struct memslot *s = a->e[e].slot;
+		uint64_t rel0, fw, got[2] = { 0 }, mask[2] = { 0 };
+		unsigned bit0, n;
+
+		if (!s->ksm_bitmap || !slot_window(s, start, &rel0, &bit0, &n))
+			continue;
+		fw = rel0 / 64;
+		for (unsigned i = 0; i < n; i++)
+			if ((want >> (bit0 + i)) & 1)
+				mask[(rel0 + i) / 64 - fw] |= 1ULL << ((rel0 + i) % 64);
+		if (!mask[0] && !mask[1])
+			continue;
+		if (ms->ops && ms->ops->sync_dirty_log)
+			ms->ops->sync_dirty_log(ms->opaque, s, s->base_gfn + rel0,
+						s->base_gfn + rel0 + n);
+		for (unsigned w = 0; w < 2; w++)
+			if (mask[w] && harvest)
+				got[w] = __atomic_fetch_and(&s->ksm_bitmap[fw + w], ~mask[w],
+							    __ATOMIC_ACQ_REL) & mask[w];
+			else if (mask[w])
+				got[w] = __atomic_load_n(&s->ksm_bitmap[fw + w], __ATOMIC_ACQUIRE) &
+					 mask[w];
+		for (unsigned i = 0; i < n; i++) {
+			uint64_t r = rel0 + i, b = 1ULL << (bit0 + i);
+
+			if (!((want >> (bit0 + i)) & 1))
+				continue;
+			*tracked |= b;
+			if ((got[r / 64 - fw] >> (r % 64)) & 1)
+				*written |= b;
+		}
+		if (harvest && (got[0] || got[1]) && ms->ops && ms->ops->dirty_log_protect) {
+			unsigned lo = !got[0], hi = got[1] ? 2 : 1;
+
+			ms->ops->dirty_log_protect(ms->opaque, s, fw + lo, &got[lo], hi - lo);
+		}
+	}
+	pthread_mutex_unlock(&ms->lock);
+}
+
+void memslots_ksm_harvest(struct memslots *ms, hva_t start, uint64_t want, uint64_t *written,
+			  uint64_t *tracked)
+{
+	ksm_window(ms, start, want, written, tracked, true);
+}
+
+void memslots_ksm_peek(struct memslots *ms, hva_t start, uint64_t want, uint64_t *written,
+		       uint64_t *tracked)
+{
+	ksm_window(ms, start, want, written, tracked, false);
 }

@@ -44,7 +44,7 @@
 /* Low bit of the generation: an update is in progress (see the file comment). */
 #define MEMSLOT_GEN_UPDATE_IN_PROGRESS 1ULL
 
-/* One registered range. Immutable once published, except the bits of dirty_bitmap. */
+/* One registered range. Immutable once published, except the bits of its bitmaps. */
 struct memslot {
 	gfn_t base_gfn;            /* first gfn */
 	uint64_t npages;           /* > 0 */
@@ -53,6 +53,8 @@ struct memslot {
 	uint16_t id;               /* slot id, < VMMU_USER_MEM_SLOTS */
 	uint16_t as_id;            /* address space: always 0 */
 	uint64_t *dirty_bitmap;    /* one bit a page, LSB first; non-NULL iff LOG_DIRTY_PAGES; atomic */
+	uint64_t *ksm_bitmap;      /* the same for ksmd (pages written since it last harvested them);
+				    * non-NULL iff the set tracks writes for KSM; atomic */
 };
 
 enum memslot_change {
@@ -72,17 +74,25 @@ struct memslots_ops {
 	 * DELETE). Called after the new set is published and after a grace period (no reader still
 	 * sees @old), before @old and its data are freed and before the generation turns even: during
 	 * the call memslots_generation() is the odd in-progress value, the final one is that + 1.
-	 * DELETE/MOVE: zap every spte of @old. FLAGS_ONLY: write-protect on LOG_DIRTY_PAGES enable.
+	 * DELETE/MOVE: zap every spte of @old. FLAGS_ONLY: write-protect when a bitmap comes
+	 * (slot_tracking_added: LOG_DIRTY_PAGES or KSM's tracking enabled); huge mappings may come
+	 * back when none is left.
 	 */
 	void (*change)(void *opaque, const struct memslot *old, const struct memslot *new,
 		       enum memslot_change change);
 	/*
-	 * From memslots_get_dirty_log(), when some bit was harvested: @harvested[w] bit b is page
-	 * w*64+b of @slot, just cleared from its dirty bitmap. Write-protect those pages again (and
-	 * flush TLBs) so the next write is logged, as kvm_arch_mmu_enable_log_dirty_pt_masked().
+	 * From memslots_get_dirty_log() and memslots_ksm_harvest(), when some bit was harvested:
+	 * @harvested[w] bit b is page (@first_word+w)*64+b of @slot, just cleared from one of its
+	 * bitmaps. Write-protect those pages again (and flush TLBs) so the next write is logged, as
+	 * kvm_arch_mmu_enable_log_dirty_pt_masked().
 	 */
-	void (*dirty_log_protect)(void *opaque, const struct memslot *slot, const uint64_t *harvested,
-				  uint64_t nwords);
+	void (*dirty_log_protect)(void *opaque, const struct memslot *slot, uint64_t first_word,
+				  const uint64_t *harvested, uint64_t nwords);
+	/*
+	 * Optional, before either harvest: move writes the MMU recorded elsewhere (D bits of
+	 * leaves mapping [start, end) of @slot) into the bitmaps, as kvm_arch_sync_dirty_log().
+	 */
+	void (*sync_dirty_log)(void *opaque, const struct memslot *slot, gfn_t start, gfn_t end);
 };
 
 /* Per-vCPU last-slot cache. Zero-initialize (or slot_cache_init). Used by one thread only. */
@@ -126,9 +136,31 @@ static inline bool slot_is_readonly(const struct memslot *slot)
 	return slot->flags & VMMU_MEM_READONLY;
 }
 
+/* Writes to the slot are tracked: it logs dirty pages for the user, for ksmd, or both. An MMU
+ * then maps a page writable only on a write fault, which marks it in every bitmap
+ * (slot_mark_dirty), and a harvest write-protects what it clears. */
 static inline bool slot_logs_dirty(const struct memslot *slot)
 {
-	return slot->dirty_bitmap != NULL;
+	return slot->dirty_bitmap != NULL || slot->ksm_bitmap != NULL;
+}
+
+/* A bitmap @new has that @old lacked: the MMU must write-protect the slot for it. */
+static inline bool slot_tracking_added(const struct memslot *old, const struct memslot *new)
+{
+	return (new->dirty_bitmap && !old->dirty_bitmap) || (new->ksm_bitmap && !old->ksm_bitmap);
+}
+
+/* @gfn (inside @slot) is marked in every bitmap the slot has: what the audits require of a page
+ * mapped writable. */
+static inline bool slot_page_marked(const struct memslot *slot, gfn_t gfn)
+{
+	uint64_t rel = gfn - slot->base_gfn, bit = 1ULL << (rel % 64);
+
+	if (slot->dirty_bitmap && !(__atomic_load_n(&slot->dirty_bitmap[rel / 64],
+						    __ATOMIC_RELAXED) & bit))
+		return false;
+	return !slot->ksm_bitmap ||
+	       (__atomic_load_n(&slot->ksm_bitmap[rel / 64], __ATOMIC_RELAXED) & bit);
 }
 
 static inline gfn_t slot_end_gfn(const struct memslot *slot)
@@ -225,7 +257,7 @@ int memslots_read_guest(struct memslots *ms, gpa_t gpa, void *buf, size_t len);
 int memslots_write_guest(struct memslots *ms, gpa_t gpa, const void *buf, size_t len);
 
 /*
- * Mark @gfn dirty if its slot logs dirty pages (atomic bit set; any thread). 0, or -ENOENT when
+ * Mark @gfn dirty in each bitmap of its slot (atomic bit set; any thread). 0, or -ENOENT when
  * @gfn is in no slot. Takes its own read section; slot_mark_dirty() is the same for a slot held.
  */
 int memslots_mark_dirty(struct memslots *ms, gfn_t gfn);
@@ -262,5 +294,26 @@ int memslots_set_user_memory_region(struct memslots *ms,
  * 32764), -ENOENT (no such slot, or it does not log dirty pages).
  */
 int memslots_get_dirty_log(struct memslots *ms, uint32_t slot, uint64_t *bitmap);
+
+/*
+ * KSM's write tracking, a second dirty log the user never sees (KVM_GET_DIRTY_LOG stays the
+ * user's): on, every slot (and every slot created later) gets a ksm_bitmap, all clear, and the
+ * MMU write-protects the slot, so from then on a clear bit means "not written since tracking
+ * began or since the last harvest of the page"; off, the bitmaps go. 0 (also when nothing
+ * changes) or -ENOMEM (nothing changed for the slot that failed; earlier ones stay).
+ */
+int memslots_set_ksm_tracking(struct memslots *ms, bool on);
+/*
+ * For the 64 pages at @start, @start + 4K, ... (bit i: the page at @start + i * 4K) whose bit is
+ * set in @want: *@tracked gets those that some slot with a ksm_bitmap maps, *@written those of
+ * them written since their last harvest (in any slot mapping them); their bits are cleared and
+ * the pages write-protected again (ops->dirty_log_protect) so that the next write is seen.
+ * Pages before their harvest are marked (ops->sync_dirty_log first). Takes ms->lock.
+ */
+void memslots_ksm_harvest(struct memslots *ms, hva_t start, uint64_t want, uint64_t *written,
+			  uint64_t *tracked);
+/* The same look, clearing and protecting nothing: for audits. */
+void memslots_ksm_peek(struct memslots *ms, hva_t start, uint64_t want, uint64_t *written,
+		       uint64_t *tracked);
 
 #endif

@@ -511,13 +511,9 @@ static int check_rec(struct audit *a, const struct audit_rec *r, uint64_t mgen)
 			    " writable", (uint64_t)r->gfn, s, (uint64_t)pfn);
 	if (is_writable_pte(s) && slot_is_readonly(slot))
 		return fail(a, "gfn %#" PRIx64 " in a read-only slot mapped writable", (uint64_t)r->gfn);
-	if (is_writable_pte(s) && slot_logs_dirty(slot)) {
-		uint64_t bit = r->gfn - slot->base_gfn;
-		uint64_t word = __atomic_load_n(&slot->dirty_bitmap[bit / 64], __ATOMIC_RELAXED);
-		if (!(word & (1ULL << (bit % 64))))
-			return fail(a, "gfn %#" PRIx64 " mapped writable in a dirty-logging slot, not "
-				    "marked dirty", (uint64_t)r->gfn);
-	}
+	if (is_writable_pte(s) && slot_logs_dirty(slot) && !slot_page_marked(slot, r->gfn))
+		return fail(a, "gfn %#" PRIx64 " mapped writable in a dirty-logging slot, not "
+			    "marked dirty", (uint64_t)r->gfn);
 	return 0;
 }
 

@@ -55,7 +55,7 @@ static void shadow_slot_change(void *opaque, const struct memslot *old, const st
 		zap_gfn_range(sm, old->base_gfn, slot_end_gfn(old), &z);
 		break;
 	case MEMSLOT_FLAGS_ONLY:
-		if (slot_logs_dirty(new) && !slot_logs_dirty(old))
+		if (slot_tracking_added(old, new))
 			write_protect_range(sm, new->base_gfn, slot_end_gfn(new), &flush);
 		break;
 	}
@@ -66,7 +66,7 @@ static void shadow_slot_change(void *opaque, const struct memslot *old, const st
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
 }
 
-static void shadow_dirty_log_protect(void *opaque, const struct memslot *slot,
+static void shadow_dirty_log_protect(void *opaque, const struct memslot *slot, uint64_t first_word,
 				     const uint64_t *harvested, uint64_t nwords)
 {
 	struct shadow_mmu *sm = opaque;
@@ -75,7 +75,7 @@ static void shadow_dirty_log_protect(void *opaque, const struct memslot *slot,
 	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
 	for (uint64_t w = 0; w < nwords; w++)
 		for (uint64_t bits = harvested[w]; bits; bits &= bits - 1)
-			flush |= write_protect_gfn(sm, slot->base_gfn + w * 64 +
+			flush |= write_protect_gfn(sm, slot->base_gfn + (first_word + w) * 64 +
 						   (unsigned)__builtin_ctzll(bits), true);
 	if (flush)
 		mmu_flush_remote_tlbs(&sm->mmu);

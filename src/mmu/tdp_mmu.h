@@ -142,9 +142,9 @@ int tdp_audit(struct mmu *m, char *why, size_t whylen);
 void tdp_mmu_set_dirty_mode(struct mmu *m, enum tdp_dirty_mode mode);
 /*
  * D-bit mode: move the D bits of @slot's leaves into its dirty bitmap (and clear them, and flush
- * TLBs), as KVM's kvm_arch_sync_dirty_log before a harvest. Call before memslots_get_dirty_log()
- * (a memslots_ops.sync_dirty_log hook is proposed for it); inside a read section or under the
- * memslots lock, so @slot stays valid. A no-op in write-protect mode.
+ * TLBs), as KVM's kvm_arch_sync_dirty_log before a harvest. memslots_get_dirty_log() and
+ * memslots_ksm_harvest() do it through memslots_ops.sync_dirty_log; call it inside a read
+ * section or under the memslots lock, so @slot stays valid. A no-op in write-protect mode.
  */
 void tdp_mmu_sync_dirty_log(struct mmu *m, const struct memslot *slot);
 

@@ -115,13 +115,9 @@ static void audit_leaf(struct audit *a, uint64_t s, int level, gfn_t gfn)
 		FAIL(a, "gfn %#" PRIx64 ": leaf %#" PRIx64 ": MMU_WRITABLE without HOST_WRITABLE "
 			    "or the reverse", gfn, s);
 	if (w && slot_logs_dirty(slot) &&
-	    __atomic_load_n(&t->dirty_mode, __ATOMIC_RELAXED) == TDP_DIRTY_WRPROT) {
-		uint64_t rel = gfn - slot->base_gfn;
-		uint64_t word = __atomic_load_n(&slot->dirty_bitmap[rel / 64], __ATOMIC_RELAXED);
-
-		if (!((word >> (rel % 64)) & 1))
-			fail(a, "gfn %#" PRIx64 ": writable while dirty logging, not marked dirty", gfn);
-	}
+	    __atomic_load_n(&t->dirty_mode, __ATOMIC_RELAXED) == TDP_DIRTY_WRPROT &&
+	    !slot_page_marked(slot, gfn))
+		fail(a, "gfn %#" PRIx64 ": writable while dirty logging, not marked dirty", gfn);
 }
 
 static void audit_table(struct audit *a, hpa_t table, int level, gfn_t base)

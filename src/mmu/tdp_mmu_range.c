@@ -361,7 +361,7 @@ static uint8_t *huge_blocks(struct tdp_mmu *t, const struct memslot *slot, gfn_t
  * again the pages just harvested. ms->lock held, outside read sections; exclusive mmu_lock, one
  * walk per run of non-zero bitmap words, one flush at the end.
  */
-static void tdp_dirty_log_protect(void *opaque, const struct memslot *slot,
+static void tdp_dirty_log_protect(void *opaque, const struct memslot *slot, uint64_t first_word,
 				  const uint64_t *harvested, uint64_t nwords)
 {
 	struct tdp_mmu *t = opaque;
@@ -379,21 +379,27 @@ static void tdp_dirty_log_protect(void *opaque, const struct memslot *slot,
 			w++;
 			continue;
 		}
-		start = slot->base_gfn + w * 64;
+		start = slot->base_gfn + (first_word + w) * 64;
 		while (w < nwords && harvested[w])
 			w++;
-		end = slot->base_gfn + w * 64;
+		end = slot->base_gfn + (first_word + w) * 64;
 		if (end > slot_end_gfn(slot))
 			end = slot_end_gfn(slot);
 		for_each_tdp_spte(it, t, 1, start, end) {
 			uint64_t old = spte_read(it.sptep), rel = it.gfn - slot->base_gfn;
 
-			if (!is_shadow_present_pte(old) || !is_last_spte(old, it.level) ||
-			    !((harvested[rel / 64] >> (rel % 64)) & 1))
+			if (!is_shadow_present_pte(old) || !is_last_spte(old, it.level))
 				continue;
-			if (it.level > 1)
+			/* A huge leaf has no business in a logging slot (faults map 4K, enabling
+			 * split them): whatever pages of it were harvested, it goes. */
+			if (it.level > 1) {
 				flush |= split_or_zap(t, &it, slot);
-			else if (spte_clear_bits(it.sptep, SPTE_W_MASK) & SPTE_W_MASK)
+				continue;
+			}
+			if (rel / 64 < first_word || rel / 64 >= first_word + nwords ||
+			    !((harvested[rel / 64 - first_word] >> (rel % 64)) & 1))
+				continue;
+			if (spte_clear_bits(it.sptep, SPTE_W_MASK) & SPTE_W_MASK)
 				flush = true;
 		}
 	}
@@ -402,9 +408,9 @@ static void tdp_dirty_log_protect(void *opaque, const struct memslot *slot,
 	pthread_rwlock_unlock(&t->head.mmu_lock);
 }
 
-void tdp_mmu_sync_dirty_log(struct mmu *m, const struct memslot *slot)
+/* D-bit mode: the D bits of @slot's leaves in [start, end) into its bitmaps, cleared. */
+static void sync_dirty_range(struct tdp_mmu *t, const struct memslot *slot, gfn_t start, gfn_t end)
 {
-	struct tdp_mmu *t = to_tdp(m);
 	struct tdp_iter it;
 	bool flush = false;
 
@@ -412,8 +418,8 @@ void tdp_mmu_sync_dirty_log(struct mmu *m, const struct memslot *slot)
 	    !slot_logs_dirty(slot))
 		return;
 	/* Shared: D bits only, each cleared atomically against the hardware setting it. */
-	pthread_rwlock_rdlock(&m->mmu_lock);
-	for_each_tdp_spte(it, t, 1, slot->base_gfn, slot_end_gfn(slot)) {
+	pthread_rwlock_rdlock(&t->head.mmu_lock);
+	for_each_tdp_spte(it, t, 1, start, end) {
 		uint64_t old;
 
 		if (!is_shadow_present_pte(it.old_spte) || !is_last_spte(it.old_spte, it.level))
@@ -426,10 +432,21 @@ void tdp_mmu_sync_dirty_log(struct mmu *m, const struct memslot *slot)
 				slot_mark_dirty(slot, it.gfn + i);
 		flush = true;
 	}
-	pthread_rwlock_unlock(&m->mmu_lock);
+	pthread_rwlock_unlock(&t->head.mmu_lock);
 	/* A TLB entry cached as dirty lets writes through without setting D again. */
 	if (flush)
 		mmu_flush_remote_tlbs(&t->head);
+}
+
+void tdp_mmu_sync_dirty_log(struct mmu *m, const struct memslot *slot)
+{
+	sync_dirty_range(to_tdp(m), slot, slot->base_gfn, slot_end_gfn(slot));
+}
+
+/* memslots_ops.sync_dirty_log: before a harvest of either bitmap. */
+static void tdp_sync_dirty_log(void *opaque, const struct memslot *slot, gfn_t start, gfn_t end)
+{
+	sync_dirty_range(opaque, slot, start, end);
 }
 
 /* ---- memslot changes ---- */
@@ -454,6 +471,10 @@ static void tdp_slot_change(void *opaque, const struct memslot *old, const struc
 
 	if (change == MEMSLOT_FLAGS_ONLY && slot_logs_dirty(old) && !slot_logs_dirty(new))
 		huge_ok = huge_blocks(t, new, &first, &nblocks);
+	/* A second bitmap comes while one logs in D-bit mode: enabling clears the D bits, so the
+	 * writes they hold go into the bitmaps first (both: KSM's takes them as writes too). */
+	if (change == MEMSLOT_FLAGS_ONLY && slot_logs_dirty(old) && slot_tracking_added(old, new))
+		sync_dirty_range(t, new, new->base_gfn, slot_end_gfn(new));
 
 	pthread_rwlock_wrlock(&t->head.mmu_lock);
 	if (mmio_gen_wraps(memslots_generation(t->head.env.slots)))
@@ -470,7 +491,7 @@ static void tdp_slot_change(void *opaque, const struct memslot *old, const struc
 	case MEMSLOT_MOVE:
 		break;
 	case MEMSLOT_FLAGS_ONLY:
-		if (!slot_logs_dirty(old) && slot_logs_dirty(new))
+		if (slot_tracking_added(old, new))
 			flush = enable_dirty_logging(t, new);
 		else if (huge_ok)
 			flush = recover_huge(t, new, huge_ok, first, nblocks);
@@ -485,6 +506,7 @@ static void tdp_slot_change(void *opaque, const struct memslot *old, const struc
 const struct memslots_ops tdp_memslots_ops = {
 	.change = tdp_slot_change,
 	.dirty_log_protect = tdp_dirty_log_protect,
+	.sync_dirty_log = tdp_sync_dirty_log,
 };
 
 /* ---- MMU notifiers (the core's hooks) ---- */

@@ -62,6 +62,34 @@ struct vmmu_machine *vmmu_vm_machine(struct vmmu_vm *vm)
 	return vm ? vm->host : NULL;
 }
 
+/* ksmd's use_mmu_dirty through the VM's memslots: the MMU keeps a second dirty log for it. */
+static int vm_ksm_set_tracking(void *opaque, bool on)
+{
+	struct vmmu_vm *vm = opaque;
+
+	return memslots_set_ksm_tracking(vm->slots, on);
+}
+
+static void vm_ksm_harvest(void *opaque, hva_t start, uint64_t *written, uint64_t *tracked)
+{
+	struct vmmu_vm *vm = opaque;
+
+	memslots_ksm_harvest(vm->slots, start, ~0ULL, written, tracked);
+}
+
+static void vm_ksm_peek(void *opaque, hva_t start, uint64_t *written, uint64_t *tracked)
+{
+	struct vmmu_vm *vm = opaque;
+
+	memslots_ksm_peek(vm->slots, start, ~0ULL, written, tracked);
+}
+
+static const struct host_ksm_tracker vm_ksm_tracker = {
+	.set_tracking = vm_ksm_set_tracking,
+	.harvest = vm_ksm_harvest,
+	.peek = vm_ksm_peek,
+};
+
 int vmmu_vm_set_mergeable(struct vmmu_vm *vm, bool on)
 {
 	const struct memslot *slot;
@@ -70,6 +98,7 @@ int vmmu_vm_set_mergeable(struct vmmu_vm *vm, bool on)
 
 	if (!vm)
 		return -EINVAL;
+	__atomic_store_n(&vm->mergeable, on, __ATOMIC_RELAXED);
 	memslots_read_lock();
 	memslots_for_each_in_gfn_range(slot, &si, vm->slots, 0, ~0ULL) {
 		rc = host_madvise(vm->mm, slot->userspace_addr, slot->npages << VMMU_PAGE_SHIFT,
@@ -84,7 +113,7 @@ int vmmu_vm_set_mergeable(struct vmmu_vm *vm, bool on)
 		host_ksm_remove_mm(vm->host->ksm, vm->mm);
 		return 0;
 	}
-	return host_ksm_add_mm(vm->host->ksm, vm->mm);
+	return host_ksm_add_mm(vm->host->ksm, vm->mm, &vm_ksm_tracker, vm);
 }
 
 int vmmu_ksm_set_param(struct vmmu_machine *h, const char *key, uint64_t val)
@@ -128,7 +157,8 @@ int vmmu_ksm_set_params(struct vmmu_machine *h, const char *spec, char *err, siz
 		num[len - klen - 1] = '\0';
 		if (host_ksm_param_check(key, 0, &lo, &hi) == -ENOENT) {
 			snprintf(err, errlen, "--ksm-param: no knob '%s' (pages_to_scan, "
-				 "sleep_millisecs, use_zero_pages, max_page_sharing, run)", key);
+				 "sleep_millisecs, use_zero_pages, max_page_sharing, run, "
+				 "use_mmu_dirty)", key);
 			return -EINVAL;
 		}
 		if (vmmu_parse_uint(num, UINT64_MAX, &val) || val < lo || val > hi) {
@@ -192,4 +222,7 @@ void vm_machine_ksm_stats(struct vmmu_machine *h, struct vmmu_stats *st)
 	st->ksm_compares = k.compares;
 	st->ksm_merges = k.merges;
 	st->ksm_merge_scans = k.merge_scans;
+	st->ksm_mmu_unchanged = k.mmu_unchanged;
+	st->ksm_mmu_written = k.mmu_written;
+	st->ksm_mmu_harvests = k.mmu_harvests;
 }

@@ -209,6 +209,8 @@ void vmmu_vm_destroy(struct vmmu_vm *vm)
 {
 	if (!vm)
 		return;
+	/* ksmd first: its tracker reaches the memslots, whose hooks reach the MMU and the vCPUs. */
+	host_ksm_remove_mm(vm->host->ksm, vm->mm);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		if (vm->mmu)
 			mmu_vcpu_destroy(&vm->vcpus[i]->mmu);
@@ -219,7 +221,6 @@ void vmmu_vm_destroy(struct vmmu_vm *vm)
 	mmu_destroy(vm->mmu);
 	host_mmu_notifier_unregister(vm->mm, &vm->mn);
 	memslots_destroy(vm->slots);
-	host_ksm_remove_mm(vm->host->ksm, vm->mm);
 	host_mm_destroy(vm->mm);
 	__atomic_sub_fetch(&vm->host->nr_vms, 1, __ATOMIC_RELEASE);
 	if (vm->own_host)
@@ -244,11 +245,18 @@ int vmmu_vm_munmap(struct vmmu_vm *vm, uint64_t hva, uint64_t len)
 
 int vmmu_set_user_memory_region(struct vmmu_vm *vm, const struct vmmu_userspace_memory_region *r)
 {
+	int rc;
+
 	if (!vm)
 		return -EINVAL;
 	if (!r)
 		return -EFAULT;        /* KVM: copy_from_user of the ioctl's argument fails */
-	return memslots_set_user_memory_region(vm->slots, r);
+	rc = memslots_set_user_memory_region(vm->slots, r);
+	/* QEMU marks each RAM block mergeable as it comes; so does a VM made mergeable. */
+	if (rc == 0 && r->memory_size && __atomic_load_n(&vm->mergeable, __ATOMIC_RELAXED))
+		rc = host_madvise(vm->mm, r->userspace_addr, r->memory_size, HOST_VMA_MERGEABLE,
+				  true);
+	return rc;
 }
 
 int vmmu_get_dirty_log(struct vmmu_vm *vm, uint32_t slot, uint64_t *bitmap)

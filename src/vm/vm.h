@@ -65,6 +65,8 @@ struct vmmu_machine {
 struct vmmu_vm {
 	struct vmmu_machine *host;                          /* [c] */
 	bool own_host;                                   /* [c] made by vmmu_vm_create */
+	bool mergeable;                                  /* [a] vmmu_vm_set_mergeable's last word:
+							  * slots made later are mergeable too */
 	struct host_arena *arena;                        /* [c] host->arena */
 	struct host_mm *mm;                              /* [c] */
 	struct memslots *slots;                          /* [c] */

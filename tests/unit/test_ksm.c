@@ -77,7 +77,7 @@ static void fill(struct env *e, unsigned flags, enum host_thp thp)
 	}
 	assert_int_equal(host_ksm_create(e->a, &e->k), 0);
 	for (int m = 0; m < 2; m++)
-		assert_int_equal(host_ksm_add_mm(e->k, e->mm[m]), 0);
+		assert_int_equal(host_ksm_add_mm(e->k, e->mm[m], NULL, NULL), 0);
 }
 
 static void teardown_env(struct env *e)

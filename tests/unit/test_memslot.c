@@ -78,6 +78,7 @@ struct hook_log {
 	struct memslots *ms;
 	int protect_calls;
 	uint64_t protect_words[4];
+	uint64_t protect_first;     /* first_word of the last call */
 };
 
 static void hook_change(void *opaque, const struct memslot *old, const struct memslot *new,
@@ -100,13 +101,14 @@ static void hook_change(void *opaque, const struct memslot *old, const struct me
 	memslots_read_unlock();
 }
 
-static void hook_protect(void *opaque, const struct memslot *slot, const uint64_t *harvested,
-			 uint64_t nwords)
+static void hook_protect(void *opaque, const struct memslot *slot, uint64_t first_word,
+			 const uint64_t *harvested, uint64_t nwords)
 {
 	struct hook_log *h = opaque;
 
 	(void)slot;
 	h->protect_calls++;
+	h->protect_first = first_word;
 	for (uint64_t i = 0; i < nwords && i < 4; i++)
 		h->protect_words[i] = harvested[i];
 }
@@ -820,6 +822,89 @@ static void test_dirty_log(void **state)
 	memslots_destroy(ms);
 }
 
+/* KSM's write tracking: a second log, harvested by hva window, that leaves the user's alone. */
+static void test_ksm_tracking(void **state)
+{
+	struct memslots *ms = new_ms(0);
+	struct hook_log h = { .ms = ms };
+	uint64_t bm[3], written, tracked;
+	struct memslot s = { 0 };
+
+	(void)state;
+	memslots_set_ops(ms, &hook_ops, &h);
+	assert_int_equal(set(ms, 1, VMMU_MEM_LOG_DIRTY_PAGES, 0x100000, 130 * PG, HVA), 0);
+	assert_int_equal(memslots_get_dirty_log(ms, 1, bm), 0);
+	memslots_ksm_harvest(ms, HVA, ~0ULL, &written, &tracked);
+	assert_true(written == 0 && tracked == 0);   /* off: nothing tracked */
+
+	h.calls = 0;
+	assert_int_equal(memslots_set_ksm_tracking(ms, true), 0);
+	assert_int_equal(h.calls, 1);
+	assert_int_equal(h.change, MEMSLOT_FLAGS_ONLY);
+	assert_true(h.had_old && h.had_new && !h.old.ksm_bitmap && h.new.ksm_bitmap);
+	assert_true(slot_tracking_added(&h.old, &h.new));
+	assert_int_equal(memslots_set_ksm_tracking(ms, true), 0);
+	assert_int_equal(h.calls, 1);                /* already on: no change */
+	assert_true(lookup(ms, 0x100, &s));
+	assert_true(s.dirty_bitmap && s.ksm_bitmap && slot_logs_dirty(&s));
+
+	/* A write marks both logs. Window from page 60: bits 0-63 are slot pages 60-123. */
+	assert_int_equal(memslots_mark_dirty(ms, 0x100 + 61), 0);
+	assert_int_equal(memslots_mark_dirty(ms, 0x100 + 64), 0);
+	assert_int_equal(memslots_mark_dirty(ms, 0x100 + 100), 0);
+	assert_true(slot_page_marked(&s, 0x100 + 61));
+	assert_false(slot_page_marked(&s, 0x100 + 62));
+	h.protect_calls = 0;
+	/* Only the wanted pages are harvested: page 100 (bit 40) stays for later. */
+	memslots_ksm_harvest(ms, HVA + 60 * PG, 0xffffULL, &written, &tracked);
+	assert_int_equal(tracked, 0xffffULL);
+	assert_int_equal(written, (1ULL << 1) | (1ULL << 4));
+	assert_int_equal(h.protect_calls, 1);
+	assert_int_equal(h.protect_first, 0);        /* pages 61 and 64: words 0 and 1 */
+	assert_int_equal(h.protect_words[0], 1ULL << 61);
+	assert_int_equal(h.protect_words[1], 1ULL << 0);
+	memslots_ksm_harvest(ms, HVA + 60 * PG, ~0ULL, &written, &tracked);
+	assert_int_equal(tracked, ~0ULL);
+	assert_int_equal(written, 1ULL << 40);
+	assert_int_equal(h.protect_first, 1);        /* page 100: word 1 alone */
+	assert_int_equal(h.protect_words[0], 1ULL << 36);
+	/* Pages past the slot's end are nobody's. */
+	memslots_ksm_harvest(ms, HVA + 128 * PG, ~0ULL, &written, &tracked);
+	assert_int_equal(tracked, 3ULL);
+	assert_int_equal(written, 0);
+
+	/* The user's log still has what KSM harvested, and the reverse. */
+	assert_int_equal(memslots_mark_dirty(ms, 0x100 + 2), 0);
+	assert_int_equal(memslots_get_dirty_log(ms, 1, bm), 0);
+	assert_int_equal(bm[0], (1ULL << 61) | (1ULL << 2));
+	assert_int_equal(bm[1], (1ULL << 0) | (1ULL << 36));
+	memslots_ksm_harvest(ms, HVA, ~0ULL, &written, &tracked);
+	assert_int_equal(written, 1ULL << 2);
+
+	/* A slot created while tracking is on gets a clear bitmap; a slot with no dirty log of
+	 * its own logs for KSM alone. */
+	assert_int_equal(set(ms, 2, 0, 0x200000, 16 * PG, HVA + 0x100000), 0);
+	assert_true(lookup(ms, 0x200, &s));
+	assert_true(!s.dirty_bitmap && s.ksm_bitmap && slot_logs_dirty(&s));
+	assert_int_equal(memslots_mark_dirty(ms, 0x203), 0);
+	assert_int_equal(memslots_get_dirty_log(ms, 2, bm), -ENOENT);
+	memslots_ksm_harvest(ms, HVA + 0x100000, ~0ULL, &written, &tracked);
+	assert_int_equal(tracked, 0xffffULL);
+	assert_int_equal(written, 1ULL << 3);
+
+	/* Off: the bitmaps go, the slots no longer track for KSM. */
+	h.calls = 0;
+	assert_int_equal(memslots_set_ksm_tracking(ms, false), 0);
+	assert_int_equal(h.calls, 2);
+	assert_true(lookup(ms, 0x200, &s));
+	assert_false(slot_logs_dirty(&s));
+	assert_true(lookup(ms, 0x100, &s));
+	assert_true(s.dirty_bitmap && !s.ksm_bitmap);
+	memslots_ksm_harvest(ms, HVA, ~0ULL, &written, &tracked);
+	assert_true(written == 0 && tracked == 0);
+	memslots_destroy(ms);
+}
+
 static void test_dirty_via_guest_writes(void **state)
 {
 	struct host_env e;
@@ -1014,6 +1099,7 @@ int main(void)
 		cmocka_unit_test(test_gfn_to_hva),
 		cmocka_unit_test(test_gfn_to_pfn),
 		cmocka_unit_test(test_dirty_log),
+		cmocka_unit_test(test_ksm_tracking),
 		cmocka_unit_test(test_dirty_via_guest_writes),
 		cmocka_unit_test(test_hook_lifetime),
 		cmocka_unit_test(test_concurrent_readers),
