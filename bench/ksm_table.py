@@ -40,6 +40,13 @@ def mib(b):
     return f"{b / 2**20:.1f}"
 
 
+def extra(base, new):
+    """The exits and simulated cycles @new paid beyond @base, as two table cells."""
+    exits = new["stats"]["exits"] - base["stats"]["exits"]
+    cyc = new["cost"]["sim_cycles"] - base["cost"]["sim_cycles"]
+    return f"| {exits:+d} | {cyc:+d} ({100.0 * cyc / base['cost']['sim_cycles']:+.1f}%) |"
+
+
 def pct(new, old):
     return f"{100.0 * (new - old) / old:+.0f}%" if old else "n/a"
 
@@ -53,8 +60,6 @@ def dirty_table(rows):
     print("|" + " --- |" * 13)
     for vms, name, c, d in rows:
         sc, sd = c["stats"], d["stats"]
-        exits = sd["exits"] - sc["exits"]
-        cyc = d["cost"]["sim_cycles"] - c["cost"]["sim_cycles"]
         print(f"| {vms} | {name} "
               f"| {sc['ksm_checksums']} / {sd['ksm_checksums']} "
               f"({pct(sd['ksm_checksums'], sc['ksm_checksums'])}) "
@@ -68,7 +73,7 @@ def dirty_table(rows):
               f"| {sc['ksm_merge_scans']} / {sd['ksm_merge_scans']} "
               f"| {sc['ksm_cow_breaks']} / {sd['ksm_cow_breaks']} "
               f"| {sd['ksm_mmu_harvests']} | {sd['ksm_mmu_unchanged']} / {sd['ksm_mmu_written']} "
-              f"| {exits:+d} | {cyc:+d} ({100.0 * cyc / c['cost']['sim_cycles']:+.1f}%) |")
+              f"{extra(c, d)}")
 
 
 def parse_size(s):
@@ -104,20 +109,17 @@ def main():
             if not off["guest"]["digest"] == on["guest"]["digest"] == dirty["guest"]["digest"]:
                 sys.exit(f"ksm_table: {vms} VMs {name}: the digest differs with KSM on")
             rows.append((vms, name, on, dirty))
-            so, sn = off["stats"], on["stats"]
+            sn = on["stats"]
             start = on["host"]["rss_samples"][0]["rss_bytes"]
             back = (off["host"]["rss_bytes"] - on["host"]["rss_bytes"]) // 4096
             dups = (vms - 1) * data_pages
             saved = sn["ksm_pages_sharing"] + sn["ksm_zero_pages"]
             worst = min(worst, back / dups, back / saved if saved else 0)
-            exits = sn["exits"] - so["exits"]
-            cyc = on["cost"]["sim_cycles"] - off["cost"]["sim_cycles"]
             print(f"| {vms} | {name} | {mib(start)} | {mib(on['host']['rss_bytes'])} "
                   f"| {mib(off['host']['rss_bytes'])} | {dups} | {back} "
                   f"| {100.0 * back / dups:.0f}% | {100.0 * back / saved if saved else 0:.0f}% "
                   f"| {sn['ksm_pages_shared']} | {sn['ksm_pages_sharing']} "
-                  f"| {sn['ksm_merge_scans']} | {sn['ksm_cow_breaks']} | {exits:+d} "
-                  f"| {cyc:+d} ({100.0 * cyc / off['cost']['sim_cycles']:+.1f}%) |")
+                  f"| {sn['ksm_merge_scans']} | {sn['ksm_cow_breaks']} {extra(off, on)}")
     print(f"\nEvery digest the same with KSM on and off. Lowest share of frames back: "
           f"{100.0 * worst:.0f}%.")
     dirty_table(rows)
