@@ -745,24 +745,39 @@ void host_ksm_get_stats(struct host_ksm *k, struct host_ksm_stats *st)
 	pthread_mutex_unlock(&k->lock);
 }
 
+static int cmp_hva(const void *a, const void *b)
+{
+	hva_t x = *(const hva_t *)a, y = *(const hva_t *)b;
+
+	return (x > y) - (x < y);
+}
+
 /* use_mmu_dirty's premise: a checksum page_sum_still() would reuse is that of the bytes. Pages
- * of the current window go by what it harvested, which the tracker no longer holds. */
+ * of the current window go by what it harvested, which the tracker no longer holds. In hva
+ * order, one look at the tracker per 64 pages. */
 static int audit_reuse(struct host_ksm *k, struct ksm_mm *km, char *why, size_t whylen)
 {
-	hva_t win = 0;
 	uint64_t written = 0, tracked = 0;
+	hva_t win = 0, *hvas;
+	size_t n = 0;
+	int rc = 0;
 
-	if (!km->tracking || !km->tracker->peek)
+	if (!km->tracking || !km->tracker->peek || !km->cap)
 		return 0;
-	for (size_t i = 0; i < km->cap; i++) {
-		hva_t hva = km->hva[i];
+	hvas = malloc(km->cap * sizeof(*hvas));
+	if (!hvas)
+		return 0;       /* a debug check: no memory, no check */
+	for (size_t i = 0; i < km->cap; i++)
+		if (km->hva[i] && km->pfn[i] != KSM_NO_PFN)
+			hvas[n++] = km->hva[i];
+	qsort(hvas, n, sizeof(*hvas), cmp_hva);
+	for (size_t i = 0; i < n && !rc; i++) {
+		hva_t hva = hvas[i];
 		uint64_t bit, sum;
 		pfn_t pfn;
 		bool w;
 
-		if (!hva || km->pfn[i] == KSM_NO_PFN)
-			continue;
-		if (hva < win || hva - win >= 64 * HOST_PAGE_SIZE) {
+		if (!win || hva - win >= 64 * HOST_PAGE_SIZE) {
 			win = hva;
 			km->tracker->peek(km->opaque, win, &written, &tracked);
 		}
@@ -771,15 +786,16 @@ static int audit_reuse(struct host_ksm *k, struct ksm_mm *km, char *why, size_t 
 		if (km->win_valid && hva >= km->win_next && hva - km->win_start < 64 * HOST_PAGE_SIZE)
 			w |= (km->win_written >> ((hva - km->win_start) >> HOST_PAGE_SHIFT)) & 1;
 		if (!((tracked >> bit) & 1) || w || host_hva_lookup(km->mm, hva, &pfn, NULL) ||
-		    pfn != km->pfn[i] || !item_known(km, hva, pfn, &sum))
+		    !item_known(km, hva, pfn, &sum))
 			continue;
 		if (XXH64(frame_bytes(k, pfn), HOST_PAGE_SIZE, 0) != sum) {
 			snprintf(why, whylen, "page %#llx changed, unwritten as its MMU says: a write "
 				 "went untracked", (unsigned long long)hva);
-			return -EIO;
+			rc = -EIO;
 		}
 	}
-	return 0;
+	free(hvas);
+	return rc;
 }
 
 int host_ksm_audit(struct host_ksm *k, char *why, size_t whylen)

@@ -14,18 +14,24 @@
  * A/D/G/NX, other tables, the table itself, data pages that later get written as data, large
  * pages aligned or not, MMIO, reserved bits); data stores that land in page tables; CR3 switches
  * between two address spaces; CR0.WP, CR4.SMEP/SMAP changes; INVLPG, INVPCID; memslot delete,
- * re-create, move and dirty-log changes and harvests; munmap of the data slot's backing.
+ * re-create, move and dirty-log changes and harvests; munmap of the data slot's backing. Each VM
+ * may sit on a host running ksmd (off, on with checksums, or on with use_mmu_dirty, per run):
+ * every 16th step runs a pass on each host, merging what the guest made equal, so the guest
+ * writes merged pages (COW breaks) and, with use_mmu_dirty, ksmd harvests the MMU's second dirty
+ * log beside the user's; the KSM audit (which then also checks each checksum ksmd would reuse)
+ * runs with the MMU audits.
  *
  * The comparison is exact, so every store is followed by a full TLB invalidation (INVPCID
  * all-context, INVLPG of every address used, or a CR3 reload, in turn): the architecture lets a
  * TLB keep a translation the guest changed without invalidating it, and an MMU flushes at other
  * moments than native hardware (it may drop a translation earlier, never keep one later).
  *
- * Usage: hostile [-n STEPS] [-s SEED] [-r RUNS] [-o OPTS_OFF] [-X] [-v]
+ * Usage: hostile [-n STEPS] [-s SEED] [-r RUNS] [-o OPTS_OFF] [-k KSM] [-X] [-v]
  *   -n  steps per run (default 2500); -s  first seed (default 1); -r  runs (default 4: the
  *   shadow VM on VMX and SVM hosts in turn, seeds SEED, SEED+1, ...); -o  the optimizations
  *   switched off in the shadow VM (VMMU_OPT_* mask, 0-15; default: a random set per run, drawn
- *   from its seed); -X  no access crosses a page (one in 16 does by default); -v  print each
+ *   from its seed); -k  ksmd: 0 off, 1 checksums, 2 use_mmu_dirty (default: drawn per run from
+ *   its seed); -X  no access crosses a page (one in 16 does by default); -v  print each
  *   run's operation and outcome mix. A step is one operation on all four VMs.
  */
 #include <errno.h>
@@ -81,6 +87,7 @@
 
 static uint64_t cur_seed, cur_step;
 static uint32_t cur_opts_off;    /* VMMU_OPT_* off in the shadow VM of this run */
+static unsigned cur_ksm;         /* ksmd this run: 0 off, 1 checksums, 2 use_mmu_dirty */
 static bool cross_pages = true;
 #ifndef HOSTILE_FUZZ
 static bool verbose;
@@ -154,6 +161,31 @@ static void audit(struct world *w)
 		int rc = vmmu_vm_audit(w->g[i].vm, why, sizeof(why));
 		TEST_ASSERT(rc == 0, "%s audit %d: %s", mname[i], rc, why);
 	}
+	for (int i = 0; i < NM && cur_ksm; i++) {
+		int rc = vmmu_ksm_audit(vmmu_vm_machine(w->g[i].vm), why, sizeof(why));
+		TEST_ASSERT(rc == 0, "%s KSM audit %d: %s", mname[i], rc, why);
+	}
+}
+
+/* Each VM's own host (vmmu_vm_create made one per VM) runs ksmd: merged pages differ from VM to
+ * VM, which the guests must never see. No random draw: a seed's operations stay its own. */
+static void ksm_init(struct world *w)
+{
+	for (int i = 0; i < NM && cur_ksm; i++) {
+		struct vmmu_machine *m = vmmu_vm_machine(w->g[i].vm);
+
+		TEST_ASSERT(vmmu_vm_set_mergeable(w->g[i].vm, true) == 0, "mergeable");
+		TEST_ASSERT(vmmu_ksm_set_params(m, "pages_to_scan=300,sleep_millisecs=0",
+						NULL, 0) == 0, "ksm params");
+		TEST_ASSERT(vmmu_ksm_set_param(m, "use_zero_pages", cur_seed & 1) == 0, "zero pages");
+		TEST_ASSERT(vmmu_ksm_set_param(m, "use_mmu_dirty", cur_ksm == 2) == 0, "mmu dirty");
+	}
+}
+
+static void ksm_pass(struct world *w)
+{
+	for (int i = 0; i < NM && cur_ksm; i++)
+		TEST_ASSERT(vmmu_ksm_run(vmmu_vm_machine(w->g[i].vm), 0, NULL) >= 0, "ksmd pass");
 }
 
 /* ---- setup ---- */
@@ -271,6 +303,7 @@ static void world_init(struct world *w, enum vmmu_host host, uint64_t seed)
 			       .efer = EFER_LME | EFER_LMA | EFER_NXE };
 	for (int i = 0; i < NM; i++)
 		TEST_ASSERT(vmmu_vcpu_set_regs(w->g[i].v, &r) == 0, "set_regs");
+	ksm_init(w);
 }
 
 static void world_fini(struct world *w)
@@ -699,6 +732,8 @@ static void step(struct world *w)
 	case 7: compare_memory(w); break;
 	default: op_repair(w); break;
 	}
+	if (cur_step % 16 == 0)
+		ksm_pass(w);
 	audit(w);
 }
 
@@ -715,12 +750,13 @@ static double now(void)
 int main(int argc, char **argv)
 {
 	uint64_t steps = 2500, seed = 1, runs = 4;
-	int64_t opts_off = -1;
+	int64_t opts_off = -1, ksm = -1;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "n:s:r:o:Xv")) != -1) {
+	while ((opt = getopt(argc, argv, "n:s:r:o:k:Xv")) != -1) {
 		switch (opt) {
 		case 'o': opts_off = (int64_t)(strtoull(optarg, NULL, 0) & 15); break;
+		case 'k': ksm = (int64_t)(strtoull(optarg, NULL, 0) % 3); break;
 		case 'n': steps = strtoull(optarg, NULL, 0); break;
 		case 's': seed = strtoull(optarg, NULL, 0); break;
 		case 'r': runs = strtoull(optarg, NULL, 0); break;
@@ -728,7 +764,7 @@ int main(int argc, char **argv)
 		case 'v': verbose = true; break;
 		default:
 			fprintf(stderr, "usage: hostile [-n STEPS] [-s SEED] [-r RUNS] [-o OPTS_OFF] "
-				"[-X] [-v]\n");
+				"[-k KSM] [-X] [-v]\n");
 			return 2;
 		}
 	}
@@ -742,6 +778,8 @@ int main(int argc, char **argv)
 		/* A random option set per run (the seed's), unless -o fixed one. */
 		cur_opts_off = opts_off >= 0 ? (uint32_t)opts_off
 					     : (uint32_t)((cur_seed * 0x9e3779b97f4a7c15ULL) >> 60);
+		cur_ksm = ksm >= 0 ? (unsigned)ksm
+				   : (unsigned)(((cur_seed * 0xd1b54a32d192ed03ULL) >> 32) % 3);
 		world_init(&w, host, cur_seed);
 		for (cur_step = 1; cur_step <= steps; cur_step++)
 			step(&w);
@@ -749,17 +787,19 @@ int main(int argc, char **argv)
 		compare_memory(&w);
 		struct vmmu_stats s;
 		vmmu_vm_get_stats(w.g[1].vm, &s);
-		printf("hostile: seed %" PRIu64 " %s opts_off %#x: %" PRIu64 " steps in %.2f s: "
+		printf("hostile: seed %" PRIu64 " %s opts_off %#x ksm %u: %" PRIu64 " steps in %.2f s: "
 		       "pf_taken %" PRIu64
 		       " pf_fixed %" PRIu64 " pf_emulate %" PRIu64 " pf_guest %" PRIu64
 		       " mmio_sptes %" PRIu64 " pte_write %" PRIu64 " pde_zapped %" PRIu64
 		       " flooded %" PRIu64 " recycled %" PRIu64 " zapped %" PRIu64 " unsync %" PRIu64
-		       " pf_fast %" PRIu64 "\n",
-		       cur_seed, host == VMMU_HOST_VMX ? "vmx" : "svm", cur_opts_off, steps, now() - t0,
+		       " pf_fast %" PRIu64 " ksm_merges %" PRIu64 " cow_breaks %" PRIu64
+		       " mmu_harvests %" PRIu64 "\n",
+		       cur_seed, host == VMMU_HOST_VMX ? "vmx" : "svm", cur_opts_off, cur_ksm, steps,
+		       now() - t0,
 		       s.pf_taken,
 		       s.pf_fixed, s.pf_emulate, s.pf_guest, s.pf_mmio_spte_created, s.mmu_pte_write,
 		       s.mmu_pde_zapped, s.mmu_flooded, s.mmu_recycled, s.mmu_shadow_zapped,
-		       s.mmu_unsync, s.pf_fast);
+		       s.mmu_unsync, s.pf_fast, s.ksm_merges, s.ksm_cow_breaks, s.ksm_mmu_harvests);
 		if (verbose)
 			printf("  ops: access %" PRIu64 " table %" PRIu64 " cr3 %" PRIu64 " cr0/4 %" PRIu64
 			       " inv %" PRIu64 " memslot %" PRIu64 " munmap %" PRIu64 " compare %" PRIu64
@@ -779,8 +819,9 @@ int main(int argc, char **argv)
 }
 #else
 
-/* The libFuzzer target: byte 0 picks the shadow VM's host (bit 0) and its optimizations off
- * (bits 1-4), byte 1 the seed of the initial tables; the rest is the operations. */
+/* The libFuzzer target: byte 0 picks the shadow VM's host (bit 0), its optimizations off
+ * (bits 1-4) and ksmd (bits 5-7, mod 3), byte 1 the seed of the initial tables; the rest is the
+ * operations. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -789,6 +830,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 2)
 		return 0;
 	cur_opts_off = (data[0] >> 1) & 15;
+	cur_ksm = (unsigned)(data[0] >> 5) % 3;
 	cur_seed = data[1];
 	cur_step = 0;
 	from_input = false;
