@@ -18,9 +18,9 @@ and byte comparisons each takes, the merges and pages_sharing each reaches (lost
 harvests of the dirty state, and what the guests pay for the write tracking in exits and cycles.
 """
 import argparse
-import json
-import subprocess
 import sys
+
+from vmmu_json import run
 
 MODES = [("shadow", ["--mmu", "shadow", "--host", "vmx"]), ("ept", ["--mmu", "ept"]),
          ("npt", ["--mmu", "npt"])]
@@ -28,12 +28,8 @@ KSM = ["--ksm", "on", "--ksm-param", "pages_to_scan=4000,sleep_millisecs=2"]
 MMU_DIRTY = ["--ksm-param", "use_mmu_dirty=1"]
 
 
-def run(vmmu, args):
-    cmd = [vmmu, "run", "clone-vms", "--json"] + args
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"ksm_table: {' '.join(cmd)} failed: {out.stderr.strip()}")
-    return json.loads(out.stdout)
+def run_clone(vmmu, args):
+    return run(vmmu, "clone-vms", extra=args)
 
 
 def mib(b):
@@ -103,9 +99,9 @@ def main():
     for vms in vm_counts:
         for name, mode in MODES:
             base = ["--vms", str(vms), "--thp", a.thp, "--param", f"size={size}"] + mode
-            off = run(a.vmmu, base)
-            on = run(a.vmmu, base + KSM)
-            dirty = run(a.vmmu, base + KSM + MMU_DIRTY)
+            off = run_clone(a.vmmu, base)
+            on = run_clone(a.vmmu, base + KSM)
+            dirty = run_clone(a.vmmu, base + KSM + MMU_DIRTY)
             if not off["guest"]["digest"] == on["guest"]["digest"] == dirty["guest"]["digest"]:
                 sys.exit(f"ksm_table: {vms} VMs {name}: the digest differs with KSM on")
             rows.append((vms, name, on, dirty))

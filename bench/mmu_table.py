@@ -11,9 +11,9 @@ Every table also checks that all runs of a workload gave the same guest.digest a
 Options: --vmmu PATH (default build/vmmu), --small (quicker, smaller parameters).
 """
 import argparse
-import json
-import subprocess
 import sys
+
+from vmmu_json import run
 
 WORKLOADS = {
     # name: (params for the figures, params with --small)
@@ -29,16 +29,6 @@ WORKLOADS = {
                 ["size=16M", "updates=50000", "interval=2500", "rounds=16"]),
 }
 OPTS = ["notrap", "unsync", "prefetch", "fastpf"]
-
-
-def run(vmmu, workload, params, extra):
-    cmd = [vmmu, "run", workload, "--json"] + extra
-    for p in params:
-        cmd += ["--param", p]
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"mmu_table: {' '.join(cmd)} failed: {out.stderr.strip()}")
-    return json.loads(out.stdout)
 
 
 def slow_fixed(st):

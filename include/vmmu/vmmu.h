@@ -96,6 +96,12 @@ struct vmmu_vm_config {
 	struct vmmu_tlb_geometry tlb;
 	struct vmmu_cost cost;
 	const char *cpu;           /* guest CPU model: "intel" (default) or "amd" */
+	/* Which shadow pages make room when max_shadow_pages is reached (soft MMU) */
+	enum vmmu_mmu_evict {
+		VMMU_EVICT_LRU = 0,  /* least recently used, by the Accessed bits the hardware sets in
+				      * the links to them (the clock algorithm; the default) */
+		VMMU_EVICT_FIFO,     /* oldest created first, as KVM */
+	} mmu_evict;
 };
 
 int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out);

@@ -128,8 +128,11 @@ static int parse_opts(const char *spec, bool *opts)
 enum {
 	O_MMU = 256, O_HOST, O_OPT, O_VCPUS, O_VMS, O_MEM, O_THP, O_GTHP, O_KSM, O_KSM_PARAM, O_SEED,
 	O_PARAM,
-	O_JSON, O_COST, O_CPU, O_PCID, O_AGING, O_QUANTUM, O_AUDIT, O_REPORT, O_HELP,
+	O_JSON, O_COST, O_CPU, O_PCID, O_AGING, O_QUANTUM, O_AUDIT, O_REPORT, O_HELP, O_MAX_SP,
+	O_EVICT,
 };
+
+static const char *const evict_names[] = { "lru", "fifo" };
 
 static int parse_args(int argc, char **argv, struct run_args *ra)
 {
@@ -154,6 +157,8 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 		{ "quantum", required_argument, NULL, O_QUANTUM },
 		{ "audit", required_argument, NULL, O_AUDIT },
 		{ "report", required_argument, NULL, O_REPORT },
+		{ "max-shadow-pages", required_argument, NULL, O_MAX_SP },
+		{ "mmu-evict", required_argument, NULL, O_EVICT },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -265,6 +270,17 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 			break;
 		case O_JSON:
 			ra->json = true;
+			break;
+		case O_MAX_SP:
+			/* Beyond 2^32 pages the limit is no limit: a typo, not a wish. */
+			if (parse_u64(optarg, 1ULL << 32, &ra->max_shadow_pages) ||
+			    ra->max_shadow_pages < 8)
+				return bad("--max-shadow-pages '%s': expected 8 to 4294967296 shadow pages",
+					   optarg);
+			break;
+		case O_EVICT:
+			if ((ra->mmu_evict = pick(optarg, evict_names, 2)) < 0)
+				return bad("--mmu-evict '%s': expected lru or fifo", optarg);
 			break;
 		case O_REPORT:
 			if (strcmp(optarg, "exits"))
@@ -412,10 +428,12 @@ static void print_json(const struct run_args *ra, const struct vmmu_workload_arg
 		printf("%s\"%s\":%s", i ? "," : "", opt_names[i], ra->opts[i] ? "true" : "false");
 	printf("},\"vcpus\":%u,\"vms\":%u,\"mem_bytes\":%" PRIu64 ",\"thp\":\"%s\",\"guest_thp\":%s,"
 	       "\"ksm\":%s,\"seed\":%" PRIu64 ",\"cpu\":\"%s\",\"guest_pcid\":%s,\"guest_aging\":%u,"
-	       "\"quantum\":%u,\"audit\":%u,\"cost\":{",
+	       "\"quantum\":%u,\"audit\":%u,\"max_shadow_pages\":%" PRIu64 ",\"mmu_evict\":\"%s\","
+	       "\"cost\":{",
 	       r->vcpus, r->vms, r->mem_bytes, thp_names[ra->thp], ra->guest_thp ? "true" : "false",
 	       ra->ksm ? "true" : "false", ra->seed, ra->cpu ? ra->cpu : "intel",
-	       ra->pcid ? "true" : "false", ra->aging, ra->quantum ? ra->quantum : 64, ra->audit);
+	       ra->pcid ? "true" : "false", ra->aging, ra->quantum ? ra->quantum : 64, ra->audit,
+	       ra->max_shadow_pages, evict_names[ra->mmu_evict]);
 	for (unsigned i = 0; cost_keys[i]; i++)
 		printf("%s\"%s\":%u", i ? "," : "", cost_keys[i], cost_get(&cost, i));
 	printf("},\"ksm_params\":[");
@@ -595,6 +613,8 @@ int run_collect(int argc, char **argv, bool quiet, struct run_args *ra,
 	cfg.vm.thp = ra->thp;
 	cfg.vm.cost = ra->cost;
 	cfg.vm.cpu = ra->cpu;
+	cfg.vm.max_shadow_pages = ra->max_shadow_pages;
+	cfg.vm.mmu_evict = (enum vmmu_mmu_evict)ra->mmu_evict;
 	cfg.mem_bytes = ra->mem;
 	cfg.vcpus = ra->vcpus;
 	cfg.vms = ra->vms;

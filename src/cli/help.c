@@ -42,6 +42,8 @@ static const struct help_opt run_opts[] = {
 	{ "--guest-pcid on|off", "the guest kernel uses PCIDs (on)" },
 	{ "--guest-aging N", "page aging every N scheduler rounds (0: off)" },
 	{ "--quantum N", "workload steps a vCPU runs before the next one's turn (64)" },
+	{ "--max-shadow-pages N", "soft MMU: shadow pages at most, 8 or more (2% of guest memory, at least 64)" },
+	{ "--mmu-evict lru|fifo", "soft MMU: which shadow pages make room at the limit: least recently used by the Accessed bits of their links (lru), or oldest created as KVM (fifo)" },
 	{ "--audit N", "audit the MMU's tables every N scheduler rounds and at the end (0: never)" },
 	{ "--json", "print one JSON object (docs/user-guide.md has its keys) instead of the table" },
 	{ "--report exits", "print the VM exits by reason as perf kvm stat report does: samples, share, share of the exits' simulated cycles, mean" },

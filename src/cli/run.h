@@ -26,6 +26,8 @@ struct run_args {
 	bool guest_thp, ksm, pcid, json, report_exits;
 	uint64_t seed;
 	unsigned aging, quantum, audit;
+	uint64_t max_shadow_pages;       /* 0: the MMU's default */
+	int mmu_evict;                   /* enum vmmu_mmu_evict */
 	const char *cpu;
 	const char *params[MAX_PARAMS];
 	unsigned nparams;

@@ -47,6 +47,7 @@ struct mmu_env {
 	struct memslots *slots;
 	struct cpu_model cpu;             /* the (host = guest) CPU: MAXPHYADDR, 1G pages */
 	uint64_t max_shadow_pages;        /* soft MMU page limit (0 = default) */
+	enum vmmu_mmu_evict evict;        /* which shadow pages make room at the limit */
 	/* Flush every vCPU's TLB and wait until each has (KVM's kvm_flush_remote_tlbs). True when
 	 * another vCPU had to be interrupted for it (KVM's kvm_make_all_cpus_request sent IPIs). */
 	bool (*flush_remote_tlbs)(void *opaque);

@@ -139,7 +139,8 @@ struct sptep_vec {
 struct shadow_page {
 	struct hnode hash;                /* [L] in sm->sp_hash, key gfn (unlinked when invalid) */
 	struct hnode by_pfn;              /* [L] in sm->sp_by_pfn, key pfn */
-	struct cds_list_head lru;         /* [L] in sm->lru, most recently used first */
+	struct cds_list_head lru;         /* [L] in sm->lru: newest first (the clock moves a page
+					   * it spares to the front) */
 	struct mmu_page_free free;        /* once zapped and unreferenced: queued for freeing */
 	gfn_t gfn;                        /* [c] */
 	union sp_role role;               /* [c] */
@@ -197,6 +198,7 @@ struct shadow_mmu {
 	struct cds_list_head lru;         /* [L] valid sps */
 	struct cds_list_head vcpus;       /* [L] struct shadow_vcpu */
 	uint64_t nr_sps;                  /* [L] valid sps in the hash (PAE root helpers apart) */
+	uint64_t aging_credit;            /* [L] sps asked for since the last aging sweep (lru) */
 	uint64_t nr_indirect;             /* [L] of them indirect (KVM's indirect_shadow_pages) */
 	uint64_t nr_helpers;              /* [L] PAE root helper pages */
 	uint64_t nr_leaves;               /* [L] present leaf sptes (= rmap entries) */

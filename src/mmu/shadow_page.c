@@ -716,24 +716,99 @@ void sp_put_root(struct shadow_mmu *sm, struct shadow_page *sp)
 
 void sp_touch(struct shadow_mmu *sm, struct shadow_page *sp)
 {
+	(void)sm;
 	sp->write_flooding_count = 0;
-	if (sm->lru.next != &sp->lru)
-		cds_list_move(&sp->lru, &sm->lru);
+}
+
+/* Was @sp walked through since the last look? A walk reaching it sets Accessed in the link it
+ * came by; cleared here, as the host ages its pages (no flush: a translation cached in a TLB
+ * since then is not a use the clock sees, as with the kernel's page aging). */
+static bool sp_test_clear_young(struct shadow_page *sp)
+{
+	bool young = false;
+
+	for (uint32_t i = 0; i < sp->parents.n; i++) {
+		uint64_t *sptep = sp->parents.v[i];
+		uint64_t old = spte_read(sptep);
+
+		while (old & PT_ACCESSED_MASK) {
+			young = true;
+			if (spte_cmpxchg(sptep, &old, old & ~PT_ACCESSED_MASK))
+				break;
+		}
+	}
+	return young;
+}
+
+/* Move @sp to the newest end if it was walked through since the last look. */
+static bool sp_second_chance(struct shadow_mmu *sm, struct shadow_page *sp)
+{
+	if (!sp_test_clear_young(sp))
+		return false;
+	cds_list_move(&sp->lru, &sm->lru);
+	return true;
+}
+
+/*
+ * The host's aging, for lru: a sweep from the oldest sp that moves every one walked through
+ * since the last sweep to the newest end (in the order they were), clearing its Accessed bits.
+ * Run every eighth of the limit in sps asked for, so the list holds recency at that grain; a
+ * sweep at eviction time alone would see every page young at once (the new ones are born young)
+ * and fall back to creation order.
+ */
+static void age_sps(struct shadow_mmu *sm)
+{
+	struct cds_list_head *pos = sm->lru.prev, *prev;
+
+	for (uint64_t left = sm->nr_sps; pos != &sm->lru && left; pos = prev, left--) {
+		struct shadow_page *sp = caa_container_of(pos, struct shadow_page, lru);
+
+		prev = pos->prev;
+		if (!sp->root_count)
+			sp_second_chance(sm, sp);
+	}
+}
+
+/*
+ * The page to zap to make room, or NULL if every one is a root (pinned). sm->lru is in creation
+ * order, newest first. FIFO takes the oldest (KVM's kvm_mmu_zap_oldest_mmu_pages). LRU runs the
+ * clock from the oldest: a page walked through since the last look gets a second chance (its
+ * Accessed bits cleared, moved to the newest end), the first one not walked through goes; after
+ * one trip every page has been looked at, so the trip ends with the oldest.
+ */
+static struct shadow_page *pick_victim(struct shadow_mmu *sm)
+{
+	struct cds_list_head *pos = sm->lru.prev, *prev;
+	struct shadow_page *oldest = NULL;
+
+	for (uint64_t left = sm->nr_sps; pos != &sm->lru && left; pos = prev, left--) {
+		struct shadow_page *sp = caa_container_of(pos, struct shadow_page, lru);
+
+		prev = pos->prev;
+		if (sp->root_count)
+			continue;
+		if (sm->mmu.env.evict == VMMU_EVICT_FIFO || !sp_second_chance(sm, sp))
+			return sp;
+		if (!oldest)
+			oldest = sp;
+	}
+	return oldest;
 }
 
 void make_mmu_pages_available(struct shadow_mmu *sm, unsigned need, struct zap_batch *z)
 {
 	uint64_t limit = shadow_page_limit(sm);
 
-	while (sm->nr_sps + need > limit) {
-		struct shadow_page *sp, *victim = NULL;
-		/* Least recently used first; roots in use or cached are pinned. */
-		cds_list_for_each_entry_reverse(sp, &sm->lru, lru) {
-			if (!sp->root_count) {
-				victim = sp;
-				break;
-			}
+	if (sm->mmu.env.evict == VMMU_EVICT_LRU) {
+		sm->aging_credit += need;
+		if (sm->aging_credit >= limit / 8) {
+			sm->aging_credit = 0;
+			age_sps(sm);
 		}
+	}
+	while (sm->nr_sps + need > limit) {
+		struct shadow_page *victim = pick_victim(sm);
+
 		if (!victim)
 			break;
 		sp_zap(sm, victim, z);

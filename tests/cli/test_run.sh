@@ -111,6 +111,9 @@ bad "ept on svm" "ept" run touch --mmu ept --host svm
 bad "npt on vmx" "npt" run touch --mmu npt --host vmx
 bad "--opt" "turbo" run touch --opt +turbo
 bad "--thp" "sometimes" run touch --thp sometimes
+bad "--max-shadow-pages 7" "8 to" run touch --max-shadow-pages 7
+bad "--max-shadow-pages hex" "8 to" run touch --max-shadow-pages 0x40
+bad "--mmu-evict" "lru or fifo" run touch --mmu-evict random
 bad "--guest-thp" "maybe" run touch --guest-thp maybe
 bad "--seed" "x" run touch --seed x
 bad "--cost" "warp=1" run touch --cost warp=1
@@ -130,5 +133,15 @@ head -c 5000 "$DATA/true.lackey.gz" > "$tmp/cut.lackey.gz"
 "$VMMU" run trace --param "file=$tmp/cut.lackey.gz" > /dev/null 2> "$tmp/cut.err"; rc=$?
 t "a truncated gzip trace: an error, no crash" '[ $rc -ne 0 ] && [ $rc -lt 128 ] && one_line_error "$tmp/cut.err"'
 bad "workloads NAME unknown" "frob" workloads frob
+
+# ---- the shadow page limit and its eviction order ----
+ev="gups --param size=16M --param updates=20000 --mmu shadow --max-shadow-pages 12"
+# shellcheck disable=SC2086
+"$VMMU" run $ev --mmu-evict fifo --json > "$tmp/fifo.json"
+# shellcheck disable=SC2086
+"$VMMU" run $ev --json > "$tmp/lru.json"
+t "JSON: config.max_shadow_pages, config.mmu_evict (lru by default)" 'grep -q "\"max_shadow_pages\":12,\"mmu_evict\":\"lru\"" "$tmp/lru.json" && grep -q "\"mmu_evict\":\"fifo\"" "$tmp/fifo.json"'
+t "eviction is invisible to the guest" '[ "$(digest "$tmp/lru.json")" = "$(digest "$tmp/fifo.json")" ]'
+t "over the limit: both recycle, lru less ($(field "$tmp/lru.json" mmu_recycled) against $(field "$tmp/fifo.json" mmu_recycled))" '[ "$(field "$tmp/fifo.json" mmu_recycled)" -gt 0 ] && [ "$(field "$tmp/lru.json" mmu_recycled)" -lt "$(field "$tmp/fifo.json" mmu_recycled)" ]'
 
 t_done

@@ -68,6 +68,7 @@ static const uint32_t opt_sets[] = {
 	VMMU_OPT_NOTRAP | VMMU_OPT_UNSYNC | VMMU_OPT_PREFETCH,     /* fastpf alone */
 };
 static uint32_t cur_opts_off;    /* the set in use */
+static enum vmmu_mmu_evict cur_evict;   /* the shadow VM's eviction order */
 /* With unsync on, a store to a last-level table may run natively (the table unsync) instead of
  * being emulated: counts of emulated writes hold only with it off. */
 #define EMULATES_PTE_WRITES (cur_opts_off & VMMU_OPT_UNSYNC)
@@ -77,7 +78,7 @@ static uint32_t cur_opts_off;    /* the set in use */
 static void gm_init(struct gm *g, enum vmmu_mmu mode, enum vmmu_host host, uint64_t mem)
 {
 	struct vmmu_vm_config cfg = { .host_mem_bytes = 1ULL << 30, .mmu = mode, .host = host,
-				      .opts_off = cur_opts_off };
+				      .opts_off = cur_opts_off, .mmu_evict = cur_evict };
 	struct vmmu_userspace_memory_region r = { .slot = 0, .memory_size = mem };
 
 	memset(g, 0, sizeof(*g));
@@ -999,6 +1000,62 @@ static void test_recycle_body(struct pair *p)
 }
 BOTH_HOSTS(test_recycle)
 
+/*
+ * Which shadow pages make room. Four hot pages, each behind its own page table, are walked every
+ * round (an INVLPG first, so the hardware walks through their links and sets Accessed there);
+ * 20 cold pages, each behind a page table of its own, fault in per round, 120 in turn: with a
+ * 64-page limit, sps must go every round. LRU (the clock on the links' Accessed bits) keeps the
+ * hot tables: after the first round their pages never fault again. FIFO (KVM's order) recycles
+ * them as they age, and they fault again. Every value read is native's either way.
+ */
+static uint64_t evict_hot_faults(struct pair *p)
+{
+	const gva_t base = 0x40000000ULL;
+	const unsigned hot = 4, cold = 120;
+	gpa_t root = new_root(p);
+	uint64_t faults = 0;
+
+	for (unsigned i = 0; i < hot + cold; i++)
+		map(p, root, base + i * 0x200000ULL, new_data(p), 1, PRWU);
+	regs64(p, root);
+	for (unsigned round = 0, next = 0; round < 12; round++) {
+		for (unsigned i = 0; i < hot; i++) {
+			uint64_t before = SH(p).pf_taken;
+
+			invlpg(p, base + i * 0x200000ULL);
+			acc(p, base + i * 0x200000ULL, 8, VMMU_ACC_READ, 0);
+			if (round)
+				faults += SH(p).pf_taken - before;
+		}
+		for (unsigned k = 0; k < 20; k++, next = (next + 1) % cold)
+			acc(p, base + (hot + next) * 0x200000ULL, 8, VMMU_ACC_READ, 0);
+		audit(p);
+	}
+	assert_true(SH(p).mmu_recycled > 0);
+	same_all(p);
+	return faults;
+}
+
+static void test_evict_order(void **state)
+{
+	(void)state;
+	for (unsigned h = 0; h < 2; h++) {
+		uint64_t faults[2];
+
+		for (cur_evict = VMMU_EVICT_LRU; cur_evict <= VMMU_EVICT_FIFO; cur_evict++) {
+			struct pair p;
+
+			pair_init(&p, hosts[h]);
+			faults[cur_evict] = evict_hot_faults(&p);
+			pair_fini(&p);
+		}
+		cur_evict = VMMU_EVICT_LRU;
+		if (faults[VMMU_EVICT_LRU] != 0 || faults[VMMU_EVICT_FIFO] < 4)
+			fail_msg("host %u: hot pages faulted again %" PRIu64 " times with lru, %" PRIu64
+				 " with fifo", h, faults[VMMU_EVICT_LRU], faults[VMMU_EVICT_FIFO]);
+	}
+}
+
 /* A page table the guest stopped using, then wrote as data: after a few emulated writes with no
  * fault through it, its shadow page is zapped (flooded) and the writes stop exiting. */
 static void test_flood_body(struct pair *p)
@@ -1859,6 +1916,7 @@ int main(void)
 		cmocka_unit_test(test_unsync_roots),
 		cmocka_unit_test(test_vmm_write),
 		cmocka_unit_test(test_recycle),
+		cmocka_unit_test(test_evict_order),
 		cmocka_unit_test(test_flood),
 		cmocka_unit_test(test_misaligned_pte_writes),
 		cmocka_unit_test(test_large_pages),
