@@ -26,12 +26,14 @@
  * TLB keep a translation the guest changed without invalidating it, and an MMU flushes at other
  * moments than native hardware (it may drop a translation earlier, never keep one later).
  *
- * Usage: hostile [-n STEPS] [-s SEED] [-r RUNS] [-o OPTS_OFF] [-k KSM] [-X] [-v]
+ * Usage: hostile [-n STEPS] [-s SEED] [-r RUNS] [-o OPTS_OFF] [-k KSM] [-e EVICT] [-X] [-v]
  *   -n  steps per run (default 2500); -s  first seed (default 1); -r  runs (default 4: the
  *   shadow VM on VMX and SVM hosts in turn, seeds SEED, SEED+1, ...); -o  the optimizations
  *   switched off in the shadow VM (VMMU_OPT_* mask, 0-15; default: a random set per run, drawn
  *   from its seed); -k  ksmd: 0 off, 1 checksums, 2 use_mmu_dirty (default: drawn per run from
- *   its seed); -X  no access crosses a page (one in 16 does by default); -v  print each
+ *   its seed); -e  the shadow VM's eviction order at its page limit: 0 lru, 1 fifo (default:
+ *   drawn per run from its seed); -X  no access crosses a page (one in 16 does by default);
+ *   -v  print each
  *   run's operation and outcome mix. A step is one operation on all four VMs.
  */
 #include <errno.h>
@@ -88,6 +90,7 @@
 static uint64_t cur_seed, cur_step;
 static uint32_t cur_opts_off;    /* VMMU_OPT_* off in the shadow VM of this run */
 static unsigned cur_ksm;         /* ksmd this run: 0 off, 1 checksums, 2 use_mmu_dirty */
+static enum vmmu_mmu_evict cur_evict;   /* the shadow VM's eviction order this run */
 static bool cross_pages = true;
 #ifndef HOSTILE_FUZZ
 static bool verbose;
@@ -216,7 +219,7 @@ static void slot1(struct world *w, gpa_t gpa, uint32_t flags, bool fresh)
 static void gm_init(struct gm *g, enum vmmu_mmu mode, enum vmmu_host host)
 {
 	struct vmmu_vm_config cfg = { .host_mem_bytes = 1ULL << 30, .mmu = mode, .host = host,
-				      .opts_off = cur_opts_off };
+				      .opts_off = cur_opts_off, .mmu_evict = cur_evict };
 	uint64_t hva;
 
 	TEST_ASSERT(vmmu_vm_create(&cfg, &g->vm) == 0, "vm create");
@@ -750,13 +753,14 @@ static double now(void)
 int main(int argc, char **argv)
 {
 	uint64_t steps = 2500, seed = 1, runs = 4;
-	int64_t opts_off = -1, ksm = -1;
+	int64_t opts_off = -1, ksm = -1, evict = -1;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "n:s:r:o:k:Xv")) != -1) {
+	while ((opt = getopt(argc, argv, "n:s:r:o:k:e:Xv")) != -1) {
 		switch (opt) {
 		case 'o': opts_off = (int64_t)(strtoull(optarg, NULL, 0) & 15); break;
 		case 'k': ksm = (int64_t)(strtoull(optarg, NULL, 0) % 3); break;
+		case 'e': evict = (int64_t)(strtoull(optarg, NULL, 0) & 1); break;
 		case 'n': steps = strtoull(optarg, NULL, 0); break;
 		case 's': seed = strtoull(optarg, NULL, 0); break;
 		case 'r': runs = strtoull(optarg, NULL, 0); break;
@@ -764,7 +768,7 @@ int main(int argc, char **argv)
 		case 'v': verbose = true; break;
 		default:
 			fprintf(stderr, "usage: hostile [-n STEPS] [-s SEED] [-r RUNS] [-o OPTS_OFF] "
-				"[-k KSM] [-X] [-v]\n");
+				"[-k KSM] [-e EVICT] [-X] [-v]\n");
 			return 2;
 		}
 	}
@@ -780,6 +784,8 @@ int main(int argc, char **argv)
 					     : (uint32_t)((cur_seed * 0x9e3779b97f4a7c15ULL) >> 60);
 		cur_ksm = ksm >= 0 ? (unsigned)ksm
 				   : (unsigned)(((cur_seed * 0xd1b54a32d192ed03ULL) >> 32) % 3);
+		cur_evict = evict >= 0 ? (enum vmmu_mmu_evict)evict
+				       : (enum vmmu_mmu_evict)((cur_seed * 0xd1b54a32d192ed03ULL) >> 63);
 		world_init(&w, host, cur_seed);
 		for (cur_step = 1; cur_step <= steps; cur_step++)
 			step(&w);
@@ -787,14 +793,15 @@ int main(int argc, char **argv)
 		compare_memory(&w);
 		struct vmmu_stats s;
 		vmmu_vm_get_stats(w.g[1].vm, &s);
-		printf("hostile: seed %" PRIu64 " %s opts_off %#x ksm %u: %" PRIu64 " steps in %.2f s: "
+		printf("hostile: seed %" PRIu64 " %s opts_off %#x ksm %u %s: %" PRIu64 " steps in %.2f s: "
 		       "pf_taken %" PRIu64
 		       " pf_fixed %" PRIu64 " pf_emulate %" PRIu64 " pf_guest %" PRIu64
 		       " mmio_sptes %" PRIu64 " pte_write %" PRIu64 " pde_zapped %" PRIu64
 		       " flooded %" PRIu64 " recycled %" PRIu64 " zapped %" PRIu64 " unsync %" PRIu64
 		       " pf_fast %" PRIu64 " ksm_merges %" PRIu64 " cow_breaks %" PRIu64
 		       " mmu_harvests %" PRIu64 "\n",
-		       cur_seed, host == VMMU_HOST_VMX ? "vmx" : "svm", cur_opts_off, cur_ksm, steps,
+		       cur_seed, host == VMMU_HOST_VMX ? "vmx" : "svm", cur_opts_off, cur_ksm,
+		       cur_evict == VMMU_EVICT_FIFO ? "fifo" : "lru", steps,
 		       now() - t0,
 		       s.pf_taken,
 		       s.pf_fixed, s.pf_emulate, s.pf_guest, s.pf_mmio_spte_created, s.mmu_pte_write,
@@ -820,8 +827,8 @@ int main(int argc, char **argv)
 #else
 
 /* The libFuzzer target: byte 0 picks the shadow VM's host (bit 0), its optimizations off
- * (bits 1-4) and ksmd (bits 5-7, mod 3), byte 1 the seed of the initial tables; the rest is the
- * operations. */
+ * (bits 1-4) and ksmd (bits 5-7, mod 3), byte 1 the seed of the initial tables (bits 0-6) and
+ * the eviction order (bit 7); the rest is the operations. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -831,7 +838,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	cur_opts_off = (data[0] >> 1) & 15;
 	cur_ksm = (unsigned)(data[0] >> 5) % 3;
-	cur_seed = data[1];
+	cur_evict = (enum vmmu_mmu_evict)(data[1] >> 7);
+	cur_seed = data[1] & 0x7f;
 	cur_step = 0;
 	from_input = false;
 	world_init(&w, data[0] & 1 ? VMMU_HOST_SVM : VMMU_HOST_VMX, cur_seed);
