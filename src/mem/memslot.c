@@ -509,6 +509,16 @@ static uint64_t bitmap_words(uint64_t npages)
 	return (npages + 63) / 64;
 }
 
+/* Every page's bit set, none past @npages. */
+static void bitmap_fill(uint64_t *bm, uint64_t npages)
+{
+	uint64_t n = bitmap_words(npages);
+
+	memset(bm, 0xff, n * sizeof(*bm));
+	if (npages % 64)
+		bm[n - 1] = (1ULL << (npages % 64)) - 1;
+}
+
 /* access_ok() on x86-64: [addr, addr+size) inside the user half, without wrapping. */
 static bool user_range_ok(hva_t addr, uint64_t size)
 {
@@ -682,7 +692,9 @@ int memslots_set_user_memory_region(struct memslots *ms,
 	new->id = id;
 	new->as_id = as_id;
 	/* kvm_prepare_memory_region(): keep the bitmap across MOVE, allocate on enable. KSM's
-	 * goes with the slot: a new slot's pages have no spte yet, none is written. */
+	 * goes with the slot; a new slot's starts all written: its hvas may have been written
+	 * through an earlier slot whose bits went with it, and ksmd may still hold a checksum of
+	 * theirs (the frame unchanged), which only a written bit makes it forget. */
 	if (r->flags & VMMU_MEM_LOG_DIRTY_PAGES) {
 		new->dirty_bitmap = old ? old->dirty_bitmap : NULL;
 		if (!new->dirty_bitmap)
@@ -692,10 +704,12 @@ int memslots_set_user_memory_region(struct memslots *ms,
 	}
 	if (ms->ksm_track) {
 		new->ksm_bitmap = old ? old->ksm_bitmap : NULL;
-		if (!new->ksm_bitmap)
-			new->ksm_bitmap = calloc(bitmap_words(npages), sizeof(uint64_t));
-		if (!new->ksm_bitmap)
-			goto out_free;
+		if (!new->ksm_bitmap) {
+			new->ksm_bitmap = malloc(bitmap_words(npages) * sizeof(uint64_t));
+			if (!new->ksm_bitmap)
+				goto out_free;
+			bitmap_fill(new->ksm_bitmap, npages);
+		}
 	}
 
 	ret = slots_commit(ms, old, new, change);
@@ -740,13 +754,11 @@ out:
 	return ret;
 }
 
-int memslots_set_ksm_tracking(struct memslots *ms, bool on)
+/* Give every slot a KSM bitmap (@on) or take it away; stops at the first failure (-ENOMEM). */
+static int ksm_bitmaps(struct memslots *ms, bool on)
 {
 	int ret = 0;
 
-	assert(!rcu_read_ongoing());
-	pthread_mutex_lock(&ms->lock);
-	ms->ksm_track = on;
 	/* By id: the id table, unlike the arrays, keeps its order while we commit. */
 	for (uint32_t id = 0; id < VMMU_USER_MEM_SLOTS && !ret; id++) {
 		struct memslot *old = ms->id_slot[id], *new;
@@ -769,8 +781,23 @@ int memslots_set_ksm_tracking(struct memslots *ms, bool on)
 			free(new);
 		}
 	}
-	if (ret)
-		ms->ksm_track = !on;
+	return ret;
+}
+
+int memslots_set_ksm_tracking(struct memslots *ms, bool on)
+{
+	int ret;
+
+	assert(!rcu_read_ongoing());
+	pthread_mutex_lock(&ms->lock);
+	ms->ksm_track = on;
+	ret = ksm_bitmaps(ms, on);
+	/* Half on is off: the slots that got a bitmap lose it again (best effort: a bitmap left
+	 * costs write faults, nothing else). Half off is off too. */
+	if (ret && on) {
+		ms->ksm_track = false;
+		ksm_bitmaps(ms, false);
+	}
 	pthread_mutex_unlock(&ms->lock);
 	return ret;
 }

@@ -297,10 +297,11 @@ int memslots_get_dirty_log(struct memslots *ms, uint32_t slot, uint64_t *bitmap)
 
 /*
  * KSM's write tracking, a second dirty log the user never sees (KVM_GET_DIRTY_LOG stays the
- * user's): on, every slot (and every slot created later) gets a ksm_bitmap, all clear, and the
- * MMU write-protects the slot, so from then on a clear bit means "not written since tracking
- * began or since the last harvest of the page"; off, the bitmaps go. 0 (also when nothing
- * changes) or -ENOMEM (nothing changed for the slot that failed; earlier ones stay).
+ * user's): on, every slot gets a ksm_bitmap, all clear, and the MMU write-protects the slot, so
+ * from then on a clear bit means "not written since tracking began or since the last harvest of
+ * the page" (the caller forgets what it knew before); a slot created later starts all set
+ * (written: its hvas may have been written through a slot gone since). Off, the bitmaps go.
+ * 0 (also when nothing changes) or -ENOMEM (then tracking is off).
  */
 int memslots_set_ksm_tracking(struct memslots *ms, bool on);
 /*
@@ -312,7 +313,8 @@ int memslots_set_ksm_tracking(struct memslots *ms, bool on);
  */
 void memslots_ksm_harvest(struct memslots *ms, hva_t start, uint64_t want, uint64_t *written,
 			  uint64_t *tracked);
-/* The same look, clearing and protecting nothing: for audits. */
+/* The same look, clearing and protecting nothing: for audits. (In the hard MMU's D-bit mode the
+ * sync before it still moves D bits into both bitmaps and flushes, as before a harvest.) */
 void memslots_ksm_peek(struct memslots *ms, hva_t start, uint64_t want, uint64_t *written,
 		       uint64_t *tracked);
 

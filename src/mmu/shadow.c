@@ -281,7 +281,7 @@ int shadow_load_root_locked(struct shadow_vcpu *sv, bool keep_tlb, bool *changed
 		sp->root_count++;
 		cpu_account_mmu_steps(sv->mv->cpu, shadow_sync_root(sm, sp));
 	}
-	sp_touch(sm, sp);
+	sp_reset_flooding(sp);
 	prev_push(sm, sv, sv->root);
 	sv->root = sp;
 	sv->root_levels = levels;

@@ -399,8 +399,9 @@ void sp_zap(struct shadow_mmu *sm, struct shadow_page *sp, struct zap_batch *z);
 /* A PAE root helper page (passthrough, @level 4 or 3), and its release. [L] */
 int sp_alloc_helper(struct shadow_mmu *sm, int level, struct shadow_page **out);
 void sp_free_helper(struct shadow_mmu *sm, struct shadow_page *sp);
-/* Mark @sp used by a fault: most recently used, write flooding count cleared. [L] */
-void sp_touch(struct shadow_mmu *sm, struct shadow_page *sp);
+/* A fault went through @sp: its write flooding count starts over (KVM's
+ * clear_sp_write_flooding_count; recency is the hardware's Accessed bits). [L] */
+void sp_reset_flooding(struct shadow_page *sp);
 /* Drop a root reference; frees an invalid root at zero. [L] */
 void sp_put_root(struct shadow_mmu *sm, struct shadow_page *sp);
 /* Zap least recently used sps (never one a root slot holds) until @need more fit under the

@@ -184,7 +184,7 @@ static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **lea
 
 	for (;;) {
 		if (!sp->role.passthrough)
-			sp_touch(sm, sp);
+			sp_reset_flooding(sp);
 		if (!sp->role.direct && !sp->role.passthrough) {
 			uint64_t now = fault_gpte_now(f, level);
 			f->pf->steps++;

@@ -714,9 +714,8 @@ void sp_put_root(struct shadow_mmu *sm, struct shadow_page *sp)
 		sp_queue_free(sm, sp);
 }
 
-void sp_touch(struct shadow_mmu *sm, struct shadow_page *sp)
+void sp_reset_flooding(struct shadow_page *sp)
 {
-	(void)sm;
 	sp->write_flooding_count = 0;
 }
 

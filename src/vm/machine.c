@@ -99,6 +99,7 @@ int vmmu_vm_set_mergeable(struct vmmu_vm *vm, bool on)
 	if (!vm)
 		return -EINVAL;
 	__atomic_store_n(&vm->mergeable, on, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);   /* pairs with vmmu_set_user_memory_region's */
 	memslots_read_lock();
 	memslots_for_each_in_gfn_range(slot, &si, vm->slots, 0, ~0ULL) {
 		rc = host_madvise(vm->mm, slot->userspace_addr, slot->npages << VMMU_PAGE_SHIFT,

@@ -254,7 +254,10 @@ int vmmu_set_user_memory_region(struct vmmu_vm *vm, const struct vmmu_userspace_
 	if (!r)
 		return -EFAULT;        /* KVM: copy_from_user of the ioctl's argument fails */
 	rc = memslots_set_user_memory_region(vm->slots, r);
-	/* QEMU marks each RAM block mergeable as it comes; so does a VM made mergeable. */
+	/* QEMU marks each RAM block mergeable as it comes; so does a VM made mergeable. The
+	 * fence pairs with vmmu_vm_set_mergeable's: the slot published, then the flag read, there
+	 * the reverse, so one of the two sees the other (a slot is never missed by both). */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (rc == 0 && r->memory_size && __atomic_load_n(&vm->mergeable, __ATOMIC_RELAXED))
 		rc = host_madvise(vm->mm, r->userspace_addr, r->memory_size, HOST_VMA_MERGEABLE,
 				  true);

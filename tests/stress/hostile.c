@@ -785,7 +785,7 @@ int main(int argc, char **argv)
 		cur_ksm = ksm >= 0 ? (unsigned)ksm
 				   : (unsigned)(((cur_seed * 0xd1b54a32d192ed03ULL) >> 32) % 3);
 		cur_evict = evict >= 0 ? (enum vmmu_mmu_evict)evict
-				       : (enum vmmu_mmu_evict)((cur_seed * 0xd1b54a32d192ed03ULL) >> 63);
+				       : (enum vmmu_mmu_evict)((cur_seed * 0xbf58476d1ce4e5b9ULL) >> 63);
 		world_init(&w, host, cur_seed);
 		for (cur_step = 1; cur_step <= steps; cur_step++)
 			step(&w);

@@ -881,21 +881,38 @@ static void test_ksm_tracking(void **state)
 	memslots_ksm_harvest(ms, HVA, ~0ULL, &written, &tracked);
 	assert_int_equal(written, 1ULL << 2);
 
-	/* A slot created while tracking is on gets a clear bitmap; a slot with no dirty log of
-	 * its own logs for KSM alone. */
+	/* A slot created while tracking is on starts all written (its hvas may have been written
+	 * through a slot gone since), no bit past its end; a slot with no dirty log of its own logs
+	 * for KSM alone. */
 	assert_int_equal(set(ms, 2, 0, 0x200000, 16 * PG, HVA + 0x100000), 0);
 	assert_true(lookup(ms, 0x200, &s));
 	assert_true(!s.dirty_bitmap && s.ksm_bitmap && slot_logs_dirty(&s));
+	assert_int_equal(s.ksm_bitmap[0], 0xffffULL);
+	memslots_ksm_harvest(ms, HVA + 0x100000, ~0ULL, &written, &tracked);
+	assert_int_equal(tracked, 0xffffULL);
+	assert_int_equal(written, 0xffffULL);
 	assert_int_equal(memslots_mark_dirty(ms, 0x203), 0);
 	assert_int_equal(memslots_get_dirty_log(ms, 2, bm), -ENOENT);
 	memslots_ksm_harvest(ms, HVA + 0x100000, ~0ULL, &written, &tracked);
 	assert_int_equal(tracked, 0xffffULL);
 	assert_int_equal(written, 1ULL << 3);
 
+	/* A window that starts before a slot and covers two: slot 3 at +0x140 pages (3 pages),
+	 * slot 4 right after it (2 pages); the window from +0x13e: bits 2-4 and 5-6. */
+	assert_int_equal(set(ms, 3, 0, 0x300000, 3 * PG, HVA + 0x140000), 0);
+	assert_int_equal(set(ms, 4, 0, 0x310000, 2 * PG, HVA + 0x143000), 0);
+	memslots_ksm_harvest(ms, HVA + 0x13e000, ~0ULL, &written, &tracked);
+	assert_int_equal(tracked, 0x7cULL);
+	assert_int_equal(written, 0x7cULL);          /* new: all written */
+	assert_int_equal(memslots_mark_dirty(ms, 0x301), 0);
+	assert_int_equal(memslots_mark_dirty(ms, 0x311), 0);
+	memslots_ksm_harvest(ms, HVA + 0x13e000, ~0ULL, &written, &tracked);
+	assert_int_equal(written, (1ULL << 3) | (1ULL << 6));
+
 	/* Off: the bitmaps go, the slots no longer track for KSM. */
 	h.calls = 0;
 	assert_int_equal(memslots_set_ksm_tracking(ms, false), 0);
-	assert_int_equal(h.calls, 2);
+	assert_int_equal(h.calls, 4);
 	assert_true(lookup(ms, 0x200, &s));
 	assert_false(slot_logs_dirty(&s));
 	assert_true(lookup(ms, 0x100, &s));
