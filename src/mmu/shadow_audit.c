@@ -454,9 +454,11 @@ static int check_rec(struct audit *a, const struct audit_rec *r, uint64_t mgen)
 			gfn_t base = (gpte & rsvd_bits((int)shift, 51)) >> 12;
 			if (r->role.has_4_byte_gpte)
 				base = gpte32_large_gfn(gpte) + (r->idx & 1) * SPTE_ENTRIES;
-			/* Clean: no write access. A page the MMU's own walk made dirty may still be
-			 * linked to the clean sp (narrower): the next write fault relinks it. */
-			unsigned want = (gpte & PT_DIRTY_MASK) ? allowed : allowed & ~ACC_WRITE;
+			/* Clean: no write access; dirty with CR0.WP=0: write access (the supervisor
+			 * may write it). A page the MMU's own walk made dirty may still be linked to
+			 * the clean sp (narrower): the next write fault relinks it. */
+			unsigned want = !(gpte & PT_DIRTY_MASK) ? allowed & ~ACC_WRITE
+				      : r->role.cr0_wp ? allowed : allowed | ACC_WRITE;
 			if (!large || (level != 2 && level != 3) || base != r->gfn ||
 			    (r->child_role.access != want &&
 			     r->child_role.access != (want & ~ACC_WRITE)) ||

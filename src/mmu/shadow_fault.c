@@ -229,12 +229,17 @@ static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **lea
 			/* A guest large page: a direct sp maps it 4K by 4K. Its Dirty bit lives in
 			 * this entry, not in the sptes' own entries: a clean page's sp must not be the
 			 * one a dirty mapping of the same frames made writable, so a clean page gets
-			 * a role without write access (as KVM's protect_clean_gpte). */
+			 * a role without write access (as KVM's protect_clean_gpte), and a dirty one
+			 * with CR0.WP=0 a role with it, whatever the entry says: the supervisor may
+			 * write it (leaf_access), and its sp must not be the clean page's either
+			 * (KVM puts that write right into the role too). */
 			gfn = (w->gpa >> 12) & ~((1ULL << (9 * (level - 1))) - 1);
 			role.direct = 1;
 			role.access = w->access;
 			if (!(w->gpte[level] & PT_DIRTY_MASK))
 				role.access &= ~ACC_WRITE;
+			else if (!role.cr0_wp)
+				role.access |= ACC_WRITE;
 			role.guest_global = !!(w->gpte[level] & PT_GLOBAL_MASK);
 			role.guest_pkey = w->pkey & 0xf;
 			/* It maps gfns (here the 2 MiB half of a 32-bit 4 MiB page that holds
