@@ -85,6 +85,10 @@ struct vmmu_cost {
 /* The smallest host memory a VM may be given (the arena rounds up to a whole GiB). */
 #define VMMU_HOST_MEM_MIN (16ULL << 20)
 
+/* How the host backs the memory vmmu_vm_mmap() makes: anonymous memory (THP as @thp says), or a
+ * hugetlbfs file of 2M or 1G pages (QEMU's -mem-path on a hugetlbfs mount). */
+enum vmmu_hugetlb { VMMU_HUGETLB_NONE = 0, VMMU_HUGETLB_2M, VMMU_HUGETLB_1G };
+
 struct vmmu_vm_config {
 	uint64_t host_mem_bytes;   /* host physical memory (frame arena), at least
 				    * VMMU_HOST_MEM_MIN, rounded up to 1 GiB; 0 = 64 GiB */
@@ -96,6 +100,8 @@ struct vmmu_vm_config {
 	struct vmmu_tlb_geometry tlb;
 	struct vmmu_cost cost;
 	const char *cpu;           /* guest CPU model: "intel" (default) or "amd" */
+	enum vmmu_hugetlb hugetlb; /* vmmu_vm_mmap's backing: hugetlbfs pages of this size (its
+				    * length rounds up to one); THP does not apply to it */
 };
 
 int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out);
@@ -139,7 +145,8 @@ int vmmu_ksm_run(struct vmmu_machine *m, uint64_t now_ms, bool *ran);
  * merged with. 0, or -EFAULT with the first inconsistency in @why. */
 int vmmu_ksm_audit(struct vmmu_machine *m, char *why, size_t whylen);
 
-/* Anonymous memory in the VMM's (modelled) address space, to back memslots. Unmapping memory
+/* Anonymous memory in the VMM's (modelled) address space, to back memslots (hugetlbfs pages if
+ * the VM's config asks: @hugepage is then moot). Unmapping memory
  * under a memslot is allowed (the MMU notifiers drop every mapping of it); guest accesses to it
  * then fail with -EFAULT, and a new mapping at the hva is faulted in fresh. */
 int vmmu_vm_mmap(struct vmmu_vm *vm, uint64_t len, bool hugepage, uint64_t *hva);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,6 +35,8 @@ _Static_assert(VMMU_OPT_NOTRAP == 1 && VMMU_OPT_UNSYNC == 2 && VMMU_OPT_PREFETCH
 
 static const char *const mmu_names[] = { "native", "shadow", "ept", "npt" };
 static const char *const thp_names[] = { "never", "madvise", "always" };
+/* enum vmmu_hugetlb order; "none" is the default, not a value --hugetlb takes. */
+static const char *const hugetlb_names[] = { "none", "2M", "1G" };
 
 
 
@@ -126,7 +129,8 @@ static int parse_opts(const char *spec, bool *opts)
 }
 
 enum {
-	O_MMU = 256, O_HOST, O_OPT, O_VCPUS, O_VMS, O_MEM, O_THP, O_GTHP, O_KSM, O_KSM_PARAM, O_SEED,
+	O_MMU = 256, O_HOST, O_OPT, O_VCPUS, O_VMS, O_MEM, O_THP, O_HUGETLB, O_GTHP, O_KSM,
+	O_KSM_PARAM, O_SEED,
 	O_PARAM,
 	O_JSON, O_COST, O_CPU, O_PCID, O_AGING, O_QUANTUM, O_AUDIT, O_REPORT, O_HELP,
 };
@@ -141,6 +145,7 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 		{ "vms", required_argument, NULL, O_VMS },
 		{ "mem", required_argument, NULL, O_MEM },
 		{ "thp", required_argument, NULL, O_THP },
+		{ "hugetlb", required_argument, NULL, O_HUGETLB },
 		{ "guest-thp", required_argument, NULL, O_GTHP },
 		{ "ksm", required_argument, NULL, O_KSM },
 		{ "ksm-param", required_argument, NULL, O_KSM_PARAM },
@@ -204,6 +209,16 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 		case O_THP:
 			if ((ra->thp = pick(optarg, thp_names, 3)) < 0)
 				return bad("--thp '%s': expected always, madvise or never", optarg);
+			break;
+		case O_HUGETLB:
+			/* Case as the sizes are written elsewhere (--mem 2G), but one spelling each. */
+			if (!strcasecmp(optarg, "2M"))
+				ra->hugetlb = VMMU_HUGETLB_2M;
+			else if (!strcasecmp(optarg, "1G"))
+				ra->hugetlb = VMMU_HUGETLB_1G;
+			else
+				return bad("--hugetlb '%s': expected 2M or 1G (the host's hugetlbfs page size)",
+					   optarg);
 			break;
 		case O_GTHP:
 			if ((i = on_off(optarg)) < 0)
@@ -409,10 +424,12 @@ static void print_json(const struct run_args *ra, const struct vmmu_workload_arg
 	printf("},\"opts_requested\":{");
 	for (unsigned i = 0; i < NR_OPTS; i++)
 		printf("%s\"%s\":%s", i ? "," : "", opt_names[i], ra->opts[i] ? "true" : "false");
-	printf("},\"vcpus\":%u,\"vms\":%u,\"mem_bytes\":%" PRIu64 ",\"thp\":\"%s\",\"guest_thp\":%s,"
+	printf("},\"vcpus\":%u,\"vms\":%u,\"mem_bytes\":%" PRIu64 ",\"thp\":\"%s\",\"hugetlb\":\"%s\","
+	       "\"guest_thp\":%s,"
 	       "\"ksm\":%s,\"seed\":%" PRIu64 ",\"cpu\":\"%s\",\"guest_pcid\":%s,\"guest_aging\":%u,"
 	       "\"quantum\":%u,\"audit\":%u,\"cost\":{",
-	       r->vcpus, r->vms, r->mem_bytes, thp_names[ra->thp], ra->guest_thp ? "true" : "false",
+	       r->vcpus, r->vms, r->mem_bytes, thp_names[ra->thp], hugetlb_names[ra->hugetlb],
+	       ra->guest_thp ? "true" : "false",
 	       ra->ksm ? "true" : "false", ra->seed, ra->cpu ? ra->cpu : "intel",
 	       ra->pcid ? "true" : "false", ra->aging, ra->quantum ? ra->quantum : 64, ra->audit);
 	for (unsigned i = 0; cost_keys[i]; i++)
@@ -592,6 +609,7 @@ int run_collect(int argc, char **argv, bool quiet, struct run_args *ra,
 	cfg.vm.mmu = (enum vmmu_mmu)ra->mmu;
 	cfg.vm.host = (enum vmmu_host)ra->host;
 	cfg.vm.thp = ra->thp;
+	cfg.vm.hugetlb = (enum vmmu_hugetlb)ra->hugetlb;
 	cfg.vm.cost = ra->cost;
 	cfg.vm.cpu = ra->cpu;
 	cfg.mem_bytes = ra->mem;

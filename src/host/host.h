@@ -8,7 +8,8 @@
  *  - Per-frame metadata (struct host_frame, at most 32 bytes a frame), in a second NORESERVE
  *    mapping, so untouched frames cost no RSS.
  *  - The VMM process's address space (struct host_mm): VMAs made by host_mmap(), and hva -> pfn
- *    created on first touch (a modelled host page fault), 4K or 2M (THP).
+ *    created on first touch (a modelled host page fault), 4K, 2M (THP or hugetlb) or 1G
+ *    (hugetlb).
  *  - MMU notifiers: every change of an hva -> pfn mapping calls invalidate_range_start/end of every
  *    registered notifier; clear_young/test_young age the mappings.
  *
@@ -71,6 +72,9 @@ uintptr_t host_frame_private(const struct host_arena *a, pfn_t pfn);
  * copy), each starting with the block's refcount: a reference to the block becomes one on each
  * frame. The mm splits a 2M THP so when part of it is unmapped. */
 void host_frame_split(struct host_arena *a, pfn_t pfn, unsigned order);
+/* The same into 2^(@order - @new_order) blocks of 2^@new_order frames each: a 1G hugetlb page
+ * becomes 512 2M ones when part of it is unmapped. */
+void host_frame_split_to(struct host_arena *a, pfn_t pfn, unsigned order, unsigned new_order);
 
 /* The bytes of frame @pfn. Valid while the frame is allocated. */
 void *host_pfn_to_ptr(const struct host_arena *a, pfn_t pfn);
@@ -92,6 +96,12 @@ enum host_thp { HOST_THP_NEVER = 0, HOST_THP_MADVISE, HOST_THP_ALWAYS };
 
 #define HOST_VMA_HUGEPAGE  (1u << 0)   /* madvise(MADV_HUGEPAGE) on this VMA */
 #define HOST_VMA_MERGEABLE (1u << 1)   /* madvise(MADV_MERGEABLE): ksmd scans this VMA */
+/* A mapping of a hugetlbfs file: host_mmap() aligns it and rounds its length up to the page
+ * size, and a first touch maps a whole page of that size (the largest that fits inside the VMA
+ * and has a free block: the model's pool is the arena, never empty on purpose, so it falls back
+ * where hugetlbfs would fail the fault). Never with MERGEABLE: ksmd skips hugetlb VMAs. */
+#define HOST_VMA_HUGETLB_2M (1u << 2)
+#define HOST_VMA_HUGETLB_1G (1u << 3)
 
 struct host_mmu_notifier;
 struct host_mmu_notifier_ops {
@@ -136,6 +146,13 @@ int host_hva_to_pfn(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn, bool 
  * when *@writable is false. */
 int host_hva_to_pfn_prot(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn, bool *huge,
 			 bool *writable);
+
+/* The same with the size of the mapping that backs @hva: *@order (may be NULL) is HOST_ORDER_4K,
+ * HOST_ORDER_2M (THP or hugetlb) or HOST_ORDER_1G (hugetlb). */
+int host_hva_to_pfn_order(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn, unsigned *order,
+			  bool *writable);
+int host_hva_lookup_order(struct host_mm *mm, hva_t hva, pfn_t *pfn, unsigned *order,
+			  bool *writable);
 
 /* The same without faulting: -ENOENT if not mapped. */
 int host_hva_lookup(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge);
