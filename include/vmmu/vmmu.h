@@ -250,8 +250,8 @@ enum vmmu_exit_reason {
 };
 
 /* Grows at its end only; version and size say what a caller got (vmmu_vm_stats). Version 2
- * added the KSM figures after exit_cycles. */
-#define VMMU_STATS_VERSION 2
+ * added the KSM figures after exit_cycles; version 4 the host's THP events. */
+#define VMMU_STATS_VERSION 4
 
 struct vmmu_stats {
 	uint32_t version;          /* out: VMMU_STATS_VERSION of the library that filled it */
@@ -273,6 +273,11 @@ struct vmmu_stats {
 	int64_t general_profit;    /* bytes: frames saved less ksmd's metadata, as the kernel's */
 	uint64_t ksm_passes, ksm_checksums, ksm_compares, ksm_merges;
 	uint64_t ksm_merge_scans;  /* full scans until the last merge, its own included */
+	/* Version 4: the VM's host address space's transparent huge page events, named as in
+	 * /proc/vmstat (hugetlb pages count in none): 2M THPs a first touch mapped, first touches
+	 * THP applied to that found no free 2M block (mapped 4K), THPs split into 4K mappings,
+	 * and THPs khugepaged collapsed (0: no khugepaged yet). */
+	uint64_t thp_fault_alloc, thp_fault_fallback, thp_split_page, thp_collapse_alloc;
 };
 
 /* The fields of struct vmmu_stats that are the machine's, not the VM's: the same in the stats of

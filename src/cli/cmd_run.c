@@ -364,7 +364,8 @@ static uint64_t max_rss_bytes(void)
 	X(tlb_misses) X(walk_refs) X(shadow_pages) X(tdp_pages) X(ksm_pages_shared)                \
 	X(ksm_pages_sharing) X(ksm_full_scans) X(host_frames) X(accesses) X(ksm_pages_unshared)    \
 	X(ksm_pages_volatile) X(ksm_cow_breaks) X(ksm_zero_pages) X(ksm_passes) X(ksm_checksums)   \
-	X(ksm_compares) X(ksm_merges) X(ksm_merge_scans)
+	X(ksm_compares) X(ksm_merges) X(ksm_merge_scans) X(thp_fault_alloc) X(thp_fault_fallback)  \
+	X(thp_split_page) X(thp_collapse_alloc)
 
 #define GUEST_FIELDS(X)                                                                            \
 	X(user_accesses) X(kernel_accesses) X(kills) X(forks) X(execs) X(exits) X(ctx_switches)    \

@@ -171,6 +171,17 @@ bool host_mm_test_young(struct host_mm *mm, hva_t start, hva_t end);
 int host_madvise(struct host_mm *mm, hva_t start, uint64_t len, unsigned flag, bool on);
 uint64_t host_mm_ksm_cow_breaks(const struct host_mm *mm);   /* writes that copied a KSM page */
 
+/* Transparent huge page events of one mm, named as in /proc/vmstat. hugetlb pages are not THPs
+ * and count in none of them. */
+struct host_thp_stats {
+	uint64_t thp_fault_alloc;     /* a first touch mapped a 2M THP */
+	uint64_t thp_fault_fallback;  /* a first touch THP applied to found no free 2M block: 4K */
+	uint64_t thp_split_page;      /* a 2M THP split into 4K mappings (partial munmap, KSM) */
+	uint64_t thp_collapse_alloc;  /* khugepaged collapsed 512 4K pages into a THP (none yet:
+				       * the model has no khugepaged) */
+};
+void host_mm_thp_stats(const struct host_mm *mm, struct host_thp_stats *st);
+
 struct host_arena *host_mm_arena(const struct host_mm *mm);
 uint64_t host_mm_rss_pages(const struct host_mm *mm);  /* 4K pages mapped */
 

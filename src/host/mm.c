@@ -44,6 +44,7 @@
 #define PTE_HUGE      (1ULL << 2)    /* an L2 leaf mapping a 2M block */
 #define PTE_KSM       (1ULL << 3)    /* a 4K leaf mapping a KSM frame: read-only, shared */
 #define PTE_1G        (1ULL << 4)    /* with PTE_HUGE: an L3 leaf mapping a 1G block */
+#define PTE_HUGETLB   (1ULL << 5)    /* with PTE_HUGE: a hugetlb page, not a THP */
 #define PTE_PFN_SHIFT 12
 
 /* Where host_mmap(hint 0) starts looking: high, out of the way of small fixed hints. */
@@ -72,9 +73,11 @@ struct host_mm {
 	struct cds_list_head notifiers;         /* [m] struct host_mmu_notifier, in registration order */
 	uint64_t rss_pages;                     /* [a] written under mm->lock */
 	uint64_t ksm_cow_breaks;                /* [a] written under mm->lock */
+	struct host_thp_stats thp_ev;           /* [a] each, written under mm->lock */
 };
 
-_Static_assert((PTE_PRESENT | PTE_YOUNG | PTE_HUGE | PTE_KSM | PTE_1G) < (1ULL << PTE_PFN_SHIFT),
+_Static_assert((PTE_PRESENT | PTE_YOUNG | PTE_HUGE | PTE_KSM | PTE_1G | PTE_HUGETLB) <
+	       (1ULL << PTE_PFN_SHIFT),
 	       "leaf flags sit below the pfn");
 _Static_assert(_Alignof(struct pt_node) >= 2, "a node pointer has bit 0 clear");
 
@@ -143,6 +146,12 @@ static inline hva_t hva_min(hva_t a, hva_t b)
 static void rss_add(struct host_mm *mm, int64_t pages)
 {
 	__atomic_add_fetch(&mm->rss_pages, (uint64_t)pages, __ATOMIC_RELAXED);
+}
+
+/* Atomic, so host_mm_thp_stats() reads them without mm->lock. */
+static void thp_count(uint64_t *counter)
+{
+	__atomic_add_fetch(counter, 1, __ATOMIC_RELAXED);
 }
 
 /* ---- VMAs; caller holds mm->lock ---- */
@@ -377,12 +386,20 @@ static int pt_fault(struct host_mm *mm, const struct host_vma *vma, hva_t hva, b
 			struct pt_node *n;
 
 			/* No block free (fragmented or full): a smaller page still does. */
-			if (level <= 3 && huge_applies(mm, vma, hva, level) &&
-			    host_frame_alloc(mm->arena, PT_BITS * (level - 1), &frame) == 0) {
-				*e = make_leaf(frame, level == 3 ? PTE_HUGE | PTE_1G : PTE_HUGE);
-				path[level]->nr++;
-				rss_add(mm, (int64_t)(level_size(level) >> HOST_PAGE_SHIFT));
-				goto hit;
+			if (level <= 3 && huge_applies(mm, vma, hva, level)) {
+				const bool thp = !(vma->flags & HOST_VMA_HUGETLB);
+
+				if (host_frame_alloc(mm->arena, PT_BITS * (level - 1), &frame) == 0) {
+					*e = make_leaf(frame, PTE_HUGE | (level == 3 ? PTE_1G : 0) |
+							      (thp ? 0 : PTE_HUGETLB));
+					path[level]->nr++;
+					rss_add(mm, (int64_t)(level_size(level) >> HOST_PAGE_SHIFT));
+					if (thp)
+						thp_count(&mm->thp_ev.thp_fault_alloc);
+					goto hit;
+				}
+				if (thp)
+					thp_count(&mm->thp_ev.thp_fault_fallback);
 			}
 			n = calloc(1, sizeof(*n));
 			if (!n) {
@@ -471,9 +488,11 @@ static void unmap_flush(struct unmap_ctx *c)
 static void pt_split_huge_into(struct host_mm *mm, struct pt_node *n, uint64_t *e)
 {
 	const unsigned order = leaf_order(*e), sub = order - PT_BITS;
-	const uint64_t flags = (*e & PTE_YOUNG) | (sub ? PTE_HUGE : 0);
+	const uint64_t flags = (*e & PTE_YOUNG) | (sub ? PTE_HUGE | (*e & PTE_HUGETLB) : 0);
 	pfn_t head = pte_pfn(*e);
 
+	if (!(*e & PTE_HUGETLB))
+		thp_count(&mm->thp_ev.thp_split_page);
 	host_frame_split_to(mm->arena, head, order, sub);
 	for (unsigned i = 0; i < PT_ENTRIES; i++)
 		n->e[i] = make_leaf(head + ((pfn_t)i << sub), flags);
@@ -854,6 +873,17 @@ struct host_arena *host_mm_arena(const struct host_mm *mm)
 uint64_t host_mm_rss_pages(const struct host_mm *mm)
 {
 	return mm ? __atomic_load_n(&mm->rss_pages, __ATOMIC_RELAXED) : 0;
+}
+
+void host_mm_thp_stats(const struct host_mm *mm, struct host_thp_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (!mm)
+		return;
+	st->thp_fault_alloc = __atomic_load_n(&mm->thp_ev.thp_fault_alloc, __ATOMIC_RELAXED);
+	st->thp_fault_fallback = __atomic_load_n(&mm->thp_ev.thp_fault_fallback, __ATOMIC_RELAXED);
+	st->thp_split_page = __atomic_load_n(&mm->thp_ev.thp_split_page, __ATOMIC_RELAXED);
+	st->thp_collapse_alloc = __atomic_load_n(&mm->thp_ev.thp_collapse_alloc, __ATOMIC_RELAXED);
 }
 
 uint64_t host_mm_ksm_cow_breaks(const struct host_mm *mm)

@@ -48,6 +48,13 @@ done
 "$VMMU" run $g --mmu ept --hugetlb 2M --json > "$tmp/2m.json"
 t "ept --hugetlb 2M: 2M leaves, no 1G ones" '[ "$(field "$tmp/2m.json" pages_2m)" -gt 0 ] && [ "$(field "$tmp/2m.json" pages_1g)" = 0 ]'
 
+# ---- the host's THP events ----
+t "--thp always: thp_fault_alloc counts the guest RAM's 2M pages" '"$VMMU" run $g --mmu ept --thp always --json > "$tmp/thp.json" && [ "$(field "$tmp/thp.json" thp_fault_alloc)" -gt 0 ]'
+t "--hugetlb 1G: hugetlb pages are no THP" '[ "$(field "$tmp/1g.json" thp_fault_alloc)" = 0 ]'
+for k in thp_fault_alloc thp_fault_fallback thp_split_page thp_collapse_alloc; do
+	t "JSON: $k" 'grep -q "\"$k\":[0-9]" "$tmp/thp.json"'
+done
+
 # ---- bad input ----
 bad "--hugetlb 3M" "expected 2M or 1G" run touch --hugetlb 3M
 bad "--hugetlb 4K" "expected 2M or 1G" run touch --hugetlb 4K

@@ -694,6 +694,55 @@ static void test_hugetlb_2m(void **state)
 	host_arena_destroy(a);
 }
 
+/* /proc/vmstat's THP events: a THP fault, a fallback when no 2M block is left, a split on a
+ * partial munmap; hugetlb pages count in none. */
+static void test_thp_counters(void **state)
+{
+	struct host_arena *a = arena_new(GiB);
+	struct host_mm *mm = mm_new(a, HOST_THP_ALWAYS);
+	hva_t base = map(mm, 0, 8 * MiB, 0), tlb = map(mm, 0, 4 * MiB, HOST_VMA_HUGETLB_2M);
+	pfn_t blocks[512], smalls[4], pfn;
+	struct host_thp_stats st;
+	unsigned n = 0, nsmall = 0;
+	bool huge;
+
+	(void)state;
+	touch(mm, base, &huge);
+	assert_true(huge);
+	touch(mm, tlb, &huge);
+	assert_true(huge);
+	host_mm_thp_stats(mm, &st);
+	assert_int_equal(st.thp_fault_alloc, 1);
+	assert_int_equal(st.thp_fault_fallback + st.thp_split_page + st.thp_collapse_alloc, 0);
+
+	assert_int_equal(host_munmap(mm, base + PAGE, PAGE), 0);
+	assert_int_equal(host_munmap(mm, tlb + PAGE, PAGE), 0);
+	host_mm_thp_stats(mm, &st);
+	assert_int_equal(st.thp_split_page, 1);
+
+	/* Every 2M block taken, then one given back with a 4K frame taken from it: no 2M left. */
+	while (n < 512 && host_frame_alloc(a, HOST_ORDER_2M, &blocks[n]) == 0)
+		n++;
+	assert_true(n > 0 && n < 512);
+	host_frame_put(a, blocks[--n], HOST_ORDER_2M);
+	/* The 4K frames the munmaps freed go first; then one of the block given back. */
+	do
+		assert_int_equal(host_frame_alloc(a, HOST_ORDER_4K, &smalls[nsmall++]), 0);
+	while (smalls[nsmall - 1] >> HOST_ORDER_2M != blocks[n] >> HOST_ORDER_2M && nsmall < 4);
+	touch(mm, base + SZ_2M, &huge);
+	assert_false(huge);
+	host_mm_thp_stats(mm, &st);
+	assert_int_equal(st.thp_fault_fallback, 1);
+	assert_int_equal(st.thp_fault_alloc, 1);
+	assert_int_equal(host_hva_lookup(mm, base + SZ_2M, &pfn, &huge), 0);
+	while (nsmall)
+		host_frame_put(a, smalls[--nsmall], HOST_ORDER_4K);
+	while (n)
+		host_frame_put(a, blocks[--n], HOST_ORDER_2M);
+	host_mm_destroy(mm);
+	host_arena_destroy(a);
+}
+
 static void test_munmap_then_fault_is_zero(void **state)
 {
 	struct host_arena *a = arena_new(GiB);
@@ -1149,6 +1198,7 @@ int main(void)
 		cmocka_unit_test(test_munmap_then_fault_is_zero),
 		cmocka_unit_test(test_hugetlb_1g_split),
 		cmocka_unit_test(test_hugetlb_2m),
+		cmocka_unit_test(test_thp_counters),
 		cmocka_unit_test(test_notifier_munmap),
 		cmocka_unit_test(test_young),
 		cmocka_unit_test(test_rss_64g_touch_1g),
