@@ -401,6 +401,19 @@ static void test_walk_refs(void **state)
 	assert_true(s.pages_2m > 0);
 	audit_ok(&g);
 	vmmu_vm_destroy(g.vm);
+
+	/* hugetlb 1G host memory under a 1G slot: one 1G nested leaf, 2 nested references. */
+	g_init_cfg(&g, mode, (struct vmmu_vm_config){ .hugetlb = VMMU_HUGETLB_1G }, 1ULL << 30,
+		   false);
+	refs_run(&g, 256, &cold, &per_miss);
+	assert_int_equal(cold, 14);   /* 4 x (2 + 1) + 2 */
+	print_message("%s 1G: %u refs per cold miss, %.2f per miss over a first touch of 256 pages\n",
+		      mode_name(mode), cold, per_miss);
+	s = stats(&g);
+	assert_int_equal(s.pages_1g, 1);
+	assert_int_equal(s.pages_2m + s.pages_4k, 0);
+	audit_ok(&g);
+	vmmu_vm_destroy(g.vm);
 }
 
 /* ---- MMIO ---- */
