@@ -312,7 +312,7 @@ static int tdp_mmu_map(struct tdp_mmu *t, struct map_req *r, uint64_t *steps)
  * the host mapping (@host_order: a THP or hugetlb 2M page, a hugetlb 1G page), with the slot's
  * gpa and hva congruent modulo the leaf's size and the leaf's whole gpa range inside the slot;
  * 4K while the slot logs dirty pages (each write must fault on its own 4K). */
-static int max_level(const struct memslot *slot, gfn_t gfn, unsigned host_order)
+int tdp_max_level(const struct memslot *slot, gfn_t gfn, unsigned host_order)
 {
 	int level = 1 + (int)host_order / 9;
 
@@ -442,7 +442,7 @@ static int tdp_handle_violation(struct tdp_mmu *t, struct tdp_fault *f)
 		}
 
 		req = (struct map_req){
-			.gfn = f->gfn, .pfn = fi.pfn, .level = max_level(fi.slot, f->gfn, fi.host_order),
+			.gfn = f->gfn, .pfn = fi.pfn, .level = tdp_max_level(fi.slot, f->gfn, fi.host_order),
 			.write = pf->write, .mmu_writable = fi.map_writable,
 		};
 		if (!fi.map_writable) {
