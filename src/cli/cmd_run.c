@@ -520,6 +520,15 @@ static void print_table(const struct run_args *ra, const struct vmmu_workload_ar
 	printf("  %-18s %" PRIu64 " taken, %" PRIu64 " fixed (%" PRIu64 " fast), %" PRIu64
 	       " spurious, %" PRIu64 " emulated, %" PRIu64 " injected\n", "MMU page faults",
 	       st->pf_taken, st->pf_fixed, st->pf_fast, st->pf_spurious, st->pf_emulate, st->pf_guest);
+	if (ra->mmu != VMMU_MMU_NATIVE)
+		printf("  %-18s %" PRIu64 " 4K, %" PRIu64 " 2M, %" PRIu64 " 1G\n", "MMU leaves",
+		       st->pages_4k, st->pages_2m, st->pages_1g);
+	if (ra->hugetlb != VMMU_HUGETLB_NONE)
+		printf("  %-18s hugetlb %s\n", "host pages", hugetlb_names[ra->hugetlb]);
+	else
+		printf("  %-18s THP %s: %" PRIu64 " 2M faulted, %" PRIu64 " fallbacks, %" PRIu64
+		       " split\n", "host pages", thp_names[ra->thp], st->thp_fault_alloc,
+		       st->thp_fault_fallback, st->thp_split_page);
 	/* demand_paging_test's figure, for a run that faulted its memory in. */
 	if (st->pf_fixed && r->seconds > 0)
 		printf("  %-18s %.0f pages/s per vCPU (%" PRIu64 " faults fixed, %u vCPU%s)\n",
