@@ -737,6 +737,11 @@ static void test_hugetlb_1g(void **state)
 	uint64_t hva;
 	struct g g;
 
+	struct vmmu_vm *bad = NULL;
+
+	assert_int_equal(vmmu_vm_create(&(struct vmmu_vm_config){ .hugetlb = VMMU_HUGETLB_1G + 1 },
+					&bad), -EINVAL);
+	assert_null(bad);
 	g_init_cfg(&g, mode, (struct vmmu_vm_config){ .hugetlb = VMMU_HUGETLB_1G }, 2 * MiB, false);
 	assert_int_equal(vmmu_vm_mmap(g.vm, 1ULL << 30, false, &hva), 0);
 	assert_int_equal(hva & ((1ULL << 30) - 1), 0);
