@@ -129,7 +129,8 @@ int host_munmap(struct host_mm *mm, hva_t hva, uint64_t len);
  * to a page), whenever that range overlaps a VMA, whether or not pages were faulted in (as Linux
  * notifies per unmapped range); a range that overlaps no VMA changes nothing and notifies nobody.
  * It returns 0 then too, as munmap(2) does. The end of a range that falls inside a 2M mapping
- * splits it into 4K mappings of the same frames: the invalidated range overlaps the 2M mapping,
+ * splits it into 4K mappings of the same frames (inside a 1G hugetlb mapping: into 2M mappings,
+ * and the 2M one the end falls in into 4K ones): the invalidated range overlaps the huge mapping,
  * so secondary MMUs drop any huge translation of it. host_mm_destroy() unmaps all VMAs the same
  * way, so notifiers still registered then hear of it. */
 
