@@ -85,6 +85,10 @@ struct vmmu_cost {
 /* The smallest host memory a VM may be given (the arena rounds up to a whole GiB). */
 #define VMMU_HOST_MEM_MIN (16ULL << 20)
 
+/* How the host backs the memory vmmu_vm_mmap() makes: anonymous memory (THP as @thp says), or a
+ * hugetlbfs file of 2M or 1G pages (QEMU's -mem-path on a hugetlbfs mount). */
+enum vmmu_hugetlb { VMMU_HUGETLB_NONE = 0, VMMU_HUGETLB_2M, VMMU_HUGETLB_1G };
+
 struct vmmu_vm_config {
 	uint64_t host_mem_bytes;   /* host physical memory (frame arena), at least
 				    * VMMU_HOST_MEM_MIN, rounded up to 1 GiB; 0 = 64 GiB */
@@ -102,6 +106,8 @@ struct vmmu_vm_config {
 				      * the links to them (the clock algorithm; the default) */
 		VMMU_EVICT_FIFO,     /* oldest created first, as KVM */
 	} mmu_evict;
+	enum vmmu_hugetlb hugetlb; /* vmmu_vm_mmap's backing: hugetlbfs pages of this size (its
+				    * length rounds up to one); THP does not apply to it */
 };
 
 int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out);
@@ -149,7 +155,8 @@ int vmmu_ksm_run(struct vmmu_machine *m, uint64_t now_ms, bool *ran);
  * merged with. 0, or -EFAULT with the first inconsistency in @why. */
 int vmmu_ksm_audit(struct vmmu_machine *m, char *why, size_t whylen);
 
-/* Anonymous memory in the VMM's (modelled) address space, to back memslots. Unmapping memory
+/* Anonymous memory in the VMM's (modelled) address space, to back memslots (hugetlbfs pages if
+ * the VM's config asks: @hugepage is then moot). Unmapping memory
  * under a memslot is allowed (the MMU notifiers drop every mapping of it); guest accesses to it
  * then fail with -EFAULT, and a new mapping at the hva is faulted in fresh. */
 int vmmu_vm_mmap(struct vmmu_vm *vm, uint64_t len, bool hugepage, uint64_t *hva);
@@ -253,8 +260,9 @@ enum vmmu_exit_reason {
 };
 
 /* Grows at its end only; version and size say what a caller got (vmmu_vm_stats). Version 2
- * added the KSM figures after exit_cycles; version 3 ksmd's use of the MMU's dirty state. */
-#define VMMU_STATS_VERSION 3
+ * added the KSM figures after exit_cycles; version 3 ksmd's use of the MMU's dirty state;
+ * version 4 the host's THP events. */
+#define VMMU_STATS_VERSION 4
 
 struct vmmu_stats {
 	uint32_t version;          /* out: VMMU_STATS_VERSION of the library that filled it */
@@ -280,6 +288,11 @@ struct vmmu_stats {
 	 * dirty state (their checksum reused), as written (volatile, no checksum), and its
 	 * harvests of that state (64 pages each) */
 	uint64_t ksm_mmu_unchanged, ksm_mmu_written, ksm_mmu_harvests;
+	/* Version 4: the VM's host address space's transparent huge page events, named as in
+	 * /proc/vmstat (hugetlb pages count in none): 2M THPs a first touch mapped, first touches
+	 * THP applied to that found no free 2M block (mapped 4K), THPs split into 4K mappings,
+	 * and THPs khugepaged collapsed (0: no khugepaged yet). */
+	uint64_t thp_fault_alloc, thp_fault_fallback, thp_split_page, thp_collapse_alloc;
 };
 
 /* The fields of struct vmmu_stats that are the machine's, not the VM's: the same in the stats of

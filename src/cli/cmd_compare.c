@@ -66,6 +66,7 @@ static double ratio(uint64_t n, uint64_t d)
 	X("tdp_pages", "%" PRIu64, st->tdp_pages)                                                 \
 	X("pages_4k", "%" PRIu64, st->pages_4k)                                                   \
 	X("pages_2m", "%" PRIu64, st->pages_2m)                                                   \
+	X("pages_1g", "%" PRIu64, st->pages_1g)                                                   \
 	X("simulated cycles", "%" PRIu64, st->sim_cycles)                                         \
 	X("cycles / access", "%.2f", ratio(st->sim_cycles, r->accesses))                          \
 	X("host seconds", "%.3f", r->seconds)                                                     \

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,6 +35,8 @@ _Static_assert(VMMU_OPT_NOTRAP == 1 && VMMU_OPT_UNSYNC == 2 && VMMU_OPT_PREFETCH
 
 static const char *const mmu_names[] = { "native", "shadow", "ept", "npt" };
 static const char *const thp_names[] = { "never", "madvise", "always" };
+/* enum vmmu_hugetlb order; "none" is the default, not a value --hugetlb takes. */
+static const char *const hugetlb_names[] = { "none", "2M", "1G" };
 
 
 
@@ -126,7 +129,8 @@ static int parse_opts(const char *spec, bool *opts)
 }
 
 enum {
-	O_MMU = 256, O_HOST, O_OPT, O_VCPUS, O_VMS, O_MEM, O_THP, O_GTHP, O_KSM, O_KSM_PARAM, O_SEED,
+	O_MMU = 256, O_HOST, O_OPT, O_VCPUS, O_VMS, O_MEM, O_THP, O_HUGETLB, O_GTHP, O_KSM,
+	O_KSM_PARAM, O_SEED,
 	O_PARAM,
 	O_JSON, O_COST, O_CPU, O_PCID, O_AGING, O_QUANTUM, O_AUDIT, O_REPORT, O_HELP, O_MAX_SP,
 	O_EVICT,
@@ -144,6 +148,7 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 		{ "vms", required_argument, NULL, O_VMS },
 		{ "mem", required_argument, NULL, O_MEM },
 		{ "thp", required_argument, NULL, O_THP },
+		{ "hugetlb", required_argument, NULL, O_HUGETLB },
 		{ "guest-thp", required_argument, NULL, O_GTHP },
 		{ "ksm", required_argument, NULL, O_KSM },
 		{ "ksm-param", required_argument, NULL, O_KSM_PARAM },
@@ -209,6 +214,16 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 		case O_THP:
 			if ((ra->thp = pick(optarg, thp_names, 3)) < 0)
 				return bad("--thp '%s': expected always, madvise or never", optarg);
+			break;
+		case O_HUGETLB:
+			/* Case as the sizes are written elsewhere (--mem 2G), but one spelling each. */
+			if (!strcasecmp(optarg, "2M"))
+				ra->hugetlb = VMMU_HUGETLB_2M;
+			else if (!strcasecmp(optarg, "1G"))
+				ra->hugetlb = VMMU_HUGETLB_1G;
+			else
+				return bad("--hugetlb '%s': expected 2M or 1G (the host's hugetlbfs page size)",
+					   optarg);
 			break;
 		case O_GTHP:
 			if ((i = on_off(optarg)) < 0)
@@ -366,7 +381,8 @@ static uint64_t max_rss_bytes(void)
 	X(ksm_pages_sharing) X(ksm_full_scans) X(host_frames) X(accesses) X(ksm_pages_unshared)    \
 	X(ksm_pages_volatile) X(ksm_cow_breaks) X(ksm_zero_pages) X(ksm_passes) X(ksm_checksums)   \
 	X(ksm_compares) X(ksm_merges) X(ksm_merge_scans) X(ksm_mmu_unchanged) X(ksm_mmu_written)   \
-	X(ksm_mmu_harvests)
+	X(ksm_mmu_harvests) X(thp_fault_alloc) X(thp_fault_fallback) X(thp_split_page)             \
+	X(thp_collapse_alloc)
 
 #define GUEST_FIELDS(X)                                                                            \
 	X(user_accesses) X(kernel_accesses) X(kills) X(forks) X(execs) X(exits) X(ctx_switches)    \
@@ -426,11 +442,13 @@ static void print_json(const struct run_args *ra, const struct vmmu_workload_arg
 	printf("},\"opts_requested\":{");
 	for (unsigned i = 0; i < NR_OPTS; i++)
 		printf("%s\"%s\":%s", i ? "," : "", opt_names[i], ra->opts[i] ? "true" : "false");
-	printf("},\"vcpus\":%u,\"vms\":%u,\"mem_bytes\":%" PRIu64 ",\"thp\":\"%s\",\"guest_thp\":%s,"
+	printf("},\"vcpus\":%u,\"vms\":%u,\"mem_bytes\":%" PRIu64 ",\"thp\":\"%s\",\"hugetlb\":\"%s\","
+	       "\"guest_thp\":%s,"
 	       "\"ksm\":%s,\"seed\":%" PRIu64 ",\"cpu\":\"%s\",\"guest_pcid\":%s,\"guest_aging\":%u,"
 	       "\"quantum\":%u,\"audit\":%u,\"max_shadow_pages\":%" PRIu64 ",\"mmu_evict\":\"%s\","
 	       "\"cost\":{",
-	       r->vcpus, r->vms, r->mem_bytes, thp_names[ra->thp], ra->guest_thp ? "true" : "false",
+	       r->vcpus, r->vms, r->mem_bytes, thp_names[ra->thp], hugetlb_names[ra->hugetlb],
+	       ra->guest_thp ? "true" : "false",
 	       ra->ksm ? "true" : "false", ra->seed, ra->cpu ? ra->cpu : "intel",
 	       ra->pcid ? "true" : "false", ra->aging, ra->quantum ? ra->quantum : 64, ra->audit,
 	       ra->max_shadow_pages, evict_names[ra->mmu_evict]);
@@ -521,6 +539,15 @@ static void print_table(const struct run_args *ra, const struct vmmu_workload_ar
 	printf("  %-18s %" PRIu64 " taken, %" PRIu64 " fixed (%" PRIu64 " fast), %" PRIu64
 	       " spurious, %" PRIu64 " emulated, %" PRIu64 " injected\n", "MMU page faults",
 	       st->pf_taken, st->pf_fixed, st->pf_fast, st->pf_spurious, st->pf_emulate, st->pf_guest);
+	if (ra->mmu != VMMU_MMU_NATIVE)
+		printf("  %-18s %" PRIu64 " 4K, %" PRIu64 " 2M, %" PRIu64 " 1G\n", "MMU leaves",
+		       st->pages_4k, st->pages_2m, st->pages_1g);
+	if (ra->hugetlb != VMMU_HUGETLB_NONE)
+		printf("  %-18s hugetlb %s\n", "host pages", hugetlb_names[ra->hugetlb]);
+	else
+		printf("  %-18s THP %s: %" PRIu64 " 2M faulted, %" PRIu64 " fallbacks, %" PRIu64
+		       " split\n", "host pages", thp_names[ra->thp], st->thp_fault_alloc,
+		       st->thp_fault_fallback, st->thp_split_page);
 	/* demand_paging_test's figure, for a run that faulted its memory in. */
 	if (st->pf_fixed && r->seconds > 0)
 		printf("  %-18s %.0f pages/s per vCPU (%" PRIu64 " faults fixed, %u vCPU%s)\n",
@@ -611,6 +638,7 @@ int run_collect(int argc, char **argv, bool quiet, struct run_args *ra,
 	cfg.vm.mmu = (enum vmmu_mmu)ra->mmu;
 	cfg.vm.host = (enum vmmu_host)ra->host;
 	cfg.vm.thp = ra->thp;
+	cfg.vm.hugetlb = (enum vmmu_hugetlb)ra->hugetlb;
 	cfg.vm.cost = ra->cost;
 	cfg.vm.cpu = ra->cpu;
 	cfg.vm.max_shadow_pages = ra->max_shadow_pages;

@@ -32,6 +32,7 @@ static const struct help_opt run_opts[] = {
 	{ "--vms N", "VMs, 1 to 16 (the workload's default)" },
 	{ "--mem SIZE", "guest RAM of each VM, a multiple of 4K (the workload's need)" },
 	{ "--thp always|madvise|never", "host transparent huge pages (madvise)" },
+	{ "--hugetlb 2M|1G", "back guest RAM with host hugetlbfs pages of that size; EPT/NPT map leaves that large (none)" },
 	{ "--guest-thp on|off", "the guest kernel maps anonymous memory with 2M pages (off)" },
 	{ "--ksm on|off", "mark the host memory behind every memslot mergeable (off)" },
 	{ "--ksm-param KEY=VALUE[,...]", "ksmd knobs as in /sys/kernel/mm/ksm: pages_to_scan, sleep_millisecs (1 ms = 1000 guest accesses), use_zero_pages, max_page_sharing, run; use_mmu_dirty=1: 'written since the last look' from the MMU's dirty state, not a checksum (repeatable)" },

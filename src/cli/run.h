@@ -23,6 +23,7 @@ struct run_args {
 	unsigned vcpus, vms;
 	uint64_t mem;
 	int thp;
+	int hugetlb;                     /* enum vmmu_hugetlb */
 	bool guest_thp, ksm, pcid, json, report_exits;
 	uint64_t seed;
 	unsigned aging, quantum, audit;

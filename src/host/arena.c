@@ -424,26 +424,32 @@ unsigned host_frame_refcount(const struct host_arena *a, pfn_t pfn)
 	return __atomic_load_n(&frame(a, head)->refcount, __ATOMIC_RELAXED);
 }
 
-void host_frame_split(struct host_arena *a, pfn_t pfn, unsigned order)
+void host_frame_split_to(struct host_arena *a, pfn_t pfn, unsigned order, unsigned new_order)
 {
 	uint32_t refs;
 
-	assert(a && order <= HOST_MAX_ORDER && pfn < a->nframes);
+	assert(a && order <= HOST_MAX_ORDER && new_order <= order && pfn < a->nframes);
 	assert(info_get(frame(a, pfn)) == (FRAME_ALLOC | order));
 	refs = __atomic_load_n(&frame(a, pfn)->refcount, __ATOMIC_RELAXED);
 	assert(refs > 0);
 
 	pthread_mutex_lock(&a->lock);
-	/* A tail's refcount before its ALLOC bit: a lockless block_head() that finds it reads both. */
-	for (uint64_t i = 1; i < (1ULL << order); i++) {
+	/* A new head's refcount before its ALLOC bit: a lockless block_head() that finds it reads
+	 * both. Frames inside a new block stay tails (no ALLOC bit), as they were in the old one. */
+	for (uint64_t i = 1ULL << new_order; i < (1ULL << order); i += 1ULL << new_order) {
 		struct host_frame *f = frame(a, pfn + i);
 
 		__atomic_store_n(&f->refcount, refs, __ATOMIC_RELAXED);
 		__atomic_store_n(&f->private, 0, __ATOMIC_RELAXED);
-		info_set(f, FRAME_ALLOC | 0);
+		info_set(f, FRAME_ALLOC | new_order);
 	}
-	info_set(frame(a, pfn), FRAME_ALLOC | 0);
+	info_set(frame(a, pfn), FRAME_ALLOC | new_order);
 	pthread_mutex_unlock(&a->lock);
+}
+
+void host_frame_split(struct host_arena *a, pfn_t pfn, unsigned order)
+{
+	host_frame_split_to(a, pfn, order, HOST_ORDER_4K);
 }
 
 void *host_pfn_to_ptr(const struct host_arena *a, pfn_t pfn)

@@ -8,7 +8,8 @@
  *  - Per-frame metadata (struct host_frame, at most 32 bytes a frame), in a second NORESERVE
  *    mapping, so untouched frames cost no RSS.
  *  - The VMM process's address space (struct host_mm): VMAs made by host_mmap(), and hva -> pfn
- *    created on first touch (a modelled host page fault), 4K or 2M (THP).
+ *    created on first touch (a modelled host page fault), 4K, 2M (THP or hugetlb) or 1G
+ *    (hugetlb).
  *  - MMU notifiers: every change of an hva -> pfn mapping calls invalidate_range_start/end of every
  *    registered notifier; clear_young/test_young age the mappings.
  *
@@ -71,6 +72,9 @@ uintptr_t host_frame_private(const struct host_arena *a, pfn_t pfn);
  * copy), each starting with the block's refcount: a reference to the block becomes one on each
  * frame. The mm splits a 2M THP so when part of it is unmapped. */
 void host_frame_split(struct host_arena *a, pfn_t pfn, unsigned order);
+/* The same into 2^(@order - @new_order) blocks of 2^@new_order frames each: a 1G hugetlb page
+ * becomes 512 2M ones when part of it is unmapped. */
+void host_frame_split_to(struct host_arena *a, pfn_t pfn, unsigned order, unsigned new_order);
 
 /* The bytes of frame @pfn. Valid while the frame is allocated. */
 void *host_pfn_to_ptr(const struct host_arena *a, pfn_t pfn);
@@ -92,6 +96,12 @@ enum host_thp { HOST_THP_NEVER = 0, HOST_THP_MADVISE, HOST_THP_ALWAYS };
 
 #define HOST_VMA_HUGEPAGE  (1u << 0)   /* madvise(MADV_HUGEPAGE) on this VMA */
 #define HOST_VMA_MERGEABLE (1u << 1)   /* madvise(MADV_MERGEABLE): ksmd scans this VMA */
+/* A mapping of a hugetlbfs file: host_mmap() aligns it and rounds its length up to the page
+ * size, and a first touch maps a whole page of that size (the largest that fits inside the VMA
+ * and has a free block: the model's pool is the arena, never empty on purpose, so it falls back
+ * where hugetlbfs would fail the fault). Never with MERGEABLE: ksmd skips hugetlb VMAs. */
+#define HOST_VMA_HUGETLB_2M (1u << 2)
+#define HOST_VMA_HUGETLB_1G (1u << 3)
 
 struct host_mmu_notifier;
 struct host_mmu_notifier_ops {
@@ -119,7 +129,8 @@ int host_munmap(struct host_mm *mm, hva_t hva, uint64_t len);
  * to a page), whenever that range overlaps a VMA, whether or not pages were faulted in (as Linux
  * notifies per unmapped range); a range that overlaps no VMA changes nothing and notifies nobody.
  * It returns 0 then too, as munmap(2) does. The end of a range that falls inside a 2M mapping
- * splits it into 4K mappings of the same frames: the invalidated range overlaps the 2M mapping,
+ * splits it into 4K mappings of the same frames (inside a 1G hugetlb mapping: into 2M mappings,
+ * and the 2M one the end falls in into 4K ones): the invalidated range overlaps the huge mapping,
  * so secondary MMUs drop any huge translation of it. host_mm_destroy() unmaps all VMAs the same
  * way, so notifiers still registered then hear of it. */
 
@@ -137,6 +148,13 @@ int host_hva_to_pfn(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn, bool 
 int host_hva_to_pfn_prot(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn, bool *huge,
 			 bool *writable);
 
+/* The same with the size of the mapping that backs @hva: *@order (may be NULL) is HOST_ORDER_4K,
+ * HOST_ORDER_2M (THP or hugetlb) or HOST_ORDER_1G (hugetlb). */
+int host_hva_to_pfn_order(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn, unsigned *order,
+			  bool *writable);
+int host_hva_lookup_order(struct host_mm *mm, hva_t hva, pfn_t *pfn, unsigned *order,
+			  bool *writable);
+
 /* The same without faulting: -ENOENT if not mapped. */
 int host_hva_lookup(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge);
 /* And whether it may be written (false for a KSM page): for the MMUs' isolation audits. */
@@ -153,6 +171,17 @@ bool host_mm_test_young(struct host_mm *mm, hva_t start, hva_t end);
 /* Set or clear a VMA_* flag on every VMA meeting [start, start+len) (whole VMAs). 0 or -EINVAL. */
 int host_madvise(struct host_mm *mm, hva_t start, uint64_t len, unsigned flag, bool on);
 uint64_t host_mm_ksm_cow_breaks(const struct host_mm *mm);   /* writes that copied a KSM page */
+
+/* Transparent huge page events of one mm, named as in /proc/vmstat. hugetlb pages are not THPs
+ * and count in none of them. */
+struct host_thp_stats {
+	uint64_t thp_fault_alloc;     /* a first touch mapped a 2M THP */
+	uint64_t thp_fault_fallback;  /* a first touch THP applied to found no free 2M block: 4K */
+	uint64_t thp_split_page;      /* a 2M THP split into 4K mappings (partial munmap, KSM) */
+	uint64_t thp_collapse_alloc;  /* khugepaged collapsed 512 4K pages into a THP (none yet:
+				       * the model has no khugepaged) */
+};
+void host_mm_thp_stats(const struct host_mm *mm, struct host_thp_stats *st);
 
 struct host_arena *host_mm_arena(const struct host_mm *mm);
 uint64_t host_mm_rss_pages(const struct host_mm *mm);  /* 4K pages mapped */

@@ -18,6 +18,7 @@
 #define HOST_USER_MAX (1ULL << 47)
 
 #define HOST_SIZE_2M (HOST_PAGE_SIZE << HOST_ORDER_2M)
+#define HOST_SIZE_1G (HOST_PAGE_SIZE << HOST_ORDER_1G)
 
 /*
  * Drop one reference on each of @n order-0 frames. Those that reach zero are handed back to the

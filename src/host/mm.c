@@ -10,12 +10,15 @@
  *    |  L4 idx  |  L3 idx  |  L2 idx  |  L1 idx  |   offset   |
  *
  * An entry is 0 (none), a leaf (bit 0 set: pfn << 12 | PTE_* flags) or a pointer to the next
- * level's node (bit 0 clear, as calloc'd pointers are aligned). Leaves sit at L1 (4K) and at L2
- * (a 2M THP mapping, PTE_HUGE), never higher.
+ * level's node (bit 0 clear, as calloc'd pointers are aligned). Leaves sit at L1 (4K), at L2
+ * (a 2M THP or hugetlb mapping, PTE_HUGE) and at L3 (a 1G hugetlb mapping, PTE_HUGE | PTE_1G),
+ * never higher.
  *
  * Invariants:
  *  - Every leaf lies inside one VMA and holds one reference on its frame: an L1 leaf on an
- *    order-0 frame, an L2 leaf on the order-9 block whose head it names.
+ *    order-0 frame, an L2 leaf on the order-9 block whose head it names, an L3 leaf on an
+ *    order-18 block. A partial unmap splits a huge leaf one level at a time (1G into 2M leaves,
+ *    2M into 4K leaves) on the same frames, so the invariant holds across it.
  *  - node->nr counts a node's non-zero entries, and a node other than the root is freed as soon
  *    as it drops to 0; so an L2 entry of 0 means its whole 2M range is unmapped.
  *  - rss_pages is the number of 4K pages the leaves map.
@@ -40,6 +43,8 @@
 #define PTE_YOUNG     (1ULL << 1)    /* accessed since the last clear_young */
 #define PTE_HUGE      (1ULL << 2)    /* an L2 leaf mapping a 2M block */
 #define PTE_KSM       (1ULL << 3)    /* a 4K leaf mapping a KSM frame: read-only, shared */
+#define PTE_1G        (1ULL << 4)    /* with PTE_HUGE: an L3 leaf mapping a 1G block */
+#define PTE_HUGETLB   (1ULL << 5)    /* with PTE_HUGE: a hugetlb page, not a THP */
 #define PTE_PFN_SHIFT 12
 
 /* Where host_mmap(hint 0) starts looking: high, out of the way of small fixed hints. */
@@ -68,9 +73,11 @@ struct host_mm {
 	struct cds_list_head notifiers;         /* [m] struct host_mmu_notifier, in registration order */
 	uint64_t rss_pages;                     /* [a] written under mm->lock */
 	uint64_t ksm_cow_breaks;                /* [a] written under mm->lock */
+	struct host_thp_stats thp_ev;           /* [a] each, written under mm->lock */
 };
 
-_Static_assert((PTE_PRESENT | PTE_YOUNG | PTE_HUGE | PTE_KSM) < (1ULL << PTE_PFN_SHIFT),
+_Static_assert((PTE_PRESENT | PTE_YOUNG | PTE_HUGE | PTE_KSM | PTE_1G | PTE_HUGETLB) <
+	       (1ULL << PTE_PFN_SHIFT),
 	       "leaf flags sit below the pfn");
 _Static_assert(_Alignof(struct pt_node) >= 2, "a node pointer has bit 0 clear");
 
@@ -96,14 +103,18 @@ static inline uint64_t make_leaf(pfn_t pfn, uint64_t flags)
 	return pfn << PTE_PFN_SHIFT | PTE_PRESENT | flags;
 }
 
-/* The pfn backing @hva under leaf @e: a 2M leaf names its block's head. */
+/* The buddy order of the block leaf @e holds. */
+static inline unsigned leaf_order(uint64_t e)
+{
+	if (e & PTE_1G)
+		return HOST_ORDER_1G;
+	return (e & PTE_HUGE) ? HOST_ORDER_2M : HOST_ORDER_4K;
+}
+
+/* The pfn backing @hva under leaf @e: a huge leaf names its block's head. */
 static inline pfn_t leaf_pfn_at(uint64_t e, hva_t hva)
 {
-	pfn_t pfn = pte_pfn(e);
-
-	if (e & PTE_HUGE)
-		pfn += (hva >> HOST_PAGE_SHIFT) & (PT_ENTRIES - 1);
-	return pfn;
+	return pte_pfn(e) + ((hva >> HOST_PAGE_SHIFT) & ((1ULL << leaf_order(e)) - 1));
 }
 
 static inline unsigned level_shift(int level)
@@ -135,6 +146,12 @@ static inline hva_t hva_min(hva_t a, hva_t b)
 static void rss_add(struct host_mm *mm, int64_t pages)
 {
 	__atomic_add_fetch(&mm->rss_pages, (uint64_t)pages, __ATOMIC_RELAXED);
+}
+
+/* Atomic, so host_mm_thp_stats() reads them without mm->lock. */
+static void thp_count(uint64_t *counter)
+{
+	__atomic_add_fetch(counter, 1, __ATOMIC_RELAXED);
 }
 
 /* ---- VMAs; caller holds mm->lock ---- */
@@ -302,16 +319,27 @@ static void pt_prune(struct pt_node **path, hva_t hva, int level)
 	}
 }
 
-/* May a fault at @hva map a 2M block? Its L2 entry is known to be empty. */
-static bool thp_applies(const struct host_mm *mm, const struct host_vma *vma, hva_t hva)
-{
-	hva_t haddr = hva & ~(HOST_SIZE_2M - 1);
+#define HOST_VMA_HUGETLB (HOST_VMA_HUGETLB_2M | HOST_VMA_HUGETLB_1G)
 
+/* May a fault at @hva map a block at @level (2: 2M, 3: 1G)? Its entry there is known to be
+ * empty. hugetlb VMAs map the largest page they allow that fits; THP maps 2M only. */
+static bool huge_applies(const struct host_mm *mm, const struct host_vma *vma, hva_t hva,
+			 int level)
+{
+	const uint64_t size = level_size(level);
+	hva_t haddr = hva & ~(size - 1);
+
+	if (haddr < vma->start || haddr + size > vma->end)
+		return false;
+	if (level == 3)
+		return vma->flags & HOST_VMA_HUGETLB_1G;
+	if (level != 2)
+		return false;
+	if (vma->flags & HOST_VMA_HUGETLB)
+		return true;
 	if (mm->thp == HOST_THP_NEVER)
 		return false;
-	if (mm->thp == HOST_THP_MADVISE && !(vma->flags & HOST_VMA_HUGEPAGE))
-		return false;
-	return haddr >= vma->start && haddr + HOST_SIZE_2M <= vma->end;
+	return mm->thp == HOST_THP_ALWAYS || (vma->flags & HOST_VMA_HUGEPAGE);
 }
 
 /*
@@ -343,7 +371,7 @@ static int ksm_cow_break(struct host_mm *mm, uint64_t *e, hva_t hva)
  * a KSM page; *@writable (may be NULL) says whether the mapping may be written now.
  */
 static int pt_fault(struct host_mm *mm, const struct host_vma *vma, hva_t hva, bool write,
-		    pfn_t *pfn, bool *huge, bool *writable)
+		    pfn_t *pfn, unsigned *order, bool *writable)
 {
 	struct pt_node *path[PT_LEVELS + 1] = { [PT_LEVELS] = mm->root };
 	uint64_t *e;
@@ -357,13 +385,21 @@ static int pt_fault(struct host_mm *mm, const struct host_vma *vma, hva_t hva, b
 		if (*e == 0) {
 			struct pt_node *n;
 
-			/* No 2M block free (fragmented or full): a 4K page still does. */
-			if (level == 2 && thp_applies(mm, vma, hva) &&
-			    host_frame_alloc(mm->arena, HOST_ORDER_2M, &frame) == 0) {
-				*e = make_leaf(frame, PTE_HUGE);
-				path[level]->nr++;
-				rss_add(mm, PT_ENTRIES);
-				goto hit;
+			/* No block free (fragmented or full): a smaller page still does. */
+			if (level <= 3 && huge_applies(mm, vma, hva, level)) {
+				const bool thp = !(vma->flags & HOST_VMA_HUGETLB);
+
+				if (host_frame_alloc(mm->arena, PT_BITS * (level - 1), &frame) == 0) {
+					*e = make_leaf(frame, PTE_HUGE | (level == 3 ? PTE_1G : 0) |
+							      (thp ? 0 : PTE_HUGETLB));
+					path[level]->nr++;
+					rss_add(mm, (int64_t)(level_size(level) >> HOST_PAGE_SHIFT));
+					if (thp)
+						thp_count(&mm->thp_ev.thp_fault_alloc);
+					goto hit;
+				}
+				if (thp)
+					thp_count(&mm->thp_ev.thp_fault_fallback);
 			}
 			n = calloc(1, sizeof(*n));
 			if (!n) {
@@ -394,8 +430,8 @@ hit:
 	if (writable)
 		*writable = !(*e & PTE_KSM);
 	*pfn = leaf_pfn_at(*e, hva);
-	if (huge)
-		*huge = *e & PTE_HUGE;
+	if (order)
+		*order = leaf_order(*e);
 	return 0;
 
 out_prune:
@@ -433,7 +469,7 @@ struct unmap_ctx {
 	struct host_mm *mm;             /* its lock held */
 	hva_t start;                    /* the range being unmapped */
 	hva_t end;
-	struct pt_node *spare[2];       /* L1 nodes made beforehand, to split a 2M leaf at an end */
+	struct pt_node *spare[4];       /* nodes made beforehand, to split huge leaves at the ends */
 	pfn_t batch[PT_ENTRIES];        /* order-0 frames whose leaves are gone, to put at once */
 	size_t nbatch;
 };
@@ -445,32 +481,36 @@ static void unmap_flush(struct unmap_ctx *c)
 }
 
 /*
- * Turn the 2M leaf *@e into an L1 node of 512 4K leaves on the same bytes: the block becomes 512
- * order-0 frames, each holding the mapping's reference, and nothing is copied.
+ * Turn the huge leaf *@e into a node of 512 leaves one level down on the same bytes: the block
+ * becomes 512 blocks of the smaller size (a 2M leaf: 4K frames; a 1G leaf: 2M blocks), each
+ * holding the mapping's reference, and nothing is copied.
  */
 static void pt_split_huge_into(struct host_mm *mm, struct pt_node *n, uint64_t *e)
 {
+	const unsigned order = leaf_order(*e), sub = order - PT_BITS;
+	const uint64_t flags = (*e & PTE_YOUNG) | (sub ? PTE_HUGE | (*e & PTE_HUGETLB) : 0);
 	pfn_t head = pte_pfn(*e);
-	uint64_t young = *e & PTE_YOUNG;
 
-	host_frame_split(mm->arena, head, HOST_ORDER_2M);
+	if (!(*e & PTE_HUGETLB))
+		thp_count(&mm->thp_ev.thp_split_page);
+	host_frame_split_to(mm->arena, head, order, sub);
 	for (unsigned i = 0; i < PT_ENTRIES; i++)
-		n->e[i] = make_leaf(head + i, young);
+		n->e[i] = make_leaf(head + ((pfn_t)i << sub), flags);
 	n->nr = PT_ENTRIES;
 	*e = (uint64_t)(uintptr_t)n;
 }
 
 static void pt_split_huge(struct unmap_ctx *c, uint64_t *e)
 {
-	struct pt_node *n = c->spare[0] ? c->spare[0] : c->spare[1];
-
-	/* munmap made one for each end of the range that falls inside a 2M leaf. */
-	assert(n);
-	if (n == c->spare[0])
-		c->spare[0] = NULL;
-	else
-		c->spare[1] = NULL;
-	pt_split_huge_into(c->mm, n, e);
+	for (size_t k = 0; k < sizeof(c->spare) / sizeof(c->spare[0]); k++) {
+		if (c->spare[k]) {
+			pt_split_huge_into(c->mm, c->spare[k], e);
+			c->spare[k] = NULL;
+			return;
+		}
+	}
+	/* munmap made one for each split its range's ends need (munmap_splits). */
+	assert(!"no spare node for a split");
 }
 
 /* Remove the leaves of [c->start, c->end) under @n (a level-@level node at @base). */
@@ -497,8 +537,8 @@ static void pt_unmap(struct unmap_ctx *c, struct pt_node *n, int level, hva_t ba
 			continue;
 		}
 		if (pte_is_leaf(*e) && whole) {
-			host_frame_put(c->mm->arena, pte_pfn(*e), HOST_ORDER_2M);
-			rss_add(c->mm, -(int64_t)PT_ENTRIES);
+			host_frame_put(c->mm->arena, pte_pfn(*e), leaf_order(*e));
+			rss_add(c->mm, -(int64_t)(size >> HOST_PAGE_SHIFT));
 			*e = 0;
 			n->nr--;
 			continue;
@@ -515,6 +555,22 @@ static void pt_unmap(struct unmap_ctx *c, struct pt_node *n, int level, hva_t ba
 	}
 }
 
+/* How many nodes splitting the huge leaf at @at (if any) down to a leaf boundary at @at takes:
+ * one per level it goes down (a 1G leaf cut off a 2M boundary: two). */
+static unsigned munmap_splits(const struct host_mm *mm, hva_t at)
+{
+	uint64_t *e = pt_lookup(mm, at);
+	unsigned n = 0;
+
+	if (!e || !(*e & PTE_HUGE))
+		return 0;
+	if ((*e & PTE_1G) && (at & (HOST_SIZE_1G - 1)))
+		n++;
+	if (at & (HOST_SIZE_2M - 1))
+		n++;
+	return n;
+}
+
 /*
  * Unmap [start,end) (page aligned, in user space). Everything that can fail is done before the
  * notifiers hear of it, so an invalidate_range_start is always followed by its end.
@@ -522,7 +578,7 @@ static void pt_unmap(struct unmap_ctx *c, struct pt_node *n, int level, hva_t ba
 static int munmap_locked(struct host_mm *mm, hva_t start, hva_t end)
 {
 	struct unmap_ctx c = { .mm = mm, .start = start, .end = end };
-	const hva_t ends[2] = { start, end };
+	unsigned nspare;
 	int ret = 0;
 
 	/* Nothing mapped, nothing derived from it: no notifier call. */
@@ -533,14 +589,9 @@ static int munmap_locked(struct host_mm *mm, hva_t start, hva_t end)
 		if (ret)
 			return ret;
 	}
-	for (int k = 0; k < 2; k++) {
-		uint64_t *e;
-
-		if ((ends[k] & (HOST_SIZE_2M - 1)) == 0)
-			continue;
-		e = pt_lookup(mm, ends[k]);
-		if (!e || !(*e & PTE_HUGE))
-			continue;
+	/* Both ends in one huge leaf: the first split leaves each end its own leaf to split. */
+	nspare = munmap_splits(mm, start) + munmap_splits(mm, end);
+	for (unsigned k = 0; k < nspare; k++) {
 		c.spare[k] = calloc(1, sizeof(struct pt_node));
 		if (!c.spare[k]) {
 			ret = -ENOMEM;
@@ -554,8 +605,8 @@ static int munmap_locked(struct host_mm *mm, hva_t start, hva_t end)
 	vma_remove(mm, start, end);
 	notify_end(mm, start, end);
 out:
-	free(c.spare[0]);
-	free(c.spare[1]);
+	for (size_t k = 0; k < sizeof(c.spare) / sizeof(c.spare[0]); k++)
+		free(c.spare[k]);
 	return ret;
 }
 
@@ -599,7 +650,7 @@ void host_mm_destroy(struct host_mm *mm)
 	if (!mm)
 		return;
 	pthread_mutex_lock(&mm->lock);
-	/* VMA edges never cut a 2M leaf and nothing splits: this cannot fail. */
+	/* VMA edges never cut a huge leaf and nothing splits: this cannot fail. */
 	if (mm->nr_vmas)
 		ret = munmap_locked(mm, mm->vmas[0].start, mm->vmas[mm->nr_vmas - 1].end);
 	assert(ret == 0 && mm->nr_vmas == 0 && mm->root->nr == 0);
@@ -617,12 +668,22 @@ int host_mmap(struct host_mm *mm, hva_t hint, uint64_t len, unsigned vma_flags, 
 	hva_t start;
 	int ret;
 
-	if (!mm || !out || len == 0 || (vma_flags & ~(HOST_VMA_HUGEPAGE | HOST_VMA_MERGEABLE)))
+	uint64_t page = HOST_PAGE_SIZE;
+
+	if (!mm || !out || len == 0 ||
+	    (vma_flags & ~(HOST_VMA_HUGEPAGE | HOST_VMA_MERGEABLE | HOST_VMA_HUGETLB)) ||
+	    (vma_flags & HOST_VMA_HUGETLB) == HOST_VMA_HUGETLB ||
+	    ((vma_flags & HOST_VMA_HUGETLB) && (vma_flags & HOST_VMA_MERGEABLE)))
 		return -EINVAL;
+	if (vma_flags & HOST_VMA_HUGETLB)
+		page = (vma_flags & HOST_VMA_HUGETLB_1G) ? HOST_SIZE_1G : HOST_SIZE_2M;
 	if (len > HOST_USER_MAX - HOST_USER_MIN)
 		return -ENOMEM;         /* as mmap(2): no room for it anywhere */
-	len = (len + HOST_PAGE_SIZE - 1) & ~(HOST_PAGE_SIZE - 1);
-	if (hint && ((hint & (HOST_PAGE_SIZE - 1)) || hint < HOST_USER_MIN ||
+	/* hugetlbfs maps whole pages: the length rounds up to one. */
+	len = (len + page - 1) & ~(page - 1);
+	if (len > HOST_USER_MAX - HOST_USER_MIN)
+		return -ENOMEM;
+	if (hint && ((hint & (page - 1)) || hint < HOST_USER_MIN ||
 		     hint >= HOST_USER_MAX || len > HOST_USER_MAX - hint))
 		return -EINVAL;
 
@@ -631,8 +692,12 @@ int host_mmap(struct host_mm *mm, hva_t hint, uint64_t len, unsigned vma_flags, 
 		ret = vma_overlaps(mm, hint, hint + len) ? -EEXIST : 0;
 		start = hint;
 	} else {
-		/* 2M-aligned when it can hold a 2M page, so THP can back it. */
+		/* 2M-aligned when it can hold a 2M page, so THP can back it; hugetlb on its
+		 * page size. */
 		uint64_t align = len >= HOST_SIZE_2M ? HOST_SIZE_2M : HOST_PAGE_SIZE;
+
+		if (page > align)
+			align = page;
 
 		ret = vma_gap(mm, MMAP_BASE, len, align, &start);
 		if (ret)
@@ -664,8 +729,8 @@ int host_munmap(struct host_mm *mm, hva_t hva, uint64_t len)
 	return ret;
 }
 
-int host_hva_to_pfn_prot(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn, bool *huge,
-			 bool *writable)
+int host_hva_to_pfn_order(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn, unsigned *order,
+			  bool *writable)
 {
 	const struct host_vma *vma;
 	int ret;
@@ -675,8 +740,19 @@ int host_hva_to_pfn_prot(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn, 
 
 	pthread_mutex_lock(&mm->lock);
 	vma = vma_find(mm, hva);
-	ret = vma ? pt_fault(mm, vma, hva, write, pfn, huge, writable) : -EFAULT;
+	ret = vma ? pt_fault(mm, vma, hva, write, pfn, order, writable) : -EFAULT;
 	pthread_mutex_unlock(&mm->lock);
+	return ret;
+}
+
+int host_hva_to_pfn_prot(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn, bool *huge,
+			 bool *writable)
+{
+	unsigned order = HOST_ORDER_4K;
+	int ret = host_hva_to_pfn_order(mm, hva, write, pfn, &order, writable);
+
+	if (!ret && huge)
+		*huge = order != HOST_ORDER_4K;
 	return ret;
 }
 
@@ -692,6 +768,17 @@ int host_hva_lookup(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge)
 
 int host_hva_lookup_prot(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge, bool *writable)
 {
+	unsigned order = HOST_ORDER_4K;
+	int ret = host_hva_lookup_order(mm, hva, pfn, &order, writable);
+
+	if (!ret && huge)
+		*huge = order != HOST_ORDER_4K;
+	return ret;
+}
+
+int host_hva_lookup_order(struct host_mm *mm, hva_t hva, pfn_t *pfn, unsigned *order,
+			  bool *writable)
+{
 	uint64_t *e;
 	int ret = -ENOENT;
 
@@ -701,8 +788,8 @@ int host_hva_lookup_prot(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge, 
 	e = hva < HOST_USER_MAX ? pt_lookup(mm, hva) : NULL;
 	if (e) {
 		*pfn = leaf_pfn_at(*e, hva);
-		if (huge)
-			*huge = *e & PTE_HUGE;
+		if (order)
+			*order = leaf_order(*e);
 		if (writable)
 			*writable = !(*e & PTE_KSM);
 		ret = 0;
@@ -788,6 +875,17 @@ uint64_t host_mm_rss_pages(const struct host_mm *mm)
 	return mm ? __atomic_load_n(&mm->rss_pages, __ATOMIC_RELAXED) : 0;
 }
 
+void host_mm_thp_stats(const struct host_mm *mm, struct host_thp_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (!mm)
+		return;
+	st->thp_fault_alloc = __atomic_load_n(&mm->thp_ev.thp_fault_alloc, __ATOMIC_RELAXED);
+	st->thp_fault_fallback = __atomic_load_n(&mm->thp_ev.thp_fault_fallback, __ATOMIC_RELAXED);
+	st->thp_split_page = __atomic_load_n(&mm->thp_ev.thp_split_page, __ATOMIC_RELAXED);
+	st->thp_collapse_alloc = __atomic_load_n(&mm->thp_ev.thp_collapse_alloc, __ATOMIC_RELAXED);
+}
+
 uint64_t host_mm_ksm_cow_breaks(const struct host_mm *mm)
 {
 	return mm ? __atomic_load_n(&mm->ksm_cow_breaks, __ATOMIC_RELAXED) : 0;
@@ -852,7 +950,8 @@ bool host_mm_next_mergeable(struct host_mm *mm, hva_t *hva, pfn_t *pfn, bool *ks
 		const struct host_vma *v = &mm->vmas[i];
 		hva_t from = hva_max(*hva, v->start);
 
-		if (!(v->flags & HOST_VMA_MERGEABLE))
+		/* KSM never merges hugetlb pages (the kernel's vma_ksm_compatible). */
+		if (!(v->flags & HOST_VMA_MERGEABLE) || (v->flags & HOST_VMA_HUGETLB))
 			continue;
 		while (from < v->end) {
 			uint64_t *e = pt_next_leaf(mm->root, PT_LEVELS, 0, from, v->end, &from);
@@ -878,7 +977,7 @@ static uint64_t *ksm_leaf(struct host_mm *mm, hva_t hva, pfn_t pfn)
 	hva_t h = hva & ~(HOST_SIZE_2M - 1);
 	struct pt_node *n;
 
-	if (!e || (*e & PTE_KSM) || leaf_pfn_at(*e, hva) != pfn)
+	if (!e || (*e & (PTE_KSM | PTE_1G)) || leaf_pfn_at(*e, hva) != pfn)
 		return NULL;
 	if (!(*e & PTE_HUGE))
 		return e;

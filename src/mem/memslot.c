@@ -305,19 +305,25 @@ const struct memslot *memslot_iter_next(struct memslot_iter *it)
 }
 
 int slot_gfn_to_pfn_prot(struct memslots *ms, const struct memslot *slot, gfn_t gfn, bool write,
-			 pfn_t *pfn, bool *huge, bool *writable)
+			 pfn_t *pfn, unsigned *order, bool *writable)
 {
 	if (write && slot_is_readonly(slot))
 		return -EPERM;
 	if (!ms->mm)
 		return -EFAULT;
-	return host_hva_to_pfn_prot(ms->mm, slot_gfn_to_hva(slot, gfn), write, pfn, huge, writable);
+	return host_hva_to_pfn_order(ms->mm, slot_gfn_to_hva(slot, gfn), write, pfn, order,
+				     writable);
 }
 
 int slot_gfn_to_pfn(struct memslots *ms, const struct memslot *slot, gfn_t gfn, bool write,
 		    pfn_t *pfn, bool *huge)
 {
-	return slot_gfn_to_pfn_prot(ms, slot, gfn, write, pfn, huge, NULL);
+	unsigned order = HOST_ORDER_4K;
+	int rc = slot_gfn_to_pfn_prot(ms, slot, gfn, write, pfn, &order, NULL);
+
+	if (!rc && huge)
+		*huge = order != HOST_ORDER_4K;
+	return rc;
 }
 
 int gfn_to_hva(struct memslots *ms, gfn_t gfn, bool write, hva_t *hva)

@@ -240,9 +240,10 @@ int gfn_to_pfn(struct memslots *ms, gfn_t gfn, bool write, pfn_t *pfn, bool *hug
 int slot_gfn_to_pfn(struct memslots *ms, const struct memslot *slot, gfn_t gfn, bool write,
 		    pfn_t *pfn, bool *huge);
 /* And *@writable: whether the host lets the page be written now (host_hva_to_pfn_prot: false for
- * a KSM page looked up for reading). */
+ * a KSM page looked up for reading); *@order (may be NULL): the host mapping's size
+ * (host_hva_to_pfn_order: HOST_ORDER_4K, _2M or _1G). */
 int slot_gfn_to_pfn_prot(struct memslots *ms, const struct memslot *slot, gfn_t gfn, bool write,
-			 pfn_t *pfn, bool *huge, bool *writable);
+			 pfn_t *pfn, unsigned *order, bool *writable);
 /*
  * A host pointer to guest memory [gpa, gpa+len), which must lie inside one 4K page (else
  * -EINVAL); for the page walker to read guest PTEs and compare-and-swap A/D bits. Errors as

@@ -170,11 +170,11 @@ int mmu_faultin_pfn(struct mmu_page_fault *f, struct mmu_faultin *fi, bool write
 	bool host_w = false;
 
 	fi->hva = slot_gfn_to_hva(fi->slot, fi->gfn);
-	rc = slot_gfn_to_pfn_prot(f->mmu->env.slots, fi->slot, fi->gfn, write, &fi->pfn, &fi->huge,
-				  &host_w);
+	rc = slot_gfn_to_pfn_prot(f->mmu->env.slots, fi->slot, fi->gfn, write, &fi->pfn,
+				  &fi->host_order, &host_w);
 	/* A read of a KSM page maps it read-only; the write that follows exits and breaks COW. */
 	fi->map_writable = host_w && !slot_is_readonly(fi->slot);
-	f->steps += mmu_pfn_lookup_steps(fi->huge);
+	f->steps += mmu_pfn_lookup_steps(fi->host_order);
 	if (rc == -EFAULT) {
 		/* No host memory behind the hva (munmapped): the guest sees none there. No spte
 		 * for it: a new mapping of the hva must be found by the next fault. */

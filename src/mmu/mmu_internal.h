@@ -56,7 +56,7 @@ struct mmu_faultin {
 	pfn_t pfn;                      /* the 4K frame backing gfn */
 	bool map_writable;              /* the host lets pfn be written (not a KSM page; a write
 					 * lookup broke its COW) and the slot is not READONLY */
-	bool huge;                      /* the host maps it with a 2M page */
+	unsigned host_order;            /* the host mapping's size: HOST_ORDER_4K, _2M or _1G */
 	int pfn_err;                    /* 0, or -EFAULT: no host memory behind the slot's hva */
 };
 
@@ -207,12 +207,12 @@ void mmu_flush_remote_tlbs(struct mmu *m);
 
 /*
  * Steps the cost model charges a fault's slow path for resolving its gfn to a host frame: the
- * memslot lookup, then the host page-table walk of hva_to_pfn (4 levels, 3 to a 2M THP leaf).
- * The fast page fault skips both: that, with mmu_lock, is what it saves.
+ * memslot lookup, then the host page-table walk of hva_to_pfn (4 levels, 3 to a 2M leaf, 2 to a
+ * 1G one). The fast page fault skips both: that, with mmu_lock, is what it saves.
  */
-static inline uint64_t mmu_pfn_lookup_steps(bool huge)
+static inline uint64_t mmu_pfn_lookup_steps(unsigned host_order)
 {
-	return 1 + (huge ? 3 : 4);
+	return 1 + 4 - host_order / 9;
 }
 
 /* ---- deferred frees ---- */

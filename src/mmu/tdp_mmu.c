@@ -308,20 +308,24 @@ static int tdp_mmu_map(struct tdp_mmu *t, struct map_req *r, uint64_t *steps)
 	}
 }
 
-/* The largest level a leaf for @gfn may have: 2M when a 2M host page backs it, the slot's gpa
- * and hva are congruent modulo 2M, the whole 2M gpa range lies in the slot, and the slot does not
- * log dirty pages. 1G never: the host makes 4K and 2M mappings only (docs/hard-mmu.md). */
-static int max_level(const struct memslot *slot, gfn_t gfn, bool huge)
+/* The largest level a leaf for @gfn may have (KVM's kvm_mmu_max_mapping_level): no larger than
+ * the host mapping (@host_order: a THP or hugetlb 2M page, a hugetlb 1G page), with the slot's
+ * gpa and hva congruent modulo the leaf's size and the leaf's whole gpa range inside the slot;
+ * 4K while the slot logs dirty pages (each write must fault on its own 4K). */
+int tdp_max_level(const struct memslot *slot, gfn_t gfn, unsigned host_order)
 {
-	const gfn_t base = gfn & ~511ULL;
+	int level = 1 + (int)host_order / 9;
 
-	if (!huge || slot_logs_dirty(slot))
+	if (slot_logs_dirty(slot))
 		return 1;
-	if ((slot->base_gfn ^ (slot->userspace_addr >> VMMU_PAGE_SHIFT)) & 511)
-		return 1;
-	if (base < slot->base_gfn || base + 512 > slot_end_gfn(slot))
-		return 1;
-	return 2;
+	for (; level > 1; level--) {
+		const gfn_t pages = spte_level_pages(level), base = gfn & ~(pages - 1);
+
+		if (((slot->base_gfn ^ (slot->userspace_addr >> VMMU_PAGE_SHIFT)) & (pages - 1)) == 0 &&
+		    base >= slot->base_gfn && base + pages <= slot_end_gfn(slot))
+			break;
+	}
+	return level;
 }
 
 /*
@@ -438,7 +442,7 @@ static int tdp_handle_violation(struct tdp_mmu *t, struct tdp_fault *f)
 		}
 
 		req = (struct map_req){
-			.gfn = f->gfn, .pfn = fi.pfn, .level = max_level(fi.slot, f->gfn, fi.huge),
+			.gfn = f->gfn, .pfn = fi.pfn, .level = tdp_max_level(fi.slot, f->gfn, fi.host_order),
 			.write = pf->write, .mmu_writable = fi.map_writable,
 		};
 		if (!fi.map_writable) {

@@ -74,7 +74,8 @@ static void audit_leaf(struct audit *a, uint64_t s, int level, gfn_t gfn)
 	const bool w = is_writable_pte(s);
 	const uint64_t sw = SPTE_MMU_PRESENT_MASK | SPTE_MMU_WRITABLE | SPTE_HOST_WRITABLE;
 	pfn_t pfn;
-	bool huge = false, host_w = false;
+	unsigned order = HOST_ORDER_4K;
+	bool host_w = false;
 
 	a->leaves[level]++;
 	if (t->ctx.fmt == TDP_EPT) {
@@ -87,22 +88,22 @@ static void audit_leaf(struct audit *a, uint64_t s, int level, gfn_t gfn)
 		   (s & ~(SPTE_X86_HW_MASK | sw))) {
 		FAIL(a, "gfn %#" PRIx64 ": malformed NPT leaf %#" PRIx64, gfn, s);
 	}
-	if (level > 2)
-		FAIL(a, "gfn %#" PRIx64 ": a 1G leaf, which this host never backs", gfn);
 	if (!slot)
 		FAIL(a, "gfn %#" PRIx64 ": leaf %#" PRIx64 " in no memslot", gfn, s);
 	if (gfn + spte_level_pages(level) > slot_end_gfn(slot))
 		FAIL(a, "gfn %#" PRIx64 ": a level-%d leaf beyond its slot", gfn, level);
 	if (level > 1 && slot_logs_dirty(slot))
 		FAIL(a, "gfn %#" PRIx64 ": a huge leaf in a dirty-logging slot", gfn);
-	if (host_hva_lookup_prot(t->head.env.mm, slot_gfn_to_hva(slot, gfn), &pfn, &huge, &host_w))
+	if (host_hva_lookup_order(t->head.env.mm, slot_gfn_to_hva(slot, gfn), &pfn, &order, &host_w))
 		FAIL(a, "gfn %#" PRIx64 ": leaf maps pfn %#" PRIx64 " but the host maps nothing "
 			    "at its hva", gfn, spte_to_pfn(s));
 	if (pfn != spte_to_pfn(s))
 		FAIL(a, "gfn %#" PRIx64 ": leaf maps pfn %#" PRIx64 ", the host pfn %#" PRIx64,
 			    gfn, spte_to_pfn(s), pfn);
-	if (level == 2 && !huge)
-		FAIL(a, "gfn %#" PRIx64 ": a 2M leaf over 4K host pages", gfn);
+	/* A leaf larger than the host page under it would reach frames that back other hvas. */
+	if (level > 1 + (int)order / 9)
+		FAIL(a, "gfn %#" PRIx64 ": a level-%d leaf over a smaller host page (order %u)", gfn,
+		     level, order);
 	if (slot_is_readonly(slot) && (w || is_mmu_writable_spte(s)))
 		FAIL(a, "gfn %#" PRIx64 ": writable leaf %#" PRIx64 " in a read-only slot", gfn, s);
 	if (!host_w && (w || (s & (SPTE_MMU_WRITABLE | SPTE_HOST_WRITABLE))))

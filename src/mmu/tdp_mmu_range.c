@@ -307,32 +307,36 @@ static bool enable_dirty_logging(struct tdp_mmu *t, const struct memslot *slot)
 }
 
 /*
- * LOG_DIRTY_PAGES turned off: unlink the 4K tables under 2M ranges that may be mapped huge again
- * (@huge_ok[i]: block i of the slot is backed by a 2M host page, found before mmu_lock was
- * taken: the host mm's lock comes first). The next fault maps 2M (KVM's recovery of huge pages
- * after dirty logging). Exclusive mmu_lock. True: flush.
+ * LOG_DIRTY_PAGES turned off: unlink the tables under 2M and 1G ranges that may be mapped huge
+ * again (@huge_ok[i]: the largest level block i of the slot may be mapped at, by its host page
+ * found before mmu_lock was taken: the host mm's lock comes first). The next fault maps 2M or 1G
+ * (KVM's recovery of huge pages after dirty logging). Exclusive mmu_lock. True: flush.
  */
 static bool recover_huge(struct tdp_mmu *t, const struct memslot *slot, const uint8_t *huge_ok,
 			 gfn_t first_block, uint64_t nblocks)
 {
+	const gfn_t end = first_block + nblocks * 512;
 	struct tdp_iter it;
 	bool flush = false;
 
-	for_each_tdp_spte(it, t, 2, first_block, first_block + nblocks * 512) {
+	for_each_tdp_spte(it, t, 2, first_block, end) {
 		uint64_t old = spte_read(it.sptep);
 
-		if (it.level != 2 || !is_shadow_present_pte(old) || is_last_spte(old, 2) ||
-		    it.gfn < first_block || !huge_ok[(it.gfn - first_block) / 512])
+		if (it.level > 3 || !is_shadow_present_pte(old) || is_last_spte(old, it.level) ||
+		    it.gfn < first_block || it.gfn + spte_level_pages(it.level) > end ||
+		    huge_ok[(it.gfn - first_block) / 512] < it.level)
 			continue;
+		/* The iterator reads the entry again before it would step into it: none now. */
 		old = spte_xchg(it.sptep, 0);
-		free_subtree(t, old, 2, it.gfn, slot);
+		free_subtree(t, old, it.level, it.gfn, slot);
 		flush = true;
 	}
 	return flush;
 }
 
-/* Which 2M blocks of @slot could be mapped huge: inside the slot, gpa and hva congruent, a 2M
- * host page there now. No lock held (the host lookup takes mm->lock). NULL if none. */
+/* The largest level each 2M block of @slot could be mapped at again (tdp_max_level over the
+ * host page there now; a 1G figure only on a 1G range's first block). No lock held (the host
+ * lookup takes mm->lock). NULL if none could be huge. */
 static uint8_t *huge_blocks(struct tdp_mmu *t, const struct memslot *slot, gfn_t *first,
 			    uint64_t *n)
 {
@@ -347,11 +351,12 @@ static uint8_t *huge_blocks(struct tdp_mmu *t, const struct memslot *slot, gfn_t
 	if (!ok)
 		return NULL;    /* no recovery: 4K mappings stay correct */
 	for (uint64_t i = 0; i < *n; i++) {
+		unsigned order;
 		pfn_t pfn;
-		bool huge = false;
 
-		ok[i] = !host_hva_lookup(t->head.env.mm, slot_gfn_to_hva(slot, lo + i * 512), &pfn,
-					 &huge) && huge;
+		if (!host_hva_lookup_order(t->head.env.mm, slot_gfn_to_hva(slot, lo + i * 512), &pfn,
+					   &order, NULL))
+			ok[i] = (uint8_t)tdp_max_level(slot, lo + i * 512, order);
 	}
 	return ok;
 }

@@ -570,6 +570,7 @@ int vmmu_vcpu_stats(struct vmmu_vcpu *vcpu, struct vmmu_stats *out, size_t size)
 int vmmu_vm_stats(struct vmmu_vm *vm, struct vmmu_stats *out, size_t size)
 {
 	struct vmmu_stats s = { 0 }, *st = &s;
+	struct host_thp_stats thp;
 
 	if (!vm || !out)
 		return -EINVAL;
@@ -603,5 +604,10 @@ int vmmu_vm_stats(struct vmmu_vm *vm, struct vmmu_stats *out, size_t size)
 	}
 	st->host_frames = host_arena_frames_used(vm->arena);
 	vm_machine_ksm_stats(vm->host, st);
+	host_mm_thp_stats(vm->mm, &thp);
+	st->thp_fault_alloc = thp.thp_fault_alloc;
+	st->thp_fault_fallback = thp.thp_fault_fallback;
+	st->thp_split_page = thp.thp_split_page;
+	st->thp_collapse_alloc = thp.thp_collapse_alloc;
 	return stats_out(st, out, size);
 }

@@ -94,6 +94,8 @@ static int vm_config(const struct vmmu_vm_config *in, struct vmmu_vm_config *cfg
 		return -EINVAL;
 	if (cfg->thp < HOST_THP_NEVER || cfg->thp > HOST_THP_ALWAYS)
 		return -EINVAL;
+	if ((unsigned)cfg->hugetlb > VMMU_HUGETLB_1G)
+		return -EINVAL;
 	if ((unsigned)cfg->mmu > VMMU_MMU_NPT || (unsigned)cfg->host > VMMU_HOST_SVM)
 		return -EINVAL;
 	if ((cfg->mmu == VMMU_MMU_EPT && cfg->host != VMMU_HOST_VMX) ||
@@ -233,9 +235,16 @@ void vmmu_vm_destroy(struct vmmu_vm *vm)
 
 int vmmu_vm_mmap(struct vmmu_vm *vm, uint64_t len, bool hugepage, uint64_t *hva)
 {
+	static const unsigned hugetlb_flags[] = {
+		[VMMU_HUGETLB_2M] = HOST_VMA_HUGETLB_2M, [VMMU_HUGETLB_1G] = HOST_VMA_HUGETLB_1G,
+	};
+	unsigned flags = hugepage ? HOST_VMA_HUGEPAGE : 0;
+
 	if (!vm || !hva)
 		return -EINVAL;
-	return host_mmap(vm->mm, 0, len, hugepage ? HOST_VMA_HUGEPAGE : 0, hva);
+	if (vm->cfg.hugetlb != VMMU_HUGETLB_NONE)
+		flags = hugetlb_flags[vm->cfg.hugetlb];
+	return host_mmap(vm->mm, 0, len, flags, hva);
 }
 
 int vmmu_vm_munmap(struct vmmu_vm *vm, uint64_t hva, uint64_t len)

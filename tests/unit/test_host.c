@@ -605,6 +605,144 @@ static void test_partial_munmap_splits_thp(void **state)
 	host_arena_destroy(a);
 }
 
+/* hugetlbfs-like 1G backing: one touch maps the whole 1G block; a partial munmap splits it into
+ * 2M mappings and the one the hole falls in into 4K ones, on the same frames (bytes kept); the
+ * rest goes back whole. */
+static void test_hugetlb_1g_split(void **state)
+{
+	struct host_arena *a = arena_new(2 * GiB);
+	struct host_mm *mm = mm_new(a, HOST_THP_NEVER);
+	const hva_t hole = 3 * MiB + 10 * PAGE;
+	hva_t base = map(mm, 0, GiB - PAGE, HOST_VMA_HUGETLB_1G);  /* rounds up to 1G */
+	unsigned order = 99;
+	pfn_t head, pfn, big;
+
+	(void)state;
+	assert_int_equal(base & (GiB - 1), 0);
+	assert_int_equal(host_hva_to_pfn_order(mm, base + 5 * PAGE, true, &pfn, &order, NULL), 0);
+	assert_int_equal(order, HOST_ORDER_1G);
+	head = pfn - 5;
+	assert_int_equal(head & ((1ULL << HOST_ORDER_1G) - 1), 0);
+	assert_int_equal(host_arena_frames_used(a), 1ULL << HOST_ORDER_1G);
+	assert_int_equal(host_mm_rss_pages(mm), 1ULL << HOST_ORDER_1G);
+	/* The last page of the rounded-up length is in the mapping too. */
+	assert_int_equal(host_hva_lookup_order(mm, base + GiB - PAGE, &pfn, &order, NULL), 0);
+	assert_int_equal(pfn, head + (1ULL << HOST_ORDER_1G) - 1);
+	fill_pages(a, head + (hole >> 12) - 4, 8, 0x3000);
+	fill_pages(a, head + (512 * MiB >> 12), 4, 0x4000);
+
+	assert_int_equal(host_munmap(mm, base + hole, PAGE), 0);
+	assert_int_equal(host_arena_frames_used(a), (1ULL << HOST_ORDER_1G) - 1);
+	assert_int_equal(host_mm_rss_pages(mm), (1ULL << HOST_ORDER_1G) - 1);
+	assert_int_equal(host_hva_lookup_order(mm, base + hole, &pfn, &order, NULL), -ENOENT);
+	for (unsigned i = 0; i < 8; i++) {
+		if (i == 4)
+			continue;
+		assert_int_equal(host_hva_lookup_order(mm, base + hole - 4 * PAGE + i * PAGE, &pfn,
+						       &order, NULL), 0);
+		assert_int_equal(order, HOST_ORDER_4K);
+		assert_int_equal(pfn, head + (hole >> 12) - 4 + i);
+		assert_true(page_holds(a, pfn, 0x3000, i));
+		assert_int_equal(host_frame_refcount(a, pfn), 1);
+	}
+	/* The other 2M pieces stay 2M. */
+	assert_int_equal(host_hva_lookup_order(mm, base + 512 * MiB + PAGE, &pfn, &order, NULL), 0);
+	assert_int_equal(order, HOST_ORDER_2M);
+	assert_int_equal(pfn, head + (512 * MiB >> 12) + 1);
+	assert_true(page_holds(a, pfn, 0x4000, 1));
+	assert_int_equal(host_hva_lookup_order(mm, base, &pfn, &order, NULL), 0);
+	assert_int_equal(order, HOST_ORDER_2M);
+	/* An unmap that cuts a 2M piece at both ends. */
+	assert_int_equal(host_munmap(mm, base + 600 * MiB + PAGE, SZ_2M), 0);
+	assert_int_equal(host_mm_rss_pages(mm), (1ULL << HOST_ORDER_1G) - 1 - 512);
+
+	assert_int_equal(host_munmap(mm, base, GiB), 0);
+	assert_int_equal(host_arena_frames_used(a), 0);
+	assert_int_equal(host_mm_rss_pages(mm), 0);
+	/* Every piece merged back: both 1G blocks are free again. */
+	assert_int_equal(host_frame_alloc(a, HOST_ORDER_1G, &big), 0);
+	assert_int_equal(host_frame_alloc(a, HOST_ORDER_1G, &pfn), 0);
+	host_frame_put(a, big, HOST_ORDER_1G);
+	host_frame_put(a, pfn, HOST_ORDER_1G);
+	host_mm_destroy(mm);
+	host_arena_destroy(a);
+}
+
+/* 2M hugetlb backs with 2M pages whatever THP says; flags that make no sense are refused; a
+ * hugetlb VMA too small for its page size rounds up, never down to 4K. */
+static void test_hugetlb_2m(void **state)
+{
+	struct host_arena *a = arena_new(GiB);
+	struct host_mm *mm = mm_new(a, HOST_THP_NEVER);
+	hva_t base = map(mm, 0, 3 * MiB, HOST_VMA_HUGETLB_2M), out;
+	unsigned order = 99;
+	pfn_t pfn;
+
+	(void)state;
+	assert_int_equal(base & (SZ_2M - 1), 0);
+	assert_int_equal(host_hva_to_pfn_order(mm, base + 3 * MiB + PAGE, false, &pfn, &order, NULL), 0);
+	assert_int_equal(order, HOST_ORDER_2M);
+	assert_int_equal(host_arena_frames_used(a), 512);
+	assert_int_equal(host_mmap(mm, 0, SZ_2M, HOST_VMA_HUGETLB_2M | HOST_VMA_HUGETLB_1G, &out),
+			 -EINVAL);
+	assert_int_equal(host_mmap(mm, 0, SZ_2M, HOST_VMA_HUGETLB_2M | HOST_VMA_MERGEABLE, &out),
+			 -EINVAL);
+	assert_int_equal(host_mmap(mm, base + 8 * MiB + PAGE, SZ_2M, HOST_VMA_HUGETLB_2M, &out),
+			 -EINVAL);
+	host_mm_destroy(mm);
+	assert_int_equal(host_arena_frames_used(a), 0);
+	host_arena_destroy(a);
+}
+
+/* /proc/vmstat's THP events: a THP fault, a fallback when no 2M block is left, a split on a
+ * partial munmap; hugetlb pages count in none. */
+static void test_thp_counters(void **state)
+{
+	struct host_arena *a = arena_new(GiB);
+	struct host_mm *mm = mm_new(a, HOST_THP_ALWAYS);
+	hva_t base = map(mm, 0, 8 * MiB, 0), tlb = map(mm, 0, 4 * MiB, HOST_VMA_HUGETLB_2M);
+	pfn_t blocks[512], smalls[4], pfn;
+	struct host_thp_stats st;
+	unsigned n = 0, nsmall = 0;
+	bool huge;
+
+	(void)state;
+	touch(mm, base, &huge);
+	assert_true(huge);
+	touch(mm, tlb, &huge);
+	assert_true(huge);
+	host_mm_thp_stats(mm, &st);
+	assert_int_equal(st.thp_fault_alloc, 1);
+	assert_int_equal(st.thp_fault_fallback + st.thp_split_page + st.thp_collapse_alloc, 0);
+
+	assert_int_equal(host_munmap(mm, base + PAGE, PAGE), 0);
+	assert_int_equal(host_munmap(mm, tlb + PAGE, PAGE), 0);
+	host_mm_thp_stats(mm, &st);
+	assert_int_equal(st.thp_split_page, 1);
+
+	/* Every 2M block taken, then one given back with a 4K frame taken from it: no 2M left. */
+	while (n < 512 && host_frame_alloc(a, HOST_ORDER_2M, &blocks[n]) == 0)
+		n++;
+	assert_true(n > 0 && n < 512);
+	host_frame_put(a, blocks[--n], HOST_ORDER_2M);
+	/* The 4K frames the munmaps freed go first; then one of the block given back. */
+	do
+		assert_int_equal(host_frame_alloc(a, HOST_ORDER_4K, &smalls[nsmall++]), 0);
+	while (smalls[nsmall - 1] >> HOST_ORDER_2M != blocks[n] >> HOST_ORDER_2M && nsmall < 4);
+	touch(mm, base + SZ_2M, &huge);
+	assert_false(huge);
+	host_mm_thp_stats(mm, &st);
+	assert_int_equal(st.thp_fault_fallback, 1);
+	assert_int_equal(st.thp_fault_alloc, 1);
+	assert_int_equal(host_hva_lookup(mm, base + SZ_2M, &pfn, &huge), 0);
+	while (nsmall)
+		host_frame_put(a, smalls[--nsmall], HOST_ORDER_4K);
+	while (n)
+		host_frame_put(a, blocks[--n], HOST_ORDER_2M);
+	host_mm_destroy(mm);
+	host_arena_destroy(a);
+}
+
 static void test_munmap_then_fault_is_zero(void **state)
 {
 	struct host_arena *a = arena_new(GiB);
@@ -1058,6 +1196,9 @@ int main(void)
 		cmocka_unit_test(test_thp_fallback_to_4k),
 		cmocka_unit_test(test_partial_munmap_splits_thp),
 		cmocka_unit_test(test_munmap_then_fault_is_zero),
+		cmocka_unit_test(test_hugetlb_1g_split),
+		cmocka_unit_test(test_hugetlb_2m),
+		cmocka_unit_test(test_thp_counters),
 		cmocka_unit_test(test_notifier_munmap),
 		cmocka_unit_test(test_young),
 		cmocka_unit_test(test_rss_64g_touch_1g),

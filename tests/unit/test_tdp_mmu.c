@@ -401,6 +401,19 @@ static void test_walk_refs(void **state)
 	assert_true(s.pages_2m > 0);
 	audit_ok(&g);
 	vmmu_vm_destroy(g.vm);
+
+	/* hugetlb 1G host memory under a 1G slot: one 1G nested leaf, 2 nested references. */
+	g_init_cfg(&g, mode, (struct vmmu_vm_config){ .hugetlb = VMMU_HUGETLB_1G }, 1ULL << 30,
+		   false);
+	refs_run(&g, 256, &cold, &per_miss);
+	assert_int_equal(cold, 14);   /* 4 x (2 + 1) + 2 */
+	print_message("%s 1G: %u refs per cold miss, %.2f per miss over a first touch of 256 pages\n",
+		      mode_name(mode), cold, per_miss);
+	s = stats(&g);
+	assert_int_equal(s.pages_1g, 1);
+	assert_int_equal(s.pages_2m + s.pages_4k, 0);
+	audit_ok(&g);
+	vmmu_vm_destroy(g.vm);
 }
 
 /* ---- MMIO ---- */
@@ -707,6 +720,68 @@ static void test_munmap(void **state)
 		assert_int_equal(stats(&g).pages_4k + stats(&g).pages_2m * 512 <= 512 + 8, true);
 		vmmu_vm_destroy(g.vm);
 	}
+}
+
+/* ---- 1G host pages (hugetlbfs backing) ---- */
+
+#define G1_GPA 0x40000000ULL
+
+/* A 1G slot over a 1G hugetlb page is mapped with one 1G leaf; dirty logging splits it down to
+ * 4K and its end brings the 1G leaf back; a host munmap of one 4K page splits the host page, and
+ * the leaf over it goes, its neighbours keep their data, the audit stays clean at every step. */
+static void test_hugetlb_1g(void **state)
+{
+	enum vmmu_mmu mode = *(enum vmmu_mmu *)*state;
+	const gva_t far = G1_GPA + 512 * MiB;
+	struct vmmu_stats st;
+	uint64_t hva;
+	struct g g;
+
+	struct vmmu_vm *bad = NULL;
+
+	assert_int_equal(vmmu_vm_create(&(struct vmmu_vm_config){ .hugetlb = VMMU_HUGETLB_1G + 1 },
+					&bad), -EINVAL);
+	assert_null(bad);
+	g_init_cfg(&g, mode, (struct vmmu_vm_config){ .hugetlb = VMMU_HUGETLB_1G }, 2 * MiB, false);
+	assert_int_equal(vmmu_vm_mmap(g.vm, 1ULL << 30, false, &hva), 0);
+	assert_int_equal(hva & ((1ULL << 30) - 1), 0);
+	set_slot(&g, 1, 0, G1_GPA, 1ULL << 30, hva);
+	for (unsigned i = 0; i < 16; i++) {
+		map(&g, G1_GPA + i * 4096ULL, G1_GPA + i * 4096ULL, 1, PRWU);
+		wr8(&g, G1_GPA + i * 4096ULL, 0xbeef0000 + i);
+	}
+	map(&g, far, far, 1, PRWU);
+	wr8(&g, far, 0xfa);
+	st = stats(&g);
+	assert_int_equal(st.pages_1g, 1);
+	audit_ok(&g);
+
+	/* Dirty logging: 4K leaves only while it is on; the 1G leaf comes back after. */
+	set_slot(&g, 1, VMMU_MEM_LOG_DIRTY_PAGES, G1_GPA, 1ULL << 30, hva);
+	assert_int_equal(stats(&g).pages_1g, 0);
+	wr8(&g, G1_GPA + 3 * 4096, 0xbeef0003);
+	audit_ok(&g);
+	set_slot(&g, 1, 0, G1_GPA, 1ULL << 30, hva);
+	flush_tlb(&g);
+	assert_int_equal(rd8(&g, far), 0xfa);
+	st = stats(&g);
+	assert_int_equal(st.pages_1g, 1);
+	assert_int_equal(rd8(&g, G1_GPA + 3 * 4096), 0xbeef0003);
+	audit_ok(&g);
+
+	/* The host unmaps one 4K page of its 1G page. */
+	assert_int_equal(vmmu_vm_munmap(g.vm, hva + 5 * 4096, 4096), 0);
+	audit_ok(&g);
+	acc_fails(&g, G1_GPA + 5 * 4096, VMMU_ACC_READ, -EFAULT);
+	for (unsigned i = 0; i < 16; i++)
+		if (i != 5)
+			assert_int_equal(rd8(&g, G1_GPA + i * 4096ULL), 0xbeef0000 + i);
+	assert_int_equal(rd8(&g, far), 0xfa);
+	st = stats(&g);
+	assert_int_equal(st.pages_1g, 0);
+	assert_true(st.pages_4k >= 15);
+	audit_ok(&g);
+	vmmu_vm_destroy(g.vm);
 }
 
 /* ---- aging ---- */
@@ -1104,6 +1179,7 @@ int main(void)
 		BOTH(test_dirty_log),
 		BOTH(test_slot_delete_move),
 		BOTH(test_munmap),
+		BOTH(test_hugetlb_1g),
 		BOTH(test_young),
 		BOTH(test_random_audit),
 		BOTH(test_destroy_frees_tables),

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# `vmmu run --hugetlb 2M|1G`: host huge pages are invisible to the guest (every workload gives
+# the digest of its 4K-backed native run, in every MMU mode, with the MMU audit on); EPT and NPT
+# map 1G leaves over 1G host pages and then walk less per TLB miss; the JSON names the backing;
+# a bad size gives one line and exit 2.
+# Usage: test_hugetlb.sh PATH/TO/vmmu
+set -u
+VMMU=$1
+. "$(dirname "$0")/lib.sh"
+
+declare -A small=(
+	[touch]="--param size=4M --vcpus 2"
+	[gups]="--param size=4M --param updates=20000 --vcpus 2"
+	[fork]="--param iters=4 --param size=512K --vcpus 2"
+	[ctxsw]="--param procs=3 --param rounds=30"
+	[mmap]="--param iters=10 --param size=256K --vcpus 2"
+	[migrate]="--param size=1M --param updates=10000 --param interval=2000 --param rounds=4 --vcpus 2"
+)
+for w in touch gups fork ctxsw mmap migrate; do
+	# shellcheck disable=SC2086
+	"$VMMU" run "$w" ${small[$w]} --seed 5 --thp never --json > "$tmp/$w.ref.json" 2>/dev/null
+	for b in "--thp always" "--hugetlb 2M" "--hugetlb 1G"; do
+		for m in native shadow ept npt; do
+			# shellcheck disable=SC2086
+			"$VMMU" run "$w" ${small[$w]} --seed 5 --mmu $m $b --audit 16 --json > "$tmp/$w.json" 2> "$tmp/$w.err"; rc=$?
+			t "$w --mmu $m $b: exit 0, the digest of 4K host pages" '[ $rc -eq 0 ] && [ -n "$(digest "$tmp/$w.ref.json")" ] && [ "$(digest "$tmp/$w.ref.json")" = "$(digest "$tmp/$w.json")" ]'
+			[ $rc -eq 0 ] || cat "$tmp/$w.err"
+		done
+	done
+done
+
+# ---- EPT/NPT map 1G leaves, and walk less for them ----
+g="gups --param size=64M --param updates=50000 --mem 2G"
+for m in ept npt; do
+	# shellcheck disable=SC2086
+	"$VMMU" run $g --mmu $m --thp never --json > "$tmp/4k.json"
+	# shellcheck disable=SC2086
+	"$VMMU" run $g --mmu $m --hugetlb 1G --audit 64 --json > "$tmp/1g.json"
+	t "$m --hugetlb 1G: 1G leaves, no 2M or 4K ones" '[ "$(field "$tmp/1g.json" pages_1g)" -gt 0 ] && [ "$(field "$tmp/1g.json" pages_2m)" = 0 ] && [ "$(field "$tmp/1g.json" pages_4k)" = 0 ]'
+	t "$m --thp never: 4K leaves only" '[ "$(field "$tmp/4k.json" pages_1g)" = 0 ] && [ "$(field "$tmp/4k.json" pages_4k)" -gt 0 ]'
+	r4=$(( $(field "$tmp/4k.json" walk_refs) * 100 / $(field "$tmp/4k.json" tlb_misses) ))
+	r1=$(( $(field "$tmp/1g.json" walk_refs) * 100 / $(field "$tmp/1g.json" tlb_misses) ))
+	t "$m: walk refs per TLB miss $r1/100 with 1G host pages < $r4/100 with 4K" '[ "$r1" -lt "$r4" ]'
+	t "$m: the JSON config says hugetlb 1G" 'grep -q "\"hugetlb\":\"1G\"" "$tmp/1g.json" && grep -q "\"hugetlb\":\"none\"" "$tmp/4k.json"'
+done
+# The guest's 1G memslot is the only one 1G can back: 2M host pages give 2M leaves.
+# shellcheck disable=SC2086
+"$VMMU" run $g --mmu ept --hugetlb 2M --json > "$tmp/2m.json"
+t "ept --hugetlb 2M: 2M leaves, no 1G ones" '[ "$(field "$tmp/2m.json" pages_2m)" -gt 0 ] && [ "$(field "$tmp/2m.json" pages_1g)" = 0 ]'
+
+# ---- the host's THP events ----
+t "--thp always: thp_fault_alloc counts the guest RAM's 2M pages" '"$VMMU" run $g --mmu ept --thp always --json > "$tmp/thp.json" && [ "$(field "$tmp/thp.json" thp_fault_alloc)" -gt 0 ]'
+t "--hugetlb 1G: hugetlb pages are no THP" '[ "$(field "$tmp/1g.json" thp_fault_alloc)" = 0 ]'
+for k in thp_fault_alloc thp_fault_fallback thp_split_page thp_collapse_alloc; do
+	t "JSON: $k" 'grep -q "\"$k\":[0-9]" "$tmp/thp.json"'
+done
+
+# ---- bad input ----
+bad "--hugetlb 3M" "expected 2M or 1G" run touch --hugetlb 3M
+bad "--hugetlb 4K" "expected 2M or 1G" run touch --hugetlb 4K
+bad "--hugetlb without a value" "hugetlb" run touch --hugetlb
+t_done
