@@ -17,6 +17,18 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 digest() { sed -n 's/.*"digest":"\([0-9a-f]*\)".*/\1/p' "$1"; }
 field() { sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" "$1" | head -1; }
+# Every workload at a size that runs in a blink, for the scripts that run them all: ${SMALL[$w]}.
+DATA=${DATA:-$(dirname "${BASH_SOURCE[0]}")/../data}
+declare -A SMALL=(
+	[touch]="--param size=4M --vcpus 2"
+	[gups]="--param size=2M --param updates=20000 --vcpus 2"
+	[fork]="--param iters=8 --param size=1M --vcpus 2"
+	[ctxsw]="--param procs=3 --param rounds=50"
+	[mmap]="--param iters=20 --param size=256K --vcpus 2"
+	[clone-vms]="--param size=1M"
+	[trace]="--param file=$DATA/true.lackey.gz"
+	[migrate]="--param size=2M --param updates=20000 --param interval=2000 --param rounds=8 --vcpus 2"
+)
 pf_exits() { sed -n 's/.*"exits_by_reason":{[^}]*"pf":\([0-9]*\).*/\1/p' "$1"; }
 one_line_error() { # stderr file: exactly one line, starting "vmmu"
 	[ "$(wc -l < "$1")" -eq 1 ] && grep -q '^vmmu' "$1"

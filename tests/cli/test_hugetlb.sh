@@ -8,21 +8,13 @@ set -u
 VMMU=$1
 . "$(dirname "$0")/lib.sh"
 
-declare -A small=(
-	[touch]="--param size=4M --vcpus 2"
-	[gups]="--param size=4M --param updates=20000 --vcpus 2"
-	[fork]="--param iters=4 --param size=512K --vcpus 2"
-	[ctxsw]="--param procs=3 --param rounds=30"
-	[mmap]="--param iters=10 --param size=256K --vcpus 2"
-	[migrate]="--param size=1M --param updates=10000 --param interval=2000 --param rounds=4 --vcpus 2"
-)
 for w in touch gups fork ctxsw mmap migrate; do
 	# shellcheck disable=SC2086
-	"$VMMU" run "$w" ${small[$w]} --seed 5 --thp never --json > "$tmp/$w.ref.json" 2>/dev/null
+	"$VMMU" run "$w" ${SMALL[$w]} --seed 5 --thp never --json > "$tmp/$w.ref.json" 2>/dev/null
 	for b in "--thp always" "--hugetlb 2M" "--hugetlb 1G"; do
 		for m in native shadow ept npt; do
 			# shellcheck disable=SC2086
-			"$VMMU" run "$w" ${small[$w]} --seed 5 --mmu $m $b --audit 16 --json > "$tmp/$w.json" 2> "$tmp/$w.err"; rc=$?
+			"$VMMU" run "$w" ${SMALL[$w]} --seed 5 --mmu $m $b --audit 16 --json > "$tmp/$w.json" 2> "$tmp/$w.err"; rc=$?
 			t "$w --mmu $m $b: exit 0, the digest of 4K host pages" '[ $rc -eq 0 ] && [ -n "$(digest "$tmp/$w.ref.json")" ] && [ "$(digest "$tmp/$w.ref.json")" = "$(digest "$tmp/$w.json")" ]'
 			[ $rc -eq 0 ] || cat "$tmp/$w.err"
 		done

@@ -12,23 +12,13 @@ DATA=${2:-$(dirname "$0")/../data}
 
 ksm="--ksm on --ksm-param pages_to_scan=400,sleep_millisecs=1 --ksm-param use_zero_pages=1 --audit 16"
 
-declare -A small=(
-	[touch]="--param size=2M --vcpus 2"
-	[gups]="--param size=1M --param updates=10000 --vcpus 2"
-	[fork]="--param iters=4 --param size=512K --vcpus 2"
-	[ctxsw]="--param procs=3 --param rounds=30"
-	[mmap]="--param iters=10 --param size=256K --vcpus 2"
-	[clone-vms]="--param size=1M"
-	[trace]="--param file=$DATA/true.lackey.gz"
-	[migrate]="--param size=1M --param updates=10000 --param interval=2000 --param rounds=4 --vcpus 2"
-)
 for w in touch gups fork ctxsw mmap clone-vms trace migrate; do
 	# shellcheck disable=SC2086
-	"$VMMU" run "$w" ${small[$w]} --seed 3 --json > "$tmp/$w.off.json" 2>/dev/null
+	"$VMMU" run "$w" ${SMALL[$w]} --seed 3 --json > "$tmp/$w.off.json" 2>/dev/null
 	for m in "native" "shadow --host vmx" "shadow --host svm" "ept" "npt"; do
 		for d in 0 1; do
 			# shellcheck disable=SC2086
-			"$VMMU" run "$w" ${small[$w]} --seed 3 --mmu $m $ksm --ksm-param use_mmu_dirty=$d --json > "$tmp/$w.on$d.json" 2> "$tmp/$w.err"; rc=$?
+			"$VMMU" run "$w" ${SMALL[$w]} --seed 3 --mmu $m $ksm --ksm-param use_mmu_dirty=$d --json > "$tmp/$w.on$d.json" 2> "$tmp/$w.err"; rc=$?
 			t "$w --mmu $m --ksm on, use_mmu_dirty=$d: exit 0, the digest without KSM" '[ $rc -eq 0 ] && [ -n "$(digest "$tmp/$w.off.json")" ] && [ "$(digest "$tmp/$w.off.json")" = "$(digest "$tmp/$w.on$d.json")" ]'
 			[ $rc -eq 0 ] || cat "$tmp/$w.err"
 		done

@@ -12,16 +12,6 @@ VMMU=$1
 DATA=${2:-$(dirname "$0")/../data}
 . "$(dirname "$0")/lib.sh"
 
-declare -A small=(
-	[touch]="--param size=4M --vcpus 2"
-	[gups]="--param size=2M --param updates=20000 --vcpus 2"
-	[fork]="--param iters=8 --param size=1M --vcpus 2"
-	[ctxsw]="--param procs=3 --param rounds=50"
-	[mmap]="--param iters=20 --param size=256K --vcpus 2"
-	[clone-vms]="--param size=1M"
-	[trace]="--param file=$DATA/true.lackey.gz"
-	[migrate]="--param size=2M --param updates=20000 --param interval=2000 --param rounds=8 --vcpus 2"
-)
 opts=(notrap unsync prefetch fastpf)
 spec() { # mask of options on -> "+a,-b,..."
 	local s="" i
@@ -32,18 +22,18 @@ spec() { # mask of options on -> "+a,-b,..."
 }
 for w in touch gups fork ctxsw mmap clone-vms trace migrate; do
 	# shellcheck disable=SC2086
-	"$VMMU" run "$w" ${small[$w]} --seed 3 --mmu native --json > "$tmp/n.json" 2>/dev/null
+	"$VMMU" run "$w" ${SMALL[$w]} --seed 3 --mmu native --json > "$tmp/n.json" 2>/dev/null
 	nat=$(digest "$tmp/n.json")
 	bad=""
 	for m in $(seq 0 15); do
 		# shellcheck disable=SC2086
-		"$VMMU" run "$w" ${small[$w]} --seed 3 --mmu shadow --host vmx --opt "$(spec "$m")" \
+		"$VMMU" run "$w" ${SMALL[$w]} --seed 3 --mmu shadow --host vmx --opt "$(spec "$m")" \
 			--json > "$tmp/$w.$m.json" 2>"$tmp/err" || bad="$bad $(spec "$m")(rc)"
 		[ "$(digest "$tmp/$w.$m.json")" = "$nat" ] || bad="$bad $(spec "$m")"
 	done
 	for m in 0 15; do
 		# shellcheck disable=SC2086
-		"$VMMU" run "$w" ${small[$w]} --seed 3 --mmu shadow --host svm --opt "$(spec "$m")" \
+		"$VMMU" run "$w" ${SMALL[$w]} --seed 3 --mmu shadow --host svm --opt "$(spec "$m")" \
 			--json > "$tmp/svm.json" 2>/dev/null || bad="$bad svm:$(spec "$m")(rc)"
 		[ "$(digest "$tmp/svm.json")" = "$nat" ] || bad="$bad svm:$(spec "$m")"
 	done
@@ -64,14 +54,14 @@ t "migrate: fastpf fixes write faults fast (shadow)" '[ "$(field "$tmp/migrate.1
 t "migrate: fastpf cuts simulated cycles (shadow: no guest walk)" '[ "$(field "$tmp/migrate.15.json" sim_cycles)" -lt "$(field "$tmp/migrate.7.json" sim_cycles)" ]'
 for m in ept npt; do
 	# shellcheck disable=SC2086
-	"$VMMU" run migrate ${small[migrate]} --seed 3 --mmu $m --opt +fastpf --json > "$tmp/m1.json" 2>/dev/null
+	"$VMMU" run migrate ${SMALL[migrate]} --seed 3 --mmu $m --opt +fastpf --json > "$tmp/m1.json" 2>/dev/null
 	# shellcheck disable=SC2086
-	"$VMMU" run migrate ${small[migrate]} --seed 3 --mmu $m --opt -fastpf --json > "$tmp/m0.json" 2>/dev/null
+	"$VMMU" run migrate ${SMALL[migrate]} --seed 3 --mmu $m --opt -fastpf --json > "$tmp/m0.json" 2>/dev/null
 	t "migrate --mmu $m: the native digest, pf_fast with fastpf only" '[ "$(digest "$tmp/m1.json")" = "$(digest "$tmp/migrate.15.json")" ] && [ "$(digest "$tmp/m0.json")" = "$(digest "$tmp/m1.json")" ] && [ "$(field "$tmp/m1.json" pf_fast)" -gt 0 ] && [ "$(field "$tmp/m0.json" pf_fast)" = 0 ] && [ $(( $(field "$tmp/m1.json" pf_fixed) - $(field "$tmp/m1.json" pf_fast) )) -lt "$(field "$tmp/m0.json" pf_fixed)" ]'
 done
 # On SVM notrap is unavailable: the same exits with it asked for or not.
-"$VMMU" run touch ${small[touch]} --seed 3 --mmu shadow --host svm --opt +notrap --json > "$tmp/s1.json" 2>/dev/null
-"$VMMU" run touch ${small[touch]} --seed 3 --mmu shadow --host svm --opt -notrap --json > "$tmp/s0.json" 2>/dev/null
+"$VMMU" run touch ${SMALL[touch]} --seed 3 --mmu shadow --host svm --opt +notrap --json > "$tmp/s1.json" 2>/dev/null
+"$VMMU" run touch ${SMALL[touch]} --seed 3 --mmu shadow --host svm --opt -notrap --json > "$tmp/s0.json" 2>/dev/null
 t "svm: notrap has no effect" '[ "$(pf_exits "$tmp/s1.json")" = "$(pf_exits "$tmp/s0.json")" ]'
 
 t_done

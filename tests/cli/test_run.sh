@@ -25,31 +25,21 @@ has_keys() { # file
 }
 
 # ---- every workload, small ----
-declare -A small=(
-	[touch]="--param size=4M --vcpus 2"
-	[gups]="--param size=2M --param updates=20000 --vcpus 2"
-	[fork]="--param iters=8 --param size=1M --vcpus 2"
-	[ctxsw]="--param procs=3 --param rounds=50"
-	[mmap]="--param iters=20 --param size=256K --vcpus 2"
-	[clone-vms]="--param size=1M"
-	[trace]="--param file=$DATA/true.lackey.gz"
-	[migrate]="--param size=2M --param updates=20000 --param interval=2000 --param rounds=8 --vcpus 2"
-)
 for w in touch gups fork ctxsw mmap clone-vms trace migrate; do
 	# shellcheck disable=SC2086
-	"$VMMU" run "$w" ${small[$w]} --seed 5 --json > "$tmp/$w.json" 2> "$tmp/$w.err"; rc=$?
+	"$VMMU" run "$w" ${SMALL[$w]} --seed 5 --json > "$tmp/$w.json" 2> "$tmp/$w.err"; rc=$?
 	t "$w: exit 0" '[ $rc -eq 0 ]'
 	t "$w: one JSON line with every key" 'has_keys "$tmp/$w.json"'
 	t "$w: no task killed" '[ "$(field "$tmp/$w.json" kills)" = 0 ]'
 	# shellcheck disable=SC2086
-	"$VMMU" run "$w" ${small[$w]} --seed 5 --json > "$tmp/$w.2.json" 2>/dev/null
+	"$VMMU" run "$w" ${SMALL[$w]} --seed 5 --json > "$tmp/$w.2.json" 2>/dev/null
 	t "$w: one seed, one digest" '[ -n "$(digest "$tmp/$w.json")" ] && [ "$(digest "$tmp/$w.json")" = "$(digest "$tmp/$w.2.json")" ]'
 	# shellcheck disable=SC2086
-	"$VMMU" run "$w" ${small[$w]} --seed 6 --json > "$tmp/$w.3.json" 2>/dev/null
+	"$VMMU" run "$w" ${SMALL[$w]} --seed 6 --json > "$tmp/$w.3.json" 2>/dev/null
 	t "$w: another seed, another digest" '[ "$(digest "$tmp/$w.json")" != "$(digest "$tmp/$w.3.json")" ]'
 	for m in "shadow --host vmx" "shadow --host svm" "ept" "npt"; do
 		# shellcheck disable=SC2086
-		"$VMMU" run "$w" ${small[$w]} --seed 5 --mmu $m --json > "$tmp/$w.m.json" 2> "$tmp/$w.m.err"; rc=$?
+		"$VMMU" run "$w" ${SMALL[$w]} --seed 5 --mmu $m --json > "$tmp/$w.m.json" 2> "$tmp/$w.m.err"; rc=$?
 		if [ $rc -eq 1 ] && grep -q "not available yet" "$tmp/$w.m.err"; then
 			echo "ok - $w --mmu $m: not built yet (skip)"
 			continue
@@ -75,7 +65,7 @@ t "vmmu workloads migrate: its parameters" '[ $rc -eq 0 ] && for p in size= upda
 # migrate reports its harvests; its check fails the run when the log lacks a written page (a
 # second harvester took round 2's bits: steal=2).
 t "migrate: dirty-log figures in the JSON" 'grep -q "\"migrate\":{\"rounds\":8,\"dirty_pages\":[1-9]" "$tmp/migrate.json" && [ "$(field "$tmp/migrate.json" min_dirty_pages)" -ge 1 ]'
-"$VMMU" run migrate ${small[migrate]} --param steal=2 > /dev/null 2> "$tmp/steal.err"; rc=$?
+"$VMMU" run migrate ${SMALL[migrate]} --param steal=2 > /dev/null 2> "$tmp/steal.err"; rc=$?
 t "migrate: a page missing from the log fails the run, naming round and page" '[ $rc -eq 1 ] && one_line_error "$tmp/steal.err" && grep -q "round 2: the guest wrote page 0x" "$tmp/steal.err"'
 
 # ---- a real program, traced now ----
