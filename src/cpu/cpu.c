@@ -318,15 +318,20 @@ void cpu_set_tdp(struct cpu *c, const struct tdp_ctx *tdp)
 	cpu_flush_tlb(c);
 }
 
-void cpu_flush_tlb(struct cpu *c)
+void cpu_flush_tlb_n(struct cpu *c, uint64_t n)
 {
 	/* The nested TLB caches gpa -> hpa: a remote flush after a zap must reach it too. */
 	if (c->ntlb)
 		nested_tlb_flush(c->ntlb);
 	tlb_flush_all(c->tlb, true);
 	pwc_flush(c);
-	c->st.tlb_flush++;
-	c->st.sim_cycles += c->cost.tlb_flush;
+	c->st.tlb_flush += n;
+	c->st.sim_cycles += n * c->cost.tlb_flush;
+}
+
+void cpu_flush_tlb(struct cpu *c)
+{
+	cpu_flush_tlb_n(c, 1);
 }
 
 static uint64_t cr4_allowed(const struct cpu_model *m)

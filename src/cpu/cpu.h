@@ -324,5 +324,7 @@ void cpu_account_mmu_steps(struct cpu *c, uint64_t n);
 
 /* Drop every TLB entry, globals included (a remote flush, a memory-map change). */
 void cpu_flush_tlb(struct cpu *c);
+/* The same, charged as @n flushes (remote flush requests taken at once; 0: not charged). */
+void cpu_flush_tlb_n(struct cpu *c, uint64_t n);
 
 #endif

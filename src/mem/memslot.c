@@ -377,6 +377,36 @@ int memslots_gpa_to_ptr(struct memslots *ms, gpa_t gpa, size_t len, bool write, 
 	return r;
 }
 
+/* Copy between guest memory @g and the caller's @p as aligned 8-byte (else single-byte) relaxed
+ * atomics: vCPU threads may access the same guest memory at the same time, and a VMM access
+ * racing with them is allowed (each aligned word is single-copy atomic, as on x86). */
+static void copy_relaxed(uint8_t *g, uint8_t *p, size_t n, bool write)
+{
+	while (n && ((uintptr_t)g & 7)) {
+		if (write)
+			__atomic_store_n(g, *p, __ATOMIC_RELAXED);
+		else
+			*p = __atomic_load_n(g, __ATOMIC_RELAXED);
+		g++, p++, n--;
+	}
+	for (; n >= 8; g += 8, p += 8, n -= 8) {
+		uint64_t w;
+		if (write) {
+			memcpy(&w, p, 8);
+			__atomic_store_n((uint64_t *)g, w, __ATOMIC_RELAXED);
+		} else {
+			w = __atomic_load_n((uint64_t *)g, __ATOMIC_RELAXED);
+			memcpy(p, &w, 8);
+		}
+	}
+	for (; n; g++, p++, n--) {
+		if (write)
+			__atomic_store_n(g, *p, __ATOMIC_RELAXED);
+		else
+			*p = __atomic_load_n(g, __ATOMIC_RELAXED);
+	}
+}
+
 static int guest_copy(struct memslots *ms, gpa_t gpa, void *buf, size_t len, bool write)
 {
 	char *p = buf;
@@ -395,10 +425,7 @@ static int guest_copy(struct memslots *ms, gpa_t gpa, void *buf, size_t len, boo
 			return -EFAULT;
 		if (r)
 			return r;
-		if (write)
-			memcpy(g, p, chunk);
-		else
-			memcpy(p, g, chunk);
+		copy_relaxed(g, (uint8_t *)p, chunk, write);
 		gpa += chunk;
 		p += chunk;
 		len -= chunk;

@@ -24,6 +24,13 @@ static int vcpu_phys_page(void *opaque, gfn_t gfn, bool write, uint8_t **host, b
 	void *p = NULL;
 	int rc;
 
+	/* The host page-table lookup may wait for the mm lock, which a sender of a request may
+	 * hold while it waits for this vCPU: out of guest mode for it. Back in, a request taken
+	 * meanwhile (a host invalidation) may have made the answer stale: look again. */
+	uint32_t was = __atomic_load_n(&v->mode, __ATOMIC_RELAXED);
+again:
+	if (was != OUTSIDE_GUEST_MODE)
+		vcpu_leave(v);
 	memslots_read_lock();
 	slot = gfn_to_memslot_cached(v->vm->slots, &v->slots, gfn);
 	if (!slot) {
@@ -35,6 +42,8 @@ static int vcpu_phys_page(void *opaque, gfn_t gfn, bool write, uint8_t **host, b
 		*cacheable = !write || !slot_logs_dirty(slot);
 	}
 	memslots_read_unlock();
+	if (was != OUTSIDE_GUEST_MODE && vcpu_enter_take(v, VCPU_REQ_WORK))
+		goto again;
 	/* -EFAULT (a slot whose hva has no host memory behind it) goes up as it is: the access
 	 * fails, as KVM_RUN does, in every mode. */
 	*host = p;
@@ -42,6 +51,27 @@ static int vcpu_phys_page(void *opaque, gfn_t gfn, bool write, uint8_t **host, b
 }
 
 static const struct phys_ops vcpu_phys_ops = { .page = vcpu_phys_page };
+
+/* A guest instruction's effect on the hardware (it may use or flush the vCPU's caches): in guest
+ * mode, so the work of requests made before it is done first. (Its flush count stays pending:
+ * counted per access entry, as the figures have always been.) */
+#define VCPU_HW(v, expr)                                   \
+	({                                                  \
+		vcpu_enter_take(v, VCPU_REQ_WORK);          \
+		__auto_type hw_rc_ = (expr);       \
+		vcpu_leave(v);                     \
+		hw_rc_;                            \
+	})
+
+/* The hypervisor's handling of @v's exit or intercepted instruction: @v is the running vCPU, so a
+ * remote flush it makes flushes @v at once (request.c). */
+#define VCPU_HANDLE(v, expr)                      \
+	({                                         \
+		vcpu_running = (v);                \
+		__auto_type h_rc_ = (expr);        \
+		vcpu_running = NULL;               \
+		h_rc_;                             \
+	})
 
 /* @gpa is in a memslot whose hva has no host memory behind it (munmapped). */
 static bool gpa_unbacked(struct vmmu_vcpu *v, gpa_t gpa)
@@ -179,11 +209,11 @@ int vmmu_vcpu_set_regs(struct vmmu_vcpu *vcpu, const struct vmmu_regs *regs)
 	if (!vcpu || !regs)
 		return -EINVAL;
 	old_cr3 = vcpu->cpu.guest.cr3;
-	rc = cpu_set_regs(&vcpu->cpu, regs);
+	rc = VCPU_HW(vcpu, cpu_set_regs(&vcpu->cpu, regs));
 	if (rc || !vcpu->vm->mmu)
 		return rc;
 	/* A whole new paging state (KVM's kvm_mmu_reset_context): the MMU reloads its root. */
-	return mmu_guest_cr_changed(&vcpu->mmu, 3, old_cr3, regs->cr3);
+	return VCPU_HANDLE(vcpu, mmu_guest_cr_changed(&vcpu->mmu, 3, old_cr3, regs->cr3));
 }
 
 int vmmu_vcpu_set_cpl(struct vmmu_vcpu *vcpu, unsigned cpl, bool ac)
@@ -211,19 +241,6 @@ static void vcpu_exit_cycles(struct vmmu_vcpu *vcpu, enum vmmu_exit_reason reaso
 	vcpu->cpu.st.exit_cycles[reason] += vcpu->cpu.cost.vm_exit + (vcpu->cpu.st.sim_cycles - c0);
 }
 
-void vcpu_request_flush(struct vmmu_vcpu *v)
-{
-	if (!__atomic_exchange_n(&v->flush_pending, 1, __ATOMIC_RELAXED))
-		__atomic_add_fetch(&v->kvm_st.tlb_flush, 1, __ATOMIC_RELAXED);
-}
-
-/* The vCPU enters the guest: its pending requests are serviced. */
-static inline void vcpu_enter(struct vmmu_vcpu *v)
-{
-	if (__builtin_expect(__atomic_load_n(&v->flush_pending, __ATOMIC_RELAXED), 0))
-		__atomic_store_n(&v->flush_pending, 0, __ATOMIC_RELAXED);
-}
-
 /* One try of the hardware (cpu_access_l1_missed() for the first try after cpu_access_l1() said
  * CPU_L1_MISS: @l1_missed). */
 static int vcpu_hw_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigned kind, void *buf,
@@ -238,8 +255,8 @@ static int vcpu_hw_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, un
  * path leaves out: the TLB miss and the walk, #PF, #GP, MMIO, and the VM exits, each handed to the
  * MMU and followed by a new try.
  */
-__attribute__((noinline)) static int vcpu_access_slow(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len,
-						      unsigned kind, void *buf, struct vmmu_access_result *res)
+static inline int vcpu_access_slow_body(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len,
+					unsigned kind, void *buf, struct vmmu_access_result *res)
 {
 	enum cpu_l1 step2 = cpu_access_l1(&vcpu->cpu, gva, len, kind, buf);
 	bool l1_missed = step2 == CPU_L1_MISS;
@@ -301,8 +318,13 @@ retry:
 			return -EIO;   /* native mode has no hypervisor to exit to */
 		if (++exits > MAX_EXITS_PER_ACCESS)
 			return -ELOOP;
+		/* The hypervisor handles the exit out of guest mode: it takes locks, and may wait
+		 * for other vCPUs (request.c). */
+		vcpu_leave(vcpu);
 		uint64_t c0 = vcpu->cpu.st.sim_cycles;
+		vcpu_running = vcpu;
 		rc = mmu_handle_exit(&vcpu->mmu, &o.exit, &mo);
+		vcpu_running = NULL;
 		vcpu_exit_cycles(vcpu, o.exit.reason, c0);
 		if (rc == -EFAULT && cross_first(vcpu, gva, len, o.exit.gva)) {
 			/* No host memory behind the first page: a #PF of the second still comes
@@ -350,6 +372,7 @@ retry:
 			}
 			if (!mo.mmio_done && (o.exit.gva >> 12) != (va >> 12)) {
 				struct hw_outcome o2;
+				vcpu_enter(vcpu);
 				rc = cpu_access(&vcpu->cpu, gva, first, kind, buf, &o2);
 				if (rc)
 					return rc;
@@ -376,6 +399,30 @@ retry:
 	return 0;
 }
 
+/* The access past the hit path, which leaves guest mode when it is done. */
+__attribute__((noinline)) static int vcpu_access_slow(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len,
+						      unsigned kind, void *buf, struct vmmu_access_result *res)
+{
+	int rc = vcpu_access_slow_body(vcpu, gva, len, kind, buf, res);
+	vcpu_leave(vcpu);
+	return rc;
+}
+
+/* The access when the vCPU enters the full way (vcpu_try_enter said no). */
+__attribute__((noinline)) static int vcpu_access_entering(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len,
+							  unsigned kind, void *buf,
+							  struct vmmu_access_result *res)
+{
+	vcpu_enter(vcpu);
+	if (cpu_access_fast(&vcpu->cpu, gva, len, kind, buf)) {
+		vcpu_leave(vcpu);
+		res->status = VMMU_ACCESS_DONE;
+		res->done = len;
+		return 0;
+	}
+	return vcpu_access_slow(vcpu, gva, len, kind, buf, res);
+}
+
 int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigned kind, void *buf,
 		     struct vmmu_access_result *res)
 {
@@ -384,9 +431,11 @@ int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigne
 		return -EINVAL;
 	if (!(len >= 1 && len <= 8) && !(len == VMMU_PAGE_SIZE && !(gva & (VMMU_PAGE_SIZE - 1))))
 		return -EINVAL;
-	vcpu_enter(vcpu);
 	/* The hit path does the whole access or nothing (cpu.h); everything else is a tail call. */
+	if (__builtin_expect(!vcpu_try_enter(vcpu), 0))
+		return vcpu_access_entering(vcpu, gva, len, kind, buf, res);
 	if (__builtin_expect(cpu_access_fast(&vcpu->cpu, gva, len, kind, buf), 1)) {
+		vcpu_leave(vcpu);
 		res->status = VMMU_ACCESS_DONE;
 		res->done = len;
 		return 0;
@@ -429,7 +478,8 @@ int vmmu_vcpu_emulate_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len,
 	if (kind & VMMU_ACC_WRITE) {
 		rc = memslots_write_guest(vcpu->vm->slots, w.gpa, buf, len);
 		if (!rc && vcpu->vm->mmu)
-			cpu_account_mmu_steps(&vcpu->cpu, mmu_track_write(vcpu->vm->mmu, w.gpa, len));
+			cpu_account_mmu_steps(&vcpu->cpu,
+					      VCPU_HANDLE(vcpu, mmu_track_write(vcpu->vm->mmu, w.gpa, len)));
 	} else {
 		rc = memslots_read_guest(vcpu->vm->slots, w.gpa, buf, len);
 	}
@@ -470,7 +520,7 @@ int vmmu_vcpu_mov_cr(struct vmmu_vcpu *vcpu, int cr, uint64_t val)
 		return -EINVAL;
 	old = cr == 0 ? vcpu->cpu.guest.cr0 : cr == 3 ? vcpu->cpu.guest.cr3 : vcpu->cpu.guest.cr4;
 	hw_flushes = vcpu->cpu.st.tlb_flush;
-	rc = cpu_mov_cr(&vcpu->cpu, cr, val);
+	rc = VCPU_HW(vcpu, cpu_mov_cr(&vcpu->cpu, cr, val));
 	if (rc || !vcpu->vm->mmu)
 		return rc;
 	if (cr == 3 && vcpu->cpu.ctl.cr3_load_exiting)
@@ -481,7 +531,7 @@ int vmmu_vcpu_mov_cr(struct vmmu_vcpu *vcpu, int cr, uint64_t val)
 	if (vcpu->cpu.ctl.cr3_load_exiting && vcpu->cpu.st.tlb_flush != hw_flushes)
 		vcpu_request_flush(vcpu);
 	uint64_t c0 = vcpu->cpu.st.sim_cycles;
-	rc = mmu_guest_cr_changed(&vcpu->mmu, cr, old, val);
+	rc = VCPU_HANDLE(vcpu, mmu_guest_cr_changed(&vcpu->mmu, cr, old, val));
 	if (cr == 3 && vcpu->cpu.ctl.cr3_load_exiting)
 		vcpu_exit_cycles(vcpu, VMMU_EXIT_CR3, c0);
 	return rc;
@@ -493,13 +543,13 @@ int vmmu_vcpu_invlpg(struct vmmu_vcpu *vcpu, uint64_t gva)
 
 	if (!vcpu)
 		return -EINVAL;
-	rc = cpu_invlpg(&vcpu->cpu, gva);
+	rc = VCPU_HW(vcpu, cpu_invlpg(&vcpu->cpu, gva));
 	if (rc || !vcpu->vm->mmu || !vcpu->cpu.ctl.invlpg_exiting)
 		return rc;
 	cpu_account_exit(&vcpu->cpu, VMMU_EXIT_INVLPG);
 	vcpu_count(&vcpu->kvm_st.invlpg);        /* KVM's kvm_mmu_invlpg */
 	uint64_t c0 = vcpu->cpu.st.sim_cycles;
-	rc = mmu_guest_invlpg(&vcpu->mmu, gva);
+	rc = VCPU_HANDLE(vcpu, mmu_guest_invlpg(&vcpu->mmu, gva));
 	vcpu_exit_cycles(vcpu, VMMU_EXIT_INVLPG, c0);
 	return rc;
 }
@@ -510,7 +560,7 @@ int vmmu_vcpu_invpcid(struct vmmu_vcpu *vcpu, unsigned type, uint16_t pcid, uint
 
 	if (!vcpu)
 		return -EINVAL;
-	rc = cpu_invpcid(&vcpu->cpu, type, pcid, gva);
+	rc = VCPU_HW(vcpu, cpu_invpcid(&vcpu->cpu, type, pcid, gva));
 	if (rc || !vcpu->vm->mmu || !vcpu->cpu.ctl.invpcid_exiting)
 		return rc;
 	/* INVPCID exits are counted with INVLPG's: both are the guest's TLB invalidations. KVM counts
@@ -522,7 +572,7 @@ int vmmu_vcpu_invpcid(struct vmmu_vcpu *vcpu, unsigned type, uint16_t pcid, uint
 	else
 		vcpu_request_flush(vcpu);
 	uint64_t c0 = vcpu->cpu.st.sim_cycles;
-	rc = mmu_guest_invpcid(&vcpu->mmu, type, pcid, gva);
+	rc = VCPU_HANDLE(vcpu, mmu_guest_invpcid(&vcpu->mmu, type, pcid, gva));
 	vcpu_exit_cycles(vcpu, VMMU_EXIT_INVLPG, c0);
 	return rc;
 }
@@ -542,7 +592,10 @@ static void add_vcpu_stats(struct vmmu_stats *st, struct vmmu_vcpu *vcpu)
 		st->exits_by_reason[i] += c->exits_by_reason[i];
 		st->exit_cycles[i] += c->exit_cycles[i];
 	}
-	st->sim_cycles += c->sim_cycles;
+	/* Remote flushes not taken yet are charged already (request.c): the figure does not
+	 * depend on when the vCPU next enters. */
+	st->sim_cycles += c->sim_cycles +
+			  __atomic_load_n(&vcpu->remote_flushes, __ATOMIC_RELAXED) * vcpu->cpu.cost.tlb_flush;
 }
 
 /* Give the caller the first @size bytes of @full (a caller built against an older, shorter struct

@@ -12,15 +12,15 @@
 #include "cpu/cost.h"
 #include "vm/vm.h"
 
-/* Every vCPU's guest-page cache: the memory map changed. vCPUs are interleaved on the caller's
- * thread, so a direct flush is safe; the lockless phase turns this into a request each vCPU
- * thread acknowledges, like the remote TLB flush. */
+/* Every vCPU's guest-page cache: the memory map changed. The vCPU whose exit this thread
+ * handles empties its own; the others take the request before they use the cache again, and
+ * those in guest mode are waited for (request.c): when this returns, no vCPU holds a host
+ * pointer from before the change. */
 static void vm_flush_pcaches(struct vmmu_vm *vm)
 {
-	pthread_mutex_lock(&vm->lock);
-	for (unsigned i = 0; i < vm->nr_vcpus; i++)
-		cpu_flush_pcache(&vm->vcpus[i]->cpu);
-	pthread_mutex_unlock(&vm->lock);
+	if (vcpu_running && vcpu_running->vm == vm)
+		cpu_flush_pcache(&vcpu_running->cpu);
+	vm_make_all_cpus_request(vm, VCPU_REQ_PCACHE_FLUSH);
 }
 
 static void vm_invalidate_range_start(struct host_mmu_notifier *mn, hva_t start, hva_t end)
@@ -46,23 +46,29 @@ static const struct host_mmu_notifier_ops vm_mn_ops = {
 	.invalidate_range_end = vm_invalidate_range_end,
 };
 
-/* kvm_flush_remote_tlbs: every vCPU's TLB. vCPUs are interleaved on the caller's thread, so a
- * direct flush is the request and its acknowledgement at once; the lockless phase turns this
- * into request bits acknowledged by each vCPU thread. The other vCPUs of an interleaved VM
- * count as running (in guest mode, to be interrupted), as they would be on their own CPUs. */
+/* kvm_flush_remote_tlbs: every vCPU's TLB, and each has flushed, or will before it uses its
+ * TLB again, when this returns (request.c). The vCPU whose exit this thread handles flushes at
+ * once, inside its handler. The other vCPUs count as running (in guest mode, to be interrupted)
+ * as they would on their own CPUs, also when the run interleaves them on one thread, so the
+ * count does not depend on the schedule. */
 static bool vm_flush_remote_tlbs(void *opaque)
 {
 	struct vmmu_vm *vm = opaque;
+	struct vmmu_vcpu *self = vcpu_running && vcpu_running->vm == vm ? vcpu_running : NULL;
 	bool others;
 
-	pthread_mutex_lock(&vm->lock);
-	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
-		cpu_flush_tlb(&vm->vcpus[i]->cpu);
-		/* KVM counts the KVM_REQ_TLB_FLUSH each vCPU services. */
-		vcpu_request_flush(vm->vcpus[i]);
+	if (self) {
+		cpu_flush_tlb(&self->cpu);
+		vcpu_request_flush(self);
 	}
+	pthread_mutex_lock(&vm->lock);
+	/* KVM counts the KVM_REQ_TLB_FLUSH each vCPU services. */
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		if (vm->vcpus[i] != self)
+			vcpu_request_flush(vm->vcpus[i]);
 	others = vm->nr_vcpus > 1;
 	pthread_mutex_unlock(&vm->lock);
+	vm_make_all_cpus_request(vm, VCPU_REQ_TLB_FLUSH);
 	return others;
 }
 
@@ -157,6 +163,7 @@ int vmmu_vm_create_on(struct vmmu_machine *h, const struct vmmu_vm_config *cfg, 
 	if (rc)
 		goto out_free;
 	vm->cfg.host_mem_bytes = host_arena_frames(h->arena) << HOST_PAGE_SHIFT;
+	vcpu_requests_init();
 	rc = -pthread_mutex_init(&vm->lock, NULL);
 	if (rc)
 		goto out_free;

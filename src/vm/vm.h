@@ -10,7 +10,8 @@
  *  - a vCPU's guest-page cache (in cpu/) is emptied on every memslot change (native mode) and
  *    host mapping invalidation, before the change completes.
  * Locking: memslot updates serialize inside mem/; vCPU creation takes vm->lock; a vCPU is used by
- * one thread at a time (its caller's).
+ * one thread at a time (its caller's), which alone touches its hardware caches: other threads
+ * reach them only through requests (request.c: vm_make_all_cpus_request, under vm->lock).
  */
 #ifndef VMMU_VM_H
 #define VMMU_VM_H
@@ -30,6 +31,17 @@
 struct vmmu_vcpu {
 	struct vmmu_vm *vm;                              /* [c] */
 	unsigned id;                                     /* [c] */
+	/* KVM's request protocol (request.c has it in full). [a] VCPU_REQ_* bits: set by any
+	 * thread, taken by the vCPU's own when it enters the guest; VCPU_REQ_FLUSH_COUNTED is
+	 * KVM_REQ_TLB_FLUSH as counted (requests before one entry are one flush). */
+	uint32_t requests;
+	uint32_t mode;                                   /* [a] enum vcpu_mode */
+	uintptr_t owner;                                 /* [a] the thread that entered it last
+							  * (vcpu_owner_tag); here, beside the
+							  * hardware's hot fields */
+	/* [a] Remote TLB flushes made since the vCPU last serviced its requests: each is charged
+	 * to the vCPU's hardware as one flush (cpu_flush_tlb_n) when it services them. */
+	uint64_t remote_flushes;
 	struct cpu cpu;                                  /* [o] the hardware */
 	struct mmu_vcpu mmu;                             /* [o] the MMU's per-vCPU state */
 	struct slot_cache slots;                         /* [o] */
@@ -40,11 +52,75 @@ struct vmmu_vcpu {
 	struct {
 		uint64_t tlb_flush, invlpg;
 	} kvm_st;
-	/* [a] A flush request made since the vCPU last entered the guest (vcpu_request_flush):
-	 * KVM services its pending requests once per entry, so requests before one entry are one
-	 * flush. Set by any thread, cleared by the vCPU's own at each entry (an access, a retry). */
-	uint32_t flush_pending;
 };
+
+/* ---- request.c: KVM's vcpu->requests and vcpu->mode ---- */
+
+enum vcpu_mode { OUTSIDE_GUEST_MODE = 0, IN_GUEST_MODE, EXITING_GUEST_MODE };
+
+#define VCPU_REQ_FLUSH_COUNTED (1u << 0)   /* KVM_REQ_TLB_FLUSH, for the count only */
+#define VCPU_REQ_TLB_FLUSH     (1u << 1)   /* flush the hardware's TLB (a remote flush) */
+#define VCPU_REQ_PCACHE_FLUSH  (1u << 2)   /* empty the guest-page cache (memory map changed) */
+
+/* The thread's tag (vcpu->owner holds the tag of the thread that entered it last; with the bit
+ * VCPU_OWNER_FENCE set where the kernel lacks membarrier, so that every entry takes the out-of-line
+ * path with its full fence) and the vCPU whose exit or intercepted instruction this thread is
+ * handling now (KVM's kvm_get_running_vcpu), NULL outside one. */
+#define VCPU_TLS __thread __attribute__((tls_model("initial-exec")))
+extern VCPU_TLS uint64_t vcpu_thread_tag;
+extern VCPU_TLS struct vmmu_vcpu *vcpu_running;
+#define VCPU_OWNER_FENCE 1u
+
+void vcpu_service_requests(struct vmmu_vcpu *v, uint32_t take);
+bool vcpu_enter_slow(struct vmmu_vcpu *v, uint32_t take);
+/* Make a request of every vCPU of @vm but the running one, kick those in guest mode and wait
+ * until each has left it (KVM's kvm_make_all_cpus_request with KVM_REQUEST_WAIT). Takes
+ * vm->lock. */
+void vm_make_all_cpus_request(struct vmmu_vm *vm, uint32_t req);
+/* Once per process, before any vCPU runs. */
+void vcpu_requests_init(void);
+
+#define VCPU_REQ_WORK (VCPU_REQ_TLB_FLUSH | VCPU_REQ_PCACHE_FLUSH)
+
+/* Into guest mode: publish the mode, then take the pending requests of @take. The store and the
+ * load are ordered by the sender's membarrier (asymmetric fence), or a full fence here. True
+ * when requests were taken, so what was looked up out of guest mode may be stale. */
+static inline bool vcpu_enter_take(struct vmmu_vcpu *v, uint32_t take)
+{
+	if (__builtin_expect(__atomic_load_n(&v->owner, __ATOMIC_RELAXED) != (uintptr_t)&vcpu_thread_tag, 0))
+		return vcpu_enter_slow(v, take);
+	__atomic_store_n(&v->mode, IN_GUEST_MODE, __ATOMIC_RELAXED);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);   /* the sender's membarrier does the rest */
+	if (__builtin_expect((__atomic_load_n(&v->requests, __ATOMIC_RELAXED) & take) == 0, 1))
+		return false;
+	vcpu_service_requests(v, take);
+	return true;
+}
+
+/* The hit path's entry: false when the vCPU must enter the full way (vcpu_enter: a new thread, no
+ * membarrier, or requests pending), so that the hit path makes no call but tail calls. */
+static inline bool vcpu_try_enter(struct vmmu_vcpu *v)
+{
+	if (__builtin_expect(__atomic_load_n(&v->owner, __ATOMIC_RELAXED) != (uintptr_t)&vcpu_thread_tag, 0))
+		return false;
+	__atomic_store_n(&v->mode, IN_GUEST_MODE, __ATOMIC_RELAXED);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	return __builtin_expect(__atomic_load_n(&v->requests, __ATOMIC_RELAXED) == 0, 1);
+}
+
+/* The vCPU enters the guest to run an access: every request is taken (KVM services them once
+ * per entry, so flush requests before it count as one). */
+static inline void vcpu_enter(struct vmmu_vcpu *v)
+{
+	vcpu_enter_take(v, ~0u);
+}
+
+/* The vCPU leaves guest mode: a sender waiting for it goes on. Nothing of the hardware (TLB,
+ * guest-page cache) is used after this until the next vcpu_enter. */
+static inline void vcpu_leave(struct vmmu_vcpu *v)
+{
+	__atomic_store_n(&v->mode, OUTSIDE_GUEST_MODE, __ATOMIC_RELEASE);
+}
 
 /* The host's KSM figures into @st (host.c). */
 void vm_machine_ksm_stats(struct vmmu_machine *h, struct vmmu_stats *st);

@@ -1,0 +1,418 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vCPUs on their own threads while another thread changes the memory map under them: the request
+ * protocol (src/vm/request.c) at work in every mode. Four vCPU threads write and read back their
+ * own pages and their own words of shared pages, read a region whose host memory the main thread
+ * keeps replacing, switch CR3 between two equal roots and INVLPG; meanwhile the main thread
+ * toggles dirty logging and harvests the log, deletes the replaced region's memslot, unmaps its
+ * host memory (MMU notifiers) and makes it again over fresh memory. Every remote TLB flush and
+ * guest-page-cache flush is then a request to vCPUs that may be in guest mode at that moment.
+ *
+ * What is checked: each vCPU reads back what it wrote; a read of the replaced region gives 0 (fresh
+ * memory), the pattern of a generation not yet dropped when the read began, or no memory (-EFAULT,
+ * or MMIO while the slot is gone), never anything else (a stale translation or host pointer would
+ * read a dropped generation's frame, or a recycled one); the MMU's isolation audit after
+ * every round, with the vCPU threads joined; at the end every word holds its last write. Built for
+ * the TSan run (suite threads). VMMU_STRESS_ROUNDS makes it run longer.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sched.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "paging/paging.h"
+#include "../common/gpt_build.h"
+#include "vm/vm.h"
+#include "vmmu/vmmu.h"
+
+#define MiB (1ULL << 20)
+#define PRWU (PT_PRESENT_MASK | PT_WRITABLE_MASK | PT_USER_MASK)
+
+#define NV          4
+#define PRIV        48                        /* pages of each vCPU's own */
+#define SHARED      16                        /* pages every vCPU writes a word of */
+#define DATA_PAGES  (NV * PRIV + SHARED)
+#define VOL_PAGES   16                        /* the region the main thread replaces */
+#define DATA_GPA    (16 * MiB)
+#define VOL_GPA     (32 * MiB)
+#define SLOT_DATA   1
+#define SLOT_VOL    2
+#define VOL_MAGIC   0x501a000000000000ULL
+#define VOL_MASK    0xffff000000000000ULL
+
+struct tg {
+	struct vmmu_vm *vm;
+	struct vmmu_vcpu *v[NV];
+	gpa_t next_table, root[2];
+	uint64_t data_hva, vol_hva, vol_gen;
+	uint64_t vol_dropped;          /* [atomic] the last generation whose memory is gone */
+};
+
+static uint64_t g_rd(void *ctx, gpa_t a)
+{
+	uint64_t x = 0;
+	assert_int_equal(vmmu_read_guest(((struct tg *)ctx)->vm, a, &x, 8), 0);
+	return x;
+}
+
+static void g_wr(void *ctx, gpa_t a, uint64_t x)
+{
+	assert_int_equal(vmmu_write_guest(((struct tg *)ctx)->vm, a, &x, 8), 0);
+}
+
+static gpa_t g_new_table(void *ctx)
+{
+	struct tg *g = ctx;
+	gpa_t t = g->next_table;
+	g->next_table += 4096;
+	return t;
+}
+
+static void set_slot(struct tg *g, uint32_t id, uint32_t flags, gpa_t gpa, uint64_t size, uint64_t hva)
+{
+	struct vmmu_userspace_memory_region r = {
+		.slot = id, .flags = flags, .guest_phys_addr = gpa, .memory_size = size,
+		.userspace_addr = hva,
+	};
+	assert_int_equal(vmmu_set_user_memory_region(g->vm, &r), 0);
+}
+
+/* Fresh host memory for the replaced region, its slot, and its patterns for generation @gen. */
+static void vol_make(struct tg *g)
+{
+	g->vol_gen++;
+	assert_int_equal(vmmu_vm_mmap(g->vm, VOL_PAGES * 4096ULL, false, &g->vol_hva), 0);
+	set_slot(g, SLOT_VOL, 0, VOL_GPA, VOL_PAGES * 4096ULL, g->vol_hva);
+	for (unsigned p = 0; p < VOL_PAGES; p++)
+		g_wr(g, VOL_GPA + p * 4096ULL, VOL_MAGIC | g->vol_gen << 16 | p);
+}
+
+/* The slot goes, then its memory (the notifiers see the unmap with the slot gone). */
+static void vol_drop(struct tg *g)
+{
+	set_slot(g, SLOT_VOL, 0, VOL_GPA, 0, 0);
+	assert_int_equal(vmmu_vm_munmap(g->vm, g->vol_hva, VOL_PAGES * 4096ULL), 0);
+	__atomic_store_n(&g->vol_dropped, g->vol_gen, __ATOMIC_RELEASE);
+}
+
+static void tg_init(struct tg *g, enum vmmu_mmu mode)
+{
+	struct vmmu_vm_config cfg = { .mmu = mode, .host = mode == VMMU_MMU_NPT ? VMMU_HOST_SVM : VMMU_HOST_VMX };
+	uint64_t hva;
+
+	memset(g, 0, sizeof(*g));
+	assert_int_equal(vmmu_vm_create(&cfg, &g->vm), 0);
+	assert_int_equal(vmmu_vm_mmap(g->vm, 4 * MiB, false, &hva), 0);
+	set_slot(g, 0, 0, 0, 4 * MiB, hva);
+	assert_int_equal(vmmu_vm_mmap(g->vm, DATA_PAGES * 4096ULL, false, &g->data_hva), 0);
+	set_slot(g, SLOT_DATA, 0, DATA_GPA, DATA_PAGES * 4096ULL, g->data_hva);
+	vol_make(g);
+	g->next_table = 0x1000;
+	const struct gpt_builder b = { g, g_rd, g_wr, g_new_table };
+	/* Two roots mapping the same: a CR3 switch changes the root, never a translation. */
+	for (unsigned r = 0; r < 2; r++) {
+		g->root[r] = g_new_table(g);
+		for (unsigned p = 0; p < DATA_PAGES; p++)
+			gpt_map(&b, g->root[r], 4, DATA_GPA + p * 4096ULL, DATA_GPA + p * 4096ULL, 1, PRWU);
+		for (unsigned p = 0; p < VOL_PAGES; p++)
+			gpt_map(&b, g->root[r], 4, VOL_GPA + p * 4096ULL, VOL_GPA + p * 4096ULL, 1, PRWU);
+	}
+	struct vmmu_regs regs = {
+		.cr0 = X86_CR0_PG | X86_CR0_PE | X86_CR0_WP, .cr3 = g->root[0], .cr4 = X86_CR4_PAE,
+		.efer = EFER_LME | EFER_LMA | EFER_NXE,
+	};
+	for (unsigned i = 0; i < NV; i++) {
+		assert_int_equal(vmmu_vcpu_create(g->vm, i, &g->v[i]), 0);
+		assert_int_equal(vmmu_vcpu_set_regs(g->v[i], &regs), 0);
+	}
+}
+
+struct th {
+	struct tg *g;
+	unsigned id, round, iters;
+	uint64_t last[DATA_PAGES];     /* the last value this vCPU wrote to its word of each page */
+	uint64_t vol_reads, vol_gone;
+	int *running;
+	char err[160];
+};
+
+static uint64_t xorshift(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 2685821657736338717ULL;
+}
+
+static bool th_fail(struct th *t, const char *what, uint64_t a, uint64_t b)
+{
+	snprintf(t->err, sizeof(t->err), "vCPU %u round %u: %s (0x%" PRIx64 ", 0x%" PRIx64 ")", t->id,
+		 t->round, what, a, b);
+	return false;
+}
+
+/* Write this vCPU's word of data page @p, read it back. */
+static bool data_access(struct th *t, unsigned p, uint64_t val)
+{
+	const gva_t gva = DATA_GPA + p * 4096ULL + t->id * 8;
+	struct vmmu_access_result r;
+	uint64_t x = val;
+	int rc = vmmu_vcpu_access(t->g->v[t->id], gva, 8, VMMU_ACC_WRITE, &x, &r);
+
+	if (rc || r.status != VMMU_ACCESS_DONE)
+		return th_fail(t, "write failed", (uint64_t)-rc, r.status);
+	x = 0;
+	rc = vmmu_vcpu_access(t->g->v[t->id], gva, 8, VMMU_ACC_READ, &x, &r);
+	if (rc || r.status != VMMU_ACCESS_DONE)
+		return th_fail(t, "read failed", (uint64_t)-rc, r.status);
+	if (x != val)
+		return th_fail(t, "read back another value", x, val);
+	t->last[p] = val;
+	return true;
+}
+
+/* Read the replaced region: fresh memory, a pattern of some generation, or no memory at all. */
+static bool vol_read(struct th *t, unsigned p)
+{
+	struct vmmu_access_result r;
+	uint64_t x = 0;
+	/* A generation dropped before the access began is gone for it: its bytes now would come
+	 * from a stale translation or host pointer. */
+	uint64_t dropped = __atomic_load_n(&t->g->vol_dropped, __ATOMIC_ACQUIRE);
+	int rc = vmmu_vcpu_access(t->g->v[t->id], VOL_GPA + p * 4096ULL, 8, VMMU_ACC_READ, &x, &r);
+
+	t->vol_reads++;
+	if (rc == -EFAULT || (!rc && r.status == VMMU_ACCESS_MMIO)) {
+		t->vol_gone++;
+		return true;
+	}
+	if (rc || r.status != VMMU_ACCESS_DONE)
+		return th_fail(t, "read of the replaced region failed", (uint64_t)-rc, r.status);
+	if (x != 0 && ((x & VOL_MASK) != VOL_MAGIC || (x & 0xffff) != p))
+		return th_fail(t, "read of the replaced region gave foreign bytes", x, p);
+	if (x != 0 && ((x >> 16) & 0xffffffff) <= dropped)
+		return th_fail(t, "read of the replaced region gave the bytes of dropped memory", x, dropped);
+	return true;
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct th *t = arg;
+	struct vmmu_vcpu *v = t->g->v[t->id];
+	uint64_t s = 0x9e3779b97f4a7c15ULL * (t->id + 1) + t->round;
+	bool ok = true;
+
+	for (unsigned i = 0; i < t->iters && ok; i++) {
+		uint64_t r = xorshift(&s);
+		uint64_t val = (uint64_t)t->round << 48 | (uint64_t)i << 16 | t->id;
+		switch (r % 8) {
+		case 0: case 1: case 2:
+			ok = data_access(t, t->id * PRIV + (unsigned)(r >> 8) % PRIV, val);
+			break;
+		case 3: case 4:
+			ok = data_access(t, NV * PRIV + (unsigned)(r >> 8) % SHARED, val);
+			break;
+		case 5: case 6:
+			ok = vol_read(t, (unsigned)(r >> 8) % VOL_PAGES);
+			break;
+		case 7:
+			if ((r >> 8) & 1) {
+				int rc = vmmu_vcpu_mov_cr(v, 3, t->g->root[(r >> 9) & 1]);
+				if (rc)
+					ok = th_fail(t, "MOV CR3 failed", (uint64_t)-rc, 0);
+			} else {
+				unsigned p = t->id * PRIV + (unsigned)(r >> 9) % PRIV;
+				int rc = vmmu_vcpu_invlpg(v, DATA_GPA + p * 4096ULL);
+				if (rc)
+					ok = th_fail(t, "INVLPG failed", (uint64_t)-rc, 0);
+			}
+			break;
+		}
+	}
+	__atomic_sub_fetch(t->running, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void audit_ok(struct tg *g)
+{
+	char why[256] = "";
+	int rc = vmmu_vm_audit(g->vm, why, sizeof(why));
+	if (rc)
+		fail_msg("audit: %s", why);
+}
+
+static unsigned stress_rounds(unsigned dflt)
+{
+	const char *e = getenv("VMMU_STRESS_ROUNDS");
+	return e && atoi(e) > 0 ? (unsigned)atoi(e) : dflt;
+}
+
+static void run_mode(enum vmmu_mmu mode)
+{
+	static struct th th[NV];
+	uint64_t bm[(DATA_PAGES + 63) / 64];
+	unsigned rounds = stress_rounds(4), changes = 0;
+	uint64_t vol_reads = 0, vol_gone = 0;
+	pthread_t tid[NV];
+	struct tg g;
+
+	tg_init(&g, mode);
+	memset(th, 0, sizeof(th));
+	for (unsigned round = 0; round < rounds; round++) {
+		int running = NV;
+		for (unsigned i = 0; i < NV; i++) {
+			th[i].g = &g;
+			th[i].id = i;
+			th[i].round = round;
+			th[i].iters = 20000;
+			th[i].running = &running;
+			th[i].vol_reads = th[i].vol_gone = 0;
+			assert_int_equal(pthread_create(&tid[i], NULL, vcpu_thread, &th[i]), 0);
+		}
+		/* The memory map changes under the running vCPUs. */
+		for (unsigned op = 0; __atomic_load_n(&running, __ATOMIC_ACQUIRE) > 0; op++) {
+			switch (op % 4) {
+			case 0:
+				set_slot(&g, SLOT_DATA, VMMU_MEM_LOG_DIRTY_PAGES, DATA_GPA,
+					 DATA_PAGES * 4096ULL, g.data_hva);
+				break;
+			case 1:
+				assert_int_equal(vmmu_get_dirty_log(g.vm, SLOT_DATA, bm), 0);
+				break;
+			case 2:
+				set_slot(&g, SLOT_DATA, 0, DATA_GPA, DATA_PAGES * 4096ULL, g.data_hva);
+				break;
+			case 3:
+				vol_drop(&g);
+				vol_make(&g);
+				break;
+			}
+			changes++;
+		}
+		for (unsigned i = 0; i < NV; i++) {
+			pthread_join(tid[i], NULL);
+			if (th[i].err[0])
+				fail_msg("%s", th[i].err);
+			vol_reads += th[i].vol_reads;
+			vol_gone += th[i].vol_gone;
+		}
+		audit_ok(&g);
+	}
+	/* Every word holds its vCPU's last write: none was lost to a stale translation. */
+	for (unsigned i = 0; i < NV; i++) {
+		for (unsigned p = 0; p < DATA_PAGES; p++) {
+			uint64_t x = 0;
+			if (!th[i].last[p])
+				continue;
+			assert_int_equal(vmmu_read_guest(g.vm, DATA_GPA + p * 4096ULL + i * 8, &x, 8), 0);
+			assert_int_equal(x, th[i].last[p]);
+		}
+	}
+	struct vmmu_stats st;
+	assert_int_equal(vmmu_vm_stats(g.vm, &st, sizeof(st)), 0);
+	if (mode != VMMU_MMU_NATIVE)
+		assert_true(st.remote_tlb_flush > 0);
+	print_message("%s: %u rounds, %u map changes under 4 vCPU threads, %" PRIu64
+		      " reads of the replaced region (%" PRIu64 " found it gone), %" PRIu64
+		      " remote TLB flushes, %" PRIu64 " exits\n",
+		      mode == VMMU_MMU_NATIVE ? "native" : mode == VMMU_MMU_SHADOW ? "shadow" :
+		      mode == VMMU_MMU_EPT ? "ept" : "npt",
+		      rounds, changes, vol_reads, vol_gone, st.remote_tlb_flush, st.exits);
+	vmmu_vm_destroy(g.vm);
+}
+
+/* ---- the protocol itself, white-box ---- */
+
+struct holder {
+	struct vmmu_vcpu *v;
+	int phase;          /* [atomic] 1: in guest mode; 2: leaving */
+	int sender_saw;     /* the phase when the sender's request returned */
+};
+
+/* A vCPU thread that stays in guest mode (as in one long access) until told to leave. */
+static void *hold_in_guest(void *arg)
+{
+	struct holder *h = arg;
+
+	vcpu_enter(h->v);
+	__atomic_store_n(&h->phase, 1, __ATOMIC_RELEASE);
+	/* Kicked: the sender changed the mode and waits for it to leave. */
+	while (__atomic_load_n(&h->v->mode, __ATOMIC_ACQUIRE) != EXITING_GUEST_MODE)
+		sched_yield();
+	struct timespec ts = { 0, 20 * 1000 * 1000 };
+	nanosleep(&ts, NULL);   /* the rest of the access: the sender must still be waiting */
+	__atomic_store_n(&h->phase, 2, __ATOMIC_RELEASE);
+	vcpu_leave(h->v);
+	return NULL;
+}
+
+static void *send_flush(void *arg)
+{
+	struct holder *h = arg;
+	vm_make_all_cpus_request(h->v->vm, VCPU_REQ_TLB_FLUSH);
+	/* Returned: the vCPU has left guest mode. */
+	h->sender_saw = __atomic_load_n(&h->phase, __ATOMIC_ACQUIRE);
+	return NULL;
+}
+
+static void test_request_waits(void **state)
+{
+	struct vmmu_vm_config cfg = { .mmu = VMMU_MMU_EPT };
+	struct vmmu_vm *vm;
+	struct holder h = { 0 };
+	pthread_t t1, t2;
+
+	assert_int_equal(vmmu_vm_create(&cfg, &vm), 0);
+	assert_int_equal(vmmu_vcpu_create(vm, 0, &h.v), 0);
+
+	/* A vCPU out of guest mode gets the request and is not waited for: it takes the request
+	 * when it next enters, charged as the one flush it was asked for. */
+	vm_make_all_cpus_request(vm, VCPU_REQ_TLB_FLUSH);
+	assert_true(h.v->requests & VCPU_REQ_TLB_FLUSH);
+	assert_int_equal(h.v->remote_flushes, 1);
+	uint64_t flushes = h.v->cpu.st.tlb_flush;
+	vcpu_enter(h.v);
+	vcpu_leave(h.v);
+	assert_int_equal(h.v->requests, 0);
+	assert_int_equal(h.v->remote_flushes, 0);
+	assert_int_equal(h.v->cpu.st.tlb_flush, flushes + 1);
+
+	/* In guest mode on another thread: kicked, and waited for until it leaves. */
+	assert_int_equal(pthread_create(&t1, NULL, hold_in_guest, &h), 0);
+	while (__atomic_load_n(&h.phase, __ATOMIC_ACQUIRE) != 1)
+		sched_yield();
+	assert_int_equal(pthread_create(&t2, NULL, send_flush, &h), 0);
+	pthread_join(t2, NULL);
+	pthread_join(t1, NULL);
+	assert_int_equal(h.sender_saw, 2);
+	assert_int_equal(h.v->mode, OUTSIDE_GUEST_MODE);
+	assert_true(h.v->requests & VCPU_REQ_TLB_FLUSH);   /* taken at its next entry */
+	vmmu_vm_destroy(vm);
+}
+
+static void test_native(void **state) { run_mode(VMMU_MMU_NATIVE); }
+static void test_shadow(void **state) { run_mode(VMMU_MMU_SHADOW); }
+static void test_ept(void **state) { run_mode(VMMU_MMU_EPT); }
+static void test_npt(void **state) { run_mode(VMMU_MMU_NPT); }
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_request_waits),
+		cmocka_unit_test(test_native),
+		cmocka_unit_test(test_shadow),
+		cmocka_unit_test(test_ept),
+		cmocka_unit_test(test_npt),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
