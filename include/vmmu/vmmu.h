@@ -108,6 +108,15 @@ struct vmmu_vm_config {
 	} mmu_evict;
 	enum vmmu_hugetlb hugetlb; /* vmmu_vm_mmap's backing: hugetlbfs pages of this size (its
 				    * length rounds up to one); THP does not apply to it */
+	/* How faults of vCPUs on different threads exclude each other (mmu_lock) */
+	enum vmmu_mmu_lock {
+		VMMU_MMU_LOCK_SHARED = 0, /* the default: hard-MMU (EPT/NPT) faults take mmu_lock
+					   * shared and install by compare-and-swap; soft-MMU faults
+					   * take it exclusive (its per-shadow-page locks are not built) */
+		VMMU_MMU_LOCK_BIG,        /* every fault takes mmu_lock exclusive (KVM's shadow MMU) */
+		VMMU_MMU_LOCK_FINE,       /* the soft MMU under per-shadow-page locks: not built yet,
+					   * vmmu_vm_create() fails with -EOPNOTSUPP */
+	} mmu_lock;
 };
 
 int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out);
@@ -261,8 +270,8 @@ enum vmmu_exit_reason {
 
 /* Grows at its end only; version and size say what a caller got (vmmu_vm_stats). Version 2
  * added the KSM figures after exit_cycles; version 3 ksmd's use of the MMU's dirty state;
- * version 4 the host's THP events. */
-#define VMMU_STATS_VERSION 4
+ * version 4 the host's THP events; version 5 mmu_lock_wait_ns. */
+#define VMMU_STATS_VERSION 5
 
 struct vmmu_stats {
 	uint32_t version;          /* out: VMMU_STATS_VERSION of the library that filled it */
@@ -293,6 +302,9 @@ struct vmmu_stats {
 	 * THP applied to that found no free 2M block (mapped 4K), THPs split into 4K mappings,
 	 * and THPs khugepaged collapsed (0: no khugepaged yet). */
 	uint64_t thp_fault_alloc, thp_fault_fallback, thp_split_page, thp_collapse_alloc;
+	/* Version 5: host nanoseconds vCPUs waited for the MMU's lock (mmu_lock) when another
+	 * thread held it: faults, root loads, INVLPG, syncs (0 when one thread runs every vCPU) */
+	uint64_t mmu_lock_wait_ns;
 };
 
 /* The fields of struct vmmu_stats that are the machine's, not the VM's: the same in the stats of

@@ -134,9 +134,11 @@ enum {
 	O_PARAM,
 	O_JSON, O_COST, O_CPU, O_PCID, O_AGING, O_QUANTUM, O_AUDIT, O_REPORT, O_HELP, O_MAX_SP,
 	O_EVICT,
+	O_MMU_LOCK,
 };
 
 static const char *const evict_names[] = { "lru", "fifo" };
+static const char *const mmu_lock_names[] = { "shared", "big", "fine" };   /* enum vmmu_mmu_lock */
 
 static int parse_args(int argc, char **argv, struct run_args *ra)
 {
@@ -164,6 +166,7 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 		{ "report", required_argument, NULL, O_REPORT },
 		{ "max-shadow-pages", required_argument, NULL, O_MAX_SP },
 		{ "mmu-evict", required_argument, NULL, O_EVICT },
+		{ "mmu-lock", required_argument, NULL, O_MMU_LOCK },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -297,6 +300,12 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 			if ((ra->mmu_evict = pick(optarg, evict_names, 2)) < 0)
 				return bad("--mmu-evict '%s': expected lru or fifo", optarg);
 			break;
+		case O_MMU_LOCK:
+			if ((ra->mmu_lock = pick(optarg, mmu_lock_names, 3)) < 0)
+				return bad("--mmu-lock '%s': expected big or shared", optarg);
+			if (ra->mmu_lock == VMMU_MMU_LOCK_FINE)
+				return bad("--mmu-lock fine: not built yet (the soft MMU's per-shadow-page locks); big or shared");
+			break;
 		case O_REPORT:
 			if (strcmp(optarg, "exits"))
 				return bad("--report '%s': expected exits", optarg);
@@ -382,7 +391,7 @@ static uint64_t max_rss_bytes(void)
 	X(ksm_pages_volatile) X(ksm_cow_breaks) X(ksm_zero_pages) X(ksm_passes) X(ksm_checksums)   \
 	X(ksm_compares) X(ksm_merges) X(ksm_merge_scans) X(ksm_mmu_unchanged) X(ksm_mmu_written)   \
 	X(ksm_mmu_harvests) X(thp_fault_alloc) X(thp_fault_fallback) X(thp_split_page)             \
-	X(thp_collapse_alloc)
+	X(thp_collapse_alloc) X(mmu_lock_wait_ns)
 
 #define GUEST_FIELDS(X)                                                                            \
 	X(user_accesses) X(kernel_accesses) X(kills) X(forks) X(execs) X(exits) X(ctx_switches)    \
@@ -446,12 +455,12 @@ static void print_json(const struct run_args *ra, const struct vmmu_workload_arg
 	       "\"guest_thp\":%s,"
 	       "\"ksm\":%s,\"seed\":%" PRIu64 ",\"cpu\":\"%s\",\"guest_pcid\":%s,\"guest_aging\":%u,"
 	       "\"quantum\":%u,\"audit\":%u,\"max_shadow_pages\":%" PRIu64 ",\"mmu_evict\":\"%s\","
-	       "\"cost\":{",
+	       "\"mmu_lock\":\"%s\",\"cost\":{",
 	       r->vcpus, r->vms, r->mem_bytes, thp_names[ra->thp], hugetlb_names[ra->hugetlb],
 	       ra->guest_thp ? "true" : "false",
 	       ra->ksm ? "true" : "false", ra->seed, ra->cpu ? ra->cpu : "intel",
 	       ra->pcid ? "true" : "false", ra->aging, ra->quantum ? ra->quantum : 64, ra->audit,
-	       ra->max_shadow_pages, evict_names[ra->mmu_evict]);
+	       ra->max_shadow_pages, evict_names[ra->mmu_evict], mmu_lock_names[ra->mmu_lock]);
 	for (unsigned i = 0; cost_keys[i]; i++)
 		printf("%s\"%s\":%u", i ? "," : "", cost_keys[i], cost_get(&cost, i));
 	printf("},\"ksm_params\":[");
@@ -643,6 +652,7 @@ int run_collect(int argc, char **argv, bool quiet, struct run_args *ra,
 	cfg.vm.cpu = ra->cpu;
 	cfg.vm.max_shadow_pages = ra->max_shadow_pages;
 	cfg.vm.mmu_evict = (enum vmmu_mmu_evict)ra->mmu_evict;
+	cfg.vm.mmu_lock = (enum vmmu_mmu_lock)ra->mmu_lock;
 	cfg.mem_bytes = ra->mem;
 	cfg.vcpus = ra->vcpus;
 	cfg.vms = ra->vms;

@@ -29,6 +29,7 @@ struct run_args {
 	unsigned aging, quantum, audit;
 	uint64_t max_shadow_pages;       /* 0: the MMU's default */
 	int mmu_evict;                   /* enum vmmu_mmu_evict */
+	int mmu_lock;                    /* enum vmmu_mmu_lock */
 	const char *cpu;
 	const char *params[MAX_PARAMS];
 	unsigned nparams;

@@ -23,17 +23,24 @@
  *    as it drops to 0; so an L2 entry of 0 means its whole 2M range is unmapped.
  *  - rss_pages is the number of 4K pages the leaves map.
  *
- * Locking: mm->lock (a mutex, the model's mmap_lock) guards the VMAs, the page table with its
- * young bits, and the notifier list; notifiers run with it held. Frames are freed with it held, so
- * the lock order is mm->lock, then arena->lock.
+ * Locking: mm->lock (a rwlock, the model's mmap_lock) guards the VMAs, the page table and the
+ * notifier list; every change takes it for writing (notifiers run with it held so), and stores
+ * an entry with pte_set. A lookup of a page mapped and young takes no lock (pt_peek, the
+ * kernel's GUP-fast): nodes unlinked are freed after an RCU grace period, and inval_seq, odd
+ * between the notifiers' start and end, tells it a change was under way (then it takes the
+ * lock). Marking a page young takes the read lock (an atomic OR); a new mapping, the write lock.
+ * Frames are freed with the lock held, so the lock order is mm->lock, then arena->lock.
  */
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <urcu-bp.h>
+
 #include "host/host.h"
 #include "host/host_internal.h"
+#include "host/rcu.h"
 
 #define PT_LEVELS  4
 #define PT_BITS    9
@@ -51,9 +58,31 @@
 #define MMAP_BASE (1ULL << 40)
 
 struct pt_node {
-	uint64_t e[PT_ENTRIES];
+	uint64_t e[PT_ENTRIES]; /* stored with pte_set: lockless readers load them */
 	unsigned nr;            /* non-zero entries of e[] */
+	struct rcu_head rcu;    /* a node unlinked is freed after a grace period */
 };
+
+/* Every store to a linked entry: lockless lookups read entries concurrently, and a pointer to a
+ * node is published with release so its filled entries are seen through it. */
+static inline void pte_set(uint64_t *e, uint64_t v)
+{
+	__atomic_store_n(e, v, __ATOMIC_RELEASE);
+}
+
+static void pt_node_free_rcu(struct rcu_head *head)
+{
+	vmmu_rcu_callback_begin(head);
+	free(caa_container_of(head, struct pt_node, rcu));
+	vmmu_rcu_callback_end();
+}
+
+/* A node unlinked from the table: a lockless lookup may still be on it until its read section
+ * ends. */
+static void pt_node_free(struct pt_node *n)
+{
+	vmmu_call_rcu(&n->rcu, pt_node_free_rcu);
+}
 
 struct host_vma {
 	hva_t start;            /* page aligned */
@@ -63,7 +92,7 @@ struct host_vma {
 
 /* Legend: [c] set at create, then constant; [m] guarded by mm->lock; [a] atomic. */
 struct host_mm {
-	pthread_mutex_t lock;                   /* the model's mmap_lock */
+	pthread_rwlock_t lock;                  /* the model's mmap_lock */
 	struct host_arena *arena;               /* [c] */
 	enum host_thp thp;                      /* [c] */
 	struct pt_node *root;                   /* [c] the L4 node; its entries [m] */
@@ -74,6 +103,10 @@ struct host_mm {
 	uint64_t rss_pages;                     /* [a] written under mm->lock */
 	uint64_t ksm_cow_breaks;                /* [a] written under mm->lock */
 	struct host_thp_stats thp_ev;           /* [a] each, written under mm->lock */
+	/* Odd while notifiers are between invalidate_range_start and _end (a seqcount for the
+	 * lockless lookups: one that met no invalidation saw what a locked one would). */
+	uint64_t inval_seq;                     /* [a] written under mm->lock */
+	unsigned inval_depth;                   /* [m] nested invalidations */
 };
 
 _Static_assert((PTE_PRESENT | PTE_YOUNG | PTE_HUGE | PTE_KSM | PTE_1G | PTE_HUGETLB) <
@@ -275,6 +308,11 @@ static void notify_start(struct host_mm *mm, hva_t start, hva_t end)
 {
 	struct host_mmu_notifier *mn;
 
+	if (mm->inval_depth++ == 0) {
+		__atomic_store_n(&mm->inval_seq, mm->inval_seq + 1, __ATOMIC_RELAXED);
+		/* The odd count is visible before any entry of the range changes. */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	}
 	cds_list_for_each_entry(mn, &mm->notifiers, link)
 		if (mn->ops->invalidate_range_start)
 			mn->ops->invalidate_range_start(mn, start, end);
@@ -287,23 +325,38 @@ static void notify_end(struct host_mm *mm, hva_t start, hva_t end)
 	cds_list_for_each_entry(mn, &mm->notifiers, link)
 		if (mn->ops->invalidate_range_end)
 			mn->ops->invalidate_range_end(mn, start, end);
+	if (--mm->inval_depth == 0)
+		__atomic_store_n(&mm->inval_seq, mm->inval_seq + 1, __ATOMIC_RELEASE);
 }
 
-/* ---- page table walks; caller holds mm->lock ---- */
+/* What a lookup answers from the leaf value @v mapping @hva. */
+static void leaf_out(uint64_t v, hva_t hva, pfn_t *pfn, unsigned *order, bool *writable)
+{
+	*pfn = leaf_pfn_at(v, hva);
+	if (order)
+		*order = leaf_order(v);
+	if (writable)
+		*writable = !(v & PTE_KSM);
+}
 
-/* The leaf mapping @hva, or NULL. */
+/* ---- page table walks; caller holds mm->lock, or is inside an RCU read section ---- */
+
+/* The leaf mapping @hva, or NULL. Lockless in a read section: a node reached stays allocated
+ * until the section ends; the entry may change under the caller, who reads it once. */
 static uint64_t *pt_lookup(const struct host_mm *mm, hva_t hva)
 {
 	struct pt_node *n = mm->root;
 
 	for (int level = PT_LEVELS; level >= 1; level--) {
 		uint64_t *e = &n->e[pt_index(hva, level)];
+		/* Acquire: a node pointer read here was published by pte_set after its entries. */
+		uint64_t v = __atomic_load_n(e, __ATOMIC_ACQUIRE);
 
-		if (*e == 0)
+		if (v == 0)
 			return NULL;
-		if (pte_is_leaf(*e))
+		if (pte_is_leaf(v))
 			return e;
-		n = pte_node(*e);
+		n = pte_node(v);
 	}
 	assert(!"an L1 entry is a leaf or none");
 	return NULL;
@@ -313,8 +366,8 @@ static uint64_t *pt_lookup(const struct host_mm *mm, hva_t hva)
 static void pt_prune(struct pt_node **path, hva_t hva, int level)
 {
 	for (; level < PT_LEVELS && path[level]->nr == 0; level++) {
-		free(path[level]);
-		path[level + 1]->e[pt_index(hva, level + 1)] = 0;
+		pte_set(&path[level + 1]->e[pt_index(hva, level + 1)], 0);
+		pt_node_free(path[level]);
 		path[level + 1]->nr--;
 	}
 }
@@ -358,7 +411,7 @@ static int ksm_cow_break(struct host_mm *mm, uint64_t *e, hva_t hva)
 		return ret;
 	memcpy(host_pfn_to_ptr(mm->arena, frame), host_pfn_to_ptr(mm->arena, old), HOST_PAGE_SIZE);
 	notify_start(mm, page, page + HOST_PAGE_SIZE);
-	*e = make_leaf(frame, *e & PTE_YOUNG);
+	pte_set(e, make_leaf(frame, *e & PTE_YOUNG));
 	host_frame_put(mm->arena, old, HOST_ORDER_4K);
 	notify_end(mm, page, page + HOST_PAGE_SIZE);
 	__atomic_add_fetch(&mm->ksm_cow_breaks, 1, __ATOMIC_RELAXED);
@@ -390,8 +443,8 @@ static int pt_fault(struct host_mm *mm, const struct host_vma *vma, hva_t hva, b
 				const bool thp = !(vma->flags & HOST_VMA_HUGETLB);
 
 				if (host_frame_alloc(mm->arena, PT_BITS * (level - 1), &frame) == 0) {
-					*e = make_leaf(frame, PTE_HUGE | (level == 3 ? PTE_1G : 0) |
-							      (thp ? 0 : PTE_HUGETLB));
+					pte_set(e, make_leaf(frame, PTE_HUGE | (level == 3 ? PTE_1G : 0) |
+								   (thp ? 0 : PTE_HUGETLB)));
 					path[level]->nr++;
 					rss_add(mm, (int64_t)(level_size(level) >> HOST_PAGE_SHIFT));
 					if (thp)
@@ -406,7 +459,7 @@ static int pt_fault(struct host_mm *mm, const struct host_vma *vma, hva_t hva, b
 				ret = -ENOMEM;
 				goto out_prune;
 			}
-			*e = (uint64_t)(uintptr_t)n;
+			pte_set(e, (uint64_t)(uintptr_t)n);
 			path[level]->nr++;
 		}
 		path[level - 1] = pte_node(*e);
@@ -416,7 +469,7 @@ static int pt_fault(struct host_mm *mm, const struct host_vma *vma, hva_t hva, b
 		ret = host_frame_alloc(mm->arena, HOST_ORDER_4K, &frame);
 		if (ret)
 			goto out_prune;
-		*e = make_leaf(frame, 0);
+		pte_set(e, make_leaf(frame, 0));
 		path[1]->nr++;
 		rss_add(mm, 1);
 	}
@@ -426,17 +479,56 @@ hit:
 		if (ret)
 			return ret;
 	}
-	*e |= PTE_YOUNG;
-	if (writable)
-		*writable = !(*e & PTE_KSM);
-	*pfn = leaf_pfn_at(*e, hva);
-	if (order)
-		*order = leaf_order(*e);
+	if (!(*e & PTE_YOUNG))
+		pte_set(e, *e | PTE_YOUNG);
+	leaf_out(*e, hva, pfn, order, writable);
 	return 0;
 
 out_prune:
 	pt_prune(path, hva, level);
 	return ret;
+}
+
+/* pt_fault for a page already mapped, under the read lock: mark it young (atomically: another
+ * reader may do the same) and answer; -EAGAIN when it needs the write lock (no leaf yet, or a
+ * write to a KSM page). */
+static int pt_fault_mapped(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn, unsigned *order,
+			   bool *writable)
+{
+	uint64_t *e = pt_lookup(mm, hva);
+	uint64_t v;
+
+	if (!e)
+		return -EAGAIN;
+	v = __atomic_load_n(e, __ATOMIC_RELAXED);
+	if ((v & PTE_KSM) && write)
+		return -EAGAIN;
+	if (!(v & PTE_YOUNG))
+		__atomic_fetch_or(e, PTE_YOUNG, __ATOMIC_RELAXED);
+	leaf_out(v, hva, pfn, order, writable);
+	return 0;
+}
+
+/*
+ * The leaf value mapping @hva, read with no lock (the kernel's GUP-fast): inside an RCU read
+ * section, so no node goes away under the walk, and between two reads of inval_seq, so the value
+ * is one no invalidation was changing: what a lookup under the lock would have returned. 0 when
+ * it cannot tell (none mapped, or an invalidation ran): take the lock.
+ */
+static uint64_t pt_peek(struct host_mm *mm, hva_t hva)
+{
+	uint64_t seq = __atomic_load_n(&mm->inval_seq, __ATOMIC_ACQUIRE), v = 0;
+	uint64_t *e;
+
+	if (seq & 1)
+		return 0;
+	vmmu_rcu_read_lock();
+	e = pt_lookup(mm, hva);
+	if (e)
+		v = __atomic_load_n(e, __ATOMIC_ACQUIRE);
+	vmmu_rcu_read_unlock();
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return __atomic_load_n(&mm->inval_seq, __ATOMIC_RELAXED) == seq ? v : 0;
 }
 
 /* Young bits of the leaves meeting [start,end) under @n (a level-@level node at @base). */
@@ -457,8 +549,8 @@ static bool pt_young(struct pt_node *n, int level, hva_t base, hva_t start, hva_
 			continue;
 		}
 		young |= *e & PTE_YOUNG;
-		if (clear)
-			*e &= ~PTE_YOUNG;
+		if (clear && (*e & PTE_YOUNG))
+			pte_set(e, *e & ~PTE_YOUNG);
 	}
 	return young;
 }
@@ -497,7 +589,7 @@ static void pt_split_huge_into(struct host_mm *mm, struct pt_node *n, uint64_t *
 	for (unsigned i = 0; i < PT_ENTRIES; i++)
 		n->e[i] = make_leaf(head + ((pfn_t)i << sub), flags);
 	n->nr = PT_ENTRIES;
-	*e = (uint64_t)(uintptr_t)n;
+	pte_set(e, (uint64_t)(uintptr_t)n);
 }
 
 static void pt_split_huge(struct unmap_ctx *c, uint64_t *e)
@@ -529,17 +621,19 @@ static void pt_unmap(struct unmap_ctx *c, struct pt_node *n, int level, hva_t ba
 			continue;
 		if (pte_is_leaf(*e) && level == 1) {
 			c->batch[c->nbatch++] = pte_pfn(*e);
+			pte_set(e, 0);
 			if (c->nbatch == PT_ENTRIES)
 				unmap_flush(c);
 			rss_add(c->mm, -1);
-			*e = 0;
 			n->nr--;
 			continue;
 		}
 		if (pte_is_leaf(*e) && whole) {
-			host_frame_put(c->mm->arena, pte_pfn(*e), leaf_order(*e));
+			const uint64_t v = *e;
+
+			pte_set(e, 0);
+			host_frame_put(c->mm->arena, pte_pfn(v), leaf_order(v));
 			rss_add(c->mm, -(int64_t)(size >> HOST_PAGE_SHIFT));
-			*e = 0;
 			n->nr--;
 			continue;
 		}
@@ -548,8 +642,8 @@ static void pt_unmap(struct unmap_ctx *c, struct pt_node *n, int level, hva_t ba
 		child = pte_node(*e);
 		pt_unmap(c, child, level - 1, s);
 		if (child->nr == 0) {
-			free(child);
-			*e = 0;
+			pte_set(e, 0);
+			pt_node_free(child);
 			n->nr--;
 		}
 	}
@@ -628,7 +722,7 @@ int host_mm_create(struct host_arena *a, enum host_thp thp, struct host_mm **out
 		ret = -ENOMEM;
 		goto out_free;
 	}
-	ret = -pthread_mutex_init(&mm->lock, NULL);
+	ret = -pthread_rwlock_init(&mm->lock, NULL);
 	if (ret)
 		goto out_free;
 	mm->arena = a;
@@ -649,15 +743,15 @@ void host_mm_destroy(struct host_mm *mm)
 
 	if (!mm)
 		return;
-	pthread_mutex_lock(&mm->lock);
+	pthread_rwlock_wrlock(&mm->lock);
 	/* VMA edges never cut a huge leaf and nothing splits: this cannot fail. */
 	if (mm->nr_vmas)
 		ret = munmap_locked(mm, mm->vmas[0].start, mm->vmas[mm->nr_vmas - 1].end);
 	assert(ret == 0 && mm->nr_vmas == 0 && mm->root->nr == 0);
 	(void)ret;
-	pthread_mutex_unlock(&mm->lock);
+	pthread_rwlock_unlock(&mm->lock);
 
-	pthread_mutex_destroy(&mm->lock);
+	pthread_rwlock_destroy(&mm->lock);
 	free(mm->vmas);
 	free(mm->root);
 	free(mm);
@@ -687,7 +781,7 @@ int host_mmap(struct host_mm *mm, hva_t hint, uint64_t len, unsigned vma_flags, 
 		     hint >= HOST_USER_MAX || len > HOST_USER_MAX - hint))
 		return -EINVAL;
 
-	pthread_mutex_lock(&mm->lock);
+	pthread_rwlock_wrlock(&mm->lock);
 	if (hint) {
 		ret = vma_overlaps(mm, hint, hint + len) ? -EEXIST : 0;
 		start = hint;
@@ -709,7 +803,7 @@ int host_mmap(struct host_mm *mm, hva_t hint, uint64_t len, unsigned vma_flags, 
 		vma_insert(mm, start, start + len, vma_flags);
 		*out = start;
 	}
-	pthread_mutex_unlock(&mm->lock);
+	pthread_rwlock_unlock(&mm->lock);
 	return ret;
 }
 
@@ -723,9 +817,9 @@ int host_munmap(struct host_mm *mm, hva_t hva, uint64_t len)
 		return -EINVAL;
 	len = (len + HOST_PAGE_SIZE - 1) & ~(HOST_PAGE_SIZE - 1);   /* cannot pass USER_MAX */
 
-	pthread_mutex_lock(&mm->lock);
+	pthread_rwlock_wrlock(&mm->lock);
 	ret = munmap_locked(mm, hva, hva + len);
-	pthread_mutex_unlock(&mm->lock);
+	pthread_rwlock_unlock(&mm->lock);
 	return ret;
 }
 
@@ -738,10 +832,27 @@ int host_hva_to_pfn_order(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn,
 	if (!mm || !pfn)
 		return -EINVAL;
 
-	pthread_mutex_lock(&mm->lock);
+	/* A page already mapped and young (the common case: every vCPU's fault on memory the VMM
+	 * has touched, every guest-memory read) needs no lock; one to mark young, the read lock;
+	 * a new mapping or a COW break, the write lock. */
+	if (hva < HOST_USER_MAX) {
+		const uint64_t v = pt_peek(mm, hva);
+
+		if ((v & PTE_YOUNG) && !(write && (v & PTE_KSM))) {
+			leaf_out(v, hva, pfn, order, writable);
+			return 0;
+		}
+	}
+	pthread_rwlock_rdlock(&mm->lock);
+	vma = vma_find(mm, hva);
+	ret = vma ? pt_fault_mapped(mm, hva, write, pfn, order, writable) : -EFAULT;
+	pthread_rwlock_unlock(&mm->lock);
+	if (ret != -EAGAIN)
+		return ret;
+	pthread_rwlock_wrlock(&mm->lock);
 	vma = vma_find(mm, hva);
 	ret = vma ? pt_fault(mm, vma, hva, write, pfn, order, writable) : -EFAULT;
-	pthread_mutex_unlock(&mm->lock);
+	pthread_rwlock_unlock(&mm->lock);
 	return ret;
 }
 
@@ -779,22 +890,25 @@ int host_hva_lookup_prot(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge, 
 int host_hva_lookup_order(struct host_mm *mm, hva_t hva, pfn_t *pfn, unsigned *order,
 			  bool *writable)
 {
-	uint64_t *e;
+	uint64_t *e, v;
 	int ret = -ENOENT;
 
 	if (!mm || !pfn)
 		return -EINVAL;
-	pthread_mutex_lock(&mm->lock);
-	e = hva < HOST_USER_MAX ? pt_lookup(mm, hva) : NULL;
+	if (hva >= HOST_USER_MAX)
+		return -ENOENT;
+	v = pt_peek(mm, hva);
+	if (v) {
+		leaf_out(v, hva, pfn, order, writable);
+		return 0;
+	}
+	pthread_rwlock_rdlock(&mm->lock);
+	e = pt_lookup(mm, hva);
 	if (e) {
-		*pfn = leaf_pfn_at(*e, hva);
-		if (order)
-			*order = leaf_order(*e);
-		if (writable)
-			*writable = !(*e & PTE_KSM);
+		leaf_out(__atomic_load_n(e, __ATOMIC_RELAXED), hva, pfn, order, writable);
 		ret = 0;
 	}
-	pthread_mutex_unlock(&mm->lock);
+	pthread_rwlock_unlock(&mm->lock);
 	return ret;
 }
 
@@ -812,21 +926,21 @@ void host_mmu_notifier_register(struct host_mm *mm, struct host_mmu_notifier *mn
 {
 	if (!mm || !mn || !mn->ops)
 		return;
-	pthread_mutex_lock(&mm->lock);
+	pthread_rwlock_wrlock(&mm->lock);
 	/* Registering twice would corrupt the list; once is what the caller meant. */
 	if (!notifier_registered(mm, mn))
 		cds_list_add_tail(&mn->link, &mm->notifiers);
-	pthread_mutex_unlock(&mm->lock);
+	pthread_rwlock_unlock(&mm->lock);
 }
 
 void host_mmu_notifier_unregister(struct host_mm *mm, struct host_mmu_notifier *mn)
 {
 	if (!mm || !mn)
 		return;
-	pthread_mutex_lock(&mm->lock);
+	pthread_rwlock_wrlock(&mm->lock);
 	if (notifier_registered(mm, mn))
 		cds_list_del(&mn->link);
-	pthread_mutex_unlock(&mm->lock);
+	pthread_rwlock_unlock(&mm->lock);
 }
 
 bool host_mm_clear_young(struct host_mm *mm, hva_t start, hva_t end)
@@ -836,13 +950,13 @@ bool host_mm_clear_young(struct host_mm *mm, hva_t start, hva_t end)
 
 	if (!mm || start >= end)
 		return false;
-	pthread_mutex_lock(&mm->lock);
+	pthread_rwlock_wrlock(&mm->lock);
 	young = pt_young(mm->root, PT_LEVELS, 0, start, end, true);
 	/* Every notifier, not only until one says young: each must clear its own state. */
 	cds_list_for_each_entry(mn, &mm->notifiers, link)
 		if (mn->ops->clear_young)
 			young |= mn->ops->clear_young(mn, start, end);
-	pthread_mutex_unlock(&mm->lock);
+	pthread_rwlock_unlock(&mm->lock);
 	return young;
 }
 
@@ -853,7 +967,7 @@ bool host_mm_test_young(struct host_mm *mm, hva_t start, hva_t end)
 
 	if (!mm || start >= end)
 		return false;
-	pthread_mutex_lock(&mm->lock);
+	pthread_rwlock_wrlock(&mm->lock);
 	young = pt_young(mm->root, PT_LEVELS, 0, start, end, false);
 	cds_list_for_each_entry(mn, &mm->notifiers, link) {
 		if (young)
@@ -861,7 +975,7 @@ bool host_mm_test_young(struct host_mm *mm, hva_t start, hva_t end)
 		if (mn->ops->test_young)
 			young = mn->ops->test_young(mn, start, end);
 	}
-	pthread_mutex_unlock(&mm->lock);
+	pthread_rwlock_unlock(&mm->lock);
 	return young;
 }
 
@@ -897,7 +1011,7 @@ int host_madvise(struct host_mm *mm, hva_t start, uint64_t len, unsigned flag, b
 
 	if (!mm || len == 0 || (flag & ~(HOST_VMA_HUGEPAGE | HOST_VMA_MERGEABLE)))
 		return -EINVAL;
-	pthread_mutex_lock(&mm->lock);
+	pthread_rwlock_wrlock(&mm->lock);
 	/* Whole VMAs only: a memslot's backing is one VMA, and no caller needs a split. */
 	for (i = vma_first_after(mm, start); i < mm->nr_vmas && mm->vmas[i].start < start + len; i++) {
 		if (on)
@@ -905,7 +1019,7 @@ int host_madvise(struct host_mm *mm, hva_t start, uint64_t len, unsigned flag, b
 		else
 			mm->vmas[i].flags &= ~flag;
 	}
-	pthread_mutex_unlock(&mm->lock);
+	pthread_rwlock_unlock(&mm->lock);
 	return 0;
 }
 
@@ -913,12 +1027,12 @@ int host_madvise(struct host_mm *mm, hva_t start, uint64_t len, unsigned flag, b
 
 void host_mm_lock(struct host_mm *mm)
 {
-	pthread_mutex_lock(&mm->lock);
+	pthread_rwlock_wrlock(&mm->lock);
 }
 
 void host_mm_unlock(struct host_mm *mm)
 {
-	pthread_mutex_unlock(&mm->lock);
+	pthread_rwlock_unlock(&mm->lock);
 }
 
 /* First leaf at or after @from and below @end under @n (a level-@level node at @base); 0 if none. */
@@ -998,7 +1112,7 @@ int host_mm_ksm_protect(struct host_mm *mm, hva_t hva, pfn_t pfn)
 		return -EAGAIN;
 	/* Secondary MMUs may hold a writable translation: dropping it write-protects the page. */
 	notify_start(mm, hva, hva + HOST_PAGE_SIZE);
-	*e |= PTE_KSM;
+	pte_set(e, *e | PTE_KSM);
 	notify_end(mm, hva, hva + HOST_PAGE_SIZE);
 	return 0;
 }
@@ -1019,7 +1133,7 @@ int host_mm_ksm_merge(struct host_mm *mm, hva_t hva, pfn_t pfn, pfn_t kpfn)
 		ret = -ENODATA;
 	} else {
 		host_frame_get(mm->arena, kpfn);
-		*e = make_leaf(kpfn, (*e & PTE_YOUNG) | PTE_KSM);
+		pte_set(e, make_leaf(kpfn, (*e & PTE_YOUNG) | PTE_KSM));
 		host_frame_put(mm->arena, pfn, HOST_ORDER_4K);
 	}
 	notify_end(mm, hva, hva + HOST_PAGE_SIZE);

@@ -30,22 +30,8 @@
 
 #include <urcu-bp.h>
 
-#if defined(__SANITIZE_THREAD__)
-#define MEMSLOT_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define MEMSLOT_TSAN 1
-#endif
-#endif
+#include "host/rcu.h"
 
-#ifdef MEMSLOT_TSAN
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-/* Sync object: every read section releases into it, every grace period acquires from it. */
-static char tsan_grace_period;
-/* Every call_rcu callback releases into it when it ends; rcu_barrier acquires from it. */
-static char tsan_callbacks_done;
-#endif
 
 /* One slot in an array; base/end copied from the slot so a search touches only the array. */
 struct slot_entry {
@@ -77,65 +63,6 @@ struct memslots {
 };
 
 #define ARRAY_MIN_CAP 8u
-
-void memslots_read_lock(void)
-{
-	rcu_read_lock();
-}
-
-void memslots_read_unlock(void)
-{
-#ifdef MEMSLOT_TSAN
-	__tsan_release(&tsan_grace_period);
-#endif
-	rcu_read_unlock();
-}
-
-/* synchronize_rcu(): every read section that began before has ended. */
-static void grace_period(void)
-{
-	synchronize_rcu();
-#ifdef MEMSLOT_TSAN
-	__tsan_acquire(&tsan_grace_period);
-#endif
-}
-
-void memslots_synchronize(void)
-{
-	grace_period();
-}
-
-void memslots_call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *head))
-{
-#ifdef MEMSLOT_TSAN
-	__tsan_release(head);
-#endif
-	call_rcu(head, fn);
-}
-
-void memslots_rcu_callback_begin(struct rcu_head *head)
-{
-#ifdef MEMSLOT_TSAN
-	__tsan_acquire(head);
-	__tsan_acquire(&tsan_grace_period);
-#endif
-	(void)head;
-}
-
-void memslots_rcu_callback_end(void)
-{
-#ifdef MEMSLOT_TSAN
-	__tsan_release(&tsan_callbacks_done);
-#endif
-}
-
-void memslots_rcu_barrier(void)
-{
-	rcu_barrier();
-#ifdef MEMSLOT_TSAN
-	__tsan_acquire(&tsan_callbacks_done);
-#endif
-}
 
 static struct memslot_array *array_alloc(uint32_t cap)
 {
@@ -273,9 +200,9 @@ uint32_t memslots_count(struct memslots *ms)
 {
 	uint32_t n;
 
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	n = active_array(ms)->nr;
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 	return n;
 }
 
@@ -331,7 +258,7 @@ int gfn_to_hva(struct memslots *ms, gfn_t gfn, bool write, hva_t *hva)
 	const struct memslot *slot;
 	int r = 0;
 
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	slot = gfn_to_memslot(ms, gfn);
 	if (!slot)
 		r = -ENOENT;
@@ -339,7 +266,7 @@ int gfn_to_hva(struct memslots *ms, gfn_t gfn, bool write, hva_t *hva)
 		r = -EPERM;
 	else
 		*hva = slot_gfn_to_hva(slot, gfn);
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 	return r;
 }
 
@@ -348,10 +275,10 @@ int gfn_to_pfn(struct memslots *ms, gfn_t gfn, bool write, pfn_t *pfn, bool *hug
 	const struct memslot *slot;
 	int r;
 
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	slot = gfn_to_memslot(ms, gfn);
 	r = slot ? slot_gfn_to_pfn(ms, slot, gfn, write, pfn, huge) : -ENOENT;
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 	return r;
 }
 
@@ -365,7 +292,7 @@ int memslots_gpa_to_ptr(struct memslots *ms, gpa_t gpa, size_t len, bool write, 
 
 	if (len == 0 || len > VMMU_PAGE_SIZE - off)
 		return -EINVAL;
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	slot = gfn_to_memslot(ms, gfn);
 	r = slot ? slot_gfn_to_pfn(ms, slot, gfn, write, &pfn, NULL) : -ENOENT;
 	if (r == 0) {
@@ -373,7 +300,7 @@ int memslots_gpa_to_ptr(struct memslots *ms, gpa_t gpa, size_t len, bool write, 
 		if (write)
 			slot_mark_dirty(slot, gfn);
 	}
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 	return r;
 }
 
@@ -465,11 +392,11 @@ int memslots_mark_dirty(struct memslots *ms, gfn_t gfn)
 {
 	const struct memslot *slot;
 
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	slot = gfn_to_memslot(ms, gfn);
 	if (slot)
 		slot_mark_dirty(slot, gfn);
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 	return slot ? 0 : -ENOENT;
 }
 
@@ -610,7 +537,7 @@ static int slots_commit(struct memslots *ms, struct memslot *old, struct memslot
 	__atomic_store_n(&ms->active, ina, __ATOMIC_RELEASE);
 	__atomic_store_n(&ms->id_slot[id], new, __ATOMIC_RELEASE);
 
-	grace_period();
+	vmmu_synchronize_rcu();
 
 	if (ms->ops && ms->ops->change)
 		ms->ops->change(ms->opaque, old, new, change);

@@ -20,7 +20,7 @@
  *    inside a read section, from a hook, or holding a lock a reader may wait for (mm->lock,
  *    mmu_lock). Hooks run with ms->lock held.
  *  - Readers are lock-free: every function returning a struct memslot * (and the gfn_to_* helpers
- *    that use one) must be called inside memslots_read_lock()/memslots_read_unlock() (liburcu-bp
+ *    that use one) must be called inside vmmu_rcu_read_lock()/vmmu_rcu_read_unlock() (liburcu-bp
  *    rcu_read_lock plus a ThreadSanitizer annotation). The slot stays valid until the read section
  *    ends. A fault must stay in one read section from its slot lookup until its spte is installed:
  *    the change hook runs only after every such section has ended.
@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include "host/host.h"
+#include "host/rcu.h"
 #include "vmmu/types.h"
 #include "vmmu/vmmu.h"
 
@@ -107,29 +108,8 @@ struct memslot_array;
 
 /* ---- reader side ---- */
 
-/*
- * Enter / leave a read section: liburcu-bp's rcu_read_lock()/rcu_read_unlock() (so a section
- * taken directly with urcu-bp protects slots as well, and this one protects anything else freed
- * after a urcu-bp grace period). These add a ThreadSanitizer annotation: under TSan, the
- * section's accesses happen before the end of the next grace period, which urcu-bp ensures with
- * barriers TSan cannot see. Nests.
- */
-void memslots_read_lock(void);
-void memslots_read_unlock(void);
-/* synchronize_rcu() with the matching ThreadSanitizer annotation: for every user of these read
- * sections that frees memory after a grace period (the MMUs). Never inside a read section. */
-void memslots_synchronize(void);
-/* call_rcu() with the ThreadSanitizer annotations TSan cannot infer from liburcu's queue: what
- * the caller did before happens before @fn runs; and @fn, which must call
- * memslots_rcu_callback_begin() first, runs after every read section that began before (the
- * grace period, as memslots_synchronize). */
-struct rcu_head;
-void memslots_call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *head));
-void memslots_rcu_callback_begin(struct rcu_head *head);
-/* ...and memslots_rcu_callback_end() last, so that memslots_rcu_barrier() (liburcu's rcu_barrier:
- * every callback queued before has run) orders what the callbacks did before what follows it. */
-void memslots_rcu_callback_end(void);
-void memslots_rcu_barrier(void);
+/* Read sections and grace periods: host/rcu.h (liburcu-bp). A slot pointer is valid until the
+ * read section it was found in ends. */
 
 static inline bool slot_is_readonly(const struct memslot *slot)
 {

@@ -9,6 +9,7 @@
  * vCPU left and waits for every queued free (rcu_barrier).
  */
 #include <errno.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,6 +57,20 @@ int mmu_init(struct mmu *m, const struct mmu_env *env)
 {
 	m->env = *env;
 	return -pthread_rwlock_init(&m->mmu_lock, NULL);
+}
+
+void mmu_lock_wait(struct mmu *m, bool write)
+{
+	struct timespec a, b;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	if (write)
+		pthread_rwlock_wrlock(&m->mmu_lock);
+	else
+		pthread_rwlock_rdlock(&m->mmu_lock);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	mmu_stat_add(m, mmu_lock_wait_ns,
+		     (uint64_t)((b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec)));
 }
 
 void mmu_fini(struct mmu *m)
@@ -243,12 +258,12 @@ static void free_page_rcu_cb(struct rcu_head *head)
 	struct mmu_page_free *pf = caa_container_of(head, struct mmu_page_free, rcu);
 	struct mmu *m;
 
-	memslots_rcu_callback_begin(head);
+	vmmu_rcu_callback_begin(head);
 	m = pf->mmu;
 	host_frame_set_private(m->env.arena, pf->pfn, 0);
 	host_frame_put_retired(m->env.arena, pf->pfn, HOST_ORDER_4K);
 	m->ops->free_page(pf);
-	memslots_rcu_callback_end();
+	vmmu_rcu_callback_end();
 }
 
 void mmu_free_page_rcu(struct mmu *m, struct mmu_page_free *pf, pfn_t pfn)
@@ -257,7 +272,7 @@ void mmu_free_page_rcu(struct mmu *m, struct mmu_page_free *pf, pfn_t pfn)
 	pf->pfn = pfn;
 	/* Counted free from now: host_frames does not depend on when the worker runs. */
 	host_frame_retire(m->env.arena, pfn, HOST_ORDER_4K);
-	memslots_call_rcu(&pf->rcu, free_page_rcu_cb);
+	vmmu_call_rcu(&pf->rcu, free_page_rcu_cb);
 }
 
 /* ---- MMU notifiers ---- */
@@ -289,7 +304,7 @@ static bool unmap_hva_range(struct mmu *m, hva_t start, hva_t end)
 	bool flush = false;
 	uint64_t gen;
 
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	gen = memslots_generation(ms);
 	memslots_for_each_in_gfn_range(slot, &si, ms, 0, ~0ULL) {
 		gfn_t g0, g1;
@@ -299,7 +314,7 @@ static bool unmap_hva_range(struct mmu *m, hva_t start, hva_t end)
 	}
 	if (memslot_gen_in_progress(gen) || gen != memslots_generation(ms))
 		flush |= m->ops->unmap_gfn_range(m, NULL, 0, ~0ULL);
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 	return flush;
 }
 
@@ -357,14 +372,14 @@ static bool mn_age(struct host_mmu_notifier *mn, hva_t start, hva_t end, bool cl
 		pthread_rwlock_rdlock(&m->mmu_lock);
 	else
 		pthread_rwlock_wrlock(&m->mmu_lock);
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	memslots_for_each_in_gfn_range(slot, &si, ms, 0, ~0ULL) {
 		gfn_t g0, g1;
 
 		if (slot_hva_range(slot, start, end, &g0, &g1))
 			young |= m->ops->age_gfn_range(m, slot, g0, g1, clear);
 	}
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 	pthread_rwlock_unlock(&m->mmu_lock);
 	return young;
 }

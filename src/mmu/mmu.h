@@ -13,8 +13,9 @@
  * performs the flush the architecture requires, no access uses the old translation; Accounting —
  * every table page is owned and counted, and mmu_destroy() returns them all.
  *
- * Locking: mmu_lock is a reader-writer lock: faults take it shared and install sptes with
- * compare-and-swap; zapping roots and memslot changes take it exclusive. Table pages are freed
+ * Locking: mmu_lock is a reader-writer lock: hard-MMU faults take it shared and install sptes
+ * with compare-and-swap (exclusive under VMMU_MMU_LOCK_BIG), soft-MMU faults exclusive; zapping
+ * roots and memslot changes take it exclusive. Table pages are freed
  * after an RCU grace period (liburcu-bp), so lockless walkers never touch a freed page. An
  * invalidation sequence (as KVM's mmu_invalidate_seq) makes a fault that raced with an MMU
  * notifier retry. docs/locking.md has the order.
@@ -48,6 +49,7 @@ struct mmu_env {
 	struct cpu_model cpu;             /* the (host = guest) CPU: MAXPHYADDR, 1G pages */
 	uint64_t max_shadow_pages;        /* soft MMU page limit (0 = default) */
 	enum vmmu_mmu_evict evict;        /* which shadow pages make room at the limit */
+	enum vmmu_mmu_lock lock;          /* big: every fault takes mmu_lock exclusive */
 	/* Flush every vCPU's TLB and wait until each has (KVM's kvm_flush_remote_tlbs). True when
 	 * another vCPU had to be interrupted for it (KVM's kvm_make_all_cpus_request sent IPIs). */
 	bool (*flush_remote_tlbs)(void *opaque);
@@ -85,7 +87,8 @@ struct mmu_stats {
 	uint64_t pf_taken, pf_fixed, pf_emulate, pf_spurious, pf_fast, pf_guest,
 		 pf_mmio_spte_created, mmu_shadow_zapped, mmu_pte_write, mmu_pde_zapped,
 		 mmu_flooded, mmu_recycled, mmu_cache_miss, mmu_unsync, pages_4k, pages_2m,
-		 pages_1g, remote_tlb_flush, shadow_pages, tdp_pages, mmu_steps;
+		 pages_1g, remote_tlb_flush, shadow_pages, tdp_pages, mmu_steps,
+		 mmu_lock_wait_ns;
 };
 
 /* Is the mode's implementation present? */

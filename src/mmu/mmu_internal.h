@@ -259,6 +259,24 @@ static inline bool mmu_fast_fix_write(uint64_t *sptep, uint64_t old, uint64_t se
 #define mmu_stat_inc(m, field) __atomic_add_fetch(&(m)->st.field, 1, __ATOMIC_RELAXED)
 #define mmu_stat_add(m, field, n) __atomic_add_fetch(&(m)->st.field, (n), __ATOMIC_RELAXED)
 
+/*
+ * mmu_lock taken on behalf of a vCPU (faults, root loads, INVLPG, syncs, emulated writes): one
+ * try first, so an uncontended take costs what it did; a contended one is timed into
+ * mmu_lock_wait_ns (host nanoseconds; 0 in a one-thread run). Released with pthread_rwlock_unlock.
+ */
+void mmu_lock_wait(struct mmu *m, bool write);
+static inline void mmu_vcpu_lock(struct mmu *m, bool write)
+{
+	if (write ? pthread_rwlock_trywrlock(&m->mmu_lock) : pthread_rwlock_tryrdlock(&m->mmu_lock))
+		mmu_lock_wait(m, write);
+}
+
+/* A hard-MMU fault's mmu_lock: shared, or exclusive under VMMU_MMU_LOCK_BIG. */
+static inline void mmu_fault_lock(struct mmu *m)
+{
+	mmu_vcpu_lock(m, m->env.lock == VMMU_MMU_LOCK_BIG);
+}
+
 /* Add @delta leaves of @level to pages_4k/2m/1g. */
 static inline void mmu_account_leaf(struct mmu *m, int level, int64_t delta)
 {

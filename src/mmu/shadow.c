@@ -305,7 +305,7 @@ int shadow_load_root(struct shadow_vcpu *sv)
 	bool changed;
 	int rc;
 
-	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
+	mmu_vcpu_lock(&sm->mmu, true);
 	rc = shadow_load_root_locked(sv, false, &changed);
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
 	return rc;
@@ -342,10 +342,10 @@ static int shadow_create(const struct mmu_env *env, struct mmu **out)
 		     sm->mmu.fmt.mmio_value;
 	sm->trap_spte = sm->notrap ? SPTE_TRAP : 0;
 
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	memslots_for_each_in_gfn_range(slot, &it, env->slots, 0, ~0ULL)
 		sm->slot_pages += slot->npages;
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 	memslots_set_ops(env->slots, &shadow_memslots_ops, sm);
 	mmu_notifier_register(&sm->mmu);
 	*out = &sm->mmu;
@@ -397,7 +397,7 @@ static void shadow_destroy(struct mmu *m)
 	zap_all(sm, &z);
 	pthread_rwlock_unlock(&m->mmu_lock);
 	/* The sps queued above are freed before the MMU struct: the callbacks read it. */
-	memslots_rcu_barrier();
+	vmmu_rcu_barrier();
 	/* Nothing maps or tracks a gfn any more: every gfn_info went with its last user. */
 	for (uint64_t i = 0; i <= sm->gfns.mask; i++) {
 		struct hnode *n = sm->gfns.b[i], *next;
@@ -497,7 +497,7 @@ static int shadow_cr_changed(struct mmu_vcpu *mv, int cr, uint64_t old, uint64_t
 
 	if (!sv)
 		return 0;
-	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
+	mmu_vcpu_lock(&sm->mmu, true);
 	rc = shadow_load_root_locked(sv, noflush, &changed);
 	if (!rc && !noflush && (cr == 3 || old != val))
 		sync_roots(sm, sv, cr != 3);
@@ -556,7 +556,7 @@ static int shadow_invlpg(struct mmu_vcpu *mv, gva_t gva)
 		return 0;
 	if (!(mv->cpu->guest.efer & EFER_LMA))
 		gva &= 0xffffffffULL;
-	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
+	mmu_vcpu_lock(&sm->mmu, true);
 	invlpg_roots(sm, sv, gva, true);
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
 	cpu_account_mmu_steps(mv->cpu, 1);
@@ -578,7 +578,7 @@ static int shadow_invpcid(struct mmu_vcpu *mv, unsigned type, uint16_t pcid, gva
 		return shadow_invlpg(mv, gva);
 	if (!sv || !__atomic_load_n(&sm->nr_unsync, __ATOMIC_RELAXED))
 		return 0;
-	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
+	mmu_vcpu_lock(&sm->mmu, true);
 	if (type == 0)
 		invlpg_roots(sm, sv, gva, false);
 	else

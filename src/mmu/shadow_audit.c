@@ -550,10 +550,10 @@ int shadow_audit(struct mmu *m, char *why, size_t whylen)
 		if (busy || memslot_gen_in_progress(mgen))
 			continue;
 
-		memslots_read_lock();
+		vmmu_rcu_read_lock();
 		for (size_t i = 0; !rc && i < a.n; i++)
 			rc = check_rec(&a, &a.rec[i], mgen);
-		memslots_read_unlock();
+		vmmu_rcu_read_unlock();
 
 		if (__atomic_load_n(&sm->changes, __ATOMIC_ACQUIRE) == changes &&
 		    __atomic_load_n(&m->invalidate_seq, __ATOMIC_ACQUIRE) == seq &&

@@ -418,14 +418,14 @@ uint64_t shadow_track_write(struct mmu *m, gpa_t gpa, uint32_t len)
 	uint64_t steps = 0;
 	void *page;
 
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	if (!memslots_gpa_to_ptr(m->env.slots, gpa & ~0xfffULL, 4096, false, &page)) {
-		pthread_rwlock_wrlock(&m->mmu_lock);
+		mmu_vcpu_lock(m, true);
 		track_write(sm, &steps, gpa >> 12, page, (uint32_t)(gpa & 0xfff), len, &z);
 		zap_batch_commit(sm, &z);
 		pthread_rwlock_unlock(&m->mmu_lock);
 	}
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 	return steps;
 }
 
@@ -740,7 +740,7 @@ static int mmio_fault(struct fault *f)
 	 * part comes before this MMIO exit, and its walk sets A/D. The full path does that. */
 	if (f->nparts > 1)
 		return RET_PF_CONTINUE;
-	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
+	mmu_vcpu_lock(&sm->mmu, true);
 	sp = shadow_root_current(f->sv) ? f->sv->root : NULL;
 	for (int level = sp ? sp->role.level : 0; sp && level >= 1; level--) {
 		sptep = &sp->spt[spte_index(f->e->gva, level)];
@@ -843,7 +843,7 @@ static int fast_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, uint64_
 		return RET_PF_CONTINUE;
 	if (e->access_len && ((e->access_gva & 0xfff) + e->access_len > 4096))
 		return RET_PF_CONTINUE;    /* a page-crossing store: the slow path orders its parts */
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	/* The root the hardware runs on: only this vCPU's thread changes sv->root. */
 	struct shadow_page *sp = sv->root;
 	uint64_t *sptep = NULL, old = 0;
@@ -879,7 +879,7 @@ static int fast_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, uint64_
 	shadow_changed(sm);
 	ret = RET_PF_FIXED;
 out:
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 	return ret;
 }
 
@@ -932,7 +932,7 @@ static void notrap_install(struct fault *f, struct fault_part *p)
 			return;
 		f->gptep[l] = ptr;
 	}
-	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
+	mmu_vcpu_lock(&sm->mmu, true);
 	if (mmu_invalidate_retry(&sm->mmu, f->pf->mmu_seq, MMU_HVA_ANY) ||
 	    !shadow_root_current(f->sv))
 		goto out;
@@ -1007,7 +1007,7 @@ static int shadow_fault(struct fault *f)
 		return rc;
 	}
 
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	mmu_fault_begin(f->pf);
 	rc = fault_walk(f);
 	if (rc == RET_PF_INJECT && sm->notrap && f->nparts == 1 && !(f->pf->pf_ec & PFERR_PRESENT))
@@ -1045,14 +1045,14 @@ static int shadow_fault(struct fault *f)
 	}
 	prefetch_gather(f, p);
 
-	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
+	mmu_vcpu_lock(&sm->mmu, true);
 	rc = fault_locked(f, p, &z);
 	zap_batch_commit(sm, &z);
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
 	if (rc == RET_PF_MMIO && !f->pf->mmio_done)
 		f->pf->mmio_gpa = p->w.gpa;
 out_unlock_read:
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 	return rc;
 }
 

@@ -345,7 +345,7 @@ static int tdp_fast_page_fault(struct tdp_mmu *t, struct tdp_fault *f)
 	uint64_t old, set;
 	int ret = RET_PF_CONTINUE;
 
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	tdp_walk_to(t, f->gfn, &it, &f->pf->steps);
 	old = it.old_spte;
 	if (!is_shadow_present_pte(old) || !is_last_spte(old, it.level))
@@ -369,7 +369,7 @@ static int tdp_fast_page_fault(struct tdp_mmu *t, struct tdp_fault *f)
 	ret = RET_PF_FIXED;
 	f->pf->fast = true;
 out:
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 	return ret;
 }
 
@@ -385,7 +385,7 @@ static int tdp_map_mmio(struct tdp_mmu *t, struct tdp_fault *f)
 		return tdp_emulate_walk(f, false);
 	if (m->fmt.mmio_value && !memslot_gen_in_progress(f->pf->mmu_gen)) {
 		req.mmio_spte = make_mmio_spte(&m->fmt, f->gfn, f->pf->mmu_gen);
-		pthread_rwlock_rdlock(&m->mmu_lock);
+		mmu_fault_lock(m);
 		rc = tdp_mmu_map(t, &req, &f->pf->steps);
 		pthread_rwlock_unlock(&m->mmu_lock);
 	}
@@ -420,24 +420,24 @@ static int tdp_handle_violation(struct tdp_mmu *t, struct tdp_fault *f)
 		struct map_req req;
 		int rc;
 
-		memslots_read_lock();
+		vmmu_rcu_read_lock();
 		mmu_fault_begin(pf);
 		if (!mmu_fault_slot(pf, &fi, f->gfn)) {
 			/* MMIO. A guest table there is no memory to the guest: a native #PF. */
 			rc = tdp_map_mmio(t, f);
-			memslots_read_unlock();
+			vmmu_rcu_read_unlock();
 			return rc;
 		}
 		if (pf->write && slot_is_readonly(fi.slot)) {
 			/* KVM makes a write to a read-only slot an MMIO exit. */
-			memslots_read_unlock();
+			vmmu_rcu_read_unlock();
 			return tdp_no_memory(f, true);
 		}
 		rc = mmu_faultin_pfn(pf, &fi, pf->write);
 		if (rc || fi.pfn_err) {
 			/* No host memory behind the hva, for data or a guest table: the run fails
 			 * (KVM_RUN's -EFAULT), in every mode. */
-			memslots_read_unlock();
+			vmmu_rcu_read_unlock();
 			return rc ? rc : fi.pfn_err;
 		}
 
@@ -458,11 +458,11 @@ static int tdp_handle_violation(struct tdp_mmu *t, struct tdp_fault *f)
 			req.dirty = pf->write && !slot_logs_dirty(fi.slot);
 		}
 
-		pthread_rwlock_rdlock(&m->mmu_lock);
+		mmu_fault_lock(m);
 		if (mmu_invalidate_retry(m, pf->mmu_seq, fi.hva)) {
 			/* The pfn may be gone already: look it up again once the host is done. */
 			pthread_rwlock_unlock(&m->mmu_lock);
-			memslots_read_unlock();
+			vmmu_rcu_read_unlock();
 			if (attempt >= TDP_FAULT_ATTEMPTS)
 				return RET_PF_RETRY;
 			sched_yield();
@@ -473,7 +473,7 @@ static int tdp_handle_violation(struct tdp_mmu *t, struct tdp_fault *f)
 		/* After the leaf is writable, as the fast path: see there. */
 		if (rc >= 0 && req.writable_now && dirty_mode(t) == TDP_DIRTY_WRPROT)
 			slot_mark_dirty(fi.slot, f->gfn);
-		memslots_read_unlock();
+		vmmu_rcu_read_unlock();
 		if (rc == RET_PF_RETRY)
 			sched_yield();
 		return rc;
@@ -492,16 +492,16 @@ static int tdp_mmio_fault(struct tdp_mmu *t, struct tdp_fault *f)
 	struct tdp_iter it;
 	uint64_t spte, gen;
 
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	tdp_walk_to(t, f->gfn, &it, &f->pf->steps);
 	spte = it.old_spte;
 	gen = memslots_generation(m->env.slots);
 	if (t->ctx.fmt == TDP_EPT && !is_mmio_spte(spte) && tdp_is_present(&t->ctx, spte) &&
 	    tdp_ept_misconfigured(&t->ctx, spte, it.level)) {
-		memslots_read_unlock();
+		vmmu_rcu_read_unlock();
 		return -EIO;    /* an entry this MMU never makes: a bug, not the guest's doing */
 	}
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 	if (f->table == TABLE_UNKNOWN)
 		f->table = is_final_access(f) ? TABLE_NO : TABLE_YES;
 	if (is_mmio_spte(spte) && mmio_spte_current(spte, gen)) {
@@ -608,7 +608,7 @@ static void tdp_destroy(struct mmu *m)
 	tdp_zap_range(t, 0, 1ULL << (9 * t->ctx.levels), true, NULL);
 	pthread_rwlock_unlock(&m->mmu_lock);
 	/* The tables queued above are freed before the MMU struct: the callbacks read it. */
-	memslots_rcu_barrier();
+	vmmu_rcu_barrier();
 	host_frame_put(t->ctx.arena, t->ctx.root >> HOST_PAGE_SHIFT, HOST_ORDER_4K);
 	mmu_fini(m);
 	free(t);

@@ -29,7 +29,7 @@
  * published by a cmpxchg of its parent entry after it was zeroed (host_frame_alloc) and filled.
  * A table is unlinked under the exclusive lock, its entries exchanged to 0, and its frame queued
  * with mmu_free_page_rcu: lockless walkers (the hardware, the fast page fault, the MMIO fast
- * path, the audit) stay inside an RCU read section (memslots_read_lock), so the frame returns
+ * path, the audit) stay inside an RCU read section (vmmu_rcu_read_lock), so the frame returns
  * only once they have left. Lock order: mm->lock (notifiers run under it) > mmu_lock > vm->lock
  * (flush_remote_tlbs) > arena->lock. Never call into the host mm holding mmu_lock.
  */

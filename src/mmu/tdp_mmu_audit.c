@@ -176,14 +176,14 @@ int tdp_audit(struct mmu *m, char *why, size_t whylen)
 		a = (struct audit){ .t = t, .why = why, .whylen = whylen };
 		if (why && whylen)
 			why[0] = '\0';
-		memslots_read_lock();
+		vmmu_rcu_read_lock();
 		if (!quiet(m, &seq, &a.gen)) {
-			memslots_read_unlock();
+			vmmu_rcu_read_unlock();
 			sched_yield();
 			continue;
 		}
 		audit_table(&a, t->ctx.root, t->ctx.levels, 0);
-		memslots_read_unlock();
+		vmmu_rcu_read_unlock();
 		if (!quiet(m, &seq2, &gen2) || seq2 != seq || gen2 != a.gen) {
 			sched_yield();
 			continue;       /* the tables changed under the walk: walk again */

@@ -20,7 +20,7 @@ static int slots_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
 
 	if ((len != 4 && len != 8) || (gpa & (len - 1)))
 		return -EINVAL;
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	rc = memslots_gpa_to_ptr(opaque, gpa, len, false, &p);
 	if (!rc) {
 		/* Entries are naturally aligned; another vCPU may swap them at any time. */
@@ -29,7 +29,7 @@ static int slots_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
 		else
 			*(uint32_t *)buf = __atomic_load_n((uint32_t *)p, __ATOMIC_ACQUIRE);
 	}
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 	return walker_err(rc);
 }
 
@@ -41,7 +41,7 @@ static int slots_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val, un
 
 	if ((len != 4 && len != 8) || (gpa & (len - 1)))
 		return -EINVAL;
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	rc = memslots_gpa_to_ptr(opaque, gpa, len, true, &p);
 	if (!rc) {
 		if (len == 8) {
@@ -53,7 +53,7 @@ static int slots_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val, un
 							 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 		}
 	}
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 	if (rc)
 		return walker_err(rc);
 	return ok ? 0 : -EAGAIN;

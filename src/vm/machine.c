@@ -100,14 +100,14 @@ int vmmu_vm_set_mergeable(struct vmmu_vm *vm, bool on)
 		return -EINVAL;
 	__atomic_store_n(&vm->mergeable, on, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);   /* pairs with vmmu_set_user_memory_region's */
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	memslots_for_each_in_gfn_range(slot, &si, vm->slots, 0, ~0ULL) {
 		rc = host_madvise(vm->mm, slot->userspace_addr, slot->npages << VMMU_PAGE_SHIFT,
 				  HOST_VMA_MERGEABLE, on);
 		if (rc)
 			break;
 	}
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 	if (rc)
 		return rc;
 	if (!on) {

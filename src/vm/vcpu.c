@@ -31,7 +31,7 @@ static int vcpu_phys_page(void *opaque, gfn_t gfn, bool write, uint8_t **host, b
 again:
 	if (was != OUTSIDE_GUEST_MODE)
 		vcpu_leave(v);
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	slot = gfn_to_memslot_cached(v->vm->slots, &v->slots, gfn);
 	if (!slot) {
 		rc = -ENOENT;
@@ -41,7 +41,7 @@ again:
 		rc = memslots_gpa_to_ptr(v->vm->slots, gfn << VMMU_PAGE_SHIFT, VMMU_PAGE_SIZE, write, &p);
 		*cacheable = !write || !slot_logs_dirty(slot);
 	}
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 	if (was != OUTSIDE_GUEST_MODE && vcpu_enter_take(v, VCPU_REQ_WORK))
 		goto again;
 	/* -EFAULT (a slot whose hva has no host memory behind it) goes up as it is: the access
@@ -79,10 +79,10 @@ static bool gpa_unbacked(struct vmmu_vcpu *v, gpa_t gpa)
 	void *p;
 	int rc;
 
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	rc = memslots_gpa_to_ptr(v->vm->slots, gpa & ~(gpa_t)(VMMU_PAGE_SIZE - 1), VMMU_PAGE_SIZE,
 				 false, &p);
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 	return rc == -EFAULT;
 }
 
@@ -276,9 +276,9 @@ retry:
 	 * the access is one read section (the MMU handler runs outside it: it opens its own, and
 	 * takes mmu_lock, which a notifier may hold). */
 	if (vcpu->vm->mmu) {
-		memslots_read_lock();
+		vmmu_rcu_read_lock();
 		rc = vcpu_hw_access(vcpu, gva, len, kind, buf, &o, l1_missed);
-		memslots_read_unlock();
+		vmmu_rcu_read_unlock();
 	} else {
 		rc = vcpu_hw_access(vcpu, gva, len, kind, buf, &o, l1_missed);
 	}
@@ -654,6 +654,7 @@ int vmmu_vm_stats(struct vmmu_vm *vm, struct vmmu_stats *out, size_t size)
 		st->remote_tlb_flush += m.remote_tlb_flush;
 		st->shadow_pages += m.shadow_pages;
 		st->tdp_pages += m.tdp_pages;
+		st->mmu_lock_wait_ns += m.mmu_lock_wait_ns;
 	}
 	st->host_frames = host_arena_frames_used(vm->arena);
 	vm_machine_ksm_stats(vm->host, st);

@@ -111,8 +111,10 @@ static int vm_config(const struct vmmu_vm_config *in, struct vmmu_vm_config *cfg
 		return -EOPNOTSUPP;
 	if (cfg->opts_off & ~(uint32_t)MMU_OPT_ALL)
 		return -EINVAL;
-	if ((unsigned)cfg->mmu_evict > VMMU_EVICT_FIFO)
+	if ((unsigned)cfg->mmu_evict > VMMU_EVICT_FIFO || (unsigned)cfg->mmu_lock > VMMU_MMU_LOCK_FINE)
 		return -EINVAL;
+	if (cfg->mmu_lock == VMMU_MMU_LOCK_FINE)
+		return -EOPNOTSUPP;
 	if (cpu_model_fixed(model, cfg->cpu ? cfg->cpu : "intel"))
 		return -EINVAL;
 	cfg->cpu = NULL;   /* the caller's string need not outlive the call */
@@ -194,7 +196,7 @@ int vmmu_vm_create_on(struct vmmu_machine *h, const struct vmmu_vm_config *cfg, 
 			.mode = vm->cfg.mmu, .host = vm->cfg.host, .opts = vm->opts,
 			.arena = vm->arena, .mm = vm->mm, .slots = vm->slots, .cpu = vm->cpu_model,
 			.max_shadow_pages = vm->cfg.max_shadow_pages, .evict = vm->cfg.mmu_evict,
-			.flush_remote_tlbs = vm_flush_remote_tlbs, .opaque = vm,
+			.lock = vm->cfg.mmu_lock, .flush_remote_tlbs = vm_flush_remote_tlbs, .opaque = vm,
 		};
 		rc = mmu_create(&env, &vm->mmu);
 		if (rc)

@@ -25,7 +25,7 @@ t "--param with a hex count refused" 'refused "updates" run gups --param updates
 t "--cost vm_exit=0 refused (0 would mean the default)" 'refused "at least 1" run touch "${small[@]}" --cost vm_exit=0'
 t "--cost vm_exit=010 is ten cycles" '"$VMMU" run touch "${small[@]}" --cost vm_exit=010 --json | grep -q "\"vm_exit\":10"'
 t "--json=x: the option takes no value" 'refused "takes no value" run touch --json=x'
-t "--m: ambiguous, naming the options" 'refused "ambiguous option .--m. (--mmu, --mem, --max-shadow-pages, --mmu-evict)" run touch --m native'
+t "--m: ambiguous, naming the options" 'refused "ambiguous option .--m. (--mmu, --mem, --max-shadow-pages, --mmu-evict, --mmu-lock)" run touch --m native'
 t "an unknown option names itself" 'refused "unknown option .--bogus." run touch --bogus'
 t "compare --mmu '' refused" 'refused "--mmu" compare touch --mmu ""'
 t "compare --mmu ,, refused" 'refused "--mmu" compare touch --mmu ,,'

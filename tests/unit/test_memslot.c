@@ -48,11 +48,11 @@ static bool lookup(struct memslots *ms, gfn_t gfn, struct memslot *out)
 {
 	const struct memslot *s;
 
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	s = gfn_to_memslot(ms, gfn);
 	if (s)
 		*out = *s;
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 	return s != NULL;
 }
 
@@ -60,9 +60,9 @@ static bool id_exists(struct memslots *ms, uint32_t id)
 {
 	bool r;
 
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	r = memslots_id_to_slot(ms, id) != NULL;
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 	return r;
 }
 
@@ -95,10 +95,10 @@ static void hook_change(void *opaque, const struct memslot *old, const struct me
 	if (new)
 		h->new = *new;
 	h->gen_during = memslots_generation(h->ms);
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	h->new_visible = new && gfn_to_memslot(h->ms, new->base_gfn) == new;
 	h->old_visible = old && gfn_to_memslot(h->ms, old->base_gfn) == old;
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 }
 
 static void hook_protect(void *opaque, const struct memslot *slot, uint64_t first_word,
@@ -523,7 +523,7 @@ static void test_lookup_random(void **state)
 		if (op % 400 != 399)
 			continue;
 		/* Probe: random gfns, and the edges of every slot. */
-		memslots_read_lock();
+		vmmu_rcu_read_lock();
 		for (int p = 0; p < PROBES; p++) {
 			gfn_t gfn = random() % (SPACE + 64);
 			const struct ref_slot *r;
@@ -574,7 +574,7 @@ static void test_lookup_random(void **state)
 				assert_int_equal(got, expect);
 			}
 		}
-		memslots_read_unlock();
+		vmmu_rcu_read_unlock();
 	}
 	memslots_destroy(ms);
 }
@@ -592,7 +592,7 @@ static void test_slot_cache(void **state)
 	assert_int_equal(set(ms, 1, 0, 0x100000, 16 * PG, HVA), 0);
 	assert_int_equal(set(ms, 2, 0, 0x200000, 16 * PG, HVA), 0);
 
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	s1 = gfn_to_memslot_cached(ms, &c, 0x100);
 	assert_non_null(s1);
 	assert_int_equal(c.misses, 1);
@@ -607,33 +607,33 @@ static void test_slot_cache(void **state)
 	assert_int_equal(c.misses, 3);
 	assert_ptr_equal(gfn_to_memslot_cached(ms, &c, 0x200), s);
 	assert_int_equal(c.hits, 17);
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 
 	/* Any change of the set (here: an unrelated slot) changes the generation: a miss. */
 	assert_int_equal(set(ms, 3, 0, 0x300000, PG, HVA), 0);
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	assert_int_equal(gfn_to_memslot_cached(ms, &c, 0x200)->id, 2);
 	assert_int_equal(c.hits, 17);
 	assert_int_equal(c.misses, 4);
 	assert_int_equal(gfn_to_memslot_cached(ms, &c, 0x201)->id, 2);
 	assert_int_equal(c.hits, 18);
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 
 	/* The cached slot is deleted: a stale cache must not return it. */
 	assert_int_equal(set(ms, 2, 0, 0, 0, 0), 0);
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	assert_null(gfn_to_memslot_cached(ms, &c, 0x200));
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 
 	/* Moved: the old range is MMIO at once, the new one found. */
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	assert_non_null(gfn_to_memslot_cached(ms, &c, 0x100));
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 	assert_int_equal(set(ms, 1, 0, 0x500000, 16 * PG, HVA), 0);
-	memslots_read_lock();
+	vmmu_rcu_read_lock();
 	assert_null(gfn_to_memslot_cached(ms, &c, 0x100));
 	assert_int_equal(gfn_to_memslot_cached(ms, &c, 0x500)->id, 1);
-	memslots_read_unlock();
+	vmmu_rcu_read_unlock();
 	memslots_destroy(ms);
 }
 
@@ -1020,7 +1020,7 @@ static void *race_reader_main(void *arg)
 			const struct memslot *s;
 			uint64_t gen;
 
-			memslots_read_lock();
+			vmmu_rcu_read_lock();
 			gen = memslots_generation(r->ms);
 			s = gfn_to_memslot_cached(r->ms, &c, gfn);
 			if (s) {
@@ -1033,7 +1033,7 @@ static void *race_reader_main(void *arg)
 			}
 			if (memslots_generation(r->ms) < gen)
 				rd->bad++;
-			memslots_read_unlock();
+			vmmu_rcu_read_unlock();
 		}
 		__atomic_fetch_add(&rd->lookups, 64, __ATOMIC_RELAXED);
 		sched_yield();   /* a reader preempted inside a section stretches a grace period */

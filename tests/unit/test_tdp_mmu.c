@@ -507,9 +507,9 @@ static void test_readonly_slot(void **state)
 static void harvest(struct g *g, uint64_t *bm, bool dbit)
 {
 	if (dbit) {
-		memslots_read_lock();
+		vmmu_rcu_read_lock();
 		tdp_mmu_sync_dirty_log(g->vm->mmu, memslots_id_to_slot(g->vm->slots, D_SLOT));
-		memslots_read_unlock();
+		vmmu_rcu_read_unlock();
 	}
 	assert_int_equal(vmmu_get_dirty_log(g->vm, D_SLOT, bm), 0);
 }

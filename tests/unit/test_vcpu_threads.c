@@ -32,6 +32,7 @@
 
 #include "paging/paging.h"
 #include "../common/gpt_build.h"
+#include "mmu/mmu_internal.h"
 #include "vm/vm.h"
 #include "vmmu/vmmu.h"
 
@@ -105,9 +106,10 @@ static void vol_drop(struct tg *g)
 	__atomic_store_n(&g->vol_dropped, g->vol_gen, __ATOMIC_RELEASE);
 }
 
-static void tg_init(struct tg *g, enum vmmu_mmu mode)
+static void tg_init(struct tg *g, enum vmmu_mmu mode, enum vmmu_mmu_lock lock)
 {
-	struct vmmu_vm_config cfg = { .mmu = mode, .host = mode == VMMU_MMU_NPT ? VMMU_HOST_SVM : VMMU_HOST_VMX };
+	struct vmmu_vm_config cfg = { .mmu = mode, .host = mode == VMMU_MMU_NPT ? VMMU_HOST_SVM : VMMU_HOST_VMX,
+				      .mmu_lock = lock };
 	uint64_t hva;
 
 	memset(g, 0, sizeof(*g));
@@ -266,7 +268,7 @@ static void run_mode(enum vmmu_mmu mode)
 	pthread_t tid[NV];
 	struct tg g;
 
-	tg_init(&g, mode);
+	tg_init(&g, mode, VMMU_MMU_LOCK_SHARED);
 	memset(th, 0, sizeof(th));
 	for (unsigned round = 0; round < rounds; round++) {
 		int running = NV;
@@ -400,6 +402,75 @@ static void test_request_waits(void **state)
 	vmmu_vm_destroy(vm);
 }
 
+/* ---- --mmu-lock: who waits for whom ---- */
+
+struct faulter {
+	struct vmmu_vcpu *v;
+	int done;           /* [atomic] the faulting access returned */
+	int rc;
+};
+
+static void *fault_once(void *arg)
+{
+	struct faulter *f = arg;
+	struct vmmu_access_result r;
+	uint64_t x = 7;
+
+	f->rc = vmmu_vcpu_access(f->v, DATA_GPA, 8, VMMU_ACC_WRITE, &x, &r);
+	if (!f->rc && r.status != VMMU_ACCESS_DONE)
+		f->rc = -1;
+	__atomic_store_n(&f->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* While another thread holds mmu_lock shared (as another vCPU's hard-MMU fault does), a vCPU's
+ * first access faults: under `shared` an EPT/NPT fault goes through; under `big`, and for the
+ * soft MMU always, it waits until the lock is released, and the wait is counted. */
+static void lock_case(enum vmmu_mmu mode, enum vmmu_mmu_lock lock, bool must_wait)
+{
+	struct tg g;
+	struct faulter f = { 0 };
+	struct vmmu_stats st;
+	pthread_t t;
+
+	tg_init(&g, mode, lock);
+	f.v = g.v[0];
+	pthread_rwlock_rdlock(&g.vm->mmu->mmu_lock);
+	assert_int_equal(pthread_create(&t, NULL, fault_once, &f), 0);
+	for (int i = 0; i < 2000 && !__atomic_load_n(&f.done, __ATOMIC_ACQUIRE); i++) {
+		struct timespec ts = { 0, 1000 * 1000 };
+		nanosleep(&ts, NULL);
+		if (must_wait && i == 30)
+			break;          /* 30 ms: it waits */
+	}
+	assert_int_equal(__atomic_load_n(&f.done, __ATOMIC_ACQUIRE), !must_wait);
+	pthread_rwlock_unlock(&g.vm->mmu->mmu_lock);
+	pthread_join(t, NULL);
+	assert_int_equal(f.rc, 0);
+	assert_int_equal(vmmu_vm_stats(g.vm, &st, sizeof(st)), 0);
+	if (must_wait)
+		assert_true(st.mmu_lock_wait_ns >= 20ULL * 1000 * 1000);
+	else
+		assert_int_equal(st.mmu_lock_wait_ns, 0);
+	vmmu_vm_destroy(g.vm);
+}
+
+static void test_mmu_lock(void **state)
+{
+	struct vmmu_vm_config cfg = { .mmu = VMMU_MMU_EPT, .mmu_lock = VMMU_MMU_LOCK_FINE };
+	struct vmmu_vm *vm;
+
+	lock_case(VMMU_MMU_EPT, VMMU_MMU_LOCK_SHARED, false);
+	lock_case(VMMU_MMU_NPT, VMMU_MMU_LOCK_SHARED, false);
+	lock_case(VMMU_MMU_EPT, VMMU_MMU_LOCK_BIG, true);
+	lock_case(VMMU_MMU_NPT, VMMU_MMU_LOCK_BIG, true);
+	lock_case(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_SHARED, true);
+	lock_case(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_BIG, true);
+	assert_int_equal(vmmu_vm_create(&cfg, &vm), -EOPNOTSUPP);
+	cfg.mmu_lock = (enum vmmu_mmu_lock)7;
+	assert_int_equal(vmmu_vm_create(&cfg, &vm), -EINVAL);
+}
+
 static void test_native(void **state) { run_mode(VMMU_MMU_NATIVE); }
 static void test_shadow(void **state) { run_mode(VMMU_MMU_SHADOW); }
 static void test_ept(void **state) { run_mode(VMMU_MMU_EPT); }
@@ -409,6 +480,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_request_waits),
+		cmocka_unit_test(test_mmu_lock),
 		cmocka_unit_test(test_native),
 		cmocka_unit_test(test_shadow),
 		cmocka_unit_test(test_ept),

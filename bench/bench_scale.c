@@ -1,0 +1,281 @@
+/*
+ * vCPU-thread scaling through the public API: N vCPUs, each on its own host thread, run the same
+ * total work split into N slices, under native, shadow, EPT and NPT; the figure is accesses per
+ * second and its ratio to 1 vCPU measured in the same run. Two patterns:
+ *   touch  the first write of every 4K page of a region (each vCPU a contiguous slice of one
+ *          address space, so the upper levels of the shadow / EPT / NPT tables are shared): every
+ *          access a fault under an MMU (the fault path's scaling), a host first touch natively
+ *   gups   8-byte read-modify-writes at random pages of a warm region, each vCPU its own random
+ *          stream over the whole region (TLB misses and walks, no exits: the hardware model's
+ *          scaling)
+ * Guest page tables are built before the run (the guest itself takes no #PF), and every page is
+ * touched once before the first round, so host memory is resident: before each touch round the
+ * data slot is deleted and added back on the same memory, and the round measures the MMU's faults
+ * (under native, with no MMU, walks and TLB misses only). Each point is the best of R rounds, the
+ * median beside; the lock wait is vmmu_stats.mmu_lock_wait_ns per round (all vCPUs, the warm-up
+ * included). The soft MMU is measured with its one design (faults exclusive), the hard MMU with
+ * both (--mmu-lock big and shared). On a machine with C
+ * cores, more than C vCPU threads cannot scale past C.
+ * Usage: bench_scale [-s MiB] [-u MILLION_UPDATES] [-R ROUNDS] [-t MAX_THREADS] [-m MODE] [-p PATTERN]
+ */
+#include <getopt.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "vmmu/vmmu.h"
+
+#define PTE_P  1ULL
+#define PTE_W  2ULL
+#define TABLES (1ULL << 36)     /* guest tables live in their own slot here */
+#define TABLES_SIZE (64ULL << 20)
+#define MAXT 8
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+__attribute__((noreturn)) static void die(const char *what, int rc)
+{
+	fprintf(stderr, "bench_scale: %s failed (%d)\n", what, rc);
+	exit(1);
+}
+
+struct vmx {
+	struct vmmu_vm *vm;
+	struct vmmu_vcpu *v[MAXT];
+	uint64_t next_table;
+	uint64_t hva0;          /* slot 0's host memory */
+};
+
+static vmmu_gpa_t alloc_table(void *opaque)
+{
+	struct vmx *x = opaque;
+	uint64_t t = x->next_table;
+	if (t >= TABLES + TABLES_SIZE)
+		return 0;
+	x->next_table += 4096;
+	return t;
+}
+
+static uint64_t set_slot(struct vmmu_vm *vm, uint32_t slot, uint64_t gpa, uint64_t size)
+{
+	uint64_t hva;
+	int rc = vmmu_vm_mmap(vm, size, false, &hva);
+	if (rc)
+		die("mmap", rc);
+	struct vmmu_userspace_memory_region r = { .slot = slot, .guest_phys_addr = gpa,
+						  .memory_size = size, .userspace_addr = hva };
+	if ((rc = vmmu_set_user_memory_region(vm, &r)))
+		die("memslot", rc);
+	return hva;
+}
+
+/* A VM in @mode with @bytes of guest memory identity-mapped by 4K pages, and @nv vCPUs. */
+static void vm_make(struct vmx *x, enum vmmu_mmu mode, enum vmmu_mmu_lock lock, uint64_t bytes,
+		    unsigned nv)
+{
+	struct vmmu_vm_config cfg = { .mmu = mode, .host = mode == VMMU_MMU_NPT ? VMMU_HOST_SVM : VMMU_HOST_VMX,
+				      .host_mem_bytes = 2 * bytes + (256ULL << 20), .mmu_lock = lock };
+	int rc;
+
+	memset(x, 0, sizeof(*x));
+	if ((rc = vmmu_vm_create(&cfg, &x->vm)))
+		die("vm create", rc);
+	x->hva0 = set_slot(x->vm, 0, 0, bytes);
+	set_slot(x->vm, 1, TABLES, TABLES_SIZE);
+	x->next_table = TABLES;
+	uint64_t root = alloc_table(x);
+	for (uint64_t a = 0; a < bytes; a += 4096)
+		if ((rc = vmmu_gpt_map(x->vm, root, 4, a, a, 1, PTE_P | PTE_W, alloc_table, x)))
+			die("gpt map", rc);
+	struct vmmu_regs regs = { .cr0 = 0x80010001, .cr3 = root, .cr4 = 0x20, .efer = 0x500 };
+	for (unsigned i = 0; i < nv; i++) {
+		if ((rc = vmmu_vcpu_create(x->vm, i, &x->v[i])))
+			die("vcpu create", rc);
+		if ((rc = vmmu_vcpu_set_regs(x->v[i], &regs)))
+			die("set regs", rc);
+	}
+}
+
+/* Delete slot 0 and add it back on the same host memory: the MMU drops every mapping of it
+ * (and the vCPUs' TLBs are flushed) while the host pages stay resident, so the next touch faults
+ * in the MMU only. */
+static void slot_cycle(struct vmx *x, uint64_t bytes)
+{
+	struct vmmu_userspace_memory_region r = { .slot = 0, .userspace_addr = x->hva0 };
+	int rc;
+
+	if ((rc = vmmu_set_user_memory_region(x->vm, &r)))
+		die("memslot delete", rc);
+	r.memory_size = bytes;
+	if ((rc = vmmu_set_user_memory_region(x->vm, &r)))
+		die("memslot add", rc);
+}
+
+enum pattern { TOUCH, GUPS };
+
+struct job {
+	struct vmmu_vcpu *v;
+	enum pattern p;
+	uint64_t lo, hi;          /* touch: [lo, hi) */
+	uint64_t bytes, n, seed;  /* gups: n updates over [0, bytes) */
+	pthread_barrier_t *start;
+	double t0, t1;            /* this thread's own start and end */
+	int err;
+};
+
+static void *run_job(void *arg)
+{
+	struct job *j = arg;
+	struct vmmu_access_result r;
+	uint64_t x = 1;
+
+	pthread_barrier_wait(j->start);
+	j->t0 = now();
+	if (j->p == TOUCH) {
+		for (uint64_t a = j->lo; a < j->hi && !j->err; a += 4096) {
+			j->err = vmmu_vcpu_access(j->v, a, 8, VMMU_ACC_WRITE, &x, &r);
+			if (!j->err && r.status != VMMU_ACCESS_DONE)
+				j->err = -1;
+		}
+		j->t1 = now();
+		return NULL;
+	}
+	uint64_t s = j->seed, pages = j->bytes >> 12;
+	for (uint64_t i = 0; i < j->n && !j->err; i++) {
+		s ^= s << 13;
+		s ^= s >> 7;
+		s ^= s << 17;
+		uint64_t a = ((s % pages) << 12) | ((s >> 40) & 0xff8);
+		j->err = vmmu_vcpu_access(j->v, a, 8, 0, &x, &r);
+		x++;
+		if (!j->err)
+			j->err = vmmu_vcpu_access(j->v, a, 8, VMMU_ACC_WRITE, &x, &r);
+	}
+	j->t1 = now();
+	return NULL;
+}
+
+/* Run @p with @nv vCPU threads on @x; the elapsed seconds. */
+static double run(struct vmx *x, enum pattern p, unsigned nv, uint64_t bytes, uint64_t updates)
+{
+	struct job jobs[MAXT];
+	pthread_t tid[MAXT];
+	pthread_barrier_t start;
+	uint64_t slice = (bytes / nv) & ~4095ULL;
+
+	pthread_barrier_init(&start, NULL, nv + 1);
+	for (unsigned i = 0; i < nv; i++) {
+		jobs[i] = (struct job){ .v = x->v[i], .p = p, .lo = i * slice,
+					.hi = i + 1 == nv ? bytes : (i + 1) * slice, .bytes = bytes,
+					.n = updates / nv, .seed = 0x9e3779b97f4a7c15ULL * (i + 1), .start = &start };
+		pthread_create(&tid[i], NULL, run_job, &jobs[i]);
+	}
+	pthread_barrier_wait(&start);
+	/* From the first thread's start to the last one's end: the main thread may be scheduled out
+	 * for the whole of a short run on a 2-core machine. */
+	double t0 = 1e300, t1 = 0;
+	for (unsigned i = 0; i < nv; i++) {
+		pthread_join(tid[i], NULL);
+		t0 = jobs[i].t0 < t0 ? jobs[i].t0 : t0;
+		t1 = jobs[i].t1 > t1 ? jobs[i].t1 : t1;
+	}
+	double t = t1 - t0;
+	pthread_barrier_destroy(&start);
+	for (unsigned i = 0; i < nv; i++)
+		if (jobs[i].err)
+			die("guest access", jobs[i].err);
+	return t;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+	static const char *const mode_names[] = { "native", "shadow", "ept", "npt" };
+	static const enum vmmu_mmu modes[] = { VMMU_MMU_NATIVE, VMMU_MMU_SHADOW, VMMU_MMU_EPT, VMMU_MMU_NPT };
+	/* The MMU lock designs each mode has: the soft MMU's faults are exclusive in both. */
+	static const struct { int mode; enum vmmu_mmu_lock lock; const char *name; } configs[] = {
+		{ 0, VMMU_MMU_LOCK_SHARED, "-" }, { 1, VMMU_MMU_LOCK_BIG, "big" },
+		{ 2, VMMU_MMU_LOCK_BIG, "big" }, { 2, VMMU_MMU_LOCK_SHARED, "shared" },
+		{ 3, VMMU_MMU_LOCK_BIG, "big" }, { 3, VMMU_MMU_LOCK_SHARED, "shared" },
+	};
+	static const char *const pat_names[] = { "touch", "gups" };
+	uint64_t mib = 64, mupdates = 4;
+	int rounds = 3, maxt = 4, only_mode = -1, only_pat = -1, opt;
+
+	while ((opt = getopt(argc, argv, "s:u:R:t:m:p:")) != -1) {
+		switch (opt) {
+		case 's': mib = strtoull(optarg, NULL, 0); break;
+		case 'u': mupdates = strtoull(optarg, NULL, 0); break;
+		case 'R': rounds = atoi(optarg); break;
+		case 't': maxt = atoi(optarg); break;
+		case 'm':
+			for (int i = 0; i < 4; i++)
+				if (!strcmp(optarg, mode_names[i]))
+					only_mode = i;
+			if (only_mode < 0)
+				die("-m (native, shadow, ept or npt)", 0);
+			break;
+		case 'p':
+			only_pat = !strcmp(optarg, "touch") ? 0 : !strcmp(optarg, "gups") ? 1 : -2;
+			if (only_pat < 0)
+				die("-p (touch or gups)", 0);
+			break;
+		default:
+			fprintf(stderr, "usage: bench_scale [-s MiB] [-u MILLION_UPDATES] [-R ROUNDS] [-t MAX_THREADS] [-m MODE] [-p PATTERN]\n");
+			return 2;
+		}
+	}
+	if (!mib || mib > 4096 || !mupdates || rounds < 1 || rounds > 50 || maxt < 1 || maxt > MAXT)
+		die("options", 0);
+	uint64_t bytes = mib << 20, updates = mupdates * 1000000;
+	printf("bench_scale: %llu MiB, %llu M gups updates (a read and a write each), best of %d rounds (median beside)\n",
+	       (unsigned long long)mib, (unsigned long long)mupdates, rounds);
+	printf("| pattern | MMU | mmu_lock | vCPU threads | M accesses/s | median | ratio to 1 vCPU | lock wait ms |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+	for (int p = 0; p < 2; p++) {
+		if (only_pat >= 0 && p != only_pat)
+			continue;
+		for (size_t c = 0; c < sizeof(configs) / sizeof(configs[0]); c++) {
+			const int m = configs[c].mode;
+			if (only_mode >= 0 && m != only_mode)
+				continue;
+			double base = 0;
+			for (int nv = 1; nv <= maxt; nv *= 2) {
+				double rate[50];
+				struct vmx x;
+				uint64_t accesses = p == TOUCH ? bytes >> 12 : 2 * (updates / (unsigned)nv) * (unsigned)nv;
+				vm_make(&x, modes[m], configs[c].lock, bytes, (unsigned)nv);
+				run(&x, TOUCH, (unsigned)nv, bytes, 0);   /* warm: every page faulted in */
+				for (int r = 0; r < rounds; r++) {
+					if (p == TOUCH)
+						slot_cycle(&x, bytes);
+					rate[r] = accesses / run(&x, (enum pattern)p, (unsigned)nv, bytes, updates) / 1e6;
+				}
+				struct vmmu_stats st = { 0 };
+				if (vmmu_vm_stats(x.vm, &st, sizeof(st)))
+					die("stats", 0);
+				vmmu_vm_destroy(x.vm);
+				qsort(rate, (size_t)rounds, sizeof(double), cmp_double);
+				double best = rate[rounds - 1], med = rate[rounds / 2];
+				if (nv == 1)
+					base = best;
+				printf("| %s | %s | %s | %d | %.2f | %.2f | %.2fx | %.1f |\n", pat_names[p],
+				       mode_names[m], configs[c].name, nv, best, med, best / base,
+				       (double)st.mmu_lock_wait_ns / 1e6 / rounds);
+				fflush(stdout);
+			}
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rcu.c: liburcu-bp with the ThreadSanitizer annotations (rcu.h). Two sync objects stand for
+ * what urcu-bp's barriers order: every read section releases into the grace-period object and
+ * every grace period (synchronize_rcu, or a callback's start) acquires from it; every callback
+ * releases into the callbacks-done object when it ends, and rcu_barrier acquires from it.
+ * Stateless otherwise: liburcu-bp keeps the readers' registry.
+ */
+#include <urcu-bp.h>
+
+#include "host/rcu.h"
+
+#if defined(__SANITIZE_THREAD__)
+#define VMMU_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define VMMU_TSAN 1
+#endif
+#endif
+
+#ifdef VMMU_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+/* Sync object: every read section releases into it, every grace period acquires from it. */
+static char tsan_grace_period;
+/* Every call_rcu callback releases into it when it ends; rcu_barrier acquires from it. */
+static char tsan_callbacks_done;
+#endif
+
+void vmmu_rcu_read_lock(void)
+{
+	rcu_read_lock();
+}
+
+void vmmu_rcu_read_unlock(void)
+{
+#ifdef VMMU_TSAN
+	__tsan_release(&tsan_grace_period);
+#endif
+	rcu_read_unlock();
+}
+
+void vmmu_synchronize_rcu(void)
+{
+	synchronize_rcu();
+#ifdef VMMU_TSAN
+	__tsan_acquire(&tsan_grace_period);
+#endif
+}
+
+void vmmu_call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *head))
+{
+#ifdef VMMU_TSAN
+	__tsan_release(head);
+#endif
+	call_rcu(head, fn);
+}
+
+void vmmu_rcu_callback_begin(struct rcu_head *head)
+{
+#ifdef VMMU_TSAN
+	__tsan_acquire(head);
+	__tsan_acquire(&tsan_grace_period);
+#endif
+	(void)head;
+}
+
+void vmmu_rcu_callback_end(void)
+{
+#ifdef VMMU_TSAN
+	__tsan_release(&tsan_callbacks_done);
+#endif
+}
+
+void vmmu_rcu_barrier(void)
+{
+	rcu_barrier();
+#ifdef VMMU_TSAN
+	__tsan_acquire(&tsan_callbacks_done);
+#endif
+}
+
