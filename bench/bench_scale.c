@@ -16,7 +16,8 @@
  * included). The soft MMU is measured with its one design (faults exclusive), the hard MMU with
  * both (--mmu-lock big and shared). On a machine with C
  * cores, more than C vCPU threads cannot scale past C.
- * Usage: bench_scale [-s MiB] [-u MILLION_UPDATES] [-R ROUNDS] [-t MAX_THREADS] [-m MODE] [-p PATTERN]
+ * BENCH_SCALE_ROUNDS=1 in the environment prints every round's rate on stderr.
+ * Usage: bench_scale [-s MiB] [-u MILLION_UPDATES] [-R ROUNDS] [-t MAX_THREADS] [-m MODE] [-p PATTERN] [-l LOCK]
  */
 #include <getopt.h>
 #include <pthread.h>
@@ -212,9 +213,9 @@ int main(int argc, char **argv)
 	};
 	static const char *const pat_names[] = { "touch", "gups" };
 	uint64_t mib = 64, mupdates = 4;
-	int rounds = 3, maxt = 4, only_mode = -1, only_pat = -1, opt;
+	int rounds = 3, maxt = 4, only_mode = -1, only_pat = -1, only_lock = -1, opt;
 
-	while ((opt = getopt(argc, argv, "s:u:R:t:m:p:")) != -1) {
+	while ((opt = getopt(argc, argv, "s:u:R:t:m:p:l:")) != -1) {
 		switch (opt) {
 		case 's': mib = strtoull(optarg, NULL, 0); break;
 		case 'u': mupdates = strtoull(optarg, NULL, 0); break;
@@ -227,13 +228,18 @@ int main(int argc, char **argv)
 			if (only_mode < 0)
 				die("-m (native, shadow, ept or npt)", 0);
 			break;
+		case 'l':
+			only_lock = !strcmp(optarg, "shared") ? VMMU_MMU_LOCK_SHARED : !strcmp(optarg, "big") ? VMMU_MMU_LOCK_BIG : -2;
+			if (only_lock < 0)
+				die("-l (big or shared)", 0);
+			break;
 		case 'p':
 			only_pat = !strcmp(optarg, "touch") ? 0 : !strcmp(optarg, "gups") ? 1 : -2;
 			if (only_pat < 0)
 				die("-p (touch or gups)", 0);
 			break;
 		default:
-			fprintf(stderr, "usage: bench_scale [-s MiB] [-u MILLION_UPDATES] [-R ROUNDS] [-t MAX_THREADS] [-m MODE] [-p PATTERN]\n");
+			fprintf(stderr, "usage: bench_scale [-s MiB] [-u MILLION_UPDATES] [-R ROUNDS] [-t MAX_THREADS] [-m MODE] [-p PATTERN] [-l LOCK]\n");
 			return 2;
 		}
 	}
@@ -248,7 +254,8 @@ int main(int argc, char **argv)
 			continue;
 		for (size_t c = 0; c < sizeof(configs) / sizeof(configs[0]); c++) {
 			const int m = configs[c].mode;
-			if (only_mode >= 0 && m != only_mode)
+			if ((only_mode >= 0 && m != only_mode) ||
+			    (only_lock >= 0 && m >= 2 && (int)configs[c].lock != only_lock))
 				continue;
 			double base = 0;
 			for (int nv = 1; nv <= maxt; nv *= 2) {
@@ -261,6 +268,8 @@ int main(int argc, char **argv)
 					if (p == TOUCH)
 						slot_cycle(&x, bytes);
 					rate[r] = accesses / run(&x, (enum pattern)p, (unsigned)nv, bytes, updates) / 1e6;
+					if (getenv("BENCH_SCALE_ROUNDS"))
+						fprintf(stderr, "round %d: %.2f\n", r, rate[r]);
 				}
 				struct vmmu_stats st = { 0 };
 				if (vmmu_vm_stats(x.vm, &st, sizeof(st)))

@@ -154,12 +154,27 @@ int mmu_audit(struct mmu *m, char *why, size_t whylen)
 
 void mmu_get_stats(struct mmu *m, struct mmu_stats *st)
 {
-	struct mmu_stats *s = &m->st;
-	/* Field by field with atomic loads: other vCPU threads may be counting. */
-	const uint64_t *src = (const uint64_t *)s;
 	uint64_t *dst = (uint64_t *)st;
-	for (size_t i = 0; i < sizeof(*st) / sizeof(uint64_t); i++)
-		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+
+	memset(st, 0, sizeof(*st));
+	/* Field by field with atomic loads: other vCPU threads may be counting. */
+	for (unsigned k = 0; k < MMU_STAT_SHARDS; k++) {
+		const uint64_t *src = (const uint64_t *)&m->st[k].s;
+
+		for (size_t i = 0; i < sizeof(*st) / sizeof(uint64_t); i++)
+			dst[i] += __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+	}
+}
+
+__thread unsigned mmu_stat_shard_tls __attribute__((tls_model("initial-exec")));
+
+unsigned mmu_stat_shard_new(void)
+{
+	static unsigned next;
+	unsigned s = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED) % MMU_STAT_SHARDS;
+
+	mmu_stat_shard_tls = s + 1;
+	return s;
 }
 
 /* ---- the page fault's common steps ---- */

@@ -158,13 +158,22 @@ struct mmu_ops {
 
 /* The common part of every mode's MMU (embedded in the mode's struct).
  * Legend: [c] constant after create; [a] atomic; [L] mmu_lock. */
+/* Shards of the counters: enough that the vCPU threads of one VM rarely share one. */
+#define MMU_STAT_SHARDS 8
+
 struct mmu {
 	const struct mmu_ops *ops;        /* [c] set by mmu_create() */
 	struct mmu_env env;               /* [c] */
 	struct spte_fmt fmt;              /* [c] the format of the tables this MMU makes */
 	pthread_rwlock_t mmu_lock;        /* faults shared (hard MMU) or exclusive (soft MMU),
 					   * zaps and memslot changes exclusive */
-	struct mmu_stats st;              /* [a] counters, updated with atomic adds */
+	/* [a] counters, updated with atomic adds into the calling thread's shard (one cache line
+	 * apart: one shared counter bumped by every fault of every vCPU thread was the fault
+	 * path's hottest line) and summed when read (mmu_get_stats, mmu_stat_read). A shard's
+	 * gauge (pages_4k, shadow_pages) may go below 0: only the sum means anything. */
+	struct mmu_stat_shard {
+		struct mmu_stats s;
+	} __attribute__((aligned(64))) st[MMU_STAT_SHARDS];
 	struct host_mmu_notifier mn;      /* [c] registered on env.mm by mmu_notifier_register */
 	/*
 	 * MMU-notifier invalidation protocol (as KVM's mmu_invalidate_seq): range_start bumps
@@ -256,8 +265,27 @@ static inline bool mmu_fast_fix_write(uint64_t *sptep, uint64_t old, uint64_t se
 	return true;
 }
 
-#define mmu_stat_inc(m, field) __atomic_add_fetch(&(m)->st.field, 1, __ATOMIC_RELAXED)
-#define mmu_stat_add(m, field, n) __atomic_add_fetch(&(m)->st.field, (n), __ATOMIC_RELAXED)
+/* This thread's shard of every MMU's counters: given out round robin at its first count. */
+extern __thread unsigned mmu_stat_shard_tls __attribute__((tls_model("initial-exec")));
+unsigned mmu_stat_shard_new(void);
+static inline unsigned mmu_stat_shard(void)
+{
+	unsigned s = mmu_stat_shard_tls;
+
+	return s ? s - 1 : mmu_stat_shard_new();
+}
+
+#define mmu_stat_add(m, field, n)                                                                  \
+	__atomic_add_fetch(&(m)->st[mmu_stat_shard()].s.field, (n), __ATOMIC_RELAXED)
+#define mmu_stat_inc(m, field) mmu_stat_add(m, field, 1)
+/* One counter's sum over the shards (the audits' cross-checks). */
+#define mmu_stat_read(m, field)                                                                    \
+	({                                                                                         \
+		uint64_t sum_ = 0;                                                                 \
+		for (unsigned i_ = 0; i_ < MMU_STAT_SHARDS; i_++)                                  \
+			sum_ += __atomic_load_n(&(m)->st[i_].s.field, __ATOMIC_RELAXED);          \
+		sum_;                                                                              \
+	})
 
 /*
  * mmu_lock taken on behalf of a vCPU (faults, root loads, INVLPG, syncs, emulated writes): one

@@ -324,10 +324,10 @@ static int audit_locked(struct audit *a)
 		}
 	}
 	if (nsps != sm->nr_sps || nsps != sm->sp_hash.n || nsps != nlru || helpers != sm->nr_helpers ||
-	    nsps + helpers != __atomic_load_n(&sm->mmu.st.shadow_pages, __ATOMIC_RELAXED))
+	    nsps + helpers != mmu_stat_read(&sm->mmu, shadow_pages))
 		return fail(a, "accounting: %" PRIu64 " valid sps and %" PRIu64 " PAE root pages, nr_sps %"
 			    PRIu64 ", hash %" PRIu64 ", LRU %" PRIu64 ", shadow_pages %" PRIu64, nsps,
-			    helpers, sm->nr_sps, sm->sp_hash.n, nlru, sm->mmu.st.shadow_pages);
+			    helpers, sm->nr_sps, sm->sp_hash.n, nlru, mmu_stat_read(&sm->mmu, shadow_pages));
 	/* The hash holds exactly the valid sps (each found under its own gfn). */
 	for (uint64_t b = 0; b <= sm->sp_hash.mask; b++)
 		for (struct hnode *n = sm->sp_hash.b[b]; n; n = n->next) {
@@ -371,10 +371,10 @@ static int audit_locked(struct audit *a)
 		return fail(a, "nr_indirect %" PRIu64 ", %" PRIu64 " valid sps shadow guest tables",
 			    sm->nr_indirect, with_gptes);
 	if (rmaps != leaves || leaves != sm->nr_leaves ||
-	    leaves != __atomic_load_n(&sm->mmu.st.pages_4k, __ATOMIC_RELAXED))
+	    leaves != mmu_stat_read(&sm->mmu, pages_4k))
 		return fail(a, "accounting: %" PRIu64 " leaves, %" PRIu64 " rmap entries, nr_leaves %"
 			    PRIu64 ", pages_4k %" PRIu64, leaves, rmaps, sm->nr_leaves,
-			    sm->mmu.st.pages_4k);
+			    mmu_stat_read(&sm->mmu, pages_4k));
 	/* Every vCPU root is alive. */
 	cds_list_for_each_entry(sv, &sm->vcpus, link) {
 		if (sv->root && (pfn_to_sp(sm, sv->root->pfn) != sv->root ||
