@@ -15,7 +15,9 @@
  * median beside; the lock wait is vmmu_stats.mmu_lock_wait_ns per round (all vCPUs, the warm-up
  * included). The soft MMU is measured with its one design (faults exclusive), the hard MMU with
  * both (--mmu-lock big and shared). On a machine with C
- * cores, more than C vCPU threads cannot scale past C.
+ * cores, more than C vCPU threads cannot scale past C. The "host" rows run the same threads and
+ * patterns on plain resident memory of this process (4K pages): the machine's own scaling of the
+ * pattern, the ceiling for the VM rows.
  * BENCH_SCALE_ROUNDS=1 in the environment prints every round's rate on stderr.
  * Usage: bench_scale [-s MiB] [-u MILLION_UPDATES] [-R ROUNDS] [-t MAX_THREADS] [-m MODE] [-p PATTERN] [-l LOCK]
  */
@@ -24,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "vmmu/vmmu.h"
@@ -52,6 +55,7 @@ struct vmx {
 	struct vmmu_vcpu *v[MAXT];
 	uint64_t next_table;
 	uint64_t hva0;          /* slot 0's host memory */
+	uint8_t *host;          /* the "host" rows: plain memory, no VM (vm NULL) */
 };
 
 static vmmu_gpa_t alloc_table(void *opaque)
@@ -119,6 +123,17 @@ static void slot_cycle(struct vmx *x, uint64_t bytes)
 		die("memslot add", rc);
 }
 
+/* The "host" rows: the same threads and patterns on plain memory of this process, resident (as
+ * the VM's is after its warm-up), so each VM row's scaling can be read against the machine's. */
+static void host_make(struct vmx *x, uint64_t bytes)
+{
+	memset(x, 0, sizeof(*x));
+	x->host = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (x->host == MAP_FAILED)
+		die("mmap", -1);
+	(void)madvise(x->host, bytes, MADV_NOHUGEPAGE);   /* 4K pages, as the VM's */
+}
+
 enum pattern { TOUCH, GUPS };
 
 struct job {
@@ -126,6 +141,7 @@ struct job {
 	enum pattern p;
 	uint64_t lo, hi;          /* touch: [lo, hi) */
 	uint64_t bytes, n, seed;  /* gups: n updates over [0, bytes) */
+	volatile uint64_t *host;  /* set: the same pattern on plain host memory */
 	pthread_barrier_t *start;
 	double t0, t1;            /* this thread's own start and end */
 	int err;
@@ -139,6 +155,22 @@ static void *run_job(void *arg)
 
 	pthread_barrier_wait(j->start);
 	j->t0 = now();
+	if (j->host) {
+		uint64_t s = j->seed, pages = j->bytes >> 12;
+
+		if (j->p == TOUCH)
+			for (uint64_t a = j->lo; a < j->hi; a += 4096)
+				j->host[a / 8] = x;
+		for (uint64_t i = 0; j->p == GUPS && i < j->n; i++) {
+			s ^= s << 13;
+			s ^= s >> 7;
+			s ^= s << 17;
+			uint64_t a = ((s % pages) << 12) | ((s >> 40) & 0xff8);
+			j->host[a / 8] = j->host[a / 8] + 1;
+		}
+		j->t1 = now();
+		return NULL;
+	}
 	if (j->p == TOUCH) {
 		for (uint64_t a = j->lo; a < j->hi && !j->err; a += 4096) {
 			j->err = vmmu_vcpu_access(j->v, a, 8, VMMU_ACC_WRITE, &x, &r);
@@ -173,7 +205,7 @@ static double run(struct vmx *x, enum pattern p, unsigned nv, uint64_t bytes, ui
 
 	pthread_barrier_init(&start, NULL, nv + 1);
 	for (unsigned i = 0; i < nv; i++) {
-		jobs[i] = (struct job){ .v = x->v[i], .p = p, .lo = i * slice,
+		jobs[i] = (struct job){ .v = x->v[i], .host = (volatile uint64_t *)x->host, .p = p, .lo = i * slice,
 					.hi = i + 1 == nv ? bytes : (i + 1) * slice, .bytes = bytes,
 					.n = updates / nv, .seed = 0x9e3779b97f4a7c15ULL * (i + 1), .start = &start };
 		pthread_create(&tid[i], NULL, run_job, &jobs[i]);
@@ -203,10 +235,11 @@ static int cmp_double(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-	static const char *const mode_names[] = { "native", "shadow", "ept", "npt" };
+	static const char *const mode_names[] = { "native", "shadow", "ept", "npt", "host" };
 	static const enum vmmu_mmu modes[] = { VMMU_MMU_NATIVE, VMMU_MMU_SHADOW, VMMU_MMU_EPT, VMMU_MMU_NPT };
 	/* The MMU lock designs each mode has: the soft MMU's faults are exclusive in both. */
 	static const struct { int mode; enum vmmu_mmu_lock lock; const char *name; } configs[] = {
+		{ 4, VMMU_MMU_LOCK_SHARED, "-" },
 		{ 0, VMMU_MMU_LOCK_SHARED, "-" }, { 1, VMMU_MMU_LOCK_BIG, "big" },
 		{ 2, VMMU_MMU_LOCK_BIG, "big" }, { 2, VMMU_MMU_LOCK_SHARED, "shared" },
 		{ 3, VMMU_MMU_LOCK_BIG, "big" }, { 3, VMMU_MMU_LOCK_SHARED, "shared" },
@@ -222,11 +255,11 @@ int main(int argc, char **argv)
 		case 'R': rounds = atoi(optarg); break;
 		case 't': maxt = atoi(optarg); break;
 		case 'm':
-			for (int i = 0; i < 4; i++)
+			for (int i = 0; i < 5; i++)
 				if (!strcmp(optarg, mode_names[i]))
 					only_mode = i;
 			if (only_mode < 0)
-				die("-m (native, shadow, ept or npt)", 0);
+				die("-m (host, native, shadow, ept or npt)", 0);
 			break;
 		case 'l':
 			only_lock = !strcmp(optarg, "shared") ? VMMU_MMU_LOCK_SHARED : !strcmp(optarg, "big") ? VMMU_MMU_LOCK_BIG : -2;
@@ -262,19 +295,25 @@ int main(int argc, char **argv)
 				double rate[50];
 				struct vmx x;
 				uint64_t accesses = p == TOUCH ? bytes >> 12 : 2 * (updates / (unsigned)nv) * (unsigned)nv;
-				vm_make(&x, modes[m], configs[c].lock, bytes, (unsigned)nv);
+				if (m == 4)
+					host_make(&x, bytes);
+				else
+					vm_make(&x, modes[m], configs[c].lock, bytes, (unsigned)nv);
 				run(&x, TOUCH, (unsigned)nv, bytes, 0);   /* warm: every page faulted in */
 				for (int r = 0; r < rounds; r++) {
-					if (p == TOUCH)
+					if (p == TOUCH && x.vm)
 						slot_cycle(&x, bytes);
 					rate[r] = accesses / run(&x, (enum pattern)p, (unsigned)nv, bytes, updates) / 1e6;
 					if (getenv("BENCH_SCALE_ROUNDS"))
 						fprintf(stderr, "round %d: %.2f\n", r, rate[r]);
 				}
 				struct vmmu_stats st = { 0 };
-				if (vmmu_vm_stats(x.vm, &st, sizeof(st)))
+				if (x.vm && vmmu_vm_stats(x.vm, &st, sizeof(st)))
 					die("stats", 0);
-				vmmu_vm_destroy(x.vm);
+				if (x.vm)
+					vmmu_vm_destroy(x.vm);
+				else
+					munmap(x.host, bytes);
 				qsort(rate, (size_t)rounds, sizeof(double), cmp_double);
 				double best = rate[rounds - 1], med = rate[rounds / 2];
 				if (nv == 1)
