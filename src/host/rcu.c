@@ -27,12 +27,14 @@ static char tsan_grace_period;
 static char tsan_callbacks_done;
 #endif
 
-void vmmu_rcu_read_lock(void)
+__thread unsigned vmmu_rcu_depth __attribute__((tls_model("initial-exec")));
+
+void vmmu_rcu_read_lock_outer(void)
 {
 	rcu_read_lock();
 }
 
-void vmmu_rcu_read_unlock(void)
+void vmmu_rcu_read_unlock_outer(void)
 {
 #ifdef VMMU_TSAN
 	__tsan_release(&tsan_grace_period);

@@ -18,9 +18,24 @@
 struct rcu_head;
 
 /* Enter / leave a read section (rcu_read_lock / rcu_read_unlock). Under TSan the section's
- * accesses happen before the end of the next grace period. */
-void vmmu_rcu_read_lock(void);
-void vmmu_rcu_read_unlock(void);
+ * accesses happen before the end of the next grace period. Nested sections only count: most are
+ * (a host page lookup inside a fault's memslot section), and liburcu-bp's calls and its TLS
+ * lookup cost a guest-memory read more than the lock they replace. */
+extern __thread unsigned vmmu_rcu_depth __attribute__((tls_model("initial-exec")));
+void vmmu_rcu_read_lock_outer(void);
+void vmmu_rcu_read_unlock_outer(void);
+
+static inline void vmmu_rcu_read_lock(void)
+{
+	if (vmmu_rcu_depth++ == 0)
+		vmmu_rcu_read_lock_outer();
+}
+
+static inline void vmmu_rcu_read_unlock(void)
+{
+	if (--vmmu_rcu_depth == 0)
+		vmmu_rcu_read_unlock_outer();
+}
 /* synchronize_rcu(): every read section that began before has ended. Never inside one. */
 void vmmu_synchronize_rcu(void);
 /* call_rcu(): what the caller did before happens before @fn runs; @fn runs after every read
