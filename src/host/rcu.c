@@ -6,6 +6,8 @@
  * releases into the callbacks-done object when it ends, and rcu_barrier acquires from it.
  * Stateless otherwise: liburcu-bp keeps the readers' registry.
  */
+#include <assert.h>
+
 #include <urcu-bp.h>
 
 #include "host/rcu.h"
@@ -44,6 +46,8 @@ void vmmu_rcu_read_unlock_outer(void)
 
 void vmmu_synchronize_rcu(void)
 {
+	/* Inside a read section this would wait for itself. */
+	assert(vmmu_rcu_depth == 0);
 	synchronize_rcu();
 #ifdef VMMU_TSAN
 	__tsan_acquire(&tsan_grace_period);
@@ -76,6 +80,7 @@ void vmmu_rcu_callback_end(void)
 
 void vmmu_rcu_barrier(void)
 {
+	assert(vmmu_rcu_depth == 0);
 	rcu_barrier();
 #ifdef VMMU_TSAN
 	__tsan_acquire(&tsan_callbacks_done);
