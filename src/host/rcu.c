@@ -86,4 +86,3 @@ void vmmu_rcu_barrier(void)
 	__tsan_acquire(&tsan_callbacks_done);
 #endif
 }
-

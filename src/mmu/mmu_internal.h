@@ -169,7 +169,7 @@ struct mmu {
 					   * zaps and memslot changes exclusive */
 	/* [a] counters, updated with atomic adds into the calling thread's shard (one cache line
 	 * apart: one shared counter bumped by every fault of every vCPU thread was the fault
-	 * path's hottest line) and summed when read (mmu_get_stats, mmu_stat_read). A shard's
+	 * path's hottest line) and summed when read (mmu_get_stats). A shard's
 	 * gauge (pages_4k, shadow_pages) may go below 0: only the sum means anything. */
 	struct mmu_stat_shard {
 		struct mmu_stats s;
@@ -278,14 +278,6 @@ static inline unsigned mmu_stat_shard(void)
 #define mmu_stat_add(m, field, n)                                                                  \
 	__atomic_add_fetch(&(m)->st[mmu_stat_shard()].s.field, (n), __ATOMIC_RELAXED)
 #define mmu_stat_inc(m, field) mmu_stat_add(m, field, 1)
-/* One counter's sum over the shards (the audits' cross-checks). */
-#define mmu_stat_read(m, field)                                                                    \
-	({                                                                                         \
-		uint64_t sum_ = 0;                                                                 \
-		for (unsigned i_ = 0; i_ < MMU_STAT_SHARDS; i_++)                                  \
-			sum_ += __atomic_load_n(&(m)->st[i_].s.field, __ATOMIC_RELAXED);          \
-		sum_;                                                                              \
-	})
 
 /*
  * mmu_lock taken on behalf of a vCPU (faults, root loads, INVLPG, syncs, emulated writes): one

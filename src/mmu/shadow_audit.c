@@ -252,6 +252,7 @@ static int audit_locked(struct audit *a)
 	struct shadow_mmu *sm = a->sm;
 	uint64_t nsps = 0, nlru = 0, indirect = 0, tracked = 0, leaves = 0, rmaps = 0, helpers = 0;
 	uint64_t with_gptes = 0;
+	struct mmu_stats st;
 	int rc;
 
 	struct cds_list_head *l;
@@ -323,11 +324,13 @@ static int audit_locked(struct audit *a)
 				return rc;
 		}
 	}
+	/* shadow_pages and pages_4k change only under mmu_lock, held here. */
+	mmu_get_stats(&sm->mmu, &st);
 	if (nsps != sm->nr_sps || nsps != sm->sp_hash.n || nsps != nlru || helpers != sm->nr_helpers ||
-	    nsps + helpers != mmu_stat_read(&sm->mmu, shadow_pages))
+	    nsps + helpers != st.shadow_pages)
 		return fail(a, "accounting: %" PRIu64 " valid sps and %" PRIu64 " PAE root pages, nr_sps %"
 			    PRIu64 ", hash %" PRIu64 ", LRU %" PRIu64 ", shadow_pages %" PRIu64, nsps,
-			    helpers, sm->nr_sps, sm->sp_hash.n, nlru, mmu_stat_read(&sm->mmu, shadow_pages));
+			    helpers, sm->nr_sps, sm->sp_hash.n, nlru, st.shadow_pages);
 	/* The hash holds exactly the valid sps (each found under its own gfn). */
 	for (uint64_t b = 0; b <= sm->sp_hash.mask; b++)
 		for (struct hnode *n = sm->sp_hash.b[b]; n; n = n->next) {
@@ -370,11 +373,10 @@ static int audit_locked(struct audit *a)
 	if (with_gptes != sm->nr_indirect)
 		return fail(a, "nr_indirect %" PRIu64 ", %" PRIu64 " valid sps shadow guest tables",
 			    sm->nr_indirect, with_gptes);
-	if (rmaps != leaves || leaves != sm->nr_leaves ||
-	    leaves != mmu_stat_read(&sm->mmu, pages_4k))
+	if (rmaps != leaves || leaves != sm->nr_leaves || leaves != st.pages_4k)
 		return fail(a, "accounting: %" PRIu64 " leaves, %" PRIu64 " rmap entries, nr_leaves %"
 			    PRIu64 ", pages_4k %" PRIu64, leaves, rmaps, sm->nr_leaves,
-			    mmu_stat_read(&sm->mmu, pages_4k));
+			    st.pages_4k);
 	/* Every vCPU root is alive. */
 	cds_list_for_each_entry(sv, &sm->vcpus, link) {
 		if (sv->root && (pfn_to_sp(sm, sv->root->pfn) != sv->root ||
