@@ -110,12 +110,13 @@ struct vmmu_vm_config {
 				    * length rounds up to one); THP does not apply to it */
 	/* How faults of vCPUs on different threads exclude each other (mmu_lock) */
 	enum vmmu_mmu_lock {
-		VMMU_MMU_LOCK_SHARED = 0, /* the default: hard-MMU (EPT/NPT) faults take mmu_lock
-					   * shared and install by compare-and-swap; soft-MMU faults
-					   * take it exclusive (its per-shadow-page locks are not built) */
+		VMMU_MMU_LOCK_FINE = 0,   /* the default: every fault takes mmu_lock shared; the hard
+					   * MMU installs by compare-and-swap, the soft MMU under the
+					   * shadow page's own lock (and the rmap lock), retaking
+					   * mmu_lock exclusive only to create, unsync or zap */
+		VMMU_MMU_LOCK_SHARED,     /* hard-MMU faults shared, soft-MMU faults exclusive (its
+					   * leaf installs need the per-page locks: none are optional) */
 		VMMU_MMU_LOCK_BIG,        /* every fault takes mmu_lock exclusive (KVM's shadow MMU) */
-		VMMU_MMU_LOCK_FINE,       /* the soft MMU under per-shadow-page locks: not built yet,
-					   * vmmu_vm_create() fails with -EOPNOTSUPP */
 	} mmu_lock;
 };
 
@@ -270,8 +271,8 @@ enum vmmu_exit_reason {
 
 /* Grows at its end only; version and size say what a caller got (vmmu_vm_stats). Version 2
  * added the KSM figures after exit_cycles; version 3 ksmd's use of the MMU's dirty state;
- * version 4 the host's THP events; version 5 mmu_lock_wait_ns. */
-#define VMMU_STATS_VERSION 5
+ * version 4 the host's THP events; version 5 mmu_lock_wait_ns; version 6 sp_lock_contended. */
+#define VMMU_STATS_VERSION 6
 
 struct vmmu_stats {
 	uint32_t version;          /* out: VMMU_STATS_VERSION of the library that filled it */
@@ -305,6 +306,9 @@ struct vmmu_stats {
 	/* Version 5: host nanoseconds vCPUs waited for the MMU's lock (mmu_lock) when another
 	 * thread held it: faults, root loads, INVLPG, syncs (0 when one thread runs every vCPU) */
 	uint64_t mmu_lock_wait_ns;
+	/* Version 6: takes of the soft MMU's fine-grained locks (a shadow page's, the rmap's) that
+	 * found the lock held by another thread (VMMU_MMU_LOCK_FINE; 0 on one thread) */
+	uint64_t sp_lock_contended;
 };
 
 /* The fields of struct vmmu_stats that are the machine's, not the VM's: the same in the stats of

@@ -138,7 +138,7 @@ enum {
 };
 
 static const char *const evict_names[] = { "lru", "fifo" };
-static const char *const mmu_lock_names[] = { "shared", "big", "fine" };   /* enum vmmu_mmu_lock */
+static const char *const mmu_lock_names[] = { "fine", "shared", "big" };   /* enum vmmu_mmu_lock */
 
 static int parse_args(int argc, char **argv, struct run_args *ra)
 {
@@ -302,9 +302,7 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 			break;
 		case O_MMU_LOCK:
 			if ((ra->mmu_lock = pick(optarg, mmu_lock_names, 3)) < 0)
-				return bad("--mmu-lock '%s': expected big or shared", optarg);
-			if (ra->mmu_lock == VMMU_MMU_LOCK_FINE)
-				return bad("--mmu-lock fine: not built yet (the soft MMU's per-shadow-page locks); big or shared");
+				return bad("--mmu-lock '%s': expected fine, shared or big", optarg);
 			break;
 		case O_REPORT:
 			if (strcmp(optarg, "exits"))
@@ -391,7 +389,7 @@ static uint64_t max_rss_bytes(void)
 	X(ksm_pages_volatile) X(ksm_cow_breaks) X(ksm_zero_pages) X(ksm_passes) X(ksm_checksums)   \
 	X(ksm_compares) X(ksm_merges) X(ksm_merge_scans) X(ksm_mmu_unchanged) X(ksm_mmu_written)   \
 	X(ksm_mmu_harvests) X(thp_fault_alloc) X(thp_fault_fallback) X(thp_split_page)             \
-	X(thp_collapse_alloc) X(mmu_lock_wait_ns)
+	X(thp_collapse_alloc) X(mmu_lock_wait_ns) X(sp_lock_contended)
 
 #define GUEST_FIELDS(X)                                                                            \
 	X(user_accesses) X(kernel_accesses) X(kills) X(forks) X(execs) X(exits) X(ctx_switches)    \

@@ -45,7 +45,7 @@ static const struct help_opt run_opts[] = {
 	{ "--quantum N", "workload steps a vCPU runs before the next one's turn (64)" },
 	{ "--max-shadow-pages N", "soft MMU: shadow pages at most, 8 or more (2% of guest memory, at least 64)" },
 	{ "--mmu-evict lru|fifo", "soft MMU: which shadow pages make room at the limit: least recently used by the Accessed bits of their links (lru), or oldest created as KVM (fifo)" },
-	{ "--mmu-lock big|shared", "how faults of vCPUs on different threads exclude each other: EPT/NPT faults take the MMU lock shared (shared), or every fault takes it exclusive (big); soft-MMU faults are exclusive in both (fine, its per-shadow-page locks, is not built)" },
+	{ "--mmu-lock fine|shared|big", "how faults of vCPUs on different threads exclude each other: every fault takes the MMU lock shared, soft-MMU leaf installs under the shadow page's own lock (fine); EPT/NPT faults shared, soft-MMU faults exclusive (shared); every fault exclusive (big) (fine)" },
 	{ "--audit N", "audit the MMU's tables every N scheduler rounds and at the end (0: never)" },
 	{ "--json", "print one JSON object (docs/user-guide.md has its keys) instead of the table" },
 	{ "--report exits", "print the VM exits by reason as perf kvm stat report does: samples, share, share of the exits' simulated cycles, mean" },

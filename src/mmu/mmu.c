@@ -53,6 +53,16 @@ int mmu_create(const struct mmu_env *env, struct mmu **out)
 	return 0;
 }
 
+void *mmu_zalloc(size_t size)
+{
+	size = (size + 63) & ~(size_t)63;
+	void *p = aligned_alloc(64, size);
+
+	if (p)
+		memset(p, 0, size);
+	return p;
+}
+
 int mmu_init(struct mmu *m, const struct mmu_env *env)
 {
 	m->env = *env;

@@ -88,7 +88,7 @@ struct mmu_stats {
 		 pf_mmio_spte_created, mmu_shadow_zapped, mmu_pte_write, mmu_pde_zapped,
 		 mmu_flooded, mmu_recycled, mmu_cache_miss, mmu_unsync, pages_4k, pages_2m,
 		 pages_1g, remote_tlb_flush, shadow_pages, tdp_pages, mmu_steps,
-		 mmu_lock_wait_ns;
+		 mmu_lock_wait_ns, sp_lock_contended;
 };
 
 /* Is the mode's implementation present? */

@@ -203,6 +203,9 @@ static inline bool mmu_invalidate_retry(struct mmu *m, uint64_t seq, hva_t hva)
 
 /* The core's part of a mode's create and destroy: the environment, mmu_lock. 0 or -errno. */
 int mmu_init(struct mmu *m, const struct mmu_env *env);
+/* A zeroed mode struct (it embeds struct mmu, whose counter shards are cache-line aligned:
+ * calloc would give 16 bytes). Freed with free(). */
+void *mmu_zalloc(size_t size);
 void mmu_fini(struct mmu *m);
 
 /* Register / unregister the MMU's notifier on env.mm (the mode's create / destroy). */

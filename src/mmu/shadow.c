@@ -191,7 +191,7 @@ static int load_pae_root(struct shadow_mmu *sm, struct shadow_vcpu *sv, union sp
 		if (rc)
 			return rc;
 	}
-	make_mmu_pages_available(sm, 4, z);
+	make_mmu_pages_available(sm, 4, z, false);
 	for (unsigned i = 0; i < 4; i++) {
 		uint64_t *sptep = &sv->pae_pdpt->spt[i];
 		uint64_t pdpte = pdptrs[i], old = spte_read(sptep);
@@ -272,7 +272,7 @@ int shadow_load_root_locked(struct shadow_vcpu *sv, bool keep_tlb, bool *changed
 		}
 	}
 	if (!sp) {
-		make_mmu_pages_available(sm, 1, &z);
+		make_mmu_pages_available(sm, 1, &z, false);
 		rc = sp_get(sm, gfn, role, &sp);
 		if (rc) {
 			zap_batch_commit(sm, &z);
@@ -315,7 +315,7 @@ int shadow_load_root(struct shadow_vcpu *sv)
 
 static int shadow_create(const struct mmu_env *env, struct mmu **out)
 {
-	struct shadow_mmu *sm = calloc(1, sizeof(*sm));
+	struct shadow_mmu *sm = mmu_zalloc(sizeof(*sm));
 	struct memslot_iter it;
 	const struct memslot *slot;
 	int rc;
@@ -328,8 +328,8 @@ static int shadow_create(const struct mmu_env *env, struct mmu **out)
 	rc = htab_init(&sm->sp_hash, 10);
 	if (!rc)
 		rc = htab_init(&sm->sp_by_pfn, 10);
-	if (!rc)
-		rc = htab_init(&sm->gfns, 12);
+	for (unsigned s = 0; !rc && s < GFN_STRIPES; s++)
+		rc = htab_init(&sm->gfns[s].t, 6);
 	if (rc)
 		goto out_hash;
 	CDS_INIT_LIST_HEAD(&sm->lru);
@@ -341,6 +341,7 @@ static int shadow_create(const struct mmu_env *env, struct mmu **out)
 	sm->notrap = (env->opts & MMU_OPT_NOTRAP) && env->host == VMMU_HOST_VMX &&
 		     sm->mmu.fmt.mmio_value;
 	sm->trap_spte = sm->notrap ? SPTE_TRAP : 0;
+	sm->fine = env->lock == VMMU_MMU_LOCK_FINE;
 
 	vmmu_rcu_read_lock();
 	memslots_for_each_in_gfn_range(slot, &it, env->slots, 0, ~0ULL)
@@ -354,7 +355,8 @@ static int shadow_create(const struct mmu_env *env, struct mmu **out)
 out_hash:
 	htab_destroy(&sm->sp_hash);
 	htab_destroy(&sm->sp_by_pfn);
-	htab_destroy(&sm->gfns);
+	for (unsigned s = 0; s < GFN_STRIPES; s++)
+		htab_destroy(&sm->gfns[s].t);
 	mmu_fini(&sm->mmu);
 out_free:
 	free(sm);
@@ -399,18 +401,20 @@ static void shadow_destroy(struct mmu *m)
 	/* The sps queued above are freed before the MMU struct: the callbacks read it. */
 	vmmu_rcu_barrier();
 	/* Nothing maps or tracks a gfn any more: every gfn_info went with its last user. */
-	for (uint64_t i = 0; i <= sm->gfns.mask; i++) {
-		struct hnode *n = sm->gfns.b[i], *next;
-		for (; n; n = next) {
-			struct gfn_info *gi = caa_container_of(n, struct gfn_info, hash);
-			next = n->next;
-			free(gi->rmap.v);
-			free(gi);
+	for (unsigned s = 0; s < GFN_STRIPES; s++) {
+		for (uint64_t i = 0; sm->gfns[s].t.b && i <= sm->gfns[s].t.mask; i++) {
+			struct hnode *n = sm->gfns[s].t.b[i], *next;
+			for (; n; n = next) {
+				struct gfn_info *gi = caa_container_of(n, struct gfn_info, hash);
+				next = n->next;
+				free(gi->rmap.v);
+				free(gi);
+			}
 		}
+		htab_destroy(&sm->gfns[s].t);
 	}
 	htab_destroy(&sm->sp_hash);
 	htab_destroy(&sm->sp_by_pfn);
-	htab_destroy(&sm->gfns);
 	mmu_fini(m);
 	free(sm);
 }

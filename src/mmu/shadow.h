@@ -39,7 +39,13 @@
  *
  * Locking: everything here is guarded by mmu_lock held for writing ([L]), except the sptes
  * themselves, which the page-walk hardware of every vCPU reads at any time and on which it sets
- * Accessed/Dirty: they are read and written only through spte.h's atomics. Table frames are
+ * Accessed/Dirty: they are read and written only through spte.h's atomics. Under
+ * VMMU_MMU_LOCK_FINE a fault takes mmu_lock shared and installs leaves into sps that exist,
+ * each under that sp's own lock ([S]: sp->lock), its rmap entry under its gfn's stripe lock
+ * ([G]: gfn_stripe()->lock); anything
+ * else (creating, linking or zapping an sp, unsync, write tracking, eviction, MMIO) retakes
+ * mmu_lock exclusive. A holder of mmu_lock exclusive needs neither fine lock (no shared holder
+ * runs); a shared holder takes sp->lock before a stripe lock, and one stripe lock at a time. Table frames are
  * freed only after an RCU grace period (mmu_free_page_rcu: the call_rcu worker frees them; no
  * fault waits). The MMU never touches guest memory through the memslots (which
  * may fault a host page in under mm->lock) while it holds mmu_lock: MMU notifiers run under
@@ -116,6 +122,15 @@ union sp_role {
 };
 _Static_assert(sizeof(union sp_role) == sizeof(uint32_t), "role is one word");
 
+/* A 64-bit mix (murmur3's finalizer): hash buckets and gfn stripes. */
+static inline uint64_t hmix(uint64_t k)
+{
+	k ^= k >> 33;
+	k *= 0xff51afd7ed558ccdULL;
+	k ^= k >> 33;
+	return k;
+}
+
 /* Intrusive hash chains keyed by a u64 (gfn or pfn); power-of-two buckets, grown at load 2. */
 struct hnode {
 	struct hnode *next;
@@ -139,17 +154,19 @@ struct sptep_vec {
 struct shadow_page {
 	struct hnode hash;                /* [L] in sm->sp_hash, key gfn (unlinked when invalid) */
 	struct hnode by_pfn;              /* [L] in sm->sp_by_pfn, key pfn */
-	struct cds_list_head lru;         /* [L] in sm->lru: newest first (the clock moves a page
-					   * it spares to the front) */
+	struct cds_list_head lru;         /* [L] or age_lock in sm->lru: newest first (the clock
+					   * moves a page it spares to the front) */
 	struct mmu_page_free free;        /* once zapped and unreferenced: queued for freeing */
 	gfn_t gfn;                        /* [c] */
 	union sp_role role;               /* [c] */
 	pfn_t pfn;                        /* [c] the table frame */
 	uint64_t *spt;                    /* [c] its 512 sptes (atomics only) */
-	gfn_t *gfns;                      /* [L] indirect level 1: the gfn each leaf maps */
+	gfn_t *gfns;                      /* [L] or [S] indirect level 1: the gfn each leaf maps */
 	struct sptep_vec parents;         /* [L] sptes linking to this page */
 	uint32_t root_count;              /* [L] vCPU roots and prev-root slots holding it */
-	uint32_t write_flooding_count;    /* [L] emulated writes since a fault last went through */
+	uint32_t write_flooding_count;    /* [L]; a shared fault clears it atomically: emulated
+					   * writes since a fault last went through */
+	uint32_t lock;                    /* the spin lock of [S] (shadow_spin_lock) */
 	bool invalid;                     /* [L] zapped while a root: freed when root_count is 0 */
 	bool unsync;                      /* [L] --opt unsync: the guest table is writable, its
 					   * gfn untracked for this sp; synced at the guest's flush */
@@ -162,9 +179,9 @@ struct shadow_page {
 
 /* Per-gfn state: who maps it (rmap of leaf sptes) and how many indirect sps shadow it. */
 struct gfn_info {
-	struct hnode hash;                /* [L] in sm->gfns, key gfn */
+	struct hnode hash;                /* [L] or [G] in sm->gfns, key gfn */
 	uint32_t write_track;             /* [L] indirect sps of this gfn: writes must exit */
-	struct sptep_vec rmap;            /* [L] leaf sptes mapping this gfn */
+	struct sptep_vec rmap;            /* [L] or [G] leaf sptes mapping this gfn */
 };
 
 #define SHADOW_PREV_ROOTS 3
@@ -189,21 +206,35 @@ struct shadow_vcpu {
 	unsigned unprotect_tries;         /* [o] fallbacks for it in a row */
 };
 
+#define GFN_STRIPES 64
+
 /* The soft MMU. Legend as above; [F] free_lock. */
 struct shadow_mmu {
 	struct mmu mmu;                   /* the core's part (mmu.fmt: SPTE_FMT_SHADOW) */
 	struct htab sp_hash;              /* [L] valid sps by gfn */
 	struct htab sp_by_pfn;            /* [L] every sp (invalid roots too) by table frame */
-	struct htab gfns;                 /* [L] struct gfn_info by gfn */
-	struct cds_list_head lru;         /* [L] valid sps */
+	/* struct gfn_info by gfn, in stripes of 2 MiB of gfns (a fault's leaf and its prefetched
+	 * neighbours lock one stripe; vCPUs faulting elsewhere rarely meet on one) */
+	struct gfn_stripe {
+		uint32_t lock;            /* the spin lock of [G] */
+		struct htab t;            /* [L] or [G] */
+	} __attribute__((aligned(64))) gfns[GFN_STRIPES];
+	bool fine;                        /* [c] VMMU_MMU_LOCK_FINE: faults shared (above) */
+	struct cds_list_head lru;         /* [L] or age_lock: valid sps */
 	struct cds_list_head vcpus;       /* [L] struct shadow_vcpu */
 	uint64_t nr_sps;                  /* [L] valid sps in the hash (PAE root helpers apart) */
-	uint64_t aging_credit;            /* [L] sps asked for since the last aging sweep (lru) */
+	uint64_t aging_credit;            /* [L] or atomics under shared: sps asked for since the
+					   * last aging sweep (lru) */
+	uint32_t age_lock;                /* a sweep under shared mmu_lock holds it: sm->lru, the
+					   * links' Accessed bits (mmu_pages_available_shared) */
 	uint64_t nr_indirect;             /* [L] of them indirect (KVM's indirect_shadow_pages) */
 	uint64_t nr_helpers;              /* [L] PAE root helper pages */
-	uint64_t nr_leaves;               /* [L] present leaf sptes (= rmap entries) */
 	uint64_t slot_pages;              /* [L] pages in memslots: the default limit scales */
-	uint64_t changes;                 /* [L] bumped on every change: audit snapshots */
+	/* [a] bumped on every change (each thread its shard, as the MMU's counters): the audit
+	 * compares sums taken before and after its unlocked phase */
+	struct {
+		uint64_t n;
+	} __attribute__((aligned(64))) changes[MMU_STAT_SHARDS];
 	bool notrap;                      /* [c] --opt notrap in effect (VMX, mmio_enabled) */
 	uint64_t nr_logging_slots;        /* [L] written, read atomically: slots logging dirty */
 	uint64_t nr_unsync;               /* [L] unsync sps */
@@ -215,6 +246,28 @@ static inline struct shadow_mmu *to_shadow(struct mmu *m)
 {
 	return caa_container_of(m, struct shadow_mmu, mmu);
 }
+
+/*
+ * A fine-grained lock of the soft MMU (an sp's, a gfn stripe's): one word, held for a few hundred
+ * instructions, taken only with mmu_lock held shared. A take that finds it held counts
+ * sp_lock_contended; the waiter yields its CPU now and then, since the holder may have been
+ * preempted (more vCPU threads than host CPUs).
+ */
+void shadow_spin_wait(struct shadow_mmu *sm, uint32_t *l);
+static inline void shadow_spin_lock(struct shadow_mmu *sm, uint32_t *l)
+{
+	if (__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE))
+		shadow_spin_wait(sm, l);
+}
+
+static inline void shadow_spin_unlock(uint32_t *l)
+{
+	__atomic_store_n(l, 0, __ATOMIC_RELEASE);
+}
+
+/* A fault's return code (beside RET_PF_*) under VMMU_MMU_LOCK_FINE: the fault needs mmu_lock
+ * exclusive (it must create, link, zap or unsync an sp); nothing was changed. */
+#define RET_PF_EXCLUSIVE 100
 
 /* What a batch of zaps needs done before the lock is dropped. */
 struct zap_batch {
@@ -251,10 +304,43 @@ struct shadow_page *sptep_to_sp(struct shadow_mmu *sm, const uint64_t *sptep);
 struct shadow_page *pfn_to_sp(struct shadow_mmu *sm, pfn_t pfn);
 struct gfn_info *gfn_info_find(struct shadow_mmu *sm, gfn_t gfn);
 
+/* The stripe of sm->gfns holding @gfn's state: its 2 MiB, hashed (vCPUs walking slices of equal
+ * size in step must not meet on a stripe every time). */
+static inline struct gfn_stripe *gfn_stripe(struct shadow_mmu *sm, gfn_t gfn)
+{
+	return &sm->gfns[hmix(gfn >> 9) % GFN_STRIPES];
+}
+
+/* gfn_infos in all stripes. [L] */
+static inline uint64_t gfn_infos(const struct shadow_mmu *sm)
+{
+	uint64_t n = 0;
+
+	for (unsigned s = 0; s < GFN_STRIPES; s++)
+		n += sm->gfns[s].t.n;
+	return n;
+}
+
 static inline bool gfn_write_tracked(struct shadow_mmu *sm, gfn_t gfn)
 {
 	struct gfn_info *gi = gfn_info_find(sm, gfn);
 	return gi && gi->write_track;
+}
+
+/* The same under mmu_lock held shared (@shared: the hash may change under another leaf install;
+ * a write-tracking count cannot). */
+static inline bool gfn_write_tracked_shared(struct shadow_mmu *sm, gfn_t gfn, bool shared)
+{
+	bool t;
+
+	struct gfn_stripe *st = gfn_stripe(sm, gfn);
+
+	if (!shared)
+		return gfn_write_tracked(sm, gfn);
+	shadow_spin_lock(sm, &st->lock);
+	t = gfn_write_tracked(sm, gfn);
+	shadow_spin_unlock(&st->lock);
+	return t;
 }
 
 /* The guest entry spte @i of an sp of @role derives from (its index in the guest table). */
@@ -387,9 +473,10 @@ int sp_get_new(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shad
 /* Point @sptep (in @parent) at @child. [L] */
 int sp_link(struct shadow_mmu *sm, uint64_t *sptep, struct shadow_page *child);
 /* Make the leaf at @sptep (index @idx of @sp) map @gfn with @spte (present, not MMIO), keeping
- * the rmap and counts right. [L] */
+ * the rmap and counts right. [L], or with @shared: mmu_lock shared and [S] held (the stripe
+ * locks are taken here). */
 int leaf_set(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep, gfn_t gfn,
-	     uint64_t spte);
+	     uint64_t spte, bool shared);
 /* Clear one spte of @sp (leaf, link or MMIO), keeping rmap/parents right. Returns the old value.
  * [L] */
 uint64_t spte_drop(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep);
@@ -405,8 +492,13 @@ void sp_reset_flooding(struct shadow_page *sp);
 /* Drop a root reference; frees an invalid root at zero. [L] */
 void sp_put_root(struct shadow_mmu *sm, struct shadow_page *sp);
 /* Zap least recently used sps (never one a root slot holds) until @need more fit under the
- * limit; mmu_recycled. [L] */
-void make_mmu_pages_available(struct shadow_mmu *sm, unsigned need, struct zap_batch *z);
+ * limit; mmu_recycled. @credited: the fault's aging credit was added already (by
+ * mmu_pages_available_shared, before it gave up for mmu_lock exclusive). [L] */
+void make_mmu_pages_available(struct shadow_mmu *sm, unsigned need, struct zap_batch *z,
+			      bool credited);
+/* The same under mmu_lock held shared: adds the fault's aging credit and runs the sweep if due;
+ * false if an eviction is due: the caller retakes mmu_lock exclusive (credit added). */
+bool mmu_pages_available_shared(struct shadow_mmu *sm, unsigned need);
 uint64_t shadow_page_limit(const struct shadow_mmu *sm);
 /* Remove write access from every leaf mapping @gfn. True if one had it. @for_log: for dirty
  * logging, leaving SPTE_MMU_WRITABLE so the fast page fault may give W back; else (write
@@ -422,7 +514,16 @@ void shadow_free_page(struct mmu_page_free *pf);
 
 static inline void shadow_changed(struct shadow_mmu *sm)
 {
-	__atomic_add_fetch(&sm->changes, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&sm->changes[mmu_stat_shard()].n, 1, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t shadow_changes(struct shadow_mmu *sm)
+{
+	uint64_t sum = 0;
+
+	for (unsigned i = 0; i < MMU_STAT_SHARDS; i++)
+		sum += __atomic_load_n(&sm->changes[i].n, __ATOMIC_ACQUIRE);
+	return sum;
 }
 
 /* ---- shadow.c ---- */

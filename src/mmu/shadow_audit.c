@@ -247,6 +247,38 @@ static int check_sp_sptes(struct audit *a, struct shadow_page *sp, uint64_t *lea
 }
 
 /* Phase 1. [L] */
+/* One gfn's state: its write-tracking count is the indirect sps shadowing it, its rmap entries
+ * are leaves mapping it. [L] */
+static int audit_gfn(struct audit *a, const struct gfn_info *gi, uint64_t *tracked, uint64_t *rmaps)
+{
+	struct shadow_mmu *sm = a->sm;
+	gfn_t gfn = gi->hash.key;
+	struct hnode *h;
+	uint32_t k = 0;
+
+	htab_for_each_key(&sm->sp_hash, h, gfn) {
+		struct shadow_page *s = caa_container_of(h, struct shadow_page, hash);
+		k += !s->role.direct && !s->unsync;
+	}
+	if (k != gi->write_track)
+		return fail(a, "gfn %#" PRIx64 ": write_track %u, %u sps shadow it", (uint64_t)gfn,
+			    gi->write_track, k);
+	if (!gi->write_track && !gi->rmap.n)
+		return fail(a, "gfn %#" PRIx64 ": empty gfn_info kept", (uint64_t)gfn);
+	*tracked += gi->write_track;
+	for (uint32_t i = 0; i < gi->rmap.n; i++) {
+		uint64_t *sptep = gi->rmap.v[i];
+		struct shadow_page *sp = sptep_to_sp(sm, sptep);
+		uint64_t s = spte_read(sptep);
+		if (!sp || sp->invalid || sp->role.level != 1 || !is_shadow_present_pte(s) ||
+		    sp_leaf_gfn(sp, sptep_index(sptep)) != gfn)
+			return fail(a, "gfn %#" PRIx64 ": rmap entry %u is not a leaf mapping it",
+				    (uint64_t)gfn, i);
+	}
+	*rmaps += gi->rmap.n;
+	return 0;
+}
+
 static int audit_locked(struct audit *a)
 {
 	struct shadow_mmu *sm = a->sm;
@@ -340,31 +372,17 @@ static int audit_locked(struct audit *a)
 					    SPF(sp));
 		}
 	/* Write tracking: each gfn counts exactly the indirect sps shadowing it. */
-	for (uint64_t b = 0; b <= sm->gfns.mask; b++) {
-		for (struct hnode *n = sm->gfns.b[b]; n; n = n->next) {
-			struct gfn_info *gi = caa_container_of(n, struct gfn_info, hash);
-			struct hnode *h;
-			uint32_t k = 0;
-			htab_for_each_key(&sm->sp_hash, h, n->key) {
-				struct shadow_page *s = caa_container_of(h, struct shadow_page, hash);
-				k += !s->role.direct && !s->unsync;
+	for (unsigned si = 0; si < GFN_STRIPES; si++) {
+		const struct htab *t = &sm->gfns[si].t;
+		for (uint64_t b = 0; b <= t->mask; b++) {
+			for (struct hnode *n = t->b[b]; n; n = n->next) {
+				if (gfn_stripe(sm, n->key) != &sm->gfns[si])
+					return fail(a, "gfn %#" PRIx64 ": in stripe %u", (uint64_t)n->key, si);
+				rc = audit_gfn(a, caa_container_of(n, struct gfn_info, hash), &tracked,
+					       &rmaps);
+				if (rc)
+					return rc;
 			}
-			if (k != gi->write_track)
-				return fail(a, "gfn %#" PRIx64 ": write_track %u, %u sps shadow it",
-					    (uint64_t)n->key, gi->write_track, k);
-			if (!gi->write_track && !gi->rmap.n)
-				return fail(a, "gfn %#" PRIx64 ": empty gfn_info kept", (uint64_t)n->key);
-			tracked += gi->write_track;
-			for (uint32_t i = 0; i < gi->rmap.n; i++) {
-				uint64_t *sptep = gi->rmap.v[i];
-				struct shadow_page *sp = sptep_to_sp(sm, sptep);
-				uint64_t s = spte_read(sptep);
-				if (!sp || sp->invalid || sp->role.level != 1 || !is_shadow_present_pte(s) ||
-				    sp_leaf_gfn(sp, sptep_index(sptep)) != n->key)
-					return fail(a, "gfn %#" PRIx64 ": rmap entry %u is not a leaf mapping "
-						    "it", (uint64_t)n->key, i);
-			}
-			rmaps += gi->rmap.n;
 		}
 	}
 	if (tracked != indirect)
@@ -373,10 +391,9 @@ static int audit_locked(struct audit *a)
 	if (with_gptes != sm->nr_indirect)
 		return fail(a, "nr_indirect %" PRIu64 ", %" PRIu64 " valid sps shadow guest tables",
 			    sm->nr_indirect, with_gptes);
-	if (rmaps != leaves || leaves != sm->nr_leaves || leaves != st.pages_4k)
-		return fail(a, "accounting: %" PRIu64 " leaves, %" PRIu64 " rmap entries, nr_leaves %"
-			    PRIu64 ", pages_4k %" PRIu64, leaves, rmaps, sm->nr_leaves,
-			    st.pages_4k);
+	if (rmaps != leaves || leaves != st.pages_4k)
+		return fail(a, "accounting: %" PRIu64 " leaves, %" PRIu64 " rmap entries, pages_4k %"
+			    PRIu64, leaves, rmaps, st.pages_4k);
 	/* Every vCPU root is alive. */
 	cds_list_for_each_entry(sv, &sm->vcpus, link) {
 		if (sv->root && (pfn_to_sp(sm, sv->root->pfn) != sv->root ||
@@ -538,7 +555,7 @@ int shadow_audit(struct mmu *m, char *why, size_t whylen)
 		a.oom = false;
 		pthread_rwlock_wrlock(&m->mmu_lock);
 		rc = audit_locked(&a);
-		changes = __atomic_load_n(&sm->changes, __ATOMIC_ACQUIRE);
+		changes = shadow_changes(sm);
 		seq = __atomic_load_n(&m->invalidate_seq, __ATOMIC_ACQUIRE);
 		mgen = memslots_generation(m->env.slots);
 		bool busy = __atomic_load_n(&m->invalidate_in_progress, __ATOMIC_ACQUIRE);
@@ -557,7 +574,7 @@ int shadow_audit(struct mmu *m, char *why, size_t whylen)
 			rc = check_rec(&a, &a.rec[i], mgen);
 		vmmu_rcu_read_unlock();
 
-		if (__atomic_load_n(&sm->changes, __ATOMIC_ACQUIRE) == changes &&
+		if (shadow_changes(sm) == changes &&
 		    __atomic_load_n(&m->invalidate_seq, __ATOMIC_ACQUIRE) == seq &&
 		    !__atomic_load_n(&m->invalidate_in_progress, __ATOMIC_ACQUIRE) &&
 		    memslots_generation(m->env.slots) == mgen)

@@ -84,6 +84,8 @@ struct fault {
 	unsigned gpte_size;               /* 4 (32-bit paging) or 8: bytes of a guest entry */
 	unsigned nprefetch;               /* --opt prefetch: neighbours found in phase 1 */
 	struct prefetch_ent prefetch[PREFETCH_GROUP - 1];
+	bool shared;                      /* phase 2 holds mmu_lock shared (VMMU_MMU_LOCK_FINE) */
+	bool credited;                    /* the aging credit of this fault was added */
 };
 
 /* The guest entry at @level the walk read, as it is now. */
@@ -172,7 +174,8 @@ static void notrap_fill(struct fault *f, struct shadow_page *sp, const uint64_t 
  * there, under notrap). At each indirect level the guest entry must still be what the walk read:
  * its table is write-tracked by then (sp_get flushed any TLB that still allowed writing it), so
  * the match holds until we drop mmu_lock. RET_PF_CONTINUE with *@leaf_sp, RET_PF_RETRY if an
- * entry changed, or -ENOMEM.
+ * entry changed, or -ENOMEM. Under f->shared it only follows: a link to make or replace is
+ * RET_PF_EXCLUSIVE, with nothing changed (clearing a flooding count is no change).
  */
 static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **leaf_sp,
 		 struct zap_batch *z, int stop)
@@ -202,6 +205,8 @@ static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **lea
 		if (sp->role.passthrough && level == 4) {
 			/* The vCPU's PAE PML4 page: entry 0 is its PDPT page, linked at load. */
 			if (!is_shadow_present_pte(spte_read(sptep))) {
+				if (f->shared)
+					return RET_PF_EXCLUSIVE;
 				int rc = sp_link(sm, sptep, f->sv->pae_pdpt);
 				if (rc)
 					return rc;
@@ -255,6 +260,8 @@ static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **lea
 			child = pfn_to_sp(sm, spte_to_pfn(spte));
 			if (!child || child->gfn != gfn || child->role.word != role.word) {
 				/* Made from an older entry (a hostile rewrite raced us): replace. */
+				if (f->shared)
+					return RET_PF_EXCLUSIVE;
 				spte_drop(sm, sp, sptep);
 				z->flush = true;
 				child = NULL;
@@ -262,6 +269,8 @@ static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **lea
 		}
 		if (!child) {
 			bool created;
+			if (f->shared)
+				return RET_PF_EXCLUSIVE;
 			int rc = sp_get_new(sm, gfn, role, &child, &created);
 			if (rc)
 				return rc;
@@ -626,13 +635,13 @@ static int prefetch_install(struct fault *f, struct shadow_page *sp)
 			key = sp->role.guest_pkey;
 		}
 		bool ro = slot_is_readonly(pe->slot);
-		bool tracked = gfn_write_tracked(sm, pe->gfn);
+		bool tracked = gfn_write_tracked_shared(sm, pe->gfn, f->shared);
 		bool dirty = sp->role.direct || (pe->gpte & PT_DIRTY_MASK);
 		bool mmu_w = (acc & ACC_WRITE) && dirty && pe->host_writable && !tracked && !ro;
 		bool writable = mmu_w && !slot_logs_dirty(pe->slot);
 		uint64_t spte = shadow_leaf_spte(sm, pe->pfn, acc, writable, mmu_w,
 						 pe->host_writable, g, key);
-		int rc = leaf_set(sm, sp, sptep, pe->gfn, spte);
+		int rc = leaf_set(sm, sp, sptep, pe->gfn, spte, f->shared);
 		if (rc)
 			return rc;
 		f->pf->steps++;
@@ -655,6 +664,8 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 	int rc;
 
 	if (!slot) {
+		if (f->shared)
+			return RET_PF_EXCLUSIVE;
 		/* MMIO: cache it, tagged with the generation read before the slot lookup. */
 		if (is_mmio_spte(old) && mmio_spte_gfn(old) == gfn &&
 		    mmio_spte_current(old, f->pf->mmu_gen))
@@ -672,7 +683,7 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 	unsigned acc = leaf_access(f, sp, p, &emulate);
 	bool leaf_d = w->level == 0 || (w->gpte[w->level] & PT_DIRTY_MASK);
 	bool ro = slot_is_readonly(slot);
-	bool tracked = gfn_write_tracked(sm, gfn);
+	bool tracked = gfn_write_tracked_shared(sm, gfn, f->shared);
 	/* MMU-writable: only dirty logging keeps W off (the fast page fault gives it back). */
 	bool mmu_w = (acc & ACC_WRITE) && leaf_d && p->fi.map_writable && !tracked && !ro;
 	bool writable = mmu_w && (!slot_logs_dirty(slot) || f->write);
@@ -686,17 +697,33 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 					 w->level && (w->gpte[w->level] & PT_GLOBAL_MASK),
 					 w->pkey & 0xf);
 
+	/* Unsync and emulation (below) change more than this sp: decided before anything moves. */
+	if (f->shared && f->write && ((!writable && !ro && (tracked || emulate)) ||
+				      (f->e->ec & PFERR_PK)))
+		return RET_PF_EXCLUSIVE;
+	if (f->shared)
+		shadow_spin_lock(sm, &sp->lock);
+	old = spte_read(sptep);
+
 	/* The same translation already there (another vCPU fixed it, or a stale TLB entry): the
 	 * fault is spurious, unless it must still be emulated below (KVM's mmu_set_spte). */
 	bool spurious = is_shadow_present_pte(old) &&
 			(old & ~(PT_ACCESSED_MASK | PT_DIRTY_MASK)) ==
 			(spte & ~(PT_ACCESSED_MASK | PT_DIRTY_MASK));
-	rc = leaf_set(sm, sp, sptep, gfn, spte);
+	rc = leaf_set(sm, sp, sptep, gfn, spte, f->shared);
 	if (rc)
-		return rc;
+		goto out;
 	f->pf->steps++;
 	if (writable && slot_logs_dirty(slot))
 		slot_mark_dirty(slot, gfn);
+	if (f->shared) {
+		/* What is left here for a shared fault: the READONLY exit, or the prefetch. */
+		if (f->write && !writable && ro)
+			rc = RET_PF_MMIO;
+		else
+			rc = prefetch_install(f, sp) ?: spurious ? RET_PF_SPURIOUS : RET_PF_FIXED;
+		goto out;
+	}
 
 	if (f->write && !writable) {
 		if (ro)
@@ -717,6 +744,10 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 		return emulate_write(f, z);
 	rc = prefetch_install(f, sp);
 	return rc ? rc : spurious ? RET_PF_SPURIOUS : RET_PF_FIXED;
+out:
+	if (f->shared)
+		shadow_spin_unlock(&sp->lock);
+	return rc;
 }
 
 static int inject_pf(struct fault *f, const struct walk_result *w)
@@ -740,7 +771,16 @@ static int mmio_fault(struct fault *f)
 	 * part comes before this MMIO exit, and its walk sets A/D. The full path does that. */
 	if (f->nparts > 1)
 		return RET_PF_CONTINUE;
-	mmu_vcpu_lock(&sm->mmu, true);
+	/* The walk only reads, and a stale MMIO spte is replaced by compare-and-swap (a zap or a
+	 * leaf install may have replaced it first): under VMMU_MMU_LOCK_FINE it runs without
+	 * mmu_lock, as the hardware walks, inside an RCU read section (every table reached through
+	 * the root stays allocated until it ends; the root is this vCPU's own); else under mmu_lock
+	 * exclusive. */
+	bool cached = false;
+	if (sm->fine)
+		vmmu_rcu_read_lock();
+	else
+		mmu_vcpu_lock(&sm->mmu, true);
 	sp = shadow_root_current(f->sv) ? f->sv->root : NULL;
 	for (int level = sp ? sp->role.level : 0; sp && level >= 1; level--) {
 		sptep = &sp->spt[spte_index(f->e->gva, level)];
@@ -749,18 +789,18 @@ static int mmio_fault(struct fault *f)
 			break;
 		sp = pfn_to_sp(sm, spte_to_pfn(spte));
 	}
-	if (!sp || !is_mmio_spte(spte)) {
-		pthread_rwlock_unlock(&sm->mmu.mmu_lock);
-		return RET_PF_CONTINUE;
-	}
-	if (!mmio_spte_current(spte, memslots_generation(sm->mmu.env.slots))) {
+	if (sp && is_mmio_spte(spte)) {
+		cached = mmio_spte_current(spte, memslots_generation(sm->mmu.env.slots));
 		/* Stale: a memslot changed since; look again. */
-		spte_write(sptep, sm->trap_spte);
-		shadow_changed(sm);
-		pthread_rwlock_unlock(&sm->mmu.mmu_lock);
-		return RET_PF_CONTINUE;
+		if (!cached && spte_cmpxchg(sptep, &spte, sm->trap_spte))
+			shadow_changed(sm);
 	}
-	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
+	if (sm->fine)
+		vmmu_rcu_read_unlock();
+	else
+		pthread_rwlock_unlock(&sm->mmu.mmu_lock);
+	if (!cached)
+		return RET_PF_CONTINUE;
 
 	/* The guest's rights and A/D bits still apply to an MMIO access. */
 	enum walk_status ws = paging_walk(&f->cpu->guest, &slots_gmem_ops, sm->mmu.env.slots, f->e->gva, f->access,
@@ -939,7 +979,7 @@ static void notrap_install(struct fault *f, struct fault_part *p)
 	/* An unsync table traps until it syncs (sp_notrap_ok): spare the chain walk. */
 	if (w->level == 1 && table_is_unsync(sm, table))
 		goto out;
-	make_mmu_pages_available(sm, (unsigned)f->sv->root->role.level, &z);
+	make_mmu_pages_available(sm, (unsigned)f->sv->root->role.level, &z, false);
 	if (fetch(f, p, &sp, &z, w->level) == RET_PF_CONTINUE &&
 	    sp->role.level == (unsigned)w->level && sp_notrap_ok(sm, sp)) {
 		uint64_t *sptep = &sp->spt[spte_index(p->gva, w->level)];
@@ -954,11 +994,14 @@ out:
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
 }
 
-/* The locked phase: the chain from the root, the leaf, what the access does next. [L] */
+/* The locked phase: the chain from the root, the leaf, what the access does next. [L], or under
+ * f->shared mmu_lock shared: RET_PF_EXCLUSIVE then asks for the exclusive lock and a second
+ * call, which does everything (the first changed nothing but leaves it could install). */
 static int fault_locked(struct fault *f, struct fault_part *p, struct zap_batch *z)
 {
 	struct shadow_mmu *sm = f->sm;
 	struct shadow_page *leaf_sp;
+	unsigned need;
 	int rc;
 
 	/* A host page the walk or lookup used may have changed since: start over. */
@@ -966,6 +1009,8 @@ static int fault_locked(struct fault *f, struct fault_part *p, struct zap_batch 
 		return RET_PF_RETRY;
 	if (!shadow_root_current(f->sv)) {
 		bool changed;
+		if (f->shared)
+			return RET_PF_EXCLUSIVE;
 		rc = shadow_load_root_locked(f->sv, false, &changed);
 		return rc ? rc : RET_PF_RETRY;
 	}
@@ -977,7 +1022,17 @@ static int fault_locked(struct fault *f, struct fault_part *p, struct zap_batch 
 	 */
 	if (f->write && f->nparts == 2 && f->fp == 1 && (!p->fi.slot || slot_is_readonly(p->fi.slot)))
 		return RET_PF_MMIO;
-	make_mmu_pages_available(sm, (unsigned)f->sv->root->role.level, z);
+	need = (unsigned)f->sv->root->role.level;
+	if (!f->shared) {
+		make_mmu_pages_available(sm, need, z, f->credited);
+	} else {
+		/* An MMIO spte replaces what it finds: exclusive before anything is counted. */
+		if (!p->fi.slot)
+			return RET_PF_EXCLUSIVE;
+		f->credited = true;
+		if (!mmu_pages_available_shared(sm, need))
+			return RET_PF_EXCLUSIVE;
+	}
 	rc = fetch(f, p, &leaf_sp, z, 1);
 	if (rc != RET_PF_CONTINUE)
 		return rc;
@@ -1045,8 +1100,19 @@ static int shadow_fault(struct fault *f)
 	}
 	prefetch_gather(f, p);
 
-	mmu_vcpu_lock(&sm->mmu, true);
+	/* VMMU_MMU_LOCK_FINE: shared first; a fault that must change more than one sp's leaves
+	 * starts phase 2 over under the exclusive lock, its steps as if it had gone there first. */
+	uint64_t steps = f->pf->steps;
+	f->shared = sm->fine;
+	mmu_vcpu_lock(&sm->mmu, !f->shared);
 	rc = fault_locked(f, p, &z);
+	if (rc == RET_PF_EXCLUSIVE) {
+		pthread_rwlock_unlock(&sm->mmu.mmu_lock);
+		f->pf->steps = steps;
+		f->shared = false;
+		mmu_vcpu_lock(&sm->mmu, true);
+		rc = fault_locked(f, p, &z);
+	}
 	zap_batch_commit(sm, &z);
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
 	if (rc == RET_PF_MMIO && !f->pf->mmio_done)

@@ -20,15 +20,16 @@
 
 static void write_protect_range(struct shadow_mmu *sm, gfn_t start, gfn_t end, bool *flush)
 {
-	if (end - start <= 4 * (sm->gfns.n + 1)) {
+	if (end - start <= 4 * (gfn_infos(sm) + 1)) {
 		for (gfn_t g = start; g < end; g++)
 			*flush |= write_protect_gfn(sm, g, true);
 		return;
 	}
-	for (uint64_t i = 0; i <= sm->gfns.mask; i++)
-		for (struct hnode *n = sm->gfns.b[i]; n; n = n->next)
-			if (n->key >= start && n->key < end)
-				*flush |= write_protect_gfn(sm, n->key, true);
+	for (unsigned s = 0; s < GFN_STRIPES; s++)
+		for (uint64_t i = 0; i <= sm->gfns[s].t.mask; i++)
+			for (struct hnode *n = sm->gfns[s].t.b[i]; n; n = n->next)
+				if (n->key >= start && n->key < end)
+					*flush |= write_protect_gfn(sm, n->key, true);
 }
 
 static void shadow_slot_change(void *opaque, const struct memslot *old, const struct memslot *new,

@@ -3,23 +3,18 @@
  * Shadow pages: the hash by (gfn, role), the frame -> sp map, the LRU and its page limit, parent
  * links, the rmap (gfn -> leaf sptes), write tracking, zapping and the deferred freeing of table
  * frames. Invariants: shadow.h. Locking: every function here runs with mmu_lock held for
- * writing, except shadow_free_page, which the call_rcu worker runs after a grace period.
+ * writing, except shadow_free_page, which the call_rcu worker runs after a grace period, and
+ * what says otherwise: leaf_set with @shared, mmu_pages_available_shared, sp_reset_flooding and
+ * shadow_spin_wait also run under mmu_lock held shared (VMMU_MMU_LOCK_FINE, shadow.h).
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mmu/shadow.h"
 
 /* ---- hash chains ---- */
-
-static inline uint64_t hmix(uint64_t k)
-{
-	k ^= k >> 33;
-	k *= 0xff51afd7ed558ccdULL;
-	k ^= k >> 33;
-	return k;
-}
 
 int htab_init(struct htab *t, unsigned bits)
 {
@@ -92,6 +87,21 @@ struct hnode *htab_first(const struct htab *t, uint64_t key)
 	return n;
 }
 
+/* ---- the fine-grained locks (shadow.h) ---- */
+
+void shadow_spin_wait(struct shadow_mmu *sm, uint32_t *l)
+{
+	mmu_stat_inc(&sm->mmu, sp_lock_contended);
+	do {
+		for (unsigned spins = 0; __atomic_load_n(l, __ATOMIC_RELAXED); spins++) {
+			if (spins % 128 == 127)
+				sched_yield();
+			else
+				__builtin_ia32_pause();
+		}
+	} while (__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE));
+}
+
 /* ---- spte pointer vectors ---- */
 
 int sptep_vec_add(struct sptep_vec *v, uint64_t *sptep)
@@ -150,7 +160,7 @@ struct shadow_page *sptep_to_sp(struct shadow_mmu *sm, const uint64_t *sptep)
 
 struct gfn_info *gfn_info_find(struct shadow_mmu *sm, gfn_t gfn)
 {
-	struct hnode *n = htab_first(&sm->gfns, gfn);
+	struct hnode *n = htab_first(&gfn_stripe(sm, gfn)->t, gfn);
 	return n ? caa_container_of(n, struct gfn_info, hash) : NULL;
 }
 
@@ -164,7 +174,7 @@ static struct gfn_info *gfn_info_get(struct shadow_mmu *sm, gfn_t gfn)
 	if (!gi)
 		return NULL;
 	gi->hash.key = gfn;
-	htab_add(&sm->gfns, &gi->hash);
+	htab_add(&gfn_stripe(sm, gfn)->t, &gi->hash);
 	return gi;
 }
 
@@ -173,7 +183,7 @@ static void gfn_info_put(struct shadow_mmu *sm, struct gfn_info *gi)
 {
 	if (gi->write_track || gi->rmap.n)
 		return;
-	htab_del(&sm->gfns, &gi->hash);
+	htab_del(&gfn_stripe(sm, gi->hash.key)->t, &gi->hash);
 	sptep_vec_free(&gi->rmap);
 	free(gi);
 }
@@ -615,8 +625,27 @@ int sp_link(struct shadow_mmu *sm, uint64_t *sptep, struct shadow_page *child)
 	return 0;
 }
 
+/* Drop leaf @sptep of @sp (present until just now); its rmap entry under its stripe's lock if
+ * @shared. */
+static void leaf_drop(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep, bool shared)
+{
+	gfn_t gfn = sp_leaf_gfn(sp, sptep_index(sptep));
+	struct gfn_stripe *st = gfn_stripe(sm, gfn);
+
+	if (shared)
+		shadow_spin_lock(sm, &st->lock);
+	rmap_del(sm, gfn, sptep);
+	if (shared)
+		shadow_spin_unlock(&st->lock);
+	mmu_stat_add(&sm->mmu, pages_4k, (uint64_t)-1);
+}
+
+/* Under @shared the sp is a level-1 one (its present entries are all leaves) and the fault holds
+ * its lock: no other leaf install reaches @sptep, and nothing else changes it but the hardware's
+ * A/D bits and the fast page fault's W (compare-and-swap), which the exchange and the stores
+ * below may overwrite only for an entry they replace. */
 int leaf_set(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep, gfn_t gfn,
-	     uint64_t spte)
+	     uint64_t spte, bool shared)
 {
 	unsigned idx = sptep_index(sptep);
 	uint64_t old = spte_read(sptep);
@@ -628,17 +657,26 @@ int leaf_set(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep, gfn
 			shadow_changed(sm);
 			return 0;
 		}
-		spte_drop(sm, sp, sptep);
+		if (shared) {
+			spte_xchg(sptep, sm->trap_spte);
+			leaf_drop(sm, sp, sptep, true);
+			shadow_changed(sm);
+		} else {
+			spte_drop(sm, sp, sptep);
+		}
 	} else if (old != sm->trap_spte) {
 		spte_write(sptep, sm->trap_spte);    /* MMIO or non-present: trapping meanwhile */
 	}
+	if (shared)
+		shadow_spin_lock(sm, &gfn_stripe(sm, gfn)->lock);
 	rc = rmap_add(sm, gfn, sptep);
+	if (shared)
+		shadow_spin_unlock(&gfn_stripe(sm, gfn)->lock);
 	if (rc)
 		return rc;
 	if (!sp->role.direct)
 		__atomic_store_n(&sp->gfns[idx], gfn, __ATOMIC_RELAXED);  /* the fast page fault reads it */
 	spte_write(sptep, spte);
-	sm->nr_leaves++;
 	mmu_stat_inc(&sm->mmu, pages_4k);
 	shadow_changed(sm);
 	return 0;
@@ -652,9 +690,7 @@ uint64_t spte_drop(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *spte
 	if (!is_shadow_present_pte(old))
 		return old;
 	if (is_last_spte(old, sp->role.level)) {
-		rmap_del(sm, sp_leaf_gfn(sp, sptep_index(sptep)), sptep);
-		sm->nr_leaves--;
-		mmu_stat_add(&sm->mmu, pages_4k, (uint64_t)-1);
+		leaf_drop(sm, sp, sptep, false);
 	} else {
 		struct shadow_page *child = pfn_to_sp(sm, spte_to_pfn(old));
 		if (child)
@@ -716,7 +752,9 @@ void sp_put_root(struct shadow_mmu *sm, struct shadow_page *sp)
 
 void sp_reset_flooding(struct shadow_page *sp)
 {
-	sp->write_flooding_count = 0;
+	/* Shared faults through one sp would otherwise all store to its line. */
+	if (__atomic_load_n(&sp->write_flooding_count, __ATOMIC_RELAXED))
+		__atomic_store_n(&sp->write_flooding_count, 0, __ATOMIC_RELAXED);
 }
 
 /* Was @sp walked through since the last look? A walk reaching it sets Accessed in the link it
@@ -794,12 +832,41 @@ static struct shadow_page *pick_victim(struct shadow_mmu *sm)
 	return oldest;
 }
 
-void make_mmu_pages_available(struct shadow_mmu *sm, unsigned need, struct zap_batch *z)
+/*
+ * The aging sweep runs under the shared lock too: shared faults never touch sm->lru nor a link
+ * (they install leaves only), so the sweep's list moves and its compare-and-swaps on links race
+ * with nothing but another sweep, which age_lock turns away (the credit it resets is shared).
+ * The order of events is the exclusive path's: credit, sweep if due, evict if over the limit.
+ */
+bool mmu_pages_available_shared(struct shadow_mmu *sm, unsigned need)
+{
+	uint64_t limit = shadow_page_limit(sm);
+
+	if (sm->nr_sps + need > limit) {
+		if (sm->mmu.env.evict == VMMU_EVICT_LRU)
+			__atomic_add_fetch(&sm->aging_credit, need, __ATOMIC_RELAXED);
+		return false;
+	}
+	if (sm->mmu.env.evict == VMMU_EVICT_LRU &&
+	    __atomic_add_fetch(&sm->aging_credit, need, __ATOMIC_RELAXED) >= limit / 8 &&
+	    !__atomic_exchange_n(&sm->age_lock, 1, __ATOMIC_ACQUIRE)) {
+		if (__atomic_load_n(&sm->aging_credit, __ATOMIC_RELAXED) >= limit / 8) {
+			__atomic_store_n(&sm->aging_credit, 0, __ATOMIC_RELAXED);
+			age_sps(sm);
+		}
+		__atomic_store_n(&sm->age_lock, 0, __ATOMIC_RELEASE);
+	}
+	return true;
+}
+
+void make_mmu_pages_available(struct shadow_mmu *sm, unsigned need, struct zap_batch *z,
+			      bool credited)
 {
 	uint64_t limit = shadow_page_limit(sm);
 
 	if (sm->mmu.env.evict == VMMU_EVICT_LRU) {
-		sm->aging_credit += need;
+		if (!credited)
+			sm->aging_credit += need;
 		if (sm->aging_credit >= limit / 8) {
 			sm->aging_credit = 0;
 			age_sps(sm);
@@ -848,7 +915,7 @@ void zap_gfn_range(struct shadow_mmu *sm, gfn_t start, gfn_t end, struct zap_bat
 		}
 	}
 	/* Leaves mapping the range: per gfn when the range is small, else over every gfn known. */
-	if (end - start <= 4 * (sm->gfns.n + 1)) {
+	if (end - start <= 4 * (gfn_infos(sm) + 1)) {
 		for (gfn_t g = start; g < end; g++) {
 			struct gfn_info *gi = gfn_info_find(sm, g);
 			if (gi)
@@ -856,14 +923,17 @@ void zap_gfn_range(struct shadow_mmu *sm, gfn_t start, gfn_t end, struct zap_bat
 		}
 		return;
 	}
-	for (uint64_t i = 0; i <= sm->gfns.mask; i++) {
-		struct hnode *n = sm->gfns.b[i], *next;
-		for (; n; n = next) {
-			next = n->next;
-			if (n->key >= start && n->key < end) {
-				struct gfn_info *gi = caa_container_of(n, struct gfn_info, hash);
-				/* The next node may be freed only if it is this one's gfn: no. */
-				zap_gfn_leaves(sm, gi, z);
+	for (unsigned s = 0; s < GFN_STRIPES; s++) {
+		const struct htab *t = &sm->gfns[s].t;
+		for (uint64_t i = 0; i <= t->mask; i++) {
+			struct hnode *n = t->b[i], *next;
+			for (; n; n = next) {
+				next = n->next;
+				if (n->key >= start && n->key < end) {
+					struct gfn_info *gi = caa_container_of(n, struct gfn_info, hash);
+					/* The next node may be freed only if it is this one's gfn: no. */
+					zap_gfn_leaves(sm, gi, z);
+				}
 			}
 		}
 	}

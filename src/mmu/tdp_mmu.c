@@ -561,7 +561,7 @@ static int tdp_create(const struct mmu_env *env, struct mmu **out)
 
 	if (env->mode != VMMU_MMU_EPT && env->mode != VMMU_MMU_NPT)
 		return -EINVAL;
-	t = calloc(1, sizeof(*t));
+	t = mmu_zalloc(sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	rc = mmu_init(&t->head, env);

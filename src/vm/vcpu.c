@@ -655,6 +655,7 @@ int vmmu_vm_stats(struct vmmu_vm *vm, struct vmmu_stats *out, size_t size)
 		st->shadow_pages += m.shadow_pages;
 		st->tdp_pages += m.tdp_pages;
 		st->mmu_lock_wait_ns += m.mmu_lock_wait_ns;
+		st->sp_lock_contended += m.sp_lock_contended;
 	}
 	st->host_frames = host_arena_frames_used(vm->arena);
 	vm_machine_ksm_stats(vm->host, st);

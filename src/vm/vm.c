@@ -111,10 +111,8 @@ static int vm_config(const struct vmmu_vm_config *in, struct vmmu_vm_config *cfg
 		return -EOPNOTSUPP;
 	if (cfg->opts_off & ~(uint32_t)MMU_OPT_ALL)
 		return -EINVAL;
-	if ((unsigned)cfg->mmu_evict > VMMU_EVICT_FIFO || (unsigned)cfg->mmu_lock > VMMU_MMU_LOCK_FINE)
+	if ((unsigned)cfg->mmu_evict > VMMU_EVICT_FIFO || (unsigned)cfg->mmu_lock > VMMU_MMU_LOCK_BIG)
 		return -EINVAL;
-	if (cfg->mmu_lock == VMMU_MMU_LOCK_FINE)
-		return -EOPNOTSUPP;
 	if (cpu_model_fixed(model, cfg->cpu ? cfg->cpu : "intel"))
 		return -EINVAL;
 	cfg->cpu = NULL;   /* the caller's string need not outlive the call */

@@ -104,8 +104,7 @@ bad "--thp" "sometimes" run touch --thp sometimes
 bad "--max-shadow-pages 7" "8 to" run touch --max-shadow-pages 7
 bad "--max-shadow-pages hex" "8 to" run touch --max-shadow-pages 0x40
 bad "--mmu-evict" "lru or fifo" run touch --mmu-evict random
-bad "--mmu-lock" "big or shared" run touch --mmu-lock giant
-bad "--mmu-lock fine (not built)" "not built yet" run touch --mmu-lock fine
+bad "--mmu-lock" "fine, shared or big" run touch --mmu-lock giant
 bad "--guest-thp" "maybe" run touch --guest-thp maybe
 bad "--seed" "x" run touch --seed x
 bad "--cost" "warp=1" run touch --cost warp=1
@@ -135,8 +134,14 @@ ev="gups --param size=16M --param updates=20000 --mmu shadow --max-shadow-pages 
 t "JSON: config.max_shadow_pages, config.mmu_evict (lru by default)" 'grep -q "\"max_shadow_pages\":12,\"mmu_evict\":\"lru\"" "$tmp/lru.json" && grep -q "\"mmu_evict\":\"fifo\"" "$tmp/fifo.json"'
 # shellcheck disable=SC2086
 "$VMMU" run $ev --mmu-lock big --json > "$tmp/big.json"
-t "JSON: config.mmu_lock (shared by default), stats.mmu_lock_wait_ns (0 on one thread)" 'grep -q "\"mmu_lock\":\"shared\"" "$tmp/lru.json" && grep -q "\"mmu_lock\":\"big\"" "$tmp/big.json" && [ "$(field "$tmp/big.json" mmu_lock_wait_ns)" = 0 ]'
+t "JSON: config.mmu_lock (fine by default), stats.mmu_lock_wait_ns and sp_lock_contended (0 on one thread)" 'grep -q "\"mmu_lock\":\"fine\"" "$tmp/lru.json" && grep -q "\"mmu_lock\":\"big\"" "$tmp/big.json" && [ "$(field "$tmp/big.json" mmu_lock_wait_ns)" = 0 ] && [ "$(field "$tmp/lru.json" sp_lock_contended)" = 0 ]'
 t "the lock design is invisible to the guest" '[ "$(digest "$tmp/lru.json")" = "$(digest "$tmp/big.json")" ]'
+same_counts() {
+	for k in exits pf_taken pf_fixed pf_spurious pf_emulate mmu_recycled mmu_shadow_zapped shadow_pages pages_4k walk_refs sim_cycles; do
+		[ "$(field "$1" "$k")" = "$(field "$2" "$k")" ] || { echo "$k: $(field "$1" "$k") against $(field "$2" "$k")" >&2; return 1; }
+	done
+}
+t "one vCPU thread: fine (shared faults, fallbacks) counts exactly what big does" 'same_counts "$tmp/lru.json" "$tmp/big.json"'
 t "eviction is invisible to the guest" '[ "$(digest "$tmp/lru.json")" = "$(digest "$tmp/fifo.json")" ]'
 t "over the limit: both recycle, lru less ($(field "$tmp/lru.json" mmu_recycled) against $(field "$tmp/fifo.json" mmu_recycled))" '[ "$(field "$tmp/fifo.json" mmu_recycled)" -gt 0 ] && [ "$(field "$tmp/lru.json" mmu_recycled)" -lt "$(field "$tmp/fifo.json" mmu_recycled)" ]'
 

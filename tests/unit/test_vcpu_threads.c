@@ -33,6 +33,7 @@
 #include "paging/paging.h"
 #include "../common/gpt_build.h"
 #include "mmu/mmu_internal.h"
+#include "mmu/shadow.h"
 #include "vm/vm.h"
 #include "vmmu/vmmu.h"
 
@@ -46,6 +47,8 @@
 #define VOL_PAGES   16                        /* the region the main thread replaces */
 #define DATA_GPA    (16 * MiB)
 #define VOL_GPA     (32 * MiB)
+#define TABLE_VA    (64 * MiB)                /* the guest tables, mapped for the guest to write */
+#define TABLE_WIN   (256 * 1024)              /* the part of slot 0 they are in */
 #define SLOT_DATA   1
 #define SLOT_VOL    2
 #define VOL_MAGIC   0x501a000000000000ULL
@@ -55,6 +58,7 @@ struct tg {
 	struct vmmu_vm *vm;
 	struct vmmu_vcpu *v[NV];
 	gpa_t next_table, root[2];
+	gpa_t pte[2][DATA_PAGES];      /* each root's leaf entry of each data page */
 	uint64_t data_hva, vol_hva, vol_gen;
 	uint64_t vol_dropped;          /* [atomic] the last generation whose memory is gone */
 };
@@ -106,10 +110,12 @@ static void vol_drop(struct tg *g)
 	__atomic_store_n(&g->vol_dropped, g->vol_gen, __ATOMIC_RELEASE);
 }
 
-static void tg_init(struct tg *g, enum vmmu_mmu mode, enum vmmu_mmu_lock lock)
+/* @max_sps: the soft MMU's page limit (0: its default, 64 here, so that eviction and its aging
+ * run all the time; a larger one lets most faults take the fine path). */
+static void tg_init(struct tg *g, enum vmmu_mmu mode, enum vmmu_mmu_lock lock, uint64_t max_sps)
 {
 	struct vmmu_vm_config cfg = { .mmu = mode, .host = mode == VMMU_MMU_NPT ? VMMU_HOST_SVM : VMMU_HOST_VMX,
-				      .mmu_lock = lock };
+				      .mmu_lock = lock, .max_shadow_pages = max_sps };
 	uint64_t hva;
 
 	memset(g, 0, sizeof(*g));
@@ -125,10 +131,15 @@ static void tg_init(struct tg *g, enum vmmu_mmu mode, enum vmmu_mmu_lock lock)
 	for (unsigned r = 0; r < 2; r++) {
 		g->root[r] = g_new_table(g);
 		for (unsigned p = 0; p < DATA_PAGES; p++)
-			gpt_map(&b, g->root[r], 4, DATA_GPA + p * 4096ULL, DATA_GPA + p * 4096ULL, 1, PRWU);
+			g->pte[r][p] = gpt_map(&b, g->root[r], 4, DATA_GPA + p * 4096ULL,
+					       DATA_GPA + p * 4096ULL, 1, PRWU);
 		for (unsigned p = 0; p < VOL_PAGES; p++)
 			gpt_map(&b, g->root[r], 4, VOL_GPA + p * 4096ULL, VOL_GPA + p * 4096ULL, 1, PRWU);
 	}
+	for (unsigned r = 0; r < 2; r++)
+		for (gpa_t a = 0; a < TABLE_WIN; a += 4096)
+			gpt_map(&b, g->root[r], 4, TABLE_VA + a, a, 1, PRWU);
+	assert_true(g->next_table <= TABLE_WIN);
 	struct vmmu_regs regs = {
 		.cr0 = X86_CR0_PG | X86_CR0_PE | X86_CR0_WP, .cr3 = g->root[0], .cr4 = X86_CR4_PAE,
 		.efer = EFER_LME | EFER_LMA | EFER_NXE,
@@ -142,6 +153,7 @@ static void tg_init(struct tg *g, enum vmmu_mmu mode, enum vmmu_mmu_lock lock)
 struct th {
 	struct tg *g;
 	unsigned id, round, iters;
+	unsigned cur;                  /* the root this vCPU runs on */
 	uint64_t last[DATA_PAGES];     /* the last value this vCPU wrote to its word of each page */
 	uint64_t vol_reads, vol_gone;
 	int *running;
@@ -207,6 +219,22 @@ static bool vol_read(struct th *t, unsigned p)
 	return true;
 }
 
+/* The guest rewrites the leaf entry of its own data page @p in the table it runs on, as it was
+ * made (Accessed and Dirty clear): a store to a write-tracked (or unsync) guest table, beside the
+ * other vCPUs' faults through the same table. The next write sets both bits again; the audit
+ * checks that no writable spte outlives a clean entry. */
+static bool pte_rewrite(struct th *t, unsigned p)
+{
+	struct vmmu_access_result r;
+	uint64_t x = (DATA_GPA + p * 4096ULL) | PRWU;
+	int rc = vmmu_vcpu_access(t->g->v[t->id], TABLE_VA + t->g->pte[t->cur][p], 8, VMMU_ACC_WRITE,
+				  &x, &r);
+
+	if (rc || r.status != VMMU_ACCESS_DONE)
+		return th_fail(t, "page-table write failed", (uint64_t)-rc, r.status);
+	return true;
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct th *t = arg;
@@ -228,14 +256,17 @@ static void *vcpu_thread(void *arg)
 			ok = vol_read(t, (unsigned)(r >> 8) % VOL_PAGES);
 			break;
 		case 7:
-			if ((r >> 8) & 1) {
-				int rc = vmmu_vcpu_mov_cr(v, 3, t->g->root[(r >> 9) & 1]);
+			if ((r >> 8) % 3 == 0) {
+				t->cur = (r >> 10) & 1;
+				int rc = vmmu_vcpu_mov_cr(v, 3, t->g->root[t->cur]);
 				if (rc)
 					ok = th_fail(t, "MOV CR3 failed", (uint64_t)-rc, 0);
 			} else {
-				unsigned p = t->id * PRIV + (unsigned)(r >> 9) % PRIV;
+				unsigned p = t->id * PRIV + (unsigned)(r >> 10) % PRIV;
+				if ((r >> 8) % 3 == 2)
+					ok = pte_rewrite(t, p);
 				int rc = vmmu_vcpu_invlpg(v, DATA_GPA + p * 4096ULL);
-				if (rc)
+				if (ok && rc)
 					ok = th_fail(t, "INVLPG failed", (uint64_t)-rc, 0);
 			}
 			break;
@@ -259,7 +290,7 @@ static unsigned stress_rounds(unsigned dflt)
 	return e && atoi(e) > 0 ? (unsigned)atoi(e) : dflt;
 }
 
-static void run_mode(enum vmmu_mmu mode)
+static void run_mode(enum vmmu_mmu mode, enum vmmu_mmu_lock lock, uint64_t max_sps)
 {
 	static struct th th[NV];
 	uint64_t bm[(DATA_PAGES + 63) / 64];
@@ -268,7 +299,7 @@ static void run_mode(enum vmmu_mmu mode)
 	pthread_t tid[NV];
 	struct tg g;
 
-	tg_init(&g, mode, VMMU_MMU_LOCK_SHARED);
+	tg_init(&g, mode, lock, max_sps);
 	memset(th, 0, sizeof(th));
 	for (unsigned round = 0; round < rounds; round++) {
 		int running = NV;
@@ -324,12 +355,14 @@ static void run_mode(enum vmmu_mmu mode)
 	assert_int_equal(vmmu_vm_stats(g.vm, &st, sizeof(st)), 0);
 	if (mode != VMMU_MMU_NATIVE)
 		assert_true(st.remote_tlb_flush > 0);
-	print_message("%s: %u rounds, %u map changes under 4 vCPU threads, %" PRIu64
-		      " reads of the replaced region (%" PRIu64 " found it gone), %" PRIu64
-		      " remote TLB flushes, %" PRIu64 " exits\n",
+	print_message("%s (%s, limit %" PRIu64 "): %u rounds, %u map changes under 4 vCPU threads, %"
+		      PRIu64 " reads of the replaced region (%" PRIu64 " found it gone), %" PRIu64
+		      " remote TLB flushes, %" PRIu64 " exits, %" PRIu64 " fine-lock waits\n",
 		      mode == VMMU_MMU_NATIVE ? "native" : mode == VMMU_MMU_SHADOW ? "shadow" :
 		      mode == VMMU_MMU_EPT ? "ept" : "npt",
-		      rounds, changes, vol_reads, vol_gone, st.remote_tlb_flush, st.exits);
+		      lock == VMMU_MMU_LOCK_FINE ? "fine" : lock == VMMU_MMU_LOCK_SHARED ? "shared" : "big",
+		      max_sps, rounds, changes, vol_reads, vol_gone, st.remote_tlb_flush, st.exits,
+		      st.sp_lock_contended);
 	vmmu_vm_destroy(g.vm);
 }
 
@@ -406,6 +439,7 @@ static void test_request_waits(void **state)
 
 struct faulter {
 	struct vmmu_vcpu *v;
+	gva_t gva;
 	int done;           /* [atomic] the faulting access returned */
 	int rc;
 };
@@ -416,26 +450,40 @@ static void *fault_once(void *arg)
 	struct vmmu_access_result r;
 	uint64_t x = 7;
 
-	f->rc = vmmu_vcpu_access(f->v, DATA_GPA, 8, VMMU_ACC_WRITE, &x, &r);
+	f->rc = vmmu_vcpu_access(f->v, f->gva, 8, VMMU_ACC_WRITE, &x, &r);
 	if (!f->rc && r.status != VMMU_ACCESS_DONE)
 		f->rc = -1;
 	__atomic_store_n(&f->done, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
 
-/* While another thread holds mmu_lock shared (as another vCPU's hard-MMU fault does), a vCPU's
- * first access faults: under `shared` an EPT/NPT fault goes through; under `big`, and for the
- * soft MMU always, it waits until the lock is released, and the wait is counted. */
-static void lock_case(enum vmmu_mmu mode, enum vmmu_mmu_lock lock, bool must_wait)
+/* What the test holds while a vCPU's access faults (lock_case). */
+enum held { HOLD_MMU_LOCK, HOLD_MMU_AND_GFN_LOCK };
+
+/*
+ * While another thread holds mmu_lock shared (as another vCPU's fault does), a vCPU's access to
+ * @gva faults: under `fine` and `shared` an EPT/NPT fault goes through, and under `fine` a soft-MMU
+ * fault whose shadow pages exist (page 100 of the same 2 MiB was touched first); under `big`, for
+ * the soft MMU under `shared`, and for a soft-MMU fault that must create a shadow page, it waits
+ * until the lock is released, and the wait is counted. With the soft MMU's rmap lock held too, a
+ * fine fault spins on it (sp_lock_contended): the stripe of @gva's gfn (identity-mapped).
+ */
+static void lock_case(enum vmmu_mmu mode, enum vmmu_mmu_lock lock, gva_t gva, enum held held,
+		      bool must_wait)
 {
 	struct tg g;
-	struct faulter f = { 0 };
+	struct faulter f = { .gva = gva };
 	struct vmmu_stats st;
+	struct vmmu_access_result r;
+	uint64_t x = 1;
 	pthread_t t;
 
-	tg_init(&g, mode, lock);
+	tg_init(&g, mode, lock, 4096);
 	f.v = g.v[0];
+	assert_int_equal(vmmu_vcpu_access(f.v, DATA_GPA + 100 * 4096ULL, 8, VMMU_ACC_WRITE, &x, &r), 0);
 	pthread_rwlock_rdlock(&g.vm->mmu->mmu_lock);
+	if (held == HOLD_MMU_AND_GFN_LOCK)
+		shadow_spin_lock(to_shadow(g.vm->mmu), &gfn_stripe(to_shadow(g.vm->mmu), gva >> 12)->lock);
 	assert_int_equal(pthread_create(&t, NULL, fault_once, &f), 0);
 	for (int i = 0; i < 2000 && !__atomic_load_n(&f.done, __ATOMIC_ACQUIRE); i++) {
 		struct timespec ts = { 0, 1000 * 1000 };
@@ -444,37 +492,119 @@ static void lock_case(enum vmmu_mmu mode, enum vmmu_mmu_lock lock, bool must_wai
 			break;          /* 30 ms: it waits */
 	}
 	assert_int_equal(__atomic_load_n(&f.done, __ATOMIC_ACQUIRE), !must_wait);
+	if (held == HOLD_MMU_AND_GFN_LOCK)
+		shadow_spin_unlock(&gfn_stripe(to_shadow(g.vm->mmu), gva >> 12)->lock);
 	pthread_rwlock_unlock(&g.vm->mmu->mmu_lock);
 	pthread_join(t, NULL);
 	assert_int_equal(f.rc, 0);
 	assert_int_equal(vmmu_vm_stats(g.vm, &st, sizeof(st)), 0);
-	if (must_wait)
+	assert_int_equal(st.version, VMMU_STATS_VERSION);
+	if (must_wait && held == HOLD_MMU_LOCK)
 		assert_true(st.mmu_lock_wait_ns >= 20ULL * 1000 * 1000);
 	else
 		assert_int_equal(st.mmu_lock_wait_ns, 0);
+	assert_int_equal(st.sp_lock_contended, held == HOLD_MMU_AND_GFN_LOCK);
 	vmmu_vm_destroy(g.vm);
 }
 
 static void test_mmu_lock(void **state)
 {
-	struct vmmu_vm_config cfg = { .mmu = VMMU_MMU_EPT, .mmu_lock = VMMU_MMU_LOCK_FINE };
+	struct vmmu_vm_config cfg = { .mmu = VMMU_MMU_EPT, .mmu_lock = (enum vmmu_mmu_lock)3 };
 	struct vmmu_vm *vm;
+	const gva_t near = DATA_GPA, far = VOL_GPA;
 
-	lock_case(VMMU_MMU_EPT, VMMU_MMU_LOCK_SHARED, false);
-	lock_case(VMMU_MMU_NPT, VMMU_MMU_LOCK_SHARED, false);
-	lock_case(VMMU_MMU_EPT, VMMU_MMU_LOCK_BIG, true);
-	lock_case(VMMU_MMU_NPT, VMMU_MMU_LOCK_BIG, true);
-	lock_case(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_SHARED, true);
-	lock_case(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_BIG, true);
-	assert_int_equal(vmmu_vm_create(&cfg, &vm), -EOPNOTSUPP);
+	for (enum vmmu_mmu m = VMMU_MMU_EPT; m <= VMMU_MMU_NPT; m++) {
+		lock_case(m, VMMU_MMU_LOCK_FINE, far, HOLD_MMU_LOCK, false);
+		lock_case(m, VMMU_MMU_LOCK_SHARED, far, HOLD_MMU_LOCK, false);
+		lock_case(m, VMMU_MMU_LOCK_BIG, near, HOLD_MMU_LOCK, true);
+	}
+	lock_case(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_FINE, near, HOLD_MMU_LOCK, false);
+	lock_case(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_FINE, far, HOLD_MMU_LOCK, true);
+	lock_case(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_FINE, near, HOLD_MMU_AND_GFN_LOCK, true);
+	lock_case(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_SHARED, near, HOLD_MMU_LOCK, true);
+	lock_case(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_BIG, near, HOLD_MMU_LOCK, true);
+	assert_int_equal(vmmu_vm_create(&cfg, &vm), -EINVAL);
 	cfg.mmu_lock = (enum vmmu_mmu_lock)7;
 	assert_int_equal(vmmu_vm_create(&cfg, &vm), -EINVAL);
 }
 
-static void test_native(void **state) { run_mode(VMMU_MMU_NATIVE); }
-static void test_shadow(void **state) { run_mode(VMMU_MMU_SHADOW); }
-static void test_ept(void **state) { run_mode(VMMU_MMU_EPT); }
-static void test_npt(void **state) { run_mode(VMMU_MMU_NPT); }
+static void test_native(void **state) { run_mode(VMMU_MMU_NATIVE, VMMU_MMU_LOCK_FINE, 0); }
+static void test_shadow(void **state)
+{
+	run_mode(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_FINE, 0);
+	run_mode(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_FINE, 4096);
+	run_mode(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_BIG, 0);
+}
+static void test_ept(void **state) { run_mode(VMMU_MMU_EPT, VMMU_MMU_LOCK_FINE, 0); }
+static void test_npt(void **state) { run_mode(VMMU_MMU_NPT, VMMU_MMU_LOCK_FINE, 0); }
+
+/* ---- fine: vCPUs faulting on the same sptes at once ---- */
+
+struct herd {
+	struct tg *g;
+	unsigned id;
+	int *go;            /* [atomic] round number released by the main thread */
+	int *done;          /* [atomic] threads finished with the round */
+	int round;
+	int err;
+};
+
+static void *herd_thread(void *arg)
+{
+	struct herd *h = arg;
+
+	for (int round = 1; round <= h->round; round++) {
+		while (__atomic_load_n(h->go, __ATOMIC_ACQUIRE) < round)
+			sched_yield();
+		/* Every vCPU the same pages in the same order: the same leaves, the same rmaps. */
+		for (unsigned p = 0; p < DATA_PAGES && !h->err; p++) {
+			struct vmmu_access_result r;
+			uint64_t x = 0;
+			int rc = vmmu_vcpu_access(h->g->v[h->id], DATA_GPA + p * 4096ULL, 8, VMMU_ACC_READ,
+						  &x, &r);
+			if (rc || r.status != VMMU_ACCESS_DONE)
+				h->err = rc ? rc : -1;
+		}
+		__atomic_add_fetch(h->done, 1, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+/* Under fine, leaves go in under their shadow page's lock: four vCPUs read the same pages in
+ * the same order after each zap, so their faults install the same sptes (and the prefetch the
+ * same neighbours) at the same moment; the audit after each round finds every leaf in its rmap
+ * exactly once. */
+static void test_fine_same_sptes(void **state)
+{
+	struct tg g;
+	struct herd h[NV];
+	pthread_t tid[NV];
+	int go = 0, done = 0, rounds = (int)stress_rounds(4) * 10;
+
+	tg_init(&g, VMMU_MMU_SHADOW, VMMU_MMU_LOCK_FINE, 4096);
+	for (unsigned i = 0; i < NV; i++) {
+		h[i] = (struct herd){ .g = &g, .id = i, .go = &go, .done = &done, .round = rounds };
+		assert_int_equal(pthread_create(&tid[i], NULL, herd_thread, &h[i]), 0);
+	}
+	for (int round = 1; round <= rounds; round++) {
+		/* The leaves go (the upper shadow pages stay): each round faults them in again. */
+		set_slot(&g, SLOT_DATA, 0, DATA_GPA, 0, 0);
+		set_slot(&g, SLOT_DATA, 0, DATA_GPA, DATA_PAGES * 4096ULL, g.data_hva);
+		__atomic_store_n(&go, round, __ATOMIC_RELEASE);
+		while (__atomic_load_n(&done, __ATOMIC_ACQUIRE) < round * NV)
+			sched_yield();
+		audit_ok(&g);
+	}
+	for (unsigned i = 0; i < NV; i++) {
+		pthread_join(tid[i], NULL);
+		assert_int_equal(h[i].err, 0);
+	}
+	struct vmmu_stats st;
+	assert_int_equal(vmmu_vm_stats(g.vm, &st, sizeof(st)), 0);
+	print_message("fine, same sptes: %d rounds, %" PRIu64 " faults, %" PRIu64 " spurious, %" PRIu64
+		      " fine-lock waits\n", rounds, st.pf_taken, st.pf_spurious, st.sp_lock_contended);
+	vmmu_vm_destroy(g.vm);
+}
 
 int main(void)
 {
@@ -485,6 +615,7 @@ int main(void)
 		cmocka_unit_test(test_shadow),
 		cmocka_unit_test(test_ept),
 		cmocka_unit_test(test_npt),
+		cmocka_unit_test(test_fine_same_sptes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
