@@ -111,9 +111,10 @@ struct vmmu_vm_config {
 	/* How faults of vCPUs on different threads exclude each other (mmu_lock) */
 	enum vmmu_mmu_lock {
 		VMMU_MMU_LOCK_FINE = 0,   /* the default: every fault takes mmu_lock shared; the hard
-					   * MMU installs by compare-and-swap, the soft MMU under the
-					   * shadow page's own lock (and the rmap lock), retaking
-					   * mmu_lock exclusive only to create, unsync or zap */
+					   * MMU installs by compare-and-swap, the soft MMU leaves under
+					   * the shadow page's own lock, new shadow pages under a
+					   * structure lock, retaking mmu_lock exclusive to zap, sync,
+					   * unsync, emulate a write or evict */
 		VMMU_MMU_LOCK_SHARED,     /* hard-MMU faults shared, soft-MMU faults exclusive (its
 					   * leaf installs need the per-page locks: none are optional) */
 		VMMU_MMU_LOCK_BIG,        /* every fault takes mmu_lock exclusive (KVM's shadow MMU) */
@@ -306,8 +307,9 @@ struct vmmu_stats {
 	/* Version 5: host nanoseconds vCPUs waited for the MMU's lock (mmu_lock) when another
 	 * thread held it: faults, root loads, INVLPG, syncs (0 when one thread runs every vCPU) */
 	uint64_t mmu_lock_wait_ns;
-	/* Version 6: takes of the soft MMU's fine-grained locks (a shadow page's, the rmap's) that
-	 * found the lock held by another thread (VMMU_MMU_LOCK_FINE; 0 on one thread) */
+	/* Version 6: takes of the soft MMU's fine-grained locks (a shadow page's, a gfn stripe's,
+	 * the structure lock) that found it held by another thread (VMMU_MMU_LOCK_FINE; 0 on one
+	 * thread) */
 	uint64_t sp_lock_contended;
 };
 

@@ -40,12 +40,14 @@
  * Locking: everything here is guarded by mmu_lock held for writing ([L]), except the sptes
  * themselves, which the page-walk hardware of every vCPU reads at any time and on which it sets
  * Accessed/Dirty: they are read and written only through spte.h's atomics. Under
- * VMMU_MMU_LOCK_FINE a fault takes mmu_lock shared and installs leaves into sps that exist,
- * each under that sp's own lock ([S]: sp->lock), its rmap entry under its gfn's stripe lock
- * ([G]: gfn_stripe()->lock); anything
- * else (creating, linking or zapping an sp, unsync, write tracking, eviction, MMIO) retakes
- * mmu_lock exclusive. A holder of mmu_lock exclusive needs neither fine lock (no shared holder
- * runs); a shared holder takes sp->lock before a stripe lock, and one stripe lock at a time. Table frames are
+ * VMMU_MMU_LOCK_FINE a fault takes mmu_lock shared and installs leaves, each under its sp's own
+ * lock ([S]: sp->lock), its rmap entry under its gfn's stripe lock ([G]: gfn_stripe()->lock);
+ * it makes and links a missing sp under the structure lock ([T]: sm->struct_lock: the hash,
+ * the LRU, parent lists, counts; write tracking of a gfn no leaf maps, under its stripe lock);
+ * anything else (replacing or zapping an sp, unsync and sync, write-protecting a mapped gfn,
+ * eviction, MMIO sptes, emulated writes) retakes mmu_lock exclusive. A holder of mmu_lock
+ * exclusive needs none of the fine locks (no shared holder runs); a shared holder takes
+ * struct_lock or sp->lock before a stripe lock, and one stripe lock at a time. Table frames are
  * freed only after an RCU grace period (mmu_free_page_rcu: the call_rcu worker frees them; no
  * fault waits). The MMU never touches guest memory through the memslots (which
  * may fault a host page in under mm->lock) while it holds mmu_lock: MMU notifiers run under
@@ -154,15 +156,15 @@ struct sptep_vec {
 struct shadow_page {
 	struct hnode hash;                /* [L] in sm->sp_hash, key gfn (unlinked when invalid) */
 	struct hnode by_pfn;              /* [L] in sm->sp_by_pfn, key pfn */
-	struct cds_list_head lru;         /* [L] or age_lock in sm->lru: newest first (the clock
-					   * moves a page it spares to the front) */
+	struct cds_list_head lru;         /* [L] or [T] in sm->lru: newest first (the clock moves
+					   * a page it spares to the front) */
 	struct mmu_page_free free;        /* once zapped and unreferenced: queued for freeing */
 	gfn_t gfn;                        /* [c] */
 	union sp_role role;               /* [c] */
 	pfn_t pfn;                        /* [c] the table frame */
 	uint64_t *spt;                    /* [c] its 512 sptes (atomics only) */
 	gfn_t *gfns;                      /* [L] or [S] indirect level 1: the gfn each leaf maps */
-	struct sptep_vec parents;         /* [L] sptes linking to this page */
+	struct sptep_vec parents;         /* [L] or [T] sptes linking to this page */
 	uint32_t root_count;              /* [L] vCPU roots and prev-root slots holding it */
 	uint32_t write_flooding_count;    /* [L]; a shared fault clears it atomically: emulated
 					   * writes since a fault last went through */
@@ -180,7 +182,8 @@ struct shadow_page {
 /* Per-gfn state: who maps it (rmap of leaf sptes) and how many indirect sps shadow it. */
 struct gfn_info {
 	struct hnode hash;                /* [L] or [G] in sm->gfns, key gfn */
-	uint32_t write_track;             /* [L] indirect sps of this gfn: writes must exit */
+	uint32_t write_track;             /* [L] or [G] indirect sps of this gfn: writes must
+					   * exit */
 	struct sptep_vec rmap;            /* [L] or [G] leaf sptes mapping this gfn */
 };
 
@@ -211,8 +214,8 @@ struct shadow_vcpu {
 /* The soft MMU. Legend as above; [F] free_lock. */
 struct shadow_mmu {
 	struct mmu mmu;                   /* the core's part (mmu.fmt: SPTE_FMT_SHADOW) */
-	struct htab sp_hash;              /* [L] valid sps by gfn */
-	struct htab sp_by_pfn;            /* [L] every sp (invalid roots too) by table frame */
+	struct htab sp_hash;              /* [L] or [T] valid sps by gfn */
+	struct htab sp_by_pfn;            /* [L] or [T] every sp (invalid roots too) by frame */
 	/* struct gfn_info by gfn, in stripes of 2 MiB of gfns (a fault's leaf and its prefetched
 	 * neighbours lock one stripe; vCPUs faulting elsewhere rarely meet on one) */
 	struct gfn_stripe {
@@ -220,14 +223,16 @@ struct shadow_mmu {
 		struct htab t;            /* [L] or [G] */
 	} __attribute__((aligned(64))) gfns[GFN_STRIPES];
 	bool fine;                        /* [c] VMMU_MMU_LOCK_FINE: faults shared (above) */
-	struct cds_list_head lru;         /* [L] or age_lock: valid sps */
+	struct cds_list_head lru;         /* [L] or [T]: valid sps */
 	struct cds_list_head vcpus;       /* [L] struct shadow_vcpu */
-	uint64_t nr_sps;                  /* [L] valid sps in the hash (PAE root helpers apart) */
+	uint64_t nr_sps;                  /* [L] or [T] (read atomically): valid sps in the hash
+					   * (PAE root helpers apart) */
 	uint64_t aging_credit;            /* [L] or atomics under shared: sps asked for since the
 					   * last aging sweep (lru) */
-	uint32_t age_lock;                /* a sweep under shared mmu_lock holds it: sm->lru, the
-					   * links' Accessed bits (mmu_pages_available_shared) */
-	uint64_t nr_indirect;             /* [L] of them indirect (KVM's indirect_shadow_pages) */
+	uint32_t struct_lock;             /* the spin lock of [T]: under shared mmu_lock, making
+					   * and linking sps (sp_get_link_shared), the aging sweep */
+	uint64_t nr_indirect;             /* [L] or [T] (read atomically): of them indirect
+					   * (KVM's indirect_shadow_pages) */
 	uint64_t nr_helpers;              /* [L] PAE root helper pages */
 	uint64_t slot_pages;              /* [L] pages in memslots: the default limit scales */
 	/* [a] bumped on every change (each thread its shard, as the MMU's counters): the audit
@@ -472,6 +477,19 @@ int sp_get_new(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shad
 	       bool *created);
 /* Point @sptep (in @parent) at @child. [L] */
 int sp_link(struct shadow_mmu *sm, uint64_t *sptep, struct shadow_page *child);
+/* The same under mmu_lock held shared: the sp for (@gfn, @role) linked at @sptep, found (in
+ * the hash, or linked there by another vCPU meanwhile) or made (its entries as no-trap fill
+ * from guest table @gtable wants, if given, before anyone can reach it; *@steps counts that,
+ * and the link made).
+ * 0 with *@out and *@created; RET_PF_EXCLUSIVE if it takes mmu_lock exclusive (an sp to sync,
+ * a different link there, a table gfn some leaf maps), nothing changed; or -ENOMEM. [T] is
+ * taken here. */
+int sp_get_link_shared(struct shadow_mmu *sm, uint64_t *sptep, gfn_t gfn, union sp_role role,
+		       const void *gtable, struct shadow_page **out, bool *created, uint64_t *steps);
+/* No-trap: a new indirect sp (all SPTE_TRAP) gets 0, "truly non-present", for every guest entry
+ * of @gtable (its guest table, write-tracked already) not present. Returns the steps: one per
+ * cache line of guest entries. [L], or the sp not reachable yet. */
+uint64_t sp_notrap_fill(struct shadow_mmu *sm, struct shadow_page *sp, const void *gtable);
 /* Make the leaf at @sptep (index @idx of @sp) map @gfn with @spte (present, not MMIO), keeping
  * the rmap and counts right. [L], or with @shared: mmu_lock shared and [S] held (the stripe
  * locks are taken here). */

@@ -86,6 +86,8 @@ struct fault {
 	struct prefetch_ent prefetch[PREFETCH_GROUP - 1];
 	bool shared;                      /* phase 2 holds mmu_lock shared (VMMU_MMU_LOCK_FINE) */
 	bool credited;                    /* the aging credit of this fault was added */
+	uint64_t made_steps;              /* steps of sps made and linked under shared: kept if
+					   * phase 2 starts over exclusive (it finds them made) */
 };
 
 /* The guest entry at @level the walk read, as it is now. */
@@ -146,26 +148,6 @@ static int fault_resolve(struct fault *f, struct fault_part *p)
 		return rc;
 	p->host = host_pfn_to_ptr(f->sm->mmu.env.arena, p->fi.pfn);
 	return p->host ? 0 : -EFAULT;
-}
-
-/*
- * No-trap: a new indirect sp of @level (all SPTE_TRAP) gets 0, "truly non-present", for every
- * guest entry not present now (KVM's old prefetch_page with shadow_notrap_nonpresent_pte), so
- * the guest's own demand faults through it need no exit. @gtable: the host address of the guest
- * table, resolved before mmu_lock (valid: the invalidation sequence is re-checked); the table is
- * write-tracked already, so any later change of an entry exits and converts its spte. [L]
- */
-static void notrap_fill(struct fault *f, struct shadow_page *sp, const uint64_t *gtable)
-{
-	if (!sp_notrap_ok(f->sm, sp) || !gtable)
-		return;
-	for (unsigned i = 0; i < SPTE_ENTRIES; i++) {
-		uint64_t gpte = __atomic_load_n(&gtable[i], __ATOMIC_ACQUIRE);
-		if (!(gpte & PT_PRESENT_MASK) && spte_read(&sp->spt[i]) == SPTE_TRAP)
-			spte_write(&sp->spt[i], 0);
-	}
-	f->pf->steps += SPTE_ENTRIES / 8;   /* one step per cache line of guest entries */
-	shadow_changed(f->sm);
 }
 
 /*
@@ -269,17 +251,29 @@ static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **lea
 		}
 		if (!child) {
 			bool created;
-			if (f->shared)
-				return RET_PF_EXCLUSIVE;
-			int rc = sp_get_new(sm, gfn, role, &child, &created);
-			if (rc)
-				return rc;
-			if (created && !role.direct && level - 1 >= w->level && f->gptep[level - 1])
-				notrap_fill(f, child, fault_gpt(f, level - 1));
-			rc = sp_link(sm, sptep, child);
-			if (rc)
-				return rc;
-			f->pf->steps++;
+			/* No-trap fill of a new indirect sp from the guest table it shadows. */
+			const void *gtable = !role.direct && level - 1 >= w->level &&
+					     f->gptep[level - 1] ? fault_gpt(f, level - 1) : NULL;
+			int rc;
+			if (f->shared) {
+				uint64_t made = 0;
+				rc = sp_get_link_shared(sm, sptep, gfn, role, gtable, &child,
+							&created, &made);
+				f->pf->steps += made;
+				f->made_steps += made;
+				if (rc)
+					return rc;
+			} else {
+				rc = sp_get_new(sm, gfn, role, &child, &created);
+				if (rc)
+					return rc;
+				if (created && gtable)
+					f->pf->steps += sp_notrap_fill(sm, child, gtable);
+				rc = sp_link(sm, sptep, child);
+				if (rc)
+					return rc;
+				f->pf->steps++;
+			}
 		}
 		sp = child;
 		level--;
@@ -1100,15 +1094,16 @@ static int shadow_fault(struct fault *f)
 	}
 	prefetch_gather(f, p);
 
-	/* VMMU_MMU_LOCK_FINE: shared first; a fault that must change more than one sp's leaves
-	 * starts phase 2 over under the exclusive lock, its steps as if it had gone there first. */
+	/* VMMU_MMU_LOCK_FINE: shared first; a fault that needs more starts phase 2 over under the
+	 * exclusive lock, its steps as if it had gone there first (what the shared attempt made,
+	 * the exclusive one finds made). */
 	uint64_t steps = f->pf->steps;
 	f->shared = sm->fine;
 	mmu_vcpu_lock(&sm->mmu, !f->shared);
 	rc = fault_locked(f, p, &z);
 	if (rc == RET_PF_EXCLUSIVE) {
 		pthread_rwlock_unlock(&sm->mmu.mmu_lock);
-		f->pf->steps = steps;
+		f->pf->steps = steps + f->made_steps;
 		f->shared = false;
 		mmu_vcpu_lock(&sm->mmu, true);
 		rc = fault_locked(f, p, &z);

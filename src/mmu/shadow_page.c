@@ -486,41 +486,19 @@ int sp_get(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shadow_p
 	return sp_get_new(sm, gfn, role, out, &created);
 }
 
-int sp_get_new(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shadow_page **out,
-	       bool *created)
+/*
+ * Make the sp for (@gfn, @role) and enter it in the hash, the frame map and the LRU (KVM's
+ * kvm_mmu_alloc_shadow_page). [L], or with @shared under [T] with mmu_lock shared, the gfn's
+ * write tracking taken by the caller (sp_get_link_shared), and no-trap fill from @gtable done
+ * before the sp is entered anywhere another vCPU could reach it (*@steps counts it). 0 or
+ * -errno.
+ */
+static int sp_new(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, bool shared,
+		  const void *gtable, uint64_t *steps, struct shadow_page **out)
 {
 	struct shadow_page *sp;
-	struct hnode *n;
 	pfn_t pfn;
 	int rc;
-
-	*created = false;
-	htab_for_each_key(&sm->sp_hash, n, gfn) {
-		sp = caa_container_of(n, struct shadow_page, hash);
-		if (sp->role.word == role.word) {
-			/* About to be linked at a new place, where the guest cannot have cached the
-			 * entries an unsync sp may still hold: synced first (as KVM's
-			 * kvm_mmu_find_shadow_page). */
-			if (sp->unsync)
-				sp_sync(sm, sp);
-			/* Its unsync children too (KVM requests KVM_REQ_MMU_SYNC here): the new link
-			 * may put them under a root that no guest flush covered while they were
-			 * detached from it, and their stale entries would be reached through it. */
-			if (sp->unsync_children)
-				sync_children(sm, sp);
-			*out = sp;
-			return 0;
-		}
-	}
-	/* Shadowed at another level or role now: an unsync sp of the gfn syncs first (the new
-	 * sp's gfn is write-tracked; no sp of it stays unsync). */
-	if (!role.direct && sm->nr_unsync) {
-		htab_for_each_key(&sm->sp_hash, n, gfn) {
-			sp = caa_container_of(n, struct shadow_page, hash);
-			if (sp->unsync)
-				sp_sync(sm, sp);
-		}
-	}
 
 	sp = calloc(1, sizeof(*sp));
 	if (!sp)
@@ -544,7 +522,7 @@ int sp_get_new(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shad
 	sp_fill_trap(sm, sp);
 	sp->hash.key = gfn;
 	sp->by_pfn.key = pfn;
-	if (!role.direct) {
+	if (!role.direct && !shared) {
 		rc = account_shadowed(sm, gfn);
 		if (rc) {
 			host_frame_put(sm->mmu.env.arena, pfn, 0);
@@ -552,18 +530,165 @@ int sp_get_new(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shad
 			return rc;
 		}
 	}
+	if (gtable)
+		*steps += sp_notrap_fill(sm, sp, gtable);
 	host_frame_set_private(sm->mmu.env.arena, pfn, (uintptr_t)sp);
 	htab_add(&sm->sp_hash, &sp->hash);
 	htab_add(&sm->sp_by_pfn, &sp->by_pfn);
 	cds_list_add(&sp->lru, &sm->lru);
-	sm->nr_sps++;
-	sm->nr_indirect += !role.direct;
+	__atomic_add_fetch(&sm->nr_sps, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&sm->nr_indirect, !role.direct, __ATOMIC_RELAXED);
 	mmu_stat_inc(&sm->mmu, shadow_pages);
 	mmu_stat_inc(&sm->mmu, mmu_cache_miss);
 	shadow_changed(sm);
-	*created = true;
 	*out = sp;
 	return 0;
+}
+
+/* The valid sp of (@gfn, @role), or NULL. [L] or [T] */
+static struct shadow_page *sp_find(struct shadow_mmu *sm, gfn_t gfn, union sp_role role)
+{
+	struct hnode *n;
+
+	htab_for_each_key(&sm->sp_hash, n, gfn) {
+		struct shadow_page *sp = caa_container_of(n, struct shadow_page, hash);
+		if (sp->role.word == role.word)
+			return sp;
+	}
+	return NULL;
+}
+
+int sp_get_new(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shadow_page **out,
+	       bool *created)
+{
+	struct shadow_page *sp = sp_find(sm, gfn, role);
+	struct hnode *n;
+	int rc;
+
+	*created = false;
+	if (sp) {
+		/* About to be linked at a new place, where the guest cannot have cached the entries
+		 * an unsync sp may still hold: synced first (as KVM's kvm_mmu_find_shadow_page). */
+		if (sp->unsync)
+			sp_sync(sm, sp);
+		/* Its unsync children too (KVM requests KVM_REQ_MMU_SYNC here): the new link may
+		 * put them under a root that no guest flush covered while they were detached from
+		 * it, and their stale entries would be reached through it. */
+		if (sp->unsync_children)
+			sync_children(sm, sp);
+		*out = sp;
+		return 0;
+	}
+	/* Shadowed at another level or role now: an unsync sp of the gfn syncs first (the new
+	 * sp's gfn is write-tracked; no sp of it stays unsync). */
+	if (!role.direct && sm->nr_unsync) {
+		htab_for_each_key(&sm->sp_hash, n, gfn) {
+			sp = caa_container_of(n, struct shadow_page, hash);
+			if (sp->unsync)
+				sp_sync(sm, sp);
+		}
+	}
+	rc = sp_new(sm, gfn, role, false, NULL, NULL, out);
+	*created = !rc;
+	return rc;
+}
+
+/*
+ * Write tracking for a new indirect sp of @gfn under mmu_lock shared: taken only if no leaf maps
+ * the gfn (else the leaves must lose W and the TLBs be flushed: exclusive work). Tracking and
+ * the check are one step under the gfn's stripe lock, so no shared fault maps the gfn writable
+ * after it: a leaf install reads the count under the same lock. No TLB can allow a write
+ * either: the last leaf that mapped it was zapped under mmu_lock exclusive and flushed.
+ */
+static bool track_unmapped_shared(struct shadow_mmu *sm, gfn_t gfn)
+{
+	struct gfn_stripe *st = gfn_stripe(sm, gfn);
+	struct gfn_info *gi;
+	bool ok = false;
+
+	shadow_spin_lock(sm, &st->lock);
+	gi = gfn_info_get(sm, gfn);
+	if (gi && !gi->rmap.n) {
+		gi->write_track++;
+		ok = true;
+	} else if (gi) {
+		gfn_info_put(sm, gi);
+	}
+	shadow_spin_unlock(&st->lock);
+	return ok;
+}
+
+static void untrack_shared(struct shadow_mmu *sm, gfn_t gfn)
+{
+	struct gfn_stripe *st = gfn_stripe(sm, gfn);
+
+	shadow_spin_lock(sm, &st->lock);
+	unaccount_shadowed(sm, gfn);
+	shadow_spin_unlock(&st->lock);
+}
+
+int sp_get_link_shared(struct shadow_mmu *sm, uint64_t *sptep, gfn_t gfn, union sp_role role,
+		       const void *gtable, struct shadow_page **out, bool *created, uint64_t *steps)
+{
+	struct shadow_page *sp;
+	uint64_t spte;
+	int rc = RET_PF_EXCLUSIVE;
+
+	*created = false;
+	shadow_spin_lock(sm, &sm->struct_lock);
+	/* Only [T] links under mmu_lock shared: an entry present now was linked by another vCPU
+	 * since our look; follow it if it is the one we would make. */
+	spte = spte_read(sptep);
+	if (is_shadow_present_pte(spte)) {
+		sp = pfn_to_sp(sm, spte_to_pfn(spte));
+		if (sp && sp->gfn == gfn && sp->role.word == role.word) {
+			*out = sp;
+			rc = 0;
+		}
+		goto out;
+	}
+	sp = sp_find(sm, gfn, role);
+	if (sp) {
+		if (sp->unsync || sp->unsync_children)
+			goto out;                 /* syncs first: exclusive */
+	} else {
+		if (!role.direct && (sm->nr_unsync || !track_unmapped_shared(sm, gfn)))
+			goto out;
+		rc = sp_new(sm, gfn, role, true, gtable, steps, &sp);
+		if (rc) {
+			if (!role.direct)
+				untrack_shared(sm, gfn);
+			goto out;
+		}
+		*created = true;
+	}
+	rc = sptep_vec_add(&sp->parents, sptep);
+	if (!rc) {
+		/* Release: the child (filled before) is seen whole through the link. Neither is
+		 * unsync nor has unsync children: no mark to carry up. */
+		spte_write(sptep, make_table_spte(&sm->mmu.fmt, sp->pfn));
+		shadow_changed(sm);
+		(*steps)++;
+		*out = sp;
+	}
+out:
+	shadow_spin_unlock(&sm->struct_lock);
+	return rc;
+}
+
+uint64_t sp_notrap_fill(struct shadow_mmu *sm, struct shadow_page *sp, const void *gtable)
+{
+	const uint64_t *gpt = gtable;
+
+	if (!sp_notrap_ok(sm, sp) || !gpt)
+		return 0;
+	for (unsigned i = 0; i < SPTE_ENTRIES; i++) {
+		uint64_t gpte = __atomic_load_n(&gpt[i], __ATOMIC_ACQUIRE);
+		if (!(gpte & PT_PRESENT_MASK) && spte_read(&sp->spt[i]) == SPTE_TRAP)
+			spte_write(&sp->spt[i], 0);
+	}
+	shadow_changed(sm);
+	return SPTE_ENTRIES / 8;   /* one step per cache line of guest entries */
 }
 
 int sp_alloc_helper(struct shadow_mmu *sm, int level, struct shadow_page **out)
@@ -835,26 +960,27 @@ static struct shadow_page *pick_victim(struct shadow_mmu *sm)
 /*
  * The aging sweep runs under the shared lock too: shared faults never touch sm->lru nor a link
  * (they install leaves only), so the sweep's list moves and its compare-and-swaps on links race
- * with nothing but another sweep, which age_lock turns away (the credit it resets is shared).
+ * with nothing but a sweep or a link under struct_lock, which turns this one away if held (the
+ * credit stays due for the next fault).
  * The order of events is the exclusive path's: credit, sweep if due, evict if over the limit.
  */
 bool mmu_pages_available_shared(struct shadow_mmu *sm, unsigned need)
 {
 	uint64_t limit = shadow_page_limit(sm);
 
-	if (sm->nr_sps + need > limit) {
+	if (__atomic_load_n(&sm->nr_sps, __ATOMIC_RELAXED) + need > limit) {
 		if (sm->mmu.env.evict == VMMU_EVICT_LRU)
 			__atomic_add_fetch(&sm->aging_credit, need, __ATOMIC_RELAXED);
 		return false;
 	}
 	if (sm->mmu.env.evict == VMMU_EVICT_LRU &&
 	    __atomic_add_fetch(&sm->aging_credit, need, __ATOMIC_RELAXED) >= limit / 8 &&
-	    !__atomic_exchange_n(&sm->age_lock, 1, __ATOMIC_ACQUIRE)) {
+	    !__atomic_exchange_n(&sm->struct_lock, 1, __ATOMIC_ACQUIRE)) {
 		if (__atomic_load_n(&sm->aging_credit, __ATOMIC_RELAXED) >= limit / 8) {
 			__atomic_store_n(&sm->aging_credit, 0, __ATOMIC_RELAXED);
 			age_sps(sm);
 		}
-		__atomic_store_n(&sm->age_lock, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&sm->struct_lock, 0, __ATOMIC_RELEASE);
 	}
 	return true;
 }

@@ -59,7 +59,7 @@ struct tg {
 	struct vmmu_vcpu *v[NV];
 	gpa_t next_table, root[2];
 	gpa_t pte[2][DATA_PAGES];      /* each root's leaf entry of each data page */
-	uint64_t data_hva, vol_hva, vol_gen;
+	uint64_t low_hva, data_hva, vol_hva, vol_gen;   /* low: slot 0, the guest tables */
 	uint64_t vol_dropped;          /* [atomic] the last generation whose memory is gone */
 };
 
@@ -116,12 +116,10 @@ static void tg_init(struct tg *g, enum vmmu_mmu mode, enum vmmu_mmu_lock lock, u
 {
 	struct vmmu_vm_config cfg = { .mmu = mode, .host = mode == VMMU_MMU_NPT ? VMMU_HOST_SVM : VMMU_HOST_VMX,
 				      .mmu_lock = lock, .max_shadow_pages = max_sps };
-	uint64_t hva;
-
 	memset(g, 0, sizeof(*g));
 	assert_int_equal(vmmu_vm_create(&cfg, &g->vm), 0);
-	assert_int_equal(vmmu_vm_mmap(g->vm, 4 * MiB, false, &hva), 0);
-	set_slot(g, 0, 0, 0, 4 * MiB, hva);
+	assert_int_equal(vmmu_vm_mmap(g->vm, 4 * MiB, false, &g->low_hva), 0);
+	set_slot(g, 0, 0, 0, 4 * MiB, g->low_hva);
 	assert_int_equal(vmmu_vm_mmap(g->vm, DATA_PAGES * 4096ULL, false, &g->data_hva), 0);
 	set_slot(g, SLOT_DATA, 0, DATA_GPA, DATA_PAGES * 4096ULL, g->data_hva);
 	vol_make(g);
@@ -440,6 +438,7 @@ static void test_request_waits(void **state)
 struct faulter {
 	struct vmmu_vcpu *v;
 	gva_t gva;
+	uint64_t val;       /* what it stores */
 	int done;           /* [atomic] the faulting access returned */
 	int rc;
 };
@@ -448,7 +447,7 @@ static void *fault_once(void *arg)
 {
 	struct faulter *f = arg;
 	struct vmmu_access_result r;
-	uint64_t x = 7;
+	uint64_t x = f->val;
 
 	f->rc = vmmu_vcpu_access(f->v, f->gva, 8, VMMU_ACC_WRITE, &x, &r);
 	if (!f->rc && r.status != VMMU_ACCESS_DONE)
@@ -457,22 +456,26 @@ static void *fault_once(void *arg)
 	return NULL;
 }
 
-/* What the test holds while a vCPU's access faults (lock_case). */
+/* What the test holds while a vCPU's access faults (lock_case), and where the access goes:
+ * NEAR page 0 of the data (its shadow pages made by the first access, to page 100), FAR the
+ * replaced region (a new level-1 shadow page), PTE a store to the guest's own leaf entry of
+ * data page 0 (a write-tracked guest table: emulated, or unsync). */
 enum held { HOLD_MMU_LOCK, HOLD_MMU_AND_GFN_LOCK };
+enum target { NEAR, FAR, PTE };
 
 /*
- * While another thread holds mmu_lock shared (as another vCPU's fault does), a vCPU's access to
- * @gva faults: under `fine` and `shared` an EPT/NPT fault goes through, and under `fine` a soft-MMU
- * fault whose shadow pages exist (page 100 of the same 2 MiB was touched first); under `big`, for
- * the soft MMU under `shared`, and for a soft-MMU fault that must create a shadow page, it waits
- * until the lock is released, and the wait is counted. With the soft MMU's rmap lock held too, a
+ * While another thread holds mmu_lock shared (as another vCPU's fault does), a vCPU's access
+ * faults: under `fine` and `shared` an EPT/NPT fault goes through, and under `fine` a soft-MMU
+ * fault that installs a leaf or makes and links a shadow page; under `big`, for the soft MMU
+ * under `shared`, and for a soft-MMU write to a guest page table, it waits until the lock is
+ * released, and the wait is counted. With the soft MMU's rmap lock held too, a
  * fine fault spins on it (sp_lock_contended): the stripe of @gva's gfn (identity-mapped).
  */
-static void lock_case(enum vmmu_mmu mode, enum vmmu_mmu_lock lock, gva_t gva, enum held held,
+static void lock_case(enum vmmu_mmu mode, enum vmmu_mmu_lock lock, enum target to, enum held held,
 		      bool must_wait)
 {
 	struct tg g;
-	struct faulter f = { .gva = gva };
+	struct faulter f = { 0 };
 	struct vmmu_stats st;
 	struct vmmu_access_result r;
 	uint64_t x = 1;
@@ -480,10 +483,12 @@ static void lock_case(enum vmmu_mmu mode, enum vmmu_mmu_lock lock, gva_t gva, en
 
 	tg_init(&g, mode, lock, 4096);
 	f.v = g.v[0];
+	f.gva = to == NEAR ? DATA_GPA : to == FAR ? VOL_GPA : TABLE_VA + g.pte[0][0];
+	f.val = to == PTE ? DATA_GPA | PRWU : 7;
 	assert_int_equal(vmmu_vcpu_access(f.v, DATA_GPA + 100 * 4096ULL, 8, VMMU_ACC_WRITE, &x, &r), 0);
 	pthread_rwlock_rdlock(&g.vm->mmu->mmu_lock);
 	if (held == HOLD_MMU_AND_GFN_LOCK)
-		shadow_spin_lock(to_shadow(g.vm->mmu), &gfn_stripe(to_shadow(g.vm->mmu), gva >> 12)->lock);
+		shadow_spin_lock(to_shadow(g.vm->mmu), &gfn_stripe(to_shadow(g.vm->mmu), f.gva >> 12)->lock);
 	assert_int_equal(pthread_create(&t, NULL, fault_once, &f), 0);
 	for (int i = 0; i < 2000 && !__atomic_load_n(&f.done, __ATOMIC_ACQUIRE); i++) {
 		struct timespec ts = { 0, 1000 * 1000 };
@@ -493,7 +498,7 @@ static void lock_case(enum vmmu_mmu mode, enum vmmu_mmu_lock lock, gva_t gva, en
 	}
 	assert_int_equal(__atomic_load_n(&f.done, __ATOMIC_ACQUIRE), !must_wait);
 	if (held == HOLD_MMU_AND_GFN_LOCK)
-		shadow_spin_unlock(&gfn_stripe(to_shadow(g.vm->mmu), gva >> 12)->lock);
+		shadow_spin_unlock(&gfn_stripe(to_shadow(g.vm->mmu), f.gva >> 12)->lock);
 	pthread_rwlock_unlock(&g.vm->mmu->mmu_lock);
 	pthread_join(t, NULL);
 	assert_int_equal(f.rc, 0);
@@ -511,18 +516,19 @@ static void test_mmu_lock(void **state)
 {
 	struct vmmu_vm_config cfg = { .mmu = VMMU_MMU_EPT, .mmu_lock = (enum vmmu_mmu_lock)3 };
 	struct vmmu_vm *vm;
-	const gva_t near = DATA_GPA, far = VOL_GPA;
-
 	for (enum vmmu_mmu m = VMMU_MMU_EPT; m <= VMMU_MMU_NPT; m++) {
-		lock_case(m, VMMU_MMU_LOCK_FINE, far, HOLD_MMU_LOCK, false);
-		lock_case(m, VMMU_MMU_LOCK_SHARED, far, HOLD_MMU_LOCK, false);
-		lock_case(m, VMMU_MMU_LOCK_BIG, near, HOLD_MMU_LOCK, true);
+		lock_case(m, VMMU_MMU_LOCK_FINE, FAR, HOLD_MMU_LOCK, false);
+		lock_case(m, VMMU_MMU_LOCK_SHARED, FAR, HOLD_MMU_LOCK, false);
+		lock_case(m, VMMU_MMU_LOCK_BIG, NEAR, HOLD_MMU_LOCK, true);
 	}
-	lock_case(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_FINE, near, HOLD_MMU_LOCK, false);
-	lock_case(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_FINE, far, HOLD_MMU_LOCK, true);
-	lock_case(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_FINE, near, HOLD_MMU_AND_GFN_LOCK, true);
-	lock_case(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_SHARED, near, HOLD_MMU_LOCK, true);
-	lock_case(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_BIG, near, HOLD_MMU_LOCK, true);
+	/* fine: a leaf, and a new shadow page linked, under the shared lock; an emulated (or
+	 * unsync) page-table write needs it exclusive. */
+	lock_case(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_FINE, NEAR, HOLD_MMU_LOCK, false);
+	lock_case(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_FINE, FAR, HOLD_MMU_LOCK, false);
+	lock_case(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_FINE, PTE, HOLD_MMU_LOCK, true);
+	lock_case(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_FINE, NEAR, HOLD_MMU_AND_GFN_LOCK, true);
+	lock_case(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_SHARED, NEAR, HOLD_MMU_LOCK, true);
+	lock_case(VMMU_MMU_SHADOW, VMMU_MMU_LOCK_BIG, NEAR, HOLD_MMU_LOCK, true);
 	assert_int_equal(vmmu_vm_create(&cfg, &vm), -EINVAL);
 	cfg.mmu_lock = (enum vmmu_mmu_lock)7;
 	assert_int_equal(vmmu_vm_create(&cfg, &vm), -EINVAL);
@@ -570,10 +576,11 @@ static void *herd_thread(void *arg)
 	return NULL;
 }
 
-/* Under fine, leaves go in under their shadow page's lock: four vCPUs read the same pages in
- * the same order after each zap, so their faults install the same sptes (and the prefetch the
- * same neighbours) at the same moment; the audit after each round finds every leaf in its rmap
- * exactly once. */
+/* Under fine, leaves go in under their shadow page's lock and shadow pages are made and linked
+ * under the structure lock: four vCPUs read the same pages in the same order after each zap, so
+ * their faults make the same shadow pages and install the same sptes (and the prefetch the same
+ * neighbours) at the same moment; the audit after each round finds every leaf in its rmap
+ * exactly once, every link in its child's parent list once, every table tracked once. */
 static void test_fine_same_sptes(void **state)
 {
 	struct tg g;
@@ -587,9 +594,14 @@ static void test_fine_same_sptes(void **state)
 		assert_int_equal(pthread_create(&tid[i], NULL, herd_thread, &h[i]), 0);
 	}
 	for (int round = 1; round <= rounds; round++) {
-		/* The leaves go (the upper shadow pages stay): each round faults them in again. */
+		/* The leaves go, each round; every other round the guest tables' slot too, so the
+		 * shadow pages of the tables go and the vCPUs make and link them all at once. */
 		set_slot(&g, SLOT_DATA, 0, DATA_GPA, 0, 0);
 		set_slot(&g, SLOT_DATA, 0, DATA_GPA, DATA_PAGES * 4096ULL, g.data_hva);
+		if (round & 1) {
+			set_slot(&g, 0, 0, 0, 0, 0);
+			set_slot(&g, 0, 0, 0, 4 * MiB, g.low_hva);
+		}
 		__atomic_store_n(&go, round, __ATOMIC_RELEASE);
 		while (__atomic_load_n(&done, __ATOMIC_ACQUIRE) < round * NV)
 			sched_yield();
