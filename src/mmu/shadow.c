@@ -114,9 +114,11 @@ static union sp_role pdpt_child_role(union sp_role role, unsigned i)
 	return role;
 }
 
+/* Atomic load of invalid: the lockless MMIO fault asks too (shadow_fault.c, mmio_fault). */
 static bool root_matches(const struct shadow_page *sp, gfn_t gfn, union sp_role role)
 {
-	return sp && !sp->invalid && sp->gfn == gfn && sp->role.word == role.word;
+	return sp && !__atomic_load_n(&sp->invalid, __ATOMIC_RELAXED) && sp->gfn == gfn &&
+	       sp->role.word == role.word;
 }
 
 /* The PAE root as loaded still stands for these PDPTE registers (or this CR3) and role. [L] */

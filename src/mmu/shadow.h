@@ -169,7 +169,8 @@ struct shadow_page {
 	uint32_t write_flooding_count;    /* [L]; a shared fault clears it atomically: emulated
 					   * writes since a fault last went through */
 	uint32_t lock;                    /* the spin lock of [S] (shadow_spin_lock) */
-	bool invalid;                     /* [L] zapped while a root: freed when root_count is 0 */
+	bool invalid;                     /* [L], stored atomically (the lockless MMIO fault reads
+					   * it): zapped while a root, freed when root_count is 0 */
 	bool unsync;                      /* [L] --opt unsync: the guest table is writable, its
 					   * gfn untracked for this sp; synced at the guest's flush */
 	const void *unsync_gpt;           /* [L] unsync: host address of the guest table (valid:

@@ -864,7 +864,7 @@ void sp_zap(struct shadow_mmu *sm, struct shadow_page *sp, struct zap_batch *z)
 	shadow_changed(sm);
 	z->flush = true;
 	if (sp->root_count)
-		sp->invalid = true;
+		__atomic_store_n(&sp->invalid, true, __ATOMIC_RELAXED);   /* read locklessly too */
 	else
 		sp_queue_free(sm, sp);
 }
