@@ -958,10 +958,10 @@ static struct shadow_page *pick_victim(struct shadow_mmu *sm)
 }
 
 /*
- * The aging sweep runs under the shared lock too: shared faults never touch sm->lru nor a link
- * (they install leaves only), so the sweep's list moves and its compare-and-swaps on links race
- * with nothing but a sweep or a link under struct_lock, which turns this one away if held (the
- * credit stays due for the next fault).
+ * The aging sweep runs under the shared lock too, holding struct_lock: shared faults touch
+ * sm->lru, parent lists and links only under it (leaf installs never), so the sweep's list moves
+ * and its compare-and-swaps on links race with nothing (but the hardware's A bits); a sweep that
+ * finds struct_lock taken leaves the credit due for a later fault.
  * The order of events is the exclusive path's: credit, sweep if due, evict if over the limit.
  */
 bool mmu_pages_available_shared(struct shadow_mmu *sm, unsigned need)
