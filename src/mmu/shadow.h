@@ -254,8 +254,8 @@ static inline struct shadow_mmu *to_shadow(struct mmu *m)
 }
 
 /*
- * A fine-grained lock of the soft MMU (an sp's, a gfn stripe's): one word, held for a few hundred
- * instructions, taken only with mmu_lock held shared. A take that finds it held counts
+ * A fine-grained lock of the soft MMU (an sp's, a gfn stripe's, struct_lock): one word, held
+ * for a few hundred instructions, taken only with mmu_lock held shared. A take that finds it held counts
  * sp_lock_contended; the waiter yields its CPU now and then, since the holder may have been
  * preempted (more vCPU threads than host CPUs).
  */
@@ -266,13 +266,19 @@ static inline void shadow_spin_lock(struct shadow_mmu *sm, uint32_t *l)
 		shadow_spin_wait(sm, l);
 }
 
+static inline bool shadow_spin_trylock(uint32_t *l)
+{
+	return !__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE);
+}
+
 static inline void shadow_spin_unlock(uint32_t *l)
 {
 	__atomic_store_n(l, 0, __ATOMIC_RELEASE);
 }
 
 /* A fault's return code (beside RET_PF_*) under VMMU_MMU_LOCK_FINE: the fault needs mmu_lock
- * exclusive (it must create, link, zap or unsync an sp); nothing was changed. */
+ * exclusive (it must replace, zap, sync or unsync an sp, emulate, evict...); nothing was changed
+ * but sps made and linked, which the exclusive attempt finds. */
 #define RET_PF_EXCLUSIVE 100
 
 /* What a batch of zaps needs done before the lock is dropped. */
@@ -333,19 +339,33 @@ static inline bool gfn_write_tracked(struct shadow_mmu *sm, gfn_t gfn)
 	return gi && gi->write_track;
 }
 
-/* The same under mmu_lock held shared (@shared: the hash may change under another leaf install;
- * a write-tracking count cannot). */
-static inline bool gfn_write_tracked_shared(struct shadow_mmu *sm, gfn_t gfn, bool shared)
+/* @gfn's stripe locked if @shared (mmu_lock held shared), else NULL ([L]: no lock needed);
+ * gfn_unlock() takes either. */
+static inline struct gfn_stripe *gfn_lock(struct shadow_mmu *sm, gfn_t gfn, bool shared)
 {
-	bool t;
-
-	struct gfn_stripe *st = gfn_stripe(sm, gfn);
+	struct gfn_stripe *st;
 
 	if (!shared)
-		return gfn_write_tracked(sm, gfn);
+		return NULL;
+	st = gfn_stripe(sm, gfn);
 	shadow_spin_lock(sm, &st->lock);
-	t = gfn_write_tracked(sm, gfn);
-	shadow_spin_unlock(&st->lock);
+	return st;
+}
+
+static inline void gfn_unlock(struct gfn_stripe *st)
+{
+	if (st)
+		shadow_spin_unlock(&st->lock);
+}
+
+/* The same under mmu_lock held shared too (@shared: the hash may change under another leaf
+ * install; a write-tracking count cannot, but a maker's under the same stripe lock). */
+static inline bool gfn_write_tracked_shared(struct shadow_mmu *sm, gfn_t gfn, bool shared)
+{
+	struct gfn_stripe *st = gfn_lock(sm, gfn, shared);
+	bool t = gfn_write_tracked(sm, gfn);
+
+	gfn_unlock(st);
 	return t;
 }
 

@@ -156,8 +156,9 @@ static int fault_resolve(struct fault *f, struct fault_part *p)
  * there, under notrap). At each indirect level the guest entry must still be what the walk read:
  * its table is write-tracked by then (sp_get flushed any TLB that still allowed writing it), so
  * the match holds until we drop mmu_lock. RET_PF_CONTINUE with *@leaf_sp, RET_PF_RETRY if an
- * entry changed, or -ENOMEM. Under f->shared it only follows: a link to make or replace is
- * RET_PF_EXCLUSIVE, with nothing changed (clearing a flooding count is no change).
+ * entry changed, or -ENOMEM. Under f->shared a missing sp is made and linked under struct_lock
+ * (sp_get_link_shared); a link to replace, or what only the exclusive lock may do, is
+ * RET_PF_EXCLUSIVE (clearing a flooding count is no change).
  */
 static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **leaf_sp,
 		 struct zap_batch *z, int stop)
@@ -990,7 +991,7 @@ out:
 
 /* The locked phase: the chain from the root, the leaf, what the access does next. [L], or under
  * f->shared mmu_lock shared: RET_PF_EXCLUSIVE then asks for the exclusive lock and a second
- * call, which does everything (the first changed nothing but leaves it could install). */
+ * call, which does everything (the first changed nothing but sps it made and linked). */
 static int fault_locked(struct fault *f, struct fault_part *p, struct zap_batch *z)
 {
 	struct shadow_mmu *sm = f->sm;

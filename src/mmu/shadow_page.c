@@ -750,20 +750,8 @@ int sp_link(struct shadow_mmu *sm, uint64_t *sptep, struct shadow_page *child)
 	return 0;
 }
 
-/* Drop leaf @sptep of @sp (present until just now); its rmap entry under its stripe's lock if
- * @shared. */
-static void leaf_drop(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep, bool shared)
-{
-	gfn_t gfn = sp_leaf_gfn(sp, sptep_index(sptep));
-	struct gfn_stripe *st = gfn_stripe(sm, gfn);
-
-	if (shared)
-		shadow_spin_lock(sm, &st->lock);
-	rmap_del(sm, gfn, sptep);
-	if (shared)
-		shadow_spin_unlock(&st->lock);
-	mmu_stat_add(&sm->mmu, pages_4k, (uint64_t)-1);
-}
+static uint64_t spte_drop_shared(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep,
+				 bool shared);
 
 /* Under @shared the sp is a level-1 one (its present entries are all leaves) and the fault holds
  * its lock: no other leaf install reaches @sptep, and nothing else changes it but the hardware's
@@ -782,21 +770,13 @@ int leaf_set(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep, gfn
 			shadow_changed(sm);
 			return 0;
 		}
-		if (shared) {
-			spte_xchg(sptep, sm->trap_spte);
-			leaf_drop(sm, sp, sptep, true);
-			shadow_changed(sm);
-		} else {
-			spte_drop(sm, sp, sptep);
-		}
+		spte_drop_shared(sm, sp, sptep, shared);
 	} else if (old != sm->trap_spte) {
 		spte_write(sptep, sm->trap_spte);    /* MMIO or non-present: trapping meanwhile */
 	}
-	if (shared)
-		shadow_spin_lock(sm, &gfn_stripe(sm, gfn)->lock);
+	struct gfn_stripe *st = gfn_lock(sm, gfn, shared);
 	rc = rmap_add(sm, gfn, sptep);
-	if (shared)
-		shadow_spin_unlock(&gfn_stripe(sm, gfn)->lock);
+	gfn_unlock(st);
 	if (rc)
 		return rc;
 	if (!sp->role.direct)
@@ -809,13 +789,25 @@ int leaf_set(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep, gfn
 
 uint64_t spte_drop(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep)
 {
+	return spte_drop_shared(sm, sp, sptep, false);
+}
+
+/* spte_drop; with @shared under mmu_lock shared, for a leaf (leaf_set: a level-1 sp, its lock
+ * held), the rmap entry under its stripe's lock. */
+static uint64_t spte_drop_shared(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep,
+				 bool shared)
+{
 	/* The entry becomes "not yet shadowed": with notrap it must trap, whatever it held. */
 	uint64_t old = spte_xchg(sptep, sm->trap_spte);
 
 	if (!is_shadow_present_pte(old))
 		return old;
 	if (is_last_spte(old, sp->role.level)) {
-		leaf_drop(sm, sp, sptep, false);
+		gfn_t gfn = sp_leaf_gfn(sp, sptep_index(sptep));
+		struct gfn_stripe *st = gfn_lock(sm, gfn, shared);
+		rmap_del(sm, gfn, sptep);
+		gfn_unlock(st);
+		mmu_stat_add(&sm->mmu, pages_4k, (uint64_t)-1);
 	} else {
 		struct shadow_page *child = pfn_to_sp(sm, spte_to_pfn(old));
 		if (child)
@@ -967,20 +959,17 @@ static struct shadow_page *pick_victim(struct shadow_mmu *sm)
 bool mmu_pages_available_shared(struct shadow_mmu *sm, unsigned need)
 {
 	uint64_t limit = shadow_page_limit(sm);
+	bool lru = sm->mmu.env.evict == VMMU_EVICT_LRU;
+	uint64_t credit = lru ? __atomic_add_fetch(&sm->aging_credit, need, __ATOMIC_RELAXED) : 0;
 
-	if (__atomic_load_n(&sm->nr_sps, __ATOMIC_RELAXED) + need > limit) {
-		if (sm->mmu.env.evict == VMMU_EVICT_LRU)
-			__atomic_add_fetch(&sm->aging_credit, need, __ATOMIC_RELAXED);
+	if (__atomic_load_n(&sm->nr_sps, __ATOMIC_RELAXED) + need > limit)
 		return false;
-	}
-	if (sm->mmu.env.evict == VMMU_EVICT_LRU &&
-	    __atomic_add_fetch(&sm->aging_credit, need, __ATOMIC_RELAXED) >= limit / 8 &&
-	    !__atomic_exchange_n(&sm->struct_lock, 1, __ATOMIC_ACQUIRE)) {
+	if (lru && credit >= limit / 8 && shadow_spin_trylock(&sm->struct_lock)) {
 		if (__atomic_load_n(&sm->aging_credit, __ATOMIC_RELAXED) >= limit / 8) {
 			__atomic_store_n(&sm->aging_credit, 0, __ATOMIC_RELAXED);
 			age_sps(sm);
 		}
-		__atomic_store_n(&sm->struct_lock, 0, __ATOMIC_RELEASE);
+		shadow_spin_unlock(&sm->struct_lock);
 	}
 	return true;
 }
