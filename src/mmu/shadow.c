@@ -403,18 +403,13 @@ static void shadow_destroy(struct mmu *m)
 	/* The sps queued above are freed before the MMU struct: the callbacks read it. */
 	vmmu_rcu_barrier();
 	/* Nothing maps or tracks a gfn any more: every gfn_info went with its last user. */
-	for (unsigned s = 0; s < GFN_STRIPES; s++) {
-		for (uint64_t i = 0; sm->gfns[s].t.b && i <= sm->gfns[s].t.mask; i++) {
-			struct hnode *n = sm->gfns[s].t.b[i], *next;
-			for (; n; n = next) {
-				struct gfn_info *gi = caa_container_of(n, struct gfn_info, hash);
-				next = n->next;
-				free(gi->rmap.v);
-				free(gi);
-			}
-		}
-		htab_destroy(&sm->gfns[s].t);
+	gfn_nodes_for_each(sm, s, n, next) {
+		struct gfn_info *gi = caa_container_of(n, struct gfn_info, hash);
+		free(gi->rmap.v);
+		free(gi);
 	}
+	for (unsigned s = 0; s < GFN_STRIPES; s++)
+		htab_destroy(&sm->gfns[s].t);
 	htab_destroy(&sm->sp_hash);
 	htab_destroy(&sm->sp_by_pfn);
 	mmu_fini(m);

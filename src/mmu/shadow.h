@@ -323,6 +323,14 @@ static inline struct gfn_stripe *gfn_stripe(struct shadow_mmu *sm, gfn_t gfn)
 	return &sm->gfns[hmix(gfn >> 9) % GFN_STRIPES];
 }
 
+/* Every gfn_info node @n (struct hnode *) of every stripe, @s the stripe's index; @next is read
+ * before the body runs, so the body may free @n (not another node). [L] */
+#define gfn_nodes_for_each(sm, s, n, next)                                                          \
+	for (unsigned s = 0; s < GFN_STRIPES; s++)                                                  \
+		for (uint64_t b_ = 0; b_ <= (sm)->gfns[s].t.mask; b_++)                             \
+			for (struct hnode *n = (sm)->gfns[s].t.b[b_], *next; n && ((next = n->next), 1); \
+			     n = next)
+
 /* gfn_infos in all stripes. [L] */
 static inline uint64_t gfn_infos(const struct shadow_mmu *sm)
 {

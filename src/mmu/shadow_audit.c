@@ -372,18 +372,12 @@ static int audit_locked(struct audit *a)
 					    SPF(sp));
 		}
 	/* Write tracking: each gfn counts exactly the indirect sps shadowing it. */
-	for (unsigned si = 0; si < GFN_STRIPES; si++) {
-		const struct htab *t = &sm->gfns[si].t;
-		for (uint64_t b = 0; b <= t->mask; b++) {
-			for (struct hnode *n = t->b[b]; n; n = n->next) {
-				if (gfn_stripe(sm, n->key) != &sm->gfns[si])
-					return fail(a, "gfn %#" PRIx64 ": in stripe %u", (uint64_t)n->key, si);
-				rc = audit_gfn(a, caa_container_of(n, struct gfn_info, hash), &tracked,
-					       &rmaps);
-				if (rc)
-					return rc;
-			}
-		}
+	gfn_nodes_for_each(sm, si, n, next) {
+		if (gfn_stripe(sm, n->key) != &sm->gfns[si])
+			return fail(a, "gfn %#" PRIx64 ": in stripe %u", (uint64_t)n->key, si);
+		rc = audit_gfn(a, caa_container_of(n, struct gfn_info, hash), &tracked, &rmaps);
+		if (rc)
+			return rc;
 	}
 	if (tracked != indirect)
 		return fail(a, "write tracking counts %" PRIu64 " sps, %" PRIu64 " indirect sps",

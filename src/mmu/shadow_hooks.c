@@ -25,11 +25,9 @@ static void write_protect_range(struct shadow_mmu *sm, gfn_t start, gfn_t end, b
 			*flush |= write_protect_gfn(sm, g, true);
 		return;
 	}
-	for (unsigned s = 0; s < GFN_STRIPES; s++)
-		for (uint64_t i = 0; i <= sm->gfns[s].t.mask; i++)
-			for (struct hnode *n = sm->gfns[s].t.b[i]; n; n = n->next)
-				if (n->key >= start && n->key < end)
-					*flush |= write_protect_gfn(sm, n->key, true);
+	gfn_nodes_for_each(sm, s, n, next)
+		if (n->key >= start && n->key < end)
+			*flush |= write_protect_gfn(sm, n->key, true);
 }
 
 static void shadow_slot_change(void *opaque, const struct memslot *old, const struct memslot *new,

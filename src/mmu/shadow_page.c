@@ -1038,19 +1038,10 @@ void zap_gfn_range(struct shadow_mmu *sm, gfn_t start, gfn_t end, struct zap_bat
 		}
 		return;
 	}
-	for (unsigned s = 0; s < GFN_STRIPES; s++) {
-		const struct htab *t = &sm->gfns[s].t;
-		for (uint64_t i = 0; i <= t->mask; i++) {
-			struct hnode *n = t->b[i], *next;
-			for (; n; n = next) {
-				next = n->next;
-				if (n->key >= start && n->key < end) {
-					struct gfn_info *gi = caa_container_of(n, struct gfn_info, hash);
-					/* The next node may be freed only if it is this one's gfn: no. */
-					zap_gfn_leaves(sm, gi, z);
-				}
-			}
-		}
+	gfn_nodes_for_each(sm, s, n, next) {
+		/* Only this node's gfn_info may go with its last leaf. */
+		if (n->key >= start && n->key < end)
+			zap_gfn_leaves(sm, caa_container_of(n, struct gfn_info, hash), z);
 	}
 }
 
