@@ -57,6 +57,18 @@ struct vmmu_guest_config {
 	bool ksm;
 	const char *const *ksm_params;
 	unsigned nr_ksm_params;
+	/* vmmu_run: khugepaged wakes between scheduler rounds on the same clock
+	 * (vmmu_khugepaged_run; with audit_period, vmmu_vm_audit of every VM after each pass that
+	 * collapsed). Knobs: @thp_params, each "KEY=VALUE[,KEY=VALUE...]"
+	 * (vmmu_khugepaged_set_params). Off by default, so runs that do not ask are as before. */
+	bool khugepaged;
+	const char *const *thp_params;
+	unsigned nr_thp_params;
+	/* vmmu_run: a fragmented host (vmmu_machine_fragment) of @host_fragment_pct percent of its
+	 * free 2M blocks, made before the VMs boot and let go at @host_fragment_ms of the run's
+	 * clock (0: held to the end). 0 percent: none. */
+	unsigned host_fragment_pct;
+	uint64_t host_fragment_ms;
 };
 
 /* The process's resident memory at one point of a run. */

@@ -166,6 +166,39 @@ int vmmu_ksm_run(struct vmmu_machine *m, uint64_t now_ms, bool *ran);
  * merged with. 0, or -EFAULT with the first inconsistency in @why. */
 int vmmu_ksm_audit(struct vmmu_machine *m, char *why, size_t whylen);
 
+/*
+ * khugepaged, as Linux's (docs/architecture.md, "Host huge pages"): it collapses 2M ranges of
+ * every VM's host memory on @m that THP applies to (the VM's config.thp always, or madvise and
+ * the memory madvised) and that 4K pages map (a fault that found no free 2M block, a split)
+ * into THPs, under the MMU notifiers, so the MMUs can map them 2M again. Passes run when the
+ * caller says, vmmu_khugepaged_run() at the caller's clock, or on a thread of its own,
+ * vmmu_khugepaged_start(), real milliseconds apart; not both at once.
+ */
+/* Knobs by their /sys/kernel/mm/transparent_hugepage/khugepaged names: pages_to_scan,
+ * scan_sleep_millisecs, alloc_sleep_millisecs, max_ptes_none, defrag. As vmmu_ksm_*_param. */
+int vmmu_khugepaged_set_param(struct vmmu_machine *m, const char *key, uint64_t val);
+int vmmu_khugepaged_get_param(struct vmmu_machine *m, const char *key, uint64_t *val);
+/* "KEY=VALUE[,KEY=VALUE...]": checked, or set on @m (NULL: check only); -EINVAL with @err. */
+int vmmu_khugepaged_set_params(struct vmmu_machine *m, const char *spec, char *err,
+			       size_t errlen);
+/* khugepaged's wake-up at time @now_ms: a pass if scan_sleep_millisecs (alloc_sleep_millisecs
+ * after a pass that found no free 2M block) have gone by since the last one, or none ran yet;
+ * *@ran (may be NULL) says if one did. The ranges collapsed, or -errno. */
+int vmmu_khugepaged_run(struct vmmu_machine *m, uint64_t now_ms, bool *ran);
+/* The thread: 0, -EBUSY (runs already) or -errno; stop waits for the pass under way. */
+int vmmu_khugepaged_start(struct vmmu_machine *m);
+void vmmu_khugepaged_stop(struct vmmu_machine *m);
+
+/* A fragmented host, as memory-fragmentation studies make one before a workload: every other 4K
+ * frame of @pct% (0..100) of @m's free 2M blocks is taken and held, so a THP fault falls back to
+ * 4K pages once the free 2M blocks are gone (thp_fault_fallback) and khugepaged finds no block
+ * to collapse into (thp_collapse_alloc_failed) until vmmu_machine_unfragment() lets them go (it
+ * returns how many frames; the machine's destroy does it too). The blocks whose holes the VMs
+ * filled meanwhile stay broken: the model has no compaction. 0, -EINVAL, -EBUSY (fragmented already), -ENOMEM.
+ * Locking: the caller's, as vmmu_ksm_run. */
+int vmmu_machine_fragment(struct vmmu_machine *m, unsigned pct);
+uint64_t vmmu_machine_unfragment(struct vmmu_machine *m);
+
 /* Anonymous memory in the VMM's (modelled) address space, to back memslots (hugetlbfs pages if
  * the VM's config asks: @hugepage is then moot). Unmapping memory
  * under a memslot is allowed (the MMU notifiers drop every mapping of it); guest accesses to it
@@ -272,8 +305,9 @@ enum vmmu_exit_reason {
 
 /* Grows at its end only; version and size say what a caller got (vmmu_vm_stats). Version 2
  * added the KSM figures after exit_cycles; version 3 ksmd's use of the MMU's dirty state;
- * version 4 the host's THP events; version 5 mmu_lock_wait_ns; version 6 sp_lock_contended. */
-#define VMMU_STATS_VERSION 6
+ * version 4 the host's THP events; version 5 mmu_lock_wait_ns; version 6 sp_lock_contended;
+ * version 7 khugepaged's figures. */
+#define VMMU_STATS_VERSION 7
 
 struct vmmu_stats {
 	uint32_t version;          /* out: VMMU_STATS_VERSION of the library that filled it */
@@ -302,7 +336,7 @@ struct vmmu_stats {
 	/* Version 4: the VM's host address space's transparent huge page events, named as in
 	 * /proc/vmstat (hugetlb pages count in none): 2M THPs a first touch mapped, first touches
 	 * THP applied to that found no free 2M block (mapped 4K), THPs split into 4K mappings,
-	 * and THPs khugepaged collapsed (0: no khugepaged yet). */
+	 * and THPs khugepaged collapsed. */
 	uint64_t thp_fault_alloc, thp_fault_fallback, thp_split_page, thp_collapse_alloc;
 	/* Version 5: host nanoseconds vCPUs waited for the MMU's lock (mmu_lock) when another
 	 * thread held it: faults, root loads, INVLPG, syncs (0 when one thread runs every vCPU) */
@@ -311,6 +345,12 @@ struct vmmu_stats {
 	 * the structure lock) that found it held by another thread (VMMU_MMU_LOCK_FINE; 0 on one
 	 * thread) */
 	uint64_t sp_lock_contended;
+	/* Version 7: khugepaged. The VM's: collapses that found no free 2M block (/proc/vmstat's
+	 * thp_collapse_alloc_failed). The machine's (transparent_hugepage/khugepaged's files):
+	 * THPs it made in every VM, its trips over every VM, its passes, the pages it looked at. */
+	uint64_t thp_collapse_alloc_failed;
+	uint64_t khugepaged_pages_collapsed, khugepaged_full_scans, khugepaged_passes,
+		 khugepaged_pages_scanned;
 };
 
 /* The fields of struct vmmu_stats that are the machine's, not the VM's: the same in the stats of
@@ -319,7 +359,9 @@ struct vmmu_stats {
 	X(host_frames) X(ksm_pages_shared) X(ksm_pages_sharing) X(ksm_full_scans)                  \
 	X(ksm_pages_unshared) X(ksm_pages_volatile) X(ksm_cow_breaks) X(ksm_zero_pages)            \
 	X(general_profit) X(ksm_passes) X(ksm_checksums) X(ksm_compares) X(ksm_merges)             \
-	X(ksm_merge_scans) X(ksm_mmu_unchanged) X(ksm_mmu_written) X(ksm_mmu_harvests)
+	X(ksm_merge_scans) X(ksm_mmu_unchanged) X(ksm_mmu_written) X(ksm_mmu_harvests)             \
+	X(khugepaged_pages_collapsed) X(khugepaged_full_scans) X(khugepaged_passes)                \
+	X(khugepaged_pages_scanned)
 
 /* A count as a user writes it on a command line or in a parameter: decimal digits only (no sign,
  * space, base prefix or suffix), so "010" is ten and "0x10" is refused. 0, or -EINVAL (not a

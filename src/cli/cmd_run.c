@@ -134,7 +134,7 @@ enum {
 	O_PARAM,
 	O_JSON, O_COST, O_CPU, O_PCID, O_AGING, O_QUANTUM, O_AUDIT, O_REPORT, O_HELP, O_MAX_SP,
 	O_EVICT,
-	O_MMU_LOCK,
+	O_MMU_LOCK, O_KHUGEPAGED, O_THP_PARAM, O_FRAGMENT,
 };
 
 static const char *const evict_names[] = { "lru", "fifo" };
@@ -154,6 +154,9 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 		{ "guest-thp", required_argument, NULL, O_GTHP },
 		{ "ksm", required_argument, NULL, O_KSM },
 		{ "ksm-param", required_argument, NULL, O_KSM_PARAM },
+		{ "khugepaged", required_argument, NULL, O_KHUGEPAGED },
+		{ "thp-param", required_argument, NULL, O_THP_PARAM },
+		{ "host-fragment", required_argument, NULL, O_FRAGMENT },
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "param", required_argument, NULL, O_PARAM },
 		{ "json", no_argument, NULL, O_JSON },
@@ -246,6 +249,35 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 			if (vmmu_ksm_set_params(NULL, optarg, why, sizeof(why)))
 				return bad("%s", why);
 			ra->ksm_params[ra->nksm_params++] = optarg;
+			break;
+		}
+		case O_KHUGEPAGED:
+			if ((i = on_off(optarg)) < 0)
+				return bad("--khugepaged '%s': expected on or off", optarg);
+			ra->khugepaged = i;
+			break;
+		case O_THP_PARAM: {
+			char why[256];
+
+			if (ra->nthp_params == MAX_PARAMS)
+				return bad("too many --thp-param");
+			if (vmmu_khugepaged_set_params(NULL, optarg, why, sizeof(why)))
+				return bad("%s", why);
+			ra->thp_params[ra->nthp_params++] = optarg;
+			break;
+		}
+		case O_FRAGMENT: {
+			char pct[16];
+			size_t n = strcspn(optarg, ":");
+
+			if (n >= sizeof(pct) || (memcpy(pct, optarg, n), pct[n] = '\0',
+						 parse_u64(pct, 100, &v)) ||
+			    (optarg[n] && parse_u64(optarg + n + 1, UINT64_MAX / 1000,
+						    &ra->host_fragment_ms)))
+				return bad("--host-fragment '%s': expected PCT[:MS], a percentage of the "
+					   "host's free 2M blocks (0 to 100) and when to let them go in "
+					   "milliseconds of the run's clock", optarg);
+			ra->host_fragment = (unsigned)v;
 			break;
 		}
 		case O_PCID:
@@ -389,7 +421,9 @@ static uint64_t max_rss_bytes(void)
 	X(ksm_pages_volatile) X(ksm_cow_breaks) X(ksm_zero_pages) X(ksm_passes) X(ksm_checksums)   \
 	X(ksm_compares) X(ksm_merges) X(ksm_merge_scans) X(ksm_mmu_unchanged) X(ksm_mmu_written)   \
 	X(ksm_mmu_harvests) X(thp_fault_alloc) X(thp_fault_fallback) X(thp_split_page)             \
-	X(thp_collapse_alloc) X(mmu_lock_wait_ns) X(sp_lock_contended)
+	X(thp_collapse_alloc) X(mmu_lock_wait_ns) X(sp_lock_contended) X(thp_collapse_alloc_failed) \
+	X(khugepaged_pages_collapsed) X(khugepaged_full_scans) X(khugepaged_passes)                \
+	X(khugepaged_pages_scanned)
 
 #define GUEST_FIELDS(X)                                                                            \
 	X(user_accesses) X(kernel_accesses) X(kills) X(forks) X(execs) X(exits) X(ctx_switches)    \
@@ -466,7 +500,14 @@ static void print_json(const struct run_args *ra, const struct vmmu_workload_arg
 		printf("%s", i ? "," : "");
 		cli_json_str(stdout, ra->ksm_params[i]);
 	}
-	printf("]},\"guest\":{\"digest\":\"%016" PRIx64 "\",\"accesses\":%" PRIu64 ",\"page_faults\":%" PRIu64,
+	printf("],\"khugepaged\":%s,\"thp_params\":[", ra->khugepaged ? "true" : "false");
+	for (unsigned i = 0; i < ra->nthp_params; i++) {
+		printf("%s", i ? "," : "");
+		cli_json_str(stdout, ra->thp_params[i]);
+	}
+	printf("],\"host_fragment\":%u,\"host_fragment_ms\":%" PRIu64, ra->host_fragment,
+	       ra->host_fragment_ms);
+	printf("},\"guest\":{\"digest\":\"%016" PRIx64 "\",\"accesses\":%" PRIu64 ",\"page_faults\":%" PRIu64,
 	       r->digest, r->accesses, r->page_faults);
 #define X(f) printf(",\"" #f "\":%" PRIu64, r->f);
 	GUEST_FIELDS(X)
@@ -555,6 +596,10 @@ static void print_table(const struct run_args *ra, const struct vmmu_workload_ar
 		printf("  %-18s THP %s: %" PRIu64 " 2M faulted, %" PRIu64 " fallbacks, %" PRIu64
 		       " split\n", "host pages", thp_names[ra->thp], st->thp_fault_alloc,
 		       st->thp_fault_fallback, st->thp_split_page);
+	if (ra->khugepaged)
+		printf("  %-18s %" PRIu64 " collapsed, %" PRIu64 " failed (no free 2M block), %" PRIu64
+		       " passes, %" PRIu64 " full scans\n", "khugepaged", st->thp_collapse_alloc,
+		       st->thp_collapse_alloc_failed, st->khugepaged_passes, st->khugepaged_full_scans);
 	/* demand_paging_test's figure, for a run that faulted its memory in. */
 	if (st->pf_fixed && r->seconds > 0)
 		printf("  %-18s %.0f pages/s per vCPU (%" PRIu64 " faults fixed, %u vCPU%s)\n",
@@ -666,6 +711,11 @@ int run_collect(int argc, char **argv, bool quiet, struct run_args *ra,
 	cfg.ksm = ra->ksm;
 	cfg.ksm_params = ra->ksm_params;
 	cfg.nr_ksm_params = ra->nksm_params;
+	cfg.khugepaged = ra->khugepaged;
+	cfg.thp_params = ra->thp_params;
+	cfg.nr_thp_params = ra->nthp_params;
+	cfg.host_fragment_pct = ra->host_fragment;
+	cfg.host_fragment_ms = ra->host_fragment_ms;
 	if (!quiet && isatty(STDERR_FILENO)) {
 		prog.start = now();
 		prog.name = wa->w->name;

@@ -35,6 +35,11 @@ struct run_args {
 	unsigned nparams;
 	const char *ksm_params[MAX_PARAMS];   /* --ksm-param values, "KEY=VALUE[,...]" each */
 	unsigned nksm_params;
+	bool khugepaged;
+	const char *thp_params[MAX_PARAMS];   /* --thp-param values (khugepaged's knobs) */
+	unsigned nthp_params;
+	unsigned host_fragment;          /* --host-fragment PCT[:MS] */
+	uint64_t host_fragment_ms;
 	struct vmmu_cost cost;
 };
 

@@ -362,6 +362,9 @@ struct sched_opts {
 	void (*progress)(void *opaque, double fraction, uint64_t accesses);
 	void *opaque;
 	struct vmmu_machine *ksm;          /* ksmd's machine, NULL: no KSM */
+	struct vmmu_machine *khugepaged;   /* khugepaged's machine, NULL: none */
+	struct vmmu_machine *fragmented;   /* a fragmented machine to let go at unfragment_ms */
+	uint64_t unfragment_ms;            /* (0: never) */
 	struct vmmu_guest_result *rss;     /* RSS samples go there (NULL: none) */
 };
 /* Sample the process's RSS into @res at @accesses (vmmu_run's samples: decimated when full). */

@@ -6,8 +6,9 @@
  *
  * Determinism: vCPUs take turns in a fixed order, each running its current task for a fixed
  * quantum of steps; the run queue is FIFO; the only randomness is each task's seeded stream. So a
- * run is repeatable bit for bit, and does not depend on the MMU mode. ksmd (--ksm on) runs
- * between rounds on the run's clock: it changes where guest pages live, never what they hold.
+ * run is repeatable bit for bit, and does not depend on the MMU mode. ksmd (--ksm on) and
+ * khugepaged (--khugepaged on) run between rounds on the run's clock: they change where guest
+ * pages live, never what they hold.
  *
  * TLB rules the kernel keeps (as Linux's arch/x86/mm/tlb.c):
  *  - a flush of an mm runs on every vCPU that has it loaded now: INVLPG for up to 33 pages,
@@ -496,8 +497,34 @@ static int ksmd_step(struct guest **gs, unsigned n, const struct sched_opts *o)
 	return 0;
 }
 
+/* khugepaged's wake-up after a round, on the same clock; with audits on, every VM is audited
+ * after a pass that collapsed something (its sptes must follow the new frames). The fragmented
+ * host is let go first when its time has come. */
+static int khugepaged_step(struct guest **gs, unsigned n, const struct sched_opts *o,
+			   bool *unfragmented)
+{
+	uint64_t now_ms = all_accesses(gs, n) / 1000;
+	bool ran;
+	int rc;
+
+	if (o->fragmented && !*unfragmented && o->unfragment_ms && now_ms >= o->unfragment_ms) {
+		vmmu_machine_unfragment(o->fragmented);
+		*unfragmented = true;
+	}
+	if (!o->khugepaged)
+		return 0;
+	rc = vmmu_khugepaged_run(o->khugepaged, now_ms, &ran);
+	if (rc < 0)
+		return guest_fail(gs[0], rc, "khugepaged: %s", strerror(-rc));
+	for (unsigned k = 0; rc > 0 && k < n && o->audit_period; k++)
+		if ((rc = guest_audit(gs[k])))
+			return rc;
+	return 0;
+}
+
 int sched_run(struct guest **gs, unsigned n, const struct sched_opts *o)
 {
+	bool unfragmented = false;
 	uint64_t rounds = 0, rss_period = 1;
 	int rc;
 
@@ -535,6 +562,9 @@ int sched_run(struct guest **gs, unsigned n, const struct sched_opts *o)
 		if (stuck && !ran)
 			return guest_fail(stuck, -EDEADLK, "every task of the guest is blocked");
 		if (o->ksm && (rc = ksmd_step(gs, n, o)))
+			return rc;
+		if ((o->khugepaged || o->fragmented) &&
+		    (rc = khugepaged_step(gs, n, o, &unfragmented)))
 			return rc;
 		if (o->rss && !(rounds % rss_period))
 			sched_rss_sample(o->rss, all_accesses(gs, n), &rss_period);

@@ -352,6 +352,11 @@ static uint64_t machine_bytes(const struct vmmu_guest_config *cfg, uint64_t mem,
 
 	if (cfg->vm.host_mem_bytes)
 		return cfg->vm.host_mem_bytes;
+	/* A fragmented host has its size, not 64G of spare address space: fragmentation means
+	 * free 2M blocks are scarce. The fragmenter holds half of what it fragments, so three
+	 * times the guest RAM leaves the VMs theirs and room for the MMUs' tables. */
+	if (cfg->host_fragment_pct)
+		return 3 * mem * vms;
 	return one > 2 * mem * vms ? one : 2 * mem * vms;
 }
 
@@ -418,6 +423,16 @@ int vmmu_run(const struct vmmu_guest_config *cfg, const struct vmmu_workload_arg
 		if (rc)
 			return rc;
 	}
+	for (unsigned i = 0; i < cfg->nr_thp_params; i++) {
+		rc = vmmu_khugepaged_set_params(NULL, cfg->thp_params[i], err, errlen);
+		if (rc)
+			return rc;
+	}
+	if (cfg->host_fragment_pct > 100) {
+		snprintf(err, errlen, "--host-fragment %u: a percentage from 0 to 100",
+			 cfg->host_fragment_pct);
+		return -EINVAL;
+	}
 
 	/* One machine for every VM of the run, as one host runs them all (KSM merges across them).
 	 * Its arena is reserved address space: err on the large side. */
@@ -428,6 +443,10 @@ int vmmu_run(const struct vmmu_guest_config *cfg, const struct vmmu_workload_arg
 	}
 	for (unsigned i = 0; i < cfg->nr_ksm_params && !rc; i++)
 		rc = vmmu_ksm_set_params(m, cfg->ksm_params[i], err, errlen);
+	for (unsigned i = 0; i < cfg->nr_thp_params && !rc; i++)
+		rc = vmmu_khugepaged_set_params(m, cfg->thp_params[i], err, errlen);
+	if (!rc && cfg->host_fragment_pct && (rc = vmmu_machine_fragment(m, cfg->host_fragment_pct)))
+		snprintf(err, errlen, "vmmu_machine_fragment: %s", strerror(-rc));
 	for (unsigned i = 0; i < vms && !rc; i++) {
 		rc = guest_boot(&gc, data, cfg->seed, m, &gs[i]);
 		if (rc) {
@@ -445,6 +464,9 @@ int vmmu_run(const struct vmmu_guest_config *cfg, const struct vmmu_workload_arg
 			.quantum = gc.quantum, .aging_period = cfg->aging_period,
 			.audit_period = cfg->audit_period, .progress = cfg->progress,
 			.opaque = cfg->progress_opaque, .ksm = cfg->ksm ? m : NULL, .rss = res,
+			.khugepaged = cfg->khugepaged ? m : NULL,
+			.fragmented = cfg->host_fragment_pct ? m : NULL,
+			.unfragment_ms = cfg->host_fragment_ms,
 		};
 		double t0 = now();
 		rc = sched_run(gs, vms, &so);

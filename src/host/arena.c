@@ -503,3 +503,61 @@ uint64_t host_arena_frames_used(const struct host_arena *a)
 {
 	return a ? __atomic_load_n(&a->used, __ATOMIC_RELAXED) : 0;
 }
+
+/* Free order-0 frames no one ever wrote (so still zero: no madvise needed), each its own
+ * allocated head with one reference. The fragmenter's, whose frames only it ever held. */
+static void free_clean(struct host_arena *a, const pfn_t *pfns, size_t n)
+{
+	pthread_mutex_lock(&a->lock);
+	for (size_t i = 0; i < n; i++) {
+		info_set(frame(a, pfns[i]), 0);
+		buddy_free(a, pfns[i], 0);
+	}
+	used_add(a, -(int64_t)n);
+	pthread_mutex_unlock(&a->lock);
+}
+
+int host_arena_fragment(struct host_arena *a, unsigned pct, pfn_t **pins, size_t *npins)
+{
+	uint64_t target, n = 0;
+	pfn_t *heads, *pinned;
+
+	if (!a || !pins || !npins || pct > 100)
+		return -EINVAL;
+	target = (a->nframes - host_arena_frames_used(a)) / 512 * pct / 100;
+	heads = calloc(target ? target : 1, sizeof(*heads));
+	if (!heads)
+		return -ENOMEM;
+	while (n < target && host_frame_alloc(a, HOST_ORDER_2M, &heads[n]) == 0)
+		n++;
+	pinned = calloc(n * 256 + 1, sizeof(*pinned));
+	if (!pinned) {
+		for (uint64_t i = 0; i < n; i++)
+			host_frame_put(a, heads[i], HOST_ORDER_2M);
+		free(heads);
+		return -ENOMEM;
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		pfn_t holes[256];
+
+		/* Every other frame held (the classic fragmenter: allocate all, free every other
+		 * page), so the frames a workload takes meanwhile fill the holes of a few blocks
+		 * and the others become 2M again once the pins go. */
+		host_frame_split(a, heads[i], HOST_ORDER_2M);
+		for (unsigned f = 0; f < 256; f++) {
+			holes[f] = heads[i] + 2 * f;
+			pinned[i * 256 + f] = heads[i] + 2 * f + 1;
+		}
+		free_clean(a, holes, 256);
+	}
+	free(heads);
+	*pins = pinned;
+	*npins = n * 256;
+	return 0;
+}
+
+void host_arena_unfragment(struct host_arena *a, pfn_t *pins, size_t npins)
+{
+	free_clean(a, pins, npins);
+	free(pins);
+}

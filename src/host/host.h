@@ -89,6 +89,13 @@ uint64_t host_arena_frames_used(const struct host_arena *a);   /* allocated 4K f
  * sanitizer's shadow, say). UINT64_MAX if mincore fails. */
 uint64_t host_arena_resident_bytes(const struct host_arena *a);
 
+/* A fragmenter, as memory-fragmentation studies run before a workload: every other 4K frame of
+ * @pct% of the free 2M blocks (taken in allocation order) held, so no 2M block can be made of
+ * them until host_arena_unfragment() lets them go (and frees the array); *@npins frames held,
+ * counted as used (never written: no RSS). 0, -EINVAL or -ENOMEM. */
+int host_arena_fragment(struct host_arena *a, unsigned pct, pfn_t **pins, size_t *npins);
+void host_arena_unfragment(struct host_arena *a, pfn_t *pins, size_t npins);
+
 /* ---- the VMM address space ---- */
 
 struct host_mm;
@@ -179,8 +186,8 @@ struct host_thp_stats {
 	uint64_t thp_fault_alloc;     /* a first touch mapped a 2M THP */
 	uint64_t thp_fault_fallback;  /* a first touch THP applied to found no free 2M block: 4K */
 	uint64_t thp_split_page;      /* a 2M THP split into 4K mappings (partial munmap, KSM) */
-	uint64_t thp_collapse_alloc;  /* khugepaged collapsed 512 4K pages into a THP (none yet:
-				       * the model has no khugepaged) */
+	uint64_t thp_collapse_alloc;  /* khugepaged collapsed a 2M range of 4K pages into a THP */
+	uint64_t thp_collapse_alloc_failed;  /* ... but found no free 2M block */
 };
 void host_mm_thp_stats(const struct host_mm *mm, struct host_thp_stats *st);
 
@@ -264,5 +271,48 @@ void host_ksm_get_stats(struct host_ksm *k, struct host_ksm_stats *st);
  * would reuse (the page in the same frame, not written since as its tracker says) still that
  * of the page's bytes. 0, or -EIO with a reason. */
 int host_ksm_audit(struct host_ksm *k, char *why, size_t whylen);
+
+/* ---- khugepaged (khugepaged.c): collapse of 4K-mapped 2M ranges into THPs ---- */
+
+struct host_khugepaged;
+
+/* The knobs of /sys/kernel/mm/transparent_hugepage/khugepaged. */
+struct host_khugepaged_params {
+	uint64_t pages_to_scan;          /* pages a pass looks at, 512 a 2M range (default 4096) */
+	uint64_t scan_sleep_millisecs;   /* between passes (default 10000) */
+	uint64_t alloc_sleep_millisecs;  /* after a pass whose 2M allocation failed (60000) */
+	uint64_t max_ptes_none;          /* none entries a collapsed range may have (0..511: 511) */
+	uint64_t defrag;                 /* 0 or 1 (default 1); the model has no compaction, so it
+					  * changes nothing */
+};
+
+struct host_khugepaged_stats {
+	uint64_t pages_collapsed;        /* THPs made (the sysfs file of that name) */
+	uint64_t full_scans;             /* trips over every registered mm (sysfs) */
+	uint64_t passes;                 /* wake-ups */
+	uint64_t pages_scanned;          /* 512 a 2M range looked at */
+	uint64_t alloc_failed;           /* collapses with no free 2M block */
+};
+
+int host_khugepaged_create(struct host_arena *a, struct host_khugepaged **out);
+/* Stops the thread if it runs; after every mm was removed. */
+void host_khugepaged_destroy(struct host_khugepaged *kh);
+/* khugepaged scans @mm's THP-eligible VMAs from now on (transparent_hugepage/enabled always, or
+ * madvise and MADV_HUGEPAGE; never hugetlb); remove it before host_mm_destroy(). */
+int host_khugepaged_add_mm(struct host_khugepaged *kh, struct host_mm *mm);
+void host_khugepaged_remove_mm(struct host_khugepaged *kh, struct host_mm *mm);
+/* Knobs by their sysfs names: as host_ksm_*_param. */
+int host_khugepaged_param_check(const char *key, uint64_t val, uint64_t *min, uint64_t *max);
+int host_khugepaged_set_param(struct host_khugepaged *kh, const char *key, uint64_t val);
+int host_khugepaged_get_param(struct host_khugepaged *kh, const char *key, uint64_t *val);
+void host_khugepaged_get_params(struct host_khugepaged *kh, struct host_khugepaged_params *p);
+/* One pass: returns the ranges collapsed (or -EINVAL); *@sleep_ms (may be NULL): how long the
+ * kernel's khugepaged would sleep before the next (scan or alloc sleep). */
+int host_khugepaged_scan(struct host_khugepaged *kh, uint64_t *sleep_ms);
+void host_khugepaged_get_stats(struct host_khugepaged *kh, struct host_khugepaged_stats *st);
+/* A thread of its own running passes, scan_sleep_millisecs of real time apart, until stopped
+ * (-EBUSY if it runs). Stop waits for the pass under way. */
+int host_khugepaged_start(struct host_khugepaged *kh);
+void host_khugepaged_stop(struct host_khugepaged *kh);
 
 #endif

@@ -8,7 +8,9 @@
 #ifndef VMMU_HOST_INTERNAL_H
 #define VMMU_HOST_INTERNAL_H
 
+#include <errno.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "host/host.h"
 
@@ -43,5 +45,56 @@ int host_mm_ksm_protect(struct host_mm *mm, hva_t hva, pfn_t pfn);
 int host_mm_ksm_merge(struct host_mm *mm, hva_t hva, pfn_t pfn, pfn_t kpfn);
 /* Does @hva map a KSM frame? Its pfn in *@pfn. */
 bool host_mm_leaf_is_ksm(struct host_mm *mm, hva_t hva, pfn_t *pfn);
+
+/* A daemon's knob (ksmd's, khugepaged's): its sysfs name, where it sits in the daemon's params
+ * struct (a uint64_t), the values it takes. Tables end with a NULL name. */
+struct host_knob {
+	const char *name;
+	size_t off;
+	uint64_t min, max;
+};
+
+static inline const struct host_knob *host_knob_find(const struct host_knob *t, const char *key)
+{
+	for (; key && t->name; t++)
+		if (!strcmp(key, t->name))
+			return t;
+	return NULL;
+}
+
+/* 0, -ENOENT (no such knob) or -ERANGE; the range in *@min, *@max (may be NULL) if it exists. */
+static inline int host_knob_check(const struct host_knob *t, const char *key, uint64_t val,
+				  uint64_t *min, uint64_t *max)
+{
+	const struct host_knob *kn = host_knob_find(t, key);
+
+	if (!kn)
+		return -ENOENT;
+	if (min)
+		*min = kn->min;
+	if (max)
+		*max = kn->max;
+	return val < kn->min || val > kn->max ? -ERANGE : 0;
+}
+
+static inline uint64_t *host_knob_field(void *params, const struct host_knob *kn)
+{
+	return (uint64_t *)((char *)params + kn->off);
+}
+
+/* For khugepaged (khugepaged.c). A scan's knob and budget in, what it did out. */
+struct host_collapse_ctl {
+	unsigned max_ptes_none;     /* in: none entries a 2M range may have and still collapse */
+	uint64_t budget;            /* in/out: pages left to scan in this pass */
+	uint64_t scanned;           /* out (added to): pages looked at, a 2M range's 512 each */
+	uint64_t collapsed;         /* out (added to): ranges collapsed into a THP */
+	uint64_t alloc_failed;      /* out (added to): collapses with no free 2M block; the scan
+				     * stops at the first */
+};
+/* Scan @mm's THP-eligible VMAs from *@cursor, 2M range by 2M range, collapsing those that qualify
+ * (mm.c, collapse_scan_range), until the budget is spent or an allocation fails: then false and
+ * *@cursor where to resume. true (and *@cursor 0) when it reached the end of the mm. Takes
+ * mm->lock for writing; the notifiers hear of each collapse as of an unmap of its 2M. */
+bool host_mm_collapse_scan(struct host_mm *mm, hva_t *cursor, struct host_collapse_ctl *c);
 
 #endif

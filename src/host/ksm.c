@@ -572,57 +572,38 @@ out:
 }
 
 /* The knobs, their ranges as /sys/kernel/mm/ksm takes them. */
-static const struct ksm_knob {
-	const char *name;
-	size_t off;
-	uint64_t min, max;
-} ksm_knobs[] = {
+static const struct host_knob ksm_knobs[] = {
 	{ "pages_to_scan", offsetof(struct host_ksm_params, pages_to_scan), 0, 1u << 30 },
 	{ "sleep_millisecs", offsetof(struct host_ksm_params, sleep_millisecs), 0, 1u << 30 },
 	{ "use_zero_pages", offsetof(struct host_ksm_params, use_zero_pages), 0, 1 },
 	{ "max_page_sharing", offsetof(struct host_ksm_params, max_page_sharing), 2, 1u << 30 },
 	{ "run", offsetof(struct host_ksm_params, run), 0, 1 },
 	{ "use_mmu_dirty", offsetof(struct host_ksm_params, use_mmu_dirty), 0, 1 },
+	{ NULL, 0, 0, 0 },
 };
-
-static const struct ksm_knob *knob_find(const char *key)
-{
-	for (size_t i = 0; key && i < sizeof(ksm_knobs) / sizeof(ksm_knobs[0]); i++)
-		if (!strcmp(key, ksm_knobs[i].name))
-			return &ksm_knobs[i];
-	return NULL;
-}
 
 int host_ksm_param_check(const char *key, uint64_t val, uint64_t *min, uint64_t *max)
 {
-	const struct ksm_knob *kn = knob_find(key);
-
-	if (!kn)
-		return -ENOENT;
-	if (min)
-		*min = kn->min;
-	if (max)
-		*max = kn->max;
-	return val < kn->min || val > kn->max ? -ERANGE : 0;
+	return host_knob_check(ksm_knobs, key, val, min, max);
 }
 
 int host_ksm_get_param(struct host_ksm *k, const char *key, uint64_t *val)
 {
-	const struct ksm_knob *kn = knob_find(key);
+	const struct host_knob *kn = host_knob_find(ksm_knobs, key);
 
 	if (!k || !val)
 		return -EINVAL;
 	if (!kn)
 		return -ENOENT;
 	pthread_mutex_lock(&k->lock);
-	*val = *(const uint64_t *)((const char *)&k->p + kn->off);
+	*val = *host_knob_field(&k->p, kn);
 	pthread_mutex_unlock(&k->lock);
 	return 0;
 }
 
 int host_ksm_set_param(struct host_ksm *k, const char *key, uint64_t val)
 {
-	const struct ksm_knob *kn = knob_find(key);
+	const struct host_knob *kn = host_knob_find(ksm_knobs, key);
 	int rc = 0;
 
 	if (!k || !kn)
@@ -630,7 +611,7 @@ int host_ksm_set_param(struct host_ksm *k, const char *key, uint64_t val)
 	if (val < kn->min || val > kn->max)
 		return -EINVAL;
 	pthread_mutex_lock(&k->lock);
-	*(uint64_t *)((char *)&k->p + kn->off) = val;
+	*host_knob_field(&k->p, kn) = val;
 	/* Every mm follows; one that cannot start tracking stays on checksums (the error says
 	 * so). */
 	if (kn->off == offsetof(struct host_ksm_params, use_mmu_dirty))

@@ -374,6 +374,15 @@ static void pt_prune(struct pt_node **path, hva_t hva, int level)
 
 #define HOST_VMA_HUGETLB (HOST_VMA_HUGETLB_2M | HOST_VMA_HUGETLB_1G)
 
+/* May THPs back @vma (at fault time and by khugepaged's collapse)? The kernel's
+ * vma_thp_eligible under transparent_hugepage/enabled: always, or madvise and MADV_HUGEPAGE. */
+static bool vma_thp_eligible(const struct host_mm *mm, const struct host_vma *vma)
+{
+	if ((vma->flags & HOST_VMA_HUGETLB) || mm->thp == HOST_THP_NEVER)
+		return false;
+	return mm->thp == HOST_THP_ALWAYS || (vma->flags & HOST_VMA_HUGEPAGE);
+}
+
 /* May a fault at @hva map a block at @level (2: 2M, 3: 1G)? Its entry there is known to be
  * empty. hugetlb VMAs map the largest page they allow that fits; THP maps 2M only. */
 static bool huge_applies(const struct host_mm *mm, const struct host_vma *vma, hva_t hva,
@@ -388,11 +397,7 @@ static bool huge_applies(const struct host_mm *mm, const struct host_vma *vma, h
 		return vma->flags & HOST_VMA_HUGETLB_1G;
 	if (level != 2)
 		return false;
-	if (vma->flags & HOST_VMA_HUGETLB)
-		return true;
-	if (mm->thp == HOST_THP_NEVER)
-		return false;
-	return mm->thp == HOST_THP_ALWAYS || (vma->flags & HOST_VMA_HUGEPAGE);
+	return (vma->flags & HOST_VMA_HUGETLB) || vma_thp_eligible(mm, vma);
 }
 
 /*
@@ -998,6 +1003,8 @@ void host_mm_thp_stats(const struct host_mm *mm, struct host_thp_stats *st)
 	st->thp_fault_fallback = __atomic_load_n(&mm->thp_ev.thp_fault_fallback, __ATOMIC_RELAXED);
 	st->thp_split_page = __atomic_load_n(&mm->thp_ev.thp_split_page, __ATOMIC_RELAXED);
 	st->thp_collapse_alloc = __atomic_load_n(&mm->thp_ev.thp_collapse_alloc, __ATOMIC_RELAXED);
+	st->thp_collapse_alloc_failed = __atomic_load_n(&mm->thp_ev.thp_collapse_alloc_failed,
+							__ATOMIC_RELAXED);
 }
 
 uint64_t host_mm_ksm_cow_breaks(const struct host_mm *mm)
@@ -1148,4 +1155,130 @@ bool host_mm_leaf_is_ksm(struct host_mm *mm, hva_t hva, pfn_t *pfn)
 		return false;
 	*pfn = pte_pfn(*e);
 	return true;
+}
+
+/* ---- what khugepaged needs (khugepaged.c) ---- */
+
+/*
+ * Collapse the 2M range at @haddr, mapped by the level-1 node @n that the level-2 entry *@e
+ * names, into one THP: a new 2M block holding the bytes of every 4K page mapped (zeroes where
+ * none is), mapped by one leaf, the old frames freed. The kernel's collapse_huge_page: between
+ * the notifiers' start and end nothing writes the old pages (every translation derived from them
+ * is gone and a new one waits for this lock or fails the invalidation sequence), so the bytes
+ * copied are the final ones. Caller holds mm->lock for writing.
+ */
+static int collapse_range(struct host_mm *mm, uint64_t *e, struct pt_node *n, hva_t haddr,
+			  bool young)
+{
+	uint8_t *dst;
+	pfn_t head, old[PT_ENTRIES];
+	size_t nold = 0;
+
+	if (host_frame_alloc(mm->arena, HOST_ORDER_2M, &head)) {
+		thp_count(&mm->thp_ev.thp_collapse_alloc_failed);
+		return -ENOMEM;
+	}
+	dst = host_pfn_to_ptr(mm->arena, head);
+	notify_start(mm, haddr, haddr + HOST_SIZE_2M);
+	for (unsigned i = 0; i < PT_ENTRIES; i++) {
+		if (n->e[i] == 0)
+			continue;   /* a page never touched reads as zeroes: the block came zeroed */
+		old[nold] = pte_pfn(n->e[i]);
+		memcpy(dst + (size_t)i * HOST_PAGE_SIZE, host_pfn_to_ptr(mm->arena, old[nold]),
+		       HOST_PAGE_SIZE);
+		nold++;
+	}
+	pte_set(e, make_leaf(head, PTE_HUGE | (young ? PTE_YOUNG : 0)));
+	pt_node_free(n);
+	host_frame_put_many(mm->arena, old, nold);
+	rss_add(mm, (int64_t)(PT_ENTRIES - nold));
+	notify_end(mm, haddr, haddr + HOST_SIZE_2M);
+	thp_count(&mm->thp_ev.thp_collapse_alloc);
+	return 0;
+}
+
+/* The level-2 entry for @hva, or NULL when a level above has none (or is a 1G leaf). */
+static uint64_t *pt_l2_entry(struct host_mm *mm, hva_t hva)
+{
+	struct pt_node *n = mm->root;
+
+	for (int level = PT_LEVELS; level > 2; level--) {
+		uint64_t v = n->e[pt_index(hva, level)];
+
+		if (v == 0 || pte_is_leaf(v))
+			return NULL;
+		n = pte_node(v);
+	}
+	return &n->e[pt_index(hva, 2)];
+}
+
+/*
+ * Look at the 2M range at @haddr (inside a THP-eligible VMA) and collapse it if the kernel's
+ * hpage_collapse_scan_pmd would: mapped by 4K pages, at most max_ptes_none of them none, none a
+ * KSM page (shared, read-only: the kernel refuses those too), and at least one referenced (young
+ * in the host page table or, through the notifiers, in a secondary MMU).
+ */
+static void collapse_scan_range(struct host_mm *mm, hva_t haddr, struct host_collapse_ctl *c)
+{
+	uint64_t *e = pt_l2_entry(mm, haddr);
+	struct pt_node *n;
+	unsigned none = 0;
+	bool young = false;
+	struct host_mmu_notifier *mn;
+
+	if (!e || *e == 0 || pte_is_leaf(*e))
+		return;
+	n = pte_node(*e);
+	for (unsigned i = 0; i < PT_ENTRIES; i++) {
+		uint64_t v = n->e[i];
+
+		if (v == 0) {
+			none++;
+			continue;
+		}
+		if (v & PTE_KSM)
+			return;
+		young |= v & PTE_YOUNG;
+	}
+	if (none > c->max_ptes_none)
+		return;
+	cds_list_for_each_entry(mn, &mm->notifiers, link)
+		if (!young && mn->ops->test_young)
+			young = mn->ops->test_young(mn, haddr, haddr + HOST_SIZE_2M);
+	if (!young)
+		return;
+	if (collapse_range(mm, e, n, haddr, young) == 0)
+		c->collapsed++;
+	else
+		c->alloc_failed++;
+}
+
+bool host_mm_collapse_scan(struct host_mm *mm, hva_t *cursor, struct host_collapse_ctl *c)
+{
+	bool done = true;
+
+	pthread_rwlock_wrlock(&mm->lock);
+	for (size_t i = vma_first_after(mm, *cursor); i < mm->nr_vmas; i++) {
+		const struct host_vma *v = &mm->vmas[i];
+		hva_t h = (hva_max(*cursor, v->start) + HOST_SIZE_2M - 1) & ~(HOST_SIZE_2M - 1);
+
+		if (!vma_thp_eligible(mm, v))
+			continue;
+		for (; h + HOST_SIZE_2M <= v->end; h += HOST_SIZE_2M) {
+			/* The kernel's progress: a PMD's worth of pages whatever it held. After a
+			 * failed allocation the pass ends (khugepaged sleeps alloc_sleep_millisecs). */
+			if (c->budget == 0 || c->alloc_failed) {
+				*cursor = h;
+				done = false;
+				goto out;
+			}
+			c->budget -= c->budget < PT_ENTRIES ? c->budget : PT_ENTRIES;
+			c->scanned += PT_ENTRIES;
+			collapse_scan_range(mm, h, c);
+		}
+	}
+	*cursor = 0;
+out:
+	pthread_rwlock_unlock(&mm->lock);
+	return done;
 }

@@ -46,6 +46,11 @@ enum mmu_pf_ret {
 				 * access, then exits: counted as pf_emulate unless the fast MMIO
 				 * path took it) */
 	RET_PF_INJECT,          /* the guest must see a #PF (pf_ec, pf_addr) */
+	/* Inside a handler only, under mmu_lock shared: the fault needs it exclusive (the soft
+	 * MMU: replace, zap, sync or unsync an sp, emulate, evict; the hard MMU: unlink a table
+	 * where a huge leaf goes now); nothing was changed but what the exclusive attempt finds
+	 * made, and the steps count as if it had gone exclusive first. */
+	RET_PF_EXCLUSIVE = 100,
 };
 
 /* One gfn's way to a host frame, as mmu_fault_slot() and mmu_faultin_pfn() found it. */

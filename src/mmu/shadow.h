@@ -276,11 +276,6 @@ static inline void shadow_spin_unlock(uint32_t *l)
 	__atomic_store_n(l, 0, __ATOMIC_RELEASE);
 }
 
-/* A fault's return code (beside RET_PF_*) under VMMU_MMU_LOCK_FINE: the fault needs mmu_lock
- * exclusive (it must replace, zap, sync or unsync an sp, emulate, evict...); nothing was changed
- * but sps made and linked, which the exclusive attempt finds. */
-#define RET_PF_EXCLUSIVE 100
-
 /* What a batch of zaps needs done before the lock is dropped. */
 struct zap_batch {
 	bool flush;                       /* TLBs may hold translations through zapped sptes */

@@ -17,7 +17,7 @@
  *      (mmu_invalidate_retry);
  *   5. tdp_mmu_map: the iterator from the root toward the gfn, linking missing tables by cmpxchg,
  *      and cmpxchg the leaf in at the largest level the host mapping and the slot allow (a
- *      table already there: 4K);
+ *      table already there: the fault starts over with mmu_lock exclusive and unlinks it);
  *   6. unlock; mark the page dirty if it became writable in a logging slot; leave the section.
  * Guest page-table accesses the hardware cannot complete (their gpa is in no slot, has no host
  * memory, or is a read-only slot's and the walk writes A/D) are walked in software, as KVM's
@@ -182,6 +182,7 @@ struct map_req {
 	bool mmu_writable;     /* the slot and the host page allow writes */
 	bool dirty;            /* set D (a write is about to happen and D bits are not logging) */
 	bool writable_now;     /* out: the leaf became writable through this call */
+	bool exclusive;        /* mmu_lock is held exclusive: a table may be unlinked */
 };
 
 /* The leaf @r asks for at @level. */
@@ -295,12 +296,18 @@ static int tdp_mmu_map(struct tdp_mmu *t, struct map_req *r, uint64_t *steps)
 		if (r->mmio)
 			return map_mmio(&it, r);
 		if (is_shadow_present_pte(it.old_spte) && !is_last_spte(it.old_spte, it.level)) {
-			/* A table where a huge leaf could go: map 4K under it. Replacing a live
-			 * table takes the exclusive lock (huge pages come back when dirty logging
-			 * stops; docs/hard-mmu.md). */
-			goal--;
-			tdp_iter_step_down(&it);
-			continue;
+			/* A table where a huge leaf goes now: the host maps the range with one
+			 * page since the table was made (khugepaged collapsed it). KVM swaps the
+			 * huge leaf in under the shared lock, freezing the table's entries; here
+			 * the fault starts over exclusive, unlinks the table (its leaves counted
+			 * out, TLBs flushed, its frames freed after a grace period) and maps the
+			 * leaf. (Dirty logging's end unlinks its tables itself: recover_huge.) */
+			if (!r->exclusive)
+				return RET_PF_EXCLUSIVE;
+			if (tdp_zap_range(t, it.gfn, it.gfn + spte_level_pages(it.level), true, NULL))
+				mmu_flush_remote_tlbs(&t->head);
+			(*steps)++;
+			continue;       /* read it again: empty now */
 		}
 		rc = map_leaf(t, &it, r, steps);
 		if (rc != RET_PF_CONTINUE)
@@ -418,6 +425,7 @@ static int tdp_handle_violation(struct tdp_mmu *t, struct tdp_fault *f)
 	for (unsigned attempt = 1;; attempt++) {
 		struct mmu_faultin fi;
 		struct map_req req;
+		uint64_t steps0;
 		int rc;
 
 		vmmu_rcu_read_lock();
@@ -458,7 +466,10 @@ static int tdp_handle_violation(struct tdp_mmu *t, struct tdp_fault *f)
 			req.dirty = pf->write && !slot_logs_dirty(fi.slot);
 		}
 
-		mmu_fault_lock(m);
+		req.exclusive = m->env.lock == VMMU_MMU_LOCK_BIG;
+		steps0 = pf->steps;
+	relock:
+		mmu_vcpu_lock(m, req.exclusive);
 		if (mmu_invalidate_retry(m, pf->mmu_seq, fi.hva)) {
 			/* The pfn may be gone already: look it up again once the host is done. */
 			pthread_rwlock_unlock(&m->mmu_lock);
@@ -470,6 +481,12 @@ static int tdp_handle_violation(struct tdp_mmu *t, struct tdp_fault *f)
 		}
 		rc = tdp_mmu_map(t, &req, &pf->steps);
 		pthread_rwlock_unlock(&m->mmu_lock);
+		if (rc == RET_PF_EXCLUSIVE) {
+			/* Counted as if it had gone exclusive first, as under the big lock. */
+			pf->steps = steps0;
+			req.exclusive = true;
+			goto relock;
+		}
 		/* After the leaf is writable, as the fast path: see there. */
 		if (rc >= 0 && req.writable_now && dirty_mode(t) == TDP_DIRTY_WRPROT)
 			slot_mark_dirty(fi.slot, f->gfn);

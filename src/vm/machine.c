@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The public host object (struct vmmu_machine, vm.h): the frame arena and ksmd several VMs share,
- * and the KSM API over host/ksm.c. A VM counts itself on its host; the host goes only when none
+ * The public host object (struct vmmu_machine, vm.h): the frame arena, ksmd and khugepaged
+ * several VMs share, and their APIs over host/ksm.c and host/khugepaged.c. A VM counts itself on its host; the host goes only when none
  * is left. ksmd's clock is the caller's: vmmu_ksm_run() runs a pass when sleep_millisecs of
- * it have gone by. Locking: ksm.c's own; vmmu_ksm_run's wake-up time belongs to its caller
- * (the run loop), nr_vms is atomic.
+ * it have gone by (khugepaged's likewise, or its own thread). Locking: ksm.c's and
+ * khugepaged.c's own; the run functions' wake-up times belong to their caller (the run loop),
+ * nr_vms is atomic.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -35,9 +36,14 @@ int vmmu_machine_create(uint64_t mem_bytes, struct vmmu_machine **out)
 	rc = host_ksm_create(h->arena, &h->ksm);
 	if (rc)
 		goto out_arena;
+	rc = host_khugepaged_create(h->arena, &h->khugepaged);
+	if (rc)
+		goto out_ksm;
 	*out = h;
 	return 0;
 
+out_ksm:
+	host_ksm_destroy(h->ksm);
 out_arena:
 	host_arena_destroy(h->arena);
 out_free:
@@ -51,6 +57,8 @@ int vmmu_machine_destroy(struct vmmu_machine *h)
 		return 0;
 	if (__atomic_load_n(&h->nr_vms, __ATOMIC_ACQUIRE))
 		return -EBUSY;
+	vmmu_machine_unfragment(h);
+	host_khugepaged_destroy(h->khugepaged);
 	host_ksm_destroy(h->ksm);
 	host_arena_destroy(h->arena);
 	free(h);
@@ -134,12 +142,17 @@ int vmmu_ksm_get_param(struct vmmu_machine *h, const char *key, uint64_t *val)
 	return host_ksm_get_param(h->ksm, key, val);
 }
 
-int vmmu_ksm_set_params(struct vmmu_machine *h, const char *spec, char *err, size_t errlen)
+/* A daemon's knobs, "KEY=VALUE[,KEY=VALUE...]", checked by @check and set by @set (NULL: check
+ * only); @opt names the option in errors, @knobs lists the names. */
+static int set_params(const char *opt, const char *knobs,
+		      int (*check)(const char *key, uint64_t val, uint64_t *min, uint64_t *max),
+		      int (*set)(void *d, const char *key, uint64_t val), void *d, const char *spec,
+		      char *err, size_t errlen)
 {
 	const char *p = spec;
 
 	if (!spec || !*spec) {
-		snprintf(err, errlen, "--ksm-param: expected KEY=VALUE[,KEY=VALUE...]");
+		snprintf(err, errlen, "%s: expected KEY=VALUE[,KEY=VALUE...]", opt);
 		return -EINVAL;
 	}
 	for (;;) {
@@ -149,34 +162,44 @@ int vmmu_ksm_set_params(struct vmmu_machine *h, const char *spec, char *err, siz
 		int rc;
 
 		if (klen >= len || klen == 0 || klen >= sizeof(key) || len - klen - 1 >= sizeof(num)) {
-			snprintf(err, errlen, "--ksm-param '%.*s': expected KEY=VALUE", (int)len, p);
+			snprintf(err, errlen, "%s '%.*s': expected KEY=VALUE", opt, (int)len, p);
 			return -EINVAL;
 		}
 		memcpy(key, p, klen);
 		key[klen] = '\0';
 		memcpy(num, p + klen + 1, len - klen - 1);
 		num[len - klen - 1] = '\0';
-		if (host_ksm_param_check(key, 0, &lo, &hi) == -ENOENT) {
-			snprintf(err, errlen, "--ksm-param: no knob '%s' (pages_to_scan, "
-				 "sleep_millisecs, use_zero_pages, max_page_sharing, run, "
-				 "use_mmu_dirty)", key);
+		if (check(key, 0, &lo, &hi) == -ENOENT) {
+			snprintf(err, errlen, "%s: no knob '%s' (%s)", opt, key, knobs);
 			return -EINVAL;
 		}
 		if (vmmu_parse_uint(num, UINT64_MAX, &val) || val < lo || val > hi) {
-			snprintf(err, errlen, "--ksm-param %s='%s': expected a decimal number from "
-				 "%llu to %llu", key, num, (unsigned long long)lo,
+			snprintf(err, errlen, "%s %s='%s': expected a decimal number from "
+				 "%llu to %llu", opt, key, num, (unsigned long long)lo,
 				 (unsigned long long)hi);
 			return -EINVAL;
 		}
-		rc = h ? host_ksm_set_param(h->ksm, key, val) : 0;
+		rc = d ? set(d, key, val) : 0;
 		if (rc) {
-			snprintf(err, errlen, "--ksm-param %s: %s", key, strerror(-rc));
+			snprintf(err, errlen, "%s %s: %s", opt, key, strerror(-rc));
 			return -EINVAL;
 		}
 		if (!p[len])
 			return 0;
 		p += len + 1;
 	}
+}
+
+static int ksm_set(void *d, const char *key, uint64_t val)
+{
+	return host_ksm_set_param(d, key, val);
+}
+
+int vmmu_ksm_set_params(struct vmmu_machine *h, const char *spec, char *err, size_t errlen)
+{
+	return set_params("--ksm-param", "pages_to_scan, sleep_millisecs, use_zero_pages, "
+			  "max_page_sharing, run, use_mmu_dirty", host_ksm_param_check, ksm_set,
+			  h ? h->ksm : NULL, spec, err, errlen);
 }
 
 int vmmu_ksm_run(struct vmmu_machine *h, uint64_t now_ms, bool *ran)
@@ -208,6 +231,7 @@ int vmmu_ksm_audit(struct vmmu_machine *h, char *why, size_t whylen)
 void vm_machine_ksm_stats(struct vmmu_machine *h, struct vmmu_stats *st)
 {
 	struct host_ksm_stats k;
+	struct host_khugepaged_stats kh;
 
 	host_ksm_get_stats(h->ksm, &k);
 	st->ksm_pages_shared = k.pages_shared;
@@ -226,4 +250,91 @@ void vm_machine_ksm_stats(struct vmmu_machine *h, struct vmmu_stats *st)
 	st->ksm_mmu_unchanged = k.mmu_unchanged;
 	st->ksm_mmu_written = k.mmu_written;
 	st->ksm_mmu_harvests = k.mmu_harvests;
+	host_khugepaged_get_stats(h->khugepaged, &kh);
+	st->khugepaged_pages_collapsed = kh.pages_collapsed;
+	st->khugepaged_full_scans = kh.full_scans;
+	st->khugepaged_passes = kh.passes;
+	st->khugepaged_pages_scanned = kh.pages_scanned;
+}
+
+/* ---- khugepaged ---- */
+
+int vmmu_khugepaged_set_param(struct vmmu_machine *h, const char *key, uint64_t val)
+{
+	int rc;
+
+	if (!h || !key)
+		return -EINVAL;
+	rc = host_khugepaged_param_check(key, val, NULL, NULL);
+	return rc ? rc : host_khugepaged_set_param(h->khugepaged, key, val);
+}
+
+int vmmu_khugepaged_get_param(struct vmmu_machine *h, const char *key, uint64_t *val)
+{
+	if (!h || !key || !val)
+		return -EINVAL;
+	return host_khugepaged_get_param(h->khugepaged, key, val);
+}
+
+static int khugepaged_set(void *d, const char *key, uint64_t val)
+{
+	return host_khugepaged_set_param(d, key, val);
+}
+
+int vmmu_khugepaged_set_params(struct vmmu_machine *h, const char *spec, char *err, size_t errlen)
+{
+	return set_params("--thp-param", "pages_to_scan, scan_sleep_millisecs, "
+			  "alloc_sleep_millisecs, max_ptes_none, defrag", host_khugepaged_param_check,
+			  khugepaged_set, h ? h->khugepaged : NULL, spec, err, errlen);
+}
+
+int vmmu_khugepaged_run(struct vmmu_machine *h, uint64_t now_ms, bool *ran)
+{
+	uint64_t sleep_ms = 0;
+	int rc;
+
+	if (ran)
+		*ran = false;
+	if (!h)
+		return -EINVAL;
+	if (h->khugepaged_ran && now_ms < h->khugepaged_next_ms)
+		return 0;
+	if (ran)
+		*ran = true;
+	rc = host_khugepaged_scan(h->khugepaged, &sleep_ms);
+	h->khugepaged_ran = true;
+	h->khugepaged_next_ms = now_ms + sleep_ms;
+	return rc;
+}
+
+int vmmu_khugepaged_start(struct vmmu_machine *h)
+{
+	return h ? host_khugepaged_start(h->khugepaged) : -EINVAL;
+}
+
+void vmmu_khugepaged_stop(struct vmmu_machine *h)
+{
+	if (h)
+		host_khugepaged_stop(h->khugepaged);
+}
+
+/* ---- the fragmenter ---- */
+
+int vmmu_machine_fragment(struct vmmu_machine *h, unsigned pct)
+{
+	if (!h || pct > 100 || h->frag_pins)
+		return h && h->frag_pins ? -EBUSY : -EINVAL;
+	return host_arena_fragment(h->arena, pct, &h->frag_pins, &h->nr_frag_pins);
+}
+
+uint64_t vmmu_machine_unfragment(struct vmmu_machine *h)
+{
+	uint64_t n = h ? h->nr_frag_pins : 0;
+
+	if (!h || !h->frag_pins)
+		return 0;
+	host_arena_unfragment(h->arena, h->frag_pins, h->nr_frag_pins);
+	h->frag_pins = NULL;
+	h->nr_frag_pins = 0;
+	return n;
 }

@@ -664,5 +664,6 @@ int vmmu_vm_stats(struct vmmu_vm *vm, struct vmmu_stats *out, size_t size)
 	st->thp_fault_fallback = thp.thp_fault_fallback;
 	st->thp_split_page = thp.thp_split_page;
 	st->thp_collapse_alloc = thp.thp_collapse_alloc;
+	st->thp_collapse_alloc_failed = thp.thp_collapse_alloc_failed;
 	return stats_out(st, out, size);
 }

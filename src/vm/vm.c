@@ -175,6 +175,9 @@ int vmmu_vm_create_on(struct vmmu_machine *h, const struct vmmu_vm_config *cfg, 
 	rc = memslots_create(vm->mm, 0, &vm->slots);
 	if (rc)
 		goto out_mm;
+	rc = host_khugepaged_add_mm(h->khugepaged, vm->mm);
+	if (rc)
+		goto out_slots_only;
 	vm->mn.ops = &vm_mn_ops;
 	host_mmu_notifier_register(vm->mm, &vm->mn);
 	vm->opts = MMU_OPT_ALL & ~vm->cfg.opts_off;
@@ -206,6 +209,8 @@ int vmmu_vm_create_on(struct vmmu_machine *h, const struct vmmu_vm_config *cfg, 
 
 out_slots:
 	host_mmu_notifier_unregister(vm->mm, &vm->mn);
+	host_khugepaged_remove_mm(h->khugepaged, vm->mm);
+out_slots_only:
 	memslots_destroy(vm->slots);
 out_mm:
 	host_mm_destroy(vm->mm);
@@ -222,6 +227,8 @@ void vmmu_vm_destroy(struct vmmu_vm *vm)
 		return;
 	/* ksmd first: its tracker reaches the memslots, whose hooks reach the MMU and the vCPUs. */
 	host_ksm_remove_mm(vm->host->ksm, vm->mm);
+	/* khugepaged too: a pass under way finishes first (it holds its lock meanwhile). */
+	host_khugepaged_remove_mm(vm->host->khugepaged, vm->mm);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		if (vm->mmu)
 			mmu_vcpu_destroy(&vm->vcpus[i]->mmu);

@@ -128,13 +128,19 @@ void vm_machine_ksm_stats(struct vmmu_machine *h, struct vmmu_stats *st);
 /* KVM_REQ_TLB_FLUSH for @v: counted (tlb_flush) unless one is already pending. */
 void vcpu_request_flush(struct vmmu_vcpu *v);
 
-/* The machine VMs run on: its frames and its ksmd. Legend as below; [a] atomic. */
+/* The machine VMs run on: its frames, its ksmd and khugepaged. Legend as below; [a] atomic. */
 struct vmmu_machine {
 	struct host_arena *arena;                        /* [c] */
 	struct host_ksm *ksm;                            /* [c] */
 	uint64_t ksm_next_ms;                            /* ksmd's next wake-up; guarded by the
 							  * caller of vmmu_ksm_run */
 	bool ksm_ran;
+	struct host_khugepaged *khugepaged;              /* [c] */
+	uint64_t khugepaged_next_ms;                     /* as ksm_next_ms, for
+							  * vmmu_khugepaged_run */
+	bool khugepaged_ran;
+	pfn_t *frag_pins;                                /* vmmu_machine_fragment's; guarded by */
+	size_t nr_frag_pins;                             /* its caller */
 	unsigned nr_vms;                                 /* [a] VMs on it */
 };
 
