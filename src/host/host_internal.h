@@ -9,6 +9,7 @@
 #define VMMU_HOST_INTERNAL_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -80,6 +81,20 @@ static inline int host_knob_check(const struct host_knob *t, const char *key, ui
 static inline uint64_t *host_knob_field(void *params, const struct host_knob *kn)
 {
 	return (uint64_t *)((char *)params + kn->off);
+}
+
+/* A daemon's get_param: the knob @key of @params, read under @lock. */
+static inline int host_knob_get(const struct host_knob *t, pthread_mutex_t *lock, void *params,
+				const char *key, uint64_t *val)
+{
+	const struct host_knob *kn = host_knob_find(t, key);
+
+	if (!kn)
+		return -ENOENT;
+	pthread_mutex_lock(lock);
+	*val = *host_knob_field(params, kn);
+	pthread_mutex_unlock(lock);
+	return 0;
 }
 
 /* For khugepaged (khugepaged.c). A scan's knob and budget in, what it did out. */

@@ -162,16 +162,9 @@ int host_khugepaged_param_check(const char *key, uint64_t val, uint64_t *min, ui
 
 int host_khugepaged_get_param(struct host_khugepaged *kh, const char *key, uint64_t *val)
 {
-	const struct host_knob *kn = host_knob_find(khugepaged_knobs, key);
-
 	if (!kh || !val)
 		return -EINVAL;
-	if (!kn)
-		return -ENOENT;
-	pthread_mutex_lock(&kh->lock);
-	*val = *host_knob_field(&kh->p, kn);
-	pthread_mutex_unlock(&kh->lock);
-	return 0;
+	return host_knob_get(khugepaged_knobs, &kh->lock, &kh->p, key, val);
 }
 
 int host_khugepaged_set_param(struct host_khugepaged *kh, const char *key, uint64_t val)

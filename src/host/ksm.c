@@ -589,16 +589,9 @@ int host_ksm_param_check(const char *key, uint64_t val, uint64_t *min, uint64_t 
 
 int host_ksm_get_param(struct host_ksm *k, const char *key, uint64_t *val)
 {
-	const struct host_knob *kn = host_knob_find(ksm_knobs, key);
-
 	if (!k || !val)
 		return -EINVAL;
-	if (!kn)
-		return -ENOENT;
-	pthread_mutex_lock(&k->lock);
-	*val = *host_knob_field(&k->p, kn);
-	pthread_mutex_unlock(&k->lock);
-	return 0;
+	return host_knob_get(ksm_knobs, &k->lock, &k->p, key, val);
 }
 
 int host_ksm_set_param(struct host_ksm *k, const char *key, uint64_t val)
