@@ -349,6 +349,9 @@ struct vmmu_stats {
 	 * thp_collapse_alloc_failed). The machine's (transparent_hugepage/khugepaged's files):
 	 * THPs it made in every VM, its trips over every VM, its passes, the pages it looked at. */
 	uint64_t thp_collapse_alloc_failed;
+	/* THPs split under memory pressure for their zero-filled subpages (thp_underused_split_page;
+	 * counted in thp_split_page too) */
+	uint64_t thp_underused_split_page;
 	uint64_t khugepaged_pages_collapsed, khugepaged_full_scans, khugepaged_passes,
 		 khugepaged_pages_scanned;
 };

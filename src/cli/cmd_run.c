@@ -422,6 +422,7 @@ static uint64_t max_rss_bytes(void)
 	X(ksm_compares) X(ksm_merges) X(ksm_merge_scans) X(ksm_mmu_unchanged) X(ksm_mmu_written)   \
 	X(ksm_mmu_harvests) X(thp_fault_alloc) X(thp_fault_fallback) X(thp_split_page)             \
 	X(thp_collapse_alloc) X(mmu_lock_wait_ns) X(sp_lock_contended) X(thp_collapse_alloc_failed) \
+	X(thp_underused_split_page)                                                                \
 	X(khugepaged_pages_collapsed) X(khugepaged_full_scans) X(khugepaged_passes)                \
 	X(khugepaged_pages_scanned)
 

@@ -188,7 +188,14 @@ struct host_thp_stats {
 	uint64_t thp_split_page;      /* a 2M THP split into 4K mappings (partial munmap, KSM) */
 	uint64_t thp_collapse_alloc;  /* khugepaged collapsed a 2M range of 4K pages into a THP */
 	uint64_t thp_collapse_alloc_failed;  /* ... but found no free 2M block */
+	uint64_t thp_underused_split_page;   /* THPs split under memory pressure (a 4K fault found
+					      * no frame) for their zero-filled subpages */
 };
+/* Under memory pressure (a first touch that finds no free frame), THPs of the mm with more than
+ * @max_none zero-filled subpages are split and those subpages freed (the kernel's thp_underused,
+ * threshold khugepaged's max_ptes_none: khugepaged sets it on the mms it scans; 511 otherwise,
+ * so only a THP of zeroes goes). The split counts in thp_split_page too. */
+void host_mm_set_underused_max_none(struct host_mm *mm, unsigned max_none);
 void host_mm_thp_stats(const struct host_mm *mm, struct host_thp_stats *st);
 
 struct host_arena *host_mm_arena(const struct host_mm *mm);

@@ -128,6 +128,7 @@ int host_khugepaged_add_mm(struct host_khugepaged *kh, struct host_mm *mm)
 		kh->cap_mms = cap;
 	}
 	kh->mms[kh->nr_mms++] = mm;
+	host_mm_set_underused_max_none(mm, (unsigned)kh->p.max_ptes_none);
 out:
 	pthread_mutex_unlock(&kh->lock);
 	return rc;
@@ -177,6 +178,10 @@ int host_khugepaged_set_param(struct host_khugepaged *kh, const char *key, uint6
 		return -EINVAL;
 	pthread_mutex_lock(&kh->lock);
 	*host_knob_field(&kh->p, kn) = val;
+	/* The shrinker of underused THPs takes the same threshold. */
+	if (kn->off == offsetof(struct host_khugepaged_params, max_ptes_none))
+		for (size_t i = 0; i < kh->nr_mms; i++)
+			host_mm_set_underused_max_none(kh->mms[i], (unsigned)val);
 	/* A sleeping thread takes the new sleep at once, as writing the sysfs file wakes it. */
 	pthread_cond_signal(&kh->wake);
 	pthread_mutex_unlock(&kh->lock);

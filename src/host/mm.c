@@ -23,6 +23,12 @@
  *    as it drops to 0; so an L2 entry of 0 means its whole 2M range is unmapped.
  *  - rss_pages is the number of 4K pages the leaves map.
  *
+ * THPs change size three ways besides munmap: khugepaged collapses a 2M range of 4K leaves into
+ * one (host_mm_collapse_scan), KSM splits one to merge a page of it, and a first touch that finds
+ * no free frame splits this mm's underused THPs and frees their zero-filled subpages
+ * (shrink_underused_thps; the kernel's shrinkers are global, this one reclaims from the faulting
+ * mm only: its lock is the one held). Each calls the notifiers over the 2M.
+ *
  * Locking: mm->lock (a rwlock, the model's mmap_lock) guards the VMAs, the page table and the
  * notifier list; every change takes it for writing (notifiers run with it held so), and stores
  * an entry with pte_set. A lookup of a page mapped and young takes no lock (pt_peek, the
@@ -106,6 +112,9 @@ struct host_mm {
 	/* Odd while notifiers are between invalidate_range_start and _end (a seqcount for the
 	 * lockless lookups: one that met no invalidation saw what a locked one would). */
 	uint64_t inval_seq;                     /* [a] written under mm->lock */
+	/* Zero-filled subpages a THP may hold before memory pressure splits it and frees them
+	 * (khugepaged's max_ptes_none, pushed here by khugepaged; 511 without it). */
+	uint64_t underused_max_none;            /* [a] */
 	unsigned inval_depth;                   /* [m] nested invalidations */
 };
 
@@ -423,6 +432,8 @@ static int ksm_cow_break(struct host_mm *mm, uint64_t *e, hva_t hva)
 	return 0;
 }
 
+static uint64_t shrink_underused_thps(struct host_mm *mm);
+
 /*
  * The modelled host page fault: find or make the leaf for @hva (inside @vma), mark it young.
  * A new mapping needs no notifier: nothing derived from it can exist yet. @write breaks COW of
@@ -472,6 +483,10 @@ static int pt_fault(struct host_mm *mm, const struct host_vma *vma, hva_t hva, b
 	e = &path[1]->e[pt_index(hva, 1)];
 	if (*e == 0) {
 		ret = host_frame_alloc(mm->arena, HOST_ORDER_4K, &frame);
+		/* No frame left: reclaim what underused THPs hold, then try once more. Nodes on
+		 * this fault's path hold an entry each, so the shrinker frees none of them. */
+		if (ret && shrink_underused_thps(mm))
+			ret = host_frame_alloc(mm->arena, HOST_ORDER_4K, &frame);
 		if (ret)
 			goto out_prune;
 		pte_set(e, make_leaf(frame, 0));
@@ -732,6 +747,7 @@ int host_mm_create(struct host_arena *a, enum host_thp thp, struct host_mm **out
 		goto out_free;
 	mm->arena = a;
 	mm->thp = thp;
+	mm->underused_max_none = PT_ENTRIES - 1;
 	*out = mm;
 	return 0;
 
@@ -1005,6 +1021,8 @@ void host_mm_thp_stats(const struct host_mm *mm, struct host_thp_stats *st)
 	st->thp_collapse_alloc = __atomic_load_n(&mm->thp_ev.thp_collapse_alloc, __ATOMIC_RELAXED);
 	st->thp_collapse_alloc_failed = __atomic_load_n(&mm->thp_ev.thp_collapse_alloc_failed,
 							__ATOMIC_RELAXED);
+	st->thp_underused_split_page = __atomic_load_n(&mm->thp_ev.thp_underused_split_page,
+						       __ATOMIC_RELAXED);
 }
 
 uint64_t host_mm_ksm_cow_breaks(const struct host_mm *mm)
@@ -1281,4 +1299,103 @@ bool host_mm_collapse_scan(struct host_mm *mm, hva_t *cursor, struct host_collap
 out:
 	pthread_rwlock_unlock(&mm->lock);
 	return done;
+}
+
+/* ---- memory pressure: the shrinker of underused THPs ---- */
+
+void host_mm_set_underused_max_none(struct host_mm *mm, unsigned max_none)
+{
+	__atomic_store_n(&mm->underused_max_none, max_none, __ATOMIC_RELAXED);
+}
+
+static bool page_is_zero(const struct host_mm *mm, pfn_t pfn)
+{
+	const uint64_t *w = host_pfn_to_ptr(mm->arena, pfn);
+
+	for (unsigned i = 0; i < HOST_PAGE_SIZE / 8; i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+/*
+ * The THP at level-2 entry *@e of @path (mapping @haddr): if more than underused_max_none of its
+ * subpages are zero-filled, split it into 4K mappings and unmap those (as the kernel's
+ * thp_underused and deferred split shrinker, which map them to the zero page: here the next
+ * touch faults a zeroed page in, which reads the same). Returns the frames freed. mm->lock held
+ * for writing.
+ */
+static uint64_t shrink_thp(struct host_mm *mm, struct pt_node **path, uint64_t *e, hva_t haddr)
+{
+	const pfn_t head = pte_pfn(*e);
+	bool zero[PT_ENTRIES];
+	unsigned nzero = 0;
+	pfn_t dead[PT_ENTRIES];
+	size_t ndead = 0;
+	struct pt_node *n;
+
+	for (unsigned i = 0; i < PT_ENTRIES; i++)
+		nzero += zero[i] = page_is_zero(mm, head + i);
+	if (nzero <= __atomic_load_n(&mm->underused_max_none, __ATOMIC_RELAXED))
+		return 0;
+	if (nzero == PT_ENTRIES) {
+		/* Nothing but zeroes: the whole THP goes, and the nodes it leaves empty. */
+		notify_start(mm, haddr, haddr + HOST_SIZE_2M);
+		pte_set(e, 0);
+		path[2]->nr--;
+		host_frame_put(mm->arena, head, HOST_ORDER_2M);
+		rss_add(mm, -(int64_t)PT_ENTRIES);
+		pt_prune(path, haddr, 2);
+		notify_end(mm, haddr, haddr + HOST_SIZE_2M);
+		thp_count(&mm->thp_ev.thp_split_page);
+		thp_count(&mm->thp_ev.thp_underused_split_page);
+		return PT_ENTRIES;
+	}
+	n = calloc(1, sizeof(*n));
+	if (!n)
+		return 0;
+	notify_start(mm, haddr, haddr + HOST_SIZE_2M);
+	pt_split_huge_into(mm, n, e);
+	for (unsigned i = 0; i < PT_ENTRIES; i++) {
+		if (!zero[i])
+			continue;
+		dead[ndead++] = pte_pfn(n->e[i]);
+		pte_set(&n->e[i], 0);
+		n->nr--;
+	}
+	host_frame_put_many(mm->arena, dead, ndead);
+	rss_add(mm, -(int64_t)ndead);
+	notify_end(mm, haddr, haddr + HOST_SIZE_2M);
+	thp_count(&mm->thp_ev.thp_underused_split_page);
+	return ndead;
+}
+
+/* Every THP of @mm's THP VMAs, shrunk where underused. The frames freed. mm->lock held for
+ * writing (a host page fault that found no frame). */
+static uint64_t shrink_underused_thps(struct host_mm *mm)
+{
+	uint64_t freed = 0;
+
+	for (size_t i = 0; i < mm->nr_vmas; i++) {
+		const struct host_vma *v = &mm->vmas[i];
+
+		if (v->flags & HOST_VMA_HUGETLB)
+			continue;
+		for (hva_t h = (v->start + HOST_SIZE_2M - 1) & ~(HOST_SIZE_2M - 1);
+		     h + HOST_SIZE_2M <= v->end; h += HOST_SIZE_2M) {
+			struct pt_node *path[PT_LEVELS + 1] = { [PT_LEVELS] = mm->root };
+			uint64_t *e = NULL;
+			int level;
+
+			for (level = PT_LEVELS; level >= 2; level--) {
+				e = &path[level]->e[pt_index(h, level)];
+				if (*e == 0 || pte_is_leaf(*e) || level == 2)
+					break;
+				path[level - 1] = pte_node(*e);
+			}
+			if (level == 2 && pte_is_leaf(*e) && !(*e & (PTE_1G | PTE_HUGETLB)))
+				freed += shrink_thp(mm, path, e, h);
+		}
+	}
+	return freed;
 }

@@ -665,5 +665,6 @@ int vmmu_vm_stats(struct vmmu_vm *vm, struct vmmu_stats *out, size_t size)
 	st->thp_split_page = thp.thp_split_page;
 	st->thp_collapse_alloc = thp.thp_collapse_alloc;
 	st->thp_collapse_alloc_failed = thp.thp_collapse_alloc_failed;
+	st->thp_underused_split_page = thp.thp_underused_split_page;
 	return stats_out(st, out, size);
 }

@@ -273,6 +273,83 @@ static void test_ksm_page_blocks(void **state)
 	host_arena_destroy(f.a);
 }
 
+/* Memory pressure: a full arena, and a first touch that needs a frame. */
+static void pressure(unsigned max_none)
+{
+	struct host_arena *a;
+	struct host_mm *mm, *mm2;
+	struct host_khugepaged *kh;
+	struct host_thp_stats ts;
+	struct inval_log log = { .mn.ops = &log_ops };
+	const unsigned nr = 512;           /* 2M ranges: the whole 1 GiB arena */
+	hva_t base, small;
+	pfn_t pfn;
+	unsigned order;
+
+	assert_int_equal(host_arena_create(1ULL << 30, &a), 0);
+	assert_int_equal(host_mm_create(a, HOST_THP_ALWAYS, &mm), 0);
+	assert_int_equal(host_mm_create(a, HOST_THP_ALWAYS, &mm2), 0);
+	assert_int_equal(host_khugepaged_create(a, &kh), 0);
+	assert_int_equal(host_khugepaged_set_param(kh, "max_ptes_none", max_none), 0);
+	assert_int_equal(host_khugepaged_add_mm(kh, mm), 0);
+	assert_int_equal(host_mmap(mm, 0, nr * SZ_2M, 0, &base), 0);
+	/* Even ranges hold one non-zero word, odd ones only zeroes. */
+	for (unsigned r = 0; r < nr; r++) {
+		assert_int_equal(host_hva_to_pfn(mm, base + r * SZ_2M, true, &pfn, NULL), 0);
+		if (!(r & 1))
+			*(uint64_t *)host_pfn_to_ptr(a, pfn) = r + 1;
+	}
+	assert_int_equal(host_arena_frames_used(a), host_arena_frames(a));
+	host_mmu_notifier_register(mm, &log.mn);
+	assert_int_equal(host_mmap(mm, 0, PAGE, 0, &small), 0);
+	/* Another mm's fault finds no frame and reclaims nothing of this mm's: ENOMEM. */
+	{
+		hva_t other;
+
+		assert_int_equal(host_mmap(mm2, 0, PAGE, 0, &other), 0);
+		assert_int_equal(host_hva_to_pfn(mm2, other, true, &pfn, NULL), -ENOMEM);
+	}
+	assert_int_equal(host_hva_to_pfn(mm, small, true, &pfn, NULL), 0);
+	host_mm_thp_stats(mm, &ts);
+	/* 511 zero subpages beside the written one: split (and those freed) only below 511. */
+	const unsigned want = max_none < 511 ? nr : nr / 2;
+	assert_int_equal(ts.thp_underused_split_page, want);
+	assert_int_equal(ts.thp_split_page, want);
+	assert_int_equal(log.n, want);
+	for (unsigned r = 0; r < nr; r++) {
+		int rc = host_hva_lookup_order(mm, base + r * SZ_2M, &pfn, &order, NULL);
+
+		if (r & 1) {
+			assert_int_equal(rc, -ENOENT);      /* all zeroes: gone whole */
+			continue;
+		}
+		assert_int_equal(rc, 0);
+		assert_int_equal(*(uint64_t *)host_pfn_to_ptr(a, pfn), r + 1);
+		assert_int_equal(order, max_none < 511 ? HOST_ORDER_4K : HOST_ORDER_2M);
+		if (max_none < 511)
+			assert_int_equal(host_hva_lookup_order(mm, base + r * SZ_2M + PAGE, &pfn, &order,
+							       NULL), -ENOENT);
+	}
+	assert_int_equal(host_mm_rss_pages(mm), max_none < 511 ? nr / 2 + 1 : nr / 2 * 512 + 1);
+	/* What went reads as zeroes again when touched. */
+	assert_int_equal(host_hva_to_pfn(mm, base + SZ_2M + 5 * PAGE, false, &pfn, NULL), 0);
+	assert_int_equal(*(uint64_t *)host_pfn_to_ptr(a, pfn), 0);
+	host_mmu_notifier_unregister(mm, &log.mn);
+	host_khugepaged_remove_mm(kh, mm);
+	host_khugepaged_destroy(kh);
+	host_mm_destroy(mm2);
+	host_mm_destroy(mm);
+	assert_int_equal(host_arena_frames_used(a), 0);
+	host_arena_destroy(a);
+}
+
+static void test_pressure_splits_underused(void **state)
+{
+	(void)state;
+	pressure(511);
+	pressure(100);
+}
+
 static void test_knobs(void **state)
 {
 	struct vmmu_machine *m;
@@ -575,6 +652,7 @@ int main(void)
 		cmocka_unit_test(test_max_ptes_none),
 		cmocka_unit_test(test_referenced_and_budget),
 		cmocka_unit_test(test_ksm_page_blocks),
+		cmocka_unit_test(test_pressure_splits_underused),
 		cmocka_unit_test(test_knobs),
 		cmocka_unit_test(test_collapse_vm),
 		cmocka_unit_test(test_threads_vm),
