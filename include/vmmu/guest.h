@@ -41,6 +41,8 @@ struct vmmu_guest_config {
 	bool guest_thp;             /* anonymous memory in 2M pages where a VMA allows */
 	bool no_pcid;               /* the kernel leaves CR4.PCIDE off (it uses PCIDs by default) */
 	unsigned aging_period;      /* page aging every N scheduler rounds; 0 = off */
+	unsigned khugepaged_period; /* the guest kernel's khugepaged (collapse of 4K-mapped 2M of
+				     * THP memory into 2M pages) every N scheduler rounds; 0 = off */
 	unsigned quantum;           /* workload steps per vCPU turn; 0 = 64 */
 	unsigned audit_period;      /* vmmu_run: vmmu_vm_audit() every N scheduler rounds and at the
 				     * end (a violation fails the run); 0 = never */
@@ -110,6 +112,7 @@ struct vmmu_guest_result {
 	uint64_t rss_bytes;
 	unsigned nr_rss_samples;
 	struct vmmu_rss_sample rss_samples[VMMU_RSS_SAMPLES];
+	uint64_t thp_collapses;     /* 2M ranges the guest kernel's khugepaged collapsed */
 };
 
 /* ---- workloads ---- */
@@ -235,6 +238,9 @@ int vmmu_guest_access(struct vmmu_guest *g, int pid, uint64_t gva, unsigned len,
 /* One pass of page aging over every address space: Accessed bits cleared, TLBs flushed.
  * *@young gets the number of pages that were young. */
 int vmmu_guest_age(struct vmmu_guest *g, uint64_t *young);
+/* One pass of the guest kernel's khugepaged (docs/guest.md): the 2M ranges of THP memory that 4K
+ * pages map, collapsed into 2M pages where Linux's would; *@collapsed (may be NULL) how many. */
+int vmmu_guest_khugepaged(struct vmmu_guest *g, uint64_t *collapsed);
 /* -ESRCH for a pid never created. */
 int vmmu_guest_task_info(struct vmmu_guest *g, int pid, struct vmmu_task_info *info);
 /* Free 4K frames in the guest's allocator. */

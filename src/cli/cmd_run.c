@@ -134,7 +134,7 @@ enum {
 	O_PARAM,
 	O_JSON, O_COST, O_CPU, O_PCID, O_AGING, O_QUANTUM, O_AUDIT, O_REPORT, O_HELP, O_MAX_SP,
 	O_EVICT,
-	O_MMU_LOCK, O_KHUGEPAGED, O_THP_PARAM, O_FRAGMENT,
+	O_MMU_LOCK, O_KHUGEPAGED, O_THP_PARAM, O_FRAGMENT, O_GKHUGEPAGED,
 };
 
 static const char *const evict_names[] = { "lru", "fifo" };
@@ -164,6 +164,7 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 		{ "cpu", required_argument, NULL, O_CPU },
 		{ "guest-pcid", required_argument, NULL, O_PCID },
 		{ "guest-aging", required_argument, NULL, O_AGING },
+		{ "guest-khugepaged", required_argument, NULL, O_GKHUGEPAGED },
 		{ "quantum", required_argument, NULL, O_QUANTUM },
 		{ "audit", required_argument, NULL, O_AUDIT },
 		{ "report", required_argument, NULL, O_REPORT },
@@ -294,6 +295,11 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 				return bad("--guest-aging '%s': expected a number of rounds (0: off)", optarg);
 			ra->aging = (unsigned)v;
 			break;
+		case O_GKHUGEPAGED:
+			if (parse_u64(optarg, UINT32_MAX, &v))
+				return bad("--guest-khugepaged '%s': expected a number of rounds (0: off)", optarg);
+			ra->guest_khugepaged = (unsigned)v;
+			break;
 		case O_QUANTUM:
 			if (parse_u64(optarg, 1u << 20, &v) || !v)
 				return bad("--quantum '%s': expected 1 to 1048576 steps", optarg);
@@ -421,15 +427,15 @@ static uint64_t max_rss_bytes(void)
 	X(ksm_pages_volatile) X(ksm_cow_breaks) X(ksm_zero_pages) X(ksm_passes) X(ksm_checksums)   \
 	X(ksm_compares) X(ksm_merges) X(ksm_merge_scans) X(ksm_mmu_unchanged) X(ksm_mmu_written)   \
 	X(ksm_mmu_harvests) X(thp_fault_alloc) X(thp_fault_fallback) X(thp_split_page)             \
-	X(thp_collapse_alloc) X(mmu_lock_wait_ns) X(sp_lock_contended) X(thp_collapse_alloc_failed) \
-	X(thp_underused_split_page)                                                                \
-	X(khugepaged_pages_collapsed) X(khugepaged_full_scans) X(khugepaged_passes)                \
-	X(khugepaged_pages_scanned)
+	X(thp_collapse_alloc) X(mmu_lock_wait_ns) X(sp_lock_contended)                             \
+	X(thp_collapse_alloc_failed) X(thp_underused_split_page) X(khugepaged_pages_collapsed)     \
+	X(khugepaged_full_scans) X(khugepaged_passes) X(khugepaged_pages_scanned)
 
 #define GUEST_FIELDS(X)                                                                            \
 	X(user_accesses) X(kernel_accesses) X(kills) X(forks) X(execs) X(exits) X(ctx_switches)    \
 	X(tlb_shootdowns) X(tlb_flushes) X(invlpgs) X(cow_copies) X(zero_fills) X(thp_allocs)      \
-	X(thp_splits) X(young_pages) X(mmio_accesses) X(trace_records) X(trace_skipped) X(audits)
+	X(thp_splits) X(thp_collapses) X(young_pages) X(mmio_accesses) X(trace_records)            \
+	X(trace_skipped) X(audits)
 
 static const char *const exit_names[VMMU_EXIT_NR] = {
 	"pf", "ept_violation", "ept_misconfig", "npf", "cr3", "invlpg", "mmio",
@@ -486,13 +492,13 @@ static void print_json(const struct run_args *ra, const struct vmmu_workload_arg
 		printf("%s\"%s\":%s", i ? "," : "", opt_names[i], ra->opts[i] ? "true" : "false");
 	printf("},\"vcpus\":%u,\"vms\":%u,\"mem_bytes\":%" PRIu64 ",\"thp\":\"%s\",\"hugetlb\":\"%s\","
 	       "\"guest_thp\":%s,"
-	       "\"ksm\":%s,\"seed\":%" PRIu64 ",\"cpu\":\"%s\",\"guest_pcid\":%s,\"guest_aging\":%u,"
+	       "\"ksm\":%s,\"seed\":%" PRIu64 ",\"cpu\":\"%s\",\"guest_pcid\":%s,\"guest_aging\":%u,\"guest_khugepaged\":%u,"
 	       "\"quantum\":%u,\"audit\":%u,\"max_shadow_pages\":%" PRIu64 ",\"mmu_evict\":\"%s\","
 	       "\"mmu_lock\":\"%s\",\"cost\":{",
 	       r->vcpus, r->vms, r->mem_bytes, thp_names[ra->thp], hugetlb_names[ra->hugetlb],
 	       ra->guest_thp ? "true" : "false",
 	       ra->ksm ? "true" : "false", ra->seed, ra->cpu ? ra->cpu : "intel",
-	       ra->pcid ? "true" : "false", ra->aging, ra->quantum ? ra->quantum : 64, ra->audit,
+	       ra->pcid ? "true" : "false", ra->aging, ra->guest_khugepaged, ra->quantum ? ra->quantum : 64, ra->audit,
 	       ra->max_shadow_pages, evict_names[ra->mmu_evict], mmu_lock_names[ra->mmu_lock]);
 	for (unsigned i = 0; cost_keys[i]; i++)
 		printf("%s\"%s\":%u", i ? "," : "", cost_keys[i], cost_get(&cost, i));
@@ -703,6 +709,7 @@ int run_collect(int argc, char **argv, bool quiet, struct run_args *ra,
 	cfg.guest_thp = ra->guest_thp;
 	cfg.no_pcid = !ra->pcid;
 	cfg.aging_period = ra->aging;
+	cfg.khugepaged_period = ra->guest_khugepaged;
 	cfg.quantum = ra->quantum;
 	cfg.audit_period = ra->audit;
 	for (unsigned i = 0; i < NR_OPTS; i++)

@@ -45,6 +45,7 @@ static const struct help_opt run_opts[] = {
 	{ "--cpu intel|amd", "the guest CPU model (intel)" },
 	{ "--guest-pcid on|off", "the guest kernel uses PCIDs (on)" },
 	{ "--guest-aging N", "page aging every N scheduler rounds (0: off)" },
+	{ "--guest-khugepaged N", "the guest kernel's khugepaged every N scheduler rounds: 2M of THP memory (--guest-thp on) that 4K pages map collapsed into 2M pages (0: off)" },
 	{ "--quantum N", "workload steps a vCPU runs before the next one's turn (64)" },
 	{ "--max-shadow-pages N", "soft MMU: shadow pages at most, 8 or more (2% of guest memory, at least 64)" },
 	{ "--mmu-evict lru|fifo", "soft MMU: which shadow pages make room at the limit: least recently used by the Accessed bits of their links (lru), or oldest created as KVM (fifo)" },

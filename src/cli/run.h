@@ -27,6 +27,7 @@ struct run_args {
 	bool guest_thp, ksm, pcid, json, report_exits;
 	uint64_t seed;
 	unsigned aging, quantum, audit;
+	unsigned guest_khugepaged;       /* --guest-khugepaged N: rounds between passes */
 	uint64_t max_shadow_pages;       /* 0: the MMU's default */
 	int mmu_evict;                   /* enum vmmu_mmu_evict */
 	int mmu_lock;                    /* enum vmmu_mmu_lock */

@@ -216,6 +216,20 @@ int vmmu_guest_age(struct vmmu_guest *vg, uint64_t *young)
 	return leave(g, kernel_age(g, young));
 }
 
+int vmmu_guest_khugepaged(struct vmmu_guest *vg, uint64_t *collapsed)
+{
+	struct guest *g = G(vg);
+	uint64_t before = g->cnt.thp_collapses;
+	int rc;
+
+	if (g->fatal)
+		return g->fatal;
+	rc = leave(g, kernel_khugepaged(g));
+	if (collapsed)
+		*collapsed = g->cnt.thp_collapses - before;
+	return rc;
+}
+
 int vmmu_guest_task_info(struct vmmu_guest *vg, int pid, struct vmmu_task_info *info)
 {
 	struct guest *g = G(vg);

@@ -397,6 +397,7 @@ void guest_counters(struct guest *g, struct vmmu_guest_result *res)
 	res->zero_fills += k->zero_fills;
 	res->thp_allocs += k->thp_allocs;
 	res->thp_splits += k->thp_splits;
+	res->thp_collapses += k->thp_collapses;
 	res->young_pages += k->young;
 	res->mmio_accesses += k->mmio;
 	res->trace_records += k->trace_records;

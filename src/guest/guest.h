@@ -213,7 +213,7 @@ static inline void obs3(struct obs *o, uint64_t a, uint64_t b, uint64_t c)
 struct guest_counters {
 	uint64_t user_accesses, kernel_accesses, page_faults, kills, forks, execs, exits;
 	uint64_t ctx_switches, shootdowns, tlb_flushes, invlpgs, cow_copies, zero_fills;
-	uint64_t thp_allocs, thp_splits, young, mmio, audits;
+	uint64_t thp_allocs, thp_splits, young, mmio, audits, thp_collapses;
 	uint64_t trace_records, trace_skipped;
 	/* migrate: dirty-log harvests, pages they reported, pages the workload wrote in them (each
 	 * found in its round's log), and the fewest pages one harvest reported */
@@ -308,6 +308,17 @@ int pt_protect_range(struct guest *g, struct gcpu *c, struct mm *mm, uint64_t st
 int pt_copy_range(struct guest *g, struct gcpu *c, struct mm *dst, struct mm *src,
 		  const struct vma *v);
 int pt_age(struct guest *g, struct gcpu *c, struct mm *mm, uint64_t *young);
+/* The PDE for @va (no table made): its gpa and value; *@pde 0 if a level above has none. */
+int pt_pde(struct guest *g, struct gcpu *c, struct mm *mm, uint64_t va, uint64_t *pde_pa,
+	   uint64_t *pde);
+/* khugepaged's collapse of the 2M at @va of THP VMA @v, whose PDE (@pde at @pde_pa) links a
+ * table, into one 2M page, as Linux's collapse_huge_page: at most @max_none entries none, one at
+ * least young, no PROT_NONE entry; each page copied (zeroes for none) into a new compound page
+ * the PDE then maps with the VMA's rights (dirty if any page was); the old frames and the table
+ * freed; a full flush with freed tables asked of the caller (@f). 1 collapsed, 0 not (no 2M
+ * block, or the range does not qualify), <0 fatal. */
+int pt_collapse(struct guest *g, struct gcpu *c, struct mm *mm, const struct vma *v, uint64_t va,
+		uint64_t pde_pa, uint64_t pde, unsigned max_none, struct flush *f);
 int pt_split_huge(struct guest *g, struct gcpu *c, struct mm *mm, uint64_t va, uint64_t pde_pa,
 		  uint64_t pde);
 void frame_put(struct guest *g, uint32_t pfn);
@@ -333,6 +344,10 @@ int sys_fork(struct guest *g, struct task *t, int cpu, struct task **child);
 int sys_clone_thread(struct guest *g, struct task *t, int cpu, struct task **thread);
 int sys_exec(struct guest *g, struct task *t);
 int kernel_age(struct guest *g, uint64_t *young);
+/* A pass of the guest kernel's khugepaged on vCPU 0: every 2M of every live mm's THP VMAs that
+ * 4K pages map, collapsed where pt_collapse() says so (max_ptes_none 511, as Linux's default),
+ * each collapse flushed. */
+int kernel_khugepaged(struct guest *g);
 
 /* fault.c: the #PF handler. 0 fixed, 1 the task must die (info filled), <0 fatal. */
 struct kill_info { int signal; uint64_t addr; uint32_t ec; };
@@ -358,7 +373,7 @@ int uaccess(struct guest *g, struct task *t, uint64_t va, unsigned len, unsigned
 	    uint64_t *val);
 /* Run every guest's tasks until all are dead. */
 struct sched_opts {
-	unsigned quantum, aging_period, audit_period;
+	unsigned quantum, aging_period, audit_period, khugepaged_period;
 	void (*progress)(void *opaque, double fraction, uint64_t accesses);
 	void *opaque;
 	struct vmmu_machine *ksm;          /* ksmd's machine, NULL: no KSM */

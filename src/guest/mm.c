@@ -553,3 +553,39 @@ int kernel_age(struct guest *g, uint64_t *young)
 	g->cnt.young += *young;
 	return rc;
 }
+
+int kernel_khugepaged(struct guest *g)
+{
+	struct gcpu *c = &g->cpus[0];
+	uint64_t stamp = ++g->next_mm_id;   /* each mm once a pass, however many tasks share it */
+	int rc = 0;
+
+	cpu_kernel(g, c);
+	for (unsigned pid = 1; pid < g->nr_pids && !rc; pid++) {
+		struct task *t = g->tasks[pid];
+		struct mm *mm;
+
+		if (!t || t->state == T_DEAD || !t->mm || t->mm->age_stamp == stamp)
+			continue;
+		mm = t->mm;
+		mm->age_stamp = stamp;
+		for (struct vma *v = mm->vmas; v < mm->vmas + mm->nr_vmas && !rc; v++) {
+			if (!(v->flags & VMA_THP) || (v->flags & VMA_FILE) ||
+			    !(v->prot & VMMU_PROT_READ))
+				continue;
+			for (uint64_t va = (v->start + SZ_2M - 1) & ~(SZ_2M - 1);
+			     va + SZ_2M <= v->end && !rc; va += SZ_2M) {
+				struct flush f = { .n = 0 };
+				uint64_t pde_pa, pde;
+
+				rc = pt_pde(g, c, mm, va, &pde_pa, &pde);
+				if (rc || !gpte_present(pde) || gpte_huge(pde))
+					continue;
+				rc = pt_collapse(g, c, mm, v, va, pde_pa, pde, 511, &f);
+				if (rc == 1)
+					rc = flush_tlb_mm(g, c, mm, &f);
+			}
+		}
+	}
+	return rc < 0 ? rc : 0;
+}

@@ -417,3 +417,84 @@ int pt_age(struct guest *g, struct gcpu *c, struct mm *mm, uint64_t *young)
 	}
 	return rc;
 }
+
+/* ---- collapse (the guest kernel's khugepaged) ---- */
+
+int pt_pde(struct guest *g, struct gcpu *c, struct mm *mm, uint64_t va, uint64_t *pde_pa,
+	   uint64_t *pde)
+{
+	uint64_t table = mm->root;
+
+	for (int l = 4; l >= 2; l--) {
+		uint64_t pa = table + pt_index(va, l) * 8, e;
+		int rc = kload64(g, c, pa, &e);
+
+		if (rc)
+			return rc;
+		if (l == 2) {
+			*pde_pa = pa;
+			*pde = e;
+			return 0;
+		}
+		if (!gpte_present(e)) {
+			*pde = 0;
+			return 0;
+		}
+		table = gpte_addr(e);
+	}
+	return 0;
+}
+
+int pt_collapse(struct guest *g, struct gcpu *c, struct mm *mm, const struct vma *v, uint64_t va,
+		uint64_t pde_pa, uint64_t pde, unsigned max_none, struct flush *f)
+{
+	uint64_t ents[512], table = gpte_addr(pde);
+	uint64_t bits = leaf_bits(v->prot) | GPTE_PS | GPTE_A;
+	unsigned none = 0;
+	bool young = false;
+	uint32_t head;
+	int rc = kread_page(g, c, table, ents);
+
+	if (rc)
+		return rc;
+	for (unsigned i = 0; i < 512; i++) {
+		if (!gpte_used(ents[i])) {
+			none++;
+			continue;
+		}
+		if (!gpte_present(ents[i]))
+			return 0;               /* a PROT_NONE entry: not for a THP */
+		young |= ents[i] & GPTE_A;
+		if (ents[i] & GPTE_D)
+			bits |= GPTE_D;
+	}
+	if (none > max_none || !young)
+		return 0;
+	head = frames_alloc(&g->fr, FRAME_MAX_ORDER);
+	if (head == FRAME_NONE)
+		return 0;
+	g->fr.f[head].flags |= F_HEAD;
+	g->fr.f[head].order = FRAME_MAX_ORDER;
+	g->fr.f[head].ref = 1;
+	for (unsigned i = 0; i < 512 && !rc; i++) {
+		uint64_t dst = ((uint64_t)head + i) << 12;
+
+		/* A zero-page or page-cache entry is copied too: the THP is this mm's own. */
+		rc = gpte_used(ents[i]) ? kcopy_page(g, c, dst, gpte_addr(ents[i])) :
+					  kzero_page(g, c, dst);
+	}
+	if (!rc)
+		rc = kstore64(g, c, pde_pa, ((uint64_t)head << 12) | bits);
+	if (rc)
+		return rc;
+	for (unsigned i = 0; i < 512; i++)
+		if (gpte_used(ents[i]))
+			frame_put(g, gpte_pfn(ents[i]));
+	pt_free_table(g, mm, table);
+	mm->rss += none;
+	/* Every 4K translation of the range, and the table in the paging-structure caches. */
+	f->full = true;
+	f->freed_tables = true;
+	g->cnt.thp_collapses++;
+	return 1;
+}

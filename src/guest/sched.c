@@ -554,6 +554,9 @@ int sched_run(struct guest **gs, unsigned n, const struct sched_opts *o)
 				if (rc)
 					return rc;
 			}
+			if (o->khugepaged_period && !(rounds % o->khugepaged_period) &&
+			    g->live_tasks && (rc = kernel_khugepaged(g)))
+				return rc;
 			if (o->audit_period && !(rounds % o->audit_period) && (rc = guest_audit(g)))
 				return rc;
 		}

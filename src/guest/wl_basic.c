@@ -128,20 +128,22 @@ const struct wl_ops wl_touch = {
 
 /* ---- gups ---- */
 
-enum { GUPS_SIZE, GUPS_UPDATES, GUPS_THREADS };
+enum { GUPS_SIZE, GUPS_UPDATES, GUPS_THREADS, GUPS_GUARD };
 
 static const struct vmmu_workload_param gups_params[] = {
 	{ "size", VMMU_PARAM_SIZE, "64M", "bytes of the table (8-byte words, demand-zero)" },
 	{ "updates", VMMU_PARAM_UINT, "1000000", "read-modify-writes at random words, all threads together" },
 	{ "threads", VMMU_PARAM_UINT, "0", "threads sharing the table (0: one per vCPU)" },
+	{ "guard", VMMU_PARAM_BOOL, "off", "before the updates, each 2M of the table is written once and one page of it made read-only and writable again (a guard page, as JITs and GCs do): guest huge pages split into 4K mappings" },
 	{ NULL, 0, NULL, NULL },
 };
 
 struct gups_prog {
-	int phase;                    /* 0 map and start threads, 1 update, 2 wait */
-	uint64_t size, base, updates, left;
+	int phase;                    /* 0 map and start threads, 1 update, 2 wait; guard: 3 write,
+				       * 4 read-only, 5 writable again (each 2M), then threads */
+	uint64_t size, base, updates, left, goff;
 	unsigned threads;
-	bool main;
+	bool main, guard;
 };
 
 static void gups_slice(void *prog, unsigned k, unsigned n)
@@ -161,8 +163,33 @@ static int gups_step(struct guest *g, struct task *t)
 
 	switch (p->phase) {
 	case 0:
-		return wl_map_and_start_threads(g, t, p->size, &p->base, p->threads, gups_step, p,
-						sizeof(*p), gups_slice);
+		if (!p->guard)
+			return wl_map_and_start_threads(g, t, p->size, &p->base, p->threads,
+							gups_step, p, sizeof(*p), gups_slice);
+		rc = sys_mmap(g, t, 0, p->size, VMMU_PROT_READ | VMMU_PROT_WRITE, 0, &p->base);
+		if (rc)
+			return wl_sys_failed(g, t, rc);
+		p->phase = 3;
+		return STEP_CONT;
+	case 3:
+		if (p->goff >= p->size) {
+			gups_slice(p, 0, p->threads);
+			rc = wl_start_threads(g, t, p->threads, gups_step, p, sizeof(*p), gups_slice);
+			return rc ? wl_sys_failed(g, t, rc) : STEP_CONT;
+		}
+		p->phase = 4;
+		return wl_write(g, t, p->base + p->goff, 8, 0);
+	case 4:
+	case 5:
+		rc = sys_mprotect(g, t, p->base + p->goff, SZ_4K, p->phase == 4 ? VMMU_PROT_READ :
+				  VMMU_PROT_READ | VMMU_PROT_WRITE);
+		if (rc)
+			return wl_sys_failed(g, t, rc);
+		if (p->phase++ == 5) {
+			p->goff += SZ_2M;
+			p->phase = 3;
+		}
+		return STEP_CONT;
 	case 1: {
 		if (!p->left) {
 			if (!p->main)
@@ -209,7 +236,7 @@ static int gups_start(struct guest *g, const struct vmmu_workload_args *a, char 
 {
 	struct gups_prog p = {
 		.size = a->u[GUPS_SIZE] & ~7ULL, .updates = a->u[GUPS_UPDATES],
-		.threads = wl_threads(a->u[GUPS_THREADS], g->nr_cpus),
+		.threads = wl_threads(a->u[GUPS_THREADS], g->nr_cpus), .guard = a->u[GUPS_GUARD],
 	};
 	struct task *t;
 	int rc = wl_start_count(g, p.updates);

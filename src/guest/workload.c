@@ -462,6 +462,7 @@ int vmmu_run(const struct vmmu_guest_config *cfg, const struct vmmu_workload_arg
 	if (!rc) {
 		struct sched_opts so = {
 			.quantum = gc.quantum, .aging_period = cfg->aging_period,
+			.khugepaged_period = cfg->khugepaged_period,
 			.audit_period = cfg->audit_period, .progress = cfg->progress,
 			.opaque = cfg->progress_opaque, .ksm = cfg->ksm ? m : NULL, .rss = res,
 			.khugepaged = cfg->khugepaged ? m : NULL,

@@ -46,6 +46,27 @@ t "the run table has a khugepaged line" 'grep -q "^  khugepaged .* collapsed, .*
 "$VMMU" run $g --mmu ept --thp never --khugepaged on --thp-param scan_sleep_millisecs=1 --json > "$tmp/never.json"
 t "--thp never: khugepaged collapses nothing" '[ "$(field "$tmp/never.json" thp_collapse_alloc)" = 0 ] && [ "$(field "$tmp/never.json" khugepaged_passes)" -gt 1 ]'
 
+# ---- the guest kernel's khugepaged ----
+# gups with guard pages splits its guest THPs into 4K mappings; the guest's khugepaged collapses
+# them again. That changes what the guest sees (fewer #PFs), so the digest is compared across
+# modes, each with the audit on.
+gg="gups --param size=16M --param updates=100000 --param guard=on --guest-thp on --audit 8"
+for k in 0 4; do
+	for m in "native" "shadow --host vmx" "shadow --host svm" "ept" "npt"; do
+		# shellcheck disable=SC2086
+		"$VMMU" run $gg --guest-khugepaged $k --mmu $m --json > "$tmp/g$k.$(echo $m | tr ' ' _).json" 2> "$tmp/g.err"; rc=$?
+		[ $rc -eq 0 ] || cat "$tmp/g.err"
+	done
+	n=$tmp/g$k.native.json
+	for m in shadow_--host_vmx shadow_--host_svm ept npt; do
+		t "guest khugepaged every $k rounds, $m: the native digest" '[ -n "$(digest "$n")" ] && [ "$(digest "$n")" = "$(digest "$tmp/g$k.$m.json")" ]'
+	done
+done
+t "guard pages split the guest's 8 THPs" '[ "$(field "$tmp/g0.native.json" thp_splits)" = 8 ] && [ "$(field "$tmp/g0.native.json" thp_collapses)" = 0 ]'
+t "the guest's khugepaged collapses them again" '[ "$(field "$tmp/g4.native.json" thp_collapses)" = 8 ]'
+t "and TLB misses fall ($(field "$tmp/g4.ept.json" tlb_misses) against $(field "$tmp/g0.ept.json" tlb_misses) under EPT)" '[ "$(field "$tmp/g4.ept.json" tlb_misses)" -lt $(( $(field "$tmp/g0.ept.json" tlb_misses) / 10 )) ]'
+t "JSON: config.guest_khugepaged" 'grep -q "\"guest_khugepaged\":4," "$tmp/g4.native.json"'
+
 # ---- bad input ----
 bad "unknown knob" "no knob 'sleep_millisecs'" run touch --thp-param sleep_millisecs=1
 bad "max_ptes_none range" "from 0 to 511" run touch --thp-param max_ptes_none=512
@@ -53,4 +74,5 @@ bad "hex value" "decimal" run touch --thp-param pages_to_scan=0x10
 bad "--khugepaged value" "on or off" run touch --khugepaged yes-please
 bad "--host-fragment over 100" "PCT\[:MS\]" run touch --host-fragment 101
 bad "--host-fragment junk" "PCT\[:MS\]" run touch --host-fragment 50:soon
+bad "--guest-khugepaged junk" "number of rounds" run touch --guest-khugepaged often
 t_done

@@ -404,6 +404,57 @@ static void test_aging(void **state)
 	vmmu_guest_destroy(g);
 }
 
+/*
+ * The guest's khugepaged: a guard page splits a THP; the pass collapses it again with every value
+ * kept, but not while a PROT_NONE page sits inside, and after a fork the parent's collapse gives
+ * it a copy of its own: the child keeps its values and sees none of the parent's later writes.
+ */
+static void test_khugepaged(void **state)
+{
+	struct vmmu_guest *g = boot(2, true, true);
+	int pid = spawn(g, 0), child;
+	uint64_t a = map(g, pid, 4ULL << 20, RW), n = 99, free0;
+	struct vmmu_guest_result r;
+
+	TEST_ASSERT((a & ((2ULL << 20) - 1)) == 0, "mapping at %#llx", (unsigned long long)a);
+	for (uint64_t i = 0; i < 1024; i += 3)
+		wr(g, pid, a + i * 4096, i + 1);
+	assert_int_equal(vmmu_guest_khugepaged(g, &n), 0);
+	assert_int_equal(n, 0);                           /* both 2M are THPs */
+	assert_int_equal(vmmu_guest_mprotect(g, pid, a + 4096, 4096, VMMU_PROT_NONE), 0);
+	assert_int_equal(vmmu_guest_khugepaged(g, &n), 0);
+	assert_int_equal(n, 0);                           /* split, but a PROT_NONE page inside */
+	assert_int_equal(vmmu_guest_mprotect(g, pid, a + 4096, 4096, RW), 0);
+	free0 = vmmu_guest_free_frames(g);
+	assert_int_equal(vmmu_guest_khugepaged(g, &n), 0);
+	assert_int_equal(n, 1);
+	/* The split page's 512 frames and its table back, one 2M page taken. */
+	assert_int_equal(vmmu_guest_free_frames(g), free0 + 1);
+	for (uint64_t i = 0; i < 1024; i++)
+		assert_int_equal(rd(g, pid, a + i * 4096), i % 3 ? 0 : i + 1);
+
+	/* Split again, then fork: the child shares the 4K pages copy-on-write. */
+	assert_int_equal(vmmu_guest_mprotect(g, pid, a + 8192, 4096, VMMU_PROT_READ), 0);
+	assert_int_equal(vmmu_guest_mprotect(g, pid, a + 8192, 4096, RW), 0);
+	assert_int_equal(vmmu_guest_fork(g, pid, 1, &child), 0);
+	/* The child's entries start old (as Linux's fork makes them): not worth a THP yet. */
+	assert_int_equal(vmmu_guest_khugepaged(g, &n), 0);
+	assert_int_equal(n, 1);                           /* the parent's */
+	assert_int_equal(rd(g, child, a + 6 * 4096), 7);
+	assert_int_equal(vmmu_guest_khugepaged(g, &n), 0);
+	assert_int_equal(n, 1);                           /* the child's, once it read a page */
+	wr(g, pid, a, 7777);
+	wr(g, child, a + 3 * 4096, 8888);
+	assert_int_equal(rd(g, child, a), 1);
+	assert_int_equal(rd(g, pid, a + 3 * 4096), 4);
+	assert_int_equal(rd(g, pid, a), 7777);
+	assert_int_equal(rd(g, child, a + 3 * 4096), 8888);
+	assert_int_equal(vmmu_guest_result(g, &r), 0);
+	assert_int_equal(r.thp_collapses, 3);
+	TEST_ASSERT(r.thp_splits >= 2, "splits %llu", (unsigned long long)r.thp_splits);
+	vmmu_guest_destroy(g);
+}
+
 static void test_api_args(void **state)
 {
 	struct vmmu_guest_config cfg = { .mem_bytes = 4096 };
@@ -915,6 +966,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_thp_cow),
 		cmocka_unit_test(test_shootdown),
 		cmocka_unit_test(test_aging),
+		cmocka_unit_test(test_khugepaged),
 		cmocka_unit_test(test_api_args),
 		cmocka_unit_test(test_workloads_deterministic),
 		cmocka_unit_test(test_transparency),
