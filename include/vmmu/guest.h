@@ -39,6 +39,10 @@ struct vmmu_guest_config {
 	unsigned vcpus;             /* 1..VMMU_GUEST_MAX_VCPUS; 0 = 1 */
 	unsigned vms;               /* vmmu_run: 1..VMMU_GUEST_MAX_VMS; 0 = the workload's default */
 	bool guest_thp;             /* anonymous memory in 2M pages where a VMA allows */
+	bool guest_1g;              /* anonymous mappings of 1 GiB or more in 1G pages, as
+				     * MAP_HUGETLB | MAP_HUGE_1GB asks (1G aligned and rounded, cut
+				     * only on 1G boundaries); a fault that finds no free 1G block
+				     * falls back to smaller pages */
 	bool no_pcid;               /* the kernel leaves CR4.PCIDE off (it uses PCIDs by default) */
 	unsigned aging_period;      /* page aging every N scheduler rounds; 0 = off */
 	unsigned khugepaged_period; /* the guest kernel's khugepaged (collapse of 4K-mapped 2M of
@@ -113,6 +117,7 @@ struct vmmu_guest_result {
 	unsigned nr_rss_samples;
 	struct vmmu_rss_sample rss_samples[VMMU_RSS_SAMPLES];
 	uint64_t thp_collapses;     /* 2M ranges the guest kernel's khugepaged collapsed */
+	uint64_t huge_1g_pages;     /* 1G pages mapped (guest_1g; a copy on write included) */
 };
 
 /* ---- workloads ---- */

@@ -130,7 +130,7 @@ static void describe(struct row *r)
 	if (!f)
 		abort();
 	fputs(json_object_to_json_string_ext(json_path(r->o, "workload"), JSON_C_TO_STRING_PLAIN), f);
-	static const char *const same[] = { "vcpus", "vms", "mem_bytes", "guest_thp", "seed", "cpu",
+	static const char *const same[] = { "vcpus", "vms", "mem_bytes", "guest_thp", "guest_1g", "seed", "cpu",
 					    "guest_pcid", "guest_aging", "guest_khugepaged", "quantum" };
 	for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
 		char path[64];

@@ -134,7 +134,7 @@ enum {
 	O_PARAM,
 	O_JSON, O_COST, O_CPU, O_PCID, O_AGING, O_QUANTUM, O_AUDIT, O_REPORT, O_HELP, O_MAX_SP,
 	O_EVICT,
-	O_MMU_LOCK, O_KHUGEPAGED, O_THP_PARAM, O_FRAGMENT, O_GKHUGEPAGED,
+	O_MMU_LOCK, O_KHUGEPAGED, O_THP_PARAM, O_FRAGMENT, O_GKHUGEPAGED, O_G1G,
 };
 
 static const char *const evict_names[] = { "lru", "fifo" };
@@ -165,6 +165,7 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 		{ "guest-pcid", required_argument, NULL, O_PCID },
 		{ "guest-aging", required_argument, NULL, O_AGING },
 		{ "guest-khugepaged", required_argument, NULL, O_GKHUGEPAGED },
+		{ "guest-1g", required_argument, NULL, O_G1G },
 		{ "quantum", required_argument, NULL, O_QUANTUM },
 		{ "audit", required_argument, NULL, O_AUDIT },
 		{ "report", required_argument, NULL, O_REPORT },
@@ -236,6 +237,11 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 			if ((i = on_off(optarg)) < 0)
 				return bad("--guest-thp '%s': expected on or off", optarg);
 			ra->guest_thp = i;
+			break;
+		case O_G1G:
+			if ((i = on_off(optarg)) < 0)
+				return bad("--guest-1g '%s': expected on or off", optarg);
+			ra->guest_1g = i;
 			break;
 		case O_KSM:
 			if ((i = on_off(optarg)) < 0)
@@ -434,7 +440,7 @@ static uint64_t max_rss_bytes(void)
 #define GUEST_FIELDS(X)                                                                            \
 	X(user_accesses) X(kernel_accesses) X(kills) X(forks) X(execs) X(exits) X(ctx_switches)    \
 	X(tlb_shootdowns) X(tlb_flushes) X(invlpgs) X(cow_copies) X(zero_fills) X(thp_allocs)      \
-	X(thp_splits) X(thp_collapses) X(young_pages) X(mmio_accesses) X(trace_records)            \
+	X(thp_splits) X(thp_collapses) X(huge_1g_pages) X(young_pages) X(mmio_accesses) X(trace_records)            \
 	X(trace_skipped) X(audits)
 
 static const char *const exit_names[VMMU_EXIT_NR] = {
@@ -491,12 +497,12 @@ static void print_json(const struct run_args *ra, const struct vmmu_workload_arg
 	for (unsigned i = 0; i < NR_OPTS; i++)
 		printf("%s\"%s\":%s", i ? "," : "", opt_names[i], ra->opts[i] ? "true" : "false");
 	printf("},\"vcpus\":%u,\"vms\":%u,\"mem_bytes\":%" PRIu64 ",\"thp\":\"%s\",\"hugetlb\":\"%s\","
-	       "\"guest_thp\":%s,"
+	       "\"guest_thp\":%s,\"guest_1g\":%s,"
 	       "\"ksm\":%s,\"seed\":%" PRIu64 ",\"cpu\":\"%s\",\"guest_pcid\":%s,\"guest_aging\":%u,\"guest_khugepaged\":%u,"
 	       "\"quantum\":%u,\"audit\":%u,\"max_shadow_pages\":%" PRIu64 ",\"mmu_evict\":\"%s\","
 	       "\"mmu_lock\":\"%s\",\"cost\":{",
 	       r->vcpus, r->vms, r->mem_bytes, thp_names[ra->thp], hugetlb_names[ra->hugetlb],
-	       ra->guest_thp ? "true" : "false",
+	       ra->guest_thp ? "true" : "false", ra->guest_1g ? "true" : "false",
 	       ra->ksm ? "true" : "false", ra->seed, ra->cpu ? ra->cpu : "intel",
 	       ra->pcid ? "true" : "false", ra->aging, ra->guest_khugepaged, ra->quantum ? ra->quantum : 64, ra->audit,
 	       ra->max_shadow_pages, evict_names[ra->mmu_evict], mmu_lock_names[ra->mmu_lock]);
@@ -707,6 +713,7 @@ int run_collect(int argc, char **argv, bool quiet, struct run_args *ra,
 	cfg.vcpus = ra->vcpus;
 	cfg.vms = ra->vms;
 	cfg.guest_thp = ra->guest_thp;
+	cfg.guest_1g = ra->guest_1g;
 	cfg.no_pcid = !ra->pcid;
 	cfg.aging_period = ra->aging;
 	cfg.khugepaged_period = ra->guest_khugepaged;

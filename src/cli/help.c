@@ -45,6 +45,7 @@ static const struct help_opt run_opts[] = {
 	{ "--cpu intel|amd", "the guest CPU model (intel)" },
 	{ "--guest-pcid on|off", "the guest kernel uses PCIDs (on)" },
 	{ "--guest-aging N", "page aging every N scheduler rounds (0: off)" },
+	{ "--guest-1g on|off", "the workload's anonymous mappings of 1G or more in guest 1G pages, as MAP_HUGETLB | MAP_HUGE_1GB (off)" },
 	{ "--guest-khugepaged N", "the guest kernel's khugepaged every N scheduler rounds: 2M of THP memory (--guest-thp on) that 4K pages map collapsed into 2M pages (0: off)" },
 	{ "--quantum N", "workload steps a vCPU runs before the next one's turn (64)" },
 	{ "--max-shadow-pages N", "soft MMU: shadow pages at most, 8 or more (2% of guest memory, at least 64)" },

@@ -24,7 +24,7 @@ struct run_args {
 	uint64_t mem;
 	int thp;
 	int hugetlb;                     /* enum vmmu_hugetlb */
-	bool guest_thp, ksm, pcid, json, report_exits;
+	bool guest_thp, guest_1g, ksm, pcid, json, report_exits;
 	uint64_t seed;
 	unsigned aging, quantum, audit;
 	unsigned guest_khugepaged;       /* --guest-khugepaged N: rounds between passes */

@@ -224,6 +224,7 @@ int guest_boot(const struct vmmu_guest_config *cfg, uint64_t data_bytes, uint64_
 	g->mem_bytes = cfg->mem_bytes;
 	g->nr_cpus = cfg->vcpus ? cfg->vcpus : 1;
 	g->thp = cfg->guest_thp;
+	g->huge1g = cfg->guest_1g;
 	g->pcid = !cfg->no_pcid;
 	g->seed = cfg->seed;
 	g->nr_pids = 1;   /* pid 0 is nobody */
@@ -398,6 +399,7 @@ void guest_counters(struct guest *g, struct vmmu_guest_result *res)
 	res->thp_allocs += k->thp_allocs;
 	res->thp_splits += k->thp_splits;
 	res->thp_collapses += k->thp_collapses;
+	res->huge_1g_pages += k->huge_1g;
 	res->young_pages += k->young;
 	res->mmio_accesses += k->mmio;
 	res->trace_records += k->trace_records;

@@ -83,6 +83,41 @@ static int do_huge_anonymous(struct guest *g, struct gcpu *c, struct mm *mm, con
 	return rc ? rc : 1;
 }
 
+/* --guest-1g: a zeroed 1G page at the empty PDPTE for @va (as a hugetlbfs fault). 1 done, 0 fall
+ * back to smaller pages (no 1G block free: the model's pool is guest RAM), <0 fatal. */
+static int do_huge_1g(struct guest *g, struct gcpu *c, struct mm *mm, const struct vma *v,
+		      uint64_t va, bool write)
+{
+	uint64_t base = va & ~(SZ_1G - 1), epa, e;
+	bool huge;
+	uint32_t head;
+	int rc;
+
+	if (base < v->start || base + SZ_1G > v->end)
+		return 0;
+	rc = pt_walk_alloc(g, c, mm, va, 3, &epa, &e, &huge);
+	if (rc)
+		return rc == -ENOMEM ? 0 : rc;
+	if (huge || gpte_used(e))
+		return 0;
+	head = frames_alloc_1g(&g->fr);
+	if (head == FRAME_NONE)
+		return 0;
+	g->fr.f[head].flags |= F_HEAD;
+	g->fr.f[head].order = FRAME_1G_ORDER;
+	g->fr.f[head].ref = 1;
+	for (uint32_t i = 0; i < leaf_pages(3); i++) {
+		rc = kzero_page(g, c, ((uint64_t)(head + i)) << 12);
+		if (rc)
+			return rc;
+	}
+	g->cnt.huge_1g++;
+	mm->rss += leaf_pages(3);
+	rc = kstore64(g, c, epa, ((uint64_t)head << 12) | leaf_bits(v->prot) | GPTE_PS |
+		      (write ? GPTE_D : 0));
+	return rc ? rc : 1;
+}
+
 /* A not-present 4K entry: demand zero, or the page cache. @epa/@level: where the lookup
  * stopped (level 1: the PTE's own address, so the table is there already). */
 static int do_pte_missing(struct guest *g, struct gcpu *c, struct mm *mm, const struct vma *v,
@@ -168,18 +203,23 @@ static int do_wp_page(struct guest *g, struct gcpu *c, struct mm *mm, const stru
 	return flush_page(g, c, mm, va);
 }
 
-/* Write to a present read-only 2M entry in a writable VMA. */
+/* Write to a present read-only 2M (@level 2) or 1G (3) entry in a writable VMA. */
 static int do_huge_wp(struct guest *g, struct gcpu *c, struct mm *mm, const struct vma *v,
-		      uint64_t va, uint64_t epa, uint64_t e, struct kill_info *k, uint32_t ec)
+		      uint64_t va, uint64_t epa, uint64_t e, int level, struct kill_info *k,
+		      uint32_t ec)
 {
-	uint32_t old = (uint32_t)((e & GPTE_ADDR_2M) >> 12);
+	uint32_t old = leaf_head(e, level);
 	struct frame *h = &g->fr.f[old];
-	uint64_t base = va & ~(SZ_2M - 1);
+	const uint64_t pages = leaf_pages(level), base = va & ~((pages << 12) - 1);
 	int rc;
 
 	if (h->ref == 1)
 		return kstore64(g, c, epa, e | GPTE_W | GPTE_D | GPTE_A);
-	uint32_t head = frames_alloc(&g->fr, FRAME_MAX_ORDER);
+	uint32_t head = level == 3 ? frames_alloc_1g(&g->fr) : frames_alloc(&g->fr, FRAME_MAX_ORDER);
+	if (head == FRAME_NONE && level == 3) {
+		/* No 1G block for the copy: hugetlb's SIGBUS. */
+		return kill(k, VMMU_SIGBUS, va, ec);
+	}
 	if (head == FRAME_NONE) {
 		/* No 2M block: split into private 4K copies; the retry faults on the 4K entry. */
 		rc = pt_split_huge(g, c, mm, base, epa, e);
@@ -188,15 +228,18 @@ static int do_huge_wp(struct guest *g, struct gcpu *c, struct mm *mm, const stru
 		return rc ? rc : flush_page(g, c, mm, base);
 	}
 	g->fr.f[head].flags |= F_HEAD;
-	g->fr.f[head].order = FRAME_MAX_ORDER;
+	g->fr.f[head].order = level == 3 ? FRAME_1G_ORDER : FRAME_MAX_ORDER;
 	g->fr.f[head].ref = 1;
-	for (uint32_t i = 0; i < 512; i++) {
+	for (uint32_t i = 0; i < pages; i++) {
 		rc = kcopy_page(g, c, ((uint64_t)(head + i)) << 12, ((uint64_t)(old + i)) << 12);
 		if (rc)
 			return rc;
 	}
-	g->cnt.cow_copies += 512;
-	g->cnt.thp_allocs++;
+	g->cnt.cow_copies += pages;
+	if (level == 3)
+		g->cnt.huge_1g++;
+	else
+		g->cnt.thp_allocs++;
 	rc = kstore64(g, c, epa, ((uint64_t)head << 12) | leaf_bits(v->prot) | GPTE_PS | GPTE_D | GPTE_A);
 	if (rc)
 		return rc;
@@ -255,10 +298,9 @@ int handle_page_fault(struct guest *g, struct gcpu *c, struct task *t, uint64_t 
 	if (rc)
 		return rc;
 	if (gpte_present(e)) {
-		bool huge = level == 2;
 		if (write && !(e & GPTE_W))
-			return huge ? do_huge_wp(g, c, mm, v, va, epa, e, k, ec) :
-				      do_wp_page(g, c, mm, v, va, epa, e, k, ec);
+			return level >= 2 ? do_huge_wp(g, c, mm, v, va, epa, e, level, k, ec) :
+					    do_wp_page(g, c, mm, v, va, epa, e, k, ec);
 		/* Spurious: the entry allows the access now. */
 		rc = vmmu_vcpu_invlpg(c->v, va);
 		g->cnt.invlpgs++;
@@ -266,6 +308,11 @@ int handle_page_fault(struct guest *g, struct gcpu *c, struct task *t, uint64_t 
 	}
 	if (gpte_used(e))
 		return guest_fail(g, -EIO, "guest kernel bug: a PROT_NONE entry inside an accessible VMA at %#" PRIx64, va);
+	if ((v->flags & VMA_HUGE1G) && level >= 3) {
+		rc = do_huge_1g(g, c, mm, v, va, write);
+		if (rc)
+			return rc < 0 ? rc : 0;
+	}
 	if ((v->flags & VMA_THP) && level >= 2) {
 		rc = do_huge_anonymous(g, c, mm, v, va, write);
 		if (rc)

@@ -155,8 +155,36 @@ uint32_t frames_alloc(struct frames *fr, unsigned order)
 	return pfn;
 }
 
+uint32_t frames_alloc_1g(struct frames *fr)
+{
+	const uint64_t n = 1ULL << FRAME_1G_ORDER;
+	uint64_t start = (fr->frontier + n - 1) & ~(n - 1);
+
+	if (start + n > fr->body_end)
+		return FRAME_NONE;
+	/* Highest first, so each list's head stays its lowest block. */
+	for (uint64_t p = start; p > fr->frontier; p -= 1ULL << FRAME_MAX_ORDER)
+		list_push(fr, (uint32_t)(p - (1ULL << FRAME_MAX_ORDER)), FRAME_MAX_ORDER);
+	fr->frontier = start + n;
+	for (uint64_t i = 0; i < n; i++) {
+		struct frame *f = &fr->f[start + i];
+		f->flags = F_EVER;
+		f->ref = 0;
+		f->order = 0;
+	}
+	fr->free -= n;
+	if (start + n > fr->hwm)
+		fr->hwm = start + n;
+	return (uint32_t)start;
+}
+
 void frames_free(struct frames *fr, uint32_t pfn, unsigned order)
 {
+	if (order > FRAME_MAX_ORDER) {
+		for (uint64_t i = 0; i < (1ULL << order); i += 1ULL << FRAME_MAX_ORDER)
+			frames_free(fr, (uint32_t)(pfn + i), FRAME_MAX_ORDER);
+		return;
+	}
 	fr->free += 1ULL << order;
 	while (order < FRAME_MAX_ORDER) {
 		uint32_t buddy = pfn ^ (1u << order);

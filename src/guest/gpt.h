@@ -29,6 +29,7 @@
 #define GPTE_PROTNONE (1ULL << 10)
 #define GPTE_ADDR     0x000ffffffffff000ULL
 #define GPTE_ADDR_2M  0x000fffffffe00000ULL
+#define GPTE_ADDR_1G  0x000fffffc0000000ULL
 
 _Static_assert((GPTE_PROTNONE & (GPTE_P | GPTE_W | GPTE_U | GPTE_PWT | GPTE_PCD | GPTE_A |
 				 GPTE_D | GPTE_PS | GPTE_G | GPTE_NX | GPTE_ADDR)) == 0,
@@ -98,6 +99,12 @@ static inline bool gpte_used(uint64_t e) { return e & (GPTE_P | GPTE_PROTNONE); 
 static inline bool gpte_huge(uint64_t e) { return e & GPTE_PS; }
 static inline uint64_t gpte_addr(uint64_t e) { return e & GPTE_ADDR; }
 static inline uint32_t gpte_pfn(uint64_t e) { return (uint32_t)((e & GPTE_ADDR) >> 12); }
+/* A user leaf at @level (1: 4K, 2: 2M, 3: 1G): the 4K pages it maps, its head frame. */
+static inline uint64_t leaf_pages(int level) { return 1ULL << (9 * (level - 1)); }
+static inline uint32_t leaf_head(uint64_t e, int level)
+{
+	return (uint32_t)((e & (level == 3 ? GPTE_ADDR_1G : level == 2 ? GPTE_ADDR_2M : GPTE_ADDR)) >> 12);
+}
 
 static inline uint64_t dm(uint64_t gpa)
 {

@@ -36,12 +36,13 @@
 
 /* ---- frames (frames.c): a buddy allocator of 4K..2M blocks over guest RAM ---- */
 
-#define FRAME_MAX_ORDER 9          /* 2 MiB */
+#define FRAME_MAX_ORDER 9          /* 2 MiB: the buddy lists' largest */
+#define FRAME_1G_ORDER  18         /* a 1G page (--guest-1g): carved from the untouched body */
 #define FRAME_NONE      UINT32_MAX
 
 #define F_FREE    (1u << 0)   /* head of a free block (order in .order) */
 #define F_EVER    (1u << 1)   /* handed out at least once: may be non-zero (the digest reads it) */
-#define F_HEAD    (1u << 2)   /* head of an allocated 2M compound page (.order = 9) */
+#define F_HEAD    (1u << 2)   /* head of an allocated compound page (.order 9: 2M, 18: 1G) */
 #define F_ZERO    (1u << 3)   /* the shared zero page: never refcounted, never freed */
 #define F_PCACHE  (1u << 4)   /* a page-cache page (the file holds one reference) */
 #define F_PTABLE  (1u << 5)   /* a page-table page */
@@ -68,6 +69,10 @@ int frames_init(struct frames *fr, uint64_t nframes);
 void frames_destroy(struct frames *fr);
 /* A block of 2^@order frames: its first frame number, or FRAME_NONE. Marks them F_EVER. */
 uint32_t frames_alloc(struct frames *fr, unsigned order);
+/* A naturally aligned 1G block (2^18 frames) from the untouched body above the frontier (the 2M
+ * blocks skipped to align it go to the 2M list), or FRAME_NONE. Freed with frames_free(order
+ * 18): it goes back as 512 2M blocks. */
+uint32_t frames_alloc_1g(struct frames *fr);
 void frames_free(struct frames *fr, uint32_t pfn, unsigned order);
 
 /* ---- files (the page cache): images loaded at boot ---- */
@@ -82,6 +87,8 @@ struct gfile {
 #define VMA_ANON   (1u << 0)
 #define VMA_FILE   (1u << 1)   /* private file mapping: reads share the page cache, writes copy */
 #define VMA_THP    (1u << 2)   /* anonymous memory may use 2M pages */
+#define VMA_HUGE1G (1u << 3)   /* 1G pages (--guest-1g, as MAP_HUGETLB | MAP_HUGE_1GB): 1G
+				* aligned, a multiple of 1G, unmapped and protected by 1G */
 #define VMA_STACK  (1u << 3)
 #define VMA_HEAP   (1u << 4)
 
@@ -213,7 +220,7 @@ static inline void obs3(struct obs *o, uint64_t a, uint64_t b, uint64_t c)
 struct guest_counters {
 	uint64_t user_accesses, kernel_accesses, page_faults, kills, forks, execs, exits;
 	uint64_t ctx_switches, shootdowns, tlb_flushes, invlpgs, cow_copies, zero_fills;
-	uint64_t thp_allocs, thp_splits, young, mmio, audits, thp_collapses;
+	uint64_t thp_allocs, thp_splits, young, mmio, audits, thp_collapses, huge_1g;
 	uint64_t trace_records, trace_skipped;
 	/* migrate: dirty-log harvests, pages they reported, pages the workload wrote in them (each
 	 * found in its round's log), and the fewest pages one harvest reported */
@@ -233,7 +240,7 @@ struct guest {
 	struct gfile image;                /* the init program */
 	struct gfile data;                 /* a data file (clone-vms), may be empty */
 	struct device dev;
-	bool thp, pcid;
+	bool thp, pcid, huge1g;
 	uint64_t next_mm_id;
 	/* tasks: tasks[pid] (NULL once dead), tombs[pid] */
 	struct task **tasks;

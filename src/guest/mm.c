@@ -281,6 +281,21 @@ static unsigned anon_flags(struct guest *g)
 	return VMA_ANON | (g->thp ? VMA_THP : 0);
 }
 
+/* Would [start, end) cut a 1G-page VMA off a 1G boundary? (hugetlb refuses: -EINVAL) */
+static bool cuts_huge1g(const struct mm *mm, uint64_t start, uint64_t end)
+{
+	for (unsigned i = 0; i < mm->nr_vmas; i++) {
+		const struct vma *v = &mm->vmas[i];
+
+		if (!(v->flags & VMA_HUGE1G) || v->end <= start || v->start >= end)
+			continue;
+		if ((start > v->start && (start & (SZ_1G - 1))) ||
+		    (end < v->end && (end & (SZ_1G - 1))))
+			return true;
+	}
+	return false;
+}
+
 /* Unmap [start, end) of @mm (VMAs, then tables) and flush. */
 static int do_munmap(struct guest *g, struct gcpu *c, struct mm *mm, uint64_t start, uint64_t end)
 {
@@ -317,6 +332,8 @@ int sys_mmap(struct guest *g, struct task *t, uint64_t addr, uint64_t len, unsig
 			return -EINVAL;
 		if (addr > USER_TOP - len || addr < MMAP_MIN)
 			return -ENOMEM;
+		if (cuts_huge1g(mm, addr, addr + len))
+			return -EINVAL;
 		rc = do_munmap(g, c, mm, addr, addr + len);
 		if (rc)
 			return rc;
@@ -324,7 +341,15 @@ int sys_mmap(struct guest *g, struct task *t, uint64_t addr, uint64_t len, unsig
 		   vma_overlaps(mm, addr, addr + len)) {
 		/* The hint is taken only when it is free, as Linux does; otherwise search. Large
 		 * mappings are 2M aligned so that guest huge pages can back them. */
-		rc = get_unmapped_area(mm, len, len >= SZ_2M ? SZ_2M : SZ_4K, &addr);
+		if (g->huge1g && len >= SZ_1G) {
+			/* --guest-1g: as MAP_HUGETLB | MAP_HUGE_1GB, whole 1G pages. */
+			if (len > USER_TOP - SZ_1G)
+				return -ENOMEM;
+			len = (len + SZ_1G - 1) & ~(SZ_1G - 1);
+			v.flags = VMA_ANON | VMA_HUGE1G;
+		}
+		rc = get_unmapped_area(mm, len, v.flags & VMA_HUGE1G ? SZ_1G :
+					   len >= SZ_2M ? SZ_2M : SZ_4K, &addr);
 		if (rc)
 			return rc;
 	}
@@ -365,7 +390,8 @@ int sys_munmap(struct guest *g, struct task *t, uint64_t addr, uint64_t len)
 	struct gcpu *c = task_cpu(g, t);
 
 	cpu_kernel(g, c);
-	if ((addr & (SZ_4K - 1)) || !len || len > USER_TOP || addr > USER_TOP - page_up(len))
+	if ((addr & (SZ_4K - 1)) || !len || len > USER_TOP || addr > USER_TOP - page_up(len) ||
+	    cuts_huge1g(t->mm, addr, addr + page_up(len)))
 		return -EINVAL;
 	return do_munmap(g, c, t->mm, addr, addr + page_up(len));
 }
@@ -387,6 +413,8 @@ int sys_mprotect(struct guest *g, struct task *t, uint64_t addr, uint64_t len, u
 	if (len > USER_TOP || addr > USER_TOP - page_up(len))
 		return -ENOMEM;
 	end = addr + page_up(len);
+	if (cuts_huge1g(mm, addr, end))
+		return -EINVAL;
 	/* Every byte must be mapped (-ENOMEM otherwise), before anything changes. */
 	for (uint64_t a = addr; a < end;) {
 		struct vma *v = vma_find(mm, a);

@@ -50,7 +50,7 @@ void frame_put(struct guest *g, uint32_t pfn)
 	}
 	if (--f->ref)
 		return;
-	frames_free(&g->fr, pfn, (f->flags & F_HEAD) ? FRAME_MAX_ORDER : 0);
+	frames_free(&g->fr, pfn, (f->flags & F_HEAD) ? f->order : 0);
 }
 
 static void frame_get(struct guest *g, uint32_t pfn)
@@ -90,7 +90,7 @@ int pt_walk_alloc(struct guest *g, struct gcpu *c, struct mm *mm, uint64_t va, i
 		rc = kload64(g, c, pa, &e);
 		if (rc)
 			return rc;
-		if (l == 2 && gpte_used(e) && gpte_huge(e)) {
+		if (l <= 3 && gpte_used(e) && gpte_huge(e)) {
 			*huge = true;
 			*epa = pa;
 			*entry = e;
@@ -126,7 +126,7 @@ int pt_lookup(struct guest *g, struct gcpu *c, struct mm *mm, uint64_t va, uint6
 		*epa = pa;
 		*entry = e;
 		*level = l;
-		if (l == 1 || !gpte_used(e) || (l == 2 && gpte_huge(e)))
+		if (l == 1 || !gpte_used(e) || (l <= 3 && gpte_huge(e)))
 			return 0;
 		if (!gpte_present(e))
 			return guest_fail(g, -EIO, "guest kernel bug: a non-present table entry in use at level %d", l);
@@ -230,7 +230,9 @@ static int walk_level(struct range *r, uint64_t table, int level, uint64_t base)
 			break;
 		if (!gpte_used(e))
 			continue;
-		leaf = level == 1 || (level == 2 && gpte_huge(e));
+		leaf = level == 1 || (level <= 3 && gpte_huge(e));
+		if (leaf && level == 3 && (va < r->start || va + sz > r->end))
+			return guest_fail(r->g, -EIO, "guest kernel bug: a range cuts the 1G page at %#" PRIx64, va);
 		if (leaf && level == 2 && r->split_partial && (va < r->start || va + sz > r->end)) {
 			rc = pt_split_huge(r->g, r->c, r->mm, va, epa, e);
 			if (rc)
@@ -278,8 +280,8 @@ static int unmap_leaf(struct range *r, uint64_t va, int level, uint64_t epa, uin
 
 	if (rc)
 		return rc;
-	frame_put(r->g, level == 2 ? (uint32_t)((e & GPTE_ADDR_2M) >> 12) : gpte_pfn(e));
-	r->mm->rss -= level == 2 ? 512 : 1;
+	frame_put(r->g, leaf_head(e, level));
+	r->mm->rss -= leaf_pages(level);
 	if (e & GPTE_P)
 		flush_add(r->f, va);
 	return 0;
@@ -367,8 +369,8 @@ static int copy_leaf(struct range *r, uint64_t va, int level, uint64_t epa, uint
 	rc = kstore64(g, r->c, depa, ce);
 	if (rc)
 		return rc;
-	frame_get(g, level == 2 ? (uint32_t)((e & GPTE_ADDR_2M) >> 12) : gpte_pfn(e));
-	r->dst->rss += level == 2 ? 512 : 1;
+	frame_get(g, leaf_head(e, level));
+	r->dst->rss += leaf_pages(level);
 	return 0;
 }
 
@@ -393,7 +395,7 @@ static int age_leaf(struct range *r, uint64_t va, int level, uint64_t epa, uint6
 {
 	if ((e & (GPTE_P | GPTE_A)) != (GPTE_P | GPTE_A))
 		return 0;
-	r->young += level == 2 ? 512 : 1;
+	r->young += leaf_pages(level);
 	flush_add(r->f, va);
 	/* The hardware sets A with a locked operation; this clear is a plain store, which is
 	 * exact here because no other vCPU runs while the kernel does (guest.h). */
@@ -436,7 +438,7 @@ int pt_pde(struct guest *g, struct gcpu *c, struct mm *mm, uint64_t va, uint64_t
 			*pde = e;
 			return 0;
 		}
-		if (!gpte_present(e)) {
+		if (!gpte_present(e) || gpte_huge(e)) {
 			*pde = 0;
 			return 0;
 		}

@@ -47,6 +47,26 @@ for k in thp_fault_alloc thp_fault_fallback thp_split_page thp_collapse_alloc; d
 	t "JSON: $k" 'grep -q "\"$k\":[0-9]" "$tmp/thp.json"'
 done
 
+# ---- guest 1G pages (--guest-1g): the same digest in every mode over every host page size ----
+g1="gups --param size=1G --param updates=20000 --guest-1g on --seed 5"
+# shellcheck disable=SC2086
+"$VMMU" run $g1 --thp never --json > "$tmp/g1.ref.json"
+t "--guest-1g: one 1G page for the table, one #PF" '[ "$(field "$tmp/g1.ref.json" huge_1g_pages)" = 1 ] && [ "$(field "$tmp/g1.ref.json" page_faults)" = 1 ]'
+t "JSON: config.guest_1g" 'grep -q "\"guest_1g\":true" "$tmp/g1.ref.json"'
+for b in "--thp never" "--hugetlb 1G"; do
+	for m in "shadow --host vmx" "shadow --host svm" ept npt; do
+		# shellcheck disable=SC2086
+		"$VMMU" run $g1 --mmu $m $b --audit 64 --json > "$tmp/g1.json" 2> "$tmp/g1.err"; rc=$?
+		t "--guest-1g --mmu $m $b: the native digest" '[ $rc -eq 0 ] && [ "$(digest "$tmp/g1.ref.json")" = "$(digest "$tmp/g1.json")" ]'
+		[ $rc -eq 0 ] || cat "$tmp/g1.err"
+		case "$m $b" in
+		"ept --hugetlb 1G")
+			t "1G on 1G under EPT: $(field "$tmp/g1.json" walk_refs) walk refs for $(field "$tmp/g1.json" tlb_misses) misses, at most 9 a miss" '[ "$(field "$tmp/g1.json" walk_refs)" -le $(( 9 * $(field "$tmp/g1.json" tlb_misses) )) ] && [ "$(field "$tmp/g1.json" pages_1g)" -ge 1 ]' ;;
+		esac
+	done
+done
+bad "--guest-1g value" "on or off" run touch --guest-1g yes
+
 # ---- bad input ----
 bad "--hugetlb 3M" "expected 2M or 1G" run touch --hugetlb 3M
 bad "--hugetlb 4K" "expected 2M or 1G" run touch --hugetlb 4K

@@ -455,6 +455,53 @@ static void test_khugepaged(void **state)
 	vmmu_guest_destroy(g);
 }
 
+/*
+ * --guest-1g: a mapping of 1G is one 1G page (a single #PF maps it all), cut only on 1G
+ * boundaries; a fork shares it copy-on-write and the parent's write copies all of it; unmapped,
+ * its frames come back.
+ */
+static void test_huge_1g(void **state)
+{
+	struct vmmu_guest_config cfg = {
+		.mem_bytes = 4ULL << 30, .vcpus = 2, .guest_1g = true, .seed = 1,
+	};
+	struct vmmu_guest *g = NULL;
+	struct vmmu_guest_result r;
+	uint64_t a, free0, f0;
+	int pid, child;
+
+	assert_int_equal(vmmu_guest_create(&cfg, &g), 0);
+	pid = spawn(g, 0);
+	free0 = vmmu_guest_free_frames(g);
+	a = map(g, pid, 1ULL << 30, RW);
+	TEST_ASSERT((a & ((1ULL << 30) - 1)) == 0, "mapping at %#llx", (unsigned long long)a);
+	f0 = faults(g);
+	wr(g, pid, a + 8, 1);
+	wr(g, pid, a + (1ULL << 30) - 8, 2);
+	assert_int_equal(rd(g, pid, a + (512ULL << 20)), 0);
+	assert_int_equal(faults(g), f0 + 1);
+	assert_int_equal(vmmu_guest_munmap(g, pid, a + 4096, 4096), -EINVAL);
+	assert_int_equal(vmmu_guest_mprotect(g, pid, a, 2ULL << 20, VMMU_PROT_READ), -EINVAL);
+
+	assert_int_equal(vmmu_guest_fork(g, pid, 1, &child), 0);
+	wr(g, pid, a + 8, 3);                             /* copies the whole 1G */
+	assert_int_equal(rd(g, child, a + 8), 1);
+	assert_int_equal(rd(g, child, a + (1ULL << 30) - 8), 2);
+	assert_int_equal(rd(g, pid, a + (1ULL << 30) - 8), 2);
+	assert_int_equal(rd(g, pid, a + 8), 3);
+	assert_int_equal(vmmu_guest_result(g, &r), 0);
+	assert_int_equal(r.huge_1g_pages, 2);
+	assert_int_equal(vmmu_guest_exit(g, child, 0), 0);
+
+	assert_int_equal(vmmu_guest_mprotect(g, pid, a, 1ULL << 30, VMMU_PROT_READ), 0);
+	assert_int_equal(rd(g, pid, a + 8), 3);
+	assert_int_equal(vmmu_guest_munmap(g, pid, a, 1ULL << 30), 0);
+	assert_int_equal(vmmu_guest_access(g, pid, a, 8, VMMU_ACC_READ, &f0), -EFAULT);
+	TEST_ASSERT(vmmu_guest_free_frames(g) + 64 >= free0, "%llu frames free, %llu before",
+		    (unsigned long long)vmmu_guest_free_frames(g), (unsigned long long)free0);
+	vmmu_guest_destroy(g);
+}
+
 static void test_api_args(void **state)
 {
 	struct vmmu_guest_config cfg = { .mem_bytes = 4096 };
@@ -967,6 +1014,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_shootdown),
 		cmocka_unit_test(test_aging),
 		cmocka_unit_test(test_khugepaged),
+		cmocka_unit_test(test_huge_1g),
 		cmocka_unit_test(test_api_args),
 		cmocka_unit_test(test_workloads_deterministic),
 		cmocka_unit_test(test_transparency),
