@@ -50,69 +50,42 @@ static int alloc_zeroed(struct guest *g, struct gcpu *c, uint32_t *pfn)
 	return kzero_page(g, c, (uint64_t)*pfn << 12);
 }
 
-/* Guest THP: a zeroed 2M page at the empty PDE for @va. 1 done, 0 fall back to 4K, <0 fatal. */
+/* A zeroed huge page at the empty entry of @level for @va: guest THP (level 2, a 2M page at the
+ * PDE), or --guest-1g (level 3, a 1G page at the PDPTE, as a hugetlbfs fault; its block carved
+ * from guest RAM never handed out yet). 1 done, 0 fall back to smaller pages (no block free, or
+ * a table there already), <0 fatal. */
 static int do_huge_anonymous(struct guest *g, struct gcpu *c, struct mm *mm, const struct vma *v,
-			     uint64_t va, bool write)
+			     uint64_t va, bool write, int level)
 {
-	uint64_t base = va & ~(SZ_2M - 1), epa, e;
-	bool huge;
-	int rc;
-
-	if (base < v->start || base + SZ_2M > v->end)
-		return 0;
-	rc = pt_walk_alloc(g, c, mm, va, 2, &epa, &e, &huge);
-	if (rc)
-		return rc == -ENOMEM ? 0 : rc;
-	if (huge || gpte_used(e))
-		return 0;   /* a table is there already: stay with 4K pages */
-	uint32_t head = frames_alloc(&g->fr, FRAME_MAX_ORDER);
-	if (head == FRAME_NONE)
-		return 0;
-	g->fr.f[head].flags |= F_HEAD;
-	g->fr.f[head].order = FRAME_MAX_ORDER;
-	g->fr.f[head].ref = 1;
-	for (uint32_t i = 0; i < 512; i++) {
-		rc = kzero_page(g, c, ((uint64_t)(head + i)) << 12);
-		if (rc)
-			return rc;
-	}
-	g->cnt.thp_allocs++;
-	mm->rss += 512;
-	rc = kstore64(g, c, epa, ((uint64_t)head << 12) | leaf_bits(v->prot) | GPTE_PS |
-		      (write ? GPTE_D : 0));
-	return rc ? rc : 1;
-}
-
-/* --guest-1g: a zeroed 1G page at the empty PDPTE for @va (as a hugetlbfs fault). 1 done, 0 fall
- * back to smaller pages (no 1G block free: the model's pool is guest RAM), <0 fatal. */
-static int do_huge_1g(struct guest *g, struct gcpu *c, struct mm *mm, const struct vma *v,
-		      uint64_t va, bool write)
-{
-	uint64_t base = va & ~(SZ_1G - 1), epa, e;
-	bool huge;
+	const uint64_t pages = leaf_pages(level), base = va & ~((pages << 12) - 1);
+	uint64_t epa, e;
 	uint32_t head;
+	bool huge;
 	int rc;
 
-	if (base < v->start || base + SZ_1G > v->end)
+	if (base < v->start || base + (pages << 12) > v->end)
 		return 0;
-	rc = pt_walk_alloc(g, c, mm, va, 3, &epa, &e, &huge);
+	rc = pt_walk_alloc(g, c, mm, va, level, &epa, &e, &huge);
 	if (rc)
 		return rc == -ENOMEM ? 0 : rc;
 	if (huge || gpte_used(e))
-		return 0;
-	head = frames_alloc_1g(&g->fr);
+		return 0;   /* a table is there already: stay with smaller pages */
+	head = level == 3 ? frames_alloc_1g(&g->fr) : frames_alloc(&g->fr, FRAME_MAX_ORDER);
 	if (head == FRAME_NONE)
 		return 0;
 	g->fr.f[head].flags |= F_HEAD;
-	g->fr.f[head].order = FRAME_1G_ORDER;
+	g->fr.f[head].order = level == 3 ? FRAME_1G_ORDER : FRAME_MAX_ORDER;
 	g->fr.f[head].ref = 1;
-	for (uint32_t i = 0; i < leaf_pages(3); i++) {
+	for (uint32_t i = 0; i < pages; i++) {
 		rc = kzero_page(g, c, ((uint64_t)(head + i)) << 12);
 		if (rc)
 			return rc;
 	}
-	g->cnt.huge_1g++;
-	mm->rss += leaf_pages(3);
+	if (level == 3)
+		g->cnt.huge_1g++;
+	else
+		g->cnt.thp_allocs++;
+	mm->rss += pages;
 	rc = kstore64(g, c, epa, ((uint64_t)head << 12) | leaf_bits(v->prot) | GPTE_PS |
 		      (write ? GPTE_D : 0));
 	return rc ? rc : 1;
@@ -309,12 +282,12 @@ int handle_page_fault(struct guest *g, struct gcpu *c, struct task *t, uint64_t 
 	if (gpte_used(e))
 		return guest_fail(g, -EIO, "guest kernel bug: a PROT_NONE entry inside an accessible VMA at %#" PRIx64, va);
 	if ((v->flags & VMA_HUGE1G) && level >= 3) {
-		rc = do_huge_1g(g, c, mm, v, va, write);
+		rc = do_huge_anonymous(g, c, mm, v, va, write, 3);
 		if (rc)
 			return rc < 0 ? rc : 0;
 	}
 	if ((v->flags & VMA_THP) && level >= 2) {
-		rc = do_huge_anonymous(g, c, mm, v, va, write);
+		rc = do_huge_anonymous(g, c, mm, v, va, write, 2);
 		if (rc)
 			return rc < 0 ? rc : 0;
 	}

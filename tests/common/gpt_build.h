@@ -9,8 +9,11 @@
 #define VMMU_TESTS_GPT_BUILD_H
 
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "paging/paging.h"
+#include "vmmu/vmmu.h"
 
 struct gpt_builder {
 	void *ctx;
@@ -38,6 +41,46 @@ static inline gpa_t gpt_map(const struct gpt_builder *b, gpa_t root, int levels,
 	gpa_t e = table + ((gva >> (12 + 9 * (level - 1))) & 511) * 8;
 	b->wr(b->ctx, e, gpa | f | (level > 1 ? PT_PAGE_SIZE_MASK : 0));
 	return e;
+}
+
+/* The usual builder: one VM's guest memory through vmmu_read_guest/vmmu_write_guest (a failure
+ * aborts the test with a message), table pages handed out upwards from @next_table (zeroed:
+ * fresh guest memory). */
+struct gpt_vm {
+	struct vmmu_vm *vm;
+	gpa_t next_table;
+};
+
+static inline uint64_t gpt_vm_rd(void *ctx, gpa_t a)
+{
+	uint64_t x = 0;
+
+	if (vmmu_read_guest(((struct gpt_vm *)ctx)->vm, a, &x, 8)) {
+		fprintf(stderr, "gpt_vm_rd: vmmu_read_guest(%#llx) failed\n", (unsigned long long)a);
+		abort();
+	}
+	return x;
+}
+
+static inline void gpt_vm_wr(void *ctx, gpa_t a, uint64_t x)
+{
+	if (vmmu_write_guest(((struct gpt_vm *)ctx)->vm, a, &x, 8)) {
+		fprintf(stderr, "gpt_vm_wr: vmmu_write_guest(%#llx) failed\n", (unsigned long long)a);
+		abort();
+	}
+}
+
+static inline gpa_t gpt_vm_new_table(void *ctx)
+{
+	struct gpt_vm *v = ctx;
+
+	v->next_table += 4096;
+	return v->next_table - 4096;
+}
+
+static inline struct gpt_builder gpt_vm_builder(struct gpt_vm *v)
+{
+	return (struct gpt_builder){ v, gpt_vm_rd, gpt_vm_wr, gpt_vm_new_table };
 }
 
 #endif

@@ -413,31 +413,10 @@ static const struct mode modes[] = {
 struct venv {
 	const struct mode *mode;
 	struct vmmu_machine *m;
-	struct vmmu_vm *vm;
+	struct gpt_vm gv;          /* the VM, and where its next table page goes */
 	struct vmmu_vcpu *v[NCPU];
-	gpa_t next_table, root;
+	gpa_t root;
 };
-
-static uint64_t rd(void *ctx, gpa_t a)
-{
-	uint64_t x = 0;
-
-	assert_int_equal(vmmu_read_guest(((struct venv *)ctx)->vm, a, &x, 8), 0);
-	return x;
-}
-
-static void wr(void *ctx, gpa_t a, uint64_t x)
-{
-	assert_int_equal(vmmu_write_guest(((struct venv *)ctx)->vm, a, &x, 8), 0);
-}
-
-static gpa_t new_table(void *ctx)
-{
-	struct venv *e = ctx;
-
-	e->next_table += PAGE;
-	return e->next_table - PAGE;
-}
 
 static int access8(struct venv *e, unsigned c, gva_t gva, unsigned kind, uint64_t *x)
 {
@@ -454,7 +433,7 @@ static int access8(struct venv *e, unsigned c, gva_t gva, unsigned kind, uint64_
 static void venv_init(struct venv *e, const struct mode *mode)
 {
 	struct vmmu_vm_config cfg = { .mmu = mode->mmu, .host = mode->host, .thp = 2 };
-	struct gpt_builder b = { e, rd, wr, new_table };
+	struct gpt_builder b = gpt_vm_builder(&e->gv);
 	struct vmmu_regs r = {
 		.cr0 = X86_CR0_PG | X86_CR0_PE | X86_CR0_WP, .cr4 = X86_CR4_PAE,
 		.efer = EFER_LME | EFER_LMA | EFER_NXE,
@@ -465,19 +444,19 @@ static void venv_init(struct venv *e, const struct mode *mode)
 	e->mode = mode;
 	assert_int_equal(vmmu_machine_create(1ULL << 30, &e->m), 0);
 	assert_int_equal(vmmu_machine_fragment(e->m, 100), 0);
-	assert_int_equal(vmmu_vm_create_on(e->m, &cfg, &e->vm), 0);
-	assert_int_equal(vmmu_vm_mmap(e->vm, MEM, true, &hva), 0);
+	assert_int_equal(vmmu_vm_create_on(e->m, &cfg, &e->gv.vm), 0);
+	assert_int_equal(vmmu_vm_mmap(e->gv.vm, MEM, true, &hva), 0);
 	struct vmmu_userspace_memory_region slot = {
 		.slot = 0, .memory_size = MEM, .userspace_addr = hva,
 	};
-	assert_int_equal(vmmu_set_user_memory_region(e->vm, &slot), 0);
-	e->next_table = 0x100000;
-	e->root = new_table(e);
+	assert_int_equal(vmmu_set_user_memory_region(e->gv.vm, &slot), 0);
+	e->gv.next_table = 0x100000;
+	e->root = gpt_vm_new_table(&e->gv);
 	for (uint64_t i = 0; i < NDATA; i++)
 		gpt_map(&b, e->root, 4, DATA_GVA + i * PAGE, DATA_GPA + i * PAGE, 1, PRWUAD);
 	r.cr3 = e->root;
 	for (unsigned c = 0; c < NCPU; c++) {
-		assert_int_equal(vmmu_vcpu_create(e->vm, c, &e->v[c]), 0);
+		assert_int_equal(vmmu_vcpu_create(e->gv.vm, c, &e->v[c]), 0);
 		assert_int_equal(vmmu_vcpu_set_regs(e->v[c], &r), 0);
 	}
 }
@@ -485,14 +464,14 @@ static void venv_init(struct venv *e, const struct mode *mode)
 static void venv_fini(struct venv *e)
 {
 	vmmu_khugepaged_stop(e->m);
-	vmmu_vm_destroy(e->vm);
+	vmmu_vm_destroy(e->gv.vm);
 	assert_int_equal(vmmu_machine_destroy(e->m), 0);
 }
 
 static void vaudit(struct venv *e, const char *when)
 {
 	char why[256] = "";
-	int rc = vmmu_vm_audit(e->vm, why, sizeof(why));
+	int rc = vmmu_vm_audit(e->gv.vm, why, sizeof(why));
 
 	TEST_ASSERT(rc == 0, "%s, %s: audit: %s", e->mode->name, when, why);
 }
@@ -501,7 +480,7 @@ static struct vmmu_stats vstats(struct venv *e)
 {
 	struct vmmu_stats s;
 
-	assert_int_equal(vmmu_vm_get_stats(e->vm, &s), 0);
+	assert_int_equal(vmmu_vm_get_stats(e->gv.vm, &s), 0);
 	return s;
 }
 
@@ -540,7 +519,7 @@ static void collapse_vm(const struct mode *mode)
 	}
 	vaudit(&e, "accesses after the collapse");
 	for (uint64_t i = 0; i < NDATA; i++)
-		assert_int_equal(rd(&e, DATA_GPA + i * PAGE + 16), i * 11);
+		assert_int_equal(gpt_vm_rd(&e.gv, DATA_GPA + i * PAGE + 16), i * 11);
 	s = vstats(&e);
 	assert_int_equal(s.thp_collapse_alloc, (uint64_t)n);
 	assert_int_equal(s.khugepaged_pages_collapsed, (uint64_t)n);

@@ -56,9 +56,9 @@ static const struct mode modes[] = {
 };
 
 struct vm {
-	struct vmmu_vm *vm;
+	struct gpt_vm gv;          /* the VM, and where its next table page goes */
 	struct vmmu_vcpu *v[NCPU];
-	gpa_t next_table, root;
+	gpa_t root;
 	uint64_t hva;              /* slot 0's backing */
 };
 
@@ -68,27 +68,6 @@ struct env {
 	struct vmmu_machine *m;
 	struct vm vm[2];
 };
-
-static uint64_t rd(void *ctx, gpa_t a)
-{
-	uint64_t x = 0;
-
-	assert_int_equal(vmmu_read_guest(((struct vm *)ctx)->vm, a, &x, 8), 0);
-	return x;
-}
-
-static void wr(void *ctx, gpa_t a, uint64_t x)
-{
-	assert_int_equal(vmmu_write_guest(((struct vm *)ctx)->vm, a, &x, 8), 0);
-}
-
-static gpa_t new_table(void *ctx)
-{
-	struct vm *v = ctx;
-
-	v->next_table += PAGE;
-	return v->next_table - PAGE;
-}
 
 /* Both VMs alike: slot 0 = [0, MEM), 4-level tables, the data pages at DATA_GVA with word w of
  * page i = i * 1000 + w, NCPU vCPUs on the tables. */
@@ -101,33 +80,33 @@ static void env_init(struct env *e, const struct mode *mode, bool mmu_dirty)
 	for (int k = 0; k < 2; k++) {
 		struct vm *v = &e->vm[k];
 		struct vmmu_vm_config cfg = { .mmu = mode->mmu, .host = mode->host };
-		struct gpt_builder b = { v, rd, wr, new_table };
+		struct gpt_builder b = gpt_vm_builder(&v->gv);
 		struct vmmu_regs r = {
 			.cr0 = X86_CR0_PG | X86_CR0_PE | X86_CR0_WP, .cr4 = X86_CR4_PAE,
 			.efer = EFER_LME | EFER_LMA | EFER_NXE,
 		};
 		uint64_t hva;
 
-		assert_int_equal(vmmu_vm_create_on(e->m, &cfg, &v->vm), 0);
-		assert_int_equal(vmmu_vm_mmap(v->vm, MEM, false, &hva), 0);
+		assert_int_equal(vmmu_vm_create_on(e->m, &cfg, &v->gv.vm), 0);
+		assert_int_equal(vmmu_vm_mmap(v->gv.vm, MEM, false, &hva), 0);
 		v->hva = hva;
 		struct vmmu_userspace_memory_region slot = {
 			.slot = 0, .memory_size = MEM, .userspace_addr = hva,
 		};
-		assert_int_equal(vmmu_set_user_memory_region(v->vm, &slot), 0);
-		v->next_table = 0x100000;
-		v->root = new_table(v);
+		assert_int_equal(vmmu_set_user_memory_region(v->gv.vm, &slot), 0);
+		v->gv.next_table = 0x100000;
+		v->root = gpt_vm_new_table(&v->gv);
 		for (uint64_t i = 0; i < NDATA; i++) {
 			gpt_map(&b, v->root, 4, DATA_GVA + i * PAGE, DATA_GPA + i * PAGE, 1, PRWUAD);
 			for (uint64_t w = 0; w < PAGE / 8; w++)
-				wr(v, DATA_GPA + i * PAGE + w * 8, i * 1000 + w);
+				gpt_vm_wr(&v->gv, DATA_GPA + i * PAGE + w * 8, i * 1000 + w);
 		}
 		r.cr3 = v->root;
 		for (unsigned c = 0; c < NCPU; c++) {
-			assert_int_equal(vmmu_vcpu_create(v->vm, c, &v->v[c]), 0);
+			assert_int_equal(vmmu_vcpu_create(v->gv.vm, c, &v->v[c]), 0);
 			assert_int_equal(vmmu_vcpu_set_regs(v->v[c], &r), 0);
 		}
-		assert_int_equal(vmmu_vm_set_mergeable(v->vm, true), 0);
+		assert_int_equal(vmmu_vm_set_mergeable(v->gv.vm, true), 0);
 	}
 	assert_int_equal(vmmu_ksm_set_params(e->m, "pages_to_scan=4096,sleep_millisecs=0", NULL, 0), 0);
 	/* After the VMs are mergeable: the knob starts tracking in every one. */
@@ -137,7 +116,7 @@ static void env_init(struct env *e, const struct mode *mode, bool mmu_dirty)
 static void env_fini(struct env *e)
 {
 	for (int k = 0; k < 2; k++)
-		vmmu_vm_destroy(e->vm[k].vm);
+		vmmu_vm_destroy(e->vm[k].gv.vm);
 	assert_int_equal(vmmu_machine_destroy(e->m), 0);
 }
 
@@ -149,7 +128,7 @@ static void audits(struct env *e, const char *when)
 	TEST_ASSERT(rc == 0, "%s%s, %s: KSM audit: %s", e->mode->name,
 		    e->mmu_dirty ? " (MMU dirty)" : "", when, why);
 	for (int k = 0; k < 2; k++) {
-		rc = vmmu_vm_audit(e->vm[k].vm, why, sizeof(why));
+		rc = vmmu_vm_audit(e->vm[k].gv.vm, why, sizeof(why));
 		TEST_ASSERT(rc == 0, "%s, %s: VM %d audit: %s", e->mode->name, when, k, why);
 	}
 }
@@ -158,7 +137,7 @@ static struct vmmu_stats stats(struct env *e, int k)
 {
 	struct vmmu_stats s;
 
-	assert_int_equal(vmmu_vm_get_stats(e->vm[k].vm, &s), 0);
+	assert_int_equal(vmmu_vm_get_stats(e->vm[k].gv.vm, &s), 0);
 	return s;
 }
 
@@ -244,7 +223,7 @@ static void two_vms_write_merged(const struct mode *mode, bool mmu_dirty)
 
 		assert_int_equal(rd8(&e, 0, 1, DATA_GVA + i * PAGE + 16), want0);
 		assert_int_equal(rd8(&e, 1, 0, DATA_GVA + i * PAGE + 16), want1);
-		assert_int_equal(vmmu_read_guest(e.vm[1].vm, DATA_GPA + i * PAGE + 16, &x, 8), 0);
+		assert_int_equal(vmmu_read_guest(e.vm[1].gv.vm, DATA_GPA + i * PAGE + 16, &x, 8), 0);
 		assert_int_equal(x, want1);
 	}
 	env_fini(&e);
@@ -352,8 +331,8 @@ static void mmu_dirty(const struct mode *mode)
 	/* The user's dirty log on VM 0 (a flags-only change), drained. */
 	slot.userspace_addr = e.vm[0].hva;
 	slot.flags = VMMU_MEM_LOG_DIRTY_PAGES;
-	assert_int_equal(vmmu_set_user_memory_region(e.vm[0].vm, &slot), 0);
-	assert_int_equal(vmmu_get_dirty_log(e.vm[0].vm, 0, bm), 0);
+	assert_int_equal(vmmu_set_user_memory_region(e.vm[0].gv.vm, &slot), 0);
+	assert_int_equal(vmmu_get_dirty_log(e.vm[0].gv.vm, 0, bm), 0);
 
 	s0 = full_scan(&e);
 	s1 = full_scan(&e);
@@ -389,13 +368,13 @@ static void mmu_dirty(const struct mode *mode)
 		uint64_t x = 0x9090;
 		gpa_t gpa = DATA_GPA + 5 * PAGE + 88;
 
-		assert_int_equal(vmmu_write_guest(e.vm[0].vm, gpa, &x, 8), 0);
+		assert_int_equal(vmmu_write_guest(e.vm[0].gv.vm, gpa, &x, 8), 0);
 	}
 	c0 = full_scan(&e);
 	TEST_ASSERT(c0.ksm_mmu_written == c1.ksm_mmu_written + 1, "%s: VMM write: %" PRIu64
 		    " pages written", mode->name, c0.ksm_mmu_written - c1.ksm_mmu_written);
 	/* The user's log: page 5 written three times, reported. */
-	assert_int_equal(vmmu_get_dirty_log(e.vm[0].vm, 0, bm), 0);
+	assert_int_equal(vmmu_get_dirty_log(e.vm[0].gv.vm, 0, bm), 0);
 	{
 		uint64_t pg = (DATA_GPA >> 12) + 5;
 
@@ -408,9 +387,9 @@ static void mmu_dirty(const struct mode *mode)
 	full_scan(&e);
 	wr8(&e, 0, 0, u + 96, 0x6060);
 	slot.memory_size = 0;
-	assert_int_equal(vmmu_set_user_memory_region(e.vm[0].vm, &slot), 0);
+	assert_int_equal(vmmu_set_user_memory_region(e.vm[0].gv.vm, &slot), 0);
 	slot.memory_size = MEM;
-	assert_int_equal(vmmu_set_user_memory_region(e.vm[0].vm, &slot), 0);
+	assert_int_equal(vmmu_set_user_memory_region(e.vm[0].gv.vm, &slot), 0);
 	c1 = stats(&e, 0);
 	c0 = full_scan(&e);
 	TEST_ASSERT(c0.ksm_mmu_written > c1.ksm_mmu_written, "%s: re-made slot: no page written",
@@ -451,13 +430,13 @@ static void test_late_slot(void **state)
 		env_init(&e, &modes[3], d);
 		merge_all(&e);
 		s0 = stats(&e, 0);
-		assert_int_equal(vmmu_vm_mmap(e.vm[0].vm, r.memory_size, false, &r.userspace_addr), 0);
-		assert_int_equal(vmmu_set_user_memory_region(e.vm[0].vm, &r), 0);
+		assert_int_equal(vmmu_vm_mmap(e.vm[0].gv.vm, r.memory_size, false, &r.userspace_addr), 0);
+		assert_int_equal(vmmu_set_user_memory_region(e.vm[0].gv.vm, &r), 0);
 		for (uint64_t i = 0; i < 16; i++)
 			for (uint64_t w = 0; w < PAGE / 8; w++) {
 				uint64_t x = 0xC0FFEE00 + w;
 
-				assert_int_equal(vmmu_write_guest(e.vm[0].vm, r.guest_phys_addr +
+				assert_int_equal(vmmu_write_guest(e.vm[0].gv.vm, r.guest_phys_addr +
 								  i * PAGE + w * 8, &x, 8), 0);
 			}
 		merge_all(&e);
