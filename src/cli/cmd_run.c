@@ -611,7 +611,7 @@ static void print_table(const struct run_args *ra, const struct vmmu_workload_ar
 		       st->thp_fault_fallback, st->thp_split_page);
 	if (ra->khugepaged)
 		printf("  %-18s %" PRIu64 " collapsed, %" PRIu64 " failed (no free 2M block), %" PRIu64
-		       " passes, %" PRIu64 " full scans\n", "khugepaged", st->thp_collapse_alloc,
+		       " passes, %" PRIu64 " full scans\n", "khugepaged", st->khugepaged_pages_collapsed,
 		       st->thp_collapse_alloc_failed, st->khugepaged_passes, st->khugepaged_full_scans);
 	/* demand_paging_test's figure, for a run that faulted its memory in. */
 	if (st->pf_fixed && r->seconds > 0)

@@ -87,10 +87,12 @@ struct gfile {
 #define VMA_ANON   (1u << 0)
 #define VMA_FILE   (1u << 1)   /* private file mapping: reads share the page cache, writes copy */
 #define VMA_THP    (1u << 2)   /* anonymous memory may use 2M pages */
-#define VMA_HUGE1G (1u << 3)   /* 1G pages (--guest-1g, as MAP_HUGETLB | MAP_HUGE_1GB): 1G
-				* aligned, a multiple of 1G, unmapped and protected by 1G */
 #define VMA_STACK  (1u << 3)
 #define VMA_HEAP   (1u << 4)
+#define VMA_HUGE1G (1u << 5)   /* 1G pages (--guest-1g, as MAP_HUGETLB | MAP_HUGE_1GB): 1G
+				* aligned, a multiple of 1G, unmapped and protected by 1G */
+_Static_assert(((VMA_ANON | VMA_FILE | VMA_THP | VMA_STACK | VMA_HEAP) & VMA_HUGE1G) == 0,
+	       "VMA flags are distinct bits");
 
 struct vma {
 	uint64_t start, end;           /* [start, end), page aligned */

@@ -346,7 +346,7 @@ int sys_mmap(struct guest *g, struct task *t, uint64_t addr, uint64_t len, unsig
 			if (len > USER_TOP - SZ_1G)
 				return -ENOMEM;
 			len = (len + SZ_1G - 1) & ~(SZ_1G - 1);
-			v.flags = VMA_ANON | VMA_HUGE1G;
+			v.flags |= VMA_HUGE1G;    /* and THP where no 1G block is left */
 		}
 		rc = get_unmapped_area(mm, len, v.flags & VMA_HUGE1G ? SZ_1G :
 					   len >= SZ_2M ? SZ_2M : SZ_4K, &addr);

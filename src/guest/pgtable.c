@@ -8,14 +8,16 @@
  *
  * Range operations (unmap, protect, copy at fork, aging) share one walker, walk_level(): it reads
  * a table page, visits the entries that overlap [start, end), descends into tables and hands leaves
- * (4K PTEs and 2M PDEs) to the operation. A 2M leaf the range covers only in part is split first
+ * (4K PTEs, 2M PDEs, and 1G PDPTEs under --guest-1g) to the operation. A 2M leaf the range covers only in part is split first
  * when the operation asks for it (unmap, protect), as split_huge_pmd() does.
  *
  * Invariants kept here:
  *  - a table page is linked into its parent only after it was zeroed;
  *  - a table is freed only when no VMA overlaps the span it maps, so it is empty (leaves exist
- *    only inside VMAs), and its address is in the caller's flush (paging-structure caches);
- *  - refcounts: +1 per leaf that maps a frame (the head frame for a 2M page); the zero page is
+ *    only inside VMAs), or by a collapse once its link was replaced by the 2M leaf (its old
+ *    entries are never read again: a table page is zeroed when it is allocated again); either
+ *    way its address is in the caller's flush (paging-structure caches);
+ *  - refcounts: +1 per leaf that maps a frame (the head frame for a 2M or 1G page); the zero page is
  *    never counted.
  * Every function that changes an entry adds the addresses whose translation narrowed to the
  * caller's struct flush; the caller flushes (flush_tlb_mm) before returning to user mode.

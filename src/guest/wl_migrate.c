@@ -196,12 +196,9 @@ static int mig_find_gfn(struct guest *g, struct task *t, uint64_t va, uint32_t *
 	rc = pt_lookup(g, task_cpu(g, t), t->mm, va, &epa, &e, &level);
 	if (rc)
 		return rc;
-	if (!gpte_present(e) || (level != 1 && !(level == 2 && gpte_huge(e))))
+	if (!gpte_present(e) || (level != 1 && !gpte_huge(e)))
 		return guest_fail(g, -EIO, "migrate: page %#" PRIx64 " is not mapped after its first touch", va);
-	if (level == 2)
-		*gfn = (uint32_t)(((e & GPTE_ADDR_2M) >> 12) + ((va >> 12) & 511));
-	else
-		*gfn = gpte_pfn(e);
+	*gfn = (uint32_t)(leaf_head(e, level) + ((va >> 12) & (leaf_pages(level) - 1)));
 	if (*gfn >= g->mem_bytes >> 12)
 		return guest_fail(g, -EIO, "migrate: page %#" PRIx64 " maps gfn %#x, outside guest RAM", va, *gfn);
 	return 0;

@@ -193,8 +193,9 @@ struct host_thp_stats {
 };
 /* Under memory pressure (a first touch that finds no free frame), THPs of the mm with more than
  * @max_none zero-filled subpages are split and those subpages freed (the kernel's thp_underused,
- * threshold khugepaged's max_ptes_none: khugepaged sets it on the mms it scans; 511 otherwise,
- * so only a THP of zeroes goes). The split counts in thp_split_page too. */
+ * threshold khugepaged's max_ptes_none: khugepaged sets it on the mms it scans; at 511, the
+ * default, the shrinker is off, as the kernel's). A THP of zeroes goes whole; either counts in
+ * thp_split_page too. */
 void host_mm_set_underused_max_none(struct host_mm *mm, unsigned max_none);
 void host_mm_thp_stats(const struct host_mm *mm, struct host_thp_stats *st);
 

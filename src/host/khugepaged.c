@@ -44,6 +44,7 @@ struct host_khugepaged {
 	bool last_alloc_failed;          /* the last pass ended on a failed allocation */
 	pthread_t thread;
 	bool running, stop;              /* the thread exists / must exit */
+	bool stopping;                   /* a stop is joining it: no start meanwhile */
 };
 
 static const struct host_khugepaged_params khugepaged_defaults = {
@@ -278,7 +279,7 @@ int host_khugepaged_start(struct host_khugepaged *kh)
 	if (!kh)
 		return -EINVAL;
 	pthread_mutex_lock(&kh->lock);
-	if (kh->running) {
+	if (kh->running || kh->stopping) {
 		rc = -EBUSY;
 		goto out;
 	}
@@ -292,16 +293,24 @@ out:
 
 void host_khugepaged_stop(struct host_khugepaged *kh)
 {
-	bool running;
+	pthread_t t;
 
 	if (!kh)
 		return;
 	pthread_mutex_lock(&kh->lock);
-	running = kh->running;
+	if (!kh->running || kh->stopping) {
+		/* Not running, or another stop is joining it. */
+		pthread_mutex_unlock(&kh->lock);
+		return;
+	}
 	kh->stop = true;
-	kh->running = false;
+	kh->stopping = true;
+	t = kh->thread;
 	pthread_cond_signal(&kh->wake);
 	pthread_mutex_unlock(&kh->lock);
-	if (running)
-		pthread_join(kh->thread, NULL);
+	pthread_join(t, NULL);
+	pthread_mutex_lock(&kh->lock);
+	kh->running = false;
+	kh->stopping = false;
+	pthread_mutex_unlock(&kh->lock);
 }

@@ -1322,8 +1322,10 @@ static bool page_is_zero(const struct host_mm *mm, pfn_t pfn)
  * The THP at level-2 entry *@e of @path (mapping @haddr): if more than underused_max_none of its
  * subpages are zero-filled, split it into 4K mappings and unmap those (as the kernel's
  * thp_underused and deferred split shrinker, which map them to the zero page: here the next
- * touch faults a zeroed page in, which reads the same). Returns the frames freed. mm->lock held
- * for writing.
+ * touch faults a zeroed page in, which reads the same). The bytes are looked at between the
+ * notifiers' start and end, as a collapse copies them: no translation derived from the THP
+ * survives the start, so no write lands in a subpage after it was found zero. Returns the frames
+ * freed. mm->lock held for writing.
  */
 static uint64_t shrink_thp(struct host_mm *mm, struct pt_node **path, uint64_t *e, hva_t haddr)
 {
@@ -1332,15 +1334,28 @@ static uint64_t shrink_thp(struct host_mm *mm, struct pt_node **path, uint64_t *
 	unsigned nzero = 0;
 	pfn_t dead[PT_ENTRIES];
 	size_t ndead = 0;
+	const unsigned max_none = (unsigned)__atomic_load_n(&mm->underused_max_none,
+							    __ATOMIC_RELAXED);
 	struct pt_node *n;
 
+	/* A first look with the THP still mapped (the kernel's thp_underused) spares the others
+	 * the invalidation; the second, under it, decides. */
+	for (unsigned i = 0; i < PT_ENTRIES; i++)
+		nzero += page_is_zero(mm, head + i);
+	if (nzero <= max_none || !(n = calloc(1, sizeof(*n))))
+		return 0;
+	notify_start(mm, haddr, haddr + HOST_SIZE_2M);
+	nzero = 0;
 	for (unsigned i = 0; i < PT_ENTRIES; i++)
 		nzero += zero[i] = page_is_zero(mm, head + i);
-	if (nzero <= __atomic_load_n(&mm->underused_max_none, __ATOMIC_RELAXED))
+	if (nzero <= max_none) {
+		notify_end(mm, haddr, haddr + HOST_SIZE_2M);
+		free(n);
 		return 0;
+	}
 	if (nzero == PT_ENTRIES) {
 		/* Nothing but zeroes: the whole THP goes, and the nodes it leaves empty. */
-		notify_start(mm, haddr, haddr + HOST_SIZE_2M);
+		free(n);
 		pte_set(e, 0);
 		path[2]->nr--;
 		host_frame_put(mm->arena, head, HOST_ORDER_2M);
@@ -1351,10 +1366,6 @@ static uint64_t shrink_thp(struct host_mm *mm, struct pt_node **path, uint64_t *
 		thp_count(&mm->thp_ev.thp_underused_split_page);
 		return PT_ENTRIES;
 	}
-	n = calloc(1, sizeof(*n));
-	if (!n)
-		return 0;
-	notify_start(mm, haddr, haddr + HOST_SIZE_2M);
 	pt_split_huge_into(mm, n, e);
 	for (unsigned i = 0; i < PT_ENTRIES; i++) {
 		if (!zero[i])
@@ -1375,6 +1386,10 @@ static uint64_t shrink_thp(struct host_mm *mm, struct pt_node **path, uint64_t *
 static uint64_t shrink_underused_thps(struct host_mm *mm)
 {
 	uint64_t freed = 0;
+
+	/* As the kernel's thp_underused: off while max_ptes_none is 511, its default. */
+	if (__atomic_load_n(&mm->underused_max_none, __ATOMIC_RELAXED) >= PT_ENTRIES - 1)
+		return 0;
 
 	for (size_t i = 0; i < mm->nr_vmas; i++) {
 		const struct host_vma *v = &mm->vmas[i];

@@ -482,6 +482,15 @@ static void test_huge_1g(void **state)
 	assert_int_equal(faults(g), f0 + 1);
 	assert_int_equal(vmmu_guest_munmap(g, pid, a + 4096, 4096), -EINVAL);
 	assert_int_equal(vmmu_guest_mprotect(g, pid, a, 2ULL << 20, VMMU_PROT_READ), -EINVAL);
+	/* Other VMAs are cut anywhere (the heap's flag is not the 1G one). */
+	{
+		uint64_t brk0 = 0, brk1 = 0;
+
+		assert_int_equal(vmmu_guest_brk(g, pid, 0, &brk0), 0);
+		assert_int_equal(vmmu_guest_brk(g, pid, brk0 + 65536, &brk1), 0);
+		assert_int_equal(vmmu_guest_mprotect(g, pid, brk0 + 8192, 4096, VMMU_PROT_READ), 0);
+		assert_int_equal(vmmu_guest_munmap(g, pid, brk0 + 16384, 4096), 0);
+	}
 
 	assert_int_equal(vmmu_guest_fork(g, pid, 1, &child), 0);
 	wr(g, pid, a + 8, 3);                             /* copies the whole 1G */

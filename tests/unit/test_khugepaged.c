@@ -309,9 +309,18 @@ static void pressure(unsigned max_none)
 		assert_int_equal(host_mmap(mm2, 0, PAGE, 0, &other), 0);
 		assert_int_equal(host_hva_to_pfn(mm2, other, true, &pfn, NULL), -ENOMEM);
 	}
+	if (max_none == 511) {
+		/* As the kernel's: no underused split at the default. */
+		assert_int_equal(host_hva_to_pfn(mm, small, true, &pfn, NULL), -ENOMEM);
+		host_mm_thp_stats(mm, &ts);
+		assert_int_equal(ts.thp_underused_split_page, 0);
+		assert_int_equal(log.n, 0);
+		goto out;
+	}
 	assert_int_equal(host_hva_to_pfn(mm, small, true, &pfn, NULL), 0);
 	host_mm_thp_stats(mm, &ts);
-	/* 511 zero subpages beside the written one: split (and those freed) only below 511. */
+	/* 511 zero subpages beside the written one: split (and those freed) when max_none is
+	 * below 511; the THPs of zeroes go whole. */
 	const unsigned want = max_none < 511 ? nr : nr / 2;
 	assert_int_equal(ts.thp_underused_split_page, want);
 	assert_int_equal(ts.thp_split_page, want);
@@ -334,6 +343,7 @@ static void pressure(unsigned max_none)
 	/* What went reads as zeroes again when touched. */
 	assert_int_equal(host_hva_to_pfn(mm, base + SZ_2M + 5 * PAGE, false, &pfn, NULL), 0);
 	assert_int_equal(*(uint64_t *)host_pfn_to_ptr(a, pfn), 0);
+out:
 	host_mmu_notifier_unregister(mm, &log.mn);
 	host_khugepaged_remove_mm(kh, mm);
 	host_khugepaged_destroy(kh);
@@ -347,6 +357,7 @@ static void test_pressure_splits_underused(void **state)
 {
 	(void)state;
 	pressure(511);
+	pressure(511 - 1);
 	pressure(100);
 }
 
