@@ -163,6 +163,14 @@ int host_hva_to_pfn_order(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn,
 int host_hva_lookup_order(struct host_mm *mm, hva_t hva, pfn_t *pfn, unsigned *order,
 			  bool *writable);
 
+/* The VMM's own access to its memory at @hva (inside one page): @fn(ptr, @arg) runs on the
+ * page's bytes with its mapping held still (mm->lock read: no collapse, KSM merge, COW break or
+ * unmap replaces or frees the page under it, as a user access of the process is ordered with the
+ * kernel's changes of its page table). The page is faulted in first if need be (@write: made
+ * writable, a KSM page copied). 0, or -EFAULT (in no VMA) / -ENOMEM. Not with mm->lock held. */
+int host_hva_access(struct host_mm *mm, hva_t hva, bool write, void (*fn)(void *ptr, void *arg),
+		    void *arg);
+
 /* The same without faulting: -ENOENT if not mapped. */
 int host_hva_lookup(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge);
 /* And whether it may be written (false for a KSM page): for the MMUs' isolation audits. */

@@ -893,6 +893,35 @@ int host_hva_to_pfn(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn, bool 
 	return host_hva_to_pfn_prot(mm, hva, write, pfn, huge, NULL);
 }
 
+int host_hva_access(struct host_mm *mm, hva_t hva, bool write, void (*fn)(void *ptr, void *arg),
+		    void *arg)
+{
+	if (!mm || !fn)
+		return -EINVAL;
+	for (;;) {
+		uint64_t *e, v;
+		pfn_t pfn;
+		int rc;
+
+		pthread_rwlock_rdlock(&mm->lock);
+		e = pt_lookup(mm, hva);
+		v = e ? __atomic_load_n(e, __ATOMIC_ACQUIRE) : 0;
+		if (v && !(write && (v & PTE_KSM))) {
+			if (!(v & PTE_YOUNG))
+				__atomic_fetch_or(e, PTE_YOUNG, __ATOMIC_RELAXED);
+			fn((uint8_t *)host_pfn_to_ptr(mm->arena, leaf_pfn_at(v, hva)) +
+			   (hva & (HOST_PAGE_SIZE - 1)), arg);
+			pthread_rwlock_unlock(&mm->lock);
+			return 0;
+		}
+		pthread_rwlock_unlock(&mm->lock);
+		/* Not mapped yet, or a write to a KSM page: the fault makes it so, then again. */
+		rc = host_hva_to_pfn_prot(mm, hva, write, &pfn, NULL, NULL);
+		if (rc)
+			return rc;
+	}
+}
+
 int host_hva_lookup(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge)
 {
 	return host_hva_lookup_prot(mm, hva, pfn, huge, NULL);

@@ -334,6 +334,46 @@ static void copy_relaxed(uint8_t *g, uint8_t *p, size_t n, bool write)
 	}
 }
 
+int memslots_gpa_access(struct memslots *ms, gpa_t gpa, size_t len, bool write,
+			void (*fn)(void *ptr, void *arg), void *arg)
+{
+	uint64_t off = gpa & (VMMU_PAGE_SIZE - 1);
+	gfn_t gfn = gpa >> VMMU_PAGE_SHIFT;
+	const struct memslot *slot;
+	int r;
+
+	if (len == 0 || len > VMMU_PAGE_SIZE - off)
+		return -EINVAL;
+	if (!ms->mm)
+		return -EFAULT;
+	vmmu_rcu_read_lock();
+	slot = gfn_to_memslot(ms, gfn);
+	if (!slot) {
+		r = -ENOENT;
+	} else if (write && slot_is_readonly(slot)) {
+		r = -EPERM;
+	} else {
+		if (write)
+			slot_mark_dirty(slot, gfn);
+		r = host_hva_access(ms->mm, slot_gfn_to_hva(slot, gfn) + off, write, fn, arg);
+	}
+	vmmu_rcu_read_unlock();
+	return r;
+}
+
+struct copy_arg {
+	uint8_t *buf;
+	size_t len;
+	bool write;
+};
+
+static void copy_fn(void *ptr, void *arg)
+{
+	struct copy_arg *c = arg;
+
+	copy_relaxed(ptr, c->buf, c->len, c->write);
+}
+
 static int guest_copy(struct memslots *ms, gpa_t gpa, void *buf, size_t len, bool write)
 {
 	char *p = buf;
@@ -342,17 +382,17 @@ static int guest_copy(struct memslots *ms, gpa_t gpa, void *buf, size_t len, boo
 		return -EFAULT;
 	while (len) {
 		size_t chunk = VMMU_PAGE_SIZE - (gpa & (VMMU_PAGE_SIZE - 1));
-		void *g;
 		int r;
 
 		if (chunk > len)
 			chunk = len;
-		r = memslots_gpa_to_ptr(ms, gpa, chunk, write, &g);
+		struct copy_arg c = { .buf = (uint8_t *)p, .len = chunk, .write = write };
+
+		r = memslots_gpa_access(ms, gpa, chunk, write, copy_fn, &c);
 		if (r == -ENOENT || r == -EPERM)
 			return -EFAULT;
 		if (r)
 			return r;
-		copy_relaxed(g, (uint8_t *)p, chunk, write);
 		gpa += chunk;
 		p += chunk;
 		len -= chunk;

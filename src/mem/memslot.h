@@ -226,12 +226,22 @@ int slot_gfn_to_pfn_prot(struct memslots *ms, const struct memslot *slot, gfn_t 
 			 pfn_t *pfn, unsigned *order, bool *writable);
 /*
  * A host pointer to guest memory [gpa, gpa+len), which must lie inside one 4K page (else
- * -EINVAL); for the page walker to read guest PTEs and compare-and-swap A/D bits. Errors as
+ * -EINVAL): for the vCPUs' hardware model (the request protocol guards it) and the MMUs' reads
+ * of guest tables (the invalidation sequence guards them). Errors as
  * gfn_to_pfn. With @write the page is marked dirty (as KVM marks a gpte page whose A/D bits it
  * sets). The pointer stays inside the host frame arena; it backs the gpa until the hva mapping
  * changes (MMU notifier), after which it may point to a freed (zeroed) frame.
  */
 int memslots_gpa_to_ptr(struct memslots *ms, gpa_t gpa, size_t len, bool write, void **ptr);
+/* @fn(ptr, @arg) on the @len bytes at @gpa (inside one page) with the host page held still
+ * (host_hva_access): the hypervisor's own access to guest memory (its software page walk, the
+ * VMM's reads and writes), which a host page change (a THP collapse, a KSM merge, an unmap)
+ * must not race: a pointer from memslots_gpa_to_ptr is only safe where the vCPU request
+ * protocol or the invalidation sequence guards it. A write marks the page dirty in a logging
+ * slot first. 0, -ENOENT (no slot), -EPERM (a write to a READONLY slot), -EFAULT, -EINVAL.
+ * Not with mmu_lock held (the host mm's lock comes first). */
+int memslots_gpa_access(struct memslots *ms, gpa_t gpa, size_t len, bool write,
+			void (*fn)(void *ptr, void *arg), void *arg);
 /* Copy to/from guest physical memory, across pages. -EFAULT for a gpa in no slot, or a write to a
  * READONLY slot (as kvm_read_guest/kvm_write_guest). Writes mark pages dirty. */
 int memslots_read_guest(struct memslots *ms, gpa_t gpa, void *buf, size_t len);

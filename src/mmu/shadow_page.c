@@ -775,6 +775,16 @@ int leaf_set(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep, gfn
 		spte_write(sptep, sm->trap_spte);    /* MMIO or non-present: trapping meanwhile */
 	}
 	struct gfn_stripe *st = gfn_lock(sm, gfn, shared);
+	if (shared && (spte & (PT_WRITABLE_MASK | SPTE_MMU_WRITABLE))) {
+		struct gfn_info *gi = gfn_info_find(sm, gfn);
+
+		/* The fault judged the gfn untracked before it took the sp's lock; another vCPU
+		 * may have begun shadowing a guest table there since (track_unmapped_shared found
+		 * no leaf: ours comes only now). Read-only then: a write faults again and is
+		 * emulated. */
+		if (gi && gi->write_track)
+			spte &= ~(PT_WRITABLE_MASK | SPTE_MMU_WRITABLE | PT_DIRTY_MASK);
+	}
 	rc = rmap_add(sm, gfn, sptep);
 	gfn_unlock(st);
 	if (rc)

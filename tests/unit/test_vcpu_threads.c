@@ -12,8 +12,11 @@
  * memory), the pattern of a generation not yet dropped when the read began, or no memory (-EFAULT,
  * or MMIO while the slot is gone), never anything else (a stale translation or host pointer would
  * read a dropped generation's frame, or a recycled one); the MMU's isolation audit after
- * every round, with the vCPU threads joined; at the end every word holds its last write. Built for
- * the TSan run (suite threads). VMMU_STRESS_ROUNDS makes it run longer.
+ * every round, with the vCPU threads joined; at the end every word holds its last write. The host
+ * starts fragmented, so the 4 MiB slot of the guest tables is mapped with 4K host pages; in the
+ * first round the fragmenter lets go and khugepaged, on its own thread, collapses those ranges
+ * into THPs under the running vCPUs (the frames of the very tables they walk and write change
+ * under them). Built for the TSan run (suite threads). VMMU_STRESS_ROUNDS makes it run longer.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -115,9 +118,15 @@ static void vol_drop(struct tg *g)
 static void tg_init(struct tg *g, enum vmmu_mmu mode, enum vmmu_mmu_lock lock, uint64_t max_sps)
 {
 	struct vmmu_vm_config cfg = { .mmu = mode, .host = mode == VMMU_MMU_NPT ? VMMU_HOST_SVM : VMMU_HOST_VMX,
-				      .mmu_lock = lock, .max_shadow_pages = max_sps };
+				      .mmu_lock = lock, .max_shadow_pages = max_sps, .thp = 2,
+				      .host_mem_bytes = 1ULL << 30 };
 	memset(g, 0, sizeof(*g));
 	assert_int_equal(vmmu_vm_create(&cfg, &g->vm), 0);
+	/* 4K host pages until run_mode lets khugepaged collapse them (the machine's destroy lets
+	 * the fragmenter go in the other tests). */
+	assert_int_equal(vmmu_machine_fragment(vmmu_vm_machine(g->vm), 100), 0);
+	assert_int_equal(vmmu_khugepaged_set_params(vmmu_vm_machine(g->vm),
+						    "pages_to_scan=512,scan_sleep_millisecs=1", NULL, 0), 0);
 	assert_int_equal(vmmu_vm_mmap(g->vm, 4 * MiB, false, &g->low_hva), 0);
 	set_slot(g, 0, 0, 0, 4 * MiB, g->low_hva);
 	assert_int_equal(vmmu_vm_mmap(g->vm, DATA_PAGES * 4096ULL, false, &g->data_hva), 0);
@@ -299,6 +308,7 @@ static void run_mode(enum vmmu_mmu mode, enum vmmu_mmu_lock lock, uint64_t max_s
 
 	tg_init(&g, mode, lock, max_sps);
 	memset(th, 0, sizeof(th));
+	assert_true(vmmu_machine_unfragment(vmmu_vm_machine(g.vm)) > 0);
 	for (unsigned round = 0; round < rounds; round++) {
 		int running = NV;
 		for (unsigned i = 0; i < NV; i++) {
@@ -310,6 +320,8 @@ static void run_mode(enum vmmu_mmu mode, enum vmmu_mmu_lock lock, uint64_t max_s
 			th[i].vol_reads = th[i].vol_gone = 0;
 			assert_int_equal(pthread_create(&tid[i], NULL, vcpu_thread, &th[i]), 0);
 		}
+		/* khugepaged beside them (its first pass at once). */
+		assert_int_equal(vmmu_khugepaged_start(vmmu_vm_machine(g.vm)), 0);
 		/* The memory map changes under the running vCPUs. */
 		for (unsigned op = 0; __atomic_load_n(&running, __ATOMIC_ACQUIRE) > 0; op++) {
 			switch (op % 4) {
@@ -337,6 +349,8 @@ static void run_mode(enum vmmu_mmu mode, enum vmmu_mmu_lock lock, uint64_t max_s
 			vol_reads += th[i].vol_reads;
 			vol_gone += th[i].vol_gone;
 		}
+		/* The audit wants the MMU still: khugepaged pauses too. */
+		vmmu_khugepaged_stop(vmmu_vm_machine(g.vm));
 		audit_ok(&g);
 	}
 	/* Every word holds its vCPU's last write: none was lost to a stale translation. */
@@ -353,14 +367,18 @@ static void run_mode(enum vmmu_mmu mode, enum vmmu_mmu_lock lock, uint64_t max_s
 	assert_int_equal(vmmu_vm_stats(g.vm, &st, sizeof(st)), 0);
 	if (mode != VMMU_MMU_NATIVE)
 		assert_true(st.remote_tlb_flush > 0);
+	/* The 2 MiB the guest tables sit in (the rest of the slot is never touched): a THP made
+	 * under the running vCPUs. */
+	assert_int_equal(st.thp_collapse_alloc, 1);
 	print_message("%s (%s, limit %" PRIu64 "): %u rounds, %u map changes under 4 vCPU threads, %"
 		      PRIu64 " reads of the replaced region (%" PRIu64 " found it gone), %" PRIu64
-		      " remote TLB flushes, %" PRIu64 " exits, %" PRIu64 " fine-lock waits\n",
+		      " remote TLB flushes, %" PRIu64 " exits, %" PRIu64 " fine-lock waits, %" PRIu64
+		      " THPs collapsed\n",
 		      mode == VMMU_MMU_NATIVE ? "native" : mode == VMMU_MMU_SHADOW ? "shadow" :
 		      mode == VMMU_MMU_EPT ? "ept" : "npt",
 		      lock == VMMU_MMU_LOCK_FINE ? "fine" : lock == VMMU_MMU_LOCK_SHARED ? "shared" : "big",
 		      max_sps, rounds, changes, vol_reads, vol_gone, st.remote_tlb_flush, st.exits,
-		      st.sp_lock_contended);
+		      st.sp_lock_contended, st.thp_collapse_alloc);
 	vmmu_vm_destroy(g.vm);
 }
 
