@@ -221,6 +221,12 @@ static uint64_t scan_locked(struct host_khugepaged *kh)
 	return c.collapsed;
 }
 
+/* How long khugepaged sleeps after the last pass: the alloc sleep if it found no 2M block. */
+static uint64_t next_sleep_ms(const struct host_khugepaged *kh)
+{
+	return kh->last_alloc_failed ? kh->p.alloc_sleep_millisecs : kh->p.scan_sleep_millisecs;
+}
+
 int host_khugepaged_scan(struct host_khugepaged *kh, uint64_t *sleep_ms)
 {
 	uint64_t collapsed;
@@ -230,8 +236,7 @@ int host_khugepaged_scan(struct host_khugepaged *kh, uint64_t *sleep_ms)
 	pthread_mutex_lock(&kh->lock);
 	collapsed = scan_locked(kh);
 	if (sleep_ms)
-		*sleep_ms = kh->last_alloc_failed ? kh->p.alloc_sleep_millisecs
-						  : kh->p.scan_sleep_millisecs;
+		*sleep_ms = next_sleep_ms(kh);
 	pthread_mutex_unlock(&kh->lock);
 	return collapsed > (uint64_t)INT32_MAX ? INT32_MAX : (int)collapsed;
 }
@@ -257,7 +262,7 @@ static void *khugepaged_thread(void *arg)
 		struct timespec until;
 
 		scan_locked(kh);
-		ms = kh->last_alloc_failed ? kh->p.alloc_sleep_millisecs : kh->p.scan_sleep_millisecs;
+		ms = next_sleep_ms(kh);
 		clock_gettime(CLOCK_MONOTONIC, &until);
 		until.tv_sec += (time_t)(ms / 1000);
 		until.tv_nsec += (long)(ms % 1000) * 1000000L;
