@@ -436,3 +436,23 @@ void mmu_notifier_unregister(struct mmu *m)
 {
 	host_mmu_notifier_unregister(m->env.mm, &m->mn);
 }
+
+/* The largest level a leaf for @gfn may have (KVM's kvm_mmu_max_mapping_level), for both MMUs:
+ * no larger than the host mapping (@host_order: a THP or hugetlb 2M page, a hugetlb 1G page), with the slot's
+ * gpa and hva congruent modulo the leaf's size and the leaf's whole gpa range inside the slot;
+ * 4K while the slot logs dirty pages (each write must fault on its own 4K). */
+int mmu_max_level(const struct memslot *slot, gfn_t gfn, unsigned host_order)
+{
+	int level = 1 + (int)host_order / 9;
+
+	if (slot_logs_dirty(slot))
+		return 1;
+	for (; level > 1; level--) {
+		const gfn_t pages = spte_level_pages(level), base = gfn & ~(pages - 1);
+
+		if (((slot->base_gfn ^ (slot->userspace_addr >> VMMU_PAGE_SHIFT)) & (pages - 1)) == 0 &&
+		    base >= slot->base_gfn && base + pages <= slot_end_gfn(slot))
+			break;
+	}
+	return level;
+}

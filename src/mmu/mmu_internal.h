@@ -105,6 +105,10 @@ bool mmu_fault_slot(struct mmu_page_fault *f, struct mmu_faultin *fi, gfn_t gfn)
  * with it, as KVM_RUN fails with -EFAULT), or -errno. Inside the section, with no mmu_lock held: the host mm's lock comes first.
  */
 int mmu_faultin_pfn(struct mmu_page_fault *f, struct mmu_faultin *fi, bool write);
+/* The largest level a leaf for @gfn of @slot may have over a host page of @host_order (KVM's
+ * kvm_mmu_max_mapping_level): both MMUs' fault paths', and what the recovery of huge mappings
+ * after dirty logging aims for. */
+int mmu_max_level(const struct memslot *slot, gfn_t gfn, unsigned host_order);
 
 /* Count a fault's result as KVM's kvm_mmu_do_page_fault and fast_page_fault do: exactly one of
  * pf_fixed, pf_spurious, pf_emulate per fault, pf_fast besides for the fast path; pf_guest for a

@@ -330,6 +330,8 @@ static int shadow_create(const struct mmu_env *env, struct mmu **out)
 	rc = htab_init(&sm->sp_hash, 10);
 	if (!rc)
 		rc = htab_init(&sm->sp_by_pfn, 10);
+	if (!rc)
+		rc = htab_init(&sm->gig, 4);
 	for (unsigned s = 0; !rc && s < GFN_STRIPES; s++)
 		rc = htab_init(&sm->gfns[s].t, 6);
 	if (rc)
@@ -357,6 +359,7 @@ static int shadow_create(const struct mmu_env *env, struct mmu **out)
 out_hash:
 	htab_destroy(&sm->sp_hash);
 	htab_destroy(&sm->sp_by_pfn);
+	htab_destroy(&sm->gig);
 	for (unsigned s = 0; s < GFN_STRIPES; s++)
 		htab_destroy(&sm->gfns[s].t);
 	mmu_fini(&sm->mmu);
@@ -410,6 +413,13 @@ static void shadow_destroy(struct mmu *m)
 	}
 	for (unsigned s = 0; s < GFN_STRIPES; s++)
 		htab_destroy(&sm->gfns[s].t);
+	/* Likewise every GiB's counts (what a failed allocation may have left, freed here). */
+	for (uint64_t b = 0; b <= sm->gig.mask; b++)
+		for (struct hnode *n = sm->gig.b[b], *next; n; n = next) {
+			next = n->next;
+			free(caa_container_of(n, struct gig_info, hash));
+		}
+	htab_destroy(&sm->gig);
 	htab_destroy(&sm->sp_hash);
 	htab_destroy(&sm->sp_by_pfn);
 	mmu_fini(m);
@@ -530,6 +540,8 @@ static void drop_gva(struct shadow_mmu *sm, struct shadow_page *root, gva_t gva,
 				spte_drop(sm, sp, sptep);
 			return;
 		}
+		if (is_last_spte(spte, level))
+			return;                   /* a large leaf: its sp is write-tracked */
 		sp = pfn_to_sp(sm, spte_to_pfn(spte));
 	}
 }

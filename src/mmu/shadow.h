@@ -24,11 +24,16 @@
  *  - under notrap an empty entry is SPTE_TRAP, and a 0 entry means the guest entry is not
  *    present (never in an unsync sp);
  *  - a direct sp maps a gfn range with role.access (a guest large page, or no paging);
+ *  - a large leaf (PS, level 2 or 3: KVM's disallow_lpage rules) maps a guest large page, or the
+ *    part of one a direct sp maps, where the host maps the whole range with one page at least as
+ *    large (mmu_max_level: and the slot holds it, aligned, not logging dirty pages); it is in the
+ *    rmap of its first gfn, and is writable only while no gfn of its range is write-tracked
+ *    (gfn_info.lpage_track of its 2 MiB, struct gig_info of its 1 GiB: 0);
  *  - every gfn an indirect sp (not unsync) shadows is write-tracked, and no leaf spte maps it
  *    writable;
  *  - a writable leaf spte's guest entry has Dirty set, its slot is not READONLY, and in a
  *    dirty-logging slot its page is marked dirty;
- *  - every present leaf spte is in the rmap of the gfn it maps, once; every present link spte is
+ *  - every present leaf spte is in the rmap of the (first) gfn it maps, once; every present link spte is
  *    in the parent list of the sp it points to, once; sp_by_pfn holds every sp, and each table
  *    frame's private word (host_frame_private) points back at its sp until the frame is freed;
  *  - a link to an sp that is unsync or has unsync children has its bit set in its table's
@@ -41,7 +46,8 @@
  * themselves, which the page-walk hardware of every vCPU reads at any time and on which it sets
  * Accessed/Dirty: they are read and written only through spte.h's atomics. Under
  * VMMU_MMU_LOCK_FINE a fault takes mmu_lock shared and installs leaves, each under its sp's own
- * lock ([S]: sp->lock), its rmap entry under its gfn's stripe lock ([G]: gfn_stripe()->lock);
+ * lock ([S]: sp->lock; a 2M leaf, in a level-2 sp, under [T]; a 1G leaf only exclusive), its
+ * rmap entry under its gfn's stripe lock ([G]: gfn_stripe()->lock);
  * it makes and links a missing sp under the structure lock ([T]: sm->struct_lock: the hash,
  * the LRU, parent lists, counts; write tracking of a gfn no leaf maps, under its stripe lock);
  * anything else (replacing or zapping an sp, unsync and sync, write-protecting a mapped gfn,
@@ -163,7 +169,9 @@ struct shadow_page {
 	union sp_role role;               /* [c] */
 	pfn_t pfn;                        /* [c] the table frame */
 	uint64_t *spt;                    /* [c] its 512 sptes (atomics only) */
-	gfn_t *gfns;                      /* [L] or [S] indirect level 1: the gfn each leaf maps */
+	gfn_t *gfns;                      /* indirect: the gfn each leaf maps; level 1: [L] or [S],
+					   * from creation; levels 2-3 (large leaves): [L] or [T],
+					   * made with the first large leaf */
 	struct sptep_vec parents;         /* [L] or [T] sptes linking to this page */
 	uint32_t root_count;              /* [L] vCPU roots and prev-root slots holding it */
 	uint32_t write_flooding_count;    /* [L]; a shared fault clears it atomically: emulated
@@ -185,6 +193,8 @@ struct gfn_info {
 	struct hnode hash;                /* [L] or [G] in sm->gfns, key gfn */
 	uint32_t write_track;             /* [L] or [G] indirect sps of this gfn: writes must
 					   * exit */
+	uint32_t lpage_track;             /* [L] or [G] a 2 MiB-aligned gfn: gfns of its 2 MiB
+					   * write-tracked (no large leaf writable over them) */
 	struct sptep_vec rmap;            /* [L] or [G] leaf sptes mapping this gfn */
 };
 
@@ -212,6 +222,14 @@ struct shadow_vcpu {
 
 #define GFN_STRIPES 64
 
+/* One GiB of gfns (key gfn >> 18) that holds write-tracked gfns or 1G leaves. [L] or [T] */
+struct gig_info {
+	struct hnode hash;                /* in sm->gig */
+	uint32_t tracked;                 /* write-tracked gfns inside */
+	uint32_t leaves;                  /* 1G leaves mapping it (made under [L] only) */
+	uint32_t audit_tracked, audit_leaves;   /* the audit's own counts ([L]) */
+};
+
 /* The soft MMU. Legend as above; [F] free_lock. */
 struct shadow_mmu {
 	struct mmu mmu;                   /* the core's part (mmu.fmt: SPTE_FMT_SHADOW) */
@@ -223,6 +241,9 @@ struct shadow_mmu {
 		uint32_t lock;            /* the spin lock of [G] */
 		struct htab t;            /* [L] or [G] */
 	} __attribute__((aligned(64))) gfns[GFN_STRIPES];
+	struct htab gig;                  /* [L] or [T] struct gig_info by gfn >> 18 */
+	uint64_t nr_large;                /* [L], or [T] and atomics: large leaves (2M and 1G);
+					   * while 0, no gfn lookup looks for one covering it */
 	bool fine;                        /* [c] VMMU_MMU_LOCK_FINE: faults shared (above) */
 	struct cds_list_head lru;         /* [L] or [T]: valid sps */
 	struct cds_list_head vcpus;       /* [L] struct shadow_vcpu */
@@ -464,11 +485,16 @@ static inline uint64_t sp_gpte_rsvd(const struct cpu_model *cpu, union sp_role r
 				  gpte & PT_PAGE_SIZE_MASK);
 }
 
-/* The gfn the leaf at @idx of @sp maps. */
+/* The (first) gfn the leaf at @idx of @sp maps. */
 static inline gfn_t sp_leaf_gfn(const struct shadow_page *sp, unsigned idx)
 {
-	return sp->role.direct ? sp->gfn + idx : sp->gfns[idx];
+	return sp->role.direct ? sp->gfn + ((gfn_t)idx << (9 * (sp->role.level - 1))) : sp->gfns[idx];
 }
+
+/* The largest level, up to @max (2 or 3), at which a leaf for @gfn may go as far as write
+ * tracking goes: no gfn of its 2 MiB / 1 GiB is write-tracked (KVM's disallow_lpage); 1 if
+ * none. [L]; under mmu_lock shared only with @max 2 (@gfn's stripe lock is taken here). */
+int shadow_lpage_level(struct shadow_mmu *sm, gfn_t gfn, int max, bool shared);
 
 /* Every valid sp shadowing guest table @gfn (indirect), collected first so the body may zap. */
 #define SHADOW_MAX_SPS_PER_GFN 64
@@ -514,9 +540,10 @@ int sp_get_link_shared(struct shadow_mmu *sm, uint64_t *sptep, gfn_t gfn, union 
  * of @gtable (its guest table, write-tracked already) not present. Returns the steps: one per
  * cache line of guest entries. [L], or the sp not reachable yet. */
 uint64_t sp_notrap_fill(struct shadow_mmu *sm, struct shadow_page *sp, const void *gtable);
-/* Make the leaf at @sptep (index @idx of @sp) map @gfn with @spte (present, not MMIO), keeping
- * the rmap and counts right. [L], or with @shared: mmu_lock shared and [S] held (the stripe
- * locks are taken here). */
+/* Make the leaf at @sptep (index @idx of @sp, a leaf of @sp's level) map @gfn (its first gfn)
+ * with @spte (present, not MMIO), keeping the rmap and counts right. [L], or with @shared:
+ * mmu_lock shared and [S] held for a level-1 sp, [T] for a level-2 one (a large leaf among the
+ * links that sp_get_link_shared makes; the stripe locks are taken here). A 1G leaf: [L]. */
 int leaf_set(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep, gfn_t gfn,
 	     uint64_t spte, bool shared);
 /* Clear one spte of @sp (leaf, link or MMIO), keeping rmap/parents right. Returns the old value.
@@ -542,10 +569,15 @@ void make_mmu_pages_available(struct shadow_mmu *sm, unsigned need, struct zap_b
  * false if an eviction is due: the caller retakes mmu_lock exclusive (credit added). */
 bool mmu_pages_available_shared(struct shadow_mmu *sm, unsigned need);
 uint64_t shadow_page_limit(const struct shadow_mmu *sm);
-/* Remove write access from every leaf mapping @gfn. True if one had it. @for_log: for dirty
- * logging, leaving SPTE_MMU_WRITABLE so the fast page fault may give W back; else (write
- * tracking) MMU_WRITABLE goes too. [L] */
+/* Remove write access from every leaf mapping @gfn (large leaves covering it too). True if one
+ * had it. @for_log: for dirty logging, leaving SPTE_MMU_WRITABLE on a 4K leaf so the fast page
+ * fault may give W back; else (write tracking), and on a large leaf (a write splits it),
+ * MMU_WRITABLE goes too. [L] */
 bool write_protect_gfn(struct shadow_mmu *sm, gfn_t gfn, bool for_log);
+/* The rmaps holding large leaves that cover @gfn but begin before it (up to 2), each with the
+ * lowest level of its entries that do (the others map their own gfn). 0 while there is no large
+ * leaf. [L] */
+unsigned gfn_cover_rmaps(struct shadow_mmu *sm, gfn_t gfn, struct gfn_info **gi, int *minlevel);
 /* Zap leaves mapping gfns in [start, end) and sps shadowing them. [L] */
 void zap_gfn_range(struct shadow_mmu *sm, gfn_t start, gfn_t end, struct zap_batch *z);
 void zap_all(struct shadow_mmu *sm, struct zap_batch *z);

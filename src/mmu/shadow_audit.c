@@ -83,7 +83,7 @@ static bool direct_subtree_writable(struct shadow_mmu *sm, const struct shadow_p
 		uint64_t s = spte_read(&sp->spt[i]);
 		if (!is_shadow_present_pte(s))
 			continue;
-		if (sp->role.level == 1) {
+		if (is_last_spte(s, sp->role.level)) {
 			if (is_writable_pte(s))
 				return true;
 		} else {
@@ -113,6 +113,20 @@ static unsigned root_refs(struct shadow_mmu *sm, const struct shadow_page *sp)
 	return n;
 }
 
+/* Is any gfn of the range of a leaf at @level beginning at @gfn write-tracked? [L] */
+static bool range_tracked(struct shadow_mmu *sm, gfn_t gfn, int level)
+{
+	if (level == 1)
+		return gfn_write_tracked(sm, gfn);
+	if (level == 2) {
+		const struct gfn_info *gi = gfn_info_find(sm, gfn);
+		return gi && gi->lpage_track;
+	}
+	struct hnode *n = htab_first(&sm->gig, gfn >> 18);
+	return n && caa_container_of(n, struct gig_info, hash)->tracked;
+}
+
+/* @leaves[level]: the leaves found, by level (1-3). */
 static int check_sp_sptes(struct audit *a, struct shadow_page *sp, uint64_t *leaves)
 {
 	struct shadow_mmu *sm = a->sm;
@@ -157,11 +171,11 @@ static int check_sp_sptes(struct audit *a, struct shadow_page *sp, uint64_t *lea
 		if (!host_pfn_valid(sm->mmu.env.arena, spte_to_pfn(s)))
 			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: spte %u = %#" PRIx64
 				    " maps a frame not allocated", SPF(sp), i, s);
-		if (level > 1) {
+		if ((s & PT_PAGE_SIZE_MASK) && (level > 3 || sp->role.passthrough))
+			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: large spte %u",
+				    SPF(sp), i);
+		if (!is_last_spte(s, level)) {
 			struct shadow_page *c = pfn_to_sp(sm, spte_to_pfn(s));
-			if (s & PT_PAGE_SIZE_MASK)
-				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: large spte %u",
-					    SPF(sp), i);
 			if (!c || c->invalid)
 				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: link %u = %#" PRIx64
 					    " to no valid sp", SPF(sp), i, s);
@@ -206,22 +220,34 @@ static int check_sp_sptes(struct audit *a, struct shadow_page *sp, uint64_t *lea
 			record(a, &r);
 			continue;
 		}
-		/* A leaf. */
+		/* A leaf (a large one: its first gfn, aligned, in that gfn's rmap). */
 		gfn_t gfn = sp_leaf_gfn(sp, i);
 		struct gfn_info *gi = gfn_info_find(sm, gfn);
-		(*leaves)++;
+		leaves[level]++;
 		if (!gi || !sptep_vec_has(&gi->rmap, sptep))
 			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: leaf %u (gfn %#" PRIx64
 				    ") not in its rmap", SPF(sp), i, (uint64_t)gfn);
-		if ((s & SPTE_MMU_WRITABLE) && gi->write_track)
-			return fail(a, "gfn %#" PRIx64 " is write-tracked but leaf %u of sp gfn %#"
-				    PRIx64 " level %d role %#x is MMU-writable", (uint64_t)gfn, i,
-				    SPF(sp));
+		if (gfn & (spte_level_pages(level) - 1) ||
+		    spte_to_pfn(s) & (spte_level_pages(level) - 1))
+			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: large leaf %u = %#" PRIx64
+				    " for gfn %#" PRIx64 " not aligned", SPF(sp), i, s, (uint64_t)gfn);
+		if (level == 3) {
+			struct hnode *gn = htab_first(&sm->gig, gfn >> 18);
+			if (!gn)
+				return fail(a, "1G leaf %u of sp gfn %#" PRIx64 " level %d role %#x "
+					    "not counted in its GiB", i, SPF(sp));
+			caa_container_of(gn, struct gig_info, hash)->audit_leaves++;
+		}
+		bool tracked = range_tracked(sm, gfn, level);
+		if ((s & SPTE_MMU_WRITABLE) && tracked)
+			return fail(a, "gfn %#" PRIx64 " (level %d) is write-tracked but leaf %u of sp "
+				    "gfn %#" PRIx64 " level %d role %#x is MMU-writable", (uint64_t)gfn,
+				    level, i, SPF(sp));
 		if (is_writable_pte(s)) {
-			if (gi->write_track)
-				return fail(a, "gfn %#" PRIx64 " is write-tracked but leaf %u of sp gfn %#"
-					    PRIx64 " level %d role %#x maps it writable",
-					    (uint64_t)gfn, i, SPF(sp));
+			if (tracked)
+				return fail(a, "gfn %#" PRIx64 " (level %d) is write-tracked but leaf %u "
+					    "of sp gfn %#" PRIx64 " level %d role %#x maps it writable",
+					    (uint64_t)gfn, level, i, SPF(sp));
 			if ((s & (SPTE_HOST_WRITABLE | SPTE_MMU_WRITABLE)) !=
 			    (SPTE_HOST_WRITABLE | SPTE_MMU_WRITABLE))
 				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: writable leaf %u "
@@ -263,27 +289,45 @@ static int audit_gfn(struct audit *a, const struct gfn_info *gi, uint64_t *track
 	if (k != gi->write_track)
 		return fail(a, "gfn %#" PRIx64 ": write_track %u, %u sps shadow it", (uint64_t)gfn,
 			    gi->write_track, k);
-	if (!gi->write_track && !gi->rmap.n)
+	if (!gi->write_track && !gi->lpage_track && !gi->rmap.n)
 		return fail(a, "gfn %#" PRIx64 ": empty gfn_info kept", (uint64_t)gfn);
 	*tracked += gi->write_track;
 	for (uint32_t i = 0; i < gi->rmap.n; i++) {
 		uint64_t *sptep = gi->rmap.v[i];
 		struct shadow_page *sp = sptep_to_sp(sm, sptep);
 		uint64_t s = spte_read(sptep);
-		if (!sp || sp->invalid || sp->role.level != 1 || !is_shadow_present_pte(s) ||
-		    sp_leaf_gfn(sp, sptep_index(sptep)) != gfn)
+		if (!sp || sp->invalid || sp->role.level > 3 || !is_shadow_present_pte(s) ||
+		    !is_last_spte(s, sp->role.level) || sp_leaf_gfn(sp, sptep_index(sptep)) != gfn)
 			return fail(a, "gfn %#" PRIx64 ": rmap entry %u is not a leaf mapping it",
 				    (uint64_t)gfn, i);
 	}
 	*rmaps += gi->rmap.n;
+	/* Its 2 MiB's count of tracked gfns (what keeps a large leaf there read-only). */
+	if (gi->lpage_track) {
+		uint32_t n = 0;
+		if (gfn & (SPTE_ENTRIES - 1))
+			return fail(a, "gfn %#" PRIx64 ": lpage_track %u, not 2 MiB-aligned",
+				    (uint64_t)gfn, gi->lpage_track);
+		for (gfn_t g = gfn; g < gfn + SPTE_ENTRIES; g++)
+			n += gfn_write_tracked(sm, g);
+		if (n != gi->lpage_track)
+			return fail(a, "gfn %#" PRIx64 ": lpage_track %u, %u gfns of its 2 MiB tracked",
+				    (uint64_t)gfn, gi->lpage_track, n);
+	}
+	if (gi->write_track) {
+		struct hnode *gn = htab_first(&sm->gig, gfn >> 18);
+		if (!gn)
+			return fail(a, "tracked gfn %#" PRIx64 " not counted in its GiB", (uint64_t)gfn);
+		caa_container_of(gn, struct gig_info, hash)->audit_tracked++;
+	}
 	return 0;
 }
 
 static int audit_locked(struct audit *a)
 {
 	struct shadow_mmu *sm = a->sm;
-	uint64_t nsps = 0, nlru = 0, indirect = 0, tracked = 0, leaves = 0, rmaps = 0, helpers = 0;
-	uint64_t with_gptes = 0;
+	uint64_t nsps = 0, nlru = 0, indirect = 0, tracked = 0, leaves[4] = { 0 }, rmaps = 0;
+	uint64_t with_gptes = 0, helpers = 0, lpage_tracked = 0, ntracked = 0;
 	struct mmu_stats st;
 	int rc;
 
@@ -292,6 +336,11 @@ static int audit_locked(struct audit *a)
 
 	cds_list_for_each(l, &sm->lru)
 		nlru++;
+	for (uint64_t b = 0; b <= sm->gig.mask; b++)
+		for (struct hnode *n = sm->gig.b[b]; n; n = n->next) {
+			struct gig_info *g = caa_container_of(n, struct gig_info, hash);
+			g->audit_tracked = g->audit_leaves = 0;
+		}
 	/* Every sp, valid and invalid, is in sp_by_pfn. */
 	for (uint64_t b = 0; b <= sm->sp_by_pfn.mask; b++) {
 		for (struct hnode *n = sm->sp_by_pfn.b[b]; n; n = n->next) {
@@ -351,12 +400,12 @@ static int audit_locked(struct audit *a)
 			if (pfn_to_sp(sm, sp->pfn) != sp)
 				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: its frame's "
 					    "private word does not point back", SPF(sp));
-			rc = check_sp_sptes(a, sp, &leaves);
+			rc = check_sp_sptes(a, sp, leaves);
 			if (rc)
 				return rc;
 		}
 	}
-	/* shadow_pages and pages_4k change only under mmu_lock, held here. */
+	/* shadow_pages and pages_4k/2m/1g change only under mmu_lock, held here. */
 	mmu_get_stats(&sm->mmu, &st);
 	if (nsps != sm->nr_sps || nsps != sm->sp_hash.n || nsps != nlru || helpers != sm->nr_helpers ||
 	    nsps + helpers != st.shadow_pages)
@@ -375,19 +424,39 @@ static int audit_locked(struct audit *a)
 	gfn_nodes_for_each(sm, si, n, next) {
 		if (gfn_stripe(sm, n->key) != &sm->gfns[si])
 			return fail(a, "gfn %#" PRIx64 ": in stripe %u", (uint64_t)n->key, si);
-		rc = audit_gfn(a, caa_container_of(n, struct gfn_info, hash), &tracked, &rmaps);
+		struct gfn_info *gi = caa_container_of(n, struct gfn_info, hash);
+		rc = audit_gfn(a, gi, &tracked, &rmaps);
 		if (rc)
 			return rc;
+		lpage_tracked += gi->lpage_track;
+		ntracked += gi->write_track != 0;
 	}
+	/* With each count checked exact above, equal sums leave no tracked gfn uncounted. */
+	if (lpage_tracked != ntracked)
+		return fail(a, "lpage_track counts %" PRIu64 " gfns, %" PRIu64 " are tracked",
+			    lpage_tracked, ntracked);
+	for (uint64_t b = 0; b <= sm->gig.mask; b++)
+		for (struct hnode *n = sm->gig.b[b]; n; n = n->next) {
+			struct gig_info *g = caa_container_of(n, struct gig_info, hash);
+			if (g->tracked != g->audit_tracked || g->leaves != g->audit_leaves ||
+			    (!g->tracked && !g->leaves))
+				return fail(a, "GiB %#" PRIx64 ": %u tracked gfns and %u 1G leaves "
+					    "counted, %u and %u found", (uint64_t)n->key, g->tracked,
+					    g->leaves, g->audit_tracked, g->audit_leaves);
+		}
 	if (tracked != indirect)
 		return fail(a, "write tracking counts %" PRIu64 " sps, %" PRIu64 " indirect sps",
 			    tracked, indirect);
 	if (with_gptes != sm->nr_indirect)
 		return fail(a, "nr_indirect %" PRIu64 ", %" PRIu64 " valid sps shadow guest tables",
 			    sm->nr_indirect, with_gptes);
-	if (rmaps != leaves || leaves != st.pages_4k)
-		return fail(a, "accounting: %" PRIu64 " leaves, %" PRIu64 " rmap entries, pages_4k %"
-			    PRIu64, leaves, rmaps, st.pages_4k);
+	if (rmaps != leaves[1] + leaves[2] + leaves[3] || leaves[1] != st.pages_4k ||
+	    leaves[2] != st.pages_2m || leaves[3] != st.pages_1g ||
+	    leaves[2] + leaves[3] != sm->nr_large)
+		return fail(a, "accounting: %" PRIu64 "/%" PRIu64 "/%" PRIu64 " leaves 4K/2M/1G, %"
+			    PRIu64 " rmap entries, pages_4k/2m/1g %" PRIu64 "/%" PRIu64 "/%" PRIu64
+			    ", nr_large %" PRIu64, leaves[1], leaves[2], leaves[3], rmaps,
+			    st.pages_4k, st.pages_2m, st.pages_1g, sm->nr_large);
 	/* Every vCPU root is alive. */
 	cds_list_for_each_entry(sv, &sm->vcpus, link) {
 		if (sv->root && (pfn_to_sp(sm, sv->root->pfn) != sv->root ||
@@ -492,11 +561,17 @@ static int check_rec(struct audit *a, const struct audit_rec *r, uint64_t mgen)
 		return 0;
 	}
 
-	/* A leaf: no wider than the guest entry... */
+	/* A leaf: no wider than the guest entry (a large one: a guest large page of its size,
+	 * or for a 32-bit 4 MiB page the 2 MiB half the spte stands for)... */
 	const uint64_t s = r->spte;
 	if (indirect) {
 		bool w_ok = (allowed & ACC_WRITE) || (!r->role.cr0_wp && !(s & PT_USER_MASK));
-		if (((gpte & rsvd_bits(12, 51)) >> 12) != r->gfn ||
+		gfn_t want = (gpte & rsvd_bits(12, 51)) >> 12;
+		if (level > 1)
+			want = r->role.has_4_byte_gpte ?
+			       gpte32_large_gfn(gpte) + (r->idx & 1) * SPTE_ENTRIES :
+			       (gpte & rsvd_bits(12 + 9 * (level - 1), 51)) >> 12;
+		if (want != r->gfn || (level > 1 && !gpte_is_large(r->role, level, gpte)) ||
 		    ((s & PT_USER_MASK) && !(allowed & ACC_USER)) ||
 		    (!(s & PT64_NX_MASK) && !(allowed & ACC_EXEC)) ||
 		    ((s & (PT_WRITABLE_MASK | SPTE_MMU_WRITABLE)) &&
@@ -507,16 +582,20 @@ static int check_rec(struct audit *a, const struct audit_rec *r, uint64_t mgen)
 				    " wider than the guest entry %#" PRIx64, (uint64_t)r->sp_gfn,
 				    level, r->role.word, r->idx, s, gpte);
 	}
-	/* ...mapping the frame that backs its gfn now, as the memslot allows. */
+	/* ...mapping the frame that backs its gfn now, as the memslot allows; a large leaf: the
+	 * first frame of a host page at least as large (aligned: the leaf's range is that page),
+	 * its range inside the slot. */
 	const struct memslot *slot = gfn_to_memslot(sm->mmu.env.slots, r->gfn);
 	pfn_t pfn;
+	unsigned order = 0;
 	bool host_w = false;
-	if (!slot)
+	if (!slot || r->gfn + spte_level_pages(level) > slot_end_gfn(slot))
 		return fail(a, "leaf %u of sp gfn %#" PRIx64 " level %d maps gfn %#" PRIx64
-			    ", in no memslot", r->idx, (uint64_t)r->sp_gfn, level, (uint64_t)r->gfn);
-	if (host_hva_lookup_prot(sm->mmu.env.mm, slot_gfn_to_hva(slot, r->gfn), &pfn, NULL,
-				 &host_w) ||
-	    pfn != spte_to_pfn(s))
+			    ", in no memslot (or beyond its end)", r->idx, (uint64_t)r->sp_gfn, level,
+			    (uint64_t)r->gfn);
+	if (host_hva_lookup_order(sm->mmu.env.mm, slot_gfn_to_hva(slot, r->gfn), &pfn, &order,
+				  &host_w) ||
+	    pfn != spte_to_pfn(s) || order < 9 * (unsigned)(level - 1))
 		return fail(a, "leaf %u of sp gfn %#" PRIx64 " level %d maps gfn %#" PRIx64 " to pfn %#"
 			    PRIx64 ", not the frame backing it", r->idx, (uint64_t)r->sp_gfn, level,
 			    (uint64_t)r->gfn, (uint64_t)spte_to_pfn(s));
@@ -526,7 +605,8 @@ static int check_rec(struct audit *a, const struct audit_rec *r, uint64_t mgen)
 			    " writable", (uint64_t)r->gfn, s, (uint64_t)pfn);
 	if (is_writable_pte(s) && slot_is_readonly(slot))
 		return fail(a, "gfn %#" PRIx64 " in a read-only slot mapped writable", (uint64_t)r->gfn);
-	if (is_writable_pte(s) && slot_logs_dirty(slot) && !slot_page_marked(slot, r->gfn))
+	if (is_writable_pte(s) && slot_logs_dirty(slot) &&
+	    (level > 1 || !slot_page_marked(slot, r->gfn)))
 		return fail(a, "gfn %#" PRIx64 " mapped writable in a dirty-logging slot, not "
 			    "marked dirty", (uint64_t)r->gfn);
 	return 0;

@@ -240,7 +240,10 @@ static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **lea
 		uint64_t spte = spte_read(sptep);
 		struct shadow_page *child = NULL;
 		if (is_shadow_present_pte(spte)) {
-			child = pfn_to_sp(sm, spte_to_pfn(spte));
+			/* A large leaf where a link goes now (a table inside its range is
+			 * shadowed, or dirty logging began): a write splits it, as KVM's. */
+			if (!is_last_spte(spte, level))
+				child = pfn_to_sp(sm, spte_to_pfn(spte));
 			if (!child || child->gfn != gfn || child->role.word != role.word) {
 				/* Made from an older entry (a hostile rewrite raced us): replace. */
 				if (f->shared)
@@ -580,14 +583,14 @@ static void prefetch_gather(struct fault *f, struct fault_part *p)
 	}
 }
 
-/* The leaf spte for a guest page: @acc the rights (ACC_*), W only with @writable; MMU-writable
- * and host-writable as given; G and the protection key the guest leaf's. */
-static uint64_t shadow_leaf_spte(const struct shadow_mmu *sm, pfn_t pfn, unsigned acc,
+/* The leaf spte at @level for a guest page: @acc the rights (ACC_*), W only with @writable;
+ * MMU-writable and host-writable as given; G and the protection key the guest leaf's. */
+static uint64_t shadow_leaf_spte(const struct shadow_mmu *sm, int level, pfn_t pfn, unsigned acc,
 				 bool writable, bool mmu_w, bool host_writable, bool global,
 				 unsigned pkey)
 {
 	const struct spte_leaf l = {
-		.pfn = pfn, .level = 1, .access = acc, .writable = writable, .mmu_writable = mmu_w,
+		.pfn = pfn, .level = level, .access = acc, .writable = writable, .mmu_writable = mmu_w,
 		.host_writable = host_writable, .dirty = writable, .global = global, .pkey = pkey,
 	};
 
@@ -634,7 +637,7 @@ static int prefetch_install(struct fault *f, struct shadow_page *sp)
 		bool dirty = sp->role.direct || (pe->gpte & PT_DIRTY_MASK);
 		bool mmu_w = (acc & ACC_WRITE) && dirty && pe->host_writable && !tracked && !ro;
 		bool writable = mmu_w && !slot_logs_dirty(pe->slot);
-		uint64_t spte = shadow_leaf_spte(sm, pe->pfn, acc, writable, mmu_w,
+		uint64_t spte = shadow_leaf_spte(sm, 1, pe->pfn, acc, writable, mmu_w,
 						 pe->host_writable, g, key);
 		int rc = leaf_set(sm, sp, sptep, pe->gfn, spte, f->shared);
 		if (rc)
@@ -650,10 +653,13 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 		    struct zap_batch *z)
 {
 	struct shadow_mmu *sm = f->sm;
-	uint64_t *sptep = &sp->spt[spte_index(p->gva, 1)];
+	/* The leaf's level is its sp's: 1, or a large leaf (fault_goal). */
+	const int level = sp->role.level;
+	const uint64_t pages = spte_level_pages(level);
+	uint64_t *sptep = &sp->spt[spte_index(p->gva, level)];
 	const struct walk_result *w = &p->w;
 	const struct memslot *slot = p->fi.slot;
-	gfn_t gfn = w->gpa >> 12;
+	gfn_t gfn = (w->gpa >> 12) & ~(pages - 1);
 	uint64_t old = spte_read(sptep);
 	bool emulate;
 	int rc;
@@ -678,7 +684,9 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 	unsigned acc = leaf_access(f, sp, p, &emulate);
 	bool leaf_d = w->level == 0 || (w->gpte[w->level] & PT_DIRTY_MASK);
 	bool ro = slot_is_readonly(slot);
-	bool tracked = gfn_write_tracked_shared(sm, gfn, f->shared);
+	/* A large leaf's range holds no tracked gfn (fault_goal; a shared fault's leaf_set looks
+	 * again under the stripe lock). */
+	bool tracked = level == 1 && gfn_write_tracked_shared(sm, gfn, f->shared);
 	/* MMU-writable: only dirty logging keeps W off (the fast page fault gives it back). */
 	bool mmu_w = (acc & ACC_WRITE) && leaf_d && p->fi.map_writable && !tracked && !ro;
 	bool writable = mmu_w && (!slot_logs_dirty(slot) || f->write);
@@ -688,7 +696,8 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 	 * read-only entry) where a real CPU running this shadow has WP=1: a clean read-only spte
 	 * makes every write through it walk, fault and exit, as write tracking needs.
 	 */
-	uint64_t spte = shadow_leaf_spte(sm, p->fi.pfn, acc, writable, mmu_w, p->fi.map_writable,
+	uint64_t spte = shadow_leaf_spte(sm, level, p->fi.pfn & ~(pages - 1), acc, writable, mmu_w,
+					 p->fi.map_writable,
 					 w->level && (w->gpte[w->level] & PT_GLOBAL_MASK),
 					 w->pkey & 0xf);
 
@@ -696,9 +705,24 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 	if (f->shared && f->write && ((!writable && !ro && (tracked || emulate)) ||
 				      (f->e->ec & PFERR_PK)))
 		return RET_PF_EXCLUSIVE;
+	/* A level-2 sp's entries are linked under struct_lock by shared faults: its large leaves go
+	 * in under the same lock. */
+	uint32_t *lock = level == 1 ? &sp->lock : &sm->struct_lock;
 	if (f->shared)
-		shadow_spin_lock(sm, &sp->lock);
+		shadow_spin_lock(sm, lock);
 	old = spte_read(sptep);
+	if (is_shadow_present_pte(old) && !is_last_spte(old, level)) {
+		/* A link where the large leaf goes now (the range was mapped 4K by 4K: its table
+		 * was shadowed, dirty logging ran, the host page was small): unlinked, the sp
+		 * below kept for reuse until recycled, as KVM's. */
+		if (f->shared) {
+			shadow_spin_unlock(lock);
+			return RET_PF_EXCLUSIVE;
+		}
+		spte_drop(sm, sp, sptep);
+		z->flush = true;
+		old = spte_read(sptep);
+	}
 
 	/* The same translation already there (another vCPU fixed it, or a stale TLB entry): the
 	 * fault is spurious, unless it must still be emulated below (KVM's mmu_set_spte). */
@@ -716,7 +740,8 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 		if (f->write && !writable && ro)
 			rc = RET_PF_MMIO;
 		else
-			rc = prefetch_install(f, sp) ?: spurious ? RET_PF_SPURIOUS : RET_PF_FIXED;
+			rc = (level == 1 ? prefetch_install(f, sp) : 0) ?:
+			     spurious ? RET_PF_SPURIOUS : RET_PF_FIXED;
 		goto out;
 	}
 
@@ -737,11 +762,11 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 	 * binds supervisor writes only with WP) allows: only emulation can perform it. */
 	if (f->write && (f->e->ec & PFERR_PK))
 		return emulate_write(f, z);
-	rc = prefetch_install(f, sp);
+	rc = level == 1 ? prefetch_install(f, sp) : 0;
 	return rc ? rc : spurious ? RET_PF_SPURIOUS : RET_PF_FIXED;
 out:
 	if (f->shared)
-		shadow_spin_unlock(&sp->lock);
+		shadow_spin_unlock(lock);
 	return rc;
 }
 
@@ -780,7 +805,7 @@ static int mmio_fault(struct fault *f)
 	for (int level = sp ? sp->role.level : 0; sp && level >= 1; level--) {
 		sptep = &sp->spt[spte_index(f->e->gva, level)];
 		spte = spte_read(sptep);
-		if (level == 1 || !is_shadow_present_pte(spte))
+		if (level == 1 || !is_shadow_present_pte(spte) || is_last_spte(spte, level))
 			break;
 		sp = pfn_to_sp(sm, spte_to_pfn(spte));
 	}
@@ -890,6 +915,8 @@ static int fast_page_fault(struct mmu_vcpu *mv, const struct hw_exit *e, uint64_
 			goto out;
 		if (level == 1)
 			break;
+		if (is_last_spte(old, level))
+			goto out;          /* a large leaf: never writable in a logging slot */
 		sp = pfn_to_sp(sm, spte_to_pfn(old));
 	}
 	if (!sp || !sptep || is_writable_pte(old) || !is_mmu_writable_spte(old) ||
@@ -989,6 +1016,31 @@ out:
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
 }
 
+/*
+ * The level of the leaf for part @p (KVM's max_level and disallow_lpage): a guest large page gets
+ * a leaf as large as it, the host page backing it (in a slot that holds the range, aligned, not
+ * logging dirty pages: mmu_max_level) and write tracking allow (no guest table inside: its
+ * writes must exit); 1 for everything else. A 1G leaf is made under mmu_lock exclusive only
+ * (RET_PF_EXCLUSIVE: what a shared fault that shadows a table inside looks at is its GiB's
+ * count, which [T] guards).
+ */
+static int fault_goal(const struct fault *f, const struct fault_part *p)
+{
+	const struct walk_result *w = &p->w;
+	int max;
+
+	if (w->root_level == 0 || w->level < 2 || !p->fi.slot || p->fi.pfn_err)
+		return 1;
+	max = mmu_max_level(p->fi.slot, w->gpa >> 12, p->fi.host_order);
+	if (max > w->level)
+		max = w->level;
+	if (max < 2)
+		return 1;
+	if (max == 3 && f->shared)
+		return RET_PF_EXCLUSIVE;
+	return shadow_lpage_level(f->sm, w->gpa >> 12, max, f->shared);
+}
+
 /* The locked phase: the chain from the root, the leaf, what the access does next. [L], or under
  * f->shared mmu_lock shared: RET_PF_EXCLUSIVE then asks for the exclusive lock and a second
  * call, which does everything (the first changed nothing but sps it made and linked). */
@@ -1028,7 +1080,10 @@ static int fault_locked(struct fault *f, struct fault_part *p, struct zap_batch 
 		if (!mmu_pages_available_shared(sm, need))
 			return RET_PF_EXCLUSIVE;
 	}
-	rc = fetch(f, p, &leaf_sp, z, 1);
+	int goal = fault_goal(f, p);
+	if (goal == RET_PF_EXCLUSIVE)
+		return goal;
+	rc = fetch(f, p, &leaf_sp, z, goal);
 	if (rc != RET_PF_CONTINUE)
 		return rc;
 	return fix_leaf(f, p, leaf_sp, z);

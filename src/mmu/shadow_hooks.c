@@ -97,25 +97,43 @@ bool shadow_unmap_gfn_range(struct mmu *m, const struct memslot *slot, gfn_t sta
 	return z.flush;
 }
 
-/* The hardware sets Accessed in leaf sptes: that is the page's age (KVM's kvm_age_rmap). */
+/* The Accessed bits of @gi's leaves of level @minlevel or more: any set? Cleared with @clear. */
+static bool age_rmap(struct shadow_mmu *sm, const struct gfn_info *gi, int minlevel, bool clear)
+{
+	bool young = false;
+
+	for (uint32_t i = 0; i < gi->rmap.n; i++) {
+		uint64_t *sptep = gi->rmap.v[i];
+		uint64_t old = spte_read(sptep);
+		if ((int)sptep_to_sp(sm, sptep)->role.level < minlevel)
+			continue;
+		while (old & PT_ACCESSED_MASK) {
+			young = true;
+			if (!clear || spte_cmpxchg(sptep, &old, old & ~PT_ACCESSED_MASK))
+				break;
+		}
+	}
+	return young;
+}
+
+/* The hardware sets Accessed in leaf sptes: that is the page's age (KVM's kvm_age_rmap); a large
+ * leaf's is the age of every page it maps. */
 bool shadow_age_gfn_range(struct mmu *m, const struct memslot *slot, gfn_t start, gfn_t end,
 			  bool clear)
 {
 	struct shadow_mmu *sm = to_shadow(m);
+	struct gfn_info *cover[2];
+	int minlevel[2];
+	unsigned nc = gfn_cover_rmaps(sm, start, cover, minlevel);
 	bool young = false;
 
 	(void)slot;
+	for (unsigned k = 0; k < nc; k++)
+		young |= age_rmap(sm, cover[k], minlevel[k], clear);
 	for (gfn_t g = start; g < end; g++) {
 		struct gfn_info *gi = gfn_info_find(sm, g);
-		for (uint32_t i = 0; gi && i < gi->rmap.n; i++) {
-			uint64_t *sptep = gi->rmap.v[i];
-			uint64_t old = spte_read(sptep);
-			while (old & PT_ACCESSED_MASK) {
-				young = true;
-				if (!clear || spte_cmpxchg(sptep, &old, old & ~PT_ACCESSED_MASK))
-					break;
-			}
-		}
+		if (gi)
+			young |= age_rmap(sm, gi, 1, clear);
 	}
 	return young;
 }

@@ -8,6 +8,7 @@
  * shadow_spin_wait also run under mmu_lock held shared (VMMU_MMU_LOCK_FINE, shadow.h).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,24 +165,32 @@ struct gfn_info *gfn_info_find(struct shadow_mmu *sm, gfn_t gfn)
 	return n ? caa_container_of(n, struct gfn_info, hash) : NULL;
 }
 
-static struct gfn_info *gfn_info_get(struct shadow_mmu *sm, gfn_t gfn)
+/* The node of @key in @t, or a new zeroed one of @size bytes (a struct whose first member is its
+ * struct hnode) added for it; NULL if out of memory. */
+static struct hnode *htab_get(struct htab *t, uint64_t key, size_t size)
 {
-	struct gfn_info *gi = gfn_info_find(sm, gfn);
+	struct hnode *n = htab_first(t, key);
 
-	if (gi)
-		return gi;
-	gi = calloc(1, sizeof(*gi));
-	if (!gi)
+	if (n)
+		return n;
+	n = calloc(1, size);
+	if (!n)
 		return NULL;
-	gi->hash.key = gfn;
-	htab_add(&gfn_stripe(sm, gfn)->t, &gi->hash);
-	return gi;
+	n->key = key;
+	htab_add(t, n);
+	return n;
 }
 
-/* Free @gi once nothing maps or tracks its gfn. */
+static struct gfn_info *gfn_info_get(struct shadow_mmu *sm, gfn_t gfn)
+{
+	_Static_assert(offsetof(struct gfn_info, hash) == 0, "htab_get: the node first");
+	return (struct gfn_info *)htab_get(&gfn_stripe(sm, gfn)->t, gfn, sizeof(struct gfn_info));
+}
+
+/* Free @gi once nothing maps or tracks its gfn (or a gfn of its 2 MiB). */
 static void gfn_info_put(struct shadow_mmu *sm, struct gfn_info *gi)
 {
-	if (gi->write_track || gi->rmap.n)
+	if (gi->write_track || gi->lpage_track || gi->rmap.n)
 		return;
 	htab_del(&gfn_stripe(sm, gi->hash.key)->t, &gi->hash);
 	sptep_vec_free(&gi->rmap);
@@ -201,7 +210,71 @@ unsigned sps_of_gfn(struct shadow_mmu *sm, gfn_t gfn, struct shadow_page **out, 
 	return k;
 }
 
+/* ---- one GiB of gfns: tracked gfns and 1G leaves inside ---- */
+
+#define GIG_SHIFT 18
+
+static struct gig_info *gig_find(struct shadow_mmu *sm, gfn_t gfn)
+{
+	struct hnode *n = htab_first(&sm->gig, gfn >> GIG_SHIFT);
+	return n ? caa_container_of(n, struct gig_info, hash) : NULL;
+}
+
+static struct gig_info *gig_get(struct shadow_mmu *sm, gfn_t gfn)
+{
+	_Static_assert(offsetof(struct gig_info, hash) == 0, "htab_get: the node first");
+	return (struct gig_info *)htab_get(&sm->gig, gfn >> GIG_SHIFT, sizeof(struct gig_info));
+}
+
+static void gig_put(struct shadow_mmu *sm, struct gig_info *g)
+{
+	if (g->tracked || g->leaves)
+		return;
+	htab_del(&sm->gig, &g->hash);
+	free(g);
+}
+
 /* ---- rmap and write tracking ---- */
+
+/*
+ * Large leaves covering @gfn beside those in its own rmap: the level-2 and -3 leaves of its 2 MiB's
+ * first gfn, the level-3 ones of its 1 GiB's first gfn (each rmap holds the leaves that start at
+ * its gfn). Fills @gi/@minlevel; returns how many (0 while no large leaf exists). [L], or with
+ * @gfn's stripe lock for the 2 MiB one alone (@max_level 2).
+ */
+static unsigned cover_rmaps(struct shadow_mmu *sm, gfn_t gfn, int max_level, struct gfn_info **gi,
+			    int *minlevel)
+{
+	gfn_t b2 = gfn & ~(gfn_t)(SPTE_ENTRIES - 1), b1 = gfn & ~((1ULL << GIG_SHIFT) - 1);
+	unsigned n = 0;
+
+	if (!__atomic_load_n(&sm->nr_large, __ATOMIC_RELAXED))
+		return 0;
+	if (b2 != gfn && (gi[n] = gfn_info_find(sm, b2)))
+		minlevel[n++] = 2;
+	if (max_level >= 3 && b1 != b2 && (gi[n] = gfn_info_find(sm, b1)))
+		minlevel[n++] = 3;
+	return n;
+}
+
+/* The level of the leaf at @sptep (an rmap entry): its sp's. */
+static int rmap_level(struct shadow_mmu *sm, const uint64_t *sptep)
+{
+	return (int)sptep_to_sp(sm, sptep)->role.level;
+}
+
+/* Clear @clear in @sptep; true if W was set. Compare-and-swap: the page-walk hardware may be
+ * setting A/D in the same spte; a lost swap re-reads and tries again. */
+static bool spte_clear_bits(uint64_t *sptep, uint64_t clear)
+{
+	uint64_t old = spte_read(sptep);
+
+	while (old & clear) {
+		if (spte_cmpxchg(sptep, &old, old & ~clear))
+			return old & PT_WRITABLE_MASK;
+	}
+	return false;
+}
 
 static int rmap_add(struct shadow_mmu *sm, gfn_t gfn, uint64_t *sptep)
 {
@@ -226,32 +299,64 @@ static void rmap_del(struct shadow_mmu *sm, gfn_t gfn, uint64_t *sptep)
 	gfn_info_put(sm, gi);
 }
 
-/*
- * Clear W (and MMU-writable) in every leaf mapping @gfn. Compare-and-swap: the page-walk hardware
- * may be setting A/D in the same spte; a lost swap re-reads and tries again.
- */
 bool write_protect_gfn(struct shadow_mmu *sm, gfn_t gfn, bool for_log)
 {
-	struct gfn_info *gi = gfn_info_find(sm, gfn);
-	uint64_t clear = PT_WRITABLE_MASK | (for_log ? 0 : SPTE_MMU_WRITABLE);
+	struct gfn_info *gis[3];
+	int minlevel[3] = { 1 };
+	const uint64_t all = PT_WRITABLE_MASK | SPTE_MMU_WRITABLE;
+	const uint64_t clear = for_log ? PT_WRITABLE_MASK : all;
+	unsigned n = 1 + cover_rmaps(sm, gfn, 3, gis + 1, minlevel + 1);
 	bool changed = false;
 
-	if (!gi)
-		return false;
-	for (uint32_t i = 0; i < gi->rmap.n; i++) {
-		uint64_t *sptep = gi->rmap.v[i];
-		uint64_t old = spte_read(sptep);
-		while (old & clear) {
-			uint64_t nv = old & ~clear;
-			if (spte_cmpxchg(sptep, &old, nv)) {
-				changed |= old & PT_WRITABLE_MASK;
-				break;
-			}
+	gis[0] = gfn_info_find(sm, gfn);
+	for (unsigned k = 0; k < n; k++) {
+		for (uint32_t i = 0; gis[k] && i < gis[k]->rmap.n; i++) {
+			uint64_t *sptep = gis[k]->rmap.v[i];
+			int level = rmap_level(sm, sptep);
+			if (level >= minlevel[k])
+				changed |= spte_clear_bits(sptep, level > 1 ? all : clear);
 		}
 	}
 	if (changed)
 		shadow_changed(sm);
 	return changed;
+}
+
+/* The write tracking of @gfn (its gfn_info @self, which the caller puts) began (@delta 1) or ended
+ * (-1): its 2 MiB and 1 GiB count it, so no large leaf is made writable over it. The 2 MiB's
+ * gfn_info is in @gfn's stripe; the 1 GiB's count needs [L] or [T]. 0 or -ENOMEM (nothing
+ * changed). */
+static int track_lpage(struct shadow_mmu *sm, struct gfn_info *self, gfn_t gfn, int delta)
+{
+	struct gfn_info *gi = gfn_info_get(sm, gfn & ~(gfn_t)(SPTE_ENTRIES - 1));
+	struct gig_info *g = gi ? gig_get(sm, gfn) : NULL;
+
+	if (g) {
+		gi->lpage_track += (uint32_t)delta;
+		g->tracked += (uint32_t)delta;
+		gig_put(sm, g);
+	}
+	if (gi && gi != self)
+		gfn_info_put(sm, gi);
+	return g ? 0 : -ENOMEM;
+}
+
+int shadow_lpage_level(struct shadow_mmu *sm, gfn_t gfn, int max, bool shared)
+{
+	if (max >= 3) {
+		struct gig_info *g = gig_find(sm, gfn);
+		if (!g || !g->tracked)
+			return 3;
+	}
+	if (max >= 2) {
+		struct gfn_stripe *st = gfn_lock(sm, gfn, shared);
+		struct gfn_info *gi = gfn_info_find(sm, gfn & ~(gfn_t)(SPTE_ENTRIES - 1));
+		bool ok = !gi || !gi->lpage_track;
+		gfn_unlock(st);
+		if (ok)
+			return 2;
+	}
+	return 1;
 }
 
 /* An indirect sp now shadows @gfn: writes to it must exit from now on. */
@@ -261,6 +366,10 @@ static int account_shadowed(struct shadow_mmu *sm, gfn_t gfn)
 
 	if (!gi)
 		return -ENOMEM;
+	if (!gi->write_track && track_lpage(sm, gi, gfn, 1)) {
+		gfn_info_put(sm, gi);
+		return -ENOMEM;
+	}
 	if (gi->write_track++ == 0 && write_protect_gfn(sm, gfn, false)) {
 		/* A vCPU's TLB may still allow the write: the flush must precede the caller's
 		 * check that the guest table is unchanged. */
@@ -275,7 +384,8 @@ static void unaccount_shadowed(struct shadow_mmu *sm, gfn_t gfn)
 
 	if (!gi || !gi->write_track)
 		return;
-	gi->write_track--;
+	if (--gi->write_track == 0)
+		track_lpage(sm, gi, gfn, -1);        /* both counts exist: nothing to allocate */
 	gfn_info_put(sm, gi);
 }
 
@@ -603,17 +713,28 @@ int sp_get_new(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shad
 static bool track_unmapped_shared(struct shadow_mmu *sm, gfn_t gfn)
 {
 	struct gfn_stripe *st = gfn_stripe(sm, gfn);
-	struct gfn_info *gi;
+	struct gfn_info *gi, *cover[2];
+	int minlevel[2];
 	bool ok = false;
 
+	/* A 1G leaf over it (made and dropped only under mmu_lock exclusive; the count read under
+	 * [T], held by the caller) is exclusive work too. */
+	struct gig_info *g = gig_find(sm, gfn);
+	if (g && g->leaves)
+		return false;
 	shadow_spin_lock(sm, &st->lock);
 	gi = gfn_info_get(sm, gfn);
-	if (gi && !gi->rmap.n) {
+	ok = gi && !gi->rmap.n;
+	/* A 2M leaf over it: its rmap is in the same stripe. */
+	for (unsigned k = 0, n = ok ? cover_rmaps(sm, gfn, 2, cover, minlevel) : 0; k < n; k++)
+		for (uint32_t i = 0; ok && i < cover[k]->rmap.n; i++)
+			ok = rmap_level(sm, cover[k]->rmap.v[i]) < minlevel[k];
+	if (ok && !gi->write_track && track_lpage(sm, gi, gfn, 1))
+		ok = false;
+	if (ok)
 		gi->write_track++;
-		ok = true;
-	} else if (gi) {
+	else if (gi)
 		gfn_info_put(sm, gi);
-	}
 	shadow_spin_unlock(&st->lock);
 	return ok;
 }
@@ -753,19 +874,22 @@ int sp_link(struct shadow_mmu *sm, uint64_t *sptep, struct shadow_page *child)
 static uint64_t spte_drop_shared(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep,
 				 bool shared);
 
-/* Under @shared the sp is a level-1 one (its present entries are all leaves) and the fault holds
- * its lock: no other leaf install reaches @sptep, and nothing else changes it but the hardware's
- * A/D bits and the fast page fault's W (compare-and-swap), which the exchange and the stores
- * below may overwrite only for an entry they replace. */
+/* Under @shared a level-1 sp's present entries are all leaves and the fault holds its lock (a
+ * level-2 sp's entry: [T], under which alone shared faults link there): no other leaf install
+ * reaches @sptep, and nothing else changes it but the hardware's A/D bits and the fast page
+ * fault's W (compare-and-swap, level 1 only), which the exchange and the stores below may
+ * overwrite only for an entry they replace. */
 int leaf_set(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep, gfn_t gfn,
 	     uint64_t spte, bool shared)
 {
+	const int level = sp->role.level;
 	unsigned idx = sptep_index(sptep);
 	uint64_t old = spte_read(sptep);
+	struct gig_info *g = NULL;
 	int rc;
 
 	if (is_shadow_present_pte(old)) {
-		if (sp_leaf_gfn(sp, idx) == gfn) {
+		if (is_last_spte(old, level) && sp_leaf_gfn(sp, idx) == gfn) {
 			spte_write(sptep, spte);
 			shadow_changed(sm);
 			return 0;
@@ -774,25 +898,41 @@ int leaf_set(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep, gfn
 	} else if (old != sm->trap_spte) {
 		spte_write(sptep, sm->trap_spte);    /* MMIO or non-present: trapping meanwhile */
 	}
+	/* A large leaf of an indirect sp records its gfn as a 4K one does; a 1G one is counted in
+	 * its GiB (what a shared fault that shadows a table inside looks at). */
+	if (level > 1 && !sp->role.direct && !sp->gfns) {
+		sp->gfns = calloc(SPTE_ENTRIES, sizeof(*sp->gfns));
+		if (!sp->gfns)
+			return -ENOMEM;
+	}
+	if (level == 3 && !(g = gig_get(sm, gfn)))
+		return -ENOMEM;
 	struct gfn_stripe *st = gfn_lock(sm, gfn, shared);
 	if (shared && (spte & (PT_WRITABLE_MASK | SPTE_MMU_WRITABLE))) {
 		struct gfn_info *gi = gfn_info_find(sm, gfn);
 
-		/* The fault judged the gfn untracked before it took the sp's lock; another vCPU
-		 * may have begun shadowing a guest table there since (track_unmapped_shared found
-		 * no leaf: ours comes only now). Read-only then: a write faults again and is
-		 * emulated. */
-		if (gi && gi->write_track)
+		/* The fault judged the gfn (a 2M leaf's 2 MiB) untracked before it took the sp's
+		 * lock; another vCPU may have begun shadowing a guest table there since
+		 * (track_unmapped_shared found no leaf: ours comes only now). Read-only then: a
+		 * write faults again and is emulated (or splits the large leaf). */
+		if (gi && (level > 1 ? gi->lpage_track : gi->write_track))
 			spte &= ~(PT_WRITABLE_MASK | SPTE_MMU_WRITABLE | PT_DIRTY_MASK);
 	}
 	rc = rmap_add(sm, gfn, sptep);
 	gfn_unlock(st);
-	if (rc)
+	if (rc) {
+		if (g)
+			gig_put(sm, g);
 		return rc;
+	}
 	if (!sp->role.direct)
 		__atomic_store_n(&sp->gfns[idx], gfn, __ATOMIC_RELAXED);  /* the fast page fault reads it */
+	if (g)
+		g->leaves++;
+	if (level > 1)
+		__atomic_add_fetch(&sm->nr_large, 1, __ATOMIC_RELAXED);
 	spte_write(sptep, spte);
-	mmu_stat_inc(&sm->mmu, pages_4k);
+	mmu_account_leaf(&sm->mmu, level, 1);
 	shadow_changed(sm);
 	return 0;
 }
@@ -813,11 +953,21 @@ static uint64_t spte_drop_shared(struct shadow_mmu *sm, struct shadow_page *sp, 
 	if (!is_shadow_present_pte(old))
 		return old;
 	if (is_last_spte(old, sp->role.level)) {
+		const int level = sp->role.level;
 		gfn_t gfn = sp_leaf_gfn(sp, sptep_index(sptep));
 		struct gfn_stripe *st = gfn_lock(sm, gfn, shared);
 		rmap_del(sm, gfn, sptep);
 		gfn_unlock(st);
-		mmu_stat_add(&sm->mmu, pages_4k, (uint64_t)-1);
+		if (level > 1)
+			__atomic_sub_fetch(&sm->nr_large, 1, __ATOMIC_RELAXED);
+		if (level == 3) {
+			struct gig_info *g = gig_find(sm, gfn);
+			if (g) {
+				g->leaves--;
+				gig_put(sm, g);
+			}
+		}
+		mmu_account_leaf(&sm->mmu, level, -1);
 	} else {
 		struct shadow_page *child = pfn_to_sp(sm, spte_to_pfn(old));
 		if (child)
@@ -1009,19 +1159,22 @@ void make_mmu_pages_available(struct shadow_mmu *sm, unsigned need, struct zap_b
 
 /* ---- zapping ranges ---- */
 
-static void zap_gfn_leaves(struct shadow_mmu *sm, struct gfn_info *gi, struct zap_batch *z)
+/* Drop the leaves of @gi's rmap of level @minlevel or more. */
+static void zap_gfn_leaves(struct shadow_mmu *sm, struct gfn_info *gi, int minlevel,
+			   struct zap_batch *z)
 {
-	/* Each drop removes the entry (and may free @gi with the last one). */
-	while (gi->rmap.n) {
-		uint32_t n = gi->rmap.n;
-		uint64_t *sptep = gi->rmap.v[n - 1];
+	/* Each drop takes its entry out (the last one moving into its place, one already looked
+	 * at), and may free @gi with the last one. */
+	for (uint32_t i = gi->rmap.n; i-- > 0;) {
+		uint64_t *sptep = gi->rmap.v[i];
 		struct shadow_page *sp = sptep_to_sp(sm, sptep);
+		bool last = gi->rmap.n == 1;
+		if ((int)sp->role.level < minlevel)
+			continue;
 		z->flush = true;
-		if (n == 1) {
-			spte_drop(sm, sp, sptep);   /* may free gi */
-			return;
-		}
 		spte_drop(sm, sp, sptep);
+		if (last)
+			return;
 	}
 }
 
@@ -1039,20 +1192,31 @@ void zap_gfn_range(struct shadow_mmu *sm, gfn_t start, gfn_t end, struct zap_bat
 				sp_zap(sm, sp, z);
 		}
 	}
-	/* Leaves mapping the range: per gfn when the range is small, else over every gfn known. */
+	/* Large leaves that begin before the range and reach into it. */
+	struct gfn_info *cover[2];
+	int minlevel[2];
+	for (unsigned k = 0, nc = cover_rmaps(sm, start, 3, cover, minlevel); k < nc; k++)
+		zap_gfn_leaves(sm, cover[k], minlevel[k], z);
+	/* Leaves mapping the range (or beginning in it): per gfn when the range is small, else
+	 * over every gfn known. */
 	if (end - start <= 4 * (gfn_infos(sm) + 1)) {
 		for (gfn_t g = start; g < end; g++) {
 			struct gfn_info *gi = gfn_info_find(sm, g);
 			if (gi)
-				zap_gfn_leaves(sm, gi, z);
+				zap_gfn_leaves(sm, gi, 1, z);
 		}
 		return;
 	}
 	gfn_nodes_for_each(sm, s, n, next) {
 		/* Only this node's gfn_info may go with its last leaf. */
 		if (n->key >= start && n->key < end)
-			zap_gfn_leaves(sm, caa_container_of(n, struct gfn_info, hash), z);
+			zap_gfn_leaves(sm, caa_container_of(n, struct gfn_info, hash), 1, z);
 	}
+}
+
+unsigned gfn_cover_rmaps(struct shadow_mmu *sm, gfn_t gfn, struct gfn_info **gi, int *minlevel)
+{
+	return cover_rmaps(sm, gfn, 3, gi, minlevel);
 }
 
 void zap_all(struct shadow_mmu *sm, struct zap_batch *z)

@@ -315,26 +315,6 @@ static int tdp_mmu_map(struct tdp_mmu *t, struct map_req *r, uint64_t *steps)
 	}
 }
 
-/* The largest level a leaf for @gfn may have (KVM's kvm_mmu_max_mapping_level): no larger than
- * the host mapping (@host_order: a THP or hugetlb 2M page, a hugetlb 1G page), with the slot's
- * gpa and hva congruent modulo the leaf's size and the leaf's whole gpa range inside the slot;
- * 4K while the slot logs dirty pages (each write must fault on its own 4K). */
-int tdp_max_level(const struct memslot *slot, gfn_t gfn, unsigned host_order)
-{
-	int level = 1 + (int)host_order / 9;
-
-	if (slot_logs_dirty(slot))
-		return 1;
-	for (; level > 1; level--) {
-		const gfn_t pages = spte_level_pages(level), base = gfn & ~(pages - 1);
-
-		if (((slot->base_gfn ^ (slot->userspace_addr >> VMMU_PAGE_SHIFT)) & (pages - 1)) == 0 &&
-		    base >= slot->base_gfn && base + pages <= slot_end_gfn(slot))
-			break;
-	}
-	return level;
-}
-
 /*
  * The fast page fault (KVM's fast_page_fault): a write to a level-1 leaf that is write-protected
  * only for dirty logging (MMU_WRITABLE set, W clear) gets W back with one cmpxchg, under no lock
@@ -450,7 +430,7 @@ static int tdp_handle_violation(struct tdp_mmu *t, struct tdp_fault *f)
 		}
 
 		req = (struct map_req){
-			.gfn = f->gfn, .pfn = fi.pfn, .level = tdp_max_level(fi.slot, f->gfn, fi.host_order),
+			.gfn = f->gfn, .pfn = fi.pfn, .level = mmu_max_level(fi.slot, f->gfn, fi.host_order),
 			.write = pf->write, .mmu_writable = fi.map_writable,
 		};
 		if (!fi.map_writable) {

@@ -124,11 +124,6 @@ bool tdp_iter_step_down(struct tdp_iter *it);
  * grace period). @slot: the slot the range belongs to, or NULL; a D-bit-logging slot gets the D
  * bits it would lose. True if the caller must flush TLBs.
  */
-/* The largest level a leaf for @gfn of @slot may have over a host page of @host_order (KVM's
- * kvm_mmu_max_mapping_level): the fault path's, and what the recovery of huge mappings after
- * dirty logging aims for. */
-int tdp_max_level(const struct memslot *slot, gfn_t gfn, unsigned host_order);
-
 bool tdp_zap_range(struct tdp_mmu *t, gfn_t start, gfn_t end, bool tables,
 		   const struct memslot *slot);
 

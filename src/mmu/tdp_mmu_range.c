@@ -334,7 +334,7 @@ static bool recover_huge(struct tdp_mmu *t, const struct memslot *slot, const ui
 	return flush;
 }
 
-/* The largest level each 2M block of @slot could be mapped at again (tdp_max_level over the
+/* The largest level each 2M block of @slot could be mapped at again (mmu_max_level over the
  * host page there now; a 1G figure only on a 1G range's first block). No lock held (the host
  * lookup takes mm->lock). NULL if none could be huge. */
 static uint8_t *huge_blocks(struct tdp_mmu *t, const struct memslot *slot, gfn_t *first,
@@ -356,7 +356,7 @@ static uint8_t *huge_blocks(struct tdp_mmu *t, const struct memslot *slot, gfn_t
 
 		if (!host_hva_lookup_order(t->head.env.mm, slot_gfn_to_hva(slot, lo + i * 512), &pfn,
 					   &order, NULL))
-			ok[i] = (uint8_t)tdp_max_level(slot, lo + i * 512, order);
+			ok[i] = (uint8_t)mmu_max_level(slot, lo + i * 512, order);
 	}
 	return ok;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `vmmu run --hugetlb 2M|1G`: host huge pages are invisible to the guest (every workload gives
 # the digest of its 4K-backed native run, in every MMU mode, with the MMU audit on); EPT and NPT
-# map 1G leaves over 1G host pages and then walk less per TLB miss; the JSON names the backing;
+# map 1G leaves over 1G host pages and then walk less per TLB miss; the soft MMU maps a guest's
+# 2M and 1G pages with sptes of their size over host pages as large; the JSON names the backing;
 # a bad size gives one line and exit 2.
 # Usage: test_hugetlb.sh PATH/TO/vmmu
 set -u
@@ -40,6 +41,15 @@ done
 "$VMMU" run $g --mmu ept --hugetlb 2M --json > "$tmp/2m.json"
 t "ept --hugetlb 2M: 2M leaves, no 1G ones" '[ "$(field "$tmp/2m.json" pages_2m)" -gt 0 ] && [ "$(field "$tmp/2m.json" pages_1g)" = 0 ]'
 
+# ---- the soft MMU maps guest 2M pages with 2M sptes where the host page is as large ----
+gt="gups --param size=64M --param updates=50000 --guest-thp on"
+# shellcheck disable=SC2086
+"$VMMU" run $gt --mmu shadow --hugetlb 2M --audit 64 --json > "$tmp/s2m.json"
+# shellcheck disable=SC2086
+"$VMMU" run $gt --mmu shadow --thp never --json > "$tmp/s4k.json"
+t "shadow, 2M guest pages on 2M host pages: 2M sptes, fewer TLB misses than on 4K host pages" '[ "$(field "$tmp/s2m.json" pages_2m)" -gt 0 ] && [ "$(field "$tmp/s4k.json" pages_2m)" = 0 ] && [ "$(field "$tmp/s2m.json" tlb_misses)" -lt "$(field "$tmp/s4k.json" tlb_misses)" ]'
+t "shadow: the same digest either way" '[ "$(digest "$tmp/s2m.json")" = "$(digest "$tmp/s4k.json")" ]'
+
 # ---- the host's THP events ----
 t "--thp always: thp_fault_alloc counts the guest RAM's 2M pages" '"$VMMU" run $g --mmu ept --thp always --json > "$tmp/thp.json" && [ "$(field "$tmp/thp.json" thp_fault_alloc)" -gt 0 ]'
 t "--hugetlb 1G: hugetlb pages are no THP" '[ "$(field "$tmp/1g.json" thp_fault_alloc)" = 0 ]'
@@ -60,6 +70,10 @@ for b in "--thp never" "--hugetlb 1G"; do
 		t "--guest-1g --mmu $m $b: the native digest" '[ $rc -eq 0 ] && [ "$(digest "$tmp/g1.ref.json")" = "$(digest "$tmp/g1.json")" ]'
 		[ $rc -eq 0 ] || cat "$tmp/g1.err"
 		case "$m $b" in
+		"shadow --host vmx --hugetlb 1G")
+			t "1G on 1G under shadow: a 1G spte, $(field "$tmp/g1.json" tlb_misses) TLB misses" '[ "$(field "$tmp/g1.json" pages_1g)" -ge 1 ] && [ "$(field "$tmp/g1.json" tlb_misses)" -lt 1000 ]' ;;
+		"shadow --host vmx --thp never")
+			t "1G on 4K under shadow: 4K sptes only" '[ "$(field "$tmp/g1.json" pages_1g)" = 0 ] && [ "$(field "$tmp/g1.json" pages_2m)" = 0 ]' ;;
 		"ept --hugetlb 1G")
 			t "1G on 1G under EPT: $(field "$tmp/g1.json" walk_refs) walk refs for $(field "$tmp/g1.json" tlb_misses) misses, at most 9 a miss" '[ "$(field "$tmp/g1.json" walk_refs)" -le $(( 9 * $(field "$tmp/g1.json" tlb_misses) )) ] && [ "$(field "$tmp/g1.json" pages_1g)" -ge 1 ]' ;;
 		esac

@@ -19,20 +19,25 @@
  * every 16th step runs a pass on each host, merging what the guest made equal, so the guest
  * writes merged pages (COW breaks) and, with use_mmu_dirty, ksmd harvests the MMU's second dirty
  * log beside the user's; the KSM audit (which then also checks each checksum ksmd would reuse)
- * runs with the MMU audits.
+ * runs with the MMU audits. The host may back guest memory with THPs (per run): the guest's 2M
+ * entries over the data slot then get 2M leaves in every MMU (where write tracking, dirty logging
+ * and the host page allow), which its stores into those entries, its tables' moves, munmap
+ * (a split) and KSM merges (a split) take apart again, and a khugepaged pass every 16th step
+ * puts together.
  *
  * The comparison is exact, so every store is followed by a full TLB invalidation (INVPCID
  * all-context, INVLPG of every address used, or a CR3 reload, in turn): the architecture lets a
  * TLB keep a translation the guest changed without invalidating it, and an MMU flushes at other
  * moments than native hardware (it may drop a translation earlier, never keep one later).
  *
- * Usage: hostile [-n STEPS] [-s SEED] [-r RUNS] [-o OPTS_OFF] [-k KSM] [-e EVICT] [-X] [-v]
+ * Usage: hostile [-n STEPS] [-s SEED] [-r RUNS] [-o OPTS_OFF] [-k KSM] [-e EVICT] [-t THP] [-X] [-v]
  *   -n  steps per run (default 2500); -s  first seed (default 1); -r  runs (default 4: the
  *   shadow VM on VMX and SVM hosts in turn, seeds SEED, SEED+1, ...); -o  the optimizations
  *   switched off in the shadow VM (VMMU_OPT_* mask, 0-15; default: a random set per run, drawn
  *   from its seed); -k  ksmd: 0 off, 1 checksums, 2 use_mmu_dirty (default: drawn per run from
  *   its seed); -e  the shadow VM's eviction order at its page limit: 0 lru, 1 fifo (default:
- *   drawn per run from its seed); -X  no access crosses a page (one in 16 does by default);
+ *   drawn per run from its seed); -t  host THP: 0 never, 1 always (default: drawn per run from
+ *   its seed); -X  no access crosses a page (one in 16 does by default);
  *   -v  print each
  *   run's operation and outcome mix. A step is one operation on all four VMs.
  */
@@ -91,6 +96,7 @@ static uint64_t cur_seed, cur_step;
 static uint32_t cur_opts_off;    /* VMMU_OPT_* off in the shadow VM of this run */
 static unsigned cur_ksm;         /* ksmd this run: 0 off, 1 checksums, 2 use_mmu_dirty */
 static enum vmmu_mmu_evict cur_evict;   /* the shadow VM's eviction order this run */
+static unsigned cur_thp;         /* host THP this run: 0 never, 1 always */
 static bool cross_pages = true;
 #ifndef HOSTILE_FUZZ
 static bool verbose;
@@ -191,6 +197,23 @@ static void ksm_pass(struct world *w)
 		TEST_ASSERT(vmmu_ksm_run(vmmu_vm_machine(w->g[i].vm), 0, NULL) >= 0, "ksmd pass");
 }
 
+/* With host THP, khugepaged too: what munmap and KSM split, it collapses again (every range at
+ * each pass), so large leaves come and go all run long. */
+static void khugepaged_init(struct world *w)
+{
+	for (int i = 0; i < NM && cur_thp; i++)
+		TEST_ASSERT(vmmu_khugepaged_set_params(vmmu_vm_machine(w->g[i].vm),
+						       "pages_to_scan=4096,scan_sleep_millisecs=0",
+						       NULL, 0) == 0, "khugepaged params");
+}
+
+static void khugepaged_pass(struct world *w)
+{
+	for (int i = 0; i < NM && cur_thp; i++)
+		TEST_ASSERT(vmmu_khugepaged_run(vmmu_vm_machine(w->g[i].vm), cur_step, NULL) >= 0,
+			    "khugepaged pass");
+}
+
 /* ---- setup ---- */
 
 static void put(struct world *w, gpa_t gpa, uint64_t v)
@@ -219,7 +242,8 @@ static void slot1(struct world *w, gpa_t gpa, uint32_t flags, bool fresh)
 static void gm_init(struct gm *g, enum vmmu_mmu mode, enum vmmu_host host)
 {
 	struct vmmu_vm_config cfg = { .host_mem_bytes = 1ULL << 30, .mmu = mode, .host = host,
-				      .opts_off = cur_opts_off, .mmu_evict = cur_evict };
+				      .opts_off = cur_opts_off, .mmu_evict = cur_evict,
+				      .thp = cur_thp ? 2 : 0 };
 	uint64_t hva;
 
 	TEST_ASSERT(vmmu_vm_create(&cfg, &g->vm) == 0, "vm create");
@@ -307,6 +331,7 @@ static void world_init(struct world *w, enum vmmu_host host, uint64_t seed)
 	for (int i = 0; i < NM; i++)
 		TEST_ASSERT(vmmu_vcpu_set_regs(w->g[i].v, &r) == 0, "set_regs");
 	ksm_init(w);
+	khugepaged_init(w);
 }
 
 static void world_fini(struct world *w)
@@ -737,6 +762,8 @@ static void step(struct world *w)
 	}
 	if (cur_step % 16 == 0)
 		ksm_pass(w);
+	if (cur_step % 16 == 8)
+		khugepaged_pass(w);
 	audit(w);
 }
 
@@ -753,14 +780,15 @@ static double now(void)
 int main(int argc, char **argv)
 {
 	uint64_t steps = 2500, seed = 1, runs = 4;
-	int64_t opts_off = -1, ksm = -1, evict = -1;
+	int64_t opts_off = -1, ksm = -1, evict = -1, thp = -1;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "n:s:r:o:k:e:Xv")) != -1) {
+	while ((opt = getopt(argc, argv, "n:s:r:o:k:e:t:Xv")) != -1) {
 		switch (opt) {
 		case 'o': opts_off = (int64_t)(strtoull(optarg, NULL, 0) & 15); break;
 		case 'k': ksm = (int64_t)(strtoull(optarg, NULL, 0) % 3); break;
 		case 'e': evict = (int64_t)(strtoull(optarg, NULL, 0) & 1); break;
+		case 't': thp = (int64_t)(strtoull(optarg, NULL, 0) & 1); break;
 		case 'n': steps = strtoull(optarg, NULL, 0); break;
 		case 's': seed = strtoull(optarg, NULL, 0); break;
 		case 'r': runs = strtoull(optarg, NULL, 0); break;
@@ -768,7 +796,7 @@ int main(int argc, char **argv)
 		case 'v': verbose = true; break;
 		default:
 			fprintf(stderr, "usage: hostile [-n STEPS] [-s SEED] [-r RUNS] [-o OPTS_OFF] "
-				"[-k KSM] [-e EVICT] [-X] [-v]\n");
+				"[-k KSM] [-e EVICT] [-t THP] [-X] [-v]\n");
 			return 2;
 		}
 	}
@@ -786,27 +814,34 @@ int main(int argc, char **argv)
 				   : (unsigned)(((cur_seed * 0xd1b54a32d192ed03ULL) >> 32) % 3);
 		cur_evict = evict >= 0 ? (enum vmmu_mmu_evict)evict
 				       : (enum vmmu_mmu_evict)((cur_seed * 0xbf58476d1ce4e5b9ULL) >> 63);
+		cur_thp = thp >= 0 ? (unsigned)thp : (unsigned)((cur_seed * 0x94d049bb133111ebULL) >> 63);
 		world_init(&w, host, cur_seed);
-		for (cur_step = 1; cur_step <= steps; cur_step++)
+		uint64_t max_2m = 0;
+		for (cur_step = 1; cur_step <= steps; cur_step++) {
 			step(&w);
+			struct vmmu_stats st;
+			vmmu_vm_get_stats(w.g[M_SHADOW].vm, &st);
+			max_2m = st.pages_2m > max_2m ? st.pages_2m : max_2m;
+		}
 		total_steps += cur_step - 1;
 		compare_memory(&w);
 		struct vmmu_stats s;
 		vmmu_vm_get_stats(w.g[1].vm, &s);
-		printf("hostile: seed %" PRIu64 " %s opts_off %#x ksm %u %s: %" PRIu64 " steps in %.2f s: "
+		printf("hostile: seed %" PRIu64 " %s opts_off %#x ksm %u %s thp %u: %" PRIu64 " steps in %.2f s: "
 		       "pf_taken %" PRIu64
 		       " pf_fixed %" PRIu64 " pf_emulate %" PRIu64 " pf_guest %" PRIu64
 		       " mmio_sptes %" PRIu64 " pte_write %" PRIu64 " pde_zapped %" PRIu64
 		       " flooded %" PRIu64 " recycled %" PRIu64 " zapped %" PRIu64 " unsync %" PRIu64
 		       " pf_fast %" PRIu64 " ksm_merges %" PRIu64 " cow_breaks %" PRIu64
-		       " mmu_harvests %" PRIu64 "\n",
+		       " mmu_harvests %" PRIu64 " 2M leaves (most) %" PRIu64 "\n",
 		       cur_seed, host == VMMU_HOST_VMX ? "vmx" : "svm", cur_opts_off, cur_ksm,
-		       cur_evict == VMMU_EVICT_FIFO ? "fifo" : "lru", steps,
+		       cur_evict == VMMU_EVICT_FIFO ? "fifo" : "lru", cur_thp, steps,
 		       now() - t0,
 		       s.pf_taken,
 		       s.pf_fixed, s.pf_emulate, s.pf_guest, s.pf_mmio_spte_created, s.mmu_pte_write,
 		       s.mmu_pde_zapped, s.mmu_flooded, s.mmu_recycled, s.mmu_shadow_zapped,
-		       s.mmu_unsync, s.pf_fast, s.ksm_merges, s.ksm_cow_breaks, s.ksm_mmu_harvests);
+		       s.mmu_unsync, s.pf_fast, s.ksm_merges, s.ksm_cow_breaks, s.ksm_mmu_harvests,
+		       max_2m);
 		if (verbose)
 			printf("  ops: access %" PRIu64 " table %" PRIu64 " cr3 %" PRIu64 " cr0/4 %" PRIu64
 			       " inv %" PRIu64 " memslot %" PRIu64 " munmap %" PRIu64 " compare %" PRIu64
@@ -827,8 +862,8 @@ int main(int argc, char **argv)
 #else
 
 /* The libFuzzer target: byte 0 picks the shadow VM's host (bit 0), its optimizations off
- * (bits 1-4) and ksmd (bits 5-7, mod 3), byte 1 the seed of the initial tables (bits 0-6) and
- * the eviction order (bit 7); the rest is the operations. */
+ * (bits 1-4) and ksmd (bits 5-7, mod 3; host THP when the quotient is odd), byte 1 the seed of
+ * the initial tables (bits 0-6) and the eviction order (bit 7); the rest is the operations. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -838,6 +873,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	cur_opts_off = (data[0] >> 1) & 15;
 	cur_ksm = (unsigned)(data[0] >> 5) % 3;
+	cur_thp = (unsigned)(data[0] >> 5) / 3 % 2;
 	cur_evict = (enum vmmu_mmu_evict)(data[1] >> 7);
 	cur_seed = data[1] & 0x7f;
 	cur_step = 0;

@@ -68,6 +68,7 @@ static const uint32_t opt_sets[] = {
 	VMMU_OPT_NOTRAP | VMMU_OPT_UNSYNC | VMMU_OPT_PREFETCH,     /* fastpf alone */
 };
 static uint32_t cur_opts_off;    /* the set in use */
+static enum vmmu_hugetlb cur_hugetlb;   /* the host pages behind guest memory (test_large_sptes) */
 static enum vmmu_mmu_evict cur_evict;   /* the shadow VM's eviction order */
 /* With unsync on, a store to a last-level table may run natively (the table unsync) instead of
  * being emulated: counts of emulated writes hold only with it off. */
@@ -78,7 +79,8 @@ static enum vmmu_mmu_evict cur_evict;   /* the shadow VM's eviction order */
 static void gm_init(struct gm *g, enum vmmu_mmu mode, enum vmmu_host host, uint64_t mem)
 {
 	struct vmmu_vm_config cfg = { .host_mem_bytes = 1ULL << 30, .mmu = mode, .host = host,
-				      .opts_off = cur_opts_off, .mmu_evict = cur_evict };
+				      .opts_off = cur_opts_off, .mmu_evict = cur_evict,
+				      .hugetlb = cur_hugetlb };
 	struct vmmu_userspace_memory_region r = { .slot = 0, .memory_size = mem };
 
 	memset(g, 0, sizeof(*g));
@@ -1159,6 +1161,108 @@ static void test_large_pages_body(struct pair *p)
 }
 BOTH_HOSTS(test_large_pages)
 
+/*
+ * Large sptes (2M host pages behind slot 0): a guest 2M page over data gets one 2M spte, those
+ * over the guest tables' 2 MiB get 4K ones (tables inside are write-tracked); a table shadowed
+ * inside a mapped 2M page takes W from its 2M spte and the next write there splits it (the store
+ * to the table itself is emulated); dirty logging write-protects 2M sptes and writes split them,
+ * each page logged; a 2M page of another range maps large again once logging ends; munmap of
+ * the host page drops its 2M spte. Native's outcomes and memory throughout, audited each step.
+ */
+static uint64_t pages_2m(struct pair *p) { return SH(p).pages_2m; }
+
+static void test_large_sptes_body(struct pair *p)
+{
+	gpa_t root = new_root(p);
+	const gva_t va = 0x40000000ULL, vb = 0x60000000ULL;
+	map(p, root, va, 0x400000, 2, PRWU);      /* data only: one 2M spte */
+	map(p, root, vb, 0x600000, 2, PRWU);
+	map(p, root, 0x80000000ULL, 0, 2, PRWU);  /* the tables' first 2 MiB */
+	regs64(p, root);
+	rd_ok(p, 0x80000000ULL + 0x10000);
+	assert_int_equal(pages_2m(p), 0);          /* TABLES lie in it: 4K sptes */
+	rd_ok(p, va + 0x1234 * 8);
+	assert_int_equal(pages_2m(p), 1);
+	wr_ok(p, va + 0x10000, 0x42);
+	assert_int_equal(pages_2m(p), 1);
+	assert_int_equal(rd_ok(p, va + 0x10000), 0x42);
+
+	/* A page table inside the 2M page at va: its PTE written by the VMM before the guest links
+	 * it (the guest's store of the PDE is emulated), then walked. */
+	const gpa_t inner = 0x5ff000;
+	const gva_t vt = 0x50000000ULL;
+	wr(p, inner, (0x400000 + 0x3000) | PRWU);
+	gpa_t pd = rd(&p->g[0], root + ((vt >> 39) & 511) * 8) & rsvd_bits(12, 51);
+	pd = rd(&p->g[0], pd + ((vt >> 30) & 511) * 8) & rsvd_bits(12, 51);
+	gstore(p, pd + ((vt >> 21) & 511) * 8, inner | PRWU, 8);
+	rd_ok(p, vt);
+	/* Tracked now: the 2M spte stays, read-only (the audit checks no writable spte covers a
+	 * tracked gfn); the next write in its range splits it. */
+	assert_int_equal(pages_2m(p), 1);
+	uint64_t emu = SH(p).pf_emulate;
+	wr_ok(p, va + 0x20000, 0x43);
+	assert_int_equal(pages_2m(p), 0);
+	assert_int_equal(rd_ok(p, va + 0x10000), 0x42);
+	/* The store to the table itself, through the large page: emulated (an unused entry). */
+	wr_ok(p, va + 0x1ff000 + 8 * 100, 0);
+	if (EMULATES_PTE_WRITES)
+		assert_true(SH(p).pf_emulate > emu);
+	assert_int_equal(rd_ok(p, vt), 0);
+
+	/* Dirty logging on slot 0: the next 2M page maps 4K by 4K, each write logged. */
+	rd_ok(p, vb);
+	assert_int_equal(pages_2m(p), 1);
+	uint64_t hva[2] = { p->g[0].hva, p->g[1].hva };
+	set_slot(p, 0, VMMU_MEM_LOG_DIRTY_PAGES, 0, MEM, hva);
+	uint64_t bm[2][MEM / 4096 / 64];
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(vmmu_get_dirty_log(p->g[i].vm, 0, bm[i]), 0);
+	wr_ok(p, vb + 0x5000, 0x44);
+	wr_ok(p, vb + 0x7000, 0x45);
+	assert_int_equal(pages_2m(p), 0);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(vmmu_get_dirty_log(p->g[i].vm, 0, bm[i]), 0);
+	assert_memory_equal(bm[0], bm[1], sizeof(bm[0]));
+	const uint64_t g5 = 0x605, g7 = 0x607;
+	assert_true(bm[1][g5 / 64] & (1ULL << (g5 % 64)));
+	assert_true(bm[1][g7 / 64] & (1ULL << (g7 % 64)));
+	set_slot(p, 0, 0, 0, MEM, hva);
+	/* Logging over: a 2M page not mapped yet gets a 2M spte again. */
+	const gva_t vc = 0x70000000ULL;
+	map_live(p, root, vc, 0x600000, PRWU);       /* a 4K mapping to make the tables... */
+	gpa_t pde_c = rd(&p->g[0], root + ((vc >> 39) & 511) * 8) & rsvd_bits(12, 51);
+	pde_c = (rd(&p->g[0], pde_c + ((vc >> 30) & 511) * 8) & rsvd_bits(12, 51)) +
+		((vc >> 21) & 511) * 8;
+	gstore(p, pde_c, 0x600000 | PRWU | PT_PAGE_SIZE_MASK, 8);   /* ...replaced by a 2M one */
+	invlpg(p, vc);
+	assert_int_equal(rd_ok(p, vc + 0x7000), 0x45);
+	assert_int_equal(pages_2m(p), 1);
+
+	/* The host page goes: its 2M spte with it; the guest finds no memory, as native does. */
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(vmmu_vm_munmap(p->g[i].vm, p->g[i].hva + 0x600000, 0x200000), 0);
+	assert_int_equal(pages_2m(p), 0);
+	acc(p, vc + 0x7000, 8, VMMU_ACC_READ, 0);
+	same_memory(p, 0, 0x600000);
+	audit(p);
+}
+
+static void test_large_sptes(void **state)
+{
+	cur_hugetlb = VMMU_HUGETLB_2M;
+	for (unsigned o = 0; o < sizeof(opt_sets) / sizeof(opt_sets[0]); o++) {
+		cur_opts_off = opt_sets[o];
+		for (unsigned h = 0; h < 2; h++) {
+			struct pair p;
+			pair_init(&p, hosts[h]);
+			test_large_sptes_body(&p);
+			pair_fini(&p);
+		}
+	}
+	cur_opts_off = 0;
+	cur_hugetlb = VMMU_HUGETLB_NONE;
+}
+
 /* 5-level paging: a 5-level shadow. */
 static void test_la57_body(struct pair *p)
 {
@@ -1920,6 +2024,7 @@ int main(void)
 		cmocka_unit_test(test_flood),
 		cmocka_unit_test(test_misaligned_pte_writes),
 		cmocka_unit_test(test_large_pages),
+		cmocka_unit_test(test_large_sptes),
 		cmocka_unit_test(test_la57),
 		cmocka_unit_test(test_pae),
 		cmocka_unit_test(test_paging32),

@@ -16,7 +16,14 @@
  * starts fragmented, so the 4 MiB slot of the guest tables is mapped with 4K host pages; in the
  * first round the fragmenter lets go and khugepaged, on its own thread, collapses those ranges
  * into THPs under the running vCPUs (the frames of the very tables they walk and write change
- * under them). Built for the TSan run (suite threads). VMMU_STRESS_ROUNDS makes it run longer.
+ * under them). Large pages on both sides: a 4 MiB region the guest maps with two 2M pages, which
+ * the host backs with THPs (fault-time, or collapsed), so the MMUs map it with 2M leaves; inside
+ * its second 2 MiB sit two guest page tables that the vCPUs walk now and then, so the soft MMU
+ * begins and ends shadowing a table under a large leaf (its write tracking takes W away from
+ * the leaf, a write splits it, a zap of the table lets a large leaf come back); the vCPUs also
+ * rewrite the guest's 2M entries (an emulated store drops the large leaf) and read the guest
+ * tables' own 2 MiB through a 2M mapping (tracked gfns inside: never a large leaf).
+ * Built for the TSan run (suite threads). VMMU_STRESS_ROUNDS makes it run longer.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -54,6 +61,12 @@
 #define TABLE_WIN   (256 * 1024)              /* the part of slot 0 they are in */
 #define SLOT_DATA   1
 #define SLOT_VOL    2
+#define SLOT_BIG    3
+#define BIG_GPA     (128 * MiB)               /* guest-mapped by two 2M pages, identity */
+#define BIG_PAGES   1024
+#define BIG_TABLE   (BIG_PAGES / 2 + 256)     /* its page of the guest table of root 0 (+1: 1) */
+#define BIGT_VA     (160 * MiB)               /* mapped through that table: the data pages */
+#define LOWL_VA     (192 * MiB)               /* a 2M mapping of the guest tables' 2 MiB */
 #define VOL_MAGIC   0x501a000000000000ULL
 #define VOL_MASK    0xffff000000000000ULL
 
@@ -62,7 +75,9 @@ struct tg {
 	struct vmmu_vcpu *v[NV];
 	gpa_t next_table, root[2];
 	gpa_t pte[2][DATA_PAGES];      /* each root's leaf entry of each data page */
+	gpa_t big_pde[2][2];           /* each root's 2M entries of the large region */
 	uint64_t low_hva, data_hva, vol_hva, vol_gen;   /* low: slot 0, the guest tables */
+	uint64_t big_hva;
 	uint64_t vol_dropped;          /* [atomic] the last generation whose memory is gone */
 };
 
@@ -131,6 +146,10 @@ static void tg_init(struct tg *g, enum vmmu_mmu mode, enum vmmu_mmu_lock lock, u
 	set_slot(g, 0, 0, 0, 4 * MiB, g->low_hva);
 	assert_int_equal(vmmu_vm_mmap(g->vm, DATA_PAGES * 4096ULL, false, &g->data_hva), 0);
 	set_slot(g, SLOT_DATA, 0, DATA_GPA, DATA_PAGES * 4096ULL, g->data_hva);
+	/* 2 MiB-aligned in both spaces, so a 2M host page can back a 2M leaf. */
+	assert_int_equal(vmmu_vm_mmap(g->vm, BIG_PAGES * 4096ULL + 2 * MiB, false, &g->big_hva), 0);
+	g->big_hva = (g->big_hva + 2 * MiB - 1) & ~(2 * MiB - 1);
+	set_slot(g, SLOT_BIG, 0, BIG_GPA, BIG_PAGES * 4096ULL, g->big_hva);
 	vol_make(g);
 	g->next_table = 0x1000;
 	const struct gpt_builder b = { g, g_rd, g_wr, g_new_table };
@@ -146,6 +165,19 @@ static void tg_init(struct tg *g, enum vmmu_mmu mode, enum vmmu_mmu_lock lock, u
 	for (unsigned r = 0; r < 2; r++)
 		for (gpa_t a = 0; a < TABLE_WIN; a += 4096)
 			gpt_map(&b, g->root[r], 4, TABLE_VA + a, a, 1, PRWU);
+	for (unsigned r = 0; r < 2; r++) {
+		for (unsigned h = 0; h < 2; h++)
+			g->big_pde[r][h] = gpt_map(&b, g->root[r], 4, BIG_GPA + h * 2 * MiB,
+						   BIG_GPA + h * 2 * MiB, 2, PRWU);
+		gpt_map(&b, g->root[r], 4, LOWL_VA, 0, 2, PRWU);
+		/* The page table of BIGT_VA lies in the large region. */
+		gpa_t keep = g->next_table;
+		g->next_table = BIG_GPA + (BIG_TABLE + r) * 4096ULL;
+		for (unsigned p = 0; p < DATA_PAGES; p++)
+			gpt_map(&b, g->root[r], 4, BIGT_VA + p * 4096ULL, DATA_GPA + p * 4096ULL, 1, PRWU);
+		assert_int_equal(g->next_table, BIG_GPA + (BIG_TABLE + r + 1) * 4096ULL);
+		g->next_table = keep;
+	}
 	assert_true(g->next_table <= TABLE_WIN);
 	struct vmmu_regs regs = {
 		.cr0 = X86_CR0_PG | X86_CR0_PE | X86_CR0_WP, .cr3 = g->root[0], .cr4 = X86_CR4_PAE,
@@ -162,6 +194,7 @@ struct th {
 	unsigned id, round, iters;
 	unsigned cur;                  /* the root this vCPU runs on */
 	uint64_t last[DATA_PAGES];     /* the last value this vCPU wrote to its word of each page */
+	uint64_t big_last[BIG_PAGES];  /* the same in the large region */
 	uint64_t vol_reads, vol_gone;
 	int *running;
 	char err[160];
@@ -182,22 +215,29 @@ static bool th_fail(struct th *t, const char *what, uint64_t a, uint64_t b)
 	return false;
 }
 
-/* Write this vCPU's word of data page @p, read it back. */
-static bool data_access(struct th *t, unsigned p, uint64_t val)
+/* Write @val at @gva, read it back. */
+static bool write_read(struct th *t, gva_t gva, uint64_t val)
 {
-	const gva_t gva = DATA_GPA + p * 4096ULL + t->id * 8;
 	struct vmmu_access_result r;
 	uint64_t x = val;
 	int rc = vmmu_vcpu_access(t->g->v[t->id], gva, 8, VMMU_ACC_WRITE, &x, &r);
 
 	if (rc || r.status != VMMU_ACCESS_DONE)
-		return th_fail(t, "write failed", (uint64_t)-rc, r.status);
+		return th_fail(t, "write failed", gva, (uint64_t)-rc);
 	x = 0;
 	rc = vmmu_vcpu_access(t->g->v[t->id], gva, 8, VMMU_ACC_READ, &x, &r);
 	if (rc || r.status != VMMU_ACCESS_DONE)
-		return th_fail(t, "read failed", (uint64_t)-rc, r.status);
+		return th_fail(t, "read failed", gva, (uint64_t)-rc);
 	if (x != val)
 		return th_fail(t, "read back another value", x, val);
+	return true;
+}
+
+/* Write this vCPU's word of data page @p, read it back. */
+static bool data_access(struct th *t, unsigned p, uint64_t val)
+{
+	if (!write_read(t, DATA_GPA + p * 4096ULL + t->id * 8, val))
+		return false;
 	t->last[p] = val;
 	return true;
 }
@@ -224,6 +264,58 @@ static bool vol_read(struct th *t, unsigned p)
 	if (x != 0 && ((x >> 16) & 0xffffffff) <= dropped)
 		return th_fail(t, "read of the replaced region gave the bytes of dropped memory", x, dropped);
 	return true;
+}
+
+/* Write this vCPU's word of page @p of the large region through its 2M mapping, read it back (the
+ * pages of the guest tables in it are left alone). */
+static bool big_access(struct th *t, unsigned p, uint64_t val)
+{
+	if (p == BIG_TABLE || p == BIG_TABLE + 1)
+		return true;
+	if (!write_read(t, BIG_GPA + p * 4096ULL + t->id * 8, val))
+		return false;
+	t->big_last[p] = val;
+	return true;
+}
+
+/* Read this vCPU's word of data page @p through the page table inside the large region (the MMU
+ * shadows that table, under whatever maps its 2 MiB), and a word of the guest tables through
+ * their 2M mapping. */
+static bool big_table_read(struct th *t, unsigned p)
+{
+	struct vmmu_access_result r;
+	uint64_t x = 0;
+	int rc = vmmu_vcpu_access(t->g->v[t->id], BIGT_VA + p * 4096ULL + t->id * 8, 8, VMMU_ACC_READ,
+				  &x, &r);
+
+	if (rc || r.status != VMMU_ACCESS_DONE)
+		return th_fail(t, "read through the table in the large region failed", (uint64_t)-rc,
+			       r.status);
+	if (x != t->last[p])
+		return th_fail(t, "read through the table in the large region: another value", x,
+			       t->last[p]);
+	rc = vmmu_vcpu_access(t->g->v[t->id], LOWL_VA + t->g->pte[t->cur][p], 8, VMMU_ACC_READ, &x,
+			      &r);
+	if (rc || r.status != VMMU_ACCESS_DONE)
+		return th_fail(t, "read of the guest tables through a 2M page failed", (uint64_t)-rc,
+			       r.status);
+	if ((x & rsvd_bits(12, 51)) != DATA_GPA + p * 4096ULL)
+		return th_fail(t, "read of the guest tables through a 2M page: another entry", x, p);
+	return true;
+}
+
+/* The guest rewrites one of its 2M entries of the large region as it was made (A/D clear). */
+static bool big_pde_rewrite(struct th *t, unsigned h)
+{
+	struct vmmu_access_result r;
+	uint64_t x = (BIG_GPA + h * 2 * MiB) | PRWU | PT_PAGE_SIZE_MASK;
+	int rc = vmmu_vcpu_access(t->g->v[t->id], TABLE_VA + t->g->big_pde[t->cur][h], 8,
+				  VMMU_ACC_WRITE, &x, &r);
+
+	if (rc || r.status != VMMU_ACCESS_DONE)
+		return th_fail(t, "2M entry write failed", (uint64_t)-rc, r.status);
+	rc = vmmu_vcpu_invlpg(t->g->v[t->id], BIG_GPA + h * 2 * MiB);
+	return rc ? th_fail(t, "INVLPG failed", (uint64_t)-rc, 0) : true;
 }
 
 /* The guest rewrites the leaf entry of its own data page @p in the table it runs on, as it was
@@ -253,8 +345,16 @@ static void *vcpu_thread(void *arg)
 		uint64_t r = xorshift(&s);
 		uint64_t val = (uint64_t)t->round << 48 | (uint64_t)i << 16 | t->id;
 		switch (r % 8) {
-		case 0: case 1: case 2:
+		case 0: case 1:
 			ok = data_access(t, t->id * PRIV + (unsigned)(r >> 8) % PRIV, val);
+			break;
+		case 2:
+			if ((r >> 8) % 4)
+				ok = big_access(t, (unsigned)(r >> 10) % BIG_PAGES, val);
+			else if ((r >> 10) % 16)
+				ok = big_table_read(t, t->id * PRIV + (unsigned)(r >> 14) % PRIV);
+			else
+				ok = big_pde_rewrite(t, (unsigned)(r >> 14) & 1);
 			break;
 		case 3: case 4:
 			ok = data_access(t, NV * PRIV + (unsigned)(r >> 8) % SHARED, val);
@@ -302,7 +402,7 @@ static void run_mode(enum vmmu_mmu mode, enum vmmu_mmu_lock lock, uint64_t max_s
 	static struct th th[NV];
 	uint64_t bm[(DATA_PAGES + 63) / 64];
 	unsigned rounds = stress_rounds(4), changes = 0;
-	uint64_t vol_reads = 0, vol_gone = 0;
+	uint64_t vol_reads = 0, vol_gone = 0, max_2m = 0;
 	pthread_t tid[NV];
 	struct tg g;
 
@@ -352,6 +452,9 @@ static void run_mode(enum vmmu_mmu mode, enum vmmu_mmu_lock lock, uint64_t max_s
 		/* The audit wants the MMU still: khugepaged pauses too. */
 		vmmu_khugepaged_stop(vmmu_vm_machine(g.vm));
 		audit_ok(&g);
+		struct vmmu_stats rs;
+		assert_int_equal(vmmu_vm_stats(g.vm, &rs, sizeof(rs)), 0);
+		max_2m = rs.pages_2m > max_2m ? rs.pages_2m : max_2m;
 	}
 	/* Every word holds its vCPU's last write: none was lost to a stale translation. */
 	for (unsigned i = 0; i < NV; i++) {
@@ -362,23 +465,34 @@ static void run_mode(enum vmmu_mmu mode, enum vmmu_mmu_lock lock, uint64_t max_s
 			assert_int_equal(vmmu_read_guest(g.vm, DATA_GPA + p * 4096ULL + i * 8, &x, 8), 0);
 			assert_int_equal(x, th[i].last[p]);
 		}
+		for (unsigned p = 0; p < BIG_PAGES; p++) {
+			uint64_t x = 0;
+			if (!th[i].big_last[p])
+				continue;
+			assert_int_equal(vmmu_read_guest(g.vm, BIG_GPA + p * 4096ULL + i * 8, &x, 8), 0);
+			assert_int_equal(x, th[i].big_last[p]);
+		}
 	}
 	struct vmmu_stats st;
 	assert_int_equal(vmmu_vm_stats(g.vm, &st, sizeof(st)), 0);
 	if (mode != VMMU_MMU_NATIVE)
 		assert_true(st.remote_tlb_flush > 0);
 	/* The 2 MiB the guest tables sit in (the rest of the slot is never touched): a THP made
-	 * under the running vCPUs. */
-	assert_int_equal(st.thp_collapse_alloc, 1);
+	 * under the running vCPUs; the large region's second 2 MiB, touched before the fragmenter
+	 * let go, may be one too (if khugepaged gets there before the vCPUs' faults). */
+	assert_in_range(st.thp_collapse_alloc, 1, 2);
+	/* The large region was mapped with 2M leaves at some point. */
+	if (mode != VMMU_MMU_NATIVE)
+		assert_true(max_2m > 0);
 	print_message("%s (%s, limit %" PRIu64 "): %u rounds, %u map changes under 4 vCPU threads, %"
 		      PRIu64 " reads of the replaced region (%" PRIu64 " found it gone), %" PRIu64
 		      " remote TLB flushes, %" PRIu64 " exits, %" PRIu64 " fine-lock waits, %" PRIu64
-		      " THPs collapsed\n",
+		      " THPs collapsed, up to %" PRIu64 " 2M leaves\n",
 		      mode == VMMU_MMU_NATIVE ? "native" : mode == VMMU_MMU_SHADOW ? "shadow" :
 		      mode == VMMU_MMU_EPT ? "ept" : "npt",
 		      lock == VMMU_MMU_LOCK_FINE ? "fine" : lock == VMMU_MMU_LOCK_SHARED ? "shared" : "big",
 		      max_sps, rounds, changes, vol_reads, vol_gone, st.remote_tlb_flush, st.exits,
-		      st.sp_lock_contended, st.thp_collapse_alloc);
+		      st.sp_lock_contended, st.thp_collapse_alloc, max_2m);
 	vmmu_vm_destroy(g.vm);
 }
 
