@@ -34,7 +34,11 @@ san_build() { # dir, sanitize
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 echo "== ASan+UBSan"
 if san_build build-asan address,undefined; then
-	run_suite build-asan --suite unit --suite cli --suite diff-quick --suite fuzz
+	run_suite build-asan --suite unit --suite cli --suite diff-quick
+	# The fuzz targets on their own: once, beside the heaviest ASan tests, fuzz_parsers reached a
+	# third of its usual coverage (not reproduced alone; the machine's memory for the targets'
+	# VMs is the suspect), and its coverage floor failed.
+	run_suite build-asan --suite fuzz
 else
 	echo "test.sh: the ASan build failed"; fail=$((fail + 1))
 fi

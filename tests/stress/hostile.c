@@ -833,7 +833,8 @@ int main(int argc, char **argv)
 		       " mmio_sptes %" PRIu64 " pte_write %" PRIu64 " pde_zapped %" PRIu64
 		       " flooded %" PRIu64 " recycled %" PRIu64 " zapped %" PRIu64 " unsync %" PRIu64
 		       " pf_fast %" PRIu64 " ksm_merges %" PRIu64 " cow_breaks %" PRIu64
-		       " mmu_harvests %" PRIu64 " 2M leaves (most) %" PRIu64 "\n",
+		       " mmu_harvests %" PRIu64 " 2M leaves (most) %" PRIu64 " THPs %" PRIu64 "+%" PRIu64
+		       " (faults+collapses)\n",
 		       cur_seed, host == VMMU_HOST_VMX ? "vmx" : "svm", cur_opts_off, cur_ksm,
 		       cur_evict == VMMU_EVICT_FIFO ? "fifo" : "lru", cur_thp, steps,
 		       now() - t0,
@@ -841,7 +842,7 @@ int main(int argc, char **argv)
 		       s.pf_fixed, s.pf_emulate, s.pf_guest, s.pf_mmio_spte_created, s.mmu_pte_write,
 		       s.mmu_pde_zapped, s.mmu_flooded, s.mmu_recycled, s.mmu_shadow_zapped,
 		       s.mmu_unsync, s.pf_fast, s.ksm_merges, s.ksm_cow_breaks, s.ksm_mmu_harvests,
-		       max_2m);
+		       max_2m, s.thp_fault_alloc, s.thp_collapse_alloc);
 		if (verbose)
 			printf("  ops: access %" PRIu64 " table %" PRIu64 " cr3 %" PRIu64 " cr0/4 %" PRIu64
 			       " inv %" PRIu64 " memslot %" PRIu64 " munmap %" PRIu64 " compare %" PRIu64
