@@ -456,3 +456,26 @@ int mmu_max_level(const struct memslot *slot, gfn_t gfn, unsigned host_order)
 	}
 	return level;
 }
+
+uint8_t *mmu_huge_blocks(struct mmu *m, const struct memslot *slot, gfn_t *first, uint64_t *n)
+{
+	gfn_t lo = (slot->base_gfn + 511) & ~511ULL, hi = slot_end_gfn(slot) & ~511ULL;
+	uint8_t *ok;
+
+	*first = lo;
+	*n = hi > lo ? (hi - lo) / 512 : 0;
+	if (!*n || ((slot->base_gfn ^ (slot->userspace_addr >> VMMU_PAGE_SHIFT)) & 511))
+		return NULL;
+	ok = calloc(*n, 1);
+	if (!ok)
+		return NULL;    /* no recovery: 4K mappings stay correct */
+	for (uint64_t i = 0; i < *n; i++) {
+		unsigned order;
+		pfn_t pfn;
+
+		if (!host_hva_lookup_order(m->env.mm, slot_gfn_to_hva(slot, lo + i * 512), &pfn,
+					   &order, NULL))
+			ok[i] = (uint8_t)mmu_max_level(slot, lo + i * 512, order);
+	}
+	return ok;
+}

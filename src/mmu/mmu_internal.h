@@ -109,6 +109,11 @@ int mmu_faultin_pfn(struct mmu_page_fault *f, struct mmu_faultin *fi, bool write
  * kvm_mmu_max_mapping_level): both MMUs' fault paths', and what the recovery of huge mappings
  * after dirty logging aims for. */
 int mmu_max_level(const struct memslot *slot, gfn_t gfn, unsigned host_order);
+/* The largest level each 2M block of @slot could be mapped at again, by mmu_max_level over the
+ * host page there now (a 1G figure only on a 1G range's first block), for the recovery of huge
+ * mappings when dirty logging stops: *@first the first block's gfn, *@n the blocks; free() it.
+ * No mmu_lock held (the host lookup takes mm->lock). NULL if none could be huge. */
+uint8_t *mmu_huge_blocks(struct mmu *m, const struct memslot *slot, gfn_t *first, uint64_t *n);
 
 /* Count a fault's result as KVM's kvm_mmu_do_page_fault and fast_page_fault do: exactly one of
  * pf_fixed, pf_spurious, pf_emulate per fault, pf_fast besides for the fast path; pf_guest for a

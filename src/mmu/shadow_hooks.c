@@ -5,7 +5,8 @@
  *  - DELETE/MOVE: every leaf mapping a gfn of the old slot goes, and every sp shadowing one (its
  *    table's bytes are gone or elsewhere); CREATE needs nothing (MMIO sptes of the new gfns carry
  *    an older generation, so they are stale); FLAGS_ONLY with dirty logging turned on
- *    write-protects the slot's leaves. When the generation tag of MMIO sptes wraps
+ *    write-protects the slot's leaves, with it turned off zaps the direct sps that large sptes
+ *    can replace now. When the generation tag of MMIO sptes wraps
  *    (mmio_gen_wraps), everything is zapped (as KVM), so a stale tag can never look current.
  *  - Notifier invalidate_range_start (shadow_unmap_gfn_range): the same zap for the gfns whose
  *    hva is in the range; the core runs the invalidation protocol so a racing fault retries.
@@ -16,6 +17,8 @@
  * Both run with mmu_lock held for writing and flush remote TLBs before it is dropped; neither
  * waits for a grace period (zapped frames go through call_rcu).
  */
+#include <stdlib.h>
+
 #include "mmu/shadow.h"
 
 static void write_protect_range(struct shadow_mmu *sm, gfn_t start, gfn_t end, bool *flush)
@@ -30,13 +33,44 @@ static void write_protect_range(struct shadow_mmu *sm, gfn_t start, gfn_t end, b
 			*flush |= write_protect_gfn(sm, n->key, true);
 }
 
+/*
+ * Dirty logging stopped on @slot: a direct sp (a guest large page mapped 2M or 4K at a time)
+ * whose range the host now backs with a page as large as the sp's whole range, with no tracked
+ * gfn inside, goes, so the next fault there maps a large spte (KVM's
+ * kvm_mmu_zap_collapsible_sptes; @huge_ok as mmu_huge_blocks found the host pages before
+ * mmu_lock). [L]
+ */
+static void recover_large(struct shadow_mmu *sm, const uint8_t *huge_ok, gfn_t first,
+			  uint64_t nblocks, struct zap_batch *z)
+{
+	for (uint64_t b = 0; b <= sm->sp_hash.mask; b++) {
+		struct hnode *n = sm->sp_hash.b[b], *next;
+		for (; n; n = next) {
+			struct shadow_page *sp = caa_container_of(n, struct shadow_page, hash);
+			int level = (int)sp->role.level + 1;       /* what one spte could map instead */
+			next = n->next;
+			if (!sp->role.direct || level > 3 || sp->gfn < first ||
+			    sp->gfn + spte_level_pages(level) > first + nblocks * 512 ||
+			    huge_ok[(sp->gfn - first) / 512] < level ||
+			    shadow_lpage_level(sm, sp->gfn, level, false) < level)
+				continue;
+			sp_zap(sm, sp, z);
+		}
+	}
+}
+
 static void shadow_slot_change(void *opaque, const struct memslot *old, const struct memslot *new,
 			       enum memslot_change change)
 {
 	struct shadow_mmu *sm = opaque;
 	struct zap_batch z = { 0 };
 	bool flush = false;
+	uint8_t *huge_ok = NULL;
+	gfn_t first = 0;
+	uint64_t nblocks = 0;
 
+	if (change == MEMSLOT_FLAGS_ONLY && slot_logs_dirty(old) && !slot_logs_dirty(new))
+		huge_ok = mmu_huge_blocks(&sm->mmu, new, &first, &nblocks);
 	pthread_rwlock_wrlock(&sm->mmu.mmu_lock);
 	/* Slots logging dirty pages: the fast page fault has nothing to fix without one. */
 	int64_t logging = (change != MEMSLOT_DELETE && new && slot_logs_dirty(new)) -
@@ -56,6 +90,8 @@ static void shadow_slot_change(void *opaque, const struct memslot *old, const st
 	case MEMSLOT_FLAGS_ONLY:
 		if (slot_tracking_added(old, new))
 			write_protect_range(sm, new->base_gfn, slot_end_gfn(new), &flush);
+		else if (huge_ok)
+			recover_large(sm, huge_ok, first, nblocks, &z);
 		break;
 	}
 	if (sm->mmu.fmt.mmio_value && mmio_gen_wraps(memslots_generation(sm->mmu.env.slots)))
@@ -63,6 +99,7 @@ static void shadow_slot_change(void *opaque, const struct memslot *old, const st
 	z.flush |= flush;
 	zap_batch_commit(sm, &z);
 	pthread_rwlock_unlock(&sm->mmu.mmu_lock);
+	free(huge_ok);
 }
 
 static void shadow_dirty_log_protect(void *opaque, const struct memslot *slot, uint64_t first_word,

@@ -334,33 +334,6 @@ static bool recover_huge(struct tdp_mmu *t, const struct memslot *slot, const ui
 	return flush;
 }
 
-/* The largest level each 2M block of @slot could be mapped at again (mmu_max_level over the
- * host page there now; a 1G figure only on a 1G range's first block). No lock held (the host
- * lookup takes mm->lock). NULL if none could be huge. */
-static uint8_t *huge_blocks(struct tdp_mmu *t, const struct memslot *slot, gfn_t *first,
-			    uint64_t *n)
-{
-	gfn_t lo = (slot->base_gfn + 511) & ~511ULL, hi = slot_end_gfn(slot) & ~511ULL;
-	uint8_t *ok;
-
-	*first = lo;
-	*n = hi > lo ? (hi - lo) / 512 : 0;
-	if (!*n || ((slot->base_gfn ^ (slot->userspace_addr >> VMMU_PAGE_SHIFT)) & 511))
-		return NULL;
-	ok = calloc(*n, 1);
-	if (!ok)
-		return NULL;    /* no recovery: 4K mappings stay correct */
-	for (uint64_t i = 0; i < *n; i++) {
-		unsigned order;
-		pfn_t pfn;
-
-		if (!host_hva_lookup_order(t->head.env.mm, slot_gfn_to_hva(slot, lo + i * 512), &pfn,
-					   &order, NULL))
-			ok[i] = (uint8_t)mmu_max_level(slot, lo + i * 512, order);
-	}
-	return ok;
-}
-
 /*
  * memslots_ops.dirty_log_protect (KVM's kvm_arch_mmu_enable_log_dirty_pt_masked): write-protect
  * again the pages just harvested. ms->lock held, outside read sections; exclusive mmu_lock, one
@@ -475,7 +448,7 @@ static void tdp_slot_change(void *opaque, const struct memslot *old, const struc
 	bool flush = false;
 
 	if (change == MEMSLOT_FLAGS_ONLY && slot_logs_dirty(old) && !slot_logs_dirty(new))
-		huge_ok = huge_blocks(t, new, &first, &nblocks);
+		huge_ok = mmu_huge_blocks(&t->head, new, &first, &nblocks);
 	/* A second bitmap comes while one logs in D-bit mode: enabling clears the D bits, so the
 	 * writes they hold go into the bitmaps first (both: KSM's takes them as writes too). */
 	if (change == MEMSLOT_FLAGS_ONLY && slot_logs_dirty(old) && slot_tracking_added(old, new))

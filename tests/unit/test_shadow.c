@@ -119,12 +119,16 @@ static struct vmmu_stats gstats(struct gm *g)
 
 #define SH(p) gstats(&(p)->g[1])
 
+static uint64_t most_2m;           /* the most 2M sptes the shadow VM had at an audit */
+
 static void audit(struct pair *p)
 {
 	char why[512];
 	int rc = vmmu_vm_audit(p->g[1].vm, why, sizeof(why));
 	if (rc)
 		fail_msg("audit after step %" PRIu64 ": %d: %s", p->steps, rc, why);
+	uint64_t n = gstats(&p->g[1]).pages_2m;
+	most_2m = n > most_2m ? n : most_2m;
 }
 
 /* ---- initial state (before the guests run) ---- */
@@ -1166,8 +1170,8 @@ BOTH_HOSTS(test_large_pages)
  * over the guest tables' 2 MiB get 4K ones (tables inside are write-tracked); a table shadowed
  * inside a mapped 2M page takes W from its 2M spte and the next write there splits it (the store
  * to the table itself is emulated); dirty logging write-protects 2M sptes and writes split them,
- * each page logged; a 2M page of another range maps large again once logging ends; munmap of
- * the host page drops its 2M spte. Native's outcomes and memory throughout, audited each step.
+ * each page logged; once logging ends those pages map large again, and a new mapping of the same
+ * 2 MiB large too; munmap of the host page drops both 2M sptes. Native's outcomes and memory throughout, audited each step.
  */
 static uint64_t pages_2m(struct pair *p) { return SH(p).pages_2m; }
 
@@ -1227,7 +1231,10 @@ static void test_large_sptes_body(struct pair *p)
 	assert_true(bm[1][g5 / 64] & (1ULL << (g5 % 64)));
 	assert_true(bm[1][g7 / 64] & (1ULL << (g7 % 64)));
 	set_slot(p, 0, 0, 0, MEM, hva);
-	/* Logging over: a 2M page not mapped yet gets a 2M spte again. */
+	/* Logging over: the 4K-mapped 2M page is mapped large again at its next access (its direct
+	 * sp went with the end of logging), and so is a 2M page not mapped yet. */
+	assert_int_equal(rd_ok(p, vb + 0x5000), 0x44);
+	assert_int_equal(pages_2m(p), 1);
 	const gva_t vc = 0x70000000ULL;
 	map_live(p, root, vc, 0x600000, PRWU);       /* a 4K mapping to make the tables... */
 	gpa_t pde_c = rd(&p->g[0], root + ((vc >> 39) & 511) * 8) & rsvd_bits(12, 51);
@@ -1236,7 +1243,7 @@ static void test_large_sptes_body(struct pair *p)
 	gstore(p, pde_c, 0x600000 | PRWU | PT_PAGE_SIZE_MASK, 8);   /* ...replaced by a 2M one */
 	invlpg(p, vc);
 	assert_int_equal(rd_ok(p, vc + 0x7000), 0x45);
-	assert_int_equal(pages_2m(p), 1);
+	assert_int_equal(pages_2m(p), 2);
 
 	/* The host page goes: its 2M spte with it; the guest finds no memory, as native does. */
 	for (int i = 0; i < 2; i++)
@@ -1699,6 +1706,34 @@ static void test_paging32_modes_body(struct pair *p)
 }
 BOTH_HOSTS(test_paging32_modes)
 
+/* The PAE and 32-bit tests again over 2M host pages: their guests' 2M and 4 MiB pages (a 4 MiB
+ * one as two 2M sptes) map large where no table lies inside, against native's outcomes and
+ * memory, audited each step (the audit checks each large spte's guest entry, half and frame). */
+static void test_large_sptes_legacy(void **state)
+{
+	void (*const bodies[])(struct pair *) = { test_pae_body, test_paging32_body,
+						  test_paging32_modes_body };
+	const char *const names[] = { "pae", "paging32", "paging32_modes" };
+
+	cur_hugetlb = VMMU_HUGETLB_2M;
+	for (unsigned k = 0; k < sizeof(bodies) / sizeof(bodies[0]); k++) {
+		most_2m = 0;
+		for (unsigned o = 0; o < 2; o++) {
+			cur_opts_off = opt_sets[o];
+			for (unsigned h = 0; h < 2; h++) {
+				struct pair p;
+				pair_init(&p, hosts[h]);
+				bodies[k](&p);
+				pair_fini(&p);
+			}
+		}
+		print_message("%s over 2M host pages: up to %" PRIu64 " 2M sptes\n", names[k], most_2m);
+		assert_true(most_2m > 0);
+	}
+	cur_opts_off = 0;
+	cur_hugetlb = VMMU_HUGETLB_NONE;
+}
+
 /*
  * 32-bit paging, randomized (a seeded sequence, the same on both machines): guest stores of 1, 2,
  * 4 and 8 bytes at any alignment into two page directories and a pool of page tables (entries
@@ -2032,6 +2067,7 @@ int main(void)
 		cmocka_unit_test(test_paging32_modes),
 		cmocka_unit_test(test_paging32_random),
 		cmocka_unit_test(test_paging_off),
+		cmocka_unit_test(test_large_sptes_legacy),
 		cmocka_unit_test(test_split_tracked_write),
 		cmocka_unit_test(test_recursive),
 		cmocka_unit_test(test_opt_effects),
