@@ -681,6 +681,11 @@ static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *s
 		}
 		return RET_PF_MMIO;
 	}
+	/* fault_goal judged the range before fetch shadowed the tables on the way: one of them may
+	 * lie inside it (a directory inside the 2M page it maps). The refault maps smaller, as
+	 * KVM's hugepage adjust after its walk of the guest tables. */
+	if (level > 1 && shadow_lpage_level(sm, gfn, level, f->shared) < level)
+		return RET_PF_RETRY;
 	unsigned acc = leaf_access(f, sp, p, &emulate);
 	bool leaf_d = w->level == 0 || (w->gpte[w->level] & PT_DIRTY_MASK);
 	bool ro = slot_is_readonly(slot);

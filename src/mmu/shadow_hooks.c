@@ -40,6 +40,20 @@ static void write_protect_range(struct shadow_mmu *sm, gfn_t start, gfn_t end, b
  * kvm_mmu_zap_collapsible_sptes; @huge_ok as mmu_huge_blocks found the host pages before
  * mmu_lock). [L]
  */
+/* Is @sp part of a paging-off tree (a direct sp linked from a direct table of level 3 or more)?
+ * Those map 4K whatever the host pages (fault_goal). */
+static bool under_direct_table(struct shadow_mmu *sm, const struct shadow_page *sp)
+{
+	for (unsigned up = 0; up < 2 && sp && sp->parents.n; up++) {
+		sp = sptep_to_sp(sm, sp->parents.v[0]);
+		if (!sp || !sp->role.direct)
+			return false;
+		if (sp->role.level >= 3)
+			return true;
+	}
+	return false;
+}
+
 static void recover_large(struct shadow_mmu *sm, const uint8_t *huge_ok, gfn_t first,
 			  uint64_t nblocks, struct zap_batch *z)
 {
@@ -49,7 +63,8 @@ static void recover_large(struct shadow_mmu *sm, const uint8_t *huge_ok, gfn_t f
 			struct shadow_page *sp = caa_container_of(n, struct shadow_page, hash);
 			int level = (int)sp->role.level + 1;       /* what one spte could map instead */
 			next = n->next;
-			if (!sp->role.direct || level > 3 || sp->gfn < first ||
+			if (!sp->role.direct || level > 3 || under_direct_table(sm, sp) ||
+			    sp->gfn < first ||
 			    sp->gfn + spte_level_pages(level) > first + nblocks * 512 ||
 			    huge_ok[(sp->gfn - first) / 512] < level ||
 			    shadow_lpage_level(sm, sp->gfn, level, false) < level)

@@ -761,7 +761,8 @@ int sp_get_link_shared(struct shadow_mmu *sm, uint64_t *sptep, gfn_t gfn, union 
 	 * since our look; follow it if it is the one we would make. */
 	spte = spte_read(sptep);
 	if (is_shadow_present_pte(spte)) {
-		sp = pfn_to_sp(sm, spte_to_pfn(spte));
+		/* A large leaf there (another vCPU's) maps a data frame: no sp behind it. */
+		sp = is_last_spte(spte, (int)role.level + 1) ? NULL : pfn_to_sp(sm, spte_to_pfn(spte));
 		if (sp && sp->gfn == gfn && sp->role.word == role.word) {
 			*out = sp;
 			rc = 0;
@@ -874,6 +875,25 @@ int sp_link(struct shadow_mmu *sm, uint64_t *sptep, struct shadow_page *child)
 static uint64_t spte_drop_shared(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep,
 				 bool shared);
 
+/*
+ * The fault judged the gfn (a 2M leaf's 2 MiB) untracked before it took the sp's lock; under
+ * @shared another vCPU may have begun shadowing a guest table there since (track_unmapped_shared
+ * found no leaf: ours comes only now). Read-only then: a write faults again and is emulated (or
+ * splits the large leaf). @gfn's stripe lock held.
+ */
+static uint64_t leaf_tracking_check(struct shadow_mmu *sm, gfn_t gfn, int level, uint64_t spte,
+				    bool shared)
+{
+	struct gfn_info *gi;
+
+	if (!shared || !(spte & (PT_WRITABLE_MASK | SPTE_MMU_WRITABLE)))
+		return spte;
+	gi = gfn_info_find(sm, gfn);
+	if (gi && (level > 1 ? gi->lpage_track : gi->write_track))
+		spte &= ~(PT_WRITABLE_MASK | SPTE_MMU_WRITABLE | PT_DIRTY_MASK);
+	return spte;
+}
+
 /* Under @shared a level-1 sp's present entries are all leaves and the fault holds its lock (a
  * level-2 sp's entry: [T], under which alone shared faults link there): no other leaf install
  * reaches @sptep, and nothing else changes it but the hardware's A/D bits and the fast page
@@ -890,6 +910,11 @@ int leaf_set(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep, gfn
 
 	if (is_shadow_present_pte(old)) {
 		if (is_last_spte(old, level) && sp_leaf_gfn(sp, idx) == gfn) {
+			/* Another vCPU's leaf for the same gfn, in its rmap: no tracker can begin
+			 * now (it would find that leaf), but one may have begun before it went in. */
+			struct gfn_stripe *st = gfn_lock(sm, gfn, shared);
+			spte = leaf_tracking_check(sm, gfn, level, spte, shared);
+			gfn_unlock(st);
 			spte_write(sptep, spte);
 			shadow_changed(sm);
 			return 0;
@@ -908,16 +933,7 @@ int leaf_set(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep, gfn
 	if (level == 3 && !(g = gig_get(sm, gfn)))
 		return -ENOMEM;
 	struct gfn_stripe *st = gfn_lock(sm, gfn, shared);
-	if (shared && (spte & (PT_WRITABLE_MASK | SPTE_MMU_WRITABLE))) {
-		struct gfn_info *gi = gfn_info_find(sm, gfn);
-
-		/* The fault judged the gfn (a 2M leaf's 2 MiB) untracked before it took the sp's
-		 * lock; another vCPU may have begun shadowing a guest table there since
-		 * (track_unmapped_shared found no leaf: ours comes only now). Read-only then: a
-		 * write faults again and is emulated (or splits the large leaf). */
-		if (gi && (level > 1 ? gi->lpage_track : gi->write_track))
-			spte &= ~(PT_WRITABLE_MASK | SPTE_MMU_WRITABLE | PT_DIRTY_MASK);
-	}
+	spte = leaf_tracking_check(sm, gfn, level, spte, shared);
 	rc = rmap_add(sm, gfn, sptep);
 	gfn_unlock(st);
 	if (rc) {

@@ -69,6 +69,7 @@ static const uint32_t opt_sets[] = {
 };
 static uint32_t cur_opts_off;    /* the set in use */
 static enum vmmu_hugetlb cur_hugetlb;   /* the host pages behind guest memory (test_large_sptes) */
+static enum vmmu_mmu_lock cur_lock;     /* the shadow VM's --mmu-lock (0: fine) */
 static enum vmmu_mmu_evict cur_evict;   /* the shadow VM's eviction order */
 /* With unsync on, a store to a last-level table may run natively (the table unsync) instead of
  * being emulated: counts of emulated writes hold only with it off. */
@@ -80,7 +81,7 @@ static void gm_init(struct gm *g, enum vmmu_mmu mode, enum vmmu_host host, uint6
 {
 	struct vmmu_vm_config cfg = { .host_mem_bytes = 1ULL << 30, .mmu = mode, .host = host,
 				      .opts_off = cur_opts_off, .mmu_evict = cur_evict,
-				      .hugetlb = cur_hugetlb };
+				      .hugetlb = cur_hugetlb, .mmu_lock = cur_lock };
 	struct vmmu_userspace_memory_region r = { .slot = 0, .memory_size = mem };
 
 	memset(g, 0, sizeof(*g));
@@ -1254,6 +1255,26 @@ static void test_large_sptes_body(struct pair *p)
 	audit(p);
 }
 
+/* A page directory inside the 2M page it maps: the first fault there shadows the directory on its
+ * way down, so the 2M page must map 4K (no writable spte over a tracked table: the audit), and a
+ * store to the directory through it is emulated, as native's outcome and memory show. */
+static void test_large_sptes_own_table_body(struct pair *p)
+{
+	gpa_t root = new_root(p), pdpt = new_table(p);
+	const gpa_t pd = 0x5ff000;
+	wr(p, root, pdpt | PRWU);
+	wr(p, pdpt + 8, pd | PRWU);                               /* gva 0x40000000 */
+	wr(p, pd, 0x400000 | PRWU | PT_PAGE_SIZE_MASK);
+	regs64(p, root);
+	wr_ok(p, 0x40000000ULL + 0x1000, 0x42);
+	assert_int_equal(pages_2m(p), 0);
+	assert_int_equal(rd_ok(p, 0x40000000ULL + 0x1ff000), 0x400000 | PRWU | PT_PAGE_SIZE_MASK | AD);
+	wr_ok(p, 0x40000000ULL + 0x1ff000 + 8 * 5, 0x600000 | PRWU | PT_PAGE_SIZE_MASK);
+	invlpg(p, 0x40000000ULL + 5 * 0x200000);
+	wr_ok(p, 0x40000000ULL + 5 * 0x200000 + 0x10, 0x43);      /* through the new entry */
+	same_all(p);
+}
+
 static void test_large_sptes(void **state)
 {
 	cur_hugetlb = VMMU_HUGETLB_2M;
@@ -1264,6 +1285,14 @@ static void test_large_sptes(void **state)
 			pair_init(&p, hosts[h]);
 			test_large_sptes_body(&p);
 			pair_fini(&p);
+			/* Under big every fault is exclusive (under fine only its rerun). */
+			for (unsigned l = 0; l < 2; l++) {
+				cur_lock = l ? VMMU_MMU_LOCK_BIG : VMMU_MMU_LOCK_FINE;
+				pair_init(&p, hosts[h]);
+				test_large_sptes_own_table_body(&p);
+				pair_fini(&p);
+			}
+			cur_lock = VMMU_MMU_LOCK_FINE;
 		}
 	}
 	cur_opts_off = 0;
