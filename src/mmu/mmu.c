@@ -438,9 +438,9 @@ void mmu_notifier_unregister(struct mmu *m)
 }
 
 /* The largest level a leaf for @gfn may have (KVM's kvm_mmu_max_mapping_level), for both MMUs:
- * no larger than the host mapping (@host_order: a THP or hugetlb 2M page, a hugetlb 1G page), with the slot's
- * gpa and hva congruent modulo the leaf's size and the leaf's whole gpa range inside the slot;
- * 4K while the slot logs dirty pages (each write must fault on its own 4K). */
+ * no larger than the host mapping (@host_order: a THP or hugetlb 2M page, a hugetlb 1G page),
+ * with the slot's gpa and hva congruent modulo the leaf's size and the leaf's whole gpa range
+ * inside the slot; 4K while the slot logs dirty pages (each write must fault on its own 4K). */
 int mmu_max_level(const struct memslot *slot, gfn_t gfn, unsigned host_order)
 {
 	int level = 1 + (int)host_order / 9;

@@ -414,11 +414,8 @@ static void shadow_destroy(struct mmu *m)
 	for (unsigned s = 0; s < GFN_STRIPES; s++)
 		htab_destroy(&sm->gfns[s].t);
 	/* Likewise every GiB's counts (what a failed allocation may have left, freed here). */
-	for (uint64_t b = 0; b <= sm->gig.mask; b++)
-		for (struct hnode *n = sm->gig.b[b], *next; n; n = next) {
-			next = n->next;
-			free(caa_container_of(n, struct gig_info, hash));
-		}
+	htab_nodes_for_each(&sm->gig, n, next)
+		free(caa_container_of(n, struct gig_info, hash));
 	htab_destroy(&sm->gig);
 	htab_destroy(&sm->sp_hash);
 	htab_destroy(&sm->sp_by_pfn);

@@ -222,7 +222,8 @@ struct shadow_vcpu {
 
 #define GFN_STRIPES 64
 
-/* One GiB of gfns (key gfn >> 18) that holds write-tracked gfns or 1G leaves. [L] or [T] */
+/* One GiB of gfns (key gfn >> GIG_SHIFT) that holds write-tracked gfns or 1G leaves. [L] or [T] */
+#define GIG_SHIFT 18
 struct gig_info {
 	struct hnode hash;                /* in sm->gig */
 	uint32_t tracked;                 /* write-tracked gfns inside */
@@ -321,6 +322,12 @@ static inline struct hnode *htab_next(struct hnode *n, uint64_t key)
 #define htab_for_each_key(t, pos, k) \
 	for ((pos) = htab_first((t), (k)); (pos); (pos) = htab_next((pos), (k)))
 
+/* Every node @n (struct hnode *) of @t; @next is read before the body runs, so the body may free
+ * @n (not another node). */
+#define htab_nodes_for_each(t, n, next)                                                             \
+	for (uint64_t b_ = 0; b_ <= (t)->mask; b_++)                                                \
+		for (struct hnode *n = (t)->b[b_], *next; n && ((next = n->next), 1); n = next)
+
 int sptep_vec_add(struct sptep_vec *v, uint64_t *sptep);
 bool sptep_vec_del(struct sptep_vec *v, uint64_t *sptep);
 bool sptep_vec_has(const struct sptep_vec *v, const uint64_t *sptep);
@@ -343,9 +350,7 @@ static inline struct gfn_stripe *gfn_stripe(struct shadow_mmu *sm, gfn_t gfn)
  * before the body runs, so the body may free @n (not another node). [L] */
 #define gfn_nodes_for_each(sm, s, n, next)                                                          \
 	for (unsigned s = 0; s < GFN_STRIPES; s++)                                                  \
-		for (uint64_t b_ = 0; b_ <= (sm)->gfns[s].t.mask; b_++)                             \
-			for (struct hnode *n = (sm)->gfns[s].t.b[b_], *next; n && ((next = n->next), 1); \
-			     n = next)
+		htab_nodes_for_each(&(sm)->gfns[s].t, n, next)
 
 /* gfn_infos in all stripes. [L] */
 static inline uint64_t gfn_infos(const struct shadow_mmu *sm)
@@ -489,6 +494,19 @@ static inline uint64_t sp_gpte_rsvd(const struct cpu_model *cpu, union sp_role r
 static inline gfn_t sp_leaf_gfn(const struct shadow_page *sp, unsigned idx)
 {
 	return sp->role.direct ? sp->gfn + ((gfn_t)idx << (9 * (sp->role.level - 1))) : sp->gfns[idx];
+}
+
+/* The first gfn of @gfn's 2 MiB: whose gfn_info counts its tracked gfns (lpage_track). */
+static inline gfn_t gfn_2m(gfn_t gfn)
+{
+	return gfn & ~(gfn_t)(SPTE_ENTRIES - 1);
+}
+
+/* @gfn's GiB's counts, or NULL. [L] or [T] */
+static inline struct gig_info *gig_find(struct shadow_mmu *sm, gfn_t gfn)
+{
+	struct hnode *n = htab_first(&sm->gig, gfn >> GIG_SHIFT);
+	return n ? caa_container_of(n, struct gig_info, hash) : NULL;
 }
 
 /* The largest level, up to @max (2 or 3), at which a leaf for @gfn may go as far as write

@@ -116,14 +116,7 @@ static unsigned root_refs(struct shadow_mmu *sm, const struct shadow_page *sp)
 /* Is any gfn of the range of a leaf at @level beginning at @gfn write-tracked? [L] */
 static bool range_tracked(struct shadow_mmu *sm, gfn_t gfn, int level)
 {
-	if (level == 1)
-		return gfn_write_tracked(sm, gfn);
-	if (level == 2) {
-		const struct gfn_info *gi = gfn_info_find(sm, gfn);
-		return gi && gi->lpage_track;
-	}
-	struct hnode *n = htab_first(&sm->gig, gfn >> 18);
-	return n && caa_container_of(n, struct gig_info, hash)->tracked;
+	return level == 1 ? gfn_write_tracked(sm, gfn) : shadow_lpage_level(sm, gfn, level, false) < level;
 }
 
 /* @leaves[level]: the leaves found, by level (1-3). */
@@ -232,11 +225,11 @@ static int check_sp_sptes(struct audit *a, struct shadow_page *sp, uint64_t *lea
 			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: large leaf %u = %#" PRIx64
 				    " for gfn %#" PRIx64 " not aligned", SPF(sp), i, s, (uint64_t)gfn);
 		if (level == 3) {
-			struct hnode *gn = htab_first(&sm->gig, gfn >> 18);
-			if (!gn)
+			struct gig_info *g = gig_find(sm, gfn);
+			if (!g)
 				return fail(a, "1G leaf %u of sp gfn %#" PRIx64 " level %d role %#x "
 					    "not counted in its GiB", i, SPF(sp));
-			caa_container_of(gn, struct gig_info, hash)->audit_leaves++;
+			g->audit_leaves++;
 		}
 		bool tracked = range_tracked(sm, gfn, level);
 		if ((s & SPTE_MMU_WRITABLE) && tracked)
@@ -315,10 +308,10 @@ static int audit_gfn(struct audit *a, const struct gfn_info *gi, uint64_t *track
 				    (uint64_t)gfn, gi->lpage_track, n);
 	}
 	if (gi->write_track) {
-		struct hnode *gn = htab_first(&sm->gig, gfn >> 18);
-		if (!gn)
+		struct gig_info *g = gig_find(sm, gfn);
+		if (!g)
 			return fail(a, "tracked gfn %#" PRIx64 " not counted in its GiB", (uint64_t)gfn);
-		caa_container_of(gn, struct gig_info, hash)->audit_tracked++;
+		g->audit_tracked++;
 	}
 	return 0;
 }
@@ -336,11 +329,10 @@ static int audit_locked(struct audit *a)
 
 	cds_list_for_each(l, &sm->lru)
 		nlru++;
-	for (uint64_t b = 0; b <= sm->gig.mask; b++)
-		for (struct hnode *n = sm->gig.b[b]; n; n = n->next) {
-			struct gig_info *g = caa_container_of(n, struct gig_info, hash);
-			g->audit_tracked = g->audit_leaves = 0;
-		}
+	htab_nodes_for_each(&sm->gig, n, next) {
+		struct gig_info *g = caa_container_of(n, struct gig_info, hash);
+		g->audit_tracked = g->audit_leaves = 0;
+	}
 	/* Every sp, valid and invalid, is in sp_by_pfn. */
 	for (uint64_t b = 0; b <= sm->sp_by_pfn.mask; b++) {
 		for (struct hnode *n = sm->sp_by_pfn.b[b]; n; n = n->next) {
@@ -435,15 +427,14 @@ static int audit_locked(struct audit *a)
 	if (lpage_tracked != ntracked)
 		return fail(a, "lpage_track counts %" PRIu64 " gfns, %" PRIu64 " are tracked",
 			    lpage_tracked, ntracked);
-	for (uint64_t b = 0; b <= sm->gig.mask; b++)
-		for (struct hnode *n = sm->gig.b[b]; n; n = n->next) {
-			struct gig_info *g = caa_container_of(n, struct gig_info, hash);
-			if (g->tracked != g->audit_tracked || g->leaves != g->audit_leaves ||
-			    (!g->tracked && !g->leaves))
-				return fail(a, "GiB %#" PRIx64 ": %u tracked gfns and %u 1G leaves "
-					    "counted, %u and %u found", (uint64_t)n->key, g->tracked,
-					    g->leaves, g->audit_tracked, g->audit_leaves);
-		}
+	htab_nodes_for_each(&sm->gig, n, next) {
+		struct gig_info *g = caa_container_of(n, struct gig_info, hash);
+		if (g->tracked != g->audit_tracked || g->leaves != g->audit_leaves ||
+		    (!g->tracked && !g->leaves))
+			return fail(a, "GiB %#" PRIx64 ": %u tracked gfns and %u 1G leaves counted, "
+				    "%u and %u found", (uint64_t)n->key, g->tracked, g->leaves,
+				    g->audit_tracked, g->audit_leaves);
+	}
 	if (tracked != indirect)
 		return fail(a, "write tracking counts %" PRIu64 " sps, %" PRIu64 " indirect sps",
 			    tracked, indirect);

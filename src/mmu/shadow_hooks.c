@@ -57,20 +57,15 @@ static bool under_direct_table(struct shadow_mmu *sm, const struct shadow_page *
 static void recover_large(struct shadow_mmu *sm, const uint8_t *huge_ok, gfn_t first,
 			  uint64_t nblocks, struct zap_batch *z)
 {
-	for (uint64_t b = 0; b <= sm->sp_hash.mask; b++) {
-		struct hnode *n = sm->sp_hash.b[b], *next;
-		for (; n; n = next) {
-			struct shadow_page *sp = caa_container_of(n, struct shadow_page, hash);
-			int level = (int)sp->role.level + 1;       /* what one spte could map instead */
-			next = n->next;
-			if (!sp->role.direct || level > 3 || under_direct_table(sm, sp) ||
-			    sp->gfn < first ||
-			    sp->gfn + spte_level_pages(level) > first + nblocks * 512 ||
-			    huge_ok[(sp->gfn - first) / 512] < level ||
-			    shadow_lpage_level(sm, sp->gfn, level, false) < level)
-				continue;
-			sp_zap(sm, sp, z);
-		}
+	htab_nodes_for_each(&sm->sp_hash, n, next) {
+		struct shadow_page *sp = caa_container_of(n, struct shadow_page, hash);
+		int level = (int)sp->role.level + 1;       /* what one spte could map instead */
+		if (!sp->role.direct || level > 3 || under_direct_table(sm, sp) || sp->gfn < first ||
+		    sp->gfn + spte_level_pages(level) > first + nblocks * 512 ||
+		    huge_ok[(sp->gfn - first) / 512] < level ||
+		    shadow_lpage_level(sm, sp->gfn, level, false) < level)
+			continue;
+		sp_zap(sm, sp, z);
 	}
 }
 
@@ -157,7 +152,7 @@ static bool age_rmap(struct shadow_mmu *sm, const struct gfn_info *gi, int minle
 	for (uint32_t i = 0; i < gi->rmap.n; i++) {
 		uint64_t *sptep = gi->rmap.v[i];
 		uint64_t old = spte_read(sptep);
-		if ((int)sptep_to_sp(sm, sptep)->role.level < minlevel)
+		if (minlevel > 1 && (int)sptep_to_sp(sm, sptep)->role.level < minlevel)
 			continue;
 		while (old & PT_ACCESSED_MASK) {
 			young = true;

@@ -212,14 +212,6 @@ unsigned sps_of_gfn(struct shadow_mmu *sm, gfn_t gfn, struct shadow_page **out, 
 
 /* ---- one GiB of gfns: tracked gfns and 1G leaves inside ---- */
 
-#define GIG_SHIFT 18
-
-static struct gig_info *gig_find(struct shadow_mmu *sm, gfn_t gfn)
-{
-	struct hnode *n = htab_first(&sm->gig, gfn >> GIG_SHIFT);
-	return n ? caa_container_of(n, struct gig_info, hash) : NULL;
-}
-
 static struct gig_info *gig_get(struct shadow_mmu *sm, gfn_t gfn)
 {
 	_Static_assert(offsetof(struct gig_info, hash) == 0, "htab_get: the node first");
@@ -245,7 +237,7 @@ static void gig_put(struct shadow_mmu *sm, struct gig_info *g)
 static unsigned cover_rmaps(struct shadow_mmu *sm, gfn_t gfn, int max_level, struct gfn_info **gi,
 			    int *minlevel)
 {
-	gfn_t b2 = gfn & ~(gfn_t)(SPTE_ENTRIES - 1), b1 = gfn & ~((1ULL << GIG_SHIFT) - 1);
+	gfn_t b2 = gfn_2m(gfn), b1 = gfn & ~((1ULL << GIG_SHIFT) - 1);
 	unsigned n = 0;
 
 	if (!__atomic_load_n(&sm->nr_large, __ATOMIC_RELAXED))
@@ -306,13 +298,15 @@ bool write_protect_gfn(struct shadow_mmu *sm, gfn_t gfn, bool for_log)
 	const uint64_t all = PT_WRITABLE_MASK | SPTE_MMU_WRITABLE;
 	const uint64_t clear = for_log ? PT_WRITABLE_MASK : all;
 	unsigned n = 1 + cover_rmaps(sm, gfn, 3, gis + 1, minlevel + 1);
+	/* While no large leaf exists every rmap entry is a 4K leaf: no sp lookup per entry. */
+	const bool large = __atomic_load_n(&sm->nr_large, __ATOMIC_RELAXED);
 	bool changed = false;
 
 	gis[0] = gfn_info_find(sm, gfn);
 	for (unsigned k = 0; k < n; k++) {
 		for (uint32_t i = 0; gis[k] && i < gis[k]->rmap.n; i++) {
 			uint64_t *sptep = gis[k]->rmap.v[i];
-			int level = rmap_level(sm, sptep);
+			int level = large ? rmap_level(sm, sptep) : 1;
 			if (level >= minlevel[k])
 				changed |= spte_clear_bits(sptep, level > 1 ? all : clear);
 		}
@@ -328,7 +322,7 @@ bool write_protect_gfn(struct shadow_mmu *sm, gfn_t gfn, bool for_log)
  * changed). */
 static int track_lpage(struct shadow_mmu *sm, struct gfn_info *self, gfn_t gfn, int delta)
 {
-	struct gfn_info *gi = gfn_info_get(sm, gfn & ~(gfn_t)(SPTE_ENTRIES - 1));
+	struct gfn_info *gi = gfn_info_get(sm, gfn_2m(gfn));
 	struct gig_info *g = gi ? gig_get(sm, gfn) : NULL;
 
 	if (g) {
@@ -350,7 +344,7 @@ int shadow_lpage_level(struct shadow_mmu *sm, gfn_t gfn, int max, bool shared)
 	}
 	if (max >= 2) {
 		struct gfn_stripe *st = gfn_lock(sm, gfn, shared);
-		struct gfn_info *gi = gfn_info_find(sm, gfn & ~(gfn_t)(SPTE_ENTRIES - 1));
+		struct gfn_info *gi = gfn_info_find(sm, gfn_2m(gfn));
 		bool ok = !gi || !gi->lpage_track;
 		gfn_unlock(st);
 		if (ok)
