@@ -20,7 +20,7 @@ configs=()
 for w in touch gups fork mmap ctxsw; do
 	for m in native shadow ept npt; do
 		configs+=("$w --mmu $m")
-		configs+=("$w --mmu $m --vcpus 2 --seed 3")
+		configs+=("$w --mmu $m --vcpus 2 --interleave --seed 3")
 		configs+=("$w --mmu $m --guest-thp on")
 	done
 done
@@ -38,7 +38,7 @@ configs+=("ctxsw --mmu shadow --guest-pcid off --cpu amd --host svm")
 if "$old" workloads 2>/dev/null | grep -q '^migrate'; then
 	for m in native shadow ept npt; do
 		configs+=("migrate --mmu $m")
-		configs+=("migrate --mmu $m --vcpus 2 --seed 5")
+		configs+=("migrate --mmu $m --vcpus 2 --interleave --seed 5")
 	done
 fi
 [ -f "$trace" ] && for m in native shadow ept npt; do configs+=("trace --mmu $m --param file=$trace"); done

@@ -16,7 +16,8 @@
  * apart from the MMU mode and host options, so its digest is the same in every mode.
  * Errors: 0 or a negative errno; guest-visible faults (a process killed by SIGSEGV) are data.
  * Locking: none. A guest and a run belong to the calling thread; different guests may be used
- * from different threads.
+ * from different threads. vmmu_run() with more than one vCPU runs them on threads of its own
+ * (unless interleave), all joined before it returns.
  */
 #ifndef VMMU_GUEST_H
 #define VMMU_GUEST_H
@@ -75,6 +76,11 @@ struct vmmu_guest_config {
 	 * clock (0: held to the end). 0 percent: none. */
 	unsigned host_fragment_pct;
 	uint64_t host_fragment_ms;
+	/* vmmu_run with more than one vCPU: each vCPU runs on its own host thread (the default),
+	 * the guest kernel under its own lock, so MMU work of different vCPUs overlaps and counts
+	 * vary from run to run (the digest does not: docs/guest.md). @interleave runs every vCPU
+	 * on the caller's thread in fixed quanta instead: deterministic, bit for bit. */
+	bool interleave;
 };
 
 /* The process's resident memory at one point of a run. */

@@ -4,7 +4,9 @@
  * [--plot FILE.svg|FILE.png] [run options]`: run one workload under several configurations with
  * the same seed, print a table with one column per configuration, check that every guest.digest
  * is the same (Transparency), and draw the figures with gnuplot. Every other option goes to each
- * run as `vmmu run` takes it. CSV is RFC 4180: one header, every row as long, a field with a comma,
+ * run as `vmmu run` takes it. The runs are interleaved (--interleave: deterministic, so digests and
+ * counts compare exactly); --threads runs vCPU threads instead, where only workloads on disjoint
+ * data keep their digest. CSV is RFC 4180: one header, every row as long, a field with a comma,
  * quote or line break quoted. Exit: 0 all digests equal; 1 a digest differs or a run failed; 2
  * bad usage.
  */
@@ -260,6 +262,7 @@ static int compare_plan(int argc, char **argv, struct plan *pl)
 {
 	const char *mmus = NULL, *sets = "all";
 	unsigned n = 0;
+	bool threads = false;
 
 	pl->n = pl->npass = 0;
 	pl->workload = pl->plot_file = NULL;
@@ -275,6 +278,8 @@ static int compare_plan(int argc, char **argv, struct plan *pl)
 			pl->csv = pl->csv_long = true;
 		} else if (!strcmp(a, "--json")) {
 			pl->json = true;
+		} else if (!strcmp(a, "--threads")) {
+			threads = true;
 		} else if (!strcmp(a, "--mmu") || !strcmp(a, "--opt-sets") || !strcmp(a, "--plot")) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "vmmu compare: option '%s' needs a value\n", a);
@@ -368,6 +373,7 @@ static int compare_plan(int argc, char **argv, struct plan *pl)
 		rc = run_parse(ac, av, &pl->cfgs[i].ra, &pl->cfgs[i].wa);
 		if (rc)
 			return rc < 0 ? EXIT_USAGE : rc;
+		pl->cfgs[i].ra.interleave |= !threads;
 	}
 	return 0;
 }

@@ -25,6 +25,7 @@ struct run_args {
 	int thp;
 	int hugetlb;                     /* enum vmmu_hugetlb */
 	bool guest_thp, guest_1g, ksm, pcid, json, report_exits;
+	bool interleave;                 /* --interleave: every vCPU on one thread, deterministic */
 	uint64_t seed;
 	unsigned aging, quantum, audit;
 	unsigned guest_khugepaged;       /* --guest-khugepaged N: rounds between passes */

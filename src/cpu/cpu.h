@@ -186,24 +186,27 @@ static inline const struct cpu_pcache_entry *cpu_pcache_peek(const struct cpu *c
 }
 
 /* Move @len bytes between the caller's @buf and guest memory at host address @p. Aligned 1/2/4/8
- * byte guest accesses are single-copy atomic, as on x86 (another vCPU may race with them). */
+ * byte guest accesses are single-copy atomic, as on x86 (another vCPU may race with them), and
+ * ordered as x86 orders them (TSO): a store is a release, a load an acquire, so what a vCPU wrote
+ * before it stored a pointer (a zeroed page table, then the entry linking it) is seen by the vCPU
+ * that loads the pointer. On x86 hosts these are the plain moves a relaxed access compiles to. */
 static inline __attribute__((always_inline)) void cpu_move_bytes(uint8_t *p, void *buf, uint32_t len,
 								 bool write)
 {
 	if (write) {
 		switch (len) {
-		case 1: __atomic_store_n(p, *(const uint8_t *)buf, __ATOMIC_RELAXED); return;
-		case 2: if (!((uintptr_t)p & 1)) { uint16_t v; memcpy(&v, buf, 2); __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELAXED); return; } break;
-		case 4: if (!((uintptr_t)p & 3)) { uint32_t v; memcpy(&v, buf, 4); __atomic_store_n((uint32_t *)p, v, __ATOMIC_RELAXED); return; } break;
-		case 8: if (!((uintptr_t)p & 7)) { uint64_t v; memcpy(&v, buf, 8); __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELAXED); return; } break;
+		case 1: __atomic_store_n(p, *(const uint8_t *)buf, __ATOMIC_RELEASE); return;
+		case 2: if (!((uintptr_t)p & 1)) { uint16_t v; memcpy(&v, buf, 2); __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELEASE); return; } break;
+		case 4: if (!((uintptr_t)p & 3)) { uint32_t v; memcpy(&v, buf, 4); __atomic_store_n((uint32_t *)p, v, __ATOMIC_RELEASE); return; } break;
+		case 8: if (!((uintptr_t)p & 7)) { uint64_t v; memcpy(&v, buf, 8); __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE); return; } break;
 		}
 		memcpy(p, buf, len);
 	} else {
 		switch (len) {
-		case 1: *(uint8_t *)buf = __atomic_load_n(p, __ATOMIC_RELAXED); return;
-		case 2: if (!((uintptr_t)p & 1)) { uint16_t v = __atomic_load_n((const uint16_t *)p, __ATOMIC_RELAXED); memcpy(buf, &v, 2); return; } break;
-		case 4: if (!((uintptr_t)p & 3)) { uint32_t v = __atomic_load_n((const uint32_t *)p, __ATOMIC_RELAXED); memcpy(buf, &v, 4); return; } break;
-		case 8: if (!((uintptr_t)p & 7)) { uint64_t v = __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED); memcpy(buf, &v, 8); return; } break;
+		case 1: *(uint8_t *)buf = __atomic_load_n(p, __ATOMIC_ACQUIRE); return;
+		case 2: if (!((uintptr_t)p & 1)) { uint16_t v = __atomic_load_n((const uint16_t *)p, __ATOMIC_ACQUIRE); memcpy(buf, &v, 2); return; } break;
+		case 4: if (!((uintptr_t)p & 3)) { uint32_t v = __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE); memcpy(buf, &v, 4); return; } break;
+		case 8: if (!((uintptr_t)p & 7)) { uint64_t v = __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE); memcpy(buf, &v, 8); return; } break;
 		}
 		memcpy(buf, p, len);
 	}

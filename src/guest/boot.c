@@ -14,7 +14,7 @@
  * VMAs, the device, and every frame the allocator ever handed out (frames never handed out were
  * never written, so they are zero by construction: that is all of guest RAM, without touching
  * host memory for the untouched part).
- * Locking: none (see guest.h).
+ * Locking: the kernel lock in a threaded run (see guest.h).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -228,6 +228,9 @@ int guest_boot(const struct vmmu_guest_config *cfg, uint64_t data_bytes, uint64_
 	g->pcid = !cfg->no_pcid;
 	g->seed = cfg->seed;
 	g->nr_pids = 1;   /* pid 0 is nobody */
+	g->per_task = g->nr_cpus > 1;
+	for (unsigned i = 0; i < g->nr_cpus; i++)
+		g->cpus[i].spare = FRAME_NONE;
 	g->init_mm.users = 1;
 	g->init_mm.pt_pages = 1;
 	rc = obs_init(&g->obs, cfg->seed);
@@ -297,16 +300,13 @@ void guest_free(struct guest *g)
 			free(t->mm->vmas);
 			free(t->mm);
 		}
-		if (t->state != T_DEAD) {
-			free(t->prog);
-			free(t);
-		}
+		if (t->state != T_DEAD)
+			task_free(t);
 	}
 	while (g->dead) {
 		struct task *t = g->dead;
 		g->dead = t->rq_next;
-		free(t->prog);
-		free(t);
+		task_free(t);
 	}
 	if (g->wl_free)
 		g->wl_free(g->wl);
@@ -323,12 +323,25 @@ void guest_free(struct guest *g)
 	free(g);
 }
 
+/* @t is the live task of lowest pid on its mm. */
+static bool first_user(struct guest *g, const struct task *t)
+{
+	for (int pid = 1; pid < t->pid; pid++) {
+		const struct task *x = g->tasks[pid];
+		if (x && x->state != T_DEAD && x->mm == t->mm)
+			return false;
+	}
+	return true;
+}
+
 int guest_digest(struct guest *g, uint64_t *out)
 {
 	XXH64_state_t *s;
 	uint64_t w[4];
 	uint8_t page[4096];
 	int rc = 0;
+
+	uint64_t mem = g->mem_sum;
 
 	obs_flush_slow(&g->obs);
 	s = XXH64_createState();
@@ -340,9 +353,24 @@ int guest_digest(struct guest *g, uint64_t *out)
 		if (t && t->state != T_DEAD) {
 			w[0] = OBS_TASK | ((uint64_t)t->state << 8);
 			w[1] = pid;
-			w[2] = t->mm->root;
+			w[2] = g->per_task ? 0 : t->mm->root;   /* a gpa: frame order (see below) */
 			w[3] = t->mm->brk;
 			XXH64_update(s, w, sizeof(w));
+			if (t->obs) {
+				/* Its stream so far, and (once per mm) its memory. */
+				XXH64_state_t *ts = XXH64_createState();
+				if (!ts) {
+					XXH64_freeState(s);
+					return -ENOMEM;
+				}
+				obs_flush_slow(t->obs);
+				XXH64_copyState(ts, t->obs->state);
+				w[0] = XXH64_digest(ts);
+				XXH64_freeState(ts);
+				XXH64_update(s, w, sizeof(w[0]));
+				if (first_user(g, t))
+					rc = mm_memory_sum(g, t->mm, &mem);
+			}
 			for (unsigned i = 0; i < t->mm->nr_vmas; i++) {
 				const struct vma *v = &t->mm->vmas[i];
 				w[0] = OBS_VMA;
@@ -359,14 +387,16 @@ int guest_digest(struct guest *g, uint64_t *out)
 			w[2] = (uint64_t)(uint32_t)tb->exit_code;
 			w[3] = tb->fault_addr;
 			XXH64_update(s, w, sizeof(w));
+			if (g->per_task)
+				XXH64_update(s, &tb->obs, sizeof(tb->obs));
 		}
 	}
 	w[0] = OBS_END;
-	w[1] = g->dev.clock;
-	w[2] = g->dev.checksum;
+	w[1] = g->per_task ? 0 : g->dev.clock;      /* per task: the order of the vCPUs' */
+	w[2] = g->per_task ? mem : g->dev.checksum; /* reads and writes is not the guest's */
 	w[3] = g->fr.free;
 	XXH64_update(s, w, sizeof(w));
-	for (uint64_t pfn = 0; pfn < g->fr.hwm && !rc; pfn++) {
+	for (uint64_t pfn = 0; pfn < g->fr.hwm && !rc && !g->per_task; pfn++) {
 		if (!(g->fr.f[pfn].flags & F_EVER))
 			continue;
 		rc = vmmu_read_guest(g->vm, pfn << 12, page, sizeof(page));
@@ -380,7 +410,14 @@ int guest_digest(struct guest *g, uint64_t *out)
 
 void guest_counters(struct guest *g, struct vmmu_guest_result *res)
 {
-	const struct guest_counters *k = &g->cnt;
+	struct guest_counters sum = g->cnt;
+	const struct guest_counters *k = &sum;
+
+	/* The vCPUs' own counts (accesses, switches, flushes: see gcpu.cnt) are all sums. */
+	_Static_assert(sizeof(sum) % sizeof(uint64_t) == 0, "counters are 64-bit words");
+	for (unsigned i = 0; i < g->nr_cpus; i++)
+		for (size_t w = 0; w < sizeof(sum) / sizeof(uint64_t); w++)
+			((uint64_t *)&sum)[w] += ((const uint64_t *)&g->cpus[i].cnt)[w];
 
 	res->user_accesses += k->user_accesses;
 	res->kernel_accesses += k->kernel_accesses;

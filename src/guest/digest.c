@@ -3,7 +3,7 @@
  * The observation stream behind guest.digest: xxh64 over what the guest can observe, in order
  * (docs/guest.md has the exact list). Observations are buffered as 64-bit words and hashed a
  * buffer at a time, so recording one costs a few stores.
- * Locking: none; one stream per guest.
+ * Locking: a stream belongs to its guest (under the kernel lock) or to its task (its vCPU thread).
  */
 #include <errno.h>
 #include <xxhash.h>

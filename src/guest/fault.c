@@ -16,7 +16,11 @@
  *    the kernel flushes the address locally and returns;
  *  - a kernel-mode fault, or a reserved bit in a table, cannot happen with a correct MMU: the run
  *    stops with the reason.
- * Locking: none (see guest.h).
+ * Locking: the kernel lock in a threaded run (guest.h). The one thing done without it is the
+ * zeroing of a demand-zero frame: the frame is taken, the lock let go while the vCPU zeroes it,
+ * and the fault handled again from the start with the frame kept as the vCPU's spare (what the
+ * first pass saw may have changed meanwhile: Linux zeroes before it takes the page-table lock
+ * and checks the entry again after, for the same reason).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -39,12 +43,33 @@ static int flush_page(struct guest *g, struct gcpu *c, struct mm *mm, uint64_t v
 	return flush_tlb_mm(g, c, mm, &f);
 }
 
-/* A zeroed anonymous frame, or FRAME_NONE when memory is out. */
+#define FAULT_AGAIN 2   /* handle the fault again: the vCPU has a spare zeroed frame now */
+
+/* A zeroed anonymous frame, or FRAME_NONE when memory is out. FAULT_AGAIN (threaded runs): one
+ * was zeroed without the kernel lock and is the vCPU's spare; *@pfn is not FRAME_NONE then. */
 static int alloc_zeroed(struct guest *g, struct gcpu *c, uint32_t *pfn)
 {
+	int rc;
+
+	if (c->spare != FRAME_NONE) {
+		*pfn = c->spare;
+		c->spare = FRAME_NONE;
+		g->fr.f[*pfn].ref = 1;
+		g->cnt.zero_fills++;
+		return 0;
+	}
 	*pfn = frames_alloc(&g->fr, 0);
 	if (*pfn == FRAME_NONE)
 		return 0;
+	if (g->threaded) {
+		rc = kzero_page_unlocked(g, c, (uint64_t)*pfn << 12);
+		if (rc) {
+			frames_free(&g->fr, *pfn, 0);
+			return rc;
+		}
+		c->spare = *pfn;
+		return FAULT_AGAIN;
+	}
 	g->fr.f[*pfn].ref = 1;
 	g->cnt.zero_fills++;
 	return kzero_page(g, c, (uint64_t)*pfn << 12);
@@ -244,7 +269,7 @@ static struct vma *autogrow(struct guest *g, struct mm *mm, uint64_t va)
 	return vma_find(mm, va);
 }
 
-int handle_page_fault(struct guest *g, struct gcpu *c, struct task *t, uint64_t va, uint32_t ec,
+static int fault_once(struct guest *g, struct gcpu *c, struct task *t, uint64_t va, uint32_t ec,
 		      struct kill_info *k)
 {
 	struct mm *mm = t->mm;
@@ -292,4 +317,14 @@ int handle_page_fault(struct guest *g, struct gcpu *c, struct task *t, uint64_t 
 			return rc < 0 ? rc : 0;
 	}
 	return do_pte_missing(g, c, mm, v, va, write, k, ec, epa, level);
+}
+
+int handle_page_fault(struct guest *g, struct gcpu *c, struct task *t, uint64_t va, uint32_t ec,
+		      struct kill_info *k)
+{
+	int rc;
+
+	while ((rc = fault_once(g, c, t, va, ec, k)) == FAULT_AGAIN && !g->fatal)
+		;
+	return rc == FAULT_AGAIN ? g->fatal : rc;
 }

@@ -16,7 +16,7 @@
  * Invariants: a free block is aligned to its size, its head alone carries F_FREE and its order,
  * and it sits in exactly one list, or lies wholly above the frontier (untouched, all free);
  * buddies of the same order are never both listed (they merge).
- * Locking: none (one guest, one thread).
+ * Locking: the kernel lock in a threaded run (see guest.h).
  */
 #include <errno.h>
 #include <string.h>

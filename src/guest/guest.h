@@ -20,13 +20,20 @@
  *  - after any change that narrows a translation, every vCPU that may cache it has flushed it
  *    (directly, or by the PCID generation check at its next switch to the mm) before the kernel
  *    returns to user mode.
- * Locking: none. A guest is run by one host thread; its vCPUs are interleaved in fixed quanta
- * (sched.c), so kernel paths are atomic with respect to other vCPUs. "IPIs" (TLB shootdowns) run
- * the target vCPU's handler synchronously; a threaded scheduler must turn them into requests.
+ * Locking: a guest run interleaved (one host thread, fixed quanta: sched.c) needs none. Run on vCPU
+ * threads (g->threaded, sched_thread.c), every kernel path, the scheduler and the workloads' steps
+ * run under the guest's kernel lock (g->klock_word, as a big kernel lock); a vCPU thread lets it go
+ * only while the vCPU runs user code (the access itself) and while it zeroes a frame it alone
+ * owns (the fault's spare, gcpu.spare). What it touches then is its own: its vCPU, its gcpu's
+ * counters (gcpu.cnt) and its task's observation stream (task.obs). A kernel path that must act
+ * on another vCPU (a TLB shootdown, a switch away from a dying mm) sends it an IPI (gcpu.ipi):
+ * the sender holds klock and waits for the acknowledgement; the target takes it while it waits
+ * for klock or for the next round, never while it holds klock, so one IPI is in flight at a time.
  */
 #ifndef VMMU_GUEST_GUEST_H
 #define VMMU_GUEST_GUEST_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -115,11 +122,15 @@ struct mm {
 	uint64_t pt_pages;             /* table pages, root included */
 	bool autogrow;                 /* a fault outside every VMA creates one (trace replay) */
 	uint64_t age_stamp;            /* the aging pass that saw it last */
+	int owner;                     /* pid of its first task: the key of its memory in the
+					* per-task digest (guest_digest) */
 };
 
 /* ---- tasks ---- */
 
 enum task_state { T_RUNNABLE = 0, T_BLOCKED, T_DEAD };
+
+struct obs;
 
 struct guest;
 struct task;
@@ -146,6 +157,7 @@ struct task {
 	step_fn step;
 	void *prog;                    /* the program's state, freed with the task */
 	uint64_t rng;                  /* the program's random stream */
+	struct obs *obs;               /* its own observations (g->per_task), else NULL */
 };
 
 /* What a dead pid left (tasks are freed at death; tests and the digest read this). */
@@ -155,11 +167,27 @@ struct tomb {
 	int exit_code;
 	uint64_t fault_addr;
 	uint32_t fault_ec;
+	uint64_t obs;                  /* g->per_task: the hash of the task's observations */
 };
 
 /* ---- vCPUs ---- */
 
 #define NR_ASIDS 6                     /* dynamic PCIDs per vCPU, as Linux's TLB_NR_DYN_ASIDS */
+
+/* The guest's own counters (also kept per vCPU for the accesses, see guest_counters()). */
+struct guest_counters {
+	uint64_t user_accesses, kernel_accesses, page_faults, kills, forks, execs, exits;
+	uint64_t ctx_switches, shootdowns, tlb_flushes, invlpgs, cow_copies, zero_fills;
+	uint64_t thp_allocs, thp_splits, young, mmio, audits, thp_collapses, huge_1g;
+	uint64_t trace_records, trace_skipped;
+	/* migrate: dirty-log harvests, pages they reported, pages the workload wrote in them (each
+	 * found in its round's log), and the fewest pages one harvest reported */
+	uint64_t dirty_rounds, dirty_pages, dirty_written, dirty_min;
+};
+
+/* An IPI's request: a TLB flush of @mm's translations, or a switch to init_mm (@mm is dying). */
+enum ipi_kind { IPI_FLUSH = 1, IPI_SWITCH_INIT };
+struct flush;
 
 struct gcpu {
 	struct vmmu_vcpu *v;
@@ -171,6 +199,18 @@ struct gcpu {
 	struct { uint64_t mm_id, gen; } asid[NR_ASIDS];
 	unsigned next_asid, cur_asid;
 	unsigned steps;                    /* steps in the current turn */
+	/* Threaded runs. Written by this vCPU's thread only, or under klock while it waits: */
+	struct guest_counters cnt;         /* accesses, context switches, flushes it ran */
+	uint32_t spare;                    /* a zeroed frame for the next fault, or FRAME_NONE */
+	int ipi_err;                       /* an IPI handler's failure, reported under klock */
+	/* The IPI mailbox: filled by the sender (under klock), then ipi_pending set (release);
+	 * the target runs it and clears ipi_pending (release). */
+	enum ipi_kind ipi_kind;
+	struct mm *ipi_mm;
+	const struct flush *ipi_flush;     /* the sender's, valid until it sees the ack */
+	uint32_t ipi_pending;              /* atomic */
+	uint32_t bell;                     /* atomic: bumped (and futex-woken) for an IPI or a round */
+	bool ran;                          /* the last round ran a task (for the coordinator) */
 };
 
 /* ---- the MMIO device (device.c) ---- */
@@ -219,16 +259,6 @@ static inline void obs3(struct obs *o, uint64_t a, uint64_t b, uint64_t c)
 
 /* ---- the guest ---- */
 
-struct guest_counters {
-	uint64_t user_accesses, kernel_accesses, page_faults, kills, forks, execs, exits;
-	uint64_t ctx_switches, shootdowns, tlb_flushes, invlpgs, cow_copies, zero_fills;
-	uint64_t thp_allocs, thp_splits, young, mmio, audits, thp_collapses, huge_1g;
-	uint64_t trace_records, trace_skipped;
-	/* migrate: dirty-log harvests, pages they reported, pages the workload wrote in them (each
-	 * found in its round's log), and the fewest pages one harvest reported */
-	uint64_t dirty_rounds, dirty_pages, dirty_written, dirty_min;
-};
-
 struct guest {
 	struct vmmu_vm *vm;
 	uint64_t mem_bytes;
@@ -255,6 +285,10 @@ struct guest {
 	struct obs obs;
 	struct guest_counters cnt;
 	int fatal;                         /* first fatal error (negative errno), 0 if none */
+	bool per_task;                     /* more than one vCPU: the digest is per task (docs/guest.md) */
+	bool threaded;                     /* vCPU threads run it now (sched_thread.c) */
+	uint32_t klock_word;               /* atomic: the kernel lock (threaded runs; see the top) */
+	uint64_t mem_sum;                  /* per_task: the memory of the mms that ended (digest) */
 	char why[256];                     /* its one-line reason */
 	/* the running workload */
 	void *wl;                          /* the workload's state */
@@ -281,6 +315,8 @@ int kstore64(struct guest *g, struct gcpu *c, uint64_t pa, uint64_t val);
 int kread_page(struct guest *g, struct gcpu *c, uint64_t pa, void *buf);
 int kwrite_page(struct guest *g, struct gcpu *c, uint64_t pa, const void *buf);
 int kzero_page(struct guest *g, struct gcpu *c, uint64_t pa);
+/* kzero_page() of a frame only the caller owns, with the kernel lock let go meanwhile. */
+int kzero_page_unlocked(struct guest *g, struct gcpu *c, uint64_t pa);
 int kcopy_page(struct guest *g, struct gcpu *c, uint64_t dst, uint64_t src);
 int kmmio(struct guest *g, struct gcpu *c, unsigned reg, bool write, uint64_t *val);
 
@@ -336,6 +372,8 @@ uint64_t leaf_bits(unsigned prot);
 /* mm.c: address spaces and their system calls. */
 int mm_create(struct guest *g, struct gcpu *c, struct mm **out);
 int mm_put(struct guest *g, struct gcpu *c, struct mm *mm);
+/* Add @mm's user memory, by virtual address, to *@sum (the per-task digest, docs/guest.md). */
+int mm_memory_sum(struct guest *g, const struct mm *mm, uint64_t *sum);
 struct vma *vma_find(struct mm *mm, uint64_t va);
 bool vma_overlaps(const struct mm *mm, uint64_t start, uint64_t end);
 /* The free gap [*lo, *hi) around @va, which no VMA holds. */
@@ -370,6 +408,7 @@ struct task *task_new(struct guest *g, struct task *parent, struct mm *mm, int c
 int task_kill(struct guest *g, struct task *t, const struct kill_info *k);
 int task_exit(struct guest *g, struct task *t, int code);
 struct task *task_get(struct guest *g, int pid);
+void task_free(struct task *t);
 /* Free the tasks that died since the last call. */
 void task_reap(struct guest *g);
 int task_make_current(struct guest *g, struct task *t);
@@ -390,16 +429,50 @@ struct sched_opts {
 	struct vmmu_machine *fragmented;   /* a fragmented machine to let go at unfragment_ms */
 	uint64_t unfragment_ms;            /* (0: never) */
 	struct vmmu_guest_result *rss;     /* RSS samples go there (NULL: none) */
+	bool threads;                      /* every vCPU on its own host thread (sched_thread.c) */
 };
 /* Sample the process's RSS into @res at @accesses (vmmu_run's samples: decimated when full). */
 void sched_rss_sample(struct vmmu_guest_result *res, uint64_t accesses, uint64_t *period);
 int sched_run(struct guest **gs, unsigned n, const struct sched_opts *o);
 /* vmmu_vm_audit() of the guest's VM: 0, or a fatal -EFAULT with the violation. */
 int guest_audit(struct guest *g);
+/* One turn of vCPU @c: its current task (or the next queued one) runs up to @quantum steps. */
+int sched_turn(struct guest *g, struct gcpu *c, unsigned quantum, bool *ran);
+/* What runs between scheduler rounds, with every vCPU of every guest stopped; the rounds so far
+ * went from @prev to @rounds. Per guest alive when the round began: aging, khugepaged, audits. */
+int sched_guest_periodic(struct guest *g, const struct sched_opts *o, uint64_t prev,
+			 uint64_t rounds);
+/* Then, once a round in which some guest was alive: ksmd, khugepaged, samples, progress. */
+struct sched_state { uint64_t rss_period; bool unfragmented; };
+int sched_global(struct guest **gs, unsigned n, const struct sched_opts *o, uint64_t prev,
+		 uint64_t rounds, struct sched_state *st);
+/* Run @c's part of a TLB flush of @mm (@kind IPI_FLUSH, @f) or its switch away from a dying mm
+ * (IPI_SWITCH_INIT): on @c's own thread, or on the only thread of an interleaved run. */
+int ipi_handle(struct guest *g, struct gcpu *c, enum ipi_kind kind, struct mm *mm,
+	       const struct flush *f);
+/* The guest's accesses so far (every vCPU's counters summed). */
+uint64_t guest_accesses(const struct guest *g);
+
+/* sched_thread.c: every vCPU on its own host thread. */
+int sched_run_threads(struct guest **gs, unsigned n, const struct sched_opts *o);
+/* The kernel lock of a threaded run (no-ops otherwise); a vCPU waiting for it takes IPIs. */
+void klock(struct guest *g, struct gcpu *c);
+void kunlock(struct guest *g);
+/* Make vCPU @o (not the caller's @c) run ipi_handle(): directly in an interleaved run, else as
+ * an IPI to its thread, waiting for the acknowledgement. The caller holds klock. */
+int ipi_send(struct guest *g, struct gcpu *c, struct gcpu *o, enum ipi_kind kind, struct mm *mm,
+	     const struct flush *f);
 
 static inline struct gcpu *task_cpu(struct guest *g, struct task *t)
 {
 	return &g->cpus[t->on_cpu];
+}
+
+/* Where an observation of task @t (NULL: of the kernel) goes: its own stream in a per-task
+ * digest, else the guest's one stream. */
+static inline struct obs *obs_of(struct guest *g, struct task *t)
+{
+	return t && t->obs ? t->obs : &g->obs;
 }
 
 /* Deterministic randomness: splitmix64 (Steele, Lea, Flood 2014), one stream per task. */

@@ -13,7 +13,7 @@
  * A kernel access that does not complete is an oops: the kernel only touches the direct map and
  * the ioremap page, which are always mapped. It ends the run with a one-line reason (a bug in an
  * MMU mode shows up this way) instead of crashing.
- * Locking: none; a vCPU is driven by the guest's one thread.
+ * Locking: a vCPU is driven by one thread at a time; its counters are its own (gcpu.cnt).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -68,7 +68,7 @@ static inline int kaccess(struct guest *g, struct gcpu *c, uint64_t va, uint32_t
 
 	if (c->cpl != 0)
 		return guest_fail(g, -EINVAL, "internal error: a kernel access at CPL %u", c->cpl);
-	g->cnt.kernel_accesses++;
+	c->cnt.kernel_accesses++;
 	rc = vmmu_vcpu_access(c->v, va, len, kind, buf, &r);
 	if (rc)
 		return guest_fail(g, rc, "vmmu_vcpu_access(%#" PRIx64 ", %u): %s", va, len, strerror(-rc));
@@ -104,6 +104,20 @@ int kzero_page(struct guest *g, struct gcpu *c, uint64_t pa)
 	return kaccess(g, c, dm(pa), 4096, VMMU_ACC_WRITE, (void *)zero_page_buf);
 }
 
+int kzero_page_unlocked(struct guest *g, struct gcpu *c, uint64_t pa)
+{
+	struct vmmu_access_result r;
+	int rc;
+
+	c->cnt.kernel_accesses++;
+	kunlock(g);
+	rc = vmmu_vcpu_access(c->v, dm(pa), 4096, VMMU_ACC_WRITE, (void *)zero_page_buf, &r);
+	klock(g, c);
+	if (rc)
+		return guest_fail(g, rc, "vmmu_vcpu_access(%#" PRIx64 ", 4096): %s", dm(pa), strerror(-rc));
+	return r.status == VMMU_ACCESS_DONE ? 0 : oops(g, c, dm(pa), &r);
+}
+
 int kcopy_page(struct guest *g, struct gcpu *c, uint64_t dst, uint64_t src)
 {
 	uint64_t buf[512];
@@ -122,7 +136,7 @@ int kmmio(struct guest *g, struct gcpu *c, unsigned reg, bool write, uint64_t *v
 
 	if (c->cpl != 0)
 		return guest_fail(g, -EINVAL, "internal error: a device access at CPL %u", c->cpl);
-	g->cnt.kernel_accesses++;
+	c->cnt.kernel_accesses++;
 	g->cnt.mmio++;
 	rc = vmmu_vcpu_access(c->v, va, 8, write ? VMMU_ACC_WRITE : VMMU_ACC_READ, &buf, &r);
 	if (rc)
@@ -139,7 +153,7 @@ int kmmio(struct guest *g, struct gcpu *c, unsigned reg, bool write, uint64_t *v
 		if (rc)
 			return guest_fail(g, rc, "vmmu_vcpu_complete_mmio: %s", strerror(-rc));
 		*val = buf;
-		obs3(&g->obs, OBS_MMIO, reg, buf);
+		obs3(obs_of(g, c->cur), OBS_MMIO, reg, buf);
 	}
 	return 0;
 }

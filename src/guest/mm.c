@@ -8,12 +8,14 @@
  * Invariants: VMAs are page aligned, disjoint, sorted, below USER_TOP, and adjacent compatible
  * ones are merged (so a trace that grows memory chunk by chunk keeps few VMAs). A root table
  * holds the kernel half (copied from init_mm at creation, never changed after boot).
- * Locking: none (see guest.h).
+ * Locking: the kernel lock in a threaded run (see guest.h).
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <xxhash.h>
 
 #include "guest.h"
 
@@ -223,6 +225,39 @@ int mm_create(struct guest *g, struct gcpu *c, struct mm **out)
 	return 0;
 }
 
+/* Add to *@sum the hash of every page @mm maps present, each keyed by its virtual address and
+ * the mm's owner (the per-task digest's memory: order-free, so vCPU threads that finish in
+ * another order, or frames handed out in another order, leave it as it is). The tables are read
+ * as the VMM reads guest memory, so this changes nothing the guest or the MMU counts. */
+static int sum_table(struct guest *g, const struct mm *mm, uint64_t table, int level,
+		     uint64_t va0, unsigned first, unsigned last, uint64_t *sum)
+{
+	uint64_t e[512];
+	uint8_t page[4096];
+	int rc = vmmu_read_guest(g->vm, table, e, sizeof(e));
+
+	for (unsigned i = first; i < last && !rc; i++) {
+		uint64_t va = va0 + ((uint64_t)i << (12 + 9 * (level - 1)));
+		if (!gpte_present(e[i]))
+			continue;
+		if (level > 1 && !gpte_huge(e[i])) {
+			rc = sum_table(g, mm, e[i] & GPTE_ADDR, level - 1, va, 0, 512, sum);
+			continue;
+		}
+		uint64_t pa = level > 1 ? (uint64_t)leaf_head(e[i], level) << 12 : e[i] & GPTE_ADDR;
+		for (uint64_t p = 0; p < leaf_pages(level) && !rc; p++) {
+			rc = vmmu_read_guest(g->vm, pa + (p << 12), page, sizeof(page));
+			*sum += XXH64(page, sizeof(page), (va + (p << 12)) ^ ((uint64_t)mm->owner << 48));
+		}
+	}
+	return rc;
+}
+
+int mm_memory_sum(struct guest *g, const struct mm *mm, uint64_t *sum)
+{
+	return sum_table(g, mm, mm->root, 4, 0, 0, KERNEL_HALF, sum);
+}
+
 /* Drop a user; the last one tears the address space down: every leaf, every table, the root. */
 int mm_put(struct guest *g, struct gcpu *c, struct mm *mm)
 {
@@ -232,9 +267,14 @@ int mm_put(struct guest *g, struct gcpu *c, struct mm *mm)
 	if (--mm->users)
 		return 0;
 	/* No vCPU may run on tables being freed: the others switch to the kernel's own. */
-	for (unsigned i = 0; i < g->nr_cpus && !rc; i++)
-		if (g->cpus[i].loaded == mm)
-			rc = switch_mm(g, &g->cpus[i], &g->init_mm);
+	for (unsigned i = 0; i < g->nr_cpus && !rc; i++) {
+		struct gcpu *o = &g->cpus[i];
+		if (o->loaded == mm)
+			rc = o == c ? switch_mm(g, c, &g->init_mm) :
+				      ipi_send(g, c, o, IPI_SWITCH_INIT, mm, NULL);
+	}
+	if (!rc && g->per_task)
+		rc = mm_memory_sum(g, mm, &g->mem_sum);
 	mm->nr_vmas = 0;
 	if (!rc)
 		rc = pt_unmap_range(g, c, mm, 0, USER_TOP, &f);
@@ -574,7 +614,7 @@ int kernel_age(struct guest *g, uint64_t *young)
 		t->mm->age_stamp = stamp;
 		rc = pt_age(g, c, t->mm, &y);
 		if (!rc) {
-			obs3(&g->obs, OBS_YOUNG, (uint64_t)pid, y);
+			obs3(obs_of(g, NULL), OBS_YOUNG, (uint64_t)pid, y);
 			*young += y;
 		}
 	}

@@ -21,7 +21,7 @@
  *    never counted.
  * Every function that changes an entry adds the addresses whose translation narrowed to the
  * caller's struct flush; the caller flushes (flush_tlb_mm) before returning to user mode.
- * Locking: none (see guest.h).
+ * Locking: the kernel lock in a threaded run (see guest.h).
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -6,19 +6,21 @@
  *
  * Determinism: vCPUs take turns in a fixed order, each running its current task for a fixed
  * quantum of steps; the run queue is FIFO; the only randomness is each task's seeded stream. So a
- * run is repeatable bit for bit, and does not depend on the MMU mode. ksmd (--ksm on) and
+ * run is repeatable bit for bit, and does not depend on the MMU mode (threaded runs, in
+ * sched_thread.c, share this file's turns and between-round work, not its determinism). ksmd (--ksm on) and
  * khugepaged (--khugepaged on) run between rounds on the run's clock: they change where guest
  * pages live, never what they hold.
  *
  * TLB rules the kernel keeps (as Linux's arch/x86/mm/tlb.c):
  *  - a flush of an mm runs on every vCPU that has it loaded now: INVLPG for up to 33 pages,
  *    else a reload of CR3 (a full flush of the PCID's non-global entries); on another vCPU that
- *    is a shootdown (an IPI, run synchronously here, see guest.h);
+ *    is a shootdown: an IPI (ipi_send), run at once here, taken by the target's own thread in a
+ *    threaded run;
  *  - with PCIDs, each vCPU keeps NR_ASIDS (mm id, flush generation) slots; every flush bumps the
  *    mm's generation, and a switch to an mm whose slot is behind (or that has no slot) flushes
  *    that PCID, so vCPUs that ran the mm earlier never see a stale translation.
  *  - kernel mappings are global (CR4.PGE) and never change after boot, so nothing flushes them.
- * Locking: none (see guest.h).
+ * Locking: none interleaved; threaded, the kernel lock (guest.h), let go around a user access.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -26,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "guest.h"
 
@@ -127,6 +130,17 @@ struct task *task_new(struct guest *g, struct task *parent, struct mm *mm, int c
 	t->state = T_RUNNABLE;
 	uint64_t s = g->seed ^ ((uint64_t)t->pid * 0xd1342543de82ef95ULL);
 	t->rng = splitmix64(&s);
+	if (g->per_task) {
+		t->obs = calloc(1, sizeof(*t->obs));
+		if (!t->obs || obs_init(t->obs, (uint64_t)t->pid)) {
+			free(t->obs);
+			free(t);
+			g->nr_pids--;
+			return NULL;
+		}
+	}
+	if (mm && !mm->owner)
+		mm->owner = t->pid;
 	g->tasks[t->pid] = t;
 	memset(&g->tombs[t->pid], 0, sizeof(struct tomb));
 	g->live_tasks++;
@@ -142,6 +156,15 @@ struct task *task_get(struct guest *g, int pid)
 	return t && t->state != T_DEAD ? t : NULL;
 }
 
+void task_free(struct task *t)
+{
+	free(t->prog);
+	if (t->obs)
+		obs_destroy(t->obs);
+	free(t->obs);
+	free(t);
+}
+
 /* Free the tasks that died (their state is in tombs[]). */
 void task_reap(struct guest *g)
 {
@@ -149,8 +172,7 @@ void task_reap(struct guest *g)
 		struct task *t = g->dead;
 		g->dead = t->rq_next;
 		g->tasks[t->pid] = NULL;
-		free(t->prog);
-		free(t);
+		task_free(t);
 	}
 }
 
@@ -170,6 +192,10 @@ static int task_end(struct guest *g, struct task *t, const struct tomb *tb)
 	t->state = T_DEAD;
 	g->live_tasks--;
 	g->tombs[t->pid] = *tb;
+	if (t->obs) {
+		obs_flush_slow(t->obs);
+		g->tombs[t->pid].obs = XXH64_digest(t->obs->state);
+	}
 	if (p && p->state != T_DEAD) {
 		p->live_children--;
 		task_wake(g, p);
@@ -189,7 +215,7 @@ int task_exit(struct guest *g, struct task *t, int code)
 	int rc;
 
 	cpu_kernel(g, c);
-	obs3(&g->obs, OBS_EXIT, (uint64_t)t->pid, (uint64_t)(uint32_t)code);
+	obs3(obs_of(g, t), OBS_EXIT, (uint64_t)t->pid, (uint64_t)(uint32_t)code);
 	g->cnt.exits++;
 	/* The exit status goes to the console, as a kernel logs it: an MMIO write. */
 	rc = kmmio(g, c, DEV_REG_CONSOLE, true, &msg);
@@ -205,7 +231,7 @@ int task_kill(struct guest *g, struct task *t, const struct kill_info *k)
 		.fault_ec = k->ec,
 	};
 
-	obs3(&g->obs, OBS_KILL | ((uint64_t)k->signal << 8) | ((uint64_t)(uint32_t)t->pid << 32),
+	obs3(obs_of(g, t), OBS_KILL | ((uint64_t)k->signal << 8) | ((uint64_t)(uint32_t)t->pid << 32),
 	     k->addr, k->ec);
 	g->cnt.kills++;
 	return task_end(g, t, &tb);
@@ -251,7 +277,7 @@ int switch_mm(struct guest *g, struct gcpu *c, struct mm *next)
 	next->loaded_on |= 1ULL << c->id;
 	c->loaded = next;
 	c->cr3 = cr3;
-	g->cnt.ctx_switches++;
+	c->cnt.ctx_switches++;
 	return 0;
 }
 
@@ -267,25 +293,37 @@ int flush_tlb_mm(struct guest *g, struct gcpu *c, struct mm *mm, const struct fl
 		if (!(mm->loaded_on & (1ULL << i)))
 			continue;
 		if (o != c) {
-			/* The IPI: the handler runs in o's kernel. */
 			g->cnt.shootdowns++;
-			cpu_kernel(g, o);
-		}
-		if (f->full) {
-			g->cnt.tlb_flushes++;
-			rc = vmmu_vcpu_mov_cr(o->v, 3, o->cr3);
+			rc = ipi_send(g, c, o, IPI_FLUSH, mm, f);
 		} else {
-			for (unsigned k = 0; k < f->n && !rc; k++) {
-				g->cnt.invlpgs++;
-				rc = vmmu_vcpu_invlpg(o->v, f->addr[k]);
-			}
+			rc = ipi_handle(g, c, IPI_FLUSH, mm, f);
 		}
-		if (g->pcid)
-			o->asid[o->cur_asid].gen = mm->tlb_gen;
 	}
 	if (rc)
-		return guest_fail(g, rc, "TLB flush: %s", strerror(-rc));
+		return g->fatal ? g->fatal : guest_fail(g, rc, "TLB flush: %s", strerror(-rc));
 	return 0;
+}
+
+int ipi_handle(struct guest *g, struct gcpu *c, enum ipi_kind kind, struct mm *mm,
+	       const struct flush *f)
+{
+	int rc = 0;
+
+	if (kind == IPI_SWITCH_INIT)
+		return c->loaded == mm ? switch_mm(g, c, &g->init_mm) : 0;
+	cpu_kernel(g, c);
+	if (f->full) {
+		c->cnt.tlb_flushes++;
+		rc = vmmu_vcpu_mov_cr(c->v, 3, c->cr3);
+	} else {
+		for (unsigned k = 0; k < f->n && !rc; k++) {
+			c->cnt.invlpgs++;
+			rc = vmmu_vcpu_invlpg(c->v, f->addr[k]);
+		}
+	}
+	if (g->pcid)
+		c->asid[c->cur_asid].gen = mm->tlb_gen;
+	return rc;
 }
 
 /* Make @t the current task of its vCPU (the API's way in; the scheduler has its own). */
@@ -322,20 +360,25 @@ int uaccess(struct guest *g, struct task *t, uint64_t va, unsigned len, unsigned
 		uint64_t buf = (kind & VMMU_ACC_WRITE) ? *val : 0;
 
 		cpu_user(g, c);
-		g->cnt.user_accesses++;
+		c->cnt.user_accesses++;
+		/* User mode runs without the kernel lock (threaded runs). */
+		kunlock(g);
 		rc = vmmu_vcpu_access(c->v, va, len, kind, &buf, &r);
+		klock(g, c);
+		if (!rc && g->fatal)
+			return g->fatal;   /* the guest stopped while this vCPU ran user code */
 		if (rc)
 			return guest_fail(g, rc, "vmmu_vcpu_access(%#" PRIx64 ", %u): %s", va, len, strerror(-rc));
 		switch (r.status) {
 		case VMMU_ACCESS_DONE:
 			if (!(kind & VMMU_ACC_WRITE)) {
 				*val = buf;
-				obs3(&g->obs, OBS_READ | ((uint64_t)len << 8) | ((uint64_t)kind << 16), va, buf);
+				obs3(obs_of(g, t), OBS_READ | ((uint64_t)len << 8) | ((uint64_t)kind << 16), va, buf);
 			}
 			return 0;
 		case VMMU_ACCESS_PF:
 			g->cnt.page_faults++;
-			obs3(&g->obs, OBS_PF, r.pf_addr, r.pf_ec);
+			obs3(obs_of(g, t), OBS_PF, r.pf_addr, r.pf_ec);
 			cpu_kernel(g, c);
 			rc = handle_page_fault(g, c, t, r.pf_addr, r.pf_ec, &k);
 			if (rc < 0)
@@ -373,64 +416,70 @@ static int run_on(struct guest *g, struct gcpu *c, struct task *t)
 	return switch_mm(g, c, t->mm);
 }
 
+int sched_turn(struct guest *g, struct gcpu *c, unsigned quantum, bool *ran)
+{
+	const unsigned i = c->id;
+	int rc;
+
+	if (!c->cur) {
+		struct task *t = rq_pop_for(g, i);
+		if (!t) {
+			/* Idle: leave no address space loaded, so nothing needs this vCPU's flushes. */
+			if (c->loaded != &g->init_mm && (rc = switch_mm(g, c, &g->init_mm)))
+				return rc;
+			return 0;
+		}
+		if ((rc = run_on(g, c, t)))
+			return rc;
+	}
+	*ran = true;
+	for (c->steps = 0; c->steps < quantum; c->steps++) {
+		struct task *t = c->cur;
+		int r = t->step(g, t);
+
+		if (g->fatal)
+			return g->fatal;
+		if (r < 0)
+			return guest_fail(g, r, "pid %d: %s", t->pid, strerror(-r));
+		if (r == STEP_CONT)
+			continue;
+		if (r == STEP_YIELD) {
+			if (!rq_has_for(g, i))
+				continue;
+			c->cur = NULL;
+			t->on_cpu = -1;
+			rq_push(g, t);
+		} else if (r == STEP_BLOCK) {
+			c->cur = NULL;
+			t->on_cpu = -1;
+			t->state = T_BLOCKED;
+		} else {
+			task_reap(g);
+		}
+		struct task *n = rq_pop_for(g, i);
+		if (!n)
+			break;
+		if ((rc = run_on(g, c, n)))
+			return rc;
+	}
+	/* The time slice is over: the next queued task gets the vCPU. */
+	if (c->cur && rq_has_for(g, i)) {
+		struct task *t = c->cur;
+		c->cur = NULL;
+		t->on_cpu = -1;
+		rq_push(g, t);
+	}
+	return 0;
+}
+
 /* One turn of every vCPU of @g. *@ran: some vCPU had a task. */
 static int run_round(struct guest *g, unsigned quantum, bool *ran)
 {
 	int rc;
 
-	for (unsigned i = 0; i < g->nr_cpus; i++) {
-		struct gcpu *c = &g->cpus[i];
-
-		if (!c->cur) {
-			struct task *t = rq_pop_for(g, i);
-			if (!t) {
-				/* Idle: leave no address space loaded, so nothing needs this vCPU's
-				 * flushes. */
-				if (c->loaded != &g->init_mm && (rc = switch_mm(g, c, &g->init_mm)))
-					return rc;
-				continue;
-			}
-			if ((rc = run_on(g, c, t)))
-				return rc;
-		}
-		*ran = true;
-		for (c->steps = 0; c->steps < quantum; c->steps++) {
-			struct task *t = c->cur;
-			int r = t->step(g, t);
-
-			if (g->fatal)
-				return g->fatal;
-			if (r < 0)
-				return guest_fail(g, r, "pid %d: %s", t->pid, strerror(-r));
-			if (r == STEP_CONT)
-				continue;
-			if (r == STEP_YIELD) {
-				if (!rq_has_for(g, i))
-					continue;
-				c->cur = NULL;
-				t->on_cpu = -1;
-				rq_push(g, t);
-			} else if (r == STEP_BLOCK) {
-				c->cur = NULL;
-				t->on_cpu = -1;
-				t->state = T_BLOCKED;
-			} else {
-				task_reap(g);
-			}
-			struct task *n = rq_pop_for(g, i);
-			if (!n)
-				break;
-			if ((rc = run_on(g, c, n)))
-				return rc;
-		}
-		/* The time slice is over: the next queued task gets the vCPU. */
-		if (c->cur && rq_has_for(g, i)) {
-			struct task *t = c->cur;
-			c->cur = NULL;
-			t->on_cpu = -1;
-			rq_push(g, t);
-		}
-	}
+	for (unsigned i = 0; i < g->nr_cpus; i++)
+		if ((rc = sched_turn(g, &g->cpus[i], quantum, ran)))
+			return rc;
 	return 0;
 }
 
@@ -473,12 +522,21 @@ void sched_rss_sample(struct vmmu_guest_result *res, uint64_t accesses, uint64_t
 	};
 }
 
+uint64_t guest_accesses(const struct guest *g)
+{
+	uint64_t acc = g->cnt.user_accesses + g->cnt.kernel_accesses;
+
+	for (unsigned i = 0; i < g->nr_cpus; i++)
+		acc += g->cpus[i].cnt.user_accesses + g->cpus[i].cnt.kernel_accesses;
+	return acc;
+}
+
 static uint64_t all_accesses(struct guest **gs, unsigned n)
 {
 	uint64_t acc = 0;
 
 	for (unsigned k = 0; k < n; k++)
-		acc += gs[k]->cnt.user_accesses + gs[k]->cnt.kernel_accesses;
+		acc += guest_accesses(gs[k]);
 	return acc;
 }
 
@@ -522,19 +580,59 @@ static int khugepaged_step(struct guest **gs, unsigned n, const struct sched_opt
 	return 0;
 }
 
-int sched_run(struct guest **gs, unsigned n, const struct sched_opts *o)
+/* Some multiple of @period lies in (prev, now]: a periodic task is due. */
+static bool due(unsigned period, uint64_t prev, uint64_t now)
 {
-	bool unfragmented = false;
-	uint64_t rounds = 0, rss_period = 1;
+	return period && now / period != prev / period;
+}
+
+int sched_guest_periodic(struct guest *g, const struct sched_opts *o, uint64_t prev,
+			 uint64_t rounds)
+{
 	int rc;
 
-	if (o->rss)
-		sched_rss_sample(o->rss, 0, &rss_period);
-	for (;;) {
+	if (due(o->aging_period, prev, rounds) && g->live_tasks) {
+		uint64_t young;
+		if ((rc = kernel_age(g, &young)))
+			return rc;
+	}
+	if (due(o->khugepaged_period, prev, rounds) && g->live_tasks && (rc = kernel_khugepaged(g)))
+		return rc;
+	if (due(o->audit_period, prev, rounds) && (rc = guest_audit(g)))
+		return rc;
+	return 0;
+}
+
+int sched_global(struct guest **gs, unsigned n, const struct sched_opts *o, uint64_t prev,
+		 uint64_t rounds, struct sched_state *st)
+{
+	int rc;
+
+	if (o->ksm && (rc = ksmd_step(gs, n, o)))
+		return rc;
+	if ((o->khugepaged || o->fragmented) &&
+	    (rc = khugepaged_step(gs, n, o, &st->unfragmented)))
+		return rc;
+	if (o->rss && due((unsigned)st->rss_period, prev, rounds))
+		sched_rss_sample(o->rss, all_accesses(gs, n), &st->rss_period);
+	if (o->progress && due(64, prev, rounds)) {
+		double f = 0;
+		for (unsigned k = 0; k < n; k++)
+			f += gs[k]->wl_progress ? gs[k]->wl_progress(gs[k]) : 0;
+		o->progress(o->opaque, f / n, all_accesses(gs, n));
+	}
+	return 0;
+}
+
+static int sched_interleaved(struct guest **gs, unsigned n, const struct sched_opts *o)
+{
+	struct sched_state st = { .rss_period = 1 };
+	int rc;
+
+	for (uint64_t rounds = 1;; rounds++) {
 		bool alive = false, ran = false;
 		struct guest *stuck = NULL;
 
-		rounds++;
 		for (unsigned k = 0; k < n; k++) {
 			struct guest *g = gs[k];
 			bool r = false;
@@ -542,42 +640,33 @@ int sched_run(struct guest **gs, unsigned n, const struct sched_opts *o)
 			if (!g->live_tasks)
 				continue;
 			alive = true;
-			rc = run_round(g, o->quantum, &r);
-			if (rc)
+			if ((rc = run_round(g, o->quantum, &r)))
 				return rc;
 			if (!r)
 				stuck = g;
 			ran |= r;
-			if (o->aging_period && !(rounds % o->aging_period) && g->live_tasks) {
-				uint64_t young;
-				rc = kernel_age(g, &young);
-				if (rc)
-					return rc;
-			}
-			if (o->khugepaged_period && !(rounds % o->khugepaged_period) &&
-			    g->live_tasks && (rc = kernel_khugepaged(g)))
-				return rc;
-			if (o->audit_period && !(rounds % o->audit_period) && (rc = guest_audit(g)))
+			if ((rc = sched_guest_periodic(g, o, rounds - 1, rounds)))
 				return rc;
 		}
 		if (!alive)
-			break;
+			return 0;
 		if (stuck && !ran)
 			return guest_fail(stuck, -EDEADLK, "every task of the guest is blocked");
-		if (o->ksm && (rc = ksmd_step(gs, n, o)))
+		if ((rc = sched_global(gs, n, o, rounds - 1, rounds, &st)))
 			return rc;
-		if ((o->khugepaged || o->fragmented) &&
-		    (rc = khugepaged_step(gs, n, o, &unfragmented)))
-			return rc;
-		if (o->rss && !(rounds % rss_period))
-			sched_rss_sample(o->rss, all_accesses(gs, n), &rss_period);
-		if (o->progress && !(rounds & 63)) {
-			double f = 0;
-			for (unsigned k = 0; k < n; k++)
-				f += gs[k]->wl_progress ? gs[k]->wl_progress(gs[k]) : 0;
-			o->progress(o->opaque, f / n, all_accesses(gs, n));
-		}
 	}
+}
+
+int sched_run(struct guest **gs, unsigned n, const struct sched_opts *o)
+{
+	uint64_t rss_period = 1;
+	int rc;
+
+	if (o->rss)
+		sched_rss_sample(o->rss, 0, &rss_period);
+	rc = o->threads ? sched_run_threads(gs, n, o) : sched_interleaved(gs, n, o);
+	if (rc)
+		return rc;
 	if (o->rss) {
 		rss_period = 1;
 		sched_rss_sample(o->rss, all_accesses(gs, n), &rss_period);

@@ -5,7 +5,7 @@
  * whose threads (one per vCPU by default) share its memory in slices, so flushes of one thread's
  * changes are shootdowns to the others' vCPUs.
  * Each program's state is the task's prog; the workload's shared counters are g->wl.
- * Locking: none (see guest.h).
+ * Locking: the kernel lock in a threaded run (see guest.h).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -128,13 +128,14 @@ const struct wl_ops wl_touch = {
 
 /* ---- gups ---- */
 
-enum { GUPS_SIZE, GUPS_UPDATES, GUPS_THREADS, GUPS_GUARD };
+enum { GUPS_SIZE, GUPS_UPDATES, GUPS_THREADS, GUPS_GUARD, GUPS_SLICE };
 
 static const struct vmmu_workload_param gups_params[] = {
 	{ "size", VMMU_PARAM_SIZE, "64M", "bytes of the table (8-byte words, demand-zero)" },
 	{ "updates", VMMU_PARAM_UINT, "1000000", "read-modify-writes at random words, all threads together" },
 	{ "threads", VMMU_PARAM_UINT, "0", "threads sharing the table (0: one per vCPU)" },
 	{ "guard", VMMU_PARAM_BOOL, "off", "before the updates, each 2M of the table is written once and one page of it made read-only and writable again (a guard page, as JITs and GCs do): guest huge pages split into 4K mappings" },
+	{ "slice", VMMU_PARAM_BOOL, "off", "each thread updates only its own slice of the table (disjoint data: the same digest threaded and interleaved)" },
 	{ NULL, 0, NULL, NULL },
 };
 
@@ -142,8 +143,9 @@ struct gups_prog {
 	int phase;                    /* 0 map and start threads, 1 update, 2 wait; guard: 3 write,
 				       * 4 read-only, 5 writable again (each 2M), then threads */
 	uint64_t size, base, updates, left, goff;
+	uint64_t lo, words;           /* the words it updates: [lo, lo + words) */
 	unsigned threads;
-	bool main, guard;
+	bool main, guard, slice;
 };
 
 static void gups_slice(void *prog, unsigned k, unsigned n)
@@ -153,6 +155,8 @@ static void gups_slice(void *prog, unsigned k, unsigned n)
 	p->left = p->updates * (k + 1) / n - p->updates * k / n;
 	p->main = k == 0;
 	p->phase = 1;
+	p->lo = p->slice ? p->size / 8 * k / n : 0;
+	p->words = p->slice ? p->size / 8 * (k + 1) / n - p->lo : p->size / 8;
 }
 
 static int gups_step(struct guest *g, struct task *t)
@@ -197,7 +201,12 @@ static int gups_step(struct guest *g, struct task *t)
 			p->phase = 2;
 			return STEP_CONT;
 		}
-		uint64_t r = wl_rand(t), va = p->base + (r % (p->size / 8)) * 8, v;
+		uint64_t r = wl_rand(t), v, va;
+		if (!p->words) {
+			p->left = 0;   /* more threads than words: this one's slice is empty */
+			return STEP_CONT;
+		}
+		va = p->base + (p->lo + r % p->words) * 8;
 		p->left--;
 		w->done++;
 		rc = wl_read(g, t, va, 8, &v);
@@ -237,6 +246,7 @@ static int gups_start(struct guest *g, const struct vmmu_workload_args *a, char 
 	struct gups_prog p = {
 		.size = a->u[GUPS_SIZE] & ~7ULL, .updates = a->u[GUPS_UPDATES],
 		.threads = wl_threads(a->u[GUPS_THREADS], g->nr_cpus), .guard = a->u[GUPS_GUARD],
+		.slice = a->u[GUPS_SLICE] != 0,
 	};
 	struct task *t;
 	int rc = wl_start_count(g, p.updates);
@@ -256,13 +266,14 @@ const struct wl_ops wl_gups = {
 
 /* ---- mmap ---- */
 
-enum { MMAP_ITERS, MMAP_SIZE, MMAP_STRIDE, MMAP_THREADS };
+enum { MMAP_ITERS, MMAP_SIZE, MMAP_STRIDE, MMAP_THREADS, MMAP_SLICE };
 
 static const struct vmmu_workload_param mmap_params[] = {
 	{ "iters", VMMU_PARAM_UINT, "1000", "map, touch, unmap rounds of each thread" },
 	{ "size", VMMU_PARAM_SIZE, "1M", "bytes of each mapping" },
 	{ "stride", VMMU_PARAM_SIZE, "4K", "bytes from one touch to the next" },
 	{ "threads", VMMU_PARAM_UINT, "0", "threads of the process, each with its own loop (0: one per vCPU)" },
+	{ "slice", VMMU_PARAM_BOOL, "off", "each thread asks for its mappings at its own address (a hint, as mmap(addr) takes it), so where they land does not depend on the order the threads ran (the same digest threaded and interleaved)" },
 	{ NULL, 0, NULL, NULL },
 };
 
@@ -270,9 +281,13 @@ struct mmap_prog {
 	int phase;                    /* 0 start threads, 1 map, 2 touch, 3 unmap, 4 wait */
 	uint64_t size, stride, base, off;
 	uint64_t iters, iter;
+	uint64_t hint;                /* slice: where it asks for its mappings (0: anywhere) */
 	unsigned threads;
-	bool main;
+	bool main, slice;
 };
+
+/* slice=on: thread k's window, far below the stack and above the heap's usual reach. */
+#define MMAP_SLICE_BASE 0x100000000000ULL
 
 static void mmap_slice(void *prog, unsigned k, unsigned n)
 {
@@ -280,6 +295,7 @@ static void mmap_slice(void *prog, unsigned k, unsigned n)
 
 	p->main = k == 0;
 	p->phase = 1;
+	p->hint = p->slice ? MMAP_SLICE_BASE + k * ((p->size + 2 * SZ_2M - 1) & ~(SZ_2M - 1)) : 0;
 }
 
 static int mmap_step(struct guest *g, struct task *t)
@@ -300,7 +316,7 @@ static int mmap_step(struct guest *g, struct task *t)
 			p->phase = 4;
 			return STEP_CONT;
 		}
-		rc = sys_mmap(g, t, 0, p->size, VMMU_PROT_READ | VMMU_PROT_WRITE, 0, &p->base);
+		rc = sys_mmap(g, t, p->hint, p->size, VMMU_PROT_READ | VMMU_PROT_WRITE, 0, &p->base);
 		if (rc)
 			return wl_sys_failed(g, t, rc);
 		p->off = 0;
@@ -353,7 +369,7 @@ static int mmap_start(struct guest *g, const struct vmmu_workload_args *a, char 
 {
 	struct mmap_prog p = {
 		.size = a->u[MMAP_SIZE], .stride = a->u[MMAP_STRIDE], .iters = a->u[MMAP_ITERS],
-		.threads = wl_threads(a->u[MMAP_THREADS], g->nr_cpus),
+		.threads = wl_threads(a->u[MMAP_THREADS], g->nr_cpus), .slice = a->u[MMAP_SLICE] != 0,
 	};
 	struct task *t;
 	uint64_t per = (p.size + p.stride - 1) / p.stride;

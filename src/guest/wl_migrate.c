@@ -28,8 +28,8 @@
  * splits here), so the gfn looked up once stays right. None of
  * the VMM side enters the digest (the dirty counts differ between modes): the guest sees the
  * same run in every mode.
- * Locking: none (see guest.h). The harvest runs between two guest steps on the run's thread;
- * vmmu_get_dirty_log() and vmmu_set_user_memory_region() are safe against the vCPUs anyway.
+ * Locking: the kernel lock in a threaded run (see guest.h). The harvest runs in a guest step, under
+ * it, once no write is in flight (mig_wl.inflight); vmmu_get_dirty_log() and vmmu_set_user_memory_region() are safe against the vCPUs anyway.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -39,7 +39,8 @@
 
 #include "wl.h"
 
-enum { MIG_SIZE, MIG_UPDATES, MIG_WRITE, MIG_INTERVAL, MIG_ROUNDS, MIG_THREADS, MIG_STEAL };
+enum { MIG_SIZE, MIG_UPDATES, MIG_WRITE, MIG_INTERVAL, MIG_ROUNDS, MIG_THREADS, MIG_STEAL,
+       MIG_SLICE };
 
 static const struct vmmu_workload_param migrate_params[] = {
 	{ "size", VMMU_PARAM_SIZE, "64M", "bytes of the working set, first touched before logging starts" },
@@ -49,6 +50,7 @@ static const struct vmmu_workload_param migrate_params[] = {
 	{ "rounds", VMMU_PARAM_UINT, "20", "harvests (pre-copy rounds); logging goes off after the last" },
 	{ "threads", VMMU_PARAM_UINT, "0", "threads sharing the working set (0: one per vCPU)" },
 	{ "steal", VMMU_PARAM_UINT, "0", "self-test: another harvester takes round N's log first, so the check must fail (0: never)" },
+	{ "slice", VMMU_PARAM_BOOL, "off", "each thread accesses only its own slice after the first touch (disjoint data: the same digest threaded and interleaved)" },
 	{ NULL, 0, NULL, NULL },
 };
 
@@ -66,6 +68,10 @@ struct mig_wl {
 	bool open;                     /* the barrier opened (logging started) */
 	bool logging;
 	uint64_t since;                /* accesses since logging started or the last harvest */
+	unsigned inflight;             /* threaded runs: writes under way without the kernel lock; a
+					* harvest waits for none (a write that landed before the
+					* harvest but is recorded after it would be counted in the
+					* wrong round) */
 	uint64_t interval, rounds, round, steal;
 };
 
@@ -76,6 +82,8 @@ struct mig_prog {
 	uint64_t updates, left;
 	unsigned threads, write;
 	bool main, parked;             /* parked: its pid is in the barrier's list */
+	bool slice;                    /* accesses in [page0, end) only */
+	uint64_t page0;
 };
 
 static double mig_progress(struct guest *g)
@@ -153,7 +161,10 @@ static int mig_harvest(struct guest *g, struct mig_wl *w)
 	g->cnt.dirty_rounds++;
 	g->cnt.dirty_pages += dirty;
 	g->cnt.dirty_written += written;
-	w->since = 0;
+	/* 0 unless the harvest waited for writes in flight (threaded runs): the accesses past the
+	 * interval count toward the next round, which is harvested at the end of an access of its
+	 * own (one that began after this harvest: none was in flight). */
+	w->since -= w->interval;
 	return w->round == w->rounds ? mig_set_logging(g, w, false) : 0;
 }
 
@@ -178,7 +189,7 @@ static void mig_slice(void *prog, unsigned k, unsigned n)
 	struct mig_prog *p = prog;
 	uint64_t pages = (p->size + SZ_4K - 1) / SZ_4K;
 
-	p->page = pages * k / n;
+	p->page = p->page0 = pages * k / n;
 	p->end = pages * (k + 1) / n;
 	p->left = p->updates * (k + 1) / n - p->updates * k / n;
 	p->main = k == 0;
@@ -255,19 +266,29 @@ static int migrate_step(struct guest *g, struct task *t)
 			p->phase = 4;
 			return STEP_CONT;
 		}
-		uint64_t r = wl_rand(t), word = r % (p->size / 8), va = p->base + word * 8, v;
+		uint64_t r = wl_rand(t), v, word, va;
+		if (p->slice && p->end == p->page0) {
+			p->left = 0;   /* more threads than pages: this one's slice is empty */
+			return STEP_CONT;
+		}
+		word = p->slice ? p->page0 * 512 + r % ((p->end - p->page0) * 512) : r % (p->size / 8);
+		if (word >= p->size / 8)
+			word = p->size / 8 - 1;   /* the last page of a size not a multiple of 4K */
+		va = p->base + word * 8;
 		bool write = wl_rand(t) % 100 < p->write;
 
 		p->left--;
 		w->done++;
+		w->inflight += write;
 		rc = write ? wl_write(g, t, va, 8, r) : wl_read(g, t, va, 8, &v);
+		w->inflight -= write;
 		if (rc)
 			return rc;
 		if (!w->logging)
 			return STEP_CONT;
 		if (write)
 			w->written[word / 512 / 64] |= 1ULL << (word / 512 % 64);
-		return ++w->since == w->interval ? mig_harvest(g, w) : STEP_CONT;
+		return ++w->since >= w->interval && !w->inflight ? mig_harvest(g, w) : STEP_CONT;
 	}
 	default:
 		rc = wl_wait(t);
@@ -326,7 +347,7 @@ static int migrate_start(struct guest *g, const struct vmmu_workload_args *a, ch
 	struct mig_prog p = {
 		.size = a->u[MIG_SIZE] & ~7ULL, .updates = a->u[MIG_UPDATES],
 		.write = (unsigned)a->u[MIG_WRITE],
-		.threads = wl_threads(a->u[MIG_THREADS], g->nr_cpus),
+		.threads = wl_threads(a->u[MIG_THREADS], g->nr_cpus), .slice = a->u[MIG_SLICE] != 0,
 	};
 	struct mig_wl *w = calloc(1, sizeof(*w));
 	struct task *t;

@@ -4,7 +4,7 @@
  * (processes switching round-robin) and clone-vms (several VMs booting the same image and data,
  * whose identical pages a host KSM can merge).
  * Each program's state is the task's prog; a child gets a copy of its parent's with its own phase.
- * Locking: none (see guest.h).
+ * Locking: the kernel lock in a threaded run (see guest.h).
  */
 #include <errno.h>
 #include <stdio.h>

@@ -10,7 +10,7 @@
  * seed, M a load then a store of the value plus one. Records reaching at or above USER_TOP (the
  * vsyscall page, say) cannot be user accesses of a guest process: they are counted as skipped.
  * A malformed line stops the run with its number and text.
- * Locking: none (see guest.h).
+ * Locking: the kernel lock in a threaded run (see guest.h).
  */
 #include <errno.h>
 #include <inttypes.h>

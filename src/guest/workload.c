@@ -6,7 +6,7 @@
  *
  * The digest of a multi-VM run is xxh64 over the VMs' digests in order; a one-VM run's digest is
  * its guest's.
- * Locking: none; a run belongs to the calling thread.
+ * Locking: none; a run belongs to the calling thread, which joins the vCPU threads it starts.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -468,6 +468,7 @@ int vmmu_run(const struct vmmu_guest_config *cfg, const struct vmmu_workload_arg
 			.khugepaged = cfg->khugepaged ? m : NULL,
 			.fragmented = cfg->host_fragment_pct ? m : NULL,
 			.unfragment_ms = cfg->host_fragment_ms,
+			.threads = gc.vcpus > 1 && !cfg->interleave,
 		};
 		double t0 = now();
 		rc = sched_run(gs, vms, &so);

@@ -20,14 +20,14 @@ field() { sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" "$1" | head -1; }
 # Every workload at a size that runs in a blink, for the scripts that run them all: ${SMALL[$w]}.
 DATA=${DATA:-$(dirname "${BASH_SOURCE[0]}")/../data}
 declare -A SMALL=(
-	[touch]="--param size=4M --vcpus 2"
-	[gups]="--param size=2M --param updates=20000 --vcpus 2"
-	[fork]="--param iters=8 --param size=1M --vcpus 2"
+	[touch]="--param size=4M --vcpus 2 --interleave"
+	[gups]="--param size=2M --param updates=20000 --vcpus 2 --interleave"
+	[fork]="--param iters=8 --param size=1M --vcpus 2 --interleave"
 	[ctxsw]="--param procs=3 --param rounds=50"
-	[mmap]="--param iters=20 --param size=256K --vcpus 2"
+	[mmap]="--param iters=20 --param size=256K --vcpus 2 --interleave"
 	[clone-vms]="--param size=1M"
 	[trace]="--param file=$DATA/true.lackey.gz"
-	[migrate]="--param size=2M --param updates=20000 --param interval=2000 --param rounds=8 --vcpus 2"
+	[migrate]="--param size=2M --param updates=20000 --param interval=2000 --param rounds=8 --vcpus 2 --interleave"
 )
 pf_exits() { sed -n 's/.*"exits_by_reason":{[^}]*"pf":\([0-9]*\).*/\1/p' "$1"; }
 one_line_error() { # stderr file: exactly one line, starting "vmmu"

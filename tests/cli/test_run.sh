@@ -68,6 +68,21 @@ t "migrate: dirty-log figures in the JSON" 'grep -q "\"migrate\":{\"rounds\":8,\
 "$VMMU" run migrate ${SMALL[migrate]} --param steal=2 > /dev/null 2> "$tmp/steal.err"; rc=$?
 t "migrate: a page missing from the log fails the run, naming round and page" '[ $rc -eq 1 ] && one_line_error "$tmp/steal.err" && grep -q "round 2: the guest wrote page 0x" "$tmp/steal.err"'
 
+# ---- vCPU threads (the default with --vcpus > 1) and --interleave ----
+"$VMMU" run touch --param size=8M --vcpus 2 --json > "$tmp/thr.json"; rc=$?
+t "--vcpus 2: threads by default (config.schedule)" '[ $rc -eq 0 ] && grep -q "\"schedule\":\"threads\"" "$tmp/thr.json"'
+"$VMMU" run touch --param size=8M --vcpus 2 --interleave --json > "$tmp/int.json"; rc=$?
+t "--interleave: config.schedule interleave" '[ $rc -eq 0 ] && grep -q "\"schedule\":\"interleave\"" "$tmp/int.json"'
+"$VMMU" run touch --param size=8M --json > "$tmp/one.json"
+t "one vCPU: interleaved" 'grep -q "\"schedule\":\"interleave\"" "$tmp/one.json"'
+t "touch threaded: the interleaved digest and page faults" '[ "$(digest "$tmp/thr.json")" = "$(digest "$tmp/int.json")" ] && [ "$(field "$tmp/thr.json" page_faults)" = "$(field "$tmp/int.json" page_faults)" ]'
+for m in shadow ept npt; do
+	"$VMMU" run gups --param size=4M --param updates=40000 --param slice=on --vcpus 4 --mmu $m --audit 8 --json > "$tmp/g$m.json" 2> "$tmp/g$m.err"; rc=$?
+	t "gups slice=on, 4 vCPU threads, $m, audited: the digest of native interleaved" '[ $rc -eq 0 ] && [ "$(digest "$tmp/g$m.json")" = "$("$VMMU" run gups --param size=4M --param updates=40000 --param slice=on --vcpus 4 --interleave --json | sed -n "s/.*\"digest\":\"\([0-9a-f]*\)\".*/\1/p")" ]'
+done
+"$VMMU" compare gups --param size=2M --param updates=20000 --vcpus 2 --mmu native,ept --opt-sets all --threads --param slice=on > "$tmp/cmpt.out"; rc=$?
+t "compare --threads: digests equal on disjoint data" '[ $rc -eq 0 ] && grep -q "all equal" "$tmp/cmpt.out"'
+
 # ---- a real program, traced now ----
 if command -v valgrind > /dev/null; then
 	valgrind --tool=lackey --trace-mem=yes --log-file="$tmp/ls.lackey" ls -l / > /dev/null 2>&1

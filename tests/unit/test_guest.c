@@ -560,7 +560,7 @@ static int run_mode(const char *name, const char *const *kv, unsigned n, unsigne
 	struct vmmu_workload_args a;
 	struct vmmu_guest_config cfg = {
 		.vm = { .mmu = mmu, .host = host, .opts_off = opts_off },
-		.vcpus = vcpus, .seed = seed, .guest_thp = thp, .mem_bytes = 256ULL << 20,
+		.vcpus = vcpus, .seed = seed, .guest_thp = thp, .mem_bytes = 256ULL << 20, .interleave = true,
 		.audit_period = mmu == VMMU_MMU_NATIVE ? 0 : 64, .aging_period = aging,
 	};
 	int rc = vmmu_workload_args(name, kv, n, &a, err, errlen);
