@@ -21,8 +21,8 @@ static struct guest *G(struct vmmu_guest *g)
 
 static int enter(struct guest *g, int pid, struct task **t)
 {
-	if (g->fatal)
-		return g->fatal;
+	if (guest_fatal(g))
+		return guest_fatal(g);
 	*t = task_get(g, pid);
 	if (!*t)
 		return -ESRCH;
@@ -32,7 +32,7 @@ static int enter(struct guest *g, int pid, struct task **t)
 static int leave(struct guest *g, int rc)
 {
 	task_reap(g);
-	return g->fatal ? g->fatal : rc;
+	return guest_fatal(g) ? guest_fatal(g) : rc;
 }
 
 int vmmu_guest_create(const struct vmmu_guest_config *cfg, struct vmmu_guest **out)
@@ -73,8 +73,8 @@ int vmmu_guest_spawn(struct vmmu_guest *vg, unsigned cpu, int *pid)
 	struct task *t;
 	int rc;
 
-	if (g->fatal)
-		return g->fatal;
+	if (guest_fatal(g))
+		return guest_fatal(g);
 	if (cpu >= g->nr_cpus || !pid)
 		return -EINVAL;
 	c = &g->cpus[cpu];
@@ -211,8 +211,8 @@ int vmmu_guest_age(struct vmmu_guest *vg, uint64_t *young)
 {
 	struct guest *g = G(vg);
 
-	if (g->fatal)
-		return g->fatal;
+	if (guest_fatal(g))
+		return guest_fatal(g);
 	return leave(g, kernel_age(g, young));
 }
 
@@ -222,8 +222,8 @@ int vmmu_guest_khugepaged(struct vmmu_guest *vg, uint64_t *collapsed)
 	uint64_t before = g->cnt.thp_collapses;
 	int rc;
 
-	if (g->fatal)
-		return g->fatal;
+	if (guest_fatal(g))
+		return guest_fatal(g);
 	rc = leave(g, kernel_khugepaged(g));
 	if (collapsed)
 		*collapsed = g->cnt.thp_collapses - before;

@@ -34,12 +34,14 @@ uint64_t vmmu_guest_image_word(uint64_t off)
 
 int guest_fail(struct guest *g, int rc, const char *fmt, ...)
 {
-	if (!g->fatal) {
+	/* The first caller writes the reason, then publishes the error; vCPU threads may fail at
+	 * once (one with the kernel lock, one in user mode). */
+	if (!__atomic_exchange_n(&g->fail_claimed, 1, __ATOMIC_ACQ_REL)) {
 		va_list ap;
 		va_start(ap, fmt);
 		vsnprintf(g->why, sizeof(g->why), fmt, ap);
 		va_end(ap);
-		g->fatal = rc ? rc : -EIO;
+		__atomic_store_n(&g->fatal, rc ? rc : -EIO, __ATOMIC_RELEASE);
 	}
 	return rc;
 }
@@ -217,7 +219,10 @@ int guest_boot(const struct vmmu_guest_config *cfg, uint64_t data_bytes, uint64_
 	if (cfg->mem_bytes < VMMU_GUEST_MIN_MEM || cfg->mem_bytes > VMMU_GUEST_MAX_MEM ||
 	    (cfg->mem_bytes & (SZ_4K - 1)) || cfg->vcpus > VMMU_GUEST_MAX_VCPUS)
 		return -EINVAL;
-	g = calloc(1, sizeof(*g));
+	/* Aligned as its cache-line members are (calloc gives 16 bytes). */
+	g = aligned_alloc(_Alignof(struct guest), (sizeof(*g) + 63) & ~(size_t)63);
+	if (g)
+		memset(g, 0, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
 	*out = g;

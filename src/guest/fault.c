@@ -324,7 +324,7 @@ int handle_page_fault(struct guest *g, struct gcpu *c, struct task *t, uint64_t 
 {
 	int rc;
 
-	while ((rc = fault_once(g, c, t, va, ec, k)) == FAULT_AGAIN && !g->fatal)
+	while ((rc = fault_once(g, c, t, va, ec, k)) == FAULT_AGAIN && !guest_fatal(g))
 		;
-	return rc == FAULT_AGAIN ? g->fatal : rc;
+	return rc == FAULT_AGAIN ? guest_fatal(g) : rc;
 }

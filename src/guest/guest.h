@@ -23,8 +23,9 @@
  * Locking: a guest run interleaved (one host thread, fixed quanta: sched.c) needs none. Run on vCPU
  * threads (g->threaded, sched_thread.c), every kernel path, the scheduler and the workloads' steps
  * run under the guest's kernel lock (g->klock_word, as a big kernel lock); a vCPU thread lets it go
- * only while the vCPU runs user code (the access itself) and while it zeroes a frame it alone
- * owns (the fault's spare, gcpu.spare). What it touches then is its own: its vCPU, its gcpu's
+ * only while the vCPU runs user code (the access itself), while it zeroes a frame it alone owns
+ * (the fault's spare, gcpu.spare), and around the steps of a workload that reaches kernel state
+ * only through system calls (g->steps_unlocked: its system calls take the lock, kenter). What it touches then is its own: its vCPU, its gcpu's
  * counters (gcpu.cnt) and its task's observation stream (task.obs). A kernel path that must act
  * on another vCPU (a TLB shootdown, a switch away from a dying mm) sends it an IPI (gcpu.ipi):
  * the sender holds klock and waits for the acknowledgement; the target takes it while it waits
@@ -190,7 +191,8 @@ enum ipi_kind { IPI_FLUSH = 1, IPI_SWITCH_INIT };
 struct flush;
 
 struct gcpu {
-	struct vmmu_vcpu *v;
+	/* A cache line of its own for each vCPU: its thread writes cnt on every access. */
+	_Alignas(64) struct vmmu_vcpu *v;
 	unsigned id;
 	unsigned cpl;                      /* what the vCPU has now (cached) */
 	struct task *cur;
@@ -211,6 +213,7 @@ struct gcpu {
 	uint32_t ipi_pending;              /* atomic */
 	uint32_t bell;                     /* atomic: bumped (and futex-woken) for an IPI or a round */
 	bool ran;                          /* the last round ran a task (for the coordinator) */
+	bool holds_klock;                  /* this vCPU's thread holds the kernel lock */
 };
 
 /* ---- the MMIO device (device.c) ---- */
@@ -283,12 +286,17 @@ struct guest {
 	unsigned live_tasks;
 	uint64_t seed;
 	struct obs obs;
-	struct guest_counters cnt;
-	int fatal;                         /* first fatal error (negative errno), 0 if none */
+	_Alignas(64) struct guest_counters cnt;   /* written under klock: off the hot lines */
+	_Alignas(64) int fatal;            /* atomic: first fatal error (negative errno), 0 if none;
+					    * written once, after why (guest_fail) */
+	uint32_t fail_claimed;             /* atomic: a guest_fail() is writing why */
 	bool per_task;                     /* more than one vCPU: the digest is per task (docs/guest.md) */
 	bool threaded;                     /* vCPU threads run it now (sched_thread.c) */
-	uint32_t klock_word;               /* atomic: the kernel lock (threaded runs; see the top) */
-	uint64_t mem_sum;                  /* per_task: the memory of the mms that ended (digest) */
+	bool steps_unlocked;               /* the workload's steps run without klock (wl.h) */
+	/* The lock word on a line of its own: the read-mostly fields above are read on every step
+	 * of a thread that runs without it. */
+	_Alignas(64) uint32_t klock_word;  /* atomic: the kernel lock (threaded runs; see the top) */
+	_Alignas(64) uint64_t mem_sum;     /* per_task: the memory of the mms that ended (digest) */
 	char why[256];                     /* its one-line reason */
 	/* the running workload */
 	void *wl;                          /* the workload's state */
@@ -457,7 +465,28 @@ uint64_t guest_accesses(const struct guest *g);
 int sched_run_threads(struct guest **gs, unsigned n, const struct sched_opts *o);
 /* The kernel lock of a threaded run (no-ops otherwise); a vCPU waiting for it takes IPIs. */
 void klock(struct guest *g, struct gcpu *c);
-void kunlock(struct guest *g);
+void kunlock(struct guest *g, struct gcpu *c);
+/* Take IPIs sent to @c (a vCPU thread not holding the kernel lock, at an instruction boundary). */
+void ipi_poll(struct guest *g, struct gcpu *c);
+static inline void ipi_check(struct guest *g, struct gcpu *c)
+{
+	if (__atomic_load_n(&c->ipi_pending, __ATOMIC_ACQUIRE))
+		ipi_poll(g, c);
+}
+/* A kernel entry from a step run without the kernel lock: take it unless @c holds it already;
+ * true if taken (give it to kleave). */
+static inline bool kenter(struct guest *g, struct gcpu *c)
+{
+	if (!g->threaded || c->holds_klock)
+		return false;
+	klock(g, c);
+	return true;
+}
+static inline void kleave(struct guest *g, struct gcpu *c, bool taken)
+{
+	if (taken)
+		kunlock(g, c);
+}
 /* Make vCPU @o (not the caller's @c) run ipi_handle(): directly in an interleaved run, else as
  * an IPI to its thread, waiting for the acknowledgement. The caller holds klock. */
 int ipi_send(struct guest *g, struct gcpu *c, struct gcpu *o, enum ipi_kind kind, struct mm *mm,
@@ -466,6 +495,12 @@ int ipi_send(struct guest *g, struct gcpu *c, struct gcpu *o, enum ipi_kind kind
 static inline struct gcpu *task_cpu(struct guest *g, struct task *t)
 {
 	return &g->cpus[t->on_cpu];
+}
+
+/* The guest's fatal error, 0 if none (read from any thread). */
+static inline int guest_fatal(const struct guest *g)
+{
+	return __atomic_load_n(&g->fatal, __ATOMIC_ACQUIRE);
 }
 
 /* Where an observation of task @t (NULL: of the kernel) goes: its own stream in a per-task

@@ -110,7 +110,7 @@ int kzero_page_unlocked(struct guest *g, struct gcpu *c, uint64_t pa)
 	int rc;
 
 	c->cnt.kernel_accesses++;
-	kunlock(g);
+	kunlock(g, c);
 	rc = vmmu_vcpu_access(c->v, dm(pa), 4096, VMMU_ACC_WRITE, (void *)zero_page_buf, &r);
 	klock(g, c);
 	if (rc)

@@ -352,8 +352,8 @@ static int do_munmap(struct guest *g, struct gcpu *c, struct mm *mm, uint64_t st
 	return rc;
 }
 
-int sys_mmap(struct guest *g, struct task *t, uint64_t addr, uint64_t len, unsigned prot,
-	     unsigned flags, uint64_t *out)
+static int sys_mmap_locked(struct guest *g, struct task *t, uint64_t addr, uint64_t len, unsigned prot,
+			   unsigned flags, uint64_t *out)
 {
 	struct gcpu *c = task_cpu(g, t);
 	struct mm *mm = t->mm;
@@ -425,7 +425,7 @@ int sys_mmap_file(struct guest *g, struct task *t, const struct gfile *file, uns
 	return rc;
 }
 
-int sys_munmap(struct guest *g, struct task *t, uint64_t addr, uint64_t len)
+static int sys_munmap_locked(struct guest *g, struct task *t, uint64_t addr, uint64_t len)
 {
 	struct gcpu *c = task_cpu(g, t);
 
@@ -436,7 +436,7 @@ int sys_munmap(struct guest *g, struct task *t, uint64_t addr, uint64_t len)
 	return do_munmap(g, c, t->mm, addr, addr + page_up(len));
 }
 
-int sys_mprotect(struct guest *g, struct task *t, uint64_t addr, uint64_t len, unsigned prot)
+static int sys_mprotect_locked(struct guest *g, struct task *t, uint64_t addr, uint64_t len, unsigned prot)
 {
 	struct gcpu *c = task_cpu(g, t);
 	struct mm *mm = t->mm;
@@ -548,7 +548,7 @@ int sys_fork(struct guest *g, struct task *t, int cpu, struct task **child)
 	g->cnt.forks++;
 	return 0;
 fail:
-	if (rc != -ENOMEM || g->fatal)
+	if (rc != -ENOMEM || guest_fatal(g))
 		return rc;
 	/* Out of memory part way: undo the child as exit would, and flush the parent, whose
 	 * entries may have lost W before the failure. */
@@ -656,4 +656,35 @@ int kernel_khugepaged(struct guest *g)
 		}
 	}
 	return rc < 0 ? rc : 0;
+}
+
+int sys_mmap(struct guest *g, struct task *t, uint64_t addr, uint64_t len, unsigned prot,
+	     unsigned flags, uint64_t *out)
+{
+	struct gcpu *c = task_cpu(g, t);
+	bool taken = kenter(g, c);
+	int rc = sys_mmap_locked(g, t, addr, len, prot, flags, out);
+
+	kleave(g, c, taken);
+	return rc;
+}
+
+int sys_munmap(struct guest *g, struct task *t, uint64_t addr, uint64_t len)
+{
+	struct gcpu *c = task_cpu(g, t);
+	bool taken = kenter(g, c);
+	int rc = sys_munmap_locked(g, t, addr, len);
+
+	kleave(g, c, taken);
+	return rc;
+}
+
+int sys_mprotect(struct guest *g, struct task *t, uint64_t addr, uint64_t len, unsigned prot)
+{
+	struct gcpu *c = task_cpu(g, t);
+	bool taken = kenter(g, c);
+	int rc = sys_mprotect_locked(g, t, addr, len, prot);
+
+	kleave(g, c, taken);
+	return rc;
 }

@@ -207,7 +207,19 @@ static int task_end(struct guest *g, struct task *t, const struct tomb *tb)
 	return rc;
 }
 
+static int task_exit_locked(struct guest *g, struct task *t, int code);
+
 int task_exit(struct guest *g, struct task *t, int code)
+{
+	struct gcpu *c = &g->cpus[t->on_cpu >= 0 ? t->on_cpu : (t->cpu >= 0 ? t->cpu : 0)];
+	bool taken = kenter(g, c);
+	int rc = task_exit_locked(g, t, code);
+
+	kleave(g, c, taken);
+	return rc;
+}
+
+static int task_exit_locked(struct guest *g, struct task *t, int code)
 {
 	struct gcpu *c = &g->cpus[t->on_cpu >= 0 ? t->on_cpu : (t->cpu >= 0 ? t->cpu : 0)];
 	struct tomb tb = { .state = VMMU_TASK_EXITED, .exit_code = code };
@@ -300,7 +312,7 @@ int flush_tlb_mm(struct guest *g, struct gcpu *c, struct mm *mm, const struct fl
 		}
 	}
 	if (rc)
-		return g->fatal ? g->fatal : guest_fail(g, rc, "TLB flush: %s", strerror(-rc));
+		return guest_fatal(g) ? guest_fatal(g) : guest_fail(g, rc, "TLB flush: %s", strerror(-rc));
 	return 0;
 }
 
@@ -348,63 +360,89 @@ int task_make_current(struct guest *g, struct task *t)
 
 /* ---- user accesses ---- */
 
+#define UACCESS_AGAIN 1
+
+/* What follows a user access that did not simply complete: the kernel's part, under the kernel
+ * lock. UACCESS_AGAIN: retry the access; 0 never; -EFAULT: the task was killed; <0 fatal. */
+static int uaccess_kernel(struct guest *g, struct gcpu *c, struct task *t, uint64_t va,
+			  unsigned len, int rc, const struct vmmu_access_result *r)
+{
+	struct kill_info k;
+
+	if (rc)
+		return guest_fail(g, rc, "vmmu_vcpu_access(%#" PRIx64 ", %u): %s", va, len, strerror(-rc));
+	if (guest_fatal(g))
+		return guest_fatal(g);   /* the guest stopped while this vCPU ran user code */
+	switch (r->status) {
+	case VMMU_ACCESS_PF:
+		g->cnt.page_faults++;
+		obs3(obs_of(g, t), OBS_PF, r->pf_addr, r->pf_ec);
+		cpu_kernel(g, c);
+		rc = handle_page_fault(g, c, t, r->pf_addr, r->pf_ec, &k);
+		if (rc < 0)
+			return rc;
+		if (rc > 0) {
+			rc = task_kill(g, t, &k);
+			return rc ? rc : -EFAULT;
+		}
+		return guest_fatal(g) ? guest_fatal(g) : UACCESS_AGAIN;
+	case VMMU_ACCESS_GP:
+		cpu_kernel(g, c);
+		k = (struct kill_info){ .signal = VMMU_SIGSEGV, .addr = va };
+		break;
+	case VMMU_ACCESS_MMIO:
+		/* No user mapping reaches the device; a bus error if one ever does. */
+		cpu_kernel(g, c);
+		k = (struct kill_info){ .signal = VMMU_SIGBUS, .addr = va };
+		break;
+	default:
+		return guest_fail(g, -EIO, "vmmu_vcpu_access(%#" PRIx64 "): status %d", va, (int)r->status);
+	}
+	rc = task_kill(g, t, &k);
+	return rc ? rc : -EFAULT;
+}
+
 int uaccess(struct guest *g, struct task *t, uint64_t va, unsigned len, unsigned kind,
 	    uint64_t *val)
 {
 	struct gcpu *c = task_cpu(g, t);
+	/* Threaded: user mode runs without the kernel lock. The caller may hold it (a step run
+	 * under it) or not (a step run without it); it leaves as it came. */
+	const bool held = g->threaded && c->holds_klock;
 	struct vmmu_access_result r;
-	struct kill_info k;
 	int rc;
 
 	for (unsigned tries = 0; tries < MAX_FAULT_RETRIES; tries++) {
 		uint64_t buf = (kind & VMMU_ACC_WRITE) ? *val : 0;
 
+		if (held)
+			kunlock(g, c);
+		else if (g->threaded)
+			ipi_check(g, c);   /* an instruction boundary (its handler enters the kernel) */
 		cpu_user(g, c);
 		c->cnt.user_accesses++;
-		/* User mode runs without the kernel lock (threaded runs). */
-		kunlock(g);
 		rc = vmmu_vcpu_access(c->v, va, len, kind, &buf, &r);
-		klock(g, c);
-		if (!rc && g->fatal)
-			return g->fatal;   /* the guest stopped while this vCPU ran user code */
-		if (rc)
-			return guest_fail(g, rc, "vmmu_vcpu_access(%#" PRIx64 ", %u): %s", va, len, strerror(-rc));
-		switch (r.status) {
-		case VMMU_ACCESS_DONE:
+		if (!rc && r.status == VMMU_ACCESS_DONE) {
 			if (!(kind & VMMU_ACC_WRITE)) {
 				*val = buf;
 				obs3(obs_of(g, t), OBS_READ | ((uint64_t)len << 8) | ((uint64_t)kind << 16), va, buf);
 			}
+			if (held)
+				klock(g, c);
 			return 0;
-		case VMMU_ACCESS_PF:
-			g->cnt.page_faults++;
-			obs3(obs_of(g, t), OBS_PF, r.pf_addr, r.pf_ec);
-			cpu_kernel(g, c);
-			rc = handle_page_fault(g, c, t, r.pf_addr, r.pf_ec, &k);
-			if (rc < 0)
-				return rc;
-			if (rc > 0) {
-				rc = task_kill(g, t, &k);
-				return rc ? rc : -EFAULT;
-			}
-			if (g->fatal)
-				return g->fatal;
-			continue;
-		case VMMU_ACCESS_GP:
-			cpu_kernel(g, c);
-			k = (struct kill_info){ .signal = VMMU_SIGSEGV, .addr = va };
-			rc = task_kill(g, t, &k);
-			return rc ? rc : -EFAULT;
-		case VMMU_ACCESS_MMIO:
-			/* No user mapping reaches the device; a bus error if one ever does. */
-			cpu_kernel(g, c);
-			k = (struct kill_info){ .signal = VMMU_SIGBUS, .addr = va };
-			rc = task_kill(g, t, &k);
-			return rc ? rc : -EFAULT;
 		}
+		klock(g, c);
+		rc = uaccess_kernel(g, c, t, va, len, rc, &r);
+		if (g->threaded && !held)
+			kunlock(g, c);
+		if (rc != UACCESS_AGAIN)
+			return rc;
 	}
-	return guest_fail(g, -ELOOP, "the access to %#" PRIx64 " by pid %d faulted %d times in a row",
-			  va, t->pid, MAX_FAULT_RETRIES);
+	bool taken = kenter(g, c);
+	rc = guest_fail(g, -ELOOP, "the access to %#" PRIx64 " by pid %d faulted %d times in a row",
+			va, t->pid, MAX_FAULT_RETRIES);
+	kleave(g, c, taken);
+	return rc;
 }
 
 /* ---- the run loop ---- */
@@ -433,16 +471,34 @@ int sched_turn(struct guest *g, struct gcpu *c, unsigned quantum, bool *ran)
 			return rc;
 	}
 	*ran = true;
+	/* Threaded, a workload whose steps reach kernel state only through the system-call layer
+	 * runs them without the kernel lock, taking it back for what the step's result asks of the
+	 * scheduler (and before it returns, as it was called). */
+	const bool free_run = g->threaded && g->steps_unlocked;
+	bool locked = true;
 	for (c->steps = 0; c->steps < quantum; c->steps++) {
 		struct task *t = c->cur;
-		int r = t->step(g, t);
+		int r;
 
-		if (g->fatal)
-			return g->fatal;
+		if (free_run && locked) {
+			kunlock(g, c);
+			locked = false;
+		}
+		r = t->step(g, t);
+		if (!locked) {
+			if (r == STEP_CONT && !guest_fatal(g))
+				continue;
+			klock(g, c);
+			locked = true;
+		}
+		if (guest_fatal(g))
+			return guest_fatal(g);
 		if (r < 0)
 			return guest_fail(g, r, "pid %d: %s", t->pid, strerror(-r));
 		if (r == STEP_CONT)
 			continue;
+		if (r == STEP_BLOCK && free_run && !t->live_children)
+			continue;   /* its children ended between its look and now: nothing to wait for */
 		if (r == STEP_YIELD) {
 			if (!rq_has_for(g, i))
 				continue;
@@ -462,6 +518,8 @@ int sched_turn(struct guest *g, struct gcpu *c, unsigned quantum, bool *ran)
 		if ((rc = run_on(g, c, n)))
 			return rc;
 	}
+	if (!locked)
+		klock(g, c);
 	/* The time slice is over: the next queued task gets the vCPU. */
 	if (c->cur && rq_has_for(g, i)) {
 		struct task *t = c->cur;

@@ -10,14 +10,16 @@
  * sched_global, their periods counted in turns), on vCPU 0 as the interleaved run does.
  *
  * Locking (guest.h has the whole rule):
- *  - g->klock_word, the guest's kernel lock (a spin lock): everything of the guest but what a vCPU thread owns. A
- *    vCPU thread holds it for its turns and lets it go only around a user access (uaccess) and
- *    the zeroing of a frame it owns (kzero_page_unlocked);
+ *  - g->klock_word, the guest's kernel lock (a spin lock; gcpu.holds_klock says who has it):
+ *    everything of the guest but what a vCPU thread owns. A vCPU thread holds it for its turns
+ *    and lets it go around a user access (uaccess), the zeroing of a frame it owns
+ *    (kzero_page_unlocked) and, for a workload whose steps allow it (wl_ops.steps_unlocked), the
+ *    steps themselves, whose system calls take it (kenter);
  *  - IPIs: the sender holds klock, fills the target's mailbox, sets ipi_pending (release), rings
- *    its bell and waits until the target cleared it (acquire). A target takes IPIs while it waits
- *    for klock and while it waits for a round, which are the only places a vCPU thread waits, so
- *    a sender never waits on a thread that waits on it. The rest of the mailbox is plain memory
- *    ordered by ipi_pending;
+ *    its bell and waits until the target cleared it (acquire). A target takes IPIs before a user
+ *    access made without klock, while it waits for klock and while it waits for a round, which
+ *    are the only places a vCPU thread waits, so a sender never waits on a thread that waits on
+ *    it. The rest of the mailbox is plain memory ordered by ipi_pending;
  *  - the round: gen (release by the coordinator, acquire by the threads) starts it, arrived
  *    (acq_rel) ends it; bells and arrived are futex words, with a timeout as a safety net.
  */
@@ -72,8 +74,7 @@ static void ring(struct gcpu *c)
 	futex_wake(&c->bell);
 }
 
-/* Take an IPI sent to @c, if one is pending. */
-static void ipi_poll(struct guest *g, struct gcpu *c)
+void ipi_poll(struct guest *g, struct gcpu *c)
 {
 	if (!__atomic_load_n(&c->ipi_pending, __ATOMIC_ACQUIRE))
 		return;
@@ -91,8 +92,10 @@ void klock(struct guest *g, struct gcpu *c)
 		return;
 	for (unsigned spins = 0;; spins++) {
 		if (!__atomic_load_n(&g->klock_word, __ATOMIC_RELAXED) &&
-		    !__atomic_exchange_n(&g->klock_word, 1, __ATOMIC_ACQUIRE))
+		    !__atomic_exchange_n(&g->klock_word, 1, __ATOMIC_ACQUIRE)) {
+			c->holds_klock = true;
 			return;
+		}
 		ipi_poll(g, c);
 		if (spins % 64 == 63)
 			sched_yield();
@@ -101,17 +104,21 @@ void klock(struct guest *g, struct gcpu *c)
 	}
 }
 
-void kunlock(struct guest *g)
+void kunlock(struct guest *g, struct gcpu *c)
 {
-	if (g->threaded)
-		__atomic_store_n(&g->klock_word, 0, __ATOMIC_RELEASE);
+	if (!g->threaded)
+		return;
+	c->holds_klock = false;
+	__atomic_store_n(&g->klock_word, 0, __ATOMIC_RELEASE);
 }
 
-/* The coordinator's take, with every vCPU thread stopped between rounds. */
+/* The coordinator's take, with every vCPU thread stopped between rounds: it then acts as vCPU 0
+ * (kernel_age and kernel_khugepaged run there), whose thread is parked. */
 static void klock_stopped(struct guest *g)
 {
 	while (__atomic_exchange_n(&g->klock_word, 1, __ATOMIC_ACQUIRE))
 		sched_yield();
+	g->cpus[0].holds_klock = true;
 }
 
 int ipi_send(struct guest *g, struct gcpu *c, struct gcpu *o, enum ipi_kind kind, struct mm *mm,
@@ -164,11 +171,11 @@ static void *vcpu_thread(void *arg)
 		if (__atomic_load_n(&tr->stop, __ATOMIC_ACQUIRE))
 			break;
 		klock(g, c);
-		for (unsigned t = 0; t < SCHED_TURNS && !rc && !g->fatal && g->live_tasks; t++)
+		for (unsigned t = 0; t < SCHED_TURNS && !rc && !guest_fatal(g) && g->live_tasks; t++)
 			rc = sched_turn(g, c, tr->quantum, &ran);
-		if (rc && !g->fatal)
+		if (rc && !guest_fatal(g))
 			guest_fail(g, rc, "vCPU %u: %s", c->id, strerror(-rc));
-		kunlock(g);
+		kunlock(g, c);
 		c->ran = ran;
 		if (__atomic_add_fetch(&tr->arrived, 1, __ATOMIC_ACQ_REL) == tr->nthreads)
 			futex_wake(&tr->arrived);
@@ -178,7 +185,7 @@ static void *vcpu_thread(void *arg)
 	if (c->spare != FRAME_NONE)
 		frames_free(&g->fr, c->spare, 0);
 	c->spare = FRAME_NONE;
-	kunlock(g);
+	kunlock(g, c);
 	return NULL;
 }
 
@@ -211,8 +218,8 @@ static int after_round(struct guest **gs, unsigned n, const bool *alive,
 	int rc = 0;
 
 	for (unsigned k = 0; k < n; k++) {
-		if (gs[k]->fatal)
-			return gs[k]->fatal;
+		if (guest_fatal(gs[k]))
+			return guest_fatal(gs[k]);
 	}
 	for (unsigned k = 0; k < n && !rc; k++) {
 		struct guest *g = gs[k];
@@ -227,7 +234,7 @@ static int after_round(struct guest **gs, unsigned n, const bool *alive,
 		ran |= r;
 		klock_stopped(g);
 		rc = sched_guest_periodic(g, o, prev, rounds);
-		kunlock(g);
+		kunlock(g, &g->cpus[0]);
 	}
 	if (rc)
 		return rc;

@@ -23,6 +23,10 @@ struct wl_ops {
 	uint64_t (*data_bytes)(const struct vmmu_workload_args *a);
 	/* Create the first task(s) of a booted guest. 0 or -errno with a reason. */
 	int (*start)(struct guest *g, const struct vmmu_workload_args *a, char *err, size_t len);
+	/* Its steps reach kernel state only through the system-call layer (sys_mmap, sys_munmap,
+	 * sys_mprotect, wl_start_threads, uaccess, task_exit, wl_wait) and their own task's
+	 * program: a threaded run runs them without the kernel lock. */
+	bool steps_unlocked;
 };
 
 extern const struct wl_ops wl_touch, wl_gups, wl_mmap, wl_fork, wl_ctxsw, wl_clone_vms, wl_trace,
@@ -55,14 +59,22 @@ int wl_write(struct guest *g, struct task *t, uint64_t va, unsigned len, uint64_
 /* exit(code) from a step: returns STEP_DEAD, or a negative errno. */
 int wl_exit(struct guest *g, struct task *t, int code);
 /* Wait for every child: STEP_BLOCK while some live, else STEP_CONT. */
-static inline int wl_wait(struct task *t)
-{
-	return t->live_children ? STEP_BLOCK : STEP_CONT;
-}
+int wl_wait(struct guest *g, struct task *t);
 /* Progress of a workload counted in units of work: g->wl points at one of these. */
 struct wl_count {
-	uint64_t done, total;
+	uint64_t done, total;   /* done: atomic (threads of steps_unlocked workloads bump it) */
 };
+/* One unit done. The count is progress only: a thread adds its units 64 at a time, so vCPU
+ * threads do not meet on the counter's line at every step (up to 63 a thread go uncounted). */
+static inline void wl_done(struct wl_count *w)
+{
+	static __thread unsigned pending;
+
+	if (++pending == 64) {
+		__atomic_fetch_add(&w->done, 64, __ATOMIC_RELAXED);
+		pending = 0;
+	}
+}
 /* Make g->wl a struct wl_count of @total units and report progress from it. 0 or -ENOMEM. */
 int wl_start_count(struct guest *g, uint64_t total);
 /* A system call failed: a fatal guest error stops the run, anything else ends the task (exit

@@ -71,13 +71,13 @@ static int touch_step(struct guest *g, struct task *t)
 		uint64_t off = p->i * p->stride, va = p->base + off, v;
 		unsigned len = p->size - off < 8 ? (unsigned)(p->size - off) : 8;
 		p->i++;
-		w->done++;
+		wl_done(w);
 		if (p->write)
 			return wl_write(g, t, va, len, va ^ ((uint64_t)p->pass << 56));
 		return wl_read(g, t, va, len, &v);
 	}
 	default:
-		rc = wl_wait(t);
+		rc = wl_wait(g, t);
 		return rc == STEP_BLOCK ? rc : wl_exit(g, t, 0);
 	}
 }
@@ -124,6 +124,7 @@ const struct wl_ops wl_touch = {
 	.check = touch_check,
 	.need = touch_need,
 	.start = touch_start,
+	.steps_unlocked = true,
 };
 
 /* ---- gups ---- */
@@ -208,14 +209,14 @@ static int gups_step(struct guest *g, struct task *t)
 		}
 		va = p->base + (p->lo + r % p->words) * 8;
 		p->left--;
-		w->done++;
+		wl_done(w);
 		rc = wl_read(g, t, va, 8, &v);
 		if (rc)
 			return rc;
 		return wl_write(g, t, va, 8, v ^ r);
 	}
 	default:
-		rc = wl_wait(t);
+		rc = wl_wait(g, t);
 		return rc == STEP_BLOCK ? rc : wl_exit(g, t, 0);
 	}
 }
@@ -262,6 +263,7 @@ const struct wl_ops wl_gups = {
 	.check = gups_check,
 	.need = gups_need,
 	.start = gups_start,
+	.steps_unlocked = true,
 };
 
 /* ---- mmap ---- */
@@ -328,7 +330,7 @@ static int mmap_step(struct guest *g, struct task *t)
 		p->off += p->stride;
 		if (p->off >= p->size)
 			p->phase = 3;
-		w->done++;
+		wl_done(w);
 		return wl_write(g, t, va, len, va ^ p->iter);
 	}
 	case 3:
@@ -339,7 +341,7 @@ static int mmap_step(struct guest *g, struct task *t)
 		p->phase = 1;
 		return STEP_CONT;
 	default:
-		rc = wl_wait(t);
+		rc = wl_wait(g, t);
 		return rc == STEP_BLOCK ? rc : wl_exit(g, t, 0);
 	}
 }
@@ -386,4 +388,5 @@ const struct wl_ops wl_mmap = {
 	.check = mmap_check,
 	.need = mmap_need,
 	.start = mmap_start,
+	.steps_unlocked = true,
 };

@@ -291,7 +291,7 @@ static int migrate_step(struct guest *g, struct task *t)
 		return ++w->since >= w->interval && !w->inflight ? mig_harvest(g, w) : STEP_CONT;
 	}
 	default:
-		rc = wl_wait(t);
+		rc = wl_wait(g, t);
 		if (rc == STEP_BLOCK)
 			return rc;
 		/* Only when threads died early can rounds be left: the migration is abandoned. */

@@ -88,7 +88,7 @@ static int fork_step(struct guest *g, struct task *t)
 		if (t->live_children >= p->jobs)
 			return STEP_BLOCK;
 		rc = fork_child(g, t, fork_step, p, sizeof(*p), p->exec ? FP_EXEC : FP_COW);
-		if (rc == -ENOMEM && !g->fatal && t->live_children)
+		if (rc == -ENOMEM && !guest_fatal(g) && t->live_children)
 			return STEP_BLOCK;   /* out of memory for now: wait for a child to free some */
 		if (rc)
 			return wl_sys_failed(g, t, rc);
@@ -97,7 +97,7 @@ static int fork_step(struct guest *g, struct task *t)
 		p->wpage = (p->wpage + 1) % p->npages;
 		return wl_write(g, t, p->base + p->wpage * SZ_4K + 8, 8, p->started);
 	case FP_WAIT:
-		rc = wl_wait(t);
+		rc = wl_wait(g, t);
 		return rc == STEP_BLOCK ? rc : wl_exit(g, t, 0);
 	case FP_EXEC:
 		rc = sys_exec(g, t);
@@ -232,7 +232,7 @@ static int ctxsw_step(struct guest *g, struct task *t)
 	default:
 		if (p->child)
 			return wl_exit(g, t, 0);
-		rc = wl_wait(t);
+		rc = wl_wait(g, t);
 		return rc == STEP_BLOCK ? rc : wl_exit(g, t, 0);
 	}
 }
@@ -332,7 +332,7 @@ static int clone_step(struct guest *g, struct task *t)
 	default:
 		if (p->child)
 			return wl_exit(g, t, 0);
-		rc = wl_wait(t);
+		rc = wl_wait(g, t);
 		return rc == STEP_BLOCK ? rc : wl_exit(g, t, 0);
 	}
 }

@@ -206,7 +206,7 @@ int vmmu_workload_args(const char *name, const char *const *kv, unsigned n,
 static double count_progress(struct guest *g)
 {
 	const struct wl_count *w = g->wl;
-	return w && w->total ? (double)w->done / (double)w->total : 0;
+	return w && w->total ? (double)__atomic_load_n(&w->done, __ATOMIC_RELAXED) / (double)w->total : 0;
 }
 
 int wl_start_count(struct guest *g, uint64_t total)
@@ -222,8 +222,8 @@ int wl_start_count(struct guest *g, uint64_t total)
 
 int wl_sys_failed(struct guest *g, struct task *t, int rc)
 {
-	if (g->fatal)
-		return g->fatal;
+	if (guest_fatal(g))
+		return guest_fatal(g);
 	return wl_exit(g, t, rc == -ENOMEM ? 12 : 1);
 }
 
@@ -238,23 +238,31 @@ void *wl_dup(const void *src, size_t size)
 int wl_start_threads(struct guest *g, struct task *t, unsigned n, step_fn step,
 		     const void *prog, size_t size, void (*slice)(void *prog, unsigned k, unsigned n))
 {
-	for (unsigned k = 1; k < n; k++) {
+	/* A thread is queued when made: its step and program go in before another vCPU can pick
+	 * it up (the kernel lock held throughout). */
+	struct gcpu *c = task_cpu(g, t);
+	bool taken = kenter(g, c);
+	int rc = 0;
+
+	for (unsigned k = 1; k < n && !rc; k++) {
 		struct task *th;
 		void *p = wl_dup(prog, size);
-		int rc;
 
-		if (!p)
-			return -ENOMEM;
+		if (!p) {
+			rc = -ENOMEM;
+			break;
+		}
 		slice(p, k, n);
 		rc = sys_clone_thread(g, t, -1, &th);
 		if (rc) {
 			free(p);
-			return rc;
+			break;
 		}
 		th->step = step;
 		th->prog = p;
 	}
-	return 0;
+	kleave(g, c, taken);
+	return rc;
 }
 
 int wl_map_and_start_threads(struct guest *g, struct task *t, uint64_t size, uint64_t *base,
@@ -310,6 +318,18 @@ int wl_write(struct guest *g, struct task *t, uint64_t va, unsigned len, uint64_
 {
 	int rc = uaccess(g, t, va, len, VMMU_ACC_WRITE, &val);
 	return rc == -EFAULT ? STEP_DEAD : rc;
+}
+
+int wl_wait(struct guest *g, struct task *t)
+{
+	/* The children's count changes under the kernel lock; what is seen here may be stale by
+	 * the time the scheduler blocks the task, so it looks again then (sched_turn). */
+	struct gcpu *c = task_cpu(g, t);
+	bool taken = kenter(g, c);
+	int rc = t->live_children ? STEP_BLOCK : STEP_CONT;
+
+	kleave(g, c, taken);
+	return rc;
 }
 
 int wl_exit(struct guest *g, struct task *t, int code)
@@ -454,7 +474,8 @@ int vmmu_run(const struct vmmu_guest_config *cfg, const struct vmmu_workload_arg
 			break;
 		}
 		rc = w->start(gs[i], a, err, errlen);
-		if (rc && gs[i]->fatal)
+		gs[i]->steps_unlocked = w->steps_unlocked;
+		if (rc && guest_fatal(gs[i]))
 			snprintf(err, errlen, "%s", gs[i]->why);
 		if (!rc && cfg->ksm && (rc = vmmu_vm_set_mergeable(gs[i]->vm, true)))
 			snprintf(err, errlen, "vmmu_vm_set_mergeable: %s", strerror(-rc));
@@ -475,7 +496,7 @@ int vmmu_run(const struct vmmu_guest_config *cfg, const struct vmmu_workload_arg
 		res->seconds = now() - t0;
 		if (rc) {
 			for (unsigned i = 0; i < vms; i++) {
-				if (gs[i]->fatal) {
+				if (guest_fatal(gs[i])) {
 					snprintf(err, errlen, "%s", gs[i]->why);
 					break;
 				}

@@ -156,12 +156,40 @@ static void test_migrate_check_threaded(void **state)
 	}
 }
 
+/* Between rounds, with every vCPU thread stopped, the coordinator ages the address spaces, runs
+ * the guest's khugepaged and audits the MMU on vCPU 0 (kernel paths whose shootdowns are IPIs to
+ * the stopped threads). */
+static void test_between_rounds(void **state)
+{
+	(void)state;
+	const char *kv[] = { "size=16M", "passes=3" };
+	struct vmmu_workload_args a;
+	char err[256];
+
+	assert_int_equal(vmmu_workload_args("touch", kv, 2, &a, err, sizeof(err)), 0);
+	for (unsigned m = 0; m < 4; m++) {
+		struct vmmu_guest_config cfg = {
+			.vm = { .mmu = modes[m].mmu, .host = modes[m].host },
+			.vcpus = 3, .seed = 5, .mem_bytes = 256ULL << 20, .guest_thp = true,
+			.aging_period = 4, .khugepaged_period = 8, .audit_period = 4,
+		};
+		struct vmmu_guest_result r;
+		int rc = vmmu_run(&cfg, &a, &r, err, sizeof(err));
+
+		TEST_ASSERT(rc == 0, "%s: %d %s", modes[m].name, rc, err);
+		TEST_ASSERT(r.young_pages > 0 && r.audits > 1 && r.kills == 0,
+			    "%s: young %llu audits %llu", modes[m].name,
+			    (unsigned long long)r.young_pages, (unsigned long long)r.audits);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_threads_as_interleaved),
 		cmocka_unit_test(test_digest_definition),
 		cmocka_unit_test(test_migrate_check_threaded),
+		cmocka_unit_test(test_between_rounds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
