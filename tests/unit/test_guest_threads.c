@@ -2,10 +2,11 @@
 /*
  * vmmu_run on vCPU threads (the default with more than one vCPU) against the interleaved run of
  * the same configuration: every workload whose threads write disjoint data gives the same
- * digest, page faults and user accesses in every MMU mode, with 2 and 4 vCPU threads, with the
- * MMU audit between rounds (every vCPU stopped). Built for the TSan run too (suite threads):
- * the guest kernel lock, the IPIs (TLB shootdowns, the switch away from a dying mm) and the
- * frames zeroed without the lock are all exercised. VMMU_THREADS_REPEAT runs it more times.
+ * digest, page faults and user accesses in every MMU mode and in option sets of the two MMUs,
+ * with 2 and 4 vCPU threads, with the MMU audit between rounds (every vCPU stopped). Built for
+ * the TSan run too (suite threads): the guest kernel lock, the IPIs (TLB shootdowns, the switch
+ * away from a dying mm) and the frames zeroed without the lock are all exercised.
+ * VMMU_THREADS_REPEAT runs it more times.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -43,15 +44,23 @@ static const struct wcase cases[] = {
 	{ "clone-vms", { "size=1M" }, 1, false },
 };
 
+/* The four modes with every optimization on, then option sets the threads meet differently:
+ * the soft MMU with none (every guest table write-protected and emulated, no prefetch, no fast
+ * fault) and on SVM (no no-trap), the hard MMU without the fast page fault. */
 static const struct {
 	enum vmmu_mmu mmu;
 	enum vmmu_host host;
+	uint32_t opts_off;
 	const char *name;
 } modes[] = {
-	{ VMMU_MMU_NATIVE, VMMU_HOST_VMX, "native" },
-	{ VMMU_MMU_SHADOW, VMMU_HOST_VMX, "shadow" },
-	{ VMMU_MMU_EPT, VMMU_HOST_VMX, "ept" },
-	{ VMMU_MMU_NPT, VMMU_HOST_SVM, "npt" },
+	{ VMMU_MMU_NATIVE, VMMU_HOST_VMX, 0, "native" },
+	{ VMMU_MMU_SHADOW, VMMU_HOST_VMX, 0, "shadow" },
+	{ VMMU_MMU_EPT, VMMU_HOST_VMX, 0, "ept" },
+	{ VMMU_MMU_NPT, VMMU_HOST_SVM, 0, "npt" },
+	{ VMMU_MMU_SHADOW, VMMU_HOST_VMX, VMMU_OPT_NOTRAP | VMMU_OPT_UNSYNC | VMMU_OPT_PREFETCH |
+	  VMMU_OPT_FASTPF, "shadow, no optimization" },
+	{ VMMU_MMU_SHADOW, VMMU_HOST_SVM, 0, "shadow on SVM" },
+	{ VMMU_MMU_EPT, VMMU_HOST_VMX, VMMU_OPT_FASTPF, "ept, no fast page fault" },
 };
 
 static int run(const struct wcase *w, unsigned vcpus, bool interleave, unsigned m, bool thp,
@@ -59,7 +68,7 @@ static int run(const struct wcase *w, unsigned vcpus, bool interleave, unsigned 
 {
 	struct vmmu_workload_args a;
 	struct vmmu_guest_config cfg = {
-		.vm = { .mmu = modes[m].mmu, .host = modes[m].host },
+		.vm = { .mmu = modes[m].mmu, .host = modes[m].host, .opts_off = modes[m].opts_off },
 		.vcpus = vcpus, .seed = 11, .mem_bytes = 256ULL << 20, .guest_thp = thp,
 		.interleave = interleave, .audit_period = modes[m].mmu == VMMU_MMU_NATIVE ? 0 : 32,
 	};
