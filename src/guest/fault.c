@@ -162,6 +162,8 @@ static int do_pte_missing(struct guest *g, struct gcpu *c, struct mm *mm, const 
 		rc = alloc_zeroed(g, c, &pfn);
 		if (pfn == FRAME_NONE)
 			return kill(k, VMMU_SIGKILL, va, ec);
+		if (rc)
+			return rc;   /* FAULT_AGAIN: the lock was let go, @v may be gone */
 		ne = ((uint64_t)pfn << 12) | leaf_bits(v->prot) | GPTE_D;
 	}
 	if (rc)

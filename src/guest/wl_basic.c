@@ -268,7 +268,7 @@ const struct wl_ops wl_gups = {
 
 /* ---- mmap ---- */
 
-enum { MMAP_ITERS, MMAP_SIZE, MMAP_STRIDE, MMAP_THREADS, MMAP_SLICE };
+enum { MMAP_ITERS, MMAP_SIZE, MMAP_STRIDE, MMAP_THREADS, MMAP_SLICE, MMAP_VERIFY };
 
 static const struct vmmu_workload_param mmap_params[] = {
 	{ "iters", VMMU_PARAM_UINT, "1000", "map, touch, unmap rounds of each thread" },
@@ -276,16 +276,17 @@ static const struct vmmu_workload_param mmap_params[] = {
 	{ "stride", VMMU_PARAM_SIZE, "4K", "bytes from one touch to the next" },
 	{ "threads", VMMU_PARAM_UINT, "0", "threads of the process, each with its own loop (0: one per vCPU)" },
 	{ "slice", VMMU_PARAM_BOOL, "off", "each thread asks for its mappings at its own address (a hint, as mmap(addr) takes it), so where they land does not depend on the order the threads ran (the same digest threaded and interleaved)" },
+	{ "verify", VMMU_PARAM_BOOL, "off", "read each word back before the unmap; a wrong value ends the thread with status 3 (a stale translation: with more threads than vCPUs they move between vCPUs, so a TLB shootdown missed by one shows here)" },
 	{ NULL, 0, NULL, NULL },
 };
 
 struct mmap_prog {
-	int phase;                    /* 0 start threads, 1 map, 2 touch, 3 unmap, 4 wait */
-	uint64_t size, stride, base, off;
+	int phase;                    /* 0 start threads, 1 map, 2 touch, 3 unmap, 4 wait, 5 verify */
+	uint64_t size, stride, base, off, voff;
 	uint64_t iters, iter;
 	uint64_t hint;                /* slice: where it asks for its mappings (0: anywhere) */
 	unsigned threads;
-	bool main, slice;
+	bool main, slice, verify;
 };
 
 /* slice=on: thread k's window, far below the stack and above the heap's usual reach. */
@@ -328,10 +329,25 @@ static int mmap_step(struct guest *g, struct task *t)
 		uint64_t va = p->base + p->off;
 		unsigned len = p->size - p->off < 8 ? (unsigned)(p->size - p->off) : 8;
 		p->off += p->stride;
-		if (p->off >= p->size)
-			p->phase = 3;
+		if (p->off >= p->size) {
+			p->phase = p->verify ? 5 : 3;
+			p->voff = 0;
+		}
 		wl_done(w);
 		return wl_write(g, t, va, len, va ^ p->iter);
+	}
+	case 5: {
+		uint64_t va = p->base + p->voff, v = 0, want = va ^ p->iter;
+		unsigned len = p->size - p->voff < 8 ? (unsigned)(p->size - p->voff) : 8;
+		p->voff += p->stride;
+		if (p->voff >= p->size)
+			p->phase = 3;
+		rc = wl_read(g, t, va, len, &v);
+		if (rc)
+			return rc;
+		if (len < 8)
+			want &= (1ULL << (8 * len)) - 1;
+		return v == want ? STEP_CONT : wl_exit(g, t, 3);
 	}
 	case 3:
 		rc = sys_munmap(g, t, p->base, p->size);
@@ -372,6 +388,7 @@ static int mmap_start(struct guest *g, const struct vmmu_workload_args *a, char 
 	struct mmap_prog p = {
 		.size = a->u[MMAP_SIZE], .stride = a->u[MMAP_STRIDE], .iters = a->u[MMAP_ITERS],
 		.threads = wl_threads(a->u[MMAP_THREADS], g->nr_cpus), .slice = a->u[MMAP_SLICE] != 0,
+		.verify = a->u[MMAP_VERIFY] != 0,
 	};
 	struct task *t;
 	uint64_t per = (p.size + p.stride - 1) / p.stride;
