@@ -339,6 +339,16 @@ static bool first_user(struct guest *g, const struct task *t)
 	return true;
 }
 
+void guest_counters_sum(const struct guest *g, struct guest_counters *sum)
+{
+	/* The vCPUs' own counts (accesses, switches, flushes: see gcpu.cnt) are all sums. */
+	_Static_assert(sizeof(*sum) % sizeof(uint64_t) == 0, "counters are 64-bit words");
+	*sum = g->cnt;
+	for (unsigned i = 0; i < g->nr_cpus; i++)
+		for (size_t w = 0; w < sizeof(*sum) / sizeof(uint64_t); w++)
+			((uint64_t *)sum)[w] += ((const uint64_t *)&g->cpus[i].cnt)[w];
+}
+
 int guest_digest(struct guest *g, uint64_t *out)
 {
 	XXH64_state_t *s;
@@ -415,14 +425,10 @@ int guest_digest(struct guest *g, uint64_t *out)
 
 void guest_counters(struct guest *g, struct vmmu_guest_result *res)
 {
-	struct guest_counters sum = g->cnt;
+	struct guest_counters sum;
 	const struct guest_counters *k = &sum;
 
-	/* The vCPUs' own counts (accesses, switches, flushes: see gcpu.cnt) are all sums. */
-	_Static_assert(sizeof(sum) % sizeof(uint64_t) == 0, "counters are 64-bit words");
-	for (unsigned i = 0; i < g->nr_cpus; i++)
-		for (size_t w = 0; w < sizeof(sum) / sizeof(uint64_t); w++)
-			((uint64_t *)&sum)[w] += ((const uint64_t *)&g->cpus[i].cnt)[w];
+	guest_counters_sum(g, &sum);
 
 	res->user_accesses += k->user_accesses;
 	res->kernel_accesses += k->kernel_accesses;

@@ -314,6 +314,8 @@ int guest_fail(struct guest *g, int rc, const char *fmt, ...) __attribute__((for
 /* The digest of the observations so far and the guest as it is now; the stream goes on. */
 int guest_digest(struct guest *g, uint64_t *out);
 void guest_counters(struct guest *g, struct vmmu_guest_result *res);
+/* The guest's counters with every vCPU's own (gcpu.cnt) added in. */
+void guest_counters_sum(const struct guest *g, struct guest_counters *sum);
 
 /* kaccess.c: the kernel's memory accesses (CPL 0, through the direct map). */
 void cpu_kernel(struct guest *g, struct gcpu *c);
@@ -458,8 +460,6 @@ int sched_global(struct guest **gs, unsigned n, const struct sched_opts *o, uint
  * (IPI_SWITCH_INIT): on @c's own thread, or on the only thread of an interleaved run. */
 int ipi_handle(struct guest *g, struct gcpu *c, enum ipi_kind kind, struct mm *mm,
 	       const struct flush *f);
-/* The guest's accesses so far (every vCPU's counters summed). */
-uint64_t guest_accesses(const struct guest *g);
 
 /* sched_thread.c: every vCPU on its own host thread. */
 int sched_run_threads(struct guest **gs, unsigned n, const struct sched_opts *o);

@@ -60,8 +60,10 @@ static int oops(struct guest *g, struct gcpu *c, uint64_t va, const struct vmmu_
 	}
 }
 
+/* @unlocked: the kernel lock is let go around the access (a threaded run's zeroing of a frame
+ * only this vCPU owns). */
 static inline int kaccess(struct guest *g, struct gcpu *c, uint64_t va, uint32_t len, unsigned kind,
-			  void *buf)
+			  void *buf, bool unlocked)
 {
 	struct vmmu_access_result r;
 	int rc;
@@ -69,7 +71,11 @@ static inline int kaccess(struct guest *g, struct gcpu *c, uint64_t va, uint32_t
 	if (c->cpl != 0)
 		return guest_fail(g, -EINVAL, "internal error: a kernel access at CPL %u", c->cpl);
 	c->cnt.kernel_accesses++;
+	if (unlocked)
+		kunlock(g, c);
 	rc = vmmu_vcpu_access(c->v, va, len, kind, buf, &r);
+	if (unlocked)
+		klock(g, c);
 	if (rc)
 		return guest_fail(g, rc, "vmmu_vcpu_access(%#" PRIx64 ", %u): %s", va, len, strerror(-rc));
 	if (r.status != VMMU_ACCESS_DONE)
@@ -79,43 +85,34 @@ static inline int kaccess(struct guest *g, struct gcpu *c, uint64_t va, uint32_t
 
 int kload64(struct guest *g, struct gcpu *c, uint64_t pa, uint64_t *val)
 {
-	return kaccess(g, c, dm(pa), 8, VMMU_ACC_READ, val);
+	return kaccess(g, c, dm(pa), 8, VMMU_ACC_READ, val, false);
 }
 
 int kstore64(struct guest *g, struct gcpu *c, uint64_t pa, uint64_t val)
 {
-	return kaccess(g, c, dm(pa), 8, VMMU_ACC_WRITE, &val);
+	return kaccess(g, c, dm(pa), 8, VMMU_ACC_WRITE, &val, false);
 }
 
 int kread_page(struct guest *g, struct gcpu *c, uint64_t pa, void *buf)
 {
-	return kaccess(g, c, dm(pa), 4096, VMMU_ACC_READ, buf);
+	return kaccess(g, c, dm(pa), 4096, VMMU_ACC_READ, buf, false);
 }
 
 int kwrite_page(struct guest *g, struct gcpu *c, uint64_t pa, const void *buf)
 {
 	/* A write access only reads the buffer; the API takes one pointer for both ways. */
-	return kaccess(g, c, dm(pa), 4096, VMMU_ACC_WRITE, (void *)buf);
+	return kaccess(g, c, dm(pa), 4096, VMMU_ACC_WRITE, (void *)buf, false);
 }
 
 int kzero_page(struct guest *g, struct gcpu *c, uint64_t pa)
 {
 	/* clear_page(): one page-sized store. The buffer is only read by a write access. */
-	return kaccess(g, c, dm(pa), 4096, VMMU_ACC_WRITE, (void *)zero_page_buf);
+	return kaccess(g, c, dm(pa), 4096, VMMU_ACC_WRITE, (void *)zero_page_buf, false);
 }
 
 int kzero_page_unlocked(struct guest *g, struct gcpu *c, uint64_t pa)
 {
-	struct vmmu_access_result r;
-	int rc;
-
-	c->cnt.kernel_accesses++;
-	kunlock(g, c);
-	rc = vmmu_vcpu_access(c->v, dm(pa), 4096, VMMU_ACC_WRITE, (void *)zero_page_buf, &r);
-	klock(g, c);
-	if (rc)
-		return guest_fail(g, rc, "vmmu_vcpu_access(%#" PRIx64 ", 4096): %s", dm(pa), strerror(-rc));
-	return r.status == VMMU_ACCESS_DONE ? 0 : oops(g, c, dm(pa), &r);
+	return kaccess(g, c, dm(pa), 4096, VMMU_ACC_WRITE, (void *)zero_page_buf, true);
 }
 
 int kcopy_page(struct guest *g, struct gcpu *c, uint64_t dst, uint64_t src)

@@ -176,9 +176,15 @@ void task_reap(struct guest *g)
 	}
 }
 
+/* The vCPU whose kernel handles @t's end: the one it runs on, else its pinned one, else 0. */
+static struct gcpu *task_kcpu(struct guest *g, const struct task *t)
+{
+	return &g->cpus[t->on_cpu >= 0 ? t->on_cpu : (t->cpu >= 0 ? t->cpu : 0)];
+}
+
 static int task_end(struct guest *g, struct task *t, const struct tomb *tb)
 {
-	struct gcpu *c = &g->cpus[t->on_cpu >= 0 ? t->on_cpu : (t->cpu >= 0 ? t->cpu : 0)];
+	struct gcpu *c = task_kcpu(g, t);
 	struct task *p = (t->ppid > 0 && (unsigned)t->ppid < g->nr_pids) ? g->tasks[t->ppid] : NULL;
 	int rc;
 
@@ -211,7 +217,7 @@ static int task_exit_locked(struct guest *g, struct task *t, int code);
 
 int task_exit(struct guest *g, struct task *t, int code)
 {
-	struct gcpu *c = &g->cpus[t->on_cpu >= 0 ? t->on_cpu : (t->cpu >= 0 ? t->cpu : 0)];
+	struct gcpu *c = task_kcpu(g, t);
 	bool taken = kenter(g, c);
 	int rc = task_exit_locked(g, t, code);
 
@@ -221,7 +227,7 @@ int task_exit(struct guest *g, struct task *t, int code)
 
 static int task_exit_locked(struct guest *g, struct task *t, int code)
 {
-	struct gcpu *c = &g->cpus[t->on_cpu >= 0 ? t->on_cpu : (t->cpu >= 0 ? t->cpu : 0)];
+	struct gcpu *c = task_kcpu(g, t);
 	struct tomb tb = { .state = VMMU_TASK_EXITED, .exit_code = code };
 	uint64_t msg = ((uint64_t)(uint32_t)t->pid << 32) | (uint32_t)code;
 	int rc;
@@ -580,21 +586,15 @@ void sched_rss_sample(struct vmmu_guest_result *res, uint64_t accesses, uint64_t
 	};
 }
 
-uint64_t guest_accesses(const struct guest *g)
-{
-	uint64_t acc = g->cnt.user_accesses + g->cnt.kernel_accesses;
-
-	for (unsigned i = 0; i < g->nr_cpus; i++)
-		acc += g->cpus[i].cnt.user_accesses + g->cpus[i].cnt.kernel_accesses;
-	return acc;
-}
-
 static uint64_t all_accesses(struct guest **gs, unsigned n)
 {
 	uint64_t acc = 0;
 
-	for (unsigned k = 0; k < n; k++)
-		acc += guest_accesses(gs[k]);
+	for (unsigned k = 0; k < n; k++) {
+		struct guest_counters sum;
+		guest_counters_sum(gs[k], &sum);
+		acc += sum.user_accesses + sum.kernel_accesses;
+	}
 	return acc;
 }
 
