@@ -279,6 +279,12 @@ int vmmu_lackey_parse(const char *line, size_t len, struct vmmu_lackey_rec *rec)
 struct vmmu_lackey_reader;
 /* A plain or gzip'd file. -errno when it cannot be opened. */
 int vmmu_lackey_open(const char *path, struct vmmu_lackey_reader **out);
+/* The same with @flags: VMMU_LACKEY_READAHEAD, a thread of the reader's own reads, inflates and
+ * decodes records ahead of the caller (up to 32,768 of them), so that a replay does not wait for
+ * zlib or the parser; records, errors and line numbers come to the caller exactly as without
+ * it. -EINVAL for an unknown flag. */
+#define VMMU_LACKEY_READAHEAD (1u << 0)
+int vmmu_lackey_open_flags(const char *path, unsigned flags, struct vmmu_lackey_reader **out);
 /* 1 a record, 0 the end, -EINVAL a malformed line or a damaged gzip file, -EIO a read error (see
  * vmmu_lackey_error). */
 int vmmu_lackey_next(struct vmmu_lackey_reader *r, struct vmmu_lackey_rec *rec);

@@ -276,6 +276,25 @@ struct vmmu_access_result {
  */
 int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigned kind, void *buf,
 		     struct vmmu_access_result *res);
+/* One access of a batch: @len 1..8 bytes at @gva; a write stores the low @len bytes of @val, a
+ * read or fetch fills @val with them, zero-extended. */
+struct vmmu_access_op {
+	uint64_t gva;
+	uint64_t val;
+	uint32_t len;
+	uint32_t kind;          /* VMMU_ACC_* */
+};
+
+/*
+ * @n accesses in order, each exactly as vmmu_vcpu_access makes it (the same TLB, exits,
+ * counters and cycles), without an API crossing for each: the guest's straight-line code. It
+ * stops at the first access that does not complete: *@done gets the number that did, and if
+ * fewer than @n, @res is the result of access *@done (PF, GP or MMIO, as vmmu_vcpu_access gives
+ * it; a split access's first page may be done, res->done says). 0; or -EINVAL for a bad
+ * argument or op (*@done: the ops before it were made), -EFAULT as vmmu_vcpu_access.
+ */
+int vmmu_vcpu_access_batch(struct vmmu_vcpu *vcpu, struct vmmu_access_op *ops, unsigned n,
+			   unsigned *done, struct vmmu_access_result *res);
 /*
  * The same access made by the hypervisor's instruction emulator instead of the hardware, as KVM's
  * x86 emulator makes it for an instruction it emulates (and a PVM host for all guest ring-0

@@ -201,6 +201,8 @@ struct gcpu {
 	struct { uint64_t mm_id, gen; } asid[NR_ASIDS];
 	unsigned next_asid, cur_asid;
 	unsigned steps;                    /* steps in the current turn */
+	unsigned quantum;                  /* steps the current turn may take: a step that is
+					    * many steps' work (a trace's records) adds the rest */
 	/* Threaded runs. Written by this vCPU's thread only, or under klock while it waits: */
 	struct guest_counters cnt;         /* accesses, context switches, flushes it ran */
 	uint32_t spare;                    /* a zeroed frame for the next fault, or FRAME_NONE */
@@ -429,6 +431,11 @@ void task_wake(struct guest *g, struct task *t);
 /* User-mode access by the current task @t: 0; -EFAULT: the task was killed; <0 fatal. */
 int uaccess(struct guest *g, struct task *t, uint64_t va, unsigned len, unsigned kind,
 	    uint64_t *val);
+/* @n user accesses by @t, in order, as @n uaccess calls make them (the same observations,
+ * faults and counts) but with one crossing into the hardware model for the ones that complete
+ * at once. *@done: how many completed. 0, or what uaccess returned for access *@done. */
+int uaccess_batch(struct guest *g, struct task *t, struct vmmu_access_op *ops, unsigned n,
+		  unsigned *done);
 /* Run every guest's tasks until all are dead. */
 struct sched_opts {
 	unsigned quantum, aging_period, audit_period, khugepaged_period;

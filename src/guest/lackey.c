@@ -9,11 +9,24 @@
  * 0x, SIZE decimal. Lines that begin "==PID==" or "--PID--" are valgrind's own messages and are
  * skipped. Spaces around the fields and a trailing CR are tolerated; anything else (an empty line
  * included) is malformed, and the reader reports its number and text.
- * Locking: none; a reader belongs to its caller.
+ *
+ * The reader decodes lines into batches of records; the caller takes them one at a time. A line
+ * in lackey's own layout is decoded in one pass over its bytes (parse_fast); anything else goes
+ * through vmmu_lackey_parse, so both accept exactly the same lines. With VMMU_LACKEY_READAHEAD a
+ * thread of the reader's own reads, inflates and decodes batches ahead of the caller (a ring of
+ * NR_BATCHES), so a replay pays neither zlib nor the parser on its own thread. A batch carries
+ * how it ends (more, the end, or an error after its records), so the caller meets an error at
+ * exactly the record where it would have without read-ahead.
+ * Locking: a reader belongs to its caller. With read-ahead, `mu` guards `filled` and `stop`; a
+ * batch slot belongs to the thread until it is counted in `filled` (a release under mu), then to
+ * the caller until the caller takes the next one; the zlib stream and the line buffer are the
+ * thread's alone, the consumer fields (cur, ci, lineno, err, in_bytes) the caller's alone.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,51 +97,58 @@ int vmmu_lackey_parse(const char *line, size_t len, struct vmmu_lackey_rec *rec)
 	return 1;
 }
 
-struct vmmu_lackey_reader {
-	gzFile gz;
-	char *buf;
-	size_t len, pos;       /* unread bytes are buf[pos, len) */
-	bool eof;
+/* A record as the reader hands it over, with the line it came from. */
+struct lk_rec {
+	uint64_t addr;
 	uint64_t lineno;
-	uint64_t file_bytes;
-	char err[256];
+	uint32_t size;
+	uint32_t kind;
 };
 
-int vmmu_lackey_open(const char *path, struct vmmu_lackey_reader **out)
-{
-	struct vmmu_lackey_reader *r;
-	struct stat st;
-	int fd;
+#define BATCH_RECS 4096
+#define NR_BATCHES 8
 
-	*out = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) || S_ISDIR(st.st_mode)) {
-		int e = S_ISDIR(st.st_mode) ? EISDIR : errno;
-		close(fd);
-		return -e;
-	}
-	r = calloc(1, sizeof(*r));
-	if (r)
-		r->buf = malloc(2 * READ_CHUNK);
-	if (!r || !r->buf) {
-		free(r);
-		close(fd);
-		return -ENOMEM;
-	}
-	r->gz = gzdopen(fd, "rb");
-	if (!r->gz) {
-		close(fd);
-		free(r->buf);
-		free(r);
-		return -ENOMEM;
-	}
-	gzbuffer(r->gz, 256 * 1024);
-	r->file_bytes = (uint64_t)st.st_size;
-	*out = r;
-	return 0;
-}
+enum { BATCH_MORE, BATCH_END, BATCH_ERROR };
+
+struct lk_batch {
+	struct lk_rec rec[BATCH_RECS];
+	unsigned n;
+	int end;                 /* BATCH_*: what follows the records */
+	int rc;                  /* BATCH_ERROR: the error */
+	uint64_t lineno;         /* lines read when the batch was closed (an error's line) */
+	uint64_t in_bytes;       /* bytes of the file consumed by then */
+	char err[256];           /* BATCH_ERROR: the message */
+};
+
+struct vmmu_lackey_reader {
+	/* The producer's (the read-ahead thread, or the caller without one). Each side's fields
+	 * have their own cache lines: both write theirs once a record. */
+	gzFile gz;
+	char *buf;
+	size_t len, pos;         /* unread bytes are buf[pos, len); buf[len] is a NUL sentinel */
+	bool eof;
+	uint64_t plineno;
+	uint64_t file_bytes;
+	struct lk_batch *b;      /* NR_BATCHES slots (1 without read-ahead) */
+	/* Read-ahead. */
+	_Alignas(64) bool threaded;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	unsigned filled;         /* mu: batches ready, the caller's current one included */
+	bool stop;               /* mu: close asked the thread to end */
+	bool waiting[2];         /* mu: the thread [0], the caller [1] waits on cv (a wake-up is a
+				  * system call: made only for a side that waits) */
+	/* The caller's. */
+	_Alignas(64) struct lk_batch *cb;   /* the slots again: b's line is the producer's */
+	struct lk_batch *cur;    /* cb[head] once taken */
+	unsigned head;           /* the batch being consumed */
+	unsigned ci;             /* its next record */
+	bool have;               /* cb[head] is the caller's */
+	uint64_t lineno;
+	uint64_t in_bytes;
+	char err[256];
+};
 
 /* The line for an error message: at most 60 characters, unprintable ones as '?'. */
 static void quote_line(char *dst, size_t cap, const char *line, size_t len)
@@ -153,7 +173,7 @@ static bool gz_failed(gzFile gz)
 	return errnum != Z_OK && errnum != Z_STREAM_END;
 }
 
-static int fill(struct vmmu_lackey_reader *r)
+static int fill(struct vmmu_lackey_reader *r, char *err, size_t errlen)
 {
 	int n;
 
@@ -171,33 +191,85 @@ static int fill(struct vmmu_lackey_reader *r)
 		if (!strncmp(msg, "<fd:", 4) && strstr(msg, ": "))
 			msg = strstr(msg, ": ") + 2;
 		if (errnum == Z_ERRNO) {
-			snprintf(r->err, sizeof(r->err), "after line %" PRIu64 ": read error: %s",
-				 r->lineno, strerror(errno));
+			snprintf(err, errlen, "after line %" PRIu64 ": read error: %s",
+				 r->plineno, strerror(errno));
 			return -EIO;
 		}
 		/* Bad input: the data is damaged, not the reading. Where it broke is a byte of the
 		 * compressed file (the lines before it may still sit in the buffer, unparsed). */
-		snprintf(r->err, sizeof(r->err), "a truncated or corrupt gzip file: %s, at byte %lld of "
+		snprintf(err, errlen, "a truncated or corrupt gzip file: %s, at byte %lld of "
 			 "the compressed file", msg, (long long)gzoffset(r->gz));
 		return -EINVAL;
 	}
 	if (n == 0)
 		r->eof = true;
 	r->len += (size_t)n;
+	r->buf[r->len] = '\0';
 	return 0;
 }
 
-int vmmu_lackey_next(struct vmmu_lackey_reader *r, struct vmmu_lackey_rec *rec)
+/* A line exactly as lackey prints it, ending in a newline inside the buffer (the NUL sentinel
+ * stops every loop at its end): 1 with the record and @*next past the newline; 0 anything
+ * else, for vmmu_lackey_parse to judge. Every line this accepts, vmmu_lackey_parse accepts
+ * with the same record. */
+static inline int parse_fast(const char *p, struct lk_rec *rec, const char **next)
+{
+	uint64_t addr = 0;
+	uint32_t size = 0;
+	unsigned nd;
+	int d;
+
+	if (p[0] == 'I') {
+		if (p[1] != ' ' || p[2] != ' ')
+			return 0;
+		rec->kind = VMMU_LACKEY_INSTR;
+	} else if (p[0] == ' ') {
+		switch (p[1]) {
+		case 'L': rec->kind = VMMU_LACKEY_LOAD; break;
+		case 'S': rec->kind = VMMU_LACKEY_STORE; break;
+		case 'M': rec->kind = VMMU_LACKEY_MODIFY; break;
+		default: return 0;
+		}
+		if (p[2] != ' ')
+			return 0;
+	} else {
+		return 0;
+	}
+	p += 3;
+	for (nd = 0; (d = hexval(*p)) >= 0; p++) {
+		if (++nd > 16)
+			return 0;
+		addr = addr << 4 | (uint64_t)d;
+	}
+	if (!nd || *p != ',')
+		return 0;
+	p++;
+	for (nd = 0; *p >= '0' && *p <= '9'; p++) {
+		if (++nd > 6)
+			return 0;
+		size = size * 10 + (uint32_t)(*p - '0');
+	}
+	if (!nd || *p != '\n' || !size || size > VMMU_LACKEY_MAX_SIZE)
+		return 0;
+	rec->addr = addr;
+	rec->size = size;
+	*next = p + 1;
+	return 1;
+}
+
+/* The next line through vmmu_lackey_parse: 1 a record, 0 the end, <0 an error in @b. */
+static int read_slow(struct vmmu_lackey_reader *r, struct lk_rec *out, struct lk_batch *b)
 {
 	for (;;) {
 		char *line = r->buf + r->pos;
 		char *nl = memchr(line, '\n', r->len - r->pos);
+		struct vmmu_lackey_rec rec;
 		size_t llen;
 		int rc;
 
 		if (!nl) {
 			if (!r->eof && r->len - r->pos < READ_CHUNK) {
-				rc = fill(r);
+				rc = fill(r, b->err, sizeof(b->err));
 				if (rc)
 					return rc;
 				continue;
@@ -205,8 +277,8 @@ int vmmu_lackey_next(struct vmmu_lackey_reader *r, struct vmmu_lackey_rec *rec)
 			if (r->pos == r->len)
 				return 0;
 			if (!r->eof) {
-				snprintf(r->err, sizeof(r->err), "line %" PRIu64 ": longer than %u bytes",
-					 r->lineno + 1, READ_CHUNK);
+				snprintf(b->err, sizeof(b->err), "line %" PRIu64 ": longer than %u bytes",
+					 r->plineno + 1, READ_CHUNK);
 				return -EINVAL;
 			}
 			llen = r->len - r->pos;   /* the last line, without a newline */
@@ -215,17 +287,196 @@ int vmmu_lackey_next(struct vmmu_lackey_reader *r, struct vmmu_lackey_rec *rec)
 			llen = (size_t)(nl - line);
 			r->pos += llen + 1;
 		}
-		r->lineno++;
-		rc = vmmu_lackey_parse(line, llen, rec);
-		if (rc > 0)
+		r->plineno++;
+		rc = vmmu_lackey_parse(line, llen, &rec);
+		if (rc > 0) {
+			out->addr = rec.addr;
+			out->size = rec.size;
+			out->kind = rec.kind;
+			out->lineno = r->plineno;
 			return 1;
+		}
 		if (rc < 0) {
 			char q[80];
 			quote_line(q, sizeof(q), line, llen);
-			snprintf(r->err, sizeof(r->err), "line %" PRIu64 ": malformed: '%s'", r->lineno, q);
+			snprintf(b->err, sizeof(b->err), "line %" PRIu64 ": malformed: '%s'", r->plineno, q);
 			return -EINVAL;
 		}
 	}
+}
+
+/* Decode the next batch into @b. */
+static void produce(struct vmmu_lackey_reader *r, struct lk_batch *b)
+{
+	const char *next;
+	int rc = 1;
+
+	b->n = 0;
+	b->end = BATCH_MORE;
+	while (b->n < BATCH_RECS) {
+		struct lk_rec *rec = &b->rec[b->n];
+
+		if (parse_fast(r->buf + r->pos, rec, &next)) {
+			r->pos = (size_t)(next - r->buf);
+			rec->lineno = ++r->plineno;
+			b->n++;
+			continue;
+		}
+		rc = read_slow(r, rec, b);
+		if (rc <= 0)
+			break;
+		b->n++;
+	}
+	if (rc == 0)
+		b->end = BATCH_END;
+	else if (rc < 0)
+		b->end = BATCH_ERROR;
+	b->rc = rc;
+	b->lineno = r->plineno;
+	b->in_bytes = (uint64_t)gzoffset(r->gz);
+}
+
+static void *readahead_main(void *arg)
+{
+	struct vmmu_lackey_reader *r = arg;
+	unsigned tail = 0;
+
+	for (;;) {
+		pthread_mutex_lock(&r->mu);
+		while (r->filled == NR_BATCHES && !r->stop) {
+			r->waiting[0] = true;
+			pthread_cond_wait(&r->cv, &r->mu);
+			r->waiting[0] = false;
+		}
+		bool stop = r->stop;
+		pthread_mutex_unlock(&r->mu);
+		if (stop)
+			return NULL;
+		struct lk_batch *b = &r->b[tail];
+		produce(r, b);
+		pthread_mutex_lock(&r->mu);
+		r->filled++;
+		if (r->waiting[1])
+			pthread_cond_broadcast(&r->cv);
+		pthread_mutex_unlock(&r->mu);
+		if (b->end != BATCH_MORE)
+			return NULL;
+		tail = (tail + 1) % NR_BATCHES;
+	}
+}
+
+int vmmu_lackey_open_flags(const char *path, unsigned flags, struct vmmu_lackey_reader **out)
+{
+	struct vmmu_lackey_reader *r;
+	struct stat st;
+	int fd;
+
+	*out = NULL;
+	if (flags & ~VMMU_LACKEY_READAHEAD)
+		return -EINVAL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) || S_ISDIR(st.st_mode)) {
+		int e = S_ISDIR(st.st_mode) ? EISDIR : errno;
+		close(fd);
+		return -e;
+	}
+	r = aligned_alloc(64, sizeof(*r));   /* sizeof is a multiple of the alignment */
+	if (r) {
+		memset(r, 0, sizeof(*r));
+		r->buf = malloc(2 * READ_CHUNK + 1);
+		r->b = calloc((flags & VMMU_LACKEY_READAHEAD) ? NR_BATCHES : 1, sizeof(*r->b));
+	}
+	if (!r || !r->buf || !r->b) {
+		if (r) {
+			free(r->buf);
+			free(r->b);
+		}
+		free(r);
+		close(fd);
+		return -ENOMEM;
+	}
+	r->buf[0] = '\0';
+	r->cb = r->b;
+	r->gz = gzdopen(fd, "rb");
+	if (!r->gz) {
+		close(fd);
+		free(r->buf);
+		free(r->b);
+		free(r);
+		return -ENOMEM;
+	}
+	gzbuffer(r->gz, 256 * 1024);
+	r->file_bytes = (uint64_t)st.st_size;
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	if (flags & VMMU_LACKEY_READAHEAD) {
+		int rc = pthread_create(&r->thread, NULL, readahead_main, r);
+		if (rc) {
+			vmmu_lackey_close(r);
+			return -rc;
+		}
+		r->threaded = true;
+	}
+	*out = r;
+	return 0;
+}
+
+int vmmu_lackey_open(const char *path, struct vmmu_lackey_reader **out)
+{
+	return vmmu_lackey_open_flags(path, 0, out);
+}
+
+/* The caller's next batch: decoded here, or waited for from the read-ahead thread. */
+static struct lk_batch *next_batch(struct vmmu_lackey_reader *r)
+{
+	if (!r->threaded) {
+		produce(r, &r->cb[0]);
+		return &r->cb[0];
+	}
+	pthread_mutex_lock(&r->mu);
+	if (r->have) {
+		r->filled--;   /* the slot goes back to the thread */
+		r->head = (r->head + 1) % NR_BATCHES;
+		if (r->waiting[0])
+			pthread_cond_broadcast(&r->cv);
+	}
+	while (!r->filled) {
+		r->waiting[1] = true;
+		pthread_cond_wait(&r->cv, &r->mu);
+		r->waiting[1] = false;
+	}
+	pthread_mutex_unlock(&r->mu);
+	r->have = true;
+	return &r->cb[r->head];
+}
+
+int vmmu_lackey_next(struct vmmu_lackey_reader *r, struct vmmu_lackey_rec *rec)
+{
+	struct lk_batch *b = r->cur;
+
+	while (!b || r->ci == b->n) {
+		if (b && b->end != BATCH_MORE) {
+			r->lineno = b->lineno;
+			if (b->end == BATCH_END)
+				return 0;
+			snprintf(r->err, sizeof(r->err), "%s", b->err);
+			return b->rc;
+		}
+		b = r->cur = next_batch(r);
+		r->have = true;
+		r->ci = 0;
+		r->in_bytes = b->in_bytes;
+	}
+	const struct lk_rec *x = &b->rec[r->ci++];
+	/* The batch was written on the read-ahead thread's core: ask for its lines ahead. */
+	__builtin_prefetch(x + 16);
+	rec->kind = (enum vmmu_lackey_kind)x->kind;
+	rec->addr = x->addr;
+	rec->size = x->size;
+	r->lineno = x->lineno;
+	return 1;
 }
 
 const char *vmmu_lackey_error(const struct vmmu_lackey_reader *r)
@@ -242,7 +493,7 @@ double vmmu_lackey_progress(const struct vmmu_lackey_reader *r)
 {
 	if (!r->file_bytes)
 		return 1.0;
-	double f = (double)gzoffset(r->gz) / (double)r->file_bytes;
+	double f = (double)r->in_bytes / (double)r->file_bytes;
 	return f > 1.0 ? 1.0 : f;
 }
 
@@ -250,7 +501,17 @@ void vmmu_lackey_close(struct vmmu_lackey_reader *r)
 {
 	if (!r)
 		return;
+	if (r->threaded) {
+		pthread_mutex_lock(&r->mu);
+		r->stop = true;
+		pthread_cond_broadcast(&r->cv);
+		pthread_mutex_unlock(&r->mu);
+		pthread_join(r->thread, NULL);
+	}
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cv);
 	gzclose(r->gz);
 	free(r->buf);
+	free(r->b);
 	free(r);
 }

@@ -408,8 +408,10 @@ static int uaccess_kernel(struct guest *g, struct gcpu *c, struct task *t, uint6
 	return rc ? rc : -EFAULT;
 }
 
-int uaccess(struct guest *g, struct task *t, uint64_t va, unsigned len, unsigned kind,
-	    uint64_t *val)
+/* The user access, or (@first) its retry after a first attempt made by uaccess_batch that did
+ * not complete: @first_rc and @first are that attempt's. */
+static int uaccess_go(struct guest *g, struct task *t, uint64_t va, unsigned len, unsigned kind,
+		      uint64_t *val, int first_rc, const struct vmmu_access_result *first)
 {
 	struct gcpu *c = task_cpu(g, t);
 	/* Threaded: user mode runs without the kernel lock. The caller may hold it (a step run
@@ -421,6 +423,12 @@ int uaccess(struct guest *g, struct task *t, uint64_t va, unsigned len, unsigned
 	for (unsigned tries = 0; tries < MAX_FAULT_RETRIES; tries++) {
 		uint64_t buf = (kind & VMMU_ACC_WRITE) ? *val : 0;
 
+		if (first && !tries) {
+			rc = first_rc;
+			r = *first;
+			klock(g, c);
+			goto kernel;
+		}
 		if (held)
 			kunlock(g, c);
 		else if (g->threaded)
@@ -438,6 +446,7 @@ int uaccess(struct guest *g, struct task *t, uint64_t va, unsigned len, unsigned
 			return 0;
 		}
 		klock(g, c);
+kernel:
 		rc = uaccess_kernel(g, c, t, va, len, rc, &r);
 		if (g->threaded && !held)
 			kunlock(g, c);
@@ -448,6 +457,50 @@ int uaccess(struct guest *g, struct task *t, uint64_t va, unsigned len, unsigned
 	rc = guest_fail(g, -ELOOP, "the access to %#" PRIx64 " by pid %d faulted %d times in a row",
 			va, t->pid, MAX_FAULT_RETRIES);
 	kleave(g, c, taken);
+	return rc;
+}
+
+int uaccess(struct guest *g, struct task *t, uint64_t va, unsigned len, unsigned kind,
+	    uint64_t *val)
+{
+	return uaccess_go(g, t, va, len, kind, val, 0, NULL);
+}
+
+int uaccess_batch(struct guest *g, struct task *t, struct vmmu_access_op *ops, unsigned n,
+		  unsigned *done)
+{
+	struct gcpu *c = task_cpu(g, t);
+	struct vmmu_access_result r;
+	struct obs *o = obs_of(g, t);
+	unsigned k = 0;
+	int rc;
+
+	if (g->threaded) {   /* the kernel lock and IPIs, access by access */
+		for (k = 0; k < n; k++) {
+			rc = uaccess(g, t, ops[k].gva, ops[k].len, ops[k].kind, &ops[k].val);
+			if (rc) {
+				*done = k;
+				return rc;
+			}
+		}
+		*done = n;
+		return 0;
+	}
+	cpu_user(g, c);
+	rc = vmmu_vcpu_access_batch(c->v, ops, n, &k, &r);
+	c->cnt.user_accesses += k + (k < n);
+	for (unsigned i = 0; i < k; i++)
+		if (!(ops[i].kind & VMMU_ACC_WRITE))
+			obs3(o, OBS_READ | ((uint64_t)ops[i].len << 8) | ((uint64_t)ops[i].kind << 16),
+			     ops[i].gva, ops[i].val);
+	*done = k;
+	if (k == n)
+		return 0;
+	/* The access that stopped the batch: the kernel's part, then its retries, one by one. */
+	struct vmmu_access_op *op = &ops[k];
+	rc = uaccess_go(g, t, op->gva, op->len, op->kind, &op->val, rc, &r);
+	if (!rc)
+		*done = k + 1;
 	return rc;
 }
 
@@ -477,6 +530,7 @@ int sched_turn(struct guest *g, struct gcpu *c, unsigned quantum, bool *ran)
 			return rc;
 	}
 	*ran = true;
+	c->quantum = quantum;
 	/* Threaded, a workload whose steps reach kernel state only through the system-call layer
 	 * runs them without the kernel lock, taking it back for what the step's result asks of the
 	 * scheduler (and before it returns, as it was called). */

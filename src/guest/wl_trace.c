@@ -10,6 +10,11 @@
  * seed, M a load then a store of the value plus one. Records reaching at or above USER_TOP (the
  * vsyscall page, say) cannot be user accesses of a guest process: they are counted as skipped.
  * A malformed line stops the run with its number and text.
+ *
+ * Speed (a replay is millions of records a second): the reader decodes ahead on a thread of its
+ * own (VMMU_LACKEY_READAHEAD), and a step takes the records of the rest of its time slice at
+ * once, their one-access records made by one uaccess_batch; the scheduler's count of steps, and
+ * so the run, is the same as one record a step (batch=off does that, the reference).
  * Locking: the kernel lock in a threaded run (see guest.h).
  */
 #include <errno.h>
@@ -20,18 +25,23 @@
 
 #include "wl.h"
 
-enum { TRACE_FILE, TRACE_LIMIT };
+enum { TRACE_FILE, TRACE_LIMIT, TRACE_BATCHED };
 
 static const struct vmmu_workload_param trace_params[] = {
 	{ "file", VMMU_PARAM_PATH, NULL, "lackey output (valgrind --tool=lackey --trace-mem=yes), plain or gzip'd" },
 	{ "limit", VMMU_PARAM_UINT, "0", "records to replay at most (0: all)" },
+	{ "batch", VMMU_PARAM_BOOL, "on", "records of a time slice in one batch of accesses (off: one by one; the same run, slower)" },
 	{ NULL, 0, NULL, NULL },
 };
+
+#define TRACE_BATCH 64
 
 struct trace_wl {
 	struct vmmu_lackey_reader *r;
 	const char *path;
 	uint64_t limit, recno;
+	bool batch;
+	struct vmmu_lackey_rec recs[TRACE_BATCH];   /* the records a step took */
 };
 
 static double trace_progress(struct guest *g)
@@ -48,32 +58,46 @@ static void trace_free(void *p)
 	free(w);
 }
 
-static int trace_step(struct guest *g, struct task *t)
+/* The end of the replay, or -EFAULT, as the step's result. */
+static int trace_failed(struct guest *g, struct task *t, struct trace_wl *w, int rc,
+			uint64_t recno)
 {
-	struct trace_wl *w = g->wl;
-	struct vmmu_lackey_rec rec;
-	uint64_t value;
-	int rc;
+	if (rc == -EFAULT && g->tombs[t->pid].signal == VMMU_SIGKILL) {
+		/* Killed for want of guest memory: the replay did not do what was asked. */
+		char have[32], want[32];
 
-	if (w->limit && w->recno == w->limit)
-		return wl_exit(g, t, 0);
-	rc = vmmu_lackey_next(w->r, &rec);
-	if (rc == 0)
-		return wl_exit(g, t, 0);
-	if (rc < 0)
-		return guest_fail(g, rc, "trace: %s: %s", w->path, vmmu_lackey_error(w->r));
-	w->recno++;
-	g->cnt.trace_records++;
-	if (rec.addr >= USER_TOP || rec.size > USER_TOP - rec.addr) {
-		g->cnt.trace_skipped++;
-		return STEP_CONT;
+		vmmu_format_size(g->mem_bytes, have, sizeof(have));
+		vmmu_format_size(g->mem_bytes * 2, want, sizeof(want));
+		return guest_fail(g, -ENOMEM, "trace: %s: the guest ran out of memory at record %"
+				  PRIu64 " (%s of guest RAM); replay with a larger --mem, such as "
+				  "--mem %s", w->path, recno, have, want);
 	}
-	value = (w->recno * 0x9e3779b97f4a7c15ULL) ^ g->seed;
-	for (uint32_t off = 0; off < rec.size; off += 8) {
-		uint64_t va = rec.addr + off, v = value;
-		unsigned len = rec.size - off < 8 ? rec.size - off : 8;
+	return rc == -EFAULT ? STEP_DEAD : rc;
+}
 
-		switch (rec.kind) {
+static inline uint64_t trace_value(const struct guest *g, uint64_t recno)
+{
+	return (recno * 0x9e3779b97f4a7c15ULL) ^ g->seed;
+}
+
+static inline bool trace_user(const struct vmmu_lackey_rec *rec)
+{
+	return rec->addr < USER_TOP && rec->size <= USER_TOP - rec->addr;
+}
+
+/* A record that is not one access of at most 8 bytes (a modify, whose store needs its load's
+ * value; a wide one): its accesses one by one. */
+static int trace_record(struct guest *g, struct task *t, struct trace_wl *w,
+			const struct vmmu_lackey_rec *rec, uint64_t recno)
+{
+	const uint64_t value = trace_value(g, recno);
+	int rc = 0;
+
+	for (uint32_t off = 0; off < rec->size && !rc; off += 8) {
+		uint64_t va = rec->addr + off, v = value;
+		unsigned len = rec->size - off < 8 ? rec->size - off : 8;
+
+		switch (rec->kind) {
 		case VMMU_LACKEY_INSTR:
 			rc = uaccess(g, t, va, len, VMMU_ACC_FETCH, &v);
 			break;
@@ -91,19 +115,96 @@ static int trace_step(struct guest *g, struct task *t)
 			}
 			break;
 		}
-		if (rc == -EFAULT && g->tombs[t->pid].signal == VMMU_SIGKILL) {
-			/* Killed for want of guest memory: the replay did not do what was asked. */
-			char have[32], want[32];
-
-			vmmu_format_size(g->mem_bytes, have, sizeof(have));
-			vmmu_format_size(g->mem_bytes * 2, want, sizeof(want));
-			return guest_fail(g, -ENOMEM, "trace: %s: the guest ran out of memory at record %"
-					  PRIu64 " (%s of guest RAM); replay with a larger --mem, such as "
-					  "--mem %s", w->path, w->recno, have, want);
-		}
-		if (rc)
-			return rc == -EFAULT ? STEP_DEAD : rc;
 	}
+	return rc ? trace_failed(g, t, w, rc, recno) : STEP_CONT;
+}
+
+/* Records i..j-1 of the batch are done. */
+static void trace_commit(struct guest *g, struct trace_wl *w, unsigned i, unsigned j)
+{
+	for (; i < j; i++) {
+		w->recno++;
+		g->cnt.trace_records++;
+		if (!trace_user(&w->recs[i]))
+			g->cnt.trace_skipped++;
+	}
+}
+
+/*
+ * A step is one record, as the scheduler counts them; but this step takes as many records as
+ * its turn has steps left (at most TRACE_BATCH), and adds them to the turn's steps, so that the
+ * rounds, and everything between them, come at the same records as one record a step would put
+ * them. The one-access records among them go to the hardware model in one batch (uaccess_batch:
+ * the same accesses, faults and observations as one by one); the others are made one by one in
+ * their place. The end of the trace, its limit, or a malformed line ends the records taken; the
+ * next step meets it as the first thing, as it would have.
+ */
+static int trace_step(struct guest *g, struct task *t)
+{
+	struct trace_wl *w = g->wl;
+	struct gcpu *c = task_cpu(g, t);
+	struct vmmu_access_op ops[TRACE_BATCH];
+	unsigned char op_rec[TRACE_BATCH];   /* the record of each op */
+	const unsigned base = c->steps;
+	unsigned room = c->quantum - c->steps, m = 0, i = 0;
+	int rc = 1;
+
+	if (room > TRACE_BATCH)
+		room = TRACE_BATCH;
+	if (!w->batch)
+		room = 1;
+	while (m < room && !(w->limit && w->recno + m == w->limit)) {
+		rc = vmmu_lackey_next(w->r, &w->recs[m]);
+		if (rc != 1)
+			break;   /* the reader gives the same answer again next time */
+		m++;
+	}
+	if (!m) {
+		if (rc < 0)
+			return guest_fail(g, rc, "trace: %s: %s", w->path, vmmu_lackey_error(w->r));
+		return wl_exit(g, t, 0);
+	}
+	while (i < m) {
+		unsigned j = i, n = 0, done;
+
+		/* The one-access records from i on, and their ops. */
+		for (; j < m; j++) {
+			const struct vmmu_lackey_rec *rec = &w->recs[j];
+
+			if (!trace_user(rec))
+				continue;
+			if (rec->size > 8 || rec->kind == VMMU_LACKEY_MODIFY || !w->batch)
+				break;
+			ops[n].gva = rec->addr;
+			ops[n].len = rec->size;
+			ops[n].kind = rec->kind == VMMU_LACKEY_INSTR ? VMMU_ACC_FETCH :
+				      rec->kind == VMMU_LACKEY_STORE ? VMMU_ACC_WRITE : VMMU_ACC_READ;
+			ops[n].val = trace_value(g, w->recno + 1 + (j - i));
+			op_rec[n++] = (unsigned char)j;
+		}
+		for (unsigned k = 0; k < n; k += done) {
+			rc = uaccess_batch(g, t, ops + k, n - k, &done);
+			if (rc) {
+				/* The task ended at this op's record. */
+				unsigned at = op_rec[k + done];
+				trace_commit(g, w, i, at + 1);
+				c->steps = base + at;
+				return trace_failed(g, t, w, rc, w->recno);
+			}
+		}
+		trace_commit(g, w, i, j);
+		if (j < m) {
+			trace_commit(g, w, j, j + 1);
+			rc = trace_record(g, t, w, &w->recs[j], w->recno);
+			if (rc != STEP_CONT) {
+				c->steps = base + j;
+				return rc;
+			}
+			j++;
+		}
+		i = j;
+	}
+	c->steps = base + m - 1;   /* the scheduler counts the last */
 	return STEP_CONT;
 }
 
@@ -127,7 +228,8 @@ static int trace_start(struct guest *g, const struct vmmu_workload_args *a, char
 	g->wl_progress = trace_progress;
 	w->path = a->s[TRACE_FILE];
 	w->limit = a->u[TRACE_LIMIT];
-	rc = vmmu_lackey_open(w->path, &w->r);
+	w->batch = a->u[TRACE_BATCHED];
+	rc = vmmu_lackey_open_flags(w->path, VMMU_LACKEY_READAHEAD, &w->r);
 	if (rc) {
 		snprintf(err, len, "trace: %s: %s", w->path, strerror(-rc));
 		return rc;

@@ -443,6 +443,42 @@ int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigne
 	return vcpu_access_slow(vcpu, gva, len, kind, buf, res);
 }
 
+int vmmu_vcpu_access_batch(struct vmmu_vcpu *vcpu, struct vmmu_access_op *ops, unsigned n,
+			   unsigned *done, struct vmmu_access_result *res)
+{
+	unsigned i;
+	int rc = 0;
+
+	if (!vcpu || (n && !ops) || !done || !res)
+		return -EINVAL;
+	for (i = 0; i < n; i++) {
+		struct vmmu_access_op *op = &ops[i];
+		const unsigned kind = op->kind, len = op->len;
+
+		if ((kind & ~(VMMU_ACC_WRITE | VMMU_ACC_FETCH | VMMU_ACC_IMPLICIT)) ||
+		    ((kind & VMMU_ACC_WRITE) && (kind & VMMU_ACC_FETCH)) || len < 1 || len > 8) {
+			rc = -EINVAL;
+			break;
+		}
+		if (!(kind & VMMU_ACC_WRITE))
+			op->val = 0;
+		/* vmmu_vcpu_access's body: the hit path, or the full way. */
+		if (__builtin_expect(vcpu_try_enter(vcpu), 1)) {
+			if (__builtin_expect(cpu_access_fast(&vcpu->cpu, op->gva, len, kind, &op->val), 1)) {
+				vcpu_leave(vcpu);
+				continue;
+			}
+			rc = vcpu_access_slow(vcpu, op->gva, len, kind, &op->val, res);
+		} else {
+			rc = vcpu_access_entering(vcpu, op->gva, len, kind, &op->val, res);
+		}
+		if (rc || res->status != VMMU_ACCESS_DONE)
+			break;
+	}
+	*done = i;
+	return rc;
+}
+
 /*
  * An access the hypervisor's instruction emulator makes for the guest (KVM's x86 emulator):
  * the walk in software over the memslots (A/D set by compare-and-swap, as KVM's walker), the

@@ -95,6 +95,28 @@ else
 	echo "ok - valgrind-traced program: valgrind not installed (skip)"
 fi
 
+# ---- a replay in batches is the replay record by record ----
+# A trace with page faults everywhere, loads, stores, fetches, modifies, wide records and records
+# above user space; replayed in batches (the default) and record by record (batch=off), with
+# aging every round and odd time slices, every JSON field but the host's and the parameters is
+# the same: the batches keep the scheduler's count of steps.
+awk 'BEGIN { for (i = 0; i < 3000; i++) { a = 268435456 + i * 4096 + (i % 7) * 8;
+	printf " S %x,8\n", a; if (i % 3 == 0) printf "I  %08x,4\n", 4194304 + (i % 97) * 4;
+	if (i % 7 == 0) printf " M %x,4\n", a + 8; if (i % 11 == 0) printf " L %x,16\n", a + 16;
+	if (i % 13 == 0) printf " L ffffffffff600000,8\n"; printf " L %x,%d\n", a - 4096, 1 + i % 8 } }' > "$tmp/mix.lackey"
+nobatch_json() { python3 -c 'import json, sys
+d = json.load(sys.stdin); d.pop("host"); d["workload"].pop("params")
+print(json.dumps(d, sort_keys=True))'; }
+for m in native shadow ept npt; do
+	for f in "$tmp/mix.lackey" "$DATA/true.lackey.gz"; do
+		a=$("$VMMU" run trace --param "file=$f" --mmu $m --guest-aging 1 --quantum 13 --json | nobatch_json)
+		b=$("$VMMU" run trace --param "file=$f" --param batch=off --mmu $m --guest-aging 1 --quantum 13 --json | nobatch_json)
+		t "trace $(basename "$f"), $m: batches give the run of one record a step" '[ -n "$a" ] && [ "$a" = "$b" ]'
+	done
+done
+"$VMMU" run trace --param "file=$tmp/mix.lackey" --json > "$tmp/mix.json"
+t "  ... that trace faults, skips and replays every record" '[ "$(field "$tmp/mix.json" trace_records)" = 7933 ] && [ "$(field "$tmp/mix.json" trace_skipped)" = 231 ] && [ "$(field "$tmp/mix.json" page_faults)" -gt 3000 ]'
+
 # ---- bad input: one line, exit 2, no crash ----
 bad "unknown workload" "frob" run frob
 bad "no workload" "workload" run

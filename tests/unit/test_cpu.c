@@ -73,19 +73,26 @@ static void regs64(struct g *g, uint64_t cr4_extra, uint64_t cr3)
 	assert_int_equal(vmmu_vcpu_set_regs(g->v, &r), 0);
 }
 
+static int g_init(struct g *g)
+{
+	struct vmmu_vm_config cfg = { .host_mem_bytes = 1ULL << 30 };
+	uint64_t hva;
+	memset(g, 0, sizeof(*g));
+	if (vmmu_vm_create(&cfg, &g->vm) || vmmu_vm_mmap(g->vm, MEM, false, &hva))
+		return -1;
+	struct vmmu_userspace_memory_region r = { .slot = 0, .memory_size = MEM, .userspace_addr = hva };
+	if (vmmu_set_user_memory_region(g->vm, &r) || vmmu_vcpu_create(g->vm, 0, &g->v))
+		return -1;
+	g->next_table = 0x100000;
+	g->root = new_table(g);
+	return 0;
+}
+
 static int setup(void **state)
 {
 	static struct g g;
-	struct vmmu_vm_config cfg = { .host_mem_bytes = 1ULL << 30 };
-	uint64_t hva;
-	memset(&g, 0, sizeof(g));
-	if (vmmu_vm_create(&cfg, &g.vm) || vmmu_vm_mmap(g.vm, MEM, false, &hva))
+	if (g_init(&g))
 		return -1;
-	struct vmmu_userspace_memory_region r = { .slot = 0, .memory_size = MEM, .userspace_addr = hva };
-	if (vmmu_set_user_memory_region(g.vm, &r) || vmmu_vcpu_create(g.vm, 0, &g.v))
-		return -1;
-	g.next_table = 0x100000;
-	g.root = new_table(&g);
 	*state = &g;
 	return 0;
 }
@@ -818,6 +825,94 @@ static void test_host_ptr_new_translations(void **state)
 	assert_int_equal(x, 0xc);
 }
 
+/* The batch test's guest: 16 pages at 0x400000, the 6th not present, the 8th read-only, the
+ * 10th on a gpa outside every memslot (MMIO). */
+static void batch_guest(struct g *g)
+{
+	regs64(g, 0, g->root);
+	for (int i = 0; i < 16; i++) {
+		if (i == 5)
+			continue;
+		map(g, 4, 0x400000 + i * 4096, i == 9 ? MEM + 0x10000 : 0x800000 + (gpa_t)i * 4096, 1,
+		    i == 7 ? (PT_PRESENT_MASK | PT_USER_MASK) : PRWU);
+	}
+}
+
+/* vmmu_vcpu_access_batch is vmmu_vcpu_access op by op: two guests built alike, one accessed op
+ * by op, the other in batches of every size, resumed after each stop, give the same results,
+ * the same stops (#PF with its address and error code, MMIO), the same memory and the same
+ * statistics. */
+static void test_access_batch(void **state)
+{
+	enum { N = 600 };
+	struct g *a = *state, b;
+	static struct vmmu_access_op ops[N];
+	static struct { struct vmmu_access_result r; uint64_t val; } ref[N];
+	uint64_t seed = 42;
+	unsigned done, stops = 0, i;
+
+	assert_int_equal(g_init(&b), 0);
+	batch_guest(a);
+	batch_guest(&b);
+	for (i = 0; i < N; i++) {
+		uint64_t x = seed += 0x9e3779b97f4a7c15ULL;
+		x = (x ^ (x >> 31)) * 0xbf58476d1ce4e5b9ULL;
+		ops[i] = (struct vmmu_access_op){
+			.gva = 0x400000 + x % (16 * 4096), .len = 1 + (unsigned)(x >> 20) % 8,
+			.kind = (x >> 24) % 3 == 0 ? VMMU_ACC_READ : (x >> 24) % 3 == 1 ? VMMU_ACC_WRITE :
+				VMMU_ACC_FETCH,
+			.val = x * 31,
+		};
+		ref[i].val = ops[i].kind == VMMU_ACC_WRITE ? ops[i].val : 0;
+		assert_int_equal(vmmu_vcpu_access(a->v, ops[i].gva, ops[i].len, ops[i].kind, &ref[i].val,
+						  &ref[i].r), 0);
+	}
+	for (i = 0; i < N;) {
+		unsigned n = N - i < 1 + i % 37 ? N - i : 1 + i % 37;
+		struct vmmu_access_result res;
+
+		assert_int_equal(vmmu_vcpu_access_batch(b.v, ops + i, n, &done, &res), 0);
+		assert_in_range(done, 0, n);
+		for (unsigned k = 0; k < done; k++) {
+			assert_int_equal(ref[i + k].r.status, VMMU_ACCESS_DONE);
+			assert_int_equal(ops[i + k].val, ref[i + k].val);
+		}
+		if (done < n) {
+			const struct vmmu_access_result *r = &ref[i + done].r;
+			assert_int_not_equal(r->status, VMMU_ACCESS_DONE);
+			assert_int_equal(res.status, r->status);
+			assert_int_equal(res.pf_addr, r->pf_addr);
+			assert_int_equal(res.pf_ec, r->pf_ec);
+			assert_int_equal(res.mmio_gpa, r->mmio_gpa);
+			assert_int_equal(res.done, r->done);
+			stops++;
+			i += done + 1;
+		} else {
+			i += n;
+		}
+	}
+	assert_true(stops > 50);   /* the pattern meets the #PF and MMIO pages often */
+	for (gpa_t p = 0x800000; p < 0x800000 + 16 * 4096; p += 8)
+		assert_int_equal(rd(a, p), rd(&b, p));
+	struct vmmu_stats sa = stats(a), sb = stats(&b);
+	assert_memory_equal(&sa, &sb, sizeof(sa));
+	/* Arguments: a bad op stops the batch before it; nothing is no batch. */
+	ops[1].len = 0;
+	assert_int_equal(vmmu_vcpu_access_batch(b.v, ops, 3, &done, &ref[0].r), -EINVAL);
+	assert_int_equal(done, 1);
+	ops[1].len = 9;
+	assert_int_equal(vmmu_vcpu_access_batch(b.v, ops + 1, 1, &done, &ref[0].r), -EINVAL);
+	assert_int_equal(done, 0);
+	ops[1].len = 4;
+	ops[1].kind = VMMU_ACC_WRITE | VMMU_ACC_FETCH;
+	assert_int_equal(vmmu_vcpu_access_batch(b.v, ops + 1, 1, &done, &ref[0].r), -EINVAL);
+	assert_int_equal(vmmu_vcpu_access_batch(b.v, ops, 1, NULL, &ref[0].r), -EINVAL);
+	assert_int_equal(vmmu_vcpu_access_batch(b.v, NULL, 1, &done, &ref[0].r), -EINVAL);
+	assert_int_equal(vmmu_vcpu_access_batch(b.v, NULL, 0, &done, &ref[0].r), 0);
+	assert_int_equal(done, 0);
+	vmmu_vm_destroy(b.vm);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -827,7 +922,7 @@ int main(void)
 		T(test_pcid), T(test_mmio_and_split), T(test_memory_map_changes_reach_the_vcpu), T(test_regs_checks), T(test_cost_model), T(test_paging_structure_caches),
 		T(test_host_ptr_memslot_move), T(test_host_ptr_memslot_delete), T(test_host_ptr_host_unmap),
 		T(test_host_ptr_dirty_logging), T(test_host_ptr_readonly), T(test_host_ptr_new_translations),
-		cmocka_unit_test(test_pf_exit_rules), cmocka_unit_test(test_vm_config),
+		T(test_access_batch), cmocka_unit_test(test_pf_exit_rules), cmocka_unit_test(test_vm_config),
 	};
 	return cmocka_run_group_tests_name("cpu", tests, NULL, NULL);
 }

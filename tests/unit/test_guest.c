@@ -916,7 +916,7 @@ static char *tmpfile_with(const char *text, bool gz)
 	return path;
 }
 
-static void test_lackey_reader(void **state)
+static void lackey_reader_with(unsigned fl)
 {
 	const char *text = "==1== Lackey\nI  00400000,4\n S 7ff000,8\n L 7ff000,8\n M 7ff008,4\n"
 			   "what is this\n L 1000,4\n";
@@ -926,7 +926,7 @@ static void test_lackey_reader(void **state)
 	for (int gz = 0; gz < 2; gz++) {
 		char *path = tmpfile_with(text, gz);
 		int n = 0, rc;
-		assert_int_equal(vmmu_lackey_open(path, &r), 0);
+		assert_int_equal(vmmu_lackey_open_flags(path, fl, &r), 0);
 		while ((rc = vmmu_lackey_next(r, &rec)) == 1)
 			n++;
 		assert_int_equal(n, 4);
@@ -939,7 +939,7 @@ static void test_lackey_reader(void **state)
 	}
 	/* The last line needs no newline; an empty file is empty. */
 	char *path = tmpfile_with(" L 1000,4\n S 2000,2", false);
-	assert_int_equal(vmmu_lackey_open(path, &r), 0);
+	assert_int_equal(vmmu_lackey_open_flags(path, fl, &r), 0);
 	assert_int_equal(vmmu_lackey_next(r, &rec), 1);
 	assert_int_equal(vmmu_lackey_next(r, &rec), 1);
 	assert_int_equal(rec.addr, 0x2000);
@@ -947,7 +947,7 @@ static void test_lackey_reader(void **state)
 	vmmu_lackey_close(r);
 	unlink(path);
 	path = tmpfile_with("", true);
-	assert_int_equal(vmmu_lackey_open(path, &r), 0);
+	assert_int_equal(vmmu_lackey_open_flags(path, fl, &r), 0);
 	assert_int_equal(vmmu_lackey_next(r, &rec), 0);
 	vmmu_lackey_close(r);
 	unlink(path);
@@ -955,7 +955,7 @@ static void test_lackey_reader(void **state)
 	 * message says where the compressed data broke, not zlib's descriptor name. */
 	path = tmpfile_with(" L 1000,4\n L 1000,4\n L 1000,4\n L 1000,4\n", true);
 	assert_int_equal(truncate(path, 20), 0);
-	assert_int_equal(vmmu_lackey_open(path, &r), 0);
+	assert_int_equal(vmmu_lackey_open_flags(path, fl, &r), 0);
 	int rc;
 	while ((rc = vmmu_lackey_next(r, &rec)) == 1)
 		;
@@ -965,8 +965,136 @@ static void test_lackey_reader(void **state)
 	assert_null(strstr(vmmu_lackey_error(r), "<fd:"));
 	vmmu_lackey_close(r);
 	unlink(path);
-	assert_int_equal(vmmu_lackey_open("/nonexistent", &r), -ENOENT);
-	assert_int_equal(vmmu_lackey_open("/tmp", &r), -EISDIR);
+	assert_int_equal(vmmu_lackey_open_flags("/nonexistent", fl, &r), -ENOENT);
+	assert_int_equal(vmmu_lackey_open_flags("/tmp", fl, &r), -EISDIR);
+}
+
+static void test_lackey_reader(void **state)
+{
+	struct vmmu_lackey_reader *r;
+
+	lackey_reader_with(0);
+	lackey_reader_with(VMMU_LACKEY_READAHEAD);
+	assert_int_equal(vmmu_lackey_open_flags("/dev/null", 1u << 5, &r), -EINVAL);
+}
+
+static uint64_t splitmix(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* A random line in lackey's alphabet, often lackey's own layout with one thing changed. */
+static size_t random_lackey_line(uint64_t *seed, char *buf, size_t cap)
+{
+	static const char alpha[] = " ILSM0123456789abcdefABCDEFg,\r=-\t";
+	uint64_t x = splitmix(seed);
+	size_t n = 0;
+
+	if (x % 4) {   /* lackey's layout, addresses of 1-18 digits, sizes 0-99999 */
+		static const char *const kinds[] = { "I  ", " L ", " S ", " M ", "I ", "  L ", " X " };
+		uint64_t k = splitmix(seed);
+		n = (size_t)snprintf(buf, cap, "%s%0*llx,%llu", kinds[k % 7], 1 + (int)(k >> 8) % 18,
+				     (unsigned long long)splitmix(seed),
+				     (unsigned long long)((k >> 16) % 5 == 0 ? (k >> 24) % 100000 :
+							  (k >> 24) % 17));
+		if (n >= cap)
+			n = cap - 1;
+		if ((x >> 8) % 8 == 0 && n)   /* one byte changed */
+			buf[(x >> 16) % n] = alpha[(x >> 24) % (sizeof(alpha) - 1)];
+		if ((x >> 32) % 16 == 0 && n + 1 < cap)
+			buf[n++] = (x >> 40) % 2 ? '\r' : ' ';
+	} else {
+		size_t len = (x >> 8) % 24;
+		for (; n < len && n + 1 < cap; n++)
+			buf[n] = alpha[splitmix(seed) % (sizeof(alpha) - 1)];
+	}
+	buf[n] = '\0';
+	return n;
+}
+
+/* The reader decodes lackey's own layout in one pass of its own (parse_fast) and everything
+ * else through vmmu_lackey_parse: both must agree on every line. Thousands of random lines near
+ * lackey's layout: those vmmu_lackey_parse takes (records and skipped lines) in one file, read
+ * with and without read-ahead, give its records with their line numbers; each line it refuses,
+ * after a good line, stops the reader at that line. A file larger than the reader's chunks and
+ * its batches crosses both; closing a read-ahead reader in the middle does not wait for the end. */
+static void test_lackey_fast_path(void **state)
+{
+	enum { LINES = 100000 };
+	static struct vmmu_lackey_rec want[LINES];
+	static uint64_t want_line[LINES];
+	char line[64], path[64];
+	uint64_t seed = 7;
+	unsigned nwant = 0, nbad = 0, lineno = 0;
+	struct vmmu_lackey_reader *r;
+	struct vmmu_lackey_rec rec;
+	FILE *f;
+	int fd, rc;
+
+	snprintf(path, sizeof(path), "/tmp/vmmu_test_lackey_XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	assert_non_null(f);
+	while (lineno < LINES) {
+		size_t n = random_lackey_line(&seed, line, sizeof(line));
+		struct vmmu_lackey_rec x;
+
+		rc = vmmu_lackey_parse(line, n, &x);
+		if (rc < 0) {
+			/* Refused: alone after a good line, the reader stops there too. */
+			if (nbad < 400) {
+				char one[128], *p;
+				snprintf(one, sizeof(one), " L 1000,4\n%s\n", line);
+				p = tmpfile_with(one, false);
+				for (unsigned fl = 0; fl <= VMMU_LACKEY_READAHEAD; fl += VMMU_LACKEY_READAHEAD) {
+					assert_int_equal(vmmu_lackey_open_flags(p, fl, &r), 0);
+					assert_int_equal(vmmu_lackey_next(r, &rec), 1);
+					rc = vmmu_lackey_next(r, &rec);
+					TEST_ASSERT(rc == -EINVAL, "'%s' read as %d", line, rc);
+					assert_int_equal(vmmu_lackey_lineno(r), 2);
+					vmmu_lackey_close(r);
+				}
+				unlink(p);
+				nbad++;
+			}
+			continue;
+		}
+		assert_true(fputs(line, f) >= 0 && fputc('\n', f) == '\n');
+		lineno++;
+		if (rc == 1) {
+			want[nwant] = x;
+			want_line[nwant++] = lineno;
+		}
+	}
+	assert_int_equal(fclose(f), 0);
+	TEST_ASSERT(nwant > LINES / 2 && nbad == 400, "%u records, %u refused", nwant, nbad);
+	for (unsigned fl = 0; fl <= VMMU_LACKEY_READAHEAD; fl += VMMU_LACKEY_READAHEAD) {
+		unsigned k = 0;
+		assert_int_equal(vmmu_lackey_open_flags(path, fl, &r), 0);
+		while ((rc = vmmu_lackey_next(r, &rec)) == 1) {
+			assert_true(k < nwant);
+			TEST_ASSERT(rec.kind == want[k].kind && rec.addr == want[k].addr &&
+				    rec.size == want[k].size && vmmu_lackey_lineno(r) == want_line[k],
+				    "record %u (line %llu)", k, (unsigned long long)want_line[k]);
+			k++;
+		}
+		assert_int_equal(rc, 0);
+		assert_int_equal(k, nwant);
+		assert_int_equal(vmmu_lackey_lineno(r), LINES);
+		assert_true(vmmu_lackey_progress(r) == 1.0);
+		vmmu_lackey_close(r);
+	}
+	/* Closed after a few records, the read-ahead thread blocked on a full ring. */
+	assert_int_equal(vmmu_lackey_open_flags(path, VMMU_LACKEY_READAHEAD, &r), 0);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(vmmu_lackey_next(r, &rec), 1);
+	usleep(20000);
+	vmmu_lackey_close(r);
+	unlink(path);
 }
 
 static void test_trace_replay(void **state)
@@ -1033,6 +1161,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_run_errors),
 		cmocka_unit_test(test_lackey_parse),
 		cmocka_unit_test(test_lackey_reader),
+		cmocka_unit_test(test_lackey_fast_path),
 		cmocka_unit_test(test_trace_replay),
 	};
 

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -195,6 +196,48 @@ static void test_between_rounds(void **state)
 	}
 }
 
+/* A trace replay reads ahead on a thread of its reader's own, and replays in batches (on one
+ * vCPU; with vCPU threads, access by access under the kernel lock): with TSan, the reader's
+ * hand-over of batches; the same run as record by record (batch=off), interleaved as threaded. */
+static void test_trace_readahead(void **state)
+{
+	(void)state;
+	char path[64] = "/tmp/vmmu_test_trace_XXXXXX", file[96], err[256];
+	struct vmmu_guest_result ref, r;
+	int fd = mkstemp(path);
+	FILE *f;
+
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	assert_non_null(f);
+	for (unsigned i = 0; i < 40000; i++) {
+		unsigned long a = 0x10000000UL + (i * 2654435761UL) % (8UL << 20);
+		fprintf(f, "I  %08lx,4\n S %lx,8\n L %lx,%u\n", 0x400000UL + i % 512 * 4, a & ~7UL,
+			a, 1 + i % 8);
+		if (i % 100 == 0)
+			fprintf(f, " M %lx,4\n L %lx,32\n", a & ~7UL, a & ~31UL);
+	}
+	assert_int_equal(fclose(f), 0);
+	snprintf(file, sizeof(file), "file=%s", path);
+	for (unsigned m = 0; m < 4; m++) {
+		const struct wcase batched = { "trace", { file }, 1, false };
+		const struct wcase one = { "trace", { file, "batch=off" }, 2, false };
+
+		assert_int_equal(run(&one, 1, true, m, false, &ref, err, sizeof(err)), 0);
+		assert_int_equal(run(&batched, 1, true, m, false, &r, err, sizeof(err)), 0);
+		TEST_ASSERT(r.digest == ref.digest && r.page_faults == ref.page_faults &&
+			    r.user_accesses == ref.user_accesses && r.stats.exits == ref.stats.exits &&
+			    r.stats.sim_cycles == ref.stats.sim_cycles && r.trace_records == 40000 * 3 + 800,
+			    "%s: digest %llx/%llx, records %llu", modes[m].name, (unsigned long long)r.digest,
+			    (unsigned long long)ref.digest, (unsigned long long)r.trace_records);
+		assert_true(ref.page_faults >= 2048);
+		assert_int_equal(run(&batched, 2, false, m, false, &r, err, sizeof(err)), 0);
+		assert_int_equal(run(&batched, 2, true, m, false, &ref, err, sizeof(err)), 0);
+		TEST_ASSERT(r.digest == ref.digest, "%s, 2 vCPU threads", modes[m].name);
+	}
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -202,6 +245,7 @@ int main(void)
 		cmocka_unit_test(test_digest_definition),
 		cmocka_unit_test(test_migrate_check_threaded),
 		cmocka_unit_test(test_between_rounds),
+		cmocka_unit_test(test_trace_readahead),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
