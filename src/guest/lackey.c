@@ -37,6 +37,8 @@
 #include "vmmu/guest.h"
 
 #define READ_CHUNK (1u << 20)   /* also the longest line the reader accepts */
+#define BUF_FIRST  (64u << 10)  /* the line buffer starts here (a small trace stays small)... */
+#define BUF_MAX    (2 * READ_CHUNK)   /* ...and grows to this while reads fill it */
 
 /* Hex digit values, -1 for anything else: the parser's inner loop is a table lookup. */
 static const int8_t hex_tab[256] = {
@@ -126,6 +128,8 @@ struct vmmu_lackey_reader {
 	gzFile gz;
 	char *buf;
 	size_t len, pos;         /* unread bytes are buf[pos, len); buf[len] is a NUL sentinel */
+	size_t cap;              /* bytes of buf, the sentinel's included */
+	bool last_full;          /* the last read filled the buffer: the trace is larger */
 	bool eof;
 	uint64_t plineno;
 	uint64_t file_bytes;
@@ -182,7 +186,22 @@ static int fill(struct vmmu_lackey_reader *r, char *err, size_t errlen)
 		r->len -= r->pos;
 		r->pos = 0;
 	}
-	n = gzread(r->gz, r->buf + r->len, READ_CHUNK);
+	if ((r->last_full || r->len == r->cap - 1) && r->cap - 1 < BUF_MAX) {
+		/* A large trace (the last read filled the buffer) or a long line: read more at once. */
+		size_t cap = (r->cap - 1) * 4 > BUF_MAX ? BUF_MAX : (r->cap - 1) * 4;
+		char *nb = realloc(r->buf, cap + 1);
+
+		if (!nb) {
+			snprintf(err, errlen, "after line %" PRIu64 ": out of memory", r->plineno);
+			return -ENOMEM;
+		}
+		r->buf = nb;
+		r->cap = cap + 1;
+	}
+	size_t room = r->cap - 1 - r->len;
+	unsigned ask = room > READ_CHUNK ? READ_CHUNK : (unsigned)room;
+	n = gzread(r->gz, r->buf + r->len, ask);
+	r->last_full = n > 0 && (unsigned)n == ask;
 	if (n < 0 || (n == 0 && gz_failed(r->gz))) {
 		int errnum;
 		const char *msg = gzerror(r->gz, &errnum);
@@ -385,8 +404,10 @@ int vmmu_lackey_open_flags(const char *path, unsigned flags, struct vmmu_lackey_
 	r = aligned_alloc(64, sizeof(*r));   /* sizeof is a multiple of the alignment */
 	if (r) {
 		memset(r, 0, sizeof(*r));
-		r->buf = malloc(2 * READ_CHUNK + 1);
-		r->b = calloc((flags & VMMU_LACKEY_READAHEAD) ? NR_BATCHES : 1, sizeof(*r->b));
+		r->buf = malloc(BUF_FIRST + 1);
+		r->cap = BUF_FIRST + 1;
+		/* Not zeroed: a batch is read only after produce() filled it. */
+		r->b = malloc(((flags & VMMU_LACKEY_READAHEAD) ? NR_BATCHES : 1) * sizeof(*r->b));
 	}
 	if (!r || !r->buf || !r->b) {
 		if (r) {
@@ -407,7 +428,7 @@ int vmmu_lackey_open_flags(const char *path, unsigned flags, struct vmmu_lackey_
 		free(r);
 		return -ENOMEM;
 	}
-	gzbuffer(r->gz, 256 * 1024);
+	gzbuffer(r->gz, st.st_size < (256 << 10) ? 16 * 1024 : 256 * 1024);
 	r->file_bytes = (uint64_t)st.st_size;
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
