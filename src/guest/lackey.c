@@ -16,7 +16,8 @@
  * thread of the reader's own reads, inflates and decodes batches ahead of the caller (a ring of
  * NR_BATCHES), so a replay pays neither zlib nor the parser on its own thread. A batch carries
  * how it ends (more, the end, or an error after its records), so the caller meets an error at
- * exactly the record where it would have without read-ahead.
+ * exactly the record where it would have without read-ahead. The line buffer starts small and
+ * grows while reads fill it, so a small trace costs a small reader.
  * Locking: a reader belongs to its caller. With read-ahead, `mu` guards `filled` and `stop`; a
  * batch slot belongs to the thread until it is counted in `filled` (a release under mu), then to
  * the caller until the caller takes the next one; the zlib stream and the line buffer are the
