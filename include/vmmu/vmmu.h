@@ -291,7 +291,8 @@ struct vmmu_access_op {
  * stops at the first access that does not complete: *@done gets the number that did, and if
  * fewer than @n, @res is the result of access *@done (PF, GP or MMIO, as vmmu_vcpu_access gives
  * it; a split access's first page may be done, res->done says). 0; or -EINVAL for a bad
- * argument or op (*@done: the ops before it were made), -EFAULT as vmmu_vcpu_access.
+ * argument (*@done 0) or op (*@done: the ops before it were made), -EFAULT as
+ * vmmu_vcpu_access (*@done: the ops before the one that failed).
  */
 int vmmu_vcpu_access_batch(struct vmmu_vcpu *vcpu, struct vmmu_access_op *ops, unsigned n,
 			   unsigned *done, struct vmmu_access_result *res);

@@ -449,6 +449,8 @@ int vmmu_vcpu_access_batch(struct vmmu_vcpu *vcpu, struct vmmu_access_op *ops, u
 	unsigned i;
 	int rc = 0;
 
+	if (done)
+		*done = 0;
 	if (!vcpu || (n && !ops) || !done || !res)
 		return -EINVAL;
 	for (i = 0; i < n; i++) {

@@ -117,6 +117,13 @@ done
 "$VMMU" run trace --param "file=$tmp/mix.lackey" --json > "$tmp/mix.json"
 t "  ... that trace faults, skips and replays every record" '[ "$(field "$tmp/mix.json" trace_records)" = 7933 ] && [ "$(field "$tmp/mix.json" trace_skipped)" = 231 ] && [ "$(field "$tmp/mix.json" page_faults)" -gt 3000 ]'
 
+# A trace read from a pipe (valgrind's output streamed, never stored), plain or gzip'd: the run
+# of the file.
+"$VMMU" run trace --param "file=$DATA/true.lackey.gz" --json > "$tmp/tf.json"
+"$VMMU" run trace --param file=/dev/stdin --json < "$DATA/true.lackey.gz" > "$tmp/tp.json"; rc=$?
+zcat "$DATA/true.lackey.gz" | "$VMMU" run trace --param file=/dev/stdin --json > "$tmp/tpp.json"; rc2=$?
+t "a trace from a pipe, gzip'd or plain: the file's digest" '[ $rc -eq 0 ] && [ $rc2 -eq 0 ] && [ -n "$(digest "$tmp/tf.json")" ] && [ "$(digest "$tmp/tf.json")" = "$(digest "$tmp/tp.json")" ] && [ "$(digest "$tmp/tf.json")" = "$(digest "$tmp/tpp.json")" ]'
+
 # ---- bad input: one line, exit 2, no crash ----
 bad "unknown workload" "frob" run frob
 bad "no workload" "workload" run

@@ -907,7 +907,9 @@ static void test_access_batch(void **state)
 	ops[1].kind = VMMU_ACC_WRITE | VMMU_ACC_FETCH;
 	assert_int_equal(vmmu_vcpu_access_batch(b.v, ops + 1, 1, &done, &ref[0].r), -EINVAL);
 	assert_int_equal(vmmu_vcpu_access_batch(b.v, ops, 1, NULL, &ref[0].r), -EINVAL);
+	done = 7;
 	assert_int_equal(vmmu_vcpu_access_batch(b.v, NULL, 1, &done, &ref[0].r), -EINVAL);
+	assert_int_equal(done, 0);
 	assert_int_equal(vmmu_vcpu_access_batch(b.v, NULL, 0, &done, &ref[0].r), 0);
 	assert_int_equal(done, 0);
 	vmmu_vm_destroy(b.vm);
