@@ -423,15 +423,19 @@ __attribute__((noinline)) static int vcpu_access_entering(struct vmmu_vcpu *vcpu
 	return vcpu_access_slow(vcpu, gva, len, kind, buf, res);
 }
 
-int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigned kind, void *buf,
-		     struct vmmu_access_result *res)
+/* A load, a store or a fetch (or an implicit supervisor load); never a store that fetches. */
+static inline bool access_kind_ok(unsigned kind)
 {
-	if (!vcpu || !buf || !res || (kind & ~(VMMU_ACC_WRITE | VMMU_ACC_FETCH | VMMU_ACC_IMPLICIT)) ||
-	    ((kind & VMMU_ACC_WRITE) && (kind & VMMU_ACC_FETCH)))
-		return -EINVAL;
-	if (!(len >= 1 && len <= 8) && !(len == VMMU_PAGE_SIZE && !(gva & (VMMU_PAGE_SIZE - 1))))
-		return -EINVAL;
-	/* The hit path does the whole access or nothing (cpu.h); everything else is a tail call. */
+	return !(kind & ~(VMMU_ACC_WRITE | VMMU_ACC_FETCH | VMMU_ACC_IMPLICIT)) &&
+	       !((kind & VMMU_ACC_WRITE) && (kind & VMMU_ACC_FETCH));
+}
+
+/* One access with its arguments checked: the hit path does the whole access or nothing
+ * (cpu.h); everything else is a tail call. Inlined into both public access functions. */
+static inline __attribute__((always_inline)) int vcpu_access_one(struct vmmu_vcpu *vcpu, uint64_t gva,
+								 uint32_t len, unsigned kind, void *buf,
+								 struct vmmu_access_result *res)
+{
 	if (__builtin_expect(!vcpu_try_enter(vcpu), 0))
 		return vcpu_access_entering(vcpu, gva, len, kind, buf, res);
 	if (__builtin_expect(cpu_access_fast(&vcpu->cpu, gva, len, kind, buf), 1)) {
@@ -441,6 +445,16 @@ int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigne
 		return 0;
 	}
 	return vcpu_access_slow(vcpu, gva, len, kind, buf, res);
+}
+
+int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigned kind, void *buf,
+		     struct vmmu_access_result *res)
+{
+	if (!vcpu || !buf || !res || !access_kind_ok(kind))
+		return -EINVAL;
+	if (!(len >= 1 && len <= 8) && !(len == VMMU_PAGE_SIZE && !(gva & (VMMU_PAGE_SIZE - 1))))
+		return -EINVAL;
+	return vcpu_access_one(vcpu, gva, len, kind, buf, res);
 }
 
 int vmmu_vcpu_access_batch(struct vmmu_vcpu *vcpu, struct vmmu_access_op *ops, unsigned n,
@@ -455,25 +469,14 @@ int vmmu_vcpu_access_batch(struct vmmu_vcpu *vcpu, struct vmmu_access_op *ops, u
 		return -EINVAL;
 	for (i = 0; i < n; i++) {
 		struct vmmu_access_op *op = &ops[i];
-		const unsigned kind = op->kind, len = op->len;
 
-		if ((kind & ~(VMMU_ACC_WRITE | VMMU_ACC_FETCH | VMMU_ACC_IMPLICIT)) ||
-		    ((kind & VMMU_ACC_WRITE) && (kind & VMMU_ACC_FETCH)) || len < 1 || len > 8) {
+		if (!access_kind_ok(op->kind) || op->len < 1 || op->len > 8) {
 			rc = -EINVAL;
 			break;
 		}
-		if (!(kind & VMMU_ACC_WRITE))
+		if (!(op->kind & VMMU_ACC_WRITE))
 			op->val = 0;
-		/* vmmu_vcpu_access's body: the hit path, or the full way. */
-		if (__builtin_expect(vcpu_try_enter(vcpu), 1)) {
-			if (__builtin_expect(cpu_access_fast(&vcpu->cpu, op->gva, len, kind, &op->val), 1)) {
-				vcpu_leave(vcpu);
-				continue;
-			}
-			rc = vcpu_access_slow(vcpu, op->gva, len, kind, &op->val, res);
-		} else {
-			rc = vcpu_access_entering(vcpu, op->gva, len, kind, &op->val, res);
-		}
+		rc = vcpu_access_one(vcpu, op->gva, op->len, op->kind, &op->val, res);
 		if (rc || res->status != VMMU_ACCESS_DONE)
 			break;
 	}
@@ -495,8 +498,7 @@ int vmmu_vcpu_emulate_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len,
 	int rc;
 
 	if (!vcpu || !buf || !res || !len || len > 8 || (gva & 0xfff) + len > 4096 ||
-	    (kind & ~(VMMU_ACC_WRITE | VMMU_ACC_FETCH | VMMU_ACC_IMPLICIT)) ||
-	    ((kind & VMMU_ACC_WRITE) && (kind & VMMU_ACC_FETCH)))
+	    !access_kind_ok(kind))
 		return -EINVAL;
 	memset(res, 0, sizeof(*res));
 	paging_walk(&vcpu->cpu.guest, &slots_gmem_ops, vcpu->vm->slots, gva, kind_access(kind), &w);
