@@ -408,6 +408,12 @@ static int uaccess_kernel(struct guest *g, struct gcpu *c, struct task *t, uint6
 	return rc ? rc : -EFAULT;
 }
 
+/* A user read or fetch the task saw complete: what it read goes in its observations. */
+static inline void obs_read(struct obs *o, uint64_t va, unsigned len, unsigned kind, uint64_t val)
+{
+	obs3(o, OBS_READ | ((uint64_t)len << 8) | ((uint64_t)kind << 16), va, val);
+}
+
 /* The user access, or (@first) its retry after a first attempt made by uaccess_batch that did
  * not complete: @first_rc and @first are that attempt's. */
 static int uaccess_go(struct guest *g, struct task *t, uint64_t va, unsigned len, unsigned kind,
@@ -439,7 +445,7 @@ static int uaccess_go(struct guest *g, struct task *t, uint64_t va, unsigned len
 		if (!rc && r.status == VMMU_ACCESS_DONE) {
 			if (!(kind & VMMU_ACC_WRITE)) {
 				*val = buf;
-				obs3(obs_of(g, t), OBS_READ | ((uint64_t)len << 8) | ((uint64_t)kind << 16), va, buf);
+				obs_read(obs_of(g, t), va, len, kind, buf);
 			}
 			if (held)
 				klock(g, c);
@@ -491,8 +497,7 @@ int uaccess_batch(struct guest *g, struct task *t, struct vmmu_access_op *ops, u
 	c->cnt.user_accesses += k + (k < n);
 	for (unsigned i = 0; i < k; i++)
 		if (!(ops[i].kind & VMMU_ACC_WRITE))
-			obs3(o, OBS_READ | ((uint64_t)ops[i].len << 8) | ((uint64_t)ops[i].kind << 16),
-			     ops[i].gva, ops[i].val);
+			obs_read(o, ops[i].gva, ops[i].len, ops[i].kind, ops[i].val);
 	*done = k;
 	if (k == n)
 		return 0;
