@@ -146,10 +146,9 @@ struct vmmu_lackey_reader {
 				  * system call: made only for a side that waits) */
 	/* The caller's. */
 	_Alignas(64) struct lk_batch *cb;   /* the slots again: b's line is the producer's */
-	struct lk_batch *cur;    /* cb[head] once taken */
+	struct lk_batch *cur;    /* cb[head], the caller's, once it took a first batch */
 	unsigned head;           /* the batch being consumed */
 	unsigned ci;             /* its next record */
-	bool have;               /* cb[head] is the caller's */
 	uint64_t lineno;
 	uint64_t in_bytes;
 	char err[256];
@@ -458,7 +457,7 @@ static struct lk_batch *next_batch(struct vmmu_lackey_reader *r)
 		return &r->cb[0];
 	}
 	pthread_mutex_lock(&r->mu);
-	if (r->have) {
+	if (r->cur) {
 		r->filled--;   /* the slot goes back to the thread */
 		r->head = (r->head + 1) % NR_BATCHES;
 		if (r->waiting[0])
@@ -470,7 +469,6 @@ static struct lk_batch *next_batch(struct vmmu_lackey_reader *r)
 		r->waiting[1] = false;
 	}
 	pthread_mutex_unlock(&r->mu);
-	r->have = true;
 	return &r->cb[r->head];
 }
 
@@ -487,7 +485,6 @@ int vmmu_lackey_next(struct vmmu_lackey_reader *r, struct vmmu_lackey_rec *rec)
 			return b->rc;
 		}
 		b = r->cur = next_batch(r);
-		r->have = true;
 		r->ci = 0;
 		r->in_bytes = b->in_bytes;
 	}
