@@ -11,20 +11,30 @@
  * Guest page tables are built before the run (the guest itself takes no #PF), and every page is
  * touched once before the first round, so host memory is resident: before each touch round the
  * data slot is deleted and added back on the same memory, and the round measures the MMU's faults
- * (under native, with no MMU, walks and TLB misses only). Each point is the best of R rounds, the
- * median beside; the lock wait is vmmu_stats.mmu_lock_wait_ns per round (all vCPUs, the warm-up
- * included), and the fine-lock waits are vmmu_stats.sp_lock_contended per round. The soft MMU is
+ * (under native, with no MMU, walks and TLB misses only). The VMs of every thread count are made
+ * first and their rounds alternate (1, 2, 4, 1, 2, 4, ...), so that the machine's drift in speed
+ * falls on all of them alike. Each point is the best of R rounds, the median beside; the ratio to
+ * 1 vCPU is best against best, the paired ratio the median over rounds of the round's rate against
+ * the 1-vCPU round just before it (the steadier figure on a noisy machine); the lock wait is
+ * vmmu_stats.mmu_lock_wait_ns per round (all vCPUs, the warm-up included), and the fine-lock
+ * waits are vmmu_stats.sp_lock_contended per round. The soft MMU is
  * measured under --mmu-lock big, shared (for it the same as big: its faults are exclusive) and
  * fine (faults shared, leaves installed under the shadow page's lock), the hard MMU under big and
  * fine (the same as shared for it). On a machine with C
  * cores, more than C vCPU threads cannot scale past C. The "host" rows run the same threads and
  * patterns on plain resident memory of this process (4K pages): the machine's own scaling of the
  * pattern, the ceiling for the VM rows.
+ * vCPU thread i is pinned to the i-th CPU the process may run on (modulo their number), as vCPU
+ * threads are pinned where a VM's scaling is measured: on these nested machines the two CPUs are
+ * not alike (a thread the scheduler places on one of them ran a round at half the speed it had on
+ * the other), so an unpinned round measures where the threads landed. -U leaves them unpinned.
  * BENCH_SCALE_ROUNDS=1 in the environment prints every round's rate on stderr.
- * Usage: bench_scale [-s MiB] [-u MILLION_UPDATES] [-R ROUNDS] [-t MAX_THREADS] [-m MODE] [-p PATTERN] [-l LOCK]
+ * Usage: bench_scale [-s MiB] [-u MILLION_UPDATES] [-R ROUNDS] [-t MAX_THREADS] [-m MODE] [-p PATTERN] [-l LOCK] [-U]
  */
+#define _GNU_SOURCE
 #include <getopt.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,9 +155,10 @@ struct job {
 	uint64_t bytes, n, seed;  /* gups: n updates over [0, bytes) */
 	volatile uint64_t *host;  /* set: the same pattern on plain host memory */
 	pthread_barrier_t *start;
+	int cpu;                  /* pinned to it, or -1 */
 	double t0, t1;            /* this thread's own start and end */
 	int err;
-};
+} __attribute__((aligned(64)));   /* one job per cache line: threads share none */
 
 static void *run_job(void *arg)
 {
@@ -155,6 +166,13 @@ static void *run_job(void *arg)
 	struct vmmu_access_result r;
 	uint64_t x = 1;
 
+	if (j->cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(j->cpu, &set);
+		if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set))
+			fprintf(stderr, "bench_scale: cannot pin to CPU %d, unpinned\n", j->cpu);
+	}
 	pthread_barrier_wait(j->start);
 	j->t0 = now();
 	if (j->host) {
@@ -173,29 +191,38 @@ static void *run_job(void *arg)
 		j->t1 = now();
 		return NULL;
 	}
+	/* The loop keeps what it writes in locals: a store to the job on every access would share a
+	 * line with the next job's, the very false sharing this benchmark exists to rule out. */
+	struct vmmu_vcpu *v = j->v;
+	int err = 0;
 	if (j->p == TOUCH) {
-		for (uint64_t a = j->lo; a < j->hi && !j->err; a += 4096) {
-			j->err = vmmu_vcpu_access(j->v, a, 8, VMMU_ACC_WRITE, &x, &r);
-			if (!j->err && r.status != VMMU_ACCESS_DONE)
-				j->err = -1;
+		for (uint64_t a = j->lo, hi = j->hi; a < hi && !err; a += 4096) {
+			err = vmmu_vcpu_access(v, a, 8, VMMU_ACC_WRITE, &x, &r);
+			if (!err && r.status != VMMU_ACCESS_DONE)
+				err = -1;
 		}
 		j->t1 = now();
+		j->err = err;
 		return NULL;
 	}
-	uint64_t s = j->seed, pages = j->bytes >> 12;
-	for (uint64_t i = 0; i < j->n && !j->err; i++) {
+	uint64_t s = j->seed, pages = j->bytes >> 12, n = j->n;
+	for (uint64_t i = 0; i < n && !err; i++) {
 		s ^= s << 13;
 		s ^= s >> 7;
 		s ^= s << 17;
 		uint64_t a = ((s % pages) << 12) | ((s >> 40) & 0xff8);
-		j->err = vmmu_vcpu_access(j->v, a, 8, 0, &x, &r);
+		err = vmmu_vcpu_access(v, a, 8, 0, &x, &r);
 		x++;
-		if (!j->err)
-			j->err = vmmu_vcpu_access(j->v, a, 8, VMMU_ACC_WRITE, &x, &r);
+		if (!err)
+			err = vmmu_vcpu_access(v, a, 8, VMMU_ACC_WRITE, &x, &r);
 	}
 	j->t1 = now();
+	j->err = err;
 	return NULL;
 }
+
+/* The CPUs vCPU threads are pinned to, in order; none with -U. */
+static int pin_cpus[CPU_SETSIZE], nr_pin_cpus;
 
 /* Run @p with @nv vCPU threads on @x; the elapsed seconds. */
 static double run(struct vmx *x, enum pattern p, unsigned nv, uint64_t bytes, uint64_t updates)
@@ -209,7 +236,8 @@ static double run(struct vmx *x, enum pattern p, unsigned nv, uint64_t bytes, ui
 	for (unsigned i = 0; i < nv; i++) {
 		jobs[i] = (struct job){ .v = x->v[i], .host = (volatile uint64_t *)x->host, .p = p, .lo = i * slice,
 					.hi = i + 1 == nv ? bytes : (i + 1) * slice, .bytes = bytes,
-					.n = updates / nv, .seed = 0x9e3779b97f4a7c15ULL * (i + 1), .start = &start };
+					.n = updates / nv, .seed = 0x9e3779b97f4a7c15ULL * (i + 1), .start = &start,
+					.cpu = nr_pin_cpus ? pin_cpus[i % (unsigned)nr_pin_cpus] : -1 };
 		pthread_create(&tid[i], NULL, run_job, &jobs[i]);
 	}
 	pthread_barrier_wait(&start);
@@ -252,8 +280,9 @@ int main(int argc, char **argv)
 	static const char *const pat_names[] = { "touch", "gups" };
 	uint64_t mib = 64, mupdates = 4;
 	int rounds = 3, maxt = 4, only_mode = -1, only_pat = -1, only_lock = -1, opt;
+	bool pin = true;
 
-	while ((opt = getopt(argc, argv, "s:u:R:t:m:p:l:")) != -1) {
+	while ((opt = getopt(argc, argv, "s:u:R:t:m:p:l:U")) != -1) {
 		switch (opt) {
 		case 's': mib = strtoull(optarg, NULL, 0); break;
 		case 'u': mupdates = strtoull(optarg, NULL, 0); break;
@@ -278,17 +307,26 @@ int main(int argc, char **argv)
 			if (only_pat < 0)
 				die("-p (touch or gups)", 0);
 			break;
+		case 'U': pin = false; break;
 		default:
-			fprintf(stderr, "usage: bench_scale [-s MiB] [-u MILLION_UPDATES] [-R ROUNDS] [-t MAX_THREADS] [-m MODE] [-p PATTERN] [-l LOCK]\n");
+			fprintf(stderr, "usage: bench_scale [-s MiB] [-u MILLION_UPDATES] [-R ROUNDS] [-t MAX_THREADS] [-m MODE] [-p PATTERN] [-l LOCK] [-U]\n");
 			return 2;
 		}
 	}
 	if (!mib || mib > 4096 || !mupdates || rounds < 1 || rounds > 50 || maxt < 1 || maxt > MAXT)
 		die("options", 0);
+	if (mib * (unsigned)(32 - __builtin_clz((unsigned)maxt)) > 8192)
+		die("-s: the VMs of every thread count live at once; MiB times their number over 8 GiB", 0);
 	uint64_t bytes = mib << 20, updates = mupdates * 1000000;
-	printf("bench_scale: %llu MiB, %llu M gups updates (a read and a write each), best of %d rounds (median beside)\n",
-	       (unsigned long long)mib, (unsigned long long)mupdates, rounds);
-	printf("| pattern | MMU | mmu_lock | vCPU threads | M accesses/s | median | ratio to 1 vCPU | lock wait ms | fine-lock waits |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+	cpu_set_t allowed;
+	if (pin && !sched_getaffinity(0, sizeof(allowed), &allowed))
+		for (int c = 0; c < CPU_SETSIZE; c++)
+			if (CPU_ISSET(c, &allowed))
+				pin_cpus[nr_pin_cpus++] = c;
+	printf("bench_scale: %llu MiB, %llu M gups updates (a read and a write each), best of %d rounds (median beside), vCPU threads %s\n",
+	       (unsigned long long)mib, (unsigned long long)mupdates, rounds,
+	       nr_pin_cpus ? "pinned one per CPU" : "unpinned");
+	printf("| pattern | MMU | mmu_lock | vCPU threads | M accesses/s | median | ratio to 1 vCPU | paired ratio | lock wait ms | fine-lock waits |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
 	for (int p = 0; p < 2; p++) {
 		if (only_pat >= 0 && p != only_pat)
 			continue;
@@ -297,37 +335,53 @@ int main(int argc, char **argv)
 			if ((only_mode >= 0 && m != only_mode) ||
 			    (only_lock >= 0 && m >= 1 && m <= 3 && (int)configs[c].lock != only_lock))
 				continue;
-			double base = 0;
+			/* Every thread count has its VM, made and warmed first; then the rounds alternate
+			 * between them, so that a slow minute of this machine falls on all of them alike
+			 * (measured one after the other, a drift of the machine's speed was the ratio). */
+			struct vmx xs[8];
+			double rate[8][50];
+			int nvs[8], nn = 0;
 			for (int nv = 1; nv <= maxt; nv *= 2) {
-				double rate[50];
-				struct vmx x;
-				uint64_t accesses = p == TOUCH ? bytes >> 12 : 2 * (updates / (unsigned)nv) * (unsigned)nv;
+				struct vmx *x = &xs[nn];
+				nvs[nn++] = nv;
 				if (m == 4)
-					host_make(&x, bytes);
+					host_make(x, bytes);
 				else
-					vm_make(&x, modes[m], configs[c].lock, bytes, (unsigned)nv);
-				run(&x, TOUCH, (unsigned)nv, bytes, 0);   /* warm: every page faulted in */
-				for (int r = 0; r < rounds; r++) {
-					if (p == TOUCH && x.vm)
-						slot_cycle(&x, bytes);
-					rate[r] = accesses / run(&x, (enum pattern)p, (unsigned)nv, bytes, updates) / 1e6;
+					vm_make(x, modes[m], configs[c].lock, bytes, (unsigned)nv);
+				run(x, TOUCH, (unsigned)nv, bytes, 0);   /* warm: every page faulted in */
+			}
+			for (int r = 0; r < rounds; r++) {
+				for (int k = 0; k < nn; k++) {
+					const unsigned nv = (unsigned)nvs[k];
+					uint64_t accesses = p == TOUCH ? bytes >> 12 : 2 * (updates / nv) * nv;
+					if (p == TOUCH && xs[k].vm)
+						slot_cycle(&xs[k], bytes);
+					rate[k][r] = accesses / run(&xs[k], (enum pattern)p, nv, bytes, updates) / 1e6;
 					if (getenv("BENCH_SCALE_ROUNDS"))
-						fprintf(stderr, "round %d: %.2f\n", r, rate[r]);
+						fprintf(stderr, "round %d, %u vCPUs: %.2f\n", r, nv, rate[k][r]);
 				}
+			}
+			double base = 0;
+			for (int k = 0; k < nn; k++) {
+				struct vmx *x = &xs[k];
 				struct vmmu_stats st = { 0 };
-				if (x.vm && vmmu_vm_stats(x.vm, &st, sizeof(st)))
+				double paired[50];
+				if (x->vm && vmmu_vm_stats(x->vm, &st, sizeof(st)))
 					die("stats", 0);
-				if (x.vm)
-					vmmu_vm_destroy(x.vm);
+				if (x->vm)
+					vmmu_vm_destroy(x->vm);
 				else
-					munmap(x.host, bytes);
-				qsort(rate, (size_t)rounds, sizeof(double), cmp_double);
-				double best = rate[rounds - 1], med = rate[rounds / 2];
-				if (nv == 1)
+					munmap(x->host, bytes);
+				for (int r = 0; r < rounds; r++)
+					paired[r] = rate[k][r] / rate[0][r];
+				qsort(paired, (size_t)rounds, sizeof(double), cmp_double);
+				qsort(rate[k], (size_t)rounds, sizeof(double), cmp_double);
+				double best = rate[k][rounds - 1], med = rate[k][rounds / 2];
+				if (k == 0)
 					base = best;
-				printf("| %s | %s | %s | %d | %.2f | %.2f | %.2fx | %.1f | %.0f |\n",
-				       pat_names[p], mode_names[m], configs[c].name, nv, best, med,
-				       best / base, (double)st.mmu_lock_wait_ns / 1e6 / rounds,
+				printf("| %s | %s | %s | %d | %.2f | %.2f | %.2fx | %.2fx | %.1f | %.0f |\n",
+				       pat_names[p], mode_names[m], configs[c].name, nvs[k], best, med,
+				       best / base, paired[rounds / 2], (double)st.mmu_lock_wait_ns / 1e6 / rounds,
 				       (double)st.sp_lock_contended / rounds);
 				fflush(stdout);
 			}
