@@ -258,7 +258,7 @@ int cpu_init(struct cpu *c, enum vmmu_mmu mode, const struct cpu_model *model,
 	if (rc)
 		return rc;
 	if (geom && geom->pwc) {
-		c->pwc = calloc(1, sizeof(*c->pwc));
+		c->pwc = host_zalloc_lines(sizeof(*c->pwc));
 		if (!c->pwc) {
 			tlb_destroy(c->tlb);
 			return -ENOMEM;
@@ -266,7 +266,7 @@ int cpu_init(struct cpu *c, enum vmmu_mmu mode, const struct cpu_model *model,
 		pwc_flush(c);
 	}
 	if (geom && geom->nested_tlb && (mode == VMMU_MMU_EPT || mode == VMMU_MMU_NPT)) {
-		c->ntlb = calloc(1, sizeof(*c->ntlb));
+		c->ntlb = host_zalloc_lines(sizeof(*c->ntlb));
 		if (!c->ntlb) {
 			tlb_destroy(c->tlb);
 			return -ENOMEM;

@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "cpu/tlb.h"
+#include "host/host.h"
 
 /*
  * Defaults: the data TLBs of an Intel Skylake core, from the Intel 64 and IA-32 Architectures
@@ -226,13 +227,13 @@ int tlb_create(const struct vmmu_tlb_geometry *g, struct tlb **out)
 		n += (size_t)geo[i].sets * geo[i].ways;
 	}
 
-	t = calloc(1, sizeof(*t));
+	t = host_zalloc_lines(sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	/* A whole number of cache lines, line-aligned: small sets then share few lines. */
 	size_t bytes = (n * sizeof(struct tlb_ent) + 63) & ~(size_t)63;
 	t->mem = aligned_alloc(64, bytes);
-	t->stamps = calloc(n, sizeof(*t->stamps));
+	t->stamps = host_zalloc_lines(n * sizeof(*t->stamps));
 	if (!t->mem || !t->stamps) {
 		tlb_destroy(t);
 		return -ENOMEM;

@@ -25,6 +25,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <urcu/list.h>
 
@@ -76,6 +78,19 @@ void host_frame_split(struct host_arena *a, pfn_t pfn, unsigned order);
 /* The same into 2^(@order - @new_order) blocks of 2^@new_order frames each: a 1G hugetlb page
  * becomes 512 2M ones when part of it is unmapped. */
 void host_frame_split_to(struct host_arena *a, pfn_t pfn, unsigned order, unsigned new_order);
+
+/* A zeroed object of the process (not an arena frame) on cache lines of its own: what one
+ * thread writes on every access (a vCPU, its TLB, its MMU state) must share no line with another
+ * thread's, and malloc packs objects made one after the other on the same line. free() it. */
+static inline void *host_zalloc_lines(size_t size)
+{
+	size = (size + 63) & ~(size_t)63;
+	void *p = aligned_alloc(64, size);
+
+	if (p)
+		memset(p, 0, size);
+	return p;
+}
 
 /* The bytes of frame @pfn. Valid while the frame is allocated. */
 void *host_pfn_to_ptr(const struct host_arena *a, pfn_t pfn);

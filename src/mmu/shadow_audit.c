@@ -618,13 +618,13 @@ int shadow_audit(struct mmu *m, char *why, size_t whylen)
 
 		a.n = 0;
 		a.oom = false;
-		pthread_rwlock_wrlock(&m->mmu_lock);
+		mmu_write_lock(&m->mmu_lock);
 		rc = audit_locked(&a);
 		changes = shadow_changes(sm);
 		seq = __atomic_load_n(&m->invalidate_seq, __ATOMIC_ACQUIRE);
 		mgen = memslots_generation(m->env.slots);
 		bool busy = __atomic_load_n(&m->invalidate_in_progress, __ATOMIC_ACQUIRE);
-		pthread_rwlock_unlock(&m->mmu_lock);
+		mmu_unlock(&m->mmu_lock);
 		if (rc)
 			goto out;
 		if (a.oom) {

@@ -21,7 +21,7 @@
  *    too): a table leaves the count when it is unlinked, before its frame waits for its grace
  *    period; every table below the root has a struct tdp_page in its frame's private word.
  *
- * Locking (docs/locking.md): mmu_lock (struct mmu's rwlock) shared for faults, exclusive for
+ * Locking (docs/locking.md): mmu_lock (struct mmu's reader-writer lock) shared for faults, exclusive for
  * zaps, memslot changes, dirty-log protection and MMU-notifier invalidations. Every spte is
  * changed with an atomic read-modify-write (cmpxchg or xchg), even under the exclusive lock: the
  * hardware (other vCPUs' walks) sets A/D bits by compare-and-swap at any time, and the fast page

@@ -149,7 +149,7 @@ int vmmu_vcpu_create(struct vmmu_vm *vm, unsigned id, struct vmmu_vcpu **out)
 
 	if (!vm || !out || id > VMMU_MAX_VCPU_ID)
 		return -EINVAL;
-	v = calloc(1, sizeof(*v));
+	v = host_zalloc_lines(sizeof(*v));
 	if (!v)
 		return -ENOMEM;
 	v->vm = vm;

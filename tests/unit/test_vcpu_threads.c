@@ -618,7 +618,7 @@ static void lock_case(enum vmmu_mmu mode, enum vmmu_mmu_lock lock, enum target t
 	f.gva = to == NEAR ? DATA_GPA : to == FAR ? VOL_GPA : TABLE_VA + g.pte[0][0];
 	f.val = to == PTE ? DATA_GPA | PRWU : 7;
 	assert_int_equal(vmmu_vcpu_access(f.v, DATA_GPA + 100 * 4096ULL, 8, VMMU_ACC_WRITE, &x, &r), 0);
-	pthread_rwlock_rdlock(&g.vm->mmu->mmu_lock);
+	mmu_read_lock(&g.vm->mmu->mmu_lock);
 	if (held == HOLD_MMU_AND_GFN_LOCK)
 		shadow_spin_lock(to_shadow(g.vm->mmu), &gfn_stripe(to_shadow(g.vm->mmu), f.gva >> 12)->lock);
 	assert_int_equal(pthread_create(&t, NULL, fault_once, &f), 0);
@@ -631,7 +631,7 @@ static void lock_case(enum vmmu_mmu mode, enum vmmu_mmu_lock lock, enum target t
 	assert_int_equal(__atomic_load_n(&f.done, __ATOMIC_ACQUIRE), !must_wait);
 	if (held == HOLD_MMU_AND_GFN_LOCK)
 		shadow_spin_unlock(&gfn_stripe(to_shadow(g.vm->mmu), f.gva >> 12)->lock);
-	pthread_rwlock_unlock(&g.vm->mmu->mmu_lock);
+	mmu_unlock(&g.vm->mmu->mmu_lock);
 	pthread_join(t, NULL);
 	assert_int_equal(f.rc, 0);
 	assert_int_equal(vmmu_vm_stats(g.vm, &st, sizeof(st)), 0);
@@ -664,6 +664,119 @@ static void test_mmu_lock(void **state)
 	assert_int_equal(vmmu_vm_create(&cfg, &vm), -EINVAL);
 	cfg.mmu_lock = (enum vmmu_mmu_lock)7;
 	assert_int_equal(vmmu_vm_create(&cfg, &vm), -EINVAL);
+}
+
+/* ---- mmu_lock itself: the big-reader lock's protocol ---- */
+
+struct rw_stress {
+	struct mmu_rwlock *l;
+	unsigned id;
+	int *inside;        /* [atomic] +1 per reader inside, +1000 per writer inside */
+	uint64_t *a, *b;    /* written only by writers, always equal outside a writer */
+	int err;
+};
+
+/* Readers and writers in turn on one lock: a writer is alone (inside is 1000 while it holds the
+ * lock), a reader sees no writer and a consistent pair; a stale or torn pair means a reader
+ * entered beside a writer, which TSan reports as a race too. */
+static void *rw_stress_thread(void *arg)
+{
+	struct rw_stress *t = arg;
+	uint64_t seed = t->id * 0x9e3779b97f4a7c15ULL + 1;
+
+	for (int i = 0; i < 20000 && !t->err; i++) {
+		seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+		bool write = seed % 8 == 0, try = (seed >> 8) % 4 == 0;
+
+		if (write) {
+			if (try ? !mmu_write_trylock(t->l) : (mmu_write_lock(t->l), false))
+				continue;
+			if (__atomic_add_fetch(t->inside, 1000, __ATOMIC_RELAXED) != 1000)
+				t->err = 1;
+			(*t->a)++;
+			(*t->b)++;
+			__atomic_sub_fetch(t->inside, 1000, __ATOMIC_RELAXED);
+			mmu_unlock(t->l);
+		} else {
+			if (try ? !mmu_read_trylock(t->l) : (mmu_read_lock(t->l), false))
+				continue;
+			if (__atomic_add_fetch(t->inside, 1, __ATOMIC_RELAXED) >= 1000 || *t->a != *t->b)
+				t->err = 2;
+			__atomic_sub_fetch(t->inside, 1, __ATOMIC_RELAXED);
+			mmu_unlock(t->l);
+		}
+	}
+	return NULL;
+}
+
+struct rw_try {
+	struct mmu_rwlock *l;
+	bool write;
+	int got;
+};
+
+static void *rw_try_thread(void *arg)
+{
+	struct rw_try *t = arg;
+
+	t->got = t->write ? mmu_write_trylock(t->l) : mmu_read_trylock(t->l);
+	if (t->got)
+		mmu_unlock(t->l);
+	return NULL;
+}
+
+/* A trylock of @l from another thread (a thread holds one read lock at a time): 1 if it got it. */
+static int try_in_thread(struct mmu_rwlock *l, bool write)
+{
+	struct rw_try t = { .l = l, .write = write };
+	pthread_t tid;
+
+	assert_int_equal(pthread_create(&tid, NULL, rw_try_thread, &t), 0);
+	pthread_join(tid, NULL);
+	return t.got;
+}
+
+static void test_mmu_rwlock(void **state)
+{
+	struct mmu_rwlock l;
+	struct rw_stress t[6];
+	pthread_t tid[6];
+	int inside = 0;
+	uint64_t a = 0, b = 0;
+
+	assert_int_equal(mmu_rwlock_init(&l), 0);
+	/* Readers share; a writer excludes readers and writers; trylock fails where lock waits. */
+	assert_true(mmu_read_trylock(&l));
+	assert_int_equal(try_in_thread(&l, false), 1);
+	assert_int_equal(try_in_thread(&l, true), 0);
+	assert_false(mmu_write_trylock(&l));
+	mmu_unlock(&l);
+	assert_true(mmu_write_trylock(&l));
+	assert_int_equal(try_in_thread(&l, false), 0);
+	assert_int_equal(try_in_thread(&l, true), 0);
+	mmu_unlock(&l);
+	assert_int_equal(try_in_thread(&l, true), 1);
+	assert_true(mmu_read_trylock(&l));
+	mmu_read_unlock(&l);
+	for (unsigned i = 0; i < MMU_STAT_SHARDS; i++)
+		assert_int_equal(l.shard[i].readers, 0);
+	assert_int_equal(l.writer, 0);
+
+	/* More threads than shards share some: their counts add up. */
+	for (unsigned i = 0; i < 6; i++) {
+		t[i] = (struct rw_stress){ .l = &l, .id = i, .inside = &inside, .a = &a, .b = &b };
+		assert_int_equal(pthread_create(&tid[i], NULL, rw_stress_thread, &t[i]), 0);
+	}
+	for (unsigned i = 0; i < 6; i++) {
+		pthread_join(tid[i], NULL);
+		assert_int_equal(t[i].err, 0);
+	}
+	assert_int_equal(a, b);
+	assert_true(a > 0);
+	for (unsigned i = 0; i < MMU_STAT_SHARDS; i++)
+		assert_int_equal(l.shard[i].readers, 0);
+	assert_int_equal(l.writer, 0);
+	mmu_rwlock_destroy(&l);
 }
 
 static void test_native(void **state) { run_mode(VMMU_MMU_NATIVE, VMMU_MMU_LOCK_FINE, 0); }
@@ -755,6 +868,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_request_waits),
 		cmocka_unit_test(test_mmu_lock),
+		cmocka_unit_test(test_mmu_rwlock),
 		cmocka_unit_test(test_native),
 		cmocka_unit_test(test_shadow),
 		cmocka_unit_test(test_ept),
