@@ -14,9 +14,9 @@
  *    registered notifier; clear_young/test_young age the mappings.
  *
  * Locking: the arena's buddy lists take arena->lock (a mutex). An mm's page table and VMAs take
- * mm->lock (a rwlock, as mmap_lock: written for changes, read for lookups and faults on pages
- * already mapped); notifiers are called with it held for writing, so a notifier must not call
- * back into the mm. Frame refcounts are atomic.
+ * mm->lock (a reader-writer lock, host/brlock.h, as mmap_lock: written for changes, read for
+ * lookups and faults on pages already mapped); notifiers are called with it held for writing, so
+ * a notifier must not call back into the mm. Frame refcounts are atomic.
  */
 #ifndef VMMU_HOST_H
 #define VMMU_HOST_H

@@ -29,9 +29,9 @@
  * (shrink_underused_thps; the kernel's shrinkers are global, this one reclaims from the faulting
  * mm only: its lock is the one held). Each calls the notifiers over the 2M.
  *
- * Locking: mm->lock (a rwlock, the model's mmap_lock) guards the VMAs, the page table and the
- * notifier list; every change takes it for writing (notifiers run with it held so), and stores
- * an entry with pte_set. A lookup of a page mapped and young takes no lock (pt_peek, the
+ * Locking: mm->lock (a reader-writer lock, host/brlock.h: the model's mmap_lock) guards the VMAs,
+ * the page table and the notifier list; every change takes it for writing (notifiers run with it
+ * held so), and stores an entry with pte_set. A lookup of a page mapped and young takes no lock (pt_peek, the
  * kernel's GUP-fast): nodes unlinked are freed after an RCU grace period, and inval_seq, odd
  * between the notifiers' start and end, tells it a change was under way (then it takes the
  * lock). Marking a page young takes the read lock (an atomic OR); a new mapping, the write lock.
@@ -44,6 +44,7 @@
 
 #include <urcu-bp.h>
 
+#include "host/brlock.h"
 #include "host/host.h"
 #include "host/host_internal.h"
 #include "host/rcu.h"
@@ -98,7 +99,7 @@ struct host_vma {
 
 /* Legend: [c] set at create, then constant; [m] guarded by mm->lock; [a] atomic. */
 struct host_mm {
-	pthread_rwlock_t lock;                  /* the model's mmap_lock */
+	struct brlock lock;                     /* the model's mmap_lock (host/brlock.h) */
 	struct host_arena *arena;               /* [c] */
 	enum host_thp thp;                      /* [c] */
 	struct pt_node *root;                   /* [c] the L4 node; its entries [m] */
@@ -733,7 +734,7 @@ int host_mm_create(struct host_arena *a, enum host_thp thp, struct host_mm **out
 
 	if (!a || !out || (thp != HOST_THP_NEVER && thp != HOST_THP_MADVISE && thp != HOST_THP_ALWAYS))
 		return -EINVAL;
-	mm = calloc(1, sizeof(*mm));
+	mm = host_zalloc_lines(sizeof(*mm));   /* the lock's reader counts are line-aligned */
 	if (!mm)
 		return -ENOMEM;
 	CDS_INIT_LIST_HEAD(&mm->notifiers);
@@ -742,7 +743,7 @@ int host_mm_create(struct host_arena *a, enum host_thp thp, struct host_mm **out
 		ret = -ENOMEM;
 		goto out_free;
 	}
-	ret = -pthread_rwlock_init(&mm->lock, NULL);
+	ret = brlock_init(&mm->lock, BRLOCK_MM);
 	if (ret)
 		goto out_free;
 	mm->arena = a;
@@ -764,15 +765,15 @@ void host_mm_destroy(struct host_mm *mm)
 
 	if (!mm)
 		return;
-	pthread_rwlock_wrlock(&mm->lock);
+	brlock_write(&mm->lock);
 	/* VMA edges never cut a huge leaf and nothing splits: this cannot fail. */
 	if (mm->nr_vmas)
 		ret = munmap_locked(mm, mm->vmas[0].start, mm->vmas[mm->nr_vmas - 1].end);
 	assert(ret == 0 && mm->nr_vmas == 0 && mm->root->nr == 0);
 	(void)ret;
-	pthread_rwlock_unlock(&mm->lock);
+	brlock_unlock(&mm->lock);
 
-	pthread_rwlock_destroy(&mm->lock);
+	brlock_destroy(&mm->lock);
 	free(mm->vmas);
 	free(mm->root);
 	free(mm);
@@ -802,7 +803,7 @@ int host_mmap(struct host_mm *mm, hva_t hint, uint64_t len, unsigned vma_flags, 
 		     hint >= HOST_USER_MAX || len > HOST_USER_MAX - hint))
 		return -EINVAL;
 
-	pthread_rwlock_wrlock(&mm->lock);
+	brlock_write(&mm->lock);
 	if (hint) {
 		ret = vma_overlaps(mm, hint, hint + len) ? -EEXIST : 0;
 		start = hint;
@@ -824,7 +825,7 @@ int host_mmap(struct host_mm *mm, hva_t hint, uint64_t len, unsigned vma_flags, 
 		vma_insert(mm, start, start + len, vma_flags);
 		*out = start;
 	}
-	pthread_rwlock_unlock(&mm->lock);
+	brlock_unlock(&mm->lock);
 	return ret;
 }
 
@@ -838,9 +839,9 @@ int host_munmap(struct host_mm *mm, hva_t hva, uint64_t len)
 		return -EINVAL;
 	len = (len + HOST_PAGE_SIZE - 1) & ~(HOST_PAGE_SIZE - 1);   /* cannot pass USER_MAX */
 
-	pthread_rwlock_wrlock(&mm->lock);
+	brlock_write(&mm->lock);
 	ret = munmap_locked(mm, hva, hva + len);
-	pthread_rwlock_unlock(&mm->lock);
+	brlock_unlock(&mm->lock);
 	return ret;
 }
 
@@ -864,16 +865,16 @@ int host_hva_to_pfn_order(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn,
 			return 0;
 		}
 	}
-	pthread_rwlock_rdlock(&mm->lock);
+	brlock_read(&mm->lock);
 	vma = vma_find(mm, hva);
 	ret = vma ? pt_fault_mapped(mm, hva, write, pfn, order, writable) : -EFAULT;
-	pthread_rwlock_unlock(&mm->lock);
+	brlock_unlock(&mm->lock);
 	if (ret != -EAGAIN)
 		return ret;
-	pthread_rwlock_wrlock(&mm->lock);
+	brlock_write(&mm->lock);
 	vma = vma_find(mm, hva);
 	ret = vma ? pt_fault(mm, vma, hva, write, pfn, order, writable) : -EFAULT;
-	pthread_rwlock_unlock(&mm->lock);
+	brlock_unlock(&mm->lock);
 	return ret;
 }
 
@@ -903,7 +904,7 @@ int host_hva_access(struct host_mm *mm, hva_t hva, bool write, void (*fn)(void *
 		pfn_t pfn;
 		int rc;
 
-		pthread_rwlock_rdlock(&mm->lock);
+		brlock_read(&mm->lock);
 		e = pt_lookup(mm, hva);
 		v = e ? __atomic_load_n(e, __ATOMIC_ACQUIRE) : 0;
 		if (v && !(write && (v & PTE_KSM))) {
@@ -911,10 +912,10 @@ int host_hva_access(struct host_mm *mm, hva_t hva, bool write, void (*fn)(void *
 				__atomic_fetch_or(e, PTE_YOUNG, __ATOMIC_RELAXED);
 			fn((uint8_t *)host_pfn_to_ptr(mm->arena, leaf_pfn_at(v, hva)) +
 			   (hva & (HOST_PAGE_SIZE - 1)), arg);
-			pthread_rwlock_unlock(&mm->lock);
+			brlock_unlock(&mm->lock);
 			return 0;
 		}
-		pthread_rwlock_unlock(&mm->lock);
+		brlock_unlock(&mm->lock);
 		/* Not mapped yet, or a write to a KSM page: the fault makes it so, then again. */
 		rc = host_hva_to_pfn_prot(mm, hva, write, &pfn, NULL, NULL);
 		if (rc)
@@ -952,13 +953,13 @@ int host_hva_lookup_order(struct host_mm *mm, hva_t hva, pfn_t *pfn, unsigned *o
 		leaf_out(v, hva, pfn, order, writable);
 		return 0;
 	}
-	pthread_rwlock_rdlock(&mm->lock);
+	brlock_read(&mm->lock);
 	e = pt_lookup(mm, hva);
 	if (e) {
 		leaf_out(__atomic_load_n(e, __ATOMIC_RELAXED), hva, pfn, order, writable);
 		ret = 0;
 	}
-	pthread_rwlock_unlock(&mm->lock);
+	brlock_unlock(&mm->lock);
 	return ret;
 }
 
@@ -976,21 +977,21 @@ void host_mmu_notifier_register(struct host_mm *mm, struct host_mmu_notifier *mn
 {
 	if (!mm || !mn || !mn->ops)
 		return;
-	pthread_rwlock_wrlock(&mm->lock);
+	brlock_write(&mm->lock);
 	/* Registering twice would corrupt the list; once is what the caller meant. */
 	if (!notifier_registered(mm, mn))
 		cds_list_add_tail(&mn->link, &mm->notifiers);
-	pthread_rwlock_unlock(&mm->lock);
+	brlock_unlock(&mm->lock);
 }
 
 void host_mmu_notifier_unregister(struct host_mm *mm, struct host_mmu_notifier *mn)
 {
 	if (!mm || !mn)
 		return;
-	pthread_rwlock_wrlock(&mm->lock);
+	brlock_write(&mm->lock);
 	if (notifier_registered(mm, mn))
 		cds_list_del(&mn->link);
-	pthread_rwlock_unlock(&mm->lock);
+	brlock_unlock(&mm->lock);
 }
 
 bool host_mm_clear_young(struct host_mm *mm, hva_t start, hva_t end)
@@ -1000,13 +1001,13 @@ bool host_mm_clear_young(struct host_mm *mm, hva_t start, hva_t end)
 
 	if (!mm || start >= end)
 		return false;
-	pthread_rwlock_wrlock(&mm->lock);
+	brlock_write(&mm->lock);
 	young = pt_young(mm->root, PT_LEVELS, 0, start, end, true);
 	/* Every notifier, not only until one says young: each must clear its own state. */
 	cds_list_for_each_entry(mn, &mm->notifiers, link)
 		if (mn->ops->clear_young)
 			young |= mn->ops->clear_young(mn, start, end);
-	pthread_rwlock_unlock(&mm->lock);
+	brlock_unlock(&mm->lock);
 	return young;
 }
 
@@ -1017,7 +1018,7 @@ bool host_mm_test_young(struct host_mm *mm, hva_t start, hva_t end)
 
 	if (!mm || start >= end)
 		return false;
-	pthread_rwlock_wrlock(&mm->lock);
+	brlock_write(&mm->lock);
 	young = pt_young(mm->root, PT_LEVELS, 0, start, end, false);
 	cds_list_for_each_entry(mn, &mm->notifiers, link) {
 		if (young)
@@ -1025,7 +1026,7 @@ bool host_mm_test_young(struct host_mm *mm, hva_t start, hva_t end)
 		if (mn->ops->test_young)
 			young = mn->ops->test_young(mn, start, end);
 	}
-	pthread_rwlock_unlock(&mm->lock);
+	brlock_unlock(&mm->lock);
 	return young;
 }
 
@@ -1065,7 +1066,7 @@ int host_madvise(struct host_mm *mm, hva_t start, uint64_t len, unsigned flag, b
 
 	if (!mm || len == 0 || (flag & ~(HOST_VMA_HUGEPAGE | HOST_VMA_MERGEABLE)))
 		return -EINVAL;
-	pthread_rwlock_wrlock(&mm->lock);
+	brlock_write(&mm->lock);
 	/* Whole VMAs only: a memslot's backing is one VMA, and no caller needs a split. */
 	for (i = vma_first_after(mm, start); i < mm->nr_vmas && mm->vmas[i].start < start + len; i++) {
 		if (on)
@@ -1073,7 +1074,7 @@ int host_madvise(struct host_mm *mm, hva_t start, uint64_t len, unsigned flag, b
 		else
 			mm->vmas[i].flags &= ~flag;
 	}
-	pthread_rwlock_unlock(&mm->lock);
+	brlock_unlock(&mm->lock);
 	return 0;
 }
 
@@ -1081,12 +1082,12 @@ int host_madvise(struct host_mm *mm, hva_t start, uint64_t len, unsigned flag, b
 
 void host_mm_lock(struct host_mm *mm)
 {
-	pthread_rwlock_wrlock(&mm->lock);
+	brlock_write(&mm->lock);
 }
 
 void host_mm_unlock(struct host_mm *mm)
 {
-	pthread_rwlock_unlock(&mm->lock);
+	brlock_unlock(&mm->lock);
 }
 
 /* First leaf at or after @from and below @end under @n (a level-@level node at @base); 0 if none. */
@@ -1304,7 +1305,7 @@ bool host_mm_collapse_scan(struct host_mm *mm, hva_t *cursor, struct host_collap
 {
 	bool done = true;
 
-	pthread_rwlock_wrlock(&mm->lock);
+	brlock_write(&mm->lock);
 	for (size_t i = vma_first_after(mm, *cursor); i < mm->nr_vmas; i++) {
 		const struct host_vma *v = &mm->vmas[i];
 		hva_t h = (hva_max(*cursor, v->start) + HOST_SIZE_2M - 1) & ~(HOST_SIZE_2M - 1);
@@ -1326,7 +1327,7 @@ bool host_mm_collapse_scan(struct host_mm *mm, hva_t *cursor, struct host_collap
 	}
 	*cursor = 0;
 out:
-	pthread_rwlock_unlock(&mm->lock);
+	brlock_unlock(&mm->lock);
 	return done;
 }
 

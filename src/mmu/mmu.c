@@ -9,7 +9,6 @@
  * vCPU left and waits for every queued free (rcu_barrier).
  */
 #include <errno.h>
-#include <sched.h>
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,82 +56,7 @@ int mmu_create(const struct mmu_env *env, struct mmu **out)
 int mmu_init(struct mmu *m, const struct mmu_env *env)
 {
 	m->env = *env;
-	return mmu_rwlock_init(&m->mmu_lock);
-}
-
-/* ---- mmu_lock (mmu_internal.h: the protocol) ---- */
-
-static __thread char rwlock_tag_var __attribute__((tls_model("initial-exec")));
-__thread unsigned mmu_read_depth __attribute__((tls_model("initial-exec")));
-
-uintptr_t mmu_rwlock_tag(void)
-{
-	return (uintptr_t)&rwlock_tag_var;
-}
-
-int mmu_rwlock_init(struct mmu_rwlock *l)
-{
-	memset(l, 0, sizeof(*l));
-	return -pthread_mutex_init(&l->wmutex, NULL);
-}
-
-void mmu_rwlock_destroy(struct mmu_rwlock *l)
-{
-	pthread_mutex_destroy(&l->wmutex);
-}
-
-void mmu_read_lock_slow(struct mmu_rwlock *l)
-{
-	do {
-		/* The writer holds wmutex until it has released the lock. */
-		pthread_mutex_lock(&l->wmutex);
-		pthread_mutex_unlock(&l->wmutex);
-	} while (!mmu_read_trylock(l));
-}
-
-/* Readers hold the lock for one fault's install at most: spin a little, then let the holder's
- * thread run (two cores, and more vCPU threads than cores). */
-static void drain_readers(struct mmu_rwlock *l)
-{
-	for (unsigned i = 0; i < MMU_STAT_SHARDS; i++)
-		for (unsigned spins = 0; __atomic_load_n(&l->shard[i].readers, __ATOMIC_SEQ_CST); spins++) {
-			if (spins > 64)
-				sched_yield();
-			else
-				__builtin_ia32_pause();
-		}
-}
-
-static bool readers_none(struct mmu_rwlock *l)
-{
-	for (unsigned i = 0; i < MMU_STAT_SHARDS; i++)
-		if (__atomic_load_n(&l->shard[i].readers, __ATOMIC_SEQ_CST))
-			return false;
-	return true;
-}
-
-void mmu_write_lock(struct mmu_rwlock *l)
-{
-	pthread_mutex_lock(&l->wmutex);
-	__atomic_store_n(&l->writer, mmu_rwlock_tag(), __ATOMIC_SEQ_CST);
-	drain_readers(l);
-}
-
-bool mmu_write_trylock(struct mmu_rwlock *l)
-{
-	if (pthread_mutex_trylock(&l->wmutex))
-		return false;
-	__atomic_store_n(&l->writer, mmu_rwlock_tag(), __ATOMIC_SEQ_CST);
-	if (readers_none(l))
-		return true;
-	mmu_write_unlock(l);
-	return false;
-}
-
-void mmu_write_unlock(struct mmu_rwlock *l)
-{
-	__atomic_store_n(&l->writer, 0, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&l->wmutex);
+	return brlock_init(&m->mmu_lock, BRLOCK_MMU);
 }
 
 void mmu_lock_wait(struct mmu *m, bool write)
@@ -141,9 +65,9 @@ void mmu_lock_wait(struct mmu *m, bool write)
 
 	clock_gettime(CLOCK_MONOTONIC, &a);
 	if (write)
-		mmu_write_lock(&m->mmu_lock);
+		brlock_write(&m->mmu_lock);
 	else
-		mmu_read_lock(&m->mmu_lock);
+		brlock_read(&m->mmu_lock);
 	clock_gettime(CLOCK_MONOTONIC, &b);
 	mmu_stat_add(m, mmu_lock_wait_ns,
 		     (uint64_t)((b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec)));
@@ -151,7 +75,7 @@ void mmu_lock_wait(struct mmu *m, bool write)
 
 void mmu_fini(struct mmu *m)
 {
-	mmu_rwlock_destroy(&m->mmu_lock);
+	brlock_destroy(&m->mmu_lock);
 }
 
 void mmu_destroy(struct mmu *m)
@@ -419,7 +343,7 @@ static void mn_invalidate_start(struct host_mmu_notifier *mn, hva_t start, hva_t
 {
 	struct mmu *m = caa_container_of(mn, struct mmu, mn);
 
-	mmu_write_lock(&m->mmu_lock);
+	brlock_write(&m->mmu_lock);
 	if (!__atomic_load_n(&m->invalidate_in_progress, __ATOMIC_RELAXED)) {
 		m->invalidate_start = start;
 		m->invalidate_end = end;
@@ -432,7 +356,7 @@ static void mn_invalidate_start(struct host_mmu_notifier *mn, hva_t start, hva_t
 	__atomic_add_fetch(&m->invalidate_in_progress, 1, __ATOMIC_RELEASE);
 	if (unmap_hva_range(m, start, end))
 		mmu_flush_remote_tlbs(m);
-	mmu_unlock(&m->mmu_lock);
+	brlock_unlock(&m->mmu_lock);
 }
 
 /* invalidate_range_end: the sequence moves before in_progress drops, so a fault that checks after
@@ -443,10 +367,10 @@ static void mn_invalidate_end(struct host_mmu_notifier *mn, hva_t start, hva_t e
 
 	(void)start;
 	(void)end;
-	mmu_write_lock(&m->mmu_lock);
+	brlock_write(&m->mmu_lock);
 	__atomic_add_fetch(&m->invalidate_seq, 1, __ATOMIC_RELEASE);
 	__atomic_sub_fetch(&m->invalidate_in_progress, 1, __ATOMIC_RELEASE);
-	mmu_unlock(&m->mmu_lock);
+	brlock_unlock(&m->mmu_lock);
 }
 
 /* Accessed state of [start, end) (KVM's kvm_age_gfn / kvm_test_age_gfn). No TLB flush, as KVM:
@@ -460,9 +384,9 @@ static bool mn_age(struct host_mmu_notifier *mn, hva_t start, hva_t end, bool cl
 	bool young = false;
 
 	if (m->ops->age_shared)
-		mmu_read_lock(&m->mmu_lock);
+		brlock_read(&m->mmu_lock);
 	else
-		mmu_write_lock(&m->mmu_lock);
+		brlock_write(&m->mmu_lock);
 	vmmu_rcu_read_lock();
 	memslots_for_each_in_gfn_range(slot, &si, ms, 0, ~0ULL) {
 		gfn_t g0, g1;
@@ -471,7 +395,7 @@ static bool mn_age(struct host_mmu_notifier *mn, hva_t start, hva_t end, bool cl
 			young |= m->ops->age_gfn_range(m, slot, g0, g1, clear);
 	}
 	vmmu_rcu_read_unlock();
-	mmu_unlock(&m->mmu_lock);
+	brlock_unlock(&m->mmu_lock);
 	return young;
 }
 

@@ -28,6 +28,7 @@
 #include <urcu-bp.h>
 #include <urcu/compiler.h>
 
+#include "host/brlock.h"
 #include "mmu/mmu.h"
 #include "mmu/spte.h"
 
@@ -171,11 +172,10 @@ struct mmu_ops {
 	.unmap_gfn_range = prefix##_unmap_gfn_range, .age_gfn_range = prefix##_age_gfn_range,      \
 	.free_page = prefix##_free_page
 
-/* Shards of the counters and of mmu_lock's readers: enough that the vCPU threads of one VM
- * rarely share one. */
+/* Shards of the counters: enough that the vCPU threads of one VM rarely share one. */
 #define MMU_STAT_SHARDS 8
 
-/* This thread's shard of every MMU's counters and locks: given out round robin at first use. */
+/* This thread's shard of every MMU's counters: given out round robin at its first count. */
 extern __thread unsigned mmu_stat_shard_tls __attribute__((tls_model("initial-exec")));
 unsigned mmu_stat_shard_new(void);
 static inline unsigned mmu_stat_shard(void)
@@ -185,78 +185,6 @@ static inline unsigned mmu_stat_shard(void)
 	return s ? s - 1 : mmu_stat_shard_new();
 }
 
-/*
- * mmu_lock: a reader-writer lock whose readers share no cache line (a "big-reader" lock, as
- * Linux's percpu_rw_semaphore). A pthread rwlock keeps its readers in one word: every shared
- * take and release by every vCPU thread was a locked write to that one line, and with two vCPU
- * threads faulting under the shared lock its transfers between cores were a quarter of the fault
- * path's time (docs/figures.md).
- *
- * Protocol. A reader adds 1 to its shard's count, then reads writer: 0, it holds the lock; else it
- * takes its 1 back and waits on wmutex, which the writer holds throughout. A writer takes wmutex,
- * stores its tag in writer, then waits for every shard's count to be 0. Both sides store, then
- * load the other's word, all sequentially consistent: one of the two sees the other (Dekker), so a
- * reader and a writer never both enter. A reader's release (its count's decrement) is a release
- * the writer's load acquires; the writer's release (writer = 0, then wmutex) is what the next
- * reader's load of writer acquires. Writers come first: a pending writer turns new readers away,
- * so a read lock must not be taken again by its holder (it is not: docs/locking.md).
- */
-struct mmu_rwlock {
-	uintptr_t writer;                 /* [a] the holder's tag (mmu_rwlock_tag), 0 if none */
-	pthread_mutex_t wmutex;           /* held by the writer, waited on by turned-away readers */
-	struct {
-		long readers;             /* [a] read holds of the threads of this shard */
-	} __attribute__((aligned(64))) shard[MMU_STAT_SHARDS];
-};
-
-int mmu_rwlock_init(struct mmu_rwlock *l);
-void mmu_rwlock_destroy(struct mmu_rwlock *l);
-void mmu_read_lock_slow(struct mmu_rwlock *l);
-void mmu_write_lock(struct mmu_rwlock *l);
-bool mmu_write_trylock(struct mmu_rwlock *l);
-void mmu_write_unlock(struct mmu_rwlock *l);
-/* This thread's tag as a writer: the address of a thread-local variable. */
-uintptr_t mmu_rwlock_tag(void);
-
-/* Read holds of this thread (of any MMU): a second one would deadlock behind a pending writer. */
-extern __thread unsigned mmu_read_depth __attribute__((tls_model("initial-exec")));
-
-static inline bool mmu_read_trylock(struct mmu_rwlock *l)
-{
-	long *n = &l->shard[mmu_stat_shard()].readers;
-
-	assert(mmu_read_depth == 0);
-	__atomic_add_fetch(n, 1, __ATOMIC_SEQ_CST);
-	if (__builtin_expect(__atomic_load_n(&l->writer, __ATOMIC_SEQ_CST) == 0, 1)) {
-		mmu_read_depth++;
-		return true;
-	}
-	__atomic_sub_fetch(n, 1, __ATOMIC_RELEASE);
-	return false;
-}
-
-static inline void mmu_read_lock(struct mmu_rwlock *l)
-{
-	if (!mmu_read_trylock(l))
-		mmu_read_lock_slow(l);
-}
-
-static inline void mmu_read_unlock(struct mmu_rwlock *l)
-{
-	mmu_read_depth--;
-	__atomic_sub_fetch(&l->shard[mmu_stat_shard()].readers, 1, __ATOMIC_RELEASE);
-}
-
-/* Release either hold (pthread_rwlock_unlock's use): the writer is the thread whose tag is in
- * writer; a reader's tag is never there while it reads. */
-static inline void mmu_unlock(struct mmu_rwlock *l)
-{
-	if (__atomic_load_n(&l->writer, __ATOMIC_RELAXED) == mmu_rwlock_tag())
-		mmu_write_unlock(l);
-	else
-		mmu_read_unlock(l);
-}
-
 /* The common part of every mode's MMU (embedded in the mode's struct).
  * Legend: [c] constant after create; [a] atomic; [L] mmu_lock. */
 
@@ -264,7 +192,7 @@ struct mmu {
 	const struct mmu_ops *ops;        /* [c] set by mmu_create() */
 	struct mmu_env env;               /* [c] */
 	struct spte_fmt fmt;              /* [c] the format of the tables this MMU makes */
-	struct mmu_rwlock mmu_lock;       /* faults shared (hard MMU) or exclusive (soft MMU),
+	struct brlock mmu_lock;           /* faults shared (hard MMU) or exclusive (soft MMU),
 					   * zaps and memslot changes exclusive */
 	/* [a] counters, updated with atomic adds into the calling thread's shard (one cache line
 	 * apart: one shared counter bumped by every fault of every vCPU thread was the fault
@@ -373,12 +301,12 @@ static inline bool mmu_fast_fix_write(uint64_t *sptep, uint64_t old, uint64_t se
 /*
  * mmu_lock taken on behalf of a vCPU (faults, root loads, INVLPG, syncs, emulated writes): one
  * try first, so an uncontended take costs what it did; a contended one is timed into
- * mmu_lock_wait_ns (host nanoseconds; 0 in a one-thread run). Released with mmu_unlock.
+ * mmu_lock_wait_ns (host nanoseconds; 0 in a one-thread run). Released with brlock_unlock.
  */
 void mmu_lock_wait(struct mmu *m, bool write);
 static inline void mmu_vcpu_lock(struct mmu *m, bool write)
 {
-	if (!(write ? mmu_write_trylock(&m->mmu_lock) : mmu_read_trylock(&m->mmu_lock)))
+	if (!(write ? brlock_write_trylock(&m->mmu_lock) : brlock_read_trylock(&m->mmu_lock)))
 		mmu_lock_wait(m, write);
 }
 

@@ -309,7 +309,7 @@ int shadow_load_root(struct shadow_vcpu *sv)
 
 	mmu_vcpu_lock(&sm->mmu, true);
 	rc = shadow_load_root_locked(sv, false, &changed);
-	mmu_unlock(&sm->mmu.mmu_lock);
+	brlock_unlock(&sm->mmu.mmu_lock);
 	return rc;
 }
 
@@ -394,7 +394,7 @@ static void shadow_destroy(struct mmu *m)
 
 	mmu_notifier_unregister(m);
 	memslots_set_ops(m->env.slots, NULL, NULL);
-	mmu_write_lock(&m->mmu_lock);
+	brlock_write(&m->mmu_lock);
 	cds_list_for_each_entry_safe(sv, tmp, &sm->vcpus, link) {
 		shadow_vcpu_drop_roots(sm, sv);
 		cds_list_del(&sv->link);
@@ -402,7 +402,7 @@ static void shadow_destroy(struct mmu *m)
 		free(sv);
 	}
 	zap_all(sm, &z);
-	mmu_unlock(&m->mmu_lock);
+	brlock_unlock(&m->mmu_lock);
 	/* The sps queued above are freed before the MMU struct: the callbacks read it. */
 	vmmu_rcu_barrier();
 	/* Nothing maps or tracks a gfn any more: every gfn_info went with its last user. */
@@ -451,12 +451,12 @@ static int shadow_vcpu_init(struct mmu_vcpu *mv)
 	sv->mv = mv;
 	mv->priv = sv;
 	cpu_set_exit_controls(mv->cpu, &ctl);
-	mmu_write_lock(&sm->mmu.mmu_lock);
+	brlock_write(&sm->mmu.mmu_lock);
 	cds_list_add(&sv->link, &sm->vcpus);
 	/* At reset paging is off: a direct root. A mode the soft MMU cannot shadow fails later,
 	 * at the first access. */
 	rc = shadow_load_root_locked(sv, false, &changed);
-	mmu_unlock(&sm->mmu.mmu_lock);
+	brlock_unlock(&sm->mmu.mmu_lock);
 	return rc == -EOPNOTSUPP ? 0 : rc;
 }
 
@@ -467,10 +467,10 @@ static void shadow_vcpu_destroy(struct mmu_vcpu *mv)
 
 	if (!sv)
 		return;
-	mmu_write_lock(&sm->mmu.mmu_lock);
+	brlock_write(&sm->mmu.mmu_lock);
 	shadow_vcpu_drop_roots(sm, sv);
 	cds_list_del(&sv->link);
-	mmu_unlock(&sm->mmu.mmu_lock);
+	brlock_unlock(&sm->mmu.mmu_lock);
 	mv->priv = NULL;
 	free(sv);
 }
@@ -509,7 +509,7 @@ static int shadow_cr_changed(struct mmu_vcpu *mv, int cr, uint64_t old, uint64_t
 	rc = shadow_load_root_locked(sv, noflush, &changed);
 	if (!rc && !noflush && (cr == 3 || old != val))
 		sync_roots(sm, sv, cr != 3);
-	mmu_unlock(&sm->mmu.mmu_lock);
+	brlock_unlock(&sm->mmu.mmu_lock);
 	return rc;
 }
 
@@ -568,7 +568,7 @@ static int shadow_invlpg(struct mmu_vcpu *mv, gva_t gva)
 		gva &= 0xffffffffULL;
 	mmu_vcpu_lock(&sm->mmu, true);
 	invlpg_roots(sm, sv, gva, true);
-	mmu_unlock(&sm->mmu.mmu_lock);
+	brlock_unlock(&sm->mmu.mmu_lock);
 	cpu_account_mmu_steps(mv->cpu, 1);
 	return 0;
 }
@@ -593,7 +593,7 @@ static int shadow_invpcid(struct mmu_vcpu *mv, unsigned type, uint16_t pcid, gva
 		invlpg_roots(sm, sv, gva, false);
 	else
 		sync_roots(sm, sv, true);
-	mmu_unlock(&sm->mmu.mmu_lock);
+	brlock_unlock(&sm->mmu.mmu_lock);
 	return 0;
 }
 

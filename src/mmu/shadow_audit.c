@@ -618,13 +618,13 @@ int shadow_audit(struct mmu *m, char *why, size_t whylen)
 
 		a.n = 0;
 		a.oom = false;
-		mmu_write_lock(&m->mmu_lock);
+		brlock_write(&m->mmu_lock);
 		rc = audit_locked(&a);
 		changes = shadow_changes(sm);
 		seq = __atomic_load_n(&m->invalidate_seq, __ATOMIC_ACQUIRE);
 		mgen = memslots_generation(m->env.slots);
 		bool busy = __atomic_load_n(&m->invalidate_in_progress, __ATOMIC_ACQUIRE);
-		mmu_unlock(&m->mmu_lock);
+		brlock_unlock(&m->mmu_lock);
 		if (rc)
 			goto out;
 		if (a.oom) {

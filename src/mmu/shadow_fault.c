@@ -430,7 +430,7 @@ uint64_t shadow_track_write(struct mmu *m, gpa_t gpa, uint32_t len)
 		mmu_vcpu_lock(m, true);
 		track_write(sm, &steps, gpa >> 12, page, (uint32_t)(gpa & 0xfff), len, &z);
 		zap_batch_commit(sm, &z);
-		mmu_unlock(&m->mmu_lock);
+		brlock_unlock(&m->mmu_lock);
 	}
 	vmmu_rcu_read_unlock();
 	return steps;
@@ -823,7 +823,7 @@ static int mmio_fault(struct fault *f)
 	if (sm->fine)
 		vmmu_rcu_read_unlock();
 	else
-		mmu_unlock(&sm->mmu.mmu_lock);
+		brlock_unlock(&sm->mmu.mmu_lock);
 	if (!cached)
 		return RET_PF_CONTINUE;
 
@@ -1018,7 +1018,7 @@ static void notrap_install(struct fault *f, struct fault_part *p)
 	}
 out:
 	zap_batch_commit(sm, &z);
-	mmu_unlock(&sm->mmu.mmu_lock);
+	brlock_unlock(&sm->mmu.mmu_lock);
 }
 
 /*
@@ -1163,14 +1163,14 @@ static int shadow_fault(struct fault *f)
 	mmu_vcpu_lock(&sm->mmu, !f->shared);
 	rc = fault_locked(f, p, &z);
 	if (rc == RET_PF_EXCLUSIVE) {
-		mmu_unlock(&sm->mmu.mmu_lock);
+		brlock_unlock(&sm->mmu.mmu_lock);
 		f->pf->steps = steps + f->made_steps;
 		f->shared = false;
 		mmu_vcpu_lock(&sm->mmu, true);
 		rc = fault_locked(f, p, &z);
 	}
 	zap_batch_commit(sm, &z);
-	mmu_unlock(&sm->mmu.mmu_lock);
+	brlock_unlock(&sm->mmu.mmu_lock);
 	if (rc == RET_PF_MMIO && !f->pf->mmio_done)
 		f->pf->mmio_gpa = p->w.gpa;
 out_unlock_read:

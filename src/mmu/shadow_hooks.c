@@ -81,7 +81,7 @@ static void shadow_slot_change(void *opaque, const struct memslot *old, const st
 
 	if (change == MEMSLOT_FLAGS_ONLY && slot_logs_dirty(old) && !slot_logs_dirty(new))
 		huge_ok = mmu_huge_blocks(&sm->mmu, new, &first, &nblocks);
-	mmu_write_lock(&sm->mmu.mmu_lock);
+	brlock_write(&sm->mmu.mmu_lock);
 	/* Slots logging dirty pages: the fast page fault has nothing to fix without one. */
 	int64_t logging = (change != MEMSLOT_DELETE && new && slot_logs_dirty(new)) -
 			  (change != MEMSLOT_CREATE && old && slot_logs_dirty(old));
@@ -108,7 +108,7 @@ static void shadow_slot_change(void *opaque, const struct memslot *old, const st
 		zap_all(sm, &z);
 	z.flush |= flush;
 	zap_batch_commit(sm, &z);
-	mmu_unlock(&sm->mmu.mmu_lock);
+	brlock_unlock(&sm->mmu.mmu_lock);
 	free(huge_ok);
 }
 
@@ -118,14 +118,14 @@ static void shadow_dirty_log_protect(void *opaque, const struct memslot *slot, u
 	struct shadow_mmu *sm = opaque;
 	bool flush = false;
 
-	mmu_write_lock(&sm->mmu.mmu_lock);
+	brlock_write(&sm->mmu.mmu_lock);
 	for (uint64_t w = 0; w < nwords; w++)
 		for (uint64_t bits = harvested[w]; bits; bits &= bits - 1)
 			flush |= write_protect_gfn(sm, slot->base_gfn + (first_word + w) * 64 +
 						   (unsigned)__builtin_ctzll(bits), true);
 	if (flush)
 		mmu_flush_remote_tlbs(&sm->mmu);
-	mmu_unlock(&sm->mmu.mmu_lock);
+	brlock_unlock(&sm->mmu.mmu_lock);
 }
 
 const struct memslots_ops shadow_memslots_ops = {
@@ -199,7 +199,7 @@ void shadow_guest_written(struct mmu *m, gpa_t gpa, uint64_t len)
 
 	if (!sm->notrap || !len)
 		return;
-	mmu_write_lock(&m->mmu_lock);
+	brlock_write(&m->mmu_lock);
 	for (gfn_t gfn = gpa >> 12; sm->nr_sps && gfn <= (gpa + len - 1) >> 12; gfn++) {
 		uint64_t lo = gfn == gpa >> 12 ? gpa & 0xfff : 0;
 		uint64_t hi = gfn == (gpa + len - 1) >> 12 ? (gpa + len - 1) & 0xfff : 0xfff;
@@ -217,5 +217,5 @@ void shadow_guest_written(struct mmu *m, gpa_t gpa, uint64_t len)
 				}
 		}
 	}
-	mmu_unlock(&m->mmu_lock);
+	brlock_unlock(&m->mmu_lock);
 }

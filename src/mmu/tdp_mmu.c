@@ -374,7 +374,7 @@ static int tdp_map_mmio(struct tdp_mmu *t, struct tdp_fault *f)
 		req.mmio_spte = make_mmio_spte(&m->fmt, f->gfn, f->pf->mmu_gen);
 		mmu_fault_lock(m);
 		rc = tdp_mmu_map(t, &req, &f->pf->steps);
-		mmu_unlock(&m->mmu_lock);
+		brlock_unlock(&m->mmu_lock);
 	}
 	if (rc < 0)
 		return rc;
@@ -452,7 +452,7 @@ static int tdp_handle_violation(struct tdp_mmu *t, struct tdp_fault *f)
 		mmu_vcpu_lock(m, req.exclusive);
 		if (mmu_invalidate_retry(m, pf->mmu_seq, fi.hva)) {
 			/* The pfn may be gone already: look it up again once the host is done. */
-			mmu_unlock(&m->mmu_lock);
+			brlock_unlock(&m->mmu_lock);
 			vmmu_rcu_read_unlock();
 			if (attempt >= TDP_FAULT_ATTEMPTS)
 				return RET_PF_RETRY;
@@ -460,7 +460,7 @@ static int tdp_handle_violation(struct tdp_mmu *t, struct tdp_fault *f)
 			continue;
 		}
 		rc = tdp_mmu_map(t, &req, &pf->steps);
-		mmu_unlock(&m->mmu_lock);
+		brlock_unlock(&m->mmu_lock);
 		if (rc == RET_PF_EXCLUSIVE) {
 			/* Counted as if it had gone exclusive first, as under the big lock. */
 			pf->steps = steps0;
@@ -601,9 +601,9 @@ static void tdp_destroy(struct mmu *m)
 
 	memslots_set_ops(m->env.slots, NULL, NULL);
 	mmu_notifier_unregister(m);
-	mmu_write_lock(&m->mmu_lock);
+	brlock_write(&m->mmu_lock);
 	tdp_zap_range(t, 0, 1ULL << (9 * t->ctx.levels), true, NULL);
-	mmu_unlock(&m->mmu_lock);
+	brlock_unlock(&m->mmu_lock);
 	/* The tables queued above are freed before the MMU struct: the callbacks read it. */
 	vmmu_rcu_barrier();
 	host_frame_put(t->ctx.arena, t->ctx.root >> HOST_PAGE_SHIFT, HOST_ORDER_4K);

@@ -349,7 +349,7 @@ static void tdp_dirty_log_protect(void *opaque, const struct memslot *slot, uint
 	/* D-bit mode cleared the D bits when it collected them (tdp_mmu_sync_dirty_log). */
 	if (__atomic_load_n(&t->dirty_mode, __ATOMIC_RELAXED) == TDP_DIRTY_DBIT)
 		return;
-	mmu_write_lock(&t->head.mmu_lock);
+	brlock_write(&t->head.mmu_lock);
 	for (uint64_t w = 0; w < nwords;) {
 		gfn_t start, end;
 
@@ -383,7 +383,7 @@ static void tdp_dirty_log_protect(void *opaque, const struct memslot *slot, uint
 	}
 	if (flush)
 		mmu_flush_remote_tlbs(&t->head);
-	mmu_unlock(&t->head.mmu_lock);
+	brlock_unlock(&t->head.mmu_lock);
 }
 
 /* D-bit mode: the D bits of @slot's leaves in [start, end) into its bitmaps, cleared. */
@@ -396,7 +396,7 @@ static void sync_dirty_range(struct tdp_mmu *t, const struct memslot *slot, gfn_
 	    !slot_logs_dirty(slot))
 		return;
 	/* Shared: D bits only, each cleared atomically against the hardware setting it. */
-	mmu_read_lock(&t->head.mmu_lock);
+	brlock_read(&t->head.mmu_lock);
 	for_each_tdp_spte(it, t, 1, start, end) {
 		uint64_t old;
 
@@ -410,7 +410,7 @@ static void sync_dirty_range(struct tdp_mmu *t, const struct memslot *slot, gfn_
 				slot_mark_dirty(slot, it.gfn + i);
 		flush = true;
 	}
-	mmu_unlock(&t->head.mmu_lock);
+	brlock_unlock(&t->head.mmu_lock);
 	/* A TLB entry cached as dirty lets writes through without setting D again. */
 	if (flush)
 		mmu_flush_remote_tlbs(&t->head);
@@ -454,7 +454,7 @@ static void tdp_slot_change(void *opaque, const struct memslot *old, const struc
 	if (change == MEMSLOT_FLAGS_ONLY && slot_logs_dirty(old) && slot_tracking_added(old, new))
 		sync_dirty_range(t, new, new->base_gfn, slot_end_gfn(new));
 
-	mmu_write_lock(&t->head.mmu_lock);
+	brlock_write(&t->head.mmu_lock);
 	if (mmio_gen_wraps(memslots_generation(t->head.env.slots)))
 		zap_all_mmio(t);
 	if (change == MEMSLOT_DELETE || change == MEMSLOT_MOVE)
@@ -477,7 +477,7 @@ static void tdp_slot_change(void *opaque, const struct memslot *old, const struc
 	}
 	if (flush)
 		mmu_flush_remote_tlbs(&t->head);
-	mmu_unlock(&t->head.mmu_lock);
+	brlock_unlock(&t->head.mmu_lock);
 	free(huge_ok);
 }
 

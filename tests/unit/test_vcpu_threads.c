@@ -618,7 +618,7 @@ static void lock_case(enum vmmu_mmu mode, enum vmmu_mmu_lock lock, enum target t
 	f.gva = to == NEAR ? DATA_GPA : to == FAR ? VOL_GPA : TABLE_VA + g.pte[0][0];
 	f.val = to == PTE ? DATA_GPA | PRWU : 7;
 	assert_int_equal(vmmu_vcpu_access(f.v, DATA_GPA + 100 * 4096ULL, 8, VMMU_ACC_WRITE, &x, &r), 0);
-	mmu_read_lock(&g.vm->mmu->mmu_lock);
+	brlock_read(&g.vm->mmu->mmu_lock);
 	if (held == HOLD_MMU_AND_GFN_LOCK)
 		shadow_spin_lock(to_shadow(g.vm->mmu), &gfn_stripe(to_shadow(g.vm->mmu), f.gva >> 12)->lock);
 	assert_int_equal(pthread_create(&t, NULL, fault_once, &f), 0);
@@ -631,7 +631,7 @@ static void lock_case(enum vmmu_mmu mode, enum vmmu_mmu_lock lock, enum target t
 	assert_int_equal(__atomic_load_n(&f.done, __ATOMIC_ACQUIRE), !must_wait);
 	if (held == HOLD_MMU_AND_GFN_LOCK)
 		shadow_spin_unlock(&gfn_stripe(to_shadow(g.vm->mmu), f.gva >> 12)->lock);
-	mmu_unlock(&g.vm->mmu->mmu_lock);
+	brlock_unlock(&g.vm->mmu->mmu_lock);
 	pthread_join(t, NULL);
 	assert_int_equal(f.rc, 0);
 	assert_int_equal(vmmu_vm_stats(g.vm, &st, sizeof(st)), 0);
@@ -666,10 +666,10 @@ static void test_mmu_lock(void **state)
 	assert_int_equal(vmmu_vm_create(&cfg, &vm), -EINVAL);
 }
 
-/* ---- mmu_lock itself: the big-reader lock's protocol ---- */
+/* ---- mmu_lock itself: the big-reader lock's protocol (host/brlock.h) ---- */
 
 struct rw_stress {
-	struct mmu_rwlock *l;
+	struct brlock *l;
 	unsigned id;
 	int *inside;        /* [atomic] +1 per reader inside, +1000 per writer inside */
 	uint64_t *a, *b;    /* written only by writers, always equal outside a writer */
@@ -689,28 +689,28 @@ static void *rw_stress_thread(void *arg)
 		bool write = seed % 8 == 0, try = (seed >> 8) % 4 == 0;
 
 		if (write) {
-			if (try ? !mmu_write_trylock(t->l) : (mmu_write_lock(t->l), false))
+			if (try ? !brlock_write_trylock(t->l) : (brlock_write(t->l), false))
 				continue;
 			if (__atomic_add_fetch(t->inside, 1000, __ATOMIC_RELAXED) != 1000)
 				t->err = 1;
 			(*t->a)++;
 			(*t->b)++;
 			__atomic_sub_fetch(t->inside, 1000, __ATOMIC_RELAXED);
-			mmu_unlock(t->l);
+			brlock_unlock(t->l);
 		} else {
-			if (try ? !mmu_read_trylock(t->l) : (mmu_read_lock(t->l), false))
+			if (try ? !brlock_read_trylock(t->l) : (brlock_read(t->l), false))
 				continue;
 			if (__atomic_add_fetch(t->inside, 1, __ATOMIC_RELAXED) >= 1000 || *t->a != *t->b)
 				t->err = 2;
 			__atomic_sub_fetch(t->inside, 1, __ATOMIC_RELAXED);
-			mmu_unlock(t->l);
+			brlock_unlock(t->l);
 		}
 	}
 	return NULL;
 }
 
 struct rw_try {
-	struct mmu_rwlock *l;
+	struct brlock *l;
 	bool write;
 	int got;
 };
@@ -719,14 +719,14 @@ static void *rw_try_thread(void *arg)
 {
 	struct rw_try *t = arg;
 
-	t->got = t->write ? mmu_write_trylock(t->l) : mmu_read_trylock(t->l);
+	t->got = t->write ? brlock_write_trylock(t->l) : brlock_read_trylock(t->l);
 	if (t->got)
-		mmu_unlock(t->l);
+		brlock_unlock(t->l);
 	return NULL;
 }
 
 /* A trylock of @l from another thread (a thread holds one read lock at a time): 1 if it got it. */
-static int try_in_thread(struct mmu_rwlock *l, bool write)
+static int try_in_thread(struct brlock *l, bool write)
 {
 	struct rw_try t = { .l = l, .write = write };
 	pthread_t tid;
@@ -738,27 +738,27 @@ static int try_in_thread(struct mmu_rwlock *l, bool write)
 
 static void test_mmu_rwlock(void **state)
 {
-	struct mmu_rwlock l;
+	struct brlock l;
 	struct rw_stress t[6];
 	pthread_t tid[6];
 	int inside = 0;
 	uint64_t a = 0, b = 0;
 
-	assert_int_equal(mmu_rwlock_init(&l), 0);
+	assert_int_equal(brlock_init(&l, BRLOCK_MMU), 0);
 	/* Readers share; a writer excludes readers and writers; trylock fails where lock waits. */
-	assert_true(mmu_read_trylock(&l));
+	assert_true(brlock_read_trylock(&l));
 	assert_int_equal(try_in_thread(&l, false), 1);
 	assert_int_equal(try_in_thread(&l, true), 0);
-	assert_false(mmu_write_trylock(&l));
-	mmu_unlock(&l);
-	assert_true(mmu_write_trylock(&l));
+	assert_false(brlock_write_trylock(&l));
+	brlock_unlock(&l);
+	assert_true(brlock_write_trylock(&l));
 	assert_int_equal(try_in_thread(&l, false), 0);
 	assert_int_equal(try_in_thread(&l, true), 0);
-	mmu_unlock(&l);
+	brlock_unlock(&l);
 	assert_int_equal(try_in_thread(&l, true), 1);
-	assert_true(mmu_read_trylock(&l));
-	mmu_read_unlock(&l);
-	for (unsigned i = 0; i < MMU_STAT_SHARDS; i++)
+	assert_true(brlock_read_trylock(&l));
+	brlock_read_unlock(&l);
+	for (unsigned i = 0; i < BRLOCK_SHARDS; i++)
 		assert_int_equal(l.shard[i].readers, 0);
 	assert_int_equal(l.writer, 0);
 
@@ -773,10 +773,10 @@ static void test_mmu_rwlock(void **state)
 	}
 	assert_int_equal(a, b);
 	assert_true(a > 0);
-	for (unsigned i = 0; i < MMU_STAT_SHARDS; i++)
+	for (unsigned i = 0; i < BRLOCK_SHARDS; i++)
 		assert_int_equal(l.shard[i].readers, 0);
 	assert_int_equal(l.writer, 0);
-	mmu_rwlock_destroy(&l);
+	brlock_destroy(&l);
 }
 
 static void test_native(void **state) { run_mode(VMMU_MMU_NATIVE, VMMU_MMU_LOCK_FINE, 0); }
