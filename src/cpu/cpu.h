@@ -227,7 +227,8 @@ int cpu_access(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
  *
  * In two steps, each of which the caller tries in turn before cpu_access():
  *  1. cpu_access_fast(), inlined into the public access function: the hinted L1 4K slot and a
- *     host pointer kept there, free of calls, so that the caller needs no stack frame;
+ *     host pointer kept there, free of calls (the compiler still saves registers on entry for
+ *     the caller's other paths);
  *  2. cpu_access_l1(), out of line: the whole first level (tlb_find_l1) and the guest-page cache.
  *     When the first level has no entry for the page it says so, and cpu_access_l1_missed() then
  *     goes on from there instead of probing the first level again.
