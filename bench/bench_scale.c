@@ -372,11 +372,14 @@ int main(int argc, char **argv)
 					vmmu_vm_destroy(x->vm);
 				else
 					munmap(x->host, bytes);
-				for (int r = 0; r < rounds; r++)
-					paired[r] = rate[k][r] / rate[0][r];
+				double sorted[50];
+				for (int r = 0; r < rounds; r++) {
+					paired[r] = rate[k][r] / rate[0][r];   /* rate[0] in round order */
+					sorted[r] = rate[k][r];
+				}
 				qsort(paired, (size_t)rounds, sizeof(double), cmp_double);
-				qsort(rate[k], (size_t)rounds, sizeof(double), cmp_double);
-				double best = rate[k][rounds - 1], med = rate[k][rounds / 2];
+				qsort(sorted, (size_t)rounds, sizeof(double), cmp_double);
+				double best = sorted[rounds - 1], med = sorted[rounds / 2];
 				if (k == 0)
 					base = best;
 				printf("| %s | %s | %s | %d | %.2f | %.2f | %.2fx | %.2fx | %.1f | %.0f |\n",
