@@ -231,17 +231,14 @@ int tlb_create(const struct vmmu_tlb_geometry *g, struct tlb **out)
 	if (!t)
 		return -ENOMEM;
 	/* A whole number of cache lines, line-aligned: small sets then share few lines. */
-	size_t bytes = (n * sizeof(struct tlb_ent) + 63) & ~(size_t)63;
-	t->mem = aligned_alloc(64, bytes);
+	t->mem = host_zalloc_lines(n * sizeof(struct tlb_ent));
 	t->stamps = host_zalloc_lines(n * sizeof(*t->stamps));
 	if (!t->mem || !t->stamps) {
 		tlb_destroy(t);
 		return -ENOMEM;
 	}
-	for (size_t i = 0; i < n; i++) {
-		memset(&t->mem[i], 0, sizeof(t->mem[i]));
+	for (size_t i = 0; i < n; i++)
 		t->mem[i].key = TLB_KEY_INVALID;
-	}
 	n = 0;
 	for (unsigned i = 0; i < TLB_ARR_N; i++) {
 		t->arr[i].ent = t->mem + n;

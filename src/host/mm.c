@@ -31,11 +31,12 @@
  *
  * Locking: mm->lock (a reader-writer lock, host/brlock.h: the model's mmap_lock) guards the VMAs,
  * the page table and the notifier list; every change takes it for writing (notifiers run with it
- * held so), and stores an entry with pte_set. A lookup of a page mapped and young takes no lock (pt_peek, the
- * kernel's GUP-fast): nodes unlinked are freed after an RCU grace period, and inval_seq, odd
- * between the notifiers' start and end, tells it a change was under way (then it takes the
- * lock). Marking a page young takes the read lock (an atomic OR); a new mapping, the write lock.
- * Frames are freed with the lock held, so the lock order is mm->lock, then arena->lock.
+ * held so), and stores an entry with pte_set. A lookup of a page mapped and young takes no lock
+ * (pt_peek, the kernel's GUP-fast): nodes unlinked are freed after an RCU grace period, and
+ * inval_seq, odd between the notifiers' start and end, tells it a change was under way (then it
+ * takes the lock). Marking a page young takes the read lock (an atomic OR); a new mapping, the
+ * write lock. Frames are freed with the lock held, so the lock order is mm->lock, then
+ * arena->lock.
  */
 #include <assert.h>
 #include <errno.h>

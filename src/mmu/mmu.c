@@ -166,17 +166,6 @@ void mmu_get_stats(struct mmu *m, struct mmu_stats *st)
 	}
 }
 
-__thread unsigned mmu_stat_shard_tls __attribute__((tls_model("initial-exec")));
-
-unsigned mmu_stat_shard_new(void)
-{
-	static unsigned next;
-	unsigned s = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED) % MMU_STAT_SHARDS;
-
-	mmu_stat_shard_tls = s + 1;
-	return s;
-}
-
 /* ---- the page fault's common steps ---- */
 
 void mmu_fault_begin(struct mmu_page_fault *f)

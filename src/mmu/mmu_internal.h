@@ -22,7 +22,6 @@
 #ifndef VMMU_MMU_INTERNAL_H
 #define VMMU_MMU_INTERNAL_H
 
-#include <assert.h>
 #include <pthread.h>
 
 #include <urcu-bp.h>
@@ -172,22 +171,17 @@ struct mmu_ops {
 	.unmap_gfn_range = prefix##_unmap_gfn_range, .age_gfn_range = prefix##_age_gfn_range,      \
 	.free_page = prefix##_free_page
 
-/* Shards of the counters: enough that the vCPU threads of one VM rarely share one. */
-#define MMU_STAT_SHARDS 8
+/* Shards of the counters, enough that the vCPU threads of one VM rarely share one: this thread's
+ * is its shard of every brlock (given out round robin at first use), so one index serves both. */
+#define MMU_STAT_SHARDS BRLOCK_SHARDS
 
-/* This thread's shard of every MMU's counters: given out round robin at its first count. */
-extern __thread unsigned mmu_stat_shard_tls __attribute__((tls_model("initial-exec")));
-unsigned mmu_stat_shard_new(void);
 static inline unsigned mmu_stat_shard(void)
 {
-	unsigned s = mmu_stat_shard_tls;
-
-	return s ? s - 1 : mmu_stat_shard_new();
+	return brlock_shard();
 }
 
 /* The common part of every mode's MMU (embedded in the mode's struct).
  * Legend: [c] constant after create; [a] atomic; [L] mmu_lock. */
-
 struct mmu {
 	const struct mmu_ops *ops;        /* [c] set by mmu_create() */
 	struct mmu_env env;               /* [c] */
