@@ -15,7 +15,11 @@
  * first and their rounds alternate (1, 2, 4, 1, 2, 4, ...), so that the machine's drift in speed
  * falls on all of them alike. Each point is the best of R rounds, the median beside; the ratio to
  * 1 vCPU is best against best, the paired ratio the median over rounds of the round's rate against
- * the 1-vCPU round just before it (the steadier figure on a noisy machine); the lock wait is
+ * the 1-vCPU round just before it (the steadier figure on a noisy machine); the CPU time an access
+ * is the CPU seconds of the round's threads over its accesses (median over rounds), and its paired
+ * ratio the median of each round's against the 1-vCPU round's: what a fault or an access costs in
+ * CPU with more threads, whatever the machine's scheduling (with perfect scaling 1.00x; two
+ * threads at 1.25x cannot pass 1.6x however the CPUs are shared); the lock wait is
  * vmmu_stats.mmu_lock_wait_ns per round (all vCPUs, the warm-up included), and the fine-lock
  * waits are vmmu_stats.sp_lock_contended per round. The soft MMU is
  * measured under --mmu-lock big, shared (for it the same as big: its faults are exclusive) and
@@ -28,7 +32,8 @@
  * threads are pinned where a VM's scaling is measured: on these nested machines the two CPUs are
  * not alike (a thread the scheduler places on one of them ran a round at half the speed it had on
  * the other), so an unpinned round measures where the threads landed. -U leaves them unpinned.
- * BENCH_SCALE_ROUNDS=1 in the environment prints every round's rate on stderr.
+ * BENCH_SCALE_ROUNDS=1 in the environment prints every round's rate on stderr, and each of its
+ * threads' wall and CPU time and thread id (to tell a profile's samples of each round apart).
  * Usage: bench_scale [-s MiB] [-u MILLION_UPDATES] [-R ROUNDS] [-t MAX_THREADS] [-m MODE] [-p PATTERN] [-l LOCK] [-U]
  */
 #define _GNU_SOURCE
@@ -40,6 +45,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "vmmu/vmmu.h"
 
@@ -157,8 +163,17 @@ struct job {
 	pthread_barrier_t *start;
 	int cpu;                  /* pinned to it, or -1 */
 	double t0, t1;            /* this thread's own start and end */
+	double cpu_s;             /* this thread's CPU seconds from start to end */
+	int tid;                  /* its thread id, for a profile's samples */
 	int err;
 } __attribute__((aligned(64)));   /* one job per cache line: threads share none */
+
+static double thread_cpu(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static void *run_job(void *arg)
 {
@@ -173,8 +188,10 @@ static void *run_job(void *arg)
 		if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set))
 			fprintf(stderr, "bench_scale: cannot pin to CPU %d, unpinned\n", j->cpu);
 	}
+	j->tid = gettid();
 	pthread_barrier_wait(j->start);
 	j->t0 = now();
+	j->cpu_s = thread_cpu();
 	if (j->host) {
 		uint64_t s = j->seed, pages = j->bytes >> 12;
 
@@ -188,8 +205,7 @@ static void *run_job(void *arg)
 			uint64_t a = ((s % pages) << 12) | ((s >> 40) & 0xff8);
 			j->host[a / 8] = j->host[a / 8] + 1;
 		}
-		j->t1 = now();
-		return NULL;
+		goto out;
 	}
 	/* The loop keeps what it writes in locals: a store to the job on every access would share a
 	 * line with the next job's, the very false sharing this benchmark exists to rule out. */
@@ -201,9 +217,7 @@ static void *run_job(void *arg)
 			if (!err && r.status != VMMU_ACCESS_DONE)
 				err = -1;
 		}
-		j->t1 = now();
-		j->err = err;
-		return NULL;
+		goto done;
 	}
 	uint64_t s = j->seed, pages = j->bytes >> 12, n = j->n;
 	for (uint64_t i = 0; i < n && !err; i++) {
@@ -216,8 +230,11 @@ static void *run_job(void *arg)
 		if (!err)
 			err = vmmu_vcpu_access(v, a, 8, VMMU_ACC_WRITE, &x, &r);
 	}
-	j->t1 = now();
+done:
 	j->err = err;
+out:
+	j->t1 = now();
+	j->cpu_s = thread_cpu() - j->cpu_s;
 	return NULL;
 }
 
@@ -225,7 +242,10 @@ static void *run_job(void *arg)
 static int pin_cpus[CPU_SETSIZE], nr_pin_cpus;
 
 /* Run @p with @nv vCPU threads on @x; the elapsed seconds. */
-static double run(struct vmx *x, enum pattern p, unsigned nv, uint64_t bytes, uint64_t updates)
+/* One round: its wall seconds, from the first thread's start to the last one's end; *cpu gets
+ * the CPU seconds of all its threads. */
+static double run(struct vmx *x, enum pattern p, unsigned nv, uint64_t bytes, uint64_t updates,
+		  double *cpu)
 {
 	struct job jobs[MAXT];
 	pthread_t tid[MAXT];
@@ -244,8 +264,13 @@ static double run(struct vmx *x, enum pattern p, unsigned nv, uint64_t bytes, ui
 	/* From the first thread's start to the last one's end: the main thread may be scheduled out
 	 * for the whole of a short run on a 2-core machine. */
 	double t0 = 1e300, t1 = 0;
+	*cpu = 0;
 	for (unsigned i = 0; i < nv; i++) {
 		pthread_join(tid[i], NULL);
+		*cpu += jobs[i].cpu_s;
+		if (getenv("BENCH_SCALE_ROUNDS"))
+			fprintf(stderr, "  thread %u (tid %d): %.1f ms, CPU %.1f ms\n", i, jobs[i].tid,
+				(jobs[i].t1 - jobs[i].t0) * 1e3, jobs[i].cpu_s * 1e3);
 		t0 = jobs[i].t0 < t0 ? jobs[i].t0 : t0;
 		t1 = jobs[i].t1 > t1 ? jobs[i].t1 : t1;
 	}
@@ -326,7 +351,7 @@ int main(int argc, char **argv)
 	printf("bench_scale: %llu MiB, %llu M gups updates (a read and a write each), best of %d rounds (median beside), vCPU threads %s\n",
 	       (unsigned long long)mib, (unsigned long long)mupdates, rounds,
 	       nr_pin_cpus ? "pinned one per CPU" : "unpinned");
-	printf("| pattern | MMU | mmu_lock | vCPU threads | M accesses/s | median | ratio to 1 vCPU | paired ratio | lock wait ms | fine-lock waits |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+	printf("| pattern | MMU | mmu_lock | vCPU threads | M accesses/s | median | ratio to 1 vCPU | paired ratio | CPU ns an access | CPU an access, paired ratio | lock wait ms | fine-lock waits |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
 	for (int p = 0; p < 2; p++) {
 		if (only_pat >= 0 && p != only_pat)
 			continue;
@@ -339,7 +364,7 @@ int main(int argc, char **argv)
 			 * between them, so that a slow minute of this machine falls on all of them alike
 			 * (measured one after the other, a drift of the machine's speed was the ratio). */
 			struct vmx xs[8];
-			double rate[8][50];
+			double rate[8][50], cpu_ns[8][50], cpu;
 			int nvs[8], nn = 0;
 			for (int nv = 1; nv <= maxt; nv *= 2) {
 				struct vmx *x = &xs[nn];
@@ -348,7 +373,7 @@ int main(int argc, char **argv)
 					host_make(x, bytes);
 				else
 					vm_make(x, modes[m], configs[c].lock, bytes, (unsigned)nv);
-				run(x, TOUCH, (unsigned)nv, bytes, 0);   /* warm: every page faulted in */
+				run(x, TOUCH, (unsigned)nv, bytes, 0, &cpu);   /* warm: every page faulted in */
 			}
 			for (int r = 0; r < rounds; r++) {
 				for (int k = 0; k < nn; k++) {
@@ -356,7 +381,8 @@ int main(int argc, char **argv)
 					uint64_t accesses = p == TOUCH ? bytes >> 12 : 2 * (updates / nv) * nv;
 					if (p == TOUCH && xs[k].vm)
 						slot_cycle(&xs[k], bytes);
-					rate[k][r] = accesses / run(&xs[k], (enum pattern)p, nv, bytes, updates) / 1e6;
+					rate[k][r] = accesses / run(&xs[k], (enum pattern)p, nv, bytes, updates, &cpu) / 1e6;
+					cpu_ns[k][r] = cpu * 1e9 / (double)accesses;
 					if (getenv("BENCH_SCALE_ROUNDS"))
 						fprintf(stderr, "round %d, %u vCPUs: %.2f\n", r, nv, rate[k][r]);
 				}
@@ -365,7 +391,7 @@ int main(int argc, char **argv)
 			for (int k = 0; k < nn; k++) {
 				struct vmx *x = &xs[k];
 				struct vmmu_stats st = { 0 };
-				double paired[50];
+				double paired[50], cpu_sorted[50], cpu_paired[50];
 				if (x->vm && vmmu_vm_stats(x->vm, &st, sizeof(st)))
 					die("stats", 0);
 				if (x->vm)
@@ -376,15 +402,20 @@ int main(int argc, char **argv)
 				for (int r = 0; r < rounds; r++) {
 					paired[r] = rate[k][r] / rate[0][r];   /* rate[0] in round order */
 					sorted[r] = rate[k][r];
+					cpu_sorted[r] = cpu_ns[k][r];
+					cpu_paired[r] = cpu_ns[k][r] / cpu_ns[0][r];
 				}
+				qsort(cpu_sorted, (size_t)rounds, sizeof(double), cmp_double);
+				qsort(cpu_paired, (size_t)rounds, sizeof(double), cmp_double);
 				qsort(paired, (size_t)rounds, sizeof(double), cmp_double);
 				qsort(sorted, (size_t)rounds, sizeof(double), cmp_double);
 				double best = sorted[rounds - 1], med = sorted[rounds / 2];
 				if (k == 0)
 					base = best;
-				printf("| %s | %s | %s | %d | %.2f | %.2f | %.2fx | %.2fx | %.1f | %.0f |\n",
+				printf("| %s | %s | %s | %d | %.2f | %.2f | %.2fx | %.2fx | %.0f | %.2fx | %.1f | %.0f |\n",
 				       pat_names[p], mode_names[m], configs[c].name, nvs[k], best, med,
-				       best / base, paired[rounds / 2], (double)st.mmu_lock_wait_ns / 1e6 / rounds,
+				       best / base, paired[rounds / 2], cpu_sorted[rounds / 2],
+				       cpu_paired[rounds / 2], (double)st.mmu_lock_wait_ns / 1e6 / rounds,
 				       (double)st.sp_lock_contended / rounds);
 				fflush(stdout);
 			}

@@ -4,9 +4,11 @@
 measured in the same invocation): host seconds of the workload (best of R) per MMU mode, with
 1 vCPU, 2 vCPUs interleaved, 2 and 4 vCPU threads, and the speed-up of threads over
 interleaved at the same vCPU count. The digest of every row of a workload must agree (the
-workloads are on disjoint data).
+workloads are on disjoint data). The threaded rows pin their vCPU threads (--pin-vcpus: on these
+nested machines a thread left to the scheduler runs at the speed of the CPU it lands on, and the
+two are not always alike); -U leaves them unpinned.
 
-usage: bench/run_threads.py [VMMU] [-R ROUNDS] [--small]
+usage: bench/run_threads.py [VMMU] [-R ROUNDS] [--small] [-U]
 """
 import json
 import subprocess
@@ -15,6 +17,7 @@ import sys
 vmmu = "build/vmmu"
 rounds = 3
 small = False
+pin = True
 args = sys.argv[1:]
 while args:
     a = args.pop(0)
@@ -22,6 +25,8 @@ while args:
         rounds = int(args.pop(0))
     elif a == "--small":
         small = True
+    elif a == "-U":
+        pin = False
     else:
         vmmu = a
 
@@ -34,6 +39,8 @@ MODES = ["native", "shadow", "ept", "npt"]
 SCHEDS = [("1", ["--vcpus", "1"]), ("2 interleaved", ["--vcpus", "2", "--interleave"]),
           ("2 threads", ["--vcpus", "2"]), ("4 interleaved", ["--vcpus", "4", "--interleave"]),
           ("4 threads", ["--vcpus", "4"])]
+if pin:
+    SCHEDS = [(n, a + ["--pin-vcpus"] if n.endswith("threads") else a) for n, a in SCHEDS]
 
 
 def run(wl, extra, mode, sched):

@@ -81,6 +81,12 @@ struct vmmu_guest_config {
 	 * vary from run to run (the digest does not: docs/guest.md). @interleave runs every vCPU
 	 * on the caller's thread in fixed quanta instead: deterministic, bit for bit. */
 	bool interleave;
+	/* Threaded: vCPU thread i (vCPUs of VM 0 first, then VM 1's, ...) is pinned to the i-th
+	 * CPU the process may run on, modulo their number, as a VM's vCPUs are pinned (libvirt's
+	 * vcpupin) where its speed is measured: an unpinned thread runs where the scheduler put
+	 * it, and the CPUs of a machine are not always alike. The coordinator is left where it is.
+	 * The pin is a request: a CPU set the kernel refuses leaves the thread unpinned. */
+	bool pin_vcpus;
 };
 
 /* The process's resident memory at one point of a run. */

@@ -134,7 +134,7 @@ enum {
 	O_PARAM,
 	O_JSON, O_COST, O_CPU, O_PCID, O_AGING, O_QUANTUM, O_AUDIT, O_REPORT, O_HELP, O_MAX_SP,
 	O_EVICT,
-	O_MMU_LOCK, O_KHUGEPAGED, O_THP_PARAM, O_FRAGMENT, O_GKHUGEPAGED, O_G1G, O_INTERLEAVE,
+	O_MMU_LOCK, O_KHUGEPAGED, O_THP_PARAM, O_FRAGMENT, O_GKHUGEPAGED, O_G1G, O_INTERLEAVE, O_PIN,
 };
 
 static const char *const evict_names[] = { "lru", "fifo" };
@@ -173,6 +173,7 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 		{ "mmu-evict", required_argument, NULL, O_EVICT },
 		{ "mmu-lock", required_argument, NULL, O_MMU_LOCK },
 		{ "interleave", no_argument, NULL, O_INTERLEAVE },
+		{ "pin-vcpus", no_argument, NULL, O_PIN },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -352,6 +353,9 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
 		case O_INTERLEAVE:
 			ra->interleave = true;
 			break;
+		case O_PIN:
+			ra->pin_vcpus = true;
+			break;
 		case O_REPORT:
 			if (strcmp(optarg, "exits"))
 				return bad("--report '%s': expected exits", optarg);
@@ -504,13 +508,14 @@ static void print_json(const struct run_args *ra, const struct vmmu_workload_arg
 	       "\"guest_thp\":%s,\"guest_1g\":%s,"
 	       "\"ksm\":%s,\"seed\":%" PRIu64 ",\"cpu\":\"%s\",\"guest_pcid\":%s,\"guest_aging\":%u,\"guest_khugepaged\":%u,"
 	       "\"quantum\":%u,\"audit\":%u,\"max_shadow_pages\":%" PRIu64 ",\"mmu_evict\":\"%s\","
-	       "\"mmu_lock\":\"%s\",\"schedule\":\"%s\",\"cost\":{",
+	       "\"mmu_lock\":\"%s\",\"schedule\":\"%s\",\"pin_vcpus\":%s,\"cost\":{",
 	       r->vcpus, r->vms, r->mem_bytes, thp_names[ra->thp], hugetlb_names[ra->hugetlb],
 	       ra->guest_thp ? "true" : "false", ra->guest_1g ? "true" : "false",
 	       ra->ksm ? "true" : "false", ra->seed, ra->cpu ? ra->cpu : "intel",
 	       ra->pcid ? "true" : "false", ra->aging, ra->guest_khugepaged, ra->quantum ? ra->quantum : 64, ra->audit,
 	       ra->max_shadow_pages, evict_names[ra->mmu_evict], mmu_lock_names[ra->mmu_lock],
-	       r->vcpus > 1 && !ra->interleave ? "threads" : "interleave");
+	       r->vcpus > 1 && !ra->interleave ? "threads" : "interleave",
+	       ra->pin_vcpus ? "true" : "false");
 	for (unsigned i = 0; cost_keys[i]; i++)
 		printf("%s\"%s\":%u", i ? "," : "", cost_keys[i], cost_get(&cost, i));
 	printf("},\"ksm_params\":[");
@@ -717,6 +722,7 @@ int run_collect(int argc, char **argv, bool quiet, struct run_args *ra,
 	cfg.mem_bytes = ra->mem;
 	cfg.vcpus = ra->vcpus;
 	cfg.interleave = ra->interleave;
+	cfg.pin_vcpus = ra->pin_vcpus;
 	cfg.vms = ra->vms;
 	cfg.guest_thp = ra->guest_thp;
 	cfg.guest_1g = ra->guest_1g;

@@ -30,6 +30,7 @@ static const struct help_opt run_opts[] = {
 	{ "--opt +NAME,-NAME,...", "MMU optimizations on or off: notrap, unsync, prefetch, fastpf (all on where the host allows)" },
 	{ "--vcpus N", "vCPUs of each VM, 1 to 64 (1); each on its own host thread" },
 	{ "--interleave", "run every vCPU on one thread in fixed quanta: deterministic counts (threads by default)" },
+	{ "--pin-vcpus", "threaded: pin vCPU thread i to the i-th CPU the process may run on (modulo their number), as vCPUs are pinned where a VM's speed is measured (unpinned by default)" },
 	{ "--vms N", "VMs, 1 to 16 (the workload's default)" },
 	{ "--mem SIZE", "guest RAM of each VM, a multiple of 4K (the workload's need)" },
 	{ "--thp always|madvise|never", "host transparent huge pages (madvise)" },

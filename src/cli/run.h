@@ -26,6 +26,7 @@ struct run_args {
 	int hugetlb;                     /* enum vmmu_hugetlb */
 	bool guest_thp, guest_1g, ksm, pcid, json, report_exits;
 	bool interleave;                 /* --interleave: every vCPU on one thread, deterministic */
+	bool pin_vcpus;                  /* --pin-vcpus: vCPU thread i on the i-th allowed CPU */
 	uint64_t seed;
 	unsigned aging, quantum, audit;
 	unsigned guest_khugepaged;       /* --guest-khugepaged N: rounds between passes */

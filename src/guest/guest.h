@@ -447,6 +447,7 @@ struct sched_opts {
 	uint64_t unfragment_ms;            /* (0: never) */
 	struct vmmu_guest_result *rss;     /* RSS samples go there (NULL: none) */
 	bool threads;                      /* every vCPU on its own host thread (sched_thread.c) */
+	bool pin;                          /* threaded: vCPU thread i on the i-th allowed CPU */
 };
 /* Sample the process's RSS into @res at @accesses (vmmu_run's samples: decimated when full). */
 void sched_rss_sample(struct vmmu_guest_result *res, uint64_t accesses, uint64_t *period);

@@ -8,6 +8,8 @@
  * between rounds, with every vCPU stopped, the coordinator does what an interleaved run does
  * between its rounds (aging, khugepaged, audits, ksmd, samples: sched_guest_periodic and
  * sched_global, their periods counted in turns), on vCPU 0 as the interleaved run does.
+ * Threads are named "vmmu vcpu N" and, with sched_opts.pin, each pinned to one allowed CPU
+ * before its first round (vmmu_guest_config.pin_vcpus has the rule).
  *
  * Locking (guest.h has the whole rule):
  *  - g->klock_word, the guest's kernel lock (a spin lock; gcpu.holds_klock says who has it):
@@ -23,9 +25,11 @@
  *  - the round: gen (release by the coordinator, acquire by the threads) starts it, arrived
  *    (acq_rel) ends it; bells and arrived are futex words, with a timeout as a safety net.
  */
+#define _GNU_SOURCE     /* pthread_setaffinity_np, sched_getaffinity */
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +58,8 @@ struct vthread {
 	struct guest *g;
 	struct gcpu *c;
 	pthread_t tid;
+	int cpu;               /* the CPU to pin to, or -1: unpinned */
+	unsigned index;        /* over every vCPU of the run: VM 0's first */
 };
 
 static void futex_wait(uint32_t *addr, uint32_t val)
@@ -163,6 +169,19 @@ static void *vcpu_thread(void *arg)
 	struct gcpu *c = vt->c;
 	uint64_t gen = 0;
 
+	/* Named as a hypervisor names its vCPU threads, for top -H, perf and gdb. */
+	char name[16];
+
+	snprintf(name, sizeof(name), "vmmu vcpu %u", vt->index);
+	(void)pthread_setname_np(pthread_self(), name);
+	if (vt->cpu >= 0) {
+		cpu_set_t set;
+
+		/* A request: a set the kernel refuses (the CPU went offline) leaves it unpinned. */
+		CPU_ZERO(&set);
+		CPU_SET(vt->cpu, &set);
+		(void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	}
 	for (;;) {
 		bool ran = false;
 		int rc = 0;
@@ -243,6 +262,19 @@ static int after_round(struct guest **gs, unsigned n, const bool *alive,
 	return sched_global(gs, n, o, prev, rounds, st);
 }
 
+/* The CPUs this process may run on, in order, into @cpus (@pin false, or no mask: none). */
+static void pin_cpus(bool pin, int *cpus, unsigned *nr)
+{
+	cpu_set_t set;
+
+	*nr = 0;
+	if (!pin || sched_getaffinity(0, sizeof(set), &set))
+		return;
+	for (int i = 0; i < CPU_SETSIZE; i++)
+		if (CPU_ISSET(i, &set))
+			cpus[(*nr)++] = i;
+}
+
 int sched_run_threads(struct guest **gs, unsigned n, const struct sched_opts *o)
 {
 	struct sched_state st = { .rss_period = 1 };
@@ -250,7 +282,8 @@ int sched_run_threads(struct guest **gs, unsigned n, const struct sched_opts *o)
 	struct vthread *vt;
 	pthread_attr_t attr;
 	bool alive[VMMU_GUEST_MAX_VMS];
-	unsigned nt = 0, started = 0;
+	int ncpus[CPU_SETSIZE];
+	unsigned nt = 0, started = 0, nr_allowed = 0;
 	uint64_t rounds = 0;
 	int rc = 0;
 
@@ -261,10 +294,13 @@ int sched_run_threads(struct guest **gs, unsigned n, const struct sched_opts *o)
 	vt = calloc(tr.nthreads, sizeof(*vt));
 	if (!vt)
 		return -ENOMEM;
+	pin_cpus(o->pin, ncpus, &nr_allowed);
 	for (unsigned k = 0; k < n; k++) {
 		gs[k]->threaded = true;
-		for (unsigned i = 0; i < gs[k]->nr_cpus; i++)
-			vt[nt++] = (struct vthread){ .run = &tr, .g = gs[k], .c = &gs[k]->cpus[i] };
+		for (unsigned i = 0; i < gs[k]->nr_cpus; i++, nt++)
+			vt[nt] = (struct vthread){ .run = &tr, .g = gs[k], .c = &gs[k]->cpus[i],
+						   .cpu = nr_allowed ? ncpus[nt % nr_allowed] : -1,
+						   .index = nt };
 	}
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, 2u << 20);

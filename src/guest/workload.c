@@ -490,6 +490,7 @@ int vmmu_run(const struct vmmu_guest_config *cfg, const struct vmmu_workload_arg
 			.fragmented = cfg->host_fragment_pct ? m : NULL,
 			.unfragment_ms = cfg->host_fragment_ms,
 			.threads = gc.vcpus > 1 && !cfg->interleave,
+			.pin = cfg->pin_vcpus,
 		};
 		double t0 = now();
 		rc = sched_run(gs, vms, &so);

@@ -75,6 +75,8 @@ t "--vcpus 2: threads by default (config.schedule)" '[ $rc -eq 0 ] && grep -q "\
 t "--interleave: config.schedule interleave" '[ $rc -eq 0 ] && grep -q "\"schedule\":\"interleave\"" "$tmp/int.json"'
 "$VMMU" run touch --param size=8M --json > "$tmp/one.json"
 t "one vCPU: interleaved" 'grep -q "\"schedule\":\"interleave\"" "$tmp/one.json"'
+"$VMMU" run touch --param size=8M --vcpus 2 --pin-vcpus --json > "$tmp/pin.json"; rc=$?
+t "--pin-vcpus: config.pin_vcpus true, the interleaved digest" '[ $rc -eq 0 ] && grep -q "\"pin_vcpus\":true" "$tmp/pin.json" && grep -q "\"pin_vcpus\":false" "$tmp/thr.json" && [ "$(digest "$tmp/pin.json")" = "$(digest "$tmp/int.json")" ]'
 t "touch threaded: the interleaved digest and page faults" '[ "$(digest "$tmp/thr.json")" = "$(digest "$tmp/int.json")" ] && [ "$(field "$tmp/thr.json" page_faults)" = "$(field "$tmp/int.json" page_faults)" ]'
 for m in shadow ept npt; do
 	"$VMMU" run gups --param size=4M --param updates=40000 --param slice=on --vcpus 4 --mmu $m --audit 8 --json > "$tmp/g$m.json" 2> "$tmp/g$m.err"; rc=$?

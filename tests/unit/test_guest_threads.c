@@ -8,7 +8,10 @@
  * away from a dying mm) and the frames zeroed without the lock are all exercised.
  * VMMU_THREADS_REPEAT runs it more times.
  */
+#define _GNU_SOURCE     /* sched_getaffinity of another thread, CPU_OR */
+#include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -238,6 +241,104 @@ static void test_trace_readahead(void **state)
 	unlink(path);
 }
 
+/* What the progress callback saw of the run's vCPU threads (named "vmmu vcpu N"): how many, how many were allowed exactly one CPU, and which CPUs those were. */
+struct affinity_seen {
+	unsigned calls, threads, single;
+	cpu_set_t pinned_to;
+	int allowed;            /* CPUs of an unpinned thread's mask, -1 when masks differ */
+};
+
+static void see_affinity(void *opaque, double fraction, uint64_t accesses)
+{
+	struct affinity_seen *s = opaque;
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+
+	(void)fraction, (void)accesses;
+	assert_non_null(d);
+	s->calls++;
+	while ((e = readdir(d))) {
+		pid_t tid = (pid_t)atoi(e->d_name);
+		cpu_set_t set;
+
+		char path[64], name[32] = "";
+		FILE *f;
+
+		/* The vCPU threads by their names: liburcu's call_rcu thread is there too. */
+		snprintf(path, sizeof(path), "/proc/self/task/%d/comm", (int)tid);
+		if (tid <= 0 || !(f = fopen(path, "r")))
+			continue;
+		if (!fgets(name, sizeof(name), f))
+			name[0] = 0;
+		fclose(f);
+		if (strncmp(name, "vmmu vcpu ", 10) || sched_getaffinity(tid, sizeof(set), &set))
+			continue;
+		s->threads++;
+		if (CPU_COUNT(&set) == 1) {
+			s->single++;
+			CPU_OR(&s->pinned_to, &s->pinned_to, &set);
+		}
+		if (s->allowed == 0)
+			s->allowed = CPU_COUNT(&set);
+		else if (s->allowed != CPU_COUNT(&set))
+			s->allowed = -1;
+	}
+	closedir(d);
+}
+
+/* --pin-vcpus: vCPU thread i on the i-th CPU the process may run on, modulo their number; the
+ * digest is the run's as interleaved. Unpinned, every vCPU thread has the process's mask. */
+static void test_pin_vcpus(void **state)
+{
+	(void)state;
+	const char *kv[] = { "size=64M" };
+	struct vmmu_workload_args a;
+	struct vmmu_guest_result ref, r;
+	cpu_set_t mine;
+	char err[256];
+	int nr;
+
+	assert_int_equal(sched_getaffinity(0, sizeof(mine), &mine), 0);
+	nr = CPU_COUNT(&mine);
+	assert_int_equal(vmmu_workload_args("touch", kv, 1, &a, err, sizeof(err)), 0);
+	for (unsigned pin = 0; pin < 2; pin++) {
+		struct affinity_seen seen = { 0 };
+		struct vmmu_guest_config cfg = {
+			.vm = { .mmu = VMMU_MMU_SHADOW, .host = VMMU_HOST_VMX },
+			.vcpus = 3, .seed = 5, .mem_bytes = 256ULL << 20, .pin_vcpus = pin,
+			.progress = see_affinity, .progress_opaque = &seen,
+		};
+		int rc = vmmu_run(&cfg, &a, &r, err, sizeof(err));
+		unsigned want_cpus = nr < 3 ? (unsigned)nr : 3, k = 0;
+
+		TEST_ASSERT(rc == 0, "pin %u: %d %s", pin, rc, err);
+		TEST_ASSERT(seen.calls > 0 && seen.threads == 3 * seen.calls,
+			    "pin %u: %u calls saw %u threads", pin, seen.calls, seen.threads);
+		if (!pin) {
+			TEST_ASSERT(seen.allowed == nr, "unpinned: masks of %d CPUs, the process's %d",
+				    seen.allowed, nr);
+			cfg.interleave = true;
+			cfg.progress = NULL;
+			assert_int_equal(vmmu_run(&cfg, &a, &ref, err, sizeof(err)), 0);
+			continue;
+		}
+		TEST_ASSERT(r.digest == ref.digest, "pinned: digest %llx, interleaved %llx",
+			    (unsigned long long)r.digest, (unsigned long long)ref.digest);
+		TEST_ASSERT(seen.single == seen.threads, "pinned: %u of %u threads on one CPU",
+			    seen.single, seen.threads);
+		/* The first min(3, allowed) allowed CPUs, in order, and no other. */
+		for (int cpu = 0; cpu < CPU_SETSIZE && k < want_cpus; cpu++)
+			if (CPU_ISSET(cpu, &mine)) {
+				TEST_ASSERT(CPU_ISSET(cpu, &seen.pinned_to), "CPU %d unused", cpu);
+				k++;
+			}
+		TEST_ASSERT((unsigned)CPU_COUNT(&seen.pinned_to) == want_cpus,
+			    "pinned to %d CPUs, want %u", CPU_COUNT(&seen.pinned_to), want_cpus);
+		if (nr == 1)
+			print_message("one CPU allowed: pinned and unpinned masks are alike\n");
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -246,6 +347,7 @@ int main(void)
 		cmocka_unit_test(test_migrate_check_threaded),
 		cmocka_unit_test(test_between_rounds),
 		cmocka_unit_test(test_trace_readahead),
+		cmocka_unit_test(test_pin_vcpus),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
