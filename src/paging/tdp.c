@@ -234,19 +234,26 @@ static int npt_walk(const struct tdp_ctx *c, gpa_t gpa, unsigned access, struct 
 	struct walk_result w;
 
 	/* Long mode with NXE, CR0.WP, no SMEP/SMAP/PKE, CPL 3: exactly the x86 rules the APM
-	 * gives nested walks. The AMD model makes PML4E bit 8 reserved, as on AMD parts. */
-	memset(&pc, 0, sizeof(pc));
+	 * gives nested walks. The AMD model makes PML4E bit 8 reserved, as on AMD parts.
+	 * Field by field, not memset: this runs on every nested TLB miss, and the two memsets
+	 * (rep stos on this compiler's tuning) were a third of an NPT fault's walk time. The
+	 * fields left unset are never read here: pdptrs[] (PAE only), cpu.name. */
 	pc.cr0 = X86_CR0_PG | X86_CR0_PE | X86_CR0_WP;
 	pc.cr4 = X86_CR4_PAE | (c->levels == 5 ? X86_CR4_LA57 : 0);
 	pc.efer = EFER_LME | EFER_LMA | EFER_NXE;
 	pc.cr3 = c->root;
+	pc.pkru = 0;
 	pc.cpl = 3;
+	pc.ac = false;
+	pc.pdptrs_valid = false;
 	pc.cpu.vendor = CPU_VENDOR_AMD;
 	pc.cpu.maxphyaddr = c->maxphyaddr;
 	pc.cpu.features = CPU_FEAT_NX | (c->has_1g ? CPU_FEAT_1G : 0) |
 			  (c->levels == 5 ? CPU_FEAT_LA57 : 0);
 
-	memset(&w, 0, sizeof(w));
+	/* The walker sets what it returns but for the entry of a level whose read failed: 0. */
+	for (int l = 0; l <= PT_MAX_LEVELS; l++)
+		w.gpte[l] = 0;
 	/* walk64_addr, not paging_walk: a gpa has no canonical form to check. */
 	walk64_addr(&pc, &host_mem_ops, c->arena, gpa,
 		    access & (PFERR_WRITE | PFERR_FETCH | WALK_NO_AD), NULL, &w);
