@@ -241,14 +241,32 @@ int nested_walk(const struct paging_ctx *guest, const struct tdp_ctx *tdp, struc
 
 	if (!r)
 		return -EINVAL;
-	memset(r, 0, sizeof(*r));
+	/*
+	 * Field by field, not memset: this runs on every TLB miss of a nested mode, and the two
+	 * memsets of result and state (rep stos, 600 bytes) were 60% of walk_nested's time. The
+	 * result's every field is defined but the guest walk's pte_gpa[] outside top_level..level,
+	 * which paging.h says are not valid; the memo ring beyond nmemo is never read.
+	 */
+	r->status = NESTED_OK;
+	r->gva = gva;
+	r->gpa = r->hpa = 0;
+	r->page_shift = r->access = r->tdp_rights = 0;
+	r->pf_ec = 0;
+	r->exit_qual = 0;
+	r->table_fault = false;
+	r->refs = r->guest_refs = r->nested_refs = 0;
+	r->tdp = (struct tdp_result){ .status = TDP_OK };
+	for (int l = 0; l <= PT_MAX_LEVELS; l++)
+		r->guest.gpte[l] = 0;
 	if (!guest || !tdp)
 		return -EINVAL;
-	memset(&st, 0, sizeof(st));
 	st.tdp = tdp;
 	st.ntlb = ntlb;
 	st.table_access = table_access(tdp) | (access & WALK_NO_AD);
-	r->gva = gva;
+	st.refs = 0;
+	st.nmemo = 0;
+	st.exit = st.exit_in_read = false;
+	st.exit_gpa = 0;
 
 	paging_walk(guest, &nested_mem_ops, &st, gva, access, &r->guest);
 	r->guest_refs = r->guest.refs;
