@@ -55,11 +55,16 @@
 #define TABLES_SIZE (64ULL << 20)
 #define MAXT 8
 
-static double now(void)
+static double clock_s(clockid_t id)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(id, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double now(void)
+{
+	return clock_s(CLOCK_MONOTONIC);
 }
 
 __attribute__((noreturn)) static void die(const char *what, int rc)
@@ -168,13 +173,6 @@ struct job {
 	int err;
 } __attribute__((aligned(64)));   /* one job per cache line: threads share none */
 
-static double thread_cpu(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void *run_job(void *arg)
 {
 	struct job *j = arg;
@@ -191,7 +189,7 @@ static void *run_job(void *arg)
 	j->tid = gettid();
 	pthread_barrier_wait(j->start);
 	j->t0 = now();
-	j->cpu_s = thread_cpu();
+	j->cpu_s = clock_s(CLOCK_THREAD_CPUTIME_ID);
 	if (j->host) {
 		uint64_t s = j->seed, pages = j->bytes >> 12;
 
@@ -234,15 +232,14 @@ done:
 	j->err = err;
 out:
 	j->t1 = now();
-	j->cpu_s = thread_cpu() - j->cpu_s;
+	j->cpu_s = clock_s(CLOCK_THREAD_CPUTIME_ID) - j->cpu_s;
 	return NULL;
 }
 
 /* The CPUs vCPU threads are pinned to, in order; none with -U. */
 static int pin_cpus[CPU_SETSIZE], nr_pin_cpus;
 
-/* Run @p with @nv vCPU threads on @x; the elapsed seconds. */
-/* One round: its wall seconds, from the first thread's start to the last one's end; *cpu gets
+/* One round of @p with @nv vCPU threads on @x: its wall seconds, from the first thread's start to the last one's end; *cpu gets
  * the CPU seconds of all its threads. */
 static double run(struct vmx *x, enum pattern p, unsigned nv, uint64_t bytes, uint64_t updates,
 		  double *cpu)
@@ -286,6 +283,13 @@ static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
 	return x < y ? -1 : x > y;
+}
+
+/* The median of @n values, sorted in place (so afterwards v[n - 1] is the largest). */
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	return v[n / 2];
 }
 
 int main(int argc, char **argv)
@@ -391,31 +395,27 @@ int main(int argc, char **argv)
 			for (int k = 0; k < nn; k++) {
 				struct vmx *x = &xs[k];
 				struct vmmu_stats st = { 0 };
-				double paired[50], cpu_sorted[50], cpu_paired[50];
+				double sorted[50], paired[50], cpu_own[50], cpu_paired[50];
 				if (x->vm && vmmu_vm_stats(x->vm, &st, sizeof(st)))
 					die("stats", 0);
 				if (x->vm)
 					vmmu_vm_destroy(x->vm);
 				else
 					munmap(x->host, bytes);
-				double sorted[50];
 				for (int r = 0; r < rounds; r++) {
-					paired[r] = rate[k][r] / rate[0][r];   /* rate[0] in round order */
+					/* Copies: rate[0] and cpu_ns[0] stay in round order for the pairing. */
 					sorted[r] = rate[k][r];
-					cpu_sorted[r] = cpu_ns[k][r];
+					paired[r] = rate[k][r] / rate[0][r];
+					cpu_own[r] = cpu_ns[k][r];
 					cpu_paired[r] = cpu_ns[k][r] / cpu_ns[0][r];
 				}
-				qsort(cpu_sorted, (size_t)rounds, sizeof(double), cmp_double);
-				qsort(cpu_paired, (size_t)rounds, sizeof(double), cmp_double);
-				qsort(paired, (size_t)rounds, sizeof(double), cmp_double);
-				qsort(sorted, (size_t)rounds, sizeof(double), cmp_double);
-				double best = sorted[rounds - 1], med = sorted[rounds / 2];
+				double med = median(sorted, rounds), best = sorted[rounds - 1];
 				if (k == 0)
 					base = best;
 				printf("| %s | %s | %s | %d | %.2f | %.2f | %.2fx | %.2fx | %.0f | %.2fx | %.1f | %.0f |\n",
 				       pat_names[p], mode_names[m], configs[c].name, nvs[k], best, med,
-				       best / base, paired[rounds / 2], cpu_sorted[rounds / 2],
-				       cpu_paired[rounds / 2], (double)st.mmu_lock_wait_ns / 1e6 / rounds,
+				       best / base, median(paired, rounds), median(cpu_own, rounds),
+				       median(cpu_paired, rounds), (double)st.mmu_lock_wait_ns / 1e6 / rounds,
 				       (double)st.sp_lock_contended / rounds);
 				fflush(stdout);
 			}

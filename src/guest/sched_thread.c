@@ -282,7 +282,7 @@ int sched_run_threads(struct guest **gs, unsigned n, const struct sched_opts *o)
 	struct vthread *vt;
 	pthread_attr_t attr;
 	bool alive[VMMU_GUEST_MAX_VMS];
-	int ncpus[CPU_SETSIZE];
+	int allowed[CPU_SETSIZE];
 	unsigned nt = 0, started = 0, nr_allowed = 0;
 	uint64_t rounds = 0;
 	int rc = 0;
@@ -294,12 +294,12 @@ int sched_run_threads(struct guest **gs, unsigned n, const struct sched_opts *o)
 	vt = calloc(tr.nthreads, sizeof(*vt));
 	if (!vt)
 		return -ENOMEM;
-	pin_cpus(o->pin, ncpus, &nr_allowed);
+	pin_cpus(o->pin, allowed, &nr_allowed);
 	for (unsigned k = 0; k < n; k++) {
 		gs[k]->threaded = true;
 		for (unsigned i = 0; i < gs[k]->nr_cpus; i++, nt++)
 			vt[nt] = (struct vthread){ .run = &tr, .g = gs[k], .c = &gs[k]->cpus[i],
-						   .cpu = nr_allowed ? ncpus[nt % nr_allowed] : -1,
+						   .cpu = nr_allowed ? allowed[nt % nr_allowed] : -1,
 						   .index = nt };
 	}
 	pthread_attr_init(&attr);
