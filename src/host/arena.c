@@ -6,8 +6,9 @@
  *
  * Invariants:
  *  - Every byte of a free block is zero: fresh anonymous memory is, and a block is given back with
- *    madvise(MADV_DONTNEED) before it returns to a free list. So allocation never writes frames,
- *    and memory nobody uses is not resident.
+ *    madvise(MADV_DONTNEED) before it returns to a free list, or (a retired 4K MMU table,
+ *    host_frame_put_retired) zeroed with stores. So allocation never writes frames, and memory
+ *    nobody uses is not resident but for the freed tables, at most what the MMUs once held.
  *  - FRAME_FREE is set on exactly the head frames of the blocks on the free lists, FRAME_ALLOC on
  *    exactly the heads of allocated blocks (after host_frame_split, every frame of the old block
  *    is such a head). Other fields of a frame that is no head are stale and never read. So making,
@@ -321,10 +322,16 @@ static bool frame_unref(struct host_arena *a, pfn_t pfn, unsigned order)
 	return __atomic_sub_fetch(&f->refcount, 1, __ATOMIC_ACQ_REL) == 0;
 }
 
-/* The last reference went: back to the free lists (@count: the block is still counted used). */
-static void block_release(struct host_arena *a, pfn_t pfn, unsigned order, bool count)
+/* The last reference went: back to the free lists (@count: the block is still counted used).
+ * @in_place: zero its bytes with stores instead of giving them back to the kernel (see
+ * host_frame_put_retired). */
+static void block_release(struct host_arena *a, pfn_t pfn, unsigned order, bool count,
+			  bool in_place)
 {
-	block_discard(a, pfn, 1ULL << order);
+	if (in_place)
+		memset(a->base + pfn * HOST_PAGE_SIZE, 0, HOST_PAGE_SIZE << order);
+	else
+		block_discard(a, pfn, 1ULL << order);
 	pthread_mutex_lock(&a->lock);
 	info_set(frame(a, pfn), 0);
 	if (count)
@@ -337,7 +344,7 @@ void host_frame_put(struct host_arena *a, pfn_t pfn, unsigned order)
 {
 	assert(a && order <= HOST_MAX_ORDER);
 	if (frame_unref(a, pfn, order))
-		block_release(a, pfn, order, true);
+		block_release(a, pfn, order, true, false);
 }
 
 void host_frame_retire(struct host_arena *a, pfn_t pfn, unsigned order)
@@ -350,8 +357,11 @@ void host_frame_retire(struct host_arena *a, pfn_t pfn, unsigned order)
 void host_frame_put_retired(struct host_arena *a, pfn_t pfn, unsigned order)
 {
 	assert(a && order <= HOST_MAX_ORDER);
+	/* A 4K table zeroed in place costs a few hundred stores to lines the cache still holds; a
+	 * madvise, a system call and, with vCPU threads running, a TLB shootdown IPI to every CPU
+	 * the process runs on (tens of microseconds in a nested VM, on the CPUs doing the work). */
 	if (frame_unref(a, pfn, order))
-		block_release(a, pfn, order, false);
+		block_release(a, pfn, order, false, order == HOST_ORDER_4K);
 }
 
 void host_frame_put_many(struct host_arena *a, const pfn_t *pfns, size_t n)

@@ -57,7 +57,9 @@ void host_frame_put(struct host_arena *a, pfn_t pfn, unsigned order);
 void host_frame_get(struct host_arena *a, pfn_t pfn);
 /* A block its only holder will put after an RCU grace period (readers may still be in it): from
  * now on it no longer counts in host_arena_frames_used(), so that figure does not depend on when
- * the grace period ends; host_frame_put_retired() then frees it without counting it again. */
+ * the grace period ends; host_frame_put_retired() then frees it without counting it again. The
+ * blocks retired are the MMUs' 4K tables: put_retired zeroes such a block with stores and keeps
+ * it resident for its next use, where host_frame_put gives the memory back to the kernel. */
 void host_frame_retire(struct host_arena *a, pfn_t pfn, unsigned order);
 void host_frame_put_retired(struct host_arena *a, pfn_t pfn, unsigned order);
 unsigned host_frame_refcount(const struct host_arena *a, pfn_t pfn);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -322,6 +323,48 @@ static void test_frame_zeroed_after_dirty_free(void **state)
 		assert_int_equal(again, pfn);
 		assert_true(all_zero(host_pfn_to_ptr(a, again), len));
 		host_frame_put(a, again, order);
+	}
+	host_arena_destroy(a);
+}
+
+/* Whether the 4K page at @p is resident in this process. */
+static bool resident(const void *p)
+{
+	unsigned char v = 0;
+
+	assert_int_equal(mincore((void *)((uintptr_t)p & ~(uintptr_t)(PAGE - 1)), PAGE, &v), 0);
+	return v & 1;
+}
+
+/*
+ * A retired 4K frame (an MMU table freed after a grace period) is zeroed in place and stays
+ * resident: no madvise, whose TLB shootdown would interrupt every CPU running a vCPU thread. A
+ * frame put the ordinary way gives its memory back to the kernel. Both come back zero.
+ */
+static void test_frame_retired_zeroed_in_place(void **state)
+{
+	struct host_arena *a = arena_new(GiB);
+	pfn_t pfn, again;
+
+	(void)state;
+	for (int retired = 1; retired >= 0; retired--) {
+		assert_int_equal(host_frame_alloc(a, HOST_ORDER_4K, &pfn), 0);
+		memset(host_pfn_to_ptr(a, pfn), 0x5a, PAGE);
+		if (retired) {
+			host_frame_retire(a, pfn, HOST_ORDER_4K);
+			assert_int_equal(host_arena_frames_used(a), 0);
+			host_frame_put_retired(a, pfn, HOST_ORDER_4K);
+		} else {
+			host_frame_put(a, pfn, HOST_ORDER_4K);
+		}
+		assert_int_equal(host_arena_frames_used(a), 0);
+		assert_false(host_pfn_valid(a, pfn));
+		/* Before anything reads it: a read makes a page resident where no zero page is mapped. */
+		assert_int_equal(resident(host_pfn_to_ptr(a, pfn)), retired);
+		assert_int_equal(host_frame_alloc(a, HOST_ORDER_4K, &again), 0);
+		assert_int_equal(again, pfn);
+		assert_true(all_zero(host_pfn_to_ptr(a, again), PAGE));
+		host_frame_put(a, again, HOST_ORDER_4K);
 	}
 	host_arena_destroy(a);
 }
@@ -1189,6 +1232,7 @@ int main(void)
 		cmocka_unit_test(test_frame_split),
 		cmocka_unit_test(test_frame_refcount),
 		cmocka_unit_test(test_frame_zeroed_after_dirty_free),
+		cmocka_unit_test(test_frame_retired_zeroed_in_place),
 		cmocka_unit_test(test_mmap_args),
 		cmocka_unit_test(test_fault_in_once),
 		cmocka_unit_test(test_efault_outside_vmas),
