@@ -239,8 +239,8 @@ out:
 /* The CPUs vCPU threads are pinned to, in order; none with -U. */
 static int pin_cpus[CPU_SETSIZE], nr_pin_cpus;
 
-/* One round of @p with @nv vCPU threads on @x: its wall seconds, from the first thread's start to the last one's end; *cpu gets
- * the CPU seconds of all its threads. */
+/* One round of @p with @nv vCPU threads on @x: its wall seconds, from the first thread's start
+ * to the last one's end; *cpu gets the CPU seconds of all its threads. */
 static double run(struct vmx *x, enum pattern p, unsigned nv, uint64_t bytes, uint64_t updates,
 		  double *cpu)
 {
