@@ -330,10 +330,6 @@ static int shadow_create(const struct mmu_env *env, struct mmu **out)
 	rc = htab_init(&sm->sp_hash, 10);
 	if (!rc)
 		rc = htab_init(&sm->sp_by_pfn, 10);
-	if (!rc)
-		rc = htab_init(&sm->gig, 4);
-	for (unsigned s = 0; !rc && s < GFN_STRIPES; s++)
-		rc = htab_init(&sm->gfns[s].t, 6);
 	if (rc)
 		goto out_hash;
 	CDS_INIT_LIST_HEAD(&sm->lru);
@@ -359,9 +355,6 @@ static int shadow_create(const struct mmu_env *env, struct mmu **out)
 out_hash:
 	htab_destroy(&sm->sp_hash);
 	htab_destroy(&sm->sp_by_pfn);
-	htab_destroy(&sm->gig);
-	for (unsigned s = 0; s < GFN_STRIPES; s++)
-		htab_destroy(&sm->gfns[s].t);
 	mmu_fini(&sm->mmu);
 out_free:
 	free(sm);
@@ -405,18 +398,9 @@ static void shadow_destroy(struct mmu *m)
 	brlock_unlock(&m->mmu_lock);
 	/* The sps queued above are freed before the MMU struct: the callbacks read it. */
 	vmmu_rcu_barrier();
-	/* Nothing maps or tracks a gfn any more: every gfn_info went with its last user. */
-	gfn_nodes_for_each(sm, s, n, next) {
-		struct gfn_info *gi = caa_container_of(n, struct gfn_info, hash);
-		free(gi->rmap.v);
-		free(gi);
-	}
-	for (unsigned s = 0; s < GFN_STRIPES; s++)
-		htab_destroy(&sm->gfns[s].t);
-	/* Likewise every GiB's counts (what a failed allocation may have left, freed here). */
-	htab_nodes_for_each(&sm->gig, n, next)
-		free(caa_container_of(n, struct gig_info, hash));
-	htab_destroy(&sm->gig);
+	/* Nothing maps or tracks a gfn any more: every chunk went with its last user, and what
+	 * is left of the radix tree are its directories and GiB nodes. */
+	shadow_gfn_state_free(sm);
 	htab_destroy(&sm->sp_hash);
 	htab_destroy(&sm->sp_by_pfn);
 	mmu_fini(m);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The soft MMU's private header (shadow*.c): shadow pages and their role, the spte format the
- * soft MMU writes, the hash tables (shadow pages by gfn, by frame; per-gfn rmap and write
- * tracking), and the functions the files share. docs/soft-mmu.md is the design.
+ * soft MMU writes, the hash tables (shadow pages by gfn, by frame), the per-gfn state (rmap and
+ * write tracking, a radix tree by gfn), and the functions the files share. docs/soft-mmu.md is the design.
  *
  *   shadow.c        the ops table, create/destroy, vCPUs, roots and the prev-root cache, CR/INVLPG
  *   shadow_page.c   shadow pages: hash, LRU, parents, rmap, write tracking, zapping, recycling
@@ -28,7 +28,7 @@
  *    part of one a direct sp maps, where the host maps the whole range with one page at least as
  *    large (mmu_max_level: and the slot holds it, aligned, not logging dirty pages); it is in the
  *    rmap of its first gfn, and is writable only while no gfn of its range is write-tracked
- *    (gfn_info.lpage_track of its 2 MiB, struct gig_info of its 1 GiB: 0);
+ *    (gfn_chunk.lpage_track of its 2 MiB, gfn_gig.tracked of its 1 GiB: 0);
  *  - every gfn an indirect sp (not unsync) shadows is write-tracked, and no leaf spte maps it
  *    writable;
  *  - a writable leaf spte's guest entry has Dirty set, its slot is not READONLY, and in a
@@ -150,7 +150,7 @@ struct htab {
 	uint64_t n;
 };
 
-/* A growable array of spte pointers (rmap entries, parent links). */
+/* A growable array of spte pointers (an sp's parent links). */
 struct sptep_vec {
 	uint64_t **v;
 	uint32_t n, cap;
@@ -188,15 +188,69 @@ struct shadow_page {
 	uint32_t unsync_children;         /* [L] bits set in unsync_child_bitmap */
 };
 
-/* Per-gfn state: who maps it (rmap of leaf sptes) and how many indirect sps shadow it. */
-struct gfn_info {
-	struct hnode hash;                /* [L] or [G] in sm->gfns, key gfn */
-	uint32_t write_track;             /* [L] or [G] indirect sps of this gfn: writes must
-					   * exit */
-	uint32_t lpage_track;             /* [L] or [G] a 2 MiB-aligned gfn: gfns of its 2 MiB
-					   * write-tracked (no large leaf writable over them) */
-	struct sptep_vec rmap;            /* [L] or [G] leaf sptes mapping this gfn */
+/*
+ * Per-gfn state: who maps a gfn (its rmap of leaf sptes) and how many indirect sps shadow it,
+ * in a radix tree over the gfn space, as KVM keeps arrays indexed by gfn in each memslot: a fault
+ * and its prefetched neighbours find theirs in a few dependent loads, eight neighbours on one
+ * cache line, where a hash chain cost each one its own misses. Levels: sm->gfn_root[gfn >> 27]
+ * -> struct gfn_dir (512 GiB) -> struct gfn_gig (1 GiB, with its counts) -> struct gfn_chunk
+ * (2 MiB: 512 gfns). Directories and GiBs stay until the MMU goes (one GiB node per GiB of gfns
+ * ever mapped or tracked); a chunk goes when nothing in its 2 MiB is mapped or tracked, so the
+ * state of a gfn costs 12 bytes while its 2 MiB is in use and nothing after. Locking: a chunk's
+ * contents, and its pointer in its GiB, [L] or [G] (the stripe lock of its 2 MiB: every gfn of a
+ * chunk shares it); a GiB's counts [L] or [T]; directory and GiB pointers are published once by
+ * compare-and-swap and read atomically.
+ */
+#define GFN_BITS 40                       /* gfns below 2^40: MAXPHYADDR 52 */
+#define GFN_DIR_SHIFT 27
+
+struct gfn_chunk {
+	uintptr_t rmap[SPTE_ENTRIES];     /* each gfn's leaf sptes (an rmap head: rmap_count) */
+	uint32_t write_track[SPTE_ENTRIES];   /* indirect sps of the gfn: writes must exit */
+	uint32_t lpage_track;             /* gfns of this 2 MiB write-tracked (no large leaf
+					   * writable over them) */
+	uint32_t used;                    /* gfns with an rmap entry or write-tracked: at 0 (and
+					   * lpage_track 0) the chunk goes */
 };
+
+/* One GiB of gfns (gfn >> GIG_SHIFT). */
+#define GIG_SHIFT 18
+struct gfn_gig {
+	struct gfn_chunk *chunk[SPTE_ENTRIES];   /* by (gfn >> 9) & 511; [L] or [G], atomics */
+	uint32_t tracked;                 /* [L] or [T] write-tracked gfns inside */
+	uint32_t leaves;                  /* [L] 1G leaves mapping it (made under [L] only) */
+	uint32_t audit_tracked, audit_leaves;   /* the audit's own counts ([L]) */
+};
+
+struct gfn_dir {
+	struct gfn_gig *gig[SPTE_ENTRIES];   /* by (gfn >> 18) & 511; published once */
+};
+
+/*
+ * An rmap head: 0, no leaf; an spte pointer (bit 0 clear: sptes are 8-byte aligned), the one
+ * leaf mapping the gfn, as most gfns have (no allocation); or a struct rmap_desc tagged with
+ * bit 0, for more.
+ */
+struct rmap_desc {
+	uint32_t n, cap;
+	uint64_t *v[];
+};
+
+static inline struct rmap_desc *rmap_desc_of(uintptr_t head)
+{
+	return (struct rmap_desc *)(head & ~(uintptr_t)1);
+}
+
+static inline uint32_t rmap_count(uintptr_t head)
+{
+	return !head ? 0 : !(head & 1) ? 1 : rmap_desc_of(head)->n;
+}
+
+/* Entry @i (below rmap_count) of @head. */
+static inline uint64_t *rmap_at(uintptr_t head, uint32_t i)
+{
+	return head & 1 ? rmap_desc_of(head)->v[i] : (uint64_t *)head;
+}
 
 #define SHADOW_PREV_ROOTS 3
 
@@ -222,27 +276,18 @@ struct shadow_vcpu {
 
 #define GFN_STRIPES 64
 
-/* One GiB of gfns (key gfn >> GIG_SHIFT) that holds write-tracked gfns or 1G leaves. [L] or [T] */
-#define GIG_SHIFT 18
-struct gig_info {
-	struct hnode hash;                /* in sm->gig */
-	uint32_t tracked;                 /* write-tracked gfns inside */
-	uint32_t leaves;                  /* 1G leaves mapping it (made under [L] only) */
-	uint32_t audit_tracked, audit_leaves;   /* the audit's own counts ([L]) */
-};
-
 /* The soft MMU. Legend as above; [F] free_lock. */
 struct shadow_mmu {
 	struct mmu mmu;                   /* the core's part (mmu.fmt: SPTE_FMT_SHADOW) */
 	struct htab sp_hash;              /* [L] or [T] valid sps by gfn */
 	struct htab sp_by_pfn;            /* [L] or [T] every sp (invalid roots too) by frame */
-	/* struct gfn_info by gfn, in stripes of 2 MiB of gfns (a fault's leaf and its prefetched
-	 * neighbours lock one stripe; vCPUs faulting elsewhere rarely meet on one) */
+	/* The locks of the per-gfn state, in stripes of 2 MiB of gfns (a fault's leaf and its
+	 * prefetched neighbours lock one stripe; vCPUs faulting elsewhere rarely meet on one) */
 	struct gfn_stripe {
 		uint32_t lock;            /* the spin lock of [G] */
-		struct htab t;            /* [L] or [G] */
 	} __attribute__((aligned(64))) gfns[GFN_STRIPES];
-	struct htab gig;                  /* [L] or [T] struct gig_info by gfn >> 18 */
+	struct gfn_dir *gfn_root[1u << (GFN_BITS - GFN_DIR_SHIFT)];   /* the per-gfn state
+					   * (above); published once, read atomically */
 	uint64_t nr_large;                /* [L], or [T] and atomics: large leaves (2M and 1G);
 					   * while 0, no gfn lookup looks for one covering it */
 	bool fine;                        /* [c] VMMU_MMU_LOCK_FINE: faults shared (above) */
@@ -337,7 +382,6 @@ bool sptep_vec_has(const struct sptep_vec *v, const uint64_t *sptep);
  * link read in that section (frames are freed after a grace period). */
 struct shadow_page *sptep_to_sp(struct shadow_mmu *sm, const uint64_t *sptep);
 struct shadow_page *pfn_to_sp(struct shadow_mmu *sm, pfn_t pfn);
-struct gfn_info *gfn_info_find(struct shadow_mmu *sm, gfn_t gfn);
 
 /* The stripe of sm->gfns holding @gfn's state: its 2 MiB, hashed (vCPUs walking slices of equal
  * size in step must not meet on a stripe every time). */
@@ -346,27 +390,52 @@ static inline struct gfn_stripe *gfn_stripe(struct shadow_mmu *sm, gfn_t gfn)
 	return &sm->gfns[hmix(gfn >> 9) % GFN_STRIPES];
 }
 
-/* Every gfn_info node @n (struct hnode *) of every stripe, @s the stripe's index; @next is read
- * before the body runs, so the body may free @n (not another node). [L] */
-#define gfn_nodes_for_each(sm, s, n, next)                                                          \
-	for (unsigned s = 0; s < GFN_STRIPES; s++)                                                  \
-		htab_nodes_for_each(&(sm)->gfns[s].t, n, next)
-
-/* gfn_infos in all stripes. [L] */
-static inline uint64_t gfn_infos(const struct shadow_mmu *sm)
+/* @gfn's GiB node, or NULL if no gfn of it was ever mapped or tracked. */
+static inline struct gfn_gig *gfn_gig_find(const struct shadow_mmu *sm, gfn_t gfn)
 {
-	uint64_t n = 0;
+	struct gfn_dir *d;
 
-	for (unsigned s = 0; s < GFN_STRIPES; s++)
-		n += sm->gfns[s].t.n;
-	return n;
+	if (gfn >> GFN_BITS)
+		return NULL;
+	d = __atomic_load_n(&sm->gfn_root[gfn >> GFN_DIR_SHIFT], __ATOMIC_ACQUIRE);
+	return d ? __atomic_load_n(&d->gig[(gfn >> GIG_SHIFT) & (SPTE_ENTRIES - 1)],
+				   __ATOMIC_ACQUIRE) : NULL;
 }
 
+/* @gfn's chunk, or NULL if nothing in its 2 MiB is mapped or tracked. [L] or [G] */
+static inline struct gfn_chunk *gfn_chunk_find(const struct shadow_mmu *sm, gfn_t gfn)
+{
+	struct gfn_gig *g = gfn_gig_find(sm, gfn);
+
+	return g ? __atomic_load_n(&g->chunk[(gfn >> 9) & (SPTE_ENTRIES - 1)], __ATOMIC_ACQUIRE)
+		 : NULL;
+}
+
+/* @gfn's rmap head (0: no leaf maps it). [L] or [G] */
+static inline uintptr_t gfn_rmap(const struct shadow_mmu *sm, gfn_t gfn)
+{
+	struct gfn_chunk *c = gfn_chunk_find(sm, gfn);
+
+	return c ? c->rmap[gfn & (SPTE_ENTRIES - 1)] : 0;
+}
+
+/* [L] or [G] */
 static inline bool gfn_write_tracked(struct shadow_mmu *sm, gfn_t gfn)
 {
-	struct gfn_info *gi = gfn_info_find(sm, gfn);
-	return gi && gi->write_track;
+	struct gfn_chunk *c = gfn_chunk_find(sm, gfn);
+
+	return c && c->write_track[gfn & (SPTE_ENTRIES - 1)];
 }
+
+/* The first chunk at or after *@gfn's 2 MiB and before @end, skipping absent directories and
+ * GiBs whole; *@gfn becomes its first gfn. NULL if none. [L] */
+struct gfn_chunk *gfn_chunk_next(const struct shadow_mmu *sm, gfn_t *gfn, gfn_t end);
+/* The same for GiB nodes: the first at or after *@gfn's GiB. [L] */
+struct gfn_gig *gfn_gig_next(const struct shadow_mmu *sm, gfn_t *gfn, gfn_t end);
+/* Is @sptep in rmap @head? */
+bool rmap_has(uintptr_t head, const uint64_t *sptep);
+/* Free the radix tree of per-gfn state (the MMU is going: nothing runs on it). */
+void shadow_gfn_state_free(struct shadow_mmu *sm);
 
 /* @gfn's stripe locked if @shared (mmu_lock held shared), else NULL ([L]: no lock needed);
  * gfn_unlock() takes either. */
@@ -496,17 +565,10 @@ static inline gfn_t sp_leaf_gfn(const struct shadow_page *sp, unsigned idx)
 	return sp->role.direct ? sp->gfn + ((gfn_t)idx << (9 * (sp->role.level - 1))) : sp->gfns[idx];
 }
 
-/* The first gfn of @gfn's 2 MiB: whose gfn_info counts its tracked gfns (lpage_track). */
+/* The first gfn of @gfn's 2 MiB (the rmap of a 2M leaf mapping it). */
 static inline gfn_t gfn_2m(gfn_t gfn)
 {
 	return gfn & ~(gfn_t)(SPTE_ENTRIES - 1);
-}
-
-/* @gfn's GiB's counts, or NULL. [L] or [T] */
-static inline struct gig_info *gig_find(struct shadow_mmu *sm, gfn_t gfn)
-{
-	struct hnode *n = htab_first(&sm->gig, gfn >> GIG_SHIFT);
-	return n ? caa_container_of(n, struct gig_info, hash) : NULL;
 }
 
 /* The largest level, up to @max (2 or 3), at which a leaf for @gfn may go as far as write
@@ -592,10 +654,10 @@ uint64_t shadow_page_limit(const struct shadow_mmu *sm);
  * fault may give W back; else (write tracking), and on a large leaf (a write splits it),
  * MMU_WRITABLE goes too. [L] */
 bool write_protect_gfn(struct shadow_mmu *sm, gfn_t gfn, bool for_log);
-/* The rmaps holding large leaves that cover @gfn but begin before it (up to 2), each with the
- * lowest level of its entries that do (the others map their own gfn). 0 while there is no large
- * leaf. [L] */
-unsigned gfn_cover_rmaps(struct shadow_mmu *sm, gfn_t gfn, struct gfn_info **gi, int *minlevel);
+/* The gfns whose rmaps hold large leaves that cover @gfn but begin before it (up to 2: its 2 MiB's
+ * and its GiB's first gfns), each with the lowest level of its entries that do (the others map
+ * their own gfn). 0 while there is no large leaf. [L] */
+unsigned gfn_cover_rmaps(struct shadow_mmu *sm, gfn_t gfn, gfn_t *first, int *minlevel);
 /* Zap leaves mapping gfns in [start, end) and sps shadowing them. [L] */
 void zap_gfn_range(struct shadow_mmu *sm, gfn_t start, gfn_t end, struct zap_batch *z);
 void zap_all(struct shadow_mmu *sm, struct zap_batch *z);

@@ -215,9 +215,8 @@ static int check_sp_sptes(struct audit *a, struct shadow_page *sp, uint64_t *lea
 		}
 		/* A leaf (a large one: its first gfn, aligned, in that gfn's rmap). */
 		gfn_t gfn = sp_leaf_gfn(sp, i);
-		struct gfn_info *gi = gfn_info_find(sm, gfn);
 		leaves[level]++;
-		if (!gi || !sptep_vec_has(&gi->rmap, sptep))
+		if (!rmap_has(gfn_rmap(sm, gfn), sptep))
 			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: leaf %u (gfn %#" PRIx64
 				    ") not in its rmap", SPF(sp), i, (uint64_t)gfn);
 		if (gfn & (spte_level_pages(level) - 1) ||
@@ -225,7 +224,7 @@ static int check_sp_sptes(struct audit *a, struct shadow_page *sp, uint64_t *lea
 			return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: large leaf %u = %#" PRIx64
 				    " for gfn %#" PRIx64 " not aligned", SPF(sp), i, s, (uint64_t)gfn);
 		if (level == 3) {
-			struct gig_info *g = gig_find(sm, gfn);
+			struct gfn_gig *g = gfn_gig_find(sm, gfn);
 			if (!g)
 				return fail(a, "1G leaf %u of sp gfn %#" PRIx64 " level %d role %#x "
 					    "not counted in its GiB", i, SPF(sp));
@@ -266,12 +265,15 @@ static int check_sp_sptes(struct audit *a, struct shadow_page *sp, uint64_t *lea
 }
 
 /* Phase 1. [L] */
-/* One gfn's state: its write-tracking count is the indirect sps shadowing it, its rmap entries
- * are leaves mapping it. [L] */
-static int audit_gfn(struct audit *a, const struct gfn_info *gi, uint64_t *tracked, uint64_t *rmaps)
+/* One gfn's state (entry @i of chunk @c): its write-tracking count is the indirect sps shadowing
+ * it, its rmap entries are leaves mapping it. [L] */
+static int audit_gfn(struct audit *a, const struct gfn_chunk *c, gfn_t gfn, uint64_t *tracked,
+		     uint64_t *rmaps)
 {
 	struct shadow_mmu *sm = a->sm;
-	gfn_t gfn = gi->hash.key;
+	const unsigned idx = gfn & (SPTE_ENTRIES - 1);
+	const uintptr_t head = c->rmap[idx];
+	const uint32_t wt = c->write_track[idx];
 	struct hnode *h;
 	uint32_t k = 0;
 
@@ -279,40 +281,49 @@ static int audit_gfn(struct audit *a, const struct gfn_info *gi, uint64_t *track
 		struct shadow_page *s = caa_container_of(h, struct shadow_page, hash);
 		k += !s->role.direct && !s->unsync;
 	}
-	if (k != gi->write_track)
-		return fail(a, "gfn %#" PRIx64 ": write_track %u, %u sps shadow it", (uint64_t)gfn,
-			    gi->write_track, k);
-	if (!gi->write_track && !gi->lpage_track && !gi->rmap.n)
-		return fail(a, "gfn %#" PRIx64 ": empty gfn_info kept", (uint64_t)gfn);
-	*tracked += gi->write_track;
-	for (uint32_t i = 0; i < gi->rmap.n; i++) {
-		uint64_t *sptep = gi->rmap.v[i];
+	if (k != wt)
+		return fail(a, "gfn %#" PRIx64 ": write_track %u, %u sps shadow it", (uint64_t)gfn, wt, k);
+	*tracked += wt;
+	if ((head & 1) && rmap_count(head) < 2)
+		return fail(a, "gfn %#" PRIx64 ": an rmap of %u entries kept out of line", (uint64_t)gfn,
+			    rmap_count(head));
+	for (uint32_t i = 0, n = rmap_count(head); i < n; i++) {
+		uint64_t *sptep = rmap_at(head, i);
 		struct shadow_page *sp = sptep_to_sp(sm, sptep);
 		uint64_t s = spte_read(sptep);
 		if (!sp || sp->invalid || sp->role.level > 3 || !is_shadow_present_pte(s) ||
 		    !is_last_spte(s, sp->role.level) || sp_leaf_gfn(sp, sptep_index(sptep)) != gfn)
 			return fail(a, "gfn %#" PRIx64 ": rmap entry %u is not a leaf mapping it",
 				    (uint64_t)gfn, i);
+		for (uint32_t j = 0; j < i; j++)
+			if (rmap_at(head, j) == sptep)
+				return fail(a, "gfn %#" PRIx64 ": rmap entry %u twice", (uint64_t)gfn, i);
 	}
-	*rmaps += gi->rmap.n;
-	/* Its 2 MiB's count of tracked gfns (what keeps a large leaf there read-only). */
-	if (gi->lpage_track) {
-		uint32_t n = 0;
-		if (gfn & (SPTE_ENTRIES - 1))
-			return fail(a, "gfn %#" PRIx64 ": lpage_track %u, not 2 MiB-aligned",
-				    (uint64_t)gfn, gi->lpage_track);
-		for (gfn_t g = gfn; g < gfn + SPTE_ENTRIES; g++)
-			n += gfn_write_tracked(sm, g);
-		if (n != gi->lpage_track)
-			return fail(a, "gfn %#" PRIx64 ": lpage_track %u, %u gfns of its 2 MiB tracked",
-				    (uint64_t)gfn, gi->lpage_track, n);
+	*rmaps += rmap_count(head);
+	return 0;
+}
+
+/* One chunk (2 MiB of gfns from @base): every gfn's state, the counts of used and tracked gfns
+ * (what keeps a large leaf there read-only), and no empty chunk kept. [L] */
+static int audit_chunk(struct audit *a, struct gfn_gig *g, const struct gfn_chunk *c, gfn_t base,
+		       uint64_t *tracked, uint64_t *rmaps)
+{
+	uint32_t used = 0, wt = 0;
+	int rc;
+
+	for (unsigned i = 0; i < SPTE_ENTRIES; i++) {
+		if (!c->rmap[i] && !c->write_track[i])
+			continue;
+		used++;
+		wt += c->write_track[i] != 0;
+		rc = audit_gfn(a, c, base + i, tracked, rmaps);
+		if (rc)
+			return rc;
 	}
-	if (gi->write_track) {
-		struct gig_info *g = gig_find(sm, gfn);
-		if (!g)
-			return fail(a, "tracked gfn %#" PRIx64 " not counted in its GiB", (uint64_t)gfn);
-		g->audit_tracked++;
-	}
+	if (used != c->used || wt != c->lpage_track || !used)
+		return fail(a, "2 MiB at gfn %#" PRIx64 ": used %u, lpage_track %u; %u gfns mapped or "
+			    "tracked, %u tracked", (uint64_t)base, c->used, c->lpage_track, used, wt);
+	g->audit_tracked += wt;
 	return 0;
 }
 
@@ -320,7 +331,9 @@ static int audit_locked(struct audit *a)
 {
 	struct shadow_mmu *sm = a->sm;
 	uint64_t nsps = 0, nlru = 0, indirect = 0, tracked = 0, leaves[4] = { 0 }, rmaps = 0;
-	uint64_t with_gptes = 0, helpers = 0, lpage_tracked = 0, ntracked = 0;
+	uint64_t with_gptes = 0, helpers = 0;
+	struct gfn_chunk *c;
+	struct gfn_gig *g;
 	struct mmu_stats st;
 	int rc;
 
@@ -329,10 +342,8 @@ static int audit_locked(struct audit *a)
 
 	cds_list_for_each(l, &sm->lru)
 		nlru++;
-	htab_nodes_for_each(&sm->gig, n, next) {
-		struct gig_info *g = caa_container_of(n, struct gig_info, hash);
+	for (gfn_t b = 0; (g = gfn_gig_next(sm, &b, ~0ULL)); b += 1ULL << GIG_SHIFT)
 		g->audit_tracked = g->audit_leaves = 0;
-	}
 	/* Every sp, valid and invalid, is in sp_by_pfn. */
 	for (uint64_t b = 0; b <= sm->sp_by_pfn.mask; b++) {
 		for (struct hnode *n = sm->sp_by_pfn.b[b]; n; n = n->next) {
@@ -412,27 +423,17 @@ static int audit_locked(struct audit *a)
 				return fail(a, "sp gfn %#" PRIx64 " level %d role %#x: hashed wrongly",
 					    SPF(sp));
 		}
-	/* Write tracking: each gfn counts exactly the indirect sps shadowing it. */
-	gfn_nodes_for_each(sm, si, n, next) {
-		if (gfn_stripe(sm, n->key) != &sm->gfns[si])
-			return fail(a, "gfn %#" PRIx64 ": in stripe %u", (uint64_t)n->key, si);
-		struct gfn_info *gi = caa_container_of(n, struct gfn_info, hash);
-		rc = audit_gfn(a, gi, &tracked, &rmaps);
+	/* Write tracking: each gfn counts exactly the indirect sps shadowing it; each chunk and
+	 * GiB, its tracked gfns. */
+	for (gfn_t b = 0; (c = gfn_chunk_next(sm, &b, ~0ULL)); b += SPTE_ENTRIES) {
+		rc = audit_chunk(a, gfn_gig_find(sm, b), c, b, &tracked, &rmaps);
 		if (rc)
 			return rc;
-		lpage_tracked += gi->lpage_track;
-		ntracked += gi->write_track != 0;
 	}
-	/* With each count checked exact above, equal sums leave no tracked gfn uncounted. */
-	if (lpage_tracked != ntracked)
-		return fail(a, "lpage_track counts %" PRIu64 " gfns, %" PRIu64 " are tracked",
-			    lpage_tracked, ntracked);
-	htab_nodes_for_each(&sm->gig, n, next) {
-		struct gig_info *g = caa_container_of(n, struct gig_info, hash);
-		if (g->tracked != g->audit_tracked || g->leaves != g->audit_leaves ||
-		    (!g->tracked && !g->leaves))
+	for (gfn_t b = 0; (g = gfn_gig_next(sm, &b, ~0ULL)); b += 1ULL << GIG_SHIFT) {
+		if (g->tracked != g->audit_tracked || g->leaves != g->audit_leaves)
 			return fail(a, "GiB %#" PRIx64 ": %u tracked gfns and %u 1G leaves counted, "
-				    "%u and %u found", (uint64_t)n->key, g->tracked, g->leaves,
+				    "%u and %u found", (uint64_t)(b >> GIG_SHIFT), g->tracked, g->leaves,
 				    g->audit_tracked, g->audit_leaves);
 	}
 	if (tracked != indirect)

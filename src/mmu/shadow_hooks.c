@@ -21,16 +21,17 @@
 
 #include "mmu/shadow.h"
 
+/* Every leaf mapping a gfn of [start, end) loses W: the gfns some leaf maps, chunk by chunk, and
+ * a large leaf beginning before @start. [L] */
 static void write_protect_range(struct shadow_mmu *sm, gfn_t start, gfn_t end, bool *flush)
 {
-	if (end - start <= 4 * (gfn_infos(sm) + 1)) {
-		for (gfn_t g = start; g < end; g++)
-			*flush |= write_protect_gfn(sm, g, true);
-		return;
-	}
-	gfn_nodes_for_each(sm, s, n, next)
-		if (n->key >= start && n->key < end)
-			*flush |= write_protect_gfn(sm, n->key, true);
+	struct gfn_chunk *c;
+
+	*flush |= write_protect_gfn(sm, start, true);
+	for (gfn_t base = start; (c = gfn_chunk_next(sm, &base, end)); base += SPTE_ENTRIES)
+		for (gfn_t g = base <= start ? start + 1 : base; g < base + SPTE_ENTRIES && g < end; g++)
+			if (c->rmap[g & (SPTE_ENTRIES - 1)])
+				*flush |= write_protect_gfn(sm, g, true);
 }
 
 /*
@@ -144,13 +145,14 @@ bool shadow_unmap_gfn_range(struct mmu *m, const struct memslot *slot, gfn_t sta
 	return z.flush;
 }
 
-/* The Accessed bits of @gi's leaves of level @minlevel or more: any set? Cleared with @clear. */
-static bool age_rmap(struct shadow_mmu *sm, const struct gfn_info *gi, int minlevel, bool clear)
+/* The Accessed bits of the leaves in rmap @head of level @minlevel or more: any set? Cleared with
+ * @clear. */
+static bool age_rmap(struct shadow_mmu *sm, uintptr_t head, int minlevel, bool clear)
 {
 	bool young = false;
 
-	for (uint32_t i = 0; i < gi->rmap.n; i++) {
-		uint64_t *sptep = gi->rmap.v[i];
+	for (uint32_t i = 0, n = rmap_count(head); i < n; i++) {
+		uint64_t *sptep = rmap_at(head, i);
 		uint64_t old = spte_read(sptep);
 		if (minlevel > 1 && (int)sptep_to_sp(sm, sptep)->role.level < minlevel)
 			continue;
@@ -169,19 +171,18 @@ bool shadow_age_gfn_range(struct mmu *m, const struct memslot *slot, gfn_t start
 			  bool clear)
 {
 	struct shadow_mmu *sm = to_shadow(m);
-	struct gfn_info *cover[2];
+	struct gfn_chunk *c;
+	gfn_t cover[2];
 	int minlevel[2];
 	unsigned nc = gfn_cover_rmaps(sm, start, cover, minlevel);
 	bool young = false;
 
 	(void)slot;
 	for (unsigned k = 0; k < nc; k++)
-		young |= age_rmap(sm, cover[k], minlevel[k], clear);
-	for (gfn_t g = start; g < end; g++) {
-		struct gfn_info *gi = gfn_info_find(sm, g);
-		if (gi)
-			young |= age_rmap(sm, gi, 1, clear);
-	}
+		young |= age_rmap(sm, gfn_rmap(sm, cover[k]), minlevel[k], clear);
+	for (gfn_t base = start; (c = gfn_chunk_next(sm, &base, end)); base += SPTE_ENTRIES)
+		for (gfn_t g = base < start ? start : base; g < base + SPTE_ENTRIES && g < end; g++)
+			young |= age_rmap(sm, c->rmap[g & (SPTE_ENTRIES - 1)], 1, clear);
 	return young;
 }
 

@@ -159,42 +159,189 @@ struct shadow_page *sptep_to_sp(struct shadow_mmu *sm, const uint64_t *sptep)
 	return pfn_to_sp(sm, (pfn_t)(((const uint8_t *)sptep - sm->arena_base) >> 12));
 }
 
-struct gfn_info *gfn_info_find(struct shadow_mmu *sm, gfn_t gfn)
-{
-	struct hnode *n = htab_first(&gfn_stripe(sm, gfn)->t, gfn);
-	return n ? caa_container_of(n, struct gfn_info, hash) : NULL;
-}
+/* ---- per-gfn state (shadow.h: the radix tree by gfn) ---- */
 
-/* The node of @key in @t, or a new zeroed one of @size bytes (a struct whose first member is its
- * struct hnode) added for it; NULL if out of memory. */
-static struct hnode *htab_get(struct htab *t, uint64_t key, size_t size)
-{
-	struct hnode *n = htab_first(t, key);
+/* The node at *@slotp, or a new zeroed one published there; NULL if out of memory. Creators of
+ * one directory or GiB may race (each under its own stripe lock): one wins, the others free
+ * theirs and take it. */
+#define gfn_node_get(slotp)                                                                         \
+	({                                                                                          \
+		__typeof__(*(slotp)) cur_ = __atomic_load_n((slotp), __ATOMIC_ACQUIRE), new_;       \
+		if (!cur_ && (new_ = calloc(1, sizeof(*cur_)))) {                                   \
+			if (__atomic_compare_exchange_n((slotp), &cur_, new_, false,                \
+							__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))        \
+				cur_ = new_;                                                        \
+			else                                                                        \
+				free(new_);                                                         \
+		}                                                                                   \
+		cur_;                                                                               \
+	})
 
-	if (n)
-		return n;
-	n = calloc(1, size);
-	if (!n)
+/* @gfn's GiB node, made if missing; NULL if out of memory (or beyond GFN_BITS). */
+static struct gfn_gig *gfn_gig_get(struct shadow_mmu *sm, gfn_t gfn)
+{
+	struct gfn_dir *d;
+
+	if (gfn >> GFN_BITS)
 		return NULL;
-	n->key = key;
-	htab_add(t, n);
-	return n;
+	d = gfn_node_get(&sm->gfn_root[gfn >> GFN_DIR_SHIFT]);
+	return d ? gfn_node_get(&d->gig[(gfn >> GIG_SHIFT) & (SPTE_ENTRIES - 1)]) : NULL;
 }
 
-static struct gfn_info *gfn_info_get(struct shadow_mmu *sm, gfn_t gfn)
+/* @gfn's chunk, made if missing; NULL if out of memory. [L] or [G] */
+static struct gfn_chunk *gfn_chunk_get(struct shadow_mmu *sm, gfn_t gfn)
 {
-	_Static_assert(offsetof(struct gfn_info, hash) == 0, "htab_get: the node first");
-	return (struct gfn_info *)htab_get(&gfn_stripe(sm, gfn)->t, gfn, sizeof(struct gfn_info));
+	struct gfn_gig *g = gfn_gig_get(sm, gfn);
+
+	return g ? gfn_node_get(&g->chunk[(gfn >> 9) & (SPTE_ENTRIES - 1)]) : NULL;
 }
 
-/* Free @gi once nothing maps or tracks its gfn (or a gfn of its 2 MiB). */
-static void gfn_info_put(struct shadow_mmu *sm, struct gfn_info *gi)
+static bool gfn_used(const struct gfn_chunk *c, unsigned i)
 {
-	if (gi->write_track || gi->lpage_track || gi->rmap.n)
+	return c->rmap[i] || c->write_track[i];
+}
+
+/* Free @c, @gfn's chunk, once nothing in its 2 MiB is mapped or tracked. [L] or [G] */
+static void gfn_chunk_put(struct shadow_mmu *sm, gfn_t gfn, struct gfn_chunk *c)
+{
+	if (c->used || c->lpage_track)
 		return;
-	htab_del(&gfn_stripe(sm, gi->hash.key)->t, &gi->hash);
-	sptep_vec_free(&gi->rmap);
-	free(gi);
+	__atomic_store_n(&gfn_gig_find(sm, gfn)->chunk[(gfn >> 9) & (SPTE_ENTRIES - 1)], NULL,
+			 __ATOMIC_RELEASE);
+	free(c);
+}
+
+struct gfn_gig *gfn_gig_next(const struct shadow_mmu *sm, gfn_t *gfn, gfn_t end)
+{
+	const gfn_t gig = 1ULL << GIG_SHIFT, dir = 1ULL << GFN_DIR_SHIFT;
+
+	if (end > 1ULL << GFN_BITS)
+		end = 1ULL << GFN_BITS;
+	for (gfn_t g = *gfn & ~(gig - 1); g < end;) {
+		struct gfn_dir *d = __atomic_load_n(&sm->gfn_root[g >> GFN_DIR_SHIFT], __ATOMIC_ACQUIRE);
+		if (!d) {
+			g = (g | (dir - 1)) + 1;
+			continue;
+		}
+		struct gfn_gig *n = __atomic_load_n(&d->gig[(g >> GIG_SHIFT) & (SPTE_ENTRIES - 1)],
+						    __ATOMIC_ACQUIRE);
+		if (n) {
+			*gfn = g;
+			return n;
+		}
+		g += gig;
+	}
+	return NULL;
+}
+
+struct gfn_chunk *gfn_chunk_next(const struct shadow_mmu *sm, gfn_t *gfn, gfn_t end)
+{
+	gfn_t g = gfn_2m(*gfn);
+	struct gfn_gig *n;
+
+	for (gfn_t base = g; (n = gfn_gig_next(sm, &base, end)); base += 1ULL << GIG_SHIFT) {
+		if (g < base)
+			g = base;
+		for (; g < base + (1ULL << GIG_SHIFT) && g < end; g += SPTE_ENTRIES) {
+			struct gfn_chunk *c = __atomic_load_n(&n->chunk[(g >> 9) & (SPTE_ENTRIES - 1)],
+							      __ATOMIC_ACQUIRE);
+			if (c) {
+				*gfn = g;
+				return c;
+			}
+		}
+	}
+	return NULL;
+}
+
+/* ---- rmap heads (shadow.h) ---- */
+
+static int rmap_head_add(uintptr_t *head, uint64_t *sptep)
+{
+	struct rmap_desc *d;
+
+	if (!*head) {
+		*head = (uintptr_t)sptep;
+		return 0;
+	}
+	if (!(*head & 1)) {
+		d = malloc(sizeof(*d) + 4 * sizeof(d->v[0]));
+		if (!d)
+			return -ENOMEM;
+		d->cap = 4;
+		d->n = 1;
+		d->v[0] = (uint64_t *)*head;
+	} else {
+		d = rmap_desc_of(*head);
+		if (d->n == d->cap) {
+			struct rmap_desc *nd = realloc(d, sizeof(*d) + 2 * d->cap * sizeof(d->v[0]));
+			if (!nd)
+				return -ENOMEM;
+			d = nd;
+			d->cap *= 2;
+		}
+	}
+	d->v[d->n++] = sptep;
+	*head = (uintptr_t)d | 1;
+	return 0;
+}
+
+/* Take @sptep out of @head: the last entry moves into its place, and a last one left goes back
+ * inline (entries below the removed one keep their index). */
+static void rmap_head_del(uintptr_t *head, const uint64_t *sptep)
+{
+	struct rmap_desc *d;
+
+	if (!(*head & 1)) {
+		if (*head == (uintptr_t)sptep)
+			*head = 0;
+		return;
+	}
+	d = rmap_desc_of(*head);
+	for (uint32_t i = d->n; i-- > 0;) {
+		if (d->v[i] == sptep) {
+			d->v[i] = d->v[--d->n];
+			break;
+		}
+	}
+	if (d->n == 1) {
+		*head = (uintptr_t)d->v[0];
+		free(d);
+	}
+}
+
+static void rmap_head_free(uintptr_t *head)
+{
+	if (*head & 1)
+		free(rmap_desc_of(*head));
+	*head = 0;
+}
+
+bool rmap_has(uintptr_t head, const uint64_t *sptep)
+{
+	for (uint32_t i = 0, n = rmap_count(head); i < n; i++)
+		if (rmap_at(head, i) == sptep)
+			return true;
+	return false;
+}
+
+void shadow_gfn_state_free(struct shadow_mmu *sm)
+{
+	for (unsigned r = 0; r < 1u << (GFN_BITS - GFN_DIR_SHIFT); r++) {
+		struct gfn_dir *d = sm->gfn_root[r];
+		for (unsigned j = 0; d && j < SPTE_ENTRIES; j++) {
+			struct gfn_gig *g = d->gig[j];
+			for (unsigned k = 0; g && k < SPTE_ENTRIES; k++) {
+				struct gfn_chunk *c = g->chunk[k];
+				for (unsigned i = 0; c && i < SPTE_ENTRIES; i++)
+					rmap_head_free(&c->rmap[i]);
+				free(c);
+			}
+			free(g);
+		}
+		free(d);
+		sm->gfn_root[r] = NULL;
+	}
 }
 
 unsigned sps_of_gfn(struct shadow_mmu *sm, gfn_t gfn, struct shadow_page **out, unsigned max)
@@ -210,31 +357,15 @@ unsigned sps_of_gfn(struct shadow_mmu *sm, gfn_t gfn, struct shadow_page **out, 
 	return k;
 }
 
-/* ---- one GiB of gfns: tracked gfns and 1G leaves inside ---- */
-
-static struct gig_info *gig_get(struct shadow_mmu *sm, gfn_t gfn)
-{
-	_Static_assert(offsetof(struct gig_info, hash) == 0, "htab_get: the node first");
-	return (struct gig_info *)htab_get(&sm->gig, gfn >> GIG_SHIFT, sizeof(struct gig_info));
-}
-
-static void gig_put(struct shadow_mmu *sm, struct gig_info *g)
-{
-	if (g->tracked || g->leaves)
-		return;
-	htab_del(&sm->gig, &g->hash);
-	free(g);
-}
-
 /* ---- rmap and write tracking ---- */
 
 /*
  * Large leaves covering @gfn beside those in its own rmap: the level-2 and -3 leaves of its 2 MiB's
  * first gfn, the level-3 ones of its 1 GiB's first gfn (each rmap holds the leaves that start at
- * its gfn). Fills @gi/@minlevel; returns how many (0 while no large leaf exists). [L], or with
- * @gfn's stripe lock for the 2 MiB one alone (@max_level 2).
+ * its gfn). Fills @first/@minlevel with those whose rmap holds any; returns how many (0 while no
+ * large leaf exists). [L], or with @gfn's stripe lock for the 2 MiB one alone (@max_level 2).
  */
-static unsigned cover_rmaps(struct shadow_mmu *sm, gfn_t gfn, int max_level, struct gfn_info **gi,
+static unsigned cover_rmaps(struct shadow_mmu *sm, gfn_t gfn, int max_level, gfn_t *first,
 			    int *minlevel)
 {
 	gfn_t b2 = gfn_2m(gfn), b1 = gfn & ~((1ULL << GIG_SHIFT) - 1);
@@ -242,10 +373,14 @@ static unsigned cover_rmaps(struct shadow_mmu *sm, gfn_t gfn, int max_level, str
 
 	if (!__atomic_load_n(&sm->nr_large, __ATOMIC_RELAXED))
 		return 0;
-	if (b2 != gfn && (gi[n] = gfn_info_find(sm, b2)))
+	if (b2 != gfn && gfn_rmap(sm, b2)) {
+		first[n] = b2;
 		minlevel[n++] = 2;
-	if (max_level >= 3 && b1 != b2 && (gi[n] = gfn_info_find(sm, b1)))
+	}
+	if (max_level >= 3 && b1 != b2 && gfn_rmap(sm, b1)) {
+		first[n] = b1;
 		minlevel[n++] = 3;
+	}
 	return n;
 }
 
@@ -270,42 +405,53 @@ static bool spte_clear_bits(uint64_t *sptep, uint64_t clear)
 
 static int rmap_add(struct shadow_mmu *sm, gfn_t gfn, uint64_t *sptep)
 {
-	struct gfn_info *gi = gfn_info_get(sm, gfn);
+	struct gfn_chunk *c = gfn_chunk_get(sm, gfn);
+	unsigned i = gfn & (SPTE_ENTRIES - 1);
+	bool was;
 	int rc;
 
-	if (!gi)
+	if (!c)
 		return -ENOMEM;
-	rc = sptep_vec_add(&gi->rmap, sptep);
-	if (rc)
-		gfn_info_put(sm, gi);
-	return rc;
+	was = gfn_used(c, i);
+	rc = rmap_head_add(&c->rmap[i], sptep);
+	if (rc) {
+		gfn_chunk_put(sm, gfn, c);        /* one made for this gfn alone goes */
+		return rc;
+	}
+	c->used += !was;
+	return 0;
 }
 
 static void rmap_del(struct shadow_mmu *sm, gfn_t gfn, uint64_t *sptep)
 {
-	struct gfn_info *gi = gfn_info_find(sm, gfn);
+	struct gfn_chunk *c = gfn_chunk_find(sm, gfn);
+	unsigned i = gfn & (SPTE_ENTRIES - 1);
 
-	if (!gi)
+	if (!c || !c->rmap[i])
 		return;
-	sptep_vec_del(&gi->rmap, sptep);
-	gfn_info_put(sm, gi);
+	rmap_head_del(&c->rmap[i], sptep);
+	c->used -= !gfn_used(c, i);
+	gfn_chunk_put(sm, gfn, c);
 }
 
 bool write_protect_gfn(struct shadow_mmu *sm, gfn_t gfn, bool for_log)
 {
-	struct gfn_info *gis[3];
+	uintptr_t heads[3];
+	gfn_t first[2];
 	int minlevel[3] = { 1 };
 	const uint64_t all = PT_WRITABLE_MASK | SPTE_MMU_WRITABLE;
 	const uint64_t clear = for_log ? PT_WRITABLE_MASK : all;
-	unsigned n = 1 + cover_rmaps(sm, gfn, 3, gis + 1, minlevel + 1);
+	unsigned n = 1 + cover_rmaps(sm, gfn, 3, first, minlevel + 1);
 	/* While no large leaf exists every rmap entry is a 4K leaf: no sp lookup per entry. */
 	const bool large = __atomic_load_n(&sm->nr_large, __ATOMIC_RELAXED);
 	bool changed = false;
 
-	gis[0] = gfn_info_find(sm, gfn);
+	heads[0] = gfn_rmap(sm, gfn);
+	for (unsigned k = 1; k < n; k++)
+		heads[k] = gfn_rmap(sm, first[k - 1]);
 	for (unsigned k = 0; k < n; k++) {
-		for (uint32_t i = 0; gis[k] && i < gis[k]->rmap.n; i++) {
-			uint64_t *sptep = gis[k]->rmap.v[i];
+		for (uint32_t i = 0, e = rmap_count(heads[k]); i < e; i++) {
+			uint64_t *sptep = rmap_at(heads[k], i);
 			int level = large ? rmap_level(sm, sptep) : 1;
 			if (level >= minlevel[k])
 				changed |= spte_clear_bits(sptep, level > 1 ? all : clear);
@@ -316,36 +462,26 @@ bool write_protect_gfn(struct shadow_mmu *sm, gfn_t gfn, bool for_log)
 	return changed;
 }
 
-/* The write tracking of @gfn (its gfn_info @self, which the caller puts) began (@delta 1) or ended
- * (-1): its 2 MiB and 1 GiB count it, so no large leaf is made writable over it. The 2 MiB's
- * gfn_info is in @gfn's stripe; the 1 GiB's count needs [L] or [T]. 0 or -ENOMEM (nothing
- * changed). */
-static int track_lpage(struct shadow_mmu *sm, struct gfn_info *self, gfn_t gfn, int delta)
+/* The write tracking of @gfn (in chunk @c) began (@delta 1) or ended (-1): its 2 MiB and 1 GiB
+ * count it, so no large leaf is made writable over it. The chunk's count is under @gfn's stripe
+ * lock; the GiB's needs [L] or [T]. */
+static void track_lpage(struct shadow_mmu *sm, struct gfn_chunk *c, gfn_t gfn, int delta)
 {
-	struct gfn_info *gi = gfn_info_get(sm, gfn_2m(gfn));
-	struct gig_info *g = gi ? gig_get(sm, gfn) : NULL;
-
-	if (g) {
-		gi->lpage_track += (uint32_t)delta;
-		g->tracked += (uint32_t)delta;
-		gig_put(sm, g);
-	}
-	if (gi && gi != self)
-		gfn_info_put(sm, gi);
-	return g ? 0 : -ENOMEM;
+	c->lpage_track += (uint32_t)delta;
+	gfn_gig_find(sm, gfn)->tracked += (uint32_t)delta;   /* the chunk's GiB: there */
 }
 
 int shadow_lpage_level(struct shadow_mmu *sm, gfn_t gfn, int max, bool shared)
 {
 	if (max >= 3) {
-		struct gig_info *g = gig_find(sm, gfn);
+		struct gfn_gig *g = gfn_gig_find(sm, gfn);
 		if (!g || !g->tracked)
 			return 3;
 	}
 	if (max >= 2) {
 		struct gfn_stripe *st = gfn_lock(sm, gfn, shared);
-		struct gfn_info *gi = gfn_info_find(sm, gfn_2m(gfn));
-		bool ok = !gi || !gi->lpage_track;
+		struct gfn_chunk *c = gfn_chunk_find(sm, gfn);
+		bool ok = !c || !c->lpage_track;
 		gfn_unlock(st);
 		if (ok)
 			return 2;
@@ -353,18 +489,26 @@ int shadow_lpage_level(struct shadow_mmu *sm, gfn_t gfn, int max, bool shared)
 	return 1;
 }
 
+/* Write tracking of @gfn (in chunk @c) begins or counts one sp more. [L] or [G], and [T] */
+static void track_one(struct shadow_mmu *sm, struct gfn_chunk *c, gfn_t gfn)
+{
+	unsigned i = gfn & (SPTE_ENTRIES - 1);
+
+	if (!c->write_track[i]++) {
+		c->used += !c->rmap[i];
+		track_lpage(sm, c, gfn, 1);
+	}
+}
+
 /* An indirect sp now shadows @gfn: writes to it must exit from now on. */
 static int account_shadowed(struct shadow_mmu *sm, gfn_t gfn)
 {
-	struct gfn_info *gi = gfn_info_get(sm, gfn);
+	struct gfn_chunk *c = gfn_chunk_get(sm, gfn);
 
-	if (!gi)
+	if (!c)
 		return -ENOMEM;
-	if (!gi->write_track && track_lpage(sm, gi, gfn, 1)) {
-		gfn_info_put(sm, gi);
-		return -ENOMEM;
-	}
-	if (gi->write_track++ == 0 && write_protect_gfn(sm, gfn, false)) {
+	track_one(sm, c, gfn);
+	if (c->write_track[gfn & (SPTE_ENTRIES - 1)] == 1 && write_protect_gfn(sm, gfn, false)) {
 		/* A vCPU's TLB may still allow the write: the flush must precede the caller's
 		 * check that the guest table is unchanged. */
 		mmu_flush_remote_tlbs(&sm->mmu);
@@ -374,13 +518,16 @@ static int account_shadowed(struct shadow_mmu *sm, gfn_t gfn)
 
 static void unaccount_shadowed(struct shadow_mmu *sm, gfn_t gfn)
 {
-	struct gfn_info *gi = gfn_info_find(sm, gfn);
+	struct gfn_chunk *c = gfn_chunk_find(sm, gfn);
+	unsigned i = gfn & (SPTE_ENTRIES - 1);
 
-	if (!gi || !gi->write_track)
+	if (!c || !c->write_track[i])
 		return;
-	if (--gi->write_track == 0)
-		track_lpage(sm, gi, gfn, -1);        /* both counts exist: nothing to allocate */
-	gfn_info_put(sm, gi);
+	if (--c->write_track[i] == 0) {
+		track_lpage(sm, c, gfn, -1);
+		c->used -= !c->rmap[i];
+	}
+	gfn_chunk_put(sm, gfn, c);
 }
 
 /* ---- unsync (--opt unsync) ---- */
@@ -707,28 +854,29 @@ int sp_get_new(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, struct shad
 static bool track_unmapped_shared(struct shadow_mmu *sm, gfn_t gfn)
 {
 	struct gfn_stripe *st = gfn_stripe(sm, gfn);
-	struct gfn_info *gi, *cover[2];
+	struct gfn_chunk *c;
+	gfn_t cover[2];
 	int minlevel[2];
 	bool ok = false;
 
 	/* A 1G leaf over it (made and dropped only under mmu_lock exclusive; the count read under
 	 * [T], held by the caller) is exclusive work too. */
-	struct gig_info *g = gig_find(sm, gfn);
+	struct gfn_gig *g = gfn_gig_find(sm, gfn);
 	if (g && g->leaves)
 		return false;
 	shadow_spin_lock(sm, &st->lock);
-	gi = gfn_info_get(sm, gfn);
-	ok = gi && !gi->rmap.n;
-	/* A 2M leaf over it: its rmap is in the same stripe. */
-	for (unsigned k = 0, n = ok ? cover_rmaps(sm, gfn, 2, cover, minlevel) : 0; k < n; k++)
-		for (uint32_t i = 0; ok && i < cover[k]->rmap.n; i++)
-			ok = rmap_level(sm, cover[k]->rmap.v[i]) < minlevel[k];
-	if (ok && !gi->write_track && track_lpage(sm, gi, gfn, 1))
-		ok = false;
+	c = gfn_chunk_get(sm, gfn);
+	ok = c && !c->rmap[gfn & (SPTE_ENTRIES - 1)];
+	/* A 2M leaf over it: its rmap is in the same chunk. */
+	for (unsigned k = 0, n = ok ? cover_rmaps(sm, gfn, 2, cover, minlevel) : 0; k < n; k++) {
+		uintptr_t h = gfn_rmap(sm, cover[k]);
+		for (uint32_t i = 0, e = rmap_count(h); ok && i < e; i++)
+			ok = rmap_level(sm, rmap_at(h, i)) < minlevel[k];
+	}
 	if (ok)
-		gi->write_track++;
-	else if (gi)
-		gfn_info_put(sm, gi);
+		track_one(sm, c, gfn);
+	else if (c)
+		gfn_chunk_put(sm, gfn, c);
 	shadow_spin_unlock(&st->lock);
 	return ok;
 }
@@ -878,12 +1026,12 @@ static uint64_t spte_drop_shared(struct shadow_mmu *sm, struct shadow_page *sp, 
 static uint64_t leaf_tracking_check(struct shadow_mmu *sm, gfn_t gfn, int level, uint64_t spte,
 				    bool shared)
 {
-	struct gfn_info *gi;
+	struct gfn_chunk *c;
 
 	if (!shared || !(spte & (PT_WRITABLE_MASK | SPTE_MMU_WRITABLE)))
 		return spte;
-	gi = gfn_info_find(sm, gfn);
-	if (gi && (level > 1 ? gi->lpage_track : gi->write_track))
+	c = gfn_chunk_find(sm, gfn);
+	if (c && (level > 1 ? c->lpage_track : c->write_track[gfn & (SPTE_ENTRIES - 1)]))
 		spte &= ~(PT_WRITABLE_MASK | SPTE_MMU_WRITABLE | PT_DIRTY_MASK);
 	return spte;
 }
@@ -899,7 +1047,7 @@ int leaf_set(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep, gfn
 	const int level = sp->role.level;
 	unsigned idx = sptep_index(sptep);
 	uint64_t old = spte_read(sptep);
-	struct gig_info *g = NULL;
+	struct gfn_gig *g = NULL;
 	int rc;
 
 	if (is_shadow_present_pte(old)) {
@@ -924,17 +1072,14 @@ int leaf_set(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep, gfn
 		if (!sp->gfns)
 			return -ENOMEM;
 	}
-	if (level == 3 && !(g = gig_get(sm, gfn)))
+	if (level == 3 && !(g = gfn_gig_get(sm, gfn)))
 		return -ENOMEM;
 	struct gfn_stripe *st = gfn_lock(sm, gfn, shared);
 	spte = leaf_tracking_check(sm, gfn, level, spte, shared);
 	rc = rmap_add(sm, gfn, sptep);
 	gfn_unlock(st);
-	if (rc) {
-		if (g)
-			gig_put(sm, g);
+	if (rc)
 		return rc;
-	}
 	if (!sp->role.direct)
 		__atomic_store_n(&sp->gfns[idx], gfn, __ATOMIC_RELAXED);  /* the fast page fault reads it */
 	if (g)
@@ -971,11 +1116,9 @@ static uint64_t spte_drop_shared(struct shadow_mmu *sm, struct shadow_page *sp, 
 		if (level > 1)
 			__atomic_sub_fetch(&sm->nr_large, 1, __ATOMIC_RELAXED);
 		if (level == 3) {
-			struct gig_info *g = gig_find(sm, gfn);
-			if (g) {
+			struct gfn_gig *g = gfn_gig_find(sm, gfn);
+			if (g)
 				g->leaves--;
-				gig_put(sm, g);
-			}
 		}
 		mmu_account_leaf(&sm->mmu, level, -1);
 	} else {
@@ -1169,22 +1312,19 @@ void make_mmu_pages_available(struct shadow_mmu *sm, unsigned need, struct zap_b
 
 /* ---- zapping ranges ---- */
 
-/* Drop the leaves of @gi's rmap of level @minlevel or more. */
-static void zap_gfn_leaves(struct shadow_mmu *sm, struct gfn_info *gi, int minlevel,
-			   struct zap_batch *z)
+/* Drop the leaves in @gfn's rmap of level @minlevel or more. */
+static void zap_gfn_leaves(struct shadow_mmu *sm, gfn_t gfn, int minlevel, struct zap_batch *z)
 {
 	/* Each drop takes its entry out (the last one moving into its place, one already looked
-	 * at), and may free @gi with the last one. */
-	for (uint32_t i = gi->rmap.n; i-- > 0;) {
-		uint64_t *sptep = gi->rmap.v[i];
+	 * at; the head may change shape, and the chunk go with the last entry): the head is read
+	 * again each time. */
+	for (uint32_t i = rmap_count(gfn_rmap(sm, gfn)); i-- > 0;) {
+		uint64_t *sptep = rmap_at(gfn_rmap(sm, gfn), i);
 		struct shadow_page *sp = sptep_to_sp(sm, sptep);
-		bool last = gi->rmap.n == 1;
 		if ((int)sp->role.level < minlevel)
 			continue;
 		z->flush = true;
 		spte_drop(sm, sp, sptep);
-		if (last)
-			return;
 	}
 }
 
@@ -1203,30 +1343,20 @@ void zap_gfn_range(struct shadow_mmu *sm, gfn_t start, gfn_t end, struct zap_bat
 		}
 	}
 	/* Large leaves that begin before the range and reach into it. */
-	struct gfn_info *cover[2];
+	gfn_t cover[2];
 	int minlevel[2];
 	for (unsigned k = 0, nc = cover_rmaps(sm, start, 3, cover, minlevel); k < nc; k++)
 		zap_gfn_leaves(sm, cover[k], minlevel[k], z);
-	/* Leaves mapping the range (or beginning in it): per gfn when the range is small, else
-	 * over every gfn known. */
-	if (end - start <= 4 * (gfn_infos(sm) + 1)) {
-		for (gfn_t g = start; g < end; g++) {
-			struct gfn_info *gi = gfn_info_find(sm, g);
-			if (gi)
-				zap_gfn_leaves(sm, gi, 1, z);
-		}
-		return;
-	}
-	gfn_nodes_for_each(sm, s, n, next) {
-		/* Only this node's gfn_info may go with its last leaf. */
-		if (n->key >= start && n->key < end)
-			zap_gfn_leaves(sm, caa_container_of(n, struct gfn_info, hash), 1, z);
-	}
+	/* Leaves mapping the range (or beginning in it), chunk by chunk: a chunk goes with its last
+	 * leaf, so each gfn's rmap is looked up afresh. */
+	for (gfn_t base = start; gfn_chunk_next(sm, &base, end); base += SPTE_ENTRIES)
+		for (gfn_t g = base < start ? start : base; g < base + SPTE_ENTRIES && g < end; g++)
+			zap_gfn_leaves(sm, g, 1, z);
 }
 
-unsigned gfn_cover_rmaps(struct shadow_mmu *sm, gfn_t gfn, struct gfn_info **gi, int *minlevel)
+unsigned gfn_cover_rmaps(struct shadow_mmu *sm, gfn_t gfn, gfn_t *first, int *minlevel)
 {
-	return cover_rmaps(sm, gfn, 3, gi, minlevel);
+	return cover_rmaps(sm, gfn, 3, first, minlevel);
 }
 
 void zap_all(struct shadow_mmu *sm, struct zap_batch *z)

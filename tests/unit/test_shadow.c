@@ -825,6 +825,64 @@ static void test_memslots_body(struct pair *p)
 }
 BOTH_HOSTS(test_memslots)
 
+/*
+ * The per-gfn state (the soft MMU's radix tree by gfn), through the audit after every step, which
+ * checks each rmap's shape (an entry inline, more out of line, none twice), each chunk's counts
+ * of used and tracked gfns, and that no empty chunk is kept: one frame mapped at nine addresses
+ * (its rmap grows out of line past its first vector and comes back inline as the aliases go, one
+ * guest store at a time, in an order that moves entries); then a slot at 1 TiB (another
+ * directory of the tree) holding pages and a page table, deleted with everything in it.
+ */
+#define FAR_GPA 0x10000000000ULL
+
+static void test_gfn_state_body(struct pair *p)
+{
+	static const unsigned drop_order[] = { 1, 3, 5, 7, 8, 6, 4, 2 };
+	uint64_t hva[2];
+	gpa_t root = new_root(p), d = new_data(p), pte[9];
+
+	for (unsigned i = 0; i < 9; i++)
+		pte[i] = map(p, root, 0x400000 + i * 0x1000, d, 1, PRWU | AD);
+	regs64(p, root);
+	wr_ok(p, 0x400000, 0x77);
+	for (unsigned i = 1; i < 9; i++)
+		assert_int_equal(rd_ok(p, 0x400000 + i * 0x1000), 0x77);
+	for (unsigned k = 0; k < 8; k++) {
+		gva_t va = 0x400000 + drop_order[k] * 0x1000;
+		gstore(p, pte[drop_order[k]], 0, 8);
+		invlpg(p, va);
+		assert_int_equal(acc(p, va, 8, VMMU_ACC_READ, 0).r.status, VMMU_ACCESS_PF);
+		wr_ok(p, 0x400000, 0x78 + k);
+	}
+	assert_int_equal(rd_ok(p, 0x400000), 0x7f);
+
+	new_hva(p, SLOT1_SIZE, hva);
+	set_slot(p, 1, 0, FAR_GPA, SLOT1_SIZE, hva);
+	static const gpa_t far[] = { 0, 0x1000, 0x20000, 0x3f000 };
+	for (unsigned i = 0; i < 4; i++) {
+		map_live(p, root, 0x800000 + i * 0x1000, FAR_GPA + far[i], PRWU | AD);
+		wr_ok(p, 0x800000 + i * 0x1000, 0x100 + i);
+	}
+	/* A page table in the far slot (written before it is linked, then linked by a guest
+	 * store): shadowing it write-tracks a gfn there. */
+	gpa_t pt = FAR_GPA + 0x30000;
+	wr(p, pt, (FAR_GPA + 0x1000) | PRWU | AD);
+	gpa_t pdpt = rd(&p->g[0], root) & rsvd_bits(12, 51);
+	gpa_t pd = rd(&p->g[0], pdpt) & rsvd_bits(12, 51);
+	gstore(p, pd + 5 * 8, pt | PRWU, 8);
+	assert_int_equal(rd_ok(p, 0xa00000), 0x101);
+	assert_true(SH(p).shadow_pages >= 5);
+
+	/* Deleted: its leaves and its table's sp go, and with them the far chunks. */
+	set_slot(p, 1, 0, FAR_GPA, 0, hva);
+	assert_int_equal(acc(p, 0x800000, 8, VMMU_ACC_READ, 0).r.status, VMMU_ACCESS_MMIO);
+	invlpg(p, 0xa00000);
+	acc(p, 0xa00000, 8, VMMU_ACC_READ, 0);
+	assert_int_equal(rd_ok(p, 0x400000), 0x7f);
+	same_all(p);
+}
+BOTH_HOSTS(test_gfn_state)
+
 /* A read-only slot: reads work, writes are MMIO exits, as natively. */
 static void test_readonly_slot_body(struct pair *p)
 {
@@ -2079,6 +2137,7 @@ int main(void)
 		cmocka_unit_test(test_smep_smap_nx),
 		cmocka_unit_test(test_mmio),
 		cmocka_unit_test(test_memslots),
+		cmocka_unit_test(test_gfn_state),
 		cmocka_unit_test(test_readonly_slot),
 		cmocka_unit_test(test_cr3_switch),
 		cmocka_unit_test(test_unsync_roots),
