@@ -42,8 +42,7 @@
 
 /* ---- one fault ---- */
 
-/* One page part of the faulting access, as the unlocked phase found it. Not zeroed (part_init sets
- * what is read before the walk and the slot lookup fill the rest). */
+/* One page part of the faulting access, as the unlocked phase found it. */
 struct fault_part {
 	gva_t gva;                        /* first byte of the part */
 	uint32_t off, len;                /* its bytes within the access */
@@ -104,19 +103,6 @@ static const void *fault_gpt(const struct fault *f, int level)
 	return (const void *)((uintptr_t)f->gptep[level] & ~(uintptr_t)0xfff);
 }
 
-/* Part @p before its walk: what is read before the walk fills the rest (w, and fi with a slot). */
-static void part_init(struct fault_part *p, gva_t gva, uint32_t off, uint32_t len)
-{
-	p->gva = gva;
-	p->off = off;
-	p->len = len;
-	p->walked = false;
-	p->ws = WALK_OK;
-	p->fi.slot = NULL;
-	p->fi.pfn_err = 0;
-	p->host = NULL;
-}
-
 static void fault_parts(struct fault *f)
 {
 	const struct hw_exit *e = f->e;
@@ -126,14 +112,14 @@ static void fault_parts(struct fault *f)
 
 	f->nparts = 1;
 	f->fp = 0;
-	part_init(&f->part[0], gva, 0, len);
+	f->part[0] = (struct fault_part){ .gva = gva, .off = 0, .len = len };
 	if ((gva & 0xfff) + len > 4096) {
 		uint32_t first = 4096 - (uint32_t)(gva & 0xfff);
 		gva_t va = (gva & ~0xfffULL) + 4096;
 		if (!lma && va > 0xffffffffULL)
 			va &= 0xffffffffULL;
 		f->part[0].len = first;
-		part_init(&f->part[1], va, first, len - first);
+		f->part[1] = (struct fault_part){ .gva = va, .off = first, .len = len - first };
 		f->nparts = 2;
 		if ((e->gva >> 12) == (va >> 12))
 			f->fp = 1;
@@ -1195,25 +1181,13 @@ out_unlock_read:
 int shadow_page_fault(struct mmu_page_fault *pf)
 {
 	const struct hw_exit *e = pf->e;
-	/* Set field by field, and the parts by part_init: a zeroed struct (two walk results,
-	 * seven prefetch entries) was a `rep stos` of 928 bytes, and each part's another 224, on
-	 * every fault, whose start-up this CPU pays each time. */
-	struct fault f;
+	struct fault f = {
+		.pf = pf, .sm = to_shadow(pf->mmu), .sv = pf->mv->priv, .cpu = pf->mv->cpu, .e = e,
+		.access = e->access, .write = e->access & PFERR_WRITE,
+	};
 
 	if (e->reason != VMMU_EXIT_PF)
 		return -EINVAL;
-	f.pf = pf;
-	f.sm = to_shadow(pf->mmu);
-	f.sv = pf->mv->priv;
-	f.cpu = pf->mv->cpu;
-	f.e = e;
-	f.access = e->access;
-	f.write = e->access & PFERR_WRITE;
-	memset(f.gptep, 0, sizeof(f.gptep));
-	f.nprefetch = 0;
-	f.shared = false;
-	f.credited = false;
-	f.made_steps = 0;
 	pf->write = f.write;
 	f.user = !(e->access & WALK_IMPLICIT) && f.cpu->guest.cpl == 3;
 	f.gpte_size = paging_mode_of(&f.cpu->guest) == PAGING_32 ? 4 : 8;
