@@ -432,6 +432,13 @@ static inline bool gfn_write_tracked(struct shadow_mmu *sm, gfn_t gfn)
 struct gfn_chunk *gfn_chunk_next(const struct shadow_mmu *sm, gfn_t *gfn, gfn_t end);
 /* The same for GiB nodes: the first at or after *@gfn's GiB. [L] */
 struct gfn_gig *gfn_gig_next(const struct shadow_mmu *sm, gfn_t *gfn, gfn_t end);
+
+/* Every gfn @g of [@start, @end) in a chunk, @c its chunk as found when the walk reached its
+ * 2 MiB (the body may free it: a body that drops rmap entries reads each gfn's state afresh,
+ * gfn_rmap). [L] */
+#define gfn_range_for_each(sm, c, g, start, end)                                                    \
+	for (gfn_t b_ = (start); ((c) = gfn_chunk_next((sm), &b_, (end))); b_ += SPTE_ENTRIES)     \
+		for (gfn_t g = b_ < (start) ? (start) : b_; g < b_ + SPTE_ENTRIES && g < (end); g++)
 /* Is @sptep in rmap @head? */
 bool rmap_has(uintptr_t head, const uint64_t *sptep);
 /* Free the radix tree of per-gfn state (the MMU is going: nothing runs on it). */

@@ -28,10 +28,9 @@ static void write_protect_range(struct shadow_mmu *sm, gfn_t start, gfn_t end, b
 	struct gfn_chunk *c;
 
 	*flush |= write_protect_gfn(sm, start, true);
-	for (gfn_t base = start; (c = gfn_chunk_next(sm, &base, end)); base += SPTE_ENTRIES)
-		for (gfn_t g = base <= start ? start + 1 : base; g < base + SPTE_ENTRIES && g < end; g++)
-			if (c->rmap[g & (SPTE_ENTRIES - 1)])
-				*flush |= write_protect_gfn(sm, g, true);
+	gfn_range_for_each(sm, c, g, start, end)
+		if (g != start && c->rmap[g & (SPTE_ENTRIES - 1)])
+			*flush |= write_protect_gfn(sm, g, true);
 }
 
 /*
@@ -180,9 +179,8 @@ bool shadow_age_gfn_range(struct mmu *m, const struct memslot *slot, gfn_t start
 	(void)slot;
 	for (unsigned k = 0; k < nc; k++)
 		young |= age_rmap(sm, gfn_rmap(sm, cover[k]), minlevel[k], clear);
-	for (gfn_t base = start; (c = gfn_chunk_next(sm, &base, end)); base += SPTE_ENTRIES)
-		for (gfn_t g = base < start ? start : base; g < base + SPTE_ENTRIES && g < end; g++)
-			young |= age_rmap(sm, c->rmap[g & (SPTE_ENTRIES - 1)], 1, clear);
+	gfn_range_for_each(sm, c, g, start, end)
+		young |= age_rmap(sm, c->rmap[g & (SPTE_ENTRIES - 1)], 1, clear);
 	return young;
 }
 

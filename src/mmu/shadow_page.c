@@ -1348,10 +1348,10 @@ void zap_gfn_range(struct shadow_mmu *sm, gfn_t start, gfn_t end, struct zap_bat
 	for (unsigned k = 0, nc = cover_rmaps(sm, start, 3, cover, minlevel); k < nc; k++)
 		zap_gfn_leaves(sm, cover[k], minlevel[k], z);
 	/* Leaves mapping the range (or beginning in it), chunk by chunk: a chunk goes with its last
-	 * leaf, so each gfn's rmap is looked up afresh. */
-	for (gfn_t base = start; gfn_chunk_next(sm, &base, end); base += SPTE_ENTRIES)
-		for (gfn_t g = base < start ? start : base; g < base + SPTE_ENTRIES && g < end; g++)
-			zap_gfn_leaves(sm, g, 1, z);
+	 * leaf, so each gfn's rmap is looked up afresh (zap_gfn_leaves). */
+	struct gfn_chunk *c;
+	gfn_range_for_each(sm, c, g, start, end)
+		zap_gfn_leaves(sm, g, 1, z);
 }
 
 unsigned gfn_cover_rmaps(struct shadow_mmu *sm, gfn_t gfn, gfn_t *first, int *minlevel)
