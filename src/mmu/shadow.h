@@ -411,6 +411,12 @@ static inline struct gfn_chunk *gfn_chunk_find(const struct shadow_mmu *sm, gfn_
 		 : NULL;
 }
 
+/* Is gfn @i of chunk @c mapped or tracked (counted in c->used)? */
+static inline bool gfn_used(const struct gfn_chunk *c, unsigned i)
+{
+	return c->rmap[i] || c->write_track[i];
+}
+
 /* @gfn's rmap head (0: no leaf maps it). [L] or [G] */
 static inline uintptr_t gfn_rmap(const struct shadow_mmu *sm, gfn_t gfn)
 {

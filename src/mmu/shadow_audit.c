@@ -265,7 +265,7 @@ static int check_sp_sptes(struct audit *a, struct shadow_page *sp, uint64_t *lea
 }
 
 /* Phase 1. [L] */
-/* One gfn's state (entry @i of chunk @c): its write-tracking count is the indirect sps shadowing
+/* One gfn's state (its entry in chunk @c): its write-tracking count is the indirect sps shadowing
  * it, its rmap entries are leaves mapping it. [L] */
 static int audit_gfn(struct audit *a, const struct gfn_chunk *c, gfn_t gfn, uint64_t *tracked,
 		     uint64_t *rmaps)
@@ -312,7 +312,7 @@ static int audit_chunk(struct audit *a, struct gfn_gig *g, const struct gfn_chun
 	int rc;
 
 	for (unsigned i = 0; i < SPTE_ENTRIES; i++) {
-		if (!c->rmap[i] && !c->write_track[i])
+		if (!gfn_used(c, i))
 			continue;
 		used++;
 		wt += c->write_track[i] != 0;

@@ -196,11 +196,6 @@ static struct gfn_chunk *gfn_chunk_get(struct shadow_mmu *sm, gfn_t gfn)
 	return g ? gfn_node_get(&g->chunk[(gfn >> 9) & (SPTE_ENTRIES - 1)]) : NULL;
 }
 
-static bool gfn_used(const struct gfn_chunk *c, unsigned i)
-{
-	return c->rmap[i] || c->write_track[i];
-}
-
 /* Free @c, @gfn's chunk, once nothing in its 2 MiB is mapped or tracked. [L] or [G] */
 static void gfn_chunk_put(struct shadow_mmu *sm, gfn_t gfn, struct gfn_chunk *c)
 {
