@@ -7,7 +7,9 @@
  *          access a fault under an MMU (the fault path's scaling), a host first touch natively
  *   gups   8-byte read-modify-writes at random pages of a warm region, each vCPU its own random
  *          stream over the whole region (TLB misses and walks, no exits: the hardware model's
- *          scaling)
+ *          scaling); each address is hinted to its vCPU (vmmu_vcpu_prefetch) -d updates before
+ *          it is made (default 8; 0: none), so that host cache misses overlap as the host loop's
+ *          do in the out-of-order core
  * Guest page tables are built before the run (the guest itself takes no #PF), and every page is
  * touched once before the first round, so host memory is resident: before each touch round the
  * data slot is deleted and added back on the same memory, and the round measures the MMU's faults
@@ -34,7 +36,7 @@
  * the other), so an unpinned round measures where the threads landed. -U leaves them unpinned.
  * BENCH_SCALE_ROUNDS=1 in the environment prints every round's rate on stderr, and each of its
  * threads' wall and CPU time and thread id (to tell a profile's samples of each round apart).
- * Usage: bench_scale [-s MiB] [-u MILLION_UPDATES] [-R ROUNDS] [-t MAX_THREADS] [-m MODE] [-p PATTERN] [-l LOCK] [-U]
+ * Usage: bench_scale [-s MiB] [-u MILLION_UPDATES] [-R ROUNDS] [-t MAX_THREADS] [-m MODE] [-p PATTERN] [-l LOCK] [-d AHEAD] [-U]
  */
 #define _GNU_SOURCE
 #include <getopt.h>
@@ -159,6 +161,10 @@ static void host_make(struct vmx *x, uint64_t bytes)
 
 enum pattern { TOUCH, GUPS };
 
+/* gups: how many updates ahead each address is hinted to the vCPU (-d; 0: no hints). */
+#define GUPS_AHEAD_MAX 64
+static unsigned gups_ahead = 8;
+
 struct job {
 	struct vmmu_vcpu *v;
 	enum pattern p;
@@ -217,12 +223,30 @@ static void *run_job(void *arg)
 		}
 		goto done;
 	}
-	uint64_t s = j->seed, pages = j->bytes >> 12, n = j->n;
+	/* The same addresses as the host loop's; each is hinted (vmmu_vcpu_prefetch) gups_ahead
+	 * updates before it is made, so that its cache miss overlaps the updates in between, as the
+	 * host's out-of-order core overlaps the host loop's. */
+	uint64_t s = j->seed, pages = j->bytes >> 12, n = j->n, ahead[GUPS_AHEAD_MAX];
+	unsigned d = gups_ahead;
+	for (unsigned k = 0; k < d; k++) {
+		s ^= s << 13;
+		s ^= s >> 7;
+		s ^= s << 17;
+		ahead[k] = ((s % pages) << 12) | ((s >> 40) & 0xff8);
+		vmmu_vcpu_prefetch(v, ahead[k], VMMU_ACC_WRITE);
+	}
 	for (uint64_t i = 0; i < n && !err; i++) {
 		s ^= s << 13;
 		s ^= s >> 7;
 		s ^= s << 17;
 		uint64_t a = ((s % pages) << 12) | ((s >> 40) & 0xff8);
+		if (d) {
+			uint64_t next = a;
+			unsigned k = (unsigned)(i % d);
+			a = ahead[k];
+			ahead[k] = next;
+			vmmu_vcpu_prefetch(v, next, VMMU_ACC_WRITE);
+		}
 		err = vmmu_vcpu_access(v, a, 8, 0, &x, &r);
 		x++;
 		if (!err)
@@ -311,7 +335,7 @@ int main(int argc, char **argv)
 	int rounds = 3, maxt = 4, only_mode = -1, only_pat = -1, only_lock = -1, opt;
 	bool pin = true;
 
-	while ((opt = getopt(argc, argv, "s:u:R:t:m:p:l:U")) != -1) {
+	while ((opt = getopt(argc, argv, "s:u:R:t:m:p:l:d:U")) != -1) {
 		switch (opt) {
 		case 's': mib = strtoull(optarg, NULL, 0); break;
 		case 'u': mupdates = strtoull(optarg, NULL, 0); break;
@@ -336,9 +360,14 @@ int main(int argc, char **argv)
 			if (only_pat < 0)
 				die("-p (touch or gups)", 0);
 			break;
+		case 'd':
+			gups_ahead = (unsigned)strtoul(optarg, NULL, 0);
+			if (gups_ahead > GUPS_AHEAD_MAX)
+				die("-d (0 to 64)", 0);
+			break;
 		case 'U': pin = false; break;
 		default:
-			fprintf(stderr, "usage: bench_scale [-s MiB] [-u MILLION_UPDATES] [-R ROUNDS] [-t MAX_THREADS] [-m MODE] [-p PATTERN] [-l LOCK] [-U]\n");
+			fprintf(stderr, "usage: bench_scale [-s MiB] [-u MILLION_UPDATES] [-R ROUNDS] [-t MAX_THREADS] [-m MODE] [-p PATTERN] [-l LOCK] [-d AHEAD] [-U]\n");
 			return 2;
 		}
 	}

@@ -297,6 +297,15 @@ struct vmmu_access_op {
 int vmmu_vcpu_access_batch(struct vmmu_vcpu *vcpu, struct vmmu_access_op *ops, unsigned n,
 			   unsigned *done, struct vmmu_access_result *res);
 /*
+ * A hint that the guest will soon make an access of @kind at @gva, as an out-of-order core starts
+ * a later load's cache miss before the loads ahead of it are done: if the vCPU translated @gva's
+ * page lately, its host bytes are prefetched into the host's caches. A caller that knows its
+ * next accesses (a trace, a loop over random addresses) issues them a few accesses ahead, so that
+ * their cache misses overlap. Nothing the model shows changes: no TLB entry, A/D bit, counter,
+ * cycle or exit, whatever @gva is. The same thread rules as vmmu_vcpu_access. 0, or -EINVAL.
+ */
+int vmmu_vcpu_prefetch(struct vmmu_vcpu *vcpu, uint64_t gva, unsigned kind);
+/*
  * The same access made by the hypervisor's instruction emulator instead of the hardware, as KVM's
  * x86 emulator makes it for an instruction it emulates (and a PVM host for all guest ring-0
  * code): the guest's tables walked in software with the vCPU's state (A/D set), guest memory read

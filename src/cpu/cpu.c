@@ -148,8 +148,12 @@ static void pwc_fill(struct cpu *c, gva_t gva, const struct walk_result *r,
 
 void cpu_flush_pcache(struct cpu *c)
 {
-	for (unsigned i = 0; i < CPU_PCACHE_SIZE; i++)
-		c->pcache[i].gfn = ~0ULL;
+	c->pcache_gen += 1ULL << PCACHE_GEN_SHIFT;
+	/* Once in 8M flushes the generations run out: start again from an empty array. */
+	if (c->pcache_gen == 0) {
+		memset(c->pcache, 0, (c->pcache_mask + 1) * sizeof(*c->pcache));
+		c->pcache_gen = 1ULL << PCACHE_GEN_SHIFT;
+	}
 	/* Before cpu_init has made the TLB there is nothing to drop. */
 	if (c->tlb)
 		tlb_drop_host(c->tlb);
@@ -161,7 +165,7 @@ void cpu_flush_pcache(struct cpu *c)
 static inline int gfn_host(struct cpu *c, gfn_t gfn, bool write, uint8_t **host, bool *kept)
 {
 	const struct cpu_pcache_entry *hit = cpu_pcache_peek(c, gfn, write);
-	struct cpu_pcache_entry *e = &c->pcache[gfn % CPU_PCACHE_SIZE];
+	struct cpu_pcache_entry *e = &c->pcache[gfn & c->pcache_mask];
 	bool cacheable;
 	int rc;
 
@@ -175,13 +179,12 @@ static inline int gfn_host(struct cpu *c, gfn_t gfn, bool write, uint8_t **host,
 	if (rc)
 		return rc;
 	/* Only native mode's memory map change is pushed to this cache (cpu_flush_pcache). */
-	if (cacheable && c->mode == VMMU_MMU_NATIVE) {
-		e->gfn = gfn;
+	if (cacheable && c->mode == VMMU_MMU_NATIVE && !(gfn >> PCACHE_GFN_BITS)) {
+		e->tag = gfn | c->pcache_gen | (write ? PCACHE_WRITABLE : 0);
 		e->host = *host;
-		e->writable = write;
 		*kept = true;
-	} else if (e->gfn == gfn) {
-		e->writable = false;
+	} else if ((e->tag & ~PCACHE_WRITABLE) == (gfn | c->pcache_gen)) {
+		e->tag &= ~PCACHE_WRITABLE;
 	}
 	return 0;
 }
@@ -250,26 +253,36 @@ int cpu_init(struct cpu *c, enum vmmu_mmu mode, const struct cpu_model *model,
 	cost_fill_defaults(&c->cost);
 	c->phys = phys;
 	c->phys_opaque = phys_opaque;
-	cpu_flush_pcache(c);
+	/* Only native mode fills the guest-page cache: the others get one entry, never used. */
+	c->pcache_mask = mode == VMMU_MMU_NATIVE ? CPU_PCACHE_SIZE - 1 : 0;
+	c->pcache = host_zalloc_lines((c->pcache_mask + 1) * sizeof(*c->pcache));
+	if (!c->pcache)
+		return -ENOMEM;
+	c->pcache_gen = 1ULL << PCACHE_GEN_SHIFT;
+	c->pf_hint = calloc(CPU_PF_HINTS, sizeof(*c->pf_hint));   /* pages only as hints are made */
+	if (!c->pf_hint) {
+		rc = -ENOMEM;
+		goto out_pcache;
+	}
 	c->arena = arena;
 	c->arena_base = arena ? host_pfn_to_ptr(arena, 0) : NULL;
 	c->shadow_levels = 4;
 	rc = tlb_create(geom, &c->tlb);
 	if (rc)
-		return rc;
+		goto out_pcache;
 	if (geom && geom->pwc) {
 		c->pwc = host_zalloc_lines(sizeof(*c->pwc));
 		if (!c->pwc) {
-			tlb_destroy(c->tlb);
-			return -ENOMEM;
+			rc = -ENOMEM;
+			goto out_tlb;
 		}
 		pwc_flush(c);
 	}
 	if (geom && geom->nested_tlb && (mode == VMMU_MMU_EPT || mode == VMMU_MMU_NPT)) {
 		c->ntlb = host_zalloc_lines(sizeof(*c->ntlb));
 		if (!c->ntlb) {
-			tlb_destroy(c->tlb);
-			return -ENOMEM;
+			rc = -ENOMEM;
+			goto out_pwc;
 		}
 		nested_tlb_flush(c->ntlb);
 	}
@@ -277,6 +290,15 @@ int cpu_init(struct cpu *c, enum vmmu_mmu mode, const struct cpu_model *model,
 	c->guest.cr0 = (1ULL << 4) | CR0_NW | CR0_CD;
 	cpu_update(c);
 	return 0;
+
+out_pwc:
+	free(c->pwc);
+out_tlb:
+	tlb_destroy(c->tlb);
+out_pcache:
+	free(c->pcache);
+	free(c->pf_hint);
+	return rc;
 }
 
 void cpu_destroy(struct cpu *c)
@@ -287,6 +309,10 @@ void cpu_destroy(struct cpu *c)
 	c->ntlb = NULL;
 	free(c->pwc);
 	c->pwc = NULL;
+	free(c->pcache);
+	c->pcache = NULL;
+	free(c->pf_hint);
+	c->pf_hint = NULL;
 }
 
 void cpu_set_exit_controls(struct cpu *c, const struct exit_controls *ctl)
@@ -1014,6 +1040,8 @@ move:;
 		}
 		if (rc)
 			return rc;
+		gva_t vpn = (i ? (gva & ~0xfffULL) + 4096 : gva) >> 12;
+		c->pf_hint[vpn & (CPU_PF_HINTS - 1)] = cpu_pf_hint_make(vpn, p - (pa[i] & 0xfff));
 		cpu_move_bytes(p, (char *)buf + off, part[i], write);
 		off += part[i];
 	}

@@ -48,16 +48,42 @@ struct phys_ops {
 	int (*page)(void *opaque, gfn_t gfn, bool write, uint8_t **host, bool *cacheable);
 };
 
-/* The cpu's cache of guest page -> host bytes for native mode: direct-mapped; the VMM empties it
- * (cpu_flush_pcache) whenever a guest page's host bytes may change (a memslot change, a host
- * mapping invalidation), before the change completes. The host pointers kept in TLB entries are
- * part of it (see the invariants above). */
-#define CPU_PCACHE_SIZE 256
+/*
+ * The cpu's cache of guest page -> host bytes for native mode: direct-mapped, CPU_PCACHE_SIZE
+ * entries in native mode (256 KiB: a 64 MiB working set of guest pages stays in it; one entry in
+ * the other modes, which never fill it). The VMM empties it (cpu_flush_pcache) whenever a guest
+ * page's host bytes may change (a memslot change, a host mapping invalidation), before the change
+ * completes. Emptying it must cost nothing however large it is (a host invalidation of any range
+ * empties every vCPU's): a tag holds the cache's generation, which a flush advances, so an entry
+ * of an older generation never matches. The host pointers kept in TLB entries are part of it
+ * (see the invariants above).
+ */
+#define CPU_PCACHE_SIZE      16384
+#define PCACHE_GFN_BITS      40                          /* gfns of a 52-bit guest physical space */
+#define PCACHE_WRITABLE      (1ULL << PCACHE_GFN_BITS)   /* tag: serves writes too */
+#define PCACHE_GEN_SHIFT     (PCACHE_GFN_BITS + 1)
+#define PCACHE_GEN_MAX       (1u << (64 - PCACHE_GEN_SHIFT))
 struct cpu_pcache_entry {
-	gfn_t gfn;            /* ~0 when empty */
+	uint64_t tag;         /* gfn | PCACHE_WRITABLE? | generation << PCACHE_GEN_SHIFT; 0: empty */
 	uint8_t *host;
-	bool writable;
 };
+
+/*
+ * Prefetch hints (cpu_prefetch): by 4K virtual page, direct-mapped, the host address of the page
+ * that the vCPU's last full translation of it reached (a TLB miss, or a hit past the hit path).
+ * A hint is never trusted: it is only prefetched, and a prefetch neither faults nor moves a byte
+ * the guest sees, so a stale one (the page remapped, the memory freed, another PCID) costs a
+ * wasted prefetch and nothing else; so nothing invalidates them. One word a hint (the table is
+ * itself read at random, and must stay in the host's L2 with the rest): the host page's address,
+ * 4K-aligned, and in its low 12 bits the virtual page's bits above the index as a tag.
+ */
+#define CPU_PF_HINTS     16384
+#define CPU_PF_HINT_TAG(vpn) (((vpn) / CPU_PF_HINTS) & 0xfff)
+
+static inline uintptr_t cpu_pf_hint_make(uint64_t vpn, const uint8_t *page)
+{
+	return (uintptr_t)page | CPU_PF_HINT_TAG(vpn);
+}
 
 enum hw_status {
 	HW_DONE = 0,
@@ -135,7 +161,9 @@ struct cpu {
 	struct exit_controls ctl;            /* [v] set by the hypervisor */
 	const struct phys_ops *phys;         /* [c] guest physical memory */
 	void *phys_opaque;                   /* [c] */
-	struct cpu_pcache_entry pcache[CPU_PCACHE_SIZE];   /* [v] */
+	struct cpu_pcache_entry *pcache;     /* [v] the array [c] */
+	uint64_t pcache_mask;                /* [c] entries - 1 */
+	uint64_t pcache_gen;                 /* [v] generation << PCACHE_GEN_SHIFT, never 0 */
 	struct host_arena *arena;            /* [c] host memory: shadow and nested modes */
 	uint8_t *arena_base;                 /* [c] host address of hpa 0 */
 	hpa_t shadow_root;                   /* [v] shadow mode: the root the hypervisor loaded */
@@ -144,6 +172,7 @@ struct cpu {
 	struct nested_tlb *ntlb;             /* [c] nested TLB, NULL unless the geometry asks */
 	struct pwc *pwc;                     /* [c] paging-structure caches, NULL unless asked */
 	struct cpu_stats st;                 /* [v] */
+	uintptr_t *pf_hint;                  /* [v] CPU_PF_HINTS of them, the array [c]; 0: empty */
 };
 
 int cpu_init(struct cpu *c, enum vmmu_mmu mode, const struct cpu_model *model,
@@ -180,9 +209,13 @@ void cpu_set_pkru(struct cpu *c, uint32_t pkru);
 /* The guest-page cache's entry for @gfn if it may serve an access (@write), else NULL. */
 static inline const struct cpu_pcache_entry *cpu_pcache_peek(const struct cpu *c, gfn_t gfn, bool write)
 {
-	const struct cpu_pcache_entry *e = &c->pcache[gfn % CPU_PCACHE_SIZE];
+	const struct cpu_pcache_entry *e = &c->pcache[gfn & c->pcache_mask];
+	uint64_t key = gfn | c->pcache_gen;
 
-	return e->gfn == gfn && (!write || e->writable) ? e : NULL;
+	/* A gfn too wide for a tag is never cached (its high bits would alias the generation). */
+	if (__builtin_expect(gfn >> PCACHE_GFN_BITS, 0))
+		return NULL;
+	return (e->tag | (write ? 0 : PCACHE_WRITABLE)) == (key | PCACHE_WRITABLE) ? e : NULL;
 }
 
 /* Move @len bytes between the caller's @buf and guest memory at host address @p. Aligned 1/2/4/8
@@ -270,7 +303,7 @@ static inline __attribute__((always_inline)) bool cpu_hit_serve(struct cpu *c, s
 		return false;                             /* the LRU clock wraps: renumber first */
 	if (pe && e->page_shift == 12) {
 		e->host = pe->host;                       /* for the next hit (invariants above) */
-		e->host_writable = pe->writable;
+		e->host_writable = pe->tag & PCACHE_WRITABLE;
 	}
 	c->st.accesses++;
 	c->st.sim_cycles += c->cost.tlb_hit;
@@ -313,6 +346,27 @@ static inline __attribute__((always_inline)) enum cpu_l1 cpu_access_l1(struct cp
 /* cpu_access() right after cpu_access_l1() said CPU_L1_MISS, with nothing changed since. */
 int cpu_access_l1_missed(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
 			 struct hw_outcome *o);
+
+/*
+ * A hint that the guest will soon access @gva: a prefetch of its host bytes if the hints know the
+ * page (what out-of-order hardware gets by starting a later load's miss early). Nothing the model
+ * shows changes: no TLB entry, A/D bit, counter or cycle.
+ */
+static inline void cpu_prefetch(const struct cpu *c, gva_t gva, bool write)
+{
+	uint64_t vpn = gva >> 12;
+	uintptr_t h = c->pf_hint[vpn & (CPU_PF_HINTS - 1)];
+
+	if (!(h & ~(uintptr_t)0xfff) || (h & 0xfff) != CPU_PF_HINT_TAG(vpn))
+		return;   /* empty (no host page), or another virtual page's */
+	/* Not __builtin_prefetch: GCC counts it no side effect, so a function that only prefetches
+	 * is found pure and its calls, whose result nobody uses, deleted (LTO did). */
+	const uint8_t *p = (const uint8_t *)(h & ~(uintptr_t)0xfff) + (gva & 0xfff);
+	if (write)
+		__asm__ volatile("prefetchw (%0)" : : "r"(p));
+	else
+		__asm__ volatile("prefetcht0 (%0)" : : "r"(p));
+}
 
 /* Guest instructions. -EINVAL where the CPU raises #GP (nothing changes). */
 int cpu_mov_cr(struct cpu *c, int cr, uint64_t val);

@@ -484,6 +484,14 @@ int vmmu_vcpu_access_batch(struct vmmu_vcpu *vcpu, struct vmmu_access_op *ops, u
 	return rc;
 }
 
+int vmmu_vcpu_prefetch(struct vmmu_vcpu *vcpu, uint64_t gva, unsigned kind)
+{
+	if (!vcpu || !access_kind_ok(kind))
+		return -EINVAL;
+	cpu_prefetch(&vcpu->cpu, gva, kind & VMMU_ACC_WRITE);
+	return 0;
+}
+
 /*
  * An access the hypervisor's instruction emulator makes for the guest (KVM's x86 emulator):
  * the walk in software over the memslots (A/D set by compare-and-swap, as KVM's walker), the
