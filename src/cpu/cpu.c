@@ -266,6 +266,8 @@ int cpu_init(struct cpu *c, enum vmmu_mmu mode, const struct cpu_model *model,
 	}
 	c->arena = arena;
 	c->arena_base = arena ? host_pfn_to_ptr(arena, 0) : NULL;
+	c->arena_meta = arena ? host_frame_meta(arena, 0) : NULL;
+	c->arena_frames = host_arena_frames(arena);
 	c->shadow_levels = 4;
 	rc = tlb_create(geom, &c->tlb);
 	if (rc)

@@ -166,6 +166,8 @@ struct cpu {
 	uint64_t pcache_gen;                 /* [v] generation << PCACHE_GEN_SHIFT, never 0 */
 	struct host_arena *arena;            /* [c] host memory: shadow and nested modes */
 	uint8_t *arena_base;                 /* [c] host address of hpa 0 */
+	const uint8_t *arena_meta;           /* [c] the arena's metadata of frame 0 (prefetch hints) */
+	uint64_t arena_frames;               /* [c] */
 	hpa_t shadow_root;                   /* [v] shadow mode: the root the hypervisor loaded */
 	int shadow_levels;                   /* [v] 4 or 5 */
 	struct tdp_ctx tdp;                  /* [v] nested modes: the EPTP / nCR3 */
@@ -361,7 +363,12 @@ static inline void cpu_prefetch(const struct cpu *c, gva_t gva, bool write)
 		return;   /* empty (no host page), or another virtual page's */
 	/* Not __builtin_prefetch: GCC counts it no side effect, so a function that only prefetches
 	 * is found pure and its calls, whose result nobody uses, deleted (LTO did). */
-	const uint8_t *p = (const uint8_t *)(h & ~(uintptr_t)0xfff) + (gva & 0xfff);
+	const uint8_t *page = (const uint8_t *)(h & ~(uintptr_t)0xfff), *p = page + (gva & 0xfff);
+	/* Under a hypervisor a TLB fill checks the frame is allocated (host_pfn_valid), reading
+	 * its metadata, another miss a TLB miss would wait for. */
+	uint64_t pfn = (uint64_t)(page - c->arena_base) >> 12;
+	if (c->mode != VMMU_MMU_NATIVE && pfn < c->arena_frames)
+		__asm__ volatile("prefetcht0 (%0)" : : "r"(c->arena_meta + pfn * HOST_FRAME_META_BYTES));
 	if (write)
 		__asm__ volatile("prefetchw (%0)" : : "r"(p));
 	else

@@ -49,6 +49,7 @@ struct host_frame {
 	uintptr_t private;      /* atomic; the owner's word (page->private), 0 when allocated */
 };
 _Static_assert(sizeof(struct host_frame) <= 32, "frame metadata must stay within 32 bytes a frame");
+_Static_assert(sizeof(struct host_frame) == HOST_FRAME_META_BYTES, "host.h says how large it is");
 _Static_assert(HOST_MAX_ORDER <= FRAME_ORDER_MASK, "order must fit in info");
 
 /*
@@ -472,6 +473,13 @@ void *host_pfn_to_ptr(const struct host_arena *a, pfn_t pfn)
 bool host_pfn_valid(const struct host_arena *a, pfn_t pfn)
 {
 	return a && block_head(a, pfn, NULL) != PFN_NONE;
+}
+
+const void *host_frame_meta(const struct host_arena *a, pfn_t pfn)
+{
+	if (!a || pfn >= a->nframes)
+		return NULL;
+	return frame(a, pfn);
 }
 
 uint64_t host_arena_frames(const struct host_arena *a)

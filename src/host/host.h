@@ -97,6 +97,10 @@ static inline void *host_zalloc_lines(size_t size)
 /* The bytes of frame @pfn. Valid while the frame is allocated. */
 void *host_pfn_to_ptr(const struct host_arena *a, pfn_t pfn);
 bool host_pfn_valid(const struct host_arena *a, pfn_t pfn);    /* inside the arena and allocated */
+/* Where the arena keeps frame @pfn's own metadata (HOST_FRAME_META_BYTES), for a caller that
+ * prefetches it before host_pfn_valid reads it; NULL outside the arena. */
+#define HOST_FRAME_META_BYTES 24
+const void *host_frame_meta(const struct host_arena *a, pfn_t pfn);
 
 uint64_t host_arena_frames(const struct host_arena *a);        /* total 4K frames */
 uint64_t host_arena_frames_used(const struct host_arena *a);   /* allocated 4K frames, less

@@ -73,9 +73,10 @@ static void regs64(struct g *g, uint64_t cr4_extra, uint64_t cr3)
 	assert_int_equal(vmmu_vcpu_set_regs(g->v, &r), 0);
 }
 
-static int g_init(struct g *g)
+static int g_init_mmu(struct g *g, enum vmmu_mmu mmu)
 {
-	struct vmmu_vm_config cfg = { .host_mem_bytes = 1ULL << 30 };
+	struct vmmu_vm_config cfg = { .host_mem_bytes = 1ULL << 30, .mmu = mmu,
+				      .host = mmu == VMMU_MMU_NPT ? VMMU_HOST_SVM : VMMU_HOST_VMX };
 	uint64_t hva;
 	memset(g, 0, sizeof(*g));
 	if (vmmu_vm_create(&cfg, &g->vm) || vmmu_vm_mmap(g->vm, MEM, false, &hva))
@@ -86,6 +87,11 @@ static int g_init(struct g *g)
 	g->next_table = 0x100000;
 	g->root = new_table(g);
 	return 0;
+}
+
+static int g_init(struct g *g)
+{
+	return g_init_mmu(g, VMMU_MMU_NATIVE);
 }
 
 static int setup(void **state)
@@ -950,15 +956,36 @@ static void test_pcache_generation_wrap(void **state)
  * pages never mapped, MMIO, a #PF page, non-canonical and kernel addresses, a page whose slot is
  * gone), and end with the same results, memory and statistics. The hints are made by full
  * translations and tagged by page; a bad argument is refused. */
+static void prefetch_compare(struct g *a, struct g *b);
+static void native_prefetch_hints(struct g *g);
+
 static void test_prefetch(void **state)
 {
+	/* Under a hypervisor a hint also prefetches the frame's arena metadata. */
+	static const enum vmmu_mmu mmus[] = { VMMU_MMU_SHADOW, VMMU_MMU_EPT, VMMU_MMU_NPT };
+	for (unsigned m = 0; m < 3; m++) {
+		struct g a, b;
+		assert_int_equal(g_init_mmu(&a, mmus[m]), 0);
+		assert_int_equal(g_init_mmu(&b, mmus[m]), 0);
+		prefetch_compare(&a, &b);
+		vmmu_vm_destroy(a.vm);
+		vmmu_vm_destroy(b.vm);
+	}
+	struct g b;
+	assert_int_equal(g_init(&b), 0);
+	prefetch_compare(*state, &b);
+	native_prefetch_hints(&b);
+	vmmu_vm_destroy(b.vm);
+}
+
+/* Two guests built alike, the same accesses, prefetches before each access of @b's. */
+static void prefetch_compare(struct g *a, struct g *b)
+{
 	enum { N = 800 };
-	struct g *a = *state, b;
 	uint64_t seed = 7;
 
-	assert_int_equal(g_init(&b), 0);
 	batch_guest(a);
-	batch_guest(&b);
+	batch_guest(b);
 	static const uint64_t odd[] = { 0, 0x400000 + 5 * 4096, 0x400000 + 9 * 4096, 0x400000 + 7 * 4096,
 					0x0000800000000000ULL, 0xffff800000000000ULL, ~0ULL, 0x7ffffffff000ULL };
 	for (unsigned i = 0; i < N; i++) {
@@ -973,22 +1000,28 @@ static void test_prefetch(void **state)
 		va = vb = x * 31;
 		memset(&ra, 0, sizeof(ra));   /* the fields a status leaves alone compare equal */
 		memset(&rb, 0, sizeof(rb));
-		assert_int_equal(vmmu_vcpu_prefetch(b.v, gva, kind), 0);
-		assert_int_equal(vmmu_vcpu_prefetch(b.v, odd[i % 8], (i & 1) ? VMMU_ACC_WRITE : 0), 0);
-		assert_int_equal(vmmu_vcpu_prefetch(b.v, 0x400000 + (x >> 7) % (16 * 4096), VMMU_ACC_WRITE), 0);
+		assert_int_equal(vmmu_vcpu_prefetch(b->v, gva, kind), 0);
+		assert_int_equal(vmmu_vcpu_prefetch(b->v, odd[i % 8], (i & 1) ? VMMU_ACC_WRITE : 0), 0);
+		assert_int_equal(vmmu_vcpu_prefetch(b->v, 0x400000 + (x >> 7) % (16 * 4096), VMMU_ACC_WRITE), 0);
 		assert_int_equal(vmmu_vcpu_access(a->v, gva, len, kind, &va, &ra), 0);
-		assert_int_equal(vmmu_vcpu_access(b.v, gva, len, kind, &vb, &rb), 0);
+		assert_int_equal(vmmu_vcpu_access(b->v, gva, len, kind, &vb, &rb), 0);
 		assert_memory_equal(&ra, &rb, sizeof(ra));
 		assert_int_equal(va, vb);
 	}
 	for (gpa_t p = 0x800000; p < 0x800000 + 16 * 4096; p += 8)
-		assert_int_equal(rd(a, p), rd(&b, p));
-	struct vmmu_stats sa = stats(a), sb = stats(&b);
+		assert_int_equal(rd(a, p), rd(b, p));
+	struct vmmu_stats sa = stats(a), sb = stats(b);
 	assert_memory_equal(&sa, &sb, sizeof(sa));
 
+}
+
+/* The hints themselves, natively: made by full translations, tagged by page, harmless once
+ * stale; and a bad argument is refused. */
+static void native_prefetch_hints(struct g *g)
+{
 	/* A full translation made the hint of its page, tagged so that another page with the same
 	 * slot does not use it. */
-	const struct cpu *c = &b.v->cpu;
+	const struct cpu *c = &g->v->cpu;
 	uint64_t vpn = (0x400000 >> 12) + 3;
 	uintptr_t h = c->pf_hint[vpn % CPU_PF_HINTS];
 	assert_true(h & ~(uintptr_t)0xfff);
@@ -996,14 +1029,13 @@ static void test_prefetch(void **state)
 	assert_int_not_equal(CPU_PF_HINT_TAG(vpn + CPU_PF_HINTS), CPU_PF_HINT_TAG(vpn));
 	/* A page whose memory is gone keeps its (stale) hint: prefetching it is still harmless. */
 	struct vmmu_userspace_memory_region r0 = { .slot = 0 };
-	assert_int_equal(vmmu_set_user_memory_region(b.vm, &r0), 0);
+	assert_int_equal(vmmu_set_user_memory_region(g->vm, &r0), 0);
 	for (uint64_t p = 0x400000; p < 0x400000 + 16 * 4096; p += 512)
-		assert_int_equal(vmmu_vcpu_prefetch(b.v, p, VMMU_ACC_WRITE), 0);
+		assert_int_equal(vmmu_vcpu_prefetch(g->v, p, VMMU_ACC_WRITE), 0);
 
 	assert_int_equal(vmmu_vcpu_prefetch(NULL, 0x400000, 0), -EINVAL);
-	assert_int_equal(vmmu_vcpu_prefetch(b.v, 0x400000, VMMU_ACC_WRITE | VMMU_ACC_FETCH), -EINVAL);
-	assert_int_equal(vmmu_vcpu_prefetch(b.v, 0x400000, 1u << 9), -EINVAL);
-	vmmu_vm_destroy(b.vm);
+	assert_int_equal(vmmu_vcpu_prefetch(g->v, 0x400000, VMMU_ACC_WRITE | VMMU_ACC_FETCH), -EINVAL);
+	assert_int_equal(vmmu_vcpu_prefetch(g->v, 0x400000, 1u << 9), -EINVAL);
 }
 
 int main(void)
