@@ -366,9 +366,12 @@ static inline void cpu_prefetch(const struct cpu *c, gva_t gva, bool write)
 	const uint8_t *page = (const uint8_t *)(h & ~(uintptr_t)0xfff), *p = page + (gva & 0xfff);
 	/* Under a hypervisor a TLB fill checks the frame is allocated (host_pfn_valid), reading
 	 * its metadata, another miss a TLB miss would wait for. */
-	uint64_t pfn = (uint64_t)(page - c->arena_base) >> 12;
-	if (c->mode != VMMU_MMU_NATIVE && pfn < c->arena_frames)
-		__asm__ volatile("prefetcht0 (%0)" : : "r"(c->arena_meta + pfn * HOST_FRAME_META_BYTES));
+	if (c->mode != VMMU_MMU_NATIVE) {
+		/* Integers, not pointers: a stale hint need not point into the arena. */
+		uint64_t pfn = ((uintptr_t)page - (uintptr_t)c->arena_base) >> 12;
+		if (pfn < c->arena_frames)
+			__asm__ volatile("prefetcht0 (%0)" : : "r"(c->arena_meta + pfn * HOST_FRAME_META_BYTES));
+	}
 	if (write)
 		__asm__ volatile("prefetchw (%0)" : : "r"(p));
 	else
