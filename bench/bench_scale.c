@@ -179,6 +179,19 @@ struct job {
 	int err;
 } __attribute__((aligned(64)));   /* one job per cache line: threads share none */
 
+/* gups: the next address of the stream of state *@s (xorshift) over @pages pages, 8-byte aligned;
+ * the host loop and the VM's make the same stream. */
+static inline uint64_t gups_next(uint64_t *s, uint64_t pages)
+{
+	uint64_t x = *s;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	*s = x;
+	return ((x % pages) << 12) | ((x >> 40) & 0xff8);
+}
+
 static void *run_job(void *arg)
 {
 	struct job *j = arg;
@@ -203,10 +216,7 @@ static void *run_job(void *arg)
 			for (uint64_t a = j->lo; a < j->hi; a += 4096)
 				j->host[a / 8] = x;
 		for (uint64_t i = 0; j->p == GUPS && i < j->n; i++) {
-			s ^= s << 13;
-			s ^= s >> 7;
-			s ^= s << 17;
-			uint64_t a = ((s % pages) << 12) | ((s >> 40) & 0xff8);
+			uint64_t a = gups_next(&s, pages);
 			j->host[a / 8] = j->host[a / 8] + 1;
 		}
 		goto out;
@@ -229,17 +239,11 @@ static void *run_job(void *arg)
 	uint64_t s = j->seed, pages = j->bytes >> 12, n = j->n, ahead[GUPS_AHEAD_MAX];
 	unsigned d = gups_ahead;
 	for (unsigned k = 0; k < d; k++) {
-		s ^= s << 13;
-		s ^= s >> 7;
-		s ^= s << 17;
-		ahead[k] = ((s % pages) << 12) | ((s >> 40) & 0xff8);
+		ahead[k] = gups_next(&s, pages);
 		vmmu_vcpu_prefetch(v, ahead[k], VMMU_ACC_WRITE);
 	}
 	for (uint64_t i = 0; i < n && !err; i++) {
-		s ^= s << 13;
-		s ^= s >> 7;
-		s ^= s << 17;
-		uint64_t a = ((s % pages) << 12) | ((s >> 40) & 0xff8);
+		uint64_t a = gups_next(&s, pages);
 		if (d) {
 			uint64_t next = a;
 			unsigned k = (unsigned)(i % d);
