@@ -24,6 +24,9 @@
 #define EFER_SCE (1ULL << 0)
 #define CR3_NOFLUSH (1ULL << 63)
 
+enum cpu_wcache_mode cpu_wcache_mode = CPU_WCACHE_ON;
+struct cpu_wcache_totals cpu_wcache_totals;
+
 /* Index into perm[]: the kind of access, as the permission rules see it. */
 static inline unsigned perm_index(unsigned access, uint8_t cpl)
 {
@@ -280,11 +283,20 @@ int cpu_init(struct cpu *c, enum vmmu_mmu mode, const struct cpu_model *model,
 		}
 		pwc_flush(c);
 	}
+	const enum cpu_wcache_mode wm = __atomic_load_n(&cpu_wcache_mode, __ATOMIC_RELAXED);
+	if ((mode == VMMU_MMU_EPT || mode == VMMU_MMU_NPT) && wm != CPU_WCACHE_OFF) {
+		c->wcache = host_zalloc_lines(sizeof(*c->wcache));
+		if (!c->wcache) {
+			rc = -ENOMEM;
+			goto out_pwc;
+		}
+		c->wcache->verify = wm == CPU_WCACHE_VERIFY;
+	}
 	if (geom && geom->nested_tlb && (mode == VMMU_MMU_EPT || mode == VMMU_MMU_NPT)) {
 		c->ntlb = host_zalloc_lines(sizeof(*c->ntlb));
 		if (!c->ntlb) {
 			rc = -ENOMEM;
-			goto out_pwc;
+			goto out_wcache;
 		}
 		nested_tlb_flush(c->ntlb);
 	}
@@ -293,6 +305,9 @@ int cpu_init(struct cpu *c, enum vmmu_mmu mode, const struct cpu_model *model,
 	cpu_update(c);
 	return 0;
 
+out_wcache:
+	free(c->wcache);
+	c->wcache = NULL;
 out_pwc:
 	free(c->pwc);
 out_tlb:
@@ -309,6 +324,14 @@ void cpu_destroy(struct cpu *c)
 	c->tlb = NULL;
 	free(c->ntlb);
 	c->ntlb = NULL;
+	if (c->wcache) {
+		__atomic_add_fetch(&cpu_wcache_totals.hits, c->wcache->hits, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&cpu_wcache_totals.misses, c->wcache->misses, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&cpu_wcache_totals.mismatches, c->wcache->mismatches,
+				   __ATOMIC_RELAXED);
+	}
+	free(c->wcache);
+	c->wcache = NULL;
 	free(c->pwc);
 	c->pwc = NULL;
 	free(c->pcache);
@@ -343,7 +366,17 @@ void cpu_set_tdp(struct cpu *c, const struct tdp_ctx *tdp)
 	c->tdp = *tdp;
 	if (c->ntlb)
 		nested_tlb_flush(c->ntlb);
+	/* Entries of another root would be tagged with a generation still current. */
+	nested_wcache_reset(c->wcache);
 	cpu_flush_tlb(c);
+}
+
+void cpu_set_tdp_gen(struct cpu *c, const uint64_t *gen)
+{
+	if (c->wcache) {
+		c->wcache->gen = gen;
+		nested_wcache_reset(c->wcache);
+	}
 }
 
 void cpu_flush_tlb_n(struct cpu *c, uint64_t n)
@@ -757,7 +790,7 @@ static enum hw_status walk_nested(struct cpu *c, gva_t gva, unsigned access, uin
 				  struct hw_outcome *o, int *err)
 {
 	struct nested_result r;
-	int rc = nested_walk(&c->guest, &c->tdp, c->ntlb, gva, access, &r);
+	int rc = nested_walk(&c->guest, &c->tdp, c->ntlb, c->wcache, gva, access, &r);
 
 	count_walk(c, r.refs);
 	if (rc) {

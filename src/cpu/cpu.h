@@ -172,6 +172,8 @@ struct cpu {
 	int shadow_levels;                   /* [v] 4 or 5 */
 	struct tdp_ctx tdp;                  /* [v] nested modes: the EPTP / nCR3 */
 	struct nested_tlb *ntlb;             /* [c] nested TLB, NULL unless the geometry asks */
+	struct nested_wcache *wcache;        /* [v] nested modes: the walk cache (nested.h); the
+					      * array [c], NULL in other modes */
 	struct pwc *pwc;                     /* [c] paging-structure caches, NULL unless asked */
 	struct cpu_stats st;                 /* [v] */
 	uintptr_t *pf_hint;                  /* [v] CPU_PF_HINTS of them, the array [c]; 0: empty */
@@ -198,6 +200,21 @@ void cpu_set_shadow_root(struct cpu *c, hpa_t root, int levels);
  * changes a root that entries of another PCID may still come from. */
 void cpu_switch_shadow_root(struct cpu *c, hpa_t root, int levels);
 void cpu_set_tdp(struct cpu *c, const struct tdp_ctx *tdp);
+/* The MMU's promise that *@gen (atomic) advances after every change of a present entry of the
+ * tables it loaded with cpu_set_tdp (nested.h, the walk cache): it turns the walk cache on. NULL
+ * turns it off. A no-op outside the nested modes. */
+void cpu_set_tdp_gen(struct cpu *c, const uint64_t *gen);
+
+/* For tests and measurements only, read when a vCPU is made: whether its walk cache is used
+ * (CPU_WCACHE_ON, the default), never used, or checked on every hit against the walk it saves
+ * (the mismatches counted in its struct). */
+enum cpu_wcache_mode { CPU_WCACHE_ON, CPU_WCACHE_OFF, CPU_WCACHE_VERIFY };
+extern enum cpu_wcache_mode cpu_wcache_mode;
+/* The walk caches' host-side counts, added in (atomically) as each vCPU is destroyed. */
+struct cpu_wcache_totals {
+	uint64_t hits, misses, mismatches;
+};
+extern struct cpu_wcache_totals cpu_wcache_totals;
 void cpu_destroy(struct cpu *c);
 
 /* Architectural state as KVM_SET_SREGS: checked (-EINVAL where the CPU would refuse it), then the

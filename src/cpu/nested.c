@@ -7,7 +7,9 @@
  * the guest walk; nested_walk() then turns the stash into the exit.
  *
  * Invariants: every memory access goes through cpu/hostmem (only allocated arena frames); the
- * memo holds translations of entries this walk read since its last restart. No locking: per vCPU.
+ * memo holds translations of entries this walk read since its last restart; the walk cache
+ * (nested.h) holds only translations a walk would now give unchanged, writing nothing. No
+ * locking: per vCPU; the tables generation is read once a walk, with acquire.
  */
 #include <errno.h>
 #include <string.h>
@@ -33,6 +35,8 @@ struct nested_memo {
 struct nested_state {
 	const struct tdp_ctx *tdp;
 	struct nested_tlb *ntlb;                /* NULL: no nested TLB */
+	struct nested_wcache *wc;               /* NULL: no walk cache */
+	uint64_t gen;                           /* the tables generation when the walk began */
 	unsigned table_access;                  /* a guest table read, for tdp_walk() */
 	unsigned refs;                          /* nested entries read so far */
 	struct nested_memo memo[NESTED_MEMO];   /* ring, newest at (nmemo - 1) % NESTED_MEMO */
@@ -100,20 +104,117 @@ static void ntlb_fill(const struct nested_state *st, gpa_t gpa, unsigned access,
 	e->valid = true;
 }
 
-/* gpa -> hpa for @access through the nested TLB or a nested walk. 0 with the outcome in @tr. */
-static int nested_translate(struct nested_state *st, gpa_t gpa, unsigned access,
+void nested_wcache_reset(struct nested_wcache *w)
+{
+	if (w)
+		memset(w->e, 0, sizeof(w->e));
+}
+
+#define WC_INFO_RIGHTS 7u
+#define WC_INFO_LEVEL_SHIFT 3
+
+static struct nested_wcache_entry *wc_slot(struct nested_wcache *w, gfn_t gfn)
+{
+	return &w->e[gfn & (NESTED_WCACHE_ENTRIES - 1)];
+}
+
+/* Whether nested walk @tr for @access (just made, TDP_OK) may be kept: see nested.h. */
+static bool wc_keeps(const struct nested_state *st, unsigned access, const struct tdp_result *tr)
+{
+	const struct tdp_ctx *c = st->tdp;
+
+	if ((access & WALK_NO_AD) || tr->refs != (unsigned)(c->levels - tr->level + 1))
+		return false;
+	/* A walk that left D clear would set it for a write: keep only what serves any access. */
+	if (c->fmt == TDP_EPT)
+		return !c->ad || (tr->entry & EPT_DIRTY_MASK);
+	return tr->entry & PT_DIRTY_MASK;
+}
+
+static void wc_fill(struct nested_state *st, gpa_t gpa, unsigned access, const struct tdp_result *tr)
+{
+	struct nested_wcache_entry *e;
+
+	if (!wc_keeps(st, access, tr))
+		return;
+	e = wc_slot(st->wc, gpa >> VMMU_PAGE_SHIFT);
+	e->gfn = gpa >> VMMU_PAGE_SHIFT;
+	e->gen = st->gen;
+	e->info = (tr->hpa & ~(hpa_t)(VMMU_PAGE_SIZE - 1)) |
+		  ((uint64_t)tr->level << WC_INFO_LEVEL_SHIFT) | (tr->rights & WC_INFO_RIGHTS);
+	e->entry = tr->entry;
+}
+
+/* The walk's result for a guest table access from the walk cache, if it holds @gpa and its rights
+ * allow @access. With wc->verify the walk runs too, and its result is the one given. */
+static bool wc_lookup(struct nested_state *st, gpa_t gpa, unsigned access, struct tdp_result *tr)
+{
+	struct nested_wcache *w = st->wc;
+	const struct nested_wcache_entry *e = wc_slot(w, gpa >> VMMU_PAGE_SHIFT);
+	const unsigned rights = (unsigned)(e->info & WC_INFO_RIGHTS);
+	const int level = (int)((e->info >> WC_INFO_LEVEL_SHIFT) & 7);
+	struct tdp_result refused;
+
+	if (e->gen != st->gen || e->gfn != gpa >> VMMU_PAGE_SHIFT ||
+	    !tdp_check_access(st->tdp, rights, access, &refused)) {
+		w->misses++;
+		return false;
+	}
+	w->hits++;
+	*tr = (struct tdp_result){
+		.status = TDP_OK,
+		.hpa = (e->info & ~(hpa_t)(VMMU_PAGE_SIZE - 1)) | (gpa & (VMMU_PAGE_SIZE - 1)),
+		.page_shift = 12 + 9 * (unsigned)(level - 1),
+		.rights = rights,
+		.level = level,
+		.entry = e->entry,
+		.refs = (unsigned)(st->tdp->levels - level + 1),
+	};
+	if (w->verify) {
+		struct tdp_result probe, real;
+
+		/* First a walk that writes nothing: the entries as they are, so that an A or D bit
+		 * the walk would set again (the cache missed a change) shows. Then the walk itself. */
+		if (tdp_walk(st->tdp, gpa, access | WALK_NO_AD, &probe) ||
+		    tdp_walk(st->tdp, gpa, access, &real)) {
+			w->mismatches++;
+			return false;
+		}
+		if (probe.status != tr->status || probe.hpa != tr->hpa ||
+		    probe.page_shift != tr->page_shift || probe.rights != tr->rights ||
+		    probe.level != tr->level || probe.entry != tr->entry || probe.refs != tr->refs ||
+		    probe.qual != tr->qual || real.entry != tr->entry || real.refs != tr->refs)
+			w->mismatches++;
+		*tr = real;
+	}
+	return true;
+}
+
+/*
+ * gpa -> hpa for @access through the nested TLB or a nested walk (for a guest table access,
+ * @table, the walk cache in place of the walk where it can). 0 with the outcome in @tr.
+ */
+static int nested_translate(struct nested_state *st, gpa_t gpa, unsigned access, bool table,
 			    struct tdp_result *tr)
 {
 	int err;
 
 	if (ntlb_lookup(st, gpa, access, tr))
 		return 0;
+	if (table && st->wc && wc_lookup(st, gpa, access, tr)) {
+		st->refs += tr->refs;
+		ntlb_fill(st, gpa, access, tr);
+		return 0;
+	}
 	err = tdp_walk(st->tdp, gpa, access, tr);
 	st->refs += tr->refs;
 	if (err)
 		return err;
-	if (tr->status == TDP_OK)
+	if (tr->status == TDP_OK) {
 		ntlb_fill(st, gpa, access, tr);
+		if (table && st->wc)
+			wc_fill(st, gpa, access, tr);
+	}
 	return 0;
 }
 
@@ -155,7 +256,7 @@ static int nested_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
 	struct tdp_result tr;
 	int err;
 
-	err = nested_translate(st, gpa, st->table_access, &tr);
+	err = nested_translate(st, gpa, st->table_access, true, &tr);
 	if (err)
 		return err;
 	if (tr.status != TDP_OK)
@@ -180,7 +281,7 @@ static int nested_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val, u
 		hpa = m->hpa | (gpa & (VMMU_PAGE_SIZE - 1));
 	} else {
 		/* The walker only swaps entries it read: never here. A full walk keeps it right. */
-		err = nested_translate(st, gpa, st->table_access | PFERR_WRITE, &tr);
+		err = nested_translate(st, gpa, st->table_access | PFERR_WRITE, true, &tr);
 		if (err)
 			return err;
 		if (tr.status != TDP_OK)
@@ -234,7 +335,7 @@ static void set_exit(const struct tdp_ctx *c, const struct tdp_result *tr, gpa_t
 }
 
 int nested_walk(const struct paging_ctx *guest, const struct tdp_ctx *tdp, struct nested_tlb *ntlb,
-		gva_t gva, unsigned access, struct nested_result *r)
+		struct nested_wcache *wc, gva_t gva, unsigned access, struct nested_result *r)
 {
 	struct nested_state st;
 	int err = 0;
@@ -262,6 +363,8 @@ int nested_walk(const struct paging_ctx *guest, const struct tdp_ctx *tdp, struc
 		return -EINVAL;
 	st.tdp = tdp;
 	st.ntlb = ntlb;
+	st.wc = wc && wc->gen ? wc : NULL;
+	st.gen = st.wc ? __atomic_load_n(wc->gen, __ATOMIC_ACQUIRE) : 0;
 	st.table_access = table_access(tdp) | (access & WALK_NO_AD);
 	st.refs = 0;
 	st.nmemo = 0;
@@ -294,7 +397,7 @@ int nested_walk(const struct paging_ctx *guest, const struct tdp_ctx *tdp, struc
 	}
 
 	err = nested_translate(&st, r->guest.gpa, access & (PFERR_WRITE | PFERR_FETCH | WALK_NO_AD),
-			       &r->tdp);
+			       false, &r->tdp);
 	if (err)
 		goto out;
 	if (r->tdp.status != TDP_OK) {

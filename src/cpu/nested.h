@@ -62,6 +62,46 @@ struct nested_tlb {
 /* Drop every entry (and initialises one: a zeroed struct is also empty). Counters are kept. */
 void nested_tlb_flush(struct nested_tlb *t);
 
+/*
+ * The walk cache: no part of the modelled machine, and invisible in all it shows (every result,
+ * reference, A/D bit, counter and cycle is the walk's). A host-side memo of the nested
+ * translations of guest table gpas, so that a 2-D walk does not make again the four nested walks
+ * of a guest table it translated before: most of a nested TLB miss's host time. It is consulted
+ * where the nested walk would run (after a nested TLB miss), for guest table accesses only, and
+ * it is exact by what it keeps and when it trusts it:
+ *  - only translations whose nested walk now would read the same entries and write nothing: a
+ *    successful walk made in one pass (no A/D race, so its references are the levels it read)
+ *    that set A (and D, where a guest table access counts as a write) on its way; never one of a
+ *    WALK_NO_AD probe, which sets nothing;
+ *  - each tagged with the tables' generation (*gen), which the MMU advances after every change
+ *    of a present nested entry (a zap, a split, a protection, A or D cleared, W given back) and
+ *    before the TLB flush that follows it; the hardware's own A/D updates only add bits and
+ *    leave it alone;
+ *  - emptied when the root changes (nested_wcache_reset).
+ * With vCPU threads, a walk that read the generation just before a change may still use a
+ * translation the change removed, until the flush that follows the change reaches it: as a TLB
+ * entry may (the MMU frees nothing before that flush). Owned by one vCPU: no locking.
+ */
+#define NESTED_WCACHE_ENTRIES 1024
+
+struct nested_wcache_entry {
+	gfn_t gfn;              /* guest page of the table */
+	uint64_t gen;           /* tables generation it was filled under (0: never) */
+	uint64_t info;          /* its host page | level << 3 | TDP_R/W/X */
+	uint64_t entry;         /* the nested leaf, as the walk left it */
+};
+
+struct nested_wcache {
+	const uint64_t *gen;    /* the MMU's tables generation (atomic, starts at 1); NULL: off */
+	/* Host-side counts for tests and benchmarks, never in vmmu_stats. */
+	uint64_t hits, misses, mismatches;
+	bool verify;            /* tests: every hit walks too, and a difference counts a mismatch */
+	struct nested_wcache_entry e[NESTED_WCACHE_ENTRIES];
+};
+
+/* Empty every entry (a zeroed struct is empty too). Counters are kept. */
+void nested_wcache_reset(struct nested_wcache *w);
+
 enum nested_status {
 	NESTED_OK = 0,          /* gpa, hpa, page_shift, access, tdp_rights */
 	NESTED_GUEST_PF,        /* #PF for the guest: pf_ec, gva (CR2); no exit */
@@ -92,11 +132,12 @@ struct nested_result {
 /*
  * Translate @gva for @access (PFERR_WRITE / PFERR_FETCH, WALK_IMPLICIT, WALK_NO_AD as in
  * paging_walk) through the guest's tables (@guest) and the nested tables (@tdp), setting A/D in
- * both as the hardware does. @ntlb: the vCPU's nested TLB, or NULL (off). Returns 0 with the
- * outcome in @r, or -EINVAL (bad arguments) / -EAGAIN (A/D updates kept losing races), with @r
- * holding only the references made.
+ * both as the hardware does. @ntlb: the vCPU's nested TLB, or NULL (off). @wc: the vCPU's walk
+ * cache, or NULL (off; also off while wc->gen is NULL). Returns 0 with the outcome in @r, or
+ * -EINVAL (bad arguments) / -EAGAIN (A/D updates kept losing races), with @r holding only the
+ * references made.
  */
 int nested_walk(const struct paging_ctx *guest, const struct tdp_ctx *tdp, struct nested_tlb *ntlb,
-		gva_t gva, unsigned access, struct nested_result *r);
+		struct nested_wcache *wc, gva_t gva, unsigned access, struct nested_result *r);
 
 #endif

@@ -235,6 +235,7 @@ static int map_leaf(struct tdp_mmu *t, struct tdp_iter *it, struct map_req *r, u
 		if (!spte_cmpxchg(it->sptep, &old, val))
 			return RET_PF_CONTINUE;
 		(*steps)++;
+		tdp_tables_changed(t);
 		mmu_flush_remote_tlbs(&t->head);
 		r->writable_now = r->writable;
 		return RET_PF_FIXED;
@@ -249,6 +250,7 @@ static int map_leaf(struct tdp_mmu *t, struct tdp_iter *it, struct map_req *r, u
 	if (!spte_cmpxchg(it->sptep, &old, val))
 		return RET_PF_CONTINUE;
 	(*steps)++;
+	tdp_tables_changed(t);
 	r->writable_now = true;
 	return RET_PF_FIXED;
 }
@@ -352,6 +354,7 @@ static int tdp_fast_page_fault(struct tdp_mmu *t, struct tdp_fault *f)
 	       gfn_to_memslot_cached(t->head.env.slots, &f->pf->mv->slots, f->gfn) : NULL;
 	if (!mmu_fast_fix_write(it.sptep, old, set, slot, f->gfn))
 		goto out;
+	tdp_tables_changed(t);
 	f->pf->steps++;
 	ret = RET_PF_FIXED;
 	f->pf->fast = true;
@@ -582,6 +585,7 @@ static int tdp_create(const struct mmu_env *env, struct mmu **out)
 	spte_fmt_init(&t->head.fmt, t->ctx.fmt == TDP_EPT ? SPTE_FMT_EPT : SPTE_FMT_NPT,
 		      t->ctx.fmt == TDP_EPT || t->ctx.maxphyaddr < 52);
 	t->dirty_mode = tdp_default_dirty_mode;
+	t->tables_gen = 1;      /* a zeroed walk cache entry (generation 0) is never current */
 	mmu_notifier_register(&t->head);
 	memslots_set_ops(env->slots, &tdp_memslots_ops, t);
 	*out = &t->head;
@@ -619,6 +623,7 @@ static int tdp_vcpu_init(struct mmu_vcpu *mv)
 
 	cpu_set_exit_controls(mv->cpu, &ctl);
 	cpu_set_tdp(mv->cpu, &t->ctx);
+	cpu_set_tdp_gen(mv->cpu, &t->tables_gen);
 	mv->priv = NULL;
 	return 0;
 }

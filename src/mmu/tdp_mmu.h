@@ -20,6 +20,10 @@
  *  - pages_4k/2m/1g count the present leaves by size; tdp_pages the tables linked (the root
  *    too): a table leaves the count when it is unlinked, before its frame waits for its grace
  *    period; every table below the root has a struct tdp_page in its frame's private word.
+ *  - tables_gen advances after every change of a present entry (a zap, a split, W or D or A
+ *    cleared, W given back), before the TLB flush that follows it: the vCPUs' walk caches trust
+ *    nothing filled under an older one (cpu/nested.h). Filling an empty entry changes nothing a
+ *    cache holds (it holds only translations that succeeded), so faults that map do not advance it.
  *
  * Locking (docs/locking.md): mmu_lock (struct mmu's reader-writer lock) shared for faults, exclusive for
  * zaps, memslot changes, dirty-log protection and MMU-notifier invalidations. Every spte is
@@ -56,7 +60,15 @@ struct tdp_mmu {
 	struct mmu head;                 /* the core's part (head.fmt: EPT or NPT) */
 	struct tdp_ctx ctx;              /* [c] format, root, levels, A/D; what every vCPU loads */
 	enum tdp_dirty_mode dirty_mode;  /* [L] set before any slot logs (tests: the D-bit mode) */
+	/* [a] from 1; read by every vCPU's nested TLB miss, so on a line of its own. */
+	uint64_t tables_gen __attribute__((aligned(64)));
 };
+
+/* Present entries changed: tell the vCPUs' walk caches (the invariant above). */
+static inline void tdp_tables_changed(struct tdp_mmu *t)
+{
+	__atomic_add_fetch(&t->tables_gen, 1, __ATOMIC_RELEASE);
+}
 
 static inline struct tdp_mmu *to_tdp(struct mmu *m)
 {

@@ -205,6 +205,8 @@ bool tdp_zap_range(struct tdp_mmu *t, gfn_t start, gfn_t end, bool tables,
 			flush = true;
 		}
 	}
+	if (flush)
+		tdp_tables_changed(t);
 	return flush;
 }
 
@@ -303,6 +305,8 @@ static bool enable_dirty_logging(struct tdp_mmu *t, const struct memslot *slot)
 		else if (spte_clear_bits(it.sptep, mask) & mask)
 			flush = true;
 	}
+	if (flush)
+		tdp_tables_changed(t);
 	return flush;
 }
 
@@ -331,6 +335,8 @@ static bool recover_huge(struct tdp_mmu *t, const struct memslot *slot, const ui
 		free_subtree(t, old, it.level, it.gfn, slot);
 		flush = true;
 	}
+	if (flush)
+		tdp_tables_changed(t);
 	return flush;
 }
 
@@ -381,8 +387,10 @@ static void tdp_dirty_log_protect(void *opaque, const struct memslot *slot, uint
 				flush = true;
 		}
 	}
-	if (flush)
+	if (flush) {
+		tdp_tables_changed(t);
 		mmu_flush_remote_tlbs(&t->head);
+	}
 	brlock_unlock(&t->head.mmu_lock);
 }
 
@@ -410,6 +418,8 @@ static void sync_dirty_range(struct tdp_mmu *t, const struct memslot *slot, gfn_
 				slot_mark_dirty(slot, it.gfn + i);
 		flush = true;
 	}
+	if (flush)
+		tdp_tables_changed(t);
 	brlock_unlock(&t->head.mmu_lock);
 	/* A TLB entry cached as dirty lets writes through without setting D again. */
 	if (flush)
@@ -517,5 +527,9 @@ bool tdp_age_gfn_range(struct mmu *m, const struct memslot *slot, gfn_t start, g
 		else
 			young |= (spte_read(it.sptep) & a) != 0;
 	}
+	/* No flush follows (KVM's aging leaves TLBs alone), but a walk cache entry is a walk that
+	 * would set A again. */
+	if (clear && young)
+		tdp_tables_changed(t);
 	return young;
 }

@@ -13,6 +13,8 @@
  *    parameters; modes not built yet;
  *  - migrate: each dirty-log harvest holds every page the guest wrote (and the check fails when
  *    another harvester took the bits), the same digest in every mode, pf_fast with fastpf only;
+ *  - the nested walk cache (an internal switch): EPT and NPT runs with it off, on, and checked on
+ *    every hit give one result, every statistic included;
  *  - the lackey parser and reader: good lines, malformed ones with their line number, gzip.
  * The test data directory (tests/data) comes as argv[1], or $VMMU_TEST_DATA.
  */
@@ -29,6 +31,7 @@
 
 #include <cmocka.h>
 
+#include "cpu/cpu.h"
 #include "vmmu/guest.h"
 #include "vmmu/vmmu.h"
 
@@ -618,17 +621,27 @@ static void test_workloads_deterministic(void **state)
 	}
 }
 
+/* A workload run of the tests below: its parameters, vCPUs, guest THP and --guest-aging. */
+struct wl_case {
+	const char *name;
+	const char *kv[4];
+	unsigned n, vcpus;
+	bool thp;
+	unsigned aging;
+};
+
+/* A mode and the host it runs on. */
+struct mode_case {
+	enum vmmu_mmu mmu;
+	enum vmmu_host host;
+	const char *name;
+};
+
 /* Invariant 1: every mode and every optimization gives the native run's digest. Modes not
  * built yet are skipped with a message. */
 static void test_transparency(void **state)
 {
-	static const struct {
-		const char *name;
-		const char *kv[4];
-		unsigned n, vcpus;
-		bool thp;
-		unsigned aging;
-	} cases[] = {
+	static const struct wl_case cases[] = {
 		{ "touch", { "size=2M", "passes=2" }, 2, 2, false, 0 },
 		{ "gups", { "size=1M", "updates=20000" }, 2, 3, false, 0 },
 		{ "gups", { "size=1M", "updates=20000" }, 2, 2, false, 3 },
@@ -640,11 +653,7 @@ static void test_transparency(void **state)
 		{ "migrate", { "size=1M", "updates=20000", "interval=2000", "rounds=8" }, 4, 3, false, 0 },
 		{ "migrate", { "size=4M", "updates=10000", "interval=1000", "rounds=6" }, 4, 2, true, 2 },
 	};
-	static const struct {
-		enum vmmu_mmu mmu;
-		enum vmmu_host host;
-		const char *name;
-	} modes[] = {
+	static const struct mode_case modes[] = {
 		{ VMMU_MMU_SHADOW, VMMU_HOST_VMX, "shadow/vmx" },
 		{ VMMU_MMU_SHADOW, VMMU_HOST_SVM, "shadow/svm" },
 		{ VMMU_MMU_EPT, VMMU_HOST_VMX, "ept" },
@@ -685,6 +694,93 @@ static void test_transparency(void **state)
 	aging = 0;
 }
 
+/*
+ * The walk cache (cpu/nested.h) changes nothing the model shows: each workload under EPT and NPT
+ * with it off, on, and on with every hit walked as well (CPU_WCACHE_VERIFY: a walk that writes
+ * nothing compared with the hit, then the walk itself, whose result is used), gives the same
+ * digest and every statistic the same; no hit ever differed from its walk, and the cache served.
+ * The cases change the nested tables under it: aging clears A bits (the guest's and the host's),
+ * dirty logging write-protects and gives W back (fast page faults), THP maps and splits 2M
+ * leaves, clone-vms merges pages, several vCPUs and address spaces share tables.
+ */
+static void test_walk_cache_exact(void **state)
+{
+	static const struct wl_case cases[] = {
+		{ "touch", { "size=2M", "passes=2" }, 2, 2, false, 0 },
+		{ "gups", { "size=1M", "updates=20000" }, 2, 2, false, 3 },
+		{ "fork", { "iters=6", "size=512K" }, 2, 2, true, 0 },
+		{ "mmap", { "iters=10", "size=160K" }, 2, 2, true, 1 },
+		{ "ctxsw", { "procs=3", "rounds=30" }, 2, 2, false, 0 },
+		{ "clone-vms", { "size=512K" }, 1, 1, false, 0 },
+		{ "migrate", { "size=1M", "updates=20000", "interval=2000", "rounds=8" }, 4, 3, false, 0 },
+		{ "migrate", { "size=4M", "updates=10000", "interval=1000", "rounds=6" }, 4, 2, true, 2 },
+	};
+	static const struct mode_case modes[] = {
+		{ VMMU_MMU_EPT, VMMU_HOST_VMX, "ept" },
+		{ VMMU_MMU_NPT, VMMU_HOST_SVM, "npt" },
+	};
+	static const uint32_t opt_sets[] = { 0, VMMU_OPT_FASTPF };
+	const struct cpu_wcache_totals t0 = cpu_wcache_totals;
+	uint64_t verify_hits = 0;
+	char err[256];
+
+	(void)state;
+	for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++)
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+			for (size_t o = 0; o < sizeof(opt_sets) / sizeof(opt_sets[0]); o++) {
+				static const enum cpu_wcache_mode wm[] = { CPU_WCACHE_OFF, CPU_WCACHE_ON,
+									   CPU_WCACHE_VERIFY };
+				struct vmmu_guest_result r[3];
+
+				aging = cases[i].aging;
+				for (int k = 0; k < 3; k++) {
+					uint64_t h0 = cpu_wcache_totals.hits;
+					cpu_wcache_mode = wm[k];
+					int rc = run_mode(cases[i].name, cases[i].kv, cases[i].n,
+							  cases[i].vcpus, 5, cases[i].thp, modes[m].mmu,
+							  modes[m].host, opt_sets[o], &r[k], err, sizeof(err));
+					cpu_wcache_mode = CPU_WCACHE_ON;
+					TEST_ASSERT(rc == 0, "%s on %s: %d %s", cases[i].name,
+						    modes[m].name, rc, err);
+					if (wm[k] == CPU_WCACHE_OFF)
+						TEST_ASSERT(cpu_wcache_totals.hits == h0,
+							    "%s on %s: a cache that is off served",
+							    cases[i].name, modes[m].name);
+					if (wm[k] == CPU_WCACHE_VERIFY)
+						verify_hits += cpu_wcache_totals.hits - h0;
+				}
+				for (int k = 1; k < 3; k++) {
+					TEST_ASSERT(r[k].digest == r[0].digest &&
+						    r[k].page_faults == r[0].page_faults &&
+						    r[k].young_pages == r[0].young_pages &&
+						    r[k].dirty_pages == r[0].dirty_pages,
+						    "%s on %s (opts off %#x), cache mode %d: digest %016llx "
+						    "against %016llx with the cache off", cases[i].name,
+						    modes[m].name, opt_sets[o], (int)wm[k],
+						    (unsigned long long)r[k].digest,
+						    (unsigned long long)r[0].digest);
+					TEST_ASSERT(!memcmp(&r[k].stats, &r[0].stats, sizeof(r[0].stats)),
+						    "%s on %s (opts off %#x), cache mode %d: statistics differ "
+						    "(walk_refs %llu / %llu, sim_cycles %llu / %llu, exits %llu / %llu)",
+						    cases[i].name, modes[m].name, opt_sets[o], (int)wm[k],
+						    (unsigned long long)r[k].stats.walk_refs,
+						    (unsigned long long)r[0].stats.walk_refs,
+						    (unsigned long long)r[k].stats.sim_cycles,
+						    (unsigned long long)r[0].stats.sim_cycles,
+						    (unsigned long long)r[k].stats.exits,
+						    (unsigned long long)r[0].stats.exits);
+				}
+			}
+	aging = 0;
+	TEST_ASSERT(cpu_wcache_totals.mismatches == t0.mismatches,
+		    "%llu walk cache hits differed from the walk",
+		    (unsigned long long)(cpu_wcache_totals.mismatches - t0.mismatches));
+	TEST_ASSERT(verify_hits > 1000 && cpu_wcache_totals.hits - t0.hits - verify_hits > 1000,
+		    "the walk cache served %llu times (%llu checked)",
+		    (unsigned long long)(cpu_wcache_totals.hits - t0.hits),
+		    (unsigned long long)verify_hits);
+}
+
 static void test_workload_effects(void **state)
 {
 	struct vmmu_guest_result r;
@@ -711,11 +807,7 @@ static void test_workload_effects(void **state)
  * faults after every harvest, and fastpf fixes those without the slow path. */
 static void test_migrate(void **state)
 {
-	static const struct {
-		enum vmmu_mmu mmu;
-		enum vmmu_host host;
-		const char *name;
-	} modes[] = {
+	static const struct mode_case modes[] = {
 		{ VMMU_MMU_SHADOW, VMMU_HOST_VMX, "shadow/vmx" },
 		{ VMMU_MMU_SHADOW, VMMU_HOST_SVM, "shadow/svm" },
 		{ VMMU_MMU_EPT, VMMU_HOST_VMX, "ept" },
@@ -1181,6 +1273,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_api_args),
 		cmocka_unit_test(test_workloads_deterministic),
 		cmocka_unit_test(test_transparency),
+		cmocka_unit_test(test_walk_cache_exact),
 		cmocka_unit_test(test_workload_effects),
 		cmocka_unit_test(test_migrate),
 		cmocka_unit_test(test_migrate_params),

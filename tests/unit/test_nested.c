@@ -155,7 +155,7 @@ static gpa_t guest_build(unsigned gshift)
 static struct nested_result nwalk(gva_t gva, unsigned access, struct nested_tlb *t)
 {
 	struct nested_result r;
-	assert_int_equal(nested_walk(&fx.g, &fx.tdp, t, gva, access, &r), 0);
+	assert_int_equal(nested_walk(&fx.g, &fx.tdp, t, NULL, gva, access, &r), 0);
 	return r;
 }
 

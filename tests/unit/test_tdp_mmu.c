@@ -608,6 +608,19 @@ static void test_dirty_log(void **state)
 
 /* ---- memslot delete and move zap exactly their range ---- */
 
+/* A guest with slot 1 (2 MiB at 1 GiB, on new host memory at *@hva) whose first two pages it
+ * maps 1:1 and has written 1 and 2 to. */
+static void g_two_pages(struct g *g, enum vmmu_mmu mode, uint64_t *hva)
+{
+	g_init(g, mode, 2 * MiB);
+	assert_int_equal(vmmu_vm_mmap(g->vm, 2 * MiB, false, hva), 0);
+	set_slot(g, 1, 0, 0x40000000, 2 * MiB, *hva);
+	map(g, 0x40000000, 0x40000000, 1, PRWU);
+	map(g, 0x40001000, 0x40001000, 1, PRWU);
+	wr8(g, 0x40000000, 1);
+	wr8(g, 0x40001000, 2);
+}
+
 static void test_slot_delete_move(void **state)
 {
 	enum vmmu_mmu mode = *(enum vmmu_mmu *)*state;
@@ -659,6 +672,35 @@ static void test_slot_delete_move(void **state)
 	r = acc(&g, 0x40000000, 8, VMMU_ACC_READ, &x);
 	assert_int_equal(r.status, VMMU_ACCESS_MMIO);
 	assert_int_equal(rd8(&g, 0x40200000 + 5 * 4096), 5);
+	audit_ok(&g);
+	vmmu_vm_destroy(g.vm);
+}
+
+/*
+ * The slot that holds the guest's tables is replaced by other host memory holding other tables at
+ * the same gpas: the next walk reads the new tables. The vCPU's walk cache translated the old
+ * table pages; the zap of the slot's range must end its trust in them.
+ */
+static void test_tables_slot_replaced(void **state)
+{
+	uint64_t hva_d, hva_tables;
+	struct g g;
+
+	g_two_pages(&g, *(enum vmmu_mmu *)*state, &hva_d);
+	flush_tlb(&g);
+	assert_int_equal(rd8(&g, 0x40000000), 1);
+
+	/* Slot 0 again on new memory, with tables at the same gpas (the root too: CR3 stays) that
+	 * map gva 0x40000000 to the second page. */
+	assert_int_equal(vmmu_vm_mmap(g.vm, 2 * MiB, false, &hva_tables), 0);
+	set_slot(&g, 0, 0, 0, 0, g.hva);
+	set_slot(&g, 0, 0, 0, 2 * MiB, hva_tables);
+	g.hva = hva_tables;
+	g.next_table = 0x100000;
+	g.root = new_table(&g);
+	map(&g, 0x40000000, 0x40001000, 1, PRWU);
+	flush_tlb(&g);
+	assert_int_equal(rd8(&g, 0x40000000), 2);
 	audit_ok(&g);
 	vmmu_vm_destroy(g.vm);
 }
@@ -788,17 +830,10 @@ static void test_hugetlb_1g(void **state)
 
 static void test_young(void **state)
 {
-	enum vmmu_mmu mode = *(enum vmmu_mmu *)*state;
 	uint64_t hva;
 	struct g g;
 
-	g_init(&g, mode, 2 * MiB);
-	assert_int_equal(vmmu_vm_mmap(g.vm, 2 * MiB, false, &hva), 0);
-	set_slot(&g, 1, 0, 0x40000000, 2 * MiB, hva);
-	map(&g, 0x40000000, 0x40000000, 1, PRWU);
-	map(&g, 0x40001000, 0x40001000, 1, PRWU);
-	wr8(&g, 0x40000000, 1);
-	wr8(&g, 0x40001000, 2);
+	g_two_pages(&g, *(enum vmmu_mmu *)*state, &hva);
 	assert_true(host_mm_test_young(g.vm->mm, hva, hva + 4096));
 	assert_true(host_mm_clear_young(g.vm->mm, hva, hva + 2 * 4096));
 	assert_false(host_mm_test_young(g.vm->mm, hva, hva + 2 * 4096));
@@ -807,6 +842,16 @@ static void test_young(void **state)
 	assert_int_equal(rd8(&g, 0x40000000), 1);
 	assert_true(host_mm_test_young(g.vm->mm, hva, hva + 4096));
 	assert_false(host_mm_test_young(g.vm->mm, hva + 4096, hva + 2 * 4096));
+	/* The walk reads the guest's tables through the nested tables, so it sets A again in the
+	 * leaves mapping the table pages: the vCPU's walk cache (cpu/nested.h), which made those
+	 * translations before, must not serve them once aging cleared A. */
+	const uint64_t tables = g.hva + 0x100000;    /* the guest's four table pages */
+	assert_true(host_mm_clear_young(g.vm->mm, tables, tables + 4 * 4096));
+	assert_false(host_mm_test_young(g.vm->mm, tables, tables + 4 * 4096));
+	flush_tlb(&g);
+	assert_int_equal(rd8(&g, 0x40001000), 2);
+	for (int i = 0; i < 4; i++)
+		assert_true(host_mm_test_young(g.vm->mm, tables + i * 4096ULL, tables + (i + 1) * 4096ULL));
 	/* Aging changes no mapping. */
 	assert_int_equal(stats(&g).pages_4k, 2 + 4);   /* + the guest's 4 table pages */
 	audit_ok(&g);
@@ -1178,6 +1223,7 @@ int main(void)
 		BOTH(test_readonly_slot),
 		BOTH(test_dirty_log),
 		BOTH(test_slot_delete_move),
+		BOTH(test_tables_slot_replaced),
 		BOTH(test_munmap),
 		BOTH(test_hugetlb_1g),
 		BOTH(test_young),
