@@ -829,10 +829,8 @@ static enum hw_status walk_nested(struct cpu *c, gva_t gva, unsigned access, uin
 		return HW_EXIT;
 	}
 	uint64_t leaf = r.guest.level ? r.guest.gpte[r.guest.level] : PT_DIRTY_MASK;
-	bool tdp_dirty = (c->tdp.fmt == TDP_EPT && !c->tdp.ad) ||
-			 (r.tdp.entry & (c->tdp.fmt == TDP_EPT ? EPT_DIRTY_MASK : PT_DIRTY_MASK));
 	fill(c, gva, r.hpa, r.page_shift, rights, r.guest.pkey,
-	     (leaf & PT_DIRTY_MASK) && tdp_dirty && (r.tdp_rights & TDP_W),
+	     (leaf & PT_DIRTY_MASK) && tdp_leaf_dirty(&c->tdp, r.tdp.entry) && (r.tdp_rights & TDP_W),
 	     r.guest.level && (leaf & PT_GLOBAL_MASK));
 	*pa = r.hpa;
 	return HW_DONE;

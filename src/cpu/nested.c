@@ -97,10 +97,7 @@ static void ntlb_fill(const struct nested_state *st, gpa_t gpa, unsigned access,
 	e->hpa = tr->hpa & ~(VMMU_PAGE_SIZE - 1);
 	e->page_shift = (uint8_t)tr->page_shift;
 	e->rights = (uint8_t)tr->rights;
-	if (c->fmt == TDP_EPT)
-		e->dirty = !c->ad || (tr->entry & EPT_DIRTY_MASK);
-	else
-		e->dirty = tr->entry & PT_DIRTY_MASK;
+	e->dirty = tdp_leaf_dirty(c, tr->entry);
 	e->valid = true;
 }
 
@@ -126,9 +123,7 @@ static bool wc_keeps(const struct nested_state *st, unsigned access, const struc
 	if ((access & WALK_NO_AD) || tr->refs != (unsigned)(c->levels - tr->level + 1))
 		return false;
 	/* A walk that left D clear would set it for a write: keep only what serves any access. */
-	if (c->fmt == TDP_EPT)
-		return !c->ad || (tr->entry & EPT_DIRTY_MASK);
-	return tr->entry & PT_DIRTY_MASK;
+	return tdp_leaf_dirty(c, tr->entry);
 }
 
 static void wc_fill(struct nested_state *st, gpa_t gpa, unsigned access, const struct tdp_result *tr)

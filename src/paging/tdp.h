@@ -139,6 +139,15 @@ static inline bool tdp_is_present(const struct tdp_ctx *c, uint64_t e)
 	return c->fmt == TDP_EPT ? ept_is_present(e) : (e & PT_PRESENT_MASK);
 }
 
+/* Whether nested leaf @e lets a write through without a walk to set D: D is set, or the format
+ * has none (EPT without A/D). */
+static inline bool tdp_leaf_dirty(const struct tdp_ctx *c, uint64_t e)
+{
+	if (c->fmt == TDP_EPT)
+		return !c->ad || (e & EPT_DIRTY_MASK);
+	return e & PT_DIRTY_MASK;
+}
+
 /* A present entry at @level maps a page (as opposed to pointing to a table). */
 static inline bool tdp_is_leaf(uint64_t e, int level)
 {
