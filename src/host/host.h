@@ -196,6 +196,16 @@ int host_hva_access(struct host_mm *mm, hva_t hva, bool write, void (*fn)(void *
 int host_hva_lookup(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge);
 /* And whether it may be written (false for a KSM page): for the MMUs' isolation audits. */
 int host_hva_lookup_prot(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge, bool *writable);
+/* The same without the mm's lock ever (the kernel's GUP-fast), for a caller holding a lock the
+ * mm's may not nest in (an MMU's mmu_lock): -ENOENT if not mapped, or while a change of the mm is
+ * under way (its notifiers, which come to that lock, will follow). */
+int host_hva_peek_prot(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *writable);
+/* Load the naturally aligned @len-byte word (4 or 8) at @hva without the mm's lock, as
+ * host_hva_access would: the leaf found as host_hva_peek_prot finds it, the word loaded, and no
+ * change of the mm begun since the leaf was read (a seqcount read side), so the word is what the
+ * page held while it backed @hva. 0 with *@val and where it lies (*@ptr), or -EAGAIN: not mapped,
+ * not young (marking it so takes the lock), or a change under way: take host_hva_access. */
+int host_hva_peek_word(struct host_mm *mm, hva_t hva, unsigned len, uint64_t *val, uint8_t **ptr);
 
 void host_mmu_notifier_register(struct host_mm *mm, struct host_mmu_notifier *mn);
 void host_mmu_notifier_unregister(struct host_mm *mm, struct host_mmu_notifier *mn);

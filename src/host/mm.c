@@ -34,9 +34,10 @@
  * held so), and stores an entry with pte_set. A lookup of a page mapped and young takes no lock
  * (pt_peek, the kernel's GUP-fast): nodes unlinked are freed after an RCU grace period, and
  * inval_seq, odd between the notifiers' start and end, tells it a change was under way (then it
- * takes the lock). Marking a page young takes the read lock (an atomic OR); a new mapping, the
- * write lock. Frames are freed with the lock held, so the lock order is mm->lock, then
- * arena->lock.
+ * takes the lock). So does a load of a word in such a page (host_hva_peek_word: inval_seq read
+ * around the lookup and the load; frames are freed only inside a notify_start/notify_end window).
+ * Marking a page young takes the read lock (an atomic OR); a new mapping, the write lock. Frames
+ * are freed with the lock held, so the lock order is mm->lock, then arena->lock.
  */
 #include <assert.h>
 #include <errno.h>
@@ -962,6 +963,48 @@ int host_hva_lookup_order(struct host_mm *mm, hva_t hva, pfn_t *pfn, unsigned *o
 	}
 	brlock_unlock(&mm->lock);
 	return ret;
+}
+
+int host_hva_peek_prot(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *writable)
+{
+	uint64_t v;
+
+	if (!mm || !pfn)
+		return -EINVAL;
+	if (hva >= HOST_USER_MAX)
+		return -ENOENT;
+	v = pt_peek(mm, hva);
+	if (!v)
+		return -ENOENT;
+	leaf_out(v, hva, pfn, NULL, writable);
+	return 0;
+}
+
+int host_hva_peek_word(struct host_mm *mm, hva_t hva, unsigned len, uint64_t *val, uint8_t **ptr)
+{
+	uint64_t seq = __atomic_load_n(&mm->inval_seq, __ATOMIC_ACQUIRE), v = 0;
+	uint64_t *e;
+	uint8_t *p;
+
+	if ((seq & 1) || hva >= HOST_USER_MAX)
+		return -EAGAIN;
+	vmmu_rcu_read_lock();
+	e = pt_lookup(mm, hva);
+	if (e)
+		v = __atomic_load_n(e, __ATOMIC_ACQUIRE);
+	vmmu_rcu_read_unlock();
+	if ((v & (PTE_PRESENT | PTE_YOUNG)) != (PTE_PRESENT | PTE_YOUNG))
+		return -EAGAIN;
+	p = (uint8_t *)host_pfn_to_ptr(mm->arena, leaf_pfn_at(v, hva)) + (hva & (HOST_PAGE_SIZE - 1));
+	/* Frames are freed only between a change's notify_start and notify_end: if inval_seq is
+	 * still @seq after the load, the frame backed @hva throughout. */
+	*val = len == 8 ? __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE) :
+			  __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	if (__atomic_load_n(&mm->inval_seq, __ATOMIC_RELAXED) != seq)
+		return -EAGAIN;
+	*ptr = p;
+	return 0;
 }
 
 static bool notifier_registered(struct host_mm *mm, const struct host_mmu_notifier *mn)

@@ -361,6 +361,51 @@ int memslots_gpa_access(struct memslots *ms, gpa_t gpa, size_t len, bool write,
 	return r;
 }
 
+struct word_arg {
+	unsigned len;
+	uint64_t val;
+	uint8_t *ptr;
+};
+
+static void word_fn(void *ptr, void *arg)
+{
+	struct word_arg *w = arg;
+
+	w->ptr = ptr;
+	w->val = w->len == 8 ? __atomic_load_n((const uint64_t *)ptr, __ATOMIC_ACQUIRE) :
+			       __atomic_load_n((const uint32_t *)ptr, __ATOMIC_ACQUIRE);
+}
+
+int memslots_gpa_read_word(struct memslots *ms, gpa_t gpa, unsigned len, uint64_t *val,
+			   uint8_t **ptr)
+{
+	struct word_arg w = { .len = len };
+	const struct memslot *slot;
+	int r;
+
+	if ((len != 4 && len != 8) || (gpa & (len - 1)))
+		return -EINVAL;
+	if (!ms->mm)
+		return -EFAULT;
+	vmmu_rcu_read_lock();
+	slot = gfn_to_memslot(ms, gpa >> VMMU_PAGE_SHIFT);
+	if (!slot) {
+		r = -ENOENT;
+	} else {
+		hva_t hva = slot_gfn_to_hva(slot, gpa >> VMMU_PAGE_SHIFT) + (gpa & (VMMU_PAGE_SIZE - 1));
+
+		r = host_hva_peek_word(ms->mm, hva, len, &w.val, &w.ptr);
+		if (r == -EAGAIN)
+			r = host_hva_access(ms->mm, hva, false, word_fn, &w);
+	}
+	vmmu_rcu_read_unlock();
+	if (!r) {
+		*val = w.val;
+		*ptr = w.ptr;
+	}
+	return r;
+}
+
 struct copy_arg {
 	uint8_t *buf;
 	size_t len;

@@ -242,6 +242,12 @@ int memslots_gpa_to_ptr(struct memslots *ms, gpa_t gpa, size_t len, bool write, 
  * Not with mmu_lock held (the host mm's lock comes first). */
 int memslots_gpa_access(struct memslots *ms, gpa_t gpa, size_t len, bool write,
 			void (*fn)(void *ptr, void *arg), void *arg);
+/* The naturally aligned @len-byte word (4 or 8) at @gpa, and where it lies (*@ptr, as
+ * memslots_gpa_to_ptr gives it): what memslots_gpa_access would load, without the host mm's lock
+ * where the page is mapped and young and nothing changes it meanwhile (host_hva_peek_word), which
+ * is nearly always. Errors as memslots_gpa_access. */
+int memslots_gpa_read_word(struct memslots *ms, gpa_t gpa, unsigned len, uint64_t *val,
+			   uint8_t **ptr);
 /* Copy to/from guest physical memory, across pages. -EFAULT for a gpa in no slot, or a write to a
  * READONLY slot (as kvm_read_guest/kvm_write_guest). Writes mark pages dirty. */
 int memslots_read_guest(struct memslots *ms, gpa_t gpa, void *buf, size_t len);

@@ -57,15 +57,14 @@ struct fault_part {
  * PTE_PREFETCH_NUM. */
 #define PREFETCH_GROUP 8
 
-/* A neighbouring entry worth mapping, as phase 1 found it (re-checked under mmu_lock). */
+/* A neighbouring entry worth mapping, as phase 1 found it (re-checked under mmu_lock, where its
+ * memslot and host page are looked up: most neighbours turn out mapped already). */
 struct prefetch_ent {
 	unsigned idx;                     /* index in the level-1 table */
 	bool ok;                          /* worth mapping; false: prefetch stops here */
+	bool dirty_w;                     /* the guest entry is Dirty and writable */
 	uint64_t gpte;                    /* indirect: the guest entry read */
 	gfn_t gfn;
-	const struct memslot *slot;
-	pfn_t pfn;
-	bool host_writable;
 };
 
 /* A fault of the soft MMU: the core's (f.pf: the exit, write, sequence and generation snapshots,
@@ -103,6 +102,7 @@ static const void *fault_gpt(const struct fault *f, int level)
 	return (const void *)((uintptr_t)f->gptep[level] & ~(uintptr_t)0xfff);
 }
 
+/* @f is as shadow_page_fault made it: its parts still zero. */
 static void fault_parts(struct fault *f)
 {
 	const struct hw_exit *e = f->e;
@@ -112,14 +112,17 @@ static void fault_parts(struct fault *f)
 
 	f->nparts = 1;
 	f->fp = 0;
-	f->part[0] = (struct fault_part){ .gva = gva, .off = 0, .len = len };
+	f->part[0].gva = gva;
+	f->part[0].len = len;
 	if ((gva & 0xfff) + len > 4096) {
 		uint32_t first = 4096 - (uint32_t)(gva & 0xfff);
 		gva_t va = (gva & ~0xfffULL) + 4096;
 		if (!lma && va > 0xffffffffULL)
 			va &= 0xffffffffULL;
 		f->part[0].len = first;
-		f->part[1] = (struct fault_part){ .gva = va, .off = first, .len = len - first };
+		f->part[1].gva = va;
+		f->part[1].off = first;
+		f->part[1].len = len - first;
 		f->nparts = 2;
 		if ((e->gva >> 12) == (va >> 12))
 			f->fp = 1;
@@ -531,7 +534,6 @@ static int emulate_write(struct fault *f, struct zap_batch *z)
  */
 static void prefetch_gather(struct fault *f, struct fault_part *p)
 {
-	struct memslots *ms = f->sm->mmu.env.slots;
 	const struct walk_result *w = &p->w;
 	const struct paging_ctx *g = &f->cpu->guest;
 	unsigned idx = spte_index(p->gva, 1), first = idx & ~(PREFETCH_GROUP - 1u);
@@ -555,7 +557,7 @@ static void prefetch_gather(struct fault *f, struct fault_part *p)
 	}
 	for (unsigned j = first; j < first + PREFETCH_GROUP; j++) {
 		struct prefetch_ent *pe = &f->prefetch[f->nprefetch];
-		bool dirty, wr, huge, host_w = false;
+		bool dirty, wr;
 		if (j == idx)
 			continue;
 		f->nprefetch++;
@@ -573,13 +575,8 @@ static void prefetch_gather(struct fault *f, struct fault_part *p)
 			dirty = w->gpte[w->level] & PT_DIRTY_MASK;
 			wr = w->access & ACC_WRITE;
 		}
-		pe->slot = gfn_to_memslot(ms, pe->gfn);
-		if (!pe->slot)
-			continue;
-		pe->ok = !host_hva_lookup_prot(f->sm->mmu.env.mm, slot_gfn_to_hva(pe->slot, pe->gfn),
-					       &pe->pfn, &huge, &host_w);
-		/* A KSM page is prefetched read-only. */
-		pe->host_writable = !slot_is_readonly(pe->slot) && dirty && wr && host_w;
+		pe->ok = true;
+		pe->dirty_w = dirty && wr;
 	}
 }
 
@@ -599,10 +596,15 @@ static uint64_t shadow_leaf_spte(const struct shadow_mmu *sm, int level, pfn_t p
 
 /*
  * PTE prefetch, phase 2 (under mmu_lock, after the faulting leaf went in): in order, skip a
- * neighbour already mapped, stop at the first one phase 1 found not worth mapping or whose guest
+ * neighbour already mapped, stop at the first one phase 1 found not worth mapping, whose guest
  * entry changed since (the guest table is write-tracked by now, so the others stay as they are
- * while we hold the lock), map the rest. Rights as a read fault would give them: no CR0.WP=0
- * upgrade, no write in a dirty-logging slot.
+ * while we hold the lock), or with no memslot or host page, map the rest. Rights as a read fault
+ * would give them: no CR0.WP=0 upgrade, no write in a dirty-logging slot.
+ *
+ * The host page is looked up here, as KVM's prefetch does under its mmu_lock, without the host
+ * mm's lock (which comes before mmu_lock): a page it finds mapped stays so until a notifier,
+ * which needs mmu_lock, zaps what we make of it; a change already under way there fails the
+ * look-up (prefetch stops: it is only ever a guess).
  */
 static int prefetch_install(struct fault *f, struct shadow_page *sp)
 {
@@ -620,6 +622,14 @@ static int prefetch_install(struct fault *f, struct shadow_page *sp)
 			continue;
 		if (!pe->ok || old != sm->trap_spte)
 			break;                    /* not worth it (an MMIO spte, a not-present entry) */
+		const struct memslot *slot = gfn_to_memslot(sm->mmu.env.slots, pe->gfn);
+		bool host_w = false;
+		pfn_t pfn;
+		if (!slot || host_hva_peek_prot(sm->mmu.env.mm, slot_gfn_to_hva(slot, pe->gfn), &pfn,
+						&host_w))
+			break;
+		/* A KSM page is prefetched read-only. */
+		bool host_writable = !slot_is_readonly(slot) && pe->dirty_w && host_w;
 		if (!sp->role.direct) {
 			uint64_t now = sp_read_gpte(sp, fault_gpt(f, 1), pe->idx);
 			if (now != pe->gpte)
@@ -632,13 +642,13 @@ static int prefetch_install(struct fault *f, struct shadow_page *sp)
 			g = sp->role.guest_global;
 			key = sp->role.guest_pkey;
 		}
-		bool ro = slot_is_readonly(pe->slot);
+		bool ro = slot_is_readonly(slot);
 		bool tracked = gfn_write_tracked_shared(sm, pe->gfn, f->shared);
 		bool dirty = sp->role.direct || (pe->gpte & PT_DIRTY_MASK);
-		bool mmu_w = (acc & ACC_WRITE) && dirty && pe->host_writable && !tracked && !ro;
-		bool writable = mmu_w && !slot_logs_dirty(pe->slot);
-		uint64_t spte = shadow_leaf_spte(sm, 1, pe->pfn, acc, writable, mmu_w,
-						 pe->host_writable, g, key);
+		bool mmu_w = (acc & ACC_WRITE) && dirty && host_writable && !tracked && !ro;
+		bool writable = mmu_w && !slot_logs_dirty(slot);
+		uint64_t spte = shadow_leaf_spte(sm, 1, pfn, acc, writable, mmu_w, host_writable, g,
+						 key);
 		int rc = leaf_set(sm, sp, sptep, pe->gfn, spte, f->shared);
 		if (rc)
 			return rc;
@@ -842,13 +852,18 @@ static int mmio_fault(struct fault *f)
 }
 
 /* Walk the parts that need it. A guest fault on one (in order) is the outcome: RET_PF_INJECT;
- * else RET_PF_CONTINUE, or -errno. */
-static int fault_walk(struct fault *f)
+ * else RET_PF_CONTINUE, or -errno. @rec notes where the faulting part's walk read its entries
+ * (fault_gpteps). */
+static int fault_walk(struct fault *f, struct slots_gmem_rec *rec)
 {
 	for (unsigned i = 0; i < f->nparts; i++) {
 		struct fault_part *p = &f->part[i];
-		p->ws = paging_walk(&f->cpu->guest, &slots_gmem_ops, f->sm->mmu.env.slots, p->gva,
-				    f->access, &p->w);
+		if (i == f->fp)
+			p->ws = paging_walk(&f->cpu->guest, &slots_gmem_rec_ops, rec, p->gva, f->access,
+					    &p->w);
+		else
+			p->ws = paging_walk(&f->cpu->guest, &slots_gmem_ops, f->sm->mmu.env.slots,
+					    p->gva, f->access, &p->w);
 		p->walked = true;
 		f->pf->steps += p->w.refs;
 		switch (p->ws) {
@@ -969,7 +984,33 @@ static bool table_is_unsync(struct shadow_mmu *sm, gfn_t gfn)
 	return false;
 }
 
-static void notrap_install(struct fault *f, struct fault_part *p)
+/* f->gptep[] for levels @top down to @bottom of the faulting part's walk: where its entries lie
+ * in host memory, as the walk read them (one look-up of each table page, not two). The
+ * invalidation sequence sampled before the walk guards them. 0, or -errno: a page gone. */
+static int fault_gpteps(struct fault *f, const struct slots_gmem_rec *rec, int top, int bottom)
+{
+	const struct walk_result *w = &f->part[f->fp].w;
+	bool pae = paging_mode_of(&f->cpu->guest) == PAGING_PAE;
+
+	for (int l = top; l >= bottom && l >= 1; l--) {
+		void *ptr;
+		int rc;
+
+		if (l == 3 && pae)
+			continue;              /* a PDPTE register: nothing in memory to re-check */
+		ptr = slots_gmem_rec_ptr(rec, w->pte_gpa[l]);
+		if (!ptr) {
+			rc = memslots_gpa_to_ptr(f->sm->mmu.env.slots, w->pte_gpa[l], f->gpte_size,
+						 false, &ptr);
+			if (rc)
+				return rc;
+		}
+		f->gptep[l] = ptr;
+	}
+	return 0;
+}
+
+static void notrap_install(struct fault *f, struct fault_part *p, const struct slots_gmem_rec *rec)
 {
 	struct shadow_mmu *sm = f->sm;
 	const struct walk_result *w = &p->w;
@@ -993,12 +1034,8 @@ static void notrap_install(struct fault *f, struct fault_part *p)
 		      (w->gpte[w->level + 1] & rsvd_bits(12, 51)) >> 12;
 	if ((w->gpte[w->level] & PT_PRESENT_MASK) || (w->pte_gpa[w->level] >> 12) != table)
 		return;
-	for (int l = w->root_level; l >= w->level; l--) {
-		void *ptr;
-		if (memslots_gpa_to_ptr(sm->mmu.env.slots, w->pte_gpa[l], 8, false, &ptr))
-			return;
-		f->gptep[l] = ptr;
-	}
+	if (fault_gpteps(f, rec, w->root_level, w->level))
+		return;
 	mmu_vcpu_lock(&sm->mmu, true);
 	if (mmu_invalidate_retry(&sm->mmu, f->pf->mmu_seq, MMU_HVA_ANY) ||
 	    !shadow_root_current(f->sv))
@@ -1099,6 +1136,7 @@ static int shadow_fault(struct fault *f)
 {
 	struct shadow_mmu *sm = f->sm;
 	struct fault_part *p = &f->part[f->fp];
+	struct slots_gmem_rec rec;
 	struct zap_batch z = { 0 };
 	int rc;
 
@@ -1119,9 +1157,11 @@ static int shadow_fault(struct fault *f)
 
 	vmmu_rcu_read_lock();
 	mmu_fault_begin(f->pf);
-	rc = fault_walk(f);
+	rec.ms = sm->mmu.env.slots;
+	rec.n = 0;
+	rc = fault_walk(f, &rec);
 	if (rc == RET_PF_INJECT && sm->notrap && f->nparts == 1 && !(f->pf->pf_ec & PFERR_PRESENT))
-		notrap_install(f, p);
+		notrap_install(f, p, &rec);
 	if (rc != RET_PF_CONTINUE)
 		goto out_unlock_read;
 
@@ -1142,16 +1182,9 @@ static int shadow_fault(struct fault *f)
 			goto out_unlock_read;
 		}
 	}
-	for (int l = p->w.root_level; l >= p->w.level && l >= 1; l--) {
-		void *ptr;
-		if (l == 3 && paging_mode_of(&f->cpu->guest) == PAGING_PAE)
-			continue;              /* a PDPTE register: nothing in memory to re-check */
-		if (memslots_gpa_to_ptr(sm->mmu.env.slots, p->w.pte_gpa[l], f->gpte_size, false,
-					&ptr)) {
-			rc = RET_PF_RETRY;     /* gone since the walk */
-			goto out_unlock_read;
-		}
-		f->gptep[l] = ptr;
+	if (fault_gpteps(f, &rec, p->w.root_level, p->w.level)) {
+		rc = RET_PF_RETRY;             /* gone since the walk */
+		goto out_unlock_read;
 	}
 	prefetch_gather(f, p);
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Guest physical memory through the memslots for the walker; see slots_gmem.h. Each access holds
+/* Guest physical memory through the memslots for the walker; see slots_gmem.h. An A/D swap holds
  * the host page still (memslots_gpa_access): a hypervisor walk's A/D write must not land in a
- * frame a collapse or merge has copied, or freed, meanwhile. */
+ * frame a collapse or merge has copied, or freed, meanwhile. A load needs only to have been made
+ * while the frame backed the page: memslots_gpa_read_word, lockless where it can. */
 #include <errno.h>
 #include <string.h>
 
@@ -15,22 +16,20 @@ static int walker_err(int rc)
 	return rc;
 }
 
-/* One naturally aligned word, loaded or compare-and-swapped (another vCPU may swap it at any time:
- * the hardware sets A/D so), with the host page held still (memslots_gpa_access). */
-struct word_op {
+/* One naturally aligned word compare-and-swapped (another vCPU may swap it at any time: the
+ * hardware sets A/D so), with the host page held still (memslots_gpa_access). Loads go through
+ * memslots_gpa_read_word, lockless where they can. */
+struct swap_op {
 	unsigned len;
-	bool cmpxchg, ok;
+	bool ok;
 	uint64_t old, val;
 };
 
-static void word_fn(void *ptr, void *arg)
+static void swap_fn(void *ptr, void *arg)
 {
-	struct word_op *o = arg;
+	struct swap_op *o = arg;
 
-	if (!o->cmpxchg) {
-		o->old = o->len == 8 ? __atomic_load_n((uint64_t *)ptr, __ATOMIC_ACQUIRE) :
-				       __atomic_load_n((uint32_t *)ptr, __ATOMIC_ACQUIRE);
-	} else if (o->len == 8) {
+	if (o->len == 8) {
 		o->ok = __atomic_compare_exchange_n((uint64_t *)ptr, &o->old, o->val, false,
 						    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 	} else {
@@ -41,31 +40,35 @@ static void word_fn(void *ptr, void *arg)
 	}
 }
 
-static int slots_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
+static int read_word(struct memslots *ms, gpa_t gpa, void *buf, unsigned len, uint8_t **ptr)
 {
-	struct word_op o = { .len = len };
-	int rc;
+	uint64_t v;
+	int rc = memslots_gpa_read_word(ms, gpa, len, &v, ptr);
 
-	if ((len != 4 && len != 8) || (gpa & (len - 1)))
-		return -EINVAL;
-	rc = memslots_gpa_access(opaque, gpa, len, false, word_fn, &o);
 	if (!rc) {
 		if (len == 8)
-			*(uint64_t *)buf = o.old;
+			*(uint64_t *)buf = v;
 		else
-			*(uint32_t *)buf = (uint32_t)o.old;
+			*(uint32_t *)buf = (uint32_t)v;
 	}
 	return walker_err(rc);
 }
 
+static int slots_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
+{
+	uint8_t *ptr;
+
+	return read_word(opaque, gpa, buf, len, &ptr);
+}
+
 static int slots_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val, unsigned len)
 {
-	struct word_op o = { .len = len, .cmpxchg = true, .old = old, .val = val };
+	struct swap_op o = { .len = len, .old = old, .val = val };
 	int rc;
 
 	if ((len != 4 && len != 8) || (gpa & (len - 1)))
 		return -EINVAL;
-	rc = memslots_gpa_access(opaque, gpa, len, true, word_fn, &o);
+	rc = memslots_gpa_access(opaque, gpa, len, true, swap_fn, &o);
 	if (rc)
 		return walker_err(rc);
 	return o.ok ? 0 : -EAGAIN;
@@ -75,3 +78,43 @@ const struct guest_mem_ops slots_gmem_ops = {
 	.read = slots_read,
 	.cmpxchg = slots_cmpxchg,
 };
+
+static int rec_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
+{
+	struct slots_gmem_rec *r = opaque;
+	uint8_t *ptr;
+	int rc = read_word(r->ms, gpa, buf, len, &ptr);
+
+	if (!rc) {
+		unsigned i = r->n++ % SLOTS_GMEM_REC_MAX;
+
+		r->e[i].gfn = gpa >> 12;
+		r->e[i].page = ptr - (gpa & 0xfff);
+	}
+	return rc;
+}
+
+static int rec_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val, unsigned len)
+{
+	const struct slots_gmem_rec *r = opaque;
+
+	return slots_cmpxchg(r->ms, gpa, old, val, len);
+}
+
+const struct guest_mem_ops slots_gmem_rec_ops = {
+	.read = rec_read,
+	.cmpxchg = rec_cmpxchg,
+};
+
+void *slots_gmem_rec_ptr(const struct slots_gmem_rec *r, gpa_t gpa)
+{
+	unsigned oldest = r->n > SLOTS_GMEM_REC_MAX ? r->n - SLOTS_GMEM_REC_MAX : 0;
+	gfn_t gfn = gpa >> 12;
+
+	/* Newest first: a page read again (the walk started over) is where it was last. */
+	for (unsigned i = r->n; i-- > oldest;) {
+		if (r->e[i % SLOTS_GMEM_REC_MAX].gfn == gfn)
+			return r->e[i % SLOTS_GMEM_REC_MAX].page + (gpa & 0xfff);
+	}
+	return NULL;
+}

@@ -1031,6 +1031,100 @@ static void test_young(void **state)
 	host_arena_destroy(a);
 }
 
+/* A notifier that tries the lockless look-ups while its invalidation is under way. */
+struct peek_probe {
+	struct host_mmu_notifier mn;
+	struct host_mm *mm;
+	hva_t hva;                      /* a page the change does not touch, mapped and young */
+	int word_rc, prot_rc, calls;
+};
+
+static void probe_start(struct host_mmu_notifier *mn, hva_t start, hva_t end)
+{
+	struct peek_probe *p = (struct peek_probe *)((char *)mn - offsetof(struct peek_probe, mn));
+	uint64_t val;
+	uint8_t *ptr;
+	pfn_t pfn;
+
+	(void)start;
+	(void)end;
+	p->calls++;
+	p->word_rc = host_hva_peek_word(p->mm, p->hva, 8, &val, &ptr);
+	p->prot_rc = host_hva_peek_prot(p->mm, p->hva, &pfn, NULL);
+}
+
+static const struct host_mmu_notifier_ops probe_ops = { .invalidate_range_start = probe_start };
+
+static void read_fn(void *ptr, void *arg)
+{
+	*(uint64_t *)arg = *(uint64_t *)ptr;
+}
+
+/*
+ * host_hva_peek_word and host_hva_peek_prot, the look-ups without the mm's lock: they answer what
+ * the locked ones would, and refuse (for the caller to take the lock, or give up) where they
+ * cannot be sure: a page not mapped, not young (marking it takes the lock), or any change of the
+ * mm under way.
+ */
+static void test_peek(void **state)
+{
+	struct host_arena *a = arena_new(GiB);
+	struct host_mm *mm = mm_new(a, HOST_THP_NEVER);
+	hva_t base = map(mm, 0, 16 * PAGE, 0);
+	struct peek_probe probe = { .mn.ops = &probe_ops, .mm = mm, .hva = base + 2 * PAGE };
+	uint64_t val = 0, got = 0;
+	uint8_t *ptr = NULL;
+	pfn_t pfn, seen;
+	bool w = false;
+
+	(void)state;
+	/* Not mapped. */
+	assert_int_equal(host_hva_peek_word(mm, base + PAGE, 8, &val, &ptr), -EAGAIN);
+	assert_int_equal(host_hva_peek_prot(mm, base + PAGE, &pfn, NULL), -ENOENT);
+	assert_int_equal(host_hva_peek_prot(mm, UINT64_MAX, &pfn, NULL), -ENOENT);
+	assert_int_equal(host_hva_peek_prot(NULL, base, &pfn, NULL), -EINVAL);
+
+	/* Mapped and young: the word and where it lies, as the locked access sees them. */
+	pfn = touch(mm, base + PAGE, NULL);
+	uint8_t *frame = host_pfn_to_ptr(a, pfn);
+	memcpy(frame + 0x48, &(uint64_t){ 0x1122334455667788ULL }, 8);
+	assert_int_equal(host_hva_peek_word(mm, base + PAGE + 0x48, 8, &val, &ptr), 0);
+	assert_int_equal(val, 0x1122334455667788ULL);
+	assert_ptr_equal(ptr, frame + 0x48);
+	assert_int_equal(host_hva_peek_word(mm, base + PAGE + 0x4c, 4, &val, &ptr), 0);
+	assert_int_equal(val, 0x11223344ULL);
+	assert_ptr_equal(ptr, frame + 0x4c);
+	assert_int_equal(host_hva_access(mm, base + PAGE + 0x48, false, read_fn, &got), 0);
+	assert_int_equal(got, 0x1122334455667788ULL);
+	assert_int_equal(host_hva_peek_prot(mm, base + PAGE + 0x48, &seen, &w), 0);
+	assert_int_equal(seen, pfn);
+	assert_true(w);
+
+	/* Not young: the word waits for the lock, which marks it young again. */
+	assert_true(host_mm_clear_young(mm, base, base + 16 * PAGE));
+	assert_int_equal(host_hva_peek_word(mm, base + PAGE + 0x48, 8, &val, &ptr), -EAGAIN);
+	assert_int_equal(host_hva_peek_prot(mm, base + PAGE, &seen, NULL), 0);   /* no access */
+	assert_int_equal(host_hva_access(mm, base + PAGE + 0x48, false, read_fn, &got), 0);
+	assert_int_equal(host_hva_peek_word(mm, base + PAGE + 0x48, 8, &val, &ptr), 0);
+
+	/* While a change runs, even a page it does not touch is refused. */
+	touch(mm, probe.hva, NULL);
+	assert_int_equal(host_hva_peek_word(mm, probe.hva, 8, &val, &ptr), 0);
+	host_mmu_notifier_register(mm, &probe.mn);
+	assert_int_equal(host_munmap(mm, base + PAGE, PAGE), 0);
+	assert_int_equal(probe.calls, 1);
+	assert_int_equal(probe.word_rc, -EAGAIN);
+	assert_int_equal(probe.prot_rc, -ENOENT);
+	host_mmu_notifier_unregister(mm, &probe.mn);
+	/* After it: the page unmapped is refused, the other answered again. */
+	assert_int_equal(host_hva_peek_word(mm, base + PAGE + 0x48, 8, &val, &ptr), -EAGAIN);
+	assert_int_equal(host_hva_peek_prot(mm, base + PAGE, &seen, NULL), -ENOENT);
+	assert_int_equal(host_hva_peek_word(mm, probe.hva, 8, &val, &ptr), 0);
+
+	host_mm_destroy(mm);
+	host_arena_destroy(a);
+}
+
 /* ---- RSS: a 64 GiB guest that touches 1 GiB runs in about 1 GiB ---- */
 
 /* TSan keeps 4 bytes of shadow per byte it sees written, so it alone doubles the RSS measured. */
@@ -1245,6 +1339,7 @@ int main(void)
 		cmocka_unit_test(test_thp_counters),
 		cmocka_unit_test(test_notifier_munmap),
 		cmocka_unit_test(test_young),
+		cmocka_unit_test(test_peek),
 		cmocka_unit_test(test_rss_64g_touch_1g),
 		cmocka_unit_test(test_concurrent_faults),
 		cmocka_unit_test(test_concurrent_arena),

@@ -18,6 +18,7 @@
 
 #include "host/host.h"
 #include "mem/memslot.h"
+#include "paging/slots_gmem.h"
 
 #define PG VMMU_PAGE_SIZE
 #define HVA 0x10000000ULL          /* any aligned user address: memslots do not check VMAs */
@@ -653,6 +654,16 @@ static void host_env_init(struct host_env *e)
 	assert_ptr_equal(memslots_mm(e->ms), e->mm);
 }
 
+/* Slot 1: 64 pages at gpa 1 MiB; slot 2: 16 READONLY pages at 2 MiB; each on its own mapping. */
+static void host_env_two_slots(struct host_env *e, hva_t *hva, hva_t *hva2)
+{
+	host_env_init(e);
+	assert_int_equal(host_mmap(e->mm, 0, 64 * PG, 0, hva), 0);
+	assert_int_equal(host_mmap(e->mm, 0, 16 * PG, 0, hva2), 0);
+	assert_int_equal(set(e->ms, 1, 0, 0x100000, 64 * PG, *hva), 0);
+	assert_int_equal(set(e->ms, 2, VMMU_MEM_READONLY, 0x200000, 16 * PG, *hva2), 0);
+}
+
 static void host_env_fini(struct host_env *e)
 {
 	memslots_destroy(e->ms);
@@ -690,11 +701,7 @@ static void test_gfn_to_pfn(void **state)
 	uint64_t *q;
 
 	(void)state;
-	host_env_init(&e);
-	assert_int_equal(host_mmap(e.mm, 0, 64 * PG, 0, &hva), 0);
-	assert_int_equal(host_mmap(e.mm, 0, 16 * PG, 0, &hva2), 0);
-	assert_int_equal(set(e.ms, 1, 0, 0x100000, 64 * PG, hva), 0);
-	assert_int_equal(set(e.ms, 2, VMMU_MEM_READONLY, 0x200000, 16 * PG, hva2), 0);
+	host_env_two_slots(&e, &hva, &hva2);
 
 	/* gfn -> pfn is hva -> pfn of the right page. */
 	assert_int_equal(gfn_to_pfn(e.ms, 0x105, true, &pfn, &huge), 0);
@@ -745,6 +752,76 @@ static void test_gfn_to_pfn(void **state)
 		assert_int_equal(memslots_read_guest(e.ms, 0x200000, out, 8), 0);
 		assert_int_equal(memslots_read_guest(e.ms, UINT64_MAX - 3, out, 8), -EFAULT);
 	}
+	host_env_fini(&e);
+}
+
+/*
+ * memslots_gpa_read_word (the software walk's load, lockless where the host page is mapped and
+ * young) gives what memslots_gpa_to_ptr's pointer holds, with its errors; slots_gmem_rec_ops
+ * notes where each read lay, newest first, the last SLOTS_GMEM_REC_MAX reads.
+ */
+static void test_read_word(void **state)
+{
+	struct host_env e;
+	hva_t hva, hva2;
+	uint64_t val = 0;
+	uint8_t *ptr = NULL;
+	void *p;
+
+	(void)state;
+	host_env_two_slots(&e, &hva, &hva2);
+	assert_int_equal(set(e.ms, 3, 0, 0x400000, PG, 0x7f0000000000ULL), 0);
+
+	/* First touch through the locked path; then the lockless one; both see the bytes. */
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(memslots_gpa_read_word(e.ms, 0x105018, 8, &val, &ptr), 0);
+		assert_int_equal(memslots_gpa_to_ptr(e.ms, 0x105018, 8, false, &p), 0);
+		assert_ptr_equal(ptr, p);
+		assert_int_equal(val, round ? 0x1122334455667788ULL : 0);
+		*(uint64_t *)p = 0x1122334455667788ULL;
+	}
+	assert_int_equal(memslots_gpa_read_word(e.ms, 0x10501c, 4, &val, &ptr), 0);
+	assert_int_equal(val, 0x11223344ULL);
+	/* Not young: the locked path, which makes it young. */
+	assert_true(host_mm_clear_young(e.mm, hva, hva + 64 * PG));
+	assert_int_equal(memslots_gpa_read_word(e.ms, 0x105018, 8, &val, &ptr), 0);
+	assert_int_equal(val, 0x1122334455667788ULL);
+	assert_true(host_mm_test_young(e.mm, hva + 5 * PG, hva + 6 * PG));
+	/* A READONLY slot reads; errors as memslots_gpa_access. */
+	assert_int_equal(memslots_gpa_read_word(e.ms, 0x201000, 8, &val, &ptr), 0);
+	assert_int_equal(memslots_gpa_read_word(e.ms, 0x105014, 8, &val, &ptr), -EINVAL);
+	assert_int_equal(memslots_gpa_read_word(e.ms, 0x105018, 2, &val, &ptr), -EINVAL);
+	assert_int_equal(memslots_gpa_read_word(e.ms, 0x300000, 8, &val, &ptr), -ENOENT);
+	assert_int_equal(memslots_gpa_read_word(e.ms, 0x400000, 8, &val, &ptr), -EFAULT);
+
+	/* The walk's reads, noted. */
+	struct slots_gmem_rec rec = { .ms = e.ms };
+	uint64_t buf;
+
+	for (unsigned i = 0; i < SLOTS_GMEM_REC_MAX + 1; i++)
+		assert_int_equal(slots_gmem_rec_ops.read(&rec, 0x100000 + i * PG + 8 * i, &buf, 8), 0);
+	assert_int_equal(slots_gmem_rec_ops.read(&rec, 0x300000, &buf, 8), -ENOENT);  /* not noted */
+	assert_int_equal(rec.n, SLOTS_GMEM_REC_MAX + 1);
+	assert_null(slots_gmem_rec_ptr(&rec, 0x100000));              /* the oldest, dropped */
+	assert_null(slots_gmem_rec_ptr(&rec, 0x300000));
+	assert_null(slots_gmem_rec_ptr(&rec, 0x13f000));              /* never read */
+	for (unsigned i = 1; i < SLOTS_GMEM_REC_MAX + 1; i++) {
+		gpa_t gpa = 0x100000 + i * PG + 0x7f8;                /* any entry of the page */
+		assert_int_equal(memslots_gpa_to_ptr(e.ms, gpa, 8, false, &p), 0);
+		assert_ptr_equal(slots_gmem_rec_ptr(&rec, gpa), p);
+	}
+	/* A page read again is where it was last read. */
+	assert_int_equal(slots_gmem_rec_ops.read(&rec, 0x102000, &buf, 8), 0);
+	assert_int_equal(rec.e[(rec.n - 1) % SLOTS_GMEM_REC_MAX].gfn, 0x102);
+	rec.e[(rec.n - 1) % SLOTS_GMEM_REC_MAX].page = (uint8_t *)0x1000;  /* marked */
+	assert_ptr_equal(slots_gmem_rec_ptr(&rec, 0x102010), (uint8_t *)0x1010);
+	/* Swaps go to the slot's memory (and are not noted). */
+	assert_int_equal(slots_gmem_rec_ops.cmpxchg(&rec, 0x105018, 0x1122334455667788ULL, 5, 8), 0);
+	assert_int_equal(slots_gmem_rec_ops.cmpxchg(&rec, 0x105018, 0x1122334455667788ULL, 6, 8),
+			 -EAGAIN);
+	assert_int_equal(memslots_gpa_read_word(e.ms, 0x105018, 8, &val, &ptr), 0);
+	assert_int_equal(val, 5);
+	assert_int_equal(rec.n, SLOTS_GMEM_REC_MAX + 2);
 	host_env_fini(&e);
 }
 
@@ -1115,6 +1192,7 @@ int main(void)
 		cmocka_unit_test(test_slot_cache),
 		cmocka_unit_test(test_gfn_to_hva),
 		cmocka_unit_test(test_gfn_to_pfn),
+		cmocka_unit_test(test_read_word),
 		cmocka_unit_test(test_dirty_log),
 		cmocka_unit_test(test_ksm_tracking),
 		cmocka_unit_test(test_dirty_via_guest_writes),
