@@ -1225,5 +1225,10 @@ int shadow_page_fault(struct mmu_page_fault *pf)
 	f.user = !(e->access & WALK_IMPLICIT) && f.cpu->guest.cpl == 3;
 	f.gpte_size = paging_mode_of(&f.cpu->guest) == PAGING_32 ? 4 : 8;
 	fault_parts(&f);
-	return shadow_fault(&f);
+	/* One read section for the whole fault: the fast path's, the walk's and the host
+	 * look-ups' then nest in it, and only count (each outermost one is a liburcu-bp call). */
+	vmmu_rcu_read_lock();
+	int rc = shadow_fault(&f);
+	vmmu_rcu_read_unlock();
+	return rc;
 }
