@@ -2,7 +2,8 @@
 /*
  * brlock.h: a reader-writer lock whose readers share no cache line (a "big-reader" lock, as
  * Linux's percpu_rw_semaphore), for the locks every vCPU thread takes shared on its hot paths:
- * the MMU's mmu_lock (every fault) and the host mm's lock (every software page-walk read). A
+ * the MMU's mmu_lock (every fault) and the host mm's lock (the software walks' A/D swaps, and
+ * their loads the lockless path refuses: host_hva_peek_word). A
  * pthread rwlock keeps its readers in one word: every shared take and release by every vCPU
  * thread is a locked write to that one line, and with two vCPU threads faulting under the shared
  * lock those moves between cores were a third of the fault path's time (docs/locking.md).

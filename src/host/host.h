@@ -194,9 +194,7 @@ int host_hva_access(struct host_mm *mm, hva_t hva, bool write, void (*fn)(void *
 
 /* The same without faulting: -ENOENT if not mapped. */
 int host_hva_lookup(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge);
-/* And whether it may be written (false for a KSM page): for the MMUs' isolation audits. */
-int host_hva_lookup_prot(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge, bool *writable);
-/* The same without the mm's lock ever (the kernel's GUP-fast), for a caller holding a lock the
+/* And whether it may be written (false for a KSM page), without the mm's lock ever (the kernel's GUP-fast), for a caller holding a lock the
  * mm's may not nest in (an MMU's mmu_lock): -ENOENT if not mapped, or while a change of the mm is
  * under way (its notifiers, which come to that lock, will follow). */
 int host_hva_peek_prot(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *writable);

@@ -927,13 +927,8 @@ int host_hva_access(struct host_mm *mm, hva_t hva, bool write, void (*fn)(void *
 
 int host_hva_lookup(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge)
 {
-	return host_hva_lookup_prot(mm, hva, pfn, huge, NULL);
-}
-
-int host_hva_lookup_prot(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge, bool *writable)
-{
 	unsigned order = HOST_ORDER_4K;
-	int ret = host_hva_lookup_order(mm, hva, pfn, &order, writable);
+	int ret = host_hva_lookup_order(mm, hva, pfn, &order, NULL);
 
 	if (!ret && huge)
 		*huge = order != HOST_ORDER_4K;
@@ -997,7 +992,9 @@ int host_hva_peek_word(struct host_mm *mm, hva_t hva, unsigned len, uint64_t *va
 		return -EAGAIN;
 	p = (uint8_t *)host_pfn_to_ptr(mm->arena, leaf_pfn_at(v, hva)) + (hva & (HOST_PAGE_SIZE - 1));
 	/* Frames are freed only between a change's notify_start and notify_end: if inval_seq is
-	 * still @seq after the load, the frame backed @hva throughout. */
+	 * still @seq after the load, the frame backed @hva throughout. Else the frame may have been
+	 * freed and written by a new owner meanwhile (the seqlock's benign race: what was loaded is
+	 * thrown away; the arena stays mapped, so the load itself is safe). */
 	*val = len == 8 ? __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE) :
 			  __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE);
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);

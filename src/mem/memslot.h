@@ -234,8 +234,8 @@ int slot_gfn_to_pfn_prot(struct memslots *ms, const struct memslot *slot, gfn_t 
  */
 int memslots_gpa_to_ptr(struct memslots *ms, gpa_t gpa, size_t len, bool write, void **ptr);
 /* @fn(ptr, @arg) on the @len bytes at @gpa (inside one page) with the host page held still
- * (host_hva_access): the hypervisor's own access to guest memory (its software page walk, the
- * VMM's reads and writes), which a host page change (a THP collapse, a KSM merge, an unmap)
+ * (host_hva_access): the hypervisor's own access to guest memory (its software page walks' A/D
+ * swaps, the VMM's reads and writes), which a host page change (a THP collapse, a KSM merge, an unmap)
  * must not race: a pointer from memslots_gpa_to_ptr is only safe where the vCPU request
  * protocol or the invalidation sequence guards it. A write marks the page dirty in a logging
  * slot first. 0, -ENOENT (no slot), -EPERM (a write to a READONLY slot), -EFAULT, -EINVAL.
@@ -245,7 +245,8 @@ int memslots_gpa_access(struct memslots *ms, gpa_t gpa, size_t len, bool write,
 /* The naturally aligned @len-byte word (4 or 8) at @gpa, and where it lies (*@ptr, as
  * memslots_gpa_to_ptr gives it): what memslots_gpa_access would load, without the host mm's lock
  * where the page is mapped and young and nothing changes it meanwhile (host_hva_peek_word), which
- * is nearly always. Errors as memslots_gpa_access. */
+ * is nearly always. Errors as memslots_gpa_access; not with mmu_lock held either (the fallback
+ * takes the host mm's lock). */
 int memslots_gpa_read_word(struct memslots *ms, gpa_t gpa, unsigned len, uint64_t *val,
 			   uint8_t **ptr);
 /* Copy to/from guest physical memory, across pages. -EFAULT for a gpa in no slot, or a write to a

@@ -528,9 +528,9 @@ static int emulate_write(struct fault *f, struct zap_batch *z)
  * level-1 table in the aligned group of PREFETCH_GROUP around it, in order, each marked worth
  * mapping or not, as KVM's FNAME(pte_prefetch) judges them: for a guest 4K page, a neighbouring
  * guest entry present, Accessed and without reserved bits (FNAME(prefetch_gpte)); for a guest
- * large page (a direct sp), the neighbouring 4K pieces of the same large page; either way in a
- * slot, and only a host page already resident (KVM's atomic lookups: a prefetch never faults a
- * host page in). Phase 2 stops at the first one not worth mapping, as KVM does.
+ * large page (a direct sp), the neighbouring 4K pieces of the same large page. Phase 2 stops at
+ * the first one not worth mapping, or in no slot, or whose host page is not resident (KVM's
+ * atomic lookups: a prefetch never faults a host page in), as KVM does.
  */
 static void prefetch_gather(struct fault *f, struct fault_part *p)
 {

@@ -7,7 +7,8 @@
  * section (sections nest, so callers already in one are fine). Errors in the
  * walker's vocabulary: no memory (no slot) is -ENOENT (the guest's #PF), a read-only slot
  * refuses a swap with -EACCES; a slot with no host memory behind its hva (munmapped) is -EFAULT,
- * which aborts the walk: the access fails, as KVM_RUN does. No locking beyond RCU.
+ * which aborts the walk: the access fails, as KVM_RUN does. Beyond RCU, the host mm's read lock
+ * for swaps and for the loads the lockless path refuses: never with mmu_lock held.
  */
 #ifndef VMMU_PAGING_SLOTS_GMEM_H
 #define VMMU_PAGING_SLOTS_GMEM_H
