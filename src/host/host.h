@@ -194,9 +194,10 @@ int host_hva_access(struct host_mm *mm, hva_t hva, bool write, void (*fn)(void *
 
 /* The same without faulting: -ENOENT if not mapped. */
 int host_hva_lookup(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *huge);
-/* And whether it may be written (false for a KSM page), without the mm's lock ever (the kernel's GUP-fast), for a caller holding a lock the
- * mm's may not nest in (an MMU's mmu_lock): -ENOENT if not mapped, or while a change of the mm is
- * under way (its notifiers, which come to that lock, will follow). */
+/* The same and whether it may be written (false for a KSM page), without the mm's lock ever (the
+ * kernel's GUP-fast), for a caller holding a lock the mm's may not nest in (an MMU's mmu_lock):
+ * -ENOENT if not mapped, or while a change of the mm is under way (its notifiers, which come to
+ * that lock, will follow). */
 int host_hva_peek_prot(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *writable);
 /* Load the naturally aligned @len-byte word (4 or 8) at @hva without the mm's lock, as
  * host_hva_access would: the leaf found as host_hva_peek_prot finds it, the word loaded, and no

@@ -533,25 +533,43 @@ static int pt_fault_mapped(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn
 }
 
 /*
- * The leaf value mapping @hva, read with no lock (the kernel's GUP-fast): inside an RCU read
- * section, so no node goes away under the walk, and between two reads of inval_seq, so the value
- * is one no invalidation was changing: what a lookup under the lock would have returned. 0 when
- * it cannot tell (none mapped, or an invalidation ran): take the lock.
+ * A lockless read of the page table, as a seqcount's read side: pt_peek_begin gives the leaf value
+ * mapping @hva (0 if none, or if an invalidation is under way) and the inval_seq it read it
+ * under; whatever the caller then reads through that leaf was read while no invalidation changed
+ * it iff pt_peek_valid(@seq) says so after. The walk is inside an RCU read section, so no node
+ * goes away under it.
  */
-static uint64_t pt_peek(struct host_mm *mm, hva_t hva)
+static uint64_t pt_peek_begin(struct host_mm *mm, hva_t hva, uint64_t *seq)
 {
-	uint64_t seq = __atomic_load_n(&mm->inval_seq, __ATOMIC_ACQUIRE), v = 0;
-	uint64_t *e;
+	uint64_t *e, v = 0;
 
-	if (seq & 1)
+	*seq = __atomic_load_n(&mm->inval_seq, __ATOMIC_ACQUIRE);
+	if (*seq & 1)
 		return 0;
 	vmmu_rcu_read_lock();
 	e = pt_lookup(mm, hva);
 	if (e)
 		v = __atomic_load_n(e, __ATOMIC_ACQUIRE);
 	vmmu_rcu_read_unlock();
+	return v;
+}
+
+static bool pt_peek_valid(struct host_mm *mm, uint64_t seq)
+{
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	return __atomic_load_n(&mm->inval_seq, __ATOMIC_RELAXED) == seq ? v : 0;
+	return __atomic_load_n(&mm->inval_seq, __ATOMIC_RELAXED) == seq;
+}
+
+/*
+ * The leaf value mapping @hva, read with no lock (the kernel's GUP-fast): what a lookup under the
+ * lock would have returned. 0 when it cannot tell (none mapped, or an invalidation ran): take the
+ * lock.
+ */
+static uint64_t pt_peek(struct host_mm *mm, hva_t hva)
+{
+	uint64_t seq, v = pt_peek_begin(mm, hva, &seq);
+
+	return pt_peek_valid(mm, seq) ? v : 0;
 }
 
 /* Young bits of the leaves meeting [start,end) under @n (a level-@level node at @base). */
@@ -977,17 +995,12 @@ int host_hva_peek_prot(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *writable
 
 int host_hva_peek_word(struct host_mm *mm, hva_t hva, unsigned len, uint64_t *val, uint8_t **ptr)
 {
-	uint64_t seq = __atomic_load_n(&mm->inval_seq, __ATOMIC_ACQUIRE), v = 0;
-	uint64_t *e;
+	uint64_t seq, v;
 	uint8_t *p;
 
-	if ((seq & 1) || hva >= HOST_USER_MAX)
+	if (hva >= HOST_USER_MAX)
 		return -EAGAIN;
-	vmmu_rcu_read_lock();
-	e = pt_lookup(mm, hva);
-	if (e)
-		v = __atomic_load_n(e, __ATOMIC_ACQUIRE);
-	vmmu_rcu_read_unlock();
+	v = pt_peek_begin(mm, hva, &seq);
 	if ((v & (PTE_PRESENT | PTE_YOUNG)) != (PTE_PRESENT | PTE_YOUNG))
 		return -EAGAIN;
 	p = (uint8_t *)host_pfn_to_ptr(mm->arena, leaf_pfn_at(v, hva)) + (hva & (HOST_PAGE_SIZE - 1));
@@ -997,8 +1010,7 @@ int host_hva_peek_word(struct host_mm *mm, hva_t hva, unsigned len, uint64_t *va
 	 * thrown away; the arena stays mapped, so the load itself is safe). */
 	*val = len == 8 ? __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE) :
 			  __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE);
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	if (__atomic_load_n(&mm->inval_seq, __ATOMIC_RELAXED) != seq)
+	if (!pt_peek_valid(mm, seq))
 		return -EAGAIN;
 	*ptr = p;
 	return 0;

@@ -235,8 +235,8 @@ int slot_gfn_to_pfn_prot(struct memslots *ms, const struct memslot *slot, gfn_t 
 int memslots_gpa_to_ptr(struct memslots *ms, gpa_t gpa, size_t len, bool write, void **ptr);
 /* @fn(ptr, @arg) on the @len bytes at @gpa (inside one page) with the host page held still
  * (host_hva_access): the hypervisor's own access to guest memory (its software page walks' A/D
- * swaps, the VMM's reads and writes), which a host page change (a THP collapse, a KSM merge, an unmap)
- * must not race: a pointer from memslots_gpa_to_ptr is only safe where the vCPU request
+ * swaps, the VMM's reads and writes), which a host page change (a THP collapse, a KSM merge, an
+ * unmap) must not race: a pointer from memslots_gpa_to_ptr is only safe where the vCPU request
  * protocol or the invalidation sequence guards it. A write marks the page dirty in a logging
  * slot first. 0, -ENOENT (no slot), -EPERM (a write to a READONLY slot), -EFAULT, -EINVAL.
  * Not with mmu_lock held (the host mm's lock comes first). */

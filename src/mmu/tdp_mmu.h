@@ -13,7 +13,8 @@
  *  - A present leaf maps the pfn that backs its gfn now (host_hva_lookup of the slot's hva);
  *    W only if the slot is not READONLY, and in a write-protect-logging slot only if the page's
  *    dirty bit is set; MMU_WRITABLE iff the slot is not READONLY and the host page may be written
- *    (no KSM page: host_hva_lookup_order's writable), HOST_WRITABLE with it. If W is set, MMU_WRITABLE is.
+ *    (no KSM page: host_hva_lookup_order's writable), HOST_WRITABLE with it. If W is set,
+ *    MMU_WRITABLE is.
  *  - A 2M leaf: the whole 2M gfn range lies in one slot that does not log dirty pages, and the
  *    host maps the hva range with one 2M page whose head is the leaf's pfn.
  *  - An MMIO spte lives at level 1, and its gfn is in no slot unless its generation is stale.
