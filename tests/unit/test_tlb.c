@@ -129,6 +129,54 @@ static void test_dirty_and_attrs_roundtrip(void **state)
 	tlb_destroy(t);
 }
 
+/* The owner's host fields start empty in a filled entry, whatever the caller's entry held (they
+ * belong to the translation the owner had before), and in a second-level entry's first-level
+ * copy; every other field is the caller's. */
+static void test_fill_host_fields(void **state)
+{
+	struct tlb *t = mk(NULL);
+	static uint8_t page[4096];
+	struct tlb_entry_info in = ent(0x7000, 12, 9, false), o;
+	uint32_t *stamp;
+
+	in.host = page;
+	in.host_writable = true;
+	tlb_fill(t, 0x40000, &in);
+	assert_int_equal(tlb_lookup(t, 0x40008, 9, &o), TLB_HIT_L1);
+	assert_null(o.host);
+	assert_false(o.host_writable);
+	assert_int_equal(o.frame, 0x7000);
+	assert_int_equal(o.page_shift, 12);
+	assert_int_equal(o.access, ACC_WRITE | ACC_USER);
+	assert_int_equal(o.pkey, 5);
+	assert_true(o.dirty);
+	assert_false(o.global);
+	assert_int_equal(o.pcid, 9);
+	/* The owner keeps a pointer in the first-level entry; four more pages of its L1 set push
+	 * it out to the STLB, whose copy never had one, and a hit there copies it back empty. */
+	struct tlb_entry_info *e = tlb_find_l1(t, 0x40000, 9, &stamp);
+	assert_non_null(e);
+	e->host = page;
+	e->host_writable = true;
+	for (unsigned i = 1; i <= 4; i++)
+		fill(t, 0x40000 + i * 16 * SZ_4K, (uint64_t)i << 30, 12, 9, false);
+	assert_null(tlb_find_l1(t, 0x40000, 9, &stamp));
+	assert_int_equal(tlb_lookup(t, 0x40008, 9, &o), TLB_HIT_L2);
+	assert_null(o.host);
+	assert_false(o.host_writable);
+	assert_int_equal(o.frame, 0x7000);
+	assert_int_equal(o.pkey, 5);
+	assert_int_equal(o.pcid, 9);
+	/* A global 2M entry answers any PCID with its own page size and frame. */
+	in = ent(0x40200000, 21, 9, true);
+	tlb_fill(t, 0x80000000, &in);
+	assert_int_equal(tlb_lookup(t, 0x80012345, 3, &o), TLB_HIT_L1);
+	assert_int_equal(o.frame, 0x40200000);
+	assert_int_equal(o.page_shift, 21);
+	assert_true(o.global);
+	tlb_destroy(t);
+}
+
 static void test_refill_replaces(void **state)
 {
 	struct tlb *t = mk(NULL);
@@ -711,7 +759,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fill_lookup_each_size),
-		cmocka_unit_test(test_dirty_and_attrs_roundtrip),
+		cmocka_unit_test(test_dirty_and_attrs_roundtrip), cmocka_unit_test(test_fill_host_fields),
 		cmocka_unit_test(test_refill_replaces),
 		cmocka_unit_test(test_pcid_isolation),
 		cmocka_unit_test(test_global_any_pcid),
