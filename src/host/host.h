@@ -204,7 +204,23 @@ int host_hva_peek_prot(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *writable
  * change of the mm begun since the leaf was read (a seqcount read side), so the word is what the
  * page held while it backed @hva. 0 with *@val and where it lies (*@ptr), or -EAGAIN: not mapped,
  * not young (marking it so takes the lock), or a change under way: take host_hva_access. */
-int host_hva_peek_word(struct host_mm *mm, hva_t hva, unsigned len, uint64_t *val, uint8_t **ptr);
+struct host_peek_tok;
+int host_hva_peek_word(struct host_mm *mm, hva_t hva, unsigned len, uint64_t *val, uint8_t **ptr,
+		       struct host_peek_tok *tok);
+/*
+ * What a successful host_hva_peek_word saw (@tok, unless NULL): the mm's invalidation and aging
+ * sequences. While neither has moved, no frame of the mm was unmapped, replaced or freed, and no
+ * page made old: a caller may keep the page's address and load from it again with
+ * host_peek_again, with no look-up, as a peek of the same hva would (the page is still mapped,
+ * to the same frame, and young, so a locked access would change nothing either).
+ */
+struct host_peek_tok {
+	uint64_t inval_seq, young_seq;
+};
+/* Load the word at @p (in the page a peek gave @tok with) if @tok still holds, the load inside
+ * the same seqcount read side as a peek's: 0 with *@val, or -EAGAIN (look up again). */
+int host_peek_again(struct host_mm *mm, const struct host_peek_tok *tok, const uint8_t *p,
+		    unsigned len, uint64_t *val);
 
 void host_mmu_notifier_register(struct host_mm *mm, struct host_mmu_notifier *mn);
 void host_mmu_notifier_unregister(struct host_mm *mm, struct host_mmu_notifier *mn);

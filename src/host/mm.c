@@ -115,6 +115,9 @@ struct host_mm {
 	/* Odd while notifiers are between invalidate_range_start and _end (a seqcount for the
 	 * lockless lookups: one that met no invalidation saw what a locked one would). */
 	uint64_t inval_seq;                     /* [a] written under mm->lock */
+	/* Advanced by every clear_young, before it clears a bit: a page address a lockless peek
+	 * found young stays young while it holds (host_peek_again). */
+	uint64_t young_seq;                     /* [a] written under mm->lock */
 	/* Zero-filled subpages a THP may hold before memory pressure splits it and frees them
 	 * (khugepaged's max_ptes_none, pushed here by khugepaged; 511 without it). */
 	uint64_t underused_max_none;            /* [a] */
@@ -993,13 +996,22 @@ int host_hva_peek_prot(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *writable
 	return 0;
 }
 
-int host_hva_peek_word(struct host_mm *mm, hva_t hva, unsigned len, uint64_t *val, uint8_t **ptr)
+static inline uint64_t peek_load(const uint8_t *p, unsigned len)
 {
-	uint64_t seq, v;
+	return len == 8 ? __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE) :
+			  __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE);
+}
+
+int host_hva_peek_word(struct host_mm *mm, hva_t hva, unsigned len, uint64_t *val, uint8_t **ptr,
+		       struct host_peek_tok *tok)
+{
+	uint64_t seq, v, young_seq;
 	uint8_t *p;
 
 	if (hva >= HOST_USER_MAX)
 		return -EAGAIN;
+	/* Read before the leaf: a clear_young that the leaf's young bit missed has moved it. */
+	young_seq = __atomic_load_n(&mm->young_seq, __ATOMIC_ACQUIRE);
 	v = pt_peek_begin(mm, hva, &seq);
 	if ((v & (PTE_PRESENT | PTE_YOUNG)) != (PTE_PRESENT | PTE_YOUNG))
 		return -EAGAIN;
@@ -1008,12 +1020,25 @@ int host_hva_peek_word(struct host_mm *mm, hva_t hva, unsigned len, uint64_t *va
 	 * still @seq after the load, the frame backed @hva throughout. Else the frame may have been
 	 * freed and written by a new owner meanwhile (the seqlock's benign race: what was loaded is
 	 * thrown away; the arena stays mapped, so the load itself is safe). */
-	*val = len == 8 ? __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE) :
-			  __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE);
+	*val = peek_load(p, len);
 	if (!pt_peek_valid(mm, seq))
 		return -EAGAIN;
 	*ptr = p;
+	if (tok)
+		*tok = (struct host_peek_tok){ .inval_seq = seq, .young_seq = young_seq };
 	return 0;
+}
+
+int host_peek_again(struct host_mm *mm, const struct host_peek_tok *tok, const uint8_t *p,
+		    unsigned len, uint64_t *val)
+{
+	/* pt_peek_begin's read side with the kept page in place of the look-up. An odd @tok never
+	 * came from a peek, so an odd inval_seq (a change under way) cannot match it. */
+	if (__atomic_load_n(&mm->inval_seq, __ATOMIC_ACQUIRE) != tok->inval_seq ||
+	    __atomic_load_n(&mm->young_seq, __ATOMIC_ACQUIRE) != tok->young_seq)
+		return -EAGAIN;
+	*val = peek_load(p, len);
+	return pt_peek_valid(mm, tok->inval_seq) ? 0 : -EAGAIN;
 }
 
 static bool notifier_registered(struct host_mm *mm, const struct host_mmu_notifier *mn)
@@ -1055,6 +1080,8 @@ bool host_mm_clear_young(struct host_mm *mm, hva_t start, hva_t end)
 	if (!mm || start >= end)
 		return false;
 	brlock_write(&mm->lock);
+	/* Before the bits: pte_set's release orders it before each cleared one. */
+	__atomic_store_n(&mm->young_seq, mm->young_seq + 1, __ATOMIC_RELAXED);
 	young = pt_young(mm->root, PT_LEVELS, 0, start, end, true);
 	/* Every notifier, not only until one says young: each must clear its own state. */
 	cds_list_for_each_entry(mn, &mm->notifiers, link)

@@ -376,13 +376,16 @@ static void word_fn(void *ptr, void *arg)
 			       __atomic_load_n((const uint32_t *)ptr, __ATOMIC_ACQUIRE);
 }
 
-int memslots_gpa_read_word(struct memslots *ms, gpa_t gpa, unsigned len, uint64_t *val,
-			   uint8_t **ptr)
+/* memslots_gpa_read_word; *@tok gets the peek's token, or an odd inval_seq (no peek's: never
+ * matches) where the word came from the locked access. */
+static int read_word_tok(struct memslots *ms, gpa_t gpa, unsigned len, uint64_t *val, uint8_t **ptr,
+			 struct host_peek_tok *tok)
 {
 	struct word_arg w = { .len = len };
 	const struct memslot *slot;
 	int r;
 
+	tok->inval_seq = 1;
 	if ((len != 4 && len != 8) || (gpa & (len - 1)))
 		return -EINVAL;
 	if (!ms->mm)
@@ -394,14 +397,57 @@ int memslots_gpa_read_word(struct memslots *ms, gpa_t gpa, unsigned len, uint64_
 	} else {
 		hva_t hva = slot_gfn_to_hva(slot, gpa >> VMMU_PAGE_SHIFT) + (gpa & (VMMU_PAGE_SIZE - 1));
 
-		r = host_hva_peek_word(ms->mm, hva, len, &w.val, &w.ptr);
-		if (r == -EAGAIN)
+		r = host_hva_peek_word(ms->mm, hva, len, &w.val, &w.ptr, tok);
+		if (r == -EAGAIN) {
+			tok->inval_seq = 1;
 			r = host_hva_access(ms->mm, hva, false, word_fn, &w);
+		}
 	}
 	vmmu_rcu_read_unlock();
 	if (!r) {
 		*val = w.val;
 		*ptr = w.ptr;
+	}
+	return r;
+}
+
+int memslots_gpa_read_word(struct memslots *ms, gpa_t gpa, unsigned len, uint64_t *val,
+			   uint8_t **ptr)
+{
+	struct host_peek_tok tok;
+
+	return read_word_tok(ms, gpa, len, val, ptr, &tok);
+}
+
+int memslots_gpa_read_word_cached(struct memslots *ms, struct memslots_wcache *c, unsigned way,
+				  gpa_t gpa, unsigned len, uint64_t *val, uint8_t **ptr)
+{
+	struct memslots_wcache_ent *e = &c->e[way % MEMSLOTS_WCACHE];
+	const gfn_t gfn = gpa >> VMMU_PAGE_SHIFT;
+	const unsigned off = gpa & (VMMU_PAGE_SIZE - 1);
+	/* Before the look-up, as for an MMIO spte: a slot change completed after it moves it. */
+	const uint64_t gen = memslots_generation(ms);
+	int r;
+
+	if (e->page && e->gfn == gfn && e->gen == gen && !(off & (len - 1)) && (len == 4 || len == 8)) {
+		/* In a read section as the look-up would be: a slot change waits for it. */
+		vmmu_rcu_read_lock();
+		r = host_peek_again(ms->mm, &e->tok, e->page + off, len, val);
+		vmmu_rcu_read_unlock();
+		if (!r) {
+			c->hits++;
+			*ptr = e->page + off;
+			return 0;
+		}
+	}
+	c->misses++;
+	r = read_word_tok(ms, gpa, len, val, ptr, &e->tok);
+	if (!r && !(e->tok.inval_seq & 1) && !memslot_gen_in_progress(gen)) {
+		e->gfn = gfn;
+		e->page = *ptr - off;
+		e->gen = gen;
+	} else {
+		e->page = NULL;
 	}
 	return r;
 }

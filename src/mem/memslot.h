@@ -249,6 +249,28 @@ int memslots_gpa_access(struct memslots *ms, gpa_t gpa, size_t len, bool write,
  * takes the host mm's lock). */
 int memslots_gpa_read_word(struct memslots *ms, gpa_t gpa, unsigned len, uint64_t *val,
 			   uint8_t **ptr);
+/*
+ * A caller's (one thread's) memory of the host pages its reads reached, so that a read of a page
+ * read lately takes neither the slot look-up nor the host page-table look-up: an entry holds while
+ * the memslots generation it was made under and its host peek token (host_peek_again: no
+ * invalidation, no aging since) do, so a read through it is what memslots_gpa_read_word would
+ * give, young bit included. Zeroed: empty. No lock: the owner's alone.
+ */
+#define MEMSLOTS_WCACHE 5
+struct memslots_wcache_ent {
+	gfn_t gfn;
+	uint8_t *page;   /* NULL: empty */
+	uint64_t gen;
+	struct host_peek_tok tok;
+};
+struct memslots_wcache {
+	struct memslots_wcache_ent e[MEMSLOTS_WCACHE];
+	uint64_t hits, misses;
+};
+/* memslots_gpa_read_word through @c, its entry @way (mod MEMSLOTS_WCACHE): a caller reading the
+ * same few pages in the same order (a walk's levels) gives each its own way. */
+int memslots_gpa_read_word_cached(struct memslots *ms, struct memslots_wcache *c, unsigned way,
+				  gpa_t gpa, unsigned len, uint64_t *val, uint8_t **ptr);
 /* Copy to/from guest physical memory, across pages. -EFAULT for a gpa in no slot, or a write to a
  * READONLY slot (as kvm_read_guest/kvm_write_guest). Writes mark pages dirty. */
 int memslots_read_guest(struct memslots *ms, gpa_t gpa, void *buf, size_t len);

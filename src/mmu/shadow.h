@@ -272,6 +272,9 @@ struct shadow_vcpu {
 	uint32_t pae_role;                /* [L] role word of the level-2 sps (quadrant 0) */
 	gva_t unprotect_gva;              /* [o] the last write that fell back to unshadowing */
 	unsigned unprotect_tries;         /* [o] fallbacks for it in a row */
+	/* The host pages of the guest tables the vCPU's #PF walks read lately, one way a walk
+	 * level: a walk's load of a table page it read before takes no look-up. */
+	struct memslots_wcache gpt_cache; /* [o] */
 };
 
 #define GFN_STRIPES 64

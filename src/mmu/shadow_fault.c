@@ -1158,6 +1158,7 @@ static int shadow_fault(struct fault *f)
 	vmmu_rcu_read_lock();
 	mmu_fault_begin(f->pf);
 	rec.ms = sm->mmu.env.slots;
+	rec.cache = &f->sv->gpt_cache;
 	rec.n = 0;
 	rc = fault_walk(f, &rec);
 	if (rc == RET_PF_INJECT && sm->notrap && f->nparts == 1 && !(f->pf->pf_ec & PFERR_PRESENT))

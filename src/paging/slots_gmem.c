@@ -83,8 +83,23 @@ static int rec_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
 {
 	struct slots_gmem_rec *r = opaque;
 	uint8_t *ptr;
-	int rc = read_word(r->ms, gpa, buf, len, &ptr);
+	int rc;
 
+	if (r->cache) {
+		uint64_t v;
+
+		/* Way n: a walk reads its levels in the same order every time. */
+		rc = memslots_gpa_read_word_cached(r->ms, r->cache, r->n, gpa, len, &v, &ptr);
+		if (!rc) {
+			if (len == 8)
+				*(uint64_t *)buf = v;
+			else
+				*(uint32_t *)buf = (uint32_t)v;
+		}
+		rc = walker_err(rc);
+	} else {
+		rc = read_word(r->ms, gpa, buf, len, &ptr);
+	}
 	if (!rc) {
 		unsigned i = r->n++ % SLOTS_GMEM_REC_MAX;
 

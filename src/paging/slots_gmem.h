@@ -21,13 +21,14 @@ extern const struct guest_mem_ops slots_gmem_ops;
 /*
  * The same walk, noting where each entry it read lies in host memory: an MMU that re-reads the
  * entries of its walk later (has a guest entry changed since?) needs no second look-up of each
- * table page. Opaque: a struct slots_gmem_rec, ms set and n zero before the walk. A pointer is
+ * table page. Opaque: a struct slots_gmem_rec, ms and cache set and n zero before the walk. A pointer is
  * what memslots_gpa_to_ptr() would give at the read: it backs the gpa until the hva mapping
  * changes, so the caller's invalidation sequence, sampled before the walk, guards its use.
  */
 #define SLOTS_GMEM_REC_MAX 8
 struct slots_gmem_rec {
 	struct memslots *ms;
+	struct memslots_wcache *cache;     /* the reader's (NULL: none): the n-th read uses way n */
 	unsigned n;                        /* reads so far; the last SLOTS_GMEM_REC_MAX kept */
 	struct {
 		gfn_t gfn;

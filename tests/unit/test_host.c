@@ -1036,7 +1036,9 @@ struct peek_probe {
 	struct host_mmu_notifier mn;
 	struct host_mm *mm;
 	hva_t hva;                      /* a page the change does not touch, mapped and young */
-	int word_rc, prot_rc, calls;
+	struct host_peek_tok tok;       /* a peek of it before the change */
+	const uint8_t *ptr;             /* where that peek found it */
+	int word_rc, prot_rc, again_rc, calls;
 };
 
 static void probe_start(struct host_mmu_notifier *mn, hva_t start, hva_t end)
@@ -1049,8 +1051,9 @@ static void probe_start(struct host_mmu_notifier *mn, hva_t start, hva_t end)
 	(void)start;
 	(void)end;
 	p->calls++;
-	p->word_rc = host_hva_peek_word(p->mm, p->hva, 8, &val, &ptr);
+	p->word_rc = host_hva_peek_word(p->mm, p->hva, 8, &val, &ptr, NULL);
 	p->prot_rc = host_hva_peek_prot(p->mm, p->hva, &pfn, NULL);
+	p->again_rc = host_peek_again(p->mm, &p->tok, p->ptr, 8, &val);
 }
 
 static const struct host_mmu_notifier_ops probe_ops = { .invalidate_range_start = probe_start };
@@ -1079,7 +1082,7 @@ static void test_peek(void **state)
 
 	(void)state;
 	/* Not mapped. */
-	assert_int_equal(host_hva_peek_word(mm, base + PAGE, 8, &val, &ptr), -EAGAIN);
+	assert_int_equal(host_hva_peek_word(mm, base + PAGE, 8, &val, &ptr, NULL), -EAGAIN);
 	assert_int_equal(host_hva_peek_prot(mm, base + PAGE, &pfn, NULL), -ENOENT);
 	assert_int_equal(host_hva_peek_prot(mm, UINT64_MAX, &pfn, NULL), -ENOENT);
 	assert_int_equal(host_hva_peek_prot(NULL, base, &pfn, NULL), -EINVAL);
@@ -1088,10 +1091,10 @@ static void test_peek(void **state)
 	pfn = touch(mm, base + PAGE, NULL);
 	uint8_t *frame = host_pfn_to_ptr(a, pfn);
 	memcpy(frame + 0x48, &(uint64_t){ 0x1122334455667788ULL }, 8);
-	assert_int_equal(host_hva_peek_word(mm, base + PAGE + 0x48, 8, &val, &ptr), 0);
+	assert_int_equal(host_hva_peek_word(mm, base + PAGE + 0x48, 8, &val, &ptr, NULL), 0);
 	assert_int_equal(val, 0x1122334455667788ULL);
 	assert_ptr_equal(ptr, frame + 0x48);
-	assert_int_equal(host_hva_peek_word(mm, base + PAGE + 0x4c, 4, &val, &ptr), 0);
+	assert_int_equal(host_hva_peek_word(mm, base + PAGE + 0x4c, 4, &val, &ptr, NULL), 0);
 	assert_int_equal(val, 0x11223344ULL);
 	assert_ptr_equal(ptr, frame + 0x4c);
 	assert_int_equal(host_hva_access(mm, base + PAGE + 0x48, false, read_fn, &got), 0);
@@ -1100,26 +1103,49 @@ static void test_peek(void **state)
 	assert_int_equal(seen, pfn);
 	assert_true(w);
 
-	/* Not young: the word waits for the lock, which marks it young again. */
+	/* A peek's token lets the page be read again with no look-up (host_peek_again), the
+	 * word as it is now, until the mm ages a page or changes. */
+	struct host_peek_tok tok;
+	const uint8_t *kept;
+	assert_int_equal(host_hva_peek_word(mm, base + PAGE + 0x48, 8, &val, &ptr, &tok), 0);
+	kept = ptr - 0x48;
+	assert_int_equal(tok.inval_seq & 1, 0);
+	memcpy(frame + 0x50, &(uint64_t){ 0xabcdef }, 8);
+	assert_int_equal(host_peek_again(mm, &tok, kept + 0x50, 8, &val), 0);
+	assert_int_equal(val, 0xabcdef);
+	assert_int_equal(host_peek_again(mm, &tok, kept + 0x4c, 4, &val), 0);
+	assert_int_equal(val, 0x11223344ULL);
+
+	/* Not young: the word waits for the lock, which marks it young again; the token, taken
+	 * before the aging, no longer holds even then (a read through it would not mark the page). */
 	assert_true(host_mm_clear_young(mm, base, base + 16 * PAGE));
-	assert_int_equal(host_hva_peek_word(mm, base + PAGE + 0x48, 8, &val, &ptr), -EAGAIN);
+	assert_int_equal(host_peek_again(mm, &tok, kept + 0x48, 8, &val), -EAGAIN);
+	assert_int_equal(host_hva_peek_word(mm, base + PAGE + 0x48, 8, &val, &ptr, NULL), -EAGAIN);
 	assert_int_equal(host_hva_peek_prot(mm, base + PAGE, &seen, NULL), 0);   /* no access */
 	assert_int_equal(host_hva_access(mm, base + PAGE + 0x48, false, read_fn, &got), 0);
-	assert_int_equal(host_hva_peek_word(mm, base + PAGE + 0x48, 8, &val, &ptr), 0);
+	assert_int_equal(host_peek_again(mm, &tok, kept + 0x48, 8, &val), -EAGAIN);
+	assert_int_equal(host_hva_peek_word(mm, base + PAGE + 0x48, 8, &val, &ptr, &tok), 0);
+	assert_int_equal(host_peek_again(mm, &tok, kept + 0x48, 8, &val), 0);
+	assert_int_equal(val, 0x1122334455667788ULL);
 
-	/* While a change runs, even a page it does not touch is refused. */
+	/* While a change runs, even a page it does not touch is refused, and so is every token
+	 * taken before it, after it too. */
 	touch(mm, probe.hva, NULL);
-	assert_int_equal(host_hva_peek_word(mm, probe.hva, 8, &val, &ptr), 0);
+	assert_int_equal(host_hva_peek_word(mm, probe.hva, 8, &val, &ptr, &probe.tok), 0);
+	probe.ptr = ptr;
+	assert_int_equal(host_peek_again(mm, &probe.tok, probe.ptr, 8, &val), 0);
 	host_mmu_notifier_register(mm, &probe.mn);
 	assert_int_equal(host_munmap(mm, base + PAGE, PAGE), 0);
 	assert_int_equal(probe.calls, 1);
 	assert_int_equal(probe.word_rc, -EAGAIN);
 	assert_int_equal(probe.prot_rc, -ENOENT);
+	assert_int_equal(probe.again_rc, -EAGAIN);
 	host_mmu_notifier_unregister(mm, &probe.mn);
+	assert_int_equal(host_peek_again(mm, &probe.tok, probe.ptr, 8, &val), -EAGAIN);
 	/* After it: the page unmapped is refused, the other answered again. */
-	assert_int_equal(host_hva_peek_word(mm, base + PAGE + 0x48, 8, &val, &ptr), -EAGAIN);
+	assert_int_equal(host_hva_peek_word(mm, base + PAGE + 0x48, 8, &val, &ptr, NULL), -EAGAIN);
 	assert_int_equal(host_hva_peek_prot(mm, base + PAGE, &seen, NULL), -ENOENT);
-	assert_int_equal(host_hva_peek_word(mm, probe.hva, 8, &val, &ptr), 0);
+	assert_int_equal(host_hva_peek_word(mm, probe.hva, 8, &val, &ptr, NULL), 0);
 
 	host_mm_destroy(mm);
 	host_arena_destroy(a);

@@ -825,6 +825,74 @@ static void test_read_word(void **state)
 	host_env_fini(&e);
 }
 
+/*
+ * memslots_gpa_read_word_cached answers as memslots_gpa_read_word, value, pointer and young bit
+ * alike, and takes no look-up while its entry holds: until a memslot change, a change of the host
+ * mm (an unmap anywhere in it) or an aging. A page read through the lock (not young) is not kept.
+ */
+static void test_read_word_cached(void **state)
+{
+	struct host_env e;
+	struct memslots_wcache c;
+	hva_t hva, hva2, h;
+	uint64_t val = 0, want;
+	uint8_t *ptr = NULL, *ref;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	host_env_two_slots(&e, &hva, &hva2);
+	assert_int_equal(memslots_write_guest(e.ms, 0x105018, &(uint64_t){ 0x55aa }, 8), 0);
+	/* The write made the page young: the first read peeks and keeps the page. */
+	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 2, 0x105018, 8, &val, &ptr), 0);
+	assert_int_equal(val, 0x55aa);
+	assert_int_equal(memslots_gpa_read_word(e.ms, 0x105018, 8, &want, &ref), 0);
+	assert_ptr_equal(ptr, ref);
+	assert_int_equal(c.misses, 1);
+	/* Read again, any word of the page, through the way that kept it: no look-up. */
+	*(uint64_t *)(ref + 8) = 0x77;
+	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 2, 0x105020, 8, &val, &ptr), 0);
+	assert_int_equal(val, 0x77);
+	assert_ptr_equal(ptr, ref + 8);
+	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 2 + MEMSLOTS_WCACHE, 0x10501c, 4,
+						       &val, &ptr), 0);
+	assert_int_equal(val, 0);
+	assert_int_equal(c.hits, 2);
+	/* Another page through that way replaces it; its errors are those of the uncached read. */
+	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 2, 0x201000, 8, &val, &ptr), 0);
+	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 2, 0x105014, 8, &val, &ptr), -EINVAL);
+	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 2, 0x300000, 8, &val, &ptr), -ENOENT);
+	assert_null(c.e[2].page);
+	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 2, 0x105018, 8, &val, &ptr), 0);
+	assert_int_equal(c.hits, 2);
+	/* Each invalidating event drops it: a slot change elsewhere, ... */
+	assert_int_equal(set(e.ms, 3, 0, 0x400000, PG, hva2), 0);
+	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 2, 0x105018, 8, &val, &ptr), 0);
+	assert_int_equal(c.hits, 2);
+	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 2, 0x105018, 8, &val, &ptr), 0);
+	assert_int_equal(c.hits, 3);
+	/* ... an unmap of another mapping of the mm, ... */
+	assert_int_equal(host_mmap(e.mm, 0, PG, 0, &h), 0);
+	assert_int_equal(host_munmap(e.mm, h, PG), 0);
+	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 2, 0x105018, 8, &val, &ptr), 0);
+	assert_int_equal(c.hits, 3);
+	assert_int_equal(val, 0x55aa);
+	/* ... and an aging: the page, old now, is read through the lock, which makes it young
+	 * again as the uncached read would, and not kept. */
+	assert_true(host_mm_clear_young(e.mm, hva, hva + 64 * PG));
+	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 2, 0x105018, 8, &val, &ptr), 0);
+	assert_int_equal(val, 0x55aa);
+	assert_true(host_mm_test_young(e.mm, hva + 5 * PG, hva + 6 * PG));
+	assert_null(c.e[2].page);
+	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 2, 0x105018, 8, &val, &ptr), 0);
+	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 2, 0x105018, 8, &val, &ptr), 0);
+	assert_int_equal(c.hits, 4);
+	/* The slot deleted: the gpa has no memory, whatever was kept. */
+	assert_int_equal(set(e.ms, 1, 0, 0x100000, 0, 0), 0);
+	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 2, 0x105018, 8, &val, &ptr), -ENOENT);
+	assert_null(c.e[2].page);
+	host_env_fini(&e);
+}
+
 /* ---- dirty logging ---- */
 
 static void test_dirty_log(void **state)
@@ -1192,7 +1260,7 @@ int main(void)
 		cmocka_unit_test(test_slot_cache),
 		cmocka_unit_test(test_gfn_to_hva),
 		cmocka_unit_test(test_gfn_to_pfn),
-		cmocka_unit_test(test_read_word),
+		cmocka_unit_test(test_read_word), cmocka_unit_test(test_read_word_cached),
 		cmocka_unit_test(test_dirty_log),
 		cmocka_unit_test(test_ksm_tracking),
 		cmocka_unit_test(test_dirty_via_guest_writes),
