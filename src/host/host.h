@@ -210,9 +210,10 @@ int host_hva_peek_word(struct host_mm *mm, hva_t hva, unsigned len, uint64_t *va
 /*
  * What a successful host_hva_peek_word saw (@tok, unless NULL): the mm's invalidation and aging
  * sequences. While neither has moved, no frame of the mm was unmapped, replaced or freed, and no
- * page made old: a caller may keep the page's address and load from it again with
- * host_peek_again, with no look-up, as a peek of the same hva would (the page is still mapped,
- * to the same frame, and young, so a locked access would change nothing either).
+ * aging has completed (one under way holds the mm's lock, which a locked access waits for): a
+ * caller may keep the page's address and load from it again with host_peek_again, with no
+ * look-up, as a peek of the same hva would (the page is still mapped, to the same frame, and
+ * young, so a locked access would change nothing either). Tokens of one mm only.
  */
 struct host_peek_tok {
 	uint64_t inval_seq, young_seq;

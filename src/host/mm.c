@@ -35,8 +35,9 @@
  * (pt_peek, the kernel's GUP-fast): nodes unlinked are freed after an RCU grace period, and
  * inval_seq, odd between the notifiers' start and end, tells it a change was under way (then it
  * takes the lock). So does a load of a word in such a page (host_hva_peek_word: inval_seq read
- * around the lookup and the load; frames are freed only inside a notify_start/notify_end window).
- * Marking a page young takes the read lock (an atomic OR); a new mapping, the write lock. Frames
+ * around the lookup and the load; frames are freed only inside a notify_start/notify_end window),
+ * and a load from a page such a peek found, kept by the caller (host_peek_again: inval_seq and
+ * young_seq, which every clear_young advances, unchanged since the peek). Marking a page young takes the read lock (an atomic OR); a new mapping, the write lock. Frames
  * are freed with the lock held, so the lock order is mm->lock, then arena->lock.
  */
 #include <assert.h>
@@ -115,8 +116,9 @@ struct host_mm {
 	/* Odd while notifiers are between invalidate_range_start and _end (a seqcount for the
 	 * lockless lookups: one that met no invalidation saw what a locked one would). */
 	uint64_t inval_seq;                     /* [a] written under mm->lock */
-	/* Advanced by every clear_young, before it clears a bit: a page address a lockless peek
-	 * found young stays young while it holds (host_peek_again). */
+	/* Advanced by every clear_young once its bits are cleared, before it lets the lock go: a
+	 * peek that read a value saw every bit an earlier clear_young cleared, so a page it found
+	 * young has not been made old while the value holds (host_peek_again). */
 	uint64_t young_seq;                     /* [a] written under mm->lock */
 	/* Zero-filled subpages a THP may hold before memory pressure splits it and frees them
 	 * (khugepaged's max_ptes_none, pushed here by khugepaged; 511 without it). */
@@ -1010,7 +1012,8 @@ int host_hva_peek_word(struct host_mm *mm, hva_t hva, unsigned len, uint64_t *va
 
 	if (hva >= HOST_USER_MAX)
 		return -EAGAIN;
-	/* Read before the leaf: a clear_young that the leaf's young bit missed has moved it. */
+	/* Read before the leaf (acquire: the bits a clear_young cleared before advancing it are seen
+	 * too); a clear_young the leaf's young bit missed moves it after. */
 	young_seq = __atomic_load_n(&mm->young_seq, __ATOMIC_ACQUIRE);
 	v = pt_peek_begin(mm, hva, &seq);
 	if ((v & (PTE_PRESENT | PTE_YOUNG)) != (PTE_PRESENT | PTE_YOUNG))
@@ -1080,9 +1083,11 @@ bool host_mm_clear_young(struct host_mm *mm, hva_t start, hva_t end)
 	if (!mm || start >= end)
 		return false;
 	brlock_write(&mm->lock);
-	/* Before the bits: pte_set's release orders it before each cleared one. */
-	__atomic_store_n(&mm->young_seq, mm->young_seq + 1, __ATOMIC_RELAXED);
 	young = pt_young(mm->root, PT_LEVELS, 0, start, end, true);
+	/* After the bits, with release: a peek that reads the new value sees them cleared. Advanced
+	 * first, a peek could read it, then find a page young that this call was yet to clear, and
+	 * keep a token that outlived the clearing. */
+	__atomic_store_n(&mm->young_seq, mm->young_seq + 1, __ATOMIC_RELEASE);
 	/* Every notifier, not only until one says young: each must clear its own state. */
 	cds_list_for_each_entry(mn, &mm->notifiers, link)
 		if (mn->ops->clear_young)

@@ -425,24 +425,26 @@ int memslots_gpa_read_word_cached(struct memslots *ms, struct memslots_wcache *c
 	struct memslots_wcache_ent *e = &c->e[way % MEMSLOTS_WCACHE];
 	const gfn_t gfn = gpa >> VMMU_PAGE_SHIFT;
 	const unsigned off = gpa & (VMMU_PAGE_SIZE - 1);
+	int r = -EAGAIN;
+
+	/* The generation and the load in one read section, as the look-up's: a slot change that
+	 * the check did not see waits for the load. */
+	vmmu_rcu_read_lock();
 	/* Before the look-up, as for an MMIO spte: a slot change completed after it moves it. */
 	const uint64_t gen = memslots_generation(ms);
-	int r;
-
-	if (e->page && e->gfn == gfn && e->gen == gen && !(off & (len - 1)) && (len == 4 || len == 8)) {
-		/* In a read section as the look-up would be: a slot change waits for it. */
-		vmmu_rcu_read_lock();
+	if (e->page && e->ms == ms && e->gfn == gfn && e->gen == gen && !(off & (len - 1)) &&
+	    (len == 4 || len == 8))
 		r = host_peek_again(ms->mm, &e->tok, e->page + off, len, val);
-		vmmu_rcu_read_unlock();
-		if (!r) {
-			c->hits++;
-			*ptr = e->page + off;
-			return 0;
-		}
+	vmmu_rcu_read_unlock();
+	if (!r) {
+		c->hits++;
+		*ptr = e->page + off;
+		return 0;
 	}
 	c->misses++;
 	r = read_word_tok(ms, gpa, len, val, ptr, &e->tok);
 	if (!r && !(e->tok.inval_seq & 1) && !memslot_gen_in_progress(gen)) {
+		e->ms = ms;
 		e->gfn = gfn;
 		e->page = *ptr - off;
 		e->gen = gen;

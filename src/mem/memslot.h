@@ -258,6 +258,7 @@ int memslots_gpa_read_word(struct memslots *ms, gpa_t gpa, unsigned len, uint64_
  */
 #define MEMSLOTS_WCACHE 5
 struct memslots_wcache_ent {
+	struct memslots *ms;   /* whose: a token means nothing to another's mm */
 	gfn_t gfn;
 	uint8_t *page;   /* NULL: empty */
 	uint64_t gen;

@@ -2,7 +2,8 @@
 /* Guest physical memory through the memslots for the walker; see slots_gmem.h. An A/D swap holds
  * the host page still (memslots_gpa_access): a hypervisor walk's A/D write must not land in a
  * frame a collapse or merge has copied, or freed, meanwhile. A load needs only to have been made
- * while the frame backed the page: memslots_gpa_read_word, lockless where it can. */
+ * while the frame backed the page: memslots_gpa_read_word, lockless where it can (the recording
+ * walk's through the reader's cache, memslots_gpa_read_word_cached, where it has one). */
 #include <errno.h>
 #include <string.h>
 
@@ -18,7 +19,7 @@ static int walker_err(int rc)
 
 /* One naturally aligned word compare-and-swapped (another vCPU may swap it at any time: the
  * hardware sets A/D so), with the host page held still (memslots_gpa_access). Loads go through
- * memslots_gpa_read_word, lockless where they can. */
+ * memslots_gpa_read_word (or its cached form), lockless where they can. */
 struct swap_op {
 	unsigned len;
 	bool ok;

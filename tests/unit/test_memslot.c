@@ -822,6 +822,31 @@ static void test_read_word(void **state)
 	assert_int_equal(memslots_gpa_read_word(e.ms, 0x105018, 8, &val, &ptr), 0);
 	assert_int_equal(val, 5);
 	assert_int_equal(rec.n, SLOTS_GMEM_REC_MAX + 2);
+
+	/* The same walk through a reader's cache (the soft MMU's): the same values, pointers and
+	 * errors; the second walk of the same pages takes no look-up. */
+	struct memslots_wcache c;
+	memset(&c, 0, sizeof(c));
+	for (int walk = 0; walk < 2; walk++) {
+		struct slots_gmem_rec rc = { .ms = e.ms, .cache = &c };
+		for (unsigned i = 0; i < 4; i++) {
+			gpa_t gpa = 0x100000 + i * PG + 8 * i;
+			uint64_t want;
+			assert_int_equal(slots_gmem_rec_ops.read(&rc, gpa, &buf, 8), 0);
+			assert_int_equal(memslots_gpa_read_word(e.ms, gpa, 8, &want, &ptr), 0);
+			assert_int_equal(buf, want);
+			assert_ptr_equal(slots_gmem_rec_ptr(&rc, gpa), ptr);
+		}
+		assert_int_equal(slots_gmem_rec_ops.read(&rc, 0x300000, &buf, 8), -ENOENT);
+		assert_null(slots_gmem_rec_ptr(&rc, 0x300000));
+		uint32_t w32;
+		assert_int_equal(slots_gmem_rec_ops.read(&rc, 0x10501c, &w32, 4), 0);
+		assert_int_equal(w32, 0);
+	}
+	/* Four hits: the failed read, taking way 4 after the four noted ones, left it empty, so
+	 * the word of page 0x105 was looked up again on the second walk. */
+	assert_int_equal(c.hits, 4);
+	assert_int_equal(c.misses, 8);
 	host_env_fini(&e);
 }
 
