@@ -571,6 +571,7 @@ struct faulter {
 	struct vmmu_vcpu *v;
 	gva_t gva;
 	uint64_t val;       /* what it stores */
+	int started;        /* [atomic] the faulting access is about to be made */
 	int done;           /* [atomic] the faulting access returned */
 	int rc;
 };
@@ -581,6 +582,7 @@ static void *fault_once(void *arg)
 	struct vmmu_access_result r;
 	uint64_t x = f->val;
 
+	__atomic_store_n(&f->started, 1, __ATOMIC_RELEASE);
 	f->rc = vmmu_vcpu_access(f->v, f->gva, 8, VMMU_ACC_WRITE, &x, &r);
 	if (!f->rc && r.status != VMMU_ACCESS_DONE)
 		f->rc = -1;
@@ -622,10 +624,12 @@ static void lock_case(enum vmmu_mmu mode, enum vmmu_mmu_lock lock, enum target t
 	if (held == HOLD_MMU_AND_GFN_LOCK)
 		shadow_spin_lock(to_shadow(g.vm->mmu), &gfn_stripe(to_shadow(g.vm->mmu), f.gva >> 12)->lock);
 	assert_int_equal(pthread_create(&t, NULL, fault_once, &f), 0);
-	for (int i = 0; i < 2000 && !__atomic_load_n(&f.done, __ATOMIC_ACQUIRE); i++) {
+	/* The 30 ms count from the faulter's start, not its creation: on a loaded machine a new
+	 * thread may first run many milliseconds later, and its wait would be too short to tell. */
+	for (int i = 0, waited = 0; i < 4000 && !__atomic_load_n(&f.done, __ATOMIC_ACQUIRE); i++) {
 		struct timespec ts = { 0, 1000 * 1000 };
 		nanosleep(&ts, NULL);
-		if (must_wait && i == 30)
+		if (__atomic_load_n(&f.started, __ATOMIC_ACQUIRE) && must_wait && ++waited == 30)
 			break;          /* 30 ms: it waits */
 	}
 	assert_int_equal(__atomic_load_n(&f.done, __ATOMIC_ACQUIRE), !must_wait);
