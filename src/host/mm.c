@@ -37,8 +37,9 @@
  * takes the lock). So does a load of a word in such a page (host_hva_peek_word: inval_seq read
  * around the lookup and the load; frames are freed only inside a notify_start/notify_end window),
  * and a load from a page such a peek found, kept by the caller (host_peek_again: inval_seq and
- * young_seq, which every clear_young advances, unchanged since the peek). Marking a page young takes the read lock (an atomic OR); a new mapping, the write lock. Frames
- * are freed with the lock held, so the lock order is mm->lock, then arena->lock.
+ * young_seq, which every clear_young advances, unchanged since the peek). Marking a page young
+ * takes the read lock (an atomic OR); a new mapping, the write lock. Frames are freed with the
+ * lock held, so the lock order is mm->lock, then arena->lock.
  */
 #include <assert.h>
 #include <errno.h>

@@ -398,10 +398,8 @@ static int read_word_tok(struct memslots *ms, gpa_t gpa, unsigned len, uint64_t 
 		hva_t hva = slot_gfn_to_hva(slot, gpa >> VMMU_PAGE_SHIFT) + (gpa & (VMMU_PAGE_SIZE - 1));
 
 		r = host_hva_peek_word(ms->mm, hva, len, &w.val, &w.ptr, tok);
-		if (r == -EAGAIN) {
-			tok->inval_seq = 1;
+		if (r == -EAGAIN)   /* *tok untouched: still odd */
 			r = host_hva_access(ms->mm, hva, false, word_fn, &w);
-		}
 	}
 	vmmu_rcu_read_unlock();
 	if (!r) {

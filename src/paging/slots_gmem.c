@@ -41,10 +41,13 @@ static void swap_fn(void *ptr, void *arg)
 	}
 }
 
-static int read_word(struct memslots *ms, gpa_t gpa, void *buf, unsigned len, uint8_t **ptr)
+/* Through @cache's way @way if the reader has a cache (NULL: none). */
+static int read_word(struct memslots *ms, struct memslots_wcache *cache, unsigned way, gpa_t gpa,
+		     void *buf, unsigned len, uint8_t **ptr)
 {
 	uint64_t v;
-	int rc = memslots_gpa_read_word(ms, gpa, len, &v, ptr);
+	int rc = cache ? memslots_gpa_read_word_cached(ms, cache, way, gpa, len, &v, ptr) :
+			 memslots_gpa_read_word(ms, gpa, len, &v, ptr);
 
 	if (!rc) {
 		if (len == 8)
@@ -59,7 +62,7 @@ static int slots_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
 {
 	uint8_t *ptr;
 
-	return read_word(opaque, gpa, buf, len, &ptr);
+	return read_word(opaque, NULL, 0, gpa, buf, len, &ptr);
 }
 
 static int slots_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val, unsigned len)
@@ -84,23 +87,9 @@ static int rec_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
 {
 	struct slots_gmem_rec *r = opaque;
 	uint8_t *ptr;
-	int rc;
+	/* Way n: a walk reads its levels in the same order every time. */
+	int rc = read_word(r->ms, r->cache, r->n, gpa, buf, len, &ptr);
 
-	if (r->cache) {
-		uint64_t v;
-
-		/* Way n: a walk reads its levels in the same order every time. */
-		rc = memslots_gpa_read_word_cached(r->ms, r->cache, r->n, gpa, len, &v, &ptr);
-		if (!rc) {
-			if (len == 8)
-				*(uint64_t *)buf = v;
-			else
-				*(uint32_t *)buf = (uint32_t)v;
-		}
-		rc = walker_err(rc);
-	} else {
-		rc = read_word(r->ms, gpa, buf, len, &ptr);
-	}
 	if (!rc) {
 		unsigned i = r->n++ % SLOTS_GMEM_REC_MAX;
 
