@@ -205,10 +205,11 @@ static int cpu_gmem_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
 	if (rc)
 		return rc == -EPERM ? -EACCES : rc;
 	/* Entries are naturally aligned; another vCPU may swap them at any time. */
+	uint64_t v = host_word_load(page + (gpa & 0xfff), len);
 	if (len == 8)
-		*(uint64_t *)buf = __atomic_load_n((const uint64_t *)(page + (gpa & 0xfff)), __ATOMIC_ACQUIRE);
+		*(uint64_t *)buf = v;
 	else
-		*(uint32_t *)buf = __atomic_load_n((const uint32_t *)(page + (gpa & 0xfff)), __ATOMIC_ACQUIRE);
+		*(uint32_t *)buf = (uint32_t)v;
 	return 0;
 }
 
@@ -225,15 +226,7 @@ static int cpu_gmem_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val,
 	rc = gfn_host(opaque, gpa >> 12, true, &page, &kept);
 	if (rc)
 		return rc == -EPERM ? -EACCES : rc;
-	void *dst = page + (gpa & 0xfff);
-	if (len == 8) {
-		ok = __atomic_compare_exchange_n((uint64_t *)dst, &old, val, false, __ATOMIC_SEQ_CST,
-						 __ATOMIC_SEQ_CST);
-	} else {
-		uint32_t o = (uint32_t)old;
-		ok = __atomic_compare_exchange_n((uint32_t *)dst, &o, (uint32_t)val, false,
-						 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-	}
+	ok = host_word_cmpxchg(page + (gpa & 0xfff), len, old, val);
 	return ok ? 0 : -EAGAIN;
 }
 

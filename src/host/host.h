@@ -217,11 +217,37 @@ int host_hva_peek_word(struct host_mm *mm, hva_t hva, unsigned len, uint64_t *va
  */
 struct host_peek_tok {
 	uint64_t inval_seq, young_seq;
+	bool writable;   /* the page was no KSM page: a write needs no COW break */
 };
 /* Load the word at @p (in the page a peek gave @tok with) if @tok still holds, the load inside
  * the same seqcount read side as a peek's: 0 with *@val, or -EAGAIN (look up again). */
 int host_peek_again(struct host_mm *mm, const struct host_peek_tok *tok, const uint8_t *p,
 		    unsigned len, uint64_t *val);
+/* Compare-and-swap the word at @p (as host_peek_again's) under the mm's read lock if @tok still
+ * holds and its page was writable: what host_hva_access would do with the lock held, with no
+ * look-up (the lock keeps every change of the mm out until the swap is done, and the token says
+ * none came between the peek and the lock). 0 with *@ok (swapped), or -EAGAIN (look up again). */
+int host_cmpxchg_again(struct host_mm *mm, const struct host_peek_tok *tok, uint8_t *p,
+		       unsigned len, uint64_t old, uint64_t val, bool *ok);
+
+/* The naturally aligned 4- or 8-byte word at @p, loaded / compare-and-swapped atomically: guest
+ * memory that other vCPUs (and the hardware's A/D updates) may change at any time. One copy for
+ * every reader of guest page-table entries. */
+static inline uint64_t host_word_load(const void *p, unsigned len)
+{
+	return len == 8 ? __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE) :
+			  __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE);
+}
+
+static inline bool host_word_cmpxchg(void *p, unsigned len, uint64_t old, uint64_t val)
+{
+	if (len == 8)
+		return __atomic_compare_exchange_n((uint64_t *)p, &old, val, false, __ATOMIC_SEQ_CST,
+						   __ATOMIC_SEQ_CST);
+	uint32_t o = (uint32_t)old;
+	return __atomic_compare_exchange_n((uint32_t *)p, &o, (uint32_t)val, false,
+					   __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
 
 void host_mmu_notifier_register(struct host_mm *mm, struct host_mmu_notifier *mn);
 void host_mmu_notifier_unregister(struct host_mm *mm, struct host_mmu_notifier *mn);

@@ -999,12 +999,6 @@ int host_hva_peek_prot(struct host_mm *mm, hva_t hva, pfn_t *pfn, bool *writable
 	return 0;
 }
 
-static inline uint64_t peek_load(const uint8_t *p, unsigned len)
-{
-	return len == 8 ? __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE) :
-			  __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE);
-}
-
 int host_hva_peek_word(struct host_mm *mm, hva_t hva, unsigned len, uint64_t *val, uint8_t **ptr,
 		       struct host_peek_tok *tok)
 {
@@ -1024,12 +1018,13 @@ int host_hva_peek_word(struct host_mm *mm, hva_t hva, unsigned len, uint64_t *va
 	 * still @seq after the load, the frame backed @hva throughout. Else the frame may have been
 	 * freed and written by a new owner meanwhile (the seqlock's benign race: what was loaded is
 	 * thrown away; the arena stays mapped, so the load itself is safe). */
-	*val = peek_load(p, len);
+	*val = host_word_load(p, len);
 	if (!pt_peek_valid(mm, seq))
 		return -EAGAIN;
 	*ptr = p;
 	if (tok)
-		*tok = (struct host_peek_tok){ .inval_seq = seq, .young_seq = young_seq };
+		*tok = (struct host_peek_tok){ .inval_seq = seq, .young_seq = young_seq,
+					       .writable = !(v & PTE_KSM) };
 	return 0;
 }
 
@@ -1041,8 +1036,28 @@ int host_peek_again(struct host_mm *mm, const struct host_peek_tok *tok, const u
 	if (__atomic_load_n(&mm->inval_seq, __ATOMIC_ACQUIRE) != tok->inval_seq ||
 	    __atomic_load_n(&mm->young_seq, __ATOMIC_ACQUIRE) != tok->young_seq)
 		return -EAGAIN;
-	*val = peek_load(p, len);
+	*val = host_word_load(p, len);
 	return pt_peek_valid(mm, tok->inval_seq) ? 0 : -EAGAIN;
+}
+
+int host_cmpxchg_again(struct host_mm *mm, const struct host_peek_tok *tok, uint8_t *p,
+		       unsigned len, uint64_t old, uint64_t val, bool *ok)
+{
+	int r = -EAGAIN;
+
+	if (!tok->writable)
+		return r;
+	/* Every change of a leaf or frame, and every aging, holds the write lock: with the read lock
+	 * held, sequences as the token's mean the page is mapped, to the same frame, young and no KSM
+	 * page, now and until the unlock (host_hva_access's conditions). */
+	brlock_read(&mm->lock);
+	if (__atomic_load_n(&mm->inval_seq, __ATOMIC_ACQUIRE) == tok->inval_seq &&
+	    __atomic_load_n(&mm->young_seq, __ATOMIC_ACQUIRE) == tok->young_seq) {
+		*ok = host_word_cmpxchg(p, len, old, val);
+		r = 0;
+	}
+	brlock_unlock(&mm->lock);
+	return r;
 }
 
 static bool notifier_registered(struct host_mm *mm, const struct host_mmu_notifier *mn)

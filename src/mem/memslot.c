@@ -372,14 +372,13 @@ static void word_fn(void *ptr, void *arg)
 	struct word_arg *w = arg;
 
 	w->ptr = ptr;
-	w->val = w->len == 8 ? __atomic_load_n((const uint64_t *)ptr, __ATOMIC_ACQUIRE) :
-			       __atomic_load_n((const uint32_t *)ptr, __ATOMIC_ACQUIRE);
+	w->val = host_word_load(ptr, w->len);
 }
 
 /* memslots_gpa_read_word; *@tok gets the peek's token, or an odd inval_seq (no peek's: never
  * matches) where the word came from the locked access. */
 static int read_word_tok(struct memslots *ms, gpa_t gpa, unsigned len, uint64_t *val, uint8_t **ptr,
-			 struct host_peek_tok *tok)
+			 struct host_peek_tok *tok, const struct memslot **slotp)
 {
 	struct word_arg w = { .len = len };
 	const struct memslot *slot;
@@ -405,6 +404,7 @@ static int read_word_tok(struct memslots *ms, gpa_t gpa, unsigned len, uint64_t 
 	if (!r) {
 		*val = w.val;
 		*ptr = w.ptr;
+		*slotp = slot;
 	}
 	return r;
 }
@@ -413,8 +413,9 @@ int memslots_gpa_read_word(struct memslots *ms, gpa_t gpa, unsigned len, uint64_
 			   uint8_t **ptr)
 {
 	struct host_peek_tok tok;
+	const struct memslot *slot;
 
-	return read_word_tok(ms, gpa, len, val, ptr, &tok);
+	return read_word_tok(ms, gpa, len, val, ptr, &tok, &slot);
 }
 
 int memslots_gpa_read_word_cached(struct memslots *ms, struct memslots_wcache *c, unsigned way,
@@ -440,7 +441,7 @@ int memslots_gpa_read_word_cached(struct memslots *ms, struct memslots_wcache *c
 		return 0;
 	}
 	c->misses++;
-	r = read_word_tok(ms, gpa, len, val, ptr, &e->tok);
+	r = read_word_tok(ms, gpa, len, val, ptr, &e->tok, &e->slot);
 	if (!r && !(e->tok.inval_seq & 1) && !memslot_gen_in_progress(gen)) {
 		e->ms = ms;
 		e->gfn = gfn;
@@ -450,6 +451,51 @@ int memslots_gpa_read_word_cached(struct memslots *ms, struct memslots_wcache *c
 		e->page = NULL;
 	}
 	return r;
+}
+
+int memslots_gpa_cmpxchg_cached(struct memslots *ms, struct memslots_wcache *c, gpa_t gpa,
+				unsigned len, uint64_t old, uint64_t val, bool *ok)
+{
+	const gfn_t gfn = gpa >> VMMU_PAGE_SHIFT;
+	const unsigned off = gpa & (VMMU_PAGE_SIZE - 1);
+	int r = -EAGAIN;
+
+	if ((len != 4 && len != 8) || (off & (len - 1)))
+		return -EINVAL;
+	/* As the cached read: the generation checked and the slot used inside one read section (a
+	 * slot of the generation the entry was made in is the one a look-up would find, and stays
+	 * allocated until the section ends). */
+	vmmu_rcu_read_lock();
+	const uint64_t gen = memslots_generation(ms);
+	for (unsigned i = 0; i < MEMSLOTS_WCACHE; i++) {
+		struct memslots_wcache_ent *e = &c->e[i];
+
+		if (!e->page || e->ms != ms || e->gfn != gfn || e->gen != gen)
+			continue;
+		if (slot_is_readonly(e->slot))
+			break;
+		r = host_cmpxchg_again(ms->mm, &e->tok, e->page + off, len, old, val, ok);
+		if (!r) {
+			slot_mark_dirty(e->slot, gfn);
+			c->swap_hits++;
+		}
+		break;
+	}
+	vmmu_rcu_read_unlock();
+	if (r != -EAGAIN)
+		return r;
+	struct memslots_swap o = { .len = len, .old = old, .val = val };
+	r = memslots_gpa_access(ms, gpa, len, true, memslots_swap_fn, &o);
+	if (!r)
+		*ok = o.ok;
+	return r;
+}
+
+void memslots_swap_fn(void *ptr, void *arg)
+{
+	struct memslots_swap *o = arg;
+
+	o->ok = host_word_cmpxchg(ptr, o->len, o->old, o->val);
 }
 
 struct copy_arg {

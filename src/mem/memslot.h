@@ -262,16 +262,31 @@ struct memslots_wcache_ent {
 	gfn_t gfn;
 	uint8_t *page;   /* NULL: empty */
 	uint64_t gen;
+	const struct memslot *slot;   /* the page's slot, in generation gen */
 	struct host_peek_tok tok;
 };
 struct memslots_wcache {
 	struct memslots_wcache_ent e[MEMSLOTS_WCACHE];
-	uint64_t hits, misses;
+	uint64_t hits, misses;   /* reads */
+	uint64_t swap_hits;      /* swaps with no look-up (memslots_gpa_cmpxchg_cached) */
 };
 /* memslots_gpa_read_word through @c, its entry @way (mod MEMSLOTS_WCACHE): a caller reading the
  * same few pages in the same order (a walk's levels) gives each its own way. */
 int memslots_gpa_read_word_cached(struct memslots *ms, struct memslots_wcache *c, unsigned way,
 				  gpa_t gpa, unsigned len, uint64_t *val, uint8_t **ptr);
+/* Compare-and-swap the naturally aligned word at @gpa (4 or 8 bytes: a guest page-table entry's
+ * A/D update), with the host page held still as memslots_gpa_access holds it; a page @c holds (in
+ * any way) is not looked up again (host_cmpxchg_again). 0 with *@ok (swapped), or the errors of
+ * memslots_gpa_access. */
+int memslots_gpa_cmpxchg_cached(struct memslots *ms, struct memslots_wcache *c, gpa_t gpa,
+				unsigned len, uint64_t old, uint64_t val, bool *ok);
+/* A swap of one word for memslots_gpa_access (@arg: struct memslots_swap; ok: it swapped). */
+struct memslots_swap {
+	unsigned len;
+	bool ok;
+	uint64_t old, val;
+};
+void memslots_swap_fn(void *ptr, void *arg);
 /* Copy to/from guest physical memory, across pages. -EFAULT for a gpa in no slot, or a write to a
  * READONLY slot (as kvm_read_guest/kvm_write_guest). Writes mark pages dirty. */
 int memslots_read_guest(struct memslots *ms, gpa_t gpa, void *buf, size_t len);

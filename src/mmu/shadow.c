@@ -134,15 +134,28 @@ static bool pae_root_matches(const struct shadow_vcpu *sv, const struct paging_c
 bool shadow_root_current(struct shadow_vcpu *sv)
 {
 	const struct paging_ctx *g = &sv->mv->cpu->guest;
+	struct shadow_page *root = sv->root;
 	union sp_role role;
 	gfn_t gfn;
 	int levels;
 
+	if (root && root == sv->root_memo.root && g->cr3 == sv->root_memo.cr3 &&
+	    g->cr0 == sv->root_memo.cr0 && g->cr4 == sv->root_memo.cr4 &&
+	    g->efer == sv->root_memo.efer)
+		return !__atomic_load_n(&root->invalid, __ATOMIC_RELAXED);
+	sv->root_memo.root = NULL;
 	if (!shadow_root_role(g, &role, &gfn, &levels))
 		return false;
 	if (role_uses_pae_root(role))
 		return pae_root_matches(sv, g, role);
-	return root_matches(sv->root, gfn, role) && sv->root_levels == levels;
+	if (!root_matches(root, gfn, role) || sv->root_levels != levels)
+		return false;
+	sv->root_memo.cr0 = g->cr0;
+	sv->root_memo.cr3 = g->cr3;
+	sv->root_memo.cr4 = g->cr4;
+	sv->root_memo.efer = g->efer;
+	sv->root_memo.root = root;
+	return true;
 }
 
 /* Put @sp at the front of the prev-root cache; the oldest falls out. [L] */
@@ -244,6 +257,7 @@ int shadow_load_root_locked(struct shadow_vcpu *sv, bool keep_tlb, bool *changed
 			return rc;
 		if (sv->root != sv->pae_pml4) {
 			prev_push(sm, sv, sv->root);
+			sv->root_memo.root = NULL;
 			sv->root = sv->pae_pml4;
 			sv->root_levels = 4;
 			cpu_set_shadow_root(sv->mv->cpu, sv->pae_pml4->pfn << 12, 4);
@@ -285,6 +299,7 @@ int shadow_load_root_locked(struct shadow_vcpu *sv, bool keep_tlb, bool *changed
 	}
 	sp_reset_flooding(sp);
 	prev_push(sm, sv, sv->root);
+	sv->root_memo.root = NULL;
 	sv->root = sp;
 	sv->root_levels = levels;
 	zap_batch_commit(sm, &z);
@@ -365,6 +380,7 @@ static void shadow_vcpu_drop_roots(struct shadow_mmu *sm, struct shadow_vcpu *sv
 {
 	if (sv->root && !sv->root->role.passthrough)
 		sp_put_root(sm, sv->root);
+	sv->root_memo.root = NULL;
 	sv->root = NULL;
 	if (sv->pae_pml4)
 		sp_free_helper(sm, sv->pae_pml4);

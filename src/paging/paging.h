@@ -164,16 +164,70 @@ enum walk_status walk64_addr(const struct paging_ctx *ctx, const struct guest_me
 uint32_t paging_permission_fault(const struct paging_ctx *ctx, unsigned acc, unsigned pkey,
 				 unsigned access);
 
-/* Reserved-bit mask of a 64-bit-format entry at @level (1..5) of mode @mode; @large selects the
- * mask for an entry with PS set. */
-uint64_t paging_rsvd_mask64(const struct paging_ctx *ctx, enum paging_mode mode, int level,
-			    bool large);
-
 static inline uint64_t rsvd_bits(int s, int e)
 {
 	if (e < s)
 		return 0;
 	return ((2ULL << (e - s)) - 1) << s;
+}
+
+/*
+ * Reserved bits of a 64-bit-format entry (the SDM's tables 4-8 and 4-14..4-20):
+ *  - physical-address bits at and above MAXPHYADDR (up to 51; up to 62 under PAE, where 62:52
+ *    are not "ignored" but reserved);
+ *  - bit 63 (XD) when EFER.NXE = 0, and always in a PAE PDPTE;
+ *  - PS in a PML4E/PML5E; PS in a PDPTE when the CPU lacks 1 GiB pages;
+ *  - the address bits below a large page's alignment, above its PAT bit (bit 12);
+ *  - a PAE PDPTE's bits 2:1 and 8:5;
+ *  - AMD only: bit 8 of a non-leaf PML4E/PML5E.
+ * Split in two so that a walk computes the part every level shares once (inline: the walk is
+ * every soft-MMU fault's and every native TLB miss's path).
+ */
+static inline uint64_t paging_rsvd_high64(const struct paging_ctx *ctx, enum paging_mode mode)
+{
+	uint64_t high = rsvd_bits(ctx->cpu.maxphyaddr, mode == PAGING_PAE ? 62 : 51);
+
+	if (!(ctx->efer & EFER_NXE))
+		high |= rsvd_bits(63, 63);
+	return high;
+}
+
+/* The mask at @level (1..5) of mode @mode, from @high = paging_rsvd_high64(); @large: the entry
+ * has PS set. */
+static inline uint64_t paging_rsvd_level64(const struct paging_ctx *ctx, uint64_t high,
+					   enum paging_mode mode, int level, bool large)
+{
+	if (mode == PAGING_PAE) {
+		switch (level) {
+		case 3:
+			return high | rsvd_bits(63, 63) | rsvd_bits(5, 8) | rsvd_bits(1, 2);
+		case 2:
+			return high | (large ? rsvd_bits(13, 20) : 0);
+		default:
+			return high;
+		}
+	}
+	switch (level) {
+	case 5:
+	case 4:
+		return high | (ctx->cpu.vendor == CPU_VENDOR_AMD ? rsvd_bits(8, 8) : 0) |
+		       rsvd_bits(7, 7);
+	case 3:
+		return high | (cpu_has(&ctx->cpu, CPU_FEAT_1G) ? 0 : rsvd_bits(7, 7)) |
+		       (large ? rsvd_bits(13, 29) : 0);
+	case 2:
+		return high | (large ? rsvd_bits(13, 20) : 0);
+	default:
+		return high;
+	}
+}
+
+/* Reserved-bit mask of a 64-bit-format entry at @level (1..5) of mode @mode; @large selects the
+ * mask for an entry with PS set. */
+static inline uint64_t paging_rsvd_mask64(const struct paging_ctx *ctx, enum paging_mode mode,
+					  int level, bool large)
+{
+	return paging_rsvd_level64(ctx, paging_rsvd_high64(ctx, mode), mode, level, large);
 }
 
 #endif

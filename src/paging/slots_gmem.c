@@ -17,30 +17,6 @@ static int walker_err(int rc)
 	return rc;
 }
 
-/* One naturally aligned word compare-and-swapped (another vCPU may swap it at any time: the
- * hardware sets A/D so), with the host page held still (memslots_gpa_access). Loads go through
- * memslots_gpa_read_word (or its cached form), lockless where they can. */
-struct swap_op {
-	unsigned len;
-	bool ok;
-	uint64_t old, val;
-};
-
-static void swap_fn(void *ptr, void *arg)
-{
-	struct swap_op *o = arg;
-
-	if (o->len == 8) {
-		o->ok = __atomic_compare_exchange_n((uint64_t *)ptr, &o->old, o->val, false,
-						    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-	} else {
-		uint32_t w = (uint32_t)o->old;
-
-		o->ok = __atomic_compare_exchange_n((uint32_t *)ptr, &w, (uint32_t)o->val, false,
-						    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-	}
-}
-
 /* Through @cache's way @way if the reader has a cache (NULL: none). */
 static int read_word(struct memslots *ms, struct memslots_wcache *cache, unsigned way, gpa_t gpa,
 		     void *buf, unsigned len, uint8_t **ptr)
@@ -65,14 +41,16 @@ static int slots_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
 	return read_word(opaque, NULL, 0, gpa, buf, len, &ptr);
 }
 
+/* One naturally aligned word compare-and-swapped (another vCPU may swap it at any time: the
+ * hardware sets A/D so), with the host page held still (memslots_gpa_access). */
 static int slots_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val, unsigned len)
 {
-	struct swap_op o = { .len = len, .old = old, .val = val };
+	struct memslots_swap o = { .len = len, .old = old, .val = val };
 	int rc;
 
 	if ((len != 4 && len != 8) || (gpa & (len - 1)))
 		return -EINVAL;
-	rc = memslots_gpa_access(opaque, gpa, len, true, swap_fn, &o);
+	rc = memslots_gpa_access(opaque, gpa, len, true, memslots_swap_fn, &o);
 	if (rc)
 		return walker_err(rc);
 	return o.ok ? 0 : -EAGAIN;
@@ -102,8 +80,16 @@ static int rec_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
 static int rec_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val, unsigned len)
 {
 	const struct slots_gmem_rec *r = opaque;
+	bool ok;
+	int rc;
 
-	return slots_cmpxchg(r->ms, gpa, old, val, len);
+	if (!r->cache)
+		return slots_cmpxchg(r->ms, gpa, old, val, len);
+	/* The page was just read through the cache: swap in it with no look-up. */
+	rc = memslots_gpa_cmpxchg_cached(r->ms, r->cache, gpa, len, old, val, &ok);
+	if (rc)
+		return walker_err(rc);
+	return ok ? 0 : -EAGAIN;
 }
 
 const struct guest_mem_ops slots_gmem_rec_ops = {

@@ -38,13 +38,15 @@ static unsigned FNAME(index)(gva_t addr, int level)
 	return (unsigned)(addr >> (12 + (level - 1) * PT_LEVEL_BITS)) & ((1u << PT_LEVEL_BITS) - 1);
 }
 
-static uint64_t FNAME(rsvd)(const struct paging_ctx *ctx, enum paging_mode mode, int level,
-			    uint64_t pte)
+/* @high: paging_rsvd_high64() of the walk (64-bit format only). */
+static uint64_t FNAME(rsvd)(const struct paging_ctx *ctx, uint64_t high, enum paging_mode mode,
+			    int level, uint64_t pte)
 {
 #if PTTYPE == 64
-	return paging_rsvd_mask64(ctx, mode, level, pte & PT_PAGE_SIZE_MASK);
+	return paging_rsvd_level64(ctx, high, mode, level, pte & PT_PAGE_SIZE_MASK);
 #else
 	(void)mode;
+	(void)high;
 	/* 32-bit paging reserves bits only in a 4 MiB PDE: bit 21, and the PSE-36 address bits
 	 * 20:13 above MAXPHYADDR (all of 21:13 without PSE-36). */
 	if (level == 2 && (pte & PT_PAGE_SIZE_MASK) && (ctx->cr4 & X86_CR4_PSE)) {
@@ -126,6 +128,11 @@ enum walk_status FNAME(addr)(const struct paging_ctx *ctx, const struct guest_me
 	r->addr = addr;
 	r->refs = 0;
 	r->abort_err = 0;
+#if PTTYPE == 64
+	const uint64_t rsvd_high = paging_rsvd_high64(ctx, mode);
+#else
+	const uint64_t rsvd_high = 0;
+#endif
 
 retry:
 	ec = 0;
@@ -192,7 +199,7 @@ retry:
 
 			if (!(pte & PT_PRESENT_MASK))
 				goto error;
-			if (pte & FNAME(rsvd)(ctx, mode, level, pte)) {
+			if (pte & FNAME(rsvd)(ctx, rsvd_high, mode, level, pte)) {
 				ec = PFERR_RSVD | PFERR_PRESENT;
 				goto error;
 			}

@@ -20,51 +20,6 @@ enum paging_mode paging_mode_of(const struct paging_ctx *ctx)
 }
 
 /*
- * Reserved bits of a 64-bit-format entry (the SDM's tables 4-8 and 4-14..4-20):
- *  - physical-address bits at and above MAXPHYADDR (up to 51; up to 62 under PAE, where 62:52
- *    are not "ignored" but reserved);
- *  - bit 63 (XD) when EFER.NXE = 0, and always in a PAE PDPTE;
- *  - PS in a PML4E/PML5E; PS in a PDPTE when the CPU lacks 1 GiB pages;
- *  - the address bits below a large page's alignment, above its PAT bit (bit 12);
- *  - a PAE PDPTE's bits 2:1 and 8:5;
- *  - AMD only: bit 8 of a non-leaf PML4E/PML5E.
- */
-uint64_t paging_rsvd_mask64(const struct paging_ctx *ctx, enum paging_mode mode, int level,
-			    bool large)
-{
-	const int maxphy = ctx->cpu.maxphyaddr;
-	const bool nx = ctx->efer & EFER_NXE;
-	const uint64_t gb_rsvd = cpu_has(&ctx->cpu, CPU_FEAT_1G) ? 0 : rsvd_bits(7, 7);
-	const uint64_t bit8_rsvd = ctx->cpu.vendor == CPU_VENDOR_AMD ? rsvd_bits(8, 8) : 0;
-	uint64_t high = rsvd_bits(maxphy, mode == PAGING_PAE ? 62 : 51);
-
-	if (!nx)
-		high |= rsvd_bits(63, 63);
-
-	if (mode == PAGING_PAE) {
-		switch (level) {
-		case 3:
-			return high | rsvd_bits(63, 63) | rsvd_bits(5, 8) | rsvd_bits(1, 2);
-		case 2:
-			return high | (large ? rsvd_bits(13, 20) : 0);
-		default:
-			return high;
-		}
-	}
-	switch (level) {
-	case 5:
-	case 4:
-		return high | bit8_rsvd | rsvd_bits(7, 7);
-	case 3:
-		return high | gb_rsvd | (large ? rsvd_bits(13, 29) : 0);
-	case 2:
-		return high | (large ? rsvd_bits(13, 20) : 0);
-	default:
-		return high;
-	}
-}
-
-/*
  * Rights of an access against the combined rights of a translation (SDM 4.6):
  *  - a user access (CPL 3, not implicit) needs U, and W to write, and X to fetch;
  *  - a supervisor fetch needs X and, under SMEP, a supervisor page;

@@ -1128,6 +1128,30 @@ static void test_peek(void **state)
 	assert_int_equal(host_peek_again(mm, &tok, kept + 0x48, 8, &val), 0);
 	assert_int_equal(val, 0x1122334455667788ULL);
 
+	/* A token also lets the page be swapped in with no look-up (host_cmpxchg_again), as
+	 * host_hva_access would under the lock: the word swapped or, if it differs, left. Not after
+	 * an aging, nor for a page the peek found read-only (a KSM page: test_ksm). */
+	bool ok = false;
+	uint8_t *wptr = (uint8_t *)kept;
+	assert_true(tok.writable);
+	assert_int_equal(host_cmpxchg_again(mm, &tok, wptr + 0x48, 8, 0x1122334455667788ULL, 0x99,
+					    &ok), 0);
+	assert_true(ok);
+	assert_int_equal(*(uint64_t *)(frame + 0x48), 0x99);
+	assert_int_equal(host_cmpxchg_again(mm, &tok, wptr + 0x48, 8, 0x1234, 0x77, &ok), 0);
+	assert_false(ok);
+	assert_int_equal(*(uint64_t *)(frame + 0x48), 0x99);
+	assert_int_equal(host_cmpxchg_again(mm, &tok, wptr + 0x4c, 4, 0, 0x5, &ok), 0);
+	assert_true(ok);
+	assert_int_equal(*(uint64_t *)(frame + 0x48), 0x500000099ULL);
+	struct host_peek_tok ro = tok;
+	ro.writable = false;
+	assert_int_equal(host_cmpxchg_again(mm, &ro, wptr + 0x48, 8, 0x500000099ULL, 1, &ok), -EAGAIN);
+	assert_true(host_mm_clear_young(mm, base, base + 16 * PAGE));
+	assert_int_equal(host_cmpxchg_again(mm, &tok, wptr + 0x48, 8, 0x500000099ULL, 1, &ok), -EAGAIN);
+	assert_int_equal(*(uint64_t *)(frame + 0x48), 0x500000099ULL);
+	memcpy(frame + 0x48, &(uint64_t){ 0x1122334455667788ULL }, 8);
+
 	/* While a change runs, even a page it does not touch is refused, and so is every token
 	 * taken before it, after it too. */
 	touch(mm, probe.hva, NULL);
@@ -1142,6 +1166,8 @@ static void test_peek(void **state)
 	assert_int_equal(probe.again_rc, -EAGAIN);
 	host_mmu_notifier_unregister(mm, &probe.mn);
 	assert_int_equal(host_peek_again(mm, &probe.tok, probe.ptr, 8, &val), -EAGAIN);
+	assert_int_equal(host_cmpxchg_again(mm, &probe.tok, (uint8_t *)probe.ptr, 8, val, val + 1,
+					    &ok), -EAGAIN);
 	/* After it: the page unmapped is refused, the other answered again. */
 	assert_int_equal(host_hva_peek_word(mm, base + PAGE + 0x48, 8, &val, &ptr, NULL), -EAGAIN);
 	assert_int_equal(host_hva_peek_prot(mm, base + PAGE, &seen, NULL), -ENOENT);

@@ -170,6 +170,18 @@ static void test_cow_break(void **state)
 
 	fill(&e, HOST_VMA_MERGEABLE, HOST_THP_NEVER);
 	scan_until_stable(&e);
+	/* A peek of a merged page says it is not writable, and a swap through its token is refused
+	 * (it would write the frame both mms share): the caller takes the locked way, which breaks
+	 * COW. */
+	struct host_peek_tok tok;
+	uint64_t val;
+	uint8_t *ptr;
+	bool ok = false;
+	assert_int_equal(host_hva_peek_word(e.mm[0], e.base[0] + 5 * PAGE, 8, &val, &ptr, &tok), 0);
+	assert_int_equal(val, 6);
+	assert_false(tok.writable);
+	assert_int_equal(host_cmpxchg_again(e.mm[0], &tok, ptr, 8, 6, 7, &ok), -EAGAIN);
+	assert_int_equal(*(uint64_t *)ptr, 6);
 	host_mmu_notifier_register(e.mm[0], &cm.mn);
 	shared = page_at(&e, 1, 5, false, NULL);
 	mine = page_at(&e, 0, 5, true, &w);

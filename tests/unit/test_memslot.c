@@ -918,6 +918,70 @@ static void test_read_word_cached(void **state)
 	host_env_fini(&e);
 }
 
+/* A/D swaps through the cache: what memslots_gpa_access's swap does, with no look-up for a page
+ * the cache holds and its token good; every other case the locked way. */
+static void test_cmpxchg_cached(void **state)
+{
+	struct host_env e;
+	struct memslots_wcache c;
+	hva_t hva, hva2;
+	uint64_t val = 0, bm[1];
+	uint8_t *ptr = NULL;
+	bool ok = false;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	host_env_two_slots(&e, &hva, &hva2);
+	assert_int_equal(set(e.ms, 1, VMMU_MEM_LOG_DIRTY_PAGES, 0x100000, 64 * PG, hva), 0);
+	assert_int_equal(memslots_write_guest(e.ms, 0x105018, &(uint64_t){ 0x21 }, 8), 0);
+	assert_int_equal(memslots_get_dirty_log(e.ms, 1, bm), 0);
+	/* A page not in the cache: swapped the locked way, marked dirty. */
+	assert_int_equal(memslots_gpa_cmpxchg_cached(e.ms, &c, 0x105018, 8, 0x21, 0x23, &ok), 0);
+	assert_true(ok);
+	assert_int_equal(c.swap_hits, 0);
+	assert_int_equal(memslots_get_dirty_log(e.ms, 1, bm), 0);
+	assert_int_equal(bm[0], 1ULL << 5);
+	/* Read through the cache (any way), then swapped in it: the same answers, dirty marked. */
+	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 3, 0x105018, 8, &val, &ptr), 0);
+	assert_int_equal(val, 0x23);
+	assert_int_equal(memslots_gpa_cmpxchg_cached(e.ms, &c, 0x105018, 8, 0x23, 0x63, &ok), 0);
+	assert_true(ok);
+	assert_int_equal(*(uint64_t *)ptr, 0x63);
+	assert_int_equal(memslots_gpa_cmpxchg_cached(e.ms, &c, 0x105018, 8, 0x23, 0x0, &ok), 0);
+	assert_false(ok);
+	assert_int_equal(memslots_gpa_cmpxchg_cached(e.ms, &c, 0x10501c, 4, 0, 0x8, &ok), 0);
+	assert_true(ok);
+	assert_int_equal(*(uint64_t *)ptr, 0x800000063ULL);
+	assert_int_equal(c.swap_hits, 3);
+	assert_int_equal(memslots_get_dirty_log(e.ms, 1, bm), 0);
+	assert_int_equal(bm[0], 1ULL << 5);
+	/* Errors as the locked way's. */
+	assert_int_equal(memslots_gpa_cmpxchg_cached(e.ms, &c, 0x10501a, 8, 0, 1, &ok), -EINVAL);
+	assert_int_equal(memslots_gpa_cmpxchg_cached(e.ms, &c, 0x105018, 2, 0, 1, &ok), -EINVAL);
+	assert_int_equal(memslots_gpa_cmpxchg_cached(e.ms, &c, 0x300000, 8, 0, 1, &ok), -ENOENT);
+	/* A read-only slot's page, even one the cache holds, is refused (read twice: the first
+	 * read, through the lock, made it young; the second kept it). */
+	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 1, 0x201000, 8, &val, &ptr), 0);
+	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 1, 0x201000, 8, &val, &ptr), 0);
+	assert_non_null(c.e[1].page);
+	assert_int_equal(memslots_gpa_cmpxchg_cached(e.ms, &c, 0x201000, 8, val, val + 1, &ok),
+			 -EPERM);
+	assert_int_equal(*(uint64_t *)ptr, val);
+	/* After an aging the token is gone: the locked way, which marks the page young again. */
+	assert_true(host_mm_clear_young(e.mm, hva, hva + 64 * PG));
+	assert_int_equal(memslots_gpa_cmpxchg_cached(e.ms, &c, 0x105018, 8, 0x800000063ULL, 0x1,
+						     &ok), 0);
+	assert_true(ok);
+	assert_int_equal(c.swap_hits, 3);
+	assert_true(host_mm_test_young(e.mm, hva + 5 * PG, hva + 6 * PG));
+	/* A slot change: the kept page is not used either (here the slot is gone). */
+	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 3, 0x105018, 8, &val, &ptr), 0);
+	assert_int_equal(set(e.ms, 1, 0, 0x100000, 0, 0), 0);
+	assert_int_equal(memslots_gpa_cmpxchg_cached(e.ms, &c, 0x105018, 8, 0x1, 0x3, &ok), -ENOENT);
+	assert_int_equal(c.swap_hits, 3);
+	host_env_fini(&e);
+}
+
 /* ---- dirty logging ---- */
 
 static void test_dirty_log(void **state)
@@ -1286,6 +1350,7 @@ int main(void)
 		cmocka_unit_test(test_gfn_to_hva),
 		cmocka_unit_test(test_gfn_to_pfn),
 		cmocka_unit_test(test_read_word), cmocka_unit_test(test_read_word_cached),
+		cmocka_unit_test(test_cmpxchg_cached),
 		cmocka_unit_test(test_dirty_log),
 		cmocka_unit_test(test_ksm_tracking),
 		cmocka_unit_test(test_dirty_via_guest_writes),
