@@ -39,7 +39,12 @@
  * and a load from a page such a peek found, kept by the caller (host_peek_again: inval_seq and
  * young_seq, which every clear_young advances, unchanged since the peek). Marking a page young
  * takes the read lock (an atomic OR); a new mapping, the write lock. Frames are freed with the
- * lock held, so the lock order is mm->lock, then arena->lock.
+ * lock held, so the lock order is mm->lock, then arena->lock. The rule the kept pages rest on:
+ * every change of a present leaf's frame or KSM state (unmap, split, collapse, merge, COW
+ * break) runs under the write lock inside a notify_start/notify_end window, and every aging
+ * under the write lock advances young_seq; so a word swapped in a kept page under the read lock
+ * with both sequences unchanged (host_cmpxchg_again) lands where host_hva_access would have put
+ * it. A change that broke the rule would let such a swap land in a frame already copied.
  */
 #include <assert.h>
 #include <errno.h>
@@ -1047,9 +1052,10 @@ int host_cmpxchg_again(struct host_mm *mm, const struct host_peek_tok *tok, uint
 
 	if (!tok->writable)
 		return r;
-	/* Every change of a leaf or frame, and every aging, holds the write lock: with the read lock
-	 * held, sequences as the token's mean the page is mapped, to the same frame, young and no KSM
-	 * page, now and until the unlock (host_hva_access's conditions). */
+	/* Every change of a present leaf's frame or KSM state is made under the write lock inside a
+	 * notifier window (which moves inval_seq), every aging under it too (young_seq; the top
+	 * comment): with the read lock held, sequences as the token's mean the page is mapped, to the
+	 * same frame, young and no KSM page, now and until the unlock (host_hva_access's conditions). */
 	brlock_read(&mm->lock);
 	if (__atomic_load_n(&mm->inval_seq, __ATOMIC_ACQUIRE) == tok->inval_seq &&
 	    __atomic_load_n(&mm->young_seq, __ATOMIC_ACQUIRE) == tok->young_seq) {

@@ -353,9 +353,11 @@ int memslots_gpa_access(struct memslots *ms, gpa_t gpa, size_t len, bool write,
 	} else if (write && slot_is_readonly(slot)) {
 		r = -EPERM;
 	} else {
-		if (write)
-			slot_mark_dirty(slot, gfn);
 		r = host_hva_access(ms->mm, slot_gfn_to_hva(slot, gfn) + off, write, fn, arg);
+		/* After the write, as KVM's kvm_write_guest marks: marked before it, a harvest between
+		 * the two could clear the bit and copy the page, and the write land unrecorded. */
+		if (write && !r)
+			slot_mark_dirty(slot, gfn);
 	}
 	vmmu_rcu_read_unlock();
 	return r;

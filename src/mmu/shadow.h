@@ -270,7 +270,7 @@ struct shadow_vcpu {
 	struct shadow_page *pae_pml4, *pae_pdpt;    /* [L] */
 	uint64_t pae_pdptrs[4];           /* [L] */
 	uint32_t pae_role;                /* [L] role word of the level-2 sps (quadrant 0) */
-	/* The registers shadow_root_current last found root matching (a 4- or 5-level root), and
+	/* The registers shadow_root_current last found root matching (any root but the PAE root), and
 	 * that root; NULL: none. While both are as they were, the role, gfn and levels it computes
 	 * are too, and only the root's invalid flag can change its answer (every fault asks twice).
 	 * Cleared wherever root changes, so a root freed and another made at its address cannot

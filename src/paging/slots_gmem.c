@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Guest physical memory through the memslots for the walker; see slots_gmem.h. An A/D swap holds
- * the host page still (memslots_gpa_access): a hypervisor walk's A/D write must not land in a
- * frame a collapse or merge has copied, or freed, meanwhile. A load needs only to have been made
+ * the host page still (memslots_gpa_access, or for a page the reader's cache holds
+ * memslots_gpa_cmpxchg_cached): a hypervisor walk's A/D write must not land in a frame a collapse
+ * or merge has copied, or freed, meanwhile. A load needs only to have been made
  * while the frame backed the page: memslots_gpa_read_word, lockless where it can (the recording
  * walk's through the reader's cache, memslots_gpa_read_word_cached, where it has one). */
 #include <errno.h>
