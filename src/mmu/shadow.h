@@ -307,19 +307,26 @@ struct shadow_mmu {
 	struct cds_list_head vcpus;       /* [L] struct shadow_vcpu */
 	uint64_t nr_sps;                  /* [L] or [T] (read atomically): valid sps in the hash
 					   * (PAE root helpers apart) */
-	uint64_t aging_credit;            /* [L] or atomics under shared: sps asked for since the
-					   * last aging sweep (lru) */
 	uint32_t struct_lock;             /* the spin lock of [T]: under shared mmu_lock, making
 					   * and linking sps (sp_get_link_shared), the aging sweep */
 	uint64_t nr_indirect;             /* [L] or [T] (read atomically): of them indirect
 					   * (KVM's indirect_shadow_pages) */
 	uint64_t nr_helpers;              /* [L] PAE root helper pages */
 	uint64_t slot_pages;              /* [L] pages in memslots: the default limit scales */
-	/* [a] bumped on every change (each thread its shard, as the MMU's counters): the audit
-	 * compares sums taken before and after its unlocked phase */
+	/* Each thread's shard (mmu_stat_shard(), as the MMU's counters), one line each: what every
+	 * fault would otherwise write to one shared line.
+	 *   changes       [a] bumped on every change: the audit compares sums taken before and
+	 *                 after its unlocked phase
+	 *   aging_credit  [a] (relaxed; written by its thread, or under [L]) sps its thread's faults
+	 *                 asked for since that thread's last aging sweep (lru). A sweep is due when
+	 *                 one shard's credit reaches limit / 8: with one thread, as one counter; with
+	 *                 N, as many sweeps in all for as many faults (each shard gets 1/N of them).
+	 *                 One counter for all would take a locked add on one shared line from
+	 *                 every fault of every vCPU. */
 	struct {
-		uint64_t n;
-	} __attribute__((aligned(64))) changes[MMU_STAT_SHARDS];
+		uint64_t changes;
+		uint64_t aging_credit;
+	} __attribute__((aligned(64))) shard[MMU_STAT_SHARDS];
 	bool notrap;                      /* [c] --opt notrap in effect (VMX, mmio_enabled) */
 	uint64_t nr_logging_slots;        /* [L] written, read atomically: slots logging dirty */
 	uint64_t nr_unsync;               /* [L] unsync sps */
@@ -693,7 +700,7 @@ void shadow_free_page(struct mmu_page_free *pf);
 
 static inline void shadow_changed(struct shadow_mmu *sm)
 {
-	__atomic_add_fetch(&sm->changes[mmu_stat_shard()].n, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&sm->shard[mmu_stat_shard()].changes, 1, __ATOMIC_RELAXED);
 }
 
 static inline uint64_t shadow_changes(struct shadow_mmu *sm)
@@ -701,7 +708,7 @@ static inline uint64_t shadow_changes(struct shadow_mmu *sm)
 	uint64_t sum = 0;
 
 	for (unsigned i = 0; i < MMU_STAT_SHARDS; i++)
-		sum += __atomic_load_n(&sm->changes[i].n, __ATOMIC_ACQUIRE);
+		sum += __atomic_load_n(&sm->shard[i].changes, __ATOMIC_ACQUIRE);
 	return sum;
 }
 

@@ -1268,13 +1268,14 @@ bool mmu_pages_available_shared(struct shadow_mmu *sm, unsigned need)
 {
 	uint64_t limit = shadow_page_limit(sm);
 	bool lru = sm->mmu.env.evict == VMMU_EVICT_LRU;
-	uint64_t credit = lru ? __atomic_add_fetch(&sm->aging_credit, need, __ATOMIC_RELAXED) : 0;
+	uint64_t *mine = &sm->shard[mmu_stat_shard()].aging_credit;
+	uint64_t credit = lru ? __atomic_add_fetch(mine, need, __ATOMIC_RELAXED) : 0;
 
 	if (__atomic_load_n(&sm->nr_sps, __ATOMIC_RELAXED) + need > limit)
 		return false;
 	if (lru && credit >= limit / 8 && shadow_spin_trylock(&sm->struct_lock)) {
-		if (__atomic_load_n(&sm->aging_credit, __ATOMIC_RELAXED) >= limit / 8) {
-			__atomic_store_n(&sm->aging_credit, 0, __ATOMIC_RELAXED);
+		if (__atomic_load_n(mine, __ATOMIC_RELAXED) >= limit / 8) {
+			__atomic_store_n(mine, 0, __ATOMIC_RELAXED);
 			age_sps(sm);
 		}
 		shadow_spin_unlock(&sm->struct_lock);
@@ -1288,10 +1289,14 @@ void make_mmu_pages_available(struct shadow_mmu *sm, unsigned need, struct zap_b
 	uint64_t limit = shadow_page_limit(sm);
 
 	if (sm->mmu.env.evict == VMMU_EVICT_LRU) {
+		/* This thread's credit, as the shared path's: a fault that went exclusive after
+		 * crediting there finds it here. Atomics: other shards' owners add under shared. */
+		uint64_t *mine = &sm->shard[mmu_stat_shard()].aging_credit;
+
 		if (!credited)
-			sm->aging_credit += need;
-		if (sm->aging_credit >= limit / 8) {
-			sm->aging_credit = 0;
+			__atomic_add_fetch(mine, need, __ATOMIC_RELAXED);
+		if (__atomic_load_n(mine, __ATOMIC_RELAXED) >= limit / 8) {
+			__atomic_store_n(mine, 0, __ATOMIC_RELAXED);
 			age_sps(sm);
 		}
 	}
