@@ -455,6 +455,20 @@ int memslots_gpa_read_word_cached(struct memslots *ms, struct memslots_wcache *c
 	return r;
 }
 
+/* A swap of one word through memslots_gpa_access (ok: it swapped). */
+struct swap_arg {
+	unsigned len;
+	bool ok;
+	uint64_t old, val;
+};
+
+static void swap_fn(void *ptr, void *arg)
+{
+	struct swap_arg *o = arg;
+
+	o->ok = host_word_cmpxchg(ptr, o->len, o->old, o->val);
+}
+
 int memslots_gpa_cmpxchg_cached(struct memslots *ms, struct memslots_wcache *c, gpa_t gpa,
 				unsigned len, uint64_t old, uint64_t val, bool *ok)
 {
@@ -469,7 +483,7 @@ int memslots_gpa_cmpxchg_cached(struct memslots *ms, struct memslots_wcache *c, 
 	 * allocated until the section ends). */
 	vmmu_rcu_read_lock();
 	const uint64_t gen = memslots_generation(ms);
-	for (unsigned i = 0; i < MEMSLOTS_WCACHE; i++) {
+	for (unsigned i = 0; c && i < MEMSLOTS_WCACHE; i++) {
 		struct memslots_wcache_ent *e = &c->e[i];
 
 		if (!e->page || e->ms != ms || e->gfn != gfn || e->gen != gen)
@@ -486,18 +500,11 @@ int memslots_gpa_cmpxchg_cached(struct memslots *ms, struct memslots_wcache *c, 
 	vmmu_rcu_read_unlock();
 	if (r != -EAGAIN)
 		return r;
-	struct memslots_swap o = { .len = len, .old = old, .val = val };
-	r = memslots_gpa_access(ms, gpa, len, true, memslots_swap_fn, &o);
+	struct swap_arg o = { .len = len, .old = old, .val = val };
+	r = memslots_gpa_access(ms, gpa, len, true, swap_fn, &o);
 	if (!r)
 		*ok = o.ok;
 	return r;
-}
-
-void memslots_swap_fn(void *ptr, void *arg)
-{
-	struct memslots_swap *o = arg;
-
-	o->ok = host_word_cmpxchg(ptr, o->len, o->old, o->val);
 }
 
 struct copy_arg {

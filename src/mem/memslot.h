@@ -276,17 +276,10 @@ int memslots_gpa_read_word_cached(struct memslots *ms, struct memslots_wcache *c
 				  gpa_t gpa, unsigned len, uint64_t *val, uint8_t **ptr);
 /* Compare-and-swap the naturally aligned word at @gpa (4 or 8 bytes: a guest page-table entry's
  * A/D update), with the host page held still as memslots_gpa_access holds it; a page @c holds (in
- * any way) is not looked up again (host_cmpxchg_again). 0 with *@ok (swapped), or the errors of
- * memslots_gpa_access. */
+ * any way) is not looked up again (host_cmpxchg_again). @c may be NULL: the look-up always. 0 with
+ * *@ok (swapped), or the errors of memslots_gpa_access (-EINVAL for a bad length or alignment). */
 int memslots_gpa_cmpxchg_cached(struct memslots *ms, struct memslots_wcache *c, gpa_t gpa,
 				unsigned len, uint64_t old, uint64_t val, bool *ok);
-/* A swap of one word for memslots_gpa_access (@arg: struct memslots_swap; ok: it swapped). */
-struct memslots_swap {
-	unsigned len;
-	bool ok;
-	uint64_t old, val;
-};
-void memslots_swap_fn(void *ptr, void *arg);
 /* Copy to/from guest physical memory, across pages. -EFAULT for a gpa in no slot, or a write to a
  * READONLY slot (as kvm_read_guest/kvm_write_guest). Writes mark pages dirty. */
 int memslots_read_guest(struct memslots *ms, gpa_t gpa, void *buf, size_t len);

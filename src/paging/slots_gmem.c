@@ -43,18 +43,22 @@ static int slots_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
 }
 
 /* One naturally aligned word compare-and-swapped (another vCPU may swap it at any time: the
- * hardware sets A/D so), with the host page held still (memslots_gpa_access). */
-static int slots_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val, unsigned len)
+ * hardware sets A/D so), with the host page held still; through the reader's cache if it has
+ * one (NULL: none), a page just read through it needing no look-up. */
+static int swap_word(struct memslots *ms, struct memslots_wcache *cache, gpa_t gpa, uint64_t old,
+		     uint64_t val, unsigned len)
 {
-	struct memslots_swap o = { .len = len, .old = old, .val = val };
-	int rc;
+	bool ok;
+	int rc = memslots_gpa_cmpxchg_cached(ms, cache, gpa, len, old, val, &ok);
 
-	if ((len != 4 && len != 8) || (gpa & (len - 1)))
-		return -EINVAL;
-	rc = memslots_gpa_access(opaque, gpa, len, true, memslots_swap_fn, &o);
 	if (rc)
 		return walker_err(rc);
-	return o.ok ? 0 : -EAGAIN;
+	return ok ? 0 : -EAGAIN;
+}
+
+static int slots_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val, unsigned len)
+{
+	return swap_word(opaque, NULL, gpa, old, val, len);
 }
 
 const struct guest_mem_ops slots_gmem_ops = {
@@ -81,16 +85,8 @@ static int rec_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
 static int rec_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val, unsigned len)
 {
 	const struct slots_gmem_rec *r = opaque;
-	bool ok;
-	int rc;
 
-	if (!r->cache)
-		return slots_cmpxchg(r->ms, gpa, old, val, len);
-	/* The page was just read through the cache: swap in it with no look-up. */
-	rc = memslots_gpa_cmpxchg_cached(r->ms, r->cache, gpa, len, old, val, &ok);
-	if (rc)
-		return walker_err(rc);
-	return ok ? 0 : -EAGAIN;
+	return swap_word(r->ms, r->cache, gpa, old, val, len);
 }
 
 const struct guest_mem_ops slots_gmem_rec_ops = {
