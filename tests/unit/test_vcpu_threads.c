@@ -648,6 +648,44 @@ static void lock_case(enum vmmu_mmu mode, enum vmmu_mmu_lock lock, enum target t
 	vmmu_vm_destroy(g.vm);
 }
 
+/*
+ * The soft MMU's memo of the registers that matched its root (shadow_root_current): a zap that
+ * invalidates the loaded root, with the registers unchanged, must still make the root not
+ * current, or a fault racing the zap (another vCPU's memslot change) installs into a dead root.
+ * Then the next access reloads a root and the memo holds again.
+ */
+static void test_root_memo(void **state)
+{
+	struct vmmu_access_result r;
+	struct zap_batch z = { 0 };
+	struct shadow_vcpu *sv;
+	struct shadow_page *old;
+	struct tg g;
+	uint64_t x = 1;
+
+	(void)state;
+	tg_init(&g, VMMU_MMU_SHADOW, VMMU_MMU_LOCK_FINE, 4096);
+	assert_int_equal(vmmu_vcpu_access(g.v[0], DATA_GPA, 8, VMMU_ACC_WRITE, &x, &r), 0);
+	assert_int_equal(r.status, VMMU_ACCESS_DONE);
+	sv = g.v[0]->mmu.priv;
+	brlock_write(&g.vm->mmu->mmu_lock);
+	assert_true(shadow_root_current(sv));
+	assert_true(shadow_root_current(sv));        /* the memo's answer, the registers unchanged */
+	old = sv->root;
+	zap_all(to_shadow(g.vm->mmu), &z);
+	zap_batch_commit(to_shadow(g.vm->mmu), &z);
+	assert_true(sv->root == old);                /* not reloaded: the vCPU is not running */
+	assert_false(shadow_root_current(sv));
+	brlock_unlock(&g.vm->mmu->mmu_lock);
+	assert_int_equal(vmmu_vcpu_access(g.v[0], DATA_GPA + 4096, 8, VMMU_ACC_READ, &x, &r), 0);
+	assert_int_equal(r.status, VMMU_ACCESS_DONE);
+	brlock_write(&g.vm->mmu->mmu_lock);
+	assert_true(sv->root != old);
+	assert_true(shadow_root_current(sv));
+	brlock_unlock(&g.vm->mmu->mmu_lock);
+	vmmu_vm_destroy(g.vm);
+}
+
 static void test_mmu_lock(void **state)
 {
 	struct vmmu_vm_config cfg = { .mmu = VMMU_MMU_EPT, .mmu_lock = (enum vmmu_mmu_lock)3 };
@@ -872,6 +910,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_request_waits),
 		cmocka_unit_test(test_mmu_lock),
+		cmocka_unit_test(test_root_memo),
 		cmocka_unit_test(test_mmu_rwlock),
 		cmocka_unit_test(test_native),
 		cmocka_unit_test(test_shadow),
