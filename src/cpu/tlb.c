@@ -57,6 +57,8 @@
 
 /* Page size codes: shift = 12 + 9 * code. */
 enum { TLB_4K = 0, TLB_2M = 1, TLB_1G = 2, TLB_NSIZES = 3 };
+_Static_assert(TLB_NSIZES == sizeof(((struct tlb_array *)0)->nsize) / sizeof(uint32_t),
+	       "tlb_array.nsize: a count a size code");
 
 #define TLB_SIZE_SHIFT  56        /* size code position in a key; a 4K vpn has at most 52 bits */
 
@@ -90,6 +92,7 @@ static inline bool ent_valid(const struct tlb_ent *e)
 /* Empty the valid slot @i of @a. */
 static inline void slot_clear(struct tlb_array *a, size_t i)
 {
+	a->nsize[a->ent[i].key >> TLB_SIZE_SHIFT]--;
 	a->ent[i].key = TLB_KEY_INVALID;
 	a->stamp[i] = 0;
 	a->nvalid--;
@@ -174,6 +177,7 @@ static size_t arr_insert(struct tlb *t, struct tlb_array *a, uint64_t key, const
 	size_t base = set_base(a, key), victim = base;
 	uint32_t oldest = UINT32_MAX;
 
+	t->absent_key = TLB_KEY_INVALID;
 	for (size_t i = base; i < base + a->ways; i++) {
 		if (a->ent[i].key == key && tags_overlap(&a->ent[i], info->pcid, info->global))
 			slot_clear(a, i);
@@ -183,6 +187,9 @@ static size_t arr_insert(struct tlb *t, struct tlb_array *a, uint64_t key, const
 	}
 	if (a->ent[victim].key == TLB_KEY_INVALID)
 		a->nvalid++;
+	else
+		a->nsize[a->ent[victim].key >> TLB_SIZE_SHIFT]--;
+	a->nsize[key >> TLB_SIZE_SHIFT]++;
 	a->ent[victim].key = key;
 	info_set(&a->ent[victim].info, info, frame);
 	a->stamp[victim] = tlb_tick(t);
@@ -262,6 +269,7 @@ int tlb_create(const struct vmmu_tlb_geometry *g, struct tlb **out)
 	}
 	for (size_t i = 0; i < n; i++)
 		t->mem[i].key = TLB_KEY_INVALID;
+	t->absent_key = TLB_KEY_INVALID;
 	n = 0;
 	for (unsigned i = 0; i < TLB_ARR_N; i++) {
 		t->arr[i].ent = t->mem + n;
@@ -312,7 +320,7 @@ struct tlb_entry_info *tlb_lookup_l2(struct tlb *t, gva_t va, uint16_t pcid, enu
 {
 	for (unsigned size = TLB_4K; size < TLB_NSIZES; size++) {
 		struct tlb_array *a = l2_of(t, size);
-		if (!a->nvalid)
+		if (!a->nsize[size])
 			continue;
 		size_t i = tlb_arr_find(a, tlb_key(va, size), pcid);
 		if (i != TLB_NO_SLOT) {
@@ -325,6 +333,8 @@ struct tlb_entry_info *tlb_lookup_l2(struct tlb *t, gva_t va, uint16_t pcid, enu
 		}
 	}
 	t->stats.misses++;
+	t->absent_key = va >> 12;
+	t->absent_pcid = pcid;
 	*level = TLB_MISS;
 	return NULL;
 }
@@ -384,10 +394,16 @@ void tlb_drop_host(struct tlb *t)
 /* Every array holding @va's page at each size, for @pcid (and global entries if @with_global). */
 static void invalidate_va(struct tlb *t, gva_t va, uint16_t pcid, bool with_global)
 {
+	if (va >> 12 == t->absent_key && pcid == t->absent_pcid) {
+		t->stats.invalidations++;   /* the lookup's miss searched every array for @pcid */
+		return;
+	}
 	for (unsigned size = TLB_4K; size < TLB_NSIZES; size++) {
 		uint64_t key = tlb_key(va, size);
-		arr_invalidate(&t->arr[TLB_ARR_L1_4K + size], key, pcid, with_global);
-		arr_invalidate(l2_of(t, size), key, pcid, with_global);
+		if (t->arr[TLB_ARR_L1_4K + size].nsize[size])
+			arr_invalidate(&t->arr[TLB_ARR_L1_4K + size], key, pcid, with_global);
+		if (l2_of(t, size)->nsize[size])
+			arr_invalidate(l2_of(t, size), key, pcid, with_global);
 	}
 	t->stats.invalidations++;
 }
@@ -467,7 +483,7 @@ int tlb_check(const struct tlb *t)
 			return -EUCLEAN;
 	for (unsigned i = 0; i < TLB_ARR_N; i++) {
 		const struct tlb_array *a = &t->arr[i];
-		uint32_t valid = 0;
+		uint32_t valid = 0, nsize[TLB_NSIZES] = { 0 };
 		for (uint32_t s = 0; s <= a->set_mask; s++) {
 			const struct tlb_ent *set = a->ent + (size_t)s * a->ways;
 			const uint32_t *st = a->stamp + (size_t)s * a->ways;
@@ -480,6 +496,8 @@ int tlb_check(const struct tlb *t)
 				}
 				valid++;
 				unsigned size = (unsigned)(e->key >> TLB_SIZE_SHIFT);
+				if (size < TLB_NSIZES)
+					nsize[size]++;
 				if (size >= TLB_NSIZES || !array_holds(i, size) || (e->key & a->set_mask) != s ||
 				    e->info.page_shift != size_shift(size) ||
 				    (e->info.frame & ((1ULL << size_shift(size)) - 1)))
@@ -499,8 +517,17 @@ int tlb_check(const struct tlb *t)
 				}
 			}
 		}
-		if (valid != a->nvalid)
+		if (valid != a->nvalid || memcmp(nsize, a->nsize, sizeof(nsize)))
 			return -EUCLEAN;
+	}
+	if (t->absent_key != TLB_KEY_INVALID) {
+		for (unsigned size = TLB_4K; size < TLB_NSIZES; size++) {
+			uint64_t key = tlb_key(t->absent_key << 12, size);
+			if (tlb_arr_find(&t->arr[TLB_ARR_L1_4K + size], key, t->absent_pcid) != TLB_NO_SLOT ||
+			    tlb_arr_find(&t->arr[size == TLB_1G ? TLB_ARR_L2_1G : TLB_ARR_L2], key,
+					 t->absent_pcid) != TLB_NO_SLOT)
+				return -EUCLEAN;
+		}
 	}
 	return 0;
 }

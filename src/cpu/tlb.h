@@ -76,6 +76,8 @@ struct tlb_array {
 	uint32_t set_mask;    /* sets - 1 */
 	uint32_t ways;
 	uint32_t nvalid;      /* valid entries: lookups skip an empty array (no 2M/1G pages in use) */
+	uint32_t nsize[3];    /* valid entries by size code (tlb.c): the STLB's probe for a 2M page
+			       * is skipped while it holds none, every miss's case without them */
 };
 
 enum { TLB_ARR_L1_4K, TLB_ARR_L1_2M, TLB_ARR_L1_1G, TLB_ARR_L2, TLB_ARR_L2_1G, TLB_ARR_N };
@@ -91,6 +93,11 @@ struct tlb {
 	 * needs to keep hints up to date. It saves the set scan, and its mispredicted exit, when a
 	 * page is used again. */
 	uint32_t hint[TLB_HINTS];
+	/* The 4K page (key) and PCID a lookup last missed at every level, TLB_KEY_INVALID once
+	 * anything was inserted since: no entry answers a lookup of it, so an invalidation of that
+	 * address (the #PF that follows such a miss, every fault's) has nothing to search for. */
+	uint64_t absent_key;
+	uint16_t absent_pcid;
 	struct tlb_stats stats;
 	struct tlb_ent *mem;              /* every array's entries, one block */
 	uint32_t *stamps;                 /* every array's stamps, same order */

@@ -285,6 +285,47 @@ static void test_invlpg_all_sizes_at_once(void **state)
 	tlb_destroy(t);
 }
 
+/*
+ * An invalidation right after a miss at every level (a #PF's) skips its search: it must still
+ * find what was inserted since, for that page at any size, and what another PCID's miss left.
+ */
+static void test_after_miss(void **state)
+{
+	struct tlb *t = mk(NULL);
+	const gva_t va = 0x40123000;
+	uint64_t inv = tlb_get_stats(t)->invalidations;
+
+	expect_miss(t, va, 1);
+	tlb_invlpg(t, va, 1);                        /* nothing to find */
+	assert_int_equal(tlb_get_stats(t)->invalidations, inv + 1);
+	expect_miss(t, va, 1);
+	fill(t, 0x40000000, 0x200000, 21, 1, false); /* a 2M page over it, inserted after the miss */
+	tlb_invlpg(t, va, 1);
+	expect_miss(t, va, 1);
+	fill(t, va, 0x5000, 12, 2, true);            /* a global entry, after PCID 1's miss */
+	expect_frame(t, va, 1, 0x5000);
+	tlb_invlpg(t, va, 1);
+	expect_miss(t, va, 3);
+	expect_miss(t, va, 2);                       /* a miss under PCID 2 */
+	fill(t, va, 0x6000, 12, 1, false);           /* PCID 1's entry goes in after it */
+	tlb_flush_addr_pcid(t, va, 2);               /* PCID 2's invalidation: it stays */
+	expect_frame(t, va, 1, 0x6000);
+	expect_miss(t, va, 2);
+	tlb_invlpg(t, va, 1);                        /* the last miss was PCID 2's: a search */
+	expect_miss(t, va, 1);
+	assert_int_equal(tlb_count(t), 0);
+	assert_int_equal(tlb_get_stats(t)->invalidations, inv + 5);
+
+	/* A global entry filled right after a miss replaces another PCID's entry of the page
+	 * (fill() runs tlb_check). */
+	fill(t, va, 0x7000, 12, 2, false);
+	expect_miss(t, va, 1);
+	fill(t, va, 0x8000, 12, 1, true);
+	expect_frame(t, va, 2, 0x8000);
+	assert_int_equal(tlb_count(t), 2);          /* one copy in each level */
+	tlb_destroy(t);
+}
+
 static void test_invpcid_addr(void **state)
 {
 	struct tlb *t = mk(NULL);
@@ -766,6 +807,7 @@ int main(void)
 		cmocka_unit_test(test_invlpg),
 		cmocka_unit_test(test_invlpg_large_pages),
 		cmocka_unit_test(test_invlpg_all_sizes_at_once),
+		cmocka_unit_test(test_after_miss),
 		cmocka_unit_test(test_invpcid_addr),
 		cmocka_unit_test(test_flush_pcid),
 		cmocka_unit_test(test_flush_all),
