@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host/pool.h"
 #include "mmu/shadow.h"
 
 /* ---- hash chains ---- */
@@ -159,20 +160,28 @@ struct shadow_page *sptep_to_sp(struct shadow_mmu *sm, const uint64_t *sptep)
 	return pfn_to_sp(sm, (pfn_t)(((const uint8_t *)sptep - sm->arena_base) >> 12));
 }
 
+/* ---- metadata memory (host/pool.h: populated in bulk, not faulted in by the handler) ---- */
+
+static struct host_pool sp_pool = HOST_POOL_INIT(sizeof(struct shadow_page));
+static struct host_pool gfns_pool = HOST_POOL_INIT(SPTE_ENTRIES * sizeof(gfn_t));
+static struct host_pool dir_pool = HOST_POOL_INIT(sizeof(struct gfn_dir));
+static struct host_pool gig_pool = HOST_POOL_INIT(sizeof(struct gfn_gig));
+static struct host_pool chunk_pool = HOST_POOL_INIT(sizeof(struct gfn_chunk));
+
 /* ---- per-gfn state (shadow.h: the radix tree by gfn) ---- */
 
 /* The node at *@slotp, or a new zeroed one published there; NULL if out of memory. Creators of
  * one directory or GiB may race (each under its own stripe lock): one wins, the others free
  * theirs and take it. */
-#define gfn_node_get(slotp)                                                                         \
+#define gfn_node_get(slotp, pool)                                                                   \
 	({                                                                                          \
 		__typeof__(*(slotp)) cur_ = __atomic_load_n((slotp), __ATOMIC_ACQUIRE), new_;       \
-		if (!cur_ && (new_ = calloc(1, sizeof(*cur_)))) {                                   \
+		if (!cur_ && (new_ = host_pool_zalloc(pool))) {                                     \
 			if (__atomic_compare_exchange_n((slotp), &cur_, new_, false,                \
 							__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))        \
 				cur_ = new_;                                                        \
 			else                                                                        \
-				free(new_);                                                         \
+				host_pool_free((pool), new_);                                       \
 		}                                                                                   \
 		cur_;                                                                               \
 	})
@@ -184,8 +193,8 @@ static struct gfn_gig *gfn_gig_get(struct shadow_mmu *sm, gfn_t gfn)
 
 	if (gfn >> GFN_BITS)
 		return NULL;
-	d = gfn_node_get(&sm->gfn_root[gfn >> GFN_DIR_SHIFT]);
-	return d ? gfn_node_get(&d->gig[(gfn >> GIG_SHIFT) & (SPTE_ENTRIES - 1)]) : NULL;
+	d = gfn_node_get(&sm->gfn_root[gfn >> GFN_DIR_SHIFT], &dir_pool);
+	return d ? gfn_node_get(&d->gig[(gfn >> GIG_SHIFT) & (SPTE_ENTRIES - 1)], &gig_pool) : NULL;
 }
 
 /* @gfn's chunk, made if missing; NULL if out of memory. [L] or [G] */
@@ -193,7 +202,7 @@ static struct gfn_chunk *gfn_chunk_get(struct shadow_mmu *sm, gfn_t gfn)
 {
 	struct gfn_gig *g = gfn_gig_get(sm, gfn);
 
-	return g ? gfn_node_get(&g->chunk[(gfn >> 9) & (SPTE_ENTRIES - 1)]) : NULL;
+	return g ? gfn_node_get(&g->chunk[(gfn >> 9) & (SPTE_ENTRIES - 1)], &chunk_pool) : NULL;
 }
 
 /* Free @c, @gfn's chunk, once nothing in its 2 MiB is mapped or tracked. [L] or [G] */
@@ -203,7 +212,7 @@ static void gfn_chunk_put(struct shadow_mmu *sm, gfn_t gfn, struct gfn_chunk *c)
 		return;
 	__atomic_store_n(&gfn_gig_find(sm, gfn)->chunk[(gfn >> 9) & (SPTE_ENTRIES - 1)], NULL,
 			 __ATOMIC_RELEASE);
-	free(c);
+	host_pool_free(&chunk_pool, c);
 }
 
 struct gfn_gig *gfn_gig_next(const struct shadow_mmu *sm, gfn_t *gfn, gfn_t end)
@@ -330,11 +339,11 @@ void shadow_gfn_state_free(struct shadow_mmu *sm)
 				struct gfn_chunk *c = g->chunk[k];
 				for (unsigned i = 0; c && i < SPTE_ENTRIES; i++)
 					rmap_head_free(&c->rmap[i]);
-				free(c);
+				host_pool_free(&chunk_pool, c);
 			}
-			free(g);
+			host_pool_free(&gig_pool, g);
 		}
-		free(d);
+		host_pool_free(&dir_pool, d);
 		sm->gfn_root[r] = NULL;
 	}
 }
@@ -698,9 +707,9 @@ uint64_t shadow_page_limit(const struct shadow_mmu *sm)
 
 static void sp_free_struct(struct shadow_page *sp)
 {
-	free(sp->gfns);
+	host_pool_free(&gfns_pool, sp->gfns);
 	sptep_vec_free(&sp->parents);
-	free(sp);
+	host_pool_free(&sp_pool, sp);
 }
 
 void shadow_free_page(struct mmu_page_free *pf)
@@ -746,13 +755,13 @@ static int sp_new(struct shadow_mmu *sm, gfn_t gfn, union sp_role role, bool sha
 	pfn_t pfn;
 	int rc;
 
-	sp = calloc(1, sizeof(*sp));
+	sp = host_pool_zalloc(&sp_pool);
 	if (!sp)
 		return -ENOMEM;
 	if (role.level == 1 && !role.direct) {
-		sp->gfns = calloc(SPTE_ENTRIES, sizeof(*sp->gfns));
+		sp->gfns = host_pool_zalloc(&gfns_pool);
 		if (!sp->gfns) {
-			free(sp);
+			host_pool_free(&sp_pool, sp);
 			return -ENOMEM;
 		}
 	}
@@ -952,7 +961,7 @@ uint64_t sp_notrap_fill(struct shadow_mmu *sm, struct shadow_page *sp, const voi
 
 int sp_alloc_helper(struct shadow_mmu *sm, int level, struct shadow_page **out)
 {
-	struct shadow_page *sp = calloc(1, sizeof(*sp));
+	struct shadow_page *sp = host_pool_zalloc(&sp_pool);
 	pfn_t pfn;
 	int rc;
 
@@ -960,7 +969,7 @@ int sp_alloc_helper(struct shadow_mmu *sm, int level, struct shadow_page **out)
 		return -ENOMEM;
 	rc = host_frame_alloc(sm->mmu.env.arena, 0, &pfn);
 	if (rc) {
-		free(sp);
+		host_pool_free(&sp_pool, sp);
 		return rc;
 	}
 	sp->gfn = ~0ULL;
@@ -1063,7 +1072,7 @@ int leaf_set(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep, gfn
 	/* A large leaf of an indirect sp records its gfn as a 4K one does; a 1G one is counted in
 	 * its GiB (what a shared fault that shadows a table inside looks at). */
 	if (level > 1 && !sp->role.direct && !sp->gfns) {
-		sp->gfns = calloc(SPTE_ENTRIES, sizeof(*sp->gfns));
+		sp->gfns = host_pool_zalloc(&gfns_pool);
 		if (!sp->gfns)
 			return -ENOMEM;
 	}

@@ -136,6 +136,8 @@ static void tdp_walk_to(const struct tdp_mmu *t, gfn_t gfn, struct tdp_iter *it,
 	*steps += (uint64_t)(t->ctx.levels - it->level + 1);
 }
 
+struct host_pool tdp_page_pool = HOST_POOL_INIT(sizeof(struct tdp_page));
+
 /*
  * Link a zeroed table into the iterator's entry, which held it->old_spte (not present). mmu_lock
  * held shared. Ordering: host_frame_alloc() hands back zeroed memory, and the seq-cst cmpxchg
@@ -145,7 +147,7 @@ static void tdp_walk_to(const struct tdp_mmu *t, gfn_t gfn, struct tdp_iter *it,
  */
 static int link_table(struct tdp_mmu *t, struct tdp_iter *it)
 {
-	struct tdp_page *tp = calloc(1, sizeof(*tp));
+	struct tdp_page *tp = host_pool_zalloc(&tdp_page_pool);
 	uint64_t old = it->old_spte;
 	pfn_t pfn;
 	int rc;
@@ -154,7 +156,7 @@ static int link_table(struct tdp_mmu *t, struct tdp_iter *it)
 		return -ENOMEM;
 	rc = host_frame_alloc(t->ctx.arena, HOST_ORDER_4K, &pfn);
 	if (rc) {
-		free(tp);
+		host_pool_free(&tdp_page_pool, tp);
 		return rc;
 	}
 	tp->gfn = it->gfn;
@@ -166,7 +168,7 @@ static int link_table(struct tdp_mmu *t, struct tdp_iter *it)
 	}
 	host_frame_set_private(t->ctx.arena, pfn, 0);
 	host_frame_put(t->ctx.arena, pfn, HOST_ORDER_4K);
-	free(tp);
+	host_pool_free(&tdp_page_pool, tp);
 	return 0;
 }
 

@@ -45,6 +45,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "host/pool.h"
 #include "mmu/mmu_internal.h"
 #include "paging/tdp.h"
 
@@ -83,6 +84,9 @@ struct tdp_page {
 	gfn_t gfn;                       /* the first gfn it maps */
 	int level;
 };
+/* Where every tdp_page comes from and goes back to (host/pool.h: no host page fault for them
+ * inside a fault handler). */
+extern struct host_pool tdp_page_pool;
 
 /* The table an spte links to. */
 static inline uint64_t *spte_child(const struct tdp_mmu *t, uint64_t s)

@@ -127,7 +127,7 @@ static uint64_t spte_clear_bits(uint64_t *sptep, uint64_t mask)
 
 void tdp_free_page(struct mmu_page_free *pf)
 {
-	free(caa_container_of(pf, struct tdp_page, free));
+	host_pool_free(&tdp_page_pool, caa_container_of(pf, struct tdp_page, free));
 }
 
 /* The table @table_spte linked is unreachable now: out of the count, its frame (with its
@@ -231,7 +231,7 @@ static void zap_all_mmio(struct tdp_mmu *t)
 static bool split_huge(struct tdp_mmu *t, struct tdp_iter *it, bool wrprot, bool clear_d)
 {
 	const int level = it->level;
-	struct tdp_page *tp = calloc(1, sizeof(*tp));
+	struct tdp_page *tp = host_pool_zalloc(&tdp_page_pool);
 	uint64_t old = spte_read(it->sptep), table;
 	uint64_t *child;
 	pfn_t pfn;
@@ -239,7 +239,7 @@ static bool split_huge(struct tdp_mmu *t, struct tdp_iter *it, bool wrprot, bool
 	if (!tp)
 		return false;
 	if (host_frame_alloc(t->ctx.arena, HOST_ORDER_4K, &pfn)) {
-		free(tp);
+		host_pool_free(&tdp_page_pool, tp);
 		return false;
 	}
 	tp->gfn = it->gfn;
@@ -253,7 +253,7 @@ static bool split_huge(struct tdp_mmu *t, struct tdp_iter *it, bool wrprot, bool
 		if (!is_shadow_present_pte(old) || !is_last_spte(old, level)) {
 			host_frame_set_private(t->ctx.arena, pfn, 0);
 			host_frame_put(t->ctx.arena, pfn, HOST_ORDER_4K);
-			free(tp);
+			host_pool_free(&tdp_page_pool, tp);
 			return false;
 		}
 		if (wrprot)

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "host/host.h"
+#include "host/pool.h"
 
 #define KiB (1ULL << 10)
 #define MiB (1ULL << 20)
@@ -1368,10 +1369,96 @@ static void test_concurrent_arena(void **state)
 	host_arena_destroy(a);
 }
 
+/* ---- host/pool: the MMUs' metadata objects ---- */
+
+struct pool_arg {
+	struct host_pool *pool;
+	unsigned rounds;
+	int bad;
+};
+
+/* Allocate, check, fill and free, over and over: another thread does the same at once. */
+static void *pool_worker(void *arg)
+{
+	struct pool_arg *a = arg;
+	enum { N = 40 };
+	unsigned char *o[N];
+
+	for (unsigned r = 0; r < a->rounds; r++) {
+		for (unsigned i = 0; i < N; i++) {
+			o[i] = host_pool_zalloc(a->pool);
+			for (size_t b = 0; o[i] && b < a->pool->size; b++)
+				a->bad += o[i][b] != 0;
+			if (o[i])
+				memset(o[i], 0x5a, a->pool->size);
+			else
+				a->bad++;
+		}
+		for (unsigned i = 0; i < N; i++)
+			host_pool_free(a->pool, o[i]);
+	}
+	return NULL;
+}
+
+static void test_pool(void **state)
+{
+	static struct host_pool big = HOST_POOL_INIT(6200), tiny = HOST_POOL_INIT(4);
+	enum { N = 100 };
+	unsigned char *o[N], *again[N];
+
+	(void)state;
+	/* Objects are zeroed, 64-byte aligned and disjoint, across several slabs (64 KiB hold 10). */
+	for (unsigned i = 0; i < N; i++) {
+		o[i] = host_pool_zalloc(&big);
+		assert_non_null(o[i]);
+		assert_int_equal((uintptr_t)o[i] & 63, 0);
+		for (size_t b = 0; b < big.size; b++)
+			assert_int_equal(o[i][b], 0);
+		for (unsigned j = 0; j < i; j++)
+			assert_true(o[i] + big.size <= o[j] || o[j] + big.size <= o[i]);
+		memset(o[i], 0xa5, big.size);
+	}
+	/* What is freed comes back, zeroed again: the memory is reused, not mapped anew. */
+	for (unsigned i = 0; i < N; i++)
+		host_pool_free(&big, o[i]);
+	host_pool_free(&big, NULL);
+	for (unsigned i = 0; i < N; i++) {
+		again[i] = host_pool_zalloc(&big);
+		assert_non_null(again[i]);
+		for (size_t b = 0; b < big.size; b++)
+			assert_int_equal(again[i][b], 0);
+		bool known = false;
+		for (unsigned j = 0; j < N && !known; j++)
+			known = again[i] == o[j];
+		assert_true(known);
+	}
+	for (unsigned i = 0; i < N; i++)
+		host_pool_free(&big, again[i]);
+	/* An object smaller than the free list's link. */
+	unsigned char *t1 = host_pool_zalloc(&tiny), *t2 = host_pool_zalloc(&tiny);
+	assert_non_null(t1);
+	assert_non_null(t2);
+	assert_true(t1 != t2);
+	memset(t1, 0xff, 4);
+	host_pool_free(&tiny, t1);
+	t1 = host_pool_zalloc(&tiny);
+	assert_int_equal(t1[0] | t1[1] | t1[2] | t1[3], 0);
+	host_pool_free(&tiny, t1);
+	host_pool_free(&tiny, t2);
+	/* Two threads at once (TSan checks the pool's lock; each sees only zeroed objects). */
+	struct pool_arg a[2] = { { &big, 200, 0 }, { &big, 200, 0 } };
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, pool_worker, &a[0]), 0);
+	pool_worker(&a[1]);
+	pthread_join(th, NULL);
+	assert_int_equal(a[0].bad + a[1].bad, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_arena_args),
+		cmocka_unit_test(test_pool),
 		cmocka_unit_test(test_buddy_orders_aligned),
 		cmocka_unit_test(test_buddy_exhaust),
 		cmocka_unit_test(test_buddy_merge_back),

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * host/pool: zeroed objects of one size for the MMUs' own metadata (shadow pages and their gfn
+ * arrays, the soft MMU's per-gfn nodes, TDP table pages), as the kernel's slab caches give KVM its
+ * kvm_mmu_page headers and rmap memory.
+ *
+ * Why not malloc: heap memory the process never touched costs a host page fault at its first
+ * write, and those writes fall inside the MMU's fault handler (a new shadow page, a new 2 MiB
+ * of per-gfn state). On a nested host such as the machines this project is measured on, one such
+ * fault costs 10-15 us, where populating the same memory in bulk costs about 1 us a page: a
+ * pool maps its memory in slabs of at least 64 KiB, populated when mapped (MAP_POPULATE), and
+ * keeps every object freed for the next allocation. Nothing goes back to the host: a pool's
+ * memory is its peak use, as a slab cache without a shrinker.
+ *
+ * Invariants: an object handed out is zeroed and 64-byte aligned; a free object's first word
+ * links the free list (under AddressSanitizer the rest of it is poisoned, so a use after free
+ * is still reported). Locking: pool->lock guards the free list and the slab list; an object
+ * belongs to its user between host_pool_zalloc() and host_pool_free(), which any thread may call.
+ */
+#ifndef VMMU_HOST_POOL_H
+#define VMMU_HOST_POOL_H
+
+#include <pthread.h>
+#include <stddef.h>
+
+struct host_pool {
+	pthread_mutex_t lock;
+	size_t size;        /* [c] the objects' size */
+	void *free;         /* [lock] free objects, linked through their first word */
+};
+
+#define HOST_POOL_INIT(object_size) { PTHREAD_MUTEX_INITIALIZER, (object_size), NULL }
+
+/* A zeroed object, or NULL when the host has no memory left. */
+void *host_pool_zalloc(struct host_pool *p);
+/* Give @obj (from host_pool_zalloc() of @p, or NULL) back. */
+void host_pool_free(struct host_pool *p, void *obj);
+
+#endif
