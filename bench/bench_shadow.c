@@ -21,7 +21,7 @@
  * metadata (shadow pages, per-gfn state) is memory new to the process, as in a VM's first run.
  * Usage: bench_shadow [-h vmx|svm] [-n PAGES] [-r ROUNDS] [-t LACKEY_TRACE] [-q] [-f]
  *   -q  quick: smaller workloads (for a smoke run)
- *   -f  the fault figures only
+ *   -f  the fault figures only (-q and -t then do nothing)
  */
 #include <errno.h>
 #include <getopt.h>
@@ -192,7 +192,8 @@ static struct fault_fig fault_best(enum vmmu_mmu mode, uint64_t pages, bool read
 				   unsigned rounds, struct fault_fig *first)
 {
 	struct fault_fig best = fault_round(mode, pages, read_first);
-	*first = best;
+	if (first)
+		*first = best;
 	for (unsigned r = 1; r < rounds; r++) {
 		struct fault_fig f = fault_round(mode, pages, read_first);
 		if (f.first - f.warm < best.first - best.warm)
@@ -211,9 +212,9 @@ static void bench_fault(uint64_t pages, unsigned rounds)
 		/* Shadow first: in the first row its first round is the process's first, and meets the
 		 * memory for the MMU's metadata new, as a VM's first run does (a native round before it
 		 * would leave freed heap memory for it to reuse). */
-		struct fault_fig n1, s1;
+		struct fault_fig s1;
 		struct fault_fig s = fault_best(VMMU_MMU_SHADOW, pages, rf, rounds, &s1);
-		struct fault_fig n = fault_best(VMMU_MMU_NATIVE, pages, rf, rounds, &n1);
+		struct fault_fig n = fault_best(VMMU_MMU_NATIVE, pages, rf, rounds, NULL);
 		double per_fault = ((s.first - s.warm) - (n.first - n.warm)) * 1e9 /
 				   (double)(s.faults ? s.faults : 1);
 		/* Later rounds reuse the metadata memory the earlier ones freed. */

@@ -17,14 +17,17 @@
  *    entry per PCID and, if a global entry is present, no other entry (arr_insert drops the ones
  *    a new entry overlaps, which is always allowed since a TLB may forget anything);
  *  - a free slot has stamp 0; the stamps of a set's valid entries are distinct, in 1..clock;
- *  - an array's nvalid counts its valid entries;
+ *  - an array's nvalid counts its valid entries, and nsize[s] those of size code s;
  *  - second-level entries have no host pointer (tlb_fill stores none; the owner reaches only
  *    first-level entries), so tlb_drop_host scans the first level only;
  *  - every hint is the index of a slot of the first-level 4K array (what the slot holds is
- *    checked at each use, tlb.h).
+ *    checked at each use, tlb.h);
+ *  - no entry answers a lookup of (absent_key, absent_pcid): a lookup's miss at every level sets
+ *    them, every insertion (arr_insert, the only one) drops them, and removals keep it true.
  * Inclusion: a fill goes to both levels; an L1 eviction leaves the L2 copy (which is how an STLB
  * hit happens), an L2 eviction leaves the L1 copy (no back-invalidation; Intel's STLB is not
- * inclusive either). Every invalidation therefore searches both levels.
+ * inclusive either). Every invalidation therefore searches both levels, but where nsize says an
+ * array holds no entry of the size, or the address is the absent one.
  * Locking: none; one vCPU thread owns the TLB (tlb.h).
  */
 #include <assert.h>

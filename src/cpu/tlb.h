@@ -277,7 +277,8 @@ static inline uint64_t tlb_entry_pa(const struct tlb_entry_info *e, gva_t va)
 
 /* Debug: check the invariants of every set (entries in their set, one entry per lookup tag,
  * aligned frames, LRU stamps distinct and not ahead of the clock, no host pointer in the second
- * level) and that every hint names a first-level 4K slot. 0 or -EUCLEAN. */
+ * level, the counts by size), that every hint names a first-level 4K slot, and that no entry
+ * answers the absent page. 0 or -EUCLEAN. */
 int tlb_check(const struct tlb *t);
 /* Tests: set the LRU clock (to start it just before it wraps). */
 void tlb_test_set_clock(struct tlb *t, uint32_t clock);

@@ -44,7 +44,9 @@ static void push(struct host_pool *p, void *obj)
 	POISON((char *)obj + sizeof(void *), stride(p) - sizeof(void *));
 }
 
-/* Map and populate a slab, every object of it free. [lock] false if the host refuses. */
+/* Map and populate a slab, outside the lock (the population takes tens of microseconds, and
+ * another vCPU allocating meanwhile may hold an MMU spin lock), then free every object of it.
+ * false if the host refuses. */
 static bool grow(struct host_pool *p)
 {
 	size_t st = stride(p), bytes = st * SLAB_MIN_OBJS;
@@ -57,9 +59,11 @@ static bool grow(struct host_pool *p)
 		    -1, 0);
 	if (slab == MAP_FAILED)
 		return false;
+	pthread_mutex_lock(&p->lock);
 	/* Last object first, so that allocations run upwards through the slab. */
 	for (size_t n = bytes / st; n-- > 0;)
 		push(p, slab + n * st);
+	pthread_mutex_unlock(&p->lock);
 	return true;
 }
 
@@ -68,13 +72,15 @@ void *host_pool_zalloc(struct host_pool *p)
 	void *obj;
 
 	pthread_mutex_lock(&p->lock);
-	if (!p->free && !grow(p)) {
+	while (!p->free) {
 		pthread_mutex_unlock(&p->lock);
-		return NULL;
+		if (!grow(p))
+			return NULL;
+		pthread_mutex_lock(&p->lock);
 	}
 	obj = p->free;
-	UNPOISON(obj, stride(p));
-	p->free = *(void **)obj;
+	p->free = *(void **)obj;        /* the link's word is never poisoned (push) */
+	UNPOISON(obj, p->size);
 	pthread_mutex_unlock(&p->lock);
 	memset(obj, 0, p->size);
 	return obj;

@@ -13,9 +13,12 @@
  * memory is its peak use, as a slab cache without a shrinker.
  *
  * Invariants: an object handed out is zeroed and 64-byte aligned; a free object's first word
- * links the free list (under AddressSanitizer the rest of it is poisoned, so a use after free
- * is still reported). Locking: pool->lock guards the free list and the slab list; an object
- * belongs to its user between host_pool_zalloc() and host_pool_free(), which any thread may call.
+ * links the free list (under AddressSanitizer the rest of it is poisoned, so a use after free is
+ * reported until the object is handed out again: the list is LIFO, no quarantine; and the
+ * padding past the object's size stays poisoned). Slabs are not listed: nothing unmaps them.
+ * Locking: pool->lock guards the free list (a slab is mapped outside it); an object belongs to
+ * its user between host_pool_zalloc() and host_pool_free(), which any thread may call. A leak
+ * checker does not see inside slabs: what only a pool object points to looks leaked to it.
  */
 #ifndef VMMU_HOST_POOL_H
 #define VMMU_HOST_POOL_H

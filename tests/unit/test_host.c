@@ -1407,7 +1407,7 @@ static void test_pool(void **state)
 	unsigned char *o[N], *again[N];
 
 	(void)state;
-	/* Objects are zeroed, 64-byte aligned and disjoint, across several slabs (64 KiB hold 10). */
+	/* Objects are zeroed, 64-byte aligned and disjoint, across several slabs (of 16 here). */
 	for (unsigned i = 0; i < N; i++) {
 		o[i] = host_pool_zalloc(&big);
 		assert_non_null(o[i]);
