@@ -76,9 +76,14 @@ static inline uint64_t tlb_key(gva_t va, unsigned size)
 }
 
 /* The L2 array that holds a size: the STLB for 4K and 2M, the L2 1G array for 1G. */
+static inline unsigned l2_index(unsigned size)
+{
+	return size == TLB_1G ? TLB_ARR_L2_1G : TLB_ARR_L2;
+}
+
 static inline struct tlb_array *l2_of(struct tlb *t, unsigned size)
 {
-	return &t->arr[size == TLB_1G ? TLB_ARR_L2_1G : TLB_ARR_L2];
+	return &t->arr[l2_index(size)];
 }
 
 /* Index of the first slot of @key's set in @a. */
@@ -403,10 +408,11 @@ static void invalidate_va(struct tlb *t, gva_t va, uint16_t pcid, bool with_glob
 	}
 	for (unsigned size = TLB_4K; size < TLB_NSIZES; size++) {
 		uint64_t key = tlb_key(va, size);
-		if (t->arr[TLB_ARR_L1_4K + size].nsize[size])
-			arr_invalidate(&t->arr[TLB_ARR_L1_4K + size], key, pcid, with_global);
-		if (l2_of(t, size)->nsize[size])
-			arr_invalidate(l2_of(t, size), key, pcid, with_global);
+		struct tlb_array *l1 = &t->arr[TLB_ARR_L1_4K + size], *l2 = l2_of(t, size);
+		if (l1->nsize[size])
+			arr_invalidate(l1, key, pcid, with_global);
+		if (l2->nsize[size])
+			arr_invalidate(l2, key, pcid, with_global);
 	}
 	t->stats.invalidations++;
 }
@@ -527,8 +533,7 @@ int tlb_check(const struct tlb *t)
 		for (unsigned size = TLB_4K; size < TLB_NSIZES; size++) {
 			uint64_t key = tlb_key(t->absent_key << 12, size);
 			if (tlb_arr_find(&t->arr[TLB_ARR_L1_4K + size], key, t->absent_pcid) != TLB_NO_SLOT ||
-			    tlb_arr_find(&t->arr[size == TLB_1G ? TLB_ARR_L2_1G : TLB_ARR_L2], key,
-					 t->absent_pcid) != TLB_NO_SLOT)
+			    tlb_arr_find(&t->arr[l2_index(size)], key, t->absent_pcid) != TLB_NO_SLOT)
 				return -EUCLEAN;
 		}
 	}
