@@ -1387,12 +1387,10 @@ static void *pool_worker(void *arg)
 	for (unsigned r = 0; r < a->rounds; r++) {
 		for (unsigned i = 0; i < N; i++) {
 			o[i] = host_pool_zalloc(a->pool);
-			for (size_t b = 0; o[i] && b < a->pool->size; b++)
-				a->bad += o[i][b] != 0;
+			if (!o[i] || !all_zero(o[i], a->pool->size))
+				a->bad++;
 			if (o[i])
 				memset(o[i], 0x5a, a->pool->size);
-			else
-				a->bad++;
 		}
 		for (unsigned i = 0; i < N; i++)
 			host_pool_free(a->pool, o[i]);
@@ -1412,8 +1410,7 @@ static void test_pool(void **state)
 		o[i] = host_pool_zalloc(&big);
 		assert_non_null(o[i]);
 		assert_int_equal((uintptr_t)o[i] & 63, 0);
-		for (size_t b = 0; b < big.size; b++)
-			assert_int_equal(o[i][b], 0);
+		assert_true(all_zero(o[i], big.size));
 		for (unsigned j = 0; j < i; j++)
 			assert_true(o[i] + big.size <= o[j] || o[j] + big.size <= o[i]);
 		memset(o[i], 0xa5, big.size);
@@ -1425,8 +1422,7 @@ static void test_pool(void **state)
 	for (unsigned i = 0; i < N; i++) {
 		again[i] = host_pool_zalloc(&big);
 		assert_non_null(again[i]);
-		for (size_t b = 0; b < big.size; b++)
-			assert_int_equal(again[i][b], 0);
+		assert_true(all_zero(again[i], big.size));
 		bool known = false;
 		for (unsigned j = 0; j < N && !known; j++)
 			known = again[i] == o[j];
@@ -1442,7 +1438,7 @@ static void test_pool(void **state)
 	memset(t1, 0xff, 4);
 	host_pool_free(&tiny, t1);
 	t1 = host_pool_zalloc(&tiny);
-	assert_int_equal(t1[0] | t1[1] | t1[2] | t1[3], 0);
+	assert_true(all_zero(t1, tiny.size));
 	host_pool_free(&tiny, t1);
 	host_pool_free(&tiny, t2);
 	/* Two threads at once (TSan checks the pool's lock; each sees only zeroed objects). */
