@@ -10,7 +10,7 @@
  *    |  L4 idx  |  L3 idx  |  L2 idx  |  L1 idx  |   offset   |
  *
  * An entry is 0 (none), a leaf (bit 0 set: pfn << 12 | PTE_* flags) or a pointer to the next
- * level's node (bit 0 clear, as calloc'd pointers are aligned). Leaves sit at L1 (4K), at L2
+ * level's node (bit 0 clear, as pool objects are 64-byte aligned). Leaves sit at L1 (4K), at L2
  * (a 2M THP or hugetlb mapping, PTE_HUGE) and at L3 (a 1G hugetlb mapping, PTE_HUGE | PTE_1G),
  * never higher.
  *
@@ -56,6 +56,7 @@
 #include "host/brlock.h"
 #include "host/host.h"
 #include "host/host_internal.h"
+#include "host/pool.h"
 #include "host/rcu.h"
 
 #define PT_LEVELS  4
@@ -86,10 +87,25 @@ static inline void pte_set(uint64_t *e, uint64_t v)
 	__atomic_store_n(e, v, __ATOMIC_RELEASE);
 }
 
+/* Nodes come from a pool, not the heap: a first write to heap memory new to the process is a host
+ * page fault, and a node is made inside a guest's page fault (host/pool.h). */
+static struct host_pool pt_node_pool = HOST_POOL_INIT(sizeof(struct pt_node));
+
+static struct pt_node *pt_node_alloc(void)
+{
+	return host_pool_zalloc(&pt_node_pool);
+}
+
+/* A node no lookup can reach (never linked, or after its grace period). */
+static void pt_node_put(struct pt_node *n)
+{
+	host_pool_free(&pt_node_pool, n);
+}
+
 static void pt_node_free_rcu(struct rcu_head *head)
 {
 	vmmu_rcu_callback_begin(head);
-	free(caa_container_of(head, struct pt_node, rcu));
+	pt_node_put(caa_container_of(head, struct pt_node, rcu));
 	vmmu_rcu_callback_end();
 }
 
@@ -484,7 +500,7 @@ static int pt_fault(struct host_mm *mm, const struct host_vma *vma, hva_t hva, b
 				if (thp)
 					thp_count(&mm->thp_ev.thp_fault_fallback);
 			}
-			n = calloc(1, sizeof(*n));
+			n = pt_node_alloc();
 			if (!n) {
 				ret = -ENOMEM;
 				goto out_prune;
@@ -738,7 +754,7 @@ static int munmap_locked(struct host_mm *mm, hva_t start, hva_t end)
 	/* Both ends in one huge leaf: the first split leaves each end its own leaf to split. */
 	nspare = munmap_splits(mm, start) + munmap_splits(mm, end);
 	for (unsigned k = 0; k < nspare; k++) {
-		c.spare[k] = calloc(1, sizeof(struct pt_node));
+		c.spare[k] = pt_node_alloc();
 		if (!c.spare[k]) {
 			ret = -ENOMEM;
 			goto out;
@@ -752,7 +768,7 @@ static int munmap_locked(struct host_mm *mm, hva_t start, hva_t end)
 	notify_end(mm, start, end);
 out:
 	for (size_t k = 0; k < sizeof(c.spare) / sizeof(c.spare[0]); k++)
-		free(c.spare[k]);
+		pt_node_put(c.spare[k]);
 	return ret;
 }
 
@@ -769,7 +785,7 @@ int host_mm_create(struct host_arena *a, enum host_thp thp, struct host_mm **out
 	if (!mm)
 		return -ENOMEM;
 	CDS_INIT_LIST_HEAD(&mm->notifiers);
-	mm->root = calloc(1, sizeof(*mm->root));
+	mm->root = pt_node_alloc();
 	if (!mm->root) {
 		ret = -ENOMEM;
 		goto out_free;
@@ -784,7 +800,7 @@ int host_mm_create(struct host_arena *a, enum host_thp thp, struct host_mm **out
 	return 0;
 
 out_free:
-	free(mm->root);
+	pt_node_put(mm->root);
 	free(mm);
 	return ret;
 }
@@ -806,7 +822,7 @@ void host_mm_destroy(struct host_mm *mm)
 
 	brlock_destroy(&mm->lock);
 	free(mm->vmas);
-	free(mm->root);
+	pt_node_put(mm->root);
 	free(mm);
 }
 
@@ -1257,7 +1273,7 @@ static uint64_t *ksm_leaf(struct host_mm *mm, hva_t hva, pfn_t pfn)
 		return NULL;
 	if (!(*e & PTE_HUGE))
 		return e;
-	n = calloc(1, sizeof(*n));
+	n = pt_node_alloc();
 	if (!n)
 		return NULL;
 	notify_start(mm, h, h + HOST_SIZE_2M);
@@ -1479,7 +1495,7 @@ static uint64_t shrink_thp(struct host_mm *mm, struct pt_node **path, uint64_t *
 	 * the invalidation; the second, under it, decides. */
 	for (unsigned i = 0; i < PT_ENTRIES; i++)
 		nzero += page_is_zero(mm, head + i);
-	if (nzero <= max_none || !(n = calloc(1, sizeof(*n))))
+	if (nzero <= max_none || !(n = pt_node_alloc()))
 		return 0;
 	notify_start(mm, haddr, haddr + HOST_SIZE_2M);
 	nzero = 0;
@@ -1487,12 +1503,12 @@ static uint64_t shrink_thp(struct host_mm *mm, struct pt_node **path, uint64_t *
 		nzero += zero[i] = page_is_zero(mm, head + i);
 	if (nzero <= max_none) {
 		notify_end(mm, haddr, haddr + HOST_SIZE_2M);
-		free(n);
+		pt_node_put(n);
 		return 0;
 	}
 	if (nzero == PT_ENTRIES) {
 		/* Nothing but zeroes: the whole THP goes, and the nodes it leaves empty. */
-		free(n);
+		pt_node_put(n);
 		pte_set(e, 0);
 		path[2]->nr--;
 		host_frame_put(mm->arena, head, HOST_ORDER_2M);

@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * host/pool: zeroed objects of one size for the MMUs' own metadata (shadow pages and their gfn
- * arrays, the soft MMU's per-gfn nodes, TDP table pages), as the kernel's slab caches give KVM its
- * kvm_mmu_page headers and rmap memory.
+ * arrays, the soft MMU's per-gfn nodes, TDP table pages) and the modelled host page table's nodes,
+ * as the kernel's slab caches give KVM its kvm_mmu_page headers and rmap memory.
  *
  * Why not malloc: heap memory the process never touched costs a host page fault at its first
  * write, and those writes fall inside the MMU's fault handler (a new shadow page, a new 2 MiB
- * of per-gfn state). On a nested host such as the machines this project is measured on, one such
- * fault costs 10-15 us, where populating the same memory in bulk costs about 1 us a page: a
+ * of per-gfn state) or the guest's (a new host page-table node). On a nested host such as the
+ * machines this project is measured on, one such fault costs 10-15 us, where a page populated
+ * with others costs about 1 us to populate and 5 more at its first write (the outer hypervisor
+ * still maps it in then): a
  * pool maps its memory in slabs of at least 64 KiB, populated when mapped (MAP_POPULATE), and
  * keeps every object freed for the next allocation. Nothing goes back to the host: a pool's
  * memory is its peak use, as a slab cache without a shrinker.

@@ -1450,6 +1450,88 @@ static void test_pool(void **state)
 	assert_int_equal(a[0].bad + a[1].bad, 0);
 }
 
+/* How many of frames [pfn, pfn + n) the kernel holds for the arena (mincore; reads no frame, so
+ * makes none resident on a kernel without a zero page). */
+static unsigned frames_resident(struct host_arena *a, pfn_t pfn, unsigned n)
+{
+	unsigned char vec[1024];
+	unsigned count = 0;
+
+	assert_true(n <= sizeof(vec));
+	assert_int_equal(mincore(host_pfn_to_ptr(a, pfn), (size_t)n * PAGE, vec), 0);
+	for (unsigned i = 0; i < n; i++)
+		count += vec[i] & 1;
+	return count;
+}
+
+/* Populate-ahead: the third frame of a run of consecutive ones makes the frames ahead resident in
+ * one go (to the next 2 MiB boundary, 32 at most; from a boundary, the whole 2 MiB); they stay
+ * free and zero, and the model counts nothing more; an allocation out of order ends the run; a
+ * 2 MiB block comes in whole. */
+static void test_populate_ahead(void **state)
+{
+	struct host_arena *a = arena_new(GiB);
+	pfn_t p[520], big;
+
+	(void)state;
+#ifdef UNDER_TSAN
+	print_message("skipped: RSS is not the model's under ThreadSanitizer\n");
+	host_arena_destroy(a);
+	skip();
+#endif
+	void *probe = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(probe != MAP_FAILED);
+	bool can = madvise(probe, PAGE, MADV_POPULATE_WRITE) == 0;
+	munmap(probe, PAGE);
+	if (!can) {
+		print_message("skipped: this kernel has no MADV_POPULATE_WRITE (Linux 5.14)\n");
+		host_arena_destroy(a);
+		skip();
+	}
+	/* Two in a row, then out of order (the first one freed comes back): no run, nothing ahead. */
+	for (unsigned i = 0; i < 2; i++) {
+		assert_int_equal(host_frame_alloc(a, 0, &p[i]), 0);
+		assert_int_equal(p[i], i);
+	}
+	host_frame_put(a, p[0], 0);
+	assert_int_equal(host_frame_alloc(a, 0, &p[0]), 0);
+	assert_int_equal(p[0], 0);
+	assert_int_equal(frames_resident(a, 0, 64), 0);
+	/* A run begins again at 2; its third frame brings in frames 4 .. 35, and nothing past them. */
+	for (unsigned i = 2; i < 4; i++) {
+		assert_int_equal(host_frame_alloc(a, 0, &p[i]), 0);
+		assert_int_equal(p[i], i);
+	}
+	assert_int_equal(frames_resident(a, 0, 64), 0);
+	assert_int_equal(host_frame_alloc(a, 0, &p[4]), 0);
+	assert_int_equal(p[4], 4);
+	assert_int_equal(frames_resident(a, 4, 32), 32);
+	assert_int_equal(frames_resident(a, 0, 4) + frames_resident(a, 36, 64), 0);
+	assert_int_equal(host_arena_frames_used(a), 5);
+	/* On to the 2 MiB boundary and past it: the next 2 MiB as a whole. */
+	for (unsigned i = 5; i < 515; i++) {
+		assert_int_equal(host_frame_alloc(a, 0, &p[i]), 0);
+		assert_int_equal(p[i], i);
+	}
+	assert_int_equal(frames_resident(a, 512, 512), 512);
+	assert_int_equal(frames_resident(a, 1024, 64), 0);
+	assert_int_equal(host_arena_frames_used(a), 515);
+	/* The frames populated and not handed out are free and zero: the next ones come back so. */
+	for (unsigned i = 515; i < 520; i++) {
+		assert_int_equal(host_frame_alloc(a, 0, &p[i]), 0);
+		assert_true(all_zero(host_pfn_to_ptr(a, p[i]), PAGE));
+	}
+	/* A 2 MiB block is resident whole when handed out, and zero. */
+	assert_int_equal(host_frame_alloc(a, HOST_ORDER_2M, &big), 0);
+	assert_int_equal(frames_resident(a, big, 512), 512);
+	assert_true(all_zero(host_pfn_to_ptr(a, big), SZ_2M));
+	host_frame_put(a, big, HOST_ORDER_2M);
+	for (unsigned i = 0; i < 520; i++)
+		host_frame_put(a, p[i], 0);
+	assert_int_equal(host_arena_frames_used(a), 0);
+	host_arena_destroy(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1462,6 +1544,7 @@ int main(void)
 		cmocka_unit_test(test_frame_refcount),
 		cmocka_unit_test(test_frame_zeroed_after_dirty_free),
 		cmocka_unit_test(test_frame_retired_zeroed_in_place),
+		cmocka_unit_test(test_populate_ahead),
 		cmocka_unit_test(test_mmap_args),
 		cmocka_unit_test(test_fault_in_once),
 		cmocka_unit_test(test_efault_outside_vmas),
