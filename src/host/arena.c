@@ -8,7 +8,8 @@
  *  - Every byte of a free block is zero: fresh anonymous memory is, and a block is given back with
  *    madvise(MADV_DONTNEED) before it returns to a free list, or (a retired 4K MMU table,
  *    host_frame_put_retired) zeroed with stores. So allocation never writes frames, and memory
- *    nobody uses is not resident but for the freed tables, at most what the MMUs once held.
+ *    nobody uses is not resident but for the freed tables, at most what the MMUs once held, and
+ *    the frames populated ahead (below) not yet handed out.
  *  - FRAME_FREE is set on exactly the head frames of the blocks on the free lists, FRAME_ALLOC on
  *    exactly the heads of allocated blocks (after host_frame_split, every frame of the old block
  *    is such a head). Other fields of a frame that is no head are stale and never read. So making,
@@ -16,19 +17,22 @@
  *    64 free 1G blocks and has touched 64 entries.
  *  - frames_used is the sum of 2^order over the allocated blocks not retired (a retired block
  *    waits for a grace period before its put: host_frame_retire).
- *  - Populate-ahead: once order-0 allocations run through consecutive pfns (a guest touching
- *    memory in order, an MMU growing its tables), frames ahead of the one just handed out are
- *    made resident in one MADV_POPULATE_WRITE, as the kernel's fault-around: to the next 2 MiB
- *    boundary, POPULATE_AHEAD frames at most, or from a 2 MiB boundary the whole 2 MiB as one
- *    kernel huge page (MADV_HUGEPAGE for the populate only, the range NOHUGEPAGE again after, so
- *    the kernel never collapses the arena behind the model's back). On these nested hosts a
- *    first write to a 4 KiB page costs 10-14 us, one to a page populated 4 KiB at a time about 6
- *    (the outer hypervisor still maps it in), to a populated huge page's 4 KiB well under 1. A
- *    block of 2 to 512 frames (the model's THP) is populated whole when handed out: the model
- *    counts it resident whole, as the kernel does a THP. Their metadata is populated ahead too.
- *    Free frames so populated stay zero (the kernel's zero-filled pages), so "free means zero"
- *    holds; RSS exceeds what the model uses by less than 2 MiB a sequential run, and never for
- *    allocations out of order. The model sees nothing: no frame changes state.
+ *  - Populate-ahead: once order-0 allocations run through consecutive pfns (the third in a row:
+ *    a guest touching memory in order, an MMU growing its tables), the frames from the one just
+ *    handed out are made resident in one MADV_POPULATE_WRITE, as the kernel's fault-around: to
+ *    the next 2 MiB boundary, POPULATE_AHEAD frames at most, or from a 2 MiB boundary the whole
+ *    2 MiB as one kernel huge page (MADV_HUGEPAGE for the populate only, NOHUGEPAGE again after,
+ *    so the kernel does not fault or collapse huge pages there later). On these nested hosts a
+ *    first write to a 4 KiB page costs 10-14 us, one to a page populated 4 KiB at a time 5-7
+ *    (the outer hypervisor still maps it in), to a populated huge page's 4 KiB well under 1. An
+ *    order-1..9 block is populated whole when handed out: its callers (a THP or 2M hugetlb
+ *    fault, a khugepaged collapse) write it whole, and the model counts it resident whole, as
+ *    the kernel does a THP; the fragmenter, which holds blocks it never writes, does not
+ *    populate. The frames' metadata is populated ahead too. Free frames so populated stay zero
+ *    (the kernel's zero-filled pages), so "free means zero" holds. RSS exceeds the frames in use
+ *    by what was populated and not yet handed out: less than 2 MiB of frames and META_AHEAD
+ *    frames' metadata a run, never for allocations out of order; frames populated and then never
+ *    handed out stay resident. The model sees nothing: no frame changes state.
  *
  * Locking: arena->lock guards the free lists and every change of a frame's FREE/ALLOC state.
  * refcount and info are also read without it, so both are only accessed atomically: a caller that
@@ -45,6 +49,10 @@
 
 #include "host/host.h"
 #include "host/host_internal.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23   /* Linux 5.14; older C library headers lack it */
+#endif
 
 #define PFN_NONE UINT32_MAX             /* end of a free list; so an arena has < 2^32 frames */
 
@@ -74,7 +82,8 @@ _Static_assert(HOST_MAX_ORDER <= FRAME_ORDER_MASK, "order must fit in info");
 #define META_RELEASE_ORDER 8
 
 /* Populate-ahead (invariants above): a window of at most this many frames (128 KiB) unless it
- * starts a 2 MiB block, opened by the SEQ_RUN-th consecutive pfn in a row. The metadata's window
+ * starts a 2 MiB block, opened once SEQ_RUN frames in a row have each extended a run (the third
+ * consecutive pfn). The metadata's window
  * is wider, META_AHEAD frames (96 KiB of it), renewed while fewer than half are left: a split
  * writes the heads of the free halves ahead of the frame it hands out. */
 #define POPULATE_AHEAD 32
@@ -96,6 +105,8 @@ struct host_arena {
 	uint64_t pop_lo, pop_hi;                /* [l] the last window of frames populated ahead */
 	uint64_t meta_lo, meta_hi;              /* [l] the last window of metadata populated ahead */
 	bool no_populate;                       /* [a] the kernel has no MADV_POPULATE_WRITE */
+	bool no_huge;                           /* [a] a window's NOHUGEPAGE failed: no more huge */
+	uint8_t *map;                           /* [c] the frame mapping as mmap gave it, 2 MiB more */
 };
 
 static inline struct host_frame *frame(const struct host_arena *a, uint64_t pfn)
@@ -210,15 +221,20 @@ static void block_discard(struct host_arena *a, uint64_t pfn, uint64_t nframes)
 static bool populate(struct host_arena *a, void *p, size_t len)
 {
 	bool huge = len == HOST_PAGE_SIZE << HOST_ORDER_2M &&
-		    !((uintptr_t)p & ((HOST_PAGE_SIZE << HOST_ORDER_2M) - 1));
-	int rc;
+		    !((uintptr_t)p & ((HOST_PAGE_SIZE << HOST_ORDER_2M) - 1)) &&
+		    !__atomic_load_n(&a->no_huge, __ATOMIC_RELAXED);
+	int err = 0;
 
 	if (huge)
 		(void)madvise(p, len, MADV_HUGEPAGE);
-	rc = madvise(p, len, MADV_POPULATE_WRITE);
-	if (huge)
-		(void)madvise(p, len, MADV_NOHUGEPAGE);
-	if (rc && errno == EINVAL) {
+	if (madvise(p, len, MADV_POPULATE_WRITE))
+		err = errno;
+	/* The range back to NOHUGEPAGE, as the rest of the arena: left HUGEPAGE, the kernel could
+	 * fault or collapse huge pages there later. If that fails (ENOMEM splitting the mapping, say),
+	 * once more, then no huge windows again. */
+	if (huge && madvise(p, len, MADV_NOHUGEPAGE) && madvise(p, len, MADV_NOHUGEPAGE))
+		__atomic_store_n(&a->no_huge, true, __ATOMIC_RELAXED);
+	if (err == EINVAL) {
 		__atomic_store_n(&a->no_populate, true, __ATOMIC_RELAXED);
 		return false;
 	}
@@ -258,7 +274,7 @@ static void populate_plan(struct host_arena *a, uint64_t head, uint64_t *lo, uin
 		*lo = a->pop_lo = head;
 		*hi = a->pop_hi = end < a->nframes ? end : a->nframes;
 	}
-	if (head < a->meta_lo || head + META_AHEAD / 2 > a->meta_hi) {
+	if (head < a->meta_lo || (head + META_AHEAD / 2 > a->meta_hi && a->meta_hi < a->nframes)) {
 		*mlo = a->meta_lo = head;
 		*mhi = a->meta_hi = head + META_AHEAD < a->nframes ? head + META_AHEAD : a->nframes;
 	}
@@ -313,12 +329,15 @@ int host_arena_create(uint64_t bytes, struct host_arena **out)
 		ret = -ret;
 		goto out_free;
 	}
-	a->base = mmap(NULL, a->bytes, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (a->base == MAP_FAILED) {
+	/* 2 MiB aligned (kernels before 6.7 do not align a large mapping), so a populate-ahead window
+	 * of a 2 MiB block is a huge page's range. */
+	a->map = mmap(NULL, a->bytes + HOST_SIZE_2M, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (a->map == MAP_FAILED) {
 		ret = -errno;
 		goto out_mutex;
 	}
+	a->base = (uint8_t *)(((uintptr_t)a->map + HOST_SIZE_2M - 1) & ~(uintptr_t)(HOST_SIZE_2M - 1));
 	a->meta = mmap(NULL, a->meta_bytes, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (a->meta == MAP_FAILED) {
@@ -327,7 +346,8 @@ int host_arena_create(uint64_t bytes, struct host_arena **out)
 	}
 	/*
 	 * Kernel THP would back a 4 KiB model frame with 2 MiB of RSS once its neighbours are touched
-	 * or freed apart; the model's RSS must be what the model uses. Failure (no THP) is fine.
+	 * or freed apart; the model's RSS must be what the model uses (but for populate-ahead's
+	 * windows, above, which choose their huge pages). Failure (no THP) is fine.
 	 */
 	(void)madvise(a->base, a->bytes, MADV_NOHUGEPAGE);
 	(void)madvise(a->meta, a->meta_bytes, MADV_NOHUGEPAGE);
@@ -344,7 +364,7 @@ int host_arena_create(uint64_t bytes, struct host_arena **out)
 	return 0;
 
 out_unmap:
-	munmap(a->base, a->bytes);
+	munmap(a->map, a->bytes + HOST_SIZE_2M);
 out_mutex:
 	pthread_mutex_destroy(&a->lock);
 out_free:
@@ -357,12 +377,14 @@ void host_arena_destroy(struct host_arena *a)
 	if (!a)
 		return;
 	munmap(a->meta, a->meta_bytes);
-	munmap(a->base, a->bytes);
+	munmap(a->map, a->bytes + HOST_SIZE_2M);
 	pthread_mutex_destroy(&a->lock);
 	free(a);
 }
 
-int host_frame_alloc(struct host_arena *a, unsigned order, pfn_t *pfn)
+/* host_frame_alloc(); @populate: the caller will write the block, so populate-ahead applies
+ * (invariants above); the fragmenter, which never writes what it holds, passes false. */
+static int frame_alloc(struct host_arena *a, unsigned order, pfn_t *pfn, bool populate)
 {
 	unsigned k;
 	uint32_t head;
@@ -389,9 +411,10 @@ int host_frame_alloc(struct host_arena *a, unsigned order, pfn_t *pfn)
 	info_set(frame(a, head), FRAME_ALLOC | order);
 	used_add(a, (int64_t)1 << order);
 	uint64_t lo = 0, hi = 0, mlo = 0, mhi = 0;
-	if (order == 0)
+	if (populate && order == 0)
 		populate_plan(a, head, &lo, &hi, &mlo, &mhi);
-	else if (order <= HOST_ORDER_2M && !__atomic_load_n(&a->no_populate, __ATOMIC_RELAXED))
+	else if (populate && order <= HOST_ORDER_2M &&
+		 !__atomic_load_n(&a->no_populate, __ATOMIC_RELAXED))
 		lo = mlo = head, hi = mhi = head + (1u << order);   /* a lookup reads a tail's info */
 	pthread_mutex_unlock(&a->lock);
 
@@ -399,6 +422,11 @@ int host_frame_alloc(struct host_arena *a, unsigned order, pfn_t *pfn)
 		populate_ahead(a, lo, hi, mlo, mhi);
 	*pfn = head;
 	return 0;
+}
+
+int host_frame_alloc(struct host_arena *a, unsigned order, pfn_t *pfn)
+{
+	return frame_alloc(a, order, pfn, true);
 }
 
 /* Drop a reference to an allocated head; true if it was the last. */
@@ -642,7 +670,7 @@ int host_arena_fragment(struct host_arena *a, unsigned pct, pfn_t **pins, size_t
 	heads = calloc(target ? target : 1, sizeof(*heads));
 	if (!heads)
 		return -ENOMEM;
-	while (n < target && host_frame_alloc(a, HOST_ORDER_2M, &heads[n]) == 0)
+	while (n < target && frame_alloc(a, HOST_ORDER_2M, &heads[n], false) == 0)
 		n++;
 	pinned = calloc(n * 256 + 1, sizeof(*pinned));
 	if (!pinned) {

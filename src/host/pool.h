@@ -8,9 +8,9 @@
  * write, and those writes fall inside the MMU's fault handler (a new shadow page, a new 2 MiB
  * of per-gfn state) or the guest's (a new host page-table node). On a nested host such as the
  * machines this project is measured on, one such fault costs 10-15 us, where a page populated
- * with others costs about 1 us to populate and 5 more at its first write (the outer hypervisor
- * still maps it in then): a
- * pool maps its memory in slabs of at least 64 KiB, populated when mapped (MAP_POPULATE), and
+ * with others costs about 1 us to populate and 5-7 more at its first write (the outer hypervisor
+ * still maps it in then): a pool maps its memory in slabs of at least 64 KiB, populated when
+ * mapped (MAP_POPULATE), and
  * keeps every object freed for the next allocation. Nothing goes back to the host: a pool's
  * memory is its peak use, as a slab cache without a shrinker.
  *
