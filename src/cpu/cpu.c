@@ -164,14 +164,17 @@ void cpu_flush_pcache(struct cpu *c)
 
 /* The host bytes of guest page @gfn for an access (@write), through the cache. Errors as
  * struct phys_ops. *@kept: the answer is in the cache for this kind of access (so a TLB entry
- * may keep it too). Inline: this is every native access's path. */
-static inline int gfn_host(struct cpu *c, gfn_t gfn, bool write, uint8_t **host, bool *kept)
+ * may keep it too); *@log: the caller calls phys->written() once the write's bytes are stored.
+ * Inline: this is every native access's path. */
+static inline int gfn_host(struct cpu *c, gfn_t gfn, bool write, uint8_t **host, bool *kept,
+			   bool *log)
 {
 	const struct cpu_pcache_entry *hit = cpu_pcache_peek(c, gfn, write);
 	struct cpu_pcache_entry *e = &c->pcache[gfn & c->pcache_mask];
 	bool cacheable;
 	int rc;
 
+	*log = false;
 	if (__builtin_expect(hit != NULL, 1)) {
 		*host = hit->host;
 		*kept = true;
@@ -181,6 +184,7 @@ static inline int gfn_host(struct cpu *c, gfn_t gfn, bool write, uint8_t **host,
 	rc = c->phys->page(c->phys_opaque, gfn, write, host, &cacheable);
 	if (rc)
 		return rc;
+	*log = write && !cacheable;
 	/* Only native mode's memory map change is pushed to this cache (cpu_flush_pcache). */
 	if (cacheable && c->mode == VMMU_MMU_NATIVE && !(gfn >> PCACHE_GFN_BITS)) {
 		e->tag = gfn | c->pcache_gen | (write ? PCACHE_WRITABLE : 0);
@@ -197,11 +201,11 @@ static int cpu_gmem_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
 	uint8_t *page;
 	int rc;
 
-	bool kept;
+	bool kept, log;
 
 	if ((len != 4 && len != 8) || (gpa & (len - 1)))
 		return -EINVAL;
-	rc = gfn_host(opaque, gpa >> 12, false, &page, &kept);
+	rc = gfn_host(opaque, gpa >> 12, false, &page, &kept, &log);
 	if (rc)
 		return rc == -EPERM ? -EACCES : rc;
 	/* Entries are naturally aligned; another vCPU may swap them at any time. */
@@ -215,18 +219,21 @@ static int cpu_gmem_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
 
 static int cpu_gmem_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val, unsigned len)
 {
+	struct cpu *c = opaque;
 	uint8_t *page;
 	bool ok;
 	int rc;
 
-	bool kept;
+	bool kept, log;
 
 	if ((len != 4 && len != 8) || (gpa & (len - 1)))
 		return -EINVAL;
-	rc = gfn_host(opaque, gpa >> 12, true, &page, &kept);
+	rc = gfn_host(c, gpa >> 12, true, &page, &kept, &log);
 	if (rc)
 		return rc == -EPERM ? -EACCES : rc;
 	ok = host_word_cmpxchg(page + (gpa & 0xfff), len, old, val);
+	if (ok && log)
+		c->phys->written(c->phys_opaque, gpa >> 12);
 	return ok ? 0 : -EAGAIN;
 }
 
@@ -950,10 +957,12 @@ static void mmio_access(struct cpu *c, uint64_t pa, uint32_t len, bool write, ui
  * The host bytes of final address @pa for an access (@write) of the page part @e translated: in
  * native mode the guest-page cache's answer (-ENOENT or -EPERM: an MMIO access), kept in @e for
  * the next hit if the cache kept it and @e is a 4K entry (cpu.h's invariants); else the arena.
+ * *@log as gfn_host's.
  */
 static inline __attribute__((always_inline)) int final_host(struct cpu *c, uint64_t pa,
-		struct tlb_entry_info *e, bool write, uint8_t **p)
+		struct tlb_entry_info *e, bool write, uint8_t **p, bool *log)
 {
+	*log = false;
 	if (c->mode != VMMU_MMU_NATIVE) {
 		/* An hpa from a TLB entry, checked when the entry was filled (walk_*). */
 		*p = c->arena_base + pa;
@@ -964,7 +973,7 @@ static inline __attribute__((always_inline)) int final_host(struct cpu *c, uint6
 		return 0;
 	}
 	bool kept;
-	int rc = gfn_host(c, pa >> 12, write, p, &kept);
+	int rc = gfn_host(c, pa >> 12, write, p, &kept, log);
 	if (rc)
 		return rc;
 	/* In native mode nothing gfn_host calls changes the TLB (a host invalidation only drops
@@ -1051,7 +1060,8 @@ move:;
 	if (nparts == 2) {
 		for (unsigned i = 0; i < nparts; i++) {
 			uint8_t *p;
-			int rc = final_host(c, pa[i], NULL, false, &p);
+			bool log;
+			int rc = final_host(c, pa[i], NULL, false, &p, &log);
 			if (rc && rc != -ENOENT && rc != -EPERM)
 				return rc;
 		}
@@ -1059,7 +1069,8 @@ move:;
 	uint32_t off = 0;
 	for (unsigned i = 0; i < nparts; i++) {
 		uint8_t *p;
-		int rc = final_host(c, pa[i], hit[i], write, &p);
+		bool log;
+		int rc = final_host(c, pa[i], hit[i], write, &p, &log);
 		if (rc == -ENOENT || rc == -EPERM) {
 			mmio_access(c, pa[i], part[i], write, off, o);
 			return 0;
@@ -1069,6 +1080,8 @@ move:;
 		gva_t vpn = (i ? (gva & ~0xfffULL) + 4096 : gva) >> 12;
 		c->pf_hint[vpn & (CPU_PF_HINTS - 1)] = cpu_pf_hint_make(vpn, p - (pa[i] & 0xfff));
 		cpu_move_bytes(p, (char *)buf + off, part[i], write);
+		if (log)
+			c->phys->written(c->phys_opaque, pa[i] >> 12);
 		off += part[i];
 	}
 	return 0;

@@ -295,11 +295,8 @@ int memslots_gpa_to_ptr(struct memslots *ms, gpa_t gpa, size_t len, bool write, 
 	vmmu_rcu_read_lock();
 	slot = gfn_to_memslot(ms, gfn);
 	r = slot ? slot_gfn_to_pfn(ms, slot, gfn, write, &pfn, NULL) : -ENOENT;
-	if (r == 0) {
+	if (r == 0)
 		*ptr = (char *)host_pfn_to_ptr(host_mm_arena(ms->mm), pfn) + off;
-		if (write)
-			slot_mark_dirty(slot, gfn);
-	}
 	vmmu_rcu_read_unlock();
 	return r;
 }
@@ -568,7 +565,11 @@ void slot_mark_dirty(const struct memslot *slot, gfn_t gfn)
 		if (!bm)
 			continue;
 		word = &bm[rel / 64];
-		/* Test first: a page written again and again costs no locked instruction. */
+		/* Test first: a page written again and again costs no locked instruction. A full fence
+		 * before the test: the write being logged (the caller's store, just before) must be seen
+		 * by a harvest that finds the bit, and x86 lets a load pass an earlier store; a bit
+		 * found set and cleared by a harvest meanwhile would log neither the write nor it. */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 		if (!(__atomic_load_n(word, __ATOMIC_RELAXED) & bit))
 			__atomic_fetch_or(word, bit, __ATOMIC_RELAXED);
 	}

@@ -227,10 +227,11 @@ int slot_gfn_to_pfn_prot(struct memslots *ms, const struct memslot *slot, gfn_t 
 /*
  * A host pointer to guest memory [gpa, gpa+len), which must lie inside one 4K page (else
  * -EINVAL): for the vCPUs' hardware model (the request protocol guards it) and the MMUs' reads
- * of guest tables (the invalidation sequence guards them). Errors as
- * gfn_to_pfn. With @write the page is marked dirty (as KVM marks a gpte page whose A/D bits it
- * sets). The pointer stays inside the host frame arena; it backs the gpa until the hva mapping
- * changes (MMU notifier), after which it may point to a freed (zeroed) frame.
+ * of guest tables (the invalidation sequence guards them). Errors as gfn_to_pfn. @write: the
+ * pointer is for a write (refused for a read-only slot, the page made writable); it is not marked
+ * dirty: the writer marks it once its bytes have landed (memslots_mark_dirty, as KVM marks after
+ * its copy). The pointer stays inside the host frame arena; it backs the gpa until the hva
+ * mapping changes (MMU notifier), after which it may point to a freed (zeroed) frame.
  */
 int memslots_gpa_to_ptr(struct memslots *ms, gpa_t gpa, size_t len, bool write, void **ptr);
 /* @fn(ptr, @arg) on the @len bytes at @gpa (inside one page) with the host page held still

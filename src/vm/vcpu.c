@@ -50,7 +50,17 @@ again:
 	return rc;
 }
 
-static const struct phys_ops vcpu_phys_ops = { .page = vcpu_phys_page };
+/* After a write through a vcpu_phys_page() answer that was not cacheable (a dirty-logging slot):
+ * its mark. The slot is looked up again: it may have gone since (then nothing is logged, as for
+ * KVM's mark_page_dirty of a gfn no slot holds). */
+static void vcpu_phys_written(void *opaque, gfn_t gfn)
+{
+	struct vmmu_vcpu *v = opaque;
+
+	(void)memslots_mark_dirty(v->vm->slots, gfn);
+}
+
+static const struct phys_ops vcpu_phys_ops = { .page = vcpu_phys_page, .written = vcpu_phys_written };
 
 /* A guest instruction's effect on the hardware (it may use or flush the vCPU's caches): in guest
  * mode, so the work of requests made before it is done first. (Its flush count stays pending:

@@ -61,7 +61,7 @@ static void regs64(struct env *e)
 
 /* Guest physical memory (for PDPTE loads) is not used by these modes' walks. */
 static int no_page(void *o, gfn_t gfn, bool w, uint8_t **h, bool *c) { return -ENOENT; }
-static const struct phys_ops no_phys = { no_page };
+static const struct phys_ops no_phys = { .page = no_page };
 
 static void init(struct env *e, enum vmmu_mmu mode, bool ntlb)
 {
@@ -294,10 +294,112 @@ static void test_shadow_write_protected_spte(void **st)
 	fini(&e);
 }
 
+/* ---- native mode: a dirty-logged write is marked after its bytes land ---- */
+
+/* Guest RAM for native mode, served by the test as a VMM's memslots would be: every write answer
+ * uncacheable (a dirty-logging slot), and written() checks that the write it is told of is in
+ * memory already. */
+struct logged_ram {
+	uint8_t mem[8 * 4096];
+	gfn_t marked[16];
+	unsigned nmarked;
+	gpa_t expect_gpa;          /* the data write's address, its value below */
+	uint64_t expect_val;
+	bool data_seen;            /* written() saw the data page with the value in place */
+};
+
+static int logged_page(void *o, gfn_t gfn, bool w, uint8_t **h, bool *c)
+{
+	struct logged_ram *r = o;
+
+	if (gfn >= sizeof(r->mem) / 4096)
+		return -ENOENT;
+	*h = r->mem + gfn * 4096;
+	*c = !w;
+	return 0;
+}
+
+static void logged_written(void *o, gfn_t gfn)
+{
+	struct logged_ram *r = o;
+	uint64_t v;
+
+	assert_true(r->nmarked < 16);
+	r->marked[r->nmarked++] = gfn;
+	if (gfn == r->expect_gpa >> 12) {
+		memcpy(&v, r->mem + r->expect_gpa, 8);
+		r->data_seen = v == r->expect_val;
+	}
+}
+
+static const struct phys_ops logged_phys = { .page = logged_page, .written = logged_written };
+
+static void test_native_write_logged_after_store(void **state)
+{
+	static struct logged_ram r;
+	struct host_arena *arena;
+	struct cpu_model m;
+	struct vmmu_tlb_geometry g = { 0 };
+	struct cpu c;
+	struct hw_outcome o;
+	uint64_t val = 0x1122334455667788ULL, e[] = { 0x2000 | PRWU, 0x3000 | PRWU, 0x4000 | PRWU,
+						      0x5000 | PRWU };
+
+	(void)state;
+	memset(&r, 0, sizeof(r));
+	/* PML4 0x1000 -> PDPT 0x2000 -> PD 0x3000 -> PT 0x4000: gva 0 -> gpa 0x5000; gva 0x1000
+	 * not present. */
+	for (unsigned i = 0; i < 4; i++)
+		memcpy(r.mem + 0x1000 * (i + 1), &e[i], 8);
+	assert_int_equal(host_arena_create(1ULL << 30, &arena), 0);
+	cpu_model_fixed(&m, "intel");
+	assert_int_equal(cpu_init(&c, VMMU_MMU_NATIVE, &m, &g, NULL, &logged_phys, &r, arena), 0);
+	struct vmmu_regs regs = {
+		.cr0 = X86_CR0_PG | X86_CR0_PE | X86_CR0_WP, .cr3 = 0x1000, .cr4 = X86_CR4_PAE,
+		.efer = EFER_LME | EFER_LMA | EFER_NXE,
+	};
+	assert_int_equal(cpu_set_regs(&c, &regs), 0);
+
+	/* The write: each table page marked after its A bit (the leaf's D too) is set, the data
+	 * page after its bytes are in place. */
+	r.expect_gpa = 0x5010;
+	r.expect_val = val;
+	assert_int_equal(cpu_access(&c, 0x10, 8, VMMU_ACC_WRITE, &val, &o), 0);
+	assert_int_equal(o.status, HW_DONE);
+	assert_true(r.data_seen);
+	assert_int_equal(r.nmarked, 5);
+	for (unsigned i = 0; i < 4; i++) {
+		uint64_t pte;
+		memcpy(&pte, r.mem + 0x1000 * (i + 1), 8);
+		assert_int_equal(r.marked[i], i + 1);
+		assert_true(pte & PT_ACCESSED_MASK);
+	}
+	assert_int_equal(r.marked[4], 5);
+
+	/* A write across into the page that is not mapped: a #PF, no byte moved, nothing marked. */
+	r.nmarked = 0;
+	r.data_seen = false;
+	r.expect_gpa = 0x5ffc;
+	val = 0x99;
+	assert_int_equal(cpu_access(&c, 0xffc, 8, VMMU_ACC_WRITE, &val, &o), 0);
+	assert_int_equal(o.status, HW_PF);
+	assert_int_equal(r.nmarked, 0);
+	assert_true(r.mem[0x5ffc] == 0);
+
+	/* A read marks nothing. */
+	assert_int_equal(cpu_access(&c, 0x10, 8, 0, &val, &o), 0);
+	assert_int_equal(o.status, HW_DONE);
+	assert_int_equal(val, 0x1122334455667788ULL);
+	assert_int_equal(r.nmarked, 0);
+	cpu_destroy(&c);
+	host_arena_destroy(arena);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ept_translation_and_refs),
+		cmocka_unit_test(test_native_write_logged_after_store),
 		cmocka_unit_test(test_nested_tlb_cuts_refs),
 		cmocka_unit_test(test_ept_violation_exit),
 		cmocka_unit_test(test_combined_rights_in_tlb),

@@ -1173,9 +1173,14 @@ static void test_dirty_via_guest_writes(void **state)
 	assert_int_equal(memslots_get_dirty_log(e.ms, 0, bm), 0);
 	assert_int_equal(bm[0], 0);                      /* reads do not dirty */
 	assert_int_equal(memslots_write_guest(e.ms, 0x3ff8, buf, sizeof(buf)), 0);  /* pages 3,4,5 */
+	/* A pointer for a write logs nothing yet: its writer marks the page once the bytes have
+	 * landed (a mark before them could be harvested before the write, and the write lost). */
 	assert_int_equal(memslots_gpa_to_ptr(e.ms, 0x7000, 8, true, &p), 0);       /* page 7 */
 	assert_int_equal(memslots_get_dirty_log(e.ms, 0, bm), 0);
-	assert_int_equal(bm[0], 0x38ULL | 0x80ULL);
+	assert_int_equal(bm[0], 0x38ULL);
+	assert_int_equal(memslots_mark_dirty(e.ms, 7), 0);
+	assert_int_equal(memslots_get_dirty_log(e.ms, 0, bm), 0);
+	assert_int_equal(bm[0], 0x80ULL);
 	host_env_fini(&e);
 }
 
