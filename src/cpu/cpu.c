@@ -1055,8 +1055,9 @@ static inline __attribute__((always_inline)) int access(struct cpu *c, gva_t gva
 
 move:;
 	/* A part with no host memory behind it (-EFAULT) fails the whole access before any byte
-	 * moves, as an MMU's exit for it does. Checked with read lookups: a write lookup logs the
-	 * page dirty, and only a part about to be written may be logged. */
+	 * moves, as an MMU's exit for it does. Checked with read lookups: a write lookup makes the
+	 * host page writable (a copy-on-write or KSM break, a new frame), which only a part about to
+	 * be written may cause. */
 	if (nparts == 2) {
 		for (unsigned i = 0; i < nparts; i++) {
 			uint8_t *p;

@@ -354,7 +354,7 @@ int memslots_gpa_access(struct memslots *ms, gpa_t gpa, size_t len, bool write,
 		/* After the write, as KVM's kvm_write_guest marks: marked before it, a harvest between
 		 * the two could clear the bit and copy the page, and the write land unrecorded. */
 		if (write && !r)
-			slot_mark_dirty(slot, gfn);
+			slot_mark_written(slot, gfn);
 	}
 	vmmu_rcu_read_unlock();
 	return r;
@@ -565,14 +565,19 @@ void slot_mark_dirty(const struct memslot *slot, gfn_t gfn)
 		if (!bm)
 			continue;
 		word = &bm[rel / 64];
-		/* Test first: a page written again and again costs no locked instruction. A full fence
-		 * before the test: the write being logged (the caller's store, just before) must be seen
-		 * by a harvest that finds the bit, and x86 lets a load pass an earlier store; a bit
-		 * found set and cleared by a harvest meanwhile would log neither the write nor it. */
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		/* Test first: a page written again and again costs no locked instruction. */
 		if (!(__atomic_load_n(word, __ATOMIC_RELAXED) & bit))
 			__atomic_fetch_or(word, bit, __ATOMIC_RELAXED);
 	}
+}
+
+void slot_mark_written(const struct memslot *slot, gfn_t gfn)
+{
+	/* The store being logged before the bit's test: x86 lets a load pass an earlier store, and a
+	 * harvest that cleared a bit found set meanwhile would log neither the write nor it. Pairs
+	 * with the fence after a harvest's exchanges (memslots_get_dirty_log, ksm_window). */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	slot_mark_dirty(slot, gfn);
 }
 
 int memslots_mark_dirty(struct memslots *ms, gfn_t gfn)
@@ -893,6 +898,9 @@ int memslots_get_dirty_log(struct memslots *ms, uint32_t slot, uint64_t *bitmap)
 		bitmap[w] = __atomic_exchange_n(&s->dirty_bitmap[w], 0, __ATOMIC_ACQ_REL);
 		any |= bitmap[w];
 	}
+	/* Pairs with slot_mark_written's: a write whose bit this harvest found set (and so did not
+	 * set again) is seen by whoever copies the page after it. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (any && ms->ops && ms->ops->dirty_log_protect)
 		ms->ops->dirty_log_protect(ms->opaque, s, 0, bitmap, n);
 	ret = 0;
@@ -1001,6 +1009,7 @@ static void ksm_window(struct memslots *ms, hva_t start, uint64_t want, uint64_t
 			else if (mask[w])
 				got[w] = __atomic_load_n(&s->ksm_bitmap[fw + w], __ATOMIC_ACQUIRE) &
 					 mask[w];
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);   /* pairs with slot_mark_written's */
 		for (unsigned i = 0; i < n; i++) {
 			uint64_t r = rel0 + i, b = 1ULL << (bit0 + i);
 

@@ -239,7 +239,7 @@ int memslots_gpa_to_ptr(struct memslots *ms, gpa_t gpa, size_t len, bool write, 
  * swaps, the VMM's reads and writes), which a host page change (a THP collapse, a KSM merge, an
  * unmap) must not race: a pointer from memslots_gpa_to_ptr is only safe where the vCPU request
  * protocol or the invalidation sequence guards it. A write marks the page dirty in a logging
- * slot first. 0, -ENOENT (no slot), -EPERM (a write to a READONLY slot), -EFAULT, -EINVAL.
+ * slot once its bytes landed (slot_mark_written). 0, -ENOENT (no slot), -EPERM (a write to a READONLY slot), -EFAULT, -EINVAL.
  * Not with mmu_lock held (the host mm's lock comes first). */
 int memslots_gpa_access(struct memslots *ms, gpa_t gpa, size_t len, bool write,
 			void (*fn)(void *ptr, void *arg), void *arg);
@@ -292,6 +292,9 @@ int memslots_write_guest(struct memslots *ms, gpa_t gpa, const void *buf, size_t
  */
 int memslots_mark_dirty(struct memslots *ms, gfn_t gfn);
 void slot_mark_dirty(const struct memslot *slot, gfn_t gfn);
+/* slot_mark_dirty() for a write whose bytes the caller has just stored (the VMM's, a native
+ * vCPU's), fenced so that a harvest clearing the bit sees the store or leaves the bit set. */
+void slot_mark_written(const struct memslot *slot, gfn_t gfn);
 
 /* ---- update side (ms->lock; never inside a read section) ---- */
 

@@ -16,7 +16,7 @@
 #include "vm/vm.h"
 
 /* The host bytes of guest page @gfn (struct phys_ops). A write through a dirty-logging slot is
- * not cacheable, so every written page is logged. */
+ * not cacheable, so every written page is logged: by vcpu_phys_written, once the bytes landed. */
 static int vcpu_phys_page(void *opaque, gfn_t gfn, bool write, uint8_t **host, bool *cacheable)
 {
 	struct vmmu_vcpu *v = opaque;
@@ -40,6 +40,8 @@ again:
 	} else {
 		rc = memslots_gpa_to_ptr(v->vm->slots, gfn << VMMU_PAGE_SHIFT, VMMU_PAGE_SIZE, write, &p);
 		*cacheable = !write || !slot_logs_dirty(slot);
+		if (!*cacheable)
+			v->logged_slot = slot;
 	}
 	vmmu_rcu_read_unlock();
 	if (was != OUTSIDE_GUEST_MODE && vcpu_enter_take(v, VCPU_REQ_WORK))
@@ -51,13 +53,14 @@ again:
 }
 
 /* After a write through a vcpu_phys_page() answer that was not cacheable (a dirty-logging slot):
- * its mark. The slot is looked up again: it may have gone since (then nothing is logged, as for
- * KVM's mark_page_dirty of a gfn no slot holds). */
+ * its mark, in the slot that answered (logged_slot), not one looked up again: a slot moved
+ * meanwhile keeps its bitmap but no longer holds the gfn, and its write must still be logged, as
+ * KVM marks within the read section of its write. */
 static void vcpu_phys_written(void *opaque, gfn_t gfn)
 {
 	struct vmmu_vcpu *v = opaque;
 
-	(void)memslots_mark_dirty(v->vm->slots, gfn);
+	slot_mark_written(v->logged_slot, gfn);
 }
 
 static const struct phys_ops vcpu_phys_ops = { .page = vcpu_phys_page, .written = vcpu_phys_written };

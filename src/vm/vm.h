@@ -45,6 +45,11 @@ struct vmmu_vcpu {
 	struct cpu cpu;                                  /* [o] the hardware */
 	struct mmu_vcpu mmu;                             /* [o] the MMU's per-vCPU state */
 	struct slot_cache slots;                         /* [o] */
+	/* [o] The slot of the last write answer vcpu_phys_page gave uncacheable (a dirty-logging
+	 * slot): vcpu_phys_written marks its bitmap after the store. Valid while the vCPU stays in
+	 * guest mode from that answer to the store: a slot change waits for it to leave (its change
+	 * hook's request) before it frees the old slot, and a MOVE keeps the bitmap. */
+	const struct memslot *logged_slot;
 	/* [a] The hypervisor's own counters of this vCPU, as KVM's per-vCPU stats (docs/fidelity.md):
 	 * flush requests serviced (an intercepted CR3 load or other guest flush, a remote flush) and
 	 * INVLPG / INVPCID-address exits handled. The hardware's own counts (cpu.st) feed the cost

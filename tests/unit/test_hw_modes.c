@@ -4,7 +4,8 @@
  * tables arrives in phase 3): hand-built shadow tables and EPT/NPT tables in a host arena, and
  * the outcomes the hardware returns: translations, exact references through the vCPU, exits by
  * reason with their fields, #PF delivered without an exit, the PFEC mask/match no-trap setting,
- * and combined rights cached in the TLB.
+ * and combined rights cached in the TLB. And one native-mode contract: a write to a dirty-logging
+ * page is marked after its bytes land.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -306,6 +307,7 @@ struct logged_ram {
 	gpa_t expect_gpa;          /* the data write's address, its value below */
 	uint64_t expect_val;
 	bool data_seen;            /* written() saw the data page with the value in place */
+	bool tables_seen;          /* written() saw each table page's entry 0 Accessed already */
 };
 
 static int logged_page(void *o, gfn_t gfn, bool w, uint8_t **h, bool *c)
@@ -326,6 +328,10 @@ static void logged_written(void *o, gfn_t gfn)
 
 	assert_true(r->nmarked < 16);
 	r->marked[r->nmarked++] = gfn;
+	if (gfn >= 1 && gfn <= 4) {
+		memcpy(&v, r->mem + gfn * 4096, 8);
+		r->tables_seen &= (v & PT_ACCESSED_MASK) && (gfn < 4 || (v & PT_DIRTY_MASK));
+	}
 	if (gfn == r->expect_gpa >> 12) {
 		memcpy(&v, r->mem + r->expect_gpa, 8);
 		r->data_seen = v == r->expect_val;
@@ -364,9 +370,11 @@ static void test_native_write_logged_after_store(void **state)
 	 * page after its bytes are in place. */
 	r.expect_gpa = 0x5010;
 	r.expect_val = val;
+	r.tables_seen = true;
 	assert_int_equal(cpu_access(&c, 0x10, 8, VMMU_ACC_WRITE, &val, &o), 0);
 	assert_int_equal(o.status, HW_DONE);
 	assert_true(r.data_seen);
+	assert_true(r.tables_seen);
 	assert_int_equal(r.nmarked, 5);
 	for (unsigned i = 0; i < 4; i++) {
 		uint64_t pte;
@@ -376,7 +384,8 @@ static void test_native_write_logged_after_store(void **state)
 	}
 	assert_int_equal(r.marked[4], 5);
 
-	/* A write across into the page that is not mapped: a #PF, no byte moved, nothing marked. */
+	/* A write across into the page that is not mapped: the #PF comes before any byte moves, and
+	 * nothing is marked. */
 	r.nmarked = 0;
 	r.data_seen = false;
 	r.expect_gpa = 0x5ffc;
