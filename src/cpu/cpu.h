@@ -47,9 +47,10 @@ struct phys_ops {
 	 * writes to a dirty-logging slot, which must be logged one by one). */
 	int (*page)(void *opaque, gfn_t gfn, bool write, uint8_t **host, bool *cacheable);
 	/* The bytes of a write through a page() answer that was not cacheable have landed: the
-	 * dirty log's mark. Required wherever page() can answer a write uncacheably. After the store, as KVM marks after its copy: marked before it, a
-	 * harvest between the two could clear the bit, the VMM copy the page, and the write land
-	 * unrecorded. A write that does not happen (a fault on its other page) is not marked. */
+	 * dirty log's mark. Required wherever page() can answer a write uncacheably. After the
+	 * store, as KVM marks after its copy: marked before it, a harvest between the two could
+	 * clear the bit, the VMM copy the page, and the write land unrecorded. A write that does
+	 * not happen (a compare-and-swap that lost) is not marked. */
 	void (*written)(void *opaque, gfn_t gfn);
 };
 

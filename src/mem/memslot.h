@@ -239,8 +239,8 @@ int memslots_gpa_to_ptr(struct memslots *ms, gpa_t gpa, size_t len, bool write, 
  * swaps, the VMM's reads and writes), which a host page change (a THP collapse, a KSM merge, an
  * unmap) must not race: a pointer from memslots_gpa_to_ptr is only safe where the vCPU request
  * protocol or the invalidation sequence guards it. A write marks the page dirty in a logging
- * slot once its bytes landed (slot_mark_written). 0, -ENOENT (no slot), -EPERM (a write to a READONLY slot), -EFAULT, -EINVAL.
- * Not with mmu_lock held (the host mm's lock comes first). */
+ * slot once its bytes landed (slot_mark_written). 0, -ENOENT (no slot), -EPERM (a write to a
+ * READONLY slot), -EFAULT, -EINVAL. Not with mmu_lock held (the host mm's lock comes first). */
 int memslots_gpa_access(struct memslots *ms, gpa_t gpa, size_t len, bool write,
 			void (*fn)(void *ptr, void *arg), void *arg);
 /* The naturally aligned @len-byte word (4 or 8) at @gpa, and where it lies (*@ptr, as

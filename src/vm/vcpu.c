@@ -63,7 +63,10 @@ static void vcpu_phys_written(void *opaque, gfn_t gfn)
 	slot_mark_written(v->logged_slot, gfn);
 }
 
-static const struct phys_ops vcpu_phys_ops = { .page = vcpu_phys_page, .written = vcpu_phys_written };
+static const struct phys_ops vcpu_phys_ops = {
+	.page = vcpu_phys_page,
+	.written = vcpu_phys_written,
+};
 
 /* A guest instruction's effect on the hardware (it may use or flush the vCPU's caches): in guest
  * mode, so the work of requests made before it is done first. (Its flush count stays pending:
