@@ -83,9 +83,9 @@ _Static_assert(HOST_MAX_ORDER <= FRAME_ORDER_MASK, "order must fit in info");
 
 /* Populate-ahead (invariants above): a window of at most this many frames (128 KiB) unless it
  * starts a 2 MiB block, opened once SEQ_RUN frames in a row have each extended a run (the third
- * consecutive pfn). The metadata's window
- * is wider, META_AHEAD frames (96 KiB of it), renewed while fewer than half are left: a split
- * writes the heads of the free halves ahead of the frame it hands out. */
+ * consecutive pfn). The metadata's window is wider, META_AHEAD frames (96 KiB of it), renewed
+ * while fewer than half are left: a split writes the heads of the free halves ahead of the frame
+ * it hands out. */
 #define POPULATE_AHEAD 32
 #define META_AHEAD     4096
 #define SEQ_RUN        2
@@ -220,8 +220,7 @@ static void block_discard(struct host_arena *a, uint64_t pfn, uint64_t nframes)
  * as one huge page where the kernel has one (invariants above). */
 static bool populate(struct host_arena *a, void *p, size_t len)
 {
-	bool huge = len == HOST_PAGE_SIZE << HOST_ORDER_2M &&
-		    !((uintptr_t)p & ((HOST_PAGE_SIZE << HOST_ORDER_2M) - 1)) &&
+	bool huge = len == HOST_SIZE_2M && !((uintptr_t)p & (HOST_SIZE_2M - 1)) &&
 		    !__atomic_load_n(&a->no_huge, __ATOMIC_RELAXED);
 	int err = 0;
 
@@ -337,7 +336,8 @@ int host_arena_create(uint64_t bytes, struct host_arena **out)
 		ret = -errno;
 		goto out_mutex;
 	}
-	a->base = (uint8_t *)(((uintptr_t)a->map + HOST_SIZE_2M - 1) & ~(uintptr_t)(HOST_SIZE_2M - 1));
+	a->base = (uint8_t *)(((uintptr_t)a->map + HOST_SIZE_2M - 1) &
+			      ~(uintptr_t)(HOST_SIZE_2M - 1));
 	a->meta = mmap(NULL, a->meta_bytes, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (a->meta == MAP_FAILED) {

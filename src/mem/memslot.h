@@ -229,7 +229,7 @@ int slot_gfn_to_pfn_prot(struct memslots *ms, const struct memslot *slot, gfn_t 
  * -EINVAL): for the vCPUs' hardware model (the request protocol guards it) and the MMUs' reads
  * of guest tables (the invalidation sequence guards them). Errors as gfn_to_pfn. @write: the
  * pointer is for a write (refused for a read-only slot, the page made writable); it is not marked
- * dirty: the writer marks it once its bytes have landed (memslots_mark_dirty, as KVM marks after
+ * dirty: the writer marks it once its bytes have landed (slot_mark_written, as KVM marks after
  * its copy). The pointer stays inside the host frame arena; it backs the gpa until the hva
  * mapping changes (MMU notifier), after which it may point to a freed (zeroed) frame.
  */
