@@ -3,7 +3,8 @@
  * Unit tests of the modelled TLB (src/cpu/tlb.c): each page size, PCID and global tagging, every
  * invalidation of tlb.h, LRU order and the STLB, geometry validation, the LRU clock wrap, and a
  * randomized run against a reference model (an unbounded list of what was filled and not yet
- * invalidated): every hit must be a translation the reference still holds.
+ * invalidated): every hit must be a translation the reference still holds; and a randomized run
+ * against a plain set-associative LRU model, which every lookup's outcome must match exactly.
  * Each test builds its own TLB; tlb_check() runs after every step that changes one.
  */
 #include <errno.h>
@@ -796,6 +797,115 @@ static void test_random_vs_reference(void **state)
 	}
 }
 
+/* ---- exact replacement, against a set-associative reference ---- */
+
+/*
+ * A plain model of the first-level 4K array and the STLB for one PCID: each set's ways scanned
+ * one by one, the victim the first way with the smallest stamp (a free way's is 0), one clock for
+ * both arrays, ticked at every insertion and hit as the TLB ticks its own.
+ */
+struct lru_ref {
+	unsigned sets[2], ways[2];
+	uint64_t *vpn[2];      /* ~0: free */
+	uint32_t *stamp[2];
+	uint32_t clock;
+};
+
+static int lru_ref_find(const struct lru_ref *r, unsigned a, uint64_t vpn)
+{
+	size_t base = (size_t)(vpn % r->sets[a]) * r->ways[a];
+	for (unsigned w = 0; w < r->ways[a]; w++)
+		if (r->vpn[a][base + w] == vpn)
+			return (int)(base + w);
+	return -1;
+}
+
+static void lru_ref_insert(struct lru_ref *r, unsigned a, uint64_t vpn)
+{
+	size_t base = (size_t)(vpn % r->sets[a]) * r->ways[a], victim = base;
+	int old = lru_ref_find(r, a, vpn);
+	if (old >= 0) {
+		r->vpn[a][old] = ~0ULL;
+		r->stamp[a][old] = 0;
+	}
+	for (unsigned w = 1; w < r->ways[a]; w++)
+		if (r->stamp[a][base + w] < r->stamp[a][victim])
+			victim = base + w;
+	r->vpn[a][victim] = vpn;
+	r->stamp[a][victim] = ++r->clock;
+}
+
+static enum tlb_hit lru_ref_lookup(struct lru_ref *r, uint64_t vpn)
+{
+	int i = lru_ref_find(r, 0, vpn);
+	if (i >= 0) {
+		r->stamp[0][i] = ++r->clock;
+		return TLB_HIT_L1;
+	}
+	i = lru_ref_find(r, 1, vpn);
+	if (i < 0)
+		return TLB_MISS;
+	r->stamp[1][i] = ++r->clock;
+	lru_ref_insert(r, 0, vpn);
+	return TLB_HIT_L2;
+}
+
+static void lru_run(const struct vmmu_tlb_geometry *g, uint64_t seed, unsigned steps)
+{
+	struct tlb *t = mk(g);
+	struct lru_ref r = { .sets = { g->l1_4k.sets, g->l2.sets }, .ways = { g->l1_4k.ways, g->l2.ways } };
+	/* Pages over four times the capacity of the two arrays: every set keeps evicting. */
+	const uint64_t pages = 4ULL * (g->l1_4k.sets * g->l1_4k.ways + g->l2.sets * g->l2.ways);
+	uint64_t s = seed;
+
+	for (unsigned a = 0; a < 2; a++) {
+		r.vpn[a] = malloc(sizeof(uint64_t) * r.sets[a] * r.ways[a]);
+		r.stamp[a] = calloc((size_t)r.sets[a] * r.ways[a], sizeof(uint32_t));
+		assert_non_null(r.vpn[a]);
+		assert_non_null(r.stamp[a]);
+		memset(r.vpn[a], 0xff, sizeof(uint64_t) * r.sets[a] * r.ways[a]);
+	}
+	/* Stamps from below 2^31 to above it: an unsigned order, which a signed compare gets wrong. */
+	tlb_test_set_clock(t, (1u << 31) - steps);
+	for (unsigned step = 0; step < steps; step++) {
+		uint64_t vpn = rng(&s) % pages;
+		struct tlb_entry_info o;
+		enum tlb_hit want = lru_ref_lookup(&r, vpn), got = tlb_lookup(t, vpn << 12, 0, &o);
+		if (got != want)
+			fail_msg("step %u, vpn %#llx: the TLB says %d, the reference %d (ways %u/%u)", step,
+				 (unsigned long long)vpn, got, want, r.ways[0], r.ways[1]);
+		if (got == TLB_MISS) {
+			struct tlb_entry_info e = ent(vpn << 12, 12, 0, false);
+			tlb_fill(t, vpn << 12, &e);
+			lru_ref_insert(&r, 0, vpn);
+			lru_ref_insert(&r, 1, vpn);
+		} else if (o.frame != vpn << 12) {
+			fail_msg("step %u, vpn %#llx: frame %#llx", step, (unsigned long long)vpn,
+				 (unsigned long long)o.frame);
+		}
+		if (step % 1000 == 0 && tlb_check(t))
+			fail_msg("tlb_check failed at step %u", step);
+	}
+	for (unsigned a = 0; a < 2; a++) {
+		free(r.vpn[a]);
+		free(r.stamp[a]);
+	}
+	tlb_destroy(t);
+}
+
+static void test_lru_exact_vs_reference(void **state)
+{
+	/* The defaults, then way counts from 1 to the limit of 32, odd and even, one set and many. */
+	static const struct { struct vmmu_tlb_array l1, l2; } geo[] = {
+		{ { 16, 4 }, { 128, 12 } }, { { 4, 3 }, { 8, 5 } }, { { 2, 8 }, { 4, 16 } },
+		{ { 2, 5 }, { 2, 17 } }, { { 1, 32 }, { 1, 32 } }, { { 1, 1 }, { 2, 20 } },
+	};
+	for (unsigned i = 0; i < sizeof(geo) / sizeof(geo[0]); i++) {
+		struct vmmu_tlb_geometry g = { .l1_4k = geo[i].l1, .l2 = geo[i].l2 };
+		lru_run(&g, 0x9e3779b97f4a7c15ULL * (i + 1), 30000);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -820,6 +930,7 @@ int main(void)
 		cmocka_unit_test(test_geometry),
 		cmocka_unit_test(test_count_and_stats),
 		cmocka_unit_test(test_random_vs_reference),
+		cmocka_unit_test(test_lru_exact_vs_reference),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
