@@ -19,19 +19,20 @@
  * Usage: bench_fault [-s MiB] [-R ROUNDS]
  */
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <stdint.h>
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23   /* Linux 5.14; older C library headers lack it */
-#endif
 #include <time.h>
 
 #include "vmmu/guest.h"
 #include "vmmu/vmmu.h"
+
+/* A program of the public API: host/host.h's fallback is not its to include. */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23   /* Linux 5.14; older C library headers lack it */
+#endif
 
 static double now(void)
 {

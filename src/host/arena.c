@@ -50,10 +50,6 @@
 #include "host/host.h"
 #include "host/host_internal.h"
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23   /* Linux 5.14; older C library headers lack it */
-#endif
-
 #define PFN_NONE UINT32_MAX             /* end of a free list; so an arena has < 2^32 frames */
 
 #define FRAME_ORDER_MASK 0x1fu          /* info: order of the block this frame heads */

@@ -27,10 +27,16 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <urcu/list.h>
 
 #include "vmmu/types.h"
+
+/* The arena's populate-ahead (arena.c) and its test use it; older C library headers lack it. */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23   /* Linux 5.14 */
+#endif
 
 #define HOST_PAGE_SHIFT 12
 #define HOST_PAGE_SIZE  (1ULL << HOST_PAGE_SHIFT)

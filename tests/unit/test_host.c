@@ -14,10 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23   /* Linux 5.14; older C library headers lack it */
-#endif
 #include <unistd.h>
 
 #include <cmocka.h>
