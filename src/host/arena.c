@@ -607,23 +607,26 @@ uint64_t host_arena_frames(const struct host_arena *a)
 	return a ? a->nframes : 0;
 }
 
-/* Resident bytes of [p, p + len): mincore, a chunk at a time (the mapping can be 64 GiB). */
+/* Resident bytes of [p, p + len): mincore, a chunk at a time (the mapping can be 64 GiB). The
+ * vector is the heap's, not thread-local: a library with 64 KiB of TLS cannot be dlopen()ed
+ * (its initial-exec variables must fit the few bytes glibc keeps for late loads). */
 static uint64_t resident(const uint8_t *p, uint64_t len)
 {
 	enum { CHUNK_PAGES = 1u << 16 };
-	static __thread unsigned char vec[CHUNK_PAGES];
+	unsigned char *vec = malloc(CHUNK_PAGES);
 	const uint64_t page = 4096;
 	uint64_t n = 0;
+	bool failed = !vec;
 
-	for (uint64_t off = 0; off < len; off += (uint64_t)CHUNK_PAGES * page) {
+	for (uint64_t off = 0; !failed && off < len; off += (uint64_t)CHUNK_PAGES * page) {
 		uint64_t bytes = len - off < (uint64_t)CHUNK_PAGES * page ? len - off :
 				 (uint64_t)CHUNK_PAGES * page;
-		if (mincore((void *)(p + off), bytes, vec))
-			return UINT64_MAX;
-		for (uint64_t i = 0; i < (bytes + page - 1) / page; i++)
+		failed = mincore((void *)(p + off), bytes, vec) != 0;
+		for (uint64_t i = 0; !failed && i < (bytes + page - 1) / page; i++)
 			n += vec[i] & 1;
 	}
-	return n * page;
+	free(vec);
+	return failed ? UINT64_MAX : n * page;
 }
 
 uint64_t host_arena_resident_bytes(const struct host_arena *a)

@@ -41,5 +41,8 @@ for m in native shadow ept npt; do
 	t "examples/workload runs ($m)" '"$tmp/workload" $m >"$tmp/workload.$m.out" 2>&1'
 done
 t "the guest digest of examples/workload is the same in every mode" '[ "$(sed -n "s/.*digest \([0-9a-f]*\).*/\1/p" "$tmp"/workload.*.out | sort -u | wc -l)" = 1 ]'
+gsolib=$(dirname "$(grep "/libvmmuguest\.so$" "$tmp/tree" | head -1)")
+t "tests/install/dlopen.c builds with the installed headers alone (no library linked)" 'cc -std=gnu11 -Wall -Wextra -Werror "$SRC/tests/install/dlopen.c" $(pkg-config --cflags vmmu) -o "$tmp/dlopen" 2>"$tmp/dlopen.cc.log"'
+t "libvmmu.so and libvmmuguest.so load with dlopen() and run a VM in every mode" '"$tmp/dlopen" "$D$lib/libvmmu.so" "$D$gsolib/libvmmuguest.so" >"$tmp/dlopen.out" 2>&1'
 t "the public types carry the vmmu_ prefix (an embedder may have its own gpa_t)" 'printf "#include <vmmu/vmmu.h>\ntypedef int gpa_t; typedef int gva_t; typedef int pfn_t;\nint main(void) { vmmu_gpa_t a = 0; return (int)a; }\n" > "$tmp/clash.c" && cc -std=gnu11 -Werror "$tmp/clash.c" $(pkg-config --cflags --libs vmmu) -o "$tmp/clash"'
 t_done
