@@ -595,6 +595,18 @@ bool host_pfn_valid(const struct host_arena *a, pfn_t pfn)
 	return a && block_head(a, pfn, NULL) != PFN_NONE;
 }
 
+void *host_hpa_ptr(const struct host_arena *a, uint64_t hpa)
+{
+	const uint64_t pfn = hpa >> HOST_PAGE_SHIFT;
+
+	if (!a || pfn >= a->nframes)
+		return NULL;
+	/* block_head's first step alone first: the tables walked are order-0 blocks. */
+	if (!(info_get(frame(a, pfn)) & FRAME_ALLOC) && block_head(a, pfn, NULL) == PFN_NONE)
+		return NULL;
+	return a->base + hpa;
+}
+
 const void *host_frame_meta(const struct host_arena *a, pfn_t pfn)
 {
 	if (!a || pfn >= a->nframes)

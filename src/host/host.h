@@ -103,6 +103,9 @@ static inline void *host_zalloc_lines(size_t size)
 /* The bytes of frame @pfn. Valid while the frame is allocated. */
 void *host_pfn_to_ptr(const struct host_arena *a, pfn_t pfn);
 bool host_pfn_valid(const struct host_arena *a, pfn_t pfn);    /* inside the arena and allocated */
+/* The bytes at host physical address @hpa if host_pfn_valid() holds for its frame, else NULL:
+ * the page-walk hardware's every read, in one call. */
+void *host_hpa_ptr(const struct host_arena *a, uint64_t hpa);
 /* Where the arena keeps frame @pfn's own metadata (HOST_FRAME_META_BYTES), for a caller that
  * prefetches it before host_pfn_valid reads it; NULL outside the arena. */
 #define HOST_FRAME_META_BYTES 24

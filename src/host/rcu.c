@@ -8,10 +8,6 @@
  */
 #include <assert.h>
 
-#include <urcu-bp.h>
-
-#include "host/rcu.h"
-
 #if defined(__SANITIZE_THREAD__)
 #define VMMU_TSAN 1
 #elif defined(__has_feature)
@@ -19,6 +15,24 @@
 #define VMMU_TSAN 1
 #endif
 #endif
+
+/* The read side inline: liburcu-bp's header marks _urcu_bp_read_lock and _urcu_bp_read_unlock as
+ * within LGPL's ten-line allowance for non-LGPL code. Each call and its TLS lookup cost more than
+ * the section they open (three outermost sections a soft-MMU fault). Not under TSan: a reader
+ * slot of a thread that ended is handed to a new one inside the library, which TSan does not
+ * see, so the inline counter's accesses would look like a race. */
+#ifndef VMMU_TSAN
+#define _LGPL_SOURCE
+#endif
+#include <urcu-bp.h>
+
+#ifndef VMMU_TSAN
+/* liburcu-bp is a startup dependency of this library, as is its reader pointer: the initial-exec
+ * model reaches it without __tls_get_addr, as vmmu_rcu_depth. */
+extern __thread struct urcu_bp_reader *urcu_bp_reader __attribute__((tls_model("initial-exec")));
+#endif
+
+#include "host/rcu.h"
 
 #ifdef VMMU_TSAN
 void __tsan_acquire(void *addr);

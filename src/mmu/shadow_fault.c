@@ -986,19 +986,20 @@ static bool table_is_unsync(struct shadow_mmu *sm, gfn_t gfn)
 
 /* f->gptep[] for levels @top down to @bottom of the faulting part's walk: where its entries lie
  * in host memory, as the walk read them (one look-up of each table page, not two). The
- * invalidation sequence sampled before the walk guards them. 0, or -errno: a page gone. */
+ * invalidation sequence sampled before the walk guards them. 0, or -errno: a page gone. The walk
+ * read its levels top down, @bottom's last: level l's read is looked for l - @bottom back first. */
 static int fault_gpteps(struct fault *f, const struct slots_gmem_rec *rec, int top, int bottom)
 {
 	const struct walk_result *w = &f->part[f->fp].w;
 	bool pae = paging_mode_of(&f->cpu->guest) == PAGING_PAE;
 
-	for (int l = top; l >= bottom && l >= 1; l--) {
+	for (int l = bottom < 1 ? 1 : bottom; l <= top; l++) {
 		void *ptr;
 		int rc;
 
 		if (l == 3 && pae)
 			continue;              /* a PDPTE register: nothing in memory to re-check */
-		ptr = slots_gmem_rec_ptr(rec, w->pte_gpa[l]);
+		ptr = slots_gmem_rec_ptr(rec, w->pte_gpa[l], (unsigned)(l - (bottom < 1 ? 1 : bottom)));
 		if (!ptr) {
 			rc = memslots_gpa_to_ptr(f->sm->mmu.env.slots, w->pte_gpa[l], f->gpte_size,
 						 false, &ptr);

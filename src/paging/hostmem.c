@@ -12,19 +12,17 @@
 /* The bytes at @hpa if a @len-byte access there is allowed, else NULL with *@err set. */
 static void *hpa_to_ptr(const struct host_arena *a, hpa_t hpa, unsigned len, int *err)
 {
-	uint8_t *page;
+	void *p;
 
 	if ((len != 4 && len != 8) || (hpa & (len - 1))) {
 		*err = -EINVAL;
 		return NULL;
 	}
-	/* host_pfn_valid() bounds the pfn by the arena first, so any 64-bit hpa is safe here. */
-	if (!host_pfn_valid(a, hpa >> HOST_PAGE_SHIFT)) {
+	/* host_hpa_ptr() bounds the pfn by the arena first, so any 64-bit hpa is safe here. */
+	p = host_hpa_ptr(a, hpa);
+	if (!p)
 		*err = -ENOENT;
-		return NULL;
-	}
-	page = host_pfn_to_ptr(a, hpa >> HOST_PAGE_SHIFT);
-	return page + (hpa & (HOST_PAGE_SIZE - 1));
+	return p;
 }
 
 int hostmem_load(const struct host_arena *a, hpa_t hpa, unsigned len, uint64_t *val)

@@ -94,11 +94,16 @@ const struct guest_mem_ops slots_gmem_rec_ops = {
 	.cmpxchg = rec_cmpxchg,
 };
 
-void *slots_gmem_rec_ptr(const struct slots_gmem_rec *r, gpa_t gpa)
+void *slots_gmem_rec_ptr(const struct slots_gmem_rec *r, gpa_t gpa, unsigned back)
 {
 	unsigned oldest = r->n > SLOTS_GMEM_REC_MAX ? r->n - SLOTS_GMEM_REC_MAX : 0;
 	gfn_t gfn = gpa >> 12;
 
+	if (back < r->n - oldest) {
+		unsigned i = (r->n - 1 - back) % SLOTS_GMEM_REC_MAX;
+		if (r->e[i].gfn == gfn)
+			return r->e[i].page + (gpa & 0xfff);
+	}
 	/* Newest first: a page read again (the walk started over) is where it was last. */
 	for (unsigned i = r->n; i-- > oldest;) {
 		if (r->e[i % SLOTS_GMEM_REC_MAX].gfn == gfn)

@@ -38,7 +38,9 @@ struct slots_gmem_rec {
 
 extern const struct guest_mem_ops slots_gmem_rec_ops;
 
-/* The host address of the entry at @gpa as the walk last read its page, or NULL if it did not. */
-void *slots_gmem_rec_ptr(const struct slots_gmem_rec *r, gpa_t gpa);
+/* The host address of the entry at @gpa as the walk read its page: by the read @back reads
+ * before the last (0: the last) if that one was of the page (a walker's caller knows which read
+ * each level was), else by the page's last read kept; NULL if none is. */
+void *slots_gmem_rec_ptr(const struct slots_gmem_rec *r, gpa_t gpa, unsigned back);
 
 #endif

@@ -802,19 +802,28 @@ static void test_read_word(void **state)
 		assert_int_equal(slots_gmem_rec_ops.read(&rec, 0x100000 + i * PG + 8 * i, &buf, 8), 0);
 	assert_int_equal(slots_gmem_rec_ops.read(&rec, 0x300000, &buf, 8), -ENOENT);  /* not noted */
 	assert_int_equal(rec.n, SLOTS_GMEM_REC_MAX + 1);
-	assert_null(slots_gmem_rec_ptr(&rec, 0x100000));              /* the oldest, dropped */
-	assert_null(slots_gmem_rec_ptr(&rec, 0x300000));
-	assert_null(slots_gmem_rec_ptr(&rec, 0x13f000));              /* never read */
+	for (unsigned back = 0; back < 12; back++) {
+		assert_null(slots_gmem_rec_ptr(&rec, 0x100000, back));  /* the oldest, dropped */
+		assert_null(slots_gmem_rec_ptr(&rec, 0x300000, back));
+		assert_null(slots_gmem_rec_ptr(&rec, 0x13f000, back));  /* never read */
+	}
 	for (unsigned i = 1; i < SLOTS_GMEM_REC_MAX + 1; i++) {
 		gpa_t gpa = 0x100000 + i * PG + 0x7f8;                /* any entry of the page */
 		assert_int_equal(memslots_gpa_to_ptr(e.ms, gpa, 8, false, &p), 0);
-		assert_ptr_equal(slots_gmem_rec_ptr(&rec, gpa), p);
+		/* Where the read was (page i was read SLOTS_GMEM_REC_MAX - i back), elsewhere, or
+		 * past the reads kept: the same. */
+		assert_ptr_equal(slots_gmem_rec_ptr(&rec, gpa, SLOTS_GMEM_REC_MAX - i), p);
+		assert_ptr_equal(slots_gmem_rec_ptr(&rec, gpa, (SLOTS_GMEM_REC_MAX - i + 1) % 8), p);
+		assert_ptr_equal(slots_gmem_rec_ptr(&rec, gpa, 1000), p);
 	}
-	/* A page read again is where it was last read. */
+	/* A page read again is where it was last read, unless the caller names the older read. */
 	assert_int_equal(slots_gmem_rec_ops.read(&rec, 0x102000, &buf, 8), 0);
 	assert_int_equal(rec.e[(rec.n - 1) % SLOTS_GMEM_REC_MAX].gfn, 0x102);
 	rec.e[(rec.n - 1) % SLOTS_GMEM_REC_MAX].page = (uint8_t *)0x1000;  /* marked */
-	assert_ptr_equal(slots_gmem_rec_ptr(&rec, 0x102010), (uint8_t *)0x1010);
+	assert_ptr_equal(slots_gmem_rec_ptr(&rec, 0x102010, 1), (uint8_t *)0x1010);
+	assert_ptr_equal(slots_gmem_rec_ptr(&rec, 0x102010, 0), (uint8_t *)0x1010);
+	assert_int_equal(memslots_gpa_to_ptr(e.ms, 0x102010, 8, false, &p), 0);
+	assert_ptr_equal(slots_gmem_rec_ptr(&rec, 0x102010, SLOTS_GMEM_REC_MAX - 2 + 1), p);
 	/* Swaps go to the slot's memory (and are not noted). */
 	assert_int_equal(slots_gmem_rec_ops.cmpxchg(&rec, 0x105018, 0x1122334455667788ULL, 5, 8), 0);
 	assert_int_equal(slots_gmem_rec_ops.cmpxchg(&rec, 0x105018, 0x1122334455667788ULL, 6, 8),
@@ -835,10 +844,10 @@ static void test_read_word(void **state)
 			assert_int_equal(slots_gmem_rec_ops.read(&rc, gpa, &buf, 8), 0);
 			assert_int_equal(memslots_gpa_read_word(e.ms, gpa, 8, &want, &ptr), 0);
 			assert_int_equal(buf, want);
-			assert_ptr_equal(slots_gmem_rec_ptr(&rc, gpa), ptr);
+			assert_ptr_equal(slots_gmem_rec_ptr(&rc, gpa, 0), ptr);
 		}
 		assert_int_equal(slots_gmem_rec_ops.read(&rc, 0x300000, &buf, 8), -ENOENT);
-		assert_null(slots_gmem_rec_ptr(&rc, 0x300000));
+		assert_null(slots_gmem_rec_ptr(&rc, 0x300000, 0));
 		uint32_t w32;
 		assert_int_equal(slots_gmem_rec_ops.read(&rc, 0x10501c, &w32, 4), 0);
 		assert_int_equal(w32, 0);
