@@ -18,15 +18,18 @@
 
 /* The read side inline: liburcu-bp's header marks _urcu_bp_read_lock and _urcu_bp_read_unlock as
  * within LGPL's ten-line allowance for non-LGPL code. Each call and its TLS lookup cost more than
- * the section they open (three outermost sections a soft-MMU fault). Not under TSan: a reader
- * slot of a thread that ended is handed to a new one inside the library, which TSan does not
- * see, so the inline counter's accesses would look like a race. */
-#ifndef VMMU_TSAN
+ * the section they open (three outermost sections a soft-MMU fault). Not in a sanitizer build
+ * (VMMU_SANITIZE, from meson): under TSan a reader slot of a thread that ended is handed to a new
+ * one inside the library, which TSan does not see, so the inline counter's accesses would look
+ * like a race; under UBSan the header's reader struct is 128-byte aligned and the library's
+ * slots are not. */
+#if !defined(VMMU_TSAN) && !defined(VMMU_SANITIZE)
+#define VMMU_RCU_INLINE 1
 #define _LGPL_SOURCE
 #endif
 #include <urcu-bp.h>
 
-#ifndef VMMU_TSAN
+#ifdef VMMU_RCU_INLINE
 /* liburcu-bp is a startup dependency of this library, as is its reader pointer: the initial-exec
  * model reaches it without __tls_get_addr, as vmmu_rcu_depth. */
 extern __thread struct urcu_bp_reader *urcu_bp_reader __attribute__((tls_model("initial-exec")));
