@@ -53,10 +53,18 @@ int mmu_create(const struct mmu_env *env, struct mmu **out)
 	return 0;
 }
 
+__thread struct mmu_vcpu *mmu_vcpu_self __attribute__((tls_model("initial-exec")));
+
 int mmu_init(struct mmu *m, const struct mmu_env *env)
 {
+	int rc;
+
 	m->env = *env;
-	return brlock_init(&m->mmu_lock, BRLOCK_MMU);
+	m->vcpus = NULL;
+	rc = brlock_init(&m->mmu_lock, BRLOCK_MMU);
+	if (!rc)
+		pthread_mutex_init(&m->vcpus_lock, NULL);
+	return rc;
 }
 
 void mmu_lock_wait(struct mmu *m, bool write)
@@ -75,6 +83,7 @@ void mmu_lock_wait(struct mmu *m, bool write)
 
 void mmu_fini(struct mmu *m)
 {
+	pthread_mutex_destroy(&m->vcpus_lock);
 	brlock_destroy(&m->mmu_lock);
 }
 
@@ -87,28 +96,73 @@ void mmu_destroy(struct mmu *m)
 	m->ops->destroy(m);
 }
 
+/* @dst += @src field by field, each of @src's read atomically (its writer may be counting);
+ * @atomic: @dst is shared too. */
+static void stats_add(struct mmu_stats *dst, const struct mmu_stats *src, bool atomic)
+{
+	uint64_t *d = (uint64_t *)dst;
+	const uint64_t *s = (const uint64_t *)src;
+
+	for (size_t i = 0; i < sizeof(*dst) / sizeof(uint64_t); i++) {
+		uint64_t v = __atomic_load_n(&s[i], __ATOMIC_RELAXED);
+		if (atomic)
+			__atomic_add_fetch(&d[i], v, __ATOMIC_RELAXED);
+		else
+			d[i] += v;
+	}
+}
+
 int mmu_vcpu_init(struct mmu *m, struct mmu_vcpu *mv, struct cpu *c)
 {
+	int rc;
+
 	memset(mv, 0, sizeof(*mv));
 	mv->mmu = m;
 	mv->cpu = c;
 	slot_cache_init(&mv->slots);
-	return m->ops->vcpu_init(mv);
+	rc = m->ops->vcpu_init(mv);
+	if (rc) {
+		mv->mmu = NULL;
+		return rc;
+	}
+	pthread_mutex_lock(&m->vcpus_lock);
+	mv->next = m->vcpus;
+	m->vcpus = mv;
+	pthread_mutex_unlock(&m->vcpus_lock);
+	return 0;
 }
 
 void mmu_vcpu_destroy(struct mmu_vcpu *mv)
 {
-	if (mv->mmu)
-		mv->mmu->ops->vcpu_destroy(mv);
+	struct mmu *m = mv->mmu;
+
+	if (!m)
+		return;
+	m->ops->vcpu_destroy(mv);
+	/* Its counts go to the shards: the VM's sums outlive the vCPU. */
+	pthread_mutex_lock(&m->vcpus_lock);
+	for (struct mmu_vcpu **pp = &m->vcpus; *pp; pp = &(*pp)->next) {
+		if (*pp == mv) {
+			*pp = mv->next;
+			break;
+		}
+	}
+	stats_add(&m->st[0].s, &mv->st, true);
+	pthread_mutex_unlock(&m->vcpus_lock);
 	mv->mmu = NULL;
 }
 
 int mmu_handle_exit(struct mmu_vcpu *mv, const struct hw_exit *e, struct mmu_outcome *out)
 {
 	struct mmu_page_fault f = { .mmu = mv->mmu, .mv = mv, .e = e };
+	struct mmu_vcpu *outer = mmu_vcpu_self;
+	int rc;
 
 	memset(out, 0, sizeof(*out));
-	return mmu_pf_finish(&f, mmu_page_fault(&f), out);
+	mmu_vcpu_self = mv;
+	rc = mmu_pf_finish(&f, mmu_page_fault(&f), out);
+	mmu_vcpu_self = outer;
+	return rc;
 }
 
 int mmu_page_fault(struct mmu_page_fault *f)
@@ -154,16 +208,15 @@ int mmu_audit(struct mmu *m, char *why, size_t whylen)
 
 void mmu_get_stats(struct mmu *m, struct mmu_stats *st)
 {
-	uint64_t *dst = (uint64_t *)st;
-
 	memset(st, 0, sizeof(*st));
-	/* Field by field with atomic loads: other vCPU threads may be counting. */
-	for (unsigned k = 0; k < MMU_STAT_SHARDS; k++) {
-		const uint64_t *src = (const uint64_t *)&m->st[k].s;
-
-		for (size_t i = 0; i < sizeof(*st) / sizeof(uint64_t); i++)
-			dst[i] += __atomic_load_n(&src[i], __ATOMIC_RELAXED);
-	}
+	/* Field by field with atomic loads: other vCPU threads may be counting. Under vcpus_lock,
+	 * the shards too: a vCPU that goes meanwhile moves its counts into shard 0 under it. */
+	pthread_mutex_lock(&m->vcpus_lock);
+	for (unsigned k = 0; k < MMU_STAT_SHARDS; k++)
+		stats_add(st, &m->st[k].s, false);
+	for (const struct mmu_vcpu *v = m->vcpus; v; v = v->next)
+		stats_add(st, &v->st, false);
+	pthread_mutex_unlock(&m->vcpus_lock);
 }
 
 /* ---- the page fault's common steps ---- */

@@ -58,12 +58,26 @@ struct mmu_env {
 
 struct mmu;
 
+/* Per-VM counters the MMU keeps (summed into struct vmmu_stats by vm/). */
+struct mmu_stats {
+	uint64_t pf_taken, pf_fixed, pf_emulate, pf_spurious, pf_fast, pf_guest,
+		 pf_mmio_spte_created, mmu_shadow_zapped, mmu_pte_write, mmu_pde_zapped,
+		 mmu_flooded, mmu_recycled, mmu_cache_miss, mmu_unsync, pages_4k, pages_2m,
+		 pages_1g, remote_tlb_flush, shadow_pages, tdp_pages, mmu_steps,
+		 mmu_lock_wait_ns, sp_lock_contended;
+};
+
 /* Per-vCPU MMU state, embedded in the vCPU (vm/). Legend: [o] owned by the vCPU thread. */
 struct mmu_vcpu {
 	struct mmu *mmu;
 	struct cpu *cpu;                  /* the hardware this vCPU runs on */
 	struct slot_cache slots;          /* [o] */
 	void *priv;                       /* [o] the mode's per-vCPU state (roots, caches) */
+	/* [o] what the MMU counts while it handles this vCPU's exits (mmu_stat_add): one writer,
+	 * whose adds are a relaxed load and store, not a locked add; summed by mmu_get_stats with
+	 * the VM's shards, and folded into them when the vCPU goes (mmu_vcpu_destroy). */
+	struct mmu_stats st;
+	struct mmu_vcpu *next;            /* the MMU's list of vCPUs [the mmu's vcpus_lock] */
 };
 
 enum mmu_action {
@@ -82,14 +96,6 @@ struct mmu_outcome {
 	gva_t pf_addr;
 };
 
-/* Per-VM counters the MMU keeps (summed into struct vmmu_stats by vm/). */
-struct mmu_stats {
-	uint64_t pf_taken, pf_fixed, pf_emulate, pf_spurious, pf_fast, pf_guest,
-		 pf_mmio_spte_created, mmu_shadow_zapped, mmu_pte_write, mmu_pde_zapped,
-		 mmu_flooded, mmu_recycled, mmu_cache_miss, mmu_unsync, pages_4k, pages_2m,
-		 pages_1g, remote_tlb_flush, shadow_pages, tdp_pages, mmu_steps,
-		 mmu_lock_wait_ns, sp_lock_contended;
-};
 
 /* Is the mode's implementation present? */
 bool mmu_mode_available(enum vmmu_mmu mode);

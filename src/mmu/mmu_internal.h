@@ -23,6 +23,7 @@
 #define VMMU_MMU_INTERNAL_H
 
 #include <pthread.h>
+#include <stddef.h>
 
 #include <urcu-bp.h>
 #include <urcu/compiler.h>
@@ -195,6 +196,9 @@ struct mmu {
 	struct mmu_stat_shard {
 		struct mmu_stats s;
 	} __attribute__((aligned(64))) st[MMU_STAT_SHARDS];
+	/* The vCPUs, whose own counters (mmu_vcpu.st) mmu_get_stats adds to the shards'. */
+	pthread_mutex_t vcpus_lock;
+	struct mmu_vcpu *vcpus;           /* [vcpus_lock] */
 	struct host_mmu_notifier mn;      /* [c] registered on env.mm by mmu_notifier_register */
 	/*
 	 * MMU-notifier invalidation protocol (as KVM's mmu_invalidate_seq): range_start bumps
@@ -288,8 +292,27 @@ static inline bool mmu_fast_fix_write(uint64_t *sptep, uint64_t old, uint64_t se
 	return true;
 }
 
-#define mmu_stat_add(m, field, n)                                                                  \
-	__atomic_add_fetch(&(m)->st[mmu_stat_shard()].s.field, (n), __ATOMIC_RELAXED)
+/* The vCPU whose exit this thread is handling (mmu_handle_exit), or NULL. */
+extern __thread struct mmu_vcpu *mmu_vcpu_self __attribute__((tls_model("initial-exec")));
+
+/* Add @n to a counter of @m: the vCPU's own while this thread handles one of @m's vCPUs' exits
+ * (no other thread writes it: a relaxed load and store, no locked instruction on the fault path,
+ * as KVM's vcpu->stat), else the thread's shard by an atomic add (other threads share shards). */
+static inline void mmu_stat_add_at(struct mmu *m, size_t off, uint64_t n)
+{
+	struct mmu_vcpu *v = mmu_vcpu_self;
+	uint64_t *p;
+
+	if (v && v->mmu == m) {
+		p = (uint64_t *)((char *)&v->st + off);
+		__atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+	} else {
+		p = (uint64_t *)((char *)&m->st[mmu_stat_shard()].s + off);
+		__atomic_add_fetch(p, n, __ATOMIC_RELAXED);
+	}
+}
+
+#define mmu_stat_add(m, field, n) mmu_stat_add_at(m, offsetof(struct mmu_stats, field), (uint64_t)(n))
 #define mmu_stat_inc(m, field) mmu_stat_add(m, field, 1)
 
 /*

@@ -905,6 +905,97 @@ static void test_fine_same_sptes(void **state)
 	vmmu_vm_destroy(g.vm);
 }
 
+/* ---- the MMU's counters, summed over vCPU threads ---- */
+
+enum { SUM_PAGES = 192, SUM_GVA = 0x400000, SUM_GPA = 0x800000, SUM_TABLES = 0x100000 };
+
+struct sum_th {
+	struct vmmu_vcpu *v;
+	unsigned id;
+	int err;
+};
+
+static void *sum_thread(void *arg)
+{
+	struct sum_th *t = arg;
+
+	/* Each vCPU's own pages, each aligned group of 8 (a PTE prefetch's) one vCPU's: one fault
+	 * a page, whatever the other threads do. */
+	for (unsigned p = 0; p < SUM_PAGES && !t->err; p++) {
+		uint64_t v = p;
+		struct vmmu_access_result res;
+		uint64_t gva = SUM_GVA + ((uint64_t)t->id * SUM_PAGES + p) * 4096;
+		if (vmmu_vcpu_access(t->v, gva, 8, VMMU_ACC_WRITE, &v, &res) ||
+		    res.status != VMMU_ACCESS_DONE)
+			t->err = 1;
+	}
+	return NULL;
+}
+
+static vmmu_gpa_t sum_alloc_table(void *opaque)
+{
+	vmmu_gpa_t *next = opaque;
+
+	*next += 4096;
+	return *next;
+}
+
+/* The soft MMU's counters as a VM reads them: each vCPU thread counts its faults into its own
+ * block (no locked add), which mmu_get_stats adds to the shared shards. Read while the threads
+ * run, pf_fixed never goes down; once they end, pf_fixed and pages_4k are one a page written, as
+ * with one vCPU. */
+static void test_stats_sum(void **state)
+{
+	(void)state;
+	struct vmmu_vm_config cfg = { .mmu = VMMU_MMU_SHADOW, .host = VMMU_HOST_VMX,
+				      .host_mem_bytes = 256 * MiB, .mmu_lock = VMMU_MMU_LOCK_FINE };
+	struct vmmu_regs regs = { .cr0 = X86_CR0_PG | X86_CR0_PE | X86_CR0_WP, .cr3 = SUM_TABLES,
+				  .cr4 = X86_CR4_PAE, .efer = EFER_LME | EFER_LMA | EFER_NXE };
+	struct sum_th th[NV];
+	pthread_t tid[NV];
+	struct vmmu_vm *vm;
+	vmmu_gpa_t next = SUM_TABLES;
+	uint64_t hva, last = 0;
+	struct vmmu_stats st;
+
+	assert_int_equal(vmmu_vm_create(&cfg, &vm), 0);
+	assert_int_equal(vmmu_vm_mmap(vm, 16 * MiB, false, &hva), 0);
+	struct vmmu_userspace_memory_region r = { .memory_size = 16 * MiB, .userspace_addr = hva };
+	assert_int_equal(vmmu_set_user_memory_region(vm, &r), 0);
+	assert_int_equal(vmmu_gpt_map(vm, SUM_TABLES, 4, SUM_GVA, SUM_GPA, 1, VMMU_PTE_P | VMMU_PTE_RW,
+				      sum_alloc_table, &next), 0);
+	for (unsigned p = 1; p < NV * SUM_PAGES; p++)
+		assert_int_equal(vmmu_gpt_map(vm, SUM_TABLES, 4, SUM_GVA + p * 4096ULL,
+					      SUM_GPA + p * 4096ULL, 1, VMMU_PTE_P | VMMU_PTE_RW,
+					      sum_alloc_table, &next), 0);
+	for (unsigned i = 0; i < NV; i++) {
+		th[i] = (struct sum_th){ .id = i };
+		assert_int_equal(vmmu_vcpu_create(vm, i, &th[i].v), 0);
+		assert_int_equal(vmmu_vcpu_set_regs(th[i].v, &regs), 0);
+	}
+	for (unsigned i = 0; i < NV; i++)
+		assert_int_equal(pthread_create(&tid[i], NULL, sum_thread, &th[i]), 0);
+	/* The MMU's counters only while the vCPUs run (vmmu_vm_stats adds the vCPUs' hardware
+	 * counters, which only their threads may read until they stop). */
+	for (unsigned k = 0; k < 200; k++) {
+		struct mmu_stats ms;
+		mmu_get_stats(vm->mmu, &ms);
+		assert_true(ms.pf_fixed >= last && ms.pf_taken >= ms.pf_fixed);
+		last = ms.pf_fixed;
+		sched_yield();
+	}
+	for (unsigned i = 0; i < NV; i++) {
+		pthread_join(tid[i], NULL);
+		assert_int_equal(th[i].err, 0);
+	}
+	assert_int_equal(vmmu_vm_get_stats(vm, &st), 0);
+	assert_int_equal(st.pf_fixed, NV * SUM_PAGES);
+	assert_int_equal(st.pages_4k, NV * SUM_PAGES);
+	assert_true(st.pf_taken >= NV * SUM_PAGES);   /* a fault may retry after another's change */
+	assert_true(st.shadow_pages > 0);
+	vmmu_vm_destroy(vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -917,6 +1008,7 @@ int main(void)
 		cmocka_unit_test(test_ept),
 		cmocka_unit_test(test_npt),
 		cmocka_unit_test(test_fine_same_sptes),
+		cmocka_unit_test(test_stats_sum),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
