@@ -4,7 +4,10 @@
  * what urcu-bp's barriers order: every read section releases into the grace-period object and
  * every grace period (synchronize_rcu, or a callback's start) acquires from it; every callback
  * releases into the callbacks-done object when it ends, and rcu_barrier acquires from it.
- * Stateless otherwise: liburcu-bp keeps the readers' registry.
+ * Stateless otherwise: liburcu-bp keeps the readers' registry. An outermost read section runs
+ * liburcu-bp's read side inline (below), its reader pointer reached in the default TLS model:
+ * initial-exec into another library's TLS would make a dlopen() of libvmmu fail wherever
+ * liburcu-bp's block is already dynamic (another plugin loaded it first).
  */
 #include <assert.h>
 
@@ -15,11 +18,20 @@
 #define VMMU_TSAN 1
 #endif
 #endif
+/* meson's b_sanitize sets VMMU_SANITIZE; an ASan build from CFLAGS is caught here too (UBSan
+ * alone has no macro: set b_sanitize, or -DVMMU_SANITIZE). */
+#if defined(__SANITIZE_ADDRESS__)
+#define VMMU_SANITIZE 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define VMMU_SANITIZE 1
+#endif
+#endif
 
 /* The read side inline: liburcu-bp's header marks _urcu_bp_read_lock and _urcu_bp_read_unlock as
  * within LGPL's ten-line allowance for non-LGPL code. Each call and its TLS lookup cost more than
  * the section they open (three outermost sections a soft-MMU fault). Not in a sanitizer build
- * (VMMU_SANITIZE, from meson): under TSan a reader slot of a thread that ended is handed to a new
+ * (VMMU_SANITIZE): under TSan a reader slot of a thread that ended is handed to a new
  * one inside the library, which TSan does not see, so the inline counter's accesses would look
  * like a race; under UBSan the header's reader struct is 128-byte aligned and the library's
  * slots are not. */
@@ -28,12 +40,6 @@
 #define _LGPL_SOURCE
 #endif
 #include <urcu-bp.h>
-
-#ifdef VMMU_RCU_INLINE
-/* liburcu-bp is a startup dependency of this library, as is its reader pointer: the initial-exec
- * model reaches it without __tls_get_addr, as vmmu_rcu_depth. */
-extern __thread struct urcu_bp_reader *urcu_bp_reader __attribute__((tls_model("initial-exec")));
-#endif
 
 #include "host/rcu.h"
 

@@ -18,7 +18,9 @@
  * roots and memslot changes take it exclusive. Table pages are freed
  * after an RCU grace period (liburcu-bp), so lockless walkers never touch a freed page. An
  * invalidation sequence (as KVM's mmu_invalidate_seq) makes a fault that raced with an MMU
- * notifier retry. docs/locking.md has the order.
+ * notifier retry. Counters: a vCPU's block (mmu_vcpu.st) has one writer, the thread handling
+ * that vCPU's exit; the MMU's list of vCPUs is under its vcpus_lock (mmu_internal.h).
+ * docs/locking.md has the order.
  */
 #ifndef VMMU_MMU_H
 #define VMMU_MMU_H

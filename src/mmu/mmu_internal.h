@@ -189,10 +189,12 @@ struct mmu {
 	struct spte_fmt fmt;              /* [c] the format of the tables this MMU makes */
 	struct brlock mmu_lock;           /* faults shared (hard MMU) or exclusive (soft MMU),
 					   * zaps and memslot changes exclusive */
-	/* [a] counters, updated with atomic adds into the calling thread's shard (one cache line
-	 * apart: one shared counter bumped by every fault of every vCPU thread was the fault
-	 * path's hottest line) and summed when read (mmu_get_stats). A shard's
-	 * gauge (pages_4k, shadow_pages) may go below 0: only the sum means anything. */
+	/* [a] counters: what a thread counts while it handles a vCPU's exit goes to that vCPU's
+	 * own block (mmu_vcpu.st, one writer: mmu_stat_add_at); anything else by an atomic add
+	 * into the calling thread's shard (one cache line apart: one shared counter bumped by every
+	 * fault of every vCPU thread was the fault path's hottest line). mmu_get_stats sums the
+	 * shards and the blocks. A shard's or block's gauge (pages_4k, shadow_pages) may go below
+	 * 0: only the sum means anything. */
 	struct mmu_stat_shard {
 		struct mmu_stats s;
 	} __attribute__((aligned(64))) st[MMU_STAT_SHARDS];
@@ -226,7 +228,8 @@ static inline bool mmu_invalidate_retry(struct mmu *m, uint64_t seq, hva_t hva)
 	return __atomic_load_n(&m->invalidate_seq, __ATOMIC_ACQUIRE) != seq;
 }
 
-/* The core's part of a mode's create and destroy: the environment, mmu_lock. 0 or -errno. */
+/* The core's part of a mode's create and destroy: the environment, mmu_lock, vcpus_lock. 0 or
+ * -errno. */
 int mmu_init(struct mmu *m, const struct mmu_env *env);
 /* A mode struct embeds struct mmu, whose counter shards are cache-line aligned: it is made by
  * host_zalloc_lines (calloc would give 16 bytes). */

@@ -980,7 +980,7 @@ static void test_stats_sum(void **state)
 	for (unsigned k = 0; k < 200; k++) {
 		struct mmu_stats ms;
 		mmu_get_stats(vm->mmu, &ms);
-		assert_true(ms.pf_fixed >= last && ms.pf_taken >= ms.pf_fixed);
+		assert_true(ms.pf_fixed >= last);
 		last = ms.pf_fixed;
 		sched_yield();
 	}
