@@ -98,7 +98,6 @@ struct mmu_outcome {
 	gva_t pf_addr;
 };
 
-
 /* Is the mode's implementation present? */
 bool mmu_mode_available(enum vmmu_mmu mode);
 int mmu_create(const struct mmu_env *env, struct mmu **out);
