@@ -992,14 +992,15 @@ static int fault_gpteps(struct fault *f, const struct slots_gmem_rec *rec, int t
 {
 	const struct walk_result *w = &f->part[f->fp].w;
 	bool pae = paging_mode_of(&f->cpu->guest) == PAGING_PAE;
+	const int lo = bottom < 1 ? 1 : bottom;
 
-	for (int l = bottom < 1 ? 1 : bottom; l <= top; l++) {
+	for (int l = lo; l <= top; l++) {
 		void *ptr;
 		int rc;
 
 		if (l == 3 && pae)
 			continue;              /* a PDPTE register: nothing in memory to re-check */
-		ptr = slots_gmem_rec_ptr(rec, w->pte_gpa[l], (unsigned)(l - (bottom < 1 ? 1 : bottom)));
+		ptr = slots_gmem_rec_ptr(rec, w->pte_gpa[l], (unsigned)(l - lo));
 		if (!ptr) {
 			rc = memslots_gpa_to_ptr(f->sm->mmu.env.slots, w->pte_gpa[l], f->gpte_size,
 						 false, &ptr);

@@ -932,14 +932,6 @@ static void *sum_thread(void *arg)
 	return NULL;
 }
 
-static vmmu_gpa_t sum_alloc_table(void *opaque)
-{
-	vmmu_gpa_t *next = opaque;
-
-	*next += 4096;
-	return *next;
-}
-
 /* The soft MMU's counters as a VM reads them: each vCPU thread counts its faults into its own
  * block (no locked add), which mmu_get_stats adds to the shared shards. Read while the threads
  * run, pf_fixed never goes down; once they end, pf_fixed and pages_4k are one a page written, as
@@ -954,7 +946,6 @@ static void test_stats_sum(void **state)
 	struct sum_th th[NV];
 	pthread_t tid[NV];
 	struct vmmu_vm *vm;
-	vmmu_gpa_t next = SUM_TABLES;
 	uint64_t hva, last = 0;
 	struct vmmu_stats st;
 
@@ -962,12 +953,11 @@ static void test_stats_sum(void **state)
 	assert_int_equal(vmmu_vm_mmap(vm, 16 * MiB, false, &hva), 0);
 	struct vmmu_userspace_memory_region r = { .memory_size = 16 * MiB, .userspace_addr = hva };
 	assert_int_equal(vmmu_set_user_memory_region(vm, &r), 0);
-	assert_int_equal(vmmu_gpt_map(vm, SUM_TABLES, 4, SUM_GVA, SUM_GPA, 1, VMMU_PTE_P | VMMU_PTE_RW,
-				      sum_alloc_table, &next), 0);
-	for (unsigned p = 1; p < NV * SUM_PAGES; p++)
-		assert_int_equal(vmmu_gpt_map(vm, SUM_TABLES, 4, SUM_GVA + p * 4096ULL,
-					      SUM_GPA + p * 4096ULL, 1, VMMU_PTE_P | VMMU_PTE_RW,
-					      sum_alloc_table, &next), 0);
+	struct gpt_vm gv = { vm, SUM_TABLES + 4096 };
+	struct gpt_builder b = gpt_vm_builder(&gv);
+	for (unsigned p = 0; p < NV * SUM_PAGES; p++)
+		gpt_map(&b, SUM_TABLES, 4, SUM_GVA + p * 4096ULL, SUM_GPA + p * 4096ULL, 1,
+			PT_PRESENT_MASK | PT_WRITABLE_MASK);
 	for (unsigned i = 0; i < NV; i++) {
 		th[i] = (struct sum_th){ .id = i };
 		assert_int_equal(vmmu_vcpu_create(vm, i, &th[i].v), 0);
