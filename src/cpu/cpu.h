@@ -91,6 +91,14 @@ static inline uintptr_t cpu_pf_hint_make(uint64_t vpn, const uint8_t *page)
 	return (uintptr_t)page | CPU_PF_HINT_TAG(vpn);
 }
 
+/*
+ * The same for the walk: by 2 MiB virtual region, the host address of the last-level table a
+ * native 4- or 5-level walk of it last read (its leaf entry of a page is the walk's last and
+ * likeliest cache miss). Same rules and format, the region number for the page number.
+ */
+#define CPU_PF_PTS       512
+#define CPU_PF_PT_TAG(region) (((region) / CPU_PF_PTS) & 0xfff)
+
 enum hw_status {
 	HW_DONE = 0,
 	HW_PF,       /* #PF delivered to the guest: pf_ec, pf_addr */
@@ -183,6 +191,7 @@ struct cpu {
 	struct pwc *pwc;                     /* [c] paging-structure caches, NULL unless asked */
 	struct cpu_stats st;                 /* [v] */
 	uintptr_t *pf_hint;                  /* [v] CPU_PF_HINTS of them, the array [c]; 0: empty */
+	uintptr_t *pf_pt;                    /* [v] CPU_PF_PTS of them, after pf_hint's [c] */
 };
 
 int cpu_init(struct cpu *c, enum vmmu_mmu mode, const struct cpu_model *model,
@@ -399,6 +408,11 @@ static inline void cpu_prefetch(const struct cpu *c, gva_t gva, bool write)
 		__asm__ volatile("prefetchw (%0)" : : "r"(p));
 	else
 		__asm__ volatile("prefetcht0 (%0)" : : "r"(p));
+	/* The leaf entry, in case the access misses the TLB (under a hypervisor the walk reads
+	 * other tables: pf_pt stays empty). */
+	uintptr_t pt = c->pf_pt[(vpn >> 9) & (CPU_PF_PTS - 1)];
+	if ((pt & ~(uintptr_t)0xfff) && (pt & 0xfff) == CPU_PF_PT_TAG(vpn >> 9))
+		__asm__ volatile("prefetcht0 (%0)" : : "r"((pt & ~(uintptr_t)0xfff) + (vpn & 511) * 8));
 }
 
 /* Guest instructions. -EINVAL where the CPU raises #GP (nothing changes). */

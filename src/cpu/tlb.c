@@ -173,22 +173,29 @@ static inline void info_set(struct tlb_entry_info *d, const struct tlb_entry_inf
 }
 
 /*
- * Put an entry in @a, in one pass over the set: drop every entry of the key it overlaps (the old
- * translation of the same page and tag, or one the new entry would shadow), and take the way with
- * the smallest stamp: a free way (stamp 0) if there is one, else the least recently used.
- * Returns the slot used.
+ * Put an entry in @a: drop every entry of the key it overlaps (the old translation of the same
+ * page and tag, or one the new entry would shadow), and take the way with the smallest stamp: a
+ * free way (stamp 0) if there is one, else the least recently used. Returns the slot used.
  * @frame: info_set's.
+ * @fresh: the caller knows no entry of @a overlaps (a non-global entry of a page and tag that no
+ * lookup would find), so the set's keys need no pass: the usual fill, after a miss of its page
+ * and tag at every level, which a random access makes at both levels (the pass was about a third
+ * of an insertion into the STLB).
  */
-static size_t arr_insert(struct tlb *t, struct tlb_array *a, uint64_t key, const struct tlb_entry_info *info,
-			 uint64_t frame)
+static inline size_t arr_insert(struct tlb *t, struct tlb_array *a, uint64_t key,
+				const struct tlb_entry_info *info, uint64_t frame, bool fresh)
 {
-	size_t base = set_base(a, key), victim = base;
-	uint32_t oldest = UINT32_MAX;
+	size_t base = set_base(a, key);
 
 	t->absent_key = TLB_KEY_INVALID;
+	if (!fresh) {
+		for (size_t i = base; i < base + a->ways; i++)
+			if (a->ent[i].key == key && tags_overlap(&a->ent[i], info->pcid, info->global))
+				slot_clear(a, i);
+	}
+	size_t victim = base;
+	uint32_t oldest = UINT32_MAX;
 	for (size_t i = base; i < base + a->ways; i++) {
-		if (a->ent[i].key == key && tags_overlap(&a->ent[i], info->pcid, info->global))
-			slot_clear(a, i);
 		uint32_t st = a->stamp[i];
 		victim = st < oldest ? i : victim;
 		oldest = st < oldest ? st : oldest;
@@ -335,7 +342,10 @@ struct tlb_entry_info *tlb_lookup_l2(struct tlb *t, gva_t va, uint16_t pcid, enu
 			a->stamp[i] = tlb_tick(t);
 			t->stats.hits_l2++;
 			struct tlb_array *l1 = &t->arr[TLB_ARR_L1_4K + size];
-			size_t j = arr_insert(t, l1, a->ent[i].key, &a->ent[i].info, a->ent[i].info.frame);
+			/* The first level missed (tlb_lookup_finish): a non-global hit, tagged @pcid,
+			 * has no copy there. */
+			size_t j = arr_insert(t, l1, a->ent[i].key, &a->ent[i].info, a->ent[i].info.frame,
+					      !a->ent[i].info.global);
 			*level = TLB_HIT_L2;
 			return &l1->ent[j].info;
 		}
@@ -363,7 +373,7 @@ enum tlb_hit tlb_lookup(struct tlb *t, gva_t va, uint16_t pcid, struct tlb_entry
 	return level;
 }
 
-void tlb_fill(struct tlb *t, gva_t va, const struct tlb_entry_info *e)
+struct tlb_entry_info *tlb_fill(struct tlb *t, gva_t va, const struct tlb_entry_info *e)
 {
 	unsigned size;
 
@@ -374,15 +384,20 @@ void tlb_fill(struct tlb *t, gva_t va, const struct tlb_entry_info *e)
 	default:
 		/* Not a page size: dropping the fill is safe (the next access walks again). */
 		assert(!"tlb_fill: bad page_shift");
-		return;
+		return NULL;
 	}
 	uint64_t page_mask = (1ULL << e->page_shift) - 1;
 	assert((e->frame & page_mask) == 0);
 	uint64_t key = tlb_key(va, size), frame = e->frame & ~page_mask;
 
-	arr_insert(t, &t->arr[TLB_ARR_L1_4K + size], key, e, frame);
-	arr_insert(t, l2_of(t, size), key, e, frame);
+	/* The usual fill follows a miss of the same page and tag, which no entry answers. */
+	bool fresh = !e->global && va >> 12 == t->absent_key && e->pcid == t->absent_pcid;
+
+	struct tlb_array *l1 = &t->arr[TLB_ARR_L1_4K + size];
+	size_t j = arr_insert(t, l1, key, e, frame, fresh);
+	arr_insert(t, l2_of(t, size), key, e, frame, fresh);
 	t->stats.fills++;
+	return &l1->ent[j].info;
 }
 
 /* ---- invalidation ---- */

@@ -251,8 +251,9 @@ static inline struct tlb_entry_info *tlb_lookup_entry(struct tlb *t, gva_t va, u
 
 /* Clear every entry's host pointer (the owner's cache went stale). Scans the first level only. */
 void tlb_drop_host(struct tlb *t);
-/* Insert the translation of @va (replacing an entry for the same page, size and tag). */
-void tlb_fill(struct tlb *t, gva_t va, const struct tlb_entry_info *e);
+/* Insert the translation of @va (replacing an entry for the same page, size and tag). Returns
+ * its first-level entry (tlb_lookup_entry's rules; NULL for a bad page_shift, which is dropped). */
+struct tlb_entry_info *tlb_fill(struct tlb *t, gva_t va, const struct tlb_entry_info *e);
 
 /* INVLPG: every entry mapping @va for @pcid, and global entries mapping @va. */
 void tlb_invlpg(struct tlb *t, gva_t va, uint16_t pcid);

@@ -150,6 +150,7 @@ retry:
 		gpa_t table;
 		unsigned acc = ACC_ALL;
 		pt_element_t pte = 0;
+		pt_element_t anded = ~(pt_element_t)0;   /* the entries that have an A bit, ANDed */
 
 #if PTTYPE == 64
 		if (mode == PAGING_PAE) {
@@ -207,6 +208,7 @@ retry:
 #if PTTYPE == 64
 			if (quick_ok && level > 1 && (pte & quick) == PT_PRESENT_MASK) {
 				acc &= FNAME(gpte_access)(ctx, pte);
+				anded &= pte;
 				table = pte & PT_ENTRY_ADDR_MASK;
 				level--;
 				continue;
@@ -222,7 +224,10 @@ retry:
 			/* A PAE PDPTE carries no rights. */
 			if (!(mode == PAGING_PAE && level == 3))
 #endif
+			{
 				acc &= FNAME(gpte_access)(ctx, pte);
+				anded &= pte;
+			}
 
 			if (FNAME(is_leaf)(ctx, level, pte))
 				break;
@@ -240,7 +245,10 @@ retry:
 		if (ec)
 			goto error;
 
-		if (!(access & WALK_NO_AD)) {
+		/* Nothing to set (every A, and the leaf's D for a write, already set: the usual
+		 * walk of a warm page) is the pass below changing nothing, found in one test. */
+		if (!(access & WALK_NO_AD) &&
+		    (!(anded & PT_ACCESSED_MASK) || (write && !(pte & PT_DIRTY_MASK)))) {
 			for (int l = r->top_level; l >= level; l--) {
 				uint64_t old = r->gpte[l], val = old | PT_ACCESSED_MASK;
 #if PTTYPE == 64

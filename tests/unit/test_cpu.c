@@ -663,8 +663,8 @@ static void del_slot1(struct g *g)
 }
 
 /* Slot 1 on fresh host memory, HP_GVA mapped to its first page, and @kind accesses until the TLB
- * entry keeps the host pointer (a miss fills the entry; the first hit gives it the pointer).
- * Returns the slot's hva. */
+ * entry keeps the host pointer (a miss fills the entry and gives it the pointer, for writes too
+ * once the guest-page cache serves writes; else the first hit does). Returns the slot's hva. */
 static uint64_t hp_setup(struct g *g, unsigned kind)
 {
 	uint64_t hva, v = 0x1111;
@@ -802,6 +802,45 @@ static void test_host_ptr_readonly(void **state)
 	assert_false(host_kept(g, HP_GVA, true));
 	assert_int_equal(hit(g, VMMU_ACC_WRITE, &v).status, VMMU_ACCESS_MMIO);
 	assert_int_equal(rd(g, HP_GPA), 0x1111);
+}
+
+/* A read that misses the TLB after @kind hit: the walk's new entry keeps the host pointer at
+ * once, writable exactly when @writable (the guest-page cache serves writes). */
+static void read_miss_keeps(struct g *g, bool writable)
+{
+	uint64_t x = 0;
+	assert_int_equal(vmmu_vcpu_invlpg(g->v, HP_GVA), 0);
+	struct vmmu_stats s0 = stats(g);
+	assert_int_equal(acc(g, HP_GVA, 8, VMMU_ACC_READ, &x).status, VMMU_ACCESS_DONE);
+	assert_int_equal(stats(g).tlb_misses - s0.tlb_misses, 1);
+	assert_true(host_kept(g, HP_GVA, false));
+	assert_true(host_kept(g, HP_GVA, true) == writable);
+}
+
+/* The read of a read-modify-write that misses leaves the entry ready for its write (the write then
+ * takes the hit path's first step), but never where a write must reach the memslots: a dirty-
+ * logging slot (logged) or a read-only one (an MMIO exit). */
+static void test_host_ptr_after_walk(void **state)
+{
+	struct g *g = *state;
+	uint64_t v = 0x6666, bitmap[HP_SIZE / 4096 / 64];
+	uint64_t hva = hp_setup(g, VMMU_ACC_WRITE);
+	read_miss_keeps(g, true);
+	assert_int_equal(hit(g, VMMU_ACC_WRITE, &v).status, VMMU_ACCESS_DONE);
+	assert_int_equal(rd(g, HP_GPA), 0x6666);
+	set_slot1(g, hva, VMMU_MEM_LOG_DIRTY_PAGES);
+	assert_int_equal(vmmu_get_dirty_log(g->vm, 1, bitmap), 0);
+	read_miss_keeps(g, false);
+	v = 0x7777;
+	assert_int_equal(hit(g, VMMU_ACC_WRITE, &v).status, VMMU_ACCESS_DONE);
+	assert_int_equal(vmmu_get_dirty_log(g->vm, 1, bitmap), 0);
+	assert_int_equal(bitmap[0], 1);
+	del_slot1(g);
+	set_slot1(g, hva, VMMU_MEM_READONLY);
+	read_miss_keeps(g, false);
+	v = 0x8888;
+	assert_int_equal(hit(g, VMMU_ACC_WRITE, &v).status, VMMU_ACCESS_MMIO);
+	assert_int_equal(rd(g, HP_GPA), 0x7777);
 }
 
 /* A translation the guest changes (PTE + INVLPG) and one that drops out of the first level and
@@ -1047,6 +1086,7 @@ int main(void)
 		T(test_pcid), T(test_mmio_and_split), T(test_memory_map_changes_reach_the_vcpu), T(test_regs_checks), T(test_cost_model), T(test_paging_structure_caches),
 		T(test_host_ptr_memslot_move), T(test_host_ptr_memslot_delete), T(test_host_ptr_host_unmap),
 		T(test_host_ptr_dirty_logging), T(test_host_ptr_readonly), T(test_host_ptr_new_translations),
+		T(test_host_ptr_after_walk),
 		T(test_access_batch), T(test_pcache_generation_wrap), T(test_prefetch),
 		cmocka_unit_test(test_pf_exit_rules), cmocka_unit_test(test_vm_config),
 	};

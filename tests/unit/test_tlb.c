@@ -324,6 +324,18 @@ static void test_after_miss(void **state)
 	fill(t, va, 0x8000, 12, 1, true);
 	expect_frame(t, va, 2, 0x8000);
 	assert_int_equal(tlb_count(t), 2);          /* one copy in each level */
+
+	/* A fill after a miss skips the search for the entries it replaces only when it is the
+	 * missed page and tag, and not global: here another PCID's entry of the page is replaced. */
+	tlb_flush_all(t, true);
+	fill(t, va, 0x7000, 12, 2, false);
+	expect_miss(t, va, 1);
+	fill(t, va, 0x9000, 12, 2, false);
+	expect_frame(t, va, 2, 0x9000);
+	expect_miss(t, va, 1);
+	fill(t, va, 0xa000, 12, 1, false);          /* the missed page and tag */
+	expect_frame(t, va, 1, 0xa000);
+	assert_int_equal(tlb_count(t), 4);
 	tlb_destroy(t);
 }
 
