@@ -299,7 +299,8 @@ int vmmu_vcpu_access_batch(struct vmmu_vcpu *vcpu, struct vmmu_access_op *ops, u
 /*
  * A hint that the guest will soon make an access of @kind at @gva, as an out-of-order core starts
  * a later load's cache miss before the loads ahead of it are done: if the vCPU translated @gva's
- * page lately, its host bytes are prefetched into the host's caches. A caller that knows its
+ * page lately, its host bytes are prefetched into the host's caches (natively, also the page's
+ * entry in the guest's last-level table, which a TLB miss's walk reads). A caller that knows its
  * next accesses (a trace, a loop over random addresses) issues them a few accesses ahead, so that
  * their cache misses overlap. Nothing the model shows changes: no TLB entry, A/D bit, counter,
  * cycle or exit, whatever @gva is. The same thread rules as vmmu_vcpu_access. 0, or -EINVAL.

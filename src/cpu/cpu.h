@@ -92,9 +92,10 @@ static inline uintptr_t cpu_pf_hint_make(uint64_t vpn, const uint8_t *page)
 }
 
 /*
- * The same for the walk: by 2 MiB virtual region, the host address of the last-level table a
- * native 4- or 5-level walk of it last read (its leaf entry of a page is the walk's last and
- * likeliest cache miss). Same rules and format, the region number for the page number.
+ * The same for the walk: by 2 MiB virtual region, the host address of the last-level table of
+ * the last successful native 4- or 5-level walk in it that ended at a 4K page whose table the
+ * guest-page cache held (its leaf entry of a page is the walk's last and likeliest cache miss).
+ * Same rules and format, the region number for the page number.
  */
 #define CPU_PF_PTS       512
 #define CPU_PF_PT_TAG(region) (((region) / CPU_PF_PTS) & 0xfff)
@@ -390,11 +391,16 @@ static inline void cpu_prefetch(const struct cpu *c, gva_t gva, bool write)
 {
 	uint64_t vpn = gva >> 12;
 	uintptr_t h = c->pf_hint[vpn & (CPU_PF_HINTS - 1)];
+	uintptr_t pt = c->pf_pt[(vpn >> 9) & (CPU_PF_PTS - 1)];
 
+	/* Not __builtin_prefetch: GCC counts it no side effect, so a function that only prefetches
+	 * is found pure and its calls, whose result nobody uses, deleted (LTO did).
+	 * First the leaf entry, in case the access misses the TLB (under a hypervisor the walk
+	 * reads other tables: pf_pt stays empty). */
+	if ((pt & ~(uintptr_t)0xfff) && (pt & 0xfff) == CPU_PF_PT_TAG(vpn >> 9))
+		__asm__ volatile("prefetcht0 (%0)" : : "r"((pt & ~(uintptr_t)0xfff) + (vpn & 511) * 8));
 	if (!(h & ~(uintptr_t)0xfff) || (h & 0xfff) != CPU_PF_HINT_TAG(vpn))
 		return;   /* empty (no host page), or another virtual page's */
-	/* Not __builtin_prefetch: GCC counts it no side effect, so a function that only prefetches
-	 * is found pure and its calls, whose result nobody uses, deleted (LTO did). */
 	const uint8_t *page = (const uint8_t *)(h & ~(uintptr_t)0xfff), *p = page + (gva & 0xfff);
 	/* Under a hypervisor a TLB fill checks the frame is allocated (host_pfn_valid), reading
 	 * its metadata, another miss a TLB miss would wait for. */
@@ -408,11 +414,6 @@ static inline void cpu_prefetch(const struct cpu *c, gva_t gva, bool write)
 		__asm__ volatile("prefetchw (%0)" : : "r"(p));
 	else
 		__asm__ volatile("prefetcht0 (%0)" : : "r"(p));
-	/* The leaf entry, in case the access misses the TLB (under a hypervisor the walk reads
-	 * other tables: pf_pt stays empty). */
-	uintptr_t pt = c->pf_pt[(vpn >> 9) & (CPU_PF_PTS - 1)];
-	if ((pt & ~(uintptr_t)0xfff) && (pt & 0xfff) == CPU_PF_PT_TAG(vpn >> 9))
-		__asm__ volatile("prefetcht0 (%0)" : : "r"((pt & ~(uintptr_t)0xfff) + (vpn & 511) * 8));
 }
 
 /* Guest instructions. -EINVAL where the CPU raises #GP (nothing changes). */

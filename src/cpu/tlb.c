@@ -157,7 +157,8 @@ static inline uint32_t tlb_tick(struct tlb *t)
  * reach the cache (a store-forwarding stall, twice a fill; a tenth of a warm gups run's time).
  * @frame: s->frame at the entry's size. The owner's host fields start empty: a new translation's
  * (the owner's pointer, if any, was for another), or a second-level entry's copy (second-level
- * entries never have one: the owner sets it on the entry that served a hit, always first-level).
+ * entries never have one: the owner sets it on the entry that served a hit or that its walk just
+ * filled, always first-level).
  */
 static inline void info_set(struct tlb_entry_info *d, const struct tlb_entry_info *s, uint64_t frame)
 {

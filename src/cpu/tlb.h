@@ -22,8 +22,8 @@
  * lookup (as QEMU's softmmu TLB keeps an addend). The TLB only guarantees when it is NULL:
  *  - every new entry starts without one (tlb_fill clears it; an L2 hit's copy into the first
  *    level comes from an L2 entry, which never has one);
- *  - the owner reaches entries only through tlb_lookup_entry and the tlb_find_* functions,
- *    which give first-level ones;
+ *  - the owner reaches entries only through tlb_lookup_entry, the tlb_find_* functions and
+ *    tlb_fill's return, which give first-level ones;
  *  - tlb_drop_host clears every one (the first-level arrays hold them all).
  *
  * Locking: none; a TLB belongs to one vCPU and only its thread touches it, except remote flush
@@ -95,7 +95,8 @@ struct tlb {
 	uint32_t hint[TLB_HINTS];
 	/* The 4K page (key) and PCID a lookup last missed at every level, TLB_KEY_INVALID once
 	 * anything was inserted since: no entry answers a lookup of it, so an invalidation of that
-	 * address (the #PF that follows such a miss, every fault's) has nothing to search for. */
+	 * address (the #PF that follows such a miss, every fault's) has nothing to search for, and
+	 * a non-global fill of it (the walk's that follows the miss) nothing to replace. */
 	uint64_t absent_key;
 	uint16_t absent_pcid;
 	struct tlb_stats stats;
