@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hot.h"
 #include "cpu/cost.h"
 #include "cpu/cpu.h"
 #include "paging/hostmem.h"
@@ -203,6 +204,7 @@ static inline int gfn_host(struct cpu *c, gfn_t gfn, bool write, uint8_t **host,
 	return 0;
 }
 
+VMMU_HOT
 __attribute__((noinline)) static int cpu_gmem_read_slow(void *opaque, gpa_t gpa, void *buf,
 							 unsigned len)
 {
@@ -229,6 +231,7 @@ __attribute__((noinline)) static int cpu_gmem_read_slow(void *opaque, gpa_t gpa,
 /* A walk's read of a table entry. The usual one, a 64-bit entry of a page the guest-page cache
  * holds, is kept small enough for the compiler to inline it into the native walk, where it is
  * most of the cost of a TLB miss; the rest is cpu_gmem_read_slow. */
+VMMU_HOT
 static int cpu_gmem_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
 {
 	const struct cpu_pcache_entry *hit;
@@ -241,6 +244,7 @@ static int cpu_gmem_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
 	return cpu_gmem_read_slow(opaque, gpa, buf, len);
 }
 
+VMMU_HOT
 static int cpu_gmem_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val, unsigned len)
 {
 	struct cpu *c = opaque;
@@ -690,6 +694,7 @@ static enum hw_status vm_exit(struct cpu *c, struct hw_outcome *o, enum vmmu_exi
 
 /* A #PF from a walk under a hypervisor: a VM exit if the exit controls intercept it, else it goes
  * straight to the guest (the no-trap case, or nested paging's guest faults). */
+VMMU_HOT
 static enum hw_status pf_exit_or_deliver(struct cpu *c, gva_t gva, gva_t addr, uint32_t ec,
 					 unsigned access, struct hw_outcome *o)
 {
@@ -702,6 +707,7 @@ static enum hw_status pf_exit_or_deliver(struct cpu *c, gva_t gva, gva_t addr, u
 }
 
 /* Returns the new first-level entry (tlb_fill's). */
+VMMU_HOT
 static struct tlb_entry_info *fill(struct cpu *c, gva_t gva, uint64_t pa, unsigned page_shift,
 				   unsigned rights, unsigned pkey, bool dirty, bool global)
 {
@@ -731,6 +737,7 @@ static void count_walk(struct cpu *c, unsigned refs)
  * TLB fill inlined here see their reads' function (cpu_gmem_ops) and this walk's constants; a
  * random access's TLB miss (warm gups natively) took 11% fewer instructions.
  */
+VMMU_HOT
 __attribute__((flatten)) static enum hw_status walk_native(struct cpu *c, gva_t gva, unsigned access,
 							   uint64_t *pa, struct hw_outcome *o, int *err,
 							   struct tlb_entry_info **hit)
@@ -777,6 +784,7 @@ __attribute__((flatten)) static enum hw_status walk_native(struct cpu *c, gva_t 
  * a shadowed guest; it sets the sptes' A/D. A #PF exits when the exception bitmap (and on VMX
  * PFEC_MASK/MATCH) says so, else it goes straight to the guest.
  */
+VMMU_HOT
 static enum hw_status walk_shadow(struct cpu *c, gva_t gva, unsigned access, uint64_t *pa,
 				  struct hw_outcome *o, int *err)
 {
@@ -827,6 +835,7 @@ static enum hw_status walk_shadow(struct cpu *c, gva_t gva, unsigned access, uin
 }
 
 /* Nested: the 2-D walk; nested faults exit, guest faults go to the guest. */
+VMMU_HOT
 static enum hw_status walk_nested(struct cpu *c, gva_t gva, unsigned access, uint64_t *pa,
 				  struct hw_outcome *o, int *err)
 {
@@ -924,6 +933,7 @@ static inline void count_hit(struct cpu *c, enum tlb_hit level)
 
 /* A TLB miss, or a hit that cannot serve the access: the mode's walk. *@hit (NULL on entry):
  * natively, the entry filled. */
+VMMU_HOT
 static enum hw_status translate_miss(struct cpu *c, gva_t gva, unsigned access, uint64_t *pa,
 				     struct hw_outcome *o, int *err, struct tlb_entry_info **hit)
 {
@@ -1133,12 +1143,14 @@ move:;
 	return 0;
 }
 
+VMMU_HOT
 int cpu_access(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
 	       struct hw_outcome *o)
 {
 	return access(c, gva, len, kind, buf, o, false);
 }
 
+VMMU_HOT
 int cpu_access_l1_missed(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
 			 struct hw_outcome *o)
 {

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "hot.h"
 #include "paging/hostmem.h"
 #include "cpu/nested.h"
 
@@ -83,6 +84,7 @@ static bool ntlb_lookup(const struct nested_state *st, gpa_t gpa, unsigned acces
 	return true;
 }
 
+VMMU_HOT
 static void ntlb_fill(const struct nested_state *st, gpa_t gpa, unsigned access,
 		      const struct tdp_result *tr)
 {
@@ -189,6 +191,7 @@ static bool wc_lookup(struct nested_state *st, gpa_t gpa, unsigned access, struc
  * gpa -> hpa for @access through the nested TLB or a nested walk (for a guest table access,
  * @table, the walk cache in place of the walk where it can). 0 with the outcome in @tr.
  */
+VMMU_HOT
 static int nested_translate(struct nested_state *st, gpa_t gpa, unsigned access, bool table,
 			    struct tdp_result *tr)
 {
@@ -245,6 +248,7 @@ static const struct nested_memo *memo_find(const struct nested_state *st, gpa_t 
 	return NULL;
 }
 
+VMMU_HOT
 static int nested_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
 {
 	struct nested_state *st = opaque;
@@ -261,6 +265,7 @@ static int nested_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
 	return host_mem_ops.read(st->tdp->arena, tr.hpa, buf, len);
 }
 
+VMMU_HOT
 static int nested_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val, unsigned len)
 {
 	struct nested_state *st = opaque;
@@ -329,6 +334,7 @@ static void set_exit(const struct tdp_ctx *c, const struct tdp_result *tr, gpa_t
 		r->exit_qual |= EPT_QUAL_READ | EPT_QUAL_WRITE;
 }
 
+VMMU_HOT
 int nested_walk(const struct paging_ctx *guest, const struct tdp_ctx *tdp, struct nested_tlb *ntlb,
 		struct nested_wcache *wc, gva_t gva, unsigned access, struct nested_result *r)
 {

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hot.h"
 #include "cpu/tlb.h"
 #include "host/host.h"
 
@@ -183,6 +184,7 @@ static inline void info_set(struct tlb_entry_info *d, const struct tlb_entry_inf
  * and tag at every level, which a random access makes at both levels (the pass was about a third
  * of an insertion into the STLB).
  */
+VMMU_HOT
 static inline size_t arr_insert(struct tlb *t, struct tlb_array *a, uint64_t key,
 				const struct tlb_entry_info *info, uint64_t frame, bool fresh)
 {
@@ -332,6 +334,7 @@ struct tlb_entry_info *tlb_find_l1_large(struct tlb *t, gva_t va, uint16_t pcid,
 	return NULL;
 }
 
+VMMU_HOT
 struct tlb_entry_info *tlb_lookup_l2(struct tlb *t, gva_t va, uint16_t pcid, enum tlb_hit *level)
 {
 	for (unsigned size = TLB_4K; size < TLB_NSIZES; size++) {
@@ -374,6 +377,7 @@ enum tlb_hit tlb_lookup(struct tlb *t, gva_t va, uint16_t pcid, struct tlb_entry
 	return level;
 }
 
+VMMU_HOT
 struct tlb_entry_info *tlb_fill(struct tlb *t, gva_t va, const struct tlb_entry_info *e)
 {
 	unsigned size;
@@ -416,6 +420,7 @@ void tlb_drop_host(struct tlb *t)
 }
 
 /* Every array holding @va's page at each size, for @pcid (and global entries if @with_global). */
+VMMU_HOT
 static void invalidate_va(struct tlb *t, gva_t va, uint16_t pcid, bool with_global)
 {
 	if (va >> 12 == t->absent_key && pcid == t->absent_pcid) {

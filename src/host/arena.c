@@ -47,6 +47,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "hot.h"
 #include "host/host.h"
 #include "host/host_internal.h"
 
@@ -279,6 +280,7 @@ static void populate_plan(struct host_arena *a, uint64_t head, uint64_t *lo, uin
  * The head of the allocated block holding @pfn, or PFN_NONE. Reads up to 19 heads' info without
  * the lock: exact while the caller holds a reference to the block, a snapshot otherwise.
  */
+VMMU_HOT
 static uint64_t block_head(const struct host_arena *a, uint64_t pfn, unsigned *order)
 {
 	if (pfn >= a->nframes)
@@ -595,6 +597,7 @@ bool host_pfn_valid(const struct host_arena *a, pfn_t pfn)
 	return a && block_head(a, pfn, NULL) != PFN_NONE;
 }
 
+VMMU_HOT
 void *host_hpa_ptr(const struct host_arena *a, uint64_t hpa)
 {
 	const uint64_t pfn = hpa >> HOST_PAGE_SHIFT;

@@ -53,6 +53,7 @@
 
 #include <urcu-bp.h>
 
+#include "hot.h"
 #include "host/brlock.h"
 #include "host/host.h"
 #include "host/host_internal.h"
@@ -369,6 +370,7 @@ static void notify_end(struct host_mm *mm, hva_t start, hva_t end)
 }
 
 /* What a lookup answers from the leaf value @v mapping @hva. */
+VMMU_HOT
 static void leaf_out(uint64_t v, hva_t hva, pfn_t *pfn, unsigned *order, bool *writable)
 {
 	*pfn = leaf_pfn_at(v, hva);
@@ -382,6 +384,7 @@ static void leaf_out(uint64_t v, hva_t hva, pfn_t *pfn, unsigned *order, bool *w
 
 /* The leaf mapping @hva, or NULL. Lockless in a read section: a node reached stays allocated
  * until the section ends; the entry may change under the caller, who reads it once. */
+VMMU_HOT
 static uint64_t *pt_lookup(const struct host_mm *mm, hva_t hva)
 {
 	struct pt_node *n = mm->root;
@@ -592,6 +595,7 @@ static bool pt_peek_valid(struct host_mm *mm, uint64_t seq)
  * lock would have returned. 0 when it cannot tell (none mapped, or an invalidation ran): take the
  * lock.
  */
+VMMU_HOT
 static uint64_t pt_peek(struct host_mm *mm, hva_t hva)
 {
 	uint64_t seq, v = pt_peek_begin(mm, hva, &seq);
@@ -892,6 +896,7 @@ int host_munmap(struct host_mm *mm, hva_t hva, uint64_t len)
 	return ret;
 }
 
+VMMU_HOT
 int host_hva_to_pfn_order(struct host_mm *mm, hva_t hva, bool write, pfn_t *pfn, unsigned *order,
 			  bool *writable)
 {
@@ -1049,6 +1054,7 @@ int host_hva_peek_word(struct host_mm *mm, hva_t hva, unsigned len, uint64_t *va
 	return 0;
 }
 
+VMMU_HOT
 int host_peek_again(struct host_mm *mm, const struct host_peek_tok *tok, const uint8_t *p,
 		    unsigned len, uint64_t *val)
 {
@@ -1061,6 +1067,7 @@ int host_peek_again(struct host_mm *mm, const struct host_peek_tok *tok, const u
 	return pt_peek_valid(mm, tok->inval_seq) ? 0 : -EAGAIN;
 }
 
+VMMU_HOT
 int host_cmpxchg_again(struct host_mm *mm, const struct host_peek_tok *tok, uint8_t *p,
 		       unsigned len, uint64_t old, uint64_t val, bool *ok)
 {

@@ -20,6 +20,7 @@
  * Publication is a __atomic store-release, the read a load-acquire: the ordering of
  * rcu_assign_pointer/rcu_dereference, written so ThreadSanitizer sees it.
  */
+#include "hot.h"
 #include "mem/memslot.h"
 
 #include <assert.h>
@@ -160,6 +161,7 @@ uint64_t memslots_generation(struct memslots *ms)
 	return __atomic_load_n(&ms->gen, __ATOMIC_ACQUIRE);
 }
 
+VMMU_HOT
 const struct memslot *gfn_to_memslot(struct memslots *ms, gfn_t gfn)
 {
 	return array_lookup(active_array(ms), gfn);
@@ -170,6 +172,7 @@ const struct memslot *gfn_to_memslot(struct memslots *ms, gfn_t gfn)
  * generations are never reused, so that set is the one the slot came from, and the slot is alive
  * until the caller's read section ends.
  */
+VMMU_HOT
 const struct memslot *gfn_to_memslot_cached(struct memslots *ms, struct slot_cache *c, gfn_t gfn)
 {
 	const struct memslot_array *a = active_array(ms);
@@ -231,6 +234,7 @@ const struct memslot *memslot_iter_next(struct memslot_iter *it)
 	return a->e[it->idx++].slot;
 }
 
+VMMU_HOT
 int slot_gfn_to_pfn_prot(struct memslots *ms, const struct memslot *slot, gfn_t gfn, bool write,
 			 pfn_t *pfn, unsigned *order, bool *writable)
 {
@@ -282,6 +286,7 @@ int gfn_to_pfn(struct memslots *ms, gfn_t gfn, bool write, pfn_t *pfn, bool *hug
 	return r;
 }
 
+VMMU_HOT
 int memslots_gpa_to_ptr(struct memslots *ms, gpa_t gpa, size_t len, bool write, void **ptr)
 {
 	uint64_t off = gpa & (VMMU_PAGE_SIZE - 1);
@@ -417,6 +422,7 @@ int memslots_gpa_read_word(struct memslots *ms, gpa_t gpa, unsigned len, uint64_
 	return read_word_tok(ms, gpa, len, val, ptr, &tok, &slot);
 }
 
+VMMU_HOT
 int memslots_gpa_read_word_cached(struct memslots *ms, struct memslots_wcache *c, unsigned way,
 				  gpa_t gpa, unsigned len, uint64_t *val, uint8_t **ptr)
 {
@@ -466,6 +472,7 @@ static void swap_fn(void *ptr, void *arg)
 	o->ok = host_word_cmpxchg(ptr, o->len, o->old, o->val);
 }
 
+VMMU_HOT
 int memslots_gpa_cmpxchg_cached(struct memslots *ms, struct memslots_wcache *c, gpa_t gpa,
 				unsigned len, uint64_t old, uint64_t val, bool *ok)
 {
@@ -553,6 +560,7 @@ int memslots_write_guest(struct memslots *ms, gpa_t gpa, const void *buf, size_t
 	return guest_copy(ms, gpa, (void *)buf, len, true);
 }
 
+VMMU_HOT
 void slot_mark_dirty(const struct memslot *slot, gfn_t gfn)
 {
 	uint64_t rel = gfn - slot->base_gfn, bit = 1ULL << (rel % 64);

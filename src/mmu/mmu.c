@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hot.h"
 #include "mmu/mmu_internal.h"
 
 static const struct mmu_ops *ops_for(enum vmmu_mmu mode)
@@ -152,6 +153,7 @@ void mmu_vcpu_destroy(struct mmu_vcpu *mv)
 	mv->mmu = NULL;
 }
 
+VMMU_HOT
 int mmu_handle_exit(struct mmu_vcpu *mv, const struct hw_exit *e, struct mmu_outcome *out)
 {
 	struct mmu_page_fault f = { .mmu = mv->mmu, .mv = mv, .e = e };
@@ -165,6 +167,7 @@ int mmu_handle_exit(struct mmu_vcpu *mv, const struct hw_exit *e, struct mmu_out
 	return rc;
 }
 
+VMMU_HOT
 int mmu_page_fault(struct mmu_page_fault *f)
 {
 	return f->mmu->ops->page_fault(f);
@@ -235,6 +238,7 @@ bool mmu_fault_slot(struct mmu_page_fault *f, struct mmu_faultin *fi, gfn_t gfn)
 	return fi->slot != NULL;
 }
 
+VMMU_HOT
 int mmu_faultin_pfn(struct mmu_page_fault *f, struct mmu_faultin *fi, bool write)
 {
 	int rc;
@@ -473,6 +477,7 @@ void mmu_notifier_unregister(struct mmu *m)
  * no larger than the host mapping (@host_order: a THP or hugetlb 2M page, a hugetlb 1G page),
  * with the slot's gpa and hva congruent modulo the leaf's size and the leaf's whole gpa range
  * inside the slot; 4K while the slot logs dirty pages (each write must fault on its own 4K). */
+VMMU_HOT
 int mmu_max_level(const struct memslot *slot, gfn_t gfn, unsigned host_order)
 {
 	int level = 1 + (int)host_order / 9;

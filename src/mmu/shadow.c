@@ -29,8 +29,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hot.h"
 #include "mmu/shadow.h"
 
+VMMU_HOT
 bool shadow_root_role(const struct paging_ctx *g, union sp_role *role, gfn_t *gfn, int *levels)
 {
 	role->word = 0;
@@ -131,6 +133,7 @@ static bool pae_root_matches(const struct shadow_vcpu *sv, const struct paging_c
 	       root_pdptrs(g, role, want) && !memcmp(sv->pae_pdptrs, want, sizeof(want));
 }
 
+VMMU_HOT
 bool shadow_root_current(struct shadow_vcpu *sv)
 {
 	const struct paging_ctx *g = &sv->mv->cpu->guest;

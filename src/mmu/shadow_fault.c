@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "hot.h"
 #include "mmu/shadow.h"
 #include "paging/slots_gmem.h"
 
@@ -163,6 +164,7 @@ static int fault_resolve(struct fault *f, struct fault_part *p)
  * (sp_get_link_shared); a link to replace, or what only the exclusive lock may do, is
  * RET_PF_EXCLUSIVE (clearing a flooding count is no change).
  */
+VMMU_HOT
 static int fetch(struct fault *f, struct fault_part *p, struct shadow_page **leaf_sp,
 		 struct zap_batch *z, int stop)
 {
@@ -532,6 +534,7 @@ static int emulate_write(struct fault *f, struct zap_batch *z)
  * the first one not worth mapping, or in no slot, or whose host page is not resident (KVM's
  * atomic lookups: a prefetch never faults a host page in), as KVM does.
  */
+VMMU_HOT
 static void prefetch_gather(struct fault *f, struct fault_part *p)
 {
 	const struct walk_result *w = &p->w;
@@ -606,6 +609,7 @@ static uint64_t shadow_leaf_spte(const struct shadow_mmu *sm, int level, pfn_t p
  * which needs mmu_lock, zaps what we make of it; a change already under way there fails the
  * look-up (prefetch stops: it is only ever a guess).
  */
+VMMU_HOT
 static int prefetch_install(struct fault *f, struct shadow_page *sp)
 {
 	struct shadow_mmu *sm = f->sm;
@@ -659,6 +663,7 @@ static int prefetch_install(struct fault *f, struct shadow_page *sp)
 
 /* Install the leaf for part @p in @sp and decide what the access does next. [L] Returns
  * RET_PF_FIXED, RET_PF_MMIO, RET_PF_EMULATE, RET_PF_RETRY or -errno. */
+VMMU_HOT
 static int fix_leaf(struct fault *f, struct fault_part *p, struct shadow_page *sp,
 		    struct zap_batch *z)
 {
@@ -854,6 +859,7 @@ static int mmio_fault(struct fault *f)
 /* Walk the parts that need it. A guest fault on one (in order) is the outcome: RET_PF_INJECT;
  * else RET_PF_CONTINUE, or -errno. @rec notes where the faulting part's walk read its entries
  * (fault_gpteps). */
+VMMU_HOT
 static int fault_walk(struct fault *f, struct slots_gmem_rec *rec)
 {
 	for (unsigned i = 0; i < f->nparts; i++) {
@@ -988,6 +994,7 @@ static bool table_is_unsync(struct shadow_mmu *sm, gfn_t gfn)
  * in host memory, as the walk read them (one look-up of each table page, not two). The
  * invalidation sequence sampled before the walk guards them. 0, or -errno: a page gone. The walk
  * read its levels top down, @bottom's last: level l's read is looked for l - @bottom back first. */
+VMMU_HOT
 static int fault_gpteps(struct fault *f, const struct slots_gmem_rec *rec, int top, int bottom)
 {
 	const struct walk_result *w = &f->part[f->fp].w;
@@ -1088,6 +1095,7 @@ static int fault_goal(const struct fault *f, const struct fault_part *p)
 /* The locked phase: the chain from the root, the leaf, what the access does next. [L], or under
  * f->shared mmu_lock shared: RET_PF_EXCLUSIVE then asks for the exclusive lock and a second
  * call, which does everything (the first changed nothing but sps it made and linked). */
+VMMU_HOT
 static int fault_locked(struct fault *f, struct fault_part *p, struct zap_batch *z)
 {
 	struct shadow_mmu *sm = f->sm;
@@ -1214,6 +1222,7 @@ out_unlock_read:
 	return rc;
 }
 
+VMMU_HOT
 int shadow_page_fault(struct mmu_page_fault *pf)
 {
 	const struct hw_exit *e = pf->e;

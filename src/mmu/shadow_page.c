@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hot.h"
 #include "host/pool.h"
 #include "mmu/shadow.h"
 
@@ -187,6 +188,7 @@ static struct host_pool chunk_pool = HOST_POOL_INIT(sizeof(struct gfn_chunk));
 	})
 
 /* @gfn's GiB node, made if missing; NULL if out of memory (or beyond GFN_BITS). */
+VMMU_HOT
 static struct gfn_gig *gfn_gig_get(struct shadow_mmu *sm, gfn_t gfn)
 {
 	struct gfn_dir *d;
@@ -198,6 +200,7 @@ static struct gfn_gig *gfn_gig_get(struct shadow_mmu *sm, gfn_t gfn)
 }
 
 /* @gfn's chunk, made if missing; NULL if out of memory. [L] or [G] */
+VMMU_HOT
 static struct gfn_chunk *gfn_chunk_get(struct shadow_mmu *sm, gfn_t gfn)
 {
 	struct gfn_gig *g = gfn_gig_get(sm, gfn);
@@ -1027,6 +1030,7 @@ static uint64_t spte_drop_shared(struct shadow_mmu *sm, struct shadow_page *sp, 
  * found no leaf: ours comes only now). Read-only then: a write faults again and is emulated (or
  * splits the large leaf). @gfn's stripe lock held.
  */
+VMMU_HOT
 static uint64_t leaf_tracking_check(struct shadow_mmu *sm, gfn_t gfn, int level, uint64_t spte,
 				    bool shared)
 {
@@ -1045,6 +1049,7 @@ static uint64_t leaf_tracking_check(struct shadow_mmu *sm, gfn_t gfn, int level,
  * reaches @sptep, and nothing else changes it but the hardware's A/D bits and the fast page
  * fault's W (compare-and-swap, level 1 only), which the exchange and the stores below may
  * overwrite only for an entry they replace. */
+VMMU_HOT
 int leaf_set(struct shadow_mmu *sm, struct shadow_page *sp, uint64_t *sptep, gfn_t gfn,
 	     uint64_t spte, bool shared)
 {
@@ -1227,6 +1232,7 @@ static bool sp_second_chance(struct shadow_mmu *sm, struct shadow_page *sp)
  * sweep at eviction time alone would see every page young at once (the new ones are born young)
  * and fall back to creation order.
  */
+VMMU_HOT
 static void age_sps(struct shadow_mmu *sm)
 {
 	struct cds_list_head *pos = sm->lru.prev, *prev;

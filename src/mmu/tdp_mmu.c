@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hot.h"
 #include "mmu/tdp_mmu.h"
 #include "paging/slots_gmem.h"
 
@@ -264,6 +265,7 @@ static int map_leaf(struct tdp_mmu *t, struct tdp_iter *it, struct map_req *r, u
  * RET_PF_FIXED, RET_PF_SPURIOUS, RET_PF_RETRY (something in the way goes away soon: a memslot
  * hook is running), RET_PF_CONTINUE (an MMIO spte found no place), or -ENOMEM.
  */
+VMMU_HOT
 static int tdp_mmu_map(struct tdp_mmu *t, struct map_req *r, uint64_t *steps)
 {
 	int goal = r->mmio ? 1 : r->level;
@@ -394,6 +396,7 @@ static int tdp_map_mmio(struct tdp_mmu *t, struct tdp_fault *f)
 #define TDP_FAULT_ATTEMPTS 1000
 
 /* EPT violation / NPF on a non-reserved entry: the page fault of the file comment. */
+VMMU_HOT
 static int tdp_handle_violation(struct tdp_mmu *t, struct tdp_fault *f)
 {
 	struct mmu *m = &t->head;
@@ -516,6 +519,7 @@ static int tdp_mmio_fault(struct tdp_mmu *t, struct tdp_fault *f)
 }
 
 /* ops->page_fault: an EPT violation or misconfiguration, or an NPF. */
+VMMU_HOT
 static int tdp_page_fault(struct mmu_page_fault *pf)
 {
 	struct tdp_mmu *t = to_tdp(pf->mmu);

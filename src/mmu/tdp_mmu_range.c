@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "hot.h"
 #include "mmu/tdp_mmu.h"
 
 /* ---- the iterator ---- */
@@ -37,6 +38,7 @@ static uint64_t *iter_entry(const struct tdp_iter *it)
 	return &it->table[it->level][spte_index(it->gfn << VMMU_PAGE_SHIFT, it->level)];
 }
 
+VMMU_HOT
 void tdp_iter_start(struct tdp_iter *it, const struct tdp_mmu *t, int min_level, gfn_t start,
 		    gfn_t end)
 {
@@ -55,6 +57,7 @@ void tdp_iter_start(struct tdp_iter *it, const struct tdp_mmu *t, int min_level,
 }
 
 /* 1. Into the table the current entry points to, toward goal. */
+VMMU_HOT
 bool tdp_iter_step_down(struct tdp_iter *it)
 {
 	if (it->level == it->min_level)

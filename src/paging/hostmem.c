@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "hot.h"
 #include "paging/hostmem.h"
 
 /* The bytes at @hpa if a @len-byte access there is allowed, else NULL with *@err set. */
@@ -25,6 +26,7 @@ static void *hpa_to_ptr(const struct host_arena *a, hpa_t hpa, unsigned len, int
 	return p;
 }
 
+VMMU_HOT
 int hostmem_load(const struct host_arena *a, hpa_t hpa, unsigned len, uint64_t *val)
 {
 	int err = 0;
@@ -53,6 +55,7 @@ int hostmem_store(struct host_arena *a, hpa_t hpa, unsigned len, uint64_t val)
 	return 0;
 }
 
+VMMU_HOT
 int hostmem_cmpxchg(struct host_arena *a, hpa_t hpa, uint64_t old, uint64_t val, unsigned len)
 {
 	int err = 0;
@@ -73,6 +76,7 @@ int hostmem_cmpxchg(struct host_arena *a, hpa_t hpa, uint64_t old, uint64_t val,
 	return ok ? 0 : -EAGAIN;
 }
 
+VMMU_HOT
 static int host_mem_read(void *opaque, gpa_t hpa, void *buf, unsigned len)
 {
 	uint64_t v = 0;
@@ -90,6 +94,7 @@ static int host_mem_read(void *opaque, gpa_t hpa, void *buf, unsigned len)
 	return 0;
 }
 
+VMMU_HOT
 static int host_mem_cmpxchg(void *opaque, gpa_t hpa, uint64_t old, uint64_t val, unsigned len)
 {
 	return hostmem_cmpxchg(opaque, hpa, old, val, len);

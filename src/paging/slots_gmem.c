@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "hot.h"
 #include "paging/slots_gmem.h"
 
 static int walker_err(int rc)
@@ -19,6 +20,7 @@ static int walker_err(int rc)
 }
 
 /* Through @cache's way @way if the reader has a cache (NULL: none). */
+VMMU_HOT
 static int read_word(struct memslots *ms, struct memslots_wcache *cache, unsigned way, gpa_t gpa,
 		     void *buf, unsigned len, uint8_t **ptr)
 {
@@ -45,6 +47,7 @@ static int slots_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
 /* One naturally aligned word compare-and-swapped (another vCPU may swap it at any time: the
  * hardware sets A/D so), with the host page held still; through the reader's cache if it has
  * one (NULL: none), a page just read through it needing no look-up. */
+VMMU_HOT
 static int swap_word(struct memslots *ms, struct memslots_wcache *cache, gpa_t gpa, uint64_t old,
 		     uint64_t val, unsigned len)
 {
@@ -66,6 +69,7 @@ const struct guest_mem_ops slots_gmem_ops = {
 	.cmpxchg = slots_cmpxchg,
 };
 
+VMMU_HOT
 static int rec_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
 {
 	struct slots_gmem_rec *r = opaque;
@@ -82,6 +86,7 @@ static int rec_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
 	return rc;
 }
 
+VMMU_HOT
 static int rec_cmpxchg(void *opaque, gpa_t gpa, uint64_t old, uint64_t val, unsigned len)
 {
 	const struct slots_gmem_rec *r = opaque;
@@ -94,6 +99,7 @@ const struct guest_mem_ops slots_gmem_rec_ops = {
 	.cmpxchg = rec_cmpxchg,
 };
 
+VMMU_HOT
 void *slots_gmem_rec_ptr(const struct slots_gmem_rec *r, gpa_t gpa, unsigned back)
 {
 	unsigned oldest = r->n > SLOTS_GMEM_REC_MAX ? r->n - SLOTS_GMEM_REC_MAX : 0;

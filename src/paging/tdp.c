@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "hot.h"
 #include "paging/hostmem.h"
 #include "paging/tdp.h"
 
@@ -145,6 +146,7 @@ static unsigned npt_rights(unsigned acc)
 	return rights;
 }
 
+VMMU_HOT
 static void set_violation(const struct tdp_ctx *c, unsigned rights, unsigned access, bool present,
 			  struct tdp_result *r)
 {
@@ -296,6 +298,7 @@ static int npt_walk(const struct tdp_ctx *c, gpa_t gpa, unsigned access, struct 
 	return -EINVAL;         /* walk64_addr makes no canonical check: never here */
 }
 
+VMMU_HOT
 int tdp_walk(const struct tdp_ctx *c, gpa_t gpa, unsigned access, struct tdp_result *r)
 {
 	memset(r, 0, sizeof(*r));

@@ -111,6 +111,7 @@ static unsigned FNAME(gpte_access)(const struct paging_ctx *ctx, uint64_t pte)
 	return acc;
 }
 
+VMMU_HOT
 enum walk_status FNAME(addr)(const struct paging_ctx *ctx, const struct guest_mem_ops *ops,
 			     void *opaque, gva_t addr, unsigned access,
 			     const struct walk_start *start, struct walk_result *r)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stddef.h>
 
+#include "hot.h"
 #include "paging/paging.h"
 
 enum paging_mode paging_mode_of(const struct paging_ctx *ctx)
@@ -29,6 +30,7 @@ enum paging_mode paging_mode_of(const struct paging_ctx *ctx)
  *  - protection keys (CR4.PKE, user pages, data accesses only): PKRU.AD refuses any access,
  *    PKRU.WD a user write, or a supervisor write under CR0.WP.
  */
+VMMU_HOT
 uint32_t paging_permission_fault(const struct paging_ctx *ctx, unsigned acc, unsigned pkey,
 				 unsigned access)
 {
@@ -74,12 +76,14 @@ static bool is_canonical(gva_t addr, int vbits)
 	return (uint64_t)s == addr;
 }
 
+VMMU_HOT
 enum walk_status paging_walk(const struct paging_ctx *ctx, const struct guest_mem_ops *ops,
 			     void *opaque, gva_t addr, unsigned access, struct walk_result *r)
 {
 	return paging_walk_from(ctx, ops, opaque, addr, access, NULL, r);
 }
 
+VMMU_HOT
 enum walk_status paging_walk_from(const struct paging_ctx *ctx, const struct guest_mem_ops *ops,
 				  void *opaque, gva_t addr, unsigned access,
 				  const struct walk_start *start, struct walk_result *r)

@@ -11,12 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hot.h"
 #include "host/host.h"
 #include "paging/slots_gmem.h"
 #include "vm/vm.h"
 
 /* The host bytes of guest page @gfn (struct phys_ops). A write through a dirty-logging slot is
  * not cacheable, so every written page is logged: by vcpu_phys_written, once the bytes landed. */
+VMMU_HOT
 static int vcpu_phys_page(void *opaque, gfn_t gfn, bool write, uint8_t **host, bool *cacheable)
 {
 	struct vmmu_vcpu *v = opaque;
@@ -416,6 +418,7 @@ retry:
 }
 
 /* The access past the hit path, which leaves guest mode when it is done. */
+VMMU_HOT
 __attribute__((noinline)) static int vcpu_access_slow(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len,
 						      unsigned kind, void *buf, struct vmmu_access_result *res)
 {
@@ -425,6 +428,7 @@ __attribute__((noinline)) static int vcpu_access_slow(struct vmmu_vcpu *vcpu, ui
 }
 
 /* The access when the vCPU enters the full way (vcpu_try_enter said no). */
+VMMU_HOT
 __attribute__((noinline)) static int vcpu_access_entering(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len,
 							  unsigned kind, void *buf,
 							  struct vmmu_access_result *res)
@@ -463,6 +467,7 @@ static inline __attribute__((always_inline)) int vcpu_access_one(struct vmmu_vcp
 	return vcpu_access_slow(vcpu, gva, len, kind, buf, res);
 }
 
+VMMU_HOT
 int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigned kind, void *buf,
 		     struct vmmu_access_result *res)
 {
@@ -473,6 +478,7 @@ int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigne
 	return vcpu_access_one(vcpu, gva, len, kind, buf, res);
 }
 
+VMMU_HOT
 int vmmu_vcpu_access_batch(struct vmmu_vcpu *vcpu, struct vmmu_access_op *ops, unsigned n,
 			   unsigned *done, struct vmmu_access_result *res)
 {
