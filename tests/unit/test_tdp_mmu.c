@@ -6,11 +6,13 @@
  * host memory mapped 2M; MMIO sptes with their generation; read-only slots; dirty logging against
  * a reference that records every guest write (write-protect and D-bit modes, 2M pages, several
  * harvests); memslot delete/move zapping exactly their range; host munmap under a running guest;
- * aging; a randomized run audited after every step; every table frame returned; two vCPU threads
- * faulting the same and different pages (suite "threads", for TSan).
+ * aging; a randomized run audited after every step; every table frame returned; a vCPU's MMU
+ * counters folded into the VM's when it goes; two vCPU threads faulting the same and different
+ * pages (suite "threads", for TSan).
  *
  * Internals used on purpose: vm/vm.h (the VM's mm and MMU, to age, remap and tear the MMU down
- * alone), mmu/tdp_mmu.h (the D-bit mode and its sync, which no hook reaches yet).
+ * alone, and a vCPU's MMU part with it), mmu/tdp_mmu.h (the D-bit mode and its sync, which no
+ * hook reaches yet).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -1070,6 +1072,49 @@ static void test_destroy_frees_tables(void **state)
 	vmmu_vm_destroy(vm);
 }
 
+/* A vCPU's MMU counters are kept apart from the VM's while it lives (mmu_vcpu.st) and folded
+ * into the VM's when it goes (mmu_vcpu_destroy): the VM's sums neither lose nor count twice what
+ * a vCPU that left had counted, and the vCPUs that stay go on counting. */
+static void test_vcpu_counts_folded(void **state)
+{
+	enum vmmu_mmu mode = *(enum vmmu_mmu *)*state;
+	struct vmmu_vcpu *v0, *v1;
+	struct vmmu_stats s1, s2, s3;
+	struct g g;
+
+	g_init(&g, mode, 4 * MiB);
+	for (unsigned i = 0; i < 32; i++)
+		map(&g, 0x200000 + i * 4096ULL, 0x200000 + i * 4096ULL, 1, PRWU);
+	v0 = g.v;
+	assert_int_equal(vmmu_vcpu_create(g.vm, 1, &v1), 0);
+	g.v = v1;
+	regs64(&g);
+	for (unsigned i = 0; i < 16; i++)
+		wr8(&g, 0x200000 + i * 4096ULL, i);
+	const struct mmu_stats *mine = &g.vm->vcpus[1]->mmu.st;
+	assert_true(mine->pf_taken >= 16 && mine->pf_fixed >= 16);   /* vCPU 1's own, not folded */
+	g.v = v0;
+	for (unsigned i = 16; i < 24; i++)
+		wr8(&g, 0x200000 + i * 4096ULL, i);
+
+	s1 = stats(&g);
+	mmu_vcpu_destroy(&g.vm->vcpus[1]->mmu);
+	s2 = stats(&g);
+	assert_int_equal(s2.pf_taken, s1.pf_taken);
+	assert_int_equal(s2.pf_fixed, s1.pf_fixed);
+	assert_int_equal(s2.tdp_pages, s1.tdp_pages);
+	assert_int_equal(s2.pages_4k, s1.pages_4k);
+
+	/* vCPU 0 counts on: each new page one more fault, once. */
+	for (unsigned i = 24; i < 32; i++)
+		wr8(&g, 0x200000 + i * 4096ULL, i);
+	s3 = stats(&g);
+	assert_int_equal(s3.pf_taken - s2.pf_taken, 8);
+	assert_int_equal(s3.pf_fixed - s2.pf_fixed, 8);
+	/* vmmu_vm_destroy tears vCPU 1's MMU part down again: nothing left to do. */
+	vmmu_vm_destroy(g.vm);
+}
+
 /* ---- two vCPU threads ---- */
 
 #define TH_PAGES 256      /* slot 1: pages 0..63 shared, the rest split between the threads */
@@ -1229,6 +1274,7 @@ int main(void)
 		BOTH(test_young),
 		BOTH(test_random_audit),
 		BOTH(test_destroy_frees_tables),
+		BOTH(test_vcpu_counts_folded),
 		BOTH(test_paging_off_high_gva_mmio), BOTH(test_munmap_efault_every_mode),
 		BOTH(test_threads),
 	};
