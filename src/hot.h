@@ -1,18 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * hot.h: VMMU_HOT marks the functions of the access and fault paths (a TLB miss, the walkers,
- * an exit and its handler in each MMU, the memslot and host look-ups under them), so that the
- * compiler places them together (.text.hot) instead of in link order.
+ * hot.h: VMMU_HOT marks the functions where an access miss or a fault of each mode spends its
+ * instructions (the access and the TLB, the walkers, the soft MMU's #PF handler and the hard
+ * MMU's violation handler, the memslot and host look-ups under them), so that GCC, at -O2 and
+ * above, places them together in .text.hot instead of in link order.
  *
- * Why: one first-touch fault runs some 400 cache lines of code. Spread over the 250 KiB of the
- * library's text, enough of them fall in the same sets of a 32 KiB, 8-way L1 instruction cache
- * that every fault misses there again; which ones, and how many, changed with every unrelated
- * edit (a simulated 32 KiB L1i, callgrind's, counted 4 misses a soft-MMU fault in one build and
- * 20 after an edit elsewhere). Grouped, they share a few tens of KiB and the count stays low. It
- * changes no behaviour: only where the code lies, and that GCC weighs these calls as hot.
+ * Why: one soft-MMU fault runs some 400 64-byte lines of code. Laid out in link order across the
+ * library's 210 KiB of text, it took about 10% longer (docs/figures.md, stop 45), and which of its lines
+ * met in the same L1i sets moved with edits: flattening one walk (on the path itself) took
+ * callgrind's simulated 32 KiB L1i from 4 misses a fault to 20, and the fault from 311 ns to 332.
+ * Grouped, the set lies in about 50 KiB. Only where code lies changes, and GCC weighs calls from
+ * these functions as hot; no behaviour.
  *
- * Invariant: only functions that run on every access miss or fault of some mode; a rarely run
- * function marked here takes the place of a hot one.
+ * The set is the one measured, not a closed list: a few small functions run on every fault are
+ * not in it (the vCPU's exit loop, vcpu_access_slow_body; mmu_fault_begin; paging_mode_of), and
+ * vcpu_access_entering, which runs only when a vCPU changes threads, is. Marking those too made
+ * the #PF 10-20 ns slower in alternated rounds (the layout moved again). A function added here
+ * is measured with bench_shadow -f and bench_tdp before and after.
  */
 #ifndef VMMU_HOT_H
 #define VMMU_HOT_H
