@@ -1,7 +1,7 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # The access and fault paths lie together in the library's text (VMMU_HOT, src/hot.h): a sample
-# of the marked functions, one or more global ones from each file that marks any, spans at most
+# of the marked functions, one or more from each file that marks a global one, spans at most
 # 96 KiB (about 49 KiB as built), and none of a sample of set-up, memslot and audit functions
 # lies within that span. Without the marks the sample spreads over the text in link order (about
 # 190 KiB); without those of one file (tlb.c, tried) it spans 98 KiB. GCC groups them at -O2,
