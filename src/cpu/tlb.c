@@ -174,6 +174,13 @@ static inline void info_set(struct tlb_entry_info *d, const struct tlb_entry_inf
 	d->pcid = s->pcid;
 }
 
+/* No entry answers a lookup of @va's page for @pcid, global or not: a lookup of it missed at
+ * every level and nothing was inserted since (absent_key's invariant, at the top). */
+static inline bool known_absent(const struct tlb *t, gva_t va, uint16_t pcid)
+{
+	return va >> 12 == t->absent_key && pcid == t->absent_pcid;
+}
+
 /*
  * Put an entry in @a: drop every entry of the key it overlaps (the old translation of the same
  * page and tag, or one the new entry would shadow), and take the way with the smallest stamp: a
@@ -396,7 +403,7 @@ struct tlb_entry_info *tlb_fill(struct tlb *t, gva_t va, const struct tlb_entry_
 	uint64_t key = tlb_key(va, size), frame = e->frame & ~page_mask;
 
 	/* The usual fill follows a miss of the same page and tag, which no entry answers. */
-	bool fresh = !e->global && va >> 12 == t->absent_key && e->pcid == t->absent_pcid;
+	bool fresh = !e->global && known_absent(t, va, e->pcid);
 
 	struct tlb_array *l1 = &t->arr[TLB_ARR_L1_4K + size];
 	size_t j = arr_insert(t, l1, key, e, frame, fresh);
@@ -423,7 +430,7 @@ void tlb_drop_host(struct tlb *t)
 VMMU_HOT
 static void invalidate_va(struct tlb *t, gva_t va, uint16_t pcid, bool with_global)
 {
-	if (va >> 12 == t->absent_key && pcid == t->absent_pcid) {
+	if (known_absent(t, va, pcid)) {
 		t->stats.invalidations++;   /* the lookup's miss searched every array for @pcid */
 		return;
 	}
