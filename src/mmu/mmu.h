@@ -79,6 +79,9 @@ struct mmu_vcpu {
 	 * whose adds are a relaxed load and store, not a locked add; summed by mmu_get_stats with
 	 * the VM's shards, and folded into them when the vCPU goes (mmu_vcpu_destroy). */
 	struct mmu_stats st;
+	/* [o] as st: the soft MMU's changes to its tables while it handles this vCPU's exits
+	 * (shadow_changed), summed by shadow_changes, folded into mmu.changes_gone when it goes */
+	uint64_t changes;
 	struct mmu_vcpu *next;            /* the MMU's list of vCPUs [the mmu's vcpus_lock] */
 };
 

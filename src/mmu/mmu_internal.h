@@ -201,6 +201,7 @@ struct mmu {
 	/* The vCPUs, whose own counters (mmu_vcpu.st) mmu_get_stats adds to the shards'. */
 	pthread_mutex_t vcpus_lock;
 	struct mmu_vcpu *vcpus;           /* [vcpus_lock] */
+	uint64_t changes_gone;            /* [vcpus_lock] mmu_vcpu.changes of the vCPUs gone */
 	struct host_mmu_notifier mn;      /* [c] registered on env.mm by mmu_notifier_register */
 	/*
 	 * MMU-notifier invalidation protocol (as KVM's mmu_invalidate_seq): range_start bumps

@@ -315,8 +315,9 @@ struct shadow_mmu {
 	uint64_t slot_pages;              /* [L] pages in memslots: the default limit scales */
 	/* Each thread's shard (mmu_stat_shard(), as the MMU's counters), one line each: what every
 	 * fault would otherwise write to one shared line.
-	 *   changes       [a] bumped on every change: the audit compares sums taken before and
-	 *                 after its unlocked phase
+	 *   changes       [a] bumped on every change made outside a vCPU's exit (a vCPU's
+	 *                 exits count in mmu_vcpu.changes): the audit compares sums
+	 *                 (shadow_changes) taken before and after its unlocked phase
 	 *   aging_credit  [a] (relaxed; written by its thread, or under [L]) sps its thread's faults
 	 *                 asked for since that thread's last aging sweep (lru). A sweep is due when
 	 *                 one shard's credit reaches limit / 8: with one thread, as one counter; with
@@ -698,17 +699,32 @@ void zap_batch_commit(struct shadow_mmu *sm, struct zap_batch *z);
 /* ops->free_page: the struct of an sp whose frame went back after its grace period. */
 void shadow_free_page(struct mmu_page_free *pf);
 
+/* A change to the soft MMU's tables, for the audit: counted as mmu_stat_add counts (the vCPU's
+ * own count while this thread handles its exit: no locked instruction on the fault path). */
 static inline void shadow_changed(struct shadow_mmu *sm)
 {
-	__atomic_add_fetch(&sm->shard[mmu_stat_shard()].changes, 1, __ATOMIC_RELAXED);
+	struct mmu_vcpu *v = mmu_vcpu_self;
+
+	if (v && v->mmu == &sm->mmu)
+		__atomic_store_n(&v->changes, __atomic_load_n(&v->changes, __ATOMIC_RELAXED) + 1,
+				 __ATOMIC_RELAXED);
+	else
+		__atomic_add_fetch(&sm->shard[mmu_stat_shard()].changes, 1, __ATOMIC_RELAXED);
 }
 
+/* The changes so far: only the sum means anything (a vCPU that goes moves its count, under
+ * vcpus_lock, which is taken after mmu_lock if at all). */
 static inline uint64_t shadow_changes(struct shadow_mmu *sm)
 {
 	uint64_t sum = 0;
 
+	pthread_mutex_lock(&sm->mmu.vcpus_lock);
 	for (unsigned i = 0; i < MMU_STAT_SHARDS; i++)
 		sum += __atomic_load_n(&sm->shard[i].changes, __ATOMIC_ACQUIRE);
+	for (const struct mmu_vcpu *v = sm->mmu.vcpus; v; v = v->next)
+		sum += __atomic_load_n(&v->changes, __ATOMIC_ACQUIRE);
+	sum += sm->mmu.changes_gone;
+	pthread_mutex_unlock(&sm->mmu.vcpus_lock);
 	return sum;
 }
 

@@ -27,7 +27,7 @@
  * CR0.WP forced to 1; every #PF exits, and this handler decides with the guest's real state, so
  * the guest sees exactly its native faults.
  *
- * Optimizations (env.opts, docs/soft-mmu.md): prefetch (prefetch_gather before the lock,
+ * Optimizations (env.opts, docs/soft-mmu.md): prefetch (prefetch_plan before the lock,
  * prefetch_install after the leaf: the aligned group of 8 around it); notrap (notrap_fill of new
  * sps, notrap_install after a not-present guest fault, pte_write's conversion: only faults with
  * P=1 exit, so guest-not-present entries whose sptes are 0 fault straight into the guest);
@@ -58,14 +58,13 @@ struct fault_part {
  * PTE_PREFETCH_NUM. */
 #define PREFETCH_GROUP 8
 
-/* A neighbouring entry worth mapping, as phase 1 found it (re-checked under mmu_lock, where its
- * memslot and host page are looked up: most neighbours turn out mapped already). */
-struct prefetch_ent {
-	unsigned idx;                     /* index in the level-1 table */
-	bool ok;                          /* worth mapping; false: prefetch stops here */
-	bool dirty_w;                     /* the guest entry is Dirty and writable */
-	uint64_t gpte;                    /* indirect: the guest entry read */
-	gfn_t gfn;
+/* The prefetch group of a fault, as phase 1 found it (--opt prefetch); phase 2 reads and judges
+ * its guest entries under mmu_lock. */
+struct prefetch_plan {
+	bool on;                          /* the group is to be looked at */
+	unsigned idx, first;              /* the faulting entry's index in the level-1 table, and
+					   * the group's first */
+	uint64_t rsvd;                    /* indirect: the guest entries' reserved bits */
 };
 
 /* A fault of the soft MMU: the core's (f.pf: the exit, write, sequence and generation snapshots,
@@ -82,8 +81,7 @@ struct fault {
 	struct fault_part part[2];
 	void *gptep[PT_MAX_LEVELS + 1];   /* host address of each entry the fp walk read */
 	unsigned gpte_size;               /* 4 (32-bit paging) or 8: bytes of a guest entry */
-	unsigned nprefetch;               /* --opt prefetch: neighbours found in phase 1 */
-	struct prefetch_ent prefetch[PREFETCH_GROUP - 1];
+	struct prefetch_plan pre;         /* --opt prefetch */
 	bool shared;                      /* phase 2 holds mmu_lock shared (VMMU_MMU_LOCK_FINE) */
 	bool credited;                    /* the aging credit of this fault was added */
 	uint64_t made_steps;              /* steps of sps made and linked under shared: kept if
@@ -103,7 +101,46 @@ static const void *fault_gpt(const struct fault *f, int level)
 	return (const void *)((uintptr_t)f->gptep[level] & ~(uintptr_t)0xfff);
 }
 
-/* @f is as shadow_page_fault made it: its parts still zero. */
+/*
+ * A fault's state, which is not zeroed whole (some 600 bytes: a hundred instructions and a string
+ * store a fault). Set here: what is read before it is written. Each part's walk (w) is written by
+ * fault_walk before any reader (which looks at walked, or at ws of a part fault_walk reached);
+ * its slot and frame (fi, host) by fault_resolve, for a part whose walk succeeded; the group of
+ * the prefetch by prefetch_plan (pre.on false until then).
+ */
+static void fault_init(struct fault *f, struct mmu_page_fault *pf)
+{
+	const struct hw_exit *e = pf->e;
+
+	f->pf = pf;
+	f->sm = to_shadow(pf->mmu);
+	f->sv = pf->mv->priv;
+	f->cpu = pf->mv->cpu;
+	f->e = e;
+	f->access = e->access;
+	f->write = e->access & PFERR_WRITE;
+	f->user = !(e->access & WALK_IMPLICIT) && f->cpu->guest.cpl == 3;
+	f->nparts = 1;
+	f->fp = 0;
+	for (unsigned i = 0; i < 2; i++) {
+		struct fault_part *p = &f->part[i];
+		p->gva = 0;
+		p->off = p->len = 0;
+		p->walked = false;
+		p->ws = WALK_ABORT;
+		p->fi.slot = NULL;
+		p->fi.pfn_err = 0;
+		p->host = NULL;
+	}
+	memset(f->gptep, 0, sizeof(f->gptep));
+	f->gpte_size = paging_mode_of(&f->cpu->guest) == PAGING_32 ? 4 : 8;
+	f->pre.on = false;
+	f->shared = false;
+	f->credited = false;
+	f->made_steps = 0;
+}
+
+/* @f is as fault_init made it. */
 static void fault_parts(struct fault *f)
 {
 	const struct hw_exit *e = f->e;
@@ -526,61 +563,34 @@ static int emulate_write(struct fault *f, struct zap_batch *z)
 }
 
 /*
- * PTE prefetch, phase 1 (unlocked, in the read section): the entries of the faulting part's
- * level-1 table in the aligned group of PREFETCH_GROUP around it, in order, each marked worth
- * mapping or not, as KVM's FNAME(pte_prefetch) judges them: for a guest 4K page, a neighbouring
- * guest entry present, Accessed and without reserved bits (FNAME(prefetch_gpte)); for a guest
- * large page (a direct sp), the neighbouring 4K pieces of the same large page. Phase 2 stops at
- * the first one not worth mapping, or in no slot, or whose host page is not resident (KVM's
- * atomic lookups: a prefetch never faults a host page in), as KVM does.
+ * PTE prefetch, phase 1 (unlocked, in the read section): whether the faulting part's level-1
+ * table has a group to look at, the aligned PREFETCH_GROUP entries around the faulting one. Its
+ * guest entries are read in phase 2, under mmu_lock, as KVM's FNAME(pte_prefetch) reads them: the
+ * table is write-tracked by then, so they stay as read until the lock is dropped, and a fault
+ * (where no neighbour is worth mapping, the usual first touch) reads the one that stops it only.
  */
 VMMU_HOT
-static void prefetch_gather(struct fault *f, struct fault_part *p)
+static void prefetch_plan(struct fault *f, struct fault_part *p)
 {
 	const struct walk_result *w = &p->w;
 	const struct paging_ctx *g = &f->cpu->guest;
-	unsigned idx = spte_index(p->gva, 1), first = idx & ~(PREFETCH_GROUP - 1u);
-	/* Guest entry of spte j: gbase + j (a 32-bit table's quadrant is the 2 MiB half). */
-	unsigned gbase = f->gpte_size == 4 ? (unsigned)((p->gva >> 12) & 1023) - idx : 0;
-	uint64_t rsvd = 0;
-	const void *table = NULL;
 
-	f->nprefetch = 0;
+	f->pre.on = false;
 	if (!(f->sm->mmu.env.opts & MMU_OPT_PREFETCH) || p->ws != WALK_OK || !p->fi.slot ||
 	    p->fi.pfn_err || w->root_level == 0 || w->level < 1)
 		return;
+	f->pre.rsvd = 0;
 	if (w->level == 1) {
 		if (!f->gptep[1])
 			return;
-		table = fault_gpt(f, 1);
 		/* 32-bit page tables have no reserved bits. */
 		if (f->gpte_size == 8)
-			rsvd = paging_rsvd_mask64(g, paging_mode_of(g), 1, false);
+			f->pre.rsvd = paging_rsvd_mask64(g, paging_mode_of(g), 1, false);
 		f->pf->steps++;             /* the group is one 64-byte line of the guest table */
 	}
-	for (unsigned j = first; j < first + PREFETCH_GROUP; j++) {
-		struct prefetch_ent *pe = &f->prefetch[f->nprefetch];
-		bool dirty, wr;
-		if (j == idx)
-			continue;
-		f->nprefetch++;
-		*pe = (struct prefetch_ent){ .idx = j };
-		if (table) {
-			uint64_t gpte = gpt_read(table, f->gpte_size, gbase + j);
-			if (!(gpte & PT_PRESENT_MASK) || !(gpte & PT_ACCESSED_MASK) || (gpte & rsvd))
-				continue;
-			pe->gpte = gpte;
-			pe->gfn = (gpte & rsvd_bits(12, 51)) >> 12;
-			dirty = gpte & PT_DIRTY_MASK;
-			wr = gpte & PT_WRITABLE_MASK;
-		} else {
-			pe->gfn = (w->gpa >> 12) - idx + j;
-			dirty = w->gpte[w->level] & PT_DIRTY_MASK;
-			wr = w->access & ACC_WRITE;
-		}
-		pe->ok = true;
-		pe->dirty_w = dirty && wr;
-	}
+	f->pre.on = true;
+	f->pre.idx = spte_index(p->gva, 1);
+	f->pre.first = f->pre.idx & ~(PREFETCH_GROUP - 1u);
 }
 
 /* The leaf spte at @level for a guest page: @acc the rights (ACC_*), W only with @writable;
@@ -598,62 +608,73 @@ static uint64_t shadow_leaf_spte(const struct shadow_mmu *sm, int level, pfn_t p
 }
 
 /*
- * PTE prefetch, phase 2 (under mmu_lock, after the faulting leaf went in): in order, skip a
- * neighbour already mapped, stop at the first one phase 1 found not worth mapping, whose guest
- * entry changed since (the guest table is write-tracked by now, so the others stay as they are
- * while we hold the lock), or with no memslot or host page, map the rest. Rights as a read fault
- * would give them: no CR0.WP=0 upgrade, no write in a dirty-logging slot.
+ * PTE prefetch, phase 2 (under mmu_lock, after the faulting leaf went in): the group in order,
+ * skipping the faulting entry. A neighbour already mapped is skipped; the first one not worth
+ * mapping stops it (as KVM's FNAME(prefetch_gpte) judges: for a guest 4K page, a guest entry
+ * present, Accessed and without reserved bits; for a guest large page, a direct sp, every 4K piece
+ * of it is), and so does one with no memslot or host page; the rest are mapped. Rights as a read
+ * fault would give them: no CR0.WP=0 upgrade, no write in a dirty-logging slot.
  *
  * The host page is looked up here, as KVM's prefetch does under its mmu_lock, without the host
  * mm's lock (which comes before mmu_lock): a page it finds mapped stays so until a notifier,
  * which needs mmu_lock, zaps what we make of it; a change already under way there fails the
- * look-up (prefetch stops: it is only ever a guess).
+ * look-up (prefetch stops: it is only ever a guess, and never faults a host page in).
  */
 VMMU_HOT
 static int prefetch_install(struct fault *f, struct shadow_page *sp)
 {
 	struct shadow_mmu *sm = f->sm;
+	const struct walk_result *w = &f->part[f->fp].w;
 
-	for (unsigned i = 0; i < f->nprefetch; i++) {
-		const struct prefetch_ent *pe = &f->prefetch[i];
-		uint64_t *sptep = &sp->spt[pe->idx];
+	if (!f->pre.on)
+		return 0;
+	for (unsigned j = f->pre.first; j < f->pre.first + PREFETCH_GROUP; j++) {
+		uint64_t *sptep = &sp->spt[j];
+		uint64_t gpte = 0;
 		unsigned acc, key;
-		bool g;
+		bool g, dirty_w;
+		gfn_t gfn;
 
+		if (j == f->pre.idx)
+			continue;
 		uint64_t old = spte_read(sptep);
-
 		if (is_shadow_present_pte(old))
 			continue;
-		if (!pe->ok || old != sm->trap_spte)
-			break;                    /* not worth it (an MMIO spte, a not-present entry) */
-		const struct memslot *slot = gfn_to_memslot(sm->mmu.env.slots, pe->gfn);
-		bool host_w = false;
-		pfn_t pfn;
-		if (!slot || host_hva_peek_prot(sm->mmu.env.mm, slot_gfn_to_hva(slot, pe->gfn), &pfn,
-						&host_w))
-			break;
-		/* A KSM page is prefetched read-only. */
-		bool host_writable = !slot_is_readonly(slot) && pe->dirty_w && host_w;
+		if (old != sm->trap_spte)
+			break;                    /* an MMIO spte, a not-present guest entry (notrap) */
 		if (!sp->role.direct) {
-			uint64_t now = sp_read_gpte(sp, fault_gpt(f, 1), pe->idx);
-			if (now != pe->gpte)
+			gpte = sp_read_gpte(sp, fault_gpt(f, 1), j);
+			if (!(gpte & PT_PRESENT_MASK) || !(gpte & PT_ACCESSED_MASK) ||
+			    (gpte & f->pre.rsvd))
 				break;
-			acc = sp->role.access & gpte_access64(now, sp->role.efer_nx);
-			g = now & PT_GLOBAL_MASK;
-			key = (unsigned)((now & SPTE_PKEY_MASK) >> SPTE_PKEY_SHIFT);
+			gfn = (gpte & rsvd_bits(12, 51)) >> 12;
+			dirty_w = (gpte & PT_DIRTY_MASK) && (gpte & PT_WRITABLE_MASK);
+			acc = sp->role.access & gpte_access64(gpte, sp->role.efer_nx);
+			g = gpte & PT_GLOBAL_MASK;
+			key = (unsigned)((gpte & SPTE_PKEY_MASK) >> SPTE_PKEY_SHIFT);
 		} else {
+			gfn = (w->gpa >> 12) - f->pre.idx + j;
+			dirty_w = (w->gpte[w->level] & PT_DIRTY_MASK) && (w->access & ACC_WRITE);
 			acc = sp->role.access;
 			g = sp->role.guest_global;
 			key = sp->role.guest_pkey;
 		}
+		const struct memslot *slot = gfn_to_memslot(sm->mmu.env.slots, gfn);
+		bool host_w = false;
+		pfn_t pfn;
+		if (!slot || host_hva_peek_prot(sm->mmu.env.mm, slot_gfn_to_hva(slot, gfn), &pfn,
+						&host_w))
+			break;
+		/* A KSM page is prefetched read-only. */
+		bool host_writable = !slot_is_readonly(slot) && dirty_w && host_w;
 		bool ro = slot_is_readonly(slot);
-		bool tracked = gfn_write_tracked_shared(sm, pe->gfn, f->shared);
-		bool dirty = sp->role.direct || (pe->gpte & PT_DIRTY_MASK);
+		bool tracked = gfn_write_tracked_shared(sm, gfn, f->shared);
+		bool dirty = sp->role.direct || (gpte & PT_DIRTY_MASK);
 		bool mmu_w = (acc & ACC_WRITE) && dirty && host_writable && !tracked && !ro;
 		bool writable = mmu_w && !slot_logs_dirty(slot);
 		uint64_t spte = shadow_leaf_spte(sm, 1, pfn, acc, writable, mmu_w, host_writable, g,
 						 key);
-		int rc = leaf_set(sm, sp, sptep, pe->gfn, spte, f->shared);
+		int rc = leaf_set(sm, sp, sptep, gfn, spte, f->shared);
 		if (rc)
 			return rc;
 		f->pf->steps++;
@@ -1037,11 +1058,12 @@ static void notrap_install(struct fault *f, struct fault_part *p, const struct s
 		if (!(w->gpte[l] & PT_ACCESSED_MASK))
 			return;
 	/* The entry was read and is not present (a table the walk could not read is no memory:
-	 * its #PF stays with the MMU). */
+	 * its #PF stays with the MMU; the walk records its entry as 0, and @rec has no page). */
 	gfn_t table = w->level == w->root_level ?
 		      (f->cpu->guest.cr3 & rsvd_bits(12, 51)) >> 12 :
 		      (w->gpte[w->level + 1] & rsvd_bits(12, 51)) >> 12;
-	if ((w->gpte[w->level] & PT_PRESENT_MASK) || (w->pte_gpa[w->level] >> 12) != table)
+	if ((w->gpte[w->level] & PT_PRESENT_MASK) || (w->pte_gpa[w->level] >> 12) != table ||
+	    !slots_gmem_rec_ptr(rec, w->pte_gpa[w->level], 0))
 		return;
 	if (fault_gpteps(f, rec, w->root_level, w->level))
 		return;
@@ -1197,7 +1219,7 @@ static int shadow_fault(struct fault *f)
 		rc = RET_PF_RETRY;             /* gone since the walk */
 		goto out_unlock_read;
 	}
-	prefetch_gather(f, p);
+	prefetch_plan(f, p);
 
 	/* VMMU_MMU_LOCK_FINE: shared first; a fault that needs more starts phase 2 over under the
 	 * exclusive lock, its steps as if it had gone there first (what the shared attempt made,
@@ -1226,16 +1248,12 @@ VMMU_HOT
 int shadow_page_fault(struct mmu_page_fault *pf)
 {
 	const struct hw_exit *e = pf->e;
-	struct fault f = {
-		.pf = pf, .sm = to_shadow(pf->mmu), .sv = pf->mv->priv, .cpu = pf->mv->cpu, .e = e,
-		.access = e->access, .write = e->access & PFERR_WRITE,
-	};
+	struct fault f;
 
 	if (e->reason != VMMU_EXIT_PF)
 		return -EINVAL;
+	fault_init(&f, pf);
 	pf->write = f.write;
-	f.user = !(e->access & WALK_IMPLICIT) && f.cpu->guest.cpl == 3;
-	f.gpte_size = paging_mode_of(&f.cpu->guest) == PAGING_32 ? 4 : 8;
 	fault_parts(&f);
 	/* One read section for the whole fault: the fast path's, the walk's and the host
 	 * look-ups' then nest in it, and only count (each outermost one is a liburcu-bp call). */

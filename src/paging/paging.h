@@ -119,7 +119,9 @@ struct walk_result {
 	int root_level;                     /* 2, 3 (PAE), 4 or 5 */
 	int top_level;                      /* the first level this walk read (root_level unless it
 					     * resumed from a struct walk_start); gpte[] and
-					     * pte_gpa[] are valid from top_level down to level */
+					     * pte_gpa[] are valid from top_level down to level;
+					     * an entry the walk could not read (no memory) is
+					     * recorded as 0 */
 	unsigned page_shift;                /* WALK_OK: 12, 21, 22 or 30 */
 	unsigned access;                    /* WALK_OK: combined ACC_* rights */
 	unsigned pkey;                      /* WALK_OK: leaf protection key (0 unless 64-bit format) */

@@ -198,8 +198,13 @@ retry:
 				err = ops->read(opaque, pte_gpa, &pte, sizeof(pte));
 				r->refs++;
 			}
-			if (err == -ENOENT || err == -EACCES)
+			if (err == -ENOENT || err == -EACCES) {
+				/* No memory there: the walk faults as on a not-present entry, and
+				 * records one (the result's entries stay valid down to level). */
+				r->gpte[level] = 0;
+				r->pte_gpa[level] = pte_gpa;
 				goto error;
+			}
 			if (err)
 				goto abort;
 

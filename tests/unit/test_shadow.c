@@ -2074,6 +2074,52 @@ static void opt_scenario(struct pair *p)
 	same_all(p);
 }
 
+/*
+ * The prefetch's rules (KVM's FNAME(prefetch_gpte)), which its second phase applies to the guest
+ * entries it reads under mmu_lock: in the aligned group of 8 around the faulting entry, in
+ * order, a neighbour already mapped is skipped and the first one not worth mapping (not
+ * Accessed, not present) stops it. Eight pages of one group, entry 3 not Accessed and entry 6 not
+ * present, read in order: the read of page 0 maps 1 and 2 (3 stops it); 3 faults (its walk sets
+ * A) and maps 4 and 5 (6 stops it); 6 is the guest's fault; 7 faults. Three fixes, where each
+ * page alone would be seven, and one less or more if either rule broke. The guest sees what it
+ * sees natively.
+ */
+static void test_prefetch_rules(void **state)
+{
+	(void)state;
+	struct pair p;
+	cur_opts_off = VMMU_OPT_NOTRAP | VMMU_OPT_UNSYNC | VMMU_OPT_FASTPF;
+	for (int pre = 0; pre < 2; pre++) {
+		if (pre)
+			cur_opts_off |= VMMU_OPT_PREFETCH;     /* the second round: prefetch off */
+		pair_init(&p, VMMU_HOST_VMX);
+		gpa_t root = new_root(&p);
+		for (unsigned i = 0; i < 8; i++) {
+			gpa_t d = new_data(&p);
+			wr(&p, d, i);
+			uint64_t f = i == 6 ? 0 : i == 3 ? PRW : PRW | PT_ACCESSED_MASK;
+			map(&p, root, 0x400000 + i * 0x1000, d, 1, f);
+		}
+		regs64(&p, root);
+		rd_ok(&p, WIN);                  /* the tables' sps, so the count below is leaves */
+		uint64_t fixed0 = SH(&p).pf_fixed;
+		for (unsigned i = 0; i < 8; i++) {
+			if (i == 6)
+				assert_int_equal(acc(&p, 0x400000 + i * 0x1000, 8, VMMU_ACC_READ, 0).r.status,
+						 VMMU_ACCESS_PF);
+			else
+				assert_int_equal(rd_ok(&p, 0x400000 + i * 0x1000), i);
+		}
+		uint64_t fixed = SH(&p).pf_fixed - fixed0;
+		print_message("prefetch %s: pf_fixed %" PRIu64 " for 7 pages\n", pre ? "off" : "on",
+			      fixed);
+		assert_int_equal(fixed, pre ? 7 : 3);
+		same_all(&p);
+		pair_fini(&p);
+	}
+	cur_opts_off = 0;
+}
+
 static struct vmmu_stats opt_run(uint32_t opts_off)
 {
 	struct pair p;
@@ -2128,6 +2174,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_basic),
+		cmocka_unit_test(test_prefetch_rules),
 		cmocka_unit_test(test_pte_store_invlpg),
 		cmocka_unit_test(test_emulated_access),
 		cmocka_unit_test(test_dirty_bit),
