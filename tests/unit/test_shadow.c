@@ -9,6 +9,9 @@
  * Guests are built by hand: initial tables with vmmu_write_guest(); every later change of a table
  * is a guest store through a supervisor "window" that maps guest physical memory at WIN + gpa, so
  * the soft MMU's write tracking sees it, as it would see a guest kernel's.
+ *
+ * Internals used on purpose (test_changes_counted only): vm/vm.h and mmu/shadow.h, to read the
+ * audit's change count and take a vCPU's MMU part down alone.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -22,8 +25,10 @@
 
 #include <cmocka.h>
 
+#include "mmu/shadow.h"
 #include "paging/paging.h"
 #include "../common/gpt_build.h"
+#include "vm/vm.h"
 #include "vmmu/vmmu.h"
 
 #define MEM      (8ULL << 20)                /* slot 0: gpa [0, 8 MiB) */
@@ -2120,6 +2125,38 @@ static void test_prefetch_rules(void **state)
 	cur_opts_off = 0;
 }
 
+/*
+ * The audit's change count (shadow_changes: the audit's check that nothing moved under its
+ * unlocked phase) is kept in the vCPU while a thread handles its exit (mmu_vcpu.changes, no
+ * locked add on the fault path) and folded into the VM's when the vCPU goes: the sum grows with
+ * every fault that changes the tables and never goes back.
+ */
+static void test_changes_counted(void **state)
+{
+	(void)state;
+	struct pair p;
+	pair_init(&p, VMMU_HOST_VMX);
+	gpa_t root = new_root(&p);
+	for (unsigned i = 0; i < 4; i++) {
+		gpa_t d = new_data(&p);
+		wr(&p, d, i);
+		map(&p, root, 0x400000 + i * 0x1000, d, 1, PRW | PT_ACCESSED_MASK);
+	}
+	regs64(&p, root);
+	struct vmmu_vm *vm = p.g[1].vm;
+	struct shadow_mmu *sm = to_shadow(vm->mmu);
+	uint64_t c0 = shadow_changes(sm), v0 = vm->vcpus[0]->mmu.changes;
+	assert_int_equal(rd_ok(&p, 0x400000), 0);      /* a fault: a leaf (and the tables' sps) */
+	uint64_t c1 = shadow_changes(sm);
+	assert_true(c1 > c0);
+	assert_int_equal(vm->vcpus[0]->mmu.changes - v0, c1 - c0);   /* all the vCPU's own */
+	assert_int_equal(rd_ok(&p, 0x400000), 0);      /* a TLB hit: no change */
+	assert_int_equal(shadow_changes(sm), c1);
+	mmu_vcpu_destroy(&vm->vcpus[0]->mmu);
+	assert_int_equal(shadow_changes(sm), c1);       /* folded, not lost */
+	pair_fini(&p);
+}
+
 static struct vmmu_stats opt_run(uint32_t opts_off)
 {
 	struct pair p;
@@ -2175,6 +2212,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_basic),
 		cmocka_unit_test(test_prefetch_rules),
+		cmocka_unit_test(test_changes_counted),
 		cmocka_unit_test(test_pte_store_invlpg),
 		cmocka_unit_test(test_emulated_access),
 		cmocka_unit_test(test_dirty_bit),
