@@ -318,7 +318,7 @@ struct shadow_mmu {
 	 *   changes       [a] bumped on every change made outside a vCPU's exit (a vCPU's
 	 *                 exits count in mmu_vcpu.changes): the audit compares sums
 	 *                 (shadow_changes) taken before and after its unlocked phase
-	 *   aging_credit  [a] (relaxed; written by its thread, or under [L]) sps its thread's faults
+	 *   aging_credit  [a] (relaxed loads and stores: aging_credit_add) sps its thread's faults
 	 *                 asked for since that thread's last aging sweep (lru). A sweep is due when
 	 *                 one shard's credit reaches limit / 8: with one thread, as one counter; with
 	 *                 N, as many sweeps in all for as many faults (each shard gets 1/N of them).
