@@ -149,7 +149,7 @@ void mmu_vcpu_destroy(struct mmu_vcpu *mv)
 		}
 	}
 	stats_add(&m->st[0].s, &mv->st, true);
-	m->changes_gone += mv->changes;
+	m->changes_gone += __atomic_load_n(&mv->changes, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&m->vcpus_lock);
 	mv->mmu = NULL;
 }

@@ -108,6 +108,8 @@ void mmu_destroy(struct mmu *m);
 
 /* Attach a vCPU: set its exit controls and its root. 0 or -errno. */
 int mmu_vcpu_init(struct mmu *m, struct mmu_vcpu *mv, struct cpu *c);
+/* Detach a vCPU, folding its counts into the VM's. No thread is handling its exits (their
+ * counts, after the fold, would be lost). */
 void mmu_vcpu_destroy(struct mmu_vcpu *mv);
 
 /* A VM exit the hardware returned for an access (o->exit). */

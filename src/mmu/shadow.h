@@ -315,9 +315,9 @@ struct shadow_mmu {
 	uint64_t slot_pages;              /* [L] pages in memslots: the default limit scales */
 	/* Each thread's shard (mmu_stat_shard(), as the MMU's counters), one line each: what every
 	 * fault would otherwise write to one shared line.
-	 *   changes       [a] bumped on every change made outside a vCPU's exit (a vCPU's
-	 *                 exits count in mmu_vcpu.changes): the audit compares sums
-	 *                 (shadow_changes) taken before and after its unlocked phase
+	 *   changes       [a] bumped on every change made outside an exit of one of this MMU's
+	 *                 vCPUs (those count in mmu_vcpu.changes; shadow_changed): the audit
+	 *                 compares sums (shadow_changes) taken before and after its unlocked phase
 	 *   aging_credit  [a] (relaxed loads and stores: aging_credit_add) sps its thread's faults
 	 *                 asked for since that thread's last aging sweep (lru). A sweep is due when
 	 *                 one shard's credit reaches limit / 8: with one thread, as one counter; with

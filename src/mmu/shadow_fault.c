@@ -566,8 +566,9 @@ static int emulate_write(struct fault *f, struct zap_batch *z)
  * PTE prefetch, phase 1 (unlocked, in the read section): whether the faulting part's level-1
  * table has a group to look at, the aligned PREFETCH_GROUP entries around the faulting one. Its
  * guest entries are read in phase 2, under mmu_lock, as KVM's FNAME(pte_prefetch) reads them: the
- * table is write-tracked by then, so they stay as read until the lock is dropped, and a fault
- * (where no neighbour is worth mapping, the usual first touch) reads the one that stops it only.
+ * table is write-tracked by then (an unsync table and other vCPUs' A/D bits apart: a stale
+ * prefetch is harmless, as KVM's), and a fault where no neighbour is worth mapping (the usual
+ * first touch) reads only the one that stops it.
  */
 VMMU_HOT
 static void prefetch_plan(struct fault *f, struct fault_part *p)
@@ -1058,7 +1059,8 @@ static void notrap_install(struct fault *f, struct fault_part *p, const struct s
 		if (!(w->gpte[l] & PT_ACCESSED_MASK))
 			return;
 	/* The entry was read and is not present (a table the walk could not read is no memory:
-	 * its #PF stays with the MMU; the walk records its entry as 0, and @rec has no page). */
+	 * its #PF stays with the MMU; the walk records its entry as 0, and @rec kept no read of
+	 * its page). */
 	gfn_t table = w->level == w->root_level ?
 		      (f->cpu->guest.cr3 & rsvd_bits(12, 51)) >> 12 :
 		      (w->gpte[w->level + 1] & rsvd_bits(12, 51)) >> 12;

@@ -118,10 +118,10 @@ struct walk_result {
 	int level;                          /* level of the last entry read (the leaf when OK) */
 	int root_level;                     /* 2, 3 (PAE), 4 or 5 */
 	int top_level;                      /* the first level this walk read (root_level unless it
-					     * resumed from a struct walk_start); gpte[] and
-					     * pte_gpa[] are valid from top_level down to level;
-					     * an entry the walk could not read (no memory) is
-					     * recorded as 0 */
+					     * resumed from a struct walk_start); WALK_OK and
+					     * WALK_PF: gpte[] and pte_gpa[] are valid from
+					     * top_level down to level, an entry the walk could not
+					     * read (no memory) recorded as 0 */
 	unsigned page_shift;                /* WALK_OK: 12, 21, 22 or 30 */
 	unsigned access;                    /* WALK_OK: combined ACC_* rights */
 	unsigned pkey;                      /* WALK_OK: leaf protection key (0 unless 64-bit format) */

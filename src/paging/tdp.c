@@ -266,7 +266,8 @@ static int npt_walk(const struct tdp_ctx *c, gpa_t gpa, unsigned access, struct 
 	pc.cpu.features = CPU_FEAT_NX | (c->has_1g ? CPU_FEAT_1G : 0) |
 			  (c->levels == 5 ? CPU_FEAT_LA57 : 0);
 
-	/* The walker sets what it returns but for the entry of a level whose read failed: 0. */
+	/* An aborted walk leaves its last level's entry unset (a read that found no memory is
+	 * recorded as 0 by the walker itself): 0 for every level the walk does not set. */
 	for (int l = 0; l <= PT_MAX_LEVELS; l++)
 		w.gpte[l] = 0;
 	/* walk64_addr, not paging_walk: a gpa has no canonical form to check. */
