@@ -299,17 +299,35 @@ static inline bool mmu_fast_fix_write(uint64_t *sptep, uint64_t old, uint64_t se
 /* The vCPU whose exit this thread is handling (mmu_handle_exit), or NULL. */
 extern __thread struct mmu_vcpu *mmu_vcpu_self __attribute__((tls_model("initial-exec")));
 
+/* @p + @n stored in @p by a relaxed load and store, no locked instruction: exact where the
+ * caller is @p's only writer (readers load it atomically). Returns the new value. */
+static inline uint64_t counter_add_unlocked(uint64_t *p, uint64_t n)
+{
+	uint64_t v = __atomic_load_n(p, __ATOMIC_RELAXED) + n;
+
+	__atomic_store_n(p, v, __ATOMIC_RELAXED);
+	return v;
+}
+
+/* The vCPU of @m whose exit this thread is handling, or NULL. */
+static inline struct mmu_vcpu *mmu_vcpu_handling(const struct mmu *m)
+{
+	struct mmu_vcpu *v = mmu_vcpu_self;
+
+	return v && v->mmu == m ? v : NULL;
+}
+
 /* Add @n to a counter of @m: the vCPU's own while this thread handles one of @m's vCPUs' exits
- * (no other thread writes it: a relaxed load and store, no locked instruction on the fault path,
+ * (no other thread writes it: counter_add_unlocked, no locked instruction on the fault path,
  * as KVM's vcpu->stat), else the thread's shard by an atomic add (other threads share shards). */
 static inline void mmu_stat_add_at(struct mmu *m, size_t off, uint64_t n)
 {
-	struct mmu_vcpu *v = mmu_vcpu_self;
+	struct mmu_vcpu *v = mmu_vcpu_handling(m);
 	uint64_t *p;
 
-	if (v && v->mmu == m) {
+	if (v) {
 		p = (uint64_t *)((char *)&v->st + off);
-		__atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+		counter_add_unlocked(p, n);
 	} else {
 		p = (uint64_t *)((char *)&m->st[mmu_stat_shard()].s + off);
 		__atomic_add_fetch(p, n, __ATOMIC_RELAXED);

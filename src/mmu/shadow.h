@@ -318,8 +318,9 @@ struct shadow_mmu {
 	 *   changes       [a] bumped on every change made outside an exit of one of this MMU's
 	 *                 vCPUs (those count in mmu_vcpu.changes; shadow_changed): the audit
 	 *                 compares sums (shadow_changes) taken before and after its unlocked phase
-	 *   aging_credit  [a] (relaxed loads and stores: aging_credit_add) sps its thread's faults
-	 *                 asked for since that thread's last aging sweep (lru). A sweep is due when
+	 *   aging_credit  [a] (counter_add_unlocked, mmu_pages_available_shared says why) sps
+	 *                 its thread's faults asked for since that thread's last aging sweep
+	 *                 (lru). A sweep is due when
 	 *                 one shard's credit reaches limit / 8: with one thread, as one counter; with
 	 *                 N, as many sweeps in all for as many faults (each shard gets 1/N of them).
 	 *                 One counter for all would take a locked add on one shared line from
@@ -703,11 +704,10 @@ void shadow_free_page(struct mmu_page_free *pf);
  * own count while this thread handles its exit: no locked instruction on the fault path). */
 static inline void shadow_changed(struct shadow_mmu *sm)
 {
-	struct mmu_vcpu *v = mmu_vcpu_self;
+	struct mmu_vcpu *v = mmu_vcpu_handling(&sm->mmu);
 
-	if (v && v->mmu == &sm->mmu)
-		__atomic_store_n(&v->changes, __atomic_load_n(&v->changes, __ATOMIC_RELAXED) + 1,
-				 __ATOMIC_RELAXED);
+	if (v)
+		counter_add_unlocked(&v->changes, 1);
 	else
 		__atomic_add_fetch(&sm->shard[mmu_stat_shard()].changes, 1, __ATOMIC_RELAXED);
 }

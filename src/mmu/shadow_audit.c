@@ -12,8 +12,9 @@
  *   2. unlocked, in a memslot read section: each record against the guest entry it shadows now
  *      (8 bytes, or for a 32-bit table's sp the 4-byte entry of its quadrant: role_gpte_index)
  *      and the host page that backs its gfn now (host_hva_lookup: nothing is faulted in).
- * If anything changed meanwhile (the MMU's change count, shadow_changes, the invalidation sequence, the memslot
- * generation), phase 2's findings are void and the audit starts over (a few times, then -EAGAIN).
+ * If anything changed meanwhile (the MMU's change count, shadow_changes; the invalidation sequence;
+ * the memslot generation), phase 2's findings are void and the audit starts over (a few times,
+ * then -EAGAIN).
  */
 #include <errno.h>
 #include <inttypes.h>

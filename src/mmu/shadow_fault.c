@@ -106,7 +106,7 @@ static const void *fault_gpt(const struct fault *f, int level)
  * store a fault). Set here: what is read before it is written. Each part's walk (w) is written by
  * fault_walk before any reader (which looks at walked, or at ws of a part fault_walk reached);
  * its slot and frame (fi, host) by fault_resolve, for a part whose walk succeeded; the group of
- * the prefetch by prefetch_plan (pre.on false until then).
+ * the prefetch by prefetch_plan (pre.on false until then); the parts' number by fault_parts.
  */
 static void fault_init(struct fault *f, struct mmu_page_fault *pf)
 {
@@ -120,8 +120,6 @@ static void fault_init(struct fault *f, struct mmu_page_fault *pf)
 	f->access = e->access;
 	f->write = e->access & PFERR_WRITE;
 	f->user = !(e->access & WALK_IMPLICIT) && f->cpu->guest.cpl == 3;
-	f->nparts = 1;
-	f->fp = 0;
 	for (unsigned i = 0; i < 2; i++) {
 		struct fault_part *p = &f->part[i];
 		p->gva = 0;
@@ -576,7 +574,6 @@ static void prefetch_plan(struct fault *f, struct fault_part *p)
 	const struct walk_result *w = &p->w;
 	const struct paging_ctx *g = &f->cpu->guest;
 
-	f->pre.on = false;
 	if (!(f->sm->mmu.env.opts & MMU_OPT_PREFETCH) || p->ws != WALK_OK || !p->fi.slot ||
 	    p->fi.pfn_err || w->root_level == 0 || w->level < 1)
 		return;
@@ -666,9 +663,9 @@ static int prefetch_install(struct fault *f, struct shadow_page *sp)
 		if (!slot || host_hva_peek_prot(sm->mmu.env.mm, slot_gfn_to_hva(slot, gfn), &pfn,
 						&host_w))
 			break;
-		/* A KSM page is prefetched read-only. */
-		bool host_writable = !slot_is_readonly(slot) && dirty_w && host_w;
 		bool ro = slot_is_readonly(slot);
+		/* A KSM page is prefetched read-only. */
+		bool host_writable = !ro && dirty_w && host_w;
 		bool tracked = gfn_write_tracked_shared(sm, gfn, f->shared);
 		bool dirty = sp->role.direct || (gpte & PT_DIRTY_MASK);
 		bool mmu_w = (acc & ACC_WRITE) && dirty && host_writable && !tracked && !ro;

@@ -1273,19 +1273,11 @@ static struct shadow_page *pick_victim(struct shadow_mmu *sm)
 }
 
 /*
- * Add @need to this thread's aging credit: a relaxed load and store, not a locked add (one less a
- * fault, some 7 ns). Threads that share a shard (more threads than shards) may lose each other's
- * adds, or an add may undo a sweep's reset: a sweep then comes some faults late or early. The
- * credit only paces the sweeps, and one thread's, the deterministic case, is exact.
+ * The aging credit is added by counter_add_unlocked, not a locked add (one less a fault, some
+ * 7 ns). Threads that share a shard (more threads than shards) may lose each other's adds, or an
+ * add may undo a sweep's reset: a sweep then comes some faults late or early. The credit only
+ * paces the sweeps, and one thread's, the deterministic case, is exact.
  */
-static uint64_t aging_credit_add(uint64_t *mine, unsigned need)
-{
-	uint64_t credit = __atomic_load_n(mine, __ATOMIC_RELAXED) + need;
-
-	__atomic_store_n(mine, credit, __ATOMIC_RELAXED);
-	return credit;
-}
-
 /*
  * The aging sweep runs under the shared lock too, holding struct_lock: shared faults touch
  * sm->lru, parent lists and links only under it (leaf installs never), so the sweep's list moves
@@ -1298,7 +1290,7 @@ bool mmu_pages_available_shared(struct shadow_mmu *sm, unsigned need)
 	uint64_t limit = shadow_page_limit(sm);
 	bool lru = sm->mmu.env.evict == VMMU_EVICT_LRU;
 	uint64_t *mine = &sm->shard[mmu_stat_shard()].aging_credit;
-	uint64_t credit = lru ? aging_credit_add(mine, need) : 0;
+	uint64_t credit = lru ? counter_add_unlocked(mine, need) : 0;
 
 	if (__atomic_load_n(&sm->nr_sps, __ATOMIC_RELAXED) + need > limit)
 		return false;
@@ -1323,7 +1315,7 @@ void make_mmu_pages_available(struct shadow_mmu *sm, unsigned need, struct zap_b
 		uint64_t *mine = &sm->shard[mmu_stat_shard()].aging_credit;
 
 		if (!credited)
-			aging_credit_add(mine, need);
+			counter_add_unlocked(mine, need);
 		if (__atomic_load_n(mine, __ATOMIC_RELAXED) >= limit / 8) {
 			__atomic_store_n(mine, 0, __ATOMIC_RELAXED);
 			age_sps(sm);
