@@ -7,7 +7,8 @@
 # CPUs are not alike, and which one is slow changes within minutes). Each figure is the best of
 # RR rounds inside bench_scale (default 7: in one run of rounds, best of 3 of one build ranged
 # 12.8-20.1 M/s, best of 7 19.2-20.0; a whole run now and then falls in one of the machine's slow
-# phases, host and model alike at 60-75% of their speed), in M accesses/s; then
+# phases, at 60-75% of its speed, and the host's run and the model's are not always slow
+# together, so a round's ratio moves with either), in M accesses/s; then
 # per build the median over rounds of its figure and of its share of the round's host figure.
 # Usage: [CPU=N] [RR=R] bench/gups_ab.sh BUILD_DIR [BUILD_DIR ...] [-n ROUNDS]   (bench/ built)
 set -euo pipefail
