@@ -38,8 +38,9 @@ shadow_ns() { # build dir: ns per handled shadow #PF, "WRITE RW" (write a page; 
 	rm -f "$b"
 }
 tdp_ns() { # build dir, mode: host ns per EPT violation / NPF handled
-	# A difference of two runs' first touches, each with the host's own first-touch faults (10 us
-	# or more a page here): negative when those differed by more than the handler costs.
+	# A difference of differences (each mode's first touch less its warm pass, the hard MMU's less
+	# native's): negative where the machine's speed moved between the runs by more than the
+	# handlers cost.
 	local b
 	b=$(fresh "$1" bench_tdp)
 	"${pin[@]}" "$b" -m "$2" -r 3 -s 64 | sed -n 's/.*; \(-\?[0-9]*\) host ns per.*/\1/p'
