@@ -320,9 +320,9 @@ struct shadow_mmu {
 	 *                 compares sums (shadow_changes) taken before and after its unlocked phase
 	 *   aging_credit  [a] (counter_add_unlocked, mmu_pages_available_shared says why) sps
 	 *                 its thread's faults asked for since that thread's last aging sweep
-	 *                 (lru). A sweep is due when
-	 *                 one shard's credit reaches limit / 8: with one thread, as one counter; with
-	 *                 N, as many sweeps in all for as many faults (each shard gets 1/N of them).
+	 *                 (lru). A sweep is due when one shard's credit reaches limit / 8: with
+	 *                 one thread, as one counter; with N, as many sweeps in all for as many
+	 *                 faults (each shard gets 1/N of them).
 	 *                 One counter for all would take a locked add on one shared line from
 	 *                 every fault of every vCPU. */
 	struct {

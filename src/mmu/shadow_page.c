@@ -1273,17 +1273,15 @@ static struct shadow_page *pick_victim(struct shadow_mmu *sm)
 }
 
 /*
- * The aging credit is added by counter_add_unlocked, not a locked add (one less a fault, some
- * 7 ns). Threads that share a shard (more threads than shards) may lose each other's adds, or an
- * add may undo a sweep's reset: a sweep then comes some faults late or early. The credit only
- * paces the sweeps, and one thread's, the deterministic case, is exact.
- */
-/*
  * The aging sweep runs under the shared lock too, holding struct_lock: shared faults touch
  * sm->lru, parent lists and links only under it (leaf installs never), so the sweep's list moves
  * and its compare-and-swaps on links race with nothing (but the hardware's A bits); a sweep that
  * finds struct_lock taken leaves the credit due for a later fault.
  * The order of events is the exclusive path's: credit, sweep if due, evict if over the limit.
+ * The credit is added by counter_add_unlocked, not a locked add (one less a fault, some 7 ns).
+ * Threads that share a shard (more threads than shards) may lose each other's adds, or an add may
+ * undo a sweep's reset: a sweep then comes some faults late or early. The credit only paces the
+ * sweeps, and one thread's, the deterministic case, is exact.
  */
 bool mmu_pages_available_shared(struct shadow_mmu *sm, unsigned need)
 {
@@ -1314,9 +1312,10 @@ void make_mmu_pages_available(struct shadow_mmu *sm, unsigned need, struct zap_b
 		 * crediting there finds it here. */
 		uint64_t *mine = &sm->shard[mmu_stat_shard()].aging_credit;
 
-		if (!credited)
-			counter_add_unlocked(mine, need);
-		if (__atomic_load_n(mine, __ATOMIC_RELAXED) >= limit / 8) {
+		uint64_t credit = credited ? __atomic_load_n(mine, __ATOMIC_RELAXED) :
+					    counter_add_unlocked(mine, need);
+
+		if (credit >= limit / 8) {
 			__atomic_store_n(mine, 0, __ATOMIC_RELAXED);
 			age_sps(sm);
 		}
