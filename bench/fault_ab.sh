@@ -5,11 +5,9 @@
 # OLD and NEW alternating round by round so both see the same machine load. Prints each round's
 # figures (each the best of 3 inside the benchmark), then the median over the rounds and the
 # ratio NEW / OLD (below 1: NEW is faster).
-# Each run is of a fresh copy of the benchmark's binary: on the nested VMs this was measured on,
-# a binary's speed depends on where its pages lie in physical memory (a copy of one build's file,
-# the same bytes, ran its #PF 20% faster than the file itself, for an hour), so a comparison of
-# two files is one of placements unless each round places them anew. CPU=N pins every run to CPU
-# N (taskset): these VMs' CPUs are not alike, and which one is slow changes within minutes.
+# Each run is of a fresh copy of the benchmark's binary (ab_lib.sh's fresh says why). CPU=N pins
+# every run to CPU N (taskset): these VMs' CPUs are not alike, and which one is slow changes within
+# minutes.
 # Usage: [CPU=N] bench/fault_ab.sh OLD_BUILD_DIR NEW_BUILD_DIR [ROUNDS]   (build dirs, bench/ built)
 set -euo pipefail
 old=${1:?usage: fault_ab.sh OLD_BUILD_DIR NEW_BUILD_DIR [ROUNDS]}
@@ -20,12 +18,8 @@ trap 'rm -rf "$tmp"' EXIT
 pin=()
 [ -n "${CPU:-}" ] && pin=(taskset -c "$CPU")
 
-fresh() { # build dir, benchmark: the path of a new copy of it
-	local c
-	c=$(mktemp "$tmp/bin.XXXXXX")
-	install -m 755 "$1/bench/$2" "$c"
-	echo "$c"
-}
+# shellcheck source=bench/ab_lib.sh
+. "$(dirname "$0")/ab_lib.sh"   # fresh, median
 shadow_ns() { # build dir: ns per handled shadow #PF, "WRITE RW" (write a page; read, then write, a page)
 	# The best of 3: the last column, or the one before it where a build prints its first round's
 	# figure beside it (a build that does names its columns "first round").
@@ -46,7 +40,6 @@ tdp_ns() { # build dir, mode: host ns per EPT violation / NPF handled
 	"${pin[@]}" "$b" -m "$2" -r 3 -s 64 | sed -n 's/.*; \(-\?[0-9]*\) host ns per.*/\1/p'
 	rm -f "$b"
 }
-median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 declare -A fig
 for r in $(seq "$rounds"); do

@@ -2,14 +2,13 @@
 # Warm gups natively against the host's own loop, for one build or several side by side: issue
 # 16's ratio (a fifth of the host's rate) as these machines let it be measured. Each round runs
 # the host's loop once (from the first build's benchmark), then each build's native run, every run
-# of a fresh copy of the binary (a binary's speed on these nested VMs depends on where its pages
-# lie in physical memory: fault_ab.sh says more) and pinned to one CPU (CPU=N, default 0: the two
-# CPUs are not alike, and which one is slow changes within minutes). Each figure is the best of
-# RR rounds inside bench_scale (default 7: in one run of rounds, best of 3 of one build ranged
-# 12.8-20.1 M/s, best of 7 19.2-20.0; a whole run now and then falls in one of the machine's slow
-# phases, at 60-75% of its speed, and the host's run and the model's are not always slow
-# together, so a round's ratio moves with either), in M accesses/s; then
-# per build the median over rounds of its figure and of its share of the round's host figure.
+# of a fresh copy of the binary (ab_lib.sh's fresh says why) and pinned to one CPU (CPU=N, default
+# 0: the two CPUs are not alike, and which one is slow changes within minutes). Each figure is the
+# best of RR rounds inside bench_scale (default 7: in one run of rounds, best of 3 of one build
+# ranged 12.8-20.1 M/s, best of 7 19.2-20.0; a whole run now and then falls in one of the
+# machine's slow phases, at 60-75% of its speed, and the host's run and the model's are not always
+# slow together, so a round's ratio moves with either), in M accesses/s; then per build the median
+# over rounds of its figure and of its share of the round's host figure.
 # Usage: [CPU=N] [RR=R] bench/gups_ab.sh BUILD_DIR [BUILD_DIR ...] [-n ROUNDS]   (bench/ built)
 set -euo pipefail
 rounds=5
@@ -29,15 +28,16 @@ trap 'rm -rf "$tmp"' EXIT
 cpu=${CPU:-0}
 rr=${RR:-7}
 
+# shellcheck source=bench/ab_lib.sh
+. "$(dirname "$0")/ab_lib.sh"   # fresh, median
+
 rate() { # build dir, mode (host or native): the best of $rr rounds, M accesses/s
 	local c
-	c=$(mktemp "$tmp/bin.XXXXXX")
-	install -m 755 "$1/bench/bench_scale" "$c"
+	c=$(fresh "$1" bench_scale)
 	taskset -c "$cpu" "$c" -s 64 -u 10 -t 1 -p gups -m "$2" -R "$rr" |
 		awk -F'|' -v m=" $2 " '$3 == m {print $6 + 0; exit}'
 	rm -f "$c"
 }
-median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 declare -A fig share
 for r in $(seq "$rounds"); do
