@@ -126,7 +126,7 @@ int probe_measure_vmmu(const struct probe *pr, enum vmmu_mmu mmu, bool pvm,
 
 /* What a KVM host ran the probes with: the goldens' header. */
 struct probe_host {
-	char kernel[64];   /* uname -r */
+	char kernel[65];   /* uname -r (struct utsname's release: 65 bytes) */
 	char module[32];   /* kvm_intel, kvm_amd or kvm_pvm */
 	char tdp_mmu[8];   /* kvm.tdp_mmu */
 	char mmu[16];      /* what KVM's MMU does here: shadow, ept or npt */

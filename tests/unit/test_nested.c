@@ -162,7 +162,7 @@ static struct nested_result nwalk(gva_t gva, unsigned access, struct nested_tlb 
 /* The nested entry at @level mapping @gpa. */
 static uint64_t nent(gpa_t gpa, int level)
 {
-	hpa_t h;
+	hpa_t h = 0;
 	uint64_t e;
 	assert_int_equal(tdp_entry_hpa(&fx.tdp, gpa, level, &h), 0);
 	assert_int_equal(hostmem_load(fx.a, h, 8, &e), 0);
@@ -171,7 +171,7 @@ static uint64_t nent(gpa_t gpa, int level)
 
 static void nent_set(gpa_t gpa, int level, uint64_t e)
 {
-	hpa_t h;
+	hpa_t h = 0;
 	assert_int_equal(tdp_entry_hpa(&fx.tdp, gpa, level, &h), 0);
 	assert_int_equal(hostmem_store(fx.a, h, 8, e), 0);
 }
