@@ -7,8 +7,9 @@
  * at the entry's size with the size code above it (tlb_key), so one 64-bit compare checks page,
  * size and validity together; and the struct tlb_entry_info a hit returns, stored ready to hand
  * out (its pcid and global fields are the rest of the tag; its host field is the owner's, tlb.h).
- * The set index is the low bits of the key: no division, no dispatch. LRU stamps live in a
- * parallel array, so a hit writes one word beside the set.
+ * The set index is the low bits of the key: no division, no dispatch. The first level's LRU
+ * stamps live in a parallel array, so a hit writes one word beside the set; the second level keeps
+ * each set's recency in order instead ("LRU order" below).
  *
  * Invariants (tlb_check):
  *  - a valid entry sits in the set its key selects, in an array that holds its size, and its
@@ -16,7 +17,8 @@
  *  - in each set, no two valid entries could answer the same lookup: for one key, at most one
  *    entry per PCID and, if a global entry is present, no other entry (arr_insert drops the ones
  *    a new entry overlaps, which is always allowed since a TLB may forget anything);
- *  - a free slot has stamp 0; the stamps of a set's valid entries are distinct, in 1..clock;
+ *  - in an array with stamps, a free slot has stamp 0 and the stamps of a set's valid entries
+ *    are distinct, in 1..clock; in one with an order, as "LRU order" says;
  *  - an array's nvalid counts its valid entries, and nsize[s] those of size code s;
  *  - second-level entries have no host pointer (tlb_fill stores none; the owner reaches only
  *    first-level entries), so tlb_drop_host scans the first level only;
@@ -98,12 +100,72 @@ static inline bool ent_valid(const struct tlb_ent *e)
 	return e->key != TLB_KEY_INVALID;
 }
 
+/* ---- LRU order ---- */
+
+/*
+ * The second-level arrays keep each set's recency as an order (struct tlb_lru) instead of stamps:
+ * an insertion there follows every miss, and finding the smallest of a dozen stamps was a hundred
+ * instructions of a random access's fifteen hundred, where the order gives the victim at once.
+ * The first level keeps stamps: its hits are the hit path, where a stamp is one store and an
+ * order's update a dozen instructions. Both choose the same victim:
+ *  - a free way if there is one, the lowest (stamps: the first 0);
+ *  - else the least recently used valid way (stamps: the smallest); the order holds every way,
+ *    free ones too, by its last use (insertion or hit), and with none free, the last is it.
+ * A nibble a way: the order is kept only for arrays of at most 16 ways (LRU_ORDER_MAX_WAYS);
+ * an array with more has stamps, wherever it is.
+ * Invariants (tlb_check): the low @ways nibbles of order are a permutation of 0..ways-1 and the
+ * rest are zero; free has a bit for each free way and no other.
+ */
+#define LRU_ORDER_MAX_WAYS 16
+#define NIBBLES_ONE 0x1111111111111111ULL
+
+static inline struct tlb_lru *set_lru(const struct tlb_array *a, uint64_t key)
+{
+	return &a->lru[key & a->set_mask];
+}
+
+/* Way @w becomes the most recently used: out of its place, in at the front. */
+static inline void lru_touch(struct tlb_lru *l, unsigned w)
+{
+	uint64_t o = l->order, x = o ^ (NIBBLES_ONE * w);
+	/* The lowest zero nibble of x is w's place, exactly: the subtraction's borrows run only up
+	 * from a zero nibble, and below the first one every nibble is 1..15. */
+	uint64_t z = (x - NIBBLES_ONE) & ~x & (NIBBLES_ONE << 3);
+	unsigned sh = (unsigned)__builtin_ctzll(z) - 3;
+	uint64_t below = o & ((1ULL << sh) - 1), above = o & ~(((1ULL << sh) << 4) - 1);
+	l->order = above | (below << 4) | w;
+}
+
+/* The way an insertion takes (the lowest free one, else the least recently used), made the most
+ * recently used and not free. */
+static inline unsigned lru_take(struct tlb_lru *l, uint32_t ways)
+{
+	unsigned tail = 4 * (ways - 1);
+
+	if (__builtin_expect(!l->free, 1)) {   /* a full set's: its last way moves to the front */
+		unsigned w = (unsigned)(l->order >> tail) & 15;
+		l->order = ((l->order & ((1ULL << tail) - 1)) << 4) | w;
+		return w;
+	}
+	unsigned w = (unsigned)__builtin_ctz(l->free);
+	l->free &= ~(1u << w);
+	lru_touch(l, w);
+	return w;
+}
+
 /* Empty the valid slot @i of @a. */
 static inline void slot_clear(struct tlb_array *a, size_t i)
 {
-	a->nsize[a->ent[i].key >> TLB_SIZE_SHIFT]--;
+	uint64_t key = a->ent[i].key;
+
+	a->nsize[key >> TLB_SIZE_SHIFT]--;
 	a->ent[i].key = TLB_KEY_INVALID;
-	a->stamp[i] = 0;
+	if (a->stamp) {
+		a->stamp[i] = 0;
+	} else {
+		size_t set = key & a->set_mask;   /* a valid entry is in its key's set */
+		a->lru[set].free |= 1u << (i - set * a->ways);
+	}
 	a->nvalid--;
 }
 
@@ -123,7 +185,7 @@ __attribute__((cold, noinline)) static uint32_t tlb_renumber(struct tlb *t)
 {
 	for (unsigned i = 0; i < TLB_ARR_N; i++) {
 		struct tlb_array *a = &t->arr[i];
-		for (uint32_t s = 0; s <= a->set_mask; s++) {
+		for (uint32_t s = 0; a->stamp && s <= a->set_mask; s++) {
 			const struct tlb_ent *set = a->ent + (size_t)s * a->ways;
 			uint32_t *st = a->stamp + (size_t)s * a->ways;
 			uint32_t rank[TLB_MAX_WAYS];
@@ -183,17 +245,19 @@ static inline bool known_absent(const struct tlb *t, gva_t va, uint16_t pcid)
 
 /*
  * Put an entry in @a: drop every entry of the key it overlaps (the old translation of the same
- * page and tag, or one the new entry would shadow), and take the way with the smallest stamp: a
- * free way (stamp 0) if there is one, else the least recently used. Returns the slot used.
- * @frame: info_set's.
+ * page and tag, or one the new entry would shadow), and take a free way if there is one (the
+ * lowest), else the least recently used ("LRU order" above). Returns the slot used.
+ * @frame: info_set's. @stamped: a->stamp is set (a constant where known: every first-level array
+ * has stamps).
  * @fresh: the caller knows no entry of @a overlaps (a non-global entry of a page and tag that no
  * lookup would find), so the set's keys need no pass: the usual fill, after a miss of its page
  * and tag at every level, which a random access makes at both levels (the pass was about a third
  * of an insertion into the STLB).
  */
 VMMU_HOT
-static inline size_t arr_insert(struct tlb *t, struct tlb_array *a, uint64_t key,
-				const struct tlb_entry_info *info, uint64_t frame, bool fresh)
+static inline size_t
+arr_insert(struct tlb *t, struct tlb_array *a, uint64_t key, const struct tlb_entry_info *info,
+	   uint64_t frame, bool fresh, bool stamped)
 {
 	size_t base = set_base(a, key);
 
@@ -204,11 +268,16 @@ static inline size_t arr_insert(struct tlb *t, struct tlb_array *a, uint64_t key
 				slot_clear(a, i);
 	}
 	size_t victim = base;
-	uint32_t oldest = UINT32_MAX;
-	for (size_t i = base; i < base + a->ways; i++) {
-		uint32_t st = a->stamp[i];
-		victim = st < oldest ? i : victim;
-		oldest = st < oldest ? st : oldest;
+	if (stamped) {
+		uint32_t oldest = UINT32_MAX;   /* a free way's stamp, 0, is below every valid one */
+		for (size_t i = base; i < base + a->ways; i++) {
+			uint32_t st = a->stamp[i];
+			victim = st < oldest ? i : victim;
+			oldest = st < oldest ? st : oldest;
+		}
+		a->stamp[victim] = tlb_tick(t);
+	} else {
+		victim = base + lru_take(set_lru(a, key), a->ways);
 	}
 	if (a->ent[victim].key == TLB_KEY_INVALID)
 		a->nvalid++;
@@ -217,7 +286,6 @@ static inline size_t arr_insert(struct tlb *t, struct tlb_array *a, uint64_t key
 	a->nsize[key >> TLB_SIZE_SHIFT]++;
 	a->ent[victim].key = key;
 	info_set(&a->ent[victim].info, info, frame);
-	a->stamp[victim] = tlb_tick(t);
 	if (a == &t->arr[TLB_ARR_L1_4K])
 		*tlb_hint(t, key, info->pcid) = (uint32_t)victim;   /* the page's next use tries it first */
 	return victim;
@@ -267,7 +335,8 @@ int tlb_create(const struct vmmu_tlb_geometry *g, struct tlb **out)
 	struct vmmu_tlb_geometry def, zero = { 0 };
 	struct vmmu_tlb_array geo[TLB_ARR_N];
 	struct tlb *t;
-	size_t n = 0;
+	bool ordered[TLB_ARR_N];
+	size_t n = 0, nstamps = 0, nsets = 0;
 	int r;
 
 	tlb_default_geometry(&def);
@@ -280,6 +349,11 @@ int tlb_create(const struct vmmu_tlb_geometry *g, struct tlb **out)
 		if (r)
 			return r;
 		n += (size_t)geo[i].sets * geo[i].ways;
+		ordered[i] = (i == TLB_ARR_L2 || i == TLB_ARR_L2_1G) && geo[i].ways <= LRU_ORDER_MAX_WAYS;
+		if (ordered[i])
+			nsets += geo[i].sets;
+		else
+			nstamps += (size_t)geo[i].sets * geo[i].ways;
 	}
 
 	t = host_zalloc_lines(sizeof(*t));
@@ -287,21 +361,34 @@ int tlb_create(const struct vmmu_tlb_geometry *g, struct tlb **out)
 		return -ENOMEM;
 	/* A whole number of cache lines, line-aligned: small sets then share few lines. */
 	t->mem = host_zalloc_lines(n * sizeof(struct tlb_ent));
-	t->stamps = host_zalloc_lines(n * sizeof(*t->stamps));
-	if (!t->mem || !t->stamps) {
+	t->stamps = host_zalloc_lines(nstamps * sizeof(*t->stamps));
+	t->lrus = host_zalloc_lines((nsets ? nsets : 1) * sizeof(*t->lrus));   /* NULL for 0 bytes */
+	if (!t->mem || !t->stamps || !t->lrus) {
 		tlb_destroy(t);
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++)
 		t->mem[i].key = TLB_KEY_INVALID;
 	t->absent_key = TLB_KEY_INVALID;
-	n = 0;
+	n = nstamps = nsets = 0;
 	for (unsigned i = 0; i < TLB_ARR_N; i++) {
-		t->arr[i].ent = t->mem + n;
-		t->arr[i].stamp = t->stamps + n;
-		t->arr[i].set_mask = geo[i].sets - 1;
-		t->arr[i].ways = geo[i].ways;
+		struct tlb_array *a = &t->arr[i];
+		a->ent = t->mem + n;
+		a->set_mask = geo[i].sets - 1;
+		a->ways = geo[i].ways;
 		n += (size_t)geo[i].sets * geo[i].ways;
+		if (!ordered[i]) {
+			a->stamp = t->stamps + nstamps;
+			nstamps += (size_t)geo[i].sets * geo[i].ways;
+			continue;
+		}
+		a->lru = t->lrus + nsets;
+		nsets += geo[i].sets;
+		uint64_t order = 0;   /* any permutation will do while every way is free */
+		for (unsigned w = 0; w < a->ways; w++)
+			order |= (uint64_t)w << (4 * w);
+		for (uint32_t s = 0; s <= a->set_mask; s++)
+			a->lru[s] = (struct tlb_lru){ .order = order, .free = (1u << a->ways) - 1 };
 	}
 	*out = t;
 	return 0;
@@ -313,6 +400,7 @@ void tlb_destroy(struct tlb *t)
 		return;
 	free(t->mem);
 	free(t->stamps);
+	free(t->lrus);
 	free(t);
 }
 
@@ -348,15 +436,19 @@ struct tlb_entry_info *tlb_lookup_l2(struct tlb *t, gva_t va, uint16_t pcid, enu
 		struct tlb_array *a = l2_of(t, size);
 		if (!a->nsize[size])
 			continue;
-		size_t i = tlb_arr_find(a, tlb_key(va, size), pcid);
+		uint64_t key = tlb_key(va, size);
+		size_t i = tlb_arr_find(a, key, pcid);
 		if (i != TLB_NO_SLOT) {
-			a->stamp[i] = tlb_tick(t);
+			if (a->stamp)
+				a->stamp[i] = tlb_tick(t);
+			else
+				lru_touch(set_lru(a, key), (unsigned)(i - set_base(a, key)));
 			t->stats.hits_l2++;
 			struct tlb_array *l1 = &t->arr[TLB_ARR_L1_4K + size];
 			/* The first level missed (tlb_lookup_finish): a non-global hit, tagged @pcid,
 			 * has no copy there. */
 			size_t j = arr_insert(t, l1, a->ent[i].key, &a->ent[i].info, a->ent[i].info.frame,
-					      !a->ent[i].info.global);
+					      !a->ent[i].info.global, true);
 			*level = TLB_HIT_L2;
 			return &l1->ent[j].info;
 		}
@@ -406,8 +498,9 @@ struct tlb_entry_info *tlb_fill(struct tlb *t, gva_t va, const struct tlb_entry_
 	bool fresh = !e->global && known_absent(t, va, e->pcid);
 
 	struct tlb_array *l1 = &t->arr[TLB_ARR_L1_4K + size];
-	size_t j = arr_insert(t, l1, key, e, frame, fresh);
-	arr_insert(t, l2_of(t, size), key, e, frame, fresh);
+	size_t j = arr_insert(t, l1, key, e, frame, fresh, true);
+	struct tlb_array *l2 = l2_of(t, size);
+	arr_insert(t, l2, key, e, frame, fresh, l2->stamp != NULL);
 	t->stats.fills++;
 	return &l1->ent[j].info;
 }
@@ -512,6 +605,22 @@ static bool array_holds(unsigned arr, unsigned size)
 	}
 }
 
+/* A set's record against its entries ("LRU order"'s invariants): 0 or -EUCLEAN. */
+static int lru_check(const struct tlb_array *a, const struct tlb_lru *l, const struct tlb_ent *set)
+{
+	uint32_t seen = 0, free = 0, ways = a->ways;
+
+	for (uint32_t p = 0; p < ways; p++)
+		seen |= 1u << ((l->order >> (4 * p)) & 15);
+	for (uint32_t w = 0; w < ways; w++)
+		if (!ent_valid(&set[w]))
+			free |= 1u << w;
+	uint32_t all = (uint32_t)((1ULL << ways) - 1);
+	if (seen != all || (ways < 16 && l->order >> (4 * ways)) || l->free != free)
+		return -EUCLEAN;
+	return 0;
+}
+
 int tlb_check(const struct tlb *t)
 {
 	const struct tlb_array *l1 = &t->arr[TLB_ARR_L1_4K];
@@ -523,11 +632,13 @@ int tlb_check(const struct tlb *t)
 		uint32_t valid = 0, nsize[TLB_NSIZES] = { 0 };
 		for (uint32_t s = 0; s <= a->set_mask; s++) {
 			const struct tlb_ent *set = a->ent + (size_t)s * a->ways;
-			const uint32_t *st = a->stamp + (size_t)s * a->ways;
+			const uint32_t *st = a->stamp ? a->stamp + (size_t)s * a->ways : NULL;
+			if (!st && lru_check(a, &a->lru[s], set))
+				return -EUCLEAN;
 			for (uint32_t w = 0; w < a->ways; w++) {
 				const struct tlb_ent *e = &set[w];
 				if (!ent_valid(e)) {
-					if (st[w] != 0)
+					if (st && st[w] != 0)
 						return -EUCLEAN;
 					continue;
 				}
@@ -539,7 +650,7 @@ int tlb_check(const struct tlb *t)
 				    e->info.page_shift != size_shift(size) ||
 				    (e->info.frame & ((1ULL << size_shift(size)) - 1)))
 					return -EUCLEAN;
-				if (st[w] == 0 || st[w] > t->clock)
+				if (st && (st[w] == 0 || st[w] > t->clock))
 					return -EUCLEAN;
 				if ((i == TLB_ARR_L2 || i == TLB_ARR_L2_1G) && (e->info.host || e->info.host_writable))
 					return -EUCLEAN;
@@ -547,7 +658,7 @@ int tlb_check(const struct tlb *t)
 					const struct tlb_ent *f = &set[v];
 					if (!ent_valid(f))
 						continue;
-					if (st[v] == st[w])
+					if (st && st[v] == st[w])
 						return -EUCLEAN;
 					if (f->key == e->key && tags_overlap(f, e->info.pcid, e->info.global))
 						return -EUCLEAN;

@@ -70,9 +70,19 @@ struct tlb_ent {
 };
 _Static_assert(sizeof(struct tlb_ent) == 32, "tlb_ent is meant to stay compact: two a cache line");
 
+/* A set's recency where it is kept in order (tlb.c, "LRU order"): the ways from most to least
+ * recently used, a nibble each from the low end, and the free ways. */
+struct tlb_lru {
+	uint64_t order;
+	uint32_t free;
+	uint32_t pad;      /* 16 bytes: four sets a cache line */
+};
+
 struct tlb_array {
 	struct tlb_ent *ent;  /* sets * ways entries, set-major */
+	/* Recency, one of the two (tlb.c, "LRU order"): */
 	uint32_t *stamp;      /* per entry: LRU clock at last use, 0 when free; the smallest is the victim */
+	struct tlb_lru *lru;  /* per set, where stamp is NULL */
 	uint32_t set_mask;    /* sets - 1 */
 	uint32_t ways;
 	uint32_t nvalid;      /* valid entries: lookups skip an empty array (no 2M/1G pages in use) */
@@ -101,7 +111,8 @@ struct tlb {
 	uint16_t absent_pcid;
 	struct tlb_stats stats;
 	struct tlb_ent *mem;              /* every array's entries, one block */
-	uint32_t *stamps;                 /* every array's stamps, same order */
+	uint32_t *stamps;                 /* the stamps of the arrays that have them, same order */
+	struct tlb_lru *lrus;             /* the orders of the others, by set */
 };
 
 /* Geometry: zeros take the defaults (tlb_default_geometry). -EINVAL for a zero/odd set count or

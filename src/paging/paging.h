@@ -152,6 +152,16 @@ enum walk_status paging_walk_from(const struct paging_ctx *ctx, const struct gue
 				  void *opaque, gva_t addr, unsigned access,
 				  const struct walk_start *start, struct walk_result *r);
 
+/* Whether @addr is canonical in 4- or 5-level paging (@mode): its bits above the linear width
+ * (48 or 57) copy the highest one. paging_walk_from() raises #GP for one that is not. */
+static inline bool paging_canonical(gva_t addr, enum paging_mode mode)
+{
+	int vbits = mode == PAGING_5LVL ? 57 : 48;
+	int64_t s = (int64_t)(addr << (64 - vbits)) >> (64 - vbits);
+
+	return (uint64_t)s == addr;
+}
+
 /* The per-format walkers paging_walk_from() dispatches to (walk_tmpl.h). */
 enum walk_status walk32_addr(const struct paging_ctx *ctx, const struct guest_mem_ops *ops,
 			     void *opaque, gva_t addr, unsigned access,

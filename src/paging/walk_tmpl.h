@@ -1,8 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The guest page walker, written once and compiled per entry format (PTTYPE 64: PAE, 4- and
- * 5-level; PTTYPE 32: 32-bit paging), as KVM's paging_tmpl.h. Included only by walker.c.
- * Semantics and invariants: see paging.h. The walk, for each level from the root down:
+ * 5-level; PTTYPE 32: 32-bit paging), as KVM's paging_tmpl.h. walker.c compiles the instances
+ * every caller shares (walk32_addr, walk64_addr). A caller whose reads are always the same
+ * function may compile an instance of its own that calls it directly, so that the compiler can
+ * inline it (cpu.c's native walk, most of a TLB miss): it defines WALK_INSTANCE (the prefix of
+ * the names, its functions then static) and WALK_READ(ops, opaque, gpa, buf, len), used in
+ * place of ops->read. Semantics and invariants: see paging.h. The walk, for each level from the
+ * root down:
  *
  *   1. read the entry at table + index * sizeof(entry)           (not in memory -> #PF, P=0)
  *   2. not present                                               -> #PF, P=0
@@ -18,16 +23,29 @@
 
 #if PTTYPE == 64
 #define pt_element_t uint64_t
-#define FNAME(name) walk64_##name
+#define WALK_FORMAT_NAME(name) walk64_##name
 #define PT_LEVEL_BITS 9
 #define PT_ENTRY_ADDR_MASK (rsvd_bits(12, 51))
 #elif PTTYPE == 32
 #define pt_element_t uint32_t
-#define FNAME(name) walk32_##name
+#define WALK_FORMAT_NAME(name) walk32_##name
 #define PT_LEVEL_BITS 10
 #define PT_ENTRY_ADDR_MASK (rsvd_bits(12, 31))
 #else
 #error "PTTYPE must be 32 or 64"
+#endif
+
+#ifdef WALK_INSTANCE
+#define WALK_CAT2(a, b) a##b
+#define WALK_CAT(a, b) WALK_CAT2(a, b)
+#define FNAME(name) WALK_CAT(WALK_INSTANCE, WALK_FORMAT_NAME(name))
+#define WALK_LINKAGE static
+#else
+#define FNAME(name) WALK_FORMAT_NAME(name)
+#define WALK_LINKAGE
+#endif
+#ifndef WALK_READ
+#define WALK_READ(ops, opaque, gpa, buf, len) (ops)->read(opaque, gpa, buf, len)
 #endif
 
 /* A lost compare-and-swap means another writer changed the table; this bounds how often a
@@ -112,7 +130,7 @@ static unsigned FNAME(gpte_access)(const struct paging_ctx *ctx, uint64_t pte)
 }
 
 VMMU_HOT
-enum walk_status FNAME(addr)(const struct paging_ctx *ctx, const struct guest_mem_ops *ops,
+WALK_LINKAGE enum walk_status FNAME(addr)(const struct paging_ctx *ctx, const struct guest_mem_ops *ops,
 			     void *opaque, gva_t addr, unsigned access,
 			     const struct walk_start *start, struct walk_result *r)
 {
@@ -188,14 +206,14 @@ retry:
 					pte = ctx->pdptrs[i];
 					err = 0;
 				} else {
-					err = ops->read(opaque, pte_gpa, &pte, sizeof(pte));
+					err = WALK_READ(ops, opaque, pte_gpa, &pte, sizeof(pte));
 					r->refs++;
 				}
 			} else
 #endif
 			{
 				pte_gpa = table + FNAME(index)(addr, level) * sizeof(pt_element_t);
-				err = ops->read(opaque, pte_gpa, &pte, sizeof(pte));
+				err = WALK_READ(ops, opaque, pte_gpa, &pte, sizeof(pte));
 				r->refs++;
 			}
 			if (err == -ENOENT || err == -EACCES) {
@@ -304,6 +322,13 @@ abort:
 }
 
 #undef pt_element_t
+#undef WALK_FORMAT_NAME
 #undef FNAME
+#undef WALK_LINKAGE
+#undef WALK_READ
+#ifdef WALK_INSTANCE
+#undef WALK_CAT2
+#undef WALK_CAT
+#endif
 #undef PT_LEVEL_BITS
 #undef PT_ENTRY_ADDR_MASK

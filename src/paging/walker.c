@@ -70,12 +70,6 @@ uint32_t paging_permission_fault(const struct paging_ctx *ctx, unsigned acc, uns
 #include "paging/walk_tmpl.h"
 #undef PTTYPE
 
-static bool is_canonical(gva_t addr, int vbits)
-{
-	int64_t s = (int64_t)(addr << (64 - vbits)) >> (64 - vbits);
-	return (uint64_t)s == addr;
-}
-
 VMMU_HOT
 enum walk_status paging_walk(const struct paging_ctx *ctx, const struct guest_mem_ops *ops,
 			     void *opaque, gva_t addr, unsigned access, struct walk_result *r)
@@ -106,7 +100,7 @@ enum walk_status paging_walk_from(const struct paging_ctx *ctx, const struct gue
 		return walk64_addr(ctx, ops, opaque, addr & 0xffffffffULL, access, NULL, r);
 	case PAGING_4LVL:
 	case PAGING_5LVL:
-		if (!is_canonical(addr, paging_mode_of(ctx) == PAGING_5LVL ? 57 : 48)) {
+		if (!paging_canonical(addr, paging_mode_of(ctx))) {
 			r->addr = addr;
 			r->status = WALK_GP;
 			r->refs = 0;

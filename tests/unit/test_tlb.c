@@ -814,7 +814,8 @@ static void test_random_vs_reference(void **state)
 /*
  * A plain model of the first-level 4K array and the STLB for one PCID: each set's ways scanned
  * one by one, the victim the first way with the smallest stamp (a free way's is 0), one clock for
- * both arrays, ticked at every insertion and hit as the TLB ticks its own.
+ * both arrays, ticked at every insertion and hit. (The TLB keeps the STLB's recency as an order
+ * where it has at most 16 ways, and stamps where it has more: both must choose as this does.)
  */
 struct lru_ref {
 	unsigned sets[2], ways[2];
@@ -845,6 +846,17 @@ static void lru_ref_insert(struct lru_ref *r, unsigned a, uint64_t vpn)
 			victim = base + w;
 	r->vpn[a][victim] = vpn;
 	r->stamp[a][victim] = ++r->clock;
+}
+
+/* INVLPG of @vpn (@vpn ~0: every page): its ways are free again, the lowest to be taken first. */
+static void lru_ref_drop(struct lru_ref *r, uint64_t vpn)
+{
+	for (unsigned a = 0; a < 2; a++)
+		for (size_t i = 0; i < (size_t)r->sets[a] * r->ways[a]; i++)
+			if (vpn == ~0ULL || r->vpn[a][i] == vpn) {
+				r->vpn[a][i] = ~0ULL;
+				r->stamp[a][i] = 0;
+			}
 }
 
 static enum tlb_hit lru_ref_lookup(struct lru_ref *r, uint64_t vpn)
@@ -880,8 +892,20 @@ static void lru_run(const struct vmmu_tlb_geometry *g, uint64_t seed, unsigned s
 	/* Stamps from below 2^31 to above it: an unsigned order, which a signed compare gets wrong. */
 	tlb_test_set_clock(t, (1u << 31) - steps);
 	for (unsigned step = 0; step < steps; step++) {
-		uint64_t vpn = rng(&s) % pages;
+		uint64_t vpn = rng(&s) % pages, op = rng(&s) % 4000;
 		struct tlb_entry_info o;
+
+		/* Now and then a page or everything dropped: free ways amid used ones. */
+		if (op < 200) {
+			tlb_invlpg(t, vpn << 12, 0);
+			lru_ref_drop(&r, vpn);
+			continue;
+		}
+		if (op == 200) {
+			tlb_flush_all(t, true);
+			lru_ref_drop(&r, ~0ULL);
+			continue;
+		}
 		enum tlb_hit want = lru_ref_lookup(&r, vpn), got = tlb_lookup(t, vpn << 12, 0, &o);
 		if (got != want)
 			fail_msg("step %u, vpn %#llx: the TLB says %d, the reference %d (ways %u/%u)", step,
