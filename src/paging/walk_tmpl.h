@@ -130,9 +130,10 @@ static unsigned FNAME(gpte_access)(const struct paging_ctx *ctx, uint64_t pte)
 }
 
 VMMU_HOT
-WALK_LINKAGE enum walk_status FNAME(addr)(const struct paging_ctx *ctx, const struct guest_mem_ops *ops,
-			     void *opaque, gva_t addr, unsigned access,
-			     const struct walk_start *start, struct walk_result *r)
+WALK_LINKAGE enum walk_status FNAME(addr)(const struct paging_ctx *ctx,
+					  const struct guest_mem_ops *ops, void *opaque, gva_t addr,
+					  unsigned access, const struct walk_start *start,
+					  struct walk_result *r)
 {
 	const enum paging_mode mode = paging_mode_of(ctx);
 	const bool write = access & PFERR_WRITE;
