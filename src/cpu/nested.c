@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The 2-D walk (see nested.h). The guest walker runs unchanged over nested_mem_ops, whose read
- * translates the entry's gpa with tdp_walk() (or a nested TLB hit) and then reads the hpa, and
- * whose cmpxchg reuses that translation. A nested fault cannot be expressed in the ops' 0 /
- * -ENOENT / -EACCES / -EAGAIN vocabulary, so the ops stash it and return NESTED_EXIT, which aborts
- * the guest walk; nested_walk() then turns the stash into the exit.
+ * The 2-D walk (see nested.h). The guest walker runs over nested_mem_ops (its own instance,
+ * nested_walk64_addr, for 4- and 5-level guests), whose read translates the entry's gpa with
+ * tdp_walk() (or a nested TLB or walk cache hit) and then reads the hpa, and whose cmpxchg reuses
+ * that translation. A nested fault cannot be expressed in the ops' 0 / -ENOENT / -EACCES / -EAGAIN
+ * vocabulary, so the ops stash it and return NESTED_EXIT, which aborts the guest walk;
+ * nested_walk() then turns the stash into the exit.
  *
- * Invariants: every memory access goes through cpu/hostmem (only allocated arena frames); the
- * memo holds translations of entries this walk read since its last restart; the walk cache
- * (nested.h) holds only translations a walk would now give unchanged, writing nothing. No
- * locking: per vCPU; the tables generation is read once a walk, with acquire.
+ * Invariants: every memory access goes through cpu/hostmem (only allocated arena frames), but a
+ * walk cache hit's load, from the host page hostmem found allocated when the entry was filled
+ * (nested.h: it stays allocated while the entry's generation is current); the memo holds
+ * translations of entries this walk read since its last restart; the walk cache (nested.h) holds
+ * only translations a walk would now give unchanged, writing nothing. No locking: per vCPU; the
+ * tables generation is read once a walk, with acquire.
  */
 #include <errno.h>
 #include <string.h>
@@ -59,28 +62,33 @@ static struct nested_tlb_entry *ntlb_slot(struct nested_tlb *t, gfn_t gfn)
 	return &t->e[gfn & (NESTED_TLB_ENTRIES - 1)];
 }
 
+/* Whether entry @e serves @access. A refused access walks: the walk gives the precise fault, as
+ * the hardware re-walks; so does a write through a clean leaf (the walk sets its D). */
+static inline bool ntlb_allows(const struct nested_tlb_entry *e, unsigned access)
+{
+	return (e->rights & tdp_needed(access)) && (!(access & PFERR_WRITE) || e->dirty);
+}
+
 static bool ntlb_lookup(const struct nested_state *st, gpa_t gpa, unsigned access,
 			struct tdp_result *tr)
 {
 	const gfn_t gfn = gpa >> VMMU_PAGE_SHIFT;
 	struct nested_tlb_entry *e;
-	struct tdp_result refused;
 
 	if (!st->ntlb)
 		return false;
 	e = ntlb_slot(st->ntlb, gfn);
-	/* A refused access walks: the walk gives the precise fault, as the hardware re-walks. */
-	if (!e->valid || e->gfn != gfn || !tdp_check_access(st->tdp, e->rights, access, &refused) ||
-	    ((access & PFERR_WRITE) && !e->dirty)) {
+	if (!e->valid || e->gfn != gfn || !ntlb_allows(e, access)) {
 		st->ntlb->misses++;
 		return false;
 	}
 	st->ntlb->hits++;
-	memset(tr, 0, sizeof(*tr));
-	tr->status = TDP_OK;
-	tr->hpa = e->hpa | (gpa & (VMMU_PAGE_SIZE - 1));
-	tr->page_shift = e->page_shift;
-	tr->rights = e->rights;
+	*tr = (struct tdp_result){
+		.status = TDP_OK,
+		.hpa = e->hpa | (gpa & (VMMU_PAGE_SIZE - 1)),
+		.page_shift = e->page_shift,
+		.rights = e->rights,
+	};
 	return true;
 }
 
@@ -117,6 +125,17 @@ static struct nested_wcache_entry *wc_slot(struct nested_wcache *w, gfn_t gfn)
 	return &w->e[gfn & (NESTED_WCACHE_ENTRIES - 1)];
 }
 
+static int wc_level(const struct nested_wcache_entry *e)
+{
+	return (int)((e->info >> WC_INFO_LEVEL_SHIFT) & 7);
+}
+
+/* The nested entries the walk that @e stands for read: its levels down to its leaf. */
+static unsigned wc_refs(const struct nested_state *st, const struct nested_wcache_entry *e)
+{
+	return (unsigned)(st->tdp->levels - wc_level(e) + 1);
+}
+
 /* Whether nested walk @tr for @access (just made, TDP_OK) may be kept: see nested.h. */
 static bool wc_keeps(const struct nested_state *st, unsigned access, const struct tdp_result *tr)
 {
@@ -140,6 +159,7 @@ static void wc_fill(struct nested_state *st, gpa_t gpa, unsigned access, const s
 	e->info = (tr->hpa & ~(hpa_t)(VMMU_PAGE_SIZE - 1)) |
 		  ((uint64_t)tr->level << WC_INFO_LEVEL_SHIFT) | (tr->rights & WC_INFO_RIGHTS);
 	e->entry = tr->entry;
+	e->host = host_hpa_ptr(st->tdp->arena, tr->hpa & ~(hpa_t)(VMMU_PAGE_SIZE - 1));
 }
 
 /* The walk's result for a guest table access from the walk cache, if it holds @gpa and its rights
@@ -149,11 +169,9 @@ static bool wc_lookup(struct nested_state *st, gpa_t gpa, unsigned access, struc
 	struct nested_wcache *w = st->wc;
 	const struct nested_wcache_entry *e = wc_slot(w, gpa >> VMMU_PAGE_SHIFT);
 	const unsigned rights = (unsigned)(e->info & WC_INFO_RIGHTS);
-	const int level = (int)((e->info >> WC_INFO_LEVEL_SHIFT) & 7);
-	struct tdp_result refused;
+	const int level = wc_level(e);
 
-	if (e->gen != st->gen || e->gfn != gpa >> VMMU_PAGE_SHIFT ||
-	    !tdp_check_access(st->tdp, rights, access, &refused)) {
+	if (e->gen != st->gen || e->gfn != gpa >> VMMU_PAGE_SHIFT || !(rights & tdp_needed(access))) {
 		w->misses++;
 		return false;
 	}
@@ -165,7 +183,7 @@ static bool wc_lookup(struct nested_state *st, gpa_t gpa, unsigned access, struc
 		.rights = rights,
 		.level = level,
 		.entry = e->entry,
-		.refs = (unsigned)(st->tdp->levels - level + 1),
+		.refs = wc_refs(st, e),
 	};
 	if (w->verify) {
 		struct tdp_result probe, real;
@@ -226,13 +244,24 @@ static int stash_exit(struct nested_state *st, gpa_t gpa, const struct tdp_resul
 	return NESTED_EXIT;
 }
 
-static void memo_push(struct nested_state *st, gpa_t gpa, const struct tdp_result *tr)
+static void memo_push(struct nested_state *st, gpa_t gpa, hpa_t hpa, unsigned rights)
 {
 	struct nested_memo *m = &st->memo[st->nmemo++ % NESTED_MEMO];
 
 	m->gfn = gpa >> VMMU_PAGE_SHIFT;
-	m->hpa = tr->hpa & ~(VMMU_PAGE_SIZE - 1);
-	m->rights = tr->rights;
+	m->hpa = hpa & ~(VMMU_PAGE_SIZE - 1);
+	m->rights = rights;
+}
+
+static void store_word(void *buf, unsigned len, uint64_t v)
+{
+	if (len == 8) {
+		memcpy(buf, &v, 8);
+	} else {
+		uint32_t v32 = (uint32_t)v;
+
+		memcpy(buf, &v32, 4);
+	}
 }
 
 static const struct nested_memo *memo_find(const struct nested_state *st, gpa_t gpa)
@@ -248,11 +277,14 @@ static const struct nested_memo *memo_find(const struct nested_state *st, gpa_t 
 	return NULL;
 }
 
+/* A walk's read of a guest table entry: the translation of its gpa, then the load. The rest of
+ * nested_read, out of line. */
 VMMU_HOT
-static int nested_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
+__attribute__((noinline)) static int nested_read_slow(struct nested_state *st, gpa_t gpa, void *buf,
+						      unsigned len)
 {
-	struct nested_state *st = opaque;
 	struct tdp_result tr;
+	uint64_t v;
 	int err;
 
 	err = nested_translate(st, gpa, st->table_access, true, &tr);
@@ -260,9 +292,65 @@ static int nested_read(void *opaque, gpa_t gpa, void *buf, unsigned len)
 		return err;
 	if (tr.status != TDP_OK)
 		return stash_exit(st, gpa, &tr, true);
-	memo_push(st, gpa, &tr);
+	memo_push(st, gpa, tr.hpa, tr.rights);
 	/* -ENOENT (the nested leaf maps no host frame) reaches the guest walker as "not memory". */
-	return host_mem_ops.read(st->tdp->arena, tr.hpa, buf, len);
+	err = hostmem_load(st->tdp->arena, tr.hpa, len, &v);
+	if (!err)
+		store_word(buf, len, v);
+	return err;
+}
+
+/*
+ * The same, inline for the usual case: the table's page in the nested TLB or, without one, in
+ * the walk cache (not verifying). That is nested_translate's hit, counted as it counts it, with
+ * no translation result built and copied: the walk's own instance (below) calls this directly,
+ * four times a walk. Anything else, a miss included (counted there, once), is nested_read_slow.
+ */
+VMMU_HOT
+static inline __attribute__((always_inline)) int nested_read(void *opaque, gpa_t gpa, void *buf,
+							     unsigned len)
+{
+	struct nested_state *st = opaque;
+	const gfn_t gfn = gpa >> VMMU_PAGE_SHIFT;
+	const unsigned need = tdp_needed(st->table_access);
+	const uint8_t *host = NULL;   /* the page's bytes, where a hit has them checked already */
+	hpa_t hpa;
+	unsigned rights;
+	uint64_t v;
+	int err;
+
+	if (st->ntlb) {
+		const struct nested_tlb_entry *e = ntlb_slot(st->ntlb, gfn);
+
+		if (!e->valid || e->gfn != gfn || !ntlb_allows(e, st->table_access))
+			return nested_read_slow(st, gpa, buf, len);
+		st->ntlb->hits++;
+		hpa = e->hpa;
+		rights = e->rights;
+	} else if (st->wc && !st->wc->verify) {
+		const struct nested_wcache_entry *e = wc_slot(st->wc, gfn);
+
+		rights = (unsigned)(e->info & WC_INFO_RIGHTS);
+		if (e->gen != st->gen || e->gfn != gfn || !(rights & need))
+			return nested_read_slow(st, gpa, buf, len);
+		st->wc->hits++;
+		st->refs += wc_refs(st, e);
+		hpa = e->info & ~(hpa_t)(VMMU_PAGE_SIZE - 1);
+		host = e->host;
+	} else {
+		return nested_read_slow(st, gpa, buf, len);
+	}
+	memo_push(st, gpa, hpa, rights);
+	if (host && len == 8 && !(gpa & 7)) {
+		/* hostmem_load's, its checks made: an aligned word of an allocated page. */
+		store_word(buf, 8, __atomic_load_n((const uint64_t *)(host + (gpa & (VMMU_PAGE_SIZE - 1))),
+						   __ATOMIC_ACQUIRE));
+		return 0;
+	}
+	err = hostmem_load(st->tdp->arena, hpa | (gpa & (VMMU_PAGE_SIZE - 1)), len, &v);
+	if (!err)
+		store_word(buf, len, v);
+	return err;
 }
 
 VMMU_HOT
@@ -298,6 +386,17 @@ static const struct guest_mem_ops nested_mem_ops = {
 	.read = nested_read,
 	.cmpxchg = nested_cmpxchg,
 };
+
+/* The 2-D walk's own instance of the walker (walk_tmpl.h), nested_walk64_addr, for 4- and
+ * 5-level guests: its reads call nested_read directly and inline its nested TLB hit, where
+ * through ops->read every entry of every walk was two calls and a translation result built and
+ * copied. The other guest modes walk through paging_walk. */
+#define PTTYPE 64
+#define WALK_INSTANCE nested_
+#define WALK_READ(ops, opaque, gpa, buf, len) nested_read(opaque, gpa, buf, len)
+#include "paging/walk_tmpl.h"
+#undef WALK_INSTANCE
+#undef PTTYPE
 
 /* How the nested walk sees a guest table access (nested.h). */
 static unsigned table_access(const struct tdp_ctx *c)
@@ -372,7 +471,11 @@ int nested_walk(const struct paging_ctx *guest, const struct tdp_ctx *tdp, struc
 	st.exit = st.exit_in_read = false;
 	st.exit_gpa = 0;
 
-	paging_walk(guest, &nested_mem_ops, &st, gva, access, &r->guest);
+	const enum paging_mode mode = paging_mode_of(guest);
+	if (mode >= PAGING_4LVL && paging_canonical(gva, mode))
+		nested_walk64_addr(guest, &nested_mem_ops, &st, gva, access, NULL, &r->guest);
+	else
+		paging_walk(guest, &nested_mem_ops, &st, gva, access, &r->guest);
 	r->guest_refs = r->guest.refs;
 
 	switch (r->guest.status) {

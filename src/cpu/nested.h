@@ -89,6 +89,10 @@ struct nested_wcache_entry {
 	uint64_t gen;           /* tables generation it was filled under (0: never) */
 	uint64_t info;          /* its host page | level << 3 | TDP_R/W/X */
 	uint64_t entry;         /* the nested leaf, as the walk left it */
+	uint8_t *host;          /* that page's bytes, found allocated when filled (NULL: it was
+				 * not; a read checks it then): while the generation is current the
+				 * nested leaf maps it, and the MMU frees a page its tables map only
+				 * after the generation advances and the flush that follows */
 };
 
 struct nested_wcache {

@@ -104,14 +104,6 @@ bool tdp_ept_misconfigured(const struct tdp_ctx *c, uint64_t e, int level)
 	return ept_misconfigured(c, e, level);
 }
 
-/* The EPT right an access needs: a write needs W only, since W without R never gets this far. */
-static unsigned ept_needed(unsigned access)
-{
-	if (access & PFERR_FETCH)
-		return TDP_X;
-	return (access & PFERR_WRITE) ? TDP_W : TDP_R;
-}
-
 static uint64_t ept_access_qual(unsigned access)
 {
 	if (access & PFERR_FETCH)
@@ -162,7 +154,7 @@ bool tdp_check_access(const struct tdp_ctx *c, unsigned rights, unsigned access,
 		      struct tdp_result *r)
 {
 	/* A cached NPT translation is a user page: R is there, W and X say the rest. */
-	if (rights & ept_needed(access))
+	if (rights & tdp_needed(access))
 		return true;
 	memset(r, 0, sizeof(*r));
 	set_violation(c, rights, access, true, r);
@@ -210,7 +202,7 @@ retry:
 	r->page_shift = level_shift(level);
 	r->hpa = (e & rsvd_bits((int)r->page_shift, 51)) | (gpa & ((1ULL << r->page_shift) - 1));
 	r->rights = rights;
-	if (!(rights & ept_needed(access))) {
+	if (!(rights & tdp_needed(access))) {
 		set_violation(c, rights, access, true, r);
 		return 0;
 	}

@@ -167,8 +167,18 @@ bool tdp_ept_misconfigured(const struct tdp_ctx *c, uint64_t e, int level);
  */
 int tdp_walk(const struct tdp_ctx *c, gpa_t gpa, unsigned access, struct tdp_result *r);
 
+/* The right (TDP_R/W/X) an access needs: a write needs W only, since W without R never gets this
+ * far (a misconfiguration in EPT; NPT has no such entry). */
+static inline unsigned tdp_needed(unsigned access)
+{
+	if (access & PFERR_FETCH)
+		return TDP_X;
+	return (access & PFERR_WRITE) ? TDP_W : TDP_R;
+}
+
 /* Would a translation with @rights allow @access? If not, fill @r as the walk would have
- * (VIOLATION, qual) for a cached translation (a TLB entry) that refuses the access. */
+ * (VIOLATION, qual) for a cached translation (a TLB entry) that refuses the access;
+ * rights & tdp_needed(access) is the test alone, for a caller with nothing to fill. */
 bool tdp_check_access(const struct tdp_ctx *c, unsigned rights, unsigned access,
 		      struct tdp_result *r);
 
