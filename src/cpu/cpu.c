@@ -282,6 +282,33 @@ const struct guest_mem_ops cpu_gmem_ops = {
 #undef WALK_INSTANCE
 #undef PTTYPE
 
+/* A shadow walk's read of an spte: host memory, through hostmem's check like host_mem_ops. */
+static inline int shadow_read(void *arena, hpa_t hpa, void *buf, unsigned len)
+{
+	uint64_t v;
+	int err = hostmem_load(arena, hpa, len, &v);
+
+	if (err)
+		return err;
+	if (len == 8) {
+		memcpy(buf, &v, 8);
+	} else {
+		uint32_t v32 = (uint32_t)v;
+
+		memcpy(buf, &v32, 4);
+	}
+	return 0;
+}
+
+/* The shadow walk's own instance, cpu_shadow_walk64_addr, for the same reason as the native
+ * one's: every soft-MMU exit walks the shadow tables at least twice. */
+#define PTTYPE 64
+#define WALK_INSTANCE cpu_shadow_
+#define WALK_READ(ops, opaque, gpa, buf, len) shadow_read(opaque, gpa, buf, len)
+#include "paging/walk_tmpl.h"
+#undef WALK_INSTANCE
+#undef PTTYPE
+
 int cpu_init(struct cpu *c, enum vmmu_mmu mode, const struct cpu_model *model,
 	     const struct vmmu_tlb_geometry *geom, const struct vmmu_cost *cost,
 	     const struct phys_ops *phys, void *phys_opaque, struct host_arena *arena)
@@ -832,7 +859,10 @@ static enum hw_status walk_shadow(struct cpu *c, gva_t gva, unsigned access, uin
 	struct walk_start start, *sp = NULL;
 	if (c->pwc && pwc_lookup(c, gva, &start))
 		sp = &start;
-	enum walk_status ws = paging_walk_from(&hw, &host_mem_ops, c->arena, gva, access, sp, &r);
+	/* Long mode, always (above): a canonical address is the usual case. */
+	enum walk_status ws = paging_canonical(gva, paging_mode_of(&hw)) ?
+		cpu_shadow_walk64_addr(&hw, &host_mem_ops, c->arena, gva, access, sp, &r) :
+		paging_walk_from(&hw, &host_mem_ops, c->arena, gva, access, sp, &r);
 
 	count_walk(c, r.refs);
 	switch (ws) {
