@@ -263,6 +263,22 @@ struct gfn_chunk *gfn_chunk_next(const struct shadow_mmu *sm, gfn_t *gfn, gfn_t 
 
 /* ---- rmap heads (shadow.h) ---- */
 
+/* A gfn's second leaf (the usual case: a frame both a process and the kernel's direct map map)
+ * takes a desc of the first size, from a pool (host/pool.h: populated memory, where malloc's
+ * fresh heap took a host page fault at its first write inside the fault handler, and its own
+ * search); larger ones, rare, come from malloc. Which one a desc is, its cap says. */
+#define RMAP_DESC_FIRST 4
+static struct host_pool rmap_desc_pool =
+	HOST_POOL_INIT(sizeof(struct rmap_desc) + RMAP_DESC_FIRST * sizeof(uint64_t *));
+
+static void rmap_desc_free(struct rmap_desc *d)
+{
+	if (d->cap == RMAP_DESC_FIRST)
+		host_pool_free(&rmap_desc_pool, d);
+	else
+		free(d);
+}
+
 static int rmap_head_add(uintptr_t *head, uint64_t *sptep)
 {
 	struct rmap_desc *d;
@@ -272,18 +288,25 @@ static int rmap_head_add(uintptr_t *head, uint64_t *sptep)
 		return 0;
 	}
 	if (!(*head & 1)) {
-		d = malloc(sizeof(*d) + 4 * sizeof(d->v[0]));
+		d = host_pool_zalloc(&rmap_desc_pool);
 		if (!d)
 			return -ENOMEM;
-		d->cap = 4;
+		d->cap = RMAP_DESC_FIRST;
 		d->n = 1;
 		d->v[0] = (uint64_t *)*head;
 	} else {
 		d = rmap_desc_of(*head);
 		if (d->n == d->cap) {
-			struct rmap_desc *nd = realloc(d, sizeof(*d) + 2 * d->cap * sizeof(d->v[0]));
+			size_t bytes = sizeof(*d) + d->cap * sizeof(d->v[0]);
+			struct rmap_desc *nd = d->cap == RMAP_DESC_FIRST ?
+				malloc(sizeof(*d) + 2 * d->cap * sizeof(d->v[0])) :
+				realloc(d, sizeof(*d) + 2 * d->cap * sizeof(d->v[0]));
 			if (!nd)
 				return -ENOMEM;
+			if (d->cap == RMAP_DESC_FIRST) {
+				memcpy(nd, d, bytes);
+				host_pool_free(&rmap_desc_pool, d);
+			}
 			d = nd;
 			d->cap *= 2;
 		}
@@ -313,14 +336,14 @@ static void rmap_head_del(uintptr_t *head, const uint64_t *sptep)
 	}
 	if (d->n == 1) {
 		*head = (uintptr_t)d->v[0];
-		free(d);
+		rmap_desc_free(d);
 	}
 }
 
 static void rmap_head_free(uintptr_t *head)
 {
 	if (*head & 1)
-		free(rmap_desc_of(*head));
+		rmap_desc_free(rmap_desc_of(*head));
 	*head = 0;
 }
 
