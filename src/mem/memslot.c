@@ -426,10 +426,18 @@ VMMU_HOT
 int memslots_gpa_read_word_cached(struct memslots *ms, struct memslots_wcache *c, unsigned way,
 				  gpa_t gpa, unsigned len, uint64_t *val, uint8_t **ptr)
 {
-	struct memslots_wcache_ent *e = &c->e[way % MEMSLOTS_WCACHE];
+	/* Two entries a way: the walks of one soft-MMU fault go through two tables at one level
+	 * (a process's and the kernel direct map's PDPT, and PD), which took the one entry of their
+	 * way in turn and missed, four look-ups a fault. A miss replaces the older of the two. */
+	struct memslots_wcache_ent *e = &c->e[(way % MEMSLOTS_WCACHE_WAYS) * 2];
 	const gfn_t gfn = gpa >> VMMU_PAGE_SHIFT;
 	const unsigned off = gpa & (VMMU_PAGE_SIZE - 1);
 	int r = -EAGAIN;
+
+	if (e->gfn != gfn || e->ms != ms || !e->page)
+		if ((e[1].gfn == gfn && e[1].ms == ms && e[1].page) || e[1].used < e->used)
+			e++;
+	e->used = ++c->clock;
 
 	/* The generation and the load in one read section, as the look-up's: a slot change that
 	 * the check did not see waits for the load. */

@@ -257,7 +257,8 @@ int memslots_gpa_read_word(struct memslots *ms, gpa_t gpa, unsigned len, uint64_
  * invalidation, no aging since) do, so a read through it is what memslots_gpa_read_word would
  * give, young bit included. Zeroed: empty. No lock: the owner's alone.
  */
-#define MEMSLOTS_WCACHE 5
+#define MEMSLOTS_WCACHE_WAYS 5
+#define MEMSLOTS_WCACHE (2 * MEMSLOTS_WCACHE_WAYS)   /* two entries a way */
 struct memslots_wcache_ent {
 	struct memslots *ms;   /* whose: a token means nothing to another's mm */
 	gfn_t gfn;
@@ -265,14 +266,17 @@ struct memslots_wcache_ent {
 	uint64_t gen;
 	const struct memslot *slot;   /* the page's slot, in generation gen */
 	struct host_peek_tok tok;
+	uint64_t used;   /* the cache's clock at its last use: of a way's two, the older goes */
 };
 struct memslots_wcache {
 	struct memslots_wcache_ent e[MEMSLOTS_WCACHE];
+	uint64_t clock;
 	uint64_t hits, misses;   /* reads */
 	uint64_t swap_hits;      /* swaps with no look-up (memslots_gpa_cmpxchg_cached) */
 };
-/* memslots_gpa_read_word through @c, its entry @way (mod MEMSLOTS_WCACHE): a caller reading the
- * same few pages in the same order (a walk's levels) gives each its own way. */
+/* memslots_gpa_read_word through @c, its way @way (mod MEMSLOTS_WCACHE_WAYS): a caller reading the
+ * same few pages in the same order (a walk's levels) gives each its own way, whose two entries
+ * hold the last two pages read there. */
 int memslots_gpa_read_word_cached(struct memslots *ms, struct memslots_wcache *c, unsigned way,
 				  gpa_t gpa, unsigned len, uint64_t *val, uint8_t **ptr);
 /* Compare-and-swap the naturally aligned word at @gpa (4 or 8 bytes: a guest page-table entry's

@@ -852,11 +852,19 @@ static void test_read_word(void **state)
 		assert_int_equal(slots_gmem_rec_ops.read(&rc, 0x10501c, &w32, 4), 0);
 		assert_int_equal(w32, 0);
 	}
-	/* Four hits: the failed read, taking way 4 after the four noted ones, left it empty, so
-	 * the word of page 0x105 was looked up again on the second walk. */
-	assert_int_equal(c.hits, 4);
-	assert_int_equal(c.misses, 8);
+	/* Five hits: the failed read (not a read noted: the next one takes its way too) left one
+	 * of way 4's two entries empty, and the word of page 0x105 kept the other. */
+	assert_int_equal(c.hits, 5);
+	assert_int_equal(c.misses, 7);
 	host_env_fini(&e);
+}
+
+/* Whether one of the two entries of @c's way @way holds guest page @gfn. */
+static bool way_holds(const struct memslots_wcache *c, unsigned way, gfn_t gfn)
+{
+	const struct memslots_wcache_ent *e = &c->e[(way % MEMSLOTS_WCACHE_WAYS) * 2];
+
+	return (e[0].page && e[0].gfn == gfn) || (e[1].page && e[1].gfn == gfn);
 }
 
 /*
@@ -895,7 +903,7 @@ static void test_read_word_cached(void **state)
 	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 2, 0x201000, 8, &val, &ptr), 0);
 	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 2, 0x105014, 8, &val, &ptr), -EINVAL);
 	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 2, 0x300000, 8, &val, &ptr), -ENOENT);
-	assert_null(c.e[2].page);
+	assert_false(way_holds(&c, 2, 0x105));
 	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 2, 0x105018, 8, &val, &ptr), 0);
 	assert_int_equal(c.hits, 2);
 	/* Each invalidating event drops it: a slot change elsewhere, ... */
@@ -916,14 +924,57 @@ static void test_read_word_cached(void **state)
 	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 2, 0x105018, 8, &val, &ptr), 0);
 	assert_int_equal(val, 0x55aa);
 	assert_true(host_mm_test_young(e.mm, hva + 5 * PG, hva + 6 * PG));
-	assert_null(c.e[2].page);
+	assert_false(way_holds(&c, 2, 0x105));
 	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 2, 0x105018, 8, &val, &ptr), 0);
 	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 2, 0x105018, 8, &val, &ptr), 0);
 	assert_int_equal(c.hits, 4);
 	/* The slot deleted: the gpa has no memory, whatever was kept. */
 	assert_int_equal(set(e.ms, 1, 0, 0x100000, 0, 0), 0);
 	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 2, 0x105018, 8, &val, &ptr), -ENOENT);
-	assert_null(c.e[2].page);
+	assert_false(way_holds(&c, 2, 0x105));
+	host_env_fini(&e);
+}
+
+/*
+ * A way keeps the last two pages read through it, as the soft MMU's walks of one fault read a
+ * process's table and the kernel direct map's at one level in turn: both hit; a third page
+ * replaces the one read less recently, whichever of the two entries holds it.
+ */
+static void test_read_word_cached_pair(void **state)
+{
+	struct host_env e;
+	struct memslots_wcache c;
+	hva_t hva, hva2;
+	uint64_t val;
+	uint8_t *ptr;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	host_env_two_slots(&e, &hva, &hva2);
+	/* Written first: a young page is kept at its first read. */
+	for (gpa_t gpa = 0x101000; gpa <= 0x103000; gpa += PG)
+		assert_int_equal(memslots_write_guest(e.ms, gpa, &gpa, 8), 0);
+	for (int round = 0; round < 3; round++) {
+		assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 1, 0x101000, 8, &val, &ptr), 0);
+		assert_int_equal(val, 0x101000);
+		assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 1, 0x102000, 8, &val, &ptr), 0);
+		assert_int_equal(val, 0x102000);
+	}
+	assert_int_equal(c.misses, 2);
+	assert_int_equal(c.hits, 4);
+	assert_true(way_holds(&c, 1, 0x101) && way_holds(&c, 1, 0x102));
+	/* A third page: 0x101, read less recently, goes; 0x102 stays. */
+	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 1, 0x103000, 8, &val, &ptr), 0);
+	assert_int_equal(val, 0x103000);
+	assert_true(way_holds(&c, 1, 0x103) && way_holds(&c, 1, 0x102) && !way_holds(&c, 1, 0x101));
+	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 1, 0x102000, 8, &val, &ptr), 0);
+	assert_int_equal(c.hits, 5);
+	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 1, 0x101000, 8, &val, &ptr), 0);
+	assert_int_equal(c.misses, 4);
+	/* ...and now 0x103 went, the pair being 0x102 and 0x101. */
+	assert_true(way_holds(&c, 1, 0x101) && way_holds(&c, 1, 0x102) && !way_holds(&c, 1, 0x103));
+	/* Other ways are untouched. */
+	assert_false(way_holds(&c, 2, 0x101) || way_holds(&c, 0, 0x102));
 	host_env_fini(&e);
 }
 
@@ -972,7 +1023,7 @@ static void test_cmpxchg_cached(void **state)
 	 * read, through the lock, made it young; the second kept it). */
 	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 1, 0x201000, 8, &val, &ptr), 0);
 	assert_int_equal(memslots_gpa_read_word_cached(e.ms, &c, 1, 0x201000, 8, &val, &ptr), 0);
-	assert_non_null(c.e[1].page);
+	assert_true(way_holds(&c, 1, 0x201));
 	assert_int_equal(memslots_gpa_cmpxchg_cached(e.ms, &c, 0x201000, 8, val, val + 1, &ok),
 			 -EPERM);
 	assert_int_equal(*(uint64_t *)ptr, val);
@@ -1364,6 +1415,7 @@ int main(void)
 		cmocka_unit_test(test_gfn_to_hva),
 		cmocka_unit_test(test_gfn_to_pfn),
 		cmocka_unit_test(test_read_word), cmocka_unit_test(test_read_word_cached),
+		cmocka_unit_test(test_read_word_cached_pair),
 		cmocka_unit_test(test_cmpxchg_cached),
 		cmocka_unit_test(test_dirty_log),
 		cmocka_unit_test(test_ksm_tracking),
