@@ -297,18 +297,20 @@ static int rmap_head_add(uintptr_t *head, uint64_t *sptep)
 	} else {
 		d = rmap_desc_of(*head);
 		if (d->n == d->cap) {
-			size_t bytes = sizeof(*d) + d->cap * sizeof(d->v[0]);
-			struct rmap_desc *nd = d->cap == RMAP_DESC_FIRST ?
-				malloc(sizeof(*d) + 2 * d->cap * sizeof(d->v[0])) :
-				realloc(d, sizeof(*d) + 2 * d->cap * sizeof(d->v[0]));
+			/* Read before realloc, which frees @d. */
+			const bool pooled = d->cap == RMAP_DESC_FIRST;
+			const uint32_t cap = d->cap;
+			size_t bytes = sizeof(*d) + cap * sizeof(d->v[0]);
+			struct rmap_desc *nd = pooled ? malloc(2 * bytes - sizeof(*d)) :
+							realloc(d, 2 * bytes - sizeof(*d));
 			if (!nd)
 				return -ENOMEM;
-			if (d->cap == RMAP_DESC_FIRST) {
+			if (pooled) {
 				memcpy(nd, d, bytes);
 				host_pool_free(&rmap_desc_pool, d);
 			}
 			d = nd;
-			d->cap *= 2;
+			d->cap = 2 * cap;
 		}
 	}
 	d->v[d->n++] = sptep;
