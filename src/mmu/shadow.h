@@ -281,8 +281,9 @@ struct shadow_vcpu {
 	} root_memo;
 	gva_t unprotect_gva;              /* [o] the last write that fell back to unshadowing */
 	unsigned unprotect_tries;         /* [o] fallbacks for it in a row */
-	/* The host pages of the guest tables the vCPU's #PF walks read lately, one way a walk
-	 * level: a walk's load of a table page it read before takes no look-up. */
+	/* The host pages of the guest tables the vCPU's #PF walks read lately, two a walk level
+	 * (a process's table and the kernel direct map's): a walk's load of a table page it read
+	 * before takes no look-up. */
 	struct memslots_wcache gpt_cache; /* [o] */
 };
 
