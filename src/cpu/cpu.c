@@ -282,29 +282,12 @@ const struct guest_mem_ops cpu_gmem_ops = {
 #undef WALK_INSTANCE
 #undef PTTYPE
 
-/* A shadow walk's read of an spte: host memory, through hostmem's check like host_mem_ops. */
-static inline int shadow_read(void *arena, hpa_t hpa, void *buf, unsigned len)
-{
-	uint64_t v;
-	int err = hostmem_load(arena, hpa, len, &v);
-
-	if (err)
-		return err;
-	if (len == 8) {
-		memcpy(buf, &v, 8);
-	} else {
-		uint32_t v32 = (uint32_t)v;
-
-		memcpy(buf, &v32, 4);
-	}
-	return 0;
-}
-
 /* The shadow walk's own instance, cpu_shadow_walk64_addr, for the same reason as the native
- * one's: every soft-MMU exit walks the shadow tables at least twice. */
+ * one's: every soft-MMU exit walks the shadow tables at least twice. Its reads are of sptes in
+ * host memory, hostmem's (host_mem_ops.read, inline). */
 #define PTTYPE 64
 #define WALK_INSTANCE cpu_shadow_
-#define WALK_READ(ops, opaque, gpa, buf, len) shadow_read(opaque, gpa, buf, len)
+#define WALK_READ(ops, opaque, gpa, buf, len) hostmem_read(opaque, gpa, buf, len)
 #include "paging/walk_tmpl.h"
 #undef WALK_INSTANCE
 #undef PTTYPE

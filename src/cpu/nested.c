@@ -253,17 +253,6 @@ static void memo_push(struct nested_state *st, gpa_t gpa, hpa_t hpa, unsigned ri
 	m->rights = rights;
 }
 
-static void store_word(void *buf, unsigned len, uint64_t v)
-{
-	if (len == 8) {
-		memcpy(buf, &v, 8);
-	} else {
-		uint32_t v32 = (uint32_t)v;
-
-		memcpy(buf, &v32, 4);
-	}
-}
-
 static const struct nested_memo *memo_find(const struct nested_state *st, gpa_t gpa)
 {
 	const unsigned n = st->nmemo < NESTED_MEMO ? st->nmemo : NESTED_MEMO;
@@ -284,7 +273,6 @@ __attribute__((noinline)) static int nested_read_slow(struct nested_state *st, g
 						      unsigned len)
 {
 	struct tdp_result tr;
-	uint64_t v;
 	int err;
 
 	err = nested_translate(st, gpa, st->table_access, true, &tr);
@@ -294,10 +282,7 @@ __attribute__((noinline)) static int nested_read_slow(struct nested_state *st, g
 		return stash_exit(st, gpa, &tr, true);
 	memo_push(st, gpa, tr.hpa, tr.rights);
 	/* -ENOENT (the nested leaf maps no host frame) reaches the guest walker as "not memory". */
-	err = hostmem_load(st->tdp->arena, tr.hpa, len, &v);
-	if (!err)
-		store_word(buf, len, v);
-	return err;
+	return hostmem_read(st->tdp->arena, tr.hpa, buf, len);
 }
 
 /*
@@ -312,12 +297,9 @@ static inline __attribute__((always_inline)) int nested_read(void *opaque, gpa_t
 {
 	struct nested_state *st = opaque;
 	const gfn_t gfn = gpa >> VMMU_PAGE_SHIFT;
-	const unsigned need = tdp_needed(st->table_access);
 	const uint8_t *host = NULL;   /* the page's bytes, where a hit has them checked already */
 	hpa_t hpa;
 	unsigned rights;
-	uint64_t v;
-	int err;
 
 	if (st->ntlb) {
 		const struct nested_tlb_entry *e = ntlb_slot(st->ntlb, gfn);
@@ -331,7 +313,7 @@ static inline __attribute__((always_inline)) int nested_read(void *opaque, gpa_t
 		const struct nested_wcache_entry *e = wc_slot(st->wc, gfn);
 
 		rights = (unsigned)(e->info & WC_INFO_RIGHTS);
-		if (e->gen != st->gen || e->gfn != gfn || !(rights & need))
+		if (e->gen != st->gen || e->gfn != gfn || !(rights & tdp_needed(st->table_access)))
 			return nested_read_slow(st, gpa, buf, len);
 		st->wc->hits++;
 		st->refs += wc_refs(st, e);
@@ -343,14 +325,13 @@ static inline __attribute__((always_inline)) int nested_read(void *opaque, gpa_t
 	memo_push(st, gpa, hpa, rights);
 	if (host && len == 8 && !(gpa & 7)) {
 		/* hostmem_load's, its checks made: an aligned word of an allocated page. */
-		store_word(buf, 8, __atomic_load_n((const uint64_t *)(host + (gpa & (VMMU_PAGE_SIZE - 1))),
-						   __ATOMIC_ACQUIRE));
+		uint64_t v = __atomic_load_n((const uint64_t *)(host + (gpa & (VMMU_PAGE_SIZE - 1))),
+					     __ATOMIC_ACQUIRE);
+
+		memcpy(buf, &v, 8);
 		return 0;
 	}
-	err = hostmem_load(st->tdp->arena, hpa | (gpa & (VMMU_PAGE_SIZE - 1)), len, &v);
-	if (!err)
-		store_word(buf, len, v);
-	return err;
+	return hostmem_read(st->tdp->arena, hpa | (gpa & (VMMU_PAGE_SIZE - 1)), buf, len);
 }
 
 VMMU_HOT

@@ -79,19 +79,7 @@ int hostmem_cmpxchg(struct host_arena *a, hpa_t hpa, uint64_t old, uint64_t val,
 VMMU_HOT
 static int host_mem_read(void *opaque, gpa_t hpa, void *buf, unsigned len)
 {
-	uint64_t v = 0;
-	int err = hostmem_load(opaque, hpa, len, &v);
-
-	if (err)
-		return err;
-	if (len == 8) {
-		memcpy(buf, &v, 8);
-	} else {
-		uint32_t v32 = (uint32_t)v;
-
-		memcpy(buf, &v32, 4);
-	}
-	return 0;
+	return hostmem_read(opaque, hpa, buf, len);
 }
 
 VMMU_HOT

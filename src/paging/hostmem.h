@@ -21,6 +21,7 @@
 #define VMMU_PAGING_HOSTMEM_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include "host/host.h"
 #include "paging/paging.h"
@@ -32,6 +33,25 @@ extern const struct guest_mem_ops host_mem_ops;
 /* Load @len (4 or 8) bytes at @hpa into *@val (zero-extended), with acquire ordering: a table
  * published with a release store is seen whole. 0, -ENOENT or -EINVAL. */
 int hostmem_load(const struct host_arena *a, hpa_t hpa, unsigned len, uint64_t *val);
+
+/* hostmem_load into a walker's buffer (@len bytes at @buf): host_mem_ops.read, inline for a
+ * walker instance's WALK_READ and the nested walk's reads. */
+static inline int hostmem_read(const struct host_arena *a, hpa_t hpa, void *buf, unsigned len)
+{
+	uint64_t v = 0;
+	int err = hostmem_load(a, hpa, len, &v);
+
+	if (err)
+		return err;
+	if (len == 8) {
+		memcpy(buf, &v, 8);
+	} else {
+		uint32_t v32 = (uint32_t)v;
+
+		memcpy(buf, &v32, 4);
+	}
+	return 0;
+}
 
 /* Store @len bytes of @val at @hpa with release ordering. 0, -ENOENT or -EINVAL. */
 int hostmem_store(struct host_arena *a, hpa_t hpa, unsigned len, uint64_t val);
