@@ -1049,7 +1049,7 @@ static void mmio_access(struct cpu *c, uint64_t pa, uint32_t len, bool write, ui
 /*
  * The host bytes of final address @pa for an access (@write) of the page part @e translated: in
  * native mode the guest-page cache's answer (-ENOENT or -EPERM: an MMIO access), kept in @e for
- * the next hit if the cache kept it and @e is a 4K entry (cpu.h's invariants); else the arena.
+ * the next hit if the cache kept it and @e may keep one (cpu.h's invariants); else the arena.
  * *@log as gfn_host's.
  */
 static inline __attribute__((always_inline)) int final_host(struct cpu *c, uint64_t pa,
@@ -1061,10 +1061,8 @@ static inline __attribute__((always_inline)) int final_host(struct cpu *c, uint6
 		*p = c->arena_base + pa;
 		return 0;
 	}
-	if (e && e->host && (!write || e->host_writable)) {
-		*p = e->host + (pa & 0xfff);   /* only 4K entries have one */
+	if (e && cpu_host_kept(e, e->page_shift, pa, write, p))
 		return 0;
-	}
 	enum pcache_kept kept;
 	int rc = gfn_host(c, pa >> 12, write, p, &kept, log);
 	if (rc)
@@ -1073,8 +1071,8 @@ static inline __attribute__((always_inline)) int final_host(struct cpu *c, uint6
 	 * host pointers, and that has happened by now): @e is still the entry. It may write
 	 * through the pointer whenever the cache could (a read then a write of the page, the
 	 * usual read-modify-write, takes the hit path twice, as cpu_hit_serve's refill would). */
-	if (kept != PCACHE_NOT_KEPT && e && e->page_shift == 12) {
-		e->host = *p;
+	if (kept != PCACHE_NOT_KEPT && e && cpu_host_keeps(e->page_shift)) {
+		e->host = *p + cpu_host_tag(e->page_shift, pa);
 		e->host_writable = kept == PCACHE_KEPT_RW;
 	}
 	*p += pa & 0xfff;

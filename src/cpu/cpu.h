@@ -15,8 +15,9 @@
  *  - perm[] matches the current CR0.WP and CR4.SMEP/SMAP (cpu_update()); perm_kind[] the current
  *    CPL and EFLAGS.AC (cpu_select_perm());
  *  - a TLB entry's host pointer (the owner's field, tlb.h) is set in native mode only, on 4K
- *    entries only, and is what the guest-page cache would answer for the entry's frame: it is
- *    copied from the cache (host_writable only where the cache serves writes, so never for a
+ *    and 2M entries only, and is what the guest-page cache would answer for one 4K page of the
+ *    entry's frame, whose index within the entry's page it carries in its low bits (0 in a 4K
+ *    entry; cpu_host_kept): it is copied from the cache (host_writable only where the cache serves writes, so never for a
  *    dirty-logging slot, whose writes must each reach the memslots to be logged), and
  *    cpu_flush_pcache drops every one with the cache (tlb_drop_host). A TLB hit that finds it
  *    moves the bytes at once; everything the model counts happens exactly as without it.
@@ -285,17 +286,51 @@ static inline __attribute__((always_inline)) void cpu_move_bytes(uint8_t *p, voi
 int cpu_access(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
 	       struct hw_outcome *o);
 
+/* The low bits a host pointer kept in TLB entry @e (of page size 1 << @shift) carries for the 4K
+ * page of final address or linear address @a: that page's index within the entry's page (a 4K
+ * page's host pointer is page-aligned, and a 2M entry has 512 of them). */
+static inline uintptr_t cpu_host_tag(unsigned shift, uint64_t a)
+{
+	return (uintptr_t)(a >> 12) & (((uintptr_t)1 << (shift - 12)) - 1);
+}
+
+/* Whether an entry of page size 1 << @shift may keep a host pointer: a 1G entry's 18 bits of
+ * index would not fit under a page address. */
+static inline bool cpu_host_keeps(unsigned shift)
+{
+	return shift <= 21;
+}
+
+/* Whether entry @e keeps the host bytes at @a (cpu_host_tag's) for an access (@write): then in
+ * *@p. (A 4K entry's tag is 0: its pointer is used as it is.) */
+static inline __attribute__((always_inline)) bool cpu_host_kept(const struct tlb_entry_info *e,
+								unsigned shift, uint64_t a, bool write,
+								uint8_t **p)
+{
+	uintptr_t h = (uintptr_t)e->host;
+
+	if (!h || (write && !e->host_writable))
+		return false;
+	if (shift != 12) {
+		if ((h & 0xfff) != cpu_host_tag(shift, a))
+			return false;
+		h &= ~(uintptr_t)0xfff;
+	}
+	*p = (uint8_t *)h + (a & 0xfff);
+	return true;
+}
+
 /*
  * The hit path: the whole of an access that a first-level TLB hit serves with nothing else to
  * consult (one page in long mode; the hit's rights allow the access under the current state, as
  * precomputed in perm_kind[], with no protection key to check; Dirty set for a write; the host
- * bytes at hand: the arena under a hypervisor, natively the host pointer kept in a 4K entry or
+ * bytes at hand: the arena under a hypervisor, natively the host pointer kept in the entry or
  * the guest-page cache), with exactly the counts, charges and LRU update that the general path
  * would make. It either does all of that or nothing at all.
  *
  * In two steps, each of which the caller tries in turn before cpu_access():
- *  1. cpu_access_fast(), inlined into the public access function: the hinted L1 4K slot and a
- *     host pointer kept there, free of calls (the compiler still saves registers on entry for
+ *  1. cpu_access_fast(), inlined into the public access function: the hinted L1 4K slot, else
+ *     the hinted L1 2M slot, and a host pointer kept there, free of calls (the compiler still saves registers on entry for
  *     the caller's other paths);
  *  2. cpu_access_l1(), out of line: the whole first level (tlb_find_l1) and the guest-page cache.
  *     When the first level has no entry for the page it says so, and cpu_access_l1_missed() then
@@ -306,12 +341,15 @@ int cpu_access(struct cpu *c, gva_t gva, uint32_t len, unsigned kind, void *buf,
 
 /* The hit path from first-level entry @e (LRU stamp @stamp) that the lookup of @gva hits: true,
  * the access done; false, nothing done. With @pcache false, a native access that finds no host
- * pointer kept in @e is left to the next step (the guest-page cache stays out of step 1). */
+ * pointer kept in @e is left to the next step (the guest-page cache stays out of step 1).
+ * @shift: e's page shift where the caller knows it as a constant, else 0. */
 static inline __attribute__((always_inline)) bool cpu_hit_serve(struct cpu *c, struct tlb_entry_info *e,
 								uint32_t *stamp, gva_t gva, uint32_t len,
-								unsigned kind, void *buf, const bool pcache)
+								unsigned kind, void *buf, const bool pcache,
+								const unsigned shift)
 {
 	const bool write = kind & VMMU_ACC_WRITE;
+	const unsigned sh = shift ? shift : e->page_shift;
 	const struct cpu_pcache_entry *pe = NULL;
 	uint8_t *p;
 
@@ -323,8 +361,8 @@ static inline __attribute__((always_inline)) bool cpu_hit_serve(struct cpu *c, s
 		return false;                             /* the walk sets D */
 	if (c->mode != VMMU_MMU_NATIVE) {
 		p = c->arena_base + tlb_entry_pa(e, gva);     /* an hpa, checked at the fill */
-	} else if (e->host && (!write || e->host_writable)) {
-		p = e->host + (gva & 0xfff);              /* kept in the entry (4K only) */
+	} else if (cpu_host_kept(e, sh, gva, write, &p)) {
+		;                                         /* kept in the entry */
 	} else if (!pcache) {
 		return false;
 	} else {
@@ -336,8 +374,8 @@ static inline __attribute__((always_inline)) bool cpu_hit_serve(struct cpu *c, s
 	}
 	if (!tlb_use_l1(c->tlb, stamp))
 		return false;                             /* the LRU clock wraps: renumber first */
-	if (pe && e->page_shift == 12) {
-		e->host = pe->host;                       /* for the next hit (invariants above) */
+	if (pe && cpu_host_keeps(sh)) {                   /* for the next hit (invariants above) */
+		e->host = pe->host + cpu_host_tag(sh, gva);
 		e->host_writable = pe->tag & PCACHE_WRITABLE;
 	}
 	c->st.accesses++;
@@ -356,7 +394,10 @@ static inline __attribute__((always_inline)) bool cpu_access_fast(struct cpu *c,
 	if ((gva & 0xfff) + len > 4096 || !(c->guest.efer & EFER_LMA))
 		return false;
 	struct tlb_entry_info *e = tlb_find_hinted(c->tlb, gva, c->pcid, &stamp);
-	return e && cpu_hit_serve(c, e, stamp, gva, len, kind, buf, false);
+	if (e)
+		return cpu_hit_serve(c, e, stamp, gva, len, kind, buf, false, 12);
+	e = tlb_find_hinted_2m(c->tlb, gva, c->pcid, &stamp);
+	return e && cpu_hit_serve(c, e, stamp, gva, len, kind, buf, false, 21);
 }
 
 /* Step 2 of the hit path. Nothing was done unless CPU_L1_DONE. */
@@ -375,7 +416,7 @@ static inline __attribute__((always_inline)) enum cpu_l1 cpu_access_l1(struct cp
 	struct tlb_entry_info *e = tlb_find_l1(c->tlb, gva, c->pcid, &stamp);
 	if (!e)
 		return CPU_L1_MISS;
-	return cpu_hit_serve(c, e, stamp, gva, len, kind, buf, true) ? CPU_L1_DONE : CPU_L1_NO;
+	return cpu_hit_serve(c, e, stamp, gva, len, kind, buf, true, 0) ? CPU_L1_DONE : CPU_L1_NO;
 }
 
 /* cpu_access() right after cpu_access_l1() said CPU_L1_MISS, with nothing changed since. */

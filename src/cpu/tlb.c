@@ -22,8 +22,12 @@
  *  - an array's nvalid counts its valid entries, and nsize[s] those of size code s;
  *  - second-level entries have no host pointer (tlb_fill stores none; the owner reaches only
  *    first-level entries), so tlb_drop_host scans the first level only;
- *  - every hint is the index of a slot of the first-level 4K array (what the slot holds is
- *    checked at each use, tlb.h);
+ *  - every hint is the index of a slot of the first-level 4K array, every 2M hint of one of the
+ *    first-level 2M array (what the slot holds is checked at each use, tlb.h);
+ *  - once the L1 2M array has held an entry, the L1 4K array's regions points to tlb.regions, and
+ *    regions[b] counts the valid L1 4K entries whose 2M region falls in bucket b (slot_clear and
+ *    arr_insert, the only places an L1 slot changes key, keep it); before, it is NULL and
+ *    nothing is counted (regions_start counts when the first 2M entry comes in);
  *  - no entry answers a lookup of (absent_key, absent_pcid): a lookup's miss at every level sets
  *    them, every insertion (arr_insert, the only one) drops them, and removals keep it true.
  * Inclusion: a fill goes to both levels; an L1 eviction leaves the L2 copy (which is how an STLB
@@ -61,12 +65,8 @@
 #define TLB_MAX_WAYS 32          /* tlb.h's limit; also keeps renumbering ranks small */
 #define TLB_MAX_SETS (1u << 16)  /* far above any real TLB; bounds the allocation */
 
-/* Page size codes: shift = 12 + 9 * code. */
-enum { TLB_4K = 0, TLB_2M = 1, TLB_1G = 2, TLB_NSIZES = 3 };
 _Static_assert(TLB_NSIZES == sizeof(((struct tlb_array *)0)->nsize) / sizeof(uint32_t),
 	       "tlb_array.nsize: a count a size code");
-
-#define TLB_SIZE_SHIFT  56        /* size code position in a key; a 4K vpn has at most 52 bits */
 
 static inline unsigned size_shift(unsigned size)
 {
@@ -160,6 +160,8 @@ static inline void slot_clear(struct tlb_array *a, size_t i)
 	uint64_t key = a->ent[i].key;
 
 	a->nsize[key >> TLB_SIZE_SHIFT]--;
+	if (a->regions)
+		a->regions[tlb_region(key << 12)]--;
 	a->ent[i].key = TLB_KEY_INVALID;
 	if (a->stamp) {
 		a->stamp[i] = 0;
@@ -168,6 +170,20 @@ static inline void slot_clear(struct tlb_array *a, size_t i)
 		a->lru[set].free |= 1u << (i - set * a->ways);
 	}
 	a->nvalid--;
+}
+
+/* Start counting the L1 4K entries by region (tlb.regions), from a count of the array: the first
+ * 2M entry is in, and its hint needs them. Until then nothing does, so a guest without 2M pages
+ * never pays for the count. */
+__attribute__((cold, noinline)) static void regions_start(struct tlb *t)
+{
+	struct tlb_array *l1 = &t->arr[TLB_ARR_L1_4K];
+
+	memset(t->regions, 0, sizeof(t->regions));
+	for (size_t i = 0; i < (size_t)(l1->set_mask + 1) * l1->ways; i++)
+		if (ent_valid(&l1->ent[i]))
+			t->regions[tlb_region(l1->ent[i].key << 12)]++;
+	l1->regions = t->regions;
 }
 
 /* Two entries of one key overlap when some lookup could match both. */
@@ -280,15 +296,27 @@ arr_insert(struct tlb *t, struct tlb_array *a, uint64_t key, const struct tlb_en
 	} else {
 		victim = base + lru_take(set_lru(a, key), a->ways);
 	}
-	if (a->ent[victim].key == TLB_KEY_INVALID)
+	uint64_t old = a->ent[victim].key;
+	if (old == TLB_KEY_INVALID)
 		a->nvalid++;
 	else
-		a->nsize[a->ent[victim].key >> TLB_SIZE_SHIFT]--;
+		a->nsize[old >> TLB_SIZE_SHIFT]--;
 	a->nsize[key >> TLB_SIZE_SHIFT]++;
 	a->ent[victim].key = key;
 	info_set(&a->ent[victim].info, info, frame);
-	if (a == &t->arr[TLB_ARR_L1_4K])
-		*tlb_hint(t, key, info->pcid) = (uint32_t)victim;   /* the page's next use tries it first */
+	/* The page's next use tries the slot first. */
+	if (a == &t->arr[TLB_ARR_L1_4K]) {
+		*tlb_hint(t, key, info->pcid) = (uint32_t)victim;
+		if (a->regions) {
+			a->regions[tlb_region(key << 12)]++;
+			if (old != TLB_KEY_INVALID)
+				a->regions[tlb_region(old << 12)]--;
+		}
+	} else if (a == &t->arr[TLB_ARR_L1_2M]) {
+		*tlb_hint_2m(t, key, info->pcid) = (uint32_t)victim;
+		if (!t->arr[TLB_ARR_L1_4K].regions)
+			regions_start(t);
+	}
 	return victim;
 }
 
@@ -421,8 +449,11 @@ struct tlb_entry_info *tlb_find_l1_large(struct tlb *t, gva_t va, uint16_t pcid,
 		struct tlb_array *a = &t->arr[TLB_ARR_L1_4K + size];
 		if (!a->nvalid)
 			continue;
-		size_t i = tlb_arr_find(a, tlb_key(va, size), pcid);
+		uint64_t key = tlb_key(va, size);
+		size_t i = tlb_arr_find(a, key, pcid);
 		if (i != TLB_NO_SLOT) {
+			if (size == TLB_2M)
+				*tlb_hint_2m(t, key, pcid) = (uint32_t)i;
 			*stamp = &a->stamp[i];
 			return &a->ent[i].info;
 		}
@@ -624,10 +655,20 @@ static int lru_check(const struct tlb_array *a, const struct tlb_lru *l, const s
 
 int tlb_check(const struct tlb *t)
 {
-	const struct tlb_array *l1 = &t->arr[TLB_ARR_L1_4K];
+	const struct tlb_array *l1 = &t->arr[TLB_ARR_L1_4K], *l1_2m = &t->arr[TLB_ARR_L1_2M];
+	uint32_t regions[TLB_REGIONS] = { 0 };
 	for (unsigned h = 0; h < TLB_HINTS; h++)
 		if (t->hint[h] >= (size_t)(l1->set_mask + 1) * l1->ways)
 			return -EUCLEAN;
+	for (unsigned h = 0; h < TLB_HINTS_2M; h++)
+		if (t->hint_2m[h] >= (size_t)(l1_2m->set_mask + 1) * l1_2m->ways)
+			return -EUCLEAN;
+	for (size_t i = 0; i < (size_t)(l1->set_mask + 1) * l1->ways; i++)
+		if (ent_valid(&l1->ent[i]))
+			regions[tlb_region(l1->ent[i].key << 12)]++;
+	if (l1->regions ? l1->regions != t->regions || memcmp(regions, t->regions, sizeof(regions)) :
+			  l1_2m->nvalid != 0)
+		return -EUCLEAN;
 	for (unsigned i = 0; i < TLB_ARR_N; i++) {
 		const struct tlb_array *a = &t->arr[i];
 		uint32_t valid = 0, nsize[TLB_NSIZES] = { 0 };

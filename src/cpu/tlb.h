@@ -18,8 +18,9 @@
  * Invariants: at most one entry per (vpn, page size, pcid, global) in each level.
  *
  * Owner's host pointer: an entry has room for one pointer (and a writable flag) that the TLB does
- * not interpret: cpu/ keeps the host bytes of the entry's frame there, so a hit needs no second
- * lookup (as QEMU's softmmu TLB keeps an addend). The TLB only guarantees when it is NULL:
+ * not interpret: cpu/ keeps the host bytes of (a 4K page of) the entry's frame there, so a hit
+ * needs no second lookup (as QEMU's softmmu TLB keeps an addend). The TLB only guarantees when it
+ * is NULL:
  *  - every new entry starts without one (tlb_fill clears it; an L2 hit's copy into the first
  *    level comes from an L2 entry, which never has one);
  *  - the owner reaches entries only through tlb_lookup_entry, the tlb_find_* functions and
@@ -64,6 +65,11 @@ struct tlb_stats {
  */
 #define TLB_KEY_INVALID (~0ULL)   /* an empty slot's key: no (vpn, size) produces it */
 
+/* Page size codes: shift = 12 + 9 * code; a key is the vpn at the entry's size with the code
+ * above it (tlb.c's tlb_key). A 4K vpn has at most 52 bits. */
+enum { TLB_4K = 0, TLB_2M = 1, TLB_1G = 2, TLB_NSIZES = 3 };
+#define TLB_SIZE_SHIFT 56
+
 struct tlb_ent {
 	uint64_t key;                 /* the vpn at the entry's size, size code above it (tlb.c) */
 	struct tlb_entry_info info;   /* what a hit returns; info.pcid/global are the tag */
@@ -88,11 +94,14 @@ struct tlb_array {
 	uint32_t nvalid;      /* valid entries: lookups skip an empty array (no 2M/1G pages in use) */
 	uint32_t nsize[3];    /* valid entries by size code (tlb.c): the STLB's probe for a 2M page
 			       * is skipped while it holds none, every miss's case without them */
+	uint32_t *regions;    /* the L1 4K array's only, once a 2M entry came in: tlb.regions */
 };
 
 enum { TLB_ARR_L1_4K, TLB_ARR_L1_2M, TLB_ARR_L1_1G, TLB_ARR_L2, TLB_ARR_L2_1G, TLB_ARR_N };
 
-#define TLB_HINTS 256  /* way hints for the first-level 4K array */
+#define TLB_HINTS    256  /* way hints for the first-level 4K array */
+#define TLB_HINTS_2M 64   /* and for the first-level 2M array */
+#define TLB_REGIONS  256  /* buckets of the L1 4K array's entries by 2M region */
 
 struct tlb {
 	struct tlb_array arr[TLB_ARR_N];  /* the L1 array of size code s is arr[TLB_ARR_L1_4K + s] */
@@ -103,6 +112,15 @@ struct tlb {
 	 * needs to keep hints up to date. It saves the set scan, and its mispredicted exit, when a
 	 * page is used again. */
 	uint32_t hint[TLB_HINTS];
+	/* The same for the first-level 2M array, by (2M vpn, PCID) hashed (tlb_hint_2m). Such a
+	 * hint answers a lookup only where no L1 4K entry could (regions, below): the lookup
+	 * order is 4K first (tlb_find_l1). */
+	uint32_t hint_2m[TLB_HINTS_2M];
+	/* The L1 4K array's valid entries, counted by the 2M region they lie in, hashed
+	 * (tlb_region): a zero bucket says no L1 4K entry answers any address of the region.
+	 * Kept from the first time the L1 2M array has an entry (tlb.c), not before: until then
+	 * no 2M hint is taken, and a guest without 2M pages pays nothing for them. */
+	uint32_t regions[TLB_REGIONS];
 	/* The 4K page (key) and PCID a lookup last missed at every level, TLB_KEY_INVALID once
 	 * anything was inserted since: no entry answers a lookup of it, so an invalidation of that
 	 * address (the #PF that follows such a miss, every fault's) has nothing to search for, and
@@ -167,6 +185,36 @@ static inline __attribute__((always_inline)) struct tlb_entry_info *tlb_find_hin
 	uint32_t i = *tlb_hint(t, key, pcid);
 
 	if (!tlb_ent_hits(&a->ent[i], key, pcid))
+		return NULL;
+	*stamp = &a->stamp[i];
+	return &a->ent[i].info;
+}
+
+/* The bucket of tlb.regions that counts @va's 2M region. */
+static inline uint32_t tlb_region(gva_t va)
+{
+	return (uint32_t)(va >> 21) % TLB_REGIONS;
+}
+
+/* The hint for 2M page @key (its key, size code and all) looked up under @pcid. */
+static inline uint32_t *tlb_hint_2m(struct tlb *t, uint64_t key, uint16_t pcid)
+{
+	return &t->hint_2m[(key ^ ((uint64_t)pcid << 3)) % TLB_HINTS_2M];
+}
+
+/* The hinted L1 2M slot's entry if a lookup of @va for @pcid hits it and no L1 4K entry could
+ * answer the lookup first (tlb_find_l1's order), with its LRU stamp in *@stamp, else NULL.
+ * Changes nothing. */
+static inline __attribute__((always_inline)) struct tlb_entry_info *tlb_find_hinted_2m(struct tlb *t, gva_t va,
+										       uint16_t pcid, uint32_t **stamp)
+{
+	struct tlb_array *a = &t->arr[TLB_ARR_L1_2M];
+	uint64_t key = (va >> 21) | ((uint64_t)TLB_2M << TLB_SIZE_SHIFT);
+
+	if (!a->nvalid)
+		return NULL;   /* no 2M page cached (and perhaps no regions counted: tlb.c) */
+	uint32_t i = *tlb_hint_2m(t, key, pcid);
+	if (!tlb_ent_hits(&a->ent[i], key, pcid) || t->regions[tlb_region(va)])
 		return NULL;
 	*stamp = &a->stamp[i];
 	return &a->ent[i].info;
@@ -290,8 +338,8 @@ static inline uint64_t tlb_entry_pa(const struct tlb_entry_info *e, gva_t va)
 
 /* Debug: check the invariants of every set (entries in their set, one entry per lookup tag,
  * aligned frames, LRU stamps distinct and not ahead of the clock, no host pointer in the second
- * level, the counts by size), that every hint names a first-level 4K slot, and that no entry
- * answers the absent page. 0 or -EUCLEAN. */
+ * level, the counts by size and by region), that every hint names a slot of its first-level
+ * array, and that no entry answers the absent page. 0 or -EUCLEAN. */
 int tlb_check(const struct tlb *t);
 /* Tests: set the LRU clock (to start it just before it wraps). */
 void tlb_test_set_clock(struct tlb *t, uint32_t clock);

@@ -732,8 +732,27 @@ static void check_hit(struct ref *r, gva_t va, uint16_t pcid, enum tlb_hit h,
 	assert_int_equal(o->dirty, x->dirty);
 }
 
-static void random_run(const struct vmmu_tlb_geometry *g, uint64_t seed, unsigned steps)
+/* The hit path's hinted probes (tlb.h) answer a lookup only as the first level's full probe does
+ * (4K first), with the same entry and stamp. Returns whether the 2M hint answered. */
+static bool check_hinted(struct tlb *t, gva_t va, uint16_t pcid)
 {
+	uint32_t *s_hint, *s_l1;
+	struct tlb_entry_info *h = tlb_find_hinted(t, va, pcid, &s_hint);
+	bool by_2m = false;
+
+	if (!h && (h = tlb_find_hinted_2m(t, va, pcid, &s_hint)))
+		by_2m = true;
+	struct tlb_entry_info *want = tlb_find_l1(t, va, pcid, &s_l1);
+	if (h && (h != want || s_hint != s_l1))
+		fail_msg("hinted probe of va %#llx pcid %u: entry %p, the first level's %p%s",
+			 (unsigned long long)va, pcid, (void *)h, (void *)want, by_2m ? " (2M hint)" : "");
+	return by_2m;
+}
+
+static unsigned random_run(const struct vmmu_tlb_geometry *g, uint64_t seed, unsigned steps)
+{
+	unsigned by_2m = 0;
+
 	struct tlb *t = mk(g);
 	struct ref r = { 0 };
 	struct tlb_entry_info o;
@@ -762,6 +781,7 @@ static void random_run(const struct vmmu_tlb_geometry *g, uint64_t seed, unsigne
 			assert_int_not_equal(h, TLB_MISS);
 			check_hit(&r, va, pcid, h, &o);
 		} else if (op < 80) {
+			by_2m += check_hinted(t, va, pcid);
 			h = tlb_lookup(t, va, pcid, &o);
 			check_hit(&r, va, pcid, h, &o);
 		} else {
@@ -795,6 +815,49 @@ static void random_run(const struct vmmu_tlb_geometry *g, uint64_t seed, unsigne
 	}
 	free(r.e);
 	tlb_destroy(t);
+	return by_2m;
+}
+
+/*
+ * The 2M hint answers only where no L1 4K entry could (the lookup order is 4K first): a 4K entry
+ * and a 2M entry both cover A (a guest that remapped A's region with a 2M page and did not flush
+ * A), and A's 4K hint names B's slot (B a 2M region on: 512 pages, the hints are 256).
+ */
+static void test_hint_2m_order(void **state)
+{
+	struct tlb *t = mk(NULL);
+	const gva_t a = 0x40005000, b = a + (2ULL << 20), c = 0x80600000;   /* c: another 2M hint and region bucket */
+	struct tlb_entry_info a4 = ent(0x100000, 12, 0, false), a2 = ent(0x200000, 21, 0, false);
+	struct tlb_entry_info b4 = ent(0x101000, 12, 0, false), c2 = ent(0x400000, 21, 0, false);
+	uint32_t *st, *st2;
+
+	tlb_fill(t, a, &a4);
+	tlb_fill(t, a, &a2);
+	tlb_fill(t, c, &c2);
+	tlb_fill(t, b, &b4);
+	assert_int_equal(tlb_check(t), 0);
+	assert_null(tlb_find_hinted(t, a, 0, &st));
+	assert_null(tlb_find_hinted_2m(t, a, 0, &st));
+	assert_null(tlb_find_hinted_2m(t, a + 0x10000, 0, &st));   /* the region's other pages too */
+	struct tlb_entry_info *e = tlb_find_l1(t, a, 0, &st);
+	assert_non_null(e);
+	assert_int_equal(e->frame, 0x100000);
+	/* A region no L1 4K entry lies in: the 2M hint answers, as the full probe does. */
+	e = tlb_find_hinted_2m(t, c + 0x3000, 0, &st);
+	assert_non_null(e);
+	assert_int_equal(e->frame, 0x400000);
+	assert_ptr_equal(tlb_find_l1(t, c + 0x3000, 0, &st2), e);
+	assert_ptr_equal(st, st2);
+	assert_null(tlb_find_hinted_2m(t, c, 1, &st));               /* another PCID's */
+	/* A flushed: its region's 2M entry goes too (INVLPG removes every size). Filled again as
+	 * 2M only, it answers through the hint. */
+	tlb_invlpg(t, a, 0);
+	tlb_fill(t, a, &a2);
+	e = tlb_find_hinted_2m(t, a, 0, &st);
+	assert_non_null(e);
+	assert_int_equal(e->frame, 0x200000);
+	assert_int_equal(tlb_check(t), 0);
+	tlb_destroy(t);
 }
 
 static void test_random_vs_reference(void **state)
@@ -803,10 +866,12 @@ static void test_random_vs_reference(void **state)
 	const struct vmmu_tlb_geometry tiny = {
 		.l1_4k = { 2, 2 }, .l1_2m = { 1, 2 }, .l1_1g = { 1, 1 }, .l2 = { 4, 3 }, .l2_1g = { 1, 2 },
 	};
+	unsigned by_2m = 0;
 	for (uint64_t seed = 1; seed <= 4; seed++) {
-		random_run(NULL, seed * 0x9e3779b97f4a7c15ULL, 20000);
-		random_run(&tiny, seed * 0x9e3779b97f4a7c15ULL + 1, 20000);
+		by_2m += random_run(NULL, seed * 0x9e3779b97f4a7c15ULL, 20000);
+		by_2m += random_run(&tiny, seed * 0x9e3779b97f4a7c15ULL + 1, 20000);
 	}
+	assert_true(by_2m > 100);   /* the 2M hint was tried, and answered (549 times) */
 }
 
 /* ---- exact replacement, against a set-associative reference ---- */
@@ -965,7 +1030,7 @@ int main(void)
 		cmocka_unit_test(test_clock_wrap_keeps_order),
 		cmocka_unit_test(test_geometry),
 		cmocka_unit_test(test_count_and_stats),
-		cmocka_unit_test(test_random_vs_reference),
+		cmocka_unit_test(test_hint_2m_order), cmocka_unit_test(test_random_vs_reference),
 		cmocka_unit_test(test_lru_exact_vs_reference),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
