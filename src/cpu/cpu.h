@@ -329,9 +329,11 @@ static inline __attribute__((always_inline)) bool cpu_host_kept(const struct tlb
  * would make. It either does all of that or nothing at all.
  *
  * In two steps, each of which the caller tries in turn before cpu_access():
- *  1. cpu_access_fast(), inlined into the public access function: the hinted L1 4K slot, else
- *     the hinted L1 2M slot, and a host pointer kept there, free of calls (the compiler still saves registers on entry for
- *     the caller's other paths);
+ *  1. cpu_access_fast(), inlined into the public access function: the hinted L1 4K slot and a
+ *     host pointer kept there, else the hinted L1 2M slot and its pointer or the guest-page
+ *     cache (a 2M entry keeps one 4K page's pointer, and its other pages are used too: the
+ *     kernel's direct map zeroes a new page each fault), free of calls (the compiler still
+ *     saves registers on entry for the caller's other paths);
  *  2. cpu_access_l1(), out of line: the whole first level (tlb_find_l1) and the guest-page cache.
  *     When the first level has no entry for the page it says so, and cpu_access_l1_missed() then
  *     goes on from there instead of probing the first level again.
@@ -397,7 +399,7 @@ static inline __attribute__((always_inline)) bool cpu_access_fast(struct cpu *c,
 	if (e)
 		return cpu_hit_serve(c, e, stamp, gva, len, kind, buf, false, 12);
 	e = tlb_find_hinted_2m(c->tlb, gva, c->pcid, &stamp);
-	return e && cpu_hit_serve(c, e, stamp, gva, len, kind, buf, false, 21);
+	return e && cpu_hit_serve(c, e, stamp, gva, len, kind, buf, true, 21);
 }
 
 /* Step 2 of the hit path. Nothing was done unless CPU_L1_DONE. */
