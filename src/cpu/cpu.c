@@ -28,7 +28,7 @@
 enum cpu_wcache_mode cpu_wcache_mode = CPU_WCACHE_ON;
 struct cpu_wcache_totals cpu_wcache_totals;
 
-/* Index into perm[]: the kind of access, as the permission rules see it. */
+/* Index into cpu_update's bitmaps: the kind of access, as the permission rules see it. */
 static inline unsigned perm_index(unsigned access, uint8_t cpl)
 {
 	bool implicit = access & WALK_IMPLICIT;
@@ -37,20 +37,11 @@ static inline unsigned perm_index(unsigned access, uint8_t cpl)
 	       (user ? 4u : 0u) | (implicit ? 8u : 0u);
 }
 
-/* Recompute what depends on control state: the permission bitmap (as KVM's
- * update_permission_bitmask) and the PCID. Protection keys are checked apart. */
-/* Pick the permission rows of the current CPL and AC: a privilege change costs only this. */
+/* Pick the permission rows of the current CPL and AC: a privilege change (two a guest #PF, and
+ * the kernel's user-memory accesses) costs only this copy. */
 static void cpu_select_perm(struct cpu *c)
 {
-	const uint8_t *perm = c->perm[c->guest.ac ? 1 : 0];
-
-	/* The hit path indexes by the caller's access kind directly. */
-	for (unsigned kind = 0; kind < 8; kind++) {
-		unsigned access = ((kind & VMMU_ACC_WRITE) ? PFERR_WRITE : 0) |
-				  ((kind & VMMU_ACC_FETCH) ? PFERR_FETCH : 0) |
-				  ((kind & VMMU_ACC_IMPLICIT) ? WALK_IMPLICIT : 0);
-		c->perm_kind[kind] = perm[perm_index(access, c->guest.cpl)];
-	}
+	memcpy(c->perm_kind, c->perm_kinds[c->guest.ac ? 1 : 0][c->guest.cpl == 3], sizeof(c->perm_kind));
 }
 
 /* The PCID that tags new TLB entries and that lookups match: CR3[11:0] with CR4.PCIDE. */
@@ -60,11 +51,13 @@ static void cpu_update_pcid(struct cpu *c)
 }
 
 /* Recompute what depends on control state: the permission bitmaps for both values of AC (as
- * KVM's update_permission_bitmask), the current rows and the PCID. Protection keys are checked
- * apart. The bitmaps read CR0.WP and CR4.SMEP/SMAP (and CPL and AC, per row), never CR3. */
+ * KVM's update_permission_bitmask), their rows by access kind for each privilege, the current
+ * rows and the PCID. Protection keys are checked apart. The bitmaps read CR0.WP and
+ * CR4.SMEP/SMAP (and CPL and AC, per row), never CR3. */
 static void cpu_update(struct cpu *c)
 {
 	struct paging_ctx nopk = c->guest;
+	uint8_t perm[2][16];   /* [AC][perm_index] bit n: rights n fault */
 
 	nopk.cr4 &= ~X86_CR4_PKE;
 	/* Under shadow paging the hardware runs with CR0.WP=1 whatever the guest set (the MMU
@@ -82,8 +75,16 @@ static void cpu_update(struct cpu *c)
 			for (unsigned acc = 0; acc < 8; acc++)
 				if (paging_permission_fault(&nopk, acc, 0, access))
 					bits |= (uint8_t)(1u << acc);
-			c->perm[ac][idx] = bits;
+			perm[ac][idx] = bits;
 		}
+		/* The hit path indexes by the caller's access kind directly. */
+		for (unsigned user = 0; user < 2; user++)
+			for (unsigned kind = 0; kind < 8; kind++) {
+				unsigned access = ((kind & VMMU_ACC_WRITE) ? PFERR_WRITE : 0) |
+						  ((kind & VMMU_ACC_FETCH) ? PFERR_FETCH : 0) |
+						  ((kind & VMMU_ACC_IMPLICIT) ? WALK_IMPLICIT : 0);
+				c->perm_kinds[ac][user][kind] = perm[ac][perm_index(access, user ? 3 : 0)];
+			}
 	}
 	cpu_select_perm(c);
 	cpu_update_pcid(c);

@@ -12,8 +12,8 @@
  *  - every TLB entry was filled from a successful walk under the current paging mode and has not
  *    been invalidated since by an architectural flush (INVLPG, INVPCID, MOV CR3/CR4/CR0 rules,
  *    cpu_flush_tlb) or by a #PF on its address;
- *  - perm[] matches the current CR0.WP and CR4.SMEP/SMAP (cpu_update()); perm_kind[] the current
- *    CPL and EFLAGS.AC (cpu_select_perm());
+ *  - perm_kinds[] matches the current CR0.WP and CR4.SMEP/SMAP (cpu_update()); perm_kind[] is
+ *    its row of the current CPL and EFLAGS.AC (cpu_select_perm());
  *  - a TLB entry's host pointer (the owner's field, tlb.h) is set in native mode only, on 4K
  *    and 2M entries only, and is what the guest-page cache would answer for one 4K page of the
  *    entry's frame, whose index within the entry's page it carries in its low bits (0 in a 4K
@@ -170,8 +170,8 @@ struct cpu {
 	enum vmmu_mmu mode;                  /* [c] */
 	struct paging_ctx guest;             /* [v] the guest's architectural state */
 	uint16_t pcid;                       /* [v] current PCID (0 unless CR4.PCIDE) */
-	uint8_t perm[2][16];                 /* [v] perm[AC][access index] bit n: rights n fault */
-	uint8_t perm_kind[8];                /* [v] perm[] row of each VMMU_ACC_* kind at this CPL */
+	uint8_t perm_kinds[2][2][8];         /* [v] [AC][CPL 3][VMMU_ACC_* kind] bit n: rights n fault */
+	uint8_t perm_kind[8];                /* [v] perm_kinds[] row of this AC and CPL */
 	struct tlb *tlb;                     /* [c] */
 	struct vmmu_cost cost;               /* [c] defaults filled */
 	struct exit_controls ctl;            /* [v] set by the hypervisor */
