@@ -17,8 +17,9 @@
  *  - a TLB entry's host pointer (the owner's field, tlb.h) is set in native mode only, on 4K
  *    and 2M entries only, and is what the guest-page cache would answer for one 4K page of the
  *    entry's frame, whose index within the entry's page it carries in its low bits (0 in a 4K
- *    entry; cpu_host_kept): it is copied from the cache (host_writable only where the cache serves writes, so never for a
- *    dirty-logging slot, whose writes must each reach the memslots to be logged), and
+ *    entry; cpu_host_kept): it is copied from the cache (host_writable only where the cache
+ *    serves writes, so never for a dirty-logging slot, whose writes must each reach the
+ *    memslots to be logged), and
  *    cpu_flush_pcache drops every one with the cache (tlb_drop_host). A TLB hit that finds it
  *    moves the bytes at once; everything the model counts happens exactly as without it.
  * Locking: none; a struct cpu is owned by its vCPU's thread. Remote flush requests are applied by
@@ -343,7 +344,8 @@ static inline __attribute__((always_inline)) bool cpu_host_kept(const struct tlb
 
 /* The hit path from first-level entry @e (LRU stamp @stamp) that the lookup of @gva hits: true,
  * the access done; false, nothing done. With @pcache false, a native access that finds no host
- * pointer kept in @e is left to the next step (the guest-page cache stays out of step 1).
+ * pointer kept in @e is left to the next step (step 1 leaves the guest-page cache out for a 4K
+ * entry, whose pointer a hit keeps; a 2M entry's is one 4K page's of 512).
  * @shift: e's page shift where the caller knows it as a constant, else 0. */
 static inline __attribute__((always_inline)) bool cpu_hit_serve(struct cpu *c, struct tlb_entry_info *e,
 								uint32_t *stamp, gva_t gva, uint32_t len,

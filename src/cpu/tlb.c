@@ -172,18 +172,22 @@ static inline void slot_clear(struct tlb_array *a, size_t i)
 	a->nvalid--;
 }
 
+/* The valid entries of the L1 4K array @l1 by region bucket, into @out (TLB_REGIONS). */
+static void regions_count(const struct tlb_array *l1, uint32_t *out)
+{
+	memset(out, 0, TLB_REGIONS * sizeof(*out));
+	for (size_t i = 0; i < (size_t)(l1->set_mask + 1) * l1->ways; i++)
+		if (ent_valid(&l1->ent[i]))
+			out[tlb_region(l1->ent[i].key << 12)]++;
+}
+
 /* Start counting the L1 4K entries by region (tlb.regions), from a count of the array: the first
  * 2M entry is in, and its hint needs them. Until then nothing does, so a guest without 2M pages
  * never pays for the count. */
 __attribute__((cold, noinline)) static void regions_start(struct tlb *t)
 {
-	struct tlb_array *l1 = &t->arr[TLB_ARR_L1_4K];
-
-	memset(t->regions, 0, sizeof(t->regions));
-	for (size_t i = 0; i < (size_t)(l1->set_mask + 1) * l1->ways; i++)
-		if (ent_valid(&l1->ent[i]))
-			t->regions[tlb_region(l1->ent[i].key << 12)]++;
-	l1->regions = t->regions;
+	regions_count(&t->arr[TLB_ARR_L1_4K], t->regions);
+	t->arr[TLB_ARR_L1_4K].regions = t->regions;
 }
 
 /* Two entries of one key overlap when some lookup could match both. */
@@ -656,16 +660,14 @@ static int lru_check(const struct tlb_array *a, const struct tlb_lru *l, const s
 int tlb_check(const struct tlb *t)
 {
 	const struct tlb_array *l1 = &t->arr[TLB_ARR_L1_4K], *l1_2m = &t->arr[TLB_ARR_L1_2M];
-	uint32_t regions[TLB_REGIONS] = { 0 };
+	uint32_t regions[TLB_REGIONS];
 	for (unsigned h = 0; h < TLB_HINTS; h++)
 		if (t->hint[h] >= (size_t)(l1->set_mask + 1) * l1->ways)
 			return -EUCLEAN;
 	for (unsigned h = 0; h < TLB_HINTS_2M; h++)
 		if (t->hint_2m[h] >= (size_t)(l1_2m->set_mask + 1) * l1_2m->ways)
 			return -EUCLEAN;
-	for (size_t i = 0; i < (size_t)(l1->set_mask + 1) * l1->ways; i++)
-		if (ent_valid(&l1->ent[i]))
-			regions[tlb_region(l1->ent[i].key << 12)]++;
+	regions_count(l1, regions);
 	if (l1->regions ? l1->regions != t->regions || memcmp(regions, t->regions, sizeof(regions)) :
 			  l1_2m->nvalid != 0)
 		return -EUCLEAN;
