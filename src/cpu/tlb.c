@@ -68,16 +68,6 @@
 _Static_assert(TLB_NSIZES == sizeof(((struct tlb_array *)0)->nsize) / sizeof(uint32_t),
 	       "tlb_array.nsize: a count a size code");
 
-static inline unsigned size_shift(unsigned size)
-{
-	return 12 + 9 * size;
-}
-
-static inline uint64_t tlb_key(gva_t va, unsigned size)
-{
-	return (va >> size_shift(size)) | ((uint64_t)size << TLB_SIZE_SHIFT);
-}
-
 /* The L2 array that holds a size: the STLB for 4K and 2M, the L2 1G array for 1G. */
 static inline unsigned l2_index(unsigned size)
 {
@@ -691,8 +681,8 @@ int tlb_check(const struct tlb *t)
 				if (size < TLB_NSIZES)
 					nsize[size]++;
 				if (size >= TLB_NSIZES || !array_holds(i, size) || (e->key & a->set_mask) != s ||
-				    e->info.page_shift != size_shift(size) ||
-				    (e->info.frame & ((1ULL << size_shift(size)) - 1)))
+				    e->info.page_shift != tlb_size_shift(size) ||
+				    (e->info.frame & ((1ULL << tlb_size_shift(size)) - 1)))
 					return -EUCLEAN;
 				if (st && (st[w] == 0 || st[w] > t->clock))
 					return -EUCLEAN;

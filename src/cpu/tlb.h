@@ -66,9 +66,19 @@ struct tlb_stats {
 #define TLB_KEY_INVALID (~0ULL)   /* an empty slot's key: no (vpn, size) produces it */
 
 /* Page size codes: shift = 12 + 9 * code; a key is the vpn at the entry's size with the code
- * above it (tlb.c's tlb_key). A 4K vpn has at most 52 bits. */
+ * above it (tlb_key). A 4K vpn has at most 52 bits. */
 enum { TLB_4K = 0, TLB_2M = 1, TLB_1G = 2, TLB_NSIZES = 3 };
 #define TLB_SIZE_SHIFT 56
+
+static inline unsigned tlb_size_shift(unsigned size)
+{
+	return 12 + 9 * size;
+}
+
+static inline uint64_t tlb_key(gva_t va, unsigned size)
+{
+	return (va >> tlb_size_shift(size)) | ((uint64_t)size << TLB_SIZE_SHIFT);
+}
 
 struct tlb_ent {
 	uint64_t key;                 /* the vpn at the entry's size, size code above it (tlb.c) */
@@ -209,7 +219,7 @@ static inline __attribute__((always_inline)) struct tlb_entry_info *tlb_find_hin
 										       uint16_t pcid, uint32_t **stamp)
 {
 	struct tlb_array *a = &t->arr[TLB_ARR_L1_2M];
-	uint64_t key = (va >> 21) | ((uint64_t)TLB_2M << TLB_SIZE_SHIFT);
+	uint64_t key = tlb_key(va, TLB_2M);
 
 	if (!a->nvalid)
 		return NULL;   /* no 2M page cached (and perhaps no regions counted: tlb.c) */

@@ -885,7 +885,7 @@ static void test_host_ptr_new_translations(void **state)
 static const struct tlb_entry_info *l1_entry_2m(struct g *g, gva_t gva)
 {
 	const struct tlb_array *a = &g->v->cpu.tlb->arr[TLB_ARR_L1_2M];
-	uint64_t key = (gva >> 21) | ((uint64_t)TLB_2M << TLB_SIZE_SHIFT);
+	uint64_t key = tlb_key(gva, TLB_2M);
 	for (size_t i = (key & a->set_mask) * a->ways, w = 0; w < a->ways; w++, i++)
 		if (a->ent[i].key == key)
 			return &a->ent[i].info;
