@@ -382,6 +382,8 @@ void cpu_destroy(struct cpu *c)
 		__atomic_add_fetch(&cpu_wcache_totals.misses, c->wcache->misses, __ATOMIC_RELAXED);
 		__atomic_add_fetch(&cpu_wcache_totals.mismatches, c->wcache->mismatches,
 				   __ATOMIC_RELAXED);
+		__atomic_add_fetch(&cpu_wcache_totals.data_hits, c->wcache->data_hits,
+				   __ATOMIC_RELAXED);
 	}
 	free(c->wcache);
 	c->wcache = NULL;

@@ -230,7 +230,7 @@ enum cpu_wcache_mode { CPU_WCACHE_ON, CPU_WCACHE_OFF, CPU_WCACHE_VERIFY };
 extern enum cpu_wcache_mode cpu_wcache_mode;
 /* The walk caches' host-side counts, added in (atomically) as each vCPU is destroyed. */
 struct cpu_wcache_totals {
-	uint64_t hits, misses, mismatches;
+	uint64_t hits, misses, mismatches, data_hits;
 };
 extern struct cpu_wcache_totals cpu_wcache_totals;
 void cpu_destroy(struct cpu *c);

@@ -113,8 +113,10 @@ static void ntlb_fill(const struct nested_state *st, gpa_t gpa, unsigned access,
 
 void nested_wcache_reset(struct nested_wcache *w)
 {
-	if (w)
+	if (w) {
 		memset(w->e, 0, sizeof(w->e));
+		memset(w->data, 0, sizeof(w->data));
+	}
 }
 
 #define WC_INFO_RIGHTS 7u
@@ -123,6 +125,12 @@ void nested_wcache_reset(struct nested_wcache *w)
 static struct nested_wcache_entry *wc_slot(struct nested_wcache *w, gfn_t gfn)
 {
 	return &w->e[gfn & (NESTED_WCACHE_ENTRIES - 1)];
+}
+
+/* The entry for @gfn: of a guest table (@table), else of a final gpa. */
+static struct nested_wcache_entry *wc_entry(struct nested_wcache *w, gfn_t gfn, bool table)
+{
+	return table ? wc_slot(w, gfn) : &w->data[gfn & (NESTED_WCACHE_DATA - 1)];
 }
 
 static int wc_level(const struct nested_wcache_entry *e)
@@ -147,27 +155,31 @@ static bool wc_keeps(const struct nested_state *st, unsigned access, const struc
 	return tdp_leaf_dirty(c, tr->entry);
 }
 
-static void wc_fill(struct nested_state *st, gpa_t gpa, unsigned access, const struct tdp_result *tr)
+static void wc_fill(struct nested_state *st, gpa_t gpa, unsigned access, bool table,
+		    const struct tdp_result *tr)
 {
 	struct nested_wcache_entry *e;
 
 	if (!wc_keeps(st, access, tr))
 		return;
-	e = wc_slot(st->wc, gpa >> VMMU_PAGE_SHIFT);
+	e = wc_entry(st->wc, gpa >> VMMU_PAGE_SHIFT, table);
 	e->gfn = gpa >> VMMU_PAGE_SHIFT;
 	e->gen = st->gen;
 	e->info = (tr->hpa & ~(hpa_t)(VMMU_PAGE_SIZE - 1)) |
 		  ((uint64_t)tr->level << WC_INFO_LEVEL_SHIFT) | (tr->rights & WC_INFO_RIGHTS);
 	e->entry = tr->entry;
-	e->host = host_hpa_ptr(st->tdp->arena, tr->hpa & ~(hpa_t)(VMMU_PAGE_SIZE - 1));
+	/* Only a table's entry serves a load (nested_read): a final gpa's host page is the caller's. */
+	e->host = table ? host_hpa_ptr(st->tdp->arena, tr->hpa & ~(hpa_t)(VMMU_PAGE_SIZE - 1)) : NULL;
 }
 
-/* The walk's result for a guest table access from the walk cache, if it holds @gpa and its rights
- * allow @access. With wc->verify the walk runs too, and its result is the one given. */
-static bool wc_lookup(struct nested_state *st, gpa_t gpa, unsigned access, struct tdp_result *tr)
+/* The walk's result for a guest table access (@table) or a final one from the walk cache, if it
+ * holds @gpa and its rights allow @access. With wc->verify the walk runs too, and its result is the
+ * one given. */
+static bool wc_lookup(struct nested_state *st, gpa_t gpa, unsigned access, bool table,
+		      struct tdp_result *tr)
 {
 	struct nested_wcache *w = st->wc;
-	const struct nested_wcache_entry *e = wc_slot(w, gpa >> VMMU_PAGE_SHIFT);
+	const struct nested_wcache_entry *e = wc_entry(w, gpa >> VMMU_PAGE_SHIFT, table);
 	const unsigned rights = (unsigned)(e->info & WC_INFO_RIGHTS);
 	const int level = wc_level(e);
 
@@ -176,6 +188,7 @@ static bool wc_lookup(struct nested_state *st, gpa_t gpa, unsigned access, struc
 		return false;
 	}
 	w->hits++;
+	w->data_hits += !table;
 	*tr = (struct tdp_result){
 		.status = TDP_OK,
 		.hpa = (e->info & ~(hpa_t)(VMMU_PAGE_SIZE - 1)) | (gpa & (VMMU_PAGE_SIZE - 1)),
@@ -206,8 +219,8 @@ static bool wc_lookup(struct nested_state *st, gpa_t gpa, unsigned access, struc
 }
 
 /*
- * gpa -> hpa for @access through the nested TLB or a nested walk (for a guest table access,
- * @table, the walk cache in place of the walk where it can). 0 with the outcome in @tr.
+ * gpa -> hpa for @access through the nested TLB, the walk cache (its tables' part for a guest
+ * table access, @table, else its final gpas') or a nested walk. 0 with the outcome in @tr.
  */
 VMMU_HOT
 static int nested_translate(struct nested_state *st, gpa_t gpa, unsigned access, bool table,
@@ -217,7 +230,7 @@ static int nested_translate(struct nested_state *st, gpa_t gpa, unsigned access,
 
 	if (ntlb_lookup(st, gpa, access, tr))
 		return 0;
-	if (table && st->wc && wc_lookup(st, gpa, access, tr)) {
+	if (st->wc && wc_lookup(st, gpa, access, table, tr)) {
 		st->refs += tr->refs;
 		ntlb_fill(st, gpa, access, tr);
 		return 0;
@@ -228,8 +241,8 @@ static int nested_translate(struct nested_state *st, gpa_t gpa, unsigned access,
 		return err;
 	if (tr->status == TDP_OK) {
 		ntlb_fill(st, gpa, access, tr);
-		if (table && st->wc)
-			wc_fill(st, gpa, access, tr);
+		if (st->wc)
+			wc_fill(st, gpa, access, table, tr);
 	}
 	return 0;
 }

@@ -67,8 +67,11 @@ void nested_tlb_flush(struct nested_tlb *t);
  * reference, A/D bit, counter and cycle is the walk's). A host-side memo of the nested
  * translations of guest table gpas, so that a 2-D walk does not make again the four nested walks
  * of a guest table it translated before: most of a nested TLB miss's host time. It is consulted
- * where the nested walk would run (after a nested TLB miss), for guest table accesses only, and
- * it is exact by what it keeps and when it trusts it:
+ * where the nested walk would run (after a nested TLB miss). A few more entries, apart so that
+ * data pages never evict tables, keep final translations: a fault's retried access, or another
+ * address of the same page, translates the page its last walk did (a touch fault under EPT walks
+ * the new page's final gpa three times: the violation, the kernel's retry, the user's). It is
+ * exact by what it keeps and when it trusts it:
  *  - only translations whose nested walk now would read the same entries and write nothing: a
  *    successful walk made in one pass (no A/D race, so its references are the levels it read)
  *    that set A (and D, where a guest table access counts as a write) on its way; never one of a
@@ -83,6 +86,7 @@ void nested_tlb_flush(struct nested_tlb *t);
  * entry may (the MMU frees nothing before that flush). Owned by one vCPU: no locking.
  */
 #define NESTED_WCACHE_ENTRIES 1024
+#define NESTED_WCACHE_DATA 64
 
 struct nested_wcache_entry {
 	gfn_t gfn;              /* guest page of the table */
@@ -97,10 +101,12 @@ struct nested_wcache_entry {
 
 struct nested_wcache {
 	const uint64_t *gen;    /* the MMU's tables generation (atomic, starts at 1); NULL: off */
-	/* Host-side counts for tests and benchmarks, never in vmmu_stats. */
-	uint64_t hits, misses, mismatches;
+	/* Host-side counts for tests and benchmarks, never in vmmu_stats: every lookup, and the
+	 * hits of final translations apart too. */
+	uint64_t hits, misses, mismatches, data_hits;
 	bool verify;            /* tests: every hit walks too, and a difference counts a mismatch */
-	struct nested_wcache_entry e[NESTED_WCACHE_ENTRIES];
+	struct nested_wcache_entry e[NESTED_WCACHE_ENTRIES];       /* guest tables' pages */
+	struct nested_wcache_entry data[NESTED_WCACHE_DATA];       /* final gpas' pages */
 };
 
 /* Empty every entry (a zeroed struct is empty too). Counters are kept. */

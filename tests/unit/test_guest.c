@@ -721,7 +721,7 @@ static void test_walk_cache_exact(void **state)
 	};
 	static const uint32_t opt_sets[] = { 0, VMMU_OPT_FASTPF };
 	const struct cpu_wcache_totals t0 = cpu_wcache_totals;
-	uint64_t verify_hits = 0;
+	uint64_t verify_hits = 0, verify_data_hits = 0;
 	char err[256];
 
 	(void)state;
@@ -735,6 +735,7 @@ static void test_walk_cache_exact(void **state)
 				aging = cases[i].aging;
 				for (int k = 0; k < 3; k++) {
 					uint64_t h0 = cpu_wcache_totals.hits;
+					uint64_t d0 = cpu_wcache_totals.data_hits;
 					cpu_wcache_mode = wm[k];
 					int rc = run_mode(cases[i].name, cases[i].kv, cases[i].n,
 							  cases[i].vcpus, 5, cases[i].thp, modes[m].mmu,
@@ -746,8 +747,10 @@ static void test_walk_cache_exact(void **state)
 						TEST_ASSERT(cpu_wcache_totals.hits == h0,
 							    "%s on %s: a cache that is off served",
 							    cases[i].name, modes[m].name);
-					if (wm[k] == CPU_WCACHE_VERIFY)
+					if (wm[k] == CPU_WCACHE_VERIFY) {
 						verify_hits += cpu_wcache_totals.hits - h0;
+						verify_data_hits += cpu_wcache_totals.data_hits - d0;
+					}
 				}
 				for (int k = 1; k < 3; k++) {
 					TEST_ASSERT(r[k].digest == r[0].digest &&
@@ -779,6 +782,12 @@ static void test_walk_cache_exact(void **state)
 		    "the walk cache served %llu times (%llu checked)",
 		    (unsigned long long)(cpu_wcache_totals.hits - t0.hits),
 		    (unsigned long long)verify_hits);
+	/* Final translations served too (a touch fault's retried accesses), and checked. */
+	TEST_ASSERT(verify_data_hits > 1000 &&
+			    cpu_wcache_totals.data_hits - t0.data_hits - verify_data_hits > 1000,
+		    "the walk cache served %llu final translations (%llu checked)",
+		    (unsigned long long)(cpu_wcache_totals.data_hits - t0.data_hits),
+		    (unsigned long long)verify_data_hits);
 }
 
 static void test_workload_effects(void **state)
