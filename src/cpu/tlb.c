@@ -29,7 +29,11 @@
  *    arr_insert, the only places an L1 slot changes key, keep it); before, it is NULL and
  *    nothing is counted (regions_start counts when the first 2M entry comes in);
  *  - no entry answers a lookup of (absent_key, absent_pcid): a lookup's miss at every level sets
- *    them, every insertion (arr_insert, the only one) drops them, and removals keep it true.
+ *    them, every insertion (arr_insert, the only one) drops them, and removals keep it true;
+ *  - sole_pcid, unless TLB_SOLE_MIXED, is the tag of every valid non-global entry, or
+ *    TLB_SOLE_NONE with none: tlb_fill, where every new translation comes in, moves it on a
+ *    non-global fill (an L2 hit's copy to the first level has the tag of an entry already in);
+ *    a flush of every PCID's non-global entries sets it back to TLB_SOLE_NONE.
  * Inclusion: a fill goes to both levels; an L1 eviction leaves the L2 copy (which is how an STLB
  * hit happens), an L2 eviction leaves the L1 copy (no back-invalidation; Intel's STLB is not
  * inclusive either). Every invalidation therefore searches both levels, but where nsize says an
@@ -393,6 +397,7 @@ int tlb_create(const struct vmmu_tlb_geometry *g, struct tlb **out)
 	for (size_t i = 0; i < n; i++)
 		t->mem[i].key = TLB_KEY_INVALID;
 	t->absent_key = TLB_KEY_INVALID;
+	t->sole_pcid = TLB_SOLE_NONE;
 	n = nstamps = nsets = 0;
 	for (unsigned i = 0; i < TLB_ARR_N; i++) {
 		struct tlb_array *a = &t->arr[i];
@@ -520,8 +525,12 @@ struct tlb_entry_info *tlb_fill(struct tlb *t, gva_t va, const struct tlb_entry_
 	assert((e->frame & page_mask) == 0);
 	uint64_t key = tlb_key(va, size), frame = e->frame & ~page_mask;
 
-	/* The usual fill follows a miss of the same page and tag, which no entry answers. */
-	bool fresh = !e->global && known_absent(t, va, e->pcid);
+	/* The usual fill follows a miss of the same page and tag, which no entry answers; a global
+	 * one may overlap entries of other tags, unless no other tag is in use (sole_pcid). */
+	bool fresh = known_absent(t, va, e->pcid) &&
+		     (!e->global || t->sole_pcid == e->pcid || t->sole_pcid == TLB_SOLE_NONE);
+	if (!e->global && t->sole_pcid != e->pcid)
+		t->sole_pcid = t->sole_pcid == TLB_SOLE_NONE ? e->pcid : TLB_SOLE_MIXED;
 
 	struct tlb_array *l1 = &t->arr[TLB_ARR_L1_4K + size];
 	size_t j = arr_insert(t, l1, key, e, frame, fresh, true);
@@ -592,6 +601,8 @@ static void flush_where(struct tlb *t, bool all_pcids, uint16_t pcid, bool globa
 				slot_clear(a, i);
 		}
 	}
+	if (all_pcids)
+		t->sole_pcid = TLB_SOLE_NONE;
 	t->stats.flushes++;
 }
 
@@ -685,6 +696,9 @@ int tlb_check(const struct tlb *t)
 				    (e->info.frame & ((1ULL << tlb_size_shift(size)) - 1)))
 					return -EUCLEAN;
 				if (st && (st[w] == 0 || st[w] > t->clock))
+					return -EUCLEAN;
+				if (!e->info.global && t->sole_pcid != TLB_SOLE_MIXED &&
+				    t->sole_pcid != e->info.pcid)
 					return -EUCLEAN;
 				if ((i == TLB_ARR_L2 || i == TLB_ARR_L2_1G) && (e->info.host || e->info.host_writable))
 					return -EUCLEAN;

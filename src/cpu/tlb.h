@@ -112,6 +112,8 @@ enum { TLB_ARR_L1_4K, TLB_ARR_L1_2M, TLB_ARR_L1_1G, TLB_ARR_L2, TLB_ARR_L2_1G, T
 #define TLB_HINTS    256  /* way hints for the first-level 4K array */
 #define TLB_HINTS_2M 64   /* and for the first-level 2M array */
 #define TLB_REGIONS  256  /* buckets of the L1 4K array's entries by 2M region */
+#define TLB_SOLE_NONE  (-1)   /* tlb.sole_pcid's states beside a PCID */
+#define TLB_SOLE_MIXED (-2)
 
 struct tlb {
 	struct tlb_array arr[TLB_ARR_N];  /* the L1 array of size code s is arr[TLB_ARR_L1_4K + s] */
@@ -137,6 +139,12 @@ struct tlb {
 	 * a non-global fill of it (the walk's that follows the miss) nothing to replace. */
 	uint64_t absent_key;
 	uint16_t absent_pcid;
+	/* TLB_SOLE_NONE: no valid entry is non-global; a PCID (0-4095): every valid non-global entry
+	 * is tagged with it; TLB_SOLE_MIXED: unknown. With one PCID in use, the usual case, a miss
+	 * at every level (absent_key) says no entry of the page is there under any tag, so a
+	 * global fill of it (a kernel page's, under a hypervisor's 4K mappings) needs no overlap
+	 * pass either. */
+	int32_t sole_pcid;
 	struct tlb_stats stats;
 	struct tlb_ent *mem;              /* every array's entries, one block */
 	uint32_t *stamps;                 /* the stamps of the arrays that have them, same order */
