@@ -597,6 +597,14 @@ bool host_pfn_valid(const struct host_arena *a, pfn_t pfn)
 	return a && block_head(a, pfn, NULL) != PFN_NONE;
 }
 
+/* host_hpa_ptr's frame inside a block (not its head): out of line, so that the usual case, a
+ * head, is small enough to go inline into the walkers (four calls a walk). */
+__attribute__((noinline, cold)) static void *hpa_ptr_in_block(const struct host_arena *a,
+								uint64_t hpa)
+{
+	return block_head(a, hpa >> HOST_PAGE_SHIFT, NULL) == PFN_NONE ? NULL : a->base + hpa;
+}
+
 VMMU_HOT
 void *host_hpa_ptr(const struct host_arena *a, uint64_t hpa)
 {
@@ -604,11 +612,10 @@ void *host_hpa_ptr(const struct host_arena *a, uint64_t hpa)
 
 	if (!a || pfn >= a->nframes)
 		return NULL;
-	/* block_head's first step alone first (the tables walked are order-0 blocks): written out,
-	 * it stays inline, where the call and loop cost a soft-MMU fault 150 instructions. */
-	if (!(info_get(frame(a, pfn)) & FRAME_ALLOC) && block_head(a, pfn, NULL) == PFN_NONE)
-		return NULL;
-	return a->base + hpa;
+	/* block_head's first step alone first: the tables walked are order-0 blocks. */
+	if (__builtin_expect(info_get(frame(a, pfn)) & FRAME_ALLOC, 1))
+		return a->base + hpa;
+	return hpa_ptr_in_block(a, hpa);
 }
 
 const void *host_frame_meta(const struct host_arena *a, pfn_t pfn)
