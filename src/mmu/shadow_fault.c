@@ -884,8 +884,7 @@ static int fault_walk(struct fault *f, struct slots_gmem_rec *rec)
 	for (unsigned i = 0; i < f->nparts; i++) {
 		struct fault_part *p = &f->part[i];
 		if (i == f->fp)
-			p->ws = paging_walk(&f->cpu->guest, &slots_gmem_rec_ops, rec, p->gva, f->access,
-					    &p->w);
+			p->ws = slots_gmem_rec_walk(&f->cpu->guest, rec, p->gva, f->access, &p->w);
 		else
 			p->ws = paging_walk(&f->cpu->guest, &slots_gmem_ops, f->sm->mmu.env.slots,
 					    p->gva, f->access, &p->w);

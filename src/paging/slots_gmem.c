@@ -99,6 +99,27 @@ const struct guest_mem_ops slots_gmem_rec_ops = {
 	.cmpxchg = rec_cmpxchg,
 };
 
+/* The recording walk's own instance of the walker (walk_tmpl.h), rec_walk64_addr, for 4- and
+ * 5-level guests: its reads call rec_read directly, which the compiler then inlines, where
+ * through ops->read each was an indirect call. Every soft-MMU #PF walks so, four reads a walk. */
+#define PTTYPE 64
+#define WALK_INSTANCE rec_
+#define WALK_READ(ops, opaque, gpa, buf, len) rec_read(opaque, gpa, buf, len)
+#include "paging/walk_tmpl.h"
+#undef WALK_INSTANCE
+#undef PTTYPE
+
+VMMU_HOT
+enum walk_status slots_gmem_rec_walk(const struct paging_ctx *ctx, struct slots_gmem_rec *rec,
+				     gva_t gva, unsigned access, struct walk_result *r)
+{
+	const enum paging_mode mode = paging_mode_of(ctx);
+
+	if (mode >= PAGING_4LVL && paging_canonical(gva, mode))
+		return rec_walk64_addr(ctx, &slots_gmem_rec_ops, rec, gva, access, NULL, r);
+	return paging_walk(ctx, &slots_gmem_rec_ops, rec, gva, access, r);
+}
+
 VMMU_HOT
 void *slots_gmem_rec_ptr(const struct slots_gmem_rec *r, gpa_t gpa, unsigned back)
 {

@@ -38,6 +38,11 @@ struct slots_gmem_rec {
 
 extern const struct guest_mem_ops slots_gmem_rec_ops;
 
+/* paging_walk(@ctx, &slots_gmem_rec_ops, @rec, ...): the same walk and result, through an
+ * instance of the walker whose reads are inline for 4- and 5-level guests. */
+enum walk_status slots_gmem_rec_walk(const struct paging_ctx *ctx, struct slots_gmem_rec *rec,
+				     gva_t gva, unsigned access, struct walk_result *r);
+
 /* The host address of the entry at @gpa as the walk read its page: by the read @back reads
  * before the last (0: the last) if that one was of the page (a walker's caller knows which read
  * each level was), else by the page's last read kept; NULL if none is. */
