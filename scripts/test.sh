@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run every test: the default build's suites (unit, cli, diff against /dev/kvm, slurm: a sweep on
-# a single-node Slurm cluster the test starts and stops), then the unit and cli suites again under
-# ASan+UBSan (clang), and the threaded unit tests under TSan.
+# a single-node Slurm cluster the test starts and stops), the unit suite in a profile-guided build,
+# then the unit and cli suites again under ASan+UBSan (clang), and the threaded unit tests under
+# TSan.
 # Tests that need /dev/kvm (or a Slurm that can start) skip with a message where it is absent. Ends with the line
 # "N passed, N failed, N skipped" and a non-zero exit if anything failed.
 set -uo pipefail
@@ -24,6 +25,15 @@ run_suite() { # build-dir, meson test args...
 
 echo "== default build"
 run_suite build
+
+# The opt-in profile-guided build (VMMU_PGO=1, docs/architecture.md): it builds, trains and
+# passes the unit suite, whose runs must give what the default build's give.
+echo "== profile-guided build"
+if VMMU_PGO=1 BUILD=build-pgo ./scripts/bootstrap.sh >/dev/null; then
+	run_suite build-pgo --suite unit
+else
+	echo "test.sh: the profile-guided build failed"; fail=$((fail + 1))
+fi
 
 san_build() { # dir, sanitize
 	if [ ! -f "$1/build.ninja" ]; then

@@ -419,8 +419,8 @@ retry:
 
 /* The access past the hit path, which leaves guest mode when it is done. */
 VMMU_HOT
-__attribute__((noinline)) static int vcpu_access_slow(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len,
-						      unsigned kind, void *buf, struct vmmu_access_result *res)
+__attribute__((noinline)) int vcpu_access_slow(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len,
+					       unsigned kind, void *buf, struct vmmu_access_result *res)
 {
 	int rc = vcpu_access_slow_body(vcpu, gva, len, kind, buf, res);
 	vcpu_leave(vcpu);
@@ -429,9 +429,8 @@ __attribute__((noinline)) static int vcpu_access_slow(struct vmmu_vcpu *vcpu, ui
 
 /* The access when the vCPU enters the full way (vcpu_try_enter said no). */
 VMMU_HOT
-__attribute__((noinline)) static int vcpu_access_entering(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len,
-							  unsigned kind, void *buf,
-							  struct vmmu_access_result *res)
+__attribute__((noinline)) int vcpu_access_entering(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len,
+						   unsigned kind, void *buf, struct vmmu_access_result *res)
 {
 	vcpu_enter(vcpu);
 	if (cpu_access_fast(&vcpu->cpu, gva, len, kind, buf)) {
@@ -441,69 +440,6 @@ __attribute__((noinline)) static int vcpu_access_entering(struct vmmu_vcpu *vcpu
 		return 0;
 	}
 	return vcpu_access_slow(vcpu, gva, len, kind, buf, res);
-}
-
-/* A load, a store or a fetch (or an implicit supervisor load); never a store that fetches. */
-static inline bool access_kind_ok(unsigned kind)
-{
-	return !(kind & ~(VMMU_ACC_WRITE | VMMU_ACC_FETCH | VMMU_ACC_IMPLICIT)) &&
-	       !((kind & VMMU_ACC_WRITE) && (kind & VMMU_ACC_FETCH));
-}
-
-/* One access with its arguments checked: the hit path does the whole access or nothing
- * (cpu.h); everything else is a tail call. Inlined into both public access functions. */
-static inline __attribute__((always_inline)) int vcpu_access_one(struct vmmu_vcpu *vcpu, uint64_t gva,
-								 uint32_t len, unsigned kind, void *buf,
-								 struct vmmu_access_result *res)
-{
-	if (__builtin_expect(!vcpu_try_enter(vcpu), 0))
-		return vcpu_access_entering(vcpu, gva, len, kind, buf, res);
-	if (__builtin_expect(cpu_access_fast(&vcpu->cpu, gva, len, kind, buf), 1)) {
-		vcpu_leave(vcpu);
-		res->status = VMMU_ACCESS_DONE;
-		res->done = len;
-		return 0;
-	}
-	return vcpu_access_slow(vcpu, gva, len, kind, buf, res);
-}
-
-VMMU_HOT
-int vmmu_vcpu_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigned kind, void *buf,
-		     struct vmmu_access_result *res)
-{
-	if (!vcpu || !buf || !res || !access_kind_ok(kind))
-		return -EINVAL;
-	if (!(len >= 1 && len <= 8) && !(len == VMMU_PAGE_SIZE && !(gva & (VMMU_PAGE_SIZE - 1))))
-		return -EINVAL;
-	return vcpu_access_one(vcpu, gva, len, kind, buf, res);
-}
-
-VMMU_HOT
-int vmmu_vcpu_access_batch(struct vmmu_vcpu *vcpu, struct vmmu_access_op *ops, unsigned n,
-			   unsigned *done, struct vmmu_access_result *res)
-{
-	unsigned i;
-	int rc = 0;
-
-	if (done)
-		*done = 0;
-	if (!vcpu || (n && !ops) || !done || !res)
-		return -EINVAL;
-	for (i = 0; i < n; i++) {
-		struct vmmu_access_op *op = &ops[i];
-
-		if (!access_kind_ok(op->kind) || op->len < 1 || op->len > 8) {
-			rc = -EINVAL;
-			break;
-		}
-		if (!(op->kind & VMMU_ACC_WRITE))
-			op->val = 0;
-		rc = vcpu_access_one(vcpu, op->gva, op->len, op->kind, &op->val, res);
-		if (rc || res->status != VMMU_ACCESS_DONE)
-			break;
-	}
-	*done = i;
-	return rc;
 }
 
 int vmmu_vcpu_prefetch(struct vmmu_vcpu *vcpu, uint64_t gva, unsigned kind)

@@ -127,6 +127,22 @@ static inline void vcpu_leave(struct vmmu_vcpu *v)
 	__atomic_store_n(&v->mode, OUTSIDE_GUEST_MODE, __ATOMIC_RELEASE);
 }
 
+/* ---- vcpu.c and access.c: an access ---- */
+
+/* A load, a store or a fetch (or an implicit supervisor load); never a store that fetches. */
+static inline bool access_kind_ok(unsigned kind)
+{
+	return !(kind & ~(VMMU_ACC_WRITE | VMMU_ACC_FETCH | VMMU_ACC_IMPLICIT)) &&
+	       !((kind & VMMU_ACC_WRITE) && (kind & VMMU_ACC_FETCH));
+}
+
+/* The access past the hit path (vcpu.c), which leaves guest mode when it is done; and the access
+ * when the vCPU enters the full way (vcpu_try_enter said no). access.c's hit path calls them. */
+int vcpu_access_slow(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigned kind, void *buf,
+		     struct vmmu_access_result *res);
+int vcpu_access_entering(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len, unsigned kind,
+			 void *buf, struct vmmu_access_result *res);
+
 /* The host's KSM figures into @st (host.c). */
 void vm_machine_ksm_stats(struct vmmu_machine *h, struct vmmu_stats *st);
 
