@@ -27,21 +27,37 @@ BUILD=${BUILD:-build}
 # code out by where the training ran (docs/architecture.md has what it gains and costs). Only a
 # new build directory gets one; a later edit recompiles with the profile it has (GCC drops a
 # changed function's counts and compiles it without).
+# Markers in the build directory: pgo-started once meson set it up for the training, pgo-trained
+# once the build uses the profile. A set-up cut short (a failure, an interrupt) leaves the first
+# without the second, and the next run starts it again rather than take it for a finished one.
 pgo_setup() {
 	meson setup "$BUILD" --buildtype=debugoptimized -Db_pgo=generate >/dev/null &&
+	touch "$BUILD/pgo-started" &&
 	ninja -C "$BUILD" vmmu >/dev/null &&
 	find "$BUILD" -name '*.gcda' -delete &&
 	./scripts/pgo-train.sh "$BUILD/vmmu" &&
-	meson configure "$BUILD" -Db_pgo=use >/dev/null
+	meson configure "$BUILD" -Db_pgo=use >/dev/null &&
+	touch "$BUILD/pgo-trained"
 }
+if [ -f "$BUILD/pgo-started" ] && [ ! -f "$BUILD/pgo-trained" ]; then
+	echo "bootstrap: $BUILD: a profile-guided set-up that did not finish; starting it again"
+	rm -rf "$BUILD"
+fi
 if [ ! -f "$BUILD/build.ninja" ]; then
 	if [ "${VMMU_PGO:-0}" = 1 ]; then
 		echo "bootstrap: a profile-guided build: instrumented, trained (scripts/pgo-train.sh), rebuilt"
-		# Half a set-up would pass for a finished one at the next run: none is left.
-		pgo_setup || { rm -rf "$BUILD"; echo "bootstrap: the profile-guided set-up failed" >&2; exit 1; }
+		pgo_setup || {
+			# Only a directory meson set up for the training is removed, never one it refused.
+			[ -f "$BUILD/pgo-started" ] && rm -rf "$BUILD"
+			echo "bootstrap: the profile-guided set-up failed" >&2
+			exit 1
+		}
 	else
 		meson setup "$BUILD" --buildtype=debugoptimized >/dev/null
 	fi
+elif [ "${VMMU_PGO:-0}" = 1 ] && [ ! -f "$BUILD/pgo-trained" ]; then
+	echo "bootstrap: $BUILD is a plain build; VMMU_PGO=1 takes a new directory (BUILD=dir)" >&2
+	exit 1
 fi
 meson compile -C "$BUILD" >/dev/null
 echo "bootstrap: built $BUILD/vmmu"
