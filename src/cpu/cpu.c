@@ -28,6 +28,13 @@
 enum cpu_wcache_mode cpu_wcache_mode = CPU_WCACHE_ON;
 struct cpu_wcache_totals cpu_wcache_totals;
 
+/* The walker's form of an access kind (VMMU_ACC_* to PFERR_WRITE / PFERR_FETCH / WALK_IMPLICIT). */
+static inline unsigned kind_to_access(unsigned kind)
+{
+	return ((kind & VMMU_ACC_WRITE) ? PFERR_WRITE : 0) | ((kind & VMMU_ACC_FETCH) ? PFERR_FETCH : 0) |
+	       ((kind & VMMU_ACC_IMPLICIT) ? WALK_IMPLICIT : 0);
+}
+
 /* Index into cpu_update's bitmaps: the kind of access, as the permission rules see it. */
 static inline unsigned perm_index(unsigned access, uint8_t cpl)
 {
@@ -79,12 +86,9 @@ static void cpu_update(struct cpu *c)
 		}
 		/* The hit path indexes by the caller's access kind directly. */
 		for (unsigned user = 0; user < 2; user++)
-			for (unsigned kind = 0; kind < 8; kind++) {
-				unsigned access = ((kind & VMMU_ACC_WRITE) ? PFERR_WRITE : 0) |
-						  ((kind & VMMU_ACC_FETCH) ? PFERR_FETCH : 0) |
-						  ((kind & VMMU_ACC_IMPLICIT) ? WALK_IMPLICIT : 0);
-				c->perm_kinds[ac][user][kind] = perm[ac][perm_index(access, user ? 3 : 0)];
-			}
+			for (unsigned kind = 0; kind < 8; kind++)
+				c->perm_kinds[ac][user][kind] =
+					perm[ac][perm_index(kind_to_access(kind), user ? 3 : 0)];
 	}
 	cpu_select_perm(c);
 	cpu_update_pcid(c);
@@ -927,13 +931,6 @@ static enum hw_status walk_nested(struct cpu *c, gva_t gva, unsigned access, uin
 	     r.guest.level && (leaf & PT_GLOBAL_MASK));
 	*pa = r.hpa;
 	return HW_DONE;
-}
-
-/* The walker's form of an access kind (VMMU_ACC_* to PFERR_WRITE / PFERR_FETCH / WALK_IMPLICIT). */
-static inline unsigned kind_to_access(unsigned kind)
-{
-	return ((kind & VMMU_ACC_WRITE) ? PFERR_WRITE : 0) | ((kind & VMMU_ACC_FETCH) ? PFERR_FETCH : 0) |
-	       ((kind & VMMU_ACC_IMPLICIT) ? WALK_IMPLICIT : 0);
 }
 
 /* The protection-key part of the rights check of a hit on a user page with CR4.PKE (the rest

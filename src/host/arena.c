@@ -597,8 +597,9 @@ bool host_pfn_valid(const struct host_arena *a, pfn_t pfn)
 	return a && block_head(a, pfn, NULL) != PFN_NONE;
 }
 
-/* host_hpa_ptr's frame inside a block (not its head): out of line, so that the usual case, a
- * head, is small enough to go inline into the walkers (four calls a walk). */
+/* host_hpa_ptr's frame inside a block (not its head): out of line and cold, so that the usual
+ * case, a block's head (every MMU table), is a bounds check and one load with no call to make
+ * room for (the walks of shadow and EPT tables call it four times a walk). */
 __attribute__((noinline, cold)) static void *hpa_ptr_in_block(const struct host_arena *a,
 								uint64_t hpa)
 {
