@@ -42,6 +42,9 @@ struct nested_state {
 	struct nested_wcache *wc;               /* NULL: no walk cache */
 	uint64_t gen;                           /* the tables generation when the walk began */
 	unsigned table_access;                  /* a guest table read, for tdp_walk() */
+	unsigned table_need;                    /* tdp_needed(table_access) */
+	struct nested_wcache *read_wc;          /* the walk cache nested_read's hit uses: wc
+						 * without a nested TLB, not verifying; or NULL */
 	unsigned refs;                          /* nested entries read so far */
 	struct nested_memo memo[NESTED_MEMO];   /* ring, newest at (nmemo - 1) % NESTED_MEMO */
 	unsigned nmemo;                         /* entries pushed since the last restart */
@@ -119,8 +122,11 @@ void nested_wcache_reset(struct nested_wcache *w)
 	}
 }
 
+/* info's low bits, below the host page: rights, the leaf's level, and the nested entries the walk
+ * read (levels - level + 1, kept so that a hit need not work it out from the context). */
 #define WC_INFO_RIGHTS 7u
 #define WC_INFO_LEVEL_SHIFT 3
+#define WC_INFO_REFS_SHIFT 6
 
 static struct nested_wcache_entry *wc_slot(struct nested_wcache *w, gfn_t gfn)
 {
@@ -139,9 +145,9 @@ static int wc_level(const struct nested_wcache_entry *e)
 }
 
 /* The nested entries the walk that @e stands for read: its levels down to its leaf. */
-static unsigned wc_refs(const struct nested_state *st, const struct nested_wcache_entry *e)
+static unsigned wc_refs(const struct nested_wcache_entry *e)
 {
-	return (unsigned)(st->tdp->levels - wc_level(e) + 1);
+	return (unsigned)((e->info >> WC_INFO_REFS_SHIFT) & 7);
 }
 
 /* Whether nested walk @tr for @access (just made, TDP_OK) may be kept: see nested.h. */
@@ -166,6 +172,7 @@ static void wc_fill(struct nested_state *st, gpa_t gpa, unsigned access, bool ta
 	e->gfn = gpa >> VMMU_PAGE_SHIFT;
 	e->gen = st->gen;
 	e->info = (tr->hpa & ~(hpa_t)(VMMU_PAGE_SIZE - 1)) |
+		  ((uint64_t)tr->refs << WC_INFO_REFS_SHIFT) |
 		  ((uint64_t)tr->level << WC_INFO_LEVEL_SHIFT) | (tr->rights & WC_INFO_RIGHTS);
 	e->entry = tr->entry;
 	/* Only a table's entry serves a load (nested_read): a final gpa's host page is the caller's. */
@@ -196,7 +203,7 @@ static bool wc_lookup(struct nested_state *st, gpa_t gpa, unsigned access, bool 
 		.rights = rights,
 		.level = level,
 		.entry = e->entry,
-		.refs = wc_refs(st, e),
+		.refs = wc_refs(e),
 	};
 	if (w->verify) {
 		struct tdp_result probe, real;
@@ -322,14 +329,14 @@ static inline __attribute__((always_inline)) int nested_read(void *opaque, gpa_t
 		st->ntlb->hits++;
 		hpa = e->hpa;
 		rights = e->rights;
-	} else if (st->wc && !st->wc->verify) {
-		const struct nested_wcache_entry *e = wc_slot(st->wc, gfn);
+	} else if (st->read_wc) {
+		const struct nested_wcache_entry *e = wc_slot(st->read_wc, gfn);
 
 		rights = (unsigned)(e->info & WC_INFO_RIGHTS);
-		if (e->gen != st->gen || e->gfn != gfn || !(rights & tdp_needed(st->table_access)))
+		if (e->gen != st->gen || e->gfn != gfn || !(rights & st->table_need))
 			return nested_read_slow(st, gpa, buf, len);
-		st->wc->hits++;
-		st->refs += wc_refs(st, e);
+		st->read_wc->hits++;
+		st->refs += wc_refs(e);
 		hpa = e->info & ~(hpa_t)(VMMU_PAGE_SIZE - 1);
 		host = e->host;
 	} else {
@@ -460,6 +467,8 @@ int nested_walk(const struct paging_ctx *guest, const struct tdp_ctx *tdp, struc
 	st.wc = wc && wc->gen ? wc : NULL;
 	st.gen = st.wc ? __atomic_load_n(wc->gen, __ATOMIC_ACQUIRE) : 0;
 	st.table_access = table_access(tdp) | (access & WALK_NO_AD);
+	st.table_need = tdp_needed(st.table_access);
+	st.read_wc = !ntlb && st.wc && !st.wc->verify ? st.wc : NULL;
 	st.refs = 0;
 	st.nmemo = 0;
 	st.exit = st.exit_in_read = false;
