@@ -34,6 +34,10 @@
  *    TLB_SOLE_NONE with none: tlb_fill, where every new translation comes in, moves it on a
  *    non-global fill (an L2 hit's copy to the first level has the tag of an entry already in);
  *    a flush of every PCID's non-global entries sets it back to TLB_SOLE_NONE.
+ *  - signatures: sig[i] is tlb_sig(ent[i].key) for a valid slot, 0 for a free one (slot_clear
+ *    and arr_insert keep it). A scan that may find nothing, the STLB's on every miss, an
+ *    insertion's overlap pass, an invalidation, compares them first and reads an entry only
+ *    where they match; the first level's hinted lookups read entries directly.
  * Inclusion: a fill goes to both levels; an L1 eviction leaves the L2 copy (which is how an STLB
  * hit happens), an L2 eviction leaves the L1 copy (no back-invalidation; Intel's STLB is not
  * inclusive either). Every invalidation therefore searches both levels, but where nsize says an
@@ -157,6 +161,7 @@ static inline void slot_clear(struct tlb_array *a, size_t i)
 	if (a->regions)
 		a->regions[tlb_region(key << 12)]--;
 	a->ent[i].key = TLB_KEY_INVALID;
+	a->sig[i] = 0;
 	if (a->stamp) {
 		a->stamp[i] = 0;
 	} else {
@@ -277,9 +282,11 @@ arr_insert(struct tlb *t, struct tlb_array *a, uint64_t key, const struct tlb_en
 	size_t base = set_base(a, key);
 
 	t->absent_key = TLB_KEY_INVALID;
+	const uint8_t sig = tlb_sig(key);
 	if (!fresh) {
 		for (size_t i = base; i < base + a->ways; i++)
-			if (a->ent[i].key == key && tags_overlap(&a->ent[i], info->pcid, info->global))
+			if (a->sig[i] == sig && a->ent[i].key == key &&
+			    tags_overlap(&a->ent[i], info->pcid, info->global))
 				slot_clear(a, i);
 	}
 	size_t victim = base;
@@ -301,6 +308,7 @@ arr_insert(struct tlb *t, struct tlb_array *a, uint64_t key, const struct tlb_en
 		a->nsize[old >> TLB_SIZE_SHIFT]--;
 	a->nsize[key >> TLB_SIZE_SHIFT]++;
 	a->ent[victim].key = key;
+	a->sig[victim] = sig;
 	info_set(&a->ent[victim].info, info, frame);
 	/* The page's next use tries the slot first. */
 	if (a == &t->arr[TLB_ARR_L1_4K]) {
@@ -322,9 +330,11 @@ arr_insert(struct tlb *t, struct tlb_array *a, uint64_t key, const struct tlb_en
 static void arr_invalidate(struct tlb_array *a, uint64_t key, uint16_t pcid, bool with_global)
 {
 	size_t base = set_base(a, key);
+	const uint8_t sig = tlb_sig(key);
 	for (size_t i = base; i < base + a->ways; i++) {
 		const struct tlb_ent *e = &a->ent[i];
-		if (e->key == key && (e->info.global ? with_global : e->info.pcid == pcid))
+		if (a->sig[i] == sig && e->key == key &&
+		    (e->info.global ? with_global : e->info.pcid == pcid))
 			slot_clear(a, i);
 	}
 }
@@ -388,9 +398,10 @@ int tlb_create(const struct vmmu_tlb_geometry *g, struct tlb **out)
 		return -ENOMEM;
 	/* A whole number of cache lines, line-aligned: small sets then share few lines. */
 	t->mem = host_zalloc_lines(n * sizeof(struct tlb_ent));
+	t->sigs = host_zalloc_lines(n);         /* every slot free: signature 0 */
 	t->stamps = host_zalloc_lines(nstamps * sizeof(*t->stamps));
 	t->lrus = host_zalloc_lines((nsets ? nsets : 1) * sizeof(*t->lrus));   /* NULL for 0 bytes */
-	if (!t->mem || !t->stamps || !t->lrus) {
+	if (!t->mem || !t->sigs || !t->stamps || !t->lrus) {
 		tlb_destroy(t);
 		return -ENOMEM;
 	}
@@ -402,6 +413,7 @@ int tlb_create(const struct vmmu_tlb_geometry *g, struct tlb **out)
 	for (unsigned i = 0; i < TLB_ARR_N; i++) {
 		struct tlb_array *a = &t->arr[i];
 		a->ent = t->mem + n;
+		a->sig = t->sigs + n;
 		a->set_mask = geo[i].sets - 1;
 		a->ways = geo[i].ways;
 		n += (size_t)geo[i].sets * geo[i].ways;
@@ -427,6 +439,7 @@ void tlb_destroy(struct tlb *t)
 	if (!t)
 		return;
 	free(t->mem);
+	free(t->sigs);
 	free(t->stamps);
 	free(t->lrus);
 	free(t);
@@ -468,7 +481,7 @@ struct tlb_entry_info *tlb_lookup_l2(struct tlb *t, gva_t va, uint16_t pcid, enu
 		if (!a->nsize[size])
 			continue;
 		uint64_t key = tlb_key(va, size);
-		size_t i = tlb_arr_find(a, key, pcid);
+		size_t i = tlb_arr_find_sig(a, key, pcid);
 		if (i != TLB_NO_SLOT) {
 			if (a->stamp)
 				a->stamp[i] = tlb_tick(t);
@@ -680,8 +693,11 @@ int tlb_check(const struct tlb *t)
 			const uint32_t *st = a->stamp ? a->stamp + (size_t)s * a->ways : NULL;
 			if (!st && lru_check(a, &a->lru[s], set))
 				return -EUCLEAN;
+			const uint8_t *sig = a->sig + (size_t)s * a->ways;
 			for (uint32_t w = 0; w < a->ways; w++) {
 				const struct tlb_ent *e = &set[w];
+				if (sig[w] != (ent_valid(e) ? tlb_sig(e->key) : 0))
+					return -EUCLEAN;
 				if (!ent_valid(e)) {
 					if (st && st[w] != 0)
 						return -EUCLEAN;

@@ -96,6 +96,7 @@ struct tlb_lru {
 
 struct tlb_array {
 	struct tlb_ent *ent;  /* sets * ways entries, set-major */
+	uint8_t *sig;         /* per entry: tlb_sig(key) if valid, else 0 (tlb.c, "signatures") */
 	/* Recency, one of the two (tlb.c, "LRU order"): */
 	uint32_t *stamp;      /* per entry: LRU clock at last use, 0 when free; the smallest is the victim */
 	struct tlb_lru *lru;  /* per set, where stamp is NULL */
@@ -147,6 +148,7 @@ struct tlb {
 	int32_t sole_pcid;
 	struct tlb_stats stats;
 	struct tlb_ent *mem;              /* every array's entries, one block */
+	uint8_t *sigs;                    /* their signatures, same order */
 	uint32_t *stamps;                 /* the stamps of the arrays that have them, same order */
 	struct tlb_lru *lrus;             /* the orders of the others, by set */
 };
@@ -173,6 +175,26 @@ enum tlb_hit tlb_lookup(struct tlb *t, gva_t va, uint16_t pcid, struct tlb_entry
 static inline bool tlb_ent_hits(const struct tlb_ent *e, uint64_t key, uint16_t pcid)
 {
 	return e->key == key && (e->info.global || e->info.pcid == pcid);
+}
+
+/* A valid entry's signature: never 0, which marks a free slot; the set index's bits are the
+ * same in a whole set, so every bit of the key is mixed in. */
+static inline uint8_t tlb_sig(uint64_t key)
+{
+	return (uint8_t)((key * 0x9e3779b97f4a7c15ULL) >> 56) | 1;
+}
+
+/* tlb_arr_find through the signatures: one line of them for the set instead of its entries'
+ * (a 12-way STLB set spans six), and an entry's own line only where its signature matches. */
+static inline size_t tlb_arr_find_sig(const struct tlb_array *a, uint64_t key, uint16_t pcid)
+{
+	const size_t base = (size_t)(key & a->set_mask) * a->ways;
+	const uint8_t sig = tlb_sig(key);
+
+	for (size_t i = base; i < base + a->ways; i++)
+		if (a->sig[i] == sig && tlb_ent_hits(&a->ent[i], key, pcid))
+			return i;
+	return TLB_NO_SLOT;
 }
 
 /* The slot of @a that a lookup of @key for @pcid hits, or TLB_NO_SLOT: a scan of the key's set
