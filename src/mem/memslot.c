@@ -413,13 +413,40 @@ static int read_word_tok(struct memslots *ms, gpa_t gpa, unsigned len, uint64_t 
 	return r;
 }
 
-int memslots_gpa_read_word(struct memslots *ms, gpa_t gpa, unsigned len, uint64_t *val,
-			   uint8_t **ptr)
+/* Not inlined: a walker's read that has a cache (memslots_gpa_read_word_cached) inlines its hit
+ * and should not carry this look-up, which serves readers without one. */
+__attribute__((noinline)) int memslots_gpa_read_word(struct memslots *ms, gpa_t gpa, unsigned len,
+						     uint64_t *val, uint8_t **ptr)
 {
 	struct host_peek_tok tok;
 	const struct memslot *slot;
 
 	return read_word_tok(ms, gpa, len, val, ptr, &tok, &slot);
+}
+
+/* memslots_gpa_read_word_cached's miss, into entry @e, which a look-up made under generation
+ * @gen refills. Out of line: the hit, a few loads and compares, then needs few registers, and
+ * the walker's read inlines it. */
+__attribute__((noinline)) static int read_word_cached_miss(struct memslots *ms,
+							   struct memslots_wcache *c,
+							   struct memslots_wcache_ent *e, gpa_t gpa,
+							   unsigned len, uint64_t *val, uint8_t **ptr,
+							   uint64_t gen)
+{
+	const unsigned off = gpa & (VMMU_PAGE_SIZE - 1);
+	int r;
+
+	c->misses++;
+	r = read_word_tok(ms, gpa, len, val, ptr, &e->tok, &e->slot);
+	if (!r && !(e->tok.inval_seq & 1) && !memslot_gen_in_progress(gen)) {
+		e->ms = ms;
+		e->gfn = gpa >> VMMU_PAGE_SHIFT;
+		e->page = *ptr - off;
+		e->gen = gen;
+	} else {
+		e->page = NULL;
+	}
+	return r;
 }
 
 VMMU_HOT
@@ -453,17 +480,7 @@ int memslots_gpa_read_word_cached(struct memslots *ms, struct memslots_wcache *c
 		*ptr = e->page + off;
 		return 0;
 	}
-	c->misses++;
-	r = read_word_tok(ms, gpa, len, val, ptr, &e->tok, &e->slot);
-	if (!r && !(e->tok.inval_seq & 1) && !memslot_gen_in_progress(gen)) {
-		e->ms = ms;
-		e->gfn = gfn;
-		e->page = *ptr - off;
-		e->gen = gen;
-	} else {
-		e->page = NULL;
-	}
-	return r;
+	return read_word_cached_miss(ms, c, e, gpa, len, val, ptr, gen);
 }
 
 /* A swap of one word through memslots_gpa_access (ok: it swapped). */
