@@ -91,7 +91,7 @@ void nested_tlb_flush(struct nested_tlb *t);
 struct nested_wcache_entry {
 	gfn_t gfn;              /* guest page of the table */
 	uint64_t gen;           /* tables generation it was filled under (0: never) */
-	uint64_t info;          /* its host page | level << 3 | TDP_R/W/X */
+	uint64_t info;          /* its host page | nested reads << 6 | level << 3 | TDP_R/W/X */
 	uint64_t entry;         /* the nested leaf, as the walk left it */
 	uint8_t *host;          /* that page's bytes, found allocated when filled (NULL: it was
 				 * not; a read checks it then): while the generation is current the

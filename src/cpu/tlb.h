@@ -184,8 +184,9 @@ static inline uint8_t tlb_sig(uint64_t key)
 	return (uint8_t)((key * 0x9e3779b97f4a7c15ULL) >> 56) | 1;
 }
 
-/* tlb_arr_find through the signatures: one line of them for the set instead of its entries'
- * (a 12-way STLB set spans six), and an entry's own line only where its signature matches. */
+/* tlb_arr_find through the signatures: the set's, one line (two for the few sets whose 12 bytes
+ * straddle one) instead of its entries' (a 12-way STLB set spans six), and an entry's own line
+ * only where its signature matches. */
 static inline size_t tlb_arr_find_sig(const struct tlb_array *a, uint64_t key, uint16_t pcid)
 {
 	const size_t base = (size_t)(key & a->set_mask) * a->ways;
