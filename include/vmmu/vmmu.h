@@ -410,9 +410,11 @@ int vmmu_vm_audit(struct vmmu_vm *vm, char *why, size_t whylen);
 /* Sum of every vCPU's counters and the VM's (a vCPU's: its own only), into the first @size bytes
  * of @st: a program built against an older, shorter struct vmmu_stats gets the fields it knows.
  * The *_get_stats macros pass the size the caller was compiled with. docs/fidelity.md says what
- * each KVM-named counter counts. A vCPU's counters are its thread's plain memory (the access
- * path bumps them with no atomic): call these when no thread is inside vmmu_vcpu_access() or
- * another call on a vCPU whose counters they read. */
+ * each KVM-named counter counts. Callable from any thread at any time, vCPU threads running
+ * (as KVM's binary stats are read while its vCPUs run): each counter is a value it had during the
+ * call, never a torn or a later-lower one, but the fields are not one instant's (a running vCPU's
+ * accesses may already count one its tlb_hits does not yet). Read once the vCPUs stop, they
+ * agree exactly. */
 int vmmu_vm_stats(struct vmmu_vm *vm, struct vmmu_stats *st, size_t size);
 int vmmu_vcpu_stats(struct vmmu_vcpu *vcpu, struct vmmu_stats *st, size_t size);
 #define vmmu_vm_get_stats(vm, st) vmmu_vm_stats((vm), (st), sizeof(*(st)))

@@ -446,8 +446,8 @@ void cpu_flush_tlb_n(struct cpu *c, uint64_t n)
 		nested_tlb_flush(c->ntlb);
 	tlb_flush_all(c->tlb, true);
 	pwc_flush(c);
-	c->st.tlb_flush += n;
-	c->st.sim_cycles += n * c->cost.tlb_flush;
+	cpu_stat_add(c, tlb_flush, n);
+	cpu_stat_add(c, sim_cycles, n * c->cost.tlb_flush);
 }
 
 void cpu_flush_tlb(struct cpu *c)
@@ -633,8 +633,8 @@ int cpu_mov_cr(struct cpu *c, int cr, uint64_t val)
 		/* Non-global entries of the new PCID go (with PCIDE off, that is all of them). */
 		tlb_flush_pcid(c->tlb, c->pcid, false);
 		pwc_flush(c);
-		c->st.tlb_flush++;
-		c->st.sim_cycles += c->cost.tlb_flush;
+		cpu_stat_add(c, tlb_flush, 1);
+		cpu_stat_add(c, sim_cycles, c->cost.tlb_flush);
 	}
 	return 0;
 }
@@ -648,8 +648,8 @@ static bool canonical(const struct cpu *c, gva_t va)
 int cpu_invlpg(struct cpu *c, gva_t gva)
 {
 	/* INVLPG of a non-canonical address is a no-op, not a fault. */
-	c->st.invlpg++;
-	c->st.sim_cycles += c->cost.invlpg;
+	cpu_stat_add(c, invlpg, 1);
+	cpu_stat_add(c, sim_cycles, c->cost.invlpg);
 	if ((c->guest.efer & EFER_LMA) && !canonical(c, gva))
 		return 0;
 	tlb_invlpg(c->tlb, gva, c->pcid);
@@ -665,8 +665,8 @@ int cpu_invpcid(struct cpu *c, unsigned type, uint16_t pcid, gva_t gva)
 		return -EINVAL;
 	if (type == 0 && !canonical(c, gva))
 		return -EINVAL;
-	c->st.invlpg++;
-	c->st.sim_cycles += c->cost.invlpg;
+	cpu_stat_add(c, invlpg, 1);
+	cpu_stat_add(c, sim_cycles, c->cost.invlpg);
 	pwc_flush(c);
 	switch (type) {
 	case 0: tlb_flush_addr_pcid(c->tlb, gva, pcid); break;
@@ -682,8 +682,8 @@ static enum hw_status deliver_pf(struct cpu *c, gva_t gva, uint32_t ec, struct h
 	/* A #PF drops the address's TLB entries (SDM 4.10.4.1). */
 	tlb_invlpg(c->tlb, gva, c->pcid);
 	pwc_flush(c);
-	c->st.pf_delivered++;
-	c->st.sim_cycles += c->cost.pf_deliver;
+	cpu_stat_add(c, pf_delivered, 1);
+	cpu_stat_add(c, sim_cycles, c->cost.pf_deliver);
 	o->status = HW_PF;
 	o->pf_ec = ec;
 	o->pf_addr = gva;
@@ -698,22 +698,22 @@ void cpu_inject_pf(struct cpu *c, gva_t gva, uint32_t ec)
 
 void cpu_account_exit(struct cpu *c, enum vmmu_exit_reason reason)
 {
-	c->st.exits++;
-	c->st.exits_by_reason[reason]++;
-	c->st.sim_cycles += c->cost.vm_exit;
+	cpu_stat_add(c, exits, 1);
+	cpu_stat_add(c, exits_by_reason[reason], 1);
+	cpu_stat_add(c, sim_cycles, c->cost.vm_exit);
 }
 
 void cpu_account_mmu_steps(struct cpu *c, uint64_t n)
 {
-	c->st.sim_cycles += n * c->cost.mmu_step;
+	cpu_stat_add(c, sim_cycles, n * c->cost.mmu_step);
 }
 
 static enum hw_status vm_exit(struct cpu *c, struct hw_outcome *o, enum vmmu_exit_reason reason,
 			      gva_t gva, gpa_t gpa, uint32_t ec, uint64_t qual, unsigned access)
 {
-	c->st.exits++;
-	c->st.exits_by_reason[reason]++;
-	c->st.sim_cycles += c->cost.vm_exit;
+	cpu_stat_add(c, exits, 1);
+	cpu_stat_add(c, exits_by_reason[reason], 1);
+	cpu_stat_add(c, sim_cycles, c->cost.vm_exit);
 	o->status = HW_EXIT;
 	o->exit = (struct hw_exit){ .reason = reason, .gva = gva, .gpa = gpa, .ec = ec,
 				    .qual = qual, .access = access };
@@ -754,9 +754,9 @@ static struct tlb_entry_info *fill(struct cpu *c, gva_t gva, uint64_t pa, unsign
 
 static void count_walk(struct cpu *c, unsigned refs)
 {
-	c->st.walks++;
-	c->st.walk_refs += refs;
-	c->st.sim_cycles += (uint64_t)refs * c->cost.walk_ref;
+	cpu_stat_add(c, walks, 1);
+	cpu_stat_add(c, walk_refs, refs);
+	cpu_stat_add(c, sim_cycles, (uint64_t)refs * c->cost.walk_ref);
 }
 
 /* The native walk of the modes other than 4- and 5-level paging, and of a non-canonical address:
@@ -964,10 +964,10 @@ static inline bool hit_serves(const struct cpu *c, const struct tlb_entry_info *
 /* Count a hit that served an access (the TLB counted its own lookup). */
 static inline void count_hit(struct cpu *c, enum tlb_hit level)
 {
-	c->st.tlb_hits++;
+	cpu_stat_add(c, tlb_hits, 1);
 	if (level == TLB_HIT_L2) {
-		c->st.stlb_hits++;
-		c->st.sim_cycles += c->cost.stlb_hit;
+		cpu_stat_add(c, stlb_hits, 1);
+		cpu_stat_add(c, sim_cycles, c->cost.stlb_hit);
 	}
 }
 
@@ -977,7 +977,7 @@ VMMU_HOT
 static enum hw_status translate_miss(struct cpu *c, gva_t gva, unsigned access, uint64_t *pa,
 				     struct hw_outcome *o, int *err, struct tlb_entry_info **hit)
 {
-	c->st.tlb_misses++;
+	cpu_stat_add(c, tlb_misses, 1);
 
 	switch (c->mode) {
 	case VMMU_MMU_NATIVE:
@@ -1037,8 +1037,8 @@ static void exit_describe_access(struct hw_outcome *o, gva_t gva, uint32_t len, 
 static void mmio_access(struct cpu *c, uint64_t pa, uint32_t len, bool write, uint32_t done,
 			struct hw_outcome *o)
 {
-	c->st.mmio++;
-	c->st.sim_cycles += c->cost.mmio;
+	cpu_stat_add(c, mmio, 1);
+	cpu_stat_add(c, sim_cycles, c->cost.mmio);
 	o->status = HW_MMIO;
 	o->mmio_pa = pa;
 	o->mmio_len = len;
@@ -1102,8 +1102,8 @@ static inline __attribute__((always_inline)) int access(struct cpu *c, gva_t gva
 	if (__builtin_expect((gva & 0xfff) + len <= 4096 && (c->guest.efer & EFER_LMA), 1)) {
 		uint32_t *stamp = NULL;
 		struct tlb_entry_info *e = probed ? NULL : tlb_find_l1(c->tlb, gva, c->pcid, &stamp);
-		c->st.accesses++;
-		c->st.sim_cycles += c->cost.tlb_hit;
+		cpu_stat_add(c, accesses, 1);
+		cpu_stat_add(c, sim_cycles, c->cost.tlb_hit);
 		enum hw_status s = translate_from(c, gva, kind, e, stamp, &pa[0], &hit[0], o, &err);
 		if (s != HW_DONE) {
 			if (s == HW_EXIT && !err)
@@ -1114,8 +1114,8 @@ static inline __attribute__((always_inline)) int access(struct cpu *c, gva_t gva
 		goto move;
 	}
 
-	c->st.accesses++;
-	c->st.sim_cycles += c->cost.tlb_hit;
+	cpu_stat_add(c, accesses, 1);
+	cpu_stat_add(c, sim_cycles, c->cost.tlb_hit);
 	part[0] = len;
 	if ((gva & 0xfff) + len > 4096) {
 		part[0] = 4096 - (uint32_t)(gva & 0xfff);

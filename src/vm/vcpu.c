@@ -256,7 +256,7 @@ int vmmu_vcpu_set_pkru(struct vmmu_vcpu *vcpu, uint32_t pkru)
 /* Charge the exit of @reason its round trip and what its handler cost since @c0. */
 static void vcpu_exit_cycles(struct vmmu_vcpu *vcpu, enum vmmu_exit_reason reason, uint64_t c0)
 {
-	vcpu->cpu.st.exit_cycles[reason] += vcpu->cpu.cost.vm_exit + (vcpu->cpu.st.sim_cycles - c0);
+	cpu_stat_add(&vcpu->cpu, exit_cycles[reason], vcpu->cpu.cost.vm_exit + (vcpu->cpu.st.sim_cycles - c0));
 }
 
 /* One try of the hardware (cpu_access_l1_missed() for the first try after cpu_access_l1() said
@@ -399,9 +399,9 @@ retry:
 				off = first;
 				part = len - first;
 			}
-			vcpu->cpu.st.mmio++;
-			vcpu->cpu.st.sim_cycles += vcpu->cpu.cost.mmio;
-			vcpu->cpu.st.exit_cycles[o.exit.reason] += vcpu->cpu.cost.mmio;
+			cpu_stat_add(&vcpu->cpu, mmio, 1);
+			cpu_stat_add(&vcpu->cpu, sim_cycles, vcpu->cpu.cost.mmio);
+			cpu_stat_add(&vcpu->cpu, exit_cycles[o.exit.reason], vcpu->cpu.cost.mmio);
 			res->status = VMMU_ACCESS_MMIO;
 			res->done = off;
 			res->mmio_gpa = mo.mmio_gpa;
@@ -468,7 +468,7 @@ int vmmu_vcpu_emulate_access(struct vmmu_vcpu *vcpu, uint64_t gva, uint32_t len,
 		return -EINVAL;
 	memset(res, 0, sizeof(*res));
 	paging_walk(&vcpu->cpu.guest, &slots_gmem_ops, vcpu->vm->slots, gva, kind_access(kind), &w);
-	vcpu->cpu.st.sim_cycles += (uint64_t)w.refs * vcpu->cpu.cost.walk_ref;
+	cpu_stat_add(&vcpu->cpu, sim_cycles, (uint64_t)w.refs * vcpu->cpu.cost.walk_ref);
 	switch (w.status) {
 	case WALK_OK:
 		break;
@@ -583,24 +583,27 @@ int vmmu_vcpu_invpcid(struct vmmu_vcpu *vcpu, unsigned type, uint16_t pcid, uint
 	return rc;
 }
 
+/* A counter of the hardware's, while its vCPU may be counting on another thread (cpu.h). */
+#define cpu_stat(c, field) __atomic_load_n(&(c)->field, __ATOMIC_RELAXED)
+
 static void add_vcpu_stats(struct vmmu_stats *st, struct vmmu_vcpu *vcpu)
 {
 	const struct cpu_stats *c = &vcpu->cpu.st;
 
-	st->accesses += c->accesses;
-	st->tlb_hits += c->tlb_hits;
-	st->tlb_misses += c->tlb_misses;
-	st->walk_refs += c->walk_refs;
+	st->accesses += cpu_stat(c, accesses);
+	st->tlb_hits += cpu_stat(c, tlb_hits);
+	st->tlb_misses += cpu_stat(c, tlb_misses);
+	st->walk_refs += cpu_stat(c, walk_refs);
 	st->tlb_flush += __atomic_load_n(&vcpu->kvm_st.tlb_flush, __ATOMIC_RELAXED);
 	st->invlpg += __atomic_load_n(&vcpu->kvm_st.invlpg, __ATOMIC_RELAXED);
-	st->exits += c->exits;
+	st->exits += cpu_stat(c, exits);
 	for (unsigned i = 0; i < VMMU_EXIT_NR; i++) {
-		st->exits_by_reason[i] += c->exits_by_reason[i];
-		st->exit_cycles[i] += c->exit_cycles[i];
+		st->exits_by_reason[i] += cpu_stat(c, exits_by_reason[i]);
+		st->exit_cycles[i] += cpu_stat(c, exit_cycles[i]);
 	}
 	/* Remote flushes not taken yet are charged already (request.c): the figure does not
 	 * depend on when the vCPU next enters. */
-	st->sim_cycles += c->sim_cycles +
+	st->sim_cycles += cpu_stat(c, sim_cycles) +
 			  __atomic_load_n(&vcpu->remote_flushes, __ATOMIC_RELAXED) * vcpu->cpu.cost.tlb_flush;
 }
 

@@ -907,7 +907,8 @@ static void test_fine_same_sptes(void **state)
 
 /* ---- the MMU's counters, summed over vCPU threads ---- */
 
-enum { SUM_PAGES = 192, SUM_GVA = 0x400000, SUM_GPA = 0x800000, SUM_TABLES = 0x100000 };
+enum { SUM_PAGES = 192, SUM_READS = 20000, SUM_GVA = 0x400000, SUM_GPA = 0x800000,
+       SUM_TABLES = 0x100000 };
 
 struct sum_th {
 	struct vmmu_vcpu *v;
@@ -929,13 +930,41 @@ static void *sum_thread(void *arg)
 		    res.status != VMMU_ACCESS_DONE)
 			t->err = 1;
 	}
+	/* Then reads of them, mostly TLB hits, for the stats calls to meet running. */
+	for (unsigned i = 0; i < SUM_READS && !t->err; i++) {
+		unsigned p = (i * 7u) % SUM_PAGES;
+		uint64_t v = ~0ULL;
+		struct vmmu_access_result res;
+		uint64_t gva = SUM_GVA + ((uint64_t)t->id * SUM_PAGES + p) * 4096;
+		if (vmmu_vcpu_access(t->v, gva, 8, VMMU_ACC_READ, &v, &res) ||
+		    res.status != VMMU_ACCESS_DONE || v != p)
+			t->err = 1;
+	}
 	return NULL;
 }
 
-/* The soft MMU's counters as a VM reads them: each vCPU thread counts its faults into its own
- * block (no locked add), which mmu_get_stats adds to the shared shards. Read while the threads
- * run, pf_fixed never goes down; once they end, pf_fixed and pages_4k are one a page written, as
- * with one vCPU. */
+/* Every counter of @b at least @a's: a counter read while its vCPU runs is a value it had. */
+static void stats_not_less(const struct vmmu_stats *a, const struct vmmu_stats *b)
+{
+	assert_true(b->accesses >= a->accesses);
+	assert_true(b->tlb_hits >= a->tlb_hits);
+	assert_true(b->tlb_misses >= a->tlb_misses);
+	assert_true(b->walk_refs >= a->walk_refs);
+	assert_true(b->exits >= a->exits);
+	assert_true(b->sim_cycles >= a->sim_cycles);
+	assert_true(b->pf_fixed >= a->pf_fixed);
+	for (unsigned r = 0; r < VMMU_EXIT_NR; r++) {
+		assert_true(b->exits_by_reason[r] >= a->exits_by_reason[r]);
+		assert_true(b->exit_cycles[r] >= a->exit_cycles[r]);
+	}
+}
+
+/* The counters as a VM reads them while its vCPU threads run: each vCPU thread counts its faults
+ * into its own block (no locked add), which mmu_get_stats adds to the shared shards, and its
+ * hardware counters in plain memory that it alone writes (cpu_stat_add). Read meanwhile, the
+ * VM's and each vCPU's never go down (and TSan, in the threads suite, sees no race); once the
+ * threads end, pf_fixed and pages_4k are one a page written, as with one vCPU, every access is
+ * counted, and the VM's figures are its vCPUs' summed. */
 static void test_stats_sum(void **state)
 {
 	(void)state;
@@ -947,8 +976,10 @@ static void test_stats_sum(void **state)
 	pthread_t tid[NV];
 	struct vmmu_vm *vm;
 	uint64_t hva, last = 0;
-	struct vmmu_stats st;
+	struct vmmu_stats st, prev = { 0 }, vprev[NV];
+	unsigned seen_running = 0;
 
+	memset(vprev, 0, sizeof(vprev));
 	assert_int_equal(vmmu_vm_create(&cfg, &vm), 0);
 	assert_int_equal(vmmu_vm_mmap(vm, 16 * MiB, false, &hva), 0);
 	struct vmmu_userspace_memory_region r = { .memory_size = 16 * MiB, .userspace_addr = hva };
@@ -965,13 +996,23 @@ static void test_stats_sum(void **state)
 	}
 	for (unsigned i = 0; i < NV; i++)
 		assert_int_equal(pthread_create(&tid[i], NULL, sum_thread, &th[i]), 0);
-	/* The MMU's counters only while the vCPUs run (vmmu_vm_stats adds the vCPUs' hardware
-	 * counters, which only their threads may read until they stop). */
+	const uint64_t total = (uint64_t)NV * (SUM_PAGES + SUM_READS);
 	for (unsigned k = 0; k < 200; k++) {
 		struct mmu_stats ms;
 		mmu_get_stats(vm->mmu, &ms);
 		assert_true(ms.pf_fixed >= last);
 		last = ms.pf_fixed;
+		assert_int_equal(vmmu_vm_get_stats(vm, &st), 0);
+		stats_not_less(&prev, &st);
+		if (st.accesses > 0 && st.accesses < total)   /* the threads mid-run */
+			seen_running++;
+		prev = st;
+		for (unsigned i = 0; i < NV; i++) {
+			struct vmmu_stats vs;
+			assert_int_equal(vmmu_vcpu_get_stats(th[i].v, &vs), 0);
+			stats_not_less(&vprev[i], &vs);
+			vprev[i] = vs;
+		}
 		sched_yield();
 	}
 	for (unsigned i = 0; i < NV; i++) {
@@ -979,10 +1020,31 @@ static void test_stats_sum(void **state)
 		assert_int_equal(th[i].err, 0);
 	}
 	assert_int_equal(vmmu_vm_get_stats(vm, &st), 0);
+	stats_not_less(&prev, &st);
 	assert_int_equal(st.pf_fixed, NV * SUM_PAGES);
 	assert_int_equal(st.pages_4k, NV * SUM_PAGES);
 	assert_true(st.pf_taken >= NV * SUM_PAGES);   /* a fault may retry after another's change */
 	assert_true(st.shadow_pages > 0);
+	/* An access that exits is made again once its exit is handled: the hardware counts both. */
+	assert_int_equal(st.accesses, total + st.exits);
+	assert_int_equal(st.tlb_hits + st.tlb_misses, st.accesses);
+	struct vmmu_stats sum = { 0 };
+	for (unsigned i = 0; i < NV; i++) {
+		struct vmmu_stats vs;
+		assert_int_equal(vmmu_vcpu_get_stats(th[i].v, &vs), 0);
+		assert_int_equal(vs.accesses, SUM_PAGES + SUM_READS + vs.exits);
+		sum.tlb_hits += vs.tlb_hits;
+		sum.tlb_misses += vs.tlb_misses;
+		sum.exits += vs.exits;
+		sum.sim_cycles += vs.sim_cycles;
+	}
+	assert_int_equal(st.tlb_hits, sum.tlb_hits);
+	assert_int_equal(st.tlb_misses, sum.tlb_misses);
+	assert_int_equal(st.exits, sum.exits);
+	assert_int_equal(st.sim_cycles, sum.sim_cycles);
+	assert_true(st.exits >= NV * SUM_PAGES);      /* a #PF exit a page at least */
+	print_message("stats read while %u vCPU threads ran: %u of 200 reads in mid-run\n", NV,
+		      seen_running);
 	vmmu_vm_destroy(vm);
 }
 
