@@ -412,9 +412,10 @@ int vmmu_vm_audit(struct vmmu_vm *vm, char *why, size_t whylen);
  * The *_get_stats macros pass the size the caller was compiled with. docs/fidelity.md says what
  * each KVM-named counter counts. Callable from any thread at any time, vCPU threads running
  * (as KVM's binary stats are read while its vCPUs run): each counter is a value it had during the
- * call, never a torn or a later-lower one, but the fields are not one instant's (a running vCPU's
- * accesses may already count one its tlb_hits does not yet). Read once the vCPUs stop, they
- * agree exactly. */
+ * call, never torn, never lower than an earlier call's, but the fields are not one instant's (a
+ * running vCPU's accesses may already count one its tlb_hits does not yet). The gauges (pages_*,
+ * shadow_pages, tdp_pages) are sums of parts counted on several threads: meanwhile they may be
+ * off by the changes in flight (never below 0). Read once the vCPUs stop, all agree exactly. */
 int vmmu_vm_stats(struct vmmu_vm *vm, struct vmmu_stats *st, size_t size);
 int vmmu_vcpu_stats(struct vmmu_vcpu *vcpu, struct vmmu_stats *st, size_t size);
 #define vmmu_vm_get_stats(vm, st) vmmu_vm_stats((vm), (st), sizeof(*(st)))

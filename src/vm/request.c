@@ -80,8 +80,13 @@ void vcpu_service_requests(struct vmmu_vcpu *v, uint32_t take)
 
 	if (req & VCPU_REQ_PCACHE_FLUSH)
 		cpu_flush_pcache(&v->cpu);
-	if (req & VCPU_REQ_TLB_FLUSH)
+	if (req & VCPU_REQ_TLB_FLUSH) {
+		/* flush_seq's write side: odd before the move, even after (vm.h). */
+		__atomic_store_n(&v->flush_seq, v->flush_seq + 1, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_RELEASE);
 		cpu_flush_tlb_n(&v->cpu, __atomic_exchange_n(&v->remote_flushes, 0, __ATOMIC_RELAXED));
+		__atomic_store_n(&v->flush_seq, v->flush_seq + 1, __ATOMIC_RELEASE);
+	}
 }
 
 void vcpu_request_flush(struct vmmu_vcpu *v)

@@ -8,6 +8,7 @@
  * are relaxed atomics: a remote flush counts on the target vCPU.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -602,9 +603,20 @@ static void add_vcpu_stats(struct vmmu_stats *st, struct vmmu_vcpu *vcpu)
 		st->exit_cycles[i] += cpu_stat(c, exit_cycles[i]);
 	}
 	/* Remote flushes not taken yet are charged already (request.c): the figure does not
-	 * depend on when the vCPU next enters. */
-	st->sim_cycles += cpu_stat(c, sim_cycles) +
-			  __atomic_load_n(&vcpu->remote_flushes, __ATOMIC_RELAXED) * vcpu->cpu.cost.tlb_flush;
+	 * depend on when the vCPU next enters. The two parts are read in one flush_seq section: the
+	 * vCPU's thread may be moving the flushes from one to the other (vm.h). */
+	uint64_t cycles, pending;
+	for (unsigned spins = 0;; spins++) {
+		uint32_t seq = __atomic_load_n(&vcpu->flush_seq, __ATOMIC_ACQUIRE);
+		cycles = cpu_stat(c, sim_cycles);
+		pending = __atomic_load_n(&vcpu->remote_flushes, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (!(seq & 1) && seq == __atomic_load_n(&vcpu->flush_seq, __ATOMIC_RELAXED))
+			break;
+		if (spins > 64)
+			sched_yield();   /* two cores: the vCPU's thread may be waiting for this one */
+	}
+	st->sim_cycles += cycles + pending * vcpu->cpu.cost.tlb_flush;
 }
 
 /* Give the caller the first @size bytes of @full (a caller built against an older, shorter struct

@@ -42,6 +42,10 @@ struct vmmu_vcpu {
 	/* [a] Remote TLB flushes made since the vCPU last serviced its requests: each is charged
 	 * to the vCPU's hardware as one flush (cpu_flush_tlb_n) when it services them. */
 	uint64_t remote_flushes;
+	/* [a] Odd while the vCPU's thread moves remote_flushes into its hardware's counts
+	 * (vcpu_service_requests): a stats call, which adds both, reads again across it, so that
+	 * it sees those flushes in one or the other and a counter never reads lower later. */
+	uint32_t flush_seq;
 	struct cpu cpu;                                  /* [o] the hardware */
 	struct mmu_vcpu mmu;                             /* [o] the MMU's per-vCPU state */
 	struct slot_cache slots;                         /* [o] */

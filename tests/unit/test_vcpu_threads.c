@@ -914,6 +914,8 @@ struct sum_th {
 	struct vmmu_vcpu *v;
 	unsigned id;
 	int err;
+	uint64_t reads;              /* done; the thread's own until joined */
+	const int *stop;             /* set: stop reading (once SUM_READS are done) */
 };
 
 static void *sum_thread(void *arg)
@@ -930,8 +932,9 @@ static void *sum_thread(void *arg)
 		    res.status != VMMU_ACCESS_DONE)
 			t->err = 1;
 	}
-	/* Then reads of them, mostly TLB hits, for the stats calls to meet running. */
-	for (unsigned i = 0; i < SUM_READS && !t->err; i++) {
+	/* Then reads of them, mostly TLB hits, until the stats calls have met them running. */
+	for (unsigned i = 0; (i < SUM_READS || !__atomic_load_n(t->stop, __ATOMIC_ACQUIRE)) &&
+			     !t->err; i++, t->reads++) {
 		unsigned p = (i * 7u) % SUM_PAGES;
 		uint64_t v = ~0ULL;
 		struct vmmu_access_result res;
@@ -961,10 +964,12 @@ static void stats_not_less(const struct vmmu_stats *a, const struct vmmu_stats *
 
 /* The counters as a VM reads them while its vCPU threads run: each vCPU thread counts its faults
  * into its own block (no locked add), which mmu_get_stats adds to the shared shards, and its
- * hardware counters in plain memory that it alone writes (cpu_stat_add). Read meanwhile, the
- * VM's and each vCPU's never go down (and TSan, in the threads suite, sees no race); once the
- * threads end, pf_fixed and pages_4k are one a page written, as with one vCPU, every access is
- * counted, and the VM's figures are its vCPUs' summed. */
+ * hardware counters in plain memory that it alone writes (cpu_stat_add). Read meanwhile, with
+ * remote TLB flushes between the reads (each vCPU moves their charge from its pending count into
+ * its cycles: flush_seq), the VM's and each vCPU's counters never go down (and TSan, in the
+ * threads suite, sees no race); once the threads end, pf_fixed and pages_4k are one a page
+ * written, as with one vCPU, every access is counted, and the VM's figures are its vCPUs'
+ * summed. The threads read on until 50 of the stats calls have met them running. */
 static void test_stats_sum(void **state)
 {
 	(void)state;
@@ -989,22 +994,23 @@ static void test_stats_sum(void **state)
 	for (unsigned p = 0; p < NV * SUM_PAGES; p++)
 		gpt_map(&b, SUM_TABLES, 4, SUM_GVA + p * 4096ULL, SUM_GPA + p * 4096ULL, 1,
 			PT_PRESENT_MASK | PT_WRITABLE_MASK);
+	int stop = 0;
 	for (unsigned i = 0; i < NV; i++) {
-		th[i] = (struct sum_th){ .id = i };
+		th[i] = (struct sum_th){ .id = i, .stop = &stop };
 		assert_int_equal(vmmu_vcpu_create(vm, i, &th[i].v), 0);
 		assert_int_equal(vmmu_vcpu_set_regs(th[i].v, &regs), 0);
 	}
 	for (unsigned i = 0; i < NV; i++)
 		assert_int_equal(pthread_create(&tid[i], NULL, sum_thread, &th[i]), 0);
-	const uint64_t total = (uint64_t)NV * (SUM_PAGES + SUM_READS);
-	for (unsigned k = 0; k < 200; k++) {
+	unsigned polls = 0;
+	for (; seen_running < 50 && polls < 1000000; polls++) {
 		struct mmu_stats ms;
 		mmu_get_stats(vm->mmu, &ms);
 		assert_true(ms.pf_fixed >= last);
 		last = ms.pf_fixed;
 		assert_int_equal(vmmu_vm_get_stats(vm, &st), 0);
 		stats_not_less(&prev, &st);
-		if (st.accesses > 0 && st.accesses < total)   /* the threads mid-run */
+		if (st.accesses > NV * SUM_PAGES)   /* the threads past their faults, still reading */
 			seen_running++;
 		prev = st;
 		for (unsigned i = 0; i < NV; i++) {
@@ -1013,11 +1019,17 @@ static void test_stats_sum(void **state)
 			stats_not_less(&vprev[i], &vs);
 			vprev[i] = vs;
 		}
+		if (polls % 4 == 0)
+			mmu_flush_remote_tlbs(vm->mmu);
 		sched_yield();
 	}
+	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
+	assert_int_equal(seen_running, 50);
+	uint64_t total = 0;
 	for (unsigned i = 0; i < NV; i++) {
 		pthread_join(tid[i], NULL);
 		assert_int_equal(th[i].err, 0);
+		total += SUM_PAGES + th[i].reads;
 	}
 	assert_int_equal(vmmu_vm_get_stats(vm, &st), 0);
 	stats_not_less(&prev, &st);
@@ -1032,7 +1044,7 @@ static void test_stats_sum(void **state)
 	for (unsigned i = 0; i < NV; i++) {
 		struct vmmu_stats vs;
 		assert_int_equal(vmmu_vcpu_get_stats(th[i].v, &vs), 0);
-		assert_int_equal(vs.accesses, SUM_PAGES + SUM_READS + vs.exits);
+		assert_int_equal(vs.accesses, SUM_PAGES + th[i].reads + vs.exits);
 		sum.tlb_hits += vs.tlb_hits;
 		sum.tlb_misses += vs.tlb_misses;
 		sum.exits += vs.exits;
@@ -1043,8 +1055,9 @@ static void test_stats_sum(void **state)
 	assert_int_equal(st.exits, sum.exits);
 	assert_int_equal(st.sim_cycles, sum.sim_cycles);
 	assert_true(st.exits >= NV * SUM_PAGES);      /* a #PF exit a page at least */
-	print_message("stats read while %u vCPU threads ran: %u of 200 reads in mid-run\n", NV,
-		      seen_running);
+	assert_true(st.remote_tlb_flush > 0);
+	print_message("stats read while %u vCPU threads ran: %u reads, %" PRIu64 " remote flushes\n",
+		      NV, polls, st.remote_tlb_flush);
 	vmmu_vm_destroy(vm);
 }
 
