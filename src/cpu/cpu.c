@@ -439,15 +439,25 @@ void cpu_set_tdp_gen(struct cpu *c, const uint64_t *gen)
 	}
 }
 
-void cpu_flush_tlb_n(struct cpu *c, uint64_t n)
+void cpu_flush_tlb_uncharged(struct cpu *c)
 {
 	/* The nested TLB caches gpa -> hpa: a remote flush after a zap must reach it too. */
 	if (c->ntlb)
 		nested_tlb_flush(c->ntlb);
 	tlb_flush_all(c->tlb, true);
 	pwc_flush(c);
+}
+
+void cpu_flush_tlb_charge(struct cpu *c, uint64_t n)
+{
 	cpu_stat_add(c, tlb_flush, n);
 	cpu_stat_add(c, sim_cycles, n * c->cost.tlb_flush);
+}
+
+void cpu_flush_tlb_n(struct cpu *c, uint64_t n)
+{
+	cpu_flush_tlb_uncharged(c);
+	cpu_flush_tlb_charge(c, n);
 }
 
 void cpu_flush_tlb(struct cpu *c)

@@ -503,5 +503,8 @@ void cpu_account_mmu_steps(struct cpu *c, uint64_t n);
 void cpu_flush_tlb(struct cpu *c);
 /* The same, charged as @n flushes (remote flush requests taken at once; 0: not charged). */
 void cpu_flush_tlb_n(struct cpu *c, uint64_t n);
+/* Its two halves, for a caller that charges apart from the flush (vm/request.c). */
+void cpu_flush_tlb_charge(struct cpu *c, uint64_t n);
+void cpu_flush_tlb_uncharged(struct cpu *c);
 
 #endif

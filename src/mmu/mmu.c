@@ -221,15 +221,6 @@ void mmu_get_stats(struct mmu *m, struct mmu_stats *st)
 	for (const struct mmu_vcpu *v = m->vcpus; v; v = v->next)
 		stats_add(st, &v->st, false);
 	pthread_mutex_unlock(&m->vcpus_lock);
-	/* The gauges are counted up and down in whichever block counts (a page made on one vCPU's
-	 * exit may be zapped on another's): read while vCPUs run, the blocks summed one after the
-	 * other can hold a decrease without its increase, a sum below zero. Never so once they
-	 * stop; meanwhile such a sum reads as 0 rather than as 2^64 less a few. */
-	uint64_t *gauges[] = { &st->pages_4k, &st->pages_2m, &st->pages_1g, &st->shadow_pages,
-			       &st->tdp_pages };
-	for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++)
-		if ((int64_t)*gauges[i] < 0)
-			*gauges[i] = 0;
 }
 
 /* ---- the page fault's common steps ---- */

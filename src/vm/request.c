@@ -26,7 +26,7 @@
  *
  * Accounting, so that a run's counters do not depend on the timing of requests: a remote flush
  * counts KVM_REQ_TLB_FLUSH on each target unless one is pending (KVM's count), and charges the
- * target's hardware one flush per request (cpu_flush_tlb_n at its entry; vmmu_vm_stats folds
+ * target's hardware one flush per request (cpu_flush_tlb_charge at its entry; vmmu_vm_stats folds
  * those still pending). The running vCPU (the one whose exit this thread handles) is flushed
  * directly, inside its handler, as before.
  */
@@ -81,11 +81,13 @@ void vcpu_service_requests(struct vmmu_vcpu *v, uint32_t take)
 	if (req & VCPU_REQ_PCACHE_FLUSH)
 		cpu_flush_pcache(&v->cpu);
 	if (req & VCPU_REQ_TLB_FLUSH) {
-		/* flush_seq's write side: odd before the move, even after (vm.h). */
+		/* flush_seq's write side: odd before the move, even after (vm.h); the flush itself
+		 * after, so that a stats read retries only across the move. */
 		__atomic_store_n(&v->flush_seq, v->flush_seq + 1, __ATOMIC_RELAXED);
 		__atomic_thread_fence(__ATOMIC_RELEASE);
-		cpu_flush_tlb_n(&v->cpu, __atomic_exchange_n(&v->remote_flushes, 0, __ATOMIC_RELAXED));
+		cpu_flush_tlb_charge(&v->cpu, __atomic_exchange_n(&v->remote_flushes, 0, __ATOMIC_RELAXED));
 		__atomic_store_n(&v->flush_seq, v->flush_seq + 1, __ATOMIC_RELEASE);
+		cpu_flush_tlb_uncharged(&v->cpu);
 	}
 }
 

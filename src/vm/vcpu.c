@@ -675,6 +675,17 @@ int vmmu_vm_stats(struct vmmu_vm *vm, struct vmmu_stats *out, size_t size)
 		st->remote_tlb_flush += m.remote_tlb_flush;
 		st->shadow_pages += m.shadow_pages;
 		st->tdp_pages += m.tdp_pages;
+		/* The gauges are counted up and down in whichever block counts (a page made on one
+		 * vCPU's exit may be zapped on another's): read while vCPUs run, the blocks summed one
+		 * after the other can hold a decrease without its increase, a sum below zero. Never
+		 * so once they stop; meanwhile such a sum reads as 0 rather than as 2^64 less a few.
+		 * Here only: the audits' reads of the same sums, made with the MMU quiet, must see an
+		 * underflow if there is one. */
+		uint64_t *gauges[] = { &st->pages_4k, &st->pages_2m, &st->pages_1g,
+				       &st->shadow_pages, &st->tdp_pages };
+		for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++)
+			if ((int64_t)*gauges[i] < 0)
+				*gauges[i] = 0;
 		st->mmu_lock_wait_ns += m.mmu_lock_wait_ns;
 		st->sp_lock_contended += m.sp_lock_contended;
 	}

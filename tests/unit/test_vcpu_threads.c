@@ -930,7 +930,7 @@ static void *sum_thread(void *arg)
 		uint64_t gva = SUM_GVA + ((uint64_t)t->id * SUM_PAGES + p) * 4096;
 		if (vmmu_vcpu_access(t->v, gva, 8, VMMU_ACC_WRITE, &v, &res) ||
 		    res.status != VMMU_ACCESS_DONE)
-			t->err = 1;
+			__atomic_store_n(&t->err, 1, __ATOMIC_RELAXED);
 	}
 	/* Then reads of them, mostly TLB hits, until the stats calls have met them running. */
 	for (unsigned i = 0; (i < SUM_READS || !__atomic_load_n(t->stop, __ATOMIC_ACQUIRE)) &&
@@ -941,25 +941,23 @@ static void *sum_thread(void *arg)
 		uint64_t gva = SUM_GVA + ((uint64_t)t->id * SUM_PAGES + p) * 4096;
 		if (vmmu_vcpu_access(t->v, gva, 8, VMMU_ACC_READ, &v, &res) ||
 		    res.status != VMMU_ACCESS_DONE || v != p)
-			t->err = 1;
+			__atomic_store_n(&t->err, 1, __ATOMIC_RELAXED);
 	}
 	return NULL;
 }
 
-/* Every counter of @b at least @a's: a counter read while its vCPU runs is a value it had. */
-static void stats_not_less(const struct vmmu_stats *a, const struct vmmu_stats *b)
+/* Every counter of @b at least @a's: a counter read while its vCPU runs is a value it had. Not
+ * an assertion: the caller stops its threads before it fails the test. */
+static bool stats_not_less(const struct vmmu_stats *a, const struct vmmu_stats *b)
 {
-	assert_true(b->accesses >= a->accesses);
-	assert_true(b->tlb_hits >= a->tlb_hits);
-	assert_true(b->tlb_misses >= a->tlb_misses);
-	assert_true(b->walk_refs >= a->walk_refs);
-	assert_true(b->exits >= a->exits);
-	assert_true(b->sim_cycles >= a->sim_cycles);
-	assert_true(b->pf_fixed >= a->pf_fixed);
-	for (unsigned r = 0; r < VMMU_EXIT_NR; r++) {
-		assert_true(b->exits_by_reason[r] >= a->exits_by_reason[r]);
-		assert_true(b->exit_cycles[r] >= a->exit_cycles[r]);
-	}
+	bool ok = b->accesses >= a->accesses && b->tlb_hits >= a->tlb_hits &&
+		  b->tlb_misses >= a->tlb_misses && b->walk_refs >= a->walk_refs &&
+		  b->exits >= a->exits && b->sim_cycles >= a->sim_cycles &&
+		  b->pf_fixed >= a->pf_fixed;
+	for (unsigned r = 0; r < VMMU_EXIT_NR; r++)
+		ok = ok && b->exits_by_reason[r] >= a->exits_by_reason[r] &&
+		     b->exit_cycles[r] >= a->exit_cycles[r];
+	return ok;
 }
 
 /* The counters as a VM reads them while its vCPU threads run: each vCPU thread counts its faults
@@ -981,7 +979,7 @@ static void test_stats_sum(void **state)
 	pthread_t tid[NV];
 	struct vmmu_vm *vm;
 	uint64_t hva, last = 0;
-	struct vmmu_stats st, prev = { 0 }, vprev[NV];
+	struct vmmu_stats st = { 0 }, prev = { 0 }, vprev[NV];
 	unsigned seen_running = 0;
 
 	memset(vprev, 0, sizeof(vprev));
@@ -1002,37 +1000,44 @@ static void test_stats_sum(void **state)
 	}
 	for (unsigned i = 0; i < NV; i++)
 		assert_int_equal(pthread_create(&tid[i], NULL, sum_thread, &th[i]), 0);
-	unsigned polls = 0;
-	for (; seen_running < 50 && polls < 1000000; polls++) {
+	/* No assertion until the threads are joined: a failed one would leave them running. */
+	unsigned polls = 0, thread_err = 0;
+	bool ok = true;
+	for (; ok && seen_running < 50 && polls < 1000000; polls++) {
 		struct mmu_stats ms;
 		mmu_get_stats(vm->mmu, &ms);
-		assert_true(ms.pf_fixed >= last);
+		ok = ms.pf_fixed >= last;
 		last = ms.pf_fixed;
-		assert_int_equal(vmmu_vm_get_stats(vm, &st), 0);
-		stats_not_less(&prev, &st);
-		if (st.accesses > NV * SUM_PAGES)   /* the threads past their faults, still reading */
+		int rc = vmmu_vm_get_stats(vm, &st);
+		ok = ok && rc == 0 && stats_not_less(&prev, &st);
+		/* Reads made: the accesses beyond the writes and each exit's re-execution. */
+		if (st.accesses > st.exits + (uint64_t)NV * SUM_PAGES)
 			seen_running++;
 		prev = st;
 		for (unsigned i = 0; i < NV; i++) {
-			struct vmmu_stats vs;
-			assert_int_equal(vmmu_vcpu_get_stats(th[i].v, &vs), 0);
-			stats_not_less(&vprev[i], &vs);
+			struct vmmu_stats vs = { 0 };
+			rc = vmmu_vcpu_get_stats(th[i].v, &vs);
+			ok = ok && rc == 0 && stats_not_less(&vprev[i], &vs);
 			vprev[i] = vs;
+			thread_err += __atomic_load_n(&th[i].err, __ATOMIC_RELAXED);
 		}
+		if (thread_err)
+			break;
 		if (polls % 4 == 0)
 			mmu_flush_remote_tlbs(vm->mmu);
 		sched_yield();
 	}
 	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
-	assert_int_equal(seen_running, 50);
 	uint64_t total = 0;
 	for (unsigned i = 0; i < NV; i++) {
 		pthread_join(tid[i], NULL);
 		assert_int_equal(th[i].err, 0);
 		total += SUM_PAGES + th[i].reads;
 	}
+	assert_true(ok);
+	assert_int_equal(seen_running, 50);
 	assert_int_equal(vmmu_vm_get_stats(vm, &st), 0);
-	stats_not_less(&prev, &st);
+	assert_true(stats_not_less(&prev, &st));
 	assert_int_equal(st.pf_fixed, NV * SUM_PAGES);
 	assert_int_equal(st.pages_4k, NV * SUM_PAGES);
 	assert_true(st.pf_taken >= NV * SUM_PAGES);   /* a fault may retry after another's change */
