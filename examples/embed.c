@@ -19,11 +19,7 @@
 #define DATA_GVA 0x400000ULL
 #define DATA_GPA 0x800000ULL
 
-static int fail(const char *what, int rc)
-{
-	fprintf(stderr, "embed: %s: %s\n", what, strerror(-rc));
-	return 1;
-}
+#define fail(what, rc) example_fail("embed", what, rc)
 
 int main(int argc, char **argv)
 {
@@ -35,19 +31,15 @@ int main(int argc, char **argv)
 	struct vmmu_vcpu *vcpu;
 	struct vmmu_access_result res;
 	struct vmmu_stats st;
-	uint64_t hva, val = 0x1122334455667788ULL, back = 0;
+	uint64_t val = 0x1122334455667788ULL, back = 0;
 	int rc;
 
-	if ((rc = vmmu_vm_create(&cfg, &vm)))
-		return fail("vmmu_vm_create", rc);
-	/* Guest physical [0, 16 MiB) in slot 0, backed by anonymous memory of the VMM. */
-	if ((rc = vmmu_vm_mmap(vm, MEM, false, &hva)))
-		return fail("vmmu_vm_mmap", rc);
-	struct vmmu_userspace_memory_region slot = {
-		.slot = 0, .guest_phys_addr = 0, .memory_size = MEM, .userspace_addr = hva,
-	};
-	if ((rc = vmmu_set_user_memory_region(vm, &slot)))
-		return fail("vmmu_set_user_memory_region", rc);
+	const char *what;
+
+	/* Guest physical [0, 16 MiB) in slot 0, backed by anonymous memory of the VMM (example.h:
+	 * vmmu_vm_create, vmmu_vm_mmap, vmmu_set_user_memory_region). */
+	if ((rc = example_vm(&cfg, MEM, &vm, &what)))
+		return fail(what, rc);
 	/* gva 0x400000 -> gpa 0x800000, a writable user page. */
 	if ((rc = vmmu_gpt_map(vm, TABLES, 4, DATA_GVA, DATA_GPA, 1,
 			       VMMU_PTE_P | VMMU_PTE_RW | VMMU_PTE_US, example_alloc_table, &next_table)))

@@ -28,9 +28,9 @@ export PKG_CONFIG_PATH="$D$pc" PKG_CONFIG_SYSROOT_DIR="$D"
 export LD_LIBRARY_PATH="$D$lib"
 build_ex() { # name, pkg
 	cc -std=gnu11 -Wall -Wextra -Werror "$SRC/examples/$1.c" $(pkg-config --cflags --libs "$2") \
-		-o "$tmp/$1" 2>"$tmp/$1.cc.log"
+		-pthread -o "$tmp/$1" 2>"$tmp/$1.cc.log"
 }
-for ex in embed mmio dirty_log; do
+for ex in embed mmio dirty_log threads; do
 	t "examples/$ex.c builds against the installed vmmu.pc" 'build_ex $ex vmmu'
 	for m in native shadow ept npt; do
 		t "examples/$ex runs ($m)" '"$tmp/$ex" $m >"$tmp/$ex.$m.out" 2>&1'
