@@ -454,15 +454,10 @@ void cpu_flush_tlb_charge(struct cpu *c, uint64_t n)
 	cpu_stat_add(c, sim_cycles, n * c->cost.tlb_flush);
 }
 
-void cpu_flush_tlb_n(struct cpu *c, uint64_t n)
-{
-	cpu_flush_tlb_uncharged(c);
-	cpu_flush_tlb_charge(c, n);
-}
-
 void cpu_flush_tlb(struct cpu *c)
 {
-	cpu_flush_tlb_n(c, 1);
+	cpu_flush_tlb_uncharged(c);
+	cpu_flush_tlb_charge(c, 1);
 }
 
 static uint64_t cr4_allowed(const struct cpu_model *m)

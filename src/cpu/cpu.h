@@ -499,12 +499,12 @@ void cpu_account_exit(struct cpu *c, enum vmmu_exit_reason reason);
 /* Charge @n MMU handler steps. */
 void cpu_account_mmu_steps(struct cpu *c, uint64_t n);
 
-/* Drop every TLB entry, globals included (a remote flush, a memory-map change). */
+/* Drop every TLB entry, globals included (a remote flush, a memory-map change), charged as one
+ * flush. */
 void cpu_flush_tlb(struct cpu *c);
-/* The same, charged as @n flushes (remote flush requests taken at once; 0: not charged). */
-void cpu_flush_tlb_n(struct cpu *c, uint64_t n);
-/* Its two halves, for a caller that charges apart from the flush (vm/request.c). */
-void cpu_flush_tlb_charge(struct cpu *c, uint64_t n);
+/* Its two halves, for remote flush requests taken at once (vm/request.c): the drop, and its
+ * charge as @n flushes (0: none). */
 void cpu_flush_tlb_uncharged(struct cpu *c);
+void cpu_flush_tlb_charge(struct cpu *c, uint64_t n);
 
 #endif

@@ -40,7 +40,7 @@ struct vmmu_vcpu {
 							  * (vcpu_owner_tag); here, beside the
 							  * hardware's hot fields */
 	/* [a] Remote TLB flushes made since the vCPU last serviced its requests: each is charged
-	 * to the vCPU's hardware as one flush (cpu_flush_tlb_n) when it services them. */
+	 * to the vCPU's hardware as one flush (cpu_flush_tlb_charge) when it services them. */
 	uint64_t remote_flushes;
 	/* [a] Odd while the vCPU's thread moves remote_flushes into its hardware's counts
 	 * (vcpu_service_requests): a stats call, which adds both, reads again across it, so that
