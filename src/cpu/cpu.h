@@ -38,6 +38,7 @@
 #include "host/host.h"
 #include "paging/paging.h"
 #include "paging/tdp.h"
+#include "sanitize.h"
 #include "vmmu/vmmu.h"
 
 /* Guest physical memory as the VMM provides it (memslots): for native data accesses and walks,
@@ -206,16 +207,9 @@ struct cpu {
  * x86-64 instruction, an add to memory without LOCK (an aligned 8-byte store is single-copy
  * atomic), as the counters cost before they could be read: the C form takes three, two more on
  * each of a TLB hit's three counters. A sanitizer build uses the C form, which TSan checks. */
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define CPU_STAT_C11 1                /* a sanitizer from CFLAGS, not meson's b_sanitize */
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define CPU_STAT_C11 1
-#endif
-#endif
 static inline void cpu_stat_add_u64(uint64_t *counter, uint64_t n)
 {
-#if defined(__x86_64__) && !defined(VMMU_SANITIZE) && !defined(CPU_STAT_C11)
+#if defined(__x86_64__) && !defined(VMMU_SANITIZE) && !defined(VMMU_TSAN)
 	__asm__ volatile("addq %1, %0" : "+m"(*counter) : "er"(n));
 #else
 	__atomic_store_n(counter, *counter + n, __ATOMIC_RELAXED);

@@ -11,22 +11,7 @@
  */
 #include <assert.h>
 
-#if defined(__SANITIZE_THREAD__)
-#define VMMU_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define VMMU_TSAN 1
-#endif
-#endif
-/* meson's b_sanitize sets VMMU_SANITIZE; an ASan build from CFLAGS is caught here too (UBSan
- * alone has no macro: set b_sanitize, or -DVMMU_SANITIZE). */
-#if defined(__SANITIZE_ADDRESS__)
-#define VMMU_SANITIZE 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define VMMU_SANITIZE 1
-#endif
-#endif
+#include "sanitize.h"
 
 /* The read side inline: liburcu-bp's header marks _urcu_bp_read_lock and _urcu_bp_read_unlock as
  * within LGPL's ten-line allowance for non-LGPL code. Each call and its TLS lookup cost more than

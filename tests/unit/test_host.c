@@ -20,6 +20,7 @@
 
 #include "host/host.h"
 #include "host/pool.h"
+#include "sanitize.h"
 
 #define KiB (1ULL << 10)
 #define MiB (1ULL << 20)
@@ -1180,14 +1181,8 @@ static void test_peek(void **state)
 
 /* ---- RSS: a 64 GiB guest that touches 1 GiB runs in about 1 GiB ---- */
 
-/* TSan keeps 4 bytes of shadow per byte it sees written, so it alone doubles the RSS measured. */
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
+/* TSan keeps 4 bytes of shadow per byte it sees written, so it alone doubles the RSS measured
+ * (VMMU_TSAN: sanitize.h). */
 
 /*
  * The arena's memory follows what is touched and goes back on munmap: measured as the arena's own
@@ -1205,7 +1200,7 @@ static void test_rss_64g_touch_1g(void **state)
 	uint64_t rss0, rss1, rss2;
 
 	(void)state;
-#ifdef UNDER_TSAN
+#ifdef VMMU_TSAN
 	print_message("skipped: RSS is not the model's under ThreadSanitizer\n");
 	host_mm_destroy(mm);
 	host_arena_destroy(a);
