@@ -32,9 +32,8 @@ int main(int argc, char **argv)
 	struct vmmu_access_result res;
 	struct vmmu_stats st;
 	uint64_t val = 0x1122334455667788ULL, back = 0;
-	int rc;
-
 	const char *what;
+	int rc;
 
 	/* Guest physical [0, 16 MiB) in slot 0, backed by anonymous memory of the VMM (example.h:
 	 * vmmu_vm_create, vmmu_vm_mmap, vmmu_set_user_memory_region). */

@@ -66,9 +66,8 @@ int main(int argc, char **argv)
 	struct vmmu_vm *vm;
 	struct vmmu_stats st, last = { 0 };
 	unsigned reads = 0, running;
-	int rc;
-
 	const char *what;
+	int rc;
 
 	if ((rc = example_vm(&cfg, MEM, &vm, &what)))
 		return fail(what, rc);
