@@ -179,8 +179,9 @@ struct shadow_page {
 	uint32_t lock;                    /* the spin lock of [S] (shadow_spin_lock) */
 	bool invalid;                     /* [L], stored atomically (the lockless MMIO fault reads
 					   * it): zapped while a root, freed when root_count is 0 */
-	bool unsync;                      /* [L] --opt unsync: the guest table is writable, its
-					   * gfn untracked for this sp; synced at the guest's flush */
+	bool unsync;                      /* [L], stored atomically (sp_unsync_peek): --opt unsync:
+					   * the guest table is writable, its gfn untracked for this
+					   * sp; synced at the guest's flush */
 	const void *unsync_gpt;           /* [L] unsync: host address of the guest table (valid:
 					   * a change of its mapping zaps this sp first) */
 	uint64_t unsync_child_bitmap[SPTE_ENTRIES / 64];  /* [L] entries whose link leads to
@@ -623,6 +624,14 @@ static inline bool sp_notrap_ok(const struct shadow_mmu *sm, const struct shadow
 {
 	return sm->notrap && !sp->role.direct && !sp->role.passthrough && !sp->role.pae &&
 	       !sp->role.has_4_byte_gpte && sp->role.efer_nx && !sp->unsync;
+}
+
+/* Is @sp unsync, read without mmu_lock inside an RCU read section that reached it: a valid sp
+ * (in the hash) that was unsync when read. A hint, for a choice any answer keeps correct. */
+static inline bool sp_unsync_peek(const struct shadow_page *sp)
+{
+	return __atomic_load_n(&sp->unsync, __ATOMIC_RELAXED) &&
+	       !__atomic_load_n(&sp->invalid, __ATOMIC_RELAXED);
 }
 
 /* --opt unsync. Let guest table @gfn (host address @gpt) go unsync if every sp of it is a level-1

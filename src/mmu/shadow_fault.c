@@ -84,6 +84,9 @@ struct fault {
 	struct prefetch_plan pre;         /* --opt prefetch */
 	bool shared;                      /* phase 2 holds mmu_lock shared (VMMU_MMU_LOCK_FINE) */
 	bool credited;                    /* the aging credit of this fault was added */
+	struct shadow_page *trap_sp;      /* the level-1 sp whose trap spte an RSVD fault met
+					   * (mmio_fault's walk; valid in the fault's read
+					   * section), or NULL */
 	uint64_t made_steps;              /* steps of sps made and linked under shared: kept if
 					   * phase 2 starts over exclusive (it finds them made) */
 };
@@ -135,6 +138,7 @@ static void fault_init(struct fault *f, struct mmu_page_fault *pf)
 	f->pre.on = false;
 	f->shared = false;
 	f->credited = false;
+	f->trap_sp = NULL;
 	f->made_steps = 0;
 }
 
@@ -848,6 +852,8 @@ static int mmio_fault(struct fault *f)
 			break;
 		sp = pfn_to_sp(sm, spte_to_pfn(spte));
 	}
+	if (sp && sp->role.level == 1 && spte == sm->trap_spte)
+		f->trap_sp = sp;
 	if (sp && is_mmio_spte(spte)) {
 		cached = mmio_spte_current(spte, memslots_generation(sm->mmu.env.slots));
 		/* Stale: a memslot changed since; look again. */
@@ -1062,6 +1068,12 @@ static void notrap_install(struct fault *f, struct fault_part *p, const struct s
 		      (w->gpte[w->level + 1] & rsvd_bits(12, 51)) >> 12;
 	if ((w->gpte[w->level] & PT_PRESENT_MASK) || (w->pte_gpa[w->level] >> 12) != table ||
 	    !slots_gmem_rec_ptr(rec, w->pte_gpa[w->level], 0))
+		return;
+	/* The trap this fault met is an unsync table's own, which the locked check below would
+	 * find (a valid sp is in the hash): spare the exclusive lock, which every first touch of a
+	 * page in an unsync table would take for nothing. */
+	if (w->level == 1 && f->trap_sp && f->trap_sp->gfn == table &&
+	    sp_unsync_peek(f->trap_sp))
 		return;
 	if (fault_gpteps(f, rec, w->root_level, w->level))
 		return;

@@ -622,7 +622,7 @@ bool sp_try_unsync(struct shadow_mmu *sm, gfn_t gfn, const void *gpt)
 		for (unsigned j = 0; sm->trap_spte && j < SPTE_ENTRIES; j++)
 			if (!spte_read(&sp->spt[j]))
 				spte_write(&sp->spt[j], sm->trap_spte);
-		sp->unsync = true;
+		__atomic_store_n(&sp->unsync, true, __ATOMIC_RELAXED);
 		sp->unsync_gpt = gpt;
 		sm->nr_unsync++;
 		unaccount_shadowed(sm, gfn);
@@ -668,7 +668,7 @@ static uint64_t sp_sync(struct shadow_mmu *sm, struct shadow_page *sp)
 	 * memory for the gfn's state: it stays unsync until the next flush. */
 	if (account_shadowed(sm, sp->gfn))
 		return 0;
-	sp->unsync = false;
+	__atomic_store_n(&sp->unsync, false, __ATOMIC_RELAXED);
 	sp->unsync_gpt = NULL;
 	sm->nr_unsync--;
 	notrap = sp_notrap_ok(sm, sp);
@@ -1189,7 +1189,7 @@ void sp_zap(struct shadow_mmu *sm, struct shadow_page *sp, struct zap_batch *z)
 		if (spte_read(&sp->spt[i]) != sm->trap_spte)
 			spte_drop(sm, sp, &sp->spt[i]);
 	if (sp->unsync) {
-		sp->unsync = false;          /* its gfn is not tracked for it */
+		__atomic_store_n(&sp->unsync, false, __ATOMIC_RELAXED);  /* its gfn is not tracked for it */
 		sm->nr_unsync--;
 	} else if (!sp->role.direct) {
 		unaccount_shadowed(sm, sp->gfn);
