@@ -626,12 +626,12 @@ static inline bool sp_notrap_ok(const struct shadow_mmu *sm, const struct shadow
 	       !sp->role.has_4_byte_gpte && sp->role.efer_nx && !sp->unsync;
 }
 
-/* Is @sp unsync, read without mmu_lock inside an RCU read section that reached it: a valid sp
- * (in the hash) that was unsync when read. A hint, for a choice any answer keeps correct. */
+/* Is @sp unsync, read without mmu_lock inside an RCU read section that reached it? True means
+ * it was, and then in the hash (only sps there go unsync; a zap clears the flag before it
+ * unlinks). A hint, for a choice any answer keeps correct. */
 static inline bool sp_unsync_peek(const struct shadow_page *sp)
 {
-	return __atomic_load_n(&sp->unsync, __ATOMIC_RELAXED) &&
-	       !__atomic_load_n(&sp->invalid, __ATOMIC_RELAXED);
+	return __atomic_load_n(&sp->unsync, __ATOMIC_RELAXED);
 }
 
 /* --opt unsync. Let guest table @gfn (host address @gpt) go unsync if every sp of it is a level-1
