@@ -1070,8 +1070,8 @@ static void notrap_install(struct fault *f, struct fault_part *p, const struct s
 	    !slots_gmem_rec_ptr(rec, w->pte_gpa[w->level], 0))
 		return;
 	/* The trap this fault met is an unsync table's own, which the locked check below would
-	 * find (a valid sp is in the hash): spare the exclusive lock, which every first touch of a
-	 * page in an unsync table would take for nothing. */
+	 * find (an unsync sp is in the hash: sp_unsync_peek): spare the exclusive lock, which every
+	 * first touch of a page in an unsync table would take for nothing. */
 	if (w->level == 1 && f->trap_sp && f->trap_sp->gfn == table &&
 	    sp_unsync_peek(f->trap_sp))
 		return;
