@@ -1049,6 +1049,50 @@ static void test_vmm_write_body(struct pair *p)
 }
 BOTH_HOSTS(test_vmm_write)
 
+/*
+ * No-trap's install. A #PF on an entry the guest left not present, in a table the MMU tracks,
+ * makes its spte truly non-present: the same fault again goes to the guest with no exit. In an
+ * unsync table (the guest writes its entries with no exit) the entry keeps trapping, and that
+ * fault exits each time. VMX only: no-trap needs PFEC_MASK/MATCH.
+ */
+static void test_notrap_install(void **state)
+{
+	(void)state;
+	for (int unsync = 0; unsync < 2; unsync++) {
+		struct pair p;
+		cur_opts_off = VMMU_OPT_PREFETCH | VMMU_OPT_FASTPF | (unsync ? 0 : VMMU_OPT_UNSYNC);
+		pair_init(&p, VMMU_HOST_VMX);
+		gpa_t root = new_root(&p), d0 = new_data(&p), d1 = new_data(&p);
+		gpa_t e0 = map(&p, root, 0x400000, d0, 1, PRWU);
+
+		wr(&p, d0, 0x1);
+		regs64(&p, root);
+		/* The table is shadowed: the sptes of the entries the guest left not present are
+		 * truly non-present (no-trap). The guest's INVLPG, its flush, makes one trap again
+		 * (the VMM may have written the entry behind its back). */
+		assert_int_equal(rd_ok(&p, 0x400000), 0x1);
+		invlpg(&p, 0x401000);
+		if (unsync) {
+			struct vmmu_stats s0 = SH(&p);
+			gstore(&p, e0 + 16, d1 | PRWU, 8);
+			assert_int_equal(SH(&p).mmu_unsync - s0.mmu_unsync, 1);
+		}
+		for (int k = 0; k < 2; k++) {
+			struct vmmu_stats s0 = SH(&p);
+			struct out o = acc(&p, 0x401000, 8, VMMU_ACC_READ, 0);
+			assert_int_equal(o.r.status, VMMU_ACCESS_PF);
+			struct vmmu_stats s1 = SH(&p);
+			assert_int_equal(s1.pf_guest - s0.pf_guest, k == 0 || unsync ? 1 : 0);
+			assert_int_equal(s1.exits_by_reason[VMMU_EXIT_PF] -
+						 s0.exits_by_reason[VMMU_EXIT_PF],
+					 k == 0 || unsync ? 1 : 0);
+		}
+		same_all(&p);
+		pair_fini(&p);
+	}
+	cur_opts_off = 0;
+}
+
 /* More page tables than the shadow page limit (64 for this small guest): the least recently used
  * shadow pages are recycled; the results do not change. */
 static void test_recycle_body(struct pair *p)
@@ -2227,6 +2271,7 @@ int main(void)
 		cmocka_unit_test(test_cr3_switch),
 		cmocka_unit_test(test_unsync_roots),
 		cmocka_unit_test(test_vmm_write),
+		cmocka_unit_test(test_notrap_install),
 		cmocka_unit_test(test_recycle),
 		cmocka_unit_test(test_evict_order),
 		cmocka_unit_test(test_flood),
