@@ -3,8 +3,8 @@
  * sanitize.h: which sanitizer this build runs, however it was asked for. meson's b_sanitize
  * defines VMMU_SANITIZE for any of them; one turned on from CFLAGS is told by the compiler's own
  * macro (GCC) or __has_feature (clang): VMMU_TSAN under ThreadSanitizer, VMMU_ASAN under
- * AddressSanitizer, which also defines VMMU_SANITIZE. UBSan alone has no macro: set b_sanitize,
- * or -DVMMU_SANITIZE.
+ * AddressSanitizer, and either defines VMMU_SANITIZE too. UBSan alone has no macro: set
+ * b_sanitize, or -DVMMU_SANITIZE.
  */
 #ifndef VMMU_SANITIZE_H
 #define VMMU_SANITIZE_H
@@ -25,7 +25,7 @@
 #endif
 #endif
 
-#if defined(VMMU_ASAN) && !defined(VMMU_SANITIZE)
+#if (defined(VMMU_ASAN) || defined(VMMU_TSAN)) && !defined(VMMU_SANITIZE)
 #define VMMU_SANITIZE 1
 #endif
 

@@ -209,7 +209,7 @@ struct cpu {
  * each of a TLB hit's three counters. A sanitizer build uses the C form, which TSan checks. */
 static inline void cpu_stat_add_u64(uint64_t *counter, uint64_t n)
 {
-#if defined(__x86_64__) && !defined(VMMU_SANITIZE) && !defined(VMMU_TSAN)
+#if defined(__x86_64__) && !defined(VMMU_SANITIZE)
 	__asm__ volatile("addq %1, %0" : "+m"(*counter) : "er"(n));
 #else
 	__atomic_store_n(counter, *counter + n, __ATOMIC_RELAXED);

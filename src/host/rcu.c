@@ -20,7 +20,7 @@
  * one inside the library, which TSan does not see, so the inline counter's accesses would look
  * like a race; under UBSan the header's reader struct is 128-byte aligned and the library's
  * slots are not. */
-#if !defined(VMMU_TSAN) && !defined(VMMU_SANITIZE)
+#ifndef VMMU_SANITIZE
 #define VMMU_RCU_INLINE 1
 #define _LGPL_SOURCE
 #endif
