@@ -1181,9 +1181,6 @@ static void test_peek(void **state)
 
 /* ---- RSS: a 64 GiB guest that touches 1 GiB runs in about 1 GiB ---- */
 
-/* TSan keeps 4 bytes of shadow per byte it sees written, so it alone doubles the RSS measured
- * (VMMU_TSAN: sanitize.h). */
-
 /*
  * The arena's memory follows what is touched and goes back on munmap: measured as the arena's own
  * resident bytes (frames and metadata, by mincore), not the process's RSS, which a sanitizer's
@@ -1200,6 +1197,8 @@ static void test_rss_64g_touch_1g(void **state)
 	uint64_t rss0, rss1, rss2;
 
 	(void)state;
+	/* TSan keeps 4 bytes of shadow per byte it sees written, so it alone doubles the RSS
+	 * measured (VMMU_TSAN: sanitize.h). */
 #ifdef VMMU_TSAN
 	print_message("skipped: RSS is not the model's under ThreadSanitizer\n");
 	host_mm_destroy(mm);
