@@ -58,13 +58,12 @@ static void cpu_update_pcid(struct cpu *c)
 }
 
 /* Recompute what depends on control state: the permission bitmaps for both values of AC (as
- * KVM's update_permission_bitmask), their rows by access kind for each privilege, the current
+ * KVM's update_permission_bitmask; perm_access), their rows by access kind for each privilege, the current
  * rows and the PCID. Protection keys are checked apart. The bitmaps read CR0.WP and
  * CR4.SMEP/SMAP (and CPL and AC, per row), never CR3. */
 static void cpu_update(struct cpu *c)
 {
 	struct paging_ctx nopk = c->guest;
-	uint8_t perm[2][16];   /* [AC][perm_index] bit n: rights n fault */
 
 	nopk.cr4 &= ~X86_CR4_PKE;
 	/* Under shadow paging the hardware runs with CR0.WP=1 whatever the guest set (the MMU
@@ -82,13 +81,13 @@ static void cpu_update(struct cpu *c)
 			for (unsigned acc = 0; acc < 8; acc++)
 				if (paging_permission_fault(&nopk, acc, 0, access))
 					bits |= (uint8_t)(1u << acc);
-			perm[ac][idx] = bits;
+			c->perm_access[ac][idx] = bits;
 		}
 		/* The hit path indexes by the caller's access kind directly. */
 		for (unsigned user = 0; user < 2; user++)
 			for (unsigned kind = 0; kind < 8; kind++)
 				c->perm_kinds[ac][user][kind] =
-					perm[ac][perm_index(kind_to_access(kind), user ? 3 : 0)];
+					c->perm_access[ac][perm_index(kind_to_access(kind), user ? 3 : 0)];
 	}
 	cpu_select_perm(c);
 	cpu_update_pcid(c);
@@ -131,15 +130,15 @@ static bool pwc_lookup(struct cpu *c, gva_t gva, struct walk_start *ws)
 }
 
 /* Cache the non-leaf entries of levels 4..2 a successful walk read; @acc: the rights granted
- * above its first level (ACC_ALL from the root). */
-static void pwc_fill(struct cpu *c, gva_t gva, const struct walk_result *r,
-		     const struct paging_ctx *ctx, unsigned acc)
+ * above its first level (ACC_ALL from the root); @nxe: the walk's EFER.NXE. */
+static void pwc_fill(struct cpu *c, gva_t gva, const struct walk_result *r, bool nxe,
+		     unsigned acc)
 {
 	for (int level = r->top_level; level > r->level; level--) {
 		uint64_t e = r->gpte[level];
 		unsigned a = ACC_EXEC | ((e & PT_WRITABLE_MASK) ? ACC_WRITE : 0) |
 			     ((e & PT_USER_MASK) ? ACC_USER : 0);
-		if ((ctx->efer & EFER_NXE) && (e & PT64_NX_MASK))
+		if (nxe && (e & PT64_NX_MASK))
 			a &= ~ACC_EXEC;
 		acc &= a;
 		if (level > 4)
@@ -287,15 +286,6 @@ const struct guest_mem_ops cpu_gmem_ops = {
 #undef WALK_INSTANCE
 #undef PTTYPE
 
-/* The shadow walk's own instance, cpu_shadow_walk64_addr, for the same reason as the native
- * one's: every soft-MMU exit walks the shadow tables at least twice. Its reads are of sptes in
- * host memory, hostmem's (host_mem_ops.read, inline). */
-#define PTTYPE 64
-#define WALK_INSTANCE cpu_shadow_
-#define WALK_READ(ops, opaque, gpa, buf, len) hostmem_read(opaque, gpa, buf, len)
-#include "paging/walk_tmpl.h"
-#undef WALK_INSTANCE
-#undef PTTYPE
 
 int cpu_init(struct cpu *c, enum vmmu_mmu mode, const struct cpu_model *model,
 	     const struct vmmu_tlb_geometry *geom, const struct vmmu_cost *cost,
@@ -822,42 +812,207 @@ __attribute__((flatten)) static enum hw_status walk_native(struct cpu *c, gva_t 
 			c->pf_pt[region & (CPU_PF_PTS - 1)] = (uintptr_t)pt->host | CPU_PF_PT_TAG(region);
 	}
 	if (pwc)
-		pwc_fill(c, gva, &r, &c->guest, sp ? sp->access : ACC_ALL);
+		pwc_fill(c, gva, &r, c->guest.efer & EFER_NXE, sp ? sp->access : ACC_ALL);
 	*pa = r.gpa;
 	return HW_DONE;
 }
 
+/* The rights an entry of the shadow tables grants (EFER.NXE is always on under them). */
+static inline unsigned spte_hw_access(uint64_t spte)
+{
+	return ((spte & PT64_NX_MASK) ? 0 : ACC_EXEC) | ((spte & PT_WRITABLE_MASK) ? ACC_WRITE : 0) |
+	       ((spte & PT_USER_MASK) ? ACC_USER : 0);
+}
+
+/* The permission rules for the shadow walk: cpu_update's bitmaps (CR0.WP forced on there under
+ * shadow paging), and protection keys as paging_permission_fault has them, under the context the
+ * hardware runs the guest with. */
+static uint32_t shadow_permission_fault(const struct cpu *c, unsigned acc, unsigned pkey,
+					unsigned access)
+{
+	if ((c->guest.cr4 & X86_CR4_PKE) && (acc & ACC_USER) && !(access & PFERR_FETCH)) {
+		struct paging_ctx hw = c->guest;
+
+		hw.cr0 |= X86_CR0_PG | X86_CR0_PE | X86_CR0_WP;
+		hw.cr4 |= X86_CR4_PAE;
+		hw.efer |= EFER_LME | EFER_LMA | EFER_NXE;
+		return paging_permission_fault(&hw, acc, pkey, access);
+	}
+	return (c->perm_access[c->guest.ac][perm_index(access, c->guest.cpl)] >> acc) & 1 ?
+		PFERR_PRESENT : 0;
+}
+
 /*
- * Shadow: the hardware walks the shadow root (x86-64 format sptes in host memory) with the
- * guest's privilege and SMEP/SMAP/PKU state, CR0.WP forced on and long-mode paging, as KVM runs
- * a shadowed guest; it sets the sptes' A/D. A #PF exits when the exception bitmap (and on VMX
- * PFEC_MASK/MATCH) says so, else it goes straight to the guest.
+ * The hardware's walk of the shadow tables: x86-64 entries, 4 or 5 levels, in host memory, with
+ * the guest's CPL, AC, SMEP/SMAP and PKU state under CR0.WP=1 and EFER.NXE=1, the physical
+ * CPU's reserved bits (the model's MAXPHYADDR, 1 GiB pages, NX). It gives what the 64-bit
+ * instance of walk_tmpl.h gives under that context (test_hw_modes holds the two to the same
+ * result, entries and counts on random tables), with the same steps, retries and A/D updates.
+ *
+ * Why its own code: the format is fixed, so the template's mode tests, its PAE and 32-bit
+ * cases, the copy of the guest context each walk made and the read's generic checks all go;
+ * every soft-MMU exit walks the shadow tables at least twice (a shadow touch fault: five walks,
+ * 19% of its instructions in the template's instance).
+ */
+VMMU_HOT
+enum walk_status cpu_shadow_walk(const struct cpu *c, gva_t gva, unsigned access,
+				 const struct walk_start *start, struct walk_result *r)
+{
+	const int root_level = c->shadow_levels == 5 ? 5 : 4;
+	const uint8_t maxphy = c->guest.cpu.maxphyaddr;
+	const uint64_t high = rsvd_bits(maxphy, 51);
+	/* Above level 1, a present entry with none of these bits is a table to step into: they
+	 * are a superset of what any of those levels reserves for PS=0 (bit 8: AMD's PML4E and
+	 * PML5E), and PS=0 makes no leaf there. */
+	const uint64_t quick = PT_PRESENT_MASK | high | PT_PAGE_SIZE_MASK | rsvd_bits(8, 8);
+	const uint64_t rsvd_top = high | rsvd_bits(7, 7) |
+				  (c->guest.cpu.vendor == CPU_VENDOR_AMD ? rsvd_bits(8, 8) : 0);
+	const bool write = access & PFERR_WRITE;
+	const bool user = !(access & WALK_IMPLICIT) && c->guest.cpl == 3;
+	unsigned retries = 0;
+	uint64_t pte = 0;
+	uint32_t ec;
+	int level, err;
+
+	r->addr = gva;
+	r->refs = 0;
+	r->abort_err = 0;
+	r->root_level = root_level;
+	if (!paging_canonical(gva, root_level == 5 ? PAGING_5LVL : PAGING_4LVL)) {
+		r->status = WALK_GP;
+		return WALK_GP;
+	}
+
+retry:
+	ec = 0;
+	r->pkey = 0;
+	{
+		hpa_t table = c->shadow_root & rsvd_bits(12, maxphy - 1);
+		unsigned acc = ACC_ALL;
+		uint64_t anded = ~0ULL;   /* the entries read, ANDed: every A bit set? */
+
+		level = root_level;
+		if (start && start->level > 0 && start->level < level) {
+			level = start->level;
+			table = start->table;
+			acc = start->access;
+		}
+		r->top_level = level;
+
+		for (;;) {
+			const hpa_t pte_hpa = table + ((gva >> (3 + 9 * level)) & 511) * 8;
+			/* Tables are 4 KiB aligned: the entry is a naturally aligned 8 bytes. */
+			const uint64_t *p = host_hpa_ptr_inline(c->arena, c->arena_base, c->arena_meta,
+								c->arena_frames, pte_hpa);
+
+			r->level = level;
+			r->refs++;
+			r->pte_gpa[level] = pte_hpa;
+			if (!p) {
+				/* No frame there: a not-present fault, as the template's. */
+				r->gpte[level] = 0;
+				goto error;
+			}
+			/* Acquire: a table published by a release store is seen whole. */
+			pte = __atomic_load_n(p, __ATOMIC_ACQUIRE);
+			r->gpte[level] = pte;
+			if (level > 1 && (pte & quick) == PT_PRESENT_MASK) {
+				acc &= spte_hw_access(pte);
+				anded &= pte;
+				table = pte & rsvd_bits(12, 51);
+				level--;
+				continue;
+			}
+			if (!(pte & PT_PRESENT_MASK))
+				goto error;
+			const bool large = pte & PT_PAGE_SIZE_MASK;
+			uint64_t rsvd = level >= 4 ? rsvd_top :
+					level == 3 ? high | (large ? rsvd_bits(13, 29) : 0) :
+					level == 2 ? high | (large ? rsvd_bits(13, 20) : 0) : high;
+			if (pte & rsvd) {
+				ec = PFERR_RSVD | PFERR_PRESENT;
+				goto error;
+			}
+			acc &= spte_hw_access(pte);
+			anded &= pte;
+			/* PS at levels 4 and 5 is reserved (above): at 2 and 3 it is a large page. */
+			if (level == 1 || large)
+				break;
+			table = pte & rsvd_bits(12, 51);
+			level--;
+		}
+
+		const unsigned shift = 12 + 9 * (unsigned)(level - 1);
+		r->page_shift = shift;
+		r->gpa = (pte & rsvd_bits((int)shift, 51)) | (gva & ((1ULL << shift) - 1));
+		r->access = acc;
+		r->pkey = (unsigned)((pte & PT64_PKEY_MASK) >> PT64_PKEY_SHIFT);
+		ec = shadow_permission_fault(c, acc, r->pkey, access);
+		if (ec)
+			goto error;
+
+		/* The usual walk of a warm translation sets nothing: one test says so. */
+		if (!(access & WALK_NO_AD) &&
+		    (!(anded & PT_ACCESSED_MASK) || (write && !(pte & PT_DIRTY_MASK)))) {
+			for (int l = r->top_level; l >= level; l--) {
+				uint64_t old = r->gpte[l], val = old | PT_ACCESSED_MASK;
+
+				if (l == level && write)
+					val |= PT_DIRTY_MASK;
+				if (val == old)
+					continue;
+				err = hostmem_cmpxchg(c->arena, r->pte_gpa[l], old, val, 8);
+				if (err == -EAGAIN) {
+					/* Another writer changed the table: walk it again, as the
+					 * CPU would see the new entry; bounded, as the template's. */
+					if (++retries > WALK_MAX_RETRIES)
+						goto abort;
+					goto retry;
+				}
+				if (err == -ENOENT || err == -EACCES) {
+					ec = 0;
+					goto error;
+				}
+				if (err)
+					goto abort;
+				r->gpte[l] = val;
+			}
+		}
+		r->status = WALK_OK;
+		return WALK_OK;
+	}
+
+error:
+	ec |= access & PFERR_WRITE;
+	if (user)
+		ec |= PFERR_USER;
+	if (access & PFERR_FETCH)   /* NX is on: the I/D bit always exists */
+		ec |= PFERR_FETCH;
+	r->ec = ec;
+	r->status = WALK_PF;
+	return WALK_PF;
+
+abort:
+	r->abort_err = err;
+	r->status = WALK_ABORT;
+	return WALK_ABORT;
+}
+
+/*
+ * Shadow: the hardware walks the shadow root (cpu_shadow_walk); it sets the sptes' A/D. A #PF
+ * exits when the exception bitmap (and on VMX PFEC_MASK/MATCH) says so, else it goes straight to
+ * the guest.
  */
 VMMU_HOT
 static enum hw_status walk_shadow(struct cpu *c, gva_t gva, unsigned access, uint64_t *pa,
 				  struct hw_outcome *o, int *err)
 {
-	struct paging_ctx hw = c->guest;
 	struct walk_result r;
-
-	hw.cr0 |= X86_CR0_PG | X86_CR0_PE | X86_CR0_WP;
-	hw.cr4 = (hw.cr4 | X86_CR4_PAE) & ~X86_CR4_LA57;
-	if (c->shadow_levels == 5)
-		hw.cr4 |= X86_CR4_LA57;
-	hw.efer |= EFER_LME | EFER_LMA | EFER_NXE;
-	hw.cr3 = c->shadow_root;
-	hw.pdptrs_valid = false;
-	/* The physical CPU's reserved bits (its MAXPHYADDR) are what make MMIO and "not yet
-	 * shadowed" sptes fault with RSVD. */
-	hw.cpu.features |= CPU_FEAT_NX | CPU_FEAT_1G;
-	/* Outside long mode the guest's addresses are 32-bit: the shadow walk sees them so. */
 	struct walk_start start, *sp = NULL;
+
 	if (c->pwc && pwc_lookup(c, gva, &start))
 		sp = &start;
-	/* Long mode, always (above): a canonical address is the usual case. */
-	enum walk_status ws = paging_canonical(gva, paging_mode_of(&hw)) ?
-		cpu_shadow_walk64_addr(&hw, &host_mem_ops, c->arena, gva, access, sp, &r) :
-		paging_walk_from(&hw, &host_mem_ops, c->arena, gva, access, sp, &r);
+	enum walk_status ws = cpu_shadow_walk(c, gva, access, sp, &r);
 
 	count_walk(c, r.refs);
 	switch (ws) {
@@ -881,7 +1036,7 @@ static enum hw_status walk_shadow(struct cpu *c, gva_t gva, unsigned access, uin
 	fill(c, gva, r.gpa, r.page_shift, r.access, r.pkey, leaf & PT_DIRTY_MASK,
 	     leaf & PT_GLOBAL_MASK);
 	if (c->pwc)
-		pwc_fill(c, gva, &r, &hw, sp ? sp->access : ACC_ALL);
+		pwc_fill(c, gva, &r, true, sp ? sp->access : ACC_ALL);
 	*pa = r.gpa;
 	return HW_DONE;
 }

@@ -12,8 +12,8 @@
  *  - every TLB entry was filled from a successful walk under the current paging mode and has not
  *    been invalidated since by an architectural flush (INVLPG, INVPCID, MOV CR3/CR4/CR0 rules,
  *    cpu_flush_tlb) or by a #PF on its address;
- *  - perm_kinds[] matches the current CR0.WP and CR4.SMEP/SMAP (cpu_update()); perm_kind[] is
- *    its row of the current CPL and EFLAGS.AC (cpu_select_perm());
+ *  - perm_kinds[] and perm_access[] match the current CR0.WP and CR4.SMEP/SMAP (cpu_update());
+ *    perm_kind[] is perm_kinds[]' row of the current CPL and EFLAGS.AC (cpu_select_perm());
  *  - a TLB entry's host pointer (the owner's field, tlb.h) is set in native mode only, on 4K
  *    and 2M entries only, and is what the guest-page cache would answer for one 4K page of the
  *    entry's frame, whose index within the entry's page it carries in its low bits (0 in a 4K
@@ -177,6 +177,8 @@ struct cpu {
 	uint16_t pcid;                       /* [v] current PCID (0 unless CR4.PCIDE) */
 	uint8_t perm_kinds[2][2][8];         /* [v] [AC][CPL 3][VMMU_ACC_* kind] bit n: rights n fault */
 	uint8_t perm_kind[8];                /* [v] perm_kinds[] row of this AC and CPL */
+	uint8_t perm_access[2][16];          /* [v] [AC][cpu.c's perm_index] the same bitmaps by
+					      * the walker's form of an access (the shadow walk's) */
 	struct tlb *tlb;                     /* [c] */
 	struct vmmu_cost cost;               /* [c] defaults filled */
 	struct exit_controls ctl;            /* [v] set by the hypervisor */
@@ -238,6 +240,13 @@ void cpu_set_shadow_root(struct cpu *c, hpa_t root, int levels);
  * changes a root that entries of another PCID may still come from. */
 void cpu_switch_shadow_root(struct cpu *c, hpa_t root, int levels);
 void cpu_set_tdp(struct cpu *c, const struct tdp_ctx *tdp);
+/* The hardware's walk of the shadow tables (shadow mode: shadow_root, shadow_levels) for @access
+ * (PFERR_WRITE/FETCH, WALK_*) at the guest's privilege, resuming at @start (NULL: the root), as
+ * paging_walk_from's 64-bit walk under long mode, CR0.WP=1 and EFER.NXE=1 with the guest's other
+ * state would give it; the reads and A/D swaps are of host memory (hostmem.h). Returns
+ * r->status. */
+enum walk_status cpu_shadow_walk(const struct cpu *c, gva_t gva, unsigned access,
+				 const struct walk_start *start, struct walk_result *r);
 /* The MMU's promise that *@gen (atomic) advances after every change of a present entry of the
  * tables it loaded with cpu_set_tdp (nested.h, the walk cache): it turns the walk cache on. NULL
  * turns it off. A no-op outside the nested modes. */

@@ -43,6 +43,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -70,6 +71,8 @@ struct host_frame {
 };
 _Static_assert(sizeof(struct host_frame) <= 32, "frame metadata must stay within 32 bytes a frame");
 _Static_assert(sizeof(struct host_frame) == HOST_FRAME_META_BYTES, "host.h says how large it is");
+_Static_assert(offsetof(struct host_frame, info) == HOST_FRAME_INFO_OFFSET &&
+	       FRAME_ALLOC == HOST_FRAME_INFO_HEAD, "host.h's host_hpa_ptr_inline reads info");
 _Static_assert(HOST_MAX_ORDER <= FRAME_ORDER_MASK, "order must fit in info");
 
 /*

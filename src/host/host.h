@@ -110,6 +110,27 @@ void *host_hpa_ptr(const struct host_arena *a, uint64_t hpa);
  * prefetches it before host_pfn_valid reads it; NULL outside the arena. */
 #define HOST_FRAME_META_BYTES 24
 const void *host_frame_meta(const struct host_arena *a, pfn_t pfn);
+/* host_hpa_ptr, its usual case inline (a frame that heads an allocated block, as every MMU table
+ * is) and the rest through the call, for a walker that reads four or five entries a walk and
+ * would otherwise make that many calls. @base, @meta and @nframes: the caller's copies of
+ * host_pfn_to_ptr(@a, 0), host_frame_meta(@a, 0) and host_arena_frames(@a). Where a frame's
+ * metadata keeps the word that says so, and the bit (arena.c checks both). */
+#define HOST_FRAME_INFO_OFFSET 12
+#define HOST_FRAME_INFO_HEAD (1u << 6)
+static inline void *host_hpa_ptr_inline(const struct host_arena *a, uint8_t *base,
+					const uint8_t *meta, uint64_t nframes, uint64_t hpa)
+{
+	const uint64_t pfn = hpa >> 12;
+
+	if (__builtin_expect(pfn < nframes, 1)) {
+		const uint32_t *info =
+			(const uint32_t *)(meta + pfn * HOST_FRAME_META_BYTES + HOST_FRAME_INFO_OFFSET);
+		/* Acquire, as arena.c's own reads: the frame's allocation is seen before its bytes. */
+		if (__builtin_expect(__atomic_load_n(info, __ATOMIC_ACQUIRE) & HOST_FRAME_INFO_HEAD, 1))
+			return base + hpa;
+	}
+	return host_hpa_ptr(a, hpa);
+}
 
 uint64_t host_arena_frames(const struct host_arena *a);        /* total 4K frames */
 uint64_t host_arena_frames_used(const struct host_arena *a);   /* allocated 4K frames, less

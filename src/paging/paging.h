@@ -82,6 +82,10 @@
 
 #define PT_MAX_LEVELS 5
 
+/* A lost compare-and-swap means another writer changed the table; this bounds how often a
+ * hostile, constantly-rewriting guest can make one walk start over. */
+#define WALK_MAX_RETRIES 1000
+
 enum paging_mode { PAGING_OFF = 0, PAGING_32, PAGING_PAE, PAGING_4LVL, PAGING_5LVL };
 
 /* The architectural state a walk depends on. */

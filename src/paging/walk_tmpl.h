@@ -48,10 +48,6 @@
 #define WALK_READ(ops, opaque, gpa, buf, len) (ops)->read(opaque, gpa, buf, len)
 #endif
 
-/* A lost compare-and-swap means another writer changed the table; this bounds how often a
- * hostile, constantly-rewriting guest can make one walk start over. */
-#define WALK_MAX_RETRIES 1000
-
 static unsigned FNAME(index)(gva_t addr, int level)
 {
 	return (unsigned)(addr >> (12 + (level - 1) * PT_LEVEL_BITS)) & ((1u << PT_LEVEL_BITS) - 1);

@@ -295,6 +295,226 @@ static void test_shadow_write_protected_spte(void **st)
 	fini(&e);
 }
 
+/* ---- the shadow walk against the template walker ---- */
+
+/* cpu_shadow_walk, the hardware's own walk of the shadow tables, against the reference: the
+ * template's 64-bit walk (paging_walk_from) under the context the hardware runs a shadowed guest
+ * with, on hostile random tables. Every field a caller reads, and the entries' A/D afterwards,
+ * must agree; the outcome classes each must occur, so that the tables cannot drift into
+ * testing only one. */
+#define SW_TABLES 6
+#define SW_SLOTS 4
+static const unsigned sw_slot_index[SW_SLOTS] = { 0, 1, 2, 511 };
+
+struct sw_env {
+	struct env e;
+	hpa_t table[SW_TABLES], data[2], freed;
+	uint64_t rng;
+	int maxphy;
+};
+
+static uint64_t sw_rand(struct sw_env *w)
+{
+	w->rng ^= w->rng << 13;
+	w->rng ^= w->rng >> 7;
+	w->rng ^= w->rng << 17;
+	return w->rng;
+}
+
+static bool sw_chance(struct sw_env *w, unsigned percent)
+{
+	return sw_rand(w) % 100 < percent;
+}
+
+/* A hostile entry: mostly a present table pointer with random rights, sometimes anything. */
+static uint64_t sw_entry(struct sw_env *w)
+{
+	uint64_t e = 0, r = sw_rand(w) % 100;
+
+	if (r < 75)
+		e = w->table[sw_rand(w) % SW_TABLES];
+	else if (r < 85)
+		e = w->data[sw_rand(w) % 2];
+	else if (r < 90)
+		e = w->freed;
+	else if (r < 95)
+		e = (sw_rand(w) & rsvd_bits(30, 51));       /* out of the arena, or reserved */
+	else
+		e = sw_rand(w) & rsvd_bits(12, 51);
+	e |= sw_chance(w, 92) ? PT_PRESENT_MASK : 0;
+	e |= sw_chance(w, 75) ? PT_WRITABLE_MASK : 0;
+	e |= sw_chance(w, 75) ? PT_USER_MASK : 0;
+	e |= sw_chance(w, 50) ? PT_ACCESSED_MASK : 0;
+	e |= sw_chance(w, 50) ? PT_DIRTY_MASK : 0;
+	e |= sw_chance(w, 12) ? PT_PAGE_SIZE_MASK : 0;
+	e |= sw_chance(w, 10) ? PT_GLOBAL_MASK : 0;
+	e |= sw_chance(w, 15) ? PT64_NX_MASK : 0;
+	e |= sw_chance(w, 30) ? (sw_rand(w) & PT64_PKEY_MASK) : 0;
+	e |= sw_chance(w, 4) ? 1ULL << (w->maxphy + sw_rand(w) % (52 - w->maxphy + 1)) : 0;
+	e |= sw_chance(w, 6) ? 1ULL << (13 + sw_rand(w) % 17) : 0;
+	e |= sw_rand(w) & (7ULL << 9);                     /* ignored bits */
+	e &= ~(sw_chance(w, 90) ? (1ULL << 52) : 0);
+	return e;
+}
+
+static void sw_fill_tables(struct sw_env *w)
+{
+	for (int t = 0; t < SW_TABLES; t++)
+		for (int i = 0; i < SW_SLOTS; i++)
+			hput(&w->e, w->table[t] + sw_slot_index[i] * 8, sw_entry(w));
+}
+
+static void sw_save(struct sw_env *w, uint64_t *v)
+{
+	for (int t = 0; t < SW_TABLES; t++)
+		for (int i = 0; i < SW_SLOTS; i++)
+			v[t * SW_SLOTS + i] = hget(&w->e, w->table[t] + sw_slot_index[i] * 8);
+}
+
+static void sw_restore(struct sw_env *w, const uint64_t *v)
+{
+	for (int t = 0; t < SW_TABLES; t++)
+		for (int i = 0; i < SW_SLOTS; i++)
+			hput(&w->e, w->table[t] + sw_slot_index[i] * 8, v[t * SW_SLOTS + i]);
+}
+
+/* The guest state the hardware walk depends on, at random. */
+static void sw_state(struct sw_env *w, int levels)
+{
+	struct cpu *c = &w->e.cpu;
+	struct vmmu_regs r = {
+		.cr0 = X86_CR0_PG | X86_CR0_PE | (sw_chance(w, 50) ? X86_CR0_WP : 0), .cr3 = 0x1000,
+		.cr4 = X86_CR4_PAE | (sw_chance(w, 40) ? X86_CR4_SMEP : 0) |
+		       (sw_chance(w, 40) ? X86_CR4_SMAP : 0) | (sw_chance(w, 40) ? X86_CR4_PKE : 0),
+		.efer = EFER_LME | EFER_LMA | (sw_chance(w, 50) ? EFER_NXE : 0),
+	};
+	assert_int_equal(cpu_set_regs(c, &r), 0);
+	assert_int_equal(cpu_set_cpl(c, sw_chance(w, 50) ? 3 : 0, sw_chance(w, 50)), 0);
+	cpu_set_pkru(c, (uint32_t)sw_rand(w));
+	cpu_set_shadow_root(c, w->table[sw_rand(w) % SW_TABLES] | (sw_rand(w) & 0xfff), levels);
+}
+
+static gva_t sw_gva(struct sw_env *w, int levels)
+{
+	gva_t va = sw_rand(w) & 0xfff;
+
+	for (int l = 1; l <= levels; l++)
+		va |= (gva_t)sw_slot_index[sw_rand(w) % SW_SLOTS] << (3 + 9 * l);
+	va |= sw_chance(w, 20) ? sw_rand(w) & 0x1ff000 : 0;   /* inside a large page */
+	const int bits = levels == 5 ? 57 : 48;
+	va = (gva_t)((int64_t)(va << (64 - bits)) >> (64 - bits));
+	if (sw_chance(w, 2))
+		va ^= 1ULL << 60;                                  /* not canonical */
+	return va;
+}
+
+static void sw_compare(const struct walk_result *a, const struct walk_result *b)
+{
+	assert_int_equal(a->status, b->status);
+	assert_int_equal(a->addr, b->addr);
+	assert_int_equal(a->refs, b->refs);
+	if (a->status == WALK_GP)
+		return;
+	assert_int_equal(a->level, b->level);
+	assert_int_equal(a->top_level, b->top_level);
+	for (int l = a->top_level; l >= a->level; l--) {
+		assert_int_equal(a->gpte[l], b->gpte[l]);
+		assert_int_equal(a->pte_gpa[l], b->pte_gpa[l]);
+	}
+	if (a->status == WALK_PF) {
+		assert_int_equal(a->ec, b->ec);
+		return;
+	}
+	assert_int_equal(a->gpa, b->gpa);
+	assert_int_equal(a->page_shift, b->page_shift);
+	assert_int_equal(a->access, b->access);
+	assert_int_equal(a->pkey, b->pkey);
+}
+
+static void shadow_walk_vs_template(const char *vendor, int maxphy, int levels, uint64_t seed)
+{
+	static const unsigned accesses[] = {
+		0, PFERR_WRITE, PFERR_FETCH, WALK_IMPLICIT, WALK_IMPLICIT | PFERR_WRITE,
+		WALK_NO_AD, PFERR_WRITE | WALK_NO_AD,
+	};
+	struct sw_env w = { .rng = seed, .maxphy = maxphy };
+	struct env *e = &w.e;
+	struct cpu_model m;
+	unsigned seen[7] = { 0 };   /* OK, OK setting A/D, #GP, #PF: not present, RSVD, rights, PK */
+
+	memset(e, 0, sizeof(*e));
+	assert_int_equal(host_arena_create(1ULL << 30, &e->arena), 0);
+	assert_int_equal(cpu_model_fixed(&m, vendor), 0);
+	m.maxphyaddr = maxphy;
+	assert_int_equal(cpu_init(&e->cpu, VMMU_MMU_SHADOW, &m, NULL, NULL, &no_phys, NULL, e->arena), 0);
+	for (int t = 0; t < SW_TABLES; t++)
+		w.table[t] = frame(e);
+	w.data[0] = frame(e);
+	w.data[1] = frame(e);
+	w.freed = frame(e);
+	host_frame_put(e->arena, w.freed >> 12, 0);
+
+	for (int round = 0; round < 20000; round++) {
+		uint64_t before[SW_TABLES * SW_SLOTS], after[SW_TABLES * SW_SLOTS],
+			 ref[SW_TABLES * SW_SLOTS];
+		struct walk_result ra, rb;
+		struct walk_start start, *sp = NULL;
+
+		if (round % 32 == 0)
+			sw_fill_tables(&w);
+		if (round % 8 == 0)
+			sw_state(&w, levels);
+		if (sw_chance(&w, 15)) {
+			start = (struct walk_start){ .level = 1 + (int)(sw_rand(&w) % 3),
+						     .table = w.table[sw_rand(&w) % SW_TABLES],
+						     .access = (unsigned)(sw_rand(&w) & ACC_ALL) };
+			sp = &start;
+		}
+		const gva_t gva = sw_gva(&w, levels);
+		const unsigned access = accesses[sw_rand(&w) % (sizeof(accesses) / sizeof(*accesses))];
+		const struct cpu *c = &e->cpu;
+		/* The reference: the context the hardware runs a shadowed guest with. */
+		struct paging_ctx hw = c->guest;
+		hw.cr0 |= X86_CR0_PG | X86_CR0_PE | X86_CR0_WP;
+		hw.cr4 = (hw.cr4 | X86_CR4_PAE) & ~X86_CR4_LA57;
+		if (levels == 5)
+			hw.cr4 |= X86_CR4_LA57;
+		hw.efer |= EFER_LME | EFER_LMA | EFER_NXE;
+		hw.cr3 = c->shadow_root;
+		hw.pdptrs_valid = false;
+		hw.cpu.features |= CPU_FEAT_NX | CPU_FEAT_1G;
+
+		sw_save(&w, before);
+		cpu_shadow_walk(c, gva, access, sp, &ra);
+		sw_save(&w, after);
+		sw_restore(&w, before);
+		paging_walk_from(&hw, &host_mem_ops, e->arena, gva, access, sp, &rb);
+		sw_compare(&ra, &rb);
+		sw_save(&w, ref);
+		assert_memory_equal(ref, after, sizeof(ref));   /* the same A and D bits set */
+
+		if (ra.status == WALK_OK)
+			seen[memcmp(before, after, sizeof(before)) ? 1 : 0]++;
+		if (ra.status == WALK_GP)
+			seen[2]++;
+		if (ra.status == WALK_PF)
+			seen[(ra.ec & PFERR_RSVD) ? 4 : (ra.ec & PFERR_PK) ? 6 :
+			     (ra.ec & PFERR_PRESENT) ? 5 : 3]++;
+	}
+	for (int k = 0; k < 7; k++)
+		assert_true(seen[k] > 100);
+	cpu_destroy(&e->cpu);
+	host_arena_destroy(e->arena);
+}
+
+static void test_shadow_walk_matches_template(void **st)
+{
+	shadow_walk_vs_template("intel", 46, 4, 0x9e3779b97f4a7c15ULL);
+	shadow_walk_vs_template("intel", 52, 5, 0x2545f4914f6cdd1dULL);
+	shadow_walk_vs_template("amd", 48, 4, 0x5851f42d4c957f2dULL);
+	shadow_walk_vs_template("amd", 36, 4, 0x14057b7ef767814fULL);
+}
+
 /* ---- native mode: a dirty-logged write is marked after its bytes land ---- */
 
 /* Guest RAM for native mode, served by the test as a VMM's memslots would be: every write answer
@@ -415,6 +635,7 @@ int main(void)
 		cmocka_unit_test(test_npt_exit),
 		cmocka_unit_test(test_shadow_walk_and_pf_exits),
 		cmocka_unit_test(test_shadow_write_protected_spte),
+		cmocka_unit_test(test_shadow_walk_matches_template),
 	};
 	return cmocka_run_group_tests_name("hw_modes", tests, NULL, NULL);
 }
