@@ -58,8 +58,8 @@ static void cpu_update_pcid(struct cpu *c)
 }
 
 /* Recompute what depends on control state: the permission bitmaps for both values of AC (as
- * KVM's update_permission_bitmask; perm_access), their rows by access kind for each privilege, the current
- * rows and the PCID. Protection keys are checked apart. The bitmaps read CR0.WP and
+ * KVM's update_permission_bitmask; perm_access), their rows by access kind for each privilege,
+ * the current rows and the PCID. Protection keys are checked apart. The bitmaps read CR0.WP and
  * CR4.SMEP/SMAP (and CPL and AC, per row), never CR3. */
 static void cpu_update(struct cpu *c)
 {
@@ -867,7 +867,6 @@ enum walk_status cpu_shadow_walk(const struct cpu *c, gva_t gva, unsigned access
 	const uint64_t quick = PT_PRESENT_MASK | high | PT_PAGE_SIZE_MASK | rsvd_bits(8, 8);
 	const uint64_t rsvd_top = high | rsvd_bits(7, 7) |
 				  (c->guest.cpu.vendor == CPU_VENDOR_AMD ? rsvd_bits(8, 8) : 0);
-	const bool write = access & PFERR_WRITE;
 	const bool user = !(access & WALK_IMPLICIT) && c->guest.cpl == 3;
 	unsigned retries = 0;
 	uint64_t pte = 0;
@@ -901,7 +900,8 @@ retry:
 
 		for (;;) {
 			const hpa_t pte_hpa = table + ((gva >> (3 + 9 * level)) & 511) * 8;
-			/* Tables are 4 KiB aligned: the entry is a naturally aligned 8 bytes. */
+			/* Tables are 4 KiB aligned (the root and every entry's address masked,
+			 * @start's by contract): the entry is a naturally aligned 8 bytes. */
 			const uint64_t *p = host_hpa_ptr_inline(c->arena, c->arena_base, c->arena_meta,
 								c->arena_frames, pte_hpa);
 
@@ -951,32 +951,12 @@ retry:
 		if (ec)
 			goto error;
 
-		/* The usual walk of a warm translation sets nothing: one test says so. */
-		if (!(access & WALK_NO_AD) &&
-		    (!(anded & PT_ACCESSED_MASK) || (write && !(pte & PT_DIRTY_MASK)))) {
-			for (int l = r->top_level; l >= level; l--) {
-				uint64_t old = r->gpte[l], val = old | PT_ACCESSED_MASK;
-
-				if (l == level && write)
-					val |= PT_DIRTY_MASK;
-				if (val == old)
-					continue;
-				err = hostmem_cmpxchg(c->arena, r->pte_gpa[l], old, val, 8);
-				if (err == -EAGAIN) {
-					/* Another writer changed the table: walk it again, as the
-					 * CPU would see the new entry; bounded, as the template's. */
-					if (++retries > WALK_MAX_RETRIES)
-						goto abort;
-					goto retry;
-				}
-				if (err == -ENOENT || err == -EACCES) {
-					ec = 0;
-					goto error;
-				}
-				if (err)
-					goto abort;
-				r->gpte[l] = val;
-			}
+		switch (paging_walk_ad(&host_mem_ops, c->arena, r, level, access, pte, anded, 0, 8,
+				       &retries, &err)) {
+		case WALK_AD_DONE: break;
+		case WALK_AD_RETRY: goto retry;
+		case WALK_AD_FAULT: ec = 0; goto error;
+		case WALK_AD_ABORT: goto abort;
 		}
 		r->status = WALK_OK;
 		return WALK_OK;

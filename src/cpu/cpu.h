@@ -240,11 +240,13 @@ void cpu_set_shadow_root(struct cpu *c, hpa_t root, int levels);
  * changes a root that entries of another PCID may still come from. */
 void cpu_switch_shadow_root(struct cpu *c, hpa_t root, int levels);
 void cpu_set_tdp(struct cpu *c, const struct tdp_ctx *tdp);
-/* The hardware's walk of the shadow tables (shadow mode: shadow_root, shadow_levels) for @access
+/* The hardware's walk of the shadow tables (shadow_root, shadow_levels) for @access
  * (PFERR_WRITE/FETCH, WALK_*) at the guest's privilege, resuming at @start (NULL: the root), as
  * paging_walk_from's 64-bit walk under long mode, CR0.WP=1 and EFER.NXE=1 with the guest's other
  * state would give it; the reads and A/D swaps are of host memory (hostmem.h). Returns
- * r->status. */
+ * r->status. Only for a cpu in shadow mode (its permission bitmaps assume CR0.WP=1), and
+ * @start->table 4 KiB aligned, as a paging-structure cache entry's is (the template's read
+ * aborts the walk on a misaligned table; this walk assumes there is none). */
 enum walk_status cpu_shadow_walk(const struct cpu *c, gva_t gva, unsigned access,
 				 const struct walk_start *start, struct walk_result *r);
 /* The MMU's promise that *@gen (atomic) advances after every change of a present entry of the

@@ -26,6 +26,7 @@
 #ifndef VMMU_PAGING_H
 #define VMMU_PAGING_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -179,6 +180,51 @@ enum walk_status walk64_addr(const struct paging_ctx *ctx, const struct guest_me
  * (PFERR_PRESENT, plus PFERR_PK for a protection-key fault). Shared by the walker and the TLB. */
 uint32_t paging_permission_fault(const struct paging_ctx *ctx, unsigned acc, unsigned pkey,
 				 unsigned access);
+
+/* What a walk does after its A/D pass (paging_walk_ad). */
+enum walk_ad { WALK_AD_DONE, WALK_AD_RETRY, WALK_AD_FAULT, WALK_AD_ABORT };
+
+/*
+ * The A/D pass of a walk that translated, @level its leaf's, @leaf its entry, @anded every entry
+ * read ANDed: A on every level from r->top_level down and, for a write, D on the leaf, each by a
+ * compare-and-swap (@size bytes) of the entry as the walk read it, which r->gpte[] then holds;
+ * @no_a: a level whose entries have no A bit (a PAE PDPTE: 3), else 0. Nothing to set (every A,
+ * and a write's D, already set: the usual walk of a warm page) is found in one test. Returns
+ * WALK_AD_RETRY when an entry changed since it was read (the walk starts over, as the CPU would
+ * see the new entry; *@retries counts them), WALK_AD_FAULT when a table is not memory the walk
+ * can write (a not-present fault), WALK_AD_ABORT with *@err set (another error, or more than
+ * WALK_MAX_RETRIES). Shared by walk_tmpl.h and cpu.c's shadow walk.
+ */
+static inline enum walk_ad paging_walk_ad(const struct guest_mem_ops *ops, void *opaque,
+					  struct walk_result *r, int level, unsigned access,
+					  uint64_t leaf, uint64_t anded, int no_a, unsigned size,
+					  unsigned *retries, int *err)
+{
+	const bool write = access & PFERR_WRITE;
+
+	if ((access & WALK_NO_AD) ||
+	    ((anded & PT_ACCESSED_MASK) && (!write || (leaf & PT_DIRTY_MASK))))
+		return WALK_AD_DONE;
+	for (int l = r->top_level; l >= level; l--) {
+		uint64_t old = r->gpte[l], val = old | PT_ACCESSED_MASK;
+
+		if (l == no_a)
+			continue;
+		if (l == level && write)
+			val |= PT_DIRTY_MASK;
+		if (val == old)
+			continue;
+		*err = ops->cmpxchg(opaque, r->pte_gpa[l], old, val, size);
+		if (*err == -EAGAIN)
+			return ++*retries > WALK_MAX_RETRIES ? WALK_AD_ABORT : WALK_AD_RETRY;
+		if (*err == -ENOENT || *err == -EACCES)
+			return WALK_AD_FAULT;
+		if (*err)
+			return WALK_AD_ABORT;
+		r->gpte[l] = val;
+	}
+	return WALK_AD_DONE;
+}
 
 static inline uint64_t rsvd_bits(int s, int e)
 {

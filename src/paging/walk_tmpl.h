@@ -132,7 +132,6 @@ WALK_LINKAGE enum walk_status FNAME(addr)(const struct paging_ctx *ctx,
 					  struct walk_result *r)
 {
 	const enum paging_mode mode = paging_mode_of(ctx);
-	const bool write = access & PFERR_WRITE;
 	const bool fetch = access & PFERR_FETCH;
 	const bool user = !(access & WALK_IMPLICIT) && ctx->cpl == 3;
 	unsigned retries = 0;
@@ -266,36 +265,17 @@ retry:
 		if (ec)
 			goto error;
 
-		/* Nothing to set (every A, and the leaf's D for a write, already set: the usual
-		 * walk of a warm page) is the pass below changing nothing, found in one test. */
-		if (!(access & WALK_NO_AD) &&
-		    (!(anded & PT_ACCESSED_MASK) || (write && !(pte & PT_DIRTY_MASK)))) {
-			for (int l = r->top_level; l >= level; l--) {
-				uint64_t old = r->gpte[l], val = old | PT_ACCESSED_MASK;
 #if PTTYPE == 64
-				if (mode == PAGING_PAE && l == 3)
-					continue;
+		const int no_a = mode == PAGING_PAE ? 3 : 0;   /* PDPTEs have no A bit */
+#else
+		const int no_a = 0;
 #endif
-				if (l == level && write)
-					val |= PT_DIRTY_MASK;
-				if (val == old)
-					continue;
-				err = ops->cmpxchg(opaque, r->pte_gpa[l], old, val, sizeof(pt_element_t));
-				if (err == -EAGAIN) {
-					if (++retries > WALK_MAX_RETRIES) {
-						err = -EAGAIN;
-						goto abort;
-					}
-					goto retry;
-				}
-				if (err == -ENOENT || err == -EACCES) {
-					ec = 0;
-					goto error;
-				}
-				if (err)
-					goto abort;
-				r->gpte[l] = val;
-			}
+		switch (paging_walk_ad(ops, opaque, r, level, access, pte, anded, no_a,
+				       sizeof(pt_element_t), &retries, &err)) {
+		case WALK_AD_DONE: break;
+		case WALK_AD_RETRY: goto retry;
+		case WALK_AD_FAULT: ec = 0; goto error;
+		case WALK_AD_ABORT: goto abort;
 		}
 		r->status = WALK_OK;
 		return WALK_OK;

@@ -389,9 +389,11 @@ static void sw_state(struct sw_env *w, int levels)
 		.efer = EFER_LME | EFER_LMA | (sw_chance(w, 50) ? EFER_NXE : 0),
 	};
 	assert_int_equal(cpu_set_regs(c, &r), 0);
-	assert_int_equal(cpu_set_cpl(c, sw_chance(w, 50) ? 3 : 0, sw_chance(w, 50)), 0);
+	assert_int_equal(cpu_set_cpl(c, (unsigned)(sw_rand(w) % 4), sw_chance(w, 50)), 0);
 	cpu_set_pkru(c, (uint32_t)sw_rand(w));
-	cpu_set_shadow_root(c, w->table[sw_rand(w) % SW_TABLES] | (sw_rand(w) & 0xfff), levels);
+	/* The root's bits below 12 and from MAXPHYADDR up are not its address. */
+	cpu_set_shadow_root(c, w->table[sw_rand(w) % SW_TABLES] | (sw_rand(w) & 0xfff) |
+			       (sw_chance(w, 30) ? sw_rand(w) & rsvd_bits(w->maxphy, 63) : 0), levels);
 }
 
 static gva_t sw_gva(struct sw_env *w, int levels)
@@ -413,9 +415,11 @@ static void sw_compare(const struct walk_result *a, const struct walk_result *b)
 	assert_int_equal(a->status, b->status);
 	assert_int_equal(a->addr, b->addr);
 	assert_int_equal(a->refs, b->refs);
+	assert_int_equal(a->abort_err, b->abort_err);
 	if (a->status == WALK_GP)
 		return;
 	assert_int_equal(a->level, b->level);
+	assert_int_equal(a->root_level, b->root_level);
 	assert_int_equal(a->top_level, b->top_level);
 	for (int l = a->top_level; l >= a->level; l--) {
 		assert_int_equal(a->gpte[l], b->gpte[l]);
@@ -433,10 +437,7 @@ static void sw_compare(const struct walk_result *a, const struct walk_result *b)
 
 static void shadow_walk_vs_template(const char *vendor, int maxphy, int levels, uint64_t seed)
 {
-	static const unsigned accesses[] = {
-		0, PFERR_WRITE, PFERR_FETCH, WALK_IMPLICIT, WALK_IMPLICIT | PFERR_WRITE,
-		WALK_NO_AD, PFERR_WRITE | WALK_NO_AD,
-	};
+	static const unsigned access_bits[] = { PFERR_WRITE, PFERR_FETCH, WALK_IMPLICIT, WALK_NO_AD };
 	struct sw_env w = { .rng = seed, .maxphy = maxphy };
 	struct env *e = &w.e;
 	struct cpu_model m;
@@ -447,12 +448,22 @@ static void shadow_walk_vs_template(const char *vendor, int maxphy, int levels, 
 	assert_int_equal(cpu_model_fixed(&m, vendor), 0);
 	m.maxphyaddr = maxphy;
 	assert_int_equal(cpu_init(&e->cpu, VMMU_MMU_SHADOW, &m, NULL, NULL, &no_phys, NULL, e->arena), 0);
-	for (int t = 0; t < SW_TABLES; t++)
+	for (int t = 0; t < SW_TABLES - 1; t++)
 		w.table[t] = frame(e);
+	/* The last table inside a block, not its head: allocated, found by the frame check's slow
+	 * path. */
+	pfn_t block;
+	assert_int_equal(host_frame_alloc(e->arena, 1, &block), 0);
+	w.table[SW_TABLES - 1] = (block + 1) << 12;
 	w.data[0] = frame(e);
 	w.data[1] = frame(e);
+	/* A frame freed with entries left in it, the last allocation (nothing takes it again): the
+	 * walk must refuse to read them (the frame check), not find them zero. */
 	w.freed = frame(e);
 	host_frame_put(e->arena, w.freed >> 12, 0);
+	for (int i = 0; i < SW_SLOTS; i++)
+		((uint64_t *)host_pfn_to_ptr(e->arena, w.freed >> 12))[sw_slot_index[i]] =
+			w.table[i] | PRWU | PT_ACCESSED_MASK;
 
 	for (int round = 0; round < 20000; round++) {
 		uint64_t before[SW_TABLES * SW_SLOTS], after[SW_TABLES * SW_SLOTS],
@@ -465,13 +476,16 @@ static void shadow_walk_vs_template(const char *vendor, int maxphy, int levels, 
 		if (round % 8 == 0)
 			sw_state(&w, levels);
 		if (sw_chance(&w, 15)) {
-			start = (struct walk_start){ .level = 1 + (int)(sw_rand(&w) % 3),
+			/* Any level, the root's and out-of-range ones included (both ignore those). */
+			start = (struct walk_start){ .level = (int)(sw_rand(&w) % 7) - 1,
 						     .table = w.table[sw_rand(&w) % SW_TABLES],
 						     .access = (unsigned)(sw_rand(&w) & ACC_ALL) };
 			sp = &start;
 		}
 		const gva_t gva = sw_gva(&w, levels);
-		const unsigned access = accesses[sw_rand(&w) % (sizeof(accesses) / sizeof(*accesses))];
+		unsigned access = 0;
+		for (unsigned k = 0; k < sizeof(access_bits) / sizeof(*access_bits); k++)
+			access |= sw_chance(&w, 35) ? access_bits[k] : 0;
 		const struct cpu *c = &e->cpu;
 		/* The reference: the context the hardware runs a shadowed guest with. */
 		struct paging_ctx hw = c->guest;
