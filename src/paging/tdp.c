@@ -188,8 +188,11 @@ retry:
 
 		r->refs++;
 		r->level = level;
-		if (hostmem_load(c->arena, eh, sizeof(e), &e))
-			e = 0;          /* nothing there: not present */
+		/* Tables are 4 KiB aligned: the entry is a naturally aligned 8 bytes. Acquire: a
+		 * table published by a release store is seen whole (hostmem_load's). */
+		const uint64_t *p = host_hpa_ptr_inline(c->arena, c->arena_base, c->arena_meta,
+							c->arena_frames, eh);
+		e = p ? __atomic_load_n(p, __ATOMIC_ACQUIRE) : 0;   /* no frame: not present */
 		r->entry = e;
 		if (level > 1 && (e & quick) == EPT_RWX_MASK) {
 			ent[level] = e;
@@ -334,6 +337,9 @@ int tdp_alloc_root(struct tdp_ctx *c)
 	if (err)
 		return err;
 	c->root = pfn << HOST_PAGE_SHIFT;
+	c->arena_base = host_pfn_to_ptr(c->arena, 0);
+	c->arena_meta = host_frame_meta(c->arena, 0);
+	c->arena_frames = host_arena_frames(c->arena);
 	return 0;
 }
 

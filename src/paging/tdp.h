@@ -94,6 +94,12 @@ struct tdp_ctx {
 	bool has_1g;                /* 1 GiB leaves at level 3 */
 	int maxphyaddr;             /* host MAXPHYADDR: address bits from it to 51 are reserved */
 	struct host_arena *arena;   /* where the tables and the hpas live */
+	/* The arena's host_pfn_to_ptr(0), host_frame_meta(0) and host_arena_frames(), which
+	 * tdp_alloc_root fills in: the EPT walk's frame check inline (host_hpa_ptr_inline); left
+	 * zero, each read makes the call. */
+	uint8_t *arena_base;
+	const uint8_t *arena_meta;
+	uint64_t arena_frames;
 };
 
 enum tdp_status {
