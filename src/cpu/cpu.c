@@ -845,7 +845,8 @@ static uint32_t shadow_permission_fault(const struct cpu *c, unsigned acc, unsig
 /*
  * The hardware's walk of the shadow tables: x86-64 entries, 4 or 5 levels, in host memory, with
  * the guest's CPL, AC, SMEP/SMAP and PKU state under CR0.WP=1 and EFER.NXE=1, the physical
- * CPU's reserved bits (the model's MAXPHYADDR, 1 GiB pages, NX). It gives what the 64-bit
+ * CPU's reserved bits (the model's MAXPHYADDR, 1 GiB pages, NX: what makes MMIO and "not yet
+ * shadowed" sptes fault with RSVD). It gives what the 64-bit
  * instance of walk_tmpl.h gives under that context (test_hw_modes holds the two to the same
  * result, entries and counts on random tables), with the same steps, retries and A/D updates.
  *
