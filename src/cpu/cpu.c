@@ -831,11 +831,9 @@ static uint32_t shadow_permission_fault(const struct cpu *c, unsigned acc, unsig
 					unsigned access)
 {
 	if ((c->guest.cr4 & X86_CR4_PKE) && (acc & ACC_USER) && !(access & PFERR_FETCH)) {
-		struct paging_ctx hw = c->guest;
+		struct paging_ctx hw;
 
-		hw.cr0 |= X86_CR0_PG | X86_CR0_PE | X86_CR0_WP;
-		hw.cr4 |= X86_CR4_PAE;
-		hw.efer |= EFER_LME | EFER_LMA | EFER_NXE;
+		cpu_shadow_hw_ctx(c, &hw);
 		return paging_permission_fault(&hw, acc, pkey, access);
 	}
 	return (c->perm_access[c->guest.ac][perm_index(access, c->guest.cpl)] >> acc) & 1 ?

@@ -240,6 +240,23 @@ void cpu_set_shadow_root(struct cpu *c, hpa_t root, int levels);
  * changes a root that entries of another PCID may still come from. */
 void cpu_switch_shadow_root(struct cpu *c, hpa_t root, int levels);
 void cpu_set_tdp(struct cpu *c, const struct tdp_ctx *tdp);
+/* The context the hardware runs a shadowed guest with, which cpu_shadow_walk stands for: the
+ * guest's own state (CPL, AC, SMEP/SMAP, PKE, PKRU, the model) under long-mode paging from the
+ * shadow root at its depth, CR0.WP=1 and EFER.NXE=1, with the physical CPU's NX and 1 GiB
+ * pages. */
+static inline void cpu_shadow_hw_ctx(const struct cpu *c, struct paging_ctx *hw)
+{
+	*hw = c->guest;
+	hw->cr0 |= X86_CR0_PG | X86_CR0_PE | X86_CR0_WP;
+	hw->cr4 = (hw->cr4 | X86_CR4_PAE) & ~X86_CR4_LA57;
+	if (c->shadow_levels == 5)
+		hw->cr4 |= X86_CR4_LA57;
+	hw->efer |= EFER_LME | EFER_LMA | EFER_NXE;
+	hw->cr3 = c->shadow_root;
+	hw->pdptrs_valid = false;
+	hw->cpu.features |= CPU_FEAT_NX | CPU_FEAT_1G;
+}
+
 /* The hardware's walk of the shadow tables (shadow_root, shadow_levels) for @access
  * (PFERR_WRITE/FETCH, WALK_*) at the guest's privilege, resuming at @start (NULL: the root), as
  * paging_walk_from's 64-bit walk under long mode, CR0.WP=1 and EFER.NXE=1 with the guest's other

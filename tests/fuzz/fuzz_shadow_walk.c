@@ -185,15 +185,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	const gva_t gva = ctl[3];
 
-	struct paging_ctx hw = c->guest;
-	hw.cr0 |= X86_CR0_PG | X86_CR0_PE | X86_CR0_WP;
-	hw.cr4 = (hw.cr4 | X86_CR4_PAE) & ~X86_CR4_LA57;
-	if (levels == 5)
-		hw.cr4 |= X86_CR4_LA57;
-	hw.efer |= EFER_LME | EFER_LMA | EFER_NXE;
-	hw.cr3 = c->shadow_root;
-	hw.pdptrs_valid = false;
-	hw.cpu.features |= CPU_FEAT_NX | CPU_FEAT_1G;
+	struct paging_ctx hw;
+	cpu_shadow_hw_ctx(c, &hw);
 
 	struct walk_result ra, rb;
 	save(t, before);

@@ -488,16 +488,10 @@ static void shadow_walk_vs_template(const char *vendor, int maxphy, int levels, 
 		for (unsigned k = 0; k < sizeof(access_bits) / sizeof(*access_bits); k++)
 			access |= sw_chance(&w, 35) ? access_bits[k] : 0;
 		const struct cpu *c = &e->cpu;
-		/* The reference: the context the hardware runs a shadowed guest with. */
-		struct paging_ctx hw = c->guest;
-		hw.cr0 |= X86_CR0_PG | X86_CR0_PE | X86_CR0_WP;
-		hw.cr4 = (hw.cr4 | X86_CR4_PAE) & ~X86_CR4_LA57;
-		if (levels == 5)
-			hw.cr4 |= X86_CR4_LA57;
-		hw.efer |= EFER_LME | EFER_LMA | EFER_NXE;
-		hw.cr3 = c->shadow_root;
-		hw.pdptrs_valid = false;
-		hw.cpu.features |= CPU_FEAT_NX | CPU_FEAT_1G;
+		/* The reference: the template's walk under the context the hardware runs a
+		 * shadowed guest with. */
+		struct paging_ctx hw;
+		cpu_shadow_hw_ctx(c, &hw);
 
 		sw_save(&w, before);
 		cpu_shadow_walk(c, gva, access, sp, &ra);
